@@ -1,0 +1,483 @@
+//! The compactor: drains journals into the target under the target's lock, following
+//! DESIGN.md's 7-step protocol.
+//!
+//! Invariant: the target's first `committed_len` bytes (per the manifest) are exactly
+//! the lines of every journal up to its watermark, each once, in per-journal seq order;
+//! bytes beyond `committed_len` are an uncommitted tail that the next round truncates
+//! (if it is no longer than one round can write) before writing anything. A journal's
+//! rows are deleted only after the manifest that covers them was durably committed.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::journal::{Journal, JournalId, JournalOptions, DEFAULT_MAX_LINE_BYTES};
+use crate::lock::TargetLock;
+use crate::manifest::{Manifest, Sidecar, Watermark};
+use crate::{failpoint, fault, fscheck};
+
+/// Bytes written between two epoch checks while writing a round's batch.
+const WRITE_CHUNK_BYTES: usize = 8 << 20;
+
+/// Options for a [`Compactor`].
+#[derive(Debug, Clone)]
+pub struct CompactorOptions {
+    /// Most bytes one round writes (default 64 MiB; a single longer line is still
+    /// written alone). Also the longest uncommitted tail a round will truncate.
+    pub max_round_bytes: u64,
+    /// Stop reading new lines into a round after this long (default 2 s).
+    pub max_round_time: Duration,
+    /// How long to wait for the target's lock (default 30 s).
+    pub lock_timeout: Duration,
+    /// The longest line any writer may append (default 1 MiB); bounds a round too.
+    pub max_line_bytes: usize,
+    /// How journals are opened for draining (busy timeout, network-fs override).
+    pub journal: JournalOptions,
+}
+
+impl Default for CompactorOptions {
+    fn default() -> Self {
+        CompactorOptions {
+            max_round_bytes: 64 << 20,
+            max_round_time: Duration::from_secs(2),
+            lock_timeout: Duration::from_secs(30),
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            journal: JournalOptions::default(),
+        }
+    }
+}
+
+/// What one journal contributed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalDrain {
+    pub path: PathBuf,
+    pub journal_id: JournalId,
+    pub lines: u64,
+    pub bytes: u64,
+    /// The journal's watermark in the target after the drain.
+    pub last_seq: u64,
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Rounds that committed something.
+    pub rounds: u64,
+    pub lines: u64,
+    pub bytes: u64,
+    /// Bytes of an uncommitted tail (left by a crashed drain) that were truncated.
+    pub repaired_tail_bytes: u64,
+    pub journals: Vec<JournalDrain>,
+    /// The manifest epoch after the drain.
+    pub epoch: u64,
+}
+
+impl DrainReport {
+    fn absorb(&mut self, round: DrainReport) {
+        self.rounds += round.rounds;
+        self.lines += round.lines;
+        self.bytes += round.bytes;
+        self.repaired_tail_bytes += round.repaired_tail_bytes;
+        self.epoch = self.epoch.max(round.epoch);
+        for j in round.journals {
+            match self.journals.iter_mut().find(|x| x.journal_id == j.journal_id) {
+                Some(x) => {
+                    x.lines += j.lines;
+                    x.bytes += j.bytes;
+                    x.last_seq = x.last_seq.max(j.last_seq);
+                }
+                None => self.journals.push(j),
+            }
+        }
+    }
+}
+
+/// Drains journals into one target. Cheap to create; holds no lock between calls.
+#[derive(Debug, Clone)]
+pub struct Compactor {
+    target: PathBuf,
+    sidecar: Sidecar,
+    opts: CompactorOptions,
+}
+
+/// A journal's new lines for this round.
+struct Taken {
+    index: usize,
+    lines: u64,
+    bytes: u64,
+    last: Watermark,
+}
+
+impl Compactor {
+    pub fn new(target: impl AsRef<Path>, opts: CompactorOptions) -> Result<Compactor> {
+        let target = target.as_ref().to_path_buf();
+        if opts.max_round_bytes == 0 {
+            return Err(Error::InvalidArgument("max_round_bytes must be at least 1".into()));
+        }
+        if target.file_name().is_none() {
+            return Err(Error::InvalidArgument(format!("target {} is not a file path", target.display())));
+        }
+        Ok(Compactor { sidecar: Sidecar::for_target(&target), target, opts })
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    pub fn options(&self) -> &CompactorOptions {
+        &self.opts
+    }
+
+    /// The longest uncommitted tail one round can leave behind.
+    fn max_tail(&self) -> u64 {
+        self.opts.max_round_bytes.max(self.opts.max_line_bytes as u64 + 1)
+    }
+
+    /// Open journals by path with this compactor's journal options.
+    pub fn open_journals(&self, paths: &[PathBuf]) -> Result<Vec<Journal>> {
+        paths.iter().map(|p| Journal::open(p, self.opts.journal.clone())).collect()
+    }
+
+    /// Drain the given journals by path until every line they held when the call
+    /// started is committed (several bounded rounds, the lock released between them).
+    pub fn drain_paths(&self, paths: &[PathBuf]) -> Result<DrainReport> {
+        let journals = self.open_journals(paths)?;
+        self.drain(&journals)
+    }
+
+    /// Drain every `*.journal` in `spool` (see [`Compactor::drain_paths`]).
+    pub fn drain_spool(&self, spool: &Path) -> Result<DrainReport> {
+        self.drain_paths(&crate::journal::spool_journals(spool)?)
+    }
+
+    /// Drain until every line the journals held at the start is committed.
+    pub fn drain(&self, journals: &[Journal]) -> Result<DrainReport> {
+        let goals: Vec<u64> = journals.iter().map(|j| j.seq_ceiling()).collect::<Result<_>>()?;
+        let mut report = DrainReport::default();
+        let mut start = 0;
+        loop {
+            let (round, manifest) = self.round(journals, start)?;
+            let moved = round.lines;
+            report.absorb(round);
+            start += 1;
+            let done = journals
+                .iter()
+                .zip(&goals)
+                .all(|(j, goal)| manifest.watermarks.get(&j.id()).map_or(0, |w| w.last_seq) >= *goal);
+            if done || moved == 0 {
+                return Ok(report);
+            }
+        }
+    }
+
+    /// One bounded round: lock, repair, read, write, fsync, commit, unlock, record.
+    /// `rotation` picks which journal goes first, so no journal starves.
+    pub fn drain_round(&self, journals: &[Journal], rotation: usize) -> Result<DrainReport> {
+        self.round(journals, rotation).map(|(r, _)| r)
+    }
+
+    fn round(&self, journals: &[Journal], rotation: usize) -> Result<(DrainReport, Manifest)> {
+        let mut seen = HashSet::new();
+        for j in journals {
+            if !seen.insert(j.id()) {
+                return Err(Error::JournalRestored {
+                    journal: j.path().to_path_buf(),
+                    journal_id: j.id().to_hex(),
+                    detail: "two journal files given to this drain have the same journal id (one is a copy)".into(),
+                });
+            }
+        }
+        self.sidecar.ensure()?;
+        fscheck::check_target_mount(&self.target)?;
+        let lock = TargetLock::acquire(&self.sidecar.lock, self.opts.lock_timeout)?;
+        failpoint::hit("drain.locked");
+
+        // Step 1: the manifest, read fresh now that the lock is held.
+        let manifest = match Manifest::read(&self.sidecar.manifest)? {
+            Some(m) => m,
+            None => self.initialize()?,
+        };
+        self.sidecar.remove_temp_files()?;
+
+        // Step 2: the target's size (fstat under the lock) against committed_len.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.target)
+            .map_err(|e| Error::io(format!("opening target {}", self.target.display()), e))?;
+        let size = file.metadata().map_err(|e| self.lost_or_io("fstat of the target", e))?.len();
+        let mut report = DrainReport { epoch: manifest.epoch, ..DrainReport::default() };
+        if size < manifest.committed_len {
+            return Err(Error::TargetTruncated {
+                target: self.target.clone(),
+                len: size,
+                committed_len: manifest.committed_len,
+            });
+        }
+        if size > manifest.committed_len {
+            let tail = size - manifest.committed_len;
+            if tail > self.max_tail() {
+                return Err(Error::UnexpectedTail {
+                    target: self.target.clone(),
+                    tail_bytes: tail,
+                    max_round_bytes: self.max_tail(),
+                });
+            }
+            fault::check("target truncate").map_err(|e| self.lost_or_io("truncating the uncommitted tail", e))?;
+            file.set_len(manifest.committed_len).map_err(|e| self.lost_or_io("truncating the uncommitted tail", e))?;
+            file.sync_all().map_err(|e| self.lost_or_io("fsync after truncating", e))?;
+            report.repaired_tail_bytes = tail;
+            failpoint::hit("drain.after_truncate");
+        }
+
+        // Step 3: new rows of each journal, checked, up to the round's bounds.
+        for j in journals {
+            self.check_journal(j, manifest.watermarks.get(&j.id()), &manifest.target_id)?;
+        }
+        let deadline = Instant::now() + self.opts.max_round_time;
+        let mut budget = self.opts.max_round_bytes;
+        let mut batch: Vec<u8> = Vec::new();
+        let mut taken: Vec<Taken> = Vec::new();
+        let n = journals.len();
+        for k in 0..n {
+            if budget == 0 || (Instant::now() >= deadline && !batch.is_empty()) {
+                break;
+            }
+            let index = (rotation + k) % n.max(1);
+            let j = &journals[index];
+            let after = manifest.watermarks.get(&j.id()).map_or(0, |w| w.last_seq);
+            let rows = j.read_after(after, budget, deadline)?;
+            let Some(last) = rows.last() else { continue };
+            let last = Watermark { journal_id: j.id(), last_seq: last.seq, crc: last.crc };
+            let mut bytes = 0u64;
+            for r in &rows {
+                batch.extend_from_slice(&r.line);
+                batch.push(b'\n');
+                bytes += r.line.len() as u64 + 1;
+            }
+            budget = budget.saturating_sub(bytes);
+            taken.push(Taken { index, lines: rows.len() as u64, bytes, last });
+        }
+        if taken.is_empty() {
+            drop(lock);
+            self.catch_up_records(journals, &manifest)?;
+            return Ok((report, manifest));
+        }
+
+        // Step 4: write at committed_len (explicit offset), then fdatasync.
+        self.write_batch(&file, manifest.committed_len, &batch, manifest.epoch)?;
+        failpoint::hit("drain.after_write");
+        fault::check("target fdatasync").map_err(|e| self.lost_or_io("fdatasync of the target", e))?;
+        file.sync_data().map_err(|e| self.lost_or_io("fdatasync of the target", e))?;
+        failpoint::hit("drain.after_fsync");
+
+        // Step 5: commit the new manifest (epoch checked just before the rename).
+        let mut next = manifest.clone();
+        next.epoch += 1;
+        let mut crc = crc32fast::Hasher::new_with_initial_len(manifest.committed_crc, manifest.committed_len);
+        crc.update(&batch);
+        next.committed_crc = crc.finalize();
+        next.committed_len += batch.len() as u64;
+        for t in &taken {
+            next.committed_lines += t.lines;
+            next.watermarks.insert(t.last.journal_id, t.last);
+        }
+        next.commit(&self.sidecar, Some(manifest.epoch), &self.target)?;
+
+        // Step 6: release the lock so other compactors get their turn.
+        drop(file);
+        drop(lock);
+        failpoint::hit("drain.after_unlock");
+
+        // Step 7: record in each journal how far it is drained, delete those rows.
+        for t in &taken {
+            journals[t.index].record_drained(&next.target_id, t.last.last_seq, t.last.crc)?;
+        }
+        self.catch_up_records(journals, &next)?;
+        report.rounds = 1;
+        report.epoch = next.epoch;
+        for t in &taken {
+            report.lines += t.lines;
+            report.bytes += t.bytes;
+            report.journals.push(JournalDrain {
+                path: journals[t.index].path().to_path_buf(),
+                journal_id: t.last.journal_id,
+                lines: t.lines,
+                bytes: t.bytes,
+                last_seq: t.last.last_seq,
+            });
+        }
+        Ok((report, next))
+    }
+
+    /// Step 1 when there is no manifest yet: commit one before writing anything,
+    /// adopting a pre-existing target's bytes when it ends with `\n`.
+    fn initialize(&self) -> Result<Manifest> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.target)
+            .map_err(|e| Error::io(format!("opening target {}", self.target.display()), e))?;
+        let (len, lines, crc) =
+            scan(&mut file, u64::MAX).map_err(|e| Error::io("reading the target to adopt it", e))?;
+        if len > 0 {
+            let mut last = [0u8; 1];
+            file.read_exact_at(&mut last, len - 1).map_err(|e| Error::io("reading the target's last byte", e))?;
+            if last[0] != b'\n' {
+                return Err(Error::TornTarget {
+                    target: self.target.clone(),
+                    detail: format!(
+                        "the pre-existing target ({len} bytes) does not end with a newline, so its last line is \
+                         partial; tributary adopts only whole lines: finish or remove that line, then drain again"
+                    ),
+                });
+            }
+        }
+        drop(file);
+        if let Some(parent) = self.target.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::manifest::sync_dir(parent)?;
+        }
+        let m = Manifest::new_adopting(len, lines, crc)?;
+        m.commit(&self.sidecar, None, &self.target)?;
+        Ok(m)
+    }
+
+    /// Step 3's consistency check between a journal and the target's watermark for it.
+    fn check_journal(&self, j: &Journal, wm: Option<&Watermark>, target_id: &str) -> Result<()> {
+        let restored = |detail: String| Error::JournalRestored {
+            journal: j.path().to_path_buf(),
+            journal_id: j.id().to_hex(),
+            detail,
+        };
+        let foreign = |detail: String| Error::JournalForeign {
+            journal: j.path().to_path_buf(),
+            journal_id: j.id().to_hex(),
+            detail,
+        };
+        if let Some(rec) = j.drained_record()? {
+            if rec.target_id != target_id {
+                return Err(foreign(format!(
+                    "it records being drained up to seq {} into target {}, but this target is {target_id}",
+                    rec.seq, rec.target_id
+                )));
+            }
+            match wm {
+                None => {
+                    return Err(foreign(format!(
+                        "it records being drained up to seq {} into this target, but the target has no \
+                         watermark for it: the target's manifest was reset or restored",
+                        rec.seq
+                    )))
+                }
+                Some(w) if w.last_seq < rec.seq => {
+                    return Err(foreign(format!(
+                        "it records being drained up to seq {} but the target's watermark is {}: the target's \
+                         manifest was reset or restored",
+                        rec.seq, w.last_seq
+                    )))
+                }
+                Some(w) if w.last_seq == rec.seq && w.crc != rec.crc => {
+                    return Err(restored(format!(
+                        "its drained line at seq {} has CRC {:08x}, the target's watermark says {:08x}",
+                        rec.seq, rec.crc, w.crc
+                    )))
+                }
+                _ => {}
+            }
+        }
+        if let Some(w) = wm {
+            let ceiling = j.seq_ceiling()?;
+            if ceiling < w.last_seq {
+                return Err(restored(format!(
+                    "its highest seq ever is {ceiling}, below the target's watermark {} for it",
+                    w.last_seq
+                )));
+            }
+            if let Some(crc) = j.row_crc(w.last_seq)? {
+                if crc != w.crc {
+                    return Err(restored(format!(
+                        "its line at seq {} has CRC {crc:08x}, but the target committed a line with CRC {:08x} \
+                         at that seq",
+                        w.last_seq, w.crc
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 7 for journals whose record lags the committed watermark (a compactor died
+    /// between steps 5 and 7): safe to redo at any time.
+    fn catch_up_records(&self, journals: &[Journal], manifest: &Manifest) -> Result<()> {
+        for j in journals {
+            if let Some(w) = manifest.watermarks.get(&j.id()) {
+                let recorded = j.drained_record()?.map_or(0, |r| r.seq);
+                if recorded < w.last_seq {
+                    j.record_drained(&manifest.target_id, w.last_seq, w.crc)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Write the batch at `offset`, re-checking the manifest epoch between chunks (a
+    /// holder that lost its lease stops as soon as it can tell).
+    fn write_batch(&self, file: &File, offset: u64, batch: &[u8], epoch: u64) -> Result<()> {
+        let mut chunk = WRITE_CHUNK_BYTES;
+        if failpoint::is_set("drain.mid_write") {
+            chunk = (batch.len() / 2).max(1);
+        }
+        let mut written = 0usize;
+        while written < batch.len() {
+            if written > 0 {
+                failpoint::hit("drain.mid_write");
+                let now = Manifest::read(&self.sidecar.manifest)?.map(|m| m.epoch);
+                if now != Some(epoch) {
+                    return Err(Error::LockLost {
+                        target: self.target.clone(),
+                        detail: format!("the manifest epoch moved from {epoch} to {now:?} while writing"),
+                    });
+                }
+            }
+            let end = (written + chunk).min(batch.len());
+            fault::check("target write").map_err(|e| self.lost_or_io("writing to the target", e))?;
+            file.write_all_at(&batch[written..end], offset + written as u64)
+                .map_err(|e| self.lost_or_io("writing to the target", e))?;
+            written = end;
+        }
+        Ok(())
+    }
+
+    /// EIO after the lock was granted means the lock may be lost (Linux does not recover
+    /// lost NFS locks): report it as such.
+    fn lost_or_io(&self, what: &str, e: std::io::Error) -> Error {
+        if e.raw_os_error() == Some(libc::EIO) {
+            Error::LockLost { target: self.target.clone(), detail: format!("EIO while {what}") }
+        } else {
+            Error::io(format!("{what} ({})", self.target.display()), e)
+        }
+    }
+}
+
+/// Length, `\n` count and CRC32 of the first `limit` bytes of a file.
+pub(crate) fn scan(file: &mut File, limit: u64) -> std::io::Result<(u64, u64, u32)> {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut len, mut lines) = (0u64, 0u64);
+    let mut reader = Read::take(&mut *file, limit);
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok((len, lines, hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        len += n as u64;
+    }
+}

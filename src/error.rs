@@ -1,0 +1,274 @@
+//! The one error type of tributary.
+//!
+//! Every variant names a situation a caller can act on (fix the input, wait, stop and
+//! repair, move the journal). `ErrorKind` is the stable, data-free classification that
+//! the C ABI, Python and Go map their error codes and exception classes onto.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a line was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineProblem {
+    /// The line contains a `\n` byte at this offset.
+    ContainsNewline { at: usize },
+    /// The line is longer than the journal's `max_line_bytes`.
+    TooLong { len: usize, max: usize },
+}
+
+/// Everything that can go wrong. `#[non_exhaustive]`: match on [`Error::kind`] for a
+/// stable classification.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A line was refused; nothing of the call that carried it was stored.
+    InvalidLine {
+        /// Index of the offending line within the call (0 for `append`).
+        index: usize,
+        problem: LineProblem,
+    },
+    /// An argument other than a line is unusable (bad offset, empty key, bad option).
+    InvalidArgument(String),
+    /// The journal's backlog is at its configured maximum; nothing was stored.
+    JournalFull { backlog_bytes: u64, max_backlog_bytes: u64, needed_bytes: u64 },
+    /// The target's lock was not granted within the timeout (another compactor holds
+    /// it, or a hung holder was never released).
+    LockTimeout { lock_path: PathBuf, waited_ms: u64 },
+    /// The lock was lost while held (EIO from the lock or the file after it was granted,
+    /// or the manifest's epoch moved under us). Nothing was committed by this round.
+    LockLost { target: PathBuf, detail: String },
+    /// The manifest exists but cannot be trusted (bad CRC, bad syntax, unknown version).
+    CorruptManifest { path: PathBuf, detail: String },
+    /// A journal row's stored CRC does not match its bytes, or a row is missing.
+    CorruptJournalRow { journal: PathBuf, seq: u64, detail: String },
+    /// The target is shorter than the manifest's `committed_len`: someone truncated or
+    /// replaced it behind tributary's back. Nothing was touched.
+    TargetTruncated { target: PathBuf, len: u64, committed_len: u64 },
+    /// The target has more bytes beyond `committed_len` than one bounded drain round can
+    /// write: the manifest read is stale (incoherent client cache) or a foreign writer
+    /// appended. Nothing was touched.
+    UnexpectedTail { target: PathBuf, tail_bytes: u64, max_round_bytes: u64 },
+    /// The target does not end in `\n` where it must (adopting a pre-existing file, or
+    /// a committed part that does not end a line). Nothing was touched.
+    TornTarget { target: PathBuf, detail: String },
+    /// The journal does not match the target's watermark for its id: it was restored
+    /// from an older copy, or cloned (copied to a new path and written to on both).
+    JournalRestored { journal: PathBuf, journal_id: String, detail: String },
+    /// The journal records that it was drained into another target (or the target was
+    /// reset to an older state).
+    JournalForeign { journal: PathBuf, journal_id: String, detail: String },
+    /// The path is on a filesystem where this part of tributary is unsafe (a journal on
+    /// a network filesystem; a target on a mount whose locks are host-local).
+    UnsafeFilesystem { path: PathBuf, detail: String },
+    /// The journal file is not a tributary journal or has an unsupported format.
+    NotAJournal { path: PathBuf, detail: String },
+    /// An operating-system I/O error, with what tributary was doing.
+    Io { context: String, source: io::Error },
+    /// An SQLite error from a journal, with what tributary was doing.
+    Sqlite { context: String, source: rusqlite::Error },
+}
+
+/// Stable, data-free classification of [`Error`]; the C ABI's result codes are these
+/// values (`TRIB_E_*`), and Python's/Go's error classes follow them one to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum ErrorKind {
+    InvalidLine = 1,
+    InvalidArgument = 2,
+    JournalFull = 3,
+    LockTimeout = 4,
+    LockLost = 5,
+    CorruptManifest = 6,
+    CorruptJournalRow = 7,
+    TargetTruncated = 8,
+    UnexpectedTail = 9,
+    TornTarget = 10,
+    JournalRestored = 11,
+    JournalForeign = 12,
+    UnsafeFilesystem = 13,
+    NotAJournal = 14,
+    Io = 15,
+    Sqlite = 16,
+}
+
+impl ErrorKind {
+    /// Short snake_case name, stable across versions (used by the CLI and bindings).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidLine => "invalid_line",
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::JournalFull => "journal_full",
+            ErrorKind::LockTimeout => "lock_timeout",
+            ErrorKind::LockLost => "lock_lost",
+            ErrorKind::CorruptManifest => "corrupt_manifest",
+            ErrorKind::CorruptJournalRow => "corrupt_journal_row",
+            ErrorKind::TargetTruncated => "target_truncated",
+            ErrorKind::UnexpectedTail => "unexpected_tail",
+            ErrorKind::TornTarget => "torn_target",
+            ErrorKind::JournalRestored => "journal_restored",
+            ErrorKind::JournalForeign => "journal_foreign",
+            ErrorKind::UnsafeFilesystem => "unsafe_filesystem",
+            ErrorKind::NotAJournal => "not_a_journal",
+            ErrorKind::Io => "io",
+            ErrorKind::Sqlite => "sqlite",
+        }
+    }
+}
+
+impl Error {
+    /// The stable classification of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidLine { .. } => ErrorKind::InvalidLine,
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::JournalFull { .. } => ErrorKind::JournalFull,
+            Error::LockTimeout { .. } => ErrorKind::LockTimeout,
+            Error::LockLost { .. } => ErrorKind::LockLost,
+            Error::CorruptManifest { .. } => ErrorKind::CorruptManifest,
+            Error::CorruptJournalRow { .. } => ErrorKind::CorruptJournalRow,
+            Error::TargetTruncated { .. } => ErrorKind::TargetTruncated,
+            Error::UnexpectedTail { .. } => ErrorKind::UnexpectedTail,
+            Error::TornTarget { .. } => ErrorKind::TornTarget,
+            Error::JournalRestored { .. } => ErrorKind::JournalRestored,
+            Error::JournalForeign { .. } => ErrorKind::JournalForeign,
+            Error::UnsafeFilesystem { .. } => ErrorKind::UnsafeFilesystem,
+            Error::NotAJournal { .. } => ErrorKind::NotAJournal,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Sqlite { .. } => ErrorKind::Sqlite,
+        }
+    }
+
+    /// A copy of this error for every caller of a shared (group-committed) transaction.
+    /// Only I/O and SQLite errors fail a shared transaction; their sources are not
+    /// `Clone`, so the copy keeps the kind, the SQLite code and the text.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Io { context, source } => {
+                Error::Io { context: context.clone(), source: io::Error::new(source.kind(), source.to_string()) }
+            }
+            Error::Sqlite { context, source } => {
+                let code = source
+                    .sqlite_error()
+                    .copied()
+                    .unwrap_or_else(|| rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR));
+                Error::Sqlite {
+                    context: context.clone(),
+                    source: rusqlite::Error::SqliteFailure(code, Some(source.to_string())),
+                }
+            }
+            other => Error::Io {
+                context: "running a shared (group-committed) transaction".into(),
+                source: io::Error::other(other.to_string()),
+            },
+        }
+    }
+
+    /// An `Io` error with what was being done.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Error {
+        Error::Io { context: context.into(), source }
+    }
+
+    pub(crate) fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Error {
+        Error::Sqlite { context: context.into(), source }
+    }
+}
+
+impl fmt::Display for LineProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LineProblem::ContainsNewline { at } => write!(f, "contains a newline byte at offset {at}"),
+            LineProblem::TooLong { len, max } => write!(f, "is {len} bytes, longer than the maximum of {max}"),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidLine { index, problem } => {
+                write!(f, "invalid line (index {index}): the line {problem}; nothing of this call was stored")
+            }
+            Error::InvalidArgument(s) => write!(f, "invalid argument: {s}"),
+            Error::JournalFull { backlog_bytes, max_backlog_bytes, needed_bytes } => write!(
+                f,
+                "journal full: backlog is {backlog_bytes} bytes, maximum {max_backlog_bytes}, this call needs \
+                 {needed_bytes} more; nothing was stored. Run a compactor (tributary drain/compact) or raise the limit"
+            ),
+            Error::LockTimeout { lock_path, waited_ms } => write!(
+                f,
+                "lock timeout: {} was not granted within {waited_ms} ms; another compactor holds it \
+                 (or a hung process does: find it with `fuser -v` / `lslocks`)",
+                lock_path.display()
+            ),
+            Error::LockLost { target, detail } => write!(
+                f,
+                "lock lost on {}: {detail}; nothing was committed by this round, the next round repairs the tail",
+                target.display()
+            ),
+            Error::CorruptManifest { path, detail } => write!(
+                f,
+                "corrupt manifest {}: {detail}. tributary will not replace it; compare the target with a backup \
+                 and restore the manifest, or move both aside",
+                path.display()
+            ),
+            Error::CorruptJournalRow { journal, seq, detail } => write!(
+                f,
+                "corrupt journal row: {} seq {seq}: {detail}; the drain stopped before it and skipped nothing. \
+                 The local disk holding the journal may be failing",
+                journal.display()
+            ),
+            Error::TargetTruncated { target, len, committed_len } => write!(
+                f,
+                "target truncated: {} is {len} bytes but {committed_len} bytes were committed; someone truncated \
+                 or replaced it behind tributary's back (logrotate copytruncate?). Nothing was touched: restore \
+                 the file",
+                target.display()
+            ),
+            Error::UnexpectedTail { target, tail_bytes, max_round_bytes } => write!(
+                f,
+                "unexpected tail: {} has {tail_bytes} bytes beyond the committed length, more than one drain round \
+                 (max {max_round_bytes} bytes) can write. The manifest read is probably stale (incoherent client \
+                 cache: mount with attribute caching off, see README) or another program appended to the target. \
+                 Nothing was touched",
+                target.display()
+            ),
+            Error::TornTarget { target, detail } => {
+                write!(f, "torn target {}: {detail}. Nothing was touched", target.display())
+            }
+            Error::JournalRestored { journal, journal_id, detail } => write!(
+                f,
+                "journal {} (id {journal_id}) was restored from an older copy or cloned: {detail}. The drain \
+                 stopped and skipped nothing; keep only the live copy of this journal",
+                journal.display()
+            ),
+            Error::JournalForeign { journal, journal_id, detail } => write!(
+                f,
+                "journal {} (id {journal_id}) belongs to another target: {detail}. Drain it into the target it \
+                 was drained into before",
+                journal.display()
+            ),
+            Error::UnsafeFilesystem { path, detail } => {
+                write!(f, "unsafe filesystem for {}: {detail}", path.display())
+            }
+            Error::NotAJournal { path, detail } => {
+                write!(f, "{} is not a usable tributary journal: {detail}", path.display())
+            }
+            Error::Io { context, source } => write!(f, "I/O error while {context}: {source}"),
+            Error::Sqlite { context, source } => write!(f, "SQLite error while {context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Sqlite { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

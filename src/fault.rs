@@ -1,0 +1,51 @@
+//! Fault-injection seam for the drain's I/O steps (in the style of redb's
+//! `StorageBackend` countdown): every write, fdatasync, truncate, manifest temp
+//! write/fsync, rename, folder fsync and journal row delete first calls [`check`],
+//! which fails the Nth such operation with `EIO` once armed. Disarmed (the default)
+//! it costs one atomic load.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// 0 = disarmed; otherwise the number of operations left before the failing one.
+static COUNTDOWN: AtomicU64 = AtomicU64::new(0);
+/// Operations seen while armed (lets a test find how many steps a round has).
+static SEEN: AtomicU64 = AtomicU64::new(0);
+
+/// Names of the injectable steps, for messages.
+pub const STEPS: &[&str] = &[
+    "target write",
+    "target fdatasync",
+    "target truncate",
+    "manifest temp write",
+    "manifest temp fsync",
+    "manifest rename",
+    "sidecar fsync",
+    "journal row delete",
+];
+
+/// Arm the seam: the `n`th checked operation from now (1-based) fails with EIO, once.
+#[doc(hidden)]
+pub fn fail_nth(n: u64) {
+    SEEN.store(0, Ordering::SeqCst);
+    COUNTDOWN.store(n, Ordering::SeqCst);
+}
+
+/// Disarm the seam and return how many operations were checked while armed.
+#[doc(hidden)]
+pub fn disarm() -> u64 {
+    COUNTDOWN.store(0, Ordering::SeqCst);
+    SEEN.swap(0, Ordering::SeqCst)
+}
+
+/// Called before each injectable I/O step.
+pub(crate) fn check(step: &'static str) -> io::Result<()> {
+    if COUNTDOWN.load(Ordering::Relaxed) == 0 {
+        return Ok(());
+    }
+    SEEN.fetch_add(1, Ordering::SeqCst);
+    match COUNTDOWN.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| if c == 0 { None } else { Some(c - 1) }) {
+        Ok(1) => Err(io::Error::other(format!("injected fault at {step}"))),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,172 @@
+//! Filesystem safety checks: a journal must live on a local filesystem (SQLite WAL
+//! needs shared memory that only one host sees), and a target must live on a mount
+//! whose record locks are enforced across hosts.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// `statfs` magic numbers of network / cluster filesystems (linux/magic.h and the
+/// filesystems' own headers). FUSE is included: GlusterFS, sshfs, s3fs, CephFS-fuse and
+/// most other FUSE filesystems are remote.
+const NETWORK_FS_MAGICS: &[(i64, &str)] = &[
+    (0x6969, "NFS"),
+    (0x517B, "SMB"),
+    (0xFF53_4D42, "CIFS"),
+    (0xFE53_4D42, "SMB2"),
+    (0x00C3_6400, "CephFS"),
+    (0x6573_5546, "FUSE (GlusterFS, sshfs, ceph-fuse, ...)"),
+    (0x5346_414F, "AFS"),
+    (0x6B41_4653, "kAFS"),
+    (0x7375_7245, "Coda"),
+    (0x564C, "NCP"),
+    (0x0102_1997, "9P"),
+    (0x7461_636F, "OCFS2"),
+    (0x0116_1970, "GFS2"),
+    (0x0BD0_0BD0, "Lustre"),
+    (0x1373, "devfs"),
+];
+
+/// Name of the network filesystem with this magic, if it is one.
+pub fn network_fs_name(magic: i64) -> Option<&'static str> {
+    NETWORK_FS_MAGICS.iter().find(|(m, _)| *m == magic).map(|(_, n)| *n)
+}
+
+/// Refuse a journal whose folder is on a network filesystem.
+pub fn check_journal_location(journal: &Path) -> Result<()> {
+    let dir = parent_dir(journal);
+    let magic = sys::statfs_magic(&dir).map_err(|e| Error::io(format!("statfs of {}", dir.display()), e))?;
+    if let Some(name) = network_fs_name(magic) {
+        return Err(Error::UnsafeFilesystem {
+            path: journal.to_path_buf(),
+            detail: format!(
+                "the journal's folder is on {name} (statfs magic {magic:#x}); SQLite WAL needs a local disk. \
+                 Put journals on the writer host's local disk (the target may be shared), or pass \
+                 allow_network_fs / --allow-network-fs if this filesystem really is host-local"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The folder that will hold `path` ("." for a bare file name).
+pub fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// One line of /proc/self/mountinfo that matters to us.
+#[derive(Debug, Clone)]
+pub struct MountEntry {
+    pub mount_point: PathBuf,
+    pub fs_type: String,
+    pub options: Vec<String>,
+}
+
+/// The mount that holds `path` (longest mount-point prefix of its canonical form).
+pub fn mount_of(path: &Path) -> Option<MountEntry> {
+    let canon = path.canonicalize().ok()?;
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mut best: Option<MountEntry> = None;
+    for line in text.lines() {
+        let Some(entry) = parse_mountinfo_line(line) else { continue };
+        if canon.starts_with(&entry.mount_point)
+            && best.as_ref().is_none_or(|b| entry.mount_point.as_os_str().len() >= b.mount_point.as_os_str().len())
+        {
+            best = Some(entry);
+        }
+    }
+    best
+}
+
+fn unescape_mount_path(s: &str) -> PathBuf {
+    // mountinfo escapes space, tab, newline and backslash as \ooo
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
+}
+
+fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
+    // id parent major:minor root mount_point mount_opts [optional...] - fstype source super_opts
+    let (left, right) = line.split_once(" - ")?;
+    let lf: Vec<&str> = left.split(' ').collect();
+    let rf: Vec<&str> = right.split(' ').collect();
+    if lf.len() < 6 || rf.len() < 3 {
+        return None;
+    }
+    let mut options: Vec<String> = lf[5].split(',').map(str::to_string).collect();
+    options.extend(rf[2].split(',').map(str::to_string));
+    Some(MountEntry { mount_point: unescape_mount_path(lf[4]), fs_type: rf[0].to_string(), options })
+}
+
+/// Refuse a target on a mount whose locks are host-local (NFS `nolock`,
+/// `local_lock=all|posix`): two hosts would both "hold" the lock. tributary takes OFD
+/// locks, which the NFS client handles as POSIX locks, so `local_lock=flock` is fine.
+pub fn check_target_mount(target: &Path) -> Result<()> {
+    let dir = parent_dir(target);
+    let Some(m) = mount_of(&dir) else { return Ok(()) };
+    if let Some(reason) = host_local_lock_reason(&m) {
+        return Err(Error::UnsafeFilesystem {
+            path: target.to_path_buf(),
+            detail: format!(
+                "the target's mount {} ({}) has `{reason}`: its locks are local to this host, so two \
+                 compactors on different hosts would both hold the lock. Remount without it",
+                m.mount_point.display(),
+                m.fs_type
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn host_local_lock_reason(m: &MountEntry) -> Option<String> {
+    if !m.fs_type.starts_with("nfs") {
+        return None;
+    }
+    m.options.iter().find(|o| matches!(o.as_str(), "nolock" | "local_lock=all" | "local_lock=posix")).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_network_magics() {
+        assert_eq!(network_fs_name(0x6969), Some("NFS"));
+        assert!(network_fs_name(0x6573_5546).unwrap().starts_with("FUSE"));
+        assert_eq!(network_fs_name(0xEF53), None); // ext4
+        assert_eq!(network_fs_name(0x0102_1994), None); // tmpfs
+    }
+
+    #[test]
+    fn parses_mountinfo_and_flags_host_local_nfs_locks() {
+        let l = "36 35 0:40 / /mnt/a\\040b rw,relatime shared:1 - nfs4 srv:/x rw,vers=4.2,local_lock=posix";
+        let m = parse_mountinfo_line(l).unwrap();
+        assert_eq!(m.mount_point, PathBuf::from("/mnt/a b"));
+        assert_eq!(host_local_lock_reason(&m).as_deref(), Some("local_lock=posix"));
+        let ok = parse_mountinfo_line("36 35 0:40 / /mnt/c rw - nfs srv:/x rw,local_lock=flock").unwrap();
+        assert_eq!(host_local_lock_reason(&ok), None);
+        let ext = parse_mountinfo_line("1 0 8:1 / / rw - ext4 /dev/sda1 rw,nolock").unwrap();
+        assert_eq!(host_local_lock_reason(&ext), None);
+    }
+
+    #[test]
+    fn local_tmp_dir_is_accepted_for_journals() {
+        let d = tempfile::tempdir().unwrap();
+        check_journal_location(&d.path().join("j.journal")).unwrap();
+    }
+}

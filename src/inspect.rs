@@ -1,0 +1,117 @@
+//! Read-only inspection: `verify` (is the target what the manifest committed?) and
+//! `status` (committed state, watermarks, journal backlogs). Neither takes the lock:
+//! committed bytes never change, so a concurrent drain cannot make them lie.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::drain::scan;
+use crate::error::{Error, Result};
+use crate::journal::{Backlog, Journal, JournalId, JournalOptions};
+use crate::manifest::{Manifest, Sidecar};
+
+/// The outcome of [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub target: PathBuf,
+    pub epoch: u64,
+    pub committed_len: u64,
+    pub committed_lines: u64,
+    /// The target's length now.
+    pub target_len: u64,
+    /// Bytes beyond `committed_len` (left by a crashed or running drain): reported,
+    /// not a failure; the next drain round truncates them.
+    pub uncommitted_tail_bytes: u64,
+    /// What is wrong; empty when the target is consistent with its manifest.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn is_consistent(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Check the target against its manifest: length, line count, running CRC.
+/// `Err` only when the check itself cannot run (no manifest, corrupt manifest, I/O).
+pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
+    let target = target.as_ref();
+    let sidecar = Sidecar::for_target(target);
+    let m = Manifest::read(&sidecar.manifest)?.ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "{} has no manifest ({}): it was never drained by tributary",
+            target.display(),
+            sidecar.manifest.display()
+        ))
+    })?;
+    let mut file = File::open(target).map_err(|e| Error::io(format!("opening {}", target.display()), e))?;
+    let target_len = file.metadata().map_err(|e| Error::io("fstat of the target", e))?.len();
+    let mut report = VerifyReport {
+        target: target.to_path_buf(),
+        epoch: m.epoch,
+        committed_len: m.committed_len,
+        committed_lines: m.committed_lines,
+        target_len,
+        uncommitted_tail_bytes: target_len.saturating_sub(m.committed_len),
+        problems: Vec::new(),
+    };
+    if target_len < m.committed_len {
+        report.problems.push(format!(
+            "the target is {target_len} bytes, shorter than the {} committed bytes: it was truncated behind \
+             tributary's back",
+            m.committed_len
+        ));
+        return Ok(report);
+    }
+    let (len, lines, crc) =
+        scan(&mut file, m.committed_len).map_err(|e| Error::io(format!("reading {}", target.display()), e))?;
+    if len != m.committed_len {
+        report.problems.push(format!("could read only {len} of {} committed bytes", m.committed_len));
+    }
+    if lines != m.committed_lines {
+        report.problems.push(format!("the committed part has {lines} lines, the manifest says {}", m.committed_lines));
+    }
+    if crc != m.committed_crc {
+        report.problems.push(format!(
+            "the committed part's CRC is {crc:08x}, the manifest says {:08x}: committed bytes were changed",
+            m.committed_crc
+        ));
+    }
+    Ok(report)
+}
+
+/// One journal in a [`StatusReport`].
+#[derive(Debug, Clone)]
+pub struct JournalStatus {
+    pub path: PathBuf,
+    pub journal_id: JournalId,
+    pub backlog: Backlog,
+    /// The target's watermark for this journal (0 when it never fed the target).
+    pub watermark: u64,
+}
+
+/// The outcome of [`status`].
+#[derive(Debug, Clone)]
+pub struct StatusReport {
+    pub target: PathBuf,
+    /// `None` before the first drain.
+    pub manifest: Option<Manifest>,
+    pub target_len: Option<u64>,
+    pub journals: Vec<JournalStatus>,
+}
+
+/// Committed state of a target and, if given, the backlog of each journal in `spool`.
+pub fn status(target: impl AsRef<Path>, spool: Option<&Path>) -> Result<StatusReport> {
+    let target = target.as_ref();
+    let manifest = Manifest::read(&Sidecar::for_target(target).manifest)?;
+    let target_len = std::fs::metadata(target).ok().map(|m| m.len());
+    let mut journals = Vec::new();
+    if let Some(spool) = spool {
+        for p in crate::journal::spool_journals(spool)? {
+            let j = Journal::open(&p, JournalOptions::default())?;
+            let watermark = manifest.as_ref().and_then(|m| m.watermarks.get(&j.id())).map_or(0, |w| w.last_seq);
+            journals.push(JournalStatus { backlog: j.backlog()?, journal_id: j.id(), path: p, watermark });
+        }
+    }
+    Ok(StatusReport { target: target.to_path_buf(), manifest, target_len, journals })
+}

@@ -1,0 +1,712 @@
+//! The writer side: a journal is a SQLite database in WAL mode on the writer host's
+//! local disk, holding lines that are accepted but not yet drained into the target.
+//!
+//! Invariants this module keeps:
+//! - `seq` comes from `AUTOINCREMENT`, so it is never reused, even after every row was
+//!   drained and deleted; rows with `seq > drained_seq` are all present and contiguous.
+//! - an append returns only after its transaction committed under the configured
+//!   durability (`Full`: the WAL was fsynced).
+//! - `drained_seq` only moves forward, and rows are deleted only up to it.
+//! - concurrent `append`s on one handle share transactions (group commit): one leader
+//!   commits everything that was queued, every caller gets its own result.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::{Error, LineProblem, Result};
+use crate::{failpoint, fscheck, sys};
+
+/// Default maximum line length: 1 MiB.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+const FORMAT_VERSION: i64 = 1;
+/// Checkpoint the WAL after this many drained rows were deleted since the last one.
+const CHECKPOINT_EVERY_DELETED_ROWS: u64 = 50_000;
+const KEY_PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How durable an acknowledged append is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// fsync before returning: survives a power cut (default).
+    #[default]
+    Full,
+    /// survives a process crash, not a power cut (SQLite `synchronous=NORMAL`).
+    Normal,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "full" => Ok(Durability::Full),
+            "normal" => Ok(Durability::Normal),
+            other => Err(Error::InvalidArgument(format!("durability must be `full` or `normal`, not `{other}`"))),
+        }
+    }
+}
+
+/// Options for [`Journal::open`].
+#[derive(Debug, Clone)]
+pub struct JournalOptions {
+    pub durability: Durability,
+    /// Longest accepted line in bytes (without the `\n`). Default 1 MiB.
+    pub max_line_bytes: usize,
+    /// Refuse appends once the undrained backlog would exceed this many bytes.
+    pub max_backlog_bytes: Option<u64>,
+    /// When the backlog is full, wait up to this long for a compactor to make room
+    /// before failing with `JournalFull`. `None`: fail at once.
+    pub full_wait: Option<Duration>,
+    /// How long an idempotency key is remembered. Default 7 days.
+    pub key_retention: Duration,
+    /// How long to wait for another process's SQLite write lock on this journal.
+    pub busy_timeout: Duration,
+    /// Accept a journal on a network filesystem (only for filesystems that really are
+    /// host-local despite their type, e.g. a private FUSE mount).
+    pub allow_network_fs: bool,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        JournalOptions {
+            durability: Durability::Full,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            max_backlog_bytes: None,
+            full_wait: None,
+            key_retention: Duration::from_secs(7 * 24 * 3600),
+            busy_timeout: Duration::from_secs(30),
+            allow_network_fs: false,
+        }
+    }
+}
+
+/// The random 128-bit identity of a journal, made when its file was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JournalId(pub [u8; 16]);
+
+impl JournalId {
+    pub fn random() -> Result<JournalId> {
+        let mut b = [0u8; 16];
+        sys::random_bytes(&mut b).map_err(|e| Error::io("reading random bytes for a journal id", e))?;
+        Ok(JournalId(b))
+    }
+
+    pub fn to_hex(&self) -> String {
+        crate::hex::encode(&self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Option<JournalId> {
+        let v = crate::hex::decode(s)?;
+        Some(JournalId(v.try_into().ok()?))
+    }
+}
+
+impl fmt::Display for JournalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// CRC32 of a line's bytes (without the `\n`), as stored per row and in watermarks.
+pub fn line_crc(line: &[u8]) -> u32 {
+    crc32fast::hash(line)
+}
+
+/// Check a line against the rules: no `\n`, at most `max` bytes.
+pub fn validate_line(index: usize, line: &[u8], max: usize) -> Result<()> {
+    if line.len() > max {
+        return Err(Error::InvalidLine { index, problem: LineProblem::TooLong { len: line.len(), max } });
+    }
+    if let Some(at) = line.iter().position(|&b| b == b'\n') {
+        return Err(Error::InvalidLine { index, problem: LineProblem::ContainsNewline { at } });
+    }
+    Ok(())
+}
+
+/// What is waiting in a journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    pub lines: u64,
+    pub bytes: u64,
+    /// When the oldest waiting line was appended (ms since the Unix epoch).
+    pub oldest_append_ms: Option<i64>,
+    /// Highest seq ever assigned (0 for a journal never written to).
+    pub last_seq: u64,
+    /// Highest seq recorded as drained.
+    pub drained_seq: u64,
+}
+
+/// The journal's own record of how far it was drained, and into which target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainedRecord {
+    pub target_id: String,
+    pub seq: u64,
+    pub crc: u32,
+}
+
+/// A line read back for draining.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub seq: u64,
+    pub crc: u32,
+    pub line: Vec<u8>,
+}
+
+/// One queued append: a run of lines, optionally with one idempotency key per line.
+struct Request {
+    lines: Vec<Vec<u8>>,
+    keys: Option<Vec<Vec<u8>>>,
+}
+
+#[derive(Default)]
+struct GroupState {
+    queue: Vec<(u64, Arc<Request>)>,
+    results: HashMap<u64, Result<Vec<u64>>>,
+    leader_active: bool,
+    next_ticket: u64,
+}
+
+/// A handle on one journal file. `Send + Sync`: share it between threads (an `Arc`),
+/// and concurrent appends are group-committed. Several processes may open the same
+/// journal; SQLite serialises their transactions.
+pub struct Journal {
+    path: PathBuf,
+    id: JournalId,
+    opts: JournalOptions,
+    conn: Mutex<Connection>,
+    group: Mutex<GroupState>,
+    group_done: Condvar,
+    maintenance: Mutex<Maintenance>,
+}
+
+struct Maintenance {
+    last_key_purge: Instant,
+    deleted_since_checkpoint: u64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS lines (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    crc INTEGER NOT NULL,
+    appended_ms INTEGER NOT NULL,
+    line BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key BLOB PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    added_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency(added_ms);
+CREATE TABLE IF NOT EXISTS state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    backlog_bytes INTEGER NOT NULL,
+    backlog_lines INTEGER NOT NULL,
+    drained_target TEXT,
+    drained_seq INTEGER NOT NULL,
+    drained_crc INTEGER NOT NULL
+);
+";
+
+impl Journal {
+    /// Open (creating if needed, mode 0600) the journal at `path`.
+    pub fn open(path: impl AsRef<Path>, opts: JournalOptions) -> Result<Journal> {
+        let path = path.as_ref().to_path_buf();
+        if opts.max_line_bytes == 0 {
+            return Err(Error::InvalidArgument("max_line_bytes must be at least 1".into()));
+        }
+        if !opts.allow_network_fs {
+            fscheck::check_journal_location(&path)?;
+        }
+        // Create the file ourselves so it is 0600 and never follows a planted symlink;
+        // SQLite gives its -wal and -shm files the same mode.
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening journal {}", path.display()), e))?;
+        let conn = Connection::open(&path).map_err(|e| Error::sqlite(format!("opening {}", path.display()), e))?;
+        let not_journal = |detail: String| Error::NotAJournal { path: path.clone(), detail };
+        conn.busy_timeout(opts.busy_timeout).map_err(|e| Error::sqlite("setting busy_timeout", e))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(|e| not_journal(format!("cannot switch to WAL mode: {e}")))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(not_journal(format!("SQLite refused WAL mode (got {mode})")));
+        }
+        let sync = match opts.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!("PRAGMA synchronous={sync};"))
+            .map_err(|e| Error::sqlite("setting synchronous", e))?;
+        let mut conn = conn;
+        let id = Self::init_schema(&mut conn, &path)?;
+        Ok(Journal {
+            path,
+            id,
+            opts,
+            conn: Mutex::new(conn),
+            group: Mutex::new(GroupState::default()),
+            group_done: Condvar::new(),
+            maintenance: Mutex::new(Maintenance { last_key_purge: Instant::now(), deleted_since_checkpoint: 0 }),
+        })
+    }
+
+    /// The id of an already initialised journal, read without taking SQLite's write
+    /// lock (a busy writer would starve an IMMEDIATE transaction here).
+    fn existing_id(conn: &Connection) -> Option<(String, String)> {
+        let get = |k: &str| conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0)).ok();
+        let has_state: bool = conn.query_row("SELECT count(*) FROM state", [], |r| r.get::<_, i64>(0)).ok()? == 1;
+        if has_state {
+            Some((get("format")?, get("journal_id")?))
+        } else {
+            None
+        }
+    }
+
+    fn parse_meta(path: &Path, format: &str, id_hex: &str) -> Result<JournalId> {
+        let not_journal = |detail: String| Error::NotAJournal { path: path.to_path_buf(), detail };
+        if format != FORMAT_VERSION.to_string() {
+            return Err(not_journal(format!("journal format {format}, this build reads {FORMAT_VERSION}")));
+        }
+        JournalId::from_hex(id_hex).ok_or_else(|| not_journal(format!("bad journal_id `{id_hex}`")))
+    }
+
+    fn init_schema(conn: &mut Connection, path: &Path) -> Result<JournalId> {
+        if let Some((format, id_hex)) = Self::existing_id(conn) {
+            return Self::parse_meta(path, &format, &id_hex);
+        }
+        let not_journal = |detail: String| Error::NotAJournal { path: path.to_path_buf(), detail };
+        // IMMEDIATE: two processes creating the same journal at once agree on one id.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| not_journal(format!("cannot start a transaction: {e}")))?;
+        let conn_tx = &tx;
+        let tables: Vec<String> = conn_tx
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(|e| not_journal(e.to_string()))?;
+        if !tables.is_empty() && !tables.iter().any(|t| t == "meta") {
+            return Err(not_journal("it is an SQLite database without tributary's tables".into()));
+        }
+        conn_tx.execute_batch(SCHEMA).map_err(|e| Error::sqlite("creating the journal schema", e))?;
+        let fresh_id = JournalId::random()?;
+        conn_tx
+            .execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('format', ?1), ('journal_id', ?2)",
+                params![FORMAT_VERSION.to_string(), fresh_id.to_hex()],
+            )
+            .map_err(|e| Error::sqlite("writing journal metadata", e))?;
+        conn_tx
+            .execute(
+                "INSERT OR IGNORE INTO state(id, backlog_bytes, backlog_lines, drained_target, drained_seq, drained_crc)
+                 VALUES (1, 0, 0, NULL, 0, 0)",
+                [],
+            )
+            .map_err(|e| Error::sqlite("writing journal state", e))?;
+        let (format, id_hex) =
+            Self::existing_id(conn_tx).ok_or_else(|| not_journal("journal metadata missing after creation".into()))?;
+        let id = Self::parse_meta(path, &format, &id_hex)?;
+        tx.commit().map_err(|e| Error::sqlite("committing journal creation", e))?;
+        Ok(id)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn id(&self) -> JournalId {
+        self.id
+    }
+
+    pub fn options(&self) -> &JournalOptions {
+        &self.opts
+    }
+
+    /// Append one line; returns its seq once durable.
+    pub fn append(&self, line: &[u8]) -> Result<u64> {
+        validate_line(0, line, self.opts.max_line_bytes)?;
+        let seqs = self.submit(Request { lines: vec![line.to_vec()], keys: None })?;
+        Ok(seqs[0])
+    }
+
+    /// Append lines all-or-nothing in one transaction; returns the first of their
+    /// consecutive seqs (for an empty batch, the seq the next line will get is not
+    /// reserved: `Ok(0)` is returned and nothing is written).
+    pub fn append_batch<L: AsRef<[u8]>>(&self, lines: &[L]) -> Result<u64> {
+        if lines.is_empty() {
+            return Ok(0);
+        }
+        for (i, l) in lines.iter().enumerate() {
+            validate_line(i, l.as_ref(), self.opts.max_line_bytes)?;
+        }
+        let seqs = self.submit(Request { lines: lines.iter().map(|l| l.as_ref().to_vec()).collect(), keys: None })?;
+        Ok(seqs[0])
+    }
+
+    /// Append a line once per idempotency key: a retry with a key seen within the
+    /// retention window returns the first call's seq and stores nothing.
+    pub fn append_keyed(&self, key: &[u8], line: &[u8]) -> Result<u64> {
+        Ok(self.append_batch_keyed(&[(key, line)])?[0])
+    }
+
+    /// Keyed batch, all-or-nothing: returns each line's seq (the earlier seq for a key
+    /// already stored).
+    pub fn append_batch_keyed<K: AsRef<[u8]>, L: AsRef<[u8]>>(&self, items: &[(K, L)]) -> Result<Vec<u64>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        for (i, (k, l)) in items.iter().enumerate() {
+            if k.as_ref().is_empty() {
+                return Err(Error::InvalidArgument(format!("idempotency key {i} is empty")));
+            }
+            validate_line(i, l.as_ref(), self.opts.max_line_bytes)?;
+        }
+        self.submit(Request {
+            lines: items.iter().map(|(_, l)| l.as_ref().to_vec()).collect(),
+            keys: Some(items.iter().map(|(k, _)| k.as_ref().to_vec()).collect()),
+        })
+    }
+
+    /// Queue a request and wait for it, retrying a full journal for up to `full_wait`.
+    fn submit(&self, req: Request) -> Result<Vec<u64>> {
+        let deadline = self.opts.full_wait.map(|w| Instant::now() + w);
+        let req = Arc::new(req);
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match self.group_commit(Arc::clone(&req)) {
+                Err(Error::JournalFull { .. }) if deadline.is_some_and(|d| Instant::now() < d) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Leader/follower group commit: the first caller to find no leader commits every
+    /// queued request in one transaction; the others wait for their result.
+    fn group_commit(&self, req: Arc<Request>) -> Result<Vec<u64>> {
+        let mut g = self.group.lock();
+        let ticket = g.next_ticket;
+        g.next_ticket += 1;
+        g.queue.push((ticket, req));
+        loop {
+            if let Some(r) = g.results.remove(&ticket) {
+                return r;
+            }
+            if g.leader_active {
+                self.group_done.wait(&mut g);
+                continue;
+            }
+            g.leader_active = true;
+            let batch = std::mem::take(&mut g.queue);
+            let outcome = parking_lot::MutexGuard::unlocked(&mut g, || self.commit_requests(&batch));
+            match outcome {
+                Ok(per_request) => {
+                    for ((t, _), r) in batch.iter().zip(per_request) {
+                        g.results.insert(*t, r);
+                    }
+                }
+                Err(e) => {
+                    for (t, _) in &batch {
+                        g.results.insert(*t, Err(e.duplicate()));
+                    }
+                }
+            }
+            g.leader_active = false;
+            self.group_done.notify_all();
+        }
+    }
+
+    /// One transaction for many requests. The outer error fails every request (nothing
+    /// was committed); an inner error (journal full) fails only its own request.
+    fn commit_requests(&self, batch: &[(u64, Arc<Request>)]) -> Result<Vec<Result<Vec<u64>>>> {
+        let mut conn = self.conn.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| Error::sqlite(format!("starting an append transaction on {}", self.path.display()), e))?;
+        let ctx = |what: &str| format!("{what} in {}", self.path.display());
+        let (mut backlog_bytes, mut backlog_lines): (i64, i64) = tx
+            .query_row("SELECT backlog_bytes, backlog_lines FROM state WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(|e| Error::sqlite(ctx("reading the backlog"), e))?;
+        let now = now_ms();
+        let mut results = Vec::with_capacity(batch.len());
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO lines(crc, appended_ms, line) VALUES (?1, ?2, ?3)")
+                .map_err(|e| Error::sqlite(ctx("preparing insert"), e))?;
+            let mut find_key = tx
+                .prepare_cached("SELECT seq FROM idempotency WHERE key = ?1")
+                .map_err(|e| Error::sqlite(ctx("preparing key lookup"), e))?;
+            let mut insert_key = tx
+                .prepare_cached("INSERT INTO idempotency(key, seq, added_ms) VALUES (?1, ?2, ?3)")
+                .map_err(|e| Error::sqlite(ctx("preparing key insert"), e))?;
+            for (_, req) in batch {
+                // Which lines are new (keyed lines may already be stored).
+                let mut known: Vec<Option<u64>> = vec![None; req.lines.len()];
+                if let Some(keys) = &req.keys {
+                    for (i, k) in keys.iter().enumerate() {
+                        known[i] = find_key
+                            .query_row(params![k], |r| r.get::<_, i64>(0))
+                            .optional()
+                            .map_err(|e| Error::sqlite(ctx("looking up a key"), e))?
+                            .map(|s| s as u64);
+                    }
+                }
+                let needed: u64 =
+                    req.lines.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(l, _)| l.len() as u64).sum();
+                if let Some(max) = self.opts.max_backlog_bytes {
+                    if needed > 0 && backlog_bytes as u64 + needed > max {
+                        results.push(Err(Error::JournalFull {
+                            backlog_bytes: backlog_bytes as u64,
+                            max_backlog_bytes: max,
+                            needed_bytes: needed,
+                        }));
+                        continue;
+                    }
+                }
+                let mut seqs = Vec::with_capacity(req.lines.len());
+                for (i, line) in req.lines.iter().enumerate() {
+                    if let Some(s) = known[i] {
+                        seqs.push(s);
+                        continue;
+                    }
+                    // A key repeated within this very request maps to the first line.
+                    if let Some(keys) = &req.keys {
+                        if let Some(j) = keys[..i].iter().position(|k| k == &keys[i]) {
+                            seqs.push(seqs[j]);
+                            continue;
+                        }
+                    }
+                    insert
+                        .execute(params![line_crc(line) as i64, now, line])
+                        .map_err(|e| Error::sqlite(ctx("inserting a line"), e))?;
+                    let seq = tx.last_insert_rowid() as u64;
+                    if let Some(keys) = &req.keys {
+                        insert_key
+                            .execute(params![keys[i], seq as i64, now])
+                            .map_err(|e| Error::sqlite(ctx("recording a key"), e))?;
+                    }
+                    backlog_bytes += line.len() as i64;
+                    backlog_lines += 1;
+                    seqs.push(seq);
+                }
+                results.push(Ok(seqs));
+            }
+        }
+        tx.execute(
+            "UPDATE state SET backlog_bytes = ?1, backlog_lines = ?2 WHERE id = 1",
+            params![backlog_bytes, backlog_lines],
+        )
+        .map_err(|e| Error::sqlite(ctx("updating the backlog"), e))?;
+        self.maybe_purge_keys(&tx)?;
+        failpoint::hit("journal.before_commit");
+        tx.commit().map_err(|e| Error::sqlite(ctx("committing appended lines"), e))?;
+        failpoint::hit("journal.after_commit");
+        Ok(results)
+    }
+
+    fn maybe_purge_keys(&self, tx: &rusqlite::Transaction<'_>) -> Result<()> {
+        let mut m = self.maintenance.lock();
+        if m.last_key_purge.elapsed() < KEY_PURGE_INTERVAL {
+            return Ok(());
+        }
+        m.last_key_purge = Instant::now();
+        let cutoff = now_ms() - self.opts.key_retention.as_millis() as i64;
+        tx.execute("DELETE FROM idempotency WHERE added_ms < ?1", params![cutoff])
+            .map_err(|e| Error::sqlite("purging expired idempotency keys", e))?;
+        Ok(())
+    }
+
+    /// Lines waiting to be drained, and the seq counters.
+    pub fn backlog(&self) -> Result<Backlog> {
+        let conn = self.conn.lock();
+        let ctx = |what: &str| format!("{what} in {}", self.path.display());
+        let (bytes, lines, drained_seq): (i64, i64, i64) = conn
+            .query_row("SELECT backlog_bytes, backlog_lines, drained_seq FROM state WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(|e| Error::sqlite(ctx("reading the backlog"), e))?;
+        let oldest: Option<i64> = conn
+            .query_row("SELECT appended_ms FROM lines ORDER BY seq LIMIT 1", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| Error::sqlite(ctx("reading the oldest line"), e))?;
+        Ok(Backlog {
+            lines: lines as u64,
+            bytes: bytes as u64,
+            oldest_append_ms: oldest,
+            last_seq: Self::seq_ceiling_on(&conn).map_err(|e| Error::sqlite(ctx("reading the seq counter"), e))?,
+            drained_seq: drained_seq as u64,
+        })
+    }
+
+    fn seq_ceiling_on(conn: &Connection) -> rusqlite::Result<u64> {
+        let v: Option<i64> =
+            conn.query_row("SELECT seq FROM sqlite_sequence WHERE name = 'lines'", [], |r| r.get(0)).optional()?;
+        Ok(v.unwrap_or(0) as u64)
+    }
+
+    /// Highest seq this journal ever assigned.
+    pub(crate) fn seq_ceiling(&self) -> Result<u64> {
+        Self::seq_ceiling_on(&self.conn.lock()).map_err(|e| Error::sqlite("reading the seq counter", e))
+    }
+
+    /// The stored CRC of the row `seq`, if the row is still present.
+    pub(crate) fn row_crc(&self, seq: u64) -> Result<Option<u32>> {
+        self.conn
+            .lock()
+            .query_row("SELECT crc FROM lines WHERE seq = ?1", params![seq as i64], |r| r.get::<_, i64>(0))
+            .optional()
+            .map(|o| o.map(|c| c as u32))
+            .map_err(|e| Error::sqlite("reading a row's CRC", e))
+    }
+
+    /// The journal's own record of how far it was drained.
+    pub fn drained_record(&self) -> Result<Option<DrainedRecord>> {
+        let conn = self.conn.lock();
+        let (target, seq, crc): (Option<String>, i64, i64) = conn
+            .query_row("SELECT drained_target, drained_seq, drained_crc FROM state WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(|e| Error::sqlite("reading the drained record", e))?;
+        Ok(target.filter(|_| seq > 0).map(|target_id| DrainedRecord { target_id, seq: seq as u64, crc: crc as u32 }))
+    }
+
+    /// Rows after `after_seq` in seq order, CRC-checked and contiguous, until about
+    /// `max_bytes` (always at least one row) or `deadline`.
+    pub(crate) fn read_after(&self, after_seq: u64, max_bytes: u64, deadline: Instant) -> Result<Vec<Row>> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction().map_err(|e| Error::sqlite("starting a read", e))?;
+        let mut stmt = tx
+            .prepare_cached("SELECT seq, crc, line FROM lines WHERE seq > ?1 ORDER BY seq")
+            .map_err(|e| Error::sqlite("preparing the drain read", e))?;
+        let mut rows = stmt.query(params![after_seq as i64]).map_err(|e| Error::sqlite("reading rows", e))?;
+        let mut out = Vec::new();
+        let mut bytes = 0u64;
+        let mut expect = after_seq + 1;
+        while let Some(r) = rows.next().map_err(|e| Error::sqlite("reading rows", e))? {
+            let seq = r.get::<_, i64>(0).map_err(|e| Error::sqlite("reading seq", e))? as u64;
+            let crc = r.get::<_, i64>(1).map_err(|e| Error::sqlite("reading crc", e))? as u32;
+            let line: Vec<u8> = match r.get(2) {
+                Ok(l) => l,
+                Err(_) => {
+                    return Err(Error::CorruptJournalRow {
+                        journal: self.path.clone(),
+                        seq,
+                        detail: "the line is not a blob".into(),
+                    })
+                }
+            };
+            if seq != expect {
+                return Err(Error::CorruptJournalRow {
+                    journal: self.path.clone(),
+                    seq: expect,
+                    detail: format!("the row is missing (next present row is seq {seq})"),
+                });
+            }
+            if line_crc(&line) != crc || line.contains(&b'\n') {
+                return Err(Error::CorruptJournalRow {
+                    journal: self.path.clone(),
+                    seq,
+                    detail: "its bytes do not match the stored CRC".into(),
+                });
+            }
+            if !out.is_empty() && (bytes + line.len() as u64 + 1 > max_bytes || Instant::now() >= deadline) {
+                break;
+            }
+            bytes += line.len() as u64 + 1;
+            out.push(Row { seq, crc, line });
+            expect += 1;
+        }
+        Ok(out)
+    }
+
+    /// Step 7 of the drain: record (forward only) that lines up to `seq` are committed
+    /// in `target_id`, and delete them. Idempotent; an older record never wins.
+    pub(crate) fn record_drained(&self, target_id: &str, seq: u64, crc: u32) -> Result<()> {
+        let mut conn = self.conn.lock();
+        let ctx = |what: &str| format!("{what} in {}", self.path.display());
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| Error::sqlite(ctx("starting the drained record"), e))?;
+        let current: i64 = tx
+            .query_row("SELECT drained_seq FROM state WHERE id = 1", [], |r| r.get(0))
+            .map_err(|e| Error::sqlite(ctx("reading the drained record"), e))?;
+        if (seq as i64) <= current {
+            return Ok(()); // a later round already recorded more
+        }
+        let (freed_lines, freed_bytes): (i64, i64) = tx
+            .query_row(
+                "SELECT count(*), coalesce(sum(length(line)), 0) FROM lines WHERE seq <= ?1",
+                params![seq as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| Error::sqlite(ctx("measuring drained rows"), e))?;
+        tx.execute("DELETE FROM lines WHERE seq <= ?1", params![seq as i64])
+            .map_err(|e| Error::sqlite(ctx("deleting drained rows"), e))?;
+        failpoint::hit("drain.mid_record");
+        tx.execute(
+            "UPDATE state SET drained_target = ?1, drained_seq = ?2, drained_crc = ?3,
+                 backlog_bytes = max(0, backlog_bytes - ?4), backlog_lines = max(0, backlog_lines - ?5) WHERE id = 1",
+            params![target_id, seq as i64, crc as i64, freed_bytes, freed_lines],
+        )
+        .map_err(|e| Error::sqlite(ctx("recording the drained seq"), e))?;
+        tx.commit().map_err(|e| Error::sqlite(ctx("committing the drained record"), e))?;
+        let mut m = self.maintenance.lock();
+        m.deleted_since_checkpoint += freed_lines as u64;
+        if m.deleted_since_checkpoint >= CHECKPOINT_EVERY_DELETED_ROWS {
+            m.deleted_since_checkpoint = 0;
+            // PASSIVE: never blocks writers; a busy reader only delays the reset.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        }
+        Ok(())
+    }
+
+    /// Run a WAL checkpoint now (TRUNCATE when nobody is reading).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn
+            .lock()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| Error::sqlite("checkpointing the WAL", e))
+    }
+}
+
+impl fmt::Debug for Journal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Journal").field("path", &self.path).field("id", &self.id).finish()
+    }
+}
+
+/// The `*.journal` files directly in `spool` (not recursive), sorted.
+pub fn spool_journals(spool: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let rd = std::fs::read_dir(spool).map_err(|e| Error::io(format!("listing spool {}", spool.display()), e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io(format!("listing spool {}", spool.display()), e))?;
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "journal") && entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}

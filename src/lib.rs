@@ -1,0 +1,46 @@
+//! tributary: many writers on many hosts append lines to ONE file on a shared
+//! filesystem, exactly once, surviving `kill -9` of anything at any moment.
+//!
+//! Writers append to a [`Journal`] (SQLite WAL on their local disk). A [`Compactor`]
+//! holding the target's lock drains journals into the target idempotently, keyed by
+//! per-journal watermarks in a checksummed manifest beside the target. A [`Reader`]
+//! reads the committed part only. See `ARCHITECTURE.md` and `../shared/DESIGN.md`.
+//!
+//! ```no_run
+//! use tributary::{Compactor, CompactorOptions, Journal, JournalOptions};
+//! let journal = Journal::open("/var/spool/app/host1.journal", JournalOptions::default())?;
+//! let seq = journal.append(b"hello")?; // durable when it returns
+//! let report = Compactor::new("/mnt/shared/out.log", CompactorOptions::default())?
+//!     .drain(&[journal])?;
+//! assert!(report.lines >= 1 && seq >= 1);
+//! # Ok::<(), tributary::Error>(())
+//! ```
+
+mod drain;
+mod error;
+pub mod failpoint;
+#[doc(hidden)]
+pub mod fault;
+mod fscheck;
+mod hex;
+mod inspect;
+mod journal;
+mod lock;
+mod manifest;
+mod reader;
+#[doc(hidden)]
+pub mod sys;
+
+pub use drain::{Compactor, CompactorOptions, DrainReport, JournalDrain};
+pub use error::{Error, ErrorKind, LineProblem, Result};
+pub use inspect::{status, verify, JournalStatus, StatusReport, VerifyReport};
+pub use journal::{
+    line_crc, spool_journals, validate_line, Backlog, Durability, Journal, JournalId, JournalOptions,
+    DEFAULT_MAX_LINE_BYTES,
+};
+pub use lock::TargetLock;
+pub use manifest::{Manifest, Sidecar, Watermark};
+pub use reader::Reader;
+
+/// The crate version, also reported through the C ABI.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,81 @@
+//! The target's exclusive lock: an OFD record lock on `<sidecar>/lock`.
+//!
+//! OFD locks are enforced across hosts by NFS (as POSIX locks) and GlusterFS, and are
+//! tied to the open file description, so an unrelated `close()` elsewhere in the
+//! process cannot drop them. The lock file is opened read-write (an exclusive record
+//! lock needs it) and never through a symlink. A waiter polls with backoff until its
+//! timeout, so a hung holder turns into `LockTimeout`, never a hang.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// A held lock; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct TargetLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl TargetLock {
+    /// Wait up to `timeout` for the exclusive lock on `path` (created 0600 if missing).
+    pub fn acquire(path: &Path, timeout: Duration) -> Result<TargetLock> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| Error::io(format!("opening lock file {} read-write", path.display()), e))?;
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match sys::try_lock_exclusive(&file) {
+                Ok(true) => return Ok(TargetLock { file, path: path.to_path_buf() }),
+                Ok(false) => {}
+                Err(e) => return Err(Error::io(format!("locking {}", path.display()), e)),
+            }
+            let waited = start.elapsed();
+            if waited >= timeout {
+                return Err(Error::LockTimeout { lock_path: path.to_path_buf(), waited_ms: waited.as_millis() as u64 });
+            }
+            std::thread::sleep(pause.min(timeout - waited));
+            pause = (pause * 2).min(Duration::from_millis(25));
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TargetLock {
+    fn drop(&mut self) {
+        // Closing the file would release the lock too; unlocking first makes the hand-over
+        // explicit. An error here (lost NFS lock) leaves nothing to undo.
+        let _ = sys::unlock(&self.file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_holder_times_out_then_gets_it_after_release() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("lock");
+        let first = TargetLock::acquire(&p, Duration::from_secs(1)).unwrap();
+        // OFD locks conflict between two open file descriptions even in one process.
+        let err = TargetLock::acquire(&p, Duration::from_millis(30)).unwrap_err();
+        assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
+        drop(first);
+        TargetLock::acquire(&p, Duration::from_millis(100)).unwrap();
+    }
+}

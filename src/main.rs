@@ -1,0 +1,448 @@
+//! The `tributary` command line: the surface in DESIGN.md "CLI". Each subcommand is a
+//! thin shell over the library; errors go to stderr with what to do, exit code 1
+//! (2 for usage errors, from clap).
+
+mod demo;
+
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand};
+use tributary::{
+    spool_journals, status, validate_line, verify, Compactor, CompactorOptions, Durability, Error, ErrorKind, Journal,
+    JournalOptions, Reader,
+};
+
+#[derive(Parser)]
+#[command(name = "tributary", version, about = "Exactly-once line appends from many hosts into one shared file")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Append stdin's lines to a journal; exits 0 once all are durable.
+    Append(AppendArgs),
+    /// Drain journals into the target until the lines they hold now are committed.
+    Drain(DrainArgs),
+    /// Drain a spool into the target for as long as it runs (SIGTERM/SIGINT stop it).
+    Compact(CompactArgs),
+    /// Committed length/lines, watermarks, journal backlogs and their age.
+    Status(StatusArgs),
+    /// Check the target against its manifest (length, line count, running CRC).
+    Verify(TargetArg),
+    /// Print committed lines only, optionally following the target as it grows.
+    Tail(TailArgs),
+    /// The main job: writers and two compactors under random SIGKILLs, then a proof.
+    Demo(demo::DemoArgs),
+    /// (internal) one demo writer process.
+    #[command(hide = true)]
+    DemoWriter(demo::WriterArgs),
+}
+
+#[derive(Args)]
+struct JournalFlags {
+    /// `full` (fsync before acknowledging, the default) or `normal` (survives a crash
+    /// of the process, not of the machine).
+    #[arg(long, default_value = "full")]
+    durability: String,
+    /// Longest accepted line in bytes.
+    #[arg(long, default_value_t = tributary::DEFAULT_MAX_LINE_BYTES)]
+    max_line_bytes: usize,
+    /// Refuse appends past this many undrained bytes ("journal full").
+    #[arg(long)]
+    max_backlog_bytes: Option<u64>,
+    /// With --max-backlog-bytes: wait up to this long for room before failing.
+    #[arg(long)]
+    full_wait_ms: Option<u64>,
+    /// Accept a journal on a network filesystem (only if it is really host-local).
+    #[arg(long)]
+    allow_network_fs: bool,
+}
+
+impl JournalFlags {
+    fn options(&self) -> Result<JournalOptions, Error> {
+        Ok(JournalOptions {
+            durability: self.durability.parse::<Durability>()?,
+            max_line_bytes: self.max_line_bytes,
+            max_backlog_bytes: self.max_backlog_bytes,
+            full_wait: self.full_wait_ms.map(Duration::from_millis),
+            allow_network_fs: self.allow_network_fs,
+            ..JournalOptions::default()
+        })
+    }
+}
+
+#[derive(Args)]
+struct AppendArgs {
+    /// The journal file (created if missing) on this host's local disk.
+    #[arg(long)]
+    journal: PathBuf,
+    #[command(flatten)]
+    flags: JournalFlags,
+    /// Print each stored line's seq on stdout once it is durable.
+    #[arg(long)]
+    print_seqs: bool,
+}
+
+#[derive(Args)]
+struct CompactorFlags {
+    /// Most bytes one drain round writes.
+    #[arg(long, default_value_t = 64 << 20)]
+    max_round_bytes: u64,
+    /// Stop adding lines to a round after this many milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    max_round_ms: u64,
+    /// How long to wait for the target's lock.
+    #[arg(long, default_value_t = 30_000)]
+    lock_timeout_ms: u64,
+    /// Longest line any writer may append (bounds how long an uncommitted tail can be).
+    #[arg(long, default_value_t = tributary::DEFAULT_MAX_LINE_BYTES)]
+    max_line_bytes: usize,
+    /// Accept journals on a network filesystem (only if it is really host-local).
+    #[arg(long)]
+    allow_network_fs: bool,
+}
+
+impl CompactorFlags {
+    fn compactor(&self, target: &Path) -> Result<Compactor, Error> {
+        Compactor::new(
+            target,
+            CompactorOptions {
+                max_round_bytes: self.max_round_bytes,
+                max_round_time: Duration::from_millis(self.max_round_ms),
+                lock_timeout: Duration::from_millis(self.lock_timeout_ms),
+                max_line_bytes: self.max_line_bytes,
+                journal: JournalOptions { allow_network_fs: self.allow_network_fs, ..JournalOptions::default() },
+            },
+        )
+    }
+}
+
+#[derive(Args)]
+struct DrainArgs {
+    #[arg(long)]
+    target: PathBuf,
+    /// A journal to drain (repeatable).
+    #[arg(long, required_unless_present = "spool", conflicts_with = "spool")]
+    journal: Vec<PathBuf>,
+    /// A folder whose `*.journal` files are drained.
+    #[arg(long)]
+    spool: Option<PathBuf>,
+    #[command(flatten)]
+    flags: CompactorFlags,
+}
+
+#[derive(Args)]
+struct CompactArgs {
+    #[arg(long)]
+    target: PathBuf,
+    #[arg(long)]
+    spool: PathBuf,
+    /// Pause between rounds that found nothing more to do, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    interval: u64,
+    /// Print a line per committed round.
+    #[arg(long)]
+    verbose: bool,
+    #[command(flatten)]
+    flags: CompactorFlags,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    #[arg(long)]
+    target: PathBuf,
+    #[arg(long)]
+    spool: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct TargetArg {
+    #[arg(long)]
+    target: PathBuf,
+}
+
+#[derive(Args)]
+struct TailArgs {
+    #[arg(long)]
+    target: PathBuf,
+    /// Byte offset to start from (0, or the start of a line).
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    /// Keep waiting for newly committed lines until SIGINT/SIGTERM.
+    #[arg(long)]
+    follow: bool,
+    /// How often --follow polls the manifest, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    poll_ms: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Append(a) => cmd_append(a),
+        Command::Drain(a) => cmd_drain(a),
+        Command::Compact(a) => cmd_compact(a),
+        Command::Status(a) => cmd_status(a),
+        Command::Verify(a) => cmd_verify(a),
+        Command::Tail(a) => cmd_tail(a),
+        Command::Demo(a) => demo::run(a),
+        Command::DemoWriter(a) => demo::writer(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tributary: error [{}]: {e}", e.kind().name());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CmdResult = Result<ExitCode, Error>;
+
+fn stdout_err(e: io::Error) -> Error {
+    Error::Io { context: "writing to stdout".into(), source: e }
+}
+
+fn cmd_append(a: AppendArgs) -> CmdResult {
+    let opts = a.flags.options()?;
+    let max = opts.max_line_bytes;
+    let journal = Journal::open(&a.journal, opts)?;
+    let mut input = BufReader::with_capacity(1 << 20, io::stdin().lock());
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut pending: Vec<Vec<u8>> = Vec::new();
+    let mut pending_bytes = 0usize;
+    let mut stored = 0u64;
+    let mut line_no = 0u64;
+    let flush = |pending: &mut Vec<Vec<u8>>, stored: &mut u64, out: &mut BufWriter<_>| -> Result<(), Error> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let first = journal.append_batch(pending)?;
+        if a.print_seqs {
+            for i in 0..pending.len() as u64 {
+                writeln!(out, "{}", first + i).map_err(stdout_err)?;
+            }
+            out.flush().map_err(stdout_err)?;
+        }
+        *stored += pending.len() as u64;
+        pending.clear();
+        Ok(())
+    };
+    loop {
+        let mut line = Vec::new();
+        let n = input.read_until(b'\n', &mut line).map_err(|e| Error::io("reading stdin", e))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        if let Err(e) = validate_line(0, &line, max) {
+            let before = flush(&mut pending, &mut stored, &mut out);
+            let problem = match &e {
+                Error::InvalidLine { problem, .. } => problem.to_string(),
+                other => other.to_string(),
+            };
+            before?;
+            eprintln!(
+                "tributary: error [invalid_line]: input line {line_no} {problem}; it was refused and appending \
+                 stopped. {stored} line(s) before it were stored durably; nothing after it was read"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        pending_bytes += line.len();
+        pending.push(line);
+        // Flush when nothing more is buffered (interactive input is acknowledged at
+        // once) or the batch is large; one transaction per batch.
+        if input.buffer().is_empty() || pending.len() >= 8192 || pending_bytes >= 8 << 20 {
+            flush(&mut pending, &mut stored, &mut out)?;
+            pending_bytes = 0;
+        }
+    }
+    flush(&mut pending, &mut stored, &mut out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn journal_paths(journals: Vec<PathBuf>, spool: Option<&Path>) -> Result<Vec<PathBuf>, Error> {
+    match spool {
+        Some(s) => spool_journals(s),
+        None => Ok(journals),
+    }
+}
+
+fn cmd_drain(a: DrainArgs) -> CmdResult {
+    let compactor = a.flags.compactor(&a.target)?;
+    let paths = journal_paths(a.journal, a.spool.as_deref())?;
+    let r = compactor.drain_paths(&paths)?;
+    println!(
+        "drained {} line(s), {} byte(s) from {} journal(s) into {} in {} round(s); epoch {}{}",
+        r.lines,
+        r.bytes,
+        r.journals.len(),
+        a.target.display(),
+        r.rounds,
+        r.epoch,
+        if r.repaired_tail_bytes > 0 {
+            format!("; truncated an uncommitted tail of {} byte(s) left by a crashed drain", r.repaired_tail_bytes)
+        } else {
+            String::new()
+        }
+    );
+    for j in &r.journals {
+        println!("  {} ({}): {} line(s), now at seq {}", j.path.display(), j.journal_id, j.lines, j.last_seq);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_compact(a: CompactArgs) -> CmdResult {
+    tributary::sys::install_stop_handlers();
+    let compactor = a.flags.compactor(&a.target)?;
+    let interval = Duration::from_millis(a.interval);
+    let mut journals: Vec<Journal> = Vec::new();
+    let mut rotation = 0usize;
+    let (mut total_lines, mut rounds) = (0u64, 0u64);
+    while !tributary::sys::stop_requested() {
+        // Pick up new journals, forget removed ones.
+        let paths = spool_journals(&a.spool)?;
+        journals.retain(|j| paths.iter().any(|p| p == j.path()));
+        let fresh: Vec<PathBuf> = paths.into_iter().filter(|p| !journals.iter().any(|j| j.path() == p)).collect();
+        journals.extend(compactor.open_journals(&fresh)?);
+        let mut busy = false;
+        if !journals.is_empty() {
+            match compactor.drain_round(&journals, rotation) {
+                Ok(r) => {
+                    rotation = rotation.wrapping_add(1);
+                    if r.lines > 0 {
+                        total_lines += r.lines;
+                        rounds += 1;
+                        busy = true;
+                        if a.verbose {
+                            println!("committed {} line(s), {} byte(s); epoch {}", r.lines, r.bytes, r.epoch);
+                        }
+                    }
+                }
+                // Another host holds the lock, or ours was lost mid-round: try again later.
+                Err(e) if matches!(e.kind(), ErrorKind::LockTimeout | ErrorKind::LockLost) => {
+                    eprintln!("tributary compact: {e}; retrying");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !busy {
+            let until = Instant::now() + interval;
+            while Instant::now() < until && !tributary::sys::stop_requested() {
+                std::thread::sleep(Duration::from_millis(10).min(interval));
+            }
+        }
+    }
+    eprintln!("tributary compact: stopped after {rounds} committing round(s), {total_lines} line(s)");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn age(ms: i64) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    format!("{:.1}s", (now - ms).max(0) as f64 / 1000.0)
+}
+
+fn cmd_status(a: StatusArgs) -> CmdResult {
+    let s = status(&a.target, a.spool.as_deref())?;
+    println!("target: {}", s.target.display());
+    match &s.manifest {
+        None => println!("  not drained yet (no manifest)"),
+        Some(m) => {
+            let len = s.target_len.unwrap_or(0);
+            println!("  target_id: {}", m.target_id);
+            println!("  epoch: {}", m.epoch);
+            println!(
+                "  committed: {} bytes, {} lines, crc {:08x}",
+                m.committed_len, m.committed_lines, m.committed_crc
+            );
+            println!("  file length: {len} bytes (uncommitted tail: {} bytes)", len.saturating_sub(m.committed_len));
+            println!("  watermarks: {}", m.watermarks.len());
+            for w in m.watermarks.values() {
+                println!("    journal {} up to seq {}", w.journal_id, w.last_seq);
+            }
+        }
+    }
+    if let Some(spool) = &a.spool {
+        println!("spool: {} ({} journal(s))", spool.display(), s.journals.len());
+        for j in &s.journals {
+            println!(
+                "  {} id {}: backlog {} line(s), {} byte(s), oldest {}; last seq {}, target has up to {}",
+                j.path.display(),
+                j.journal_id,
+                j.backlog.lines,
+                j.backlog.bytes,
+                j.backlog.oldest_append_ms.map_or("-".to_string(), age),
+                j.backlog.last_seq,
+                j.watermark
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_verify(a: TargetArg) -> CmdResult {
+    let r = verify(&a.target)?;
+    if !r.is_consistent() {
+        for p in &r.problems {
+            eprintln!("tributary verify: INCONSISTENT: {}: {p}", a.target.display());
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "ok: {} matches its manifest (epoch {}): {} committed bytes, {} lines, CRC matches",
+        a.target.display(),
+        r.epoch,
+        r.committed_len,
+        r.committed_lines
+    );
+    if r.uncommitted_tail_bytes > 0 {
+        println!(
+            "note: {} uncommitted byte(s) after the committed part (a crashed or running drain); the next drain \
+             round truncates them, readers never see them",
+            r.uncommitted_tail_bytes
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_tail(a: TailArgs) -> CmdResult {
+    tributary::sys::install_stop_handlers();
+    let mut reader = Reader::open(&a.target, a.from)?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    let poll = Duration::from_millis(a.poll_ms.max(1));
+    let write = |out: &mut BufWriter<_>, line: &[u8]| -> io::Result<()> {
+        out.write_all(line)?;
+        out.write_all(b"\n")
+    };
+    loop {
+        if a.follow && tributary::sys::stop_requested() {
+            break;
+        }
+        let line =
+            if a.follow { reader.next_line_wait(poll, Duration::from_millis(500))? } else { reader.next_line()? };
+        let res = match &line {
+            Some(l) => write(&mut out, l),
+            None => out.flush(),
+        };
+        match res {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+            Err(e) => return Err(stdout_err(e)),
+        }
+        if line.is_none() && (!a.follow || tributary::sys::stop_requested()) {
+            break;
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(stdout_err(e)),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}

@@ -1,0 +1,137 @@
+//! Thin, audited wrappers over the few Linux system calls the standard library does
+//! not expose: open-file-description (OFD) record locks, `statfs`, `getrandom`, and a
+//! stop-signal flag. This module and `ffi` are the only places with `unsafe`.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Fill `buf` with random bytes from the kernel.
+pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes for the
+        // duration of the call; getrandom writes at most that many bytes.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}
+
+/// A random u64 (seeds, temp-file suffixes).
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // getrandom on Linux >= 3.17 does not fail for 8 bytes; fall back to time+pid.
+    if random_bytes(&mut b).is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        return t.as_nanos() as u64 ^ ((std::process::id() as u64) << 32);
+    }
+    u64::from_le_bytes(b)
+}
+
+/// The `f_type` magic number of the filesystem holding `path`.
+pub fn statfs_magic(path: &Path) -> io::Result<i64> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("path contains a NUL byte"))?;
+    // SAFETY: an all-zero `statfs` is a valid value of this plain C struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path that outlives the call; `st` is a valid,
+    // writable `statfs` the kernel fills in.
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // f_type is i64 on x86_64, other widths elsewhere
+    Ok(st.f_type as i64)
+}
+
+fn ofd_lock_op(file: &impl AsRawFd, lock_type: libc::c_int, cmd: libc::c_int) -> io::Result<()> {
+    // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = lock_type as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = 0;
+    fl.l_len = 0; // the whole file
+    fl.l_pid = 0; // required to be 0 for OFD locks
+                  // SAFETY: the fd is open for the lifetime of `file`; `fl` is a valid `flock` that
+                  // the kernel only reads (F_OFD_SETLK does not write back).
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Try to take an exclusive OFD write lock on the whole file without waiting.
+/// `Ok(false)` when another open file description (any process, any host sharing the
+/// filesystem's lock manager) holds a conflicting lock.
+///
+/// OFD locks belong to the open file description, not to the process: an unrelated
+/// `close()` of another descriptor of the same file does not drop them (the classic
+/// POSIX record-lock trap), and on NFS/GlusterFS they are forwarded to the server.
+pub fn try_lock_exclusive(file: &impl AsRawFd) -> io::Result<bool> {
+    match ofd_lock_op(file, libc::F_WRLCK, libc::F_OFD_SETLK) {
+        Ok(()) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Release an OFD lock taken with [`try_lock_exclusive`].
+pub fn unlock(file: &impl AsRawFd) -> io::Result<()> {
+    ofd_lock_op(file, libc::F_UNLCK, libc::F_OFD_SETLK)
+}
+
+static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_sig: libc::c_int) {
+    STOP_REQUESTED.store(true, Ordering::SeqCst);
+}
+
+/// Install SIGTERM/SIGINT handlers that only set a flag (async-signal-safe).
+pub fn install_stop_handlers() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe; the
+        // function pointer has the C signature `signal` expects.
+        unsafe {
+            libc::signal(sig, on_stop_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// True once SIGTERM or SIGINT arrived after [`install_stop_handlers`].
+pub fn stop_requested() -> bool {
+    STOP_REQUESTED.load(Ordering::SeqCst)
+}
+
+/// Die at once, as `kill -9` would (used by failpoints to simulate a crash).
+pub fn kill_self() -> ! {
+    // SAFETY: kill(2) with our own pid and SIGKILL has no memory-safety preconditions.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    // SIGKILL cannot be caught; this is only reached if kill failed.
+    std::process::abort()
+}
+
+/// Send a signal to another process (the demo and tests kill writers/compactors).
+pub fn send_signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
