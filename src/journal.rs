@@ -661,6 +661,7 @@ impl Journal {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(|e| Error::sqlite(ctx("measuring drained rows"), e))?;
+        crate::fault::check("journal row delete").map_err(|e| Error::io(ctx("deleting drained rows"), e))?;
         tx.execute("DELETE FROM lines WHERE seq <= ?1", params![seq as i64])
             .map_err(|e| Error::sqlite(ctx("deleting drained rows"), e))?;
         failpoint::hit("drain.mid_record");
