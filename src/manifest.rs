@@ -85,6 +85,18 @@ impl Sidecar {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let parent = self.dir.parent().unwrap_or(Path::new("."));
+                return Err(Error::io(
+                    format!(
+                        "creating sidecar folder {}: the target's folder {} does not exist (is the shared \
+                         filesystem mounted?)",
+                        self.dir.display(),
+                        parent.display()
+                    ),
+                    e,
+                ));
+            }
             Err(e) => return Err(Error::io(format!("creating sidecar folder {}", self.dir.display()), e)),
         }
         self.check_safe()

@@ -1,0 +1,313 @@
+//! The drain protocol (DESIGN "Drain path") on real files: adoption, tail repair, and
+//! every refusal that protects committed data. Each refusal must touch nothing.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use tributary::{Compactor, CompactorOptions, ErrorKind, Manifest, Reader, Sidecar, TargetLock};
+
+fn manifest_of(target: &Path) -> Manifest {
+    Manifest::read(&Sidecar::for_target(target).manifest).unwrap().expect("manifest")
+}
+
+#[test]
+fn a_pre_existing_target_is_adopted_when_it_ends_with_a_newline() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    fs::write(&target, b"old 1\nold 2\n").unwrap();
+    let j = journal(&spool.join("a.journal"));
+    j.append(b"new").unwrap();
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    assert_exactly(&target, &[b"old 1".to_vec(), b"old 2".to_vec(), b"new".to_vec()]);
+    assert_eq!(lines_of(&target)[2], b"new");
+    let m = manifest_of(&target);
+    assert_eq!((m.committed_lines, m.committed_len), (3, 16));
+}
+
+#[test]
+fn a_pre_existing_target_with_a_partial_last_line_is_refused_untouched() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    fs::write(&target, b"old 1\npartial").unwrap();
+    let j = journal(&spool.join("a.journal"));
+    j.append(b"new").unwrap();
+    let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TornTarget, "{e}");
+    assert_eq!(fs::read(&target).unwrap(), b"old 1\npartial");
+    assert_eq!(j.backlog().unwrap().lines, 1, "nothing was drained");
+}
+
+#[test]
+fn a_manifest_with_a_flipped_byte_is_an_error_never_replaced() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let j = journal(&spool.join("a.journal"));
+    j.append_batch(&numbered("a", 0..3)).unwrap();
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let mpath = Sidecar::for_target(&target).manifest;
+    let mut bytes = fs::read(&mpath).unwrap();
+    bytes[30] ^= 0x04;
+    fs::write(&mpath, &bytes).unwrap();
+    j.append(b"more").unwrap();
+    let before = fs::read(&target).unwrap();
+    let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CorruptManifest, "{e}");
+    assert_eq!(fs::read(&mpath).unwrap(), bytes, "the corrupt manifest is left as it is");
+    assert_eq!(fs::read(&target).unwrap(), before);
+    assert_eq!(j.backlog().unwrap().lines, 1);
+    assert_eq!(tributary::verify(&target).unwrap_err().kind(), ErrorKind::CorruptManifest);
+    assert_eq!(Reader::open(&target, 0).unwrap_err().kind(), ErrorKind::CorruptManifest);
+    let out = cli(&["verify", "--target", &s(&target)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt manifest"));
+}
+
+#[test]
+fn a_journal_row_with_a_wrong_crc_stops_the_drain_naming_journal_and_seq() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let jp = spool.join("bad.journal");
+    let j = journal(&jp);
+    j.append_batch(&numbered("r", 0..4)).unwrap();
+    let raw = rusqlite::Connection::open(&jp).unwrap();
+    raw.execute("UPDATE lines SET line = CAST('tampered' AS BLOB) WHERE seq = 3", []).unwrap();
+    drop(raw);
+    let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CorruptJournalRow, "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("bad.journal") && msg.contains("seq 3"), "{msg}");
+    assert_eq!(fs::metadata(&target).unwrap().len(), 0, "nothing of that round was written");
+    assert_eq!(j.backlog().unwrap().lines, 4, "nothing was skipped or deleted");
+}
+
+#[test]
+fn a_missing_row_is_reported_not_skipped() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let jp = spool.join("gap.journal");
+    let j = journal(&jp);
+    j.append_batch(&numbered("g", 0..4)).unwrap();
+    rusqlite::Connection::open(&jp).unwrap().execute("DELETE FROM lines WHERE seq = 2", []).unwrap();
+    let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CorruptJournalRow, "{e}");
+    assert!(e.to_string().contains("seq 2"), "{e}");
+}
+
+#[test]
+fn a_target_truncated_behind_our_back_is_refused_untouched() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let j = journal(&spool.join("a.journal"));
+    j.append_batch(&numbered("t", 0..10)).unwrap();
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let f = fs::OpenOptions::new().write(true).open(&target).unwrap();
+    f.set_len(20).unwrap();
+    j.append(b"later").unwrap();
+    let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TargetTruncated, "{e}");
+    assert_eq!(fs::metadata(&target).unwrap().len(), 20, "touched nothing");
+    assert_eq!(j.backlog().unwrap().lines, 1);
+    let v = tributary::verify(&target).unwrap();
+    assert!(!v.is_consistent());
+}
+
+#[test]
+fn an_uncommitted_tail_is_truncated_and_never_shown_to_readers() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let j = journal(&spool.join("a.journal"));
+    j.append_batch(&numbered("c", 0..3)).unwrap();
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    // What a drain killed between its write and its commit leaves: a torn tail.
+    let mut bytes = fs::read(&target).unwrap();
+    bytes.extend_from_slice(b"c-000003\nc-0000");
+    fs::write(&target, &bytes).unwrap();
+    let readers: Vec<Vec<u8>> = Reader::open(&target, 0).unwrap().map(|l| l.unwrap()).collect();
+    assert_eq!(readers, numbered("c", 0..3), "readers see only committed lines");
+    let v = tributary::verify(&target).unwrap();
+    assert!(v.is_consistent(), "an uncommitted tail is reported, not a failure");
+    assert_eq!(v.uncommitted_tail_bytes, 15);
+    j.append(b"c-000003").unwrap();
+    let r = compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    assert_eq!(r.repaired_tail_bytes, 15);
+    assert_exactly(&target, &numbered("c", 0..4));
+}
+
+#[test]
+fn a_tail_longer_than_one_round_means_a_stale_manifest_and_is_refused() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let j = journal(&spool.join("a.journal"));
+    let opts = CompactorOptions { max_round_bytes: 1000, max_line_bytes: 100, ..Default::default() };
+    j.append(b"first").unwrap();
+    Compactor::new(&target, opts.clone()).unwrap().drain(std::slice::from_ref(&j)).unwrap();
+    let mut bytes = fs::read(&target).unwrap();
+    bytes.extend(std::iter::repeat_n(b'z', 1500));
+    fs::write(&target, &bytes).unwrap();
+    j.append(b"second").unwrap();
+    let e = Compactor::new(&target, opts).unwrap().drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnexpectedTail, "{e}");
+    assert!(e.to_string().contains("stale"), "{e}");
+    assert_eq!(fs::read(&target).unwrap(), bytes, "touched nothing");
+}
+
+/// Copy a closed journal file (SQLite folds the WAL into the file on last close).
+fn copy_journal(from: &Path, to: &Path) {
+    fs::copy(from, to).unwrap();
+}
+
+#[test]
+fn a_cloned_journal_is_detected_and_nothing_is_skipped() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let a = spool.join("a.journal");
+    let b = d.path().join("clone.journal");
+    {
+        let j = journal(&a);
+        j.append_batch(&numbered("base", 0..3)).unwrap();
+        compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    }
+    copy_journal(&a, &b);
+    let (ja, jb) = (journal(&a), journal(&b));
+    assert_eq!(ja.id(), jb.id());
+    ja.append(b"from original").unwrap();
+    jb.append(b"from clone").unwrap();
+    // Both in one drain: refused at once.
+    let e = compactor(&target).drain_paths(&[a.clone(), b.clone()]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::JournalRestored, "{e}");
+    // One after the other: the second is caught by the watermark's CRC.
+    compactor(&target).drain(std::slice::from_ref(&ja)).unwrap();
+    let e = compactor(&target).drain(std::slice::from_ref(&jb)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::JournalRestored, "{e}");
+    assert_eq!(jb.backlog().unwrap().lines, 1, "the clone's line was not skipped or deleted");
+    let mut expected = numbered("base", 0..3);
+    expected.push(b"from original".to_vec());
+    assert_exactly(&target, &expected);
+}
+
+#[test]
+fn a_journal_restored_from_an_older_copy_is_detected() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let a = spool.join("a.journal");
+    let backup = d.path().join("backup.journal");
+    {
+        let j = journal(&a);
+        j.append_batch(&numbered("v", 0..3)).unwrap();
+    }
+    copy_journal(&a, &backup);
+    {
+        let j = journal(&a);
+        j.append_batch(&numbered("v", 3..6)).unwrap();
+        compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    }
+    copy_journal(&backup, &a); // restore the old copy over the live journal
+    let j = journal(&a);
+    j.append(b"after restore").unwrap(); // gets seq 4: looks already drained
+    let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::JournalRestored, "{e}");
+    drop(j);
+
+    // Restored further back, below the watermark with no row to compare: seq ceiling.
+    copy_journal(&backup, &a);
+    let e = compactor(&target).drain_paths(&[a]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::JournalRestored, "{e}");
+    assert!(e.to_string().contains("highest seq"), "{e}");
+    assert_exactly(&target, &numbered("v", 0..6));
+}
+
+#[test]
+fn a_journal_drained_into_another_target_is_refused() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let other = d.path().join("shared").join("other.log");
+    let j = journal(&spool.join("a.journal"));
+    j.append(b"one").unwrap();
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    j.append(b"two").unwrap();
+    let e = compactor(&other).drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::JournalForeign, "{e}");
+    assert_eq!(j.backlog().unwrap().lines, 1);
+}
+
+#[test]
+fn a_held_lock_gives_a_lock_timeout() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let j = journal(&spool.join("a.journal"));
+    j.append(b"x").unwrap();
+    let sidecar = Sidecar::for_target(&target);
+    sidecar.ensure().unwrap();
+    let held = TargetLock::acquire(&sidecar.lock, Duration::from_secs(1)).unwrap();
+    let opts = CompactorOptions { lock_timeout: Duration::from_millis(100), ..Default::default() };
+    let e = Compactor::new(&target, opts).unwrap().drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LockTimeout, "{e}");
+    drop(held);
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    assert_exactly(&target, &[b"x".to_vec()]);
+}
+
+/// A holder that lost its lock (another host committed meanwhile: the epoch moved)
+/// must not commit; the next round repairs the tail it wrote.
+#[test]
+fn a_moved_epoch_before_commit_means_lock_lost_and_nothing_is_committed() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let jp = spool.join("a.journal");
+    {
+        let j = journal(&jp);
+        j.append(b"committed").unwrap();
+        compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+        j.append(b"pending").unwrap();
+    }
+    let mut child = std::process::Command::new(bin())
+        .args(["drain", "--target", &s(&target), "--journal", &s(&jp)])
+        .env("TRIBUTARY_FAILPOINTS", "drain.after_fsync=pause:1500")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it has written its batch, then commit a newer epoch behind its back.
+    let committed_len = manifest_of(&target).committed_len;
+    for _ in 0..200 {
+        if fs::metadata(&target).unwrap().len() > committed_len {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut m = manifest_of(&target);
+    m.epoch += 1;
+    fs::write(Sidecar::for_target(&target).manifest, m.encode()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lock_lost"), "{err}");
+    assert_eq!(manifest_of(&target).committed_len, committed_len, "nothing committed");
+    let out = cli(&["drain", "--target", &s(&target), "--journal", &s(&jp)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("truncated an uncommitted tail"));
+    assert_exactly(&target, &[b"committed".to_vec(), b"pending".to_vec()]);
+}
+
+#[test]
+fn bounded_rounds_rotate_between_journals_and_release_the_lock() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let ja = journal(&spool.join("a.journal"));
+    let jb = journal(&spool.join("b.journal"));
+    ja.append_batch(&numbered("a", 0..200)).unwrap();
+    jb.append_batch(&numbered("b", 0..200)).unwrap();
+    let opts = CompactorOptions { max_round_bytes: 500, ..Default::default() };
+    let r = Compactor::new(&target, opts).unwrap().drain(&[ja, jb]).unwrap();
+    assert!(r.rounds >= 8, "400 lines of 9 bytes in rounds of 500 bytes: {} rounds", r.rounds);
+    let mut expected = numbered("a", 0..200);
+    expected.extend(numbered("b", 0..200));
+    assert_exactly(&target, &expected);
+    // Per-journal order is kept.
+    let got = lines_of(&target);
+    let a_order: Vec<_> = got.iter().filter(|l| l.starts_with(b"a-")).cloned().collect();
+    assert_eq!(a_order, numbered("a", 0..200));
+}

@@ -1,0 +1,179 @@
+//! The write path (DESIGN "Write path" 1–6) against real SQLite journal files.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tributary::{Error, ErrorKind, Journal, JournalOptions, LineProblem};
+
+#[test]
+fn seq_continues_after_everything_was_drained() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    let jp = spool.join("a.journal");
+    let j = journal(&jp);
+    assert_eq!(j.append_batch(&numbered("x", 0..5)).unwrap(), 1);
+    let r = compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    assert_eq!(r.lines, 5);
+    assert_eq!(j.backlog().unwrap().lines, 0, "drained rows are deleted");
+    drop(j);
+    // Reopen (a new process would): the seq must continue, not restart at 1.
+    let j = journal(&jp);
+    assert_eq!(j.append(b"after").unwrap(), 6);
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let mut expected = numbered("x", 0..5);
+    expected.push(b"after".to_vec());
+    assert_exactly(&target, &expected);
+}
+
+#[test]
+fn invalid_lines_are_refused_and_nothing_of_the_call_is_stored() {
+    let d = tmp();
+    let j = Journal::open(d.path().join("j.journal"), JournalOptions { max_line_bytes: 10, ..Default::default() })
+        .unwrap();
+    let e = j.append(b"a\nb").unwrap_err();
+    assert!(matches!(e, Error::InvalidLine { index: 0, problem: LineProblem::ContainsNewline { at: 1 } }), "{e}");
+    let e = j.append(&[b'x'; 11]).unwrap_err();
+    assert!(matches!(e, Error::InvalidLine { problem: LineProblem::TooLong { len: 11, max: 10 }, .. }), "{e}");
+    let batch: Vec<&[u8]> = vec![b"ok1", b"ok2", b"bad\n", b"ok3"];
+    let e = j.append_batch(&batch).unwrap_err();
+    assert!(matches!(e, Error::InvalidLine { index: 2, .. }), "{e}");
+    assert_eq!(e.kind(), ErrorKind::InvalidLine);
+    assert_eq!(j.backlog().unwrap().lines, 0, "a refused batch stores nothing");
+    // Empty lines and arbitrary bytes (invalid UTF-8, \r, NUL) are lines.
+    assert_eq!(j.append(b"").unwrap(), 1);
+    assert_eq!(j.append(&[0xff, 0x00, b'\r']).unwrap(), 2);
+    assert_eq!(j.append(&[b'y'; 10]).unwrap(), 3);
+}
+
+#[test]
+fn keyed_append_stores_once_per_key() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let j = journal(&spool.join("k.journal"));
+    let s1 = j.append_keyed(b"order-1", b"first").unwrap();
+    let s2 = j.append_keyed(b"order-1", b"retry with other bytes").unwrap();
+    assert_eq!(s1, s2, "a retry returns the first seq");
+    let seqs = j.append_batch_keyed(&[("order-2", "two"), ("order-1", "again"), ("order-2", "dup in batch")]).unwrap();
+    assert_eq!(seqs, vec![s1 + 1, s1, s1 + 1]);
+    assert!(matches!(j.append_keyed(b"", b"x"), Err(Error::InvalidArgument(_))));
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    // Still idempotent after the line was drained and its row deleted.
+    assert_eq!(j.append_keyed(b"order-1", b"late retry").unwrap(), s1);
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    assert_exactly(&target, &[b"first".to_vec(), b"two".to_vec()]);
+}
+
+#[test]
+fn backlog_limit_refuses_then_accepts_after_a_drain_and_can_wait() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let jp = spool.join("f.journal");
+    let opts = JournalOptions { max_backlog_bytes: Some(100), ..Default::default() };
+    let j = Journal::open(&jp, opts.clone()).unwrap();
+    j.append(&[b'a'; 60]).unwrap();
+    let e = j.append(&[b'b'; 60]).unwrap_err();
+    assert!(matches!(e, Error::JournalFull { backlog_bytes: 60, max_backlog_bytes: 100, needed_bytes: 60 }), "{e}");
+    assert_eq!(j.backlog().unwrap().lines, 1, "the refused line was not stored");
+    compactor(&target).drain_paths(std::slice::from_ref(&jp)).unwrap();
+    j.append(&[b'b'; 60]).unwrap();
+
+    // With full_wait, an append waits for a concurrent drain to make room.
+    let waiting = Journal::open(&jp, JournalOptions { full_wait: Some(Duration::from_secs(20)), ..opts }).unwrap();
+    let target2 = target.clone();
+    let jp2 = jp.clone();
+    let drainer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        compactor(&target2).drain_paths(&[jp2]).unwrap()
+    });
+    let t = Instant::now();
+    waiting.append(&[b'c'; 60]).unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(200), "the append should have waited for room");
+    drainer.join().unwrap();
+    compactor(&target).drain_paths(&[jp]).unwrap();
+    assert_exactly(&target, &[vec![b'a'; 60], vec![b'b'; 60], vec![b'c'; 60]]);
+}
+
+#[test]
+fn threads_sharing_one_handle_get_distinct_consecutive_seqs() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let j = Arc::new(journal(&spool.join("t.journal")));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let j = Arc::clone(&j);
+            std::thread::spawn(move || {
+                (0..300)
+                    .map(|i| {
+                        let line = format!("t{t}-{i}");
+                        (j.append(line.as_bytes()).unwrap(), line)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<(u64, String)> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    all.sort();
+    let seqs: Vec<u64> = all.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (1..=2400).collect::<Vec<u64>>(), "every caller got its own seq, none reused or skipped");
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let expected: Vec<Vec<u8>> = all.iter().map(|(_, l)| l.clone().into_bytes()).collect();
+    assert_exactly(&target, &expected);
+    // The target's order is seq order: per-thread order is kept.
+    let got = lines_of(&target);
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn several_processes_share_one_journal() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let jp = spool.join("shared.journal");
+    let children: Vec<_> = (0..3)
+        .map(|p| {
+            let mut c = std::process::Command::new(bin())
+                .args(["append", "--journal", &s(&jp)])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = c.stdin.take().unwrap();
+            let h = std::thread::spawn(move || {
+                use std::io::Write;
+                for i in 0..2000 {
+                    writeln!(stdin, "p{p}-{i}").unwrap();
+                }
+            });
+            (c, h)
+        })
+        .collect();
+    for (mut c, h) in children {
+        h.join().unwrap();
+        assert!(c.wait().unwrap().success());
+    }
+    compactor(&target).drain_paths(&[jp]).unwrap();
+    let expected: Vec<Vec<u8>> =
+        (0..3).flat_map(|p| (0..2000).map(move |i| format!("p{p}-{i}").into_bytes())).collect();
+    assert_exactly(&target, &expected);
+}
+
+#[test]
+fn a_file_that_is_not_a_journal_is_refused() {
+    let d = tmp();
+    let junk = d.path().join("junk.journal");
+    std::fs::write(&junk, b"this is not sqlite at all, just text that happens to be long enough").unwrap();
+    let e = Journal::open(&junk, JournalOptions::default()).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::NotAJournal | ErrorKind::Sqlite), "{e}");
+    let other = d.path().join("other.db");
+    rusqlite_free_db(&other);
+    let e = Journal::open(&other, JournalOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotAJournal, "{e}");
+}
+
+/// An SQLite database that has someone else's tables and not tributary's.
+fn rusqlite_free_db(path: &std::path::Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch("CREATE TABLE customers(id INTEGER); INSERT INTO customers VALUES (1);").unwrap();
+}
