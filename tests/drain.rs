@@ -264,7 +264,7 @@ fn a_moved_epoch_before_commit_means_lock_lost_and_nothing_is_committed() {
         compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
         j.append(b"pending").unwrap();
     }
-    let mut child = std::process::Command::new(bin())
+    let child = std::process::Command::new(bin())
         .args(["drain", "--target", &s(&target), "--journal", &s(&jp)])
         .env("TRIBUTARY_FAILPOINTS", "drain.after_fsync=pause:1500")
         .stderr(std::process::Stdio::piped())
