@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The README's main job, as a newcomer runs it: must report 0 lost / 0 duplicated.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out="$(mktemp)"
+trap 'rm -f "$out"' EXIT
+cargo run --release --quiet -- demo --kills 8 | tee "$out"
+grep -q '^  lost: *0$' "$out"
+grep -q '^  duplicated: *0$' "$out"
+grep -q '^demo: PASSED' "$out"
+echo "1 passed, 0 failed"
