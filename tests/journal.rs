@@ -32,8 +32,8 @@ fn seq_continues_after_everything_was_drained() {
 #[test]
 fn invalid_lines_are_refused_and_nothing_of_the_call_is_stored() {
     let d = tmp();
-    let j = Journal::open(d.path().join("j.journal"), JournalOptions { max_line_bytes: 10, ..Default::default() })
-        .unwrap();
+    let j =
+        Journal::open(d.path().join("j.journal"), JournalOptions { max_line_bytes: 10, ..Default::default() }).unwrap();
     let e = j.append(b"a\nb").unwrap_err();
     assert!(matches!(e, Error::InvalidLine { index: 0, problem: LineProblem::ContainsNewline { at: 1 } }), "{e}");
     let e = j.append(&[b'x'; 11]).unwrap_err();
