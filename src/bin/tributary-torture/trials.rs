@@ -1,0 +1,616 @@
+//! Randomized crash trials. Each trial is a small, fresh scenario drawn from the seed:
+//! 1–3 writer processes (keyed appends, acks), some killed by a timer or at a journal
+//! failpoint and restarted; 1–4 drain actions on random "hosts" — a `drain` that dies
+//! at a drain-protocol failpoint, a `drain` or `compact` SIGKILLed after a random
+//! delay, two drains from two hosts racing with one of them dying, or a clean drain.
+//! Then a clean recovery drain per host and the proof: every acknowledged line exactly
+//! once, in per-writer order, nothing torn, `verify` clean with no uncommitted tail,
+//! every journal emptied, and (on GlusterFS) the same bytes through every mount.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+
+use crate::common::{
+    check_target, drain_failpoints, journal_drained_seq, mix, path_str, random_seed, strings, tributary_exe, Check,
+    Exit, Proc, Rng, WriterSpec,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Fs {
+    /// target on the local disk (two simulated hosts, each with its own spool)
+    Local,
+    /// target on a GlusterFS volume: one host per --mounts entry
+    Gluster,
+}
+
+#[derive(Args, Debug)]
+pub struct TrialsArgs {
+    /// Number of trials.
+    #[arg(long, default_value_t = 100)]
+    pub trials: u64,
+    #[arg(long, value_enum, default_value = "local")]
+    pub fs: Fs,
+    /// Gluster mounts of one volume, one per host (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub mounts: Vec<PathBuf>,
+    /// Seed (default: $TRIB_SEED or random; printed either way).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Run only this trial of the seed (to re-run a failure).
+    #[arg(long)]
+    pub trial: Option<u64>,
+    /// Local work folder for spools, acks and logs (default: a fresh one in $TMPDIR).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The tributary CLI (default: next to this executable).
+    #[arg(long)]
+    pub tributary: Option<PathBuf>,
+    /// Keep the files of passing trials too.
+    #[arg(long)]
+    pub keep: bool,
+    /// A line per trial.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    /// `drain` with `point=kill`
+    DrainFp(&'static str),
+    /// `drain` SIGKILLed after this many ms (if still running)
+    DrainTimed(u64),
+    /// `compact` SIGKILLed after this many ms, maybe dying at a failpoint first
+    CompactTimed(u64, Option<&'static str>),
+    /// two drains from two hosts at once, the first dying at the failpoint
+    Pair(&'static str, usize),
+    Clean,
+}
+
+#[derive(Debug, Default)]
+struct Outcome {
+    check: Check,
+    kills_writers: u64,
+    kills_compactors: u64,
+    kills_by_failpoint: u64,
+    kills_by_timer: u64,
+    fp_hit: BTreeMap<&'static str, u64>,
+    fp_missed: BTreeMap<&'static str, u64>,
+    errors: Vec<String>,
+    problems: Vec<String>,
+    plan: Vec<String>,
+}
+
+impl Outcome {
+    fn passed(&self) -> bool {
+        self.check.exactly_once() && self.errors.is_empty() && self.problems.is_empty()
+    }
+}
+
+struct Ctx {
+    trib: PathBuf,
+    me: PathBuf,
+    work: PathBuf,
+    fs: Fs,
+    mounts: Vec<PathBuf>,
+    run_dir: String,
+}
+
+impl Ctx {
+    fn hosts(&self) -> usize {
+        match self.fs {
+            Fs::Local => 2,
+            Fs::Gluster => self.mounts.len(),
+        }
+    }
+
+    fn target(&self, k: u64, host: usize) -> PathBuf {
+        match self.fs {
+            Fs::Local => self.work.join(format!("trial-{k}")).join("shared").join("out.log"),
+            Fs::Gluster => self.mounts[host].join(&self.run_dir).join(format!("trial-{k}")).join("out.log"),
+        }
+    }
+}
+
+struct WriterState {
+    spec: WriterSpec,
+    proc: Proc,
+    done: bool,
+}
+
+pub fn run(a: TrialsArgs) -> ExitCode {
+    let seed = a.seed.or_else(|| std::env::var("TRIB_SEED").ok()?.parse().ok()).unwrap_or_else(random_seed);
+    if a.fs == Fs::Gluster && a.mounts.is_empty() {
+        eprintln!("tributary-torture: --fs gluster needs --mounts M1,M2,... (mounts of one GlusterFS volume)");
+        return ExitCode::from(2);
+    }
+    let work = a.dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("tributary-torture-{seed}")));
+    if let Err(e) = fs::create_dir_all(&work) {
+        eprintln!("tributary-torture: cannot create {}: {e}", work.display());
+        return ExitCode::FAILURE;
+    }
+    let ctx = Ctx {
+        trib: tributary_exe(a.tributary.as_deref()),
+        me: std::env::current_exe().expect("current_exe"),
+        work: work.clone(),
+        fs: a.fs,
+        mounts: a.mounts.clone(),
+        run_dir: format!("torture-{seed}-{:06x}", tributary::sys::random_u64() & 0xff_ffff),
+    };
+    let fs_name = format!("{:?}", a.fs).to_lowercase();
+    let range: Vec<u64> = match a.trial {
+        Some(k) => vec![k],
+        None => (0..a.trials).collect(),
+    };
+    println!(
+        "torture: fs={fs_name} trials={} seed={seed} work={} (re-run one trial: tributary-torture trials --fs {fs_name} \
+         --seed {seed} --trial K{})",
+        range.len(),
+        work.display(),
+        if a.fs == Fs::Gluster { " --mounts ..." } else { "" }
+    );
+    let started = Instant::now();
+    let mut total = Outcome::default();
+    let (mut passed, mut failed) = (0u64, Vec::new());
+    for (n, &k) in range.iter().enumerate() {
+        let t0 = Instant::now();
+        let o = run_trial(&ctx, k, mix(seed, k));
+        let ok = o.passed();
+        if ok {
+            passed += 1;
+        } else {
+            failed.push(k);
+        }
+        if a.verbose || !ok {
+            println!(
+                "trial {k}: {} in {:.2}s; plan: {}; {}; kills {}{}{}",
+                if ok { "ok" } else { "FAILED" },
+                t0.elapsed().as_secs_f64(),
+                o.plan.join(", "),
+                o.check.summary(),
+                o.kills_writers + o.kills_compactors,
+                if o.errors.is_empty() { String::new() } else { format!("; errors: {}", o.errors.join(" | ")) },
+                if o.problems.is_empty() { String::new() } else { format!("; problems: {}", o.problems.join(" | ")) },
+            );
+        }
+        if !ok {
+            println!(
+                "  files kept in {}; re-run: --seed {seed} --trial {k}",
+                work.join(format!("trial-{k}")).display()
+            );
+        } else if !a.keep {
+            let _ = fs::remove_dir_all(work.join(format!("trial-{k}")));
+            if a.fs == Fs::Gluster {
+                let _ = fs::remove_dir_all(ctx.target(k, 0).parent().expect("trial dir"));
+            }
+        }
+        if !a.verbose && (n + 1) % 25 == 0 {
+            println!(
+                "  ... {} trials, {} failed, {} kills, {:.0}s",
+                n + 1,
+                failed.len(),
+                total.kills_writers + total.kills_compactors + o.kills_writers + o.kills_compactors,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        merge(&mut total, o);
+    }
+    if a.fs == Fs::Gluster && !a.keep && failed.is_empty() {
+        let _ = fs::remove_dir_all(ctx.mounts[0].join(&ctx.run_dir));
+    }
+    if failed.is_empty() && !a.keep {
+        let _ = fs::remove_dir(&work);
+    }
+    let c = &total.check;
+    println!("torture summary (fs={fs_name}, seed={seed}, {:.1}s):", started.elapsed().as_secs_f64());
+    println!("  trials:        {} ({passed} passed, {} failed{})", range.len(), failed.len(), fmt_list(&failed));
+    println!(
+        "  kills:         {} ({} writers, {} compactors/drains; {} at a failpoint, {} by timer)",
+        total.kills_writers + total.kills_compactors,
+        total.kills_writers,
+        total.kills_compactors,
+        total.kills_by_failpoint,
+        total.kills_by_timer
+    );
+    println!("  failpoints:    {}", total.fp_hit.iter().map(|(p, n)| format!("{p}={n}")).collect::<Vec<_>>().join(" "));
+    if !total.fp_missed.is_empty() {
+        println!(
+            "  not reached:   {} (the process finished before reaching the point)",
+            total.fp_missed.iter().map(|(p, n)| format!("{p}={n}")).collect::<Vec<_>>().join(" ")
+        );
+    }
+    println!("  lines:         {} acknowledged, {} in targets", c.acked, c.lines);
+    println!("  lost:          {}", c.lost);
+    println!("  held back:     {}", c.held);
+    println!("  duplicated:    {}", c.duplicated);
+    println!("  torn:          {}", c.torn);
+    println!("  out of order:  {}", c.out_of_order);
+    println!("  errors:        {}", total.errors.len());
+    println!("  verify/other:  {}", total.problems.len());
+    println!(
+        "RESULT fs={fs_name} seed={seed} trials={} failed={} kills={} lost={} duplicated={} torn={} out_of_order={} \
+         held={} errors={} problems={}",
+        range.len(),
+        failed.len(),
+        total.kills_writers + total.kills_compactors,
+        c.lost,
+        c.duplicated,
+        c.torn,
+        c.out_of_order,
+        c.held,
+        total.errors.len(),
+        total.problems.len()
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn fmt_list(v: &[u64]) -> String {
+    if v.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", v.iter().take(20).map(|k| k.to_string()).collect::<Vec<_>>().join(" "))
+    }
+}
+
+fn merge(total: &mut Outcome, o: Outcome) {
+    total.check.add(&o.check);
+    total.kills_writers += o.kills_writers;
+    total.kills_compactors += o.kills_compactors;
+    total.kills_by_failpoint += o.kills_by_failpoint;
+    total.kills_by_timer += o.kills_by_timer;
+    for (p, n) in o.fp_hit {
+        *total.fp_hit.entry(p).or_default() += n;
+    }
+    for (p, n) in o.fp_missed {
+        *total.fp_missed.entry(p).or_default() += n;
+    }
+    total.errors.extend(o.errors);
+    total.problems.extend(o.problems);
+}
+
+fn point_of(fp: &Option<String>) -> Option<&'static str> {
+    let name = fp.as_deref()?.split('=').next()?;
+    tributary::failpoint::POINTS.iter().copied().find(|p| *p == name)
+}
+
+/// Account for a life that ended; `Err` on an unexpected failure.
+fn account(p: &Proc, exit: &Exit, writer: bool, o: &mut Outcome) {
+    let point = point_of(&p.failpoint);
+    match exit {
+        Exit::Killed => {
+            if writer {
+                o.kills_writers += 1;
+            } else {
+                o.kills_compactors += 1;
+            }
+            if p.timer_fired {
+                o.kills_by_timer += 1;
+            } else if let Some(pt) = point {
+                o.kills_by_failpoint += 1;
+                *o.fp_hit.entry(pt).or_default() += 1;
+            } else {
+                o.errors.push(format!("{} died of SIGKILL that nobody sent (OOM?)", p.name));
+            }
+        }
+        Exit::Ok => {
+            if let Some(pt) = point {
+                *o.fp_missed.entry(pt).or_default() += 1;
+            }
+        }
+        Exit::Failed(e) => o.errors.push(format!("{} (life {}): {e}", p.name, p.lives)),
+    }
+}
+
+fn poll_writers(ws: &mut [WriterState], o: &mut Outcome) {
+    for w in ws.iter_mut().filter(|w| !w.done) {
+        if let Some(exit) = w.proc.poll() {
+            account(&w.proc, &exit, true, o);
+            match exit {
+                Exit::Ok => w.done = true,
+                Exit::Killed => {
+                    if let Err(e) = w.proc.start(None, None) {
+                        o.errors.push(format!("restarting {}: {e}", w.proc.name));
+                        w.done = true;
+                    }
+                }
+                Exit::Failed(_) => w.done = true,
+            }
+        }
+    }
+}
+
+fn run_trial(ctx: &Ctx, k: u64, tseed: u64) -> Outcome {
+    let mut o = Outcome::default();
+    let mut rng = Rng::new(tseed);
+    let hosts = ctx.hosts();
+    let tdir = ctx.work.join(format!("trial-{k}"));
+    let logs = tdir.join("logs");
+    let acks = tdir.join("acks");
+    let spool = |h: usize| tdir.join(format!("host{h}")).join("spool");
+    let mut dirs = vec![logs.clone(), acks.clone()];
+    dirs.extend((0..hosts).map(spool));
+    dirs.push(ctx.target(k, 0).parent().expect("target dir").to_path_buf());
+    for d in &dirs {
+        if let Err(e) = fs::create_dir_all(d) {
+            o.errors.push(format!("creating {}: {e}", d.display()));
+            return o;
+        }
+    }
+    let points = drain_failpoints();
+
+    // writers
+    let nw = 1 + rng.below(3) as u32;
+    let first_host = rng.below(hosts as u64) as usize;
+    let mut ws: Vec<WriterState> = Vec::new();
+    let mut writer_hosts: Vec<usize> = Vec::new();
+    for w in 1..=nw {
+        // spread over the hosts (two writers may share a host, and so a journal folder)
+        let host = if rng.chance(1, 4) { rng.below(hosts as u64) as usize } else { (first_host + w as usize) % hosts };
+        writer_hosts.push(host);
+        let rate = if rng.chance(1, 3) { 0 } else { 300 + rng.below(2700) };
+        let spec = WriterSpec {
+            id: w,
+            lines: 5 + rng.below(150),
+            journal: spool(host).join(format!("w{w}.journal")),
+            ack: acks.join(format!("w{w}.ack")),
+        };
+        let args = strings([
+            "writer".to_string(),
+            "--journal".into(),
+            path_str(&spec.journal),
+            "--ack".into(),
+            path_str(&spec.ack),
+            "--writer".into(),
+            w.to_string(),
+            "--lines".into(),
+            spec.lines.to_string(),
+            "--run".into(),
+            tseed.to_string(),
+            "--max-batch".into(),
+            (1 + rng.below(24)).to_string(),
+            "--rate".into(),
+            rate.to_string(),
+        ]);
+        let mut proc = Proc::new(format!("writer-{w}@host{host}"), &ctx.me, args, logs.join(format!("writer-{w}.log")));
+        let (fp, timer) = match rng.below(8) {
+            0 => (Some("journal.before_commit=kill".to_string()), None),
+            1 => (Some("journal.after_commit=kill".to_string()), None),
+            2..=4 => (None, Some(Duration::from_millis(rng.below(100)))),
+            _ => (None, None),
+        };
+        o.plan.push(format!(
+            "w{w}@h{host}x{}{}{}",
+            spec.lines,
+            fp.as_deref().map(|f| format!(" fp {f}")).unwrap_or_default(),
+            timer.map(|t| format!(" kill@{}ms", t.as_millis())).unwrap_or_default()
+        ));
+        if let Err(e) = proc.start(fp, timer) {
+            o.errors.push(format!("starting {}: {e}", proc.name));
+            return o;
+        }
+        ws.push(WriterState { spec, proc, done: false });
+    }
+
+    // drain actions
+    let n_actions = 2 + rng.below(4);
+    let mut actions = Vec::new();
+    // a drain that died between writing and committing leaves a tail; the next drain
+    // then truncates it, so aim at drain.after_truncate more often right after one
+    let leaves_tail = ["drain.mid_write", "drain.after_write", "drain.after_fsync", "drain.after_temp_manifest"];
+    let mut tail_likely = false;
+    for _ in 0..n_actions {
+        // mostly a host that has writers (a drain of an empty spool still takes the lock)
+        let host = if rng.chance(4, 5) { *rng.pick(&writer_hosts) } else { rng.below(hosts as u64) as usize };
+        let action = match rng.below(20) {
+            0..=7 if tail_likely && rng.chance(1, 2) => Action::DrainFp("drain.after_truncate"),
+            0..=7 => Action::DrainFp(*rng.pick(&points)),
+            8..=11 => Action::DrainTimed(rng.below(40)),
+            12..=14 => Action::CompactTimed(
+                20 + rng.below(200),
+                if rng.chance(1, 2) { Some(*rng.pick(&points)) } else { None },
+            ),
+            15..=17 => Action::Pair(*rng.pick(&points), (host + 1 + rng.below(hosts as u64 - 1) as usize) % hosts),
+            _ => Action::Clean,
+        };
+        // small rounds sometimes, so one drain makes several rounds a kill can fall between
+        let round_bytes = match rng.below(3) {
+            0 => Some(64 + rng.below(2048)),
+            _ => None,
+        };
+        tail_likely = matches!(&action, Action::DrainFp(p) | Action::Pair(p, _) if leaves_tail.contains(p));
+        actions.push((host, action, round_bytes));
+    }
+    std::thread::sleep(Duration::from_millis(rng.below(40)));
+
+    let compactor_args = |cmd: &str, host: usize, round_bytes: Option<u64>| -> Vec<String> {
+        let mut v = strings([
+            cmd.to_string(),
+            "--target".into(),
+            path_str(&ctx.target(k, host)),
+            "--spool".into(),
+            path_str(&spool(host)),
+            "--lock-timeout-ms".into(),
+            "30000".into(),
+        ]);
+        if cmd == "compact" {
+            v.extend(strings(["--interval", "10"]));
+        }
+        if let Some(b) = round_bytes {
+            v.extend(strings(["--max-round-bytes".to_string(), b.to_string()]));
+        }
+        v
+    };
+    for (n, (host, action, round_bytes)) in actions.iter().enumerate() {
+        let mut procs: Vec<Proc> = Vec::new();
+        let mk = |cmd: &str, h: usize, tag: &str| {
+            Proc::new(
+                format!("{cmd}-{n}{tag}@host{h}"),
+                &ctx.trib,
+                compactor_args(cmd, h, *round_bytes),
+                logs.join(format!("action-{n}{tag}.log")),
+            )
+        };
+        let started = match action {
+            Action::DrainFp(p) => {
+                let mut d = mk("drain", *host, "");
+                let r = d.start(Some(format!("{p}=kill")), None);
+                procs.push(d);
+                r
+            }
+            Action::DrainTimed(ms) => {
+                let mut d = mk("drain", *host, "");
+                let r = d.start(None, Some(Duration::from_millis(*ms)));
+                procs.push(d);
+                r
+            }
+            Action::CompactTimed(ms, p) => {
+                let mut d = mk("compact", *host, "");
+                let r = d.start(p.map(|p| format!("{p}=kill")), Some(Duration::from_millis(*ms)));
+                procs.push(d);
+                r
+            }
+            Action::Pair(p, other) => {
+                let mut d1 = mk("drain", *host, "a");
+                let mut d2 = mk("drain", *other, "b");
+                let r = d1.start(Some(format!("{p}=kill")), None).and_then(|_| d2.start(None, None));
+                procs.push(d1);
+                procs.push(d2);
+                r
+            }
+            Action::Clean => {
+                let mut d = mk("drain", *host, "");
+                let r = d.start(None, None);
+                procs.push(d);
+                r
+            }
+        };
+        o.plan.push(format!("{action:?}@h{host}{}", round_bytes.map(|b| format!(" rounds<={b}B")).unwrap_or_default()));
+        if let Err(e) = started {
+            o.errors.push(format!("starting action {n}: {e}"));
+            return o;
+        }
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut live = procs.len();
+        while live > 0 {
+            poll_writers(&mut ws, &mut o);
+            for p in procs.iter_mut().filter(|p| p.running()) {
+                if let Some(exit) = p.poll() {
+                    account(p, &exit, false, &mut o);
+                    live -= 1;
+                }
+            }
+            if Instant::now() >= deadline {
+                for p in procs.iter_mut().filter(|p| p.running()) {
+                    p.kill();
+                    o.errors.push(format!("{} hung for 90 s (killed)", p.name));
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    // let the writers finish (restarting killed ones)
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while ws.iter().any(|w| !w.done) {
+        poll_writers(&mut ws, &mut o);
+        if Instant::now() >= deadline {
+            o.errors.push("writers did not finish within 120 s".into());
+            return o;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+
+    // recovery: one clean drain per host
+    for h in 0..hosts {
+        let mut d = Proc::new(
+            format!("recovery-drain@host{h}"),
+            &ctx.trib,
+            compactor_args("drain", h, None),
+            logs.join(format!("recovery-{h}.log")),
+        );
+        if let Err(e) = d.start(None, None) {
+            o.errors.push(format!("starting the recovery drain: {e}"));
+            return o;
+        }
+        match d.wait_timeout(Duration::from_secs(120)) {
+            Some((Exit::Ok, false)) => {}
+            Some((exit, hung)) => o
+                .errors
+                .push(format!("recovery drain on host {h}: {exit:?}{}", if hung { " (hung 120 s)" } else { "" })),
+            None => o.errors.push(format!("recovery drain on host {h} vanished")),
+        }
+    }
+
+    // the proof
+    let specs: Vec<WriterSpec> = ws.iter().map(|w| w.spec.clone()).collect();
+    let target = ctx.target(k, 0);
+    let bytes = match fs::read(&target) {
+        Ok(b) => b,
+        Err(e) => {
+            o.problems.push(format!("reading {}: {e}", target.display()));
+            return o;
+        }
+    };
+    o.check = check_target(tseed, &bytes, &specs, &|w| journal_drained_seq(&w.journal));
+    check_consistency(&target, &specs, &mut o);
+    if ctx.fs == Fs::Gluster {
+        for h in 1..hosts {
+            match fs::read(ctx.target(k, h)) {
+                Ok(b) if b == bytes => {}
+                Ok(b) => o.problems.push(format!(
+                    "mount {} shows {} bytes, mount {} shows {}",
+                    ctx.mounts[h].display(),
+                    b.len(),
+                    ctx.mounts[0].display(),
+                    bytes.len()
+                )),
+                Err(e) => o.problems.push(format!("reading via {}: {e}", ctx.mounts[h].display())),
+            }
+        }
+    }
+    o
+}
+
+/// `verify` clean with no tail left, committed line count = lines found, journals empty.
+fn check_consistency(target: &Path, writers: &[WriterSpec], o: &mut Outcome) {
+    match tributary::verify(target) {
+        Ok(v) => {
+            o.problems.extend(v.problems.iter().map(|p| format!("verify: {p}")));
+            if v.uncommitted_tail_bytes != 0 {
+                o.problems.push(format!("{} uncommitted bytes left after a clean drain", v.uncommitted_tail_bytes));
+            }
+            if v.committed_lines != o.check.lines {
+                o.problems.push(format!(
+                    "manifest says {} committed lines, the target has {}",
+                    v.committed_lines, o.check.lines
+                ));
+            }
+        }
+        Err(e) => o.problems.push(format!("verify failed to run: {e}")),
+    }
+    for w in writers {
+        if !w.journal.exists() {
+            continue;
+        }
+        match tributary::Journal::open(&w.journal, tributary::JournalOptions::default()).and_then(|j| j.backlog()) {
+            Ok(b) if b.lines == 0 && b.drained_seq == b.last_seq => {}
+            Ok(b) => o.problems.push(format!(
+                "journal {} still holds {} line(s) (drained to {}, last seq {}) after the final drain",
+                w.journal.display(),
+                b.lines,
+                b.drained_seq,
+                b.last_seq
+            )),
+            Err(e) => o.problems.push(format!("opening {}: {e}", w.journal.display())),
+        }
+    }
+}
