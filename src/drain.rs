@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::journal::{Journal, JournalId, JournalOptions, DEFAULT_MAX_LINE_BYTES};
+use crate::journal::{Journal, JournalId, JournalOptions, Taken, DEFAULT_MAX_LINE_BYTES};
 use crate::lock::TargetLock;
 use crate::manifest::{Manifest, Sidecar, Watermark};
 use crate::{failpoint, fault, fscheck};
@@ -102,14 +102,6 @@ pub struct Compactor {
     target: PathBuf,
     sidecar: Sidecar,
     opts: CompactorOptions,
-}
-
-/// A journal's new lines for this round.
-struct Taken {
-    index: usize,
-    lines: u64,
-    bytes: u64,
-    last: Watermark,
 }
 
 impl Compactor {
@@ -234,42 +226,33 @@ impl Compactor {
             failpoint::hit("drain.after_truncate");
         }
 
-        // Step 3: new rows of each journal, checked, up to the round's bounds.
+        // Step 3 + 4: new lines of each journal, checked and bounded, streamed to the
+        // target at committed_len (explicit offsets) in chunks, then one fdatasync.
         for j in journals {
             self.check_journal(j, manifest.watermarks.get(&j.id()), &manifest.target_id)?;
         }
         let deadline = Instant::now() + self.opts.max_round_time;
-        let mut budget = self.opts.max_round_bytes;
-        let mut batch: Vec<u8> = Vec::new();
-        let mut taken: Vec<Taken> = Vec::new();
+        let mut out = ChunkWriter::new(self, &file, &manifest);
+        let mut taken: Vec<(usize, Taken)> = Vec::new();
         let n = journals.len();
         for k in 0..n {
-            if budget == 0 || (Instant::now() >= deadline && !batch.is_empty()) {
+            let budget = self.opts.max_round_bytes.saturating_sub(out.total());
+            if budget == 0 || (Instant::now() >= deadline && out.total() > 0) {
                 break;
             }
             let index = (rotation + k) % n.max(1);
             let j = &journals[index];
             let after = manifest.watermarks.get(&j.id()).map_or(0, |w| w.last_seq);
-            let rows = j.read_after(after, budget, deadline)?;
-            let Some(last) = rows.last() else { continue };
-            let last = Watermark { journal_id: j.id(), last_seq: last.seq, crc: last.crc };
-            let mut bytes = 0u64;
-            for r in &rows {
-                batch.extend_from_slice(&r.line);
-                batch.push(b'\n');
-                bytes += r.line.len() as u64 + 1;
+            if let Some(t) = j.drain_after(after, budget, deadline, &mut |bytes| out.push(bytes))? {
+                taken.push((index, t));
             }
-            budget = budget.saturating_sub(bytes);
-            taken.push(Taken { index, lines: rows.len() as u64, bytes, last });
         }
         if taken.is_empty() {
             drop(lock);
             self.catch_up_records(journals, &manifest)?;
             return Ok((report, manifest));
         }
-
-        // Step 4: write at committed_len (explicit offset), then fdatasync.
-        self.write_batch(&file, manifest.committed_len, &batch, manifest.epoch)?;
+        let (batch_len, batch_crc) = out.finish()?;
         failpoint::hit("drain.after_write");
         fault::check("target fdatasync").map_err(|e| self.lost_or_io("fdatasync of the target", e))?;
         file.sync_data().map_err(|e| self.lost_or_io("fdatasync of the target", e))?;
@@ -278,13 +261,12 @@ impl Compactor {
         // Step 5: commit the new manifest (epoch checked just before the rename).
         let mut next = manifest.clone();
         next.epoch += 1;
-        let mut crc = crc32fast::Hasher::new_with_initial_len(manifest.committed_crc, manifest.committed_len);
-        crc.update(&batch);
-        next.committed_crc = crc.finalize();
-        next.committed_len += batch.len() as u64;
-        for t in &taken {
+        next.committed_crc = batch_crc;
+        next.committed_len += batch_len;
+        for (index, t) in &taken {
             next.committed_lines += t.lines;
-            next.watermarks.insert(t.last.journal_id, t.last);
+            let id = journals[*index].id();
+            next.watermarks.insert(id, Watermark { journal_id: id, last_seq: t.last_seq, crc: t.last_crc });
         }
         next.commit(&self.sidecar, Some(manifest.epoch), &self.target)?;
 
@@ -294,21 +276,21 @@ impl Compactor {
         failpoint::hit("drain.after_unlock");
 
         // Step 7: record in each journal how far it is drained, delete those rows.
-        for t in &taken {
-            journals[t.index].record_drained(&next.target_id, t.last.last_seq, t.last.crc)?;
+        for (index, t) in &taken {
+            journals[*index].record_drained(&next.target_id, t.last_seq, t.last_crc)?;
         }
         self.catch_up_records(journals, &next)?;
         report.rounds = 1;
         report.epoch = next.epoch;
-        for t in &taken {
+        for (index, t) in &taken {
             report.lines += t.lines;
             report.bytes += t.bytes;
             report.journals.push(JournalDrain {
-                path: journals[t.index].path().to_path_buf(),
-                journal_id: t.last.journal_id,
+                path: journals[*index].path().to_path_buf(),
+                journal_id: journals[*index].id(),
                 lines: t.lines,
                 bytes: t.bytes,
-                last_seq: t.last.last_seq,
+                last_seq: t.last_seq,
             });
         }
         Ok((report, next))
@@ -426,34 +408,6 @@ impl Compactor {
         Ok(())
     }
 
-    /// Write the batch at `offset`, re-checking the manifest epoch between chunks (a
-    /// holder that lost its lease stops as soon as it can tell).
-    fn write_batch(&self, file: &File, offset: u64, batch: &[u8], epoch: u64) -> Result<()> {
-        let mut chunk = WRITE_CHUNK_BYTES;
-        if failpoint::is_set("drain.mid_write") {
-            chunk = (batch.len() / 2).max(1);
-        }
-        let mut written = 0usize;
-        while written < batch.len() {
-            if written > 0 {
-                failpoint::hit("drain.mid_write");
-                let now = Manifest::read(&self.sidecar.manifest)?.map(|m| m.epoch);
-                if now != Some(epoch) {
-                    return Err(Error::LockLost {
-                        target: self.target.clone(),
-                        detail: format!("the manifest epoch moved from {epoch} to {now:?} while writing"),
-                    });
-                }
-            }
-            let end = (written + chunk).min(batch.len());
-            fault::check("target write").map_err(|e| self.lost_or_io("writing to the target", e))?;
-            file.write_all_at(&batch[written..end], offset + written as u64)
-                .map_err(|e| self.lost_or_io("writing to the target", e))?;
-            written = end;
-        }
-        Ok(())
-    }
-
     /// EIO after the lock was granted means the lock may be lost (Linux does not recover
     /// lost NFS locks): report it as such.
     fn lost_or_io(&self, what: &str, e: std::io::Error) -> Error {
@@ -462,6 +416,87 @@ impl Compactor {
         } else {
             Error::io(format!("{what} ({})", self.target.display()), e)
         }
+    }
+}
+
+/// Streams a round's bytes to the target at `committed_len` in bounded chunks (so a
+/// round needs little memory whatever its size), keeping the running CRC, and
+/// re-checking the manifest epoch between chunks: a holder that lost its lease stops
+/// as soon as it can tell.
+struct ChunkWriter<'a> {
+    compactor: &'a Compactor,
+    file: &'a File,
+    offset: u64,
+    epoch: u64,
+    buf: Vec<u8>,
+    chunk: usize,
+    written: u64,
+    crc: crc32fast::Hasher,
+}
+
+impl<'a> ChunkWriter<'a> {
+    fn new(compactor: &'a Compactor, file: &'a File, m: &Manifest) -> ChunkWriter<'a> {
+        // With the mid_write failpoint armed, write tiny chunks so it falls between two.
+        let chunk = if failpoint::is_set("drain.mid_write") { 16 } else { WRITE_CHUNK_BYTES };
+        ChunkWriter {
+            compactor,
+            file,
+            offset: m.committed_len,
+            epoch: m.epoch,
+            buf: Vec::new(),
+            chunk,
+            written: 0,
+            crc: crc32fast::Hasher::new_with_initial_len(m.committed_crc, m.committed_len),
+        }
+    }
+
+    /// Bytes accepted so far (written or buffered).
+    fn total(&self) -> u64 {
+        self.written + self.buf.len() as u64
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Result<()> {
+        self.crc.update(bytes);
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let take = (self.chunk - self.buf.len()).min(rest.len());
+            self.buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.buf.len() >= self.chunk {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let c = self.compactor;
+        if self.written > 0 {
+            failpoint::hit("drain.mid_write");
+            let now = Manifest::read(&c.sidecar.manifest)?.map(|m| m.epoch);
+            if now != Some(self.epoch) {
+                return Err(Error::LockLost {
+                    target: c.target.clone(),
+                    detail: format!("the manifest epoch moved from {} to {now:?} while writing", self.epoch),
+                });
+            }
+        }
+        fault::check("target write").map_err(|e| c.lost_or_io("writing to the target", e))?;
+        self.file
+            .write_all_at(&self.buf, self.offset + self.written)
+            .map_err(|e| c.lost_or_io("writing to the target", e))?;
+        self.written += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Write what is buffered; returns (bytes written, running CRC after them).
+    fn finish(mut self) -> Result<(u64, u32)> {
+        self.flush()?;
+        Ok((self.written, self.crc.finalize()))
     }
 }
 

@@ -1,9 +1,15 @@
 //! The writer side: a journal is a SQLite database in WAL mode on the writer host's
 //! local disk, holding lines that are accepted but not yet drained into the target.
 //!
+//! Storage: one row of `runs` holds a run of consecutive lines (first seq, count, one
+//! blob of the lines each followed by `\n`, and a `(len, crc32)` pair per line), so a
+//! batch of a thousand lines is one row, and a drain copies whole blobs.
+//!
 //! Invariants this module keeps:
-//! - `seq` comes from `AUTOINCREMENT`, so it is never reused, even after every row was
-//!   drained and deleted; rows with `seq > drained_seq` are all present and contiguous.
+//! - seqs come from `state.next_seq`, which only grows inside the transaction that
+//!   stores the lines, so a seq is never reused, even after every run was drained and
+//!   deleted (the role DESIGN.md gives to `AUTOINCREMENT`, for runs instead of rows);
+//!   runs holding seqs above `drained_seq` are all present and contiguous.
 //! - an append returns only after its transaction committed under the configured
 //!   durability (`Full`: the WAL was fsynced).
 //! - `drained_seq` only moves forward, and rows are deleted only up to it.
@@ -28,8 +34,8 @@ use crate::{failpoint, fscheck, sys};
 /// Default maximum line length: 1 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
 const FORMAT_VERSION: i64 = 1;
-/// Checkpoint the WAL after this many drained rows were deleted since the last one.
-const CHECKPOINT_EVERY_DELETED_ROWS: u64 = 50_000;
+/// Checkpoint the WAL after this many drained runs were deleted since the last one.
+const CHECKPOINT_EVERY_DELETED_RUNS: u64 = 1_000;
 const KEY_PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How durable an acknowledged append is.
@@ -151,14 +157,6 @@ pub struct DrainedRecord {
     pub crc: u32,
 }
 
-/// A line read back for draining.
-#[derive(Debug, Clone)]
-pub(crate) struct Row {
-    pub seq: u64,
-    pub crc: u32,
-    pub line: Vec<u8>,
-}
-
 /// One queued append: a run of lines, optionally with one idempotency key per line.
 struct Request {
     lines: Vec<Vec<u8>>,
@@ -197,11 +195,12 @@ fn now_ms() -> i64 {
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS lines (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    crc INTEGER NOT NULL,
+CREATE TABLE IF NOT EXISTS runs (
+    first_seq INTEGER PRIMARY KEY,
+    count INTEGER NOT NULL,
     appended_ms INTEGER NOT NULL,
-    line BLOB NOT NULL
+    line_meta BLOB NOT NULL,
+    data BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS idempotency (
     key BLOB PRIMARY KEY,
@@ -211,13 +210,47 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency(added_ms);
 CREATE TABLE IF NOT EXISTS state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
+    next_seq INTEGER NOT NULL,
     backlog_bytes INTEGER NOT NULL,
-    backlog_lines INTEGER NOT NULL,
     drained_target TEXT,
     drained_seq INTEGER NOT NULL,
     drained_crc INTEGER NOT NULL
 );
 ";
+
+/// Split a request's lines into runs of at most this much data (a single longer line
+/// is a run of its own): bounds the memory a drain needs per row.
+const RUN_MAX_BYTES: usize = 1 << 20;
+/// Bytes of `line_meta` per line: little-endian u32 length, then u32 CRC32.
+const LINE_META_BYTES: usize = 8;
+
+/// A run being built: lines each followed by `\n`, and their (len, crc) pairs.
+#[derive(Default)]
+struct RunBuf {
+    first_seq: u64,
+    count: u64,
+    meta: Vec<u8>,
+    data: Vec<u8>,
+}
+
+impl RunBuf {
+    fn push(&mut self, line: &[u8]) {
+        self.meta.extend_from_slice(&(line.len() as u32).to_le_bytes());
+        self.meta.extend_from_slice(&line_crc(line).to_le_bytes());
+        self.data.extend_from_slice(line);
+        self.data.push(b'\n');
+        self.count += 1;
+    }
+}
+
+/// What a drain took from one journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Taken {
+    pub lines: u64,
+    pub bytes: u64,
+    pub last_seq: u64,
+    pub last_crc: u32,
+}
 
 impl Journal {
     /// Open (creating if needed, mode 0600) the journal at `path`.
@@ -315,8 +348,8 @@ impl Journal {
             .map_err(|e| Error::sqlite("writing journal metadata", e))?;
         conn_tx
             .execute(
-                "INSERT OR IGNORE INTO state(id, backlog_bytes, backlog_lines, drained_target, drained_seq, drained_crc)
-                 VALUES (1, 0, 0, NULL, 0, 0)",
+                "INSERT OR IGNORE INTO state(id, next_seq, backlog_bytes, drained_target, drained_seq, drained_crc)
+                 VALUES (1, 1, 0, NULL, 0, 0)",
                 [],
             )
             .map_err(|e| Error::sqlite("writing journal state", e))?;
@@ -435,41 +468,43 @@ impl Journal {
         }
     }
 
-    /// One transaction for many requests. The outer error fails every request (nothing
-    /// was committed); an inner error (journal full) fails only its own request.
+    /// One transaction for many requests, stored as one run (or a few, for large
+    /// batches). The outer error fails every request (nothing was committed); an inner
+    /// error (journal full) fails only its own request.
     fn commit_requests(&self, batch: &[(u64, Arc<Request>)]) -> Result<Vec<Result<Vec<u64>>>> {
         let mut conn = self.conn.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| Error::sqlite(format!("starting an append transaction on {}", self.path.display()), e))?;
         let ctx = |what: &str| format!("{what} in {}", self.path.display());
-        let (mut backlog_bytes, mut backlog_lines): (i64, i64) = tx
-            .query_row("SELECT backlog_bytes, backlog_lines FROM state WHERE id = 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .map_err(|e| Error::sqlite(ctx("reading the backlog"), e))?;
+        let (next_seq, mut backlog_bytes): (i64, i64) = tx
+            .query_row("SELECT next_seq, backlog_bytes FROM state WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| Error::sqlite(ctx("reading the journal state"), e))?;
+        let mut next_seq = next_seq as u64;
         let now = now_ms();
         let mut results = Vec::with_capacity(batch.len());
+        let mut runs: Vec<RunBuf> = Vec::new();
+        let mut new_keys: Vec<(&[u8], u64)> = Vec::new();
         {
-            let mut insert = tx
-                .prepare_cached("INSERT INTO lines(crc, appended_ms, line) VALUES (?1, ?2, ?3)")
-                .map_err(|e| Error::sqlite(ctx("preparing insert"), e))?;
             let mut find_key = tx
                 .prepare_cached("SELECT seq FROM idempotency WHERE key = ?1")
                 .map_err(|e| Error::sqlite(ctx("preparing key lookup"), e))?;
-            let mut insert_key = tx
-                .prepare_cached("INSERT INTO idempotency(key, seq, added_ms) VALUES (?1, ?2, ?3)")
-                .map_err(|e| Error::sqlite(ctx("preparing key insert"), e))?;
             for (_, req) in batch {
-                // Which lines are new (keyed lines may already be stored).
+                // Which lines are new (a keyed line may already be stored).
                 let mut known: Vec<Option<u64>> = vec![None; req.lines.len()];
                 if let Some(keys) = &req.keys {
                     for (i, k) in keys.iter().enumerate() {
-                        known[i] = find_key
-                            .query_row(params![k], |r| r.get::<_, i64>(0))
-                            .optional()
-                            .map_err(|e| Error::sqlite(ctx("looking up a key"), e))?
-                            .map(|s| s as u64);
+                        known[i] = match new_keys.iter().find(|(nk, _)| *nk == k.as_slice()) {
+                            Some((_, seq)) => Some(*seq), // stored earlier in this transaction
+                            None => find_key
+                                .query_row(params![k], |r| r.get::<_, i64>(0))
+                                .optional()
+                                .map_err(|e| Error::sqlite(ctx("looking up a key"), e))?
+                                .map(|s| s as u64),
+                        };
+                        if known[i].is_none() && keys[..i].contains(k) {
+                            known[i] = Some(u64::MAX); // resolved below to the first line's seq
+                        }
                     }
                 }
                 let needed: u64 =
@@ -486,38 +521,56 @@ impl Journal {
                 }
                 let mut seqs = Vec::with_capacity(req.lines.len());
                 for (i, line) in req.lines.iter().enumerate() {
-                    if let Some(s) = known[i] {
-                        seqs.push(s);
-                        continue;
-                    }
-                    // A key repeated within this very request maps to the first line.
-                    if let Some(keys) = &req.keys {
-                        if let Some(j) = keys[..i].iter().position(|k| k == &keys[i]) {
+                    match known[i] {
+                        Some(u64::MAX) => {
+                            let keys = req.keys.as_ref().expect("keyed");
+                            let j = keys[..i].iter().position(|k| k == &keys[i]).expect("earlier key");
                             seqs.push(seqs[j]);
-                            continue;
+                        }
+                        Some(seq) => seqs.push(seq),
+                        None => {
+                            let full = runs.last().is_none_or(|r| r.data.len() + line.len() + 1 > RUN_MAX_BYTES);
+                            if full {
+                                runs.push(RunBuf { first_seq: next_seq, ..RunBuf::default() });
+                            }
+                            runs.last_mut().expect("a run").push(line);
+                            if let Some(keys) = &req.keys {
+                                new_keys.push((&keys[i], next_seq));
+                            }
+                            seqs.push(next_seq);
+                            next_seq += 1;
+                            backlog_bytes += line.len() as i64;
                         }
                     }
-                    insert
-                        .execute(params![line_crc(line) as i64, now, line])
-                        .map_err(|e| Error::sqlite(ctx("inserting a line"), e))?;
-                    let seq = tx.last_insert_rowid() as u64;
-                    if let Some(keys) = &req.keys {
-                        insert_key
-                            .execute(params![keys[i], seq as i64, now])
-                            .map_err(|e| Error::sqlite(ctx("recording a key"), e))?;
-                    }
-                    backlog_bytes += line.len() as i64;
-                    backlog_lines += 1;
-                    seqs.push(seq);
                 }
                 results.push(Ok(seqs));
             }
         }
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO runs(first_seq, count, appended_ms, line_meta, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(|e| Error::sqlite(ctx("preparing insert"), e))?;
+            for r in runs.iter().filter(|r| r.count > 0) {
+                insert
+                    .execute(params![r.first_seq as i64, r.count as i64, now, r.meta, r.data])
+                    .map_err(|e| Error::sqlite(ctx("inserting lines"), e))?;
+            }
+            let mut insert_key = tx
+                .prepare_cached("INSERT INTO idempotency(key, seq, added_ms) VALUES (?1, ?2, ?3)")
+                .map_err(|e| Error::sqlite(ctx("preparing key insert"), e))?;
+            for (k, seq) in &new_keys {
+                insert_key
+                    .execute(params![k, *seq as i64, now])
+                    .map_err(|e| Error::sqlite(ctx("recording a key"), e))?;
+            }
+        }
         tx.execute(
-            "UPDATE state SET backlog_bytes = ?1, backlog_lines = ?2 WHERE id = 1",
-            params![backlog_bytes, backlog_lines],
+            "UPDATE state SET next_seq = ?1, backlog_bytes = ?2 WHERE id = 1",
+            params![next_seq as i64, backlog_bytes],
         )
-        .map_err(|e| Error::sqlite(ctx("updating the backlog"), e))?;
+        .map_err(|e| Error::sqlite(ctx("updating the journal state"), e))?;
         self.maybe_purge_keys(&tx)?;
         failpoint::hit("journal.before_commit");
         tx.commit().map_err(|e| Error::sqlite(ctx("committing appended lines"), e))?;
@@ -541,43 +594,60 @@ impl Journal {
     pub fn backlog(&self) -> Result<Backlog> {
         let conn = self.conn.lock();
         let ctx = |what: &str| format!("{what} in {}", self.path.display());
-        let (bytes, lines, drained_seq): (i64, i64, i64) = conn
-            .query_row("SELECT backlog_bytes, backlog_lines, drained_seq FROM state WHERE id = 1", [], |r| {
+        let (next_seq, bytes, drained_seq): (i64, i64, i64) = conn
+            .query_row("SELECT next_seq, backlog_bytes, drained_seq FROM state WHERE id = 1", [], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .map_err(|e| Error::sqlite(ctx("reading the backlog"), e))?;
         let oldest: Option<i64> = conn
-            .query_row("SELECT appended_ms FROM lines ORDER BY seq LIMIT 1", [], |r| r.get(0))
+            .query_row("SELECT appended_ms FROM runs ORDER BY first_seq LIMIT 1", [], |r| r.get(0))
             .optional()
             .map_err(|e| Error::sqlite(ctx("reading the oldest line"), e))?;
+        let last_seq = (next_seq - 1) as u64;
         Ok(Backlog {
-            lines: lines as u64,
+            lines: last_seq.saturating_sub(drained_seq as u64),
             bytes: bytes as u64,
             oldest_append_ms: oldest,
-            last_seq: Self::seq_ceiling_on(&conn).map_err(|e| Error::sqlite(ctx("reading the seq counter"), e))?,
+            last_seq,
             drained_seq: drained_seq as u64,
         })
     }
 
-    fn seq_ceiling_on(conn: &Connection) -> rusqlite::Result<u64> {
-        let v: Option<i64> =
-            conn.query_row("SELECT seq FROM sqlite_sequence WHERE name = 'lines'", [], |r| r.get(0)).optional()?;
-        Ok(v.unwrap_or(0) as u64)
-    }
-
     /// Highest seq this journal ever assigned.
     pub(crate) fn seq_ceiling(&self) -> Result<u64> {
-        Self::seq_ceiling_on(&self.conn.lock()).map_err(|e| Error::sqlite("reading the seq counter", e))
+        let next: i64 = self
+            .conn
+            .lock()
+            .query_row("SELECT next_seq FROM state WHERE id = 1", [], |r| r.get(0))
+            .map_err(|e| Error::sqlite("reading the seq counter", e))?;
+        Ok((next - 1) as u64)
     }
 
-    /// The stored CRC of the row `seq`, if the row is still present.
+    /// The stored CRC of the line `seq`, if its run is still present.
     pub(crate) fn row_crc(&self, seq: u64) -> Result<Option<u32>> {
-        self.conn
-            .lock()
-            .query_row("SELECT crc FROM lines WHERE seq = ?1", params![seq as i64], |r| r.get::<_, i64>(0))
+        let conn = self.conn.lock();
+        let run: Option<(i64, i64, Vec<u8>)> = conn
+            .query_row(
+                "SELECT first_seq, count, line_meta FROM runs WHERE first_seq <= ?1 ORDER BY first_seq DESC LIMIT 1",
+                params![seq as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()
-            .map(|o| o.map(|c| c as u32))
-            .map_err(|e| Error::sqlite("reading a row's CRC", e))
+            .map_err(|e| Error::sqlite("reading a line's CRC", e))?;
+        let Some((first, count, meta)) = run else { return Ok(None) };
+        let k = seq - first as u64;
+        if k >= count as u64 {
+            return Ok(None);
+        }
+        let at = k as usize * LINE_META_BYTES + 4;
+        match meta.get(at..at + 4) {
+            Some(b) => Ok(Some(u32::from_le_bytes(b.try_into().expect("4 bytes")))),
+            None => Err(self.corrupt(seq, "its run's line table is too short".into())),
+        }
+    }
+
+    fn corrupt(&self, seq: u64, detail: String) -> Error {
+        Error::CorruptJournalRow { journal: self.path.clone(), seq, detail }
     }
 
     /// The journal's own record of how far it was drained.
@@ -591,57 +661,97 @@ impl Journal {
         Ok(target.filter(|_| seq > 0).map(|target_id| DrainedRecord { target_id, seq: seq as u64, crc: crc as u32 }))
     }
 
-    /// Rows after `after_seq` in seq order, CRC-checked and contiguous, until about
-    /// `max_bytes` (always at least one row) or `deadline`.
-    pub(crate) fn read_after(&self, after_seq: u64, max_bytes: u64, deadline: Instant) -> Result<Vec<Row>> {
+    /// Stream the lines after `after_seq`, in seq order, into `sink` as byte slices of
+    /// whole lines (each with its `\n`), checking every line's length, CRC and that the
+    /// seqs are contiguous, until about `max_bytes` (always at least one line) or
+    /// `deadline`. `None` when there is nothing after `after_seq`.
+    pub(crate) fn drain_after(
+        &self,
+        after_seq: u64,
+        max_bytes: u64,
+        deadline: Instant,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<Option<Taken>> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction().map_err(|e| Error::sqlite("starting a read", e))?;
         let mut stmt = tx
-            .prepare_cached("SELECT seq, crc, line FROM lines WHERE seq > ?1 ORDER BY seq")
+            .prepare_cached(
+                "SELECT first_seq, count, line_meta, data FROM runs
+                 WHERE first_seq >= (SELECT coalesce(max(first_seq), 0) FROM runs WHERE first_seq <= ?1)
+                 ORDER BY first_seq",
+            )
             .map_err(|e| Error::sqlite("preparing the drain read", e))?;
-        let mut rows = stmt.query(params![after_seq as i64]).map_err(|e| Error::sqlite("reading rows", e))?;
-        let mut out = Vec::new();
-        let mut bytes = 0u64;
+        let mut rows = stmt.query(params![(after_seq + 1) as i64]).map_err(|e| Error::sqlite("reading runs", e))?;
+        let mut taken: Option<Taken> = None;
         let mut expect = after_seq + 1;
-        while let Some(r) = rows.next().map_err(|e| Error::sqlite("reading rows", e))? {
-            let seq = r.get::<_, i64>(0).map_err(|e| Error::sqlite("reading seq", e))? as u64;
-            let crc = r.get::<_, i64>(1).map_err(|e| Error::sqlite("reading crc", e))? as u32;
-            let line: Vec<u8> = match r.get(2) {
-                Ok(l) => l,
-                Err(_) => {
-                    return Err(Error::CorruptJournalRow {
-                        journal: self.path.clone(),
-                        seq,
-                        detail: "the line is not a blob".into(),
-                    })
-                }
+        'runs: while let Some(r) = rows.next().map_err(|e| Error::sqlite("reading runs", e))? {
+            let first = r.get::<_, i64>(0).map_err(|e| Error::sqlite("reading a run", e))? as u64;
+            let count = r.get::<_, i64>(1).map_err(|e| Error::sqlite("reading a run", e))? as u64;
+            if first + count <= expect {
+                continue; // drained, not yet deleted
+            }
+            if first > expect {
+                return Err(
+                    self.corrupt(expect, format!("the line is missing (the next stored run starts at {first})"))
+                );
+            }
+            let (Ok(meta), Ok(data)) = (
+                r.get_ref(2).map_err(|_| ()).and_then(|v| v.as_blob().map_err(|_| ())),
+                r.get_ref(3).map_err(|_| ()).and_then(|v| v.as_blob().map_err(|_| ())),
+            ) else {
+                return Err(self.corrupt(first, "its run is not made of blobs".into()));
             };
-            if seq != expect {
-                return Err(Error::CorruptJournalRow {
-                    journal: self.path.clone(),
-                    seq: expect,
-                    detail: format!("the row is missing (next present row is seq {seq})"),
-                });
+            if meta.len() as u64 != count * LINE_META_BYTES as u64 {
+                return Err(self.corrupt(first, "its run's line table does not match its line count".into()));
             }
-            if line_crc(&line) != crc || line.contains(&b'\n') {
-                return Err(Error::CorruptJournalRow {
-                    journal: self.path.clone(),
-                    seq,
-                    detail: "its bytes do not match the stored CRC".into(),
-                });
+            let (mut pos, mut slice_start) = (0usize, None::<usize>);
+            for k in 0..count {
+                let seq = first + k;
+                let m = &meta[k as usize * LINE_META_BYTES..][..LINE_META_BYTES];
+                let len = u32::from_le_bytes(m[..4].try_into().expect("4 bytes")) as usize;
+                let crc = u32::from_le_bytes(m[4..].try_into().expect("4 bytes"));
+                let end = pos + len;
+                if data.get(end) != Some(&b'\n') {
+                    return Err(self.corrupt(seq, "its length does not match the stored bytes".into()));
+                }
+                if seq >= expect {
+                    let t = taken.get_or_insert(Taken { lines: 0, bytes: 0, last_seq: 0, last_crc: 0 });
+                    let would = t.bytes + (end + 1 - slice_start.unwrap_or(pos)) as u64;
+                    if t.lines > 0 && would > max_bytes {
+                        if let Some(s) = slice_start {
+                            sink(&data[s..pos])?;
+                            t.bytes += (pos - s) as u64;
+                        }
+                        break 'runs;
+                    }
+                    if line_crc(&data[pos..end]) != crc {
+                        return Err(self.corrupt(seq, "its bytes do not match the stored CRC".into()));
+                    }
+                    slice_start.get_or_insert(pos);
+                    t.lines += 1;
+                    t.last_seq = seq;
+                    t.last_crc = crc;
+                    expect = seq + 1;
+                }
+                pos = end + 1;
             }
-            if !out.is_empty() && (bytes + line.len() as u64 + 1 > max_bytes || Instant::now() >= deadline) {
+            if pos != data.len() {
+                return Err(self.corrupt(first, "its data is longer than its lines".into()));
+            }
+            if let (Some(s), Some(t)) = (slice_start, taken.as_mut()) {
+                sink(&data[s..])?;
+                t.bytes += (data.len() - s) as u64;
+            }
+            if taken.is_some_and(|t| t.bytes >= max_bytes) || Instant::now() >= deadline {
                 break;
             }
-            bytes += line.len() as u64 + 1;
-            out.push(Row { seq, crc, line });
-            expect += 1;
         }
-        Ok(out)
+        Ok(taken)
     }
 
     /// Step 7 of the drain: record (forward only) that lines up to `seq` are committed
-    /// in `target_id`, and delete them. Idempotent; an older record never wins.
+    /// in `target_id`, and delete the runs that are wholly drained. Idempotent; an
+    /// older record never wins.
     pub(crate) fn record_drained(&self, target_id: &str, seq: u64, crc: u32) -> Result<()> {
         let mut conn = self.conn.lock();
         let ctx = |what: &str| format!("{what} in {}", self.path.display());
@@ -654,27 +764,27 @@ impl Journal {
         if (seq as i64) <= current {
             return Ok(()); // a later round already recorded more
         }
-        let (freed_lines, freed_bytes): (i64, i64) = tx
+        let (freed_runs, freed_bytes): (i64, i64) = tx
             .query_row(
-                "SELECT count(*), coalesce(sum(length(line)), 0) FROM lines WHERE seq <= ?1",
+                "SELECT count(*), coalesce(sum(length(data) - count), 0) FROM runs WHERE first_seq + count - 1 <= ?1",
                 params![seq as i64],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .map_err(|e| Error::sqlite(ctx("measuring drained rows"), e))?;
-        crate::fault::check("journal row delete").map_err(|e| Error::io(ctx("deleting drained rows"), e))?;
-        tx.execute("DELETE FROM lines WHERE seq <= ?1", params![seq as i64])
-            .map_err(|e| Error::sqlite(ctx("deleting drained rows"), e))?;
+            .map_err(|e| Error::sqlite(ctx("measuring drained runs"), e))?;
+        crate::fault::check("journal row delete").map_err(|e| Error::io(ctx("deleting drained runs"), e))?;
+        tx.execute("DELETE FROM runs WHERE first_seq + count - 1 <= ?1", params![seq as i64])
+            .map_err(|e| Error::sqlite(ctx("deleting drained runs"), e))?;
         failpoint::hit("drain.mid_record");
         tx.execute(
             "UPDATE state SET drained_target = ?1, drained_seq = ?2, drained_crc = ?3,
-                 backlog_bytes = max(0, backlog_bytes - ?4), backlog_lines = max(0, backlog_lines - ?5) WHERE id = 1",
-            params![target_id, seq as i64, crc as i64, freed_bytes, freed_lines],
+                 backlog_bytes = max(0, backlog_bytes - ?4) WHERE id = 1",
+            params![target_id, seq as i64, crc as i64, freed_bytes],
         )
         .map_err(|e| Error::sqlite(ctx("recording the drained seq"), e))?;
         tx.commit().map_err(|e| Error::sqlite(ctx("committing the drained record"), e))?;
         let mut m = self.maintenance.lock();
-        m.deleted_since_checkpoint += freed_lines as u64;
-        if m.deleted_since_checkpoint >= CHECKPOINT_EVERY_DELETED_ROWS {
+        m.deleted_since_checkpoint += freed_runs as u64;
+        if m.deleted_since_checkpoint >= CHECKPOINT_EVERY_DELETED_RUNS {
             m.deleted_since_checkpoint = 0;
             // PASSIVE: never blocks writers; a busy reader only delays the reset.
             let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));

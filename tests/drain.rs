@@ -74,7 +74,8 @@ fn a_journal_row_with_a_wrong_crc_stops_the_drain_naming_journal_and_seq() {
     let j = journal(&jp);
     j.append_batch(&numbered("r", 0..4)).unwrap();
     let raw = rusqlite::Connection::open(&jp).unwrap();
-    raw.execute("UPDATE lines SET line = CAST('tampered' AS BLOB) WHERE seq = 3", []).unwrap();
+    // One run holds seqs 1..4, 9 bytes each ("r-00000N\n"); flip a byte inside seq 3.
+    raw.execute("UPDATE runs SET data = CAST(substr(data, 1, 20) || 'X' || substr(data, 22) AS BLOB)", []).unwrap();
     drop(raw);
     let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::CorruptJournalRow, "{e}");
@@ -90,8 +91,10 @@ fn a_missing_row_is_reported_not_skipped() {
     let (spool, target) = paths(d.path());
     let jp = spool.join("gap.journal");
     let j = journal(&jp);
-    j.append_batch(&numbered("g", 0..4)).unwrap();
-    rusqlite::Connection::open(&jp).unwrap().execute("DELETE FROM lines WHERE seq = 2", []).unwrap();
+    for l in numbered("g", 0..4) {
+        j.append(&l).unwrap(); // one run per append
+    }
+    rusqlite::Connection::open(&jp).unwrap().execute("DELETE FROM runs WHERE first_seq = 2", []).unwrap();
     let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::CorruptJournalRow, "{e}");
     assert!(e.to_string().contains("seq 2"), "{e}");
