@@ -22,6 +22,8 @@ use crate::{failpoint, fault, fscheck};
 
 /// Bytes written between two epoch checks while writing a round's batch.
 const WRITE_CHUNK_BYTES: usize = 8 << 20;
+/// Slices at least this long are written directly instead of through the buffer.
+const DIRECT_WRITE_BYTES: usize = 256 << 10;
 
 /// Options for a [`Compactor`].
 #[derive(Debug, Clone)]
@@ -431,6 +433,8 @@ struct ChunkWriter<'a> {
     buf: Vec<u8>,
     chunk: usize,
     written: u64,
+    /// Written-bytes mark at which the next write first re-checks the epoch.
+    next_epoch_check: u64,
     crc: crc32fast::Hasher,
 }
 
@@ -446,6 +450,7 @@ impl<'a> ChunkWriter<'a> {
             buf: Vec::new(),
             chunk,
             written: 0,
+            next_epoch_check: chunk as u64,
             crc: crc32fast::Hasher::new_with_initial_len(m.committed_crc, m.committed_len),
         }
     }
@@ -457,14 +462,14 @@ impl<'a> ChunkWriter<'a> {
 
     fn push(&mut self, bytes: &[u8]) -> Result<()> {
         self.crc.update(bytes);
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let take = (self.chunk - self.buf.len()).min(rest.len());
-            self.buf.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if self.buf.len() >= self.chunk {
-                self.flush()?;
-            }
+        if bytes.len() >= DIRECT_WRITE_BYTES && self.chunk == WRITE_CHUNK_BYTES {
+            // A whole run: write it straight from SQLite's buffer, no extra copy.
+            self.flush()?;
+            return self.write(bytes);
+        }
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= self.chunk {
+            self.flush()?;
         }
         Ok(())
     }
@@ -473,8 +478,17 @@ impl<'a> ChunkWriter<'a> {
         if self.buf.is_empty() {
             return Ok(());
         }
+        let buf = std::mem::take(&mut self.buf);
+        let r = self.write(&buf);
+        self.buf = buf;
+        self.buf.clear();
+        r
+    }
+
+    /// Write at the next offset; every `chunk` bytes, first check the epoch.
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
         let c = self.compactor;
-        if self.written > 0 {
+        if self.written > 0 && self.written >= self.next_epoch_check {
             failpoint::hit("drain.mid_write");
             let now = Manifest::read(&c.sidecar.manifest)?.map(|m| m.epoch);
             if now != Some(self.epoch) {
@@ -483,13 +497,13 @@ impl<'a> ChunkWriter<'a> {
                     detail: format!("the manifest epoch moved from {} to {now:?} while writing", self.epoch),
                 });
             }
+            self.next_epoch_check = self.written + self.chunk as u64;
         }
         fault::check("target write").map_err(|e| c.lost_or_io("writing to the target", e))?;
         self.file
-            .write_all_at(&self.buf, self.offset + self.written)
+            .write_all_at(bytes, self.offset + self.written)
             .map_err(|e| c.lost_or_io("writing to the target", e))?;
-        self.written += self.buf.len() as u64;
-        self.buf.clear();
+        self.written += bytes.len() as u64;
         Ok(())
     }
 
