@@ -1,0 +1,434 @@
+//! Fault injection at every I/O step of the drain, through the `fault` seam (a
+//! process-global countdown in the style of redb's `StorageBackend`): for N = 1, 2, ...
+//! the Nth checked operation (target write, fdatasync, truncate, manifest temp write /
+//! fsync, rename, sidecar fsync, journal row delete) fails. The drain must report an
+//! error (never a silent success), leave the committed part intact, and a later drain
+//! must deliver every line exactly once. The loop ends at the first N that the drain
+//! no longer reaches. Plus: an fsync failure is never treated as success on retry, and
+//! a real ENOSPC from a size-limited tmpfs (root only).
+//!
+//! The seam is global to the process, so every test here holds `SEAM` while it runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use tributary::{fault, verify, Compactor, CompactorOptions, Journal, JournalOptions, Manifest, Sidecar};
+
+static SEAM: Mutex<()> = Mutex::new(());
+
+fn seam() -> std::sync::MutexGuard<'static, ()> {
+    let g = SEAM.lock().unwrap_or_else(|e| e.into_inner());
+    fault::disarm();
+    g
+}
+
+/// The bytes of journal `j`'s `i`th line (unique, varying length).
+fn line(j: usize, i: usize) -> Vec<u8> {
+    format!("j{j} line {i:05} {}", "abcdefghij".repeat((i * 7 + j) % 9)).into_bytes()
+}
+
+/// One scenario's files: journals, target, what was appended, what was there before.
+struct Setup {
+    _dir: tempfile::TempDir,
+    target: PathBuf,
+    journals: Vec<PathBuf>,
+    appended: Vec<Vec<Vec<u8>>>,
+    preexisting: Vec<Vec<u8>>,
+    opts: CompactorOptions,
+}
+
+impl Setup {
+    fn new(n_journals: usize, opts: CompactorOptions) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("shared").join("out.log");
+        fs::create_dir_all(target.parent().unwrap()).unwrap();
+        let journals = (0..n_journals).map(|j| dir.path().join(format!("j{j}.journal"))).collect();
+        Setup { _dir: dir, target, journals, appended: vec![Vec::new(); n_journals], preexisting: Vec::new(), opts }
+    }
+
+    fn open(&self) -> Vec<Journal> {
+        self.journals.iter().map(|p| Journal::open(p, JournalOptions::default()).unwrap()).collect()
+    }
+
+    fn append(&mut self, j: usize, count: usize) {
+        let journal = Journal::open(&self.journals[j], JournalOptions::default()).unwrap();
+        let start = self.appended[j].len();
+        let lines: Vec<Vec<u8>> = (start..start + count).map(|i| line(j, i)).collect();
+        journal.append_batch(&lines).unwrap();
+        self.appended[j].extend(lines);
+    }
+
+    fn compactor(&self) -> Compactor {
+        Compactor::new(&self.target, self.opts.clone()).unwrap()
+    }
+
+    fn drain_clean(&self) -> tributary::DrainReport {
+        self.compactor().drain(&self.open()).expect("a drain without injected faults")
+    }
+
+    fn manifest(&self) -> Option<Manifest> {
+        Manifest::read(&Sidecar::for_target(&self.target).manifest).unwrap()
+    }
+
+    fn target_lines(&self, limit: u64) -> Vec<Vec<u8>> {
+        let bytes = fs::read(&self.target).unwrap_or_default();
+        let body = &bytes[..(limit as usize).min(bytes.len())];
+        let mut v: Vec<Vec<u8>> = body.split(|&b| b == b'\n').map(|l| l.to_vec()).collect();
+        assert_eq!(v.pop().as_deref(), Some(&b""[..]), "the committed part must end with a newline");
+        v
+    }
+
+    /// The committed part holds each known line at most once, in per-journal order,
+    /// nothing foreign, and `verify` agrees with the manifest.
+    fn check_committed_part(&self, ctx: &str) -> usize {
+        let Some(m) = self.manifest() else { return 0 };
+        let v = verify(&self.target).unwrap();
+        assert!(v.is_consistent(), "{ctx}: verify after the fault: {:?}", v.problems);
+        let lines = if m.committed_len == 0 { Vec::new() } else { self.target_lines(m.committed_len) };
+        let mut pos: HashMap<Vec<u8>, (usize, usize)> = HashMap::new();
+        for (j, ls) in self.appended.iter().enumerate() {
+            for (i, l) in ls.iter().enumerate() {
+                pos.insert(l.clone(), (j, i));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut last: HashMap<usize, usize> = HashMap::new();
+        for l in &lines {
+            if self.preexisting.contains(l) {
+                continue;
+            }
+            let (j, i) = *pos.get(l).unwrap_or_else(|| panic!("{ctx}: foreign line {:?}", String::from_utf8_lossy(l)));
+            assert!(seen.insert(l.clone()), "{ctx}: duplicated line {:?}", String::from_utf8_lossy(l));
+            if let Some(prev) = last.insert(j, i) {
+                assert!(i > prev, "{ctx}: journal {j} out of order ({prev} then {i})");
+            }
+        }
+        lines.len()
+    }
+
+    /// After a successful drain: the target is exactly the pre-existing lines followed
+    /// by every appended line once, per-journal order kept; verify clean, no tail, and
+    /// every journal emptied.
+    fn check_exactly_once(&self, ctx: &str) {
+        let m = self.manifest().expect("a manifest after a successful drain");
+        let len = fs::metadata(&self.target).unwrap().len();
+        assert_eq!(len, m.committed_len, "{ctx}: uncommitted tail left after a successful drain");
+        let lines = self.target_lines(len);
+        assert_eq!(&lines[..self.preexisting.len()], &self.preexisting[..], "{ctx}: pre-existing lines changed");
+        let got = &lines[self.preexisting.len()..];
+        let want: usize = self.appended.iter().map(|a| a.len()).sum();
+        assert_eq!(got.len(), want, "{ctx}: {} lines in the target, {want} appended", got.len());
+        for (j, a) in self.appended.iter().enumerate() {
+            let mine: Vec<&Vec<u8>> = got.iter().filter(|l| l.starts_with(format!("j{j} ").as_bytes())).collect();
+            assert_eq!(mine.len(), a.len(), "{ctx}: journal {j}: lost or duplicated lines");
+            assert!(mine.iter().zip(a).all(|(x, y)| *x == y), "{ctx}: journal {j}: lines differ or out of order");
+        }
+        let v = verify(&self.target).unwrap();
+        assert!(v.is_consistent() && v.uncommitted_tail_bytes == 0, "{ctx}: verify: {v:?}");
+        assert_eq!(v.committed_lines, lines.len() as u64, "{ctx}: committed line count");
+        for j in self.open() {
+            let b = j.backlog().unwrap();
+            assert_eq!(b.lines, 0, "{ctx}: {} still holds {} lines", j.path().display(), b.lines);
+        }
+    }
+}
+
+type Make = fn() -> Setup;
+
+fn scenarios() -> Vec<(&'static str, Make)> {
+    vec![
+        ("first drain (no manifest yet)", || {
+            let mut s = Setup::new(2, CompactorOptions::default());
+            s.append(0, 25);
+            s.append(1, 25);
+            s
+        }),
+        ("drain after earlier commits", || {
+            let mut s = Setup::new(2, CompactorOptions::default());
+            s.append(0, 10);
+            s.append(1, 10);
+            s.drain_clean();
+            s.append(0, 15);
+            s.append(1, 5);
+            s
+        }),
+        ("uncommitted tail to repair first", || {
+            let mut s = Setup::new(2, CompactorOptions::default());
+            s.append(0, 10);
+            s.drain_clean();
+            s.append(0, 10);
+            s.append(1, 10);
+            let mut f = OpenOptions::new().append(true).open(&s.target).unwrap();
+            f.write_all(b"j0 line 99999 a crashed drain's partial li").unwrap();
+            s
+        }),
+        ("many bounded rounds, three journals", || {
+            let opts = CompactorOptions { max_round_bytes: 150, ..CompactorOptions::default() };
+            let mut s = Setup::new(3, opts);
+            s.append(0, 12);
+            s.append(1, 8);
+            s.append(2, 10);
+            s
+        }),
+        ("adopting a pre-existing target", || {
+            let mut s = Setup::new(1, CompactorOptions::default());
+            s.preexisting = (0..3).map(|i| format!("pre-existing line {i}").into_bytes()).collect();
+            let mut bytes = Vec::new();
+            for l in &s.preexisting {
+                bytes.extend_from_slice(l);
+                bytes.push(b'\n');
+            }
+            fs::write(&s.target, bytes).unwrap();
+            s.append(0, 20);
+            s
+        }),
+        ("journal records lagging (step 7 failed in an earlier round)", || {
+            let (mut s, _) = fail_at(committed_then_more, "journal row delete");
+            s.append(0, 5);
+            s
+        }),
+    ]
+}
+
+fn injected_step(msg: &str) -> Option<&'static str> {
+    fault::STEPS.iter().copied().find(|s| msg.contains(&format!("injected fault at {s}")))
+}
+
+#[test]
+fn every_io_step_of_the_drain_fails_cleanly_and_recovers_exactly_once() {
+    let _g = seam();
+    let mut by_step: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut total = 0u64;
+    for (name, make) in scenarios() {
+        let mut n = 1u64;
+        loop {
+            let mut s = make();
+            let journals = s.open();
+            let before = s.manifest();
+            fault::fail_nth(n);
+            let r = s.compactor().drain(&journals);
+            let seen = fault::disarm();
+            if seen < n {
+                let r = r.unwrap_or_else(|e| panic!("{name}: no fault was hit (only {seen} steps) yet: {e}"));
+                assert!(r.lines > 0 || s.appended.iter().all(|a| a.is_empty()), "{name}: drained nothing");
+                s.check_exactly_once(&format!("{name}, no fault"));
+                println!("{name}: a full drain has {seen} injectable I/O steps; all {} failed one by one", n - 1);
+                break;
+            }
+            let ctx = format!("{name}, fault at step {n}");
+            let err = match r {
+                Ok(rep) => panic!("{ctx}: fault injected but the drain reported success: {rep:?}"),
+                Err(e) => e,
+            };
+            let step = injected_step(&err.to_string())
+                .unwrap_or_else(|| panic!("{ctx}: the error does not carry the injected fault: {err}"));
+            *by_step.entry(step).or_default() += 1;
+            total += 1;
+            let ctx = format!("{ctx} ({step}: {err})");
+            // the committed part is intact whatever failed
+            s.check_committed_part(&ctx);
+            if let Some(b) = &before {
+                let now = s.manifest().expect("the manifest cannot disappear");
+                assert!(now.epoch >= b.epoch && now.committed_len >= b.committed_len, "{ctx}: manifest went back");
+            }
+            drop(journals);
+            // writers keep appending while the compactor is failing
+            if n % 2 == 0 {
+                s.append(0, 3);
+            }
+            // recovery with fresh handles, as a restarted compactor would
+            let rep = s.drain_clean();
+            assert!(rep.epoch >= before.as_ref().map_or(1, |m| m.epoch), "{ctx}: {rep:?}");
+            s.check_exactly_once(&format!("{ctx}, after recovery"));
+            n += 1;
+            assert!(n < 400, "{name}: the drain never stopped hitting faults");
+        }
+    }
+    println!("faults injected: {total}; by step: {by_step:?}");
+    for step in fault::STEPS {
+        assert!(by_step.contains_key(step), "no scenario reached the step `{step}`: {by_step:?}");
+    }
+}
+
+/// Find the smallest N whose injected fault hits `step` in a fresh setup.
+fn fail_at(make: Make, step: &str) -> (Setup, tributary::Error) {
+    for n in 1..200 {
+        let s = make();
+        let journals = s.open();
+        fault::fail_nth(n);
+        let r = s.compactor().drain(&journals);
+        let seen = fault::disarm();
+        if seen < n {
+            break;
+        }
+        let e = r.expect_err("an injected fault must fail the drain");
+        if injected_step(&e.to_string()) == Some(step) {
+            return (s, e);
+        }
+    }
+    panic!("the drain never reached `{step}`");
+}
+
+fn committed_then_more() -> Setup {
+    let mut s = Setup::new(2, CompactorOptions::default());
+    s.append(0, 10);
+    s.append(1, 10);
+    s.drain_clean();
+    s.append(0, 10);
+    s.append(1, 10);
+    s
+}
+
+#[test]
+fn a_failed_fsync_is_never_treated_as_success_on_retry() {
+    let _g = seam();
+    for step in ["target fdatasync", "manifest temp write", "manifest temp fsync", "manifest rename"] {
+        let (s, err) = fail_at(committed_then_more, step);
+        let m = s.manifest().unwrap();
+        // nothing was committed by the failed round
+        assert_eq!(m.committed_lines, 20, "{step}: the failed round committed: {m:?} ({err})");
+        let sidecar = Sidecar::for_target(&s.target);
+        let temps: Vec<_> = fs::read_dir(&sidecar.dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("tmp"))
+            .collect();
+        assert!(temps.is_empty(), "{step}: temp files left behind: {temps:?}");
+        let len = fs::metadata(&s.target).unwrap().len();
+        let tail = len - m.committed_len;
+        assert!(tail > 0, "{step}: the failed round should have written its batch before failing");
+        // The kernel may drop pages whose writeback failed: model the worst case by
+        // destroying the unsynced bytes. A retry that trusted them would commit garbage.
+        let mut f = OpenOptions::new().write(true).open(&s.target).unwrap();
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(&vec![b'#'; tail as usize], m.committed_len).unwrap();
+        f.flush().unwrap();
+        let rep = s.drain_clean();
+        assert_eq!(rep.repaired_tail_bytes, tail, "{step}: the retry must truncate and rewrite, not trust the tail");
+        s.check_exactly_once(&format!("retry after a failed {step}"));
+    }
+}
+
+/// The sidecar fsync after the rename fails: the new manifest is in place but may not
+/// be durable. The next round must not delete the journal rows it covers before the
+/// sidecar folder was fsynced successfully; otherwise a power cut after that round can
+/// bring the old manifest back while the lines are gone from the journal.
+#[test]
+#[ignore = "core bug: catch_up_records deletes journal rows on the strength of a manifest rename whose folder \
+            fsync failed, without fsyncing the sidecar first (see docs/multihost.md, 'Findings')"]
+fn rows_are_not_deleted_on_a_rename_whose_folder_fsync_failed() {
+    let _g = seam();
+    let (s, err) = fail_at(committed_then_more, "sidecar fsync");
+    assert!(injected_step(&err.to_string()) == Some("sidecar fsync"));
+    // the rename went through: the manifest covers the 40 lines
+    assert_eq!(s.manifest().unwrap().committed_lines, 40);
+    // learn which injectable step the next (nothing-new) round performs first
+    let journals = s.open();
+    fault::fail_nth(1);
+    let r = s.compactor().drain(&journals);
+    fault::disarm();
+    let first = r.err().and_then(|e| injected_step(&e.to_string()));
+    assert_eq!(
+        first,
+        Some("sidecar fsync"),
+        "the round after a failed sidecar fsync did `{first:?}` before fsyncing the sidecar folder"
+    );
+}
+
+/// A size-limited tmpfs as the target's folder: a real ENOSPC in the middle of drains.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn resize(&self, size: &str) {
+        let st = Command::new("mount").args(["-o", &format!("remount,size={size}")]).arg(self.path()).status().unwrap();
+        assert!(st.success(), "remount with size={size} failed");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn enospc_on_a_full_tmpfs_fails_clearly_loses_nothing_and_recovers() {
+    let _g = seam();
+    if !is_root() {
+        eprintln!("SKIPPED enospc_on_a_full_tmpfs...: needs root to mount a size-limited tmpfs");
+        return;
+    }
+    let Some(_probe) = Tmpfs::mount("64k") else {
+        eprintln!("SKIPPED enospc_on_a_full_tmpfs...: `mount -t tmpfs` failed (no CAP_SYS_ADMIN in this container?)");
+        return;
+    };
+    drop(_probe);
+    // (tmpfs size, filler bytes, round bytes): space comes back by growing the tmpfs,
+    // or (with a filler) by deleting the filler
+    for (size, filler_bytes, round_bytes) in
+        [("256k", 0usize, 64u64 << 20), ("256k", 0, 16 << 10), ("1m", 800 << 10, 16 << 10)]
+    {
+        let fsmnt = Tmpfs::mount(size).expect("mount tmpfs");
+        let local = tempfile::tempdir().unwrap();
+        let mut s = Setup::new(2, CompactorOptions { max_round_bytes: round_bytes, ..CompactorOptions::default() });
+        s.target = fsmnt.path().join("out.log");
+        s.journals = vec![local.path().join("a.journal"), local.path().join("b.journal")];
+        let filler = fsmnt.path().join("filler");
+        if filler_bytes > 0 {
+            fs::write(&filler, vec![0u8; filler_bytes]).unwrap();
+        }
+        // ~440 KB of lines: more than the tmpfs has room for
+        s.append(0, 4000);
+        s.append(1, 4000);
+        let total_bytes: usize = s.appended.iter().flatten().map(|l| l.len() + 1).sum();
+        assert!(total_bytes > 300 << 10, "the test needs more data than the tmpfs holds ({total_bytes})");
+        let ctx = format!("ENOSPC (tmpfs {size}, filler {filler_bytes} B, rounds of {round_bytes} B)");
+        let err = s.compactor().drain(&s.open()).expect_err("draining more than the tmpfs holds must fail");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("No space left on device") || msg.contains("os error 28"),
+            "{ctx}: the error must say ENOSPC: {msg}"
+        );
+        println!("{ctx}: drain failed as it should: [{}] {msg}", err.kind().name());
+        // nothing lost: what is committed is intact, the rest is still in the journals
+        let committed = s.check_committed_part(&ctx);
+        let backlog: u64 = s.open().iter().map(|j| j.backlog().unwrap().lines).sum();
+        assert_eq!(committed as u64 + backlog, 8000, "{ctx}: committed {committed} + backlog {backlog} != 8000");
+        // a retry while still full fails the same way and changes nothing committed
+        assert!(s.compactor().drain(&s.open()).is_err(), "{ctx}: a retry with the disk still full succeeded");
+        assert_eq!(s.check_committed_part(&ctx), committed, "{ctx}: the failed retry changed the committed part");
+        if filler_bytes > 0 {
+            fs::remove_file(&filler).unwrap();
+        } else {
+            fsmnt.resize("2m");
+        }
+        let rep = s.drain_clean();
+        assert!(rep.lines > 0, "{ctx}: {rep:?}");
+        s.check_exactly_once(&format!("{ctx}, after space came back"));
+    }
+}
