@@ -21,6 +21,9 @@ mod error;
 pub mod failpoint;
 #[doc(hidden)]
 pub mod fault;
+/// The C ABI (`include/tributary.h`): `trib_*` functions over the same engine, used by
+/// the Python (ctypes) and Go (cgo) bindings. See `docs/c-abi.md`.
+pub mod ffi;
 mod fscheck;
 mod hex;
 mod inspect;

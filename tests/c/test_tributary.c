@@ -1,0 +1,1064 @@
+/*
+ * C test of the tributary C ABI (include/tributary.h): every exported function, its
+ * success path and its error paths (NULL arguments, bad lines, oversized lines, a full
+ * journal, a corrupt manifest, a corrupt journal row, a reader on uncommitted data, a
+ * held lock, a lost lock, a busy journal, ...), on real files in a temporary folder.
+ *
+ * Built by scripts/test.d/30-c-abi.sh with -Wall -Wextra -Werror against the header and
+ * target/release/libtributary.so, and run under valgrind (no leaks, no invalid reads).
+ * Prints "N passed, N failed" last; exits 0 only if nothing failed.
+ *
+ * Usage: test_tributary            (the test)
+ *        test_tributary --drain-child TARGET JOURNAL   (internal: one drain, exit code = rc)
+ */
+#define _GNU_SOURCE
+#include "tributary.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int g_pass, g_fail;
+static const char *g_argv0;
+static char g_root[256];
+
+#define CHECK(cond)                                                                 \
+    do {                                                                            \
+        if (cond) {                                                                 \
+            g_pass++;                                                               \
+        } else {                                                                    \
+            g_fail++;                                                               \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+        }                                                                           \
+    } while (0)
+
+/* Check a call's result code; for a failure also that *err was filled in the same call
+ * with the same kind and a message, then free it. `err` must be a local `trib_error *`
+ * passed to the call as `&err`. */
+static void expect_code(int want, int got, trib_error **err, const char *what, int line) {
+    int ok = (got == want);
+    if (want == TRIB_OK) {
+        ok = ok && *err == NULL;
+    } else {
+        ok = ok && *err != NULL && trib_error_kind(*err) == want && trib_error_message(*err) != NULL &&
+             strlen(trib_error_message(*err)) > 0;
+    }
+    if (ok) {
+        g_pass++;
+    } else {
+        g_fail++;
+        fprintf(stderr, "line %d: %s: want %d (%s), got %d (%s): %s\n", line, what, want, trib_result_name(want), got,
+                trib_result_name(got), *err ? trib_error_message(*err) : "(no error object)");
+    }
+    trib_error_free(*err);
+    *err = NULL;
+}
+#define EXPECT(want, call) expect_code((want), (call), &err, #call, __LINE__)
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+/* Every path buffer in this file is char[512]; a longer path is a test setup error. */
+static void pathf(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void pathf(char *out, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, 512, fmt, ap);
+    va_end(ap);
+    if (n < 0 || n >= 512) {
+        fprintf(stderr, "path too long\n");
+        exit(2);
+    }
+}
+
+static const char *path_in(char *buf, const char *dir, const char *name) {
+    pathf(buf, "%s/%s", dir, name);
+    return buf;
+}
+
+static void make_dir(char *out, const char *name) {
+    pathf(out, "%s/%s", g_root, name);
+    if (mkdir(out, 0755) != 0) {
+        perror(out);
+        exit(2);
+    }
+}
+
+static void write_file(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
+        perror(path);
+        exit(2);
+    }
+}
+
+static void append_file(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "ab");
+    if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
+        perror(path);
+        exit(2);
+    }
+}
+
+/* Whole file in a malloc'd buffer (NUL-terminated for convenience); *len gets its size. */
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        *len = 0;
+        return NULL;
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap + 1);
+    size_t r;
+    while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+        }
+    }
+    fclose(f);
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static void copy_file(const char *from, const char *to) {
+    size_t n;
+    char *data = read_file(from, &n);
+    if (!data) {
+        perror(from);
+        exit(2);
+    }
+    write_file(to, data, n);
+    free(data);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rm_rf(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static trib_journal *open_journal(const char *path, const trib_journal_options *opts) {
+    trib_journal *j = NULL;
+    trib_error *err = NULL;
+    EXPECT(TRIB_OK, trib_journal_open(path, opts, &j, &err));
+    if (!j) {
+        fprintf(stderr, "cannot open journal %s\n", path);
+        exit(2);
+    }
+    return j;
+}
+
+static uint64_t append_str(trib_journal *j, const char *line) {
+    uint64_t seq = 0;
+    trib_error *err = NULL;
+    EXPECT(TRIB_OK, trib_journal_append(j, (const uint8_t *)line, strlen(line), &seq, &err));
+    return seq;
+}
+
+static trib_drain_report drain_paths(const char *target, const char **paths, size_t n) {
+    trib_drain_report rep;
+    memset(&rep, 0, sizeof rep);
+    trib_error *err = NULL;
+    EXPECT(TRIB_OK, trib_drain(target, paths, n, NULL, NULL, &rep, &err));
+    return rep;
+}
+
+/* ---- tests -------------------------------------------------------------------------- */
+
+static void test_version_and_names(void) {
+    trib_error *err = NULL;
+    const char *v = trib_version();
+    CHECK(v != NULL && strlen(v) >= 5 && strchr(v, '.') != NULL);
+    CHECK(trib_abi_version() == TRIB_ABI_VERSION);
+    CHECK(strcmp(trib_result_name(TRIB_OK), "ok") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_INVALID_LINE), "invalid_line") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_INVALID_ARG), "invalid_argument") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_JOURNAL_FULL), "journal_full") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_LOCK_TIMEOUT), "lock_timeout") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_LOCK_LOST), "lock_lost") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_CORRUPT_MANIFEST), "corrupt_manifest") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_CORRUPT_JOURNAL_ROW), "corrupt_journal_row") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_TARGET_TRUNCATED), "target_truncated") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_UNEXPECTED_TAIL), "unexpected_tail") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_TORN_TARGET), "torn_target") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_JOURNAL_RESTORED), "journal_restored") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_JOURNAL_FOREIGN), "journal_foreign") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_UNSAFE_FILESYSTEM), "unsafe_filesystem") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_NOT_A_JOURNAL), "not_a_journal") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_IO), "io") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_SQLITE), "sqlite") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_PANIC), "panic") == 0);
+    CHECK(strcmp(trib_result_name(-7), "unknown") == 0);
+
+    /* The error accessors on NULL never crash. */
+    CHECK(trib_error_kind(NULL) == TRIB_E_INVALID_ARG);
+    CHECK(trib_error_message(NULL) != NULL);
+    CHECK(trib_error_line_index(NULL) == -1);
+    trib_error_free(NULL);
+
+    /* A panic inside the library is caught and reported, with or without err_out.
+     * (Rust's panic hook prints each of these three panics to stderr: expected.) */
+    fprintf(stderr, "(the next three \"trib_debug_panic was called\" panic messages are expected)\n");
+    EXPECT(TRIB_E_PANIC, trib_debug_panic(&err));
+    CHECK(trib_debug_panic(NULL) == TRIB_E_PANIC);
+    CHECK(trib_debug_panic(&err) == TRIB_E_PANIC && err != NULL && strstr(trib_error_message(err), "panic") != NULL);
+    CHECK(trib_error_line_index(err) == -1);
+    trib_error_free(err);
+    err = NULL;
+}
+
+static void test_options(void) {
+    trib_error *err = NULL;
+    trib_journal_options jo;
+    trib_compactor_options co;
+    EXPECT(TRIB_OK, trib_journal_options_default(&jo, &err));
+    CHECK(jo.durability == TRIB_DURABILITY_FULL);
+    CHECK(jo.max_line_bytes == 1u << 20);
+    CHECK(jo.max_backlog_bytes == 0 && jo.full_wait_ms == 0);
+    CHECK(jo.busy_timeout_ms == 30000);
+    CHECK(jo.key_retention_ms == 7ull * 24 * 3600 * 1000);
+    CHECK(!jo.allow_network_fs);
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_options_default(NULL, &err));
+    CHECK(trib_journal_options_default(NULL, NULL) == TRIB_E_INVALID_ARG);
+
+    EXPECT(TRIB_OK, trib_compactor_options_default(&co, &err));
+    CHECK(co.max_round_bytes == 64ull << 20);
+    CHECK(co.max_round_time_ms == 2000 && co.lock_timeout_ms == 30000);
+    CHECK(co.max_line_bytes == 1u << 20 && co.journal_busy_timeout_ms == 30000 && !co.allow_network_fs);
+    EXPECT(TRIB_E_INVALID_ARG, trib_compactor_options_default(NULL, &err));
+}
+
+static void test_journal_open_errors(void) {
+    char dir[512], p[512], q[512];
+    trib_error *err = NULL;
+    trib_journal *j = (trib_journal *)0x1; /* sentinel: must stay untouched on failure */
+    trib_journal_options o;
+    make_dir(dir, "open");
+    path_in(p, dir, "a.journal");
+
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_open(NULL, NULL, &j, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_open("", NULL, &j, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_open(p, NULL, NULL, &err));
+    CHECK(trib_journal_open(NULL, NULL, &j, NULL) == TRIB_E_INVALID_ARG);
+
+    trib_journal_options_default(&o, NULL);
+    o.durability = 7;
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_open(p, &o, &j, &err));
+    trib_journal_options_default(&o, NULL);
+    o.max_line_bytes = 0;
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_open(p, &o, &j, &err));
+    trib_journal_options_default(&o, NULL);
+    o.busy_timeout_ms = UINT64_MAX; /* would overflow SQLite's int: refused, not a panic */
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_open(p, &o, &j, &err));
+    trib_journal_options_default(&o, NULL);
+    o.key_retention_ms = UINT64_MAX;
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_open(p, &o, &j, &err));
+    CHECK(j == (trib_journal *)0x1);
+
+    /* A folder that does not exist: an I/O error. */
+    EXPECT(TRIB_E_IO, trib_journal_open("/nonexistent-tributary-dir/x.journal", NULL, &j, &err));
+    /* Garbage, and an SQLite database that is not a journal. */
+    path_in(q, dir, "garbage.journal");
+    {
+        char junk[8192];
+        memset(junk, 'x', sizeof junk);
+        write_file(q, junk, sizeof junk);
+    }
+    EXPECT(TRIB_E_NOT_A_JOURNAL, trib_journal_open(q, NULL, &j, &err));
+    CHECK(j == (trib_journal *)0x1);
+
+    /* A non-UTF-8 path is just bytes. */
+    {
+        char odd[512];
+        pathf(odd, "%s/caf\xe9-\xff.journal", dir);
+        trib_journal *jj = open_journal(odd, NULL);
+        CHECK(append_str(jj, "from a latin-1 path") == 1);
+        trib_journal_close(jj);
+        struct stat st;
+        CHECK(stat(odd, &st) == 0 && (st.st_mode & 0777) == 0600);
+    }
+    trib_journal_close(NULL);
+}
+
+static void test_append(void) {
+    char dir[512], p[512], id[TRIB_ID_BUF_LEN];
+    trib_error *err = NULL;
+    trib_journal_options o;
+    uint64_t seq = 999;
+    make_dir(dir, "append");
+    path_in(p, dir, "a.journal");
+    trib_journal_options_default(&o, NULL);
+    o.max_line_bytes = 16;
+    o.durability = TRIB_DURABILITY_NORMAL;
+    trib_journal *j = open_journal(p, &o);
+
+    CHECK(append_str(j, "first") == 1);
+    EXPECT(TRIB_OK, trib_journal_append(j, (const uint8_t *)"second", 6, &seq, &err));
+    CHECK(seq == 2);
+    /* (NULL, 0) is the empty line; seq_out is optional. */
+    EXPECT(TRIB_OK, trib_journal_append(j, NULL, 0, NULL, &err));
+    EXPECT(TRIB_OK, trib_journal_append(j, (const uint8_t *)"", 0, &seq, &err));
+    CHECK(seq == 4);
+    /* Any byte but \n, NULs included. */
+    EXPECT(TRIB_OK, trib_journal_append(j, (const uint8_t *)"a\0b\xff", 4, &seq, &err));
+    CHECK(seq == 5);
+
+    /* Refused lines store nothing and leave seq_out alone. */
+    seq = 777;
+    EXPECT(TRIB_E_INVALID_LINE, trib_journal_append(j, (const uint8_t *)"bad\nline", 8, &seq, &err));
+    CHECK(trib_journal_append(j, (const uint8_t *)"bad\nline", 8, &seq, &err) == TRIB_E_INVALID_LINE);
+    CHECK(err && trib_error_line_index(err) == 0 && strstr(trib_error_message(err), "newline") != NULL);
+    trib_error_free(err);
+    err = NULL;
+    EXPECT(TRIB_E_INVALID_LINE, trib_journal_append(j, (const uint8_t *)"0123456789abcdefX", 17, &seq, &err));
+    EXPECT(TRIB_OK, trib_journal_append(j, (const uint8_t *)"0123456789abcdef", 16, NULL, &err));
+    CHECK(seq == 777);
+
+    /* NULL / wrong arguments. */
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_append(NULL, (const uint8_t *)"x", 1, &seq, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_append(j, NULL, 3, &seq, &err));
+    CHECK(trib_journal_append(NULL, NULL, 0, NULL, NULL) == TRIB_E_INVALID_ARG);
+    {
+        /* A handle of another type is recognised, not trusted. */
+        trib_reader *r = NULL;
+        char t[512];
+        path_in(t, dir, "t.log");
+        EXPECT(TRIB_OK, trib_reader_open(t, 0, &r, &err));
+        EXPECT(TRIB_E_INVALID_ARG, trib_journal_append((const trib_journal *)(const void *)r, (const uint8_t *)"x",
+                                                       1, &seq, &err));
+        trib_reader_close(r);
+    }
+    CHECK(seq == 777);
+
+    /* Batches: all or nothing, consecutive seqs. */
+    trib_slice batch[3] = {{(const uint8_t *)"b1", 2}, {NULL, 0}, {(const uint8_t *)"b3", 2}};
+    EXPECT(TRIB_OK, trib_journal_append_batch(j, batch, 3, &seq, &err));
+    CHECK(seq == 7);
+    EXPECT(TRIB_OK, trib_journal_append_batch(j, batch, 1, NULL, &err));
+    trib_backlog before, after;
+    EXPECT(TRIB_OK, trib_journal_backlog(j, &before, &err));
+    trib_slice bad[3] = {{(const uint8_t *)"ok", 2}, {(const uint8_t *)"ok", 2}, {(const uint8_t *)"no\n", 3}};
+    CHECK(trib_journal_append_batch(j, bad, 3, &seq, &err) == TRIB_E_INVALID_LINE);
+    CHECK(err && trib_error_kind(err) == TRIB_E_INVALID_LINE && trib_error_line_index(err) == 2);
+    trib_error_free(err);
+    err = NULL;
+    EXPECT(TRIB_OK, trib_journal_backlog(j, &after, &err));
+    CHECK(after.lines == before.lines && after.last_seq == before.last_seq);
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_append_batch(j, batch, 0, &seq, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_append_batch(j, NULL, 2, &seq, &err));
+    trib_slice holes[2] = {{(const uint8_t *)"ok", 2}, {NULL, 5}};
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_append_batch(j, holes, 2, &seq, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_append_batch(NULL, batch, 3, &seq, &err));
+    CHECK(seq == 7);
+
+    /* Keyed appends: once per key. */
+    uint64_t k1 = 0, k2 = 0, k3 = 0;
+    EXPECT(TRIB_OK, trib_journal_append_keyed(j, (const uint8_t *)"key-1", 5, (const uint8_t *)"once", 4, &k1, &err));
+    EXPECT(TRIB_OK, trib_journal_append_keyed(j, (const uint8_t *)"key-1", 5, (const uint8_t *)"once", 4, &k2, &err));
+    EXPECT(TRIB_OK, trib_journal_append_keyed(j, (const uint8_t *)"key-2", 5, (const uint8_t *)"twice", 5, &k3, &err));
+    CHECK(k1 > 0 && k1 == k2 && k3 == k1 + 1);
+    EXPECT(TRIB_OK, trib_journal_append_keyed(j, (const uint8_t *)"key-3", 5, NULL, 0, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_append_keyed(j, NULL, 0, (const uint8_t *)"x", 1, &k1, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_append_keyed(j, NULL, 4, (const uint8_t *)"x", 1, &k1, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_append_keyed(j, (const uint8_t *)"k", 1, NULL, 1, &k1, &err));
+    EXPECT(TRIB_E_INVALID_LINE, trib_journal_append_keyed(j, (const uint8_t *)"k", 1, (const uint8_t *)"\n", 1, &k1,
+                                                          &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_append_keyed(NULL, (const uint8_t *)"k", 1, NULL, 0, &k1, &err));
+    CHECK(k1 == k2);
+
+    /* Backlog and id. */
+    trib_backlog b;
+    EXPECT(TRIB_OK, trib_journal_backlog(j, &b, &err));
+    CHECK(b.last_seq == k3 + 1 && b.lines == b.last_seq && b.drained_seq == 0 && b.oldest_append_ms > 0);
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_backlog(j, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_backlog(NULL, &b, &err));
+    memset(id, 'z', sizeof id);
+    EXPECT(TRIB_OK, trib_journal_id(j, id, sizeof id, &err));
+    CHECK(strlen(id) == 32 && strspn(id, "0123456789abcdef") == 32);
+    char small[8] = "unchang";
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_id(j, small, sizeof small, &err));
+    CHECK(strcmp(small, "unchang") == 0);
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_id(j, NULL, 64, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_id(NULL, id, sizeof id, &err));
+    trib_journal_close(j);
+
+    /* Reopening keeps the id and the seq counter. */
+    char id2[TRIB_ID_BUF_LEN];
+    j = open_journal(p, NULL);
+    EXPECT(TRIB_OK, trib_journal_id(j, id2, sizeof id2, &err));
+    CHECK(strcmp(id, id2) == 0);
+    CHECK(append_str(j, "after reopen") == b.last_seq + 1);
+    trib_journal_close(j);
+}
+
+static void test_drain_verify_read(void) {
+    char dir[512], jp[512], jp2[512], target[512], spool[512];
+    trib_error *err = NULL;
+    trib_drain_report rep;
+    make_dir(dir, "drain");
+    make_dir(spool, "drain/spool");
+    path_in(target, dir, "out.log");
+    path_in(jp, spool, "one.journal");
+    path_in(jp2, spool, "two.journal");
+
+    /* Argument errors, before anything is touched. */
+    const char *paths[2] = {jp, jp2};
+    memset(&rep, 0xab, sizeof rep);
+    EXPECT(TRIB_E_INVALID_ARG, trib_drain(NULL, paths, 1, NULL, NULL, &rep, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_drain("", paths, 1, NULL, NULL, &rep, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_drain(target, paths, 1, NULL, NULL, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_drain(target, NULL, 2, NULL, NULL, &rep, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_drain(target, paths, 1, spool, NULL, &rep, &err));
+    const char *with_null[2] = {jp, NULL};
+    EXPECT(TRIB_E_INVALID_ARG, trib_drain(target, with_null, 2, NULL, NULL, &rep, &err));
+    trib_compactor_options co;
+    trib_compactor_options_default(&co, NULL);
+    co.max_round_bytes = 0;
+    EXPECT(TRIB_E_INVALID_ARG, trib_drain(target, paths, 1, NULL, &co, &rep, &err));
+    trib_compactor_options_default(&co, NULL);
+    co.lock_timeout_ms = UINT64_MAX;
+    EXPECT(TRIB_E_INVALID_ARG, trib_drain(target, paths, 1, NULL, &co, &rep, &err));
+    CHECK(rep.rounds == 0xababababababababull);
+    CHECK(access(target, F_OK) != 0);
+
+    /* Status before anything was drained. */
+    trib_status_report *st = NULL;
+    trib_status_summary sum;
+    EXPECT(TRIB_OK, trib_status(target, NULL, &st, &err));
+    EXPECT(TRIB_OK, trib_status_report_summary(st, &sum, &err));
+    CHECK(!sum.has_manifest && !sum.target_exists && sum.watermark_count == 0 && sum.journal_count == 0);
+    CHECK(sum.target_id[0] == 0);
+    trib_status_report_free(st);
+
+    /* Verify without a manifest: the check cannot run. */
+    trib_verify_report vr;
+    memset(&vr, 0, sizeof vr);
+    EXPECT(TRIB_E_INVALID_ARG, trib_verify(target, &vr, &err));
+
+    /* Drain with neither journals nor spool: creates the target and its manifest. */
+    memset(&rep, 0, sizeof rep);
+    EXPECT(TRIB_OK, trib_drain(target, NULL, 0, NULL, NULL, &rep, &err));
+    CHECK(rep.lines == 0 && rep.epoch == 1 && access(target, F_OK) == 0);
+
+    trib_journal *j1 = open_journal(jp, NULL);
+    trib_journal *j2 = open_journal(jp2, NULL);
+    append_str(j1, "one-1");
+    append_str(j1, "one-2");
+    append_str(j2, "two-1");
+    EXPECT(TRIB_OK, trib_journal_append(j2, NULL, 0, NULL, &err)); /* an empty line */
+
+    rep = drain_paths(target, paths, 2);
+    CHECK(rep.lines == 4 && rep.bytes == 6 + 6 + 6 + 1 && rep.rounds == 1 && rep.journals == 2 && rep.epoch == 2);
+    CHECK(rep.repaired_tail_bytes == 0);
+    size_t n;
+    char *content = read_file(target, &n);
+    CHECK(n == 19 && memcmp(content, "one-1\none-2\ntwo-1\n\n", 19) == 0);
+    free(content);
+
+    /* A second drain moves nothing; the journal records the drain. */
+    rep = drain_paths(target, paths, 2);
+    CHECK(rep.lines == 0 && rep.rounds == 0);
+    trib_backlog b;
+    EXPECT(TRIB_OK, trib_journal_backlog(j1, &b, &err));
+    CHECK(b.lines == 0 && b.bytes == 0 && b.drained_seq == 2 && b.last_seq == 2 && b.oldest_append_ms == 0);
+
+    /* Drain a spool folder. */
+    append_str(j2, "two-3");
+    memset(&rep, 0, sizeof rep);
+    EXPECT(TRIB_OK, trib_drain(target, NULL, 0, spool, NULL, &rep, &err));
+    CHECK(rep.lines == 1 && rep.journals == 1);
+    EXPECT(TRIB_E_IO, trib_drain(target, NULL, 0, "/nonexistent-spool-dir", NULL, &rep, &err));
+
+    /* Verify: consistent. */
+    EXPECT(TRIB_OK, trib_verify(target, &vr, &err));
+    CHECK(vr.consistent && vr.problems == NULL && vr.problem_count == 0);
+    CHECK(vr.committed_len == 25 && vr.committed_lines == 5 && vr.target_len == 25 && vr.uncommitted_tail_bytes == 0);
+    trib_verify_report_clear(&vr);
+    EXPECT(TRIB_E_INVALID_ARG, trib_verify(NULL, &vr, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_verify(target, NULL, &err));
+
+    /* Status with a spool. */
+    EXPECT(TRIB_OK, trib_status(target, spool, &st, &err));
+    EXPECT(TRIB_OK, trib_status_report_summary(st, &sum, &err));
+    CHECK(sum.has_manifest && sum.target_exists && sum.committed_len == 25 && sum.committed_lines == 5);
+    CHECK(sum.target_len == 25 && sum.epoch == rep.epoch && sum.watermark_count == 2 && sum.journal_count == 2);
+    CHECK(strlen(sum.target_id) == 32);
+    trib_watermark w;
+    uint64_t seqs = 0;
+    for (size_t i = 0; i < sum.watermark_count; i++) {
+        EXPECT(TRIB_OK, trib_status_report_watermark(st, i, &w, &err));
+        CHECK(strlen(w.journal_id) == 32);
+        seqs += w.last_seq;
+    }
+    CHECK(seqs == 2 + 3);
+    EXPECT(TRIB_E_INVALID_ARG, trib_status_report_watermark(st, 2, &w, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_status_report_watermark(st, 0, NULL, &err));
+    trib_journal_status js;
+    char id1[TRIB_ID_BUF_LEN];
+    trib_journal_id(j1, id1, sizeof id1, NULL);
+    EXPECT(TRIB_OK, trib_status_report_journal(st, 0, &js, &err));
+    CHECK(strcmp(js.path, jp) == 0 && strcmp(js.journal_id, id1) == 0 && js.watermark == 2);
+    CHECK(js.backlog.lines == 0 && js.backlog.last_seq == 2);
+    EXPECT(TRIB_OK, trib_status_report_journal(st, 1, &js, &err));
+    CHECK(strcmp(js.path, jp2) == 0 && js.watermark == 3);
+    EXPECT(TRIB_E_INVALID_ARG, trib_status_report_journal(st, 2, &js, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_status_report_journal(st, 0, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_status_report_summary(NULL, &sum, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_status_report_summary(st, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_status_report_journal(NULL, 0, &js, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_status_report_watermark(NULL, 0, &w, &err));
+    trib_status_report_free(st);
+    trib_status_report_free(NULL);
+    EXPECT(TRIB_E_INVALID_ARG, trib_status(NULL, NULL, &st, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_status(target, NULL, NULL, &err));
+    EXPECT(TRIB_E_IO, trib_status(target, "/nonexistent-spool-dir", &st, &err));
+
+    /* Reader: committed lines only, with a cursor. */
+    trib_reader *r = NULL;
+    bool has = false;
+    const uint8_t *line = NULL;
+    size_t len = 0;
+    uint64_t off = 1;
+    EXPECT(TRIB_OK, trib_reader_open(target, 0, &r, &err));
+    EXPECT(TRIB_OK, trib_reader_offset(r, &off, &err));
+    CHECK(off == 0);
+    const char *want[5] = {"one-1", "one-2", "two-1", "", "two-3"};
+    for (int i = 0; i < 5; i++) {
+        EXPECT(TRIB_OK, trib_reader_next(r, 0, &has, &line, &len, &err));
+        CHECK(has && line != NULL && len == strlen(want[i]) && memcmp(line, want[i], len) == 0 && line[len] == 0);
+        if (i == 1) {
+            EXPECT(TRIB_OK, trib_reader_offset(r, &off, &err));
+            CHECK(off == 12);
+        }
+    }
+    /* Bytes beyond the committed length (a crashed drain's tail) are never shown. */
+    append_file(target, "uncommitted-tail\npartial", 24);
+    EXPECT(TRIB_OK, trib_reader_next(r, 0, &has, &line, &len, &err));
+    CHECK(!has && line == NULL && len == 0);
+    uint64_t t0 = now_ms();
+    EXPECT(TRIB_OK, trib_reader_next(r, 120, &has, &line, &len, &err));
+    CHECK(!has && now_ms() - t0 >= 100);
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_next(r, 0, NULL, &line, &len, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_next(r, 0, &has, NULL, &len, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_next(r, 0, &has, &line, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_next(NULL, 0, &has, &line, &len, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_offset(NULL, &off, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_offset(r, NULL, &err));
+    EXPECT(TRIB_OK, trib_reader_offset(r, &off, &err));
+    CHECK(off == 25);
+
+    /* verify reports the tail, and is still consistent. */
+    EXPECT(TRIB_OK, trib_verify(target, &vr, &err));
+    CHECK(vr.consistent && vr.uncommitted_tail_bytes == 24 && vr.target_len == 49);
+    trib_verify_report_clear(&vr);
+
+    /* The next drain truncates the tail and appends after the committed part; the reader
+     * then sees the new line (here via a wait that a drain in this thread cannot end,
+     * so drain first). */
+    append_str(j1, "one-3");
+    rep = drain_paths(target, paths, 2);
+    CHECK(rep.lines == 1 && rep.repaired_tail_bytes == 24);
+    EXPECT(TRIB_OK, trib_reader_next(r, 1000, &has, &line, &len, &err));
+    CHECK(has && len == 5 && memcmp(line, "one-3", 5) == 0);
+    trib_reader_close(r);
+    trib_reader_close(NULL);
+
+    /* Reopen at a kept cursor; bad cursors are refused. */
+    r = (trib_reader *)0x1;
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_open(target, 5, &r, &err)); /* not a line start */
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_open(target, 10000, &r, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_open(NULL, 0, &r, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_open(target, 0, NULL, &err));
+    CHECK(r == (trib_reader *)0x1);
+    EXPECT(TRIB_OK, trib_reader_open(target, 12, &r, &err));
+    EXPECT(TRIB_OK, trib_reader_next(r, 0, &has, &line, &len, &err));
+    CHECK(has && len == 5 && memcmp(line, "two-1", 5) == 0);
+    trib_reader_close(r);
+
+    /* A reader of a target that was never drained has nothing (yet). */
+    char fresh[512];
+    path_in(fresh, dir, "never.log");
+    EXPECT(TRIB_OK, trib_reader_open(fresh, 0, &r, &err));
+    EXPECT(TRIB_OK, trib_reader_next(r, 0, &has, &line, &len, &err));
+    CHECK(!has);
+    trib_reader_close(r);
+
+    /* Changed committed bytes: verify says so (no error: the check ran). */
+    {
+        int fd = open(target, O_WRONLY);
+        CHECK(fd >= 0 && pwrite(fd, "X", 1, 0) == 1);
+        close(fd);
+    }
+    EXPECT(TRIB_OK, trib_verify(target, &vr, &err));
+    CHECK(!vr.consistent && vr.problem_count == 1 && vr.problems != NULL && strstr(vr.problems, "CRC") != NULL);
+    trib_verify_report_clear(&vr);
+    CHECK(vr.problems == NULL);
+    trib_verify_report_clear(&vr); /* twice is fine */
+    trib_verify_report_clear(NULL);
+
+    /* A corrupt manifest is an error for verify, drain, status and readers. */
+    char manifest[512];
+    pathf(manifest, "%s.tributary/manifest", target);
+    size_t mlen;
+    char *m = read_file(manifest, &mlen);
+    CHECK(m != NULL && mlen > 20);
+    m[15] ^= 1;
+    write_file(manifest, m, mlen);
+    free(m);
+    EXPECT(TRIB_E_CORRUPT_MANIFEST, trib_verify(target, &vr, &err));
+    EXPECT(TRIB_E_CORRUPT_MANIFEST, trib_drain(target, paths, 2, NULL, NULL, &rep, &err));
+    EXPECT(TRIB_E_CORRUPT_MANIFEST, trib_status(target, NULL, &st, &err));
+    EXPECT(TRIB_E_CORRUPT_MANIFEST, trib_reader_open(target, 0, &r, &err));
+
+    trib_journal_close(j1);
+    trib_journal_close(j2);
+}
+
+static void test_journal_full(void) {
+    char dir[512], jp[512], target[512];
+    trib_error *err = NULL;
+    trib_journal_options o;
+    make_dir(dir, "full");
+    path_in(jp, dir, "a.journal");
+    path_in(target, dir, "out.log");
+    trib_journal_options_default(&o, NULL);
+    o.max_backlog_bytes = 10;
+    trib_journal *j = open_journal(jp, &o);
+    uint64_t seq = 0;
+    CHECK(append_str(j, "12345678") == 1);
+    seq = 42;
+    EXPECT(TRIB_E_JOURNAL_FULL, trib_journal_append(j, (const uint8_t *)"12345678", 8, &seq, &err));
+    trib_slice batch[2] = {{(const uint8_t *)"a", 1}, {(const uint8_t *)"bc", 2}};
+    EXPECT(TRIB_E_JOURNAL_FULL, trib_journal_append_batch(j, batch, 2, &seq, &err));
+    EXPECT(TRIB_OK, trib_journal_append_batch(j, batch, 1, &seq, &err)); /* 9 bytes: fits */
+    CHECK(seq == 2);
+    const char *paths[1] = {jp};
+    trib_drain_report rep = drain_paths(target, paths, 1);
+    CHECK(rep.lines == 2);
+    CHECK(append_str(j, "12345678") == 3); /* room again */
+    trib_journal_close(j);
+
+    /* With full_wait_ms the append waits, then still fails if nobody drains. */
+    o.full_wait_ms = 150;
+    j = open_journal(jp, &o);
+    uint64_t t0 = now_ms();
+    EXPECT(TRIB_E_JOURNAL_FULL, trib_journal_append(j, (const uint8_t *)"12345678", 8, &seq, &err));
+    CHECK(now_ms() - t0 >= 140);
+    trib_journal_close(j);
+}
+
+static void test_target_errors(void) {
+    char dir[512], jp[512], jp_copy[512], t1[512], t2[512], p[512];
+    trib_error *err = NULL;
+    trib_drain_report rep;
+    make_dir(dir, "targets");
+    path_in(jp, dir, "a.journal");
+    path_in(t1, dir, "t1.log");
+    path_in(t2, dir, "t2.log");
+    const char *paths[1] = {jp};
+
+    trib_journal *j = open_journal(jp, NULL);
+    append_str(j, "a-1");
+    rep = drain_paths(t1, paths, 1);
+    CHECK(rep.lines == 1);
+
+    /* The journal was drained into t1: draining it into t2 is refused. */
+    append_str(j, "a-2");
+    EXPECT(TRIB_E_JOURNAL_FOREIGN, trib_drain(t2, paths, 1, NULL, NULL, &rep, &err));
+    rep = drain_paths(t1, paths, 1);
+    CHECK(rep.lines == 1);
+
+    /* The same journal twice (a copy) in one drain. */
+    trib_journal_close(j);
+    path_in(jp_copy, dir, "copy.journal");
+    copy_file(jp, jp_copy);
+    const char *both[2] = {jp, jp_copy};
+    EXPECT(TRIB_E_JOURNAL_RESTORED, trib_drain(t1, both, 2, NULL, NULL, &rep, &err));
+
+    /* A journal restored from an older copy (its seqs are below the watermark). */
+    char jr[512], jr_old[512];
+    path_in(jr, dir, "r.journal");
+    path_in(jr_old, dir, "r-old.journal");
+    j = open_journal(jr, NULL);
+    append_str(j, "r-1");
+    trib_journal_close(j);
+    copy_file(jr, jr_old);
+    j = open_journal(jr, NULL);
+    append_str(j, "r-2");
+    const char *rpaths[1] = {jr};
+    rep = drain_paths(t1, rpaths, 1);
+    CHECK(rep.lines == 2);
+    trib_journal_close(j);
+    copy_file(jr_old, jr);
+    EXPECT(TRIB_E_JOURNAL_RESTORED, trib_drain(t1, rpaths, 1, NULL, NULL, &rep, &err));
+
+    /* Truncated behind tributary's back: nothing is touched, readers notice too. */
+    char t3[512];
+    path_in(t3, dir, "t3.log");
+    char j3[512];
+    path_in(j3, dir, "c.journal");
+    j = open_journal(j3, NULL);
+    append_str(j, "c-1");
+    append_str(j, "c-2");
+    const char *p3[1] = {j3};
+    drain_paths(t3, p3, 1);
+    trib_reader *r = NULL;
+    EXPECT(TRIB_OK, trib_reader_open(t3, 0, &r, &err));
+    CHECK(truncate(t3, 2) == 0);
+    append_str(j, "c-3");
+    EXPECT(TRIB_E_TARGET_TRUNCATED, trib_drain(t3, p3, 1, NULL, NULL, &rep, &err));
+    bool has = false;
+    const uint8_t *line = NULL;
+    size_t len = 0;
+    EXPECT(TRIB_E_TARGET_TRUNCATED, trib_reader_next(r, 0, &has, &line, &len, &err));
+    trib_reader_close(r);
+    struct stat st;
+    CHECK(stat(t3, &st) == 0 && st.st_size == 2);
+
+    /* A tail longer than one round can write: a stale manifest or a foreign writer. */
+    char t4[512];
+    path_in(t4, dir, "t4.log");
+    trib_compactor_options co;
+    trib_compactor_options_default(&co, NULL);
+    co.max_round_bytes = 64;
+    co.max_line_bytes = 16;
+    EXPECT(TRIB_OK, trib_drain(t4, p3, 0, NULL, &co, &rep, &err));
+    {
+        char junk[300];
+        memset(junk, 'j', sizeof junk);
+        append_file(t4, junk, sizeof junk);
+    }
+    EXPECT(TRIB_E_UNEXPECTED_TAIL, trib_drain(t4, NULL, 0, NULL, &co, &rep, &err));
+    CHECK(stat(t4, &st) == 0 && st.st_size == 300);
+
+    /* A pre-existing target that does not end with a newline cannot be adopted. */
+    char t5[512];
+    path_in(t5, dir, "t5.log");
+    write_file(t5, "whole\npartial", 13);
+    EXPECT(TRIB_E_TORN_TARGET, trib_drain(t5, NULL, 0, NULL, NULL, &rep, &err));
+    /* ... one that does is adopted as committed. */
+    write_file(t5, "whole\n", 6);
+    memset(&rep, 0, sizeof rep);
+    EXPECT(TRIB_OK, trib_drain(t5, NULL, 0, NULL, NULL, &rep, &err));
+    trib_verify_report vr;
+    EXPECT(TRIB_OK, trib_verify(t5, &vr, &err));
+    CHECK(vr.consistent && vr.committed_lines == 1 && vr.committed_len == 6);
+    trib_verify_report_clear(&vr);
+
+    /* A world-writable sidecar folder: anyone could plant a manifest. */
+    char t6[512], side[512];
+    path_in(t6, dir, "t6.log");
+    EXPECT(TRIB_OK, trib_drain(t6, NULL, 0, NULL, NULL, &rep, &err));
+    pathf(side, "%s.tributary", t6);
+    CHECK(chmod(side, 0777) == 0);
+    EXPECT(TRIB_E_UNSAFE_FILESYSTEM, trib_drain(t6, NULL, 0, NULL, NULL, &rep, &err));
+    CHECK(chmod(side, 0755) == 0);
+
+    /* A held lock: the drain gives up after lock_timeout_ms. */
+    char lockp[512];
+    pathf(lockp, "%s.tributary/lock", t6);
+    int fd = open(lockp, O_RDWR);
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    CHECK(fd >= 0 && fcntl(fd, F_OFD_SETLK, &fl) == 0);
+    trib_compactor_options_default(&co, NULL);
+    co.lock_timeout_ms = 100;
+    uint64_t t0 = now_ms();
+    EXPECT(TRIB_E_LOCK_TIMEOUT, trib_drain(t6, NULL, 0, NULL, &co, &rep, &err));
+    CHECK(now_ms() - t0 >= 90);
+    close(fd); /* releases the OFD lock */
+    EXPECT(TRIB_OK, trib_drain(t6, NULL, 0, NULL, &co, &rep, &err));
+
+    /* A journal row whose bytes no longer match their CRC (a failing disk). */
+    char jc[512], t7[512];
+    path_in(jc, dir, "corrupt.journal");
+    path_in(t7, dir, "t7.log");
+    trib_journal *jcj = open_journal(jc, NULL);
+    append_str(jcj, "fine-line");
+    append_str(jcj, "CORRUPT-ME-0123456789");
+    trib_journal_close(jcj); /* the last close checkpoints the WAL into the file */
+    size_t n;
+    char *db = read_file(jc, &n);
+    char *hit = db ? memmem(db, n, "CORRUPT-ME-0123456789", 21) : NULL;
+    CHECK(hit != NULL);
+    if (hit) {
+        hit[3] = 'X';
+        write_file(jc, db, n);
+    }
+    free(db);
+    const char *pc[1] = {jc};
+    CHECK(trib_drain(t7, pc, 1, NULL, NULL, &rep, &err) == TRIB_E_CORRUPT_JOURNAL_ROW);
+    CHECK(err && strstr(trib_error_message(err), "seq 2") != NULL);
+    trib_error_free(err);
+    err = NULL;
+    (void)p;
+    trib_journal_close(j);
+}
+
+/* SQLite errors: hold the journal's WAL write lock (a POSIX lock on byte 120 of the
+ * -shm file, as SQLite's unix VFS takes it) from another process; an append with
+ * busy_timeout_ms 0 then fails with SQLITE_BUSY. */
+static void test_sqlite_busy(void) {
+    char dir[512], jp[512], shm[512];
+    trib_error *err = NULL;
+    make_dir(dir, "busy");
+    path_in(jp, dir, "a.journal");
+    trib_journal_options o;
+    trib_journal_options_default(&o, NULL);
+    o.busy_timeout_ms = 0;
+    trib_journal *j = open_journal(jp, &o);
+    append_str(j, "before");
+    pathf(shm, "%s-shm", jp);
+    int pipefd[2];
+    CHECK(pipe(pipefd) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(shm, O_RDWR);
+        struct flock fl;
+        memset(&fl, 0, sizeof fl);
+        fl.l_type = F_WRLCK;
+        fl.l_whence = SEEK_SET;
+        fl.l_start = 120;
+        fl.l_len = 1;
+        char ok = (fd >= 0 && fcntl(fd, F_SETLK, &fl) == 0) ? 'y' : 'n';
+        if (write(pipefd[1], &ok, 1) != 1) _exit(3);
+        pause();
+        _exit(0);
+    }
+    char ok = 0;
+    CHECK(read(pipefd[0], &ok, 1) == 1 && ok == 'y');
+    uint64_t seq = 5;
+    EXPECT(TRIB_E_SQLITE, trib_journal_append(j, (const uint8_t *)"blocked", 7, &seq, &err));
+    CHECK(seq == 5);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    CHECK(append_str(j, "after") == 2);
+    trib_journal_close(j);
+}
+
+/* A lost lock: a drain child pauses between writing its temp manifest and committing
+ * (failpoint); meanwhile the lock file is replaced and another drain commits. The child
+ * must notice the epoch moved and commit nothing (TRIB_E_LOCK_LOST); nothing is lost or
+ * duplicated afterwards. */
+static void test_lock_lost(void) {
+    char dir[512], target[512], j1p[512], j2p[512], side[512], lockp[512];
+    trib_error *err = NULL;
+    trib_drain_report rep;
+    make_dir(dir, "lost");
+    path_in(target, dir, "out.log");
+    path_in(j1p, dir, "one.journal");
+    path_in(j2p, dir, "two.journal");
+    pathf(side, "%s.tributary", target);
+    pathf(lockp, "%s/lock", side);
+    EXPECT(TRIB_OK, trib_drain(target, NULL, 0, NULL, NULL, &rep, &err));
+    trib_journal *j1 = open_journal(j1p, NULL);
+    trib_journal *j2 = open_journal(j2p, NULL);
+    append_str(j1, "from-child-round");
+    append_str(j2, "from-parent-round");
+
+    pid_t pid = fork();
+    if (pid == 0) {
+        char *args[] = {(char *)g_argv0, "--drain-child", target, j1p, NULL};
+        setenv("TRIBUTARY_FAILPOINTS", "drain.after_temp_manifest=pause:5000", 1);
+        execv(g_argv0, args);
+        _exit(127);
+    }
+    /* Wait for the child's temp manifest: it is then paused just before its commit. */
+    int seen = 0;
+    for (int i = 0; i < 1000 && !seen; i++) {
+        DIR *d = opendir(side);
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL) {
+            if (strncmp(e->d_name, "manifest.tmp.", 13) == 0) seen = 1;
+        }
+        if (d) closedir(d);
+        if (!seen) usleep(10000);
+    }
+    CHECK(seen);
+    /* Replace the lock file: the next drain locks a new inode and commits. */
+    CHECK(unlink(lockp) == 0);
+    const char *p2[1] = {j2p};
+    rep = drain_paths(target, p2, 1);
+    CHECK(rep.lines == 1);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == TRIB_E_LOCK_LOST);
+
+    /* The child's lines were not committed; the next drain commits them once. */
+    const char *both[2] = {j1p, j2p};
+    rep = drain_paths(target, both, 2);
+    CHECK(rep.lines == 1);
+    size_t n;
+    char *content = read_file(target, &n);
+    CHECK(content && strcmp(content, "from-parent-round\nfrom-child-round\n") == 0);
+    free(content);
+    trib_verify_report vr;
+    EXPECT(TRIB_OK, trib_verify(target, &vr, &err));
+    CHECK(vr.consistent && vr.committed_lines == 2);
+    trib_verify_report_clear(&vr);
+    trib_journal_close(j1);
+    trib_journal_close(j2);
+}
+
+static int drain_child(const char *target, const char *journal) {
+    trib_drain_report rep;
+    trib_error *err = NULL;
+    const char *paths[1] = {journal};
+    int rc = trib_drain(target, paths, 1, NULL, NULL, &rep, &err);
+    if (rc != TRIB_OK) {
+        fprintf(stderr, "drain child: %s (expected in this test)\n", trib_error_message(err));
+    }
+    trib_error_free(err);
+    return rc;
+}
+
+/* One journal handle shared by several threads (group commit). */
+#define THREADS 4
+#define PER_THREAD 150
+struct thread_arg {
+    trib_journal *j;
+    int id;
+    uint64_t seqs[PER_THREAD];
+    int failures;
+};
+
+static void *append_thread(void *p) {
+    struct thread_arg *a = p;
+    char line[64];
+    for (int i = 0; i < PER_THREAD; i++) {
+        int n = snprintf(line, sizeof line, "thread-%d-line-%d", a->id, i);
+        trib_error *err = NULL;
+        if (trib_journal_append(a->j, (const uint8_t *)line, (size_t)n, &a->seqs[i], &err) != TRIB_OK) {
+            a->failures++;
+            trib_error_free(err);
+        }
+    }
+    return NULL;
+}
+
+static int cmp_u64(const void *x, const void *y) {
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return (a > b) - (a < b);
+}
+
+static void test_threads_share_a_journal(void) {
+    char dir[512], jp[512], target[512];
+    make_dir(dir, "threads");
+    path_in(jp, dir, "a.journal");
+    path_in(target, dir, "out.log");
+    trib_journal_options o;
+    trib_journal_options_default(&o, NULL);
+    o.durability = TRIB_DURABILITY_NORMAL; /* keep the valgrind run short */
+    trib_journal *j = open_journal(jp, &o);
+    static struct thread_arg args[THREADS];
+    pthread_t tids[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        args[t].j = j;
+        args[t].id = t;
+        args[t].failures = 0;
+        CHECK(pthread_create(&tids[t], NULL, append_thread, &args[t]) == 0);
+    }
+    static uint64_t all[THREADS * PER_THREAD];
+    int failures = 0;
+    for (int t = 0; t < THREADS; t++) {
+        pthread_join(tids[t], NULL);
+        failures += args[t].failures;
+        memcpy(&all[t * PER_THREAD], args[t].seqs, sizeof args[t].seqs);
+        for (int i = 1; i < PER_THREAD; i++) {
+            if (args[t].seqs[i] <= args[t].seqs[i - 1]) failures++; /* per-thread order */
+        }
+    }
+    CHECK(failures == 0);
+    qsort(all, THREADS * PER_THREAD, sizeof all[0], cmp_u64);
+    int dense = 1;
+    for (int i = 0; i < THREADS * PER_THREAD; i++) {
+        if (all[i] != (uint64_t)i + 1) dense = 0;
+    }
+    CHECK(dense);
+    const char *paths[1] = {jp};
+    trib_drain_report rep = drain_paths(target, paths, 1);
+    CHECK(rep.lines == THREADS * PER_THREAD);
+    trib_journal_close(j);
+
+    /* Each line exactly once, each thread's lines in order. */
+    trib_reader *r = NULL;
+    trib_error *err = NULL;
+    EXPECT(TRIB_OK, trib_reader_open(target, 0, &r, &err));
+    int next[THREADS] = {0};
+    int count = 0, in_order = 1;
+    bool has = true;
+    const uint8_t *line = NULL;
+    size_t len = 0;
+    while (trib_reader_next(r, 0, &has, &line, &len, NULL) == TRIB_OK && has) {
+        int t, i;
+        if (sscanf((const char *)line, "thread-%d-line-%d", &t, &i) != 2 || t < 0 || t >= THREADS || i != next[t]) {
+            in_order = 0;
+        } else {
+            next[t]++;
+        }
+        count++;
+    }
+    CHECK(count == THREADS * PER_THREAD && in_order);
+    trib_reader_close(r);
+}
+
+int main(int argc, char **argv) {
+    g_argv0 = argv[0];
+    if (argc == 4 && strcmp(argv[1], "--drain-child") == 0) {
+        return drain_child(argv[2], argv[3]);
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *tmp = getenv("TMPDIR");
+    pathf(g_root, "%s/trib-c-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(g_root)) {
+        perror("mkdtemp");
+        return 2;
+    }
+    printf("tributary %s (ABI %u), temp folder %s\n", trib_version(), trib_abi_version(), g_root);
+
+    test_version_and_names();
+    test_options();
+    test_journal_open_errors();
+    test_append();
+    test_drain_verify_read();
+    test_journal_full();
+    test_target_errors();
+    test_sqlite_busy();
+    test_lock_lost();
+    test_threads_share_a_journal();
+
+    if (g_fail == 0) {
+        rm_rf(g_root);
+    } else {
+        printf("kept %s for inspection\n", g_root);
+    }
+    printf("%d passed, %d failed\n", g_pass, g_fail);
+    return g_fail == 0 ? 0 : 1;
+}

@@ -1,0 +1,65 @@
+//! The checked-in C header must be exactly what the pinned cbindgen generates from
+//! src/ffi.rs with cbindgen.toml. Regenerate with
+//! `TRIB_BLESS_HEADER=1 cargo test --test header_drift`.
+
+use std::path::Path;
+
+fn generate() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("reading cbindgen.toml");
+    let bindings = cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(root.join("src/ffi.rs"))
+        .generate()
+        .expect("cbindgen could not generate the header from src/ffi.rs");
+    let mut out = Vec::new();
+    bindings.write(&mut out);
+    String::from_utf8(out).expect("cbindgen wrote non-UTF-8")
+}
+
+#[test]
+fn checked_in_header_matches_cbindgen_output() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("include/tributary.h");
+    let fresh = generate();
+    if std::env::var_os("TRIB_BLESS_HEADER").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &fresh).expect("writing include/tributary.h");
+        eprintln!("wrote {}", path.display());
+        return;
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    if checked_in != fresh {
+        let first_diff = checked_in
+            .lines()
+            .zip(fresh.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| checked_in.lines().count().min(fresh.lines().count()));
+        panic!(
+            "include/tributary.h is out of date with src/ffi.rs (first difference at line {}).\n\
+             Regenerate it with:\n\n    TRIB_BLESS_HEADER=1 cargo test --test header_drift\n\n\
+             then review and commit the new header.\n--- checked in: {:?}\n+++ generated:  {:?}",
+            first_diff + 1,
+            checked_in.lines().nth(first_diff),
+            fresh.lines().nth(first_diff)
+        );
+    }
+}
+
+#[test]
+fn header_declares_every_exported_function() {
+    // Every `#[no_mangle] pub ... extern "C" fn trib_*` in src/ffi.rs is in the header.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = std::fs::read_to_string(root.join("src/ffi.rs")).unwrap();
+    let header = generate();
+    let mut n = 0;
+    for line in src.lines() {
+        if let Some(rest) = line.split("extern \"C\" fn ").nth(1) {
+            let name = rest.split('(').next().unwrap();
+            assert!(name.starts_with("trib_"), "exported function {name} lacks the trib_ prefix");
+            assert!(header.contains(&format!("{name}(")), "{name} is missing from the generated header");
+            n += 1;
+        }
+    }
+    assert!(n >= 25, "found only {n} exported functions in src/ffi.rs");
+}
