@@ -1,6 +1,7 @@
 //! Fault-injection seam for the drain's I/O steps (in the style of redb's
 //! `StorageBackend` countdown): every write, fdatasync, truncate, manifest temp
-//! write/fsync, rename, folder fsync and journal row delete first calls [`check`],
+//! write/fsync, rename, folder fsync, journal row delete and journal append commit
+//! first calls [`check`],
 //! which fails the Nth such operation with `EIO` once armed. Disarmed (the default)
 //! it costs one atomic load.
 
@@ -22,6 +23,7 @@ pub const STEPS: &[&str] = &[
     "manifest rename",
     "sidecar fsync",
     "journal row delete",
+    "journal commit",
 ];
 
 /// Arm the seam: the `n`th checked operation from now (1-based) fails with EIO, once.

@@ -573,6 +573,7 @@ impl Journal {
         .map_err(|e| Error::sqlite(ctx("updating the journal state"), e))?;
         self.maybe_purge_keys(&tx)?;
         failpoint::hit("journal.before_commit");
+        crate::fault::check("journal commit").map_err(|e| Error::io(ctx("committing appended lines"), e))?;
         tx.commit().map_err(|e| Error::sqlite(ctx("committing appended lines"), e))?;
         failpoint::hit("journal.after_commit");
         Ok(results)

@@ -1,0 +1,116 @@
+//! The CLI surface that scripts rely on (DESIGN "CLI"): exit codes and messages.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn run_with_stdin(args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn append_stores_stdin_lines_including_a_last_line_without_newline() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let jp = s(&spool.join("a.journal"));
+    let out = run_with_stdin(&["append", "--journal", &jp, "--print-seqs"], b"one\n\ntwo\nlast-without-newline");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n2\n3\n4\n");
+    let out = cli(&["drain", "--target", &s(&target), "--journal", &jp]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("drained 4 line(s)"), "{out:?}");
+    assert_exactly(&target, &[b"one".to_vec(), b"".to_vec(), b"two".to_vec(), b"last-without-newline".to_vec()]);
+}
+
+#[test]
+fn append_stops_at_a_refused_line_and_says_what_was_stored() {
+    let d = tmp();
+    let (spool, _) = paths(d.path());
+    let jp = s(&spool.join("a.journal"));
+    let mut input = b"a\nb\n".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 100));
+    input.extend(b"\nc\n");
+    let out = run_with_stdin(&["append", "--journal", &jp, "--max-line-bytes", "50"], &input);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("input line 3"), "{err}");
+    assert!(err.contains("2 line(s) before it were stored"), "{err}");
+    assert_eq!(journal(&spool.join("a.journal")).backlog().unwrap().lines, 2, "c was not stored");
+}
+
+#[test]
+fn status_and_verify_report_the_committed_state() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let jp = spool.join("a.journal");
+    journal(&jp).append_batch(&numbered("s", 0..5)).unwrap();
+    assert!(cli(&["drain", "--target", &s(&target), "--spool", &s(&spool)]).status.success());
+    journal(&jp).append(b"waiting").unwrap();
+    let out = cli(&["status", "--target", &s(&target), "--spool", &s(&spool)]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("committed: 45 bytes, 5 lines"), "{text}");
+    assert!(text.contains("backlog 1 line(s), 7 byte(s)"), "{text}");
+    assert!(text.contains("target has up to 5"), "{text}");
+    let out = cli(&["verify", "--target", &s(&target)]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok:"));
+    // Change a committed byte: verify must fail and say so.
+    let mut bytes = std::fs::read(&target).unwrap();
+    bytes[3] = b'X';
+    std::fs::write(&target, bytes).unwrap();
+    let out = cli(&["verify", "--target", &s(&target)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("INCONSISTENT"), "{out:?}");
+}
+
+#[test]
+fn tail_follow_prints_lines_as_they_are_committed_and_stops_on_sigterm() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let jp = spool.join("a.journal");
+    journal(&jp).append(b"before").unwrap();
+    assert!(cli(&["drain", "--target", &s(&target), "--journal", &s(&jp)]).status.success());
+    let mut tail = Command::new(bin())
+        .args(["tail", "--target", &s(&target), "--follow", "--poll-ms", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "before");
+    journal(&jp).append_batch(&numbered("later", 0..3)).unwrap();
+    assert!(cli(&["drain", "--target", &s(&target), "--journal", &s(&jp)]).status.success());
+    let t = Instant::now();
+    for expected in numbered("later", 0..3) {
+        assert_eq!(lines.next().unwrap().unwrap().as_bytes(), expected);
+    }
+    assert!(t.elapsed() < Duration::from_secs(30));
+    tributary::sys::send_signal(tail.id(), libc::SIGTERM).unwrap();
+    assert!(tail.wait().unwrap().success());
+}
+
+#[test]
+fn usage_errors_and_unsafe_input_fail_clearly() {
+    let out = cli(&["drain", "--target", "/tmp/x"]);
+    assert_eq!(out.status.code(), Some(2), "missing --journal/--spool is a usage error");
+    let d = tmp();
+    let out =
+        run_with_stdin(&["append", "--journal", &s(&d.path().join("j.journal")), "--durability", "sometimes"], b"x\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("durability must be"));
+    let out = cli(&["verify", "--target", &s(&d.path().join("never-drained.log"))]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no manifest"));
+}

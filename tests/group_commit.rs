@@ -1,0 +1,52 @@
+//! Group commit correctness: concurrent callers share one transaction; when that
+//! transaction fails, every caller in it fails and none is told its line is durable.
+//! (Its own test binary: it sets a process-wide failpoint and arms the fault seam.)
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn a_failed_shared_transaction_fails_every_caller_in_it_and_stores_nothing() {
+    // Every append transaction pauses 300 ms before committing, so callers that arrive
+    // meanwhile queue up and are committed together by the next leader.
+    std::env::set_var("TRIBUTARY_FAILPOINTS", "journal.before_commit=pause:300");
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let j = Arc::new(journal(&spool.join("g.journal")));
+    // Transaction 1 (the first leader alone) succeeds; transaction 2 (the group) fails.
+    tributary::fault::fail_nth(2);
+    let first = {
+        let j = Arc::clone(&j);
+        std::thread::spawn(move || j.append(b"leader"))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let start = Arc::new(Barrier::new(8));
+    let group: Vec<_> = (0..8)
+        .map(|i| {
+            let (j, start) = (Arc::clone(&j), Arc::clone(&start));
+            std::thread::spawn(move || {
+                start.wait();
+                j.append(format!("follower {i}").as_bytes())
+            })
+        })
+        .collect();
+    assert_eq!(first.join().unwrap().unwrap(), 1);
+    let results: Vec<_> = group.into_iter().map(|t| t.join().unwrap()).collect();
+    let checked = tributary::fault::disarm();
+    assert_eq!(checked, 2, "exactly two transactions: the leader's and the group's");
+    for r in &results {
+        let e = r.as_ref().expect_err("no caller of the failed transaction may be told it is durable");
+        assert_eq!(e.kind(), tributary::ErrorKind::Io, "{e}");
+        assert!(e.to_string().contains("injected fault"), "{e}");
+    }
+    let b = j.backlog().unwrap();
+    assert_eq!((b.lines, b.last_seq), (1, 1), "the failed group stored nothing and used no seq");
+    // The journal still works, and seqs continue without a gap.
+    assert_eq!(j.append(b"after").unwrap(), 2);
+    compactor(&target).drain(&[Arc::try_unwrap(j).unwrap()]).unwrap();
+    assert_exactly(&target, &[b"leader".to_vec(), b"after".to_vec()]);
+}
