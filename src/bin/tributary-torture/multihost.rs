@@ -309,8 +309,16 @@ pub fn run(a: MultihostArgs) -> ExitCode {
     // drain-out: let the daemons catch up (restarting any that die at a failpoint)
     let acked_total: u64 = writers.iter().map(|w| crate::common::read_acks(&w.spec.ack).len() as u64).sum();
     let until = Instant::now() + Duration::from_secs(a.drain_out_secs);
+    let (mut last_committed, mut last_change) = (0u64, Instant::now());
     while !aborted && Instant::now() < until {
-        if committed_lines(&hosts[0].target).unwrap_or(0) >= acked_total {
+        let committed = committed_lines(&hosts[0].target).unwrap_or(0);
+        if committed >= acked_total {
+            break;
+        }
+        if committed != last_committed {
+            (last_committed, last_change) = (committed, Instant::now());
+        } else if last_change.elapsed() > Duration::from_secs(15) {
+            println!("  [{:5.1}s] no progress for 15 s ({committed} of {acked_total} committed)", secs(start));
             break;
         }
         for host in hosts.iter_mut().filter(|h| !h.given_up) {

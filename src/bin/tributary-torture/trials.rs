@@ -56,6 +56,10 @@ pub struct TrialsArgs {
     /// A line per trial.
     #[arg(long, short)]
     pub verbose: bool,
+    /// (self-test) damage what the checker reads: drop | duplicate | tear a line; the
+    /// trials must then fail, which shows the checker is wired in.
+    #[arg(long, hide = true)]
+    pub sabotage: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +102,7 @@ struct Ctx {
     fs: Fs,
     mounts: Vec<PathBuf>,
     run_dir: String,
+    sabotage: Option<String>,
 }
 
 impl Ctx {
@@ -140,6 +145,7 @@ pub fn run(a: TrialsArgs) -> ExitCode {
         fs: a.fs,
         mounts: a.mounts.clone(),
         run_dir: format!("torture-{seed}-{:06x}", tributary::sys::random_u64() & 0xff_ffff),
+        sabotage: a.sabotage.clone(),
     };
     let fs_name = format!("{:?}", a.fs).to_lowercase();
     let range: Vec<u64> = match a.trial {
@@ -560,7 +566,11 @@ fn run_trial(ctx: &Ctx, k: u64, tseed: u64) -> Outcome {
             return o;
         }
     };
-    o.check = check_target(tseed, &bytes, &specs, &|w| journal_drained_seq(&w.journal));
+    let checked = match ctx.sabotage.as_deref() {
+        Some(how) => sabotage(&bytes, how),
+        None => bytes.clone(),
+    };
+    o.check = check_target(tseed, &checked, &specs, &|w| journal_drained_seq(&w.journal));
     check_consistency(&target, &specs, &mut o);
     if ctx.fs == Fs::Gluster {
         for h in 1..hosts {
@@ -612,5 +622,16 @@ fn check_consistency(target: &Path, writers: &[WriterSpec], o: &mut Outcome) {
             )),
             Err(e) => o.problems.push(format!("opening {}: {e}", w.journal.display())),
         }
+    }
+}
+
+/// Damage a copy of the target's bytes (self-test of the checker, `--sabotage`).
+fn sabotage(bytes: &[u8], how: &str) -> Vec<u8> {
+    let first_end = bytes.iter().position(|&b| b == b'\n').map_or(0, |p| p + 1);
+    match how {
+        "drop" => bytes[first_end..].to_vec(),
+        "duplicate" => [bytes, &bytes[..first_end]].concat(),
+        "tear" => [&bytes[..first_end.saturating_sub(3)], b"\n", &bytes[first_end..]].concat(),
+        other => panic!("unknown --sabotage {other} (drop | duplicate | tear)"),
     }
 }

@@ -1,0 +1,116 @@
+//! The crash-torture harness, in small: a few randomized trials must pass with every
+//! count at zero, the harness must fail when its checker is fed damage (so a green run
+//! means something), and crash-recovery regressions found while torturing.
+//! The big runs are `scripts/torture` and the CI stage 70 (hundreds of trials).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const TORTURE: &str = env!("CARGO_BIN_EXE_tributary-torture");
+const TRIBUTARY: &str = env!("CARGO_BIN_EXE_tributary");
+
+/// The `key=value` fields of the harness's `RESULT` line.
+fn result_fields(out: &Output) -> HashMap<String, String> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT line in:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    line.split_whitespace()
+        .skip(1)
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn num(f: &HashMap<String, String>, k: &str) -> u64 {
+    f.get(k).unwrap_or_else(|| panic!("no {k} in {f:?}")).parse().unwrap()
+}
+
+fn trials(extra: &[&str]) -> Output {
+    Command::new(TORTURE)
+        .args(["trials", "--fs", "local", "--tributary", TRIBUTARY])
+        .args(extra)
+        .output()
+        .expect("run tributary-torture")
+}
+
+#[test]
+fn a_few_random_crash_trials_pass_with_zero_lost_duplicated_torn() {
+    let seed = std::env::var("TRIB_SEED").unwrap_or_else(|_| "20261122".into());
+    let out = trials(&["--trials", "12", "--seed", &seed]);
+    let f = result_fields(&out);
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success(), "trials failed:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(num(&f, "trials"), 12);
+    for k in ["failed", "lost", "duplicated", "torn", "out_of_order", "held", "errors", "problems"] {
+        assert_eq!(num(&f, k), 0, "{k} in {f:?}");
+    }
+    assert!(num(&f, "kills") > 0, "12 trials without a single kill: the harness is not killing anything");
+}
+
+#[test]
+fn the_harness_fails_when_its_checker_sees_damage() {
+    for (how, field) in [("drop", "lost"), ("duplicate", "duplicated"), ("tear", "torn")] {
+        let out = trials(&["--trials", "2", "--seed", "7", "--sabotage", how]);
+        let f = result_fields(&out);
+        assert!(!out.status.success(), "{how}: the harness passed on damaged data: {f:?}");
+        assert_eq!(num(&f, "failed"), 2, "{how}: {f:?}");
+        assert!(num(&f, field) > 0 || num(&f, "problems") > 0, "{how}: damage not counted: {f:?}");
+    }
+}
+
+fn cli(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(TRIBUTARY);
+    cmd.args(args).env_remove("TRIBUTARY_FAILPOINTS");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+/// A round reads each journal up to the bytes left in its budget, but always at least
+/// one line: with two journals, the second one's first line is taken even when it is
+/// longer than what is left, so a round can write up to max_round_bytes + one line. The
+/// truncation guard allows only max(max_round_bytes, max_line_bytes + 1). A compactor
+/// killed after writing such a round leaves a tail the next drain refuses to repair
+/// (UnexpectedTail) — the target is stuck until someone intervenes by hand. With the
+/// defaults (64 MiB rounds, 1 MiB lines) it takes a backlog over 64 MiB in two or more
+/// journals and one crash.
+#[test]
+#[ignore = "core bug: a round can overrun max_round_bytes by one line, and a crash after writing it makes the next \
+            drain fail with UnexpectedTail (see docs/multihost.md, 'Findings')"]
+fn crash_after_a_round_that_overran_its_byte_budget_is_recoverable() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n).display().to_string();
+    let (a, b, target) = (p("a.journal"), p("b.journal"), p("out.log"));
+    // journal a: one 98-byte line (99 with its newline) leaves 1 byte of a 100-byte budget;
+    // journal b: one 1000-byte line, taken anyway as the first line of its journal
+    assert!(cli(&["append", "--journal", &a], &[], Some(&[b'a'; 98])).status.success());
+    assert!(cli(&["append", "--journal", &b], &[], Some(&[b'b'; 1000])).status.success());
+    let drain = ["drain", "--target", &target, "--journal", &a, "--journal", &b];
+    let bounds = ["--max-round-bytes", "100", "--max-line-bytes", "1000"];
+    let args: Vec<&str> = drain.iter().chain(&bounds).copied().collect();
+    let crashed = cli(&args, &[("TRIBUTARY_FAILPOINTS", "drain.after_write=kill")], None);
+    assert!(!crashed.status.success(), "the failpoint must kill the first drain");
+    let tail = std::fs::metadata(Path::new(&target)).unwrap().len();
+    assert!(tail > 1001, "the crashed round wrote {tail} bytes: no overrun, the premise does not hold");
+    let retry = cli(&args, &[], None);
+    assert!(
+        retry.status.success(),
+        "the drain after the crash failed: {}",
+        String::from_utf8_lossy(&retry.stderr).trim()
+    );
+    let text = std::fs::read(&target).unwrap();
+    assert_eq!(text.len(), 99 + 1001, "each line once");
+    let v = cli(&["verify", "--target", &target], &[], None);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+}
