@@ -397,15 +397,24 @@ impl Compactor {
     }
 
     /// Step 7 for journals whose record lags the committed watermark (a compactor died
-    /// between steps 5 and 7): safe to redo at any time.
+    /// or failed between steps 5 and 7): safe to redo at any time. Rows are deleted on
+    /// the strength of the manifest just read, whose rename may not be durable yet (its
+    /// writer's folder fsync can have failed), so fsync the sidecar folder first.
     fn catch_up_records(&self, journals: &[Journal], manifest: &Manifest) -> Result<()> {
+        let mut lagging = Vec::new();
         for j in journals {
             if let Some(w) = manifest.watermarks.get(&j.id()) {
-                let recorded = j.drained_record()?.map_or(0, |r| r.seq);
-                if recorded < w.last_seq {
-                    j.record_drained(&manifest.target_id, w.last_seq, w.crc)?;
+                if j.drained_record()?.map_or(0, |r| r.seq) < w.last_seq {
+                    lagging.push((j, *w));
                 }
             }
+        }
+        if lagging.is_empty() {
+            return Ok(());
+        }
+        crate::manifest::sync_dir(&self.sidecar.dir)?;
+        for (j, w) in lagging {
+            j.record_drained(&manifest.target_id, w.last_seq, w.crc)?;
         }
         Ok(())
     }

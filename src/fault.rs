@@ -13,7 +13,7 @@ static COUNTDOWN: AtomicU64 = AtomicU64::new(0);
 /// Operations seen while armed (lets a test find how many steps a round has).
 static SEEN: AtomicU64 = AtomicU64::new(0);
 
-/// Names of the injectable steps, for messages.
+/// Names of the injectable steps of the drain, in protocol order.
 pub const STEPS: &[&str] = &[
     "target write",
     "target fdatasync",
@@ -23,8 +23,10 @@ pub const STEPS: &[&str] = &[
     "manifest rename",
     "sidecar fsync",
     "journal row delete",
-    "journal commit",
 ];
+
+/// Injectable steps on the write path (an append's shared transaction).
+pub const APPEND_STEPS: &[&str] = &["journal commit"];
 
 /// Arm the seam: the `n`th checked operation from now (1-based) fails with EIO, once.
 #[doc(hidden)]
