@@ -1,0 +1,101 @@
+"""tributary: many writers on many hosts append lines to ONE file on a shared
+filesystem, exactly once.
+
+Writers append to a :class:`Journal` on their local disk; :func:`drain` (or the
+``tributary compact`` daemon) moves the lines into the shared target file under a lock,
+exactly once, surviving ``kill -9`` of anything at any moment; :class:`Reader` reads the
+committed lines. :class:`tributary.logging.JournalHandler` plugs this into
+:mod:`logging`::
+
+    import tributary
+
+    with tributary.Journal("/var/spool/app/host1.journal") as j:
+        seq = j.append("hello")               # durable when it returns
+    report = tributary.drain("/mnt/shared/app.log", spool="/var/spool/app")
+    for line in tributary.Reader("/mnt/shared/app.log"):
+        print(line.decode())
+
+This package is a ctypes binding of the C ABI of ``libtributary`` (see
+``docs/python.md``); the library is found via ``$TRIBUTARY_LIB``, a copy shipped in the
+package, or the repository's ``target/release``.
+"""
+
+from ._api import (
+    DEFAULT_MAX_LINE_BYTES,
+    Backlog,
+    DrainReport,
+    Journal,
+    JournalStatus,
+    Reader,
+    StatusReport,
+    VerifyReport,
+    Watermark,
+    drain,
+    status,
+    verify,
+)
+from ._ffi import ABI_VERSION, LIB_PATH, LIB_VERSION
+from .errors import (
+    CorruptError,
+    CorruptJournalRowError,
+    CorruptManifestError,
+    InvalidArgumentError,
+    InvalidLineError,
+    IoError,
+    JournalForeignError,
+    JournalFullError,
+    JournalRestoredError,
+    LibraryNotFoundError,
+    LockLostError,
+    LockTimeoutError,
+    NotAJournalError,
+    PanicError,
+    SqliteError,
+    TargetTruncatedError,
+    TornTargetError,
+    TributaryError,
+    UnexpectedTailError,
+    UnsafeFilesystemError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ABI_VERSION",
+    "DEFAULT_MAX_LINE_BYTES",
+    "LIB_PATH",
+    "LIB_VERSION",
+    "Backlog",
+    "CorruptError",
+    "CorruptJournalRowError",
+    "CorruptManifestError",
+    "DrainReport",
+    "InvalidArgumentError",
+    "InvalidLineError",
+    "IoError",
+    "Journal",
+    "JournalForeignError",
+    "JournalFullError",
+    "JournalRestoredError",
+    "JournalStatus",
+    "LibraryNotFoundError",
+    "LockLostError",
+    "LockTimeoutError",
+    "NotAJournalError",
+    "PanicError",
+    "Reader",
+    "SqliteError",
+    "StatusReport",
+    "TargetTruncatedError",
+    "TornTargetError",
+    "TributaryError",
+    "UnexpectedTailError",
+    "UnsafeFilesystemError",
+    "VerifyReport",
+    "Watermark",
+    "drain",
+    "status",
+    "verify",
+]
+
+from . import logging  # noqa: E402  (tributary.logging.JournalHandler)

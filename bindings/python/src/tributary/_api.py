@@ -1,0 +1,608 @@
+"""The Python API over the C ABI: Journal, Reader, drain, verify, status."""
+
+from __future__ import annotations
+
+import ctypes
+import datetime
+import os
+import threading
+import time
+from ctypes import POINTER, byref, c_bool, c_char_p, c_size_t, c_ubyte, c_uint64, c_void_p
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, List, Optional, Tuple, Union
+
+from . import _ffi
+from ._ffi import call, fspath_bytes, lib
+from .errors import InvalidArgumentError
+
+__all__ = [
+    "DEFAULT_MAX_LINE_BYTES",
+    "Backlog",
+    "DrainReport",
+    "Journal",
+    "JournalStatus",
+    "Reader",
+    "StatusReport",
+    "VerifyReport",
+    "Watermark",
+    "drain",
+    "status",
+    "verify",
+]
+
+#: Longest line a journal accepts by default (1 MiB, without the ``\n``).
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+
+PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+#: A line: bytes (any bytes but ``\n``) or str (encoded as UTF-8).
+Line = Union[bytes, bytearray, memoryview, str]
+#: A duration: seconds (int or float) or a ``datetime.timedelta``.
+Seconds = Union[int, float, datetime.timedelta]
+
+
+def _arg_error(message: str) -> InvalidArgumentError:
+    return InvalidArgumentError(message, code=InvalidArgumentError.code)
+
+
+def _line_bytes(line: Line, what: str = "line") -> bytes:
+    if isinstance(line, bytes):
+        return line
+    if isinstance(line, str):
+        return line.encode("utf-8")
+    if isinstance(line, (bytearray, memoryview)):
+        return bytes(line)
+    raise TypeError(f"{what} must be bytes or str, not {type(line).__name__}")
+
+
+def _ms(value: Optional[Seconds], what: str) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds or a timedelta, not {type(value).__name__}")
+    if value < 0 or value != value:
+        raise _arg_error(f"`{what}` must be a non-negative number of seconds, not {value}")
+    return int(round(value * 1000))
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise _arg_error(f"`{what}` must be at least 1, not {value}")
+    return value
+
+
+# ---- reports -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What is waiting in a journal."""
+
+    #: Lines appended and not yet drained, and their bytes (without ``\n``).
+    lines: int
+    bytes: int
+    #: When the oldest waiting line was appended (ms since the Unix epoch), or None.
+    oldest_append_ms: Optional[int]
+    #: Highest seq ever assigned (0 for a journal never written to).
+    last_seq: int
+    #: Highest seq recorded as drained.
+    drained_seq: int
+
+    @classmethod
+    def _from_c(cls, b: _ffi.Backlog) -> "Backlog":
+        return cls(b.lines, b.bytes, b.oldest_append_ms or None, b.last_seq, b.drained_seq)
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    """What :func:`drain` did."""
+
+    #: Rounds that committed something.
+    rounds: int
+    #: Lines and bytes (with their ``\n``) committed to the target.
+    lines: int
+    bytes: int
+    #: Bytes of an uncommitted tail left by a crashed drain that were truncated first.
+    repaired_tail_bytes: int
+    #: The manifest's epoch afterwards.
+    epoch: int
+    #: How many journals contributed lines.
+    journals: int
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What :func:`verify` found. ``consistent`` is false when the committed part of the
+    target no longer matches its manifest; ``problems`` then says how."""
+
+    consistent: bool
+    epoch: int
+    committed_len: int
+    committed_lines: int
+    #: The target's length now.
+    target_len: int
+    #: Bytes beyond the committed length (a crashed or running drain): reported, not a
+    #: failure; the next drain truncates them.
+    uncommitted_tail_bytes: int
+    problems: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """How far one journal has been drained into the target."""
+
+    journal_id: str
+    last_seq: int
+    #: CRC32 of the line at ``last_seq``.
+    crc: int
+
+
+@dataclass(frozen=True)
+class JournalStatus:
+    """One journal of the spool given to :func:`status`."""
+
+    path: str
+    journal_id: str
+    backlog: Backlog
+    #: The target's watermark for this journal (0 if it never fed the target).
+    watermark: int
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """The committed state of a target and the backlog of each journal of a spool."""
+
+    #: False before the first drain; the manifest fields are then None.
+    has_manifest: bool
+    target_id: Optional[str]
+    epoch: Optional[int]
+    committed_len: Optional[int]
+    committed_lines: Optional[int]
+    committed_crc: Optional[int]
+    #: The target's size now, or None if it does not exist.
+    target_len: Optional[int]
+    watermarks: Tuple[Watermark, ...]
+    journals: Tuple[JournalStatus, ...]
+
+
+# ---- journal -------------------------------------------------------------------------------------
+
+
+class Journal:
+    """A journal: the writer side, a SQLite WAL file on this host's local disk.
+
+    ``append`` returns a line's seq once the line is durable (``durability="full"``:
+    fsynced; ``"normal"``: survives a crash of the process, not of the machine). A
+    compactor (:func:`drain`, or the ``tributary compact`` CLI) later moves the lines
+    into the shared target exactly once.
+
+    A Journal may be shared by threads: concurrent appends share fsyncs (group commit).
+    Several processes may open the same file. A Journal object must not be used in a
+    child process after ``fork()`` (open a new one there; the check raises
+    :class:`InvalidArgumentError`).
+
+    Args:
+        path: the journal file (created, mode 0600, if missing), on a local disk.
+        durability: ``"full"`` (default) or ``"normal"``.
+        max_line: longest accepted line in bytes (default 1 MiB).
+        max_backlog_bytes: refuse appends (:class:`JournalFullError`) once this many
+            undrained bytes are waiting; None (default): no limit.
+        full_wait: with ``max_backlog_bytes``, wait up to this long (seconds) for a
+            drain to make room before raising.
+        key_retention: how long ``append_keyed`` remembers a key (default 7 days).
+        busy_timeout: how long to wait for another process's write lock (default 30 s).
+        allow_network_fs: accept a journal on a network filesystem (only if it really
+            is host-local).
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        durability: str = "full",
+        max_line: int = DEFAULT_MAX_LINE_BYTES,
+        max_backlog_bytes: Optional[int] = None,
+        *,
+        full_wait: Optional[Seconds] = None,
+        key_retention: Optional[Seconds] = None,
+        busy_timeout: Optional[Seconds] = None,
+        allow_network_fs: bool = False,
+    ) -> None:
+        self._handle: Optional[int] = None
+        self._cond = threading.Condition()
+        self._busy = 0
+        self._pid = os.getpid()
+        self.path = os.fspath(path)
+        path_b = fspath_bytes(path, "path")
+        opts = _ffi.JournalOptions()
+        call(lib.trib_journal_options_default, byref(opts))
+        if durability == "full":
+            opts.durability = _ffi.DURABILITY_FULL
+        elif durability == "normal":
+            opts.durability = _ffi.DURABILITY_NORMAL
+        else:
+            raise _arg_error(f"durability must be 'full' or 'normal', not {durability!r}")
+        opts.max_line_bytes = _positive_int(max_line, "max_line")
+        if max_backlog_bytes is not None:
+            opts.max_backlog_bytes = _positive_int(max_backlog_bytes, "max_backlog_bytes")
+        for name, value in (("full_wait", full_wait), ("key_retention", key_retention), ("busy_timeout", busy_timeout)):
+            ms = _ms(value, name)
+            if ms is not None:
+                setattr(opts, {"full_wait": "full_wait_ms"}.get(name, name + "_ms"), ms)
+        opts.allow_network_fs = bool(allow_network_fs)
+        #: The durability this journal was opened with.
+        self.durability = durability
+        #: Longest accepted line in bytes.
+        self.max_line = max_line
+        handle = c_void_p()
+        call(lib.trib_journal_open, path_b, byref(opts), byref(handle))
+        self._handle = handle.value
+
+    # -- handle life cycle: close waits for calls in flight, later calls are refused --
+
+    def _enter(self) -> int:
+        with self._cond:
+            if self._handle is None:
+                raise _arg_error(f"the journal {self.path!r} is closed")
+            if os.getpid() != self._pid:
+                raise _arg_error(
+                    f"this Journal was opened in process {self._pid} and cannot be used after fork() "
+                    f"(this is process {os.getpid()}): open a new Journal in the child"
+                )
+            self._busy += 1
+            return self._handle
+
+    def _exit(self) -> None:
+        with self._cond:
+            self._busy -= 1
+            if self._busy == 0:
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        """Close the journal (idempotent). Waits for appends in flight on other threads.
+        Every line whose append returned is already durable."""
+        with self._cond:
+            handle, self._handle = self._handle, None
+            while self._busy:
+                self._cond.wait()
+        if handle is not None and os.getpid() == self._pid:
+            lib.trib_journal_close(handle)
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if self._handle is not None and os.getpid() == self._pid:
+                lib.trib_journal_close(self._handle)
+                self._handle = None
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return f"<tributary.Journal {self.path!r}{' closed' if self.closed else ''}>"
+
+    # -- appends --
+
+    def append(self, line: Line) -> int:
+        """Append one line (bytes without ``\\n``, or str encoded as UTF-8); return its
+        seq once it is durable. Raises :class:`InvalidLineError` (nothing stored) for a
+        line with ``\\n`` or longer than ``max_line``, :class:`JournalFullError` past
+        ``max_backlog_bytes``."""
+        data = _line_bytes(line)
+        seq = c_uint64()
+        h = self._enter()
+        try:
+            call(lib.trib_journal_append, h, data, len(data), byref(seq))
+        finally:
+            self._exit()
+        return seq.value
+
+    def append_many(self, lines: Iterable[Line]) -> int:
+        """Append lines all-or-nothing in one transaction; they get consecutive seqs.
+        Returns the first. One bad line refuses the whole batch
+        (:class:`InvalidLineError` with ``.line_index``); an empty batch is an
+        :class:`InvalidArgumentError`."""
+        data = [_line_bytes(x, "each line") for x in lines]
+        if not data:
+            raise _arg_error("append_many() got no lines: an empty batch has no first seq")
+        arr = (_ffi.Slice * len(data))()
+        for i, d in enumerate(data):
+            arr[i].ptr = d
+            arr[i].len = len(d)
+        first = c_uint64()
+        h = self._enter()
+        try:
+            call(lib.trib_journal_append_batch, h, arr, len(data), byref(first))
+        finally:
+            self._exit()
+        return first.value
+
+    def append_keyed(self, key: Line, line: Line) -> int:
+        """Append a line once per idempotency key (non-empty bytes or str): a retry with
+        a key seen within the retention window stores nothing and returns the first
+        call's seq."""
+        k = _line_bytes(key, "key")
+        data = _line_bytes(line)
+        seq = c_uint64()
+        h = self._enter()
+        try:
+            call(lib.trib_journal_append_keyed, h, k, len(k), data, len(data), byref(seq))
+        finally:
+            self._exit()
+        return seq.value
+
+    # -- inspection --
+
+    def backlog(self) -> Backlog:
+        """What is waiting in this journal, and its seq counters."""
+        b = _ffi.Backlog()
+        h = self._enter()
+        try:
+            call(lib.trib_journal_backlog, h, byref(b))
+        finally:
+            self._exit()
+        return Backlog._from_c(b)
+
+    @property
+    def id(self) -> str:
+        """The journal's random 128-bit id, 32 hex digits."""
+        buf = ctypes.create_string_buffer(_ffi.ID_BUF_LEN)
+        h = self._enter()
+        try:
+            call(lib.trib_journal_id, h, buf, len(buf))
+        finally:
+            self._exit()
+        return buf.value.decode()
+
+
+# ---- drain / verify / status -----------------------------------------------------------------------
+
+
+def drain(
+    target: PathLike,
+    journals: Optional[Iterable[Union[PathLike, Journal]]] = None,
+    spool: Optional[PathLike] = None,
+    *,
+    max_round_bytes: Optional[int] = None,
+    max_round_time: Optional[Seconds] = None,
+    lock_timeout: Optional[Seconds] = None,
+    max_line: Optional[int] = None,
+    busy_timeout: Optional[Seconds] = None,
+    allow_network_fs: bool = False,
+) -> DrainReport:
+    """Drain journals into ``target`` until every line they hold now is committed.
+
+    Give either ``journals`` (paths, or :class:`Journal` objects whose paths are used)
+    or ``spool`` (a folder: its ``*.journal`` files). With neither, only create/repair
+    the target and its manifest. Takes the target's lock (waiting up to
+    ``lock_timeout`` seconds, default 30) for each bounded round.
+
+    Raises :class:`LockTimeoutError`, :class:`CorruptManifestError`,
+    :class:`TargetTruncatedError`, :class:`JournalRestoredError`, ... (see
+    :mod:`tributary.errors`); a failed drain never loses or duplicates a line, the next
+    one carries on.
+    """
+    if journals is not None and spool is not None:
+        raise _arg_error("give either journals or spool, not both")
+    target_b = fspath_bytes(target, "target")
+    paths: List[bytes] = []
+    for j in journals or ():
+        paths.append(fspath_bytes(j.path if isinstance(j, Journal) else j, "journals[]"))
+    spool_b = fspath_bytes(spool, "spool") if spool is not None else None
+    opts = _ffi.CompactorOptions()
+    call(lib.trib_compactor_options_default, byref(opts))
+    if max_round_bytes is not None:
+        opts.max_round_bytes = _positive_int(max_round_bytes, "max_round_bytes")
+    if max_line is not None:
+        opts.max_line_bytes = _positive_int(max_line, "max_line")
+    for name, field, value in (
+        ("max_round_time", "max_round_time_ms", max_round_time),
+        ("lock_timeout", "lock_timeout_ms", lock_timeout),
+        ("busy_timeout", "journal_busy_timeout_ms", busy_timeout),
+    ):
+        ms = _ms(value, name)
+        if ms is not None:
+            setattr(opts, field, ms)
+    opts.allow_network_fs = bool(allow_network_fs)
+    arr = (c_char_p * max(len(paths), 1))(*paths)
+    rep = _ffi.DrainReport()
+    call(lib.trib_drain, target_b, arr, len(paths), spool_b, byref(opts), byref(rep))
+    return DrainReport(rep.rounds, rep.lines, rep.bytes, rep.repaired_tail_bytes, rep.epoch, rep.journals)
+
+
+def verify(target: PathLike) -> VerifyReport:
+    """Check ``target`` against its manifest (length, line count, running CRC).
+
+    An inconsistent target is reported (``consistent`` false, ``problems``), not
+    raised; errors are for when the check cannot run: :class:`InvalidArgumentError`
+    for a target that was never drained, :class:`CorruptManifestError`,
+    :class:`IoError`.
+    """
+    target_b = fspath_bytes(target, "target")
+    rep = _ffi.VerifyReport()
+    call(lib.trib_verify, target_b, byref(rep))
+    try:
+        text = ctypes.string_at(rep.problems).decode("utf-8", errors="replace") if rep.problems else ""
+    finally:
+        lib.trib_verify_report_clear(byref(rep))
+    return VerifyReport(
+        consistent=bool(rep.consistent),
+        epoch=rep.epoch,
+        committed_len=rep.committed_len,
+        committed_lines=rep.committed_lines,
+        target_len=rep.target_len,
+        uncommitted_tail_bytes=rep.uncommitted_tail_bytes,
+        problems=tuple(text.split("\n")) if text else (),
+    )
+
+
+def status(target: PathLike, spool: Optional[PathLike] = None) -> StatusReport:
+    """The committed state of ``target`` and, with ``spool``, the backlog of each of its
+    ``*.journal`` files. Takes no lock."""
+    target_b = fspath_bytes(target, "target")
+    spool_b = fspath_bytes(spool, "spool") if spool is not None else None
+    handle = c_void_p()
+    call(lib.trib_status, target_b, spool_b, byref(handle))
+    try:
+        s = _ffi.StatusSummary()
+        call(lib.trib_status_report_summary, handle, byref(s))
+        watermarks = []
+        for i in range(s.watermark_count):
+            w = _ffi.Watermark()
+            call(lib.trib_status_report_watermark, handle, i, byref(w))
+            watermarks.append(Watermark(w.journal_id.decode(), w.last_seq, w.crc))
+        journals = []
+        for i in range(s.journal_count):
+            j = _ffi.JournalStatus()
+            call(lib.trib_status_report_journal, handle, i, byref(j))
+            journals.append(
+                JournalStatus(os.fsdecode(j.path), j.journal_id.decode(), Backlog._from_c(j.backlog), j.watermark)
+            )
+    finally:
+        lib.trib_status_report_free(handle)
+    m = bool(s.has_manifest)
+    return StatusReport(
+        has_manifest=m,
+        target_id=s.target_id.decode() if m else None,
+        epoch=s.epoch if m else None,
+        committed_len=s.committed_len if m else None,
+        committed_lines=s.committed_lines if m else None,
+        committed_crc=s.committed_crc if m else None,
+        target_len=s.target_len if s.target_exists else None,
+        watermarks=tuple(watermarks),
+        journals=tuple(journals),
+    )
+
+
+# ---- reader ----------------------------------------------------------------------------------------
+
+
+class Reader:
+    """Committed lines of a target, from a byte offset: iterate to get each line as
+    bytes without its ``\\n``. Never shows an uncommitted or torn tail.
+
+    Without ``follow``, iteration stops at the committed end; with ``follow=True`` it
+    waits for drains to commit more, forever (stop with ``break``, ``close()`` from
+    the same thread, or Ctrl-C: the wait is sliced into ``poll_interval`` pieces).
+    ``offset`` is the byte offset of the next line: keep it and reopen from it later.
+
+    A Reader is safe to share between threads (calls are serialised), though one
+    reader per consumer is the natural use.
+    """
+
+    def __init__(
+        self, target: PathLike, offset: int = 0, *, follow: bool = False, poll_interval: Seconds = 0.2
+    ) -> None:
+        self._handle: Optional[int] = None
+        self._lock = threading.RLock()
+        self._pid = os.getpid()
+        self.target = os.fspath(target)
+        self.follow = follow
+        poll_ms = _ms(poll_interval, "poll_interval")
+        self._poll_ms = max(1, poll_ms if poll_ms is not None else 200)
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise TypeError(f"offset must be an int, not {type(offset).__name__}")
+        if offset < 0:
+            raise _arg_error(f"offset must be >= 0, not {offset}")
+        handle = c_void_p()
+        call(lib.trib_reader_open, fspath_bytes(target, "target"), offset, byref(handle))
+        self._handle = handle.value
+        self._has = c_bool()
+        self._ptr = POINTER(c_ubyte)()
+        self._len = c_size_t()
+
+    def _check(self) -> int:
+        if self._handle is None:
+            raise _arg_error(f"the reader of {self.target!r} is closed")
+        if os.getpid() != self._pid:
+            raise _arg_error("this Reader was opened before fork(): open a new one in the child")
+        return self._handle
+
+    def _next(self, wait_ms: int) -> Optional[bytes]:
+        with self._lock:
+            h = self._check()
+            call(lib.trib_reader_next, h, wait_ms, byref(self._has), byref(self._ptr), byref(self._len))
+            if not self._has.value:
+                return None
+            return ctypes.string_at(self._ptr, self._len.value)
+
+    def read_line(self, timeout: Optional[Seconds] = 0) -> Optional[bytes]:
+        """The next committed line, or None if there is none within ``timeout`` seconds
+        (0: do not wait; None: wait until there is one)."""
+        if timeout is None:
+            while True:
+                line = self._next(self._poll_ms)
+                if line is not None:
+                    return line
+        ms = _ms(timeout, "timeout") or 0
+        deadline = time.monotonic() + ms / 1000
+        while True:
+            left = max(0, int((deadline - time.monotonic()) * 1000))
+            line = self._next(min(left, self._poll_ms))
+            if line is not None or left == 0:
+                return line
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.read_line(None if self.follow else 0)
+        if line is None:
+            raise StopIteration
+        return line
+
+    def lines(self) -> List[bytes]:
+        """Every committed line from the current offset to the committed end."""
+        out = []
+        while True:
+            line = self.read_line(0)
+            if line is None:
+                return out
+            out.append(line)
+
+    @property
+    def offset(self) -> int:
+        """Byte offset of the next line (a cursor to reopen from)."""
+        with self._lock:
+            h = self._check()
+            off = c_uint64()
+            call(lib.trib_reader_offset, h, byref(off))
+            return off.value
+
+    def close(self) -> None:
+        """Close the reader (idempotent)."""
+        with self._lock:
+            handle, self._handle = self._handle, None
+        if handle is not None and os.getpid() == self._pid:
+            lib.trib_reader_close(handle)
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def __enter__(self) -> "Reader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if self._handle is not None and os.getpid() == self._pid:
+                lib.trib_reader_close(self._handle)
+                self._handle = None
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return f"<tributary.Reader {self.target!r}{' closed' if self.closed else ''}>"

@@ -1,0 +1,215 @@
+"""Exceptions: one class per error kind of the library (the C ABI's ``TRIB_E_*`` codes).
+
+Every exception raised by a tributary call is a :class:`TributaryError`. Catch the base
+class, a group (:class:`CorruptError`), or one kind::
+
+    try:
+        journal.append(line)
+    except tributary.JournalFullError:
+        ...  # back off: no compactor is draining this journal
+
+Each instance has ``.kind`` (the stable snake_case name, as in the CLI and the Rust
+``ErrorKind::name``), ``.code`` (the C result code) and ``.message`` (what happened and
+what to do). :class:`InvalidLineError` also has ``.line_index``.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Type
+
+__all__ = [
+    "TributaryError",
+    "InvalidLineError",
+    "InvalidArgumentError",
+    "JournalFullError",
+    "LockTimeoutError",
+    "LockLostError",
+    "CorruptError",
+    "CorruptManifestError",
+    "CorruptJournalRowError",
+    "TargetTruncatedError",
+    "UnexpectedTailError",
+    "TornTargetError",
+    "JournalRestoredError",
+    "JournalForeignError",
+    "UnsafeFilesystemError",
+    "NotAJournalError",
+    "IoError",
+    "SqliteError",
+    "PanicError",
+    "LibraryNotFoundError",
+    "error_class",
+]
+
+
+class TributaryError(Exception):
+    """Base class of every error a tributary call raises."""
+
+    #: The C result code (``TRIB_E_*``); -1 for errors raised by the Python layer itself.
+    code: int = -1
+    #: Stable snake_case name of the kind (``"journal_full"``, ...).
+    kind: str = "unknown"
+
+    def __init__(self, message: str, *, code: Optional[int] = None, line_index: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None and code != type(self).code:
+            self.code = code
+        #: For :class:`InvalidLineError`: index of the refused line within the call.
+        self.line_index = line_index
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class InvalidLineError(TributaryError, ValueError):
+    """A line contains ``\\n`` or is longer than the journal's maximum. Nothing of the
+    call was stored; ``.line_index`` says which line of a batch."""
+
+    code, kind = 1, "invalid_line"
+
+
+class InvalidArgumentError(TributaryError, ValueError):
+    """An unusable argument: an empty batch or key, a bad option, a path with a NUL
+    byte, a reader offset that is not a committed line start, a closed handle, a target
+    that was never drained (``verify``)."""
+
+    code, kind = 2, "invalid_argument"
+
+
+class JournalFullError(TributaryError):
+    """The journal's backlog reached ``max_backlog_bytes``; nothing was stored. Run a
+    compactor, or raise the limit."""
+
+    code, kind = 3, "journal_full"
+
+
+class LockTimeoutError(TributaryError):
+    """The target's lock was not granted within the lock timeout (another compactor
+    holds it)."""
+
+    code, kind = 4, "lock_timeout"
+
+
+class LockLostError(TributaryError):
+    """The target's lock was lost while held; this drain round committed nothing (the
+    next one repairs the tail)."""
+
+    code, kind = 5, "lock_lost"
+
+
+class CorruptError(TributaryError):
+    """Stored state cannot be trusted: a manifest or a journal row. Never repaired
+    silently."""
+
+
+class CorruptManifestError(CorruptError):
+    """The target's manifest has a bad CRC or syntax."""
+
+    code, kind = 6, "corrupt_manifest"
+
+
+class CorruptJournalRowError(CorruptError):
+    """A journal row's bytes do not match its CRC, or a row is missing."""
+
+    code, kind = 7, "corrupt_journal_row"
+
+
+class TargetTruncatedError(TributaryError):
+    """The target is shorter than its committed length (truncated behind tributary's
+    back); nothing was touched."""
+
+    code, kind = 8, "target_truncated"
+
+
+class UnexpectedTailError(TributaryError):
+    """The target has more uncommitted bytes than one drain round can write (a stale
+    manifest, or a foreign writer); nothing was touched."""
+
+    code, kind = 9, "unexpected_tail"
+
+
+class TornTargetError(TributaryError):
+    """The target does not end in ``\\n`` where it must; nothing was touched."""
+
+    code, kind = 10, "torn_target"
+
+
+class JournalRestoredError(TributaryError):
+    """A journal was restored from an older copy or cloned; the drain stopped and
+    skipped nothing."""
+
+    code, kind = 11, "journal_restored"
+
+
+class JournalForeignError(TributaryError):
+    """A journal was drained into another target (or the target was reset)."""
+
+    code, kind = 12, "journal_foreign"
+
+
+class UnsafeFilesystemError(TributaryError):
+    """A journal on a network filesystem, a target on a mount whose locks are
+    host-local, or a world-writable sidecar folder."""
+
+    code, kind = 13, "unsafe_filesystem"
+
+
+class NotAJournalError(TributaryError):
+    """The file is not a tributary journal (or has an unsupported format)."""
+
+    code, kind = 14, "not_a_journal"
+
+
+class IoError(TributaryError):
+    """An operating-system I/O error (the message says what tributary was doing)."""
+
+    code, kind = 15, "io"
+
+
+class SqliteError(TributaryError):
+    """An SQLite error from a journal (e.g. ``database is locked`` past the busy
+    timeout)."""
+
+    code, kind = 16, "sqlite"
+
+
+class PanicError(TributaryError):
+    """A bug inside the library, caught at the C boundary. The handle used by the call
+    is poisoned: close it."""
+
+    code, kind = 100, "panic"
+
+
+class LibraryNotFoundError(ImportError):
+    """The shared library ``libtributary`` could not be found or loaded, or has an
+    incompatible version. The message says how to build or point to it."""
+
+
+_BY_CODE: Dict[int, Type[TributaryError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidLineError,
+        InvalidArgumentError,
+        JournalFullError,
+        LockTimeoutError,
+        LockLostError,
+        CorruptManifestError,
+        CorruptJournalRowError,
+        TargetTruncatedError,
+        UnexpectedTailError,
+        TornTargetError,
+        JournalRestoredError,
+        JournalForeignError,
+        UnsafeFilesystemError,
+        NotAJournalError,
+        IoError,
+        SqliteError,
+        PanicError,
+    )
+}
+
+
+def error_class(code: int) -> Type[TributaryError]:
+    """The exception class for a C result code (:class:`TributaryError` if unknown)."""
+    return _BY_CODE.get(code, TributaryError)

@@ -1,0 +1,139 @@
+"""A :mod:`logging` handler that writes each record as one line of a tributary journal.
+
+The Python logging cookbook says that logging to a single file from multiple processes
+is not supported. With tributary it is: give every process (on every host) a
+:class:`JournalHandler` on a journal on its local disk, and run one compactor per host
+(``tributary compact --target /mnt/shared/app.log --spool /var/spool/app``, or
+:func:`tributary.drain` in a loop). Every record that ``emit`` stored ends up in the
+shared file exactly once, never torn or interleaved with another record, records of one
+process in order.
+
+Records with line breaks: a target line cannot contain ``\\n``, so the formatted record
+is escaped: ``\\`` becomes ``\\\\``, a newline becomes ``\\n`` and a carriage return
+``\\r`` (the two characters backslash and letter). Tracebacks therefore stay on the one
+line of their record; :func:`unescape` restores the original text exactly.
+
+Records that cannot be stored (longer than the journal's ``max_line`` after escaping,
+journal full, I/O error) are never dropped silently: the handler calls
+:meth:`logging.Handler.handleError` (which prints the error and the record to stderr
+while ``logging.raiseExceptions`` is true, the default) and counts them in
+:attr:`JournalHandler.failed_records`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from typing import Any, Dict, Optional
+
+from ._api import DEFAULT_MAX_LINE_BYTES, Journal, PathLike, Seconds
+
+__all__ = ["JournalHandler", "escape", "unescape"]
+
+_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_UNESCAPES = {"\\": "\\", "n": "\n", "r": "\r"}
+
+
+def escape(text: str) -> str:
+    """Make ``text`` one line: ``\\`` -> ``\\\\``, newline -> ``\\n``, CR -> ``\\r``."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def unescape(line: str) -> str:
+    """The inverse of :func:`escape`."""
+    return _UNESCAPE.sub(lambda m: _UNESCAPES.get(m.group(1), m.group(0)), line)
+
+
+class JournalHandler(logging.Handler):
+    """Write each formatted record as one line of the journal at ``path``.
+
+    ``emit`` returns once the record is durable (``durability="full"``: fsynced). Calls
+    from several threads share fsyncs (group commit): unlike most handlers this one does
+    not serialise ``emit`` behind the handler's lock, since the journal is thread-safe.
+
+    Safe across ``fork()``: a child process opens its own handle on the same journal
+    file the first time it logs (several processes may share one journal); giving each
+    process its own journal file in a spool folder works as well.
+
+    Args:
+        path: the journal file, on this host's local disk (created if missing).
+        level: the handler's level.
+        durability, max_line, max_backlog_bytes, full_wait, allow_network_fs: as for
+            :class:`tributary.Journal`.
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        level: int = logging.NOTSET,
+        *,
+        durability: str = "full",
+        max_line: int = DEFAULT_MAX_LINE_BYTES,
+        max_backlog_bytes: Optional[int] = None,
+        full_wait: Optional[Seconds] = None,
+        allow_network_fs: bool = False,
+    ) -> None:
+        super().__init__(level)
+        self.path = os.fspath(path)
+        self._options: Dict[str, Any] = dict(
+            durability=durability,
+            max_line=max_line,
+            max_backlog_bytes=max_backlog_bytes,
+            full_wait=full_wait,
+            allow_network_fs=allow_network_fs,
+        )
+        self._journals: Dict[int, Journal] = {}
+        self._open_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        #: Records that could not be stored (each also went to :meth:`handleError`).
+        self.failed_records = 0
+        self.journal  # open now: a bad path or option fails at configuration time
+
+    @property
+    def journal(self) -> Journal:
+        """This process's handle on the journal (opened on first use after a fork)."""
+        pid = os.getpid()
+        j = self._journals.get(pid)
+        if j is None:
+            with self._open_lock:
+                j = self._journals.get(pid)
+                if j is None:
+                    j = Journal(self.path, **self._options)
+                    self._journals[pid] = j
+        return j
+
+    def handle(self, record: logging.LogRecord) -> Any:  # type: ignore[override]
+        """Filter and emit without taking the handler's lock (the journal is
+        thread-safe; concurrent records share fsyncs)."""
+        rv = self.filter(record)
+        if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may return a record
+            record = rv
+        if rv:
+            self.emit(record)
+        return rv
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Append the formatted, escaped record; on failure count it and call
+        :meth:`handleError` (never a silent drop)."""
+        try:
+            line = escape(self.format(record)).encode("utf-8", "backslashreplace")
+            self.journal.append(line)
+        except RecursionError:
+            raise
+        except Exception:
+            with self._count_lock:
+                self.failed_records += 1
+            self.handleError(record)
+
+    def close(self) -> None:
+        """Close this process's journal handle (records already emitted are durable)."""
+        with self._open_lock:
+            j = self._journals.pop(os.getpid(), None)
+        if j is not None:
+            j.close()
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"<JournalHandler {self.path!r} ({logging.getLevelName(self.level)})>"
