@@ -1,0 +1,65 @@
+"""Shared fixtures and helpers for the tributary Python tests (real files in tmp_path)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import List
+
+import pytest
+
+import tributary
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Path:
+    d = tmp_path / "spool"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    return tmp_path / "out.log"
+
+
+def target_lines(target: Path) -> List[bytes]:
+    """Every committed line of the target, via a Reader."""
+    with tributary.Reader(target) as r:
+        return r.lines()
+
+
+def run_python(code: str, *args: str, env: dict = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run a snippet in a fresh interpreter (same tributary install)."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def sqlite_exec(db: Path, sql: str) -> None:
+    """Run SQL on a journal with Python's own sqlite3, in another process: two SQLite
+    libraries in one process do not see each other's POSIX locks."""
+    code = """
+        import sqlite3, sys
+        c = sqlite3.connect(sys.argv[1], isolation_level=None)
+        c.executescript(sys.argv[2])
+        c.close()
+    """
+    r = run_python(code, str(db), sql)
+    assert r.returncode == 0, r.stderr
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)

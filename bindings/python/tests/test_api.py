@@ -1,0 +1,279 @@
+"""The Python API: journals, drains, verify, status, readers, library loading."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import tributary
+from conftest import run_python, target_lines
+
+
+def test_library_version_matches_package():
+    assert tributary.ABI_VERSION == 1
+    assert tributary.LIB_VERSION == tributary.__version__
+    assert Path(tributary.LIB_PATH).is_file()
+
+
+def test_append_returns_seqs_once_durable(tmp_path: Path):
+    with tributary.Journal(tmp_path / "a.journal") as j:
+        assert j.append(b"bytes") == 1
+        assert j.append("str, UTF-8: \u00e9\u2603") == 2
+        assert j.append(bytearray(b"bytearray")) == 3
+        assert j.append(memoryview(b"memoryview")) == 4
+        assert j.append(b"") == 5  # an empty line is a line
+        with pytest.raises(TypeError):
+            j.append(42)  # type: ignore[arg-type]
+        b = j.backlog()
+        assert (b.lines, b.last_seq, b.drained_seq) == (5, 5, 0)
+        assert b.bytes == len(b"bytes") + len("str, UTF-8: \u00e9\u2603".encode()) + 9 + 10
+        assert b.oldest_append_ms is not None and b.oldest_append_ms > 1_600_000_000_000
+
+
+def test_lines_are_bytes_any_byte_but_newline(tmp_path: Path, target: Path):
+    odd = [b"\x00nul", b"\xff\xfe invalid utf-8", b"cr\r", b"tab\t", b"", "\u00e9".encode()]
+    with tributary.Journal(tmp_path / "a.journal") as j:
+        for line in odd:
+            j.append(line)
+        tributary.drain(target, journals=[j])
+    assert target_lines(target) == odd
+    assert target.read_bytes() == b"".join(x + b"\n" for x in odd)
+
+
+def test_append_many_is_one_batch_of_consecutive_seqs(tmp_path: Path):
+    with tributary.Journal(tmp_path / "a.journal") as j:
+        j.append("first")
+        assert j.append_many([b"a", "b", b""]) == 2
+        assert j.append_many(x for x in ["gen-1", "gen-2"]) == 5
+        assert j.backlog().last_seq == 6
+
+
+def test_append_keyed_stores_once_per_key(tmp_path: Path, target: Path):
+    with tributary.Journal(tmp_path / "a.journal") as j:
+        s1 = j.append_keyed("order-17", "charged 17")
+        s2 = j.append_keyed(b"order-17", "charged 17 (retry)")
+        s3 = j.append_keyed("order-18", "charged 18")
+        assert s1 == s2 and s3 == s1 + 1
+        tributary.drain(target, journals=[j])
+    assert target_lines(target) == [b"charged 17", b"charged 18"]
+
+
+def test_journal_options(tmp_path: Path):
+    with tributary.Journal(
+        tmp_path / "a.journal",
+        durability="normal",
+        max_line=8,
+        max_backlog_bytes=100,
+        full_wait=datetime.timedelta(milliseconds=10),
+        key_retention=3600,
+        busy_timeout=1.5,
+    ) as j:
+        assert j.durability == "normal" and j.max_line == 8
+        assert j.append(b"12345678") == 1
+        with pytest.raises(tributary.InvalidLineError):
+            j.append(b"123456789")
+
+
+def test_close_is_idempotent_and_a_closed_journal_refuses(tmp_path: Path):
+    j = tributary.Journal(tmp_path / "a.journal")
+    assert not j.closed and "a.journal" in repr(j)
+    j.append("x")
+    j.close()
+    j.close()
+    assert j.closed and "closed" in repr(j)
+    with pytest.raises(tributary.InvalidArgumentError, match="closed"):
+        j.append("y")
+    with pytest.raises(tributary.InvalidArgumentError):
+        j.backlog()
+
+
+def test_journal_id_is_stable_across_reopen(tmp_path: Path):
+    p = tmp_path / "a.journal"
+    with tributary.Journal(p) as j:
+        jid = j.id
+        j.append("one")
+    assert len(jid) == 32 and int(jid, 16) >= 0
+    with tributary.Journal(str(p)) as j:
+        assert j.id == jid
+        assert j.append("two") == 2  # seqs continue
+    assert oct(os.stat(p).st_mode & 0o777) == "0o600"
+
+
+def test_paths_may_be_bytes_str_pathlike_and_invalid_utf8(tmp_path: Path):
+    raw = os.fsencode(tmp_path) + b"/caf\xe9-\xff"
+    os.mkdir(raw)
+    jp = raw + b"/a.journal"
+    target = raw + b"/out.log"
+    with tributary.Journal(jp) as j:
+        j.append("from a latin-1 folder")
+    rep = tributary.drain(target, spool=raw)
+    assert rep.lines == 1
+    assert tributary.verify(target).consistent
+    st = tributary.status(target, spool=raw)
+    assert os.fsencode(st.journals[0].path) == jp
+    assert target_lines(target) == [b"from a latin-1 folder"]
+
+
+def test_drain_by_journal_paths_objects_and_spool(spool: Path, target: Path):
+    a = tributary.Journal(spool / "a.journal")
+    b = tributary.Journal(spool / "b.journal")
+    a.append("a1")
+    a.append("a2")
+    b.append("b1")
+    rep = tributary.drain(target, journals=[a, str(spool / "b.journal")])
+    assert isinstance(rep, tributary.DrainReport)
+    assert (rep.rounds, rep.lines, rep.bytes, rep.journals, rep.repaired_tail_bytes) == (1, 3, 9, 2, 0)
+    assert rep.epoch == 2  # 1: the empty manifest committed first, 2: this round
+    assert tributary.drain(target, spool=spool).lines == 0
+    b.append("b2")
+    assert tributary.drain(target, spool=spool, lock_timeout=5, max_round_bytes=1 << 20).lines == 1
+    assert sorted(target_lines(target)) == [b"a1", b"a2", b"b1", b"b2"]
+    assert a.backlog().lines == 0 and a.backlog().drained_seq == 2
+    a.close()
+    b.close()
+
+
+def test_drain_with_no_journals_creates_the_target(target: Path):
+    rep = tributary.drain(target)
+    assert rep.lines == 0 and rep.epoch == 1
+    assert target.exists() and target.stat().st_size == 0
+    assert tributary.status(target).has_manifest
+
+
+def test_drain_rounds_are_bounded(tmp_path: Path, target: Path):
+    with tributary.Journal(tmp_path / "a.journal") as j:
+        j.append_many([b"x" * 99] * 50)  # 5000 bytes with newlines
+        rep = tributary.drain(target, journals=[j], max_round_bytes=1000, max_line=100)
+    assert rep.lines == 50 and rep.rounds == 5
+
+
+def test_verify_reports_consistency_tail_and_damage(tmp_path: Path, target: Path):
+    with tributary.Journal(tmp_path / "a.journal") as j:
+        j.append_many(["one", "two"])
+        tributary.drain(target, journals=[j])
+    v = tributary.verify(target)
+    assert v.consistent and v.problems == ()
+    assert (v.committed_len, v.committed_lines, v.target_len, v.uncommitted_tail_bytes) == (8, 2, 8, 0)
+    with open(target, "ab") as f:
+        f.write(b"torn tail of a crashed drain")
+    v = tributary.verify(target)
+    assert v.consistent and v.uncommitted_tail_bytes == 28 and v.target_len == 36
+    with open(target, "r+b") as f:
+        f.write(b"X")
+    v = tributary.verify(target)
+    assert not v.consistent
+    assert len(v.problems) == 1 and "CRC" in v.problems[0]
+
+
+def test_status_before_and_after_drains(spool: Path, target: Path):
+    st = tributary.status(target)
+    assert not st.has_manifest and st.target_len is None and st.epoch is None
+    assert st.watermarks == () and st.journals == ()
+    with tributary.Journal(spool / "a.journal") as a, tributary.Journal(spool / "b.journal") as b:
+        a.append("a1")
+        tributary.drain(target, spool=spool)
+        b.append("b1")
+        b.append("b2")
+        st = tributary.status(target, spool=spool)
+        assert st.has_manifest and st.committed_lines == 1 and st.committed_len == 3 and st.target_len == 3
+        assert len(st.target_id or "") == 32 and st.epoch == 2 and isinstance(st.committed_crc, int)
+        assert [(w.journal_id, w.last_seq) for w in st.watermarks] == [(a.id, 1)]
+        by_path = {Path(js.path).name: js for js in st.journals}
+        assert by_path["a.journal"].watermark == 1 and by_path["a.journal"].backlog.lines == 0
+        assert by_path["b.journal"].watermark == 0 and by_path["b.journal"].backlog.lines == 2
+        assert by_path["b.journal"].journal_id == b.id
+        assert by_path["b.journal"].backlog.oldest_append_ms is not None
+
+
+def test_reader_reads_committed_lines_from_a_cursor(tmp_path: Path, target: Path):
+    with tributary.Journal(tmp_path / "a.journal") as j:
+        j.append_many(["l1", "l2", "l3"])
+        tributary.drain(target, journals=[j])
+    with tributary.Reader(target) as r:
+        assert r.offset == 0
+        assert next(r) == b"l1"
+        cursor = r.offset
+        assert cursor == 3
+        assert list(r) == [b"l2", b"l3"]
+        assert r.offset == 9
+        with open(target, "ab") as f:
+            f.write(b"uncommitted\n")  # a crashed drain's tail: never shown
+        assert r.read_line() is None
+        t0 = time.monotonic()
+        assert r.read_line(timeout=0.15) is None
+        assert time.monotonic() - t0 >= 0.14
+    with tributary.Reader(target, offset=cursor) as r:
+        assert r.lines() == [b"l2", b"l3"]
+    assert r.closed and "closed" in repr(r)
+    with pytest.raises(tributary.InvalidArgumentError):
+        r.read_line()
+
+
+def test_reader_of_a_target_never_drained_is_empty(target: Path):
+    with tributary.Reader(target) as r:
+        assert list(r) == []
+
+
+def test_reader_follow_sees_lines_committed_later(tmp_path: Path, target: Path):
+    j = tributary.Journal(tmp_path / "a.journal")
+    tributary.drain(target)
+    got = []
+
+    def follow():
+        with tributary.Reader(target, follow=True, poll_interval=0.02) as r:
+            for line in r:
+                got.append(line)
+                if line == b"stop":
+                    return
+
+    t = threading.Thread(target=follow)
+    t.start()
+    for i in range(5):
+        j.append(f"line {i}")
+        tributary.drain(target, journals=[j])
+        time.sleep(0.02)
+    j.append("stop")
+    tributary.drain(target, journals=[j])
+    t.join(timeout=20)
+    assert not t.is_alive()
+    assert got == [f"line {i}".encode() for i in range(5)] + [b"stop"]
+    j.close()
+
+
+def test_read_line_waits_for_a_drain(tmp_path: Path, target: Path):
+    j = tributary.Journal(tmp_path / "a.journal")
+    tributary.drain(target)
+    timer = threading.Timer(0.2, lambda: (j.append("late"), tributary.drain(target, journals=[j])))
+    timer.start()
+    with tributary.Reader(target) as r:
+        assert r.read_line(timeout=10) == b"late"
+    timer.join()
+    j.close()
+
+
+def test_library_search_reports_how_to_build_it():
+    r = run_python(
+        """
+        import tributary
+        """,
+        env={"TRIBUTARY_LIB": "/nonexistent/libtributary.so"},
+    )
+    assert r.returncode != 0
+    assert "LibraryNotFoundError" in r.stderr and "cargo build --release" in r.stderr
+
+
+def test_tributary_lib_env_var_selects_the_library():
+    r = run_python(
+        """
+        import tributary, sys
+        print(tributary.LIB_PATH)
+        """,
+        env={"TRIBUTARY_LIB": str(tributary.LIB_PATH)},
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(tributary.LIB_PATH)

@@ -1,0 +1,339 @@
+"""Every exception class, raised by a real situation on real files."""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import tributary
+from tributary import _ffi
+from conftest import target_lines, wait_for
+
+
+def test_every_result_code_has_its_own_class():
+    codes = list(range(1, 17)) + [100]
+    classes = {tributary.errors.error_class(c) for c in codes}
+    assert len(classes) == len(codes)
+    for code in codes:
+        cls = tributary.errors.error_class(code)
+        assert issubclass(cls, tributary.TributaryError)
+        assert cls.code == code
+        # the class's kind is the library's own name for the code
+        assert _ffi.lib.trib_result_name(code).decode() == cls.kind
+    assert tributary.errors.error_class(12345) is tributary.TributaryError
+    assert issubclass(tributary.CorruptManifestError, tributary.CorruptError)
+    assert issubclass(tributary.CorruptJournalRowError, tributary.CorruptError)
+    assert issubclass(tributary.InvalidLineError, ValueError)
+    assert issubclass(tributary.InvalidArgumentError, ValueError)
+
+
+def test_invalid_line_stores_nothing(tmp_path: Path):
+    with tributary.Journal(tmp_path / "a.journal", max_line=10) as j:
+        j.append("ok")
+        with pytest.raises(tributary.InvalidLineError) as e:
+            j.append("two\nlines")
+        assert e.value.kind == "invalid_line" and e.value.code == 1 and e.value.line_index == 0
+        assert "newline" in str(e.value) and "nothing of this call was stored" in e.value.message
+        with pytest.raises(tributary.InvalidLineError, match="longer than the maximum of 10"):
+            j.append(b"x" * 11)
+        with pytest.raises(tributary.InvalidLineError) as e:
+            j.append_many(["fine", "fine", "bad\n", "fine"])
+        assert e.value.line_index == 2
+        with pytest.raises(tributary.InvalidLineError):
+            j.append_keyed("k", "bad\n")
+        assert j.backlog().lines == 1 and j.backlog().last_seq == 1
+
+
+def test_invalid_argument(tmp_path: Path, target: Path):
+    with tributary.Journal(tmp_path / "a.journal") as j:
+        with pytest.raises(tributary.InvalidArgumentError, match="empty batch"):
+            j.append_many([])
+        with pytest.raises(tributary.InvalidArgumentError, match="key"):
+            j.append_keyed(b"", "line")
+    with pytest.raises(tributary.InvalidArgumentError, match="durability"):
+        tributary.Journal(tmp_path / "b.journal", durability="sometimes")
+    with pytest.raises(tributary.InvalidArgumentError, match="max_line"):
+        tributary.Journal(tmp_path / "b.journal", max_line=0)
+    with pytest.raises(tributary.InvalidArgumentError, match="max_backlog_bytes"):
+        tributary.Journal(tmp_path / "b.journal", max_backlog_bytes=0)
+    with pytest.raises(tributary.InvalidArgumentError, match="busy_timeout"):
+        tributary.Journal(tmp_path / "b.journal", busy_timeout=-1)
+    with pytest.raises(tributary.InvalidArgumentError, match="busy_timeout_ms"):
+        tributary.Journal(tmp_path / "b.journal", busy_timeout=10**9)  # beyond SQLite's int
+    with pytest.raises(tributary.InvalidArgumentError, match="NUL"):
+        tributary.Journal(str(tmp_path / "nul\0.journal"))
+    with pytest.raises(tributary.InvalidArgumentError, match="empty path"):
+        tributary.Journal("")
+    with pytest.raises(tributary.InvalidArgumentError, match="not both"):
+        tributary.drain(target, journals=[tmp_path / "a.journal"], spool=tmp_path)
+    with pytest.raises(tributary.InvalidArgumentError, match="never drained"):
+        tributary.verify(target)
+    with tributary.Journal(tmp_path / "a.journal") as j:
+        j.append("abc")
+        tributary.drain(target, journals=[j])
+    with pytest.raises(tributary.InvalidArgumentError, match="not at the start of a line"):
+        tributary.Reader(target, offset=1)
+    with pytest.raises(tributary.InvalidArgumentError, match="beyond the committed length"):
+        tributary.Reader(target, offset=100)
+    with pytest.raises(tributary.InvalidArgumentError):
+        tributary.Reader(target, offset=-1)
+    with pytest.raises(tributary.InvalidArgumentError, match="max_round_bytes"):
+        tributary.drain(target, max_round_bytes=0)
+
+
+def test_journal_full_then_room_after_a_drain(tmp_path: Path, target: Path):
+    with tributary.Journal(tmp_path / "a.journal", max_backlog_bytes=10) as j:
+        j.append(b"12345678")
+        with pytest.raises(tributary.JournalFullError) as e:
+            j.append(b"12345678")
+        assert e.value.kind == "journal_full" and "nothing was stored" in str(e.value)
+        with pytest.raises(tributary.JournalFullError):
+            j.append_many([b"a", b"bc"])
+        tributary.drain(target, journals=[j])
+        assert j.append(b"12345678") == 2
+    with tributary.Journal(tmp_path / "a.journal", max_backlog_bytes=10, full_wait=0.1) as j:
+        with pytest.raises(tributary.JournalFullError):
+            j.append(b"12345678")
+    assert target_lines(target) == [b"12345678"]
+
+
+def test_lock_timeout(target: Path):
+    tributary.drain(target)
+    lock = Path(str(target) + ".tributary") / "lock"
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        # a POSIX record lock conflicts with the OFD lock tributary takes
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(tributary.LockTimeoutError, match="not granted within"):
+            tributary.drain(target, lock_timeout=0.1)
+    finally:
+        os.close(fd)
+    tributary.drain(target, lock_timeout=1)
+
+
+def test_lock_lost_commits_nothing(tmp_path: Path, target: Path):
+    """A drain pauses between writing its temp manifest and committing (failpoint);
+    meanwhile its lock file is replaced and another drain commits: the first must
+    notice and commit nothing; nothing is lost or duplicated afterwards."""
+    tributary.drain(target)
+    j1 = tributary.Journal(tmp_path / "one.journal")
+    j2 = tributary.Journal(tmp_path / "two.journal")
+    j1.append("from the paused drain")
+    j2.append("from the other drain")
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                """
+                import sys, tributary
+                try:
+                    tributary.drain(sys.argv[1], journals=[sys.argv[2]])
+                    print("committed")
+                except tributary.LockLostError as e:
+                    print("lock_lost", e.code)
+                """
+            ),
+            str(target),
+            j1.path,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TRIBUTARY_FAILPOINTS": "drain.after_temp_manifest=pause:3000"},
+    )
+    sidecar = Path(str(target) + ".tributary")
+    wait_for(lambda: any(p.name.startswith("manifest.tmp.") for p in sidecar.iterdir()), what="temp manifest")
+    (sidecar / "lock").unlink()
+    assert tributary.drain(target, journals=[j2]).lines == 1
+    out, _ = child.communicate(timeout=60)
+    assert out.split() == ["lock_lost", "5"]
+    assert tributary.drain(target, journals=[j1, j2]).lines == 1
+    assert target_lines(target) == [b"from the other drain", b"from the paused drain"]
+    assert tributary.verify(target).consistent
+    j1.close()
+    j2.close()
+
+
+def test_corrupt_manifest(tmp_path: Path, target: Path):
+    with tributary.Journal(tmp_path / "a.journal") as j:
+        j.append("x")
+        tributary.drain(target, journals=[j])
+    manifest = Path(str(target) + ".tributary") / "manifest"
+    data = bytearray(manifest.read_bytes())
+    data[20] ^= 1
+    manifest.write_bytes(bytes(data))
+    for action in (
+        lambda: tributary.verify(target),
+        lambda: tributary.drain(target),
+        lambda: tributary.status(target),
+        lambda: tributary.Reader(target),
+    ):
+        with pytest.raises(tributary.CorruptManifestError, match="will not replace it") as e:
+            action()
+        assert isinstance(e.value, tributary.CorruptError) and e.value.kind == "corrupt_manifest"
+
+
+def test_corrupt_journal_row(tmp_path: Path, target: Path):
+    jp = tmp_path / "a.journal"
+    with tributary.Journal(jp) as j:
+        j.append_many(["good", "about to rot", "after"])
+    # Flip a byte of the stored line in the file itself, as a failing disk would (the
+    # last close checkpointed the WAL into the main file); its CRC no longer matches.
+    data = jp.read_bytes()
+    assert data.count(b"about to rot") >= 1
+    jp.write_bytes(data.replace(b"about to rot", b"about to r0t"))
+    with pytest.raises(tributary.CorruptJournalRowError, match="seq 2") as e:
+        tributary.drain(target, journals=[jp])
+    assert isinstance(e.value, tributary.CorruptError)
+    assert target_lines(target) == []  # stopped before it: nothing of that round committed
+
+
+def test_target_truncated(tmp_path: Path, target: Path):
+    with tributary.Journal(tmp_path / "a.journal") as j:
+        j.append_many(["one", "two"])
+        tributary.drain(target, journals=[j])
+        reader = tributary.Reader(target)
+        os.truncate(target, 3)
+        j.append("three")
+        with pytest.raises(tributary.TargetTruncatedError, match="behind tributary's back"):
+            tributary.drain(target, journals=[j])
+        with pytest.raises(tributary.TargetTruncatedError):
+            reader.lines()
+        reader.close()
+    assert target.stat().st_size == 3  # nothing was touched
+
+
+def test_unexpected_tail(target: Path):
+    tributary.drain(target)
+    with open(target, "ab") as f:
+        f.write(b"j" * 500)
+    with pytest.raises(tributary.UnexpectedTailError, match="beyond the committed length"):
+        tributary.drain(target, max_round_bytes=100, max_line=50)
+    assert target.stat().st_size == 500
+
+
+def test_torn_target(target: Path):
+    target.write_bytes(b"a whole line\nand a partial one")
+    with pytest.raises(tributary.TornTargetError, match="partial"):
+        tributary.drain(target)
+    target.write_bytes(b"a whole line\n")
+    tributary.drain(target)  # adopted
+    assert tributary.verify(target).committed_lines == 1
+
+
+def test_journal_restored_or_cloned(tmp_path: Path, target: Path):
+    jp = tmp_path / "a.journal"
+    with tributary.Journal(jp) as j:
+        j.append("one")
+    shutil.copy(jp, tmp_path / "old.journal")  # a backup
+    shutil.copy(jp, tmp_path / "clone.journal")
+    with tributary.Journal(jp) as j:
+        j.append("two")
+    with pytest.raises(tributary.JournalRestoredError, match="same journal id"):
+        tributary.drain(target, journals=[jp, tmp_path / "clone.journal"])
+    tributary.drain(target, journals=[jp])
+    shutil.copy(tmp_path / "old.journal", jp)  # restore the backup over the live journal
+    with pytest.raises(tributary.JournalRestoredError, match="restored from an older copy"):
+        tributary.drain(target, journals=[jp])
+    assert target_lines(target) == [b"one", b"two"]
+
+
+def test_journal_foreign(tmp_path: Path):
+    with tributary.Journal(tmp_path / "a.journal") as j:
+        j.append("one")
+        tributary.drain(tmp_path / "first.log", journals=[j])
+        j.append("two")
+        with pytest.raises(tributary.JournalForeignError, match="another target"):
+            tributary.drain(tmp_path / "second.log", journals=[j])
+
+
+def test_unsafe_filesystem(target: Path):
+    tributary.drain(target)
+    sidecar = Path(str(target) + ".tributary")
+    os.chmod(sidecar, 0o777)
+    try:
+        with pytest.raises(tributary.UnsafeFilesystemError, match="world-writable"):
+            tributary.drain(target)
+    finally:
+        os.chmod(sidecar, 0o755)
+
+
+def test_not_a_journal(tmp_path: Path):
+    junk = tmp_path / "junk.journal"
+    junk.write_bytes(b"this is not an SQLite database" * 100)
+    with pytest.raises(tributary.NotAJournalError):
+        tributary.Journal(junk)
+    other = tmp_path / "other.journal"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE unrelated (x)")
+    con.commit()
+    con.close()
+    with pytest.raises(tributary.NotAJournalError, match="without tributary's tables"):
+        tributary.Journal(other)
+
+
+def test_io_error(tmp_path: Path):
+    with pytest.raises(tributary.IoError, match="No such file or directory"):
+        tributary.Journal(tmp_path / "missing-folder" / "a.journal")
+    with pytest.raises(tributary.IoError):
+        tributary.drain(tmp_path / "out.log", spool=tmp_path / "missing-spool")
+
+
+def test_sqlite_error_when_the_journal_stays_locked(tmp_path: Path):
+    jp = tmp_path / "a.journal"
+    with tributary.Journal(jp, busy_timeout=0) as j:
+        j.append("before")
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(
+                    """
+                    import sqlite3, sys, time
+                    c = sqlite3.connect(sys.argv[1], isolation_level=None)
+                    c.execute("BEGIN EXCLUSIVE")
+                    print("locked", flush=True)
+                    time.sleep(60)
+                    """
+                ),
+                str(jp),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout.readline().strip() == "locked"
+            with pytest.raises(tributary.SqliteError, match="locked"):
+                j.append("while locked")
+        finally:
+            holder.send_signal(signal.SIGKILL)
+            holder.wait()
+        assert j.append("after") == 2
+
+
+def test_panic_is_caught_at_the_boundary(capfd):
+    with pytest.raises(tributary.PanicError, match="trib_debug_panic was called") as e:
+        _ffi.debug_panic()
+    assert e.value.code == 100 and e.value.kind == "panic"
+    capfd.readouterr()  # the Rust panic hook's message on stderr
+
+
+def test_a_failed_call_leaves_outputs_alone(tmp_path: Path):
+    """At the C level: on failure the out-parameters are not written."""
+    seq = ctypes.c_uint64(777)
+    err = ctypes.c_void_p()
+    rc = _ffi.lib.trib_journal_append(None, b"x", 1, ctypes.byref(seq), ctypes.byref(err))
+    assert rc == tributary.InvalidArgumentError.code and seq.value == 777
+    assert _ffi.lib.trib_error_kind(err) == rc
+    assert b"`journal` is NULL" in _ffi.lib.trib_error_message(err)
+    _ffi.lib.trib_error_free(err)

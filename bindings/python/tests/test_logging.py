@@ -1,0 +1,98 @@
+"""tributary.logging.JournalHandler: one line per record, escaping, no silent drops."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from pathlib import Path
+
+import pytest
+
+import tributary
+from tributary.logging import JournalHandler, escape, unescape
+from conftest import target_lines
+
+
+@pytest.fixture
+def logger():
+    log = logging.getLogger(f"test-{os.getpid()}-{id(object())}")
+    log.propagate = False
+    log.setLevel(logging.DEBUG)
+    yield log
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+
+
+def test_each_record_is_one_line(tmp_path: Path, target: Path, logger):
+    h = JournalHandler(tmp_path / "app.journal")
+    h.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(h)
+    logger.info("hello %s", "world")
+    logger.warning("two\nlines and a back\\slash\r")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logger.exception("it failed")
+    logger.debug("caf\u00e9 \udcff")  # a lone surrogate (from a surrogateescape'd name) is kept, escaped
+    tributary.drain(target, journals=[h.journal])
+    lines = [x.decode() for x in target_lines(target)]
+    assert len(lines) == 4
+    assert lines[0] == "INFO hello world"
+    assert lines[1] == "WARNING two\\nlines and a back\\\\slash\\r"
+    assert unescape(lines[1]) == "WARNING two\nlines and a back\\slash\r"
+    assert lines[2].startswith("ERROR it failed\\nTraceback (most recent call last):\\n")
+    assert "ValueError: boom" in unescape(lines[2]).splitlines()[-1]
+    assert lines[3] == "DEBUG caf\u00e9 \\udcff"
+    assert h.failed_records == 0
+    assert "app.journal" in repr(h)
+
+
+@pytest.mark.parametrize(
+    "text", ["", "plain", "a\nb", "\\n is not a newline", "\\\\\n\r\\", "end\\", "\n\n", "tab\tand\\t"]
+)
+def test_escape_round_trips(text):
+    line = escape(text)
+    assert "\n" not in line and "\r" not in line
+    assert unescape(line) == text
+
+
+def test_a_record_that_cannot_be_stored_is_reported_not_dropped(tmp_path: Path, logger, capsys):
+    h = JournalHandler(tmp_path / "app.journal", max_line=20)
+    logger.addHandler(h)
+    logger.info("short")
+    logger.info("this record is far too long for a 20-byte line limit")
+    assert h.failed_records == 1
+    err = capsys.readouterr().err
+    assert "InvalidLineError" in err and "longer than the maximum" in err
+    with tributary.Journal(tmp_path / "app.journal") as j:
+        assert j.backlog().lines == 1
+
+
+def test_a_bad_path_fails_at_configuration_time(tmp_path: Path):
+    with pytest.raises(tributary.IoError):
+        JournalHandler(tmp_path / "no-such-folder" / "app.journal")
+
+
+def _log_in_forked_child(handler: JournalHandler) -> None:
+    log = logging.getLogger("forked-child")
+    log.propagate = False
+    log.addHandler(handler)
+    log.warning("from the child %d", os.getpid())
+    handler.close()
+
+
+def test_a_handler_configured_before_fork_works_in_the_child(tmp_path: Path, target: Path, logger):
+    h = JournalHandler(tmp_path / "app.journal")
+    logger.addHandler(h)
+    logger.warning("from the parent")
+    child = multiprocessing.get_context("fork").Process(target=_log_in_forked_child, args=(h,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    logger.warning("from the parent again")
+    tributary.drain(target, journals=[h.journal])
+    lines = target_lines(target)
+    assert lines[0] == b"from the parent" and lines[-1] == b"from the parent again"
+    assert len(lines) == 3 and lines[1].startswith(b"from the child ")

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Python: build the release library, pip-install bindings/python into a venv under
+# target/ (so the installed package ships its own copy of libtributary.so), and run its
+# pytest suite against that installation. No tests collected (pytest exit 5) is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+unset TRIBUTARY_LIB   # test the library shipped inside the package
+
+cargo build --release --lib
+
+venv="$PWD/target/python-venv"
+python="${PYTHON:-python3}"
+if ! "$venv/bin/python" -c "import sys" 2>/dev/null; then
+  rm -rf "$venv"
+  if ! "$python" -m venv "$venv"; then
+    # Debian's python3 needs python3-venv for ensurepip
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q python3-venv || { apt-get update -q && apt-get install -y -q python3-venv; }
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+  fi
+fi
+"$venv/bin/python" -m pip install -q --disable-pip-version-check "pytest>=7"
+# --force-reinstall: ship the library just built, even if the package version is unchanged
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall ./bindings/python
+
+# The installed package (not the source tree) must load its shipped library.
+(cd / && "$venv/bin/python" - <<'PY'
+import os, tributary
+pkg = os.path.dirname(tributary.__file__)
+print(f"tributary {tributary.__version__} from {pkg}, library {tributary.LIB_VERSION} at {tributary.LIB_PATH}")
+assert str(tributary.LIB_PATH).startswith(pkg), "the installed package did not load its shipped library"
+PY
+)
+
+cd bindings/python
+rc=0
+"$venv/bin/python" -m pytest -q -p no:cacheprovider tests || rc=$?
+if [ "$rc" = 5 ]; then
+  echo "pytest collected no tests: that is a failure"
+  exit 1
+fi
+exit "$rc"
