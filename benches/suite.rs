@@ -94,12 +94,7 @@ impl Cfg {
             }
         }
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let target_dir = std::env::current_exe()
-            .ok()
-            .and_then(|e| e.ancestors().nth(3).map(Path::to_path_buf))
-            .filter(|t| t.join("CACHEDIR.TAG").exists())
-            .unwrap_or_else(|| root.join("target"));
-        let dir = target_dir.join("bench");
+        let dir = bench_dir();
         let partial = quick || only.is_some();
         let (md, png) = if partial {
             let tag = if quick { "quick" } else { "partial" };
@@ -153,6 +148,17 @@ impl Cfg {
         fs::create_dir_all(&d).ctx(&format!("creating {}", d.display()))?;
         Ok(d)
     }
+}
+
+/// `target/bench/` of the target folder this binary was built in (local disk).
+fn bench_dir() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.ancestors().nth(3).map(Path::to_path_buf))
+        .filter(|t| t.join("CACHEDIR.TAG").exists())
+        .unwrap_or_else(|| root.join("target"))
+        .join("bench")
 }
 
 fn env_flag(name: &str) -> bool {
@@ -616,6 +622,7 @@ fn child_main(args: &[String]) -> i32 {
             Err(e) => Err(format!("bad SECS: {e}")),
         },
         [kind, poll, log, cmd @ ..] if kind == "rss" && !cmd.is_empty() => rss_child(poll == "1", Path::new(log), cmd),
+        [kind, what, rest @ ..] if kind == "profile" => profile_child(what, rest),
         _ => Err(format!("unknown child mode {args:?}")),
     };
     match r {
@@ -625,6 +632,44 @@ fn child_main(args: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// Child mode `profile WHAT [N] SECS`: one workload alone, for `perf`/`strace`:
+/// `append` (1 thread), `threads N`, `batch` (append_batch of 1000), `sqlite N` (raw
+/// rusqlite, N rows per transaction), `seed N` (seed durable design, N processes);
+/// `fill MIB DIR` leaves a spool of 4 journals in DIR (then profile `tributary drain`).
+fn profile_child(what: &str, rest: &[String]) -> R<()> {
+    let num = |i: usize| -> R<f64> {
+        rest.get(i).ok_or_else(|| format!("profile {what}: missing argument {i}"))?.parse::<f64>().ctx("a number")
+    };
+    if what == "fill" {
+        // `profile fill MIB DIR`: leave a 4-journal spool in DIR, to profile a drain of it.
+        let spool = PathBuf::from(rest.get(1).ok_or("profile fill MIB DIR: missing DIR")?);
+        fs::create_dir_all(&spool).ctx("creating the spool")?;
+        let t = fill_spool(&spool, 4, num(0)? as u64 * MIB)?;
+        println!("filled {} with {} MiB in {:.2}s", spool.display(), num(0)?, t.as_secs_f64());
+        return Ok(());
+    }
+    let dir = bench_dir().join(format!("profile-{}", std::process::id()));
+    fs::create_dir_all(&dir).ctx("creating the profile folder")?;
+    let run = match what {
+        "append" => journal_threads(&dir.join("p.journal"), 1, num(0)?),
+        "threads" => journal_threads(&dir.join("p.journal"), num(0)? as usize, num(1)?),
+        "batch" => journal_batches(&dir.join("p.journal"), num(0)?, 1000),
+        "sqlite" => sqlite_rows(&dir.join("p.db"), num(1)?, num(0)? as usize),
+        "seed" => seed_procs(&dir.join("seed.log"), num(0)? as usize, num(1)?, true),
+        _ => Err(format!("unknown profile workload `{what}` (append, threads, batch, sqlite, seed)")),
+    };
+    let _ = fs::remove_dir_all(&dir);
+    let run = run?;
+    println!(
+        "{what}: {} lines in {:.2}s = {}, p99 {}",
+        run.lines,
+        run.secs,
+        fmt_rate(run.rate(), "lines"),
+        fmt_ms(run.p99_ms())
+    );
+    Ok(())
 }
 
 fn seed_child(file: &Path, secs: f64, durable: bool) -> R<()> {
@@ -1497,7 +1542,8 @@ fn machine(cfg: &Cfg) -> Vec<(String, String)> {
         .map(|kib| format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0))
         .unwrap_or_else(|| "?".into());
     let dir = cfg.dir.to_string_lossy().to_string();
-    let fs_type = sh("findmnt", &["-n", "-o", "FSTYPE,SOURCE", "-T", &dir]);
+    let fs_type =
+        sh("findmnt", &["-n", "-o", "FSTYPE,SOURCE", "-T", &dir]).split_whitespace().collect::<Vec<_>>().join(" on ");
     let root = cfg.root.to_string_lossy().to_string();
     let head = sh("git", &["-C", &root, "rev-parse", "--short", "HEAD"]);
     let dirty = sh("git", &["-C", &root, "status", "--porcelain", "--", "src", "Cargo.toml"]);
