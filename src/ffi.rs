@@ -269,6 +269,7 @@ impl HandleBox for ErrorBox {
 }
 
 /// A failed call, before it is handed to C.
+#[derive(Debug)]
 struct Failure {
     code: c_int,
     message: String,

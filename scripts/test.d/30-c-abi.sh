@@ -28,6 +28,13 @@ if command -v "$CXX" >/dev/null; then
   "$CXX" -std=c++11 "${warn[@]}" -fsyntax-only -x c++ include/tributary.h
 fi
 
+# The C test must call every function the header declares.
+missing=0
+for fn in $(grep -oE '\btrib_[a-z_]+\(' include/tributary.h | tr -d '(' | sort -u); do
+  grep -q "\b$fn(" tests/c/test_tributary.c || { echo "tests/c/test_tributary.c never calls $fn"; missing=1; }
+done
+[ "$missing" = 0 ]
+
 "$CC" -std=c11 "${warn[@]}" -g -O1 -I include tests/c/test_tributary.c \
   -L "$lib" -Wl,-rpath,"$lib" -ltributary -lpthread -o "$out/test_tributary"
 

@@ -277,3 +277,22 @@ def test_tributary_lib_env_var_selects_the_library():
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(tributary.LIB_PATH)
+
+
+def test_every_header_function_has_a_ctypes_prototype():
+    """Each function of include/tributary.h has argtypes/restype declared (when the
+    tests run from the repository, where the header is)."""
+    import re
+
+    from tributary import _ffi
+
+    header = Path(__file__).resolve().parents[3] / "include" / "tributary.h"
+    if not header.is_file():
+        import pytest
+
+        pytest.skip("include/tributary.h not found next to these tests")
+    names = set(re.findall(r"^[a-z][\w ]*?\**\b(trib_\w+)\(", header.read_text(), re.M))
+    assert len(names) >= 25
+    for name in sorted(names):
+        fn = getattr(_ffi.lib, name)
+        assert fn.argtypes is not None, f"{name} has no argtypes"
