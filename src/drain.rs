@@ -8,16 +8,16 @@
 //! rows are deleted only after the manifest that covers them was durably committed.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::journal::{Journal, JournalId, JournalOptions, Taken, DEFAULT_MAX_LINE_BYTES};
 use crate::lock::TargetLock;
-use crate::manifest::{Manifest, Sidecar, Watermark};
+use crate::manifest::{generation_path, Manifest, RotatedGeneration, Sidecar, Watermark};
 use crate::{failpoint, fault, fscheck};
 
 /// Bytes written between two epoch checks while writing a round's batch.
@@ -39,6 +39,15 @@ pub struct CompactorOptions {
     pub max_line_bytes: usize,
     /// How journals are opened for draining (busy timeout, network-fs override).
     pub journal: JournalOptions,
+    /// Managed rotation: start a new generation once the current one holds at least
+    /// this many committed bytes (checked at the start of each round, so a generation
+    /// can exceed it by one round). The old one becomes `<target>.<generation>`.
+    pub rotate_bytes: Option<u64>,
+    /// Managed rotation by committed line count (either limit triggers it).
+    pub rotate_lines: Option<u64>,
+    /// Keep at most this many rotated generations; older ones are deleted. `None`
+    /// keeps them all.
+    pub retain_generations: Option<u64>,
 }
 
 impl Default for CompactorOptions {
@@ -49,6 +58,9 @@ impl Default for CompactorOptions {
             lock_timeout: Duration::from_secs(30),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             journal: JournalOptions::default(),
+            rotate_bytes: None,
+            rotate_lines: None,
+            retain_generations: None,
         }
     }
 }
@@ -73,6 +85,8 @@ pub struct DrainReport {
     pub bytes: u64,
     /// Bytes of an uncommitted tail (left by a crashed drain) that were truncated.
     pub repaired_tail_bytes: u64,
+    /// Generations rotated out (managed rotation), including completed interrupted ones.
+    pub rotations: u64,
     pub journals: Vec<JournalDrain>,
     /// The manifest epoch after the drain.
     pub epoch: u64,
@@ -84,6 +98,7 @@ impl DrainReport {
         self.lines += round.lines;
         self.bytes += round.bytes;
         self.repaired_tail_bytes += round.repaired_tail_bytes;
+        self.rotations += round.rotations;
         self.epoch = self.epoch.max(round.epoch);
         for j in round.journals {
             match self.journals.iter_mut().find(|x| x.journal_id == j.journal_id) {
@@ -191,20 +206,21 @@ impl Compactor {
         failpoint::hit("drain.locked");
 
         // Step 1: the manifest, read fresh now that the lock is held.
-        let manifest = match Manifest::read(&self.sidecar.manifest)? {
+        let mut manifest = match Manifest::read(&self.sidecar.manifest)? {
             Some(m) => m,
             None => self.initialize()?,
         };
         self.sidecar.remove_temp_files()?;
+        let mut report = DrainReport { epoch: manifest.epoch, ..DrainReport::default() };
+        // A rotation killed after renaming the target is completed before anything else.
+        if generation_path(&self.target, manifest.generation).exists() {
+            manifest = self.complete_rotation(&manifest)?;
+            report.rotations += 1;
+        }
 
         // Step 2: the target's size (fstat under the lock) against committed_len.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.target)
-            .map_err(|e| Error::io(format!("opening target {}", self.target.display()), e))?;
+        let mut file = self.open_target(&manifest)?;
         let size = file.metadata().map_err(|e| self.lost_or_io("fstat of the target", e))?.len();
-        let mut report = DrainReport { epoch: manifest.epoch, ..DrainReport::default() };
         if size < manifest.committed_len {
             return Err(Error::TargetTruncated {
                 target: self.target.clone(),
@@ -227,6 +243,13 @@ impl Compactor {
             report.repaired_tail_bytes = tail;
             failpoint::hit("drain.after_truncate");
         }
+        if self.rotation_due(&manifest) {
+            drop(file);
+            manifest = self.rotate(&manifest)?;
+            report.rotations += 1;
+            file = self.open_target(&manifest)?;
+        }
+        report.epoch = manifest.epoch;
 
         // Step 3 + 4: new lines of each journal, checked and bounded, streamed to the
         // target at committed_len (explicit offsets) in chunks, then one fdatasync.
@@ -394,6 +417,109 @@ impl Compactor {
             }
         }
         Ok(())
+    }
+
+    /// Open the target read-write. A missing target is only normal while nothing was
+    /// committed to this generation (then it is created); otherwise it was removed or
+    /// rotated behind tributary's back.
+    fn open_target(&self, m: &Manifest) -> Result<File> {
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true);
+        match opts.open(&self.target) {
+            Ok(f) => Ok(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && m.committed_len == 0 => {
+                let f = opts
+                    .create(true)
+                    .truncate(false)
+                    .open(&self.target)
+                    .map_err(|e| Error::io(format!("creating target {}", self.target.display()), e))?;
+                crate::manifest::sync_dir(&fscheck::parent_dir(&self.target))?;
+                Ok(f)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::TargetTruncated { target: self.target.clone(), len: 0, committed_len: m.committed_len })
+            }
+            Err(e) => Err(Error::io(format!("opening target {}", self.target.display()), e)),
+        }
+    }
+
+    fn rotation_due(&self, m: &Manifest) -> bool {
+        m.committed_len > 0
+            && (self.opts.rotate_bytes.is_some_and(|b| m.committed_len >= b)
+                || self.opts.rotate_lines.is_some_and(|l| m.committed_lines >= l))
+    }
+
+    /// Managed rotation, under the lock, after the tail repair (so the target holds
+    /// exactly the committed bytes): rename the target to `<target>.<generation>`, then
+    /// [`Compactor::complete_rotation`]. A crash after the rename is completed by the
+    /// next round (step 1 finds `<target>.<generation>`); before it, nothing happened.
+    fn rotate(&self, m: &Manifest) -> Result<Manifest> {
+        let rotated = generation_path(&self.target, m.generation);
+        fs::rename(&self.target, &rotated)
+            .map_err(|e| Error::io(format!("renaming {} to {}", self.target.display(), rotated.display()), e))?;
+        failpoint::hit("rotate.after_rename");
+        self.complete_rotation(m)
+    }
+
+    /// The rest of a rotation whose rename is done: create the new empty target,
+    /// commit a manifest for the next generation (watermarks carry over, so
+    /// exactly-once holds across the rotation), then apply the retention setting.
+    /// Idempotent: every step can be redone after a crash.
+    fn complete_rotation(&self, m: &Manifest) -> Result<Manifest> {
+        let g = m.generation;
+        let rotated = generation_path(&self.target, g);
+        let len = fs::metadata(&rotated).map_err(|e| Error::io(format!("inspecting {}", rotated.display()), e))?.len();
+        if len != m.committed_len {
+            return Err(Error::TornTarget {
+                target: rotated,
+                detail: format!(
+                    "a rotation of generation {g} was interrupted, but the renamed file has {len} bytes where \
+                     {} were committed",
+                    m.committed_len
+                ),
+            });
+        }
+        match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&self.target) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let now = fs::metadata(&self.target).map(|md| md.len()).unwrap_or(0);
+                if now != 0 {
+                    return Err(Error::UnexpectedTail {
+                        target: self.target.clone(),
+                        tail_bytes: now,
+                        max_round_bytes: 0,
+                    });
+                }
+            }
+            Err(e) => return Err(Error::io(format!("creating the new target {}", self.target.display()), e)),
+        }
+        crate::manifest::sync_dir(&fscheck::parent_dir(&self.target))?;
+        failpoint::hit("rotate.after_create");
+        let mut next = m.clone();
+        next.epoch += 1;
+        next.generation = g + 1;
+        next.rotated
+            .insert(g, RotatedGeneration { len: m.committed_len, lines: m.committed_lines, crc: m.committed_crc });
+        next.committed_len = 0;
+        next.committed_lines = 0;
+        next.committed_crc = 0;
+        if let Some(keep) = self.opts.retain_generations {
+            while next.rotated.len() as u64 > keep {
+                next.rotated.pop_first();
+            }
+        }
+        next.commit(&self.sidecar, Some(m.epoch), &self.target)?;
+        failpoint::hit("rotate.after_commit");
+        // Delete generations no longer kept (also ones a crash left behind before).
+        let oldest_kept = next.rotated.keys().next().copied().unwrap_or(next.generation);
+        for old in 1..oldest_kept {
+            match fs::remove_file(generation_path(&self.target, old)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("removing generation {old} (retention)"), e)),
+            }
+        }
+        Ok(next)
     }
 
     /// Step 7 for journals whose record lags the committed watermark (a compactor died

@@ -223,9 +223,10 @@ impl fmt::Display for Error {
             ),
             Error::TargetTruncated { target, len, committed_len } => write!(
                 f,
-                "target truncated: {} is {len} bytes but {committed_len} bytes were committed; someone truncated \
-                 or replaced it behind tributary's back (logrotate copytruncate?). Nothing was touched: restore \
-                 the file",
+                "target truncated: {} is {len} bytes but {committed_len} bytes were committed; someone truncated, \
+                 removed or replaced it behind tributary's back (logrotate copytruncate or create?). Nothing was \
+                 touched: restore the file. To rotate a tributary target, use managed rotation instead \
+                 (compact --rotate-bytes / CompactorOptions::rotate_bytes)",
                 target.display()
             ),
             Error::UnexpectedTail { target, tail_bytes, max_round_bytes } => write!(

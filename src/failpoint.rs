@@ -19,6 +19,9 @@ pub const POINTS: &[&str] = &[
     "drain.after_rename",
     "drain.after_unlock",
     "drain.mid_record",
+    "rotate.after_rename",
+    "rotate.after_create",
+    "rotate.after_commit",
     "journal.before_commit",
     "journal.after_commit",
 ];

@@ -8,13 +8,17 @@ use std::path::{Path, PathBuf};
 use crate::drain::scan;
 use crate::error::{Error, Result};
 use crate::journal::{Backlog, Journal, JournalId, JournalOptions};
-use crate::manifest::{Manifest, Sidecar};
+use crate::manifest::{generation_path, Manifest, Sidecar};
 
 /// The outcome of [`verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
     pub target: PathBuf,
     pub epoch: u64,
+    /// The target's current generation.
+    pub generation: u64,
+    /// Rotated generations still kept that were checked too.
+    pub rotated_generations: u64,
     pub committed_len: u64,
     pub committed_lines: u64,
     /// The target's length now.
@@ -49,12 +53,36 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
     let mut report = VerifyReport {
         target: target.to_path_buf(),
         epoch: m.epoch,
+        generation: m.generation,
+        rotated_generations: m.rotated.len() as u64,
         committed_len: m.committed_len,
         committed_lines: m.committed_lines,
         target_len,
         uncommitted_tail_bytes: target_len.saturating_sub(m.committed_len),
         problems: Vec::new(),
     };
+    for (g, r) in &m.rotated {
+        let path = generation_path(target, *g);
+        match File::open(&path) {
+            Err(e) => {
+                report.problems.push(format!("generation {g} ({}) is listed but cannot be read: {e}", path.display()))
+            }
+            Ok(mut f) => {
+                let (len, lines, crc) =
+                    scan(&mut f, u64::MAX).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                if (len, lines, crc) != (r.len, r.lines, r.crc) {
+                    report.problems.push(format!(
+                        "generation {g} ({}) has {len} bytes, {lines} lines, CRC {crc:08x}; the manifest recorded \
+                         {} bytes, {} lines, CRC {:08x}",
+                        path.display(),
+                        r.len,
+                        r.lines,
+                        r.crc
+                    ));
+                }
+            }
+        }
+    }
     if target_len < m.committed_len {
         report.problems.push(format!(
             "the target is {target_len} bytes, shorter than the {} committed bytes: it was truncated behind \

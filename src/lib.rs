@@ -42,8 +42,8 @@ pub use journal::{
     DEFAULT_MAX_LINE_BYTES,
 };
 pub use lock::TargetLock;
-pub use manifest::{Manifest, Sidecar, Watermark};
-pub use reader::Reader;
+pub use manifest::{generation_path, Manifest, RotatedGeneration, Sidecar, Watermark};
+pub use reader::{Cursor, CursorStore, Reader};
 
 /// The crate version, also reported through the C ABI.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 use tributary::{
-    spool_journals, status, validate_line, verify, Compactor, CompactorOptions, Durability, Error, ErrorKind, Journal,
-    JournalOptions, Reader,
+    spool_journals, status, validate_line, verify, Compactor, CompactorOptions, Cursor, CursorStore, Durability, Error,
+    ErrorKind, Journal, JournalOptions, Reader,
 };
 
 #[derive(Parser)]
@@ -105,6 +105,16 @@ struct CompactorFlags {
     /// Accept journals on a network filesystem (only if it is really host-local).
     #[arg(long)]
     allow_network_fs: bool,
+    /// Managed rotation: start a new generation of the target once it holds this many
+    /// committed bytes; the old one is renamed to <target>.<generation>.
+    #[arg(long)]
+    rotate_bytes: Option<u64>,
+    /// Managed rotation by committed line count.
+    #[arg(long)]
+    rotate_lines: Option<u64>,
+    /// Keep only this many rotated generations (older ones are deleted).
+    #[arg(long)]
+    retain: Option<u64>,
 }
 
 impl CompactorFlags {
@@ -117,6 +127,9 @@ impl CompactorFlags {
                 lock_timeout: Duration::from_millis(self.lock_timeout_ms),
                 max_line_bytes: self.max_line_bytes,
                 journal: JournalOptions { allow_network_fs: self.allow_network_fs, ..JournalOptions::default() },
+                rotate_bytes: self.rotate_bytes,
+                rotate_lines: self.rotate_lines,
+                retain_generations: self.retain,
             },
         )
     }
@@ -170,15 +183,36 @@ struct TargetArg {
 struct TailArgs {
     #[arg(long)]
     target: PathBuf,
-    /// Byte offset to start from (0, or the start of a line).
-    #[arg(long, default_value_t = 0)]
+    /// Byte offset in the current generation to start from (0, or the start of a line).
+    #[arg(long, default_value_t = 0, conflicts_with_all = ["cursor", "all"])]
     from: u64,
+    /// A cursor GENERATION:OFFSET kept from an earlier read (survives rotations).
+    #[arg(long, value_parser = parse_cursor, conflicts_with = "all")]
+    cursor: Option<Cursor>,
+    /// Start at the oldest generation still kept (managed rotation), not the current one.
+    #[arg(long)]
+    all: bool,
+    /// Keep a durable cursor in this local SQLite file (with --name): start where the
+    /// last run committed, and commit after printed lines are flushed (at-least-once).
+    #[arg(long, requires = "name")]
+    cursor_store: Option<PathBuf>,
+    /// The cursor's name in --cursor-store.
+    #[arg(long, requires = "cursor_store")]
+    name: Option<String>,
     /// Keep waiting for newly committed lines until SIGINT/SIGTERM.
     #[arg(long)]
     follow: bool,
     /// How often --follow polls the manifest, in milliseconds.
     #[arg(long, default_value_t = 200)]
     poll_ms: u64,
+}
+
+fn parse_cursor(s: &str) -> Result<Cursor, String> {
+    let (g, o) = s.split_once(':').ok_or("expected GENERATION:OFFSET")?;
+    Ok(Cursor {
+        generation: g.parse().map_err(|_| format!("bad generation `{g}`"))?,
+        offset: o.parse().map_err(|_| format!("bad offset `{o}`"))?,
+    })
 }
 
 fn main() -> ExitCode {
@@ -280,6 +314,9 @@ fn cmd_drain(a: DrainArgs) -> CmdResult {
     let compactor = a.flags.compactor(&a.target)?;
     let paths = journal_paths(a.journal, a.spool.as_deref())?;
     let r = compactor.drain_paths(&paths)?;
+    if r.rotations > 0 {
+        println!("rotated {} generation(s) out of {}", r.rotations, a.target.display());
+    }
     println!(
         "drained {} line(s), {} byte(s) from {} journal(s) into {} in {} round(s); epoch {}{}",
         r.lines,
@@ -359,6 +396,15 @@ fn cmd_status(a: StatusArgs) -> CmdResult {
             let len = s.target_len.unwrap_or(0);
             println!("  target_id: {}", m.target_id);
             println!("  epoch: {}", m.epoch);
+            println!("  generation: {}", m.generation);
+            for (g, r) in &m.rotated {
+                println!(
+                    "    rotated generation {g}: {} ({} bytes, {} lines)",
+                    tributary::generation_path(&s.target, *g).display(),
+                    r.len,
+                    r.lines
+                );
+            }
             println!(
                 "  committed: {} bytes, {} lines, crc {:08x}",
                 m.committed_len, m.committed_lines, m.committed_crc
@@ -397,11 +443,17 @@ fn cmd_verify(a: TargetArg) -> CmdResult {
         return Ok(ExitCode::FAILURE);
     }
     println!(
-        "ok: {} matches its manifest (epoch {}): {} committed bytes, {} lines, CRC matches",
+        "ok: {} matches its manifest (epoch {}, generation {}): {} committed bytes, {} lines, CRC matches{}",
         a.target.display(),
         r.epoch,
+        r.generation,
         r.committed_len,
-        r.committed_lines
+        r.committed_lines,
+        if r.rotated_generations > 0 {
+            format!("; {} rotated generation(s) match too", r.rotated_generations)
+        } else {
+            String::new()
+        }
     );
     if r.uncommitted_tail_bytes > 0 {
         println!(
@@ -415,12 +467,36 @@ fn cmd_verify(a: TargetArg) -> CmdResult {
 
 fn cmd_tail(a: TailArgs) -> CmdResult {
     tributary::sys::install_stop_handlers();
-    let mut reader = Reader::open(&a.target, a.from)?;
+    let store = match (&a.cursor_store, &a.name) {
+        (Some(p), Some(n)) => Some((CursorStore::open(p)?, n.clone())),
+        _ => None,
+    };
+    let stored = match &store {
+        Some((st, name)) => st.get(name)?,
+        None => None,
+    };
+    let mut reader = match (stored, a.cursor, a.all) {
+        (Some(c), _, _) => Reader::open_at(&a.target, c)?,
+        (None, Some(c), _) => Reader::open_at(&a.target, c)?,
+        (None, None, true) => Reader::open_at(&a.target, Cursor::START)?,
+        (None, None, false) if store.is_some() => Reader::open_at(&a.target, Cursor::START)?,
+        (None, None, false) => Reader::open(&a.target, a.from)?,
+    };
     let mut out = BufWriter::new(io::stdout().lock());
     let poll = Duration::from_millis(a.poll_ms.max(1));
-    let write = |out: &mut BufWriter<_>, line: &[u8]| -> io::Result<()> {
-        out.write_all(line)?;
-        out.write_all(b"\n")
+    let mut unflushed = 0usize;
+    // Flush stdout, then (only then) commit the cursor: a crash in between replays
+    // lines (at-least-once), never skips them.
+    let checkpoint = |out: &mut BufWriter<_>, reader: &Reader| -> Result<bool, Error> {
+        match out.flush() {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(false),
+            Err(e) => return Err(stdout_err(e)),
+            Ok(()) => {}
+        }
+        if let Some((st, name)) = &store {
+            st.commit(name, reader.cursor())?;
+        }
+        Ok(true)
     };
     loop {
         if a.follow && tributary::sys::stop_requested() {
@@ -428,21 +504,33 @@ fn cmd_tail(a: TailArgs) -> CmdResult {
         }
         let line =
             if a.follow { reader.next_line_wait(poll, Duration::from_millis(500))? } else { reader.next_line()? };
-        let res = match &line {
-            Some(l) => write(&mut out, l),
-            None => out.flush(),
-        };
-        match res {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
-            Err(e) => return Err(stdout_err(e)),
-        }
-        if line.is_none() && (!a.follow || tributary::sys::stop_requested()) {
-            break;
+        match &line {
+            Some(l) => {
+                let res = out.write_all(l).and_then(|_| out.write_all(b"\n"));
+                match res {
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+                    Err(e) => return Err(stdout_err(e)),
+                    Ok(()) => {}
+                }
+                unflushed += 1;
+                if unflushed >= 1000 {
+                    unflushed = 0;
+                    if !checkpoint(&mut out, &reader)? {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+            }
+            None => {
+                unflushed = 0;
+                if !checkpoint(&mut out, &reader)? {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if !a.follow || tributary::sys::stop_requested() {
+                    break;
+                }
+            }
         }
     }
-    match out.flush() {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(stdout_err(e)),
-        _ => Ok(ExitCode::SUCCESS),
-    }
+    checkpoint(&mut out, &reader)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -9,9 +9,11 @@
 //! tributary-manifest 1
 //! target_id 6f1c...e2
 //! epoch 42
+//! generation 3
 //! committed_len 123456
 //! committed_lines 1000
 //! committed_crc 1a2b3c4d
+//! rotated <generation> <len> <lines> <crc>      (one per older generation kept)
 //! watermark <journal_id> <last_seq> <crc of the line at last_seq>
 //! crc 89abcdef
 //! ```
@@ -48,11 +50,25 @@ pub struct Manifest {
     pub target_id: String,
     /// Bumped on every commit.
     pub epoch: u64,
+    /// The target file's generation (1 for a target never rotated); managed rotation
+    /// renames the target to `<target>.<generation>` and starts the next one.
+    pub generation: u64,
+    /// The length, line count and CRC of the target's current generation.
     pub committed_len: u64,
     pub committed_lines: u64,
     /// CRC32 of the first `committed_len` bytes of the target.
     pub committed_crc: u32,
     pub watermarks: BTreeMap<JournalId, Watermark>,
+    /// Older generations still kept (`<target>.<generation>`), by generation.
+    pub rotated: BTreeMap<u64, RotatedGeneration>,
+}
+
+/// What the manifest remembers of a rotated generation (for readers and `verify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotatedGeneration {
+    pub len: u64,
+    pub lines: u64,
+    pub crc: u32,
 }
 
 /// The paths of a target's sidecar folder (`<target>.tributary/`).
@@ -135,6 +151,13 @@ impl Sidecar {
     }
 }
 
+/// The file a rotated generation of `target` lives in: `<target>.<generation>`.
+pub fn generation_path(target: &Path, generation: u64) -> PathBuf {
+    let mut name = target.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".{generation}"));
+    target.with_file_name(name)
+}
+
 /// fsync a folder, so a rename or a new entry in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     fault::check("sidecar fsync").map_err(|e| Error::io(format!("fsync of folder {}", dir.display()), e))?;
@@ -148,18 +171,24 @@ impl Manifest {
         Ok(Manifest {
             target_id: JournalId::random()?.to_hex(),
             epoch: 1,
+            generation: 1,
             committed_len: len,
             committed_lines: lines,
             committed_crc: crc,
             watermarks: BTreeMap::new(),
+            rotated: BTreeMap::new(),
         })
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut s = format!(
-            "{MAGIC} {VERSION}\ntarget_id {}\nepoch {}\ncommitted_len {}\ncommitted_lines {}\ncommitted_crc {:08x}\n",
-            self.target_id, self.epoch, self.committed_len, self.committed_lines, self.committed_crc
+            "{MAGIC} {VERSION}\ntarget_id {}\nepoch {}\ngeneration {}\ncommitted_len {}\ncommitted_lines {}\n\
+             committed_crc {:08x}\n",
+            self.target_id, self.epoch, self.generation, self.committed_len, self.committed_lines, self.committed_crc
         );
+        for (g, r) in &self.rotated {
+            s.push_str(&format!("rotated {g} {} {} {:08x}\n", r.len, r.lines, r.crc));
+        }
         for w in self.watermarks.values() {
             s.push_str(&format!("watermark {} {} {:08x}\n", w.journal_id, w.last_seq, w.crc));
         }
@@ -195,9 +224,26 @@ impl Manifest {
         }
         let mut fields: BTreeMap<&str, &str> = BTreeMap::new();
         let mut watermarks = BTreeMap::new();
+        let mut rotated = BTreeMap::new();
         for line in lines {
             let (key, value) = line.split_once(' ').ok_or_else(|| bad(format!("malformed line `{line}`")))?;
-            if key == "watermark" {
+            if key == "rotated" {
+                let parts: Vec<&str> = value.split(' ').collect();
+                let (g, r) = match parts.as_slice() {
+                    [g, len, lines, crc] => (
+                        g.parse::<u64>().map_err(|_| bad(format!("bad generation in `{line}`")))?,
+                        RotatedGeneration {
+                            len: len.parse().map_err(|_| bad(format!("bad length in `{line}`")))?,
+                            lines: lines.parse().map_err(|_| bad(format!("bad line count in `{line}`")))?,
+                            crc: parse_crc(crc).ok_or_else(|| bad(format!("bad crc in `{line}`")))?,
+                        },
+                    ),
+                    _ => return Err(bad(format!("malformed rotated generation `{line}`"))),
+                };
+                if rotated.insert(g, r).is_some() {
+                    return Err(bad(format!("generation {g} listed twice")));
+                }
+            } else if key == "watermark" {
                 let parts: Vec<&str> = value.split(' ').collect();
                 let w = match parts.as_slice() {
                     [id, seq, crc] => Watermark {
@@ -222,6 +268,7 @@ impl Manifest {
         }
         let num = |k: &str, v: &str| v.parse::<u64>().map_err(|_| bad(format!("field `{k}` is not a number")));
         let epoch = num("epoch", take("epoch")?)?;
+        let generation = num("generation", take("generation")?)?;
         let committed_len = num("committed_len", take("committed_len")?)?;
         let committed_lines = num("committed_lines", take("committed_lines")?)?;
         let committed_crc = parse_crc(take("committed_crc")?).ok_or_else(|| bad("bad committed_crc".into()))?;
@@ -231,7 +278,19 @@ impl Manifest {
         if committed_lines > committed_len {
             return Err(bad("more committed lines than committed bytes".into()));
         }
-        Ok(Manifest { target_id, epoch, committed_len, committed_lines, committed_crc, watermarks })
+        if generation == 0 || rotated.keys().any(|g| *g >= generation) {
+            return Err(bad(format!("generation {generation} does not follow the rotated generations")));
+        }
+        Ok(Manifest {
+            target_id,
+            epoch,
+            generation,
+            committed_len,
+            committed_lines,
+            committed_crc,
+            watermarks,
+            rotated,
+        })
     }
 
     /// Read the manifest at `path` with a fresh open (NFS close-to-open); `None` if
@@ -312,6 +371,9 @@ mod tests {
         let mut m = Manifest::new_adopting(10, 2, 0xdead_beef).unwrap();
         let id = JournalId([7; 16]);
         m.watermarks.insert(id, Watermark { journal_id: id, last_seq: 5, crc: 0x0102_0304 });
+        m.generation = 4;
+        m.rotated.insert(2, RotatedGeneration { len: 100, lines: 3, crc: 0xabcd_ef01 });
+        m.rotated.insert(3, RotatedGeneration { len: 7, lines: 1, crc: 0x1 });
         m
     }
 
