@@ -259,3 +259,20 @@ fn a_reader_process_killed_at_random_resumes_from_its_durable_cursor() {
     let out = cli(&args);
     assert!(out.status.success() && out.stdout.is_empty());
 }
+
+#[test]
+fn cursor_store_keeps_named_cursors_durably() {
+    let d = tmp();
+    let p = d.path().join("cursors.db");
+    let st = CursorStore::open(&p).unwrap();
+    assert_eq!(st.get("a").unwrap(), None);
+    st.commit("a", Cursor { generation: 3, offset: 120 }).unwrap();
+    st.commit("b", Cursor { generation: 1, offset: 0 }).unwrap();
+    st.commit("a", Cursor { generation: 4, offset: 10 }).unwrap();
+    drop(st);
+    let st = CursorStore::open(&p).unwrap();
+    assert_eq!(st.get("a").unwrap(), Some(Cursor { generation: 4, offset: 10 }));
+    assert_eq!(st.get("b").unwrap(), Some(Cursor { generation: 1, offset: 0 }));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+}
