@@ -311,9 +311,23 @@ impl Failure {
 
 type FfiResult<T> = std::result::Result<T, Failure>;
 
+/// The `err_out` parameter of a call: NULL, or writable storage for a `trib_error *`.
+#[derive(Clone, Copy)]
+struct ErrOut(*mut *mut trib_error);
+
+impl ErrOut {
+    /// # Safety
+    /// `p` must be NULL or point to writable storage for a `trib_error *` for the rest of
+    /// the call.
+    unsafe fn new(p: *mut *mut trib_error) -> ErrOut {
+        ErrOut(p)
+    }
+}
+
 /// Run `body` behind the panic boundary and turn its outcome into a result code,
 /// storing an error in `*err_out` (if `err_out` is not NULL) on failure.
-fn guard(err_out: *mut *mut trib_error, body: impl FnOnce() -> FfiResult<()>) -> c_int {
+fn guard(err_out: ErrOut, body: impl FnOnce() -> FfiResult<()>) -> c_int {
+    let err_out = err_out.0;
     let failure = match panic::catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => return TRIB_OK,
         Ok(Err(f)) => f,
@@ -328,8 +342,7 @@ fn guard(err_out: *mut *mut trib_error, body: impl FnOnce() -> FfiResult<()>) ->
             into_handle(ErrorBox { magic: ErrorBox::MAGIC, code, message, line_index: failure.line_index })
         }));
         if let Ok(err) = built {
-            // SAFETY: `err_out` is not NULL, and the caller promises it points to a
-            // writable `trib_error *` (documented on every function that takes it).
+            // SAFETY: not NULL, and writable: the invariant of `ErrOut` (see `ErrOut::new`).
             unsafe { err_out.write(err) };
         }
     }
@@ -545,6 +558,8 @@ pub extern "C" fn trib_abi_version() -> u32 {
 /// `err_out` must be NULL or point to writable storage for a `trib_error *`.
 #[no_mangle]
 pub unsafe extern "C" fn trib_debug_panic(err_out: *mut *mut trib_error) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
     guard(err_out, || panic!("trib_debug_panic was called"))
 }
 
@@ -704,6 +719,8 @@ pub unsafe extern "C" fn trib_journal_options_default(
     options_out: *mut trib_journal_options,
     err_out: *mut *mut trib_error,
 ) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
     guard(err_out, || {
         need(options_out, "options_out")?;
         // SAFETY: not NULL, writable per the caller's contract.
@@ -725,6 +742,8 @@ pub unsafe extern "C" fn trib_journal_open(
     journal_out: *mut *mut trib_journal,
     err_out: *mut *mut trib_error,
 ) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
     guard(err_out, || {
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let path = unsafe { path_arg(path, "path") }?;
@@ -769,6 +788,8 @@ pub unsafe extern "C" fn trib_journal_append(
     seq_out: *mut u64,
     err_out: *mut *mut trib_error,
 ) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
     guard(err_out, || {
         // SAFETY: NULL or a live handle per the caller's contract.
         let j = unsafe { journal_ref(journal) }?;
@@ -800,6 +821,8 @@ pub unsafe extern "C" fn trib_journal_append_batch(
     first_seq_out: *mut u64,
     err_out: *mut *mut trib_error,
 ) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
     guard(err_out, || {
         // SAFETY: NULL or a live handle per the caller's contract.
         let j = unsafe { journal_ref(journal) }?;
@@ -839,6 +862,8 @@ pub unsafe extern "C" fn trib_journal_append_keyed(
     seq_out: *mut u64,
     err_out: *mut *mut trib_error,
 ) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
     guard(err_out, || {
         // SAFETY: NULL or a live handle per the caller's contract.
         let j = unsafe { journal_ref(journal) }?;
@@ -865,6 +890,8 @@ pub unsafe extern "C" fn trib_journal_backlog(
     backlog_out: *mut trib_backlog,
     err_out: *mut *mut trib_error,
 ) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
     guard(err_out, || {
         // SAFETY: NULL or a live handle per the caller's contract.
         let j = unsafe { journal_ref(journal) }?;
@@ -889,6 +916,8 @@ pub unsafe extern "C" fn trib_journal_id(
     buf_len: usize,
     err_out: *mut *mut trib_error,
 ) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
     guard(err_out, || {
         // SAFETY: NULL or a live handle per the caller's contract.
         let j = unsafe { journal_ref(journal) }?;
@@ -1002,6 +1031,8 @@ pub unsafe extern "C" fn trib_drain(
     report_out: *mut trib_drain_report,
     err_out: *mut *mut trib_error,
 ) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
     guard(err_out, || {
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let target = unsafe { path_arg(target, "target") }?;
@@ -1055,6 +1086,8 @@ pub unsafe extern "C" fn trib_compactor_options_default(
     options_out: *mut trib_compactor_options,
     err_out: *mut *mut trib_error,
 ) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
     guard(err_out, || {
         need(options_out, "options_out")?;
         // SAFETY: not NULL, writable per the caller's contract.
@@ -1106,6 +1139,8 @@ pub unsafe extern "C" fn trib_verify(
     report_out: *mut trib_verify_report,
     err_out: *mut *mut trib_error,
 ) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
     guard(err_out, || {
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let target = unsafe { path_arg(target, "target") }?;
@@ -1249,6 +1284,8 @@ pub unsafe extern "C" fn trib_status(
     report_out: *mut *mut trib_status_report,
     err_out: *mut *mut trib_error,
 ) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
     guard(err_out, || {
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let target = unsafe { path_arg(target, "target") }?;
@@ -1278,6 +1315,8 @@ pub unsafe extern "C" fn trib_status_report_summary(
     summary_out: *mut trib_status_summary,
     err_out: *mut *mut trib_error,
 ) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
     guard(err_out, || {
         // SAFETY: NULL or a live report per the caller's contract.
         let r = unsafe { status_ref(report) }?;
@@ -1313,6 +1352,8 @@ pub unsafe extern "C" fn trib_status_report_watermark(
     watermark_out: *mut trib_watermark,
     err_out: *mut *mut trib_error,
 ) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
     guard(err_out, || {
         // SAFETY: NULL or a live report per the caller's contract.
         let r = unsafe { status_ref(report) }?;
@@ -1342,6 +1383,8 @@ pub unsafe extern "C" fn trib_status_report_journal(
     journal_out: *mut trib_journal_status,
     err_out: *mut *mut trib_error,
 ) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
     guard(err_out, || {
         // SAFETY: NULL or a live report per the caller's contract.
         let r = unsafe { status_ref(report) }?;
@@ -1436,6 +1479,8 @@ pub unsafe extern "C" fn trib_reader_open(
     reader_out: *mut *mut trib_reader,
     err_out: *mut *mut trib_error,
 ) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
     guard(err_out, || {
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let target = unsafe { path_arg(target, "target") }?;
@@ -1475,6 +1520,8 @@ pub unsafe extern "C" fn trib_reader_next(
     len_out: *mut usize,
     err_out: *mut *mut trib_error,
 ) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
     guard(err_out, || {
         // SAFETY: NULL or a live reader used by this thread only, per the caller's contract.
         let r = unsafe { reader_mut(reader) }?;
@@ -1529,6 +1576,8 @@ pub unsafe extern "C" fn trib_reader_offset(
     offset_out: *mut u64,
     err_out: *mut *mut trib_error,
 ) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
     guard(err_out, || {
         // SAFETY: NULL or a live reader per the caller's contract.
         let r = unsafe { reader_ref(reader) }?;
