@@ -1,0 +1,225 @@
+package tributary
+
+/*
+#include <stdlib.h>
+#include "tributary.h"
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+	"unsafe"
+)
+
+// DrainOptions say which journals Drain moves into the target, and how. Give either
+// Journals or Spool, not both; with neither, Drain only creates (or repairs) the
+// target and its manifest. A zero field keeps its default.
+type DrainOptions struct {
+	// Journals are journal paths. A path that does not exist yet is created empty.
+	Journals []string
+	// Spool is a folder of journals: every *.journal file directly in it.
+	Spool string
+
+	// LockTimeout is how long to wait for the target's lock (default 30 s). A
+	// deadline on Drain's context shortens it.
+	LockTimeout time.Duration
+	// MaxRoundBytes is the most one round writes (default 64 MiB); also the longest
+	// uncommitted tail a round repairs.
+	MaxRoundBytes uint64
+	// MaxRoundTime stops reading lines into a round after this long (default 2 s).
+	MaxRoundTime time.Duration
+	// MaxLineBytes is the longest line any writer may append (default 1 MiB); it
+	// bounds a round too.
+	MaxLineBytes int
+	// JournalBusyTimeout is the SQLite busy timeout of the journals the drain
+	// opens (default 30 s).
+	JournalBusyTimeout time.Duration
+	// AllowNetworkFS accepts journals on a network filesystem.
+	AllowNetworkFS bool
+}
+
+func (o *DrainOptions) toC(op string) (C.trib_compactor_options, error) {
+	var c C.trib_compactor_options
+	var cerr *C.trib_error
+	if err := callError(op, C.trib_compactor_options_default(&c, &cerr), cerr); err != nil {
+		return c, err
+	}
+	var err error
+	if o.LockTimeout != 0 {
+		if c.lock_timeout_ms, err = millis(op, "LockTimeout", o.LockTimeout); err != nil {
+			return c, err
+		}
+	}
+	if o.MaxRoundBytes != 0 {
+		c.max_round_bytes = C.uint64_t(o.MaxRoundBytes)
+	}
+	if o.MaxRoundTime != 0 {
+		if c.max_round_time_ms, err = millis(op, "MaxRoundTime", o.MaxRoundTime); err != nil {
+			return c, err
+		}
+	}
+	if o.MaxLineBytes < 0 {
+		return c, argError(op, fmt.Sprintf("MaxLineBytes is negative (%d)", o.MaxLineBytes))
+	}
+	if o.MaxLineBytes > 0 {
+		c.max_line_bytes = C.size_t(o.MaxLineBytes)
+	}
+	if o.JournalBusyTimeout != 0 {
+		if c.journal_busy_timeout_ms, err = millis(op, "JournalBusyTimeout", o.JournalBusyTimeout); err != nil {
+			return c, err
+		}
+	}
+	c.allow_network_fs = C.bool(o.AllowNetworkFS)
+	return c, nil
+}
+
+// DrainReport says what a Drain did.
+type DrainReport struct {
+	Rounds uint64 // rounds that committed something
+	Lines  uint64 // lines committed to the target
+	Bytes  uint64 // their bytes, with their '\n's
+	// RepairedTailBytes is the length of an uncommitted tail, left by a crashed
+	// drain, that was truncated before writing.
+	RepairedTailBytes uint64
+	Epoch             uint64 // the manifest's epoch afterwards
+	Journals          int    // how many journals contributed lines
+}
+
+// Drain moves the lines that the journals hold when it starts into the target,
+// exactly once, and returns what it did. It works in bounded rounds (see
+// DrainOptions), each under the target's lock, released between rounds so other
+// compactors get turns. Many goroutines and processes, on one host or several, may
+// drain into the same target at once: they take turns on the lock.
+//
+// Cancellation. ctx is checked before anything starts: a Drain whose ctx is
+// already done does nothing and returns ctx.Err(). A deadline on ctx bounds the wait
+// for the target's lock (the shorter of it and opts.LockTimeout); a lock timeout
+// that the deadline cut short matches both ErrLockTimeout and
+// context.DeadlineExceeded. Once the lock is granted, the call runs to completion:
+// the library cannot be interrupted in the middle of a round, and a cancellation
+// that arrives then is not noticed. Each round is bounded by MaxRoundBytes and
+// MaxRoundTime; a Drain ends when the lines present at its start are committed. If
+// it returns nil, those lines are committed, even if ctx was cancelled meanwhile.
+// A cancelled Drain never leaves anything half-done: an interrupted round (only a
+// killed process can interrupt one) is repaired by the next drain.
+func Drain(ctx context.Context, target string, opts DrainOptions) (DrainReport, error) {
+	const op = "drain"
+	if err := ctx.Err(); err != nil {
+		return DrainReport{}, err
+	}
+	copts, err := opts.toC(op)
+	if err != nil {
+		return DrainReport{}, err
+	}
+	shortened := false
+	if deadline, ok := ctx.Deadline(); ok {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return DrainReport{}, context.DeadlineExceeded
+		}
+		// Round up so that a sub-millisecond remainder still tries the lock once.
+		ms := C.uint64_t((left + time.Millisecond - 1) / time.Millisecond)
+		if ms < copts.lock_timeout_ms {
+			copts.lock_timeout_ms = ms
+			shortened = true
+		}
+	}
+	ctarget, err := cString(op, "target", target)
+	if err != nil {
+		return DrainReport{}, err
+	}
+	defer C.free(unsafe.Pointer(ctarget))
+	var cspool *C.char
+	if opts.Spool != "" {
+		if cspool, err = cString(op, "spool", opts.Spool); err != nil {
+			return DrainReport{}, err
+		}
+		defer C.free(unsafe.Pointer(cspool))
+	}
+	// The path array and the paths live in C memory (a Go array of C pointers would
+	// do too, but this keeps every pointer C sees in C memory).
+	var paths **C.char
+	if n := len(opts.Journals); n > 0 {
+		paths = (**C.char)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+		arr := unsafe.Slice(paths, n)
+		defer func() {
+			for _, p := range arr {
+				C.free(unsafe.Pointer(p))
+			}
+			C.free(unsafe.Pointer(paths))
+		}()
+		for i, p := range opts.Journals {
+			if arr[i], err = cString(op, fmt.Sprintf("Journals[%d]", i), p); err != nil {
+				return DrainReport{}, err
+			}
+		}
+	}
+	var r C.trib_drain_report
+	var cerr *C.trib_error
+	rc := C.trib_drain(ctarget, paths, C.size_t(len(opts.Journals)), cspool, &copts, &r, &cerr)
+	if err := callError(op, rc, cerr); err != nil {
+		if shortened {
+			err = withDeadline(err)
+		}
+		return DrainReport{}, err
+	}
+	return DrainReport{
+		Rounds:            uint64(r.rounds),
+		Lines:             uint64(r.lines),
+		Bytes:             uint64(r.bytes),
+		RepairedTailBytes: uint64(r.repaired_tail_bytes),
+		Epoch:             uint64(r.epoch),
+		Journals:          int(r.journals),
+	}, nil
+}
+
+// CompactOptions configure Compact.
+type CompactOptions struct {
+	DrainOptions
+	// Interval is the pause after a drain that found nothing to move, or that
+	// could not get the lock (default 100 ms).
+	Interval time.Duration
+	// OnDrain, if set, is called (on Compact's goroutine) after every drain that
+	// committed lines.
+	OnDrain func(DrainReport)
+}
+
+// Compact drains into target for as long as ctx allows, like the `tributary
+// compact` daemon: it drains, pauses for opts.Interval when there was nothing to
+// move, and drains again. With opts.Spool, journals that appear in the spool later
+// are picked up. A lock timeout or a lost lock (another compactor is busy) is retried
+// after the pause; any other error stops Compact and is returned. Compact returns
+// nil once ctx is done; it notices that between drains (see Drain).
+func Compact(ctx context.Context, target string, opts CompactOptions) error {
+	interval := opts.Interval
+	if interval <= 0 {
+		interval = 100 * time.Millisecond
+	}
+	drainOpts := opts.DrainOptions
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		// Drain with a context that is not cancelled by ctx, so that a drain is
+		// never reported as "cancelled": Compact itself stops between drains.
+		r, err := Drain(context.WithoutCancel(ctx), target, drainOpts)
+		switch {
+		case err == nil && r.Lines > 0:
+			if opts.OnDrain != nil {
+				opts.OnDrain(r)
+			}
+			timer.Reset(0)
+		case err == nil, errors.Is(err, ErrLockTimeout), errors.Is(err, ErrLockLost):
+			timer.Reset(interval)
+		default:
+			return err
+		}
+	}
+}

@@ -1,0 +1,187 @@
+package tributary
+
+import (
+	"context"
+	"strconv"
+)
+
+// ErrorKind is the stable classification of a failure: one value per result code of
+// the C ABI (TRIB_E_*), and the same kinds the Rust crate, the CLI and the Python
+// package report.
+type ErrorKind int
+
+// The kinds of error. Their numeric values are the C ABI's result codes.
+const (
+	KindInvalidLine       ErrorKind = 1   // a line contains '\n' or is too long; nothing of the call was stored
+	KindInvalidArgument   ErrorKind = 2   // an unusable argument, option or offset; a closed handle
+	KindJournalFull       ErrorKind = 3   // the journal's backlog is at its maximum; nothing was stored
+	KindLockTimeout       ErrorKind = 4   // the target's lock was not granted in time
+	KindLockLost          ErrorKind = 5   // the lock was lost while held; the round committed nothing
+	KindCorruptManifest   ErrorKind = 6   // the target's manifest cannot be trusted
+	KindCorruptJournalRow ErrorKind = 7   // a journal row does not match its CRC, or is missing
+	KindTargetTruncated   ErrorKind = 8   // the target is shorter than its committed length
+	KindUnexpectedTail    ErrorKind = 9   // more uncommitted bytes than one drain round can write
+	KindTornTarget        ErrorKind = 10  // the target does not end with '\n' where it must
+	KindJournalRestored   ErrorKind = 11  // a journal was restored from an older copy, or cloned
+	KindJournalForeign    ErrorKind = 12  // a journal was drained into another target
+	KindUnsafeFilesystem  ErrorKind = 13  // a journal on a network filesystem, host-local locks, ...
+	KindNotAJournal       ErrorKind = 14  // the file is not a tributary journal
+	KindIO                ErrorKind = 15  // an operating-system I/O error
+	KindSQLite            ErrorKind = 16  // an SQLite error from a journal
+	KindPanic             ErrorKind = 100 // a bug inside the library, caught at the C boundary
+)
+
+var kindNames = map[ErrorKind]string{
+	KindInvalidLine:       "invalid_line",
+	KindInvalidArgument:   "invalid_argument",
+	KindJournalFull:       "journal_full",
+	KindLockTimeout:       "lock_timeout",
+	KindLockLost:          "lock_lost",
+	KindCorruptManifest:   "corrupt_manifest",
+	KindCorruptJournalRow: "corrupt_journal_row",
+	KindTargetTruncated:   "target_truncated",
+	KindUnexpectedTail:    "unexpected_tail",
+	KindTornTarget:        "torn_target",
+	KindJournalRestored:   "journal_restored",
+	KindJournalForeign:    "journal_foreign",
+	KindUnsafeFilesystem:  "unsafe_filesystem",
+	KindNotAJournal:       "not_a_journal",
+	KindIO:                "io",
+	KindSQLite:            "sqlite",
+	KindPanic:             "panic",
+}
+
+// String returns the kind's stable snake_case name ("journal_full", ...), the name
+// the CLI prints as "error [journal_full]".
+func (k ErrorKind) String() string {
+	if n, ok := kindNames[k]; ok {
+		return n
+	}
+	return "unknown(" + strconv.Itoa(int(k)) + ")"
+}
+
+// A sentinel is the value errors.Is matches for a kind (or a group of kinds).
+type sentinel struct{ text string }
+
+func (s *sentinel) Error() string { return "tributary: " + s.text }
+
+// Sentinel errors, one per kind, for errors.Is:
+//
+//	if errors.Is(err, tributary.ErrJournalFull) { ... drain, then retry ... }
+//
+// Every error this package returns for a failed call is an *Error (use errors.As
+// for its Kind and the library's message); it matches the sentinel of its kind, and
+// a corruption of either kind also matches ErrCorrupt.
+var (
+	ErrInvalidLine       error = &sentinel{"invalid line"}
+	ErrInvalidArgument   error = &sentinel{"invalid argument"}
+	ErrJournalFull       error = &sentinel{"journal full"}
+	ErrLockTimeout       error = &sentinel{"lock timeout"}
+	ErrLockLost          error = &sentinel{"lock lost"}
+	ErrCorruptManifest   error = &sentinel{"corrupt manifest"}
+	ErrCorruptJournalRow error = &sentinel{"corrupt journal row"}
+	ErrTargetTruncated   error = &sentinel{"target truncated"}
+	ErrUnexpectedTail    error = &sentinel{"unexpected tail"}
+	ErrTornTarget        error = &sentinel{"torn target"}
+	ErrJournalRestored   error = &sentinel{"journal restored"}
+	ErrJournalForeign    error = &sentinel{"journal foreign"}
+	ErrUnsafeFilesystem  error = &sentinel{"unsafe filesystem"}
+	ErrNotAJournal       error = &sentinel{"not a journal"}
+	ErrIO                error = &sentinel{"I/O error"}
+	ErrSQLite            error = &sentinel{"SQLite error"}
+	ErrPanic             error = &sentinel{"panic inside the library"}
+
+	// ErrCorrupt matches both ErrCorruptManifest and ErrCorruptJournalRow: stored
+	// data that tributary will not trust and will not silently repair.
+	ErrCorrupt error = &sentinel{"corrupt data"}
+
+	// ErrClosed matches a call on a Journal or Reader after its Close. Such an error
+	// is of kind KindInvalidArgument (a closed handle is an unusable argument in
+	// every front end), so it matches ErrInvalidArgument too.
+	ErrClosed error = &sentinel{"use of a closed handle"}
+)
+
+var kindSentinels = map[ErrorKind]error{
+	KindInvalidLine:       ErrInvalidLine,
+	KindInvalidArgument:   ErrInvalidArgument,
+	KindJournalFull:       ErrJournalFull,
+	KindLockTimeout:       ErrLockTimeout,
+	KindLockLost:          ErrLockLost,
+	KindCorruptManifest:   ErrCorruptManifest,
+	KindCorruptJournalRow: ErrCorruptJournalRow,
+	KindTargetTruncated:   ErrTargetTruncated,
+	KindUnexpectedTail:    ErrUnexpectedTail,
+	KindTornTarget:        ErrTornTarget,
+	KindJournalRestored:   ErrJournalRestored,
+	KindJournalForeign:    ErrJournalForeign,
+	KindUnsafeFilesystem:  ErrUnsafeFilesystem,
+	KindNotAJournal:       ErrNotAJournal,
+	KindIO:                ErrIO,
+	KindSQLite:            ErrSQLite,
+	KindPanic:             ErrPanic,
+}
+
+// Error is a failed call: which call (Op), the kind of failure and the library's
+// message, which says what happened and what to do.
+//
+//	var e *tributary.Error
+//	if errors.As(err, &e) && e.Kind == tributary.KindInvalidLine {
+//		log.Printf("line %d of the batch was refused: %s", e.LineIndex, e.Message)
+//	}
+type Error struct {
+	// Op names the call that failed: "append", "append batch", "drain", "open
+	// reader", ...
+	Op string
+	// Kind classifies the failure; errors.Is(err, ErrXxx) tests it too.
+	Kind ErrorKind
+	// Message is the library's description (it names paths, seqs, sizes).
+	Message string
+	// LineIndex is, for KindInvalidLine, the 0-based index of the refused line
+	// within the call (0 for Append); -1 for every other kind.
+	LineIndex int
+
+	// also lists further errors this one matches (ErrClosed, a context error).
+	also []error
+}
+
+func (e *Error) Error() string {
+	if e.Op == "" {
+		return "tributary: " + e.Message
+	}
+	return "tributary: " + e.Op + ": " + e.Message
+}
+
+// Unwrap lets errors.Is match the sentinel of e's kind (and ErrCorrupt,
+// ErrClosed, or context.DeadlineExceeded where they apply).
+func (e *Error) Unwrap() []error {
+	out := make([]error, 0, 2+len(e.also))
+	if s, ok := kindSentinels[e.Kind]; ok {
+		out = append(out, s)
+	}
+	if e.Kind == KindCorruptManifest || e.Kind == KindCorruptJournalRow {
+		out = append(out, ErrCorrupt)
+	}
+	return append(out, e.also...)
+}
+
+// argError is an invalid-argument error detected on the Go side, worded like the
+// library's own.
+func argError(op, detail string) *Error {
+	return &Error{Op: op, Kind: KindInvalidArgument, Message: "invalid argument: " + detail, LineIndex: -1}
+}
+
+// closedError is the error of a call on a closed handle.
+func closedError(op, what string) *Error {
+	e := argError(op, "the "+what+" is closed")
+	e.also = []error{ErrClosed}
+	return e
+}
+
+// withDeadline marks a lock timeout that the context's deadline shortened, so it
+// also matches context.DeadlineExceeded.
+func withDeadline(err error) error {
+	if e, ok := err.(*Error); ok && e.Kind == KindLockTimeout {
+		e.also = append(e.also, context.DeadlineExceeded)
+	}
+	return err
+}

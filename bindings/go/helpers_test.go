@@ -1,0 +1,161 @@
+package tributary
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// repoRoot is the tributary checkout this package lives in.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// cliPath is the `tributary` CLI: $TRIBUTARY_CLI, or the repository's release build.
+func cliPath(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("TRIBUTARY_CLI"); p != "" {
+		return p
+	}
+	p := filepath.Join(repoRoot(t), "target", "release", "tributary")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("the tributary CLI is needed: %v (run `cargo build --release` in %s, or set TRIBUTARY_CLI)",
+			err, repoRoot(t))
+	}
+	return p
+}
+
+// fixture is a folder with a spool and a target.
+type fixture struct {
+	dir, spool, target string
+}
+
+func newFixture(t testing.TB) fixture {
+	t.Helper()
+	dir := t.TempDir()
+	f := fixture{dir: dir, spool: filepath.Join(dir, "spool"), target: filepath.Join(dir, "out.log")}
+	if err := os.Mkdir(f.spool, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f fixture) journalPath(name string) string {
+	return filepath.Join(f.spool, name+".journal")
+}
+
+func (f fixture) openJournal(t testing.TB, name string, opts *JournalOptions) *Journal {
+	t.Helper()
+	j, err := OpenJournal(f.journalPath(name), opts)
+	if err != nil {
+		t.Fatalf("OpenJournal(%s): %v", name, err)
+	}
+	t.Cleanup(func() { j.Close() })
+	return j
+}
+
+func (f fixture) drain(t testing.TB) DrainReport {
+	t.Helper()
+	r, err := Drain(context.Background(), f.target, DrainOptions{Spool: f.spool})
+	if err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	return r
+}
+
+// targetLines is the target's content split into lines (it must end with '\n').
+func targetLines(t testing.TB, target string) []string {
+	t.Helper()
+	b, err := os.ReadFile(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	if b[len(b)-1] != '\n' {
+		t.Fatalf("target %s does not end with a newline", target)
+	}
+	var out []string
+	for _, l := range bytes.Split(b[:len(b)-1], []byte{'\n'}) {
+		out = append(out, string(l))
+	}
+	return out
+}
+
+func mustConsistent(t testing.TB, target string) VerifyReport {
+	t.Helper()
+	v, err := Verify(target)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if !v.Consistent {
+		t.Fatalf("Verify: target inconsistent: %v", v.Problems)
+	}
+	return v
+}
+
+// wantKind checks that err is an *Error of kind k matching sentinel (and, via
+// errors.Is, none of the other kinds' sentinels).
+func wantKind(t testing.TB, err error, k ErrorKind) *Error {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("want a %v error, got nil", k)
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("want an *Error of kind %v, got %T: %v", k, err, err)
+	}
+	if e.Kind != k {
+		t.Fatalf("want kind %v, got %v: %v", k, e.Kind, err)
+	}
+	if e.Message == "" {
+		t.Fatalf("error of kind %v has no message", k)
+	}
+	for kind, s := range kindSentinels {
+		if got := errors.Is(err, s); got != (kind == k) {
+			t.Fatalf("errors.Is(err, %v) = %v for an error of kind %v: %v", s, got, k, err)
+		}
+	}
+	corrupt := k == KindCorruptManifest || k == KindCorruptJournalRow
+	if errors.Is(err, ErrCorrupt) != corrupt {
+		t.Fatalf("errors.Is(err, ErrCorrupt) = %v for kind %v", !corrupt, k)
+	}
+	return e
+}
+
+// runCLI runs the tributary CLI and returns its combined output.
+func runCLI(t testing.TB, stdin []byte, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(cliPath(t), args...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("tributary %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,75 @@
+package tributary
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"sync"
+)
+
+// SlogHandler is a log/slog Handler that writes each record as one JSON line (the
+// format of slog.NewJSONHandler) to a Journal; Handle returns once the record is
+// durable. A record never spans lines: newlines in messages and values are escaped
+// by the JSON encoding.
+//
+// It is safe for concurrent use. Records are formatted one at a time but appended
+// concurrently, so goroutines that log at once share fsyncs (group commit).
+type SlogHandler struct {
+	j     *Journal
+	inner slog.Handler
+	fmt   *slogFormatter
+}
+
+// slogFormatter is the buffer the inner JSON handler writes one record into; it is
+// shared by a handler and every handler derived from it by WithAttrs/WithGroup.
+type slogFormatter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// NewSlogHandler returns a handler that logs to j. opts may be nil; it is used as
+// by slog.NewJSONHandler (level, source, ReplaceAttr).
+//
+//	logger := slog.New(tributary.NewSlogHandler(journal, nil))
+//	logger.Info("request", "path", "/index.html", "status", 200)
+func NewSlogHandler(j *Journal, opts *slog.HandlerOptions) *SlogHandler {
+	f := &slogFormatter{}
+	return &SlogHandler{j: j, inner: slog.NewJSONHandler(&f.buf, opts), fmt: f}
+}
+
+// Enabled reports whether records at level are logged.
+func (h *SlogHandler) Enabled(ctx context.Context, level slog.Level) bool {
+	return h.inner.Enabled(ctx, level)
+}
+
+// Handle formats r as one line and appends it to the journal.
+func (h *SlogHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.fmt.mu.Lock()
+	h.fmt.buf.Reset()
+	err := h.inner.Handle(ctx, r)
+	line := bytes.Clone(bytes.TrimSuffix(h.fmt.buf.Bytes(), []byte{'\n'}))
+	h.fmt.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	// JSON never needs a raw newline (inside strings it is escaped as \n), so one
+	// here can only be whitespace between tokens, e.g. from a custom
+	// json.Marshaler: a space means the same.
+	for i, b := range line {
+		if b == '\n' {
+			line[i] = ' '
+		}
+	}
+	_, err = h.j.Append(line)
+	return err
+}
+
+// WithAttrs returns a handler whose records carry attrs too.
+func (h *SlogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &SlogHandler{j: h.j, inner: h.inner.WithAttrs(attrs), fmt: h.fmt}
+}
+
+// WithGroup returns a handler that puts later attributes in the group name.
+func (h *SlogHandler) WithGroup(name string) slog.Handler {
+	return &SlogHandler{j: h.j, inner: h.inner.WithGroup(name), fmt: h.fmt}
+}

@@ -1,0 +1,108 @@
+package tributary
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+)
+
+// A Writer is an io.Writer over a Journal: each '\n'-terminated line written to it
+// becomes one journal line (without the '\n'). A trailing partial line is kept until
+// a later Write completes it, or Flush or Close appends it as a line of its own.
+//
+// Each Write appends the lines it completes as one batch, all-or-nothing, and returns
+// once they are durable: it returns len(p), nil, or 0 and the error with nothing of p
+// stored or buffered (a line longer than the journal's MaxLineBytes, ErrJournalFull,
+// a closed journal). A partial line that grows longer than MaxLineBytes is refused
+// as soon as it does, with ErrInvalidLine.
+//
+// A Writer is safe for concurrent use; its Writes are serialized (one batch at a
+// time). For many goroutines writing whole lines, call Journal.Append directly, or
+// use NewSlogHandler: concurrent appends share fsyncs.
+type Writer struct {
+	j       *Journal
+	mu      sync.Mutex
+	partial []byte
+}
+
+// NewWriter returns a Writer that appends to j. Closing the Writer does not close j.
+func NewWriter(j *Journal) *Writer {
+	return &Writer{j: j}
+}
+
+// Write appends every line that p completes, as one batch.
+func (w *Writer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	last := bytes.LastIndexByte(p, '\n')
+	if last < 0 {
+		if len(w.partial)+len(p) > w.j.MaxLineBytes() {
+			return 0, w.tooLong(len(w.partial) + len(p))
+		}
+		w.partial = append(w.partial, p...)
+		return len(p), nil
+	}
+	rest := p[last+1:]
+	if len(rest) > w.j.MaxLineBytes() {
+		return 0, w.tooLong(len(rest))
+	}
+	var lines [][]byte
+	first, more, _ := bytes.Cut(p[:last+1], []byte{'\n'})
+	if len(w.partial) > 0 {
+		lines = append(lines, append(w.partial[:len(w.partial):len(w.partial)], first...))
+	} else {
+		lines = append(lines, first)
+	}
+	for len(more) > 0 {
+		var l []byte
+		l, more, _ = bytes.Cut(more, []byte{'\n'})
+		lines = append(lines, l)
+	}
+	if _, err := w.j.AppendBatch(lines); err != nil {
+		return 0, err
+	}
+	w.partial = append(w.partial[:0], rest...)
+	return len(p), nil
+}
+
+// WriteString is Write for a string.
+func (w *Writer) WriteString(s string) (int, error) {
+	return w.Write([]byte(s))
+}
+
+func (w *Writer) tooLong(n int) error {
+	return &Error{
+		Op:   "write",
+		Kind: KindInvalidLine,
+		Message: fmt.Sprintf("invalid line (index 0): the partial line is %d bytes without a newline, longer "+
+			"than the maximum of %d; nothing of this write was stored", n, w.j.MaxLineBytes()),
+		LineIndex: 0,
+	}
+}
+
+// Buffered is the length of the partial line waiting for its '\n'.
+func (w *Writer) Buffered() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.partial)
+}
+
+// Flush appends the partial line, if there is one, as a line of its own. On error
+// the partial line stays buffered.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.partial) == 0 {
+		return nil
+	}
+	if _, err := w.j.Append(w.partial); err != nil {
+		return err
+	}
+	w.partial = w.partial[:0]
+	return nil
+}
+
+// Close flushes the partial line. It does not close the journal.
+func (w *Writer) Close() error {
+	return w.Flush()
+}
