@@ -70,7 +70,9 @@ struct Cfg {
     e2e_secs: f64,
     e2e_warmup_secs: f64,
     e2e_rate: f64,
-    e2e_writers: usize,
+    /// Journals in the end-to-end spool, and writer threads per journal.
+    e2e_journals: usize,
+    e2e_threads_per_journal: usize,
     root: PathBuf,
     dir: PathBuf,
     md: PathBuf,
@@ -124,7 +126,8 @@ impl Cfg {
             e2e_secs: if quick { 3.0 } else { 10.0 },
             e2e_warmup_secs: if quick { 0.5 } else { 1.0 },
             e2e_rate: 10_000.0,
-            e2e_writers: 4,
+            e2e_journals: 4,
+            e2e_threads_per_journal: 4,
             csv: dir.join("writers.csv"),
             root,
             dir,
@@ -229,6 +232,9 @@ fn median(v: &[f64]) -> f64 {
 struct Fig {
     rate: f64,
     p99_ms: f64,
+    /// Slowest and fastest repetition.
+    lo: f64,
+    hi: f64,
 }
 
 impl Fig {
@@ -236,6 +242,8 @@ impl Fig {
         Fig {
             rate: median(&runs.iter().map(Run::rate).collect::<Vec<_>>()),
             p99_ms: median(&runs.iter().map(Run::p99_ms).collect::<Vec<_>>()),
+            lo: runs.iter().map(Run::rate).fold(f64::INFINITY, f64::min),
+            hi: runs.iter().map(Run::rate).fold(0.0, f64::max),
         }
     }
 }
@@ -250,6 +258,18 @@ fn fmt_rate(v: f64, unit: &str) -> String {
     } else {
         format!("{v:.0} {unit}/s")
     }
+}
+
+/// A median rate with the range of the repetitions: "3.8 k rows/s (0.5–5.1 k)".
+fn fig_rate(f: &Fig, unit: &str) -> String {
+    let (scale, suffix) = if f.hi >= 1e6 {
+        (1e6, " M")
+    } else if f.hi >= 1e3 {
+        (1e3, " k")
+    } else {
+        (1.0, "")
+    };
+    format!("{} ({:.1}–{:.1}{suffix})", fmt_rate(f.rate, unit), f.lo / scale, f.hi / scale)
 }
 
 fn fmt_mbs(bytes_per_s: f64) -> String {
@@ -925,7 +945,7 @@ fn t1(cfg: &Cfg, rep: &mut Report) -> R<()> {
     let (b, t) = (Fig::of(&base), Fig::of(&trib));
     rep.baseline(
         "raw rusqlite, 1 row per transaction, synchronous=FULL, WAL",
-        fmt_rate(b.rate, "rows"),
+        fig_rate(&b, "rows"),
         fmt_ms(b.p99_ms),
         "prepared INSERT of a 100-byte blob, autocommit; 1 thread",
     );
@@ -985,7 +1005,7 @@ fn t2(cfg: &Cfg, rep: &mut Report) -> R<()> {
     if let Some(s1) = s1 {
         rep.baseline(
             "seed design made durable, 1 process",
-            fmt_rate(s1.rate, "lines"),
+            fig_rate(&s1, "lines"),
             fmt_ms(s1.p99_ms),
             "per line: flock(LOCK_EX), write to O_APPEND file, fdatasync, unlock",
         );
@@ -993,7 +1013,7 @@ fn t2(cfg: &Cfg, rep: &mut Report) -> R<()> {
     if let Some((_, t, s, ratio)) = last {
         rep.baseline(
             "seed design made durable, 16 processes",
-            fmt_rate(s.rate, "lines"),
+            fig_rate(&s, "lines"),
             fmt_ms(s.p99_ms),
             "as above, 16 real processes on one file",
         );
@@ -1033,7 +1053,7 @@ fn seed_non_durable(cfg: &Cfg, rep: &mut Report) -> R<()> {
         let f = Fig::of(&runs);
         rep.baseline(
             &format!("seed design, NOT durable, {n} process{}", if n == 1 { "" } else { "es" }),
-            fmt_rate(f.rate, "lines"),
+            fig_rate(&f, "lines"),
             "–".into(),
             "per line: flock, write to O_APPEND file, unlock (no fsync)",
         );
@@ -1066,7 +1086,7 @@ fn t3(cfg: &Cfg, rep: &mut Report) -> R<()> {
     let (b, t) = (Fig::of(&base), Fig::of(&trib));
     rep.baseline(
         "raw rusqlite, 1000 rows per transaction, FULL, WAL",
-        fmt_rate(b.rate, "rows"),
+        fig_rate(&b, "rows"),
         format!("{} per tx", fmt_ms(b.p99_ms)),
         "prepared INSERT, BEGIN … COMMIT around 1000 rows",
     );
@@ -1196,7 +1216,12 @@ fn t4(cfg: &Cfg, rep: &mut Report) -> R<()> {
     let (drain_bps, cat_bps) = (bytes as f64 / dm, bytes as f64 / cm);
     rep.baseline(
         &format!("`cat` of {} into a new file + `sync FILE`", fmt_size(bytes)),
-        fmt_mbs(cat_bps),
+        format!(
+            "{} ({:.0}–{:.0})",
+            fmt_mbs(cat_bps),
+            bytes as f64 / cat_s.iter().fold(0.0, |a: f64, b| a.max(*b)) / 1e6,
+            bytes as f64 / cat_s.iter().fold(f64::INFINITY, |a: f64, b| a.min(*b)) / 1e6
+        ),
         "–".into(),
         "real cat and sync processes, same filesystem, page cache warm",
     );
@@ -1280,12 +1305,15 @@ fn t5(cfg: &Cfg, rep: &mut Report) -> R<()> {
     let spool = d.join("spool");
     fs::create_dir_all(&spool).ctx("creating the spool")?;
     let target = d.join("out.log");
-    let w = cfg.e2e_writers;
+    let (nj, tpj) = (cfg.e2e_journals, cfg.e2e_threads_per_journal);
+    let w = nj * tpj;
     let per_writer = (cfg.e2e_rate * cfg.e2e_secs / w as f64).ceil() as usize;
-    let journals: Vec<Journal> = (0..w)
-        .map(|k| Journal::open(spool.join(format!("w{k}.journal")), JournalOptions::default()))
+    let journals: Vec<Arc<Journal>> = (0..nj)
+        .map(|k| Journal::open(spool.join(format!("w{k}.journal")), JournalOptions::default()).map(Arc::new))
         .collect::<Result<_, _>>()
         .ctx("Journal::open")?;
+    // Writer thread k appends to journal k % nj (tpj threads share each handle).
+    let journals: Vec<Arc<Journal>> = (0..w).map(|k| Arc::clone(&journals[k % nj])).collect();
     let log = d.join("compact.log");
     let log_file = File::create(&log).ctx("log")?;
     let daemon = Command::new(TRIBUTARY_EXE)
@@ -1335,7 +1363,7 @@ fn t5(cfg: &Cfg, rep: &mut Report) -> R<()> {
         fmt_ms(m.gap_max_ms)
     );
     let what = format!(
-        "append return → committed in target, p99 ({w} writers, own journals, {:.1}k lines/s sent, {:.0}s)",
+        "append return → committed in target, p99 ({nj} journals × {tpj} writer threads, {:.1}k lines/s sent, {:.0}s)",
         m.achieved_rate / 1e3,
         cfg.e2e_secs
     );
@@ -1385,7 +1413,7 @@ struct E2e {
     gap_max_ms: f64,
 }
 
-fn e2e_measure(cfg: &Cfg, journals: Vec<Journal>, target: &Path, per_writer: usize) -> R<E2e> {
+fn e2e_measure(cfg: &Cfg, journals: Vec<Arc<Journal>>, target: &Path, per_writer: usize) -> R<E2e> {
     let w = journals.len();
     let base = Instant::now();
     let mk = || -> Arc<Vec<Vec<AtomicU64>>> {
@@ -1663,7 +1691,7 @@ fn render(cfg: &Cfg, rep: &Report, started: &str, secs: f64, load: (&str, &str),
     let _ = writeln!(md, "\n{pass} of {} targets pass.\n", rep.targets.len());
     let _ = writeln!(md, "## Baselines\n");
     let rows: Vec<Vec<String>> = rep.baselines.iter().map(|b| b.to_vec()).collect();
-    md += &md_table(&["Baseline", "Throughput", "p99 wait", "How"], &rows);
+    md += &md_table(&["Baseline", "Median (slowest–fastest repetition)", "p99 wait", "How"], &rows);
     if !rep.writers.is_empty() {
         let _ = writeln!(md, "\n## Throughput vs writers (durable single-line appends)\n");
         let rows: Vec<Vec<String>> = rep
