@@ -1,0 +1,520 @@
+package tributary
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Every error kind the library can report is provoked for real below, through this
+// package's API, and checked with errors.Is (its own sentinel only) and errors.As.
+
+func TestErrorType(t *testing.T) {
+	f := newFixture(t)
+	j := f.openJournal(t, "e", nil)
+	_, err := j.Append([]byte("a\nb"))
+	e := wantKind(t, err, KindInvalidLine)
+	if e.Op != "append" || e.LineIndex != 0 {
+		t.Fatalf("Op %q, LineIndex %d", e.Op, e.LineIndex)
+	}
+	if !strings.HasPrefix(err.Error(), "tributary: append: invalid line") {
+		t.Fatalf("Error() = %q", err.Error())
+	}
+	if !strings.Contains(e.Message, "newline") {
+		t.Fatalf("Message = %q", e.Message)
+	}
+	// Sentinels print as themselves.
+	if ErrJournalFull.Error() != "tributary: journal full" {
+		t.Fatalf("ErrJournalFull = %q", ErrJournalFull)
+	}
+	// Wrapped further, the error still matches.
+	wrapped := fmt.Errorf("writing the audit log: %w", err)
+	if !errors.Is(wrapped, ErrInvalidLine) {
+		t.Fatal("a wrapped error does not match its sentinel")
+	}
+	var e2 *Error
+	if !errors.As(wrapped, &e2) || e2 != e {
+		t.Fatal("errors.As through a wrapper")
+	}
+}
+
+func TestErrInvalidLine(t *testing.T) {
+	f := newFixture(t)
+	j := f.openJournal(t, "l", &JournalOptions{MaxLineBytes: 16})
+	for name, line := range map[string]string{
+		"newline":           "two\nlines",
+		"trailing newline":  "line\n",
+		"oversized":         strings.Repeat("x", 17),
+		"oversized by much": strings.Repeat("x", 1<<20),
+	} {
+		_, err := j.AppendString(name + ":" + line)
+		e := wantKind(t, err, KindInvalidLine)
+		if e.LineIndex != 0 {
+			t.Errorf("%s: LineIndex %d", name, e.LineIndex)
+		}
+	}
+	// In a batch, LineIndex says which line; nothing of the batch is stored.
+	_, err := j.AppendBatch([][]byte{[]byte("ok"), []byte("ok too"), []byte("bad\n"), []byte("ok")})
+	if e := wantKind(t, err, KindInvalidLine); e.LineIndex != 2 || e.Op != "append batch" {
+		t.Fatalf("batch: LineIndex %d, Op %q", e.LineIndex, e.Op)
+	}
+	_, err = j.AppendKeyed([]byte("k"), []byte("bad\nline"))
+	wantKind(t, err, KindInvalidLine)
+	if b, _ := j.Backlog(); b.Lines != 0 || b.LastSeq != 0 {
+		t.Fatalf("refused lines were stored: %+v", b)
+	}
+}
+
+func TestErrInvalidArgument(t *testing.T) {
+	f := newFixture(t)
+	j := f.openJournal(t, "a", nil)
+	j.AppendString("one line")
+	f.drain(t)
+	bg := context.Background()
+	cases := map[string]func() error{
+		"empty batch":       func() error { _, err := j.AppendBatch(nil); return err },
+		"empty key":         func() error { _, err := j.AppendKeyed(nil, []byte("x")); return err },
+		"bad durability":    func() error { _, err := OpenJournal(f.journalPath("d"), &JournalOptions{Durability: 7}); return err },
+		"negative max line": func() error { _, err := OpenJournal(f.journalPath("n"), &JournalOptions{MaxLineBytes: -1}); return err },
+		"negative duration": func() error { _, err := OpenJournal(f.journalPath("n"), &JournalOptions{FullWait: -time.Second}); return err },
+		"huge busy timeout": func() error {
+			_, err := OpenJournal(f.journalPath("b"), &JournalOptions{BusyTimeout: 1000 * time.Hour})
+			return err
+		},
+		"empty journal path": func() error { _, err := OpenJournal("", nil); return err },
+		"NUL in path":        func() error { _, err := OpenJournal(f.journalPath("x\x00y"), nil); return err },
+		"journals and spool": func() error {
+			_, err := Drain(bg, f.target, DrainOptions{Journals: []string{j.Path()}, Spool: f.spool})
+			return err
+		},
+		"empty target":         func() error { _, err := Drain(bg, "", DrainOptions{}); return err },
+		"NUL in journal path":  func() error { _, err := Drain(bg, f.target, DrainOptions{Journals: []string{"a\x00"}}); return err },
+		"negative lock wait":   func() error { _, err := Drain(bg, f.target, DrainOptions{LockTimeout: -1}); return err },
+		"verify, no manifest":  func() error { _, err := Verify(filepath.Join(f.dir, "never-drained.log")); return err },
+		"reader beyond end":    func() error { _, err := OpenReader(f.target, 1000); return err },
+		"reader mid-line":      func() error { _, err := OpenReader(f.target, 3); return err },
+		"reader negative":      func() error { _, err := OpenReader(f.target, -1); return err },
+		"status, empty target": func() error { _, err := Status("", ""); return err },
+	}
+	for name, call := range cases {
+		t.Run(name, func(t *testing.T) { wantKind(t, call(), KindInvalidArgument) })
+	}
+}
+
+func TestErrJournalFull(t *testing.T) {
+	f := newFixture(t)
+	j := f.openJournal(t, "full", &JournalOptions{MaxBacklogBytes: 10})
+	if _, err := j.AppendString("12345678"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := j.AppendString("12345678")
+	wantKind(t, err, KindJournalFull)
+	// Nothing was stored; after a drain there is room again.
+	f.drain(t)
+	if _, err := j.AppendString("12345678"); err != nil {
+		t.Fatalf("after a drain: %v", err)
+	}
+	// With FullWait, an append waits for a drain to make room.
+	jw := f.openJournal(t, "wait", &JournalOptions{MaxBacklogBytes: 10, FullWait: 10 * time.Second})
+	jw.AppendString("12345678")
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		Drain(context.Background(), f.target, DrainOptions{Journals: []string{jw.Path()}})
+	}()
+	start := time.Now()
+	if _, err := jw.AppendString("abcdefgh"); err != nil {
+		t.Fatalf("append with FullWait: %v", err)
+	}
+	if time.Since(start) < 100*time.Millisecond {
+		t.Fatal("the append did not wait for room")
+	}
+}
+
+// holdLock starts a `tributary drain` of its own journal into target that pauses for
+// pause while it holds the target's lock, and returns once the lock is held.
+func holdLock(t *testing.T, f fixture, pause time.Duration) *exec.Cmd {
+	t.Helper()
+	other := filepath.Join(f.dir, "holder.journal")
+	runCLI(t, []byte("held\n"), "append", "--journal", other)
+	cmd := exec.Command(cliPath(t), "drain", "--target", f.target, "--journal", other)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("TRIBUTARY_FAILPOINTS=drain.after_fsync=pause:%d", pause.Milliseconds()))
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// Paused after its fsync: the target holds bytes the manifest does not cover yet.
+	waitFor(t, 10*time.Second, "the CLI drain to hold the lock", func() bool {
+		st, err := Status(f.target, "")
+		return err == nil && st.HasManifest && st.TargetLen > st.CommittedLen
+	})
+	return cmd
+}
+
+func TestErrLockTimeout(t *testing.T) {
+	f := newFixture(t)
+	j := f.openJournal(t, "mine", nil)
+	j.AppendString("mine")
+	holder := holdLock(t, f, 3*time.Second)
+
+	start := time.Now()
+	_, err := Drain(context.Background(), f.target, DrainOptions{Spool: f.spool, LockTimeout: 200 * time.Millisecond})
+	wantKind(t, err, KindLockTimeout)
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal("a lock timeout from LockTimeout matches context.DeadlineExceeded")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("LockTimeout 200ms took %v", d)
+	}
+
+	// A context deadline shortens the (default 30 s) lock wait.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	_, err = Drain(ctx, f.target, DrainOptions{Spool: f.spool})
+	wantKind(t, err, KindLockTimeout)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a lock timeout cut short by the deadline does not match context.DeadlineExceeded: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("a 300ms deadline took %v", d)
+	}
+
+	// Once the holder is done, the lines arrive exactly once.
+	if err := holder.Wait(); err != nil {
+		t.Fatalf("the CLI drain failed: %v", err)
+	}
+	if r, err := Drain(context.Background(), f.target, DrainOptions{Spool: f.spool}); err != nil || r.Lines != 1 {
+		t.Fatalf("Drain after the holder: %+v, %v", r, err)
+	}
+	if got := strings.Join(targetLines(t, f.target), ","); got != "held,mine" {
+		t.Fatalf("target = %q", got)
+	}
+}
+
+// The lost-lock check: a drain in a child process (this test binary) pauses just
+// before its commit (failpoint drain.after_temp_manifest, read by the library from
+// the child's environment); meanwhile the manifest is replaced by one with another
+// epoch, as if another compactor had committed. The child's Drain must fail with
+// ErrLockLost and commit nothing.
+func TestErrLockLost(t *testing.T) {
+	f := newFixture(t)
+	j := f.openJournal(t, "j", nil)
+	manifest := filepath.Join(f.target+".tributary", "manifest")
+	j.AppendString("first")
+	f.drain(t)
+	older, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.AppendString("second")
+	f.drain(t)
+	j.AppendString("third")
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperDrainProcess$", "-test.v")
+	cmd.Env = append(os.Environ(),
+		"TRIB_GO_HELPER=drain", "TRIB_GO_TARGET="+f.target, "TRIB_GO_SPOOL="+f.spool,
+		"TRIBUTARY_FAILPOINTS=drain.after_temp_manifest=pause:1500")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The child paused with its temp manifest written: "another compactor commits".
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	waitFor(t, 10*time.Second, "the child drain to pause before its commit", func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("the child exited before pausing:\n%s", out.String())
+		default:
+		}
+		ents, _ := os.ReadDir(filepath.Dir(manifest))
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), "manifest.tmp") {
+				return true
+			}
+		}
+		return false
+	})
+	tmp := manifest + ".swap"
+	if err := os.WriteFile(tmp, older, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, manifest); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	if waitErr != nil {
+		t.Fatalf("helper: %v\n%s", waitErr, out.String())
+	}
+	if !strings.Contains(out.String(), "HELPER kind=lock_lost lock_lost=true") {
+		t.Fatalf("the child's Drain did not fail with ErrLockLost:\n%s", out.String())
+	}
+	// Nothing was committed by the child: the manifest is the one put there.
+	if now, _ := os.ReadFile(manifest); string(now) != string(older) {
+		t.Fatalf("the manifest changed after a lost lock")
+	}
+}
+
+// TestHelperDrainProcess is the child of TestErrLockLost (it does nothing in a
+// normal run).
+func TestHelperDrainProcess(t *testing.T) {
+	if os.Getenv("TRIB_GO_HELPER") != "drain" {
+		t.Skip("helper process for TestErrLockLost")
+	}
+	_, err := Drain(context.Background(), os.Getenv("TRIB_GO_TARGET"), DrainOptions{Spool: os.Getenv("TRIB_GO_SPOOL")})
+	var e *Error
+	kind := "none"
+	if errors.As(err, &e) {
+		kind = e.Kind.String()
+	}
+	fmt.Printf("HELPER kind=%s lock_lost=%v err=%v\n", kind, errors.Is(err, ErrLockLost), err)
+}
+
+func TestErrCorruptManifest(t *testing.T) {
+	f := newFixture(t)
+	j := f.openJournal(t, "j", nil)
+	j.AppendString("a line")
+	f.drain(t)
+	manifest := filepath.Join(f.target+".tributary", "manifest")
+	b, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Flip one byte in the middle: the manifest's own CRC no longer matches.
+	b[len(b)/2] ^= 0x01
+	if err := os.WriteFile(manifest, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j.AppendString("another")
+	_, err = Drain(context.Background(), f.target, DrainOptions{Spool: f.spool})
+	wantKind(t, err, KindCorruptManifest)
+	_, err = Verify(f.target)
+	wantKind(t, err, KindCorruptManifest)
+	_, err = Status(f.target, "")
+	wantKind(t, err, KindCorruptManifest)
+	_, err = OpenReader(f.target, 0)
+	wantKind(t, err, KindCorruptManifest)
+	// Never silently replaced.
+	if now, _ := os.ReadFile(manifest); string(now) != string(b) {
+		t.Fatal("the corrupt manifest was replaced")
+	}
+}
+
+func TestErrCorruptJournalRow(t *testing.T) {
+	sqlite3, err := exec.LookPath("sqlite3")
+	if err != nil {
+		t.Skip("the sqlite3 command-line tool is not installed: cannot tamper a journal row " +
+			"(apt-get install sqlite3)")
+	}
+	f := newFixture(t)
+	j, err := OpenJournal(f.journalPath("j"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.AppendString("hello")
+	j.Close()
+	// Same length, other bytes: the row's stored CRC no longer matches ("jello\n").
+	cmd := exec.Command(sqlite3, f.journalPath("j"), "UPDATE runs SET data = X'6a656c6c6f0a' WHERE first_seq = 1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sqlite3: %v\n%s", err, out)
+	}
+	_, err = Drain(context.Background(), f.target, DrainOptions{Spool: f.spool})
+	e := wantKind(t, err, KindCorruptJournalRow)
+	if !strings.Contains(e.Message, "seq 1") {
+		t.Fatalf("the message does not name the seq: %q", e.Message)
+	}
+	// A missing row is a corrupt row too.
+	f2 := newFixture(t)
+	j2, _ := OpenJournal(f2.journalPath("j"), nil)
+	j2.AppendString("one")
+	j2.AppendString("two")
+	j2.Close()
+	cmd = exec.Command(sqlite3, f2.journalPath("j"), "DELETE FROM runs WHERE first_seq = 1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sqlite3: %v\n%s", err, out)
+	}
+	_, err = Drain(context.Background(), f2.target, DrainOptions{Spool: f2.spool})
+	wantKind(t, err, KindCorruptJournalRow)
+}
+
+func TestErrTargetTruncated(t *testing.T) {
+	f := newFixture(t)
+	j := f.openJournal(t, "j", nil)
+	j.AppendString("first line")
+	j.AppendString("second line")
+	f.drain(t)
+	r, err := OpenReader(f.target, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := os.Truncate(f.target, 5); err != nil { // logrotate copytruncate, say
+		t.Fatal(err)
+	}
+	j.AppendString("third")
+	_, err = Drain(context.Background(), f.target, DrainOptions{Spool: f.spool})
+	wantKind(t, err, KindTargetTruncated)
+	_, _, err = r.TryNext()
+	wantKind(t, err, KindTargetTruncated)
+}
+
+func TestErrUnexpectedTail(t *testing.T) {
+	f := newFixture(t)
+	j := f.openJournal(t, "j", nil)
+	j.AppendString("a")
+	f.drain(t)
+	// A foreign writer appends more than one round could have written.
+	fh, err := os.OpenFile(f.target, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fh.WriteString(strings.Repeat("x", 100) + "\n")
+	fh.Close()
+	j.AppendString("b")
+	_, err = Drain(context.Background(), f.target, DrainOptions{Spool: f.spool, MaxRoundBytes: 16, MaxLineBytes: 16})
+	wantKind(t, err, KindUnexpectedTail)
+}
+
+func TestErrTornTarget(t *testing.T) {
+	f := newFixture(t)
+	// A pre-existing target whose last line is partial cannot be adopted.
+	if err := os.WriteFile(f.target, []byte("complete\npartial"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j := f.openJournal(t, "j", nil)
+	j.AppendString("a")
+	_, err := Drain(context.Background(), f.target, DrainOptions{Spool: f.spool})
+	wantKind(t, err, KindTornTarget)
+}
+
+func TestErrJournalRestored(t *testing.T) {
+	f := newFixture(t)
+	path := f.journalPath("j")
+	j, err := OpenJournal(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.AppendString("a")
+	j.Close() // checkpoints the WAL into the file
+	backup, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, _ = OpenJournal(path, nil)
+	j.AppendString("b")
+	j.Close()
+	f.drain(t)
+	// Restore the older copy: its highest seq is below the target's watermark.
+	os.Remove(path + "-wal")
+	os.Remove(path + "-shm")
+	if err := os.WriteFile(path, backup, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Drain(context.Background(), f.target, DrainOptions{Spool: f.spool})
+	wantKind(t, err, KindJournalRestored)
+}
+
+func TestErrJournalForeign(t *testing.T) {
+	f := newFixture(t)
+	j := f.openJournal(t, "j", nil)
+	j.AppendString("a")
+	f.drain(t)
+	j.AppendString("b")
+	other := filepath.Join(f.dir, "other.log")
+	_, err := Drain(context.Background(), other, DrainOptions{Spool: f.spool})
+	wantKind(t, err, KindJournalForeign)
+}
+
+func TestErrUnsafeFilesystem(t *testing.T) {
+	f := newFixture(t)
+	j := f.openJournal(t, "j", nil)
+	j.AppendString("a")
+	f.drain(t)
+	// A world-writable sidecar would let anyone plant a manifest.
+	if err := os.Chmod(f.target+".tributary", 0o777); err != nil {
+		t.Fatal(err)
+	}
+	j.AppendString("b")
+	_, err := Drain(context.Background(), f.target, DrainOptions{Spool: f.spool})
+	wantKind(t, err, KindUnsafeFilesystem)
+}
+
+func TestErrNotAJournal(t *testing.T) {
+	dir := t.TempDir()
+	text := filepath.Join(dir, "notes.journal")
+	os.WriteFile(text, []byte("these are notes, not a journal\n"), 0o600)
+	_, err := OpenJournal(text, nil)
+	wantKind(t, err, KindNotAJournal)
+	_, err = Drain(context.Background(), filepath.Join(dir, "out.log"), DrainOptions{Journals: []string{text}})
+	wantKind(t, err, KindNotAJournal)
+}
+
+func TestErrIO(t *testing.T) {
+	dir := t.TempDir()
+	// A directory where the journal file should be.
+	os.Mkdir(filepath.Join(dir, "dir.journal"), 0o755)
+	_, err := OpenJournal(filepath.Join(dir, "dir.journal"), nil)
+	wantKind(t, err, KindIO)
+	// A target whose folder does not exist (is the shared filesystem mounted?).
+	_, err = Drain(context.Background(), filepath.Join(dir, "not-mounted", "out.log"), DrainOptions{})
+	wantKind(t, err, KindIO)
+}
+
+func TestErrSQLite(t *testing.T) {
+	f := newFixture(t)
+	path := f.journalPath("j")
+	j, err := OpenJournal(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		j.AppendString(fmt.Sprint("line ", i))
+	}
+	j.Close()
+	if _, err := os.Stat(path + "-wal"); err == nil {
+		t.Fatal("the WAL is still there after Close; the damage below would not be seen")
+	}
+	// Keep SQLite's header page, smash every later page (the tables' b-trees): a
+	// disk error of the kind a failing local disk produces.
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageSize := int(b[16])<<8 | int(b[17])
+	if pageSize == 1 {
+		pageSize = 65536
+	}
+	if len(b) < 2*pageSize {
+		t.Fatalf("journal is only %d bytes (page size %d)", len(b), pageSize)
+	}
+	for i := pageSize; i < len(b); i++ {
+		b[i] = 0xff
+	}
+	os.WriteFile(path, b, 0o600)
+	j, err = OpenJournal(path, nil)
+	if err == nil {
+		defer j.Close()
+		_, err = j.AppendString("after the damage")
+	}
+	wantKind(t, err, KindSQLite)
+}
+
+func TestErrPanic(t *testing.T) {
+	// The library panics on purpose inside trib_debug_panic: the panic is caught at
+	// the C boundary and comes back as an error (the process keeps running).
+	err := debugPanic()
+	e := wantKind(t, err, KindPanic)
+	if !strings.Contains(e.Message, "panic") {
+		t.Fatalf("Message = %q", e.Message)
+	}
+}
