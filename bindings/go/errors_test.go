@@ -83,7 +83,10 @@ func TestErrInvalidArgument(t *testing.T) {
 		"empty key":         func() error { _, err := j.AppendKeyed(nil, []byte("x")); return err },
 		"bad durability":    func() error { _, err := OpenJournal(f.journalPath("d"), &JournalOptions{Durability: 7}); return err },
 		"negative max line": func() error { _, err := OpenJournal(f.journalPath("n"), &JournalOptions{MaxLineBytes: -1}); return err },
-		"negative duration": func() error { _, err := OpenJournal(f.journalPath("n"), &JournalOptions{FullWait: -time.Second}); return err },
+		"negative duration": func() error {
+			_, err := OpenJournal(f.journalPath("n"), &JournalOptions{FullWait: -time.Second})
+			return err
+		},
 		"huge busy timeout": func() error {
 			_, err := OpenJournal(f.journalPath("b"), &JournalOptions{BusyTimeout: 1000 * time.Hour})
 			return err

@@ -29,8 +29,8 @@ func TestWriter(t *testing.T) {
 		}
 	}
 	write("one\n")
-	write("two\nthr")        // a complete line and a partial one
-	write("ee")              // still partial
+	write("two\nthr")         // a complete line and a partial one
+	write("ee")               // still partial
 	write("\nfour\n\nfive\n") // completes it; an empty line
 	write("six")
 	if w.Buffered() != 3 {
