@@ -71,6 +71,8 @@ struct Host {
     compactor: Proc,
     errors_seen: u32,
     given_up: bool,
+    /// After an error (incoherent mode): when to start the compactor again.
+    restart_at: Option<Instant>,
 }
 
 struct W {
@@ -164,7 +166,7 @@ pub fn run(a: MultihostArgs) -> ExitCode {
             eprintln!("multihost: starting {}: {e}", compactor.name);
             return ExitCode::FAILURE;
         }
-        hosts.push(Host { target, spool: spool.clone(), compactor, errors_seen: 0, given_up: false });
+        hosts.push(Host { target, spool: spool.clone(), compactor, errors_seen: 0, given_up: false, restart_at: None });
         for k in 0..a.writers_per_host {
             let id = (h as u32) * a.writers_per_host + k + 1;
             let spec = WriterSpec {
@@ -244,14 +246,19 @@ pub fn run(a: MultihostArgs) -> ExitCode {
                     host.errors_seen += 1;
                     if !a.incoherent {
                         aborted = true;
-                    } else if host.errors_seen >= 3 {
+                    } else if host.errors_seen >= 5 {
                         host.given_up = true;
-                        println!("  [{:5.1}s] {} failed 3 times; leaving it down", secs(start), host.compactor.name);
+                        println!("  [{:5.1}s] {} failed 5 times; leaving it down", secs(start), host.compactor.name);
                     } else {
-                        restart_compactor(host, &mut rng, &mut tally, 0);
+                        // give the caches time to turn over before the next attempt
+                        host.restart_at = Some(Instant::now() + Duration::from_millis(1500));
                     }
                 }
                 None => {}
+            }
+            if host.restart_at.is_some_and(|t| Instant::now() >= t) {
+                host.restart_at = None;
+                restart_compactor(host, &mut rng, &mut tally, 0);
             }
         }
         if aborted {

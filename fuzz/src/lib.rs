@@ -1,0 +1,560 @@
+//! The logic of tributary's fuzz targets, shared by the cargo-fuzz targets
+//! (`fuzz_targets/*.rs`), the regression tests that replay committed reproducers and
+//! seeds (`tests/regressions.rs`), and the fallback random driver for machines where
+//! cargo-fuzz cannot run (`tests/random_inputs.rs`).
+//!
+//! * [`manifest_decode`]: any bytes into `Manifest::decode`. Never a panic; an error is
+//!   always `CorruptManifest`; an accepted manifest satisfies its invariants and
+//!   re-encodes canonically. A first byte of `0xA5` means "the rest is a manifest body":
+//!   its correct CRC line is appended, so the fuzzer gets past the checksum and
+//!   explores the parser itself.
+//! * [`api_ops`]: the bytes are a program of API operations (open journals at good and
+//!   bad paths, append / batch / keyed with garbage lines and keys, drain with odd
+//!   bounds, readers at odd offsets, verify, status, a crashed drain's tail, a corrupted
+//!   manifest) run against a model. Every operation must either do what the model says
+//!   or fail with the documented error kind; after every successful drain the target
+//!   holds every appended line of the drained journals exactly once, in order.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use tributary::{
+    status, verify, Compactor, CompactorOptions, Durability, ErrorKind, Journal, JournalOptions, Manifest, Reader,
+    Sidecar,
+};
+
+/// First byte that marks "manifest body, append the right CRC".
+pub const WITH_CRC: u8 = 0xA5;
+
+pub fn manifest_decode(data: &[u8]) {
+    let bytes: Vec<u8> = match data.split_first() {
+        Some((&WITH_CRC, body)) => {
+            let mut v = body.to_vec();
+            v.extend_from_slice(format!("crc {:08x}\n", crc32fast::hash(body)).as_bytes());
+            v
+        }
+        _ => data.to_vec(),
+    };
+    let path = Path::new("fuzz/out.log.tributary/manifest");
+    match Manifest::decode(&bytes, path) {
+        Ok(m) => {
+            assert!(m.committed_lines <= m.committed_len, "accepted more lines than bytes: {m:?}");
+            assert_eq!(m.target_id.len(), 32, "accepted a bad target_id: {m:?}");
+            for (id, w) in &m.watermarks {
+                assert_eq!(*id, w.journal_id, "watermark filed under another id: {m:?}");
+            }
+            let enc = m.encode();
+            let again = Manifest::decode(&enc, path).unwrap_or_else(|e| panic!("re-encoded manifest refused: {e}"));
+            assert_eq!(again, m, "round trip changed the manifest");
+            assert_eq!(again.encode(), enc, "encoding is not canonical");
+        }
+        Err(e) => {
+            assert_eq!(e.kind(), ErrorKind::CorruptManifest, "wrong error kind: {e}");
+            let msg = e.to_string();
+            assert!(msg.contains("manifest"), "message does not say what is corrupt: {msg}");
+        }
+    }
+}
+
+/// Reads the fuzz input as a stream of small integers and byte strings; zeros once
+/// exhausted.
+struct Input<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl Input<'_> {
+    fn done(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+    fn u8(&mut self) -> u8 {
+        let b = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos += 1;
+        b
+    }
+    fn u64(&mut self) -> u64 {
+        (0..8).fold(0u64, |acc, _| (acc << 8) | u64::from(self.u8()))
+    }
+    fn bytes(&mut self, max: usize) -> Vec<u8> {
+        let n = (self.u8() as usize) % (max + 1);
+        let end = (self.pos + n).min(self.data.len());
+        let v = self.data.get(self.pos..end).unwrap_or(&[]).to_vec();
+        self.pos += n;
+        v
+    }
+}
+
+/// What the model knows about one journal file.
+#[derive(Default, Clone)]
+struct JournalModel {
+    /// Every line stored, in seq order: (seq, bytes).
+    lines: Vec<(u64, Vec<u8>)>,
+    /// How many of them are committed in the target (a prefix).
+    committed: usize,
+    keys: HashMap<Vec<u8>, u64>,
+    last_seq: u64,
+}
+
+struct Slot {
+    journal: Journal,
+    path_index: usize,
+    max_line: usize,
+}
+
+const JOURNAL_PATHS: usize = 3;
+const SLOTS: usize = 4;
+
+struct World {
+    dir: tempfile::TempDir,
+    target: PathBuf,
+    slots: Vec<Option<Slot>>,
+    models: Vec<JournalModel>,
+    /// Bytes appended behind tributary's back (a crashed drain's tail).
+    tail: u64,
+    /// The manifest was corrupted: every later drain/verify/read must refuse.
+    poisoned: bool,
+    /// A file named *.journal that is not a journal sits in the spool.
+    junk_in_spool: bool,
+    stats: Stats,
+}
+
+/// What one `api_ops` program did (lets tests check that seeds reach deep).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stats {
+    pub ops: u32,
+    pub drains_ok: u32,
+    pub drains_refused: u32,
+    pub lines_committed: u64,
+    pub poisoned: bool,
+}
+
+fn scratch_dir() -> tempfile::TempDir {
+    // tmpfs when there is one: fsync is then nearly free and the fuzzer runs fast
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(d) = tempfile::Builder::new().prefix("trib-fuzz-").tempdir_in(shm) {
+            return d;
+        }
+    }
+    tempfile::tempdir().expect("temp dir")
+}
+
+impl World {
+    fn new() -> World {
+        let dir = scratch_dir();
+        let target = dir.path().join("shared").join("out.log");
+        fs::create_dir_all(target.parent().unwrap()).unwrap();
+        World {
+            dir,
+            target,
+            slots: (0..SLOTS).map(|_| None).collect(),
+            models: vec![JournalModel::default(); JOURNAL_PATHS],
+            tail: 0,
+            poisoned: false,
+            junk_in_spool: false,
+            stats: Stats::default(),
+        }
+    }
+
+    fn journal_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("j{i}.journal"))
+    }
+
+    /// Prefix making every line attributable to its journal: `<path index>:`.
+    fn line(path_index: usize, payload: &[u8]) -> Vec<u8> {
+        let mut l = format!("{path_index}:").into_bytes();
+        l.extend_from_slice(payload);
+        l
+    }
+
+    fn open(&mut self, inp: &mut Input) {
+        let slot = inp.u8() as usize % SLOTS;
+        let sel = inp.u8() % 10;
+        let max_line = match inp.u8() % 4 {
+            0 => 0,
+            1 => 4 + inp.u8() as usize % 60,
+            _ => tributary::DEFAULT_MAX_LINE_BYTES,
+        };
+        let durability = if inp.u8() % 8 == 0 { Durability::Full } else { Durability::Normal };
+        let opts = JournalOptions { durability, max_line_bytes: max_line, ..JournalOptions::default() };
+        let (path, path_index) = match sel {
+            0..=5 => (self.journal_path(sel as usize % JOURNAL_PATHS), Some(sel as usize % JOURNAL_PATHS)),
+            6 => (self.dir.path().to_path_buf(), None), // a folder
+            7 => {
+                let p = self.dir.path().join("junk.journal"); // not a database
+                fs::write(&p, b"this is not an SQLite database, just text\n").unwrap();
+                self.junk_in_spool = true;
+                (p, None)
+            }
+            8 => (self.dir.path().join("no-such-folder").join("x.journal"), None),
+            _ => (self.dir.path().join("bad\0name.journal"), None),
+        };
+        let r = Journal::open(&path, opts);
+        match (path_index, max_line, r) {
+            (_, 0, Err(e)) => assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}"),
+            (_, 0, Ok(_)) => panic!("max_line_bytes 0 accepted"),
+            (Some(i), _, Ok(j)) => self.slots[slot] = Some(Slot { journal: j, path_index: i, max_line }),
+            (Some(i), _, Err(e)) => panic!("opening journal {i} failed: {e}"),
+            (None, _, Ok(_)) => panic!("opened a journal at a bad path {}", path.display()),
+            (None, _, Err(e)) => {
+                let k = e.kind();
+                assert!(
+                    matches!(
+                        k,
+                        ErrorKind::Io | ErrorKind::NotAJournal | ErrorKind::Sqlite | ErrorKind::InvalidArgument
+                    ),
+                    "bad path {} gave {k:?}: {e}",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    fn valid(line: &[u8], max: usize) -> bool {
+        line.len() <= max && !line.contains(&b'\n')
+    }
+
+    fn append(&mut self, inp: &mut Input) {
+        let Some(s) = self.slots[inp.u8() as usize % SLOTS].as_ref() else { return };
+        let line = Self::line(s.path_index, &inp.bytes(72));
+        let m = &mut self.models[s.path_index];
+        match s.journal.append(&line) {
+            Ok(seq) => {
+                assert!(Self::valid(&line, s.max_line), "invalid line accepted: {line:?}");
+                assert_eq!(seq, m.last_seq + 1, "seq not the next one");
+                m.last_seq = seq;
+                m.lines.push((seq, line));
+            }
+            Err(e) => {
+                assert!(!Self::valid(&line, s.max_line), "valid line refused: {e}");
+                assert_eq!(e.kind(), ErrorKind::InvalidLine, "{e}");
+            }
+        }
+    }
+
+    fn batch(&mut self, inp: &mut Input) {
+        let Some(s) = self.slots[inp.u8() as usize % SLOTS].as_ref() else { return };
+        let n = inp.u8() as usize % 6;
+        let lines: Vec<Vec<u8>> = (0..n).map(|_| Self::line(s.path_index, &inp.bytes(40))).collect();
+        let m = &mut self.models[s.path_index];
+        let first_bad = lines.iter().position(|l| !Self::valid(l, s.max_line));
+        match s.journal.append_batch(&lines) {
+            Ok(first) if lines.is_empty() => assert_eq!(first, 0),
+            Ok(first) => {
+                assert!(first_bad.is_none(), "a batch with an invalid line was accepted");
+                assert_eq!(first, m.last_seq + 1);
+                for (k, l) in lines.into_iter().enumerate() {
+                    m.lines.push((first + k as u64, l));
+                }
+                m.last_seq = first + n as u64 - 1;
+            }
+            Err(e) => match e {
+                tributary::Error::InvalidLine { index, .. } => {
+                    assert_eq!(Some(index), first_bad, "wrong index in {e}")
+                }
+                other => panic!("batch failed: {other}"),
+            },
+        }
+    }
+
+    fn keyed(&mut self, inp: &mut Input) {
+        let Some(s) = self.slots[inp.u8() as usize % SLOTS].as_ref() else { return };
+        let key = inp.bytes(3);
+        let line = Self::line(s.path_index, &inp.bytes(30));
+        let m = &mut self.models[s.path_index];
+        match s.journal.append_keyed(&key, &line) {
+            Ok(seq) => {
+                assert!(!key.is_empty() && Self::valid(&line, s.max_line));
+                match m.keys.get(&key) {
+                    Some(&first) => assert_eq!(seq, first, "a repeated key stored again"),
+                    None => {
+                        assert_eq!(seq, m.last_seq + 1);
+                        m.last_seq = seq;
+                        m.lines.push((seq, line));
+                        m.keys.insert(key, seq);
+                    }
+                }
+            }
+            Err(e) if key.is_empty() => assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}"),
+            Err(e) => {
+                assert!(!Self::valid(&line, s.max_line), "valid keyed line refused: {e}");
+                assert_eq!(e.kind(), ErrorKind::InvalidLine, "{e}");
+            }
+        }
+    }
+
+    fn drain(&mut self, inp: &mut Input) {
+        let mask = inp.u8();
+        let max_round_bytes = match inp.u8() % 4 {
+            0 => 0,
+            1 => 1 + inp.u8() as u64,
+            2 => 1 + u64::from(inp.u8()) * 16,
+            _ => 64 << 20,
+        };
+        let opts = CompactorOptions { max_round_bytes, ..CompactorOptions::default() };
+        let compactor = match Compactor::new(&self.target, opts) {
+            Ok(c) => c,
+            Err(e) => {
+                assert_eq!(max_round_bytes, 0, "{e}");
+                assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+                return;
+            }
+        };
+        assert_ne!(max_round_bytes, 0, "max_round_bytes 0 accepted");
+        let chosen: Vec<usize> = (0..SLOTS).filter(|i| mask & (1 << i) != 0 && self.slots[*i].is_some()).collect();
+        let journals: Vec<Journal> = chosen
+            .iter()
+            .map(|&i| {
+                let s = self.slots[i].as_ref().unwrap();
+                Journal::open(s.journal.path(), JournalOptions::default()).unwrap()
+            })
+            .collect();
+        let indexes: Vec<usize> = chosen.iter().map(|&i| self.slots[i].as_ref().unwrap().path_index).collect();
+        let mut dedup = indexes.clone();
+        dedup.sort_unstable();
+        dedup.dedup();
+        let twice = dedup.len() != indexes.len();
+        match compactor.drain(&journals) {
+            Ok(rep) => {
+                assert!(!self.poisoned, "drained on a corrupted manifest");
+                assert!(!twice, "one journal given twice was drained");
+                if self.tail > 0 {
+                    assert_eq!(rep.repaired_tail_bytes, self.tail, "the crashed drain's tail was not repaired");
+                    self.tail = 0;
+                }
+                for &i in &dedup {
+                    self.models[i].committed = self.models[i].lines.len();
+                }
+                self.stats.drains_ok += 1;
+                self.stats.lines_committed = self.models.iter().map(|m| m.committed as u64).sum();
+                self.check_target();
+                for j in &journals {
+                    assert_eq!(j.backlog().unwrap().lines, 0, "drained journal still has lines");
+                }
+            }
+            Err(e) if twice => {
+                assert_eq!(e.kind(), ErrorKind::JournalRestored, "{e}");
+                self.stats.drains_refused += 1;
+            }
+            Err(e) if self.poisoned => {
+                assert_eq!(e.kind(), ErrorKind::CorruptManifest, "{e}");
+                self.stats.drains_refused += 1;
+            }
+            Err(e) => panic!("drain failed: {e}"),
+        }
+    }
+
+    /// The committed lines, grouped by journal, are exactly each model's committed
+    /// prefix, in order; `verify` is clean.
+    fn check_target(&self) {
+        let mut reader = Reader::open(&self.target, 0).expect("reader at 0");
+        let mut by_journal: Vec<Vec<Vec<u8>>> = vec![Vec::new(); JOURNAL_PATHS];
+        while let Some(l) = reader.next_line().expect("reading committed lines") {
+            let i = (l.first().copied().unwrap_or(b'?').wrapping_sub(b'0')) as usize;
+            assert!(i < JOURNAL_PATHS && l.get(1) == Some(&b':'), "foreign line in the target: {l:?}");
+            by_journal[i].push(l);
+        }
+        for (i, m) in self.models.iter().enumerate() {
+            let want: Vec<&Vec<u8>> = m.lines[..m.committed].iter().map(|(_, l)| l).collect();
+            let got: Vec<&Vec<u8>> = by_journal[i].iter().collect();
+            assert_eq!(got, want, "journal {i}: target lines differ from what was appended (lost/duplicated)");
+        }
+        let v = verify(&self.target).expect("verify");
+        assert!(v.is_consistent(), "verify: {:?}", v.problems);
+    }
+
+    fn committed_lines(&self) -> Vec<Vec<u8>> {
+        Reader::open(&self.target, 0).map(|r| r.map(|l| l.unwrap()).collect()).unwrap_or_default()
+    }
+
+    fn read(&mut self, inp: &mut Input) {
+        let m = Manifest::read(&Sidecar::for_target(&self.target).manifest);
+        let committed_len = m.as_ref().ok().and_then(|m| m.as_ref()).map_or(0, |m| m.committed_len);
+        let offset = match inp.u8() % 4 {
+            0 => 0,
+            1 => committed_len,
+            2 => inp.u64(),
+            _ => u64::from(inp.u8()) % (committed_len + 1),
+        };
+        let all = if self.poisoned { Vec::new() } else { self.committed_lines() };
+        match Reader::open(&self.target, offset) {
+            Ok(mut r) => {
+                assert!(!self.poisoned, "a reader opened on a corrupted manifest");
+                assert!(offset <= committed_len, "reader opened beyond the committed length");
+                let skip = line_index_at(&all, offset).expect("reader accepted an offset inside a line");
+                let n = inp.u8() as usize % 8;
+                for k in 0..n {
+                    match r.next_line().expect("next_line") {
+                        Some(l) => assert_eq!(Some(&l), all.get(skip + k), "reader returned the wrong line"),
+                        None => {
+                            assert_eq!(skip + k, all.len(), "reader stopped early");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) if self.poisoned => assert_eq!(e.kind(), ErrorKind::CorruptManifest, "{e}"),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+                assert!(offset > committed_len || line_index_at(&all, offset).is_none(), "good offset refused: {e}");
+            }
+        }
+    }
+
+    fn verify(&self) {
+        let has_manifest = Sidecar::for_target(&self.target).manifest.exists();
+        match verify(&self.target) {
+            Ok(v) => {
+                assert!(has_manifest && !self.poisoned);
+                assert!(v.is_consistent(), "{:?}", v.problems);
+                assert_eq!(v.uncommitted_tail_bytes, self.tail);
+            }
+            Err(e) if self.poisoned => assert_eq!(e.kind(), ErrorKind::CorruptManifest, "{e}"),
+            Err(e) => {
+                assert!(!has_manifest, "verify failed: {e}");
+                assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+            }
+        }
+    }
+
+    fn status(&self) {
+        match status(&self.target, Some(self.dir.path())) {
+            Ok(s) => {
+                assert!(!self.junk_in_spool && !self.poisoned, "status read a junk journal or corrupt manifest");
+                for j in &s.journals {
+                    let name = j.path.file_name().unwrap().to_string_lossy().into_owned();
+                    let i: usize = name[1..name.len() - ".journal".len()].parse().unwrap();
+                    let m = &self.models[i];
+                    let undrained = m.lines.len() - m.committed;
+                    assert_eq!(j.backlog.lines, undrained as u64, "backlog of {name}");
+                    assert_eq!(j.backlog.last_seq, m.last_seq);
+                }
+            }
+            Err(e) => {
+                let k = e.kind();
+                assert!(
+                    (self.junk_in_spool && matches!(k, ErrorKind::NotAJournal | ErrorKind::Sqlite))
+                        || (self.poisoned && k == ErrorKind::CorruptManifest),
+                    "status failed: {e}"
+                );
+            }
+        }
+    }
+
+    /// A crashed drain's tail: bytes beyond the committed length.
+    fn tail(&mut self, inp: &mut Input) {
+        if self.poisoned || !Sidecar::for_target(&self.target).manifest.exists() {
+            return;
+        }
+        let junk = inp.bytes(64);
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new().append(true).open(&self.target).unwrap();
+        f.write_all(&junk).unwrap();
+        self.tail += junk.len() as u64;
+    }
+
+    fn corrupt_manifest(&mut self, inp: &mut Input) {
+        let p = Sidecar::for_target(&self.target).manifest;
+        let Ok(mut b) = fs::read(&p) else { return };
+        let at = inp.u8() as usize % b.len();
+        b[at] ^= 1 << (inp.u8() % 8);
+        fs::write(&p, b).unwrap();
+        self.poisoned = true;
+    }
+}
+
+/// Index of the line that starts at byte `offset` of the committed lines (`None` if
+/// the offset is inside a line).
+fn line_index_at(lines: &[Vec<u8>], offset: u64) -> Option<usize> {
+    let mut at = 0u64;
+    for (i, l) in lines.iter().enumerate() {
+        if at == offset {
+            return Some(i);
+        }
+        at += l.len() as u64 + 1;
+    }
+    (at == offset).then_some(lines.len())
+}
+
+pub fn api_ops(data: &[u8]) -> Stats {
+    let mut inp = Input { data, pos: 0 };
+    let mut w = World::new();
+    let mut ops = 0;
+    while !inp.done() && ops < 48 {
+        ops += 1;
+        match inp.u8() % 13 {
+            0 | 1 => w.open(&mut inp),
+            2 | 3 => w.append(&mut inp),
+            4 => w.batch(&mut inp),
+            5 => w.keyed(&mut inp),
+            6 | 7 => w.drain(&mut inp),
+            8 => w.read(&mut inp),
+            9 => w.verify(),
+            10 => w.status(),
+            11 => w.tail(&mut inp),
+            _ => {
+                if inp.u8() % 4 == 0 {
+                    w.corrupt_manifest(&mut inp)
+                } else {
+                    let slot = inp.u8() as usize % SLOTS;
+                    w.slots[slot] = None; // close
+                }
+            }
+        }
+    }
+    w.stats.ops = ops;
+    w.stats.poisoned = w.poisoned;
+    w.stats
+}
+
+/// Seed inputs for `manifest_decode`: real manifests made through the public API
+/// (fresh, with watermarks), raw and as `WITH_CRC` bodies, plus broken variants.
+pub fn manifest_seeds() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut m = Manifest::new_adopting(1234, 56, 0xdead_beef).expect("manifest");
+    out.push(m.encode());
+    for k in 1..4u8 {
+        let id = tributary::JournalId([k; 16]);
+        m.watermarks.insert(id, tributary::Watermark { journal_id: id, last_seq: u64::from(k) * 1000, crc: 7 });
+    }
+    let full = m.encode();
+    out.push(full.clone());
+    // the body with the CRC line cut off, marked so the harness appends a correct one
+    let body_end = full[..full.len() - 1].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let mut body = vec![WITH_CRC];
+    body.extend_from_slice(&full[..body_end]);
+    out.push(body);
+    out.push(full[..full.len() / 2].to_vec());
+    out
+}
+
+/// Seed programs for `api_ops` (see `api_ops` for the encoding).
+pub fn api_ops_seeds() -> Vec<Vec<u8>> {
+    let mut p = Vec::new();
+    // open slot 0 on journal 0 and slot 1 on journal 1 (default line limit, normal durability)
+    p.extend_from_slice(&[0, 0, 0, 2, 1, 0, 1, 1, 2, 1]);
+    // append "hello" to slot 0, "world" to slot 1, a batch of 2 to slot 0
+    p.extend_from_slice(&[2, 0, 5]);
+    p.extend_from_slice(b"hello");
+    p.extend_from_slice(&[2, 1, 5]);
+    p.extend_from_slice(b"world");
+    p.extend_from_slice(&[4, 0, 2, 3]);
+    p.extend_from_slice(b"abc");
+    p.extend_from_slice(&[3]);
+    p.extend_from_slice(b"d\ne"); // a newline: the whole batch is refused
+                                  // keyed twice with the same key on slot 1
+    p.extend_from_slice(&[5, 1, 1, b'k', 1, b'x', 5, 1, 1, b'k', 1, b'y']);
+    // drain both, default rounds; read all; verify; status
+    p.extend_from_slice(&[6, 3, 3, 8, 0, 7, 9, 10]);
+    // a crashed drain's tail, then a drain of slot 0 alone in tiny rounds, read, verify
+    p.extend_from_slice(&[11, 4]);
+    p.extend_from_slice(b"torn");
+    p.extend_from_slice(&[2, 0, 3]);
+    p.extend_from_slice(b"xyz");
+    p.extend_from_slice(&[6, 1, 1, 3, 8, 1, 3, 9]);
+    let mut q = p.clone();
+    // the same journal in two slots given to one drain, then a corrupted manifest
+    q.extend_from_slice(&[0, 2, 0, 2, 1, 6, 5, 3, 12, 0, 5, 3, 6, 1, 3, 9, 8, 0, 2]);
+    vec![p, q]
+}
