@@ -1,0 +1,179 @@
+package tributary_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	tributary "github.com/tributary-dev/tributary/bindings/go"
+)
+
+// A writer appends to its journal, a compactor drains the spool into the shared
+// target, and a reader reads the committed lines.
+func Example() {
+	dir, _ := os.MkdirTemp("", "tributary-example-")
+	defer os.RemoveAll(dir)
+	spool := filepath.Join(dir, "spool")
+	os.Mkdir(spool, 0o755)
+	target := filepath.Join(dir, "events.log") // on the shared filesystem in production
+
+	j, err := tributary.OpenJournal(filepath.Join(spool, "web1.journal"), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer j.Close()
+	seq, _ := j.Append([]byte("GET /index.html 200")) // durable when it returns
+	first, _ := j.AppendBatch([][]byte{[]byte("GET /a.css 200"), []byte("GET /b.js 404")})
+	fmt.Println("seqs:", seq, first, first+1)
+
+	report, err := tributary.Drain(context.Background(), target, tributary.DrainOptions{Spool: spool})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("drained:", report.Lines, "lines")
+
+	r, err := tributary.OpenReader(target, 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	for {
+		line, ok, err := r.TryNext()
+		if err != nil {
+			log.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		fmt.Printf("%s (next offset %d)\n", line, r.Offset())
+	}
+	// Output:
+	// seqs: 1 2 3
+	// drained: 3 lines
+	// GET /index.html 200 (next offset 20)
+	// GET /a.css 200 (next offset 35)
+	// GET /b.js 404 (next offset 49)
+}
+
+// Lines follows a target as drains commit more lines, until its context is done.
+func ExampleReader_Lines() {
+	dir, _ := os.MkdirTemp("", "tributary-example-")
+	defer os.RemoveAll(dir)
+	target := filepath.Join(dir, "events.log")
+	journal := filepath.Join(dir, "app.journal")
+
+	// A compactor keeps draining in the background.
+	ctx, stop := context.WithCancel(context.Background())
+	compactor := make(chan error)
+	go func() {
+		compactor <- tributary.Compact(ctx, target, tributary.CompactOptions{
+			DrainOptions: tributary.DrainOptions{Journals: []string{journal}},
+			Interval:     10 * time.Millisecond,
+		})
+	}()
+	defer func() {
+		stop()
+		if err := <-compactor; err != nil {
+			log.Fatal(err)
+		}
+	}()
+
+	j, _ := tributary.OpenJournal(journal, nil)
+	defer j.Close()
+	r, _ := tributary.OpenReader(target, 0)
+	defer r.Close()
+
+	follow, done := context.WithTimeout(context.Background(), 10*time.Second)
+	defer done()
+	go func() {
+		for _, s := range []string{"one", "two", "three"} {
+			j.AppendString(s)
+		}
+	}()
+	n := 0
+	for line := range r.Lines(follow) {
+		if line.Err != nil {
+			log.Fatal(line.Err)
+		}
+		fmt.Println(string(line.Bytes))
+		if n++; n == 3 {
+			done() // stop following; line.Offset is where to resume
+		}
+	}
+	// Output:
+	// one
+	// two
+	// three
+}
+
+// Errors carry a kind: test it with errors.Is, get the details with errors.As.
+func ExampleError() {
+	dir, _ := os.MkdirTemp("", "tributary-example-")
+	defer os.RemoveAll(dir)
+	j, _ := tributary.OpenJournal(filepath.Join(dir, "a.journal"), &tributary.JournalOptions{MaxBacklogBytes: 8})
+	defer j.Close()
+
+	_, err := j.AppendBatch([][]byte{[]byte("fine"), []byte("two\nlines")})
+	var e *tributary.Error
+	if errors.Is(err, tributary.ErrInvalidLine) && errors.As(err, &e) {
+		fmt.Println("refused:", e.Kind, "line index", e.LineIndex)
+	}
+	j.AppendString("12345678")
+	if _, err := j.AppendString("more"); errors.Is(err, tributary.ErrJournalFull) {
+		fmt.Println("journal full: drain it, then retry")
+	}
+	// Output:
+	// refused: invalid_line line index 1
+	// journal full: drain it, then retry
+}
+
+// Structured logs, one JSON line per record, exactly once in the shared file.
+func ExampleNewSlogHandler() {
+	dir, _ := os.MkdirTemp("", "tributary-example-")
+	defer os.RemoveAll(dir)
+	j, _ := tributary.OpenJournal(filepath.Join(dir, "app.journal"), nil)
+	defer j.Close()
+
+	logger := slog.New(tributary.NewSlogHandler(j, &slog.HandlerOptions{
+		// Drop the time so that the output below is stable.
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	logger.Info("request", "path", "/index.html", "status", 200)
+	logger.Warn("multi\nline message")
+
+	target := filepath.Join(dir, "app.log")
+	tributary.Drain(context.Background(), target, tributary.DrainOptions{Journals: []string{j.Path()}})
+	b, _ := os.ReadFile(target)
+	fmt.Print(string(b))
+	// Output:
+	// {"level":"INFO","msg":"request","path":"/index.html","status":200}
+	// {"level":"WARN","msg":"multi\nline message"}
+}
+
+// NewWriter turns a Journal into an io.Writer: one journal line per written line.
+func ExampleNewWriter() {
+	dir, _ := os.MkdirTemp("", "tributary-example-")
+	defer os.RemoveAll(dir)
+	j, _ := tributary.OpenJournal(filepath.Join(dir, "app.journal"), nil)
+	defer j.Close()
+
+	w := tributary.NewWriter(j)
+	fmt.Fprintf(w, "first line\nsecond ")
+	fmt.Fprintf(w, "line\nno newline yet")
+	w.Close() // appends the partial line
+
+	b, _ := j.Backlog()
+	fmt.Println(b.Lines, "lines")
+	// Output:
+	// 3 lines
+}
