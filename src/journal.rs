@@ -6,10 +6,14 @@
 //! batch of a thousand lines is one row, and a drain copies whole blobs.
 //!
 //! Invariants this module keeps:
-//! - seqs come from `state.next_seq`, which only grows inside the transaction that
-//!   stores the lines, so a seq is never reused, even after every run was drained and
-//!   deleted (the role DESIGN.md gives to `AUTOINCREMENT`, for runs instead of rows);
-//!   runs holding seqs above `drained_seq` are all present and contiguous.
+//! - the next seq is one past the newest run, or `drained_seq + 1` when every run was
+//!   drained and deleted (runs are only ever deleted up to `drained_seq`, which only
+//!   grows), so a seq is never reused — the guarantee DESIGN.md asks of
+//!   `AUTOINCREMENT`, kept without a counter row that every append would rewrite (an
+//!   append writes one page: the newest leaf of `runs`); runs holding seqs above
+//!   `drained_seq` are all present and contiguous.
+//! - each run records `end_bytes`, the journal's cumulative payload bytes through it,
+//!   so the backlog is `newest end_bytes - drained_bytes` in O(1).
 //! - an append returns only after its transaction committed under the configured
 //!   durability (`Full`: the WAL was fsynced).
 //! - `drained_seq` only moves forward, and rows are deleted only up to it.
@@ -23,6 +27,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
@@ -72,7 +77,8 @@ pub struct JournalOptions {
     pub full_wait: Option<Duration>,
     /// How long an idempotency key is remembered. Default 7 days.
     pub key_retention: Duration,
-    /// How long to wait for another process's SQLite write lock on this journal.
+    /// How long to wait for another process's SQLite write lock on this journal
+    /// (retrying every millisecond; process-wide, the longest one asked for wins).
     pub busy_timeout: Duration,
     /// Accept a journal on a network filesystem (only for filesystems that really are
     /// host-local despite their type, e.g. a private FUSE mount).
@@ -189,6 +195,25 @@ struct Maintenance {
     deleted_since_checkpoint: u64,
 }
 
+/// How long [`retry_when_busy`] keeps retrying: the longest `busy_timeout` any journal
+/// of this process was opened with (a plain fn pointer cannot carry it per connection).
+static BUSY_LIMIT_MS: AtomicU64 = AtomicU64::new(0);
+
+/// SQLite's own busy timeout backs off to 100 ms sleeps, so a compactor's short write
+/// (step 7) or a second process's append kept missing the gaps between a busy writer's
+/// transactions (p99 latencies of half a second). Retry every millisecond instead.
+fn retry_when_busy(attempt: i32) -> bool {
+    if attempt as u64 >= BUSY_LIMIT_MS.load(Ordering::Relaxed) {
+        return false;
+    }
+    std::thread::sleep(Duration::from_millis(1));
+    true
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked))
+}
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
@@ -198,6 +223,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     first_seq INTEGER PRIMARY KEY,
     count INTEGER NOT NULL,
+    end_bytes INTEGER NOT NULL,
     appended_ms INTEGER NOT NULL,
     line_meta BLOB NOT NULL,
     data BLOB NOT NULL
@@ -210,8 +236,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency(added_ms);
 CREATE TABLE IF NOT EXISTS state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
-    next_seq INTEGER NOT NULL,
-    backlog_bytes INTEGER NOT NULL,
+    drained_bytes INTEGER NOT NULL,
     drained_target TEXT,
     drained_seq INTEGER NOT NULL,
     drained_crc INTEGER NOT NULL
@@ -229,6 +254,7 @@ const LINE_META_BYTES: usize = 8;
 struct RunBuf {
     first_seq: u64,
     count: u64,
+    end_bytes: u64,
     meta: Vec<u8>,
     data: Vec<u8>,
 }
@@ -241,6 +267,16 @@ impl RunBuf {
         self.data.push(b'\n');
         self.count += 1;
     }
+}
+
+/// Counters derived by [`Journal::head`].
+struct Head {
+    next_seq: u64,
+    /// Cumulative payload bytes ever appended.
+    total_bytes: u64,
+    drained_seq: u64,
+    /// Cumulative payload bytes of the runs deleted so far.
+    drained_bytes: u64,
 }
 
 /// What a drain took from one journal.
@@ -273,12 +309,22 @@ impl Journal {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| Error::io(format!("opening journal {}", path.display()), e))?;
-        let conn = Connection::open(&path).map_err(|e| Error::sqlite(format!("opening {}", path.display()), e))?;
+        let mut conn = Connection::open(&path).map_err(|e| Error::sqlite(format!("opening {}", path.display()), e))?;
         let not_journal = |detail: String| Error::NotAJournal { path: path.clone(), detail };
-        conn.busy_timeout(opts.busy_timeout).map_err(|e| Error::sqlite("setting busy_timeout", e))?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(|e| not_journal(format!("cannot switch to WAL mode: {e}")))?;
+        BUSY_LIMIT_MS.fetch_max(opts.busy_timeout.as_millis() as u64, Ordering::Relaxed);
+        conn.busy_handler(Some(retry_when_busy)).map_err(|e| Error::sqlite("setting the busy handler", e))?;
+        // Switching a new file to WAL takes an exclusive lock and does not consult the
+        // busy handler: processes creating the same journal at once must retry here.
+        let started = Instant::now();
+        let mode: String = loop {
+            match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)) {
+                Ok(m) => break m,
+                Err(e) if is_busy(&e) && started.elapsed() < opts.busy_timeout => {
+                    std::thread::sleep(Duration::from_millis(2))
+                }
+                Err(e) => return Err(not_journal(format!("cannot switch to WAL mode: {e}"))),
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(not_journal(format!("SQLite refused WAL mode (got {mode})")));
         }
@@ -348,8 +394,8 @@ impl Journal {
             .map_err(|e| Error::sqlite("writing journal metadata", e))?;
         conn_tx
             .execute(
-                "INSERT OR IGNORE INTO state(id, next_seq, backlog_bytes, drained_target, drained_seq, drained_crc)
-                 VALUES (1, 1, 0, NULL, 0, 0)",
+                "INSERT OR IGNORE INTO state(id, drained_bytes, drained_target, drained_seq, drained_crc)
+                 VALUES (1, 0, NULL, 0, 0)",
                 [],
             )
             .map_err(|e| Error::sqlite("writing journal state", e))?;
@@ -477,10 +523,10 @@ impl Journal {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| Error::sqlite(format!("starting an append transaction on {}", self.path.display()), e))?;
         let ctx = |what: &str| format!("{what} in {}", self.path.display());
-        let (next_seq, mut backlog_bytes): (i64, i64) = tx
-            .query_row("SELECT next_seq, backlog_bytes FROM state WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(|e| Error::sqlite(ctx("reading the journal state"), e))?;
-        let mut next_seq = next_seq as u64;
+        let head = Self::head(&tx).map_err(|e| Error::sqlite(ctx("reading the journal state"), e))?;
+        let mut next_seq = head.next_seq;
+        let mut total_bytes = head.total_bytes;
+        let mut backlog_bytes = (head.total_bytes - head.drained_bytes) as i64;
         let now = now_ms();
         let mut results = Vec::with_capacity(batch.len());
         let mut runs: Vec<RunBuf> = Vec::new();
@@ -533,7 +579,10 @@ impl Journal {
                             if full {
                                 runs.push(RunBuf { first_seq: next_seq, ..RunBuf::default() });
                             }
-                            runs.last_mut().expect("a run").push(line);
+                            total_bytes += line.len() as u64;
+                            let run = runs.last_mut().expect("a run");
+                            run.push(line);
+                            run.end_bytes = total_bytes;
                             if let Some(keys) = &req.keys {
                                 new_keys.push((&keys[i], next_seq));
                             }
@@ -549,12 +598,13 @@ impl Journal {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO runs(first_seq, count, appended_ms, line_meta, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO runs(first_seq, count, end_bytes, appended_ms, line_meta, data)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(|e| Error::sqlite(ctx("preparing insert"), e))?;
             for r in runs.iter().filter(|r| r.count > 0) {
                 insert
-                    .execute(params![r.first_seq as i64, r.count as i64, now, r.meta, r.data])
+                    .execute(params![r.first_seq as i64, r.count as i64, r.end_bytes as i64, now, r.meta, r.data])
                     .map_err(|e| Error::sqlite(ctx("inserting lines"), e))?;
             }
             let mut insert_key = tx
@@ -566,11 +616,6 @@ impl Journal {
                     .map_err(|e| Error::sqlite(ctx("recording a key"), e))?;
             }
         }
-        tx.execute(
-            "UPDATE state SET next_seq = ?1, backlog_bytes = ?2 WHERE id = 1",
-            params![next_seq as i64, backlog_bytes],
-        )
-        .map_err(|e| Error::sqlite(ctx("updating the journal state"), e))?;
         self.maybe_purge_keys(&tx)?;
         failpoint::hit("journal.before_commit");
         crate::fault::check("journal commit").map_err(|e| Error::io(ctx("committing appended lines"), e))?;
@@ -591,37 +636,49 @@ impl Journal {
         Ok(())
     }
 
+    /// The seq and byte counters, derived from the newest run and the drained record.
+    fn head(conn: &Connection) -> rusqlite::Result<Head> {
+        let (drained_seq, drained_bytes): (i64, i64) =
+            conn.query_row("SELECT drained_seq, drained_bytes FROM state WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        let newest: Option<(i64, i64)> = conn
+            .query_row("SELECT first_seq + count, end_bytes FROM runs ORDER BY first_seq DESC LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let (next_seq, total_bytes) = newest.unwrap_or((drained_seq + 1, drained_bytes));
+        Ok(Head {
+            next_seq: next_seq as u64,
+            total_bytes: total_bytes as u64,
+            drained_seq: drained_seq as u64,
+            drained_bytes: drained_bytes as u64,
+        })
+    }
+
     /// Lines waiting to be drained, and the seq counters.
     pub fn backlog(&self) -> Result<Backlog> {
         let conn = self.conn.lock();
         let ctx = |what: &str| format!("{what} in {}", self.path.display());
-        let (next_seq, bytes, drained_seq): (i64, i64, i64) = conn
-            .query_row("SELECT next_seq, backlog_bytes, drained_seq FROM state WHERE id = 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .map_err(|e| Error::sqlite(ctx("reading the backlog"), e))?;
+        let h = Self::head(&conn).map_err(|e| Error::sqlite(ctx("reading the backlog"), e))?;
         let oldest: Option<i64> = conn
             .query_row("SELECT appended_ms FROM runs ORDER BY first_seq LIMIT 1", [], |r| r.get(0))
             .optional()
             .map_err(|e| Error::sqlite(ctx("reading the oldest line"), e))?;
-        let last_seq = (next_seq - 1) as u64;
+        let last_seq = h.next_seq - 1;
         Ok(Backlog {
-            lines: last_seq.saturating_sub(drained_seq as u64),
-            bytes: bytes as u64,
+            lines: last_seq.saturating_sub(h.drained_seq),
+            bytes: h.total_bytes - h.drained_bytes,
             oldest_append_ms: oldest,
             last_seq,
-            drained_seq: drained_seq as u64,
+            drained_seq: h.drained_seq,
         })
     }
 
     /// Highest seq this journal ever assigned.
     pub(crate) fn seq_ceiling(&self) -> Result<u64> {
-        let next: i64 = self
-            .conn
-            .lock()
-            .query_row("SELECT next_seq FROM state WHERE id = 1", [], |r| r.get(0))
-            .map_err(|e| Error::sqlite("reading the seq counter", e))?;
-        Ok((next - 1) as u64)
+        let h = Self::head(&self.conn.lock()).map_err(|e| Error::sqlite("reading the seq counter", e))?;
+        Ok(h.next_seq - 1)
     }
 
     /// The stored CRC of the line `seq`, if its run is still present.
@@ -765,9 +822,10 @@ impl Journal {
         if (seq as i64) <= current {
             return Ok(()); // a later round already recorded more
         }
-        let (freed_runs, freed_bytes): (i64, i64) = tx
+        // Runs wholly drained; their newest end_bytes becomes the drained byte mark.
+        let (freed_runs, freed_through): (i64, Option<i64>) = tx
             .query_row(
-                "SELECT count(*), coalesce(sum(length(data) - count), 0) FROM runs WHERE first_seq + count - 1 <= ?1",
+                "SELECT count(*), max(end_bytes) FROM runs WHERE first_seq + count - 1 <= ?1",
                 params![seq as i64],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -778,8 +836,8 @@ impl Journal {
         failpoint::hit("drain.mid_record");
         tx.execute(
             "UPDATE state SET drained_target = ?1, drained_seq = ?2, drained_crc = ?3,
-                 backlog_bytes = max(0, backlog_bytes - ?4) WHERE id = 1",
-            params![target_id, seq as i64, crc as i64, freed_bytes],
+                 drained_bytes = max(drained_bytes, coalesce(?4, drained_bytes)) WHERE id = 1",
+            params![target_id, seq as i64, crc as i64, freed_through],
         )
         .map_err(|e| Error::sqlite(ctx("recording the drained seq"), e))?;
         tx.commit().map_err(|e| Error::sqlite(ctx("committing the drained record"), e))?;
