@@ -221,7 +221,7 @@ func TestErrLockLost(t *testing.T) {
 	f.drain(t)
 	j.AppendString("third")
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperDrainProcess$", "-test.v")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(),
 		"TRIB_GO_HELPER=drain", "TRIB_GO_TARGET="+f.target, "TRIB_GO_SPOOL="+f.spool,
 		"TRIBUTARY_FAILPOINTS=drain.after_temp_manifest=pause:1500")
@@ -268,12 +268,8 @@ func TestErrLockLost(t *testing.T) {
 	}
 }
 
-// TestHelperDrainProcess is the child of TestErrLockLost (it does nothing in a
-// normal run).
-func TestHelperDrainProcess(t *testing.T) {
-	if os.Getenv("TRIB_GO_HELPER") != "drain" {
-		t.Skip("helper process for TestErrLockLost")
-	}
+// helperDrain is the child process of TestErrLockLost (see TestMain).
+func helperDrain() {
 	_, err := Drain(context.Background(), os.Getenv("TRIB_GO_TARGET"), DrainOptions{Spool: os.Getenv("TRIB_GO_SPOOL")})
 	var e *Error
 	kind := "none"

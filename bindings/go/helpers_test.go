@@ -4,12 +4,28 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 )
+
+// TestMain runs the tests, or, in a child process that a test started with
+// TRIB_GO_HELPER set, that helper.
+func TestMain(m *testing.M) {
+	switch os.Getenv("TRIB_GO_HELPER") {
+	case "":
+		os.Exit(m.Run())
+	case "drain":
+		helperDrain()
+		os.Exit(0)
+	default:
+		fmt.Fprintln(os.Stderr, "unknown TRIB_GO_HELPER", os.Getenv("TRIB_GO_HELPER"))
+		os.Exit(2)
+	}
+}
 
 // repoRoot is the tributary checkout this package lives in.
 func repoRoot(t testing.TB) string {

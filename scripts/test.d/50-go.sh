@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Go binding (bindings/go): gofmt, go vet, and go test -race over the cgo package
+# against the release library — the API, every error kind provoked for real (lock
+# timeout/lost, corrupt manifest and journal row, truncated target, ...), 16
+# goroutines on one journal, fan-in/fan-out with concurrent drains and following
+# readers, Rust CLI + Python + Go writers on one target — then builds and runs the
+# fan-in → process → fan-out example (examples/pipeline).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+repo="$PWD"
+
+# Go: on PATH, or where the official tarball installs it. go.mod asks for Go 1.22;
+# an older Go (>= 1.21) fetches that toolchain from the Go module proxy by itself.
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+  export PATH="$PATH:/usr/local/go/bin"
+fi
+if ! command -v go >/dev/null; then
+  echo "go is not installed: skipping the Go binding (install Go >= 1.22 from go.dev)"
+  exit 77
+fi
+export CGO_ENABLED=1
+go version
+
+# sqlite3 tampers a journal row for the corrupt-journal-row test (skipped without it).
+if ! command -v sqlite3 >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q sqlite3 || { apt-get update -q && apt-get install -y -q sqlite3; } ||
+    echo "warning: could not install sqlite3; TestErrCorruptJournalRow will be skipped"
+fi
+
+# The library the package links (target/release/libtributary.so, by rpath) and the
+# CLI the tests drive (target/release/tributary).
+cargo build --release
+
+cd bindings/go
+unformatted="$(gofmt -l .)"
+if [ -n "$unformatted" ]; then
+  echo "gofmt: these files are not formatted (run gofmt -w):"
+  echo "$unformatted"
+  exit 1
+fi
+echo "--- go vet ./..."
+go vet ./...
+
+echo "--- go test -race -count=1 ./..."
+log="$repo/target/go-test.log"
+mkdir -p "$repo/target"
+export RUST_BACKTRACE=0 # TestErrPanic's deliberate panic: keep its report short
+rc=0
+go test -race -count=1 -timeout 10m -v ./... >"$log" 2>&1 || rc=$?
+# The summary: every skipped or failed test with its reason, the counts, and go test's
+# own per-package result lines.
+# (go test -v prints a test's t.Skip reason just before its "--- SKIP" line)
+grep -E -B1 '^\s*--- SKIP' "$log" | grep -v -- '^--$' || true
+grep -E '^\s*--- FAIL' "$log" || true
+echo "tests: $(grep -cE '^\s*--- PASS' "$log") passed, $(grep -cE '^\s*--- FAIL' "$log") failed," \
+  "$(grep -cE '^\s*--- SKIP' "$log") skipped"
+grep -E '^(ok|FAIL|panic:)|^\?\s' "$log" || true
+if [ "$rc" != 0 ]; then
+  echo "go test FAILED (exit $rc); the last 150 lines of $log:"
+  tail -n 150 "$log"
+  exit 1
+fi
+
+echo "--- examples/pipeline"
+go build -o "$repo/target/go-pipeline" ./examples/pipeline
+"$repo/target/go-pipeline"
