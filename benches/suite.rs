@@ -390,6 +390,18 @@ impl Report {
         self.baselines.push([name.into(), figure, p99, how.into()]);
     }
 
+    /// Say so when the ratio of the medians tells another story than the paired ratio.
+    fn ratio_check(&mut self, id: &str, paired: f64, of_medians: f64) {
+        let far = paired.is_finite() && of_medians.is_finite() && (of_medians / paired - 1.0).abs() > 0.25;
+        if far {
+            self.note(format!(
+                "target {id}: the ratio of the two medians is {of_medians:.2}× while the median of the paired \
+                 per-repetition ratios (the Ratio column) is {paired:.2}× — the machine's speed changed between \
+                 repetitions; the per-repetition figures are in the bench's output"
+            ));
+        }
+    }
+
     fn note(&mut self, s: String) {
         println!("  note: {s}");
         self.notes.push(s);
@@ -946,6 +958,7 @@ fn t1(cfg: &Cfg, rep: &mut Report) -> R<()> {
     }
     let (b, t) = (Fig::of(&base), Fig::of(&trib));
     rep.commit_p99_ms = Some(b.p99_ms);
+    rep.ratio_check("1", paired_ratio(&rates(&trib), &rates(&base)), t.rate / b.rate);
     rep.baseline(
         "raw rusqlite, 1 row per transaction, synchronous=FULL, WAL",
         fig_rate(&b, "rows"),
@@ -1014,6 +1027,7 @@ fn t2(cfg: &Cfg, rep: &mut Report) -> R<()> {
         );
     }
     if let Some((_, t, s, ratio)) = last {
+        rep.ratio_check("2a", ratio, t.rate / s.rate);
         rep.baseline(
             "seed design made durable, 16 processes",
             fig_rate(&s, "lines"),
@@ -1102,6 +1116,7 @@ fn t3(cfg: &Cfg, rep: &mut Report) -> R<()> {
         "prepared INSERT, BEGIN … COMMIT around 1000 rows",
     );
     let trib_s = format!("{} (p99 {} per batch)", fmt_rate(t.rate, "lines"), fmt_ms(t.p99_ms));
+    rep.ratio_check("3b", paired_ratio(&rates(&trib), &rates(&base)), t.rate / b.rate);
     rep.note(format!(
         "3a is absolute: in this run one 1000-row FULL transaction of raw rusqlite took {} at the median ({} p99); \
          1.0 M lines/s needs a 1000-line durable batch every 1 ms",
@@ -1231,6 +1246,7 @@ fn t4(cfg: &Cfg, rep: &mut Report) -> R<()> {
     }
     let (dm, cm) = (median(&drain_s), median(&cat_s));
     let (drain_bps, cat_bps) = (bytes as f64 / dm, bytes as f64 / cm);
+    rep.ratio_check("4a", paired_ratio(&cat_s, &drain_s), drain_bps / cat_bps);
     rep.baseline(
         &format!("`cat` of {} into a new file + `sync FILE`", fmt_size(bytes)),
         format!(
