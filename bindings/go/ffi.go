@@ -15,7 +15,7 @@ import (
 
 // ABIVersion is the version of the C ABI this package was compiled against
 // (TRIB_ABI_VERSION of include/tributary.h).
-const ABIVersion = C.TRIB_ABI_VERSION
+const ABIVersion uint32 = C.TRIB_ABI_VERSION
 
 // The library's struct layouts must be the ones this package was compiled with:
 // refuse to run against a library built for another ABI (a stale libtributary.so
