@@ -165,7 +165,7 @@ func TestErrLockTimeout(t *testing.T) {
 	f := newFixture(t)
 	j := f.openJournal(t, "mine", nil)
 	j.AppendString("mine")
-	holder := holdLock(t, f, 3*time.Second)
+	holder := holdLock(t, f, 5*time.Second)
 
 	start := time.Now()
 	_, err := Drain(context.Background(), f.target, DrainOptions{Spool: f.spool, LockTimeout: 200 * time.Millisecond})
@@ -173,7 +173,7 @@ func TestErrLockTimeout(t *testing.T) {
 	if errors.Is(err, context.DeadlineExceeded) {
 		t.Fatal("a lock timeout from LockTimeout matches context.DeadlineExceeded")
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 4*time.Second {
 		t.Fatalf("LockTimeout 200ms took %v", d)
 	}
 
@@ -186,7 +186,7 @@ func TestErrLockTimeout(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("a lock timeout cut short by the deadline does not match context.DeadlineExceeded: %v", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 4*time.Second {
 		t.Fatalf("a 300ms deadline took %v", d)
 	}
 
@@ -224,7 +224,7 @@ func TestErrLockLost(t *testing.T) {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(),
 		"TRIB_GO_HELPER=drain", "TRIB_GO_TARGET="+f.target, "TRIB_GO_SPOOL="+f.spool,
-		"TRIBUTARY_FAILPOINTS=drain.after_temp_manifest=pause:1500")
+		"TRIBUTARY_FAILPOINTS=drain.after_temp_manifest=pause:2500")
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
