@@ -54,8 +54,9 @@ go test -race -count=1 -timeout 10m -v ./... >"$log" 2>&1 || rc=$?
 # (go test -v prints a test's t.Skip reason just before its "--- SKIP" line)
 grep -E -B1 '^\s*--- SKIP' "$log" | grep -v -- '^--$' || true
 grep -E '^\s*--- FAIL' "$log" || true
-echo "tests: $(grep -cE '^\s*--- PASS' "$log") passed, $(grep -cE '^\s*--- FAIL' "$log") failed," \
-  "$(grep -cE '^\s*--- SKIP' "$log") skipped"
+echo "tests and examples: $(grep -cE '^--- PASS' "$log") passed, $(grep -cE '^--- FAIL' "$log") failed," \
+  "$(grep -cE '^--- SKIP' "$log") skipped (subtests: $(grep -cE '^\s+--- PASS' "$log") passed," \
+  "$(grep -cE '^\s+--- FAIL' "$log") failed)"
 grep -E '^(ok|FAIL|panic:)|^\?\s' "$log" || true
 if [ "$rc" != 0 ]; then
   echo "go test FAILED (exit $rc); the last 150 lines of $log:"
