@@ -456,11 +456,23 @@ impl World {
 
     fn corrupt_manifest(&mut self, inp: &mut Input) {
         let p = Sidecar::for_target(&self.target).manifest;
+        if self.poisoned {
+            return; // a second flip could undo the first
+        }
         let Ok(mut b) = fs::read(&p) else { return };
+        let before = Manifest::decode(&b, &p).expect("the manifest before corrupting it");
         let at = inp.u8() as usize % b.len();
         b[at] ^= 1 << (inp.u8() % 8);
         fs::write(&p, b).unwrap();
-        self.poisoned = true;
+        match Manifest::read(&p) {
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::CorruptManifest, "{e}");
+                self.poisoned = true;
+            }
+            // CRC32 catches every single-bit flip; the one flip that still decodes turns
+            // a hex digit of the stored CRC into upper case: same value, same manifest
+            Ok(after) => assert_eq!(after.as_ref(), Some(&before), "a flipped bit changed the manifest undetected"),
+        }
     }
 }
 
@@ -481,9 +493,14 @@ pub fn api_ops(data: &[u8]) -> Stats {
     let mut inp = Input { data, pos: 0 };
     let mut w = World::new();
     let mut ops = 0;
+    let trace = std::env::var_os("TRIB_FUZZ_TRACE").is_some();
     while !inp.done() && ops < 48 {
         ops += 1;
-        match inp.u8() % 13 {
+        let op = inp.u8() % 13;
+        if trace {
+            eprintln!("op {ops}: {op} at byte {} (poisoned {}, tail {})", inp.pos, w.poisoned, w.tail);
+        }
+        match op {
             0 | 1 => w.open(&mut inp),
             2 | 3 => w.append(&mut inp),
             4 => w.batch(&mut inp),
