@@ -46,6 +46,10 @@ pub struct MultihostArgs {
     /// Most bytes per drain round (small = many rounds, much lock contention).
     #[arg(long, default_value_t = 65536)]
     pub max_round_bytes: u64,
+    /// Pass --max-line-bytes to the compactors (bounds the uncommitted tail a drain
+    /// will truncate: max(max_round_bytes, max_line_bytes + 1)).
+    #[arg(long)]
+    pub max_line_bytes: Option<u64>,
     /// The mounts are incoherent (Gluster defaults): record errors, fail only on silent damage.
     #[arg(long)]
     pub incoherent: bool,
@@ -160,6 +164,10 @@ pub fn run(a: MultihostArgs) -> ExitCode {
             a.max_round_bytes.to_string(),
             "--verbose".into(),
         ]);
+        let mut args = args;
+        if let Some(m) = a.max_line_bytes {
+            args.extend(strings(["--max-line-bytes".to_string(), m.to_string()]));
+        }
         let mut compactor =
             Proc::new(format!("compactor@host{}", h + 1), &trib, args, logs.join(format!("compactor-{}.log", h + 1)));
         if let Err(e) = compactor.start(None, None) {
