@@ -50,7 +50,7 @@
  * changes incompatibly; compare it with `trib_abi_version()` at start-up to detect a
  * header/library mismatch.
  */
-#define TRIB_ABI_VERSION 1
+#define TRIB_ABI_VERSION 2
 
 /**
  * Success.
@@ -189,8 +189,10 @@ typedef struct trib_error trib_error;
 typedef struct trib_journal trib_journal;
 
 /**
- * A reader of a target's committed lines, from a byte offset. It never shows a byte
- * beyond the manifest's committed length, so never a torn or uncommitted tail.
+ * A reader of a target's committed lines, from a cursor: a generation of the target
+ * and a byte offset in it. It never shows a byte beyond what the manifest committed,
+ * so never a torn or uncommitted tail, and it goes on from a rotated generation
+ * (`<target>.<generation>`) into the next one.
  *
  * Thread-safety: NOT safe to use from several threads at once; it may be moved to
  * another thread between calls (use one reader per thread; many readers may read the
@@ -317,6 +319,22 @@ typedef struct trib_compactor_options {
      * Accept journals on a network filesystem (default false).
      */
     bool allow_network_fs;
+    /**
+     * Managed rotation: start a new generation once the current one holds at least this
+     * many committed bytes (checked at the start of each round); the old one becomes
+     * `<target>.<generation>`. 0 (default): no rotation by size.
+     */
+    uint64_t rotate_bytes;
+    /**
+     * Managed rotation by committed line count (either limit triggers it). 0 (default):
+     * no rotation by line count.
+     */
+    uint64_t rotate_lines;
+    /**
+     * Keep at most this many rotated generations, deleting older ones. 0 (default):
+     * keep them all.
+     */
+    uint64_t retain_generations;
 } trib_compactor_options;
 
 /**
@@ -344,6 +362,11 @@ typedef struct trib_drain_report {
      * How many journals contributed lines.
      */
     size_t journals;
+    /**
+     * Generations rotated out by managed rotation (including interrupted rotations
+     * this drain completed).
+     */
+    uint64_t rotations;
 } trib_drain_report;
 
 /**
@@ -379,6 +402,14 @@ typedef struct trib_verify_report {
      * NUL-terminated UTF-8.
      */
     char *problems;
+    /**
+     * The target's current generation (1 until a managed rotation).
+     */
+    uint64_t generation;
+    /**
+     * Rotated generations still kept, checked too.
+     */
+    uint64_t rotated_generations;
 } trib_verify_report;
 
 /**
@@ -413,6 +444,15 @@ typedef struct trib_status_summary {
      * Journals found in the spool (`trib_status_report_journal`).
      */
     size_t journal_count;
+    /**
+     * The target's current generation (1 until a managed rotation; 0 without a
+     * manifest). The committed length, lines and CRC above are this generation's.
+     */
+    uint64_t generation;
+    /**
+     * Rotated generations still kept (`<target>.<generation>`).
+     */
+    size_t rotated_generations;
 } trib_status_summary;
 
 /**
@@ -738,10 +778,11 @@ int trib_status_report_journal(const struct trib_status_report *report,
 void trib_status_report_free(struct trib_status_report *report);
 
 /**
- * Open a reader of `target` at byte `offset` (0, or an offset returned by
- * `trib_reader_offset`: the start of a committed line). An offset beyond the committed
- * length or not at a line start is `TRIB_E_INVALID_ARG`. A target that was never
- * drained has no committed lines yet (the reader waits for them).
+ * Open a reader of `target` at byte `offset` of its current generation (0, or the start
+ * of a committed line). An offset beyond the committed length or not at a line start is
+ * `TRIB_E_INVALID_ARG`. A target that was never drained has no committed lines yet
+ * (the reader waits for them). To resume where an earlier reader stopped, across
+ * managed rotations too, use `trib_reader_open_at` with its `trib_reader_cursor`.
  *
  * # Safety
  * `target` must be NULL or NUL-terminated; `reader_out` and `err_out` NULL or writable.
@@ -750,6 +791,21 @@ int trib_reader_open(const char *target,
                      uint64_t offset,
                      struct trib_reader **reader_out,
                      struct trib_error **err_out);
+
+/**
+ * Open a reader of `target` at a cursor `(generation, offset)` kept from
+ * `trib_reader_cursor`. `(0, 0)` is the very beginning: the oldest generation still
+ * kept. A generation that is no longer kept, or an offset that is not the start of a
+ * committed line of it, is an error.
+ *
+ * # Safety
+ * `target` must be NULL or NUL-terminated; `reader_out` and `err_out` NULL or writable.
+ */
+int trib_reader_open_at(const char *target,
+                        uint64_t generation,
+                        uint64_t offset,
+                        struct trib_reader **reader_out,
+                        struct trib_error **err_out);
 
 /**
  * The next committed line. On success `*has_line_out` says whether there was one; if
@@ -775,13 +831,26 @@ int trib_reader_next(struct trib_reader *reader,
                      struct trib_error **err_out);
 
 /**
- * The byte offset of the next line: a cursor to keep and reopen from with
- * `trib_reader_open`.
+ * The byte offset of the next line within the generation being read (see
+ * `trib_reader_cursor` for a position that survives managed rotations).
  *
  * # Safety
  * `reader` must be NULL or an open reader; `offset_out` and `err_out` NULL or writable.
  */
 int trib_reader_offset(const struct trib_reader *reader,
+                       uint64_t *offset_out,
+                       struct trib_error **err_out);
+
+/**
+ * Where the next line starts: the generation being read and the byte offset in it. Keep
+ * both to resume later with `trib_reader_open_at`.
+ *
+ * # Safety
+ * `reader` must be NULL or an open reader; `generation_out`, `offset_out` and `err_out`
+ * NULL or writable.
+ */
+int trib_reader_cursor(const struct trib_reader *reader,
+                       uint64_t *generation_out,
                        uint64_t *offset_out,
                        struct trib_error **err_out);
 

@@ -30,7 +30,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::{
-    Backlog, Compactor, CompactorOptions, Durability, Error, ErrorKind, Journal, JournalOptions, Reader, StatusReport,
+    Backlog, Compactor, CompactorOptions, Cursor, Durability, Error, ErrorKind, Journal, JournalOptions, Reader,
+    StatusReport,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -40,7 +41,7 @@ use crate::{
 /// Version of this C ABI (types, functions, semantics). It changes whenever the ABI
 /// changes incompatibly; compare it with `trib_abi_version()` at start-up to detect a
 /// header/library mismatch.
-pub const TRIB_ABI_VERSION: u32 = 1;
+pub const TRIB_ABI_VERSION: u32 = 2;
 
 /// Success.
 pub const TRIB_OK: c_int = 0;
@@ -955,6 +956,16 @@ pub struct trib_compactor_options {
     pub journal_busy_timeout_ms: u64,
     /// Accept journals on a network filesystem (default false).
     pub allow_network_fs: bool,
+    /// Managed rotation: start a new generation once the current one holds at least this
+    /// many committed bytes (checked at the start of each round); the old one becomes
+    /// `<target>.<generation>`. 0 (default): no rotation by size.
+    pub rotate_bytes: u64,
+    /// Managed rotation by committed line count (either limit triggers it). 0 (default):
+    /// no rotation by line count.
+    pub rotate_lines: u64,
+    /// Keep at most this many rotated generations, deleting older ones. 0 (default):
+    /// keep them all.
+    pub retain_generations: u64,
 }
 
 impl From<&CompactorOptions> for trib_compactor_options {
@@ -966,6 +977,9 @@ impl From<&CompactorOptions> for trib_compactor_options {
             max_line_bytes: o.max_line_bytes,
             journal_busy_timeout_ms: o.journal.busy_timeout.as_millis() as u64,
             allow_network_fs: o.journal.allow_network_fs,
+            rotate_bytes: o.rotate_bytes.unwrap_or(0),
+            rotate_lines: o.rotate_lines.unwrap_or(0),
+            retain_generations: o.retain_generations.unwrap_or(0),
         }
     }
 }
@@ -983,6 +997,9 @@ impl trib_compactor_options {
             max_round_time: ms_option(self.max_round_time_ms, "max_round_time_ms")?,
             lock_timeout: ms_option(self.lock_timeout_ms, "lock_timeout_ms")?,
             max_line_bytes: self.max_line_bytes,
+            rotate_bytes: (self.rotate_bytes > 0).then_some(self.rotate_bytes),
+            rotate_lines: (self.rotate_lines > 0).then_some(self.rotate_lines),
+            retain_generations: (self.retain_generations > 0).then_some(self.retain_generations),
             ..CompactorOptions::default()
         };
         opts.journal.busy_timeout = busy_timeout_option(self.journal_busy_timeout_ms, "journal_busy_timeout_ms")?;
@@ -1007,6 +1024,9 @@ pub struct trib_drain_report {
     pub epoch: u64,
     /// How many journals contributed lines.
     pub journals: usize,
+    /// Generations rotated out by managed rotation (including interrupted rotations
+    /// this drain completed).
+    pub rotations: u64,
 }
 
 /// Drain journals into `target` until every line they held when the call started is
@@ -1070,6 +1090,7 @@ pub unsafe extern "C" fn trib_drain(
             repaired_tail_bytes: r.repaired_tail_bytes,
             epoch: r.epoch,
             journals: r.journals.len(),
+            rotations: r.rotations,
         };
         // SAFETY: not NULL, writable per the caller's contract.
         unsafe { put(report_out, report) };
@@ -1123,6 +1144,10 @@ pub struct trib_verify_report {
     /// NULL when consistent; otherwise the problems, one per line (separated by `\n`),
     /// NUL-terminated UTF-8.
     pub problems: *mut c_char,
+    /// The target's current generation (1 until a managed rotation).
+    pub generation: u64,
+    /// Rotated generations still kept, checked too.
+    pub rotated_generations: u64,
 }
 
 /// Check `target` against its manifest: length, line count, running CRC. An
@@ -1160,6 +1185,8 @@ pub unsafe extern "C" fn trib_verify(
             uncommitted_tail_bytes: r.uncommitted_tail_bytes,
             problem_count: r.problems.len(),
             problems,
+            generation: r.generation,
+            rotated_generations: r.rotated_generations,
         };
         // SAFETY: not NULL, writable per the caller's contract.
         unsafe { put(report_out, report) };
@@ -1235,6 +1262,11 @@ pub struct trib_status_summary {
     pub watermark_count: usize,
     /// Journals found in the spool (`trib_status_report_journal`).
     pub journal_count: usize,
+    /// The target's current generation (1 until a managed rotation; 0 without a
+    /// manifest). The committed length, lines and CRC above are this generation's.
+    pub generation: u64,
+    /// Rotated generations still kept (`<target>.<generation>`).
+    pub rotated_generations: usize,
 }
 
 /// How far one journal has been drained into the target.
@@ -1333,6 +1365,8 @@ pub unsafe extern "C" fn trib_status_report_summary(
             target_len: r.report.target_len.unwrap_or(0),
             watermark_count: m.map_or(0, |m| m.watermarks.len()),
             journal_count: r.report.journals.len(),
+            generation: m.map_or(0, |m| m.generation),
+            rotated_generations: m.map_or(0, |m| m.rotated.len()),
         };
         // SAFETY: not NULL, writable per the caller's contract.
         unsafe { put(summary_out, summary) };
@@ -1423,8 +1457,10 @@ pub unsafe extern "C" fn trib_status_report_free(report: *mut trib_status_report
 // Reader
 // ---------------------------------------------------------------------------------------------
 
-/// A reader of a target's committed lines, from a byte offset. It never shows a byte
-/// beyond the manifest's committed length, so never a torn or uncommitted tail.
+/// A reader of a target's committed lines, from a cursor: a generation of the target
+/// and a byte offset in it. It never shows a byte beyond what the manifest committed,
+/// so never a torn or uncommitted tail, and it goes on from a rotated generation
+/// (`<target>.<generation>`) into the next one.
 ///
 /// Thread-safety: NOT safe to use from several threads at once; it may be moved to
 /// another thread between calls (use one reader per thread; many readers may read the
@@ -1465,10 +1501,11 @@ unsafe fn reader_mut<'a>(r: *mut trib_reader) -> FfiResult<&'a mut ReaderBox> {
     unsafe { handle_mut::<ReaderBox>(r, "reader") }
 }
 
-/// Open a reader of `target` at byte `offset` (0, or an offset returned by
-/// `trib_reader_offset`: the start of a committed line). An offset beyond the committed
-/// length or not at a line start is `TRIB_E_INVALID_ARG`. A target that was never
-/// drained has no committed lines yet (the reader waits for them).
+/// Open a reader of `target` at byte `offset` of its current generation (0, or the start
+/// of a committed line). An offset beyond the committed length or not at a line start is
+/// `TRIB_E_INVALID_ARG`. A target that was never drained has no committed lines yet
+/// (the reader waits for them). To resume where an earlier reader stopped, across
+/// managed rotations too, use `trib_reader_open_at` with its `trib_reader_cursor`.
 ///
 /// # Safety
 /// `target` must be NULL or NUL-terminated; `reader_out` and `err_out` NULL or writable.
@@ -1486,6 +1523,41 @@ pub unsafe extern "C" fn trib_reader_open(
         let target = unsafe { path_arg(target, "target") }?;
         need(reader_out, "reader_out")?;
         let inner = Reader::open(target, offset)?;
+        let handle =
+            into_handle(ReaderBox { magic: ReaderBox::MAGIC, poisoned: AtomicBool::new(false), inner, line: vec![] });
+        // SAFETY: not NULL, writable per the caller's contract.
+        unsafe { put(reader_out, handle) };
+        Ok(())
+    })
+}
+
+/// Open a reader of `target` at a cursor `(generation, offset)` kept from
+/// `trib_reader_cursor`. `(0, 0)` is the very beginning: the oldest generation still
+/// kept. A generation that is no longer kept, or an offset that is not the start of a
+/// committed line of it, is an error.
+///
+/// # Safety
+/// `target` must be NULL or NUL-terminated; `reader_out` and `err_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_reader_open_at(
+    target: *const c_char,
+    generation: u64,
+    offset: u64,
+    reader_out: *mut *mut trib_reader,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
+    guard(err_out, || {
+        // SAFETY: NUL-terminated or NULL per the caller's contract.
+        let target = unsafe { path_arg(target, "target") }?;
+        need(reader_out, "reader_out")?;
+        if generation == 0 && offset != 0 {
+            return Err(Failure::arg(format!(
+                "cursor (0, {offset}): generation 0 means the oldest kept generation and needs offset 0"
+            )));
+        }
+        let inner = Reader::open_at(target, Cursor { generation, offset })?;
         let handle =
             into_handle(ReaderBox { magic: ReaderBox::MAGIC, poisoned: AtomicBool::new(false), inner, line: vec![] });
         // SAFETY: not NULL, writable per the caller's contract.
@@ -1565,8 +1637,8 @@ pub unsafe extern "C" fn trib_reader_next(
     })
 }
 
-/// The byte offset of the next line: a cursor to keep and reopen from with
-/// `trib_reader_open`.
+/// The byte offset of the next line within the generation being read (see
+/// `trib_reader_cursor` for a position that survives managed rotations).
 ///
 /// # Safety
 /// `reader` must be NULL or an open reader; `offset_out` and `err_out` NULL or writable.
@@ -1584,6 +1656,36 @@ pub unsafe extern "C" fn trib_reader_offset(
         need(offset_out, "offset_out")?;
         // SAFETY: not NULL, writable per the caller's contract.
         unsafe { put(offset_out, r.inner.offset()) };
+        Ok(())
+    })
+}
+
+/// Where the next line starts: the generation being read and the byte offset in it. Keep
+/// both to resume later with `trib_reader_open_at`.
+///
+/// # Safety
+/// `reader` must be NULL or an open reader; `generation_out`, `offset_out` and `err_out`
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_reader_cursor(
+    reader: *const trib_reader,
+    generation_out: *mut u64,
+    offset_out: *mut u64,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
+    guard(err_out, || {
+        // SAFETY: NULL or a live reader per the caller's contract.
+        let r = unsafe { reader_ref(reader) }?;
+        need(generation_out, "generation_out")?;
+        need(offset_out, "offset_out")?;
+        let c = r.inner.cursor();
+        // SAFETY: both not NULL, writable per the caller's contract.
+        unsafe {
+            put(generation_out, c.generation);
+            put(offset_out, c.offset);
+        }
         Ok(())
     })
 }

@@ -193,7 +193,7 @@ static void test_version_and_names(void) {
     trib_error *err = NULL;
     const char *v = trib_version();
     CHECK(v != NULL && strlen(v) >= 5 && strchr(v, '.') != NULL);
-    CHECK(trib_abi_version() == TRIB_ABI_VERSION);
+    CHECK(trib_abi_version() == TRIB_ABI_VERSION && TRIB_ABI_VERSION == 2);
     CHECK(strcmp(trib_result_name(TRIB_OK), "ok") == 0);
     CHECK(strcmp(trib_result_name(TRIB_E_INVALID_LINE), "invalid_line") == 0);
     CHECK(strcmp(trib_result_name(TRIB_E_INVALID_ARG), "invalid_argument") == 0);
@@ -965,6 +965,112 @@ static int drain_child(const char *target, const char *journal) {
     return rc;
 }
 
+/* Managed rotation: generations, cursors that survive a rotation, retention. */
+static void test_rotation(void) {
+    char dir[512], jp[512], target[512], gen1[512];
+    trib_error *err = NULL;
+    trib_drain_report rep;
+    make_dir(dir, "rotation");
+    path_in(jp, dir, "a.journal");
+    path_in(target, dir, "out.log");
+    pathf(gen1, "%s.1", target);
+    trib_compactor_options co;
+    trib_compactor_options_default(&co, NULL);
+    CHECK(co.rotate_bytes == 0 && co.rotate_lines == 0 && co.retain_generations == 0);
+    co.rotate_lines = 2;
+    trib_journal *j = open_journal(jp, NULL);
+    const char *paths[1] = {jp};
+    append_str(j, "g1-a");
+    append_str(j, "g1-b");
+    EXPECT(TRIB_OK, trib_drain(target, paths, 1, NULL, &co, &rep, &err));
+    CHECK(rep.lines == 2 && rep.rotations == 0);
+
+    trib_reader *r = NULL;
+    bool has = false;
+    const uint8_t *line = NULL;
+    size_t len = 0;
+    uint64_t gen = 0, off = 0;
+    EXPECT(TRIB_OK, trib_reader_open(target, 0, &r, &err));
+    EXPECT(TRIB_OK, trib_reader_next(r, 0, &has, &line, &len, &err));
+    CHECK(has && len == 4 && memcmp(line, "g1-a", 4) == 0);
+    EXPECT(TRIB_OK, trib_reader_cursor(r, &gen, &off, &err));
+    CHECK(gen == 1 && off == 5);
+
+    /* The next round starts a new generation: out.log.1 keeps generation 1. */
+    append_str(j, "g2-a");
+    EXPECT(TRIB_OK, trib_drain(target, paths, 1, NULL, &co, &rep, &err));
+    CHECK(rep.lines == 1 && rep.rotations == 1);
+    size_t n;
+    char *g1 = read_file(gen1, &n);
+    CHECK(g1 && strcmp(g1, "g1-a\ng1-b\n") == 0);
+    free(g1);
+    char *cur = read_file(target, &n);
+    CHECK(cur && strcmp(cur, "g2-a\n") == 0);
+    free(cur);
+
+    /* The open reader finishes generation 1, then goes on into generation 2. */
+    EXPECT(TRIB_OK, trib_reader_next(r, 0, &has, &line, &len, &err));
+    CHECK(has && len == 4 && memcmp(line, "g1-b", 4) == 0);
+    EXPECT(TRIB_OK, trib_reader_next(r, 0, &has, &line, &len, &err));
+    CHECK(has && len == 4 && memcmp(line, "g2-a", 4) == 0);
+    EXPECT(TRIB_OK, trib_reader_next(r, 0, &has, &line, &len, &err));
+    CHECK(!has);
+    EXPECT(TRIB_OK, trib_reader_cursor(r, &gen, &off, &err));
+    CHECK(gen == 2 && off == 5);
+    EXPECT(TRIB_OK, trib_reader_offset(r, &off, &err));
+    CHECK(off == 5);
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_cursor(r, NULL, &off, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_cursor(r, &gen, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_cursor(NULL, &gen, &off, &err));
+    trib_reader_close(r);
+
+    /* Reopen at a kept cursor (generation 1, offset 5), and at the very beginning. */
+    EXPECT(TRIB_OK, trib_reader_open_at(target, 1, 5, &r, &err));
+    EXPECT(TRIB_OK, trib_reader_next(r, 0, &has, &line, &len, &err));
+    CHECK(has && len == 4 && memcmp(line, "g1-b", 4) == 0);
+    trib_reader_close(r);
+    EXPECT(TRIB_OK, trib_reader_open_at(target, 0, 0, &r, &err));
+    int count = 0;
+    while (trib_reader_next(r, 0, &has, &line, &len, NULL) == TRIB_OK && has) count++;
+    CHECK(count == 3);
+    trib_reader_close(r);
+    r = (trib_reader *)0x1;
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_open_at(target, 0, 3, &r, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_open_at(target, 1, 2, &r, &err)); /* not a line start */
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_open_at(NULL, 1, 0, &r, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_open_at(target, 1, 0, NULL, &err));
+    CHECK(r == (trib_reader *)0x1);
+
+    /* Status and verify see both generations. */
+    trib_status_report *st = NULL;
+    trib_status_summary sum;
+    EXPECT(TRIB_OK, trib_status(target, NULL, &st, &err));
+    EXPECT(TRIB_OK, trib_status_report_summary(st, &sum, &err));
+    CHECK(sum.generation == 2 && sum.rotated_generations == 1 && sum.committed_lines == 1);
+    trib_status_report_free(st);
+    trib_verify_report vr;
+    EXPECT(TRIB_OK, trib_verify(target, &vr, &err));
+    CHECK(vr.consistent && vr.generation == 2 && vr.rotated_generations == 1);
+    trib_verify_report_clear(&vr);
+
+    /* Retention: keep one rotated generation; generation 1 goes when 3 starts. */
+    co.retain_generations = 1;
+    append_str(j, "g2-b");
+    EXPECT(TRIB_OK, trib_drain(target, paths, 1, NULL, &co, &rep, &err));
+    append_str(j, "g3-a");
+    EXPECT(TRIB_OK, trib_drain(target, paths, 1, NULL, &co, &rep, &err));
+    CHECK(rep.rotations == 1);
+    CHECK(access(gen1, F_OK) != 0);
+    EXPECT(TRIB_OK, trib_verify(target, &vr, &err));
+    CHECK(vr.consistent && vr.generation == 3 && vr.rotated_generations == 1);
+    trib_verify_report_clear(&vr);
+    r = NULL;
+    CHECK(trib_reader_open_at(target, 1, 5, &r, &err) != TRIB_OK && err != NULL && r == NULL);
+    trib_error_free(err);
+    err = NULL;
+    trib_journal_close(j);
+}
+
 /* One journal handle shared by several threads (group commit). */
 #define THREADS 4
 #define PER_THREAD 150
@@ -1081,6 +1187,7 @@ int main(int argc, char **argv) {
     test_target_errors();
     test_sqlite_busy();
     test_lock_lost();
+    test_rotation();
     test_threads_share_a_journal();
 
     if (g_fail == 0) {

@@ -15,7 +15,7 @@ from conftest import run_python, target_lines
 
 
 def test_library_version_matches_package():
-    assert tributary.ABI_VERSION == 1
+    assert tributary.ABI_VERSION == 2
     assert tributary.LIB_VERSION == tributary.__version__
     assert Path(tributary.LIB_PATH).is_file()
 
@@ -254,6 +254,48 @@ def test_read_line_waits_for_a_drain(tmp_path: Path, target: Path):
         assert r.read_line(timeout=10) == b"late"
     timer.join()
     j.close()
+
+
+def test_managed_rotation_and_cursors_across_it(tmp_path: Path, target: Path):
+    with tributary.Journal(tmp_path / "a.journal") as j:
+        j.append_many(["g1-a", "g1-b"])
+        rep = tributary.drain(target, journals=[j], rotate_lines=2)
+        assert rep.rotations == 0
+        reader = tributary.Reader(target)
+        assert next(reader) == b"g1-a"
+        kept = reader.cursor
+        assert kept == tributary.Cursor(1, 5) and kept.generation == 1
+        j.append("g2-a")
+        rep = tributary.drain(target, journals=[j], rotate_lines=2)
+        assert rep.rotations == 1 and rep.lines == 1
+        assert Path(f"{target}.1").read_bytes() == b"g1-a\ng1-b\n"
+        assert target.read_bytes() == b"g2-a\n"
+        assert reader.lines() == [b"g1-b", b"g2-a"]  # on from generation 1 into 2
+        assert reader.cursor == (2, 5) and reader.offset == 5
+        reader.close()
+        with tributary.Reader(target, cursor=kept) as r:
+            assert r.lines() == [b"g1-b", b"g2-a"]
+        with tributary.Reader(target, cursor=tributary.Cursor(0, 0)) as r:
+            assert r.lines() == [b"g1-a", b"g1-b", b"g2-a"]
+        with tributary.Reader(target) as r:  # offset 0 of the current generation
+            assert r.lines() == [b"g2-a"]
+        with pytest.raises(tributary.InvalidArgumentError):
+            tributary.Reader(target, cursor=(0, 3))
+        with pytest.raises(tributary.InvalidArgumentError):
+            tributary.Reader(target, 5, cursor=(1, 5))
+        st = tributary.status(target)
+        assert (st.generation, st.rotated_generations, st.committed_lines) == (2, 1, 1)
+        v = tributary.verify(target)
+        assert v.consistent and (v.generation, v.rotated_generations) == (2, 1)
+        j.append("g2-b")
+        tributary.drain(target, journals=[j], rotate_lines=2, retain_generations=1)
+        j.append("g3-a")
+        rep = tributary.drain(target, journals=[j], rotate_lines=2, retain_generations=1)
+        assert rep.rotations == 1
+        assert not Path(f"{target}.1").exists() and Path(f"{target}.2").exists()
+        with pytest.raises(tributary.TributaryError):
+            tributary.Reader(target, cursor=kept)  # generation 1 is no longer kept
+    assert tributary.status(target).generation == 3
 
 
 def test_library_search_reports_how_to_build_it():

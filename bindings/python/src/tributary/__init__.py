@@ -23,6 +23,7 @@ package, or the repository's ``target/release``.
 from ._api import (
     DEFAULT_MAX_LINE_BYTES,
     Backlog,
+    Cursor,
     DrainReport,
     Journal,
     JournalStatus,
@@ -67,6 +68,7 @@ __all__ = [
     "LIB_VERSION",
     "Backlog",
     "CorruptError",
+    "Cursor",
     "CorruptJournalRowError",
     "CorruptManifestError",
     "DrainReport",

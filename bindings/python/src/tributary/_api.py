@@ -9,7 +9,7 @@ import threading
 import time
 from ctypes import POINTER, byref, c_bool, c_char_p, c_size_t, c_ubyte, c_uint64, c_void_p
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 from . import _ffi
 from ._ffi import call, fspath_bytes, lib
@@ -18,6 +18,7 @@ from .errors import InvalidArgumentError
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
     "Backlog",
+    "Cursor",
     "DrainReport",
     "Journal",
     "JournalStatus",
@@ -111,6 +112,8 @@ class DrainReport:
     epoch: int
     #: How many journals contributed lines.
     journals: int
+    #: Generations rotated out by managed rotation (``rotate_bytes``/``rotate_lines``).
+    rotations: int = 0
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,11 @@ class VerifyReport:
     #: failure; the next drain truncates them.
     uncommitted_tail_bytes: int
     problems: Tuple[str, ...]
+    #: The target's current generation (1 until a managed rotation); the committed
+    #: length and lines above are this generation's.
+    generation: int = 1
+    #: Rotated generations still kept (``<target>.<generation>``), checked too.
+    rotated_generations: int = 0
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,11 @@ class StatusReport:
     target_len: Optional[int]
     watermarks: Tuple[Watermark, ...]
     journals: Tuple[JournalStatus, ...]
+    #: The target's current generation (None before the first drain); the committed
+    #: fields above are this generation's.
+    generation: Optional[int] = None
+    #: Rotated generations still kept.
+    rotated_generations: int = 0
 
 
 # ---- journal -------------------------------------------------------------------------------------
@@ -379,6 +392,9 @@ def drain(
     max_line: Optional[int] = None,
     busy_timeout: Optional[Seconds] = None,
     allow_network_fs: bool = False,
+    rotate_bytes: Optional[int] = None,
+    rotate_lines: Optional[int] = None,
+    retain_generations: Optional[int] = None,
 ) -> DrainReport:
     """Drain journals into ``target`` until every line they hold now is committed.
 
@@ -386,6 +402,11 @@ def drain(
     or ``spool`` (a folder: its ``*.journal`` files). With neither, only create/repair
     the target and its manifest. Takes the target's lock (waiting up to
     ``lock_timeout`` seconds, default 30) for each bounded round.
+
+    Managed rotation: with ``rotate_bytes`` and/or ``rotate_lines``, a round first
+    renames a current generation that reached either limit to ``<target>.<generation>``
+    and starts a new one (readers follow across); ``retain_generations`` keeps at most
+    that many rotated generations (default: all). Never rotate a target with logrotate.
 
     Raises :class:`LockTimeoutError`, :class:`CorruptManifestError`,
     :class:`TargetTruncatedError`, :class:`JournalRestoredError`, ... (see
@@ -414,10 +435,19 @@ def drain(
         if ms is not None:
             setattr(opts, field, ms)
     opts.allow_network_fs = bool(allow_network_fs)
+    for field, value in (
+        ("rotate_bytes", rotate_bytes),
+        ("rotate_lines", rotate_lines),
+        ("retain_generations", retain_generations),
+    ):
+        if value is not None:
+            setattr(opts, field, _positive_int(value, field))
     arr = (c_char_p * max(len(paths), 1))(*paths)
     rep = _ffi.DrainReport()
     call(lib.trib_drain, target_b, arr, len(paths), spool_b, byref(opts), byref(rep))
-    return DrainReport(rep.rounds, rep.lines, rep.bytes, rep.repaired_tail_bytes, rep.epoch, rep.journals)
+    return DrainReport(
+        rep.rounds, rep.lines, rep.bytes, rep.repaired_tail_bytes, rep.epoch, rep.journals, rep.rotations
+    )
 
 
 def verify(target: PathLike) -> VerifyReport:
@@ -443,6 +473,8 @@ def verify(target: PathLike) -> VerifyReport:
         target_len=rep.target_len,
         uncommitted_tail_bytes=rep.uncommitted_tail_bytes,
         problems=tuple(text.split("\n")) if text else (),
+        generation=rep.generation,
+        rotated_generations=rep.rotated_generations,
     )
 
 
@@ -481,27 +513,49 @@ def status(target: PathLike, spool: Optional[PathLike] = None) -> StatusReport:
         target_len=s.target_len if s.target_exists else None,
         watermarks=tuple(watermarks),
         journals=tuple(journals),
+        generation=s.generation if m else None,
+        rotated_generations=s.rotated_generations,
     )
 
 
 # ---- reader ----------------------------------------------------------------------------------------
 
 
+class Cursor(NamedTuple):
+    """A reading position: a generation of the target and a byte offset in it (at the
+    start of a line). ``Cursor(0, 0)`` is the very beginning: the oldest generation
+    still kept."""
+
+    generation: int
+    offset: int
+
+
 class Reader:
-    """Committed lines of a target, from a byte offset: iterate to get each line as
-    bytes without its ``\\n``. Never shows an uncommitted or torn tail.
+    """Committed lines of a target, from a cursor: iterate to get each line as bytes
+    without its ``\\n``. Never shows an uncommitted or torn tail; goes on from a rotated
+    generation into the next one.
+
+    ``Reader(target, offset)`` starts at byte ``offset`` of the current generation;
+    ``Reader(target, cursor=c)`` resumes at a :class:`Cursor` kept from an earlier
+    reader's ``.cursor`` (valid across managed rotations); ``cursor=Cursor(0, 0)``
+    starts at the oldest generation still kept.
 
     Without ``follow``, iteration stops at the committed end; with ``follow=True`` it
     waits for drains to commit more, forever (stop with ``break``, ``close()`` from
     the same thread, or Ctrl-C: the wait is sliced into ``poll_interval`` pieces).
-    ``offset`` is the byte offset of the next line: keep it and reopen from it later.
 
     A Reader is safe to share between threads (calls are serialised), though one
     reader per consumer is the natural use.
     """
 
     def __init__(
-        self, target: PathLike, offset: int = 0, *, follow: bool = False, poll_interval: Seconds = 0.2
+        self,
+        target: PathLike,
+        offset: int = 0,
+        *,
+        cursor: Optional[Tuple[int, int]] = None,
+        follow: bool = False,
+        poll_interval: Seconds = 0.2,
     ) -> None:
         self._handle: Optional[int] = None
         self._lock = threading.RLock()
@@ -510,12 +564,21 @@ class Reader:
         self.follow = follow
         poll_ms = _ms(poll_interval, "poll_interval")
         self._poll_ms = max(1, poll_ms if poll_ms is not None else 200)
-        if isinstance(offset, bool) or not isinstance(offset, int):
-            raise TypeError(f"offset must be an int, not {type(offset).__name__}")
-        if offset < 0:
-            raise _arg_error(f"offset must be >= 0, not {offset}")
+        for name, value in (("offset", offset),) + (
+            (("cursor.generation", cursor[0]), ("cursor.offset", cursor[1])) if cursor is not None else ()
+        ):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+            if value < 0:
+                raise _arg_error(f"{name} must be >= 0, not {value}")
+        target_b = fspath_bytes(target, "target")
         handle = c_void_p()
-        call(lib.trib_reader_open, fspath_bytes(target, "target"), offset, byref(handle))
+        if cursor is not None:
+            if offset:
+                raise _arg_error("give either offset or cursor, not both")
+            call(lib.trib_reader_open_at, target_b, cursor[0], cursor[1], byref(handle))
+        else:
+            call(lib.trib_reader_open, target_b, offset, byref(handle))
         self._handle = handle.value
         self._has = c_bool()
         self._ptr = POINTER(c_ubyte)()
@@ -572,12 +635,22 @@ class Reader:
 
     @property
     def offset(self) -> int:
-        """Byte offset of the next line (a cursor to reopen from)."""
+        """Byte offset of the next line within the generation being read."""
         with self._lock:
             h = self._check()
             off = c_uint64()
             call(lib.trib_reader_offset, h, byref(off))
             return off.value
+
+    @property
+    def cursor(self) -> Cursor:
+        """Where the next line starts: keep it to resume later (``Reader(target,
+        cursor=...)``), across managed rotations too."""
+        with self._lock:
+            h = self._check()
+            gen, off = c_uint64(), c_uint64()
+            call(lib.trib_reader_cursor, h, byref(gen), byref(off))
+            return Cursor(gen.value, off.value)
 
     def close(self) -> None:
         """Close the reader (idempotent)."""

@@ -39,7 +39,7 @@ from typing import Any, Callable, List, Tuple
 from .errors import LibraryNotFoundError, TributaryError, error_class
 
 #: The C ABI version this package speaks (``TRIB_ABI_VERSION`` of the header).
-ABI_VERSION = 1
+ABI_VERSION = 2
 #: The library version this package was written for; the library's must have the same
 #: major version (and, while it is 0, the same minor version).
 PACKAGE_VERSION = "0.1.0"
@@ -89,6 +89,9 @@ class CompactorOptions(Structure):
         ("max_line_bytes", c_size_t),
         ("journal_busy_timeout_ms", c_uint64),
         ("allow_network_fs", c_bool),
+        ("rotate_bytes", c_uint64),
+        ("rotate_lines", c_uint64),
+        ("retain_generations", c_uint64),
     ]
 
 
@@ -100,6 +103,7 @@ class DrainReport(Structure):
         ("repaired_tail_bytes", c_uint64),
         ("epoch", c_uint64),
         ("journals", c_size_t),
+        ("rotations", c_uint64),
     ]
 
 
@@ -114,6 +118,8 @@ class VerifyReport(Structure):
         ("problem_count", c_size_t),
         # char *: owned by the library, released by trib_verify_report_clear
         ("problems", c_void_p),
+        ("generation", c_uint64),
+        ("rotated_generations", c_uint64),
     ]
 
 
@@ -129,6 +135,8 @@ class StatusSummary(Structure):
         ("target_len", c_uint64),
         ("watermark_count", c_size_t),
         ("journal_count", c_size_t),
+        ("generation", c_uint64),
+        ("rotated_generations", c_size_t),
     ]
 
 
@@ -228,12 +236,14 @@ def _declare(lib: ctypes.CDLL) -> None:
         ("trib_status_report_journal", c_int, [p, c_size_t, POINTER(JournalStatus), err_pp]),
         ("trib_status_report_free", None, [p]),
         ("trib_reader_open", c_int, [c_char_p, c_uint64, POINTER(p), err_pp]),
+        ("trib_reader_open_at", c_int, [c_char_p, c_uint64, c_uint64, POINTER(p), err_pp]),
         (
             "trib_reader_next",
             c_int,
             [p, c_uint64, POINTER(c_bool), POINTER(POINTER(c_ubyte)), POINTER(c_size_t), err_pp],
         ),
         ("trib_reader_offset", c_int, [p, u64p, err_pp]),
+        ("trib_reader_cursor", c_int, [p, u64p, u64p, err_pp]),
         ("trib_reader_close", None, [p]),
     ]
     for name, restype, argtypes in protos:
