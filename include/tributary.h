@@ -674,7 +674,7 @@ int trib_journal_id(const struct trib_journal *journal,
  * `*.journal` file directly in the folder `spool` (not both: give `journal_count` 0
  * when `spool` is not NULL). With neither, the call only creates/repairs the target
  * and its manifest. `options` may be NULL for the defaults. A journal path that does
- * not exist yet is created empty.
+ * not exist is `TRIB_E_NOT_A_JOURNAL` (a drain never creates journals).
  *
  * # Safety
  * `target` and `spool` must be NULL or NUL-terminated; `journal_paths` NULL or

@@ -148,7 +148,7 @@ impl Compactor {
 
     /// Open journals by path with this compactor's journal options.
     pub fn open_journals(&self, paths: &[PathBuf]) -> Result<Vec<Journal>> {
-        paths.iter().map(|p| Journal::open(p, self.opts.journal.clone())).collect()
+        paths.iter().map(|p| Journal::open_existing(p, self.opts.journal.clone())).collect()
     }
 
     /// Drain the given journals by path until every line they held when the call
@@ -256,7 +256,7 @@ impl Compactor {
         for j in journals {
             self.check_journal(j, manifest.watermarks.get(&j.id()), &manifest.target_id)?;
         }
-        let deadline = Instant::now() + self.opts.max_round_time;
+        let deadline = crate::journal::deadline_after(self.opts.max_round_time);
         let mut out = ChunkWriter::new(self, &file, &manifest);
         let mut taken: Vec<(usize, Taken)> = Vec::new();
         let n = journals.len();

@@ -1,7 +1,8 @@
 //! Environment-controlled failpoints for crash tests.
 //!
 //! `TRIBUTARY_FAILPOINTS="drain.after_write=kill,journal.after_commit=pause:500"` makes
-//! the process SIGKILL itself, or sleep, when it reaches the named point. With the
+//! the process SIGKILL itself, sleep, or panic (`=panic`, to test panic safety) when it
+//! reaches the named point. With the
 //! variable unset (production) a failpoint costs one atomic load. Points are listed in
 //! [`POINTS`] so tests can iterate over every one of them.
 
@@ -30,6 +31,7 @@ pub const POINTS: &[&str] = &[
 enum Action {
     Kill,
     Pause(u64),
+    Panic,
 }
 
 fn config() -> &'static Vec<(String, Action)> {
@@ -41,6 +43,7 @@ fn config() -> &'static Vec<(String, Action)> {
                 let (name, action) = item.trim().split_once('=')?;
                 let action = match action {
                     "kill" => Action::Kill,
+                    "panic" => Action::Panic,
                     a => Action::Pause(a.strip_prefix("pause:")?.parse().ok()?),
                 };
                 Some((name.to_string(), action))
@@ -61,6 +64,7 @@ pub fn hit(name: &str) {
             match *action {
                 Action::Kill => crate::sys::kill_self(),
                 Action::Pause(ms) => std::thread::sleep(Duration::from_millis(ms)),
+                Action::Panic => panic!("failpoint {name}"),
             }
         }
     }

@@ -130,13 +130,18 @@ pub struct StatusReport {
 
 /// Committed state of a target and, if given, the backlog of each journal in `spool`.
 pub fn status(target: impl AsRef<Path>, spool: Option<&Path>) -> Result<StatusReport> {
+    status_with(target, spool, &JournalOptions::default())
+}
+
+/// [`status`], opening the spool's journals with `opts` (e.g. `allow_network_fs`).
+pub fn status_with(target: impl AsRef<Path>, spool: Option<&Path>, opts: &JournalOptions) -> Result<StatusReport> {
     let target = target.as_ref();
     let manifest = Manifest::read(&Sidecar::for_target(target).manifest)?;
     let target_len = std::fs::metadata(target).ok().map(|m| m.len());
     let mut journals = Vec::new();
     if let Some(spool) = spool {
         for p in crate::journal::spool_journals(spool)? {
-            let j = Journal::open(&p, JournalOptions::default())?;
+            let j = Journal::open_existing(&p, opts.clone())?;
             let watermark = manifest.as_ref().and_then(|m| m.watermarks.get(&j.id())).map_or(0, |w| w.last_seq);
             journals.push(JournalStatus { backlog: j.backlog()?, journal_id: j.id(), path: p, watermark });
         }

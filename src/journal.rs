@@ -23,11 +23,12 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::OpenOptions;
+use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
@@ -200,19 +201,32 @@ struct Maintenance {
     deleted_since_checkpoint: u64,
 }
 
-/// How long [`retry_when_busy`] keeps retrying: the longest `busy_timeout` any journal
-/// of this process was opened with (a plain fn pointer cannot carry it per connection).
-static BUSY_LIMIT_MS: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    /// How long [`retry_when_busy`] keeps retrying on this thread: set from the journal's
+    /// `busy_timeout` each time its connection is taken (SQLite calls the handler on the
+    /// thread that runs the statement; a plain fn pointer cannot carry it).
+    static BUSY_LIMIT_MS: Cell<u64> = const { Cell::new(30_000) };
+}
 
 /// SQLite's own busy timeout backs off to 100 ms sleeps, so a compactor's short write
 /// (step 7) or a second process's append kept missing the gaps between a busy writer's
 /// transactions (p99 latencies of half a second). Retry every millisecond instead.
 fn retry_when_busy(attempt: i32) -> bool {
-    if attempt as u64 >= BUSY_LIMIT_MS.load(Ordering::Relaxed) {
+    if attempt as u64 >= BUSY_LIMIT_MS.with(Cell::get) {
         return false;
     }
     std::thread::sleep(Duration::from_millis(1));
     true
+}
+
+fn set_busy_limit(timeout: Duration) {
+    BUSY_LIMIT_MS.with(|l| l.set(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)));
+}
+
+/// `now + d`, saturating far in the future instead of panicking on overflow.
+pub(crate) fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {
@@ -300,6 +314,21 @@ pub(crate) struct Taken {
 }
 
 impl Journal {
+    /// Open an existing journal, never creating one (what a compactor does: a mistyped
+    /// path must be an error, not a new empty journal).
+    pub fn open_existing(path: impl AsRef<Path>, opts: JournalOptions) -> Result<Journal> {
+        let path = path.as_ref();
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_file() => Self::open(path, opts),
+            Ok(_) => Err(Error::NotAJournal { path: path.to_path_buf(), detail: "not a regular file".into() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotAJournal {
+                path: path.to_path_buf(),
+                detail: "no such file (a journal is created by its writer's first open; check the path)".into(),
+            }),
+            Err(e) => Err(Error::io(format!("inspecting journal {}", path.display()), e)),
+        }
+    }
+
     /// Open (creating if needed, mode 0600) the journal at `path`.
     pub fn open(path: impl AsRef<Path>, opts: JournalOptions) -> Result<Journal> {
         let path = path.as_ref().to_path_buf();
@@ -322,8 +351,17 @@ impl Journal {
             .map_err(|e| Error::io(format!("opening journal {}", path.display()), e))?;
         let mut conn = Connection::open(&path).map_err(|e| Error::sqlite(format!("opening {}", path.display()), e))?;
         let not_journal = |detail: String| Error::NotAJournal { path: path.clone(), detail };
-        BUSY_LIMIT_MS.fetch_max(opts.busy_timeout.as_millis() as u64, Ordering::Relaxed);
+        set_busy_limit(opts.busy_timeout);
         conn.busy_handler(Some(retry_when_busy)).map_err(|e| Error::sqlite("setting the busy handler", e))?;
+        // Refuse someone else's database before changing anything in it (the WAL switch
+        // below is permanent).
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+            .map_err(|e| not_journal(format!("not an SQLite database: {e}")))?;
+        if !tables.is_empty() && !tables.iter().any(|t| t == "meta") {
+            return Err(not_journal("it is an SQLite database without tributary's tables".into()));
+        }
         // 16 KiB pages for a new journal (no effect on an existing one): a drain reads a
         // run's overflow pages one pread each, and deleting drained runs walks them again;
         // 4x fewer pages cut the drain's reads 3.6x (114k -> 32k for 200 MB) while a
@@ -428,6 +466,13 @@ impl Journal {
         &self.path
     }
 
+    /// The connection, with this journal's busy timeout in force on this thread.
+    fn lock_conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
+        let conn = self.conn.lock();
+        set_busy_limit(self.opts.busy_timeout);
+        conn
+    }
+
     pub fn id(&self) -> JournalId {
         self.id
     }
@@ -483,7 +528,7 @@ impl Journal {
 
     /// Queue a request and wait for it, retrying a full journal for up to `full_wait`.
     fn submit(&self, req: Request) -> Result<Vec<u64>> {
-        let deadline = self.opts.full_wait.map(|w| Instant::now() + w);
+        let deadline = self.opts.full_wait.map(deadline_after);
         let req = Arc::new(req);
         let mut pause = Duration::from_millis(2);
         loop {
@@ -527,7 +572,25 @@ impl Journal {
             }
             let batch = std::mem::take(&mut g.queue);
             g.peak_group = g.peak_group.max(batch.len());
-            let outcome = parking_lot::MutexGuard::unlocked(&mut g, || self.commit_requests(&batch));
+            let outcome = parking_lot::MutexGuard::unlocked(&mut g, || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit_requests(&batch)))
+            });
+            let outcome = match outcome {
+                Ok(o) => o,
+                Err(panic) => {
+                    // A bug: fail every caller of this group instead of leaving them
+                    // (and every later caller) waiting for a leader that is gone.
+                    for (t, _) in &batch {
+                        if *t != ticket {
+                            g.results.insert(*t, Err(Error::io("appending", io::Error::other("panic in the leader"))));
+                        }
+                    }
+                    g.leader_active = false;
+                    self.group_done.notify_all();
+                    drop(g);
+                    std::panic::resume_unwind(panic);
+                }
+            };
             match outcome {
                 Ok(per_request) => {
                     for ((t, _), r) in batch.iter().zip(per_request) {
@@ -549,7 +612,7 @@ impl Journal {
     /// batches). The outer error fails every request (nothing was committed); an inner
     /// error (journal full) fails only its own request.
     fn commit_requests(&self, batch: &[(u64, Arc<Request>)]) -> Result<Vec<Result<Vec<u64>>>> {
-        let mut conn = self.conn.lock();
+        let mut conn = self.lock_conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| Error::sqlite(format!("starting an append transaction on {}", self.path.display()), e))?;
@@ -661,7 +724,8 @@ impl Journal {
             return Ok(());
         }
         m.last_key_purge = Instant::now();
-        let cutoff = now_ms() - self.opts.key_retention.as_millis() as i64;
+        let retention = i64::try_from(self.opts.key_retention.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_ms().saturating_sub(retention);
         tx.execute("DELETE FROM idempotency WHERE added_ms < ?1", params![cutoff])
             .map_err(|e| Error::sqlite("purging expired idempotency keys", e))?;
         Ok(())
@@ -689,7 +753,7 @@ impl Journal {
 
     /// Lines waiting to be drained, and the seq counters.
     pub fn backlog(&self) -> Result<Backlog> {
-        let conn = self.conn.lock();
+        let conn = self.lock_conn();
         let ctx = |what: &str| format!("{what} in {}", self.path.display());
         let h = Self::head(&conn).map_err(|e| Error::sqlite(ctx("reading the backlog"), e))?;
         let oldest: Option<i64> = conn
@@ -708,13 +772,13 @@ impl Journal {
 
     /// Highest seq this journal ever assigned.
     pub(crate) fn seq_ceiling(&self) -> Result<u64> {
-        let h = Self::head(&self.conn.lock()).map_err(|e| Error::sqlite("reading the seq counter", e))?;
+        let h = Self::head(&self.lock_conn()).map_err(|e| Error::sqlite("reading the seq counter", e))?;
         Ok(h.next_seq - 1)
     }
 
     /// The stored CRC of the line `seq`, if its run is still present.
     pub(crate) fn row_crc(&self, seq: u64) -> Result<Option<u32>> {
-        let conn = self.conn.lock();
+        let conn = self.lock_conn();
         let run: Option<(i64, i64, Vec<u8>)> = conn
             .query_row(
                 "SELECT first_seq, count, line_meta FROM runs WHERE first_seq <= ?1 ORDER BY first_seq DESC LIMIT 1",
@@ -741,7 +805,7 @@ impl Journal {
 
     /// The journal's own record of how far it was drained.
     pub fn drained_record(&self) -> Result<Option<DrainedRecord>> {
-        let conn = self.conn.lock();
+        let conn = self.lock_conn();
         let (target, seq, crc): (Option<String>, i64, i64) = conn
             .query_row("SELECT drained_target, drained_seq, drained_crc FROM state WHERE id = 1", [], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -761,7 +825,7 @@ impl Journal {
         deadline: Instant,
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<Option<Taken>> {
-        let mut conn = self.conn.lock();
+        let mut conn = self.lock_conn();
         let tx = conn.transaction().map_err(|e| Error::sqlite("starting a read", e))?;
         let mut stmt = tx
             .prepare_cached(
@@ -842,7 +906,7 @@ impl Journal {
     /// in `target_id`, and delete the runs that are wholly drained. Idempotent; an
     /// older record never wins.
     pub(crate) fn record_drained(&self, target_id: &str, seq: u64, crc: u32) -> Result<()> {
-        let mut conn = self.conn.lock();
+        let mut conn = self.lock_conn();
         let ctx = |what: &str| format!("{what} in {}", self.path.display());
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -910,4 +974,22 @@ pub fn spool_journals(spool: &Path) -> Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_key_retention_keeps_keys_instead_of_wrapping_around() {
+        let d = tempfile::tempdir().unwrap();
+        let opts = JournalOptions { key_retention: Duration::MAX, ..Default::default() };
+        let j = Journal::open(d.path().join("k.journal"), opts).unwrap();
+        let first = j.append_keyed(b"key", b"once").unwrap();
+        // Make the next append run the (normally once a minute) key purge.
+        j.maintenance.lock().last_key_purge = Instant::now().checked_sub(KEY_PURGE_INTERVAL * 2).unwrap();
+        j.append(b"other").unwrap();
+        assert_eq!(j.append_keyed(b"key", b"again").unwrap(), first, "the key was purged");
+        assert_eq!(j.backlog().unwrap().lines, 2);
+    }
 }

@@ -36,7 +36,7 @@ pub mod sys;
 
 pub use drain::{Compactor, CompactorOptions, DrainReport, JournalDrain};
 pub use error::{Error, ErrorKind, LineProblem, Result};
-pub use inspect::{status, verify, JournalStatus, StatusReport, VerifyReport};
+pub use inspect::{status, status_with, verify, JournalStatus, StatusReport, VerifyReport};
 pub use journal::{
     line_crc, spool_journals, validate_line, Backlog, Durability, Journal, JournalId, JournalOptions,
     DEFAULT_MAX_LINE_BYTES,

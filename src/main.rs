@@ -372,7 +372,8 @@ fn cmd_compact(a: CompactArgs) -> CmdResult {
             }
         }
         if !busy {
-            let until = Instant::now() + interval;
+            let now = Instant::now();
+            let until = now.checked_add(interval).unwrap_or(now + Duration::from_secs(86_400));
             while Instant::now() < until && !tributary::sys::stop_requested() {
                 std::thread::sleep(Duration::from_millis(10).min(interval));
             }

@@ -239,7 +239,7 @@ impl Reader {
     /// is not reliable on NFS) up to `timeout` for a new committed line. `None` on
     /// timeout.
     pub fn next_line_wait(&mut self, poll: Duration, timeout: Duration) -> Result<Option<Vec<u8>>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::journal::deadline_after(timeout);
         loop {
             if let Some(l) = self.next_line()? {
                 return Ok(Some(l));

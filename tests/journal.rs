@@ -170,6 +170,63 @@ fn a_file_that_is_not_a_journal_is_refused() {
     rusqlite_free_db(&other);
     let e = Journal::open(&other, JournalOptions::default()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotAJournal, "{e}");
+    // ... and it was not changed: still in its own journal mode, its rows intact.
+    let conn = rusqlite::Connection::open(&other).unwrap();
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "delete", "refusing must not switch someone else's database to WAL");
+    let n: i64 = conn.query_row("SELECT count(*) FROM customers", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn a_compactor_never_creates_a_journal_at_a_mistyped_path() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let missing = spool.join("typo.journal");
+    let e = compactor(&target).drain_paths(std::slice::from_ref(&missing)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotAJournal, "{e}");
+    assert!(e.to_string().contains("no such file"), "{e}");
+    assert!(!missing.exists(), "the drain created a journal file");
+}
+
+#[test]
+fn each_journal_keeps_its_own_busy_timeout() {
+    let d = tmp();
+    // A patient journal opened first in this process must not lend its 30 s timeout.
+    let _patient = journal(&d.path().join("patient.journal"));
+    let jp = d.path().join("impatient.journal");
+    let j =
+        Journal::open(&jp, JournalOptions { busy_timeout: Duration::from_millis(50), ..Default::default() }).unwrap();
+    let blocker = rusqlite::Connection::open(&jp).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let t = Instant::now();
+    let e = j.append(b"x").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Sqlite, "{e}");
+    // Liveness, not speed: with the bug this waited the other journal's 30 s.
+    assert!(t.elapsed() < Duration::from_secs(10), "waited {:?}", t.elapsed());
+    blocker.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(j.append(b"x").unwrap(), 1);
+}
+
+#[test]
+fn huge_durations_do_not_panic() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let j = Journal::open(
+        spool.join("h.journal"),
+        JournalOptions { key_retention: Duration::MAX, full_wait: Some(Duration::MAX), ..Default::default() },
+    )
+    .unwrap();
+    j.append_keyed(b"k", b"line").unwrap();
+    let opts = tributary::CompactorOptions {
+        max_round_time: Duration::MAX,
+        lock_timeout: Duration::MAX,
+        ..Default::default()
+    };
+    let r = tributary::Compactor::new(&target, opts).unwrap().drain(std::slice::from_ref(&j)).unwrap();
+    assert_eq!(r.lines, 1);
+    let mut reader = tributary::Reader::open(&target, 0).unwrap();
+    assert_eq!(reader.next_line_wait(Duration::from_millis(1), Duration::MAX).unwrap().unwrap(), b"line");
 }
 
 /// An SQLite database that has someone else's tables and not tributary's.
