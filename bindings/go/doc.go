@@ -22,14 +22,16 @@
 //	report, err := tributary.Drain(ctx, "/mnt/shared/events.log",
 //		tributary.DrainOptions{Spool: "/var/spool/app"})
 //
-// or keeps doing so with Compact. Readers, anywhere, read the committed lines from a
-// byte offset, and can follow the target as it grows:
+// or keeps doing so with Compact; with DrainOptions.RotateBytes or RotateLines it
+// rotates the target into generations (events.log.1, events.log.2, ...) as it goes.
+// Readers, anywhere, read the committed lines from a Cursor (a generation and a byte
+// offset in it), and can follow the target as it grows and rotates:
 //
-//	r, err := tributary.OpenReader("/mnt/shared/events.log", 0)
+//	r, err := tributary.OpenReaderAt("/mnt/shared/events.log", tributary.CursorStart)
 //	...
 //	for line := range r.Lines(ctx) {
 //		if line.Err != nil { ... }
-//		process(line.Bytes) // keep line.Offset to resume after this line
+//		process(line.Bytes) // keep line.Cursor to resume after this line
 //	}
 //
 // NewWriter adapts a Journal to io.Writer (one journal line per '\n'-terminated

@@ -18,7 +18,8 @@ import (
 // Journals or Spool, not both; with neither, Drain only creates (or repairs) the
 // target and its manifest. A zero field keeps its default.
 type DrainOptions struct {
-	// Journals are journal paths. A path that does not exist yet is created empty.
+	// Journals are journal paths. A path that does not exist is ErrNotAJournal: a
+	// drain never creates journals (their writers do, with OpenJournal).
 	Journals []string
 	// Spool is a folder of journals: every *.journal file directly in it.
 	Spool string
@@ -39,6 +40,21 @@ type DrainOptions struct {
 	JournalBusyTimeout time.Duration
 	// AllowNetworkFS accepts journals on a network filesystem.
 	AllowNetworkFS bool
+
+	// RotateBytes turns on managed rotation by size: a round that finds the current
+	// generation holding at least this many committed bytes first renames it to
+	// "<target>.<generation>" and starts a new, empty generation (checked at the
+	// start of each round, so a generation may exceed it by up to one round).
+	// Exactly-once holds across rotations and Readers follow them (see Cursor).
+	// 0 (default): no rotation by size. Never rotate a target with logrotate.
+	RotateBytes uint64
+	// RotateLines turns on managed rotation by committed line count; either limit
+	// triggers a rotation. 0 (default): no rotation by line count.
+	RotateLines uint64
+	// RetainGenerations keeps at most this many rotated generations, deleting the
+	// oldest (a Reader still in a deleted generation fails with ErrInvalidArgument).
+	// 0 (default): keep them all.
+	RetainGenerations uint64
 }
 
 func (o *DrainOptions) toC(op string) (C.trib_compactor_options, error) {
@@ -73,6 +89,9 @@ func (o *DrainOptions) toC(op string) (C.trib_compactor_options, error) {
 		}
 	}
 	c.allow_network_fs = C.bool(o.AllowNetworkFS)
+	c.rotate_bytes = C.uint64_t(o.RotateBytes)
+	c.rotate_lines = C.uint64_t(o.RotateLines)
+	c.retain_generations = C.uint64_t(o.RetainGenerations)
 	return c, nil
 }
 
@@ -86,6 +105,9 @@ type DrainReport struct {
 	RepairedTailBytes uint64
 	Epoch             uint64 // the manifest's epoch afterwards
 	Journals          int    // how many journals contributed lines
+	// Rotations is how many generations managed rotation rotated out (including
+	// an interrupted rotation that this drain completed).
+	Rotations uint64
 }
 
 // Drain moves the lines that the journals hold when it starts into the target,
@@ -173,6 +195,7 @@ func Drain(ctx context.Context, target string, opts DrainOptions) (DrainReport, 
 		RepairedTailBytes: uint64(r.repaired_tail_bytes),
 		Epoch:             uint64(r.epoch),
 		Journals:          int(r.journals),
+		Rotations:         uint64(r.rotations),
 	}, nil
 }
 
@@ -183,7 +206,7 @@ type CompactOptions struct {
 	// could not get the lock (default 100 ms).
 	Interval time.Duration
 	// OnDrain, if set, is called (on Compact's goroutine) after every drain that
-	// committed lines.
+	// committed lines or rotated the target.
 	OnDrain func(DrainReport)
 }
 
@@ -211,7 +234,7 @@ func Compact(ctx context.Context, target string, opts CompactOptions) error {
 		// never reported as "cancelled": Compact itself stops between drains.
 		r, err := Drain(context.WithoutCancel(ctx), target, drainOpts)
 		switch {
-		case err == nil && r.Lines > 0:
+		case err == nil && (r.Lines > 0 || r.Rotations > 0):
 			if opts.OnDrain != nil {
 				opts.OnDrain(r)
 			}

@@ -67,6 +67,9 @@ func ExampleReader_Lines() {
 	target := filepath.Join(dir, "events.log")
 	journal := filepath.Join(dir, "app.journal")
 
+	j, _ := tributary.OpenJournal(journal, nil) // before a drain names it
+	defer j.Close()
+
 	// A compactor keeps draining in the background.
 	ctx, stop := context.WithCancel(context.Background())
 	compactor := make(chan error)
@@ -83,8 +86,6 @@ func ExampleReader_Lines() {
 		}
 	}()
 
-	j, _ := tributary.OpenJournal(journal, nil)
-	defer j.Close()
 	r, _ := tributary.OpenReader(target, 0)
 	defer r.Close()
 
@@ -102,13 +103,72 @@ func ExampleReader_Lines() {
 		}
 		fmt.Println(string(line.Bytes))
 		if n++; n == 3 {
-			done() // stop following; line.Offset is where to resume
+			done() // stop following; line.Cursor is where to resume
 		}
 	}
 	// Output:
 	// one
 	// two
 	// three
+}
+
+// With managed rotation, a reader's position is a Cursor (generation, offset): keep
+// the Cursor of the last line processed and resume from it with OpenReaderAt, across
+// rotations.
+func ExampleOpenReaderAt() {
+	dir, _ := os.MkdirTemp("", "tributary-example-")
+	defer os.RemoveAll(dir)
+	target := filepath.Join(dir, "events.log")
+	j, _ := tributary.OpenJournal(filepath.Join(dir, "app.journal"), nil)
+	defer j.Close()
+	// Every drain first rotates a generation that holds 2 lines or more.
+	opts := tributary.DrainOptions{Journals: []string{j.Path()}, RotateLines: 2}
+	drain := func(lines ...string) {
+		for _, l := range lines {
+			j.AppendString(l)
+		}
+		if _, err := tributary.Drain(context.Background(), target, opts); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	drain("a", "b")
+	r, err := tributary.OpenReaderAt(target, tributary.CursorStart)
+	if err != nil {
+		log.Fatal(err)
+	}
+	line, _, _ := r.TryNext()
+	saved := r.Cursor() // persist it with the work done for the line
+	fmt.Printf("processed %s, cursor %v\n", line, saved)
+	r.Close()
+
+	drain("c", "d") // generation 1 becomes events.log.1
+	drain("e")      // generation 2 becomes events.log.2
+
+	r, err = tributary.OpenReaderAt(target, saved)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	for {
+		line, ok, err := r.TryNext()
+		if err != nil {
+			log.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		fmt.Printf("processed %s, cursor %v\n", line, r.Cursor())
+	}
+	v, _ := tributary.Verify(target)
+	fmt.Println("generation", v.Generation, "with", v.RotatedGenerations, "rotated, consistent:", v.Consistent)
+	// Output:
+	// processed a, cursor 1:2
+	// processed b, cursor 1:4
+	// processed c, cursor 2:2
+	// processed d, cursor 2:4
+	// processed e, cursor 3:2
+	// generation 3 with 2 rotated, consistent: true
 }
 
 // Errors carry a kind: test it with errors.Is, get the details with errors.As.

@@ -420,17 +420,20 @@ func TestDrainJournalsByPath(t *testing.T) {
 	b := f.openJournal(t, "b", nil)
 	a.AppendString("from a")
 	b.AppendString("from b")
-	// A journal path that does not exist yet is created empty.
-	fresh := filepath.Join(f.dir, "fresh.journal")
-	r, err := Drain(context.Background(), f.target, DrainOptions{Journals: []string{a.Path(), b.Path(), fresh}})
+	// A journal path that does not exist is refused (a drain never creates journals:
+	// a typo would otherwise drain nothing, silently), and nothing is drained.
+	missing := filepath.Join(f.dir, "missing.journal")
+	_, err := Drain(context.Background(), f.target, DrainOptions{Journals: []string{a.Path(), b.Path(), missing}})
+	wantKind(t, err, KindNotAJournal)
+	if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the missing journal was created: %v", err)
+	}
+	r, err := Drain(context.Background(), f.target, DrainOptions{Journals: []string{a.Path(), b.Path()}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.Lines != 2 || r.Journals != 2 {
 		t.Fatalf("DrainReport = %+v", r)
-	}
-	if _, err := os.Stat(fresh); err != nil {
-		t.Fatalf("fresh journal: %v", err)
 	}
 	got := targetLines(t, f.target)
 	sort.Strings(got)

@@ -16,10 +16,16 @@ type VerifyReport struct {
 	// Consistent is true when the target's committed part matches its manifest
 	// (length, line count, running CRC). An uncommitted tail does not make it
 	// inconsistent.
-	Consistent     bool
-	Epoch          uint64
+	Consistent bool
+	Epoch      uint64
+	// CommittedLen and CommittedLines are the current generation's.
 	CommittedLen   uint64
 	CommittedLines uint64
+	// Generation is the target's current generation (1 until a managed rotation).
+	Generation uint64
+	// RotatedGenerations is how many rotated generations ("<target>.<generation>")
+	// are still kept; Verify checks them too.
+	RotatedGenerations int
 	// TargetLen is the target's length now.
 	TargetLen uint64
 	// UncommittedTailBytes are bytes beyond CommittedLen, left by a crashed or
@@ -54,6 +60,8 @@ func Verify(target string) (VerifyReport, error) {
 		CommittedLines:       uint64(r.committed_lines),
 		TargetLen:            uint64(r.target_len),
 		UncommittedTailBytes: uint64(r.uncommitted_tail_bytes),
+		Generation:           uint64(r.generation),
+		RotatedGenerations:   int(r.rotated_generations),
 	}
 	if r.problems != nil {
 		out.Problems = strings.Split(C.GoString(r.problems), "\n")
@@ -65,12 +73,18 @@ func Verify(target string) (VerifyReport, error) {
 // of a spool.
 type StatusReport struct {
 	// HasManifest is false before the first drain; the manifest fields are then 0.
-	HasManifest    bool
-	TargetID       string // 32 hex digits; empty without a manifest
-	Epoch          uint64
+	HasManifest bool
+	TargetID    string // 32 hex digits; empty without a manifest
+	Epoch       uint64
+	// Generation is the target's current generation (1 until a managed rotation;
+	// 0 without a manifest). The committed fields below are this generation's.
+	Generation     uint64
 	CommittedLen   uint64
 	CommittedLines uint64
 	CommittedCRC   uint32 // CRC32 of the first CommittedLen bytes
+	// RotatedGenerations is how many rotated generations ("<target>.<generation>")
+	// are still kept.
+	RotatedGenerations int
 	// TargetExists is false when the target file does not exist (yet).
 	TargetExists bool
 	TargetLen    uint64
@@ -136,6 +150,8 @@ func Status(target, spool string) (StatusReport, error) {
 		TargetExists:   bool(s.target_exists),
 		TargetLen:      uint64(s.target_len),
 	}
+	out.Generation = uint64(s.generation)
+	out.RotatedGenerations = int(s.rotated_generations)
 	for i := 0; i < int(s.watermark_count); i++ {
 		var w C.trib_watermark
 		if err := callError(op, C.trib_status_report_watermark(rep, C.size_t(i), &w, &cerr), cerr); err != nil {

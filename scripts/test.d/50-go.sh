@@ -3,7 +3,8 @@
 # against the release library — the API, every error kind provoked for real (lock
 # timeout/lost, corrupt manifest and journal row, truncated target, ...), 16
 # goroutines on one journal, fan-in/fan-out with concurrent drains and following
-# readers, Rust CLI + Python + Go writers on one target — then builds and runs the
+# readers, readers following a target that drains rotate (cursors, resume, retention),
+# Rust CLI + Python + Go writers on one target — then builds and runs the
 # fan-in → process → fan-out example (examples/pipeline).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

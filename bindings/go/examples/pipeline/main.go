@@ -7,8 +7,10 @@
 //
 // Every hop is exactly-once: journals keep what was appended until a compactor has
 // committed it to the target, readers see committed lines only, and the processor
-// appends each result with an idempotency key derived from its input's offset in
+// appends each result with an idempotency key derived from its input's cursor in
 // a.log, so a processor restarted from an older cursor would not duplicate results.
+// Compactor A rotates a.log every 8 KiB (a.log.1, a.log.2, ...); the processor's
+// cursor (generation, offset) follows it across rotations.
 //
 // Run it from bindings/go after `cargo build --release`:
 //
@@ -47,12 +49,13 @@ func main() {
 
 // stats counts what a compactor did.
 type stats struct {
-	lines, drains atomic.Uint64
+	lines, drains, rotations atomic.Uint64
 }
 
 func (s *stats) onDrain(r tributary.DrainReport) {
 	s.lines.Add(r.Lines)
 	s.drains.Add(1)
+	s.rotations.Add(r.Rotations)
 }
 
 func run(producers, events, consumers int, dir string, keep bool) error {
@@ -98,13 +101,14 @@ func run(producers, events, consumers int, dir string, keep bool) error {
 	var statsA, statsB stats
 	for _, c := range []struct {
 		name, target, spool string
+		rotateBytes         uint64
 		stats               *stats
-	}{{"compactor A", targetA, spoolA, &statsA}, {"compactor B", targetB, spoolB, &statsB}} {
+	}{{"compactor A", targetA, spoolA, 8 << 10, &statsA}, {"compactor B", targetB, spoolB, 0, &statsB}} {
 		compactors.Add(1)
 		go func() {
 			defer compactors.Done()
 			err := tributary.Compact(compactCtx, c.target, tributary.CompactOptions{
-				DrainOptions: tributary.DrainOptions{Spool: c.spool},
+				DrainOptions: tributary.DrainOptions{Spool: c.spool, RotateBytes: c.rotateBytes},
 				Interval:     20 * time.Millisecond,
 				OnDrain:      c.stats.onDrain,
 			})
@@ -136,7 +140,7 @@ func run(producers, events, consumers int, dir string, keep bool) error {
 	}
 
 	// The processor: follows a.log, transforms each event into a result, and
-	// appends it to its own journal, keyed by the event's offset in a.log.
+	// appends it to its own journal, keyed by the event's cursor in a.log.
 	var processed atomic.Int64
 	workers.Add(1)
 	go func() {
@@ -147,7 +151,9 @@ func run(producers, events, consumers int, dir string, keep bool) error {
 			return
 		}
 		defer j.Close()
-		r, err := tributary.OpenReader(targetA, 0)
+		// CursorStart: from the oldest generation of a.log; a restarted processor
+		// would open at the cursor it kept instead.
+		r, err := tributary.OpenReaderAt(targetA, tributary.CursorStart)
 		if err != nil {
 			fail("processor", err)
 			return
@@ -165,7 +171,7 @@ func run(producers, events, consumers int, dir string, keep bool) error {
 				fail("processor", err)
 				return
 			}
-			key := "a.log@" + strconv.FormatInt(line.Offset, 10)
+			key := "a.log@" + line.Cursor.String() // "generation:offset" after the event
 			if _, err := j.AppendKeyed([]byte(key), []byte(result)); err != nil {
 				fail("processor", err)
 				return
@@ -239,9 +245,10 @@ func run(producers, events, consumers int, dir string, keep bool) error {
 	}
 
 	fmt.Printf("  producers:   %d goroutines × %d events → %d journals in spool-a/\n", producers, events, producers)
-	fmt.Printf("  compactor A: %d lines → a.log in %d drains\n", statsA.lines.Load(), statsA.drains.Load())
+	fmt.Printf("  compactor A: %d lines → a.log in %d drains, %d rotations (every 8 KiB)\n",
+		statsA.lines.Load(), statsA.drains.Load(), statsA.rotations.Load())
 	fmt.Printf("  processor:   %d events read from a.log → %d results appended to spool-b/processor.journal "+
-		"(keyed by a.log offset)\n", processed.Load(), processed.Load())
+		"(keyed by a.log cursor)\n", processed.Load(), processed.Load())
 	fmt.Printf("  compactor B: %d lines → b.log in %d drains\n", statsB.lines.Load(), statsB.drains.Load())
 	for _, c := range counts {
 		fmt.Println(c)
@@ -254,8 +261,9 @@ func run(producers, events, consumers int, dir string, keep bool) error {
 		if !v.Consistent {
 			return fmt.Errorf("verify %s: %s", t, strings.Join(v.Problems, "; "))
 		}
-		fmt.Printf("  verify %s: consistent, %d lines, %d bytes, epoch %d\n",
-			filepath.Base(t), v.CommittedLines, v.CommittedLen, v.Epoch)
+		fmt.Printf("  verify %s: consistent, %d rotated generation(s) + current generation %d "+
+			"(%d lines, %d bytes), epoch %d\n",
+			filepath.Base(t), v.RotatedGenerations, v.Generation, v.CommittedLines, v.CommittedLen, v.Epoch)
 	}
 	fmt.Printf("ok: %d events in, %d results out to each of %d consumers, exactly once (%.2f s)\n",
 		total, total, consumers, time.Since(start).Seconds())
