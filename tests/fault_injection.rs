@@ -237,7 +237,7 @@ fn every_io_step_of_the_drain_fails_cleanly_and_recovers_exactly_once() {
             }
             drop(journals);
             // writers keep appending while the compactor is failing
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 s.append(0, 3);
             }
             // recovery with fresh handles, as a restarted compactor would

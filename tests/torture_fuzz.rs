@@ -101,7 +101,7 @@ fn random_inputs_fallback() {
         let mut execs = 0u64;
         while Instant::now() < until {
             let r = next(&mut seed);
-            let input: Vec<u8> = if r % 2 == 0 {
+            let input: Vec<u8> = if r.is_multiple_of(2) {
                 let len = (next(&mut seed) % 256) as usize;
                 (0..len).map(|_| next(&mut seed) as u8).collect()
             } else {

@@ -176,7 +176,7 @@ impl World {
             1 => 4 + inp.u8() as usize % 60,
             _ => tributary::DEFAULT_MAX_LINE_BYTES,
         };
-        let durability = if inp.u8() % 8 == 0 { Durability::Full } else { Durability::Normal };
+        let durability = if inp.u8().is_multiple_of(8) { Durability::Full } else { Durability::Normal };
         let opts = JournalOptions { durability, max_line_bytes: max_line, ..JournalOptions::default() };
         let (path, path_index) = match sel {
             0..=5 => (self.journal_path(sel as usize % JOURNAL_PATHS), Some(sel as usize % JOURNAL_PATHS)),
@@ -511,7 +511,7 @@ pub fn api_ops(data: &[u8]) -> Stats {
             10 => w.status(),
             11 => w.tail(&mut inp),
             _ => {
-                if inp.u8() % 4 == 0 {
+                if inp.u8().is_multiple_of(4) {
                     w.corrupt_manifest(&mut inp)
                 } else {
                     let slot = inp.u8() as usize % SLOTS;

@@ -364,9 +364,7 @@ impl Proc {
             if let Some(e) = self.poll() {
                 return Some((e, false));
             }
-            if self.child.is_none() {
-                return None;
-            }
+            self.child.as_ref()?;
             if Instant::now() >= deadline {
                 return self.kill().map(|e| (e, true));
             }

@@ -282,6 +282,10 @@ fn merge(total: &mut Outcome, o: Outcome) {
     total.problems.extend(o.problems);
 }
 
+fn any_point(rng: &mut Rng, points: &[&'static str]) -> &'static str {
+    points[rng.below(points.len() as u64) as usize]
+}
+
 fn point_of(fp: &Option<String>) -> Option<&'static str> {
     let name = fp.as_deref()?.split('=').next()?;
     tributary::failpoint::POINTS.iter().copied().find(|p| *p == name)
@@ -417,13 +421,15 @@ fn run_trial(ctx: &Ctx, k: u64, tseed: u64) -> Outcome {
         let host = if rng.chance(4, 5) { *rng.pick(&writer_hosts) } else { rng.below(hosts as u64) as usize };
         let action = match rng.below(20) {
             0..=7 if tail_likely && rng.chance(1, 2) => Action::DrainFp("drain.after_truncate"),
-            0..=7 => Action::DrainFp(*rng.pick(&points)),
+            0..=7 => Action::DrainFp(any_point(&mut rng, &points)),
             8..=11 => Action::DrainTimed(rng.below(40)),
             12..=14 => Action::CompactTimed(
                 20 + rng.below(200),
-                if rng.chance(1, 2) { Some(*rng.pick(&points)) } else { None },
+                if rng.chance(1, 2) { Some(any_point(&mut rng, &points)) } else { None },
             ),
-            15..=17 => Action::Pair(*rng.pick(&points), (host + 1 + rng.below(hosts as u64 - 1) as usize) % hosts),
+            15..=17 => {
+                Action::Pair(any_point(&mut rng, &points), (host + 1 + rng.below(hosts as u64 - 1) as usize) % hosts)
+            }
             _ => Action::Clean,
         };
         // small rounds sometimes, so one drain makes several rounds a kill can fall between
