@@ -89,6 +89,10 @@ impl Reader {
             buf_pos: 0,
         };
         r.refresh()?;
+        if r.offset == r.limit && r.offset > 0 {
+            r.advance_past_finished_generation();
+            r.refresh()?;
+        }
         if r.offset > r.limit {
             return Err(Error::InvalidArgument(format!(
                 "cursor {cursor} is beyond the committed length {} of generation {} of {}",
@@ -148,7 +152,7 @@ impl Reader {
         } else {
             return Err(Error::InvalidArgument(format!(
                 "generation {} of {} is no longer kept (retention removed it; oldest kept: {}): reopen from \
-                 Cursor::START to continue with what is left",
+                 the start cursor (generation 0, offset 0) to continue with what is left",
                 self.generation,
                 self.target.display(),
                 m.rotated.keys().next().copied().unwrap_or(m.generation)
@@ -160,6 +164,21 @@ impl Reader {
         self.limit = limit;
         self.manifest = Some(m);
         Ok(limit)
+    }
+
+    /// At the end of a rotated generation, move the cursor to the start of the next one
+    /// at once: a cursor saved there stays valid after retention removes the finished
+    /// generation (a cursor `(N, end of N)` would look like one into a removed file).
+    fn advance_past_finished_generation(&mut self) {
+        let current = self.manifest.as_ref().map_or(self.generation, |m| m.generation);
+        if self.generation < current && self.offset == self.limit && self.buf_pos == self.buf.len() {
+            self.generation += 1;
+            self.offset = 0;
+            self.limit = 0;
+            self.file = None;
+            self.buf.clear();
+            self.buf_pos = 0;
+        }
     }
 
     /// The file holding the generation being read. The current generation is the
@@ -197,6 +216,7 @@ impl Reader {
                     self.buf.clear();
                     self.buf_pos = 0;
                 }
+                self.advance_past_finished_generation();
                 return Ok(Some(line));
             }
             let have_to = self.offset + (self.buf.len() - self.buf_pos) as u64;

@@ -104,6 +104,40 @@ fn retention_removes_old_generations_and_stale_cursors_get_a_clear_error() {
 }
 
 #[test]
+fn a_cursor_at_the_end_of_a_generation_survives_its_removal() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let j = journal(&spool.join("a.journal"));
+    let c = rotating(&target, 100, Some(1));
+    j.append_batch(&numbered("g1", 0..20)).unwrap(); // 9 bytes a line: 180 bytes
+    c.drain(std::slice::from_ref(&j)).unwrap();
+    j.append(b"into generation 2").unwrap();
+    c.drain(std::slice::from_ref(&j)).unwrap(); // rotates generation 1 out first
+                                                // A reader that finished generation 1 (and nothing more) keeps its cursor...
+    let mut r = Reader::open_at(&target, Cursor { generation: 1, offset: 0 }).unwrap();
+    for _ in 0..20 {
+        r.next_line().unwrap().unwrap();
+    }
+    let saved = r.cursor();
+    assert_eq!(saved, Cursor { generation: 2, offset: 0 }, "the cursor moves past a finished generation at once");
+    // ...retention then removes generation 1 (a second rotation, keeping 1)...
+    j.append(b"into generation 3").unwrap();
+    let rep = Compactor::new(
+        &target,
+        CompactorOptions { rotate_bytes: Some(10), retain_generations: Some(1), ..Default::default() },
+    )
+    .unwrap()
+    .drain(std::slice::from_ref(&j))
+    .unwrap();
+    assert!(rep.rotations >= 1);
+    assert!(!generation_path(&target, 1).exists());
+    // ...and the saved cursor still opens and continues without loss.
+    let (rest, _) = read_all(&target, saved);
+    assert_eq!(rest, vec![b"into generation 2".to_vec(), b"into generation 3".to_vec()]);
+    assert!(tributary::verify(&target).unwrap().is_consistent());
+}
+
+#[test]
 fn a_compactor_killed_at_every_rotation_step_recovers_exactly_once() {
     for point in ["rotate.after_rename", "rotate.after_create", "rotate.after_commit"] {
         let d = tmp();

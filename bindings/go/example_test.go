@@ -164,9 +164,9 @@ func ExampleOpenReaderAt() {
 	fmt.Println("generation", v.Generation, "with", v.RotatedGenerations, "rotated, consistent:", v.Consistent)
 	// Output:
 	// processed a, cursor 1:2
-	// processed b, cursor 1:4
+	// processed b, cursor 2:0
 	// processed c, cursor 2:2
-	// processed d, cursor 2:4
+	// processed d, cursor 3:0
 	// processed e, cursor 3:2
 	// generation 3 with 2 rotated, consistent: true
 }
