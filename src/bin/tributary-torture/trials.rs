@@ -291,7 +291,7 @@ fn point_of(fp: &Option<String>) -> Option<&'static str> {
     tributary::failpoint::POINTS.iter().copied().find(|p| *p == name)
 }
 
-/// Account for a life that ended; `Err` on an unexpected failure.
+/// Account for a life that ended: count kills (by failpoint or timer), record failures.
 fn account(p: &Proc, exit: &Exit, writer: bool, o: &mut Outcome) {
     let point = point_of(&p.failpoint);
     match exit {
