@@ -268,7 +268,8 @@ impl Compactor {
             let index = (rotation + k) % n.max(1);
             let j = &journals[index];
             let after = manifest.watermarks.get(&j.id()).map_or(0, |w| w.last_seq);
-            if let Some(t) = j.drain_after(after, budget, deadline, &mut |bytes| out.push(bytes))? {
+            let first_of_round = out.total() == 0;
+            if let Some(t) = j.drain_after(after, budget, first_of_round, deadline, &mut |bytes| out.push(bytes))? {
                 taken.push((index, t));
             }
         }

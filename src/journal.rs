@@ -816,12 +816,16 @@ impl Journal {
 
     /// Stream the lines after `after_seq`, in seq order, into `sink` as byte slices of
     /// whole lines (each with its `\n`), checking every line's length, CRC and that the
-    /// seqs are contiguous, until about `max_bytes` (always at least one line) or
-    /// `deadline`. `None` when there is nothing after `after_seq`.
+    /// seqs are contiguous, until `max_bytes` or `deadline`. With `first_of_round`, one
+    /// line is taken even if it alone is longer than `max_bytes` (so a round always
+    /// progresses); otherwise nothing beyond `max_bytes` is: a round never writes more
+    /// than `max(max_round_bytes, longest line + 1)`, the tail the next round may
+    /// truncate. `None` when nothing was taken.
     pub(crate) fn drain_after(
         &self,
         after_seq: u64,
         max_bytes: u64,
+        first_of_round: bool,
         deadline: Instant,
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<Option<Taken>> {
@@ -870,7 +874,7 @@ impl Journal {
                 if seq >= expect {
                     let t = taken.get_or_insert(Taken { lines: 0, bytes: 0, last_seq: 0, last_crc: 0 });
                     let would = t.bytes + (end + 1 - slice_start.unwrap_or(pos)) as u64;
-                    if t.lines > 0 && would > max_bytes {
+                    if (t.lines > 0 || !first_of_round) && would > max_bytes {
                         if let Some(s) = slice_start {
                             sink(&data[s..pos])?;
                             t.bytes += (pos - s) as u64;
@@ -899,7 +903,7 @@ impl Journal {
                 break;
             }
         }
-        Ok(taken)
+        Ok(taken.filter(|t| t.lines > 0))
     }
 
     /// Step 7 of the drain: record (forward only) that lines up to `seq` are committed
