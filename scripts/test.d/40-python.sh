@@ -41,4 +41,6 @@ if [ "$rc" = 5 ]; then
   echo "pytest collected no tests: that is a failure"
   exit 1
 fi
-exit "$rc"
+[ "$rc" = 0 ] || exit "$rc"
+# The fan-in -> process -> fan-out example (issue 7's Python twin) must pass as documented.
+"$venv/bin/python" examples/pipeline.py

@@ -1,0 +1,180 @@
+"""Fan-in -> process -> fan-out with no broker: the Python twin of
+``cargo run --release --example pipeline`` and ``go run ./examples/pipeline``.
+
+    python3 bindings/python/examples/pipeline.py
+
+- 3 producer processes ("hosts", each with its own spool) append events to journals;
+- one compactor process per host drains its spool into target A (fan-in);
+- a processor process follows A from a durable cursor, transforms each event and
+  appends the result KEYED by the event's position in A, then saves the cursor; it
+  is SIGKILLed once mid-stream and restarted: the keys make the replay store nothing
+  twice (exactly-once);
+- a compactor drains the processor's journal into target B;
+- 3 consumer processes follow B from the start; each checks it got every result once.
+"""
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import sys
+import tempfile
+import time
+
+import tributary
+
+HOSTS = 3
+EVENTS_PER_HOST = 1500
+CONSUMERS = 3
+TOTAL = HOSTS * EVENTS_PER_HOST
+
+
+def producer(work: str, host: int) -> None:
+    with tributary.Journal(os.path.join(work, f"spool-host{host}", "events.journal")) as j:
+        for i in range(EVENTS_PER_HOST):
+            j.append_keyed(f"h{host}-{i}", f"host{host} event {i} amount={i % 97}")
+            if i % 100 == 99:
+                time.sleep(0.01)  # a steady stream, not one burst
+
+
+def compactor(target: str, spool: str, stop) -> None:
+    while not stop.is_set():
+        try:
+            report = tributary.drain(target, spool=spool, lock_timeout=5.0)
+        except tributary.LockTimeoutError:
+            continue  # another host's compactor holds the target: take turns
+        if report.lines == 0:
+            time.sleep(0.05)
+    tributary.drain(target, spool=spool, lock_timeout=30.0)  # the rest, once stopped
+
+
+def load_cursor(path: str) -> tributary.Cursor:
+    try:
+        with open(path) as f:
+            c = json.load(f)
+        return tributary.Cursor(c["generation"], c["offset"])
+    except FileNotFoundError:
+        return tributary.Cursor(0, 0)  # the oldest generation kept
+
+
+def save_cursor(path: str, cursor: tributary.Cursor) -> None:
+    """Durably replace the cursor file (write, fsync, rename, fsync the folder)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"generation": cursor.generation, "offset": cursor.offset}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(os.path.dirname(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def processor(work: str) -> None:
+    a = os.path.join(work, "shared", "a.log")
+    cursor_file = os.path.join(work, "processor.cursor")
+    out = tributary.Journal(os.path.join(work, "spool-processor", "results.journal"))
+    while True:  # target A may not have been drained yet
+        try:
+            reader = tributary.Reader(a, cursor=load_cursor(cursor_file))
+            break
+        except tributary.TributaryError:
+            time.sleep(0.02)
+    done = 0
+    while True:
+        batch = []
+        while len(batch) < 100:
+            at = reader.cursor  # the key: where this event starts in A
+            line = reader.read_line(timeout=0.05)
+            if line is None:
+                break
+            event = line.decode()
+            amount = int(event.rsplit("=", 1)[1])
+            batch.append((f"A:{at.generation}:{at.offset}", f"processed [{event}] doubled={amount * 2}"))
+        # Results first, durably; then the cursor. A crash in between replays these
+        # events, and their keys make the replay store nothing new.
+        for key, result in batch:
+            out.append_keyed(key, result)
+        save_cursor(cursor_file, reader.cursor)
+        done += len(batch)
+        if not batch and tributary.status(a).committed_lines >= TOTAL and reader.read_line(0) is None:
+            return
+
+
+def consumer(work: str, cid: int, results) -> None:
+    b = os.path.join(work, "shared", "b.log")
+    while True:
+        try:
+            reader = tributary.Reader(b, cursor=tributary.Cursor(0, 0))
+            break
+        except tributary.TributaryError:
+            time.sleep(0.02)
+    seen = {}
+    deadline = time.monotonic() + 120
+    while len(seen) < TOTAL and time.monotonic() < deadline:
+        line = reader.read_line(timeout=0.1)
+        if line is not None:
+            seen[line] = seen.get(line, 0) + 1
+    dups = sum(1 for n in seen.values() if n > 1)
+    results.put((cid, len(seen), dups))
+
+
+def main() -> int:
+    work = tempfile.mkdtemp(prefix="tributary-pipeline-py-")
+    for d in ["shared", "spool-processor"] + [f"spool-host{h}" for h in range(1, HOSTS + 1)]:
+        os.makedirs(os.path.join(work, d))
+    a = os.path.join(work, "shared", "a.log")
+    b = os.path.join(work, "shared", "b.log")
+    print(f"pipeline in {work}: {HOSTS} producers -> A -> processor -> B -> {CONSUMERS} consumers")
+    ctx = mp.get_context("fork")
+    start = time.monotonic()
+    stop = ctx.Event()
+    results = ctx.Queue()
+    daemons = [ctx.Process(target=compactor, args=(a, os.path.join(work, f"spool-host{h}"), stop))
+               for h in range(1, HOSTS + 1)]
+    daemons.append(ctx.Process(target=compactor, args=(b, os.path.join(work, "spool-processor"), stop)))
+    producers = [ctx.Process(target=producer, args=(work, h)) for h in range(1, HOSTS + 1)]
+    consumers = [ctx.Process(target=consumer, args=(work, c, results)) for c in range(1, CONSUMERS + 1)]
+    for p in daemons + producers + consumers:
+        p.start()
+    proc = ctx.Process(target=processor, args=(work,))
+    proc.start()
+    # SIGKILL the processor once it has saved its cursor at least once (mid-stream).
+    cursor_file = os.path.join(work, "processor.cursor")
+    while proc.is_alive() and not os.path.exists(cursor_file):
+        time.sleep(0.005)
+    if proc.is_alive():
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+        print(f"processor SIGKILLed after {time.monotonic() - start:.1f}s; restarting it from its durable cursor")
+        proc = ctx.Process(target=processor, args=(work,))
+        proc.start()
+    for p in producers:
+        p.join()
+    print(f"producers done: {TOTAL} events appended")
+    proc.join()
+    ok = proc.exitcode == 0
+    got = sorted(results.get(timeout=180) for _ in consumers)
+    for p in consumers:
+        p.join()
+    for cid, distinct, dups in got:
+        print(f"consumer {cid}: received {distinct} distinct results, {dups} duplicated")
+        ok &= distinct == TOTAL and dups == 0
+    stop.set()
+    for p in daemons:
+        p.join()
+    va, vb = tributary.verify(a), tributary.verify(b)
+    print(f"A: {va.committed_lines} lines, B: {vb.committed_lines} lines, verify A {va.consistent} / "
+          f"B {vb.consistent}; {time.monotonic() - start:.1f}s")
+    ok &= va.committed_lines == TOTAL and vb.committed_lines == TOTAL and va.consistent and vb.consistent
+    if not ok:
+        print("pipeline check FAILED", file=sys.stderr)
+        return 1
+    print("pipeline: PASSED: every event processed once, every consumer got every result once")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
