@@ -732,17 +732,24 @@ impl Journal {
     }
 
     /// The seq and byte counters, derived from the newest run and the drained record.
+    /// One statement, so one snapshot: read in two, a drain's step 7 committing in
+    /// between (runs deleted, drained_seq moved) made the seq ceiling look lower than
+    /// the target's watermark — a false "journal restored" in the demo.
     fn head(conn: &Connection) -> rusqlite::Result<Head> {
-        let (drained_seq, drained_bytes): (i64, i64) =
-            conn.query_row("SELECT drained_seq, drained_bytes FROM state WHERE id = 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
-        let newest: Option<(i64, i64)> = conn
-            .query_row("SELECT first_seq + count, end_bytes FROM runs ORDER BY first_seq DESC LIMIT 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        let (next_seq, total_bytes) = newest.unwrap_or((drained_seq + 1, drained_bytes));
+        let (drained_seq, drained_bytes, newest_next, newest_end): (i64, i64, Option<i64>, Option<i64>) = conn
+            .query_row(
+                "SELECT s.drained_seq, s.drained_bytes, r.next_seq, r.end_bytes
+                 FROM state AS s
+                 LEFT JOIN (SELECT first_seq + count AS next_seq, end_bytes FROM runs
+                            ORDER BY first_seq DESC LIMIT 1) AS r
+                 WHERE s.id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+        let (next_seq, total_bytes) = match (newest_next, newest_end) {
+            (Some(n), Some(e)) => (n, e),
+            _ => (drained_seq + 1, drained_bytes),
+        };
         Ok(Head {
             next_seq: next_seq as u64,
             total_bytes: total_bytes as u64,
