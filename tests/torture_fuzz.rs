@@ -19,7 +19,12 @@ type Target = (&'static str, fn(&[u8]), fn() -> Vec<Vec<u8>>);
 const TARGETS: &[Target] = &[
     ("manifest_decode", fuzzlib::manifest_decode, fuzzlib::manifest_seeds),
     ("api_ops", api_ops, fuzzlib::api_ops_seeds),
+    ("ffi_ops", ffi_ops, fuzzlib::ffi_ops_seeds),
 ];
+
+fn ffi_ops(data: &[u8]) {
+    fuzzlib::ffi_ops(data);
+}
 
 fn api_ops(data: &[u8]) {
     fuzzlib::api_ops(data);
@@ -77,6 +82,10 @@ fn seeds_are_meaningful() {
     assert!(a.drains_ok >= 2 && a.lines_committed == 4 && !a.poisoned, "{a:?}");
     let b = fuzzlib::api_ops(&seeds[1]);
     assert!(b.drains_refused >= 1 && b.poisoned, "{b:?}");
+    for s in fuzzlib::ffi_ops_seeds() {
+        let f = fuzzlib::ffi_ops(&s);
+        assert!(f.calls >= 10 && f.ok >= 5 && f.errors >= 2, "{f:?}");
+    }
 }
 
 /// xorshift64*, for the fallback driver.

@@ -575,3 +575,324 @@ pub fn api_ops_seeds() -> Vec<Vec<u8>> {
     q.extend_from_slice(&[0, 2, 0, 2, 1, 6, 5, 3, 12, 0, 5, 3, 6, 1, 3, 9, 8, 0, 2]);
     vec![p, q]
 }
+
+/// What one `ffi_ops` program did (for the seed test).
+#[derive(Debug, Default)]
+pub struct FfiStats {
+    pub calls: u64,
+    pub ok: u64,
+    pub errors: u64,
+}
+
+/// `ffi_ops`: the bytes are a program of C-ABI calls (`tributary::ffi`, the functions
+/// behind include/tributary.h) with NULL, valid and wrong-type handles, garbage
+/// options, lengths and bytes. The contract checked on every call: never
+/// `TRIB_E_PANIC`; a known result code; `*err_out` set exactly when the call failed,
+/// with the same kind and a message; outputs untouched on failure.
+pub fn ffi_ops(data: &[u8]) -> FfiStats {
+    use std::ffi::{c_char, c_int, CStr, CString};
+    use std::os::unix::ffi::OsStrExt;
+    use std::ptr;
+    use tributary::ffi::*;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path().join("spool");
+    fs::create_dir(&spool).expect("spool");
+    let cpath = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("no NUL in a temp path");
+    let target = cpath(&dir.path().join("out.log"));
+    let spool_c = cpath(&spool);
+    let journal_paths = [cpath(&spool.join("j0.journal")), cpath(&spool.join("j1.journal"))];
+    let mut inp = Input { data, pos: 0 };
+    let mut stats = FfiStats::default();
+    let mut journals: Vec<*mut trib_journal> = Vec::new();
+    let mut readers: Vec<*mut trib_reader> = Vec::new();
+
+    // The contract every fallible call keeps.
+    let mut check = |rc: c_int, err: *mut trib_error, what: &str| {
+        stats.calls += 1;
+        assert_ne!(rc, TRIB_E_PANIC, "{what}: a panic reached the C boundary");
+        if rc == TRIB_OK {
+            assert!(err.is_null(), "{what}: succeeded but set *err_out");
+            stats.ok += 1;
+            return true;
+        }
+        assert!((1..=16).contains(&rc), "{what}: unknown result code {rc}");
+        assert!(!err.is_null(), "{what}: failed with {rc} but left *err_out NULL");
+        // SAFETY: a live error from this library, freed once below.
+        unsafe {
+            assert_eq!(trib_error_kind(err), rc, "{what}: error kind differs from the result code");
+            let msg = CStr::from_ptr(trib_error_message(err));
+            assert!(!msg.to_bytes().is_empty(), "{what}: empty error message");
+            trib_error_free(err);
+        }
+        stats.errors += 1;
+        false
+    };
+    let mut steps = 0;
+    while !inp.done() && steps < 64 {
+        steps += 1;
+        let mut err: *mut trib_error = ptr::null_mut();
+        // A journal handle: a live one, NULL, or a reader passed as one (wrong type).
+        let pick_journal =
+            |inp: &mut Input, journals: &[*mut trib_journal], readers: &[*mut trib_reader]| match inp.u8() % 8 {
+                0 => ptr::null(),
+                1 if !readers.is_empty() => readers[0] as *const trib_journal,
+                n if !journals.is_empty() => journals[n as usize % journals.len()] as *const trib_journal,
+                _ => ptr::null(),
+            };
+        match inp.u8() % 12 {
+            0 if journals.len() < 3 => {
+                let path = match inp.u8() % 4 {
+                    0 => ptr::null(),
+                    1 => c"/nonexistent-tributary-dir/x.journal".as_ptr(),
+                    n => journal_paths[n as usize % 2].as_ptr(),
+                };
+                let mut opts = std::mem::MaybeUninit::<trib_journal_options>::uninit();
+                // SAFETY: a writable options struct.
+                let rc = unsafe { trib_journal_options_default(opts.as_mut_ptr(), &mut err) };
+                assert!(check(rc, err, "options_default"));
+                // SAFETY: initialised by the successful call above.
+                let mut opts = unsafe { opts.assume_init() };
+                opts.durability = u32::from(inp.u8() % 3); // 2 is invalid
+                if inp.u8().is_multiple_of(2) {
+                    opts.max_line_bytes = (inp.u64() % 2000) as usize; // 0 is invalid
+                    opts.max_backlog_bytes = inp.u64() % 5000;
+                }
+                let use_opts = !inp.u8().is_multiple_of(3);
+                let mut out: *mut trib_journal = ptr::null_mut();
+                err = ptr::null_mut();
+                // SAFETY: path NULL or NUL-terminated; options NULL or valid; out writable.
+                let rc =
+                    unsafe { trib_journal_open(path, if use_opts { &opts } else { ptr::null() }, &mut out, &mut err) };
+                if check(rc, err, "journal_open") {
+                    assert!(!out.is_null());
+                    journals.push(out);
+                } else {
+                    assert!(out.is_null(), "journal_open wrote its output on failure");
+                }
+            }
+            1 => {
+                let j = pick_journal(&mut inp, &journals, &readers);
+                let line = inp.bytes(40);
+                let null_ptr = inp.u8().is_multiple_of(8);
+                let (p, len) = if null_ptr { (ptr::null(), line.len()) } else { (line.as_ptr(), line.len()) };
+                let mut seq = u64::MAX;
+                // SAFETY: j NULL, live or another live handle; p NULL or len readable bytes.
+                let rc = unsafe { trib_journal_append(j, p, len, &mut seq, &mut err) };
+                if check(rc, err, "append") {
+                    assert!(seq >= 1 && seq != u64::MAX);
+                } else {
+                    assert_eq!(seq, u64::MAX, "append wrote its output on failure");
+                }
+            }
+            2 => {
+                let j = pick_journal(&mut inp, &journals, &readers);
+                let lines: Vec<Vec<u8>> = (0..inp.u8() % 4).map(|_| inp.bytes(20)).collect();
+                let mut slices: Vec<trib_slice> =
+                    lines.iter().map(|l| trib_slice { ptr: l.as_ptr(), len: l.len() }).collect();
+                if let Some(s) = slices.first_mut() {
+                    if inp.u8().is_multiple_of(6) {
+                        s.ptr = ptr::null(); // NULL with a length: must be refused
+                        s.len += 1;
+                    }
+                }
+                let mut first = u64::MAX;
+                let arr = if inp.u8().is_multiple_of(8) { ptr::null() } else { slices.as_ptr() };
+                // SAFETY: arr NULL or slices.len() slices, each NULL or pointing to len bytes.
+                let rc = unsafe { trib_journal_append_batch(j, arr, slices.len(), &mut first, &mut err) };
+                if !check(rc, err, "append_batch") {
+                    assert_eq!(first, u64::MAX, "append_batch wrote its output on failure");
+                }
+            }
+            3 => {
+                let j = pick_journal(&mut inp, &journals, &readers);
+                let (key, line) = (inp.bytes(6), inp.bytes(20));
+                let mut seq = u64::MAX;
+                // SAFETY: pointers to key.len() / line.len() readable bytes.
+                let rc = unsafe {
+                    trib_journal_append_keyed(j, key.as_ptr(), key.len(), line.as_ptr(), line.len(), &mut seq, &mut err)
+                };
+                if !check(rc, err, "append_keyed") {
+                    assert_eq!(seq, u64::MAX, "append_keyed wrote its output on failure");
+                }
+            }
+            4 => {
+                let mode = inp.u8() % 4;
+                let list: Vec<*const c_char> = journal_paths.iter().map(|p| p.as_ptr()).collect();
+                let (paths, count, sp) = match mode {
+                    0 => (list.as_ptr(), (inp.u8() % 3) as usize, ptr::null()),
+                    1 => (ptr::null(), 0, spool_c.as_ptr()),
+                    2 => (list.as_ptr(), 1, spool_c.as_ptr()), // both: invalid
+                    _ => (ptr::null(), 2, ptr::null()),        // NULL list with a count: invalid
+                };
+                let mut opts = std::mem::MaybeUninit::<trib_compactor_options>::uninit();
+                // SAFETY: writable.
+                assert!(check(unsafe { trib_compactor_options_default(opts.as_mut_ptr(), &mut err) }, err, "copt"));
+                // SAFETY: initialised above.
+                let mut opts = unsafe { opts.assume_init() };
+                opts.max_round_bytes = inp.u64() % 300; // 0 is invalid
+                opts.lock_timeout_ms = 1000;
+                opts.rotate_bytes = if inp.u8().is_multiple_of(3) { 50 } else { 0 };
+                let mut report = std::mem::MaybeUninit::<trib_drain_report>::zeroed();
+                err = ptr::null_mut();
+                // SAFETY: all pointers NULL or valid as built above.
+                let rc = unsafe { trib_drain(target.as_ptr(), paths, count, sp, &opts, report.as_mut_ptr(), &mut err) };
+                check(rc, err, "drain");
+            }
+            5 => {
+                let mut report = std::mem::MaybeUninit::<trib_verify_report>::zeroed();
+                let t = if inp.u8().is_multiple_of(5) { ptr::null() } else { target.as_ptr() };
+                // SAFETY: t NULL or NUL-terminated; report writable.
+                let rc = unsafe { trib_verify(t, report.as_mut_ptr(), &mut err) };
+                if check(rc, err, "verify") {
+                    // SAFETY: filled by the successful call; cleared once.
+                    unsafe { trib_verify_report_clear(report.as_mut_ptr()) };
+                }
+            }
+            6 => {
+                let mut rep: *mut trib_status_report = ptr::null_mut();
+                let sp = if inp.u8().is_multiple_of(2) { spool_c.as_ptr() } else { ptr::null() };
+                // SAFETY: valid strings; rep writable.
+                let rc = unsafe { trib_status(target.as_ptr(), sp, &mut rep, &mut err) };
+                if check(rc, err, "status") {
+                    let index = (inp.u8() % 4) as usize;
+                    let mut w = std::mem::MaybeUninit::<trib_watermark>::zeroed();
+                    let mut js = std::mem::MaybeUninit::<trib_journal_status>::zeroed();
+                    let mut e2: *mut trib_error = ptr::null_mut();
+                    // SAFETY: rep is live; outputs writable.
+                    let rc = unsafe { trib_status_report_watermark(rep, index, w.as_mut_ptr(), &mut e2) };
+                    check(rc, e2, "status_watermark");
+                    e2 = ptr::null_mut();
+                    // SAFETY: as above.
+                    let rc = unsafe { trib_status_report_journal(rep, index, js.as_mut_ptr(), &mut e2) };
+                    check(rc, e2, "status_journal");
+                    // SAFETY: live, freed once.
+                    unsafe { trib_status_report_free(rep) };
+                } else {
+                    assert!(rep.is_null(), "status wrote its output on failure");
+                }
+            }
+            7 if readers.len() < 3 => {
+                let mut r: *mut trib_reader = ptr::null_mut();
+                let (g, off) = (inp.u64() % 4, inp.u64() % 64);
+                // SAFETY: target NUL-terminated; r writable.
+                let rc = unsafe {
+                    if inp.u8().is_multiple_of(2) {
+                        trib_reader_open(target.as_ptr(), off, &mut r, &mut err)
+                    } else {
+                        trib_reader_open_at(target.as_ptr(), g, off, &mut r, &mut err)
+                    }
+                };
+                if check(rc, err, "reader_open") {
+                    readers.push(r);
+                } else {
+                    assert!(r.is_null(), "reader_open wrote its output on failure");
+                }
+            }
+            8 => {
+                let r = match inp.u8() % 6 {
+                    0 => ptr::null_mut(),
+                    1 if !journals.is_empty() => journals[0] as *mut trib_reader, // wrong type
+                    n if !readers.is_empty() => readers[n as usize % readers.len()],
+                    _ => ptr::null_mut(),
+                };
+                let (mut has, mut line, mut len) = (false, ptr::null::<u8>(), usize::MAX);
+                // SAFETY: r NULL or a live handle; outputs writable.
+                let rc = unsafe { trib_reader_next(r, 0, &mut has, &mut line, &mut len, &mut err) };
+                if check(rc, err, "reader_next") && has {
+                    assert!(!line.is_null() && len != usize::MAX);
+                    // SAFETY: the reader's line memory, len readable bytes until the next call.
+                    let l = unsafe { std::slice::from_raw_parts(line, len) };
+                    assert!(!l.contains(&b'\n'), "a line with a newline came out");
+                } else if rc != TRIB_OK {
+                    assert_eq!(len, usize::MAX, "reader_next wrote its output on failure");
+                }
+                if !r.is_null() && rc == TRIB_OK {
+                    let (mut g, mut o) = (u64::MAX, u64::MAX);
+                    err = ptr::null_mut();
+                    // SAFETY: live reader; outputs writable.
+                    let rc = unsafe { trib_reader_cursor(r, &mut g, &mut o, &mut err) };
+                    assert!(check(rc, err, "reader_cursor") && g != u64::MAX && o != u64::MAX);
+                }
+            }
+            9 => {
+                let j = pick_journal(&mut inp, &journals, &readers);
+                let cap = (inp.u8() % 40) as usize;
+                let mut buf = vec![b'#' as c_char; cap.max(1)];
+                // SAFETY: buf has at least cap writable bytes.
+                let rc = unsafe { trib_journal_id(j, buf.as_mut_ptr(), cap, &mut err) };
+                if check(rc, err, "journal_id") {
+                    // SAFETY: NUL-terminated within cap bytes on success.
+                    let id = unsafe { CStr::from_ptr(buf.as_ptr()) };
+                    assert_eq!(id.to_bytes().len(), 32);
+                } else {
+                    assert!(buf.iter().all(|&c| c == b'#' as c_char), "journal_id wrote its output on failure");
+                }
+                let mut b = std::mem::MaybeUninit::<trib_backlog>::zeroed();
+                err = ptr::null_mut();
+                // SAFETY: as above.
+                let rc = unsafe { trib_journal_backlog(j, b.as_mut_ptr(), &mut err) };
+                check(rc, err, "journal_backlog");
+            }
+            10 => {
+                // Close one handle (or NULL, which is allowed).
+                // SAFETY: each handle is closed once and dropped from its list.
+                unsafe {
+                    match inp.u8() % 3 {
+                        0 if !journals.is_empty() => trib_journal_close(journals.remove(0)),
+                        1 if !readers.is_empty() => trib_reader_close(readers.remove(0)),
+                        _ => {
+                            trib_journal_close(ptr::null_mut());
+                            trib_reader_close(ptr::null_mut());
+                        }
+                    }
+                }
+            }
+            _ => {
+                // Corrupt or damage the target (a crashed drain's tail, a flipped manifest).
+                let t = dir.path().join("out.log");
+                if inp.u8().is_multiple_of(2) {
+                    if let Ok(mut f) = fs::OpenOptions::new().append(true).open(&t) {
+                        use std::io::Write;
+                        let _ = f.write_all(&inp.bytes(8));
+                    }
+                } else {
+                    let m = Sidecar::for_target(&t).manifest;
+                    if let Ok(mut b) = fs::read(&m) {
+                        let i = inp.u8() as usize % b.len().max(1);
+                        if let Some(x) = b.get_mut(i) {
+                            *x ^= 0x10;
+                        }
+                        let _ = fs::write(&m, b);
+                    }
+                }
+            }
+        }
+    }
+    // SAFETY: every remaining handle is live and closed exactly once.
+    unsafe {
+        journals.drain(..).for_each(|j| trib_journal_close(j));
+        readers.drain(..).for_each(|r| trib_reader_close(r));
+    }
+    stats
+}
+
+/// Seed programs for `ffi_ops`: open, append, batch with a bad line, keyed, drain,
+/// read, verify, status, wrong-type handles, then damage and retry.
+pub fn ffi_ops_seeds() -> Vec<Vec<u8>> {
+    let mut p = vec![0, 2, 1, 1]; // open j0 with default options... (durability 1, no limits)
+    p.extend_from_slice(&[1, 2, 0, 5]);
+    p.extend_from_slice(b"hello");
+    p.extend_from_slice(&[1, 2, 0, 2]); // append "" ... reads from here
+    p.extend_from_slice(b"ab");
+    p.extend_from_slice(&[2, 2, 2, 3]);
+    p.extend_from_slice(b"x\ny");
+    p.extend_from_slice(&[1, b'z', 1, 1]);
+    p.extend_from_slice(&[3, 2, 1, b'k', 1, b'v']);
+    p.extend_from_slice(&[4, 1, 0, 0, 0, 0, 0, 0, 0, 200, 1]); // drain the spool
+    p.extend_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // reader at 0
+    p.extend_from_slice(&[8, 2, 8, 2, 8, 1, 5, 1, 6, 0, 1, 9, 2, 33, 9, 1, 5]);
+    let mut q = p.clone();
+    q.extend_from_slice(&[11, 1, 7, 4, 1, 0, 0, 0, 0, 0, 0, 0, 10, 0, 5, 1, 10, 0, 10, 1, 10, 2]);
+    vec![p, q]
+}

@@ -20,7 +20,7 @@ cd "$(dirname "$0")/../.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 SECS="${TRIB_FUZZ_SECS:-45}"
 SAN="${TRIB_FUZZ_SANITIZER:-none}"
-TARGETS=(manifest_decode api_ops)
+TARGETS=(manifest_decode api_ops ffi_ops)
 
 # 1. reproducers and seeds; seeds written where cargo-fuzz starts from
 mkdir -p fuzz/corpus
