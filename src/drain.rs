@@ -119,6 +119,9 @@ pub struct Compactor {
     target: PathBuf,
     sidecar: Sidecar,
     opts: CompactorOptions,
+    /// Set once the target's mount passed the lock-safety check (mount options do not
+    /// change under a running compactor; a daemon need not re-parse mountinfo each round).
+    mount_checked: std::sync::OnceLock<()>,
 }
 
 impl Compactor {
@@ -130,7 +133,7 @@ impl Compactor {
         if target.file_name().is_none() {
             return Err(Error::InvalidArgument(format!("target {} is not a file path", target.display())));
         }
-        Ok(Compactor { sidecar: Sidecar::for_target(&target), target, opts })
+        Ok(Compactor { sidecar: Sidecar::for_target(&target), target, opts, mount_checked: Default::default() })
     }
 
     pub fn target(&self) -> &Path {
@@ -201,7 +204,10 @@ impl Compactor {
             }
         }
         self.sidecar.ensure()?;
-        fscheck::check_target_mount(&self.target)?;
+        if self.mount_checked.get().is_none() {
+            fscheck::check_target_mount(&self.target)?;
+            let _ = self.mount_checked.set(());
+        }
         let lock = TargetLock::acquire(&self.sidecar.lock, self.opts.lock_timeout)?;
         failpoint::hit("drain.locked");
 

@@ -432,14 +432,8 @@ impl Journal {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| not_journal(format!("cannot start a transaction: {e}")))?;
+        // (open() already refused a database without tributary's tables.)
         let conn_tx = &tx;
-        let tables: Vec<String> = conn_tx
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-            .map_err(|e| not_journal(e.to_string()))?;
-        if !tables.is_empty() && !tables.iter().any(|t| t == "meta") {
-            return Err(not_journal("it is an SQLite database without tributary's tables".into()));
-        }
         conn_tx.execute_batch(SCHEMA).map_err(|e| Error::sqlite("creating the journal schema", e))?;
         let fresh_id = JournalId::random()?;
         conn_tx
