@@ -18,12 +18,15 @@ use crate::error::{Error, Result};
 use crate::journal::{Journal, JournalId, JournalOptions, Taken, DEFAULT_MAX_LINE_BYTES};
 use crate::lock::TargetLock;
 use crate::manifest::{generation_path, Manifest, RotatedGeneration, Sidecar, Watermark};
-use crate::{failpoint, fault, fscheck};
+use crate::{failpoint, fault, fscheck, sys};
 
 /// Bytes written between two epoch checks while writing a round's batch.
 const WRITE_CHUNK_BYTES: usize = 8 << 20;
 /// Slices at least this long are written directly instead of through the buffer.
 const DIRECT_WRITE_BYTES: usize = 256 << 10;
+/// Start the device writing every this many bytes, so the round's fdatasync overlaps
+/// with reading the journals instead of following it.
+const WRITEBACK_BYTES: u64 = 4 << 20;
 
 /// Options for a [`Compactor`].
 #[derive(Debug, Clone)]
@@ -577,6 +580,8 @@ struct ChunkWriter<'a> {
     written: u64,
     /// Written-bytes mark at which the next write first re-checks the epoch.
     next_epoch_check: u64,
+    /// Written bytes before this mark were handed to the kernel's write-back already.
+    writeback_from: u64,
     crc: crc32fast::Hasher,
 }
 
@@ -593,6 +598,7 @@ impl<'a> ChunkWriter<'a> {
             chunk,
             written: 0,
             next_epoch_check: chunk as u64,
+            writeback_from: 0,
             crc: crc32fast::Hasher::new_with_initial_len(m.committed_crc, m.committed_len),
         }
     }
@@ -646,6 +652,10 @@ impl<'a> ChunkWriter<'a> {
             .write_all_at(bytes, self.offset + self.written)
             .map_err(|e| c.lost_or_io("writing to the target", e))?;
         self.written += bytes.len() as u64;
+        if self.written - self.writeback_from >= WRITEBACK_BYTES {
+            sys::start_writeback(self.file, self.offset + self.writeback_from, self.written - self.writeback_from);
+            self.writeback_from = self.written;
+        }
         Ok(())
     }
 

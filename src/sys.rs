@@ -1,6 +1,6 @@
 //! Thin, audited wrappers over the few Linux system calls the standard library does
-//! not expose: open-file-description (OFD) record locks, `statfs`, `getrandom`, and a
-//! stop-signal flag. This module and `ffi` are the only places with `unsafe`.
+//! not expose: open-file-description (OFD) record locks, `statfs`, `getrandom`,
+//! `sync_file_range`, and a stop-signal flag. This module and `ffi` are the only places with `unsafe`.
 
 use std::ffi::CString;
 use std::io;
@@ -27,6 +27,18 @@ pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
         filled += n as usize;
     }
     Ok(())
+}
+
+/// Ask the kernel to start writing back `len` bytes of `file` at `offset` now, without
+/// waiting: a later fdatasync then waits for less, because the device was busy while
+/// we produced the next bytes. Only a hint — durability still comes from fdatasync,
+/// which reports any write-back error of these pages (this call does not consume it).
+pub fn start_writeback(file: &impl AsRawFd, offset: u64, len: u64) {
+    // SAFETY: sync_file_range only reads its integer arguments; an invalid fd or range
+    // makes it fail with an errno, which is ignored because the call is a hint.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
+    }
 }
 
 /// A random u64 (seeds, temp-file suffixes).
