@@ -1,13 +1,14 @@
 //! Thin, audited wrappers over the few Linux system calls the standard library does
 //! not expose: open-file-description (OFD) record locks, `statfs`, `getrandom`,
-//! `sync_file_range`, and a stop-signal flag. This module and `ffi` are the only places with `unsafe`.
+//! `sync_file_range`, futexes (one wake-up call for a whole commit group), and a
+//! stop-signal flag. This module and `ffi` are the only places with `unsafe`.
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// Fill `buf` with random bytes from the kernel.
 pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
@@ -38,6 +39,30 @@ pub fn start_writeback(file: &impl AsRawFd, offset: u64, len: u64) {
     // makes it fail with an errno, which is ignored because the call is a hint.
     unsafe {
         libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// Sleep while `word` still holds `expected`: returns at once if it does not, after a
+/// [`futex_wake_all`] on it, or spuriously (callers re-check their condition).
+pub fn futex_wait(word: &AtomicU32, expected: u32) {
+    // SAFETY: `word` is a live, aligned u32 for the whole call (we hold a reference);
+    // FUTEX_WAIT only reads it and sleeps; a null timeout means no timeout.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            std::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+/// Wake every thread sleeping in [`futex_wait`] on `word`, in one system call.
+pub fn futex_wake_all(word: &AtomicU32) {
+    // SAFETY: as above; FUTEX_WAKE does not touch the word's memory beyond its address.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, i32::MAX);
     }
 }
 
