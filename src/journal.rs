@@ -217,6 +217,11 @@ struct GroupState {
     queue: Vec<Arc<Request>>,
     /// A leader is gathering or committing (or was just handed leadership).
     leader_active: bool,
+    /// The leader is waiting for callers to complete its group...
+    gathering: bool,
+    /// ...the gather numbered this (so a taken-over gatherer that wakes up late does
+    /// not mistake a later leader's gather for its own).
+    gather_id: u64,
     /// Size of the largest recent group; decays by one whenever a leader's wait for
     /// that many callers times out.
     peak_group: usize,
@@ -635,34 +640,50 @@ impl Journal {
     fn group_commit(&self, req: Arc<Request>) -> Result<Vec<u64>> {
         let mut g = self.group.lock();
         g.queue.push(Arc::clone(&req));
-        if g.leader_active {
-            // Wake a gathering leader only when the group it waits for is complete (it
-            // has a deadline otherwise): a wake-up per arrival cost a context switch.
-            if g.queue.len() >= g.peak_group {
-                self.group_arrived.notify_one();
-            }
+        let mut gather = true;
+        if !g.leader_active {
+            g.leader_active = true;
+        } else if g.gathering && g.queue.len() >= g.peak_group {
+            // This caller completes the group a leader is gathering: commit it from
+            // this running thread rather than wake the gatherer, which on a busy
+            // machine waits for a core; the gatherer finds its request taken.
+            g.gathering = false;
+            gather = false;
+        } else {
             drop(g);
-            loop {
-                let epoch = self.group_epoch.load(Ordering::Acquire);
-                match req.slot.take() {
-                    Some(Some(result)) => return result,
-                    Some(None) => break, // handed the leadership: leader_active stays set
-                    None => sys::futex_wait(&self.group_epoch, epoch),
+            match self.await_slot(&req) {
+                Some(result) => return result,
+                None => g = self.group.lock(), // handed the leadership
+            }
+        }
+        while gather {
+            // Callers come in two cohorts: those that queued during the last commit,
+            // and those that just got their result and append again. Waiting briefly
+            // for the recent peak merges them (half as many fsyncs); a lone writer has
+            // a peak of 1 and never waits.
+            g.gathering = true;
+            g.gather_id += 1;
+            let mine = g.gather_id;
+            let deadline = Instant::now() + GROUP_WAIT;
+            while g.gathering && g.gather_id == mine && g.queue.len() < g.peak_group {
+                if self.group_arrived.wait_until(&mut g, deadline).timed_out() {
+                    break;
                 }
             }
-            g = self.group.lock();
-        } else {
-            g.leader_active = true;
-        }
-        // Callers come in two cohorts: those that queued during the last commit, and
-        // those that just got their result and append again. Waiting briefly for the
-        // recent peak merges them (half as many fsyncs); a lone writer has a peak of 1
-        // and never waits.
-        let deadline = Instant::now() + GROUP_WAIT;
-        while g.queue.len() < g.peak_group {
-            if self.group_arrived.wait_until(&mut g, deadline).timed_out() {
-                g.peak_group -= 1;
-                break;
+            // Still this gather (a later leader's gather has another id)?
+            if g.gathering && g.gather_id == mine {
+                if g.queue.len() < g.peak_group {
+                    g.peak_group -= 1;
+                }
+                g.gathering = false;
+                gather = false;
+            } else {
+                // Taken over: this request is in the taker's group.
+                drop(g);
+                match self.await_slot(&req) {
+                    Some(result) => return result,
+                    None => g = self.group.lock(),
+                }
             }
         }
         let batch = std::mem::take(&mut g.queue);
@@ -713,6 +734,18 @@ impl Journal {
         }
         wake(&self.group_epoch);
         own.expect("the leader's own request is in its group")
+    }
+
+    /// Sleep until a leader filled `req`'s slot: `Some(result)`, or `None` when this
+    /// caller was handed the leadership.
+    fn await_slot(&self, req: &Request) -> Option<Result<Vec<u64>>> {
+        loop {
+            let epoch = self.group_epoch.load(Ordering::Acquire);
+            match req.slot.take() {
+                Some(outcome) => return outcome,
+                None => sys::futex_wait(&self.group_epoch, epoch),
+            }
+        }
     }
 
     /// One transaction for many requests, stored as one run (or a few, for large
