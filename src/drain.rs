@@ -278,7 +278,9 @@ impl Compactor {
             let j = &journals[index];
             let after = manifest.watermarks.get(&j.id()).map_or(0, |w| w.last_seq);
             let first_of_round = out.total() == 0;
-            if let Some(t) = j.drain_after(after, budget, first_of_round, deadline, &mut |bytes| out.push(bytes))? {
+            if let Some(t) =
+                j.drain_after(after, budget, first_of_round, deadline, &mut |bytes, crc| out.push(bytes, crc))?
+            {
                 taken.push((index, t));
             }
         }
@@ -608,8 +610,13 @@ impl<'a> ChunkWriter<'a> {
         self.written + self.buf.len() as u64
     }
 
-    fn push(&mut self, bytes: &[u8]) -> Result<()> {
-        self.crc.update(bytes);
+    /// Accept `bytes`; `crc`, when given, is their CRC already computed (a whole run's
+    /// data), combined into the running CRC instead of a second pass over them.
+    fn push(&mut self, bytes: &[u8], crc: Option<&crc32fast::Hasher>) -> Result<()> {
+        match crc {
+            Some(h) => self.crc.combine(h),
+            None => self.crc.update(bytes),
+        }
         if bytes.len() >= DIRECT_WRITE_BYTES && self.chunk == WRITE_CHUNK_BYTES {
             // A whole run: write it straight from SQLite's buffer, no extra copy.
             self.flush()?;
