@@ -391,6 +391,10 @@ impl Drop for WriteTx<'_> {
     }
 }
 
+/// Where [`Journal::drain_after`] sends whole lines: the bytes, and their CRC when it
+/// was already computed (a whole run's data).
+pub(crate) type DrainSink<'a> = dyn FnMut(&[u8], Option<&crc32fast::Hasher>) -> Result<()> + 'a;
+
 /// Counters derived by [`Journal::head`].
 struct Head {
     next_seq: u64,
@@ -1064,7 +1068,7 @@ impl Journal {
         max_bytes: u64,
         first_of_round: bool,
         deadline: Instant,
-        sink: &mut dyn FnMut(&[u8], Option<&crc32fast::Hasher>) -> Result<()>,
+        sink: &mut DrainSink<'_>,
     ) -> Result<Option<Taken>> {
         let mut conn = self.lock_conn();
         let tx = conn.transaction().map_err(|e| Error::sqlite("starting a read", e))?;
