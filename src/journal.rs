@@ -463,7 +463,9 @@ impl Journal {
         if !tables.is_empty() && !tables.iter().any(|t| t == "meta") {
             return Err(not_journal("it is an SQLite database without tributary's tables".into()));
         }
-        // For a new journal only (no effect on an existing file):
+        // For a new journal only (an existing one keeps its settings; and setting
+        // auto_vacuum runs a write transaction, which must not make opening a journal
+        // that another process is writing wait for its lock):
         // - auto_vacuum=INCREMENTAL, never vacuumed: its pointer map lets DELETE free a
         //   drained run's overflow chain without reading every page of it (that second
         //   read of every byte was a fifth of a drain's time);
@@ -471,8 +473,10 @@ impl Journal {
         //   (single appends 0.92x -> ~1.0x raw SQLite). 16 KiB pages had been chosen to
         //   cut that DELETE walk, which the pointer map now skips: a drain costs ~5%
         //   more with 4 KiB pages, and its page cache is smaller.
-        conn.execute_batch(&format!("PRAGMA page_size = {JOURNAL_PAGE_SIZE}; PRAGMA auto_vacuum = INCREMENTAL;"))
-            .map_err(|e| Error::sqlite("setting the page size", e))?;
+        if tables.is_empty() {
+            conn.execute_batch(&format!("PRAGMA page_size = {JOURNAL_PAGE_SIZE}; PRAGMA auto_vacuum = INCREMENTAL;"))
+                .map_err(|e| Error::sqlite("setting a new journal's page size and auto_vacuum", e))?;
+        }
         // Switching a new file to WAL takes an exclusive lock and does not consult the
         // busy handler: processes creating the same journal at once must retry here.
         let started = Instant::now();

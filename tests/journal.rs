@@ -209,6 +209,21 @@ fn each_journal_keeps_its_own_busy_timeout() {
 }
 
 #[test]
+fn an_existing_journal_opens_while_another_process_holds_its_write_lock() {
+    let d = tmp();
+    let jp = d.path().join("busy.journal");
+    journal(&jp).append(b"before").unwrap();
+    let blocker = rusqlite::Connection::open(&jp).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // Opening must not need the write lock (only appending does).
+    let j = Journal::open(&jp, JournalOptions { busy_timeout: Duration::from_millis(50), ..Default::default() })
+        .expect("opening an existing journal took the write lock");
+    assert_eq!(j.append(b"while locked").unwrap_err().kind(), ErrorKind::Sqlite);
+    blocker.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(j.append(b"after").unwrap(), 2);
+}
+
+#[test]
 fn huge_durations_do_not_panic() {
     let d = tmp();
     let (spool, target) = paths(d.path());
