@@ -236,7 +236,8 @@ pub struct Journal {
     opts: JournalOptions,
     conn: Mutex<Connection>,
     group: Mutex<GroupState>,
-    /// Signalled when a caller queues (a waiting leader counts arrivals).
+    /// A gathering leader sleeps on it until its deadline (never signalled: the caller
+    /// that completes the group takes it over instead of waking the gatherer).
     group_arrived: Condvar,
     /// Bumped (and futex-woken) whenever a leader has filled its callers' slots.
     group_epoch: AtomicU32,
