@@ -795,15 +795,13 @@ impl Journal {
     /// batches). The outer error fails every request (nothing was committed); an inner
     /// error (journal full) fails only its own request.
     fn commit_requests(&self, batch: &[Arc<Request>]) -> Result<Vec<Result<Vec<u64>>>> {
-        if let [only] = batch {
-            let bytes: usize = only.lines.iter().map(|l| l.len() + 1).sum();
-            if only.keys.is_none()
-                && self.opts.max_backlog_bytes.is_none()
-                && bytes <= RUN_MAX_BYTES
-                && !self.key_purge_due()
-            {
-                return Ok(vec![Ok(self.commit_one_run(&only.lines)?)]);
-            }
+        let bytes: usize = batch.iter().flat_map(|r| &r.lines).map(|l| l.len() + 1).sum();
+        if batch.iter().all(|r| r.keys.is_none())
+            && self.opts.max_backlog_bytes.is_none()
+            && bytes <= RUN_MAX_BYTES
+            && !self.key_purge_due()
+        {
+            return self.commit_one_run(batch);
         }
         let conn = self.lock_conn();
         let tx = WriteTx::begin(&conn)
@@ -918,15 +916,15 @@ impl Journal {
         Ok(results)
     }
 
-    /// The common case — one caller, no keys, no backlog limit, one run — as ONE
-    /// autocommit INSERT that derives the run's first seq and byte mark inside SQLite
-    /// (under the write lock, so from the same snapshot the general path reads): as
-    /// many statements as a bare INSERT, where BEGIN, a head SELECT and COMMIT cost a
+    /// The common case — no keys, no backlog limit, the group's lines fit one run — as
+    /// ONE autocommit INSERT that derives the run's first seq and byte mark inside
+    /// SQLite (under the write lock, so from the same snapshot the general path reads):
+    /// as many statements as a bare INSERT, where BEGIN, a head SELECT and COMMIT cost a
     /// one-line append about 4% of its time. `first_seq` is the rowid, so SQLite hands
-    /// it back without a RETURNING table.
-    fn commit_one_run(&self, lines: &[Vec<u8>]) -> Result<Vec<u64>> {
+    /// it back without a RETURNING table. Each request gets its lines' consecutive seqs.
+    fn commit_one_run(&self, batch: &[Arc<Request>]) -> Result<Vec<Result<Vec<u64>>>> {
         let mut run = RunBuf::default();
-        for line in lines {
+        for line in batch.iter().flat_map(|r| &r.lines) {
             run.push(line);
         }
         let payload = (run.data.len() as u64 - run.count) as i64;
@@ -950,9 +948,16 @@ impl Journal {
         insert
             .execute(params![run.count as i64, payload, now_ms(), run.meta, run.data, run.run_crc()])
             .map_err(|e| Error::sqlite(ctx("committing appended lines"), e))?;
-        let first = conn.last_insert_rowid() as u64;
+        let mut next = conn.last_insert_rowid() as u64;
         failpoint::hit("journal.after_commit");
-        Ok((first..first + run.count).collect())
+        Ok(batch
+            .iter()
+            .map(|r| {
+                let seqs = (next..next + r.lines.len() as u64).collect();
+                next += r.lines.len() as u64;
+                Ok(seqs)
+            })
+            .collect())
     }
 
     fn key_purge_due(&self) -> bool {
