@@ -357,6 +357,27 @@ impl Proc {
         }
     }
 
+    /// Wait (up to `timeout`) until the current life has a handler for `sig`, read from
+    /// /proc/<pid>/status: a SIGTERM sent to a compactor still starting up (before
+    /// `compact` installs its handler) kills it by default action instead of stopping
+    /// it cleanly, which a run would then report as an error.
+    pub fn wait_until_catching(&self, sig: i32, timeout: Duration) {
+        let Some(pid) = self.pid() else { return };
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return };
+            let caught = status
+                .lines()
+                .find_map(|l| l.strip_prefix("SigCgt:"))
+                .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+                .is_some_and(|mask| mask & (1 << (sig - 1)) != 0);
+            if caught {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Wait for the current life to end, up to `timeout` (then SIGKILL it).
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<(Exit, bool)> {
         let deadline = Instant::now() + timeout;

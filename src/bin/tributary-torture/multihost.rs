@@ -355,6 +355,7 @@ pub fn run(a: MultihostArgs) -> ExitCode {
     println!("  [{:5.1}s] stopping the compactors (SIGTERM)", secs(start));
     for host in hosts.iter_mut() {
         if host.compactor.running() {
+            host.compactor.wait_until_catching(libc::SIGTERM, Duration::from_secs(10));
             host.compactor.signal(libc::SIGTERM);
             match host.compactor.wait_timeout(Duration::from_secs(30)) {
                 Some((Exit::Ok, false)) | None => {}
