@@ -212,6 +212,16 @@ impl Slot {
     }
 }
 
+/// What a caller of [`Journal::group_commit`] does next.
+enum Role {
+    /// Wait for a leader to fill this caller's slot (or hand it the leadership).
+    Follow,
+    /// Lead: wait briefly for the group to fill up.
+    Gather,
+    /// Lead: commit the queued group now.
+    Commit,
+}
+
 #[derive(Default)]
 struct GroupState {
     queue: Vec<Arc<Request>>,
@@ -683,51 +693,56 @@ impl Journal {
     fn group_commit(&self, req: Arc<Request>) -> Result<Vec<u64>> {
         let mut g = self.group.lock();
         g.queue.push(Arc::clone(&req));
-        let mut gather = true;
-        if !g.leader_active {
+        let mut role = if !g.leader_active {
             g.leader_active = true;
+            Role::Gather
         } else if g.gathering && g.queue.len() >= g.peak_group {
             // This caller completes the group a leader is gathering: commit it from
             // this running thread rather than wake the gatherer, which on a busy
             // machine waits for a core; the gatherer finds its request taken.
             g.gathering = false;
-            gather = false;
+            Role::Commit
         } else {
-            drop(g);
-            match self.await_slot(&req) {
-                Some(result) => return result,
-                None => g = self.group.lock(), // handed the leadership
-            }
-        }
-        while gather {
-            // Callers come in two cohorts: those that queued during the last commit,
-            // and those that just got their result and append again. Waiting briefly
-            // for the recent peak merges them (half as many fsyncs); a lone writer has
-            // a peak of 1 and never waits.
-            g.gathering = true;
-            g.gather_id += 1;
-            let mine = g.gather_id;
-            let deadline = Instant::now() + GROUP_WAIT;
-            while g.gathering && g.gather_id == mine && g.queue.len() < g.peak_group {
-                if self.group_arrived.wait_until(&mut g, deadline).timed_out() {
-                    break;
+            Role::Follow
+        };
+        loop {
+            role = match role {
+                Role::Commit => break,
+                Role::Follow => {
+                    drop(g);
+                    if let Some(result) = self.await_slot(&req) {
+                        return result;
+                    }
+                    g = self.group.lock(); // handed the leadership
+                    Role::Gather
                 }
-            }
-            // Still this gather (a later leader's gather has another id)?
-            if g.gathering && g.gather_id == mine {
-                if g.queue.len() < g.peak_group {
-                    g.peak_group -= 1;
+                Role::Gather => {
+                    // Callers come in two cohorts: those that queued during the last
+                    // commit, and those that just got their result and append again.
+                    // Waiting briefly for the recent peak merges them (half as many
+                    // fsyncs); a lone writer has a peak of 1 and never waits.
+                    g.gathering = true;
+                    g.gather_id += 1;
+                    let mine = g.gather_id;
+                    let deadline = Instant::now() + GROUP_WAIT;
+                    while g.gathering && g.gather_id == mine && g.queue.len() < g.peak_group {
+                        if self.group_arrived.wait_until(&mut g, deadline).timed_out() {
+                            break;
+                        }
+                    }
+                    // Still this gather (a later leader's gather has another id)? If not,
+                    // it was taken over and this request is in the taker's group.
+                    if g.gathering && g.gather_id == mine {
+                        if g.queue.len() < g.peak_group {
+                            g.peak_group -= 1;
+                        }
+                        g.gathering = false;
+                        Role::Commit
+                    } else {
+                        Role::Follow
+                    }
                 }
-                g.gathering = false;
-                gather = false;
-            } else {
-                // Taken over: this request is in the taker's group.
-                drop(g);
-                match self.await_slot(&req) {
-                    Some(result) => return result,
-                    None => g = self.group.lock(),
-                }
-            }
+            };
         }
         let batch = std::mem::take(&mut g.queue);
         g.peak_group = g.peak_group.max(batch.len());
