@@ -31,7 +31,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::error::{Error, LineProblem, Result};
@@ -246,9 +246,6 @@ pub struct Journal {
     opts: JournalOptions,
     conn: Mutex<Connection>,
     group: Mutex<GroupState>,
-    /// A gathering leader sleeps on it until its deadline (never signalled: the caller
-    /// that completes the group takes it over instead of waking the gatherer).
-    group_arrived: Condvar,
     /// Bumped (and futex-woken) whenever a leader has filled its callers' slots.
     group_epoch: AtomicU32,
     maintenance: Mutex<Maintenance>,
@@ -525,7 +522,6 @@ impl Journal {
             opts,
             conn: Mutex::new(conn),
             group: Mutex::new(GroupState::default()),
-            group_arrived: Condvar::new(),
             group_epoch: AtomicU32::new(0),
             maintenance: Mutex::new(Maintenance { last_key_purge: Instant::now(), deleted_since_checkpoint: 0 }),
         })
@@ -720,26 +716,26 @@ impl Journal {
                     // Callers come in two cohorts: those that queued during the last
                     // commit, and those that just got their result and append again.
                     // Waiting briefly for the recent peak merges them (half as many
-                    // fsyncs); a lone writer has a peak of 1 and never waits.
-                    g.gathering = true;
-                    g.gather_id += 1;
-                    let mine = g.gather_id;
-                    let deadline = Instant::now() + GROUP_WAIT;
-                    while g.gathering && g.gather_id == mine && g.queue.len() < g.peak_group {
-                        if self.group_arrived.wait_until(&mut g, deadline).timed_out() {
-                            break;
-                        }
-                    }
-                    // Still this gather (a later leader's gather has another id)? If not,
-                    // it was taken over and this request is in the taker's group.
-                    if g.gathering && g.gather_id == mine {
-                        if g.queue.len() < g.peak_group {
-                            g.peak_group -= 1;
-                        }
-                        g.gathering = false;
+                    // fsyncs); a lone writer has a peak of 1 and never waits. Nobody wakes
+                    // a gatherer: the caller that completes its group takes it over.
+                    if g.queue.len() >= g.peak_group {
                         Role::Commit
                     } else {
-                        Role::Follow
+                        g.gathering = true;
+                        g.gather_id += 1;
+                        let mine = g.gather_id;
+                        parking_lot::MutexGuard::unlocked(&mut g, || std::thread::sleep(GROUP_WAIT));
+                        // Still this gather (a later leader's gather has another id)? If
+                        // not, it was taken over and this request is in the taker's group.
+                        if g.gathering && g.gather_id == mine {
+                            if g.queue.len() < g.peak_group {
+                                g.peak_group -= 1;
+                            }
+                            g.gathering = false;
+                            Role::Commit
+                        } else {
+                            Role::Follow
+                        }
                     }
                 }
             };
