@@ -1274,4 +1274,29 @@ mod tests {
         assert_eq!(j.append_keyed(b"key", b"again").unwrap(), first, "the key was purged");
         assert_eq!(j.backlog().unwrap().lines, 2);
     }
+
+    /// The drain's one-pass check: a whole run reaches the sink with its data CRC (which
+    /// the target's running CRC combines instead of hashing the bytes again), and that
+    /// CRC is the bytes' own.
+    #[test]
+    fn a_whole_run_is_drained_with_its_checked_crc() {
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::open(d.path().join("r.journal"), JournalOptions::default()).unwrap();
+        let lines: Vec<Vec<u8>> = (0..100).map(|i| format!("line {i}").into_bytes()).collect();
+        j.append_batch(&lines).unwrap();
+        let mut handed: Vec<(Vec<u8>, Option<u32>)> = Vec::new();
+        let far = Instant::now() + Duration::from_secs(60);
+        let taken = j
+            .drain_after(0, u64::MAX, true, far, &mut |bytes, crc| {
+                handed.push((bytes.to_vec(), crc.map(|h| h.clone().finalize())));
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(taken.lines, 100);
+        assert_eq!(handed.len(), 1, "one run, one slice");
+        let (bytes, crc) = &handed[0];
+        assert_eq!(bytes.len(), lines.iter().map(|l| l.len() + 1).sum::<usize>());
+        assert_eq!(*crc, Some(crc32fast::hash(bytes)), "the run's data CRC was not handed over");
+    }
 }

@@ -86,7 +86,7 @@ fn a_journal_row_with_a_wrong_crc_stops_the_drain_naming_journal_and_seq() {
 }
 
 #[test]
-fn a_wrong_line_table_crc_is_caught_by_the_run_checksum() {
+fn a_wrong_line_table_crc_stops_the_drain_naming_the_line() {
     let d = tmp();
     let (spool, target) = paths(d.path());
     let jp = spool.join("meta.journal");
