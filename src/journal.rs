@@ -929,7 +929,7 @@ impl Journal {
 
     /// The common case — no keys, no backlog limit, the group's lines fit one run — as
     /// ONE autocommit INSERT that derives the run's first seq and byte mark inside
-    /// SQLite (under the write lock, so from the same snapshot the general path reads):
+    /// SQLite (under the write lock, so from the same snapshot [`Journal::head`] reads):
     /// as many statements as a bare INSERT, where BEGIN, a head SELECT and COMMIT cost a
     /// one-line append about 4% of its time. `first_seq` is the rowid, so SQLite hands
     /// it back without a RETURNING table. Each request gets its lines' consecutive seqs.
@@ -988,7 +988,8 @@ impl Journal {
         Ok(())
     }
 
-    /// The seq and byte counters, derived from the newest run and the drained record.
+    /// The seq and byte counters, derived from the newest run and the drained record
+    /// (`commit_one_run`'s INSERT derives the same two in SQL: keep them in step).
     /// One statement, so one snapshot: read in two, a drain's step 7 committing in
     /// between (runs deleted, drained_seq moved) made the seq ceiling look lower than
     /// the target's watermark — a false "journal restored" in the demo.
