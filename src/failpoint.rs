@@ -2,9 +2,13 @@
 //!
 //! `TRIBUTARY_FAILPOINTS="drain.after_write=kill,journal.after_commit=pause:500"` makes
 //! the process SIGKILL itself, sleep, or panic (`=panic`, to test panic safety) when it
-//! reaches the named point. With the
-//! variable unset (production) a failpoint costs one atomic load. Points are listed in
-//! [`POINTS`] so tests can iterate over every one of them.
+//! reaches the named point. `=wait` tells a harness the point was reached without any
+//! timing: the process creates `<point>.reached` (holding its pid) in the folder named by
+//! `TRIBUTARY_FAILPOINT_DIR` (if set), then blocks forever, so the harness can wait for
+//! that file and then do what it wants to the frozen process (SIGKILL it, cut the power
+//! of its filesystem, ...). With the variable unset (production) a failpoint costs one
+//! atomic load. Points are listed in [`POINTS`] so tests can iterate over every one of
+//! them.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -27,29 +31,36 @@ pub const POINTS: &[&str] = &[
     "journal.after_commit",
 ];
 
-#[derive(Debug, Clone, Copy)]
+/// The folder in which `=wait` failpoints create their `<point>.reached` file.
+pub const DIR_VAR: &str = "TRIBUTARY_FAILPOINT_DIR";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
     Kill,
     Pause(u64),
     Panic,
+    Wait,
+}
+
+/// Parse a `TRIBUTARY_FAILPOINTS` value; items that do not parse are ignored.
+fn parse(spec: &str) -> Vec<(String, Action)> {
+    spec.split(',')
+        .filter_map(|item| {
+            let (name, action) = item.trim().split_once('=')?;
+            let action = match action {
+                "kill" => Action::Kill,
+                "panic" => Action::Panic,
+                "wait" => Action::Wait,
+                a => Action::Pause(a.strip_prefix("pause:")?.parse().ok()?),
+            };
+            Some((name.to_string(), action))
+        })
+        .collect()
 }
 
 fn config() -> &'static Vec<(String, Action)> {
     static CONFIG: OnceLock<Vec<(String, Action)>> = OnceLock::new();
-    CONFIG.get_or_init(|| {
-        let Ok(spec) = std::env::var("TRIBUTARY_FAILPOINTS") else { return Vec::new() };
-        spec.split(',')
-            .filter_map(|item| {
-                let (name, action) = item.trim().split_once('=')?;
-                let action = match action {
-                    "kill" => Action::Kill,
-                    "panic" => Action::Panic,
-                    a => Action::Pause(a.strip_prefix("pause:")?.parse().ok()?),
-                };
-                Some((name.to_string(), action))
-            })
-            .collect()
-    })
+    CONFIG.get_or_init(|| std::env::var("TRIBUTARY_FAILPOINTS").map(|s| parse(&s)).unwrap_or_default())
 }
 
 /// True when `name` is configured (lets the drain split a write to hit `mid_write`).
@@ -65,7 +76,48 @@ pub fn hit(name: &str) {
                 Action::Kill => crate::sys::kill_self(),
                 Action::Pause(ms) => std::thread::sleep(Duration::from_millis(ms)),
                 Action::Panic => panic!("failpoint {name}"),
+                Action::Wait => wait_forever(name),
             }
         }
+    }
+}
+
+/// The `=wait` action: announce the point, then never return.
+fn wait_forever(name: &str) -> ! {
+    let pid = std::process::id();
+    eprintln!("tributary: failpoint {name} reached (pid {pid}); waiting forever");
+    if let Some(dir) = std::env::var_os(DIR_VAR) {
+        // Written under a temporary name and renamed, so a harness that sees the file
+        // also sees its whole content.
+        let dir = std::path::Path::new(&dir);
+        let tmp = dir.join(format!(".{name}.reached.{pid}"));
+        let done = std::fs::write(&tmp, format!("{pid}\n"))
+            .and_then(|()| std::fs::rename(&tmp, dir.join(format!("{name}.reached"))));
+        if let Err(e) = done {
+            eprintln!("tributary: failpoint {name}: cannot create its .reached file in {}: {e}", dir.display());
+        }
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_action_and_ignores_garbage() {
+        let got = parse("a=kill, b=pause:25,c=panic,d=wait,e=bogus,f,g=pause:x");
+        assert_eq!(
+            got,
+            vec![
+                ("a".to_string(), Action::Kill),
+                ("b".to_string(), Action::Pause(25)),
+                ("c".to_string(), Action::Panic),
+                ("d".to_string(), Action::Wait),
+            ]
+        );
+        assert!(parse("").is_empty());
     }
 }
