@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use tributary::{Journal, JournalOptions};
+use tributary::{Durability, Journal, JournalOptions};
 
 use crate::common::{expected_line, last_acked, mix, Rng};
 
@@ -34,6 +34,11 @@ pub struct WriterArgs {
     /// Largest batch (one transaction, one ack write).
     #[arg(long, default_value_t = 16)]
     pub max_batch: u64,
+    /// `full` (fsync before the ack, the default) or `normal` (survives a crash of the
+    /// process, not a power cut: the power-cut harness checks those lines are never
+    /// duplicated and never cost a `full` line).
+    #[arg(long, default_value = "full")]
+    pub durability: String,
 }
 
 pub fn run(a: WriterArgs) -> ExitCode {
@@ -47,7 +52,8 @@ pub fn run(a: WriterArgs) -> ExitCode {
 }
 
 fn write(a: &WriterArgs) -> tributary::Result<()> {
-    let journal = Journal::open(&a.journal, JournalOptions::default())?;
+    let opts = JournalOptions { durability: a.durability.parse::<Durability>()?, ..JournalOptions::default() };
+    let journal = Journal::open(&a.journal, opts)?;
     let mut ack = OpenOptions::new()
         .create(true)
         .append(true)
