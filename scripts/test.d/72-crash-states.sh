@@ -24,4 +24,5 @@ if ! command -v python3 >/dev/null; then
 fi
 
 cargo build --release --bins
+scripts/crash-states --self-test
 exec scripts/crash-states --jobs 2 --min-states 1000

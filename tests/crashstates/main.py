@@ -358,6 +358,29 @@ def first_line(msg):
     return (msg.splitlines() or ["(no output)"])[-1][:400]
 
 
+def hint(wl, origin, diag):
+    """A one-line guess at what the failing state means for the protocol."""
+    model, k, label, blamed = origin
+    if not blamed:
+        return "the state with every op persisted fails: a logic bug, not an ordering one"
+    op = blamed[0]
+    path = op.get("dst") or op.get("path") or ""
+    target = os.path.normpath(os.path.join(wl.cwd, wl.target))
+    if path.endswith("-wal") or path.endswith(".journal"):
+        return ("a manifest watermark covers journal rows that were not durable yet: the journal must be "
+                "fsynced before the manifest commit that counts its rows")
+    if op["op"] == "rename" and "manifest" in path:
+        return ("a drain acted on (wrote under) a manifest whose rename was not durable yet (its committer died "
+                "before the folder fsync); after the power cut that manifest is gone")
+    if path == target and op["op"] == "creat":
+        return "the target's directory entry is not durable before the manifest that counts its bytes"
+    if path == target and op["op"] in ("write", "trunc"):
+        return "the manifest counts target bytes that were not fsynced before its commit"
+    if op["op"] in models.NAMESPACE:
+        return f"the {op['op']} of {path} was not made durable (no fsync of its folder) before something relied on it"
+    return f"the protocol relied on {path} being durable without an fsync"
+
+
 def blame_text(ops, origin):
     model, k, label, blamed = origin
     where = "before the first op" if k < 0 else f"after op {k} (trace line {ops[k]['line']}: {trace.describe(ops[k])})"
@@ -395,12 +418,17 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--work-dir", default=None, help="scratch folder (default: /dev/shm if usable, else $TMPDIR)")
     ap.add_argument("--list", action="store_true", help="list the workloads and exit")
+    ap.add_argument("--self-test", action="store_true", help="test the trace parser and the models, then exit")
     ap.add_argument("--dump-ops", action="store_true", help="print each workload's parsed ops, do not check")
     ap.add_argument("--min-states", type=int, default=0,
                     help="fail unless at least this many distinct states were explored (CI: 1000)")
     ap.add_argument("--show", type=int, default=3, help="failing states printed in full per workload and model")
     a = ap.parse_args(argv)
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if a.self_test:
+        from . import selftest
+
+        return selftest.run()
     if a.list:
         for w in workloads.WORKLOADS:
             print(f"{w.name:20} {w.about}")
@@ -483,7 +511,8 @@ def main(argv=None):
                         if i < a.show:
                             log(f"  FAIL workload={wl.name} model={model} crash point {where}\n"
                                 f"       variant {label}: {op_txt}\n"
-                                f"       diagnosis: {diag}")
+                                f"       diagnosis: {hint(wl, origin, diag)}\n"
+                            f"       recovery: {diag}")
                         if a.keep_failures and kept < 50:
                             dest = os.path.join(a.keep_failures, f"{wl.name}-{model}-{i}")
                             if not os.path.exists(dest):
