@@ -291,6 +291,11 @@ impl Compactor {
         }
         let (batch_len, batch_crc) = out.finish()?;
         failpoint::hit("drain.after_write");
+        // O3: the rows this round read are durable in their journals before the
+        // manifest covers them (a `normal` writer's commit is visible before it is).
+        for (index, _) in &taken {
+            journals[*index].sync_for_drain()?;
+        }
         fault::check("target fdatasync").map_err(|e| self.lost_or_io("fdatasync of the target", e))?;
         file.sync_data().map_err(|e| self.lost_or_io("fdatasync of the target", e))?;
         failpoint::hit("drain.after_fsync");
@@ -334,7 +339,8 @@ impl Compactor {
     }
 
     /// Step 1 when there is no manifest yet: commit one before writing anything,
-    /// adopting a pre-existing target's bytes when it ends with `\n`.
+    /// adopting a pre-existing target's bytes when it ends with `\n` (made durable
+    /// first, with the target's name: orderings O4 and O5).
     fn initialize(&self) -> Result<Manifest> {
         let mut file = OpenOptions::new()
             .read(true)
@@ -358,10 +364,12 @@ impl Compactor {
                 });
             }
         }
+        // O4: the adopted bytes (written moments ago, perhaps) are durable before the
+        // manifest counts them; O5: so is the target's name, in its folder ("." for a
+        // bare relative name).
+        file.sync_all().map_err(|e| self.lost_or_io("fsync of the target before adopting it", e))?;
         drop(file);
-        if let Some(parent) = self.target.parent().filter(|p| !p.as_os_str().is_empty()) {
-            crate::manifest::sync_dir(parent)?;
-        }
+        crate::manifest::sync_dir(&fscheck::parent_dir(&self.target))?;
         let m = Manifest::new_adopting(len, lines, crc)?;
         m.commit(&self.sidecar, None, &self.target)?;
         Ok(m)

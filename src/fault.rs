@@ -1,5 +1,5 @@
 //! Fault-injection seam for the drain's I/O steps (in the style of redb's
-//! `StorageBackend` countdown): every write, fdatasync, truncate, manifest temp
+//! `StorageBackend` countdown): every write, journal WAL and target fdatasync, truncate, manifest temp
 //! write/fsync, rename, folder fsync, journal row delete and journal append commit
 //! first calls [`check`],
 //! which fails the Nth such operation with `EIO` once armed. Disarmed (the default)
@@ -16,6 +16,7 @@ static SEEN: AtomicU64 = AtomicU64::new(0);
 /// Names of the injectable steps of the drain, in protocol order.
 pub const STEPS: &[&str] = &[
     "target write",
+    "journal wal fdatasync",
     "target fdatasync",
     "target truncate",
     "manifest temp write",

@@ -15,7 +15,12 @@
 //! - each run records `end_bytes`, the journal's cumulative payload bytes through it,
 //!   so the backlog is `newest end_bytes - drained_bytes` in O(1).
 //! - an append returns only after its transaction committed under the configured
-//!   durability (`Full`: the WAL was fsynced).
+//!   durability (`Full`: the WAL was fsynced); the journal's and its `-wal`'s names
+//!   are durable before that (the folder is fsynced when a handle is opened: ordering
+//!   O2 of docs/design.md).
+//! - rows a drain read are made durable before the drain commits them
+//!   ([`Journal::sync_for_drain`], ordering O3): a `Normal` commit is visible to other
+//!   connections before it is durable.
 //! - `drained_seq` only moves forward, and rows are deleted only up to it.
 //! - concurrent `append`s on one handle share transactions (group commit): one leader
 //!   commits everything that was queued, every caller gets its own result.
@@ -516,6 +521,13 @@ impl Journal {
         let mut conn = conn;
         let id = Self::init_schema(&mut conn, &path)?;
         Self::add_run_crc_column(&mut conn)?;
+        // O2: the journal file and the `-wal` SQLite just created (it makes a new one
+        // whenever the last connection closed) must be durable as names before any
+        // line in them is acknowledged; SQLite fsyncs the files, never their folder.
+        let folder = fscheck::parent_dir(&path);
+        std::fs::File::open(&folder)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(format!("fsync of the journal's folder {}", folder.display()), e))?;
         Ok(Journal {
             path,
             id,
@@ -1227,6 +1239,25 @@ impl Journal {
             let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         }
         Ok(())
+    }
+
+    /// Make every row a drain read from this journal durable (ordering O3 of
+    /// docs/design.md): a `Normal` writer's commits are visible to the drain while they
+    /// are still only in the page cache, and a manifest must not cover rows that a
+    /// power cut could take back (the journal would hand their seqs out again). Rows
+    /// are either in the `-wal` (fdatasync it) or were checkpointed into the main file,
+    /// which SQLite fsyncs before it resets or deletes the `-wal`.
+    pub(crate) fn sync_for_drain(&self) -> Result<()> {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
+        let ctx = || format!("fdatasync of the journal's WAL {}", wal.display());
+        crate::fault::check("journal wal fdatasync").map_err(|e| Error::io(ctx(), e))?;
+        match std::fs::File::open(&wal) {
+            Ok(f) => f.sync_data().map_err(|e| Error::io(ctx(), e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(ctx(), e)),
+        }
     }
 
     /// Run a WAL checkpoint now (TRUNCATE when nobody is reading).

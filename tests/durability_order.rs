@@ -1,0 +1,247 @@
+//! The orderings of docs/design.md ("Orderings and their fences") that a power cut
+//! depends on, checked on the syscalls of the real CLI: each test runs `tributary`
+//! under `strace -f -y` and asserts that the fsync keeping an ordering happens between
+//! the two operations it orders. A SIGKILL keeps the page cache, so only an order of
+//! fsyncs (not of writes) survives a power cut; these tests fail when such an fsync is
+//! missing or misplaced. (scripts/crash-states and scripts/powercut prove the same
+//! orderings by enumerating crash states and by real power cuts.)
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use tributary::{Durability, Journal, JournalOptions};
+
+/// One traced syscall, reduced to what the orderings talk about.
+#[derive(Debug, Clone, PartialEq)]
+enum Op {
+    /// A file or folder opened with `O_CREAT` (the path it got).
+    Create(String),
+    /// `fsync`/`fdatasync` of the file or folder at this path.
+    Sync(String),
+    /// A rename, with the destination path.
+    Rename(String),
+}
+
+/// Run the CLI with `args` in `cwd` under strace; return its ops in order.
+fn traced(cwd: &Path, args: &[&str], stdin: Option<&str>) -> Vec<Op> {
+    let log = cwd.join(format!("strace.{}.log", std::process::id()));
+    let mut cmd = Command::new("strace");
+    cmd.current_dir(cwd)
+        .args(["-f", "-qq", "-y", "-s", "256", "-o"])
+        .arg(&log)
+        .args(["-e", "trace=open,openat,creat,fsync,fdatasync,rename,renameat,renameat2", bin()])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "these tests need strace (`apt-get install strace`); it could not be started: {e}. \
+             scripts/test.d/10-rust.sh installs it"
+        ),
+    };
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "tributary {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::remove_file(&log).unwrap();
+    parse(&text)
+}
+
+/// The path strace -y prints in `<...>` after the first fd argument or the result.
+fn angle_path(s: &str) -> Option<String> {
+    let start = s.find('<')? + 1;
+    let end = start + s[start..].find('>')?;
+    Some(s[start..end].to_string())
+}
+
+fn parse(text: &str) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for line in text.lines() {
+        // "<pid> <syscall>(<args>) = <result>"; skip failed calls and partial lines
+        let Some((_, call)) = line.split_once(' ') else { continue };
+        let call = call.trim_start();
+        let Some((name, rest)) = call.split_once('(') else { continue };
+        // strace pads before the result: `fsync(6</dir>)            = 0`
+        let Some((args, result)) = rest.rsplit_once(" = ") else { continue };
+        let Some(args) = args.trim_end().strip_suffix(')') else { continue };
+        if result.starts_with('-') || result.starts_with('?') {
+            continue;
+        }
+        match name {
+            "open" | "openat" | "creat" if args.contains("O_CREAT") || name == "creat" => {
+                if let Some(p) = angle_path(result) {
+                    ops.push(Op::Create(p));
+                }
+            }
+            "fsync" | "fdatasync" => {
+                if let Some(p) = angle_path(args) {
+                    ops.push(Op::Sync(p));
+                }
+            }
+            "rename" | "renameat" | "renameat2" => {
+                // the destination is the last quoted string
+                let quoted: Vec<&str> = args.split('"').collect();
+                if quoted.len() >= 4 {
+                    let dest = quoted[quoted.len() - 2];
+                    // renameat with a dirfd prints `AT_FDCWD</dir>, "name"`: relative names
+                    // are relative to the dirfd's path
+                    let dest = if dest.starts_with('/') {
+                        dest.to_string()
+                    } else {
+                        let before_dest = &args[..args.rfind(&format!("\"{dest}\"")).unwrap_or(0)];
+                        let dir = before_dest.rsplit_once('<').and_then(|(_, d)| d.split_once('>')).map(|(d, _)| d);
+                        match dir {
+                            Some(d) => format!("{d}/{dest}"),
+                            None => dest.to_string(),
+                        }
+                    };
+                    ops.push(Op::Rename(dest));
+                }
+            }
+            _ => {}
+        }
+    }
+    ops
+}
+
+fn position(ops: &[Op], what: &str, f: impl Fn(&Op) -> bool) -> usize {
+    ops.iter().position(f).unwrap_or_else(|| panic!("the trace has no {what}: {ops:#?}"))
+}
+
+fn first_manifest_commit(ops: &[Op]) -> usize {
+    position(ops, "rename onto the manifest", |o| matches!(o, Op::Rename(d) if d.ends_with(".tributary/manifest")))
+}
+
+fn last_manifest_commit(ops: &[Op]) -> usize {
+    ops.iter()
+        .rposition(|o| matches!(o, Op::Rename(d) if d.ends_with(".tributary/manifest")))
+        .unwrap_or_else(|| panic!("the trace has no rename onto the manifest: {ops:#?}"))
+}
+
+fn canonical(p: &Path) -> String {
+    p.canonicalize().unwrap().display().to_string()
+}
+
+/// O3: a `normal` writer's rows are visible to the compactor before they are durable;
+/// the round fsyncs the journal's `-wal` before the manifest that covers them.
+#[test]
+fn a_drain_makes_the_journal_rows_it_read_durable_before_committing_them() {
+    let dir = tmp();
+    let (spool, target) = paths(dir.path());
+    let path = spool.join("normal.journal");
+    let writer =
+        Journal::open(&path, JournalOptions { durability: Durability::Normal, ..JournalOptions::default() }).unwrap();
+    let lines = numbered("normal", 0..20);
+    for l in &lines {
+        writer.append(l).unwrap();
+    }
+    // the writer stays open: its NORMAL commits sit unsynced in the -wal
+    let ops = traced(dir.path(), &["drain", "--target", &s(&target), "--journal", &s(&path)], None);
+    let wal = format!("{}-wal", canonical(&path));
+    // the first commit adopts the empty target; the last one covers the rows
+    let (first, last) = (first_manifest_commit(&ops), last_manifest_commit(&ops));
+    let synced = ops[first..last].iter().any(|o| *o == Op::Sync(wal.clone()));
+    assert!(synced, "no fsync of {wal} in the round, before the manifest commit that covers its rows: {ops:#?}");
+    drop(writer);
+    assert_exactly(&target, &lines);
+}
+
+/// O4: adopting a pre-existing target counts its bytes as committed; they must be
+/// durable first (written moments before by a setup script, say).
+#[test]
+fn adopting_a_pre_existing_target_fsyncs_it_before_the_first_manifest() {
+    for with_lines in [false, true] {
+        let dir = tmp();
+        let (spool, target) = paths(dir.path());
+        std::fs::write(&target, b"header\n").unwrap(); // not synced, as `echo header > out.log`
+        let path = spool.join("a.journal");
+        let j = journal(&path);
+        let lines = numbered("a", 0..(if with_lines { 5 } else { 0 }));
+        if with_lines {
+            j.append_batch(&lines).unwrap();
+        }
+        drop(j);
+        let ops = traced(dir.path(), &["drain", "--target", &s(&target), "--journal", &s(&path)], None);
+        let commit = first_manifest_commit(&ops);
+        let t = canonical(&target);
+        assert!(
+            ops[..commit].iter().any(|o| *o == Op::Sync(t.clone())),
+            "with_lines={with_lines}: the adopted target {t} is not fsynced before the first manifest: {ops:#?}"
+        );
+        let mut expected = vec![b"header".to_vec()];
+        expected.extend(lines);
+        assert_exactly(&target, &expected);
+    }
+}
+
+/// O5: a target created by the first drain is durable as a name before any manifest,
+/// also when it is given as a bare relative name (its folder is then ".").
+#[test]
+fn a_new_target_s_folder_is_fsynced_after_creating_it_also_for_a_bare_relative_name() {
+    for relative in [true, false] {
+        let dir = tmp();
+        let spool = dir.path().join("spool");
+        std::fs::create_dir(&spool).unwrap();
+        let path = spool.join("a.journal");
+        let j = journal(&path);
+        let lines = numbered("r", 0..3);
+        j.append_batch(&lines).unwrap();
+        drop(j);
+        let target_arg = if relative { "out.log".to_string() } else { s(&dir.path().join("out.log")) };
+        let ops = traced(dir.path(), &["drain", "--target", &target_arg, "--journal", &s(&path)], None);
+        let folder = canonical(dir.path());
+        let created = position(&ops, "creation of the target", |o| *o == Op::Create(format!("{folder}/out.log")));
+        let commit = first_manifest_commit(&ops);
+        assert!(
+            ops[created..commit].iter().any(|o| *o == Op::Sync(folder.clone())),
+            "relative={relative}: the target's folder {folder} is not fsynced between creating the target \
+             (op {created}) and the first manifest (op {commit}): {ops:#?}"
+        );
+        assert_exactly(&dir.path().join("out.log"), &lines);
+    }
+}
+
+/// O2: a journal's names (the file and its `-wal`) are durable before a line in it is
+/// acknowledged. SQLite fsyncs the folder only after the first fsync of a file it
+/// created itself; a `full` writer that opens a journal (and `-wal`) that a `normal`
+/// writer created never gets that, so opening a handle fsyncs the folder.
+#[test]
+fn a_journal_s_folder_is_fsynced_before_its_first_line_is_acknowledged() {
+    for created_by_a_normal_writer in [true, false] {
+        let dir = tmp();
+        let spool = dir.path().join("spool");
+        std::fs::create_dir(&spool).unwrap();
+        let path = spool.join("new.journal");
+        let normal = created_by_a_normal_writer.then(|| {
+            let opts = JournalOptions { durability: Durability::Normal, ..JournalOptions::default() };
+            let j = Journal::open(&path, opts).unwrap();
+            j.append(b"zero").unwrap();
+            j // stays open, so its unsynced -wal stays
+        });
+        let ops = traced(dir.path(), &["append", "--journal", &s(&path)], Some("one\ntwo\n"));
+        let folder = canonical(&spool);
+        // the acknowledgement is the append's exit; its lines are durable at the last -wal fsync
+        let wal = format!("{folder}/new.journal-wal");
+        let acked = ops.iter().rposition(|o| *o == Op::Sync(wal.clone())).expect("the -wal is fsynced");
+        assert!(
+            ops[..acked].iter().any(|o| *o == Op::Sync(folder.clone())),
+            "created_by_a_normal_writer={created_by_a_normal_writer}: the spool folder {folder} is not fsynced \
+             before the -wal fsync that acknowledges the lines (op {acked}): {ops:#?}"
+        );
+        drop(normal);
+    }
+}
