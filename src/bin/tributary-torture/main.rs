@@ -3,6 +3,7 @@
 //! ```text
 //! tributary-torture trials --trials 2000 [--fs local|gluster --mounts M1,M2,M3] [--seed S [--trial K]]
 //! tributary-torture multihost --mounts M1,M2[,M3] [--kills 40] [--seed S] [--incoherent]
+//! tributary-torture powercut [--fs ext4|xfs|all] [--cuts 40] [--seed S [--trial K]] [--bin-dir DIR]
 //! ```
 //! It drives the `tributary` CLI (next to this executable) and its own `writer`
 //! children, kills them at random moments and at every drain failpoint, and then
@@ -13,6 +14,7 @@
 
 mod common;
 mod multihost;
+mod powercut;
 mod trials;
 mod writer;
 
@@ -33,6 +35,8 @@ enum Cmd {
     Trials(trials::TrialsArgs),
     /// Multi-host soak: one host per mount, writers + a compact daemon each, random SIGKILLs.
     Multihost(multihost::MultihostArgs),
+    /// Real power cuts (FS_IOC_SHUTDOWN) of an ext4/xfs loop-device filesystem, then recovery and the proof.
+    Powercut(powercut::PowercutArgs),
     /// (child) one writer process: keyed appends with an ack file.
     Writer(writer::WriterArgs),
 }
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Cmd::Trials(a) => trials::run(a),
         Cmd::Multihost(a) => multihost::run(a),
+        Cmd::Powercut(a) => powercut::run(a),
         Cmd::Writer(a) => writer::run(a),
     }
 }
