@@ -502,10 +502,26 @@ def main(argv=None):
                         f"holding only the workload's own unsynced bytes torn by the power cut before any manifest)")
                 summary.append((wl.name, per_model, {m: len(fails[m]) for m in model_names}, len(states), passed))
                 kept = 0
+                # ops whose single loss breaks the protocol, per (model, crash point): a state
+                # that lost several ops is blamed on one of these when it lost one
+                culprits = collections.defaultdict(set)
+                for m in model_names:
+                    for st, _ in fails[m]:
+                        for o in st.origins:
+                            if o[0] == m and o[2] in ("lost", "zero-fill"):
+                                culprits[(m, o[1])].add(o[3][0]["idx"])
                 for m in model_names:
                     ordered = sorted(fails[m], key=lambda f: min(o[1] for o in f[0].origins if o[0] == m))
                     for i, (st, diag) in enumerate(ordered):
-                        origin = next(o for o in st.origins if o[0] == m)
+                        mine = [o for o in st.origins if o[0] == m]
+                        origin = next((o for o in mine if o[2] in ("lost", "zero-fill")), mine[0])
+                        if origin[2] not in ("lost", "zero-fill"):
+                            lost = [op for op in ops[: origin[1] + 1]
+                                    if op["op"] not in ("mark", "fsync") and op["idx"] not in st.applied]
+                            hit = [op for op in lost if op["idx"] in culprits[(m, origin[1])]]
+                            if hit:
+                                origin = (m, origin[1], f"lost (with {len(lost) - 1} other pending ops lost; "
+                                                        f"was {origin[2]})", [hit[0]])
                         model, where, label, op_txt = blame_text(ops, origin)
                         blamed_ops[(wl.name, model, op_txt.split(" (trace line")[0])] += 1
                         if i < a.show:
