@@ -30,7 +30,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::os::unix::io::AsRawFd;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -479,6 +479,19 @@ impl P {
             .env_remove(tributary::failpoint::DIR_VAR);
         for (k, v) in env {
             c.env(k, v);
+        }
+        // SAFETY: the closure runs in the child between fork and exec and only calls
+        // prctl(2), which is async-signal-safe; it touches no memory of the parent.
+        // Children die with the harness, so a killed harness leaves no writer or
+        // compactor holding the filesystem (the wrapper's trap then unmounts it).
+        unsafe {
+            c.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
         }
         let child = c.spawn().map_err(|e| format!("starting {name} ({}): {e}", exe.display()))?;
         Ok(P { name: name.to_string(), child: Some(child), status: None, log: log.to_path_buf() })
