@@ -167,6 +167,23 @@ wait "$pid"
         "after the crash the writer appends b1..b4, END (same CRC at the watermark seq) before any drain",
     ),
     Workload(
+        "normal-creates",
+        f"""
+mark sub normal n1
+coproc W {{ exec "$BIN/tributary" append --journal "$R/out/j.journal" --durability normal --print-seqs; }}
+printf 'n1\\n' >&"${{W[1]}}"
+read -r seq <&"${{W[0]}}"
+mark ack normal n1
+app full out/j.journal f1 f2
+pid=$W_PID
+eval "exec ${{W[1]}}>&-"
+wait "$pid"
+drain {DRAIN_OUT}
+""",
+        "out/out.log", ["out/j.journal"], {"out/j.journal": ["p1"]}, dirs=("out",),
+        about="a `normal` writer creates the journal (and its -wal) and stays open while a `full` writer appends",
+    ),
+    Workload(
         "keyed",
         """
 "$TORTURE" writer --journal "$R/j/w1.journal" --ack "$M/ackw1" --writer 1 --lines 4 --run 7 --max-batch 2
