@@ -12,6 +12,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -125,6 +127,9 @@ pub struct Compactor {
     /// Set once the target's mount passed the lock-safety check (mount options do not
     /// change under a running compactor; a daemon need not re-parse mountinfo each round).
     mount_checked: std::sync::OnceLock<()>,
+    /// The manifest epoch this compactor last committed and made durable itself (0:
+    /// none); a round that reads it back needs no folder fsync first (O12).
+    durable_epoch: Arc<AtomicU64>,
 }
 
 impl Compactor {
@@ -136,7 +141,13 @@ impl Compactor {
         if target.file_name().is_none() {
             return Err(Error::InvalidArgument(format!("target {} is not a file path", target.display())));
         }
-        Ok(Compactor { sidecar: Sidecar::for_target(&target), target, opts, mount_checked: Default::default() })
+        Ok(Compactor {
+            sidecar: Sidecar::for_target(&target),
+            target,
+            opts,
+            mount_checked: Default::default(),
+            durable_epoch: Default::default(),
+        })
     }
 
     pub fn target(&self) -> &Path {
@@ -216,7 +227,14 @@ impl Compactor {
 
         // Step 1: the manifest, read fresh now that the lock is held.
         let mut manifest = match Manifest::read(&self.sidecar.manifest)? {
-            Some(m) => m,
+            Some(m) => {
+                // O12: its writer may have died between its rename and its folder fsync;
+                // nothing may be built on a manifest a power cut could take back.
+                if self.durable_epoch.load(Ordering::Relaxed) != m.epoch {
+                    crate::manifest::sync_dir(&self.sidecar.dir)?;
+                }
+                m
+            }
             None => self.initialize()?,
         };
         self.sidecar.remove_temp_files()?;
@@ -246,6 +264,13 @@ impl Compactor {
                     max_round_bytes: self.max_tail(),
                 });
             }
+            // Rule 3, the fence: move the epoch before touching the target, so a holder
+            // that lost its lock with these bytes uncommitted fails its epoch check
+            // instead of committing them after they are gone.
+            let mut fenced = manifest.clone();
+            fenced.epoch += 1;
+            self.commit(&fenced, Some(manifest.epoch))?;
+            manifest = fenced;
             fault::check("target truncate").map_err(|e| self.lost_or_io("truncating the uncommitted tail", e))?;
             file.set_len(manifest.committed_len).map_err(|e| self.lost_or_io("truncating the uncommitted tail", e))?;
             file.sync_all().map_err(|e| self.lost_or_io("fsync after truncating", e))?;
@@ -299,6 +324,10 @@ impl Compactor {
         fault::check("target fdatasync").map_err(|e| self.lost_or_io("fdatasync of the target", e))?;
         file.sync_data().map_err(|e| self.lost_or_io("fdatasync of the target", e))?;
         failpoint::hit("drain.after_fsync");
+        if failpoint::is_set("drain.lose_lock") {
+            lock.vanish();
+            failpoint::hit("drain.lose_lock");
+        }
 
         // Step 5: commit the new manifest (epoch checked just before the rename).
         let mut next = manifest.clone();
@@ -310,7 +339,7 @@ impl Compactor {
             let id = journals[*index].id();
             next.watermarks.insert(id, Watermark { journal_id: id, last_seq: t.last_seq, crc: t.last_crc });
         }
-        next.commit(&self.sidecar, Some(manifest.epoch), &self.target)?;
+        self.commit(&next, Some(manifest.epoch))?;
 
         // Step 6: release the lock so other compactors get their turn.
         drop(file);
@@ -371,7 +400,7 @@ impl Compactor {
         drop(file);
         crate::manifest::sync_dir(&fscheck::parent_dir(&self.target))?;
         let m = Manifest::new_adopting(len, lines, crc)?;
-        m.commit(&self.sidecar, None, &self.target)?;
+        self.commit(&m, None)?;
         Ok(m)
     }
 
@@ -528,7 +557,7 @@ impl Compactor {
                 next.rotated.pop_first();
             }
         }
-        next.commit(&self.sidecar, Some(m.epoch), &self.target)?;
+        self.commit(&next, Some(m.epoch))?;
         failpoint::hit("rotate.after_commit");
         // Delete generations no longer kept (also ones a crash left behind before).
         let oldest_kept = next.rotated.keys().next().copied().unwrap_or(next.generation);
@@ -562,6 +591,15 @@ impl Compactor {
         for (j, w) in lagging {
             j.record_drained(&manifest.target_id, w.last_seq, w.crc)?;
         }
+        Ok(())
+    }
+
+    /// Step 5's commit (also the fence of step 2, the first manifest and a rotation's):
+    /// durable when it returns, so a later round of this compactor that reads this
+    /// epoch back needs no folder fsync (O12).
+    fn commit(&self, m: &Manifest, expected_epoch: Option<u64>) -> Result<()> {
+        m.commit(&self.sidecar, expected_epoch, &self.target)?;
+        self.durable_epoch.store(m.epoch, Ordering::Relaxed);
         Ok(())
     }
 

@@ -6,7 +6,11 @@
 //! timing: the process creates `<point>.reached` (holding its pid) in the folder named by
 //! `TRIBUTARY_FAILPOINT_DIR` (if set), then blocks forever, so the harness can wait for
 //! that file and then do what it wants to the frozen process (SIGKILL it, cut the power
-//! of its filesystem, ...). With the variable unset (production) a failpoint costs one
+//! of its filesystem, ...). `=hold` announces the point the same way, then waits until
+//! the harness removes the `.reached` file and carries on (a holder that froze and woke
+//! up). `drain.lose_lock` is where a drain's lock can be made to vanish as a lease
+//! expiry or a FUSE client restart would: configured with any action, the drain
+//! releases its lock there, then acts. With the variable unset (production) a failpoint costs one
 //! atomic load. Points are listed in [`POINTS`] so tests can iterate over every one of
 //! them.
 
@@ -20,6 +24,7 @@ pub const POINTS: &[&str] = &[
     "drain.mid_write",
     "drain.after_write",
     "drain.after_fsync",
+    "drain.lose_lock",
     "drain.after_temp_manifest",
     "drain.after_rename",
     "drain.after_unlock",
@@ -40,6 +45,7 @@ enum Action {
     Pause(u64),
     Panic,
     Wait,
+    Hold,
 }
 
 /// Parse a `TRIBUTARY_FAILPOINTS` value; items that do not parse are ignored.
@@ -51,6 +57,7 @@ fn parse(spec: &str) -> Vec<(String, Action)> {
                 "kill" => Action::Kill,
                 "panic" => Action::Panic,
                 "wait" => Action::Wait,
+                "hold" => Action::Hold,
                 a => Action::Pause(a.strip_prefix("pause:")?.parse().ok()?),
             };
             Some((name.to_string(), action))
@@ -77,6 +84,7 @@ pub fn hit(name: &str) {
                 Action::Pause(ms) => std::thread::sleep(Duration::from_millis(ms)),
                 Action::Panic => panic!("failpoint {name}"),
                 Action::Wait => wait_forever(name),
+                Action::Hold => hold(name),
             }
         }
     }
@@ -84,8 +92,29 @@ pub fn hit(name: &str) {
 
 /// The `=wait` action: announce the point, then never return.
 fn wait_forever(name: &str) -> ! {
+    eprintln!("tributary: failpoint {name} reached (pid {}); waiting forever", std::process::id());
+    announce(name);
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// The `=hold` action: announce the point, wait until the harness removes the
+/// `.reached` file, then return.
+fn hold(name: &str) {
+    eprintln!(
+        "tributary: failpoint {name} reached (pid {}); holding until its .reached file is removed",
+        std::process::id()
+    );
+    let Some(reached) = announce(name) else { return };
+    while reached.exists() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Create `<name>.reached` (holding the pid) in `$TRIBUTARY_FAILPOINT_DIR`, if set.
+fn announce(name: &str) -> Option<std::path::PathBuf> {
     let pid = std::process::id();
-    eprintln!("tributary: failpoint {name} reached (pid {pid}); waiting forever");
     if let Some(dir) = std::env::var_os(DIR_VAR) {
         // Written under a temporary name and renamed, so a harness that sees the file
         // also sees its whole content.
@@ -93,13 +122,14 @@ fn wait_forever(name: &str) -> ! {
         let tmp = dir.join(format!(".{name}.reached.{pid}"));
         let done = std::fs::write(&tmp, format!("{pid}\n"))
             .and_then(|()| std::fs::rename(&tmp, dir.join(format!("{name}.reached"))));
-        if let Err(e) = done {
-            eprintln!("tributary: failpoint {name}: cannot create its .reached file in {}: {e}", dir.display());
+        match done {
+            Ok(()) => return Some(dir.join(format!("{name}.reached"))),
+            Err(e) => {
+                eprintln!("tributary: failpoint {name}: cannot create its .reached file in {}: {e}", dir.display())
+            }
         }
     }
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
+    None
 }
 
 #[cfg(test)]
@@ -108,7 +138,7 @@ mod tests {
 
     #[test]
     fn parses_every_action_and_ignores_garbage() {
-        let got = parse("a=kill, b=pause:25,c=panic,d=wait,e=bogus,f,g=pause:x");
+        let got = parse("a=kill, b=pause:25,c=panic,d=wait,e=bogus,f,g=pause:x,h=hold");
         assert_eq!(
             got,
             vec![
@@ -116,6 +146,7 @@ mod tests {
                 ("b".to_string(), Action::Pause(25)),
                 ("c".to_string(), Action::Panic),
                 ("d".to_string(), Action::Wait),
+                ("h".to_string(), Action::Hold),
             ]
         );
         assert!(parse("").is_empty());

@@ -53,6 +53,13 @@ impl TargetLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Test seam (the `drain.lose_lock` failpoint): give the lock up while this holder
+    /// goes on as if it still held it, as an expired NFS lease or a restarted FUSE
+    /// client would make it.
+    pub(crate) fn vanish(&self) {
+        let _ = sys::unlock(&self.file);
+    }
 }
 
 impl Drop for TargetLock {

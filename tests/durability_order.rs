@@ -23,20 +23,27 @@ enum Op {
     Sync(String),
     /// A rename, with the destination path.
     Rename(String),
+    /// A `pwrite64`/`write` to the file at this path.
+    Write(String),
 }
 
 /// Run the CLI with `args` in `cwd` under strace; return its ops in order.
 fn traced(cwd: &Path, args: &[&str], stdin: Option<&str>) -> Vec<Op> {
+    traced_env(cwd, args, stdin, &[])
+}
+
+fn traced_env(cwd: &Path, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Vec<Op> {
     let log = cwd.join(format!("strace.{}.log", std::process::id()));
     let mut cmd = Command::new("strace");
     cmd.current_dir(cwd)
         .args(["-f", "-qq", "-y", "-s", "256", "-o"])
         .arg(&log)
-        .args(["-e", "trace=open,openat,creat,fsync,fdatasync,rename,renameat,renameat2", bin()])
+        .args(["-e", "trace=open,openat,creat,fsync,fdatasync,rename,renameat,renameat2,write,pwrite64", bin()])
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .stdin(std::process::Stdio::piped());
+        .stdin(std::process::Stdio::piped())
+        .envs(env.iter().copied());
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => panic!(
@@ -85,6 +92,11 @@ fn parse(text: &str) -> Vec<Op> {
             "open" | "openat" | "creat" if args.contains("O_CREAT") || name == "creat" => {
                 if let Some(p) = angle_path(result) {
                     ops.push(Op::Create(p));
+                }
+            }
+            "write" | "pwrite64" => {
+                if let Some(p) = angle_path(args) {
+                    ops.push(Op::Write(p));
                 }
             }
             "fsync" | "fdatasync" => {
@@ -244,4 +256,35 @@ fn a_journal_s_folder_is_fsynced_before_its_first_line_is_acknowledged() {
         );
         drop(normal);
     }
+}
+
+/// O12: the manifest a round starts from is durable before the round writes anything.
+/// A holder killed between its rename and its folder fsync leaves a manifest that the
+/// next holder reads from the page cache; if that holder wrote and then lost power
+/// before its own commit, the rename could vanish and recovery would adopt the
+/// written lines as pre-existing bytes, then drain them again.
+#[test]
+fn a_round_makes_the_manifest_it_read_durable_before_writing_to_the_target() {
+    let dir = tmp();
+    let (spool, target) = paths(dir.path());
+    let path = spool.join("a.journal");
+    let lines = numbered("a", 0..4);
+    journal(&path).append_batch(&lines).unwrap();
+    // the first drain commits its first (empty) manifest and is killed before the
+    // folder fsync that makes the rename durable
+    let out = cli_env(
+        &["drain", "--target", &s(&target), "--journal", &s(&path)],
+        &[("TRIBUTARY_FAILPOINTS", "drain.after_rename=kill")],
+    );
+    assert!(!out.status.success(), "the failpoint did not kill the first drain");
+    let ops = traced(dir.path(), &["drain", "--target", &s(&target), "--journal", &s(&path)], None);
+    let t = canonical(&target);
+    let sidecar = format!("{t}.tributary");
+    let first_write = position(&ops, "write to the target", |o| *o == Op::Write(t.clone()));
+    assert!(
+        ops[..first_write].iter().any(|o| *o == Op::Sync(sidecar.clone())),
+        "the sidecar folder {sidecar} is not fsynced before the round's first write to the target \
+         (op {first_write}): {ops:#?}"
+    );
+    assert_exactly(&target, &lines);
 }

@@ -322,8 +322,21 @@ fn a_failed_fsync_is_never_treated_as_success_on_retry() {
 #[test]
 fn rows_are_not_deleted_on_a_rename_whose_folder_fsync_failed() {
     let _g = seam();
-    let (s, err) = fail_at(committed_then_more, "sidecar fsync");
-    assert!(injected_step(&err.to_string()) == Some("sidecar fsync"));
+    // the sidecar fsync that follows the commit's rename (a round also fsyncs the
+    // sidecar before it writes, when it did not commit the manifest it read: O12)
+    let s = (1..200)
+        .find_map(|n| {
+            let s = committed_then_more();
+            let journals = s.open();
+            fault::fail_nth(n);
+            let r = s.compactor().drain(&journals);
+            let seen = fault::disarm();
+            assert!(seen >= n, "no sidecar fsync after the commit's rename was found");
+            let err = r.expect_err("an injected fault must fail the drain");
+            let after_rename = s.manifest().unwrap().committed_lines == 40;
+            (injected_step(&err.to_string()) == Some("sidecar fsync") && after_rename).then_some(s)
+        })
+        .expect("the drain never failed at the sidecar fsync after its rename");
     // the rename went through: the manifest covers the 40 lines
     assert_eq!(s.manifest().unwrap().committed_lines, 40);
     // learn which injectable step the next (nothing-new) round performs first
