@@ -196,7 +196,7 @@ impl fmt::Display for Error {
             Error::JournalFull { backlog_bytes, max_backlog_bytes, needed_bytes } => write!(
                 f,
                 "journal full: backlog is {backlog_bytes} bytes, maximum {max_backlog_bytes}, this call needs \
-                 {needed_bytes} more; nothing was stored. Run a compactor (tributary drain/compact) or raise the limit"
+                 {needed_bytes} more; nothing of this call was stored. Run a compactor (tributary drain/compact) or raise the limit"
             ),
             Error::LockTimeout { lock_path, waited_ms } => write!(
                 f,

@@ -295,12 +295,34 @@ fn cmd_append(a: AppendArgs) -> CmdResult {
         // Flush when nothing more is buffered (interactive input is acknowledged at
         // once) or the batch is large; one transaction per batch.
         if input.buffer().is_empty() || pending.len() >= 8192 || pending_bytes >= 8 << 20 {
-            flush(&mut pending, &mut stored, &mut out)?;
+            if let Err(e) = flush(&mut pending, &mut stored, &mut out) {
+                return Ok(stopped_mid_stream(&e, stored));
+            }
             pending_bytes = 0;
         }
     }
-    flush(&mut pending, &mut stored, &mut out)?;
+    if let Err(e) = flush(&mut pending, &mut stored, &mut out) {
+        return Ok(stopped_mid_stream(&e, stored));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An append stream stopped by an error after `stored` lines were stored: say exactly
+/// which input lines are durable, so a retry resends only the rest (the error's own
+/// "nothing of this call was stored" is about the failed batch, not the stream).
+fn stopped_mid_stream(e: &Error, stored: u64) -> ExitCode {
+    eprintln!("tributary: error [{}]: {e}", e.kind().name());
+    if stored == 0 {
+        eprintln!("tributary: appending stopped: no input line was stored; resend from input line 1");
+    } else {
+        eprintln!(
+            "tributary: appending stopped: {stored} line(s) (input lines 1-{stored}) were stored durably; input line \
+             {} and the ones after it were not: resend from input line {}",
+            stored + 1,
+            stored + 1
+        );
+    }
+    ExitCode::FAILURE
 }
 
 fn journal_paths(journals: Vec<PathBuf>, spool: Option<&Path>) -> Result<Vec<PathBuf>, Error> {

@@ -117,3 +117,27 @@ fn usage_errors_and_unsafe_input_fail_clearly() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no manifest"));
 }
+
+/// Issue 12 item 10: an error in the middle of a stream (here `journal_full` after the
+/// first 8,192-line batch) must say exactly how many lines were stored, or a retry of
+/// the whole input duplicates them.
+#[test]
+fn append_failing_mid_stream_says_exactly_how_many_lines_were_stored() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let jp = s(&spool.join("a.journal"));
+    let input: Vec<u8> = (0..30_000).flat_map(|i| format!("line-{i:06}\n").into_bytes()).collect();
+    let out = run_with_stdin(&["append", "--journal", &jp, "--max-backlog-bytes", "150000"], &input);
+    assert_eq!(out.status.code(), Some(1), "the journal filled up, so append must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let out = cli(&["drain", "--target", &s(&target), "--journal", &jp]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stored = lines_of(&target).len();
+    assert!(stored > 0, "the first batch was stored: {err}");
+    assert!(
+        err.contains(&format!("{stored} line(s) (input lines 1-{stored}) were stored durably"))
+            && err.contains(&format!("resend from input line {}", stored + 1))
+            && !err.contains("nothing was stored"),
+        "the message must say that {stored} lines were stored: {err}"
+    );
+}

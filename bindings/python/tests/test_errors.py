@@ -96,7 +96,7 @@ def test_journal_full_then_room_after_a_drain(tmp_path: Path, target: Path):
         j.append(b"12345678")
         with pytest.raises(tributary.JournalFullError) as e:
             j.append(b"12345678")
-        assert e.value.kind == "journal_full" and "nothing was stored" in str(e.value)
+        assert e.value.kind == "journal_full" and "nothing of this call was stored" in str(e.value)
         with pytest.raises(tributary.JournalFullError):
             j.append_many([b"a", b"bc"])
         tributary.drain(target, journals=[j])
