@@ -217,6 +217,7 @@ impl Compactor {
                 });
             }
         }
+        fscheck::check_target_name(&self.target)?;
         self.sidecar.ensure()?;
         if self.mount_checked.get().is_none() {
             fscheck::check_target_mount(&self.target)?;

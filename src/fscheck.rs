@@ -50,6 +50,42 @@ pub fn check_journal_location(journal: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Refuse a target reached by a second name (rule 5 of docs/design.md). A target's lock
+/// and manifest live beside the name it is given, so a symlink to it, or a hard link,
+/// would give one file two locks and two manifests, and two hosts draining through the
+/// two names would truncate each other's committed lines. A target that does not
+/// exist yet is fine.
+pub fn check_target_name(target: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let md = match std::fs::symlink_metadata(target) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("inspecting target {}", target.display()), e)),
+    };
+    let why = "tributary keeps a target's lock and manifest beside the name it is given, so every host and \
+               every reader must use the file's one real name";
+    if md.file_type().is_symlink() {
+        let real = std::fs::canonicalize(target)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "(it points nowhere)".into());
+        return Err(Error::InvalidArgument(format!(
+            "target {} is a symlink to {real}: give the real path instead ({why})",
+            target.display()
+        )));
+    }
+    if md.is_dir() {
+        return Err(Error::InvalidArgument(format!("target {} is a folder, not a file", target.display())));
+    }
+    if md.nlink() > 1 {
+        return Err(Error::InvalidArgument(format!(
+            "target {} has {} names (a hard link was made to it): remove the other names, keep one ({why})",
+            target.display(),
+            md.nlink()
+        )));
+    }
+    Ok(())
+}
+
 /// The folder that will hold `path` ("." for a bare file name).
 pub fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {

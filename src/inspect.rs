@@ -40,6 +40,7 @@ impl VerifyReport {
 /// `Err` only when the check itself cannot run (no manifest, corrupt manifest, I/O).
 pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
     let target = target.as_ref();
+    crate::fscheck::check_target_name(target)?;
     let sidecar = Sidecar::for_target(target);
     let m = Manifest::read(&sidecar.manifest)?.ok_or_else(|| {
         Error::InvalidArgument(format!(
@@ -136,6 +137,7 @@ pub fn status(target: impl AsRef<Path>, spool: Option<&Path>) -> Result<StatusRe
 /// [`status`], opening the spool's journals with `opts` (e.g. `allow_network_fs`).
 pub fn status_with(target: impl AsRef<Path>, spool: Option<&Path>, opts: &JournalOptions) -> Result<StatusReport> {
     let target = target.as_ref();
+    crate::fscheck::check_target_name(target)?;
     let manifest = Manifest::read(&Sidecar::for_target(target).manifest)?;
     let target_len = std::fs::metadata(target).ok().map(|m| m.len());
     let mut journals = Vec::new();

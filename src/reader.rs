@@ -63,6 +63,7 @@ impl Reader {
     /// a `\n` of the committed part).
     pub fn open(target: impl AsRef<Path>, offset: u64) -> Result<Reader> {
         let target = target.as_ref();
+        crate::fscheck::check_target_name(target)?;
         let generation = Manifest::read(&Sidecar::for_target(target).manifest)?.map_or(1, |m| m.generation);
         Self::open_at(target, Cursor { generation, offset })
     }
@@ -71,6 +72,7 @@ impl Reader {
     /// oldest generation still kept).
     pub fn open_at(target: impl AsRef<Path>, cursor: Cursor) -> Result<Reader> {
         let target = target.as_ref().to_path_buf();
+        crate::fscheck::check_target_name(&target)?;
         let sidecar = Sidecar::for_target(&target);
         let generation = if cursor == Cursor::START {
             Manifest::read(&sidecar.manifest)?.map_or(1, |m| m.rotated.keys().next().copied().unwrap_or(m.generation))
