@@ -143,6 +143,12 @@
 #define TRIB_E_SQLITE 16
 
 /**
+ * The journal file (or its `-wal`) was removed, renamed or replaced while the handle
+ * had it open; nothing of the call was stored. Close the handle and reopen the journal.
+ */
+#define TRIB_E_JOURNAL_GONE 17
+
+/**
  * A bug: tributary panicked inside this call. The panic was caught at the boundary;
  * the handle the call used is poisoned (every later call on it fails with this code):
  * close it.

@@ -66,6 +66,9 @@ pub enum Error {
     UnsafeFilesystem { path: PathBuf, detail: String },
     /// The journal file is not a tributary journal or has an unsupported format.
     NotAJournal { path: PathBuf, detail: String },
+    /// The journal file (or its `-wal`) was removed, renamed or replaced while this
+    /// handle had it open: lines appended now would go where no drain looks.
+    JournalGone { path: PathBuf, detail: String },
     /// An operating-system I/O error, with what tributary was doing.
     Io { context: String, source: io::Error },
     /// An SQLite error from a journal, with what tributary was doing.
@@ -93,6 +96,7 @@ pub enum ErrorKind {
     NotAJournal = 14,
     Io = 15,
     Sqlite = 16,
+    JournalGone = 17,
 }
 
 impl ErrorKind {
@@ -115,6 +119,7 @@ impl ErrorKind {
             ErrorKind::NotAJournal => "not_a_journal",
             ErrorKind::Io => "io",
             ErrorKind::Sqlite => "sqlite",
+            ErrorKind::JournalGone => "journal_gone",
         }
     }
 }
@@ -139,6 +144,7 @@ impl Error {
             Error::NotAJournal { .. } => ErrorKind::NotAJournal,
             Error::Io { .. } => ErrorKind::Io,
             Error::Sqlite { .. } => ErrorKind::Sqlite,
+            Error::JournalGone { .. } => ErrorKind::JournalGone,
         }
     }
 
@@ -160,6 +166,7 @@ impl Error {
                     source: rusqlite::Error::SqliteFailure(code, Some(source.to_string())),
                 }
             }
+            Error::JournalGone { path, detail } => Error::JournalGone { path: path.clone(), detail: detail.clone() },
             other => Error::Io {
                 context: "running a shared (group-committed) transaction".into(),
                 source: io::Error::other(other.to_string()),
@@ -258,6 +265,13 @@ impl fmt::Display for Error {
             Error::NotAJournal { path, detail } => {
                 write!(f, "{} is not a usable tributary journal: {detail}", path.display())
             }
+            Error::JournalGone { path, detail } => write!(
+                f,
+                "journal {} is gone from under this handle: {detail}; nothing of this call was stored. Lines \
+                 appended through this handle now would be lost: close it and reopen the journal by its path \
+                 (to retire a journal, drain it first)",
+                path.display()
+            ),
             Error::Io { context, source } => write!(f, "I/O error while {context}: {source}"),
             Error::Sqlite { context, source } => write!(f, "SQLite error while {context}: {source}"),
         }

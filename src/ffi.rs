@@ -82,6 +82,9 @@ pub const TRIB_E_NOT_A_JOURNAL: c_int = 14;
 pub const TRIB_E_IO: c_int = 15;
 /// An SQLite error from a journal.
 pub const TRIB_E_SQLITE: c_int = 16;
+/// The journal file (or its `-wal`) was removed, renamed or replaced while the handle
+/// had it open; nothing of the call was stored. Close the handle and reopen the journal.
+pub const TRIB_E_JOURNAL_GONE: c_int = 17;
 /// A bug: tributary panicked inside this call. The panic was caught at the boundary;
 /// the handle the call used is poisoned (every later call on it fails with this code):
 /// close it.
@@ -115,6 +118,7 @@ const _: () = {
     assert!(TRIB_E_NOT_A_JOURNAL == ErrorKind::NotAJournal as c_int);
     assert!(TRIB_E_IO == ErrorKind::Io as c_int);
     assert!(TRIB_E_SQLITE == ErrorKind::Sqlite as c_int);
+    assert!(TRIB_E_JOURNAL_GONE == ErrorKind::JournalGone as c_int);
 };
 
 /// Stable snake_case name of a result code (`ErrorKind::name`), NUL-terminated.
@@ -148,10 +152,11 @@ fn kind_cname(kind: ErrorKind) -> &'static CStr {
         ErrorKind::NotAJournal => c"not_a_journal",
         ErrorKind::Io => c"io",
         ErrorKind::Sqlite => c"sqlite",
+        ErrorKind::JournalGone => c"journal_gone",
     }
 }
 
-const ALL_KINDS: [ErrorKind; 16] = [
+const ALL_KINDS: [ErrorKind; 17] = [
     ErrorKind::InvalidLine,
     ErrorKind::InvalidArgument,
     ErrorKind::JournalFull,
@@ -168,6 +173,7 @@ const ALL_KINDS: [ErrorKind; 16] = [
     ErrorKind::NotAJournal,
     ErrorKind::Io,
     ErrorKind::Sqlite,
+    ErrorKind::JournalGone,
 ];
 
 fn kind_of_code(code: c_int) -> Option<ErrorKind> {

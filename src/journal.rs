@@ -28,7 +28,7 @@
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -254,6 +254,9 @@ pub struct Journal {
     /// Bumped (and futex-woken) whenever a leader has filled its callers' slots.
     group_epoch: AtomicU32,
     maintenance: Mutex<Maintenance>,
+    /// The (device, inode) of the journal file and of its `-wal` when the handle was
+    /// opened; a commit first checks its path still names them ([`Journal::check_in_place`]).
+    files: [(u64, u64); 2],
 }
 
 struct Maintenance {
@@ -528,6 +531,9 @@ impl Journal {
         std::fs::File::open(&folder)
             .and_then(|f| f.sync_all())
             .map_err(|e| Error::io(format!("fsync of the journal's folder {}", folder.display()), e))?;
+        // The -wal exists from the schema read on: SQLite deletes it only when the last
+        // connection closes, and this one stays open as long as the handle.
+        let files = [file_id(&path)?, file_id(&wal_path(&path))?];
         Ok(Journal {
             path,
             id,
@@ -536,7 +542,28 @@ impl Journal {
             group: Mutex::new(GroupState::default()),
             group_epoch: AtomicU32::new(0),
             maintenance: Mutex::new(Maintenance { last_key_purge: Instant::now(), deleted_since_checkpoint: 0 }),
+            files,
         })
+    }
+
+    /// Before a commit: the journal's path must still name the file (and `-wal`) this
+    /// handle opened. A journal removed (`rm`), replaced (a new journal of the same
+    /// name), or whose spool was moved, would take this handle's appends into an
+    /// unlinked inode that no drain ever sees (issue 12 item 8). Two `lstat`s per
+    /// group commit.
+    fn check_in_place(&self) -> Result<()> {
+        let gone = |detail: String| Error::JournalGone { path: self.path.clone(), detail };
+        for (path, opened) in [(self.path.clone(), self.files[0]), (wal_path(&self.path), self.files[1])] {
+            match std::fs::symlink_metadata(&path) {
+                Ok(md) if (md.dev(), md.ino()) == opened => {}
+                Ok(_) => return Err(gone(format!("{} was replaced by another file", path.display()))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(gone(format!("{} was removed or moved", path.display())))
+                }
+                Err(e) => return Err(Error::io(format!("inspecting {}", path.display()), e)),
+            }
+        }
+        Ok(())
     }
 
     /// The id of an already initialised journal, read without taking SQLite's write
@@ -818,6 +845,7 @@ impl Journal {
     /// batches). The outer error fails every request (nothing was committed); an inner
     /// error (journal full) fails only its own request.
     fn commit_requests(&self, batch: &[Arc<Request>]) -> Result<Vec<Result<Vec<u64>>>> {
+        self.check_in_place()?;
         let bytes: usize = batch.iter().flat_map(|r| &r.lines).map(|l| l.len() + 1).sum();
         if batch.iter().all(|r| r.keys.is_none())
             && self.opts.max_backlog_bytes.is_none()
@@ -1248,9 +1276,7 @@ impl Journal {
     /// are either in the `-wal` (fdatasync it) or were checkpointed into the main file,
     /// which SQLite fsyncs before it resets or deletes the `-wal`.
     pub(crate) fn sync_for_drain(&self) -> Result<()> {
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        let wal = PathBuf::from(wal);
+        let wal = wal_path(&self.path);
         let ctx = || format!("fdatasync of the journal's WAL {}", wal.display());
         crate::fault::check("journal wal fdatasync").map_err(|e| Error::io(ctx(), e))?;
         match std::fs::File::open(&wal) {
@@ -1273,6 +1299,19 @@ impl fmt::Debug for Journal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Journal").field("path", &self.path).field("id", &self.id).finish()
     }
+}
+
+/// The path of a journal's write-ahead log (`<journal>-wal`).
+fn wal_path(journal: &Path) -> PathBuf {
+    let mut wal = journal.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
+/// (device, inode) of the file at `path` (not following a symlink).
+fn file_id(path: &Path) -> Result<(u64, u64)> {
+    let md = std::fs::symlink_metadata(path).map_err(|e| Error::io(format!("inspecting {}", path.display()), e))?;
+    Ok((md.dev(), md.ino()))
 }
 
 /// The `*.journal` files directly in `spool` (not recursive), sorted.

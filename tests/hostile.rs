@@ -68,3 +68,66 @@ fn a_second_name_for_the_target_is_refused_and_nothing_is_touched() {
         assert_exactly(&target, &expected);
     }
 }
+
+/// Item 8: a journal removed, replaced or moved under a live writer: appends kept
+/// returning seqs into an unlinked inode that no drain ever sees. The writer must
+/// notice and fail clearly (`journal_gone`), and store nothing.
+#[test]
+fn a_journal_removed_replaced_or_moved_under_a_live_writer_fails_its_next_append() {
+    type Act = fn(&std::path::Path, &std::path::Path);
+    let cases: &[(&str, Act)] = &[
+        ("rm of all three files", |_, j| {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", j.display()));
+            }
+        }),
+        ("rm of the journal file only", |_, j| std::fs::remove_file(j).unwrap()),
+        ("rm of the -wal only", |_, j| std::fs::remove_file(format!("{}-wal", j.display())).unwrap()),
+        ("replaced by a new journal of the same name", |_, j| {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", j.display()));
+            }
+            let out = run_append(j, "someone else's line\n");
+            assert!(out.status.success(), "{}", stderr(&out));
+        }),
+        ("spool folder moved away", |spool, _| {
+            std::fs::rename(spool, spool.with_file_name("spool.moved")).unwrap();
+        }),
+    ];
+    for (what, act) in cases {
+        let d = tmp();
+        let (spool, _) = paths(d.path());
+        let path = spool.join("a.journal");
+        let j = journal(&path);
+        j.append(b"before").unwrap();
+        act(&spool, &path);
+        let r = j.append(b"after");
+        match r {
+            Err(e) => {
+                assert_eq!(e.kind(), tributary::ErrorKind::JournalGone, "{what}: {e}");
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(&s(&path)) && msg.contains("reopen"),
+                    "{what}: the message must say what to do: {msg}"
+                );
+            }
+            Ok(seq) => panic!("{what}: append returned seq {seq} into a journal no drain will ever see"),
+        }
+        // a batch and a keyed append too
+        assert!(j.append_batch(&[b"x".to_vec()]).is_err(), "{what}: append_batch");
+        assert!(j.append_keyed(b"k", b"x").is_err(), "{what}: append_keyed");
+    }
+}
+
+fn run_append(journal: &std::path::Path, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(bin())
+        .args(["append", "--journal", &s(journal)])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}

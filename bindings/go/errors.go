@@ -28,6 +28,7 @@ const (
 	KindNotAJournal       ErrorKind = 14  // the file is not a tributary journal
 	KindIO                ErrorKind = 15  // an operating-system I/O error
 	KindSQLite            ErrorKind = 16  // an SQLite error from a journal
+	KindJournalGone       ErrorKind = 17  // the journal was removed, moved or replaced under an open handle
 	KindPanic             ErrorKind = 100 // a bug inside the library, caught at the C boundary
 )
 
@@ -48,6 +49,7 @@ var kindNames = map[ErrorKind]string{
 	KindNotAJournal:       "not_a_journal",
 	KindIO:                "io",
 	KindSQLite:            "sqlite",
+	KindJournalGone:       "journal_gone",
 	KindPanic:             "panic",
 }
 
@@ -89,6 +91,7 @@ var (
 	ErrNotAJournal       error = &sentinel{"not a journal"}
 	ErrIO                error = &sentinel{"I/O error"}
 	ErrSQLite            error = &sentinel{"SQLite error"}
+	ErrJournalGone       error = &sentinel{"journal gone"}
 	ErrPanic             error = &sentinel{"panic inside the library"}
 
 	// ErrCorrupt matches both ErrCorruptManifest and ErrCorruptJournalRow: stored
@@ -118,6 +121,7 @@ var kindSentinels = map[ErrorKind]error{
 	KindNotAJournal:       ErrNotAJournal,
 	KindIO:                ErrIO,
 	KindSQLite:            ErrSQLite,
+	KindJournalGone:       ErrJournalGone,
 	KindPanic:             ErrPanic,
 }
 

@@ -34,6 +34,7 @@ __all__ = [
     "JournalForeignError",
     "UnsafeFilesystemError",
     "NotAJournalError",
+    "JournalGoneError",
     "IoError",
     "SqliteError",
     "PanicError",
@@ -161,6 +162,14 @@ class NotAJournalError(TributaryError):
     code, kind = 14, "not_a_journal"
 
 
+class JournalGoneError(TributaryError):
+    """The journal file (or its ``-wal``) was removed, renamed or replaced while this
+    handle had it open; nothing of the call was stored. Close the handle and reopen the
+    journal by its path."""
+
+    code, kind = 17, "journal_gone"
+
+
 class IoError(TributaryError):
     """An operating-system I/O error (the message says what tributary was doing)."""
 
@@ -205,6 +214,7 @@ _BY_CODE: Dict[int, Type[TributaryError]] = {
         NotAJournalError,
         IoError,
         SqliteError,
+        JournalGoneError,
         PanicError,
     )
 }
