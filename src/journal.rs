@@ -249,7 +249,9 @@ pub struct Journal {
     path: PathBuf,
     id: JournalId,
     opts: JournalOptions,
-    conn: Mutex<Connection>,
+    /// `None` only while dropping. In a forked child the connection is leaked, never
+    /// closed: closing it there would checkpoint and delete the parent's live `-wal`.
+    conn: Option<Mutex<Connection>>,
     group: Mutex<GroupState>,
     /// Bumped (and futex-woken) whenever a leader has filled its callers' slots.
     group_epoch: AtomicU32,
@@ -257,6 +259,8 @@ pub struct Journal {
     /// The (device, inode) of the journal file and of its `-wal` when the handle was
     /// opened; a commit first checks its path still names them ([`Journal::check_in_place`]).
     files: [(u64, u64); 2],
+    /// The process that opened this handle (a handle does not survive `fork()`).
+    pid: u32,
 }
 
 struct Maintenance {
@@ -466,6 +470,8 @@ impl Journal {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| Error::io(format!("opening journal {}", path.display()), e))?;
+        let inode = file_id(&path)?;
+        forks::check_not_inherited(&path, inode)?;
         let mut conn = Connection::open(&path).map_err(|e| Error::sqlite(format!("opening {}", path.display()), e))?;
         let not_journal = |detail: String| Error::NotAJournal { path: path.clone(), detail };
         set_busy_limit(opts.busy_timeout);
@@ -533,16 +539,18 @@ impl Journal {
             .map_err(|e| Error::io(format!("fsync of the journal's folder {}", folder.display()), e))?;
         // The -wal exists from the schema read on: SQLite deletes it only when the last
         // connection closes, and this one stays open as long as the handle.
-        let files = [file_id(&path)?, file_id(&wal_path(&path))?];
+        let files = [inode, file_id(&wal_path(&path))?];
+        forks::opened(inode);
         Ok(Journal {
             path,
             id,
             opts,
-            conn: Mutex::new(conn),
+            conn: Some(Mutex::new(conn)),
             group: Mutex::new(GroupState::default()),
             group_epoch: AtomicU32::new(0),
             maintenance: Mutex::new(Maintenance { last_key_purge: Instant::now(), deleted_since_checkpoint: 0 }),
             files,
+            pid: std::process::id(),
         })
     }
 
@@ -646,11 +654,30 @@ impl Journal {
         &self.path
     }
 
-    /// The connection, with this journal's busy timeout in force on this thread.
-    fn lock_conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
-        let conn = self.conn.lock();
+    /// The connection, with this journal's busy timeout in force on this thread; an
+    /// error in a forked child (checked before taking any lock: another thread of the
+    /// parent may have held it at the fork).
+    fn lock_conn(&self) -> Result<parking_lot::MutexGuard<'_, Connection>> {
+        self.check_process()?;
+        let conn = self.conn.as_ref().expect("a journal's connection lives until it is dropped").lock();
         set_busy_limit(self.opts.busy_timeout);
-        conn
+        Ok(conn)
+    }
+
+    /// A handle used in a process forked from the one that opened it: refuse. SQLite's
+    /// locks belong to the parent, so the child would write without any.
+    fn check_process(&self) -> Result<()> {
+        let me = std::process::id();
+        if me == self.pid {
+            return Ok(());
+        }
+        Err(Error::InvalidArgument(format!(
+            "this handle on journal {} was opened in process {} and this is process {me}, forked from it: a \
+             journal handle does not survive fork(). Give the child its own journal file (e.g. one per process \
+             in the spool), opened in the child",
+            self.path.display(),
+            self.pid
+        )))
     }
 
     pub fn id(&self) -> JournalId {
@@ -708,6 +735,7 @@ impl Journal {
 
     /// Queue a request and wait for it, retrying a full journal for up to `full_wait`.
     fn submit(&self, req: Request) -> Result<Vec<u64>> {
+        self.check_process()?;
         let deadline = self.opts.full_wait.map(deadline_after);
         let req = Arc::new(req);
         let mut pause = Duration::from_millis(2);
@@ -854,7 +882,7 @@ impl Journal {
         {
             return self.commit_one_run(batch);
         }
-        let conn = self.lock_conn();
+        let conn = self.lock_conn()?;
         let tx = WriteTx::begin(&conn)
             .map_err(|e| Error::sqlite(format!("starting an append transaction on {}", self.path.display()), e))?;
         let ctx = |what: &str| format!("{what} in {}", self.path.display());
@@ -979,7 +1007,7 @@ impl Journal {
             run.push(line);
         }
         let payload = (run.data.len() as u64 - run.count) as i64;
-        let conn = self.lock_conn();
+        let conn = self.lock_conn()?;
         let ctx = |what: &str| format!("{what} in {}", self.path.display());
         let mut insert = conn
             .prepare_cached(
@@ -1056,7 +1084,7 @@ impl Journal {
 
     /// Lines waiting to be drained, and the seq counters.
     pub fn backlog(&self) -> Result<Backlog> {
-        let conn = self.lock_conn();
+        let conn = self.lock_conn()?;
         let ctx = |what: &str| format!("{what} in {}", self.path.display());
         let h = Self::head(&conn).map_err(|e| Error::sqlite(ctx("reading the backlog"), e))?;
         let oldest: Option<i64> = conn
@@ -1075,13 +1103,13 @@ impl Journal {
 
     /// Highest seq this journal ever assigned.
     pub(crate) fn seq_ceiling(&self) -> Result<u64> {
-        let h = Self::head(&self.lock_conn()).map_err(|e| Error::sqlite("reading the seq counter", e))?;
+        let h = Self::head(&*self.lock_conn()?).map_err(|e| Error::sqlite("reading the seq counter", e))?;
         Ok(h.next_seq - 1)
     }
 
     /// The stored CRC of the line `seq`, if its run is still present.
     pub(crate) fn row_crc(&self, seq: u64) -> Result<Option<u32>> {
-        let conn = self.lock_conn();
+        let conn = self.lock_conn()?;
         let run: Option<(i64, i64, Vec<u8>)> = conn
             .query_row(
                 "SELECT first_seq, count, line_meta FROM runs WHERE first_seq <= ?1 ORDER BY first_seq DESC LIMIT 1",
@@ -1108,7 +1136,7 @@ impl Journal {
 
     /// The journal's own record of how far it was drained.
     pub fn drained_record(&self) -> Result<Option<DrainedRecord>> {
-        let conn = self.lock_conn();
+        let conn = self.lock_conn()?;
         let (target, seq, crc): (Option<String>, i64, i64) = conn
             .query_row("SELECT drained_target, drained_seq, drained_crc FROM state WHERE id = 1", [], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -1132,7 +1160,7 @@ impl Journal {
         deadline: Instant,
         sink: &mut DrainSink<'_>,
     ) -> Result<Option<Taken>> {
-        let mut conn = self.lock_conn();
+        let mut conn = self.lock_conn()?;
         let tx = conn.transaction().map_err(|e| Error::sqlite("starting a read", e))?;
         let mut stmt = tx
             .prepare_cached(
@@ -1229,7 +1257,7 @@ impl Journal {
     /// in `target_id`, and delete the runs that are wholly drained. Idempotent; an
     /// older record never wins.
     pub(crate) fn record_drained(&self, target_id: &str, seq: u64, crc: u32) -> Result<()> {
-        let mut conn = self.lock_conn();
+        let mut conn = self.lock_conn()?;
         let ctx = |what: &str| format!("{what} in {}", self.path.display());
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -1288,10 +1316,80 @@ impl Journal {
 
     /// Run a WAL checkpoint now (TRUNCATE when nobody is reading).
     pub fn checkpoint(&self) -> Result<()> {
-        self.conn
-            .lock()
+        self.lock_conn()?
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .map_err(|e| Error::sqlite("checkpointing the WAL", e))
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let conn = self.conn.take();
+        if std::process::id() == self.pid {
+            drop(conn);
+            forks::closed(self.files[0]);
+        } else {
+            // A forked child: closing SQLite's inherited connection would checkpoint and
+            // delete the -wal the parent still writes to. Leak it; the registry entry
+            // stays, so this process keeps refusing to open the journal again.
+            std::mem::forget(conn);
+        }
+    }
+}
+
+/// Which journals this process has open, by inode, and which process opened them.
+///
+/// SQLite keeps one record per open file per process (its locks, its `-shm` mapping)
+/// and `fork()` copies it into the child, where those locks are not held. A child that
+/// opened a journal its parent has open would reuse that record, take no real lock, and
+/// lose its lines when the parent's last close checkpoints and deletes the `-wal`. So a
+/// journal that a parent process has open is refused in the child (issue 12 item 1).
+mod forks {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use parking_lot::Mutex;
+
+    use crate::error::{Error, Result};
+
+    /// (device, inode) -> (the opening process, handles open in it).
+    type Registry = HashMap<(u64, u64), (u32, usize)>;
+    static OPEN: Mutex<Option<Registry>> = Mutex::new(None);
+
+    pub(super) fn check_not_inherited(path: &Path, inode: (u64, u64)) -> Result<()> {
+        let me = std::process::id();
+        match OPEN.lock().as_ref().and_then(|m| m.get(&inode).copied()) {
+            Some((opener, _)) if opener != me => Err(Error::InvalidArgument(format!(
+                "journal {} is open in process {opener}, which this process ({me}) was forked from: SQLite's \
+                 locks do not carry over fork(), so a handle on it here would hold none and its lines could be \
+                 lost. Give each process its own journal file (e.g. one per process in the spool), or open \
+                 journals after fork()",
+                path.display()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn opened(inode: (u64, u64)) {
+        let me = std::process::id();
+        let mut open = OPEN.lock();
+        let entry = open.get_or_insert_with(HashMap::new).entry(inode).or_insert((me, 0));
+        if entry.0 != me {
+            *entry = (me, 0); // the parent's entry was for another file at this inode
+        }
+        entry.1 += 1;
+    }
+
+    pub(super) fn closed(inode: (u64, u64)) {
+        let mut open = OPEN.lock();
+        if let Some(m) = open.as_mut() {
+            if let Some(e) = m.get_mut(&inode) {
+                e.1 -= 1;
+                if e.1 == 0 {
+                    m.remove(&inode);
+                }
+            }
+        }
     }
 }
 

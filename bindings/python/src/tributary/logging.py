@@ -53,9 +53,11 @@ class JournalHandler(logging.Handler):
     from several threads share fsyncs (group commit): unlike most handlers this one does
     not serialise ``emit`` behind the handler's lock, since the journal is thread-safe.
 
-    Safe across ``fork()``: a child process opens its own handle on the same journal
-    file the first time it logs (several processes may share one journal); giving each
-    process its own journal file in a spool folder works as well.
+    Safe across ``fork()``: a forked child logs to a journal file of its own,
+    ``<name>.<pid>.journal`` beside ``path`` (for ``app.journal``: ``app.1234.journal``),
+    opened the first time it logs. Drain the folder (``spool=``), not the one file. A
+    child cannot share its parent's journal: SQLite's locks do not carry over
+    ``fork()``, and its lines could be lost.
 
     Args:
         path: the journal file, on this host's local disk (created if missing).
@@ -84,6 +86,7 @@ class JournalHandler(logging.Handler):
             full_wait=full_wait,
             allow_network_fs=allow_network_fs,
         )
+        self._creator_pid = os.getpid()
         self._journals: Dict[int, Journal] = {}
         self._open_lock = threading.Lock()
         self._count_lock = threading.Lock()
@@ -93,16 +96,24 @@ class JournalHandler(logging.Handler):
 
     @property
     def journal(self) -> Journal:
-        """This process's handle on the journal (opened on first use after a fork)."""
+        """This process's journal (in a forked child, its own file, opened on first use)."""
         pid = os.getpid()
         j = self._journals.get(pid)
         if j is None:
             with self._open_lock:
                 j = self._journals.get(pid)
                 if j is None:
-                    j = Journal(self.path, **self._options)
+                    j = Journal(self.path_for(pid), **self._options)
                     self._journals[pid] = j
         return j
+
+    def path_for(self, pid: int) -> str:
+        """The journal file process ``pid`` logs to: ``path`` in the process that made
+        the handler, ``<name>.<pid>.journal`` beside it in a forked child."""
+        if pid == self._creator_pid:
+            return self.path
+        stem, ext = os.path.splitext(self.path)
+        return f"{stem}.{pid}{ext or '.journal'}"
 
     def handle(self, record: logging.LogRecord) -> Any:  # type: ignore[override]
         """Filter and emit without taking the handler's lock (the journal is
