@@ -118,6 +118,18 @@ impl DrainReport {
     }
 }
 
+/// What [`Compactor::retire`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetireReport {
+    /// The drain that committed the journals' last lines.
+    pub drain: DrainReport,
+    /// The journals whose files were deleted.
+    pub retired: Vec<PathBuf>,
+}
+
+/// How many drain-then-delete attempts a retirement makes while writers keep appending.
+const RETIRE_ATTEMPTS: usize = 20;
+
 /// Drains journals into one target. Cheap to create; holds no lock between calls.
 #[derive(Debug, Clone)]
 pub struct Compactor {
@@ -178,6 +190,41 @@ impl Compactor {
     /// Drain every `*.journal` in `spool` (see [`Compactor::drain_paths`]).
     pub fn drain_spool(&self, spool: &Path) -> Result<DrainReport> {
         self.drain_paths(&crate::journal::spool_journals(spool)?)
+    }
+
+    /// Retire journals, the supported way to remove one (issue 12 item 9): drain each
+    /// into this target until empty, then delete its files while holding its SQLite
+    /// write lock, once every line it ever held is committed here. A writer that still
+    /// has it open gets `journal_gone` on its next append (nothing stored, nothing
+    /// lost); a writer that opens the path later starts a new journal. A journal that
+    /// keeps receiving lines is refused after a few attempts: stop its writers first.
+    pub fn retire(&self, paths: &[PathBuf]) -> Result<RetireReport> {
+        let mut pending = self.open_journals(paths)?;
+        let mut report = RetireReport::default();
+        for _ in 0..RETIRE_ATTEMPTS {
+            report.drain.absorb(self.drain(&pending)?);
+            let manifest = Manifest::read(&self.sidecar.manifest)?.ok_or_else(|| {
+                Error::InvalidArgument(format!("target {} has no manifest after a drain", self.target.display()))
+            })?;
+            let mut still = Vec::new();
+            for j in pending {
+                let watermark = manifest.watermarks.get(&j.id()).map_or(0, |w| w.last_seq);
+                if j.delete_if_drained(watermark)? {
+                    report.retired.push(j.path().to_path_buf());
+                } else {
+                    still.push(j);
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                return Ok(report);
+            }
+        }
+        Err(Error::InvalidArgument(format!(
+            "journal {} kept receiving lines during {RETIRE_ATTEMPTS} drain-and-retire attempts: stop its writers, \
+             then retire it (every line it held so far is committed)",
+            pending[0].path().display()
+        )))
     }
 
     /// Drain until every line the journals held at the start is committed.

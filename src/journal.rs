@@ -459,6 +459,22 @@ impl Journal {
         if !opts.allow_network_fs {
             fscheck::check_journal_location(&path)?;
         }
+        // A -wal without its journal: the journal was removed (`rm x.journal`) but not
+        // its log, which may hold undrained lines. SQLite would replay that log into a
+        // new, empty journal of the same name: refuse, touching nothing.
+        let wal = wal_path(&path);
+        if !path.exists() && wal.exists() {
+            return Err(Error::JournalGone {
+                path: path.clone(),
+                detail: format!(
+                    "it does not exist, but its write-ahead log {} does (the journal was removed without its -wal \
+                     and -shm, which may hold undrained lines). Restore the journal file; or, if nothing in them \
+                     is needed, remove {} and its -shm. To retire a journal, use `tributary retire`",
+                    wal.display(),
+                    wal.display()
+                ),
+            });
+        }
         // Create the file ourselves so it is 0600 and never follows a planted symlink;
         // SQLite gives its -wal and -shm files the same mode.
         OpenOptions::new()
@@ -554,12 +570,18 @@ impl Journal {
         })
     }
 
-    /// Before a commit: the journal's path must still name the file (and `-wal`) this
+    /// After a commit: the journal's path must still name the file (and `-wal`) this
     /// handle opened. A journal removed (`rm`), replaced (a new journal of the same
     /// name), or whose spool was moved, would take this handle's appends into an
     /// unlinked inode that no drain ever sees (issue 12 item 8). Two `lstat`s per
     /// group commit.
-    fn check_in_place(&self) -> Result<()> {
+    /// Whether this handle's path still names the journal it opened (see
+    /// [`Journal::check_in_place`]); a daemon reopens a journal by path when not.
+    pub fn is_in_place(&self) -> bool {
+        self.check_in_place().is_ok()
+    }
+
+    pub(crate) fn check_in_place(&self) -> Result<()> {
         let gone = |detail: String| Error::JournalGone { path: self.path.clone(), detail };
         for (path, opened) in [(self.path.clone(), self.files[0]), (wal_path(&self.path), self.files[1])] {
             match std::fs::symlink_metadata(&path) {
@@ -872,8 +894,19 @@ impl Journal {
     /// One transaction for many requests, stored as one run (or a few, for large
     /// batches). The outer error fails every request (nothing was committed); an inner
     /// error (journal full) fails only its own request.
+    ///
+    /// After the commit and before any caller is told, the journal's path must still
+    /// name this handle's file and `-wal` ([`Journal::check_in_place`]): lines committed
+    /// into a journal that was removed, replaced or retired meanwhile are not
+    /// acknowledged. (A retirement deletes the files while holding the write lock, so a
+    /// commit either precedes it — and is seen, and drained, by it — or fails here.)
     fn commit_requests(&self, batch: &[Arc<Request>]) -> Result<Vec<Result<Vec<u64>>>> {
+        let results = self.commit_requests_unchecked(batch)?;
         self.check_in_place()?;
+        Ok(results)
+    }
+
+    fn commit_requests_unchecked(&self, batch: &[Arc<Request>]) -> Result<Vec<Result<Vec<u64>>>> {
         let bytes: usize = batch.iter().flat_map(|r| &r.lines).map(|l| l.len() + 1).sum();
         if batch.iter().all(|r| r.keys.is_none())
             && self.opts.max_backlog_bytes.is_none()
@@ -1312,6 +1345,42 @@ impl Journal {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io(ctx(), e)),
         }
+    }
+
+    /// Retirement's last step: delete this journal's files if every line it ever held
+    /// is at or below `watermark` (committed in the target) — decided and done while
+    /// holding its SQLite write lock, so no writer commits in between (a writer that
+    /// commits after it finds the files gone and is not acknowledged). `Ok(false)`,
+    /// touching nothing, when a writer appended since the drain. The handle is dead
+    /// after `Ok(true)`.
+    pub(crate) fn delete_if_drained(&self, watermark: u64) -> Result<bool> {
+        let ctx = |what: &str| format!("{what} {}", self.path.display());
+        let mut conn = self.lock_conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| Error::sqlite(ctx("taking the write lock of"), e))?;
+        let ceiling = Self::head(&tx).map_err(|e| Error::sqlite(ctx("reading the seq counter of"), e))?.next_seq - 1;
+        if ceiling > watermark {
+            return Ok(false);
+        }
+        self.check_in_place()?; // the files checked are the files deleted
+        let mut shm = self.path.as_os_str().to_owned();
+        shm.push("-shm");
+        // the log first: a writer opening the path meanwhile must not find a -wal
+        // without its journal
+        for p in [wal_path(&self.path), PathBuf::from(shm), self.path.clone()] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("removing {}", p.display()), e)),
+            }
+        }
+        let folder = fscheck::parent_dir(&self.path);
+        std::fs::File::open(&folder)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(format!("fsync of the journal's folder {}", folder.display()), e))?;
+        drop(tx);
+        Ok(true)
     }
 
     /// Run a WAL checkpoint now (TRUNCATE when nobody is reading).

@@ -34,7 +34,7 @@ mod reader;
 #[doc(hidden)]
 pub mod sys;
 
-pub use drain::{Compactor, CompactorOptions, DrainReport, JournalDrain};
+pub use drain::{Compactor, CompactorOptions, DrainReport, JournalDrain, RetireReport};
 pub use error::{Error, ErrorKind, LineProblem, Result};
 pub use inspect::{status, status_with, verify, JournalStatus, StatusReport, VerifyReport};
 pub use journal::{

@@ -30,6 +30,8 @@ enum Command {
     Drain(DrainArgs),
     /// Drain a spool into the target for as long as it runs (SIGTERM/SIGINT stop it).
     Compact(CompactArgs),
+    /// Retire journals: drain them into the target until empty, then delete them.
+    Retire(RetireArgs),
     /// Committed length/lines, watermarks, journal backlogs and their age.
     Status(StatusArgs),
     /// Check the target against its manifest (length, line count, running CRC).
@@ -136,6 +138,18 @@ impl CompactorFlags {
 }
 
 #[derive(Args)]
+struct RetireArgs {
+    #[arg(long)]
+    target: PathBuf,
+    /// A journal to retire (repeatable). Its writers should have stopped: one that
+    /// still has it open gets `journal_gone` on its next append, storing nothing.
+    #[arg(long, required = true)]
+    journal: Vec<PathBuf>,
+    #[command(flatten)]
+    flags: CompactorFlags,
+}
+
+#[derive(Args)]
 struct DrainArgs {
     #[arg(long)]
     target: PathBuf,
@@ -221,6 +235,7 @@ fn main() -> ExitCode {
         Command::Append(a) => cmd_append(a),
         Command::Drain(a) => cmd_drain(a),
         Command::Compact(a) => cmd_compact(a),
+        Command::Retire(a) => cmd_retire(a),
         Command::Status(a) => cmd_status(a),
         Command::Verify(a) => cmd_verify(a),
         Command::Tail(a) => cmd_tail(a),
@@ -359,6 +374,21 @@ fn cmd_drain(a: DrainArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
+fn cmd_retire(a: RetireArgs) -> CmdResult {
+    let compactor = a.flags.compactor(&a.target)?;
+    let r = compactor.retire(&a.journal)?;
+    println!(
+        "drained {} line(s) into {}, then retired {} journal(s):",
+        r.drain.lines,
+        a.target.display(),
+        r.retired.len()
+    );
+    for p in &r.retired {
+        println!("  {} (deleted; every line it held is committed)", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn cmd_compact(a: CompactArgs) -> CmdResult {
     tributary::sys::install_stop_handlers();
     let compactor = a.flags.compactor(&a.target)?;
@@ -367,9 +397,10 @@ fn cmd_compact(a: CompactArgs) -> CmdResult {
     let mut rotation = 0usize;
     let (mut total_lines, mut rounds) = (0u64, 0u64);
     while !tributary::sys::stop_requested() {
-        // Pick up new journals, forget removed ones.
+        // Pick up new journals, forget removed ones and ones whose path now names
+        // another file (retired and the name reused): reopened below by path.
         let paths = spool_journals(&a.spool)?;
-        journals.retain(|j| paths.iter().any(|p| p == j.path()));
+        journals.retain(|j| paths.iter().any(|p| p == j.path()) && j.is_in_place());
         let fresh: Vec<PathBuf> = paths.into_iter().filter(|p| !journals.iter().any(|j| j.path() == p)).collect();
         journals.extend(compactor.open_journals(&fresh)?);
         let mut busy = false;

@@ -131,3 +131,111 @@ fn run_append(journal: &std::path::Path, input: &str) -> std::process::Output {
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn committed_lines(target: &std::path::Path) -> usize {
+    tributary::Manifest::read(&tributary::Sidecar::for_target(target).manifest)
+        .ok()
+        .flatten()
+        .map_or(0, |m| m.committed_lines as usize)
+}
+
+/// Item 9: the supported way to retire a journal — drain it, then delete it — with a
+/// writer that still has it open: every line it held is committed once, the writer's
+/// next append fails (`journal_gone`, nothing stored), and the name starts a new journal.
+#[test]
+fn retiring_a_journal_with_a_live_writer_loses_nothing_and_stops_the_writer() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let path = spool.join("job.journal");
+    let writer = journal(&path);
+    let lines = numbered("job", 0..20);
+    writer.append_batch(&lines).unwrap();
+    let out = cli(&["retire", "--target", &s(&target), "--journal", &s(&path)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("retired 1 journal(s)"), "{out:?}");
+    for suffix in ["", "-wal", "-shm"] {
+        assert!(!std::path::Path::new(&format!("{}{suffix}", path.display())).exists(), "{suffix} left behind");
+    }
+    let err = writer.append(b"too late").expect_err("a retired journal must not acknowledge lines");
+    assert_eq!(err.kind(), tributary::ErrorKind::JournalGone, "{err}");
+    drop(writer);
+    // the name is free for a new journal
+    let fresh = numbered("fresh", 0..3);
+    journal(&path).append_batch(&fresh).unwrap();
+    let out = cli(&["drain", "--target", &s(&target), "--spool", &s(&spool)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut expected = lines;
+    expected.extend(fresh);
+    assert_exactly(&target, &expected);
+    // a missing journal is an error that names it
+    let out = cli(&["retire", "--target", &s(&target), "--journal", &s(&spool.join("nope.journal"))]);
+    assert!(!out.status.success() && stderr(&out).contains("nope.journal"), "{}", stderr(&out));
+}
+
+/// Item 9, as operators do it under a running `compact`: all three files removed, the
+/// name reused at once. The daemon kept draining its handle on the removed file and
+/// never drained the new journal; it now reopens the journal by path and keeps running.
+#[test]
+fn a_compact_daemon_drains_a_journal_whose_name_was_reused_and_keeps_running() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let mut daemon = std::process::Command::new(bin())
+        .args(["compact", "--target", &s(&target), "--spool", &s(&spool), "--interval", "10"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let path = spool.join("job.journal");
+    let first = numbered("first", 0..5);
+    let out = run_append(&path, &first.iter().map(|l| format!("{}\n", String::from_utf8_lossy(l))).collect::<String>());
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_until("the first lines to be committed", || committed_lines(&target) == 5);
+    // the new journal is made beside and renamed over the old name after its -wal and
+    // -shm are removed: the daemon never sees the name missing (as with a quick reuse)
+    let second = numbered("second", 0..5);
+    let staging = d.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    let staged = staging.join("job.journal");
+    let out =
+        run_append(&staged, &second.iter().map(|l| format!("{}\n", String::from_utf8_lossy(l))).collect::<String>());
+    assert!(out.status.success(), "{}", stderr(&out));
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    std::fs::rename(&staged, &path).unwrap();
+    wait_until("the new journal's lines to be committed", || {
+        assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited");
+        committed_lines(&target) == 10
+    });
+    tributary::sys::send_signal(daemon.id(), libc::SIGTERM).unwrap();
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "the daemon did not stop cleanly: {status:?}");
+    let mut expected = first;
+    expected.extend(second);
+    assert_exactly(&target, &expected);
+}
+
+/// Item 9 / 8: `rm x.journal` alone leaves its -wal (maybe with undrained lines); a
+/// writer opening the name must not get SQLite replaying that log into a new journal
+/// ("disk I/O error", or lines nowhere): a clear error, touching nothing.
+#[test]
+fn a_journal_removed_without_its_wal_is_not_recreated_over_the_stale_log() {
+    let d = tmp();
+    let (spool, _) = paths(d.path());
+    let path = spool.join("job.journal");
+    let keep = journal(&path); // keeps the -wal alive, as a running compactor would
+    keep.append(b"undrained").unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let out = run_append(&path, "new line\n");
+    let err = stderr(&out);
+    assert!(!out.status.success() && err.contains("[journal_gone]") && err.contains("-wal"), "{err}");
+    assert!(!path.exists(), "a new journal was created over the stale log");
+    drop(keep);
+}
