@@ -696,6 +696,25 @@ int trib_drain(const char *target,
                struct trib_error **err_out);
 
 /**
+ * Retire journals — the supported way to remove one: drain each into `target` until
+ * it is empty, then delete its files (the journal, `-wal`, `-shm`) while holding its
+ * write lock, once every line it ever held is committed. A writer that still has one
+ * open gets `TRIB_E_JOURNAL_GONE` on its next append (nothing stored). On success
+ * `*retired_out` is `journal_count`. `options` may be NULL for the defaults.
+ *
+ * # Safety
+ * `target` must be NULL or NUL-terminated; `journal_paths` NULL or `journal_count`
+ * NUL-terminated strings; `options` NULL or readable; `retired_out` and `err_out`
+ * NULL or writable.
+ */
+int trib_retire(const char *target,
+                const char *const *journal_paths,
+                size_t journal_count,
+                const struct trib_compactor_options *options,
+                size_t *retired_out,
+                struct trib_error **err_out);
+
+/**
  * Fill `*options_out` with the compactor defaults.
  *
  * # Safety

@@ -1104,6 +1104,50 @@ pub unsafe extern "C" fn trib_drain(
     })
 }
 
+/// Retire journals — the supported way to remove one: drain each into `target` until
+/// it is empty, then delete its files (the journal, `-wal`, `-shm`) while holding its
+/// write lock, once every line it ever held is committed. A writer that still has one
+/// open gets `TRIB_E_JOURNAL_GONE` on its next append (nothing stored). On success
+/// `*retired_out` is `journal_count`. `options` may be NULL for the defaults.
+///
+/// # Safety
+/// `target` must be NULL or NUL-terminated; `journal_paths` NULL or `journal_count`
+/// NUL-terminated strings; `options` NULL or readable; `retired_out` and `err_out`
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_retire(
+    target: *const c_char,
+    journal_paths: *const *const c_char,
+    journal_count: usize,
+    options: *const trib_compactor_options,
+    retired_out: *mut usize,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
+    guard(err_out, || {
+        // SAFETY: NUL-terminated or NULL per the caller's contract.
+        let target = unsafe { path_arg(target, "target") }?;
+        need(retired_out, "retired_out")?;
+        // SAFETY: NULL or `journal_count` string pointers per the caller's contract.
+        let raw_paths = unsafe { array_arg(journal_paths, journal_count, "journal_paths") }?;
+        let mut paths: Vec<PathBuf> = Vec::with_capacity(raw_paths.len());
+        for (i, p) in raw_paths.iter().enumerate() {
+            // SAFETY: each entry is NULL or NUL-terminated per the caller's contract.
+            paths.push(unsafe { path_arg(*p, &format!("journal_paths[{i}]")) }?.to_path_buf());
+        }
+        // SAFETY: NULL or a readable options struct per the caller's contract.
+        let opts = match unsafe { options.as_ref() } {
+            Some(o) => o.to_rust()?,
+            None => CompactorOptions::default(),
+        };
+        let r = Compactor::new(target, opts)?.retire(&paths)?;
+        // SAFETY: not NULL, writable per the caller's contract.
+        unsafe { put(retired_out, r.retired.len()) };
+        Ok(())
+    })
+}
+
 /// Fill `*options_out` with the compactor defaults.
 ///
 /// # Safety

@@ -246,3 +246,65 @@ func Compact(ctx context.Context, target string, opts CompactOptions) error {
 		}
 	}
 }
+
+// Retire retires journals, the supported way to remove one: it drains each into
+// target until it is empty, then deletes its files (the journal, "-wal", "-shm")
+// while holding its write lock, once every line it ever held is committed. A Journal
+// that still has one open gets ErrJournalGone on its next append (nothing stored):
+// stop the writers first. opts.Journals names the journals (opts.Spool must be
+// empty); the other options are those of Drain. A deadline on ctx shortens the lock
+// timeout, as for Drain.
+func Retire(ctx context.Context, target string, opts DrainOptions) (int, error) {
+	const op = "retire"
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if opts.Spool != "" || len(opts.Journals) == 0 {
+		return 0, &Error{Op: op, Kind: KindInvalidArgument, Message: "give the journals to retire in Journals (not Spool)", LineIndex: -1}
+	}
+	copts, err := opts.toC(op)
+	if err != nil {
+		return 0, err
+	}
+	shortened := false
+	if deadline, ok := ctx.Deadline(); ok {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return 0, context.DeadlineExceeded
+		}
+		ms := C.uint64_t((left + time.Millisecond - 1) / time.Millisecond)
+		if ms < copts.lock_timeout_ms {
+			copts.lock_timeout_ms = ms
+			shortened = true
+		}
+	}
+	ctarget, err := cString(op, "target", target)
+	if err != nil {
+		return 0, err
+	}
+	defer C.free(unsafe.Pointer(ctarget))
+	n := len(opts.Journals)
+	paths := (**C.char)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+	arr := unsafe.Slice(paths, n)
+	defer func() {
+		for _, p := range arr {
+			C.free(unsafe.Pointer(p))
+		}
+		C.free(unsafe.Pointer(paths))
+	}()
+	for i, p := range opts.Journals {
+		if arr[i], err = cString(op, fmt.Sprintf("Journals[%d]", i), p); err != nil {
+			return 0, err
+		}
+	}
+	var retired C.size_t
+	var cerr *C.trib_error
+	rc := C.trib_retire(ctarget, paths, C.size_t(n), &copts, &retired, &cerr)
+	if err := callError(op, rc, cerr); err != nil {
+		if shortened {
+			err = withDeadline(err)
+		}
+		return 0, err
+	}
+	return int(retired), nil
+}

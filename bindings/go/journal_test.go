@@ -524,3 +524,32 @@ func TestCompact(t *testing.T) {
 	err := Compact(context.Background(), f.target, CompactOptions{DrainOptions: DrainOptions{Spool: f.spool}})
 	wantKind(t, err, KindTargetTruncated)
 }
+
+// Retire drains a journal, then deletes it; a writer that still has it open gets
+// ErrJournalGone on its next append (nothing stored); misuse is ErrInvalidArgument.
+func TestRetire(t *testing.T) {
+	f := newFixture(t)
+	j := f.openJournal(t, "job", nil)
+	j.AppendString("one")
+	j.AppendString("two")
+	n, err := Retire(context.Background(), f.target, DrainOptions{Journals: []string{j.Path()}})
+	if err != nil || n != 1 {
+		t.Fatalf("Retire = %d, %v", n, err)
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if _, err := os.Stat(j.Path() + suffix); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s%s still exists: %v", j.Path(), suffix, err)
+		}
+	}
+	_, err = j.AppendString("too late")
+	if !errors.Is(err, ErrJournalGone) {
+		t.Fatalf("append to a retired journal: %v, want ErrJournalGone", err)
+	}
+	if got := fmt.Sprint(targetLines(t, f.target)); got != "[one two]" {
+		t.Fatalf("target = %s", got)
+	}
+	_, err = Retire(context.Background(), f.target, DrainOptions{Spool: f.spool})
+	wantKind(t, err, KindInvalidArgument)
+	_, err = Retire(context.Background(), f.target, DrainOptions{Journals: []string{j.Path()}})
+	wantKind(t, err, KindNotAJournal)
+}

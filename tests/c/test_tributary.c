@@ -211,6 +211,7 @@ static void test_version_and_names(void) {
     CHECK(strcmp(trib_result_name(TRIB_E_NOT_A_JOURNAL), "not_a_journal") == 0);
     CHECK(strcmp(trib_result_name(TRIB_E_IO), "io") == 0);
     CHECK(strcmp(trib_result_name(TRIB_E_SQLITE), "sqlite") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_JOURNAL_GONE), "journal_gone") == 0);
     CHECK(strcmp(trib_result_name(TRIB_E_PANIC), "panic") == 0);
     CHECK(strcmp(trib_result_name(-7), "unknown") == 0);
 
@@ -1161,6 +1162,38 @@ static void test_threads_share_a_journal(void) {
     trib_reader_close(r);
 }
 
+/* Retirement: drain, then delete; a writer that still has the journal open gets
+ * TRIB_E_JOURNAL_GONE and stores nothing; bad arguments are errors. */
+static void test_retire(void) {
+    char dir[512], target[512], jpath[512], wal[512];
+    make_dir(dir, "retire");
+    path_in(target, dir, "out.log");
+    path_in(jpath, dir, "job.journal");
+    trib_journal *j = open_journal(jpath, NULL);
+    append_str(j, "one");
+    append_str(j, "two");
+    const char *paths[] = {jpath};
+    size_t retired = 0;
+    trib_error *err = NULL;
+    EXPECT(TRIB_OK, trib_retire(target, paths, 1, NULL, &retired, &err));
+    CHECK(retired == 1);
+    struct stat st;
+    pathf(wal, "%s-wal", jpath);
+    CHECK(stat(jpath, &st) != 0 && stat(wal, &st) != 0);
+    uint64_t seq = 0;
+    EXPECT(TRIB_E_JOURNAL_GONE, trib_journal_append(j, (const uint8_t *)"late", 4, &seq, &err));
+    CHECK(seq == 0);
+    trib_journal_close(j);
+    size_t len = 0;
+    char *got = read_file(target, &len);
+    CHECK(got != NULL && len == 8 && memcmp(got, "one\ntwo\n", 8) == 0);
+    free(got);
+    EXPECT(TRIB_E_NOT_A_JOURNAL, trib_retire(target, paths, 1, NULL, &retired, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_retire(NULL, paths, 1, NULL, &retired, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_retire(target, paths, 1, NULL, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_retire(target, NULL, 1, NULL, &retired, &err));
+}
+
 int main(int argc, char **argv) {
     g_argv0 = argv[0];
     if (argc == 4 && strcmp(argv[1], "--drain-child") == 0) {
@@ -1189,6 +1222,7 @@ int main(int argc, char **argv) {
     test_lock_lost();
     test_rotation();
     test_threads_share_a_journal();
+    test_retire();
 
     if (g_fail == 0) {
         rm_rf(g_root);

@@ -338,3 +338,20 @@ def test_every_header_function_has_a_ctypes_prototype():
     for name in sorted(names):
         fn = getattr(_ffi.lib, name)
         assert fn.argtypes is not None, f"{name} has no argtypes"
+
+
+def test_retire_drains_then_deletes_and_a_live_writer_is_told(spool: Path, target: Path):
+    path = spool / "job.journal"
+    writer = tributary.Journal(path)
+    writer.append_many([b"one", b"two"])
+    assert tributary.retire(target, [path]) == 1
+    assert not any(spool.iterdir()), list(spool.iterdir())
+    with pytest.raises(tributary.JournalGoneError) as e:
+        writer.append(b"too late")
+    assert "reopen" in str(e.value)
+    writer.close()
+    assert target_lines(target) == [b"one", b"two"]
+    with pytest.raises(tributary.NotAJournalError):
+        tributary.retire(target, [path])
+    with pytest.raises(tributary.InvalidArgumentError):
+        tributary.retire(target, [])

@@ -32,6 +32,7 @@ from ._api import (
     VerifyReport,
     Watermark,
     drain,
+    retire,
     status,
     verify,
 )
@@ -98,6 +99,7 @@ __all__ = [
     "VerifyReport",
     "Watermark",
     "drain",
+    "retire",
     "status",
     "verify",
 ]

@@ -381,6 +381,42 @@ class Journal:
 # ---- drain / verify / status -----------------------------------------------------------------------
 
 
+def _compactor_options(
+    max_round_bytes: Optional[int],
+    max_round_time: Optional[Seconds],
+    lock_timeout: Optional[Seconds],
+    max_line: Optional[int],
+    busy_timeout: Optional[Seconds],
+    allow_network_fs: bool,
+    rotate_bytes: Optional[int],
+    rotate_lines: Optional[int],
+    retain_generations: Optional[int],
+) -> "_ffi.CompactorOptions":
+    opts = _ffi.CompactorOptions()
+    call(lib.trib_compactor_options_default, byref(opts))
+    if max_round_bytes is not None:
+        opts.max_round_bytes = _positive_int(max_round_bytes, "max_round_bytes")
+    if max_line is not None:
+        opts.max_line_bytes = _positive_int(max_line, "max_line")
+    for name, field, value in (
+        ("max_round_time", "max_round_time_ms", max_round_time),
+        ("lock_timeout", "lock_timeout_ms", lock_timeout),
+        ("busy_timeout", "journal_busy_timeout_ms", busy_timeout),
+    ):
+        ms = _ms(value, name)
+        if ms is not None:
+            setattr(opts, field, ms)
+    opts.allow_network_fs = bool(allow_network_fs)
+    for field, value in (
+        ("rotate_bytes", rotate_bytes),
+        ("rotate_lines", rotate_lines),
+        ("retain_generations", retain_generations),
+    ):
+        if value is not None:
+            setattr(opts, field, _positive_int(value, field))
+    return opts
+
+
 def drain(
     target: PathLike,
     journals: Optional[Iterable[Union[PathLike, Journal]]] = None,
@@ -420,34 +456,53 @@ def drain(
     for j in journals or ():
         paths.append(fspath_bytes(j.path if isinstance(j, Journal) else j, "journals[]"))
     spool_b = fspath_bytes(spool, "spool") if spool is not None else None
-    opts = _ffi.CompactorOptions()
-    call(lib.trib_compactor_options_default, byref(opts))
-    if max_round_bytes is not None:
-        opts.max_round_bytes = _positive_int(max_round_bytes, "max_round_bytes")
-    if max_line is not None:
-        opts.max_line_bytes = _positive_int(max_line, "max_line")
-    for name, field, value in (
-        ("max_round_time", "max_round_time_ms", max_round_time),
-        ("lock_timeout", "lock_timeout_ms", lock_timeout),
-        ("busy_timeout", "journal_busy_timeout_ms", busy_timeout),
-    ):
-        ms = _ms(value, name)
-        if ms is not None:
-            setattr(opts, field, ms)
-    opts.allow_network_fs = bool(allow_network_fs)
-    for field, value in (
-        ("rotate_bytes", rotate_bytes),
-        ("rotate_lines", rotate_lines),
-        ("retain_generations", retain_generations),
-    ):
-        if value is not None:
-            setattr(opts, field, _positive_int(value, field))
+    opts = _compactor_options(
+        max_round_bytes,
+        max_round_time,
+        lock_timeout,
+        max_line,
+        busy_timeout,
+        allow_network_fs,
+        rotate_bytes,
+        rotate_lines,
+        retain_generations,
+    )
     arr = (c_char_p * max(len(paths), 1))(*paths)
     rep = _ffi.DrainReport()
     call(lib.trib_drain, target_b, arr, len(paths), spool_b, byref(opts), byref(rep))
     return DrainReport(
         rep.rounds, rep.lines, rep.bytes, rep.repaired_tail_bytes, rep.epoch, rep.journals, rep.rotations
     )
+
+
+def retire(
+    target: PathLike,
+    journals: Iterable[Union[PathLike, Journal]],
+    *,
+    max_round_bytes: Optional[int] = None,
+    max_round_time: Optional[Seconds] = None,
+    lock_timeout: Optional[Seconds] = None,
+    max_line: Optional[int] = None,
+    busy_timeout: Optional[Seconds] = None,
+    allow_network_fs: bool = False,
+) -> int:
+    """Retire journals, the supported way to remove one: drain each into ``target``
+    until it is empty, then delete its files (the journal, ``-wal``, ``-shm``) while
+    holding its write lock, once every line it ever held is committed. Returns how many
+    were retired. A :class:`Journal` that still has one open raises
+    :class:`JournalGoneError` on its next append (nothing stored); stop writers first.
+    """
+    target_b = fspath_bytes(target, "target")
+    paths = [fspath_bytes(j.path if isinstance(j, Journal) else j, "journals[]") for j in journals]
+    if not paths:
+        raise _arg_error("give at least one journal to retire")
+    opts = _compactor_options(
+        max_round_bytes, max_round_time, lock_timeout, max_line, busy_timeout, allow_network_fs, None, None, None
+    )
+    arr = (c_char_p * len(paths))(*paths)
+    retired = c_size_t(0)
+    call(lib.trib_retire, target_b, arr, len(paths), byref(opts), byref(retired))
+    return retired.value
 
 
 def verify(target: PathLike) -> VerifyReport:

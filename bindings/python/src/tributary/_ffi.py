@@ -228,6 +228,11 @@ def _declare(lib: ctypes.CDLL) -> None:
             [c_char_p, POINTER(c_char_p), c_size_t, c_char_p, POINTER(CompactorOptions), POINTER(DrainReport), err_pp],
         ),
         ("trib_compactor_options_default", c_int, [POINTER(CompactorOptions), err_pp]),
+        (
+            "trib_retire",
+            c_int,
+            [c_char_p, POINTER(c_char_p), c_size_t, POINTER(CompactorOptions), POINTER(c_size_t), err_pp],
+        ),
         ("trib_verify", c_int, [c_char_p, POINTER(VerifyReport), err_pp]),
         ("trib_verify_report_clear", None, [POINTER(VerifyReport)]),
         ("trib_status", c_int, [c_char_p, c_char_p, POINTER(p), err_pp]),
