@@ -206,6 +206,8 @@ impl Compactor {
             let manifest = Manifest::read(&self.sidecar.manifest)?.ok_or_else(|| {
                 Error::InvalidArgument(format!("target {} has no manifest after a drain", self.target.display()))
             })?;
+            // O12: delete nothing on the word of a manifest a power cut could take back
+            crate::manifest::sync_dir(&self.sidecar.dir)?;
             let mut still = Vec::new();
             for j in pending {
                 let watermark = manifest.watermarks.get(&j.id()).map_or(0, |w| w.last_seq);

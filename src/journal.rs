@@ -463,6 +463,14 @@ impl Journal {
         // its log, which may hold undrained lines. SQLite would replay that log into a
         // new, empty journal of the same name: refuse, touching nothing.
         let wal = wal_path(&path);
+        if retiring_path(&path).exists() {
+            if path.exists() {
+                // a tombstone left beside a journal made after that retirement
+                let _ = std::fs::remove_file(retiring_path(&path));
+            } else {
+                finish_retirement(&path)?; // a retirement cut short: its lines are committed
+            }
+        }
         if !path.exists() && wal.exists() {
             return Err(Error::JournalGone {
                 path: path.clone(),
@@ -549,10 +557,7 @@ impl Journal {
         // O2: the journal file and the `-wal` SQLite just created (it makes a new one
         // whenever the last connection closed) must be durable as names before any
         // line in them is acknowledged; SQLite fsyncs the files, never their folder.
-        let folder = fscheck::parent_dir(&path);
-        std::fs::File::open(&folder)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::io(format!("fsync of the journal's folder {}", folder.display()), e))?;
+        sync_folder(&path)?;
         // The -wal exists from the schema read on: SQLite deletes it only when the last
         // connection closes, and this one stays open as long as the handle.
         let files = [inode, file_id(&wal_path(&path))?];
@@ -1363,23 +1368,19 @@ impl Journal {
         if ceiling > watermark {
             return Ok(false);
         }
-        self.check_in_place()?; // the files checked are the files deleted
-        let mut shm = self.path.as_os_str().to_owned();
-        shm.push("-shm");
-        // the log first: a writer opening the path meanwhile must not find a -wal
-        // without its journal
-        for p in [wal_path(&self.path), PathBuf::from(shm), self.path.clone()] {
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(format!("removing {}", p.display()), e)),
-            }
-        }
-        let folder = fscheck::parent_dir(&self.path);
-        std::fs::File::open(&folder)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::io(format!("fsync of the journal's folder {}", folder.display()), e))?;
+        // the files checked are the files deleted
+        self.check_in_place()?;
+        // Crash-safe at every step (a power cut may keep any prefix of these, each made
+        // durable by a folder fsync before the next): first the journal's name becomes
+        // a tombstone, so no state leaves a journal without its -wal (stale rows) or a
+        // -wal without a tombstone explaining it; then the log; then the tombstone.
+        // Journal::open finishes a retirement it finds cut short.
+        let tombstone = retiring_path(&self.path);
+        std::fs::rename(&self.path, &tombstone)
+            .map_err(|e| Error::io(format!("renaming {} to {}", self.path.display(), tombstone.display()), e))?;
+        sync_folder(&self.path)?;
         drop(tx);
+        finish_retirement(&self.path)?;
         Ok(true)
     }
 
@@ -1395,6 +1396,10 @@ impl Drop for Journal {
     fn drop(&mut self) {
         let conn = self.conn.take();
         if std::process::id() == self.pid {
+            // (A journal retired, removed or replaced meanwhile is safe to close: SQLite
+            // checks SQLITE_FCNTL_HAS_MOVED and then neither checkpoints nor deletes
+            // the -wal and -shm by name, which may be a new journal's; see
+            // tests/hostile.rs.)
             drop(conn);
             forks::closed(self.files[0]);
         } else {
@@ -1466,6 +1471,37 @@ impl fmt::Debug for Journal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Journal").field("path", &self.path).field("id", &self.id).finish()
     }
+}
+
+/// The tombstone a retirement renames a journal to before deleting its log.
+fn retiring_path(journal: &Path) -> PathBuf {
+    let mut p = journal.as_os_str().to_owned();
+    p.push(".retiring");
+    PathBuf::from(p)
+}
+
+/// The rest of a retirement whose tombstone exists: delete the `-wal` and `-shm`, then
+/// the tombstone, each made durable before the next. Idempotent.
+fn finish_retirement(journal: &Path) -> Result<()> {
+    let mut shm = journal.as_os_str().to_owned();
+    shm.push("-shm");
+    for p in [wal_path(journal), PathBuf::from(shm), retiring_path(journal)] {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", p.display()), e)),
+        }
+        sync_folder(journal)?;
+    }
+    Ok(())
+}
+
+/// fsync the folder holding `path`.
+fn sync_folder(path: &Path) -> Result<()> {
+    let folder = fscheck::parent_dir(path);
+    std::fs::File::open(&folder)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(format!("fsync of the journal's folder {}", folder.display()), e))
 }
 
 /// The path of a journal's write-ahead log (`<journal>-wal`).

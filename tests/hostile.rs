@@ -239,3 +239,29 @@ fn a_journal_removed_without_its_wal_is_not_recreated_over_the_stale_log() {
     assert!(!path.exists(), "a new journal was created over the stale log");
     drop(keep);
 }
+
+/// Item 8's neighbour: after a journal was removed and a new one made under the same
+/// name, closing the stale handle must not delete the new journal's -wal and -shm (SQLite
+/// deletes them by name when its last connection to a file closes — unless the file has
+/// moved, which it checks: this guards that protection against a change of ours or
+/// SQLite's).
+#[test]
+fn closing_a_handle_on_a_removed_journal_leaves_its_successor_alone() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let path = spool.join("job.journal");
+    let stale = journal(&path);
+    stale.append(b"into the removed journal").unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        std::fs::remove_file(format!("{}{suffix}", path.display())).unwrap();
+    }
+    let successor = journal(&path);
+    let lines = numbered("new", 0..6);
+    successor.append_batch(&lines[..5]).unwrap();
+    assert_eq!(stale.append(b"x").unwrap_err().kind(), tributary::ErrorKind::JournalGone);
+    drop(stale);
+    successor.append(&lines[5]).expect("the successor's -wal was deleted by the stale handle's close");
+    drop(successor);
+    compactor(&target).drain_paths(std::slice::from_ref(&path)).unwrap();
+    assert_exactly(&target, &lines);
+}

@@ -204,6 +204,19 @@ drain --target "$R/out.log" --spool "$R/spool"
         "out.log", ["spool/new.journal"], {"spool/new.journal": ["p1"]}, spool="spool", dirs=("spool",),
         about="a journal created in a fresh spool folder, drained with --spool",
     ),
+    Workload(
+        "retire",
+        f"""
+app full out/j.journal a1 a2
+drain {DRAIN_OUT}
+app full out/j.journal a3
+trib retire --target "$R/out/out.log" --journal "$R/out/j.journal" > /dev/null
+app full out/j.journal a4
+""",
+        "out/out.log", ["out/j.journal"], {"out/j.journal": ["p1", "p2"]}, dirs=("out",),
+        append_first=True,
+        about="a journal retired (drained, then deleted: tombstone, -wal, -shm, tombstone), its name reused at once",
+    ),
 ]
 
 
