@@ -668,6 +668,7 @@ impl trib_journal_options {
             key_retention: ms_option(self.key_retention_ms, "key_retention_ms")?,
             busy_timeout: busy_timeout_option(self.busy_timeout_ms, "busy_timeout_ms")?,
             allow_network_fs: self.allow_network_fs,
+            ..JournalOptions::default()
         })
     }
 }

@@ -47,7 +47,6 @@ pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
 const FORMAT_VERSION: i64 = 1;
 /// Checkpoint the WAL after this many drained runs were deleted since the last one.
 const CHECKPOINT_EVERY_DELETED_RUNS: u64 = 1_000;
-const KEY_PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How durable an acknowledged append is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,8 +80,11 @@ pub struct JournalOptions {
     /// When the backlog is full, wait up to this long for a compactor to make room
     /// before failing with `JournalFull`. `None`: fail at once.
     pub full_wait: Option<Duration>,
-    /// How long an idempotency key is remembered. Default 7 days.
+    /// How long an idempotency key is remembered, measured in time the host was up
+    /// (a wall-clock step does not expire keys; see docs/design.md). Default 7 days.
     pub key_retention: Duration,
+    /// How often a keyed commit purges expired keys. Default 60 s.
+    pub key_purge_interval: Duration,
     /// How long to wait for another process's SQLite write lock on this journal
     /// (retrying every millisecond; process-wide, the longest one asked for wins).
     pub busy_timeout: Duration,
@@ -99,6 +101,7 @@ impl Default for JournalOptions {
             max_backlog_bytes: None,
             full_wait: None,
             key_retention: Duration::from_secs(7 * 24 * 3600),
+            key_purge_interval: Duration::from_secs(60),
             busy_timeout: Duration::from_secs(30),
             allow_network_fs: false,
         }
@@ -929,6 +932,7 @@ impl Journal {
         let mut total_bytes = head.total_bytes;
         let mut backlog_bytes = (head.total_bytes - head.drained_bytes) as i64;
         let now = now_ms();
+        let key_now = if batch.iter().any(|r| r.keys.is_some()) { Self::key_clock(&tx)? } else { 0 };
         let mut results = Vec::with_capacity(batch.len());
         let mut runs: Vec<RunBuf> = Vec::new();
         let mut new_keys: Vec<(&[u8], u64)> = Vec::new();
@@ -1021,7 +1025,7 @@ impl Journal {
                 .map_err(|e| Error::sqlite(ctx("preparing key insert"), e))?;
             for (k, seq) in &new_keys {
                 insert_key
-                    .execute(params![k, *seq as i64, now])
+                    .execute(params![k, *seq as i64, key_now])
                     .map_err(|e| Error::sqlite(ctx("recording a key"), e))?;
             }
         }
@@ -1078,20 +1082,52 @@ impl Journal {
     }
 
     fn key_purge_due(&self) -> bool {
-        self.maintenance.lock().last_key_purge.elapsed() >= KEY_PURGE_INTERVAL
+        self.maintenance.lock().last_key_purge.elapsed() >= self.opts.key_purge_interval
     }
 
     fn maybe_purge_keys(&self, tx: &Connection) -> Result<()> {
         let mut m = self.maintenance.lock();
-        if m.last_key_purge.elapsed() < KEY_PURGE_INTERVAL {
+        if m.last_key_purge.elapsed() < self.opts.key_purge_interval {
             return Ok(());
         }
         m.last_key_purge = Instant::now();
         let retention = i64::try_from(self.opts.key_retention.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = now_ms().saturating_sub(retention);
+        let cutoff = Self::key_clock(tx)?.saturating_sub(retention);
         tx.execute("DELETE FROM idempotency WHERE added_ms < ?1", params![cutoff])
             .map_err(|e| Error::sqlite("purging expired idempotency keys", e))?;
         Ok(())
+    }
+
+    /// The journal's clock for idempotency keys, in ms (docs/design.md, "Idempotency
+    /// keys and the journal's clock"): `CLOCK_BOOTTIME` anchored per boot in `meta`, so
+    /// a wall-clock step never ages a key. Call inside a write transaction: it
+    /// refreshes the anchor to this moment (so the next boot resumes from here).
+    fn key_clock(tx: &Connection) -> Result<i64> {
+        let (boot, uptime) = (sys::boot_id(), sys::boottime_ms());
+        let stored: Option<String> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'key_clock'", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| Error::sqlite("reading the key clock", e))?;
+        let parsed = stored.as_deref().and_then(|v| {
+            let mut it = v.split(' ');
+            let (b, up, clock) = (it.next()?, it.next()?.parse::<i64>().ok()?, it.next()?.parse::<i64>().ok()?);
+            Some((b.to_string(), up, clock))
+        });
+        let now = match parsed {
+            // this boot: the time up since the anchor (never negative)
+            Some((b, up, clock)) if !boot.is_empty() && b == boot => clock + (uptime - up).max(0),
+            // a new boot: resume where the last one left off (downtime not counted)
+            Some((_, _, clock)) => clock,
+            // a journal whose keys were stamped with wall time: continue from it
+            None => now_ms(),
+        };
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES ('key_clock', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![format!("{boot} {uptime} {now}")],
+        )
+        .map_err(|e| Error::sqlite("recording the key clock", e))?;
+        Ok(now)
     }
 
     /// The seq and byte counters, derived from the newest run and the drained record
@@ -1543,7 +1579,7 @@ mod tests {
         let j = Journal::open(d.path().join("k.journal"), opts).unwrap();
         let first = j.append_keyed(b"key", b"once").unwrap();
         // Make the next append run the (normally once a minute) key purge.
-        j.maintenance.lock().last_key_purge = Instant::now().checked_sub(KEY_PURGE_INTERVAL * 2).unwrap();
+        j.maintenance.lock().last_key_purge = Instant::now().checked_sub(Duration::from_secs(120)).unwrap();
         j.append(b"other").unwrap();
         assert_eq!(j.append_keyed(b"key", b"again").unwrap(), first, "the key was purged");
         assert_eq!(j.backlog().unwrap().lines, 2);

@@ -172,3 +172,21 @@ pub fn send_signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// Milliseconds of `CLOCK_BOOTTIME`: time since boot, suspend included, never stepped
+/// (an NTP correction of the wall clock does not move it).
+pub fn boottime_ms() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
+}
+
+/// This boot's random id (`/proc/sys/kernel/random/boot_id`); "" if it cannot be read,
+/// which makes every process look like a new boot (keys then live longer, not shorter).
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+}

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Rust: formatting, lints, unit and integration tests (crash tests kill real processes;
-# durability_order traces the CLI's fsyncs with strace).
+# durability_order traces the CLI's fsyncs with strace, key_clock uses libfaketime).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-# tests/durability_order.rs reads the drain's syscalls with strace
-if ! command -v strace >/dev/null; then
+# tests/durability_order.rs reads the drain's syscalls with strace; tests/key_clock.rs
+# steps a writer's wall clock with libfaketime
+need=()
+command -v strace >/dev/null || need+=(strace)
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need+=(faketime)
+if [ ${#need[@]} != 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q strace >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q strace >/dev/null; }
+  apt-get install -y -q "${need[@]}" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "${need[@]}" >/dev/null; }
 fi
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
