@@ -188,10 +188,10 @@ pub fn run(a: DemoArgs) -> Result<ExitCode, Error> {
         mkdirs(p)?;
     }
     let exe = std::env::current_exe().map_err(|e| Error::io("finding the tributary executable", e))?;
-    println!("tributary demo (seed {seed})");
-    println!("  folder:  {}", dir.display());
-    println!("  target:  {}", target.display());
-    println!(
+    say!("tributary demo (seed {seed})");
+    say!("  folder:  {}", dir.display());
+    say!("  target:  {}", target.display());
+    say!(
         "  {} writers x {} lines (keyed, durable), 2 compactors racing for the lock, {} SIGKILLs",
         a.writers, a.lines, a.kills
     );
@@ -261,7 +261,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode, Error> {
             let _ = p.child.wait();
             *kills.entry(if p.name.starts_with("writer") { "writer" } else { "compactor" }).or_default() += 1;
             killed += 1;
-            println!(
+            say!(
                 "  [{:5.1}s] SIGKILL {} (pid {}); restarting it",
                 start.elapsed().as_secs_f64(),
                 p.name,
@@ -273,7 +273,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode, Error> {
         if last_progress.elapsed() >= Duration::from_secs(1) {
             last_progress = Instant::now();
             let acked: u64 = (1..=a.writers).map(|w| last_acked(&acks.join(format!("w{w}.ack")))).sum();
-            println!(
+            say!(
                 "  [{:5.1}s] acknowledged {acked:>7} | committed {:>7} | kills {killed}/{}",
                 start.elapsed().as_secs_f64(),
                 committed_lines(&target),
@@ -302,24 +302,24 @@ pub fn run(a: DemoArgs) -> Result<ExitCode, Error> {
     let check = check_target(&target, &acks, a.writers, seed)?;
     let v = verify(&target)?;
     let lines_per_s = check.lines as f64 / elapsed;
-    println!("\nresult:");
-    println!("  lines in target:        {}", check.lines);
-    println!("  acknowledged lines:     {}", check.acked);
-    println!(
+    say!("\nresult:");
+    say!("  lines in target:        {}", check.lines);
+    say!("  acknowledged lines:     {}", check.acked);
+    say!(
         "  throughput:             {lines_per_s:.0} lines/s end to end (writers paced at {}/s each; --rate 0 unpaces)",
         a.rate
     );
-    println!(
+    say!(
         "  kills survived:         {killed} ({} writers, {} compactors)",
         kills.get("writer").copied().unwrap_or(0),
         kills.get("compactor").copied().unwrap_or(0)
     );
-    println!("  lost:                   {}", check.lost);
-    println!("  duplicated:             {}", check.duplicated);
-    println!("  torn or foreign:        {}", check.torn);
-    println!("  out of order:           {}", check.out_of_order);
-    println!("  final drain moved:      {} lines", final_drain.lines);
-    println!("  verify:                 {}", if v.is_consistent() { "ok".to_string() } else { v.problems.join("; ") });
+    say!("  lost:                   {}", check.lost);
+    say!("  duplicated:             {}", check.duplicated);
+    say!("  torn or foreign:        {}", check.torn);
+    say!("  out of order:           {}", check.out_of_order);
+    say!("  final drain moved:      {} lines", final_drain.lines);
+    say!("  verify:                 {}", if v.is_consistent() { "ok".to_string() } else { v.problems.join("; ") });
     let ok = check.lost == 0
         && check.duplicated == 0
         && check.torn == 0
@@ -333,8 +333,8 @@ pub fn run(a: DemoArgs) -> Result<ExitCode, Error> {
         eprintln!("demo: FAILED (seed {seed}); files kept in {}", dir.display());
         return Ok(ExitCode::FAILURE);
     }
-    println!("demo: PASSED: every acknowledged line exactly once, in order, nothing torn (seed {seed})");
-    println!("  try: tributary tail --target {} | head", target.display());
+    say!("demo: PASSED: every acknowledged line exactly once, in order, nothing torn (seed {seed})");
+    say!("  try: tributary tail --target {} | head", target.display());
     Ok(ExitCode::SUCCESS)
 }
 

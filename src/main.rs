@@ -2,6 +2,18 @@
 //! thin shell over the library; errors go to stderr with what to do, exit code 1
 //! (2 for usage errors, from clap).
 
+/// `println!` that never panics: once stdout is closed (`tributary status | head`,
+/// `compact --verbose | head -1`), the rest of the output is dropped and the command
+/// (or the daemon) carries on, instead of dying in a panic on EPIPE.
+macro_rules! say {
+    () => {
+        $crate::say_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::say_line(format_args!($($arg)*))
+    };
+}
+
 mod demo;
 
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -251,6 +263,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Set once stdout could not be written: say nothing more.
+static STDOUT_GONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn say_line(args: std::fmt::Arguments) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if STDOUT_GONE.load(Relaxed) {
+        return;
+    }
+    let mut out = io::stdout().lock();
+    if writeln!(out, "{args}").and_then(|()| out.flush()).is_err() {
+        STDOUT_GONE.store(true, Relaxed);
+    }
+}
+
 type CmdResult = Result<ExitCode, Error>;
 
 fn stdout_err(e: io::Error) -> Error {
@@ -352,9 +378,9 @@ fn cmd_drain(a: DrainArgs) -> CmdResult {
     let paths = journal_paths(a.journal, a.spool.as_deref())?;
     let r = compactor.drain_paths(&paths)?;
     if r.rotations > 0 {
-        println!("rotated {} generation(s) out of {}", r.rotations, a.target.display());
+        say!("rotated {} generation(s) out of {}", r.rotations, a.target.display());
     }
-    println!(
+    say!(
         "drained {} line(s), {} byte(s) from {} journal(s) into {} in {} round(s); epoch {}{}",
         r.lines,
         r.bytes,
@@ -369,7 +395,7 @@ fn cmd_drain(a: DrainArgs) -> CmdResult {
         }
     );
     for j in &r.journals {
-        println!("  {} ({}): {} line(s), now at seq {}", j.path.display(), j.journal_id, j.lines, j.last_seq);
+        say!("  {} ({}): {} line(s), now at seq {}", j.path.display(), j.journal_id, j.lines, j.last_seq);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -377,14 +403,14 @@ fn cmd_drain(a: DrainArgs) -> CmdResult {
 fn cmd_retire(a: RetireArgs) -> CmdResult {
     let compactor = a.flags.compactor(&a.target)?;
     let r = compactor.retire(&a.journal)?;
-    println!(
+    say!(
         "drained {} line(s) into {}, then retired {} journal(s):",
         r.drain.lines,
         a.target.display(),
         r.retired.len()
     );
     for p in &r.retired {
-        println!("  {} (deleted; every line it held is committed)", p.display());
+        say!("  {} (deleted; every line it held is committed)", p.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -413,7 +439,7 @@ fn cmd_compact(a: CompactArgs) -> CmdResult {
                         rounds += 1;
                         busy = true;
                         if a.verbose {
-                            println!("committed {} line(s), {} byte(s); epoch {}", r.lines, r.bytes, r.epoch);
+                            say!("committed {} line(s), {} byte(s); epoch {}", r.lines, r.bytes, r.epoch);
                         }
                     }
                 }
@@ -443,37 +469,37 @@ fn age(ms: i64) -> String {
 
 fn cmd_status(a: StatusArgs) -> CmdResult {
     let s = status(&a.target, a.spool.as_deref())?;
-    println!("target: {}", s.target.display());
+    say!("target: {}", s.target.display());
     match &s.manifest {
-        None => println!("  not drained yet (no manifest)"),
+        None => say!("  not drained yet (no manifest)"),
         Some(m) => {
             let len = s.target_len.unwrap_or(0);
-            println!("  target_id: {}", m.target_id);
-            println!("  epoch: {}", m.epoch);
-            println!("  generation: {}", m.generation);
+            say!("  target_id: {}", m.target_id);
+            say!("  epoch: {}", m.epoch);
+            say!("  generation: {}", m.generation);
             for (g, r) in &m.rotated {
-                println!(
+                say!(
                     "    rotated generation {g}: {} ({} bytes, {} lines)",
                     tributary::generation_path(&s.target, *g).display(),
                     r.len,
                     r.lines
                 );
             }
-            println!(
+            say!(
                 "  committed: {} bytes, {} lines, crc {:08x}",
                 m.committed_len, m.committed_lines, m.committed_crc
             );
-            println!("  file length: {len} bytes (uncommitted tail: {} bytes)", len.saturating_sub(m.committed_len));
-            println!("  watermarks: {}", m.watermarks.len());
+            say!("  file length: {len} bytes (uncommitted tail: {} bytes)", len.saturating_sub(m.committed_len));
+            say!("  watermarks: {}", m.watermarks.len());
             for w in m.watermarks.values() {
-                println!("    journal {} up to seq {}", w.journal_id, w.last_seq);
+                say!("    journal {} up to seq {}", w.journal_id, w.last_seq);
             }
         }
     }
     if let Some(spool) = &a.spool {
-        println!("spool: {} ({} journal(s))", spool.display(), s.journals.len());
+        say!("spool: {} ({} journal(s))", spool.display(), s.journals.len());
         for j in &s.journals {
-            println!(
+            say!(
                 "  {} id {}: backlog {} line(s), {} byte(s), oldest {}; last seq {}, target has up to {}",
                 j.path.display(),
                 j.journal_id,
@@ -496,7 +522,7 @@ fn cmd_verify(a: TargetArg) -> CmdResult {
         }
         return Ok(ExitCode::FAILURE);
     }
-    println!(
+    say!(
         "ok: {} matches its manifest (epoch {}, generation {}): {} committed bytes, {} lines, CRC matches{}",
         a.target.display(),
         r.epoch,
@@ -510,7 +536,7 @@ fn cmd_verify(a: TargetArg) -> CmdResult {
         }
     );
     if r.uncommitted_tail_bytes > 0 {
-        println!(
+        say!(
             "note: {} uncommitted byte(s) after the committed part (a crashed or running drain); the next drain \
              round truncates them, readers never see them",
             r.uncommitted_tail_bytes

@@ -141,3 +141,55 @@ fn append_failing_mid_stream_says_exactly_how_many_lines_were_stored() {
         "the message must say that {stored} lines were stored: {err}"
     );
 }
+
+fn committed_lines(target: &std::path::Path) -> u64 {
+    tributary::Manifest::read(&tributary::Sidecar::for_target(target).manifest).ok().flatten().map_or(0, |m| m.committed_lines)
+}
+
+/// Issue 13 item 6: `compact --verbose | head -1` exited 101 with a panic at its next
+/// line; `drain | head`, `status | head` too. A closed stdout silences the output; the
+/// daemon keeps draining and still stops cleanly on SIGTERM.
+#[test]
+fn a_closed_stdout_neither_panics_a_command_nor_stops_the_daemon() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let j = journal(&spool.join("a.journal"));
+    j.append_batch(&numbered("first", 0..3)).unwrap();
+    let mut daemon = Command::new(bin())
+        .args(["compact", "--target", &s(&target), "--spool", &s(&spool), "--interval", "10", "--verbose"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut first).unwrap(); // `| head -1`, then gone
+    assert!(first.contains("committed 3 line(s)"), "{first}");
+    for round in 0..3 {
+        j.append_batch(&numbered(&format!("more{round}"), 0..2)).unwrap();
+        let want = 3 + 2 * (round + 1);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while committed_lines(&target) < want {
+            assert!(daemon.try_wait().unwrap().is_none(), "the daemon died when its stdout closed");
+            assert!(Instant::now() < deadline, "the daemon stopped draining");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    tributary::sys::send_signal(daemon.id(), libc::SIGTERM).unwrap();
+    let out = daemon.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("panicked"), "{:?}: {err}", out.status);
+
+    // one-shot commands whose stdout is already closed when they print
+    j.append_batch(&numbered("last", 0..2)).unwrap();
+    for args in [
+        vec!["drain", "--target", &s(&target), "--spool", &s(&spool)],
+        vec!["status", "--target", &s(&target), "--spool", &s(&spool)],
+    ] {
+        let mut c = Command::new(bin()).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        drop(c.stdout.take()); // the reader is gone before the first line
+        let out = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && !err.contains("panicked"), "{args:?}: {:?}: {err}", out.status);
+    }
+    assert_eq!(committed_lines(&target), 11, "the drain with a closed stdout still drained");
+}
