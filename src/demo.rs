@@ -25,10 +25,10 @@ pub struct DemoArgs {
     #[arg(long)]
     target: Option<PathBuf>,
     /// Writer processes (each with its own journal).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     writers: u32,
     /// Lines each writer appends.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     lines: u64,
     /// Lines per second each writer appends at most (0 = as fast as it can).
     #[arg(long, default_value_t = 2500)]
@@ -174,9 +174,35 @@ fn committed_lines(target: &Path) -> u64 {
 pub fn run(a: DemoArgs) -> Result<ExitCode, Error> {
     let seed = a.seed.unwrap_or_else(tributary::sys::random_u64) % 1_000_000_007;
     let dir = match a.dir {
-        Some(d) => d,
+        Some(d) => {
+            // a folder of an earlier run would mix its lines into this run's proof
+            if fs::read_dir(&d).is_ok_and(|mut entries| entries.next().is_some()) {
+                return Err(Error::InvalidArgument(format!(
+                    "--dir {} is not empty (an earlier demo?): give a new folder, or remove this one",
+                    d.display()
+                )));
+            }
+            d
+        }
         None => std::env::temp_dir().join(format!("tributary-demo-{:08x}", tributary::sys::random_u64() as u32)),
     };
+    // a --target's folder must exist (a shared mount is not created by a demo)
+    if let Some(t) = &a.target {
+        let folder = match t.parent() { Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(), _ => PathBuf::from(".") };
+        if !folder.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "--target {}: its folder {} does not exist (is the share mounted?); create it first",
+                t.display(),
+                folder.display()
+            )));
+        }
+        if t.exists() {
+            return Err(Error::InvalidArgument(format!(
+                "--target {} exists already: the demo needs a new target to prove its count",
+                t.display()
+            )));
+        }
+    }
     let spool = dir.join("spool");
     let acks = dir.join("acks");
     let logs = dir.join("logs");

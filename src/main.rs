@@ -467,7 +467,20 @@ fn age(ms: i64) -> String {
     format!("{:.1}s", (now - ms).max(0) as f64 / 1000.0)
 }
 
+/// `tail` and `status` on a target that does not exist and was never drained printed
+/// nothing and exited 0 (`tail --follow` waited forever): a typo, or an unmounted share.
+fn existing_target(t: &Path) -> Result<(), Error> {
+    if !t.exists() && !tributary::Sidecar::for_target(t).manifest.exists() {
+        return Err(Error::InvalidArgument(format!(
+            "target {} does not exist and was never drained: check the path (is the share mounted?)",
+            t.display()
+        )));
+    }
+    Ok(())
+}
+
 fn cmd_status(a: StatusArgs) -> CmdResult {
+    existing_target(&a.target)?;
     let s = status(&a.target, a.spool.as_deref())?;
     say!("target: {}", s.target.display());
     match &s.manifest {
@@ -547,6 +560,7 @@ fn cmd_verify(a: TargetArg) -> CmdResult {
 
 fn cmd_tail(a: TailArgs) -> CmdResult {
     tributary::sys::install_stop_handlers();
+    existing_target(&a.target)?;
     let store = match (&a.cursor_store, &a.name) {
         (Some(p), Some(n)) => Some((CursorStore::open(p)?, n.clone())),
         _ => None,

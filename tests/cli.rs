@@ -193,3 +193,50 @@ fn a_closed_stdout_neither_panics_a_command_nor_stops_the_daemon() {
     }
     assert_eq!(committed_lines(&target), 11, "the drain with a closed stdout still drained");
 }
+
+/// Issue 13 item 7: typos that passed silently. Each is now a clear error that touches
+/// nothing.
+#[test]
+fn typos_are_errors_not_silent_successes() {
+    let d = tmp();
+    let missing = d.path().join("no-such.log");
+    for args in [vec!["tail", "--target", &s(&missing)], vec!["status", "--target", &s(&missing)]] {
+        let out = cli(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(1) && err.contains("does not exist") && out.stdout.is_empty(),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+    }
+    // (tail --follow on it must not wait forever: it fails at once too)
+    let out = cli(&["tail", "--target", &s(&missing), "--follow"]);
+    assert_eq!(out.status.code(), Some(1));
+
+    let out = cli(&["demo", "--writers", "0", "--dir", &s(&d.path().join("demo0"))]);
+    assert_eq!(out.status.code(), Some(2), "--writers 0 is a usage error");
+    assert!(!d.path().join("demo0").exists());
+
+    let nowhere = d.path().join("not-mounted/sub/out.log");
+    let out = cli(&["demo", "--target", &s(&nowhere), "--dir", &s(&d.path().join("demo1"))]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(1) && err.contains("does not exist"), "{err}");
+    assert!(!d.path().join("not-mounted").exists(), "the demo created the missing share's folders");
+
+    let used = d.path().join("used");
+    std::fs::create_dir(&used).unwrap();
+    std::fs::write(used.join("leftover"), b"x").unwrap();
+    let out = cli(&["demo", "--dir", &s(&used)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(1) && err.contains("not empty"), "{err}");
+
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test-all"))
+        .env("TRIB_TEST_STAGES", "99")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.code() == Some(2) && said.contains("matches no stage") && !said.contains("all stages passed"),
+        "{said}"
+    );
+}
