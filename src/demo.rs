@@ -188,7 +188,10 @@ pub fn run(a: DemoArgs) -> Result<ExitCode, Error> {
     };
     // a --target's folder must exist (a shared mount is not created by a demo)
     if let Some(t) = &a.target {
-        let folder = match t.parent() { Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(), _ => PathBuf::from(".") };
+        let folder = match t.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
         if !folder.is_dir() {
             return Err(Error::InvalidArgument(format!(
                 "--target {}: its folder {} does not exist (is the share mounted?); create it first",
@@ -219,7 +222,9 @@ pub fn run(a: DemoArgs) -> Result<ExitCode, Error> {
     say!("  target:  {}", target.display());
     say!(
         "  {} writers x {} lines (keyed, durable), 2 compactors racing for the lock, {} SIGKILLs",
-        a.writers, a.lines, a.kills
+        a.writers,
+        a.lines,
+        a.kills
     );
 
     let t = target.display().to_string();
@@ -287,12 +292,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode, Error> {
             let _ = p.child.wait();
             *kills.entry(if p.name.starts_with("writer") { "writer" } else { "compactor" }).or_default() += 1;
             killed += 1;
-            say!(
-                "  [{:5.1}s] SIGKILL {} (pid {}); restarting it",
-                start.elapsed().as_secs_f64(),
-                p.name,
-                p.child.id()
-            );
+            say!("  [{:5.1}s] SIGKILL {} (pid {}); restarting it", start.elapsed().as_secs_f64(), p.name, p.child.id());
             p.child = spawn(&exe, &p.args, &p.log)?;
             next_kill = Instant::now() + Duration::from_millis(150 + rng.below(600));
         }

@@ -403,12 +403,7 @@ fn cmd_drain(a: DrainArgs) -> CmdResult {
 fn cmd_retire(a: RetireArgs) -> CmdResult {
     let compactor = a.flags.compactor(&a.target)?;
     let r = compactor.retire(&a.journal)?;
-    say!(
-        "drained {} line(s) into {}, then retired {} journal(s):",
-        r.drain.lines,
-        a.target.display(),
-        r.retired.len()
-    );
+    say!("drained {} line(s) into {}, then retired {} journal(s):", r.drain.lines, a.target.display(), r.retired.len());
     for p in &r.retired {
         say!("  {} (deleted; every line it held is committed)", p.display());
     }
@@ -498,10 +493,7 @@ fn cmd_status(a: StatusArgs) -> CmdResult {
                     r.lines
                 );
             }
-            say!(
-                "  committed: {} bytes, {} lines, crc {:08x}",
-                m.committed_len, m.committed_lines, m.committed_crc
-            );
+            say!("  committed: {} bytes, {} lines, crc {:08x}", m.committed_len, m.committed_lines, m.committed_crc);
             say!("  file length: {len} bytes (uncommitted tail: {} bytes)", len.saturating_sub(m.committed_len));
             say!("  watermarks: {}", m.watermarks.len());
             for w in m.watermarks.values() {

@@ -143,7 +143,10 @@ fn append_failing_mid_stream_says_exactly_how_many_lines_were_stored() {
 }
 
 fn committed_lines(target: &std::path::Path) -> u64 {
-    tributary::Manifest::read(&tributary::Sidecar::for_target(target).manifest).ok().flatten().map_or(0, |m| m.committed_lines)
+    tributary::Manifest::read(&tributary::Sidecar::for_target(target).manifest)
+        .ok()
+        .flatten()
+        .map_or(0, |m| m.committed_lines)
 }
 
 /// Issue 13 item 6: `compact --verbose | head -1` exited 101 with a panic at its next
