@@ -262,6 +262,11 @@ pub struct Journal {
     /// The (device, inode) of the journal file and of its `-wal` when the handle was
     /// opened; a commit first checks its path still names them ([`Journal::check_in_place`]).
     files: [(u64, u64); 2],
+    /// Events in the journal's folder since the last in-place check (None: the watch
+    /// could not be set up, e.g. out of inotify instances; then every check stats).
+    folder_watch: Option<sys::FolderWatch>,
+    /// The last in-place check failed.
+    gone: std::sync::atomic::AtomicBool,
     /// The process that opened this handle (a handle does not survive `fork()`).
     pid: u32,
 }
@@ -497,6 +502,8 @@ impl Journal {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| Error::io(format!("opening journal {}", path.display()), e))?;
+        // Set up before the files' identities are taken, so no change is missed.
+        let folder_watch = sys::FolderWatch::new(&fscheck::parent_dir(&path)).ok();
         let inode = file_id(&path)?;
         forks::check_not_inherited(&path, inode)?;
         let mut conn = Connection::open(&path).map_err(|e| Error::sqlite(format!("opening {}", path.display()), e))?;
@@ -574,12 +581,16 @@ impl Journal {
             group_epoch: AtomicU32::new(0),
             maintenance: Mutex::new(Maintenance { last_key_purge: Instant::now(), deleted_since_checkpoint: 0 }),
             files,
+            folder_watch,
+            gone: Default::default(),
             pid: std::process::id(),
         })
     }
 
     /// After a commit: the journal's path must still name the file (and `-wal`) this
-    /// handle opened. A journal removed (`rm`), replaced (a new journal of the same
+    /// handle opened. (Appends run it only after an inotify event in the journal's
+    /// folder — or always, without a watch; a rename of a folder above the spool is
+    /// not seen.) A journal removed (`rm`), replaced (a new journal of the same
     /// name), or whose spool was moved, would take this handle's appends into an
     /// unlinked inode that no drain ever sees (issue 12 item 8). Two `lstat`s per
     /// group commit.
@@ -910,7 +921,16 @@ impl Journal {
     /// commit either precedes it — and is seen, and drained, by it — or fails here.)
     fn commit_requests(&self, batch: &[Arc<Request>]) -> Result<Vec<Result<Vec<u64>>>> {
         let results = self.commit_requests_unchecked(batch)?;
-        self.check_in_place()?;
+        // Cheap when nothing in the folder changed (one read of an inotify fd); the
+        // event of a retirement's rename is queued before it releases the write lock
+        // this commit waited for, so it is seen here.
+        // A failed check is sticky until a full check passes again (the events that
+        // showed the change are consumed).
+        if self.gone.load(Ordering::Relaxed) || self.folder_watch.as_ref().is_none_or(|w| w.changed()) {
+            let checked = self.check_in_place();
+            self.gone.store(checked.is_err(), Ordering::Relaxed);
+            checked?;
+        }
         Ok(results)
     }
 

@@ -1,7 +1,8 @@
 //! Thin, audited wrappers over the few Linux system calls the standard library does
 //! not expose: open-file-description (OFD) record locks, `statfs`, `getrandom`,
 //! `sync_file_range`, futexes (one wake-up call for a whole commit group), and a
-//! stop-signal flag. This module and `ffi` are the only places with `unsafe`.
+//! stop-signal flag, an inotify watch. This module and `ffi` are the only places with
+//! `unsafe`.
 
 use std::ffi::CString;
 use std::io;
@@ -189,4 +190,61 @@ pub fn boottime_ms() -> i64 {
 /// which makes every process look like a new boot (keys then live longer, not shorter).
 pub fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// An inotify watch on a folder: tells whether any entry of it (or the folder itself)
+/// was created, removed or renamed since the last look, without touching the files
+/// (a `stat` of a journal right after its fsync slowed durable appends by ~25%).
+#[derive(Debug)]
+pub struct FolderWatch {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl FolderWatch {
+    pub fn new(dir: &Path) -> io::Result<FolderWatch> {
+        let c = CString::new(dir.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: inotify_init1 takes only flags and returns a new fd or -1.
+        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh fd that nothing else owns.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        let mask = libc::IN_CREATE
+            | libc::IN_DELETE
+            | libc::IN_MOVED_FROM
+            | libc::IN_MOVED_TO
+            | libc::IN_DELETE_SELF
+            | libc::IN_MOVE_SELF
+            | libc::IN_ONLYDIR;
+        // SAFETY: `fd` is an inotify fd and `c` a NUL-terminated path, both alive across the call.
+        if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(FolderWatch { fd })
+    }
+
+    /// Whether anything happened in the folder since the last call (true on any error:
+    /// the caller then checks the slow way). Consumes the queued events.
+    pub fn changed(&self) -> bool {
+        let mut buf = [0u8; 4096];
+        let mut any = false;
+        loop {
+            // SAFETY: `buf` is valid and writable for its length during the call.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                any = true;
+                continue;
+            }
+            if n == 0 {
+                return true;
+            }
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock => any,
+                io::ErrorKind::Interrupted => continue,
+                _ => true,
+            };
+        }
+    }
 }
