@@ -262,9 +262,11 @@ pub struct Journal {
     /// The (device, inode) of the journal file and of its `-wal` when the handle was
     /// opened; a commit first checks its path still names them ([`Journal::check_in_place`]).
     files: [(u64, u64); 2],
-    /// Events in the journal's folder since the last in-place check (None: the watch
-    /// could not be set up, e.g. out of inotify instances; then every check stats).
-    folder_watch: Option<sys::FolderWatch>,
+    /// Events in the journal's folder since the last in-place check, set up by the
+    /// first commit (a compactor's handles never append, so they hold no inotify
+    /// instance: those are limited per user). Inner `None`: the watch could not be set
+    /// up; then every commit checks by `lstat`.
+    folder_watch: std::sync::OnceLock<Option<sys::FolderWatch>>,
     /// The last in-place check failed.
     gone: std::sync::atomic::AtomicBool,
     /// The process that opened this handle (a handle does not survive `fork()`).
@@ -502,8 +504,6 @@ impl Journal {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| Error::io(format!("opening journal {}", path.display()), e))?;
-        // Set up before the files' identities are taken, so no change is missed.
-        let folder_watch = sys::FolderWatch::new(&fscheck::parent_dir(&path)).ok();
         let inode = file_id(&path)?;
         forks::check_not_inherited(&path, inode)?;
         let mut conn = Connection::open(&path).map_err(|e| Error::sqlite(format!("opening {}", path.display()), e))?;
@@ -581,7 +581,7 @@ impl Journal {
             group_epoch: AtomicU32::new(0),
             maintenance: Mutex::new(Maintenance { last_key_purge: Instant::now(), deleted_since_checkpoint: 0 }),
             files,
-            folder_watch,
+            folder_watch: Default::default(),
             gone: Default::default(),
             pid: std::process::id(),
         })
@@ -926,7 +926,12 @@ impl Journal {
         // this commit waited for, so it is seen here.
         // A failed check is sticky until a full check passes again (the events that
         // showed the change are consumed).
-        if self.gone.load(Ordering::Relaxed) || self.folder_watch.as_ref().is_none_or(|w| w.changed()) {
+        let mut first = false;
+        let watch = self.folder_watch.get_or_init(|| {
+            first = true; // changes before the watch existed: the full check below sees them
+            sys::FolderWatch::new(&fscheck::parent_dir(&self.path)).ok()
+        });
+        if first || self.gone.load(Ordering::Relaxed) || watch.as_ref().is_none_or(|w| w.changed()) {
             let checked = self.check_in_place();
             self.gone.store(checked.is_err(), Ordering::Relaxed);
             checked?;
