@@ -1064,13 +1064,8 @@ pub unsafe extern "C" fn trib_drain(
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let target = unsafe { path_arg(target, "target") }?;
         need(report_out, "report_out")?;
-        // SAFETY: NULL or `journal_count` string pointers per the caller's contract.
-        let raw_paths = unsafe { array_arg(journal_paths, journal_count, "journal_paths") }?;
-        let mut paths: Vec<PathBuf> = Vec::with_capacity(raw_paths.len());
-        for (i, p) in raw_paths.iter().enumerate() {
-            // SAFETY: each entry is NULL or NUL-terminated per the caller's contract.
-            paths.push(unsafe { path_arg(*p, &format!("journal_paths[{i}]")) }?.to_path_buf());
-        }
+        // SAFETY: NULL or `journal_count` NUL-terminated strings per the caller's contract.
+        let paths = unsafe { journal_paths_arg(journal_paths, journal_count) }?;
         let spool = if spool.is_null() {
             None
         } else {
@@ -1130,13 +1125,8 @@ pub unsafe extern "C" fn trib_retire(
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let target = unsafe { path_arg(target, "target") }?;
         need(retired_out, "retired_out")?;
-        // SAFETY: NULL or `journal_count` string pointers per the caller's contract.
-        let raw_paths = unsafe { array_arg(journal_paths, journal_count, "journal_paths") }?;
-        let mut paths: Vec<PathBuf> = Vec::with_capacity(raw_paths.len());
-        for (i, p) in raw_paths.iter().enumerate() {
-            // SAFETY: each entry is NULL or NUL-terminated per the caller's contract.
-            paths.push(unsafe { path_arg(*p, &format!("journal_paths[{i}]")) }?.to_path_buf());
-        }
+        // SAFETY: NULL or `journal_count` NUL-terminated strings per the caller's contract.
+        let paths = unsafe { journal_paths_arg(journal_paths, journal_count) }?;
         // SAFETY: NULL or a readable options struct per the caller's contract.
         let opts = match unsafe { options.as_ref() } {
             Some(o) => o.to_rust()?,
@@ -1147,6 +1137,22 @@ pub unsafe extern "C" fn trib_retire(
         unsafe { put(retired_out, r.retired.len()) };
         Ok(())
     })
+}
+
+/// The `journal_paths` array of `trib_drain` and `trib_retire`, as paths.
+///
+/// # Safety
+/// `journal_paths` must be NULL or point to `journal_count` pointers, each NULL or
+/// NUL-terminated.
+unsafe fn journal_paths_arg(journal_paths: *const *const c_char, journal_count: usize) -> FfiResult<Vec<PathBuf>> {
+    // SAFETY: per this function's contract.
+    let raw = unsafe { array_arg(journal_paths, journal_count, "journal_paths") }?;
+    let mut paths = Vec::with_capacity(raw.len());
+    for (i, p) in raw.iter().enumerate() {
+        // SAFETY: each entry is NULL or NUL-terminated per this function's contract.
+        paths.push(unsafe { path_arg(*p, &format!("journal_paths[{i}]")) }?.to_path_buf());
+    }
+    Ok(paths)
 }
 
 /// Fill `*options_out` with the compactor defaults.

@@ -161,24 +161,11 @@ func Drain(ctx context.Context, target string, opts DrainOptions) (DrainReport, 
 		}
 		defer C.free(unsafe.Pointer(cspool))
 	}
-	// The path array and the paths live in C memory (a Go array of C pointers would
-	// do too, but this keeps every pointer C sees in C memory).
-	var paths **C.char
-	if n := len(opts.Journals); n > 0 {
-		paths = (**C.char)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
-		arr := unsafe.Slice(paths, n)
-		defer func() {
-			for _, p := range arr {
-				C.free(unsafe.Pointer(p))
-			}
-			C.free(unsafe.Pointer(paths))
-		}()
-		for i, p := range opts.Journals {
-			if arr[i], err = cString(op, fmt.Sprintf("Journals[%d]", i), p); err != nil {
-				return DrainReport{}, err
-			}
-		}
+	paths, freePaths, err := cPaths(op, opts.Journals)
+	if err != nil {
+		return DrainReport{}, err
 	}
+	defer freePaths()
 	var r C.trib_drain_report
 	var cerr *C.trib_error
 	rc := C.trib_drain(ctarget, paths, C.size_t(len(opts.Journals)), cspool, &copts, &r, &cerr)
@@ -284,19 +271,11 @@ func Retire(ctx context.Context, target string, opts DrainOptions) (int, error) 
 	}
 	defer C.free(unsafe.Pointer(ctarget))
 	n := len(opts.Journals)
-	paths := (**C.char)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
-	arr := unsafe.Slice(paths, n)
-	defer func() {
-		for _, p := range arr {
-			C.free(unsafe.Pointer(p))
-		}
-		C.free(unsafe.Pointer(paths))
-	}()
-	for i, p := range opts.Journals {
-		if arr[i], err = cString(op, fmt.Sprintf("Journals[%d]", i), p); err != nil {
-			return 0, err
-		}
+	paths, freePaths, err := cPaths(op, opts.Journals)
+	if err != nil {
+		return 0, err
 	}
+	defer freePaths()
 	var retired C.size_t
 	var cerr *C.trib_error
 	rc := C.trib_retire(ctarget, paths, C.size_t(n), &copts, &retired, &cerr)
@@ -307,4 +286,28 @@ func Retire(ctx context.Context, target string, opts DrainOptions) (int, error) 
 		return 0, err
 	}
 	return int(retired), nil
+}
+
+// cPaths copies journal paths into a C array of C strings (every pointer C sees lives
+// in C memory); free releases both, also after an error. NULL for no paths.
+func cPaths(op string, journals []string) (paths **C.char, free func(), err error) {
+	n := len(journals)
+	if n == 0 {
+		return nil, func() {}, nil
+	}
+	paths = (**C.char)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+	arr := unsafe.Slice(paths, n)
+	free = func() {
+		for _, p := range arr {
+			C.free(unsafe.Pointer(p))
+		}
+		C.free(unsafe.Pointer(paths))
+	}
+	for i, p := range journals {
+		if arr[i], err = cString(op, fmt.Sprintf("Journals[%d]", i), p); err != nil {
+			free()
+			return nil, nil, err
+		}
+	}
+	return paths, free, nil
 }
