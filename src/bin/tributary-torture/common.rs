@@ -187,22 +187,10 @@ pub fn check_target(
     lines.pop(); // the empty piece after the final '\n'
     for line in lines {
         c.lines += 1;
-        let parsed = parse_prefix(line).filter(|(w, i)| by_id.get(w).is_some_and(|s| *i >= 1 && *i <= s.lines));
-        match parsed {
-            Some((w, i)) if line == expected_line(run, w, i).as_slice() => {
-                let n = count.entry((w, i)).or_default();
-                *n += 1;
-                if *n > 1 {
-                    c.duplicated += 1;
-                }
-                let last = last_index.entry(w).or_default();
-                if i <= *last {
-                    c.out_of_order += 1;
-                }
-                *last = (*last).max(i);
-            }
-            _ => c.torn += 1,
-        }
+        let seen = tally_line(line, run, |w| by_id.get(&w).map(|s| s.lines), &mut count, &mut last_index);
+        c.duplicated += u64::from(seen.duplicated);
+        c.out_of_order += u64::from(seen.out_of_order);
+        c.torn += u64::from(seen.torn);
     }
     for w in writers {
         let acks = read_acks(&w.ack);
@@ -556,4 +544,39 @@ mod tests {
         assert_eq!(read_acks(&p), vec![(1, 1), (2, 2)]);
         assert_eq!(last_acked(&p), 2);
     }
+}
+
+/// What one line of a target is to a checker.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LineTally {
+    /// The line was seen before.
+    pub duplicated: bool,
+    /// Not after its writer's previous line.
+    pub out_of_order: bool,
+    /// Not a line any writer wrote (torn, foreign or garbage).
+    pub torn: bool,
+}
+
+/// Classify one target line of run `run`: `lines_of(w)` is how many lines writer `w`
+/// has (None: no such writer); `count` and `last` carry the tally across lines.
+pub fn tally_line(
+    line: &[u8],
+    run: u64,
+    lines_of: impl Fn(u32) -> Option<u64>,
+    count: &mut HashMap<(u32, u64), u32>,
+    last: &mut HashMap<u32, u64>,
+) -> LineTally {
+    let mut t = LineTally::default();
+    match parse_prefix(line).filter(|(w, i)| lines_of(*w).is_some_and(|n| *i >= 1 && *i <= n)) {
+        Some((w, i)) if line == expected_line(run, w, i).as_slice() => {
+            let n = count.entry((w, i)).or_default();
+            *n += 1;
+            t.duplicated = *n > 1;
+            let l = last.entry(w).or_default();
+            t.out_of_order = i <= *l;
+            *l = (*l).max(i);
+        }
+        _ => t.torn = true,
+    }
+    t
 }

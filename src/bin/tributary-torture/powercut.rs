@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 
-use crate::common::{expected_line, last_error_line, mix, path_str, random_seed, read_acks, Rng};
+use crate::common::{last_error_line, mix, path_str, random_seed, read_acks, tally_line, Rng};
 
 /// `_IOR('X', 125, __u32)` = (2 << 30) | (4 << 16) | (0x58 << 8) | 125 = 0x8004587D
 /// (the same number as XFS_IOC_GOINGDOWN and F2FS_IOC_SHUTDOWN; 125 is 0x7D, not 0x5D).
@@ -624,18 +624,6 @@ impl Tally {
     }
 }
 
-fn parse_prefix(line: &[u8]) -> Option<(u32, u64)> {
-    let mut it = line.splitn(3, |&b| b == b' ');
-    let w = std::str::from_utf8(it.next()?).ok()?.strip_prefix('w')?.parse().ok()?;
-    let i_bytes = it.next()?;
-    if i_bytes.len() != 8 {
-        return None;
-    }
-    let i = std::str::from_utf8(i_bytes).ok()?.parse().ok()?;
-    it.next()?;
-    Some((w, i))
-}
-
 /// Check the target's generations (oldest first) against what was acknowledged.
 /// `header`: a pre-existing first line that may be there once, first. `retention_gap`:
 /// older generations were deleted by retention, so a writer's acked lines below the
@@ -661,21 +649,10 @@ fn check(run: u64, files: &[Vec<u8>], header: Option<&[u8]>, writers: &[Acked], 
             if is_first && header == Some(line) {
                 continue;
             }
-            match parse_prefix(line).filter(|(w, i)| by_id.get(w).is_some_and(|a| *i >= 1 && *i <= a.lines)) {
-                Some((w, i)) if line == expected_line(run, w, i).as_slice() => {
-                    let n = count.entry((w, i)).or_default();
-                    *n += 1;
-                    if *n > 1 {
-                        t.duplicated += 1;
-                    }
-                    let l = last.entry(w).or_default();
-                    if i <= *l {
-                        t.out_of_order += 1;
-                    }
-                    *l = (*l).max(i);
-                }
-                _ => t.torn += 1,
-            }
+            let seen = tally_line(line, run, |w| by_id.get(&w).map(|a| a.lines), &mut count, &mut last);
+            t.duplicated += u64::from(seen.duplicated);
+            t.out_of_order += u64::from(seen.out_of_order);
+            t.torn += u64::from(seen.torn);
         }
     }
     let mut min_present: HashMap<u32, u64> = HashMap::new();
@@ -1380,6 +1357,7 @@ pub fn run(a: PowercutArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::expected_line;
 
     fn lines(run: u64, ls: &[(u32, u64)]) -> Vec<u8> {
         let mut v = Vec::new();
