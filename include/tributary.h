@@ -50,7 +50,7 @@
  * changes incompatibly; compare it with `trib_abi_version()` at start-up to detect a
  * header/library mismatch.
  */
-#define TRIB_ABI_VERSION 2
+#define TRIB_ABI_VERSION 3
 
 /**
  * Success.
@@ -101,8 +101,8 @@
 #define TRIB_E_TARGET_TRUNCATED 8
 
 /**
- * The target has more uncommitted bytes than one drain round can write; nothing was
- * touched.
+ * The target has bytes beyond its committed length that no drain round announced
+ * (foreign bytes, or a manifest older than the target); nothing was touched.
  */
 #define TRIB_E_UNEXPECTED_TAIL 9
 
@@ -147,6 +147,13 @@
  * had it open; nothing of the call was stored. Close the handle and reopen the journal.
  */
 #define TRIB_E_JOURNAL_GONE 17
+
+/**
+ * There is no tributary target at this path (never created with `trib_init`, or its
+ * shared filesystem is not mounted), or the file there is not the one its sidecar
+ * committed to. Nothing was created or touched.
+ */
+#define TRIB_E_TARGET_MISSING 18
 
 /**
  * A bug: tributary panicked inside this call. The panic was caught at the boundary;
@@ -341,7 +348,40 @@ typedef struct trib_compactor_options {
      * keep them all.
      */
     uint64_t retain_generations;
+    /**
+     * Create the target if it does not exist yet (as `trib_init` does). Default
+     * false: a target never initialised, or on a share that is not mounted, is
+     * `TRIB_E_TARGET_MISSING`.
+     */
+    bool create;
 } trib_compactor_options;
+
+/**
+ * What `trib_init` found or did.
+ */
+typedef struct trib_init_report {
+    /**
+     * The target's id: 32 hex digits and a NUL.
+     */
+    char target_id[TRIB_ID_BUF_LEN];
+    /**
+     * True when this call created the target (its sidecar and first manifest).
+     */
+    bool created;
+    /**
+     * Lines of a pre-existing target file adopted as committed (when `created`).
+     */
+    uint64_t adopted_lines;
+    /**
+     * True when a target of an older manifest format was upgraded.
+     */
+    bool upgraded;
+    /**
+     * True when a replaced target file (restored or copied with its sidecar) was
+     * accepted because its committed part matched.
+     */
+    bool rebound;
+} trib_init_report;
 
 /**
  * What `trib_drain` did.
@@ -674,12 +714,29 @@ int trib_journal_id(const struct trib_journal *journal,
                     struct trib_error **err_out);
 
 /**
+ * Create `target` once — its sidecar, lock file and first manifest, and the target
+ * file (an existing file's whole lines are adopted as committed) — or, if it exists,
+ * check it (and upgrade an older manifest format). Drains never create a target
+ * unless `create` is set in their options. `options` may be NULL for the defaults
+ * (only `lock_timeout_ms` matters here).
+ *
+ * # Safety
+ * `target` must be NULL or NUL-terminated; `options` NULL or readable; `report_out`
+ * and `err_out` NULL or writable.
+ */
+int trib_init(const char *target,
+              const struct trib_compactor_options *options,
+              struct trib_init_report *report_out,
+              struct trib_error **err_out);
+
+/**
  * Drain journals into `target` until every line they held when the call started is
  * committed (bounded rounds; the target's lock is released between rounds). The
  * journals are either the `journal_count` paths in `journal_paths`, or every
  * `*.journal` file directly in the folder `spool` (not both: give `journal_count` 0
- * when `spool` is not NULL). With neither, the call only creates/repairs the target
- * and its manifest. `options` may be NULL for the defaults. A journal path that does
+ * when `spool` is not NULL). With neither, the call only repairs the target (and
+ * creates it, with `create`). The target must exist (`trib_init`) unless the
+ * options' `create` is set: otherwise `TRIB_E_TARGET_MISSING`. `options` may be NULL for the defaults. A journal path that does
  * not exist is `TRIB_E_NOT_A_JOURNAL` (a drain never creates journals).
  *
  * # Safety

@@ -168,7 +168,7 @@ fn mkdirs(p: &Path) -> Result<(), Error> {
 }
 
 fn committed_lines(target: &Path) -> u64 {
-    Manifest::read(&Sidecar::for_target(target).manifest).ok().flatten().map_or(0, |m| m.committed_lines)
+    Manifest::load(&Sidecar::for_target(target)).ok().flatten().map_or(0, |m| m.committed_lines)
 }
 
 pub fn run(a: DemoArgs) -> Result<ExitCode, Error> {
@@ -217,6 +217,8 @@ pub fn run(a: DemoArgs) -> Result<ExitCode, Error> {
         mkdirs(p)?;
     }
     let exe = std::env::current_exe().map_err(|e| Error::io("finding the tributary executable", e))?;
+    // The one explicit creation step; the compactors below never create a target.
+    Compactor::new(&target, CompactorOptions::default())?.init()?;
     say!("tributary demo (seed {seed})");
     say!("  folder:  {}", dir.display());
     say!("  target:  {}", target.display());

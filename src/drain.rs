@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::journal::{Journal, JournalId, JournalOptions, Taken, DEFAULT_MAX_LINE_BYTES};
 use crate::lock::TargetLock;
-use crate::manifest::{generation_path, Manifest, RotatedGeneration, Sidecar, Watermark};
+use crate::manifest::{generation_path, Intent, Manifest, ManifestFile, RotatedGeneration, Sidecar, Watermark};
+use crate::slots::{self, LOCK_FILE_BYTES};
 use crate::{failpoint, fault, fscheck, sys};
 
 /// Bytes written between two epoch checks while writing a round's batch.
@@ -53,6 +54,10 @@ pub struct CompactorOptions {
     /// Keep at most this many rotated generations; older ones are deleted. `None`
     /// keeps them all.
     pub retain_generations: Option<u64>,
+    /// Create the target and its sidecar if they do not exist (what `init` does).
+    /// Default false: a drain into a target that was never initialised — or whose
+    /// share is not mounted — is `target_missing`, creating nothing.
+    pub create: bool,
 }
 
 impl Default for CompactorOptions {
@@ -66,8 +71,32 @@ impl Default for CompactorOptions {
             rotate_bytes: None,
             rotate_lines: None,
             retain_generations: None,
+            create: false,
         }
     }
+}
+
+/// What [`Compactor::init`] found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitReport {
+    /// The target's id (32 hex digits).
+    pub target_id: String,
+    /// True when this call created the target's sidecar and first manifest.
+    pub created: bool,
+    /// Lines of a pre-existing target adopted as committed (when `created`).
+    pub adopted_lines: u64,
+    /// True when a version-1 target was upgraded to the current manifest format.
+    pub upgraded: bool,
+    /// True when the target file's new inode was accepted (a restored or copied target
+    /// whose committed part matched).
+    pub rebound: bool,
+}
+
+/// Where step 1's manifest came from.
+enum Origin {
+    Existing,
+    Upgraded,
+    Created { adopted: u64 },
 }
 
 /// What one journal contributed.
@@ -140,8 +169,11 @@ pub struct Compactor {
     /// change under a running compactor; a daemon need not re-parse mountinfo each round).
     mount_checked: std::sync::OnceLock<()>,
     /// The manifest epoch this compactor last committed and made durable itself (0:
-    /// none); a round that reads it back needs no folder fsync first (O12).
+    /// none); a catch-up on it needs no lock-file fdatasync first (O12).
     durable_epoch: Arc<AtomicU64>,
+    /// Set once the version-1 stub was seen in place (an init or upgrade killed before
+    /// writing it is finished by the next round).
+    stub_checked: Arc<std::sync::OnceLock<()>>,
 }
 
 impl Compactor {
@@ -159,6 +191,7 @@ impl Compactor {
             opts,
             mount_checked: Default::default(),
             durable_epoch: Default::default(),
+            stub_checked: Default::default(),
         })
     }
 
@@ -192,6 +225,47 @@ impl Compactor {
         self.drain_paths(&crate::journal::spool_journals(spool)?)
     }
 
+    /// Create this target — its sidecar, the lock file with the first manifest, and
+    /// the target file (an existing file's whole lines are adopted as committed) — or,
+    /// if it exists, check it: a version-1 target is upgraded; a target file whose
+    /// inode is not the one recorded (restored or copied together with its sidecar) is
+    /// accepted if its committed part (length, line count, CRC) matches, and refused
+    /// otherwise. Drains never create a target unless [`CompactorOptions::create`].
+    pub fn init(&self) -> Result<InitReport> {
+        let lock = self.lock(true)?;
+        let (m, origin) = self.current_manifest(&lock, true)?;
+        let mut report = InitReport {
+            target_id: m.target_id.clone(),
+            created: matches!(origin, Origin::Created { .. }),
+            adopted_lines: match origin {
+                Origin::Created { adopted } => adopted,
+                _ => 0,
+            },
+            upgraded: matches!(origin, Origin::Upgraded),
+            rebound: false,
+        };
+        let mut file = self.open_target(&m)?;
+        let ino = file.metadata().map_err(|e| Error::io("fstat of the target", e))?.ino();
+        if m.target_ino != ino {
+            let (len, lines, crc) = scan(&mut file, m.committed_len)
+                .map_err(|e| Error::io(format!("reading {} to check it", self.target.display()), e))?;
+            if (len, lines, crc) != (m.committed_len, m.committed_lines, m.committed_crc) {
+                return Err(self.missing(format!(
+                    "the file there (inode {ino}) is not the target this sidecar committed to (inode {}), and its \
+                     first {} bytes are not the committed ones ({len} bytes, {lines} lines, CRC {crc:08x}; committed: \
+                     {} lines, CRC {:08x})",
+                    m.target_ino, m.committed_len, m.committed_lines, m.committed_crc
+                )));
+            }
+            let mut next = m.clone();
+            next.epoch += 1;
+            next.target_ino = ino;
+            self.commit(&lock, &next, Some(m.epoch))?;
+            report.rebound = m.target_ino != 0;
+        }
+        Ok(report)
+    }
+
     /// Retire journals, the supported way to remove one (issue 12 item 9): drain each
     /// into this target until empty, then delete its files while holding its SQLite
     /// write lock, once every line it ever held is committed here. A writer that still
@@ -203,11 +277,11 @@ impl Compactor {
         let mut report = RetireReport::default();
         for _ in 0..RETIRE_ATTEMPTS {
             report.drain.absorb(self.drain(&pending)?);
-            let manifest = Manifest::read(&self.sidecar.manifest)?.ok_or_else(|| {
+            let manifest = Manifest::load(&self.sidecar)?.ok_or_else(|| {
                 Error::InvalidArgument(format!("target {} has no manifest after a drain", self.target.display()))
             })?;
             // O12: delete nothing on the word of a manifest a power cut could take back
-            crate::manifest::sync_dir(&self.sidecar.dir)?;
+            self.sync_manifest()?;
             let mut still = Vec::new();
             for j in pending {
                 let watermark = manifest.watermarks.get(&j.id()).map_or(0, |w| w.last_seq);
@@ -266,37 +340,22 @@ impl Compactor {
                 });
             }
         }
-        fscheck::check_target_name(&self.target)?;
-        self.sidecar.ensure()?;
-        if self.mount_checked.get().is_none() {
-            fscheck::check_target_mount(&self.target)?;
-            let _ = self.mount_checked.set(());
-        }
-        let lock = TargetLock::acquire(&self.sidecar.lock, self.opts.lock_timeout)?;
+        let lock = self.lock(self.opts.create)?;
         failpoint::hit("drain.locked");
 
-        // Step 1: the manifest, read fresh now that the lock is held.
-        let mut manifest = match Manifest::read(&self.sidecar.manifest)? {
-            Some(m) => {
-                // O12: its writer may have died between its rename and its folder fsync;
-                // nothing may be built on a manifest a power cut could take back.
-                if self.durable_epoch.load(Ordering::Relaxed) != m.epoch {
-                    crate::manifest::sync_dir(&self.sidecar.dir)?;
-                }
-                m
-            }
-            None => self.initialize()?,
-        };
-        self.sidecar.remove_temp_files()?;
+        // Step 1: the manifest, read from the lock file's slots now that the lock is
+        // held (no rename to lose: a slot is durable when its commit returns).
+        let (mut manifest, _) = self.current_manifest(&lock, self.opts.create)?;
         let mut report = DrainReport { epoch: manifest.epoch, ..DrainReport::default() };
         // A rotation killed after renaming the target is completed before anything else.
         if generation_path(&self.target, manifest.generation).exists() {
-            manifest = self.complete_rotation(&manifest)?;
+            manifest = self.complete_rotation(&lock, &manifest)?;
             report.rotations += 1;
         }
 
-        // Step 2: the target's size (fstat under the lock) against committed_len.
+        // Step 2: the target (the one the manifest names) and its tail.
         let mut file = self.open_target(&manifest)?;
+        let mut ino = self.check_identity(&file, &manifest)?;
         let size = file.metadata().map_err(|e| self.lost_or_io("fstat of the target", e))?.len();
         if size < manifest.committed_len {
             return Err(Error::TargetTruncated {
@@ -305,21 +364,24 @@ impl Compactor {
                 committed_len: manifest.committed_len,
             });
         }
-        if size > manifest.committed_len {
-            let tail = size - manifest.committed_len;
-            if tail > self.max_tail() {
+        let tail = size - manifest.committed_len;
+        if tail > 0 {
+            // Rule 4: only bytes a round announced are cut; anything else is someone
+            // else's, or the manifest is older than the target.
+            let covered = manifest.intent.filter(|i| i.start == manifest.committed_len).map_or(0, |i| i.max_len);
+            if tail > covered {
                 return Err(Error::UnexpectedTail {
                     target: self.target.clone(),
                     tail_bytes: tail,
-                    max_round_bytes: self.max_tail(),
+                    max_round_bytes: covered,
                 });
             }
             // Rule 3, the fence: move the epoch before touching the target, so a holder
             // that lost its lock with these bytes uncommitted fails its epoch check
-            // instead of committing them after they are gone.
-            let mut fenced = manifest.clone();
-            fenced.epoch += 1;
-            self.commit(&fenced, Some(manifest.epoch))?;
+            // instead of committing them after they are gone. The intent stays (it
+            // covers the tail until it is cut, and this round's bytes).
+            let fenced = self.with_intent(&manifest, ino, covered);
+            self.commit(&lock, &fenced, Some(manifest.epoch))?;
             manifest = fenced;
             fault::check("target truncate").map_err(|e| self.lost_or_io("truncating the uncommitted tail", e))?;
             file.set_len(manifest.committed_len).map_err(|e| self.lost_or_io("truncating the uncommitted tail", e))?;
@@ -329,19 +391,38 @@ impl Compactor {
         }
         if self.rotation_due(&manifest) {
             drop(file);
-            manifest = self.rotate(&manifest)?;
+            manifest = self.rotate(&lock, &manifest)?;
             report.rotations += 1;
             file = self.open_target(&manifest)?;
+            ino = self.check_identity(&file, &manifest)?;
         }
         report.epoch = manifest.epoch;
 
-        // Step 3 + 4: new lines of each journal, checked and bounded, streamed to the
-        // target at committed_len (explicit offsets) in chunks, then one fdatasync.
+        // Step 3: each journal checked against its watermark (chained hash).
+        let mut pending = false;
         for j in journals {
-            self.check_journal(j, manifest.watermarks.get(&j.id()), &manifest.target_id)?;
+            let wm = manifest.watermarks.get(&j.id());
+            self.check_journal(j, wm, &manifest.target_id)?;
+            pending |= j.seq_ceiling()? > wm.map_or(0, |w| w.last_seq);
         }
+        if !pending {
+            drop(lock);
+            self.catch_up_records(journals, &manifest)?;
+            return Ok((report, manifest));
+        }
+
+        // Step 4: intent before bytes (unless the fence above already announced this
+        // round), then the new lines of each journal, bounded, streamed to the target at
+        // committed_len (explicit offsets) in chunks, then one fdatasync.
+        if !manifest.intent.is_some_and(|i| i.start == manifest.committed_len && i.max_len >= self.max_tail()) {
+            let announced = self.with_intent(&manifest, ino, 0);
+            self.commit(&lock, &announced, Some(manifest.epoch))?;
+            manifest = announced;
+            report.epoch = manifest.epoch;
+        }
+        failpoint::hit("drain.after_intent");
         let deadline = crate::journal::deadline_after(self.opts.max_round_time);
-        let mut out = ChunkWriter::new(self, &file, &manifest);
+        let mut out = ChunkWriter::new(self, &lock, &file, &manifest);
         let mut taken: Vec<(usize, Taken)> = Vec::new();
         let n = journals.len();
         for k in 0..n {
@@ -351,10 +432,10 @@ impl Compactor {
             }
             let index = (rotation + k) % n.max(1);
             let j = &journals[index];
-            let after = manifest.watermarks.get(&j.id()).map_or(0, |w| w.last_seq);
+            let (after, chain) = manifest.watermarks.get(&j.id()).map_or((0, 0), |w| (w.last_seq, w.chain));
             let first_of_round = out.total() == 0;
             if let Some(t) =
-                j.drain_after(after, budget, first_of_round, deadline, &mut |bytes, crc| out.push(bytes, crc))?
+                j.drain_after(after, chain, budget, first_of_round, deadline, &mut |bytes, crc| out.push(bytes, crc))?
             {
                 taken.push((index, t));
             }
@@ -379,17 +460,23 @@ impl Compactor {
             failpoint::hit("drain.lose_lock");
         }
 
-        // Step 5: commit the new manifest (epoch checked just before the rename).
+        // Step 5: commit the new manifest (epoch checked just before the slot write);
+        // the round's intent is fulfilled.
         let mut next = manifest.clone();
         next.epoch += 1;
+        next.intent = None;
         next.committed_crc = batch_crc;
         next.committed_len += batch_len;
         for (index, t) in &taken {
             next.committed_lines += t.lines;
             let id = journals[*index].id();
-            next.watermarks.insert(id, Watermark { journal_id: id, last_seq: t.last_seq, crc: t.last_crc });
+            let anchor = manifest.watermarks.get(&id).map_or(0, |w| w.anchor);
+            next.watermarks.insert(
+                id,
+                Watermark { journal_id: id, last_seq: t.last_seq, crc: t.last_crc, chain: t.chain, anchor },
+            );
         }
-        self.commit(&next, Some(manifest.epoch))?;
+        self.commit(&lock, &next, Some(manifest.epoch))?;
 
         // Step 6: release the lock so other compactors get their turn.
         drop(file);
@@ -398,7 +485,7 @@ impl Compactor {
 
         // Step 7: record in each journal how far it is drained, delete those rows.
         for (index, t) in &taken {
-            journals[*index].record_drained(&next.target_id, t.last_seq, t.last_crc)?;
+            journals[*index].record_drained(&next.target_id, t.last_seq, t.last_crc, t.chain)?;
         }
         self.catch_up_records(journals, &next)?;
         report.rounds = 1;
@@ -417,10 +504,103 @@ impl Compactor {
         Ok((report, next))
     }
 
-    /// Step 1 when there is no manifest yet: commit one before writing anything,
-    /// adopting a pre-existing target's bytes when it ends with `\n` (made durable
-    /// first, with the target's name: orderings O4 and O5).
-    fn initialize(&self) -> Result<Manifest> {
+    /// The manifest with the epoch bumped and an intent at `committed_len` covering
+    /// this round and `covered` bytes already there.
+    fn with_intent(&self, m: &Manifest, ino: u64, covered: u64) -> Manifest {
+        let mut next = m.clone();
+        next.epoch += 1;
+        next.target_ino = ino;
+        next.intent = Some(Intent { start: m.committed_len, max_len: self.max_tail().max(covered) });
+        next
+    }
+
+    /// The checks before the lock (the target's name, its sidecar, the mount), then the
+    /// lock. Without `create`, a missing sidecar or lock file is `target_missing`.
+    fn lock(&self, create: bool) -> Result<TargetLock> {
+        fscheck::check_target_name(&self.target)?;
+        if create {
+            self.sidecar.create()?;
+        } else if !self.sidecar.exists() {
+            return Err(self.missing(format!(
+                "it has no sidecar folder {}: it was never initialised, or the share it lives on is not mounted",
+                self.sidecar.dir.display()
+            )));
+        }
+        self.sidecar.check_safe()?;
+        if self.mount_checked.get().is_none() {
+            fscheck::check_target_mount(&self.target)?;
+            let _ = self.mount_checked.set(());
+        }
+        match TargetLock::acquire(&self.sidecar.lock, self.opts.lock_timeout, create) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Err(self.missing(
+                format!("its sidecar has no lock file {}: it was never initialised", self.sidecar.lock.display()),
+            )),
+            r => r,
+        }
+    }
+
+    fn missing(&self, detail: String) -> Error {
+        Error::TargetMissing { target: self.target.clone(), detail }
+    }
+
+    /// Step 1 under the lock: the current manifest from the slots; or finish an
+    /// upgrade of a version-1 target; or, with `create`, initialise a new target.
+    fn current_manifest(&self, lock: &TargetLock, create: bool) -> Result<(Manifest, Origin)> {
+        if let Some((_, m)) = slots::read(lock.file(), lock.path())?.into_current(lock.path())? {
+            if self.stub_checked.get().is_none() {
+                // An init or upgrade killed before its last step left no stub.
+                if self.sidecar.read_manifest_file().ok().flatten() != Some(ManifestFile::Stub) {
+                    self.sidecar.remove_temp_files()?;
+                    self.sidecar.write_stub()?;
+                }
+                let _ = self.stub_checked.set(());
+            }
+            return Ok((m, Origin::Existing));
+        }
+        match self.sidecar.read_manifest_file()? {
+            Some(ManifestFile::V1(m)) => self.upgrade(lock, m, true).map(|m| (m, Origin::Upgraded)),
+            Some(ManifestFile::V2(m)) => self.upgrade(lock, m, false).map(|m| (m, Origin::Upgraded)),
+            Some(ManifestFile::Stub) => Err(Error::CorruptManifest {
+                path: self.sidecar.lock.clone(),
+                detail: "the manifest moved into this lock file's slots, but neither slot holds one (the lock file \
+                         was truncated or replaced)"
+                    .into(),
+            }),
+            None if create => self.initialize(lock).map(|(m, adopted)| (m, Origin::Created { adopted })),
+            None => Err(self.missing(format!(
+                "its sidecar {} holds no manifest: it was never initialised",
+                self.sidecar.dir.display()
+            ))),
+        }
+    }
+
+    /// Upgrade a version-1 target (docs/design.md "Upgrading a version-1 target"):
+    /// the full version-2 text to `manifest` (version-1 binaries stop there), the
+    /// first slot, then the stub. Every step can be redone after a crash.
+    fn upgrade(&self, lock: &TargetLock, mut m: Manifest, from_v1: bool) -> Result<Manifest> {
+        self.sidecar.remove_temp_files()?;
+        if from_v1 {
+            self.sidecar.write_manifest_file(&m.encode())?;
+        }
+        failpoint::hit("upgrade.after_file");
+        m.target_ino = match fs::symlink_metadata(&self.target) {
+            Ok(md) => md.ino(),
+            Err(_) => 0,
+        };
+        m.epoch += 1;
+        lock.file().set_len(LOCK_FILE_BYTES).map_err(|e| Error::io("sizing the lock file", e))?;
+        slots::write(lock.file(), lock.path(), 0, &m)?;
+        self.durable_epoch.store(m.epoch, Ordering::Relaxed);
+        failpoint::hit("upgrade.after_slot");
+        self.sidecar.write_stub()?;
+        let _ = self.stub_checked.set(());
+        Ok(m)
+    }
+
+    /// A new target (`init`): adopt a pre-existing target's bytes when it ends with
+    /// `\n` (made durable first, with the target's name: orderings O4 and O5), size the
+    /// lock file and make its name durable, commit the first slot, write the stub.
+    fn initialize(&self, lock: &TargetLock) -> Result<(Manifest, u64)> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -443,18 +623,38 @@ impl Compactor {
                 });
             }
         }
-        // O4: the adopted bytes (written moments ago, perhaps) are durable before the
-        // manifest counts them; O5: so is the target's name, in its folder ("." for a
-        // bare relative name).
         file.sync_all().map_err(|e| self.lost_or_io("fsync of the target before adopting it", e))?;
+        let ino = file.metadata().map_err(|e| Error::io("fstat of the new target", e))?.ino();
         drop(file);
         crate::manifest::sync_dir(&fscheck::parent_dir(&self.target))?;
-        let m = Manifest::new_adopting(len, lines, crc)?;
-        self.commit(&m, None)?;
-        Ok(m)
+        lock.file().set_len(LOCK_FILE_BYTES).map_err(|e| Error::io("sizing the lock file", e))?;
+        crate::manifest::sync_dir(&self.sidecar.dir)?;
+        let m = Manifest::new_adopting(len, lines, crc, ino)?;
+        self.commit(lock, &m, None)?;
+        failpoint::hit("init.after_slot");
+        self.sidecar.write_stub()?;
+        let _ = self.stub_checked.set(());
+        Ok((m, lines))
     }
 
-    /// Step 3's consistency check between a journal and the target's watermark for it.
+    /// The target's inode, checked against the one the manifest committed to (0: not
+    /// known yet, an upgraded target whose file did not exist).
+    fn check_identity(&self, file: &File, m: &Manifest) -> Result<u64> {
+        let ino = file.metadata().map_err(|e| self.lost_or_io("fstat of the target", e))?.ino();
+        if m.target_ino != 0 && m.target_ino != ino {
+            return Err(self.missing(format!(
+                "the file there (inode {ino}) is not the target this sidecar committed to (inode {}): it was \
+                 replaced, or the share is not mounted and another file sits at its path. If the target was \
+                 restored or copied with its sidecar on purpose, `tributary init` checks its committed part and \
+                 accepts it",
+                m.target_ino
+            )));
+        }
+        Ok(ino)
+    }
+
+    /// Step 3's consistency check between a journal and the target's watermark for it:
+    /// the journal's own record, and the chained hash of its lines up to the watermark.
     fn check_journal(&self, j: &Journal, wm: Option<&Watermark>, target_id: &str) -> Result<()> {
         let restored = |detail: String| Error::JournalRestored {
             journal: j.path().to_path_buf(),
@@ -466,7 +666,8 @@ impl Compactor {
             journal_id: j.id().to_hex(),
             detail,
         };
-        if let Some(rec) = j.drained_record()? {
+        let rec = j.drained_record()?;
+        if let Some(rec) = &rec {
             if rec.target_id != target_id {
                 return Err(foreign(format!(
                     "it records being drained up to seq {} into target {}, but this target is {target_id}",
@@ -494,46 +695,71 @@ impl Compactor {
                         rec.seq, rec.crc, w.crc
                     )))
                 }
+                Some(w) if w.last_seq == rec.seq && rec.chain.is_some_and(|c| c != w.chain) => {
+                    return Err(restored(format!(
+                        "its lines up to seq {} hash to {:016x}, the target's watermark says {:016x}: another copy \
+                         of this journal was drained with different lines",
+                        rec.seq,
+                        rec.chain.unwrap_or(0),
+                        w.chain
+                    )))
+                }
                 _ => {}
             }
         }
-        if let Some(w) = wm {
-            let ceiling = j.seq_ceiling()?;
-            if ceiling < w.last_seq {
-                return Err(restored(format!(
-                    "its highest seq ever is {ceiling}, below the target's watermark {} for it",
-                    w.last_seq
-                )));
-            }
-            if let Some(crc) = j.row_crc(w.last_seq)? {
-                if crc != w.crc {
+        let Some(w) = wm else { return Ok(()) };
+        let ceiling = j.seq_ceiling()?;
+        if ceiling < w.last_seq {
+            return Err(restored(format!(
+                "its highest seq ever is {ceiling}, below the target's watermark {} for it",
+                w.last_seq
+            )));
+        }
+        // Where the chain can start on this journal's side: its record (when it carries
+        // a chain of the same anchor), the anchor itself, or nowhere.
+        let start = match &rec {
+            Some(r) if r.seq == w.last_seq => None, // compared above
+            Some(r) if r.seq >= w.anchor && r.chain.is_some() => Some((r.seq, r.chain.unwrap_or(0))),
+            Some(r) if r.seq == w.anchor => Some((r.seq, 0)),
+            Some(_) => None,
+            None => Some((w.anchor, 0)),
+        };
+        if let Some((from, chain)) = start {
+            if let Some(mine) = j.chain_through(from, chain, w.last_seq)? {
+                if mine != w.chain {
                     return Err(restored(format!(
-                        "its line at seq {} has CRC {crc:08x}, but the target committed a line with CRC {:08x} \
-                         at that seq",
-                        w.last_seq, w.crc
+                        "its lines {}..={} hash to {mine:016x}, but the lines the target committed for this journal \
+                         hash to {:016x}: it is a clone or an older copy whose lines differ",
+                        from + 1,
+                        w.last_seq,
+                        w.chain
                     )));
                 }
+                return Ok(());
+            }
+        }
+        // No chain to compare (rows already deleted, or a record from before chains):
+        // the one line at the watermark, if still stored.
+        if let Some(crc) = j.row_crc(w.last_seq)? {
+            if crc != w.crc {
+                return Err(restored(format!(
+                    "its line at seq {} has CRC {crc:08x}, but the target committed a line with CRC {:08x} at that \
+                     seq",
+                    w.last_seq, w.crc
+                )));
             }
         }
         Ok(())
     }
 
-    /// Open the target read-write. A missing target is only normal while nothing was
-    /// committed to this generation (then it is created); otherwise it was removed or
-    /// rotated behind tributary's back.
+    /// Open the target read-write. It is never created here (only `init` and a
+    /// rotation create one): missing with nothing committed is `target_missing`;
+    /// missing with committed bytes is `target_truncated`.
     fn open_target(&self, m: &Manifest) -> Result<File> {
-        let mut opts = OpenOptions::new();
-        opts.read(true).write(true);
-        match opts.open(&self.target) {
+        match OpenOptions::new().read(true).write(true).open(&self.target) {
             Ok(f) => Ok(f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && m.committed_len == 0 => {
-                let f = opts
-                    .create(true)
-                    .truncate(false)
-                    .open(&self.target)
-                    .map_err(|e| Error::io(format!("creating target {}", self.target.display()), e))?;
-                crate::manifest::sync_dir(&fscheck::parent_dir(&self.target))?;
-                Ok(f)
+                Err(self.missing("the target file is gone (its sidecar exists)".into()))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(Error::TargetTruncated { target: self.target.clone(), len: 0, committed_len: m.committed_len })
@@ -552,19 +778,19 @@ impl Compactor {
     /// exactly the committed bytes): rename the target to `<target>.<generation>`, then
     /// [`Compactor::complete_rotation`]. A crash after the rename is completed by the
     /// next round (step 1 finds `<target>.<generation>`); before it, nothing happened.
-    fn rotate(&self, m: &Manifest) -> Result<Manifest> {
+    fn rotate(&self, lock: &TargetLock, m: &Manifest) -> Result<Manifest> {
         let rotated = generation_path(&self.target, m.generation);
         fs::rename(&self.target, &rotated)
             .map_err(|e| Error::io(format!("renaming {} to {}", self.target.display(), rotated.display()), e))?;
         failpoint::hit("rotate.after_rename");
-        self.complete_rotation(m)
+        self.complete_rotation(lock, m)
     }
 
     /// The rest of a rotation whose rename is done: create the new empty target,
     /// commit a manifest for the next generation (watermarks carry over, so
-    /// exactly-once holds across the rotation), then apply the retention setting.
-    /// Idempotent: every step can be redone after a crash.
-    fn complete_rotation(&self, m: &Manifest) -> Result<Manifest> {
+    /// exactly-once holds across the rotation; the new file's inode recorded), then
+    /// apply the retention setting. Idempotent: every step can be redone after a crash.
+    fn complete_rotation(&self, lock: &TargetLock, m: &Manifest) -> Result<Manifest> {
         let g = m.generation;
         let rotated = generation_path(&self.target, g);
         let len = fs::metadata(&rotated).map_err(|e| Error::io(format!("inspecting {}", rotated.display()), e))?.len();
@@ -578,25 +804,29 @@ impl Compactor {
                 ),
             });
         }
-        match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&self.target) {
-            Ok(_) => {}
+        let ino = match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&self.target) {
+            Ok(f) => f.metadata().map_err(|e| Error::io("fstat of the new target", e))?.ino(),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let now = fs::metadata(&self.target).map(|md| md.len()).unwrap_or(0);
-                if now != 0 {
+                let md = fs::metadata(&self.target)
+                    .map_err(|e| Error::io(format!("inspecting {}", self.target.display()), e))?;
+                if md.len() != 0 {
                     return Err(Error::UnexpectedTail {
                         target: self.target.clone(),
-                        tail_bytes: now,
+                        tail_bytes: md.len(),
                         max_round_bytes: 0,
                     });
                 }
+                md.ino()
             }
             Err(e) => return Err(Error::io(format!("creating the new target {}", self.target.display()), e)),
-        }
+        };
         crate::manifest::sync_dir(&fscheck::parent_dir(&self.target))?;
         failpoint::hit("rotate.after_create");
         let mut next = m.clone();
         next.epoch += 1;
         next.generation = g + 1;
+        next.target_ino = ino;
+        next.intent = None;
         next.rotated
             .insert(g, RotatedGeneration { len: m.committed_len, lines: m.committed_lines, crc: m.committed_crc });
         next.committed_len = 0;
@@ -607,7 +837,7 @@ impl Compactor {
                 next.rotated.pop_first();
             }
         }
-        self.commit(&next, Some(m.epoch))?;
+        self.commit(lock, &next, Some(m.epoch))?;
         failpoint::hit("rotate.after_commit");
         // Delete generations no longer kept (also ones a crash left behind before).
         let oldest_kept = next.rotated.keys().next().copied().unwrap_or(next.generation);
@@ -623,8 +853,8 @@ impl Compactor {
 
     /// Step 7 for journals whose record lags the committed watermark (a compactor died
     /// or failed between steps 5 and 7): safe to redo at any time. Rows are deleted on
-    /// the strength of the manifest just read, whose rename may not be durable yet (its
-    /// writer's folder fsync can have failed), so fsync the sidecar folder first.
+    /// the strength of the manifest just read, whose slot write may not be durable yet
+    /// (its writer can have died before its fdatasync), so fdatasync the lock file first.
     fn catch_up_records(&self, journals: &[Journal], manifest: &Manifest) -> Result<()> {
         let mut lagging = Vec::new();
         for j in journals {
@@ -637,18 +867,43 @@ impl Compactor {
         if lagging.is_empty() {
             return Ok(());
         }
-        crate::manifest::sync_dir(&self.sidecar.dir)?;
+        if self.durable_epoch.load(Ordering::Relaxed) != manifest.epoch {
+            self.sync_manifest()?;
+        }
         for (j, w) in lagging {
-            j.record_drained(&manifest.target_id, w.last_seq, w.crc)?;
+            j.record_drained(&manifest.target_id, w.last_seq, w.crc, w.chain)?;
         }
         Ok(())
     }
 
-    /// Step 5's commit (also the fence of step 2, the first manifest and a rotation's):
-    /// durable when it returns, so a later round of this compactor that reads this
-    /// epoch back needs no folder fsync (O12).
-    fn commit(&self, m: &Manifest, expected_epoch: Option<u64>) -> Result<()> {
-        m.commit(&self.sidecar, expected_epoch, &self.target)?;
+    /// Make the manifest this compactor read durable, whoever wrote it (O9, O12): an
+    /// fdatasync of the lock file, unless this compactor wrote and synced that epoch.
+    fn sync_manifest(&self) -> Result<()> {
+        let f = slots::open(&self.sidecar.lock, false, false)
+            .map_err(|e| Error::io(format!("opening lock file {}", self.sidecar.lock.display()), e))?;
+        fault::check("sidecar fsync").map_err(|e| Error::io("fdatasync of the lock file", e))?;
+        f.sync_data().map_err(|e| Error::io(format!("fdatasync of {}", self.sidecar.lock.display()), e))
+    }
+
+    /// Every commit (step 5, the fence and intent of steps 2 and 4, a rotation's, the
+    /// first manifest): the slots must still hold `expected_epoch` as the current
+    /// manifest (else `lock_lost`), then `m` goes to the other slot, durable when this
+    /// returns.
+    fn commit(&self, lock: &TargetLock, m: &Manifest, expected_epoch: Option<u64>) -> Result<()> {
+        failpoint::hit("drain.after_temp_manifest");
+        let current = slots::read(lock.file(), lock.path())?.into_current(lock.path())?;
+        let on_disk = current.as_ref().map(|(_, c)| c.epoch);
+        if on_disk != expected_epoch {
+            return Err(Error::LockLost {
+                target: self.target.clone(),
+                detail: format!(
+                    "the manifest's epoch changed from {expected_epoch:?} to {on_disk:?} during this round: \
+                     another compactor committed, so this one no longer held the lock"
+                ),
+            });
+        }
+        let index = current.map_or(0, |(i, _)| 1 - i);
+        slots::write(lock.file(), lock.path(), index, m)?;
         self.durable_epoch.store(m.epoch, Ordering::Relaxed);
         Ok(())
     }
@@ -670,6 +925,7 @@ impl Compactor {
 /// as soon as it can tell.
 struct ChunkWriter<'a> {
     compactor: &'a Compactor,
+    lock: &'a TargetLock,
     file: &'a File,
     offset: u64,
     epoch: u64,
@@ -684,11 +940,12 @@ struct ChunkWriter<'a> {
 }
 
 impl<'a> ChunkWriter<'a> {
-    fn new(compactor: &'a Compactor, file: &'a File, m: &Manifest) -> ChunkWriter<'a> {
+    fn new(compactor: &'a Compactor, lock: &'a TargetLock, file: &'a File, m: &Manifest) -> ChunkWriter<'a> {
         // With the mid_write failpoint armed, write tiny chunks so it falls between two.
         let chunk = if failpoint::is_set("drain.mid_write") { 16 } else { WRITE_CHUNK_BYTES };
         ChunkWriter {
             compactor,
+            lock,
             file,
             offset: m.committed_len,
             epoch: m.epoch,
@@ -741,7 +998,8 @@ impl<'a> ChunkWriter<'a> {
         let c = self.compactor;
         if self.written > 0 && self.written >= self.next_epoch_check {
             failpoint::hit("drain.mid_write");
-            let now = Manifest::read(&c.sidecar.manifest)?.map(|m| m.epoch);
+            let now =
+                slots::read(self.lock.file(), self.lock.path())?.into_current(self.lock.path())?.map(|(_, m)| m.epoch);
             if now != Some(self.epoch) {
                 return Err(Error::LockLost {
                     target: c.target.clone(),

@@ -69,6 +69,10 @@ pub enum Error {
     /// The journal file (or its `-wal`) was removed, renamed or replaced while this
     /// handle had it open: lines appended now would go where no drain looks.
     JournalGone { path: PathBuf, detail: String },
+    /// There is no tributary target at this path (no sidecar: never created with
+    /// `init`, or the shared filesystem is not mounted), or the file there is not the
+    /// one the sidecar committed to. Nothing was created or touched.
+    TargetMissing { target: PathBuf, detail: String },
     /// An operating-system I/O error, with what tributary was doing.
     Io { context: String, source: io::Error },
     /// An SQLite error from a journal, with what tributary was doing.
@@ -97,6 +101,7 @@ pub enum ErrorKind {
     Io = 15,
     Sqlite = 16,
     JournalGone = 17,
+    TargetMissing = 18,
 }
 
 impl ErrorKind {
@@ -120,6 +125,7 @@ impl ErrorKind {
             ErrorKind::Io => "io",
             ErrorKind::Sqlite => "sqlite",
             ErrorKind::JournalGone => "journal_gone",
+            ErrorKind::TargetMissing => "target_missing",
         }
     }
 }
@@ -145,6 +151,7 @@ impl Error {
             Error::Io { .. } => ErrorKind::Io,
             Error::Sqlite { .. } => ErrorKind::Sqlite,
             Error::JournalGone { .. } => ErrorKind::JournalGone,
+            Error::TargetMissing { .. } => ErrorKind::TargetMissing,
         }
     }
 
@@ -218,8 +225,9 @@ impl fmt::Display for Error {
             ),
             Error::CorruptManifest { path, detail } => write!(
                 f,
-                "corrupt manifest {}: {detail}. tributary will not replace it; compare the target with a backup \
-                 and restore the manifest, or move both aside",
+                "corrupt manifest {}: {detail}. tributary will not replace it and touched nothing. Do not restore \
+                 an older copy of it (a manifest older than the target would cut committed lines): stop the \
+                 compactors, keep the sidecar folder as it is, and see README \"Operations\"",
                 path.display()
             ),
             Error::CorruptJournalRow { journal, seq, detail } => write!(
@@ -238,10 +246,12 @@ impl fmt::Display for Error {
             ),
             Error::UnexpectedTail { target, tail_bytes, max_round_bytes } => write!(
                 f,
-                "unexpected tail: {} has {tail_bytes} bytes beyond the committed length, more than one drain round \
-                 (max {max_round_bytes} bytes) can write. The manifest read is probably stale (incoherent client \
-                 cache: mount with attribute caching off, see README) or another program appended to the target. \
-                 Nothing was touched",
+                "unexpected tail: {} has {tail_bytes} bytes beyond the committed length that no drain round of \
+                 tributary was writing ({max_round_bytes} bytes were announced by an intent): another program \
+                 appended to the target, or the manifest is older than the target (a restored sidecar, or an \
+                 incoherent client cache: see README). Nothing was touched. Save those bytes (`tail -c \
+                 {tail_bytes} TARGET`), cut them off (`truncate -s -{tail_bytes} TARGET`) with the compactors \
+                 stopped, and append them through a journal",
                 target.display()
             ),
             Error::TornTarget { target, detail } => {
@@ -271,6 +281,13 @@ impl fmt::Display for Error {
                  appended through this handle now would be lost: close it and reopen the journal by its path \
                  (to retire a journal, drain it first)",
                 path.display()
+            ),
+            Error::TargetMissing { target, detail } => write!(
+                f,
+                "target missing: {}: {detail}. Nothing was created or touched. Create a new target once with \
+                 `tributary init --target {}`; if it exists, check that its shared filesystem is mounted",
+                target.display(),
+                target.display()
             ),
             Error::Io { context, source } => write!(f, "I/O error while {context}: {source}"),
             Error::Sqlite { context, source } => write!(f, "SQLite error while {context}: {source}"),

@@ -41,7 +41,7 @@ use crate::{
 /// Version of this C ABI (types, functions, semantics). It changes whenever the ABI
 /// changes incompatibly; compare it with `trib_abi_version()` at start-up to detect a
 /// header/library mismatch.
-pub const TRIB_ABI_VERSION: u32 = 2;
+pub const TRIB_ABI_VERSION: u32 = 3;
 
 /// Success.
 pub const TRIB_OK: c_int = 0;
@@ -64,8 +64,8 @@ pub const TRIB_E_CORRUPT_MANIFEST: c_int = 6;
 pub const TRIB_E_CORRUPT_JOURNAL_ROW: c_int = 7;
 /// The target is shorter than its committed length; nothing was touched.
 pub const TRIB_E_TARGET_TRUNCATED: c_int = 8;
-/// The target has more uncommitted bytes than one drain round can write; nothing was
-/// touched.
+/// The target has bytes beyond its committed length that no drain round announced
+/// (foreign bytes, or a manifest older than the target); nothing was touched.
 pub const TRIB_E_UNEXPECTED_TAIL: c_int = 9;
 /// The target does not end in `\n` where it must; nothing was touched.
 pub const TRIB_E_TORN_TARGET: c_int = 10;
@@ -85,6 +85,10 @@ pub const TRIB_E_SQLITE: c_int = 16;
 /// The journal file (or its `-wal`) was removed, renamed or replaced while the handle
 /// had it open; nothing of the call was stored. Close the handle and reopen the journal.
 pub const TRIB_E_JOURNAL_GONE: c_int = 17;
+/// There is no tributary target at this path (never created with `trib_init`, or its
+/// shared filesystem is not mounted), or the file there is not the one its sidecar
+/// committed to. Nothing was created or touched.
+pub const TRIB_E_TARGET_MISSING: c_int = 18;
 /// A bug: tributary panicked inside this call. The panic was caught at the boundary;
 /// the handle the call used is poisoned (every later call on it fails with this code):
 /// close it.
@@ -119,6 +123,7 @@ const _: () = {
     assert!(TRIB_E_IO == ErrorKind::Io as c_int);
     assert!(TRIB_E_SQLITE == ErrorKind::Sqlite as c_int);
     assert!(TRIB_E_JOURNAL_GONE == ErrorKind::JournalGone as c_int);
+    assert!(TRIB_E_TARGET_MISSING == ErrorKind::TargetMissing as c_int);
 };
 
 /// Stable snake_case name of a result code (`ErrorKind::name`), NUL-terminated.
@@ -153,10 +158,11 @@ fn kind_cname(kind: ErrorKind) -> &'static CStr {
         ErrorKind::Io => c"io",
         ErrorKind::Sqlite => c"sqlite",
         ErrorKind::JournalGone => c"journal_gone",
+        ErrorKind::TargetMissing => c"target_missing",
     }
 }
 
-const ALL_KINDS: [ErrorKind; 17] = [
+const ALL_KINDS: [ErrorKind; 18] = [
     ErrorKind::InvalidLine,
     ErrorKind::InvalidArgument,
     ErrorKind::JournalFull,
@@ -174,6 +180,7 @@ const ALL_KINDS: [ErrorKind; 17] = [
     ErrorKind::Io,
     ErrorKind::Sqlite,
     ErrorKind::JournalGone,
+    ErrorKind::TargetMissing,
 ];
 
 fn kind_of_code(code: c_int) -> Option<ErrorKind> {
@@ -973,6 +980,10 @@ pub struct trib_compactor_options {
     /// Keep at most this many rotated generations, deleting older ones. 0 (default):
     /// keep them all.
     pub retain_generations: u64,
+    /// Create the target if it does not exist yet (as `trib_init` does). Default
+    /// false: a target never initialised, or on a share that is not mounted, is
+    /// `TRIB_E_TARGET_MISSING`.
+    pub create: bool,
 }
 
 impl From<&CompactorOptions> for trib_compactor_options {
@@ -987,6 +998,7 @@ impl From<&CompactorOptions> for trib_compactor_options {
             rotate_bytes: o.rotate_bytes.unwrap_or(0),
             rotate_lines: o.rotate_lines.unwrap_or(0),
             retain_generations: o.retain_generations.unwrap_or(0),
+            create: o.create,
         }
     }
 }
@@ -1007,6 +1019,7 @@ impl trib_compactor_options {
             rotate_bytes: (self.rotate_bytes > 0).then_some(self.rotate_bytes),
             rotate_lines: (self.rotate_lines > 0).then_some(self.rotate_lines),
             retain_generations: (self.retain_generations > 0).then_some(self.retain_generations),
+            create: self.create,
             ..CompactorOptions::default()
         };
         opts.journal.busy_timeout = busy_timeout_option(self.journal_busy_timeout_ms, "journal_busy_timeout_ms")?;
@@ -1014,6 +1027,64 @@ impl trib_compactor_options {
         opts.journal.max_line_bytes = self.max_line_bytes;
         Ok(opts)
     }
+}
+
+/// What `trib_init` found or did.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct trib_init_report {
+    /// The target's id: 32 hex digits and a NUL.
+    pub target_id: [c_char; TRIB_ID_BUF_LEN],
+    /// True when this call created the target (its sidecar and first manifest).
+    pub created: bool,
+    /// Lines of a pre-existing target file adopted as committed (when `created`).
+    pub adopted_lines: u64,
+    /// True when a target of an older manifest format was upgraded.
+    pub upgraded: bool,
+    /// True when a replaced target file (restored or copied with its sidecar) was
+    /// accepted because its committed part matched.
+    pub rebound: bool,
+}
+
+/// Create `target` once — its sidecar, lock file and first manifest, and the target
+/// file (an existing file's whole lines are adopted as committed) — or, if it exists,
+/// check it (and upgrade an older manifest format). Drains never create a target
+/// unless `create` is set in their options. `options` may be NULL for the defaults
+/// (only `lock_timeout_ms` matters here).
+///
+/// # Safety
+/// `target` must be NULL or NUL-terminated; `options` NULL or readable; `report_out`
+/// and `err_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_init(
+    target: *const c_char,
+    options: *const trib_compactor_options,
+    report_out: *mut trib_init_report,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    // SAFETY: `err_out` is NULL or writable, per this function's contract.
+    let err_out = unsafe { ErrOut::new(err_out) };
+    guard(err_out, || {
+        // SAFETY: NUL-terminated or NULL per the caller's contract.
+        let target = unsafe { path_arg(target, "target") }?;
+        need(report_out, "report_out")?;
+        // SAFETY: NULL or a readable options struct per the caller's contract.
+        let opts = match unsafe { options.as_ref() } {
+            Some(o) => o.to_rust()?,
+            None => CompactorOptions::default(),
+        };
+        let r = Compactor::new(target, opts)?.init()?;
+        let report = trib_init_report {
+            target_id: id_buf(&r.target_id),
+            created: r.created,
+            adopted_lines: r.adopted_lines,
+            upgraded: r.upgraded,
+            rebound: r.rebound,
+        };
+        // SAFETY: not NULL, writable per the caller's contract.
+        unsafe { put(report_out, report) };
+        Ok(())
+    })
 }
 
 /// What `trib_drain` did.
@@ -1040,8 +1111,9 @@ pub struct trib_drain_report {
 /// committed (bounded rounds; the target's lock is released between rounds). The
 /// journals are either the `journal_count` paths in `journal_paths`, or every
 /// `*.journal` file directly in the folder `spool` (not both: give `journal_count` 0
-/// when `spool` is not NULL). With neither, the call only creates/repairs the target
-/// and its manifest. `options` may be NULL for the defaults. A journal path that does
+/// when `spool` is not NULL). With neither, the call only repairs the target (and
+/// creates it, with `create`). The target must exist (`trib_init`) unless the
+/// options' `create` is set: otherwise `TRIB_E_TARGET_MISSING`. `options` may be NULL for the defaults. A journal path that does
 /// not exist is `TRIB_E_NOT_A_JOURNAL` (a drain never creates journals).
 ///
 /// # Safety

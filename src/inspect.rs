@@ -23,8 +23,9 @@ pub struct VerifyReport {
     pub committed_lines: u64,
     /// The target's length now.
     pub target_len: u64,
-    /// Bytes beyond `committed_len` (left by a crashed or running drain): reported,
-    /// not a failure; the next drain round truncates them.
+    /// Bytes beyond `committed_len`. Under a round's intent (a crashed or running
+    /// drain) they are reported, not a failure: the next drain round truncates them.
+    /// Bytes no round announced are also listed in `problems` (foreign bytes).
     pub uncommitted_tail_bytes: u64,
     /// What is wrong; empty when the target is consistent with its manifest.
     pub problems: Vec<String>,
@@ -42,15 +43,37 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
     let target = target.as_ref();
     crate::fscheck::check_target_name(target)?;
     let sidecar = Sidecar::for_target(target);
-    let m = Manifest::read(&sidecar.manifest)?.ok_or_else(|| {
-        Error::InvalidArgument(format!(
-            "{} has no manifest ({}): it was never drained by tributary",
-            target.display(),
-            sidecar.manifest.display()
-        ))
-    })?;
+    let load = || {
+        Manifest::load(&sidecar)?.ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{} has no manifest ({}): it was never created with `tributary init`",
+                target.display(),
+                sidecar.lock.display()
+            ))
+        })
+    };
     let mut file = File::open(target).map_err(|e| Error::io(format!("opening {}", target.display()), e))?;
-    let target_len = file.metadata().map_err(|e| Error::io("fstat of the target", e))?.len();
+    // Bytes past committed_len are a round's only if an intent covered them when they
+    // were seen: a round commits its intent before its first byte, so a manifest read
+    // again after the fstat, unchanged, proves there was none. A changed one: retry.
+    let mut m = load()?;
+    let mut target_len = 0;
+    let mut foreign_tail = 0;
+    for _ in 0..100 {
+        target_len = file.metadata().map_err(|e| Error::io("fstat of the target", e))?.len();
+        let tail = target_len.saturating_sub(m.committed_len);
+        let covered = m.intent.filter(|i| i.start == m.committed_len).map_or(0, |i| i.max_len);
+        if tail <= covered {
+            foreign_tail = 0;
+            break;
+        }
+        let again = load()?;
+        if again.epoch == m.epoch {
+            foreign_tail = tail;
+            break;
+        }
+        m = again;
+    }
     let mut report = VerifyReport {
         target: target.to_path_buf(),
         epoch: m.epoch,
@@ -62,6 +85,13 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
         uncommitted_tail_bytes: target_len.saturating_sub(m.committed_len),
         problems: Vec::new(),
     };
+    if foreign_tail > 0 {
+        report.problems.push(format!(
+            "{foreign_tail} byte(s) after the committed part were not written by a drain round (no round announced \
+             them): another program appended to the target, or the manifest is older than the target. The next drain \
+             refuses to touch them (unexpected_tail); see README \"Operations\""
+        ));
+    }
     for (g, r) in &m.rotated {
         let path = generation_path(target, *g);
         match File::open(&path) {
@@ -138,7 +168,7 @@ pub fn status(target: impl AsRef<Path>, spool: Option<&Path>) -> Result<StatusRe
 pub fn status_with(target: impl AsRef<Path>, spool: Option<&Path>, opts: &JournalOptions) -> Result<StatusReport> {
     let target = target.as_ref();
     crate::fscheck::check_target_name(target)?;
-    let manifest = Manifest::read(&Sidecar::for_target(target).manifest)?;
+    let manifest = Manifest::load(&Sidecar::for_target(target))?;
     let target_len = std::fs::metadata(target).ok().map(|m| m.len());
     let mut journals = Vec::new();
     if let Some(spool) = spool {

@@ -40,6 +40,7 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::error::{Error, LineProblem, Result};
+use crate::manifest::chain_step;
 use crate::{failpoint, fscheck, sys};
 
 /// Default maximum line length: 1 MiB.
@@ -170,6 +171,8 @@ pub struct DrainedRecord {
     pub target_id: String,
     pub seq: u64,
     pub crc: u32,
+    /// The watermark's chained hash at `seq` (`None`: recorded before chains existed).
+    pub chain: Option<u64>,
 }
 
 /// One queued append: a run of lines, optionally with one idempotency key per line,
@@ -336,7 +339,8 @@ CREATE TABLE IF NOT EXISTS state (
     drained_bytes INTEGER NOT NULL,
     drained_target TEXT,
     drained_seq INTEGER NOT NULL,
-    drained_crc INTEGER NOT NULL
+    drained_crc INTEGER NOT NULL,
+    drained_chain INTEGER
 );
 ";
 
@@ -442,6 +446,8 @@ pub(crate) struct Taken {
     pub bytes: u64,
     pub last_seq: u64,
     pub last_crc: u32,
+    /// The watermark's chained hash after `last_seq`.
+    pub chain: u64,
 }
 
 impl Journal {
@@ -563,7 +569,8 @@ impl Journal {
         .map_err(|e| Error::sqlite("setting synchronous", e))?;
         let mut conn = conn;
         let id = Self::init_schema(&mut conn, &path)?;
-        Self::add_run_crc_column(&mut conn)?;
+        Self::add_column(&mut conn, "runs", "run_crc")?;
+        Self::add_column(&mut conn, "state", "drained_chain")?;
         // O2: the journal file and the `-wal` SQLite just created (it makes a new one
         // whenever the last connection closed) must be durable as names before any
         // line in them is acknowledged; SQLite fsyncs the files, never their folder.
@@ -668,27 +675,28 @@ impl Journal {
         Ok(id)
     }
 
-    /// Journals made before runs carried a `run_crc` get the (nullable) column; their
-    /// existing rows keep per-line checks.
-    fn add_run_crc_column(conn: &mut Connection) -> Result<()> {
+    /// Journals made before a column existed get it (nullable, INTEGER): `runs.run_crc`
+    /// (their existing rows keep per-line checks), `state.drained_chain` (a record
+    /// from before chained watermarks is compared by CRC).
+    fn add_column(conn: &mut Connection, table: &str, column: &str) -> Result<()> {
         let has = |c: &Connection| -> Result<bool> {
-            c.query_row("SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'run_crc'", [], |r| {
+            c.query_row("SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2", params![table, column], |r| {
                 r.get::<_, i64>(0)
             })
             .map(|n| n > 0)
-            .map_err(|e| Error::sqlite("reading the runs table's columns", e))
+            .map_err(|e| Error::sqlite(format!("reading the {table} table's columns"), e))
         };
         if has(conn)? {
             return Ok(());
         }
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| Error::sqlite("starting the run_crc upgrade", e))?;
+            .map_err(|e| Error::sqlite(format!("starting the {table}.{column} upgrade"), e))?;
         if !has(&tx)? {
-            tx.execute_batch("ALTER TABLE runs ADD COLUMN run_crc INTEGER")
-                .map_err(|e| Error::sqlite("adding the run_crc column", e))?;
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} INTEGER"))
+                .map_err(|e| Error::sqlite(format!("adding the {table}.{column} column"), e))?;
         }
-        tx.commit().map_err(|e| Error::sqlite("committing the run_crc upgrade", e))
+        tx.commit().map_err(|e| Error::sqlite(format!("committing the {table}.{column} upgrade"), e))
     }
 
     pub fn path(&self) -> &Path {
@@ -1229,6 +1237,47 @@ impl Journal {
         }
     }
 
+    /// The chained hash at `to_seq` computed over this journal's own rows after
+    /// `from_seq` (where it is `from_chain`); `None` when a row in that range is no
+    /// longer stored (nothing to compare).
+    pub(crate) fn chain_through(&self, from_seq: u64, from_chain: u64, to_seq: u64) -> Result<Option<u64>> {
+        let conn = self.lock_conn()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT first_seq, count, line_meta FROM runs
+                 WHERE first_seq >= (SELECT coalesce(max(first_seq), 0) FROM runs WHERE first_seq <= ?1)
+                   AND first_seq <= ?2 ORDER BY first_seq",
+            )
+            .map_err(|e| Error::sqlite("preparing the chain read", e))?;
+        let mut rows = stmt
+            .query(params![(from_seq + 1) as i64, to_seq as i64])
+            .map_err(|e| Error::sqlite("reading runs for the chain", e))?;
+        let (mut chain, mut next) = (from_chain, from_seq + 1);
+        while let Some(r) = rows.next().map_err(|e| Error::sqlite("reading runs for the chain", e))? {
+            let first = r.get::<_, i64>(0).map_err(|e| Error::sqlite("reading a run", e))? as u64;
+            let count = r.get::<_, i64>(1).map_err(|e| Error::sqlite("reading a run", e))? as u64;
+            let meta: Vec<u8> = r.get(2).map_err(|e| Error::sqlite("reading a run", e))?;
+            if meta.len() as u64 != count * LINE_META_BYTES as u64 {
+                return Err(self.corrupt(first, "its run's line table does not match its line count".into()));
+            }
+            for k in 0..count {
+                let seq = first + k;
+                if seq < next {
+                    continue;
+                }
+                if seq != next || seq > to_seq {
+                    break;
+                }
+                let m = &meta[k as usize * LINE_META_BYTES..][..LINE_META_BYTES];
+                let len = u32::from_le_bytes(m[..4].try_into().expect("4 bytes"));
+                let crc = u32::from_le_bytes(m[4..].try_into().expect("4 bytes"));
+                chain = chain_step(chain, seq, len, crc);
+                next = seq + 1;
+            }
+        }
+        Ok((next == to_seq + 1).then_some(chain))
+    }
+
     fn corrupt(&self, seq: u64, detail: String) -> Error {
         Error::CorruptJournalRow { journal: self.path.clone(), seq, detail }
     }
@@ -1236,12 +1285,19 @@ impl Journal {
     /// The journal's own record of how far it was drained.
     pub fn drained_record(&self) -> Result<Option<DrainedRecord>> {
         let conn = self.lock_conn()?;
-        let (target, seq, crc): (Option<String>, i64, i64) = conn
-            .query_row("SELECT drained_target, drained_seq, drained_crc FROM state WHERE id = 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+        let (target, seq, crc, chain): (Option<String>, i64, i64, Option<i64>) = conn
+            .query_row(
+                "SELECT drained_target, drained_seq, drained_crc, drained_chain FROM state WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
             .map_err(|e| Error::sqlite("reading the drained record", e))?;
-        Ok(target.filter(|_| seq > 0).map(|target_id| DrainedRecord { target_id, seq: seq as u64, crc: crc as u32 }))
+        Ok(target.filter(|_| seq > 0).map(|target_id| DrainedRecord {
+            target_id,
+            seq: seq as u64,
+            crc: crc as u32,
+            chain: chain.map(|c| c as u64),
+        }))
     }
 
     /// Stream the lines after `after_seq`, in seq order, into `sink` as byte slices of
@@ -1254,6 +1310,7 @@ impl Journal {
     pub(crate) fn drain_after(
         &self,
         after_seq: u64,
+        chain_before: u64,
         max_bytes: u64,
         first_of_round: bool,
         deadline: Instant,
@@ -1318,7 +1375,13 @@ impl Journal {
                     return Err(self.corrupt(seq, "its length does not match the stored bytes".into()));
                 }
                 if seq >= expect {
-                    let t = taken.get_or_insert(Taken { lines: 0, bytes: 0, last_seq: 0, last_crc: 0 });
+                    let t = taken.get_or_insert(Taken {
+                        lines: 0,
+                        bytes: 0,
+                        last_seq: 0,
+                        last_crc: 0,
+                        chain: chain_before,
+                    });
                     let would = t.bytes + (end + 1 - slice_start.unwrap_or(pos)) as u64;
                     if (t.lines > 0 || !first_of_round) && would > max_bytes {
                         if let Some(s) = slice_start {
@@ -1334,6 +1397,7 @@ impl Journal {
                     t.lines += 1;
                     t.last_seq = seq;
                     t.last_crc = crc;
+                    t.chain = chain_step(t.chain, seq, len as u32, crc);
                     expect = seq + 1;
                 }
                 pos = end + 1;
@@ -1355,7 +1419,7 @@ impl Journal {
     /// Step 7 of the drain: record (forward only) that lines up to `seq` are committed
     /// in `target_id`, and delete the runs that are wholly drained. Idempotent; an
     /// older record never wins.
-    pub(crate) fn record_drained(&self, target_id: &str, seq: u64, crc: u32) -> Result<()> {
+    pub(crate) fn record_drained(&self, target_id: &str, seq: u64, crc: u32, chain: u64) -> Result<()> {
         let mut conn = self.lock_conn()?;
         let ctx = |what: &str| format!("{what} in {}", self.path.display());
         let tx = conn
@@ -1380,9 +1444,9 @@ impl Journal {
             .map_err(|e| Error::sqlite(ctx("deleting drained runs"), e))?;
         failpoint::hit("drain.mid_record");
         tx.execute(
-            "UPDATE state SET drained_target = ?1, drained_seq = ?2, drained_crc = ?3,
+            "UPDATE state SET drained_target = ?1, drained_seq = ?2, drained_crc = ?3, drained_chain = ?5,
                  drained_bytes = max(drained_bytes, coalesce(?4, drained_bytes)) WHERE id = 1",
-            params![target_id, seq as i64, crc as i64, freed_through],
+            params![target_id, seq as i64, crc as i64, freed_through, chain as i64],
         )
         .map_err(|e| Error::sqlite(ctx("recording the drained seq"), e))?;
         tx.commit().map_err(|e| Error::sqlite(ctx("committing the drained record"), e))?;
@@ -1622,7 +1686,7 @@ mod tests {
         let mut handed: Vec<(Vec<u8>, Option<u32>)> = Vec::new();
         let far = Instant::now() + Duration::from_secs(60);
         let taken = j
-            .drain_after(0, u64::MAX, true, far, &mut |bytes, crc| {
+            .drain_after(0, 0, u64::MAX, true, far, &mut |bytes, crc| {
                 handed.push((bytes.to_vec(), crc.map(|h| h.clone().finalize())));
                 Ok(())
             })

@@ -31,10 +31,11 @@ mod journal;
 mod lock;
 mod manifest;
 mod reader;
+mod slots;
 #[doc(hidden)]
 pub mod sys;
 
-pub use drain::{Compactor, CompactorOptions, DrainReport, JournalDrain, RetireReport};
+pub use drain::{Compactor, CompactorOptions, DrainReport, InitReport, JournalDrain, RetireReport};
 pub use error::{Error, ErrorKind, LineProblem, Result};
 pub use inspect::{status, status_with, verify, JournalStatus, StatusReport, VerifyReport};
 pub use journal::{
@@ -42,7 +43,9 @@ pub use journal::{
     DEFAULT_MAX_LINE_BYTES,
 };
 pub use lock::TargetLock;
-pub use manifest::{generation_path, Manifest, RotatedGeneration, Sidecar, Watermark};
+pub use manifest::{
+    chain_step, generation_path, Intent, Manifest, RotatedGeneration, Sidecar, Watermark, FORMAT_VERSION,
+};
 pub use reader::{Cursor, CursorStore, Reader};
 
 /// The crate version, also reported through the C ABI.

@@ -4,10 +4,11 @@
 //! tied to the open file description, so an unrelated `close()` elsewhere in the
 //! process cannot drop them. The lock file is opened read-write (an exclusive record
 //! lock needs it) and never through a symlink. A waiter polls with backoff until its
-//! timeout, so a hung holder turns into `LockTimeout`, never a hang.
+//! timeout, so a hung holder turns into `LockTimeout`, never a hang. Since manifest
+//! format 2 the lock file also holds the manifest (`crate::slots`), read and written
+//! through the same descriptor.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -22,16 +23,11 @@ pub struct TargetLock {
 }
 
 impl TargetLock {
-    /// Wait up to `timeout` for the exclusive lock on `path` (created 0600 if missing).
-    pub fn acquire(path: &Path, timeout: Duration) -> Result<TargetLock> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
+    /// Wait up to `timeout` for the exclusive lock on `path`, created 0600 if missing
+    /// and `create` (only `init` creates one: a missing lock file is a target that does
+    /// not exist, an `Io` error of kind `NotFound` here).
+    pub fn acquire(path: &Path, timeout: Duration, create: bool) -> Result<TargetLock> {
+        let file = crate::slots::open(path, true, create)
             .map_err(|e| Error::io(format!("opening lock file {} read-write", path.display()), e))?;
         let start = Instant::now();
         let mut pause = Duration::from_millis(1);
@@ -52,6 +48,11 @@ impl TargetLock {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The locked file: the manifest's slots are read and written through it.
+    pub(crate) fn file(&self) -> &File {
+        &self.file
     }
 
     /// Test seam (the `drain.lose_lock` failpoint): give the lock up while this holder
@@ -78,11 +79,11 @@ mod tests {
     fn second_holder_times_out_then_gets_it_after_release() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("lock");
-        let first = TargetLock::acquire(&p, Duration::from_secs(1)).unwrap();
+        let first = TargetLock::acquire(&p, Duration::from_secs(1), true).unwrap();
         // OFD locks conflict between two open file descriptions even in one process.
-        let err = TargetLock::acquire(&p, Duration::from_millis(30)).unwrap_err();
+        let err = TargetLock::acquire(&p, Duration::from_millis(30), true).unwrap_err();
         assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
         drop(first);
-        TargetLock::acquire(&p, Duration::from_millis(100)).unwrap();
+        TargetLock::acquire(&p, Duration::from_millis(100), true).unwrap();
     }
 }

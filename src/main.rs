@@ -36,6 +36,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a target once (its sidecar and first manifest; an existing file's lines
+    /// are adopted), or check and upgrade an existing one. Drains never create one.
+    Init(InitArgs),
     /// Append stdin's lines to a journal; exits 0 once all are durable.
     Append(AppendArgs),
     /// Drain journals into the target until the lines they hold now are committed.
@@ -129,6 +132,19 @@ struct CompactorFlags {
     /// Keep only this many rotated generations (older ones are deleted).
     #[arg(long)]
     retain: Option<u64>,
+    /// Create the target if it does not exist yet (as `init` does). Without it, a
+    /// target that was never initialised — or whose share is not mounted — is refused.
+    #[arg(long)]
+    create: bool,
+}
+
+#[derive(Args)]
+struct InitArgs {
+    #[arg(long)]
+    target: PathBuf,
+    /// How long to wait for the target's lock, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    lock_timeout_ms: u64,
 }
 
 impl CompactorFlags {
@@ -144,6 +160,7 @@ impl CompactorFlags {
                 rotate_bytes: self.rotate_bytes,
                 rotate_lines: self.rotate_lines,
                 retain_generations: self.retain,
+                create: self.create,
             },
         )
     }
@@ -244,6 +261,7 @@ fn parse_cursor(s: &str) -> Result<Cursor, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Init(a) => cmd_init(a),
         Command::Append(a) => cmd_append(a),
         Command::Drain(a) => cmd_drain(a),
         Command::Compact(a) => cmd_compact(a),
@@ -396,6 +414,23 @@ fn cmd_drain(a: DrainArgs) -> CmdResult {
     );
     for j in &r.journals {
         say!("  {} ({}): {} line(s), now at seq {}", j.path.display(), j.journal_id, j.lines, j.last_seq);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_init(a: InitArgs) -> CmdResult {
+    let opts =
+        CompactorOptions { lock_timeout: Duration::from_millis(a.lock_timeout_ms), ..CompactorOptions::default() };
+    let r = Compactor::new(&a.target, opts)?.init()?;
+    let t = a.target.display();
+    if r.created {
+        say!("created target {t} (id {}), adopting {} existing line(s)", r.target_id, r.adopted_lines);
+    } else if r.upgraded {
+        say!("upgraded target {t} (id {}) to manifest format {}", r.target_id, tributary::FORMAT_VERSION);
+    } else if r.rebound {
+        say!("target {t} (id {}): its file was replaced by one with the same committed part; accepted", r.target_id);
+    } else {
+        say!("target {t} (id {}) exists; nothing to do", r.target_id);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,22 +1,30 @@
-//! The manifest: the committed state of a target, kept in its sidecar folder.
+//! The manifest: the committed state of a target.
 //!
-//! A small text file, one `key value` per line, ending with `crc <crc32 of every byte
-//! before that line>`. It is only ever replaced whole (temp file, fsync, rename, folder
-//! fsync), so a reader sees the old or the new manifest, never a mix. A manifest whose
-//! CRC or syntax is wrong is an error; it is never silently replaced.
+//! Format version 2 (docs/design.md "The manifest, format version 2") keeps it in two
+//! CRC-checked slots inside the sidecar's lock file (`crate::slots`); this module owns
+//! its text encoding, which ends with `crc <crc32 of every byte before that line>`,
+//! and the version-1 file (`sidecar/manifest`, replaced whole by rename) that version
+//! 2 reads once to upgrade and then leaves as a stub that stops version-1 binaries.
 //!
 //! ```text
-//! tributary-manifest 1
+//! tributary-manifest 2
 //! target_id 6f1c...e2
 //! epoch 42
 //! generation 3
+//! target_ino 1234567
 //! committed_len 123456
 //! committed_lines 1000
 //! committed_crc 1a2b3c4d
+//! intent <start> <max_len>                      (only while a round may be writing)
+//! horizon 0
 //! rotated <generation> <len> <lines> <crc>      (one per older generation kept)
-//! watermark <journal_id> <last_seq> <crc of the line at last_seq>
+//! watermark <journal_id> <last_seq> <crc> <chain> <anchor>
+//! retired <journal_id> <epoch>
 //! crc 89abcdef
 //! ```
+//!
+//! Version 1 had no `target_ino`, `intent`, `horizon` or `retired` lines and its
+//! watermarks were `<journal_id> <last_seq> <crc>`.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -26,12 +34,15 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::journal::JournalId;
-use crate::{failpoint, fault, hex, sys};
+use crate::{fault, hex, slots, sys};
 
 const MAGIC: &str = "tributary-manifest";
-const VERSION: u32 = 1;
-/// A manifest larger than this is not one of ours (guards the parser and readers).
-const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+/// The format this build writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// A version-1 manifest file larger than this is not one of ours.
+const MAX_MANIFEST_FILE_BYTES: u64 = 64 << 20;
+/// The body of the stub left in `sidecar/manifest` once the manifest lives in slots.
+const STUB_BODY: &str = "tributary-manifest 2\nmoved lock\n";
 
 /// How far one journal has been drained into the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,26 +52,65 @@ pub struct Watermark {
     pub last_seq: u64,
     /// CRC32 of the line at `last_seq`.
     pub crc: u32,
+    /// Chained hash of the journal's lines after `anchor` up to `last_seq`
+    /// ([`chain_step`]); two copies of a journal that diverged anywhere in that range
+    /// disagree here.
+    pub chain: u64,
+    /// The seq where the chain starts (its value there is 0): 0 for journals drained
+    /// under format 2 from their first line, the watermark's `last_seq` at upgrade for
+    /// journals drained under format 1.
+    pub anchor: u64,
+}
+
+/// One step of a watermark's chained hash: the chain after line `seq` (`len` bytes,
+/// CRC32 `crc`) given the chain before it. Not cryptographic: it tells accidental
+/// divergence (clones, restores) apart, not a forger.
+pub fn chain_step(chain: u64, seq: u64, len: u32, crc: u32) -> u64 {
+    let mut x = chain ^ seq.rotate_left(32) ^ (u64::from(len) << 32 | u64::from(crc));
+    // splitmix64's finaliser: every input bit affects every output bit.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// A round's announcement, committed before its first byte: it may have written
+/// `[start, start + max_len)` of the target. Only bytes under an intent are ever
+/// truncated as a crashed round's tail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intent {
+    pub start: u64,
+    pub max_len: u64,
 }
 
 /// The committed state of a target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
-    /// Random id made when the manifest was first committed (hex, 32 digits).
+    /// Random id made when the target was created (hex, 32 digits).
     pub target_id: String,
     /// Bumped on every commit.
     pub epoch: u64,
     /// The target file's generation (1 for a target never rotated); managed rotation
     /// renames the target to `<target>.<generation>` and starts the next one.
     pub generation: u64,
+    /// Inode of the current generation's file (0: not known yet, an upgraded target
+    /// before its first round): a file at the target's path with another inode is not
+    /// this target.
+    pub target_ino: u64,
     /// The length, line count and CRC of the target's current generation.
     pub committed_len: u64,
     pub committed_lines: u64,
     /// CRC32 of the first `committed_len` bytes of the target.
     pub committed_crc: u32,
+    /// Set while a round may be writing past `committed_len`.
+    pub intent: Option<Intent>,
+    /// Journal lifecycle (issue 16): journals created before this are refused unless
+    /// they have a watermark. 0: no horizon.
+    pub horizon: u64,
     pub watermarks: BTreeMap<JournalId, Watermark>,
     /// Older generations still kept (`<target>.<generation>`), by generation.
     pub rotated: BTreeMap<u64, RotatedGeneration>,
+    /// Journal lifecycle (issue 16): journals retired, with the epoch of retirement.
+    pub retired: BTreeMap<JournalId, u64>,
 }
 
 /// What the manifest remembers of a rotated generation (for readers and `verify`).
@@ -71,11 +121,23 @@ pub struct RotatedGeneration {
     pub crc: u32,
 }
 
+/// What `sidecar/manifest` holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ManifestFile {
+    /// A version-1 manifest (a target not upgraded yet).
+    V1(Manifest),
+    /// A full version-2 manifest: an upgrade between its steps 1 and 3.
+    V2(Manifest),
+    /// The stub: the manifest lives in the lock file's slots.
+    Stub,
+}
+
 /// The paths of a target's sidecar folder (`<target>.tributary/`).
 #[derive(Debug, Clone)]
 pub struct Sidecar {
     pub dir: PathBuf,
     pub lock: PathBuf,
+    /// The version-1 manifest file; in version 2 a stub that stops version-1 binaries.
     pub manifest: PathBuf,
 }
 
@@ -89,9 +151,10 @@ impl Sidecar {
         Sidecar { lock: dir.join("lock"), manifest: dir.join("manifest"), dir }
     }
 
-    /// Create the folder (0755) if needed; refuse a symlink or a world-writable folder
-    /// (anyone could then plant a manifest or a lock file).
-    pub fn ensure(&self) -> Result<()> {
+    /// Create the folder (0755) if needed, its name made durable (O6); refuse a symlink
+    /// or a world-writable folder (anyone could then plant a lock file). Only `init`
+    /// creates a sidecar.
+    pub(crate) fn create(&self) -> Result<()> {
         match fs::create_dir(&self.dir) {
             Ok(()) => {
                 fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o755))
@@ -118,7 +181,12 @@ impl Sidecar {
         self.check_safe()
     }
 
-    fn check_safe(&self) -> Result<()> {
+    /// Whether the sidecar folder exists (as anything: [`Sidecar::check_safe`] judges it).
+    pub(crate) fn exists(&self) -> bool {
+        fs::symlink_metadata(&self.dir).is_ok()
+    }
+
+    pub(crate) fn check_safe(&self) -> Result<()> {
         let md = fs::symlink_metadata(&self.dir)
             .map_err(|e| Error::io(format!("inspecting sidecar folder {}", self.dir.display()), e))?;
         if !md.is_dir() {
@@ -136,7 +204,7 @@ impl Sidecar {
         Ok(())
     }
 
-    /// Remove manifest temp files a killed lock holder left behind (call under the lock).
+    /// Remove manifest temp files a killed upgrade left behind (call under the lock).
     pub fn remove_temp_files(&self) -> Result<usize> {
         let mut removed = 0;
         let rd = fs::read_dir(&self.dir).map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
@@ -148,6 +216,54 @@ impl Sidecar {
             }
         }
         Ok(removed)
+    }
+
+    /// Read `sidecar/manifest`; `None` if there is none.
+    pub(crate) fn read_manifest_file(&self) -> Result<Option<ManifestFile>> {
+        let path = &self.manifest;
+        let mut f = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("opening manifest {}", path.display()), e)),
+        };
+        let mut bytes = Vec::new();
+        (&mut f)
+            .take(MAX_MANIFEST_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(format!("reading manifest {}", path.display()), e))?;
+        if bytes.len() as u64 > MAX_MANIFEST_FILE_BYTES {
+            return Err(Error::CorruptManifest { path: path.to_path_buf(), detail: "larger than 64 MiB".into() });
+        }
+        decode_file(&bytes, path).map(Some)
+    }
+
+    /// Durably replace `sidecar/manifest` with `bytes` (temp file, fsync, rename,
+    /// folder fsync): the version-1 way, used only by the upgrade and for the stub.
+    pub(crate) fn write_manifest_file(&self, bytes: &[u8]) -> Result<()> {
+        let tmp = self.dir.join(format!("{TEMP_PREFIX}{}.{:016x}", std::process::id(), sys::random_u64()));
+        let ctx = |what: &str| format!("{what} {}", tmp.display());
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)
+                .map_err(|e| Error::io(ctx("creating manifest temp file"), e))?;
+            f.write_all(bytes).map_err(|e| Error::io(ctx("writing"), e))?;
+            f.sync_all().map_err(|e| Error::io(ctx("fsync of"), e))?;
+            fs::rename(&tmp, &self.manifest).map_err(|e| Error::io(ctx("renaming"), e))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result?;
+        sync_dir(&self.dir)
+    }
+
+    /// Write the stub that stops version-1 binaries.
+    pub(crate) fn write_stub(&self) -> Result<()> {
+        self.write_manifest_file(&with_crc(STUB_BODY.to_string()))
     }
 }
 
@@ -164,195 +280,274 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|f| f.sync_all()).map_err(|e| Error::io(format!("fsync of folder {}", dir.display()), e))
 }
 
+fn with_crc(mut body: String) -> Vec<u8> {
+    let crc = crc32fast::hash(body.as_bytes());
+    body.push_str(&format!("crc {crc:08x}\n"));
+    body.into_bytes()
+}
+
+/// Check the trailing `crc` line; returns the text before it.
+fn checked_body<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a str> {
+    let bad = |detail: String| Error::CorruptManifest { path: path.to_path_buf(), detail };
+    let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8 text".into()))?;
+    if !text.ends_with('\n') {
+        return Err(bad("does not end with a newline (truncated?)".into()));
+    }
+    let body_end = text[..text.len() - 1].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let (body, crc_line) = text.split_at(body_end);
+    let stored = crc_line
+        .strip_prefix("crc ")
+        .map(|c| c.trim_end_matches('\n'))
+        .filter(|c| c.len() == 8)
+        .and_then(|c| u32::from_str_radix(c, 16).ok())
+        .ok_or_else(|| bad("the last line is not `crc <8 hex digits>`".into()))?;
+    let actual = crc32fast::hash(body.as_bytes());
+    if stored != actual {
+        return Err(bad(format!("CRC mismatch: stored {stored:08x}, computed {actual:08x}")));
+    }
+    Ok(body)
+}
+
+/// Decode what `sidecar/manifest` holds: a version-1 manifest, a full version-2 one, or
+/// the stub.
+pub(crate) fn decode_file(bytes: &[u8], path: &Path) -> Result<ManifestFile> {
+    let body = checked_body(bytes, path)?;
+    if body == STUB_BODY {
+        return Ok(ManifestFile::Stub);
+    }
+    let (version, m) = decode_body(body, path)?;
+    Ok(if version == 1 { ManifestFile::V1(m) } else { ManifestFile::V2(m) })
+}
 impl Manifest {
     /// A fresh manifest for a target whose first `len` bytes (`lines` lines, CRC `crc`)
-    /// are adopted as committed.
-    pub fn new_adopting(len: u64, lines: u64, crc: u32) -> Result<Manifest> {
+    /// are adopted as committed; `target_ino` is its inode.
+    pub fn new_adopting(len: u64, lines: u64, crc: u32, target_ino: u64) -> Result<Manifest> {
         Ok(Manifest {
             target_id: JournalId::random()?.to_hex(),
             epoch: 1,
             generation: 1,
+            target_ino,
             committed_len: len,
             committed_lines: lines,
             committed_crc: crc,
+            intent: None,
+            horizon: 0,
             watermarks: BTreeMap::new(),
             rotated: BTreeMap::new(),
+            retired: BTreeMap::new(),
         })
     }
 
+    /// The committed state a reader or `verify` sees, without the lock: the lock
+    /// file's slots, or (a target not upgraded yet) the version-1 file. `None` when the
+    /// target was never initialised.
+    pub fn load(sidecar: &Sidecar) -> Result<Option<Manifest>> {
+        // Twice: an upgrade can replace the file by the stub between our two reads.
+        for _ in 0..2 {
+            if let Some(m) = slots::read_unlocked(&sidecar.lock)? {
+                return Ok(Some(m));
+            }
+            match sidecar.read_manifest_file()? {
+                None => return Ok(None),
+                Some(ManifestFile::V1(m)) | Some(ManifestFile::V2(m)) => return Ok(Some(m)),
+                Some(ManifestFile::Stub) => continue,
+            }
+        }
+        Err(Error::CorruptManifest {
+            path: sidecar.lock.clone(),
+            detail: "the manifest moved into this lock file's slots, but neither slot holds a valid manifest".into(),
+        })
+    }
+
+    /// [`Manifest::load`] for the sidecar that holds `manifest_path` (its `manifest`
+    /// file's path).
+    #[doc(hidden)]
+    pub fn read(manifest_path: &Path) -> Result<Option<Manifest>> {
+        let dir = manifest_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Manifest::load(&Sidecar { lock: dir.join("lock"), manifest: manifest_path.to_path_buf(), dir })
+    }
+
+    /// The version-2 text of this manifest.
     pub fn encode(&self) -> Vec<u8> {
         let mut s = format!(
-            "{MAGIC} {VERSION}\ntarget_id {}\nepoch {}\ngeneration {}\ncommitted_len {}\ncommitted_lines {}\n\
-             committed_crc {:08x}\n",
-            self.target_id, self.epoch, self.generation, self.committed_len, self.committed_lines, self.committed_crc
+            "{MAGIC} {FORMAT_VERSION}\ntarget_id {}\nepoch {}\ngeneration {}\ntarget_ino {}\ncommitted_len {}\n\
+             committed_lines {}\ncommitted_crc {:08x}\n",
+            self.target_id,
+            self.epoch,
+            self.generation,
+            self.target_ino,
+            self.committed_len,
+            self.committed_lines,
+            self.committed_crc
         );
+        if let Some(i) = self.intent {
+            s.push_str(&format!("intent {} {}\n", i.start, i.max_len));
+        }
+        s.push_str(&format!("horizon {}\n", self.horizon));
         for (g, r) in &self.rotated {
             s.push_str(&format!("rotated {g} {} {} {:08x}\n", r.len, r.lines, r.crc));
         }
         for w in self.watermarks.values() {
-            s.push_str(&format!("watermark {} {} {:08x}\n", w.journal_id, w.last_seq, w.crc));
+            s.push_str(&format!(
+                "watermark {} {} {:08x} {:016x} {}\n",
+                w.journal_id, w.last_seq, w.crc, w.chain, w.anchor
+            ));
         }
-        let crc = crc32fast::hash(s.as_bytes());
-        s.push_str(&format!("crc {crc:08x}\n"));
-        s.into_bytes()
+        for (id, epoch) in &self.retired {
+            s.push_str(&format!("retired {id} {epoch}\n"));
+        }
+        with_crc(s)
     }
 
-    /// Parse and CRC-check manifest bytes; `path` is for messages.
+    /// Parse and CRC-check version-2 manifest text (a slot's payload); `path` is for
+    /// messages.
     pub fn decode(bytes: &[u8], path: &Path) -> Result<Manifest> {
-        let bad = |detail: String| Error::CorruptManifest { path: path.to_path_buf(), detail };
-        let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8 text".into()))?;
-        if !text.ends_with('\n') {
-            return Err(bad("does not end with a newline (truncated?)".into()));
+        let body = checked_body(bytes, path)?;
+        match decode_body(body, path)? {
+            (2, m) => Ok(m),
+            (v, _) => Err(Error::CorruptManifest {
+                path: path.to_path_buf(),
+                detail: format!("a slot holds manifest version {v}, not {FORMAT_VERSION}"),
+            }),
         }
-        let body_end = text[..text.len() - 1].rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let (body, crc_line) = text.split_at(body_end);
-        let stored = crc_line
-            .strip_prefix("crc ")
-            .map(|c| c.trim_end_matches('\n'))
-            .filter(|c| c.len() == 8)
-            .and_then(|c| u32::from_str_radix(c, 16).ok())
-            .ok_or_else(|| bad("the last line is not `crc <8 hex digits>`".into()))?;
-        let actual = crc32fast::hash(body.as_bytes());
-        if stored != actual {
-            return Err(bad(format!("CRC mismatch: stored {stored:08x}, computed {actual:08x}")));
+    }
+}
+
+/// Parse a CRC-checked manifest body of version 1 or 2.
+fn decode_body(body: &str, path: &Path) -> Result<(u32, Manifest)> {
+    let bad = |detail: String| Error::CorruptManifest { path: path.to_path_buf(), detail };
+    let mut lines = body.lines();
+    let version = match lines.next().map(|l| l.split_once(' ')) {
+        Some(Some((MAGIC, "1"))) => 1,
+        Some(Some((MAGIC, "2"))) => 2,
+        Some(Some((MAGIC, v))) => {
+            return Err(bad(format!("manifest version {v}, this build reads 1 and {FORMAT_VERSION}")))
         }
-        let mut lines = body.lines();
-        match lines.next().map(|l| l.split_once(' ')) {
-            Some(Some((MAGIC, v))) if v == VERSION.to_string() => {}
-            Some(Some((MAGIC, v))) => return Err(bad(format!("manifest version {v}, this build reads {VERSION}"))),
-            _ => return Err(bad(format!("does not start with `{MAGIC} {VERSION}`"))),
-        }
-        let mut fields: BTreeMap<&str, &str> = BTreeMap::new();
-        let mut watermarks = BTreeMap::new();
-        let mut rotated = BTreeMap::new();
-        for line in lines {
-            let (key, value) = line.split_once(' ').ok_or_else(|| bad(format!("malformed line `{line}`")))?;
-            if key == "rotated" {
-                let parts: Vec<&str> = value.split(' ').collect();
-                let (g, r) = match parts.as_slice() {
-                    [g, len, lines, crc] => (
-                        g.parse::<u64>().map_err(|_| bad(format!("bad generation in `{line}`")))?,
-                        RotatedGeneration {
-                            len: len.parse().map_err(|_| bad(format!("bad length in `{line}`")))?,
-                            lines: lines.parse().map_err(|_| bad(format!("bad line count in `{line}`")))?,
-                            crc: parse_crc(crc).ok_or_else(|| bad(format!("bad crc in `{line}`")))?,
-                        },
-                    ),
-                    _ => return Err(bad(format!("malformed rotated generation `{line}`"))),
+        _ => return Err(bad(format!("does not start with `{MAGIC} <version>`"))),
+    };
+    let mut fields: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut watermarks = BTreeMap::new();
+    let mut rotated = BTreeMap::new();
+    let mut retired = BTreeMap::new();
+    let mut intent = None;
+    let num = |what: &str, v: &str, line: &str| v.parse::<u64>().map_err(|_| bad(format!("bad {what} in `{line}`")));
+    for line in lines {
+        let (key, value) = line.split_once(' ').ok_or_else(|| bad(format!("malformed line `{line}`")))?;
+        let parts: Vec<&str> = value.split(' ').collect();
+        match (key, version) {
+            ("rotated", _) => {
+                let [g, len, lines, crc] = parts.as_slice() else {
+                    return Err(bad(format!("malformed rotated generation `{line}`")));
                 };
+                let r = RotatedGeneration {
+                    len: num("length", len, line)?,
+                    lines: num("line count", lines, line)?,
+                    crc: parse_crc(crc).ok_or_else(|| bad(format!("bad crc in `{line}`")))?,
+                };
+                let g = num("generation", g, line)?;
                 if rotated.insert(g, r).is_some() {
                     return Err(bad(format!("generation {g} listed twice")));
                 }
-            } else if key == "watermark" {
-                let parts: Vec<&str> = value.split(' ').collect();
-                let w = match parts.as_slice() {
-                    [id, seq, crc] => Watermark {
-                        journal_id: JournalId::from_hex(id)
-                            .ok_or_else(|| bad(format!("bad journal id in `{line}`")))?,
-                        last_seq: seq.parse().map_err(|_| bad(format!("bad seq in `{line}`")))?,
-                        crc: parse_crc(crc).ok_or_else(|| bad(format!("bad crc in `{line}`")))?,
-                    },
+            }
+            ("watermark", _) => {
+                let id_seq_crc = |id: &str, seq: &str, crc: &str| -> Result<(JournalId, u64, u32)> {
+                    Ok((
+                        JournalId::from_hex(id).ok_or_else(|| bad(format!("bad journal id in `{line}`")))?,
+                        num("seq", seq, line)?,
+                        parse_crc(crc).ok_or_else(|| bad(format!("bad crc in `{line}`")))?,
+                    ))
+                };
+                let w = match (parts.as_slice(), version) {
+                    ([id, seq, crc], 1) => {
+                        // Upgraded: the chain starts here.
+                        let (journal_id, last_seq, crc) = id_seq_crc(id, seq, crc)?;
+                        Watermark { journal_id, last_seq, crc, chain: 0, anchor: last_seq }
+                    }
+                    ([id, seq, crc, chain, anchor], 2) => {
+                        let (journal_id, last_seq, crc) = id_seq_crc(id, seq, crc)?;
+                        let chain = (chain.len() == 16)
+                            .then(|| u64::from_str_radix(chain, 16).ok())
+                            .flatten()
+                            .ok_or_else(|| bad(format!("bad chain in `{line}`")))?;
+                        let anchor = num("anchor", anchor, line)?;
+                        if anchor > last_seq {
+                            return Err(bad(format!("anchor past the watermark in `{line}`")));
+                        }
+                        Watermark { journal_id, last_seq, crc, chain, anchor }
+                    }
                     _ => return Err(bad(format!("malformed watermark `{line}`"))),
                 };
                 if watermarks.insert(w.journal_id, w).is_some() {
                     return Err(bad(format!("two watermarks for journal {}", w.journal_id)));
                 }
-            } else if fields.insert(key, value).is_some() {
-                return Err(bad(format!("field `{key}` appears twice")));
+            }
+            ("intent", 2) => {
+                let [start, max_len] = parts.as_slice() else {
+                    return Err(bad(format!("malformed intent `{line}`")));
+                };
+                if intent
+                    .replace(Intent { start: num("start", start, line)?, max_len: num("length", max_len, line)? })
+                    .is_some()
+                {
+                    return Err(bad("two intents".into()));
+                }
+            }
+            ("retired", 2) => {
+                let [id, epoch] = parts.as_slice() else {
+                    return Err(bad(format!("malformed retired journal `{line}`")));
+                };
+                let id = JournalId::from_hex(id).ok_or_else(|| bad(format!("bad journal id in `{line}`")))?;
+                if retired.insert(id, num("epoch", epoch, line)?).is_some() {
+                    return Err(bad(format!("journal {id} retired twice")));
+                }
+            }
+            _ => {
+                if fields.insert(key, value).is_some() {
+                    return Err(bad(format!("field `{key}` appears twice")));
+                }
             }
         }
-        let mut take = |k: &str| fields.remove(k).ok_or_else(|| bad(format!("missing field `{k}`")));
-        let target_id = take("target_id")?.to_string();
-        if hex::decode(&target_id).is_none_or(|b| b.len() != 16) {
-            return Err(bad(format!("bad target_id `{target_id}`")));
-        }
-        let num = |k: &str, v: &str| v.parse::<u64>().map_err(|_| bad(format!("field `{k}` is not a number")));
-        let epoch = num("epoch", take("epoch")?)?;
-        let generation = num("generation", take("generation")?)?;
-        let committed_len = num("committed_len", take("committed_len")?)?;
-        let committed_lines = num("committed_lines", take("committed_lines")?)?;
-        let committed_crc = parse_crc(take("committed_crc")?).ok_or_else(|| bad("bad committed_crc".into()))?;
-        if let Some(k) = fields.keys().next() {
-            return Err(bad(format!("unknown field `{k}`")));
-        }
-        if committed_lines > committed_len {
-            return Err(bad("more committed lines than committed bytes".into()));
-        }
-        if generation == 0 || rotated.keys().any(|g| *g >= generation) {
-            return Err(bad(format!("generation {generation} does not follow the rotated generations")));
-        }
-        Ok(Manifest {
-            target_id,
-            epoch,
-            generation,
-            committed_len,
-            committed_lines,
-            committed_crc,
-            watermarks,
-            rotated,
-        })
     }
-
-    /// Read the manifest at `path` with a fresh open (NFS close-to-open); `None` if
-    /// there is none yet.
-    pub fn read(path: &Path) -> Result<Option<Manifest>> {
-        let mut f = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(format!("opening manifest {}", path.display()), e)),
-        };
-        let mut bytes = Vec::new();
-        (&mut f)
-            .take(MAX_MANIFEST_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io(format!("reading manifest {}", path.display()), e))?;
-        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(Error::CorruptManifest { path: path.to_path_buf(), detail: "larger than 64 MiB".into() });
-        }
-        Manifest::decode(&bytes, path).map(Some)
+    let mut take = |k: &str| fields.remove(k).ok_or_else(|| bad(format!("missing field `{k}`")));
+    let target_id = take("target_id")?.to_string();
+    if hex::decode(&target_id).is_none_or(|b| b.len() != 16) {
+        return Err(bad(format!("bad target_id `{target_id}`")));
     }
-
-    /// Durably replace the sidecar's manifest with `self` (drain step 5): fresh temp
-    /// file (O_EXCL|O_NOFOLLOW), fsync, check that the manifest on disk still has
-    /// `expected_epoch` (`None`: that there is still none), rename, fsync the folder.
-    pub fn commit(&self, sidecar: &Sidecar, expected_epoch: Option<u64>, target: &Path) -> Result<()> {
-        let tmp = sidecar.dir.join(format!("{TEMP_PREFIX}{}.{:016x}", std::process::id(), sys::random_u64()));
-        let ctx = |what: &str| format!("{what} {}", tmp.display());
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)
-                .map_err(|e| Error::io(ctx("creating manifest temp file"), e))?;
-            fault::check("manifest temp write").map_err(|e| Error::io(ctx("writing"), e))?;
-            f.write_all(&self.encode()).map_err(|e| Error::io(ctx("writing"), e))?;
-            fault::check("manifest temp fsync").map_err(|e| Error::io(ctx("fsync of"), e))?;
-            f.sync_all().map_err(|e| Error::io(ctx("fsync of"), e))?;
-            drop(f);
-            failpoint::hit("drain.after_temp_manifest");
-            let on_disk = Manifest::read(&sidecar.manifest)?.map(|m| m.epoch);
-            if on_disk != expected_epoch {
-                return Err(Error::LockLost {
-                    target: target.to_path_buf(),
-                    detail: format!(
-                        "the manifest's epoch changed from {expected_epoch:?} to {on_disk:?} during this round: \
-                         another compactor committed, so this one no longer held the lock"
-                    ),
-                });
-            }
-            fault::check("manifest rename").map_err(|e| Error::io(ctx("renaming"), e))?;
-            fs::rename(&tmp, &sidecar.manifest).map_err(|e| Error::io(ctx("renaming"), e))?;
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result?;
-        failpoint::hit("drain.after_rename");
-        sync_dir(&sidecar.dir)
+    let field = |k: &str, v: &str| v.parse::<u64>().map_err(|_| bad(format!("field `{k}` is not a number")));
+    let epoch = field("epoch", take("epoch")?)?;
+    let generation = field("generation", take("generation")?)?;
+    let committed_len = field("committed_len", take("committed_len")?)?;
+    let committed_lines = field("committed_lines", take("committed_lines")?)?;
+    let committed_crc = parse_crc(take("committed_crc")?).ok_or_else(|| bad("bad committed_crc".into()))?;
+    let (target_ino, horizon) = if version == 2 {
+        (field("target_ino", take("target_ino")?)?, field("horizon", take("horizon")?)?)
+    } else {
+        (0, 0)
+    };
+    if let Some(k) = fields.keys().next() {
+        return Err(bad(format!("unknown field `{k}` in a version-{version} manifest")));
     }
+    if committed_lines > committed_len {
+        return Err(bad("more committed lines than committed bytes".into()));
+    }
+    if generation == 0 || rotated.keys().any(|g| *g >= generation) {
+        return Err(bad(format!("generation {generation} does not follow the rotated generations")));
+    }
+    let m = Manifest {
+        target_id,
+        epoch,
+        generation,
+        target_ino,
+        committed_len,
+        committed_lines,
+        committed_crc,
+        intent,
+        horizon,
+        watermarks,
+        rotated,
+        retired,
+    };
+    Ok((version, m))
 }
 
 fn parse_crc(s: &str) -> Option<u32> {
@@ -368,12 +563,14 @@ mod tests {
     use super::*;
 
     fn sample() -> Manifest {
-        let mut m = Manifest::new_adopting(10, 2, 0xdead_beef).unwrap();
+        let mut m = Manifest::new_adopting(10, 2, 0xdead_beef, 77).unwrap();
         let id = JournalId([7; 16]);
-        m.watermarks.insert(id, Watermark { journal_id: id, last_seq: 5, crc: 0x0102_0304 });
+        m.watermarks.insert(id, Watermark { journal_id: id, last_seq: 5, crc: 0x0102_0304, chain: 0xfeed, anchor: 2 });
         m.generation = 4;
+        m.intent = Some(Intent { start: 10, max_len: 1 << 20 });
         m.rotated.insert(2, RotatedGeneration { len: 100, lines: 3, crc: 0xabcd_ef01 });
         m.rotated.insert(3, RotatedGeneration { len: 7, lines: 1, crc: 0x1 });
+        m.retired.insert(JournalId([9; 16]), 3);
         m
     }
 
@@ -399,6 +596,34 @@ mod tests {
         let bytes = sample().encode();
         for n in 0..bytes.len() {
             assert!(Manifest::decode(&bytes[..n], Path::new("m")).is_err(), "truncation to {n} accepted");
+        }
+    }
+
+    #[test]
+    fn a_version_1_file_decodes_with_chains_anchored_at_the_watermark() {
+        let body = "tributary-manifest 1\ntarget_id 000102030405060708090a0b0c0d0e0f\nepoch 3\ngeneration 1\n\
+                    committed_len 4\ncommitted_lines 2\ncommitted_crc 01020304\n\
+                    watermark 07070707070707070707070707070707 9 0a0b0c0d\n";
+        let ManifestFile::V1(m) = decode_file(&with_crc(body.into()), Path::new("m")).unwrap() else { panic!() };
+        let w = m.watermarks.values().next().unwrap();
+        assert_eq!((w.last_seq, w.crc, w.chain, w.anchor), (9, 0x0a0b0c0d, 0, 9));
+        assert_eq!((m.epoch, m.target_ino, m.intent), (3, 0, None));
+        // A version-1 build reads the stub as "version 2" (its CRC is right).
+        assert_eq!(decode_file(&with_crc(STUB_BODY.into()), Path::new("m")).unwrap(), ManifestFile::Stub);
+    }
+
+    #[test]
+    fn the_chain_depends_on_every_line() {
+        let a = [(1u64, 3u32, 10u32), (2, 3, 11), (3, 1, 12)];
+        let fold = |lines: &[(u64, u32, u32)]| lines.iter().fold(0, |c, &(s, l, crc)| chain_step(c, s, l, crc));
+        let base = fold(&a);
+        for i in 0..a.len() {
+            let mut b = a;
+            b[i].2 ^= 1;
+            assert_ne!(fold(&b), base, "a change of line {i}'s CRC left the chain alone");
+            let mut b = a;
+            b[i].1 += 1;
+            assert_ne!(fold(&b), base, "a change of line {i}'s length left the chain alone");
         }
     }
 }

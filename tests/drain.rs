@@ -307,9 +307,9 @@ fn a_held_lock_gives_a_lock_timeout() {
     let (spool, target) = paths(d.path());
     let j = journal(&spool.join("a.journal"));
     j.append(b"x").unwrap();
+    Compactor::new(&target, CompactorOptions::default()).unwrap().init().unwrap();
     let sidecar = Sidecar::for_target(&target);
-    sidecar.ensure().unwrap();
-    let held = TargetLock::acquire(&sidecar.lock, Duration::from_secs(1)).unwrap();
+    let held = TargetLock::acquire(&sidecar.lock, Duration::from_secs(1), true).unwrap();
     let opts = CompactorOptions { lock_timeout: Duration::from_millis(100), ..Default::default() };
     let e = Compactor::new(&target, opts).unwrap().drain(std::slice::from_ref(&j)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::LockTimeout, "{e}");

@@ -274,7 +274,7 @@ fn a_hung_lock_holder_gives_others_a_lock_timeout_never_a_hang() {
     let until = Instant::now() + Duration::from_secs(30);
     loop {
         assert!(Instant::now() < until, "the holder never took the lock");
-        match TargetLock::acquire(&lock2, Duration::from_millis(100)) {
+        match TargetLock::acquire(&lock2, Duration::from_millis(100), true) {
             Err(e) if e.kind() == ErrorKind::LockTimeout => break, // held by host 1
             Ok(l) => drop(l),
             Err(_) => {} // the sidecar is not there yet
@@ -366,12 +366,12 @@ fn the_target_lock_is_enforced_across_mounts() {
     };
     let name = shared_dir(&m, "lock-premise");
     let (p1, p2) = (m[0].join(&name).join("lock"), m[1].join(&name).join("lock"));
-    let held = TargetLock::acquire(&p1, Duration::from_secs(5)).unwrap();
-    let err = TargetLock::acquire(&p2, Duration::from_millis(300)).expect_err("both mounts got the lock");
+    let held = TargetLock::acquire(&p1, Duration::from_secs(5), true).unwrap();
+    let err = TargetLock::acquire(&p2, Duration::from_millis(300), true).expect_err("both mounts got the lock");
     assert_eq!(err.kind(), ErrorKind::LockTimeout, "{err}");
     drop(held);
-    let again = TargetLock::acquire(&p2, Duration::from_secs(5)).expect("the lock after its release");
-    assert!(TargetLock::acquire(&p1, Duration::from_millis(300)).is_err(), "mount 1 got a lock mount 2 holds");
+    let again = TargetLock::acquire(&p2, Duration::from_secs(5), true).expect("the lock after its release");
+    assert!(TargetLock::acquire(&p1, Duration::from_millis(300), true).is_err(), "mount 1 got a lock mount 2 holds");
     drop(again);
     let _ = fs::remove_dir_all(m[0].join(&name));
 }

@@ -15,8 +15,10 @@ import (
 )
 
 // DrainOptions say which journals Drain moves into the target, and how. Give either
-// Journals or Spool, not both; with neither, Drain only creates (or repairs) the
-// target and its manifest. A zero field keeps its default.
+// Journals or Spool, not both; with neither, Drain only repairs the target. The
+// target must exist (Init, or `tributary init`) unless Create is set: a drain into a
+// target that was never created, or whose share is not mounted, is ErrTargetMissing.
+// A zero field keeps its default.
 type DrainOptions struct {
 	// Journals are journal paths. A path that does not exist is ErrNotAJournal: a
 	// drain never creates journals (their writers do, with OpenJournal).
@@ -55,6 +57,10 @@ type DrainOptions struct {
 	// oldest (a Reader still in a deleted generation fails with ErrInvalidArgument).
 	// 0 (default): keep them all.
 	RetainGenerations uint64
+
+	// Create creates the target if it does not exist yet, as Init does. Leave it
+	// false in daemons: an unmounted share must be an error, not a new empty target.
+	Create bool
 }
 
 func (o *DrainOptions) toC(op string) (C.trib_compactor_options, error) {
@@ -92,7 +98,47 @@ func (o *DrainOptions) toC(op string) (C.trib_compactor_options, error) {
 	c.rotate_bytes = C.uint64_t(o.RotateBytes)
 	c.rotate_lines = C.uint64_t(o.RotateLines)
 	c.retain_generations = C.uint64_t(o.RetainGenerations)
+	c.create = C.bool(o.Create)
 	return c, nil
+}
+
+// InitReport says what Init found or did.
+type InitReport struct {
+	TargetID     string // the target's id, 32 hex digits
+	Created      bool   // this call created the target (sidecar and first manifest)
+	AdoptedLines uint64 // lines of a pre-existing file adopted as committed (when Created)
+	Upgraded     bool   // a target of an older manifest format was upgraded
+	// Rebound is true when a replaced target file (restored or copied together with
+	// its sidecar) was accepted because its committed part matched.
+	Rebound bool
+}
+
+// Init creates target once — its sidecar, first manifest and the file itself (an
+// existing file's whole lines are adopted as committed) — or, if it exists, checks
+// it (and upgrades an older manifest format). Drains never create a target unless
+// DrainOptions.Create is set. ctx is checked before anything starts.
+func Init(ctx context.Context, target string) (InitReport, error) {
+	const op = "init"
+	if err := ctx.Err(); err != nil {
+		return InitReport{}, err
+	}
+	ctarget, err := cString(op, "target", target)
+	if err != nil {
+		return InitReport{}, err
+	}
+	defer C.free(unsafe.Pointer(ctarget))
+	var r C.trib_init_report
+	var cerr *C.trib_error
+	if err := callError(op, C.trib_init(ctarget, nil, &r, &cerr), cerr); err != nil {
+		return InitReport{}, err
+	}
+	return InitReport{
+		TargetID:     C.GoString(&r.target_id[0]),
+		Created:      bool(r.created),
+		AdoptedLines: uint64(r.adopted_lines),
+		Upgraded:     bool(r.upgraded),
+		Rebound:      bool(r.rebound),
+	}, nil
 }
 
 // DrainReport says what a Drain did.

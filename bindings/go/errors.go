@@ -29,6 +29,7 @@ const (
 	KindIO                ErrorKind = 15  // an operating-system I/O error
 	KindSQLite            ErrorKind = 16  // an SQLite error from a journal
 	KindJournalGone       ErrorKind = 17  // the journal was removed, moved or replaced under an open handle
+	KindTargetMissing     ErrorKind = 18  // no target here (never initialised, or the share is not mounted)
 	KindPanic             ErrorKind = 100 // a bug inside the library, caught at the C boundary
 )
 
@@ -50,6 +51,7 @@ var kindNames = map[ErrorKind]string{
 	KindIO:                "io",
 	KindSQLite:            "sqlite",
 	KindJournalGone:       "journal_gone",
+	KindTargetMissing:     "target_missing",
 	KindPanic:             "panic",
 }
 
@@ -92,6 +94,7 @@ var (
 	ErrIO                error = &sentinel{"I/O error"}
 	ErrSQLite            error = &sentinel{"SQLite error"}
 	ErrJournalGone       error = &sentinel{"journal gone"}
+	ErrTargetMissing     error = &sentinel{"target missing"}
 	ErrPanic             error = &sentinel{"panic inside the library"}
 
 	// ErrCorrupt matches both ErrCorruptManifest and ErrCorruptJournalRow: stored
@@ -122,6 +125,7 @@ var kindSentinels = map[ErrorKind]error{
 	KindIO:                ErrIO,
 	KindSQLite:            ErrSQLite,
 	KindJournalGone:       ErrJournalGone,
+	KindTargetMissing:     ErrTargetMissing,
 	KindPanic:             ErrPanic,
 }
 

@@ -95,7 +95,7 @@ struct Tally {
 }
 
 fn committed_lines(target: &Path) -> Option<u64> {
-    Manifest::read(&Sidecar::for_target(target).manifest).ok().flatten().map(|m| m.committed_lines)
+    Manifest::load(&Sidecar::for_target(target)).ok().flatten().map(|m| m.committed_lines)
 }
 
 pub fn run(a: MultihostArgs) -> ExitCode {

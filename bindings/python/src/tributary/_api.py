@@ -20,6 +20,7 @@ __all__ = [
     "Backlog",
     "Cursor",
     "DrainReport",
+    "InitReport",
     "Journal",
     "JournalStatus",
     "Reader",
@@ -27,6 +28,7 @@ __all__ = [
     "VerifyReport",
     "Watermark",
     "drain",
+    "init",
     "status",
     "verify",
 ]
@@ -114,6 +116,23 @@ class DrainReport:
     journals: int
     #: Generations rotated out by managed rotation (``rotate_bytes``/``rotate_lines``).
     rotations: int = 0
+
+
+@dataclass(frozen=True)
+class InitReport:
+    """What :func:`init` found or did."""
+
+    #: The target's id, 32 hex digits.
+    target_id: str
+    #: True when this call created the target (its sidecar and first manifest).
+    created: bool
+    #: Lines of a pre-existing target file adopted as committed (when ``created``).
+    adopted_lines: int
+    #: True when a target of an older manifest format was upgraded.
+    upgraded: bool
+    #: True when a replaced target file (restored or copied with its sidecar) was
+    #: accepted because its committed part matched.
+    rebound: bool
 
 
 @dataclass(frozen=True)
@@ -391,6 +410,7 @@ def _compactor_options(
     rotate_bytes: Optional[int],
     rotate_lines: Optional[int],
     retain_generations: Optional[int],
+    create: bool = False,
 ) -> "_ffi.CompactorOptions":
     opts = _ffi.CompactorOptions()
     call(lib.trib_compactor_options_default, byref(opts))
@@ -407,6 +427,7 @@ def _compactor_options(
         if ms is not None:
             setattr(opts, field, ms)
     opts.allow_network_fs = bool(allow_network_fs)
+    opts.create = bool(create)
     for field, value in (
         ("rotate_bytes", rotate_bytes),
         ("rotate_lines", rotate_lines),
@@ -431,13 +452,18 @@ def drain(
     rotate_bytes: Optional[int] = None,
     rotate_lines: Optional[int] = None,
     retain_generations: Optional[int] = None,
+    create: bool = False,
 ) -> DrainReport:
     """Drain journals into ``target`` until every line they hold now is committed.
 
     Give either ``journals`` (paths, or :class:`Journal` objects whose paths are used)
-    or ``spool`` (a folder: its ``*.journal`` files). With neither, only create/repair
-    the target and its manifest. Takes the target's lock (waiting up to
-    ``lock_timeout`` seconds, default 30) for each bounded round.
+    or ``spool`` (a folder: its ``*.journal`` files). With neither, only repair the
+    target. Takes the target's lock (waiting up to ``lock_timeout`` seconds, default
+    30) for each bounded round.
+
+    The target must exist (:func:`init`, or ``tributary init``): a target that was
+    never created — or whose shared filesystem is not mounted — raises
+    :class:`TargetMissingError` and nothing is created, unless ``create=True``.
 
     Managed rotation: with ``rotate_bytes`` and/or ``rotate_lines``, a round first
     renames a current generation that reached either limit to ``<target>.<generation>``
@@ -466,6 +492,7 @@ def drain(
         rotate_bytes,
         rotate_lines,
         retain_generations,
+        create,
     )
     arr = (c_char_p * max(len(paths), 1))(*paths)
     rep = _ffi.DrainReport()
@@ -473,6 +500,19 @@ def drain(
     return DrainReport(
         rep.rounds, rep.lines, rep.bytes, rep.repaired_tail_bytes, rep.epoch, rep.journals, rep.rotations
     )
+
+
+def init(target: PathLike, *, lock_timeout: Optional[Seconds] = None) -> InitReport:
+    """Create ``target`` once — its sidecar and first manifest, and the file itself (an
+    existing file's whole lines are adopted as committed) — or, if it exists, check it
+    (and upgrade an older manifest format). Drains never create a target unless told
+    to (``create=True``), so an unmounted share is an error, not a new empty target.
+    """
+    target_b = fspath_bytes(target, "target")
+    opts = _compactor_options(None, None, lock_timeout, None, None, False, None, None, None)
+    rep = _ffi.InitReport()
+    call(lib.trib_init, target_b, byref(opts), byref(rep))
+    return InitReport(rep.target_id.decode(), rep.created, rep.adopted_lines, rep.upgraded, rep.rebound)
 
 
 def retire(

@@ -39,7 +39,7 @@ from typing import Any, Callable, List, Tuple
 from .errors import LibraryNotFoundError, TributaryError, error_class
 
 #: The C ABI version this package speaks (``TRIB_ABI_VERSION`` of the header).
-ABI_VERSION = 2
+ABI_VERSION = 3
 #: The library version this package was written for; the library's must have the same
 #: major version (and, while it is 0, the same minor version).
 PACKAGE_VERSION = "0.1.0"
@@ -92,6 +92,17 @@ class CompactorOptions(Structure):
         ("rotate_bytes", c_uint64),
         ("rotate_lines", c_uint64),
         ("retain_generations", c_uint64),
+        ("create", c_bool),
+    ]
+
+
+class InitReport(Structure):
+    _fields_ = [
+        ("target_id", c_char * ID_BUF_LEN),
+        ("created", c_bool),
+        ("adopted_lines", c_uint64),
+        ("upgraded", c_bool),
+        ("rebound", c_bool),
     ]
 
 
@@ -228,6 +239,7 @@ def _declare(lib: ctypes.CDLL) -> None:
             [c_char_p, POINTER(c_char_p), c_size_t, c_char_p, POINTER(CompactorOptions), POINTER(DrainReport), err_pp],
         ),
         ("trib_compactor_options_default", c_int, [POINTER(CompactorOptions), err_pp]),
+        ("trib_init", c_int, [c_char_p, POINTER(CompactorOptions), POINTER(InitReport), err_pp]),
         (
             "trib_retire",
             c_int,

@@ -35,6 +35,7 @@ __all__ = [
     "UnsafeFilesystemError",
     "NotAJournalError",
     "JournalGoneError",
+    "TargetMissingError",
     "IoError",
     "SqliteError",
     "PanicError",
@@ -170,6 +171,14 @@ class JournalGoneError(TributaryError):
     code, kind = 17, "journal_gone"
 
 
+class TargetMissingError(TributaryError):
+    """There is no tributary target at this path (never created with
+    :func:`tributary.init`, or its shared filesystem is not mounted), or the file
+    there is not the one its sidecar committed to. Nothing was created or touched."""
+
+    code, kind = 18, "target_missing"
+
+
 class IoError(TributaryError):
     """An operating-system I/O error (the message says what tributary was doing)."""
 
@@ -215,6 +224,7 @@ _BY_CODE: Dict[int, Type[TributaryError]] = {
         IoError,
         SqliteError,
         JournalGoneError,
+        TargetMissingError,
         PanicError,
     )
 }
