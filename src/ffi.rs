@@ -1686,7 +1686,7 @@ pub unsafe extern "C" fn trib_reader_open_at(
                 "cursor (0, {offset}): generation 0 means the oldest kept generation and needs offset 0"
             )));
         }
-        let inner = Reader::open_at(target, Cursor { generation, offset })?;
+        let inner = Reader::open_at(target, Cursor::at(generation, offset))?;
         let handle =
             into_handle(ReaderBox { magic: ReaderBox::MAGIC, poisoned: AtomicBool::new(false), inner, line: vec![] });
         // SAFETY: not NULL, writable per the caller's contract.

@@ -46,7 +46,7 @@ pub use lock::TargetLock;
 pub use manifest::{
     chain_step, generation_path, Intent, Manifest, RotatedGeneration, Sidecar, Watermark, FORMAT_VERSION,
 };
-pub use reader::{Cursor, CursorStore, Reader};
+pub use reader::{Cursor, CursorStore, Reader, TargetId};
 
 /// The crate version, also reported through the C ABI.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -229,7 +229,9 @@ struct TailArgs {
     /// Byte offset in the current generation to start from (0, or the start of a line).
     #[arg(long, default_value_t = 0, conflicts_with_all = ["cursor", "all"])]
     from: u64,
-    /// A cursor GENERATION:OFFSET kept from an earlier read (survives rotations).
+    /// A cursor TARGET_ID:GENERATION:OFFSET kept from an earlier read (survives
+    /// rotations; refused on another target). The bare GENERATION:OFFSET of earlier
+    /// versions is still accepted, unchecked.
     #[arg(long, value_parser = parse_cursor, conflicts_with = "all")]
     cursor: Option<Cursor>,
     /// Start at the oldest generation still kept (managed rotation), not the current one.
@@ -251,11 +253,7 @@ struct TailArgs {
 }
 
 fn parse_cursor(s: &str) -> Result<Cursor, String> {
-    let (g, o) = s.split_once(':').ok_or("expected GENERATION:OFFSET")?;
-    Ok(Cursor {
-        generation: g.parse().map_err(|_| format!("bad generation `{g}`"))?,
-        offset: o.parse().map_err(|_| format!("bad offset `{o}`"))?,
-    })
+    s.parse().map_err(|e: Error| e.to_string())
 }
 
 fn main() -> ExitCode {

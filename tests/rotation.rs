@@ -97,7 +97,7 @@ fn retention_removes_old_generations_and_stale_cursors_get_a_clear_error() {
     let kept = all_generations(&target);
     assert_eq!(kept, all[all.len() - kept.len()..].to_vec());
     assert_eq!(read_all(&target, Cursor::START).0, kept);
-    let e = Reader::open_at(&target, Cursor { generation: 1, offset: 0 }).unwrap_err();
+    let e = Reader::open_at(&target, Cursor::at(1, 0)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert!(e.to_string().contains("no longer kept"), "{e}");
     assert!(tributary::verify(&target).unwrap().is_consistent());
@@ -114,12 +114,12 @@ fn a_cursor_at_the_end_of_a_generation_survives_its_removal() {
     j.append(b"into generation 2").unwrap();
     c.drain(std::slice::from_ref(&j)).unwrap(); // rotates generation 1 out first
                                                 // A reader that finished generation 1 (and nothing more) keeps its cursor...
-    let mut r = Reader::open_at(&target, Cursor { generation: 1, offset: 0 }).unwrap();
+    let mut r = Reader::open_at(&target, Cursor::at(1, 0)).unwrap();
     for _ in 0..20 {
         r.next_line().unwrap().unwrap();
     }
     let saved = r.cursor();
-    assert_eq!(saved, Cursor { generation: 2, offset: 0 }, "the cursor moves past a finished generation at once");
+    assert_eq!((saved.generation, saved.offset), (2, 0), "the cursor moves past a finished generation at once");
     // ...retention then removes generation 1 (a second rotation, keeping 1)...
     j.append(b"into generation 3").unwrap();
     let rep = Compactor::new(
@@ -300,13 +300,13 @@ fn cursor_store_keeps_named_cursors_durably() {
     let p = d.path().join("cursors.db");
     let st = CursorStore::open(&p).unwrap();
     assert_eq!(st.get("a").unwrap(), None);
-    st.commit("a", Cursor { generation: 3, offset: 120 }).unwrap();
-    st.commit("b", Cursor { generation: 1, offset: 0 }).unwrap();
-    st.commit("a", Cursor { generation: 4, offset: 10 }).unwrap();
+    st.commit("a", Cursor::at(3, 120)).unwrap();
+    st.commit("b", Cursor::at(1, 0)).unwrap();
+    st.commit("a", Cursor::at(4, 10)).unwrap();
     drop(st);
     let st = CursorStore::open(&p).unwrap();
-    assert_eq!(st.get("a").unwrap(), Some(Cursor { generation: 4, offset: 10 }));
-    assert_eq!(st.get("b").unwrap(), Some(Cursor { generation: 1, offset: 0 }));
+    assert_eq!(st.get("a").unwrap(), Some(Cursor::at(4, 10)));
+    assert_eq!(st.get("b").unwrap(), Some(Cursor::at(1, 0)));
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
 }
