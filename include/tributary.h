@@ -180,6 +180,12 @@
 #define TRIB_ID_BUF_LEN 33
 
 /**
+ * Size of a buffer that holds any cursor's text (`trib_cursor_format`): a target id,
+ * two 20-digit numbers, two colons and a NUL.
+ */
+#define TRIB_CURSOR_TEXT_LEN 75
+
+/**
  * An error: its result code, a human-readable message that says what to do, and (for
  * `TRIB_E_INVALID_LINE`) which line of the call was refused.
  *
@@ -539,6 +545,38 @@ typedef struct trib_journal_status {
     uint64_t watermark;
 } trib_journal_status;
 
+/**
+ * A reading position in a target: a generation of it, the byte offset of a line's
+ * start in that generation, and the id of the target it belongs to.
+ *
+ * `target_id` is the target's id (32 hex digits and a NUL, as `trib_status` reports
+ * it), or the empty string for a cursor that names no target: the very beginning (all
+ * zero: `trib_cursor c = {0};` is the oldest generation still kept, on any target), a
+ * legacy cursor (two numbers kept by an earlier version, or the text
+ * `generation:offset`), or the position of a reader of a target that was never drained
+ * (it learns the id when the manifest appears). A reader refuses a cursor whose
+ * `target_id` is another target's (`TRIB_E_INVALID_ARG`, reading nothing); a cursor
+ * without one cannot be checked.
+ *
+ * Text form (`trib_cursor_format`, `trib_cursor_parse`):
+ * `<target_id>:<generation>:<offset>`, or `<generation>:<offset>` without an id.
+ */
+typedef struct trib_cursor {
+    /**
+     * The generation: 1 until the first managed rotation, one more per rotation; 0
+     * only at the very beginning (with offset 0).
+     */
+    uint64_t generation;
+    /**
+     * Byte offset of a line's start within that generation.
+     */
+    uint64_t offset;
+    /**
+     * The target's id (32 hex digits) and a NUL, or "" (see above).
+     */
+    char target_id[TRIB_ID_BUF_LEN];
+} trib_cursor;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -880,6 +918,10 @@ int trib_reader_open(const char *target,
  * kept. A generation that is no longer kept, or an offset that is not the start of a
  * committed line of it, is an error.
  *
+ * Legacy: two numbers do not say which target they were kept for, so nothing stops a
+ * cursor of another target from being used here (and skipping lines). Keep a
+ * `trib_cursor` (`trib_reader_position`) and use `trib_reader_open_cursor` instead.
+ *
  * # Safety
  * `target` must be NULL or NUL-terminated; `reader_out` and `err_out` NULL or writable.
  */
@@ -888,6 +930,26 @@ int trib_reader_open_at(const char *target,
                         uint64_t offset,
                         struct trib_reader **reader_out,
                         struct trib_error **err_out);
+
+/**
+ * Open a reader of `target` at `cursor`, kept from `trib_reader_position` (or
+ * `trib_reader_line_start`, or `trib_cursor_parse` of a kept text). An all-zero cursor
+ * is the very beginning: the oldest generation still kept.
+ *
+ * A cursor whose `target_id` is another target's is `TRIB_E_INVALID_ARG` ("cursor ...
+ * belongs to target ..., but ... is target ...") and nothing is read: a cursor kept
+ * for one target cannot be used on another. A cursor with an empty `target_id` is not
+ * checked (legacy). A generation that is no longer kept, or an offset that is not the
+ * start of a committed line of it, is `TRIB_E_INVALID_ARG` too.
+ *
+ * # Safety
+ * `target` must be NULL or NUL-terminated; `cursor` NULL or readable; `reader_out` and
+ * `err_out` NULL or writable.
+ */
+int trib_reader_open_cursor(const char *target,
+                            const struct trib_cursor *cursor,
+                            struct trib_reader **reader_out,
+                            struct trib_error **err_out);
 
 /**
  * The next committed line. On success `*has_line_out` says whether there was one; if
@@ -924,8 +986,9 @@ int trib_reader_offset(const struct trib_reader *reader,
                        struct trib_error **err_out);
 
 /**
- * Where the next line starts: the generation being read and the byte offset in it. Keep
- * both to resume later with `trib_reader_open_at`.
+ * Where the next line starts: the generation being read and the byte offset in it
+ * (without the target's id: see `trib_reader_position`, which gives a cursor that a
+ * reader of another target refuses).
  *
  * # Safety
  * `reader` must be NULL or an open reader; `generation_out`, `offset_out` and `err_out`
@@ -934,6 +997,60 @@ int trib_reader_offset(const struct trib_reader *reader,
 int trib_reader_cursor(const struct trib_reader *reader,
                        uint64_t *generation_out,
                        uint64_t *offset_out,
+                       struct trib_error **err_out);
+
+/**
+ * Where the next line starts, as a `trib_cursor` with the target's id (empty until the
+ * target's first drain): keep it to resume later with `trib_reader_open_cursor`. At
+ * the end of a generation the reader knows was rotated, it is the start of the next
+ * generation (`generation + 1`, offset 0).
+ *
+ * # Safety
+ * `reader` must be NULL or an open reader; `cursor_out` and `err_out` NULL or writable.
+ */
+int trib_reader_position(const struct trib_reader *reader,
+                         struct trib_cursor *cursor_out,
+                         struct trib_error **err_out);
+
+/**
+ * Where the line last returned by `trib_reader_next` starts: its generation, the
+ * offset of its first byte, and the target's id. This is the line's identity for
+ * results keyed by their source line (the exactly-once pipeline pattern): the same
+ * whether the line was read before or after a rotation of its generation (a cursor
+ * taken before reading the line is not). `TRIB_E_INVALID_ARG` if the reader has
+ * returned no line yet.
+ *
+ * # Safety
+ * `reader` must be NULL or an open reader; `cursor_out` and `err_out` NULL or writable.
+ */
+int trib_reader_line_start(const struct trib_reader *reader,
+                           struct trib_cursor *cursor_out,
+                           struct trib_error **err_out);
+
+/**
+ * Parse a cursor's text: `<target_id>:<generation>:<offset>`, or the legacy
+ * `<generation>:<offset>` (then `target_id` is empty). Anything else is
+ * `TRIB_E_INVALID_ARG`, and `*cursor_out` is not touched.
+ *
+ * # Safety
+ * `text` must be NULL or NUL-terminated; `cursor_out` and `err_out` NULL or writable.
+ */
+int trib_cursor_parse(const char *text,
+                      struct trib_cursor *cursor_out,
+                      struct trib_error **err_out);
+
+/**
+ * Write `cursor`'s text (`<target_id>:<generation>:<offset>`, or
+ * `<generation>:<offset>` when its `target_id` is empty) and a NUL to `buf`, which must
+ * hold at least `TRIB_CURSOR_TEXT_LEN` (75) bytes (`buf_len`).
+ *
+ * # Safety
+ * `cursor` must be NULL or readable; `buf` NULL or `buf_len` writable bytes; `err_out`
+ * NULL or writable.
+ */
+int trib_cursor_format(const struct trib_cursor *cursor,
+                       char *buf,
+                       size_t buf_len,
                        struct trib_error **err_out);
 
 /**

@@ -1072,6 +1072,127 @@ static void test_rotation(void) {
     trib_journal_close(j);
 }
 
+/* A cursor names one position of one target: it carries the target's id, a reader of
+ * another target refuses it, and a line's start is the same before and after the
+ * rotation of its generation. */
+static void test_cursor_identity(void) {
+    char dir[512], jp[512], jq[512], target[512], other[512];
+    trib_error *err = NULL;
+    trib_drain_report rep;
+    make_dir(dir, "cursors");
+    path_in(jp, dir, "a.journal");
+    path_in(jq, dir, "b.journal");
+    path_in(target, dir, "a.log");
+    path_in(other, dir, "b.log");
+    trib_journal *j = open_journal(jp, NULL);
+    trib_journal *k = open_journal(jq, NULL);
+    const char *pa[1] = {jp}, *pb[1] = {jq};
+    append_str(j, "one");
+    append_str(j, "two");
+    append_str(k, "one");
+    append_str(k, "two");
+    trib_init_report ir;
+    EXPECT(TRIB_OK, trib_init(target, NULL, &ir, &err));
+    EXPECT(TRIB_OK, trib_init(other, NULL, &ir, &err));
+    EXPECT(TRIB_OK, trib_drain(target, pa, 1, NULL, NULL, &rep, &err));
+    EXPECT(TRIB_OK, trib_drain(other, pb, 1, NULL, NULL, &rep, &err));
+    trib_status_report *st = NULL;
+    trib_status_summary sum;
+    EXPECT(TRIB_OK, trib_status(target, NULL, &st, &err));
+    EXPECT(TRIB_OK, trib_status_report_summary(st, &sum, &err));
+    trib_status_report_free(st);
+
+    /* Read generation 1 to its end while it is current: every line's start. */
+    trib_reader *r = NULL;
+    bool has = false;
+    const uint8_t *line = NULL;
+    size_t len = 0;
+    trib_cursor starts[3], c, none = {0};
+    memset(starts, 0, sizeof starts);
+    EXPECT(TRIB_OK, trib_reader_open_cursor(target, &none, &r, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_line_start(r, &c, &err)); /* no line yet */
+    for (int i = 0; i < 2; i++) {
+        EXPECT(TRIB_OK, trib_reader_next(r, 0, &has, &line, &len, &err));
+        CHECK(has);
+        EXPECT(TRIB_OK, trib_reader_line_start(r, &starts[i], &err));
+    }
+    CHECK(starts[1].generation == 1 && starts[1].offset == 4 && strcmp(starts[1].target_id, sum.target_id) == 0);
+    trib_cursor kept;
+    EXPECT(TRIB_OK, trib_reader_position(r, &kept, &err));
+    CHECK(kept.generation == 1 && kept.offset == 8 && strcmp(kept.target_id, sum.target_id) == 0);
+
+    /* A rotation, then the same reader goes on into generation 2. */
+    trib_compactor_options co;
+    trib_compactor_options_default(&co, NULL);
+    co.rotate_lines = 1;
+    append_str(j, "three");
+    EXPECT(TRIB_OK, trib_drain(target, pa, 1, NULL, &co, &rep, &err));
+    CHECK(rep.rotations == 1);
+    EXPECT(TRIB_OK, trib_reader_next(r, 0, &has, &line, &len, &err));
+    CHECK(has && len == 5 && memcmp(line, "three", 5) == 0);
+    EXPECT(TRIB_OK, trib_reader_line_start(r, &starts[2], &err));
+    CHECK(starts[2].generation == 2 && starts[2].offset == 0); /* not 1:8 */
+    trib_reader_close(r);
+
+    /* A fresh reader after the rotation: the same start for every line. */
+    EXPECT(TRIB_OK, trib_reader_open_cursor(target, &none, &r, &err));
+    for (int i = 0; i < 3; i++) {
+        EXPECT(TRIB_OK, trib_reader_next(r, 0, &has, &line, &len, &err));
+        EXPECT(TRIB_OK, trib_reader_line_start(r, &c, &err));
+        CHECK(has && c.generation == starts[i].generation && c.offset == starts[i].offset &&
+              strcmp(c.target_id, starts[i].target_id) == 0);
+    }
+    trib_reader_close(r);
+
+    /* The kept cursor resumes on its target; another target refuses it. */
+    EXPECT(TRIB_OK, trib_reader_open_cursor(target, &kept, &r, &err));
+    EXPECT(TRIB_OK, trib_reader_next(r, 0, &has, &line, &len, &err));
+    CHECK(has && len == 5 && memcmp(line, "three", 5) == 0);
+    trib_reader_close(r);
+    r = (trib_reader *)0x1;
+    int rc = trib_reader_open_cursor(other, &kept, &r, &err);
+    CHECK(rc == TRIB_E_INVALID_ARG && err && strstr(trib_error_message(err), "belongs to target") != NULL);
+    trib_error_free(err);
+    err = NULL;
+    CHECK(r == (trib_reader *)0x1);
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_open_cursor(NULL, &kept, &r, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_open_cursor(other, NULL, &r, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_open_cursor(other, &kept, NULL, &err));
+    trib_cursor bad = kept;
+    memcpy(bad.target_id, "not hex", 8);
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_open_cursor(other, &bad, &r, &err));
+    memset(bad.target_id, 'a', sizeof bad.target_id); /* no NUL */
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_open_cursor(other, &bad, &r, &err));
+    CHECK(r == (trib_reader *)0x1);
+
+    /* Text: with the id, and the legacy form without it. */
+    char text[TRIB_CURSOR_TEXT_LEN], want[TRIB_CURSOR_TEXT_LEN];
+    snprintf(want, sizeof want, "%s:1:8", sum.target_id);
+    EXPECT(TRIB_OK, trib_cursor_format(&kept, text, sizeof text, &err));
+    CHECK(strcmp(text, want) == 0);
+    EXPECT(TRIB_OK, trib_cursor_parse(text, &c, &err));
+    CHECK(c.generation == 1 && c.offset == 8 && strcmp(c.target_id, sum.target_id) == 0);
+    EXPECT(TRIB_OK, trib_cursor_parse("1:4", &c, &err));
+    CHECK(c.generation == 1 && c.offset == 4 && c.target_id[0] == '\0');
+    EXPECT(TRIB_OK, trib_cursor_format(&c, text, sizeof text, &err));
+    CHECK(strcmp(text, "1:4") == 0);
+    EXPECT(TRIB_OK, trib_reader_open_cursor(other, &c, &r, &err)); /* legacy: unchecked */
+    EXPECT(TRIB_OK, trib_reader_next(r, 0, &has, &line, &len, &err));
+    CHECK(has && len == 3 && memcmp(line, "two", 3) == 0);
+    trib_reader_close(r);
+    EXPECT(TRIB_E_INVALID_ARG, trib_cursor_parse("1:2:3", &c, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_cursor_parse("", &c, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_cursor_parse(NULL, &c, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_cursor_parse("1:4", NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_cursor_format(&kept, text, TRIB_CURSOR_TEXT_LEN - 1, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_cursor_format(NULL, text, sizeof text, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_cursor_format(&kept, NULL, sizeof text, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_position(NULL, &c, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_line_start(NULL, &c, &err));
+    trib_journal_close(j);
+    trib_journal_close(k);
+}
+
 /* One journal handle shared by several threads (group commit). */
 #define THREADS 4
 #define PER_THREAD 150
@@ -1221,6 +1342,7 @@ int main(int argc, char **argv) {
     test_sqlite_busy();
     test_lock_lost();
     test_rotation();
+    test_cursor_identity();
     test_threads_share_a_journal();
     test_retire();
 
