@@ -364,6 +364,15 @@ impl Compactor {
                 committed_len: manifest.committed_len,
             });
         }
+        // Step 3's checks come first: each journal against its watermark (chained
+        // hash), before anything is cut — a journal that recorded more than this
+        // manifest holds proves the manifest stale, whatever its intent says.
+        let mut pending = false;
+        for j in journals {
+            let wm = manifest.watermarks.get(&j.id());
+            self.check_journal(j, wm, &manifest.target_id)?;
+            pending |= j.seq_ceiling()? > wm.map_or(0, |w| w.last_seq);
+        }
         let tail = size - manifest.committed_len;
         if tail > 0 {
             // Rule 4: only bytes a round announced are cut; anything else is someone
@@ -398,13 +407,6 @@ impl Compactor {
         }
         report.epoch = manifest.epoch;
 
-        // Step 3: each journal checked against its watermark (chained hash).
-        let mut pending = false;
-        for j in journals {
-            let wm = manifest.watermarks.get(&j.id());
-            self.check_journal(j, wm, &manifest.target_id)?;
-            pending |= j.seq_ceiling()? > wm.map_or(0, |w| w.last_seq);
-        }
         if !pending {
             drop(lock);
             self.catch_up_records(journals, &manifest)?;

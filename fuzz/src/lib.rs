@@ -110,7 +110,8 @@ struct World {
     target: PathBuf,
     slots: Vec<Option<Slot>>,
     models: Vec<JournalModel>,
-    /// Bytes appended behind tributary's back (a crashed drain's tail).
+    /// Bytes appended behind tributary's back (foreign bytes: no round announced
+    /// them, so every drain must refuse them until they are cut off).
     tail: u64,
     /// The manifest was corrupted: every later drain/verify/read must refuse.
     poisoned: bool,
@@ -292,7 +293,7 @@ impl World {
             2 => 1 + u64::from(inp.u8()) * 16,
             _ => 64 << 20,
         };
-        let opts = CompactorOptions { max_round_bytes, ..CompactorOptions::default() };
+        let opts = CompactorOptions { max_round_bytes, create: true, ..CompactorOptions::default() };
         let compactor = match Compactor::new(&self.target, opts) {
             Ok(c) => c,
             Err(e) => {
@@ -319,10 +320,8 @@ impl World {
             Ok(rep) => {
                 assert!(!self.poisoned, "drained on a corrupted manifest");
                 assert!(!twice, "one journal given twice was drained");
-                if self.tail > 0 {
-                    assert_eq!(rep.repaired_tail_bytes, self.tail, "the crashed drain's tail was not repaired");
-                    self.tail = 0;
-                }
+                assert_eq!(self.tail, 0, "drained over {} foreign bytes", self.tail);
+                assert_eq!(rep.repaired_tail_bytes, 0, "cut bytes no round announced");
                 for &i in &dedup {
                     self.models[i].committed = self.models[i].lines.len();
                 }
@@ -339,6 +338,15 @@ impl World {
             }
             Err(e) if self.poisoned => {
                 assert_eq!(e.kind(), ErrorKind::CorruptManifest, "{e}");
+                self.stats.drains_refused += 1;
+            }
+            Err(e) if self.tail > 0 => {
+                // Foreign bytes: refused, touching nothing; the operator cuts them off.
+                assert_eq!(e.kind(), ErrorKind::UnexpectedTail, "{e}");
+                let len = fs::metadata(&self.target).unwrap().len();
+                let f = fs::OpenOptions::new().write(true).open(&self.target).unwrap();
+                f.set_len(len - self.tail).unwrap();
+                self.tail = 0;
                 self.stats.drains_refused += 1;
             }
             Err(e) => panic!("drain failed: {e}"),
@@ -369,7 +377,7 @@ impl World {
     }
 
     fn read(&mut self, inp: &mut Input) {
-        let m = Manifest::read(&Sidecar::for_target(&self.target).manifest);
+        let m = Manifest::load(&Sidecar::for_target(&self.target));
         let committed_len = m.as_ref().ok().and_then(|m| m.as_ref()).map_or(0, |m| m.committed_len);
         let offset = match inp.u8() % 4 {
             0 => 0,
@@ -407,7 +415,7 @@ impl World {
         match verify(&self.target) {
             Ok(v) => {
                 assert!(has_manifest && !self.poisoned);
-                assert!(v.is_consistent(), "{:?}", v.problems);
+                assert_eq!(v.is_consistent(), self.tail == 0, "{:?}", v.problems);
                 assert_eq!(v.uncommitted_tail_bytes, self.tail);
             }
             Err(e) if self.poisoned => assert_eq!(e.kind(), ErrorKind::CorruptManifest, "{e}"),
@@ -442,7 +450,7 @@ impl World {
         }
     }
 
-    /// A crashed drain's tail: bytes beyond the committed length.
+    /// Foreign bytes beyond the committed length (`echo >> target`).
     fn tail(&mut self, inp: &mut Input) {
         if self.poisoned || !Sidecar::for_target(&self.target).manifest.exists() {
             return;
@@ -454,27 +462,44 @@ impl World {
         self.tail += junk.len() as u64;
     }
 
+    /// Damage both manifest slots in the lock file (one damaged slot is a torn write:
+    /// the other is used, by design).
     fn corrupt_manifest(&mut self, inp: &mut Input) {
-        let p = Sidecar::for_target(&self.target).manifest;
+        let p = Sidecar::for_target(&self.target).lock;
         if self.poisoned {
             return; // a second flip could undo the first
         }
         let Ok(mut b) = fs::read(&p) else { return };
-        let before = Manifest::decode(&b, &p).expect("the manifest before corrupting it");
-        let at = inp.u8() as usize % b.len();
-        b[at] ^= 1 << (inp.u8() % 8);
+        let at = inp.u8() as usize;
+        let bit = 1 << (inp.u8() % 8);
+        let mut flipped = false;
+        for slot in 0..2 {
+            let base = slot * SLOT_BYTES;
+            let Some(head) = b.get(base..base + 16) else { continue };
+            if &head[..8] != b"TRIBSLOT" {
+                continue;
+            }
+            let len = u32::from_le_bytes(head[8..12].try_into().unwrap()) as usize;
+            b[base + 16 + at % len.max(1)] ^= bit;
+            flipped = true;
+        }
+        if !flipped {
+            return;
+        }
         fs::write(&p, b).unwrap();
-        match Manifest::read(&p) {
+        match Manifest::load(&Sidecar::for_target(&self.target)) {
             Err(e) => {
                 assert_eq!(e.kind(), ErrorKind::CorruptManifest, "{e}");
                 self.poisoned = true;
             }
-            // CRC32 catches every single-bit flip; the one flip that still decodes turns
-            // a hex digit of the stored CRC into upper case: same value, same manifest
-            Ok(after) => assert_eq!(after.as_ref(), Some(&before), "a flipped bit changed the manifest undetected"),
+            // CRC32 catches every single-bit flip: no damaged slot may be accepted.
+            Ok(m) => panic!("both slots damaged, yet a manifest was read: {m:?}"),
         }
     }
 }
+
+/// Bytes of one manifest slot in the lock file (docs/design.md, format version 2).
+const SLOT_BYTES: usize = 2 << 20;
 
 /// Index of the line that starts at byte `offset` of the committed lines (`None` if
 /// the offset is inside a line).
@@ -529,11 +554,20 @@ pub fn api_ops(data: &[u8]) -> Stats {
 /// (fresh, with watermarks), raw and as `WITH_CRC` bodies, plus broken variants.
 pub fn manifest_seeds() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    let mut m = Manifest::new_adopting(1234, 56, 0xdead_beef).expect("manifest");
+    let mut m = Manifest::new_adopting(1234, 56, 0xdead_beef, 42).expect("manifest");
     out.push(m.encode());
     for k in 1..4u8 {
         let id = tributary::JournalId([k; 16]);
-        m.watermarks.insert(id, tributary::Watermark { journal_id: id, last_seq: u64::from(k) * 1000, crc: 7 });
+        m.watermarks.insert(
+            id,
+            tributary::Watermark {
+                journal_id: id,
+                last_seq: u64::from(k) * 1000,
+                crc: 7,
+                chain: u64::from(k),
+                anchor: 0,
+            },
+        );
     }
     let full = m.encode();
     out.push(full.clone());
@@ -733,6 +767,7 @@ pub fn ffi_ops(data: &[u8]) -> FfiStats {
                 opts.max_round_bytes = inp.u64() % 300; // 0 is invalid
                 opts.lock_timeout_ms = 1000;
                 opts.rotate_bytes = if inp.u8().is_multiple_of(3) { 50 } else { 0 };
+                opts.create = inp.u8().is_multiple_of(2);
                 let mut report = std::mem::MaybeUninit::<trib_drain_report>::zeroed();
                 err = ptr::null_mut();
                 // SAFETY: all pointers NULL or valid as built above.
@@ -857,9 +892,9 @@ pub fn ffi_ops(data: &[u8]) -> FfiStats {
                         let _ = f.write_all(&inp.bytes(8));
                     }
                 } else {
-                    let m = Sidecar::for_target(&t).manifest;
+                    let m = Sidecar::for_target(&t).lock;
                     if let Ok(mut b) = fs::read(&m) {
-                        let i = inp.u8() as usize % b.len().max(1);
+                        let i = (inp.u8() as usize % 64) + (inp.u8() as usize % 2) * SLOT_BYTES;
                         if let Some(x) = b.get_mut(i) {
                             *x ^= 0x10;
                         }
