@@ -421,6 +421,12 @@ impl Compactor {
             self.commit(&lock, &announced, Some(manifest.epoch))?;
             manifest = announced;
             report.epoch = manifest.epoch;
+        } else if self.durable_epoch.load(Ordering::Relaxed) != manifest.epoch {
+            // O12: an intent another holder wrote and died before syncing; nothing may
+            // be written on the word of a slot a power cut could take back.
+            fault::check("manifest slot fdatasync").map_err(|e| Error::io("fdatasync of the lock file", e))?;
+            lock.file().sync_data().map_err(|e| Error::io(format!("fdatasync of {}", lock.path().display()), e))?;
+            self.durable_epoch.store(manifest.epoch, Ordering::Relaxed);
         }
         failpoint::hit("drain.after_intent");
         let deadline = crate::journal::deadline_after(self.opts.max_round_time);

@@ -12,7 +12,11 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use tributary::{Durability, Journal, JournalOptions};
+use tributary::{Compactor, CompactorOptions, Durability, Journal, JournalOptions};
+
+fn init(target: &Path) {
+    Compactor::new(target, CompactorOptions::default()).unwrap().init().unwrap();
+}
 
 /// One traced syscall, reduced to what the orderings talk about.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,14 +138,35 @@ fn position(ops: &[Op], what: &str, f: impl Fn(&Op) -> bool) -> usize {
     ops.iter().position(f).unwrap_or_else(|| panic!("the trace has no {what}: {ops:#?}"))
 }
 
+/// Positions of the manifest commits: a write to the sidecar's lock file (a slot)
+/// followed by its fdatasync — the op index of that sync.
+fn manifest_commits(ops: &[Op]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut written = false;
+    for (i, o) in ops.iter().enumerate() {
+        match o {
+            Op::Write(p) if p.ends_with(".tributary/lock") => written = true,
+            Op::Sync(p) if p.ends_with(".tributary/lock") && written => {
+                out.push(i);
+                written = false;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 fn first_manifest_commit(ops: &[Op]) -> usize {
-    position(ops, "rename onto the manifest", |o| matches!(o, Op::Rename(d) if d.ends_with(".tributary/manifest")))
+    *manifest_commits(ops).first().unwrap_or_else(|| panic!("the trace has no manifest slot commit: {ops:#?}"))
 }
 
 fn last_manifest_commit(ops: &[Op]) -> usize {
-    ops.iter()
-        .rposition(|o| matches!(o, Op::Rename(d) if d.ends_with(".tributary/manifest")))
-        .unwrap_or_else(|| panic!("the trace has no rename onto the manifest: {ops:#?}"))
+    *manifest_commits(ops).last().unwrap_or_else(|| panic!("the trace has no manifest slot commit: {ops:#?}"))
+}
+
+/// The first write to a manifest slot (the start of the first commit).
+fn first_slot_write(ops: &[Op]) -> usize {
+    position(ops, "write to a manifest slot", |o| matches!(o, Op::Write(p) if p.ends_with(".tributary/lock")))
 }
 
 fn canonical(p: &Path) -> String {
@@ -162,9 +187,10 @@ fn a_drain_makes_the_journal_rows_it_read_durable_before_committing_them() {
         writer.append(l).unwrap();
     }
     // the writer stays open: its NORMAL commits sit unsynced in the -wal
+    init(&target);
     let ops = traced(dir.path(), &["drain", "--target", &s(&target), "--journal", &s(&path)], None);
     let wal = format!("{}-wal", canonical(&path));
-    // the first commit adopts the empty target; the last one covers the rows
+    // the first commit is the round's intent; the last one covers the rows
     let (first, last) = (first_manifest_commit(&ops), last_manifest_commit(&ops));
     let synced = ops[first..last].iter().any(|o| *o == Op::Sync(wal.clone()));
     assert!(synced, "no fsync of {wal} in the round, before the manifest commit that covers its rows: {ops:#?}");
@@ -172,8 +198,8 @@ fn a_drain_makes_the_journal_rows_it_read_durable_before_committing_them() {
     assert_exactly(&target, &lines);
 }
 
-/// O4: adopting a pre-existing target counts its bytes as committed; they must be
-/// durable first (written moments before by a setup script, say).
+/// O4: adopting a pre-existing target (`init`) counts its bytes as committed; they
+/// must be durable first (written moments before by a setup script, say).
 #[test]
 fn adopting_a_pre_existing_target_fsyncs_it_before_the_first_manifest() {
     for with_lines in [false, true] {
@@ -187,21 +213,23 @@ fn adopting_a_pre_existing_target_fsyncs_it_before_the_first_manifest() {
             j.append_batch(&lines).unwrap();
         }
         drop(j);
-        let ops = traced(dir.path(), &["drain", "--target", &s(&target), "--journal", &s(&path)], None);
-        let commit = first_manifest_commit(&ops);
+        let ops = traced(dir.path(), &["init", "--target", &s(&target)], None);
+        let commit = first_slot_write(&ops);
         let t = canonical(&target);
         assert!(
             ops[..commit].iter().any(|o| *o == Op::Sync(t.clone())),
             "with_lines={with_lines}: the adopted target {t} is not fsynced before the first manifest: {ops:#?}"
         );
+        assert!(cli(&["drain", "--target", &s(&target), "--journal", &s(&path)]).status.success());
         let mut expected = vec![b"header".to_vec()];
         expected.extend(lines);
         assert_exactly(&target, &expected);
     }
 }
 
-/// O5: a target created by the first drain is durable as a name before any manifest,
-/// also when it is given as a bare relative name (its folder is then ".").
+/// O5: a target created by `init` is durable as a name before any manifest, also when
+/// it is given as a bare relative name (its folder is then "."); O6: so is the
+/// sidecar folder, and the lock file that holds the manifest.
 #[test]
 fn a_new_target_s_folder_is_fsynced_after_creating_it_also_for_a_bare_relative_name() {
     for relative in [true, false] {
@@ -214,15 +242,28 @@ fn a_new_target_s_folder_is_fsynced_after_creating_it_also_for_a_bare_relative_n
         j.append_batch(&lines).unwrap();
         drop(j);
         let target_arg = if relative { "out.log".to_string() } else { s(&dir.path().join("out.log")) };
-        let ops = traced(dir.path(), &["drain", "--target", &target_arg, "--journal", &s(&path)], None);
+        let ops = traced(dir.path(), &["init", "--target", &target_arg], None);
         let folder = canonical(dir.path());
         let created = position(&ops, "creation of the target", |o| *o == Op::Create(format!("{folder}/out.log")));
-        let commit = first_manifest_commit(&ops);
+        let commit = first_slot_write(&ops);
         assert!(
             ops[created..commit].iter().any(|o| *o == Op::Sync(folder.clone())),
             "relative={relative}: the target's folder {folder} is not fsynced between creating the target \
              (op {created}) and the first manifest (op {commit}): {ops:#?}"
         );
+        let sidecar = format!("{folder}/out.log.tributary");
+        let mkdir = position(&ops, "creation of the lock file", |o| *o == Op::Create(format!("{sidecar}/lock")));
+        assert!(
+            ops[mkdir..commit].iter().any(|o| *o == Op::Sync(sidecar.clone())),
+            "relative={relative}: the sidecar folder is not fsynced between creating the lock file (op {mkdir}) \
+             and writing the first manifest into it (op {commit}): {ops:#?}"
+        );
+        let out = Command::new(bin())
+            .current_dir(dir.path())
+            .args(["drain", "--target", &target_arg, "--journal", &s(&path)])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_exactly(&dir.path().join("out.log"), &lines);
     }
 }
@@ -259,10 +300,11 @@ fn a_journal_s_folder_is_fsynced_before_its_first_line_is_acknowledged() {
 }
 
 /// O12: the manifest a round starts from is durable before the round writes anything.
-/// A holder killed between its rename and its folder fsync leaves a manifest that the
-/// next holder reads from the page cache; if that holder wrote and then lost power
-/// before its own commit, the rename could vanish and recovery would adopt the
-/// written lines as pre-existing bytes, then drain them again.
+/// A holder killed between its slot write and that write's fdatasync leaves a
+/// manifest that the next holder reads (from the page cache, or from a device cache);
+/// if that holder wrote and then lost power before its own commit, the slot could
+/// vanish while the bytes stayed. The next holder's intent commit fdatasyncs the lock
+/// file before its first byte.
 #[test]
 fn a_round_makes_the_manifest_it_read_durable_before_writing_to_the_target() {
     let dir = tmp();
@@ -270,8 +312,9 @@ fn a_round_makes_the_manifest_it_read_durable_before_writing_to_the_target() {
     let path = spool.join("a.journal");
     let lines = numbered("a", 0..4);
     journal(&path).append_batch(&lines).unwrap();
-    // the first drain commits its first (empty) manifest and is killed before the
-    // folder fsync that makes the rename durable
+    init(&target);
+    // the first drain writes its intent into a slot and is killed before the
+    // fdatasync that makes it durable
     let out = cli_env(
         &["drain", "--target", &s(&target), "--journal", &s(&path)],
         &[("TRIBUTARY_FAILPOINTS", "drain.after_rename=kill")],
@@ -279,12 +322,12 @@ fn a_round_makes_the_manifest_it_read_durable_before_writing_to_the_target() {
     assert!(!out.status.success(), "the failpoint did not kill the first drain");
     let ops = traced(dir.path(), &["drain", "--target", &s(&target), "--journal", &s(&path)], None);
     let t = canonical(&target);
-    let sidecar = format!("{t}.tributary");
+    let lock = format!("{t}.tributary/lock");
     let first_write = position(&ops, "write to the target", |o| *o == Op::Write(t.clone()));
     assert!(
-        ops[..first_write].iter().any(|o| *o == Op::Sync(sidecar.clone())),
-        "the sidecar folder {sidecar} is not fsynced before the round's first write to the target \
-         (op {first_write}): {ops:#?}"
+        ops[..first_write].iter().any(|o| *o == Op::Sync(lock.clone())),
+        "the lock file {lock} (the manifest's slots) is not fdatasynced before the round's first write to the \
+         target (op {first_write}): {ops:#?}"
     );
     assert_exactly(&target, &lines);
 }
