@@ -52,7 +52,17 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
             ))
         })
     };
-    let mut file = File::open(target).map_err(|e| Error::io(format!("opening {}", target.display()), e))?;
+    let mut file = match File::open(target) {
+        Ok(f) => f,
+        Err(e) => {
+            // A target never initialised has no file either: say that (invalid_argument,
+            // as documented), not just "no such file".
+            if e.kind() == std::io::ErrorKind::NotFound {
+                load()?;
+            }
+            return Err(Error::io(format!("opening {}", target.display()), e));
+        }
+    };
     // Bytes past committed_len are a round's only if an intent covered them when they
     // were seen: a round commits its intent before its first byte, so a manifest read
     // again after the fstat, unchanged, proves there was none. A changed one: retry.
