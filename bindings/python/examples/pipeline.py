@@ -127,6 +127,8 @@ def main() -> int:
         os.makedirs(os.path.join(work, d))
     a = os.path.join(work, "shared", "a.log")
     b = os.path.join(work, "shared", "b.log")
+    for target in (a, b):
+        tributary.init(target)  # once, at setup: drains never create a target
     print(f"pipeline in {work}: {HOSTS} producers -> A -> processor -> B -> {CONSUMERS} consumers")
     ctx = mp.get_context("fork")
     start = time.monotonic()

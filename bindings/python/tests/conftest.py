@@ -24,7 +24,22 @@ def spool(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def target(tmp_path: Path) -> Path:
-    return tmp_path / "out.log"
+    """A target created once with ``tributary.init``, as an application's setup does
+    (drains never create one)."""
+    t = tmp_path / "out.log"
+    assert tributary.init(t).created
+    return t
+
+
+@pytest.fixture
+def new_target(tmp_path: Path) -> Path:
+    """The path of a target that was never initialised (nothing exists there yet)."""
+    return tmp_path / "new.log"
+
+
+def sidecar(target) -> Path:
+    """A target's sidecar folder, ``<target>.tributary``."""
+    return Path(os.fsdecode(target) + ".tributary")
 
 
 def target_lines(target: Path) -> List[bytes]:

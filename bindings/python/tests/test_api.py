@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -11,11 +12,11 @@ from pathlib import Path
 import pytest
 
 import tributary
-from conftest import run_python, target_lines
+from conftest import run_python, sidecar, target_lines
 
 
 def test_library_version_matches_package():
-    assert tributary.ABI_VERSION == 2
+    assert tributary.ABI_VERSION == 3
     assert tributary.LIB_VERSION == tributary.__version__
     assert Path(tributary.LIB_PATH).is_file()
 
@@ -111,6 +112,7 @@ def test_paths_may_be_bytes_str_pathlike_and_invalid_utf8(tmp_path: Path):
     target = raw + b"/out.log"
     with tributary.Journal(jp) as j:
         j.append("from a latin-1 folder")
+    assert tributary.init(target).created
     rep = tributary.drain(target, spool=raw)
     assert rep.lines == 1
     assert tributary.verify(target).consistent
@@ -128,7 +130,7 @@ def test_drain_by_journal_paths_objects_and_spool(spool: Path, target: Path):
     rep = tributary.drain(target, journals=[a, str(spool / "b.journal")])
     assert isinstance(rep, tributary.DrainReport)
     assert (rep.rounds, rep.lines, rep.bytes, rep.journals, rep.repaired_tail_bytes) == (1, 3, 9, 2, 0)
-    assert rep.epoch == 2  # 1: the empty manifest committed first, 2: this round
+    assert rep.epoch == 3  # 1: init's first manifest, 2: this round's intent, 3: its commit
     assert tributary.drain(target, spool=spool).lines == 0
     b.append("b2")
     assert tributary.drain(target, spool=spool, lock_timeout=5, max_round_bytes=1 << 20).lines == 1
@@ -138,11 +140,22 @@ def test_drain_by_journal_paths_objects_and_spool(spool: Path, target: Path):
     b.close()
 
 
-def test_drain_with_no_journals_creates_the_target(target: Path):
-    rep = tributary.drain(target)
-    assert rep.lines == 0 and rep.epoch == 1
-    assert target.exists() and target.stat().st_size == 0
-    assert tributary.status(target).has_manifest
+def test_init_creates_an_empty_target(new_target: Path):
+    rep = tributary.init(new_target)
+    assert isinstance(rep, tributary.InitReport)
+    assert rep.created and rep.adopted_lines == 0 and not rep.upgraded and not rep.rebound
+    assert len(rep.target_id) == 32 and int(rep.target_id, 16) >= 0
+    assert new_target.exists() and new_target.stat().st_size == 0
+    st = tributary.status(new_target)
+    assert st.has_manifest and st.target_id == rep.target_id and st.committed_lines == 0
+    assert tributary.drain(new_target).lines == 0
+
+
+def test_drain_with_create_and_no_journals_creates_the_target(new_target: Path):
+    rep = tributary.drain(new_target, create=True)
+    assert rep.lines == 0 and rep.rounds == 0
+    assert new_target.exists() and new_target.stat().st_size == 0
+    assert tributary.status(new_target).has_manifest
 
 
 def test_drain_rounds_are_bounded(tmp_path: Path, target: Path):
@@ -153,16 +166,40 @@ def test_drain_rounds_are_bounded(tmp_path: Path, target: Path):
 
 
 def test_verify_reports_consistency_tail_and_damage(tmp_path: Path, target: Path):
-    with tributary.Journal(tmp_path / "a.journal") as j:
+    jp = tmp_path / "a.journal"
+    with tributary.Journal(jp) as j:
         j.append_many(["one", "two"])
         tributary.drain(target, journals=[j])
-    v = tributary.verify(target)
-    assert v.consistent and v.problems == ()
-    assert (v.committed_len, v.committed_lines, v.target_len, v.uncommitted_tail_bytes) == (8, 2, 8, 0)
+        v = tributary.verify(target)
+        assert v.consistent and v.problems == ()
+        assert (v.committed_len, v.committed_lines, v.target_len, v.uncommitted_tail_bytes) == (8, 2, 8, 0)
+        # A drain killed after writing its round, before committing it: the round
+        # announced those bytes (its intent), so they are a crashed round's tail, not
+        # damage, and the next drain cuts them and writes the line again, once.
+        j.append("three")
+        r = run_python(
+            """
+            import sys, tributary
+            tributary.drain(sys.argv[1], journals=[sys.argv[2]])
+            """,
+            str(target),
+            str(jp),
+            env={"TRIBUTARY_FAILPOINTS": "drain.after_write=kill"},
+        )
+        assert r.returncode == -signal.SIGKILL, r.stderr
+        v = tributary.verify(target)
+        assert v.consistent and v.problems == ()
+        assert (v.committed_len, v.target_len, v.uncommitted_tail_bytes) == (8, 14, 6)
+        rep = tributary.drain(target, journals=[j])
+        assert (rep.lines, rep.repaired_tail_bytes) == (1, 6)
+    assert target_lines(target) == [b"one", b"two", b"three"]
+    # Bytes that no drain announced (another program appended): inconsistent.
     with open(target, "ab") as f:
-        f.write(b"torn tail of a crashed drain")
+        f.write(b"foreign line\n")
     v = tributary.verify(target)
-    assert v.consistent and v.uncommitted_tail_bytes == 28 and v.target_len == 36
+    assert not v.consistent and v.uncommitted_tail_bytes == 13 and v.target_len == 27
+    assert len(v.problems) == 1 and "not written by a drain round" in v.problems[0]
+    os.truncate(target, 14)
     with open(target, "r+b") as f:
         f.write(b"X")
     v = tributary.verify(target)
@@ -170,10 +207,16 @@ def test_verify_reports_consistency_tail_and_damage(tmp_path: Path, target: Path
     assert len(v.problems) == 1 and "CRC" in v.problems[0]
 
 
-def test_status_before_and_after_drains(spool: Path, target: Path):
+def test_status_before_and_after_drains(spool: Path, new_target: Path):
+    target = new_target
     st = tributary.status(target)
     assert not st.has_manifest and st.target_len is None and st.epoch is None
     assert st.watermarks == () and st.journals == ()
+    assert not target.exists() and not sidecar(target).exists()  # status created nothing
+    created = tributary.init(target)
+    st = tributary.status(target)
+    assert st.has_manifest and st.target_id == created.target_id and st.epoch == 1
+    assert (st.committed_lines, st.committed_len, st.target_len) == (0, 0, 0)
     with tributary.Journal(spool / "a.journal") as a, tributary.Journal(spool / "b.journal") as b:
         a.append("a1")
         tributary.drain(target, spool=spool)
@@ -181,7 +224,7 @@ def test_status_before_and_after_drains(spool: Path, target: Path):
         b.append("b2")
         st = tributary.status(target, spool=spool)
         assert st.has_manifest and st.committed_lines == 1 and st.committed_len == 3 and st.target_len == 3
-        assert len(st.target_id or "") == 32 and st.epoch == 2 and isinstance(st.committed_crc, int)
+        assert len(st.target_id or "") == 32 and st.epoch == 3 and isinstance(st.committed_crc, int)
         assert [(w.journal_id, w.last_seq) for w in st.watermarks] == [(a.id, 1)]
         by_path = {Path(js.path).name: js for js in st.journals}
         assert by_path["a.journal"].watermark == 1 and by_path["a.journal"].backlog.lines == 0
@@ -214,14 +257,16 @@ def test_reader_reads_committed_lines_from_a_cursor(tmp_path: Path, target: Path
         r.read_line()
 
 
-def test_reader_of_a_target_never_drained_is_empty(target: Path):
+def test_reader_of_a_target_never_drained_is_empty(target: Path, new_target: Path):
     with tributary.Reader(target) as r:
         assert list(r) == []
+    with tributary.Reader(new_target) as r:  # not even initialised: nothing yet
+        assert list(r) == []
+    assert not new_target.exists() and not sidecar(new_target).exists()  # a reader creates nothing
 
 
 def test_reader_follow_sees_lines_committed_later(tmp_path: Path, target: Path):
     j = tributary.Journal(tmp_path / "a.journal")
-    tributary.drain(target)
     got = []
 
     def follow():
@@ -247,7 +292,6 @@ def test_reader_follow_sees_lines_committed_later(tmp_path: Path, target: Path):
 
 def test_read_line_waits_for_a_drain(tmp_path: Path, target: Path):
     j = tributary.Journal(tmp_path / "a.journal")
-    tributary.drain(target)
     timer = threading.Timer(0.2, lambda: (j.append("late"), tributary.drain(target, journals=[j])))
     timer.start()
     with tributary.Reader(target) as r:

@@ -134,7 +134,6 @@ def _drainer(target: str, spool: str, ready, stop, rounds) -> None:
 def test_processes_log_through_journal_handlers_exactly_once(spool: Path, target: Path):
     ctx = multiprocessing.get_context("spawn")
     ready, stop, rounds = ctx.Event(), ctx.Event(), ctx.Value("q", 0)
-    tributary.drain(target)
     drainer = ctx.Process(target=_drainer, args=(str(target), str(spool), ready, stop, rounds))
     drainer.start()
     assert ready.wait(timeout=120), "the drainer did not start"

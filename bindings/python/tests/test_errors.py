@@ -17,11 +17,11 @@ import pytest
 
 import tributary
 from tributary import _ffi
-from conftest import run_python, target_lines, wait_for
+from conftest import run_python, sidecar, target_lines, wait_for
 
 
 def test_every_result_code_has_its_own_class():
-    codes = list(range(1, 17)) + [100]
+    codes = list(range(1, 19)) + [100]
     classes = {tributary.errors.error_class(c) for c in codes}
     assert len(classes) == len(codes)
     for code in codes:
@@ -76,8 +76,12 @@ def test_invalid_argument(tmp_path: Path, target: Path):
         tributary.Journal("")
     with pytest.raises(tributary.InvalidArgumentError, match="not both"):
         tributary.drain(target, journals=[tmp_path / "a.journal"], spool=tmp_path)
-    with pytest.raises(tributary.InvalidArgumentError, match="never drained"):
-        tributary.verify(target)
+    with pytest.raises(tributary.InvalidArgumentError, match="never created with `tributary init`"):
+        tributary.verify(tmp_path / "never-initialised.log")
+    plain = tmp_path / "plain.log"  # a file, but not a tributary target
+    plain.write_bytes(b"a line\n")
+    with pytest.raises(tributary.InvalidArgumentError, match="never created with `tributary init`"):
+        tributary.verify(plain)
     with tributary.Journal(tmp_path / "a.journal") as j:
         j.append("abc")
         tributary.drain(target, journals=[j])
@@ -108,7 +112,6 @@ def test_journal_full_then_room_after_a_drain(tmp_path: Path, target: Path):
 
 
 def test_lock_timeout(target: Path):
-    tributary.drain(target)
     lock = Path(str(target) + ".tributary") / "lock"
     fd = os.open(lock, os.O_RDWR)
     try:
@@ -122,13 +125,16 @@ def test_lock_timeout(target: Path):
 
 
 def test_lock_lost_commits_nothing(tmp_path: Path, target: Path):
-    """A drain pauses between writing its temp manifest and committing (failpoint);
-    meanwhile its lock file is replaced and another drain commits: the first must
-    notice and commit nothing; nothing is lost or duplicated afterwards."""
-    tributary.drain(target)
+    """A drain loses its lock after writing and fsyncing its round, before committing
+    it (failpoint drain.lose_lock, held until this test lets it go on), as an expired
+    lease or a remounted share would make it; meanwhile another drain takes the lock,
+    cuts the first one's bytes and commits. The first must notice and commit nothing;
+    nothing is lost or duplicated afterwards."""
+    fp = tmp_path / "failpoints"
+    fp.mkdir()
     j1 = tributary.Journal(tmp_path / "one.journal")
     j2 = tributary.Journal(tmp_path / "two.journal")
-    j1.append("from the paused drain")
+    j1.append("from the drain that lost its lock")
     j2.append("from the other drain")
     child = subprocess.Popen(
         [
@@ -149,16 +155,18 @@ def test_lock_lost_commits_nothing(tmp_path: Path, target: Path):
         ],
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "TRIBUTARY_FAILPOINTS": "drain.after_temp_manifest=pause:3000"},
+        env={**os.environ, "TRIBUTARY_FAILPOINTS": "drain.lose_lock=hold", "TRIBUTARY_FAILPOINT_DIR": str(fp)},
     )
-    sidecar = Path(str(target) + ".tributary")
-    wait_for(lambda: any(p.name.startswith("manifest.tmp.") for p in sidecar.iterdir()), what="temp manifest")
-    (sidecar / "lock").unlink()
-    assert tributary.drain(target, journals=[j2]).lines == 1
+    reached = fp / "drain.lose_lock.reached"
+    try:
+        wait_for(reached.exists, timeout=60, what="the first drain to lose its lock")
+        assert tributary.drain(target, journals=[j2], lock_timeout=5).lines == 1
+    finally:
+        reached.unlink(missing_ok=True)  # let the first drain go on (and fail)
     out, _ = child.communicate(timeout=60)
     assert out.split() == ["lock_lost", "5"]
     assert tributary.drain(target, journals=[j1, j2]).lines == 1
-    assert target_lines(target) == [b"from the other drain", b"from the paused drain"]
+    assert target_lines(target) == [b"from the other drain", b"from the drain that lost its lock"]
     assert tributary.verify(target).consistent
     j1.close()
     j2.close()
@@ -168,10 +176,16 @@ def test_corrupt_manifest(tmp_path: Path, target: Path):
     with tributary.Journal(tmp_path / "a.journal") as j:
         j.append("x")
         tributary.drain(target, journals=[j])
-    manifest = Path(str(target) + ".tributary") / "manifest"
-    data = bytearray(manifest.read_bytes())
-    data[20] ^= 1
-    manifest.write_bytes(bytes(data))
+    # The manifest lives in two CRC-checked slots of the lock file (A at 0, B at 2 MiB,
+    # each a 16-byte header then the text): a damaged slot falls back to the other one,
+    # so damage both, as a failing disk or a bad copy of the lock file would.
+    lock = sidecar(target) / "lock"
+    with open(lock, "r+b") as f:
+        for slot in (0, 2 << 20):
+            f.seek(slot + 16 + 20)
+            byte = f.read(1)
+            f.seek(slot + 16 + 20)
+            f.write(bytes([byte[0] ^ 1]))
     for action in (
         lambda: tributary.verify(target),
         lambda: tributary.drain(target),
@@ -213,21 +227,31 @@ def test_target_truncated(tmp_path: Path, target: Path):
     assert target.stat().st_size == 3  # nothing was touched
 
 
-def test_unexpected_tail(target: Path):
-    tributary.drain(target)
-    with open(target, "ab") as f:
-        f.write(b"j" * 500)
-    with pytest.raises(tributary.UnexpectedTailError, match="beyond the committed length"):
-        tributary.drain(target, max_round_bytes=100, max_line=50)
-    assert target.stat().st_size == 500
+def test_unexpected_tail(tmp_path: Path, target: Path):
+    """Bytes after the committed part that no drain round announced (another program's
+    ``>>``, or a manifest older than the target) are refused, even one whole line."""
+    with tributary.Journal(tmp_path / "a.journal") as j:
+        j.append("committed")
+        tributary.drain(target, journals=[j])
+        with open(target, "ab") as f:
+            f.write(b"a foreign line\n")
+        j.append("waiting")
+        with pytest.raises(tributary.UnexpectedTailError, match="no drain round") as e:
+            tributary.drain(target, journals=[j])
+        assert e.value.code == 9 and "Nothing was touched" in str(e.value)
+        assert target.read_bytes() == b"committed\na foreign line\n"
+        assert j.backlog().lines == 1  # the waiting line stays in its journal
 
 
-def test_torn_target(target: Path):
+def test_torn_target(new_target: Path):
+    target = new_target
     target.write_bytes(b"a whole line\nand a partial one")
     with pytest.raises(tributary.TornTargetError, match="partial"):
-        tributary.drain(target)
+        tributary.init(target)
+    with pytest.raises(tributary.TornTargetError, match="partial"):
+        tributary.drain(target, create=True)
     target.write_bytes(b"a whole line\n")
-    tributary.drain(target)  # adopted
+    assert tributary.init(target).adopted_lines == 1
     assert tributary.verify(target).committed_lines == 1
 
 
@@ -249,6 +273,8 @@ def test_journal_restored_or_cloned(tmp_path: Path, target: Path):
 
 
 def test_journal_foreign(tmp_path: Path):
+    tributary.init(tmp_path / "first.log")
+    tributary.init(tmp_path / "second.log")
     with tributary.Journal(tmp_path / "a.journal") as j:
         j.append("one")
         tributary.drain(tmp_path / "first.log", journals=[j])
@@ -258,14 +284,13 @@ def test_journal_foreign(tmp_path: Path):
 
 
 def test_unsafe_filesystem(target: Path):
-    tributary.drain(target)
-    sidecar = Path(str(target) + ".tributary")
-    os.chmod(sidecar, 0o777)
+    folder = sidecar(target)
+    os.chmod(folder, 0o777)
     try:
         with pytest.raises(tributary.UnsafeFilesystemError, match="world-writable"):
             tributary.drain(target)
     finally:
-        os.chmod(sidecar, 0o755)
+        os.chmod(folder, 0o755)
 
 
 def test_not_a_journal(tmp_path: Path):
@@ -282,11 +307,11 @@ def test_not_a_journal(tmp_path: Path):
         tributary.Journal(other)
 
 
-def test_io_error(tmp_path: Path):
+def test_io_error(tmp_path: Path, target: Path):
     with pytest.raises(tributary.IoError, match="No such file or directory"):
         tributary.Journal(tmp_path / "missing-folder" / "a.journal")
     with pytest.raises(tributary.IoError):
-        tributary.drain(tmp_path / "out.log", spool=tmp_path / "missing-spool")
+        tributary.drain(target, spool=tmp_path / "missing-spool")
 
 
 def test_sqlite_error_when_the_journal_stays_locked(tmp_path: Path):
