@@ -889,7 +889,7 @@ impl Compactor {
     fn sync_manifest(&self) -> Result<()> {
         let f = slots::open(&self.sidecar.lock, false, false)
             .map_err(|e| Error::io(format!("opening lock file {}", self.sidecar.lock.display()), e))?;
-        fault::check("sidecar fsync").map_err(|e| Error::io("fdatasync of the lock file", e))?;
+        fault::check("manifest slot fdatasync").map_err(|e| Error::io("fdatasync of the lock file", e))?;
         f.sync_data().map_err(|e| Error::io(format!("fdatasync of {}", self.sidecar.lock.display()), e))
     }
 

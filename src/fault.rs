@@ -1,7 +1,7 @@
 //! Fault-injection seam for the drain's I/O steps (in the style of redb's
-//! `StorageBackend` countdown): every write, journal WAL and target fdatasync, truncate, manifest temp
-//! write/fsync, rename, folder fsync, journal row delete and journal append commit
-//! first calls [`check`],
+//! `StorageBackend` countdown): every target write, journal WAL and target fdatasync,
+//! truncate, manifest slot write and fdatasync, folder fsync, journal row delete and
+//! journal append commit first calls [`check`],
 //! which fails the Nth such operation with `EIO` once armed. Disarmed (the default)
 //! it costs one atomic load.
 
@@ -19,9 +19,8 @@ pub const STEPS: &[&str] = &[
     "journal wal fdatasync",
     "target fdatasync",
     "target truncate",
-    "manifest temp write",
-    "manifest temp fsync",
-    "manifest rename",
+    "manifest slot write",
+    "manifest slot fdatasync",
     "sidecar fsync",
     "journal row delete",
 ];

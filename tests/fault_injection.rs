@@ -1,7 +1,7 @@
 //! Fault injection at every I/O step of the drain, through the `fault` seam (a
 //! process-global countdown in the style of redb's `StorageBackend`): for N = 1, 2, ...
-//! the Nth checked operation (target write, fdatasync, truncate, manifest temp write /
-//! fsync, rename, sidecar fsync, journal row delete) fails. The drain must report an
+//! the Nth checked operation (target write, fdatasync, truncate, manifest slot write /
+//! fdatasync, sidecar fsync, journal row delete) fails. The drain must report an
 //! error (never a silent success), leave the committed part intact, and a later drain
 //! must deliver every line exactly once. The loop ends at the first N that the drain
 //! no longer reaches. Plus: an fsync failure is never treated as success on retry, and
@@ -47,6 +47,8 @@ impl Setup {
         let target = dir.path().join("shared").join("out.log");
         fs::create_dir_all(target.parent().unwrap()).unwrap();
         let journals = (0..n_journals).map(|j| dir.path().join(format!("j{j}.journal"))).collect();
+        // These tests are about faults, not creation: the first drain creates the target.
+        let opts = CompactorOptions { create: true, ..opts };
         Setup { _dir: dir, target, journals, appended: vec![Vec::new(); n_journals], preexisting: Vec::new(), opts }
     }
 
@@ -71,7 +73,7 @@ impl Setup {
     }
 
     fn manifest(&self) -> Option<Manifest> {
-        Manifest::read(&Sidecar::for_target(&self.target).manifest).unwrap()
+        Manifest::load(&Sidecar::for_target(&self.target)).unwrap()
     }
 
     fn target_lines(&self, limit: u64) -> Vec<Vec<u8>> {
@@ -157,13 +159,9 @@ fn scenarios() -> Vec<(&'static str, Make)> {
             s
         }),
         ("uncommitted tail to repair first", || {
-            let mut s = Setup::new(2, CompactorOptions::default());
-            s.append(0, 10);
-            s.drain_clean();
-            s.append(0, 10);
-            s.append(1, 10);
-            let mut f = OpenOptions::new().append(true).open(&s.target).unwrap();
-            f.write_all(b"j0 line 99999 a crashed drain's partial li").unwrap();
+            // a real crashed round's tail: written under its intent, never committed
+            let (mut s, _) = fail_at_with(committed_then_more, "target fdatasync", |_| true);
+            s.append(1, 5);
             s
         }),
         ("many bounded rounds, three journals", || {
@@ -256,6 +254,11 @@ fn every_io_step_of_the_drain_fails_cleanly_and_recovers_exactly_once() {
 
 /// Find the smallest N whose injected fault hits `step` in a fresh setup.
 fn fail_at(make: Make, step: &str) -> (Setup, tributary::Error) {
+    fail_at_with(make, step, |_| true)
+}
+
+/// Like [`fail_at`], for the first failure at `step` after which `when` holds.
+fn fail_at_with(make: Make, step: &str, when: impl Fn(&Setup) -> bool) -> (Setup, tributary::Error) {
     for n in 1..200 {
         let s = make();
         let journals = s.open();
@@ -266,11 +269,16 @@ fn fail_at(make: Make, step: &str) -> (Setup, tributary::Error) {
             break;
         }
         let e = r.expect_err("an injected fault must fail the drain");
-        if injected_step(&e.to_string()) == Some(step) {
+        if injected_step(&e.to_string()) == Some(step) && when(&s) {
             return (s, e);
         }
     }
     panic!("the drain never reached `{step}`");
+}
+
+/// Bytes past the manifest's committed length (a failed round's batch).
+fn tail_len(s: &Setup) -> u64 {
+    fs::metadata(&s.target).unwrap().len() - s.manifest().unwrap().committed_len
 }
 
 fn committed_then_more() -> Setup {
@@ -286,8 +294,9 @@ fn committed_then_more() -> Setup {
 #[test]
 fn a_failed_fsync_is_never_treated_as_success_on_retry() {
     let _g = seam();
-    for step in ["target fdatasync", "manifest temp write", "manifest temp fsync", "manifest rename"] {
-        let (s, err) = fail_at(committed_then_more, step);
+    // (a failed slot write at the round's intent, before its batch, writes nothing)
+    for step in ["target fdatasync", "manifest slot write"] {
+        let (s, err) = fail_at_with(committed_then_more, step, |s| tail_len(s) > 0);
         let m = s.manifest().unwrap();
         // nothing was committed by the failed round
         assert_eq!(m.committed_lines, 20, "{step}: the failed round committed: {m:?} ({err})");
@@ -313,32 +322,16 @@ fn a_failed_fsync_is_never_treated_as_success_on_retry() {
     }
 }
 
-/// The sidecar fsync after the rename fails: the new manifest is in place but may not
-/// be durable. The next round must not delete the journal rows it covers before the
-/// sidecar folder was fsynced successfully; otherwise a power cut after that round can
-/// bring the old manifest back while the lines are gone from the journal. (Found by this
-/// test; fixed in the drain: it fsyncs the sidecar before deleting rows on a manifest
-/// the round only read.)
+/// The fdatasync after the commit's slot write fails: the new manifest is in the slot
+/// (every later read sees it) but may not be durable. The next round must not delete
+/// the journal rows it covers before the lock file was fdatasynced successfully;
+/// otherwise a power cut after that round can bring the old manifest back while the
+/// lines are gone from the journal.
 #[test]
-fn rows_are_not_deleted_on_a_rename_whose_folder_fsync_failed() {
+fn rows_are_not_deleted_on_a_slot_whose_fdatasync_failed() {
     let _g = seam();
-    // the sidecar fsync that follows the commit's rename (a round also fsyncs the
-    // sidecar before it writes, when it did not commit the manifest it read: O12)
-    let s = (1..200)
-        .find_map(|n| {
-            let s = committed_then_more();
-            let journals = s.open();
-            fault::fail_nth(n);
-            let r = s.compactor().drain(&journals);
-            let seen = fault::disarm();
-            assert!(seen >= n, "no sidecar fsync after the commit's rename was found");
-            let err = r.expect_err("an injected fault must fail the drain");
-            let after_rename = s.manifest().unwrap().committed_lines == 40;
-            (injected_step(&err.to_string()) == Some("sidecar fsync") && after_rename).then_some(s)
-        })
-        .expect("the drain never failed at the sidecar fsync after its rename");
-    // the rename went through: the manifest covers the 40 lines
-    assert_eq!(s.manifest().unwrap().committed_lines, 40);
+    let (s, _) =
+        fail_at_with(committed_then_more, "manifest slot fdatasync", |s| s.manifest().unwrap().committed_lines == 40);
     // learn which injectable step the next (nothing-new) round performs first
     let journals = s.open();
     fault::fail_nth(1);
@@ -347,9 +340,12 @@ fn rows_are_not_deleted_on_a_rename_whose_folder_fsync_failed() {
     let first = r.err().and_then(|e| injected_step(&e.to_string()));
     assert_eq!(
         first,
-        Some("sidecar fsync"),
-        "the round after a failed sidecar fsync did `{first:?}` before fsyncing the sidecar folder"
+        Some("manifest slot fdatasync"),
+        "the round after a failed slot fdatasync did `{first:?}` before fdatasyncing the lock file"
     );
+    let rep = s.drain_clean();
+    assert_eq!(rep.lines, 0, "the committed round was drained again: {rep:?}");
+    s.check_exactly_once("after the failed slot fdatasync");
 }
 
 /// A size-limited tmpfs as the target's folder: a real ENOSPC in the middle of drains.
