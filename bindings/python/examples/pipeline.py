@@ -4,9 +4,11 @@
     python3 bindings/python/examples/pipeline.py
 
 - 3 producer processes ("hosts", each with its own spool) append events to journals;
-- one compactor process per host drains its spool into target A (fan-in);
+- one compactor process per host drains its spool into target A (fan-in), rotating
+  it every 32 KiB (a.log.1, a.log.2, ...);
 - a processor process follows A from a durable cursor, transforms each event and
-  appends the result KEYED by the event's position in A, then saves the cursor; it
+  appends the result KEYED by where the event starts in A (``Reader.line_start``:
+  the same whether it is read before or after a rotation), then saves the cursor; it
   is SIGKILLed once mid-stream and restarted: the keys make the replay store nothing
   twice (exactly-once);
 - a compactor drains the processor's journal into target B;
@@ -27,6 +29,7 @@ HOSTS = 3
 EVENTS_PER_HOST = 1500
 CONSUMERS = 3
 TOTAL = HOSTS * EVENTS_PER_HOST
+ROTATE_A_BYTES = 32 << 10
 
 
 def producer(work: str, host: int) -> None:
@@ -37,22 +40,21 @@ def producer(work: str, host: int) -> None:
                 time.sleep(0.01)  # a steady stream, not one burst
 
 
-def compactor(target: str, spool: str, stop) -> None:
+def compactor(target: str, spool: str, stop, rotate_bytes=None) -> None:
     while not stop.is_set():
         try:
-            report = tributary.drain(target, spool=spool, lock_timeout=5.0)
+            report = tributary.drain(target, spool=spool, lock_timeout=5.0, rotate_bytes=rotate_bytes)
         except tributary.LockTimeoutError:
             continue  # another host's compactor holds the target: take turns
         if report.lines == 0:
             time.sleep(0.05)
-    tributary.drain(target, spool=spool, lock_timeout=30.0)  # the rest, once stopped
+    tributary.drain(target, spool=spool, lock_timeout=30.0, rotate_bytes=rotate_bytes)  # the rest, once stopped
 
 
 def load_cursor(path: str) -> tributary.Cursor:
     try:
         with open(path) as f:
-            c = json.load(f)
-        return tributary.Cursor(c["generation"], c["offset"])
+            return tributary.Cursor.parse(json.load(f)["cursor"])  # "<target_id>:<generation>:<offset>"
     except FileNotFoundError:
         return tributary.Cursor(0, 0)  # the oldest generation kept
 
@@ -61,7 +63,7 @@ def save_cursor(path: str, cursor: tributary.Cursor) -> None:
     """Durably replace the cursor file (write, fsync, rename, fsync the folder)."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump({"generation": cursor.generation, "offset": cursor.offset}, f)
+        json.dump({"cursor": str(cursor)}, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -70,6 +72,15 @@ def save_cursor(path: str, cursor: tributary.Cursor) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def lines_before(target: str, cursor) -> int:
+    """How many lines of ``target`` (all generations kept) precede ``cursor`` (None: all)."""
+    n = 0
+    with tributary.Reader(target, cursor=tributary.Cursor(0, 0)) as r:
+        while (cursor is None or r.cursor[:2] < cursor[:2]) and r.read_line(0) is not None:
+            n += 1
+    return n
 
 
 def processor(work: str) -> None:
@@ -82,25 +93,24 @@ def processor(work: str) -> None:
             break
         except tributary.TributaryError:
             time.sleep(0.02)
-    done = 0
-    while True:
+    done = lines_before(a, reader.cursor)  # events processed before a restart
+    while done < TOTAL:
         batch = []
         while len(batch) < 100:
-            at = reader.cursor  # the key: where this event starts in A
             line = reader.read_line(timeout=0.05)
             if line is None:
                 break
             event = line.decode()
             amount = int(event.rsplit("=", 1)[1])
-            batch.append((f"A:{at.generation}:{at.offset}", f"processed [{event}] doubled={amount * 2}"))
+            # The key: where this event starts in A ("<target_id>:<generation>:<offset>"),
+            # the same for a replay after a restart, across rotations too.
+            batch.append((f"A:{reader.line_start}", f"processed [{event}] doubled={amount * 2}"))
         # Results first, durably; then the cursor. A crash in between replays these
         # events, and their keys make the replay store nothing new.
         for key, result in batch:
             out.append_keyed(key, result)
         save_cursor(cursor_file, reader.cursor)
         done += len(batch)
-        if not batch and tributary.status(a).committed_lines >= TOTAL and reader.read_line(0) is None:
-            return
 
 
 def consumer(work: str, cid: int, results) -> None:
@@ -134,7 +144,7 @@ def main() -> int:
     start = time.monotonic()
     stop = ctx.Event()
     results = ctx.Queue()
-    daemons = [ctx.Process(target=compactor, args=(a, os.path.join(work, f"spool-host{h}"), stop))
+    daemons = [ctx.Process(target=compactor, args=(a, os.path.join(work, f"spool-host{h}"), stop, ROTATE_A_BYTES))
                for h in range(1, HOSTS + 1)]
     daemons.append(ctx.Process(target=compactor, args=(b, os.path.join(work, "spool-processor"), stop)))
     producers = [ctx.Process(target=producer, args=(work, h)) for h in range(1, HOSTS + 1)]
@@ -168,9 +178,10 @@ def main() -> int:
     for p in daemons:
         p.join()
     va, vb = tributary.verify(a), tributary.verify(b)
-    print(f"A: {va.committed_lines} lines, B: {vb.committed_lines} lines, verify A {va.consistent} / "
-          f"B {vb.consistent}; {time.monotonic() - start:.1f}s")
-    ok &= va.committed_lines == TOTAL and vb.committed_lines == TOTAL and va.consistent and vb.consistent
+    lines_a, lines_b = lines_before(a, None), lines_before(b, None)
+    print(f"A: {lines_a} lines in {va.rotated_generations + 1} generations, B: {lines_b} lines, verify A "
+          f"{va.consistent} / B {vb.consistent}; {time.monotonic() - start:.1f}s")
+    ok &= lines_a == TOTAL and lines_b == TOTAL and va.consistent and vb.consistent
     if not ok:
         print("pipeline check FAILED", file=sys.stderr)
         return 1

@@ -308,14 +308,15 @@ def test_managed_rotation_and_cursors_across_it(tmp_path: Path, target: Path):
         reader = tributary.Reader(target)
         assert next(reader) == b"g1-a"
         kept = reader.cursor
-        assert kept == tributary.Cursor(1, 5) and kept.generation == 1
+        tid = tributary.status(target).target_id
+        assert kept == tributary.Cursor(1, 5, tid) and kept.generation == 1
         j.append("g2-a")
         rep = tributary.drain(target, journals=[j], rotate_lines=2)
         assert rep.rotations == 1 and rep.lines == 1
         assert Path(f"{target}.1").read_bytes() == b"g1-a\ng1-b\n"
         assert target.read_bytes() == b"g2-a\n"
         assert reader.lines() == [b"g1-b", b"g2-a"]  # on from generation 1 into 2
-        assert reader.cursor == (2, 5) and reader.offset == 5
+        assert reader.cursor == (2, 5, tid) and reader.offset == 5
         reader.close()
         with tributary.Reader(target, cursor=kept) as r:
             assert r.lines() == [b"g1-b", b"g2-a"]

@@ -617,12 +617,71 @@ def status(target: PathLike, spool: Optional[PathLike] = None) -> StatusReport:
 
 
 class Cursor(NamedTuple):
-    """A reading position: a generation of the target and a byte offset in it (at the
-    start of a line). ``Cursor(0, 0)`` is the very beginning: the oldest generation
-    still kept."""
+    """A reading position in a target: a generation of it, the byte offset of a line's
+    start in that generation, and the id of the target it belongs to (32 hex digits, as
+    ``tributary.status(target).target_id`` reports it).
+
+    ``Cursor(0, 0)`` is the very beginning: the oldest generation still kept, on any
+    target. ``target_id`` is None there, in a *legacy* cursor (two numbers kept by an
+    earlier version, or the text ``"generation:offset"``), and in the position of a
+    reader of a target that does not exist yet (it learns the id when the target
+    appears). A Reader refuses a cursor whose ``target_id`` is another target's
+    (:class:`InvalidArgumentError`, reading nothing): a cursor kept for one target
+    cannot be used on another. A cursor without an id cannot be checked.
+
+    ``str(cursor)`` is its text, ``"<target_id>:<generation>:<offset>"`` (or
+    ``"<generation>:<offset>"`` without an id); :meth:`Cursor.parse` reads both forms.
+    """
 
     generation: int
     offset: int
+    target_id: Optional[str] = None
+
+    def __str__(self) -> str:
+        prefix = f"{self.target_id}:" if self.target_id else ""
+        return f"{prefix}{self.generation}:{self.offset}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Cursor":
+        """A cursor from its text: ``"<target_id>:<generation>:<offset>"``, or the legacy
+        ``"<generation>:<offset>"`` (no id). Anything else is :class:`InvalidArgumentError`."""
+        if not isinstance(text, str):
+            raise TypeError(f"cursor text must be a str, not {type(text).__name__}")
+        if "\0" in text:
+            raise _arg_error(f"cursor text {text!r} contains a NUL byte")
+        out = _ffi.Cursor()
+        call(lib.trib_cursor_parse, text.encode("utf-8"), byref(out))
+        return _cursor_from_c(out)
+
+
+def _cursor_from_c(c: "_ffi.Cursor") -> Cursor:
+    tid = c.target_id.decode("ascii")
+    return Cursor(c.generation, c.offset, tid or None)
+
+
+def _cursor_to_c(cursor: Any) -> "_ffi.Cursor":
+    """A Cursor, a ``(generation, offset[, target_id])`` tuple or a cursor's text, as the
+    C ABI's ``trib_cursor``."""
+    if isinstance(cursor, str):
+        cursor = Cursor.parse(cursor)
+    if not isinstance(cursor, tuple) or len(cursor) not in (2, 3):
+        raise TypeError(
+            "cursor must be a Cursor, a (generation, offset[, target_id]) tuple or a cursor's text, "
+            f"not {cursor!r}"
+        )
+    generation, offset = cursor[0], cursor[1]
+    target_id = cursor[2] if len(cursor) == 3 else None
+    for name, value in (("cursor.generation", generation), ("cursor.offset", offset)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        if value < 0:
+            raise _arg_error(f"{name} must be >= 0, not {value}")
+    if target_id is not None and not isinstance(target_id, str):
+        raise TypeError(f"cursor.target_id must be a str or None, not {type(target_id).__name__}")
+    tid = (target_id or "").encode("ascii", errors="replace")
+    if len(tid) >= _ffi.ID_BUF_LEN:
+        raise _arg_error(f"cursor.target_id {target_id!r} is not 32 hex digits")
+    return _ffi.Cursor(generation, offset, tid)
 
 
 class Reader:
@@ -632,8 +691,13 @@ class Reader:
 
     ``Reader(target, offset)`` starts at byte ``offset`` of the current generation;
     ``Reader(target, cursor=c)`` resumes at a :class:`Cursor` kept from an earlier
-    reader's ``.cursor`` (valid across managed rotations); ``cursor=Cursor(0, 0)``
-    starts at the oldest generation still kept.
+    reader's ``.cursor`` (valid across managed rotations; refused on another target),
+    or at its text (``str(c)``); ``cursor=Cursor(0, 0)`` starts at the oldest
+    generation still kept.
+
+    ``.line_start`` is where the line just returned starts: its identity for results
+    keyed by their source line (the same whether the line is read before or after a
+    rotation of its generation, unlike ``.cursor`` taken before reading it).
 
     Without ``follow``, iteration stops at the committed end; with ``follow=True`` it
     waits for drains to commit more, forever (stop with ``break``, ``close()`` from
@@ -648,7 +712,7 @@ class Reader:
         target: PathLike,
         offset: int = 0,
         *,
-        cursor: Optional[Tuple[int, int]] = None,
+        cursor: Union[Cursor, Tuple[int, int], Tuple[int, int, Optional[str]], str, None] = None,
         follow: bool = False,
         poll_interval: Seconds = 0.2,
     ) -> None:
@@ -659,22 +723,21 @@ class Reader:
         self.follow = follow
         poll_ms = _ms(poll_interval, "poll_interval")
         self._poll_ms = max(1, poll_ms if poll_ms is not None else 200)
-        for name, value in (("offset", offset),) + (
-            (("cursor.generation", cursor[0]), ("cursor.offset", cursor[1])) if cursor is not None else ()
-        ):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-            if value < 0:
-                raise _arg_error(f"{name} must be >= 0, not {value}")
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise TypeError(f"offset must be an int, not {type(offset).__name__}")
+        if offset < 0:
+            raise _arg_error(f"offset must be >= 0, not {offset}")
+        c_cursor = _cursor_to_c(cursor) if cursor is not None else None
         target_b = fspath_bytes(target, "target")
         handle = c_void_p()
-        if cursor is not None:
+        if c_cursor is not None:
             if offset:
                 raise _arg_error("give either offset or cursor, not both")
-            call(lib.trib_reader_open_at, target_b, cursor[0], cursor[1], byref(handle))
+            call(lib.trib_reader_open_cursor, target_b, byref(c_cursor), byref(handle))
         else:
             call(lib.trib_reader_open, target_b, offset, byref(handle))
         self._handle = handle.value
+        self._returned_a_line = False
         self._has = c_bool()
         self._ptr = POINTER(c_ubyte)()
         self._len = c_size_t()
@@ -692,6 +755,7 @@ class Reader:
             call(lib.trib_reader_next, h, wait_ms, byref(self._has), byref(self._ptr), byref(self._len))
             if not self._has.value:
                 return None
+            self._returned_a_line = True
             return ctypes.string_at(self._ptr, self._len.value)
 
     def read_line(self, timeout: Optional[Seconds] = 0) -> Optional[bytes]:
@@ -739,13 +803,30 @@ class Reader:
 
     @property
     def cursor(self) -> Cursor:
-        """Where the next line starts: keep it to resume later (``Reader(target,
-        cursor=...)``), across managed rotations too."""
+        """Where the next line starts, with the target's id: keep it (or ``str()`` of
+        it) to resume later with ``Reader(target, cursor=...)``, across managed
+        rotations too. At the end of a generation the reader knows was rotated, it is
+        the start of the next one."""
         with self._lock:
             h = self._check()
-            gen, off = c_uint64(), c_uint64()
-            call(lib.trib_reader_cursor, h, byref(gen), byref(off))
-            return Cursor(gen.value, off.value)
+            out = _ffi.Cursor()
+            call(lib.trib_reader_position, h, byref(out))
+            return _cursor_from_c(out)
+
+    @property
+    def line_start(self) -> Optional[Cursor]:
+        """Where the line last returned starts (its generation, the offset of its first
+        byte, the target's id), or None before the first line. This is the line's
+        identity for results keyed by their source line (the exactly-once pipeline
+        pattern): the same whether the line was read before or after a rotation of its
+        generation."""
+        with self._lock:
+            h = self._check()
+            if not self._returned_a_line:
+                return None
+            out = _ffi.Cursor()
+            call(lib.trib_reader_line_start, h, byref(out))
+            return _cursor_from_c(out)
 
     def close(self) -> None:
         """Close the reader (idempotent)."""

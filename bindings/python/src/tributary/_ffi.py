@@ -46,6 +46,7 @@ PACKAGE_VERSION = "0.1.0"
 
 LIB_FILE = "libtributary.dylib" if sys.platform == "darwin" else "libtributary.so"
 ID_BUF_LEN = 33
+CURSOR_TEXT_LEN = 75
 
 TRIB_OK = 0
 DURABILITY_FULL = 0
@@ -149,6 +150,10 @@ class StatusSummary(Structure):
         ("generation", c_uint64),
         ("rotated_generations", c_size_t),
     ]
+
+
+class Cursor(Structure):
+    _fields_ = [("generation", c_uint64), ("offset", c_uint64), ("target_id", c_char * ID_BUF_LEN)]
 
 
 class Watermark(Structure):
@@ -261,6 +266,11 @@ def _declare(lib: ctypes.CDLL) -> None:
         ),
         ("trib_reader_offset", c_int, [p, u64p, err_pp]),
         ("trib_reader_cursor", c_int, [p, u64p, u64p, err_pp]),
+        ("trib_reader_open_cursor", c_int, [c_char_p, POINTER(Cursor), POINTER(p), err_pp]),
+        ("trib_reader_position", c_int, [p, POINTER(Cursor), err_pp]),
+        ("trib_reader_line_start", c_int, [p, POINTER(Cursor), err_pp]),
+        ("trib_cursor_parse", c_int, [c_char_p, POINTER(Cursor), err_pp]),
+        ("trib_cursor_format", c_int, [POINTER(Cursor), c_char_p, c_size_t, err_pp]),
         ("trib_reader_close", None, [p]),
     ]
     for name, restype, argtypes in protos:
