@@ -19,6 +19,7 @@ fn committed_target() -> (tempfile::TempDir, std::path::PathBuf, std::path::Path
     let (spool, target) = paths(d.path());
     let lines = numbered("a", 0..10);
     journal(&spool.join("a.journal")).append_batch(&lines).unwrap();
+    init_cli(&target);
     let out = cli(&["drain", "--target", &s(&target), "--spool", &s(&spool)]);
     assert!(out.status.success(), "{}", stderr(&out));
     (d, spool, target, lines)
@@ -141,7 +142,7 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 fn committed_lines(target: &std::path::Path) -> usize {
-    tributary::Manifest::read(&tributary::Sidecar::for_target(target).manifest)
+    tributary::Manifest::load(&tributary::Sidecar::for_target(target))
         .ok()
         .flatten()
         .map_or(0, |m| m.committed_lines as usize)
@@ -158,6 +159,7 @@ fn retiring_a_journal_with_a_live_writer_loses_nothing_and_stops_the_writer() {
     let writer = journal(&path);
     let lines = numbered("job", 0..20);
     writer.append_batch(&lines).unwrap();
+    init_cli(&target);
     let out = cli(&["retire", "--target", &s(&target), "--journal", &s(&path)]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("retired 1 journal(s)"), "{out:?}");
@@ -187,6 +189,7 @@ fn retiring_a_journal_with_a_live_writer_loses_nothing_and_stops_the_writer() {
 fn a_compact_daemon_drains_a_journal_whose_name_was_reused_and_keeps_running() {
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init_cli(&target);
     let mut daemon = std::process::Command::new(bin())
         .args(["compact", "--target", &s(&target), "--spool", &s(&spool), "--interval", "10"])
         .stderr(std::process::Stdio::piped())
@@ -262,6 +265,7 @@ fn closing_a_handle_on_a_removed_journal_leaves_its_successor_alone() {
     drop(stale);
     successor.append(&lines[5]).expect("the successor's -wal was deleted by the stale handle's close");
     drop(successor);
+    init(&target);
     compactor(&target).drain_paths(std::slice::from_ref(&path)).unwrap();
     assert_exactly(&target, &lines);
 }

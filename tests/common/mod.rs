@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use tributary::{Compactor, CompactorOptions, Journal, JournalOptions};
+use tributary::{Compactor, CompactorOptions, Journal, JournalOptions, Manifest, Sidecar};
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_tributary")
@@ -34,6 +34,18 @@ pub fn journal(path: &Path) -> Journal {
 
 pub fn compactor(target: &Path) -> Compactor {
     Compactor::new(target, CompactorOptions::default()).expect("compactor")
+}
+
+/// Create a new target once (`Compactor::init`), as a user does before its first drain:
+/// drains never create one.
+pub fn init(target: &Path) {
+    compactor(target).init().expect("init");
+}
+
+/// `tributary init --target T`: the command line's way of [`init`].
+pub fn init_cli(target: &Path) {
+    let out = cli(&["init", "--target", &s(target)]);
+    assert!(out.status.success(), "tributary init: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// The target's lines (without `\n`); panics if the file does not end with `\n`.
@@ -80,4 +92,54 @@ pub fn paths(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::create_dir_all(&spool).unwrap();
     std::fs::create_dir_all(dir.join("shared")).unwrap();
     (spool, dir.join("shared").join("out.log"))
+}
+
+/// The committed manifest of `target` (from its lock file's slots); panics if none.
+pub fn manifest_of(target: &Path) -> Manifest {
+    Manifest::load(&Sidecar::for_target(target)).expect("load manifest").expect("a manifest")
+}
+
+/// Bytes of one manifest slot in the lock file (docs/design.md "The manifest, format
+/// version 2": slot A at 0, slot B at 2 MiB).
+pub const SLOT_BYTES: u64 = 2 << 20;
+
+/// The valid manifest in each slot (A, B) of `target`'s lock file, read the way the
+/// design lays them out: `TRIBSLOT`, payload length (u32 LE), CRC32 (u32 LE), payload.
+pub fn slots_of(target: &Path) -> [Option<Manifest>; 2] {
+    use std::os::unix::fs::FileExt;
+    let lock = std::fs::File::open(Sidecar::for_target(target).lock).expect("open lock file");
+    let read = |index: u64| {
+        let mut head = [0u8; 16];
+        lock.read_exact_at(&mut head, index * SLOT_BYTES).ok()?;
+        if &head[..8] != b"TRIBSLOT" {
+            return None;
+        }
+        let len = u32::from_le_bytes(head[8..12].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(head[12..16].try_into().unwrap());
+        let mut payload = vec![0u8; len];
+        lock.read_exact_at(&mut payload, index * SLOT_BYTES + 16).ok()?;
+        (crc32fast::hash(&payload) == crc).then(|| Manifest::decode(&payload, Path::new("slot")).ok()).flatten()
+    };
+    [read(0), read(1)]
+}
+
+/// Commit `m` into `target`'s lock file the way another holder would: into the slot
+/// that does not hold the current manifest (the lock is not taken: this is what a
+/// holder that kept or regained it does behind a frozen one's back).
+pub fn commit_behind_the_back(target: &Path, m: &Manifest) {
+    use std::os::unix::fs::FileExt;
+    let [a, b] = slots_of(target);
+    let current = match (a, b) {
+        (Some(a), Some(b)) => usize::from(b.epoch > a.epoch),
+        (None, Some(_)) => 1,
+        _ => 0,
+    };
+    let payload = m.encode();
+    let mut bytes = b"TRIBSLOT".to_vec();
+    bytes.extend((payload.len() as u32).to_le_bytes());
+    bytes.extend(crc32fast::hash(&payload).to_le_bytes());
+    bytes.extend(&payload);
+    let lock = std::fs::OpenOptions::new().write(true).open(Sidecar::for_target(target).lock).expect("open lock");
+    lock.write_all_at(&bytes, (1 - current) as u64 * SLOT_BYTES).expect("write slot");
+    lock.sync_all().expect("fsync lock file");
 }
