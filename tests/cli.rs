@@ -31,6 +31,7 @@ fn append_stores_stdin_lines_including_a_last_line_without_newline() {
     let out = run_with_stdin(&["append", "--journal", &jp, "--print-seqs"], b"one\n\ntwo\nlast-without-newline");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n2\n3\n4\n");
+    init_cli(&target);
     let out = cli(&["drain", "--target", &s(&target), "--journal", &jp]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("drained 4 line(s)"), "{out:?}");
@@ -59,6 +60,7 @@ fn status_and_verify_report_the_committed_state() {
     let (spool, target) = paths(d.path());
     let jp = spool.join("a.journal");
     journal(&jp).append_batch(&numbered("s", 0..5)).unwrap();
+    init_cli(&target);
     assert!(cli(&["drain", "--target", &s(&target), "--spool", &s(&spool)]).status.success());
     journal(&jp).append(b"waiting").unwrap();
     let out = cli(&["status", "--target", &s(&target), "--spool", &s(&spool)]);
@@ -85,6 +87,7 @@ fn tail_follow_prints_lines_as_they_are_committed_and_stops_on_sigterm() {
     let (spool, target) = paths(d.path());
     let jp = spool.join("a.journal");
     journal(&jp).append(b"before").unwrap();
+    init_cli(&target);
     assert!(cli(&["drain", "--target", &s(&target), "--journal", &s(&jp)]).status.success());
     let mut tail = Command::new(bin())
         .args(["tail", "--target", &s(&target), "--follow", "--poll-ms", "20"])
@@ -130,6 +133,7 @@ fn append_failing_mid_stream_says_exactly_how_many_lines_were_stored() {
     let out = run_with_stdin(&["append", "--journal", &jp, "--max-backlog-bytes", "150000"], &input);
     assert_eq!(out.status.code(), Some(1), "the journal filled up, so append must fail");
     let err = String::from_utf8_lossy(&out.stderr);
+    init_cli(&target);
     let out = cli(&["drain", "--target", &s(&target), "--journal", &jp]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stored = lines_of(&target).len();
@@ -143,10 +147,7 @@ fn append_failing_mid_stream_says_exactly_how_many_lines_were_stored() {
 }
 
 fn committed_lines(target: &std::path::Path) -> u64 {
-    tributary::Manifest::read(&tributary::Sidecar::for_target(target).manifest)
-        .ok()
-        .flatten()
-        .map_or(0, |m| m.committed_lines)
+    tributary::Manifest::load(&tributary::Sidecar::for_target(target)).ok().flatten().map_or(0, |m| m.committed_lines)
 }
 
 /// Issue 13 item 6: `compact --verbose | head -1` exited 101 with a panic at its next
@@ -158,6 +159,7 @@ fn a_closed_stdout_neither_panics_a_command_nor_stops_the_daemon() {
     let (spool, target) = paths(d.path());
     let j = journal(&spool.join("a.journal"));
     j.append_batch(&numbered("first", 0..3)).unwrap();
+    init_cli(&target);
     let mut daemon = Command::new(bin())
         .args(["compact", "--target", &s(&target), "--spool", &s(&spool), "--interval", "10", "--verbose"])
         .stdout(Stdio::piped())

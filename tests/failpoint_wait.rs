@@ -28,6 +28,7 @@ fn wait_announces_the_point_blocks_there_and_recovery_after_a_kill_is_exactly_on
         std::fs::create_dir(&fp_dir).unwrap();
         let a = spool.join("a.journal");
         journal(&a).append_batch(&numbered("a", 0..100)).unwrap();
+        init_cli(&target);
 
         let mut child = Command::new(bin())
             .args(["drain", "--target", &s(&target), "--spool", &s(&spool)])
@@ -60,6 +61,7 @@ fn wait_without_a_folder_still_blocks_and_says_where() {
     let d = tmp();
     let (spool, target) = paths(d.path());
     journal(&spool.join("a.journal")).append_batch(&numbered("a", 0..3)).unwrap();
+    init_cli(&target);
     let mut child = Command::new(bin())
         .args(["drain", "--target", &s(&target), "--spool", &s(&spool)])
         .env("TRIBUTARY_FAILPOINTS", "drain.locked=wait")
