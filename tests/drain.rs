@@ -1,17 +1,26 @@
 //! The drain protocol (DESIGN "Drain path") on real files: adoption, tail repair, and
-//! every refusal that protects committed data. Each refusal must touch nothing.
+//! every refusal that protects committed data. Each refusal must touch nothing. A
+//! target is created once with `init` (drains never create one).
 
 mod common;
 
 use std::fs;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use tributary::{Compactor, CompactorOptions, ErrorKind, Manifest, Reader, Sidecar, TargetLock};
+use tributary::{Compactor, CompactorOptions, ErrorKind, Reader, Sidecar, TargetLock};
 
-fn manifest_of(target: &Path) -> Manifest {
-    Manifest::read(&Sidecar::for_target(target).manifest).unwrap().expect("manifest")
+/// A drain of `journal` into `target` in a child `tributary drain`, SIGKILLed at
+/// `drain.after_write`: the round's bytes are in the target, announced by its intent,
+/// not committed — the tail a crashed drain really leaves.
+fn crash_a_drain_after_its_write(target: &Path, journal: &Path, extra: &[&str]) {
+    let (t, j) = (s(target), s(journal));
+    let mut args = vec!["drain", "--target", &t, "--journal", &j];
+    args.extend_from_slice(extra);
+    let out = cli_env(&args, &[("TRIBUTARY_FAILPOINTS", "drain.after_write=kill")]);
+    assert_eq!(out.status.signal(), Some(9), "the drain should have been SIGKILLed: {out:?}");
 }
 
 #[test]
@@ -21,6 +30,8 @@ fn a_pre_existing_target_is_adopted_when_it_ends_with_a_newline() {
     fs::write(&target, b"old 1\nold 2\n").unwrap();
     let j = journal(&spool.join("a.journal"));
     j.append(b"new").unwrap();
+    let r = compactor(&target).init().unwrap();
+    assert!(r.created && r.adopted_lines == 2, "{r:?}");
     compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
     assert_exactly(&target, &[b"old 1".to_vec(), b"old 2".to_vec(), b"new".to_vec()]);
     assert_eq!(lines_of(&target)[2], b"new");
@@ -35,10 +46,15 @@ fn a_pre_existing_target_with_a_partial_last_line_is_refused_untouched() {
     fs::write(&target, b"old 1\npartial").unwrap();
     let j = journal(&spool.join("a.journal"));
     j.append(b"new").unwrap();
-    let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+    let e = compactor(&target).init().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TornTarget, "{e}");
+    // a drain allowed to create the target refuses it the same way
+    let create = CompactorOptions { create: true, ..Default::default() };
+    let e = Compactor::new(&target, create).unwrap().drain(std::slice::from_ref(&j)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TornTarget, "{e}");
     assert_eq!(fs::read(&target).unwrap(), b"old 1\npartial");
     assert_eq!(j.backlog().unwrap().lines, 1, "nothing was drained");
+    assert!(tributary::Manifest::load(&Sidecar::for_target(&target)).unwrap().is_none(), "no manifest committed");
 }
 
 #[test]
@@ -47,16 +63,22 @@ fn a_manifest_with_a_flipped_byte_is_an_error_never_replaced() {
     let (spool, target) = paths(d.path());
     let j = journal(&spool.join("a.journal"));
     j.append_batch(&numbered("a", 0..3)).unwrap();
+    init(&target);
     compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
-    let mpath = Sidecar::for_target(&target).manifest;
+    // A flipped byte in one slot falls back to the other (the previous commit); with
+    // both slots damaged no manifest is left.
+    let mpath = Sidecar::for_target(&target).lock;
+    assert!(slots_of(&target).iter().all(|m| m.is_some()), "init and the drain wrote both slots");
     let mut bytes = fs::read(&mpath).unwrap();
-    bytes[30] ^= 0x04;
+    for slot in [0, SLOT_BYTES as usize] {
+        bytes[slot + 30] ^= 0x04;
+    }
     fs::write(&mpath, &bytes).unwrap();
     j.append(b"more").unwrap();
     let before = fs::read(&target).unwrap();
     let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::CorruptManifest, "{e}");
-    assert_eq!(fs::read(&mpath).unwrap(), bytes, "the corrupt manifest is left as it is");
+    assert_eq!(fs::read(&mpath).unwrap(), bytes, "the corrupt slots are left as they are");
     assert_eq!(fs::read(&target).unwrap(), before);
     assert_eq!(j.backlog().unwrap().lines, 1);
     assert_eq!(tributary::verify(&target).unwrap_err().kind(), ErrorKind::CorruptManifest);
@@ -77,6 +99,7 @@ fn a_journal_row_with_a_wrong_crc_stops_the_drain_naming_journal_and_seq() {
     // One run holds seqs 1..4, 9 bytes each ("r-00000N\n"); flip a byte inside seq 3.
     raw.execute("UPDATE runs SET data = CAST(substr(data, 1, 20) || 'X' || substr(data, 22) AS BLOB)", []).unwrap();
     drop(raw);
+    init(&target);
     let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::CorruptJournalRow, "{e}");
     let msg = e.to_string();
@@ -101,6 +124,7 @@ fn a_wrong_line_table_crc_stops_the_drain_naming_the_line() {
     )
     .unwrap();
     drop(raw);
+    init(&target);
     let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::CorruptJournalRow, "{e}");
     assert!(e.to_string().contains("seq 2"), "{e}");
@@ -117,6 +141,7 @@ fn a_damaged_run_checksum_alone_falls_back_to_checking_each_line() {
     j.append_batch(&lines).unwrap();
     rusqlite::Connection::open(&jp).unwrap().execute("UPDATE runs SET run_crc = run_crc + 1", []).unwrap();
     // Every line still matches its own CRC: nothing is lost, the target's CRC is right.
+    init(&target);
     compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
     assert_exactly(&target, &lines);
     tributary::verify(&target).unwrap();
@@ -144,6 +169,7 @@ fn a_journal_from_before_run_checksums_is_upgraded_and_drains() {
         .query_row("SELECT count(*) - count(run_crc), count(run_crc) FROM runs", [], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap();
     assert_eq!((null, set), (1, 1), "the old run has no run CRC, the new one has");
+    init(&target);
     compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
     assert_exactly(&target, &[first, second].concat());
     tributary::verify(&target).unwrap();
@@ -159,6 +185,7 @@ fn a_missing_row_is_reported_not_skipped() {
         j.append(&l).unwrap(); // one run per append
     }
     rusqlite::Connection::open(&jp).unwrap().execute("DELETE FROM runs WHERE first_seq = 2", []).unwrap();
+    init(&target);
     let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::CorruptJournalRow, "{e}");
     assert!(e.to_string().contains("seq 2"), "{e}");
@@ -170,6 +197,7 @@ fn a_target_truncated_behind_our_back_is_refused_untouched() {
     let (spool, target) = paths(d.path());
     let j = journal(&spool.join("a.journal"));
     j.append_batch(&numbered("t", 0..10)).unwrap();
+    init(&target);
     compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
     let f = fs::OpenOptions::new().write(true).open(&target).unwrap();
     f.set_len(20).unwrap();
@@ -182,44 +210,123 @@ fn a_target_truncated_behind_our_back_is_refused_untouched() {
     assert!(!v.is_consistent());
 }
 
+/// Rule 4: bytes past the committed length that no round announced (here a torn line
+/// appended by another program, as a crashed version-1 drain's tail looked) are not
+/// tributary's to cut: refused, touching nothing, and `verify` says so.
 #[test]
-fn an_uncommitted_tail_is_truncated_and_never_shown_to_readers() {
+fn foreign_bytes_past_the_committed_length_are_refused_untouched_and_never_shown() {
     let d = tmp();
     let (spool, target) = paths(d.path());
     let j = journal(&spool.join("a.journal"));
     j.append_batch(&numbered("c", 0..3)).unwrap();
+    init(&target);
     compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
-    // What a drain killed between its write and its commit leaves: a torn tail.
+    let committed = fs::metadata(&target).unwrap().len();
     let mut bytes = fs::read(&target).unwrap();
     bytes.extend_from_slice(b"c-000003\nc-0000");
     fs::write(&target, &bytes).unwrap();
     let readers: Vec<Vec<u8>> = Reader::open(&target, 0).unwrap().map(|l| l.unwrap()).collect();
     assert_eq!(readers, numbered("c", 0..3), "readers see only committed lines");
     let v = tributary::verify(&target).unwrap();
-    assert!(v.is_consistent(), "an uncommitted tail is reported, not a failure");
+    assert!(!v.is_consistent(), "bytes no round announced are a problem");
     assert_eq!(v.uncommitted_tail_bytes, 15);
+    let out = cli(&["verify", "--target", &s(&target)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("INCONSISTENT"), "{out:?}");
     j.append(b"c-000003").unwrap();
+    let lock_before = fs::read(Sidecar::for_target(&target).lock).unwrap();
+    let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnexpectedTail, "{e}");
+    assert!(e.to_string().contains("15 bytes"), "{e}");
+    assert_eq!(fs::read(&target).unwrap(), bytes, "the target was touched");
+    assert_eq!(fs::read(Sidecar::for_target(&target).lock).unwrap(), lock_before, "a manifest was committed");
+    assert_eq!(j.backlog().unwrap().lines, 1, "nothing was drained");
+    // What the message says to do — cut them off — lets the drains go on.
+    fs::OpenOptions::new().write(true).open(&target).unwrap().set_len(committed).unwrap();
     let r = compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
-    assert_eq!(r.repaired_tail_bytes, 15);
+    assert_eq!(r.repaired_tail_bytes, 0);
     assert_exactly(&target, &numbered("c", 0..4));
 }
 
+/// What a drain killed between its write and its commit leaves — its bytes, announced
+/// by its intent — is never shown to readers, and the next drain cuts it and writes
+/// those lines again, once.
 #[test]
-fn a_tail_longer_than_one_round_means_a_stale_manifest_and_is_refused() {
+fn a_crashed_rounds_tail_is_truncated_and_never_shown_to_readers() {
     let d = tmp();
     let (spool, target) = paths(d.path());
-    let j = journal(&spool.join("a.journal"));
+    let jp = spool.join("a.journal");
+    let j = journal(&jp);
+    j.append_batch(&numbered("c", 0..3)).unwrap();
+    init(&target);
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let committed = fs::metadata(&target).unwrap().len();
+    j.append_batch(&numbered("c", 3..5)).unwrap();
+    crash_a_drain_after_its_write(&target, &jp, &[]);
+    let tail = fs::metadata(&target).unwrap().len() - committed;
+    assert_eq!(tail, 18, "the crashed round wrote its two lines");
+    let readers: Vec<Vec<u8>> = Reader::open(&target, 0).unwrap().map(|l| l.unwrap()).collect();
+    assert_eq!(readers, numbered("c", 0..3), "readers see only committed lines");
+    let v = tributary::verify(&target).unwrap();
+    assert!(v.is_consistent(), "a crashed round's tail is reported, not a failure: {:?}", v.problems);
+    assert_eq!(v.uncommitted_tail_bytes, tail);
+    let r = compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    assert_eq!(r.repaired_tail_bytes, tail);
+    assert_exactly(&target, &numbered("c", 0..5));
+}
+
+/// A tail longer than the intent announced (a crashed round's bytes and then someone
+/// else's), or a manifest older than the target (a lock file restored from a copy): the
+/// tail is not provably one round's, so nothing is cut.
+#[test]
+fn a_tail_past_the_intent_or_a_stale_manifest_is_refused_untouched() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let jp = spool.join("a.journal");
+    let j = journal(&jp);
     let opts = CompactorOptions { max_round_bytes: 1000, max_line_bytes: 100, ..Default::default() };
     j.append(b"first").unwrap();
+    init(&target);
     Compactor::new(&target, opts.clone()).unwrap().drain(std::slice::from_ref(&j)).unwrap();
+
+    // a crashed round (intent: 1000 bytes), then 1500 bytes of someone else's
+    j.append(b"second").unwrap();
+    crash_a_drain_after_its_write(&target, &jp, &["--max-round-bytes", "1000", "--max-line-bytes", "100"]);
+    assert_eq!(manifest_of(&target).intent.map(|i| i.max_len), Some(1000));
     let mut bytes = fs::read(&target).unwrap();
+    assert!(bytes.ends_with(b"first\nsecond\n"), "the crashed round wrote its line");
     bytes.extend(std::iter::repeat_n(b'z', 1500));
     fs::write(&target, &bytes).unwrap();
-    j.append(b"second").unwrap();
-    let e = Compactor::new(&target, opts).unwrap().drain(std::slice::from_ref(&j)).unwrap_err();
+    let e = Compactor::new(&target, opts.clone()).unwrap().drain(std::slice::from_ref(&j)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::UnexpectedTail, "{e}");
-    assert!(e.to_string().contains("stale"), "{e}");
+    assert!(e.to_string().contains("1507 bytes") && e.to_string().contains("1000 bytes were announced"), "{e}");
     assert_eq!(fs::read(&target).unwrap(), bytes, "touched nothing");
+    assert!(!tributary::verify(&target).unwrap().is_consistent());
+    fs::OpenOptions::new().write(true).open(&target).unwrap().set_len(6 + 7).unwrap();
+    Compactor::new(&target, opts.clone()).unwrap().drain(std::slice::from_ref(&j)).unwrap();
+    assert_exactly(&target, &[b"first".to_vec(), b"second".to_vec()]);
+
+    // the lock file restored from a copy taken before the last commit
+    let lock = Sidecar::for_target(&target).lock;
+    let old_lock = fs::read(&lock).unwrap();
+    let k = journal(&spool.join("k.journal"));
+    k.append(b"third").unwrap();
+    Compactor::new(&target, opts.clone()).unwrap().drain(std::slice::from_ref(&k)).unwrap();
+    fs::write(&lock, &old_lock).unwrap();
+    let bytes = fs::read(&target).unwrap();
+    // a journal that recorded that commit proves the manifest stale ...
+    k.append(b"fourth").unwrap();
+    let e = Compactor::new(&target, opts.clone()).unwrap().drain(std::slice::from_ref(&k)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::JournalForeign, "{e}");
+    // ... and without one, the tail no intent covers does
+    let fresh = journal(&spool.join("fresh.journal"));
+    fresh.append(b"fresh").unwrap();
+    let e = Compactor::new(&target, opts).unwrap().drain(std::slice::from_ref(&fresh)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnexpectedTail, "{e}");
+    assert!(e.to_string().contains("older than the target"), "{e}");
+    assert_eq!(fs::read(&target).unwrap(), bytes, "touched nothing");
+    assert_eq!(fs::read(&lock).unwrap(), old_lock, "committed nothing");
+    assert_eq!((k.backlog().unwrap().lines, fresh.backlog().unwrap().lines), (1, 1), "drained nothing");
 }
 
 /// Copy a closed journal file (SQLite folds the WAL into the file on last close).
@@ -236,6 +343,7 @@ fn a_cloned_journal_is_detected_and_nothing_is_skipped() {
     {
         let j = journal(&a);
         j.append_batch(&numbered("base", 0..3)).unwrap();
+        init(&target);
         compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
     }
     copy_journal(&a, &b);
@@ -270,6 +378,7 @@ fn a_journal_restored_from_an_older_copy_is_detected() {
     {
         let j = journal(&a);
         j.append_batch(&numbered("v", 3..6)).unwrap();
+        init(&target);
         compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
     }
     copy_journal(&backup, &a); // restore the old copy over the live journal
@@ -294,8 +403,10 @@ fn a_journal_drained_into_another_target_is_refused() {
     let other = d.path().join("shared").join("other.log");
     let j = journal(&spool.join("a.journal"));
     j.append(b"one").unwrap();
+    init(&target);
     compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
     j.append(b"two").unwrap();
+    init(&other);
     let e = compactor(&other).drain(std::slice::from_ref(&j)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::JournalForeign, "{e}");
     assert_eq!(j.backlog().unwrap().lines, 1);
@@ -328,6 +439,7 @@ fn a_moved_epoch_before_commit_means_lock_lost_and_nothing_is_committed() {
     {
         let j = journal(&jp);
         j.append(b"committed").unwrap();
+        init(&target);
         compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
         j.append(b"pending").unwrap();
     }
@@ -346,8 +458,9 @@ fn a_moved_epoch_before_commit_means_lock_lost_and_nothing_is_committed() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let mut m = manifest_of(&target);
+    assert!(m.intent.is_some(), "the round announced its bytes before writing them");
     m.epoch += 1;
-    fs::write(Sidecar::for_target(&target).manifest, m.encode()).unwrap();
+    commit_behind_the_back(&target, &m);
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -368,6 +481,7 @@ fn bounded_rounds_rotate_between_journals_and_release_the_lock() {
     ja.append_batch(&numbered("a", 0..200)).unwrap();
     jb.append_batch(&numbered("b", 0..200)).unwrap();
     let opts = CompactorOptions { max_round_bytes: 500, ..Default::default() };
+    init(&target);
     let r = Compactor::new(&target, opts).unwrap().drain(&[ja, jb]).unwrap();
     assert!(r.rounds >= 8, "400 lines of 9 bytes in rounds of 500 bytes: {} rounds", r.rounds);
     let mut expected = numbered("a", 0..200);
