@@ -16,6 +16,7 @@ fn a_failed_shared_transaction_fails_every_caller_in_it_and_stores_nothing() {
     std::env::set_var("TRIBUTARY_FAILPOINTS", "journal.before_commit=pause:300");
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init(&target); // before the fault seam is armed: it counts only the journal's commits
     let j = Arc::new(journal(&spool.join("g.journal")));
     // Transaction 1 (the first leader alone) succeeds; transaction 2 (the group) fails.
     tributary::fault::fail_nth(2);

@@ -12,6 +12,7 @@ use tributary::{Error, ErrorKind, Journal, JournalOptions, LineProblem};
 fn seq_continues_after_everything_was_drained() {
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init(&target);
     std::fs::create_dir_all(target.parent().unwrap()).unwrap();
     let jp = spool.join("a.journal");
     let j = journal(&jp);
@@ -53,6 +54,7 @@ fn invalid_lines_are_refused_and_nothing_of_the_call_is_stored() {
 fn keyed_append_stores_once_per_key() {
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init(&target);
     let j = journal(&spool.join("k.journal"));
     let s1 = j.append_keyed(b"order-1", b"first").unwrap();
     let s2 = j.append_keyed(b"order-1", b"retry with other bytes").unwrap();
@@ -71,6 +73,7 @@ fn keyed_append_stores_once_per_key() {
 fn backlog_limit_refuses_then_accepts_after_a_drain_and_can_wait() {
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init(&target);
     let jp = spool.join("f.journal");
     let opts = JournalOptions { max_backlog_bytes: Some(100), ..Default::default() };
     let j = Journal::open(&jp, opts.clone()).unwrap();
@@ -101,6 +104,7 @@ fn backlog_limit_refuses_then_accepts_after_a_drain_and_can_wait() {
 fn threads_sharing_one_handle_get_distinct_consecutive_seqs() {
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init(&target);
     let j = Arc::new(journal(&spool.join("t.journal")));
     let threads: Vec<_> = (0..8)
         .map(|t| {
@@ -131,6 +135,7 @@ fn threads_sharing_one_handle_get_distinct_consecutive_seqs() {
 fn several_processes_share_one_journal() {
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init(&target);
     let jp = spool.join("shared.journal");
     let children: Vec<_> = (0..3)
         .map(|p| {
@@ -227,6 +232,7 @@ fn an_existing_journal_opens_while_another_process_holds_its_write_lock() {
 fn huge_durations_do_not_panic() {
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init(&target);
     let j = Journal::open(
         spool.join("h.journal"),
         JournalOptions { key_retention: Duration::MAX, full_wait: Some(Duration::MAX), ..Default::default() },
@@ -257,6 +263,7 @@ fn rusqlite_free_db(path: &std::path::Path) {
 fn the_seq_ceiling_never_goes_backwards_while_drains_delete_runs() {
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init(&target);
     let jp = spool.join("race.journal");
     let writer = journal(&jp);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -292,6 +299,7 @@ fn the_seq_ceiling_never_goes_backwards_while_drains_delete_runs() {
 fn mixed_concurrent_appends_each_get_their_own_seqs() {
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init(&target);
     let j = Arc::new(journal(&spool.join("mix.journal")));
     let threads: Vec<_> = (0..16u64)
         .map(|t| {

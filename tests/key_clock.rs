@@ -92,6 +92,7 @@ fn keys_survive_a_wall_clock_step_forward() {
     run("retry", false);
     // and the lines reach the target once
     let target = d.path().join("out.log");
+    init(&target);
     compactor(&target).drain_paths(&[d.path().join("k.journal")]).unwrap();
     let mut expected: Vec<Vec<u8>> = (0..5).map(|i| keyed(i).1).collect();
     expected.push(b"other".to_vec());
