@@ -36,6 +36,7 @@ fn a_holder_that_lost_its_lock_cannot_commit_after_a_takeover_truncated_its_byte
         // a first committed round, so the target exists with a manifest
         let first = numbered("first", 0..2);
         journal(&a).append_batch(&first).unwrap();
+        init(&target);
         compactor(&target).drain_paths(std::slice::from_ref(&a)).unwrap();
         let more = numbered("more", 0..3);
         journal(&a).append_batch(&more).unwrap();
