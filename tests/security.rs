@@ -46,6 +46,12 @@ fn drain(target: &Path, journals: &[Journal]) -> tributary::Result<tributary::Dr
     Compactor::new(target, CompactorOptions::default()).unwrap().drain(journals)
 }
 
+/// `init`: since drains never create a target, the step that creates the sidecar, the
+/// lock file and the manifest stub.
+fn init(target: &Path) -> tributary::Result<tributary::InitReport> {
+    Compactor::new(target, CompactorOptions::default()).unwrap().init()
+}
+
 /// A file an attacker wants tributary to overwrite, and its original state.
 struct Victim {
     path: PathBuf,
@@ -92,6 +98,7 @@ fn the_sidecar_lock_and_manifest_are_never_world_writable() {
         let d = tempfile::tempdir().unwrap();
         let j = journal_with_a_line(d.path());
         let target = d.path().join("out.log");
+        init(&target).unwrap();
         drain(&target, &[j]).unwrap();
         let sc = Sidecar::for_target(&target);
         assert_eq!(mode(&sc.dir) & 0o002, 0, "sidecar folder is world-writable: {:o}", mode(&sc.dir));
@@ -111,9 +118,14 @@ fn a_world_writable_sidecar_is_refused_and_nothing_is_written_into_it() {
         let sc = Sidecar::for_target(&target);
         fs::create_dir(&sc.dir).unwrap();
         fs::set_permissions(&sc.dir, fs::Permissions::from_mode(perm)).unwrap();
-        let err = drain(&target, &[j]).expect_err("a world-writable sidecar must be refused");
-        assert_eq!(err.kind(), ErrorKind::UnsafeFilesystem, "mode {perm:o}: {err}");
-        assert!(err.to_string().contains("world-writable"), "the message must say why: {err}");
+        let errs = [
+            init(&target).expect_err("init must refuse a world-writable sidecar"),
+            drain(&target, &[j]).expect_err("a world-writable sidecar must be refused"),
+        ];
+        for err in errs {
+            assert_eq!(err.kind(), ErrorKind::UnsafeFilesystem, "mode {perm:o}: {err}");
+            assert!(err.to_string().contains("world-writable"), "the message must say why: {err}");
+        }
         assert_eq!(fs::read_dir(&sc.dir).unwrap().count(), 0, "mode {perm:o}: files were created in it");
         assert!(!target.exists() || fs::metadata(&target).unwrap().len() == 0, "the target was written");
     }
@@ -132,8 +144,13 @@ fn a_symlink_planted_at_the_lock_path_is_not_followed() {
         let victim = Victim::new(d.path());
         let link_to = if dangling { d.path().join("would-be-created") } else { victim.path.clone() };
         symlink(&link_to, &sc.lock).unwrap();
-        let err = drain(&target, &[j]).expect_err("a symlinked lock file must not be used");
-        assert!(err.to_string().contains("lock"), "the error should name the lock file: {err}");
+        let errs = [
+            init(&target).expect_err("init must not use a symlinked lock file"),
+            drain(&target, &[j]).expect_err("a symlinked lock file must not be used"),
+        ];
+        for err in errs {
+            assert!(err.to_string().contains("lock"), "the error should name the lock file: {err}");
+        }
         victim.assert_untouched("lock symlink");
         assert!(!d.path().join("would-be-created").exists(), "the dangling lock symlink was followed (O_CREAT)");
         assert!(fs::symlink_metadata(&sc.lock).unwrap().file_type().is_symlink());
@@ -146,17 +163,22 @@ fn a_symlink_planted_at_the_manifest_path_is_not_followed() {
     let _g = guard();
     let d = tempfile::tempdir().unwrap();
     let target = d.path().join("out.log");
-    // a genuine manifest elsewhere, committed by a real drain of another target
+    // a genuine manifest elsewhere, committed by a real drain of another target, in
+    // the full text form that `init` would otherwise adopt (as when it upgrades)
     let other = d.path().join("other.log");
+    init(&other).unwrap();
     drain(&other, &[journal_with_a_line(d.path())]).unwrap();
+    let genuine = tributary::Manifest::load(&Sidecar::for_target(&other)).unwrap().unwrap();
+    let real = d.path().join("genuine-manifest");
+    fs::write(&real, genuine.encode()).unwrap();
     let j = Journal::open(d.path().join("b.journal"), JournalOptions::default()).unwrap();
     j.append(b"line").unwrap();
     let sc = Sidecar::for_target(&target);
     fs::create_dir(&sc.dir).unwrap();
     fs::set_permissions(&sc.dir, fs::Permissions::from_mode(0o755)).unwrap();
-    let real = Sidecar::for_target(&other).manifest;
     let before = fs::read(&real).unwrap();
     symlink(&real, &sc.manifest).unwrap();
+    assert!(init(&target).is_err(), "init must not read a symlinked manifest, nor replace it");
     assert!(drain(&target, &[j]).is_err(), "a symlinked manifest must not be read or replaced");
     assert!(verify(&target).is_err(), "verify must not read through a symlinked manifest");
     assert!(Reader::open(&target, 0).is_err(), "a reader must not read through a symlinked manifest");
@@ -179,6 +201,7 @@ fn a_symlink_planted_at_a_manifest_temp_name_is_not_followed() {
     for name in [format!("manifest.tmp.{pid}.0000000000000000"), "manifest.tmp.1.ffffffffffffffff".into()] {
         symlink(&victim.path, sc.dir.join(name)).unwrap();
     }
+    init(&target).unwrap();
     drain(&target, &[j]).unwrap();
     victim.assert_untouched("manifest temp symlinks");
     let left: Vec<String> = fs::read_dir(&sc.dir)
@@ -212,14 +235,17 @@ fn a_symlinked_sidecar_folder_is_refused() {
     let elsewhere = d.path().join("attacker-dir");
     fs::create_dir(&elsewhere).unwrap();
     symlink(&elsewhere, Sidecar::for_target(&target).dir).unwrap();
+    let err = init(&target).expect_err("init must refuse a symlinked sidecar");
+    assert_eq!(err.kind(), ErrorKind::UnsafeFilesystem, "{err}");
     let err = drain(&target, &[j]).expect_err("a symlinked sidecar must be refused");
     assert_eq!(err.kind(), ErrorKind::UnsafeFilesystem, "{err}");
     assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0, "files were created through the symlink");
 }
 
 /// What `open(2)` flags the CLI really passes, seen with strace: manifest temp files
-/// are created O_CREAT|O_EXCL|O_NOFOLLOW; the lock and the manifest are opened
-/// O_NOFOLLOW; the journal is created O_NOFOLLOW.
+/// (`init` writes the manifest stub through one) are created O_CREAT|O_EXCL|O_NOFOLLOW;
+/// the lock (which holds the manifest's slots) and the manifest stub are opened
+/// O_NOFOLLOW, by `init` and by drains; the journal is created O_NOFOLLOW.
 #[test]
 fn open_flags_seen_by_strace() {
     let _g = guard();
@@ -243,23 +269,25 @@ fn open_flags_seen_by_strace() {
         child.stdin.take().unwrap().write_all(input).unwrap();
         assert!(child.wait().unwrap().success());
     };
-    // twice: the first drain initialises the manifest, the second replaces it
+    // `init` creates the sidecar, the lock file and the stub; then two drains commit
+    // into the lock file's slots
     let mut text = String::new();
-    for round in 0..2 {
-        append(format!("line {round}\n").as_bytes());
-        let st = Command::new("strace")
-            .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
-            .arg(&trace)
-            .arg(trib)
-            .args(["drain", "--target"])
-            .arg(&target)
-            .arg("--journal")
-            .arg(&journal)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
+    for round in 0..3 {
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"]).arg(&trace).arg(trib);
+        if round == 0 {
+            cmd.args(["init", "--target"]).arg(&target);
+        } else {
+            append(format!("line {round}\n").as_bytes());
+            cmd.args(["drain", "--target"]).arg(&target).arg("--journal").arg(&journal);
+        }
+        let st = cmd.stdout(std::process::Stdio::null()).status().unwrap();
         assert!(st.success());
-        text.push_str(&fs::read_to_string(&trace).unwrap());
+        let trace = fs::read_to_string(&trace).unwrap();
+        if round > 0 {
+            assert!(trace.contains(".tributary/lock\""), "drain {round} did not open the lock file:\n{trace}");
+        }
+        text.push_str(&trace);
     }
     let opens = |needle: &str| -> Vec<&str> { text.lines().filter(|l| l.contains(needle)).collect() };
     let temps = opens("manifest.tmp.");
