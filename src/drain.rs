@@ -588,6 +588,9 @@ impl Compactor {
     fn upgrade(&self, lock: &TargetLock, mut m: Manifest, from_v1: bool) -> Result<Manifest> {
         self.sidecar.remove_temp_files()?;
         if from_v1 {
+            // Version 1 cut any tail up to one round: a version-1 drain killed mid-round
+            // left one, with no intent to say so. The upgrade announces it once.
+            m.intent = Some(Intent { start: m.committed_len, max_len: self.max_tail() });
             self.sidecar.write_manifest_file(&m.encode())?;
         }
         failpoint::hit("upgrade.after_file");
