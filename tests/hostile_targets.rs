@@ -1,0 +1,279 @@
+//! The target side of a hostile world (issue 12 items 4, 5, 6, 7): restored manifests,
+//! unmounted shares, replaced targets, foreign bytes, cloned journals. Each case must
+//! give exactly-once or a clear, named error that touches nothing — the target's
+//! bytes, its manifest and every journal row stay as they were.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use tributary::{verify, Compactor, CompactorOptions, ErrorKind, Journal, Manifest, Sidecar};
+
+/// Everything a refusal must leave alone: the target's bytes, the lock file's bytes
+/// (the manifest), each journal's backlog.
+struct Snapshot {
+    target: Vec<u8>,
+    lock: Vec<u8>,
+    backlogs: Vec<u64>,
+}
+
+fn snapshot(target: &Path, journals: &[&Journal]) -> Snapshot {
+    Snapshot {
+        target: fs::read(target).unwrap_or_default(),
+        lock: fs::read(Sidecar::for_target(target).lock).unwrap_or_default(),
+        backlogs: journals.iter().map(|j| j.backlog().unwrap().lines).collect(),
+    }
+}
+
+fn assert_untouched(before: &Snapshot, target: &Path, journals: &[&Journal], what: &str) {
+    let now = snapshot(target, journals);
+    assert!(now.target == before.target, "{what}: the target's bytes changed");
+    assert!(now.lock == before.lock, "{what}: the manifest changed");
+    assert_eq!(now.backlogs, before.backlogs, "{what}: journal rows changed");
+}
+
+fn append_all(j: &Journal, lines: &[Vec<u8>]) {
+    j.append_batch(lines).unwrap();
+}
+
+/// Item 6: `echo … >> events.log` by an old writer during a migration. Before: `verify`
+/// said ok and the next drain truncated the bytes as "left by a crashed drain".
+#[test]
+fn foreign_bytes_in_the_target_are_reported_and_refused_touching_nothing() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let j = journal(&spool.join("a.journal"));
+    let first = numbered("a", 0..5);
+    append_all(&j, &first);
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let later = numbered("b", 0..3);
+    append_all(&j, &later);
+    fs::OpenOptions::new().append(true).open(&target).unwrap().write_all(b"an old writer's line\n").unwrap();
+
+    let v = verify(&target).unwrap();
+    assert!(!v.is_consistent(), "verify called foreign bytes fine: {v:?}");
+    assert!(v.problems.iter().any(|p| p.contains("not written by a drain round")), "{:?}", v.problems);
+    let out = cli(&["verify", "--target", &s(&target)]);
+    assert!(!out.status.success(), "`tributary verify` exited 0 on foreign bytes");
+
+    let before = snapshot(&target, &[&j]);
+    for attempt in 0..2 {
+        let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnexpectedTail, "{e}");
+        assert!(e.to_string().contains("no drain round"), "the message does not say what happened: {e}");
+        assert_untouched(&before, &target, &[&j], &format!("refusal {attempt}"));
+    }
+    // the documented remedy: save the bytes, cut them off, append them through a journal
+    let committed = manifest_of(&target).committed_len;
+    fs::OpenOptions::new().write(true).open(&target).unwrap().set_len(committed).unwrap();
+    let j2 = journal(&spool.join("migrated.journal"));
+    j2.append(b"an old writer's line").unwrap();
+    compactor(&target).drain(&[j, j2]).unwrap();
+    let mut all = first;
+    all.extend(later);
+    all.push(b"an old writer's line".to_vec());
+    assert_exactly(&target, &all);
+}
+
+/// Item 4: restoring an older manifest (an old copy of the lock file, as a backup tool
+/// would put back). Before: the next drain truncated every line committed after the
+/// backup (up to one round), silently from a host without the affected journal.
+#[test]
+fn a_restored_older_manifest_cuts_nothing_even_from_a_host_without_the_journal() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let a = journal(&spool.join("a.journal"));
+    append_all(&a, &numbered("a", 0..3));
+    compactor(&target).drain(std::slice::from_ref(&a)).unwrap();
+    let lock = Sidecar::for_target(&target).lock;
+    let backup = fs::read(&lock).unwrap();
+    // later rounds commit more lines of `a` (its rows are deleted once committed)
+    append_all(&a, &numbered("a", 3..8));
+    compactor(&target).drain(std::slice::from_ref(&a)).unwrap();
+    let after = fs::read(&target).unwrap();
+    fs::write(&lock, &backup).unwrap();
+
+    // another host, with only its own journal `b`
+    let other = d.path().join("other-host");
+    fs::create_dir(&other).unwrap();
+    let b = journal(&other.join("b.journal"));
+    append_all(&b, &numbered("b", 0..2));
+    let before = snapshot(&target, &[&b]);
+    let e = compactor(&target).drain(std::slice::from_ref(&b)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnexpectedTail, "{e}");
+    assert_untouched(&before, &target, &[&b], "drain on a restored manifest");
+    assert_eq!(fs::read(&target).unwrap(), after, "committed lines were cut");
+    // the host that has `a` is refused as well, by `a`'s own record
+    let e = compactor(&target).drain(&[a]).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::JournalForeign | ErrorKind::UnexpectedTail), "{e}");
+    assert!(!verify(&target).unwrap().is_consistent(), "verify passed a manifest older than the target");
+}
+
+/// Item 5: the share is not mounted (boot order, automount) and the target sits at the
+/// mount root. Before: a host whose journals were all new "drained" into the empty
+/// mount point, exited 0 and deleted the rows; the lines were hidden once mounted.
+#[test]
+fn an_unmounted_share_is_refused_and_nothing_is_created() {
+    let d = tmp();
+    let spool = d.path().join("spool");
+    fs::create_dir(&spool).unwrap();
+    let share = d.path().join("share"); // where the share is mounted
+    fs::create_dir(&share).unwrap();
+    let target = share.join("events.log");
+    init(&target);
+    let j = journal(&spool.join("new.journal"));
+    let lines = numbered("n", 0..4);
+    append_all(&j, &lines);
+    // "unmount": the real share moves away, an empty mount-point folder is left
+    let mounted = d.path().join("share.mounted");
+    fs::rename(&share, &mounted).unwrap();
+    fs::create_dir(&share).unwrap();
+
+    let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TargetMissing, "{e}");
+    assert!(e.to_string().contains("mounted"), "the message does not mention the mount: {e}");
+    assert_eq!(fs::read_dir(&share).unwrap().count(), 0, "something was created in the empty mount point");
+    assert_eq!(j.backlog().unwrap().lines, 4, "journal rows were touched");
+    // the command line and the daemon refuse the same way
+    let out = cli(&["drain", "--target", &s(&target), "--spool", &s(&spool)]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("[target_missing]"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["compact", "--target", &s(&target), "--spool", &s(&spool), "--interval", "10"]);
+    assert!(!out.status.success(), "compact ran on an unmounted share");
+    assert_eq!(fs::read_dir(&share).unwrap().count(), 0, "compact created something in the empty mount point");
+    // someone runs `init` there by mistake: the journal that drained into the real
+    // target before refuses the new one
+    fs::remove_dir(&share).unwrap();
+    fs::rename(&mounted, &share).unwrap();
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    assert_exactly(&target, &lines);
+    fs::rename(&share, &mounted).unwrap();
+    fs::create_dir(&share).unwrap();
+    init(&target);
+    append_all(&j, &numbered("m", 0..1));
+    let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::JournalForeign, "{e}");
+    assert_eq!(j.backlog().unwrap().lines, 1);
+}
+
+/// A file put in the target's place (`mv other.log events.log`, or another file at the
+/// path of an unmounted share whose sidecar is still visible) is not the target: the
+/// sidecar records the target's inode.
+#[test]
+fn a_replaced_target_file_is_refused_and_a_restored_copy_is_accepted_by_init() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let j = journal(&spool.join("a.journal"));
+    let lines = numbered("a", 0..3);
+    append_all(&j, &lines);
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let original = fs::read(&target).unwrap();
+    // another file with the same content at the path: still not this target
+    let stranger = d.path().join("stranger.log");
+    fs::write(&stranger, &original).unwrap();
+    let kept = d.path().join("kept.log");
+    fs::rename(&target, &kept).unwrap();
+    fs::rename(&stranger, &target).unwrap();
+    append_all(&j, &numbered("b", 0..1));
+    let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TargetMissing, "{e}");
+    assert_eq!(j.backlog().unwrap().lines, 1);
+    // a copy with the committed content is accepted by an explicit `init` (restored
+    // from a backup together with its sidecar); one with other content is not
+    fs::write(&target, b"something else\n").unwrap();
+    let e = compactor(&target).init().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TargetMissing, "{e}");
+    fs::write(&target, &original).unwrap();
+    let r = compactor(&target).init().unwrap();
+    assert!(r.rebound && !r.created, "{r:?}");
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let mut all = lines;
+    all.extend(numbered("b", 0..1));
+    assert_exactly(&target, &all);
+}
+
+/// Item 7: cloned VMs. Two copies of a journal go on writing different lines that
+/// happen to end with the same batch trailer. Before: clone detection compared one
+/// line's CRC at the watermark, so the clone's lines were silently dropped.
+#[test]
+fn a_cloned_journal_that_diverged_anywhere_is_refused_even_with_the_same_last_line() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let path = spool.join("vm.journal");
+    {
+        let j = journal(&path);
+        append_all(&j, &numbered("before-clone", 0..3));
+        compactor(&target).drain(&[j]).unwrap();
+    }
+    let clone_dir = d.path().join("clone");
+    fs::create_dir(&clone_dir).unwrap();
+    let clone_path = clone_dir.join("vm.journal");
+    for suffix in ["", "-wal"] {
+        let from = PathBuf::from(format!("{}{suffix}", path.display()));
+        if from.exists() {
+            fs::copy(&from, format!("{}{suffix}", clone_path.display())).unwrap();
+        }
+    }
+    let original = journal(&path);
+    let clone = journal(&clone_path);
+    append_all(&original, &[b"job 1 result x".to_vec(), b"END".to_vec()]);
+    append_all(&clone, &[b"job 2 result y".to_vec(), b"END".to_vec()]);
+    compactor(&target).drain(std::slice::from_ref(&original)).unwrap();
+    let before = snapshot(&target, &[&clone]);
+    let e = compactor(&target).drain(std::slice::from_ref(&clone)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::JournalRestored, "{e}");
+    assert!(e.to_string().contains("clone"), "the message does not say what happened: {e}");
+    assert_untouched(&before, &target, &[&clone], "drain of a clone");
+    // a clone that has not diverged (identical lines) is indistinguishable, as documented
+    let twin_dir = d.path().join("twin");
+    fs::create_dir(&twin_dir).unwrap();
+    drop(original);
+    let twin_path = twin_dir.join("vm.journal");
+    fs::copy(&path, &twin_path).unwrap();
+    let twin = journal(&twin_path);
+    compactor(&target).drain(&[twin]).unwrap();
+}
+
+/// Both manifest slots damaged: an error, never a fresh manifest or an older state.
+#[test]
+fn damaged_manifest_slots_are_an_error_and_nothing_is_recreated() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let j = journal(&spool.join("a.journal"));
+    append_all(&j, &numbered("a", 0..2));
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let lock = Sidecar::for_target(&target).lock;
+    let mut bytes = fs::read(&lock).unwrap();
+    for slot in [0usize, SLOT_BYTES as usize] {
+        bytes[slot + 20] ^= 0x40;
+    }
+    fs::write(&lock, &bytes).unwrap();
+    append_all(&j, &numbered("b", 0..1));
+    let before = snapshot(&target, &[&j]);
+    for e in [
+        compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err(),
+        Compactor::new(&target, CompactorOptions { create: true, ..Default::default() })
+            .unwrap()
+            .drain(std::slice::from_ref(&j))
+            .unwrap_err(),
+        compactor(&target).init().unwrap_err(),
+        verify(&target).unwrap_err(),
+    ] {
+        assert_eq!(e.kind(), ErrorKind::CorruptManifest, "{e}");
+        assert!(e.to_string().contains("Do not restore"), "the advice is missing: {e}");
+    }
+    assert_untouched(&before, &target, &[&j], "damaged slots");
+    assert!(Manifest::load(&Sidecar::for_target(&target)).is_err());
+}
