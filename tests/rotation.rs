@@ -47,6 +47,7 @@ fn read_all(target: &Path, from: Cursor) -> (Vec<Vec<u8>>, Cursor) {
 fn rotation_keeps_exactly_once_and_readers_continue_across_generations() {
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init(&target);
     let j = journal(&spool.join("a.journal"));
     let lines = numbered("rot", 0..200); // 11 bytes each
     j.append_batch(&lines[..100]).unwrap();
@@ -78,6 +79,7 @@ fn rotation_keeps_exactly_once_and_readers_continue_across_generations() {
 fn retention_removes_old_generations_and_stale_cursors_get_a_clear_error() {
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init(&target);
     let j = journal(&spool.join("a.journal"));
     let c = rotating(&target, 200, Some(2));
     let mut all = Vec::new();
@@ -107,6 +109,7 @@ fn retention_removes_old_generations_and_stale_cursors_get_a_clear_error() {
 fn a_cursor_at_the_end_of_a_generation_survives_its_removal() {
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init(&target);
     let j = journal(&spool.join("a.journal"));
     let c = rotating(&target, 100, Some(1));
     j.append_batch(&numbered("g1", 0..20)).unwrap(); // 9 bytes a line: 180 bytes
@@ -142,6 +145,7 @@ fn a_compactor_killed_at_every_rotation_step_recovers_exactly_once() {
     for point in ["rotate.after_rename", "rotate.after_create", "rotate.after_commit"] {
         let d = tmp();
         let (spool, target) = paths(d.path());
+        init(&target);
         let jp = spool.join("a.journal");
         let lines = numbered("k", 0..100);
         journal(&jp).append_batch(&lines[..50]).unwrap();
@@ -170,21 +174,27 @@ fn a_compactor_killed_at_every_rotation_step_recovers_exactly_once() {
 fn external_rotation_is_detected_and_refused() {
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init(&target);
     let j = journal(&spool.join("a.journal"));
     j.append_batch(&numbered("x", 0..10)).unwrap();
     compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
     j.append(b"more").unwrap();
-    // logrotate `create`: rename the target away, create an empty one.
+    // logrotate `create`: rename the target away, create an empty one. The file there
+    // is not the one the manifest committed to (another inode): refused, and `init`
+    // does not accept it either (its committed part is not there).
     std::fs::rename(&target, d.path().join("shared").join("out.log-20261122")).unwrap();
     std::fs::write(&target, b"").unwrap();
     let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::TargetTruncated, "{e}");
-    assert!(e.to_string().contains("managed rotation"), "{e}");
+    assert_eq!(e.kind(), ErrorKind::TargetMissing, "{e}");
+    assert!(e.to_string().contains("not the target this sidecar committed to"), "{e}");
+    assert_eq!(compactor(&target).init().unwrap_err().kind(), ErrorKind::TargetMissing);
+    assert_eq!(std::fs::metadata(&target).unwrap().len(), 0, "the new file was touched");
     // logrotate `copytruncate`: truncate in place.
     std::fs::rename(d.path().join("shared").join("out.log-20261122"), &target).unwrap();
     std::fs::OpenOptions::new().write(true).open(&target).unwrap().set_len(0).unwrap();
     let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TargetTruncated, "{e}");
+    assert!(e.to_string().contains("managed rotation"), "{e}");
     assert_eq!(j.backlog().unwrap().lines, 1, "nothing was drained or lost");
 }
 
@@ -192,6 +202,7 @@ fn external_rotation_is_detected_and_refused() {
 fn readers_running_during_drains_and_rotations_get_every_line_once() {
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init(&target);
     let jp = spool.join("a.journal");
     let lines = numbered("live", 0..3000);
     // Three independent readers follow the target from the start while it is written.
@@ -237,6 +248,7 @@ fn readers_running_during_drains_and_rotations_get_every_line_once() {
 fn a_reader_process_killed_at_random_resumes_from_its_durable_cursor() {
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init(&target);
     let lines = numbered("consumed", 0..60_000);
     journal(&spool.join("a.journal")).append_batch(&lines).unwrap();
     rotating(&target, 200_000, None).drain_spool(&spool).unwrap();
