@@ -23,8 +23,11 @@ fn rng(seed: &mut u64) -> u64 {
 
 #[test]
 fn compactor_killed_at_every_drain_failpoint_recovers_exactly_once() {
-    let drain_points: Vec<&str> = POINTS.iter().copied().filter(|p| p.starts_with("drain.")).collect();
-    assert!(drain_points.len() >= 8, "{drain_points:?}");
+    let mut drain_points: Vec<&str> = POINTS.iter().copied().filter(|p| p.starts_with("drain.")).collect();
+    if !drain_points.contains(&"drain.after_intent") {
+        drain_points.insert(1, "drain.after_intent"); // (format 2: the intent commit before the bytes)
+    }
+    assert!(drain_points.len() >= 9, "{drain_points:?}");
     for point in drain_points {
         let d = tmp();
         let (spool, target) = paths(d.path());
@@ -32,13 +35,19 @@ fn compactor_killed_at_every_drain_failpoint_recovers_exactly_once() {
         let b = spool.join("b.journal");
         // A first committed round, so the kill hits a target with history.
         journal(&a).append_batch(&numbered("a", 0..50)).unwrap();
+        init_cli(&target);
         compactor(&target).drain_paths(std::slice::from_ref(&a)).unwrap();
         journal(&a).append_batch(&numbered("a", 50..300)).unwrap();
         journal(&b).append_batch(&numbered("b", 0..300)).unwrap();
-        // A pre-existing uncommitted tail makes drain.after_truncate reachable.
-        let mut f = std::fs::OpenOptions::new().append(true).open(&target).unwrap();
-        f.write_all(b"torn-tail-from-an-earlier-cra").unwrap();
-        drop(f);
+        // An earlier drain killed after writing leaves an uncommitted tail (announced by
+        // its intent): that makes drain.after_truncate reachable.
+        let committed = std::fs::metadata(&target).unwrap().len();
+        let out = cli_env(
+            &["drain", "--target", &s(&target), "--spool", &s(&spool), "--max-round-bytes", "2000"],
+            &[("TRIBUTARY_FAILPOINTS", "drain.after_write=kill")],
+        );
+        assert_eq!(out.status.signal(), Some(9), "{point}: the earlier drain should have been SIGKILLed: {out:?}");
+        assert!(std::fs::metadata(&target).unwrap().len() > committed, "{point}: the earlier drain left no tail");
 
         let out = cli_env(
             &["drain", "--target", &s(&target), "--spool", &s(&spool), "--max-round-bytes", "2000"],
@@ -65,6 +74,7 @@ fn compactor_killed_at_random_moments_many_times_loses_and_duplicates_nothing() 
     println!("seed {seed}");
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init_cli(&target);
     let mut expected = Vec::new();
     for k in 0..3 {
         let lines = numbered(&format!("j{k}"), 0..10_000);
@@ -126,6 +136,7 @@ fn writer_killed_mid_append(journal: &std::path::Path, prefix: &str, kill_after:
 fn writers_killed_mid_append_keep_every_acknowledged_line_exactly_once() {
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init_cli(&target);
     let mut seed = 0xfeed_u64;
     let mut total_acked = 0;
     for round in 0..5 {
@@ -168,6 +179,7 @@ fn writer_killed_after_commit_before_ack_stores_the_line_at_most_once() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.signal(), Some(9));
     assert!(out.stdout.is_empty(), "no seq was acknowledged");
+    init_cli(&target);
     let out = cli(&["drain", "--target", &s(&target), "--journal", &s(&jp)]);
     assert!(out.status.success());
     assert_exactly(&target, &[b"unacknowledged".to_vec()]);
@@ -177,6 +189,7 @@ fn writer_killed_after_commit_before_ack_stores_the_line_at_most_once() {
 fn two_compactor_processes_race_for_the_lock_exactly_once_no_interleaving() {
     let d = tmp();
     let (spool, target) = paths(d.path());
+    init_cli(&target);
     let compactors: Vec<_> = (0..2)
         .map(|_| {
             Command::new(bin())
@@ -231,6 +244,7 @@ fn tail_shows_only_committed_lines_while_a_drain_is_in_progress() {
     let (spool, target) = paths(d.path());
     let jp = spool.join("a.journal");
     journal(&jp).append_batch(&numbered("first", 0..10)).unwrap();
+    init_cli(&target);
     let out = cli(&["drain", "--target", &s(&target), "--journal", &s(&jp)]);
     assert!(out.status.success());
     journal(&jp).append_batch(&numbered("second", 0..10)).unwrap();
