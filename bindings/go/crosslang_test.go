@@ -60,8 +60,15 @@ except ImportError as e:
 // compact`) race for the target's lock; every line ends up in it exactly once.
 func TestCrossLanguageWriters(t *testing.T) {
 	const count = 400
-	f := newFixture(t)
+	f := newBareFixture(t)
 	cli := cliPath(t)
+	// The target is created once, by the Rust CLI; the Go side accepts it as it is.
+	if out := runCLI(t, nil, "init", "--target", f.target); !strings.Contains(out, "created target") {
+		t.Fatalf("tributary init: %s", out)
+	}
+	if r := f.init(t); r.Created {
+		t.Fatalf("Init after `tributary init`: %+v", r)
+	}
 	lib := filepath.Join(repoRoot(t), "target", "release", "libtributary.so")
 	if p := os.Getenv("TRIBUTARY_LIB"); p != "" {
 		lib = p

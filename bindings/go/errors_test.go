@@ -101,6 +101,8 @@ func TestErrInvalidArgument(t *testing.T) {
 		"NUL in journal path":  func() error { _, err := Drain(bg, f.target, DrainOptions{Journals: []string{"a\x00"}}); return err },
 		"negative lock wait":   func() error { _, err := Drain(bg, f.target, DrainOptions{LockTimeout: -1}); return err },
 		"verify, no manifest":  func() error { _, err := Verify(filepath.Join(f.dir, "never-drained.log")); return err },
+		"init, empty target":   func() error { _, err := Init(bg, ""); return err },
+		"init, NUL in target":  func() error { _, err := Init(bg, f.target+"\x00"); return err },
 		"reader beyond end":    func() error { _, err := OpenReader(f.target, 1000); return err },
 		"reader mid-line":      func() error { _, err := OpenReader(f.target, 3); return err },
 		"reader negative":      func() error { _, err := OpenReader(f.target, -1); return err },
@@ -202,58 +204,59 @@ func TestErrLockTimeout(t *testing.T) {
 	}
 }
 
-// The lost-lock check: a drain in a child process (this test binary) pauses just
-// before its commit (failpoint drain.after_temp_manifest, read by the library from
-// the child's environment); meanwhile the manifest is replaced by one with another
-// epoch, as if another compactor had committed. The child's Drain must fail with
-// ErrLockLost and commit nothing.
+// The lost-lock check: a drain in a child process (this test binary) loses its lock
+// after writing and fsyncing its round, before committing it (failpoint
+// drain.lose_lock=hold, read by the library from the child's environment: the lock
+// goes, as with an expired lease or a remounted share, and the child holds until the
+// test removes its .reached file). Meanwhile another drain takes the lock, cuts the
+// child's bytes and commits. The child's Drain must fail with ErrLockLost and commit
+// nothing; its line arrives exactly once afterwards.
 func TestErrLockLost(t *testing.T) {
 	f := newFixture(t)
-	j := f.openJournal(t, "j", nil)
-	manifest := filepath.Join(f.target+".tributary", "manifest")
-	j.AppendString("first")
-	f.drain(t)
-	older, err := os.ReadFile(manifest)
+	fp := filepath.Join(f.dir, "failpoints")
+	if err := os.Mkdir(fp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	j := f.openJournal(t, "j", nil) // in the spool: the child drains it
+	j.AppendString("from the drain that lost its lock")
+	otherPath := filepath.Join(f.dir, "other.journal")
+	other, err := OpenJournal(otherPath, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	j.AppendString("second")
-	f.drain(t)
-	j.AppendString("third")
+	defer other.Close()
+	other.AppendString("from the other drain")
 
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(),
 		"TRIB_GO_HELPER=drain", "TRIB_GO_TARGET="+f.target, "TRIB_GO_SPOOL="+f.spool,
-		"TRIBUTARY_FAILPOINTS=drain.after_temp_manifest=pause:2500")
+		"TRIBUTARY_FAILPOINTS=drain.lose_lock=hold", "TRIBUTARY_FAILPOINT_DIR="+fp)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// The child paused with its temp manifest written: "another compactor commits".
 	exited := make(chan struct{})
 	var waitErr error
 	go func() { waitErr = cmd.Wait(); close(exited) }()
-	waitFor(t, 10*time.Second, "the child drain to pause before its commit", func() bool {
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	reached := filepath.Join(fp, "drain.lose_lock.reached")
+	waitFor(t, 30*time.Second, "the child drain to lose its lock", func() bool {
 		select {
 		case <-exited:
-			t.Fatalf("the child exited before pausing:\n%s", out.String())
+			t.Fatalf("the child exited before losing its lock:\n%s", out.String())
 		default:
 		}
-		ents, _ := os.ReadDir(filepath.Dir(manifest))
-		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), "manifest.tmp") {
-				return true
-			}
-		}
-		return false
+		_, err := os.Stat(reached)
+		return err == nil
 	})
-	tmp := manifest + ".swap"
-	if err := os.WriteFile(tmp, older, 0o644); err != nil {
-		t.Fatal(err)
+	// "Another compactor" takes the lock and commits.
+	r, err := Drain(context.Background(), f.target, DrainOptions{Journals: []string{otherPath}, LockTimeout: 5 * time.Second})
+	if rmErr := os.Remove(reached); rmErr != nil { // let the child go on
+		t.Fatal(rmErr)
 	}
-	if err := os.Rename(tmp, manifest); err != nil {
-		t.Fatal(err)
+	if err != nil || r.Lines != 1 {
+		t.Fatalf("the other drain: %+v, %v", r, err)
 	}
 	<-exited
 	if waitErr != nil {
@@ -262,10 +265,17 @@ func TestErrLockLost(t *testing.T) {
 	if !strings.Contains(out.String(), "HELPER kind=lock_lost lock_lost=true") {
 		t.Fatalf("the child's Drain did not fail with ErrLockLost:\n%s", out.String())
 	}
-	// Nothing was committed by the child: the manifest is the one put there.
-	if now, _ := os.ReadFile(manifest); string(now) != string(older) {
-		t.Fatalf("the manifest changed after a lost lock")
+	// The child committed nothing: its line is still in its journal, and arrives once.
+	if b, _ := j.Backlog(); b.Lines != 1 || b.DrainedSeq != 0 {
+		t.Fatalf("after the lost lock, the child's journal: %+v", b)
 	}
+	if r := f.drain(t); r.Lines != 1 {
+		t.Fatalf("the drain after: %+v", r)
+	}
+	if got := strings.Join(targetLines(t, f.target), ","); got != "from the other drain,from the drain that lost its lock" {
+		t.Fatalf("target = %q", got)
+	}
+	mustConsistent(t, f.target)
 }
 
 // helperDrain is the child process of TestErrLockLost (see TestMain).
@@ -284,14 +294,27 @@ func TestErrCorruptManifest(t *testing.T) {
 	j := f.openJournal(t, "j", nil)
 	j.AppendString("a line")
 	f.drain(t)
-	manifest := filepath.Join(f.target+".tributary", "manifest")
-	b, err := os.ReadFile(manifest)
+	// The manifest lives in two CRC-checked slots of the lock file (slot A at 0,
+	// slot B at 2 MiB; each a 16-byte header, then the text). A damaged slot falls
+	// back to the other one, so damage both, as a failing disk or a bad copy would.
+	lock := filepath.Join(sidecar(f.target), "lock")
+	fh, err := os.OpenFile(lock, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Flip one byte in the middle: the manifest's own CRC no longer matches.
-	b[len(b)/2] ^= 0x01
-	if err := os.WriteFile(manifest, b, 0o644); err != nil {
+	for _, at := range []int64{16 + 20, 2<<20 + 16 + 20} {
+		b := make([]byte, 1)
+		if _, err := fh.ReadAt(b, at); err != nil {
+			t.Fatal(err)
+		}
+		b[0] ^= 0x01
+		if _, err := fh.WriteAt(b, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fh.Close()
+	b, err := os.ReadFile(lock)
+	if err != nil {
 		t.Fatal(err)
 	}
 	j.AppendString("another")
@@ -304,7 +327,7 @@ func TestErrCorruptManifest(t *testing.T) {
 	_, err = OpenReader(f.target, 0)
 	wantKind(t, err, KindCorruptManifest)
 	// Never silently replaced.
-	if now, _ := os.ReadFile(manifest); string(now) != string(b) {
+	if now, _ := os.ReadFile(lock); string(now) != string(b) {
 		t.Fatal("the corrupt manifest was replaced")
 	}
 }
@@ -372,28 +395,51 @@ func TestErrUnexpectedTail(t *testing.T) {
 	j := f.openJournal(t, "j", nil)
 	j.AppendString("a")
 	f.drain(t)
-	// A foreign writer appends more than one round could have written.
+	// A foreign writer appends a whole line: no drain round announced those bytes, so
+	// the drain refuses to cut them (or write after them) and touches nothing.
 	fh, err := os.OpenFile(f.target, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fh.WriteString(strings.Repeat("x", 100) + "\n")
+	fh.WriteString("a foreign line\n")
 	fh.Close()
 	j.AppendString("b")
-	_, err = Drain(context.Background(), f.target, DrainOptions{Spool: f.spool, MaxRoundBytes: 16, MaxLineBytes: 16})
-	wantKind(t, err, KindUnexpectedTail)
+	_, err = Drain(context.Background(), f.target, DrainOptions{Spool: f.spool})
+	e := wantKind(t, err, KindUnexpectedTail)
+	if !strings.Contains(e.Message, "Nothing was touched") {
+		t.Fatalf("Message = %q", e.Message)
+	}
+	if got := strings.Join(targetLines(t, f.target), ","); got != "a,a foreign line" {
+		t.Fatalf("target = %q", got)
+	}
+	if b, _ := j.Backlog(); b.Lines != 1 {
+		t.Fatalf("the refused line left its journal: %+v", b)
+	}
+	v, err := Verify(f.target)
+	if err != nil || v.Consistent || v.UncommittedTailBytes != 15 {
+		t.Fatalf("Verify = %+v, %v; want inconsistent with a 15-byte foreign tail", v, err)
+	}
 }
 
 func TestErrTornTarget(t *testing.T) {
-	f := newFixture(t)
+	f := newBareFixture(t)
 	// A pre-existing target whose last line is partial cannot be adopted.
 	if err := os.WriteFile(f.target, []byte("complete\npartial"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	j := f.openJournal(t, "j", nil)
 	j.AppendString("a")
-	_, err := Drain(context.Background(), f.target, DrainOptions{Spool: f.spool})
+	_, err := Init(context.Background(), f.target)
 	wantKind(t, err, KindTornTarget)
+	_, err = Drain(context.Background(), f.target, DrainOptions{Spool: f.spool, Create: true})
+	wantKind(t, err, KindTornTarget)
+	// Once the line is finished, Init adopts both lines.
+	if err := os.WriteFile(f.target, []byte("complete\nfinished\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.init(t); !r.Created || r.AdoptedLines != 2 {
+		t.Fatalf("Init = %+v", r)
+	}
 }
 
 func TestErrJournalRestored(t *testing.T) {
@@ -430,6 +476,9 @@ func TestErrJournalForeign(t *testing.T) {
 	f.drain(t)
 	j.AppendString("b")
 	other := filepath.Join(f.dir, "other.log")
+	if _, err := Init(context.Background(), other); err != nil {
+		t.Fatal(err)
+	}
 	_, err := Drain(context.Background(), other, DrainOptions{Spool: f.spool})
 	wantKind(t, err, KindJournalForeign)
 }
@@ -440,7 +489,7 @@ func TestErrUnsafeFilesystem(t *testing.T) {
 	j.AppendString("a")
 	f.drain(t)
 	// A world-writable sidecar would let anyone plant a manifest.
-	if err := os.Chmod(f.target+".tributary", 0o777); err != nil {
+	if err := os.Chmod(sidecar(f.target), 0o777); err != nil {
 		t.Fatal(err)
 	}
 	j.AppendString("b")
@@ -464,9 +513,29 @@ func TestErrIO(t *testing.T) {
 	os.Mkdir(filepath.Join(dir, "dir.journal"), 0o755)
 	_, err := OpenJournal(filepath.Join(dir, "dir.journal"), nil)
 	wantKind(t, err, KindIO)
-	// A target whose folder does not exist (is the shared filesystem mounted?).
-	_, err = Drain(context.Background(), filepath.Join(dir, "not-mounted", "out.log"), DrainOptions{})
+	// A spool folder that does not exist.
+	f := newFixture(t)
+	_, err = Drain(context.Background(), f.target, DrainOptions{Spool: filepath.Join(dir, "no-such-spool")})
 	wantKind(t, err, KindIO)
+}
+
+// A target never initialised, in a folder that exists or not (is the shared
+// filesystem mounted?): ErrTargetMissing, and nothing is created. (init_test.go has
+// the details.)
+func TestErrTargetMissing(t *testing.T) {
+	f := newBareFixture(t)
+	j := f.openJournal(t, "j", nil)
+	j.AppendString("a")
+	for _, target := range []string{f.target, filepath.Join(f.dir, "not-mounted", "out.log")} {
+		_, err := Drain(context.Background(), target, DrainOptions{Spool: f.spool})
+		e := wantKind(t, err, KindTargetMissing)
+		if e.Op != "drain" || !strings.Contains(e.Message, "tributary init") {
+			t.Fatalf("Op %q, Message %q", e.Op, e.Message)
+		}
+	}
+	if got := entries(t, f.dir); fmt.Sprint(got) != "[spool]" {
+		t.Fatalf("the folder holds %q after refused drains", got)
+	}
 }
 
 func TestErrSQLite(t *testing.T) {

@@ -13,14 +13,19 @@ import (
 	tributary "github.com/tributary-dev/tributary/bindings/go"
 )
 
-// A writer appends to its journal, a compactor drains the spool into the shared
-// target, and a reader reads the committed lines.
+// The target is created once; a writer appends to its journal, a compactor drains
+// the spool into the shared target, and a reader reads the committed lines.
 func Example() {
 	dir, _ := os.MkdirTemp("", "tributary-example-")
 	defer os.RemoveAll(dir)
 	spool := filepath.Join(dir, "spool")
 	os.Mkdir(spool, 0o755)
 	target := filepath.Join(dir, "events.log") // on the shared filesystem in production
+
+	// Once, at setup (or `tributary init --target ...`): drains never create a target.
+	if _, err := tributary.Init(context.Background(), target); err != nil {
+		log.Fatal(err)
+	}
 
 	j, err := tributary.OpenJournal(filepath.Join(spool, "web1.journal"), nil)
 	if err != nil {
@@ -69,6 +74,9 @@ func ExampleReader_Lines() {
 
 	j, _ := tributary.OpenJournal(journal, nil) // before a drain names it
 	defer j.Close()
+	if _, err := tributary.Init(context.Background(), target); err != nil {
+		log.Fatal(err)
+	}
 
 	// A compactor keeps draining in the background.
 	ctx, stop := context.WithCancel(context.Background())
@@ -119,6 +127,9 @@ func ExampleOpenReaderAt() {
 	dir, _ := os.MkdirTemp("", "tributary-example-")
 	defer os.RemoveAll(dir)
 	target := filepath.Join(dir, "events.log")
+	if _, err := tributary.Init(context.Background(), target); err != nil {
+		log.Fatal(err)
+	}
 	j, _ := tributary.OpenJournal(filepath.Join(dir, "app.journal"), nil)
 	defer j.Close()
 	// Every drain first rotates a generation that holds 2 lines or more.
@@ -171,6 +182,39 @@ func ExampleOpenReaderAt() {
 	// generation 3 with 2 rotated, consistent: true
 }
 
+// A target is created once, with Init (or `tributary init --target T`). Drains never
+// create one, so that a share that is not mounted is an error, not a new empty file
+// on the local disk; Init on an existing target changes nothing.
+func ExampleInit() {
+	dir, _ := os.MkdirTemp("", "tributary-example-")
+	defer os.RemoveAll(dir)
+	target := filepath.Join(dir, "events.log")
+	j, _ := tributary.OpenJournal(filepath.Join(dir, "app.journal"), nil)
+	defer j.Close()
+	j.AppendString("hello")
+	opts := tributary.DrainOptions{Journals: []string{j.Path()}}
+
+	_, err := tributary.Drain(context.Background(), target, opts)
+	fmt.Println("before Init:", errors.Is(err, tributary.ErrTargetMissing))
+
+	first, err := tributary.Init(context.Background(), target)
+	if err != nil {
+		log.Fatal(err)
+	}
+	again, _ := tributary.Init(context.Background(), target)
+	fmt.Println("created:", first.Created, "then", again.Created, "- same target:", again.TargetID == first.TargetID)
+
+	report, err := tributary.Drain(context.Background(), target, opts)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("drained:", report.Lines, "line")
+	// Output:
+	// before Init: true
+	// created: true then false - same target: true
+	// drained: 1 line
+}
+
 // Errors carry a kind: test it with errors.Is, get the details with errors.As.
 func ExampleError() {
 	dir, _ := os.MkdirTemp("", "tributary-example-")
@@ -212,7 +256,8 @@ func ExampleNewSlogHandler() {
 	logger.Warn("multi\nline message")
 
 	target := filepath.Join(dir, "app.log")
-	tributary.Drain(context.Background(), target, tributary.DrainOptions{Journals: []string{j.Path()}})
+	// Create: a one-shot drain that may create the target (a daemon should not: see Init).
+	tributary.Drain(context.Background(), target, tributary.DrainOptions{Journals: []string{j.Path()}, Create: true})
 	b, _ := os.ReadFile(target)
 	fmt.Print(string(b))
 	// Output:

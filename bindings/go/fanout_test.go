@@ -48,7 +48,7 @@ func checkExactlyOnce(t testing.TB, who string, lines []string, writers []string
 // with Lines and each receives every line exactly once, in order per producer.
 func TestFanInFanOut(t *testing.T) {
 	const producers, perProducer, readers = 8, 150, 4
-	f := newFixture(t)
+	f := newBareFixture(t) // Init comes after the first readers started
 	total := producers * perProducer
 	var names []string
 	for p := range producers {
@@ -149,7 +149,9 @@ func TestFanInFanOut(t *testing.T) {
 		}()
 	}
 
-	// Two compactors drain concurrently and repeatedly until the producers are done.
+	// The target is created once; two compactors drain concurrently and repeatedly
+	// until the producers are done.
+	f.init(t)
 	producersDone := make(chan struct{})
 	go func() { producing.Wait(); close(producersDone) }()
 	var compacting sync.WaitGroup

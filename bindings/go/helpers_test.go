@@ -56,7 +56,20 @@ type fixture struct {
 	dir, spool, target string
 }
 
+// newFixture is a folder with a spool and a target created with Init, as an
+// application's setup does once (drains never create a target).
 func newFixture(t testing.TB) fixture {
+	t.Helper()
+	f := newBareFixture(t)
+	if r := f.init(t); !r.Created {
+		t.Fatalf("Init of a new target: %+v", r)
+	}
+	return f
+}
+
+// newBareFixture is a folder with a spool and the path of a target that was never
+// initialised: nothing exists at f.target yet.
+func newBareFixture(t testing.TB) fixture {
 	t.Helper()
 	dir := t.TempDir()
 	f := fixture{dir: dir, spool: filepath.Join(dir, "spool"), target: filepath.Join(dir, "out.log")}
@@ -64,6 +77,33 @@ func newFixture(t testing.TB) fixture {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// init creates (or checks) f.target with Init.
+func (f fixture) init(t testing.TB) InitReport {
+	t.Helper()
+	r, err := Init(context.Background(), f.target)
+	if err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	return r
+}
+
+// sidecar is the target's sidecar folder, "<target>.tributary".
+func sidecar(target string) string { return target + ".tributary" }
+
+// entries lists a folder's names (sorted), to check that nothing was created in it.
+func entries(t testing.TB, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
 }
 
 func (f fixture) journalPath(name string) string {

@@ -46,7 +46,7 @@ func TestKindNamesMatchTheLibrary(t *testing.T) {
 }
 
 func TestJournalAppendDrainRead(t *testing.T) {
-	f := newFixture(t)
+	f := newBareFixture(t)
 	j := f.openJournal(t, "a", nil)
 	if len(j.ID()) != 32 {
 		t.Fatalf("ID() = %q, want 32 hex digits", j.ID())
@@ -92,13 +92,24 @@ func TestJournalAppendDrainRead(t *testing.T) {
 		t.Fatalf("OldestAppend %v is not recent", b.OldestAppend)
 	}
 
-	// Status before the first drain: no manifest yet.
+	// Status before Init: no manifest, no target (and Status created neither).
 	st, err := Status(f.target, f.spool)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.HasManifest || st.TargetExists || len(st.Journals) != 1 || st.Journals[0].Backlog.Lines != uint64(len(want)) {
-		t.Fatalf("Status before drain = %+v", st)
+		t.Fatalf("Status before Init = %+v", st)
+	}
+	if got := entries(t, f.dir); fmt.Sprint(got) != "[spool]" {
+		t.Fatalf("Status created %q", got)
+	}
+	created := f.init(t)
+	if !created.Created || len(created.TargetID) != 32 || created.AdoptedLines != 0 {
+		t.Fatalf("Init = %+v", created)
+	}
+	st, err = Status(f.target, "")
+	if err != nil || !st.HasManifest || !st.TargetExists || st.TargetID != created.TargetID || st.CommittedLines != 0 {
+		t.Fatalf("Status after Init = %+v, %v", st, err)
 	}
 
 	r := f.drain(t)
@@ -123,7 +134,7 @@ func TestJournalAppendDrainRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !st.HasManifest || len(st.TargetID) != 32 || st.CommittedLines != uint64(len(want)) ||
+	if !st.HasManifest || st.TargetID != created.TargetID || st.CommittedLines != uint64(len(want)) ||
 		st.CommittedLen != v.CommittedLen || !st.TargetExists || st.TargetLen != v.CommittedLen {
 		t.Fatalf("Status = %+v", st)
 	}
@@ -440,9 +451,9 @@ func TestDrainJournalsByPath(t *testing.T) {
 	if fmt.Sprint(got) != "[from a from b]" {
 		t.Fatalf("target = %q", got)
 	}
-	// Neither journals nor spool: creates the target and its manifest only.
+	// Neither journals nor spool, with Create: creates the target and its manifest only.
 	empty := filepath.Join(f.dir, "empty.log")
-	if r, err := Drain(context.Background(), empty, DrainOptions{}); err != nil || r.Lines != 0 {
+	if r, err := Drain(context.Background(), empty, DrainOptions{Create: true}); err != nil || r.Lines != 0 {
 		t.Fatalf("Drain with no journals: %+v, %v", r, err)
 	}
 	if v := mustConsistent(t, empty); v.CommittedLen != 0 {
@@ -451,29 +462,33 @@ func TestDrainJournalsByPath(t *testing.T) {
 }
 
 func TestDrainContext(t *testing.T) {
-	f := newFixture(t)
+	f := newBareFixture(t)
 	j := f.openJournal(t, "ctx", nil)
 	j.AppendString("waiting")
+	create := DrainOptions{Spool: f.spool, Create: true}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := Drain(ctx, f.target, DrainOptions{Spool: f.spool}); !errors.Is(err, context.Canceled) {
+	if _, err := Drain(ctx, f.target, create); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Drain with a cancelled context: %v", err)
+	}
+	if _, err := Init(ctx, f.target); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Init with a cancelled context: %v", err)
 	}
 	ctx, cancel = context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
-	if _, err := Drain(ctx, f.target, DrainOptions{Spool: f.spool}); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := Drain(ctx, f.target, create); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Drain with an expired deadline: %v", err)
 	}
 	if b, _ := j.Backlog(); b.Lines != 1 {
 		t.Fatalf("a cancelled Drain moved lines: %+v", b)
 	}
-	if _, err := os.Stat(f.target); !os.IsNotExist(err) {
-		t.Fatalf("a cancelled Drain created the target: %v", err)
+	if got := entries(t, f.dir); fmt.Sprint(got) != "[spool]" {
+		t.Fatalf("a cancelled Drain or Init created %q", got)
 	}
 	// A context with a distant deadline drains normally.
 	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if r, err := Drain(ctx, f.target, DrainOptions{Spool: f.spool}); err != nil || r.Lines != 1 {
+	if r, err := Drain(ctx, f.target, create); err != nil || r.Lines != 1 {
 		t.Fatalf("Drain = %+v, %v", r, err)
 	}
 }

@@ -10,8 +10,9 @@ import (
 )
 
 func TestReaderBeforeFirstDrain(t *testing.T) {
-	f := newFixture(t)
-	// A target that was never drained has no committed lines yet: the reader waits.
+	f := newBareFixture(t)
+	// A target that was not even created yet has no committed lines: the reader
+	// waits (and creates nothing).
 	r, err := OpenReader(f.target, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -20,10 +21,14 @@ func TestReaderBeforeFirstDrain(t *testing.T) {
 	if _, ok, err := r.TryNext(); ok || err != nil {
 		t.Fatalf("TryNext on a fresh target: %v, %v", ok, err)
 	}
+	if _, err := os.Stat(sidecar(f.target)); !os.IsNotExist(err) {
+		t.Fatalf("a reader created the sidecar: %v", err)
+	}
 	j := f.openJournal(t, "j", nil)
 	j.AppendString("first")
 	go func() {
 		time.Sleep(150 * time.Millisecond)
+		f.init(t)
 		f.drain(t)
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -36,7 +41,6 @@ func TestReaderBeforeFirstDrain(t *testing.T) {
 
 func TestReaderNextHonoursContext(t *testing.T) {
 	f := newFixture(t)
-	f.drain(t)
 	r, err := OpenReader(f.target, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +75,6 @@ func TestReaderNextHonoursContext(t *testing.T) {
 func TestReaderLinesFollows(t *testing.T) {
 	f := newFixture(t)
 	j := f.openJournal(t, "j", nil)
-	f.drain(t)
 	r, err := OpenReader(f.target, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +216,6 @@ func TestReaderLinesTerminalError(t *testing.T) {
 
 func TestReaderCloseStopsLines(t *testing.T) {
 	f := newFixture(t)
-	f.drain(t)
 	r, err := OpenReader(f.target, 0)
 	if err != nil {
 		t.Fatal(err)

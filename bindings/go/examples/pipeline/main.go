@@ -79,6 +79,11 @@ func run(producers, events, consumers int, dir string, keep bool) error {
 			return err
 		}
 	}
+	for _, t := range []string{targetA, targetB} { // once, at setup: drains never create a target
+		if _, err := tributary.Init(context.Background(), t); err != nil {
+			return err
+		}
+	}
 	total := producers * events
 	start := time.Now()
 	fmt.Printf("tributary %s pipeline in %s\n", tributary.LibraryVersion(), dir)
