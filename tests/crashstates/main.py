@@ -40,6 +40,18 @@ def record(wl, bin_dir, torture, work):
     os.makedirs(marks)
     for d in wl.dirs:
         os.makedirs(os.path.join(root, d))
+    base_dirs, base_files = list(wl.dirs), {}
+    if wl.base_tar:
+        repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+        subprocess.run(["tar", "-C", root, "-xzf", os.path.join(repo, wl.base_tar)], check=True)
+        for folder, subdirs, files in os.walk(root):
+            rel = os.path.relpath(folder, root)
+            for d in sorted(subdirs):
+                base_dirs.append(os.path.normpath(os.path.join(rel, d)))
+            for f in sorted(files):
+                if not f.endswith("-shm"):
+                    with open(os.path.join(folder, f), "rb") as fh:
+                        base_files[os.path.normpath(os.path.join(rel, f))] = fh.read()
     tr = os.path.join(w, "trace")
     env = dict(os.environ, R=root, M=marks, BIN=bin_dir, TORTURE=torture)
     env.pop("TRIBUTARY_FAILPOINTS", None)
@@ -50,7 +62,7 @@ def record(wl, bin_dir, torture, work):
         raise RecordError(f"workload {wl.name} exited {p.returncode}: {p.stderr.decode(errors='replace')[-2000:]}")
     with open(tr, encoding="latin-1") as f:
         text = f.read()
-    ops, _ = trace.parse(text, root, marks, wl.dirs)
+    ops, _ = trace.parse(text, root, marks, base_dirs, base_files)
     models.annotate(ops)
     if not any(op["op"] == "write" for op in ops) or not any(op["op"] == "fsync" for op in ops):
         raise RecordError(f"workload {wl.name}: the trace shows no writes or no fsyncs under {root} (parser?)")
@@ -86,6 +98,9 @@ def expectations(wl, ops):
             e.required[line] += max(0, n - gone[line])
         for line, n in wl.extra.items():
             e.upper[line.encode()] += n
+        for line in wl.base_lines:
+            e.required[line.encode()] += 1
+            e.upper[line.encode()] += 1
         for j, lines in wl.post.items():
             for line in lines:
                 e.required[line.encode()] += 1
@@ -289,6 +304,13 @@ def _recover(wl, st, root, x, bin_dir, torture):
         return 0, ""
 
     existing = [j for j in wl.journals if os.path.isfile(os.path.join(root, j))]
+    # What an operator's setup step does after a crash: `init` is idempotent, and the
+    # one step that may create (or adopt) the target; drains never create.
+    rc, out = run([trib, "init", "--target", target], cwd)
+    if rc != 0 and own_torn_bytes(wl, target_abs, out):
+        return True, "refused"
+    if rc != 0:
+        return lost_report("recovery init", out)
     if wl.append_first:
         rc, out = post_appends()
         if rc != 0:
@@ -336,7 +358,7 @@ def own_torn_bytes(wl, target, out):
     if "[torn_target]" not in out or not wl.extra:
         return False
     folder, base = os.path.split(target)
-    if os.path.exists(os.path.join(folder, base + ".tributary", "manifest")):
+    if has_manifest_slot(os.path.join(folder, base + ".tributary", "lock")):
         return False
     own = b"".join(line.encode() + b"\n" for line in wl.extra)
     try:
@@ -345,6 +367,19 @@ def own_torn_bytes(wl, target, out):
     except OSError:
         return False
     return len(data) <= len(own) and all(b in (0, own[i]) for i, b in enumerate(data))
+
+
+def has_manifest_slot(lock):
+    """True when the lock file holds a written manifest slot (format 2: slot A at 0,
+    slot B at 2 MiB, each starting with `TRIBSLOT`)."""
+    try:
+        with open(lock, "rb") as f:
+            a = f.read(8)
+            f.seek(2 << 20)
+            b = f.read(8)
+    except OSError:
+        return False
+    return b"TRIBSLOT" in (a, b)
 
 
 def short(line):
@@ -370,8 +405,11 @@ def hint(wl, origin, diag):
         return ("a manifest watermark covers journal rows that were not durable yet: the journal must be "
                 "fsynced before the manifest commit that counts its rows")
     if op["op"] == "rename" and "manifest" in path:
-        return ("a drain acted on (wrote under) a manifest whose rename was not durable yet (its committer died "
-                "before the folder fsync); after the power cut that manifest is gone")
+        return ("an upgrade or init relied on a manifest file whose rename was not durable yet (no folder fsync); "
+                "after the power cut that file is gone")
+    if op["op"] == "write" and path.endswith(".tributary/lock"):
+        return ("a drain acted on (wrote under, or deleted rows on the word of) a manifest slot that was not "
+                "fdatasynced yet (its committer died before the fdatasync); after the power cut that slot is gone")
     if path == target and op["op"] == "creat":
         return "the target's directory entry is not durable before the manifest that counts its bytes"
     if path == target and op["op"] in ("write", "trunc"):

@@ -224,4 +224,19 @@ def materialise(state, root):
             full = os.path.join(root, path)
             fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
-                f.write(d)
+                write_sparse(f, d)
+
+
+_ZERO = bytes(1 << 16)
+
+
+def write_sparse(f, d):
+    """Write `d`, leaving all-zero 64 KiB blocks as holes (a 4 MiB lock file holds two
+    small manifest slots: thousands of states would otherwise write gigabytes)."""
+    view = memoryview(d)
+    for pos in range(0, len(d), len(_ZERO)):
+        chunk = view[pos : pos + len(_ZERO)]
+        if chunk != _ZERO[: len(chunk)]:
+            f.seek(pos)
+            f.write(chunk)
+    f.truncate(len(d))

@@ -402,13 +402,21 @@ class Recorder:
                    self.resolve(pid, args[2], string_arg(args[3])), raw)
 
 
-def parse(trace_text, root, marker_dir, base_dirs=()):
-    """Ops of a trace; `base_dirs` (folders made before recording) come first as durable
-    `mkdir` ops marked `base`."""
+def parse(trace_text, root, marker_dir, base_dirs=(), base_files=None):
+    """Ops of a trace; `base_dirs` and `base_files` (rel path -> bytes: made before
+    recording) come first as durable ops marked `base`."""
     rec = Recorder(root, marker_dir)
     for d in base_dirs:
         rec.do_creat(d, 0, f"mkdir({d}) before recording", is_dir=True)
         rec.ops[-1]["base"] = True
+    for f, data in sorted((base_files or {}).items()):
+        ino = rec.do_creat(f, 0, f"creat({f}) before recording")
+        rec.ops[-1]["base"] = True
+        if data:
+            rec.size[ino] = len(data)
+            rec.emit({"op": "write", "ino": ino, "off": 0, "data": data, "ext": 0, "path": f}, 0,
+                     f"write({f}) before recording")
+            rec.ops[-1]["base"] = True
     for no, pid, text in join_lines(trace_text):
         rec.feed(no, pid, text)
     return rec.ops, rec.dirs

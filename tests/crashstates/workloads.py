@@ -15,6 +15,7 @@ trib() { "$BIN/tributary" "$@"; }
 mark() { printf '%s\n' "$*" >> "$M/ack"; }
 app() { local d=$1 j=$2; shift 2; mark sub "$d" "$@"; printf '%s\n' "$@" | trib append --journal "$j" --durability "$d"; mark ack "$d" "$@"; }
 drain() { trib drain "$@" > /dev/null; }
+init() { trib init "$@" > /dev/null; }
 killed() {
   local fp=$1 rc=0; shift
   TRIBUTARY_FAILPOINTS="$fp=kill" "$BIN/tributary" drain "$@" > /dev/null 2>&1 || rc=$?
@@ -25,9 +26,14 @@ killed() {
 
 class Workload:
     def __init__(self, name, script, target, journals, post, cwd="", rel_target=False, spool=None,
-                 extra=None, append_first=False, keyed=None, about="", dirs=()):
+                 extra=None, append_first=False, keyed=None, about="", dirs=(), base_tar=None, base_lines=None):
         self.name = name
         self.dirs = dirs  # folders made before recording (durable: not the code under test)
+        # a tarball (relative to the repository) unpacked into R before recording, its
+        # files and folders durable; base_lines: lines it holds, each exactly once after
+        # recovery (target or journal rows)
+        self.base_tar = base_tar
+        self.base_lines = base_lines or []
         self.script = script
         self.target = target  # relative to R (or to cwd when rel_target)
         self.journals = journals  # relative to R
@@ -48,25 +54,28 @@ WORKLOADS = [
         "first-abs",
         """
 app full "$R/spool/j1.journal" a1 a2 a3
+init --target "$R/out/out.log"
 drain --target "$R/out/out.log" --journal "$R/spool/j1.journal"
 """,
         "out/out.log", ["spool/j1.journal"], {"spool/j1.journal": ["p1", "p2"]}, dirs=("out", "spool"),
-        about="first round, absolute target, journal in another folder",
+        about="init and first round, absolute target, journal in another folder",
     ),
     Workload(
         "first-rel",
         """
 cd d
 app full j.journal a1 a2
+init --target out.log
 drain --target out.log --journal j.journal
 """,
         "out.log", ["d/j.journal"], {"d/j.journal": ["p1", "p2"]}, cwd="d", rel_target=True, dirs=("d",),
-        about="first round, bare relative target (cd dir && drain --target out.log), journal beside it",
+        about="init and first round, bare relative target (cd dir && init --target out.log), journal beside it",
     ),
     Workload(
         "steady",
         f"""
 app full out/j.journal a1 a2
+init --target "$R/out/out.log"
 drain {DRAIN_OUT}
 app full out/j.journal a3 a4
 drain {DRAIN_OUT}
@@ -78,6 +87,7 @@ drain {DRAIN_OUT}
         "tail-repair",
         f"""
 app full out/j.journal a1 a2
+init --target "$R/out/out.log"
 drain {DRAIN_OUT}
 app full out/j.journal a3 a4
 killed drain.after_write {DRAIN_OUT}
@@ -91,6 +101,7 @@ drain {DRAIN_OUT}
         """
 R3='--rotate-lines 3 --retain 1'
 app full out/j.journal a1 a2 a3
+init --target "$R/out/out.log"
 drain $R3 --target "$R/out/out.log" --journal "$R/out/j.journal"
 app full out/j.journal a4 a5 a6
 drain $R3 --target "$R/out/out.log" --journal "$R/out/j.journal"
@@ -107,6 +118,7 @@ drain $R3 --target "$R/out/out.log" --journal "$R/out/j.journal"
         f"""
 printf '' | trib append --journal out/j.journal
 printf 'header\\n' > out/out.log
+init --target "$R/out/out.log"
 drain {DRAIN_OUT}
 """,
         "out/out.log", ["out/j.journal"], {"out/j.journal": ["p1", "p2"]}, dirs=("out",), extra={"header": 1},
@@ -117,6 +129,7 @@ drain {DRAIN_OUT}
         f"""
 app full out/j.journal a1 a2
 printf 'header\\n' > out/out.log
+init --target "$R/out/out.log"
 drain {DRAIN_OUT}
 """,
         "out/out.log", ["out/j.journal"], {"out/j.journal": ["p1", "p2"]}, dirs=("out",), extra={"header": 1},
@@ -126,16 +139,18 @@ drain {DRAIN_OUT}
         "kill-after-rename",
         f"""
 app full out/j.journal a1 a2
+init --target "$R/out/out.log"
 killed drain.after_rename {DRAIN_OUT}
 drain {DRAIN_OUT}
 """,
         "out/out.log", ["out/j.journal"], {"out/j.journal": ["p1", "p2"]}, dirs=("out",),
-        about="a drain killed between steps 5 and 7 (after the manifest rename), then a catch-up drain",
+        about="a drain killed after writing its intent slot, before that slot's fdatasync, then the next drain",
     ),
     Workload(
         "kill-after-unlock",
         f"""
 app full out/j.journal a1 a2
+init --target "$R/out/out.log"
 drain {DRAIN_OUT}
 app full out/j.journal a3
 killed drain.after_unlock {DRAIN_OUT}
@@ -148,6 +163,7 @@ drain {DRAIN_OUT}
         "normal-open",
         f"""
 app full out/j.journal s1
+init --target "$R/out/out.log"
 drain {DRAIN_OUT}
 mark sub normal a1 a2 a3 a4 END
 coproc W {{ exec "$BIN/tributary" append --journal "$R/out/j.journal" --durability normal --print-seqs; }}
@@ -178,6 +194,7 @@ app full out/j.journal f1 f2
 pid=$W_PID
 eval "exec ${{W[1]}}>&-"
 wait "$pid"
+init --target "$R/out/out.log"
 drain {DRAIN_OUT}
 """,
         "out/out.log", ["out/j.journal"], {"out/j.journal": ["p1"]}, dirs=("out",),
@@ -187,6 +204,7 @@ drain {DRAIN_OUT}
         "keyed",
         """
 "$TORTURE" writer --journal "$R/j/w1.journal" --ack "$M/ackw1" --writer 1 --lines 4 --run 7 --max-batch 2
+init --target "$R/out.log"
 drain --target "$R/out.log" --journal "$R/j/w1.journal"
 "$TORTURE" writer --journal "$R/j/w1.journal" --ack "$M/ackw1" --writer 1 --lines 8 --run 7 --max-batch 3
 drain --target "$R/out.log" --journal "$R/j/w1.journal"
@@ -199,15 +217,29 @@ drain --target "$R/out.log" --journal "$R/j/w1.journal"
         "journal-create",
         """
 app full spool/new.journal a1
+init --target "$R/out.log"
 drain --target "$R/out.log" --spool "$R/spool"
 """,
         "out.log", ["spool/new.journal"], {"spool/new.journal": ["p1"]}, spool="spool", dirs=("spool",),
         about="a journal created in a fresh spool folder, drained with --spool",
     ),
     Workload(
+        "upgrade",
+        """
+app full v1/spool/a.journal a8
+drain --target "$R/v1/shared/out.log" --spool "$R/v1/spool"
+""",
+        "v1/shared/out.log", ["v1/spool/a.journal", "v1/spool/b.journal"], {"v1/spool/a.journal": ["p1"]},
+        spool="v1/spool", base_tar="tests/fixtures/v1-target.tar.gz",
+        base_lines=["a1", "a2", "a3", "a4", "a5", "a6", "a7", "b1", "b2", "b3", "b4"],
+        about="the first drain of a version-1 target (made by the real version-1 binary, with a rotated "
+        "generation, undrained lines and a version-1 drain's uncommitted tail): the upgrade to manifest format 2",
+    ),
+    Workload(
         "retire",
         f"""
 app full out/j.journal a1 a2
+init --target "$R/out/out.log"
 drain {DRAIN_OUT}
 app full out/j.journal a3
 trib retire --target "$R/out/out.log" --journal "$R/out/j.journal" > /dev/null
