@@ -512,7 +512,7 @@ fn cmd_status(a: StatusArgs) -> CmdResult {
     let s = status(&a.target, a.spool.as_deref())?;
     say!("target: {}", s.target.display());
     match &s.manifest {
-        None => say!("  not drained yet (no manifest)"),
+        None => say!("  not initialised (no manifest): run `tributary init --target {}`", s.target.display()),
         Some(m) => {
             let len = s.target_len.unwrap_or(0);
             say!("  target_id: {}", m.target_id);
@@ -527,7 +527,17 @@ fn cmd_status(a: StatusArgs) -> CmdResult {
                 );
             }
             say!("  committed: {} bytes, {} lines, crc {:08x}", m.committed_len, m.committed_lines, m.committed_crc);
-            say!("  file length: {len} bytes (uncommitted tail: {} bytes)", len.saturating_sub(m.committed_len));
+            let tail = len.saturating_sub(m.committed_len);
+            let covered = m.intent.filter(|i| i.start == m.committed_len).map_or(0, |i| i.max_len);
+            let whose = match (tail, covered) {
+                (0, _) => "",
+                (t, c) if t <= c => ", written by a round in flight or crashed: the next drain removes it",
+                _ => ", NOT written by a drain round (foreign bytes): drains refuse them, see README \"Operations\"",
+            };
+            say!("  file length: {len} bytes (uncommitted tail: {tail} bytes{whose})");
+            if let Some(i) = m.intent {
+                say!("  intent: a round may be writing {} bytes at offset {}", i.max_len, i.start);
+            }
             say!("  watermarks: {}", m.watermarks.len());
             for w in m.watermarks.values() {
                 say!("    journal {} up to seq {}", w.journal_id, w.last_seq);
