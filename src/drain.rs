@@ -453,7 +453,8 @@ impl Compactor {
             self.catch_up_records(journals, &manifest)?;
             return Ok((report, manifest));
         }
-        let (batch_len, batch_crc) = out.finish()?;
+        let (batch_len, batch_crc, announced) = out.finish()?;
+        manifest = announced;
         failpoint::hit("drain.after_write");
         // O3: the rows this round read are durable in their journals before the
         // manifest covers them (a `normal` writer's commit is visible before it is).
@@ -939,6 +940,8 @@ struct ChunkWriter<'a> {
     lock: &'a TargetLock,
     file: &'a File,
     offset: u64,
+    /// The manifest this round committed last (its intent covers what is written).
+    announced: Manifest,
     epoch: u64,
     buf: Vec<u8>,
     chunk: usize,
@@ -959,6 +962,7 @@ impl<'a> ChunkWriter<'a> {
             lock,
             file,
             offset: m.committed_len,
+            announced: m.clone(),
             epoch: m.epoch,
             buf: Vec::new(),
             chunk,
@@ -1019,6 +1023,18 @@ impl<'a> ChunkWriter<'a> {
             }
             self.next_epoch_check = self.written + self.chunk as u64;
         }
+        // Rule 4: every byte is under an intent. A line longer than the intent's bound
+        // (a writer allowed longer lines than this compactor) extends it first.
+        let end = self.written + bytes.len() as u64;
+        let covered = self.announced.intent.map_or(0, |i| i.max_len);
+        if end > covered {
+            let mut wider = self.announced.clone();
+            wider.epoch += 1;
+            wider.intent = Some(Intent { start: self.offset, max_len: end.max(c.max_tail()) });
+            c.commit(self.lock, &wider, Some(self.announced.epoch))?;
+            self.epoch = wider.epoch;
+            self.announced = wider;
+        }
         fault::check("target write").map_err(|e| c.lost_or_io("writing to the target", e))?;
         self.file
             .write_all_at(bytes, self.offset + self.written)
@@ -1031,10 +1047,11 @@ impl<'a> ChunkWriter<'a> {
         Ok(())
     }
 
-    /// Write what is buffered; returns (bytes written, running CRC after them).
-    fn finish(mut self) -> Result<(u64, u32)> {
+    /// Write what is buffered; returns (bytes written, running CRC after them, the
+    /// manifest this round committed last).
+    fn finish(mut self) -> Result<(u64, u32, Manifest)> {
         self.flush()?;
-        Ok((self.written, self.crc.finalize()))
+        Ok((self.written, self.crc.finalize(), self.announced))
     }
 }
 
