@@ -21,6 +21,7 @@ use std::time::Duration;
 pub const POINTS: &[&str] = &[
     "drain.locked",
     "drain.after_truncate",
+    "drain.after_intent",
     "drain.mid_write",
     "drain.after_write",
     "drain.after_fsync",
@@ -34,6 +35,9 @@ pub const POINTS: &[&str] = &[
     "rotate.after_commit",
     "journal.before_commit",
     "journal.after_commit",
+    "init.after_slot",
+    "upgrade.after_file",
+    "upgrade.after_slot",
 ];
 
 /// The folder in which `=wait` failpoints create their `<point>.reached` file.
