@@ -187,13 +187,69 @@ static trib_drain_report drain_paths(const char *target, const char **paths, siz
     return rep;
 }
 
+/* Create a target once, as an application's setup does (drains never create one). */
+static trib_init_report init_target(const char *target) {
+    trib_init_report ir;
+    memset(&ir, 0, sizeof ir);
+    trib_error *err = NULL;
+    EXPECT(TRIB_OK, trib_init(target, NULL, &ir, &err));
+    CHECK(ir.created && strlen(ir.target_id) == 32);
+    return ir;
+}
+
+/* True when the folder holds nothing (not even a hidden entry). */
+static int dir_is_empty(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) return 0;
+    int empty = 1;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) empty = 0;
+    }
+    closedir(d);
+    return empty;
+}
+
+/* Start one drain of `journal` into `target` in a child process (this program, with
+ * --drain-child; its exit code is the drain's result code) with the failpoints
+ * `failpoints` and, if not NULL, TRIBUTARY_FAILPOINT_DIR=`fpdir`. */
+static pid_t spawn_drain_child(const char *target, const char *journal, const char *failpoints, const char *fpdir) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        char *args[] = {(char *)g_argv0, "--drain-child", (char *)target, (char *)journal, NULL};
+        setenv("TRIBUTARY_FAILPOINTS", failpoints, 1);
+        if (fpdir) setenv("TRIBUTARY_FAILPOINT_DIR", fpdir, 1);
+        execv(g_argv0, args);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Flip one byte of the manifest text in both slots of a target's lock file (slot A at
+ * 0, slot B at 2 MiB; each a 16-byte header, then the text): a damaged slot falls back
+ * to the other, so both, as a failing disk or a bad copy of the lock file would. */
+static void damage_both_slots(const char *target) {
+    char lockp[512];
+    pathf(lockp, "%s.tributary/lock", target);
+    int fd = open(lockp, O_RDWR);
+    CHECK(fd >= 0);
+    off_t at[2] = {16 + 20, (2 << 20) + 16 + 20};
+    for (int i = 0; i < 2 && fd >= 0; i++) {
+        char b = 0;
+        CHECK(pread(fd, &b, 1, at[i]) == 1);
+        b ^= 1;
+        CHECK(pwrite(fd, &b, 1, at[i]) == 1);
+    }
+    if (fd >= 0) close(fd);
+}
+
 /* ---- tests -------------------------------------------------------------------------- */
 
 static void test_version_and_names(void) {
     trib_error *err = NULL;
     const char *v = trib_version();
     CHECK(v != NULL && strlen(v) >= 5 && strchr(v, '.') != NULL);
-    CHECK(trib_abi_version() == TRIB_ABI_VERSION && TRIB_ABI_VERSION == 2);
+    CHECK(trib_abi_version() == TRIB_ABI_VERSION && TRIB_ABI_VERSION == 3);
     CHECK(strcmp(trib_result_name(TRIB_OK), "ok") == 0);
     CHECK(strcmp(trib_result_name(TRIB_E_INVALID_LINE), "invalid_line") == 0);
     CHECK(strcmp(trib_result_name(TRIB_E_INVALID_ARG), "invalid_argument") == 0);
@@ -212,6 +268,7 @@ static void test_version_and_names(void) {
     CHECK(strcmp(trib_result_name(TRIB_E_IO), "io") == 0);
     CHECK(strcmp(trib_result_name(TRIB_E_SQLITE), "sqlite") == 0);
     CHECK(strcmp(trib_result_name(TRIB_E_JOURNAL_GONE), "journal_gone") == 0);
+    CHECK(strcmp(trib_result_name(TRIB_E_TARGET_MISSING), "target_missing") == 0 && TRIB_E_TARGET_MISSING == 18);
     CHECK(strcmp(trib_result_name(TRIB_E_PANIC), "panic") == 0);
     CHECK(strcmp(trib_result_name(-7), "unknown") == 0);
 
@@ -250,6 +307,7 @@ static void test_options(void) {
     CHECK(co.max_round_bytes >= 1 && co.max_round_bytes <= 64ull << 20);
     CHECK(co.max_round_time_ms > 0 && co.lock_timeout_ms > 0 && co.journal_busy_timeout_ms > 0);
     CHECK(co.max_line_bytes == 1u << 20 && !co.allow_network_fs);
+    CHECK(!co.create); /* drains never create a target unless told to */
     EXPECT(TRIB_E_INVALID_ARG, trib_compactor_options_default(NULL, &err));
 }
 
@@ -460,10 +518,16 @@ static void test_drain_verify_read(void) {
     memset(&vr, 0, sizeof vr);
     EXPECT(TRIB_E_INVALID_ARG, trib_verify(target, &vr, &err));
 
-    /* Drain with neither journals nor spool: creates the target and its manifest. */
+    /* A drain does not create the target; trib_init does, once. */
+    EXPECT(TRIB_E_TARGET_MISSING, trib_drain(target, NULL, 0, NULL, NULL, &rep, &err));
+    CHECK(access(target, F_OK) != 0);
+    trib_init_report ir = init_target(target);
+    CHECK(ir.adopted_lines == 0 && !ir.upgraded && !ir.rebound && access(target, F_OK) == 0);
+
+    /* Drain with neither journals nor spool: only checks (and repairs) the target. */
     memset(&rep, 0, sizeof rep);
     EXPECT(TRIB_OK, trib_drain(target, NULL, 0, NULL, NULL, &rep, &err));
-    CHECK(rep.lines == 0 && rep.epoch == 1 && access(target, F_OK) == 0);
+    CHECK(rep.lines == 0 && rep.rounds == 0 && rep.epoch == 1);
 
     trib_journal *j1 = open_journal(jp, NULL);
     trib_journal *j2 = open_journal(jp2, NULL);
@@ -473,7 +537,8 @@ static void test_drain_verify_read(void) {
     EXPECT(TRIB_OK, trib_journal_append(j2, NULL, 0, NULL, &err)); /* an empty line */
 
     rep = drain_paths(target, paths, 2);
-    CHECK(rep.lines == 4 && rep.bytes == 6 + 6 + 6 + 1 && rep.rounds == 1 && rep.journals == 2 && rep.epoch == 2);
+    /* epoch 1: init; 2: the round's intent; 3: its commit */
+    CHECK(rep.lines == 4 && rep.bytes == 6 + 6 + 6 + 1 && rep.rounds == 1 && rep.journals == 2 && rep.epoch == 3);
     CHECK(rep.repaired_tail_bytes == 0);
     size_t n;
     char *content = read_file(target, &n);
@@ -507,7 +572,7 @@ static void test_drain_verify_read(void) {
     EXPECT(TRIB_OK, trib_status_report_summary(st, &sum, &err));
     CHECK(sum.has_manifest && sum.target_exists && sum.committed_len == 25 && sum.committed_lines == 5);
     CHECK(sum.target_len == 25 && sum.epoch == rep.epoch && sum.watermark_count == 2 && sum.journal_count == 2);
-    CHECK(strlen(sum.target_id) == 32);
+    CHECK(strcmp(sum.target_id, ir.target_id) == 0);
     trib_watermark w;
     uint64_t seqs = 0;
     for (size_t i = 0; i < sum.watermark_count; i++) {
@@ -556,7 +621,7 @@ static void test_drain_verify_read(void) {
             CHECK(off == 12);
         }
     }
-    /* Bytes beyond the committed length (a crashed drain's tail) are never shown. */
+    /* Bytes beyond the committed length are never shown (here another program's). */
     append_file(target, "uncommitted-tail\npartial", 24);
     EXPECT(TRIB_OK, trib_reader_next(r, 0, &has, &line, &len, &err));
     CHECK(!has && line == NULL && len == 0);
@@ -572,17 +637,35 @@ static void test_drain_verify_read(void) {
     EXPECT(TRIB_OK, trib_reader_offset(r, &off, &err));
     CHECK(off == 25);
 
-    /* verify reports the tail, and is still consistent. */
+    /* No drain round announced those bytes: verify says so, and a drain refuses to
+     * touch them (or to write after them). */
     EXPECT(TRIB_OK, trib_verify(target, &vr, &err));
-    CHECK(vr.consistent && vr.uncommitted_tail_bytes == 24 && vr.target_len == 49);
+    CHECK(!vr.consistent && vr.uncommitted_tail_bytes == 24 && vr.target_len == 49 && vr.problem_count == 1);
+    CHECK(vr.problems != NULL && strstr(vr.problems, "not written by a drain round") != NULL);
     trib_verify_report_clear(&vr);
-
-    /* The next drain truncates the tail and appends after the committed part; the reader
-     * then sees the new line (here via a wait that a drain in this thread cannot end,
-     * so drain first). */
     append_str(j1, "one-3");
+    EXPECT(TRIB_E_UNEXPECTED_TAIL, trib_drain(target, paths, 2, NULL, NULL, &rep, &err));
+    struct stat tst;
+    CHECK(stat(target, &tst) == 0 && tst.st_size == 49);
+    CHECK(truncate(target, 25) == 0); /* what the operator does with them */
+
+    /* A drain killed after writing its round, before committing it: it announced its
+     * bytes (an intent) first, so verify reports them as a crashed round's tail, still
+     * consistent, and the next drain cuts them and appends after the committed part. */
+    {
+        int status = 0;
+        pid_t pid = spawn_drain_child(target, jp, "drain.after_write=kill", NULL);
+        CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    }
+    EXPECT(TRIB_OK, trib_verify(target, &vr, &err));
+    CHECK(vr.consistent && vr.problem_count == 0 && vr.uncommitted_tail_bytes == 6 && vr.target_len == 31);
+    trib_verify_report_clear(&vr);
+    EXPECT(TRIB_OK, trib_reader_next(r, 0, &has, &line, &len, &err));
+    CHECK(!has);
+    /* The reader then sees the new line (here via a wait that a drain in this thread
+     * cannot end, so drain first). */
     rep = drain_paths(target, paths, 2);
-    CHECK(rep.lines == 1 && rep.repaired_tail_bytes == 24);
+    CHECK(rep.lines == 1 && rep.repaired_tail_bytes == 6);
     EXPECT(TRIB_OK, trib_reader_next(r, 1000, &has, &line, &len, &err));
     CHECK(has && len == 5 && memcmp(line, "one-3", 5) == 0);
     trib_reader_close(r);
@@ -600,13 +683,16 @@ static void test_drain_verify_read(void) {
     CHECK(has && len == 5 && memcmp(line, "two-1", 5) == 0);
     trib_reader_close(r);
 
-    /* A reader of a target that was never drained has nothing (yet). */
-    char fresh[512];
+    /* A reader of a target that was never created has nothing (yet), and creates
+     * nothing. */
+    char fresh[512], fresh_side[512];
     path_in(fresh, dir, "never.log");
+    pathf(fresh_side, "%s.tributary", fresh);
     EXPECT(TRIB_OK, trib_reader_open(fresh, 0, &r, &err));
     EXPECT(TRIB_OK, trib_reader_next(r, 0, &has, &line, &len, &err));
     CHECK(!has);
     trib_reader_close(r);
+    CHECK(access(fresh, F_OK) != 0 && access(fresh_side, F_OK) != 0);
 
     /* Changed committed bytes: verify says so (no error: the check ran). */
     {
@@ -621,19 +707,13 @@ static void test_drain_verify_read(void) {
     trib_verify_report_clear(&vr); /* twice is fine */
     trib_verify_report_clear(NULL);
 
-    /* A corrupt manifest is an error for verify, drain, status and readers. */
-    char manifest[512];
-    pathf(manifest, "%s.tributary/manifest", target);
-    size_t mlen;
-    char *m = read_file(manifest, &mlen);
-    CHECK(m != NULL && mlen > 20);
-    m[15] ^= 1;
-    write_file(manifest, m, mlen);
-    free(m);
+    /* A corrupt manifest is an error for verify, drain, status, readers and init. */
+    damage_both_slots(target);
     EXPECT(TRIB_E_CORRUPT_MANIFEST, trib_verify(target, &vr, &err));
     EXPECT(TRIB_E_CORRUPT_MANIFEST, trib_drain(target, paths, 2, NULL, NULL, &rep, &err));
     EXPECT(TRIB_E_CORRUPT_MANIFEST, trib_status(target, NULL, &st, &err));
     EXPECT(TRIB_E_CORRUPT_MANIFEST, trib_reader_open(target, 0, &r, &err));
+    EXPECT(TRIB_E_CORRUPT_MANIFEST, trib_init(target, NULL, &ir, &err));
 
     trib_journal_close(j1);
     trib_journal_close(j2);
@@ -646,6 +726,7 @@ static void test_journal_full(void) {
     make_dir(dir, "full");
     path_in(jp, dir, "a.journal");
     path_in(target, dir, "out.log");
+    init_target(target);
     trib_journal_options_default(&o, NULL);
     o.max_backlog_bytes = 10;
     trib_journal *j = open_journal(jp, &o);
@@ -681,6 +762,8 @@ static void test_target_errors(void) {
     path_in(t1, dir, "t1.log");
     path_in(t2, dir, "t2.log");
     const char *paths[1] = {jp};
+    init_target(t1);
+    init_target(t2);
 
     trib_journal *j = open_journal(jp, NULL);
     append_str(j, "a-1");
@@ -726,6 +809,7 @@ static void test_target_errors(void) {
     append_str(j, "c-1");
     append_str(j, "c-2");
     const char *p3[1] = {j3};
+    init_target(t3);
     drain_paths(t3, p3, 1);
     trib_reader *r = NULL;
     EXPECT(TRIB_OK, trib_reader_open(t3, 0, &r, &err));
@@ -740,31 +824,29 @@ static void test_target_errors(void) {
     struct stat st;
     CHECK(stat(t3, &st) == 0 && st.st_size == 2);
 
-    /* A tail longer than one round can write: a stale manifest or a foreign writer. */
+    /* Bytes that no drain round announced: a foreign writer, or a manifest older than
+     * the target. Refused, however few, and nothing is touched. */
     char t4[512];
     path_in(t4, dir, "t4.log");
     trib_compactor_options co;
     trib_compactor_options_default(&co, NULL);
-    co.max_round_bytes = 64;
-    co.max_line_bytes = 16;
-    EXPECT(TRIB_OK, trib_drain(t4, p3, 0, NULL, &co, &rep, &err));
-    {
-        char junk[300];
-        memset(junk, 'j', sizeof junk);
-        append_file(t4, junk, sizeof junk);
-    }
+    init_target(t4);
+    append_file(t4, "one foreign line\n", 17);
     EXPECT(TRIB_E_UNEXPECTED_TAIL, trib_drain(t4, NULL, 0, NULL, &co, &rep, &err));
-    CHECK(stat(t4, &st) == 0 && st.st_size == 300);
+    CHECK(stat(t4, &st) == 0 && st.st_size == 17);
 
     /* A pre-existing target that does not end with a newline cannot be adopted. */
     char t5[512];
     path_in(t5, dir, "t5.log");
     write_file(t5, "whole\npartial", 13);
-    EXPECT(TRIB_E_TORN_TARGET, trib_drain(t5, NULL, 0, NULL, NULL, &rep, &err));
+    trib_init_report ir;
+    EXPECT(TRIB_E_TORN_TARGET, trib_init(t5, NULL, &ir, &err));
+    co.create = true;
+    EXPECT(TRIB_E_TORN_TARGET, trib_drain(t5, NULL, 0, NULL, &co, &rep, &err));
+    co.create = false;
     /* ... one that does is adopted as committed. */
     write_file(t5, "whole\n", 6);
-    memset(&rep, 0, sizeof rep);
-    EXPECT(TRIB_OK, trib_drain(t5, NULL, 0, NULL, NULL, &rep, &err));
+    CHECK(init_target(t5).adopted_lines == 1);
     trib_verify_report vr;
     EXPECT(TRIB_OK, trib_verify(t5, &vr, &err));
     CHECK(vr.consistent && vr.committed_lines == 1 && vr.committed_len == 6);
@@ -773,7 +855,7 @@ static void test_target_errors(void) {
     /* A world-writable sidecar folder: anyone could plant a manifest. */
     char t6[512], side[512];
     path_in(t6, dir, "t6.log");
-    EXPECT(TRIB_OK, trib_drain(t6, NULL, 0, NULL, NULL, &rep, &err));
+    init_target(t6);
     pathf(side, "%s.tributary", t6);
     CHECK(chmod(side, 0777) == 0);
     EXPECT(TRIB_E_UNSAFE_FILESYSTEM, trib_drain(t6, NULL, 0, NULL, NULL, &rep, &err));
@@ -814,6 +896,7 @@ static void test_target_errors(void) {
     }
     free(db);
     const char *pc[1] = {jc};
+    init_target(t7);
     CHECK(trib_drain(t7, pc, 1, NULL, NULL, &rep, &err) == TRIB_E_CORRUPT_JOURNAL_ROW);
     CHECK(err && strstr(trib_error_message(err), "seq 2") != NULL);
     trib_error_free(err);
@@ -890,55 +973,57 @@ static int append_child(const char *journal) {
     return rc;
 }
 
-/* A lost lock: a drain child pauses between writing its temp manifest and committing
- * (failpoint); meanwhile the lock file is replaced and another drain commits. The child
- * must notice the epoch moved and commit nothing (TRIB_E_LOCK_LOST); nothing is lost or
- * duplicated afterwards. */
+/* A lost lock: a drain child loses its lock after writing and fsyncing its round,
+ * before committing it (failpoint drain.lose_lock=hold: the lock goes, as with an
+ * expired lease or a remounted share, and the child holds until its .reached file is
+ * removed). Meanwhile another drain takes the lock, cuts the child's bytes and commits.
+ * The child must notice the epoch moved and commit nothing (TRIB_E_LOCK_LOST); nothing
+ * is lost or duplicated afterwards. */
 static void test_lock_lost(void) {
-    char dir[512], target[512], j1p[512], j2p[512], side[512], lockp[512];
+    char dir[512], target[512], j1p[512], j2p[512], fp[512], reached[512];
     trib_error *err = NULL;
     trib_drain_report rep;
     make_dir(dir, "lost");
+    make_dir(fp, "lost/failpoints");
     path_in(target, dir, "out.log");
     path_in(j1p, dir, "one.journal");
     path_in(j2p, dir, "two.journal");
-    pathf(side, "%s.tributary", target);
-    pathf(lockp, "%s/lock", side);
-    EXPECT(TRIB_OK, trib_drain(target, NULL, 0, NULL, NULL, &rep, &err));
+    path_in(reached, fp, "drain.lose_lock.reached");
+    init_target(target);
     trib_journal *j1 = open_journal(j1p, NULL);
     trib_journal *j2 = open_journal(j2p, NULL);
     append_str(j1, "from-child-round");
     append_str(j2, "from-parent-round");
 
-    pid_t pid = fork();
-    if (pid == 0) {
-        char *args[] = {(char *)g_argv0, "--drain-child", target, j1p, NULL};
-        setenv("TRIBUTARY_FAILPOINTS", "drain.after_temp_manifest=pause:5000", 1);
-        execv(g_argv0, args);
-        _exit(127);
-    }
-    /* Wait for the child's temp manifest: it is then paused just before its commit. */
+    pid_t pid = spawn_drain_child(target, j1p, "drain.lose_lock=hold", fp);
+    /* Wait for the child to announce it lost its lock (its round is written). */
     int seen = 0;
-    for (int i = 0; i < 1000 && !seen; i++) {
-        DIR *d = opendir(side);
-        struct dirent *e;
-        while (d && (e = readdir(d)) != NULL) {
-            if (strncmp(e->d_name, "manifest.tmp.", 13) == 0) seen = 1;
-        }
-        if (d) closedir(d);
+    for (int i = 0; i < 3000 && !seen; i++) {
+        seen = access(reached, F_OK) == 0;
         if (!seen) usleep(10000);
     }
     CHECK(seen);
-    /* Replace the lock file: the next drain locks a new inode and commits. */
-    CHECK(unlink(lockp) == 0);
+    /* "Another compactor" takes the lock and commits; then the child goes on. */
+    trib_compactor_options co;
+    trib_compactor_options_default(&co, NULL);
+    co.lock_timeout_ms = 5000;
     const char *p2[1] = {j2p};
-    rep = drain_paths(target, p2, 1);
+    memset(&rep, 0, sizeof rep);
+    EXPECT(TRIB_OK, trib_drain(target, p2, 1, NULL, &co, &rep, &err));
     CHECK(rep.lines == 1);
+    if (seen) {
+        CHECK(unlink(reached) == 0); /* let the child go on */
+    } else {
+        kill(pid, SIGKILL);
+    }
     int status = 0;
     CHECK(waitpid(pid, &status, 0) == pid);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == TRIB_E_LOCK_LOST);
 
     /* The child's lines were not committed; the next drain commits them once. */
+    trib_backlog b;
+    EXPECT(TRIB_OK, trib_journal_backlog(j1, &b, &err));
+    CHECK(b.lines == 1 && b.drained_seq == 0);
     const char *both[2] = {j1p, j2p};
     rep = drain_paths(target, both, 2);
     CHECK(rep.lines == 1);
@@ -966,6 +1051,135 @@ static int drain_child(const char *target, const char *journal) {
     return rc;
 }
 
+/* Explicit creation: trib_init creates a target once; trib_drain and trib_retire never
+ * create one unless the options' `create` is set. A target never initialised, or on a
+ * share that is not mounted, is TRIB_E_TARGET_MISSING: nothing is created, nothing
+ * leaves the journals. */
+static void test_explicit_creation(void) {
+    char dir[512], shared[512], target[512], jp[512];
+    trib_error *err = NULL;
+    trib_drain_report rep;
+    make_dir(dir, "create");
+    make_dir(shared, "create/shared");
+    path_in(target, shared, "app.log");
+    path_in(jp, dir, "a.journal");
+    trib_journal *j = open_journal(jp, NULL);
+    append_str(j, "one");
+    append_str(j, "two");
+    const char *paths[1] = {jp};
+
+    /* Drains and retire into a target never initialised. */
+    memset(&rep, 0xab, sizeof rep);
+    size_t retired = 77;
+    EXPECT(TRIB_E_TARGET_MISSING, trib_drain(target, paths, 1, NULL, NULL, &rep, &err));
+    EXPECT(TRIB_E_TARGET_MISSING, trib_drain(target, NULL, 0, dir, NULL, &rep, &err)); /* its spool */
+    EXPECT(TRIB_E_TARGET_MISSING, trib_drain(target, NULL, 0, NULL, NULL, &rep, &err));
+    EXPECT(TRIB_E_TARGET_MISSING, trib_retire(target, paths, 1, NULL, &retired, &err));
+    CHECK(rep.rounds == 0xababababababababull && retired == 77);
+    CHECK(trib_drain(target, paths, 1, NULL, NULL, &rep, &err) == TRIB_E_TARGET_MISSING && err != NULL);
+    CHECK(err && strstr(trib_error_message(err), "tributary init") != NULL &&
+          strstr(trib_error_message(err), "Nothing was created") != NULL);
+    trib_error_free(err);
+    err = NULL;
+    CHECK(dir_is_empty(shared)); /* no target file, no sidecar folder */
+    trib_backlog b;
+    EXPECT(TRIB_OK, trib_journal_backlog(j, &b, &err));
+    CHECK(b.lines == 2 && b.last_seq == 2 && b.drained_seq == 0);
+    CHECK(access(jp, F_OK) == 0);
+
+    /* trib_init's argument errors leave the report alone and create nothing. */
+    trib_init_report ir, ir2;
+    memset(&ir, 0x5a, sizeof ir);
+    EXPECT(TRIB_E_INVALID_ARG, trib_init(NULL, NULL, &ir, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_init("", NULL, &ir, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_init(target, NULL, NULL, &err));
+    CHECK(trib_init(NULL, NULL, &ir, NULL) == TRIB_E_INVALID_ARG);
+    trib_compactor_options co;
+    trib_compactor_options_default(&co, NULL);
+    co.lock_timeout_ms = UINT64_MAX;
+    EXPECT(TRIB_E_INVALID_ARG, trib_init(target, &co, &ir, &err));
+    CHECK(ir.adopted_lines == 0x5a5a5a5a5a5a5a5aull);
+    CHECK(dir_is_empty(shared));
+
+    /* trib_init creates it; a second call changes nothing (same id). */
+    ir = init_target(target);
+    CHECK(ir.adopted_lines == 0 && !ir.upgraded && !ir.rebound && strspn(ir.target_id, "0123456789abcdef") == 32);
+    trib_compactor_options_default(&co, NULL);
+    co.lock_timeout_ms = 1000;
+    memset(&ir2, 0, sizeof ir2);
+    EXPECT(TRIB_OK, trib_init(target, &co, &ir2, &err));
+    CHECK(!ir2.created && ir2.adopted_lines == 0 && !ir2.rebound && strcmp(ir2.target_id, ir.target_id) == 0);
+    /* Then a drain delivers the journal's lines, exactly once. */
+    rep = drain_paths(target, paths, 1);
+    CHECK(rep.lines == 2);
+    rep = drain_paths(target, paths, 1);
+    CHECK(rep.lines == 0);
+    size_t n;
+    char *content = read_file(target, &n);
+    CHECK(content && strcmp(content, "one\ntwo\n") == 0);
+    free(content);
+
+    /* trib_init adopts a pre-existing file's lines as committed. */
+    char adopt[512];
+    path_in(adopt, dir, "adopt.log");
+    write_file(adopt, "old-1\nold-2\nold-3\n", 18);
+    CHECK(init_target(adopt).adopted_lines == 3);
+    trib_verify_report vr;
+    EXPECT(TRIB_OK, trib_verify(adopt, &vr, &err));
+    CHECK(vr.consistent && vr.committed_lines == 3 && vr.committed_len == 18);
+    trib_verify_report_clear(&vr);
+
+    /* With `create`, a drain (or a retire) creates the target it does not find. */
+    char fresh[512], jc[512];
+    path_in(fresh, dir, "fresh.log");
+    path_in(jc, dir, "c.journal");
+    trib_journal *c = open_journal(jc, NULL);
+    append_str(c, "created by a drain");
+    const char *pc[1] = {jc};
+    trib_compactor_options_default(&co, NULL);
+    co.create = true;
+    memset(&rep, 0, sizeof rep);
+    EXPECT(TRIB_OK, trib_drain(fresh, pc, 1, NULL, &co, &rep, &err));
+    CHECK(rep.lines == 1);
+    append_str(c, "then retired");
+    EXPECT(TRIB_OK, trib_retire(fresh, pc, 1, &co, &retired, &err)); /* exists: create is a no-op */
+    CHECK(retired == 1);
+    memset(&ir2, 0, sizeof ir2);
+    EXPECT(TRIB_OK, trib_init(fresh, NULL, &ir2, &err));
+    CHECK(!ir2.created);
+    content = read_file(fresh, &n);
+    CHECK(content && strcmp(content, "created by a drain\nthen retired\n") == 0);
+    free(content);
+    trib_journal_close(c);
+
+    /* The share is not mounted: its mount point is there, empty. Refused, nothing
+     * created there; mounted again, the line arrives. */
+    char mnt[512], away[512], mt[512], jm[512];
+    make_dir(mnt, "create/mnt");
+    pathf(away, "%s/the-share-while-unmounted", dir);
+    path_in(mt, mnt, "app.log");
+    path_in(jm, dir, "m.journal");
+    init_target(mt);
+    trib_journal *m = open_journal(jm, NULL);
+    const char *pm[1] = {jm};
+    append_str(m, "before the unmount");
+    CHECK(drain_paths(mt, pm, 1).lines == 1);
+    CHECK(rename(mnt, away) == 0 && mkdir(mnt, 0755) == 0);
+    append_str(m, "while unmounted");
+    CHECK(trib_drain(mt, pm, 1, NULL, NULL, &rep, &err) == TRIB_E_TARGET_MISSING && err != NULL);
+    CHECK(err && strstr(trib_error_message(err), "not mounted") != NULL);
+    trib_error_free(err);
+    err = NULL;
+    CHECK(dir_is_empty(mnt));
+    CHECK(rmdir(mnt) == 0 && rename(away, mnt) == 0);
+    CHECK(drain_paths(mt, pm, 1).lines == 1);
+    content = read_file(mt, &n);
+    CHECK(content && strcmp(content, "before the unmount\nwhile unmounted\n") == 0);
+    free(content);
+    trib_journal_close(m);
+    trib_journal_close(j);
+}
+
 /* Managed rotation: generations, cursors that survive a rotation, retention. */
 static void test_rotation(void) {
     char dir[512], jp[512], target[512], gen1[512];
@@ -975,6 +1189,7 @@ static void test_rotation(void) {
     path_in(jp, dir, "a.journal");
     path_in(target, dir, "out.log");
     pathf(gen1, "%s.1", target);
+    init_target(target);
     trib_compactor_options co;
     trib_compactor_options_default(&co, NULL);
     CHECK(co.rotate_bytes == 0 && co.rotate_lines == 0 && co.retain_generations == 0);
@@ -1227,6 +1442,7 @@ static void test_threads_share_a_journal(void) {
     make_dir(dir, "threads");
     path_in(jp, dir, "a.journal");
     path_in(target, dir, "out.log");
+    init_target(target);
     trib_journal_options o;
     trib_journal_options_default(&o, NULL);
     o.durability = TRIB_DURABILITY_NORMAL; /* keep the valgrind run short */
@@ -1290,6 +1506,7 @@ static void test_retire(void) {
     make_dir(dir, "retire");
     path_in(target, dir, "out.log");
     path_in(jpath, dir, "job.journal");
+    init_target(target);
     trib_journal *j = open_journal(jpath, NULL);
     append_str(j, "one");
     append_str(j, "two");
@@ -1341,6 +1558,7 @@ int main(int argc, char **argv) {
     test_target_errors();
     test_sqlite_busy();
     test_lock_lost();
+    test_explicit_creation();
     test_rotation();
     test_cursor_identity();
     test_threads_share_a_journal();
