@@ -10,8 +10,8 @@
 //!   explores the parser itself.
 //! * [`api_ops`]: the bytes are a program of API operations (open journals at good and
 //!   bad paths, append / batch / keyed with garbage lines and keys, drain with odd
-//!   bounds, readers at odd offsets, verify, status, a crashed drain's tail, a corrupted
-//!   manifest) run against a model. Every operation must either do what the model says
+//!   bounds, readers at odd offsets, verify, status, foreign bytes appended to the
+//!   target, a corrupted manifest) run against a model. Every operation must either do what the model says
 //!   or fail with the documented error kind; after every successful drain the target
 //!   holds every appended line of the drained journals exactly once, in order.
 
@@ -598,12 +598,13 @@ pub fn api_ops_seeds() -> Vec<Vec<u8>> {
     p.extend_from_slice(&[5, 1, 1, b'k', 1, b'x', 5, 1, 1, b'k', 1, b'y']);
     // drain both, default rounds; read all; verify; status
     p.extend_from_slice(&[6, 3, 3, 8, 0, 7, 9, 10]);
-    // a crashed drain's tail, then a drain of slot 0 alone in tiny rounds, read, verify
+    // foreign bytes (`echo >> target`), a drain of slot 0 alone in tiny rounds that is
+    // refused (the bytes are then cut off), the same drain again, read, verify
     p.extend_from_slice(&[11, 4]);
     p.extend_from_slice(b"torn");
     p.extend_from_slice(&[2, 0, 3]);
     p.extend_from_slice(b"xyz");
-    p.extend_from_slice(&[6, 1, 1, 3, 8, 1, 3, 9]);
+    p.extend_from_slice(&[6, 1, 1, 3, 6, 1, 1, 3, 8, 1, 3, 9]);
     let mut q = p.clone();
     // the same journal in two slots given to one drain, then a corrupted manifest
     q.extend_from_slice(&[0, 2, 0, 2, 1, 6, 5, 3, 12, 0, 5, 3, 6, 1, 3, 9, 8, 0, 2]);
@@ -642,15 +643,19 @@ pub fn ffi_ops(data: &[u8]) -> FfiStats {
     let mut readers: Vec<*mut trib_reader> = Vec::new();
 
     // The contract every fallible call keeps.
+    let trace = std::env::var_os("TRIB_FUZZ_TRACE").is_some();
     let mut check = |rc: c_int, err: *mut trib_error, what: &str| {
         stats.calls += 1;
+        if trace {
+            eprintln!("{what}: rc {rc}");
+        }
         assert_ne!(rc, TRIB_E_PANIC, "{what}: a panic reached the C boundary");
         if rc == TRIB_OK {
             assert!(err.is_null(), "{what}: succeeded but set *err_out");
             stats.ok += 1;
             return true;
         }
-        assert!((1..=16).contains(&rc), "{what}: unknown result code {rc}");
+        assert!((TRIB_E_INVALID_LINE..=TRIB_E_TARGET_MISSING).contains(&rc), "{what}: unknown result code {rc}");
         assert!(!err.is_null(), "{what}: failed with {rc} but left *err_out NULL");
         // SAFETY: a live error from this library, freed once below.
         unsafe {
@@ -884,7 +889,7 @@ pub fn ffi_ops(data: &[u8]) -> FfiStats {
                 }
             }
             _ => {
-                // Corrupt or damage the target (a crashed drain's tail, a flipped manifest).
+                // Damage the target (foreign bytes appended, a flipped byte in a manifest slot).
                 let t = dir.path().join("out.log");
                 if inp.u8().is_multiple_of(2) {
                     if let Ok(mut f) = fs::OpenOptions::new().append(true).open(&t) {
@@ -912,22 +917,39 @@ pub fn ffi_ops(data: &[u8]) -> FfiStats {
     stats
 }
 
-/// Seed programs for `ffi_ops`: open, append, batch with a bad line, keyed, drain,
-/// read, verify, status, wrong-type handles, then damage and retry.
+/// Seed programs for `ffi_ops`: open, append, batch with a bad line, keyed, drain
+/// (creating the target), read, verify, status, wrong-type handles, then foreign bytes,
+/// a drain they stop, a damaged slot, and closes. Each op is encoded byte for byte as
+/// `ffi_ops` reads it.
 pub fn ffi_ops_seeds() -> Vec<Vec<u8>> {
-    let mut p = vec![0, 2, 1, 1]; // open j0 with default options... (durability 1, no limits)
-    p.extend_from_slice(&[1, 2, 0, 5]);
+    // open j0: path 2 (j0), durability 1 (normal), no limits (odd), with the options
+    let mut p = vec![0, 2, 1, 1, 1];
+    // append "hello" and "ab" to journal 0 (pick 2), pointers not NULL
+    p.extend_from_slice(&[1, 2, 5]);
     p.extend_from_slice(b"hello");
-    p.extend_from_slice(&[1, 2, 0, 2]); // append "" ... reads from here
+    p.extend_from_slice(&[1, 1, 2, 2]);
     p.extend_from_slice(b"ab");
+    p.push(1);
+    // a batch of 2 whose first line has a newline: refused whole
     p.extend_from_slice(&[2, 2, 2, 3]);
     p.extend_from_slice(b"x\ny");
     p.extend_from_slice(&[1, b'z', 1, 1]);
+    // keyed "k" -> "v"
     p.extend_from_slice(&[3, 2, 1, b'k', 1, b'v']);
-    p.extend_from_slice(&[4, 1, 0, 0, 0, 0, 0, 0, 0, 200, 1]); // drain the spool
-    p.extend_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // reader at 0
-    p.extend_from_slice(&[8, 2, 8, 2, 8, 1, 5, 1, 6, 0, 1, 9, 2, 33, 9, 1, 5]);
+    // drain the spool in rounds of 200 bytes, no rotation, creating the target
+    p.extend_from_slice(&[4, 1, 0, 0, 0, 0, 0, 0, 0, 200, 1, 0]);
+    // a reader at 0; three lines and cursors
+    p.extend_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    p.extend_from_slice(&[8, 2, 8, 2, 8, 2]);
+    // verify; status with the spool (watermark 0, journal 0); journal id and backlog,
+    // then with a reader passed as a journal (wrong type); verify
+    p.extend_from_slice(&[5, 1, 6, 0, 0, 9, 2, 33, 9, 1, 33, 5, 1]);
     let mut q = p.clone();
-    q.extend_from_slice(&[11, 1, 7, 4, 1, 0, 0, 0, 0, 0, 0, 0, 10, 0, 5, 1, 10, 0, 10, 1, 10, 2]);
+    // foreign bytes appended to the target; a drain (no create) refuses them; a byte
+    // of slot A's header flipped; verify; close a journal, a reader, NULLs
+    q.extend_from_slice(&[11, 0, 4]);
+    q.extend_from_slice(b"junk");
+    q.extend_from_slice(&[4, 1, 0, 0, 0, 0, 0, 0, 0, 200, 1, 1]);
+    q.extend_from_slice(&[11, 1, 5, 0, 5, 1, 10, 0, 10, 1, 10, 2]);
     vec![p, q]
 }
