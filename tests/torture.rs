@@ -92,6 +92,8 @@ fn crash_after_a_round_that_overran_its_byte_budget_is_recoverable() {
     // journal b: one 1000-byte line, taken anyway as the first line of its journal
     assert!(cli(&["append", "--journal", &a], &[], Some(&[b'a'; 98])).status.success());
     assert!(cli(&["append", "--journal", &b], &[], Some(&[b'b'; 1000])).status.success());
+    let init = cli(&["init", "--target", &target], &[], None);
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
     let drain = ["drain", "--target", &target, "--journal", &a, "--journal", &b];
     let bounds = ["--max-round-bytes", "100", "--max-line-bytes", "1000"];
     let args: Vec<&str> = drain.iter().chain(&bounds).copied().collect();
