@@ -347,8 +347,10 @@ impl Compactor {
         // held (no rename to lose: a slot is durable when its commit returns).
         let (mut manifest, _) = self.current_manifest(&lock, self.opts.create)?;
         let mut report = DrainReport { epoch: manifest.epoch, ..DrainReport::default() };
-        // A rotation killed after renaming the target is completed before anything else.
-        if generation_path(&self.target, manifest.generation).exists() {
+        // A rotation killed after renaming the target is completed before anything else
+        // (the renamed file is the one the manifest names; a `<target>.1` that some
+        // other tool left is not).
+        if self.interrupted_rotation(&manifest) {
             manifest = self.complete_rotation(&lock, &manifest)?;
             report.rotations += 1;
         }
@@ -792,10 +794,28 @@ impl Compactor {
     /// next round (step 1 finds `<target>.<generation>`); before it, nothing happened.
     fn rotate(&self, lock: &TargetLock, m: &Manifest) -> Result<Manifest> {
         let rotated = generation_path(&self.target, m.generation);
+        if fs::symlink_metadata(&rotated).is_ok() {
+            return Err(Error::InvalidArgument(format!(
+                "managed rotation of {} needs the name {}, but a file that is not one of its generations is there \
+                 (left by logrotate or by hand?): move it away; nothing was rotated",
+                self.target.display(),
+                rotated.display()
+            )));
+        }
         fs::rename(&self.target, &rotated)
             .map_err(|e| Error::io(format!("renaming {} to {}", self.target.display(), rotated.display()), e))?;
         failpoint::hit("rotate.after_rename");
         self.complete_rotation(lock, m)
+    }
+
+    /// True when `<target>.<generation>` is the current generation's file, renamed by a
+    /// rotation that did not commit (its inode is the manifest's; a manifest that does
+    /// not know the inode yet falls back to the name).
+    fn interrupted_rotation(&self, m: &Manifest) -> bool {
+        match fs::symlink_metadata(generation_path(&self.target, m.generation)) {
+            Ok(md) => m.target_ino == 0 || md.ino() == m.target_ino,
+            Err(_) => false,
+        }
     }
 
     /// The rest of a rotation whose rename is done: create the new empty target,

@@ -3,6 +3,7 @@
 //! committed bytes never change, so a concurrent drain cannot make them lie.
 
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::drain::scan;
@@ -52,37 +53,39 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
             ))
         })
     };
-    let mut file = match File::open(target) {
-        Ok(f) => f,
-        Err(e) => {
-            // A target never initialised has no file either: say that (invalid_argument,
-            // as documented), not just "no such file".
-            if e.kind() == std::io::ErrorKind::NotFound {
-                load()?;
-            }
-            return Err(Error::io(format!("opening {}", target.display()), e));
-        }
-    };
-    // Bytes past committed_len are a round's only if an intent covered them when they
-    // were seen: a round commits its intent before its first byte, so a manifest read
-    // again after the fstat, unchanged, proves there was none. A changed one: retry.
+    // The file the manifest describes is the one with its inode: at the target's path
+    // or, while a managed rotation is between its rename and its commit, at
+    // `<target>.<generation>`. Bytes past committed_len are a round's only if an intent
+    // covered them when they were seen: a round commits its intent before its first
+    // byte. So: read the manifest, find its file, fstat it, read the manifest again; if
+    // the epoch moved meanwhile (a round or a rotation committed), start over; if not,
+    // what was seen is what this manifest describes. (A target never initialised:
+    // load() says so, as documented, before any "no such file".)
     let mut m = load()?;
-    let mut target_len = 0;
-    let mut foreign_tail = 0;
+    let (mut file, mut target_len, mut replaced, mut foreign_tail) = (None::<File>, 0, false, 0);
     for _ in 0..100 {
-        target_len = file.metadata().map_err(|e| Error::io("fstat of the target", e))?.len();
-        let tail = target_len.saturating_sub(m.committed_len);
-        let covered = m.intent.filter(|i| i.start == m.committed_len).map_or(0, |i| i.max_len);
-        if tail <= covered {
-            foreign_tail = 0;
-            break;
-        }
+        let candidates = [target.to_path_buf(), generation_path(target, m.generation)];
+        let found = candidates.iter().find_map(|p| {
+            let f = File::open(p).ok()?;
+            let md = f.metadata().ok()?;
+            (m.target_ino == 0 || md.ino() == m.target_ino).then_some((f, md.len()))
+        });
         let again = load()?;
-        if again.epoch == m.epoch {
-            foreign_tail = tail;
-            break;
+        if again.epoch != m.epoch {
+            m = again;
+            continue;
         }
-        m = again;
+        match found {
+            None => replaced = true,
+            Some((f, len)) => {
+                let covered = m.intent.filter(|i| i.start == m.committed_len).map_or(0, |i| i.max_len);
+                let tail = len.saturating_sub(m.committed_len);
+                foreign_tail = if tail > covered { tail } else { 0 };
+                target_len = len;
+                file = Some(f);
+            }
+        }
+        break;
     }
     let mut report = VerifyReport {
         target: target.to_path_buf(),
@@ -94,6 +97,15 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
         target_len,
         uncommitted_tail_bytes: target_len.saturating_sub(m.committed_len),
         problems: Vec::new(),
+    };
+    let Some(mut file) = file.filter(|_| !replaced) else {
+        report.problems.push(format!(
+            "the file at {} is not the target this manifest describes (inode {}): it was replaced, or the share is \
+             not mounted and another file sits there",
+            target.display(),
+            m.target_ino
+        ));
+        return Ok(report);
     };
     if foreign_tail > 0 {
         report.problems.push(format!(

@@ -1,0 +1,109 @@
+//! `verify` and managed rotation (issue 13 item 5): no false alarm while a rotation is
+//! between its steps, and a leftover `<target>.1` that tributary did not make (logrotate,
+//! by hand) is neither mistaken for an interrupted rotation nor overwritten.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use tributary::verify;
+
+/// A `tributary drain` that rotates, frozen at `point` (the `hold` failpoint) until the
+/// returned guard's `.reached` file is removed.
+struct Frozen {
+    child: Child,
+    reached: std::path::PathBuf,
+}
+
+impl Frozen {
+    fn at(point: &str, target: &Path, spool: &Path, fp_dir: &Path) -> Frozen {
+        let child = Command::new(bin())
+            .args(["drain", "--target", &s(target), "--spool", &s(spool), "--rotate-lines", "3"])
+            .env("TRIBUTARY_FAILPOINTS", format!("{point}=hold"))
+            .env(tributary::failpoint::DIR_VAR, fp_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let reached = fp_dir.join(format!("{point}.reached"));
+        let mut f = Frozen { child, reached };
+        // wait for the condition (the point announced), not for a time
+        while !f.reached.exists() {
+            if let Some(st) = f.child.try_wait().unwrap() {
+                panic!("the drain exited ({st}) before reaching {point}");
+            }
+            std::thread::yield_now();
+        }
+        f
+    }
+
+    fn release(mut self) {
+        std::fs::remove_file(&self.reached).unwrap();
+        let st = self.child.wait().unwrap();
+        assert!(st.success(), "the released drain failed: {st}");
+    }
+}
+
+#[test]
+fn verify_is_consistent_at_every_step_of_a_rotation() {
+    for point in ["rotate.after_rename", "rotate.after_create", "rotate.after_commit"] {
+        let d = tmp();
+        let (spool, target) = paths(d.path());
+        init(&target);
+        let j = journal(&spool.join("a.journal"));
+        let first = numbered("a", 0..3);
+        j.append_batch(&first).unwrap();
+        compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+        let more = numbered("b", 0..2);
+        j.append_batch(&more).unwrap();
+        drop(j);
+        let fp = d.path().join("fp");
+        std::fs::create_dir(&fp).unwrap();
+        let frozen = Frozen::at(point, &target, &spool, &fp);
+        let v = verify(&target).unwrap();
+        assert!(v.is_consistent(), "{point}: verify raised a false alarm mid-rotation: {:?}", v.problems);
+        let out = cli(&["verify", "--target", &s(&target)]);
+        assert!(out.status.success(), "{point}: {}", String::from_utf8_lossy(&out.stdout));
+        frozen.release();
+        let v = verify(&target).unwrap();
+        assert!(v.is_consistent(), "{point}, after: {:?}", v.problems);
+        let mut all = lines_of(&tributary::generation_path(&target, 1));
+        all.extend(lines_of(&target));
+        let mut want = first.clone();
+        want.extend(more);
+        assert_eq!(all, want, "{point}");
+    }
+}
+
+#[test]
+fn a_leftover_generation_file_is_not_an_interrupted_rotation_nor_overwritten() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let leftover = tributary::generation_path(&target, 1);
+    std::fs::write(&leftover, b"logrotate's old file\n").unwrap();
+    let j = journal(&spool.join("a.journal"));
+    let lines = numbered("a", 0..4);
+    j.append_batch(&lines).unwrap();
+    // no rotation configured: drains as usual
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    assert_exactly(&target, &lines);
+    // rotation configured: refused with what to do, the leftover kept, nothing lost
+    j.append_batch(&numbered("b", 0..1)).unwrap();
+    let out = cli(&["drain", "--target", &s(&target), "--spool", &s(&spool), "--rotate-lines", "2"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("move it away") && err.contains("[invalid_argument]"), "{err}");
+    assert_eq!(std::fs::read(&leftover).unwrap(), b"logrotate's old file\n", "the leftover was overwritten");
+    std::fs::rename(&leftover, d.path().join("moved-away")).unwrap();
+    let out = cli(&["drain", "--target", &s(&target), "--spool", &s(&spool), "--rotate-lines", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut all = lines_of(&leftover);
+    all.extend(lines_of(&target));
+    let mut want = lines;
+    want.extend(numbered("b", 0..1));
+    assert_eq!(all, want);
+    assert!(verify(&target).unwrap().is_consistent());
+}
