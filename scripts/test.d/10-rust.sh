@@ -15,4 +15,5 @@ fi
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo build --release --bins
-cargo test --release -- --test-threads=2
+# --no-fail-fast: one failing test binary must not hide the results of the others
+cargo test --release --no-fail-fast -- --test-threads=2
