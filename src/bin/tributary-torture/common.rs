@@ -438,9 +438,15 @@ pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// The drain-protocol failpoints (`drain.*`) in protocol order.
+/// The drain-protocol failpoints (`drain.*`) in protocol order (with the format-2
+/// intent commit, `drain.after_intent`, while [`tributary::failpoint::POINTS`] lacks it).
 pub fn drain_failpoints() -> Vec<&'static str> {
-    tributary::failpoint::POINTS.iter().copied().filter(|p| p.starts_with("drain.")).collect()
+    let mut v: Vec<&'static str> =
+        tributary::failpoint::POINTS.iter().copied().filter(|p| p.starts_with("drain.")).collect();
+    if !v.contains(&"drain.after_intent") {
+        v.insert(v.iter().position(|p| *p == "drain.mid_write").unwrap_or(v.len()), "drain.after_intent");
+    }
+    v
 }
 
 #[cfg(test)]

@@ -137,6 +137,28 @@ pub fn run(a: MultihostArgs) -> ExitCode {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The target is created once, through one mount (drains never create one); every
+    // host must see it before its compactor starts.
+    let target0 = shared0.join("out.log");
+    match std::process::Command::new(&trib).args(["init", "--target"]).arg(&target0).output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            eprintln!("multihost: tributary init: {}", String::from_utf8_lossy(&out.stderr).trim());
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("multihost: running tributary init: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    while !a.mounts.iter().all(|m| Sidecar::for_target(&m.join(&run_dir).join("out.log")).lock.exists()) {
+        if Instant::now() > until {
+            eprintln!("multihost: the initialised target is not visible through every mount after 20 s");
+            return ExitCode::FAILURE;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let mut rng = Rng::new(seed);
     let points = drain_failpoints();

@@ -16,9 +16,13 @@
 //!   the cut must not have new durable lines silently dropped).
 //!
 //! Two kinds of trials, drawn from the seed (the same seed replays the same plan):
-//! - failpoint trials: one deterministic cut at each failpoint of [`tributary::failpoint::POINTS`],
-//!   reached with the `=wait` action (the process announces the point with a file and
-//!   blocks there; no timing), plus cuts right after adopting a pre-existing target;
+//! - failpoint trials: one deterministic cut at each failpoint of [`tributary::failpoint::POINTS`]
+//!   (and `drain.after_intent`), reached with the `=wait` action (the process announces
+//!   the point with a file and blocks there; no timing), plus cuts while `init` (or a
+//!   `drain --create`) adopts a pre-existing target. The target of every other trial is
+//!   created by `tributary init` before anything else runs (drains never create one);
+//!   when the creating command itself was cut, recovery runs `init` again first, as an
+//!   operator whose `init` never returned would;
 //! - random trials: 1-3 writers of both durabilities, two racing compactors (two
 //!   `compact` daemons, or a daemon and back-to-back `drain`s), managed rotation with
 //!   retention in some; the cut comes when a seeded condition is met (acked lines past
@@ -36,6 +40,8 @@ use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
+
+use tributary::{Manifest, Sidecar};
 
 use crate::common::{last_error_line, mix, path_str, random_seed, read_acks, tally_line, Rng};
 
@@ -62,6 +68,7 @@ const FRESH_LINES: u64 = 5;
 /// has lines to move, which the fresh lines appended before it guarantee).
 const RECOVERY_POINTS: &[&str] = &[
     "drain.locked",
+    "drain.after_intent",
     "drain.mid_write",
     "drain.after_write",
     "drain.after_fsync",
@@ -159,7 +166,8 @@ struct WriterPlan {
 #[derive(Debug, Clone)]
 enum Kind {
     /// One cut at this failpoint; `adopt`: a pre-existing target written (not synced)
-    /// just before the first drain, which is the one frozen at the point.
+    /// just before the command that creates the target (`init`, or `drain --create` for
+    /// `drain.after_write`), which is the one frozen at the point.
     Failpoint {
         point: &'static str,
         adopt: bool,
@@ -230,10 +238,21 @@ impl Plan {
     }
 }
 
-/// The deterministic trials: a cut at every failpoint, then two adoptions of a
-/// pre-existing target cut before its bytes were synced by the round's fdatasync.
+/// The deterministic trials: a cut at every failpoint, then three creations adopting a
+/// pre-existing target: `init` cut after its first slot is durable (`init.after_slot`)
+/// and before (`drain.after_rename`: the slot written, not yet fdatasynced), and a
+/// `drain --create` cut after its first round's write. `upgrade.*` points need a
+/// version-1 target, which only a version-1 binary makes: not here.
 fn failpoint_trials() -> Vec<(&'static str, bool)> {
-    let mut v: Vec<(&'static str, bool)> = tributary::failpoint::POINTS.iter().map(|p| (*p, false)).collect();
+    let mut v: Vec<(&'static str, bool)> = tributary::failpoint::POINTS
+        .iter()
+        .filter(|p| !p.starts_with("init.") && !p.starts_with("upgrade."))
+        .map(|p| (*p, false))
+        .collect();
+    if !v.contains(&("drain.after_intent", false)) {
+        v.push(("drain.after_intent", false));
+    }
+    v.push(("init.after_slot", true));
     v.push(("drain.after_rename", true));
     v.push(("drain.after_write", true));
     v
@@ -695,12 +714,7 @@ fn read_generations(target: &Path) -> Result<(Vec<Vec<u8>>, bool), String> {
             gens.insert(g, e.path());
         }
     }
-    let manifest = fs::read_to_string(dir.join(format!("{name}.tributary")).join("manifest")).unwrap_or_default();
-    let generation = manifest
-        .lines()
-        .find_map(|l| l.strip_prefix("generation "))
-        .and_then(|g| g.trim().parse::<u64>().ok())
-        .unwrap_or(1);
+    let generation = Manifest::load(&Sidecar::for_target(target)).ok().flatten().map_or(1, |m| m.generation);
     let gap = (1..generation).any(|g| !gens.contains_key(&g));
     let mut files = Vec::new();
     for p in gens.values() {
@@ -715,11 +729,7 @@ fn read_generations(target: &Path) -> Result<(Vec<Vec<u8>>, bool), String> {
 }
 
 fn manifest_epoch(target: &Path) -> u64 {
-    let m = target.with_file_name(format!("{}.tributary", target.file_name().expect("name").to_string_lossy()));
-    fs::read_to_string(m.join("manifest"))
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("epoch ")?.trim().parse().ok()))
-        .unwrap_or(0)
+    Manifest::load(&Sidecar::for_target(target)).ok().flatten().map_or(0, |m| m.epoch)
 }
 
 // ---------------------------------------------------------------------------------
@@ -884,6 +894,17 @@ impl<'a> Trial<'a> {
         v
     }
 
+    fn init_args(&self) -> Vec<String> {
+        vec!["init".to_string(), "--target".into(), path_str(&self.target), "--lock-timeout-ms".into(), "120000".into()]
+    }
+
+    /// `tributary init`, run to completion (must exit 0).
+    fn init(&mut self, what: &str) -> Result<(), String> {
+        let args = self.init_args();
+        let log = self.log("init");
+        P::run(what, &self.ctx.trib, &args, &[], &log)
+    }
+
     /// Start a process frozen at `point` (`=wait`) and wait until it announces it.
     fn freeze_at(&mut self, name: &str, exe: PathBuf, args: Vec<String>, point: &str) -> Result<(), String> {
         let fp = self.local.join(format!("fp{}", self.n));
@@ -957,6 +978,11 @@ fn run_trial(ctx: &Ctx, disk: &mut Disk, work: &Path, k: u64, plan: &Plan) -> (T
         for d in [t.spool.clone(), tdir.join("shared"), tdir.clone(), disk.mnt.clone()] {
             sync_dir(&d)?;
         }
+        // The target is created once, before anything drains (a trial with a
+        // pre-existing target creates it, adopting that, in its phase below).
+        if !plan_has_header(plan) {
+            t.init("init")?;
+        }
         // Each journal first gets 2 full lines, so the journal itself is durable.
         for wp in plan.writers.clone() {
             t.run_fresh(PRIME_ID + wp.id, wp.id, 2)?;
@@ -986,6 +1012,13 @@ fn run_trial(ctx: &Ctx, disk: &mut Disk, work: &Path, k: u64, plan: &Plan) -> (T
         }
         v
     };
+    // The command that created the target was cut before it returned: its operator
+    // runs it again (`init` finishes or redoes an interrupted creation).
+    if matches!(plan.kind, Kind::Failpoint { adopt: true, .. }) {
+        if let Err(e) = t.init("init again (the creating command was cut)") {
+            t.errors.push(e);
+        }
+    }
     if let Some(point) = plan.recovery_cut {
         let r = (|| -> Result<(), String> {
             for j in &journals {
@@ -1048,13 +1081,18 @@ fn failpoint_phase(t: &mut Trial, point: &'static str, adopt: bool, header: &[u8
     t.wait_new_acks(20)?;
     let trib = t.ctx.trib.clone();
     if adopt {
-        // A pre-existing target, written (not synced) just before the first drain,
-        // which is frozen right after committing its adoption (or after its write).
+        // A pre-existing target, written (not synced) just before the command that
+        // creates the target and adopts it: `init`, frozen at its first slot commit;
+        // or a `drain --create`, frozen after its first round's write.
         let mut h = header.to_vec();
         h.push(b'\n');
         fs::write(&t.target, h).map_err(|e| format!("writing the pre-existing target: {e}"))?;
-        let args = t.drain_args(&[]);
-        return t.freeze_at("drain", trib, args, point);
+        if point.starts_with("drain.") && point != "drain.after_rename" {
+            let args = t.drain_args(&["--create".to_string()]);
+            return t.freeze_at("drain --create", trib, args, point);
+        }
+        let args = t.init_args();
+        return t.freeze_at("init", trib, args, point);
     }
     // History first: a committed round (its lines get old, the manifest exists).
     let args = t.drain_args(&[]);
@@ -1097,9 +1135,11 @@ fn failpoint_phase(t: &mut Trial, point: &'static str, adopt: bool, header: &[u8
 
 fn random_phase(t: &mut Trial, r: &RandomPlan, header: &[u8]) -> Result<(), String> {
     if r.header {
+        // written, not synced: `init` adopts it (and makes it durable first, O4)
         let mut h = header.to_vec();
         h.push(b'\n');
         fs::write(&t.target, h).map_err(|e| format!("writing the pre-existing target: {e}"))?;
+        t.init("init (adopting)")?;
     }
     let mut flags: Vec<String> = vec!["--lock-timeout-ms".into(), "120000".into()];
     if let Some(b) = r.max_round_bytes {
@@ -1422,8 +1462,8 @@ mod tests {
                 Kind::Random(_) => None,
             })
             .collect();
-        for p in tributary::failpoint::POINTS {
-            assert!(fps.contains(p), "{p} has no trial");
+        for p in tributary::failpoint::POINTS.iter().chain(&["drain.after_intent", "init.after_slot"]) {
+            assert!(fps.contains(p) || p.starts_with("upgrade."), "{p} has no trial");
         }
         for k in 0..200 {
             let p = plan(7, FsKind::Ext4, k);

@@ -3,6 +3,8 @@
 //! failpoint and restarted; 1–4 drain actions on random "hosts" — a `drain` that dies
 //! at a drain-protocol failpoint, a `drain` or `compact` SIGKILLed after a random
 //! delay, two drains from two hosts racing with one of them dying, or a clean drain.
+//! The target is created first with `tributary init` (drains never create one), in
+//! some trials by an `init` killed at its slot commit and run again.
 //! Then a clean recovery drain per host and the proof: every acknowledged line exactly
 //! once, in per-writer order, nothing torn, `verify` clean with no uncommitted tail,
 //! every journal emptied, and (on GlusterFS) the same bytes through every mount.
@@ -288,7 +290,7 @@ fn any_point(rng: &mut Rng, points: &[&'static str]) -> &'static str {
 
 fn point_of(fp: &Option<String>) -> Option<&'static str> {
     let name = fp.as_deref()?.split('=').next()?;
-    tributary::failpoint::POINTS.iter().copied().find(|p| *p == name)
+    tributary::failpoint::POINTS.iter().copied().chain(drain_failpoints()).find(|p| *p == name)
 }
 
 /// Account for a life that ended: count kills (by failpoint or timer), record failures.
@@ -337,6 +339,48 @@ fn poll_writers(ws: &mut [WriterState], o: &mut Outcome) {
     }
 }
 
+/// `tributary init` of trial `k`'s target, once, before any drain; in one trial of four
+/// a first `init` is SIGKILLed at its slot commit (before or after its fdatasync) and
+/// `init` is run again, as its operator would. Then wait until every host sees it.
+fn create_target(ctx: &Ctx, k: u64, tseed: u64, o: &mut Outcome) -> Result<(), String> {
+    let target = ctx.target(k, 0);
+    let init = |failpoint: Option<&str>| {
+        let mut c = std::process::Command::new(&ctx.trib);
+        c.args(["init", "--target"]).arg(&target).env_remove("TRIBUTARY_FAILPOINTS");
+        if let Some(fp) = failpoint {
+            c.env("TRIBUTARY_FAILPOINTS", format!("{fp}=kill"));
+        }
+        c.output().map_err(|e| format!("running tributary init: {e}"))
+    };
+    let mut rng = Rng::new(mix(tseed, 0x1417));
+    if rng.chance(1, 4) {
+        let point = *rng.pick(&["init.after_slot", "drain.after_rename"]);
+        o.plan.push(format!("init killed at {point}"));
+        let out = init(Some(point))?;
+        if out.status.code().is_some() {
+            return Err(format!(
+                "the init meant to die at {point} exited: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        o.kills_compactors += 1;
+        o.kills_by_failpoint += 1;
+        *o.fp_hit.entry(point).or_default() += 1;
+    }
+    let out = init(None)?;
+    if !out.status.success() {
+        return Err(format!("tributary init: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    while !(0..ctx.hosts()).all(|h| tributary::Sidecar::for_target(&ctx.target(k, h)).lock.exists()) {
+        if Instant::now() > until {
+            return Err("the initialised target is not visible through every mount after 20 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 fn run_trial(ctx: &Ctx, k: u64, tseed: u64) -> Outcome {
     let mut o = Outcome::default();
     let mut rng = Rng::new(tseed);
@@ -353,6 +397,10 @@ fn run_trial(ctx: &Ctx, k: u64, tseed: u64) -> Outcome {
             o.errors.push(format!("creating {}: {e}", d.display()));
             return o;
         }
+    }
+    if let Err(e) = create_target(ctx, k, tseed, &mut o) {
+        o.errors.push(e);
+        return o;
     }
     let points = drain_failpoints();
 
@@ -414,7 +462,9 @@ fn run_trial(ctx: &Ctx, k: u64, tseed: u64) -> Outcome {
     let mut actions = Vec::new();
     // a drain that died between writing and committing leaves a tail; the next drain
     // then truncates it, so aim at drain.after_truncate more often right after one
-    let leaves_tail = ["drain.mid_write", "drain.after_write", "drain.after_fsync", "drain.after_temp_manifest"];
+    // (format 2: drain.after_temp_manifest and drain.after_rename first fire at the
+    // intent's commit, before the bytes; drain.lose_lock comes after the fdatasync)
+    let leaves_tail = ["drain.mid_write", "drain.after_write", "drain.after_fsync", "drain.lose_lock"];
     let mut tail_likely = false;
     for _ in 0..n_actions {
         // mostly a host that has writers (a drain of an empty spool still takes the lock)
