@@ -149,8 +149,8 @@ func ExampleOpenReaderAt() {
 		log.Fatal(err)
 	}
 	line, _, _ := r.TryNext()
-	saved := r.Cursor() // persist it with the work done for the line
-	fmt.Printf("processed %s, cursor %v\n", line, saved)
+	saved := r.Cursor() // persist it with the work done for the line (saved.String(): "<target id>:1:2")
+	fmt.Printf("processed %s, cursor %d:%d\n", line, saved.Generation, saved.Offset)
 	r.Close()
 
 	drain("c", "d") // generation 1 becomes events.log.1
@@ -169,7 +169,8 @@ func ExampleOpenReaderAt() {
 		if !ok {
 			break
 		}
-		fmt.Printf("processed %s, cursor %v\n", line, r.Cursor())
+		c := r.Cursor()
+		fmt.Printf("processed %s, cursor %d:%d\n", line, c.Generation, c.Offset)
 	}
 	v, _ := tributary.Verify(target)
 	fmt.Println("generation", v.Generation, "with", v.RotatedGenerations, "rotated, consistent:", v.Consistent)

@@ -24,49 +24,119 @@ import (
 // noticed within this long.
 const pollSlice = 100 * time.Millisecond
 
-// A Cursor is a reading position in a target: a generation of the target and the
-// byte offset of a line's start in it. It stays valid across managed rotations
-// (DrainOptions.RotateBytes, RotateLines): a rotated generation lives on as
-// "<target>.<generation>" and a Reader opened at a Cursor in it reads it to the end
-// and goes on into the next generation. Keep the Cursor of the last line you
-// processed (Line.Cursor, or Reader.Cursor) and reopen with OpenReaderAt to continue
-// after it, without losing or repeating a line.
+// A Cursor is a reading position in a target: a generation of the target, the byte
+// offset of a line's start in it, and the id of the target it belongs to. It stays
+// valid across managed rotations (DrainOptions.RotateBytes, RotateLines): a rotated
+// generation lives on as "<target>.<generation>" and a Reader opened at a Cursor in it
+// reads it to the end and goes on into the next generation. Keep the Cursor of the last
+// line you processed (Line.Cursor, or Reader.Cursor) and reopen with OpenReaderAt to
+// continue after it, without losing or repeating a line.
+//
+// A Cursor names one position of ONE target: OpenReaderAt refuses a Cursor whose
+// TargetID is another target's (ErrInvalidArgument, reading nothing). A Cursor without
+// a TargetID (a legacy cursor: two numbers kept by an earlier version, or the text
+// "generation:offset") cannot be checked and opens on any target.
+//
+// To key results derived from a line (exactly-once pipelines), use where the line
+// starts (Line.Start, Reader.LineStart), not the Cursor before or after it: the start
+// is the same whether the line is read before or after the rotation of its generation.
 //
 // The zero value, CursorStart, is the very beginning: the start of the oldest
-// generation still kept. A Cursor is a plain value: compare it with ==, store its two
-// fields, or its String form and ParseCursor.
+// generation still kept, on any target. A Cursor is a plain value: compare it with
+// ==, store its fields, or its String form and ParseCursor.
 type Cursor struct {
 	// Generation is the target's generation: 1 until the first managed rotation,
 	// then one more per rotation. 0 only in CursorStart.
 	Generation uint64
 	// Offset is the byte offset in that generation of the start of the next line.
 	Offset int64
+	// TargetID is the id of the target the Cursor belongs to (32 lower-case hex
+	// digits, as Status reports it), or "": CursorStart, a legacy cursor, or the
+	// position of a Reader of a target that does not exist yet (it learns the id when
+	// the target appears).
+	TargetID string
 }
 
 // CursorStart is the zero Cursor: the start of the oldest generation still kept
-// (retention may have removed older ones).
+// (retention may have removed older ones), on any target.
 var CursorStart = Cursor{}
 
-// String formats c as "generation:offset", the form ParseCursor reads (and the one
-// the Rust crate and the CLI print).
+// String formats c as "target_id:generation:offset", or "generation:offset" without
+// a TargetID: the forms ParseCursor reads (and the Rust crate, the CLI, Python and C
+// print).
 func (c Cursor) String() string {
-	return strconv.FormatUint(c.Generation, 10) + ":" + strconv.FormatInt(c.Offset, 10)
+	s := strconv.FormatUint(c.Generation, 10) + ":" + strconv.FormatInt(c.Offset, 10)
+	if c.TargetID != "" {
+		s = c.TargetID + ":" + s
+	}
+	return s
 }
 
-// ParseCursor reads a Cursor in the "generation:offset" form of Cursor.String.
+// ParseCursor reads a Cursor in the "target_id:generation:offset" form of
+// Cursor.String, or the legacy "generation:offset" (no TargetID).
 func ParseCursor(s string) (Cursor, error) {
 	const op = "parse cursor"
-	g, o, ok := strings.Cut(s, ":")
-	if !ok {
-		return Cursor{}, argError(op, fmt.Sprintf("cursor %q is not of the form generation:offset", s))
+	bad := func(why string) (Cursor, error) {
+		return Cursor{}, argError(op, fmt.Sprintf("cursor %q: %s; a cursor is target_id:generation:offset "+
+			"(32 hex digits and two non-negative integers) or the legacy generation:offset", s, why))
 	}
-	gen, err1 := strconv.ParseUint(g, 10, 64)
-	off, err2 := strconv.ParseInt(o, 10, 64)
-	if err1 != nil || err2 != nil || off < 0 {
-		return Cursor{}, argError(op, fmt.Sprintf("cursor %q is not of the form generation:offset "+
-			"(two non-negative integers)", s))
+	digits := func(t string) bool {
+		for _, b := range []byte(t) {
+			if b < '0' || b > '9' {
+				return false
+			}
+		}
+		return t != ""
 	}
-	return Cursor{Generation: gen, Offset: off}, nil
+	parts := strings.Split(s, ":")
+	var c Cursor
+	switch len(parts) {
+	case 2:
+	case 3:
+		id := strings.ToLower(parts[0])
+		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+			return bad(fmt.Sprintf("bad target id %q", parts[0]))
+		}
+		c.TargetID = id
+		parts = parts[1:]
+	default:
+		return bad("not two or three fields separated by ':'")
+	}
+	if !digits(parts[0]) || !digits(parts[1]) {
+		return bad("the generation and the offset must be non-negative integers")
+	}
+	gen, err1 := strconv.ParseUint(parts[0], 10, 64)
+	off, err2 := strconv.ParseInt(parts[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return bad("a number is too large")
+	}
+	if gen == 0 && off != 0 {
+		return bad("generation 0 (CursorStart) needs offset 0")
+	}
+	c.Generation, c.Offset = gen, off
+	return c, nil
+}
+
+// toC is c as the C ABI's trib_cursor.
+func (c Cursor) toC(op string) (C.trib_cursor, error) {
+	var out C.trib_cursor
+	if len(c.TargetID) >= len(out.target_id) || strings.IndexByte(c.TargetID, 0) >= 0 {
+		return out, argError(op, fmt.Sprintf("cursor %v: TargetID %q is not 32 hex digits", c, c.TargetID))
+	}
+	out.generation = C.uint64_t(c.Generation)
+	out.offset = C.uint64_t(c.Offset)
+	for i := 0; i < len(c.TargetID); i++ {
+		out.target_id[i] = C.char(c.TargetID[i])
+	}
+	return out, nil
+}
+
+func cursorFromC(c *C.trib_cursor) Cursor {
+	return Cursor{
+		Generation: uint64(c.generation),
+		Offset:     int64(c.offset),
+		TargetID:   C.GoString(&c.target_id[0]),
+	}
 }
 
 // A Reader reads a target's committed lines from a Cursor (fan-out). It never shows
@@ -86,8 +156,9 @@ type Reader struct {
 	// delivering it): the next read returns it. Guarded by mu.
 	pending *Line
 
-	curMu  sync.Mutex
-	cursor Cursor // just after the last line returned (or read ahead by Lines)
+	curMu     sync.Mutex
+	cursor    Cursor // just after the last line returned (or read ahead by Lines)
+	lineStart Cursor // where the last line returned (or read ahead by Lines) starts
 
 	following atomic.Bool   // a Lines goroutine owns the reader
 	closed    chan struct{} // closed by Close: unblocks a Lines goroutine
@@ -100,6 +171,12 @@ type Reader struct {
 type Line struct {
 	// Bytes is the line without its '\n' (a copy: the caller owns it).
 	Bytes []byte
+	// Start is where this line starts (its generation and the offset of its first
+	// byte, with the target's id): the line's identity, to key results derived from
+	// it. It is the same whether the line is read before or after the rotation of its
+	// generation (the Cursor after the previous line is not: "g:end of g" or
+	// "g+1:0").
+	Start Cursor
 	// Cursor is the position just after this line: keep it once the line is
 	// processed, and reopen with OpenReaderAt to continue after it (across managed
 	// rotations too).
@@ -141,6 +218,11 @@ func OpenReader(target string, offset int64) (*Reader, error) {
 // Reader.Cursor of an earlier reader; it continues across managed rotations.
 // CursorStart (the zero Cursor) starts at the oldest generation still kept.
 //
+// A Cursor whose TargetID is another target's is ErrInvalidArgument ("cursor ...
+// belongs to target ..., but ... is target ..."), and nothing is read: a Cursor kept
+// for one target cannot be used on another. A Cursor without a TargetID is not
+// checked.
+//
 // A cursor in a generation that retention has removed
 // (DrainOptions.RetainGenerations), in a generation that does not exist yet, beyond
 // the committed length of its generation or not at the start of a line is
@@ -155,6 +237,10 @@ func OpenReaderAt(target string, c Cursor) (*Reader, error) {
 	if c.Generation == 0 && c.Offset != 0 {
 		return nil, argError(op, fmt.Sprintf("cursor %v: generation 0 (CursorStart) needs offset 0", c))
 	}
+	cc, err := c.toC(op)
+	if err != nil {
+		return nil, err
+	}
 	ctarget, err := cString(op, "target", target)
 	if err != nil {
 		return nil, err
@@ -162,7 +248,7 @@ func OpenReaderAt(target string, c Cursor) (*Reader, error) {
 	defer C.free(unsafe.Pointer(ctarget))
 	var h *C.trib_reader
 	var cerr *C.trib_error
-	rc := C.trib_reader_open_at(ctarget, C.uint64_t(c.Generation), C.uint64_t(c.Offset), &h, &cerr)
+	rc := C.trib_reader_open_cursor(ctarget, &cc, &h, &cerr)
 	if err := callError(op, rc, cerr); err != nil {
 		return nil, err
 	}
@@ -184,12 +270,22 @@ func newReader(op string, h *C.trib_reader, target string) (*Reader, error) {
 
 // libCursor is the library reader's position: where its next line starts.
 func libCursor(op string, h *C.trib_reader) (Cursor, error) {
-	var gen, off C.uint64_t
+	var c C.trib_cursor
 	var cerr *C.trib_error
-	if err := callError(op, C.trib_reader_cursor(h, &gen, &off, &cerr), cerr); err != nil {
+	if err := callError(op, C.trib_reader_position(h, &c, &cerr), cerr); err != nil {
 		return Cursor{}, err
 	}
-	return Cursor{Generation: uint64(gen), Offset: int64(off)}, nil
+	return cursorFromC(&c), nil
+}
+
+// libLineStart is where the line the library reader returned last starts.
+func libLineStart(op string, h *C.trib_reader) (Cursor, error) {
+	var c C.trib_cursor
+	var cerr *C.trib_error
+	if err := callError(op, C.trib_reader_line_start(h, &c, &cerr), cerr); err != nil {
+		return Cursor{}, err
+	}
+	return cursorFromC(&c), nil
 }
 
 func (r *Reader) finalize() {
@@ -219,9 +315,26 @@ func (r *Reader) Cursor() Cursor {
 // rotation.
 func (r *Reader) Offset() int64 { return r.Cursor().Offset }
 
+// LineStart is where the last line returned by Next or TryNext starts (its
+// generation, the offset of its first byte, the target's id): the line's identity, to
+// key results derived from it; the same whether the line was read before or after the
+// rotation of its generation. The zero Cursor before the first line. While Lines runs,
+// the reader may be one line ahead: use Line.Start instead.
+func (r *Reader) LineStart() Cursor {
+	r.curMu.Lock()
+	defer r.curMu.Unlock()
+	return r.lineStart
+}
+
 func (r *Reader) setCursor(c Cursor) {
 	r.curMu.Lock()
 	r.cursor = c
+	r.curMu.Unlock()
+}
+
+func (r *Reader) setPosition(after, start Cursor) {
+	r.curMu.Lock()
+	r.cursor, r.lineStart = after, start
 	r.curMu.Unlock()
 }
 
@@ -234,7 +347,7 @@ func (r *Reader) next(op string, wait time.Duration) (Line, bool, error) {
 	}
 	if p := r.pending; p != nil {
 		r.pending = nil
-		r.setCursor(p.Cursor)
+		r.setPosition(p.Cursor, p.Start)
 		return *p, true, nil
 	}
 	var has C.bool
@@ -251,27 +364,31 @@ func (r *Reader) next(op string, wait time.Duration) (Line, bool, error) {
 	// The library's buffer is valid until the next call on this reader: copy.
 	line := make([]byte, int(n))
 	copy(line, unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n)))
-	// The position after the line: the library may have moved on to the next
-	// generation to read it.
+	// The position after the line (the library may have moved on to the next
+	// generation to read it), and where the line starts.
 	c, err := libCursor(op, r.h)
+	if err != nil {
+		return Line{}, false, err
+	}
+	start, err := libLineStart(op, r.h)
 	runtime.KeepAlive(r)
 	if err != nil {
 		return Line{}, false, err
 	}
-	r.setCursor(c)
-	return Line{Bytes: line, Cursor: c, Offset: c.Offset}, true, nil
+	r.setPosition(c, start)
+	return Line{Bytes: line, Start: start, Cursor: c, Offset: c.Offset}, true, nil
 }
 
 // giveBack makes a line read but not delivered the next one to be read again, and
-// moves the cursor back to before it.
-func (r *Reader) giveBack(l Line, before Cursor) {
+// moves the cursor (and the last line's start) back to before it.
+func (r *Reader) giveBack(l Line, before, beforeStart Cursor) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.h == nil {
 		return
 	}
 	r.pending = &l
-	r.setCursor(before)
+	r.setPosition(before, beforeStart)
 }
 
 func (r *Reader) busy(op string) error {
@@ -327,8 +444,8 @@ func (r *Reader) nextCtx(ctx context.Context) (Line, error) {
 // Lines follows the target: it delivers every committed line from the reader's
 // cursor on, then waits for drains to commit more, until ctx is done or the reader
 // is closed; then the channel is closed. It follows managed rotations: every line
-// of every generation is delivered once, in order, and each Line carries the Cursor
-// after it. If reading fails (the target was truncated behind tributary's back, its
+// of every generation is delivered once, in order, and each Line carries its Start
+// and the Cursor after it. If reading fails (the target was truncated behind tributary's back, its
 // manifest is corrupt, retention removed the generation being read, ...), the last
 // value carries the error in Line.Err and the channel is closed; Err returns that
 // error too.
@@ -354,7 +471,7 @@ func (r *Reader) follow(ctx context.Context, ch chan<- Line) {
 	defer close(ch)
 	defer r.following.Store(false)
 	for {
-		before := r.Cursor()
+		before, beforeStart := r.Cursor(), r.LineStart()
 		line, err := r.nextCtx(ctx)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, ErrClosed) {
@@ -368,10 +485,16 @@ func (r *Reader) follow(ctx context.Context, ch chan<- Line) {
 			}
 			return
 		}
+		// A cancellation that came while the line was being read wins: the line is
+		// given back, not raced against a receiver that is still ranging.
+		if ctx.Err() != nil {
+			r.giveBack(line, before, beforeStart)
+			return
+		}
 		select {
 		case ch <- line:
 		case <-ctx.Done():
-			r.giveBack(line, before)
+			r.giveBack(line, before, beforeStart)
 			return
 		case <-r.closed:
 			return

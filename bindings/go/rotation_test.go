@@ -35,7 +35,7 @@ func committedLines(t testing.TB, target string) []genLine {
 		var off int64
 		for _, l := range targetLines(t, path) {
 			off += int64(len(l)) + 1
-			out = append(out, genLine{l, Cursor{g, off}})
+			out = append(out, genLine{l, Cursor{Generation: g, Offset: off, TargetID: st.TargetID}})
 		}
 	}
 	return out
@@ -60,7 +60,8 @@ func drainWith(t testing.TB, target string, opts DrainOptions) DrainReport {
 }
 
 func TestCursorStringParse(t *testing.T) {
-	for _, c := range []Cursor{CursorStart, {1, 0}, {3, 1024}, {1<<64 - 1, 1<<63 - 1}} {
+	for _, c := range []Cursor{CursorStart, {Generation: 1}, {Generation: 3, Offset: 1024},
+		{Generation: 1<<64 - 1, Offset: 1<<63 - 1}} {
 		got, err := ParseCursor(c.String())
 		if err != nil || got != c {
 			t.Fatalf("ParseCursor(%q) = %v, %v; want %v", c.String(), got, err, c)
@@ -213,7 +214,7 @@ func TestRotationFollowers(t *testing.T) {
 			// After the last line of a generation that was already rotated out when it
 			// was read, the cursor has moved on to the start of the next generation.
 			endOfGen := i+1 < len(want) && want[i+1].after.Generation > want[i].after.Generation
-			movedOn := endOfGen && l.Cursor == Cursor{Generation: want[i].after.Generation + 1}
+			movedOn := endOfGen && l.Cursor == Cursor{Generation: want[i].after.Generation + 1, TargetID: want[i].after.TargetID}
 			if string(l.Bytes) != want[i].text || (l.Cursor != want[i].after && !movedOn) || l.Offset != l.Cursor.Offset {
 				t.Fatalf("%s: line %d is %q with cursor %v (offset %d); want %q with cursor %v", res.who, i,
 					l.Bytes, l.Cursor, l.Offset, want[i].text, want[i].after)
@@ -238,7 +239,7 @@ func TestReaderResumeAcrossRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := r.Cursor(); c != (Cursor{1, 0}) {
+	if c := pos(r.Cursor()); c != (Cursor{Generation: 1}) {
 		t.Fatalf("Cursor at CursorStart = %v, want 1:0", c)
 	}
 	for i := range 4 {
@@ -295,7 +296,7 @@ func TestReaderResumeAcrossRotation(t *testing.T) {
 	}
 	// Generation 1 was rotated out before it was read: after its last line the cursor
 	// is already the start of generation 2 (so it stays valid once retention removes 1).
-	if start2 := (Cursor{Generation: 2}); last.Cursor != start2 || r.Cursor() != start2 {
+	if start2 := (Cursor{Generation: 2}); pos(last.Cursor) != start2 || pos(r.Cursor()) != start2 {
 		t.Fatalf("after line 9: Line.Cursor %v, Reader.Cursor %v; want both %v (past the end of generation 1)",
 			last.Cursor, r.Cursor(), start2)
 	}
@@ -347,7 +348,7 @@ func TestReaderResumeAcrossRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r3.Close()
-	if c := r3.Cursor(); c != (Cursor{3, 0}) {
+	if c := pos(r3.Cursor()); c != (Cursor{Generation: 3}) {
 		t.Fatalf("OpenReader(target, 0).Cursor() = %v, want 3:0", c)
 	}
 	if l, ok, err := r3.TryNext(); err != nil || !ok || string(l) != "line 20" {
@@ -415,7 +416,7 @@ func TestRetentionAndCursors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if c := r.Cursor(); c != (Cursor{5, 0}) {
+	if c := pos(r.Cursor()); c != (Cursor{Generation: 5}) {
 		t.Fatalf("CursorStart opened at %v, want 5:0", c)
 	}
 	for i := 20; i < 35; i++ {

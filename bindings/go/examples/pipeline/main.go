@@ -7,10 +7,11 @@
 //
 // Every hop is exactly-once: journals keep what was appended until a compactor has
 // committed it to the target, readers see committed lines only, and the processor
-// appends each result with an idempotency key derived from its input's cursor in
-// a.log, so a processor restarted from an older cursor would not duplicate results.
-// Compactor A rotates a.log every 8 KiB (a.log.1, a.log.2, ...); the processor's
-// cursor (generation, offset) follows it across rotations.
+// appends each result with an idempotency key made of where its input line starts in
+// a.log (Line.Start: target id, generation, offset), so a processor restarted from an
+// older cursor would not duplicate results. Compactor A rotates a.log every 8 KiB
+// (a.log.1, a.log.2, ...); the processor's cursor follows it across rotations, and a
+// line's start is the same whether it is read before or after its rotation.
 //
 // Run it from bindings/go after `cargo build --release`:
 //
@@ -145,7 +146,7 @@ func run(producers, events, consumers int, dir string, keep bool) error {
 	}
 
 	// The processor: follows a.log, transforms each event into a result, and
-	// appends it to its own journal, keyed by the event's cursor in a.log.
+	// appends it to its own journal, keyed by where the event starts in a.log.
 	var processed atomic.Int64
 	workers.Add(1)
 	go func() {
@@ -176,7 +177,7 @@ func run(producers, events, consumers int, dir string, keep bool) error {
 				fail("processor", err)
 				return
 			}
-			key := "a.log@" + line.Cursor.String() // "generation:offset" after the event
+			key := "a.log@" + line.Start.String() // "target_id:generation:offset" where the event starts
 			if _, err := j.AppendKeyed([]byte(key), []byte(result)); err != nil {
 				fail("processor", err)
 				return
@@ -253,7 +254,7 @@ func run(producers, events, consumers int, dir string, keep bool) error {
 	fmt.Printf("  compactor A: %d lines → a.log in %d drains, %d rotations (every 8 KiB)\n",
 		statsA.lines.Load(), statsA.drains.Load(), statsA.rotations.Load())
 	fmt.Printf("  processor:   %d events read from a.log → %d results appended to spool-b/processor.journal "+
-		"(keyed by a.log cursor)\n", processed.Load(), processed.Load())
+		"(keyed by their line's start in a.log)\n", processed.Load(), processed.Load())
 	fmt.Printf("  compactor B: %d lines → b.log in %d drains\n", statsB.lines.Load(), statsB.drains.Load())
 	for _, c := range counts {
 		fmt.Println(c)
