@@ -181,6 +181,18 @@ impl Error {
         }
     }
 
+    /// The journal this error is about, when it concerns one journal only (the others
+    /// given to the same drain are fine): a daemon sets that journal aside and goes on.
+    pub fn journal_path(&self) -> Option<&std::path::Path> {
+        match self {
+            Error::CorruptJournalRow { journal, .. }
+            | Error::JournalRestored { journal, .. }
+            | Error::JournalForeign { journal, .. } => Some(journal),
+            Error::NotAJournal { path, .. } | Error::JournalGone { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
     /// An `Io` error with what was being done.
     pub fn io(context: impl Into<String>, source: io::Error) -> Error {
         Error::Io { context: context.into(), source }

@@ -456,7 +456,7 @@ impl Journal {
     pub fn open_existing(path: impl AsRef<Path>, opts: JournalOptions) -> Result<Journal> {
         let path = path.as_ref();
         match std::fs::symlink_metadata(path) {
-            Ok(m) if m.is_file() => Self::open(path, opts),
+            Ok(m) if m.is_file() => Self::open_impl(path, opts, false),
             Ok(_) => Err(Error::NotAJournal { path: path.to_path_buf(), detail: "not a regular file".into() }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotAJournal {
                 path: path.to_path_buf(),
@@ -468,7 +468,14 @@ impl Journal {
 
     /// Open (creating if needed, mode 0600) the journal at `path`.
     pub fn open(path: impl AsRef<Path>, opts: JournalOptions) -> Result<Journal> {
-        let path = path.as_ref().to_path_buf();
+        Self::open_impl(path.as_ref(), opts, true)
+    }
+
+    /// `create`: make a new journal in an empty file (a writer's open). A compactor's
+    /// open never does: a file its writer is creating at that moment is "not ready",
+    /// and racing the writer through SQLite's first-time setup broke both.
+    fn open_impl(path: &Path, opts: JournalOptions, create: bool) -> Result<Journal> {
+        let path = path.to_path_buf();
         if opts.max_line_bytes == 0 {
             return Err(Error::InvalidArgument("max_line_bytes must be at least 1".into()));
         }
@@ -524,6 +531,13 @@ impl Journal {
             .map_err(|e| not_journal(format!("not an SQLite database: {e}")))?;
         if !tables.is_empty() && !tables.iter().any(|t| t == "meta") {
             return Err(not_journal("it is an SQLite database without tributary's tables".into()));
+        }
+        if tables.is_empty() && !create {
+            return Err(not_journal(
+                "it is empty: no writer has created a journal in it yet (or one is doing so right now; a drain \
+                 never creates a journal, and picks it up once its writer has)"
+                    .into(),
+            ));
         }
         // For a new journal only (an existing one keeps its settings; and setting
         // auto_vacuum runs a write transaction, which must not make opening a journal

@@ -443,51 +443,174 @@ fn cmd_retire(a: RetireArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Exit code of `compact` for an error that needs a human (the target is damaged,
+/// holds bytes tributary did not write, or belongs to something else): a supervisor
+/// should not restart it (systemd: `RestartPreventExitStatus=3`).
+const EXIT_NEEDS_A_HUMAN: u8 = 3;
+
+/// Errors after which the daemon stops: retrying cannot help and would hide them.
+fn needs_a_human(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::CorruptManifest
+            | ErrorKind::TargetTruncated
+            | ErrorKind::UnexpectedTail
+            | ErrorKind::TornTarget
+            | ErrorKind::InvalidArgument
+    ) || (e.kind() == ErrorKind::UnsafeFilesystem && e.journal_path().is_none())
+}
+
+/// What the daemon has said about each problem, so it says it once (and once more
+/// when it is over), not once per round.
+#[derive(Default)]
+struct Reported(std::collections::BTreeMap<String, String>);
+
+impl Reported {
+    /// Say `msg` about `what` unless it was the last thing said about it.
+    fn problem(&mut self, what: &str, msg: String) {
+        if self.0.get(what) != Some(&msg) {
+            eprintln!("tributary compact: {msg}");
+            self.0.insert(what.to_string(), msg);
+        }
+    }
+    fn resolved(&mut self, what: &str, how: &str) {
+        if self.0.remove(what).is_some() {
+            eprintln!("tributary compact: {what}: {how}");
+        }
+    }
+}
+
+/// A journal set aside (junk, half-created, restored, ...): retried when its file
+/// changes, and at least every minute.
+struct SetAside {
+    since: Instant,
+    stamp: Stamp,
+}
+
+/// Size and change time of a journal and its `-wal` (a writer's commits land there).
+type Stamp = [Option<(u64, i64, i64)>; 2];
+
+fn file_stamp(p: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let of = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.len(), m.ctime(), m.ctime_nsec()));
+    let mut wal = p.as_os_str().to_owned();
+    wal.push("-wal");
+    [of(p), of(Path::new(&wal))]
+}
+
 fn cmd_compact(a: CompactArgs) -> CmdResult {
     tributary::sys::install_stop_handlers();
     let compactor = a.flags.compactor(&a.target)?;
     let interval = Duration::from_millis(a.interval);
     let mut journals: Vec<Journal> = Vec::new();
+    let mut aside: std::collections::BTreeMap<PathBuf, SetAside> = Default::default();
+    let mut reported = Reported::default();
     let mut rotation = 0usize;
     let (mut total_lines, mut rounds) = (0u64, 0u64);
+    // Transient trouble (a full disk, a remounting share, a spool not there yet): wait
+    // longer each time, up to 30 s, and start again from the interval once it clears.
+    let mut backoff = interval;
+    let target_key = format!("target {}", a.target.display());
     while !tributary::sys::stop_requested() {
-        // Pick up new journals, forget removed ones and ones whose path now names
-        // another file (retired and the name reused): reopened below by path.
-        let paths = spool_journals(&a.spool)?;
-        journals.retain(|j| paths.iter().any(|p| p == j.path()) && j.is_in_place());
-        let fresh: Vec<PathBuf> = paths.into_iter().filter(|p| !journals.iter().any(|j| j.path() == p)).collect();
-        journals.extend(compactor.open_journals(&fresh)?);
-        let mut busy = false;
-        if !journals.is_empty() {
-            match compactor.drain_round(&journals, rotation) {
-                Ok(r) => {
-                    rotation = rotation.wrapping_add(1);
-                    if r.lines > 0 {
-                        total_lines += r.lines;
-                        rounds += 1;
-                        busy = true;
-                        if a.verbose {
-                            say!("committed {} line(s), {} byte(s); epoch {}", r.lines, r.bytes, r.epoch);
-                        }
+        let mut pause = interval;
+        match compact_once(&compactor, &a, &mut journals, &mut aside, &mut reported, &mut rotation) {
+            Ok(r) => {
+                reported.resolved(&target_key, "draining again");
+                backoff = interval;
+                if r.lines > 0 {
+                    total_lines += r.lines;
+                    rounds += 1;
+                    pause = Duration::ZERO;
+                    if a.verbose {
+                        say!("committed {} line(s), {} byte(s); epoch {}", r.lines, r.bytes, r.epoch);
                     }
                 }
-                // Another host holds the lock, or ours was lost mid-round: try again later.
-                Err(e) if matches!(e.kind(), ErrorKind::LockTimeout | ErrorKind::LockLost) => {
-                    eprintln!("tributary compact: {e}; retrying");
-                }
-                Err(e) => return Err(e),
+            }
+            // Another host holds the lock, or ours was lost mid-round: try again later.
+            Err(e) if matches!(e.kind(), ErrorKind::LockTimeout | ErrorKind::LockLost) => {
+                eprintln!("tributary compact: {e}; retrying");
+            }
+            Err(e) if needs_a_human(&e) => {
+                eprintln!("tributary: error [{}]: {e}", e.kind().name());
+                eprintln!(
+                    "tributary compact: stopped after {rounds} committing round(s), {total_lines} line(s): this \
+                     needs a human (exit {EXIT_NEEDS_A_HUMAN})"
+                );
+                return Ok(ExitCode::from(EXIT_NEEDS_A_HUMAN));
+            }
+            Err(e) => {
+                reported.problem(&target_key, format!("error [{}]: {e}; retrying with backoff", e.kind().name()));
+                pause = backoff;
+                backoff = (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
             }
         }
-        if !busy {
-            let now = Instant::now();
-            let until = now.checked_add(interval).unwrap_or(now + Duration::from_secs(86_400));
-            while Instant::now() < until && !tributary::sys::stop_requested() {
-                std::thread::sleep(Duration::from_millis(10).min(interval));
-            }
+        let now = Instant::now();
+        let until = now.checked_add(pause).unwrap_or(now + Duration::from_secs(86_400));
+        while Instant::now() < until && !tributary::sys::stop_requested() {
+            std::thread::sleep(Duration::from_millis(10).min(pause));
         }
     }
     eprintln!("tributary compact: stopped after {rounds} committing round(s), {total_lines} line(s)");
     Ok(ExitCode::SUCCESS)
+}
+
+/// One pass of the daemon: pick up the spool's journals (setting aside the ones that
+/// cannot be opened), then one round over the healthy ones; a journal the round
+/// refuses is set aside and the round retried without it.
+fn compact_once(
+    compactor: &Compactor,
+    a: &CompactArgs,
+    journals: &mut Vec<Journal>,
+    aside: &mut std::collections::BTreeMap<PathBuf, SetAside>,
+    reported: &mut Reported,
+    rotation: &mut usize,
+) -> Result<tributary::DrainReport, Error> {
+    // Pick up new journals, forget removed ones and ones whose path now names another
+    // file (retired and the name reused): reopened below by path.
+    let paths = spool_journals(&a.spool)?;
+    journals.retain(|j| paths.iter().any(|p| p == j.path()) && j.is_in_place());
+    aside.retain(|p, _| paths.contains(p));
+    for p in paths {
+        if journals.iter().any(|j| j.path() == p) {
+            continue;
+        }
+        if let Some(s) = aside.get(&p) {
+            if file_stamp(&p) == s.stamp && s.since.elapsed() < Duration::from_secs(60) {
+                continue;
+            }
+        }
+        let key = format!("journal {}", p.display());
+        match compactor.open_journals(std::slice::from_ref(&p)) {
+            Ok(mut j) => {
+                aside.remove(&p);
+                reported.resolved(&key, "opened; draining it");
+                journals.append(&mut j);
+            }
+            Err(e) => {
+                reported.problem(&key, format!("{key} set aside: error [{}]: {e}", e.kind().name()));
+                aside.insert(p.clone(), SetAside { since: Instant::now(), stamp: file_stamp(&p) });
+            }
+        }
+    }
+    loop {
+        if journals.is_empty() {
+            return Ok(tributary::DrainReport::default());
+        }
+        match compactor.drain_round(journals, *rotation) {
+            Ok(r) => {
+                *rotation = rotation.wrapping_add(1);
+                return Ok(r);
+            }
+            Err(e) => {
+                let Some(bad) = e.journal_path().map(Path::to_path_buf) else { return Err(e) };
+                let Some(i) = journals.iter().position(|j| j.path() == bad) else { return Err(e) };
+                let key = format!("journal {}", bad.display());
+                reported.problem(&key, format!("{key} set aside: error [{}]: {e}", e.kind().name()));
+                journals.remove(i);
+                aside.insert(bad.clone(), SetAside { since: Instant::now(), stamp: file_stamp(&bad) });
+            }
+        }
+    }
 }
 
 fn age(ms: i64) -> String {

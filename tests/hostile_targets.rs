@@ -147,8 +147,24 @@ fn an_unmounted_share_is_refused_and_nothing_is_created() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = cli(&["compact", "--target", &s(&target), "--spool", &s(&spool), "--interval", "10"]);
-    assert!(!out.status.success(), "compact ran on an unmounted share");
+    // the daemon waits for the share (a boot-order race), creating nothing, and says so once
+    let mut daemon = std::process::Command::new(bin())
+        .args(["compact", "--target", &s(&target), "--spool", &s(&spool), "--interval", "10"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(daemon.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut err, &mut first).unwrap();
+    assert!(first.contains("[target_missing]"), "{first}");
+    assert_eq!(fs::read_dir(&share).unwrap().count(), 0, "compact created something in the empty mount point");
+    assert_eq!(j.backlog().unwrap().lines, 4);
+    std::process::Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
+    let st = daemon.wait().unwrap();
+    assert!(st.success(), "compact did not stop cleanly on SIGTERM: {st}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(!rest.contains("[target_missing]"), "the same problem was reported again: {rest}");
     assert_eq!(fs::read_dir(&share).unwrap().count(), 0, "compact created something in the empty mount point");
     // someone runs `init` there by mistake: the journal that drained into the real
     // target before refuses the new one

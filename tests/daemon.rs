@@ -1,0 +1,171 @@
+//! The `compact` daemon keeps running (issue 13 item 1): a spool folder not there yet,
+//! a target not created yet (a share mounted late), a junk `*.journal`, a journal its
+//! writer is creating, a journal restored from an old copy — each is reported once, the
+//! healthy journals keep draining, and the daemon exits 0 on SIGTERM. An error that
+//! needs a human (bytes in the target that tributary did not write) stops it with exit
+//! code 3, so a supervisor does not restart it in a loop.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A running `tributary compact` whose stderr lines arrive on a channel.
+struct Daemon {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Daemon {
+    fn start(target: &Path, spool: &Path) -> Daemon {
+        let mut child = Command::new(bin())
+            .args(["compact", "--target", &s(target), "--spool", &s(spool), "--interval", "20"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon { child, lines, seen: Vec::new() }
+    }
+
+    /// Wait for a stderr line containing `text` (a condition; the deadline only turns
+    /// a hang into a failure).
+    fn wait_for_line(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        if self.seen.iter().any(|l| l.contains(text)) {
+            return;
+        }
+        while Instant::now() < deadline {
+            if let Ok(l) = self.lines.recv_timeout(Duration::from_secs(1)) {
+                let hit = l.contains(text);
+                self.seen.push(l);
+                if hit {
+                    return;
+                }
+            }
+            assert!(self.child.try_wait().unwrap().is_none(), "the daemon exited: {:#?}", self.seen);
+        }
+        panic!("no line with {text:?}: {:#?}", self.seen);
+    }
+
+    fn stop(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let st = self.child.wait().unwrap();
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(l);
+        }
+        (st, self.seen)
+    }
+}
+
+/// Wait until the target holds `n` committed lines (a condition, polled).
+fn wait_committed(target: &Path, n: u64, d: &mut Daemon) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let have = tributary::Manifest::load(&tributary::Sidecar::for_target(target))
+            .ok()
+            .flatten()
+            .map_or(0, |m| m.committed_lines);
+        if have >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {have} of {n} lines committed: {:#?}", d.seen);
+        assert!(d.child.try_wait().unwrap().is_none(), "the daemon exited: {:#?}", d.seen);
+        while let Ok(l) = d.lines.try_recv() {
+            d.seen.push(l);
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn the_daemon_waits_for_its_spool_and_target_sets_junk_aside_and_drains_the_rest() {
+    let d = tmp();
+    let spool = d.path().join("spool");
+    let target = d.path().join("shared").join("out.log");
+    std::fs::create_dir(d.path().join("shared")).unwrap();
+    // neither the spool nor the target exist yet
+    let mut daemon = Daemon::start(&target, &spool);
+    daemon.wait_for_line("listing spool");
+    std::fs::create_dir(&spool).unwrap();
+    let good = journal(&spool.join("good.journal"));
+    good.append_batch(&numbered("g", 0..5)).unwrap();
+    daemon.wait_for_line("[target_missing]");
+    // a junk file and an empty file (a writer creating its journal) named *.journal
+    std::fs::write(spool.join("junk.journal"), b"this is not a database at all, just junk").unwrap();
+    std::fs::write(spool.join("creating.journal"), b"").unwrap();
+    init(&target);
+    wait_committed(&target, 5, &mut daemon);
+    daemon.wait_for_line("junk.journal set aside");
+    daemon.wait_for_line("creating.journal set aside");
+    // the half-created journal gets its writer: picked up once its file changes
+    let late = journal(&spool.join("creating.journal"));
+    late.append_batch(&numbered("late", 0..3)).unwrap();
+    good.append_batch(&numbered("g", 5..8)).unwrap();
+    wait_committed(&target, 11, &mut daemon);
+    let (st, seen) = daemon.stop();
+    assert!(st.success(), "SIGTERM: {st}; {seen:#?}");
+    let mut want = numbered("g", 0..8);
+    want.extend(numbered("late", 0..3));
+    assert_exactly(&target, &want);
+    for what in ["junk.journal set aside", "[target_missing]", "listing spool"] {
+        let n = seen.iter().filter(|l| l.contains(what)).count();
+        assert_eq!(n, 1, "{what:?} reported {n} times, not once: {seen:#?}");
+    }
+}
+
+#[test]
+fn the_daemon_stops_with_exit_3_on_bytes_it_did_not_write() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let j = journal(&spool.join("a.journal"));
+    j.append(b"a").unwrap();
+    std::fs::write(&target, b"foreign\n").unwrap();
+    let mut child = Command::new(bin())
+        .args(["compact", "--target", &s(&target), "--spool", &s(&spool), "--interval", "20"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let st = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(st.code(), Some(3), "{err}");
+    assert!(err.contains("[unexpected_tail]") && err.contains("needs a human"), "{err}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"foreign\n");
+}
+
+/// A drain never initialises a journal: an empty `*.journal` (its writer is creating
+/// it) is "not ready", left exactly as it is for the writer (racing the writer through
+/// SQLite's first-time setup failed both with `disk I/O error`).
+#[test]
+fn a_drain_never_initialises_a_journal_its_writer_is_creating() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let p = spool.join("new.journal");
+    std::fs::write(&p, b"").unwrap();
+    let e = compactor(&target).drain_paths(std::slice::from_ref(&p)).unwrap_err();
+    assert_eq!(e.kind(), tributary::ErrorKind::NotAJournal, "{e}");
+    assert!(e.to_string().contains("no writer has created a journal in it yet"), "{e}");
+    assert_eq!(std::fs::metadata(&p).unwrap().len(), 0, "the drain wrote into the writer's new file");
+    assert!(!Path::new(&format!("{}-wal", p.display())).exists(), "the drain switched it to WAL");
+    let j = journal(&p);
+    j.append(b"first").unwrap();
+    compactor(&target).drain(&[j]).unwrap();
+    assert_exactly(&target, &[b"first".to_vec()]);
+}
