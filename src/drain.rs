@@ -7,7 +7,6 @@
 //! (if it is no longer than one round can write) before writing anything. A journal's
 //! rows are deleted only after the manifest that covers them was durably committed.
 
-use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
@@ -330,9 +329,16 @@ impl Compactor {
     }
 
     fn round(&self, journals: &[Journal], rotation: usize) -> Result<(DrainReport, Manifest)> {
-        let mut seen = HashSet::new();
+        let mut seen = std::collections::HashMap::new();
         for j in journals {
-            if !seen.insert(j.id()) {
+            if let Some(other) = seen.insert(j.id(), (j.file_identity(), j.path())) {
+                if other.0 == j.file_identity() {
+                    return Err(Error::InvalidArgument(format!(
+                        "the journal {} was given twice (also as {}): give each journal once",
+                        j.path().display(),
+                        other.1.display()
+                    )));
+                }
                 return Err(Error::JournalRestored {
                     journal: j.path().to_path_buf(),
                     journal_id: j.id().to_hex(),

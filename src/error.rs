@@ -207,7 +207,11 @@ impl fmt::Display for LineProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LineProblem::ContainsNewline { at } => write!(f, "contains a newline byte at offset {at}"),
-            LineProblem::TooLong { len, max } => write!(f, "is {len} bytes, longer than the maximum of {max}"),
+            LineProblem::TooLong { len, max } => write!(
+                f,
+                "is {len} bytes, longer than the maximum of {max} (the journal's max_line_bytes, \
+                 --max-line-bytes; raise it on the writers and the compactors alike)"
+            ),
         }
     }
 }

@@ -36,7 +36,18 @@ pub fn network_fs_name(magic: i64) -> Option<&'static str> {
 /// Refuse a journal whose folder is on a network filesystem.
 pub fn check_journal_location(journal: &Path) -> Result<()> {
     let dir = parent_dir(journal);
-    let magic = sys::statfs_magic(&dir).map_err(|e| Error::io(format!("statfs of {}", dir.display()), e))?;
+    let magic = sys::statfs_magic(&dir).map_err(|e| {
+        let what = if e.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "opening journal {}: its folder {} does not exist (create it first)",
+                journal.display(),
+                dir.display()
+            )
+        } else {
+            format!("inspecting the filesystem of the journal's folder {}", dir.display())
+        };
+        Error::io(what, e)
+    })?;
     if let Some(name) = network_fs_name(magic) {
         return Err(Error::UnsafeFilesystem {
             path: journal.to_path_buf(),

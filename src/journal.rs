@@ -457,6 +457,12 @@ impl Journal {
         let path = path.as_ref();
         match std::fs::symlink_metadata(path) {
             Ok(m) if m.is_file() => Self::open_impl(path, opts, false),
+            Ok(m) if m.file_type().is_symlink() => Err(Error::NotAJournal {
+                path: path.to_path_buf(),
+                detail: "it is a symlink; tributary opens journals by their real path only (give that path, or \
+                         move the journal itself into the spool)"
+                    .into(),
+            }),
             Ok(_) => Err(Error::NotAJournal { path: path.to_path_buf(), detail: "not a regular file".into() }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotAJournal {
                 path: path.to_path_buf(),
@@ -741,6 +747,11 @@ impl Journal {
             self.path.display(),
             self.pid
         )))
+    }
+
+    /// (device, inode) of the journal file this handle opened.
+    pub(crate) fn file_identity(&self) -> (u64, u64) {
+        self.files[0]
     }
 
     pub fn id(&self) -> JournalId {
@@ -1663,7 +1674,10 @@ pub fn spool_journals(spool: &Path) -> Result<Vec<PathBuf>> {
     for entry in rd {
         let entry = entry.map_err(|e| Error::io(format!("listing spool {}", spool.display()), e))?;
         let p = entry.path();
-        if p.extension().is_some_and(|e| e == "journal") && entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+        // Symlinks are listed too, so the drain names them (refused: not a journal's
+        // real path) instead of skipping them without a word.
+        let kind = entry.file_type().ok();
+        if p.extension().is_some_and(|e| e == "journal") && kind.is_some_and(|t| t.is_file() || t.is_symlink()) {
             out.push(p);
         }
     }

@@ -391,8 +391,24 @@ fn journal_paths(journals: Vec<PathBuf>, spool: Option<&Path>) -> Result<Vec<Pat
 
 fn cmd_drain(a: DrainArgs) -> CmdResult {
     let compactor = a.flags.compactor(&a.target)?;
+    let from_spool = a.spool.is_some();
     let paths = journal_paths(a.journal, a.spool.as_deref())?;
-    let r = compactor.drain_paths(&paths)?;
+    // Journals named one by one must all be usable; in a spool, one bad file (junk, a
+    // symlink, a journal being created) must not keep the others from draining: it is
+    // named, and the exit code says something was left.
+    let mut journals = Vec::new();
+    let mut refused = 0;
+    for p in &paths {
+        match compactor.open_journals(std::slice::from_ref(p)) {
+            Ok(mut j) => journals.append(&mut j),
+            Err(e) if from_spool && e.journal_path().is_some() => {
+                eprintln!("tributary: error [{}]: {e}; this journal was left alone", e.kind().name());
+                refused += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let r = compactor.drain(&journals)?;
     if r.rotations > 0 {
         say!("rotated {} generation(s) out of {}", r.rotations, a.target.display());
     }
@@ -412,6 +428,10 @@ fn cmd_drain(a: DrainArgs) -> CmdResult {
     );
     for j in &r.journals {
         say!("  {} ({}): {} line(s), now at seq {}", j.path.display(), j.journal_id, j.lines, j.last_seq);
+    }
+    if refused > 0 {
+        eprintln!("tributary: {refused} journal(s) of the spool could not be drained (see above)");
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
