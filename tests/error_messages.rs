@@ -50,7 +50,7 @@ fn a_symlinked_journal_in_a_spool_is_named_and_the_others_drain() {
 fn a_journal_in_a_missing_folder_says_the_folder_is_missing() {
     let d = tmp();
     let p = d.path().join("no-such-folder").join("a.journal");
-    let e = Journal::open(&p, JournalOptions::default()).err().expect("opened a journal in a missing folder");
+    let e = Journal::open(&p, JournalOptions::default()).expect_err("opened a journal in a missing folder");
     assert!(e.to_string().contains("does not exist (create it first)"), "{e}");
     assert!(!e.to_string().contains("statfs"), "{e}");
 }
