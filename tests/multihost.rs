@@ -262,6 +262,10 @@ fn a_hung_lock_holder_gives_others_a_lock_timeout_never_a_hang() {
     let (s1, s2) = (local.path().join("host1"), local.path().join("host2"));
     let mut expected = spool_with_lines(&s1, "host1", 50);
     expected.extend(spool_with_lines(&s2, "host2", 50));
+    // the target is created once, through host 1's mount (drains never create one)
+    let out = Command::new(TRIBUTARY).env_remove("TRIBUTARY_FAILPOINTS").args(["init", "--target"]).arg(&t1).output();
+    let out = out.unwrap();
+    assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
 
     // host 1's compactor takes the lock and then hangs
     let mut holder = drain_cmd(&t1, &s1, 30_000)
