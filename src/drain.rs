@@ -53,6 +53,10 @@ pub struct CompactorOptions {
     /// Keep at most this many rotated generations; older ones are deleted. `None`
     /// keeps them all.
     pub retain_generations: Option<u64>,
+    /// Most journals a drain keeps open at once (each holds three file descriptors:
+    /// the journal, its `-wal` and `-shm`). More journals are drained in batches.
+    /// Default 128.
+    pub max_open_journals: usize,
     /// Create the target and its sidecar if they do not exist (what `init` does).
     /// Default false: a drain into a target that was never initialised — or whose
     /// share is not mounted — is `target_missing`, creating nothing.
@@ -70,6 +74,7 @@ impl Default for CompactorOptions {
             rotate_bytes: None,
             rotate_lines: None,
             retain_generations: None,
+            max_open_journals: 128,
             create: false,
         }
     }
@@ -215,8 +220,17 @@ impl Compactor {
     /// Drain the given journals by path until every line they held when the call
     /// started is committed (several bounded rounds, the lock released between them).
     pub fn drain_paths(&self, paths: &[PathBuf]) -> Result<DrainReport> {
-        let journals = self.open_journals(paths)?;
-        self.drain(&journals)
+        // At most max_open_journals open at once (issue 13 item 3: 400 journals under
+        // `ulimit -n 1024` drained nothing).
+        let mut report = DrainReport::default();
+        for batch in paths.chunks(self.opts.max_open_journals.max(1)) {
+            let journals = self.open_journals(batch)?;
+            report.absorb(self.drain(&journals)?);
+        }
+        if paths.is_empty() {
+            report = self.drain(&[])?;
+        }
+        Ok(report)
     }
 
     /// Drain every `*.journal` in `spool` (see [`Compactor::drain_paths`]).

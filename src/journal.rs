@@ -313,6 +313,26 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked))
 }
 
+/// SQLite could not open a journal (or its `-wal`/`-shm`): an I/O error, never "not a
+/// journal" (which would invite deleting a good one); named EMFILE when this process
+/// is at its file limit.
+fn cannot_open(path: &Path, e: rusqlite::Error) -> Error {
+    match sys::fd_usage() {
+        Some((open, limit)) if open + 8 >= limit => Error::io(
+            format!(
+                "opening journal {}: too many open files ({open} of this process's limit of {limit}); raise the \
+                 limit (`ulimit -n`, LimitNOFILE=) or lower the number of journals opened at once \
+                 (CompactorOptions::max_open_journals, --max-open-journals)",
+                path.display()
+            ),
+            io::Error::from_raw_os_error(libc::EMFILE),
+        ),
+        _ => {
+            Error::io(format!("opening journal {} (or its -wal/-shm)", path.display()), io::Error::other(e.to_string()))
+        }
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
@@ -534,7 +554,11 @@ impl Journal {
         let tables: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
             .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
-            .map_err(|e| not_journal(format!("not an SQLite database: {e}")))?;
+            .map_err(|e| match e.sqlite_error_code() {
+                // Opening the file, its -wal or -shm failed: most often the file limit.
+                Some(rusqlite::ErrorCode::CannotOpen) => cannot_open(&path, e),
+                _ => not_journal(format!("not an SQLite database: {e}")),
+            })?;
         if !tables.is_empty() && !tables.iter().any(|t| t == "meta") {
             return Err(not_journal("it is an SQLite database without tributary's tables".into()));
         }

@@ -136,6 +136,9 @@ struct CompactorFlags {
     /// target that was never initialised — or whose share is not mounted — is refused.
     #[arg(long)]
     create: bool,
+    /// Most journals open at once (3 file descriptors each); more are drained in turns.
+    #[arg(long, default_value_t = 128)]
+    max_open_journals: usize,
 }
 
 #[derive(Args)]
@@ -160,6 +163,7 @@ impl CompactorFlags {
                 rotate_bytes: self.rotate_bytes,
                 rotate_lines: self.rotate_lines,
                 retain_generations: self.retain,
+                max_open_journals: self.max_open_journals.max(1),
                 create: self.create,
             },
         )
@@ -396,19 +400,33 @@ fn cmd_drain(a: DrainArgs) -> CmdResult {
     // Journals named one by one must all be usable; in a spool, one bad file (junk, a
     // symlink, a journal being created) must not keep the others from draining: it is
     // named, and the exit code says something was left.
-    let mut journals = Vec::new();
+    // At most --max-open-journals are open at once: the rest wait for their batch.
     let mut refused = 0;
-    for p in &paths {
-        match compactor.open_journals(std::slice::from_ref(p)) {
-            Ok(mut j) => journals.append(&mut j),
-            Err(e) if from_spool && e.journal_path().is_some() => {
-                eprintln!("tributary: error [{}]: {e}; this journal was left alone", e.kind().name());
-                refused += 1;
+    let mut r = tributary::DrainReport::default();
+    for batch in paths.chunks(compactor.options().max_open_journals.max(1)) {
+        let mut journals = Vec::new();
+        for p in batch {
+            match compactor.open_journals(std::slice::from_ref(p)) {
+                Ok(mut j) => journals.append(&mut j),
+                Err(e) if from_spool && e.journal_path().is_some() => {
+                    eprintln!("tributary: error [{}]: {e}; this journal was left alone", e.kind().name());
+                    refused += 1;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
+        let b = compactor.drain(&journals)?;
+        r.rounds += b.rounds;
+        r.lines += b.lines;
+        r.bytes += b.bytes;
+        r.repaired_tail_bytes += b.repaired_tail_bytes;
+        r.rotations += b.rotations;
+        r.epoch = r.epoch.max(b.epoch);
+        r.journals.extend(b.journals);
     }
-    let r = compactor.drain(&journals)?;
+    if paths.is_empty() {
+        r = compactor.drain(&[])?;
+    }
     if r.rotations > 0 {
         say!("rotated {} generation(s) out of {}", r.rotations, a.target.display());
     }
@@ -587,9 +605,16 @@ fn compact_once(
 ) -> Result<tributary::DrainReport, Error> {
     // Pick up new journals, forget removed ones and ones whose path now names another
     // file (retired and the name reused): reopened below by path.
-    let paths = spool_journals(&a.spool)?;
-    journals.retain(|j| paths.iter().any(|p| p == j.path()) && j.is_in_place());
+    let mut paths = spool_journals(&a.spool)?;
     aside.retain(|p, _| paths.contains(p));
+    // At most max_open_journals open: a window over the spool that moves on each pass.
+    let max_open = compactor.options().max_open_journals.max(1);
+    if paths.len() > max_open {
+        let start = (*rotation * max_open) % paths.len();
+        paths.rotate_left(start);
+        paths.truncate(max_open);
+    }
+    journals.retain(|j| paths.iter().any(|p| p == j.path()) && j.is_in_place());
     for p in paths {
         if journals.iter().any(|j| j.path() == p) {
             continue;

@@ -248,3 +248,19 @@ impl FolderWatch {
         }
     }
 }
+
+/// How many file descriptors this process has open, and its limit (`RLIMIT_NOFILE`
+/// soft), for an error message that names "too many open files" for what it is.
+pub fn fd_usage() -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit struct through the valid pointer we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    match std::fs::read_dir("/proc/self/fd") {
+        Ok(rd) => Some((rd.count() as u64, lim.rlim_cur)),
+        // listing needs a descriptor too: at the limit, that fails the same way
+        Err(e) if e.raw_os_error() == Some(libc::EMFILE) => Some((lim.rlim_cur, lim.rlim_cur)),
+        Err(_) => None,
+    }
+}

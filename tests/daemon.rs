@@ -169,3 +169,35 @@ fn a_drain_never_initialises_a_journal_its_writer_is_creating() {
     compactor(&target).drain(&[j]).unwrap();
     assert_exactly(&target, &[b"first".to_vec()]);
 }
+
+/// The daemon keeps at most --max-open-journals open, and still drains every journal.
+#[test]
+fn the_daemon_drains_more_journals_than_it_keeps_open() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let mut want = Vec::new();
+    for i in 0..10 {
+        let line = format!("j{i}").into_bytes();
+        journal(&spool.join(format!("j{i}.journal"))).append(&line).unwrap();
+        want.push(line);
+    }
+    let mut daemon = Command::new(bin())
+        .args(["compact", "--target", &s(&target), "--spool", &s(&spool), "--interval", "10"])
+        .args(["--max-open-journals", "3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while tributary::Manifest::load(&tributary::Sidecar::for_target(&target)).unwrap().unwrap().committed_lines < 10 {
+        assert!(Instant::now() < deadline, "not every journal was drained");
+        assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited");
+        std::thread::yield_now();
+    }
+    Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
+    assert!(daemon.wait().unwrap().success());
+    let mut got = lines_of(&target);
+    got.sort();
+    assert_eq!(got, want);
+}

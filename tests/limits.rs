@@ -59,3 +59,40 @@ fn a_big_round_killed_on_one_host_is_repaired_by_a_compactor_with_tiny_rounds() 
     drain_ok(&target, &path, &["--max-round-bytes", "100000", "--max-line-bytes", "1000"]);
     assert_exactly(&target, &lines);
 }
+
+/// Open-file limits (issue 13 item 3): 400 journals under `ulimit -n 1024` drained
+/// nothing (all opened at once, 3 descriptors each) and the error said `not_a_journal`.
+#[test]
+fn four_hundred_journals_drain_under_a_1024_file_limit_and_emfile_is_named() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let mut want = Vec::new();
+    for i in 0..400 {
+        let line = format!("journal {i:03}").into_bytes();
+        journal(&spool.join(format!("j{i:03}.journal"))).append(&line).unwrap();
+        want.push(line);
+    }
+    let run = |extra: &str| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -n 1024 && exec \"$0\" drain --target \"$1\" --spool \"$2\" {extra}"))
+            .arg(bin())
+            .arg(&target)
+            .arg(&spool)
+            .output()
+            .unwrap()
+    };
+    // asked to keep them all open: the error names the limit, not the journal
+    let out = run("--max-open-journals 1000");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "400 journals opened at once under ulimit -n 1024?");
+    assert!(err.contains("too many open files") && !err.contains("not_a_journal"), "{err}");
+    // the default bound: everything drains
+    let out = run("");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut got = lines_of(&target);
+    got.sort();
+    assert_eq!(got, want);
+    assert!(tributary::verify(&target).unwrap().is_consistent());
+}
