@@ -233,9 +233,26 @@ impl Compactor {
         Ok(report)
     }
 
-    /// Drain every `*.journal` in `spool` (see [`Compactor::drain_paths`]).
+    /// Drain every `*.journal` in `spool` (see [`Compactor::drain_paths`]); a file whose
+    /// writer is still creating its journal is skipped (it is drained next time).
     pub fn drain_spool(&self, spool: &Path) -> Result<DrainReport> {
-        self.drain_paths(&crate::journal::spool_journals(spool)?)
+        let paths = crate::journal::spool_journals(spool)?;
+        let mut report = DrainReport::default();
+        for batch in paths.chunks(self.opts.max_open_journals.max(1)) {
+            let mut journals = Vec::with_capacity(batch.len());
+            for p in batch {
+                match Journal::open_existing(p, self.opts.journal.clone()) {
+                    Ok(j) => journals.push(j),
+                    Err(e) if e.is_journal_not_ready() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            report.absorb(self.drain(&journals)?);
+        }
+        if paths.is_empty() {
+            report = self.drain(&[])?;
+        }
+        Ok(report)
     }
 
     /// Create this target — its sidecar, the lock file with the first manifest, and

@@ -193,6 +193,13 @@ impl Error {
         }
     }
 
+    /// True for a `*.journal` file whose writer has not finished creating the journal
+    /// in it (an empty file): not an error in a spool, just not ready yet — spool drains
+    /// skip it and pick it up later.
+    pub fn is_journal_not_ready(&self) -> bool {
+        matches!(self, Error::NotAJournal { detail, .. } if detail == crate::journal::NOT_READY)
+    }
+
     /// An `Io` error with what was being done.
     pub fn io(context: impl Into<String>, source: io::Error) -> Error {
         Error::Io { context: context.into(), source }

@@ -333,6 +333,18 @@ fn cannot_open(path: &Path, e: rusqlite::Error) -> Error {
     }
 }
 
+/// What a compactor's open says of a `*.journal` whose writer has not created the
+/// journal in it yet ([`Error::is_journal_not_ready`]).
+pub(crate) const NOT_READY: &str = "it is empty: no writer has created a journal in it yet (or one is doing so \
+                                     right now; a drain never creates a journal, and picks it up once its writer has)";
+
+fn is_disk_full(e: &Error) -> bool {
+    match e {
+        Error::Sqlite { source, .. } => source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+        _ => false,
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
@@ -369,6 +381,15 @@ const GROUP_WAIT: Duration = Duration::from_micros(100);
 
 /// Checkpoint the WAL once it holds this many pages (2 MiB of 4 KiB pages).
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 512;
+
+/// The size a `-wal` is cut back to when it is reset.
+const WAL_SIZE_LIMIT_BYTES: u64 = 4 << 20;
+
+/// Free pages (4 KiB) in a journal before a record gives them back to the disk.
+const VACUUM_FREE_PAGES: i64 = 256;
+
+/// Runs deleted per transaction when the journal's disk is full.
+const FULL_DISK_DELETE_RUNS: i64 = 32;
 
 /// SQLite page size of new journals.
 const JOURNAL_PAGE_SIZE: u32 = 4 << 10;
@@ -563,11 +584,7 @@ impl Journal {
             return Err(not_journal("it is an SQLite database without tributary's tables".into()));
         }
         if tables.is_empty() && !create {
-            return Err(not_journal(
-                "it is empty: no writer has created a journal in it yet (or one is doing so right now; a drain \
-                 never creates a journal, and picks it up once its writer has)"
-                    .into(),
-            ));
+            return Err(not_journal(NOT_READY.into()));
         }
         // For a new journal only (an existing one keeps its settings; and setting
         // auto_vacuum runs a write transaction, which must not make opening a journal
@@ -607,8 +624,11 @@ impl Journal {
         // (SQLite deletes the WAL on close) starts by growing it; the earlier reset
         // halves that phase. Measured: equal in steady state; in a journal's first
         // second, single appends +5-20%, 1000-line batches -3%.
+        // journal_size_limit: a WAL that grew past it (a burst, a slow drain) is cut back
+        // to it when SQLite next resets it, so drained space goes back to the disk.
         conn.execute_batch(&format!(
-            "PRAGMA synchronous={sync}; PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES};"
+            "PRAGMA synchronous={sync}; PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}; \
+             PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES};"
         ))
         .map_err(|e| Error::sqlite("setting synchronous", e))?;
         let mut conn = conn;
@@ -1469,6 +1489,36 @@ impl Journal {
     /// in `target_id`, and delete the runs that are wholly drained. Idempotent; an
     /// older record never wins.
     pub(crate) fn record_drained(&self, target_id: &str, seq: u64, crc: u32, chain: u64) -> Result<()> {
+        match self.record_drained_tx(target_id, seq, crc, chain) {
+            Err(e) if is_disk_full(&e) => {
+                // The journal's disk is full (issue 13 item 2: lines committed but never
+                // recorded kept writers refused for good). Deleting needs WAL space too:
+                // empty the WAL, then delete in small transactions, each emptied again.
+                let conn = self.lock_conn()?;
+                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                loop {
+                    let n = conn
+                        .execute(
+                            "DELETE FROM runs WHERE first_seq IN (SELECT first_seq FROM runs
+                             WHERE first_seq + count - 1 <= ?1 ORDER BY first_seq LIMIT ?2)",
+                            params![seq as i64, FULL_DISK_DELETE_RUNS],
+                        )
+                        .map_err(|e| Error::sqlite(format!("deleting drained runs in {}", self.path.display()), e))?;
+                    let _ = conn.execute_batch("PRAGMA incremental_vacuum");
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                    if n == 0 {
+                        break;
+                    }
+                }
+                drop(conn);
+                self.record_drained_tx(target_id, seq, crc, chain)
+            }
+            r => r,
+        }
+    }
+
+    /// [`Journal::record_drained`] in one transaction, then give free pages back.
+    fn record_drained_tx(&self, target_id: &str, seq: u64, crc: u32, chain: u64) -> Result<()> {
         let mut conn = self.lock_conn()?;
         let ctx = |what: &str| format!("{what} in {}", self.path.display());
         let tx = conn
@@ -1499,8 +1549,16 @@ impl Journal {
         )
         .map_err(|e| Error::sqlite(ctx("recording the drained seq"), e))?;
         tx.commit().map_err(|e| Error::sqlite(ctx("committing the drained record"), e))?;
+        // Give drained space back to the disk (auto_vacuum=INCREMENTAL frees nothing by
+        // itself): once enough pages are free, move them to the end and cut the file;
+        // the checkpoint that follows makes the main file shorter.
+        let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0)).unwrap_or(0);
         let mut m = self.maintenance.lock();
         m.deleted_since_checkpoint += freed_runs as u64;
+        if free >= VACUUM_FREE_PAGES {
+            let _ = conn.execute_batch("PRAGMA incremental_vacuum");
+            m.deleted_since_checkpoint = CHECKPOINT_EVERY_DELETED_RUNS;
+        }
         if m.deleted_since_checkpoint >= CHECKPOINT_EVERY_DELETED_RUNS {
             m.deleted_since_checkpoint = 0;
             // PASSIVE: never blocks writers; a busy reader only delays the reset.

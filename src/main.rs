@@ -408,6 +408,7 @@ fn cmd_drain(a: DrainArgs) -> CmdResult {
         for p in batch {
             match compactor.open_journals(std::slice::from_ref(p)) {
                 Ok(mut j) => journals.append(&mut j),
+                Err(e) if from_spool && e.is_journal_not_ready() => {} // its writer is creating it
                 Err(e) if from_spool && e.journal_path().is_some() => {
                     eprintln!("tributary: error [{}]: {e}; this journal was left alone", e.kind().name());
                     refused += 1;
@@ -631,6 +632,8 @@ fn compact_once(
                 reported.resolved(&key, "opened; draining it");
                 journals.append(&mut j);
             }
+            // its writer is creating it: not a problem, tried again next pass
+            Err(e) if e.is_journal_not_ready() => {}
             Err(e) => {
                 reported.problem(&key, format!("{key} set aside: error [{}]: {e}", e.kind().name()));
                 aside.insert(p.clone(), SetAside { since: Instant::now(), stamp: file_stamp(&p) });
