@@ -169,6 +169,9 @@ pub struct JournalStatus {
     pub backlog: Backlog,
     /// The target's watermark for this journal (0 when it never fed the target).
     pub watermark: u64,
+    /// Lines not committed to the target yet. Fewer than `backlog.lines` while rows
+    /// already committed wait to be deleted (a drain that could not record them yet).
+    pub uncommitted_lines: u64,
 }
 
 /// The outcome of [`status`].
@@ -195,9 +198,15 @@ pub fn status_with(target: impl AsRef<Path>, spool: Option<&Path>, opts: &Journa
     let mut journals = Vec::new();
     if let Some(spool) = spool {
         for p in crate::journal::spool_journals(spool)? {
-            let j = Journal::open_existing(&p, opts.clone())?;
+            let j = match Journal::open_existing(&p, opts.clone()) {
+                Ok(j) => j,
+                Err(e) if e.is_journal_not_ready() => continue, // its writer is creating it
+                Err(e) => return Err(e),
+            };
             let watermark = manifest.as_ref().and_then(|m| m.watermarks.get(&j.id())).map_or(0, |w| w.last_seq);
-            journals.push(JournalStatus { backlog: j.backlog()?, journal_id: j.id(), path: p, watermark });
+            let backlog = j.backlog()?;
+            let uncommitted_lines = backlog.last_seq.saturating_sub(watermark.max(backlog.drained_seq));
+            journals.push(JournalStatus { backlog, journal_id: j.id(), path: p, watermark, uncommitted_lines });
         }
     }
     Ok(StatusReport { target: target.to_path_buf(), manifest, target_len, journals })

@@ -338,6 +338,17 @@ fn cannot_open(path: &Path, e: rusqlite::Error) -> Error {
 pub(crate) const NOT_READY: &str = "it is empty: no writer has created a journal in it yet (or one is doing so \
                                      right now; a drain never creates a journal, and picks it up once its writer has)";
 
+/// Give every free page back to the disk. The statement frees one page per step: it
+/// must be stepped to its end (a single step, as `execute` does, frees one page).
+/// Best effort: on failure the pages stay free inside the file.
+fn incremental_vacuum(conn: &Connection) {
+    if let Ok(mut st) = conn.prepare("PRAGMA incremental_vacuum") {
+        if let Ok(mut rows) = st.query([]) {
+            while let Ok(Some(_)) = rows.next() {}
+        }
+    }
+}
+
 fn is_disk_full(e: &Error) -> bool {
     match e {
         Error::Sqlite { source, .. } => source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
@@ -387,6 +398,12 @@ const WAL_SIZE_LIMIT_BYTES: u64 = 4 << 20;
 
 /// Free pages (4 KiB) in a journal before a record gives them back to the disk.
 const VACUUM_FREE_PAGES: i64 = 256;
+
+/// Free space kept on a journal's disk for recording drains: appends are refused
+/// below it, so a compactor can always delete drained rows (a delete writes to the
+/// WAL too) and give the space back — a spool filled by its own journals would
+/// otherwise never recover (issue 13 item 2).
+const SPOOL_RESERVE_BYTES: u64 = 1 << 20;
 
 /// Runs deleted per transaction when the journal's disk is full.
 const FULL_DISK_DELETE_RUNS: i64 = 32;
@@ -987,6 +1004,25 @@ impl Journal {
         }
     }
 
+    /// Refuse an append when the journal's disk has less than [`SPOOL_RESERVE_BYTES`]
+    /// free (one `statvfs`, ~1 µs).
+    fn check_spool_space(&self) -> Result<()> {
+        let folder = fscheck::parent_dir(&self.path);
+        match sys::free_bytes(&folder) {
+            Ok(free) if free < SPOOL_RESERVE_BYTES => Err(Error::io(
+                format!(
+                    "appending to {}: its disk has {free} bytes free, less than the {} MiB kept for recording \
+                     drains; nothing of this call was stored. Drain the journal (its space is given back) or free \
+                     space on that disk, then retry",
+                    self.path.display(),
+                    SPOOL_RESERVE_BYTES >> 20
+                ),
+                io::Error::from_raw_os_error(libc::ENOSPC),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// One transaction for many requests, stored as one run (or a few, for large
     /// batches). The outer error fails every request (nothing was committed); an inner
     /// error (journal full) fails only its own request.
@@ -997,6 +1033,7 @@ impl Journal {
     /// acknowledged. (A retirement deletes the files while holding the write lock, so a
     /// commit either precedes it — and is seen, and drained, by it — or fails here.)
     fn commit_requests(&self, batch: &[Arc<Request>]) -> Result<Vec<Result<Vec<u64>>>> {
+        self.check_spool_space()?;
         let results = self.commit_requests_unchecked(batch)?;
         // Cheap when nothing in the folder changed (one read of an inotify fd); the
         // event of a retirement's rename is queued before it releases the write lock
@@ -1504,7 +1541,7 @@ impl Journal {
                             params![seq as i64, FULL_DISK_DELETE_RUNS],
                         )
                         .map_err(|e| Error::sqlite(format!("deleting drained runs in {}", self.path.display()), e))?;
-                    let _ = conn.execute_batch("PRAGMA incremental_vacuum");
+                    incremental_vacuum(&conn);
                     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
                     if n == 0 {
                         break;
@@ -1556,7 +1593,7 @@ impl Journal {
         let mut m = self.maintenance.lock();
         m.deleted_since_checkpoint += freed_runs as u64;
         if free >= VACUUM_FREE_PAGES {
-            let _ = conn.execute_batch("PRAGMA incremental_vacuum");
+            incremental_vacuum(&conn);
             m.deleted_since_checkpoint = CHECKPOINT_EVERY_DELETED_RUNS;
         }
         if m.deleted_since_checkpoint >= CHECKPOINT_EVERY_DELETED_RUNS {

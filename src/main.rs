@@ -718,15 +718,21 @@ fn cmd_status(a: StatusArgs) -> CmdResult {
     if let Some(spool) = &a.spool {
         say!("spool: {} ({} journal(s))", spool.display(), s.journals.len());
         for j in &s.journals {
+            let waiting = j.backlog.lines.saturating_sub(j.uncommitted_lines);
             say!(
-                "  {} id {}: backlog {} line(s), {} byte(s), oldest {}; last seq {}, target has up to {}",
+                "  {} id {}: backlog {} line(s), {} byte(s), oldest {}; last seq {}, target has up to {}{}",
                 j.path.display(),
                 j.journal_id,
-                j.backlog.lines,
+                j.uncommitted_lines,
                 j.backlog.bytes,
                 j.backlog.oldest_append_ms.map_or("-".to_string(), age),
                 j.backlog.last_seq,
-                j.watermark
+                j.watermark,
+                if waiting > 0 {
+                    format!(" ({waiting} more line(s) committed, their rows not deleted from the journal yet)")
+                } else {
+                    String::new()
+                }
             );
         }
     }

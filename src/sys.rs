@@ -264,3 +264,17 @@ pub fn fd_usage() -> Option<(u64, u64)> {
         Err(_) => None,
     }
 }
+
+/// Bytes an unprivileged process can still write on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("path contains a NUL byte"))?;
+    // SAFETY: an all-zero `statvfs` is a valid value of this plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path that outlives the call; `st` is a valid,
+    // writable `statvfs` the kernel fills in.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // the field widths differ between targets
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
