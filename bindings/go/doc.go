@@ -16,6 +16,11 @@
 //	defer j.Close()
 //	seq, err := j.Append([]byte("GET /index.html 200"))
 //
+// The target is created once (drains never create one, so an unmounted share is an
+// error, not a new empty file):
+//
+//	_, err := tributary.Init(ctx, "/mnt/shared/events.log")
+//
 // A compactor (one per host; they take turns on the target's lock) moves the lines
 // into the shared target file, exactly once:
 //

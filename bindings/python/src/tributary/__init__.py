@@ -9,6 +9,7 @@ committed lines. :class:`tributary.logging.JournalHandler` plugs this into
 
     import tributary
 
+    tributary.init("/mnt/shared/app.log")    # once: drains never create a target
     with tributary.Journal("/var/spool/app/host1.journal") as j:
         seq = j.append("hello")               # durable when it returns
     report = tributary.drain("/mnt/shared/app.log", spool="/var/spool/app")
