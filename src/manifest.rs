@@ -359,14 +359,6 @@ impl Manifest {
         })
     }
 
-    /// [`Manifest::load`] for the sidecar that holds `manifest_path` (its `manifest`
-    /// file's path).
-    #[doc(hidden)]
-    pub fn read(manifest_path: &Path) -> Result<Option<Manifest>> {
-        let dir = manifest_path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        Manifest::load(&Sidecar { lock: dir.join("lock"), manifest: manifest_path.to_path_buf(), dir })
-    }
-
     /// The version-2 text of this manifest.
     pub fn encode(&self) -> Vec<u8> {
         let mut s = format!(
