@@ -96,6 +96,17 @@ pub struct InitReport {
     pub rebound: bool,
 }
 
+/// Which commit of a round (for the failpoints a test can kill it at).
+#[derive(Clone, Copy)]
+enum CommitKind {
+    /// Step 5: the round's lines become committed.
+    Final,
+    /// The fence and intent before a round's first byte (steps 3 and 4).
+    Intent,
+    /// The first manifest, a rotation's, an accepted inode.
+    Other,
+}
+
 /// Where step 1's manifest came from.
 enum Origin {
     Existing,
@@ -290,7 +301,7 @@ impl Compactor {
             let mut next = m.clone();
             next.epoch += 1;
             next.target_ino = ino;
-            self.commit(&lock, &next, Some(m.epoch))?;
+            self.commit(&lock, &next, Some(m.epoch), CommitKind::Other)?;
             report.rebound = m.target_ino != 0;
         }
         Ok(report)
@@ -429,7 +440,7 @@ impl Compactor {
             // instead of committing them after they are gone. The intent stays (it
             // covers the tail until it is cut, and this round's bytes).
             let fenced = self.with_intent(&manifest, ino, covered);
-            self.commit(&lock, &fenced, Some(manifest.epoch))?;
+            self.commit(&lock, &fenced, Some(manifest.epoch), CommitKind::Intent)?;
             manifest = fenced;
             fault::check("target truncate").map_err(|e| self.lost_or_io("truncating the uncommitted tail", e))?;
             file.set_len(manifest.committed_len).map_err(|e| self.lost_or_io("truncating the uncommitted tail", e))?;
@@ -457,7 +468,7 @@ impl Compactor {
         // committed_len (explicit offsets) in chunks, then one fdatasync.
         if !manifest.intent.is_some_and(|i| i.start == manifest.committed_len && i.max_len >= self.max_tail()) {
             let announced = self.with_intent(&manifest, ino, 0);
-            self.commit(&lock, &announced, Some(manifest.epoch))?;
+            self.commit(&lock, &announced, Some(manifest.epoch), CommitKind::Intent)?;
             manifest = announced;
             report.epoch = manifest.epoch;
         } else if self.durable_epoch.load(Ordering::Relaxed) != manifest.epoch {
@@ -524,7 +535,7 @@ impl Compactor {
                 Watermark { journal_id: id, last_seq: t.last_seq, crc: t.last_crc, chain: t.chain, anchor },
             );
         }
-        self.commit(&lock, &next, Some(manifest.epoch))?;
+        self.commit(&lock, &next, Some(manifest.epoch), CommitKind::Final)?;
 
         // Step 6: release the lock so other compactors get their turn.
         drop(file);
@@ -594,7 +605,14 @@ impl Compactor {
     /// Step 1 under the lock: the current manifest from the slots; or finish an
     /// upgrade of a version-1 target; or, with `create`, initialise a new target.
     fn current_manifest(&self, lock: &TargetLock, create: bool) -> Result<(Manifest, Origin)> {
-        if let Some((_, m)) = slots::read(lock.file(), lock.path())?.into_current(lock.path())? {
+        let current = match slots::read(lock.file(), lock.path())?.into_current(lock.path()) {
+            // No valid slot and no manifest file at all (not even the stub, written
+            // after the first slot): an `init` whose first slot write was torn. It never
+            // finished, so nothing was built on it: start it again.
+            Err(Error::CorruptManifest { .. }) if self.sidecar.read_manifest_file().ok().flatten().is_none() => None,
+            r => r?,
+        };
+        if let Some((_, m)) = current {
             if self.stub_checked.get().is_none() {
                 // An init or upgrade killed before its last step left no stub.
                 if self.sidecar.read_manifest_file().ok().flatten() != Some(ManifestFile::Stub) {
@@ -616,7 +634,7 @@ impl Compactor {
             }),
             None if create => self.initialize(lock).map(|(m, adopted)| (m, Origin::Created { adopted })),
             None => Err(self.missing(format!(
-                "its sidecar {} holds no manifest: it was never initialised",
+                "its sidecar {} holds no manifest: it was never initialised (or its `init` did not finish)",
                 self.sidecar.dir.display()
             ))),
         }
@@ -640,7 +658,7 @@ impl Compactor {
         };
         m.epoch += 1;
         lock.file().set_len(LOCK_FILE_BYTES).map_err(|e| Error::io("sizing the lock file", e))?;
-        slots::write(lock.file(), lock.path(), 0, &m)?;
+        slots::write(lock.file(), lock.path(), 0, &m, None)?;
         self.durable_epoch.store(m.epoch, Ordering::Relaxed);
         failpoint::hit("upgrade.after_slot");
         self.sidecar.write_stub()?;
@@ -652,6 +670,7 @@ impl Compactor {
     /// `\n` (made durable first, with the target's name: orderings O4 and O5), size the
     /// lock file and make its name durable, commit the first slot, write the stub.
     fn initialize(&self, lock: &TargetLock) -> Result<(Manifest, u64)> {
+        self.sidecar.remove_temp_files()?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -669,7 +688,7 @@ impl Compactor {
                     target: self.target.clone(),
                     detail: format!(
                         "the pre-existing target ({len} bytes) does not end with a newline, so its last line is \
-                         partial; tributary adopts only whole lines: finish or remove that line, then drain again"
+                         partial; tributary adopts only whole lines: finish or remove that line, then run init again"
                     ),
                 });
             }
@@ -681,7 +700,7 @@ impl Compactor {
         lock.file().set_len(LOCK_FILE_BYTES).map_err(|e| Error::io("sizing the lock file", e))?;
         crate::manifest::sync_dir(&self.sidecar.dir)?;
         let m = Manifest::new_adopting(len, lines, crc, ino)?;
-        self.commit(lock, &m, None)?;
+        self.commit(lock, &m, None, CommitKind::Other)?;
         failpoint::hit("init.after_slot");
         self.sidecar.write_stub()?;
         let _ = self.stub_checked.set(());
@@ -906,7 +925,7 @@ impl Compactor {
                 next.rotated.pop_first();
             }
         }
-        self.commit(lock, &next, Some(m.epoch))?;
+        self.commit(lock, &next, Some(m.epoch), CommitKind::Other)?;
         failpoint::hit("rotate.after_commit");
         // Delete generations no longer kept (also ones a crash left behind before).
         let oldest_kept = next.rotated.keys().next().copied().unwrap_or(next.generation);
@@ -958,9 +977,20 @@ impl Compactor {
     /// first manifest): the slots must still hold `expected_epoch` as the current
     /// manifest (else `lock_lost`), then `m` goes to the other slot, durable when this
     /// returns.
-    fn commit(&self, lock: &TargetLock, m: &Manifest, expected_epoch: Option<u64>) -> Result<()> {
-        failpoint::hit("drain.after_temp_manifest");
-        let current = slots::read(lock.file(), lock.path())?.into_current(lock.path())?;
+    fn commit(&self, lock: &TargetLock, m: &Manifest, expected_epoch: Option<u64>, kind: CommitKind) -> Result<()> {
+        let (before, unsynced) = match kind {
+            CommitKind::Final => (Some("drain.after_temp_manifest"), Some("drain.after_rename")),
+            CommitKind::Intent => (Some("drain.before_intent"), Some("drain.intent_unsynced")),
+            CommitKind::Other => (None, None),
+        };
+        if let Some(p) = before {
+            failpoint::hit(p);
+        }
+        let current = match slots::read(lock.file(), lock.path())?.into_current(lock.path()) {
+            // the first manifest over a torn first attempt (see current_manifest)
+            Err(Error::CorruptManifest { .. }) if expected_epoch.is_none() => None,
+            r => r?,
+        };
         let on_disk = current.as_ref().map(|(_, c)| c.epoch);
         if on_disk != expected_epoch {
             return Err(Error::LockLost {
@@ -972,7 +1002,7 @@ impl Compactor {
             });
         }
         let index = current.map_or(0, |(i, _)| 1 - i);
-        slots::write(lock.file(), lock.path(), index, m)?;
+        slots::write(lock.file(), lock.path(), index, m, unsynced)?;
         self.durable_epoch.store(m.epoch, Ordering::Relaxed);
         Ok(())
     }
@@ -1088,7 +1118,7 @@ impl<'a> ChunkWriter<'a> {
             let mut wider = self.announced.clone();
             wider.epoch += 1;
             wider.intent = Some(Intent { start: self.offset, max_len: end.max(c.max_tail()) });
-            c.commit(self.lock, &wider, Some(self.announced.epoch))?;
+            c.commit(self.lock, &wider, Some(self.announced.epoch), CommitKind::Intent)?;
             self.epoch = wider.epoch;
             self.announced = wider;
         }

@@ -20,6 +20,8 @@ use std::time::Duration;
 /// Every failpoint in the code, in protocol order.
 pub const POINTS: &[&str] = &[
     "drain.locked",
+    "drain.before_intent",
+    "drain.intent_unsynced",
     "drain.after_truncate",
     "drain.after_intent",
     "drain.mid_write",

@@ -192,8 +192,9 @@ pub(crate) fn read_unlocked(path: &Path) -> Result<Option<Manifest>> {
 }
 
 /// Write `m` into slot `index` and make it durable. The caller holds the lock and has
-/// checked that `index` is not the current slot.
-pub(crate) fn write(file: &File, path: &Path, index: usize, m: &Manifest) -> Result<()> {
+/// checked that `index` is not the current slot. `unsynced`: a failpoint between the
+/// write and its fdatasync.
+pub(crate) fn write(file: &File, path: &Path, index: usize, m: &Manifest, unsynced: Option<&str>) -> Result<()> {
     let payload = m.encode();
     if payload.len() > MAX_PAYLOAD_BYTES {
         return Err(Error::InvalidArgument(format!(
@@ -212,7 +213,9 @@ pub(crate) fn write(file: &File, path: &Path, index: usize, m: &Manifest) -> Res
     let ctx = |what: &str| format!("{what} manifest slot {} of {}", ["A", "B"][index], path.display());
     fault::check("manifest slot write").map_err(|e| Error::io(ctx("writing"), e))?;
     file.write_all_at(buf.bytes(), index as u64 * SLOT_BYTES).map_err(|e| Error::io(ctx("writing"), e))?;
-    crate::failpoint::hit("drain.after_rename");
+    if let Some(point) = unsynced {
+        crate::failpoint::hit(point);
+    }
     fault::check("manifest slot fdatasync").map_err(|e| Error::io(ctx("fdatasync after writing"), e))?;
     file.sync_data().map_err(|e| Error::io(ctx("fdatasync after writing"), e))
 }
@@ -229,9 +232,9 @@ mod tests {
         f.set_len(LOCK_FILE_BYTES).unwrap();
         assert!(read(&f, &p).unwrap().into_current(&p).unwrap().is_none(), "a fresh file has no manifest");
         let mut m = Manifest::new_adopting(0, 0, 0, 1).unwrap();
-        write(&f, &p, 0, &m).unwrap();
+        write(&f, &p, 0, &m, None).unwrap();
         m.epoch = 2;
-        write(&f, &p, 1, &m).unwrap();
+        write(&f, &p, 1, &m, None).unwrap();
         assert_eq!(read(&f, &p).unwrap().current().unwrap().1.epoch, 2);
         // Tear slot B's payload (through a buffered descriptor: O_DIRECT needs whole
         // blocks): slot A (epoch 1) is the manifest again.
@@ -269,7 +272,7 @@ mod tests {
                 },
             );
         }
-        write(&f, &p, 1, &m).unwrap();
+        write(&f, &p, 1, &m, None).unwrap();
         assert_eq!(read(&f, &p).unwrap().current().unwrap(), (1, &m), "10,000 watermarks fit one slot");
     }
 }

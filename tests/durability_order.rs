@@ -317,7 +317,7 @@ fn a_round_makes_the_manifest_it_read_durable_before_writing_to_the_target() {
     // fdatasync that makes it durable
     let out = cli_env(
         &["drain", "--target", &s(&target), "--journal", &s(&path)],
-        &[("TRIBUTARY_FAILPOINTS", "drain.after_rename=kill")],
+        &[("TRIBUTARY_FAILPOINTS", "drain.intent_unsynced=kill")],
     );
     assert!(!out.status.success(), "the failpoint did not kill the first drain");
     let ops = traced(dir.path(), &["drain", "--target", &s(&target), "--journal", &s(&path)], None);

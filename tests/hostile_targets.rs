@@ -293,3 +293,27 @@ fn damaged_manifest_slots_are_an_error_and_nothing_is_recreated() {
     assert_untouched(&before, &target, &[&j], "damaged slots");
     assert!(Manifest::load(&Sidecar::for_target(&target)).is_err());
 }
+
+/// An `init` whose first slot write was torn (a power cut mid-write: no valid slot, no
+/// stub yet) never finished: a drain says so (`target_missing`), and `init` starts it
+/// again — not `corrupt_manifest` for good.
+#[test]
+fn an_init_torn_at_its_first_slot_can_be_run_again() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let sidecar = Sidecar::for_target(&target);
+    let mut bytes = fs::read(&sidecar.lock).unwrap();
+    bytes[24] ^= 0x01; // slot A's payload: its CRC no longer matches
+    fs::write(&sidecar.lock, &bytes).unwrap();
+    fs::remove_file(&sidecar.manifest).unwrap(); // the stub comes after the first slot
+    let j = journal(&spool.join("a.journal"));
+    j.append(b"x").unwrap();
+    let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TargetMissing, "{e}");
+    assert!(e.to_string().contains("did not finish"), "{e}");
+    let r = compactor(&target).init().unwrap();
+    assert!(r.created, "{r:?}");
+    compactor(&target).drain(&[j]).unwrap();
+    assert_exactly(&target, &[b"x".to_vec()]);
+}

@@ -144,6 +144,17 @@ killed drain.after_rename {DRAIN_OUT}
 drain {DRAIN_OUT}
 """,
         "out/out.log", ["out/j.journal"], {"out/j.journal": ["p1", "p2"]}, dirs=("out",),
+        about="a drain killed between steps 5 and 7 (its final slot written, not yet fdatasynced), then a catch-up drain",
+    ),
+    Workload(
+        "kill-after-intent",
+        f"""
+app full out/j.journal a1 a2
+init --target "$R/out/out.log"
+killed drain.intent_unsynced {DRAIN_OUT}
+drain {DRAIN_OUT}
+""",
+        "out/out.log", ["out/j.journal"], {"out/j.journal": ["p1", "p2"]}, dirs=("out",),
         about="a drain killed after writing its intent slot, before that slot's fdatasync, then the next drain",
     ),
     Workload(
