@@ -714,7 +714,8 @@ impl Compactor {
         if m.target_ino != 0 && m.target_ino != ino {
             return Err(self.missing(format!(
                 "the file there (inode {ino}) is not the target this sidecar committed to (inode {}): it was \
-                 replaced, or the share is not mounted and another file sits at its path. If the target was \
+                 replaced (logrotate `create`? rotate a tributary target with managed rotation: compact \
+                 --rotate-bytes), or the share is not mounted and another file sits at its path. If the target was \
                  restored or copied with its sidecar on purpose, `tributary init` checks its committed part and \
                  accepts it",
                 m.target_ino

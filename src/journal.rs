@@ -815,6 +815,13 @@ impl Journal {
         self.files[0]
     }
 
+    /// Test seam: appends queued on this handle, waiting for a leader's transaction
+    /// (lets a test know a group has formed without waiting for a time).
+    #[doc(hidden)]
+    pub fn queued_appends(&self) -> usize {
+        self.group.lock().queue.len()
+    }
+
     pub fn id(&self) -> JournalId {
         self.id
     }

@@ -249,23 +249,32 @@ fn tail_shows_only_committed_lines_while_a_drain_is_in_progress() {
     assert!(out.status.success());
     journal(&jp).append_batch(&numbered("second", 0..10)).unwrap();
     let committed = std::fs::metadata(&target).unwrap().len();
+    // The drain holds after its fdatasync, before its commit, until we let it go: no
+    // timing involved (a pause of 1.5 s failed on a loaded machine).
+    let fp = d.path().join("fp");
+    std::fs::create_dir(&fp).unwrap();
     let child = Command::new(bin())
         .args(["drain", "--target", &s(&target), "--journal", &s(&jp)])
-        .env("TRIBUTARY_FAILPOINTS", "drain.after_fsync=pause:1500")
+        .env("TRIBUTARY_FAILPOINTS", "drain.after_fsync=hold")
+        .env(tributary::failpoint::DIR_VAR, &fp)
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::metadata(&target).unwrap().len() == committed {
-        assert!(Instant::now() < deadline, "the drain never wrote");
-        std::thread::sleep(Duration::from_millis(5));
+    let reached = fp.join("drain.after_fsync.reached");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !reached.exists() {
+        assert!(Instant::now() < deadline, "the drain never reached drain.after_fsync");
+        std::thread::yield_now();
     }
+    assert!(std::fs::metadata(&target).unwrap().len() > committed, "the held drain wrote nothing");
     // The second batch is written (and fsynced) but not committed: invisible.
     assert!(lines_of(&target).len() > 10);
     let out = cli(&["tail", "--target", &s(&target)]);
     let shown: Vec<&[u8]> = out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
     assert_eq!(shown.len(), 10, "tail showed uncommitted lines");
     assert!(shown.iter().all(|l| l.starts_with(b"first")));
+    std::fs::remove_file(&reached).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let out = cli(&["tail", "--target", &s(&target)]);

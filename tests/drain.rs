@@ -443,24 +443,29 @@ fn a_moved_epoch_before_commit_means_lock_lost_and_nothing_is_committed() {
         compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
         j.append(b"pending").unwrap();
     }
+    // The drain holds after its fdatasync (its batch written) until we let it go: no
+    // timing involved.
+    let fp = d.path().join("fp");
+    fs::create_dir(&fp).unwrap();
+    let committed_len = manifest_of(&target).committed_len;
     let child = std::process::Command::new(bin())
         .args(["drain", "--target", &s(&target), "--journal", &s(&jp)])
-        .env("TRIBUTARY_FAILPOINTS", "drain.after_fsync=pause:1500")
+        .env("TRIBUTARY_FAILPOINTS", "drain.after_fsync=hold")
+        .env(tributary::failpoint::DIR_VAR, &fp)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until it has written its batch, then commit a newer epoch behind its back.
-    let committed_len = manifest_of(&target).committed_len;
-    for _ in 0..200 {
-        if fs::metadata(&target).unwrap().len() > committed_len {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let reached = fp.join("drain.after_fsync.reached");
+    while !reached.exists() {
+        std::thread::yield_now();
     }
+    assert!(fs::metadata(&target).unwrap().len() > committed_len, "the held drain wrote nothing");
+    // Commit a newer epoch behind its back, then let it go on.
     let mut m = manifest_of(&target);
     assert!(m.intent.is_some(), "the round announced its bytes before writing them");
     m.epoch += 1;
     commit_behind_the_back(&target, &m);
+    fs::remove_file(&reached).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -310,7 +310,13 @@ fn a_hung_lock_holder_gives_others_a_lock_timeout_never_a_hang() {
         .stderr(fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    // until it has reported two lock timeouts (a condition, not a time)
+    let waited = Instant::now();
+    while fs::read_to_string(&log).unwrap_or_default().lines().filter(|l| l.contains("lock timeout")).count() < 2 {
+        assert!(waited.elapsed() < Duration::from_secs(300), "the daemon never retried the lock");
+        assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited: {}", fs::read_to_string(&log).unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     tributary::sys::send_signal(daemon.id(), libc::SIGTERM).unwrap();
     let stop = Instant::now();
     let status = loop {

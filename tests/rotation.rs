@@ -206,7 +206,10 @@ fn readers_running_during_drains_and_rotations_get_every_line_once() {
     let jp = spool.join("a.journal");
     let lines = numbered("live", 0..3000);
     // Three independent readers follow the target from the start while it is written.
+    // `stop` only turns a hang into a failure (a watchdog sets it after 5 minutes);
+    // a reader stops when it has read as many lines as were written.
     let stop = Arc::new(AtomicBool::new(false));
+    let n = lines.len();
     let readers: Vec<_> = (0..3)
         .map(|_| {
             let (target, stop) = (target.clone(), Arc::clone(&stop));
@@ -218,8 +221,11 @@ fn readers_running_during_drains_and_rotations_get_every_line_once() {
                     }
                 };
                 let mut got = Vec::new();
-                while let Some(l) = r.next_line_until(Duration::from_millis(5), &stop).unwrap() {
-                    got.push(l);
+                while got.len() < n {
+                    match r.next_line_until(Duration::from_millis(5), &stop).unwrap() {
+                        Some(l) => got.push(l),
+                        None => break,
+                    }
                 }
                 got
             })
@@ -231,15 +237,21 @@ fn readers_running_during_drains_and_rotations_get_every_line_once() {
         j.append_batch(chunk).unwrap();
         c.drain(std::slice::from_ref(&j)).unwrap();
     }
-    // Let the readers catch up, then stop them.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while read_all(&target, Cursor::START).0.len() < lines.len() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    let watchdog = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(300);
+            while std::time::Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let results: Vec<_> = readers.into_iter().map(|r| r.join().unwrap()).collect();
     stop.store(true, Ordering::Relaxed);
-    for r in readers {
-        assert_eq!(r.join().unwrap(), lines, "a reader lost, repeated or tore a line");
+    watchdog.join().unwrap();
+    for r in results {
+        assert_eq!(r, lines, "a reader lost, repeated or tore a line");
     }
     assert!(tributary::status(&target, None).unwrap().manifest.unwrap().generation > 5);
 }
