@@ -105,6 +105,92 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in code order: the one source of the C codes, the bindings' classes
+    /// and docs/errors.md (generated from [`ErrorKind::meaning`] and
+    /// [`ErrorKind::what_to_do`]; `tests/error_table_drift.rs` keeps it in step).
+    pub const ALL: [ErrorKind; 18] = [
+        ErrorKind::InvalidLine,
+        ErrorKind::InvalidArgument,
+        ErrorKind::JournalFull,
+        ErrorKind::LockTimeout,
+        ErrorKind::LockLost,
+        ErrorKind::CorruptManifest,
+        ErrorKind::CorruptJournalRow,
+        ErrorKind::TargetTruncated,
+        ErrorKind::UnexpectedTail,
+        ErrorKind::TornTarget,
+        ErrorKind::JournalRestored,
+        ErrorKind::JournalForeign,
+        ErrorKind::UnsafeFilesystem,
+        ErrorKind::NotAJournal,
+        ErrorKind::Io,
+        ErrorKind::Sqlite,
+        ErrorKind::JournalGone,
+        ErrorKind::TargetMissing,
+    ];
+
+    /// What happened, in one sentence.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidLine => "A line contains `\\n` or is longer than the limit; nothing of the call was stored.",
+            ErrorKind::InvalidArgument => "An argument other than a line is unusable (a bad option, offset, cursor, path, a journal given twice, a closed handle).",
+            ErrorKind::JournalFull => "The journal's undrained backlog is at its configured maximum; nothing of the call was stored.",
+            ErrorKind::LockTimeout => "The target's lock was not granted in time: another compactor holds it, or a hung process does.",
+            ErrorKind::LockLost => "The lock was lost while held (lease expiry, FUSE client restart, another holder committed); this round committed nothing.",
+            ErrorKind::CorruptManifest => "Both manifest slots are damaged, or the lock file that held them is gone; nothing was touched.",
+            ErrorKind::CorruptJournalRow => "A journal row does not match its CRC, or a row is missing; the drain stopped before it and skipped nothing.",
+            ErrorKind::TargetTruncated => "The target is shorter than its committed length (truncated, or removed); nothing was touched.",
+            ErrorKind::UnexpectedTail => "The target has bytes past its committed length that no drain round announced (another program appended, or the manifest is older than the target); nothing was touched.",
+            ErrorKind::TornTarget => "The target does not end with `\\n` where it must (an adopted file's last line is partial, an interrupted rotation left a wrong length); nothing was touched.",
+            ErrorKind::JournalRestored => "The journal does not match what the target committed for it: restored from an older copy, or a clone (copied and written to on both copies).",
+            ErrorKind::JournalForeign => "The journal was drained into another target before (or this target's manifest was reset).",
+            ErrorKind::UnsafeFilesystem => "A journal on a network filesystem, a target on a mount whose locks are host-local, or a sidecar folder anyone can write to.",
+            ErrorKind::NotAJournal => "The file is not a tributary journal (junk, another database, a symlink, an unsupported format).",
+            ErrorKind::Io => "An operating-system I/O error (the message says what tributary was doing): a full disk, a share that went away, too many open files.",
+            ErrorKind::Sqlite => "An SQLite error from a journal (e.g. `database is locked` past the busy timeout).",
+            ErrorKind::JournalGone => "The journal (or its `-wal`) was removed, moved or replaced under an open handle; nothing of the call was stored.",
+            ErrorKind::TargetMissing => "No tributary target at this path (never created with `init`, or its share is not mounted), or the file there is not the one its sidecar committed to; nothing was created or touched.",
+        }
+    }
+
+    /// The one thing to do about it.
+    pub fn what_to_do(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidLine => "Fix or split the line, or raise `max_line_bytes` (`--max-line-bytes`) on the writers and compactors alike.",
+            ErrorKind::InvalidArgument => "Fix the argument the message names.",
+            ErrorKind::JournalFull => "Run (or speed up) a compactor, raise `max_backlog_bytes`, or set `full_wait` to wait for room.",
+            ErrorKind::LockTimeout => "Retry later (a daemon does by itself); if it persists, find the holder with `lslocks` / `fuser -v` on the lock file.",
+            ErrorKind::LockLost => "Nothing: the next round repairs the tail and carries on.",
+            ErrorKind::CorruptManifest => "Stop the compactors and keep the sidecar folder as it is; do not restore an older copy of it (it would be older than the target).",
+            ErrorKind::CorruptJournalRow => "Check the disk holding the journal; keep the journal file for inspection.",
+            ErrorKind::TargetTruncated => "Restore the target's file; rotate a tributary target only with managed rotation (`--rotate-bytes`).",
+            ErrorKind::UnexpectedTail => "With the compactors stopped, save the extra bytes (`tail -c N`), cut them off (`truncate -s -N`), and append them through a journal.",
+            ErrorKind::TornTarget => "Finish or remove the partial last line (or move the wrong generation file away), then run `init` or the drain again.",
+            ErrorKind::JournalRestored => "Keep only the live copy of the journal; give a cloned host a new journal file.",
+            ErrorKind::JournalForeign => "Drain the journal into the target it was drained into before.",
+            ErrorKind::UnsafeFilesystem => "Put journals on the writer host's local disk; mount the target with working cross-host locks; `chmod o-w` the sidecar folder.",
+            ErrorKind::NotAJournal => "Move the file out of the spool, or give the journal's real path.",
+            ErrorKind::Io => "Fix the cause the message names (free space, remount the share, raise `ulimit -n`); a daemon retries by itself.",
+            ErrorKind::Sqlite => "Retry; if it persists, check the journal's disk and which process holds its write lock.",
+            ErrorKind::JournalGone => "Close the handle and reopen the journal by its path (to remove a journal, retire it).",
+            ErrorKind::TargetMissing => "Mount the share; for a new target run `tributary init` once; for a target restored with its sidecar, `init` checks it and accepts it.",
+        }
+    }
+
+    /// True for the kinds after which retrying cannot help: the target is damaged,
+    /// holds bytes tributary did not write, or the configuration is wrong. The `compact`
+    /// daemon stops on them (exit 3); it retries every other kind.
+    pub fn needs_a_human(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::CorruptManifest
+                | ErrorKind::TargetTruncated
+                | ErrorKind::UnexpectedTail
+                | ErrorKind::TornTarget
+                | ErrorKind::InvalidArgument
+        )
+    }
+
     /// Short snake_case name, stable across versions (used by the CLI and bindings).
     pub fn name(self) -> &'static str {
         match self {

@@ -166,29 +166,8 @@ fn kind_cname(kind: ErrorKind) -> &'static CStr {
     }
 }
 
-const ALL_KINDS: [ErrorKind; 18] = [
-    ErrorKind::InvalidLine,
-    ErrorKind::InvalidArgument,
-    ErrorKind::JournalFull,
-    ErrorKind::LockTimeout,
-    ErrorKind::LockLost,
-    ErrorKind::CorruptManifest,
-    ErrorKind::CorruptJournalRow,
-    ErrorKind::TargetTruncated,
-    ErrorKind::UnexpectedTail,
-    ErrorKind::TornTarget,
-    ErrorKind::JournalRestored,
-    ErrorKind::JournalForeign,
-    ErrorKind::UnsafeFilesystem,
-    ErrorKind::NotAJournal,
-    ErrorKind::Io,
-    ErrorKind::Sqlite,
-    ErrorKind::JournalGone,
-    ErrorKind::TargetMissing,
-];
-
 fn kind_of_code(code: c_int) -> Option<ErrorKind> {
-    ALL_KINDS.into_iter().find(|k| *k as c_int == code)
+    ErrorKind::ALL.into_iter().find(|k| *k as c_int == code)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2049,7 +2028,7 @@ mod tests {
 
     #[test]
     fn codes_and_names_match_error_kinds() {
-        for kind in ALL_KINDS {
+        for kind in ErrorKind::ALL {
             let code = kind as c_int;
             assert_eq!(kind_of_code(code), Some(kind));
             assert_eq!(code_name(code).to_str().unwrap(), kind.name());

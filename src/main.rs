@@ -489,14 +489,7 @@ const EXIT_NEEDS_A_HUMAN: u8 = 3;
 
 /// Errors after which the daemon stops: retrying cannot help and would hide them.
 fn needs_a_human(e: &Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::CorruptManifest
-            | ErrorKind::TargetTruncated
-            | ErrorKind::UnexpectedTail
-            | ErrorKind::TornTarget
-            | ErrorKind::InvalidArgument
-    ) || (e.kind() == ErrorKind::UnsafeFilesystem && e.journal_path().is_none())
+    e.kind().needs_a_human() || (e.kind() == ErrorKind::UnsafeFilesystem && e.journal_path().is_none())
 }
 
 /// What the daemon has said about each problem, so it says it once (and once more
