@@ -251,6 +251,11 @@ struct TailArgs {
     /// Keep waiting for newly committed lines until SIGINT/SIGTERM.
     #[arg(long)]
     follow: bool,
+    /// Stop after printing this many lines (and commit the cursor right after them):
+    /// use it instead of `| head -N`, which reads more than it prints, so a cursor
+    /// committed behind it would skip the lines head read and dropped.
+    #[arg(long)]
+    max_lines: Option<u64>,
     /// How often --follow polls the manifest, in milliseconds.
     #[arg(long, default_value_t = 200)]
     poll_ms: u64,
@@ -784,21 +789,46 @@ fn cmd_tail(a: TailArgs) -> CmdResult {
     let mut out = BufWriter::new(io::stdout().lock());
     let poll = Duration::from_millis(a.poll_ms.max(1));
     let mut unflushed = 0usize;
-    // Flush stdout, then (only then) commit the cursor: a crash in between replays
-    // lines (at-least-once), never skips them.
-    let checkpoint = |out: &mut BufWriter<_>, reader: &Reader| -> Result<bool, Error> {
+    // The cursor is committed only past lines the consumer has read: flushed to stdout,
+    // and — when stdout is a pipe — taken out of the pipe by its reader (`| head -3`
+    // must not commit the lines left in the pipe when head exits). A crash in between
+    // replays lines (at-least-once), never skips them.
+    let mut written = 0u64;
+    let mut sent: std::collections::VecDeque<(u64, Cursor)> = Default::default();
+    let checkpoint = |out: &mut BufWriter<_>,
+                      sent: &mut std::collections::VecDeque<(u64, Cursor)>,
+                      written: u64,
+                      last: bool|
+     -> Result<bool, Error> {
         match out.flush() {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(false),
             Err(e) => return Err(stdout_err(e)),
             Ok(()) => {}
         }
-        if let Some((st, name)) = &store {
-            st.commit(name, reader.cursor())?;
+        let stdout = io::stdout();
+        let mut unread = tributary::sys::pipe_unread(&stdout).unwrap_or(0);
+        // At the end, give the consumer a few seconds to read what is in the pipe.
+        let until = Instant::now() + Duration::from_secs(5);
+        while last && unread > 0 && !tributary::sys::pipe_reader_gone(&stdout) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+            unread = tributary::sys::pipe_unread(&stdout).unwrap_or(0);
+        }
+        let consumed = written.saturating_sub(unread);
+        let mut commit = None;
+        while sent.front().is_some_and(|(end, _)| *end <= consumed) {
+            commit = sent.pop_front().map(|(_, c)| c);
+        }
+        if let (Some((st, name)), Some(c)) = (&store, commit) {
+            st.commit(name, c)?;
         }
         Ok(true)
     };
+    let mut printed = 0u64;
     loop {
         if a.follow && tributary::sys::stop_requested() {
+            break;
+        }
+        if a.max_lines.is_some_and(|m| printed >= m) {
             break;
         }
         let line =
@@ -811,17 +841,20 @@ fn cmd_tail(a: TailArgs) -> CmdResult {
                     Err(e) => return Err(stdout_err(e)),
                     Ok(()) => {}
                 }
+                written += l.len() as u64 + 1;
+                printed += 1;
+                sent.push_back((written, reader.cursor()));
                 unflushed += 1;
                 if unflushed >= 1000 {
                     unflushed = 0;
-                    if !checkpoint(&mut out, &reader)? {
+                    if !checkpoint(&mut out, &mut sent, written, false)? {
                         return Ok(ExitCode::SUCCESS);
                     }
                 }
             }
             None => {
                 unflushed = 0;
-                if !checkpoint(&mut out, &reader)? {
+                if !checkpoint(&mut out, &mut sent, written, false)? {
                     return Ok(ExitCode::SUCCESS);
                 }
                 if !a.follow || tributary::sys::stop_requested() {
@@ -830,6 +863,6 @@ fn cmd_tail(a: TailArgs) -> CmdResult {
             }
         }
     }
-    checkpoint(&mut out, &reader)?;
+    checkpoint(&mut out, &mut sent, written, true)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -512,7 +512,24 @@ impl CursorStore {
     /// version gets the `target_id` column.
     pub fn open(path: impl AsRef<Path>) -> Result<CursorStore> {
         let path = path.as_ref().to_path_buf();
-        crate::fscheck::check_journal_location(&path)?;
+        match crate::fscheck::check_journal_location(&path) {
+            // the journal's advice (allow_network_fs) does not apply to a cursor store
+            Err(Error::UnsafeFilesystem { path, detail }) if detail.contains("statfs magic") => {
+                let fs = detail
+                    .split(" (statfs")
+                    .next()
+                    .unwrap_or(&detail)
+                    .trim_start_matches("the journal's folder is on ");
+                return Err(Error::UnsafeFilesystem {
+                    path,
+                    detail: format!(
+                        "the cursor store's folder is on {fs}; a cursor store is an SQLite file in WAL mode and \
+                         needs the reader host's local disk: give --cursor-store a path there"
+                    ),
+                });
+            }
+            r => r?,
+        }
         {
             use std::os::unix::fs::OpenOptionsExt;
             std::fs::OpenOptions::new()

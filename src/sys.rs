@@ -278,3 +278,29 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
     #[allow(clippy::unnecessary_cast)] // the field widths differ between targets
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
+
+/// Bytes written into the pipe `fd` that its reader has not read yet; `None` when `fd`
+/// is not a pipe (a file or a terminal: what was written counts as read).
+pub fn pipe_unread(fd: &impl AsRawFd) -> Option<u64> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat fills the valid, writable `st`; an invalid fd makes it fail.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+        return None;
+    }
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the valid pointer; on a pipe (either
+    // end) Linux reports the bytes buffered in it.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) } != 0 {
+        return None;
+    }
+    Some(n.max(0) as u64)
+}
+
+/// True when the reading end of the pipe `fd` has been closed (POLLERR on the write end).
+pub fn pipe_reader_gone(fd: &impl AsRawFd) -> bool {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: 0, revents: 0 };
+    // SAFETY: poll reads and writes the one valid pollfd we pass; a zero timeout never blocks.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
