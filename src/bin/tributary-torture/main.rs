@@ -4,6 +4,7 @@
 //! tributary-torture trials --trials 2000 [--fs local|gluster --mounts M1,M2,M3] [--seed S [--trial K]]
 //! tributary-torture multihost --mounts M1,M2[,M3] [--kills 40] [--seed S] [--incoherent]
 //! tributary-torture powercut [--fs ext4|xfs|all] [--cuts 40] [--seed S [--trial K]] [--bin-dir DIR]
+//! tributary-torture soak --target T --dir D [--fill DIR] [--remount-cmd CMD] [--writers 3 --lines 3000]
 //! ```
 //! It drives the `tributary` CLI (next to this executable) and its own `writer`
 //! children, kills them at random moments and at every drain failpoint, and then
@@ -15,6 +16,7 @@
 mod common;
 mod multihost;
 mod powercut;
+mod soak;
 mod trials;
 mod writer;
 
@@ -37,6 +39,8 @@ enum Cmd {
     Multihost(multihost::MultihostArgs),
     /// Real power cuts (FS_IOC_SHUTDOWN) of an ext4/xfs loop-device filesystem, then recovery and the proof.
     Powercut(powercut::PowercutArgs),
+    /// A compact daemon under faults (writer kills, a full target disk, junk journals, remounts): it must never exit.
+    Soak(soak::SoakArgs),
     /// (child) one writer process: keyed appends with an ack file.
     Writer(writer::WriterArgs),
 }
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Cmd::Trials(a) => trials::run(a),
         Cmd::Multihost(a) => multihost::run(a),
         Cmd::Powercut(a) => powercut::run(a),
+        Cmd::Soak(a) => soak::run(a),
         Cmd::Writer(a) => writer::run(a),
     }
 }
