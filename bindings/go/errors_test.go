@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,76 +125,141 @@ func TestErrJournalFull(t *testing.T) {
 	if _, err := j.AppendString("12345678"); err != nil {
 		t.Fatalf("after a drain: %v", err)
 	}
-	// With FullWait, an append waits for a drain to make room.
-	jw := f.openJournal(t, "wait", &JournalOptions{MaxBacklogBytes: 10, FullWait: 10 * time.Second})
-	jw.AppendString("12345678")
-	go func() {
-		time.Sleep(200 * time.Millisecond)
-		Drain(context.Background(), f.target, DrainOptions{Journals: []string{jw.Path()}})
-	}()
-	start := time.Now()
-	if _, err := jw.AppendString("abcdefgh"); err != nil {
-		t.Fatalf("append with FullWait: %v", err)
+	// With FullWait, an append waits for a drain to make room. The append starts
+	// first, on a full journal: once it is inside the library it can only wait, as
+	// nothing drains that journal until the Drain below (no sleep, no elapsed time:
+	// FullWait is only a hang guard).
+	jw := f.openJournal(t, "wait", &JournalOptions{MaxBacklogBytes: 10, FullWait: hangGuard})
+	if _, err := jw.AppendString("12345678"); err != nil {
+		t.Fatal(err)
 	}
-	if time.Since(start) < 100*time.Millisecond {
-		t.Fatal("the append did not wait for room")
+	type appendResult struct {
+		seq uint64
+		err error
+	}
+	appended := make(chan appendResult, 1)
+	go func() {
+		seq, err := jw.AppendString("abcdefgh")
+		appended <- appendResult{seq, err}
+	}()
+	waitInside(t, "_Cfunc_trib_journal_append")
+	select {
+	case r := <-appended:
+		t.Fatalf("an append into a full journal returned before any drain made room: %d, %v", r.seq, r.err)
+	default:
+	}
+	if r, err := Drain(context.Background(), f.target, DrainOptions{Journals: []string{jw.Path()}}); err != nil || r.Lines != 1 {
+		t.Fatalf("the drain that makes room: %+v, %v", r, err)
+	}
+	r := <-appended
+	if r.err != nil || r.seq != 2 {
+		t.Fatalf("append with FullWait: %d, %v", r.seq, r.err)
+	}
+	// The room came from the drain: it took line 1, the waiting line is line 2.
+	if b, err := jw.Backlog(); err != nil || b.DrainedSeq != 1 || b.LastSeq != 2 || b.Lines != 1 {
+		t.Fatalf("after the waiting append: %+v, %v", b, err)
 	}
 }
 
-// holdLock starts a `tributary drain` of its own journal into target that pauses for
-// pause while it holds the target's lock, and returns once the lock is held.
-func holdLock(t *testing.T, f fixture, pause time.Duration) *exec.Cmd {
+// holdLock starts a `tributary drain` of its own journal into target that holds the
+// target's lock, after writing and fsyncing its round (failpoint
+// drain.after_fsync=hold), until release is called; it returns once the lock is held.
+// release lets the drain go on and waits for it to succeed.
+func holdLock(t *testing.T, f fixture) (release func()) {
 	t.Helper()
+	fp := filepath.Join(f.dir, "holder-failpoints")
+	if err := os.Mkdir(fp, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	other := filepath.Join(f.dir, "holder.journal")
 	runCLI(t, []byte("held\n"), "append", "--journal", other)
 	cmd := exec.Command(cliPath(t), "drain", "--target", f.target, "--journal", other)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("TRIBUTARY_FAILPOINTS=drain.after_fsync=pause:%d", pause.Milliseconds()))
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	cmd.Env = append(os.Environ(), "TRIBUTARY_FAILPOINTS=drain.after_fsync=hold", "TRIBUTARY_FAILPOINT_DIR="+fp)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	// Paused after its fsync: the target holds bytes the manifest does not cover yet.
-	waitFor(t, 10*time.Second, "the CLI drain to hold the lock", func() bool {
-		st, err := Status(f.target, "")
-		return err == nil && st.HasManifest && st.TargetLen > st.CommittedLen
-	})
-	return cmd
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	reached := waitReached(t, fp, "drain.after_fsync", exited, out.String)
+	// Held after its fsync: the target holds bytes the manifest does not cover yet.
+	if st, err := Status(f.target, ""); err != nil || !st.HasManifest || st.TargetLen <= st.CommittedLen {
+		t.Fatalf("the held drain wrote nothing: %+v, %v", st, err)
+	}
+	return func() {
+		t.Helper()
+		if err := os.Remove(reached); err != nil {
+			t.Fatal(err)
+		}
+		<-exited
+		if waitErr != nil {
+			t.Fatalf("the CLI drain failed: %v\n%s", waitErr, out.String())
+		}
+	}
 }
+
+// lockTimeoutWaited is how long a lock timeout error says the library waited for the
+// lock, in milliseconds ("... was not granted within N ms ...").
+func lockTimeoutWaited(t *testing.T, e *Error) int {
+	t.Helper()
+	_, rest, ok := strings.Cut(e.Message, "not granted within ")
+	var ms int
+	if !ok {
+		t.Fatalf("a lock timeout that does not say how long it waited: %q", e.Message)
+	}
+	if _, err := fmt.Sscanf(rest, "%d ms", &ms); err != nil {
+		t.Fatalf("a lock timeout that does not say how long it waited: %q (%v)", e.Message, err)
+	}
+	return ms
+}
+
+// defaultLockTimeoutMs is the library's lock timeout when none is given (30 s).
+const defaultLockTimeoutMs = 30_000
 
 func TestErrLockTimeout(t *testing.T) {
 	f := newFixture(t)
 	j := f.openJournal(t, "mine", nil)
 	j.AppendString("mine")
-	holder := holdLock(t, f, 5*time.Second)
+	release := holdLock(t, f) // held until release: every Drain below times out
 
-	start := time.Now()
 	_, err := Drain(context.Background(), f.target, DrainOptions{Spool: f.spool, LockTimeout: 200 * time.Millisecond})
-	wantKind(t, err, KindLockTimeout)
+	e := wantKind(t, err, KindLockTimeout)
 	if errors.Is(err, context.DeadlineExceeded) {
 		t.Fatal("a lock timeout from LockTimeout matches context.DeadlineExceeded")
 	}
-	if d := time.Since(start); d > 4*time.Second {
-		t.Fatalf("LockTimeout 200ms took %v", d)
+	// The library says how long it waited: all of LockTimeout, and not the 30 s
+	// default. (The default's wait cannot end before 30 s, however idle or loaded
+	// the machine; LockTimeout's ends after 200 ms plus at most one 25 ms poll.)
+	if waited := lockTimeoutWaited(t, e); waited < 200 || waited >= defaultLockTimeoutMs {
+		t.Fatalf("with LockTimeout 200ms the library waited %d ms: %v", waited, err)
 	}
 
-	// A context deadline shortens the (default 30 s) lock wait.
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	start = time.Now()
-	_, err = Drain(ctx, f.target, DrainOptions{Spool: f.spool})
-	wantKind(t, err, KindLockTimeout)
+	// A context deadline shortens the (default 30 s) lock wait: the lock timeout
+	// matches context.DeadlineExceeded too. (If the machine is so loaded that the
+	// deadline passes before Drain even starts, Drain returns ctx.Err() without
+	// calling the library: try again with a new deadline.)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		_, err = Drain(ctx, f.target, DrainOptions{Spool: f.spool})
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || errors.As(err, new(*Error)) {
+			break
+		}
+		t.Logf("the deadline passed before Drain started: %v; again", err)
+	}
+	e = wantKind(t, err, KindLockTimeout)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("a lock timeout cut short by the deadline does not match context.DeadlineExceeded: %v", err)
 	}
-	if d := time.Since(start); d > 4*time.Second {
-		t.Fatalf("a 300ms deadline took %v", d)
+	if waited := lockTimeoutWaited(t, e); waited >= defaultLockTimeoutMs {
+		t.Fatalf("with a 300ms deadline the library waited %d ms: %v", waited, err)
 	}
 
 	// Once the holder is done, the lines arrive exactly once.
-	if err := holder.Wait(); err != nil {
-		t.Fatalf("the CLI drain failed: %v", err)
-	}
+	release()
 	if r, err := Drain(context.Background(), f.target, DrainOptions{Spool: f.spool}); err != nil || r.Lines != 1 {
 		t.Fatalf("Drain after the holder: %+v, %v", r, err)
 	}
@@ -240,18 +304,9 @@ func TestErrLockLost(t *testing.T) {
 	var waitErr error
 	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-	reached := filepath.Join(fp, "drain.lose_lock.reached")
-	waitFor(t, 30*time.Second, "the child drain to lose its lock", func() bool {
-		select {
-		case <-exited:
-			t.Fatalf("the child exited before losing its lock:\n%s", out.String())
-		default:
-		}
-		_, err := os.Stat(reached)
-		return err == nil
-	})
-	// "Another compactor" takes the lock and commits.
-	r, err := Drain(context.Background(), f.target, DrainOptions{Journals: []string{otherPath}, LockTimeout: 5 * time.Second})
+	reached := waitReached(t, fp, "drain.lose_lock", exited, out.String)
+	// "Another compactor" takes the lock (free: the child lost it) and commits.
+	r, err := Drain(context.Background(), f.target, DrainOptions{Journals: []string{otherPath}})
 	if rmErr := os.Remove(reached); rmErr != nil { // let the child go on
 		t.Fatal(rmErr)
 	}
@@ -577,12 +632,42 @@ func TestErrSQLite(t *testing.T) {
 	wantKind(t, err, KindSQLite)
 }
 
+// The library panics on purpose inside trib_debug_panic: the panic is caught at the
+// C boundary and comes back as an error, and the process keeps running, its library
+// too. Rust's panic hook reports every panic on stderr, caught or not (with a
+// backtrace when RUST_BACKTRACE is set), and that report does not belong in the output
+// of a passing run: the panic happens in a child process (this test binary, running
+// this test alone), whose output this test captures and checks.
 func TestErrPanic(t *testing.T) {
-	// The library panics on purpose inside trib_debug_panic: the panic is caught at
-	// the C boundary and comes back as an error (the process keeps running).
-	err := debugPanic()
-	e := wantKind(t, err, KindPanic)
-	if !strings.Contains(e.Message, "panic") {
-		t.Fatalf("Message = %q", e.Message)
+	if os.Getenv("TRIB_GO_PANIC_CHILD") == "1" {
+		err := debugPanic()
+		e := wantKind(t, err, KindPanic)
+		if !strings.Contains(e.Message, "panic") {
+			t.Fatalf("Message = %q", e.Message)
+		}
+		// The library still works after the panic.
+		f := newFixture(t)
+		j := f.openJournal(t, "after-the-panic", nil)
+		if _, err := j.AppendString("after the panic"); err != nil {
+			t.Fatalf("append after the panic: %v", err)
+		}
+		if r := f.drain(t); r.Lines != 1 {
+			t.Fatalf("drain after the panic: %+v", r)
+		}
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestErrPanic$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "TRIB_GO_PANIC_CHILD=1", "TRIB_GO_HELPER=")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the child test failed: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"trib_debug_panic was called", // the panic hook's report: a real panic, caught
+		"--- PASS: TestErrPanic",      // the child's checks, after the panic
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("the child's output lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -204,14 +206,78 @@ func runCLI(t testing.TB, stdin []byte, args ...string) string {
 	return string(out)
 }
 
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+// hangGuard bounds every wait for a condition in these tests. It only turns a hang
+// into a failure: no test expects anything to be fast (CI machines are loaded), so it
+// is far longer than any wait that succeeds.
+const hangGuard = 5 * time.Minute
+
+// waitFor polls cond until it holds; it fails the test only if cond still does not
+// hold after hangGuard (something hangs).
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := time.Now().Add(hangGuard)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			t.Fatalf("still waiting for %s after %v: something hangs", what, hangGuard)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// waitReached waits until a process run with TRIBUTARY_FAILPOINTS=<point>=hold and
+// TRIBUTARY_FAILPOINT_DIR=dir has reached point: it then holds there until the test
+// removes the returned <point>.reached file. exited, if not nil, is closed when the
+// process exits (it would never reach the point then).
+func waitReached(t testing.TB, dir, point string, exited <-chan struct{}, output func() string) string {
+	t.Helper()
+	reached := filepath.Join(dir, point+".reached")
+	waitFor(t, "the process to reach failpoint "+point, func() bool {
+		select {
+		case <-exited: // a nil channel never is
+			t.Fatalf("the process exited before reaching failpoint %s:\n%s", point, output())
+		default:
+		}
+		_, err := os.Stat(reached)
+		return err == nil
+	})
+	return reached
+}
+
+// goroutineID is the calling goroutine's id, as stack traces print it.
+func goroutineID() string {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)] // "goroutine 18 [running]:\n..."
+	return strings.Fields(string(buf))[1]
+}
+
+// waitInside waits until a goroutine that the calling goroutine started is inside
+// function fn (a frame of its stack names fn): a condition read from the goroutines'
+// stacks, so that a test knows a call is under way without assuming that it is "by
+// now". For a cgo call (fn "_Cfunc_trib_..."), the goroutine must be in the C code
+// already (its state is "syscall" there).
+func waitInside(t testing.TB, fn string) {
+	t.Helper()
+	createdHere := " in goroutine " + goroutineID() + "\n"
+	state := "goroutine "
+	if strings.HasPrefix(fn, "_Cfunc_") {
+		state = " [syscall"
+	}
+	waitFor(t, "a goroutine of this test to be inside "+fn, func() bool {
+		buf := make([]byte, 1<<16)
+		for {
+			n := runtime.Stack(buf, true)
+			if n < len(buf) {
+				buf = buf[:n]
+				break
+			}
+			buf = make([]byte, 2*len(buf))
+		}
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			header, _, _ := strings.Cut(g, "\n")
+			if strings.Contains(header, state) && strings.Contains(g, createdHere) && strings.Contains(g, "."+fn+"(") {
+				return true
+			}
+		}
+		return false
+	})
 }

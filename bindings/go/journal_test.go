@@ -336,7 +336,7 @@ func TestFinalizerBackstop(t *testing.T) {
 			t.Skipf("no WAL file while the journal is open (%v): cannot observe the close", err)
 		}
 	}()
-	waitFor(t, 10*time.Second, "the finalizer to close the journal", func() bool {
+	waitFor(t, "the finalizer to close the journal", func() bool {
 		runtime.GC()
 		_, err := os.Stat(wal)
 		return os.IsNotExist(err)
@@ -519,7 +519,7 @@ func TestCompact(t *testing.T) {
 	// A journal that appears later is picked up.
 	late := f.openJournal(t, "late", nil)
 	late.AppendString("late")
-	waitFor(t, 10*time.Second, "Compact to move 51 lines", func() bool {
+	waitFor(t, "Compact to move 51 lines", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return moved == 51

@@ -161,7 +161,7 @@ func TestReaderLinesGivesBackUndelivered(t *testing.T) {
 	ch := r.Lines(ctx)
 	first := <-ch
 	// Let the goroutine read line "1" and block on delivering it, then stop.
-	waitFor(t, 5*time.Second, "the reader to read ahead", func() bool { return r.Offset() > first.Offset })
+	waitFor(t, "the reader to read ahead", func() bool { return r.Offset() > first.Offset })
 	cancel()
 	for range ch {
 	}

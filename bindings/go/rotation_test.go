@@ -285,7 +285,7 @@ func TestReaderResumeAcrossRotation(t *testing.T) {
 		if next == 10 {
 			// The last line of generation 1: let the reader read ahead into
 			// generation 2, then stop.
-			waitFor(t, 10*time.Second, "the reader to read ahead into generation 2",
+			waitFor(t, "the reader to read ahead into generation 2",
 				func() bool { return r.Cursor().Generation == 2 })
 			stop()
 		}
