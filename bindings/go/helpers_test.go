@@ -281,3 +281,16 @@ func waitInside(t testing.TB, fn string) {
 		return false
 	})
 }
+
+// await receives the result of a call that a goroutine of the test runs; it fails
+// the test only if none comes within hangGuard (the call hangs).
+func await[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(hangGuard):
+		t.Fatalf("%s still has not returned after %v: it hangs", what, hangGuard)
+		panic("unreachable")
+	}
+}

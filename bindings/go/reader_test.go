@@ -26,16 +26,23 @@ func TestReaderBeforeFirstDrain(t *testing.T) {
 	}
 	j := f.openJournal(t, "j", nil)
 	j.AppendString("first")
+	// Next waits (in a goroutine) while the target does not exist; once it is inside
+	// Next, the target is created and drained, and Next returns the line.
+	type result struct {
+		line []byte
+		err  error
+	}
+	next := make(chan result, 1)
 	go func() {
-		time.Sleep(150 * time.Millisecond)
-		f.init(t)
-		f.drain(t)
+		line, err := r.Next(context.Background())
+		next <- result{line, err}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	line, err := r.Next(ctx)
-	if err != nil || string(line) != "first" {
-		t.Fatalf("Next = %q, %v", line, err)
+	waitInside(t, "(*Reader).Next")
+	f.init(t)
+	f.drain(t)
+	res := await(t, next, "Next")
+	if res.err != nil || string(res.line) != "first" {
+		t.Fatalf("Next = %q, %v", res.line, res.err)
 	}
 }
 
@@ -47,24 +54,29 @@ func TestReaderNextHonoursContext(t *testing.T) {
 	}
 	defer r.Close()
 
-	start := time.Now()
+	// A deadline: Next gives up with DeadlineExceeded, not before the deadline. (No
+	// upper bound: a Next that ignored its deadline would hang, and the hang guard
+	// reports it.)
 	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
 	defer cancel()
-	if _, err := r.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	deadline, _ := ctx.Deadline()
+	done := make(chan error, 1)
+	go func() { _, err := r.Next(ctx); done <- err }()
+	if err := await(t, done, "Next with a 250ms deadline"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Next past the deadline: %v", err)
 	}
-	if d := time.Since(start); d < 240*time.Millisecond || d > 5*time.Second {
-		t.Fatalf("Next with a 250ms deadline returned after %v", d)
+	if now := time.Now(); now.Before(deadline) {
+		t.Fatalf("Next gave up %v before its deadline", deadline.Sub(now))
 	}
 
+	// A cancellation while Next waits (it is inside Next when the context is
+	// cancelled) ends it with Canceled.
 	ctx, cancel = context.WithCancel(context.Background())
-	go func() { time.Sleep(150 * time.Millisecond); cancel() }()
-	start = time.Now()
-	if _, err := r.Next(ctx); !errors.Is(err, context.Canceled) {
+	go func() { _, err := r.Next(ctx); done <- err }()
+	waitInside(t, "(*Reader).Next")
+	cancel()
+	if err := await(t, done, "Next after cancel"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Next after cancel: %v", err)
-	}
-	if d := time.Since(start); d > 150*time.Millisecond+pollSlice+time.Second {
-		t.Fatalf("cancellation noticed after %v", d)
 	}
 	if r.Offset() != 0 {
 		t.Fatalf("Offset moved to %d", r.Offset())
@@ -97,28 +109,54 @@ func TestReaderLinesFollows(t *testing.T) {
 	}
 
 	const total = 30
+	// The producer reports its errors on a channel (it must not call t.Fatal), and
+	// the test waits for it to finish before it ends (its last drain may still run
+	// when the reader has every line).
+	produced := make(chan error, 1)
 	go func() {
-		for i := range total {
-			j.AppendString(fmt.Sprintf("line %d", i))
-			if i%7 == 0 {
-				f.drain(t)
+		produced <- func() error {
+			for i := range total {
+				if _, err := j.AppendString(fmt.Sprintf("line %d", i)); err != nil {
+					return err
+				}
+				if i%7 == 0 {
+					if _, err := Drain(context.Background(), f.target, DrainOptions{Spool: f.spool}); err != nil {
+						return err
+					}
+				}
 			}
-		}
-		f.drain(t)
+			_, err := Drain(context.Background(), f.target, DrainOptions{Spool: f.spool})
+			return err
+		}()
 	}()
 	var offsets []int64
+	producing := produced // nil once the producer has returned
 	for i := range total {
-		select {
-		case l := <-ch:
-			if l.Err != nil {
-				t.Fatal(l.Err)
+		var l Line
+		for received := false; !received; {
+			select {
+			case l = <-ch:
+				received = true
+			case err := <-producing:
+				if err != nil {
+					t.Fatalf("producer: %v", err)
+				}
+				producing = nil
+			case <-time.After(hangGuard):
+				t.Fatalf("line %d never came", i)
 			}
-			if want := fmt.Sprintf("line %d", i); string(l.Bytes) != want {
-				t.Fatalf("got %q, want %q", l.Bytes, want)
-			}
-			offsets = append(offsets, l.Offset)
-		case <-time.After(10 * time.Second):
-			t.Fatalf("timed out waiting for line %d", i)
+		}
+		if l.Err != nil {
+			t.Fatal(l.Err)
+		}
+		if want := fmt.Sprintf("line %d", i); string(l.Bytes) != want {
+			t.Fatalf("got %q, want %q", l.Bytes, want)
+		}
+		offsets = append(offsets, l.Offset)
+	}
+	if producing != nil {
+		if err := await(t, producing, "the producer"); err != nil {
+			t.Fatalf("producer: %v", err)
 		}
 	}
 	cancel()
@@ -221,14 +259,15 @@ func TestReaderCloseStopsLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch := r.Lines(context.Background())
-	time.Sleep(50 * time.Millisecond)
+	// Close while Lines waits for lines (its goroutine is inside the wait).
+	waitInside(t, "(*Reader).nextCtx")
 	r.Close()
 	select {
 	case l, ok := <-ch:
 		if ok {
 			t.Fatalf("a value after Close: %+v", l)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(hangGuard):
 		t.Fatal("Close did not stop Lines")
 	}
 	if r.Err() != nil {
