@@ -80,7 +80,7 @@ func TestCrossLanguageWriters(t *testing.T) {
 	} else {
 		t.Logf("python3 is not installed: the Python writer is left out of this test (%v)", pyErr)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 
 	// The Rust compactor runs throughout; stopped with SIGTERM at the end.
@@ -150,7 +150,7 @@ loop:
 			break loop
 		default:
 		}
-		r, err := Drain(ctx, f.target, DrainOptions{Spool: f.spool})
+		r, err := drainTakingTurns(ctx, f.target, DrainOptions{Spool: f.spool})
 		if err != nil {
 			t.Fatalf("Go drain: %v", err)
 		}
@@ -163,7 +163,7 @@ loop:
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if _, err := Drain(ctx, f.target, DrainOptions{Spool: f.spool}); err != nil {
+	if _, err := drainTakingTurns(ctx, f.target, DrainOptions{Spool: f.spool}); err != nil {
 		t.Fatal(err)
 	}
 	compactor.Process.Signal(syscall.SIGTERM)

@@ -97,7 +97,7 @@ func ExampleReader_Lines() {
 	r, _ := tributary.OpenReader(target, 0)
 	defer r.Close()
 
-	follow, done := context.WithTimeout(context.Background(), 10*time.Second)
+	follow, done := context.WithCancel(context.Background())
 	defer done()
 	go func() {
 		for _, s := range []string{"one", "two", "three"} {

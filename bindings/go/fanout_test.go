@@ -54,7 +54,7 @@ func TestFanInFanOut(t *testing.T) {
 	for p := range producers {
 		names = append(names, fmt.Sprintf("producer%02d", p))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 
 	// Readers start first, before the target even exists; one more starts late.
@@ -166,7 +166,7 @@ func TestFanInFanOut(t *testing.T) {
 					return
 				default:
 				}
-				r, err := Drain(ctx, f.target, DrainOptions{Spool: f.spool, MaxRoundTime: 50 * time.Millisecond})
+				r, err := drainTakingTurns(ctx, f.target, DrainOptions{Spool: f.spool, MaxRoundTime: 50 * time.Millisecond})
 				if err != nil {
 					t.Errorf("compactor %d: %v", c, err)
 					return

@@ -294,3 +294,16 @@ func await[T any](t testing.TB, ch <-chan T, what string) T {
 		panic("unreachable")
 	}
 }
+
+// drainTakingTurns is Drain for tests in which other compactors compete for the
+// target's lock: a lock timeout (another compactor held the lock through the whole
+// LockTimeout, which a loaded machine makes possible) is retried until ctx is done,
+// as Compact and the daemon retry it.
+func drainTakingTurns(ctx context.Context, target string, opts DrainOptions) (DrainReport, error) {
+	for {
+		r, err := Drain(ctx, target, opts)
+		if !errors.Is(err, ErrLockTimeout) || ctx.Err() != nil {
+			return r, err
+		}
+	}
+}

@@ -53,7 +53,7 @@ func TestDrainIntoUninitialisedTargetCreatesNothing(t *testing.T) {
 		"Drain of nothing": func() error { _, err := Drain(bg, target, DrainOptions{}); return err },
 		"Retire":           func() error { _, err := Retire(bg, target, DrainOptions{Journals: []string{j.Path()}}); return err },
 		"Compact stops on it": func() error {
-			ctx, cancel := context.WithTimeout(bg, 20*time.Second)
+			ctx, cancel := context.WithTimeout(bg, hangGuard) // it must stop long before
 			defer cancel()
 			err := Compact(ctx, target, CompactOptions{DrainOptions: DrainOptions{Spool: f.spool}, Interval: time.Millisecond})
 			if err == nil {

@@ -89,7 +89,7 @@ func TestRotationFollowers(t *testing.T) {
 		names = append(names, fmt.Sprintf("p%d", p))
 	}
 	opts := DrainOptions{Spool: f.spool, RotateBytes: 512, MaxRoundBytes: 256, MaxRoundTime: 20 * time.Millisecond}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 
 	type result struct {
@@ -268,7 +268,7 @@ func TestReaderResumeAcrossRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 	follow, stop := context.WithCancel(ctx)
 	var last Line
@@ -430,7 +430,7 @@ func TestRetentionAndCursors(t *testing.T) {
 
 	// The slow reader may still get the lines of generation 1 it had read ahead,
 	// then fails: its generation is gone.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 	var got []string
 	var last Line
