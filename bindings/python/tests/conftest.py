@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import List
@@ -48,7 +49,13 @@ def target_lines(target: Path) -> List[bytes]:
         return r.lines()
 
 
-def run_python(code: str, *args: str, env: dict = None, timeout: float = 60) -> subprocess.CompletedProcess:
+# Every wait in these tests is for a condition; HANG_GUARD (seconds) only bounds it so
+# that a hang fails the test instead of blocking the run. Nothing is expected to be
+# fast: CI machines are loaded.
+HANG_GUARD = 300.0
+
+
+def run_python(code: str, *args: str, env: dict = None, timeout: float = HANG_GUARD) -> subprocess.CompletedProcess:
     """Run a snippet in a fresh interpreter (same tributary install)."""
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *args],
@@ -72,9 +79,27 @@ def sqlite_exec(db: Path, sql: str) -> None:
     assert r.returncode == 0, r.stderr
 
 
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+def wait_for(predicate, timeout: float = HANG_GUARD, what: str = "condition") -> None:
+    """Poll ``predicate`` until it holds; fail only if it still does not after
+    ``timeout`` seconds (something hangs)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"still waiting for {what} after {timeout} s: something hangs")
         time.sleep(0.01)
+
+
+def wait_until_inside(thread: threading.Thread, function: str) -> None:
+    """Wait until ``thread`` runs ``function`` (a frame of its stack is that function's):
+    a test knows that a call is under way, without sleeping and assuming it is "by now"."""
+
+    def inside() -> bool:
+        assert thread.is_alive(), f"{thread.name} ended before it was inside {function}"
+        frame = sys._current_frames().get(thread.ident)
+        while frame is not None:
+            if frame.f_code.co_name == function:
+                return True
+            frame = frame.f_back
+        return False
+
+    wait_for(inside, what=f"{thread.name} to be inside {function}")

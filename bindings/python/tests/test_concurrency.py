@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import tributary
-from conftest import target_lines
+from conftest import HANG_GUARD, target_lines, wait_for
 
 PROCS = 8
 RECORDS = 5000
@@ -89,14 +89,15 @@ def test_close_waits_for_appends_in_flight(tmp_path: Path):
                 closed[t] = True
                 return
 
-    pool = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    pool = [threading.Thread(target=writer, args=(t,), daemon=True) for t in range(4)]
     for th in pool:
         th.start()
-    time.sleep(0.2)
+    # Close once every writer has appended (each goes on appending until the close).
+    wait_for(lambda: all(ok) or not all(th.is_alive() for th in pool), what="every writer to append")
     j.close()  # must not free the handle under a running append
     for th in pool:
-        th.join(timeout=60)
-    assert sum(ok) > 0 and all(closed)
+        th.join(timeout=HANG_GUARD)
+    assert all(ok) and all(closed)
     with tributary.Journal(tmp_path / "a.journal") as again:
         assert again.backlog().lines == sum(ok)
 
@@ -104,7 +105,7 @@ def test_close_waits_for_appends_in_flight(tmp_path: Path):
 # ---- 8 processes x 5000 records through JournalHandler, with a concurrent drainer ------------------
 
 
-def _log_writer(spool: str, proc: int, records: int) -> None:
+def _log_writer(spool: str, proc: int, records: int, rounds) -> None:
     import logging
 
     from tributary.logging import JournalHandler
@@ -116,6 +117,13 @@ def _log_writer(spool: str, proc: int, records: int) -> None:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     for i in range(records):
+        if i == records // 2:
+            # Halfway, wait until the drainer has committed a round: draining overlaps
+            # writing however the processes are scheduled.
+            deadline = time.monotonic() + HANG_GUARD
+            while rounds.value == 0:
+                assert time.monotonic() < deadline, "the drainer never committed a round"
+                time.sleep(0.01)
         if i % 1000 == 999:
             log.info("proc=%d rec=%d multi\nline", proc, i)  # escaped to one line
         else:
@@ -136,18 +144,19 @@ def test_processes_log_through_journal_handlers_exactly_once(spool: Path, target
     ready, stop, rounds = ctx.Event(), ctx.Event(), ctx.Value("q", 0)
     drainer = ctx.Process(target=_drainer, args=(str(target), str(spool), ready, stop, rounds))
     drainer.start()
-    assert ready.wait(timeout=120), "the drainer did not start"
+    assert ready.wait(timeout=HANG_GUARD), "the drainer did not start"
     started = time.monotonic()
-    writers = [ctx.Process(target=_log_writer, args=(str(spool), p, RECORDS)) for p in range(PROCS)]
+    writers = [ctx.Process(target=_log_writer, args=(str(spool), p, RECORDS, rounds)) for p in range(PROCS)]
     for w in writers:
         w.start()
     for w in writers:
-        w.join(timeout=600)
+        w.join(timeout=2 * HANG_GUARD)
         assert w.exitcode == 0, f"writer exit code {w.exitcode}"
     elapsed = time.monotonic() - started
     stop.set()
-    drainer.join(timeout=120)
+    drainer.join(timeout=HANG_GUARD)
     assert drainer.exitcode == 0
+    # (the writers waited halfway for it)
     assert rounds.value > 0, "the drainer committed nothing while the writers ran"
     tributary.drain(target, spool=spool)  # whatever the drainer had not taken yet
 
@@ -206,7 +215,7 @@ def test_sigkill_mid_append_loses_no_acknowledged_line(tmp_path: Path, target: P
             assert line, "writer died early"
             acked.append(line.split())
         os.kill(child.pid, signal.SIGKILL)  # mid-append: it never stops appending
-        rest, _ = child.communicate(timeout=30)
+        rest, _ = child.communicate(timeout=HANG_GUARD)
         acked += [x.split() for x in rest.splitlines() if x.strip()]
         assert child.returncode == -signal.SIGKILL
 
