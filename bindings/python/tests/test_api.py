@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import tributary
-from conftest import run_python, sidecar, target_lines
+from conftest import HANG_GUARD, run_python, sidecar, target_lines, wait_for, wait_until_inside
 
 
 def test_library_version_matches_package():
@@ -247,6 +247,9 @@ def test_reader_reads_committed_lines_from_a_cursor(tmp_path: Path, target: Path
         with open(target, "ab") as f:
             f.write(b"uncommitted\n")  # a crashed drain's tail: never shown
         assert r.read_line() is None
+        # A timeout is waited out, not cut short: a lower bound only, which a loaded
+        # machine cannot break (it makes the wait longer, never shorter). The margin
+        # is for read_line's waits, counted in whole milliseconds.
         t0 = time.monotonic()
         assert r.read_line(timeout=0.15) is None
         assert time.monotonic() - t0 >= 0.14
@@ -276,15 +279,16 @@ def test_reader_follow_sees_lines_committed_later(tmp_path: Path, target: Path):
                 if line == b"stop":
                     return
 
-    t = threading.Thread(target=follow)
+    t = threading.Thread(target=follow, daemon=True)
     t.start()
     for i in range(5):
         j.append(f"line {i}")
         tributary.drain(target, journals=[j])
-        time.sleep(0.02)
+        # the follower has this line before the next one is even appended
+        wait_for(lambda: len(got) == i + 1, what=f"the follower to see line {i}")
     j.append("stop")
     tributary.drain(target, journals=[j])
-    t.join(timeout=20)
+    t.join(timeout=HANG_GUARD)
     assert not t.is_alive()
     assert got == [f"line {i}".encode() for i in range(5)] + [b"stop"]
     j.close()
@@ -292,11 +296,17 @@ def test_reader_follow_sees_lines_committed_later(tmp_path: Path, target: Path):
 
 def test_read_line_waits_for_a_drain(tmp_path: Path, target: Path):
     j = tributary.Journal(tmp_path / "a.journal")
-    timer = threading.Timer(0.2, lambda: (j.append("late"), tributary.drain(target, journals=[j])))
-    timer.start()
+    got = []
     with tributary.Reader(target) as r:
-        assert r.read_line(timeout=10) == b"late"
-    timer.join()
+        # read_line waits in its thread (HANG_GUARD only ends a hang); once it is
+        # waiting, a line is appended and drained, and read_line returns it.
+        t = threading.Thread(target=lambda: got.append(r.read_line(timeout=HANG_GUARD)), daemon=True)
+        t.start()
+        wait_until_inside(t, "read_line")
+        j.append("late")
+        tributary.drain(target, journals=[j])
+        t.join(timeout=HANG_GUARD)
+        assert got == [b"late"]
     j.close()
 
 

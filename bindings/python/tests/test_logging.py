@@ -11,7 +11,7 @@ import pytest
 
 import tributary
 from tributary.logging import JournalHandler, escape, unescape
-from conftest import target_lines
+from conftest import HANG_GUARD, target_lines
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_a_handler_configured_before_fork_works_in_the_child(tmp_path: Path, tar
     logger.warning("from the parent")
     child = multiprocessing.get_context("fork").Process(target=_log_in_forked_child, args=(h,))
     child.start()
-    child.join(timeout=60)
+    child.join(timeout=HANG_GUARD)
     assert child.exitcode == 0
     logger.warning("from the parent again")
     tributary.drain(target, spool=tmp_path)  # the child logged to a journal of its own
