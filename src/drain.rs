@@ -103,7 +103,9 @@ enum CommitKind {
     Final,
     /// The fence and intent before a round's first byte (steps 3 and 4).
     Intent,
-    /// The first manifest, a rotation's, an accepted inode.
+    /// A new target's first manifest (`init`).
+    First,
+    /// A rotation's, an accepted inode.
     Other,
 }
 
@@ -700,7 +702,7 @@ impl Compactor {
         lock.file().set_len(LOCK_FILE_BYTES).map_err(|e| Error::io("sizing the lock file", e))?;
         crate::manifest::sync_dir(&self.sidecar.dir)?;
         let m = Manifest::new_adopting(len, lines, crc, ino)?;
-        self.commit(lock, &m, None, CommitKind::Other)?;
+        self.commit(lock, &m, None, CommitKind::First)?;
         failpoint::hit("init.after_slot");
         self.sidecar.write_stub()?;
         let _ = self.stub_checked.set(());
@@ -982,6 +984,7 @@ impl Compactor {
         let (before, unsynced) = match kind {
             CommitKind::Final => (Some("drain.after_temp_manifest"), Some("drain.after_rename")),
             CommitKind::Intent => (Some("drain.before_intent"), Some("drain.intent_unsynced")),
+            CommitKind::First => (None, Some("init.slot_unsynced")),
             CommitKind::Other => (None, None),
         };
         if let Some(p) = before {

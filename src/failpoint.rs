@@ -37,6 +37,7 @@ pub const POINTS: &[&str] = &[
     "rotate.after_commit",
     "journal.before_commit",
     "journal.after_commit",
+    "init.slot_unsynced",
     "init.after_slot",
     "upgrade.after_file",
     "upgrade.after_slot",

@@ -240,7 +240,7 @@ impl Plan {
 
 /// The deterministic trials: a cut at every failpoint, then three creations adopting a
 /// pre-existing target: `init` cut after its first slot is durable (`init.after_slot`)
-/// and before (`drain.after_rename`: the slot written, not yet fdatasynced), and a
+/// and before (`init.slot_unsynced`: the slot written, not yet fdatasynced), and a
 /// `drain --create` cut after its first round's write. `upgrade.*` points need a
 /// version-1 target, which only a version-1 binary makes: not here.
 fn failpoint_trials() -> Vec<(&'static str, bool)> {
@@ -253,7 +253,7 @@ fn failpoint_trials() -> Vec<(&'static str, bool)> {
         v.push(("drain.after_intent", false));
     }
     v.push(("init.after_slot", true));
-    v.push(("drain.after_rename", true));
+    v.push(("init.slot_unsynced", true));
     v.push(("drain.after_write", true));
     v
 }
@@ -1087,7 +1087,7 @@ fn failpoint_phase(t: &mut Trial, point: &'static str, adopt: bool, header: &[u8
         let mut h = header.to_vec();
         h.push(b'\n');
         fs::write(&t.target, h).map_err(|e| format!("writing the pre-existing target: {e}"))?;
-        if point.starts_with("drain.") && point != "drain.after_rename" {
+        if point.starts_with("drain.") {
             let args = t.drain_args(&["--create".to_string()]);
             return t.freeze_at("drain --create", trib, args, point);
         }
@@ -1462,7 +1462,7 @@ mod tests {
                 Kind::Random(_) => None,
             })
             .collect();
-        for p in tributary::failpoint::POINTS.iter().chain(&["drain.after_intent", "init.after_slot"]) {
+        for p in tributary::failpoint::POINTS.iter() {
             assert!(fps.contains(p) || p.starts_with("upgrade."), "{p} has no trial");
         }
         for k in 0..200 {

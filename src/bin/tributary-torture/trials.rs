@@ -354,7 +354,7 @@ fn create_target(ctx: &Ctx, k: u64, tseed: u64, o: &mut Outcome) -> Result<(), S
     };
     let mut rng = Rng::new(mix(tseed, 0x1417));
     if rng.chance(1, 4) {
-        let point = *rng.pick(&["init.after_slot", "drain.after_rename"]);
+        let point = *rng.pick(&["init.after_slot", "init.slot_unsynced"]);
         o.plan.push(format!("init killed at {point}"));
         let out = init(Some(point))?;
         if out.status.code().is_some() {
@@ -462,8 +462,7 @@ fn run_trial(ctx: &Ctx, k: u64, tseed: u64) -> Outcome {
     let mut actions = Vec::new();
     // a drain that died between writing and committing leaves a tail; the next drain
     // then truncates it, so aim at drain.after_truncate more often right after one
-    // (format 2: drain.after_temp_manifest and drain.after_rename first fire at the
-    // intent's commit, before the bytes; drain.lose_lock comes after the fdatasync)
+    // (drain.lose_lock comes after the fdatasync)
     let leaves_tail = ["drain.mid_write", "drain.after_write", "drain.after_fsync", "drain.lose_lock"];
     let mut tail_likely = false;
     for _ in 0..n_actions {
