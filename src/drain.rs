@@ -225,9 +225,19 @@ impl Compactor {
         self.opts.max_round_bytes.max(self.opts.max_line_bytes as u64 + 1)
     }
 
-    /// Open journals by path with this compactor's journal options.
+    /// Open journals by path with this compactor's journal options. A file whose
+    /// writer has not finished creating its journal (empty: no lines yet) is left out,
+    /// not an error: there is nothing in it to drain.
     pub fn open_journals(&self, paths: &[PathBuf]) -> Result<Vec<Journal>> {
-        paths.iter().map(|p| Journal::open_existing(p, self.opts.journal.clone())).collect()
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            match Journal::open_existing(p, self.opts.journal.clone()) {
+                Ok(j) => out.push(j),
+                Err(e) if e.is_journal_not_ready() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     /// Drain the given journals by path until every line they held when the call
@@ -252,14 +262,7 @@ impl Compactor {
         let paths = crate::journal::spool_journals(spool)?;
         let mut report = DrainReport::default();
         for batch in paths.chunks(self.opts.max_open_journals.max(1)) {
-            let mut journals = Vec::with_capacity(batch.len());
-            for p in batch {
-                match Journal::open_existing(p, self.opts.journal.clone()) {
-                    Ok(j) => journals.push(j),
-                    Err(e) if e.is_journal_not_ready() => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            let journals = self.open_journals(batch)?;
             report.absorb(self.drain(&journals)?);
         }
         if paths.is_empty() {

@@ -549,9 +549,9 @@ def main(argv=None):
                             if o[0] == m and o[2] in ("lost", "zero-fill"):
                                 culprits[(m, o[1])].add(o[3][0]["idx"])
                 for m in model_names:
-                    ordered = sorted(fails[m], key=lambda f: min(o[1] for o in f[0].origins if o[0] == m))
+                    ordered = sorted(fails[m], key=lambda f: min((o[1] for o in f[0].origins if o[0] == m), default=-1))
                     for i, (st, diag) in enumerate(ordered):
-                        mine = [o for o in st.origins if o[0] == m]
+                        mine = [o for o in st.origins if o[0] == m] or st.origins
                         origin = next((o for o in mine if o[2] in ("lost", "zero-fill")), mine[0])
                         if origin[2] not in ("lost", "zero-fill"):
                             lost = [op for op in ops[: origin[1] + 1]
