@@ -231,8 +231,8 @@ func TestErrLockTimeout(t *testing.T) {
 		t.Fatal("a lock timeout from LockTimeout matches context.DeadlineExceeded")
 	}
 	// The library says how long it waited: all of LockTimeout, and not the 30 s
-	// default. (The default's wait cannot end before 30 s, however idle or loaded
-	// the machine; LockTimeout's ends after 200 ms plus at most one 25 ms poll.)
+	// default. (A wait for the default cannot end before 30 s, however idle or
+	// loaded the machine: the bound tells the two apart, it does not time the call.)
 	if waited := lockTimeoutWaited(t, e); waited < 200 || waited >= defaultLockTimeoutMs {
 		t.Fatalf("with LockTimeout 200ms the library waited %d ms: %v", waited, err)
 	}
