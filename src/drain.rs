@@ -619,6 +619,11 @@ impl Compactor {
         };
         if let Some((_, m)) = current {
             if self.stub_checked.get().is_none() {
+                if !self.sidecar.exists() {
+                    return Err(
+                        self.missing("its sidecar is gone from under this round: is the share being unmounted?".into())
+                    );
+                }
                 // An init or upgrade killed before its last step left no stub.
                 if self.sidecar.read_manifest_file().ok().flatten() != Some(ManifestFile::Stub) {
                     self.sidecar.remove_temp_files()?;
@@ -837,6 +842,13 @@ impl Compactor {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && m.committed_len == 0 => {
                 Err(self.missing("the target file is gone (its sidecar exists)".into()))
             }
+            // Gone together with its sidecar: the share went away under this round (an
+            // unmount, a client restart) — transient. Gone alone: someone removed it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.sidecar.exists() => Err(self.missing(
+                "the target and its sidecar are gone from under this round: is the share being unmounted or \
+                 remounted?"
+                    .into(),
+            )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(Error::TargetTruncated { target: self.target.clone(), len: 0, committed_len: m.committed_len })
             }

@@ -570,17 +570,34 @@ impl Journal {
                 ),
             });
         }
-        // Create the file ourselves so it is 0600 and never follows a planted symlink;
-        // SQLite gives its -wal and -shm files the same mode.
-        OpenOptions::new()
+        // Create a new file ourselves so it is 0600 and never follows a planted symlink
+        // (SQLite gives its -wal and -shm files the same mode). An existing journal is
+        // never opened outside SQLite: closing any descriptor of a file drops all of
+        // this process's POSIX locks on it, including the ones another connection of
+        // this process holds — another process could then take SQLite's exclusive lock,
+        // think it is the last user and delete the -wal under a live writer.
+        match OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(false)
+            .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
-            .map_err(|e| Error::io(format!("opening journal {}", path.display()), e))?;
+        {
+            Ok(_) => {} // a brand-new file: nobody holds locks on it yet
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let md = std::fs::symlink_metadata(&path)
+                    .map_err(|e| Error::io(format!("inspecting journal {}", path.display()), e))?;
+                if !md.is_file() {
+                    return Err(Error::NotAJournal {
+                        path: path.clone(),
+                        detail: "it is not a regular file (a symlink? journals are opened by their real path only)"
+                            .into(),
+                    });
+                }
+            }
+            Err(e) => return Err(Error::io(format!("opening journal {}", path.display()), e)),
+        }
         let inode = file_id(&path)?;
         forks::check_not_inherited(&path, inode)?;
         let mut conn = Connection::open(&path).map_err(|e| Error::sqlite(format!("opening {}", path.display()), e))?;

@@ -374,7 +374,21 @@ impl Reader {
             let current = self.manifest.as_ref().map_or(self.generation, |m| m.generation);
             let rotated = generation_path(&self.target, self.generation);
             let open = |p: &Path| File::open(p).map_err(|e| Error::io(format!("opening {}", p.display()), e));
-            let f = if self.generation < current {
+            // The manifest names its generation's file by inode: a file that was just
+            // rotated in at the target's path (a newer generation) is not it.
+            let want = self
+                .manifest
+                .as_ref()
+                .filter(|m| m.generation == self.generation && m.target_ino != 0)
+                .map(|m| m.target_ino);
+            let with_ino = |p: &Path, ino: u64| {
+                use std::os::unix::fs::MetadataExt;
+                File::open(p).ok().filter(|f| f.metadata().is_ok_and(|m| m.ino() == ino))
+            };
+            let by_ino = want.and_then(|ino| with_ino(&self.target, ino).or_else(|| with_ino(&rotated, ino)));
+            let f = if let Some(f) = by_ino {
+                f
+            } else if self.generation < current {
                 open(&rotated)?
             } else {
                 match File::open(&self.target) {

@@ -317,3 +317,49 @@ fn an_init_torn_at_its_first_slot_can_be_run_again() {
     compactor(&target).drain(&[j]).unwrap();
     assert_exactly(&target, &[b"x".to_vec()]);
 }
+
+/// The share goes away in the middle of a round (an unmount, a FUSE client restart,
+/// after the round took its lock): `target_missing`, which a daemon retries — not
+/// `target_truncated`, which stops it for a human (found by the daemon soak on
+/// GlusterFS: a client restart made the daemon exit).
+#[test]
+fn a_share_unmounted_during_a_round_is_target_missing_not_truncated() {
+    let d = tmp();
+    let spool = d.path().join("spool");
+    fs::create_dir(&spool).unwrap();
+    let share = d.path().join("share");
+    fs::create_dir(&share).unwrap();
+    let target = share.join("events.log");
+    init(&target);
+    let j = journal(&spool.join("a.journal"));
+    j.append(b"committed").unwrap();
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    j.append(b"pending").unwrap();
+    let fp = d.path().join("fp");
+    fs::create_dir(&fp).unwrap();
+    let child = std::process::Command::new(bin())
+        .args(["drain", "--target", &s(&target), "--journal", &s(&spool.join("a.journal"))])
+        .env("TRIBUTARY_FAILPOINTS", "drain.locked=hold")
+        .env(tributary::failpoint::DIR_VAR, &fp)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reached = fp.join("drain.locked.reached");
+    while !reached.exists() {
+        std::thread::yield_now();
+    }
+    // "unmount": the share's content goes away, an empty mount point stays
+    let away = d.path().join("share.away");
+    fs::rename(&share, &away).unwrap();
+    fs::create_dir(&share).unwrap();
+    fs::remove_file(&reached).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("[target_missing]") && !err.contains("target_truncated"), "{err}");
+    // back: the next drain goes on
+    fs::remove_dir(&share).unwrap();
+    fs::rename(&away, &share).unwrap();
+    compactor(&target).drain(&[j]).unwrap();
+    assert_exactly(&target, &[b"committed".to_vec(), b"pending".to_vec()]);
+}

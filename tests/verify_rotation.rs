@@ -107,3 +107,36 @@ fn a_leftover_generation_file_is_not_an_interrupted_rotation_nor_overwritten() {
     assert_eq!(all, want);
     assert!(verify(&target).unwrap().is_consistent());
 }
+
+/// A reader that learned of generation 1 before a rotation, opening its file after it,
+/// must read generation 1 (now `<target>.1`), not the new generation that sits at the
+/// target's path and is already longer than generation 1 was (found by the Go rotation
+/// test under load: it read the wrong file, then failed with target_truncated).
+#[test]
+fn a_reader_opening_its_generation_after_a_rotation_reads_that_generation() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let j = journal(&spool.join("a.journal"));
+    let first = numbered("g1", 0..3);
+    j.append_batch(&first).unwrap();
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    // the reader knows generation 1 (its manifest) but has not opened its file yet
+    let mut r = tributary::Reader::open_at(&target, tributary::Cursor::START).unwrap();
+    // rotate, then commit a generation 2 longer than generation 1
+    let second = numbered(&"long".repeat(20), 0..5);
+    j.append_batch(&second).unwrap();
+    let opts = tributary::CompactorOptions { rotate_lines: Some(3), ..Default::default() };
+    tributary::Compactor::new(&target, opts).unwrap().drain(std::slice::from_ref(&j)).unwrap();
+    assert!(
+        std::fs::metadata(&target).unwrap().len()
+            > std::fs::metadata(tributary::generation_path(&target, 1)).unwrap().len()
+    );
+    let mut got = Vec::new();
+    while let Some(l) = r.next_line().unwrap() {
+        got.push(l);
+    }
+    let mut want = first;
+    want.extend(second);
+    assert_eq!(got, want);
+}
