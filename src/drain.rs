@@ -279,7 +279,12 @@ impl Compactor {
     /// otherwise. Drains never create a target unless [`CompactorOptions::create`].
     pub fn init(&self) -> Result<InitReport> {
         let lock = self.lock(true)?;
-        let (m, origin) = self.current_manifest(&lock, true)?;
+        let (mut m, origin) = self.current_manifest(&lock, true)?;
+        // A rotation killed after renaming the target is completed first, as a round
+        // would: until then the file at the target's path is not the manifest's.
+        if self.interrupted_rotation(&m) {
+            m = self.complete_rotation(&lock, &m)?;
+        }
         let mut report = InitReport {
             target_id: m.target_id.clone(),
             created: matches!(origin, Origin::Created { .. }),
@@ -886,9 +891,20 @@ impl Compactor {
     /// rotation that did not commit (its inode is the manifest's; a manifest that does
     /// not know the inode yet falls back to the name).
     fn interrupted_rotation(&self, m: &Manifest) -> bool {
-        match fs::symlink_metadata(generation_path(&self.target, m.generation)) {
-            Ok(md) => m.target_ino == 0 || md.ino() == m.target_ino,
-            Err(_) => false,
+        let renamed = generation_path(&self.target, m.generation);
+        match fs::symlink_metadata(&renamed) {
+            Ok(md) if m.target_ino == 0 || md.ino() == m.target_ino => true,
+            // Another inode (the files were restored from a copy, which renumbers them):
+            // still ours if the target's path no longer holds the manifest's file and
+            // this one holds exactly the committed bytes.
+            Ok(md) if md.is_file() && md.len() == m.committed_len => {
+                let target_is_current = fs::symlink_metadata(&self.target).is_ok_and(|t| t.ino() == m.target_ino);
+                !target_is_current
+                    && File::open(&renamed).and_then(|mut f| scan(&mut f, u64::MAX)).is_ok_and(|(len, lines, crc)| {
+                        (len, lines, crc) == (m.committed_len, m.committed_lines, m.committed_crc)
+                    })
+            }
+            _ => false,
         }
     }
 
