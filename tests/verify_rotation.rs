@@ -140,3 +140,35 @@ fn a_reader_opening_its_generation_after_a_rotation_reads_that_generation() {
     want.extend(second);
     assert_eq!(got, want);
 }
+
+/// A rotation killed after its rename, then `init` (an operator's setup step runs it
+/// after a crash): it completes the rotation as a round would, instead of calling the
+/// target truncated (found by the crash states).
+#[test]
+fn init_completes_a_rotation_killed_after_its_rename() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let jp = spool.join("a.journal");
+    let j = journal(&jp);
+    let first = numbered("a", 0..3);
+    j.append_batch(&first).unwrap();
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let more = numbered("b", 0..2);
+    j.append_batch(&more).unwrap();
+    let out = cli_env(
+        &["drain", "--target", &s(&target), "--journal", &s(&jp), "--rotate-lines", "3"],
+        &[("TRIBUTARY_FAILPOINTS", "rotate.after_rename=kill")],
+    );
+    assert!(!out.status.success(), "the failpoint did not kill the drain");
+    assert!(!target.exists(), "the kill came after the new target was created");
+    let r = compactor(&target).init().unwrap();
+    assert!(!r.created, "{r:?}");
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let mut all = lines_of(&tributary::generation_path(&target, 1));
+    all.extend(lines_of(&target));
+    let mut want = first;
+    want.extend(more);
+    assert_eq!(all, want);
+    assert!(verify(&target).unwrap().is_consistent());
+}
