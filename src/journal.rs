@@ -338,15 +338,31 @@ fn cannot_open(path: &Path, e: rusqlite::Error) -> Error {
 pub(crate) const NOT_READY: &str = "it is empty: no writer has created a journal in it yet (or one is doing so \
                                      right now; a drain never creates a journal, and picks it up once its writer has)";
 
-/// Give every free page back to the disk. The statement frees one page per step: it
-/// must be stepped to its end (a single step, as `execute` does, frees one page).
-/// Best effort: on failure the pages stay free inside the file.
-fn incremental_vacuum(conn: &Connection) {
-    if let Ok(mut st) = conn.prepare("PRAGMA incremental_vacuum") {
+/// Give free pages back to the disk. The statement frees one page per step: it must
+/// be stepped to its end (a single step, as `execute` does, frees one page). `limit`:
+/// at most that many pages. Best effort: on failure the pages stay free in the file.
+fn incremental_vacuum(conn: &Connection, limit: Option<u32>) {
+    let sql = match limit {
+        Some(n) => format!("PRAGMA incremental_vacuum({n})"),
+        None => "PRAGMA incremental_vacuum".to_string(),
+    };
+    if let Ok(mut st) = conn.prepare(&sql) {
         if let Ok(mut rows) = st.query([]) {
             while let Ok(Some(_)) = rows.next() {}
         }
     }
+}
+
+/// After a record: a journal with nothing left is rebuilt (`VACUUM` of an empty
+/// database writes a few pages); one still holding lines gives back a bounded number
+/// of pages per record (moving many pages costs as much as the drain itself: measured
+/// 0.34x drain throughput when every free page was given back at once).
+fn give_space_back(conn: &Connection) {
+    let empty = conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM runs)", [], |r| r.get::<_, bool>(0)).unwrap_or(false);
+    if empty && conn.execute_batch("VACUUM").is_ok() {
+        return;
+    }
+    incremental_vacuum(conn, Some(VACUUM_FREE_PAGES as u32));
 }
 
 fn is_disk_full(e: &Error) -> bool {
@@ -1565,7 +1581,7 @@ impl Journal {
                             params![seq as i64, FULL_DISK_DELETE_RUNS],
                         )
                         .map_err(|e| Error::sqlite(format!("deleting drained runs in {}", self.path.display()), e))?;
-                    incremental_vacuum(&conn);
+                    incremental_vacuum(&conn, None);
                     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
                     if n == 0 {
                         break;
@@ -1617,7 +1633,7 @@ impl Journal {
         let mut m = self.maintenance.lock();
         m.deleted_since_checkpoint += freed_runs as u64;
         if free >= VACUUM_FREE_PAGES {
-            incremental_vacuum(&conn);
+            give_space_back(&conn);
             m.deleted_since_checkpoint = CHECKPOINT_EVERY_DELETED_RUNS;
         }
         if m.deleted_since_checkpoint >= CHECKPOINT_EVERY_DELETED_RUNS {
