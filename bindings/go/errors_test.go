@@ -564,14 +564,18 @@ func TestErrNotAJournal(t *testing.T) {
 
 func TestErrIO(t *testing.T) {
 	dir := t.TempDir()
-	// A directory where the journal file should be.
-	os.Mkdir(filepath.Join(dir, "dir.journal"), 0o755)
-	_, err := OpenJournal(filepath.Join(dir, "dir.journal"), nil)
+	// A journal whose folder does not exist.
+	_, err := OpenJournal(filepath.Join(dir, "no-such-folder", "a.journal"), nil)
 	wantKind(t, err, KindIO)
 	// A spool folder that does not exist.
 	f := newFixture(t)
 	_, err = Drain(context.Background(), f.target, DrainOptions{Spool: filepath.Join(dir, "no-such-spool")})
 	wantKind(t, err, KindIO)
+	// A directory where the journal file should be is not a journal (an existing path
+	// is never opened outside SQLite, so this is no longer an EISDIR I/O error).
+	os.Mkdir(filepath.Join(dir, "dir.journal"), 0o755)
+	_, err = OpenJournal(filepath.Join(dir, "dir.journal"), nil)
+	wantKind(t, err, KindNotAJournal)
 }
 
 // A target never initialised, in a folder that exists or not (is the shared
