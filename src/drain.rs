@@ -144,7 +144,8 @@ pub struct DrainReport {
 }
 
 impl DrainReport {
-    fn absorb(&mut self, round: DrainReport) {
+    /// Add another drain's report to this one (several batches or rounds as one).
+    pub fn absorb(&mut self, round: DrainReport) {
         self.rounds += round.rounds;
         self.lines += round.lines;
         self.bytes += round.bytes;
@@ -259,16 +260,7 @@ impl Compactor {
     /// Drain every `*.journal` in `spool` (see [`Compactor::drain_paths`]); a file whose
     /// writer is still creating its journal is skipped (it is drained next time).
     pub fn drain_spool(&self, spool: &Path) -> Result<DrainReport> {
-        let paths = crate::journal::spool_journals(spool)?;
-        let mut report = DrainReport::default();
-        for batch in paths.chunks(self.opts.max_open_journals.max(1)) {
-            let journals = self.open_journals(batch)?;
-            report.absorb(self.drain(&journals)?);
-        }
-        if paths.is_empty() {
-            report = self.drain(&[])?;
-        }
-        Ok(report)
+        self.drain_paths(&crate::journal::spool_journals(spool)?)
     }
 
     /// Create this target — its sidecar, the lock file with the first manifest, and

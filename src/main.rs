@@ -413,7 +413,6 @@ fn cmd_drain(a: DrainArgs) -> CmdResult {
         for p in batch {
             match compactor.open_journals(std::slice::from_ref(p)) {
                 Ok(mut j) => journals.append(&mut j),
-                Err(e) if from_spool && e.is_journal_not_ready() => {} // its writer is creating it
                 Err(e) if from_spool && e.journal_path().is_some() => {
                     eprintln!("tributary: error [{}]: {e}; this journal was left alone", e.kind().name());
                     refused += 1;
@@ -421,14 +420,7 @@ fn cmd_drain(a: DrainArgs) -> CmdResult {
                 Err(e) => return Err(e),
             }
         }
-        let b = compactor.drain(&journals)?;
-        r.rounds += b.rounds;
-        r.lines += b.lines;
-        r.bytes += b.bytes;
-        r.repaired_tail_bytes += b.repaired_tail_bytes;
-        r.rotations += b.rotations;
-        r.epoch = r.epoch.max(b.epoch);
-        r.journals.extend(b.journals);
+        r.absorb(compactor.drain(&journals)?);
     }
     if paths.is_empty() {
         r = compactor.drain(&[])?;
@@ -630,8 +622,6 @@ fn compact_once(
                 reported.resolved(&key, "opened; draining it");
                 journals.append(&mut j);
             }
-            // its writer is creating it: not a problem, tried again next pass
-            Err(e) if e.is_journal_not_ready() => {}
             Err(e) => {
                 reported.problem(&key, format!("{key} set aside: error [{}]: {e}", e.kind().name()));
                 aside.insert(p.clone(), SetAside { since: Instant::now(), stamp: file_stamp(&p) });
