@@ -208,6 +208,16 @@ fn the_daemon_drains_more_journals_than_it_keeps_open() {
         assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited");
         std::thread::yield_now();
     }
+    // The bound itself: the daemon holds at most 3 journals open (their files, -wal
+    // and -shm), whichever window it is at — never all 10.
+    let journals_open = std::fs::read_dir(format!("/proc/{}/fd", daemon.id()))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|p| p.to_string_lossy().contains(".journal") && !p.to_string_lossy().ends_with("-wal"))
+        .filter(|p| !p.to_string_lossy().ends_with("-shm"))
+        .count();
+    assert!((1..=3).contains(&journals_open), "the daemon has {journals_open} journal files open, bound 3");
     Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
     assert!(daemon.wait().unwrap().success());
     let mut got = lines_of(&target);

@@ -9,13 +9,15 @@
 //!
 //! The seam is global to the process, so every test here holds `SEAM` while it runs.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::Mutex;
 
+use common::Tmpfs;
 use tributary::{fault, verify, Compactor, CompactorOptions, Journal, JournalOptions, Manifest, Sidecar};
 
 static SEAM: Mutex<()> = Mutex::new(());
@@ -346,38 +348,6 @@ fn rows_are_not_deleted_on_a_slot_whose_fdatasync_failed() {
     let rep = s.drain_clean();
     assert_eq!(rep.lines, 0, "the committed round was drained again: {rep:?}");
     s.check_exactly_once("after the failed slot fdatasync");
-}
-
-/// A size-limited tmpfs as the target's folder: a real ENOSPC in the middle of drains.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(Tmpfs { dir })
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn resize(&self, size: &str) {
-        let st = Command::new("mount").args(["-o", &format!("remount,size={size}")]).arg(self.path()).status().unwrap();
-        assert!(st.success(), "remount with size={size} failed");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
 }
 
 fn is_root() -> bool {

@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 use tributary::ErrorKind;
@@ -39,28 +38,6 @@ fn a_drained_journal_gives_its_space_back() {
     j.append(b"after").unwrap();
     compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
     assert_eq!(lines_of(&target).len(), 100_001);
-}
-
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(Tmpfs { dir })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
 }
 
 /// The spool's disk fills up; the drain commits the lines, then must still manage to

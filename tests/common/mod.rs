@@ -143,3 +143,36 @@ pub fn commit_behind_the_back(target: &Path, m: &Manifest) {
     lock.write_all_at(&bytes, (1 - current) as u64 * SLOT_BYTES).expect("write slot");
     lock.sync_all().expect("fsync lock file");
 }
+
+/// A size-limited tmpfs mounted on a temp folder (root only), unmounted on drop: real
+/// ENOSPC for the full-disk tests.
+pub struct Tmpfs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn resize(&self, size: &str) {
+        let st = Command::new("mount").args(["-o", &format!("remount,size={size}")]).arg(self.path()).status().unwrap();
+        assert!(st.success(), "remount with size={size} failed");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
