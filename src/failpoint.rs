@@ -17,31 +17,60 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// Every failpoint in the code, in protocol order.
-pub const POINTS: &[&str] = &[
-    "drain.locked",
-    "drain.before_intent",
-    "drain.intent_unsynced",
-    "drain.after_truncate",
-    "drain.after_intent",
-    "drain.mid_write",
-    "drain.after_write",
-    "drain.after_fsync",
-    "drain.lose_lock",
-    "drain.after_temp_manifest",
-    "drain.after_rename",
-    "drain.after_unlock",
-    "drain.mid_record",
-    "rotate.after_rename",
-    "rotate.after_create",
-    "rotate.after_commit",
-    "journal.before_commit",
-    "journal.after_commit",
-    "init.slot_unsynced",
-    "init.after_slot",
-    "upgrade.after_file",
-    "upgrade.after_slot",
-];
+/// Declares [`Point`] and [`POINTS`] from one table, so a name is written once.
+macro_rules! points {
+    ($($variant:ident = $name:literal,)*) => {
+        /// A failpoint: a named place in the protocol where a test can stop, kill or
+        /// panic the process. Its name (`drain.locked`, ...) is what
+        /// `TRIBUTARY_FAILPOINTS` uses.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub enum Point {
+            $(#[doc = $name] $variant,)*
+        }
+
+        impl Point {
+            /// Every failpoint, in protocol order.
+            pub const ALL: &'static [Point] = &[$(Point::$variant,)*];
+
+            /// The name `TRIBUTARY_FAILPOINTS` knows this point by.
+            #[must_use]
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Point::$variant => $name,)*
+                }
+            }
+        }
+
+        /// Every failpoint's name, in protocol order (as [`Point::ALL`]).
+        pub const POINTS: &[&str] = &[$($name,)*];
+    };
+}
+
+points! {
+    DrainLocked = "drain.locked",
+    DrainBeforeIntent = "drain.before_intent",
+    DrainIntentUnsynced = "drain.intent_unsynced",
+    DrainAfterTruncate = "drain.after_truncate",
+    DrainAfterIntent = "drain.after_intent",
+    DrainMidWrite = "drain.mid_write",
+    DrainAfterWrite = "drain.after_write",
+    DrainAfterFsync = "drain.after_fsync",
+    DrainLoseLock = "drain.lose_lock",
+    DrainAfterTempManifest = "drain.after_temp_manifest",
+    DrainAfterRename = "drain.after_rename",
+    DrainAfterUnlock = "drain.after_unlock",
+    DrainMidRecord = "drain.mid_record",
+    RotateAfterRename = "rotate.after_rename",
+    RotateAfterCreate = "rotate.after_create",
+    RotateAfterCommit = "rotate.after_commit",
+    JournalBeforeCommit = "journal.before_commit",
+    JournalAfterCommit = "journal.after_commit",
+    InitSlotUnsynced = "init.slot_unsynced",
+    InitAfterSlot = "init.after_slot",
+    UpgradeAfterFile = "upgrade.after_file",
+    UpgradeAfterSlot = "upgrade.after_slot",
+}
 
 /// The folder in which `=wait` failpoints create their `<point>.reached` file.
 pub const DIR_VAR: &str = "TRIBUTARY_FAILPOINT_DIR";
@@ -74,20 +103,32 @@ fn parse(spec: &str) -> Vec<(String, Action)> {
 
 fn config() -> &'static Vec<(String, Action)> {
     static CONFIG: OnceLock<Vec<(String, Action)>> = OnceLock::new();
-    CONFIG.get_or_init(|| std::env::var("TRIBUTARY_FAILPOINTS").map(|s| parse(&s)).unwrap_or_default())
+    CONFIG.get_or_init(|| {
+        let config = std::env::var("TRIBUTARY_FAILPOINTS").map(|s| parse(&s)).unwrap_or_default();
+        // A misspelt point would make a crash test pass without crashing anything.
+        for (name, _) in &config {
+            if !POINTS.contains(&name.as_str()) {
+                eprintln!(
+                    "tributary: TRIBUTARY_FAILPOINTS names `{name}`, which is not a failpoint; known: {POINTS:?}"
+                );
+            }
+        }
+        config
+    })
 }
 
-/// True when `name` is configured (lets the drain split a write to hit `mid_write`).
-pub fn is_set(name: &str) -> bool {
-    config().iter().any(|(n, _)| n == name)
+/// True when `point` is configured (lets the drain split a write to hit `mid_write`).
+pub(crate) fn is_set(point: Point) -> bool {
+    config().iter().any(|(n, _)| n == point.name())
 }
 
-/// Act on the failpoint `name` if it is configured.
-pub fn hit(name: &str) {
+/// Act on `point` if it is configured.
+pub(crate) fn hit(point: Point) {
+    let name = point.name();
     for (n, action) in config() {
         if n == name {
             match *action {
-                Action::Kill => crate::sys::kill_self(),
+                Action::Kill => crate::os::sys::kill_self(),
                 Action::Pause(ms) => std::thread::sleep(Duration::from_millis(ms)),
                 Action::Panic => panic!("failpoint {name}"),
                 Action::Wait => wait_forever(name),
@@ -157,5 +198,14 @@ mod tests {
             ]
         );
         assert!(parse("").is_empty());
+    }
+
+    #[test]
+    fn every_point_has_a_distinct_name() {
+        assert_eq!(Point::ALL.len(), POINTS.len());
+        for (p, name) in Point::ALL.iter().zip(POINTS) {
+            assert_eq!(p.name(), *name);
+            assert_eq!(POINTS.iter().filter(|n| *n == name).count(), 1, "{name} twice");
+        }
     }
 }

@@ -13,20 +13,51 @@ static COUNTDOWN: AtomicU64 = AtomicU64::new(0);
 /// Operations seen while armed (lets a test find how many steps a round has).
 static SEEN: AtomicU64 = AtomicU64::new(0);
 
-/// Names of the injectable steps of the drain, in protocol order.
-pub const STEPS: &[&str] = &[
-    "target write",
-    "journal wal fdatasync",
-    "target fdatasync",
-    "target truncate",
-    "manifest slot write",
-    "manifest slot fdatasync",
-    "sidecar fsync",
-    "journal row delete",
-];
+/// Declares [`Step`], [`STEPS`] and [`APPEND_STEPS`] from one table.
+macro_rules! steps {
+    (drain { $($variant:ident = $name:literal,)* } append { $($avariant:ident = $aname:literal,)* }) => {
+        /// An injectable I/O step; its name appears in the injected error's message.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub enum Step {
+            $(#[doc = $name] $variant,)*
+            $(#[doc = $aname] $avariant,)*
+        }
 
-/// Injectable steps on the write path (an append's shared transaction).
-pub const APPEND_STEPS: &[&str] = &["journal commit"];
+        impl Step {
+            /// The step's name, as in "injected fault at <name>".
+            #[must_use]
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Step::$variant => $name,)*
+                    $(Step::$avariant => $aname,)*
+                }
+            }
+        }
+
+        /// Names of the injectable steps of the drain, in protocol order.
+        pub const STEPS: &[&str] = &[$($name,)*];
+
+        /// Injectable steps on the write path (an append's shared transaction).
+        pub const APPEND_STEPS: &[&str] = &[$($aname,)*];
+    };
+}
+
+steps! {
+    drain {
+    TargetWrite = "target write",
+    JournalWalFdatasync = "journal wal fdatasync",
+    TargetFdatasync = "target fdatasync",
+    TargetTruncate = "target truncate",
+    ManifestSlotWrite = "manifest slot write",
+    ManifestSlotFdatasync = "manifest slot fdatasync",
+    SidecarFsync = "sidecar fsync",
+    JournalRowDelete = "journal row delete",
+    }
+    append {
+    JournalCommit = "journal commit",
+    }
+}
 
 /// Arm the seam: the `n`th checked operation from now (1-based) fails with EIO, once.
 #[doc(hidden)]
@@ -43,13 +74,13 @@ pub fn disarm() -> u64 {
 }
 
 /// Called before each injectable I/O step.
-pub(crate) fn check(step: &'static str) -> io::Result<()> {
+pub(crate) fn check(step: Step) -> io::Result<()> {
     if COUNTDOWN.load(Ordering::Relaxed) == 0 {
         return Ok(());
     }
     SEEN.fetch_add(1, Ordering::SeqCst);
     match COUNTDOWN.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| if c == 0 { None } else { Some(c - 1) }) {
-        Ok(1) => Err(io::Error::other(format!("injected fault at {step}"))),
+        Ok(1) => Err(io::Error::other(format!("injected fault at {}", step.name()))),
         _ => Ok(()),
     }
 }

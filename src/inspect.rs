@@ -6,10 +6,11 @@ use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::drain::scan;
 use crate::error::{Error, Result};
 use crate::journal::{Backlog, Journal, JournalId, JournalOptions};
-use crate::manifest::{generation_path, Manifest, Sidecar};
+use crate::target::manifest::{generation_path, Manifest};
+use crate::target::scan::scan;
+use crate::target::sidecar::Sidecar;
 
 /// The outcome of [`verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +43,7 @@ impl VerifyReport {
 /// `Err` only when the check itself cannot run (no manifest, corrupt manifest, I/O).
 pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
     let target = target.as_ref();
-    crate::fscheck::check_target_name(target)?;
+    crate::os::fscheck::check_target_name(target)?;
     let sidecar = Sidecar::for_target(target);
     let load = || {
         Manifest::load(&sidecar)?.ok_or_else(|| {
@@ -192,7 +193,7 @@ pub fn status(target: impl AsRef<Path>, spool: Option<&Path>) -> Result<StatusRe
 /// [`status`], opening the spool's journals with `opts` (e.g. `allow_network_fs`).
 pub fn status_with(target: impl AsRef<Path>, spool: Option<&Path>, opts: &JournalOptions) -> Result<StatusReport> {
     let target = target.as_ref();
-    crate::fscheck::check_target_name(target)?;
+    crate::os::fscheck::check_target_name(target)?;
     let manifest = Manifest::load(&Sidecar::for_target(target))?;
     let target_len = std::fs::metadata(target).ok().map(|m| m.len());
     let mut journals = Vec::new();

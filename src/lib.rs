@@ -16,7 +16,7 @@
 //! # Ok::<(), tributary::Error>(())
 //! ```
 
-mod drain;
+mod compactor;
 mod error;
 pub mod failpoint;
 #[doc(hidden)]
@@ -24,29 +24,29 @@ pub mod fault;
 /// The C ABI (`include/tributary.h`): `trib_*` functions over the same engine, used by
 /// the Python (ctypes) and Go (cgo) bindings. See `docs/c-abi.md`.
 pub mod ffi;
-mod fscheck;
 mod hex;
 mod inspect;
 mod journal;
-mod lock;
-mod manifest;
+mod os;
 mod reader;
-mod slots;
-#[doc(hidden)]
-pub mod sys;
+mod target;
 
-pub use drain::{Compactor, CompactorOptions, DrainReport, InitReport, JournalDrain, RetireReport};
+#[doc(hidden)]
+pub use os::sys;
+
+pub use compactor::{Compactor, CompactorOptions, DrainReport, InitReport, JournalDrain, RetireReport};
 pub use error::{Error, ErrorKind, LineProblem, Result};
 pub use inspect::{status, status_with, verify, JournalStatus, StatusReport, VerifyReport};
 pub use journal::{
-    line_crc, spool_journals, validate_line, Backlog, Durability, Journal, JournalId, JournalOptions,
+    line_crc, spool_journals, validate_line, Backlog, DrainedRecord, Durability, Journal, JournalId, JournalOptions,
     DEFAULT_MAX_LINE_BYTES,
 };
-pub use lock::TargetLock;
-pub use manifest::{
-    chain_step, generation_path, Intent, Manifest, RotatedGeneration, Sidecar, Watermark, FORMAT_VERSION,
-};
 pub use reader::{Cursor, CursorStore, Reader, TargetId};
+pub use target::lock::TargetLock;
+pub use target::manifest::{
+    chain_step, generation_path, Intent, Manifest, RotatedGeneration, Watermark, FORMAT_VERSION,
+};
+pub use target::sidecar::Sidecar;
 
 /// The crate version, also reported through the C ABI.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

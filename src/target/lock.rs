@@ -5,7 +5,7 @@
 //! process cannot drop them. The lock file is opened read-write (an exclusive record
 //! lock needs it) and never through a symlink. A waiter polls with backoff until its
 //! timeout, so a hung holder turns into `LockTimeout`, never a hang. Since manifest
-//! format 2 the lock file also holds the manifest (`crate::slots`), read and written
+//! format 2 the lock file also holds the manifest (`slots.rs`), read and written
 //! through the same descriptor.
 
 use std::fs::File;
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::sys;
+use crate::os::sys;
 
 /// A held lock; released when dropped (or when the process dies).
 #[derive(Debug)]
@@ -27,7 +27,7 @@ impl TargetLock {
     /// and `create` (only `init` creates one: a missing lock file is a target that does
     /// not exist, an `Io` error of kind `NotFound` here).
     pub fn acquire(path: &Path, timeout: Duration, create: bool) -> Result<TargetLock> {
-        let file = crate::slots::open(path, true, create)
+        let file = crate::target::slots::open(path, true, create)
             .map_err(|e| Error::io(format!("opening lock file {} read-write", path.display()), e))?;
         let start = Instant::now();
         let mut pause = Duration::from_millis(1);

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::sys;
+use crate::os::fs::parent_dir;
+use crate::os::sys;
 
 /// `statfs` magic numbers of network / cluster filesystems (linux/magic.h and the
 /// filesystems' own headers). FUSE is included: GlusterFS, sshfs, s3fs, CephFS-fuse and
@@ -95,14 +96,6 @@ pub fn check_target_name(target: &Path) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// The folder that will hold `path` ("." for a bare file name).
-pub fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
 }
 
 /// One line of /proc/self/mountinfo that matters to us.

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::fault;
-use crate::manifest::Manifest;
+use crate::target::manifest::Manifest;
 
 /// Bytes of one slot; the lock file is two of them (sparse).
 pub(crate) const SLOT_BYTES: u64 = 2 << 20;
@@ -194,7 +194,13 @@ pub(crate) fn read_unlocked(path: &Path) -> Result<Option<Manifest>> {
 /// Write `m` into slot `index` and make it durable. The caller holds the lock and has
 /// checked that `index` is not the current slot. `unsynced`: a failpoint between the
 /// write and its fdatasync.
-pub(crate) fn write(file: &File, path: &Path, index: usize, m: &Manifest, unsynced: Option<&str>) -> Result<()> {
+pub(crate) fn write(
+    file: &File,
+    path: &Path,
+    index: usize,
+    m: &Manifest,
+    unsynced: Option<crate::failpoint::Point>,
+) -> Result<()> {
     let payload = m.encode();
     if payload.len() > MAX_PAYLOAD_BYTES {
         return Err(Error::InvalidArgument(format!(
@@ -211,12 +217,12 @@ pub(crate) fn write(file: &File, path: &Path, index: usize, m: &Manifest, unsync
     b[12..16].copy_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     b[HEADER_BYTES..HEADER_BYTES + payload.len()].copy_from_slice(&payload);
     let ctx = |what: &str| format!("{what} manifest slot {} of {}", ["A", "B"][index], path.display());
-    fault::check("manifest slot write").map_err(|e| Error::io(ctx("writing"), e))?;
+    fault::check(fault::Step::ManifestSlotWrite).map_err(|e| Error::io(ctx("writing"), e))?;
     file.write_all_at(buf.bytes(), index as u64 * SLOT_BYTES).map_err(|e| Error::io(ctx("writing"), e))?;
     if let Some(point) = unsynced {
         crate::failpoint::hit(point);
     }
-    fault::check("manifest slot fdatasync").map_err(|e| Error::io(ctx("fdatasync after writing"), e))?;
+    fault::check(fault::Step::ManifestSlotFdatasync).map_err(|e| Error::io(ctx("fdatasync after writing"), e))?;
     file.sync_data().map_err(|e| Error::io(ctx("fdatasync after writing"), e))
 }
 
@@ -263,7 +269,7 @@ mod tests {
             let id = crate::journal::JournalId(id);
             m.watermarks.insert(
                 id,
-                crate::manifest::Watermark {
+                crate::target::manifest::Watermark {
                     journal_id: id,
                     last_seq: u64::from(i) * 1_000_003,
                     crc: i,

@@ -18,132 +18,24 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension};
+mod cursor;
+mod cursor_store;
+
+pub use cursor::{Cursor, TargetId};
+pub use cursor_store::CursorStore;
 
 use crate::error::{Error, Result};
-use crate::manifest::{generation_path, Manifest, Sidecar};
+use crate::target::manifest::{generation_path, Manifest};
+use crate::target::sidecar::Sidecar;
 
 const READ_CHUNK: usize = 256 << 10;
 
 /// The committed state of a target, `None` before its first drain.
 fn load_manifest(sidecar: &Sidecar) -> Result<Option<Manifest>> {
     Manifest::load(sidecar)
-}
-
-/// A target's identity: the `target_id` of its manifest, 16 random bytes made when the
-/// target was first committed, written as 32 lower-case hex digits. A copy of the
-/// target keeps it; another target (or one whose sidecar was recreated) has another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TargetId(pub [u8; 16]);
-
-impl TargetId {
-    /// Parse 32 hex digits (either case); `None` otherwise.
-    pub fn from_hex(s: &str) -> Option<TargetId> {
-        if s.len() != 32 {
-            return None;
-        }
-        Some(TargetId(crate::hex::decode(s)?.try_into().ok()?))
-    }
-
-    pub fn to_hex(&self) -> String {
-        crate::hex::encode(&self.0)
-    }
-
-    fn of(m: &Manifest, sidecar: &Sidecar) -> Result<TargetId> {
-        TargetId::from_hex(&m.target_id).ok_or_else(|| Error::CorruptManifest {
-            path: sidecar.lock.clone(),
-            detail: format!("bad target_id `{}`", m.target_id),
-        })
-    }
-}
-
-impl std::fmt::Display for TargetId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-/// A reading position: a generation of a target and a byte offset in it, always at the
-/// start of a line, and the id of the target it belongs to.
-///
-/// Text form (`Display`, `FromStr`): `<target_id>:<generation>:<offset>`, e.g.
-/// `6f1c…e2:3:1024`. The bare `<generation>:<offset>` form of earlier versions is still
-/// read, as a *legacy* cursor (`target_id: None`): nothing can check which target it
-/// was kept for, so a reader accepts it on any target. A reader refuses a cursor whose
-/// target id is another target's ([`ErrorKind::InvalidArgument`](crate::ErrorKind)),
-/// reading nothing.
-///
-/// Ordering compares generation, then offset (then the id): meaningful between
-/// cursors of one target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Cursor {
-    pub generation: u64,
-    pub offset: u64,
-    /// The target this cursor belongs to; `None` for [`Cursor::START`], a legacy
-    /// cursor, or one from a reader of a target that was never drained (no manifest,
-    /// so no id yet: the reader learns it when the manifest appears).
-    pub target_id: Option<TargetId>,
-}
-
-impl Cursor {
-    /// The very beginning: the oldest generation still kept (resolved at open). Valid
-    /// for any target.
-    pub const START: Cursor = Cursor { generation: 0, offset: 0, target_id: None };
-
-    /// A cursor with no target id (a legacy cursor: accepted by a reader of any
-    /// target). Prefer keeping the cursors readers give, which carry the id.
-    pub const fn at(generation: u64, offset: u64) -> Cursor {
-        Cursor { generation, offset, target_id: None }
-    }
-
-    /// Generation 0, offset 0, whatever the id: the oldest generation still kept.
-    pub fn is_start(&self) -> bool {
-        self.generation == 0 && self.offset == 0
-    }
-}
-
-impl std::fmt::Display for Cursor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if let Some(id) = &self.target_id {
-            write!(f, "{id}:")?;
-        }
-        write!(f, "{}:{}", self.generation, self.offset)
-    }
-}
-
-impl FromStr for Cursor {
-    type Err = Error;
-
-    /// `<target_id>:<generation>:<offset>`, or the legacy `<generation>:<offset>`.
-    fn from_str(s: &str) -> Result<Cursor> {
-        let bad = |why: &str| {
-            Error::InvalidArgument(format!(
-                "cursor `{s}`: {why}; a cursor is TARGET_ID:GENERATION:OFFSET (32 hex digits and two \
-                 non-negative integers, as a reader gives it) or the legacy GENERATION:OFFSET"
-            ))
-        };
-        let number = |what: &str, t: &str| -> Result<u64> {
-            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad(&format!("bad {what} `{t}`")));
-            }
-            t.parse().map_err(|_| bad(&format!("{what} `{t}` is too large")))
-        };
-        let parts: Vec<&str> = s.split(':').collect();
-        let (target_id, g, o) = match parts[..] {
-            [g, o] => (None, g, o),
-            [id, g, o] => (Some(TargetId::from_hex(id).ok_or_else(|| bad(&format!("bad target id `{id}`")))?), g, o),
-            _ => return Err(bad("not two or three fields separated by `:`")),
-        };
-        let c = Cursor { generation: number("generation", g)?, offset: number("offset", o)?, target_id };
-        if c.generation == 0 && c.offset != 0 {
-            return Err(bad("generation 0 means the oldest generation kept and needs offset 0"));
-        }
-        Ok(c)
-    }
 }
 
 /// Reads committed lines of one target from a cursor. Not `Sync`: one thread at a time.
@@ -176,7 +68,7 @@ impl Reader {
     /// a `\n` of the committed part).
     pub fn open(target: impl AsRef<Path>, offset: u64) -> Result<Reader> {
         let target = target.as_ref();
-        crate::fscheck::check_target_name(target)?;
+        crate::os::fscheck::check_target_name(target)?;
         let generation = load_manifest(&Sidecar::for_target(target))?.map_or(1, |m| m.generation);
         Self::open_at(target, Cursor::at(generation, offset))
     }
@@ -192,7 +84,7 @@ impl Reader {
     /// appears.
     pub fn open_at(target: impl AsRef<Path>, cursor: Cursor) -> Result<Reader> {
         let target = target.as_ref().to_path_buf();
-        crate::fscheck::check_target_name(&target)?;
+        crate::os::fscheck::check_target_name(&target)?;
         if cursor.generation == 0 && cursor.offset != 0 {
             return Err(Error::InvalidArgument(format!(
                 "cursor {cursor}: generation 0 means the oldest generation kept and needs offset 0"
@@ -461,7 +353,7 @@ impl Reader {
     /// is not reliable on NFS) up to `timeout` for a new committed line. `None` on
     /// timeout.
     pub fn next_line_wait(&mut self, poll: Duration, timeout: Duration) -> Result<Option<Vec<u8>>> {
-        let deadline = crate::journal::deadline_after(timeout);
+        let deadline = crate::os::clock::deadline_after(timeout);
         loop {
             if let Some(l) = self.next_line()? {
                 return Ok(Some(l));
@@ -505,131 +397,5 @@ impl Iterator for Reader {
     /// Committed lines up to the committed end at the time of reading.
     fn next(&mut self) -> Option<Self::Item> {
         self.next_line().transpose()
-    }
-}
-
-/// Named reader cursors kept durably in a local SQLite file, committed by the caller
-/// after it processed the lines (at-least-once processing; see the README for the
-/// exactly-once pattern with idempotency keys).
-///
-/// A stored cursor keeps its target's id: a reader refuses it on another target
-/// ([`Reader::open_at`]). Rows stored by versions before target ids load as legacy
-/// cursors (no id), and get one at their next commit.
-#[derive(Debug)]
-pub struct CursorStore {
-    conn: Connection,
-    path: PathBuf,
-}
-
-impl CursorStore {
-    /// Open (creating if needed, mode 0600) a cursor store; a store made by an earlier
-    /// version gets the `target_id` column.
-    pub fn open(path: impl AsRef<Path>) -> Result<CursorStore> {
-        let path = path.as_ref().to_path_buf();
-        match crate::fscheck::check_journal_location(&path) {
-            // the journal's advice (allow_network_fs) does not apply to a cursor store
-            Err(Error::UnsafeFilesystem { path, detail }) if detail.contains("statfs magic") => {
-                let fs = detail
-                    .split(" (statfs")
-                    .next()
-                    .unwrap_or(&detail)
-                    .trim_start_matches("the journal's folder is on ");
-                return Err(Error::UnsafeFilesystem {
-                    path,
-                    detail: format!(
-                        "the cursor store's folder is on {fs}; a cursor store is an SQLite file in WAL mode and \
-                         needs the reader host's local disk: give --cursor-store a path there"
-                    ),
-                });
-            }
-            r => r?,
-        }
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-                .map_err(|e| Error::io(format!("opening cursor store {}", path.display()), e))?;
-        }
-        let ctx = |what: &str| format!("{what} {}", path.display());
-        let conn = Connection::open(&path).map_err(|e| Error::sqlite(ctx("opening cursor store"), e))?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(|e| Error::sqlite(ctx("configuring"), e))?;
-        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(|e| Error::sqlite(ctx("configuring"), e))?;
-        let not_a_store =
-            |e: rusqlite::Error| Error::NotAJournal { path: path.clone(), detail: format!("not a cursor store: {e}") };
-        conn.execute_batch(
-            "PRAGMA synchronous=FULL;
-             CREATE TABLE IF NOT EXISTS cursors (
-                 name TEXT PRIMARY KEY, generation INTEGER NOT NULL, offset INTEGER NOT NULL,
-                 updated_ms INTEGER NOT NULL, target_id TEXT)",
-        )
-        .map_err(not_a_store)?;
-        // Upgrade a store made before cursors carried their target's id: its rows keep
-        // a NULL id (legacy cursors). In one write transaction, so that two processes
-        // opening the same old store do not both add the column.
-        let upgrade = || -> rusqlite::Result<()> {
-            conn.execute_batch("BEGIN IMMEDIATE")?;
-            let result = (|| {
-                let has: bool = conn.query_row(
-                    "SELECT COUNT(*) FROM pragma_table_info('cursors') WHERE name = 'target_id'",
-                    [],
-                    |r| r.get::<_, i64>(0).map(|n| n > 0),
-                )?;
-                if !has {
-                    conn.execute_batch("ALTER TABLE cursors ADD COLUMN target_id TEXT")?;
-                }
-                Ok(())
-            })();
-            conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
-            result
-        };
-        upgrade().map_err(|e| Error::sqlite(ctx("adding the target_id column to cursor store"), e))?;
-        Ok(CursorStore { conn, path })
-    }
-
-    /// The committed cursor of `name`, if any (with its target's id, or none for a
-    /// cursor stored by an earlier version).
-    pub fn get(&self, name: &str) -> Result<Option<Cursor>> {
-        let row = self
-            .conn
-            .query_row("SELECT generation, offset, target_id FROM cursors WHERE name = ?1", params![name], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, Option<String>>(2)?))
-            })
-            .optional()
-            .map_err(|e| Error::sqlite(format!("reading cursor {name} in {}", self.path.display()), e))?;
-        let Some((generation, offset, id)) = row else { return Ok(None) };
-        let target_id = match id {
-            None => None,
-            Some(hex) => Some(TargetId::from_hex(&hex).ok_or_else(|| Error::NotAJournal {
-                path: self.path.clone(),
-                detail: format!("cursor {name} has a bad target id `{hex}`"),
-            })?),
-        };
-        Ok(Some(Cursor { generation, offset, target_id }))
-    }
-
-    /// Durably record that `name` has processed everything before `cursor` (and which
-    /// target it belongs to).
-    pub fn commit(&self, name: &str, cursor: Cursor) -> Result<()> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        self.conn
-            .execute(
-                "INSERT INTO cursors(name, generation, offset, updated_ms, target_id) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(name) DO UPDATE SET generation = ?2, offset = ?3, updated_ms = ?4, target_id = ?5",
-                params![
-                    name,
-                    cursor.generation as i64,
-                    cursor.offset as i64,
-                    now as i64,
-                    cursor.target_id.map(|id| id.to_hex())
-                ],
-            )
-            .map(|_| ())
-            .map_err(|e| Error::sqlite(format!("committing cursor {name} in {}", self.path.display()), e))
     }
 }

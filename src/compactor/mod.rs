@@ -1,0 +1,312 @@
+//! The compactor: drains journals into the target under the target's lock.
+//!
+//! | file | owns | keeps |
+//! |---|---|---|
+//! | `mod.rs` | [`Compactor`], its options and reports, draining until caught up, retirement | a drain ends when every line the journals held at its start is committed |
+//! | `round.rs` | one round, the protocol steps in the order they run; "lock lost" | orderings O3–O12 of docs/design.md; every change to the target under the lock is fenced |
+//! | `writer.rs` | streaming a round's bytes to the target | every byte written is under a committed intent |
+//! | `setup.rs` | the lock, step 1's manifest, upgrade, `init` | a drain never creates a target; upgrade and init resumable |
+//! | `rotation.rs` | managed rotation and retention | an interrupted rotation is completed by the next round |
+//!
+//! Invariant: the target's first `committed_len` bytes (per the manifest) are exactly
+//! the lines of every journal up to its watermark, each once, in per-journal seq order.
+//! Bytes beyond `committed_len` are cut only under an intent committed before a
+//! round's first byte. A journal's rows are deleted only after the manifest that
+//! covers them was durably committed.
+
+mod rotation;
+mod round;
+mod setup;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::journal::{Journal, JournalId, JournalOptions, DEFAULT_MAX_LINE_BYTES};
+use crate::target::manifest::Manifest;
+use crate::target::sidecar::Sidecar;
+
+/// Options for a [`Compactor`].
+#[derive(Debug, Clone)]
+pub struct CompactorOptions {
+    /// Most bytes one round writes (default 64 MiB; a single longer line is still
+    /// written alone). Also the longest uncommitted tail a round will truncate.
+    pub max_round_bytes: u64,
+    /// Stop reading new lines into a round after this long (default 2 s).
+    pub max_round_time: Duration,
+    /// How long to wait for the target's lock (default 30 s).
+    pub lock_timeout: Duration,
+    /// The longest line any writer may append (default 1 MiB); bounds a round too.
+    pub max_line_bytes: usize,
+    /// How journals are opened for draining (busy timeout, network-fs override).
+    pub journal: JournalOptions,
+    /// Managed rotation: start a new generation once the current one holds at least
+    /// this many committed bytes (checked at the start of each round, so a generation
+    /// can exceed it by one round). The old one becomes `<target>.<generation>`.
+    pub rotate_bytes: Option<u64>,
+    /// Managed rotation by committed line count (either limit triggers it).
+    pub rotate_lines: Option<u64>,
+    /// Keep at most this many rotated generations; older ones are deleted. `None`
+    /// keeps them all.
+    pub retain_generations: Option<u64>,
+    /// Most journals a drain keeps open at once (each holds three file descriptors:
+    /// the journal, its `-wal` and `-shm`). More journals are drained in batches.
+    /// Default 128.
+    pub max_open_journals: usize,
+    /// Create the target and its sidecar if they do not exist (what `init` does).
+    /// Default false: a drain into a target that was never initialised — or whose
+    /// share is not mounted — is `target_missing`, creating nothing.
+    pub create: bool,
+}
+
+impl Default for CompactorOptions {
+    fn default() -> Self {
+        CompactorOptions {
+            max_round_bytes: 64 << 20,
+            max_round_time: Duration::from_secs(2),
+            lock_timeout: Duration::from_secs(30),
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            journal: JournalOptions::default(),
+            rotate_bytes: None,
+            rotate_lines: None,
+            retain_generations: None,
+            max_open_journals: 128,
+            create: false,
+        }
+    }
+}
+
+/// What [`Compactor::init`] found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitReport {
+    /// The target's id (32 hex digits).
+    pub target_id: String,
+    /// True when this call created the target's sidecar and first manifest.
+    pub created: bool,
+    /// Lines of a pre-existing target adopted as committed (when `created`).
+    pub adopted_lines: u64,
+    /// True when a version-1 target was upgraded to the current manifest format.
+    pub upgraded: bool,
+    /// True when the target file's new inode was accepted (a restored or copied target
+    /// whose committed part matched).
+    pub rebound: bool,
+}
+
+/// What one journal contributed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalDrain {
+    pub path: PathBuf,
+    pub journal_id: JournalId,
+    pub lines: u64,
+    pub bytes: u64,
+    /// The journal's watermark in the target after the drain.
+    pub last_seq: u64,
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Rounds that committed something.
+    pub rounds: u64,
+    pub lines: u64,
+    pub bytes: u64,
+    /// Bytes of an uncommitted tail (left by a crashed drain) that were truncated.
+    pub repaired_tail_bytes: u64,
+    /// Generations rotated out (managed rotation), including completed interrupted ones.
+    pub rotations: u64,
+    pub journals: Vec<JournalDrain>,
+    /// The manifest epoch after the drain.
+    pub epoch: u64,
+}
+
+impl DrainReport {
+    /// Add another drain's report to this one (several batches or rounds as one).
+    pub fn absorb(&mut self, round: DrainReport) {
+        self.rounds += round.rounds;
+        self.lines += round.lines;
+        self.bytes += round.bytes;
+        self.repaired_tail_bytes += round.repaired_tail_bytes;
+        self.rotations += round.rotations;
+        self.epoch = self.epoch.max(round.epoch);
+        for j in round.journals {
+            match self.journals.iter_mut().find(|x| x.journal_id == j.journal_id) {
+                Some(x) => {
+                    x.lines += j.lines;
+                    x.bytes += j.bytes;
+                    x.last_seq = x.last_seq.max(j.last_seq);
+                }
+                None => self.journals.push(j),
+            }
+        }
+    }
+}
+
+/// What [`Compactor::retire`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetireReport {
+    /// The drain that committed the journals' last lines.
+    pub drain: DrainReport,
+    /// The journals whose files were deleted.
+    pub retired: Vec<PathBuf>,
+}
+
+/// How many drain-then-delete attempts a retirement makes while writers keep appending.
+const RETIRE_ATTEMPTS: usize = 20;
+
+/// Drains journals into one target. Cheap to create; holds no lock between calls.
+#[derive(Debug, Clone)]
+pub struct Compactor {
+    target: PathBuf,
+    sidecar: Sidecar,
+    opts: CompactorOptions,
+    /// Set once the target's mount passed the lock-safety check (mount options do not
+    /// change under a running compactor; a daemon need not re-parse mountinfo each round).
+    mount_checked: std::sync::OnceLock<()>,
+    /// The manifest epoch this compactor last committed and made durable itself (0:
+    /// none); a catch-up on it needs no lock-file fdatasync first (O12).
+    durable_epoch: Arc<AtomicU64>,
+    /// Set once the version-1 stub was seen in place (an init or upgrade killed before
+    /// writing it is finished by the next round).
+    stub_checked: Arc<std::sync::OnceLock<()>>,
+}
+
+impl Compactor {
+    pub fn new(target: impl AsRef<Path>, opts: CompactorOptions) -> Result<Compactor> {
+        let target = target.as_ref().to_path_buf();
+        if opts.max_round_bytes == 0 {
+            return Err(Error::InvalidArgument("max_round_bytes must be at least 1".into()));
+        }
+        if target.file_name().is_none() {
+            return Err(Error::InvalidArgument(format!("target {} is not a file path", target.display())));
+        }
+        Ok(Compactor {
+            sidecar: Sidecar::for_target(&target),
+            target,
+            opts,
+            mount_checked: Default::default(),
+            durable_epoch: Default::default(),
+            stub_checked: Default::default(),
+        })
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    pub fn options(&self) -> &CompactorOptions {
+        &self.opts
+    }
+
+    /// The longest uncommitted tail one round can leave behind.
+    fn max_tail(&self) -> u64 {
+        self.opts.max_round_bytes.max(self.opts.max_line_bytes as u64 + 1)
+    }
+
+    /// Open journals by path with this compactor's journal options. A file whose
+    /// writer has not finished creating its journal (empty: no lines yet) is left out,
+    /// not an error: there is nothing in it to drain.
+    pub fn open_journals(&self, paths: &[PathBuf]) -> Result<Vec<Journal>> {
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            match Journal::open_existing(p, self.opts.journal.clone()) {
+                Ok(j) => out.push(j),
+                Err(e) if e.is_journal_not_ready() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drain the given journals by path until every line they held when the call
+    /// started is committed (several bounded rounds, the lock released between them).
+    pub fn drain_paths(&self, paths: &[PathBuf]) -> Result<DrainReport> {
+        // At most max_open_journals open at once (issue 13 item 3: 400 journals under
+        // `ulimit -n 1024` drained nothing).
+        let mut report = DrainReport::default();
+        for batch in paths.chunks(self.opts.max_open_journals.max(1)) {
+            let journals = self.open_journals(batch)?;
+            report.absorb(self.drain(&journals)?);
+        }
+        if paths.is_empty() {
+            report = self.drain(&[])?;
+        }
+        Ok(report)
+    }
+
+    /// Drain every `*.journal` in `spool` (see [`Compactor::drain_paths`]); a file whose
+    /// writer is still creating its journal is skipped (it is drained next time).
+    pub fn drain_spool(&self, spool: &Path) -> Result<DrainReport> {
+        self.drain_paths(&crate::journal::spool_journals(spool)?)
+    }
+
+    /// Retire journals, the supported way to remove one (issue 12 item 9): drain each
+    /// into this target until empty, then delete its files while holding its SQLite
+    /// write lock, once every line it ever held is committed here. A writer that still
+    /// has it open gets `journal_gone` on its next append (nothing stored, nothing
+    /// lost); a writer that opens the path later starts a new journal. A journal that
+    /// keeps receiving lines is refused after a few attempts: stop its writers first.
+    pub fn retire(&self, paths: &[PathBuf]) -> Result<RetireReport> {
+        let mut pending = self.open_journals(paths)?;
+        let mut report = RetireReport::default();
+        for _ in 0..RETIRE_ATTEMPTS {
+            report.drain.absorb(self.drain(&pending)?);
+            let manifest = Manifest::load(&self.sidecar)?.ok_or_else(|| {
+                Error::InvalidArgument(format!("target {} has no manifest after a drain", self.target.display()))
+            })?;
+            // O12: delete nothing on the word of a manifest a power cut could take back
+            self.sync_manifest()?;
+            let mut still = Vec::new();
+            for j in pending {
+                let watermark = manifest.watermarks.get(&j.id()).map_or(0, |w| w.last_seq);
+                if j.delete_if_drained(watermark)? {
+                    report.retired.push(j.path().to_path_buf());
+                } else {
+                    still.push(j);
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                return Ok(report);
+            }
+        }
+        Err(Error::InvalidArgument(format!(
+            "journal {} kept receiving lines during {RETIRE_ATTEMPTS} drain-and-retire attempts: stop its writers, \
+             then retire it (every line it held so far is committed)",
+            pending[0].path().display()
+        )))
+    }
+
+    /// Drain until every line the journals held at the start is committed.
+    pub fn drain(&self, journals: &[Journal]) -> Result<DrainReport> {
+        let goals: Vec<u64> = journals.iter().map(|j| j.seq_ceiling()).collect::<Result<_>>()?;
+        let mut report = DrainReport::default();
+        let mut start = 0;
+        loop {
+            let (round, manifest) = self.round(journals, start)?;
+            let moved = round.lines;
+            report.absorb(round);
+            start += 1;
+            let done = journals
+                .iter()
+                .zip(&goals)
+                .all(|(j, goal)| manifest.watermarks.get(&j.id()).map_or(0, |w| w.last_seq) >= *goal);
+            if done || moved == 0 {
+                return Ok(report);
+            }
+        }
+    }
+
+    /// One bounded round: lock, repair, read, write, fsync, commit, unlock, record.
+    /// `rotation` picks which journal goes first, so no journal starves.
+    pub fn drain_round(&self, journals: &[Journal], rotation: usize) -> Result<DrainReport> {
+        self.round(journals, rotation).map(|(r, _)| r)
+    }
+
+    /// The error for a target that is not there to drain into.
+    fn missing(&self, detail: String) -> Error {
+        Error::TargetMissing { target: self.target.clone(), detail }
+    }
+}

@@ -1,0 +1,133 @@
+//! Managed rotation (optional, at a round's start): rename the target to
+//! `<target>.<generation>`, create a new empty target, commit the next generation
+//! (watermarks carry over, so exactly-once holds across it), apply retention.
+//!
+//! Keeps: a rotation interrupted at any step is completed by the next round or
+//! `init`; a `<target>.<n>` that is not one of this target's generations (a logrotate
+//! leftover) is never taken for one.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+use super::round::CommitKind;
+use super::Compactor;
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::target::lock::TargetLock;
+use crate::target::manifest::{generation_path, Manifest, RotatedGeneration};
+use crate::target::scan::scan;
+
+impl Compactor {
+    /// A rotation is configured and the current generation reached it.
+    pub(super) fn rotation_due(&self, m: &Manifest) -> bool {
+        m.committed_len > 0
+            && (self.opts.rotate_bytes.is_some_and(|b| m.committed_len >= b)
+                || self.opts.rotate_lines.is_some_and(|l| m.committed_lines >= l))
+    }
+
+    /// Managed rotation, under the lock, after the tail repair (so the target holds
+    /// exactly the committed bytes): rename the target to `<target>.<generation>`, then
+    /// [`Compactor::complete_rotation`]. A crash after the rename is completed by the
+    /// next round (step 1 finds `<target>.<generation>`); before it, nothing happened.
+    pub(super) fn rotate(&self, lock: &TargetLock, m: &Manifest) -> Result<Manifest> {
+        let rotated = generation_path(&self.target, m.generation);
+        if fs::symlink_metadata(&rotated).is_ok() {
+            return Err(Error::InvalidArgument(format!(
+                "managed rotation of {} needs the name {}, but a file that is not one of its generations is there \
+                 (left by logrotate or by hand?): move it away; nothing was rotated",
+                self.target.display(),
+                rotated.display()
+            )));
+        }
+        fs::rename(&self.target, &rotated)
+            .map_err(|e| Error::io(format!("renaming {} to {}", self.target.display(), rotated.display()), e))?;
+        failpoint::hit(failpoint::Point::RotateAfterRename);
+        self.complete_rotation(lock, m)
+    }
+
+    /// True when `<target>.<generation>` is the current generation's file, renamed by a
+    /// rotation that did not commit (its inode is the manifest's; a manifest that does
+    /// not know the inode yet falls back to the name).
+    pub(super) fn interrupted_rotation(&self, m: &Manifest) -> bool {
+        let renamed = generation_path(&self.target, m.generation);
+        match fs::symlink_metadata(&renamed) {
+            Ok(md) if m.target_ino == 0 || md.ino() == m.target_ino => true,
+            // Another inode (the files were restored from a copy, which renumbers them):
+            // still ours if the target's path no longer holds the manifest's file and
+            // this one holds exactly the committed bytes.
+            Ok(md) if md.is_file() && md.len() == m.committed_len => {
+                let target_is_current = fs::symlink_metadata(&self.target).is_ok_and(|t| t.ino() == m.target_ino);
+                !target_is_current
+                    && File::open(&renamed).and_then(|mut f| scan(&mut f, u64::MAX)).is_ok_and(|(len, lines, crc)| {
+                        (len, lines, crc) == (m.committed_len, m.committed_lines, m.committed_crc)
+                    })
+            }
+            _ => false,
+        }
+    }
+
+    /// The rest of a rotation whose rename is done: create the new empty target,
+    /// commit a manifest for the next generation (watermarks carry over, so
+    /// exactly-once holds across the rotation; the new file's inode recorded), then
+    /// apply the retention setting. Idempotent: every step can be redone after a crash.
+    pub(super) fn complete_rotation(&self, lock: &TargetLock, m: &Manifest) -> Result<Manifest> {
+        let g = m.generation;
+        let rotated = generation_path(&self.target, g);
+        let len = fs::metadata(&rotated).map_err(|e| Error::io(format!("inspecting {}", rotated.display()), e))?.len();
+        if len != m.committed_len {
+            return Err(Error::TornTarget {
+                target: rotated,
+                detail: format!(
+                    "a rotation of generation {g} was interrupted, but the renamed file has {len} bytes where \
+                     {} were committed",
+                    m.committed_len
+                ),
+            });
+        }
+        let ino = match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&self.target) {
+            Ok(f) => f.metadata().map_err(|e| Error::io("fstat of the new target", e))?.ino(),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let md = fs::metadata(&self.target)
+                    .map_err(|e| Error::io(format!("inspecting {}", self.target.display()), e))?;
+                if md.len() != 0 {
+                    return Err(Error::UnexpectedTail {
+                        target: self.target.clone(),
+                        tail_bytes: md.len(),
+                        max_round_bytes: 0,
+                    });
+                }
+                md.ino()
+            }
+            Err(e) => return Err(Error::io(format!("creating the new target {}", self.target.display()), e)),
+        };
+        crate::os::fs::sync_dir(&crate::os::fs::parent_dir(&self.target))?;
+        failpoint::hit(failpoint::Point::RotateAfterCreate);
+        let mut next = m.clone();
+        next.epoch += 1;
+        next.generation = g + 1;
+        next.target_ino = ino;
+        next.intent = None;
+        next.rotated
+            .insert(g, RotatedGeneration { len: m.committed_len, lines: m.committed_lines, crc: m.committed_crc });
+        next.committed_len = 0;
+        next.committed_lines = 0;
+        next.committed_crc = 0;
+        if let Some(keep) = self.opts.retain_generations {
+            while next.rotated.len() as u64 > keep {
+                next.rotated.pop_first();
+            }
+        }
+        self.commit(lock, &next, Some(m.epoch), CommitKind::Other)?;
+        failpoint::hit(failpoint::Point::RotateAfterCommit);
+        // Delete generations no longer kept (also ones a crash left behind before).
+        let oldest_kept = next.rotated.keys().next().copied().unwrap_or(next.generation);
+        for old in 1..oldest_kept {
+            match fs::remove_file(generation_path(&self.target, old)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("removing generation {old} (retention)"), e)),
+            }
+        }
+        Ok(next)
+    }
+}

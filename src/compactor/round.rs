@@ -1,0 +1,559 @@
+//! One drain round, top to bottom in the order it runs (docs/design.md, "The drain
+//! protocol"): lock and read the manifest, check the target and the journals, cut an
+//! announced tail, announce, write, make durable, commit, unlock, record.
+//!
+//! Keeps: nothing is committed before what it describes is durable, and nothing is
+//! built on a manifest that is not (orderings O3–O12); every change to the target
+//! under the lock is fenced by an epoch bump; the first `committed_len` bytes are
+//! exactly the journals' lines up to their watermarks, each once; rows are deleted
+//! only after the covering manifest is durable. This file is also the one place that
+//! decides "lock lost" ([`Compactor::check_epoch`], [`Compactor::lost_or_io`]).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::writer::ChunkWriter;
+use super::{Compactor, DrainReport, JournalDrain};
+use crate::error::{Error, Result};
+use crate::journal::{Journal, Taken};
+use crate::os::clock::deadline_after;
+use crate::target::lock::TargetLock;
+use crate::target::manifest::{Intent, Manifest, Watermark};
+use crate::{failpoint, fault, target::slots};
+
+/// Which commit of a round (for the failpoints a test can kill it at).
+#[derive(Clone, Copy)]
+pub(super) enum CommitKind {
+    /// Step 5: the round's lines become committed.
+    Final,
+    /// The fence and intent before a round's first byte (steps 3 and 4).
+    Intent,
+    /// A new target's first manifest (`init`).
+    First,
+    /// A rotation's, an accepted inode.
+    Other,
+}
+
+/// What a round carries from one step to the next.
+struct Round<'a> {
+    compactor: &'a Compactor,
+    journals: &'a [Journal],
+    lock: TargetLock,
+    /// The current manifest: read in step 1, then each one this round committed.
+    manifest: Manifest,
+    report: DrainReport,
+}
+
+/// What step 4 wrote.
+struct Written {
+    /// (index into the round's journals, what was taken from it)
+    taken: Vec<(usize, Taken)>,
+    len: u64,
+    crc: u32,
+}
+
+impl Compactor {
+    /// One bounded round. `rotation` picks which journal goes first, so none starves.
+    pub(super) fn round(&self, journals: &[Journal], rotation: usize) -> Result<(DrainReport, Manifest)> {
+        check_given_once(journals)?;
+        // Step 1: the lock, then the manifest.
+        let mut r = self.lock_and_read(journals)?;
+        // Step 2: the target the manifest names.
+        let (mut file, mut ino, size) = r.open_target()?;
+        // Step 3: each journal against its watermark, then the tail.
+        let pending = r.check_journals()?;
+        r.cut_announced_tail(&file, ino, size)?;
+        if self.rotation_due(&r.manifest) {
+            drop(file);
+            r.manifest = self.rotate(&r.lock, &r.manifest)?;
+            r.report.rotations += 1;
+            (file, ino, _) = r.open_target()?;
+        }
+        r.report.epoch = r.manifest.epoch;
+        if !pending {
+            return r.idle();
+        }
+        // Step 4: intent before bytes, then the lines, then durability.
+        r.announce(ino)?;
+        let written = r.write_new_lines(&file, rotation)?;
+        if written.taken.is_empty() {
+            return r.idle();
+        }
+        r.make_durable(&file, &written)?;
+        // Step 5: commit.
+        let committed = r.commit_lines(&written)?;
+        // Step 6: unlock, so other compactors get their turn.
+        drop(file);
+        let Round { journals, lock, mut report, .. } = r;
+        drop(lock);
+        failpoint::hit(failpoint::Point::DrainAfterUnlock);
+        // Step 7: record in each journal how far it is drained; delete those rows.
+        for (index, t) in &written.taken {
+            journals[*index].record_drained(&committed.target_id, t.last_seq, t.last_crc, t.chain)?;
+        }
+        self.catch_up_records(journals, &committed)?;
+        report.rounds = 1;
+        report.epoch = committed.epoch;
+        for (index, t) in &written.taken {
+            report.lines += t.lines;
+            report.bytes += t.bytes;
+            report.journals.push(JournalDrain {
+                path: journals[*index].path().to_path_buf(),
+                journal_id: journals[*index].id(),
+                lines: t.lines,
+                bytes: t.bytes,
+                last_seq: t.last_seq,
+            });
+        }
+        Ok((report, committed))
+    }
+
+    /// Step 1: the lock, then the manifest, read from the lock file's slots now that
+    /// the lock is held (no rename to lose: a slot is durable when its commit returns).
+    /// A rotation killed after renaming the target is completed before anything else
+    /// (the renamed file is the one the manifest names; a `<target>.1` that some other
+    /// tool left is not).
+    fn lock_and_read<'a>(&'a self, journals: &'a [Journal]) -> Result<Round<'a>> {
+        let lock = self.lock(self.opts.create)?;
+        failpoint::hit(failpoint::Point::DrainLocked);
+        let (mut manifest, _) = self.current_manifest(&lock, self.opts.create)?;
+        let mut report = DrainReport { epoch: manifest.epoch, ..DrainReport::default() };
+        if self.interrupted_rotation(&manifest) {
+            manifest = self.complete_rotation(&lock, &manifest)?;
+            report.rotations += 1;
+        }
+        Ok(Round { compactor: self, journals, lock, manifest, report })
+    }
+
+    /// The target's inode, checked against the one the manifest committed to (0: not
+    /// known yet, an upgraded target whose file did not exist).
+    pub(super) fn check_identity(&self, file: &File, m: &Manifest) -> Result<u64> {
+        let ino = file.metadata().map_err(|e| self.lost_or_io("fstat of the target", e))?.ino();
+        if m.target_ino != 0 && m.target_ino != ino {
+            return Err(self.missing(format!(
+                "the file there (inode {ino}) is not the target this sidecar committed to (inode {}): it was \
+                 replaced (logrotate `create`? rotate a tributary target with managed rotation: compact \
+                 --rotate-bytes), or the share is not mounted and another file sits at its path. If the target was \
+                 restored or copied with its sidecar on purpose, `tributary init` checks its committed part and \
+                 accepts it",
+                m.target_ino
+            )));
+        }
+        Ok(ino)
+    }
+
+    /// Open the target read-write. It is never created here (only `init` and a
+    /// rotation create one): missing with nothing committed is `target_missing`;
+    /// missing with committed bytes is `target_truncated`.
+    pub(super) fn open_target(&self, m: &Manifest) -> Result<File> {
+        match OpenOptions::new().read(true).write(true).open(&self.target) {
+            Ok(f) => Ok(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && m.committed_len == 0 => {
+                Err(self.missing("the target file is gone (its sidecar exists)".into()))
+            }
+            // Gone together with its sidecar: the share went away under this round (an
+            // unmount, a client restart) — transient. Gone alone: someone removed it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.sidecar.exists() => Err(self.missing(
+                "the target and its sidecar are gone from under this round: is the share being unmounted or \
+                 remounted?"
+                    .into(),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::TargetTruncated { target: self.target.clone(), len: 0, committed_len: m.committed_len })
+            }
+            Err(e) => Err(Error::io(format!("opening target {}", self.target.display()), e)),
+        }
+    }
+
+    /// Step 3's consistency check between a journal and the target's watermark for it:
+    /// the journal's own record, and the chained hash of its lines up to the watermark.
+    fn check_journal(&self, j: &Journal, wm: Option<&Watermark>, target_id: &str) -> Result<()> {
+        let restored = |detail: String| Error::JournalRestored {
+            journal: j.path().to_path_buf(),
+            journal_id: j.id().to_hex(),
+            detail,
+        };
+        let foreign = |detail: String| Error::JournalForeign {
+            journal: j.path().to_path_buf(),
+            journal_id: j.id().to_hex(),
+            detail,
+        };
+        let rec = j.drained_record()?;
+        if let Some(rec) = &rec {
+            if rec.target_id != target_id {
+                return Err(foreign(format!(
+                    "it records being drained up to seq {} into target {}, but this target is {target_id}",
+                    rec.seq, rec.target_id
+                )));
+            }
+            match wm {
+                None => {
+                    return Err(foreign(format!(
+                        "it records being drained up to seq {} into this target, but the target has no \
+                         watermark for it: the target's manifest was reset or restored",
+                        rec.seq
+                    )))
+                }
+                Some(w) if w.last_seq < rec.seq => {
+                    return Err(foreign(format!(
+                        "it records being drained up to seq {} but the target's watermark is {}: the target's \
+                         manifest was reset or restored",
+                        rec.seq, w.last_seq
+                    )))
+                }
+                Some(w) if w.last_seq == rec.seq && w.crc != rec.crc => {
+                    return Err(restored(format!(
+                        "its drained line at seq {} has CRC {:08x}, the target's watermark says {:08x}",
+                        rec.seq, rec.crc, w.crc
+                    )))
+                }
+                Some(w) if w.last_seq == rec.seq && rec.chain.is_some_and(|c| c != w.chain) => {
+                    return Err(restored(format!(
+                        "its lines up to seq {} hash to {:016x}, the target's watermark says {:016x}: another copy \
+                         of this journal was drained with different lines",
+                        rec.seq,
+                        rec.chain.unwrap_or(0),
+                        w.chain
+                    )))
+                }
+                _ => {}
+            }
+        }
+        let Some(w) = wm else { return Ok(()) };
+        let ceiling = j.seq_ceiling()?;
+        if ceiling < w.last_seq {
+            return Err(restored(format!(
+                "its highest seq ever is {ceiling}, below the target's watermark {} for it",
+                w.last_seq
+            )));
+        }
+        // Where the chain can start on this journal's side: its record (when it carries
+        // a chain of the same anchor), the anchor itself, or nowhere.
+        let start = match &rec {
+            Some(r) if r.seq == w.last_seq => None, // compared above
+            Some(r) if r.seq >= w.anchor && r.chain.is_some() => Some((r.seq, r.chain.unwrap_or(0))),
+            Some(r) if r.seq == w.anchor => Some((r.seq, 0)),
+            Some(_) => None,
+            None => Some((w.anchor, 0)),
+        };
+        if let Some((from, chain)) = start {
+            if let Some(mine) = j.chain_through(from, chain, w.last_seq)? {
+                if mine != w.chain {
+                    return Err(restored(format!(
+                        "its lines {}..={} hash to {mine:016x}, but the lines the target committed for this journal \
+                         hash to {:016x}: it is a clone or an older copy whose lines differ",
+                        from + 1,
+                        w.last_seq,
+                        w.chain
+                    )));
+                }
+                return Ok(());
+            }
+        }
+        // No chain to compare (rows already deleted, or a record from before chains):
+        // the one line at the watermark, if still stored.
+        if let Some(crc) = j.row_crc(w.last_seq)? {
+            if crc != w.crc {
+                return Err(restored(format!(
+                    "its line at seq {} has CRC {crc:08x}, but the target committed a line with CRC {:08x} at that \
+                     seq",
+                    w.last_seq, w.crc
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The manifest with the epoch bumped and an intent at `committed_len` covering
+    /// this round and `covered` bytes already there.
+    fn with_intent(&self, m: &Manifest, ino: u64, covered: u64) -> Manifest {
+        let mut next = m.clone();
+        next.epoch += 1;
+        next.target_ino = ino;
+        next.intent = Some(Intent { start: m.committed_len, max_len: self.max_tail().max(covered) });
+        next
+    }
+
+    /// Step 7 for journals whose record lags the committed watermark (a compactor died
+    /// or failed between steps 5 and 7): safe to redo at any time. Rows are deleted on
+    /// the strength of the manifest just read, whose slot write may not be durable yet
+    /// (its writer can have died before its fdatasync), so fdatasync the lock file first.
+    pub(super) fn catch_up_records(&self, journals: &[Journal], manifest: &Manifest) -> Result<()> {
+        let mut lagging = Vec::new();
+        for j in journals {
+            if let Some(w) = manifest.watermarks.get(&j.id()) {
+                if j.drained_record()?.map_or(0, |r| r.seq) < w.last_seq {
+                    lagging.push((j, *w));
+                }
+            }
+        }
+        if lagging.is_empty() {
+            return Ok(());
+        }
+        if self.durable_epoch.load(Ordering::Relaxed) != manifest.epoch {
+            self.sync_manifest()?;
+        }
+        for (j, w) in lagging {
+            j.record_drained(&manifest.target_id, w.last_seq, w.crc, w.chain)?;
+        }
+        Ok(())
+    }
+
+    /// Make the manifest this compactor read durable, whoever wrote it (O9, O12): an
+    /// fdatasync of the lock file, unless this compactor wrote and synced that epoch.
+    pub(super) fn sync_manifest(&self) -> Result<()> {
+        let f = slots::open(&self.sidecar.lock, false, false)
+            .map_err(|e| Error::io(format!("opening lock file {}", self.sidecar.lock.display()), e))?;
+        fault::check(fault::Step::ManifestSlotFdatasync).map_err(|e| Error::io("fdatasync of the lock file", e))?;
+        f.sync_data().map_err(|e| Error::io(format!("fdatasync of {}", self.sidecar.lock.display()), e))
+    }
+
+    /// Every commit (step 5, the fence and intent of steps 3 and 4, a rotation's, the
+    /// first manifest): the slots must still hold `expected_epoch` as the current
+    /// manifest (else `lock_lost`), then `m` goes to the other slot, durable when this
+    /// returns.
+    pub(super) fn commit(
+        &self,
+        lock: &TargetLock,
+        m: &Manifest,
+        expected_epoch: Option<u64>,
+        kind: CommitKind,
+    ) -> Result<()> {
+        let (before, unsynced) = match kind {
+            CommitKind::Final => {
+                (Some(failpoint::Point::DrainAfterTempManifest), Some(failpoint::Point::DrainAfterRename))
+            }
+            CommitKind::Intent => {
+                (Some(failpoint::Point::DrainBeforeIntent), Some(failpoint::Point::DrainIntentUnsynced))
+            }
+            CommitKind::First => (None, Some(failpoint::Point::InitSlotUnsynced)),
+            CommitKind::Other => (None, None),
+        };
+        if let Some(p) = before {
+            failpoint::hit(p);
+        }
+        let current = self.check_epoch(lock, expected_epoch, "during this round")?;
+        slots::write(lock.file(), lock.path(), current.map_or(0, |i| 1 - i), m, unsynced)?;
+        self.durable_epoch.store(m.epoch, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Lock lost, decided by the manifest: the slots must still hold `expected` as the
+    /// current manifest's epoch (`None`: no manifest yet — a first manifest may go over
+    /// a torn first attempt, see `current_manifest`). Returns the current slot.
+    pub(super) fn check_epoch(&self, lock: &TargetLock, expected: Option<u64>, when: &str) -> Result<Option<usize>> {
+        let current = match slots::read(lock.file(), lock.path())?.into_current(lock.path()) {
+            Err(Error::CorruptManifest { .. }) if expected.is_none() => None,
+            r => r?,
+        };
+        let on_disk = current.as_ref().map(|(_, c)| c.epoch);
+        if on_disk != expected {
+            return Err(Error::LockLost {
+                target: self.target.clone(),
+                detail: format!(
+                    "the manifest's epoch changed from {expected:?} to {on_disk:?} {when}: another compactor \
+                     committed, so this one no longer held the lock"
+                ),
+            });
+        }
+        Ok(current.map(|(i, _)| i))
+    }
+
+    /// Lock lost, decided by an I/O error: EIO after the lock was granted means the lock
+    /// may be lost (Linux does not recover lost NFS locks).
+    pub(super) fn lost_or_io(&self, what: &str, e: std::io::Error) -> Error {
+        if e.raw_os_error() == Some(libc::EIO) {
+            Error::LockLost { target: self.target.clone(), detail: format!("EIO while {what}") }
+        } else {
+            Error::io(format!("{what} ({})", self.target.display()), e)
+        }
+    }
+}
+
+impl Round<'_> {
+    /// Step 2: open the target the manifest names, check it is that file and not
+    /// shorter than what was committed. Returns the file, its inode and its size.
+    fn open_target(&mut self) -> Result<(File, u64, u64)> {
+        let c = self.compactor;
+        let file = c.open_target(&self.manifest)?;
+        let ino = c.check_identity(&file, &self.manifest)?;
+        let size = file.metadata().map_err(|e| c.lost_or_io("fstat of the target", e))?.len();
+        if size < self.manifest.committed_len {
+            return Err(Error::TargetTruncated {
+                target: c.target.clone(),
+                len: size,
+                committed_len: self.manifest.committed_len,
+            });
+        }
+        Ok((file, ino, size))
+    }
+
+    /// Step 3's checks come before anything is cut: each journal against its watermark
+    /// (chained hash) — a journal that recorded more than this manifest holds proves
+    /// the manifest stale, whatever its intent says. True when any has lines to drain.
+    fn check_journals(&self) -> Result<bool> {
+        let mut pending = false;
+        for j in self.journals {
+            let wm = self.manifest.watermarks.get(&j.id());
+            self.compactor.check_journal(j, wm, &self.manifest.target_id)?;
+            pending |= j.seq_ceiling()? > wm.map_or(0, |w| w.last_seq);
+        }
+        Ok(pending)
+    }
+
+    /// Step 3, the tail: bytes past `committed_len` are cut only under an intent that
+    /// announced them (rule 4); anything else is someone else's, or the manifest is
+    /// older than the target. The fence (rule 3) comes first: the epoch moves before
+    /// the target is touched, so a holder that lost its lock with these bytes
+    /// uncommitted fails its epoch check instead of committing them after they are
+    /// gone. The intent stays (it covers the tail until it is cut, and this round).
+    fn cut_announced_tail(&mut self, file: &File, ino: u64, size: u64) -> Result<()> {
+        let c = self.compactor;
+        let tail = size - self.manifest.committed_len;
+        if tail == 0 {
+            return Ok(());
+        }
+        let m = &self.manifest;
+        let covered = m.intent.filter(|i| i.start == m.committed_len).map_or(0, |i| i.max_len);
+        if tail > covered {
+            return Err(Error::UnexpectedTail { target: c.target.clone(), tail_bytes: tail, max_round_bytes: covered });
+        }
+        let fenced = c.with_intent(m, ino, covered);
+        c.commit(&self.lock, &fenced, Some(m.epoch), CommitKind::Intent)?;
+        self.manifest = fenced;
+        fault::check(fault::Step::TargetTruncate).map_err(|e| c.lost_or_io("truncating the uncommitted tail", e))?;
+        file.set_len(self.manifest.committed_len).map_err(|e| c.lost_or_io("truncating the uncommitted tail", e))?;
+        file.sync_all().map_err(|e| c.lost_or_io("fsync after truncating", e))?;
+        self.report.repaired_tail_bytes = tail;
+        failpoint::hit(failpoint::Point::DrainAfterTruncate);
+        Ok(())
+    }
+
+    /// Nothing to write: unlock, and catch up records that lag the manifest.
+    fn idle(self) -> Result<(DrainReport, Manifest)> {
+        let Round { compactor, journals, lock, manifest, report } = self;
+        drop(lock);
+        compactor.catch_up_records(journals, &manifest)?;
+        Ok((report, manifest))
+    }
+
+    /// Step 4, first: the intent, committed before the round's first byte (unless the
+    /// fence already announced this round). O12: an intent another holder wrote and
+    /// died before syncing is made durable first — nothing may be written on the word
+    /// of a slot a power cut could take back.
+    fn announce(&mut self, ino: u64) -> Result<()> {
+        let c = self.compactor;
+        let m = &self.manifest;
+        if !m.intent.is_some_and(|i| i.start == m.committed_len && i.max_len >= c.max_tail()) {
+            let announced = c.with_intent(m, ino, 0);
+            c.commit(&self.lock, &announced, Some(m.epoch), CommitKind::Intent)?;
+            self.manifest = announced;
+            self.report.epoch = self.manifest.epoch;
+        } else if c.durable_epoch.load(Ordering::Relaxed) != m.epoch {
+            fault::check(fault::Step::ManifestSlotFdatasync).map_err(|e| Error::io("fdatasync of the lock file", e))?;
+            let lock = &self.lock;
+            lock.file().sync_data().map_err(|e| Error::io(format!("fdatasync of {}", lock.path().display()), e))?;
+            c.durable_epoch.store(m.epoch, Ordering::Relaxed);
+        }
+        failpoint::hit(failpoint::Point::DrainAfterIntent);
+        Ok(())
+    }
+
+    /// Step 4, then: the new lines of each journal, bounded by `max_round_bytes` and
+    /// `max_round_time`, streamed to the target at `committed_len` (explicit offsets).
+    /// `self.manifest` becomes the last intent the writer committed.
+    fn write_new_lines(&mut self, file: &File, rotation: usize) -> Result<Written> {
+        let c = self.compactor;
+        let deadline = deadline_after(c.opts.max_round_time);
+        let mut out = ChunkWriter::new(c, &self.lock, file, &self.manifest);
+        let mut taken = Vec::new();
+        let n = self.journals.len();
+        for k in 0..n {
+            let budget = c.opts.max_round_bytes.saturating_sub(out.total());
+            if budget == 0 || (Instant::now() >= deadline && out.total() > 0) {
+                break;
+            }
+            let index = (rotation + k) % n.max(1);
+            let j = &self.journals[index];
+            let (after, chain) = self.manifest.watermarks.get(&j.id()).map_or((0, 0), |w| (w.last_seq, w.chain));
+            let first_of_round = out.total() == 0;
+            if let Some(t) =
+                j.drain_after(after, chain, budget, first_of_round, deadline, &mut |bytes, crc| out.push(bytes, crc))?
+            {
+                taken.push((index, t));
+            }
+        }
+        if taken.is_empty() {
+            return Ok(Written { taken, len: 0, crc: 0 });
+        }
+        let (len, crc, announced) = out.finish()?;
+        self.manifest = announced;
+        failpoint::hit(failpoint::Point::DrainAfterWrite);
+        Ok(Written { taken, len, crc })
+    }
+
+    /// Step 4, last: O3 — the rows this round read are durable in their journals
+    /// before the manifest covers them (a `normal` writer's commit is visible before
+    /// it is) — then one fdatasync of the target.
+    fn make_durable(&self, file: &File, written: &Written) -> Result<()> {
+        let c = self.compactor;
+        for (index, _) in &written.taken {
+            self.journals[*index].sync_for_drain()?;
+        }
+        fault::check(fault::Step::TargetFdatasync).map_err(|e| c.lost_or_io("fdatasync of the target", e))?;
+        file.sync_data().map_err(|e| c.lost_or_io("fdatasync of the target", e))?;
+        failpoint::hit(failpoint::Point::DrainAfterFsync);
+        if failpoint::is_set(failpoint::Point::DrainLoseLock) {
+            self.lock.vanish();
+            failpoint::hit(failpoint::Point::DrainLoseLock);
+        }
+        Ok(())
+    }
+
+    /// Step 5: the new manifest, epoch checked just before the slot write; the round's
+    /// intent is fulfilled.
+    fn commit_lines(&self, written: &Written) -> Result<Manifest> {
+        let m = &self.manifest;
+        let mut next = m.clone();
+        next.epoch += 1;
+        next.intent = None;
+        next.committed_crc = written.crc;
+        next.committed_len += written.len;
+        for (index, t) in &written.taken {
+            next.committed_lines += t.lines;
+            let id = self.journals[*index].id();
+            let anchor = m.watermarks.get(&id).map_or(0, |w| w.anchor);
+            next.watermarks.insert(
+                id,
+                Watermark { journal_id: id, last_seq: t.last_seq, crc: t.last_crc, chain: t.chain, anchor },
+            );
+        }
+        self.compactor.commit(&self.lock, &next, Some(m.epoch), CommitKind::Final)?;
+        Ok(next)
+    }
+}
+
+/// Each journal once: the same file twice is a caller's mistake; two files with one
+/// journal id are a copy (restored or cloned).
+fn check_given_once(journals: &[Journal]) -> Result<()> {
+    let mut seen = std::collections::HashMap::new();
+    for j in journals {
+        if let Some(other) = seen.insert(j.id(), (j.file_identity(), j.path())) {
+            if other.0 == j.file_identity() {
+                return Err(Error::InvalidArgument(format!(
+                    "the journal {} was given twice (also as {}): give each journal once",
+                    j.path().display(),
+                    other.1.display()
+                )));
+            }
+            return Err(Error::JournalRestored {
+                journal: j.path().to_path_buf(),
+                journal_id: j.id().to_hex(),
+                detail: "two journal files given to this drain have the same journal id (one is a copy)".into(),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! Setting a target up and reading its manifest: the checks before the lock, the lock,
+//! step 1's manifest (from the slots; or an upgrade of a version-1 target; or, with
+//! `create`, a new target), and `init`.
+//!
+//! Keeps: a drain never creates a target (only `init`, or `create`); a missing
+//! sidecar or lock file is `target_missing`, never a new empty target; an upgrade and
+//! an init are resumable at every step (docs/design.md, "Upgrading a version-1
+//! target"); the version-1 stub is in place before a round builds on a slot.
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::atomic::Ordering;
+
+use super::round::CommitKind;
+use super::{Compactor, InitReport};
+use crate::error::{Error, Result};
+use crate::target::lock::TargetLock;
+use crate::target::manifest::{Intent, Manifest, ManifestFile};
+use crate::target::scan::scan;
+use crate::target::slots::{self, LOCK_FILE_BYTES};
+use crate::{failpoint, os::fscheck};
+
+/// Where step 1's manifest came from.
+pub(super) enum Origin {
+    Existing,
+    Upgraded,
+    Created { adopted: u64 },
+}
+
+impl Compactor {
+    /// Create this target — its sidecar, the lock file with the first manifest, and
+    /// the target file (an existing file's whole lines are adopted as committed) — or,
+    /// if it exists, check it: a version-1 target is upgraded; a target file whose
+    /// inode is not the one recorded (restored or copied together with its sidecar) is
+    /// accepted if its committed part (length, line count, CRC) matches, and refused
+    /// otherwise. Drains never create a target unless [`CompactorOptions::create`].
+    pub fn init(&self) -> Result<InitReport> {
+        let lock = self.lock(true)?;
+        let (mut m, origin) = self.current_manifest(&lock, true)?;
+        // A rotation killed after renaming the target is completed first, as a round
+        // would: until then the file at the target's path is not the manifest's.
+        if self.interrupted_rotation(&m) {
+            m = self.complete_rotation(&lock, &m)?;
+        }
+        let mut report = InitReport {
+            target_id: m.target_id.clone(),
+            created: matches!(origin, Origin::Created { .. }),
+            adopted_lines: match origin {
+                Origin::Created { adopted } => adopted,
+                _ => 0,
+            },
+            upgraded: matches!(origin, Origin::Upgraded),
+            rebound: false,
+        };
+        let mut file = self.open_target(&m)?;
+        let ino = file.metadata().map_err(|e| Error::io("fstat of the target", e))?.ino();
+        if m.target_ino != ino {
+            let (len, lines, crc) = scan(&mut file, m.committed_len)
+                .map_err(|e| Error::io(format!("reading {} to check it", self.target.display()), e))?;
+            if (len, lines, crc) != (m.committed_len, m.committed_lines, m.committed_crc) {
+                return Err(self.missing(format!(
+                    "the file there (inode {ino}) is not the target this sidecar committed to (inode {}), and its \
+                     first {} bytes are not the committed ones ({len} bytes, {lines} lines, CRC {crc:08x}; committed: \
+                     {} lines, CRC {:08x})",
+                    m.target_ino, m.committed_len, m.committed_lines, m.committed_crc
+                )));
+            }
+            let mut next = m.clone();
+            next.epoch += 1;
+            next.target_ino = ino;
+            self.commit(&lock, &next, Some(m.epoch), CommitKind::Other)?;
+            report.rebound = m.target_ino != 0;
+        }
+        Ok(report)
+    }
+
+    /// The checks before the lock (the target's name, its sidecar, the mount), then the
+    /// lock. Without `create`, a missing sidecar or lock file is `target_missing`.
+    pub(super) fn lock(&self, create: bool) -> Result<TargetLock> {
+        fscheck::check_target_name(&self.target)?;
+        if create {
+            self.sidecar.create()?;
+        } else if !self.sidecar.exists() {
+            return Err(self.missing(format!(
+                "it has no sidecar folder {}: it was never initialised, or the share it lives on is not mounted",
+                self.sidecar.dir.display()
+            )));
+        }
+        self.sidecar.check_safe()?;
+        if self.mount_checked.get().is_none() {
+            fscheck::check_target_mount(&self.target)?;
+            let _ = self.mount_checked.set(());
+        }
+        match TargetLock::acquire(&self.sidecar.lock, self.opts.lock_timeout, create) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Err(self.missing(
+                format!("its sidecar has no lock file {}: it was never initialised", self.sidecar.lock.display()),
+            )),
+            r => r,
+        }
+    }
+
+    /// Step 1 under the lock: the current manifest from the slots; or finish an
+    /// upgrade of a version-1 target; or, with `create`, initialise a new target.
+    pub(super) fn current_manifest(&self, lock: &TargetLock, create: bool) -> Result<(Manifest, Origin)> {
+        let current = match slots::read(lock.file(), lock.path())?.into_current(lock.path()) {
+            // No valid slot and no manifest file at all (not even the stub, written
+            // after the first slot): an `init` whose first slot write was torn. It never
+            // finished, so nothing was built on it: start it again.
+            Err(Error::CorruptManifest { .. }) if self.sidecar.read_manifest_file().ok().flatten().is_none() => None,
+            r => r?,
+        };
+        if let Some((_, m)) = current {
+            if self.stub_checked.get().is_none() {
+                if !self.sidecar.exists() {
+                    return Err(
+                        self.missing("its sidecar is gone from under this round: is the share being unmounted?".into())
+                    );
+                }
+                // An init or upgrade killed before its last step left no stub.
+                if self.sidecar.read_manifest_file().ok().flatten() != Some(ManifestFile::Stub) {
+                    self.sidecar.remove_temp_files()?;
+                    self.sidecar.write_stub()?;
+                }
+                let _ = self.stub_checked.set(());
+            }
+            return Ok((m, Origin::Existing));
+        }
+        match self.sidecar.read_manifest_file()? {
+            Some(ManifestFile::V1(m)) => self.upgrade(lock, m, true).map(|m| (m, Origin::Upgraded)),
+            Some(ManifestFile::V2(m)) => self.upgrade(lock, m, false).map(|m| (m, Origin::Upgraded)),
+            Some(ManifestFile::Stub) => Err(Error::CorruptManifest {
+                path: self.sidecar.lock.clone(),
+                detail: "the manifest moved into this lock file's slots, but neither slot holds one (the lock file \
+                         was truncated or replaced)"
+                    .into(),
+            }),
+            None if create => self.initialize(lock).map(|(m, adopted)| (m, Origin::Created { adopted })),
+            None => Err(self.missing(format!(
+                "its sidecar {} holds no manifest: it was never initialised (or its `init` did not finish)",
+                self.sidecar.dir.display()
+            ))),
+        }
+    }
+
+    /// Upgrade a version-1 target (docs/design.md "Upgrading a version-1 target"):
+    /// the full version-2 text to `manifest` (version-1 binaries stop there), the
+    /// first slot, then the stub. Every step can be redone after a crash.
+    fn upgrade(&self, lock: &TargetLock, mut m: Manifest, from_v1: bool) -> Result<Manifest> {
+        self.sidecar.remove_temp_files()?;
+        if from_v1 {
+            // Version 1 cut any tail up to one round: a version-1 drain killed mid-round
+            // left one, with no intent to say so. The upgrade announces it once.
+            m.intent = Some(Intent { start: m.committed_len, max_len: self.max_tail() });
+            self.sidecar.write_manifest_file(&m.encode())?;
+        }
+        failpoint::hit(failpoint::Point::UpgradeAfterFile);
+        m.target_ino = match fs::symlink_metadata(&self.target) {
+            Ok(md) => md.ino(),
+            Err(_) => 0,
+        };
+        m.epoch += 1;
+        lock.file().set_len(LOCK_FILE_BYTES).map_err(|e| Error::io("sizing the lock file", e))?;
+        slots::write(lock.file(), lock.path(), 0, &m, None)?;
+        self.durable_epoch.store(m.epoch, Ordering::Relaxed);
+        failpoint::hit(failpoint::Point::UpgradeAfterSlot);
+        self.sidecar.write_stub()?;
+        let _ = self.stub_checked.set(());
+        Ok(m)
+    }
+
+    /// A new target (`init`): adopt a pre-existing target's bytes when it ends with
+    /// `\n` (made durable first, with the target's name: orderings O4 and O5), size the
+    /// lock file and make its name durable, commit the first slot, write the stub.
+    fn initialize(&self, lock: &TargetLock) -> Result<(Manifest, u64)> {
+        self.sidecar.remove_temp_files()?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.target)
+            .map_err(|e| Error::io(format!("opening target {}", self.target.display()), e))?;
+        let (len, lines, crc) =
+            scan(&mut file, u64::MAX).map_err(|e| Error::io("reading the target to adopt it", e))?;
+        if len > 0 {
+            let mut last = [0u8; 1];
+            file.read_exact_at(&mut last, len - 1).map_err(|e| Error::io("reading the target's last byte", e))?;
+            if last[0] != b'\n' {
+                return Err(Error::TornTarget {
+                    target: self.target.clone(),
+                    detail: format!(
+                        "the pre-existing target ({len} bytes) does not end with a newline, so its last line is \
+                         partial; tributary adopts only whole lines: finish or remove that line, then run init again"
+                    ),
+                });
+            }
+        }
+        file.sync_all().map_err(|e| self.lost_or_io("fsync of the target before adopting it", e))?;
+        let ino = file.metadata().map_err(|e| Error::io("fstat of the new target", e))?.ino();
+        drop(file);
+        crate::os::fs::sync_dir(&crate::os::fs::parent_dir(&self.target))?;
+        lock.file().set_len(LOCK_FILE_BYTES).map_err(|e| Error::io("sizing the lock file", e))?;
+        crate::os::fs::sync_dir(&self.sidecar.dir)?;
+        let m = Manifest::new_adopting(len, lines, crc, ino)?;
+        self.commit(lock, &m, None, CommitKind::First)?;
+        failpoint::hit(failpoint::Point::InitAfterSlot);
+        self.sidecar.write_stub()?;
+        let _ = self.stub_checked.set(());
+        Ok((m, lines))
+    }
+}

@@ -1,0 +1,74 @@
+//! A journal's files beside it: the `-wal`, the tombstone of a retirement, the folder
+//! fsync, and the spool listing.
+//!
+//! Keeps: a retirement is crash-safe at every step (tombstone, then `-wal` and
+//! `-shm`, then the tombstone, each made durable before the next), so no state leaves
+//! a journal without its `-wal` or a `-wal` without a tombstone explaining it.
+
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The tombstone a retirement renames a journal to before deleting its log.
+pub(super) fn retiring_path(journal: &Path) -> PathBuf {
+    let mut p = journal.as_os_str().to_owned();
+    p.push(".retiring");
+    PathBuf::from(p)
+}
+
+/// The rest of a retirement whose tombstone exists: delete the `-wal` and `-shm`, then
+/// the tombstone, each made durable before the next. Idempotent.
+pub(super) fn finish_retirement(journal: &Path) -> Result<()> {
+    let mut shm = journal.as_os_str().to_owned();
+    shm.push("-shm");
+    for p in [wal_path(journal), PathBuf::from(shm), retiring_path(journal)] {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", p.display()), e)),
+        }
+        sync_folder(journal)?;
+    }
+    Ok(())
+}
+
+/// fsync the folder holding `path`.
+pub(super) fn sync_folder(path: &Path) -> Result<()> {
+    let folder = crate::os::fs::parent_dir(path);
+    std::fs::File::open(&folder)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(format!("fsync of the journal's folder {}", folder.display()), e))
+}
+
+/// The path of a journal's write-ahead log (`<journal>-wal`).
+pub(super) fn wal_path(journal: &Path) -> PathBuf {
+    let mut wal = journal.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
+/// (device, inode) of the file at `path` (not following a symlink).
+pub(super) fn file_id(path: &Path) -> Result<(u64, u64)> {
+    let md = std::fs::symlink_metadata(path).map_err(|e| Error::io(format!("inspecting {}", path.display()), e))?;
+    Ok((md.dev(), md.ino()))
+}
+
+/// The `*.journal` files directly in `spool` (not recursive), sorted.
+pub fn spool_journals(spool: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let rd = std::fs::read_dir(spool).map_err(|e| Error::io(format!("listing spool {}", spool.display()), e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io(format!("listing spool {}", spool.display()), e))?;
+        let p = entry.path();
+        // Symlinks are listed too, so the drain names them (refused: not a journal's
+        // real path) instead of skipping them without a word.
+        let kind = entry.file_type().ok();
+        if p.extension().is_some_and(|e| e == "journal") && kind.is_some_and(|t| t.is_file() || t.is_symlink()) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}

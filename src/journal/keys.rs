@@ -1,0 +1,85 @@
+//! Idempotency keys: a keyed line is stored once per key within the retention
+//! window, measured on the journal's own clock.
+//!
+//! Keeps: a key ages only while the host is up (`CLOCK_BOOTTIME`, anchored per boot
+//! in `meta`), never by a wall-clock step (docs/design.md, "Idempotency keys and the
+//! journal's clock"); purges run at most once per `key_purge_interval`.
+
+use std::time::Instant;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{now_ms, Journal};
+use crate::error::{Error, Result};
+use crate::os::sys;
+
+impl Journal {
+    pub(super) fn key_purge_due(&self) -> bool {
+        self.maintenance.lock().last_key_purge.elapsed() >= self.opts.key_purge_interval
+    }
+
+    pub(super) fn maybe_purge_keys(&self, tx: &Connection) -> Result<()> {
+        let mut m = self.maintenance.lock();
+        if m.last_key_purge.elapsed() < self.opts.key_purge_interval {
+            return Ok(());
+        }
+        m.last_key_purge = Instant::now();
+        let retention = i64::try_from(self.opts.key_retention.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = Self::key_clock(tx)?.saturating_sub(retention);
+        tx.execute("DELETE FROM idempotency WHERE added_ms < ?1", params![cutoff])
+            .map_err(|e| Error::sqlite("purging expired idempotency keys", e))?;
+        Ok(())
+    }
+
+    /// The journal's clock for idempotency keys, in ms (docs/design.md, "Idempotency
+    /// keys and the journal's clock"): `CLOCK_BOOTTIME` anchored per boot in `meta`, so
+    /// a wall-clock step never ages a key. Call inside a write transaction: it
+    /// refreshes the anchor to this moment (so the next boot resumes from here).
+    pub(super) fn key_clock(tx: &Connection) -> Result<i64> {
+        let (boot, uptime) = (sys::boot_id(), sys::boottime_ms());
+        let stored: Option<String> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'key_clock'", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| Error::sqlite("reading the key clock", e))?;
+        let parsed = stored.as_deref().and_then(|v| {
+            let mut it = v.split(' ');
+            let (b, up, clock) = (it.next()?, it.next()?.parse::<i64>().ok()?, it.next()?.parse::<i64>().ok()?);
+            Some((b.to_string(), up, clock))
+        });
+        let now = match parsed {
+            // this boot: the time up since the anchor (never negative)
+            Some((b, up, clock)) if !boot.is_empty() && b == boot => clock + (uptime - up).max(0),
+            // a new boot: resume where the last one left off (downtime not counted)
+            Some((_, _, clock)) => clock,
+            // a journal whose keys were stamped with wall time: continue from it
+            None => now_ms(),
+        };
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES ('key_clock', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![format!("{boot} {uptime} {now}")],
+        )
+        .map_err(|e| Error::sqlite("recording the key clock", e))?;
+        Ok(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::journal::{Journal, JournalOptions};
+
+    #[test]
+    fn a_huge_key_retention_keeps_keys_instead_of_wrapping_around() {
+        let d = tempfile::tempdir().unwrap();
+        let opts = JournalOptions { key_retention: Duration::MAX, ..Default::default() };
+        let j = Journal::open(d.path().join("k.journal"), opts).unwrap();
+        let first = j.append_keyed(b"key", b"once").unwrap();
+        // Make the next append run the (normally once a minute) key purge.
+        j.maintenance.lock().last_key_purge = Instant::now().checked_sub(Duration::from_secs(120)).unwrap();
+        j.append(b"other").unwrap();
+        assert_eq!(j.append_keyed(b"key", b"again").unwrap(), first, "the key was purged");
+        assert_eq!(j.backlog().unwrap().lines, 2);
+    }
+}

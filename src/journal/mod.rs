@@ -1,0 +1,292 @@
+//! The writer side: a journal is a SQLite database in WAL mode on the writer host's
+//! local disk, holding lines that are accepted but not yet drained into the target.
+//!
+//! One type, [`Journal`], whose `impl` is spread over one file per concern (as
+//! rusqlite does), each keeping its own invariant:
+//!
+//! | file | owns | keeps |
+//! |---|---|---|
+//! | `mod.rs` | the handle, its options, its id, its backlog | a handle never works in a forked child |
+//! | `open.rs` | opening, busy handling, the in-place check | no journal created by a compactor; names durable before use (O2); appends acknowledged only while the path names the files |
+//! | `schema.rs` | tables, settings, migrations, the seq rule | a seq is never reused |
+//! | `run.rs` | the run row format | what is written is read back exactly |
+//! | `group_commit.rs` | leader/follower group commit (no SQLite) | each caller gets its own outcome, once |
+//! | `append.rs` | the append transaction, back-pressure, the spool reserve | an append returns only once durable under the configured durability |
+//! | `keys.rs` | idempotency keys and their boot-anchored clock | a key ages only while the host is up, never by a wall-clock step |
+//! | `source.rs` | what a compactor reads and records | rows a drain read are durable before it commits them (O3); `drained_seq` only grows, rows deleted only up to it |
+//! | `files.rs` | the journal's files: `-wal`, tombstone, spool listing | a retirement is crash-safe at every step |
+//! | `forks.rs` | the per-process registry of open journals | a journal a parent has open is refused in a forked child |
+//!
+//! Storage: one row of `runs` holds a run of consecutive lines (first seq, count, one
+//! blob of the lines each followed by `\n`, and a `(len, crc32)` pair per line), so a
+//! batch of a thousand lines is one row, and a drain copies whole blobs. Each run
+//! records `end_bytes`, the journal's cumulative payload bytes through it, so the
+//! backlog is `newest end_bytes - drained_bytes` in O(1).
+
+mod append;
+mod files;
+mod forks;
+mod group_commit;
+mod keys;
+mod open;
+mod run;
+mod schema;
+mod source;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::error::{Error, Result};
+use crate::os::sys;
+
+pub use files::spool_journals;
+pub(crate) use open::NOT_READY;
+pub use run::{line_crc, validate_line, DEFAULT_MAX_LINE_BYTES};
+pub use source::DrainedRecord;
+pub(crate) use source::Taken;
+
+/// How durable an acknowledged append is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// fsync before returning: survives a power cut (default).
+    #[default]
+    Full,
+    /// survives a process crash, not a power cut (SQLite `synchronous=NORMAL`).
+    Normal,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "full" => Ok(Durability::Full),
+            "normal" => Ok(Durability::Normal),
+            other => Err(Error::InvalidArgument(format!("durability must be `full` or `normal`, not `{other}`"))),
+        }
+    }
+}
+
+/// Options for [`Journal::open`].
+#[derive(Debug, Clone)]
+pub struct JournalOptions {
+    pub durability: Durability,
+    /// Longest accepted line in bytes (without the `\n`). Default 1 MiB.
+    pub max_line_bytes: usize,
+    /// Refuse appends once the undrained backlog would exceed this many bytes.
+    pub max_backlog_bytes: Option<u64>,
+    /// When the backlog is full, wait up to this long for a compactor to make room
+    /// before failing with `JournalFull`. `None`: fail at once.
+    pub full_wait: Option<Duration>,
+    /// How long an idempotency key is remembered, measured in time the host was up
+    /// (a wall-clock step does not expire keys; see docs/design.md). Default 7 days.
+    pub key_retention: Duration,
+    /// How often a keyed commit purges expired keys. Default 60 s.
+    pub key_purge_interval: Duration,
+    /// How long to wait for another process's SQLite write lock on this journal
+    /// (retrying every millisecond; process-wide, the longest one asked for wins).
+    pub busy_timeout: Duration,
+    /// Accept a journal on a network filesystem (only for filesystems that really are
+    /// host-local despite their type, e.g. a private FUSE mount).
+    pub allow_network_fs: bool,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        JournalOptions {
+            durability: Durability::Full,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            max_backlog_bytes: None,
+            full_wait: None,
+            key_retention: Duration::from_secs(7 * 24 * 3600),
+            key_purge_interval: Duration::from_secs(60),
+            busy_timeout: Duration::from_secs(30),
+            allow_network_fs: false,
+        }
+    }
+}
+
+/// The random 128-bit identity of a journal, made when its file was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JournalId(pub [u8; 16]);
+
+impl JournalId {
+    pub fn random() -> Result<JournalId> {
+        let mut b = [0u8; 16];
+        sys::random_bytes(&mut b).map_err(|e| Error::io("reading random bytes for a journal id", e))?;
+        Ok(JournalId(b))
+    }
+
+    pub fn to_hex(&self) -> String {
+        crate::hex::encode(&self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Option<JournalId> {
+        let v = crate::hex::decode(s)?;
+        Some(JournalId(v.try_into().ok()?))
+    }
+}
+
+impl fmt::Display for JournalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// What is waiting in a journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    pub lines: u64,
+    pub bytes: u64,
+    /// When the oldest waiting line was appended (ms since the Unix epoch).
+    pub oldest_append_ms: Option<i64>,
+    /// Highest seq ever assigned (0 for a journal never written to).
+    pub last_seq: u64,
+    /// Highest seq recorded as drained.
+    pub drained_seq: u64,
+}
+
+/// A handle on one journal file. `Send + Sync`: share it between threads (an `Arc`),
+/// and concurrent appends are group-committed. Several processes may open the same
+/// journal; SQLite serialises their transactions.
+pub struct Journal {
+    path: PathBuf,
+    id: JournalId,
+    opts: JournalOptions,
+    /// `None` only while dropping. In a forked child the connection is leaked, never
+    /// closed: closing it there would checkpoint and delete the parent's live `-wal`.
+    conn: Option<Mutex<Connection>>,
+    /// Appends waiting for, or in, a group's transaction.
+    group: group_commit::GroupCommit<std::sync::Arc<append::Lines>>,
+    maintenance: Mutex<Maintenance>,
+    /// The (device, inode) of the journal file and of its `-wal` when the handle was
+    /// opened; a commit first checks its path still names them ([`Journal::check_in_place`]).
+    files: [(u64, u64); 2],
+    /// Events in the journal's folder since the last in-place check, set up by the
+    /// first commit (a compactor's handles never append, so they hold no inotify
+    /// instance: those are limited per user). Inner `None`: the watch could not be set
+    /// up; then every commit checks by `lstat`.
+    folder_watch: OnceLock<Option<sys::FolderWatch>>,
+    /// The last in-place check failed.
+    gone: AtomicBool,
+    /// The process that opened this handle (a handle does not survive `fork()`).
+    pid: u32,
+}
+
+/// When key purges and WAL checkpoints last ran.
+struct Maintenance {
+    last_key_purge: Instant,
+    deleted_since_checkpoint: u64,
+}
+
+/// Wall-clock ms since the Unix epoch (for `appended_ms`, shown by `status`).
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Journal {
+    /// The path this handle opened.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection, with this journal's busy timeout in force on this thread; an
+    /// error in a forked child (checked before taking any lock: another thread of the
+    /// parent may have held it at the fork).
+    fn lock_conn(&self) -> Result<parking_lot::MutexGuard<'_, Connection>> {
+        self.check_process()?;
+        let conn = self.conn.as_ref().expect("a journal's connection lives until it is dropped").lock();
+        open::set_busy_limit(self.opts.busy_timeout);
+        Ok(conn)
+    }
+
+    /// A handle used in a process forked from the one that opened it: refuse. SQLite's
+    /// locks belong to the parent, so the child would write without any.
+    fn check_process(&self) -> Result<()> {
+        let me = std::process::id();
+        if me == self.pid {
+            return Ok(());
+        }
+        Err(Error::InvalidArgument(format!(
+            "this handle on journal {} was opened in process {} and this is process {me}, forked from it: a \
+             journal handle does not survive fork(). Give the child its own journal file (e.g. one per process \
+             in the spool), opened in the child",
+            self.path.display(),
+            self.pid
+        )))
+    }
+
+    /// (device, inode) of the journal file this handle opened.
+    pub(crate) fn file_identity(&self) -> (u64, u64) {
+        self.files[0]
+    }
+
+    /// Test seam: appends queued on this handle, waiting for a leader's transaction
+    /// (lets a test know a group has formed without waiting for a time).
+    #[doc(hidden)]
+    pub fn queued_appends(&self) -> usize {
+        self.group.queued()
+    }
+
+    /// The journal's identity, made when its file was created.
+    #[must_use]
+    pub fn id(&self) -> JournalId {
+        self.id
+    }
+
+    /// The options this handle was opened with.
+    #[must_use]
+    pub fn options(&self) -> &JournalOptions {
+        &self.opts
+    }
+
+    /// Lines waiting to be drained, and the seq counters.
+    pub fn backlog(&self) -> Result<Backlog> {
+        let conn = self.lock_conn()?;
+        let ctx = |what: &str| format!("{what} in {}", self.path.display());
+        let h = schema::head(&conn).map_err(|e| Error::sqlite(ctx("reading the backlog"), e))?;
+        let oldest: Option<i64> = conn
+            .query_row("SELECT appended_ms FROM runs ORDER BY first_seq LIMIT 1", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| Error::sqlite(ctx("reading the oldest line"), e))?;
+        let last_seq = h.next_seq - 1;
+        Ok(Backlog {
+            lines: last_seq.saturating_sub(h.drained_seq),
+            bytes: h.total_bytes - h.drained_bytes,
+            oldest_append_ms: oldest,
+            last_seq,
+            drained_seq: h.drained_seq,
+        })
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let conn = self.conn.take();
+        if std::process::id() == self.pid {
+            // (A journal retired, removed or replaced meanwhile is safe to close: SQLite
+            // checks SQLITE_FCNTL_HAS_MOVED and then neither checkpoints nor deletes
+            // the -wal and -shm by name, which may be a new journal's; see
+            // tests/hostile.rs.)
+            drop(conn);
+            forks::closed(self.files[0]);
+        } else {
+            // A forked child: closing SQLite's inherited connection would checkpoint and
+            // delete the -wal the parent still writes to. Leak it; the registry entry
+            // stays, so this process keeps refusing to open the journal again.
+            std::mem::forget(conn);
+        }
+    }
+}
+
+impl fmt::Debug for Journal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Journal").field("path", &self.path).field("id", &self.id).finish()
+    }
+}

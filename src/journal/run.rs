@@ -1,0 +1,159 @@
+//! The run row format: how a journal stores consecutive lines in one row of `runs`,
+//! written ([`RunBuf`]) and read ([`LineTable`], [`checked_data_hash`]) in one place.
+//!
+//! A run is `data` (the lines, each followed by `\n`), `line_meta` (per line a
+//! little-endian u32 length then u32 CRC32 of the line without its `\n`) and
+//! `run_crc` (CRC32 of `line_meta` followed by `data`, so a drain checks a whole run
+//! in one pass). Keeps: what [`RunBuf`] writes, [`LineTable`] and
+//! [`checked_data_hash`] read back exactly (tested below).
+
+use crate::error::{Error, LineProblem, Result};
+
+/// Default maximum line length: 1 MiB.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+
+/// Split a request's lines into runs of at most this much data (a single longer line
+/// is a run of its own): bounds the memory a drain needs per row.
+pub(super) const RUN_MAX_BYTES: usize = 1 << 20;
+/// Bytes of `line_meta` per line: little-endian u32 length, then u32 CRC32.
+const LINE_META_BYTES: usize = 8;
+
+/// CRC32 of a line's bytes (without the `\n`), as stored per row and in watermarks.
+#[must_use]
+pub fn line_crc(line: &[u8]) -> u32 {
+    crc32fast::hash(line)
+}
+
+/// Check a line against the rules: no `\n`, at most `max` bytes.
+///
+/// # Errors
+/// [`Error::InvalidLine`] naming `index` and the problem.
+pub fn validate_line(index: usize, line: &[u8], max: usize) -> Result<()> {
+    if line.len() > max {
+        return Err(Error::InvalidLine { index, problem: LineProblem::TooLong { len: line.len(), max } });
+    }
+    if let Some(at) = line.iter().position(|&b| b == b'\n') {
+        return Err(Error::InvalidLine { index, problem: LineProblem::ContainsNewline { at } });
+    }
+    Ok(())
+}
+
+/// A run being built: lines each followed by `\n`, and their (len, crc) pairs.
+#[derive(Default)]
+pub(super) struct RunBuf {
+    pub(super) first_seq: u64,
+    pub(super) count: u64,
+    pub(super) end_bytes: u64,
+    pub(super) meta: Vec<u8>,
+    pub(super) data: Vec<u8>,
+}
+
+impl RunBuf {
+    /// CRC32 of `line_meta` followed by `data`: lets a drain check a whole run with one
+    /// pass over its bytes instead of a CRC call per (short) line.
+    pub(super) fn run_crc(&self) -> i64 {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&self.meta);
+        h.update(&self.data);
+        i64::from(h.finalize())
+    }
+
+    /// Append one line (its length was validated against the line limit, which is
+    /// far below `u32::MAX`).
+    pub(super) fn push(&mut self, line: &[u8]) {
+        let len = u32::try_from(line.len()).expect("a validated line is shorter than 4 GiB");
+        self.meta.extend_from_slice(&len.to_le_bytes());
+        self.meta.extend_from_slice(&line_crc(line).to_le_bytes());
+        self.data.extend_from_slice(line);
+        self.data.push(b'\n');
+        self.count += 1;
+    }
+
+    /// Payload bytes (without the `\n`s).
+    pub(super) fn payload_bytes(&self) -> u64 {
+        self.data.len() as u64 - self.count
+    }
+}
+
+/// A stored run's `line_meta`, checked against its line count.
+#[derive(Clone, Copy)]
+pub(super) struct LineTable<'a>(&'a [u8]);
+
+impl<'a> LineTable<'a> {
+    /// `None` when the table's size does not match `count` lines (a damaged row).
+    pub(super) fn new(meta: &'a [u8], count: u64) -> Option<LineTable<'a>> {
+        (meta.len() as u64 == count.checked_mul(LINE_META_BYTES as u64)?).then_some(LineTable(meta))
+    }
+
+    /// The (length, CRC32) of the run's `k`-th line (`k < count`).
+    pub(super) fn get(&self, k: u64) -> (u32, u32) {
+        let at = usize::try_from(k).expect("k < count, and the table is in memory") * LINE_META_BYTES;
+        let m = &self.0[at..at + LINE_META_BYTES];
+        let word = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
+        (word(&m[..4]), word(&m[4..]))
+    }
+}
+
+/// One CRC pass over a run checks its line table and every line in it (a CRC call per
+/// ~100-byte line was a tenth of a drain's time): when `stored` matches, the CRC of
+/// `data` alone is returned, to feed the target's running CRC. `None` (no run CRC —
+/// a row from before it existed — or a mismatch): the caller checks each line alone,
+/// which also names the bad one.
+pub(super) fn checked_data_hash(meta: &[u8], data: &[u8], stored: Option<i64>) -> Option<crc32fast::Hasher> {
+    let stored = stored?;
+    let mut whole = crc32fast::Hasher::new();
+    whole.update(meta);
+    let mut data_hash = crc32fast::Hasher::new();
+    data_hash.update(data);
+    whole.combine(&data_hash);
+    (i64::from(whole.finalize()) == stored).then_some(data_hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_of(lines: &[&[u8]]) -> RunBuf {
+        let mut run = RunBuf::default();
+        lines.iter().for_each(|l| run.push(l));
+        run
+    }
+
+    #[test]
+    fn what_a_run_writes_its_reader_reads_back() {
+        let lines: [&[u8]; 3] = [b"one", b"", b"three \xff"];
+        let run = run_of(&lines);
+        assert_eq!(run.data, b"one\n\nthree \xff\n");
+        assert_eq!(run.payload_bytes(), 3 + 7);
+        let table = LineTable::new(&run.meta, run.count).expect("a table of 3 lines");
+        for (k, line) in lines.iter().enumerate() {
+            assert_eq!(table.get(k as u64), (line.len() as u32, line_crc(line)));
+        }
+        let hash = checked_data_hash(&run.meta, &run.data, Some(run.run_crc())).expect("the run CRC matches");
+        assert_eq!(hash.finalize(), crc32fast::hash(&run.data));
+    }
+
+    #[test]
+    fn a_damaged_run_is_never_read_as_good() {
+        let run = run_of(&[b"a", b"b"]);
+        assert!(LineTable::new(&run.meta, 3).is_none(), "a table too short for its count");
+        assert!(LineTable::new(&run.meta[..15], 2).is_none(), "a truncated table");
+        let mut data = run.data.clone();
+        data[0] = b'x';
+        assert!(checked_data_hash(&run.meta, &data, Some(run.run_crc())).is_none(), "changed data");
+        assert!(checked_data_hash(&run.meta, &run.data, None).is_none(), "no stored CRC: check each line");
+    }
+
+    #[test]
+    fn lines_are_checked_for_newlines_and_length() {
+        assert!(validate_line(0, b"fine", 4).is_ok());
+        assert!(matches!(
+            validate_line(2, b"12345", 4),
+            Err(Error::InvalidLine { index: 2, problem: LineProblem::TooLong { len: 5, max: 4 } })
+        ));
+        assert!(matches!(
+            validate_line(1, b"a\nb", 10),
+            Err(Error::InvalidLine { index: 1, problem: LineProblem::ContainsNewline { at: 1 } })
+        ));
+    }
+}

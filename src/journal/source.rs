@@ -1,0 +1,453 @@
+//! The compactor-facing side of a journal: what a drain reads (rows after a
+//! watermark, checked), what it records (how far it was drained, into which target),
+//! and giving drained space back to the disk.
+//!
+//! Keeps: rows a drain read are made durable before the drain commits them
+//! ([`Journal::sync_for_drain`], ordering O3 of docs/design.md: a `Normal` commit is
+//! visible to other connections before it is durable); every line handed to a drain
+//! is checked (length, CRC, contiguous seqs); `drained_seq` only moves forward, and
+//! rows are deleted only up to it; a journal whose disk is full can still record.
+
+use std::io;
+use std::time::Instant;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::files::{finish_retirement, retiring_path, sync_folder, wal_path};
+use super::run::{checked_data_hash, line_crc, LineTable};
+use super::{schema, Journal};
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::target::manifest::chain_step;
+
+/// Checkpoint the WAL after this many drained runs were deleted since the last one.
+const CHECKPOINT_EVERY_DELETED_RUNS: u64 = 1_000;
+
+/// Free pages (4 KiB) in a journal before a record gives them back to the disk.
+const VACUUM_FREE_PAGES: i64 = 256;
+
+/// Runs deleted per transaction when the journal's disk is full.
+const FULL_DISK_DELETE_RUNS: i64 = 32;
+
+/// The journal's own record of how far it was drained, and into which target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainedRecord {
+    pub target_id: String,
+    pub seq: u64,
+    pub crc: u32,
+    /// The watermark's chained hash at `seq` (`None`: recorded before chains existed).
+    pub chain: Option<u64>,
+}
+
+/// Where [`Journal::drain_after`] sends whole lines: the bytes, and their CRC when it
+/// was already computed (a whole run's data).
+pub(crate) type DrainSink<'a> = dyn FnMut(&[u8], Option<&crc32fast::Hasher>) -> Result<()> + 'a;
+
+/// What a drain took from one journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Taken {
+    pub lines: u64,
+    pub bytes: u64,
+    pub last_seq: u64,
+    pub last_crc: u32,
+    /// The watermark's chained hash after `last_seq`.
+    pub chain: u64,
+}
+
+/// Give free pages back to the disk. The statement frees one page per step: it must
+/// be stepped to its end (a single step, as `execute` does, frees one page). `limit`:
+/// at most that many pages. Best effort: on failure the pages stay free in the file.
+fn incremental_vacuum(conn: &Connection, limit: Option<u32>) {
+    let sql = match limit {
+        Some(n) => format!("PRAGMA incremental_vacuum({n})"),
+        None => "PRAGMA incremental_vacuum".to_string(),
+    };
+    if let Ok(mut st) = conn.prepare(&sql) {
+        if let Ok(mut rows) = st.query([]) {
+            while let Ok(Some(_)) = rows.next() {}
+        }
+    }
+}
+
+/// After a record: a journal with nothing left is rebuilt (`VACUUM` of an empty
+/// database writes a few pages); one still holding lines gives back a bounded number
+/// of pages per record (moving many pages costs as much as the drain itself: measured
+/// 0.34x drain throughput when every free page was given back at once).
+fn give_space_back(conn: &Connection) {
+    let empty = conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM runs)", [], |r| r.get::<_, bool>(0)).unwrap_or(false);
+    if empty && conn.execute_batch("VACUUM").is_ok() {
+        return;
+    }
+    incremental_vacuum(conn, Some(VACUUM_FREE_PAGES as u32));
+}
+
+fn is_disk_full(e: &Error) -> bool {
+    match e {
+        Error::Sqlite { source, .. } => source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+        _ => false,
+    }
+}
+
+impl Journal {
+    /// Highest seq this journal ever assigned.
+    pub(crate) fn seq_ceiling(&self) -> Result<u64> {
+        let h = schema::head(&*self.lock_conn()?).map_err(|e| Error::sqlite("reading the seq counter", e))?;
+        Ok(h.next_seq - 1)
+    }
+
+    /// The stored CRC of the line `seq`, if its run is still present.
+    pub(crate) fn row_crc(&self, seq: u64) -> Result<Option<u32>> {
+        let conn = self.lock_conn()?;
+        let run: Option<(i64, i64, Vec<u8>)> = conn
+            .query_row(
+                "SELECT first_seq, count, line_meta FROM runs WHERE first_seq <= ?1 ORDER BY first_seq DESC LIMIT 1",
+                params![seq as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| Error::sqlite("reading a line's CRC", e))?;
+        let Some((first, count, meta)) = run else { return Ok(None) };
+        let k = seq - first as u64;
+        if k >= count as u64 {
+            return Ok(None);
+        }
+        match LineTable::new(&meta, count as u64) {
+            Some(table) => Ok(Some(table.get(k).1)),
+            None => Err(self.corrupt(seq, "its run's line table does not match its line count".into())),
+        }
+    }
+
+    /// The chained hash at `to_seq` computed over this journal's own rows after
+    /// `from_seq` (where it is `from_chain`); `None` when a row in that range is no
+    /// longer stored (nothing to compare).
+    pub(crate) fn chain_through(&self, from_seq: u64, from_chain: u64, to_seq: u64) -> Result<Option<u64>> {
+        let conn = self.lock_conn()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT first_seq, count, line_meta FROM runs
+                 WHERE first_seq >= (SELECT coalesce(max(first_seq), 0) FROM runs WHERE first_seq <= ?1)
+                   AND first_seq <= ?2 ORDER BY first_seq",
+            )
+            .map_err(|e| Error::sqlite("preparing the chain read", e))?;
+        let mut rows = stmt
+            .query(params![(from_seq + 1) as i64, to_seq as i64])
+            .map_err(|e| Error::sqlite("reading runs for the chain", e))?;
+        let (mut chain, mut next) = (from_chain, from_seq + 1);
+        while let Some(r) = rows.next().map_err(|e| Error::sqlite("reading runs for the chain", e))? {
+            let first = r.get::<_, i64>(0).map_err(|e| Error::sqlite("reading a run", e))? as u64;
+            let count = r.get::<_, i64>(1).map_err(|e| Error::sqlite("reading a run", e))? as u64;
+            let meta: Vec<u8> = r.get(2).map_err(|e| Error::sqlite("reading a run", e))?;
+            let Some(table) = LineTable::new(&meta, count) else {
+                return Err(self.corrupt(first, "its run's line table does not match its line count".into()));
+            };
+            for k in 0..count {
+                let seq = first + k;
+                if seq < next {
+                    continue;
+                }
+                if seq != next || seq > to_seq {
+                    break;
+                }
+                let (len, crc) = table.get(k);
+                chain = chain_step(chain, seq, len, crc);
+                next = seq + 1;
+            }
+        }
+        Ok((next == to_seq + 1).then_some(chain))
+    }
+
+    fn corrupt(&self, seq: u64, detail: String) -> Error {
+        Error::CorruptJournalRow { journal: self.path.clone(), seq, detail }
+    }
+
+    /// The journal's own record of how far it was drained.
+    pub fn drained_record(&self) -> Result<Option<DrainedRecord>> {
+        let conn = self.lock_conn()?;
+        let (target, seq, crc, chain): (Option<String>, i64, i64, Option<i64>) = conn
+            .query_row(
+                "SELECT drained_target, drained_seq, drained_crc, drained_chain FROM state WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .map_err(|e| Error::sqlite("reading the drained record", e))?;
+        Ok(target.filter(|_| seq > 0).map(|target_id| DrainedRecord {
+            target_id,
+            seq: seq as u64,
+            crc: crc as u32,
+            chain: chain.map(|c| c as u64),
+        }))
+    }
+
+    /// Stream the lines after `after_seq`, in seq order, into `sink` as byte slices of
+    /// whole lines (each with its `\n`), checking every line's length, CRC and that the
+    /// seqs are contiguous, until `max_bytes` or `deadline`. With `first_of_round`, one
+    /// line is taken even if it alone is longer than `max_bytes` (so a round always
+    /// progresses); otherwise nothing beyond `max_bytes` is: a round never writes more
+    /// than `max(max_round_bytes, longest line + 1)`, the tail the next round may
+    /// truncate. `None` when nothing was taken.
+    pub(crate) fn drain_after(
+        &self,
+        after_seq: u64,
+        chain_before: u64,
+        max_bytes: u64,
+        first_of_round: bool,
+        deadline: Instant,
+        sink: &mut DrainSink<'_>,
+    ) -> Result<Option<Taken>> {
+        let mut conn = self.lock_conn()?;
+        let tx = conn.transaction().map_err(|e| Error::sqlite("starting a read", e))?;
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT first_seq, count, line_meta, data, run_crc FROM runs
+                 WHERE first_seq >= (SELECT coalesce(max(first_seq), 0) FROM runs WHERE first_seq <= ?1)
+                 ORDER BY first_seq",
+            )
+            .map_err(|e| Error::sqlite("preparing the drain read", e))?;
+        let mut rows = stmt.query(params![(after_seq + 1) as i64]).map_err(|e| Error::sqlite("reading runs", e))?;
+        let mut taken: Option<Taken> = None;
+        let mut expect = after_seq + 1;
+        'runs: while let Some(r) = rows.next().map_err(|e| Error::sqlite("reading runs", e))? {
+            let first = r.get::<_, i64>(0).map_err(|e| Error::sqlite("reading a run", e))? as u64;
+            let count = r.get::<_, i64>(1).map_err(|e| Error::sqlite("reading a run", e))? as u64;
+            if first + count <= expect {
+                continue; // drained, not yet deleted
+            }
+            if first > expect {
+                return Err(
+                    self.corrupt(expect, format!("the line is missing (the next stored run starts at {first})"))
+                );
+            }
+            let (Ok(meta), Ok(data)) = (
+                r.get_ref(2).map_err(|_| ()).and_then(|v| v.as_blob().map_err(|_| ())),
+                r.get_ref(3).map_err(|_| ()).and_then(|v| v.as_blob().map_err(|_| ())),
+            ) else {
+                return Err(self.corrupt(first, "its run is not made of blobs".into()));
+            };
+            let Some(table) = LineTable::new(meta, count) else {
+                return Err(self.corrupt(first, "its run's line table does not match its line count".into()));
+            };
+            // The run's data CRC feeds the target's running CRC; without it, each line
+            // taken is checked alone (which also names the bad line).
+            let run_hash = checked_data_hash(meta, data, r.get::<_, Option<i64>>(4).ok().flatten());
+            let (mut pos, mut slice_start) = (0usize, None::<usize>);
+            for k in 0..count {
+                let seq = first + k;
+                let (len, crc) = table.get(k);
+                let len = len as usize;
+                let end = pos + len;
+                if data.get(end) != Some(&b'\n') {
+                    return Err(self.corrupt(seq, "its length does not match the stored bytes".into()));
+                }
+                if seq >= expect {
+                    let t = taken.get_or_insert(Taken {
+                        lines: 0,
+                        bytes: 0,
+                        last_seq: 0,
+                        last_crc: 0,
+                        chain: chain_before,
+                    });
+                    let would = t.bytes + (end + 1 - slice_start.unwrap_or(pos)) as u64;
+                    if (t.lines > 0 || !first_of_round) && would > max_bytes {
+                        if let Some(s) = slice_start {
+                            sink(&data[s..pos], None)?;
+                            t.bytes += (pos - s) as u64;
+                        }
+                        break 'runs;
+                    }
+                    if run_hash.is_none() && line_crc(&data[pos..end]) != crc {
+                        return Err(self.corrupt(seq, "its bytes do not match the stored CRC".into()));
+                    }
+                    slice_start.get_or_insert(pos);
+                    t.lines += 1;
+                    t.last_seq = seq;
+                    t.last_crc = crc;
+                    t.chain = chain_step(t.chain, seq, len as u32, crc);
+                    expect = seq + 1;
+                }
+                pos = end + 1;
+            }
+            if pos != data.len() {
+                return Err(self.corrupt(first, "its data is longer than its lines".into()));
+            }
+            if let (Some(s), Some(t)) = (slice_start, taken.as_mut()) {
+                sink(&data[s..], if s == 0 { run_hash.as_ref() } else { None })?;
+                t.bytes += (data.len() - s) as u64;
+            }
+            if taken.is_some_and(|t| t.bytes >= max_bytes) || Instant::now() >= deadline {
+                break;
+            }
+        }
+        Ok(taken.filter(|t| t.lines > 0))
+    }
+
+    /// Step 7 of the drain: record (forward only) that lines up to `seq` are committed
+    /// in `target_id`, and delete the runs that are wholly drained. Idempotent; an
+    /// older record never wins.
+    pub(crate) fn record_drained(&self, target_id: &str, seq: u64, crc: u32, chain: u64) -> Result<()> {
+        match self.record_drained_tx(target_id, seq, crc, chain) {
+            Err(e) if is_disk_full(&e) => {
+                // The journal's disk is full (issue 13 item 2: lines committed but never
+                // recorded kept writers refused for good). Deleting needs WAL space too:
+                // empty the WAL, then delete in small transactions, each emptied again.
+                let conn = self.lock_conn()?;
+                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                loop {
+                    let n = conn
+                        .execute(
+                            "DELETE FROM runs WHERE first_seq IN (SELECT first_seq FROM runs
+                             WHERE first_seq + count - 1 <= ?1 ORDER BY first_seq LIMIT ?2)",
+                            params![seq as i64, FULL_DISK_DELETE_RUNS],
+                        )
+                        .map_err(|e| Error::sqlite(format!("deleting drained runs in {}", self.path.display()), e))?;
+                    incremental_vacuum(&conn, None);
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                    if n == 0 {
+                        break;
+                    }
+                }
+                drop(conn);
+                self.record_drained_tx(target_id, seq, crc, chain)
+            }
+            r => r,
+        }
+    }
+
+    /// [`Journal::record_drained`] in one transaction, then give free pages back.
+    fn record_drained_tx(&self, target_id: &str, seq: u64, crc: u32, chain: u64) -> Result<()> {
+        let mut conn = self.lock_conn()?;
+        let ctx = |what: &str| format!("{what} in {}", self.path.display());
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| Error::sqlite(ctx("starting the drained record"), e))?;
+        let current: i64 = tx
+            .query_row("SELECT drained_seq FROM state WHERE id = 1", [], |r| r.get(0))
+            .map_err(|e| Error::sqlite(ctx("reading the drained record"), e))?;
+        if (seq as i64) <= current {
+            return Ok(()); // a later round already recorded more
+        }
+        // Runs wholly drained; their newest end_bytes becomes the drained byte mark.
+        let (freed_runs, freed_through): (i64, Option<i64>) = tx
+            .query_row(
+                "SELECT count(*), max(end_bytes) FROM runs WHERE first_seq + count - 1 <= ?1",
+                params![seq as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| Error::sqlite(ctx("measuring drained runs"), e))?;
+        crate::fault::check(crate::fault::Step::JournalRowDelete)
+            .map_err(|e| Error::io(ctx("deleting drained runs"), e))?;
+        tx.execute("DELETE FROM runs WHERE first_seq + count - 1 <= ?1", params![seq as i64])
+            .map_err(|e| Error::sqlite(ctx("deleting drained runs"), e))?;
+        failpoint::hit(failpoint::Point::DrainMidRecord);
+        tx.execute(
+            "UPDATE state SET drained_target = ?1, drained_seq = ?2, drained_crc = ?3, drained_chain = ?5,
+                 drained_bytes = max(drained_bytes, coalesce(?4, drained_bytes)) WHERE id = 1",
+            params![target_id, seq as i64, crc as i64, freed_through, chain as i64],
+        )
+        .map_err(|e| Error::sqlite(ctx("recording the drained seq"), e))?;
+        tx.commit().map_err(|e| Error::sqlite(ctx("committing the drained record"), e))?;
+        // Give drained space back to the disk (auto_vacuum=INCREMENTAL frees nothing by
+        // itself): once enough pages are free, move them to the end and cut the file;
+        // the checkpoint that follows makes the main file shorter.
+        let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0)).unwrap_or(0);
+        let mut m = self.maintenance.lock();
+        m.deleted_since_checkpoint += freed_runs as u64;
+        if free >= VACUUM_FREE_PAGES {
+            give_space_back(&conn);
+            m.deleted_since_checkpoint = CHECKPOINT_EVERY_DELETED_RUNS;
+        }
+        if m.deleted_since_checkpoint >= CHECKPOINT_EVERY_DELETED_RUNS {
+            m.deleted_since_checkpoint = 0;
+            // PASSIVE: never blocks writers; a busy reader only delays the reset.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        }
+        Ok(())
+    }
+
+    /// Make every row a drain read from this journal durable (ordering O3 of
+    /// docs/design.md): a `Normal` writer's commits are visible to the drain while they
+    /// are still only in the page cache, and a manifest must not cover rows that a
+    /// power cut could take back (the journal would hand their seqs out again). Rows
+    /// are either in the `-wal` (fdatasync it) or were checkpointed into the main file,
+    /// which SQLite fsyncs before it resets or deletes the `-wal`.
+    pub(crate) fn sync_for_drain(&self) -> Result<()> {
+        let wal = wal_path(&self.path);
+        let ctx = || format!("fdatasync of the journal's WAL {}", wal.display());
+        crate::fault::check(crate::fault::Step::JournalWalFdatasync).map_err(|e| Error::io(ctx(), e))?;
+        match std::fs::File::open(&wal) {
+            Ok(f) => f.sync_data().map_err(|e| Error::io(ctx(), e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(ctx(), e)),
+        }
+    }
+
+    /// Retirement's last step: delete this journal's files if every line it ever held
+    /// is at or below `watermark` (committed in the target) — decided and done while
+    /// holding its SQLite write lock, so no writer commits in between (a writer that
+    /// commits after it finds the files gone and is not acknowledged). `Ok(false)`,
+    /// touching nothing, when a writer appended since the drain. The handle is dead
+    /// after `Ok(true)`.
+    pub(crate) fn delete_if_drained(&self, watermark: u64) -> Result<bool> {
+        let ctx = |what: &str| format!("{what} {}", self.path.display());
+        let mut conn = self.lock_conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| Error::sqlite(ctx("taking the write lock of"), e))?;
+        let ceiling = schema::head(&tx).map_err(|e| Error::sqlite(ctx("reading the seq counter of"), e))?.next_seq - 1;
+        if ceiling > watermark {
+            return Ok(false);
+        }
+        // the files checked are the files deleted
+        self.check_in_place()?;
+        // Crash-safe at every step (a power cut may keep any prefix of these, each made
+        // durable by a folder fsync before the next): first the journal's name becomes
+        // a tombstone, so no state leaves a journal without its -wal (stale rows) or a
+        // -wal without a tombstone explaining it; then the log; then the tombstone.
+        // Journal::open finishes a retirement it finds cut short.
+        let tombstone = retiring_path(&self.path);
+        std::fs::rename(&self.path, &tombstone)
+            .map_err(|e| Error::io(format!("renaming {} to {}", self.path.display(), tombstone.display()), e))?;
+        sync_folder(&self.path)?;
+        drop(tx);
+        finish_retirement(&self.path)?;
+        Ok(true)
+    }
+
+    /// Run a WAL checkpoint now (TRUNCATE when nobody is reading).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.lock_conn()?
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| Error::sqlite("checkpointing the WAL", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::journal::{Journal, JournalOptions};
+
+    /// The drain's one-pass check: a whole run reaches the sink with its data CRC (which
+    /// the target's running CRC combines instead of hashing the bytes again), and that
+    /// CRC is the bytes' own.
+    #[test]
+    fn a_whole_run_is_drained_with_its_checked_crc() {
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::open(d.path().join("r.journal"), JournalOptions::default()).unwrap();
+        let lines: Vec<Vec<u8>> = (0..100).map(|i| format!("line {i}").into_bytes()).collect();
+        j.append_batch(&lines).unwrap();
+        let mut handed: Vec<(Vec<u8>, Option<u32>)> = Vec::new();
+        let far = Instant::now() + Duration::from_secs(60);
+        let taken = j
+            .drain_after(0, 0, u64::MAX, true, far, &mut |bytes, crc| {
+                handed.push((bytes.to_vec(), crc.map(|h| h.clone().finalize())));
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(taken.lines, 100);
+        assert_eq!(handed.len(), 1, "one run, one slice");
+        let (bytes, crc) = &handed[0];
+        assert_eq!(bytes.len(), lines.iter().map(|l| l.len() + 1).sum::<usize>());
+        assert_eq!(*crc, Some(crc32fast::hash(bytes)), "the run's data CRC was not handed over");
+    }
+}

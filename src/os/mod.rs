@@ -1,0 +1,14 @@
+//! The operating-system layer: raw syscalls, filesystem safety checks, small file and
+//! clock helpers.
+//!
+//! | file | owns | keeps |
+//! |---|---|---|
+//! | `sys.rs` | the few raw syscalls (OFD `fcntl`, `statfs`/`statvfs`, `getrandom`, futexes, signals, `CLOCK_BOOTTIME`, `FIONREAD`, inotify, file limits) | the only `unsafe` outside the C ABI, each block with a `SAFETY` comment |
+//! | `fscheck.rs` | filesystem checks | journals on local disks only; targets only on mounts whose locks are cluster-wide, and only by their one real name |
+//! | `fs.rs` | folder paths and folder fsync | a new name is durable once `sync_dir` returns |
+//! | `clock.rs` | deadlines | a deadline never overflows |
+
+pub(crate) mod clock;
+pub(crate) mod fs;
+pub(crate) mod fscheck;
+pub mod sys;

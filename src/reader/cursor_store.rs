@@ -1,0 +1,139 @@
+//! [`CursorStore`]: named reader cursors kept durably in a local SQLite file.
+//!
+//! Keeps: a committed cursor survives a crash (`synchronous=FULL`); a stored cursor
+//! keeps its target's id, so a reader refuses it on another target; a store made by
+//! an earlier version is upgraded once, in one write transaction.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{Cursor, TargetId};
+use crate::error::{Error, Result};
+
+/// Named reader cursors kept durably in a local SQLite file, committed by the caller
+/// after it processed the lines (at-least-once processing; see the README for the
+/// exactly-once pattern with idempotency keys).
+///
+/// A stored cursor keeps its target's id: a reader refuses it on another target
+/// ([`Reader::open_at`]). Rows stored by versions before target ids load as legacy
+/// cursors (no id), and get one at their next commit.
+#[derive(Debug)]
+pub struct CursorStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl CursorStore {
+    /// Open (creating if needed, mode 0600) a cursor store; a store made by an earlier
+    /// version gets the `target_id` column.
+    pub fn open(path: impl AsRef<Path>) -> Result<CursorStore> {
+        let path = path.as_ref().to_path_buf();
+        match crate::os::fscheck::check_journal_location(&path) {
+            // the journal's advice (allow_network_fs) does not apply to a cursor store
+            Err(Error::UnsafeFilesystem { path, detail }) if detail.contains("statfs magic") => {
+                let fs = detail
+                    .split(" (statfs")
+                    .next()
+                    .unwrap_or(&detail)
+                    .trim_start_matches("the journal's folder is on ");
+                return Err(Error::UnsafeFilesystem {
+                    path,
+                    detail: format!(
+                        "the cursor store's folder is on {fs}; a cursor store is an SQLite file in WAL mode and \
+                         needs the reader host's local disk: give --cursor-store a path there"
+                    ),
+                });
+            }
+            r => r?,
+        }
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(|e| Error::io(format!("opening cursor store {}", path.display()), e))?;
+        }
+        let ctx = |what: &str| format!("{what} {}", path.display());
+        let conn = Connection::open(&path).map_err(|e| Error::sqlite(ctx("opening cursor store"), e))?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(|e| Error::sqlite(ctx("configuring"), e))?;
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(|e| Error::sqlite(ctx("configuring"), e))?;
+        let not_a_store =
+            |e: rusqlite::Error| Error::NotAJournal { path: path.clone(), detail: format!("not a cursor store: {e}") };
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL;
+             CREATE TABLE IF NOT EXISTS cursors (
+                 name TEXT PRIMARY KEY, generation INTEGER NOT NULL, offset INTEGER NOT NULL,
+                 updated_ms INTEGER NOT NULL, target_id TEXT)",
+        )
+        .map_err(not_a_store)?;
+        // Upgrade a store made before cursors carried their target's id: its rows keep
+        // a NULL id (legacy cursors). In one write transaction, so that two processes
+        // opening the same old store do not both add the column.
+        let upgrade = || -> rusqlite::Result<()> {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let result = (|| {
+                let has: bool = conn.query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info('cursors') WHERE name = 'target_id'",
+                    [],
+                    |r| r.get::<_, i64>(0).map(|n| n > 0),
+                )?;
+                if !has {
+                    conn.execute_batch("ALTER TABLE cursors ADD COLUMN target_id TEXT")?;
+                }
+                Ok(())
+            })();
+            conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+            result
+        };
+        upgrade().map_err(|e| Error::sqlite(ctx("adding the target_id column to cursor store"), e))?;
+        Ok(CursorStore { conn, path })
+    }
+
+    /// The committed cursor of `name`, if any (with its target's id, or none for a
+    /// cursor stored by an earlier version).
+    pub fn get(&self, name: &str) -> Result<Option<Cursor>> {
+        let row = self
+            .conn
+            .query_row("SELECT generation, offset, target_id FROM cursors WHERE name = ?1", params![name], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, Option<String>>(2)?))
+            })
+            .optional()
+            .map_err(|e| Error::sqlite(format!("reading cursor {name} in {}", self.path.display()), e))?;
+        let Some((generation, offset, id)) = row else { return Ok(None) };
+        let target_id = match id {
+            None => None,
+            Some(hex) => Some(TargetId::from_hex(&hex).ok_or_else(|| Error::NotAJournal {
+                path: self.path.clone(),
+                detail: format!("cursor {name} has a bad target id `{hex}`"),
+            })?),
+        };
+        Ok(Some(Cursor { generation, offset, target_id }))
+    }
+
+    /// Durably record that `name` has processed everything before `cursor` (and which
+    /// target it belongs to).
+    pub fn commit(&self, name: &str, cursor: Cursor) -> Result<()> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        self.conn
+            .execute(
+                "INSERT INTO cursors(name, generation, offset, updated_ms, target_id) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(name) DO UPDATE SET generation = ?2, offset = ?3, updated_ms = ?4, target_id = ?5",
+                params![
+                    name,
+                    cursor.generation as i64,
+                    cursor.offset as i64,
+                    now as i64,
+                    cursor.target_id.map(|id| id.to_hex())
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| Error::sqlite(format!("committing cursor {name} in {}", self.path.display()), e))
+    }
+}
