@@ -69,8 +69,7 @@ fn a_line_over_the_limit_names_the_setting() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(&vec![b'y'; 2 << 20])?;
+            feed(&mut c, &vec![b'y'; 2 << 20]);
             c.wait_with_output()
         })
         .unwrap();

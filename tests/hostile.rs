@@ -121,7 +121,6 @@ fn a_journal_removed_replaced_or_moved_under_a_live_writer_fails_its_next_append
 }
 
 fn run_append(journal: &std::path::Path, input: &str) -> std::process::Output {
-    use std::io::Write;
     let mut child = std::process::Command::new(bin())
         .args(["append", "--journal", &s(journal)])
         .stdin(std::process::Stdio::piped())
@@ -129,7 +128,7 @@ fn run_append(journal: &std::path::Path, input: &str) -> std::process::Output {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    feed(&mut child, input.as_bytes());
     child.wait_with_output().unwrap()
 }
 

@@ -176,3 +176,15 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg(self.dir.path()).status();
     }
 }
+
+/// Write `input` to a child's stdin and close it. A child that refuses (and exits)
+/// before reading all of it closes the pipe: that `BrokenPipe` is the child's answer,
+/// which its exit status and output report, not the test's error.
+#[allow(dead_code)]
+pub fn feed(child: &mut std::process::Child, input: &[u8]) {
+    use std::io::Write;
+    let mut stdin = child.stdin.take().expect("the child's stdin is piped");
+    if let Err(e) = stdin.write_all(input) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "writing to the child's stdin: {e}");
+    }
+}
