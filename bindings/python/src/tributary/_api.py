@@ -7,7 +7,7 @@ import datetime
 import os
 import threading
 import time
-from ctypes import POINTER, byref, c_bool, c_char_p, c_size_t, c_ubyte, c_uint64, c_void_p
+from ctypes import POINTER, byref, c_bool, c_char_p, c_size_t, c_ubyte, c_uint64
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
 
@@ -95,7 +95,7 @@ class Backlog:
     drained_seq: int
 
     @classmethod
-    def _from_c(cls, b: _ffi.Backlog) -> "Backlog":
+    def _from_c(cls, b: _ffi.trib_backlog) -> "Backlog":
         return cls(b.lines, b.bytes, b.oldest_append_ms or None, b.last_seq, b.drained_seq)
 
 
@@ -248,12 +248,12 @@ class Journal:
         self._pid = os.getpid()
         self.path = os.fspath(path)
         path_b = fspath_bytes(path, "path")
-        opts = _ffi.JournalOptions()
+        opts = _ffi.trib_journal_options()
         call(lib.trib_journal_options_default, byref(opts))
         if durability == "full":
-            opts.durability = _ffi.DURABILITY_FULL
+            opts.durability = _ffi.TRIB_DURABILITY_FULL
         elif durability == "normal":
-            opts.durability = _ffi.DURABILITY_NORMAL
+            opts.durability = _ffi.TRIB_DURABILITY_NORMAL
         else:
             raise _arg_error(f"durability must be 'full' or 'normal', not {durability!r}")
         opts.max_line_bytes = _positive_int(max_line, "max_line")
@@ -268,7 +268,7 @@ class Journal:
         self.durability = durability
         #: Longest accepted line in bytes.
         self.max_line = max_line
-        handle = c_void_p()
+        handle = _ffi.trib_journal_p()
         call(lib.trib_journal_open, path_b, byref(opts), byref(handle))
         self._handle = handle.value
 
@@ -347,7 +347,7 @@ class Journal:
         data = [_line_bytes(x, "each line") for x in lines]
         if not data:
             raise _arg_error("append_many() got no lines: an empty batch has no first seq")
-        arr = (_ffi.Slice * len(data))()
+        arr = (_ffi.trib_slice * len(data))()
         for i, d in enumerate(data):
             arr[i].ptr = d
             arr[i].len = len(d)
@@ -377,7 +377,7 @@ class Journal:
 
     def backlog(self) -> Backlog:
         """What is waiting in this journal, and its seq counters."""
-        b = _ffi.Backlog()
+        b = _ffi.trib_backlog()
         h = self._enter()
         try:
             call(lib.trib_journal_backlog, h, byref(b))
@@ -388,7 +388,7 @@ class Journal:
     @property
     def id(self) -> str:
         """The journal's random 128-bit id, 32 hex digits."""
-        buf = ctypes.create_string_buffer(_ffi.ID_BUF_LEN)
+        buf = ctypes.create_string_buffer(_ffi.TRIB_ID_BUF_LEN)
         h = self._enter()
         try:
             call(lib.trib_journal_id, h, buf, len(buf))
@@ -411,8 +411,8 @@ def _compactor_options(
     rotate_lines: Optional[int],
     retain_generations: Optional[int],
     create: bool = False,
-) -> "_ffi.CompactorOptions":
-    opts = _ffi.CompactorOptions()
+) -> "_ffi.trib_compactor_options":
+    opts = _ffi.trib_compactor_options()
     call(lib.trib_compactor_options_default, byref(opts))
     if max_round_bytes is not None:
         opts.max_round_bytes = _positive_int(max_round_bytes, "max_round_bytes")
@@ -495,7 +495,7 @@ def drain(
         create,
     )
     arr = (c_char_p * max(len(paths), 1))(*paths)
-    rep = _ffi.DrainReport()
+    rep = _ffi.trib_drain_report()
     call(lib.trib_drain, target_b, arr, len(paths), spool_b, byref(opts), byref(rep))
     return DrainReport(
         rep.rounds, rep.lines, rep.bytes, rep.repaired_tail_bytes, rep.epoch, rep.journals, rep.rotations
@@ -510,7 +510,7 @@ def init(target: PathLike, *, lock_timeout: Optional[Seconds] = None) -> InitRep
     """
     target_b = fspath_bytes(target, "target")
     opts = _compactor_options(None, None, lock_timeout, None, None, False, None, None, None)
-    rep = _ffi.InitReport()
+    rep = _ffi.trib_init_report()
     call(lib.trib_init, target_b, byref(opts), byref(rep))
     return InitReport(rep.target_id.decode(), rep.created, rep.adopted_lines, rep.upgraded, rep.rebound)
 
@@ -554,10 +554,10 @@ def verify(target: PathLike) -> VerifyReport:
     :class:`IoError`.
     """
     target_b = fspath_bytes(target, "target")
-    rep = _ffi.VerifyReport()
+    rep = _ffi.trib_verify_report()
     call(lib.trib_verify, target_b, byref(rep))
     try:
-        text = ctypes.string_at(rep.problems).decode("utf-8", errors="replace") if rep.problems else ""
+        text = rep.problems.decode("utf-8", errors="replace") if rep.problems else ""
     finally:
         lib.trib_verify_report_clear(byref(rep))
     return VerifyReport(
@@ -578,19 +578,19 @@ def status(target: PathLike, spool: Optional[PathLike] = None) -> StatusReport:
     ``*.journal`` files. Takes no lock."""
     target_b = fspath_bytes(target, "target")
     spool_b = fspath_bytes(spool, "spool") if spool is not None else None
-    handle = c_void_p()
+    handle = _ffi.trib_status_report_p()
     call(lib.trib_status, target_b, spool_b, byref(handle))
     try:
-        s = _ffi.StatusSummary()
+        s = _ffi.trib_status_summary()
         call(lib.trib_status_report_summary, handle, byref(s))
         watermarks = []
         for i in range(s.watermark_count):
-            w = _ffi.Watermark()
+            w = _ffi.trib_watermark()
             call(lib.trib_status_report_watermark, handle, i, byref(w))
             watermarks.append(Watermark(w.journal_id.decode(), w.last_seq, w.crc))
         journals = []
         for i in range(s.journal_count):
-            j = _ffi.JournalStatus()
+            j = _ffi.trib_journal_status()
             call(lib.trib_status_report_journal, handle, i, byref(j))
             journals.append(
                 JournalStatus(os.fsdecode(j.path), j.journal_id.decode(), Backlog._from_c(j.backlog), j.watermark)
@@ -649,17 +649,17 @@ class Cursor(NamedTuple):
             raise TypeError(f"cursor text must be a str, not {type(text).__name__}")
         if "\0" in text:
             raise _arg_error(f"cursor text {text!r} contains a NUL byte")
-        out = _ffi.Cursor()
+        out = _ffi.trib_cursor()
         call(lib.trib_cursor_parse, text.encode("utf-8"), byref(out))
         return _cursor_from_c(out)
 
 
-def _cursor_from_c(c: "_ffi.Cursor") -> Cursor:
+def _cursor_from_c(c: "_ffi.trib_cursor") -> Cursor:
     tid = c.target_id.decode("ascii")
     return Cursor(c.generation, c.offset, tid or None)
 
 
-def _cursor_to_c(cursor: Any) -> "_ffi.Cursor":
+def _cursor_to_c(cursor: Any) -> "_ffi.trib_cursor":
     """A Cursor, a ``(generation, offset[, target_id])`` tuple or a cursor's text, as the
     C ABI's ``trib_cursor``."""
     if isinstance(cursor, str):
@@ -679,9 +679,9 @@ def _cursor_to_c(cursor: Any) -> "_ffi.Cursor":
     if target_id is not None and not isinstance(target_id, str):
         raise TypeError(f"cursor.target_id must be a str or None, not {type(target_id).__name__}")
     tid = (target_id or "").encode("ascii", errors="replace")
-    if len(tid) >= _ffi.ID_BUF_LEN:
+    if len(tid) >= _ffi.TRIB_ID_BUF_LEN:
         raise _arg_error(f"cursor.target_id {target_id!r} is not 32 hex digits")
-    return _ffi.Cursor(generation, offset, tid)
+    return _ffi.trib_cursor(generation, offset, tid)
 
 
 class Reader:
@@ -729,7 +729,7 @@ class Reader:
             raise _arg_error(f"offset must be >= 0, not {offset}")
         c_cursor = _cursor_to_c(cursor) if cursor is not None else None
         target_b = fspath_bytes(target, "target")
-        handle = c_void_p()
+        handle = _ffi.trib_reader_p()
         if c_cursor is not None:
             if offset:
                 raise _arg_error("give either offset or cursor, not both")
@@ -809,7 +809,7 @@ class Reader:
         the start of the next one."""
         with self._lock:
             h = self._check()
-            out = _ffi.Cursor()
+            out = _ffi.trib_cursor()
             call(lib.trib_reader_position, h, byref(out))
             return _cursor_from_c(out)
 
@@ -824,7 +824,7 @@ class Reader:
             h = self._check()
             if not self._returned_a_line:
                 return None
-            out = _ffi.Cursor()
+            out = _ffi.trib_cursor()
             call(lib.trib_reader_line_start, h, byref(out))
             return _cursor_from_c(out)
 
