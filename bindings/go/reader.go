@@ -94,7 +94,7 @@ func ParseCursor(s string) (Cursor, error) {
 	case 2:
 	case 3:
 		id := strings.ToLower(parts[0])
-		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+		if len(id) != idHexDigits || strings.Trim(id, "0123456789abcdef") != "" {
 			return bad(fmt.Sprintf("bad target id %q", parts[0]))
 		}
 		c.TargetID = id
