@@ -1,5 +1,10 @@
 package tributary
 
+/*
+#include "tributary.h"
+*/
+import "C"
+
 import (
 	"context"
 	"strconv"
@@ -10,27 +15,29 @@ import (
 // package report.
 type ErrorKind int
 
-// The kinds of error. Their numeric values are the C ABI's result codes.
+// The kinds of error. Their numeric values are the C ABI's result codes, taken from
+// the header (C.TRIB_E_*); TestEveryHeaderKindIsAGoKind fails while the header and
+// this list differ.
 const (
-	KindInvalidLine       ErrorKind = 1   // a line contains '\n' or is too long; nothing of the call was stored
-	KindInvalidArgument   ErrorKind = 2   // an unusable argument, option or offset; a closed handle
-	KindJournalFull       ErrorKind = 3   // the journal's backlog is at its maximum; nothing was stored
-	KindLockTimeout       ErrorKind = 4   // the target's lock was not granted in time
-	KindLockLost          ErrorKind = 5   // the lock was lost while held; the round committed nothing
-	KindCorruptManifest   ErrorKind = 6   // the target's manifest cannot be trusted
-	KindCorruptJournalRow ErrorKind = 7   // a journal row does not match its CRC, or is missing
-	KindTargetTruncated   ErrorKind = 8   // the target is shorter than its committed length
-	KindUnexpectedTail    ErrorKind = 9   // more uncommitted bytes than one drain round can write
-	KindTornTarget        ErrorKind = 10  // the target does not end with '\n' where it must
-	KindJournalRestored   ErrorKind = 11  // a journal was restored from an older copy, or cloned
-	KindJournalForeign    ErrorKind = 12  // a journal was drained into another target
-	KindUnsafeFilesystem  ErrorKind = 13  // a journal on a network filesystem, host-local locks, ...
-	KindNotAJournal       ErrorKind = 14  // the file is not a tributary journal
-	KindIO                ErrorKind = 15  // an operating-system I/O error
-	KindSQLite            ErrorKind = 16  // an SQLite error from a journal
-	KindJournalGone       ErrorKind = 17  // the journal was removed, moved or replaced under an open handle
-	KindTargetMissing     ErrorKind = 18  // no target here (never initialised, or the share is not mounted)
-	KindPanic             ErrorKind = 100 // a bug inside the library, caught at the C boundary
+	KindInvalidLine       ErrorKind = C.TRIB_E_INVALID_LINE        // a line contains '\n' or is too long; nothing of the call was stored
+	KindInvalidArgument   ErrorKind = C.TRIB_E_INVALID_ARG         // an unusable argument, option or offset; a closed handle
+	KindJournalFull       ErrorKind = C.TRIB_E_JOURNAL_FULL        // the journal's backlog is at its maximum; nothing was stored
+	KindLockTimeout       ErrorKind = C.TRIB_E_LOCK_TIMEOUT        // the target's lock was not granted in time
+	KindLockLost          ErrorKind = C.TRIB_E_LOCK_LOST           // the lock was lost while held; the round committed nothing
+	KindCorruptManifest   ErrorKind = C.TRIB_E_CORRUPT_MANIFEST    // the target's manifest cannot be trusted
+	KindCorruptJournalRow ErrorKind = C.TRIB_E_CORRUPT_JOURNAL_ROW // a journal row does not match its CRC, or is missing
+	KindTargetTruncated   ErrorKind = C.TRIB_E_TARGET_TRUNCATED    // the target is shorter than its committed length
+	KindUnexpectedTail    ErrorKind = C.TRIB_E_UNEXPECTED_TAIL     // more uncommitted bytes than one drain round can write
+	KindTornTarget        ErrorKind = C.TRIB_E_TORN_TARGET         // the target does not end with '\n' where it must
+	KindJournalRestored   ErrorKind = C.TRIB_E_JOURNAL_RESTORED    // a journal was restored from an older copy, or cloned
+	KindJournalForeign    ErrorKind = C.TRIB_E_JOURNAL_FOREIGN     // a journal was drained into another target
+	KindUnsafeFilesystem  ErrorKind = C.TRIB_E_UNSAFE_FILESYSTEM   // a journal on a network filesystem, host-local locks, ...
+	KindNotAJournal       ErrorKind = C.TRIB_E_NOT_A_JOURNAL       // the file is not a tributary journal
+	KindIO                ErrorKind = C.TRIB_E_IO                  // an operating-system I/O error
+	KindSQLite            ErrorKind = C.TRIB_E_SQLITE              // an SQLite error from a journal
+	KindJournalGone       ErrorKind = C.TRIB_E_JOURNAL_GONE        // the journal was removed, moved or replaced under an open handle
+	KindTargetMissing     ErrorKind = C.TRIB_E_TARGET_MISSING      // no target here (never initialised, or the share is not mounted)
+	KindPanic             ErrorKind = C.TRIB_E_PANIC               // a bug inside the library, caught at the C boundary
 )
 
 var kindNames = map[ErrorKind]string{

@@ -87,6 +87,10 @@ func millis(op, what string, d time.Duration) (C.uint64_t, error) {
 	return C.uint64_t((d + time.Millisecond - 1) / time.Millisecond), nil
 }
 
+// idHexDigits is the length of a journal or target id in hex digits: TRIB_ID_BUF_LEN
+// without its NUL.
+const idHexDigits = C.TRIB_ID_BUF_LEN - 1
+
 // goID reads a NUL-terminated id buffer (TRIB_ID_BUF_LEN bytes).
 func goID(buf *[C.TRIB_ID_BUF_LEN]C.char) string {
 	return C.GoString(&buf[0])

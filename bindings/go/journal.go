@@ -9,7 +9,6 @@ import "C"
 import (
 	"fmt"
 	"runtime"
-	"sync"
 	"time"
 	"unsafe"
 )
@@ -110,11 +109,9 @@ func (o *JournalOptions) toC(op string) (C.trib_journal_options, error) {
 // waiting, and each call returns when its own line is durable). Several Journals, in
 // one or several processes, may also open the same file.
 type Journal struct {
-	// mu is held for reading by every call into the library and for writing by
-	// Close, so Close waits for calls in progress and the handle is never freed
-	// while the library uses it.
-	mu      sync.RWMutex
-	h       *C.trib_journal
+	// h is the library handle; calls share it (a trib_journal is thread-safe), Close
+	// waits for them (see owned).
+	h       owned[*C.trib_journal]
 	path    string
 	id      string
 	maxLine int
@@ -148,17 +145,11 @@ func OpenJournal(path string, opts *JournalOptions) (*Journal, error) {
 		C.trib_journal_close(h)
 		return nil, err
 	}
-	j := &Journal{h: h, path: path, id: goID(&buf), maxLine: int(copts.max_line_bytes)}
+	j := &Journal{path: path, id: goID(&buf), maxLine: int(copts.max_line_bytes)}
+	j.h = owned[*C.trib_journal]{p: h, free: func(h *C.trib_journal) { C.trib_journal_close(h) }, what: "journal"}
 	// A backstop only: a Journal that is garbage-collected unclosed is closed here.
-	runtime.SetFinalizer(j, (*Journal).finalize)
+	runtime.SetFinalizer(j, func(j *Journal) { j.h.finalize() })
 	return j, nil
-}
-
-func (j *Journal) finalize() {
-	if j.h != nil {
-		C.trib_journal_close(j.h)
-		j.h = nil
-	}
 }
 
 // Path is the path the journal was opened with.
@@ -173,19 +164,14 @@ func (j *Journal) MaxLineBytes() int { return j.maxLine }
 
 func (j *Journal) String() string { return "tributary.Journal(" + j.path + ")" }
 
-// handle returns the open handle with j.mu held for reading; the caller must call
-// j.release() when its C call has returned.
+// handle returns the open handle for a call (shared with other calls); the caller
+// must call j.release() when its C call has returned.
 func (j *Journal) handle(op string) (*C.trib_journal, error) {
-	j.mu.RLock()
-	if j.h == nil {
-		j.mu.RUnlock()
-		return nil, closedError(op, "journal")
-	}
-	return j.h, nil
+	return j.h.shared(op)
 }
 
 func (j *Journal) release() {
-	j.mu.RUnlock()
+	j.h.mu.RUnlock()
 	runtime.KeepAlive(j)
 }
 
@@ -326,11 +312,7 @@ func (j *Journal) Backlog() (Backlog, error) {
 // later calls fail with ErrClosed. Closing twice is harmless: Close always returns
 // nil (every acknowledged line is already durable).
 func (j *Journal) Close() error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.h != nil {
-		C.trib_journal_close(j.h)
-		j.h = nil
+	if j.h.close() {
 		runtime.SetFinalizer(j, nil)
 	}
 	return nil

@@ -94,7 +94,7 @@ func ParseCursor(s string) (Cursor, error) {
 	case 2:
 	case 3:
 		id := strings.ToLower(parts[0])
-		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+		if len(id) != idHexDigits || strings.Trim(id, "0123456789abcdef") != "" {
 			return bad(fmt.Sprintf("bad target id %q", parts[0]))
 		}
 		c.TargetID = id
@@ -149,11 +149,12 @@ func cursorFromC(c *C.trib_cursor) Cursor {
 // A Reader is one cursor. Its methods may be called from any goroutine (they are
 // serialized), but a Reader is meant for one consumer: give each consumer its own.
 type Reader struct {
-	mu     sync.Mutex // serializes calls into the library (a trib_reader is single-threaded)
-	h      *C.trib_reader
+	// h is the library handle; calls take it exclusively (a trib_reader is
+	// single-threaded), Close waits for them (see owned). h.mu also guards pending.
+	h      owned[*C.trib_reader]
 	target string
 	// pending is a line read from the library but given back (Lines stopped before
-	// delivering it): the next read returns it. Guarded by mu.
+	// delivering it): the next read returns it. Guarded by h.mu.
 	pending *Line
 
 	curMu     sync.Mutex
@@ -263,8 +264,10 @@ func newReader(op string, h *C.trib_reader, target string) (*Reader, error) {
 		C.trib_reader_close(h)
 		return nil, err
 	}
-	r := &Reader{h: h, target: target, closed: make(chan struct{}), cursor: c}
-	runtime.SetFinalizer(r, (*Reader).finalize)
+	r := &Reader{target: target, closed: make(chan struct{}), cursor: c}
+	r.h = owned[*C.trib_reader]{p: h, free: func(h *C.trib_reader) { C.trib_reader_close(h) }, what: "reader"}
+	// A backstop only: a Reader that is garbage-collected unclosed is closed here.
+	runtime.SetFinalizer(r, func(r *Reader) { r.h.finalize() })
 	return r, nil
 }
 
@@ -286,13 +289,6 @@ func libLineStart(op string, h *C.trib_reader) (Cursor, error) {
 		return Cursor{}, err
 	}
 	return cursorFromC(&c), nil
-}
-
-func (r *Reader) finalize() {
-	if r.h != nil {
-		C.trib_reader_close(r.h)
-		r.h = nil
-	}
 }
 
 // Target is the target's path.
@@ -340,11 +336,11 @@ func (r *Reader) setPosition(after, start Cursor) {
 
 // next returns the next committed line, waiting up to wait inside the library.
 func (r *Reader) next(op string, wait time.Duration) (Line, bool, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.h == nil {
-		return Line{}, false, closedError(op, "reader")
+	h, err := r.h.exclusive(op)
+	if err != nil {
+		return Line{}, false, err
 	}
+	defer r.h.mu.Unlock()
 	if p := r.pending; p != nil {
 		r.pending = nil
 		r.setPosition(p.Cursor, p.Start)
@@ -354,7 +350,7 @@ func (r *Reader) next(op string, wait time.Duration) (Line, bool, error) {
 	var p *C.uint8_t
 	var n C.size_t
 	var cerr *C.trib_error
-	rc := C.trib_reader_next(r.h, C.uint64_t(wait/time.Millisecond), &has, &p, &n, &cerr)
+	rc := C.trib_reader_next(h, C.uint64_t(wait/time.Millisecond), &has, &p, &n, &cerr)
 	if err := callError(op, rc, cerr); err != nil {
 		return Line{}, false, err
 	}
@@ -366,11 +362,11 @@ func (r *Reader) next(op string, wait time.Duration) (Line, bool, error) {
 	copy(line, unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n)))
 	// The position after the line (the library may have moved on to the next
 	// generation to read it), and where the line starts.
-	c, err := libCursor(op, r.h)
+	c, err := libCursor(op, h)
 	if err != nil {
 		return Line{}, false, err
 	}
-	start, err := libLineStart(op, r.h)
+	start, err := libLineStart(op, h)
 	runtime.KeepAlive(r)
 	if err != nil {
 		return Line{}, false, err
@@ -382,9 +378,9 @@ func (r *Reader) next(op string, wait time.Duration) (Line, bool, error) {
 // giveBack makes a line read but not delivered the next one to be read again, and
 // moves the cursor (and the last line's start) back to before it.
 func (r *Reader) giveBack(l Line, before, beforeStart Cursor) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.h == nil {
+	r.h.mu.Lock()
+	defer r.h.mu.Unlock()
+	if r.h.isClosed() { // closed meanwhile: nothing will be read again
 		return
 	}
 	r.pending = &l
@@ -520,11 +516,9 @@ func (r *Reader) Err() error {
 // calls fail with ErrClosed. Closing twice is harmless: Close always returns nil.
 func (r *Reader) Close() error {
 	r.closeOnce.Do(func() { close(r.closed) })
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.h != nil {
-		C.trib_reader_close(r.h)
-		r.h = nil
+	r.h.mu.Lock()
+	defer r.h.mu.Unlock()
+	if r.h.freeLocked() {
 		r.pending = nil
 		runtime.SetFinalizer(r, nil)
 	}

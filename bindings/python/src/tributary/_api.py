@@ -1,18 +1,21 @@
-"""The Python API over the C ABI: Journal, Reader, drain, verify, status."""
+"""The Python API over the C ABI: Journal, Reader, drain, verify, status (the handle
+life cycle of Journal, Reader and the status report is `_managed.Managed`'s)."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime
 import os
 import threading
 import time
-from ctypes import POINTER, byref, c_bool, c_char_p, c_size_t, c_ubyte, c_uint64, c_void_p
+from ctypes import POINTER, byref, c_bool, c_char_p, c_size_t, c_ubyte, c_uint64
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 from . import _ffi
 from ._ffi import call, fspath_bytes, lib
+from ._managed import Managed
 from .errors import InvalidArgumentError
 
 __all__ = [
@@ -95,7 +98,7 @@ class Backlog:
     drained_seq: int
 
     @classmethod
-    def _from_c(cls, b: _ffi.Backlog) -> "Backlog":
+    def _from_c(cls, b: _ffi.trib_backlog) -> "Backlog":
         return cls(b.lines, b.bytes, b.oldest_append_ms or None, b.last_seq, b.drained_seq)
 
 
@@ -203,7 +206,7 @@ class StatusReport:
 # ---- journal -------------------------------------------------------------------------------------
 
 
-class Journal:
+class Journal(Managed):
     """A journal: the writer side, a SQLite WAL file on this host's local disk.
 
     ``append`` returns a line's seq once the line is durable (``durability="full"``:
@@ -242,18 +245,15 @@ class Journal:
         busy_timeout: Optional[Seconds] = None,
         allow_network_fs: bool = False,
     ) -> None:
-        self._handle: Optional[int] = None
-        self._cond = threading.Condition()
-        self._busy = 0
-        self._pid = os.getpid()
+        super().__init__()
         self.path = os.fspath(path)
         path_b = fspath_bytes(path, "path")
-        opts = _ffi.JournalOptions()
+        opts = _ffi.trib_journal_options()
         call(lib.trib_journal_options_default, byref(opts))
         if durability == "full":
-            opts.durability = _ffi.DURABILITY_FULL
+            opts.durability = _ffi.TRIB_DURABILITY_FULL
         elif durability == "normal":
-            opts.durability = _ffi.DURABILITY_NORMAL
+            opts.durability = _ffi.TRIB_DURABILITY_NORMAL
         else:
             raise _arg_error(f"durability must be 'full' or 'normal', not {durability!r}")
         opts.max_line_bytes = _positive_int(max_line, "max_line")
@@ -268,57 +268,22 @@ class Journal:
         self.durability = durability
         #: Longest accepted line in bytes.
         self.max_line = max_line
-        handle = c_void_p()
+        handle = _ffi.trib_journal_p()
         call(lib.trib_journal_open, path_b, byref(opts), byref(handle))
-        self._handle = handle.value
+        self._set_handle(handle)
 
-    # -- handle life cycle: close waits for calls in flight, later calls are refused --
+    # -- handle life cycle (Managed): close waits for calls in flight, later calls are refused --
 
-    def _enter(self) -> int:
-        with self._cond:
-            if self._handle is None:
-                raise _arg_error(f"the journal {self.path!r} is closed")
-            if os.getpid() != self._pid:
-                raise _arg_error(
-                    f"this Journal was opened in process {self._pid} and cannot be used after fork() "
-                    f"(this is process {os.getpid()}): open a new Journal in the child"
-                )
-            self._busy += 1
-            return self._handle
+    def _delete(self, handle: int) -> None:
+        lib.trib_journal_close(handle)
 
-    def _exit(self) -> None:
-        with self._cond:
-            self._busy -= 1
-            if self._busy == 0:
-                self._cond.notify_all()
+    def _what(self) -> str:
+        return f"journal {self.path!r}"
 
     def close(self) -> None:
         """Close the journal (idempotent). Waits for appends in flight on other threads.
         Every line whose append returned is already durable."""
-        with self._cond:
-            handle, self._handle = self._handle, None
-            while self._busy:
-                self._cond.wait()
-        if handle is not None and os.getpid() == self._pid:
-            lib.trib_journal_close(handle)
-
-    @property
-    def closed(self) -> bool:
-        return self._handle is None
-
-    def __enter__(self) -> "Journal":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            if self._handle is not None and os.getpid() == self._pid:
-                lib.trib_journal_close(self._handle)
-                self._handle = None
-        except Exception:
-            pass
+        super().close()
 
     def __repr__(self) -> str:
         return f"<tributary.Journal {self.path!r}{' closed' if self.closed else ''}>"
@@ -332,11 +297,7 @@ class Journal:
         ``max_backlog_bytes``."""
         data = _line_bytes(line)
         seq = c_uint64()
-        h = self._enter()
-        try:
-            call(lib.trib_journal_append, h, data, len(data), byref(seq))
-        finally:
-            self._exit()
+        self._call(lib.trib_journal_append, data, len(data), byref(seq))
         return seq.value
 
     def append_many(self, lines: Iterable[Line]) -> int:
@@ -347,16 +308,12 @@ class Journal:
         data = [_line_bytes(x, "each line") for x in lines]
         if not data:
             raise _arg_error("append_many() got no lines: an empty batch has no first seq")
-        arr = (_ffi.Slice * len(data))()
+        arr = (_ffi.trib_slice * len(data))()
         for i, d in enumerate(data):
             arr[i].ptr = d
             arr[i].len = len(d)
         first = c_uint64()
-        h = self._enter()
-        try:
-            call(lib.trib_journal_append_batch, h, arr, len(data), byref(first))
-        finally:
-            self._exit()
+        self._call(lib.trib_journal_append_batch, arr, len(data), byref(first))
         return first.value
 
     def append_keyed(self, key: Line, line: Line) -> int:
@@ -366,34 +323,22 @@ class Journal:
         k = _line_bytes(key, "key")
         data = _line_bytes(line)
         seq = c_uint64()
-        h = self._enter()
-        try:
-            call(lib.trib_journal_append_keyed, h, k, len(k), data, len(data), byref(seq))
-        finally:
-            self._exit()
+        self._call(lib.trib_journal_append_keyed, k, len(k), data, len(data), byref(seq))
         return seq.value
 
     # -- inspection --
 
     def backlog(self) -> Backlog:
         """What is waiting in this journal, and its seq counters."""
-        b = _ffi.Backlog()
-        h = self._enter()
-        try:
-            call(lib.trib_journal_backlog, h, byref(b))
-        finally:
-            self._exit()
+        b = _ffi.trib_backlog()
+        self._call(lib.trib_journal_backlog, byref(b))
         return Backlog._from_c(b)
 
     @property
     def id(self) -> str:
         """The journal's random 128-bit id, 32 hex digits."""
-        buf = ctypes.create_string_buffer(_ffi.ID_BUF_LEN)
-        h = self._enter()
-        try:
-            call(lib.trib_journal_id, h, buf, len(buf))
-        finally:
-            self._exit()
+        buf = ctypes.create_string_buffer(_ffi.TRIB_ID_BUF_LEN)
+        self._call(lib.trib_journal_id, buf, len(buf))
         return buf.value.decode()
 
 
@@ -411,8 +356,8 @@ def _compactor_options(
     rotate_lines: Optional[int],
     retain_generations: Optional[int],
     create: bool = False,
-) -> "_ffi.CompactorOptions":
-    opts = _ffi.CompactorOptions()
+) -> "_ffi.trib_compactor_options":
+    opts = _ffi.trib_compactor_options()
     call(lib.trib_compactor_options_default, byref(opts))
     if max_round_bytes is not None:
         opts.max_round_bytes = _positive_int(max_round_bytes, "max_round_bytes")
@@ -495,7 +440,7 @@ def drain(
         create,
     )
     arr = (c_char_p * max(len(paths), 1))(*paths)
-    rep = _ffi.DrainReport()
+    rep = _ffi.trib_drain_report()
     call(lib.trib_drain, target_b, arr, len(paths), spool_b, byref(opts), byref(rep))
     return DrainReport(
         rep.rounds, rep.lines, rep.bytes, rep.repaired_tail_bytes, rep.epoch, rep.journals, rep.rotations
@@ -510,7 +455,7 @@ def init(target: PathLike, *, lock_timeout: Optional[Seconds] = None) -> InitRep
     """
     target_b = fspath_bytes(target, "target")
     opts = _compactor_options(None, None, lock_timeout, None, None, False, None, None, None)
-    rep = _ffi.InitReport()
+    rep = _ffi.trib_init_report()
     call(lib.trib_init, target_b, byref(opts), byref(rep))
     return InitReport(rep.target_id.decode(), rep.created, rep.adopted_lines, rep.upgraded, rep.rebound)
 
@@ -554,10 +499,10 @@ def verify(target: PathLike) -> VerifyReport:
     :class:`IoError`.
     """
     target_b = fspath_bytes(target, "target")
-    rep = _ffi.VerifyReport()
+    rep = _ffi.trib_verify_report()
     call(lib.trib_verify, target_b, byref(rep))
     try:
-        text = ctypes.string_at(rep.problems).decode("utf-8", errors="replace") if rep.problems else ""
+        text = rep.problems.decode("utf-8", errors="replace") if rep.problems else ""
     finally:
         lib.trib_verify_report_clear(byref(rep))
     return VerifyReport(
@@ -573,30 +518,43 @@ def verify(target: PathLike) -> VerifyReport:
     )
 
 
+class _StatusReportHandle(Managed):
+    """A ``trib_status_report`` while :func:`status` copies it out (then closed)."""
+
+    def __init__(self, target: PathLike, spool: Optional[PathLike]) -> None:
+        super().__init__()
+        self.target = os.fspath(target)
+        target_b = fspath_bytes(target, "target")
+        spool_b = fspath_bytes(spool, "spool") if spool is not None else None
+        handle = _ffi.trib_status_report_p()
+        call(lib.trib_status, target_b, spool_b, byref(handle))
+        self._set_handle(handle)
+
+    def _delete(self, handle: int) -> None:
+        lib.trib_status_report_free(handle)
+
+    def _what(self) -> str:
+        return f"status report of {self.target!r}"
+
+
 def status(target: PathLike, spool: Optional[PathLike] = None) -> StatusReport:
     """The committed state of ``target`` and, with ``spool``, the backlog of each of its
     ``*.journal`` files. Takes no lock."""
-    target_b = fspath_bytes(target, "target")
-    spool_b = fspath_bytes(spool, "spool") if spool is not None else None
-    handle = c_void_p()
-    call(lib.trib_status, target_b, spool_b, byref(handle))
-    try:
-        s = _ffi.StatusSummary()
-        call(lib.trib_status_report_summary, handle, byref(s))
+    with _StatusReportHandle(target, spool) as report:
+        s = _ffi.trib_status_summary()
+        report._call(lib.trib_status_report_summary, byref(s))
         watermarks = []
         for i in range(s.watermark_count):
-            w = _ffi.Watermark()
-            call(lib.trib_status_report_watermark, handle, i, byref(w))
+            w = _ffi.trib_watermark()
+            report._call(lib.trib_status_report_watermark, i, byref(w))
             watermarks.append(Watermark(w.journal_id.decode(), w.last_seq, w.crc))
         journals = []
         for i in range(s.journal_count):
-            j = _ffi.JournalStatus()
-            call(lib.trib_status_report_journal, handle, i, byref(j))
+            j = _ffi.trib_journal_status()
+            report._call(lib.trib_status_report_journal, i, byref(j))
             journals.append(
                 JournalStatus(os.fsdecode(j.path), j.journal_id.decode(), Backlog._from_c(j.backlog), j.watermark)
             )
-    finally:
-        lib.trib_status_report_free(handle)
     m = bool(s.has_manifest)
     return StatusReport(
         has_manifest=m,
@@ -649,17 +607,17 @@ class Cursor(NamedTuple):
             raise TypeError(f"cursor text must be a str, not {type(text).__name__}")
         if "\0" in text:
             raise _arg_error(f"cursor text {text!r} contains a NUL byte")
-        out = _ffi.Cursor()
+        out = _ffi.trib_cursor()
         call(lib.trib_cursor_parse, text.encode("utf-8"), byref(out))
         return _cursor_from_c(out)
 
 
-def _cursor_from_c(c: "_ffi.Cursor") -> Cursor:
+def _cursor_from_c(c: "_ffi.trib_cursor") -> Cursor:
     tid = c.target_id.decode("ascii")
     return Cursor(c.generation, c.offset, tid or None)
 
 
-def _cursor_to_c(cursor: Any) -> "_ffi.Cursor":
+def _cursor_to_c(cursor: Any) -> "_ffi.trib_cursor":
     """A Cursor, a ``(generation, offset[, target_id])`` tuple or a cursor's text, as the
     C ABI's ``trib_cursor``."""
     if isinstance(cursor, str):
@@ -679,12 +637,12 @@ def _cursor_to_c(cursor: Any) -> "_ffi.Cursor":
     if target_id is not None and not isinstance(target_id, str):
         raise TypeError(f"cursor.target_id must be a str or None, not {type(target_id).__name__}")
     tid = (target_id or "").encode("ascii", errors="replace")
-    if len(tid) >= _ffi.ID_BUF_LEN:
+    if len(tid) >= _ffi.TRIB_ID_BUF_LEN:
         raise _arg_error(f"cursor.target_id {target_id!r} is not 32 hex digits")
-    return _ffi.Cursor(generation, offset, tid)
+    return _ffi.trib_cursor(generation, offset, tid)
 
 
-class Reader:
+class Reader(Managed):
     """Committed lines of a target, from a cursor: iterate to get each line as bytes
     without its ``\\n``. Never shows an uncommitted or torn tail; goes on from a rotated
     generation into the next one.
@@ -716,9 +674,8 @@ class Reader:
         follow: bool = False,
         poll_interval: Seconds = 0.2,
     ) -> None:
-        self._handle: Optional[int] = None
-        self._lock = threading.RLock()
-        self._pid = os.getpid()
+        super().__init__()
+        self._lock = threading.RLock()  # a trib_reader is single-threaded: one call at a time
         self.target = os.fspath(target)
         self.follow = follow
         poll_ms = _ms(poll_interval, "poll_interval")
@@ -729,34 +686,47 @@ class Reader:
             raise _arg_error(f"offset must be >= 0, not {offset}")
         c_cursor = _cursor_to_c(cursor) if cursor is not None else None
         target_b = fspath_bytes(target, "target")
-        handle = c_void_p()
+        handle = _ffi.trib_reader_p()
         if c_cursor is not None:
             if offset:
                 raise _arg_error("give either offset or cursor, not both")
             call(lib.trib_reader_open_cursor, target_b, byref(c_cursor), byref(handle))
         else:
             call(lib.trib_reader_open, target_b, offset, byref(handle))
-        self._handle = handle.value
+        self._set_handle(handle)
         self._returned_a_line = False
         self._has = c_bool()
-        self._ptr = POINTER(c_ubyte)()
+        self._line = POINTER(c_ubyte)()
         self._len = c_size_t()
 
-    def _check(self) -> int:
-        if self._handle is None:
-            raise _arg_error(f"the reader of {self.target!r} is closed")
-        if os.getpid() != self._pid:
-            raise _arg_error("this Reader was opened before fork(): open a new one in the child")
-        return self._handle
+    def _delete(self, handle: int) -> None:
+        lib.trib_reader_close(handle)
+
+    def _what(self) -> str:
+        return f"reader of {self.target!r}"
+
+    @contextlib.contextmanager
+    def _serialised(self) -> Iterator[None]:
+        """One call at a time on this reader. Closed or forked is refused first, not
+        after waiting for another thread's call (in a forked child, for a thread that
+        does not exist there)."""
+        self._check()
+        with self._lock:
+            yield
 
     def _next(self, wait_ms: int) -> Optional[bytes]:
-        with self._lock:
-            h = self._check()
-            call(lib.trib_reader_next, h, wait_ms, byref(self._has), byref(self._ptr), byref(self._len))
-            if not self._has.value:
-                return None
-            self._returned_a_line = True
-            return ctypes.string_at(self._ptr, self._len.value)
+        with self._serialised():
+            # Borrowed until the line is copied: it is the reader's memory, which a
+            # close() on another thread would free.
+            handle = self._borrow()
+            try:
+                call(lib.trib_reader_next, handle, wait_ms, byref(self._has), byref(self._line), byref(self._len))
+                if not self._has.value:
+                    return None
+                self._returned_a_line = True
+                return ctypes.string_at(self._line, self._len.value)
+            finally:
+                self._release()
 
     def read_line(self, timeout: Optional[Seconds] = 0) -> Optional[bytes]:
         """The next committed line, or None if there is none within ``timeout`` seconds
@@ -795,11 +765,10 @@ class Reader:
     @property
     def offset(self) -> int:
         """Byte offset of the next line within the generation being read."""
-        with self._lock:
-            h = self._check()
-            off = c_uint64()
-            call(lib.trib_reader_offset, h, byref(off))
-            return off.value
+        off = c_uint64()
+        with self._serialised():
+            self._call(lib.trib_reader_offset, byref(off))
+        return off.value
 
     @property
     def cursor(self) -> Cursor:
@@ -807,11 +776,10 @@ class Reader:
         it) to resume later with ``Reader(target, cursor=...)``, across managed
         rotations too. At the end of a generation the reader knows was rotated, it is
         the start of the next one."""
-        with self._lock:
-            h = self._check()
-            out = _ffi.Cursor()
-            call(lib.trib_reader_position, h, byref(out))
-            return _cursor_from_c(out)
+        out = _ffi.trib_cursor()
+        with self._serialised():
+            self._call(lib.trib_reader_position, byref(out))
+        return _cursor_from_c(out)
 
     @property
     def line_start(self) -> Optional[Cursor]:
@@ -820,38 +788,12 @@ class Reader:
         identity for results keyed by their source line (the exactly-once pipeline
         pattern): the same whether the line was read before or after a rotation of its
         generation."""
-        with self._lock:
-            h = self._check()
+        out = _ffi.trib_cursor()
+        with self._serialised():  # closed, or forked: raise even before the first line
             if not self._returned_a_line:
                 return None
-            out = _ffi.Cursor()
-            call(lib.trib_reader_line_start, h, byref(out))
-            return _cursor_from_c(out)
-
-    def close(self) -> None:
-        """Close the reader (idempotent)."""
-        with self._lock:
-            handle, self._handle = self._handle, None
-        if handle is not None and os.getpid() == self._pid:
-            lib.trib_reader_close(handle)
-
-    @property
-    def closed(self) -> bool:
-        return self._handle is None
-
-    def __enter__(self) -> "Reader":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            if self._handle is not None and os.getpid() == self._pid:
-                lib.trib_reader_close(self._handle)
-                self._handle = None
-        except Exception:
-            pass
+            self._call(lib.trib_reader_line_start, byref(out))
+        return _cursor_from_c(out)
 
     def __repr__(self) -> str:
         return f"<tributary.Reader {self.target!r}{' closed' if self.closed else ''}>"

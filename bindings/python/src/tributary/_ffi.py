@@ -1,8 +1,12 @@
-"""Loading ``libtributary`` and declaring its C ABI (``include/tributary.h``) for ctypes.
+"""Loading ``libtributary`` and applying its C ABI (``include/tributary.h``) to it.
 
-Private: use the classes and functions of the ``tributary`` package. Every function of
-the header has its ``argtypes``/``restype`` declared here, and the structures mirror the
-header's field by field.
+Private: use the classes and functions of the ``tributary`` package. This module owns
+*finding and loading* the library (the search order below), the ABI and version
+check, and the calling convention (:func:`call`, :func:`error_from`). It declares
+nothing by hand: every constant, structure, opaque handle and prototype comes from
+``_ffi_gen.py``, which ``bindings/python/gen_ffi.py`` generates from the header (and
+re-exports them); :func:`_declare` applies the generated prototype table to the
+loaded library.
 
 Where the library is looked for, first found wins:
 
@@ -18,155 +22,21 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-from ctypes import (
-    POINTER,
-    Structure,
-    byref,
-    c_bool,
-    c_char,
-    c_char_p,
-    c_int,
-    c_int64,
-    c_size_t,
-    c_ubyte,
-    c_uint32,
-    c_uint64,
-    c_void_p,
-)
+from ctypes import byref
 from pathlib import Path
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, Iterable, List, Tuple
 
+from ._ffi_gen import *  # noqa: F401,F403 - the header's declarations, re-exported for _api
+from ._ffi_gen import FUNCTIONS, TRIB_ABI_VERSION, TRIB_OK, trib_error_p
 from .errors import LibraryNotFoundError, TributaryError, error_class
 
 #: The C ABI version this package speaks (``TRIB_ABI_VERSION`` of the header).
-ABI_VERSION = 3
+ABI_VERSION = TRIB_ABI_VERSION
 #: The library version this package was written for; the library's must have the same
 #: major version (and, while it is 0, the same minor version).
 PACKAGE_VERSION = "0.1.0"
 
 LIB_FILE = "libtributary.dylib" if sys.platform == "darwin" else "libtributary.so"
-ID_BUF_LEN = 33
-CURSOR_TEXT_LEN = 75
-
-TRIB_OK = 0
-DURABILITY_FULL = 0
-DURABILITY_NORMAL = 1
-
-
-# ---- structures (field for field as in include/tributary.h) -------------------------------
-
-
-class JournalOptions(Structure):
-    _fields_ = [
-        ("durability", c_uint32),
-        ("max_line_bytes", c_size_t),
-        ("max_backlog_bytes", c_uint64),
-        ("full_wait_ms", c_uint64),
-        ("key_retention_ms", c_uint64),
-        ("busy_timeout_ms", c_uint64),
-        ("allow_network_fs", c_bool),
-    ]
-
-
-class Slice(Structure):
-    _fields_ = [("ptr", c_char_p), ("len", c_size_t)]
-
-
-class Backlog(Structure):
-    _fields_ = [
-        ("lines", c_uint64),
-        ("bytes", c_uint64),
-        ("oldest_append_ms", c_int64),
-        ("last_seq", c_uint64),
-        ("drained_seq", c_uint64),
-    ]
-
-
-class CompactorOptions(Structure):
-    _fields_ = [
-        ("max_round_bytes", c_uint64),
-        ("max_round_time_ms", c_uint64),
-        ("lock_timeout_ms", c_uint64),
-        ("max_line_bytes", c_size_t),
-        ("journal_busy_timeout_ms", c_uint64),
-        ("allow_network_fs", c_bool),
-        ("rotate_bytes", c_uint64),
-        ("rotate_lines", c_uint64),
-        ("retain_generations", c_uint64),
-        ("create", c_bool),
-    ]
-
-
-class InitReport(Structure):
-    _fields_ = [
-        ("target_id", c_char * ID_BUF_LEN),
-        ("created", c_bool),
-        ("adopted_lines", c_uint64),
-        ("upgraded", c_bool),
-        ("rebound", c_bool),
-    ]
-
-
-class DrainReport(Structure):
-    _fields_ = [
-        ("rounds", c_uint64),
-        ("lines", c_uint64),
-        ("bytes", c_uint64),
-        ("repaired_tail_bytes", c_uint64),
-        ("epoch", c_uint64),
-        ("journals", c_size_t),
-        ("rotations", c_uint64),
-    ]
-
-
-class VerifyReport(Structure):
-    _fields_ = [
-        ("consistent", c_bool),
-        ("epoch", c_uint64),
-        ("committed_len", c_uint64),
-        ("committed_lines", c_uint64),
-        ("target_len", c_uint64),
-        ("uncommitted_tail_bytes", c_uint64),
-        ("problem_count", c_size_t),
-        # char *: owned by the library, released by trib_verify_report_clear
-        ("problems", c_void_p),
-        ("generation", c_uint64),
-        ("rotated_generations", c_uint64),
-    ]
-
-
-class StatusSummary(Structure):
-    _fields_ = [
-        ("has_manifest", c_bool),
-        ("target_id", c_char * ID_BUF_LEN),
-        ("epoch", c_uint64),
-        ("committed_len", c_uint64),
-        ("committed_lines", c_uint64),
-        ("committed_crc", c_uint32),
-        ("target_exists", c_bool),
-        ("target_len", c_uint64),
-        ("watermark_count", c_size_t),
-        ("journal_count", c_size_t),
-        ("generation", c_uint64),
-        ("rotated_generations", c_size_t),
-    ]
-
-
-class Cursor(Structure):
-    _fields_ = [("generation", c_uint64), ("offset", c_uint64), ("target_id", c_char * ID_BUF_LEN)]
-
-
-class Watermark(Structure):
-    _fields_ = [("journal_id", c_char * ID_BUF_LEN), ("last_seq", c_uint64), ("crc", c_uint32)]
-
-
-class JournalStatus(Structure):
-    _fields_ = [
-        ("path", c_char_p),  # borrowed from the report
-        ("journal_id", c_char * ID_BUF_LEN),
-        ("backlog", Backlog),
-        ("watermark", c_uint64),
-    ]
 
 
 # ---- finding and loading the library -------------------------------------------------------
@@ -217,68 +87,16 @@ def _load() -> Tuple[ctypes.CDLL, Path]:
     )
 
 
-def _declare(lib: ctypes.CDLL) -> None:
-    err_pp = POINTER(c_void_p)  # trib_error **err_out
-    p = c_void_p  # an opaque handle
-    u64p = POINTER(c_uint64)
-    protos: List[Tuple[str, Any, List[Any]]] = [
-        ("trib_error_free", None, [p]),
-        ("trib_error_kind", c_int, [p]),
-        ("trib_error_message", c_char_p, [p]),
-        ("trib_error_line_index", c_int64, [p]),
-        ("trib_result_name", c_char_p, [c_int]),
-        ("trib_version", c_char_p, []),
-        ("trib_abi_version", c_uint32, []),
-        ("trib_debug_panic", c_int, [err_pp]),
-        ("trib_journal_options_default", c_int, [POINTER(JournalOptions), err_pp]),
-        ("trib_journal_open", c_int, [c_char_p, POINTER(JournalOptions), POINTER(p), err_pp]),
-        ("trib_journal_close", None, [p]),
-        ("trib_journal_append", c_int, [p, c_char_p, c_size_t, u64p, err_pp]),
-        ("trib_journal_append_batch", c_int, [p, POINTER(Slice), c_size_t, u64p, err_pp]),
-        ("trib_journal_append_keyed", c_int, [p, c_char_p, c_size_t, c_char_p, c_size_t, u64p, err_pp]),
-        ("trib_journal_backlog", c_int, [p, POINTER(Backlog), err_pp]),
-        ("trib_journal_id", c_int, [p, c_char_p, c_size_t, err_pp]),
-        (
-            "trib_drain",
-            c_int,
-            [c_char_p, POINTER(c_char_p), c_size_t, c_char_p, POINTER(CompactorOptions), POINTER(DrainReport), err_pp],
-        ),
-        ("trib_compactor_options_default", c_int, [POINTER(CompactorOptions), err_pp]),
-        ("trib_init", c_int, [c_char_p, POINTER(CompactorOptions), POINTER(InitReport), err_pp]),
-        (
-            "trib_retire",
-            c_int,
-            [c_char_p, POINTER(c_char_p), c_size_t, POINTER(CompactorOptions), POINTER(c_size_t), err_pp],
-        ),
-        ("trib_verify", c_int, [c_char_p, POINTER(VerifyReport), err_pp]),
-        ("trib_verify_report_clear", None, [POINTER(VerifyReport)]),
-        ("trib_status", c_int, [c_char_p, c_char_p, POINTER(p), err_pp]),
-        ("trib_status_report_summary", c_int, [p, POINTER(StatusSummary), err_pp]),
-        ("trib_status_report_watermark", c_int, [p, c_size_t, POINTER(Watermark), err_pp]),
-        ("trib_status_report_journal", c_int, [p, c_size_t, POINTER(JournalStatus), err_pp]),
-        ("trib_status_report_free", None, [p]),
-        ("trib_reader_open", c_int, [c_char_p, c_uint64, POINTER(p), err_pp]),
-        ("trib_reader_open_at", c_int, [c_char_p, c_uint64, c_uint64, POINTER(p), err_pp]),
-        (
-            "trib_reader_next",
-            c_int,
-            [p, c_uint64, POINTER(c_bool), POINTER(POINTER(c_ubyte)), POINTER(c_size_t), err_pp],
-        ),
-        ("trib_reader_offset", c_int, [p, u64p, err_pp]),
-        ("trib_reader_cursor", c_int, [p, u64p, u64p, err_pp]),
-        ("trib_reader_open_cursor", c_int, [c_char_p, POINTER(Cursor), POINTER(p), err_pp]),
-        ("trib_reader_position", c_int, [p, POINTER(Cursor), err_pp]),
-        ("trib_reader_line_start", c_int, [p, POINTER(Cursor), err_pp]),
-        ("trib_cursor_parse", c_int, [c_char_p, POINTER(Cursor), err_pp]),
-        ("trib_cursor_format", c_int, [POINTER(Cursor), c_char_p, c_size_t, err_pp]),
-        ("trib_reader_close", None, [p]),
-    ]
-    for name, restype, argtypes in protos:
+def _declare(lib: ctypes.CDLL, path: Path, names: Iterable[str] = FUNCTIONS) -> None:
+    """Set ``restype``/``argtypes`` of the named functions (default: every function of
+    the header) from the generated prototype table."""
+    for name in names:
+        restype, argtypes = FUNCTIONS[name]
         try:
             fn = getattr(lib, name)
         except AttributeError as e:
             raise LibraryNotFoundError(
-                f"{LIB_PATH} has no function {name}: it is not a compatible libtributary "
+                f"{path} has no function {name}: it is not a compatible libtributary "
                 "(rebuild it with `cargo build --release`)"
             ) from e
         fn.restype = restype
@@ -286,15 +104,11 @@ def _declare(lib: ctypes.CDLL) -> None:
 
 
 def _check_version(lib: ctypes.CDLL, path: Path) -> str:
-    try:
-        lib.trib_abi_version.restype = c_uint32
-        lib.trib_abi_version.argtypes = []
-        lib.trib_version.restype = c_char_p
-        lib.trib_version.argtypes = []
-        abi = lib.trib_abi_version()
-        version = lib.trib_version().decode()
-    except AttributeError as e:
-        raise LibraryNotFoundError(f"{path} is not libtributary (no trib_abi_version/trib_version)") from e
+    if not all(hasattr(lib, name) for name in ("trib_abi_version", "trib_version")):
+        raise LibraryNotFoundError(f"{path} is not libtributary (no trib_abi_version/trib_version)")
+    _declare(lib, path, ("trib_abi_version", "trib_version"))
+    abi = lib.trib_abi_version()
+    version = lib.trib_version().decode()
     if abi != ABI_VERSION:
         raise LibraryNotFoundError(
             f"{path} speaks C ABI version {abi} (library {version}), this package speaks version {ABI_VERSION} "
@@ -314,13 +128,13 @@ def _check_version(lib: ctypes.CDLL, path: Path) -> str:
 
 lib, LIB_PATH = _load()
 LIB_VERSION = _check_version(lib, LIB_PATH)
-_declare(lib)
+_declare(lib, LIB_PATH)
 
 
 # ---- calling -----------------------------------------------------------------------------------
 
 
-def error_from(rc: int, err: c_void_p) -> TributaryError:
+def error_from(rc: int, err: trib_error_p) -> TributaryError:
     """Turn a failed call's code and ``trib_error`` into an exception (freeing the error)."""
     if err.value:
         try:
@@ -342,7 +156,7 @@ def call(fn: Callable[..., int], *args: Any) -> None:
     ctypes releases the GIL for the duration of the call, so other Python threads run
     (and share a journal's group commits) while this one waits for an fsync.
     """
-    err = c_void_p()
+    err = trib_error_p()
     rc = fn(*args, byref(err))
     if rc != TRIB_OK:
         raise error_from(rc, err)
@@ -353,10 +167,10 @@ def fspath_bytes(path: Any, what: str) -> bytes:
     from .errors import InvalidArgumentError
 
     if path is None:
-        raise InvalidArgumentError(f"`{what}` is None", code=2)
+        raise InvalidArgumentError(f"`{what}` is None", code=InvalidArgumentError.code)
     b = os.fsencode(os.fspath(path))
     if b"\0" in b:
-        raise InvalidArgumentError(f"`{what}` contains a NUL byte: {path!r}", code=2)
+        raise InvalidArgumentError(f"`{what}` contains a NUL byte: {path!r}", code=InvalidArgumentError.code)
     return b
 
 

@@ -11,11 +11,18 @@ class, a group (:class:`CorruptError`), or one kind::
 Each instance has ``.kind`` (the stable snake_case name, as in the CLI and the Rust
 ``ErrorKind::name``), ``.code`` (the C result code) and ``.message`` (what happened and
 what to do). :class:`InvalidLineError` also has ``.line_index``.
+
+This module owns the exception classes and their kind names; the codes are the
+header's ``TRIB_E_*`` constants (from the generated ``_ffi_gen.py``), and
+``tests/test_ffi_gen.py`` checks that every ``TRIB_E_*`` of the header has exactly one
+class here whose kind is the library's own name for the code.
 """
 
 from __future__ import annotations
 
 from typing import Dict, Optional, Type
+
+from . import _ffi_gen as _c
 
 __all__ = [
     "TributaryError",
@@ -68,7 +75,7 @@ class InvalidLineError(TributaryError, ValueError):
     """A line contains ``\\n`` or is longer than the journal's maximum. Nothing of the
     call was stored; ``.line_index`` says which line of a batch."""
 
-    code, kind = 1, "invalid_line"
+    code, kind = _c.TRIB_E_INVALID_LINE, "invalid_line"
 
 
 class InvalidArgumentError(TributaryError, ValueError):
@@ -76,28 +83,28 @@ class InvalidArgumentError(TributaryError, ValueError):
     byte, a reader offset that is not a committed line start, a closed handle, a target
     that was never drained (``verify``)."""
 
-    code, kind = 2, "invalid_argument"
+    code, kind = _c.TRIB_E_INVALID_ARG, "invalid_argument"
 
 
 class JournalFullError(TributaryError):
     """The journal's backlog reached ``max_backlog_bytes``; nothing was stored. Run a
     compactor, or raise the limit."""
 
-    code, kind = 3, "journal_full"
+    code, kind = _c.TRIB_E_JOURNAL_FULL, "journal_full"
 
 
 class LockTimeoutError(TributaryError):
     """The target's lock was not granted within the lock timeout (another compactor
     holds it)."""
 
-    code, kind = 4, "lock_timeout"
+    code, kind = _c.TRIB_E_LOCK_TIMEOUT, "lock_timeout"
 
 
 class LockLostError(TributaryError):
     """The target's lock was lost while held; this drain round committed nothing (the
     next one repairs the tail)."""
 
-    code, kind = 5, "lock_lost"
+    code, kind = _c.TRIB_E_LOCK_LOST, "lock_lost"
 
 
 class CorruptError(TributaryError):
@@ -108,59 +115,59 @@ class CorruptError(TributaryError):
 class CorruptManifestError(CorruptError):
     """The target's manifest has a bad CRC or syntax."""
 
-    code, kind = 6, "corrupt_manifest"
+    code, kind = _c.TRIB_E_CORRUPT_MANIFEST, "corrupt_manifest"
 
 
 class CorruptJournalRowError(CorruptError):
     """A journal row's bytes do not match its CRC, or a row is missing."""
 
-    code, kind = 7, "corrupt_journal_row"
+    code, kind = _c.TRIB_E_CORRUPT_JOURNAL_ROW, "corrupt_journal_row"
 
 
 class TargetTruncatedError(TributaryError):
     """The target is shorter than its committed length (truncated behind tributary's
     back); nothing was touched."""
 
-    code, kind = 8, "target_truncated"
+    code, kind = _c.TRIB_E_TARGET_TRUNCATED, "target_truncated"
 
 
 class UnexpectedTailError(TributaryError):
     """The target has more uncommitted bytes than one drain round can write (a stale
     manifest, or a foreign writer); nothing was touched."""
 
-    code, kind = 9, "unexpected_tail"
+    code, kind = _c.TRIB_E_UNEXPECTED_TAIL, "unexpected_tail"
 
 
 class TornTargetError(TributaryError):
     """The target does not end in ``\\n`` where it must; nothing was touched."""
 
-    code, kind = 10, "torn_target"
+    code, kind = _c.TRIB_E_TORN_TARGET, "torn_target"
 
 
 class JournalRestoredError(TributaryError):
     """A journal was restored from an older copy or cloned; the drain stopped and
     skipped nothing."""
 
-    code, kind = 11, "journal_restored"
+    code, kind = _c.TRIB_E_JOURNAL_RESTORED, "journal_restored"
 
 
 class JournalForeignError(TributaryError):
     """A journal was drained into another target (or the target was reset)."""
 
-    code, kind = 12, "journal_foreign"
+    code, kind = _c.TRIB_E_JOURNAL_FOREIGN, "journal_foreign"
 
 
 class UnsafeFilesystemError(TributaryError):
     """A journal on a network filesystem, a target on a mount whose locks are
     host-local, or a world-writable sidecar folder."""
 
-    code, kind = 13, "unsafe_filesystem"
+    code, kind = _c.TRIB_E_UNSAFE_FILESYSTEM, "unsafe_filesystem"
 
 
 class NotAJournalError(TributaryError):
     """The file is not a tributary journal (or has an unsupported format)."""
 
-    code, kind = 14, "not_a_journal"
+    code, kind = _c.TRIB_E_NOT_A_JOURNAL, "not_a_journal"
 
 
 class JournalGoneError(TributaryError):
@@ -168,7 +175,7 @@ class JournalGoneError(TributaryError):
     handle had it open; nothing of the call was stored. Close the handle and reopen the
     journal by its path."""
 
-    code, kind = 17, "journal_gone"
+    code, kind = _c.TRIB_E_JOURNAL_GONE, "journal_gone"
 
 
 class TargetMissingError(TributaryError):
@@ -176,27 +183,27 @@ class TargetMissingError(TributaryError):
     :func:`tributary.init`, or its shared filesystem is not mounted), or the file
     there is not the one its sidecar committed to. Nothing was created or touched."""
 
-    code, kind = 18, "target_missing"
+    code, kind = _c.TRIB_E_TARGET_MISSING, "target_missing"
 
 
 class IoError(TributaryError):
     """An operating-system I/O error (the message says what tributary was doing)."""
 
-    code, kind = 15, "io"
+    code, kind = _c.TRIB_E_IO, "io"
 
 
 class SqliteError(TributaryError):
     """An SQLite error from a journal (e.g. ``database is locked`` past the busy
     timeout)."""
 
-    code, kind = 16, "sqlite"
+    code, kind = _c.TRIB_E_SQLITE, "sqlite"
 
 
 class PanicError(TributaryError):
     """A bug inside the library, caught at the C boundary. The handle used by the call
     is poisoned: close it."""
 
-    code, kind = 100, "panic"
+    code, kind = _c.TRIB_E_PANIC, "panic"
 
 
 class LibraryNotFoundError(ImportError):

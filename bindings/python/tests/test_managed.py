@@ -1,0 +1,104 @@
+"""The handle life cycle shared by Journal, Reader and the status report
+(``tributary._managed.Managed``): messages after close, the garbage-collection
+backstop, and close() in a forked child."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import tributary
+from tributary._managed import Managed
+from conftest import HANG_GUARD, wait_until_inside
+
+
+def _open_fds_on(path: Path) -> int:
+    """How many of this process's file descriptors are open on ``path``."""
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                n += 1
+        except OSError:  # the fd listdir itself used, closed by now
+            pass
+    return n
+
+
+def test_every_handle_class_is_managed():
+    assert issubclass(tributary.Journal, Managed)
+    assert issubclass(tributary.Reader, Managed)
+    assert issubclass(tributary._api._StatusReportHandle, Managed)
+
+
+def test_a_closed_handle_says_what_is_closed(tmp_path: Path, target: Path):
+    path = tmp_path / "a.journal"
+    with tributary.Journal(path) as j:
+        pass
+    assert j.closed
+    with pytest.raises(tributary.InvalidArgumentError, match=f"^the journal {str(path)!r} is closed$"):
+        j.append("x")
+    j.close()  # idempotent
+    with tributary.Reader(target) as r:
+        pass
+    for use in (r.read_line, lambda: r.offset, lambda: r.cursor, lambda: r.line_start):
+        with pytest.raises(tributary.InvalidArgumentError, match=f"^the reader of {str(target)!r} is closed$"):
+            use()
+
+
+def test_an_unclosed_journal_is_freed_when_collected(tmp_path: Path):
+    path = tmp_path / "a.journal"
+    j = tributary.Journal(path)
+    j.append("x")
+    assert _open_fds_on(path) >= 1
+    del j
+    gc.collect()
+    assert _open_fds_on(path) == 0, "the journal's file is still open after its Journal was collected"
+
+
+def test_close_in_a_child_forked_during_a_call_neither_waits_nor_frees(spool: Path, target: Path):
+    """A child inherits the count of calls in flight, but not the threads making them:
+    its close() must not wait for them (it would wait forever), nor free the parent's
+    handle; using the object there is refused."""
+    reader = tributary.Reader(target, poll_interval=HANG_GUARD)
+    got = []
+    t = threading.Thread(target=lambda: got.append(reader.read_line(timeout=None)), name="reader", daemon=True)
+    t.start()
+    wait_until_inside(t, "call")  # the reader has one call in flight, waiting for a line
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            try:
+                reader.offset
+            except tributary.InvalidArgumentError as e:
+                refused = f"opened in process {os.getppid()}" in str(e) and "fork()" in str(e)
+            else:
+                refused = False
+            reader.close()
+            code = 0 if refused and reader.closed else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + HANG_GUARD
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"the forked child still runs after {HANG_GUARD} s: it hangs in the reader")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child could use the reader, or close() failed there"
+    # The parent's reader is intact: its call in flight gets the next committed line.
+    with tributary.Journal(spool / "a.journal") as j:
+        j.append(b"after the fork")
+    tributary.drain(target, spool=spool)
+    t.join(HANG_GUARD)
+    assert got == [b"after the fork"]
+    reader.close()
