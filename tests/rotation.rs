@@ -267,36 +267,55 @@ fn a_reader_process_killed_at_random_resumes_from_its_durable_cursor() {
     assert!(tributary::status(&target, None).unwrap().manifest.unwrap().generation > 3);
     let store = d.path().join("cursors.db");
     let args = ["tail", "--target", &s(&target), "--cursor-store", &s(&store), "--name", "consumer"];
-    // A consumer process (`tail` with a durable cursor), SIGKILLed at random moments
-    // and restarted; what it printed before each kill counts as processed.
+    // A consumer process (`tail` with a durable cursor), SIGKILLed at random points of
+    // its output and restarted; what it printed before each kill counts as processed.
+    // The kill point is a number of bytes the consumer has read (a condition, not a
+    // time: on a loaded machine a process may print nothing in a fixed 15 ms), between
+    // one line and three of `tail`'s 1000-line checkpoints, so most runs commit a cursor
+    // and each run makes progress. After KILLS kills, one run goes to the end.
+    const KILLS: usize = 25;
     let mut seen: Vec<Vec<u8>> = Vec::new();
     let (mut seed, mut kills) = (0x9e37_79b9_u64, 0);
-    for _ in 0..100 {
+    for run in 0..=KILLS {
         let mut child =
             std::process::Command::new(bin()).args(args).stdout(std::process::Stdio::piped()).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
-        let collector = std::thread::spawn(move || {
-            use std::io::Read;
-            let mut b = Vec::new();
-            let _ = std::io::BufReader::new(stdout).read_to_end(&mut b);
-            b
-        });
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(Duration::from_micros(seed % 15_000));
-        let finished = child.try_wait().unwrap().is_some_and(|st| st.success());
-        if !finished {
-            let _ = child.kill();
-            kills += 1;
+        let read = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let collector = {
+            let read = Arc::clone(&read);
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let (mut b, mut chunk, mut stdout) = (Vec::new(), [0u8; 4096], stdout);
+                while let Ok(n) = stdout.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    b.extend_from_slice(&chunk[..n]);
+                    read.store(b.len(), Ordering::Release);
+                }
+                b
+            })
+        };
+        if run < KILLS {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let kill_at = 1 + (seed % 48_000) as usize;
+            while read.load(Ordering::Acquire) < kill_at && child.try_wait().unwrap().is_none() {
+                std::thread::yield_now();
+            }
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                kills += 1;
+            }
         }
-        child.wait().unwrap();
+        let status = child.wait().unwrap();
         let out = collector.join().unwrap();
         // A kill can cut the last printed line: only whole lines were "processed".
         let whole = &out[..out.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)];
         seen.extend(whole.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| l.to_vec()));
-        if finished {
-            break;
+        if run == KILLS {
+            assert!(status.success(), "the last consumer failed: {status:?}");
         }
     }
     assert!(kills >= 3, "only {kills} kills landed");
