@@ -50,6 +50,23 @@ fn invalid_lines_are_refused_and_nothing_of_the_call_is_stored() {
     assert_eq!(j.append(&[b'y'; 10]).unwrap(), 3);
 }
 
+/// An empty batch has no first seq: an error in every API (it was `Ok(0)` in Rust
+/// only, and 0 is not a seq), storing nothing.
+#[test]
+fn an_empty_batch_is_refused_as_in_every_binding() {
+    let d = tmp();
+    let j = Journal::open(d.path().join("e.journal"), JournalOptions::default()).unwrap();
+    let e = j.append_batch::<&[u8]>(&[]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("empty batch"), "{e}");
+    assert_eq!(
+        j.append_batch_keyed::<&[u8], &[u8]>(&[]).unwrap(),
+        Vec::<u64>::new(),
+        "a keyed batch returns a seq per line"
+    );
+    assert_eq!(j.backlog().unwrap().last_seq, 0);
+}
+
 #[test]
 fn keyed_append_stores_once_per_key() {
     let d = tmp();

@@ -81,11 +81,11 @@ impl Journal {
     }
 
     /// Append lines all-or-nothing in one transaction; returns the first of their
-    /// consecutive seqs (for an empty batch, the seq the next line will get is not
-    /// reserved: `Ok(0)` is returned and nothing is written).
+    /// consecutive seqs. An empty batch is [`Error::InvalidArgument`] (it has no first
+    /// seq), as in the C, Python and Go APIs.
     pub fn append_batch<L: AsRef<[u8]>>(&self, lines: &[L]) -> Result<u64> {
         if lines.is_empty() {
-            return Ok(0);
+            return Err(Error::InvalidArgument("append_batch got no lines: an empty batch has no first seq".into()));
         }
         for (i, l) in lines.iter().enumerate() {
             validate_line(i, l.as_ref(), self.opts.max_line_bytes)?;
