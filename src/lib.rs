@@ -34,7 +34,10 @@ mod target;
 #[doc(hidden)]
 pub use os::sys;
 
-pub use compactor::{Compactor, CompactorOptions, DrainReport, InitReport, JournalDrain, RetireReport};
+pub use compactor::{
+    Compactor, CompactorOptions, DaemonEvent, DaemonOptions, DaemonSummary, DrainReport, InitReport, JournalDrain,
+    RetireReport,
+};
 pub use error::{Error, ErrorKind, LineProblem, Result};
 pub use inspect::{status, status_with, verify, JournalStatus, StatusReport, VerifyReport};
 pub use journal::{

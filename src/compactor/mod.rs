@@ -7,6 +7,7 @@
 //! | `writer.rs` | streaming a round's bytes to the target | every byte written is under a committed intent |
 //! | `setup.rs` | the lock, step 1's manifest, upgrade, `init` | a drain never creates a target; upgrade and init resumable |
 //! | `rotation.rs` | managed rotation and retention | an interrupted rotation is completed by the next round |
+//! | `daemon.rs` | the daemon loop every front end runs ([`Compactor::run`]) | stops only when asked or on an error that needs a human; each problem reported once |
 //!
 //! Invariant: the target's first `committed_len` bytes (per the manifest) are exactly
 //! the lines of every journal up to its watermark, each once, in per-journal seq order.
@@ -14,6 +15,7 @@
 //! round's first byte. A journal's rows are deleted only after the manifest that
 //! covers them was durably committed.
 
+mod daemon;
 mod rotation;
 mod round;
 mod setup;
@@ -23,6 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use daemon::{DaemonEvent, DaemonOptions, DaemonSummary};
 
 use crate::error::{Error, Result};
 use crate::journal::{Journal, JournalId, JournalOptions, DEFAULT_MAX_LINE_BYTES};

@@ -1,0 +1,353 @@
+//! The compactor daemon: drain a spool into the target until asked to stop. One loop
+//! for every front end (the CLI's `compact`, and through the C ABI the Python and Go
+//! bindings), so they behave alike.
+//!
+//! Keeps: the daemon stops only when its caller asks (`stop`) or on an error that
+//! needs a human ([`Error::needs_a_human`]); transient trouble (a full disk, a
+//! remounting share, a spool not there yet) is retried with backoff up to
+//! [`DaemonOptions::max_backoff`]; a journal that cannot be drained is set aside and
+//! retried when its files change (and at least every minute), while every healthy
+//! journal keeps draining; each problem is reported once (and once more when it is
+//! over), not once per round; at most `max_open_journals` journals are open at once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{Compactor, DrainReport};
+use crate::error::{Error, ErrorKind, Result};
+use crate::journal::{spool_journals, Journal};
+
+/// How long a set-aside journal whose files did not change waits to be tried again.
+const RETRY_SET_ASIDE: Duration = Duration::from_secs(60);
+/// The shortest pause after a transient error.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest sleep between two checks of the caller's `stop`.
+const STOP_CHECK: Duration = Duration::from_millis(10);
+
+/// Options for [`Compactor::run`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DaemonOptions {
+    /// Pause after a pass that found nothing to drain. Default 100 ms.
+    pub interval: Duration,
+    /// The longest pause between retries after a transient error (the pause doubles
+    /// from `interval` each time). Default 30 s.
+    pub max_backoff: Duration,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        DaemonOptions { interval: Duration::from_millis(100), max_backoff: Duration::from_secs(30) }
+    }
+}
+
+/// What the daemon tells its caller while it runs.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DaemonEvent<'a> {
+    /// A round committed lines.
+    Committed(&'a DrainReport),
+    /// Another host holds the target's lock, or this one's was lost mid-round: the
+    /// round is retried after the interval.
+    Contended(&'a Error),
+    /// A problem, said once until its message changes or it is over. `subject` names
+    /// the object (`target <path>` or `journal <path>`).
+    Problem {
+        /// What the problem is about.
+        subject: &'a str,
+        /// The error behind it.
+        error: &'a Error,
+        /// True when the object is set aside (a journal) rather than retried with
+        /// backoff (the target).
+        set_aside: bool,
+    },
+    /// A problem reported before is over.
+    Resolved {
+        /// What the problem was about.
+        subject: &'a str,
+    },
+}
+
+/// How the daemon ended.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct DaemonSummary {
+    /// Rounds that committed lines.
+    pub rounds: u64,
+    /// Lines committed.
+    pub lines: u64,
+    /// The error that stopped it, when one needed a human; `None` when `stop` asked.
+    pub stopped_by: Option<Error>,
+}
+
+/// A journal set aside: retried when its files change, and at least every minute.
+struct SetAside {
+    since: Instant,
+    stamp: Stamp,
+}
+
+/// Size and change time of a journal and its `-wal` (a writer's commits land there).
+type Stamp = [Option<(u64, i64, i64)>; 2];
+
+fn file_stamp(p: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let of = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.len(), m.ctime(), m.ctime_nsec()));
+    let mut wal = p.as_os_str().to_owned();
+    wal.push("-wal");
+    [of(p), of(Path::new(&wal))]
+}
+
+/// What has been reported about each subject, so each problem is said once.
+#[derive(Default)]
+struct Reported(BTreeMap<String, String>);
+
+/// The daemon's state between passes.
+struct Daemon<'a> {
+    compactor: &'a Compactor,
+    spool: &'a Path,
+    journals: Vec<Journal>,
+    aside: BTreeMap<PathBuf, SetAside>,
+    reported: Reported,
+    rotation: usize,
+}
+
+impl Compactor {
+    /// Drain every `*.journal` in `spool` into this target until `stop()` returns true
+    /// (checked at least every 10 ms while waiting), calling `on_event` for what a log
+    /// should say. Returns when stopped, or on an error that needs a human
+    /// ([`DaemonSummary::stopped_by`]); every other error is retried or set aside.
+    pub fn run(
+        &self,
+        spool: &Path,
+        opts: &DaemonOptions,
+        stop: &dyn Fn() -> bool,
+        on_event: &mut dyn FnMut(DaemonEvent<'_>),
+    ) -> DaemonSummary {
+        let mut daemon = Daemon {
+            compactor: self,
+            spool,
+            journals: Vec::new(),
+            aside: BTreeMap::new(),
+            reported: Reported::default(),
+            rotation: 0,
+        };
+        let mut summary = DaemonSummary::default();
+        let interval = opts.interval;
+        let mut backoff = interval;
+        let target_subject = format!("target {}", self.target.display());
+        while !stop() {
+            let mut pause = interval;
+            match daemon.pass(on_event) {
+                Ok(r) => {
+                    daemon.reported.resolved(&target_subject, on_event);
+                    backoff = interval;
+                    if r.lines > 0 {
+                        summary.rounds += 1;
+                        summary.lines += r.lines;
+                        pause = Duration::ZERO;
+                        on_event(DaemonEvent::Committed(&r));
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::LockTimeout | ErrorKind::LockLost) => {
+                    on_event(DaemonEvent::Contended(&e));
+                }
+                Err(e) if needs_a_human(&e) => {
+                    summary.stopped_by = Some(e);
+                    return summary;
+                }
+                Err(e) => {
+                    daemon.reported.problem(&target_subject, &e, false, on_event);
+                    pause = backoff;
+                    // Doubling from the interval (at least MIN_BACKOFF, so a zero interval
+                    // still backs off), never past the ceiling; no panic whatever the options.
+                    let ceiling = opts.max_backoff.max(interval);
+                    backoff = backoff.saturating_mul(2).max(MIN_BACKOFF.min(ceiling)).min(ceiling);
+                }
+            }
+            let until = crate::os::clock::deadline_after(pause);
+            while Instant::now() < until && !stop() {
+                std::thread::sleep(STOP_CHECK.min(pause));
+            }
+        }
+        summary
+    }
+}
+
+/// Errors after which the daemon stops: retrying cannot help and would hide them. An
+/// unsafe filesystem is one when it is the target's (a journal's is set aside).
+fn needs_a_human(e: &Error) -> bool {
+    e.kind().needs_a_human() || (e.kind() == ErrorKind::UnsafeFilesystem && e.journal_path().is_none())
+}
+
+impl Daemon<'_> {
+    /// One pass: pick up the spool's journals (setting aside the ones that cannot be
+    /// opened), then one round over the healthy ones; a journal the round refuses is
+    /// set aside and the round retried without it.
+    fn pass(&mut self, on_event: &mut dyn FnMut(DaemonEvent<'_>)) -> Result<DrainReport> {
+        // Pick up new journals, forget removed ones and ones whose path now names
+        // another file (retired and the name reused): reopened below by path.
+        let mut paths = spool_journals(self.spool)?;
+        self.aside.retain(|p, _| paths.contains(p));
+        // At most max_open_journals open: a window over the spool that moves each pass.
+        let max_open = self.compactor.options().max_open_journals.max(1);
+        if paths.len() > max_open {
+            let start = (self.rotation * max_open) % paths.len();
+            paths.rotate_left(start);
+            paths.truncate(max_open);
+        }
+        self.journals.retain(|j| paths.iter().any(|p| p == j.path()) && j.is_in_place());
+        for p in paths {
+            if self.journals.iter().any(|j| j.path() == p) {
+                continue;
+            }
+            if let Some(s) = self.aside.get(&p) {
+                if file_stamp(&p) == s.stamp && s.since.elapsed() < RETRY_SET_ASIDE {
+                    continue;
+                }
+            }
+            let subject = format!("journal {}", p.display());
+            match self.compactor.open_journals(std::slice::from_ref(&p)) {
+                Ok(mut j) => {
+                    self.aside.remove(&p);
+                    self.reported.resolved(&subject, on_event);
+                    self.journals.append(&mut j);
+                }
+                Err(e) => {
+                    self.reported.problem(&subject, &e, true, on_event);
+                    self.aside.insert(p.clone(), SetAside { since: Instant::now(), stamp: file_stamp(&p) });
+                }
+            }
+        }
+        loop {
+            if self.journals.is_empty() {
+                return Ok(DrainReport::default());
+            }
+            match self.compactor.drain_round(&self.journals, self.rotation) {
+                Ok(r) => {
+                    self.rotation = self.rotation.wrapping_add(1);
+                    return Ok(r);
+                }
+                Err(e) => {
+                    let Some(bad) = e.journal_path().map(Path::to_path_buf) else { return Err(e) };
+                    let Some(i) = self.journals.iter().position(|j| j.path() == bad) else { return Err(e) };
+                    self.reported.problem(&format!("journal {}", bad.display()), &e, true, on_event);
+                    self.journals.remove(i);
+                    self.aside.insert(bad.clone(), SetAside { since: Instant::now(), stamp: file_stamp(&bad) });
+                }
+            }
+        }
+    }
+}
+
+impl Reported {
+    /// Report `error` about `subject` unless it is what was last said about it.
+    fn problem(&mut self, subject: &str, error: &Error, set_aside: bool, on_event: &mut dyn FnMut(DaemonEvent<'_>)) {
+        let message = error.to_string();
+        if self.0.get(subject) != Some(&message) {
+            on_event(DaemonEvent::Problem { subject, error, set_aside });
+            self.0.insert(subject.to_string(), message);
+        }
+    }
+
+    /// Say that the problem about `subject` is over, if one was reported.
+    fn resolved(&mut self, subject: &str, on_event: &mut dyn FnMut(DaemonEvent<'_>)) {
+        if self.0.remove(subject).is_some() {
+            on_event(DaemonEvent::Resolved { subject });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CompactorOptions, JournalOptions};
+    use std::cell::Cell;
+
+    /// The daemon drains what is there, sets a junk journal aside (reported once, not
+    /// once per pass), keeps draining the good one, and stops when asked.
+    #[test]
+    fn drains_sets_junk_aside_once_and_stops_when_asked() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = d.path().join("spool");
+        std::fs::create_dir(&spool).unwrap();
+        let target = d.path().join("out.log");
+        let c = Compactor::new(&target, CompactorOptions::default()).unwrap();
+        c.init().unwrap();
+        let good = Journal::open(spool.join("good.journal"), JournalOptions::default()).unwrap();
+        good.append_batch(&[b"one".as_slice(), b"two"]).unwrap();
+        std::fs::write(spool.join("junk.journal"), b"this is not an SQLite file, not even a little").unwrap();
+        let passes = Cell::new(0u32);
+        let committed = Cell::new(0u64);
+        let mut problems = Vec::new();
+        // Stop once both lines are committed and a few more passes saw the junk again.
+        let stop = || {
+            passes.set(passes.get() + 1);
+            committed.get() >= 2 && passes.get() > 20
+        };
+        let opts = DaemonOptions { interval: Duration::from_millis(1), ..DaemonOptions::default() };
+        let summary = c.run(&spool, &opts, &stop, &mut |e| match e {
+            DaemonEvent::Committed(r) => committed.set(committed.get() + r.lines),
+            DaemonEvent::Problem { subject, error, set_aside } => {
+                problems.push((subject.to_string(), error.kind(), set_aside));
+            }
+            _ => {}
+        });
+        assert!(summary.stopped_by.is_none(), "{:?}", summary.stopped_by);
+        assert_eq!((summary.lines, committed.get()), (2, 2));
+        assert_eq!(std::fs::read(&target).unwrap(), b"one\ntwo\n");
+        assert_eq!(problems.len(), 1, "the junk journal must be reported once: {problems:?}");
+        assert!(problems[0].0.ends_with("junk.journal") && problems[0].2, "{problems:?}");
+        assert_eq!(problems[0].1, ErrorKind::NotAJournal);
+    }
+
+    /// A transient problem retried every pass (a spool folder not there yet) is
+    /// reported once, not once per pass, and its end once.
+    #[test]
+    fn a_retried_problem_is_reported_once_and_its_end_once() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = d.path().join("spool-not-yet");
+        let target = d.path().join("out.log");
+        let c = Compactor::new(&target, CompactorOptions::default()).unwrap();
+        c.init().unwrap();
+        let calls = Cell::new(0u32);
+        let stop = || {
+            calls.set(calls.get() + 1);
+            if calls.get() == 40 {
+                std::fs::create_dir(&spool).unwrap();
+            }
+            calls.get() > 80
+        };
+        let (mut problems, mut resolved) = (0, 0);
+        let opts = DaemonOptions { interval: Duration::from_millis(1), max_backoff: Duration::from_millis(1) };
+        let summary = c.run(&spool, &opts, &stop, &mut |e| match e {
+            DaemonEvent::Problem { set_aside, .. } => {
+                assert!(!set_aside);
+                problems += 1;
+            }
+            DaemonEvent::Resolved { .. } => resolved += 1,
+            _ => {}
+        });
+        assert!(summary.stopped_by.is_none(), "{:?}", summary.stopped_by);
+        assert_eq!((problems, resolved), (1, 1));
+    }
+
+    /// An error that needs a human stops the daemon with that error.
+    #[test]
+    fn an_error_that_needs_a_human_stops_it() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = d.path().join("spool");
+        std::fs::create_dir(&spool).unwrap();
+        let target = d.path().join("out.log");
+        let c = Compactor::new(&target, CompactorOptions::default()).unwrap();
+        c.init().unwrap();
+        let j = Journal::open(spool.join("a.journal"), JournalOptions::default()).unwrap();
+        j.append(b"x").unwrap();
+        // Committed bytes cut behind tributary's back: target_truncated needs a human.
+        c.drain(&[j]).unwrap();
+        std::fs::write(&target, b"").unwrap();
+        let summary = c.run(&spool, &DaemonOptions::default(), &|| false, &mut |_| {});
+        let e = summary.stopped_by.expect("the daemon must stop on a truncated target");
+        assert_eq!(e.kind(), ErrorKind::TargetTruncated, "{e}");
+    }
+}
