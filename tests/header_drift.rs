@@ -76,3 +76,43 @@ fn header_declares_every_exported_function() {
     }
     assert!(n >= 25, "found only {n} exported functions in src/ffi/");
 }
+
+#[test]
+fn every_fallible_function_is_one_ffi_call_under_its_safety_contract() {
+    // The boundary macro `ffi_call!` (src/ffi/boundary.rs) writes the prologue of every
+    // function that returns a result code and takes `err_out`, and its SAFETY comments
+    // rely on what each such function's `# Safety` section promises: `err_out` is NULL or
+    // writable, and the handle parameter it looks up is NULL or open. Both are checked
+    // here, with the body being one `ffi_call!`.
+    let mut n = 0;
+    for (file, src) in ffi_sources() {
+        let lines: Vec<&str> = src.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let Some(rest) = line.split("extern \"C\" fn ").nth(1) else { continue };
+            let name = rest.split('(').next().unwrap();
+            let end = (i..lines.len()).find(|&k| lines[k].ends_with('{')).expect("a signature ending in `{`");
+            if !lines[i..=end].concat().contains("err_out: *mut *mut trib_error") {
+                continue;
+            }
+            let doc_start =
+                (0..i).rev().take_while(|&k| lines[k].starts_with("///") || lines[k].starts_with("#[")).last();
+            let doc = doc_start.map_or(String::new(), |s| lines[s..i].join("\n"));
+            let safety =
+                doc.split("# Safety").nth(1).unwrap_or_else(|| panic!("{file}: {name} has no # Safety section"));
+            assert!(safety.contains("`err_out`"), "{file}: {name}'s # Safety section does not cover `err_out`");
+            let body = lines[end + 1].trim();
+            let args = body
+                .strip_prefix("ffi_call!(err_out, ")
+                .unwrap_or_else(|| panic!("{file}: the body of {name} is not one `ffi_call!(err_out, ...)`: {body}"));
+            if !args.starts_with('|') {
+                let handle = args.split(',').next().unwrap();
+                assert!(
+                    safety.contains(&format!("`{handle}`")),
+                    "{file}: {name}'s # Safety section does not cover its handle `{handle}`"
+                );
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 25, "found only {n} fallible functions in src/ffi/");
+}

@@ -1,6 +1,7 @@
 //! What every `trib_*` function is built from: the handles (type-tagged boxes), a
 //! `Failure` on its way to C, the `err_out` parameter, the panic boundary (`guard`),
-//! poisoning, and the helpers that turn C arguments into Rust values.
+//! poisoning, the helpers that turn C arguments into Rust values, and [`ffi_call!`], the
+//! one prologue of every fallible function.
 
 use std::any::Any;
 use std::ffi::{c_char, c_int, CStr, CString, OsStr};
@@ -162,6 +163,58 @@ pub(super) fn guard(err_out: ErrOut, body: impl FnOnce() -> FfiResult<()>) -> c_
     }
     code
 }
+
+/// The whole body of every fallible `trib_*` function (one that returns a result code
+/// and takes `err_out`): the boundary prologue, written once.
+///
+/// - `ffi_call!(err_out, || body)`: a call on no handle.
+/// - `ffi_call!(err_out, journal, |j: &JournalBox| body)`: a call on the handle passed
+///   as the parameter `journal`. It is looked up first: NULL, a handle of another type or
+///   a closed one is `TRIB_E_INVALID_ARG` ("`journal` is NULL", named after the
+///   parameter); `j` is its box. `|r: &mut ReaderBox|` looks up a handle that one
+///   thread at a time uses.
+///
+/// `body` returns `FfiResult<()>` and writes the outputs itself, only on success. It runs
+/// inside [`guard`]: a failure becomes its result code and a new error in `*err_out`
+/// (when `err_out` is not NULL), a panic becomes `TRIB_E_PANIC`. A body that runs the
+/// engine on a handle that can be poisoned wraps that part in [`poisoning`], after its
+/// arguments are checked.
+///
+/// It wraps the body, not the whole function (as `ffi_fn!` does in regex's C API),
+/// because cbindgen reads the functions' signatures without expanding macros.
+/// `tests/header_drift.rs` checks that every fallible function's body is one `ffi_call!`
+/// and that its `# Safety` section covers what the SAFETY comments below rely on.
+macro_rules! ffi_call {
+    ($err_out:ident, || $body:expr) => {{
+        // SAFETY: `$err_out` is the `err_out` parameter of the `extern "C"` function this is
+        // the body of; its `# Safety` section requires it to be NULL or writable storage
+        // for a `trib_error *` for the whole call, which is `ErrOut::new`'s contract.
+        let err_out = unsafe { $crate::ffi::boundary::ErrOut::new($err_out) };
+        $crate::ffi::boundary::guard(err_out, || $body)
+    }};
+    // Before the `&` arm: a `ty` fragment that fails to parse (`mut ...`) is an error, not
+    // a mismatch.
+    ($err_out:ident, $handle:ident, |$h:ident: &mut $Box:ty| $body:expr) => {
+        $crate::ffi::boundary::ffi_call!($err_out, || {
+            // SAFETY: `$handle` is a parameter of the function this is the body of; its
+            // `# Safety` section requires it to be NULL or an open handle from this library
+            // that no other thread uses during the call, which is `handle_mut`'s contract.
+            let $h: &mut $Box = unsafe { $crate::ffi::boundary::handle_mut::<$Box>($handle, stringify!($handle)) }?;
+            $body
+        })
+    };
+    ($err_out:ident, $handle:ident, |$h:ident: &$Box:ty| $body:expr) => {
+        $crate::ffi::boundary::ffi_call!($err_out, || {
+            // SAFETY: `$handle` is a parameter of the function this is the body of; its
+            // `# Safety` section requires it to be NULL or an open handle from this library,
+            // which is `handle_ref`'s contract (no thread mutates a box behind `&`: the
+            // handles used so are shareable, or used by one thread at a time).
+            let $h: &$Box = unsafe { $crate::ffi::boundary::handle_ref::<$Box>($handle, stringify!($handle)) }?;
+            $body
+        })
+    };
+}
+pub(super) use ffi_call;
 
 /// Write `value` to a required out-pointer (checked for NULL before any work).
 ///

@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_int};
 use std::path::PathBuf;
 
 use super::boundary::{
-    array_arg, busy_timeout_option, guard, id_buf, ms_option, need, path_arg, put, ErrOut, Failure, FfiResult,
+    array_arg, busy_timeout_option, ffi_call, id_buf, ms_option, need, path_arg, put, Failure, FfiResult,
 };
 use super::error::trib_error;
 use super::TRIB_ID_BUF_LEN;
@@ -120,9 +120,7 @@ pub unsafe extern "C" fn trib_init(
     report_out: *mut trib_init_report,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
+    ffi_call!(err_out, || {
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let target = unsafe { path_arg(target, "target") }?;
         need(report_out, "report_out")?;
@@ -188,9 +186,7 @@ pub unsafe extern "C" fn trib_drain(
     report_out: *mut trib_drain_report,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
+    ffi_call!(err_out, || {
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let target = unsafe { path_arg(target, "target") }?;
         need(report_out, "report_out")?;
@@ -249,9 +245,7 @@ pub unsafe extern "C" fn trib_retire(
     retired_out: *mut usize,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
+    ffi_call!(err_out, || {
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let target = unsafe { path_arg(target, "target") }?;
         need(retired_out, "retired_out")?;
@@ -294,9 +288,7 @@ pub unsafe extern "C" fn trib_compactor_options_default(
     options_out: *mut trib_compactor_options,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
+    ffi_call!(err_out, || {
         need(options_out, "options_out")?;
         // SAFETY: not NULL, writable per the caller's contract.
         unsafe { put(options_out, trib_compactor_options::from(&CompactorOptions::default())) };

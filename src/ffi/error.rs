@@ -3,7 +3,7 @@
 
 use std::ffi::{c_char, c_int, CStr, CString};
 
-use super::boundary::{free_handle, guard, handle_ref, ErrOut, HandleBox};
+use super::boundary::{ffi_call, free_handle, handle_ref, HandleBox};
 use super::{code_name, TRIB_ABI_VERSION, TRIB_E_INVALID_ARG};
 
 /// An error: its result code, a human-readable message that says what to do, and (for
@@ -116,9 +116,7 @@ pub extern "C" fn trib_abi_version() -> u32 {
 /// `err_out` must be NULL or point to writable storage for a `trib_error *`.
 #[no_mangle]
 pub unsafe extern "C" fn trib_debug_panic(err_out: *mut *mut trib_error) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || panic!("trib_debug_panic was called"))
+    ffi_call!(err_out, || panic!("trib_debug_panic was called"))
 }
 
 #[cfg(test)]

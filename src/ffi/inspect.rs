@@ -4,10 +4,7 @@ use std::ffi::{c_char, c_int, CString};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
-use super::boundary::{
-    c_path, free_handle, guard, handle_ref, id_buf, into_handle, need, path_arg, put, ErrOut, Failure, FfiResult,
-    HandleBox,
-};
+use super::boundary::{c_path, ffi_call, free_handle, id_buf, into_handle, need, path_arg, put, Failure, HandleBox};
 use super::error::trib_error;
 use super::journal::trib_backlog;
 use super::TRIB_ID_BUF_LEN;
@@ -56,9 +53,7 @@ pub unsafe extern "C" fn trib_verify(
     report_out: *mut trib_verify_report,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
+    ffi_call!(err_out, || {
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let target = unsafe { path_arg(target, "target") }?;
         need(report_out, "report_out")?;
@@ -183,13 +178,6 @@ pub struct trib_journal_status {
     pub watermark: u64,
 }
 
-/// # Safety
-/// `r` must be NULL or a live report.
-unsafe fn status_ref<'a>(r: *const trib_status_report) -> FfiResult<&'a StatusBox> {
-    // SAFETY: forwarded contract.
-    unsafe { handle_ref::<StatusBox>(r, "report") }
-}
-
 /// Read the committed state of `target` (its manifest and size) and, if `spool` is not
 /// NULL, the backlog of every `*.journal` in that folder. Takes no lock. On success
 /// `*report_out` is a new report for `trib_status_report_free`.
@@ -204,9 +192,7 @@ pub unsafe extern "C" fn trib_status(
     report_out: *mut *mut trib_status_report,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
+    ffi_call!(err_out, || {
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let target = unsafe { path_arg(target, "target") }?;
         need(report_out, "report_out")?;
@@ -235,11 +221,7 @@ pub unsafe extern "C" fn trib_status_report_summary(
     summary_out: *mut trib_status_summary,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
-        // SAFETY: NULL or a live report per the caller's contract.
-        let r = unsafe { status_ref(report) }?;
+    ffi_call!(err_out, report, |r: &StatusBox| {
         need(summary_out, "summary_out")?;
         let m = r.report.manifest.as_ref();
         let summary = trib_status_summary {
@@ -274,11 +256,7 @@ pub unsafe extern "C" fn trib_status_report_watermark(
     watermark_out: *mut trib_watermark,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
-        // SAFETY: NULL or a live report per the caller's contract.
-        let r = unsafe { status_ref(report) }?;
+    ffi_call!(err_out, report, |r: &StatusBox| {
         need(watermark_out, "watermark_out")?;
         let count = r.report.manifest.as_ref().map_or(0, |m| m.watermarks.len());
         let w = r
@@ -305,11 +283,7 @@ pub unsafe extern "C" fn trib_status_report_journal(
     journal_out: *mut trib_journal_status,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
-        // SAFETY: NULL or a live report per the caller's contract.
-        let r = unsafe { status_ref(report) }?;
+    ffi_call!(err_out, report, |r: &StatusBox| {
         need(journal_out, "journal_out")?;
         let count = r.report.journals.len();
         let (j, path) = r

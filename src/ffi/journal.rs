@@ -5,8 +5,8 @@ use std::ptr;
 use std::sync::atomic::AtomicBool;
 
 use super::boundary::{
-    array_arg, busy_timeout_option, bytes_arg, free_handle, guard, handle_ref, id_buf, into_handle, ms_option, need,
-    path_arg, poisoning, put, ErrOut, Failure, FfiResult, HandleBox,
+    array_arg, busy_timeout_option, bytes_arg, ffi_call, free_handle, id_buf, into_handle, ms_option, need, path_arg,
+    poisoning, put, Failure, FfiResult, HandleBox,
 };
 use super::error::trib_error;
 use super::{TRIB_DURABILITY_FULL, TRIB_DURABILITY_NORMAL, TRIB_ID_BUF_LEN};
@@ -148,13 +148,6 @@ pub struct trib_slice {
     pub len: usize,
 }
 
-/// # Safety
-/// `j` must be NULL or a handle from this library that is not closed.
-unsafe fn journal_ref<'a>(j: *const trib_journal) -> FfiResult<&'a JournalBox> {
-    // SAFETY: forwarded contract.
-    unsafe { handle_ref::<JournalBox>(j, "journal") }
-}
-
 /// Fill `*options_out` with the defaults (durability full, 1 MiB lines, no backlog
 /// limit, fail at once when full, keys kept 7 days, 30 s busy timeout, local disks only).
 ///
@@ -165,9 +158,7 @@ pub unsafe extern "C" fn trib_journal_options_default(
     options_out: *mut trib_journal_options,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
+    ffi_call!(err_out, || {
         need(options_out, "options_out")?;
         // SAFETY: not NULL, writable per the caller's contract.
         unsafe { put(options_out, trib_journal_options::from(&JournalOptions::default())) };
@@ -188,9 +179,7 @@ pub unsafe extern "C" fn trib_journal_open(
     journal_out: *mut *mut trib_journal,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
+    ffi_call!(err_out, || {
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let path = unsafe { path_arg(path, "path") }?;
         need(journal_out, "journal_out")?;
@@ -234,11 +223,7 @@ pub unsafe extern "C" fn trib_journal_append(
     seq_out: *mut u64,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
-        // SAFETY: NULL or a live handle per the caller's contract.
-        let j = unsafe { journal_ref(journal) }?;
+    ffi_call!(err_out, journal, |j: &JournalBox| {
         // SAFETY: NULL or `len` readable bytes per the caller's contract.
         let line = unsafe { bytes_arg(line, len, "line") }?;
         let seq = poisoning(&j.poisoned, "journal", || Ok(j.inner.append(line)?))?;
@@ -267,11 +252,7 @@ pub unsafe extern "C" fn trib_journal_append_batch(
     first_seq_out: *mut u64,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
-        // SAFETY: NULL or a live handle per the caller's contract.
-        let j = unsafe { journal_ref(journal) }?;
+    ffi_call!(err_out, journal, |j: &JournalBox| {
         if count == 0 {
             return Err(Failure::arg("the batch is empty (`count` is 0): it has no first seq"));
         }
@@ -308,11 +289,7 @@ pub unsafe extern "C" fn trib_journal_append_keyed(
     seq_out: *mut u64,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
-        // SAFETY: NULL or a live handle per the caller's contract.
-        let j = unsafe { journal_ref(journal) }?;
+    ffi_call!(err_out, journal, |j: &JournalBox| {
         // SAFETY: NULL or `key_len` readable bytes per the caller's contract.
         let key = unsafe { bytes_arg(key, key_len, "key") }?;
         // SAFETY: NULL or `line_len` readable bytes per the caller's contract.
@@ -336,11 +313,7 @@ pub unsafe extern "C" fn trib_journal_backlog(
     backlog_out: *mut trib_backlog,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
-        // SAFETY: NULL or a live handle per the caller's contract.
-        let j = unsafe { journal_ref(journal) }?;
+    ffi_call!(err_out, journal, |j: &JournalBox| {
         need(backlog_out, "backlog_out")?;
         let b = poisoning(&j.poisoned, "journal", || Ok(j.inner.backlog()?))?;
         // SAFETY: not NULL, writable per the caller's contract.
@@ -362,11 +335,7 @@ pub unsafe extern "C" fn trib_journal_id(
     buf_len: usize,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
-        // SAFETY: NULL or a live handle per the caller's contract.
-        let j = unsafe { journal_ref(journal) }?;
+    ffi_call!(err_out, journal, |j: &JournalBox| {
         need(buf, "buf")?;
         if buf_len < TRIB_ID_BUF_LEN {
             return Err(Failure::arg(format!("`buf_len` is {buf_len}, at least {TRIB_ID_BUF_LEN} is needed")));
@@ -381,11 +350,62 @@ pub unsafe extern "C" fn trib_journal_id(
 
 #[cfg(test)]
 mod tests {
-    use std::ffi::CStr;
+    use std::ffi::{CStr, CString};
 
     use super::*;
     use crate::ffi::error::{trib_error_free, trib_error_kind, trib_error_message};
-    use crate::ffi::TRIB_E_INVALID_ARG;
+    use crate::ffi::{TRIB_E_INVALID_ARG, TRIB_E_PANIC, TRIB_OK};
+
+    /// The message of the error a call that returned `rc` gave; the error is freed.
+    ///
+    /// # Safety
+    /// `err` must be an error just returned by the library.
+    unsafe fn taken(rc: c_int, err: *mut trib_error) -> String {
+        // SAFETY: a live error (the caller's contract), freed once here.
+        unsafe {
+            assert_eq!(trib_error_kind(err), rc);
+            let msg = CStr::from_ptr(trib_error_message(err)).to_string_lossy().into_owned();
+            trib_error_free(err);
+            msg
+        }
+    }
+
+    /// A call on `journal` whose engine part panics, built as the journal's calls are.
+    ///
+    /// # Safety
+    /// `journal` must be NULL or an open handle; `err_out` NULL or writable.
+    unsafe fn panicking_call(journal: *const trib_journal, err_out: *mut *mut trib_error) -> c_int {
+        ffi_call!(err_out, journal, |j: &JournalBox| {
+            poisoning(&j.poisoned, "journal", || -> FfiResult<()> { panic!("a bug in the engine") })
+        })
+    }
+
+    #[test]
+    fn a_panic_on_a_handle_poisons_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = CString::new(dir.path().join("j.journal").into_os_string().into_encoded_bytes()).unwrap();
+        let (mut journal, mut err) = (ptr::null_mut(), ptr::null_mut());
+        // SAFETY: a NUL-terminated path, NULL options, outputs that are locals.
+        assert_eq!(unsafe { trib_journal_open(path.as_ptr(), ptr::null(), &mut journal, &mut err) }, TRIB_OK);
+
+        // SAFETY: an open handle; `err` is a local.
+        let rc = unsafe { panicking_call(journal, &mut err) };
+        // SAFETY: `err` was just returned by the library.
+        let msg = unsafe { taken(rc, err) };
+        assert_eq!(rc, TRIB_E_PANIC);
+        assert!(msg.contains("a bug in the engine") && msg.contains("poisoned"), "{msg}");
+
+        // Every later call that uses the journal is refused, its output untouched.
+        let (mut seq, mut err) = (0, ptr::null_mut());
+        // SAFETY: an open handle, 2 readable bytes, outputs that are locals.
+        let rc = unsafe { trib_journal_append(journal, b"hi".as_ptr(), 2, &mut seq, &mut err) };
+        // SAFETY: `err` was just returned by the library.
+        let msg = unsafe { taken(rc, err) };
+        assert_eq!((rc, seq), (TRIB_E_PANIC, 0));
+        assert!(msg.contains("this journal is poisoned"), "{msg}");
+        // SAFETY: open, closed once.
+        unsafe { trib_journal_close(journal) };
+    }
 
     #[test]
     fn null_arguments_are_invalid_arg_with_an_error() {

@@ -12,7 +12,8 @@
 //! - this file: the ABI version, the result codes (`TRIB_E_*`, tied to `ErrorKind`) and
 //!   the other constants;
 //! - `boundary`: what every function is built from: the handles, `Failure`, `ErrOut`,
-//!   `guard` (the panic boundary), `poisoning`, the argument helpers;
+//!   `guard` (the panic boundary), `poisoning`, the argument helpers, and `ffi_call!`,
+//!   the prologue of every fallible function;
 //! - `error`: `trib_error` and its functions, `trib_result_name`, the versions,
 //!   `trib_debug_panic`;
 //! - `journal`: `trib_journal` and its options, appends, backlog, id;
@@ -21,9 +22,12 @@
 //! - `reader`: `trib_reader` and `trib_cursor`.
 //!
 //! Rules every function follows:
-//! - every body runs inside `boundary::guard` (`catch_unwind`): no panic crosses the
-//!   boundary, a panic becomes `TRIB_E_PANIC`, and a handle whose call panicked is
-//!   poisoned;
+//! - the body of every fallible function (it returns a result code and takes `err_out`)
+//!   is one `ffi_call!` (`boundary`): it looks up the handle the call is on, if any, and
+//!   runs the body inside `guard` (`catch_unwind`): no panic crosses the boundary, a
+//!   panic becomes `TRIB_E_PANIC`, and a journal or reader whose engine call panicked is
+//!   poisoned (`poisoning`); the others (close and free, the error's getters, names and
+//!   versions) catch panics themselves or cannot panic;
 //! - a NULL where a value is required, a wrong handle, or an out-of-range option gives
 //!   `TRIB_E_INVALID_ARG`, never a crash;
 //! - outputs are written only on success; the error goes to the optional `err_out` in

@@ -6,8 +6,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use super::boundary::{
-    free_handle, guard, handle_mut, handle_ref, id_buf, into_handle, ms_option, need, path_arg, poisoning, put, ErrOut,
-    Failure, FfiResult, HandleBox,
+    ffi_call, free_handle, id_buf, into_handle, ms_option, need, path_arg, poisoning, put, Failure, FfiResult,
+    HandleBox,
 };
 use super::error::trib_error;
 use super::{TRIB_CURSOR_TEXT_LEN, TRIB_ID_BUF_LEN};
@@ -95,20 +95,6 @@ impl HandleBox for ReaderBox {
     type Opaque = trib_reader;
 }
 
-/// # Safety
-/// `r` must be NULL or a live reader that no other thread is mutating.
-unsafe fn reader_ref<'a>(r: *const trib_reader) -> FfiResult<&'a ReaderBox> {
-    // SAFETY: forwarded contract.
-    unsafe { handle_ref::<ReaderBox>(r, "reader") }
-}
-
-/// # Safety
-/// `r` must be NULL or a live reader that no other thread is using.
-unsafe fn reader_mut<'a>(r: *mut trib_reader) -> FfiResult<&'a mut ReaderBox> {
-    // SAFETY: forwarded contract.
-    unsafe { handle_mut::<ReaderBox>(r, "reader") }
-}
-
 /// Open a reader of `target` at byte `offset` of its current generation (0, or the start
 /// of a committed line). An offset beyond the committed length or not at a line start is
 /// `TRIB_E_INVALID_ARG`. A target that was never drained has no committed lines yet
@@ -124,9 +110,7 @@ pub unsafe extern "C" fn trib_reader_open(
     reader_out: *mut *mut trib_reader,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
+    ffi_call!(err_out, || {
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let target = unsafe { path_arg(target, "target") }?;
         need(reader_out, "reader_out")?;
@@ -158,9 +142,7 @@ pub unsafe extern "C" fn trib_reader_open_at(
     reader_out: *mut *mut trib_reader,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
+    ffi_call!(err_out, || {
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let target = unsafe { path_arg(target, "target") }?;
         need(reader_out, "reader_out")?;
@@ -198,9 +180,7 @@ pub unsafe extern "C" fn trib_reader_open_cursor(
     reader_out: *mut *mut trib_reader,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
+    ffi_call!(err_out, || {
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let target = unsafe { path_arg(target, "target") }?;
         need(cursor, "cursor")?;
@@ -242,11 +222,7 @@ pub unsafe extern "C" fn trib_reader_next(
     len_out: *mut usize,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
-        // SAFETY: NULL or a live reader used by this thread only, per the caller's contract.
-        let r = unsafe { reader_mut(reader) }?;
+    ffi_call!(err_out, reader, |r: &mut ReaderBox| {
         need(has_line_out, "has_line_out")?;
         need(line_out, "line_out")?;
         need(len_out, "len_out")?;
@@ -298,11 +274,7 @@ pub unsafe extern "C" fn trib_reader_offset(
     offset_out: *mut u64,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
-        // SAFETY: NULL or a live reader per the caller's contract.
-        let r = unsafe { reader_ref(reader) }?;
+    ffi_call!(err_out, reader, |r: &ReaderBox| {
         need(offset_out, "offset_out")?;
         // SAFETY: not NULL, writable per the caller's contract.
         unsafe { put(offset_out, r.inner.offset()) };
@@ -324,11 +296,7 @@ pub unsafe extern "C" fn trib_reader_cursor(
     offset_out: *mut u64,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
-        // SAFETY: NULL or a live reader per the caller's contract.
-        let r = unsafe { reader_ref(reader) }?;
+    ffi_call!(err_out, reader, |r: &ReaderBox| {
         need(generation_out, "generation_out")?;
         need(offset_out, "offset_out")?;
         let c = r.inner.cursor();
@@ -354,11 +322,7 @@ pub unsafe extern "C" fn trib_reader_position(
     cursor_out: *mut trib_cursor,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
-        // SAFETY: NULL or a live reader per the caller's contract.
-        let r = unsafe { reader_ref(reader) }?;
+    ffi_call!(err_out, reader, |r: &ReaderBox| {
         need(cursor_out, "cursor_out")?;
         // SAFETY: not NULL, writable per the caller's contract.
         unsafe { put(cursor_out, trib_cursor::from_rust(&r.inner.cursor())) };
@@ -381,11 +345,7 @@ pub unsafe extern "C" fn trib_reader_line_start(
     cursor_out: *mut trib_cursor,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
-        // SAFETY: NULL or a live reader per the caller's contract.
-        let r = unsafe { reader_ref(reader) }?;
+    ffi_call!(err_out, reader, |r: &ReaderBox| {
         need(cursor_out, "cursor_out")?;
         let start = r.inner.line_start().ok_or_else(|| Failure::arg("the reader has returned no line yet"))?;
         // SAFETY: not NULL, writable per the caller's contract.
@@ -406,9 +366,7 @@ pub unsafe extern "C" fn trib_cursor_parse(
     cursor_out: *mut trib_cursor,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
+    ffi_call!(err_out, || {
         need(text, "text")?;
         need(cursor_out, "cursor_out")?;
         // SAFETY: not NULL (checked above); NUL-terminated per the caller's contract.
@@ -436,9 +394,7 @@ pub unsafe extern "C" fn trib_cursor_format(
     buf_len: usize,
     err_out: *mut *mut trib_error,
 ) -> c_int {
-    // SAFETY: `err_out` is NULL or writable, per this function's contract.
-    let err_out = unsafe { ErrOut::new(err_out) };
-    guard(err_out, || {
+    ffi_call!(err_out, || {
         need(cursor, "cursor")?;
         need(buf, "buf")?;
         if buf_len < TRIB_CURSOR_TEXT_LEN {
