@@ -40,7 +40,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-use std::ffi::{c_int, CStr};
+use std::ffi::{c_int, CStr, CString};
+use std::sync::OnceLock;
 
 use crate::ErrorKind;
 
@@ -132,66 +133,66 @@ pub const TRIB_ID_BUF_LEN: usize = 33;
 /// two 20-digit numbers, two colons and a NUL.
 pub const TRIB_CURSOR_TEXT_LEN: usize = 75;
 
-// The result codes ARE the Rust `ErrorKind` values: checked at compile time.
+/// Every `TRIB_E_*` with its `ErrorKind`, in the order of `ErrorKind::ALL` (the one list
+/// of kinds, whose `name()`s `trib_result_name` gives). The constants are literals
+/// because cbindgen copies literals into the header; this ties them to the kinds at
+/// compile time: each is its kind's value, and the array is exactly as long as
+/// `ErrorKind::ALL`, so a kind added there does not compile until it has its code here.
+const CODES: [(ErrorKind, c_int); ErrorKind::ALL.len()] = [
+    (ErrorKind::InvalidLine, TRIB_E_INVALID_LINE),
+    (ErrorKind::InvalidArgument, TRIB_E_INVALID_ARG),
+    (ErrorKind::JournalFull, TRIB_E_JOURNAL_FULL),
+    (ErrorKind::LockTimeout, TRIB_E_LOCK_TIMEOUT),
+    (ErrorKind::LockLost, TRIB_E_LOCK_LOST),
+    (ErrorKind::CorruptManifest, TRIB_E_CORRUPT_MANIFEST),
+    (ErrorKind::CorruptJournalRow, TRIB_E_CORRUPT_JOURNAL_ROW),
+    (ErrorKind::TargetTruncated, TRIB_E_TARGET_TRUNCATED),
+    (ErrorKind::UnexpectedTail, TRIB_E_UNEXPECTED_TAIL),
+    (ErrorKind::TornTarget, TRIB_E_TORN_TARGET),
+    (ErrorKind::JournalRestored, TRIB_E_JOURNAL_RESTORED),
+    (ErrorKind::JournalForeign, TRIB_E_JOURNAL_FOREIGN),
+    (ErrorKind::UnsafeFilesystem, TRIB_E_UNSAFE_FILESYSTEM),
+    (ErrorKind::NotAJournal, TRIB_E_NOT_A_JOURNAL),
+    (ErrorKind::Io, TRIB_E_IO),
+    (ErrorKind::Sqlite, TRIB_E_SQLITE),
+    (ErrorKind::JournalGone, TRIB_E_JOURNAL_GONE),
+    (ErrorKind::TargetMissing, TRIB_E_TARGET_MISSING),
+];
+
 const _: () = {
-    assert!(TRIB_E_INVALID_LINE == ErrorKind::InvalidLine as c_int);
-    assert!(TRIB_E_INVALID_ARG == ErrorKind::InvalidArgument as c_int);
-    assert!(TRIB_E_JOURNAL_FULL == ErrorKind::JournalFull as c_int);
-    assert!(TRIB_E_LOCK_TIMEOUT == ErrorKind::LockTimeout as c_int);
-    assert!(TRIB_E_LOCK_LOST == ErrorKind::LockLost as c_int);
-    assert!(TRIB_E_CORRUPT_MANIFEST == ErrorKind::CorruptManifest as c_int);
-    assert!(TRIB_E_CORRUPT_JOURNAL_ROW == ErrorKind::CorruptJournalRow as c_int);
-    assert!(TRIB_E_TARGET_TRUNCATED == ErrorKind::TargetTruncated as c_int);
-    assert!(TRIB_E_UNEXPECTED_TAIL == ErrorKind::UnexpectedTail as c_int);
-    assert!(TRIB_E_TORN_TARGET == ErrorKind::TornTarget as c_int);
-    assert!(TRIB_E_JOURNAL_RESTORED == ErrorKind::JournalRestored as c_int);
-    assert!(TRIB_E_JOURNAL_FOREIGN == ErrorKind::JournalForeign as c_int);
-    assert!(TRIB_E_UNSAFE_FILESYSTEM == ErrorKind::UnsafeFilesystem as c_int);
-    assert!(TRIB_E_NOT_A_JOURNAL == ErrorKind::NotAJournal as c_int);
-    assert!(TRIB_E_IO == ErrorKind::Io as c_int);
-    assert!(TRIB_E_SQLITE == ErrorKind::Sqlite as c_int);
-    assert!(TRIB_E_JOURNAL_GONE == ErrorKind::JournalGone as c_int);
-    assert!(TRIB_E_TARGET_MISSING == ErrorKind::TargetMissing as c_int);
+    let mut i = 0;
+    while i < CODES.len() {
+        let (kind, code) = CODES[i];
+        assert!(code == kind as c_int, "a TRIB_E_* constant is not the value of its ErrorKind");
+        assert!(kind as c_int == ErrorKind::ALL[i] as c_int, "CODES is not in the order of ErrorKind::ALL");
+        assert!(code != TRIB_OK && code != TRIB_E_PANIC, "a TRIB_E_* constant is taken");
+        i += 1;
+    }
 };
 
-/// Stable snake_case name of a result code (`ErrorKind::name`), NUL-terminated.
+/// The kind whose result code `code` is (not for `TRIB_OK` or `TRIB_E_PANIC`).
+fn kind_of_code(code: c_int) -> Option<ErrorKind> {
+    ErrorKind::ALL.into_iter().find(|k| *k as c_int == code)
+}
+
+/// `kind.name()`, NUL-terminated. The C strings are made once from `ErrorKind::ALL` and
+/// `ErrorKind::name` and never freed: `trib_result_name` hands out pointers into them.
+fn kind_cname(kind: ErrorKind) -> &'static CStr {
+    static NAMES: OnceLock<[CString; ErrorKind::ALL.len()]> = OnceLock::new();
+    // A name has no NUL byte (`unwrap_or_default` only keeps this free of panics: the
+    // unit test compares every name).
+    let names = NAMES.get_or_init(|| ErrorKind::ALL.map(|k| CString::new(k.name()).unwrap_or_default()));
+    ErrorKind::ALL.iter().position(|k| *k == kind).map_or(c"unknown", |i| names[i].as_c_str())
+}
+
+/// Stable snake_case name of a result code (`ErrorKind::name`, `"ok"`, `"panic"`, or
+/// `"unknown"`), NUL-terminated, valid forever.
 fn code_name(code: c_int) -> &'static CStr {
     match code {
         TRIB_OK => c"ok",
         TRIB_E_PANIC => c"panic",
-        _ => match kind_of_code(code) {
-            Some(kind) => kind_cname(kind),
-            None => c"unknown",
-        },
+        _ => kind_of_code(code).map_or(c"unknown", kind_cname),
     }
-}
-
-fn kind_cname(kind: ErrorKind) -> &'static CStr {
-    // Exhaustive on purpose: a new ErrorKind must get a code and a name here.
-    match kind {
-        ErrorKind::InvalidLine => c"invalid_line",
-        ErrorKind::InvalidArgument => c"invalid_argument",
-        ErrorKind::JournalFull => c"journal_full",
-        ErrorKind::LockTimeout => c"lock_timeout",
-        ErrorKind::LockLost => c"lock_lost",
-        ErrorKind::CorruptManifest => c"corrupt_manifest",
-        ErrorKind::CorruptJournalRow => c"corrupt_journal_row",
-        ErrorKind::TargetTruncated => c"target_truncated",
-        ErrorKind::UnexpectedTail => c"unexpected_tail",
-        ErrorKind::TornTarget => c"torn_target",
-        ErrorKind::JournalRestored => c"journal_restored",
-        ErrorKind::JournalForeign => c"journal_foreign",
-        ErrorKind::UnsafeFilesystem => c"unsafe_filesystem",
-        ErrorKind::NotAJournal => c"not_a_journal",
-        ErrorKind::Io => c"io",
-        ErrorKind::Sqlite => c"sqlite",
-        ErrorKind::JournalGone => c"journal_gone",
-        ErrorKind::TargetMissing => c"target_missing",
-    }
-}
-
-fn kind_of_code(code: c_int) -> Option<ErrorKind> {
-    ErrorKind::ALL.into_iter().find(|k| *k as c_int == code)
 }
 
 #[cfg(test)]
@@ -209,5 +210,15 @@ mod tests {
         assert_eq!(code_name(TRIB_E_PANIC), c"panic");
         assert_eq!(code_name(12345), c"unknown");
         assert!(kind_of_code(TRIB_E_PANIC).is_none());
+        assert!(kind_of_code(TRIB_OK).is_none());
+    }
+
+    #[test]
+    fn result_names_are_made_once() {
+        // `trib_result_name` promises static storage: the same pointer every time.
+        for (kind, code) in CODES {
+            assert_eq!(code_name(code).as_ptr(), code_name(code).as_ptr());
+            assert_eq!(code_name(code).as_ptr(), kind_cname(kind).as_ptr());
+        }
     }
 }
