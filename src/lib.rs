@@ -21,9 +21,11 @@ mod error;
 pub mod failpoint;
 #[doc(hidden)]
 pub mod fault;
-/// The C ABI (`include/tributary.h`): `trib_*` functions over the same engine, used by
-/// the Python (ctypes) and Go (cgo) bindings. See `docs/c-abi.md`.
-pub mod ffi;
+// The C ABI (`include/tributary.h`): `trib_*` functions over the same engine, used by C
+// and by the Python (ctypes) and Go (cgo) bindings; see `docs/c-abi.md`. Private: it is
+// not part of the Rust API (Rust callers use the types above). Its `#[no_mangle]
+// extern "C"` functions are exported from the cdylib and staticlib all the same.
+mod ffi;
 mod hex;
 mod inspect;
 mod journal;

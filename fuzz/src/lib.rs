@@ -620,16 +620,260 @@ pub struct FfiStats {
     pub errors: u64,
 }
 
-/// `ffi_ops`: the bytes are a program of C-ABI calls (`tributary::ffi`, the functions
-/// behind include/tributary.h) with NULL, valid and wrong-type handles, garbage
-/// options, lengths and bytes. The contract checked on every call: never
+/// The part of include/tributary.h that `ffi_ops` calls, declared as any foreign caller
+/// declares it. The C ABI is not part of tributary's Rust API: its `#[no_mangle]`
+/// functions are linked from the tributary library like C symbols. Transcribed from the
+/// header of ABI version [`c_abi::TRIB_ABI_VERSION`]; `ffi_ops` first checks that the
+/// library has that version (the structs' layouts and the functions' signatures belong
+/// to it), so an incompatible ABI change fails here until this is updated from the header.
+#[allow(non_camel_case_types, dead_code)] // C names; structs transcribed whole, some fields unread
+mod c_abi {
+    use std::ffi::{c_char, c_int};
+
+    pub const TRIB_ABI_VERSION: u32 = 3;
+    pub const TRIB_OK: c_int = 0;
+    pub const TRIB_E_INVALID_LINE: c_int = 1;
+    pub const TRIB_E_TARGET_MISSING: c_int = 18;
+    pub const TRIB_E_PANIC: c_int = 100;
+    pub const TRIB_ID_BUF_LEN: usize = 33;
+
+    /// Opaque handles (never instantiated on this side).
+    #[repr(C)]
+    pub struct trib_error {
+        _opaque: [u8; 0],
+    }
+    #[repr(C)]
+    pub struct trib_journal {
+        _opaque: [u8; 0],
+    }
+    #[repr(C)]
+    pub struct trib_reader {
+        _opaque: [u8; 0],
+    }
+    #[repr(C)]
+    pub struct trib_status_report {
+        _opaque: [u8; 0],
+    }
+
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    pub struct trib_journal_options {
+        pub durability: u32,
+        pub max_line_bytes: usize,
+        pub max_backlog_bytes: u64,
+        pub full_wait_ms: u64,
+        pub key_retention_ms: u64,
+        pub busy_timeout_ms: u64,
+        pub allow_network_fs: bool,
+    }
+
+    #[repr(C)]
+    pub struct trib_slice {
+        pub ptr: *const u8,
+        pub len: usize,
+    }
+
+    #[repr(C)]
+    pub struct trib_backlog {
+        pub lines: u64,
+        pub bytes: u64,
+        pub oldest_append_ms: i64,
+        pub last_seq: u64,
+        pub drained_seq: u64,
+    }
+
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    pub struct trib_compactor_options {
+        pub max_round_bytes: u64,
+        pub max_round_time_ms: u64,
+        pub lock_timeout_ms: u64,
+        pub max_line_bytes: usize,
+        pub journal_busy_timeout_ms: u64,
+        pub allow_network_fs: bool,
+        pub rotate_bytes: u64,
+        pub rotate_lines: u64,
+        pub retain_generations: u64,
+        pub create: bool,
+    }
+
+    #[repr(C)]
+    pub struct trib_drain_report {
+        pub rounds: u64,
+        pub lines: u64,
+        pub bytes: u64,
+        pub repaired_tail_bytes: u64,
+        pub epoch: u64,
+        pub journals: usize,
+        pub rotations: u64,
+    }
+
+    #[repr(C)]
+    pub struct trib_verify_report {
+        pub consistent: bool,
+        pub epoch: u64,
+        pub committed_len: u64,
+        pub committed_lines: u64,
+        pub target_len: u64,
+        pub uncommitted_tail_bytes: u64,
+        pub problem_count: usize,
+        pub problems: *mut c_char,
+        pub generation: u64,
+        pub rotated_generations: u64,
+    }
+
+    #[repr(C)]
+    pub struct trib_watermark {
+        pub journal_id: [c_char; TRIB_ID_BUF_LEN],
+        pub last_seq: u64,
+        pub crc: u32,
+    }
+
+    #[repr(C)]
+    pub struct trib_journal_status {
+        pub path: *const c_char,
+        pub journal_id: [c_char; TRIB_ID_BUF_LEN],
+        pub backlog: trib_backlog,
+        pub watermark: u64,
+    }
+
+    extern "C" {
+        pub fn trib_abi_version() -> u32;
+        pub fn trib_error_free(err: *mut trib_error);
+        pub fn trib_error_kind(err: *const trib_error) -> c_int;
+        pub fn trib_error_message(err: *const trib_error) -> *const c_char;
+        pub fn trib_journal_options_default(
+            options_out: *mut trib_journal_options,
+            err_out: *mut *mut trib_error,
+        ) -> c_int;
+        pub fn trib_journal_open(
+            path: *const c_char,
+            options: *const trib_journal_options,
+            journal_out: *mut *mut trib_journal,
+            err_out: *mut *mut trib_error,
+        ) -> c_int;
+        pub fn trib_journal_close(journal: *mut trib_journal);
+        pub fn trib_journal_append(
+            journal: *const trib_journal,
+            line: *const u8,
+            len: usize,
+            seq_out: *mut u64,
+            err_out: *mut *mut trib_error,
+        ) -> c_int;
+        pub fn trib_journal_append_batch(
+            journal: *const trib_journal,
+            lines: *const trib_slice,
+            count: usize,
+            first_seq_out: *mut u64,
+            err_out: *mut *mut trib_error,
+        ) -> c_int;
+        pub fn trib_journal_append_keyed(
+            journal: *const trib_journal,
+            key: *const u8,
+            key_len: usize,
+            line: *const u8,
+            line_len: usize,
+            seq_out: *mut u64,
+            err_out: *mut *mut trib_error,
+        ) -> c_int;
+        pub fn trib_journal_backlog(
+            journal: *const trib_journal,
+            backlog_out: *mut trib_backlog,
+            err_out: *mut *mut trib_error,
+        ) -> c_int;
+        pub fn trib_journal_id(
+            journal: *const trib_journal,
+            buf: *mut c_char,
+            buf_len: usize,
+            err_out: *mut *mut trib_error,
+        ) -> c_int;
+        pub fn trib_drain(
+            target: *const c_char,
+            journal_paths: *const *const c_char,
+            journal_count: usize,
+            spool: *const c_char,
+            options: *const trib_compactor_options,
+            report_out: *mut trib_drain_report,
+            err_out: *mut *mut trib_error,
+        ) -> c_int;
+        pub fn trib_compactor_options_default(
+            options_out: *mut trib_compactor_options,
+            err_out: *mut *mut trib_error,
+        ) -> c_int;
+        pub fn trib_verify(
+            target: *const c_char,
+            report_out: *mut trib_verify_report,
+            err_out: *mut *mut trib_error,
+        ) -> c_int;
+        pub fn trib_verify_report_clear(report: *mut trib_verify_report);
+        pub fn trib_status(
+            target: *const c_char,
+            spool: *const c_char,
+            report_out: *mut *mut trib_status_report,
+            err_out: *mut *mut trib_error,
+        ) -> c_int;
+        pub fn trib_status_report_watermark(
+            report: *const trib_status_report,
+            index: usize,
+            watermark_out: *mut trib_watermark,
+            err_out: *mut *mut trib_error,
+        ) -> c_int;
+        pub fn trib_status_report_journal(
+            report: *const trib_status_report,
+            index: usize,
+            journal_out: *mut trib_journal_status,
+            err_out: *mut *mut trib_error,
+        ) -> c_int;
+        pub fn trib_status_report_free(report: *mut trib_status_report);
+        pub fn trib_reader_open(
+            target: *const c_char,
+            offset: u64,
+            reader_out: *mut *mut trib_reader,
+            err_out: *mut *mut trib_error,
+        ) -> c_int;
+        pub fn trib_reader_open_at(
+            target: *const c_char,
+            generation: u64,
+            offset: u64,
+            reader_out: *mut *mut trib_reader,
+            err_out: *mut *mut trib_error,
+        ) -> c_int;
+        pub fn trib_reader_next(
+            reader: *mut trib_reader,
+            wait_ms: u64,
+            has_line_out: *mut bool,
+            line_out: *mut *const u8,
+            len_out: *mut usize,
+            err_out: *mut *mut trib_error,
+        ) -> c_int;
+        pub fn trib_reader_cursor(
+            reader: *const trib_reader,
+            generation_out: *mut u64,
+            offset_out: *mut u64,
+            err_out: *mut *mut trib_error,
+        ) -> c_int;
+        pub fn trib_reader_close(reader: *mut trib_reader);
+    }
+}
+
+/// `ffi_ops`: the bytes are a program of C-ABI calls (the functions of
+/// include/tributary.h, declared in [`c_abi`]) with NULL, valid and wrong-type handles,
+/// garbage options, lengths and bytes. The contract checked on every call: never
 /// `TRIB_E_PANIC`; a known result code; `*err_out` set exactly when the call failed,
 /// with the same kind and a message; outputs untouched on failure.
 pub fn ffi_ops(data: &[u8]) -> FfiStats {
+    use c_abi::*;
     use std::ffi::{c_char, c_int, CStr, CString};
     use std::os::unix::ffi::OsStrExt;
     use std::ptr;
-    use tributary::ffi::*;
+
+    // SAFETY: takes no argument and returns a number.
+    let abi = unsafe { trib_abi_version() };
+    assert_eq!(
+        abi, TRIB_ABI_VERSION,
+        "the library's C ABI is version {abi}, but c_abi in fuzz/src/lib.rs was transcribed from version \
+         {TRIB_ABI_VERSION}: update it from include/tributary.h"
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = dir.path().join("spool");

@@ -1,0 +1,297 @@
+//! `trib_init`, `trib_drain`, `trib_retire` and their options and reports.
+
+use std::ffi::{c_char, c_int};
+use std::path::PathBuf;
+
+use super::boundary::{
+    array_arg, busy_timeout_option, ffi_call, id_buf, ms_option, need, path_arg, put, Failure, FfiResult,
+};
+use super::error::trib_error;
+use super::TRIB_ID_BUF_LEN;
+use crate::{Compactor, CompactorOptions};
+
+/// Options for `trib_drain`. Fill it with `trib_compactor_options_default` and change
+/// the fields you need (passing NULL options means the defaults).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct trib_compactor_options {
+    /// Most bytes one round writes (default 64 MiB; at least 1). Also the longest
+    /// uncommitted tail a round repairs.
+    pub max_round_bytes: u64,
+    /// Stop reading new lines into a round after this long (default 2000 ms).
+    pub max_round_time_ms: u64,
+    /// How long to wait for the target's lock (default 30000 ms).
+    pub lock_timeout_ms: u64,
+    /// The longest line any writer may append (default 1 MiB); bounds a round too.
+    pub max_line_bytes: usize,
+    /// Busy timeout of the journals the drain opens (default 30000 ms).
+    pub journal_busy_timeout_ms: u64,
+    /// Accept journals on a network filesystem (default false).
+    pub allow_network_fs: bool,
+    /// Managed rotation: start a new generation once the current one holds at least this
+    /// many committed bytes (checked at the start of each round); the old one becomes
+    /// `<target>.<generation>`. 0 (default): no rotation by size.
+    pub rotate_bytes: u64,
+    /// Managed rotation by committed line count (either limit triggers it). 0 (default):
+    /// no rotation by line count.
+    pub rotate_lines: u64,
+    /// Keep at most this many rotated generations, deleting older ones. 0 (default):
+    /// keep them all.
+    pub retain_generations: u64,
+    /// Create the target if it does not exist yet (as `trib_init` does). Default
+    /// false: a target never initialised, or on a share that is not mounted, is
+    /// `TRIB_E_TARGET_MISSING`.
+    pub create: bool,
+}
+
+impl From<&CompactorOptions> for trib_compactor_options {
+    fn from(o: &CompactorOptions) -> Self {
+        trib_compactor_options {
+            max_round_bytes: o.max_round_bytes,
+            max_round_time_ms: o.max_round_time.as_millis() as u64,
+            lock_timeout_ms: o.lock_timeout.as_millis() as u64,
+            max_line_bytes: o.max_line_bytes,
+            journal_busy_timeout_ms: o.journal.busy_timeout.as_millis() as u64,
+            allow_network_fs: o.journal.allow_network_fs,
+            rotate_bytes: o.rotate_bytes.unwrap_or(0),
+            rotate_lines: o.rotate_lines.unwrap_or(0),
+            retain_generations: o.retain_generations.unwrap_or(0),
+            create: o.create,
+        }
+    }
+}
+
+impl trib_compactor_options {
+    fn to_rust(self) -> FfiResult<CompactorOptions> {
+        if self.max_round_bytes == 0 {
+            return Err(Failure::arg("`max_round_bytes` must be at least 1"));
+        }
+        if self.max_line_bytes == 0 {
+            return Err(Failure::arg("`max_line_bytes` must be at least 1"));
+        }
+        let mut opts = CompactorOptions {
+            max_round_bytes: self.max_round_bytes,
+            max_round_time: ms_option(self.max_round_time_ms, "max_round_time_ms")?,
+            lock_timeout: ms_option(self.lock_timeout_ms, "lock_timeout_ms")?,
+            max_line_bytes: self.max_line_bytes,
+            rotate_bytes: (self.rotate_bytes > 0).then_some(self.rotate_bytes),
+            rotate_lines: (self.rotate_lines > 0).then_some(self.rotate_lines),
+            retain_generations: (self.retain_generations > 0).then_some(self.retain_generations),
+            create: self.create,
+            ..CompactorOptions::default()
+        };
+        opts.journal.busy_timeout = busy_timeout_option(self.journal_busy_timeout_ms, "journal_busy_timeout_ms")?;
+        opts.journal.allow_network_fs = self.allow_network_fs;
+        opts.journal.max_line_bytes = self.max_line_bytes;
+        Ok(opts)
+    }
+}
+
+/// What `trib_init` found or did.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct trib_init_report {
+    /// The target's id: 32 hex digits and a NUL.
+    pub target_id: [c_char; TRIB_ID_BUF_LEN],
+    /// True when this call created the target (its sidecar and first manifest).
+    pub created: bool,
+    /// Lines of a pre-existing target file adopted as committed (when `created`).
+    pub adopted_lines: u64,
+    /// True when a target of an older manifest format was upgraded.
+    pub upgraded: bool,
+    /// True when a replaced target file (restored or copied with its sidecar) was
+    /// accepted because its committed part matched.
+    pub rebound: bool,
+}
+
+/// Create `target` once — its sidecar, lock file and first manifest, and the target
+/// file (an existing file's whole lines are adopted as committed) — or, if it exists,
+/// check it (and upgrade an older manifest format). Drains never create a target
+/// unless `create` is set in their options. `options` may be NULL for the defaults
+/// (only `lock_timeout_ms` matters here).
+///
+/// # Safety
+/// `target` must be NULL or NUL-terminated; `options` NULL or readable; `report_out`
+/// and `err_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_init(
+    target: *const c_char,
+    options: *const trib_compactor_options,
+    report_out: *mut trib_init_report,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, || {
+        // SAFETY: NUL-terminated or NULL per the caller's contract.
+        let target = unsafe { path_arg(target, "target") }?;
+        need(report_out, "report_out")?;
+        // SAFETY: NULL or a readable options struct per the caller's contract.
+        let opts = match unsafe { options.as_ref() } {
+            Some(o) => o.to_rust()?,
+            None => CompactorOptions::default(),
+        };
+        let r = Compactor::new(target, opts)?.init()?;
+        let report = trib_init_report {
+            target_id: id_buf(&r.target_id),
+            created: r.created,
+            adopted_lines: r.adopted_lines,
+            upgraded: r.upgraded,
+            rebound: r.rebound,
+        };
+        // SAFETY: not NULL, writable per the caller's contract.
+        unsafe { put(report_out, report) };
+        Ok(())
+    })
+}
+
+/// What `trib_drain` did.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct trib_drain_report {
+    /// Rounds that committed something.
+    pub rounds: u64,
+    /// Lines and bytes (with their `\n`s) committed to the target.
+    pub lines: u64,
+    pub bytes: u64,
+    /// Bytes of an uncommitted tail (left by a crashed drain) that were truncated.
+    pub repaired_tail_bytes: u64,
+    /// The manifest epoch after the drain.
+    pub epoch: u64,
+    /// How many journals contributed lines.
+    pub journals: usize,
+    /// Generations rotated out by managed rotation (including interrupted rotations
+    /// this drain completed).
+    pub rotations: u64,
+}
+
+/// Drain journals into `target` until every line they held when the call started is
+/// committed (bounded rounds; the target's lock is released between rounds). The
+/// journals are either the `journal_count` paths in `journal_paths`, or every
+/// `*.journal` file directly in the folder `spool` (not both: give `journal_count` 0
+/// when `spool` is not NULL). With neither, the call only repairs the target (and
+/// creates it, with `create`). The target must exist (`trib_init`) unless the
+/// options' `create` is set: otherwise `TRIB_E_TARGET_MISSING`. `options` may be NULL for the defaults. A journal path that does
+/// not exist is `TRIB_E_NOT_A_JOURNAL` (a drain never creates journals).
+///
+/// # Safety
+/// `target` and `spool` must be NULL or NUL-terminated; `journal_paths` NULL or
+/// `journal_count` NUL-terminated strings; `options` NULL or readable; `report_out`
+/// and `err_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_drain(
+    target: *const c_char,
+    journal_paths: *const *const c_char,
+    journal_count: usize,
+    spool: *const c_char,
+    options: *const trib_compactor_options,
+    report_out: *mut trib_drain_report,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, || {
+        // SAFETY: NUL-terminated or NULL per the caller's contract.
+        let target = unsafe { path_arg(target, "target") }?;
+        need(report_out, "report_out")?;
+        // SAFETY: NULL or `journal_count` NUL-terminated strings per the caller's contract.
+        let paths = unsafe { journal_paths_arg(journal_paths, journal_count) }?;
+        let spool = if spool.is_null() {
+            None
+        } else {
+            // SAFETY: not NULL, NUL-terminated per the caller's contract.
+            Some(unsafe { path_arg(spool, "spool") }?)
+        };
+        if spool.is_some() && !paths.is_empty() {
+            return Err(Failure::arg("give either `journal_paths` or `spool`, not both"));
+        }
+        // SAFETY: NULL or a readable options struct per the caller's contract.
+        let opts = match unsafe { options.as_ref() } {
+            Some(o) => o.to_rust()?,
+            None => CompactorOptions::default(),
+        };
+        let compactor = Compactor::new(target, opts)?;
+        let r = match spool {
+            Some(s) => compactor.drain_spool(s)?,
+            None => compactor.drain_paths(&paths)?,
+        };
+        let report = trib_drain_report {
+            rounds: r.rounds,
+            lines: r.lines,
+            bytes: r.bytes,
+            repaired_tail_bytes: r.repaired_tail_bytes,
+            epoch: r.epoch,
+            journals: r.journals.len(),
+            rotations: r.rotations,
+        };
+        // SAFETY: not NULL, writable per the caller's contract.
+        unsafe { put(report_out, report) };
+        Ok(())
+    })
+}
+
+/// Retire journals — the supported way to remove one: drain each into `target` until
+/// it is empty, then delete its files (the journal, `-wal`, `-shm`) while holding its
+/// write lock, once every line it ever held is committed. A writer that still has one
+/// open gets `TRIB_E_JOURNAL_GONE` on its next append (nothing stored). On success
+/// `*retired_out` is `journal_count`. `options` may be NULL for the defaults.
+///
+/// # Safety
+/// `target` must be NULL or NUL-terminated; `journal_paths` NULL or `journal_count`
+/// NUL-terminated strings; `options` NULL or readable; `retired_out` and `err_out`
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_retire(
+    target: *const c_char,
+    journal_paths: *const *const c_char,
+    journal_count: usize,
+    options: *const trib_compactor_options,
+    retired_out: *mut usize,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, || {
+        // SAFETY: NUL-terminated or NULL per the caller's contract.
+        let target = unsafe { path_arg(target, "target") }?;
+        need(retired_out, "retired_out")?;
+        // SAFETY: NULL or `journal_count` NUL-terminated strings per the caller's contract.
+        let paths = unsafe { journal_paths_arg(journal_paths, journal_count) }?;
+        // SAFETY: NULL or a readable options struct per the caller's contract.
+        let opts = match unsafe { options.as_ref() } {
+            Some(o) => o.to_rust()?,
+            None => CompactorOptions::default(),
+        };
+        let r = Compactor::new(target, opts)?.retire(&paths)?;
+        // SAFETY: not NULL, writable per the caller's contract.
+        unsafe { put(retired_out, r.retired.len()) };
+        Ok(())
+    })
+}
+
+/// The `journal_paths` array of `trib_drain` and `trib_retire`, as paths.
+///
+/// # Safety
+/// `journal_paths` must be NULL or point to `journal_count` pointers, each NULL or
+/// NUL-terminated.
+unsafe fn journal_paths_arg(journal_paths: *const *const c_char, journal_count: usize) -> FfiResult<Vec<PathBuf>> {
+    // SAFETY: per this function's contract.
+    let raw = unsafe { array_arg(journal_paths, journal_count, "journal_paths") }?;
+    let mut paths = Vec::with_capacity(raw.len());
+    for (i, p) in raw.iter().enumerate() {
+        // SAFETY: each entry is NULL or NUL-terminated per this function's contract.
+        paths.push(unsafe { path_arg(*p, &format!("journal_paths[{i}]")) }?.to_path_buf());
+    }
+    Ok(paths)
+}
+
+/// Fill `*options_out` with the compactor defaults.
+///
+/// # Safety
+/// `options_out` and `err_out` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_compactor_options_default(
+    options_out: *mut trib_compactor_options,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, || {
+        need(options_out, "options_out")?;
+        // SAFETY: not NULL, writable per the caller's contract.
+        unsafe { put(options_out, trib_compactor_options::from(&CompactorOptions::default())) };
+        Ok(())
+    })
+}
