@@ -267,7 +267,7 @@ def by_name():
     return {w.name: w for w in WORKLOADS}
 
 
-# --- the keyed writer's exact line bytes (src/bin/tributary-torture/common.rs) ---
+# --- the keyed writer's exact line bytes (harness/src/bin/tributary-torture/common.rs) ---
 M64 = (1 << 64) - 1
 
 

@@ -99,7 +99,7 @@ impl Cfg {
                 }
             }
         }
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let root = repo_root();
         let dir = bench_dir();
         let partial = quick || only.is_some();
         let (md, png) = if partial {
@@ -158,9 +158,15 @@ impl Cfg {
     }
 }
 
+/// The repository (the workspace root: this suite is in its `cli/` package), where
+/// BENCHMARKS.md, docs/ and scripts/ are.
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("cli/ is inside the repository").to_path_buf()
+}
+
 /// `target/bench/` of the target folder this binary was built in (local disk).
 fn bench_dir() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = repo_root();
     std::env::current_exe()
         .ok()
         .and_then(|e| e.ancestors().nth(3).map(Path::to_path_buf))
