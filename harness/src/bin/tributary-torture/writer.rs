@@ -1,18 +1,17 @@
-//! The writer child process: appends its lines to its journal in keyed batches and
-//! records each acknowledged batch in its ack file. A restarted writer resumes after
-//! its last acknowledged line and re-sends the rest under the same keys, so a batch
-//! that was committed but not acknowledged (killed in between) is stored once.
+//! `tributary-torture writer`, the writer child process of every harness run: its
+//! arguments, then the one keyed writer loop ([`tributary_harness::writer`]), which
+//! appends the run's lines in keyed batches and records each acknowledged batch in the
+//! ack file. A restarted writer resumes after its last acknowledged line and re-sends
+//! the rest under the same keys, so a batch that was committed but not acknowledged
+//! (killed in between) is stored once.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use clap::Args;
-use tributary::{Durability, Journal, JournalOptions};
-
-use crate::common::{expected_line, last_acked, mix, Rng};
+use tributary::Durability;
+use tributary_harness::line::Lines;
+use tributary_harness::writer::Writer;
 
 #[derive(Args, Debug)]
 pub struct WriterArgs {
@@ -52,43 +51,15 @@ pub fn run(a: WriterArgs) -> ExitCode {
 }
 
 fn write(a: &WriterArgs) -> tributary::Result<()> {
-    let opts = JournalOptions { durability: a.durability.parse::<Durability>()?, ..JournalOptions::default() };
-    let journal = Journal::open(&a.journal, opts)?;
-    let mut ack = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&a.ack)
-        .map_err(|e| tributary::Error::io(format!("opening {}", a.ack.display()), e))?;
-    let mut rng = Rng::new(mix(a.run, u64::from(a.writer) ^ tributary::sys::random_u64()));
-    let mut i = last_acked(&a.ack) + 1;
-    let (started, first) = (Instant::now(), i);
-    let mut last_seq = 0u64;
-    while i <= a.lines {
-        if a.rate > 0 {
-            let due = Duration::from_secs_f64((i - first) as f64 / a.rate as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
-        let n = (1 + rng.below(a.max_batch.max(1))).min(a.lines - i + 1);
-        let items: Vec<(Vec<u8>, Vec<u8>)> = (i..i + n)
-            .map(|k| (format!("w{}-{k}", a.writer).into_bytes(), expected_line(a.run, a.writer, k)))
-            .collect();
-        let seqs = journal.append_batch_keyed(&items)?;
-        let mut rec = String::new();
-        for (k, seq) in (i..i + n).zip(&seqs) {
-            // seqs of one writer's lines only ever grow (a re-sent key keeps its first seq)
-            if *seq <= last_seq {
-                return Err(tributary::Error::InvalidArgument(format!(
-                    "journal returned seq {seq} for line {k}, not above the previous {last_seq}"
-                )));
-            }
-            last_seq = *seq;
-            rec.push_str(&format!("{k} {seq}\n"));
-        }
-        // one write(2) per batch: a SIGKILL cannot tear it
-        ack.write_all(rec.as_bytes()).map_err(|e| tributary::Error::io("writing the ack file", e))?;
-        i += n;
+    Writer {
+        journal: a.journal.clone(),
+        ack: a.ack.clone(),
+        writer: a.writer,
+        lines: a.lines,
+        set: Lines::any_bytes(a.run),
+        rate: a.rate,
+        max_batch: a.max_batch,
+        durability: a.durability.parse::<Durability>()?,
     }
-    Ok(())
+    .run()
 }
