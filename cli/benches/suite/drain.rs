@@ -124,6 +124,12 @@ pub(crate) fn run_timed(cmd: &[&std::ffi::OsStr], poll_rss: bool, log: &Path) ->
     })
 }
 
+/// Create a new, empty target (untimed), as a user does once before the first drain:
+/// drains never create one.
+pub(crate) fn init_target(target: &Path) -> R<()> {
+    Compactor::new(target, CompactorOptions::default()).and_then(|c| c.init()).map(drop).ctx("initialising the target")
+}
+
 pub(crate) fn cli_drain(target: &Path, spool: &Path, poll_rss: bool, log: &Path) -> R<ProcRun> {
     sync_all_filesystems();
     let cmd = [TRIBUTARY_EXE.as_ref(), "drain".as_ref(), "--target".as_ref(), target.as_os_str(), "--spool".as_ref()];
@@ -196,6 +202,7 @@ pub(crate) fn t4(cfg: &Cfg, rep: &mut Report) -> R<()> {
         let spool = d.join(format!("spool{r}"));
         let target = d.join(format!("out{r}.log"));
         copy_spool(&tmpl, &spool)?;
+        init_target(&target)?;
         let mut one_drain = || -> R<f64> {
             let p = cli_drain(&target, &spool, false, &log)?;
             drain_rss = drain_rss.max(p.maxrss_kib);
@@ -290,6 +297,7 @@ pub(crate) fn t4(cfg: &Cfg, rep: &mut Report) -> R<()> {
     let journal_disk: u64 =
         fs::read_dir(&big).ctx("listing")?.filter_map(|e| e.ok()).map(|e| file_len(&e.path())).sum();
     let target = d.join("big.log");
+    init_target(&target)?;
     let p = cli_drain(&target, &big, true, &log)?;
     let moved = file_len(&target);
     println!(

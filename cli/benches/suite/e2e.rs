@@ -24,6 +24,7 @@ pub(crate) fn t5(cfg: &Cfg, rep: &mut Report) -> R<()> {
         .ctx("Journal::open")?;
     // Writer thread k appends to journal k % nj (tpj threads share each handle).
     let journals: Vec<Arc<Journal>> = (0..w).map(|k| Arc::clone(&journals[k % nj])).collect();
+    init_target(&target)?;
     let log = d.join("compact.log");
     let log_file = File::create(&log).ctx("log")?;
     let daemon = Command::new(TRIBUTARY_EXE)

@@ -47,7 +47,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
-use tributary::{Durability, Journal, JournalOptions, Reader};
+use tributary::{Compactor, CompactorOptions, Durability, Journal, JournalOptions, Reader};
 
 const CHILD_FLAG: &str = "--trib-bench-child";
 /// Payload bytes of every benchmark line (the `\n` comes on top).
