@@ -3,7 +3,7 @@
 
 Usage: scripts/plot-bench.py target/bench/writers.csv docs/bench-writers.png
 
-The CSV is written by `cargo bench --bench suite` (benches/suite.rs) with the columns
+The CSV is written by `cargo bench --bench suite` (cli/benches/suite/) with the columns
 writers, tributary_lines_per_s, tributary_p99_ms, seed_lines_per_s, seed_p99_ms.
 Needs matplotlib (the bench installs it with pip when it is missing).
 """

@@ -8,6 +8,8 @@
 //! Without them every test here prints SKIPPED and returns. `TRIB_SEED` replays a seed
 //! (the seed of every run is printed).
 
+mod common;
+
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,9 +18,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tributary::{ErrorKind, Journal, JournalOptions, Sidecar, TargetLock};
-
-const TORTURE: &str = env!("CARGO_BIN_EXE_tributary-torture");
-const TRIBUTARY: &str = env!("CARGO_BIN_EXE_tributary");
 
 /// One test at a time: they share the volume and the machine's two cores.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -79,8 +78,8 @@ fn report(line: &str) {
 
 fn soak(mounts: &[PathBuf], kills: &str, lines: &str, extra: &[&str]) -> (Output, HashMap<String, String>) {
     let list = mounts.iter().map(|m| m.display().to_string()).collect::<Vec<_>>().join(",");
-    let mut cmd = Command::new(TORTURE);
-    cmd.args(["multihost", "--tributary", TRIBUTARY, "--mounts", &list])
+    let mut cmd = Command::new(common::torture_bin());
+    cmd.args(["multihost", "--tributary", common::bin(), "--mounts", &list])
         .args(["--kills", kills, "--lines", lines])
         .args(extra);
     if let Ok(seed) = std::env::var("TRIB_SEED") {
@@ -237,7 +236,7 @@ fn run_with_watchdog(mut cmd: Command, limit: Duration) -> (Output, Duration, bo
 }
 
 fn drain_cmd(target: &Path, spool: &Path, lock_timeout_ms: u64) -> Command {
-    let mut c = Command::new(TRIBUTARY);
+    let mut c = Command::new(common::bin());
     c.env_remove("TRIBUTARY_FAILPOINTS")
         .args(["drain", "--target"])
         .arg(target)
@@ -263,7 +262,8 @@ fn a_hung_lock_holder_gives_others_a_lock_timeout_never_a_hang() {
     let mut expected = spool_with_lines(&s1, "host1", 50);
     expected.extend(spool_with_lines(&s2, "host2", 50));
     // the target is created once, through host 1's mount (drains never create one)
-    let out = Command::new(TRIBUTARY).env_remove("TRIBUTARY_FAILPOINTS").args(["init", "--target"]).arg(&t1).output();
+    let out =
+        Command::new(common::bin()).env_remove("TRIBUTARY_FAILPOINTS").args(["init", "--target"]).arg(&t1).output();
     let out = out.unwrap();
     assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
 
@@ -299,7 +299,7 @@ fn a_hung_lock_holder_gives_others_a_lock_timeout_never_a_hang() {
 
     // host 2: a compact daemon keeps retrying and still stops on SIGTERM
     let log = local.path().join("compact.log");
-    let mut daemon = Command::new(TRIBUTARY)
+    let mut daemon = Command::new(common::bin())
         .env_remove("TRIBUTARY_FAILPOINTS")
         .args(["compact", "--target"])
         .arg(&t2)

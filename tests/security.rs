@@ -5,6 +5,8 @@
 //!
 //! The umask is process-global, so tests that set it hold `UMASK`.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -254,7 +256,7 @@ fn open_flags_seen_by_strace() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    let trib = env!("CARGO_BIN_EXE_tributary");
+    let trib = common::bin();
     let journal = d.path().join("a.journal");
     let target = d.path().join("out.log");
     let trace = d.path().join("trace");

@@ -3,12 +3,11 @@
 //! means something), and crash-recovery regressions found while torturing.
 //! The big runs are `scripts/torture` and the CI stage 70 (hundreds of trials).
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output};
-
-const TORTURE: &str = env!("CARGO_BIN_EXE_tributary-torture");
-const TRIBUTARY: &str = env!("CARGO_BIN_EXE_tributary");
 
 /// The `key=value` fields of the harness's `RESULT` line.
 fn result_fields(out: &Output) -> HashMap<String, String> {
@@ -29,8 +28,8 @@ fn num(f: &HashMap<String, String>, k: &str) -> u64 {
 }
 
 fn trials(extra: &[&str]) -> Output {
-    Command::new(TORTURE)
-        .args(["trials", "--fs", "local", "--tributary", TRIBUTARY])
+    Command::new(common::torture_bin())
+        .args(["trials", "--fs", "local", "--tributary", common::bin()])
         .args(extra)
         .output()
         .expect("run tributary-torture")
@@ -63,7 +62,7 @@ fn the_harness_fails_when_its_checker_sees_damage() {
 
 fn cli(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Output {
     use std::io::Write;
-    let mut cmd = Command::new(TRIBUTARY);
+    let mut cmd = Command::new(common::bin());
     cmd.args(args).env_remove("TRIBUTARY_FAILPOINTS");
     for (k, v) in env {
         cmd.env(k, v);

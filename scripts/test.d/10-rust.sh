@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Rust: formatting, lints, unit and integration tests (crash tests kill real processes;
-# durability_order traces the CLI's fsyncs with strace, key_clock uses libfaketime).
+# Rust, every package of the workspace: formatting, lints, unit and integration tests
+# (crash tests kill real processes; durability_order traces the CLI's fsyncs with
+# strace, key_clock uses libfaketime).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # tests/durability_order.rs reads the drain's syscalls with strace; tests/key_clock.rs
@@ -12,8 +13,11 @@ if [ ${#need[@]} != 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -q "${need[@]}" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "${need[@]}" >/dev/null; }
 fi
+# --workspace: the library, cli/ (the `tributary` binary, the bench suite) and harness/
+# (`tributary-torture`, the shared checker)
 cargo fmt --all -- --check
-cargo clippy --all-targets -- -D warnings
-cargo build --release --bins
+cargo clippy --workspace --all-targets -- -D warnings
+# tests/ runs both binaries (tests/common/mod.rs finds them in target/release/)
+cargo build --release --workspace --bins
 # --no-fail-fast: one failing test binary must not hide the results of the others
-cargo test --release --no-fail-fast -- --test-threads=2
+cargo test --release --workspace --no-fail-fast -- --test-threads=2

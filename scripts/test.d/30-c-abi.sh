@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
-cargo build --release --lib
+cargo build --release -p tributary --lib
 cargo test --release --test header_drift
 
 if ! command -v valgrind >/dev/null; then

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 unset TRIBUTARY_LIB   # test the library shipped inside the package
 
-cargo build --release --lib
+cargo build --release -p tributary --lib
 
 venv="$PWD/target/python-venv"
 python="${PYTHON:-python3}"

@@ -32,7 +32,7 @@ fi
 
 # The library the package links (target/release/libtributary.so, by rpath) and the
 # CLI the tests drive (target/release/tributary).
-cargo build --release
+cargo build --release -p tributary -p tributary-cli
 
 cd bindings/go
 unformatted="$(gofmt -l .)"

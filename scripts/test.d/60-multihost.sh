@@ -38,7 +38,7 @@ check() { # check NAME CMD...: a script-level check, counted in the closing line
 }
 
 # build first, so the volume is not up while cargo works
-cargo build --release --bins
+cargo build --release --workspace --bins
 cargo test --release --test multihost --no-run
 
 start=$SECONDS

@@ -13,7 +13,7 @@ if [ "$(id -u)" != 0 ]; then
   echo "SKIPPED (not root): the daemon soak needs a tmpfs and GlusterFS mounts; it did NOT run"
   exit 77
 fi
-cargo build --release --bins
+cargo build --release --workspace --bins
 T=target/release/tributary-torture
 work=$(mktemp -d)
 fs="$work/targetfs"

@@ -26,7 +26,7 @@ if [ $root = 1 ]; then
   fi
 fi
 
-cargo build --release --bins
+cargo build --release --workspace --bins
 cargo test --release --test failpoint_wait
 
 start=$SECONDS

@@ -20,7 +20,7 @@ if ! command -v strace >/dev/null && [ $root = 1 ]; then
   apt-get install -y -q strace >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q strace >/dev/null; }
 fi
 
-cargo build --release --bins
+cargo build --release --workspace --bins
 cargo test --release --test fault_injection --test security --test torture -- --test-threads=2
 
 start=$SECONDS

@@ -23,6 +23,6 @@ if ! command -v python3 >/dev/null; then
   exit 77
 fi
 
-cargo build --release --bins
+cargo build --release --workspace --bins
 scripts/crash-states --self-test
 exec scripts/crash-states --jobs 2 --min-states 1000

@@ -1,14 +1,97 @@
-//! Helpers shared by the integration tests: real files in temp dirs, the real CLI.
+//! Helpers shared by the integration tests: real files in temp dirs, the real CLI and
+//! the torture harness (found at run time, see [`cargo_bin`]).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::SystemTime;
 
 use tributary::{Compactor, CompactorOptions, Journal, JournalOptions, Manifest, Sidecar};
 
+/// The `tributary` CLI (package `tributary-cli`, built from `src/`, `cli/src/` and the
+/// harness library `harness/src/` but its `bin/`).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_tributary")
+    static EXE: OnceLock<String> = OnceLock::new();
+    EXE.get_or_init(|| cargo_bin("tributary", &["src", "cli/src", "harness/src"], &["harness/src/bin"]))
+}
+
+/// The `tributary-torture` harness (package `tributary-harness`, built from `src/` and
+/// `harness/src/`).
+pub fn torture_bin() -> &'static str {
+    static EXE: OnceLock<String> = OnceLock::new();
+    EXE.get_or_init(|| cargo_bin("tributary-torture", &["src", "harness/src"], &[]))
+}
+
+/// The binary `name` that cargo built into the `target/<profile>/` this test runs from
+/// (the test itself is `target/<profile>/deps/<test>-<hash>`).
+///
+/// The binaries belong to other packages of the workspace (`cli/`, `harness/`), so cargo
+/// gives these tests no `CARGO_BIN_EXE_*` for them and does not build them for a test
+/// of this package alone. `cargo test --workspace` (and `scripts/test.d/10-rust.sh`)
+/// builds them before any test runs, because their packages have integration tests of
+/// their own. A test run without them, or with one older than a source file it is built
+/// from (`sources`, the `.rs` files under these folders of the repository but those
+/// under `not_under`: what cargo would rebuild it for), fails here and names the
+/// command that builds them, instead of testing an old binary.
+pub fn cargo_bin(name: &str, sources: &[&str], not_under: &[&str]) -> String {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let mut dir = exe.parent().expect("the test executable's folder").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let profile = dir.file_name().map(|p| p.to_string_lossy().to_string()).unwrap_or_default();
+    let flag = match profile.as_str() {
+        "debug" => String::new(),
+        "release" => " --release".to_string(),
+        other => format!(" --profile {other}"),
+    };
+    let build =
+        format!("cargo build{flag} --workspace --bins` (or `cargo test{flag} --workspace`, which builds them first)");
+    let path = dir.join(name);
+    let built = match std::fs::metadata(&path) {
+        Ok(m) => m.modified().expect("mtime"),
+        Err(e) => panic!(
+            "{} is missing ({e}): this test runs the `{name}` binary of another package of the workspace, which cargo \
+             does not build for one package's tests; build it with `{build}",
+            path.display()
+        ),
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let skip: Vec<PathBuf> = not_under.iter().map(|d| root.join(d)).collect();
+    let mut newest: Option<(SystemTime, PathBuf)> = None;
+    for d in sources {
+        newest_rs(&root.join(d), &skip, &mut newest);
+    }
+    if let Some((_, file)) = newest.filter(|(t, _)| *t > built) {
+        panic!(
+            "{} is older than {} (changed since the binary was built): rebuild it with `{build}",
+            path.display(),
+            file.display()
+        );
+    }
+    path.display().to_string()
+}
+
+/// The most recently modified `.rs` file under `dir` (recursively), but under `skip`.
+fn newest_rs(dir: &Path, skip: &[PathBuf], newest: &mut Option<(SystemTime, PathBuf)>) {
+    if skip.iter().any(|s| s == dir) {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(m) = e.metadata() else { continue };
+        if m.is_dir() {
+            newest_rs(&p, skip, newest);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            let t = m.modified().expect("mtime");
+            if newest.as_ref().is_none_or(|(n, _)| t > *n) {
+                *newest = Some((t, p));
+            }
+        }
+    }
 }
 
 pub fn cli(args: &[&str]) -> Output {

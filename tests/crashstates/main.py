@@ -479,7 +479,7 @@ def main(argv=None):
     torture = os.path.abspath(a.torture or os.path.join(bin_dir, "tributary-torture"))
     for b in (os.path.join(bin_dir, "tributary"), torture):
         if not os.access(b, os.X_OK):
-            print(f"crash-states: SKIPPED: {b} is not built (cargo build --release --bins)")
+            print(f"crash-states: SKIPPED: {b} is not built (cargo build --release --workspace --bins)")
             return 77
     model_names = models.MODELS if a.model == "all" else (a.model,)
     known = workloads.by_name()

@@ -267,7 +267,8 @@ def by_name():
     return {w.name: w for w in WORKLOADS}
 
 
-# --- the keyed writer's exact line bytes (src/bin/tributary-torture/common.rs) ---
+# --- the keyed writer's exact line bytes (harness/src/line.rs, Payload::AnyBytes; its
+# test the_harness_lines_are_the_ones_the_crash_state_checker_recomputes pins a few) ---
 M64 = (1 << 64) - 1
 
 

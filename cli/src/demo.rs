@@ -4,16 +4,24 @@
 //! seqs they were told are durable) and two `compact` processes racing for the lock
 //! are SIGKILLed at random moments and restarted. Then the target is checked: every
 //! acknowledged line exactly once, nothing torn, per-writer order kept, `verify` clean.
+//!
+//! This file owns the demo's orchestration and its report; the writer loop, the ack
+//! files, the RNG and the exactly-once checker are the torture harness's
+//! (`tributary_harness`), so the demo proves what the harness proves, the same way.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use tributary::{verify, Compactor, CompactorOptions, Error, Journal, JournalOptions, Manifest, Sidecar};
+use tributary::{verify, Compactor, CompactorOptions, Durability, Error, Manifest, Sidecar};
+use tributary_harness::ack;
+use tributary_harness::check::{self, Allow, Verdict};
+use tributary_harness::line::Lines;
+use tributary_harness::rng::Rng;
+use tributary_harness::writer::Writer;
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -58,84 +66,21 @@ pub struct WriterArgs {
     rate: u64,
 }
 
-/// xorshift64*: small, seedable, good enough for schedules and payloads.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-/// The exact line writer `w` appends as its `i`th line: the checker recomputes it, so
-/// a torn or altered line cannot pass.
-pub fn expected_line(seed: u64, w: u32, i: u64) -> String {
-    let mut rng = Rng::new(seed ^ ((w as u64) << 40) ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let len = rng.below(96) as usize;
-    let payload: String = (0..len).map(|_| (b'a' + rng.below(26) as u8) as char).collect();
-    format!("w{w} {i:08} {payload}")
-}
-
-/// Highest line index this writer has an acknowledgement for (0 = none).
-fn last_acked(ack: &Path) -> u64 {
-    read_acks(ack).last().map_or(0, |(i, _)| *i)
-}
-
-/// `(line index, seq)` pairs from an ack file; a torn last record is ignored.
-fn read_acks(ack: &Path) -> Vec<(u64, u64)> {
-    let Ok(f) = File::open(ack) else { return Vec::new() };
-    BufReader::new(f)
-        .split(b'\n')
-        .map_while(Result::ok)
-        .filter_map(|l| {
-            let s = std::str::from_utf8(&l).ok()?;
-            let (i, seq) = s.split_once(' ')?;
-            Some((i.parse().ok()?, seq.parse().ok()?))
-        })
-        .collect()
-}
-
-/// One writer process: keyed batches (a restarted writer re-sends its unacknowledged
-/// lines; the keys make that exactly-once), each acknowledged in the ack file.
+/// One writer process: keyed batches of 1–16 lines (a restarted writer re-sends its
+/// unacknowledged lines; the keys make that exactly-once), each acknowledged in the ack
+/// file. The demo's lines are readable ones (`tributary tail` shows them).
 pub fn writer(a: WriterArgs) -> Result<ExitCode, Error> {
-    let journal = Journal::open(&a.journal, JournalOptions::default())?;
-    let mut ack = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&a.ack)
-        .map_err(|e| Error::io(format!("opening {}", a.ack.display()), e))?;
-    let mut rng = Rng::new(a.seed ^ u64::from(a.writer) ^ tributary::sys::random_u64());
-    let mut i = last_acked(&a.ack) + 1;
-    let (started, first) = (Instant::now(), i);
-    while i <= a.lines {
-        if a.rate > 0 {
-            // Pace from this process's start: a restarted writer keeps the same rate.
-            let due = Duration::from_secs_f64((i - first) as f64 / a.rate as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
-        let n = (1 + rng.below(16)).min(a.lines - i + 1);
-        let items: Vec<(String, String)> =
-            (i..i + n).map(|k| (format!("w{}-{k}", a.writer), expected_line(a.seed, a.writer, k))).collect();
-        let seqs = journal.append_batch_keyed(&items)?;
-        let mut rec = String::new();
-        for (k, seq) in (i..i + n).zip(seqs) {
-            rec.push_str(&format!("{k} {seq}\n"));
-        }
-        // One write(2) per batch: a SIGKILL cannot tear it.
-        ack.write_all(rec.as_bytes()).map_err(|e| Error::io("writing the ack file", e))?;
-        i += n;
+    Writer {
+        journal: a.journal,
+        ack: a.ack,
+        writer: a.writer,
+        lines: a.lines,
+        set: Lines::letters(a.seed),
+        rate: a.rate,
+        max_batch: 16,
+        durability: Durability::Full,
     }
+    .run()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -300,7 +245,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode, Error> {
         }
         if last_progress.elapsed() >= Duration::from_secs(1) {
             last_progress = Instant::now();
-            let acked: u64 = (1..=a.writers).map(|w| last_acked(&acks.join(format!("w{w}.ack")))).sum();
+            let acked: u64 = (1..=a.writers).map(|w| ack::last_index(&acks.join(format!("w{w}.ack")))).sum();
             say!(
                 "  [{:5.1}s] acknowledged {acked:>7} | committed {:>7} | kills {killed}/{}",
                 start.elapsed().as_secs_f64(),
@@ -327,7 +272,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode, Error> {
     let final_drain = Compactor::new(&target, CompactorOptions::default())?.drain_spool(&spool)?;
     let elapsed = start.elapsed().as_secs_f64();
 
-    let check = check_target(&target, &acks, a.writers, seed)?;
+    let check = check_target(&target, &acks, a.writers, a.lines, seed)?;
     let v = verify(&target)?;
     let lines_per_s = check.lines as f64 / elapsed;
     say!("\nresult:");
@@ -348,12 +293,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode, Error> {
     say!("  out of order:           {}", check.out_of_order);
     say!("  final drain moved:      {} lines", final_drain.lines);
     say!("  verify:                 {}", if v.is_consistent() { "ok".to_string() } else { v.problems.join("; ") });
-    let ok = check.lost == 0
-        && check.duplicated == 0
-        && check.torn == 0
-        && check.out_of_order == 0
-        && v.is_consistent()
-        && check.lines == total;
+    let ok = check.exactly_once() && v.is_consistent() && check.lines == total;
     if !ok {
         if check.lines != total {
             eprintln!("demo: FAILED: expected {total} lines, found {}", check.lines);
@@ -373,53 +313,21 @@ fn kill_all(procs: &mut [Proc]) {
     }
 }
 
-#[derive(Debug, Default)]
-struct Check {
-    lines: u64,
-    acked: u64,
-    lost: u64,
-    duplicated: u64,
-    torn: u64,
-    out_of_order: u64,
-}
-
-fn check_target(target: &Path, acks: &Path, writers: u32, seed: u64) -> Result<Check, Error> {
-    let mut c = Check::default();
-    let mut count: HashMap<(u32, u64), u32> = HashMap::new();
-    let mut last_index: HashMap<u32, u64> = HashMap::new();
-    let f = File::open(target).map_err(|e| Error::io(format!("opening {}", target.display()), e))?;
-    for line in BufReader::new(f).split(b'\n') {
-        let line = line.map_err(|e| Error::io("reading the target", e))?;
-        c.lines += 1;
-        let parsed = std::str::from_utf8(&line).ok().and_then(|s| {
-            let mut it = s.splitn(3, ' ');
-            let w: u32 = it.next()?.strip_prefix('w')?.parse().ok()?;
-            let i: u64 = it.next()?.parse().ok()?;
-            Some((w, i, s))
-        });
-        match parsed {
-            Some((w, i, s)) if s == expected_line(seed, w, i) => {
-                let n = count.entry((w, i)).or_default();
-                *n += 1;
-                if *n > 1 {
-                    c.duplicated += 1;
-                }
-                let last = last_index.entry(w).or_default();
-                if i <= *last {
-                    c.out_of_order += 1;
-                }
-                *last = i;
-            }
-            _ => c.torn += 1,
-        }
-    }
-    for w in 1..=writers {
-        for (i, _seq) in read_acks(&acks.join(format!("w{w}.ack"))) {
-            c.acked += 1;
-            if !count.contains_key(&(w, i)) {
-                c.lost += 1;
-            }
-        }
-    }
-    Ok(c)
+/// The target against the writers' ack files, with the harness's checker: every
+/// acknowledged line exactly once, in per-writer order, nothing torn, nothing a writer
+/// did not attempt (an unacknowledged line, killed between its commit and its ack, may
+/// be there once). Every acknowledged line missing counts as lost (`drained_seq` is
+/// not consulted: the demo reports no "held" apart).
+fn check_target(target: &Path, acks: &Path, writers: u32, lines: u64, seed: u64) -> Result<Verdict, Error> {
+    let bytes = fs::read(target).map_err(|e| Error::io(format!("reading {}", target.display()), e))?;
+    let ws: Vec<check::Writer> = (1..=writers)
+        .map(|w| check::Writer {
+            id: w,
+            lines,
+            acked: ack::read(&acks.join(format!("w{w}.ack"))),
+            drained_seq: u64::MAX,
+            full: true,
+        })
+        .collect();
+    Ok(check::check(&Lines::letters(seed), &[&bytes], &ws, &Allow::default()))
 }

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::common::{
-    check_target, journal_drained_seq, last_acked, path_str, random_seed, strings, tributary_exe, Exit, Proc, Rng,
-    WriterSpec,
-};
+use tributary_harness::ack;
+use tributary_harness::rng::{random_seed, Rng};
+
+use crate::common::{check_target, journal_drained_seq, path_str, strings, tributary_exe, Exit, Proc, WriterSpec};
 
 #[derive(Args, Debug)]
 pub struct SoakArgs {
@@ -128,7 +128,7 @@ fn soak(a: &SoakArgs) -> Result<bool, String> {
     }
     let mut faults = Faults::default();
     let mut failures = Vec::new();
-    let all_acked = |specs: &[WriterSpec]| specs.iter().all(|w| last_acked(&w.ack) >= w.lines);
+    let all_acked = |specs: &[WriterSpec]| specs.iter().all(|w| ack::last_index(&w.ack) >= w.lines);
     // Faults until every writer has acknowledged every line.
     while !all_acked(&specs) {
         if let Some(e) = daemon.poll() {
@@ -145,7 +145,7 @@ fn soak(a: &SoakArgs) -> Result<bool, String> {
                     println!("soak: {} ended: {m}; restarting it", w.name);
                 }
             }
-            if !w.running() && last_acked(&spec.ack) < spec.lines {
+            if !w.running() && ack::last_index(&spec.ack) < spec.lines {
                 w.start(None, None).map_err(|e| e.to_string())?;
             }
         }
@@ -184,7 +184,7 @@ fn soak(a: &SoakArgs) -> Result<bool, String> {
     // Every acknowledged line must reach the target: wait for the condition (the
     // deadline only turns a wedged daemon into a failure).
     let deadline = Instant::now() + Duration::from_secs(600);
-    let drained = |specs: &[WriterSpec]| specs.iter().all(|w| journal_drained_seq(&w.journal) >= read_last_seq(&w.ack));
+    let drained = |specs: &[WriterSpec]| specs.iter().all(|w| journal_drained_seq(&w.journal) >= ack::last_seq(&w.ack));
     while failures.is_empty() && !drained(&specs) {
         if let Some(e) = daemon.poll() {
             failures.push(format!("the daemon exited: {e:?}"));
@@ -227,11 +227,6 @@ fn soak(a: &SoakArgs) -> Result<bool, String> {
         println!("soak: the daemon's log ({}):\n{log}", daemon_log.display());
     }
     Ok(failures.is_empty())
-}
-
-/// The seq of a writer's last acknowledged line.
-fn read_last_seq(ack: &Path) -> u64 {
-    crate::common::read_acks(ack).iter().map(|(_, s)| *s).max().unwrap_or(0)
 }
 
 /// Fill the target's filesystem to the last byte, wait until the daemon has met the

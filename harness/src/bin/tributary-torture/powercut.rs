@@ -31,7 +31,7 @@
 //! Some trials cut the recovery itself (a recovery drain frozen at a failpoint), then
 //! recover again. Needs root, loop devices, mkfs.ext4/mkfs.xfs; otherwise exits 77.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -43,7 +43,12 @@ use clap::{Args, ValueEnum};
 
 use tributary::{Manifest, Sidecar};
 
-use crate::common::{last_error_line, mix, path_str, random_seed, read_acks, tally_line, Rng};
+use tributary_harness::ack;
+use tributary_harness::check::{self, Allow};
+use tributary_harness::line::Lines;
+use tributary_harness::rng::{mix, random_seed, Rng};
+
+use crate::common::{last_error_line, path_str};
 
 /// `_IOR('X', 125, __u32)` = (2 << 30) | (4 << 16) | (0x58 << 8) | 125 = 0x8004587D
 /// (the same number as XFS_IOC_GOINGDOWN and F2FS_IOC_SHUTDOWN; 125 is 0x7D, not 0x5D).
@@ -591,7 +596,8 @@ struct Acked {
     full: bool,
     /// highest index it may ever append (a larger one is foreign)
     lines: u64,
-    acked: Vec<u64>,
+    /// `(index, seq)` records of its ack file
+    acked: Vec<(u64, u64)>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -643,64 +649,39 @@ impl Tally {
     }
 }
 
-/// Check the target's generations (oldest first) against what was acknowledged.
-/// `header`: a pre-existing first line that may be there once, first. `retention_gap`:
-/// older generations were deleted by retention, so a writer's acked lines below the
-/// first one still present may be gone with them.
+/// Check the target's generations (oldest first) against what was acknowledged, with
+/// the one checker ([`tributary_harness::check`]): a power cut excuses missing lines of
+/// `normal` writers (never of `full` ones). `header`: a pre-existing first line that
+/// may be there once, first. `retention_gap`: older generations were deleted by
+/// retention, so a writer's acked lines below the first one still present may be gone
+/// with them.
 fn check(run: u64, files: &[Vec<u8>], header: Option<&[u8]>, writers: &[Acked], retention_gap: bool) -> Tally {
-    let mut t = Tally::default();
-    let by_id: HashMap<u32, &Acked> = writers.iter().map(|w| (w.id, w)).collect();
-    let mut count: HashMap<(u32, u64), u32> = HashMap::new();
-    let mut last: HashMap<u32, u64> = HashMap::new();
-    let mut first_line = true;
-    for bytes in files {
-        let (body, tail) = match bytes.iter().rposition(|&b| b == b'\n') {
-            Some(p) => (&bytes[..=p], &bytes[p + 1..]),
-            None => (&bytes[..0], &bytes[..]),
-        };
-        if !tail.is_empty() {
-            t.torn += 1;
-        }
-        let mut lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
-        lines.pop();
-        for line in lines {
-            let is_first = std::mem::replace(&mut first_line, false);
-            if is_first && header == Some(line) {
-                continue;
-            }
-            let seen = tally_line(line, run, |w| by_id.get(&w).map(|a| a.lines), &mut count, &mut last);
-            t.duplicated += u64::from(seen.duplicated);
-            t.out_of_order += u64::from(seen.out_of_order);
-            t.torn += u64::from(seen.torn);
-        }
+    let generations: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
+    let ws: Vec<check::Writer> = writers
+        .iter()
+        .map(|a| check::Writer {
+            id: a.id,
+            lines: a.lines,
+            acked: a.acked.clone(),
+            // after a power cut, an acked line missing is lost whatever its journal says
+            drained_seq: u64::MAX,
+            full: a.full,
+        })
+        .collect();
+    let allow = Allow { header, power_cut: true, retention_gap };
+    let v = check::check(&Lines::any_bytes(run), &generations, &ws, &allow);
+    Tally {
+        cuts: 0,
+        acked_full: v.acked - v.acked_normal,
+        acked_normal: v.acked_normal,
+        lost: v.lost + v.held,
+        duplicated: v.duplicated,
+        torn: v.torn,
+        out_of_order: v.out_of_order,
+        normal_missing: v.normal_missing,
+        rotated_out: v.rotated_out,
+        unacked_present: v.unacked_present,
     }
-    let mut min_present: HashMap<u32, u64> = HashMap::new();
-    for (w, i) in count.keys() {
-        let m = min_present.entry(*w).or_insert(*i);
-        *m = (*m).min(*i);
-    }
-    for a in writers {
-        let acked: HashSet<u64> = a.acked.iter().copied().collect();
-        for i in &acked {
-            if a.full {
-                t.acked_full += 1;
-            } else {
-                t.acked_normal += 1;
-            }
-            if count.contains_key(&(a.id, *i)) {
-                continue;
-            }
-            if retention_gap && min_present.get(&a.id).is_none_or(|m| i < m) {
-                t.rotated_out += 1;
-            } else if a.full {
-                t.lost += 1;
-            } else {
-                t.normal_missing += 1;
-            }
-        }
-        t.unacked_present += count.keys().filter(|(w, i)| *w == a.id && !acked.contains(i)).count() as u64;
-    }
-    t
 }
 
 /// The target's generation files, oldest first, and whether a generation is missing.
@@ -749,7 +730,7 @@ struct W {
     ack: PathBuf,
     /// the acks that count (taken just before the cut that ended this writer's life);
     /// None: the ack file as it is at check time (the writer finished before any cut)
-    snapshot: Option<Vec<u64>>,
+    snapshot: Option<Vec<(u64, u64)>>,
 }
 
 impl W {
@@ -758,7 +739,7 @@ impl W {
             id: self.id,
             full: self.full,
             lines: self.lines,
-            acked: self.snapshot.clone().unwrap_or_else(|| read_acks(&self.ack).iter().map(|(i, _)| *i).collect()),
+            acked: self.snapshot.clone().unwrap_or_else(|| ack::read(&self.ack)),
         }
     }
 }
@@ -844,7 +825,7 @@ impl<'a> Trial<'a> {
         self.plan
             .writers
             .iter()
-            .map(|wp| self.writers.iter().find(|w| w.id == wp.id).map_or(0, |w| read_acks(&w.ack).len() as u64))
+            .map(|wp| self.writers.iter().find(|w| w.id == wp.id).map_or(0, |w| ack::read(&w.ack).len() as u64))
             .collect()
     }
 
@@ -937,7 +918,7 @@ impl<'a> Trial<'a> {
     fn cut(&mut self, disk: &mut Disk) -> Result<(), String> {
         for w in &mut self.writers {
             if w.snapshot.is_none() {
-                w.snapshot = Some(read_acks(&w.ack).iter().map(|(i, _)| *i).collect());
+                w.snapshot = Some(ack::read(&w.ack));
             }
         }
         let r = shutdown_fs(&self.mnt).map_err(|e| format!("FS_IOC_SHUTDOWN on {}: {e}", self.mnt.display()));
@@ -1397,19 +1378,18 @@ pub fn run(a: PowercutArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::common::expected_line;
 
     fn lines(run: u64, ls: &[(u32, u64)]) -> Vec<u8> {
         let mut v = Vec::new();
         for (w, i) in ls {
-            v.extend_from_slice(&expected_line(run, *w, *i));
+            v.extend_from_slice(&Lines::any_bytes(run).line(*w, *i));
             v.push(b'\n');
         }
         v
     }
 
     fn acked(id: u32, full: bool, acked: &[u64]) -> Acked {
-        Acked { id, full, lines: 100, acked: acked.to_vec() }
+        Acked { id, full, lines: 100, acked: acked.iter().map(|&i| (i, i)).collect() }
     }
 
     #[test]

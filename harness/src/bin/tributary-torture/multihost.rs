@@ -19,9 +19,12 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use tributary::{Manifest, Sidecar};
 
+use tributary_harness::ack;
+use tributary_harness::rng::{random_seed, Rng};
+
 use crate::common::{
-    check_target, drain_failpoints, error_kind, journal_drained_seq, path_str, random_seed, strings, tributary_exe,
-    Exit, Proc, Rng, WriterSpec,
+    check_target, drain_failpoints, error_kind, journal_drained_seq, path_str, strings, tributary_exe, Exit, Proc,
+    WriterSpec,
 };
 
 #[derive(Args, Debug)]
@@ -323,7 +326,7 @@ pub fn run(a: MultihostArgs) -> ExitCode {
         }
         if last_progress.elapsed() >= Duration::from_secs(2) {
             last_progress = Instant::now();
-            let acked: u64 = writers.iter().map(|w| crate::common::last_acked(&w.spec.ack)).sum();
+            let acked: u64 = writers.iter().map(|w| ack::last_index(&w.spec.ack)).sum();
             println!(
                 "  [{:5.1}s] acknowledged {acked:>7} | committed {:>7} | kills {kills}/{} | errors {}",
                 secs(start),
@@ -344,7 +347,7 @@ pub fn run(a: MultihostArgs) -> ExitCode {
     }
 
     // drain-out: let the daemons catch up (restarting any that die at a failpoint)
-    let acked_total: u64 = writers.iter().map(|w| crate::common::read_acks(&w.spec.ack).len() as u64).sum();
+    let acked_total: u64 = writers.iter().map(|w| ack::read(&w.spec.ack).len() as u64).sum();
     let until = Instant::now() + Duration::from_secs(a.drain_out_secs);
     let (mut last_committed, mut last_change) = (0u64, Instant::now());
     while !aborted && Instant::now() < until {

@@ -17,9 +17,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 
+use tributary_harness::check::Verdict;
+use tributary_harness::rng::{mix, random_seed, Rng};
+
 use crate::common::{
-    check_target, drain_failpoints, journal_drained_seq, mix, path_str, random_seed, strings, tributary_exe, Check,
-    Exit, Proc, Rng, WriterSpec,
+    check_target, drain_failpoints, journal_drained_seq, path_str, strings, tributary_exe, Exit, Proc, WriterSpec,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -79,7 +81,7 @@ enum Action {
 
 #[derive(Debug, Default)]
 struct Outcome {
-    check: Check,
+    check: Verdict,
     kills_writers: u64,
     kills_compactors: u64,
     kills_by_failpoint: u64,

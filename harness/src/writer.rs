@@ -1,0 +1,76 @@
+//! The keyed writer loop of the demo's and the harness's writer children (`tributary
+//! demo-writer`, `tributary-torture writer`): appends lines `1..=lines` of a run to its
+//! journal in keyed batches and records each acknowledged batch in its ack file.
+//!
+//! A restarted writer resumes after its last acknowledged line and re-sends the rest
+//! under the same keys (`w<writer>-<index>`), so a batch that was committed but not
+//! acknowledged (killed in between) is stored once, under its first seq.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tributary::{Durability, Error, Journal, JournalOptions};
+
+use crate::ack::{self, AckFile};
+use crate::line::Lines;
+use crate::rng::{mix, Rng};
+
+/// One writer child's job.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    pub journal: PathBuf,
+    pub ack: PathBuf,
+    /// The writer's id, `w` in its lines and keys.
+    pub writer: u32,
+    /// Lines to append in all (line indexes `1..=lines`).
+    pub lines: u64,
+    /// The run's lines (their bytes).
+    pub set: Lines,
+    /// Lines per second at most (0 = as fast as it can), paced from this process's start.
+    pub rate: u64,
+    /// Largest batch (one transaction, one ack write); each batch is 1..=max_batch lines.
+    pub max_batch: u64,
+    pub durability: Durability,
+}
+
+impl Writer {
+    /// Append every line not acknowledged yet; `Ok` once all are.
+    pub fn run(&self) -> tributary::Result<()> {
+        let opts = JournalOptions { durability: self.durability, ..JournalOptions::default() };
+        let journal = Journal::open(&self.journal, opts)?;
+        let mut acks = AckFile::open(&self.ack).map_err(|e| Error::io(format!("opening {}", self.ack.display()), e))?;
+        // batch sizes differ from life to life (the random part): restarts cut elsewhere
+        let mut rng = Rng::new(mix(self.set.run, u64::from(self.writer) ^ tributary::sys::random_u64()));
+        let mut i = ack::last_index(&self.ack) + 1;
+        let (started, first) = (Instant::now(), i);
+        let mut last_seq = 0u64;
+        while i <= self.lines {
+            if self.rate > 0 {
+                let due = Duration::from_secs_f64((i - first) as f64 / self.rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            let n = (1 + rng.below(self.max_batch.max(1))).min(self.lines - i + 1);
+            let items: Vec<(Vec<u8>, Vec<u8>)> = (i..i + n)
+                .map(|k| (format!("w{}-{k}", self.writer).into_bytes(), self.set.line(self.writer, k)))
+                .collect();
+            let seqs = journal.append_batch_keyed(&items)?;
+            let mut acked = Vec::with_capacity(seqs.len());
+            for (k, seq) in (i..i + n).zip(seqs) {
+                // seqs of one writer's lines only ever grow (a re-sent key keeps its first seq)
+                if seq <= last_seq {
+                    return Err(Error::InvalidArgument(format!(
+                        "journal returned seq {seq} for line {k}, not above the previous {last_seq}"
+                    )));
+                }
+                last_seq = seq;
+                acked.push((k, seq));
+            }
+            // one write(2) per batch: a SIGKILL cannot tear it
+            acks.record(&acked).map_err(|e| Error::io("writing the ack file", e))?;
+            i += n;
+        }
+        Ok(())
+    }
+}
