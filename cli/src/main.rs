@@ -23,8 +23,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 use tributary::{
-    spool_journals, status, validate_line, verify, Compactor, CompactorOptions, Cursor, CursorStore, Durability, Error,
-    ErrorKind, Journal, JournalOptions, Reader,
+    spool_journals, status, validate_line, verify, Compactor, CompactorOptions, Cursor, CursorStore, DaemonEvent,
+    DaemonOptions, Durability, Error, Journal, JournalOptions, Reader,
 };
 
 #[derive(Parser)]
@@ -484,169 +484,41 @@ fn cmd_retire(a: RetireArgs) -> CmdResult {
 /// should not restart it (systemd: `RestartPreventExitStatus=3`).
 const EXIT_NEEDS_A_HUMAN: u8 = 3;
 
-/// Errors after which the daemon stops: retrying cannot help and would hide them.
-fn needs_a_human(e: &Error) -> bool {
-    e.kind().needs_a_human() || (e.kind() == ErrorKind::UnsafeFilesystem && e.journal_path().is_none())
-}
-
-/// What the daemon has said about each problem, so it says it once (and once more
-/// when it is over), not once per round.
-#[derive(Default)]
-struct Reported(std::collections::BTreeMap<String, String>);
-
-impl Reported {
-    /// Say `msg` about `what` unless it was the last thing said about it.
-    fn problem(&mut self, what: &str, msg: String) {
-        if self.0.get(what) != Some(&msg) {
-            eprintln!("tributary compact: {msg}");
-            self.0.insert(what.to_string(), msg);
-        }
-    }
-    fn resolved(&mut self, what: &str, how: &str) {
-        if self.0.remove(what).is_some() {
-            eprintln!("tributary compact: {what}: {how}");
-        }
-    }
-}
-
-/// A journal set aside (junk, half-created, restored, ...): retried when its file
-/// changes, and at least every minute.
-struct SetAside {
-    since: Instant,
-    stamp: Stamp,
-}
-
-/// Size and change time of a journal and its `-wal` (a writer's commits land there).
-type Stamp = [Option<(u64, i64, i64)>; 2];
-
-fn file_stamp(p: &Path) -> Stamp {
-    use std::os::unix::fs::MetadataExt;
-    let of = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.len(), m.ctime(), m.ctime_nsec()));
-    let mut wal = p.as_os_str().to_owned();
-    wal.push("-wal");
-    [of(p), of(Path::new(&wal))]
-}
-
 fn cmd_compact(a: CompactArgs) -> CmdResult {
     tributary::sys::install_stop_handlers();
     let compactor = a.flags.compactor(&a.target)?;
-    let interval = Duration::from_millis(a.interval);
-    let mut journals: Vec<Journal> = Vec::new();
-    let mut aside: std::collections::BTreeMap<PathBuf, SetAside> = Default::default();
-    let mut reported = Reported::default();
-    let mut rotation = 0usize;
-    let (mut total_lines, mut rounds) = (0u64, 0u64);
-    // Transient trouble (a full disk, a remounting share, a spool not there yet): wait
-    // longer each time, up to 30 s, and start again from the interval once it clears.
-    let mut backoff = interval;
-    let target_key = format!("target {}", a.target.display());
-    while !tributary::sys::stop_requested() {
-        let mut pause = interval;
-        match compact_once(&compactor, &a, &mut journals, &mut aside, &mut reported, &mut rotation) {
-            Ok(r) => {
-                reported.resolved(&target_key, "draining again");
-                backoff = interval;
-                if r.lines > 0 {
-                    total_lines += r.lines;
-                    rounds += 1;
-                    pause = Duration::ZERO;
-                    if a.verbose {
-                        say!("committed {} line(s), {} byte(s); epoch {}", r.lines, r.bytes, r.epoch);
-                    }
-                }
-            }
-            // Another host holds the lock, or ours was lost mid-round: try again later.
-            Err(e) if matches!(e.kind(), ErrorKind::LockTimeout | ErrorKind::LockLost) => {
-                eprintln!("tributary compact: {e}; retrying");
-            }
-            Err(e) if needs_a_human(&e) => {
-                eprintln!("tributary: error [{}]: {e}", e.kind().name());
-                eprintln!(
-                    "tributary compact: stopped after {rounds} committing round(s), {total_lines} line(s): this \
-                     needs a human (exit {EXIT_NEEDS_A_HUMAN})"
-                );
-                return Ok(ExitCode::from(EXIT_NEEDS_A_HUMAN));
-            }
-            Err(e) => {
-                reported.problem(&target_key, format!("error [{}]: {e}; retrying with backoff", e.kind().name()));
-                pause = backoff;
-                backoff = (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
-            }
+    let mut opts = DaemonOptions::default();
+    opts.interval = Duration::from_millis(a.interval);
+    // The library's daemon loop (Compactor::run): the same one the bindings run.
+    let summary = compactor.run(&a.spool, &opts, &tributary::sys::stop_requested, &mut |event| match event {
+        DaemonEvent::Committed(r) if a.verbose => {
+            say!("committed {} line(s), {} byte(s); epoch {}", r.lines, r.bytes, r.epoch);
         }
-        let now = Instant::now();
-        let until = now.checked_add(pause).unwrap_or(now + Duration::from_secs(86_400));
-        while Instant::now() < until && !tributary::sys::stop_requested() {
-            std::thread::sleep(Duration::from_millis(10).min(pause));
+        // Another host holds the lock, or ours was lost mid-round: tried again later.
+        DaemonEvent::Contended(e) => eprintln!("tributary compact: {e}; retrying"),
+        DaemonEvent::Problem { subject, error, set_aside: true } => {
+            eprintln!("tributary compact: {subject} set aside: error [{}]: {error}", error.kind().name());
         }
+        DaemonEvent::Problem { error, .. } => {
+            eprintln!("tributary compact: error [{}]: {error}; retrying with backoff", error.kind().name());
+        }
+        DaemonEvent::Resolved { subject } if subject.starts_with("journal ") => {
+            eprintln!("tributary compact: {subject}: opened; draining it");
+        }
+        DaemonEvent::Resolved { subject } => eprintln!("tributary compact: {subject}: draining again"),
+        _ => {}
+    });
+    let (rounds, lines) = (summary.rounds, summary.lines);
+    if let Some(e) = summary.stopped_by {
+        eprintln!("tributary: error [{}]: {e}", e.kind().name());
+        eprintln!(
+            "tributary compact: stopped after {rounds} committing round(s), {lines} line(s): this needs a human \
+             (exit {EXIT_NEEDS_A_HUMAN})"
+        );
+        return Ok(ExitCode::from(EXIT_NEEDS_A_HUMAN));
     }
-    eprintln!("tributary compact: stopped after {rounds} committing round(s), {total_lines} line(s)");
+    eprintln!("tributary compact: stopped after {rounds} committing round(s), {lines} line(s)");
     Ok(ExitCode::SUCCESS)
-}
-
-/// One pass of the daemon: pick up the spool's journals (setting aside the ones that
-/// cannot be opened), then one round over the healthy ones; a journal the round
-/// refuses is set aside and the round retried without it.
-fn compact_once(
-    compactor: &Compactor,
-    a: &CompactArgs,
-    journals: &mut Vec<Journal>,
-    aside: &mut std::collections::BTreeMap<PathBuf, SetAside>,
-    reported: &mut Reported,
-    rotation: &mut usize,
-) -> Result<tributary::DrainReport, Error> {
-    // Pick up new journals, forget removed ones and ones whose path now names another
-    // file (retired and the name reused): reopened below by path.
-    let mut paths = spool_journals(&a.spool)?;
-    aside.retain(|p, _| paths.contains(p));
-    // At most max_open_journals open: a window over the spool that moves on each pass.
-    let max_open = compactor.options().max_open_journals.max(1);
-    if paths.len() > max_open {
-        let start = (*rotation * max_open) % paths.len();
-        paths.rotate_left(start);
-        paths.truncate(max_open);
-    }
-    journals.retain(|j| paths.iter().any(|p| p == j.path()) && j.is_in_place());
-    for p in paths {
-        if journals.iter().any(|j| j.path() == p) {
-            continue;
-        }
-        if let Some(s) = aside.get(&p) {
-            if file_stamp(&p) == s.stamp && s.since.elapsed() < Duration::from_secs(60) {
-                continue;
-            }
-        }
-        let key = format!("journal {}", p.display());
-        match compactor.open_journals(std::slice::from_ref(&p)) {
-            Ok(mut j) => {
-                aside.remove(&p);
-                reported.resolved(&key, "opened; draining it");
-                journals.append(&mut j);
-            }
-            Err(e) => {
-                reported.problem(&key, format!("{key} set aside: error [{}]: {e}", e.kind().name()));
-                aside.insert(p.clone(), SetAside { since: Instant::now(), stamp: file_stamp(&p) });
-            }
-        }
-    }
-    loop {
-        if journals.is_empty() {
-            return Ok(tributary::DrainReport::default());
-        }
-        match compactor.drain_round(journals, *rotation) {
-            Ok(r) => {
-                *rotation = rotation.wrapping_add(1);
-                return Ok(r);
-            }
-            Err(e) => {
-                let Some(bad) = e.journal_path().map(Path::to_path_buf) else { return Err(e) };
-                let Some(i) = journals.iter().position(|j| j.path() == bad) else { return Err(e) };
-                let key = format!("journal {}", bad.display());
-                reported.problem(&key, format!("{key} set aside: error [{}]: {e}", e.kind().name()));
-                journals.remove(i);
-                aside.insert(bad.clone(), SetAside { since: Instant::now(), stamp: file_stamp(&bad) });
-            }
-        }
-    }
 }
 
 fn age(ms: i64) -> String {
