@@ -218,8 +218,11 @@ fn two_compactor_processes_race_for_the_lock_exactly_once_no_interleaving() {
     for w in writers {
         w.join().unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while lines_of(&target).len() < expected.len() && Instant::now() < deadline {
+    // Wait for the committed count, not the raw file: a compactor may be mid-write,
+    // and the raw file then ends in part of a line (an uncommitted tail).
+    let committed = || tributary::status(&target, None).unwrap().manifest.map_or(0, |m| m.committed_lines);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while committed() < expected.len() as u64 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let epoch = tributary::status(&target, None).unwrap().manifest.unwrap().epoch;
