@@ -3,6 +3,9 @@
 //! seeds (`tests/regressions.rs`), and the fallback random driver for machines where
 //! cargo-fuzz cannot run (`tests/random_inputs.rs`).
 //!
+//! One file (~1,200 lines) on purpose: `tests/torture_fuzz.rs` includes it by path
+//! (`#[path]`), which a module tree would not survive; each target is one section.
+//!
 //! * [`manifest_decode`]: any bytes into `Manifest::decode`. Never a panic; an error is
 //!   always `CorruptManifest`; an accepted manifest satisfies its invariants and
 //!   re-encodes canonically. A first byte of `0xA5` means "the rest is a manifest body":
