@@ -26,7 +26,7 @@ macro_rules! points {
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         #[non_exhaustive]
         pub enum Point {
-            $(#[doc = $name] $variant,)*
+            $(#[doc = concat!("`", $name, "`")] $variant,)*
         }
 
         impl Point {

@@ -1,7 +1,7 @@
 //! tributary: many writers on many hosts append lines to ONE file on a shared
 //! filesystem, exactly once, surviving `kill -9` of anything at any moment.
 //!
-//! Writers append to a [`Journal`] (SQLite WAL on their local disk). A [`Compactor`]
+//! Writers append to a [`Journal`] (`SQLite` WAL on their local disk). A [`Compactor`]
 //! holding the target's lock drains journals into the target idempotently, keyed by
 //! per-journal watermarks in a checksummed manifest beside the target. A [`Reader`]
 //! reads the committed part only. See `ARCHITECTURE.md` and `../shared/DESIGN.md`.

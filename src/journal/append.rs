@@ -74,6 +74,20 @@ impl Drop for WriteTx<'_> {
 
 impl Journal {
     /// Append one line; returns its seq once durable.
+    ///
+    /// # Errors
+    /// Nothing of the call is stored on any error:
+    /// - [`Error::InvalidLine`]: the line contains `\n` or is longer than
+    ///   `max_line_bytes`;
+    /// - [`Error::JournalFull`]: the backlog would pass `max_backlog_bytes` (after
+    ///   waiting up to `full_wait`);
+    /// - [`Error::JournalGone`]: the journal's file or `-wal` was removed, moved or
+    ///   replaced under this handle;
+    /// - [`Error::Io`]: the journal's disk has less than 1 MiB free, or another I/O error;
+    /// - [`Error::Sqlite`]: the transaction failed (e.g. another process held the write
+    ///   lock past `busy_timeout`);
+    /// - [`Error::InvalidArgument`]: the handle is used in a process forked from the
+    ///   one that opened it.
     pub fn append(&self, line: &[u8]) -> Result<u64> {
         validate_line(0, line, self.opts.max_line_bytes)?;
         let seqs = self.submit(Lines { lines: vec![line.to_vec()], keys: None })?;
@@ -83,6 +97,10 @@ impl Journal {
     /// Append lines all-or-nothing in one transaction; returns the first of their
     /// consecutive seqs (for an empty batch, the seq the next line will get is not
     /// reserved: `Ok(0)` is returned and nothing is written).
+    ///
+    /// # Errors
+    /// As [`Journal::append`], for the whole batch: one refused line
+    /// ([`Error::InvalidLine`] names its index) or one failure stores none of them.
     pub fn append_batch<L: AsRef<[u8]>>(&self, lines: &[L]) -> Result<u64> {
         if lines.is_empty() {
             return Ok(0);
@@ -96,12 +114,18 @@ impl Journal {
 
     /// Append a line once per idempotency key: a retry with a key seen within the
     /// retention window returns the first call's seq and stores nothing.
+    ///
+    /// # Errors
+    /// As [`Journal::append`]; also [`Error::InvalidArgument`] for an empty key.
     pub fn append_keyed(&self, key: &[u8], line: &[u8]) -> Result<u64> {
         Ok(self.append_batch_keyed(&[(key, line)])?[0])
     }
 
     /// Keyed batch, all-or-nothing: returns each line's seq (the earlier seq for a key
     /// already stored).
+    ///
+    /// # Errors
+    /// As [`Journal::append_keyed`], for the whole batch.
     pub fn append_batch_keyed<K: AsRef<[u8]>, L: AsRef<[u8]>>(&self, items: &[(K, L)]) -> Result<Vec<u64>> {
         if items.is_empty() {
             return Ok(Vec::new());
@@ -316,10 +340,10 @@ impl Journal {
 
     /// The common case — no keys, no backlog limit, the group's lines fit one run — as
     /// ONE autocommit INSERT that derives the run's first seq and byte mark inside
-    /// SQLite by the seq rule of `schema.rs` (under the write lock, so from the same
+    /// `SQLite` by the seq rule of `schema.rs` (under the write lock, so from the same
     /// snapshot [`schema::head`] reads):
     /// as many statements as a bare INSERT, where BEGIN, a head SELECT and COMMIT cost a
-    /// one-line append about 4% of its time. `first_seq` is the rowid, so SQLite hands
+    /// one-line append about 4% of its time. `first_seq` is the rowid, so `SQLite` hands
     /// it back without a RETURNING table. Each request gets its lines' consecutive seqs.
     fn commit_one_run(&self, batch: &[Arc<Request<Arc<Lines>>>]) -> Result<Vec<Outcome>> {
         let mut run = RunBuf::default();

@@ -1,6 +1,6 @@
 //! Group commit: concurrent callers share one transaction (one fsync).
 //!
-//! Owns the leader/follower protocol and nothing of SQLite: the caller hands in the
+//! Owns the leader/follower protocol and nothing of `SQLite`: the caller hands in the
 //! function that commits a group, so this file is unit-tested with a plain closure.
 //!
 //! Keeps: every caller gets exactly its own outcome, once; a group is committed by

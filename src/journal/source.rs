@@ -32,8 +32,11 @@ const FULL_DISK_DELETE_RUNS: i64 = 32;
 /// The journal's own record of how far it was drained, and into which target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DrainedRecord {
+    /// The id of the target the journal was drained into (32 hex digits).
     pub target_id: String,
+    /// The highest seq recorded as committed in that target.
     pub seq: u64,
+    /// CRC32 of the line at `seq`.
     pub crc: u32,
     /// The watermark's chained hash at `seq` (`None`: recorded before chains existed).
     pub chain: Option<u64>,
@@ -160,7 +163,12 @@ impl Journal {
         Error::CorruptJournalRow { journal: self.path.clone(), seq, detail }
     }
 
-    /// The journal's own record of how far it was drained.
+    /// The journal's own record of how far it was drained; `None` before its first
+    /// recorded drain.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] when the record cannot be read; [`Error::InvalidArgument`] in
+    /// a process forked from the one that opened the handle.
     pub fn drained_record(&self) -> Result<Option<DrainedRecord>> {
         let conn = self.lock_conn()?;
         let (target, seq, crc, chain): (Option<String>, i64, i64, Option<i64>) = conn
@@ -368,7 +376,7 @@ impl Journal {
     /// are still only in the page cache, and a manifest must not cover rows that a
     /// power cut could take back (the journal would hand their seqs out again). Rows
     /// are either in the `-wal` (fdatasync it) or were checkpointed into the main file,
-    /// which SQLite fsyncs before it resets or deletes the `-wal`.
+    /// which `SQLite` fsyncs before it resets or deletes the `-wal`.
     pub(crate) fn sync_for_drain(&self) -> Result<()> {
         let wal = wal_path(&self.path);
         let ctx = || format!("fdatasync of the journal's WAL {}", wal.display());
@@ -382,7 +390,7 @@ impl Journal {
 
     /// Retirement's last step: delete this journal's files if every line it ever held
     /// is at or below `watermark` (committed in the target) — decided and done while
-    /// holding its SQLite write lock, so no writer commits in between (a writer that
+    /// holding its `SQLite` write lock, so no writer commits in between (a writer that
     /// commits after it finds the files gone and is not acknowledged). `Ok(false)`,
     /// touching nothing, when a writer appended since the drain. The handle is dead
     /// after `Ok(true)`.
@@ -413,6 +421,10 @@ impl Journal {
     }
 
     /// Run a WAL checkpoint now (TRUNCATE when nobody is reading).
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] when the checkpoint fails; [`Error::InvalidArgument`] in a
+    /// process forked from the one that opened the handle.
     pub fn checkpoint(&self) -> Result<()> {
         self.lock_conn()?
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))

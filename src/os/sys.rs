@@ -12,6 +12,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// Fill `buf` with random bytes from the kernel.
+///
+/// # Errors
+/// `getrandom`'s error (e.g. `ENOSYS` on a kernel before 3.17).
 pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
     let mut filled = 0;
     while filled < buf.len() {
@@ -68,6 +71,7 @@ pub fn futex_wake_all(word: &AtomicU32) {
 }
 
 /// A random u64 (seeds, temp-file suffixes).
+#[must_use]
 pub fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     // getrandom on Linux >= 3.17 does not fail for 8 bytes; fall back to time+pid.
@@ -79,6 +83,9 @@ pub fn random_u64() -> u64 {
 }
 
 /// The `f_type` magic number of the filesystem holding `path`.
+///
+/// # Errors
+/// `statfs`'s error (e.g. `NotFound`); `Other` for a path containing a NUL byte.
 pub fn statfs_magic(path: &Path) -> io::Result<i64> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("path contains a NUL byte"))?;
     // SAFETY: an all-zero `statfs` is a valid value of this plain C struct.
@@ -115,6 +122,10 @@ fn ofd_lock_op(file: &impl AsRawFd, lock_type: libc::c_int, cmd: libc::c_int) ->
 /// `Ok(false)` when another open file description (any process, any host sharing the
 /// filesystem's lock manager) holds a conflicting lock.
 ///
+/// # Errors
+/// `fcntl`'s error other than "held by someone else" (e.g. `ENOLCK`, or `EIO` from a
+/// lost NFS lock).
+///
 /// OFD locks belong to the open file description, not to the process: an unrelated
 /// `close()` of another descriptor of the same file does not drop them (the classic
 /// POSIX record-lock trap), and on NFS/GlusterFS they are forwarded to the server.
@@ -127,6 +138,9 @@ pub fn try_lock_exclusive(file: &impl AsRawFd) -> io::Result<bool> {
 }
 
 /// Release an OFD lock taken with [`try_lock_exclusive`].
+///
+/// # Errors
+/// `fcntl`'s error (e.g. `EIO` from a lost NFS lock).
 pub fn unlock(file: &impl AsRawFd) -> io::Result<()> {
     ofd_lock_op(file, libc::F_UNLCK, libc::F_OFD_SETLK)
 }
@@ -164,6 +178,9 @@ pub fn kill_self() -> ! {
 }
 
 /// Send a signal to another process (the demo and tests kill writers/compactors).
+///
+/// # Errors
+/// `kill`'s error: `ESRCH` (no such process), `EPERM`, or `EINVAL` for a bad signal.
 pub fn send_signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
     // SAFETY: kill(2) has no memory-safety preconditions.
     let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
@@ -175,7 +192,9 @@ pub fn send_signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
 }
 
 /// Milliseconds of `CLOCK_BOOTTIME`: time since boot, suspend included, never stepped
-/// (an NTP correction of the wall clock does not move it).
+/// (an NTP correction of the wall clock does not move it). 0 if the clock cannot be
+/// read.
+#[must_use]
 pub fn boottime_ms() -> i64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
@@ -188,6 +207,7 @@ pub fn boottime_ms() -> i64 {
 
 /// This boot's random id (`/proc/sys/kernel/random/boot_id`); "" if it cannot be read,
 /// which makes every process look like a new boot (keys then live longer, not shorter).
+#[must_use]
 pub fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
 }
@@ -201,6 +221,12 @@ pub struct FolderWatch {
 }
 
 impl FolderWatch {
+    /// Watch the folder `dir` for entries created, removed or renamed, and for the
+    /// folder itself being removed or moved.
+    ///
+    /// # Errors
+    /// `inotify_init1`'s or `inotify_add_watch`'s error (e.g. the per-user limit of
+    /// inotify instances or watches, `ENOTDIR`); `InvalidInput` for a NUL in the path.
     pub fn new(dir: &Path) -> io::Result<FolderWatch> {
         let c = CString::new(dir.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: inotify_init1 takes only flags and returns a new fd or -1.
@@ -226,6 +252,7 @@ impl FolderWatch {
 
     /// Whether anything happened in the folder since the last call (true on any error:
     /// the caller then checks the slow way). Consumes the queued events.
+    #[must_use]
     pub fn changed(&self) -> bool {
         let mut buf = [0u8; 4096];
         let mut any = false;
@@ -251,6 +278,7 @@ impl FolderWatch {
 
 /// How many file descriptors this process has open, and its limit (`RLIMIT_NOFILE`
 /// soft), for an error message that names "too many open files" for what it is.
+#[must_use]
 pub fn fd_usage() -> Option<(u64, u64)> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes one rlimit struct through the valid pointer we pass.
@@ -266,6 +294,9 @@ pub fn fd_usage() -> Option<(u64, u64)> {
 }
 
 /// Bytes an unprivileged process can still write on the filesystem holding `path`.
+///
+/// # Errors
+/// `statvfs`'s error (e.g. `NotFound`); `Other` for a path containing a NUL byte.
 pub fn free_bytes(path: &Path) -> io::Result<u64> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("path contains a NUL byte"))?;
     // SAFETY: an all-zero `statvfs` is a valid value of this plain C struct.

@@ -1,4 +1,4 @@
-//! [`CursorStore`]: named reader cursors kept durably in a local SQLite file.
+//! [`CursorStore`]: named reader cursors kept durably in a local `SQLite` file.
 //!
 //! Keeps: a committed cursor survives a crash (`synchronous=FULL`); a stored cursor
 //! keeps its target's id, so a reader refuses it on another target; a store made by
@@ -12,12 +12,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{Cursor, TargetId};
 use crate::error::{Error, Result};
 
-/// Named reader cursors kept durably in a local SQLite file, committed by the caller
+/// Named reader cursors kept durably in a local `SQLite` file, committed by the caller
 /// after it processed the lines (at-least-once processing; see the README for the
 /// exactly-once pattern with idempotency keys).
 ///
 /// A stored cursor keeps its target's id: a reader refuses it on another target
-/// ([`Reader::open_at`]). Rows stored by versions before target ids load as legacy
+/// ([`Reader::open_at`](super::Reader::open_at)). Rows stored by versions before target ids load as legacy
 /// cursors (no id), and get one at their next commit.
 #[derive(Debug)]
 pub struct CursorStore {
@@ -28,6 +28,11 @@ pub struct CursorStore {
 impl CursorStore {
     /// Open (creating if needed, mode 0600) a cursor store; a store made by an earlier
     /// version gets the `target_id` column.
+    ///
+    /// # Errors
+    /// [`Error::UnsafeFilesystem`] when the folder is on a network filesystem;
+    /// [`Error::NotAJournal`] when the file is not a cursor store; [`Error::Io`] or
+    /// [`Error::Sqlite`] when it cannot be created, opened or upgraded.
     pub fn open(path: impl AsRef<Path>) -> Result<CursorStore> {
         let path = path.as_ref().to_path_buf();
         match crate::os::fscheck::check_journal_location(&path) {
@@ -98,6 +103,10 @@ impl CursorStore {
 
     /// The committed cursor of `name`, if any (with its target's id, or none for a
     /// cursor stored by an earlier version).
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] when the store cannot be read; [`Error::NotAJournal`] when the
+    /// stored cursor is damaged (a bad target id).
     pub fn get(&self, name: &str) -> Result<Option<Cursor>> {
         let row = self
             .conn
@@ -119,6 +128,9 @@ impl CursorStore {
 
     /// Durably record that `name` has processed everything before `cursor` (and which
     /// target it belongs to).
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] when the write fails (nothing is recorded then).
     pub fn commit(&self, name: &str, cursor: Cursor) -> Result<()> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
         self.conn

@@ -66,6 +66,9 @@ pub struct Reader {
 impl Reader {
     /// Open a reader at `offset` in the target's current generation (0, or just after
     /// a `\n` of the committed part).
+    ///
+    /// # Errors
+    /// As [`Reader::open_at`].
     pub fn open(target: impl AsRef<Path>, offset: u64) -> Result<Reader> {
         let target = target.as_ref();
         crate::os::fscheck::check_target_name(target)?;
@@ -82,6 +85,15 @@ impl Reader {
     /// (legacy text form, [`Cursor::at`]) cannot be checked and is accepted. On a
     /// target that was never drained, the id is checked when the first manifest
     /// appears.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidArgument`]: the cursor belongs to another target, is beyond the
+    ///   committed length, is not at the start of a line, or names a generation that
+    ///   does not exist yet or is no longer kept; or the target path is a symlink or a
+    ///   folder;
+    /// - [`Error::CorruptManifest`]: the manifest cannot be trusted;
+    /// - [`Error::TargetTruncated`]: the file is shorter than its committed part;
+    /// - [`Error::Io`]: the manifest or the file cannot be read.
     pub fn open_at(target: impl AsRef<Path>, cursor: Cursor) -> Result<Reader> {
         let target = target.as_ref().to_path_buf();
         crate::os::fscheck::check_target_name(&target)?;
@@ -131,17 +143,20 @@ impl Reader {
     }
 
     /// Byte offset of the next line within [`Reader::generation`].
+    #[must_use]
     pub fn offset(&self) -> u64 {
         self.offset
     }
 
     /// The generation being read.
+    #[must_use]
     pub fn generation(&self) -> u64 {
         self.generation
     }
 
     /// The target's id, once known (from the cursor the reader was opened at, or the
     /// target's manifest; `None` before the target's first drain).
+    #[must_use]
     pub fn target_id(&self) -> Option<TargetId> {
         self.target_id
     }
@@ -150,6 +165,7 @@ impl Reader {
     /// (once the reader has seen the manifest). At the end of a generation the reader
     /// knows was rotated, it is the start of the next generation (`<g+1>:0`), never the
     /// end of the finished one.
+    #[must_use]
     pub fn cursor(&self) -> Cursor {
         Cursor { generation: self.generation, offset: self.offset, target_id: self.target_id }
     }
@@ -159,11 +175,13 @@ impl Reader {
     /// results keyed by their source line (the exactly-once pipeline pattern): unlike
     /// the cursor taken before reading it, it is the same whether the line is read
     /// before or after a rotation of its generation. `None` before the first line.
+    #[must_use]
     pub fn line_start(&self) -> Option<Cursor> {
         self.line_start
     }
 
     /// Committed length of the generation being read, as of the last manifest read.
+    #[must_use]
     pub fn committed_len(&self) -> u64 {
         self.limit
     }
@@ -171,6 +189,12 @@ impl Reader {
     /// Re-read the manifest; returns the committed length of the generation being read.
     /// At the end of a generation that was rotated meanwhile, the reader moves on to the
     /// start of the next one (and returns that one's committed length).
+    ///
+    /// # Errors
+    /// [`Error::CorruptManifest`] when the manifest cannot be trusted;
+    /// [`Error::InvalidArgument`] when the target now has another id (replaced) or the
+    /// generation being read is no longer kept; [`Error::TargetTruncated`] when the
+    /// committed length went down; [`Error::Io`] when the manifest cannot be read.
     pub fn refresh(&mut self) -> Result<u64> {
         self.refresh_limit()?;
         if self.advance_past_finished_generation() {
@@ -297,6 +321,10 @@ impl Reader {
 
     /// The next committed line (without `\n`), or `None` at the committed end (call
     /// again later, or use [`Reader::next_line_wait`]).
+    ///
+    /// # Errors
+    /// As [`Reader::refresh`]; also [`Error::TargetTruncated`] when the file is shorter
+    /// than its committed part, and [`Error::Io`] when it cannot be opened or read.
     pub fn next_line(&mut self) -> Result<Option<Vec<u8>>> {
         loop {
             if let Some(i) = self.buf[self.buf_pos..].iter().position(|&b| b == b'\n') {
@@ -352,6 +380,9 @@ impl Reader {
     /// Like [`Reader::next_line`], but waits (polling the manifest every `poll`: inotify
     /// is not reliable on NFS) up to `timeout` for a new committed line. `None` on
     /// timeout.
+    ///
+    /// # Errors
+    /// As [`Reader::next_line`].
     pub fn next_line_wait(&mut self, poll: Duration, timeout: Duration) -> Result<Option<Vec<u8>>> {
         let deadline = crate::os::clock::deadline_after(timeout);
         loop {
@@ -368,6 +399,9 @@ impl Reader {
 
     /// Follow mode: wait for the next committed line until `stop` is set (checked at
     /// every poll). `None` once stopped.
+    ///
+    /// # Errors
+    /// As [`Reader::next_line`].
     pub fn next_line_until(&mut self, poll: Duration, stop: &AtomicBool) -> Result<Option<Vec<u8>>> {
         while !stop.load(Ordering::Relaxed) {
             if let Some(l) = self.next_line_wait(poll, poll)? {
@@ -379,6 +413,10 @@ impl Reader {
 
     /// Up to `max` committed lines (fewer at the committed end; none if there is
     /// nothing new).
+    ///
+    /// # Errors
+    /// As [`Reader::next_line`]; the lines read before the error are not returned, but
+    /// the reader has moved past them.
     pub fn next_batch(&mut self, max: usize) -> Result<Vec<Vec<u8>>> {
         let mut out = Vec::new();
         while out.len() < max {

@@ -1,6 +1,6 @@
 //! The target's exclusive lock: an OFD record lock on `<sidecar>/lock`.
 //!
-//! OFD locks are enforced across hosts by NFS (as POSIX locks) and GlusterFS, and are
+//! OFD locks are enforced across hosts by NFS (as POSIX locks) and `GlusterFS`, and are
 //! tied to the open file description, so an unrelated `close()` elsewhere in the
 //! process cannot drop them. The lock file is opened read-write (an exclusive record
 //! lock needs it) and never through a symlink. A waiter polls with backoff until its
@@ -26,6 +26,11 @@ impl TargetLock {
     /// Wait up to `timeout` for the exclusive lock on `path`, created 0600 if missing
     /// and `create` (only `init` creates one: a missing lock file is a target that does
     /// not exist, an `Io` error of kind `NotFound` here).
+    ///
+    /// # Errors
+    /// [`Error::LockTimeout`] when another holder kept it for `timeout`; [`Error::Io`]
+    /// when the lock file cannot be opened (kind `NotFound` when missing and not
+    /// `create`) or locked.
     pub fn acquire(path: &Path, timeout: Duration, create: bool) -> Result<TargetLock> {
         let file = crate::target::slots::open(path, true, create)
             .map_err(|e| Error::io(format!("opening lock file {} read-write", path.display()), e))?;
@@ -46,6 +51,8 @@ impl TargetLock {
         }
     }
 
+    /// The lock file held.
+    #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
     }

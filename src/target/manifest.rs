@@ -43,6 +43,7 @@ pub(super) const STUB_BODY: &str = "tributary-manifest 2\nmoved lock\n";
 /// How far one journal has been drained into the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Watermark {
+    /// The journal this watermark is for.
     pub journal_id: JournalId,
     /// Highest seq of this journal that is committed in the target.
     pub last_seq: u64,
@@ -61,6 +62,7 @@ pub struct Watermark {
 /// One step of a watermark's chained hash: the chain after line `seq` (`len` bytes,
 /// CRC32 `crc`) given the chain before it. Not cryptographic: it tells accidental
 /// divergence (clones, restores) apart, not a forger.
+#[must_use]
 pub fn chain_step(chain: u64, seq: u64, len: u32, crc: u32) -> u64 {
     let mut x = chain ^ seq.rotate_left(32) ^ (u64::from(len) << 32 | u64::from(crc));
     // splitmix64's finaliser: every input bit affects every output bit.
@@ -74,7 +76,9 @@ pub fn chain_step(chain: u64, seq: u64, len: u32, crc: u32) -> u64 {
 /// truncated as a crashed round's tail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Intent {
+    /// Where the round starts writing: the `committed_len` it was announced at.
     pub start: u64,
+    /// The most bytes the round may write from `start`.
     pub max_len: u64,
 }
 
@@ -92,8 +96,10 @@ pub struct Manifest {
     /// before its first round): a file at the target's path with another inode is not
     /// this target.
     pub target_ino: u64,
-    /// The length, line count and CRC of the target's current generation.
+    /// Committed bytes of the target's current generation: its first `committed_len`
+    /// bytes are lines, each once.
     pub committed_len: u64,
+    /// Lines (`\n`s) in those bytes.
     pub committed_lines: u64,
     /// CRC32 of the first `committed_len` bytes of the target.
     pub committed_crc: u32,
@@ -102,6 +108,7 @@ pub struct Manifest {
     /// Journal lifecycle (issue 16): journals created before this are refused unless
     /// they have a watermark. 0: no horizon.
     pub horizon: u64,
+    /// How far each journal that ever fed the target is committed, by journal id.
     pub watermarks: BTreeMap<JournalId, Watermark>,
     /// Older generations still kept (`<target>.<generation>`), by generation.
     pub rotated: BTreeMap<u64, RotatedGeneration>,
@@ -112,8 +119,11 @@ pub struct Manifest {
 /// What the manifest remembers of a rotated generation (for readers and `verify`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RotatedGeneration {
+    /// Its length in bytes, all committed.
     pub len: u64,
+    /// Its line count.
     pub lines: u64,
+    /// CRC32 of all its bytes.
     pub crc: u32,
 }
 
@@ -129,6 +139,7 @@ pub(crate) enum ManifestFile {
 }
 
 /// The file a rotated generation of `target` lives in: `<target>.<generation>`.
+#[must_use]
 pub fn generation_path(target: &Path, generation: u64) -> PathBuf {
     let mut name = target.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(format!(".{generation}"));
@@ -176,6 +187,9 @@ pub(crate) fn decode_file(bytes: &[u8], path: &Path) -> Result<ManifestFile> {
 impl Manifest {
     /// A fresh manifest for a target whose first `len` bytes (`lines` lines, CRC `crc`)
     /// are adopted as committed; `target_ino` is its inode.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the kernel gives no random bytes for the target's id.
     pub fn new_adopting(len: u64, lines: u64, crc: u32, target_ino: u64) -> Result<Manifest> {
         Ok(Manifest {
             target_id: JournalId::random()?.to_hex(),
@@ -196,6 +210,10 @@ impl Manifest {
     /// The committed state a reader or `verify` sees, without the lock: the lock
     /// file's slots, or (a target not upgraded yet) the version-1 file. `None` when the
     /// target was never initialised.
+    ///
+    /// # Errors
+    /// [`Error::CorruptManifest`] when what is there cannot be trusted (bad CRC, bad
+    /// syntax, unknown version, no valid slot); [`Error::Io`] when it cannot be read.
     pub fn load(sidecar: &Sidecar) -> Result<Option<Manifest>> {
         // Twice: an upgrade can replace the file by the stub between our two reads.
         for _ in 0..2 {
@@ -215,6 +233,7 @@ impl Manifest {
     }
 
     /// The version-2 text of this manifest.
+    #[must_use]
     pub fn encode(&self) -> Vec<u8> {
         let mut s = format!(
             "{MAGIC} {FORMAT_VERSION}\ntarget_id {}\nepoch {}\ngeneration {}\ntarget_ino {}\ncommitted_len {}\n\
@@ -248,6 +267,9 @@ impl Manifest {
 
     /// Parse and CRC-check version-2 manifest text (a slot's payload); `path` is for
     /// messages.
+    ///
+    /// # Errors
+    /// [`Error::CorruptManifest`] for a bad CRC, bad syntax or a version other than 2.
     pub fn decode(bytes: &[u8], path: &Path) -> Result<Manifest> {
         let body = checked_body(bytes, path)?;
         match decode_body(body, path)? {

@@ -22,7 +22,9 @@ const MAX_MANIFEST_FILE_BYTES: u64 = 64 << 20;
 /// The paths of a target's sidecar folder (`<target>.tributary/`).
 #[derive(Debug, Clone)]
 pub struct Sidecar {
+    /// The folder, `<target>.tributary/` beside the target.
     pub dir: PathBuf,
+    /// The lock file, `<dir>/lock`; since manifest format 2 it also holds the manifest.
     pub lock: PathBuf,
     /// The version-1 manifest file; in version 2 a stub that stops version-1 binaries.
     pub manifest: PathBuf,
@@ -31,6 +33,8 @@ pub struct Sidecar {
 const TEMP_PREFIX: &str = "manifest.tmp.";
 
 impl Sidecar {
+    /// The sidecar paths of `target` (nothing is touched).
+    #[must_use]
     pub fn for_target(target: &Path) -> Sidecar {
         let mut name = target.file_name().map(|n| n.to_os_string()).unwrap_or_default();
         name.push(".tributary");
@@ -91,7 +95,11 @@ impl Sidecar {
         Ok(())
     }
 
-    /// Remove manifest temp files a killed upgrade left behind (call under the lock).
+    /// Remove manifest temp files a killed upgrade left behind (call under the lock);
+    /// returns how many were removed.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the folder cannot be listed or a temp file cannot be removed.
     pub fn remove_temp_files(&self) -> Result<usize> {
         let mut removed = 0;
         let rd = fs::read_dir(&self.dir).map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
