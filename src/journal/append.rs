@@ -16,7 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::group_commit::{Outcome, Request};
 use super::run::{validate_line, RunBuf, RUN_MAX_BYTES};
-use super::schema::{self, next_seq_sql, total_bytes_sql};
+use super::schema::{self, get_u64, next_seq_sql, to_sql, total_bytes_sql};
 use super::{now_ms, Journal};
 use crate::error::{Error, Result};
 use crate::failpoint;
@@ -70,6 +70,19 @@ impl Drop for WriteTx<'_> {
             let _ = self.conn.prepare_cached("ROLLBACK").and_then(|mut st| st.execute([]));
         }
     }
+}
+
+/// Store one run (its counters checked into INTEGER columns, [`to_sql`]).
+fn insert_run(insert: &mut rusqlite::CachedStatement<'_>, r: &RunBuf, now: i64) -> rusqlite::Result<usize> {
+    insert.execute(params![
+        to_sql(r.first_seq)?,
+        to_sql(r.count)?,
+        to_sql(r.end_bytes)?,
+        now,
+        r.meta,
+        r.data,
+        r.run_crc()
+    ])
 }
 
 impl Journal {
@@ -224,7 +237,7 @@ impl Journal {
         let head = schema::head(&tx).map_err(|e| Error::sqlite(ctx("reading the journal state"), e))?;
         let mut next_seq = head.next_seq;
         let mut total_bytes = head.total_bytes;
-        let mut backlog_bytes = (head.total_bytes - head.drained_bytes) as i64;
+        let mut backlog_bytes = head.total_bytes.saturating_sub(head.drained_bytes);
         let now = now_ms();
         let key_now = if batch.iter().any(|r| r.payload.keys.is_some()) { Self::key_clock(&tx)? } else { 0 };
         let mut results = Vec::with_capacity(batch.len());
@@ -242,10 +255,9 @@ impl Journal {
                         known[i] = match new_keys.iter().find(|(nk, _)| *nk == k.as_slice()) {
                             Some((_, seq)) => Some(*seq), // stored earlier in this transaction
                             None => find_key
-                                .query_row(params![k], |r| r.get::<_, i64>(0))
+                                .query_row(params![k], |r| get_u64(r, 0))
                                 .optional()
-                                .map_err(|e| Error::sqlite(ctx("looking up a key"), e))?
-                                .map(|s| s as u64),
+                                .map_err(|e| Error::sqlite(ctx("looking up a key"), e))?,
                         };
                         if known[i].is_none() && keys[..i].contains(k) {
                             known[i] = Some(u64::MAX); // resolved below to the first line's seq
@@ -261,9 +273,9 @@ impl Journal {
                     .map(|(l, _)| l.len() as u64)
                     .sum();
                 if let Some(max) = self.opts.max_backlog_bytes {
-                    if needed > 0 && backlog_bytes as u64 + needed > max {
+                    if needed > 0 && backlog_bytes.saturating_add(needed) > max {
                         results.push(Err(Error::JournalFull {
-                            backlog_bytes: backlog_bytes as u64,
+                            backlog_bytes,
                             max_backlog_bytes: max,
                             needed_bytes: needed,
                         }));
@@ -293,7 +305,7 @@ impl Journal {
                             }
                             seqs.push(next_seq);
                             next_seq += 1;
-                            backlog_bytes += line.len() as i64;
+                            backlog_bytes += line.len() as u64;
                         }
                     }
                 }
@@ -308,24 +320,14 @@ impl Journal {
                 )
                 .map_err(|e| Error::sqlite(ctx("preparing insert"), e))?;
             for r in runs.iter().filter(|r| r.count > 0) {
-                insert
-                    .execute(params![
-                        r.first_seq as i64,
-                        r.count as i64,
-                        r.end_bytes as i64,
-                        now,
-                        r.meta,
-                        r.data,
-                        r.run_crc()
-                    ])
-                    .map_err(|e| Error::sqlite(ctx("inserting lines"), e))?;
+                insert_run(&mut insert, r, now).map_err(|e| Error::sqlite(ctx("inserting lines"), e))?;
             }
             let mut insert_key = tx
                 .prepare_cached("INSERT INTO idempotency(key, seq, added_ms) VALUES (?1, ?2, ?3)")
                 .map_err(|e| Error::sqlite(ctx("preparing key insert"), e))?;
             for (k, seq) in &new_keys {
-                insert_key
-                    .execute(params![k, *seq as i64, key_now])
+                to_sql(*seq)
+                    .and_then(|seq| insert_key.execute(params![k, seq, key_now]))
                     .map_err(|e| Error::sqlite(ctx("recording a key"), e))?;
             }
         }
@@ -367,10 +369,16 @@ impl Journal {
             .map_err(|e| Error::io(ctx("committing appended lines"), e))?;
         // execute() steps to the end, where the autocommit COMMIT (and its fsync) runs:
         // a failed commit is an error here, never a seq.
-        insert
-            .execute(params![run.count as i64, payload, now_ms(), run.meta, run.data, run.run_crc()])
+        to_sql(run.count)
+            .and_then(|count| insert.execute(params![count, payload, now_ms(), run.meta, run.data, run.run_crc()]))
             .map_err(|e| Error::sqlite(ctx("committing appended lines"), e))?;
-        let mut next = conn.last_insert_rowid() as u64;
+        // The run's first seq (its rowid), one past the newest stored seq: negative
+        // only in a journal whose rows are damaged; then the lines are stored but this
+        // call cannot say under which seqs, so it fails.
+        let rowid = conn.last_insert_rowid();
+        let mut next = u64::try_from(rowid).map_err(|_| {
+            Error::sqlite(ctx("reading the seq of appended lines"), rusqlite::Error::IntegralValueOutOfRange(0, rowid))
+        })?;
         failpoint::hit(failpoint::Point::JournalAfterCommit);
         Ok(batch
             .iter()

@@ -35,7 +35,8 @@ thread_local! {
 /// (step 7) or a second process's append kept missing the gaps between a busy writer's
 /// transactions (p99 latencies of half a second). Retry every millisecond instead.
 fn retry_when_busy(attempt: i32) -> bool {
-    if attempt as u64 >= BUSY_LIMIT_MS.with(Cell::get) {
+    // SQLite counts attempts from 0; it never passes a negative count
+    if u64::try_from(attempt).unwrap_or(0) >= BUSY_LIMIT_MS.with(Cell::get) {
         return false;
     }
     std::thread::sleep(Duration::from_millis(1));

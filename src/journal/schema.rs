@@ -71,6 +71,27 @@ const WAL_SIZE_LIMIT_BYTES: u64 = 4 << 20;
 /// `SQLite` page size of new journals.
 const JOURNAL_PAGE_SIZE: u32 = 4 << 10;
 
+/// A seq, count or byte mark for an INTEGER column. `SQLite` integers are i64; these
+/// u64 counters stay far below 2^63 in a journal tributary wrote, and a value past it
+/// fails as rusqlite's own (`fallible_uint`) `u64` conversion does, never wrapping
+/// to a negative number.
+pub(super) fn to_sql(v: u64) -> rusqlite::Result<i64> {
+    i64::try_from(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// `v` as a bound an INTEGER column is compared with: no stored seq is above
+/// `i64::MAX`, so a larger bound clamped there selects the same rows.
+pub(super) fn sql_bound(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Column `idx` of `row` as a u64 counter: a negative value (a damaged row) fails as
+/// rusqlite's own `u64` conversion does ([`rusqlite::Error::IntegralValueOutOfRange`]).
+pub(super) fn get_u64(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+    let v: i64 = row.get(idx)?;
+    u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v))
+}
+
 /// The seq and byte counters ([`head`]).
 pub(super) struct Head {
     pub(super) next_seq: u64,

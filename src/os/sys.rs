@@ -22,14 +22,15 @@ pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
         // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes for the
         // duration of the call; getrandom writes at most that many bytes.
         let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
+        // negative: failed
+        let Ok(n) = usize::try_from(n) else {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(e);
-        }
-        filled += n as usize;
+        };
+        filled += n;
     }
     Ok(())
 }
@@ -39,10 +40,12 @@ pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
 /// we produced the next bytes. Only a hint — durability still comes from fdatasync,
 /// which reports any write-back error of these pages (this call does not consume it).
 pub fn start_writeback(file: &impl AsRawFd, offset: u64, len: u64) {
+    // (a range past i64::MAX is not in any file: no hint)
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
     // SAFETY: sync_file_range only reads its integer arguments; an invalid fd or range
     // makes it fail with an errno, which is ignored because the call is a hint.
     unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
@@ -77,7 +80,9 @@ pub fn random_u64() -> u64 {
     // getrandom on Linux >= 3.17 does not fail for 8 bytes; fall back to time+pid.
     if random_bytes(&mut b).is_err() {
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        return t.as_nanos() as u64 ^ ((std::process::id() as u64) << 32);
+        // the nanoseconds since the epoch modulo 2^64, mixed with the pid
+        let nanos = t.as_secs().wrapping_mul(1_000_000_000).wrapping_add(u64::from(t.subsec_nanos()));
+        return nanos ^ (u64::from(std::process::id()) << 32);
     }
     u64::from_le_bytes(b)
 }
@@ -101,15 +106,22 @@ pub fn statfs_magic(path: &Path) -> io::Result<i64> {
 }
 
 fn ofd_lock_op(file: &impl AsRawFd, lock_type: libc::c_int, cmd: libc::c_int) -> io::Result<()> {
+    // `flock` keeps these two in a short (F_WRLCK, F_UNLCK and SEEK_SET are 0..=2)
+    let (Ok(l_type), Ok(l_whence)) = (libc::c_short::try_from(lock_type), libc::c_short::try_from(libc::SEEK_SET))
+    else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
     // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = lock_type as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_type = l_type;
+    fl.l_whence = l_whence;
     fl.l_start = 0;
-    fl.l_len = 0; // the whole file
-    fl.l_pid = 0; // required to be 0 for OFD locks
-                  // SAFETY: the fd is open for the lifetime of `file`; `fl` is a valid `flock` that
-                  // the kernel only reads (F_OFD_SETLK does not write back).
+    // the whole file
+    fl.l_len = 0;
+    // required to be 0 for OFD locks
+    fl.l_pid = 0;
+    // SAFETY: the fd is open for the lifetime of `file`; `fl` is a valid `flock` that
+    // the kernel only reads (F_OFD_SETLK does not write back).
     let rc = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) };
     if rc == -1 {
         Err(io::Error::last_os_error())
@@ -180,10 +192,13 @@ pub fn kill_self() -> ! {
 /// Send a signal to another process (the demo and tests kill writers/compactors).
 ///
 /// # Errors
-/// `kill`'s error: `ESRCH` (no such process), `EPERM`, or `EINVAL` for a bad signal.
+/// `kill`'s error: `ESRCH` (no such process), `EPERM`, or `EINVAL` for a bad signal
+/// or a `pid` above `i32::MAX` (which must not wrap to a negative pid: that would
+/// signal a whole process group, or with -1 every process we may signal).
 pub fn send_signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: kill(2) has no memory-safety preconditions.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    let rc = unsafe { libc::kill(pid, sig) };
     if rc == 0 {
         Ok(())
     } else {
@@ -325,7 +340,8 @@ pub fn pipe_unread(fd: &impl AsRawFd) -> Option<u64> {
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) } != 0 {
         return None;
     }
-    Some(n.max(0) as u64)
+    // FIONREAD never reports a negative count
+    Some(u64::try_from(n).unwrap_or(0))
 }
 
 /// True when the reading end of the pipe `fd` has been closed (POLLERR on the write end).
@@ -334,4 +350,19 @@ pub fn pipe_reader_gone(fd: &impl AsRawFd) -> bool {
     // SAFETY: poll reads and writes the one valid pollfd we pass; a zero timeout never blocks.
     let n = unsafe { libc::poll(&mut p, 1, 0) };
     n > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pid past `i32::MAX` is refused: as a negative `pid_t` it would name a process
+    /// group (-1: every process this one may signal). Signal 0 only checks, so this
+    /// test harms nothing even if the refusal regressed.
+    #[test]
+    fn a_pid_that_does_not_fit_pid_t_is_refused_not_wrapped() {
+        let e = send_signal(u32::MAX, 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+        send_signal(std::process::id(), 0).unwrap();
+    }
 }

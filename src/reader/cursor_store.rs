@@ -106,16 +106,22 @@ impl CursorStore {
     ///
     /// # Errors
     /// [`Error::Sqlite`] when the store cannot be read; [`Error::NotAJournal`] when the
-    /// stored cursor is damaged (a bad target id).
+    /// stored cursor is damaged (a bad target id, a negative position).
     pub fn get(&self, name: &str) -> Result<Option<Cursor>> {
         let row = self
             .conn
             .query_row("SELECT generation, offset, target_id FROM cursors WHERE name = ?1", params![name], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, Option<String>>(2)?))
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<String>>(2)?))
             })
             .optional()
             .map_err(|e| Error::sqlite(format!("reading cursor {name} in {}", self.path.display()), e))?;
         let Some((generation, offset, id)) = row else { return Ok(None) };
+        let (Ok(generation), Ok(offset)) = (u64::try_from(generation), u64::try_from(offset)) else {
+            return Err(Error::NotAJournal {
+                path: self.path.clone(),
+                detail: format!("cursor {name} has a negative position ({generation}:{offset})"),
+            });
+        };
         let target_id = match id {
             None => None,
             Some(hex) => Some(TargetId::from_hex(&hex).ok_or_else(|| Error::NotAJournal {
@@ -130,22 +136,48 @@ impl CursorStore {
     /// target it belongs to).
     ///
     /// # Errors
-    /// [`Error::Sqlite`] when the write fails (nothing is recorded then).
+    /// [`Error::Sqlite`] when the write fails; [`Error::InvalidArgument`] for a cursor
+    /// whose generation or offset is above `i64::MAX` (no target has one; `SQLite` could
+    /// not store it). Nothing is recorded on an error.
     pub fn commit(&self, name: &str, cursor: Cursor) -> Result<()> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let (Ok(generation), Ok(offset)) = (i64::try_from(cursor.generation), i64::try_from(cursor.offset)) else {
+            return Err(Error::InvalidArgument(format!(
+                "cursor {cursor} is beyond any target (its generation and offset must be at most {})",
+                i64::MAX
+            )));
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         self.conn
             .execute(
                 "INSERT INTO cursors(name, generation, offset, updated_ms, target_id) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(name) DO UPDATE SET generation = ?2, offset = ?3, updated_ms = ?4, target_id = ?5",
-                params![
-                    name,
-                    cursor.generation as i64,
-                    cursor.offset as i64,
-                    now as i64,
-                    cursor.target_id.map(|id| id.to_hex())
-                ],
+                params![name, generation, offset, now, cursor.target_id.map(|id| id.to_hex())],
             )
             .map(|_| ())
             .map_err(|e| Error::sqlite(format!("committing cursor {name} in {}", self.path.display()), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A position SQLite cannot hold is refused, not wrapped to a negative number; a
+    /// negative stored one is a damaged store, not a huge position.
+    #[test]
+    fn positions_out_of_sqlite_range_are_refused_both_ways() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("c.cursors");
+        let store = CursorStore::open(&path).unwrap();
+        let e = store.commit("far", Cursor::at(u64::MAX, 0)).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+        assert_eq!(store.get("far").unwrap(), None, "nothing was recorded");
+        store.commit("r", Cursor::at(1, 10)).unwrap();
+        assert_eq!(store.get("r").unwrap(), Some(Cursor::at(1, 10)));
+        store.conn.execute("UPDATE cursors SET offset = -10 WHERE name = 'r'", []).unwrap();
+        let e = store.get("r").unwrap_err();
+        assert!(matches!(e, Error::NotAJournal { .. }), "{e}");
     }
 }

@@ -358,7 +358,7 @@ impl Reader {
                     return Ok(None);
                 }
             }
-            let want = ((self.limit - have_to) as usize).min(READ_CHUNK);
+            let want = usize::try_from(self.limit - have_to).map_or(READ_CHUNK, |n| n.min(READ_CHUNK));
             self.buf.drain(..self.buf_pos);
             self.buf_pos = 0;
             let start = self.buf.len();

@@ -44,7 +44,8 @@ impl TargetLock {
             }
             let waited = start.elapsed();
             if waited >= timeout {
-                return Err(Error::LockTimeout { lock_path: path.to_path_buf(), waited_ms: waited.as_millis() as u64 });
+                let waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+                return Err(Error::LockTimeout { lock_path: path.to_path_buf(), waited_ms });
             }
             std::thread::sleep(pause.min(timeout - waited));
             pause = (pause * 2).min(Duration::from_millis(25));
