@@ -282,41 +282,47 @@ impl Reader {
         false
     }
 
-    /// The file holding the generation being read. The current generation is the
+    /// The file holding the generation being read, opened on first use and kept.
+    fn file(&mut self) -> Result<&File> {
+        let file = match self.file.take() {
+            Some(f) => f,
+            None => self.open_file()?,
+        };
+        Ok(self.file.insert(file))
+    }
+
+    /// Open the file holding the generation being read. The current generation is the
     /// target itself, unless a rotation renamed it a moment ago (then the target is a
     /// new, shorter file and the generation lives at `<target>.<generation>`).
-    fn file(&mut self) -> Result<&File> {
-        if self.file.is_none() {
-            let current = self.manifest.as_ref().map_or(self.generation, |m| m.generation);
-            let rotated = generation_path(&self.target, self.generation);
-            let open = |p: &Path| File::open(p).map_err(|e| Error::io(format!("opening {}", p.display()), e));
-            // The manifest names its generation's file by inode: a file that was just
-            // rotated in at the target's path (a newer generation) is not it.
-            let want = self
-                .manifest
-                .as_ref()
-                .filter(|m| m.generation == self.generation && m.target_ino != 0)
-                .map(|m| m.target_ino);
-            let with_ino = |p: &Path, ino: u64| {
-                use std::os::unix::fs::MetadataExt;
-                File::open(p).ok().filter(|f| f.metadata().is_ok_and(|m| m.ino() == ino))
-            };
-            let by_ino = want.and_then(|ino| with_ino(&self.target, ino).or_else(|| with_ino(&rotated, ino)));
-            let f = if let Some(f) = by_ino {
-                f
-            } else if self.generation < current {
-                open(&rotated)?
-            } else {
-                match File::open(&self.target) {
-                    Ok(f) if f.metadata().map(|m| m.len()).unwrap_or(0) >= self.limit => f,
-                    Ok(_) | Err(_) if rotated.exists() => open(&rotated)?,
-                    Ok(f) => f,
-                    Err(e) => return Err(Error::io(format!("opening {}", self.target.display()), e)),
-                }
-            };
-            self.file = Some(f);
-        }
-        Ok(self.file.as_ref().expect("just opened"))
+    fn open_file(&self) -> Result<File> {
+        let current = self.manifest.as_ref().map_or(self.generation, |m| m.generation);
+        let rotated = generation_path(&self.target, self.generation);
+        let open = |p: &Path| File::open(p).map_err(|e| Error::io(format!("opening {}", p.display()), e));
+        // The manifest names its generation's file by inode: a file that was just
+        // rotated in at the target's path (a newer generation) is not it.
+        let want = self
+            .manifest
+            .as_ref()
+            .filter(|m| m.generation == self.generation && m.target_ino != 0)
+            .map(|m| m.target_ino);
+        let with_ino = |p: &Path, ino: u64| {
+            use std::os::unix::fs::MetadataExt;
+            File::open(p).ok().filter(|f| f.metadata().is_ok_and(|m| m.ino() == ino))
+        };
+        let by_ino = want.and_then(|ino| with_ino(&self.target, ino).or_else(|| with_ino(&rotated, ino)));
+        let f = if let Some(f) = by_ino {
+            f
+        } else if self.generation < current {
+            open(&rotated)?
+        } else {
+            match File::open(&self.target) {
+                Ok(f) if f.metadata().map(|m| m.len()).unwrap_or(0) >= self.limit => f,
+                Ok(_) | Err(_) if rotated.exists() => open(&rotated)?,
+                Ok(f) => f,
+                Err(e) => return Err(Error::io(format!("opening {}", self.target.display()), e)),
+            }
+        };
+        Ok(f)
     }
 
     /// The next committed line (without `\n`), or `None` at the committed end (call
@@ -359,12 +365,17 @@ impl Reader {
                 }
             }
             let want = usize::try_from(self.limit - have_to).map_or(READ_CHUNK, |n| n.min(READ_CHUNK));
+            // The file first: an open that fails must leave no zeros in the buffer,
+            // which the next call would take for the file's bytes.
+            let file = match self.file.take() {
+                Some(f) => f,
+                None => self.open_file()?,
+            };
+            let file = &*self.file.insert(file);
             self.buf.drain(..self.buf_pos);
             self.buf_pos = 0;
             let start = self.buf.len();
             self.buf.resize(start + want, 0);
-            self.file()?;
-            let file = self.file.as_ref().expect("opened above");
             if let Err(e) = file.read_exact_at(&mut self.buf[start..], have_to) {
                 self.buf.truncate(start);
                 let target = self.target.clone();
@@ -435,5 +446,34 @@ impl Iterator for Reader {
     /// Committed lines up to the committed end at the time of reading.
     fn next(&mut self) -> Option<Self::Item> {
         self.next_line().transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Compactor, CompactorOptions, Journal, JournalOptions};
+
+    /// A read whose file cannot be opened (moved away for a moment, out of file
+    /// descriptors) fails and leaves the reader where it was: once the file is back,
+    /// the next line is the file's, not the buffer's zeros.
+    #[test]
+    fn a_failed_open_leaves_nothing_behind_in_the_buffer() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("t.log");
+        let c = Compactor::new(&target, CompactorOptions { create: true, ..Default::default() }).unwrap();
+        c.init().unwrap();
+        let j = Journal::open(d.path().join("a.journal"), JournalOptions::default()).unwrap();
+        j.append_batch(&[b"one", b"two"]).unwrap();
+        c.drain(std::slice::from_ref(&j)).unwrap();
+        let mut r = Reader::open(&target, 0).unwrap();
+        let away = d.path().join("t.log.away");
+        std::fs::rename(&target, &away).unwrap();
+        let e = r.next_line().unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Io, "{e}");
+        std::fs::rename(&away, &target).unwrap();
+        assert_eq!(r.next_line().unwrap().as_deref(), Some(&b"one"[..]));
+        assert_eq!(r.next_line().unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(r.next_line().unwrap(), None);
     }
 }
