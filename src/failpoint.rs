@@ -173,7 +173,7 @@ fn announce(name: &str) -> Option<std::path::PathBuf> {
         match done {
             Ok(()) => return Some(dir.join(format!("{name}.reached"))),
             Err(e) => {
-                eprintln!("tributary: failpoint {name}: cannot create its .reached file in {}: {e}", dir.display())
+                eprintln!("tributary: failpoint {name}: cannot create its .reached file in {}: {e}", dir.display());
             }
         }
     }

@@ -131,7 +131,7 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
         let path = generation_path(target, *g);
         match File::open(&path) {
             Err(e) => {
-                report.problems.push(format!("generation {g} ({}) is listed but cannot be read: {e}", path.display()))
+                report.problems.push(format!("generation {g} ({}) is listed but cannot be read: {e}", path.display()));
             }
             Ok(mut f) => {
                 let (len, lines, crc) =

@@ -199,9 +199,9 @@ impl Compactor {
             sidecar: Sidecar::for_target(&target),
             target,
             opts,
-            mount_checked: Default::default(),
-            durable_epoch: Default::default(),
-            stub_checked: Default::default(),
+            mount_checked: std::sync::OnceLock::new(),
+            durable_epoch: Arc::default(),
+            stub_checked: Arc::default(),
         })
     }
 
@@ -336,7 +336,7 @@ impl Compactor {
     ///   symlink or a folder, or a rotation's file name is taken;
     /// - [`Error::Io`], [`Error::Sqlite`]: reading, writing or syncing failed.
     pub fn drain(&self, journals: &[Journal]) -> Result<DrainReport> {
-        let goals: Vec<u64> = journals.iter().map(|j| j.seq_ceiling()).collect::<Result<_>>()?;
+        let goals: Vec<u64> = journals.iter().map(Journal::seq_ceiling).collect::<Result<_>>()?;
         let mut report = DrainReport::default();
         let mut start = 0;
         loop {

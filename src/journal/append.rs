@@ -213,7 +213,7 @@ impl Journal {
             first = true; // changes before the watch existed: the full check below sees them
             sys::FolderWatch::new(&crate::os::fs::parent_dir(&self.path)).ok()
         });
-        if first || self.gone.load(Ordering::Relaxed) || watch.as_ref().is_none_or(|w| w.changed()) {
+        if first || self.gone.load(Ordering::Relaxed) || watch.as_ref().is_none_or(sys::FolderWatch::changed) {
             let checked = self.check_in_place();
             self.gone.store(checked.is_err(), Ordering::Relaxed);
             checked?;

@@ -305,6 +305,6 @@ impl Drop for Journal {
 
 impl fmt::Debug for Journal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Journal").field("path", &self.path).field("id", &self.id).finish()
+        f.debug_struct("Journal").field("path", &self.path).field("id", &self.id).finish_non_exhaustive()
     }
 }

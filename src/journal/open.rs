@@ -13,6 +13,8 @@ use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -54,7 +56,7 @@ pub(super) fn is_busy(e: &rusqlite::Error) -> bool {
 /// `SQLite` could not open a journal (or its `-wal`/`-shm`): an I/O error, never "not a
 /// journal" (which would invite deleting a good one); named EMFILE when this process
 /// is at its file limit.
-fn cannot_open(path: &Path, e: rusqlite::Error) -> Error {
+fn cannot_open(path: &Path, e: &rusqlite::Error) -> Error {
     match sys::fd_usage() {
         Some((open, limit)) if open + 8 >= limit => Error::io(
             format!(
@@ -200,7 +202,7 @@ impl Journal {
             .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
             .map_err(|e| match e.sqlite_error_code() {
                 // Opening the file, its -wal or -shm failed: most often the file limit.
-                Some(rusqlite::ErrorCode::CannotOpen) => cannot_open(&path, e),
+                Some(rusqlite::ErrorCode::CannotOpen) => cannot_open(&path, &e),
                 _ => not_journal(format!("not an SQLite database: {e}")),
             })?;
         if !tables.is_empty() && !tables.iter().any(|t| t == "meta") {
@@ -227,8 +229,8 @@ impl Journal {
             group: GroupCommit::default(),
             maintenance: Mutex::new(Maintenance { last_key_purge: Instant::now(), deleted_since_checkpoint: 0 }),
             files,
-            folder_watch: Default::default(),
-            gone: Default::default(),
+            folder_watch: OnceLock::new(),
+            gone: AtomicBool::new(false),
             pid: std::process::id(),
         })
     }

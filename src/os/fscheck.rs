@@ -77,9 +77,8 @@ pub fn check_target_name(target: &Path) -> Result<()> {
     let why = "tributary keeps a target's lock and manifest beside the name it is given, so every host and \
                every reader must use the file's one real name";
     if md.file_type().is_symlink() {
-        let real = std::fs::canonicalize(target)
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "(it points nowhere)".into());
+        let real =
+            std::fs::canonicalize(target).map_or_else(|_| "(it points nowhere)".into(), |p| p.display().to_string());
         return Err(Error::InvalidArgument(format!(
             "target {} is a symlink to {real}: give the real path instead ({why})",
             target.display()

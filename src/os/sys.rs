@@ -97,7 +97,7 @@ pub fn statfs_magic(path: &Path) -> io::Result<i64> {
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a NUL-terminated path that outlives the call; `st` is a valid,
     // writable `statfs` the kernel fills in.
-    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    let rc = unsafe { libc::statfs(c.as_ptr(), &raw mut st) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -122,7 +122,7 @@ fn ofd_lock_op(file: &impl AsRawFd, lock_type: libc::c_int, cmd: libc::c_int) ->
     fl.l_pid = 0;
     // SAFETY: the fd is open for the lifetime of `file`; `fl` is a valid `flock` that
     // the kernel only reads (F_OFD_SETLK does not write back).
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) };
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &raw mut fl) };
     if rc == -1 {
         Err(io::Error::last_os_error())
     } else {
@@ -144,7 +144,7 @@ fn ofd_lock_op(file: &impl AsRawFd, lock_type: libc::c_int, cmd: libc::c_int) ->
 pub fn try_lock_exclusive(file: &impl AsRawFd) -> io::Result<bool> {
     match ofd_lock_op(file, libc::F_WRLCK, libc::F_OFD_SETLK) {
         Ok(()) => Ok(true),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -213,7 +213,7 @@ pub fn send_signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
 pub fn boottime_ms() -> i64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut ts) };
     if rc != 0 {
         return 0;
     }
@@ -297,7 +297,7 @@ impl FolderWatch {
 pub fn fd_usage() -> Option<(u64, u64)> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes one rlimit struct through the valid pointer we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } != 0 {
         return None;
     }
     match std::fs::read_dir("/proc/self/fd") {
@@ -318,7 +318,7 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a NUL-terminated path that outlives the call; `st` is a valid,
     // writable `statvfs` the kernel fills in.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+    if unsafe { libc::statvfs(c.as_ptr(), &raw mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }
     #[allow(clippy::unnecessary_cast)] // the field widths differ between targets
@@ -331,13 +331,13 @@ pub fn pipe_unread(fd: &impl AsRawFd) -> Option<u64> {
     // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat fills the valid, writable `st`; an invalid fd makes it fail.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+    if unsafe { libc::fstat(fd.as_raw_fd(), &raw mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFIFO {
         return None;
     }
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD writes one c_int through the valid pointer; on a pipe (either
     // end) Linux reports the bytes buffered in it.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) } != 0 {
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &raw mut n) } != 0 {
         return None;
     }
     // FIONREAD never reports a negative count
@@ -348,7 +348,7 @@ pub fn pipe_unread(fd: &impl AsRawFd) -> Option<u64> {
 pub fn pipe_reader_gone(fd: &impl AsRawFd) -> bool {
     let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: 0, revents: 0 };
     // SAFETY: poll reads and writes the one valid pollfd we pass; a zero timeout never blocks.
-    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    let n = unsafe { libc::poll(&raw mut p, 1, 0) };
     n > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 

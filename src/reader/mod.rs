@@ -316,7 +316,7 @@ impl Reader {
             open(&rotated)?
         } else {
             match File::open(&self.target) {
-                Ok(f) if f.metadata().map(|m| m.len()).unwrap_or(0) >= self.limit => f,
+                Ok(f) if f.metadata().map_or(0, |m| m.len()) >= self.limit => f,
                 Ok(_) | Err(_) if rotated.exists() => open(&rotated)?,
                 Ok(f) => f,
                 Err(e) => return Err(Error::io(format!("opening {}", self.target.display()), e)),
@@ -380,7 +380,7 @@ impl Reader {
                 self.buf.truncate(start);
                 let target = self.target.clone();
                 if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+                    let len = file.metadata().map_or(0, |m| m.len());
                     return Err(Error::TargetTruncated { target, len, committed_len: self.limit });
                 }
                 return Err(Error::io(format!("reading {}", target.display()), e));

@@ -47,7 +47,7 @@ impl TargetLock {
                 let waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
                 return Err(Error::LockTimeout { lock_path: path.to_path_buf(), waited_ms });
             }
-            std::thread::sleep(pause.min(timeout - waited));
+            std::thread::sleep(pause.min(timeout.saturating_sub(waited)));
             pause = (pause * 2).min(Duration::from_millis(25));
         }
     }

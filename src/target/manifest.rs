@@ -27,6 +27,7 @@
 //! watermarks were `<journal_id> <last_seq> <crc>`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::sidecar::Sidecar;
@@ -141,14 +142,14 @@ pub(crate) enum ManifestFile {
 /// The file a rotated generation of `target` lives in: `<target>.<generation>`.
 #[must_use]
 pub fn generation_path(target: &Path, generation: u64) -> PathBuf {
-    let mut name = target.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = target.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
     name.push(format!(".{generation}"));
     target.with_file_name(name)
 }
 
 pub(super) fn with_crc(mut body: String) -> Vec<u8> {
     let crc = crc32fast::hash(body.as_bytes());
-    body.push_str(&format!("crc {crc:08x}\n"));
+    let _ = writeln!(body, "crc {crc:08x}"); // (writing to a String cannot fail)
     body.into_bytes()
 }
 
@@ -159,7 +160,7 @@ fn checked_body<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a str> {
     if !text.ends_with('\n') {
         return Err(bad("does not end with a newline (truncated?)".into()));
     }
-    let body_end = text[..text.len() - 1].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let body_end = text[..text.len() - 1].rfind('\n').map_or(0, |i| i + 1);
     let (body, crc_line) = text.split_at(body_end);
     let stored = crc_line
         .strip_prefix("crc ")
@@ -222,8 +223,8 @@ impl Manifest {
             }
             match sidecar.read_manifest_file()? {
                 None => return Ok(None),
-                Some(ManifestFile::V1(m)) | Some(ManifestFile::V2(m)) => return Ok(Some(m)),
-                Some(ManifestFile::Stub) => continue,
+                Some(ManifestFile::V1(m) | ManifestFile::V2(m)) => return Ok(Some(m)),
+                Some(ManifestFile::Stub) => {} // moved into the slots meanwhile: read them again
             }
         }
         Err(Error::CorruptManifest {
@@ -246,21 +247,20 @@ impl Manifest {
             self.committed_lines,
             self.committed_crc
         );
+        // (writing to a String cannot fail)
         if let Some(i) = self.intent {
-            s.push_str(&format!("intent {} {}\n", i.start, i.max_len));
+            let _ = writeln!(s, "intent {} {}", i.start, i.max_len);
         }
-        s.push_str(&format!("horizon {}\n", self.horizon));
+        let _ = writeln!(s, "horizon {}", self.horizon);
         for (g, r) in &self.rotated {
-            s.push_str(&format!("rotated {g} {} {} {:08x}\n", r.len, r.lines, r.crc));
+            let _ = writeln!(s, "rotated {g} {} {} {:08x}", r.len, r.lines, r.crc);
         }
         for w in self.watermarks.values() {
-            s.push_str(&format!(
-                "watermark {} {} {:08x} {:016x} {}\n",
-                w.journal_id, w.last_seq, w.crc, w.chain, w.anchor
-            ));
+            let _ =
+                writeln!(s, "watermark {} {} {:08x} {:016x} {}", w.journal_id, w.last_seq, w.crc, w.chain, w.anchor);
         }
         for (id, epoch) in &self.retired {
-            s.push_str(&format!("retired {id} {epoch}\n"));
+            let _ = writeln!(s, "retired {id} {epoch}");
         }
         with_crc(s)
     }

@@ -36,7 +36,7 @@ impl Sidecar {
     /// The sidecar paths of `target` (nothing is touched).
     #[must_use]
     pub fn for_target(target: &Path) -> Sidecar {
-        let mut name = target.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let mut name = target.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
         name.push(".tributary");
         let dir = parent_dir(target).join(name);
         Sidecar { lock: dir.join("lock"), manifest: dir.join("manifest"), dir }
@@ -127,7 +127,7 @@ impl Sidecar {
             .read_to_end(&mut bytes)
             .map_err(|e| Error::io(format!("reading manifest {}", path.display()), e))?;
         if bytes.len() as u64 > MAX_MANIFEST_FILE_BYTES {
-            return Err(Error::CorruptManifest { path: path.to_path_buf(), detail: "larger than 64 MiB".into() });
+            return Err(Error::CorruptManifest { path: path.clone(), detail: "larger than 64 MiB".into() });
         }
         decode_file(&bytes, path).map(Some)
     }
