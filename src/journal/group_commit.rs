@@ -252,6 +252,7 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     /// A committer that hands out consecutive "seqs", one per unit of payload.
+    #[allow(clippy::unnecessary_wraps)] // the signature GroupCommit::submit takes
     fn seqs(next: &AtomicUsize, batch: &[Arc<Request<usize>>]) -> Result<Vec<Outcome>> {
         Ok(batch
             .iter()

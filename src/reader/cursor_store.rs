@@ -164,7 +164,7 @@ impl CursorStore {
 mod tests {
     use super::*;
 
-    /// A position SQLite cannot hold is refused, not wrapped to a negative number; a
+    /// A position `SQLite` cannot hold is refused, not wrapped to a negative number; a
     /// negative stored one is a damaged store, not a huge position.
     #[test]
     fn positions_out_of_sqlite_range_are_refused_both_ways() {

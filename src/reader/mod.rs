@@ -459,21 +459,21 @@ mod tests {
     /// the next line is the file's, not the buffer's zeros.
     #[test]
     fn a_failed_open_leaves_nothing_behind_in_the_buffer() {
-        let d = tempfile::tempdir().unwrap();
-        let target = d.path().join("t.log");
-        let c = Compactor::new(&target, CompactorOptions { create: true, ..Default::default() }).unwrap();
-        c.init().unwrap();
-        let j = Journal::open(d.path().join("a.journal"), JournalOptions::default()).unwrap();
-        j.append_batch(&[b"one", b"two"]).unwrap();
-        c.drain(std::slice::from_ref(&j)).unwrap();
-        let mut r = Reader::open(&target, 0).unwrap();
-        let away = d.path().join("t.log.away");
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t.log");
+        let compactor = Compactor::new(&target, CompactorOptions { create: true, ..Default::default() }).unwrap();
+        compactor.init().unwrap();
+        let journal = Journal::open(dir.path().join("a.journal"), JournalOptions::default()).unwrap();
+        journal.append_batch(&[b"one", b"two"]).unwrap();
+        compactor.drain(std::slice::from_ref(&journal)).unwrap();
+        let mut reader = Reader::open(&target, 0).unwrap();
+        let away = dir.path().join("t.log.away");
         std::fs::rename(&target, &away).unwrap();
-        let e = r.next_line().unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::Io, "{e}");
+        let err = reader.next_line().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Io, "{err}");
         std::fs::rename(&away, &target).unwrap();
-        assert_eq!(r.next_line().unwrap().as_deref(), Some(&b"one"[..]));
-        assert_eq!(r.next_line().unwrap().as_deref(), Some(&b"two"[..]));
-        assert_eq!(r.next_line().unwrap(), None);
+        assert_eq!(reader.next_line().unwrap().as_deref(), Some(&b"one"[..]));
+        assert_eq!(reader.next_line().unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(reader.next_line().unwrap(), None);
     }
 }

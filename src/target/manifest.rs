@@ -475,7 +475,7 @@ mod tests {
                     watermark 07070707070707070707070707070707 9 0a0b0c0d\n";
         let ManifestFile::V1(m) = decode_file(&with_crc(body.into()), Path::new("m")).unwrap() else { panic!() };
         let w = m.watermarks.values().next().unwrap();
-        assert_eq!((w.last_seq, w.crc, w.chain, w.anchor), (9, 0x0a0b0c0d, 0, 9));
+        assert_eq!((w.last_seq, w.crc, w.chain, w.anchor), (9, 0x0a0b_0c0d, 0, 9));
         assert_eq!((m.epoch, m.target_ino, m.intent), (3, 0, None));
         // A version-1 build reads the stub as "version 2" (its CRC is right).
         assert_eq!(decode_file(&with_crc(STUB_BODY.into()), Path::new("m")).unwrap(), ManifestFile::Stub);
