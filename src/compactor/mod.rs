@@ -328,12 +328,13 @@ impl Compactor {
     ///   [`Error::UnexpectedTail`], [`Error::TornTarget`]: the target or its manifest is
     ///   not as committed (see [`ErrorKind::needs_a_human`](crate::ErrorKind));
     /// - [`Error::JournalRestored`], [`Error::JournalForeign`],
-    ///   [`Error::CorruptJournalRow`], [`Error::NotAJournal`], [`Error::JournalGone`]:
-    ///   one journal cannot be drained ([`Error::journal_path`] names it);
+    ///   [`Error::CorruptJournalRow`]: one journal cannot be drained
+    ///   ([`Error::journal_path`] names it);
     /// - [`Error::UnsafeFilesystem`]: the target's mount has host-local locks, or its
     ///   sidecar folder is a symlink or world-writable;
-    /// - [`Error::InvalidArgument`]: a journal was given twice, the target path is a
-    ///   symlink or a folder, or a rotation's file name is taken;
+    /// - [`Error::InvalidArgument`]: a journal was given twice or is used in a process
+    ///   forked from the one that opened it, the target path is a symlink or a folder,
+    ///   or a rotation's file name is taken;
     /// - [`Error::Io`], [`Error::Sqlite`]: reading, writing or syncing failed.
     pub fn drain(&self, journals: &[Journal]) -> Result<DrainReport> {
         let goals: Vec<u64> = journals.iter().map(Journal::seq_ceiling).collect::<Result<_>>()?;

@@ -92,7 +92,6 @@ impl Reader {
     ///   does not exist yet or is no longer kept; or the target path is a symlink or a
     ///   folder;
     /// - [`Error::CorruptManifest`]: the manifest cannot be trusted;
-    /// - [`Error::TargetTruncated`]: the file is shorter than its committed part;
     /// - [`Error::Io`]: the manifest or the file cannot be read.
     pub fn open_at(target: impl AsRef<Path>, cursor: Cursor) -> Result<Reader> {
         let target = target.as_ref().to_path_buf();
