@@ -15,9 +15,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineProblem {
     /// The line contains a `\n` byte at this offset.
-    ContainsNewline { at: usize },
+    ContainsNewline {
+        /// Byte offset of the first `\n` in the line.
+        at: usize,
+    },
     /// The line is longer than the journal's `max_line_bytes`.
-    TooLong { len: usize, max: usize },
+    TooLong {
+        /// The line's length in bytes.
+        len: usize,
+        /// The limit it exceeds (`max_line_bytes`), in bytes.
+        max: usize,
+    },
 }
 
 /// Everything that can go wrong. `#[non_exhaustive]`: match on [`Error::kind`] for a
@@ -29,54 +37,149 @@ pub enum Error {
     InvalidLine {
         /// Index of the offending line within the call (0 for `append`).
         index: usize,
+        /// What is wrong with that line.
         problem: LineProblem,
     },
     /// An argument other than a line is unusable (bad offset, empty key, bad option).
     InvalidArgument(String),
     /// The journal's backlog is at its configured maximum; nothing was stored.
-    JournalFull { backlog_bytes: u64, max_backlog_bytes: u64, needed_bytes: u64 },
+    JournalFull {
+        /// Undrained payload bytes in the journal when the call was refused.
+        backlog_bytes: u64,
+        /// The journal's limit ([`JournalOptions::max_backlog_bytes`](crate::JournalOptions)).
+        max_backlog_bytes: u64,
+        /// Payload bytes the refused call would have added.
+        needed_bytes: u64,
+    },
     /// The target's lock was not granted within the timeout (another compactor holds
     /// it, or a hung holder was never released).
-    LockTimeout { lock_path: PathBuf, waited_ms: u64 },
+    LockTimeout {
+        /// The lock file waited for (`<target>.tributary/lock`).
+        lock_path: PathBuf,
+        /// How long the call waited, in milliseconds.
+        waited_ms: u64,
+    },
     /// The lock was lost while held (EIO from the lock or the file after it was granted,
     /// or the manifest's epoch moved under us). Nothing was committed by this round.
-    LockLost { target: PathBuf, detail: String },
+    LockLost {
+        /// The target whose lock was lost.
+        target: PathBuf,
+        /// What showed the loss (the failed call, or the epoch that moved).
+        detail: String,
+    },
     /// The manifest exists but cannot be trusted (bad CRC, bad syntax, unknown version).
-    CorruptManifest { path: PathBuf, detail: String },
+    CorruptManifest {
+        /// The file holding the manifest: the sidecar's lock file (its slots), or the
+        /// version-1 `manifest` file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// A journal row's stored CRC does not match its bytes, or a row is missing.
-    CorruptJournalRow { journal: PathBuf, seq: u64, detail: String },
+    CorruptJournalRow {
+        /// The journal file.
+        journal: PathBuf,
+        /// The seq of the first bad or missing line (the drain stopped before it).
+        seq: u64,
+        /// What does not match.
+        detail: String,
+    },
     /// The target is shorter than the manifest's `committed_len`: someone truncated or
     /// replaced it behind tributary's back. Nothing was touched.
-    TargetTruncated { target: PathBuf, len: u64, committed_len: u64 },
+    TargetTruncated {
+        /// The target file.
+        target: PathBuf,
+        /// Its length now, in bytes.
+        len: u64,
+        /// The bytes the manifest says are committed.
+        committed_len: u64,
+    },
     /// The target has more bytes beyond `committed_len` than one bounded drain round can
     /// write: the manifest read is stale (incoherent client cache) or a foreign writer
     /// appended. Nothing was touched.
-    UnexpectedTail { target: PathBuf, tail_bytes: u64, max_round_bytes: u64 },
+    UnexpectedTail {
+        /// The target file.
+        target: PathBuf,
+        /// Bytes found beyond `committed_len`.
+        tail_bytes: u64,
+        /// Bytes beyond `committed_len` that a round's committed intent announced (0
+        /// without an intent): the most a crashed round can have left there.
+        max_round_bytes: u64,
+    },
     /// The target does not end in `\n` where it must (adopting a pre-existing file, or
     /// a committed part that does not end a line). Nothing was touched.
-    TornTarget { target: PathBuf, detail: String },
+    TornTarget {
+        /// The target file (or the generation file being checked).
+        target: PathBuf,
+        /// Where the `\n` is missing.
+        detail: String,
+    },
     /// The journal does not match the target's watermark for its id: it was restored
     /// from an older copy, or cloned (copied to a new path and written to on both).
-    JournalRestored { journal: PathBuf, journal_id: String, detail: String },
+    JournalRestored {
+        /// The journal file.
+        journal: PathBuf,
+        /// The journal's id (32 hex digits).
+        journal_id: String,
+        /// What does not match the target's watermark.
+        detail: String,
+    },
     /// The journal records that it was drained into another target (or the target was
     /// reset to an older state).
-    JournalForeign { journal: PathBuf, journal_id: String, detail: String },
+    JournalForeign {
+        /// The journal file.
+        journal: PathBuf,
+        /// The journal's id (32 hex digits).
+        journal_id: String,
+        /// Which target the journal records, and which one this is.
+        detail: String,
+    },
     /// The path is on a filesystem where this part of tributary is unsafe (a journal on
     /// a network filesystem; a target on a mount whose locks are host-local).
-    UnsafeFilesystem { path: PathBuf, detail: String },
+    UnsafeFilesystem {
+        /// The journal, target or sidecar path refused.
+        path: PathBuf,
+        /// Which filesystem or permission makes it unsafe.
+        detail: String,
+    },
     /// The journal file is not a tributary journal or has an unsupported format.
-    NotAJournal { path: PathBuf, detail: String },
+    NotAJournal {
+        /// The file refused.
+        path: PathBuf,
+        /// What it is instead (empty, a symlink, another database, another format).
+        detail: String,
+    },
     /// The journal file (or its `-wal`) was removed, renamed or replaced while this
     /// handle had it open: lines appended now would go where no drain looks.
-    JournalGone { path: PathBuf, detail: String },
+    JournalGone {
+        /// The journal's path, as the handle opened it.
+        path: PathBuf,
+        /// Which file was removed, moved or replaced.
+        detail: String,
+    },
     /// There is no tributary target at this path (no sidecar: never created with
     /// `init`, or the shared filesystem is not mounted), or the file there is not the
     /// one the sidecar committed to. Nothing was created or touched.
-    TargetMissing { target: PathBuf, detail: String },
+    TargetMissing {
+        /// The target path.
+        target: PathBuf,
+        /// What is missing, or which file does not match the sidecar's record.
+        detail: String,
+    },
     /// An operating-system I/O error, with what tributary was doing.
-    Io { context: String, source: io::Error },
-    /// An SQLite error from a journal, with what tributary was doing.
-    Sqlite { context: String, source: rusqlite::Error },
+    Io {
+        /// What tributary was doing, with the path concerned.
+        context: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// An `SQLite` error from a journal, with what tributary was doing.
+    Sqlite {
+        /// What tributary was doing, with the journal concerned.
+        context: String,
+        /// `SQLite`'s error.
+        source: rusqlite::Error,
+    },
 }
 
 /// Stable, data-free classification of [`Error`]; the C ABI's result codes are these
@@ -84,23 +187,41 @@ pub enum Error {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(i32)]
 pub enum ErrorKind {
+    /// A line was refused: [`Error::InvalidLine`].
     InvalidLine = 1,
+    /// An argument is unusable: [`Error::InvalidArgument`].
     InvalidArgument = 2,
+    /// The journal's backlog is at its maximum: [`Error::JournalFull`].
     JournalFull = 3,
+    /// The target's lock was not granted in time: [`Error::LockTimeout`].
     LockTimeout = 4,
+    /// The lock was lost while held: [`Error::LockLost`].
     LockLost = 5,
+    /// The manifest cannot be trusted: [`Error::CorruptManifest`].
     CorruptManifest = 6,
+    /// A journal row is damaged or missing: [`Error::CorruptJournalRow`].
     CorruptJournalRow = 7,
+    /// The target is shorter than committed: [`Error::TargetTruncated`].
     TargetTruncated = 8,
+    /// Bytes past the committed length no round wrote: [`Error::UnexpectedTail`].
     UnexpectedTail = 9,
+    /// The target does not end a line where it must: [`Error::TornTarget`].
     TornTarget = 10,
+    /// The journal is an older copy or a clone: [`Error::JournalRestored`].
     JournalRestored = 11,
+    /// The journal was drained into another target: [`Error::JournalForeign`].
     JournalForeign = 12,
+    /// A path on a filesystem where it is unsafe: [`Error::UnsafeFilesystem`].
     UnsafeFilesystem = 13,
+    /// The file is not a tributary journal: [`Error::NotAJournal`].
     NotAJournal = 14,
+    /// An operating-system I/O error: [`Error::Io`].
     Io = 15,
+    /// An `SQLite` error from a journal: [`Error::Sqlite`].
     Sqlite = 16,
+    /// The journal's files went away under an open handle: [`Error::JournalGone`].
     JournalGone = 17,
+    /// No tributary target at the path: [`Error::TargetMissing`].
     TargetMissing = 18,
 }
 
@@ -130,6 +251,7 @@ impl ErrorKind {
     ];
 
     /// What happened, in one sentence.
+    #[must_use]
     pub fn meaning(self) -> &'static str {
         match self {
             ErrorKind::InvalidLine => "A line contains `\\n` or is longer than the limit; nothing of the call was stored.",
@@ -154,6 +276,7 @@ impl ErrorKind {
     }
 
     /// The one thing to do about it.
+    #[must_use]
     pub fn what_to_do(self) -> &'static str {
         match self {
             ErrorKind::InvalidLine => "Fix or split the line, or raise `max_line_bytes` (`--max-line-bytes`) on the writers and compactors alike.",
@@ -180,6 +303,7 @@ impl ErrorKind {
     /// True for the kinds after which retrying cannot help: the target is damaged,
     /// holds bytes tributary did not write, or the configuration is wrong. The `compact`
     /// daemon stops on them (exit 3); it retries every other kind.
+    #[must_use]
     pub fn needs_a_human(self) -> bool {
         matches!(
             self,
@@ -191,7 +315,8 @@ impl ErrorKind {
         )
     }
 
-    /// Short snake_case name, stable across versions (used by the CLI and bindings).
+    /// Short `snake_case` name, stable across versions (used by the CLI and bindings).
+    #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             ErrorKind::InvalidLine => "invalid_line",
@@ -218,6 +343,7 @@ impl ErrorKind {
 
 impl Error {
     /// The stable classification of this error.
+    #[must_use]
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::InvalidLine { .. } => ErrorKind::InvalidLine,
@@ -242,8 +368,8 @@ impl Error {
     }
 
     /// A copy of this error for every caller of a shared (group-committed) transaction.
-    /// Only I/O and SQLite errors fail a shared transaction; their sources are not
-    /// `Clone`, so the copy keeps the kind, the SQLite code and the text.
+    /// Only I/O and `SQLite` errors fail a shared transaction; their sources are not
+    /// `Clone`, so the copy keeps the kind, the `SQLite` code and the text.
     pub(crate) fn duplicate(&self) -> Error {
         match self {
             Error::Io { context, source } => {
@@ -269,6 +395,7 @@ impl Error {
 
     /// The journal this error is about, when it concerns one journal only (the others
     /// given to the same drain are fine): a daemon sets that journal aside and goes on.
+    #[must_use]
     pub fn journal_path(&self) -> Option<&std::path::Path> {
         match self {
             Error::CorruptJournalRow { journal, .. }
@@ -282,6 +409,7 @@ impl Error {
     /// True for a `*.journal` file whose writer has not finished creating the journal
     /// in it (an empty file): not an error in a spool, just not ready yet — spool drains
     /// skip it and pick it up later.
+    #[must_use]
     pub fn is_journal_not_ready(&self) -> bool {
         matches!(self, Error::NotAJournal { detail, .. } if detail == crate::journal::NOT_READY)
     }

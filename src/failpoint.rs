@@ -26,7 +26,7 @@ macro_rules! points {
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         #[non_exhaustive]
         pub enum Point {
-            $(#[doc = $name] $variant,)*
+            $(#[doc = concat!("`", $name, "`")] $variant,)*
         }
 
         impl Point {
@@ -173,7 +173,7 @@ fn announce(name: &str) -> Option<std::path::PathBuf> {
         match done {
             Ok(()) => return Some(dir.join(format!("{name}.reached"))),
             Err(e) => {
-                eprintln!("tributary: failpoint {name}: cannot create its .reached file in {}: {e}", dir.display())
+                eprintln!("tributary: failpoint {name}: cannot create its .reached file in {}: {e}", dir.display());
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Fault-injection seam for the drain's I/O steps (in the style of redb's
 //! `StorageBackend` countdown): every target write, journal WAL and target fdatasync,
 //! truncate, manifest slot write and fdatasync, folder fsync, journal row delete and
-//! journal append commit first calls [`check`],
+//! journal append commit first calls `check`,
 //! which fails the Nth such operation with `EIO` once armed. Disarmed (the default)
 //! it costs one atomic load.
 

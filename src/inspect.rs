@@ -15,13 +15,17 @@ use crate::target::sidecar::Sidecar;
 /// The outcome of [`verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
+    /// The target path checked.
     pub target: PathBuf,
+    /// The manifest epoch the check is against.
     pub epoch: u64,
     /// The target's current generation.
     pub generation: u64,
     /// Rotated generations still kept that were checked too.
     pub rotated_generations: u64,
+    /// Committed bytes of the current generation, per the manifest.
     pub committed_len: u64,
+    /// Committed lines of the current generation, per the manifest.
     pub committed_lines: u64,
     /// The target's length now.
     pub target_len: u64,
@@ -34,13 +38,21 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
+    /// True when no problem was found.
+    #[must_use]
     pub fn is_consistent(&self) -> bool {
         self.problems.is_empty()
     }
 }
 
 /// Check the target against its manifest: length, line count, running CRC.
-/// `Err` only when the check itself cannot run (no manifest, corrupt manifest, I/O).
+/// Every problem found is listed in the report, not returned as an error.
+///
+/// # Errors
+/// Only when the check itself cannot run: [`Error::InvalidArgument`] when the target
+/// was never initialised or its path is a symlink or a folder;
+/// [`Error::CorruptManifest`] when its manifest cannot be read; [`Error::Io`] when a
+/// file cannot be read.
 pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
     let target = target.as_ref();
     crate::os::fscheck::check_target_name(target)?;
@@ -119,7 +131,7 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
         let path = generation_path(target, *g);
         match File::open(&path) {
             Err(e) => {
-                report.problems.push(format!("generation {g} ({}) is listed but cannot be read: {e}", path.display()))
+                report.problems.push(format!("generation {g} ({}) is listed but cannot be read: {e}", path.display()));
             }
             Ok(mut f) => {
                 let (len, lines, crc) =
@@ -165,8 +177,11 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
 /// One journal in a [`StatusReport`].
 #[derive(Debug, Clone)]
 pub struct JournalStatus {
+    /// The journal's path in the spool.
     pub path: PathBuf,
+    /// The journal's id.
     pub journal_id: JournalId,
+    /// What the journal holds, per its own counters.
     pub backlog: Backlog,
     /// The target's watermark for this journal (0 when it never fed the target).
     pub watermark: u64,
@@ -178,19 +193,32 @@ pub struct JournalStatus {
 /// The outcome of [`status`].
 #[derive(Debug, Clone)]
 pub struct StatusReport {
+    /// The target path.
     pub target: PathBuf,
-    /// `None` before the first drain.
+    /// The committed state; `None` for a target never initialised.
     pub manifest: Option<Manifest>,
+    /// The target file's length in bytes now; `None` when there is no file.
     pub target_len: Option<u64>,
+    /// One per journal in the spool, in path order (none without a spool).
     pub journals: Vec<JournalStatus>,
 }
 
-/// Committed state of a target and, if given, the backlog of each journal in `spool`.
+/// Committed state of a target and, if given, the backlog of each journal in `spool`
+/// (journals whose writer is still creating them are left out).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the target path is a symlink or a folder;
+/// [`Error::CorruptManifest`] when the manifest cannot be read; [`Error::Io`] when the
+/// spool cannot be listed; any error of [`Journal::open_existing`] or
+/// [`Journal::backlog`] on a journal in it.
 pub fn status(target: impl AsRef<Path>, spool: Option<&Path>) -> Result<StatusReport> {
     status_with(target, spool, &JournalOptions::default())
 }
 
 /// [`status`], opening the spool's journals with `opts` (e.g. `allow_network_fs`).
+///
+/// # Errors
+/// As [`status`].
 pub fn status_with(target: impl AsRef<Path>, spool: Option<&Path>, opts: &JournalOptions) -> Result<StatusReport> {
     let target = target.as_ref();
     crate::os::fscheck::check_target_name(target)?;

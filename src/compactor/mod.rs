@@ -102,9 +102,13 @@ pub struct InitReport {
 /// What one journal contributed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalDrain {
+    /// The journal's path, as given to the drain.
     pub path: PathBuf,
+    /// The journal's id.
     pub journal_id: JournalId,
+    /// Lines of this journal committed to the target by the drain.
     pub lines: u64,
+    /// Bytes of those lines in the target (each line with its `\n`).
     pub bytes: u64,
     /// The journal's watermark in the target after the drain.
     pub last_seq: u64,
@@ -115,12 +119,15 @@ pub struct JournalDrain {
 pub struct DrainReport {
     /// Rounds that committed something.
     pub rounds: u64,
+    /// Lines committed to the target, all journals together.
     pub lines: u64,
+    /// Bytes committed to the target (each line with its `\n`).
     pub bytes: u64,
     /// Bytes of an uncommitted tail (left by a crashed drain) that were truncated.
     pub repaired_tail_bytes: u64,
     /// Generations rotated out (managed rotation), including completed interrupted ones.
     pub rotations: u64,
+    /// Per journal that contributed lines, in the order they were first drained.
     pub journals: Vec<JournalDrain>,
     /// The manifest epoch after the drain.
     pub epoch: u64,
@@ -178,6 +185,12 @@ pub struct Compactor {
 }
 
 impl Compactor {
+    /// A compactor for the target file at `target`; touches nothing (the first drain
+    /// or [`Compactor::init`] does).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `max_round_bytes` is 0 or `target` has no file
+    /// name.
     pub fn new(target: impl AsRef<Path>, opts: CompactorOptions) -> Result<Compactor> {
         let target = target.as_ref().to_path_buf();
         if opts.max_round_bytes == 0 {
@@ -190,16 +203,20 @@ impl Compactor {
             sidecar: Sidecar::for_target(&target),
             target,
             opts,
-            mount_checked: Default::default(),
-            durable_epoch: Default::default(),
-            stub_checked: Default::default(),
+            mount_checked: std::sync::OnceLock::new(),
+            durable_epoch: Arc::default(),
+            stub_checked: Arc::default(),
         })
     }
 
+    /// The target path this compactor drains into.
+    #[must_use]
     pub fn target(&self) -> &Path {
         &self.target
     }
 
+    /// The options this compactor was made with.
+    #[must_use]
     pub fn options(&self) -> &CompactorOptions {
         &self.opts
     }
@@ -212,6 +229,10 @@ impl Compactor {
     /// Open journals by path with this compactor's journal options. A file whose
     /// writer has not finished creating its journal (empty: no lines yet) is left out,
     /// not an error: there is nothing in it to drain.
+    ///
+    /// # Errors
+    /// The first error of [`Journal::open_existing`] on any of them (no journals are
+    /// returned then).
     pub fn open_journals(&self, paths: &[PathBuf]) -> Result<Vec<Journal>> {
         let mut out = Vec::with_capacity(paths.len());
         for p in paths {
@@ -225,7 +246,12 @@ impl Compactor {
     }
 
     /// Drain the given journals by path until every line they held when the call
-    /// started is committed (several bounded rounds, the lock released between them).
+    /// started is committed (several bounded rounds, the lock released between them),
+    /// at most [`CompactorOptions::max_open_journals`] open at once.
+    ///
+    /// # Errors
+    /// As [`Compactor::open_journals`] and [`Compactor::drain`]; batches drained before
+    /// the error stay committed.
     pub fn drain_paths(&self, paths: &[PathBuf]) -> Result<DrainReport> {
         // At most max_open_journals open at once (issue 13 item 3: 400 journals under
         // `ulimit -n 1024` drained nothing).
@@ -242,16 +268,26 @@ impl Compactor {
 
     /// Drain every `*.journal` in `spool` (see [`Compactor::drain_paths`]); a file whose
     /// writer is still creating its journal is skipped (it is drained next time).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the spool cannot be listed; otherwise as
+    /// [`Compactor::drain_paths`].
     pub fn drain_spool(&self, spool: &Path) -> Result<DrainReport> {
         self.drain_paths(&crate::journal::spool_journals(spool)?)
     }
 
     /// Retire journals, the supported way to remove one (issue 12 item 9): drain each
-    /// into this target until empty, then delete its files while holding its SQLite
+    /// into this target until empty, then delete its files while holding its `SQLite`
     /// write lock, once every line it ever held is committed here. A writer that still
     /// has it open gets `journal_gone` on its next append (nothing stored, nothing
     /// lost); a writer that opens the path later starts a new journal. A journal that
     /// keeps receiving lines is refused after a few attempts: stop its writers first.
+    ///
+    /// # Errors
+    /// As [`Compactor::drain_paths`]; [`Error::InvalidArgument`] when a journal kept
+    /// receiving lines through every attempt (what was drained stays committed; that
+    /// journal is not deleted); [`Error::Io`] or [`Error::Sqlite`] when deleting a
+    /// journal's files fails, [`Error::JournalGone`] when they were replaced meanwhile.
     pub fn retire(&self, paths: &[PathBuf]) -> Result<RetireReport> {
         let mut pending = self.open_journals(paths)?;
         let mut report = RetireReport::default();
@@ -284,8 +320,28 @@ impl Compactor {
     }
 
     /// Drain until every line the journals held at the start is committed.
+    ///
+    /// # Errors
+    /// Rounds committed before an error stay committed; a failing round commits
+    /// nothing. The one error of a round:
+    /// - [`Error::TargetMissing`]: no target at the path (never initialised, share not
+    ///   mounted) and [`CompactorOptions::create`] is off;
+    /// - [`Error::LockTimeout`]: another compactor held the lock past `lock_timeout`;
+    /// - [`Error::LockLost`]: the lock was lost during the round;
+    /// - [`Error::CorruptManifest`], [`Error::TargetTruncated`],
+    ///   [`Error::UnexpectedTail`], [`Error::TornTarget`]: the target or its manifest is
+    ///   not as committed (see [`ErrorKind::needs_a_human`](crate::ErrorKind));
+    /// - [`Error::JournalRestored`], [`Error::JournalForeign`],
+    ///   [`Error::CorruptJournalRow`]: one journal cannot be drained
+    ///   ([`Error::journal_path`] names it);
+    /// - [`Error::UnsafeFilesystem`]: the target's mount has host-local locks, or its
+    ///   sidecar folder is a symlink or world-writable;
+    /// - [`Error::InvalidArgument`]: a journal was given twice or is used in a process
+    ///   forked from the one that opened it, the target path is a symlink or a folder,
+    ///   or a rotation's file name is taken;
+    /// - [`Error::Io`], [`Error::Sqlite`]: reading, writing or syncing failed.
     pub fn drain(&self, journals: &[Journal]) -> Result<DrainReport> {
-        let goals: Vec<u64> = journals.iter().map(|j| j.seq_ceiling()).collect::<Result<_>>()?;
+        let goals: Vec<u64> = journals.iter().map(Journal::seq_ceiling).collect::<Result<_>>()?;
         let mut report = DrainReport::default();
         let mut start = 0;
         loop {
@@ -305,6 +361,9 @@ impl Compactor {
 
     /// One bounded round: lock, repair, read, write, fsync, commit, unlock, record.
     /// `rotation` picks which journal goes first, so no journal starves.
+    ///
+    /// # Errors
+    /// As [`Compactor::drain`]; a failing round commits nothing.
     pub fn drain_round(&self, journals: &[Journal], rotation: usize) -> Result<DrainReport> {
         self.round(journals, rotation).map(|(r, _)| r)
     }

@@ -169,7 +169,7 @@ impl Compactor {
 
     /// Step 3's consistency check between a journal and the target's watermark for it:
     /// the journal's own record, and the chained hash of its lines up to the watermark.
-    fn check_journal(&self, j: &Journal, wm: Option<&Watermark>, target_id: &str) -> Result<()> {
+    fn check_journal(j: &Journal, wm: Option<&Watermark>, target_id: &str) -> Result<()> {
         let restored = |detail: String| Error::JournalRestored {
             journal: j.path().to_path_buf(),
             journal_id: j.id().to_hex(),
@@ -397,7 +397,7 @@ impl Round<'_> {
         let mut pending = false;
         for j in self.journals {
             let wm = self.manifest.watermarks.get(&j.id());
-            self.compactor.check_journal(j, wm, &self.manifest.target_id)?;
+            Compactor::check_journal(j, wm, &self.manifest.target_id)?;
             pending |= j.seq_ceiling()? > wm.map_or(0, |w| w.last_seq);
         }
         Ok(pending)

@@ -33,7 +33,15 @@ impl Compactor {
     /// if it exists, check it: a version-1 target is upgraded; a target file whose
     /// inode is not the one recorded (restored or copied together with its sidecar) is
     /// accepted if its committed part (length, line count, CRC) matches, and refused
-    /// otherwise. Drains never create a target unless [`CompactorOptions::create`].
+    /// otherwise. Drains never create a target unless [`CompactorOptions::create`](crate::CompactorOptions::create).
+    ///
+    /// # Errors
+    /// - [`Error::TornTarget`]: an existing target file's last line is partial;
+    /// - [`Error::CorruptManifest`]: the manifest's slots are damaged;
+    /// - [`Error::TargetMissing`]: the target file does not match its sidecar's record
+    ///   (another file, or a restored copy whose committed part differs);
+    /// - otherwise the target-side errors of [`Compactor::drain`] (a lock timeout, an
+    ///   unsafe mount or sidecar, a bad target name, I/O).
     pub fn init(&self) -> Result<InitReport> {
         let lock = self.lock(true)?;
         let (mut m, origin) = self.current_manifest(&lock, true)?;

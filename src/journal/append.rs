@@ -16,7 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::group_commit::{Outcome, Request};
 use super::run::{validate_line, RunBuf, RUN_MAX_BYTES};
-use super::schema::{self, next_seq_sql, total_bytes_sql};
+use super::schema::{self, get_u64, next_seq_sql, to_sql, total_bytes_sql};
 use super::{now_ms, Journal};
 use crate::error::{Error, Result};
 use crate::failpoint;
@@ -72,8 +72,35 @@ impl Drop for WriteTx<'_> {
     }
 }
 
+/// Store one run (its counters checked into INTEGER columns, [`to_sql`]).
+fn insert_run(insert: &mut rusqlite::CachedStatement<'_>, r: &RunBuf, now: i64) -> rusqlite::Result<usize> {
+    insert.execute(params![
+        to_sql(r.first_seq)?,
+        to_sql(r.count)?,
+        to_sql(r.end_bytes)?,
+        now,
+        r.meta,
+        r.data,
+        r.run_crc()
+    ])
+}
+
 impl Journal {
     /// Append one line; returns its seq once durable.
+    ///
+    /// # Errors
+    /// Nothing of the call is stored on any error:
+    /// - [`Error::InvalidLine`]: the line contains `\n` or is longer than
+    ///   `max_line_bytes`;
+    /// - [`Error::JournalFull`]: the backlog would pass `max_backlog_bytes` (after
+    ///   waiting up to `full_wait`);
+    /// - [`Error::JournalGone`]: the journal's file or `-wal` was removed, moved or
+    ///   replaced under this handle;
+    /// - [`Error::Io`]: the journal's disk has less than 1 MiB free, or another I/O error;
+    /// - [`Error::Sqlite`]: the transaction failed (e.g. another process held the write
+    ///   lock past `busy_timeout`);
+    /// - [`Error::InvalidArgument`]: the handle is used in a process forked from the
+    ///   one that opened it.
     pub fn append(&self, line: &[u8]) -> Result<u64> {
         validate_line(0, line, self.opts.max_line_bytes)?;
         let seqs = self.submit(Lines { lines: vec![line.to_vec()], keys: None })?;
@@ -83,6 +110,11 @@ impl Journal {
     /// Append lines all-or-nothing in one transaction; returns the first of their
     /// consecutive seqs. An empty batch is [`Error::InvalidArgument`] (it has no first
     /// seq), as in the C, Python and Go APIs.
+    ///
+    /// # Errors
+    /// As [`Journal::append`], for the whole batch: one refused line
+    /// ([`Error::InvalidLine`] names its index) or one failure stores none of them;
+    /// [`Error::InvalidArgument`] for an empty batch.
     pub fn append_batch<L: AsRef<[u8]>>(&self, lines: &[L]) -> Result<u64> {
         if lines.is_empty() {
             return Err(Error::InvalidArgument("append_batch got no lines: an empty batch has no first seq".into()));
@@ -96,12 +128,18 @@ impl Journal {
 
     /// Append a line once per idempotency key: a retry with a key seen within the
     /// retention window returns the first call's seq and stores nothing.
+    ///
+    /// # Errors
+    /// As [`Journal::append`]; also [`Error::InvalidArgument`] for an empty key.
     pub fn append_keyed(&self, key: &[u8], line: &[u8]) -> Result<u64> {
         Ok(self.append_batch_keyed(&[(key, line)])?[0])
     }
 
     /// Keyed batch, all-or-nothing: returns each line's seq (the earlier seq for a key
     /// already stored).
+    ///
+    /// # Errors
+    /// As [`Journal::append_keyed`], for the whole batch.
     pub fn append_batch_keyed<K: AsRef<[u8]>, L: AsRef<[u8]>>(&self, items: &[(K, L)]) -> Result<Vec<u64>> {
         if items.is_empty() {
             return Ok(Vec::new());
@@ -176,7 +214,7 @@ impl Journal {
             first = true; // changes before the watch existed: the full check below sees them
             sys::FolderWatch::new(&crate::os::fs::parent_dir(&self.path)).ok()
         });
-        if first || self.gone.load(Ordering::Relaxed) || watch.as_ref().is_none_or(|w| w.changed()) {
+        if first || self.gone.load(Ordering::Relaxed) || watch.as_ref().is_none_or(sys::FolderWatch::changed) {
             let checked = self.check_in_place();
             self.gone.store(checked.is_err(), Ordering::Relaxed);
             checked?;
@@ -200,7 +238,7 @@ impl Journal {
         let head = schema::head(&tx).map_err(|e| Error::sqlite(ctx("reading the journal state"), e))?;
         let mut next_seq = head.next_seq;
         let mut total_bytes = head.total_bytes;
-        let mut backlog_bytes = (head.total_bytes - head.drained_bytes) as i64;
+        let mut backlog_bytes = head.total_bytes.saturating_sub(head.drained_bytes);
         let now = now_ms();
         let key_now = if batch.iter().any(|r| r.payload.keys.is_some()) { Self::key_clock(&tx)? } else { 0 };
         let mut results = Vec::with_capacity(batch.len());
@@ -218,10 +256,9 @@ impl Journal {
                         known[i] = match new_keys.iter().find(|(nk, _)| *nk == k.as_slice()) {
                             Some((_, seq)) => Some(*seq), // stored earlier in this transaction
                             None => find_key
-                                .query_row(params![k], |r| r.get::<_, i64>(0))
+                                .query_row(params![k], |r| get_u64(r, 0))
                                 .optional()
-                                .map_err(|e| Error::sqlite(ctx("looking up a key"), e))?
-                                .map(|s| s as u64),
+                                .map_err(|e| Error::sqlite(ctx("looking up a key"), e))?,
                         };
                         if known[i].is_none() && keys[..i].contains(k) {
                             known[i] = Some(u64::MAX); // resolved below to the first line's seq
@@ -237,9 +274,9 @@ impl Journal {
                     .map(|(l, _)| l.len() as u64)
                     .sum();
                 if let Some(max) = self.opts.max_backlog_bytes {
-                    if needed > 0 && backlog_bytes as u64 + needed > max {
+                    if needed > 0 && backlog_bytes.saturating_add(needed) > max {
                         results.push(Err(Error::JournalFull {
-                            backlog_bytes: backlog_bytes as u64,
+                            backlog_bytes,
                             max_backlog_bytes: max,
                             needed_bytes: needed,
                         }));
@@ -269,7 +306,7 @@ impl Journal {
                             }
                             seqs.push(next_seq);
                             next_seq += 1;
-                            backlog_bytes += line.len() as i64;
+                            backlog_bytes += line.len() as u64;
                         }
                     }
                 }
@@ -284,24 +321,14 @@ impl Journal {
                 )
                 .map_err(|e| Error::sqlite(ctx("preparing insert"), e))?;
             for r in runs.iter().filter(|r| r.count > 0) {
-                insert
-                    .execute(params![
-                        r.first_seq as i64,
-                        r.count as i64,
-                        r.end_bytes as i64,
-                        now,
-                        r.meta,
-                        r.data,
-                        r.run_crc()
-                    ])
-                    .map_err(|e| Error::sqlite(ctx("inserting lines"), e))?;
+                insert_run(&mut insert, r, now).map_err(|e| Error::sqlite(ctx("inserting lines"), e))?;
             }
             let mut insert_key = tx
                 .prepare_cached("INSERT INTO idempotency(key, seq, added_ms) VALUES (?1, ?2, ?3)")
                 .map_err(|e| Error::sqlite(ctx("preparing key insert"), e))?;
             for (k, seq) in &new_keys {
-                insert_key
-                    .execute(params![k, *seq as i64, key_now])
+                to_sql(*seq)
+                    .and_then(|seq| insert_key.execute(params![k, seq, key_now]))
                     .map_err(|e| Error::sqlite(ctx("recording a key"), e))?;
             }
         }
@@ -316,10 +343,10 @@ impl Journal {
 
     /// The common case — no keys, no backlog limit, the group's lines fit one run — as
     /// ONE autocommit INSERT that derives the run's first seq and byte mark inside
-    /// SQLite by the seq rule of `schema.rs` (under the write lock, so from the same
+    /// `SQLite` by the seq rule of `schema.rs` (under the write lock, so from the same
     /// snapshot [`schema::head`] reads):
     /// as many statements as a bare INSERT, where BEGIN, a head SELECT and COMMIT cost a
-    /// one-line append about 4% of its time. `first_seq` is the rowid, so SQLite hands
+    /// one-line append about 4% of its time. `first_seq` is the rowid, so `SQLite` hands
     /// it back without a RETURNING table. Each request gets its lines' consecutive seqs.
     fn commit_one_run(&self, batch: &[Arc<Request<Arc<Lines>>>]) -> Result<Vec<Outcome>> {
         let mut run = RunBuf::default();
@@ -343,10 +370,16 @@ impl Journal {
             .map_err(|e| Error::io(ctx("committing appended lines"), e))?;
         // execute() steps to the end, where the autocommit COMMIT (and its fsync) runs:
         // a failed commit is an error here, never a seq.
-        insert
-            .execute(params![run.count as i64, payload, now_ms(), run.meta, run.data, run.run_crc()])
+        to_sql(run.count)
+            .and_then(|count| insert.execute(params![count, payload, now_ms(), run.meta, run.data, run.run_crc()]))
             .map_err(|e| Error::sqlite(ctx("committing appended lines"), e))?;
-        let mut next = conn.last_insert_rowid() as u64;
+        // The run's first seq (its rowid), one past the newest stored seq: negative
+        // only in a journal whose rows are damaged; then the lines are stored but this
+        // call cannot say under which seqs, so it fails.
+        let rowid = conn.last_insert_rowid();
+        let mut next = u64::try_from(rowid).map_err(|_| {
+            Error::sqlite(ctx("reading the seq of appended lines"), rusqlite::Error::IntegralValueOutOfRange(0, rowid))
+        })?;
         failpoint::hit(failpoint::Point::JournalAfterCommit);
         Ok(batch
             .iter()

@@ -55,7 +55,11 @@ pub(super) fn file_id(path: &Path) -> Result<(u64, u64)> {
     Ok((md.dev(), md.ino()))
 }
 
-/// The `*.journal` files directly in `spool` (not recursive), sorted.
+/// The `*.journal` files directly in `spool` (not recursive), sorted; symlinks named
+/// `*.journal` are listed too (opening one is refused, so a drain names it).
+///
+/// # Errors
+/// [`Error::Io`] when the folder cannot be listed.
 pub fn spool_journals(spool: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let rd = std::fs::read_dir(spool).map_err(|e| Error::io(format!("listing spool {}", spool.display()), e))?;

@@ -1,6 +1,6 @@
 //! Which journals this process has open, by inode, and which process opened them.
 //!
-//! SQLite keeps one record per open file per process (its locks, its `-shm` mapping)
+//! `SQLite` keeps one record per open file per process (its locks, its `-shm` mapping)
 //! and `fork()` copies it into the child, where those locks are not held. A child that
 //! opened a journal its parent has open would reuse that record, take no real lock, and
 //! lose its lines when the parent's last close checkpoints and deletes the `-wal`. So a

@@ -1,6 +1,6 @@
 //! Group commit: concurrent callers share one transaction (one fsync).
 //!
-//! Owns the leader/follower protocol and nothing of SQLite: the caller hands in the
+//! Owns the leader/follower protocol and nothing of `SQLite`: the caller hands in the
 //! function that commits a group, so this file is unit-tested with a plain closure.
 //!
 //! Keeps: every caller gets exactly its own outcome, once; a group is committed by
@@ -52,15 +52,9 @@ impl Slot {
         *self.state.lock() = to;
     }
 
-    /// The result (`Some(Ok|Err)`), or `None` when this caller must lead; `Waiting`
-    /// leaves the slot as it is.
-    fn take(&self) -> Option<Option<Outcome>> {
-        let mut st = self.state.lock();
-        match std::mem::take(&mut *st) {
-            SlotState::Done(r) => Some(Some(r)),
-            SlotState::Lead => Some(None),
-            SlotState::Waiting => None,
-        }
+    /// What the slot holds, leaving it `Waiting` (as it was, if it was).
+    fn take(&self) -> SlotState {
+        std::mem::take(&mut *self.state.lock())
     }
 }
 
@@ -213,19 +207,23 @@ impl<P> GroupCommit<P> {
         };
         match outcome {
             Ok(Ok(per_request)) if per_request.len() == batch.len() => {
-                batch.iter().zip(per_request).for_each(|(r, result)| deliver(r, result));
+                for (r, result) in batch.iter().zip(per_request) {
+                    deliver(r, result);
+                }
             }
             Ok(Ok(per_request)) => {
                 let e = format!("a group commit returned {} outcomes for {} requests", per_request.len(), batch.len());
-                batch.iter().for_each(|r| deliver(r, Err(Error::io("appending", io::Error::other(e.clone())))));
+                for r in &batch {
+                    deliver(r, Err(Error::io("appending", io::Error::other(e.clone()))));
+                }
             }
             Ok(Err(e)) => batch.iter().for_each(|r| deliver(r, Err(e.duplicate()))),
             Err(panic) => {
                 // A bug: fail every caller of this group instead of leaving them
                 // waiting for a leader that is gone, then let the panic continue.
-                batch
-                    .iter()
-                    .for_each(|r| deliver(r, Err(Error::io("appending", io::Error::other("panic in the leader")))));
+                for r in &batch {
+                    deliver(r, Err(Error::io("appending", io::Error::other("panic in the leader"))));
+                }
                 wake(&self.epoch);
                 std::panic::resume_unwind(panic);
             }
@@ -240,8 +238,9 @@ impl<P> GroupCommit<P> {
         loop {
             let epoch = self.epoch.load(Ordering::Acquire);
             match req.slot.take() {
-                Some(outcome) => return outcome,
-                None => sys::futex_wait(&self.epoch, epoch),
+                SlotState::Done(outcome) => return Some(outcome),
+                SlotState::Lead => return None,
+                SlotState::Waiting => sys::futex_wait(&self.epoch, epoch),
             }
         }
     }
@@ -253,6 +252,7 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     /// A committer that hands out consecutive "seqs", one per unit of payload.
+    #[allow(clippy::unnecessary_wraps)] // the signature GroupCommit::submit takes
     fn seqs(next: &AtomicUsize, batch: &[Arc<Request<usize>>]) -> Result<Vec<Outcome>> {
         Ok(batch
             .iter()

@@ -1,4 +1,4 @@
-//! The writer side: a journal is a SQLite database in WAL mode on the writer host's
+//! The writer side: a journal is a `SQLite` database in WAL mode on the writer host's
 //! local disk, holding lines that are accepted but not yet drained into the target.
 //!
 //! One type, [`Journal`], whose `impl` is spread over one file per concern (as
@@ -10,7 +10,7 @@
 //! | `open.rs` | opening, busy handling, the in-place check | no journal created by a compactor; names durable before use (O2); appends acknowledged only while the path names the files |
 //! | `schema.rs` | tables, settings, migrations, the seq rule | a seq is never reused |
 //! | `run.rs` | the run row format | what is written is read back exactly |
-//! | `group_commit.rs` | leader/follower group commit (no SQLite) | each caller gets its own outcome, once |
+//! | `group_commit.rs` | leader/follower group commit (no `SQLite`) | each caller gets its own outcome, once |
 //! | `append.rs` | the append transaction, back-pressure, the spool reserve | an append returns only once durable under the configured durability |
 //! | `keys.rs` | idempotency keys and their boot-anchored clock | a key ages only while the host is up, never by a wall-clock step |
 //! | `source.rs` | what a compactor reads and records | rows a drain read are durable before it commits them (O3); `drained_seq` only grows, rows deleted only up to it |
@@ -57,7 +57,7 @@ pub enum Durability {
     /// fsync before returning: survives a power cut (default).
     #[default]
     Full,
-    /// survives a process crash, not a power cut (SQLite `synchronous=NORMAL`).
+    /// survives a process crash, not a power cut (`SQLite` `synchronous=NORMAL`).
     Normal,
 }
 
@@ -75,10 +75,12 @@ impl std::str::FromStr for Durability {
 /// Options for [`Journal::open`].
 #[derive(Debug, Clone)]
 pub struct JournalOptions {
+    /// When an append counts as durable (default [`Durability::Full`]).
     pub durability: Durability,
     /// Longest accepted line in bytes (without the `\n`). Default 1 MiB.
     pub max_line_bytes: usize,
-    /// Refuse appends once the undrained backlog would exceed this many bytes.
+    /// Refuse appends once the undrained backlog would exceed this many payload bytes
+    /// ([`Error::JournalFull`]). Default `None`: no limit.
     pub max_backlog_bytes: Option<u64>,
     /// When the backlog is full, wait up to this long for a compactor to make room
     /// before failing with `JournalFull`. `None`: fail at once.
@@ -88,11 +90,12 @@ pub struct JournalOptions {
     pub key_retention: Duration,
     /// How often a keyed commit purges expired keys. Default 60 s.
     pub key_purge_interval: Duration,
-    /// How long to wait for another process's SQLite write lock on this journal
+    /// How long to wait for another process's `SQLite` write lock on this journal
     /// (retrying every millisecond; process-wide, the longest one asked for wins).
+    /// Default 30 s.
     pub busy_timeout: Duration,
     /// Accept a journal on a network filesystem (only for filesystems that really are
-    /// host-local despite their type, e.g. a private FUSE mount).
+    /// host-local despite their type, e.g. a private FUSE mount). Default false.
     pub allow_network_fs: bool,
 }
 
@@ -116,16 +119,24 @@ impl Default for JournalOptions {
 pub struct JournalId(pub [u8; 16]);
 
 impl JournalId {
+    /// A new random id from the kernel's random source.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the kernel gives no random bytes.
     pub fn random() -> Result<JournalId> {
         let mut b = [0u8; 16];
         sys::random_bytes(&mut b).map_err(|e| Error::io("reading random bytes for a journal id", e))?;
         Ok(JournalId(b))
     }
 
+    /// The id as 32 lower-case hex digits (as in the manifest and messages).
+    #[must_use]
     pub fn to_hex(&self) -> String {
         crate::hex::encode(&self.0)
     }
 
+    /// Parse 32 hex digits (either case); `None` otherwise.
+    #[must_use]
     pub fn from_hex(s: &str) -> Option<JournalId> {
         let v = crate::hex::decode(s)?;
         Some(JournalId(v.try_into().ok()?))
@@ -141,7 +152,9 @@ impl fmt::Display for JournalId {
 /// What is waiting in a journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Backlog {
+    /// Lines appended but not yet recorded as drained.
     pub lines: u64,
+    /// Payload bytes of those lines (without their `\n`s).
     pub bytes: u64,
     /// When the oldest waiting line was appended (ms since the Unix epoch).
     pub oldest_append_ms: Option<i64>,
@@ -153,7 +166,7 @@ pub struct Backlog {
 
 /// A handle on one journal file. `Send + Sync`: share it between threads (an `Arc`),
 /// and concurrent appends are group-committed. Several processes may open the same
-/// journal; SQLite serialises their transactions.
+/// journal; `SQLite` serialises their transactions.
 pub struct Journal {
     path: PathBuf,
     id: JournalId,
@@ -206,7 +219,7 @@ impl Journal {
         Ok(conn)
     }
 
-    /// A handle used in a process forked from the one that opened it: refuse. SQLite's
+    /// A handle used in a process forked from the one that opened it: refuse. `SQLite`'s
     /// locks belong to the parent, so the child would write without any.
     fn check_process(&self) -> Result<()> {
         let me = std::process::id();
@@ -230,6 +243,7 @@ impl Journal {
     /// Test seam: appends queued on this handle, waiting for a leader's transaction
     /// (lets a test know a group has formed without waiting for a time).
     #[doc(hidden)]
+    #[must_use]
     pub fn queued_appends(&self) -> usize {
         self.group.queued()
     }
@@ -247,6 +261,10 @@ impl Journal {
     }
 
     /// Lines waiting to be drained, and the seq counters.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] when the journal cannot be read; [`Error::InvalidArgument`] in
+    /// a process forked from the one that opened the handle.
     pub fn backlog(&self) -> Result<Backlog> {
         let conn = self.lock_conn()?;
         let ctx = |what: &str| format!("{what} in {}", self.path.display());
@@ -287,6 +305,6 @@ impl Drop for Journal {
 
 impl fmt::Debug for Journal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Journal").field("path", &self.path).field("id", &self.id).finish()
+        f.debug_struct("Journal").field("path", &self.path).field("id", &self.id).finish_non_exhaustive()
     }
 }

@@ -1,8 +1,8 @@
 //! Opening a journal: where it may live, what file it is, which process opened it,
-//! and SQLite's busy handling.
+//! and `SQLite`'s busy handling.
 //!
 //! Keeps: an open never creates a journal a compactor asked for (`open_existing`),
-//! never follows a symlink, never opens an existing journal outside SQLite (that
+//! never follows a symlink, never opens an existing journal outside `SQLite` (that
 //! would drop this process's POSIX locks on it), refuses a `-wal` without its journal
 //! and finishes a retirement cut short; the journal's and its `-wal`'s names are
 //! durable before the handle exists (ordering O2 of docs/design.md). After every
@@ -13,6 +13,8 @@ use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -31,11 +33,12 @@ thread_local! {
     static BUSY_LIMIT_MS: Cell<u64> = const { Cell::new(30_000) };
 }
 
-/// SQLite's own busy timeout backs off to 100 ms sleeps, so a compactor's short write
+/// `SQLite`'s own busy timeout backs off to 100 ms sleeps, so a compactor's short write
 /// (step 7) or a second process's append kept missing the gaps between a busy writer's
 /// transactions (p99 latencies of half a second). Retry every millisecond instead.
 fn retry_when_busy(attempt: i32) -> bool {
-    if attempt as u64 >= BUSY_LIMIT_MS.with(Cell::get) {
+    // SQLite counts attempts from 0; it never passes a negative count
+    if u64::try_from(attempt).unwrap_or(0) >= BUSY_LIMIT_MS.with(Cell::get) {
         return false;
     }
     std::thread::sleep(Duration::from_millis(1));
@@ -50,10 +53,10 @@ pub(super) fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
 }
 
-/// SQLite could not open a journal (or its `-wal`/`-shm`): an I/O error, never "not a
+/// `SQLite` could not open a journal (or its `-wal`/`-shm`): an I/O error, never "not a
 /// journal" (which would invite deleting a good one); named EMFILE when this process
 /// is at its file limit.
-fn cannot_open(path: &Path, e: rusqlite::Error) -> Error {
+fn cannot_open(path: &Path, e: &rusqlite::Error) -> Error {
     match sys::fd_usage() {
         Some((open, limit)) if open + 8 >= limit => Error::io(
             format!(
@@ -78,6 +81,11 @@ pub(crate) const NOT_READY: &str = "it is empty: no writer has created a journal
 impl Journal {
     /// Open an existing journal, never creating one (what a compactor does: a mistyped
     /// path must be an error, not a new empty journal).
+    ///
+    /// # Errors
+    /// As [`Journal::open`]; also [`Error::NotAJournal`] when no file is there, or the
+    /// file is empty because its writer has not created the journal in it yet
+    /// ([`Error::is_journal_not_ready`]).
     pub fn open_existing(path: impl AsRef<Path>, opts: JournalOptions) -> Result<Journal> {
         let path = path.as_ref();
         match std::fs::symlink_metadata(path) {
@@ -98,13 +106,25 @@ impl Journal {
     }
 
     /// Open (creating if needed, mode 0600) the journal at `path`.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidArgument`]: `max_line_bytes` is 0 or above `u32::MAX`, or a
+    ///   process this one was forked from has the journal open;
+    /// - [`Error::UnsafeFilesystem`]: the journal's folder is on a network filesystem
+    ///   (unless `allow_network_fs`);
+    /// - [`Error::NotAJournal`]: the path is a symlink or not a regular file, or the
+    ///   file is another `SQLite` database, not a database, or of an unsupported format;
+    /// - [`Error::JournalGone`]: the journal is missing but its `-wal` is there (it
+    ///   may hold undrained lines; nothing is created);
+    /// - [`Error::Io`], [`Error::Sqlite`]: creating, opening or setting up the files
+    ///   failed (too many open files is named as such).
     pub fn open(path: impl AsRef<Path>, opts: JournalOptions) -> Result<Journal> {
         Self::open_impl(path.as_ref(), opts, true)
     }
 
     /// `create`: make a new journal in an empty file (a writer's open). A compactor's
     /// open never does: a file its writer is creating at that moment is "not ready",
-    /// and racing the writer through SQLite's first-time setup broke both.
+    /// and racing the writer through `SQLite`'s first-time setup broke both.
     fn open_impl(path: &Path, opts: JournalOptions, create: bool) -> Result<Journal> {
         let path = path.to_path_buf();
         if opts.max_line_bytes == 0 || u32::try_from(opts.max_line_bytes).is_err() {
@@ -182,7 +202,7 @@ impl Journal {
             .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
             .map_err(|e| match e.sqlite_error_code() {
                 // Opening the file, its -wal or -shm failed: most often the file limit.
-                Some(rusqlite::ErrorCode::CannotOpen) => cannot_open(&path, e),
+                Some(rusqlite::ErrorCode::CannotOpen) => cannot_open(&path, &e),
                 _ => not_journal(format!("not an SQLite database: {e}")),
             })?;
         if !tables.is_empty() && !tables.iter().any(|t| t == "meta") {
@@ -209,10 +229,17 @@ impl Journal {
             group: GroupCommit::default(),
             maintenance: Mutex::new(Maintenance { last_key_purge: Instant::now(), deleted_since_checkpoint: 0 }),
             files,
-            folder_watch: Default::default(),
-            gone: Default::default(),
+            folder_watch: OnceLock::new(),
+            gone: AtomicBool::new(false),
             pid: std::process::id(),
         })
+    }
+
+    /// Whether this handle's path still names the journal (file and `-wal`) it opened;
+    /// a daemon reopens a journal by path when not.
+    #[must_use]
+    pub fn is_in_place(&self) -> bool {
+        self.check_in_place().is_ok()
     }
 
     /// After a commit: the journal's path must still name the file (and `-wal`) this
@@ -222,12 +249,6 @@ impl Journal {
     /// name), or whose spool was moved, would take this handle's appends into an
     /// unlinked inode that no drain ever sees (issue 12 item 8). Two `lstat`s per
     /// group commit.
-    /// Whether this handle's path still names the journal it opened (see
-    /// [`Journal::check_in_place`]); a daemon reopens a journal by path when not.
-    pub fn is_in_place(&self) -> bool {
-        self.check_in_place().is_ok()
-    }
-
     pub(crate) fn check_in_place(&self) -> Result<()> {
         let gone = |detail: String| Error::JournalGone { path: self.path.clone(), detail };
         for (path, opened) in [(self.path.clone(), self.files[0]), (wal_path(&self.path), self.files[1])] {

@@ -115,7 +115,9 @@ mod tests {
 
     fn run_of(lines: &[&[u8]]) -> RunBuf {
         let mut run = RunBuf::default();
-        lines.iter().for_each(|l| run.push(l));
+        for l in lines {
+            run.push(l);
+        }
         run
     }
 
@@ -127,7 +129,7 @@ mod tests {
         assert_eq!(run.payload_bytes(), 3 + 7);
         let table = LineTable::new(&run.meta, run.count).expect("a table of 3 lines");
         for (k, line) in lines.iter().enumerate() {
-            assert_eq!(table.get(k as u64), (line.len() as u32, line_crc(line)));
+            assert_eq!(table.get(k as u64), (u32::try_from(line.len()).unwrap(), line_crc(line)));
         }
         let hash = checked_data_hash(&run.meta, &run.data, Some(run.run_crc())).expect("the run CRC matches");
         assert_eq!(hash.finalize(), crc32fast::hash(&run.data));

@@ -1,4 +1,4 @@
-//! A journal's SQLite schema, its settings, its migrations, and the seq rule.
+//! A journal's `SQLite` schema, its settings, its migrations, and the seq rule.
 //!
 //! Keeps: a seq is never reused. The next seq is one past the newest run, or
 //! `drained_seq + 1` when every run was drained and deleted (runs are only ever
@@ -68,8 +68,29 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 512;
 /// The size a `-wal` is cut back to when it is reset.
 const WAL_SIZE_LIMIT_BYTES: u64 = 4 << 20;
 
-/// SQLite page size of new journals.
+/// `SQLite` page size of new journals.
 const JOURNAL_PAGE_SIZE: u32 = 4 << 10;
+
+/// A seq, count or byte mark for an INTEGER column. `SQLite` integers are i64; these
+/// u64 counters stay far below 2^63 in a journal tributary wrote, and a value past it
+/// fails as rusqlite's own (`fallible_uint`) `u64` conversion does, never wrapping
+/// to a negative number.
+pub(super) fn to_sql(v: u64) -> rusqlite::Result<i64> {
+    i64::try_from(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// `v` as a bound an INTEGER column is compared with: no stored seq is above
+/// `i64::MAX`, so a larger bound clamped there selects the same rows.
+pub(super) fn sql_bound(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Column `idx` of `row` as a u64 counter: a negative value (a damaged row) fails as
+/// rusqlite's own `u64` conversion does ([`rusqlite::Error::IntegralValueOutOfRange`]).
+pub(super) fn get_u64(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+    let v: i64 = row.get(idx)?;
+    u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v))
+}
 
 /// The seq and byte counters ([`head`]).
 pub(super) struct Head {
@@ -82,7 +103,7 @@ pub(super) struct Head {
 }
 
 /// The seq and byte counters, by the seq rule. One statement, so one snapshot: read in
-/// two, a drain's step 7 committing in between (runs deleted, drained_seq moved) made
+/// two, a drain's step 7 committing in between (runs deleted, `drained_seq` moved) made
 /// the seq ceiling look lower than the target's watermark — a false "journal
 /// restored" in the demo.
 pub(super) fn head(conn: &Connection) -> rusqlite::Result<Head> {
@@ -164,7 +185,7 @@ pub(super) fn init(conn: &mut Connection, path: &Path) -> Result<JournalId> {
     Ok(id)
 }
 
-/// The id of an already initialised journal, read without taking SQLite's write
+/// The id of an already initialised journal, read without taking `SQLite`'s write
 /// lock (a busy writer would starve an IMMEDIATE transaction here).
 fn existing_id(conn: &Connection) -> Option<(String, String)> {
     let get = |k: &str| conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0)).ok();

@@ -15,7 +15,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::files::{finish_retirement, retiring_path, sync_folder, wal_path};
 use super::run::{checked_data_hash, line_crc, LineTable};
-use super::{schema, Journal};
+use super::schema::{self, sql_bound, to_sql};
+use super::Journal;
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::target::manifest::chain_step;
@@ -24,7 +25,7 @@ use crate::target::manifest::chain_step;
 const CHECKPOINT_EVERY_DELETED_RUNS: u64 = 1_000;
 
 /// Free pages (4 KiB) in a journal before a record gives them back to the disk.
-const VACUUM_FREE_PAGES: i64 = 256;
+const VACUUM_FREE_PAGES: u32 = 256;
 
 /// Runs deleted per transaction when the journal's disk is full.
 const FULL_DISK_DELETE_RUNS: i64 = 32;
@@ -32,8 +33,11 @@ const FULL_DISK_DELETE_RUNS: i64 = 32;
 /// The journal's own record of how far it was drained, and into which target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DrainedRecord {
+    /// The id of the target the journal was drained into (32 hex digits).
     pub target_id: String,
+    /// The highest seq recorded as committed in that target.
     pub seq: u64,
+    /// CRC32 of the line at `seq`.
     pub crc: u32,
     /// The watermark's chained hash at `seq` (`None`: recorded before chains existed).
     pub chain: Option<u64>,
@@ -78,7 +82,7 @@ fn give_space_back(conn: &Connection) {
     if empty && conn.execute_batch("VACUUM").is_ok() {
         return;
     }
-    incremental_vacuum(conn, Some(VACUUM_FREE_PAGES as u32));
+    incremental_vacuum(conn, Some(VACUUM_FREE_PAGES));
 }
 
 fn is_disk_full(e: &Error) -> bool {
@@ -101,17 +105,18 @@ impl Journal {
         let run: Option<(i64, i64, Vec<u8>)> = conn
             .query_row(
                 "SELECT first_seq, count, line_meta FROM runs WHERE first_seq <= ?1 ORDER BY first_seq DESC LIMIT 1",
-                params![seq as i64],
+                params![sql_bound(seq)],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(|e| Error::sqlite("reading a line's CRC", e))?;
         let Some((first, count, meta)) = run else { return Ok(None) };
-        let k = seq - first as u64;
-        if k >= count as u64 {
+        let (first, count) = self.run_span(first, count, seq)?;
+        let k = seq - first;
+        if k >= count {
             return Ok(None);
         }
-        match LineTable::new(&meta, count as u64) {
+        match LineTable::new(&meta, count) {
             Some(table) => Ok(Some(table.get(k).1)),
             None => Err(self.corrupt(seq, "its run's line table does not match its line count".into())),
         }
@@ -130,12 +135,13 @@ impl Journal {
             )
             .map_err(|e| Error::sqlite("preparing the chain read", e))?;
         let mut rows = stmt
-            .query(params![(from_seq + 1) as i64, to_seq as i64])
+            .query(params![sql_bound(from_seq + 1), sql_bound(to_seq)])
             .map_err(|e| Error::sqlite("reading runs for the chain", e))?;
         let (mut chain, mut next) = (from_chain, from_seq + 1);
         while let Some(r) = rows.next().map_err(|e| Error::sqlite("reading runs for the chain", e))? {
-            let first = r.get::<_, i64>(0).map_err(|e| Error::sqlite("reading a run", e))? as u64;
-            let count = r.get::<_, i64>(1).map_err(|e| Error::sqlite("reading a run", e))? as u64;
+            let first = r.get::<_, i64>(0).map_err(|e| Error::sqlite("reading a run", e))?;
+            let count = r.get::<_, i64>(1).map_err(|e| Error::sqlite("reading a run", e))?;
+            let (first, count) = self.run_span(first, count, next)?;
             let meta: Vec<u8> = r.get(2).map_err(|e| Error::sqlite("reading a run", e))?;
             let Some(table) = LineTable::new(&meta, count) else {
                 return Err(self.corrupt(first, "its run's line table does not match its line count".into()));
@@ -160,7 +166,22 @@ impl Journal {
         Error::CorruptJournalRow { journal: self.path.clone(), seq, detail }
     }
 
-    /// The journal's own record of how far it was drained.
+    /// A run's `first_seq` and `count` as stored (`SQLite` INTEGERs): negative only in a
+    /// damaged row, reported at `at`, the seq being looked for.
+    fn run_span(&self, first: i64, count: i64, at: u64) -> Result<(u64, u64)> {
+        match (u64::try_from(first), u64::try_from(count)) {
+            (Ok(first), Ok(count)) => Ok((first, count)),
+            _ => Err(self.corrupt(at, format!("its run has first seq {first} and count {count}"))),
+        }
+    }
+
+    /// The journal's own record of how far it was drained; `None` before its first
+    /// recorded drain.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] when the record cannot be read; [`Error::CorruptJournalRow`]
+    /// when it holds a negative seq or a CRC out of range; [`Error::InvalidArgument`]
+    /// in a process forked from the one that opened the handle.
     pub fn drained_record(&self) -> Result<Option<DrainedRecord>> {
         let conn = self.lock_conn()?;
         let (target, seq, crc, chain): (Option<String>, i64, i64, Option<i64>) = conn
@@ -170,12 +191,13 @@ impl Journal {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .map_err(|e| Error::sqlite("reading the drained record", e))?;
-        Ok(target.filter(|_| seq > 0).map(|target_id| DrainedRecord {
-            target_id,
-            seq: seq as u64,
-            crc: crc as u32,
-            chain: chain.map(|c| c as u64),
-        }))
+        // (seq 0: never drained; a negative one is damage, reported below)
+        let Some(target_id) = target.filter(|_| seq != 0) else { return Ok(None) };
+        let (Ok(seq), Ok(crc)) = (u64::try_from(seq), u32::try_from(crc)) else {
+            return Err(self.corrupt(0, format!("its drained record holds seq {seq} and CRC {crc}")));
+        };
+        // The chain is a u64 hash stored bit for bit in an INTEGER (see record_drained_tx).
+        Ok(Some(DrainedRecord { target_id, seq, crc, chain: chain.map(i64::cast_unsigned) }))
     }
 
     /// Stream the lines after `after_seq`, in seq order, into `sink` as byte slices of
@@ -203,12 +225,13 @@ impl Journal {
                  ORDER BY first_seq",
             )
             .map_err(|e| Error::sqlite("preparing the drain read", e))?;
-        let mut rows = stmt.query(params![(after_seq + 1) as i64]).map_err(|e| Error::sqlite("reading runs", e))?;
+        let mut rows = stmt.query(params![sql_bound(after_seq + 1)]).map_err(|e| Error::sqlite("reading runs", e))?;
         let mut taken: Option<Taken> = None;
         let mut expect = after_seq + 1;
         'runs: while let Some(r) = rows.next().map_err(|e| Error::sqlite("reading runs", e))? {
-            let first = r.get::<_, i64>(0).map_err(|e| Error::sqlite("reading a run", e))? as u64;
-            let count = r.get::<_, i64>(1).map_err(|e| Error::sqlite("reading a run", e))? as u64;
+            let first = r.get::<_, i64>(0).map_err(|e| Error::sqlite("reading a run", e))?;
+            let count = r.get::<_, i64>(1).map_err(|e| Error::sqlite("reading a run", e))?;
+            let (first, count) = self.run_span(first, count, expect)?;
             if first + count <= expect {
                 continue; // drained, not yet deleted
             }
@@ -232,9 +255,8 @@ impl Journal {
             let (mut pos, mut slice_start) = (0usize, None::<usize>);
             for k in 0..count {
                 let seq = first + k;
-                let (len, crc) = table.get(k);
-                let len = len as usize;
-                let end = pos + len;
+                let (line_len, crc) = table.get(k);
+                let end = pos + line_len as usize;
                 if data.get(end) != Some(&b'\n') {
                     return Err(self.corrupt(seq, "its length does not match the stored bytes".into()));
                 }
@@ -261,7 +283,7 @@ impl Journal {
                     t.lines += 1;
                     t.last_seq = seq;
                     t.last_crc = crc;
-                    t.chain = chain_step(t.chain, seq, len as u32, crc);
+                    t.chain = chain_step(t.chain, seq, line_len, crc);
                     expect = seq + 1;
                 }
                 pos = end + 1;
@@ -296,7 +318,7 @@ impl Journal {
                         .execute(
                             "DELETE FROM runs WHERE first_seq IN (SELECT first_seq FROM runs
                              WHERE first_seq + count - 1 <= ?1 ORDER BY first_seq LIMIT ?2)",
-                            params![seq as i64, FULL_DISK_DELETE_RUNS],
+                            params![sql_bound(seq), FULL_DISK_DELETE_RUNS],
                         )
                         .map_err(|e| Error::sqlite(format!("deleting drained runs in {}", self.path.display()), e))?;
                     incremental_vacuum(&conn, None);
@@ -319,29 +341,31 @@ impl Journal {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| Error::sqlite(ctx("starting the drained record"), e))?;
+        let seq = to_sql(seq).map_err(|e| Error::sqlite(ctx("recording the drained seq"), e))?;
         let current: i64 = tx
             .query_row("SELECT drained_seq FROM state WHERE id = 1", [], |r| r.get(0))
             .map_err(|e| Error::sqlite(ctx("reading the drained record"), e))?;
-        if (seq as i64) <= current {
+        if seq <= current {
             return Ok(()); // a later round already recorded more
         }
         // Runs wholly drained; their newest end_bytes becomes the drained byte mark.
         let (freed_runs, freed_through): (i64, Option<i64>) = tx
             .query_row(
                 "SELECT count(*), max(end_bytes) FROM runs WHERE first_seq + count - 1 <= ?1",
-                params![seq as i64],
+                params![seq],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(|e| Error::sqlite(ctx("measuring drained runs"), e))?;
         crate::fault::check(crate::fault::Step::JournalRowDelete)
             .map_err(|e| Error::io(ctx("deleting drained runs"), e))?;
-        tx.execute("DELETE FROM runs WHERE first_seq + count - 1 <= ?1", params![seq as i64])
+        tx.execute("DELETE FROM runs WHERE first_seq + count - 1 <= ?1", params![seq])
             .map_err(|e| Error::sqlite(ctx("deleting drained runs"), e))?;
         failpoint::hit(failpoint::Point::DrainMidRecord);
         tx.execute(
             "UPDATE state SET drained_target = ?1, drained_seq = ?2, drained_crc = ?3, drained_chain = ?5,
                  drained_bytes = max(drained_bytes, coalesce(?4, drained_bytes)) WHERE id = 1",
-            params![target_id, seq as i64, crc as i64, freed_through, chain as i64],
+            // the chain is a u64 hash, stored bit for bit (drained_record reads it back)
+            params![target_id, seq, i64::from(crc), freed_through, chain.cast_signed()],
         )
         .map_err(|e| Error::sqlite(ctx("recording the drained seq"), e))?;
         tx.commit().map_err(|e| Error::sqlite(ctx("committing the drained record"), e))?;
@@ -350,8 +374,9 @@ impl Journal {
         // the checkpoint that follows makes the main file shorter.
         let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0)).unwrap_or(0);
         let mut m = self.maintenance.lock();
-        m.deleted_since_checkpoint += freed_runs as u64;
-        if free >= VACUUM_FREE_PAGES {
+        // count(*) is never negative
+        m.deleted_since_checkpoint += u64::try_from(freed_runs).unwrap_or(0);
+        if free >= i64::from(VACUUM_FREE_PAGES) {
             give_space_back(&conn);
             m.deleted_since_checkpoint = CHECKPOINT_EVERY_DELETED_RUNS;
         }
@@ -368,7 +393,7 @@ impl Journal {
     /// are still only in the page cache, and a manifest must not cover rows that a
     /// power cut could take back (the journal would hand their seqs out again). Rows
     /// are either in the `-wal` (fdatasync it) or were checkpointed into the main file,
-    /// which SQLite fsyncs before it resets or deletes the `-wal`.
+    /// which `SQLite` fsyncs before it resets or deletes the `-wal`.
     pub(crate) fn sync_for_drain(&self) -> Result<()> {
         let wal = wal_path(&self.path);
         let ctx = || format!("fdatasync of the journal's WAL {}", wal.display());
@@ -382,7 +407,7 @@ impl Journal {
 
     /// Retirement's last step: delete this journal's files if every line it ever held
     /// is at or below `watermark` (committed in the target) — decided and done while
-    /// holding its SQLite write lock, so no writer commits in between (a writer that
+    /// holding its `SQLite` write lock, so no writer commits in between (a writer that
     /// commits after it finds the files gone and is not acknowledged). `Ok(false)`,
     /// touching nothing, when a writer appended since the drain. The handle is dead
     /// after `Ok(true)`.
@@ -413,6 +438,10 @@ impl Journal {
     }
 
     /// Run a WAL checkpoint now (TRUNCATE when nobody is reading).
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] when the checkpoint fails; [`Error::InvalidArgument`] in a
+    /// process forked from the one that opened the handle.
     pub fn checkpoint(&self) -> Result<()> {
         self.lock_conn()?
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
@@ -424,7 +453,35 @@ impl Journal {
 mod tests {
     use std::time::{Duration, Instant};
 
+    use crate::error::Error;
     use crate::journal::{Journal, JournalOptions};
+
+    /// A damaged journal's negative seq, count or CRC is a corrupt row: never read as
+    /// a huge u64 (or a wrapped u32) that the drain would build on.
+    #[test]
+    fn negative_counters_in_a_damaged_journal_are_corrupt_rows() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("n.journal");
+        let j = Journal::open(&path, JournalOptions::default()).unwrap();
+        j.append_batch(&[b"a", b"b"]).unwrap();
+        j.record_drained("000102030405060708090a0b0c0d0e0f", 1, 7, 9).unwrap();
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute("UPDATE runs SET count = -2", []).unwrap();
+        raw.execute("UPDATE state SET drained_crc = -1", []).unwrap();
+        drop(raw);
+        let far = Instant::now() + Duration::from_secs(60);
+        let e = j.drain_after(1, 0, u64::MAX, true, far, &mut |_, _| Ok(())).unwrap_err();
+        assert!(matches!(e, Error::CorruptJournalRow { seq: 2, .. }), "{e}");
+        let e = j.row_crc(2).unwrap_err();
+        assert!(matches!(e, Error::CorruptJournalRow { seq: 2, .. }), "{e}");
+        let e = j.drained_record().unwrap_err();
+        assert!(matches!(e, Error::CorruptJournalRow { .. }), "{e}");
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute("UPDATE state SET drained_crc = 7, drained_seq = -1", []).unwrap();
+        drop(raw);
+        let e = j.drained_record().unwrap_err();
+        assert!(matches!(e, Error::CorruptJournalRow { .. }), "a negative drained seq is not 'never drained': {e}");
+    }
 
     /// The drain's one-pass check: a whole run reaches the sink with its data CRC (which
     /// the target's running CRC combines instead of hashing the bytes again), and that

@@ -1,4 +1,4 @@
-//! Filesystem safety checks: a journal must live on a local filesystem (SQLite WAL
+//! Filesystem safety checks: a journal must live on a local filesystem (`SQLite` WAL
 //! needs shared memory that only one host sees), and a target must live on a mount
 //! whose record locks are enforced across hosts.
 
@@ -9,7 +9,7 @@ use crate::os::fs::parent_dir;
 use crate::os::sys;
 
 /// `statfs` magic numbers of network / cluster filesystems (linux/magic.h and the
-/// filesystems' own headers). FUSE is included: GlusterFS, sshfs, s3fs, CephFS-fuse and
+/// filesystems' own headers). FUSE is included: `GlusterFS`, sshfs, s3fs, CephFS-fuse and
 /// most other FUSE filesystems are remote.
 const NETWORK_FS_MAGICS: &[(i64, &str)] = &[
     (0x6969, "NFS"),
@@ -77,9 +77,8 @@ pub fn check_target_name(target: &Path) -> Result<()> {
     let why = "tributary keeps a target's lock and manifest beside the name it is given, so every host and \
                every reader must use the file's one real name";
     if md.file_type().is_symlink() {
-        let real = std::fs::canonicalize(target)
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "(it points nowhere)".into());
+        let real =
+            std::fs::canonicalize(target).map_or_else(|_| "(it points nowhere)".into(), |p| p.display().to_string());
         return Err(Error::InvalidArgument(format!(
             "target {} is a symlink to {real}: give the real path instead ({why})",
             target.display()

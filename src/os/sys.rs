@@ -12,6 +12,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// Fill `buf` with random bytes from the kernel.
+///
+/// # Errors
+/// `getrandom`'s error (e.g. `ENOSYS` on a kernel before 3.17).
 pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
     let mut filled = 0;
     while filled < buf.len() {
@@ -19,14 +22,15 @@ pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
         // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes for the
         // duration of the call; getrandom writes at most that many bytes.
         let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
+        // negative: failed
+        let Ok(n) = usize::try_from(n) else {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(e);
-        }
-        filled += n as usize;
+        };
+        filled += n;
     }
     Ok(())
 }
@@ -36,10 +40,12 @@ pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
 /// we produced the next bytes. Only a hint — durability still comes from fdatasync,
 /// which reports any write-back error of these pages (this call does not consume it).
 pub fn start_writeback(file: &impl AsRawFd, offset: u64, len: u64) {
+    // (a range past i64::MAX is not in any file: no hint)
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
     // SAFETY: sync_file_range only reads its integer arguments; an invalid fd or range
     // makes it fail with an errno, which is ignored because the call is a hint.
     unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
@@ -68,24 +74,30 @@ pub fn futex_wake_all(word: &AtomicU32) {
 }
 
 /// A random u64 (seeds, temp-file suffixes).
+#[must_use]
 pub fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     // getrandom on Linux >= 3.17 does not fail for 8 bytes; fall back to time+pid.
     if random_bytes(&mut b).is_err() {
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        return t.as_nanos() as u64 ^ ((std::process::id() as u64) << 32);
+        // the nanoseconds since the epoch modulo 2^64, mixed with the pid
+        let nanos = t.as_secs().wrapping_mul(1_000_000_000).wrapping_add(u64::from(t.subsec_nanos()));
+        return nanos ^ (u64::from(std::process::id()) << 32);
     }
     u64::from_le_bytes(b)
 }
 
 /// The `f_type` magic number of the filesystem holding `path`.
+///
+/// # Errors
+/// `statfs`'s error (e.g. `NotFound`); `Other` for a path containing a NUL byte.
 pub fn statfs_magic(path: &Path) -> io::Result<i64> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("path contains a NUL byte"))?;
     // SAFETY: an all-zero `statfs` is a valid value of this plain C struct.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a NUL-terminated path that outlives the call; `st` is a valid,
     // writable `statfs` the kernel fills in.
-    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    let rc = unsafe { libc::statfs(c.as_ptr(), &raw mut st) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -94,16 +106,23 @@ pub fn statfs_magic(path: &Path) -> io::Result<i64> {
 }
 
 fn ofd_lock_op(file: &impl AsRawFd, lock_type: libc::c_int, cmd: libc::c_int) -> io::Result<()> {
+    // `flock` keeps these two in a short (F_WRLCK, F_UNLCK and SEEK_SET are 0..=2)
+    let (Ok(l_type), Ok(l_whence)) = (libc::c_short::try_from(lock_type), libc::c_short::try_from(libc::SEEK_SET))
+    else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
     // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = lock_type as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_type = l_type;
+    fl.l_whence = l_whence;
     fl.l_start = 0;
-    fl.l_len = 0; // the whole file
-    fl.l_pid = 0; // required to be 0 for OFD locks
-                  // SAFETY: the fd is open for the lifetime of `file`; `fl` is a valid `flock` that
-                  // the kernel only reads (F_OFD_SETLK does not write back).
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) };
+    // the whole file
+    fl.l_len = 0;
+    // required to be 0 for OFD locks
+    fl.l_pid = 0;
+    // SAFETY: the fd is open for the lifetime of `file`; `fl` is a valid `flock` that
+    // the kernel only reads (F_OFD_SETLK does not write back).
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &raw mut fl) };
     if rc == -1 {
         Err(io::Error::last_os_error())
     } else {
@@ -115,18 +134,25 @@ fn ofd_lock_op(file: &impl AsRawFd, lock_type: libc::c_int, cmd: libc::c_int) ->
 /// `Ok(false)` when another open file description (any process, any host sharing the
 /// filesystem's lock manager) holds a conflicting lock.
 ///
+/// # Errors
+/// `fcntl`'s error other than "held by someone else" (e.g. `ENOLCK`, or `EIO` from a
+/// lost NFS lock).
+///
 /// OFD locks belong to the open file description, not to the process: an unrelated
 /// `close()` of another descriptor of the same file does not drop them (the classic
 /// POSIX record-lock trap), and on NFS/GlusterFS they are forwarded to the server.
 pub fn try_lock_exclusive(file: &impl AsRawFd) -> io::Result<bool> {
     match ofd_lock_op(file, libc::F_WRLCK, libc::F_OFD_SETLK) {
         Ok(()) => Ok(true),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
         Err(e) => Err(e),
     }
 }
 
 /// Release an OFD lock taken with [`try_lock_exclusive`].
+///
+/// # Errors
+/// `fcntl`'s error (e.g. `EIO` from a lost NFS lock).
 pub fn unlock(file: &impl AsRawFd) -> io::Result<()> {
     ofd_lock_op(file, libc::F_UNLCK, libc::F_OFD_SETLK)
 }
@@ -164,9 +190,15 @@ pub fn kill_self() -> ! {
 }
 
 /// Send a signal to another process (the demo and tests kill writers/compactors).
+///
+/// # Errors
+/// `kill`'s error: `ESRCH` (no such process), `EPERM`, or `EINVAL` for a bad signal
+/// or a `pid` above `i32::MAX` (which must not wrap to a negative pid: that would
+/// signal a whole process group, or with -1 every process we may signal).
 pub fn send_signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: kill(2) has no memory-safety preconditions.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    let rc = unsafe { libc::kill(pid, sig) };
     if rc == 0 {
         Ok(())
     } else {
@@ -175,11 +207,13 @@ pub fn send_signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
 }
 
 /// Milliseconds of `CLOCK_BOOTTIME`: time since boot, suspend included, never stepped
-/// (an NTP correction of the wall clock does not move it).
+/// (an NTP correction of the wall clock does not move it). 0 if the clock cannot be
+/// read.
+#[must_use]
 pub fn boottime_ms() -> i64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut ts) };
     if rc != 0 {
         return 0;
     }
@@ -188,6 +222,7 @@ pub fn boottime_ms() -> i64 {
 
 /// This boot's random id (`/proc/sys/kernel/random/boot_id`); "" if it cannot be read,
 /// which makes every process look like a new boot (keys then live longer, not shorter).
+#[must_use]
 pub fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
 }
@@ -201,6 +236,12 @@ pub struct FolderWatch {
 }
 
 impl FolderWatch {
+    /// Watch the folder `dir` for entries created, removed or renamed, and for the
+    /// folder itself being removed or moved.
+    ///
+    /// # Errors
+    /// `inotify_init1`'s or `inotify_add_watch`'s error (e.g. the per-user limit of
+    /// inotify instances or watches, `ENOTDIR`); `InvalidInput` for a NUL in the path.
     pub fn new(dir: &Path) -> io::Result<FolderWatch> {
         let c = CString::new(dir.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: inotify_init1 takes only flags and returns a new fd or -1.
@@ -226,6 +267,7 @@ impl FolderWatch {
 
     /// Whether anything happened in the folder since the last call (true on any error:
     /// the caller then checks the slow way). Consumes the queued events.
+    #[must_use]
     pub fn changed(&self) -> bool {
         let mut buf = [0u8; 4096];
         let mut any = false;
@@ -251,10 +293,11 @@ impl FolderWatch {
 
 /// How many file descriptors this process has open, and its limit (`RLIMIT_NOFILE`
 /// soft), for an error message that names "too many open files" for what it is.
+#[must_use]
 pub fn fd_usage() -> Option<(u64, u64)> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes one rlimit struct through the valid pointer we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } != 0 {
         return None;
     }
     match std::fs::read_dir("/proc/self/fd") {
@@ -266,13 +309,16 @@ pub fn fd_usage() -> Option<(u64, u64)> {
 }
 
 /// Bytes an unprivileged process can still write on the filesystem holding `path`.
+///
+/// # Errors
+/// `statvfs`'s error (e.g. `NotFound`); `Other` for a path containing a NUL byte.
 pub fn free_bytes(path: &Path) -> io::Result<u64> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("path contains a NUL byte"))?;
     // SAFETY: an all-zero `statvfs` is a valid value of this plain C struct.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a NUL-terminated path that outlives the call; `st` is a valid,
     // writable `statvfs` the kernel fills in.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+    if unsafe { libc::statvfs(c.as_ptr(), &raw mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }
     #[allow(clippy::unnecessary_cast)] // the field widths differ between targets
@@ -285,22 +331,38 @@ pub fn pipe_unread(fd: &impl AsRawFd) -> Option<u64> {
     // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat fills the valid, writable `st`; an invalid fd makes it fail.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+    if unsafe { libc::fstat(fd.as_raw_fd(), &raw mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFIFO {
         return None;
     }
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD writes one c_int through the valid pointer; on a pipe (either
     // end) Linux reports the bytes buffered in it.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) } != 0 {
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &raw mut n) } != 0 {
         return None;
     }
-    Some(n.max(0) as u64)
+    // FIONREAD never reports a negative count
+    Some(u64::try_from(n).unwrap_or(0))
 }
 
 /// True when the reading end of the pipe `fd` has been closed (POLLERR on the write end).
 pub fn pipe_reader_gone(fd: &impl AsRawFd) -> bool {
     let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: 0, revents: 0 };
     // SAFETY: poll reads and writes the one valid pollfd we pass; a zero timeout never blocks.
-    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    let n = unsafe { libc::poll(&raw mut p, 1, 0) };
     n > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pid past `i32::MAX` is refused: as a negative `pid_t` it would name a process
+    /// group (-1: every process this one may signal). Signal 0 only checks, so this
+    /// test harms nothing even if the refusal regressed.
+    #[test]
+    fn a_pid_that_does_not_fit_pid_t_is_refused_not_wrapped() {
+        let e = send_signal(u32::MAX, 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+        send_signal(std::process::id(), 0).unwrap();
+    }
 }

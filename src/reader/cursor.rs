@@ -18,6 +18,7 @@ pub struct TargetId(pub [u8; 16]);
 
 impl TargetId {
     /// Parse 32 hex digits (either case); `None` otherwise.
+    #[must_use]
     pub fn from_hex(s: &str) -> Option<TargetId> {
         if s.len() != 32 {
             return None;
@@ -25,6 +26,8 @@ impl TargetId {
         Some(TargetId(crate::hex::decode(s)?.try_into().ok()?))
     }
 
+    /// The id as 32 lower-case hex digits (its text form in cursors and manifests).
+    #[must_use]
     pub fn to_hex(&self) -> String {
         crate::hex::encode(&self.0)
     }
@@ -57,7 +60,10 @@ impl std::fmt::Display for TargetId {
 /// cursors of one target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cursor {
+    /// The generation of the target (1 for a target never rotated; 0 with offset 0:
+    /// the oldest generation still kept).
     pub generation: u64,
+    /// Byte offset in that generation, at the start of a line.
     pub offset: u64,
     /// The target this cursor belongs to; `None` for [`Cursor::START`], a legacy
     /// cursor, or one from a reader of a target that was never drained (no manifest,
@@ -72,11 +78,13 @@ impl Cursor {
 
     /// A cursor with no target id (a legacy cursor: accepted by a reader of any
     /// target). Prefer keeping the cursors readers give, which carry the id.
+    #[must_use]
     pub const fn at(generation: u64, offset: u64) -> Cursor {
         Cursor { generation, offset, target_id: None }
     }
 
     /// Generation 0, offset 0, whatever the id: the oldest generation still kept.
+    #[must_use]
     pub fn is_start(&self) -> bool {
         self.generation == 0 && self.offset == 0
     }

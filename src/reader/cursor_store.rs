@@ -1,4 +1,4 @@
-//! [`CursorStore`]: named reader cursors kept durably in a local SQLite file.
+//! [`CursorStore`]: named reader cursors kept durably in a local `SQLite` file.
 //!
 //! Keeps: a committed cursor survives a crash (`synchronous=FULL`); a stored cursor
 //! keeps its target's id, so a reader refuses it on another target; a store made by
@@ -12,12 +12,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{Cursor, TargetId};
 use crate::error::{Error, Result};
 
-/// Named reader cursors kept durably in a local SQLite file, committed by the caller
+/// Named reader cursors kept durably in a local `SQLite` file, committed by the caller
 /// after it processed the lines (at-least-once processing; see the README for the
 /// exactly-once pattern with idempotency keys).
 ///
 /// A stored cursor keeps its target's id: a reader refuses it on another target
-/// ([`Reader::open_at`]). Rows stored by versions before target ids load as legacy
+/// ([`Reader::open_at`](super::Reader::open_at)). Rows stored by versions before target ids load as legacy
 /// cursors (no id), and get one at their next commit.
 #[derive(Debug)]
 pub struct CursorStore {
@@ -28,6 +28,11 @@ pub struct CursorStore {
 impl CursorStore {
     /// Open (creating if needed, mode 0600) a cursor store; a store made by an earlier
     /// version gets the `target_id` column.
+    ///
+    /// # Errors
+    /// [`Error::UnsafeFilesystem`] when the folder is on a network filesystem;
+    /// [`Error::NotAJournal`] when the file is not a cursor store; [`Error::Io`] or
+    /// [`Error::Sqlite`] when it cannot be created, opened or upgraded.
     pub fn open(path: impl AsRef<Path>) -> Result<CursorStore> {
         let path = path.as_ref().to_path_buf();
         match crate::os::fscheck::check_journal_location(&path) {
@@ -98,15 +103,25 @@ impl CursorStore {
 
     /// The committed cursor of `name`, if any (with its target's id, or none for a
     /// cursor stored by an earlier version).
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] when the store cannot be read; [`Error::NotAJournal`] when the
+    /// stored cursor is damaged (a bad target id, a negative position).
     pub fn get(&self, name: &str) -> Result<Option<Cursor>> {
         let row = self
             .conn
             .query_row("SELECT generation, offset, target_id FROM cursors WHERE name = ?1", params![name], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, Option<String>>(2)?))
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<String>>(2)?))
             })
             .optional()
             .map_err(|e| Error::sqlite(format!("reading cursor {name} in {}", self.path.display()), e))?;
         let Some((generation, offset, id)) = row else { return Ok(None) };
+        let (Ok(generation), Ok(offset)) = (u64::try_from(generation), u64::try_from(offset)) else {
+            return Err(Error::NotAJournal {
+                path: self.path.clone(),
+                detail: format!("cursor {name} has a negative position ({generation}:{offset})"),
+            });
+        };
         let target_id = match id {
             None => None,
             Some(hex) => Some(TargetId::from_hex(&hex).ok_or_else(|| Error::NotAJournal {
@@ -119,21 +134,50 @@ impl CursorStore {
 
     /// Durably record that `name` has processed everything before `cursor` (and which
     /// target it belongs to).
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] when the write fails; [`Error::InvalidArgument`] for a cursor
+    /// whose generation or offset is above `i64::MAX` (no target has one; `SQLite` could
+    /// not store it). Nothing is recorded on an error.
     pub fn commit(&self, name: &str, cursor: Cursor) -> Result<()> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let (Ok(generation), Ok(offset)) = (i64::try_from(cursor.generation), i64::try_from(cursor.offset)) else {
+            return Err(Error::InvalidArgument(format!(
+                "cursor {cursor} is beyond any target (its generation and offset must be at most {})",
+                i64::MAX
+            )));
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         self.conn
             .execute(
                 "INSERT INTO cursors(name, generation, offset, updated_ms, target_id) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(name) DO UPDATE SET generation = ?2, offset = ?3, updated_ms = ?4, target_id = ?5",
-                params![
-                    name,
-                    cursor.generation as i64,
-                    cursor.offset as i64,
-                    now as i64,
-                    cursor.target_id.map(|id| id.to_hex())
-                ],
+                params![name, generation, offset, now, cursor.target_id.map(|id| id.to_hex())],
             )
             .map(|_| ())
             .map_err(|e| Error::sqlite(format!("committing cursor {name} in {}", self.path.display()), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A position `SQLite` cannot hold is refused, not wrapped to a negative number; a
+    /// negative stored one is a damaged store, not a huge position.
+    #[test]
+    fn positions_out_of_sqlite_range_are_refused_both_ways() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("c.cursors");
+        let store = CursorStore::open(&path).unwrap();
+        let e = store.commit("far", Cursor::at(u64::MAX, 0)).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+        assert_eq!(store.get("far").unwrap(), None, "nothing was recorded");
+        store.commit("r", Cursor::at(1, 10)).unwrap();
+        assert_eq!(store.get("r").unwrap(), Some(Cursor::at(1, 10)));
+        store.conn.execute("UPDATE cursors SET offset = -10 WHERE name = 'r'", []).unwrap();
+        let e = store.get("r").unwrap_err();
+        assert!(matches!(e, Error::NotAJournal { .. }), "{e}");
     }
 }

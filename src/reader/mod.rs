@@ -66,6 +66,9 @@ pub struct Reader {
 impl Reader {
     /// Open a reader at `offset` in the target's current generation (0, or just after
     /// a `\n` of the committed part).
+    ///
+    /// # Errors
+    /// As [`Reader::open_at`].
     pub fn open(target: impl AsRef<Path>, offset: u64) -> Result<Reader> {
         let target = target.as_ref();
         crate::os::fscheck::check_target_name(target)?;
@@ -82,6 +85,14 @@ impl Reader {
     /// (legacy text form, [`Cursor::at`]) cannot be checked and is accepted. On a
     /// target that was never drained, the id is checked when the first manifest
     /// appears.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidArgument`]: the cursor belongs to another target, is beyond the
+    ///   committed length, is not at the start of a line, or names a generation that
+    ///   does not exist yet or is no longer kept; or the target path is a symlink or a
+    ///   folder;
+    /// - [`Error::CorruptManifest`]: the manifest cannot be trusted;
+    /// - [`Error::Io`]: the manifest or the file cannot be read.
     pub fn open_at(target: impl AsRef<Path>, cursor: Cursor) -> Result<Reader> {
         let target = target.as_ref().to_path_buf();
         crate::os::fscheck::check_target_name(&target)?;
@@ -131,17 +142,20 @@ impl Reader {
     }
 
     /// Byte offset of the next line within [`Reader::generation`].
+    #[must_use]
     pub fn offset(&self) -> u64 {
         self.offset
     }
 
     /// The generation being read.
+    #[must_use]
     pub fn generation(&self) -> u64 {
         self.generation
     }
 
     /// The target's id, once known (from the cursor the reader was opened at, or the
     /// target's manifest; `None` before the target's first drain).
+    #[must_use]
     pub fn target_id(&self) -> Option<TargetId> {
         self.target_id
     }
@@ -150,6 +164,7 @@ impl Reader {
     /// (once the reader has seen the manifest). At the end of a generation the reader
     /// knows was rotated, it is the start of the next generation (`<g+1>:0`), never the
     /// end of the finished one.
+    #[must_use]
     pub fn cursor(&self) -> Cursor {
         Cursor { generation: self.generation, offset: self.offset, target_id: self.target_id }
     }
@@ -159,11 +174,13 @@ impl Reader {
     /// results keyed by their source line (the exactly-once pipeline pattern): unlike
     /// the cursor taken before reading it, it is the same whether the line is read
     /// before or after a rotation of its generation. `None` before the first line.
+    #[must_use]
     pub fn line_start(&self) -> Option<Cursor> {
         self.line_start
     }
 
     /// Committed length of the generation being read, as of the last manifest read.
+    #[must_use]
     pub fn committed_len(&self) -> u64 {
         self.limit
     }
@@ -171,6 +188,12 @@ impl Reader {
     /// Re-read the manifest; returns the committed length of the generation being read.
     /// At the end of a generation that was rotated meanwhile, the reader moves on to the
     /// start of the next one (and returns that one's committed length).
+    ///
+    /// # Errors
+    /// [`Error::CorruptManifest`] when the manifest cannot be trusted;
+    /// [`Error::InvalidArgument`] when the target now has another id (replaced) or the
+    /// generation being read is no longer kept; [`Error::TargetTruncated`] when the
+    /// committed length went down; [`Error::Io`] when the manifest cannot be read.
     pub fn refresh(&mut self) -> Result<u64> {
         self.refresh_limit()?;
         if self.advance_past_finished_generation() {
@@ -258,45 +281,55 @@ impl Reader {
         false
     }
 
-    /// The file holding the generation being read. The current generation is the
+    /// The file holding the generation being read, opened on first use and kept.
+    fn file(&mut self) -> Result<&File> {
+        let file = match self.file.take() {
+            Some(f) => f,
+            None => self.open_file()?,
+        };
+        Ok(self.file.insert(file))
+    }
+
+    /// Open the file holding the generation being read. The current generation is the
     /// target itself, unless a rotation renamed it a moment ago (then the target is a
     /// new, shorter file and the generation lives at `<target>.<generation>`).
-    fn file(&mut self) -> Result<&File> {
-        if self.file.is_none() {
-            let current = self.manifest.as_ref().map_or(self.generation, |m| m.generation);
-            let rotated = generation_path(&self.target, self.generation);
-            let open = |p: &Path| File::open(p).map_err(|e| Error::io(format!("opening {}", p.display()), e));
-            // The manifest names its generation's file by inode: a file that was just
-            // rotated in at the target's path (a newer generation) is not it.
-            let want = self
-                .manifest
-                .as_ref()
-                .filter(|m| m.generation == self.generation && m.target_ino != 0)
-                .map(|m| m.target_ino);
-            let with_ino = |p: &Path, ino: u64| {
-                use std::os::unix::fs::MetadataExt;
-                File::open(p).ok().filter(|f| f.metadata().is_ok_and(|m| m.ino() == ino))
-            };
-            let by_ino = want.and_then(|ino| with_ino(&self.target, ino).or_else(|| with_ino(&rotated, ino)));
-            let f = if let Some(f) = by_ino {
-                f
-            } else if self.generation < current {
-                open(&rotated)?
-            } else {
-                match File::open(&self.target) {
-                    Ok(f) if f.metadata().map(|m| m.len()).unwrap_or(0) >= self.limit => f,
-                    Ok(_) | Err(_) if rotated.exists() => open(&rotated)?,
-                    Ok(f) => f,
-                    Err(e) => return Err(Error::io(format!("opening {}", self.target.display()), e)),
-                }
-            };
-            self.file = Some(f);
-        }
-        Ok(self.file.as_ref().expect("just opened"))
+    fn open_file(&self) -> Result<File> {
+        let current = self.manifest.as_ref().map_or(self.generation, |m| m.generation);
+        let rotated = generation_path(&self.target, self.generation);
+        let open = |p: &Path| File::open(p).map_err(|e| Error::io(format!("opening {}", p.display()), e));
+        // The manifest names its generation's file by inode: a file that was just
+        // rotated in at the target's path (a newer generation) is not it.
+        let want = self
+            .manifest
+            .as_ref()
+            .filter(|m| m.generation == self.generation && m.target_ino != 0)
+            .map(|m| m.target_ino);
+        let with_ino = |p: &Path, ino: u64| {
+            use std::os::unix::fs::MetadataExt;
+            File::open(p).ok().filter(|f| f.metadata().is_ok_and(|m| m.ino() == ino))
+        };
+        let by_ino = want.and_then(|ino| with_ino(&self.target, ino).or_else(|| with_ino(&rotated, ino)));
+        let f = if let Some(f) = by_ino {
+            f
+        } else if self.generation < current {
+            open(&rotated)?
+        } else {
+            match File::open(&self.target) {
+                Ok(f) if f.metadata().map_or(0, |m| m.len()) >= self.limit => f,
+                Ok(_) | Err(_) if rotated.exists() => open(&rotated)?,
+                Ok(f) => f,
+                Err(e) => return Err(Error::io(format!("opening {}", self.target.display()), e)),
+            }
+        };
+        Ok(f)
     }
 
     /// The next committed line (without `\n`), or `None` at the committed end (call
     /// again later, or use [`Reader::next_line_wait`]).
+    ///
+    /// # Errors
+    /// As [`Reader::refresh`]; also [`Error::TargetTruncated`] when the file is shorter
+    /// than its committed part, and [`Error::Io`] when it cannot be opened or read.
     pub fn next_line(&mut self) -> Result<Option<Vec<u8>>> {
         loop {
             if let Some(i) = self.buf[self.buf_pos..].iter().position(|&b| b == b'\n') {
@@ -330,18 +363,23 @@ impl Reader {
                     return Ok(None);
                 }
             }
-            let want = ((self.limit - have_to) as usize).min(READ_CHUNK);
+            let want = usize::try_from(self.limit - have_to).map_or(READ_CHUNK, |n| n.min(READ_CHUNK));
+            // The file first: an open that fails must leave no zeros in the buffer,
+            // which the next call would take for the file's bytes.
+            let file = match self.file.take() {
+                Some(f) => f,
+                None => self.open_file()?,
+            };
+            let file = &*self.file.insert(file);
             self.buf.drain(..self.buf_pos);
             self.buf_pos = 0;
             let start = self.buf.len();
             self.buf.resize(start + want, 0);
-            self.file()?;
-            let file = self.file.as_ref().expect("opened above");
             if let Err(e) = file.read_exact_at(&mut self.buf[start..], have_to) {
                 self.buf.truncate(start);
                 let target = self.target.clone();
                 if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+                    let len = file.metadata().map_or(0, |m| m.len());
                     return Err(Error::TargetTruncated { target, len, committed_len: self.limit });
                 }
                 return Err(Error::io(format!("reading {}", target.display()), e));
@@ -352,6 +390,9 @@ impl Reader {
     /// Like [`Reader::next_line`], but waits (polling the manifest every `poll`: inotify
     /// is not reliable on NFS) up to `timeout` for a new committed line. `None` on
     /// timeout.
+    ///
+    /// # Errors
+    /// As [`Reader::next_line`].
     pub fn next_line_wait(&mut self, poll: Duration, timeout: Duration) -> Result<Option<Vec<u8>>> {
         let deadline = crate::os::clock::deadline_after(timeout);
         loop {
@@ -368,6 +409,9 @@ impl Reader {
 
     /// Follow mode: wait for the next committed line until `stop` is set (checked at
     /// every poll). `None` once stopped.
+    ///
+    /// # Errors
+    /// As [`Reader::next_line`].
     pub fn next_line_until(&mut self, poll: Duration, stop: &AtomicBool) -> Result<Option<Vec<u8>>> {
         while !stop.load(Ordering::Relaxed) {
             if let Some(l) = self.next_line_wait(poll, poll)? {
@@ -379,6 +423,10 @@ impl Reader {
 
     /// Up to `max` committed lines (fewer at the committed end; none if there is
     /// nothing new).
+    ///
+    /// # Errors
+    /// As [`Reader::next_line`]; the lines read before the error are not returned, but
+    /// the reader has moved past them.
     pub fn next_batch(&mut self, max: usize) -> Result<Vec<Vec<u8>>> {
         let mut out = Vec::new();
         while out.len() < max {
@@ -397,5 +445,34 @@ impl Iterator for Reader {
     /// Committed lines up to the committed end at the time of reading.
     fn next(&mut self) -> Option<Self::Item> {
         self.next_line().transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Compactor, CompactorOptions, Journal, JournalOptions};
+
+    /// A read whose file cannot be opened (moved away for a moment, out of file
+    /// descriptors) fails and leaves the reader where it was: once the file is back,
+    /// the next line is the file's, not the buffer's zeros.
+    #[test]
+    fn a_failed_open_leaves_nothing_behind_in_the_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t.log");
+        let compactor = Compactor::new(&target, CompactorOptions { create: true, ..Default::default() }).unwrap();
+        compactor.init().unwrap();
+        let journal = Journal::open(dir.path().join("a.journal"), JournalOptions::default()).unwrap();
+        journal.append_batch(&[b"one", b"two"]).unwrap();
+        compactor.drain(std::slice::from_ref(&journal)).unwrap();
+        let mut reader = Reader::open(&target, 0).unwrap();
+        let away = dir.path().join("t.log.away");
+        std::fs::rename(&target, &away).unwrap();
+        let err = reader.next_line().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Io, "{err}");
+        std::fs::rename(&away, &target).unwrap();
+        assert_eq!(reader.next_line().unwrap().as_deref(), Some(&b"one"[..]));
+        assert_eq!(reader.next_line().unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(reader.next_line().unwrap(), None);
     }
 }

@@ -1,6 +1,6 @@
 //! The target's exclusive lock: an OFD record lock on `<sidecar>/lock`.
 //!
-//! OFD locks are enforced across hosts by NFS (as POSIX locks) and GlusterFS, and are
+//! OFD locks are enforced across hosts by NFS (as POSIX locks) and `GlusterFS`, and are
 //! tied to the open file description, so an unrelated `close()` elsewhere in the
 //! process cannot drop them. The lock file is opened read-write (an exclusive record
 //! lock needs it) and never through a symlink. A waiter polls with backoff until its
@@ -26,6 +26,11 @@ impl TargetLock {
     /// Wait up to `timeout` for the exclusive lock on `path`, created 0600 if missing
     /// and `create` (only `init` creates one: a missing lock file is a target that does
     /// not exist, an `Io` error of kind `NotFound` here).
+    ///
+    /// # Errors
+    /// [`Error::LockTimeout`] when another holder kept it for `timeout`; [`Error::Io`]
+    /// when the lock file cannot be opened (kind `NotFound` when missing and not
+    /// `create`) or locked.
     pub fn acquire(path: &Path, timeout: Duration, create: bool) -> Result<TargetLock> {
         let file = crate::target::slots::open(path, true, create)
             .map_err(|e| Error::io(format!("opening lock file {} read-write", path.display()), e))?;
@@ -39,13 +44,16 @@ impl TargetLock {
             }
             let waited = start.elapsed();
             if waited >= timeout {
-                return Err(Error::LockTimeout { lock_path: path.to_path_buf(), waited_ms: waited.as_millis() as u64 });
+                let waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+                return Err(Error::LockTimeout { lock_path: path.to_path_buf(), waited_ms });
             }
-            std::thread::sleep(pause.min(timeout - waited));
+            std::thread::sleep(pause.min(timeout.saturating_sub(waited)));
             pause = (pause * 2).min(Duration::from_millis(25));
         }
     }
 
+    /// The lock file held.
+    #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -27,6 +27,7 @@
 //! watermarks were `<journal_id> <last_seq> <crc>`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::sidecar::Sidecar;
@@ -43,6 +44,7 @@ pub(super) const STUB_BODY: &str = "tributary-manifest 2\nmoved lock\n";
 /// How far one journal has been drained into the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Watermark {
+    /// The journal this watermark is for.
     pub journal_id: JournalId,
     /// Highest seq of this journal that is committed in the target.
     pub last_seq: u64,
@@ -61,6 +63,7 @@ pub struct Watermark {
 /// One step of a watermark's chained hash: the chain after line `seq` (`len` bytes,
 /// CRC32 `crc`) given the chain before it. Not cryptographic: it tells accidental
 /// divergence (clones, restores) apart, not a forger.
+#[must_use]
 pub fn chain_step(chain: u64, seq: u64, len: u32, crc: u32) -> u64 {
     let mut x = chain ^ seq.rotate_left(32) ^ (u64::from(len) << 32 | u64::from(crc));
     // splitmix64's finaliser: every input bit affects every output bit.
@@ -74,7 +77,9 @@ pub fn chain_step(chain: u64, seq: u64, len: u32, crc: u32) -> u64 {
 /// truncated as a crashed round's tail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Intent {
+    /// Where the round starts writing: the `committed_len` it was announced at.
     pub start: u64,
+    /// The most bytes the round may write from `start`.
     pub max_len: u64,
 }
 
@@ -92,8 +97,10 @@ pub struct Manifest {
     /// before its first round): a file at the target's path with another inode is not
     /// this target.
     pub target_ino: u64,
-    /// The length, line count and CRC of the target's current generation.
+    /// Committed bytes of the target's current generation: its first `committed_len`
+    /// bytes are lines, each once.
     pub committed_len: u64,
+    /// Lines (`\n`s) in those bytes.
     pub committed_lines: u64,
     /// CRC32 of the first `committed_len` bytes of the target.
     pub committed_crc: u32,
@@ -102,6 +109,7 @@ pub struct Manifest {
     /// Journal lifecycle (issue 16): journals created before this are refused unless
     /// they have a watermark. 0: no horizon.
     pub horizon: u64,
+    /// How far each journal that ever fed the target is committed, by journal id.
     pub watermarks: BTreeMap<JournalId, Watermark>,
     /// Older generations still kept (`<target>.<generation>`), by generation.
     pub rotated: BTreeMap<u64, RotatedGeneration>,
@@ -112,8 +120,11 @@ pub struct Manifest {
 /// What the manifest remembers of a rotated generation (for readers and `verify`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RotatedGeneration {
+    /// Its length in bytes, all committed.
     pub len: u64,
+    /// Its line count.
     pub lines: u64,
+    /// CRC32 of all its bytes.
     pub crc: u32,
 }
 
@@ -129,15 +140,16 @@ pub(crate) enum ManifestFile {
 }
 
 /// The file a rotated generation of `target` lives in: `<target>.<generation>`.
+#[must_use]
 pub fn generation_path(target: &Path, generation: u64) -> PathBuf {
-    let mut name = target.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = target.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
     name.push(format!(".{generation}"));
     target.with_file_name(name)
 }
 
 pub(super) fn with_crc(mut body: String) -> Vec<u8> {
     let crc = crc32fast::hash(body.as_bytes());
-    body.push_str(&format!("crc {crc:08x}\n"));
+    let _ = writeln!(body, "crc {crc:08x}"); // (writing to a String cannot fail)
     body.into_bytes()
 }
 
@@ -148,7 +160,7 @@ fn checked_body<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a str> {
     if !text.ends_with('\n') {
         return Err(bad("does not end with a newline (truncated?)".into()));
     }
-    let body_end = text[..text.len() - 1].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let body_end = text[..text.len() - 1].rfind('\n').map_or(0, |i| i + 1);
     let (body, crc_line) = text.split_at(body_end);
     let stored = crc_line
         .strip_prefix("crc ")
@@ -176,6 +188,9 @@ pub(crate) fn decode_file(bytes: &[u8], path: &Path) -> Result<ManifestFile> {
 impl Manifest {
     /// A fresh manifest for a target whose first `len` bytes (`lines` lines, CRC `crc`)
     /// are adopted as committed; `target_ino` is its inode.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the kernel gives no random bytes for the target's id.
     pub fn new_adopting(len: u64, lines: u64, crc: u32, target_ino: u64) -> Result<Manifest> {
         Ok(Manifest {
             target_id: JournalId::random()?.to_hex(),
@@ -196,6 +211,10 @@ impl Manifest {
     /// The committed state a reader or `verify` sees, without the lock: the lock
     /// file's slots, or (a target not upgraded yet) the version-1 file. `None` when the
     /// target was never initialised.
+    ///
+    /// # Errors
+    /// [`Error::CorruptManifest`] when what is there cannot be trusted (bad CRC, bad
+    /// syntax, unknown version, no valid slot); [`Error::Io`] when it cannot be read.
     pub fn load(sidecar: &Sidecar) -> Result<Option<Manifest>> {
         // Twice: an upgrade can replace the file by the stub between our two reads.
         for _ in 0..2 {
@@ -204,8 +223,8 @@ impl Manifest {
             }
             match sidecar.read_manifest_file()? {
                 None => return Ok(None),
-                Some(ManifestFile::V1(m)) | Some(ManifestFile::V2(m)) => return Ok(Some(m)),
-                Some(ManifestFile::Stub) => continue,
+                Some(ManifestFile::V1(m) | ManifestFile::V2(m)) => return Ok(Some(m)),
+                Some(ManifestFile::Stub) => {} // moved into the slots meanwhile: read them again
             }
         }
         Err(Error::CorruptManifest {
@@ -215,6 +234,7 @@ impl Manifest {
     }
 
     /// The version-2 text of this manifest.
+    #[must_use]
     pub fn encode(&self) -> Vec<u8> {
         let mut s = format!(
             "{MAGIC} {FORMAT_VERSION}\ntarget_id {}\nepoch {}\ngeneration {}\ntarget_ino {}\ncommitted_len {}\n\
@@ -227,27 +247,29 @@ impl Manifest {
             self.committed_lines,
             self.committed_crc
         );
+        // (writing to a String cannot fail)
         if let Some(i) = self.intent {
-            s.push_str(&format!("intent {} {}\n", i.start, i.max_len));
+            let _ = writeln!(s, "intent {} {}", i.start, i.max_len);
         }
-        s.push_str(&format!("horizon {}\n", self.horizon));
+        let _ = writeln!(s, "horizon {}", self.horizon);
         for (g, r) in &self.rotated {
-            s.push_str(&format!("rotated {g} {} {} {:08x}\n", r.len, r.lines, r.crc));
+            let _ = writeln!(s, "rotated {g} {} {} {:08x}", r.len, r.lines, r.crc);
         }
         for w in self.watermarks.values() {
-            s.push_str(&format!(
-                "watermark {} {} {:08x} {:016x} {}\n",
-                w.journal_id, w.last_seq, w.crc, w.chain, w.anchor
-            ));
+            let _ =
+                writeln!(s, "watermark {} {} {:08x} {:016x} {}", w.journal_id, w.last_seq, w.crc, w.chain, w.anchor);
         }
         for (id, epoch) in &self.retired {
-            s.push_str(&format!("retired {id} {epoch}\n"));
+            let _ = writeln!(s, "retired {id} {epoch}");
         }
         with_crc(s)
     }
 
     /// Parse and CRC-check version-2 manifest text (a slot's payload); `path` is for
     /// messages.
+    ///
+    /// # Errors
+    /// [`Error::CorruptManifest`] for a bad CRC, bad syntax or a version other than 2.
     pub fn decode(bytes: &[u8], path: &Path) -> Result<Manifest> {
         let body = checked_body(bytes, path)?;
         match decode_body(body, path)? {
@@ -453,7 +475,7 @@ mod tests {
                     watermark 07070707070707070707070707070707 9 0a0b0c0d\n";
         let ManifestFile::V1(m) = decode_file(&with_crc(body.into()), Path::new("m")).unwrap() else { panic!() };
         let w = m.watermarks.values().next().unwrap();
-        assert_eq!((w.last_seq, w.crc, w.chain, w.anchor), (9, 0x0a0b0c0d, 0, 9));
+        assert_eq!((w.last_seq, w.crc, w.chain, w.anchor), (9, 0x0a0b_0c0d, 0, 9));
         assert_eq!((m.epoch, m.target_ino, m.intent), (3, 0, None));
         // A version-1 build reads the stub as "version 2" (its CRC is right).
         assert_eq!(decode_file(&with_crc(STUB_BODY.into()), Path::new("m")).unwrap(), ManifestFile::Stub);

@@ -22,7 +22,9 @@ const MAX_MANIFEST_FILE_BYTES: u64 = 64 << 20;
 /// The paths of a target's sidecar folder (`<target>.tributary/`).
 #[derive(Debug, Clone)]
 pub struct Sidecar {
+    /// The folder, `<target>.tributary/` beside the target.
     pub dir: PathBuf,
+    /// The lock file, `<dir>/lock`; since manifest format 2 it also holds the manifest.
     pub lock: PathBuf,
     /// The version-1 manifest file; in version 2 a stub that stops version-1 binaries.
     pub manifest: PathBuf,
@@ -31,8 +33,10 @@ pub struct Sidecar {
 const TEMP_PREFIX: &str = "manifest.tmp.";
 
 impl Sidecar {
+    /// The sidecar paths of `target` (nothing is touched).
+    #[must_use]
     pub fn for_target(target: &Path) -> Sidecar {
-        let mut name = target.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let mut name = target.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
         name.push(".tributary");
         let dir = parent_dir(target).join(name);
         Sidecar { lock: dir.join("lock"), manifest: dir.join("manifest"), dir }
@@ -91,7 +95,11 @@ impl Sidecar {
         Ok(())
     }
 
-    /// Remove manifest temp files a killed upgrade left behind (call under the lock).
+    /// Remove manifest temp files a killed upgrade left behind (call under the lock);
+    /// returns how many were removed.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the folder cannot be listed or a temp file cannot be removed.
     pub fn remove_temp_files(&self) -> Result<usize> {
         let mut removed = 0;
         let rd = fs::read_dir(&self.dir).map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
@@ -119,7 +127,7 @@ impl Sidecar {
             .read_to_end(&mut bytes)
             .map_err(|e| Error::io(format!("reading manifest {}", path.display()), e))?;
         if bytes.len() as u64 > MAX_MANIFEST_FILE_BYTES {
-            return Err(Error::CorruptManifest { path: path.to_path_buf(), detail: "larger than 64 MiB".into() });
+            return Err(Error::CorruptManifest { path: path.clone(), detail: "larger than 64 MiB".into() });
         }
         decode_file(&bytes, path).map(Some)
     }

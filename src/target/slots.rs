@@ -18,14 +18,15 @@ use crate::fault;
 use crate::target::manifest::Manifest;
 
 /// Bytes of one slot; the lock file is two of them (sparse).
-pub(crate) const SLOT_BYTES: u64 = 2 << 20;
+const SLOT_LEN: usize = 2 << 20;
+pub(crate) const SLOT_BYTES: u64 = SLOT_LEN as u64;
 pub(crate) const LOCK_FILE_BYTES: u64 = 2 * SLOT_BYTES;
 const HEADER_BYTES: usize = 16;
 const MAGIC: &[u8; 8] = b"TRIBSLOT";
 /// `O_DIRECT` alignment of buffers, offsets and lengths.
 const BLOCK: usize = 4096;
 /// The longest manifest text a slot holds.
-pub(crate) const MAX_PAYLOAD_BYTES: usize = SLOT_BYTES as usize - HEADER_BYTES;
+pub(crate) const MAX_PAYLOAD_BYTES: usize = SLOT_LEN - HEADER_BYTES;
 
 /// What one slot holds.
 #[derive(Debug)]
@@ -202,18 +203,20 @@ pub(crate) fn write(
     unsynced: Option<crate::failpoint::Point>,
 ) -> Result<()> {
     let payload = m.encode();
-    if payload.len() > MAX_PAYLOAD_BYTES {
+    // the header stores the length in 32 bits; a slot holds far less anyway
+    let len = u32::try_from(payload.len()).ok().filter(|_| payload.len() <= MAX_PAYLOAD_BYTES);
+    let Some(len) = len else {
         return Err(Error::InvalidArgument(format!(
             "the manifest of {} would be {} bytes, more than its slot holds ({MAX_PAYLOAD_BYTES}): retire journals \
              that are no longer used (`tributary retire`)",
             path.display(),
             payload.len()
         )));
-    }
+    };
     let mut buf = Aligned::new(round_up(HEADER_BYTES + payload.len()));
     let b = buf.bytes_mut();
     b[..8].copy_from_slice(MAGIC);
-    b[8..12].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    b[8..12].copy_from_slice(&len.to_le_bytes());
     b[12..16].copy_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     b[HEADER_BYTES..HEADER_BYTES + payload.len()].copy_from_slice(&payload);
     let ctx = |what: &str| format!("{what} manifest slot {} of {}", ["A", "B"][index], path.display());
