@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_int, CStr};
 use std::ptr;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::boundary::{
     ffi_call, free_handle, id_buf, into_handle, ms_option, need, path_arg, poisoning, put, Failure, FfiResult,
@@ -228,21 +228,8 @@ pub unsafe extern "C" fn trib_reader_next(
         need(len_out, "len_out")?;
         let wait = ms_option(wait_ms, "wait_ms")?;
         let ReaderBox { poisoned, inner, line, .. } = r;
-        let next = poisoning(poisoned, "reader", || {
-            let deadline = Instant::now().checked_add(wait);
-            loop {
-                if let Some(l) = inner.next_line()? {
-                    return Ok(Some(l));
-                }
-                let now = Instant::now();
-                let left = match deadline {
-                    Some(d) if now >= d => return Ok(None),
-                    Some(d) => d - now,
-                    None => READER_POLL,
-                };
-                std::thread::sleep(READER_POLL.min(left));
-            }
-        })?;
+        // The library's one wait loop (Reader::next_line_wait), not a copy of it.
+        let next = poisoning(poisoned, "reader", || Ok(inner.next_line_wait(READER_POLL, wait)?))?;
         let (has, p, n) = match next {
             Some(mut l) => {
                 let n = l.len();
