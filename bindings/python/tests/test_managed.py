@@ -33,7 +33,7 @@ def _open_fds_on(path: Path) -> int:
 def test_every_handle_class_is_managed():
     assert issubclass(tributary.Journal, Managed)
     assert issubclass(tributary.Reader, Managed)
-    assert issubclass(tributary._api._StatusReportHandle, Managed)
+    assert issubclass(tributary._compactor._StatusReportHandle, Managed)
 
 
 def test_a_closed_handle_says_what_is_closed(tmp_path: Path, target: Path):

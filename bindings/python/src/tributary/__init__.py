@@ -21,15 +21,10 @@ This package is a ctypes binding of the C ABI of ``libtributary`` (see
 package, or the repository's ``target/release``.
 """
 
-from ._api import (
-    DEFAULT_MAX_LINE_BYTES,
-    Backlog,
-    Cursor,
+from ._compactor import (
     DrainReport,
     InitReport,
-    Journal,
     JournalStatus,
-    Reader,
     StatusReport,
     VerifyReport,
     Watermark,
@@ -40,6 +35,8 @@ from ._api import (
     verify,
 )
 from ._ffi import ABI_VERSION, LIB_PATH, LIB_VERSION
+from ._journal import DEFAULT_MAX_LINE_BYTES, Backlog, Journal
+from ._reader import Cursor, Reader
 from .errors import (
     CorruptError,
     CorruptJournalRowError,

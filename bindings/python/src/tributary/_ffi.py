@@ -26,7 +26,7 @@ from ctypes import byref
 from pathlib import Path
 from typing import Any, Callable, Iterable, List, Tuple
 
-from ._ffi_gen import *  # noqa: F401,F403 - the header's declarations, re-exported for _api
+from ._ffi_gen import *  # noqa: F401,F403 - the header's declarations, re-exported for the API modules
 from ._ffi_gen import FUNCTIONS, TRIB_ABI_VERSION, TRIB_OK, trib_error_p
 from .errors import LibraryNotFoundError, TributaryError, error_class
 

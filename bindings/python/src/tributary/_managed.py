@@ -5,8 +5,9 @@ it frees the handle exactly once, refuses calls after ``close()`` with a clear
 :class:`InvalidArgumentError`, waits in ``close()`` for calls in flight on other threads
 (the library must never free a handle another thread is using), and knows about
 ``fork()``: a child process cannot use a handle its parent opened, and never frees it.
-The classes of ``_api.py`` (Journal, Reader, the status report) subclass it and say
-only how to free their handle and how to name themselves in messages.
+Journal (``_journal.py``), Reader (``_reader.py``) and the status report
+(``_compactor.py``) subclass it and say only how to free their handle and how to name
+themselves in messages.
 """
 
 from __future__ import annotations

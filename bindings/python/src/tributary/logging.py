@@ -28,7 +28,8 @@ import re
 import threading
 from typing import Any, Dict, Optional
 
-from ._api import DEFAULT_MAX_LINE_BYTES, Journal, PathLike, Seconds
+from ._journal import DEFAULT_MAX_LINE_BYTES, Journal
+from ._util import PathLike, Seconds
 
 __all__ = ["JournalHandler", "escape", "unescape"]
 

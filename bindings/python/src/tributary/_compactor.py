@@ -1,0 +1,362 @@
+"""The compactor side, as functions: :func:`init`, :func:`drain`, :func:`retire` (which
+take the target's lock), :func:`verify` and :func:`status` (which do not), the options
+they share, and the reports they return."""
+
+from __future__ import annotations
+
+import os
+from ctypes import byref, c_char_p, c_size_t
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Tuple, Union
+
+from . import _ffi
+from ._ffi import call, fspath_bytes, lib
+from ._journal import Backlog, Journal
+from ._managed import Managed
+from ._util import PathLike, Seconds, _arg_error, _ms, _positive_int
+
+__all__ = [
+    "DrainReport",
+    "InitReport",
+    "JournalStatus",
+    "StatusReport",
+    "VerifyReport",
+    "Watermark",
+    "drain",
+    "init",
+    "retire",
+    "status",
+    "verify",
+]
+
+# ---- reports -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    """What :func:`drain` did."""
+
+    #: Rounds that committed something.
+    rounds: int
+    #: Lines and bytes (with their ``\n``) committed to the target.
+    lines: int
+    bytes: int
+    #: Bytes of an uncommitted tail left by a crashed drain that were truncated first.
+    repaired_tail_bytes: int
+    #: The manifest's epoch afterwards.
+    epoch: int
+    #: How many journals contributed lines.
+    journals: int
+    #: Generations rotated out by managed rotation (``rotate_bytes``/``rotate_lines``).
+    rotations: int = 0
+
+
+@dataclass(frozen=True)
+class InitReport:
+    """What :func:`init` found or did."""
+
+    #: The target's id, 32 hex digits.
+    target_id: str
+    #: True when this call created the target (its sidecar and first manifest).
+    created: bool
+    #: Lines of a pre-existing target file adopted as committed (when ``created``).
+    adopted_lines: int
+    #: True when a target of an older manifest format was upgraded.
+    upgraded: bool
+    #: True when a replaced target file (restored or copied with its sidecar) was
+    #: accepted because its committed part matched.
+    rebound: bool
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What :func:`verify` found. ``consistent`` is false when the committed part of the
+    target no longer matches its manifest; ``problems`` then says how."""
+
+    consistent: bool
+    epoch: int
+    committed_len: int
+    committed_lines: int
+    #: The target's length now.
+    target_len: int
+    #: Bytes beyond the committed length (a crashed or running drain): reported, not a
+    #: failure; the next drain truncates them.
+    uncommitted_tail_bytes: int
+    problems: Tuple[str, ...]
+    #: The target's current generation (1 until a managed rotation); the committed
+    #: length and lines above are this generation's.
+    generation: int = 1
+    #: Rotated generations still kept (``<target>.<generation>``), checked too.
+    rotated_generations: int = 0
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """How far one journal has been drained into the target."""
+
+    journal_id: str
+    last_seq: int
+    #: CRC32 of the line at ``last_seq``.
+    crc: int
+
+
+@dataclass(frozen=True)
+class JournalStatus:
+    """One journal of the spool given to :func:`status`."""
+
+    path: str
+    journal_id: str
+    backlog: Backlog
+    #: The target's watermark for this journal (0 if it never fed the target).
+    watermark: int
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """The committed state of a target and the backlog of each journal of a spool."""
+
+    #: False before the first drain; the manifest fields are then None.
+    has_manifest: bool
+    target_id: Optional[str]
+    epoch: Optional[int]
+    committed_len: Optional[int]
+    committed_lines: Optional[int]
+    committed_crc: Optional[int]
+    #: The target's size now, or None if it does not exist.
+    target_len: Optional[int]
+    watermarks: Tuple[Watermark, ...]
+    journals: Tuple[JournalStatus, ...]
+    #: The target's current generation (None before the first drain); the committed
+    #: fields above are this generation's.
+    generation: Optional[int] = None
+    #: Rotated generations still kept.
+    rotated_generations: int = 0
+
+
+# ---- drain / verify / status -----------------------------------------------------------------------
+
+
+def _compactor_options(
+    max_round_bytes: Optional[int],
+    max_round_time: Optional[Seconds],
+    lock_timeout: Optional[Seconds],
+    max_line: Optional[int],
+    busy_timeout: Optional[Seconds],
+    allow_network_fs: bool,
+    rotate_bytes: Optional[int],
+    rotate_lines: Optional[int],
+    retain_generations: Optional[int],
+    create: bool = False,
+) -> "_ffi.trib_compactor_options":
+    opts = _ffi.trib_compactor_options()
+    call(lib.trib_compactor_options_default, byref(opts))
+    if max_round_bytes is not None:
+        opts.max_round_bytes = _positive_int(max_round_bytes, "max_round_bytes")
+    if max_line is not None:
+        opts.max_line_bytes = _positive_int(max_line, "max_line")
+    for name, field, value in (
+        ("max_round_time", "max_round_time_ms", max_round_time),
+        ("lock_timeout", "lock_timeout_ms", lock_timeout),
+        ("busy_timeout", "journal_busy_timeout_ms", busy_timeout),
+    ):
+        ms = _ms(value, name)
+        if ms is not None:
+            setattr(opts, field, ms)
+    opts.allow_network_fs = bool(allow_network_fs)
+    opts.create = bool(create)
+    for field, value in (
+        ("rotate_bytes", rotate_bytes),
+        ("rotate_lines", rotate_lines),
+        ("retain_generations", retain_generations),
+    ):
+        if value is not None:
+            setattr(opts, field, _positive_int(value, field))
+    return opts
+
+
+def drain(
+    target: PathLike,
+    journals: Optional[Iterable[Union[PathLike, Journal]]] = None,
+    spool: Optional[PathLike] = None,
+    *,
+    max_round_bytes: Optional[int] = None,
+    max_round_time: Optional[Seconds] = None,
+    lock_timeout: Optional[Seconds] = None,
+    max_line: Optional[int] = None,
+    busy_timeout: Optional[Seconds] = None,
+    allow_network_fs: bool = False,
+    rotate_bytes: Optional[int] = None,
+    rotate_lines: Optional[int] = None,
+    retain_generations: Optional[int] = None,
+    create: bool = False,
+) -> DrainReport:
+    """Drain journals into ``target`` until every line they hold now is committed.
+
+    Give either ``journals`` (paths, or :class:`Journal` objects whose paths are used)
+    or ``spool`` (a folder: its ``*.journal`` files). With neither, only repair the
+    target. Takes the target's lock (waiting up to ``lock_timeout`` seconds, default
+    30) for each bounded round.
+
+    The target must exist (:func:`init`, or ``tributary init``): a target that was
+    never created — or whose shared filesystem is not mounted — raises
+    :class:`TargetMissingError` and nothing is created, unless ``create=True``.
+
+    Managed rotation: with ``rotate_bytes`` and/or ``rotate_lines``, a round first
+    renames a current generation that reached either limit to ``<target>.<generation>``
+    and starts a new one (readers follow across); ``retain_generations`` keeps at most
+    that many rotated generations (default: all). Never rotate a target with logrotate.
+
+    Raises :class:`LockTimeoutError`, :class:`CorruptManifestError`,
+    :class:`TargetTruncatedError`, :class:`JournalRestoredError`, ... (see
+    :mod:`tributary.errors`); a failed drain never loses or duplicates a line, the next
+    one carries on.
+    """
+    if journals is not None and spool is not None:
+        raise _arg_error("give either journals or spool, not both")
+    target_b = fspath_bytes(target, "target")
+    paths: List[bytes] = []
+    for j in journals or ():
+        paths.append(fspath_bytes(j.path if isinstance(j, Journal) else j, "journals[]"))
+    spool_b = fspath_bytes(spool, "spool") if spool is not None else None
+    opts = _compactor_options(
+        max_round_bytes,
+        max_round_time,
+        lock_timeout,
+        max_line,
+        busy_timeout,
+        allow_network_fs,
+        rotate_bytes,
+        rotate_lines,
+        retain_generations,
+        create,
+    )
+    arr = (c_char_p * max(len(paths), 1))(*paths)
+    rep = _ffi.trib_drain_report()
+    call(lib.trib_drain, target_b, arr, len(paths), spool_b, byref(opts), byref(rep))
+    return DrainReport(
+        rep.rounds, rep.lines, rep.bytes, rep.repaired_tail_bytes, rep.epoch, rep.journals, rep.rotations
+    )
+
+
+def init(target: PathLike, *, lock_timeout: Optional[Seconds] = None) -> InitReport:
+    """Create ``target`` once — its sidecar and first manifest, and the file itself (an
+    existing file's whole lines are adopted as committed) — or, if it exists, check it
+    (and upgrade an older manifest format). Drains never create a target unless told
+    to (``create=True``), so an unmounted share is an error, not a new empty target.
+    """
+    target_b = fspath_bytes(target, "target")
+    opts = _compactor_options(None, None, lock_timeout, None, None, False, None, None, None)
+    rep = _ffi.trib_init_report()
+    call(lib.trib_init, target_b, byref(opts), byref(rep))
+    return InitReport(rep.target_id.decode(), rep.created, rep.adopted_lines, rep.upgraded, rep.rebound)
+
+
+def retire(
+    target: PathLike,
+    journals: Iterable[Union[PathLike, Journal]],
+    *,
+    max_round_bytes: Optional[int] = None,
+    max_round_time: Optional[Seconds] = None,
+    lock_timeout: Optional[Seconds] = None,
+    max_line: Optional[int] = None,
+    busy_timeout: Optional[Seconds] = None,
+    allow_network_fs: bool = False,
+) -> int:
+    """Retire journals, the supported way to remove one: drain each into ``target``
+    until it is empty, then delete its files (the journal, ``-wal``, ``-shm``) while
+    holding its write lock, once every line it ever held is committed. Returns how many
+    were retired. A :class:`Journal` that still has one open raises
+    :class:`JournalGoneError` on its next append (nothing stored); stop writers first.
+    """
+    target_b = fspath_bytes(target, "target")
+    paths = [fspath_bytes(j.path if isinstance(j, Journal) else j, "journals[]") for j in journals]
+    if not paths:
+        raise _arg_error("give at least one journal to retire")
+    opts = _compactor_options(
+        max_round_bytes, max_round_time, lock_timeout, max_line, busy_timeout, allow_network_fs, None, None, None
+    )
+    arr = (c_char_p * len(paths))(*paths)
+    retired = c_size_t(0)
+    call(lib.trib_retire, target_b, arr, len(paths), byref(opts), byref(retired))
+    return retired.value
+
+
+def verify(target: PathLike) -> VerifyReport:
+    """Check ``target`` against its manifest (length, line count, running CRC).
+
+    An inconsistent target is reported (``consistent`` false, ``problems``), not
+    raised; errors are for when the check cannot run: :class:`InvalidArgumentError`
+    for a target that was never drained, :class:`CorruptManifestError`,
+    :class:`IoError`.
+    """
+    target_b = fspath_bytes(target, "target")
+    rep = _ffi.trib_verify_report()
+    call(lib.trib_verify, target_b, byref(rep))
+    try:
+        text = rep.problems.decode("utf-8", errors="replace") if rep.problems else ""
+    finally:
+        lib.trib_verify_report_clear(byref(rep))
+    return VerifyReport(
+        consistent=bool(rep.consistent),
+        epoch=rep.epoch,
+        committed_len=rep.committed_len,
+        committed_lines=rep.committed_lines,
+        target_len=rep.target_len,
+        uncommitted_tail_bytes=rep.uncommitted_tail_bytes,
+        problems=tuple(text.split("\n")) if text else (),
+        generation=rep.generation,
+        rotated_generations=rep.rotated_generations,
+    )
+
+
+class _StatusReportHandle(Managed):
+    """A ``trib_status_report`` while :func:`status` copies it out (then closed)."""
+
+    def __init__(self, target: PathLike, spool: Optional[PathLike]) -> None:
+        super().__init__()
+        self.target = os.fspath(target)
+        target_b = fspath_bytes(target, "target")
+        spool_b = fspath_bytes(spool, "spool") if spool is not None else None
+        handle = _ffi.trib_status_report_p()
+        call(lib.trib_status, target_b, spool_b, byref(handle))
+        self._set_handle(handle)
+
+    def _delete(self, handle: int) -> None:
+        lib.trib_status_report_free(handle)
+
+    def _what(self) -> str:
+        return f"status report of {self.target!r}"
+
+
+def status(target: PathLike, spool: Optional[PathLike] = None) -> StatusReport:
+    """The committed state of ``target`` and, with ``spool``, the backlog of each of its
+    ``*.journal`` files. Takes no lock."""
+    with _StatusReportHandle(target, spool) as report:
+        s = _ffi.trib_status_summary()
+        report._call(lib.trib_status_report_summary, byref(s))
+        watermarks = []
+        for i in range(s.watermark_count):
+            w = _ffi.trib_watermark()
+            report._call(lib.trib_status_report_watermark, i, byref(w))
+            watermarks.append(Watermark(w.journal_id.decode(), w.last_seq, w.crc))
+        journals = []
+        for i in range(s.journal_count):
+            j = _ffi.trib_journal_status()
+            report._call(lib.trib_status_report_journal, i, byref(j))
+            journals.append(
+                JournalStatus(os.fsdecode(j.path), j.journal_id.decode(), Backlog._from_c(j.backlog), j.watermark)
+            )
+    m = bool(s.has_manifest)
+    return StatusReport(
+        has_manifest=m,
+        target_id=s.target_id.decode() if m else None,
+        epoch=s.epoch if m else None,
+        committed_len=s.committed_len if m else None,
+        committed_lines=s.committed_lines if m else None,
+        committed_crc=s.committed_crc if m else None,
+        target_len=s.target_len if s.target_exists else None,
+        watermarks=tuple(watermarks),
+        journals=tuple(journals),
+        generation=s.generation if m else None,
+        rotated_generations=s.rotated_generations,
+    )

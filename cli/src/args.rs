@@ -1,0 +1,110 @@
+//! The flags several subcommands share, and what they become: `JournalFlags` (a
+//! journal's options, for `append`), `CompactorFlags` (a `Compactor`, for `drain`,
+//! `compact` and `retire`), and the check that a `--target` exists (`status`, `tail`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use clap::Args;
+use tributary::{Compactor, CompactorOptions, Durability, Error, JournalOptions};
+
+#[derive(Args)]
+pub struct JournalFlags {
+    /// `full` (fsync before acknowledging, the default) or `normal` (survives a crash
+    /// of the process, not of the machine).
+    #[arg(long, default_value = "full")]
+    durability: String,
+    /// Longest accepted line in bytes.
+    #[arg(long, default_value_t = tributary::DEFAULT_MAX_LINE_BYTES)]
+    max_line_bytes: usize,
+    /// Refuse appends past this many undrained bytes ("journal full").
+    #[arg(long)]
+    max_backlog_bytes: Option<u64>,
+    /// With --max-backlog-bytes: wait up to this long for room before failing.
+    #[arg(long)]
+    full_wait_ms: Option<u64>,
+    /// Accept a journal on a network filesystem (only if it is really host-local).
+    #[arg(long)]
+    allow_network_fs: bool,
+}
+
+impl JournalFlags {
+    pub fn options(&self) -> Result<JournalOptions, Error> {
+        Ok(JournalOptions {
+            durability: self.durability.parse::<Durability>()?,
+            max_line_bytes: self.max_line_bytes,
+            max_backlog_bytes: self.max_backlog_bytes,
+            full_wait: self.full_wait_ms.map(Duration::from_millis),
+            allow_network_fs: self.allow_network_fs,
+            ..JournalOptions::default()
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct CompactorFlags {
+    /// Most bytes one drain round writes.
+    #[arg(long, default_value_t = 64 << 20)]
+    max_round_bytes: u64,
+    /// Stop adding lines to a round after this many milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    max_round_ms: u64,
+    /// How long to wait for the target's lock.
+    #[arg(long, default_value_t = 30_000)]
+    lock_timeout_ms: u64,
+    /// Longest line any writer may append (bounds how long an uncommitted tail can be).
+    #[arg(long, default_value_t = tributary::DEFAULT_MAX_LINE_BYTES)]
+    max_line_bytes: usize,
+    /// Accept journals on a network filesystem (only if it is really host-local).
+    #[arg(long)]
+    allow_network_fs: bool,
+    /// Managed rotation: start a new generation of the target once it holds this many
+    /// committed bytes; the old one is renamed to <target>.<generation>.
+    #[arg(long)]
+    rotate_bytes: Option<u64>,
+    /// Managed rotation by committed line count.
+    #[arg(long)]
+    rotate_lines: Option<u64>,
+    /// Keep only this many rotated generations (older ones are deleted).
+    #[arg(long)]
+    retain: Option<u64>,
+    /// Create the target if it does not exist yet (as `init` does). Without it, a
+    /// target that was never initialised — or whose share is not mounted — is refused.
+    #[arg(long)]
+    create: bool,
+    /// Most journals open at once (3 file descriptors each); more are drained in turns.
+    #[arg(long, default_value_t = 128)]
+    max_open_journals: usize,
+}
+
+impl CompactorFlags {
+    pub fn compactor(&self, target: &Path) -> Result<Compactor, Error> {
+        Compactor::new(
+            target,
+            CompactorOptions {
+                max_round_bytes: self.max_round_bytes,
+                max_round_time: Duration::from_millis(self.max_round_ms),
+                lock_timeout: Duration::from_millis(self.lock_timeout_ms),
+                max_line_bytes: self.max_line_bytes,
+                journal: JournalOptions { allow_network_fs: self.allow_network_fs, ..JournalOptions::default() },
+                rotate_bytes: self.rotate_bytes,
+                rotate_lines: self.rotate_lines,
+                retain_generations: self.retain,
+                max_open_journals: self.max_open_journals.max(1),
+                create: self.create,
+            },
+        )
+    }
+}
+
+/// `tail` and `status` on a target that does not exist and was never drained printed
+/// nothing and exited 0 (`tail --follow` waited forever): a typo, or an unmounted share.
+pub fn existing_target(t: &Path) -> Result<(), Error> {
+    if !t.exists() && !tributary::Sidecar::for_target(t).manifest.exists() {
+        return Err(Error::InvalidArgument(format!(
+            "target {} does not exist and was never drained: check the path (is the share mounted?)",
+            t.display()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! The subcommands that change the target under its lock: `init` (create or check it),
+//! `drain` (journals in until what they hold now is committed), `compact` (the daemon
+//! loop, `Compactor::run`, and its exit codes) and `retire` (drain journals, then
+//! delete them).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use tributary::{spool_journals, Compactor, CompactorOptions, DaemonEvent, DaemonOptions, Error};
+
+use crate::args::CompactorFlags;
+use crate::CmdResult;
+
+#[derive(Args)]
+pub struct InitArgs {
+    #[arg(long)]
+    target: PathBuf,
+    /// How long to wait for the target's lock, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    lock_timeout_ms: u64,
+}
+
+pub fn cmd_init(a: InitArgs) -> CmdResult {
+    let opts =
+        CompactorOptions { lock_timeout: Duration::from_millis(a.lock_timeout_ms), ..CompactorOptions::default() };
+    let r = Compactor::new(&a.target, opts)?.init()?;
+    let t = a.target.display();
+    if r.created {
+        say!("created target {t} (id {}), adopting {} existing line(s)", r.target_id, r.adopted_lines);
+    } else if r.upgraded {
+        say!("upgraded target {t} (id {}) to manifest format {}", r.target_id, tributary::FORMAT_VERSION);
+    } else if r.rebound {
+        say!("target {t} (id {}): its file was replaced by one with the same committed part; accepted", r.target_id);
+    } else {
+        say!("target {t} (id {}) exists; nothing to do", r.target_id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct DrainArgs {
+    #[arg(long)]
+    target: PathBuf,
+    /// A journal to drain (repeatable).
+    #[arg(long, required_unless_present = "spool", conflicts_with = "spool")]
+    journal: Vec<PathBuf>,
+    /// A folder whose `*.journal` files are drained.
+    #[arg(long)]
+    spool: Option<PathBuf>,
+    #[command(flatten)]
+    flags: CompactorFlags,
+}
+
+fn journal_paths(journals: Vec<PathBuf>, spool: Option<&Path>) -> Result<Vec<PathBuf>, Error> {
+    match spool {
+        Some(s) => spool_journals(s),
+        None => Ok(journals),
+    }
+}
+
+pub fn cmd_drain(a: DrainArgs) -> CmdResult {
+    let compactor = a.flags.compactor(&a.target)?;
+    let from_spool = a.spool.is_some();
+    let paths = journal_paths(a.journal, a.spool.as_deref())?;
+    // Journals named one by one must all be usable; in a spool, one bad file (junk, a
+    // symlink, a journal being created) must not keep the others from draining: it is
+    // named, and the exit code says something was left.
+    // At most --max-open-journals are open at once: the rest wait for their batch.
+    let mut refused = 0;
+    let mut r = tributary::DrainReport::default();
+    for batch in paths.chunks(compactor.options().max_open_journals.max(1)) {
+        let mut journals = Vec::new();
+        for p in batch {
+            match compactor.open_journals(std::slice::from_ref(p)) {
+                Ok(mut j) => journals.append(&mut j),
+                Err(e) if from_spool && e.journal_path().is_some() => {
+                    eprintln!("tributary: error [{}]: {e}; this journal was left alone", e.kind().name());
+                    refused += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        r.absorb(compactor.drain(&journals)?);
+    }
+    if paths.is_empty() {
+        r = compactor.drain(&[])?;
+    }
+    if r.rotations > 0 {
+        say!("rotated {} generation(s) out of {}", r.rotations, a.target.display());
+    }
+    say!(
+        "drained {} line(s), {} byte(s) from {} journal(s) into {} in {} round(s); epoch {}{}",
+        r.lines,
+        r.bytes,
+        r.journals.len(),
+        a.target.display(),
+        r.rounds,
+        r.epoch,
+        if r.repaired_tail_bytes > 0 {
+            format!("; truncated an uncommitted tail of {} byte(s) left by a crashed drain", r.repaired_tail_bytes)
+        } else {
+            String::new()
+        }
+    );
+    for j in &r.journals {
+        say!("  {} ({}): {} line(s), now at seq {}", j.path.display(), j.journal_id, j.lines, j.last_seq);
+    }
+    if refused > 0 {
+        eprintln!("tributary: {refused} journal(s) of the spool could not be drained (see above)");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct CompactArgs {
+    #[arg(long)]
+    target: PathBuf,
+    #[arg(long)]
+    spool: PathBuf,
+    /// Pause between rounds that found nothing more to do, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    interval: u64,
+    /// Print a line per committed round.
+    #[arg(long)]
+    verbose: bool,
+    #[command(flatten)]
+    flags: CompactorFlags,
+}
+
+/// Exit code of `compact` for an error that needs a human (the target is damaged,
+/// holds bytes tributary did not write, or belongs to something else): a supervisor
+/// should not restart it (systemd: `RestartPreventExitStatus=3`).
+const EXIT_NEEDS_A_HUMAN: u8 = 3;
+
+pub fn cmd_compact(a: CompactArgs) -> CmdResult {
+    tributary::sys::install_stop_handlers();
+    let compactor = a.flags.compactor(&a.target)?;
+    let mut opts = DaemonOptions::default();
+    opts.interval = Duration::from_millis(a.interval);
+    // The library's daemon loop (Compactor::run): the same one the bindings run.
+    let summary = compactor.run(&a.spool, &opts, &tributary::sys::stop_requested, &mut |event| match event {
+        DaemonEvent::Committed(r) if a.verbose => {
+            say!("committed {} line(s), {} byte(s); epoch {}", r.lines, r.bytes, r.epoch);
+        }
+        // Another host holds the lock, or ours was lost mid-round: tried again later.
+        DaemonEvent::Contended(e) => eprintln!("tributary compact: {e}; retrying"),
+        DaemonEvent::Problem { subject, error, set_aside: true } => {
+            eprintln!("tributary compact: {subject} set aside: error [{}]: {error}", error.kind().name());
+        }
+        DaemonEvent::Problem { error, .. } => {
+            eprintln!("tributary compact: error [{}]: {error}; retrying with backoff", error.kind().name());
+        }
+        DaemonEvent::Resolved { subject } if subject.starts_with("journal ") => {
+            eprintln!("tributary compact: {subject}: opened; draining it");
+        }
+        DaemonEvent::Resolved { subject } => eprintln!("tributary compact: {subject}: draining again"),
+        _ => {}
+    });
+    let (rounds, lines) = (summary.rounds, summary.lines);
+    if let Some(e) = summary.stopped_by {
+        eprintln!("tributary: error [{}]: {e}", e.kind().name());
+        eprintln!(
+            "tributary compact: stopped after {rounds} committing round(s), {lines} line(s): this needs a human \
+             (exit {EXIT_NEEDS_A_HUMAN})"
+        );
+        return Ok(ExitCode::from(EXIT_NEEDS_A_HUMAN));
+    }
+    eprintln!("tributary compact: stopped after {rounds} committing round(s), {lines} line(s)");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct RetireArgs {
+    #[arg(long)]
+    target: PathBuf,
+    /// A journal to retire (repeatable). Its writers should have stopped: one that
+    /// still has it open gets `journal_gone` on its next append, storing nothing.
+    #[arg(long, required = true)]
+    journal: Vec<PathBuf>,
+    #[command(flatten)]
+    flags: CompactorFlags,
+}
+
+pub fn cmd_retire(a: RetireArgs) -> CmdResult {
+    let compactor = a.flags.compactor(&a.target)?;
+    let r = compactor.retire(&a.journal)?;
+    say!("drained {} line(s) into {}, then retired {} journal(s):", r.drain.lines, a.target.display(), r.retired.len());
+    for p in &r.retired {
+        say!("  {} (deleted; every line it held is committed)", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

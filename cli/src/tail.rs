@@ -1,0 +1,152 @@
+//! `tributary tail`: committed lines only, from an offset, a cursor or the oldest
+//! generation, optionally following the target; with `--cursor-store`, a durable cursor
+//! committed only past lines the consumer has read (at-least-once, never a skip).
+
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use tributary::{Cursor, CursorStore, Error, Reader};
+
+use crate::args::existing_target;
+use crate::{stdout_err, CmdResult};
+
+#[derive(Args)]
+pub struct TailArgs {
+    #[arg(long)]
+    target: PathBuf,
+    /// Byte offset in the current generation to start from (0, or the start of a line).
+    #[arg(long, default_value_t = 0, conflicts_with_all = ["cursor", "all"])]
+    from: u64,
+    /// A cursor TARGET_ID:GENERATION:OFFSET kept from an earlier read (survives
+    /// rotations; refused on another target). The bare GENERATION:OFFSET of earlier
+    /// versions is still accepted, unchecked.
+    #[arg(long, value_parser = parse_cursor, conflicts_with = "all")]
+    cursor: Option<Cursor>,
+    /// Start at the oldest generation still kept (managed rotation), not the current one.
+    #[arg(long)]
+    all: bool,
+    /// Keep a durable cursor in this local SQLite file (with --name): start where the
+    /// last run committed, and commit after printed lines are flushed (at-least-once).
+    #[arg(long, requires = "name")]
+    cursor_store: Option<PathBuf>,
+    /// The cursor's name in --cursor-store.
+    #[arg(long, requires = "cursor_store")]
+    name: Option<String>,
+    /// Keep waiting for newly committed lines until SIGINT/SIGTERM.
+    #[arg(long)]
+    follow: bool,
+    /// Stop after printing this many lines (and commit the cursor right after them):
+    /// use it instead of `| head -N`, which reads more than it prints, so a cursor
+    /// committed behind it would skip the lines head read and dropped.
+    #[arg(long)]
+    max_lines: Option<u64>,
+    /// How often --follow polls the manifest, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    poll_ms: u64,
+}
+
+fn parse_cursor(s: &str) -> Result<Cursor, String> {
+    s.parse().map_err(|e: Error| e.to_string())
+}
+
+pub fn cmd_tail(a: TailArgs) -> CmdResult {
+    tributary::sys::install_stop_handlers();
+    existing_target(&a.target)?;
+    let store = match (&a.cursor_store, &a.name) {
+        (Some(p), Some(n)) => Some((CursorStore::open(p)?, n.clone())),
+        _ => None,
+    };
+    let stored = match &store {
+        Some((st, name)) => st.get(name)?,
+        None => None,
+    };
+    let mut reader = match (stored, a.cursor, a.all) {
+        (Some(c), _, _) => Reader::open_at(&a.target, c)?,
+        (None, Some(c), _) => Reader::open_at(&a.target, c)?,
+        (None, None, true) => Reader::open_at(&a.target, Cursor::START)?,
+        (None, None, false) if store.is_some() => Reader::open_at(&a.target, Cursor::START)?,
+        (None, None, false) => Reader::open(&a.target, a.from)?,
+    };
+    let mut out = BufWriter::new(io::stdout().lock());
+    let poll = Duration::from_millis(a.poll_ms.max(1));
+    let mut unflushed = 0usize;
+    // The cursor is committed only past lines the consumer has read: flushed to stdout,
+    // and — when stdout is a pipe — taken out of the pipe by its reader (`| head -3`
+    // must not commit the lines left in the pipe when head exits). A crash in between
+    // replays lines (at-least-once), never skips them.
+    let mut written = 0u64;
+    let mut sent: std::collections::VecDeque<(u64, Cursor)> = Default::default();
+    let checkpoint = |out: &mut BufWriter<_>,
+                      sent: &mut std::collections::VecDeque<(u64, Cursor)>,
+                      written: u64,
+                      last: bool|
+     -> Result<bool, Error> {
+        match out.flush() {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(false),
+            Err(e) => return Err(stdout_err(e)),
+            Ok(()) => {}
+        }
+        let stdout = io::stdout();
+        let mut unread = tributary::sys::pipe_unread(&stdout).unwrap_or(0);
+        // At the end, give the consumer a few seconds to read what is in the pipe.
+        let until = Instant::now() + Duration::from_secs(5);
+        while last && unread > 0 && !tributary::sys::pipe_reader_gone(&stdout) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+            unread = tributary::sys::pipe_unread(&stdout).unwrap_or(0);
+        }
+        let consumed = written.saturating_sub(unread);
+        let mut commit = None;
+        while sent.front().is_some_and(|(end, _)| *end <= consumed) {
+            commit = sent.pop_front().map(|(_, c)| c);
+        }
+        if let (Some((st, name)), Some(c)) = (&store, commit) {
+            st.commit(name, c)?;
+        }
+        Ok(true)
+    };
+    let mut printed = 0u64;
+    loop {
+        if a.follow && tributary::sys::stop_requested() {
+            break;
+        }
+        if a.max_lines.is_some_and(|m| printed >= m) {
+            break;
+        }
+        let line =
+            if a.follow { reader.next_line_wait(poll, Duration::from_millis(500))? } else { reader.next_line()? };
+        match &line {
+            Some(l) => {
+                let res = out.write_all(l).and_then(|_| out.write_all(b"\n"));
+                match res {
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+                    Err(e) => return Err(stdout_err(e)),
+                    Ok(()) => {}
+                }
+                written += l.len() as u64 + 1;
+                printed += 1;
+                sent.push_back((written, reader.cursor()));
+                unflushed += 1;
+                if unflushed >= 1000 {
+                    unflushed = 0;
+                    if !checkpoint(&mut out, &mut sent, written, false)? {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+            }
+            None => {
+                unflushed = 0;
+                if !checkpoint(&mut out, &mut sent, written, false)? {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if !a.follow || tributary::sys::stop_requested() {
+                    break;
+                }
+            }
+        }
+    }
+    checkpoint(&mut out, &mut sent, written, true)?;
+    Ok(ExitCode::SUCCESS)
+}
