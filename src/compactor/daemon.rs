@@ -264,16 +264,25 @@ mod tests {
     use crate::{CompactorOptions, JournalOptions};
     use std::cell::Cell;
 
+    /// A temporary folder with an initialised target `out.log` and its compactor, and
+    /// the path of a spool beside it (created when `create_spool`).
+    fn fixture(create_spool: bool) -> (tempfile::TempDir, PathBuf, PathBuf, Compactor) {
+        let d = tempfile::tempdir().unwrap();
+        let spool = d.path().join("spool");
+        if create_spool {
+            std::fs::create_dir(&spool).unwrap();
+        }
+        let target = d.path().join("out.log");
+        let c = Compactor::new(&target, CompactorOptions::default()).unwrap();
+        c.init().unwrap();
+        (d, spool, target, c)
+    }
+
     /// The daemon drains what is there, sets a junk journal aside (reported once, not
     /// once per pass), keeps draining the good one, and stops when asked.
     #[test]
     fn drains_sets_junk_aside_once_and_stops_when_asked() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = d.path().join("spool");
-        std::fs::create_dir(&spool).unwrap();
-        let target = d.path().join("out.log");
-        let c = Compactor::new(&target, CompactorOptions::default()).unwrap();
-        c.init().unwrap();
+        let (_d, spool, target, c) = fixture(true);
         let good = Journal::open(spool.join("good.journal"), JournalOptions::default()).unwrap();
         good.append_batch(&[b"one".as_slice(), b"two"]).unwrap();
         std::fs::write(spool.join("junk.journal"), b"this is not an SQLite file, not even a little").unwrap();
@@ -305,11 +314,7 @@ mod tests {
     /// reported once, not once per pass, and its end once.
     #[test]
     fn a_retried_problem_is_reported_once_and_its_end_once() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = d.path().join("spool-not-yet");
-        let target = d.path().join("out.log");
-        let c = Compactor::new(&target, CompactorOptions::default()).unwrap();
-        c.init().unwrap();
+        let (_d, spool, _target, c) = fixture(false);
         let calls = Cell::new(0u32);
         let stop = || {
             calls.set(calls.get() + 1);
@@ -335,12 +340,7 @@ mod tests {
     /// An error that needs a human stops the daemon with that error.
     #[test]
     fn an_error_that_needs_a_human_stops_it() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = d.path().join("spool");
-        std::fs::create_dir(&spool).unwrap();
-        let target = d.path().join("out.log");
-        let c = Compactor::new(&target, CompactorOptions::default()).unwrap();
-        c.init().unwrap();
+        let (_d, spool, target, c) = fixture(true);
         let j = Journal::open(spool.join("a.journal"), JournalOptions::default()).unwrap();
         j.append(b"x").unwrap();
         // Committed bytes cut behind tributary's back: target_truncated needs a human.
