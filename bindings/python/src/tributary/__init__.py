@@ -39,6 +39,7 @@ from ._api import (
     status,
     verify,
 )
+from ._compact import CompactEvent, CompactReport, compact
 from ._ffi import ABI_VERSION, LIB_PATH, LIB_VERSION
 from .errors import (
     CorruptError,
@@ -73,6 +74,8 @@ __all__ = [
     "LIB_PATH",
     "LIB_VERSION",
     "Backlog",
+    "CompactEvent",
+    "CompactReport",
     "CorruptError",
     "Cursor",
     "CorruptJournalRowError",
@@ -104,6 +107,7 @@ __all__ = [
     "UnsafeFilesystemError",
     "VerifyReport",
     "Watermark",
+    "compact",
     "drain",
     "init",
     "retire",
