@@ -186,6 +186,36 @@
 #define TRIB_CURSOR_TEXT_LEN 75
 
 /**
+ * `event` of a `trib_event_fn`: a round committed lines; `report` says what it did.
+ */
+#define TRIB_EVENT_COMMITTED 1
+
+/**
+ * `event` of a `trib_event_fn`: another host holds the target's lock, or this one's
+ * was lost mid-round (`kind` is `TRIB_E_LOCK_TIMEOUT` or `TRIB_E_LOCK_LOST`); the
+ * round is retried after the interval.
+ */
+#define TRIB_EVENT_CONTENDED 2
+
+/**
+ * `event` of a `trib_event_fn`: a problem with `subject` (`target <path>`), retried
+ * with backoff. Said once until its message changes or it is over (`RESOLVED`).
+ */
+#define TRIB_EVENT_PROBLEM 3
+
+/**
+ * `event` of a `trib_event_fn`: a journal (`subject` is `journal <path>`) that cannot
+ * be drained is set aside, and retried when its files change (and at least every
+ * minute) while every other journal keeps draining. Said once.
+ */
+#define TRIB_EVENT_SET_ASIDE 4
+
+/**
+ * `event` of a `trib_event_fn`: the problem reported before about `subject` is over.
+ */
+#define TRIB_EVENT_RESOLVED 5
+
+/**
  * An error: its result code, a human-readable message that says what to do, and (for
  * `TRIB_E_INVALID_LINE`) which line of the call was refused.
  *
@@ -232,6 +262,19 @@ typedef struct trib_reader trib_reader;
  * hands out (journal paths) live as long as the report.
  */
 typedef struct trib_status_report trib_status_report;
+
+/**
+ * A stop token for `trib_compact`: another thread asks the daemon to stop with
+ * `trib_stop_request`.
+ *
+ * Thread-safety: `trib_stop_request` may be called from any thread (a signal-handling
+ * thread, say) while `trib_compact` runs with the token; a request cannot be taken
+ * back (make a new token for the next run).
+ *
+ * Ownership: created by `trib_stop_new`, released by `trib_stop_free`, which must not
+ * run while a `trib_compact` or a `trib_stop_request` is still using it.
+ */
+typedef struct trib_stop trib_stop;
 
 /**
  * Options for `trib_journal_open`. Fill it with `trib_journal_options_default` and
@@ -576,6 +619,44 @@ typedef struct trib_cursor {
      */
     char target_id[TRIB_ID_BUF_LEN];
 } trib_cursor;
+
+/**
+ * What `trib_compact` calls for what a log should say:
+ * `on_event(ctx, event, subject, kind, message, report)`.
+ * - `ctx` is the `ctx` given to `trib_compact`;
+ * - `event` is a `TRIB_EVENT_*`;
+ * - `subject` names the object (`target <path>` or `journal <path>`), `""` for
+ *   `TRIB_EVENT_COMMITTED`;
+ * - `kind` is the error's `TRIB_E_*` code (`CONTENDED`, `PROBLEM`, `SET_ASIDE`), else 0;
+ * - `message` is a human-readable sentence (the error's message, or what a round
+ *   committed);
+ * - `report` is what the round did for `TRIB_EVENT_COMMITTED`, else NULL.
+ *
+ * The pointers are valid only during the call (copy what you keep). It runs on the
+ * thread that called `trib_compact`, between rounds (no lock is held), so a slow
+ * callback only delays the daemon. It must return normally: it must not unwind (no
+ * C++ exception, no Rust panic) or `longjmp` out of the call.
+ */
+typedef void (*trib_event_fn)(void *ctx,
+                              int event,
+                              const char *subject,
+                              int kind,
+                              const char *message,
+                              const struct trib_drain_report *report);
+
+/**
+ * What `trib_compact` did before it returned.
+ */
+typedef struct trib_compact_report {
+    /**
+     * Rounds that committed lines.
+     */
+    uint64_t rounds;
+    /**
+     * Lines committed to the target.
+     */
+    uint64_t lines;
+} trib_compact_report;
 
 #ifdef __cplusplus
 extern "C" {
@@ -1060,6 +1141,71 @@ int trib_cursor_format(const struct trib_cursor *cursor,
  * `reader` must be NULL or an open reader, not used again.
  */
 void trib_reader_close(struct trib_reader *reader);
+
+/**
+ * Make a stop token for `trib_compact`. On success `*stop_out` is a new handle for
+ * `trib_stop_free`.
+ *
+ * # Safety
+ * `stop_out` and `err_out` must be NULL or writable.
+ */
+int trib_stop_new(struct trib_stop **stop_out,
+                  struct trib_error **err_out);
+
+/**
+ * Ask the `trib_compact` running with `stop` (or the next one) to stop: it returns
+ * `TRIB_OK` within about 10 ms when it is waiting, or after the round it is in. Any
+ * thread may call it, any number of times (an atomic store; it never blocks). NULL or
+ * a handle of another type is ignored.
+ *
+ * # Safety
+ * `stop` must be NULL or a live `trib_stop` (not freed before this call returns).
+ */
+void trib_stop_request(const struct trib_stop *stop);
+
+/**
+ * Release a stop token (NULL is accepted and ignored).
+ *
+ * # Safety
+ * `stop` must be NULL or a live `trib_stop` that no `trib_compact` or
+ * `trib_stop_request` is using, and it must not be used again.
+ */
+void trib_stop_free(struct trib_stop *stop);
+
+/**
+ * The compactor daemon (as `tributary compact`): drain every `*.journal` in the
+ * folder `spool` (journals that appear later are picked up) into `target` until
+ * `trib_stop_request(stop)`, then return `TRIB_OK`. It pauses `interval_ms` (0: the
+ * default, 100 ms) after a pass that found nothing to drain. It stops on its own only
+ * on an error that needs a human (a corrupt manifest, a truncated, torn or foreign-
+ * tailed target, an unsafe filesystem under the target, an invalid argument): then it
+ * returns that error's code, with the error in `*err_out`. Everything else is retried
+ * and reported once through `on_event`: a busy lock (`TRIB_EVENT_CONTENDED`),
+ * transient trouble with the target or the spool, such as a full disk or a share not
+ * mounted yet (`TRIB_EVENT_PROBLEM`, retried with backoff up to 30 s), a journal that
+ * cannot be drained (`TRIB_EVENT_SET_ASIDE`: the others keep draining). `options`
+ * may be NULL for the defaults (then the target must exist: `trib_init`).
+ *
+ * Unlike other functions, `*report_out` (if not NULL) is written whatever the result:
+ * the rounds and lines committed before it returned. `on_event` (may be NULL) runs on
+ * the calling thread with `ctx`; see `trib_event_fn`. A stop already requested
+ * before the call returns `TRIB_OK` at once.
+ *
+ * # Safety
+ * `target` and `spool` must be NULL or NUL-terminated; `options` NULL or readable;
+ * `stop` NULL or a live `trib_stop`, not freed during the call; `on_event` NULL or a
+ * function that can be called with `ctx` until the call returns; `report_out` and
+ * `err_out` NULL or writable.
+ */
+int trib_compact(const char *target,
+                 const char *spool,
+                 const struct trib_compactor_options *options,
+                 uint64_t interval_ms,
+                 const struct trib_stop *stop,
+                 trib_event_fn on_event,
+                 void *ctx,
+                 struct trib_compact_report *report_out,
+                 struct trib_error **err_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -8,7 +8,6 @@ import "C"
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 	"unsafe"
@@ -230,54 +229,6 @@ func Drain(ctx context.Context, target string, opts DrainOptions) (DrainReport, 
 		Journals:          int(r.journals),
 		Rotations:         uint64(r.rotations),
 	}, nil
-}
-
-// CompactOptions configure Compact.
-type CompactOptions struct {
-	DrainOptions
-	// Interval is the pause after a drain that found nothing to move, or that
-	// could not get the lock (default 100 ms).
-	Interval time.Duration
-	// OnDrain, if set, is called (on Compact's goroutine) after every drain that
-	// committed lines or rotated the target.
-	OnDrain func(DrainReport)
-}
-
-// Compact drains into target for as long as ctx allows, like the `tributary
-// compact` daemon: it drains, pauses for opts.Interval when there was nothing to
-// move, and drains again. With opts.Spool, journals that appear in the spool later
-// are picked up. A lock timeout or a lost lock (another compactor is busy) is retried
-// after the pause; any other error stops Compact and is returned. Compact returns
-// nil once ctx is done; it notices that between drains (see Drain).
-func Compact(ctx context.Context, target string, opts CompactOptions) error {
-	interval := opts.Interval
-	if interval <= 0 {
-		interval = 100 * time.Millisecond
-	}
-	drainOpts := opts.DrainOptions
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timer.C:
-		}
-		// Drain with a context that is not cancelled by ctx, so that a drain is
-		// never reported as "cancelled": Compact itself stops between drains.
-		r, err := Drain(context.WithoutCancel(ctx), target, drainOpts)
-		switch {
-		case err == nil && (r.Lines > 0 || r.Rotations > 0):
-			if opts.OnDrain != nil {
-				opts.OnDrain(r)
-			}
-			timer.Reset(0)
-		case err == nil, errors.Is(err, ErrLockTimeout), errors.Is(err, ErrLockLost):
-			timer.Reset(interval)
-		default:
-			return err
-		}
-	}
 }
 
 // Retire retires journals, the supported way to remove one: it drains each into

@@ -38,6 +38,10 @@ How C types become ctypes (the binding relies on these conventions):
 * bytes the library hands out, ``const uint8_t **``: ``POINTER(POINTER(c_uint8))``, read
   with their length (``ctypes.string_at``), never as a NUL-terminated string.
 * any other ``T *``: ``POINTER(T)``; ``T **``: ``POINTER(POINTER(T))``.
+* a function-pointer typedef ``typedef R (*trib_x_fn)(params)`` (a callback):
+  ``trib_x_fn = CFUNCTYPE(R, *params)``, its parameters mapped as above (text arrives
+  in the callback as ``bytes``); a parameter of type ``trib_x_fn`` takes it (or None for
+  NULL).
 """
 
 from __future__ import annotations
@@ -109,6 +113,8 @@ class Header(NamedTuple):
     opaque: Tuple[str, ...]
     structs: Tuple[Struct, ...]
     functions: Tuple[Function, ...]
+    #: Function-pointer typedefs (callbacks), as a Function named after the typedef.
+    callbacks: Tuple[Function, ...] = ()
 
 
 # ---- parsing --------------------------------------------------------------------------------
@@ -251,6 +257,16 @@ def _parse_type(text: str, named: bool, where: str) -> Decl:
 _OPAQUE = re.compile(r"^typedef struct (\w+) (\w+)$")
 _STRUCT = re.compile(r"^typedef struct (\w+) \{(.*)\} (\w+)$", re.S)
 _FUNCTION = re.compile(r"^(.*?)\b(trib_\w+) ?\((.*)\)$", re.S)
+_CALLBACK = re.compile(r"^typedef (.*?)\(\*(trib_\w+_fn)\) ?\((.*)\)$", re.S)
+
+
+def _params(name: str, params_text: str) -> Tuple[Decl, ...]:
+    params_text = params_text.strip()
+    if params_text == "void":
+        return ()
+    if not params_text:
+        raise HeaderError(f"{name}() declares no prototype: write {name}(void)")
+    return tuple(_parse_type(p, True, f"a parameter of {name}") for p in params_text.split(","))
 
 
 def parse(text: str) -> Header:
@@ -259,7 +275,14 @@ def parse(text: str) -> Header:
     opaque: List[str] = []
     structs: List[Struct] = []
     functions: List[Function] = []
+    callbacks: List[Function] = []
     for st in _statements(code):
+        m = _CALLBACK.match(st)
+        if m:
+            name = m.group(2)
+            restype = _parse_type(m.group(1), False, f"the return type of {name}").type
+            callbacks.append(Function(name, restype, _params(name, m.group(3))))
+            continue
         m = _OPAQUE.match(st)
         if m:
             if m.group(1) != m.group(2):
@@ -283,21 +306,15 @@ def parse(text: str) -> Header:
         if m and "typedef" not in m.group(1):
             name = m.group(2)
             restype = _parse_type(m.group(1), False, f"the return type of {name}").type
-            params_text = m.group(3).strip()
-            if params_text == "void":
-                params: Tuple[Decl, ...] = ()
-            elif not params_text:
-                raise HeaderError(f"{name}() declares no prototype: write {name}(void)")
-            else:
-                params = tuple(_parse_type(p, True, f"a parameter of {name}") for p in params_text.split(","))
-            functions.append(Function(name, restype, params))
+            functions.append(Function(name, restype, _params(name, m.group(3))))
             continue
         raise HeaderError(f"unrecognised declaration: {st[:200]!r}")
     names = [n for n, _ in constants] + opaque + [s.name for s in structs] + [f.name for f in functions]
+    names += [c.name for c in callbacks]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise HeaderError(f"declared more than once: {', '.join(dup)}")
-    return Header(tuple(constants), tuple(opaque), tuple(structs), tuple(functions))
+    return Header(tuple(constants), tuple(opaque), tuple(structs), tuple(functions), tuple(callbacks))
 
 
 # ---- C types -> ctypes ----------------------------------------------------------------------
@@ -309,9 +326,21 @@ def _pointer(expr: str, times: int) -> str:
     return expr
 
 
-def ctype_expr(t: CType, where: str, opaque: Sequence[str], defined: Sequence[str], constants: Sequence[str]) -> str:
+def ctype_expr(
+    t: CType,
+    where: str,
+    opaque: Sequence[str],
+    defined: Sequence[str],
+    constants: Sequence[str],
+    callbacks: Sequence[str] = (),
+) -> str:
     """The ctypes expression for a C type (see the module docstring for the rules).
-    ``defined``: structs generated so far (a struct by value must come earlier)."""
+    ``defined``: structs generated so far (a struct by value must come earlier);
+    ``callbacks``: the function-pointer typedefs generated so far."""
+    if t.base in callbacks and not t.is_struct and t.array is None:
+        if t.pointers:
+            raise HeaderError(f"{where}: a pointer to a callback type is not supported: {t.c()!r}")
+        return t.base
     if t.is_struct and t.base not in opaque and t.base not in defined:
         raise HeaderError(f"{where}: struct {t.base} is not defined before it is used")
     if t.array is not None:
@@ -355,9 +384,10 @@ def render(text: str) -> str:
     opaque = list(h.opaque)
     used: Set[str] = set()
     defined: List[str] = []
+    callbacks: List[str] = []
 
     def expr(t: CType, where: str) -> str:
-        e = ctype_expr(t, where, opaque, defined, consts)
+        e = ctype_expr(t, where, opaque, defined, consts, callbacks)
         used.update(w for w in re.findall(r"\b(?:c_\w+|POINTER)\b", e))
         return e
 
@@ -386,7 +416,19 @@ def render(text: str) -> str:
         used.add("Structure")
     body += ["", "", "#: Every structure above, in the header's order.", "STRUCTS = ("]
     body += [f"    {s.name}," for s in h.structs]
-    body += [")", "", "", "# ---- functions: name -> (restype, argtypes) " + "-" * 45, "", "FUNCTIONS = {"]
+    body += [")"]
+    if h.callbacks:
+        body += ["", "", "# ---- callbacks: function-pointer typedefs " + "-" * 47, ""]
+        for c in h.callbacks:
+            res = "None" if (c.restype.base == "void" and not c.restype.pointers and not c.restype.is_struct) else expr(
+                c.restype, f"the return type of {c.name}"
+            )
+            args = [expr(p.type, f"parameter {p.name} of {c.name}") for p in c.params]
+            body.append(f"# {c.restype.c()} (*{c.name})({', '.join(p.name for p in c.params) or 'void'})")
+            body.append(f"{c.name} = CFUNCTYPE({', '.join([res] + args)})")
+            callbacks.append(c.name)
+        used.add("CFUNCTYPE")
+    body += ["", "", "# ---- functions: name -> (restype, argtypes) " + "-" * 45, "", "FUNCTIONS = {"]
     for f in h.functions:
         res = "None" if (f.restype.base == "void" and not f.restype.pointers and not f.restype.is_struct) else expr(
             f.restype, f"the return type of {f.name}"
@@ -400,12 +442,12 @@ def render(text: str) -> str:
     body += ["}", ""]
 
     exported = consts + ["CONSTANTS"] + [f"{n}_p" for n in opaque] + ["OPAQUE"]
-    exported += [s.name for s in h.structs] + ["STRUCTS", "FUNCTIONS"]
-    order = ["POINTER", "Structure"] + sorted(u for u in used if u.startswith("c_"))
+    exported += [s.name for s in h.structs] + ["STRUCTS"] + [c.name for c in h.callbacks] + ["FUNCTIONS"]
+    order = ["CFUNCTYPE", "POINTER", "Structure"] + sorted(u for u in used if u.startswith("c_"))
     imports = [u for u in order if u in used]
     head = [
         '"""ctypes declarations of the C ABI: every ``TRIB_*`` constant, opaque handle,',
-        "structure and function prototype of include/tributary.h.",
+        "structure, callback type and function prototype of include/tributary.h.",
         "",
         "Generated by bindings/python/gen_ffi.py from include/tributary.h; do not edit.",
         f"Regenerate with ``{REGENERATE}`` (from the repository root);",

@@ -62,7 +62,7 @@ impl From<&CompactorOptions> for trib_compactor_options {
 }
 
 impl trib_compactor_options {
-    fn to_rust(self) -> FfiResult<CompactorOptions> {
+    pub(super) fn to_rust(self) -> FfiResult<CompactorOptions> {
         if self.max_round_bytes == 0 {
             return Err(Failure::arg("`max_round_bytes` must be at least 1"));
         }

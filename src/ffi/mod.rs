@@ -19,7 +19,8 @@
 //! - `journal`: `trib_journal` and its options, appends, backlog, id;
 //! - `compactor`: `trib_init`, `trib_drain`, `trib_retire` and their options;
 //! - `inspect`: `trib_verify` and `trib_status` with their reports;
-//! - `reader`: `trib_reader` and `trib_cursor`.
+//! - `reader`: `trib_reader` and `trib_cursor`;
+//! - `daemon`: `trib_compact` (the daemon loop, `Compactor::run`) and `trib_stop`.
 //!
 //! Rules every function follows:
 //! - the body of every fallible function (it returns a result code and takes `err_out`)
@@ -58,6 +59,8 @@ mod compactor; // `trib_init`, `trib_drain`, `trib_retire`
 mod inspect; // `trib_verify`, `trib_status`
 
 mod reader; // `trib_reader`, `trib_cursor`
+
+mod daemon; // `trib_compact` (the daemon loop) and its stop token `trib_stop`
 
 // ---------------------------------------------------------------------------------------------
 // Versions and result codes

@@ -1535,6 +1535,127 @@ static void test_retire(void) {
     EXPECT(TRIB_E_INVALID_ARG, trib_retire(target, NULL, 1, NULL, &retired, &err));
 }
 
+/* ---- the daemon: trib_compact and its stop token ------------------------------------ */
+
+/* What the daemon's events told, shared with the thread that stops it. */
+struct compact_seen {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t lines;   /* committed, from TRIB_EVENT_COMMITTED reports */
+    int set_aside;    /* TRIB_EVENT_SET_ASIDE events */
+    int set_aside_kind;
+    int bad_event;    /* an event whose arguments break the documented contract */
+    int done;         /* trib_compact returned */
+    trib_stop *stop;
+};
+
+static void on_compact_event(void *ctx, int event, const char *subject, int kind, const char *message,
+                             const trib_drain_report *report) {
+    struct compact_seen *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    if (subject == NULL || message == NULL) {
+        s->bad_event++;
+    } else if (event == TRIB_EVENT_COMMITTED) {
+        if (report == NULL || kind != 0 || report->lines == 0) {
+            s->bad_event++;
+        } else {
+            s->lines += report->lines;
+        }
+    } else if (event == TRIB_EVENT_SET_ASIDE) {
+        s->set_aside++;
+        s->set_aside_kind = kind;
+        if (strstr(subject, "junk.journal") == NULL || report != NULL) {
+            s->bad_event++;
+        }
+    }
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Asks the daemon to stop once it has committed 3 lines and set the junk journal aside
+ * (a condition, never a time); gives up when trib_compact returned on its own. */
+static void *compact_stopper(void *p) {
+    struct compact_seen *s = p;
+    pthread_mutex_lock(&s->mu);
+    while (!s->done && !(s->lines >= 3 && s->set_aside >= 1)) {
+        pthread_cond_wait(&s->cv, &s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    trib_stop_request(s->stop);
+    return NULL;
+}
+
+/* trib_compact drains a spool until another thread asks it to stop, sets a junk
+ * journal aside (said once) while the good one drains, stops on its own with an error
+ * that needs a human, and refuses bad arguments. */
+static void test_compact_daemon(void) {
+    char dir[512], spool[512], target[512], jpath[512], junk[512];
+    trib_error *err = NULL;
+    make_dir(dir, "daemon");
+    pathf(spool, "%s/spool", dir);
+    CHECK(mkdir(spool, 0755) == 0);
+    path_in(target, dir, "out.log");
+    path_in(jpath, spool, "good.journal");
+    path_in(junk, spool, "junk.journal");
+    init_target(target);
+    trib_journal *j = open_journal(jpath, NULL);
+    append_str(j, "one");
+    append_str(j, "two");
+    append_str(j, "three");
+    write_file(junk, "not an SQLite file, not even a little", 37);
+
+    struct compact_seen seen;
+    memset(&seen, 0, sizeof seen);
+    pthread_mutex_init(&seen.mu, NULL);
+    pthread_cond_init(&seen.cv, NULL);
+    EXPECT(TRIB_OK, trib_stop_new(&seen.stop, &err));
+    CHECK(seen.stop != NULL);
+    pthread_t tid;
+    CHECK(pthread_create(&tid, NULL, compact_stopper, &seen) == 0);
+    trib_compact_report rep = {99, 99};
+    EXPECT(TRIB_OK, trib_compact(target, spool, NULL, 1, seen.stop, on_compact_event, &seen, &rep, &err));
+    pthread_mutex_lock(&seen.mu);
+    seen.done = 1;
+    pthread_cond_broadcast(&seen.cv);
+    pthread_mutex_unlock(&seen.mu);
+    pthread_join(tid, NULL);
+    CHECK(rep.lines == 3 && rep.rounds >= 1 && seen.lines == 3);
+    CHECK(seen.set_aside == 1 && seen.set_aside_kind == TRIB_E_NOT_A_JOURNAL && seen.bad_event == 0);
+    size_t len = 0;
+    char *got = read_file(target, &len);
+    CHECK(got != NULL && len == 14 && memcmp(got, "one\ntwo\nthree\n", 14) == 0);
+    free(got);
+
+    /* A stop requested before the call: it returns at once; requests are idempotent. */
+    trib_stop_request(seen.stop);
+    rep.rounds = rep.lines = 99;
+    EXPECT(TRIB_OK, trib_compact(target, spool, NULL, 0, seen.stop, NULL, NULL, &rep, &err));
+    CHECK(rep.rounds == 0 && rep.lines == 0);
+    trib_stop_free(seen.stop);
+
+    /* Truncated behind tributary's back: needs a human, so the daemon stops with it (no
+     * stop requested, no callback), and still says what it did. */
+    trib_stop *never = NULL;
+    EXPECT(TRIB_OK, trib_stop_new(&never, &err));
+    CHECK(truncate(target, 4) == 0);
+    append_str(j, "four");
+    rep.rounds = rep.lines = 99;
+    EXPECT(TRIB_E_TARGET_TRUNCATED, trib_compact(target, spool, NULL, 1, never, NULL, NULL, &rep, &err));
+    CHECK(rep.rounds == 0 && rep.lines == 0);
+
+    /* Bad arguments. */
+    EXPECT(TRIB_E_INVALID_ARG, trib_compact(target, spool, NULL, 1, NULL, NULL, NULL, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_compact(target, NULL, NULL, 1, never, NULL, NULL, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_compact(NULL, spool, NULL, 1, never, NULL, NULL, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_stop_new(NULL, &err));
+    trib_stop_request(NULL);
+    trib_stop_free(never);
+    trib_stop_free(NULL);
+    trib_journal_close(j);
+    pthread_cond_destroy(&seen.cv);
+    pthread_mutex_destroy(&seen.mu);
+}
+
 int main(int argc, char **argv) {
     g_argv0 = argv[0];
     if (argc == 4 && strcmp(argv[1], "--drain-child") == 0) {
@@ -1566,6 +1687,7 @@ int main(int argc, char **argv) {
     test_cursor_identity();
     test_threads_share_a_journal();
     test_retire();
+    test_compact_daemon();
 
     if (g_fail == 0) {
         rm_rf(g_root);

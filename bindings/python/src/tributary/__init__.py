@@ -34,6 +34,7 @@ from ._compactor import (
     status,
     verify,
 )
+from ._compact import CompactEvent, CompactReport, compact
 from ._ffi import ABI_VERSION, LIB_PATH, LIB_VERSION
 from ._journal import DEFAULT_MAX_LINE_BYTES, Backlog, Journal
 from ._reader import Cursor, Reader
@@ -70,6 +71,8 @@ __all__ = [
     "LIB_PATH",
     "LIB_VERSION",
     "Backlog",
+    "CompactEvent",
+    "CompactReport",
     "CorruptError",
     "Cursor",
     "CorruptJournalRowError",
@@ -101,6 +104,7 @@ __all__ = [
     "UnsafeFilesystemError",
     "VerifyReport",
     "Watermark",
+    "compact",
     "drain",
     "init",
     "retire",

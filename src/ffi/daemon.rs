@@ -1,0 +1,243 @@
+//! `trib_compact` (the compactor daemon, `Compactor::run`) and its stop token
+//! `trib_stop`: the one daemon loop the CLI, Python and Go all run.
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::boundary::{ffi_call, free_handle, handle_ref, into_handle, ms_option, need, path_arg, put, HandleBox};
+use super::compactor::{trib_compactor_options, trib_drain_report};
+use super::error::trib_error;
+use crate::{Compactor, CompactorOptions, DaemonEvent, DaemonOptions, DrainReport};
+
+/// `event` of a `trib_event_fn`: a round committed lines; `report` says what it did.
+pub const TRIB_EVENT_COMMITTED: c_int = 1;
+/// `event` of a `trib_event_fn`: another host holds the target's lock, or this one's
+/// was lost mid-round (`kind` is `TRIB_E_LOCK_TIMEOUT` or `TRIB_E_LOCK_LOST`); the
+/// round is retried after the interval.
+pub const TRIB_EVENT_CONTENDED: c_int = 2;
+/// `event` of a `trib_event_fn`: a problem with `subject` (`target <path>`), retried
+/// with backoff. Said once until its message changes or it is over (`RESOLVED`).
+pub const TRIB_EVENT_PROBLEM: c_int = 3;
+/// `event` of a `trib_event_fn`: a journal (`subject` is `journal <path>`) that cannot
+/// be drained is set aside, and retried when its files change (and at least every
+/// minute) while every other journal keeps draining. Said once.
+pub const TRIB_EVENT_SET_ASIDE: c_int = 4;
+/// `event` of a `trib_event_fn`: the problem reported before about `subject` is over.
+pub const TRIB_EVENT_RESOLVED: c_int = 5;
+
+/// A stop token for `trib_compact`: another thread asks the daemon to stop with
+/// `trib_stop_request`.
+///
+/// Thread-safety: `trib_stop_request` may be called from any thread (a signal-handling
+/// thread, say) while `trib_compact` runs with the token; a request cannot be taken
+/// back (make a new token for the next run).
+///
+/// Ownership: created by `trib_stop_new`, released by `trib_stop_free`, which must not
+/// run while a `trib_compact` or a `trib_stop_request` is still using it.
+pub struct trib_stop {
+    _opaque: [u8; 0],
+}
+
+#[repr(C)]
+struct StopBox {
+    magic: u64,
+    requested: AtomicBool,
+}
+
+impl HandleBox for StopBox {
+    const MAGIC: u64 = 0x7472_6962_5f73_7470; // "trib_stp"
+    const NAME: &'static str = "trib_stop";
+    type Opaque = trib_stop;
+}
+
+/// What `trib_compact` did before it returned.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct trib_compact_report {
+    /// Rounds that committed lines.
+    pub rounds: u64,
+    /// Lines committed to the target.
+    pub lines: u64,
+}
+
+/// What `trib_compact` calls for what a log should say:
+/// `on_event(ctx, event, subject, kind, message, report)`.
+/// - `ctx` is the `ctx` given to `trib_compact`;
+/// - `event` is a `TRIB_EVENT_*`;
+/// - `subject` names the object (`target <path>` or `journal <path>`), `""` for
+///   `TRIB_EVENT_COMMITTED`;
+/// - `kind` is the error's `TRIB_E_*` code (`CONTENDED`, `PROBLEM`, `SET_ASIDE`), else 0;
+/// - `message` is a human-readable sentence (the error's message, or what a round
+///   committed);
+/// - `report` is what the round did for `TRIB_EVENT_COMMITTED`, else NULL.
+///
+/// The pointers are valid only during the call (copy what you keep). It runs on the
+/// thread that called `trib_compact`, between rounds (no lock is held), so a slow
+/// callback only delays the daemon. It must return normally: it must not unwind (no
+/// C++ exception, no Rust panic) or `longjmp` out of the call.
+pub type trib_event_fn = Option<
+    unsafe extern "C" fn(
+        ctx: *mut c_void,
+        event: c_int,
+        subject: *const c_char,
+        kind: c_int,
+        message: *const c_char,
+        report: *const trib_drain_report,
+    ),
+>;
+
+/// Make a stop token for `trib_compact`. On success `*stop_out` is a new handle for
+/// `trib_stop_free`.
+///
+/// # Safety
+/// `stop_out` and `err_out` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_stop_new(stop_out: *mut *mut trib_stop, err_out: *mut *mut trib_error) -> c_int {
+    ffi_call!(err_out, || {
+        need(stop_out, "stop_out")?;
+        let handle = into_handle(StopBox { magic: StopBox::MAGIC, requested: AtomicBool::new(false) });
+        // SAFETY: not NULL, writable per the caller's contract.
+        unsafe { put(stop_out, handle) };
+        Ok(())
+    })
+}
+
+/// Ask the `trib_compact` running with `stop` (or the next one) to stop: it returns
+/// `TRIB_OK` within about 10 ms when it is waiting, or after the round it is in. Any
+/// thread may call it, any number of times (an atomic store; it never blocks). NULL or
+/// a handle of another type is ignored.
+///
+/// # Safety
+/// `stop` must be NULL or a live `trib_stop` (not freed before this call returns).
+#[no_mangle]
+pub unsafe extern "C" fn trib_stop_request(stop: *const trib_stop) {
+    let _ = std::panic::catch_unwind(|| {
+        // SAFETY: NULL or a live handle (caller's contract); `StopBox` is only read
+        // (its flag is atomic), so sharing it between threads is sound.
+        if let Ok(s) = unsafe { handle_ref::<StopBox>(stop, "stop") } {
+            s.requested.store(true, Ordering::Release);
+        }
+    });
+}
+
+/// Release a stop token (NULL is accepted and ignored).
+///
+/// # Safety
+/// `stop` must be NULL or a live `trib_stop` that no `trib_compact` or
+/// `trib_stop_request` is using, and it must not be used again.
+#[no_mangle]
+pub unsafe extern "C" fn trib_stop_free(stop: *mut trib_stop) {
+    // SAFETY: NULL or a live handle no other thread uses, not used again (caller's contract).
+    unsafe { free_handle::<StopBox>(stop) }
+}
+
+/// The compactor daemon (as `tributary compact`): drain every `*.journal` in the
+/// folder `spool` (journals that appear later are picked up) into `target` until
+/// `trib_stop_request(stop)`, then return `TRIB_OK`. It pauses `interval_ms` (0: the
+/// default, 100 ms) after a pass that found nothing to drain. It stops on its own only
+/// on an error that needs a human (a corrupt manifest, a truncated, torn or foreign-
+/// tailed target, an unsafe filesystem under the target, an invalid argument): then it
+/// returns that error's code, with the error in `*err_out`. Everything else is retried
+/// and reported once through `on_event`: a busy lock (`TRIB_EVENT_CONTENDED`),
+/// transient trouble with the target or the spool, such as a full disk or a share not
+/// mounted yet (`TRIB_EVENT_PROBLEM`, retried with backoff up to 30 s), a journal that
+/// cannot be drained (`TRIB_EVENT_SET_ASIDE`: the others keep draining). `options`
+/// may be NULL for the defaults (then the target must exist: `trib_init`).
+///
+/// Unlike other functions, `*report_out` (if not NULL) is written whatever the result:
+/// the rounds and lines committed before it returned. `on_event` (may be NULL) runs on
+/// the calling thread with `ctx`; see `trib_event_fn`. A stop already requested
+/// before the call returns `TRIB_OK` at once.
+///
+/// # Safety
+/// `target` and `spool` must be NULL or NUL-terminated; `options` NULL or readable;
+/// `stop` NULL or a live `trib_stop`, not freed during the call; `on_event` NULL or a
+/// function that can be called with `ctx` until the call returns; `report_out` and
+/// `err_out` NULL or writable.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn trib_compact(
+    target: *const c_char,
+    spool: *const c_char,
+    options: *const trib_compactor_options,
+    interval_ms: u64,
+    stop: *const trib_stop,
+    on_event: trib_event_fn,
+    ctx: *mut c_void,
+    report_out: *mut trib_compact_report,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, stop, |s: &StopBox| {
+        // SAFETY: NUL-terminated or NULL per the caller's contract.
+        let target = unsafe { path_arg(target, "target") }?;
+        // SAFETY: NUL-terminated or NULL per the caller's contract.
+        let spool = unsafe { path_arg(spool, "spool") }?;
+        // SAFETY: NULL or a readable options struct per the caller's contract.
+        let opts = match unsafe { options.as_ref() } {
+            Some(o) => o.to_rust()?,
+            None => CompactorOptions::default(),
+        };
+        let mut daemon = DaemonOptions::default();
+        if interval_ms > 0 {
+            daemon.interval = ms_option(interval_ms, "interval_ms")?;
+        }
+        let compactor = Compactor::new(target, opts)?;
+        let stop = || s.requested.load(Ordering::Acquire);
+        let summary = compactor.run(spool, &daemon, &stop, &mut |e| {
+            if let Some(f) = on_event {
+                // SAFETY: `f` may be called with `ctx` during the call (caller's contract).
+                unsafe { tell(f, ctx, &e) }
+            }
+        });
+        if !report_out.is_null() {
+            let report = trib_compact_report { rounds: summary.rounds, lines: summary.lines };
+            // SAFETY: not NULL, writable per the caller's contract.
+            unsafe { put(report_out, report) };
+        }
+        match summary.stopped_by {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    })
+}
+
+type EventFn = unsafe extern "C" fn(*mut c_void, c_int, *const c_char, c_int, *const c_char, *const trib_drain_report);
+
+/// Hand one daemon event to C, its strings NUL-terminated for the call only.
+///
+/// # Safety
+/// `f` must be callable with `ctx`.
+unsafe fn tell(f: EventFn, ctx: *mut c_void, e: &DaemonEvent<'_>) {
+    let text = |s: &str| CString::new(s.replace('\0', "\\0")).unwrap_or_default();
+    let (event, subject, error, report) = match e {
+        DaemonEvent::Committed(r) => (TRIB_EVENT_COMMITTED, String::new(), None, Some(c_report(r))),
+        DaemonEvent::Contended(err) => (TRIB_EVENT_CONTENDED, String::new(), Some(*err), None),
+        DaemonEvent::Problem { subject, error, set_aside } => {
+            let event = if *set_aside { TRIB_EVENT_SET_ASIDE } else { TRIB_EVENT_PROBLEM };
+            (event, subject.to_string(), Some(*error), None)
+        }
+        DaemonEvent::Resolved { subject } => (TRIB_EVENT_RESOLVED, subject.to_string(), None, None),
+    };
+    let (kind, message) = match (error, &report) {
+        (Some(err), _) => (err.kind() as c_int, err.to_string()),
+        (None, Some(r)) => (0, format!("committed {} line(s), {} byte(s); epoch {}", r.lines, r.bytes, r.epoch)),
+        (None, None) => (0, format!("{subject}: over")),
+    };
+    let (subject, message) = (text(&subject), text(&message));
+    let report_ptr = report.as_ref().map_or(std::ptr::null(), |r| r as *const trib_drain_report);
+    // SAFETY: callable with `ctx` (caller's contract); the strings and the report live
+    // until after it returns; declared `extern "C"`, it does not unwind (its contract).
+    unsafe { f(ctx, event, subject.as_ptr(), kind, message.as_ptr(), report_ptr) }
+}
+
+fn c_report(r: &DrainReport) -> trib_drain_report {
+    trib_drain_report {
+        rounds: r.rounds,
+        lines: r.lines,
+        bytes: r.bytes,
+        repaired_tail_bytes: r.repaired_tail_bytes,
+        epoch: r.epoch,
+        journals: r.journals.len(),
+        rotations: r.rotations,
+    }
+}
