@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, List, Optional
 
 from . import _ffi
-from ._api import DrainReport, PathLike, Seconds, _compactor_options, _ms
+from ._compactor import DrainReport, _compactor_options
+from ._util import PathLike, Seconds, _ms
 from ._ffi import error_from, fspath_bytes, lib
 from .errors import TributaryError
 
