@@ -30,6 +30,10 @@
 //!
 //! Some trials cut the recovery itself (a recovery drain frozen at a failpoint), then
 //! recover again. Needs root, loop devices, mkfs.ext4/mkfs.xfs; otherwise exits 77.
+//!
+//! This file: the arguments and [`run`] (the loop over filesystems and trials, the
+//! summaries). The plan of a trial is in `plan`, the filesystem and the cut in `disk`,
+//! child processes in `proc`, one trial in `trial` (and `phase`), the check in `check`.
 
 mod check;
 mod disk;

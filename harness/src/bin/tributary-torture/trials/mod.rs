@@ -8,6 +8,9 @@
 //! Then a clean recovery drain per host and the proof: every acknowledged line exactly
 //! once, in per-writer order, nothing torn, `verify` clean with no uncommitted tail,
 //! every journal emptied, and (on GlusterFS) the same bytes through every mount.
+//!
+//! This file: the arguments and [`run`] (many trials, the summary, the `RESULT` line);
+//! one trial is in `trial`, its checks besides the checker's verdict in `check`.
 
 mod check;
 mod trial;
