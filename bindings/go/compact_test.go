@@ -1,0 +1,126 @@
+package tributary
+
+// Tests of Compact, the daemon (it runs the library's daemon loop through trib_compact).
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestCompact(t *testing.T) {
+	f := newFixture(t)
+	j := f.openJournal(t, "c", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	var moved uint64
+	done := make(chan error, 1)
+	go func() {
+		done <- Compact(ctx, f.target, CompactOptions{
+			DrainOptions: DrainOptions{Spool: f.spool},
+			Interval:     10 * time.Millisecond,
+			OnDrain: func(r DrainReport) {
+				mu.Lock()
+				moved += r.Lines
+				mu.Unlock()
+			},
+		})
+	}()
+	for i := range 50 {
+		if _, err := j.AppendString(fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A journal that appears later is picked up.
+	late := f.openJournal(t, "late", nil)
+	late.AppendString("late")
+	waitFor(t, "Compact to move 51 lines", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return moved == 51
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Compact: %v", err)
+	}
+	if got := targetLines(t, f.target); len(got) != 51 {
+		t.Fatalf("target has %d lines", len(got))
+	}
+	// An error that needs a human stops Compact and is returned.
+	if err := os.WriteFile(f.target, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j.AppendString("more")
+	err := Compact(context.Background(), f.target, CompactOptions{DrainOptions: DrainOptions{Spool: f.spool}})
+	wantKind(t, err, KindTargetTruncated)
+}
+
+// Compact sets a journal it cannot drain aside (reported once) and keeps draining
+// the others; it stops when ctx is done. Before it ran the library's daemon, any error
+// but a lock problem ended Compact.
+func TestCompactSetsJunkAside(t *testing.T) {
+	f := newFixture(t)
+	j := f.openJournal(t, "good", nil)
+	if _, err := j.AppendBatch([][]byte{[]byte("one"), []byte("two")}); err != nil {
+		t.Fatal(err)
+	}
+	junk := filepath.Join(f.spool, "junk.journal")
+	if err := os.WriteFile(junk, []byte("not an SQLite file, not even a little"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var events []CompactEvent
+	var moved uint64
+	err := Compact(ctx, f.target, CompactOptions{
+		DrainOptions: DrainOptions{Spool: f.spool},
+		Interval:     time.Millisecond,
+		OnDrain:      func(r DrainReport) { moved += r.Lines },
+		OnEvent: func(e CompactEvent) {
+			events = append(events, e)
+			setAside := 0
+			for _, e := range events {
+				if e.Type == EventSetAside {
+					setAside++
+				}
+			}
+			if moved == 2 && setAside > 0 { // a condition, not a time
+				cancel()
+			}
+		},
+	})
+	if err != nil {
+		t.Fatalf("Compact: %v", err)
+	}
+	var aside []CompactEvent
+	for _, e := range events {
+		if e.Type == EventSetAside {
+			aside = append(aside, e)
+		}
+	}
+	if len(aside) != 1 || aside[0].Kind != KindNotAJournal || !strings.HasSuffix(aside[0].Subject, "junk.journal") {
+		t.Fatalf("want the junk journal set aside once, got %+v", events)
+	}
+	if got := targetLines(t, f.target); len(got) != 2 {
+		t.Fatalf("target has %d lines", len(got))
+	}
+	// A panic in a callback stops the daemon and is raised again by Compact.
+	j.AppendString("three")
+	func() {
+		defer func() {
+			if p := recover(); p != "boom" {
+				t.Fatalf("recovered %v, want the callback's panic", p)
+			}
+		}()
+		Compact(context.Background(), f.target, CompactOptions{
+			DrainOptions: DrainOptions{Spool: f.spool},
+			OnDrain:      func(DrainReport) { panic("boom") },
+		})
+		t.Fatal("Compact returned instead of panicking")
+	}()
+}
