@@ -284,7 +284,8 @@ fn a_tail_past_the_intent_or_a_stale_manifest_is_refused_untouched() {
     let (spool, target) = paths(d.path());
     let jp = spool.join("a.journal");
     let j = journal(&jp);
-    let opts = CompactorOptions { max_round_bytes: 1000, max_line_bytes: 100, ..Default::default() };
+    let mut opts = CompactorOptions { max_round_bytes: 1000, ..Default::default() };
+    opts.journal.max_line_bytes = 100;
     j.append(b"first").unwrap();
     init(&target);
     Compactor::new(&target, opts.clone()).unwrap().drain(std::slice::from_ref(&j)).unwrap();

@@ -85,8 +85,11 @@ impl CompactorFlags {
                 max_round_bytes: self.max_round_bytes,
                 max_round_time: Duration::from_millis(self.max_round_ms),
                 lock_timeout: Duration::from_millis(self.lock_timeout_ms),
-                max_line_bytes: self.max_line_bytes,
-                journal: JournalOptions { allow_network_fs: self.allow_network_fs, ..JournalOptions::default() },
+                journal: JournalOptions {
+                    allow_network_fs: self.allow_network_fs,
+                    max_line_bytes: self.max_line_bytes,
+                    ..JournalOptions::default()
+                },
                 rotate_bytes: self.rotate_bytes,
                 rotate_lines: self.rotate_lines,
                 retain_generations: self.retain,

@@ -29,7 +29,7 @@ use std::time::Duration;
 pub use daemon::{DaemonEvent, DaemonOptions, DaemonSummary};
 
 use crate::error::{Error, Result};
-use crate::journal::{Journal, JournalId, JournalOptions, DEFAULT_MAX_LINE_BYTES};
+use crate::journal::{Journal, JournalId, JournalOptions};
 use crate::target::manifest::Manifest;
 use crate::target::sidecar::Sidecar;
 
@@ -43,9 +43,9 @@ pub struct CompactorOptions {
     pub max_round_time: Duration,
     /// How long to wait for the target's lock (default 30 s).
     pub lock_timeout: Duration,
-    /// The longest line any writer may append (default 1 MiB); bounds a round too.
-    pub max_line_bytes: usize,
-    /// How journals are opened for draining (busy timeout, network-fs override).
+    /// How journals are opened for draining (busy timeout, network-fs override). Its
+    /// `max_line_bytes` is the longest line any writer may append (default 1 MiB): a
+    /// round's intent covers at least one such line (a longer one widens it).
     pub journal: JournalOptions,
     /// Managed rotation: start a new generation once the current one holds at least
     /// this many committed bytes (checked at the start of each round, so a generation
@@ -72,7 +72,6 @@ impl Default for CompactorOptions {
             max_round_bytes: 64 << 20,
             max_round_time: Duration::from_secs(2),
             lock_timeout: Duration::from_secs(30),
-            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             journal: JournalOptions::default(),
             rotate_bytes: None,
             rotate_lines: None,
@@ -223,7 +222,7 @@ impl Compactor {
 
     /// The longest uncommitted tail one round can leave behind.
     fn max_tail(&self) -> u64 {
-        self.opts.max_round_bytes.max(self.opts.max_line_bytes as u64 + 1)
+        self.opts.max_round_bytes.max(self.opts.journal.max_line_bytes as u64 + 1)
     }
 
     /// Open journals by path with this compactor's journal options. A file whose
