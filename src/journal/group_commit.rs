@@ -263,6 +263,26 @@ mod tests {
             .collect())
     }
 
+    /// A caller that leads the first group (seq 1) and commits it only once `waiting`
+    /// callers queued behind it; returns once it is committing (a condition, not a time).
+    fn leader_waiting_for(g: &Arc<GroupCommit<usize>>, waiting: usize) -> std::thread::JoinHandle<Outcome> {
+        let leader = {
+            let g = Arc::clone(g);
+            std::thread::spawn(move || {
+                g.submit(1, |_| {
+                    while g.queued() < waiting {
+                        std::thread::yield_now();
+                    }
+                    Ok(vec![Ok(vec![1])])
+                })
+            })
+        };
+        while g.queued() != 0 || !g.state.lock().leader_active {
+            std::thread::yield_now();
+        }
+        leader
+    }
+
     #[test]
     fn a_lone_caller_commits_its_own_request() {
         let g = GroupCommit::default();
@@ -325,20 +345,7 @@ mod tests {
     #[test]
     fn a_failed_commit_fails_every_caller_of_its_group() {
         let g = Arc::new(GroupCommit::<usize>::default());
-        let leader = {
-            let g = Arc::clone(&g);
-            std::thread::spawn(move || {
-                g.submit(1, |_| {
-                    while g.queued() < 2 {
-                        std::thread::yield_now();
-                    }
-                    Ok(vec![Ok(vec![1])])
-                })
-            })
-        };
-        while g.queued() != 0 || !g.state.lock().leader_active {
-            std::thread::yield_now();
-        }
+        let leader = leader_waiting_for(&g, 2);
         let failing: Vec<_> = (0..2)
             .map(|_| {
                 let g = Arc::clone(&g);
@@ -366,20 +373,7 @@ mod tests {
     #[test]
     fn a_panicking_commit_fails_its_group_and_the_queue_goes_on() {
         let g = Arc::new(GroupCommit::<usize>::default());
-        let first = {
-            let g = Arc::clone(&g);
-            std::thread::spawn(move || {
-                g.submit(1, |_| {
-                    while g.queued() < 2 {
-                        std::thread::yield_now();
-                    }
-                    Ok(vec![Ok(vec![1])])
-                })
-            })
-        };
-        while g.queued() != 0 || !g.state.lock().leader_active {
-            std::thread::yield_now();
-        }
+        let first = leader_waiting_for(&g, 2);
         // queued first, so handed the leadership of the second group: its commit panics
         let panicking = {
             let g = Arc::clone(&g);
