@@ -15,6 +15,19 @@
 //! assert!(report.lines >= 1 && seq >= 1);
 //! # Ok::<(), tributary::Error>(())
 //! ```
+//!
+//! Options ([`JournalOptions`], [`CompactorOptions`], [`DaemonOptions`]) start from
+//! `default()` and change what they need with setters; each lists its defaults in a
+//! table. They are `#[non_exhaustive]` (a new option is not a breaking change), so a
+//! struct literal does not compile outside this crate:
+//!
+//! ```compile_fail
+//! let o = tributary::JournalOptions { max_line_bytes: 4 << 20, ..Default::default() };
+//! ```
+//! ```
+//! let o = tributary::JournalOptions::default().max_line_bytes(4 << 20);
+//! assert_eq!((o.max_line_bytes, o.max_backlog_bytes), (4 << 20, None));
+//! ```
 
 // The lint policy (issue 14). CI runs clippy with `-D warnings`, so every warning here
 // fails it: fix the code, or allow one lint on one item and say why there.
@@ -38,6 +51,7 @@ mod ffi;
 mod hex;
 mod inspect;
 mod journal;
+mod options;
 mod os;
 mod reader;
 mod target;

@@ -13,7 +13,7 @@ use tributary::{Compactor, CompactorOptions, Cursor, CursorStore, ErrorKind, Jou
 
 /// Rotate the current generation at the start of every round that finds it non-empty.
 fn rotating(target: &Path) -> Compactor {
-    Compactor::new(target, CompactorOptions { rotate_bytes: Some(1), ..Default::default() }).unwrap()
+    Compactor::new(target, CompactorOptions::default().rotate_bytes(Some(1))).unwrap()
 }
 
 /// Create a target (drains never create one).

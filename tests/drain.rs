@@ -49,7 +49,7 @@ fn a_pre_existing_target_with_a_partial_last_line_is_refused_untouched() {
     let e = compactor(&target).init().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TornTarget, "{e}");
     // a drain allowed to create the target refuses it the same way
-    let create = CompactorOptions { create: true, ..Default::default() };
+    let create = CompactorOptions::default().create(true);
     let e = Compactor::new(&target, create).unwrap().drain(std::slice::from_ref(&j)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TornTarget, "{e}");
     assert_eq!(fs::read(&target).unwrap(), b"old 1\npartial");
@@ -284,7 +284,7 @@ fn a_tail_past_the_intent_or_a_stale_manifest_is_refused_untouched() {
     let (spool, target) = paths(d.path());
     let jp = spool.join("a.journal");
     let j = journal(&jp);
-    let mut opts = CompactorOptions { max_round_bytes: 1000, ..Default::default() };
+    let mut opts = CompactorOptions::default().max_round_bytes(1000);
     opts.journal.max_line_bytes = 100;
     j.append(b"first").unwrap();
     init(&target);
@@ -422,7 +422,7 @@ fn a_held_lock_gives_a_lock_timeout() {
     Compactor::new(&target, CompactorOptions::default()).unwrap().init().unwrap();
     let sidecar = Sidecar::for_target(&target);
     let held = TargetLock::acquire(&sidecar.lock, Duration::from_secs(1), true).unwrap();
-    let opts = CompactorOptions { lock_timeout: Duration::from_millis(100), ..Default::default() };
+    let opts = CompactorOptions::default().lock_timeout(Duration::from_millis(100));
     let e = Compactor::new(&target, opts).unwrap().drain(std::slice::from_ref(&j)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::LockTimeout, "{e}");
     drop(held);
@@ -486,7 +486,7 @@ fn bounded_rounds_rotate_between_journals_and_release_the_lock() {
     let jb = journal(&spool.join("b.journal"));
     ja.append_batch(&numbered("a", 0..200)).unwrap();
     jb.append_batch(&numbered("b", 0..200)).unwrap();
-    let opts = CompactorOptions { max_round_bytes: 500, ..Default::default() };
+    let opts = CompactorOptions::default().max_round_bytes(500);
     init(&target);
     let r = Compactor::new(&target, opts).unwrap().drain(&[ja, jb]).unwrap();
     assert!(r.rounds >= 8, "400 lines of 9 bytes in rounds of 500 bytes: {} rounds", r.rounds);

@@ -180,8 +180,7 @@ fn a_drain_makes_the_journal_rows_it_read_durable_before_committing_them() {
     let dir = tmp();
     let (spool, target) = paths(dir.path());
     let path = spool.join("normal.journal");
-    let writer =
-        Journal::open(&path, JournalOptions { durability: Durability::Normal, ..JournalOptions::default() }).unwrap();
+    let writer = Journal::open(&path, JournalOptions::default().durability(Durability::Normal)).unwrap();
     let lines = numbered("normal", 0..20);
     for l in &lines {
         writer.append(l).unwrap();
@@ -280,7 +279,7 @@ fn a_journal_s_folder_is_fsynced_before_its_first_line_is_acknowledged() {
         std::fs::create_dir(&spool).unwrap();
         let path = spool.join("new.journal");
         let normal = created_by_a_normal_writer.then(|| {
-            let opts = JournalOptions { durability: Durability::Normal, ..JournalOptions::default() };
+            let opts = JournalOptions::default().durability(Durability::Normal);
             let j = Journal::open(&path, opts).unwrap();
             j.append(b"zero").unwrap();
             j // stays open, so its unsynced -wal stays

@@ -50,7 +50,7 @@ impl Setup {
         fs::create_dir_all(target.parent().unwrap()).unwrap();
         let journals = (0..n_journals).map(|j| dir.path().join(format!("j{j}.journal"))).collect();
         // These tests are about faults, not creation: the first drain creates the target.
-        let opts = CompactorOptions { create: true, ..opts };
+        let opts = opts.create(true);
         Setup { _dir: dir, target, journals, appended: vec![Vec::new(); n_journals], preexisting: Vec::new(), opts }
     }
 
@@ -167,7 +167,7 @@ fn scenarios() -> Vec<(&'static str, Make)> {
             s
         }),
         ("many bounded rounds, three journals", || {
-            let opts = CompactorOptions { max_round_bytes: 150, ..CompactorOptions::default() };
+            let opts = CompactorOptions::default().max_round_bytes(150);
             let mut s = Setup::new(3, opts);
             s.append(0, 12);
             s.append(1, 8);
@@ -374,7 +374,7 @@ fn enospc_on_a_full_tmpfs_fails_clearly_loses_nothing_and_recovers() {
     {
         let fsmnt = Tmpfs::mount(size).expect("mount tmpfs");
         let local = tempfile::tempdir().unwrap();
-        let mut s = Setup::new(2, CompactorOptions { max_round_bytes: round_bytes, ..CompactorOptions::default() });
+        let mut s = Setup::new(2, CompactorOptions::default().max_round_bytes(round_bytes));
         s.target = fsmnt.path().join("out.log");
         s.journals = vec![local.path().join("a.journal"), local.path().join("b.journal")];
         let filler = fsmnt.path().join("filler");

@@ -280,7 +280,7 @@ fn damaged_manifest_slots_are_an_error_and_nothing_is_recreated() {
     let before = snapshot(&target, &[&j]);
     for e in [
         compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err(),
-        Compactor::new(&target, CompactorOptions { create: true, ..Default::default() })
+        Compactor::new(&target, CompactorOptions::default().create(true))
             .unwrap()
             .drain(std::slice::from_ref(&j))
             .unwrap_err(),

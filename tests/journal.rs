@@ -33,8 +33,7 @@ fn seq_continues_after_everything_was_drained() {
 #[test]
 fn invalid_lines_are_refused_and_nothing_of_the_call_is_stored() {
     let d = tmp();
-    let j =
-        Journal::open(d.path().join("j.journal"), JournalOptions { max_line_bytes: 10, ..Default::default() }).unwrap();
+    let j = Journal::open(d.path().join("j.journal"), JournalOptions::default().max_line_bytes(10)).unwrap();
     let e = j.append(b"a\nb").unwrap_err();
     assert!(matches!(e, Error::InvalidLine { index: 0, problem: LineProblem::ContainsNewline { at: 1 } }), "{e}");
     let e = j.append(&[b'x'; 11]).unwrap_err();
@@ -92,7 +91,7 @@ fn backlog_limit_refuses_then_accepts_after_a_drain_and_can_wait() {
     let (spool, target) = paths(d.path());
     init(&target);
     let jp = spool.join("f.journal");
-    let opts = JournalOptions { max_backlog_bytes: Some(100), ..Default::default() };
+    let opts = JournalOptions::default().max_backlog_bytes(Some(100));
     let j = Journal::open(&jp, opts.clone()).unwrap();
     j.append(&[b'a'; 60]).unwrap();
     let e = j.append(&[b'b'; 60]).unwrap_err();
@@ -102,7 +101,7 @@ fn backlog_limit_refuses_then_accepts_after_a_drain_and_can_wait() {
     j.append(&[b'b'; 60]).unwrap();
 
     // With full_wait, an append waits for a concurrent drain to make room.
-    let waiting = Journal::open(&jp, JournalOptions { full_wait: Some(Duration::from_secs(20)), ..opts }).unwrap();
+    let waiting = Journal::open(&jp, opts.full_wait(Some(Duration::from_secs(20)))).unwrap();
     let target2 = target.clone();
     let jp2 = jp.clone();
     let drainer = std::thread::spawn(move || {
@@ -218,8 +217,7 @@ fn each_journal_keeps_its_own_busy_timeout() {
     // A patient journal opened first in this process must not lend its 30 s timeout.
     let _patient = journal(&d.path().join("patient.journal"));
     let jp = d.path().join("impatient.journal");
-    let j =
-        Journal::open(&jp, JournalOptions { busy_timeout: Duration::from_millis(50), ..Default::default() }).unwrap();
+    let j = Journal::open(&jp, JournalOptions::default().busy_timeout(Duration::from_millis(50))).unwrap();
     let blocker = rusqlite::Connection::open(&jp).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
     let t = Instant::now();
@@ -239,7 +237,7 @@ fn an_existing_journal_opens_while_another_process_holds_its_write_lock() {
     let blocker = rusqlite::Connection::open(&jp).unwrap();
     blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
     // Opening must not need the write lock (only appending does).
-    let j = Journal::open(&jp, JournalOptions { busy_timeout: Duration::from_millis(50), ..Default::default() })
+    let j = Journal::open(&jp, JournalOptions::default().busy_timeout(Duration::from_millis(50)))
         .expect("opening an existing journal took the write lock");
     assert_eq!(j.append(b"while locked").unwrap_err().kind(), ErrorKind::Sqlite);
     blocker.execute_batch("ROLLBACK").unwrap();
@@ -253,15 +251,11 @@ fn huge_durations_do_not_panic() {
     init(&target);
     let j = Journal::open(
         spool.join("h.journal"),
-        JournalOptions { key_retention: Duration::MAX, full_wait: Some(Duration::MAX), ..Default::default() },
+        JournalOptions::default().key_retention(Duration::MAX).full_wait(Some(Duration::MAX)),
     )
     .unwrap();
     j.append_keyed(b"k", b"line").unwrap();
-    let opts = tributary::CompactorOptions {
-        max_round_time: Duration::MAX,
-        lock_timeout: Duration::MAX,
-        ..Default::default()
-    };
+    let opts = tributary::CompactorOptions::default().max_round_time(Duration::MAX).lock_timeout(Duration::MAX);
     let r = tributary::Compactor::new(&target, opts).unwrap().drain(std::slice::from_ref(&j)).unwrap();
     assert_eq!(r.lines, 1);
     let mut reader = tributary::Reader::open(&target, 0).unwrap();

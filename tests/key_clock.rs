@@ -31,7 +31,7 @@ fn faketime_lib() -> &'static str {
 
 /// Journal options whose every keyed commit purges expired keys (normally once a minute).
 fn opts() -> JournalOptions {
-    JournalOptions { key_purge_interval: Duration::ZERO, ..JournalOptions::default() }
+    JournalOptions::default().key_purge_interval(Duration::ZERO)
 }
 
 fn keyed(i: u32) -> (Vec<u8>, Vec<u8>) {

@@ -35,7 +35,7 @@ fn a_line_longer_than_a_compactor_s_limits_is_repaired_after_a_crash() {
     let path = spool.join("big.journal");
     let big = vec![b'x'; 3 << 20];
     {
-        let opts = JournalOptions { max_line_bytes: 4 << 20, ..JournalOptions::default() };
+        let opts = JournalOptions::default().max_line_bytes(4 << 20);
         let j = Journal::open(&path, opts).unwrap();
         j.append(&big).unwrap(); // first of its round: written alone, past every bound
         j.append(b"small").unwrap();

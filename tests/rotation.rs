@@ -14,12 +14,8 @@ use common::*;
 use tributary::{generation_path, Compactor, CompactorOptions, Cursor, CursorStore, ErrorKind, Reader};
 
 fn rotating(target: &Path, rotate_bytes: u64, retain: Option<u64>) -> Compactor {
-    let opts = CompactorOptions {
-        max_round_bytes: 300,
-        rotate_bytes: Some(rotate_bytes),
-        retain_generations: retain,
-        ..Default::default()
-    };
+    let opts =
+        CompactorOptions::default().max_round_bytes(300).rotate_bytes(Some(rotate_bytes)).retain_generations(retain);
     Compactor::new(target, opts).unwrap()
 }
 
@@ -125,13 +121,10 @@ fn a_cursor_at_the_end_of_a_generation_survives_its_removal() {
     assert_eq!((saved.generation, saved.offset), (2, 0), "the cursor moves past a finished generation at once");
     // ...retention then removes generation 1 (a second rotation, keeping 1)...
     j.append(b"into generation 3").unwrap();
-    let rep = Compactor::new(
-        &target,
-        CompactorOptions { rotate_bytes: Some(10), retain_generations: Some(1), ..Default::default() },
-    )
-    .unwrap()
-    .drain(std::slice::from_ref(&j))
-    .unwrap();
+    let rep = Compactor::new(&target, CompactorOptions::default().rotate_bytes(Some(10)).retain_generations(Some(1)))
+        .unwrap()
+        .drain(std::slice::from_ref(&j))
+        .unwrap();
     assert!(rep.rotations >= 1);
     assert!(!generation_path(&target, 1).exists());
     // ...and the saved cursor still opens and continues without loss.

@@ -58,11 +58,7 @@ fn a_full_spool_disk_recovers_by_itself_once_lines_are_committed() {
     let target = d.path().join("out.log");
     init(&target);
     let p = fs.dir.path().join("w.journal");
-    let j = tributary::Journal::open(
-        &p,
-        tributary::JournalOptions { allow_network_fs: true, ..tributary::JournalOptions::default() },
-    )
-    .unwrap();
+    let j = tributary::Journal::open(&p, tributary::JournalOptions::default().allow_network_fs(true)).unwrap();
     let line = vec![b'q'; 500];
     let mut stored = 0u64;
     let err = loop {
@@ -75,10 +71,8 @@ fn a_full_spool_disk_recovers_by_itself_once_lines_are_committed() {
     // refused while space is left for the drain to record its work
     assert_eq!(err.kind(), ErrorKind::Io, "{err}");
     assert!(err.to_string().contains("kept for recording drains"), "{err}");
-    let opts = tributary::CompactorOptions {
-        journal: tributary::JournalOptions { allow_network_fs: true, ..Default::default() },
-        ..Default::default()
-    };
+    let opts =
+        tributary::CompactorOptions::default().journal(tributary::JournalOptions::default().allow_network_fs(true));
     let c = tributary::Compactor::new(&target, opts).unwrap();
     // a first drain may commit and fail to record; a second catches up: never more
     let mut ok = false;

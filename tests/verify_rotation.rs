@@ -126,7 +126,7 @@ fn a_reader_opening_its_generation_after_a_rotation_reads_that_generation() {
     // rotate, then commit a generation 2 longer than generation 1
     let second = numbered(&"long".repeat(20), 0..5);
     j.append_batch(&second).unwrap();
-    let opts = tributary::CompactorOptions { rotate_lines: Some(3), ..Default::default() };
+    let opts = tributary::CompactorOptions::default().rotate_lines(Some(3));
     tributary::Compactor::new(&target, opts).unwrap().drain(std::slice::from_ref(&j)).unwrap();
     assert!(
         std::fs::metadata(&target).unwrap().len()

@@ -30,14 +30,12 @@ pub struct JournalFlags {
 
 impl JournalFlags {
     pub fn options(&self) -> Result<JournalOptions, Error> {
-        Ok(JournalOptions {
-            durability: self.durability.parse::<Durability>()?,
-            max_line_bytes: self.max_line_bytes,
-            max_backlog_bytes: self.max_backlog_bytes,
-            full_wait: self.full_wait_ms.map(Duration::from_millis),
-            allow_network_fs: self.allow_network_fs,
-            ..JournalOptions::default()
-        })
+        Ok(JournalOptions::default()
+            .durability(self.durability.parse::<Durability>()?)
+            .max_line_bytes(self.max_line_bytes)
+            .max_backlog_bytes(self.max_backlog_bytes)
+            .full_wait(self.full_wait_ms.map(Duration::from_millis))
+            .allow_network_fs(self.allow_network_fs))
     }
 }
 
@@ -81,21 +79,20 @@ impl CompactorFlags {
     pub fn compactor(&self, target: &Path) -> Result<Compactor, Error> {
         Compactor::new(
             target,
-            CompactorOptions {
-                max_round_bytes: self.max_round_bytes,
-                max_round_time: Duration::from_millis(self.max_round_ms),
-                lock_timeout: Duration::from_millis(self.lock_timeout_ms),
-                journal: JournalOptions {
-                    allow_network_fs: self.allow_network_fs,
-                    max_line_bytes: self.max_line_bytes,
-                    ..JournalOptions::default()
-                },
-                rotate_bytes: self.rotate_bytes,
-                rotate_lines: self.rotate_lines,
-                retain_generations: self.retain,
-                max_open_journals: self.max_open_journals.max(1),
-                create: self.create,
-            },
+            CompactorOptions::default()
+                .max_round_bytes(self.max_round_bytes)
+                .max_round_time(Duration::from_millis(self.max_round_ms))
+                .lock_timeout(Duration::from_millis(self.lock_timeout_ms))
+                .journal(
+                    JournalOptions::default()
+                        .allow_network_fs(self.allow_network_fs)
+                        .max_line_bytes(self.max_line_bytes),
+                )
+                .rotate_bytes(self.rotate_bytes)
+                .rotate_lines(self.rotate_lines)
+                .retain_generations(self.retain)
+                .max_open_journals(self.max_open_journals.max(1))
+                .create(self.create),
         )
     }
 }

@@ -23,8 +23,7 @@ pub struct InitArgs {
 }
 
 pub fn cmd_init(a: InitArgs) -> CmdResult {
-    let opts =
-        CompactorOptions { lock_timeout: Duration::from_millis(a.lock_timeout_ms), ..CompactorOptions::default() };
+    let opts = CompactorOptions::default().lock_timeout(Duration::from_millis(a.lock_timeout_ms));
     let r = Compactor::new(&a.target, opts)?.init()?;
     let t = a.target.display();
     if r.created {

@@ -181,7 +181,7 @@ impl World {
             _ => tributary::DEFAULT_MAX_LINE_BYTES,
         };
         let durability = if inp.u8().is_multiple_of(8) { Durability::Full } else { Durability::Normal };
-        let opts = JournalOptions { durability, max_line_bytes: max_line, ..JournalOptions::default() };
+        let opts = JournalOptions::default().durability(durability).max_line_bytes(max_line);
         let (path, path_index) = match sel {
             0..=5 => (self.journal_path(sel as usize % JOURNAL_PATHS), Some(sel as usize % JOURNAL_PATHS)),
             6 => (self.dir.path().to_path_buf(), None), // a folder
@@ -297,7 +297,7 @@ impl World {
             2 => 1 + u64::from(inp.u8()) * 16,
             _ => 64 << 20,
         };
-        let opts = CompactorOptions { max_round_bytes, create: true, ..CompactorOptions::default() };
+        let opts = CompactorOptions::default().max_round_bytes(max_round_bytes).create(true);
         let compactor = match Compactor::new(&self.target, opts) {
             Ok(c) => c,
             Err(e) => {

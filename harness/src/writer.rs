@@ -36,7 +36,7 @@ pub struct Writer {
 impl Writer {
     /// Append every line not acknowledged yet; `Ok` once all are.
     pub fn run(&self) -> tributary::Result<()> {
-        let opts = JournalOptions { durability: self.durability, ..JournalOptions::default() };
+        let opts = JournalOptions::default().durability(self.durability);
         let journal = Journal::open(&self.journal, opts)?;
         let mut acks = AckFile::open(&self.ack).map_err(|e| Error::io(format!("opening {}", self.ack.display()), e))?;
         // batch sizes differ from life to life (the random part): restarts cut elsewhere

@@ -25,20 +25,14 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest sleep between two checks of the caller's `stop`.
 const STOP_CHECK: Duration = Duration::from_millis(10);
 
-/// Options for [`Compactor::run`].
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct DaemonOptions {
-    /// Pause after a pass that found nothing to drain. Default 100 ms.
-    pub interval: Duration,
-    /// The longest pause between retries after a transient error (the pause doubles
-    /// from `interval` each time). Default 30 s.
-    pub max_backoff: Duration,
-}
-
-impl Default for DaemonOptions {
-    fn default() -> Self {
-        DaemonOptions { interval: Duration::from_millis(100), max_backoff: Duration::from_secs(30) }
+crate::options::options! {
+    /// Options for [`Compactor::run`].
+    pub struct DaemonOptions {
+        /// Pause after a pass that found nothing to drain.
+        pub interval: Duration = Duration::from_millis(100),
+        /// The longest pause between retries after a transient error (the pause
+        /// doubles from `interval` each time).
+        pub max_backoff: Duration = Duration::from_secs(30),
     }
 }
 

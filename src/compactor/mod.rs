@@ -33,52 +33,38 @@ use crate::journal::{Journal, JournalId, JournalOptions};
 use crate::target::manifest::Manifest;
 use crate::target::sidecar::Sidecar;
 
-/// Options for a [`Compactor`].
-#[derive(Debug, Clone)]
-pub struct CompactorOptions {
-    /// Most bytes one round writes (default 64 MiB; a single longer line is still
-    /// written alone). Also the longest uncommitted tail a round will truncate.
-    pub max_round_bytes: u64,
-    /// Stop reading new lines into a round after this long (default 2 s).
-    pub max_round_time: Duration,
-    /// How long to wait for the target's lock (default 30 s).
-    pub lock_timeout: Duration,
-    /// How journals are opened for draining (busy timeout, network-fs override). Its
-    /// `max_line_bytes` is the longest line any writer may append (default 1 MiB): a
-    /// round's intent covers at least one such line (a longer one widens it).
-    pub journal: JournalOptions,
-    /// Managed rotation: start a new generation once the current one holds at least
-    /// this many committed bytes (checked at the start of each round, so a generation
-    /// can exceed it by one round). The old one becomes `<target>.<generation>`.
-    pub rotate_bytes: Option<u64>,
-    /// Managed rotation by committed line count (either limit triggers it).
-    pub rotate_lines: Option<u64>,
-    /// Keep at most this many rotated generations; older ones are deleted. `None`
-    /// keeps them all.
-    pub retain_generations: Option<u64>,
-    /// Most journals a drain keeps open at once (each holds three file descriptors:
-    /// the journal, its `-wal` and `-shm`). More journals are drained in batches.
-    /// Default 128.
-    pub max_open_journals: usize,
-    /// Create the target and its sidecar if they do not exist (what `init` does).
-    /// Default false: a drain into a target that was never initialised — or whose
-    /// share is not mounted — is `target_missing`, creating nothing.
-    pub create: bool,
-}
-
-impl Default for CompactorOptions {
-    fn default() -> Self {
-        CompactorOptions {
-            max_round_bytes: 64 << 20,
-            max_round_time: Duration::from_secs(2),
-            lock_timeout: Duration::from_secs(30),
-            journal: JournalOptions::default(),
-            rotate_bytes: None,
-            rotate_lines: None,
-            retain_generations: None,
-            max_open_journals: 128,
-            create: false,
-        }
+crate::options::options! {
+    /// Options for a [`Compactor`].
+    pub struct CompactorOptions {
+        /// Most bytes one round writes (a single longer line is still written alone).
+        /// Also the longest uncommitted tail a round will truncate.
+        pub max_round_bytes: u64 = 64 << 20,
+        /// Stop reading new lines into a round after this long.
+        pub max_round_time: Duration = Duration::from_secs(2),
+        /// How long to wait for the target's lock.
+        pub lock_timeout: Duration = Duration::from_secs(30),
+        /// How journals are opened for draining (busy timeout, network-fs override).
+        /// Its `max_line_bytes` is the longest line any writer may append: a round's
+        /// intent covers at least one such line (a longer one widens it).
+        pub journal: JournalOptions = JournalOptions::default(),
+        /// Managed rotation: start a new generation once the current one holds at least
+        /// this many committed bytes (checked at the start of each round, so a
+        /// generation can exceed it by one round). The old one becomes
+        /// `<target>.<generation>`. `None`: no rotation by size.
+        pub rotate_bytes: Option<u64> = None,
+        /// Managed rotation by committed line count (either limit triggers it).
+        pub rotate_lines: Option<u64> = None,
+        /// Keep at most this many rotated generations; older ones are deleted. `None`
+        /// keeps them all.
+        pub retain_generations: Option<u64> = None,
+        /// Most journals a drain keeps open at once (each holds three file
+        /// descriptors: the journal, its `-wal` and `-shm`). More journals are drained
+        /// in batches.
+        pub max_open_journals: usize = 128,
+        /// Create the target and its sidecar if they do not exist (what `init` does).
+        /// False: a drain into a target that was never initialised — or whose share is
+        /// not mounted — is `target_missing`, creating nothing.
+        pub create: bool = false,
     }
 }
 

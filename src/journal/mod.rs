@@ -72,45 +72,30 @@ impl std::str::FromStr for Durability {
     }
 }
 
-/// Options for [`Journal::open`].
-#[derive(Debug, Clone)]
-pub struct JournalOptions {
-    /// When an append counts as durable (default [`Durability::Full`]).
-    pub durability: Durability,
-    /// Longest accepted line in bytes (without the `\n`). Default 1 MiB.
-    pub max_line_bytes: usize,
-    /// Refuse appends once the undrained backlog would exceed this many payload bytes
-    /// ([`Error::JournalFull`]). Default `None`: no limit.
-    pub max_backlog_bytes: Option<u64>,
-    /// When the backlog is full, wait up to this long for a compactor to make room
-    /// before failing with `JournalFull`. `None`: fail at once.
-    pub full_wait: Option<Duration>,
-    /// How long an idempotency key is remembered, measured in time the host was up
-    /// (a wall-clock step does not expire keys; see docs/design.md). Default 7 days.
-    pub key_retention: Duration,
-    /// How often a keyed commit purges expired keys. Default 60 s.
-    pub key_purge_interval: Duration,
-    /// How long to wait for another process's `SQLite` write lock on this journal
-    /// (retrying every millisecond; process-wide, the longest one asked for wins).
-    /// Default 30 s.
-    pub busy_timeout: Duration,
-    /// Accept a journal on a network filesystem (only for filesystems that really are
-    /// host-local despite their type, e.g. a private FUSE mount). Default false.
-    pub allow_network_fs: bool,
-}
-
-impl Default for JournalOptions {
-    fn default() -> Self {
-        JournalOptions {
-            durability: Durability::Full,
-            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
-            max_backlog_bytes: None,
-            full_wait: None,
-            key_retention: Duration::from_secs(7 * 24 * 3600),
-            key_purge_interval: Duration::from_secs(60),
-            busy_timeout: Duration::from_secs(30),
-            allow_network_fs: false,
-        }
+crate::options::options! {
+    /// Options for [`Journal::open`].
+    pub struct JournalOptions {
+        /// When an append counts as durable.
+        pub durability: Durability = Durability::Full,
+        /// Longest accepted line in bytes (without the `\n`).
+        pub max_line_bytes: usize = DEFAULT_MAX_LINE_BYTES,
+        /// Refuse appends once the undrained backlog would exceed this many payload
+        /// bytes ([`Error::JournalFull`]). `None`: no limit.
+        pub max_backlog_bytes: Option<u64> = None,
+        /// When the backlog is full, wait up to this long for a compactor to make room
+        /// before failing with `JournalFull`. `None`: fail at once.
+        pub full_wait: Option<Duration> = None,
+        /// How long an idempotency key is remembered, measured in time the host was up
+        /// (a wall-clock step does not expire keys; see docs/design.md).
+        pub key_retention: Duration = Duration::from_secs(7 * 24 * 3600),
+        /// How often a keyed commit purges expired keys.
+        pub key_purge_interval: Duration = Duration::from_secs(60),
+        /// How long to wait for another process's `SQLite` write lock on this journal
+        /// (retrying every millisecond; process-wide, the longest one asked for wins).
+        pub busy_timeout: Duration = Duration::from_secs(30),
+        /// Accept a journal on a network filesystem (only for filesystems that really
+        /// are host-local despite their type, e.g. a private FUSE mount).
+        pub allow_network_fs: bool = false,
     }
 }
 

@@ -14,7 +14,7 @@ pub(crate) fn fill_spool(spool: &Path, journals: usize, payload: u64) -> R<Durat
         .map(|k| {
             let path = spool.join(format!("w{k:02}.journal"));
             std::thread::spawn(move || -> R<()> {
-                let opts = JournalOptions { durability: Durability::Normal, ..JournalOptions::default() };
+                let opts = JournalOptions::default().durability(Durability::Normal);
                 let j = Journal::open(&path, opts).ctx("Journal::open (fill)")?;
                 let batch = make_lines(&format!("fill{k:02}"), 10_000);
                 let mut done = 0u64;
