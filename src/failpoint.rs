@@ -31,6 +31,7 @@ macro_rules! points {
 
         impl Point {
             /// Every failpoint, in protocol order.
+            #[cfg(any(test, feature = "testing"))]
             pub const ALL: &'static [Point] = &[$(Point::$variant,)*];
 
             /// The name `TRIBUTARY_FAILPOINTS` knows this point by.

@@ -36,9 +36,11 @@ macro_rules! steps {
         }
 
         /// Names of the injectable steps of the drain, in protocol order.
+        #[cfg(any(test, feature = "testing"))]
         pub const STEPS: &[&str] = &[$($name,)*];
 
         /// Injectable steps on the write path (an append's shared transaction).
+        #[cfg(any(test, feature = "testing"))]
         pub const APPEND_STEPS: &[&str] = &[$($aname,)*];
     };
 }
@@ -60,14 +62,14 @@ steps! {
 }
 
 /// Arm the seam: the `n`th checked operation from now (1-based) fails with EIO, once.
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub fn fail_nth(n: u64) {
     SEEN.store(0, Ordering::SeqCst);
     COUNTDOWN.store(n, Ordering::SeqCst);
 }
 
 /// Disarm the seam and return how many operations were checked while armed.
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub fn disarm() -> u64 {
     COUNTDOWN.store(0, Ordering::SeqCst);
     SEEN.swap(0, Ordering::SeqCst)

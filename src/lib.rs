@@ -39,9 +39,8 @@
 
 mod compactor;
 mod error;
-pub mod failpoint;
-#[doc(hidden)]
-pub mod fault;
+mod failpoint;
+mod fault;
 // The C ABI (`include/tributary.h`): `trib_*` functions over the same engine, used by C
 // and by the Python (ctypes) and Go (cgo) bindings; see `docs/c-abi.md`. Private: it is
 // not part of the Rust API (Rust callers use the types above). Its `#[no_mangle]
@@ -55,9 +54,6 @@ mod options;
 mod os;
 mod reader;
 mod target;
-
-#[doc(hidden)]
-pub use os::sys;
 
 pub use compactor::{
     Compactor, CompactorOptions, DaemonEvent, DaemonOptions, DaemonSummary, DrainReport, InitReport, JournalDrain,
@@ -75,6 +71,25 @@ pub use target::manifest::{
     chain_step, generation_path, Intent, Manifest, RotatedGeneration, Watermark, FORMAT_VERSION,
 };
 pub use target::sidecar::Sidecar;
+
+/// Test seams, for tributary's own tests and its harness (cargo feature
+/// `testing`; not part of the API users build on).
+#[cfg(feature = "testing")]
+pub mod testing {
+    /// Failpoints: named places in the protocol where `TRIBUTARY_FAILPOINTS` stops,
+    /// kills or panics the process.
+    pub mod failpoint {
+        pub use crate::failpoint::{Point, DIR_VAR, POINTS};
+    }
+    /// The fault-injection countdown: fail the Nth I/O step of this process with `EIO`.
+    pub mod fault {
+        pub use crate::fault::{disarm, fail_nth, Step, APPEND_STEPS, STEPS};
+    }
+    /// The syscall wrappers the tests use (signals, randomness).
+    pub mod sys {
+        pub use crate::os::sys::{random_u64, send_signal};
+    }
+}
 
 /// The crate version, also reported through the C ABI.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -103,7 +103,7 @@ fn tail_follow_prints_lines_as_they_are_committed_and_stops_on_sigterm() {
         assert_eq!(lines.next().unwrap().unwrap().as_bytes(), expected);
     }
     assert!(t.elapsed() < Duration::from_secs(30));
-    tributary::sys::send_signal(tail.id(), libc::SIGTERM).unwrap();
+    tributary::testing::sys::send_signal(tail.id(), libc::SIGTERM).unwrap();
     assert!(tail.wait().unwrap().success());
 }
 
@@ -179,7 +179,7 @@ fn a_closed_stdout_neither_panics_a_command_nor_stops_the_daemon() {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    tributary::sys::send_signal(daemon.id(), libc::SIGTERM).unwrap();
+    tributary::testing::sys::send_signal(daemon.id(), libc::SIGTERM).unwrap();
     let out = daemon.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && !err.contains("panicked"), "{:?}: {err}", out.status);

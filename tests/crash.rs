@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use tributary::failpoint::POINTS;
+use tributary::testing::failpoint::POINTS;
 
 /// Simple seeded generator for kill timings (the seed is printed on failure).
 fn rng(seed: &mut u64) -> u64 {
@@ -227,7 +227,7 @@ fn two_compactor_processes_race_for_the_lock_exactly_once_no_interleaving() {
     }
     let epoch = tributary::status(&target, None).unwrap().manifest.unwrap().epoch;
     for mut c in compactors {
-        tributary::sys::send_signal(c.id(), libc::SIGTERM).unwrap();
+        tributary::testing::sys::send_signal(c.id(), libc::SIGTERM).unwrap();
         assert!(c.wait().unwrap().success(), "compact exits 0 on SIGTERM");
     }
     assert!(epoch > 20, "expected many small rounds, got epoch {epoch}");
@@ -259,7 +259,7 @@ fn tail_shows_only_committed_lines_while_a_drain_is_in_progress() {
     let child = Command::new(bin())
         .args(["drain", "--target", &s(&target), "--journal", &s(&jp)])
         .env("TRIBUTARY_FAILPOINTS", "drain.after_fsync=hold")
-        .env(tributary::failpoint::DIR_VAR, &fp)
+        .env(tributary::testing::failpoint::DIR_VAR, &fp)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

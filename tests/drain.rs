@@ -452,7 +452,7 @@ fn a_moved_epoch_before_commit_means_lock_lost_and_nothing_is_committed() {
     let child = std::process::Command::new(bin())
         .args(["drain", "--target", &s(&target), "--journal", &s(&jp)])
         .env("TRIBUTARY_FAILPOINTS", "drain.after_fsync=hold")
-        .env(tributary::failpoint::DIR_VAR, &fp)
+        .env(tributary::testing::failpoint::DIR_VAR, &fp)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

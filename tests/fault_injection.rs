@@ -18,7 +18,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use common::Tmpfs;
-use tributary::{fault, verify, Compactor, CompactorOptions, Journal, JournalOptions, Manifest, Sidecar};
+use tributary::testing::fault;
+use tributary::{verify, Compactor, CompactorOptions, Journal, JournalOptions, Manifest, Sidecar};
 
 static SEAM: Mutex<()> = Mutex::new(());
 

@@ -16,7 +16,7 @@ fn a_failed_shared_transaction_fails_every_caller_in_it_and_stores_nothing() {
     let d = tmp();
     let fp = d.path().join("fp");
     std::fs::create_dir(&fp).unwrap();
-    std::env::set_var(tributary::failpoint::DIR_VAR, &fp);
+    std::env::set_var(tributary::testing::failpoint::DIR_VAR, &fp);
     std::env::set_var("TRIBUTARY_FAILPOINTS", "journal.before_commit=hold");
     let reached = fp.join("journal.before_commit.reached");
     let wait_reached = || {
@@ -28,7 +28,7 @@ fn a_failed_shared_transaction_fails_every_caller_in_it_and_stores_nothing() {
     init(&target); // before the fault seam is armed: it counts only the journal's commits
     let j = Arc::new(journal(&spool.join("g.journal")));
     // Transaction 1 (the first leader alone) succeeds; transaction 2 (the group) fails.
-    tributary::fault::fail_nth(2);
+    tributary::testing::fault::fail_nth(2);
     let first = {
         let j = Arc::clone(&j);
         std::thread::spawn(move || j.append(b"leader"))
@@ -52,7 +52,7 @@ fn a_failed_shared_transaction_fails_every_caller_in_it_and_stores_nothing() {
     std::fs::remove_file(&reached).unwrap();
     assert_eq!(first.join().unwrap().unwrap(), 1);
     let results: Vec<_> = group.into_iter().map(|t| t.join().unwrap()).collect();
-    let checked = tributary::fault::disarm();
+    let checked = tributary::testing::fault::disarm();
     assert_eq!(checked, 2, "exactly two transactions: the leader's and the group's");
     for r in &results {
         let e = r.as_ref().expect_err("no caller of the failed transaction may be told it is durable");

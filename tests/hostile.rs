@@ -216,7 +216,7 @@ fn a_compact_daemon_drains_a_journal_whose_name_was_reused_and_keeps_running() {
         assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited");
         committed_lines(&target) == 10
     });
-    tributary::sys::send_signal(daemon.id(), libc::SIGTERM).unwrap();
+    tributary::testing::sys::send_signal(daemon.id(), libc::SIGTERM).unwrap();
     let status = daemon.wait().unwrap();
     assert!(status.success(), "the daemon did not stop cleanly: {status:?}");
     let mut expected = first;

@@ -340,7 +340,7 @@ fn a_share_unmounted_during_a_round_is_target_missing_not_truncated() {
     let child = std::process::Command::new(bin())
         .args(["drain", "--target", &s(&target), "--journal", &s(&spool.join("a.journal"))])
         .env("TRIBUTARY_FAILPOINTS", "drain.locked=hold")
-        .env(tributary::failpoint::DIR_VAR, &fp)
+        .env(tributary::testing::failpoint::DIR_VAR, &fp)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -201,7 +201,7 @@ fn incoherent_gluster_mounts_never_lose_or_duplicate_silently() {
 
 /// A unique folder on the volume, visible through every mount.
 fn shared_dir(mounts: &[PathBuf], tag: &str) -> String {
-    let name = format!("{tag}-{:08x}", tributary::sys::random_u64() as u32);
+    let name = format!("{tag}-{:08x}", tributary::testing::sys::random_u64() as u32);
     fs::create_dir_all(mounts[0].join(&name)).unwrap();
     let until = Instant::now() + Duration::from_secs(20);
     while !mounts.iter().all(|m| m.join(&name).is_dir()) {
@@ -285,7 +285,7 @@ fn a_hung_lock_holder_gives_others_a_lock_timeout_never_a_hang() {
         }
         std::thread::sleep(Duration::from_millis(30));
     }
-    tributary::sys::send_signal(holder.id(), libc::SIGSTOP).unwrap();
+    tributary::testing::sys::send_signal(holder.id(), libc::SIGSTOP).unwrap();
 
     // host 2: a one-shot drain with a 2 s lock timeout
     let (out, took, hung) = run_with_watchdog(drain_cmd(&t2, &s2, 2000), Duration::from_secs(60));
@@ -317,7 +317,7 @@ fn a_hung_lock_holder_gives_others_a_lock_timeout_never_a_hang() {
         assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited: {}", fs::read_to_string(&log).unwrap());
         std::thread::sleep(Duration::from_millis(20));
     }
-    tributary::sys::send_signal(daemon.id(), libc::SIGTERM).unwrap();
+    tributary::testing::sys::send_signal(daemon.id(), libc::SIGTERM).unwrap();
     let stop = Instant::now();
     let status = loop {
         if let Some(st) = daemon.try_wait().unwrap() {

@@ -22,7 +22,7 @@ impl Frozen {
         let child = Command::new(bin())
             .args(["drain", "--target", &s(target), "--spool", &s(spool), "--rotate-lines", "3"])
             .env("TRIBUTARY_FAILPOINTS", format!("{point}=hold"))
-            .env(tributary::failpoint::DIR_VAR, fp_dir)
+            .env(tributary::testing::failpoint::DIR_VAR, fp_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

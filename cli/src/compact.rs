@@ -135,12 +135,12 @@ pub struct CompactArgs {
 const EXIT_NEEDS_A_HUMAN: u8 = 3;
 
 pub fn cmd_compact(a: CompactArgs) -> CmdResult {
-    tributary::sys::install_stop_handlers();
+    crate::os::install_stop_handlers();
     let compactor = a.flags.compactor(&a.target)?;
     let mut opts = DaemonOptions::default();
     opts.interval = Duration::from_millis(a.interval);
     // The library's daemon loop (Compactor::run): the same one the bindings run.
-    let summary = compactor.run(&a.spool, &opts, &tributary::sys::stop_requested, &mut |event| match event {
+    let summary = compactor.run(&a.spool, &opts, &crate::os::stop_requested, &mut |event| match event {
         DaemonEvent::Committed(r) if a.verbose => {
             say!("committed {} line(s), {} byte(s); epoch {}", r.lines, r.bytes, r.epoch);
         }

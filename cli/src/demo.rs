@@ -117,7 +117,7 @@ fn committed_lines(target: &Path) -> u64 {
 }
 
 pub fn run(a: DemoArgs) -> Result<ExitCode, Error> {
-    let seed = a.seed.unwrap_or_else(tributary::sys::random_u64) % 1_000_000_007;
+    let seed = a.seed.unwrap_or_else(tributary_harness::os::random_u64) % 1_000_000_007;
     let dir = match a.dir {
         Some(d) => {
             // a folder of an earlier run would mix its lines into this run's proof
@@ -129,7 +129,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode, Error> {
             }
             d
         }
-        None => std::env::temp_dir().join(format!("tributary-demo-{:08x}", tributary::sys::random_u64() as u32)),
+        None => std::env::temp_dir().join(format!("tributary-demo-{:08x}", tributary_harness::os::random_u64() as u32)),
     };
     // a --target's folder must exist (a shared mount is not created by a demo)
     if let Some(t) = &a.target {
@@ -265,7 +265,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode, Error> {
         std::thread::sleep(Duration::from_millis(50));
     }
     for p in procs.iter_mut().filter(|p| !p.finished) {
-        let _ = tributary::sys::send_signal(p.child.id(), libc::SIGTERM);
+        let _ = tributary_harness::os::send_signal(p.child.id(), libc::SIGTERM);
         let _ = p.child.wait();
     }
     // A final drain of anything left (none, unless the compactors were too slow).

@@ -24,6 +24,7 @@ mod args;
 mod compact;
 mod demo;
 mod inspect;
+mod os;
 mod tail;
 mod write;
 

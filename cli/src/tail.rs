@@ -53,7 +53,7 @@ fn parse_cursor(s: &str) -> Result<Cursor, String> {
 }
 
 pub fn cmd_tail(a: TailArgs) -> CmdResult {
-    tributary::sys::install_stop_handlers();
+    crate::os::install_stop_handlers();
     existing_target(&a.target)?;
     let store = match (&a.cursor_store, &a.name) {
         (Some(p), Some(n)) => Some((CursorStore::open(p)?, n.clone())),
@@ -90,12 +90,12 @@ pub fn cmd_tail(a: TailArgs) -> CmdResult {
             Ok(()) => {}
         }
         let stdout = io::stdout();
-        let mut unread = tributary::sys::pipe_unread(&stdout).unwrap_or(0);
+        let mut unread = crate::os::pipe_unread(&stdout).unwrap_or(0);
         // At the end, give the consumer a few seconds to read what is in the pipe.
         let until = Instant::now() + Duration::from_secs(5);
-        while last && unread > 0 && !tributary::sys::pipe_reader_gone(&stdout) && Instant::now() < until {
+        while last && unread > 0 && !crate::os::pipe_reader_gone(&stdout) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
-            unread = tributary::sys::pipe_unread(&stdout).unwrap_or(0);
+            unread = crate::os::pipe_unread(&stdout).unwrap_or(0);
         }
         let consumed = written.saturating_sub(unread);
         let mut commit = None;
@@ -109,7 +109,7 @@ pub fn cmd_tail(a: TailArgs) -> CmdResult {
     };
     let mut printed = 0u64;
     loop {
-        if a.follow && tributary::sys::stop_requested() {
+        if a.follow && crate::os::stop_requested() {
             break;
         }
         if a.max_lines.is_some_and(|m| printed >= m) {
@@ -141,7 +141,7 @@ pub fn cmd_tail(a: TailArgs) -> CmdResult {
                 if !checkpoint(&mut out, &mut sent, written, false)? {
                     return Ok(ExitCode::SUCCESS);
                 }
-                if !a.follow || tributary::sys::stop_requested() {
+                if !a.follow || crate::os::stop_requested() {
                     break;
                 }
             }

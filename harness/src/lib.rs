@@ -15,5 +15,6 @@
 pub mod ack;
 pub mod check;
 pub mod line;
+pub mod os;
 pub mod rng;
 pub mod writer;

@@ -53,7 +53,7 @@ impl Rng {
 
 /// A fresh random seed (printed by every harness so a failing run can be repeated).
 pub fn random_seed() -> u64 {
-    tributary::sys::random_u64() % 1_000_000_000_000
+    tributary::testing::sys::random_u64() % 1_000_000_000_000
 }
 
 #[cfg(test)]

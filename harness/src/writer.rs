@@ -40,7 +40,7 @@ impl Writer {
         let journal = Journal::open(&self.journal, opts)?;
         let mut acks = AckFile::open(&self.ack).map_err(|e| Error::io(format!("opening {}", self.ack.display()), e))?;
         // batch sizes differ from life to life (the random part): restarts cut elsewhere
-        let mut rng = Rng::new(mix(self.set.run, u64::from(self.writer) ^ tributary::sys::random_u64()));
+        let mut rng = Rng::new(mix(self.set.run, u64::from(self.writer) ^ tributary::testing::sys::random_u64()));
         let mut i = ack::last_index(&self.ack) + 1;
         let (started, first) = (Instant::now(), i);
         let mut last_seq = 0u64;

@@ -17,6 +17,9 @@ fi
 # (`tributary-torture`, the shared checker)
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# the library alone, as users build it: without the `testing` feature (the workspace
+# build above turns it on through the harness), so its test seams must not leak or rot
+cargo clippy -p tributary --lib -- -D warnings
 # tests/ runs both binaries (tests/common/mod.rs finds them in target/release/)
 cargo build --release --workspace --bins
 # --no-fail-fast: one failing test binary must not hide the results of the others

@@ -164,7 +164,7 @@ impl Proc {
     /// Send a signal without reaping (SIGTERM, SIGSTOP, SIGCONT).
     pub fn signal(&self, sig: i32) {
         if let Some(pid) = self.pid() {
-            let _ = tributary::sys::send_signal(pid, sig);
+            let _ = tributary::testing::sys::send_signal(pid, sig);
         }
     }
 
@@ -220,7 +220,7 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Some(c) = self.child.as_mut() {
-            let _ = tributary::sys::send_signal(c.id(), libc::SIGCONT);
+            let _ = tributary::testing::sys::send_signal(c.id(), libc::SIGCONT);
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -262,10 +262,10 @@ pub fn path_str(p: &Path) -> String {
 }
 
 /// The drain-protocol failpoints (`drain.*`) in protocol order (with the format-2
-/// intent commit, `drain.after_intent`, while [`tributary::failpoint::POINTS`] lacks it).
+/// intent commit, `drain.after_intent`, while [`tributary::testing::failpoint::POINTS`] lacks it).
 pub fn drain_failpoints() -> Vec<&'static str> {
     let mut v: Vec<&'static str> =
-        tributary::failpoint::POINTS.iter().copied().filter(|p| p.starts_with("drain.")).collect();
+        tributary::testing::failpoint::POINTS.iter().copied().filter(|p| p.starts_with("drain.")).collect();
     if !v.contains(&"drain.after_intent") {
         v.insert(v.iter().position(|p| *p == "drain.mid_write").unwrap_or(v.len()), "drain.after_intent");
     }

@@ -107,7 +107,7 @@ pub fn run(a: MultihostArgs) -> ExitCode {
     let me = std::env::current_exe().expect("current_exe");
     let n_hosts = a.mounts.len();
     let work = a.dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("tributary-multihost-{seed}")));
-    let run_dir = format!("multihost-{seed}-{:06x}", tributary::sys::random_u64() & 0xff_ffff);
+    let run_dir = format!("multihost-{seed}-{:06x}", tributary::testing::sys::random_u64() & 0xff_ffff);
     println!(
         "multihost: seed={seed} hosts={n_hosts} writers/host={} lines/writer={} rate={}/s kills={} failpoint%={} \
          max_round_bytes={}{} (re-run: TRIB_SEED={seed})",

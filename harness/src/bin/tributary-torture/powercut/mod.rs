@@ -16,7 +16,7 @@
 //!   the cut must not have new durable lines silently dropped).
 //!
 //! Two kinds of trials, drawn from the seed (the same seed replays the same plan):
-//! - failpoint trials: one deterministic cut at each failpoint of [`tributary::failpoint::POINTS`]
+//! - failpoint trials: one deterministic cut at each failpoint of [`tributary::testing::failpoint::POINTS`]
 //!   (and `drain.after_intent`), reached with the `=wait` action (the process announces
 //!   the point with a file and blocks there; no timing), plus cuts while `init` (or a
 //!   `drain --create`) adopts a pre-existing target. The target of every other trial is

@@ -143,7 +143,7 @@ impl Plan {
 /// `drain --create` cut after its first round's write. `upgrade.*` points need a
 /// version-1 target, which only a version-1 binary makes: not here.
 fn failpoint_trials() -> Vec<(&'static str, bool)> {
-    let mut v: Vec<(&'static str, bool)> = tributary::failpoint::POINTS
+    let mut v: Vec<(&'static str, bool)> = tributary::testing::failpoint::POINTS
         .iter()
         .filter(|p| !p.starts_with("init.") && !p.starts_with("upgrade."))
         .map(|p| (*p, false))
@@ -216,7 +216,7 @@ mod tests {
                 Kind::Random(_) => None,
             })
             .collect();
-        for p in tributary::failpoint::POINTS.iter() {
+        for p in tributary::testing::failpoint::POINTS.iter() {
             assert!(fps.contains(p) || p.starts_with("upgrade."), "{p} has no trial");
         }
         for k in 0..200 {

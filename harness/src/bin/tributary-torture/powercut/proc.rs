@@ -69,7 +69,7 @@ impl P {
             .stdout(out)
             .stderr(err)
             .env_remove("TRIBUTARY_FAILPOINTS")
-            .env_remove(tributary::failpoint::DIR_VAR);
+            .env_remove(tributary::testing::failpoint::DIR_VAR);
         for (k, v) in env {
             c.env(k, v);
         }

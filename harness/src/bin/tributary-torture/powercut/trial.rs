@@ -198,7 +198,10 @@ impl<'a> Trial<'a> {
         let fp = self.local.join(format!("fp{}", self.n));
         fs::create_dir_all(&fp).map_err(|e| format!("{}: {e}", fp.display()))?;
         let log = self.log(name);
-        let env = [("TRIBUTARY_FAILPOINTS", format!("{point}=wait")), (tributary::failpoint::DIR_VAR, path_str(&fp))];
+        let env = [
+            ("TRIBUTARY_FAILPOINTS", format!("{point}=wait")),
+            (tributary::testing::failpoint::DIR_VAR, path_str(&fp)),
+        ];
         let mut p = P::spawn(name, &exe, &args, &env, &log)?;
         let reached = fp.join(format!("{point}.reached"));
         let deadline = Instant::now() + START_TIMEOUT;

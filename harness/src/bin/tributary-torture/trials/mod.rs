@@ -134,7 +134,7 @@ pub fn run(a: TrialsArgs) -> ExitCode {
         work: work.clone(),
         fs: a.fs,
         mounts: a.mounts.clone(),
-        run_dir: format!("torture-{seed}-{:06x}", tributary::sys::random_u64() & 0xff_ffff),
+        run_dir: format!("torture-{seed}-{:06x}", tributary::testing::sys::random_u64() & 0xff_ffff),
         sabotage: a.sabotage.clone(),
     };
     let fs_name = format!("{:?}", a.fs).to_lowercase();

@@ -36,7 +36,7 @@ fn any_point(rng: &mut Rng, points: &[&'static str]) -> &'static str {
 
 fn point_of(fp: &Option<String>) -> Option<&'static str> {
     let name = fp.as_deref()?.split('=').next()?;
-    tributary::failpoint::POINTS.iter().copied().chain(drain_failpoints()).find(|p| *p == name)
+    tributary::testing::failpoint::POINTS.iter().copied().chain(drain_failpoints()).find(|p| *p == name)
 }
 
 /// Account for a life that ended: count kills (by failpoint or timer), record failures.
