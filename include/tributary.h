@@ -1207,6 +1207,31 @@ int trib_compact(const char *target,
                  struct trib_compact_report *report_out,
                  struct trib_error **err_out);
 
+/**
+ * `trib_compact` over a fixed set of journals instead of a spool: the same daemon,
+ * retries and events. A journal that is missing or cannot be drained is set aside
+ * (`TRIB_EVENT_SET_ASIDE`, once) and tried again when its files change, while the
+ * others keep draining. `journal_count` may be 0 (the daemon then only keeps the
+ * target repaired).
+ *
+ * # Safety
+ * `target` must be NULL or NUL-terminated; `journal_paths` NULL (only with
+ * `journal_count` 0) or `journal_count` pointers, each NULL or NUL-terminated;
+ * `options` NULL or readable; `stop` NULL or a live `trib_stop`, not freed during the
+ * call; `on_event` NULL or a function that can be called with `ctx` until the call
+ * returns; `report_out` and `err_out` NULL or writable.
+ */
+int trib_compact_journals(const char *target,
+                          const char *const *journal_paths,
+                          size_t journal_count,
+                          const struct trib_compactor_options *options,
+                          uint64_t interval_ms,
+                          const struct trib_stop *stop,
+                          trib_event_fn on_event,
+                          void *ctx,
+                          struct trib_compact_report *report_out,
+                          struct trib_error **err_out);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

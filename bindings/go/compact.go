@@ -20,12 +20,19 @@ static int trib_go_compact(const char *target, const char *spool, const trib_com
                            trib_error **err) {
 	return trib_compact(target, spool, options, interval_ms, stop, trib_go_event, (void *)handle, report, err);
 }
+
+static int trib_go_compact_journals(const char *target, const char *const *journals, size_t n,
+                                    const trib_compactor_options *options, uint64_t interval_ms,
+                                    const trib_stop *stop, uintptr_t handle, trib_compact_report *report,
+                                    trib_error **err) {
+	return trib_compact_journals(target, journals, n, options, interval_ms, stop, trib_go_event, (void *)handle,
+	                             report, err);
+}
 */
 import "C"
 
 import (
 	"context"
-	"errors"
 	"runtime/cgo"
 	"time"
 	"unsafe"
@@ -105,9 +112,10 @@ type compactState struct {
 // every other journal keeps draining. A deadline on ctx does not shorten the lock
 // timeout (it ends the daemon instead).
 //
-// With opts.Journals instead of a Spool (a fixed set of journals), Compact drains
-// them in a loop of Drain calls: lock timeouts and lost locks are retried, and any
-// other error stops it and is returned.
+// With opts.Journals instead of a Spool (a fixed set of journals, trib_compact_journals),
+// the same daemon drains those: a journal that is missing or cannot be drained is
+// set aside (EventSetAside, once) and tried again when its files change. With
+// neither, Compact only keeps the target repaired.
 //
 // A panic in OnDrain or OnEvent stops the daemon (after the round) and is raised
 // again by Compact.
@@ -115,11 +123,8 @@ func Compact(ctx context.Context, target string, opts CompactOptions) error {
 	if ctx.Err() != nil {
 		return nil
 	}
-	if opts.Spool == "" {
-		return compactJournals(ctx, target, opts)
-	}
 	const op = "compact"
-	if len(opts.Journals) > 0 {
+	if opts.Spool != "" && len(opts.Journals) > 0 {
 		return argError(op, "give either Journals or Spool, not both")
 	}
 	copts, err := opts.DrainOptions.toC(op)
@@ -137,11 +142,18 @@ func Compact(ctx context.Context, target string, opts CompactOptions) error {
 		return err
 	}
 	defer C.free(unsafe.Pointer(ctarget))
-	cspool, err := cString(op, "spool", opts.Spool)
+	var cspool *C.char
+	if opts.Spool != "" {
+		if cspool, err = cString(op, "spool", opts.Spool); err != nil {
+			return err
+		}
+		defer C.free(unsafe.Pointer(cspool))
+	}
+	paths, freePaths, err := cPaths(op, opts.Journals)
 	if err != nil {
 		return err
 	}
-	defer C.free(unsafe.Pointer(cspool))
+	defer freePaths()
 	var stop *C.trib_stop
 	var cerr *C.trib_error
 	if err := callError(op, C.trib_stop_new(&stop, &cerr), cerr); err != nil {
@@ -165,7 +177,13 @@ func Compact(ctx context.Context, target string, opts CompactOptions) error {
 	}()
 	var report C.trib_compact_report
 	cerr = nil
-	rc := C.trib_go_compact(ctarget, cspool, &copts, intervalMs, stop, C.uintptr_t(handle), &report, &cerr)
+	var rc C.int
+	if cspool != nil {
+		rc = C.trib_go_compact(ctarget, cspool, &copts, intervalMs, stop, C.uintptr_t(handle), &report, &cerr)
+	} else {
+		rc = C.trib_go_compact_journals(ctarget, paths, C.size_t(len(opts.Journals)), &copts, intervalMs, stop,
+			C.uintptr_t(handle), &report, &cerr)
+	}
 	close(finished)
 	<-stopperGone
 	if state.panicked != nil {
@@ -209,39 +227,5 @@ func compactEventFromC(ctx unsafe.Pointer, event C.int, subject *C.char, kind C.
 	}
 	if state.opts.OnEvent != nil {
 		state.opts.OnEvent(ev)
-	}
-}
-
-// compactJournals is Compact over a fixed set of journals (opts.Journals, or none:
-// only repairs): Drain in a loop until ctx is done. The library's daemon works on a
-// spool folder.
-func compactJournals(ctx context.Context, target string, opts CompactOptions) error {
-	interval := opts.Interval
-	if interval <= 0 {
-		interval = 100 * time.Millisecond
-	}
-	drainOpts := opts.DrainOptions
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timer.C:
-		}
-		// Drain with a context that is not cancelled by ctx, so that a drain is
-		// never reported as "cancelled": Compact itself stops between drains.
-		r, err := Drain(context.WithoutCancel(ctx), target, drainOpts)
-		switch {
-		case err == nil && (r.Lines > 0 || r.Rotations > 0):
-			if opts.OnDrain != nil {
-				opts.OnDrain(r)
-			}
-			timer.Reset(0)
-		case err == nil, errors.Is(err, ErrLockTimeout), errors.Is(err, ErrLockLost):
-			timer.Reset(interval)
-		default:
-			return err
-		}
 	}
 }

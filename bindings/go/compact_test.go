@@ -124,3 +124,56 @@ func TestCompactSetsJunkAside(t *testing.T) {
 		t.Fatal("Compact returned instead of panicking")
 	}()
 }
+
+// Compact over a fixed set of journals runs the same daemon as over a spool: a
+// missing journal is set aside (reported once) while the other drains, and is
+// drained once it exists. Before it did (a loop of Drain calls in Go), the missing
+// journal ended Compact with ErrNotAJournal.
+func TestCompactJournalsSetsAMissingOneAsideUntilItAppears(t *testing.T) {
+	f := newFixture(t)
+	present := f.openJournal(t, "present", nil)
+	if _, err := present.AppendString("first"); err != nil {
+		t.Fatal(err)
+	}
+	later := filepath.Join(t.TempDir(), "later.journal")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var setAside []CompactEvent
+	var moved uint64
+	err := Compact(ctx, f.target, CompactOptions{
+		DrainOptions: DrainOptions{Journals: []string{present.Path(), later}},
+		Interval:     time.Millisecond,
+		OnDrain: func(r DrainReport) {
+			moved += r.Lines
+			if moved == 2 { // a condition, not a time
+				cancel()
+			}
+		},
+		OnEvent: func(e CompactEvent) {
+			if e.Type != EventSetAside {
+				return
+			}
+			setAside = append(setAside, e)
+			// The missing journal was reported: now it appears, with a line.
+			j, err := OpenJournal(later, nil)
+			if err != nil {
+				t.Error(err)
+				cancel()
+				return
+			}
+			defer j.Close()
+			if _, err := j.AppendString("second"); err != nil {
+				t.Error(err)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatalf("Compact: %v", err)
+	}
+	if len(setAside) != 1 || setAside[0].Kind != KindNotAJournal || !strings.HasSuffix(setAside[0].Subject, "later.journal") {
+		t.Fatalf("want the missing journal set aside once, got %+v", setAside)
+	}
+	if got := targetLines(t, f.target); strings.Join(got, ",") != "first,second" {
+		t.Fatalf("target has %q", got)
+	}
+}

@@ -1,6 +1,6 @@
-//! The compactor daemon: drain a spool into the target until asked to stop. One loop
-//! for every front end (the CLI's `compact`, and through the C ABI the Python and Go
-//! bindings), so they behave alike.
+//! The compactor daemon: drain a spool (or a fixed set of journals) into the target
+//! until asked to stop. One loop for every front end (the CLI's `compact`, and through
+//! the C ABI the Python and Go bindings), so they behave alike.
 //!
 //! Keeps: the daemon stops only when its caller asks (`stop`) or on an error that
 //! needs a human ([`Error::needs_a_human`]); transient trouble (a full disk, a
@@ -96,10 +96,19 @@ fn file_stamp(p: &Path) -> Stamp {
 #[derive(Default)]
 struct Reported(BTreeMap<String, String>);
 
+/// Where the daemon finds its journals each pass.
+#[derive(Clone, Copy)]
+enum Journals<'a> {
+    /// Every `*.journal` directly in the folder, as it is at each pass.
+    Spool(&'a Path),
+    /// These paths, always.
+    Fixed(&'a [PathBuf]),
+}
+
 /// The daemon's state between passes.
 struct Daemon<'a> {
     compactor: &'a Compactor,
-    spool: &'a Path,
+    source: Journals<'a>,
     journals: Vec<Journal>,
     aside: BTreeMap<PathBuf, SetAside>,
     reported: Reported,
@@ -118,9 +127,32 @@ impl Compactor {
         stop: &dyn Fn() -> bool,
         on_event: &mut dyn FnMut(DaemonEvent<'_>),
     ) -> DaemonSummary {
+        self.run_over(Journals::Spool(spool), opts, stop, on_event)
+    }
+
+    /// [`run`](Self::run) over a fixed set of journals instead of a spool: the same
+    /// loop, retries and reports. A journal that is missing or cannot be drained is set
+    /// aside (reported once) and tried again when its files change, as in a spool.
+    pub fn run_journals(
+        &self,
+        journals: &[PathBuf],
+        opts: &DaemonOptions,
+        stop: &dyn Fn() -> bool,
+        on_event: &mut dyn FnMut(DaemonEvent<'_>),
+    ) -> DaemonSummary {
+        self.run_over(Journals::Fixed(journals), opts, stop, on_event)
+    }
+
+    fn run_over(
+        &self,
+        source: Journals<'_>,
+        opts: &DaemonOptions,
+        stop: &dyn Fn() -> bool,
+        on_event: &mut dyn FnMut(DaemonEvent<'_>),
+    ) -> DaemonSummary {
         let mut daemon = Daemon {
             compactor: self,
-            spool,
+            source,
             journals: Vec::new(),
             aside: BTreeMap::new(),
             reported: Reported::default(),
@@ -175,13 +207,16 @@ fn needs_a_human(e: &Error) -> bool {
 }
 
 impl Daemon<'_> {
-    /// One pass: pick up the spool's journals (setting aside the ones that cannot be
+    /// One pass: pick up the journals (setting aside the ones that cannot be
     /// opened), then one round over the healthy ones; a journal the round refuses is
     /// set aside and the round retried without it.
     fn pass(&mut self, on_event: &mut dyn FnMut(DaemonEvent<'_>)) -> Result<DrainReport> {
         // Pick up new journals, forget removed ones and ones whose path now names
         // another file (retired and the name reused): reopened below by path.
-        let mut paths = spool_journals(self.spool)?;
+        let mut paths = match self.source {
+            Journals::Spool(spool) => spool_journals(spool)?,
+            Journals::Fixed(paths) => paths.to_vec(),
+        };
         self.aside.retain(|p, _| paths.contains(p));
         // At most max_open_journals open: a window over the spool that moves each pass.
         let max_open = self.compactor.options().max_open_journals.max(1);
@@ -201,6 +236,9 @@ impl Daemon<'_> {
                 }
             }
             let subject = format!("journal {}", p.display());
+            // The files' stamp before trying: a change after it (even one made while the
+            // problem is being reported) makes the next pass try again.
+            let stamp = file_stamp(&p);
             match self.compactor.open_journals(std::slice::from_ref(&p)) {
                 Ok(mut j) => {
                     self.aside.remove(&p);
@@ -208,8 +246,8 @@ impl Daemon<'_> {
                     self.journals.append(&mut j);
                 }
                 Err(e) => {
+                    self.aside.insert(p.clone(), SetAside { since: Instant::now(), stamp });
                     self.reported.problem(&subject, &e, true, on_event);
-                    self.aside.insert(p.clone(), SetAside { since: Instant::now(), stamp: file_stamp(&p) });
                 }
             }
         }
@@ -225,9 +263,9 @@ impl Daemon<'_> {
                 Err(e) => {
                     let Some(bad) = e.journal_path().map(Path::to_path_buf) else { return Err(e) };
                     let Some(i) = self.journals.iter().position(|j| j.path() == bad) else { return Err(e) };
-                    self.reported.problem(&format!("journal {}", bad.display()), &e, true, on_event);
                     self.journals.remove(i);
                     self.aside.insert(bad.clone(), SetAside { since: Instant::now(), stamp: file_stamp(&bad) });
+                    self.reported.problem(&format!("journal {}", bad.display()), &e, true, on_event);
                 }
             }
         }
@@ -329,6 +367,39 @@ mod tests {
         });
         assert!(summary.stopped_by.is_none(), "{:?}", summary.stopped_by);
         assert_eq!((problems, resolved), (1, 1));
+    }
+
+    /// Over a fixed set of journals: a missing one is set aside and reported once while
+    /// the other drains, and is drained at the next pass once it appears — even when it
+    /// appears while its problem is being reported (the stamp is taken before the try).
+    #[test]
+    fn a_fixed_set_drains_what_exists_and_picks_up_a_journal_that_appears_later() {
+        let (d, spool, target, c) = fixture(true);
+        let (present, later) = (d.path().join("present.journal"), spool.join("later.journal"));
+        Journal::open(&present, JournalOptions::default()).unwrap().append(b"first").unwrap();
+        let committed = Cell::new(0u64);
+        let passes = Cell::new(0u32);
+        // Passes, not time: a set-aside journal whose files changed is retried at the
+        // next pass; unchanged, only after a minute (thousands of passes).
+        let stop = || {
+            passes.set(passes.get() + 1);
+            committed.get() >= 2 || passes.get() > 200
+        };
+        let mut problems = Vec::new();
+        let opts = DaemonOptions::default().interval(Duration::from_millis(1));
+        let summary = c.run_journals(&[present.clone(), later.clone()], &opts, &stop, &mut |e| match e {
+            DaemonEvent::Committed(r) => committed.set(committed.get() + r.lines),
+            DaemonEvent::Problem { subject, error, set_aside } => {
+                problems.push((subject.to_string(), error.kind(), set_aside));
+                Journal::open(&later, JournalOptions::default()).unwrap().append(b"second").unwrap();
+            }
+            _ => {}
+        });
+        assert!(summary.stopped_by.is_none(), "{:?}", summary.stopped_by);
+        assert_eq!(std::fs::read(&target).unwrap(), b"first\nsecond\n", "after {} passes", passes.get());
+        assert_eq!(problems.len(), 1, "the missing journal must be reported once: {problems:?}");
+        assert!(problems[0].0.ends_with("later.journal") && problems[0].2, "{problems:?}");
+        assert_eq!(problems[0].1, ErrorKind::NotAJournal);
     }
 
     /// An error that needs a human stops the daemon with that error.

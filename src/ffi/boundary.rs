@@ -28,6 +28,25 @@ pub(super) trait HandleBox: Sized {
     /// The handle's C name, for messages.
     const NAME: &'static str;
     type Opaque;
+    /// The poison flag of a handle whose engine calls can panic mid-update (journals,
+    /// readers); `None` for the others.
+    fn poison(&self) -> Option<&AtomicBool> {
+        None
+    }
+}
+
+/// Refuse a poisoned handle: every call through `ffi_call!` on a handle whose earlier
+/// call panicked fails with `TRIB_E_PANIC` (getters included: they would read the
+/// state the panic may have left half-updated). Closing it still works.
+pub(super) fn refuse_poisoned<B: HandleBox>(b: &B) -> FfiResult<()> {
+    match b.poison() {
+        Some(p) if p.load(Ordering::Acquire) => Err(Failure {
+            code: TRIB_E_PANIC,
+            message: format!("this {} is poisoned: an earlier call on it panicked; close it", B::NAME),
+            line_index: -1,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Box `b` and hand it out as an opaque handle.
@@ -200,6 +219,7 @@ macro_rules! ffi_call {
             // `# Safety` section requires it to be NULL or an open handle from this library
             // that no other thread uses during the call, which is `handle_mut`'s contract.
             let $h: &mut $Box = unsafe { $crate::ffi::boundary::handle_mut::<$Box>($handle, stringify!($handle)) }?;
+            $crate::ffi::boundary::refuse_poisoned::<$Box>($h)?;
             $body
         })
     };
@@ -210,6 +230,7 @@ macro_rules! ffi_call {
             // which is `handle_ref`'s contract (no thread mutates a box behind `&`: the
             // handles used so are shareable, or used by one thread at a time).
             let $h: &$Box = unsafe { $crate::ffi::boundary::handle_ref::<$Box>($handle, stringify!($handle)) }?;
+            $crate::ffi::boundary::refuse_poisoned::<$Box>($h)?;
             $body
         })
     };
@@ -320,15 +341,9 @@ pub(super) fn busy_timeout_option(value: u64, what: &str) -> FfiResult<Duration>
 }
 
 /// Run `body` on a handle; a panic inside it poisons the handle (so nothing uses its
-/// possibly half-updated state again) and then goes on to [`guard`].
-pub(super) fn poisoning<T>(poisoned: &AtomicBool, what: &str, body: impl FnOnce() -> FfiResult<T>) -> FfiResult<T> {
-    if poisoned.load(Ordering::Acquire) {
-        return Err(Failure {
-            code: TRIB_E_PANIC,
-            message: format!("this {what} is poisoned: an earlier call on it panicked; close it"),
-            line_index: -1,
-        });
-    }
+/// possibly half-updated state again: `ffi_call!` refuses it, see [`refuse_poisoned`])
+/// and then goes on to [`guard`].
+pub(super) fn poisoning<T>(poisoned: &AtomicBool, body: impl FnOnce() -> FfiResult<T>) -> FfiResult<T> {
     match panic::catch_unwind(AssertUnwindSafe(body)) {
         Ok(r) => r,
         Err(payload) => {

@@ -267,7 +267,10 @@ pub unsafe extern "C" fn trib_retire(
 /// # Safety
 /// `journal_paths` must be NULL or point to `journal_count` pointers, each NULL or
 /// NUL-terminated.
-unsafe fn journal_paths_arg(journal_paths: *const *const c_char, journal_count: usize) -> FfiResult<Vec<PathBuf>> {
+pub(super) unsafe fn journal_paths_arg(
+    journal_paths: *const *const c_char,
+    journal_count: usize,
+) -> FfiResult<Vec<PathBuf>> {
     // SAFETY: per this function's contract.
     let raw = unsafe { array_arg(journal_paths, journal_count, "journal_paths") }?;
     let mut paths = Vec::with_capacity(raw.len());

@@ -4,10 +4,12 @@
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::boundary::{ffi_call, free_handle, handle_ref, into_handle, ms_option, need, path_arg, put, HandleBox};
-use super::compactor::{trib_compactor_options, trib_drain_report};
+use super::boundary::{
+    ffi_call, free_handle, handle_ref, into_handle, ms_option, need, path_arg, put, FfiResult, HandleBox,
+};
+use super::compactor::{journal_paths_arg, trib_compactor_options, trib_drain_report};
 use super::error::trib_error;
-use crate::{Compactor, CompactorOptions, DaemonEvent, DaemonOptions, DrainReport};
+use crate::{Compactor, CompactorOptions, DaemonEvent, DaemonOptions, DaemonSummary, DrainReport};
 
 /// `event` of a `trib_event_fn`: a round committed lines; `report` says what it did.
 pub const TRIB_EVENT_COMMITTED: c_int = 1;
@@ -169,36 +171,101 @@ pub unsafe extern "C" fn trib_compact(
 ) -> c_int {
     ffi_call!(err_out, stop, |s: &StopBox| {
         // SAFETY: NUL-terminated or NULL per the caller's contract.
-        let target = unsafe { path_arg(target, "target") }?;
-        // SAFETY: NUL-terminated or NULL per the caller's contract.
         let spool = unsafe { path_arg(spool, "spool") }?;
-        // SAFETY: NULL or a readable options struct per the caller's contract.
-        let opts = match unsafe { options.as_ref() } {
-            Some(o) => o.to_rust()?,
-            None => CompactorOptions::default(),
-        };
-        let mut daemon = DaemonOptions::default();
-        if interval_ms > 0 {
-            daemon.interval = ms_option(interval_ms, "interval_ms")?;
-        }
-        let compactor = Compactor::new(target, opts)?;
-        let stop = || s.requested.load(Ordering::Acquire);
-        let summary = compactor.run(spool, &daemon, &stop, &mut |e| {
-            if let Some(f) = on_event {
-                // SAFETY: `f` may be called with `ctx` during the call (caller's contract).
-                unsafe { tell(f, ctx, &e) }
-            }
-        });
-        if !report_out.is_null() {
-            let report = trib_compact_report { rounds: summary.rounds, lines: summary.lines };
-            // SAFETY: not NULL, writable per the caller's contract.
-            unsafe { put(report_out, report) };
-        }
-        match summary.stopped_by {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
+        // SAFETY: the caller's contract covers every argument `daemon` reads.
+        unsafe {
+            daemon(target, options, interval_ms, s, on_event, ctx, report_out, |c, o, stop, tell| {
+                c.run(spool, o, stop, tell)
+            })
         }
     })
+}
+
+/// `trib_compact` over a fixed set of journals instead of a spool: the same daemon,
+/// retries and events. A journal that is missing or cannot be drained is set aside
+/// (`TRIB_EVENT_SET_ASIDE`, once) and tried again when its files change, while the
+/// others keep draining. `journal_count` may be 0 (the daemon then only keeps the
+/// target repaired).
+///
+/// # Safety
+/// `target` must be NULL or NUL-terminated; `journal_paths` NULL (only with
+/// `journal_count` 0) or `journal_count` pointers, each NULL or NUL-terminated;
+/// `options` NULL or readable; `stop` NULL or a live `trib_stop`, not freed during the
+/// call; `on_event` NULL or a function that can be called with `ctx` until the call
+/// returns; `report_out` and `err_out` NULL or writable.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn trib_compact_journals(
+    target: *const c_char,
+    journal_paths: *const *const c_char,
+    journal_count: usize,
+    options: *const trib_compactor_options,
+    interval_ms: u64,
+    stop: *const trib_stop,
+    on_event: trib_event_fn,
+    ctx: *mut c_void,
+    report_out: *mut trib_compact_report,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, stop, |s: &StopBox| {
+        // SAFETY: NULL (with a count of 0) or `journal_count` NUL-terminated strings per
+        // the caller's contract.
+        let paths = unsafe { journal_paths_arg(journal_paths, journal_count) }?;
+        // SAFETY: the caller's contract covers every argument `daemon` reads.
+        unsafe {
+            daemon(target, options, interval_ms, s, on_event, ctx, report_out, |c, o, stop, tell| {
+                c.run_journals(&paths, o, stop, tell)
+            })
+        }
+    })
+}
+
+/// What `trib_compact` and `trib_compact_journals` share: the arguments turned into a
+/// compactor and daemon options, `run` (one of the two daemon entry points) called with
+/// the stop token and the event callback, and its summary written out.
+///
+/// # Safety
+/// `target` NULL or NUL-terminated; `options` NULL or readable; `on_event` NULL or
+/// callable with `ctx` until this returns; `report_out` NULL or writable.
+#[allow(clippy::too_many_arguments)]
+unsafe fn daemon(
+    target: *const c_char,
+    options: *const trib_compactor_options,
+    interval_ms: u64,
+    s: &StopBox,
+    on_event: trib_event_fn,
+    ctx: *mut c_void,
+    report_out: *mut trib_compact_report,
+    run: impl FnOnce(&Compactor, &DaemonOptions, &dyn Fn() -> bool, &mut dyn FnMut(DaemonEvent<'_>)) -> DaemonSummary,
+) -> FfiResult<()> {
+    // SAFETY: NUL-terminated or NULL per the caller's contract.
+    let target = unsafe { path_arg(target, "target") }?;
+    // SAFETY: NULL or a readable options struct per the caller's contract.
+    let opts = match unsafe { options.as_ref() } {
+        Some(o) => o.to_rust()?,
+        None => CompactorOptions::default(),
+    };
+    let mut daemon = DaemonOptions::default();
+    if interval_ms > 0 {
+        daemon.interval = ms_option(interval_ms, "interval_ms")?;
+    }
+    let compactor = Compactor::new(target, opts)?;
+    let stop = || s.requested.load(Ordering::Acquire);
+    let summary = run(&compactor, &daemon, &stop, &mut |e| {
+        if let Some(f) = on_event {
+            // SAFETY: `f` may be called with `ctx` during the call (caller's contract).
+            unsafe { tell(f, ctx, &e) }
+        }
+    });
+    if !report_out.is_null() {
+        let report = trib_compact_report { rounds: summary.rounds, lines: summary.lines };
+        // SAFETY: not NULL, writable per the caller's contract.
+        unsafe { put(report_out, report) };
+    }
+    match summary.stopped_by {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 type EventFn = unsafe extern "C" fn(*mut c_void, c_int, *const c_char, c_int, *const c_char, *const trib_drain_report);

@@ -36,6 +36,9 @@ impl HandleBox for JournalBox {
     const MAGIC: u64 = 0x7472_6962_5f6a_726e; // "trib_jrn"
     const NAME: &'static str = "trib_journal";
     type Opaque = trib_journal;
+    fn poison(&self) -> Option<&AtomicBool> {
+        Some(&self.poisoned)
+    }
 }
 
 /// Options for `trib_journal_open`. Fill it with `trib_journal_options_default` and
@@ -226,7 +229,7 @@ pub unsafe extern "C" fn trib_journal_append(
     ffi_call!(err_out, journal, |j: &JournalBox| {
         // SAFETY: NULL or `len` readable bytes per the caller's contract.
         let line = unsafe { bytes_arg(line, len, "line") }?;
-        let seq = poisoning(&j.poisoned, "journal", || Ok(j.inner.append(line)?))?;
+        let seq = poisoning(&j.poisoned, || Ok(j.inner.append(line)?))?;
         if !seq_out.is_null() {
             // SAFETY: not NULL, writable per the caller's contract.
             unsafe { put(seq_out, seq) };
@@ -263,7 +266,7 @@ pub unsafe extern "C" fn trib_journal_append_batch(
             // SAFETY: each slice is NULL or `len` readable bytes per the caller's contract.
             batch.push(unsafe { bytes_arg(s.ptr, s.len, &format!("lines[{i}].ptr")) }?);
         }
-        let first = poisoning(&j.poisoned, "journal", || Ok(j.inner.append_batch(&batch)?))?;
+        let first = poisoning(&j.poisoned, || Ok(j.inner.append_batch(&batch)?))?;
         if !first_seq_out.is_null() {
             // SAFETY: not NULL, writable per the caller's contract.
             unsafe { put(first_seq_out, first) };
@@ -294,7 +297,7 @@ pub unsafe extern "C" fn trib_journal_append_keyed(
         let key = unsafe { bytes_arg(key, key_len, "key") }?;
         // SAFETY: NULL or `line_len` readable bytes per the caller's contract.
         let line = unsafe { bytes_arg(line, line_len, "line") }?;
-        let seq = poisoning(&j.poisoned, "journal", || Ok(j.inner.append_keyed(key, line)?))?;
+        let seq = poisoning(&j.poisoned, || Ok(j.inner.append_keyed(key, line)?))?;
         if !seq_out.is_null() {
             // SAFETY: not NULL, writable per the caller's contract.
             unsafe { put(seq_out, seq) };
@@ -315,7 +318,7 @@ pub unsafe extern "C" fn trib_journal_backlog(
 ) -> c_int {
     ffi_call!(err_out, journal, |j: &JournalBox| {
         need(backlog_out, "backlog_out")?;
-        let b = poisoning(&j.poisoned, "journal", || Ok(j.inner.backlog()?))?;
+        let b = poisoning(&j.poisoned, || Ok(j.inner.backlog()?))?;
         // SAFETY: not NULL, writable per the caller's contract.
         unsafe { put(backlog_out, trib_backlog::from(&b)) };
         Ok(())
@@ -376,7 +379,7 @@ mod tests {
     /// `journal` must be NULL or an open handle; `err_out` NULL or writable.
     unsafe fn panicking_call(journal: *const trib_journal, err_out: *mut *mut trib_error) -> c_int {
         ffi_call!(err_out, journal, |j: &JournalBox| {
-            poisoning(&j.poisoned, "journal", || -> FfiResult<()> { panic!("a bug in the engine") })
+            poisoning(&j.poisoned, || -> FfiResult<()> { panic!("a bug in the engine") })
         })
     }
 
@@ -402,7 +405,14 @@ mod tests {
         // SAFETY: `err` was just returned by the library.
         let msg = unsafe { taken(rc, err) };
         assert_eq!((rc, seq), (TRIB_E_PANIC, 0));
-        assert!(msg.contains("this journal is poisoned"), "{msg}");
+        assert!(msg.contains("this trib_journal is poisoned"), "{msg}");
+        // Getters too: they would read what the panic may have left half-updated.
+        let (mut id, mut err) = ([0 as c_char; TRIB_ID_BUF_LEN], ptr::null_mut());
+        // SAFETY: an open handle, a buffer of TRIB_ID_BUF_LEN bytes, `err` a local.
+        let rc = unsafe { trib_journal_id(journal, id.as_mut_ptr(), id.len(), &mut err) };
+        // SAFETY: `err` was just returned by the library.
+        let msg = unsafe { taken(rc, err) };
+        assert_eq!((rc, id[0]), (TRIB_E_PANIC, 0), "{msg}");
         // SAFETY: open, closed once.
         unsafe { trib_journal_close(journal) };
     }

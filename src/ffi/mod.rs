@@ -27,7 +27,8 @@
 //!   is one `ffi_call!` (`boundary`): it looks up the handle the call is on, if any, and
 //!   runs the body inside `guard` (`catch_unwind`): no panic crosses the boundary, a
 //!   panic becomes `TRIB_E_PANIC`, and a journal or reader whose engine call panicked is
-//!   poisoned (`poisoning`); the others (close and free, the error's getters, names and
+//!   poisoned (`poisoning`) and every later call on it refused (`refuse_poisoned`, in
+//!   `ffi_call!`; closing it still works); the others (close and free, the error's getters, names and
 //!   versions) catch panics themselves or cannot panic;
 //! - a NULL where a value is required, a wrong handle, or an out-of-range option gives
 //!   `TRIB_E_INVALID_ARG`, never a crash;

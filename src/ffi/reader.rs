@@ -93,6 +93,9 @@ impl HandleBox for ReaderBox {
     const MAGIC: u64 = 0x7472_6962_5f72_6472; // "trib_rdr"
     const NAME: &'static str = "trib_reader";
     type Opaque = trib_reader;
+    fn poison(&self) -> Option<&AtomicBool> {
+        Some(&self.poisoned)
+    }
 }
 
 /// Open a reader of `target` at byte `offset` of its current generation (0, or the start
@@ -229,7 +232,7 @@ pub unsafe extern "C" fn trib_reader_next(
         let wait = ms_option(wait_ms, "wait_ms")?;
         let ReaderBox { poisoned, inner, line, .. } = r;
         // The library's one wait loop (Reader::next_line_wait), not a copy of it.
-        let next = poisoning(poisoned, "reader", || Ok(inner.next_line_wait(READER_POLL, wait)?))?;
+        let next = poisoning(poisoned, || Ok(inner.next_line_wait(READER_POLL, wait)?))?;
         let (has, p, n) = match next {
             Some(mut l) => {
                 let n = l.len();

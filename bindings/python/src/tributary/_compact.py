@@ -3,20 +3,42 @@
 
 from __future__ import annotations
 
+import atexit
 import threading
-from ctypes import byref
+from ctypes import byref, c_char_p
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from . import _ffi
 from ._compactor import DrainReport, _compactor_options
-from ._util import PathLike, Seconds, _ms
+from ._journal import Journal
+from ._util import PathLike, Seconds, _arg_error, _ms
 from ._ffi import error_from, fspath_bytes, lib
 from .errors import TributaryError
 
 #: How often the thread that watches ``stop`` looks at it (seconds). A stop is noticed
 #: within this plus the library's own 10 ms, or after the round in flight.
 _STOP_POLL = 0.02
+
+#: The daemons running in this process: their stop tokens and the events set when
+#: their ``trib_compact`` returned. At exit they are stopped and waited for before
+#: the interpreter finalizes: a daemon thread calling back into a finalizing
+#: interpreter is ended by a forced unwind, which aborts the process when it meets the
+#: library's panic boundary (the caller's thread may be a daemon thread that Python
+#: does not wait for).
+_running: Dict[int, Tuple[Any, threading.Event]] = {}
+_running_lock = threading.Lock()
+
+
+@atexit.register
+def _stop_running_daemons() -> None:
+    with _running_lock:  # a token is freed only under this lock: none is freed here
+        running = list(_running.values())
+        for token, _ in running:
+            lib.trib_stop_request(token)
+    for _, finished in running:
+        finished.wait()
+
 
 #: ``CompactEvent.type`` for each ``TRIB_EVENT_*``.
 _EVENT_NAMES = {
@@ -63,8 +85,9 @@ class CompactEvent:
 
 def compact(
     target: PathLike,
-    spool: PathLike,
+    spool: Optional[PathLike] = None,
     *,
+    journals: Optional[Iterable[Union[PathLike, Journal]]] = None,
     interval: Seconds = 0.1,
     max_round_bytes: Optional[int] = None,
     max_round_time: Optional[Seconds] = None,
@@ -83,6 +106,11 @@ def compact(
     into ``target`` (journals that appear later are picked up) until ``stop`` is set,
     then return what it did. It pauses ``interval`` seconds (default 0.1) after a pass
     that found nothing to drain. The options are those of :func:`drain`.
+
+    With ``journals`` (paths, or :class:`Journal` objects whose paths are used) instead
+    of ``spool``, the same daemon drains that fixed set: a journal that is missing or
+    cannot be drained is set aside (reported once) and tried again when its files
+    change. Give exactly one of ``spool`` and ``journals``.
 
     Only an error that needs a human stops it on its own, and is raised (with the
     :class:`CompactReport` so far as its ``report`` attribute):
@@ -108,7 +136,11 @@ def compact(
     half-done), then raises :class:`KeyboardInterrupt` again.
     """
     target_b = fspath_bytes(target, "target")
-    spool_b = fspath_bytes(spool, "spool")
+    if (spool is None) == (journals is None):
+        raise _arg_error("give either spool (a folder of journals) or journals (a list of paths), not both or neither")
+    spool_b = fspath_bytes(spool, "spool") if spool is not None else None
+    paths = [fspath_bytes(j.path if isinstance(j, Journal) else j, "journals[]") for j in journals or ()]
+    path_array = (c_char_p * max(len(paths), 1))(*paths)
     interval_ms = _ms(interval, "interval")
     if not interval_ms:
         interval_ms = 1  # the shortest pause; 0 would mean the library's default
@@ -163,23 +195,46 @@ def compact(
 
     def run() -> None:
         try:
-            outcome.append(
-                lib.trib_compact(
+            if spool_b is not None:
+                rc = lib.trib_compact(
                     target_b, spool_b, byref(opts), interval_ms, token, callback, None, byref(rep), byref(err)
                 )
-            )
+            else:
+                rc = lib.trib_compact_journals(
+                    target_b,
+                    path_array,
+                    len(paths),
+                    byref(opts),
+                    interval_ms,
+                    token,
+                    callback,
+                    None,
+                    byref(rep),
+                    byref(err),
+                )
+            outcome.append(rc)
         except BaseException as e:  # noqa: BLE001 - re-raised by compact()
             raised.append(e)
+        finally:
+            finished.set()
 
+    # Completion is our own event, not Thread.join/is_alive: on CPython 3.11 a
+    # KeyboardInterrupt inside join() can mark a thread that is still running as
+    # stopped (the bpo-45274 fix), and then compact() would return, and the process
+    # might exit, while trib_compact still runs.
+    finished = threading.Event()
+    entry = (token, finished)
     daemon = threading.Thread(target=run, name="tributary-compact", daemon=True)
     try:
+        with _running_lock:
+            _running[id(entry)] = entry
         daemon.start()
         interrupted: Optional[BaseException] = None
-        while daemon.is_alive():
+        while not finished.is_set():
             try:
                 if stop is not None and stop.is_set():
                     request_stop()
-                daemon.join(_STOP_POLL)
+                finished.wait(_STOP_POLL)
             except KeyboardInterrupt as e:
                 interrupted = e
                 request_stop()
@@ -195,5 +250,7 @@ def compact(
             raise exc
         return report
     finally:
-        if not daemon.is_alive():
-            lib.trib_stop_free(token)
+        if finished.is_set() or not daemon.is_alive():
+            with _running_lock:
+                _running.pop(id(entry), None)
+                lib.trib_stop_free(token)

@@ -432,4 +432,6 @@ FUNCTIONS = {
     "trib_stop_free": (None, (trib_stop_p,)),
     # int trib_compact(target, spool, options, interval_ms, stop, on_event, ctx, report_out, err_out)
     "trib_compact": (c_int, (c_char_p, c_char_p, POINTER(trib_compactor_options), c_uint64, trib_stop_p, trib_event_fn, c_void_p, POINTER(trib_compact_report), POINTER(trib_error_p))),
+    # int trib_compact_journals(target, journal_paths, journal_count, options, interval_ms, stop, on_event, ctx, report_out, err_out)
+    "trib_compact_journals": (c_int, (c_char_p, POINTER(c_char_p), c_size_t, POINTER(trib_compactor_options), c_uint64, trib_stop_p, trib_event_fn, c_void_p, POINTER(trib_compact_report), POINTER(trib_error_p))),
 }
