@@ -1656,6 +1656,56 @@ static void test_compact_daemon(void) {
     pthread_mutex_destroy(&seen.mu);
 }
 
+/* trib_compact_journals: the same daemon over a fixed set of journals. The junk one is
+ * set aside (said once) while the good one drains; bad arguments are refused. */
+static void test_compact_journals_daemon(void) {
+    char dir[512], target[512], jpath[512], junk[512];
+    trib_error *err = NULL;
+    make_dir(dir, "daemon-fixed");
+    path_in(target, dir, "out.log");
+    path_in(jpath, dir, "good.journal");
+    path_in(junk, dir, "junk.journal");
+    init_target(target);
+    trib_journal *j = open_journal(jpath, NULL);
+    append_str(j, "one");
+    append_str(j, "two");
+    append_str(j, "three");
+    write_file(junk, "not an SQLite file, not even a little", 37);
+    const char *paths[] = {jpath, junk};
+
+    struct compact_seen seen;
+    memset(&seen, 0, sizeof seen);
+    pthread_mutex_init(&seen.mu, NULL);
+    pthread_cond_init(&seen.cv, NULL);
+    EXPECT(TRIB_OK, trib_stop_new(&seen.stop, &err));
+    pthread_t tid;
+    CHECK(pthread_create(&tid, NULL, compact_stopper, &seen) == 0);
+    trib_compact_report rep = {99, 99};
+    EXPECT(TRIB_OK, trib_compact_journals(target, paths, 2, NULL, 1, seen.stop, on_compact_event, &seen, &rep, &err));
+    pthread_mutex_lock(&seen.mu);
+    seen.done = 1;
+    pthread_cond_broadcast(&seen.cv);
+    pthread_mutex_unlock(&seen.mu);
+    pthread_join(tid, NULL);
+    CHECK(rep.lines == 3 && seen.lines == 3);
+    CHECK(seen.set_aside == 1 && seen.set_aside_kind == TRIB_E_NOT_A_JOURNAL && seen.bad_event == 0);
+    size_t len = 0;
+    char *got = read_file(target, &len);
+    CHECK(got != NULL && len == 14 && memcmp(got, "one\ntwo\nthree\n", 14) == 0);
+    free(got);
+
+    /* Bad arguments: no array with a count, a NULL path, no stop token. */
+    const char *with_null[] = {jpath, NULL};
+    EXPECT(TRIB_E_INVALID_ARG, trib_compact_journals(target, NULL, 1, NULL, 1, seen.stop, NULL, NULL, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_compact_journals(target, with_null, 2, NULL, 1, seen.stop, NULL, NULL, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_compact_journals(target, paths, 2, NULL, 1, NULL, NULL, NULL, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_compact_journals(NULL, paths, 2, NULL, 1, seen.stop, NULL, NULL, NULL, &err));
+    trib_stop_free(seen.stop);
+    trib_journal_close(j);
+    pthread_cond_destroy(&seen.cv);
+    pthread_mutex_destroy(&seen.mu);
+}
+
 int main(int argc, char **argv) {
     g_argv0 = argv[0];
     if (argc == 4 && strcmp(argv[1], "--drain-child") == 0) {
@@ -1688,6 +1738,7 @@ int main(int argc, char **argv) {
     test_threads_share_a_journal();
     test_retire();
     test_compact_daemon();
+    test_compact_journals_daemon();
 
     if (g_fail == 0) {
         rm_rf(g_root);
