@@ -138,7 +138,7 @@
 #define TRIB_E_IO 15
 
 /**
- * An SQLite error from a journal.
+ * An `SQLite` error from a journal.
  */
 #define TRIB_E_SQLITE 16
 
@@ -170,7 +170,7 @@
 
 /**
  * `durability` of `trib_journal_options`: survives a crash of the process, not of the
- * machine (SQLite `synchronous=NORMAL`).
+ * machine (`SQLite` `synchronous=NORMAL`).
  */
 #define TRIB_DURABILITY_NORMAL 1
 
@@ -225,7 +225,7 @@
 typedef struct trib_error trib_error;
 
 /**
- * An open journal (the writer side: a SQLite WAL file on the writer host's local disk).
+ * An open journal (the writer side: a `SQLite` WAL file on the writer host's local disk).
  *
  * Thread-safety: may be used from several threads at once (it is `Send + Sync`):
  * concurrent appends on one handle share fsyncs (group commit), each returning when
@@ -305,7 +305,7 @@ typedef struct trib_journal_options {
      */
     uint64_t key_retention_ms;
     /**
-     * How long to wait for another process's SQLite write lock on this journal
+     * How long to wait for another process's `SQLite` write lock on this journal
      * (default 30 s; at most 2147483647).
      */
     uint64_t busy_timeout_ms;
@@ -700,7 +700,7 @@ const char *trib_error_message(const struct trib_error *err);
 int64_t trib_error_line_index(const struct trib_error *err);
 
 /**
- * The stable snake_case name of a result code (`"ok"`, `"journal_full"`, `"panic"`,
+ * The stable `snake_case` name of a result code (`"ok"`, `"journal_full"`, `"panic"`,
  * ...; `"unknown"` for a code this library does not define). Static storage: never
  * free it.
  */

@@ -45,7 +45,6 @@ mod fault;
 // and by the Python (ctypes) and Go (cgo) bindings; see `docs/c-abi.md`. Private: it is
 // not part of the Rust API (Rust callers use the types above). Its `#[no_mangle]
 // extern "C"` functions are exported from the cdylib and staticlib all the same.
-#[allow(clippy::pedantic)] // not yet held to pedantic: the ABI's casts are checked by hand (issue 14 follow-up)
 mod ffi;
 mod hex;
 mod inspect;

@@ -129,7 +129,7 @@ impl Failure {
     fn panic(payload: &(dyn Any + Send)) -> Failure {
         let what = payload
             .downcast_ref::<&str>()
-            .map(|s| s.to_string())
+            .map(ToString::to_string)
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "(no message)".to_string());
         Failure {
@@ -316,7 +316,7 @@ pub(super) fn c_path(p: &Path) -> CString {
 pub(super) fn id_buf(hex: &str) -> [c_char; TRIB_ID_BUF_LEN] {
     let mut out = [0 as c_char; TRIB_ID_BUF_LEN];
     for (o, b) in out.iter_mut().zip(hex.as_bytes().iter().take(TRIB_ID_BUF_LEN - 1)) {
-        *o = *b as c_char;
+        *o = c_char::from_ne_bytes([*b]);
     }
     out
 }
@@ -332,7 +332,13 @@ pub(super) fn ms_option(value: u64, what: &str) -> FfiResult<Duration> {
     Ok(Duration::from_millis(value))
 }
 
-/// SQLite keeps its busy timeout in an `int` of milliseconds.
+/// A duration in whole milliseconds for a C options struct (saturating: no duration
+/// the Rust side accepts is longer than `u64::MAX` ms, but a cast would wrap if one were).
+pub(super) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `SQLite` keeps its busy timeout in an `int` of milliseconds.
 pub(super) fn busy_timeout_option(value: u64, what: &str) -> FfiResult<Duration> {
     if value > i32::MAX as u64 {
         return Err(Failure::arg(format!("`{what}` is {value} ms, more than the maximum {} ms", i32::MAX)));

@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_int};
 use std::path::PathBuf;
 
 use super::boundary::{
-    array_arg, busy_timeout_option, ffi_call, id_buf, ms_option, need, path_arg, put, Failure, FfiResult,
+    array_arg, busy_timeout_option, ffi_call, id_buf, millis, ms_option, need, path_arg, put, Failure, FfiResult,
 };
 use super::error::trib_error;
 use super::TRIB_ID_BUF_LEN;
@@ -48,10 +48,10 @@ impl From<&CompactorOptions> for trib_compactor_options {
     fn from(o: &CompactorOptions) -> Self {
         trib_compactor_options {
             max_round_bytes: o.max_round_bytes,
-            max_round_time_ms: o.max_round_time.as_millis() as u64,
-            lock_timeout_ms: o.lock_timeout.as_millis() as u64,
+            max_round_time_ms: millis(o.max_round_time),
+            lock_timeout_ms: millis(o.lock_timeout),
             max_line_bytes: o.journal.max_line_bytes,
-            journal_busy_timeout_ms: o.journal.busy_timeout.as_millis() as u64,
+            journal_busy_timeout_ms: millis(o.journal.busy_timeout),
             allow_network_fs: o.journal.allow_network_fs,
             rotate_bytes: o.rotate_bytes.unwrap_or(0),
             rotate_lines: o.rotate_lines.unwrap_or(0),

@@ -291,7 +291,7 @@ unsafe fn tell(f: EventFn, ctx: *mut c_void, e: &DaemonEvent<'_>) {
         (None, None) => (0, format!("{subject}: over")),
     };
     let (subject, message) = (text(&subject), text(&message));
-    let report_ptr = report.as_ref().map_or(std::ptr::null(), |r| r as *const trib_drain_report);
+    let report_ptr = report.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
     // SAFETY: callable with `ctx` (caller's contract); the strings and the report live
     // until after it returns; declared `extern "C"`, it does not unwind (its contract).
     unsafe { f(ctx, event, subject.as_ptr(), kind, message.as_ptr(), report_ptr) }

@@ -83,7 +83,7 @@ pub unsafe extern "C" fn trib_error_line_index(err: *const trib_error) -> i64 {
     }
 }
 
-/// The stable snake_case name of a result code (`"ok"`, `"journal_full"`, `"panic"`,
+/// The stable `snake_case` name of a result code (`"ok"`, `"journal_full"`, `"panic"`,
 /// ...; `"unknown"` for a code this library does not define). Static storage: never
 /// free it.
 #[no_mangle]
@@ -130,7 +130,7 @@ mod tests {
     fn panics_are_caught() {
         let mut err: *mut trib_error = ptr::null_mut();
         // SAFETY: `err` is a local.
-        let rc = unsafe { trib_debug_panic(&mut err) };
+        let rc = unsafe { trib_debug_panic(&raw mut err) };
         assert_eq!(rc, TRIB_E_PANIC);
         // SAFETY: `err` was just returned by the library.
         unsafe {

@@ -5,14 +5,14 @@ use std::ptr;
 use std::sync::atomic::AtomicBool;
 
 use super::boundary::{
-    array_arg, busy_timeout_option, bytes_arg, ffi_call, free_handle, id_buf, into_handle, ms_option, need, path_arg,
-    poisoning, put, Failure, FfiResult, HandleBox,
+    array_arg, busy_timeout_option, bytes_arg, ffi_call, free_handle, id_buf, into_handle, millis, ms_option, need,
+    path_arg, poisoning, put, Failure, FfiResult, HandleBox,
 };
 use super::error::trib_error;
 use super::{TRIB_DURABILITY_FULL, TRIB_DURABILITY_NORMAL, TRIB_ID_BUF_LEN};
 use crate::{Backlog, Durability, Journal, JournalOptions};
 
-/// An open journal (the writer side: a SQLite WAL file on the writer host's local disk).
+/// An open journal (the writer side: a `SQLite` WAL file on the writer host's local disk).
 ///
 /// Thread-safety: may be used from several threads at once (it is `Send + Sync`):
 /// concurrent appends on one handle share fsyncs (group commit), each returning when
@@ -59,7 +59,7 @@ pub struct trib_journal_options {
     /// How long an idempotency key of `trib_journal_append_keyed` is remembered
     /// (default 7 days).
     pub key_retention_ms: u64,
-    /// How long to wait for another process's SQLite write lock on this journal
+    /// How long to wait for another process's `SQLite` write lock on this journal
     /// (default 30 s; at most 2147483647).
     pub busy_timeout_ms: u64,
     /// Accept a journal on a network filesystem (only if it really is host-local).
@@ -76,9 +76,9 @@ impl From<&JournalOptions> for trib_journal_options {
             },
             max_line_bytes: o.max_line_bytes,
             max_backlog_bytes: o.max_backlog_bytes.unwrap_or(0),
-            full_wait_ms: o.full_wait.map_or(0, |d| d.as_millis() as u64),
-            key_retention_ms: o.key_retention.as_millis() as u64,
-            busy_timeout_ms: o.busy_timeout.as_millis() as u64,
+            full_wait_ms: o.full_wait.map_or(0, millis),
+            key_retention_ms: millis(o.key_retention),
+            busy_timeout_ms: millis(o.busy_timeout),
             allow_network_fs: o.allow_network_fs,
         }
     }
@@ -389,10 +389,10 @@ mod tests {
         let path = CString::new(dir.path().join("j.journal").into_os_string().into_encoded_bytes()).unwrap();
         let (mut journal, mut err) = (ptr::null_mut(), ptr::null_mut());
         // SAFETY: a NUL-terminated path, NULL options, outputs that are locals.
-        assert_eq!(unsafe { trib_journal_open(path.as_ptr(), ptr::null(), &mut journal, &mut err) }, TRIB_OK);
+        assert_eq!(unsafe { trib_journal_open(path.as_ptr(), ptr::null(), &raw mut journal, &raw mut err) }, TRIB_OK);
 
         // SAFETY: an open handle; `err` is a local.
-        let rc = unsafe { panicking_call(journal, &mut err) };
+        let rc = unsafe { panicking_call(journal, &raw mut err) };
         // SAFETY: `err` was just returned by the library.
         let msg = unsafe { taken(rc, err) };
         assert_eq!(rc, TRIB_E_PANIC);
@@ -401,7 +401,7 @@ mod tests {
         // Every later call that uses the journal is refused, its output untouched.
         let (mut seq, mut err) = (0, ptr::null_mut());
         // SAFETY: an open handle, 2 readable bytes, outputs that are locals.
-        let rc = unsafe { trib_journal_append(journal, b"hi".as_ptr(), 2, &mut seq, &mut err) };
+        let rc = unsafe { trib_journal_append(journal, b"hi".as_ptr(), 2, &raw mut seq, &raw mut err) };
         // SAFETY: `err` was just returned by the library.
         let msg = unsafe { taken(rc, err) };
         assert_eq!((rc, seq), (TRIB_E_PANIC, 0));
@@ -409,7 +409,7 @@ mod tests {
         // Getters too: they would read what the panic may have left half-updated.
         let (mut id, mut err) = ([0 as c_char; TRIB_ID_BUF_LEN], ptr::null_mut());
         // SAFETY: an open handle, a buffer of TRIB_ID_BUF_LEN bytes, `err` a local.
-        let rc = unsafe { trib_journal_id(journal, id.as_mut_ptr(), id.len(), &mut err) };
+        let rc = unsafe { trib_journal_id(journal, id.as_mut_ptr(), id.len(), &raw mut err) };
         // SAFETY: `err` was just returned by the library.
         let msg = unsafe { taken(rc, err) };
         assert_eq!((rc, id[0]), (TRIB_E_PANIC, 0), "{msg}");
@@ -421,7 +421,7 @@ mod tests {
     fn null_arguments_are_invalid_arg_with_an_error() {
         let mut err: *mut trib_error = ptr::null_mut();
         // SAFETY: every pointer is NULL or points to a local.
-        let rc = unsafe { trib_journal_append(ptr::null(), ptr::null(), 0, ptr::null_mut(), &mut err) };
+        let rc = unsafe { trib_journal_append(ptr::null(), ptr::null(), 0, ptr::null_mut(), &raw mut err) };
         assert_eq!(rc, TRIB_E_INVALID_ARG);
         assert!(!err.is_null());
         // SAFETY: `err` was just returned by the library.

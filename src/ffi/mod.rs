@@ -109,7 +109,7 @@ pub const TRIB_E_UNSAFE_FILESYSTEM: c_int = 13;
 pub const TRIB_E_NOT_A_JOURNAL: c_int = 14;
 /// An operating-system I/O error.
 pub const TRIB_E_IO: c_int = 15;
-/// An SQLite error from a journal.
+/// An `SQLite` error from a journal.
 pub const TRIB_E_SQLITE: c_int = 16;
 /// The journal file (or its `-wal`) was removed, renamed or replaced while the handle
 /// had it open; nothing of the call was stored. Close the handle and reopen the journal.
@@ -127,7 +127,7 @@ pub const TRIB_E_PANIC: c_int = 100;
 /// power cut (the default).
 pub const TRIB_DURABILITY_FULL: u32 = 0;
 /// `durability` of `trib_journal_options`: survives a crash of the process, not of the
-/// machine (SQLite `synchronous=NORMAL`).
+/// machine (`SQLite` `synchronous=NORMAL`).
 pub const TRIB_DURABILITY_NORMAL: u32 = 1;
 
 /// Size of the buffers that hold a journal or target id: 32 hex digits and a NUL.
@@ -189,7 +189,7 @@ fn kind_cname(kind: ErrorKind) -> &'static CStr {
     ErrorKind::ALL.iter().position(|k| *k == kind).map_or(c"unknown", |i| names[i].as_c_str())
 }
 
-/// Stable snake_case name of a result code (`ErrorKind::name`, `"ok"`, `"panic"`, or
+/// Stable `snake_case` name of a result code (`ErrorKind::name`, `"ok"`, `"panic"`, or
 /// `"unknown"`), NUL-terminated, valid forever.
 fn code_name(code: c_int) -> &'static CStr {
     match code {

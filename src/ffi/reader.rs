@@ -49,7 +49,7 @@ impl trib_cursor {
     }
 
     fn to_rust(self) -> FfiResult<Cursor> {
-        let bytes: Vec<u8> = self.target_id.iter().map(|&c| c as u8).take_while(|&b| b != 0).collect();
+        let bytes: Vec<u8> = self.target_id.iter().map(|&c| c.to_ne_bytes()[0]).take_while(|&b| b != 0).collect();
         if bytes.len() == TRIB_ID_BUF_LEN {
             return Err(Failure::arg("the cursor's `target_id` is not NUL-terminated"));
         }
