@@ -186,6 +186,17 @@
 #define TRIB_CURSOR_TEXT_LEN 75
 
 /**
+ * `on_full` of `trib_appender_options`: a push into a full queue waits for room.
+ */
+#define TRIB_ON_FULL_BLOCK 0
+
+/**
+ * `on_full` of `trib_appender_options`: a push into a full queue drops the line and
+ * counts it (`trib_appender_dropped`); the push says so.
+ */
+#define TRIB_ON_FULL_DROP 1
+
+/**
  * `event` of a `trib_event_fn`: a round committed lines; `report` says what it did.
  */
 #define TRIB_EVENT_COMMITTED 1
@@ -214,6 +225,19 @@
  * `event` of a `trib_event_fn`: the problem reported before about `subject` is over.
  */
 #define TRIB_EVENT_RESOLVED 5
+
+/**
+ * A journal with a background committer: `trib_appender_push` queues a line and
+ * returns before it is durable; a committer thread appends what is queued as one
+ * transaction (one fsync) at most `linger_us` after the oldest queued line;
+ * `trib_appender_flush` waits until every line pushed before it is durable.
+ *
+ * Thread-safety: push, flush and dropped may be called from several threads at once.
+ *
+ * Ownership: created by `trib_appender_open`, released by `trib_appender_close`,
+ * which must not run while another thread is still using the handle.
+ */
+typedef struct trib_appender trib_appender;
 
 /**
  * An error: its result code, a human-readable message that says what to do, and (for
@@ -350,6 +374,31 @@ typedef struct trib_backlog {
      */
     uint64_t drained_seq;
 } trib_backlog;
+
+/**
+ * Options for `trib_appender_open`. Fill it with `trib_appender_options_default` and
+ * change the fields you need (passing NULL options means the defaults).
+ */
+typedef struct trib_appender_options {
+    /**
+     * How the journal is opened.
+     */
+    struct trib_journal_options journal;
+    /**
+     * How long the committer waits, after the oldest queued line arrived, for more
+     * before it commits, in microseconds (default 5000). A line is durable at most
+     * this plus one commit after its push returned.
+     */
+    uint64_t linger_us;
+    /**
+     * Most bytes queued and not yet committed (default 8 MiB; at least 1).
+     */
+    uint64_t max_queue_bytes;
+    /**
+     * `TRIB_ON_FULL_BLOCK` (default) or `TRIB_ON_FULL_DROP`.
+     */
+    uint32_t on_full;
+} trib_appender_options;
 
 /**
  * Options for `trib_drain`. Fill it with `trib_compactor_options_default` and change
@@ -831,6 +880,82 @@ int trib_journal_id(const struct trib_journal *journal,
                     char *buf,
                     size_t buf_len,
                     struct trib_error **err_out);
+
+/**
+ * Fill `*options_out` with the defaults (the journal's defaults, 5 ms linger, 8 MiB
+ * queue, block when full).
+ *
+ * # Safety
+ * `options_out` and `err_out` must be NULL or writable.
+ */
+int trib_appender_options_default(struct trib_appender_options *options_out,
+                                  struct trib_error **err_out);
+
+/**
+ * Open (creating if needed) the journal at `path` and start its committer thread;
+ * `options` may be NULL for the defaults. On success `*appender_out` is a new handle
+ * for `trib_appender_close`.
+ *
+ * # Safety
+ * `path` must be NULL or NUL-terminated; `options` NULL or readable; `appender_out`
+ * and `err_out` NULL or writable.
+ */
+int trib_appender_open(const char *path,
+                       const struct trib_appender_options *options,
+                       struct trib_appender **appender_out,
+                       struct trib_error **err_out);
+
+/**
+ * Queue one line (`len` bytes at `line`, without `\n`) for the next commit and return:
+ * it is NOT durable yet (`trib_appender_flush`). `*queued_out` (if not NULL) is 1 when
+ * queued, 0 when dropped because the queue was full (`TRIB_ON_FULL_DROP`). A bad line
+ * is `TRIB_E_INVALID_LINE` at once; after a failure retrying cannot fix (the journal
+ * gone), every push returns that error.
+ *
+ * # Safety
+ * `appender` must be NULL or an open handle; `line` NULL or `len` readable bytes;
+ * `queued_out` and `err_out` NULL or writable.
+ */
+int trib_appender_push(const struct trib_appender *appender,
+                       const uint8_t *line,
+                       size_t len,
+                       int *queued_out,
+                       struct trib_error **err_out);
+
+/**
+ * Wait until every line pushed before this call is durable. An error when a commit
+ * attempt failed while it waited (the lines stay queued and are retried: call it
+ * again), or the error retrying cannot fix.
+ *
+ * # Safety
+ * `appender` must be NULL or an open handle; `err_out` NULL or writable.
+ */
+int trib_appender_flush(const struct trib_appender *appender,
+                        struct trib_error **err_out);
+
+/**
+ * Lines dropped so far because the queue was full (`TRIB_ON_FULL_DROP`), into
+ * `*dropped_out`.
+ *
+ * # Safety
+ * `appender` must be NULL or an open handle; `dropped_out` and `err_out` NULL or
+ * writable.
+ */
+int trib_appender_dropped(const struct trib_appender *appender,
+                          uint64_t *dropped_out,
+                          struct trib_error **err_out);
+
+/**
+ * Flush, stop the committer, close the journal and release the handle (NULL is
+ * accepted: `TRIB_OK`). The handle is released whatever the result; an error means
+ * lines still queued were not stored, and says how many.
+ *
+ * # Safety
+ * `appender` must be NULL or an open handle that no other thread is using, and it
+ * must not be used again; `err_out` NULL or writable.
+ */
+int trib_appender_close(struct trib_appender *appender,
+                        struct trib_error **err_out);
 
 /**
  * Create `target` once — its sidecar, lock file and first manifest, and the target

@@ -173,6 +173,14 @@ pub enum Error {
         /// The operating system's error.
         source: io::Error,
     },
+    /// An error an [`Appender`](crate::Appender)'s committer thread met, handed to a
+    /// later `push`, `flush` or `close` (its kind is the original error's).
+    Background {
+        /// The original error's kind.
+        kind: ErrorKind,
+        /// The original error's message, with what became of the queued records.
+        message: String,
+    },
     /// An `SQLite` error from a journal, with what tributary was doing.
     Sqlite {
         /// What tributary was doing, with the journal concerned.
@@ -362,6 +370,7 @@ impl Error {
             Error::NotAJournal { .. } => ErrorKind::NotAJournal,
             Error::Io { .. } => ErrorKind::Io,
             Error::Sqlite { .. } => ErrorKind::Sqlite,
+            Error::Background { kind, .. } => *kind,
             Error::JournalGone { .. } => ErrorKind::JournalGone,
             Error::TargetMissing { .. } => ErrorKind::TargetMissing,
         }
@@ -386,6 +395,7 @@ impl Error {
                 }
             }
             Error::JournalGone { path, detail } => Error::JournalGone { path: path.clone(), detail: detail.clone() },
+            Error::Background { kind, message } => Error::Background { kind: *kind, message: message.clone() },
             other => Error::Io {
                 context: "running a shared (group-committed) transaction".into(),
                 source: io::Error::other(other.to_string()),
@@ -528,6 +538,7 @@ impl fmt::Display for Error {
             ),
             Error::Io { context, source } => write!(f, "I/O error while {context}: {source}"),
             Error::Sqlite { context, source } => write!(f, "SQLite error while {context}: {source}"),
+            Error::Background { message, .. } => write!(f, "{message}"),
         }
     }
 }

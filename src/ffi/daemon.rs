@@ -1,4 +1,5 @@
-//! `trib_compact` (the compactor daemon, `Compactor::run`) and its stop token
+//! `trib_compact` and `trib_compact_journals` (the compactor daemon, `Compactor::run`
+//! and `run_journals`) and its stop token
 //! `trib_stop`: the one daemon loop the CLI, Python and Go all run.
 
 use std::ffi::{c_char, c_int, c_void, CString};

@@ -85,7 +85,7 @@ impl From<&JournalOptions> for trib_journal_options {
 }
 
 impl trib_journal_options {
-    fn to_rust(self) -> FfiResult<JournalOptions> {
+    pub(super) fn to_rust(self) -> FfiResult<JournalOptions> {
         let durability = match self.durability {
             TRIB_DURABILITY_FULL => Durability::Full,
             TRIB_DURABILITY_NORMAL => Durability::Normal,

@@ -20,7 +20,9 @@
 //! - `compactor`: `trib_init`, `trib_drain`, `trib_retire` and their options;
 //! - `inspect`: `trib_verify` and `trib_status` with their reports;
 //! - `reader`: `trib_reader` and `trib_cursor`;
-//! - `daemon`: `trib_compact` (the daemon loop, `Compactor::run`) and `trib_stop`.
+//! - `appender`: `trib_appender` (background commit, `Appender`);
+//! - `daemon`: `trib_compact` and `trib_compact_journals` (the daemon loop,
+//!   `Compactor::run`) and `trib_stop`.
 //!
 //! Rules every function follows:
 //! - the body of every fallible function (it returns a result code and takes `err_out`)
@@ -54,6 +56,8 @@ mod boundary; // handles, `Failure`, `ErrOut`, the panic boundary, argument help
 mod error; // `trib_error` and its functions, result names, versions
 
 mod journal; // `trib_journal`
+
+mod appender; // `trib_appender` (background commit)
 
 mod compactor; // `trib_init`, `trib_drain`, `trib_retire`
 

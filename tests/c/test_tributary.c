@@ -1706,6 +1706,70 @@ static void test_compact_journals_daemon(void) {
     pthread_mutex_destroy(&seen.mu);
 }
 
+/* trib_appender: push returns before durability, flush makes it durable, a full
+ * queue drops and counts with TRIB_ON_FULL_DROP, bad arguments are refused, close
+ * flushes. */
+static void test_appender(void) {
+    char dir[512], target[512], jpath[512], other[512];
+    trib_error *err = NULL;
+    make_dir(dir, "appender");
+    path_in(target, dir, "out.log");
+    path_in(jpath, dir, "a.journal");
+    path_in(other, dir, "b.journal");
+    init_target(target);
+
+    trib_appender_options o;
+    EXPECT(TRIB_OK, trib_appender_options_default(&o, &err));
+    CHECK(o.linger_us == 5000 && o.max_queue_bytes == 8u << 20 && o.on_full == TRIB_ON_FULL_BLOCK);
+    CHECK(o.journal.durability == TRIB_DURABILITY_FULL);
+    o.linger_us = 3600ull * 1000000; /* only flushes commit */
+    o.max_queue_bytes = 15;
+    o.on_full = TRIB_ON_FULL_DROP;
+    trib_appender *a = NULL;
+    EXPECT(TRIB_OK, trib_appender_open(jpath, &o, &a, &err));
+    int queued = -1;
+    EXPECT(TRIB_OK, trib_appender_push(a, (const uint8_t *)"0123456789", 10, &queued, &err));
+    CHECK(queued == 1);
+    EXPECT(TRIB_OK, trib_appender_push(a, (const uint8_t *)"abcdefghij", 10, &queued, &err));
+    CHECK(queued == 0);
+    uint64_t dropped = 99;
+    EXPECT(TRIB_OK, trib_appender_dropped(a, &dropped, &err));
+    CHECK(dropped == 1);
+    EXPECT(TRIB_OK, trib_appender_flush(a, &err));
+    EXPECT(TRIB_OK, trib_appender_push(a, (const uint8_t *)"after", 5, NULL, &err));
+    EXPECT(TRIB_E_INVALID_LINE, trib_appender_push(a, (const uint8_t *)"a\nb", 3, NULL, &err));
+    EXPECT(TRIB_OK, trib_appender_close(a, &err)); /* flushes "after" */
+    const char *paths[] = {jpath};
+    trib_drain_report rep = drain_paths(target, paths, 1);
+    CHECK(rep.lines == 2);
+    size_t len = 0;
+    char *got = read_file(target, &len);
+    CHECK(got != NULL && len == 17 && memcmp(got, "0123456789\nafter\n", 17) == 0);
+    free(got);
+
+    /* Bad arguments. */
+    trib_appender *b = NULL;
+    o.on_full = 7;
+    EXPECT(TRIB_E_INVALID_ARG, trib_appender_open(other, &o, &b, &err));
+    o.on_full = TRIB_ON_FULL_BLOCK;
+    o.max_queue_bytes = 0;
+    EXPECT(TRIB_E_INVALID_ARG, trib_appender_open(other, &o, &b, &err));
+    CHECK(b == NULL);
+    EXPECT(TRIB_E_INVALID_ARG, trib_appender_open(NULL, NULL, &b, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_appender_open(other, NULL, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_appender_push(NULL, (const uint8_t *)"x", 1, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_appender_flush(NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_appender_dropped(NULL, &dropped, &err));
+    EXPECT(TRIB_OK, trib_appender_close(NULL, &err));
+    /* The defaults (NULL options) work, and a wrong handle type is refused. */
+    EXPECT(TRIB_OK, trib_appender_open(other, NULL, &b, &err));
+    trib_journal *j = open_journal(jpath, NULL);
+    EXPECT(TRIB_E_INVALID_ARG, trib_appender_flush((const trib_appender *)(const void *)j, &err));
+    trib_journal_close(j);
+    EXPECT(TRIB_OK, trib_appender_push(b, (const uint8_t *)"default", 7, NULL, &err));
+    EXPECT(TRIB_OK, trib_appender_close(b, &err));
+}
+
 int main(int argc, char **argv) {
     g_argv0 = argv[0];
     if (argc == 4 && strcmp(argv[1], "--drain-child") == 0) {
@@ -1739,6 +1803,7 @@ int main(int argc, char **argv) {
     test_retire();
     test_compact_daemon();
     test_compact_journals_daemon();
+    test_appender();
 
     if (g_fail == 0) {
         rm_rf(g_root);

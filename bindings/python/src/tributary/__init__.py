@@ -34,6 +34,7 @@ from ._compactor import (
     status,
     verify,
 )
+from ._appender import Appender
 from ._compact import CompactEvent, CompactReport, compact
 from ._ffi import ABI_VERSION, LIB_PATH, LIB_VERSION
 from ._journal import DEFAULT_MAX_LINE_BYTES, Backlog, Journal
@@ -70,6 +71,7 @@ __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
     "LIB_PATH",
     "LIB_VERSION",
+    "Appender",
     "Backlog",
     "CompactEvent",
     "CompactReport",

@@ -49,12 +49,15 @@ __all__ = [
     "TRIB_DURABILITY_NORMAL",
     "TRIB_ID_BUF_LEN",
     "TRIB_CURSOR_TEXT_LEN",
+    "TRIB_ON_FULL_BLOCK",
+    "TRIB_ON_FULL_DROP",
     "TRIB_EVENT_COMMITTED",
     "TRIB_EVENT_CONTENDED",
     "TRIB_EVENT_PROBLEM",
     "TRIB_EVENT_SET_ASIDE",
     "TRIB_EVENT_RESOLVED",
     "CONSTANTS",
+    "trib_appender_p",
     "trib_error_p",
     "trib_journal_p",
     "trib_reader_p",
@@ -64,6 +67,7 @@ __all__ = [
     "trib_journal_options",
     "trib_slice",
     "trib_backlog",
+    "trib_appender_options",
     "trib_compactor_options",
     "trib_init_report",
     "trib_drain_report",
@@ -106,6 +110,8 @@ TRIB_DURABILITY_FULL = 0
 TRIB_DURABILITY_NORMAL = 1
 TRIB_ID_BUF_LEN = 33
 TRIB_CURSOR_TEXT_LEN = 75
+TRIB_ON_FULL_BLOCK = 0
+TRIB_ON_FULL_DROP = 1
 TRIB_EVENT_COMMITTED = 1
 TRIB_EVENT_CONTENDED = 2
 TRIB_EVENT_PROBLEM = 3
@@ -139,6 +145,8 @@ CONSTANTS = {
     "TRIB_DURABILITY_NORMAL": TRIB_DURABILITY_NORMAL,
     "TRIB_ID_BUF_LEN": TRIB_ID_BUF_LEN,
     "TRIB_CURSOR_TEXT_LEN": TRIB_CURSOR_TEXT_LEN,
+    "TRIB_ON_FULL_BLOCK": TRIB_ON_FULL_BLOCK,
+    "TRIB_ON_FULL_DROP": TRIB_ON_FULL_DROP,
     "TRIB_EVENT_COMMITTED": TRIB_EVENT_COMMITTED,
     "TRIB_EVENT_CONTENDED": TRIB_EVENT_CONTENDED,
     "TRIB_EVENT_PROBLEM": TRIB_EVENT_PROBLEM,
@@ -149,6 +157,7 @@ CONSTANTS = {
 
 # ---- opaque handles: `struct trib_x *` is trib_x_p --------------------------------------
 
+trib_appender_p = c_void_p  # struct trib_appender *
 trib_error_p = c_void_p  # struct trib_error *
 trib_journal_p = c_void_p  # struct trib_journal *
 trib_reader_p = c_void_p  # struct trib_reader *
@@ -157,6 +166,7 @@ trib_stop_p = c_void_p  # struct trib_stop *
 
 #: The opaque structs of the header (their handles are the aliases above).
 OPAQUE = (
+    "trib_appender",
     "trib_error",
     "trib_journal",
     "trib_reader",
@@ -200,6 +210,17 @@ class trib_backlog(Structure):
         ("oldest_append_ms", c_int64),
         ("last_seq", c_uint64),
         ("drained_seq", c_uint64),
+    ]
+
+
+class trib_appender_options(Structure):
+    """``struct trib_appender_options``."""
+
+    _fields_ = [
+        ("journal", trib_journal_options),
+        ("linger_us", c_uint64),
+        ("max_queue_bytes", c_uint64),
+        ("on_full", c_uint32),
     ]
 
 
@@ -327,6 +348,7 @@ STRUCTS = (
     trib_journal_options,
     trib_slice,
     trib_backlog,
+    trib_appender_options,
     trib_compactor_options,
     trib_init_report,
     trib_drain_report,
@@ -380,6 +402,18 @@ FUNCTIONS = {
     "trib_journal_backlog": (c_int, (trib_journal_p, POINTER(trib_backlog), POINTER(trib_error_p))),
     # int trib_journal_id(journal, buf, buf_len, err_out)
     "trib_journal_id": (c_int, (trib_journal_p, c_char_p, c_size_t, POINTER(trib_error_p))),
+    # int trib_appender_options_default(options_out, err_out)
+    "trib_appender_options_default": (c_int, (POINTER(trib_appender_options), POINTER(trib_error_p))),
+    # int trib_appender_open(path, options, appender_out, err_out)
+    "trib_appender_open": (c_int, (c_char_p, POINTER(trib_appender_options), POINTER(trib_appender_p), POINTER(trib_error_p))),
+    # int trib_appender_push(appender, line, len, queued_out, err_out)
+    "trib_appender_push": (c_int, (trib_appender_p, c_char_p, c_size_t, POINTER(c_int), POINTER(trib_error_p))),
+    # int trib_appender_flush(appender, err_out)
+    "trib_appender_flush": (c_int, (trib_appender_p, POINTER(trib_error_p))),
+    # int trib_appender_dropped(appender, dropped_out, err_out)
+    "trib_appender_dropped": (c_int, (trib_appender_p, POINTER(c_uint64), POINTER(trib_error_p))),
+    # int trib_appender_close(appender, err_out)
+    "trib_appender_close": (c_int, (trib_appender_p, POINTER(trib_error_p))),
     # int trib_init(target, options, report_out, err_out)
     "trib_init": (c_int, (c_char_p, POINTER(trib_compactor_options), POINTER(trib_init_report), POINTER(trib_error_p))),
     # int trib_drain(target, journal_paths, journal_count, spool, options, report_out, err_out)

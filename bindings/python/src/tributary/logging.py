@@ -25,11 +25,14 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
+from ._appender import Appender
 from ._journal import DEFAULT_MAX_LINE_BYTES, Journal
 from ._util import PathLike, Seconds
+from .errors import TributaryError
 
 __all__ = ["JournalHandler", "escape", "unescape"]
 
@@ -54,6 +57,15 @@ class JournalHandler(logging.Handler):
     from several threads share fsyncs (group commit): unlike most handlers this one does
     not serialise ``emit`` behind the handler's lock, since the journal is thread-safe.
 
+    With ``background=True`` (background commit, :class:`tributary.Appender`), ``emit``
+    queues the record and returns at once; a committer thread makes what is queued
+    durable in one transaction at most ``linger`` seconds (default 0.005) after the
+    oldest queued record. :meth:`flush` (which ``logging.shutdown`` calls at exit) waits
+    until every record emitted before it is durable. A crash loses at most the records
+    of that window, never one emitted before a ``flush()`` that returned. When
+    ``max_queue_bytes`` are queued, ``emit`` waits (``on_full="block"``, the default)
+    or drops the record and counts it in :attr:`dropped_records` (``on_full="drop"``).
+
     Safe across ``fork()``: a forked child logs to a journal file of its own,
     ``<name>.<pid>.journal`` beside ``path`` (for ``app.journal``: ``app.1234.journal``),
     opened the first time it logs. Drain the folder (``spool=``), not the one file. A
@@ -65,6 +77,7 @@ class JournalHandler(logging.Handler):
         level: the handler's level.
         durability, max_line, max_backlog_bytes, full_wait, allow_network_fs: as for
             :class:`tributary.Journal`.
+        background, linger, max_queue_bytes, on_full: background commit (above).
     """
 
     def __init__(
@@ -77,6 +90,10 @@ class JournalHandler(logging.Handler):
         max_backlog_bytes: Optional[int] = None,
         full_wait: Optional[Seconds] = None,
         allow_network_fs: bool = False,
+        background: bool = False,
+        linger: Seconds = 0.005,
+        max_queue_bytes: int = 8 << 20,
+        on_full: str = "block",
     ) -> None:
         super().__init__(level)
         self.path = os.fspath(path)
@@ -87,24 +104,32 @@ class JournalHandler(logging.Handler):
             full_wait=full_wait,
             allow_network_fs=allow_network_fs,
         )
+        #: True when records are committed in the background (see above).
+        self.background = bool(background)
+        if self.background:
+            self._options.update(linger=linger, max_queue_bytes=max_queue_bytes, on_full=on_full)
         self._creator_pid = os.getpid()
-        self._journals: Dict[int, Journal] = {}
+        self._journals: Dict[int, Union[Journal, Appender]] = {}
         self._open_lock = threading.Lock()
         self._count_lock = threading.Lock()
         #: Records that could not be stored (each also went to :meth:`handleError`).
         self.failed_records = 0
+        #: Records dropped because the background queue was full (``on_full="drop"``).
+        self.dropped_records = 0
         self.journal  # open now: a bad path or option fails at configuration time
 
     @property
-    def journal(self) -> Journal:
-        """This process's journal (in a forked child, its own file, opened on first use)."""
+    def journal(self) -> Union[Journal, Appender]:
+        """This process's journal — an :class:`~tributary.Appender` with
+        ``background=True`` (in a forked child, its own file, opened on first use)."""
         pid = os.getpid()
         j = self._journals.get(pid)
         if j is None:
             with self._open_lock:
                 j = self._journals.get(pid)
                 if j is None:
-                    j = Journal(self.path_for(pid), **self._options)
+                    kind = Appender if self.background else Journal
+                    j = kind(self.path_for(pid), **self._options)
                     self._journals[pid] = j
         return j
 
@@ -131,7 +156,13 @@ class JournalHandler(logging.Handler):
         :meth:`handleError` (never a silent drop)."""
         try:
             line = escape(self.format(record)).encode("utf-8", "backslashreplace")
-            self.journal.append(line)
+            j = self.journal
+            if isinstance(j, Appender):
+                if not j.push(line):
+                    with self._count_lock:
+                        self.dropped_records += 1
+            else:
+                j.append(line)
         except RecursionError:
             raise
         except Exception:
@@ -139,13 +170,32 @@ class JournalHandler(logging.Handler):
                 self.failed_records += 1
             self.handleError(record)
 
+    def flush(self) -> None:
+        """With ``background=True``, wait until every record emitted before this call is
+        durable (a failure is reported on stderr like a failed ``emit``; the records stay
+        queued and are retried). Without, every emitted record is already durable."""
+        j = self._journals.get(os.getpid())
+        if isinstance(j, Appender):
+            self._reporting(j.flush)
+
     def close(self) -> None:
-        """Close this process's journal handle (records already emitted are durable)."""
+        """Close this process's journal handle; with ``background=True`` after making
+        every emitted record durable (records already emitted are durable)."""
         with self._open_lock:
             j = self._journals.pop(os.getpid(), None)
         if j is not None:
-            j.close()
+            self._reporting(j.close)
         super().close()
+
+    def _reporting(self, action: Any) -> None:
+        """Run ``action``; a tributary error is printed to stderr (while
+        ``logging.raiseExceptions``, as :meth:`handleError` does), not raised: flush and
+        close run from ``logging.shutdown`` at exit."""
+        try:
+            action()
+        except TributaryError as e:
+            if logging.raiseExceptions:
+                sys.stderr.write(f"--- tributary.JournalHandler could not make records durable: {e}\n")
 
     def __repr__(self) -> str:
         return f"<JournalHandler {self.path!r} ({logging.getLevelName(self.level)})>"

@@ -1,0 +1,159 @@
+"""Background commit for Python: :class:`Appender`, a journal with a committer thread
+(``trib_appender``; docs/design.md, "Background commit"). ``push`` returns before the
+line is durable; ``flush`` waits until it is."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import weakref
+from ctypes import byref, c_int, c_uint64
+from typing import Optional
+
+from . import _ffi
+from ._ffi import call, error_from, fspath_bytes, lib
+from ._journal import DEFAULT_MAX_LINE_BYTES, Line, _line_bytes
+from ._managed import Managed
+from ._util import PathLike, Seconds, _arg_error, _ms, _positive_int
+
+__all__ = ["Appender"]
+
+#: Appenders open in this process: flushed at exit, so that what was pushed before a
+#: normal exit is durable (``logging.shutdown`` flushes handlers the same way).
+_open: "weakref.WeakSet[Appender]" = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_open_appenders() -> None:
+    for a in list(_open):
+        try:
+            a.close()
+        except Exception:  # noqa: BLE001 - at exit: nothing to report to
+            pass
+
+
+class Appender(Managed):
+    """A journal with a background committer, for logging paths that cannot wait for
+    an fsync per record.
+
+    ``push(line)`` validates the line (a bad one raises :class:`InvalidLineError` at
+    once), queues it and returns: the line is **not durable yet**. A committer thread
+    appends everything queued as one transaction (one fsync) at most ``linger``
+    seconds after the oldest queued line arrived. ``flush()`` returns once every line
+    pushed before it is durable, or raises the error of a commit attempt that failed
+    meanwhile (the lines stay queued and are retried). ``close()`` (and ``with``, and
+    interpreter exit) flushes first.
+
+    What a crash can lose: lines pushed in the last ``linger`` plus one commit — never
+    a line pushed before a ``flush()`` that returned. Lines are committed in push
+    order.
+
+    Args:
+        path: the journal file (created if missing), on a local disk.
+        linger: seconds the committer waits for more lines (default 0.005).
+        max_queue_bytes: most bytes queued and not committed (default 8 MiB).
+        on_full: ``"block"`` (default: ``push`` waits for room) or ``"drop"`` (``push``
+            drops the line, returns False and counts it in :attr:`dropped`).
+        durability, max_line, max_backlog_bytes, full_wait, allow_network_fs: as for
+            :class:`tributary.Journal`.
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        *,
+        linger: Seconds = 0.005,
+        max_queue_bytes: int = 8 << 20,
+        on_full: str = "block",
+        durability: str = "full",
+        max_line: int = DEFAULT_MAX_LINE_BYTES,
+        max_backlog_bytes: Optional[int] = None,
+        full_wait: Optional[Seconds] = None,
+        allow_network_fs: bool = False,
+    ) -> None:
+        super().__init__()
+        self.path = os.fspath(path)
+        path_b = fspath_bytes(path, "path")
+        opts = _ffi.trib_appender_options()
+        call(lib.trib_appender_options_default, byref(opts))
+        if durability == "full":
+            opts.journal.durability = _ffi.TRIB_DURABILITY_FULL
+        elif durability == "normal":
+            opts.journal.durability = _ffi.TRIB_DURABILITY_NORMAL
+        else:
+            raise _arg_error(f"durability must be 'full' or 'normal', not {durability!r}")
+        opts.journal.max_line_bytes = _positive_int(max_line, "max_line")
+        if max_backlog_bytes is not None:
+            opts.journal.max_backlog_bytes = _positive_int(max_backlog_bytes, "max_backlog_bytes")
+        wait_ms = _ms(full_wait, "full_wait")
+        if wait_ms is not None:
+            opts.journal.full_wait_ms = wait_ms
+        opts.journal.allow_network_fs = bool(allow_network_fs)
+        if isinstance(linger, bool) or not isinstance(linger, (int, float)) or not 0 <= linger <= 3600:
+            raise _arg_error(f"linger must be a number of seconds from 0 to 3600, not {linger!r}")
+        opts.linger_us = int(linger * 1_000_000)
+        opts.max_queue_bytes = _positive_int(max_queue_bytes, "max_queue_bytes")
+        if on_full == "block":
+            opts.on_full = _ffi.TRIB_ON_FULL_BLOCK
+        elif on_full == "drop":
+            opts.on_full = _ffi.TRIB_ON_FULL_DROP
+        else:
+            raise _arg_error(f"on_full must be 'block' or 'drop', not {on_full!r}")
+        #: The durability the journal was opened with.
+        self.durability = durability
+        handle = _ffi.trib_appender_p()
+        call(lib.trib_appender_open, path_b, byref(opts), byref(handle))
+        self._set_handle(handle)
+        self._queued = c_int()
+        _open.add(self)
+
+    # -- handle life cycle (Managed) --
+
+    def _delete(self, handle: int) -> None:
+        lib.trib_appender_close(handle, None)
+
+    def _what(self) -> str:
+        return f"appender on journal {self.path!r}"
+
+    def close(self) -> None:
+        """Flush, stop the committer and close the journal (idempotent). Raises if lines
+        could not be stored (the error says how many)."""
+        if os.getpid() != self._pid:
+            super().close()  # the parent's: forgotten, not flushed or freed here
+            return
+        with self._cond:
+            handle, self._handle = self._handle, None
+            while self._busy:
+                self._cond.wait()
+        _open.discard(self)
+        if handle is not None:
+            err = _ffi.trib_error_p()
+            rc = lib.trib_appender_close(handle, byref(err))
+            if rc != _ffi.TRIB_OK:
+                raise error_from(rc, err)
+
+    def __repr__(self) -> str:
+        return f"<tributary.Appender {self.path!r}{' closed' if self.closed else ''}>"
+
+    # -- the queue --
+
+    def push(self, line: Line) -> bool:
+        """Queue one line (bytes without ``\\n``, or str encoded as UTF-8) for the next
+        commit; True when queued, False when dropped because the queue was full
+        (``on_full="drop"``). Not durable until :meth:`flush` returns (or the
+        committer's next commit)."""
+        data = _line_bytes(line)
+        queued = c_int()
+        self._call(lib.trib_appender_push, data, len(data), byref(queued))
+        return bool(queued.value)
+
+    def flush(self) -> None:
+        """Wait until every line pushed before this call is durable."""
+        self._call(lib.trib_appender_flush)
+
+    @property
+    def dropped(self) -> int:
+        """Lines dropped so far because the queue was full (``on_full="drop"``)."""
+        n = c_uint64()
+        self._call(lib.trib_appender_dropped, byref(n))
+        return n.value

@@ -1,0 +1,153 @@
+"""tributary.Appender and JournalHandler(background=True): background commit
+(trib_appender) — push returns before durability, flush waits for it, a crash loses
+at most the unflushed tail, never a flushed record."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import tributary
+import tributary.logging
+from conftest import HANG_GUARD, target_lines
+
+
+def drained(target: Path, journal: Path) -> list:
+    tributary.drain(target, journals=[journal])
+    return target_lines(target)
+
+
+def test_push_then_flush_commits_in_order(target: Path, spool: Path) -> None:
+    path = spool / "a.journal"
+    with tributary.Appender(path, linger=3600) as a:  # only flushes commit
+        for i in range(1000):
+            assert a.push(f"line {i}") is True
+        a.flush()
+    assert drained(target, path) == [f"line {i}".encode() for i in range(1000)]
+
+
+def test_on_full_drop_counts_and_says_so(target: Path, spool: Path) -> None:
+    path = spool / "a.journal"
+    with tributary.Appender(path, linger=3600, max_queue_bytes=15, on_full="drop") as a:
+        assert a.push(b"0123456789") is True
+        assert a.push(b"abcdefghij") is False
+        assert a.dropped == 1
+    assert drained(target, path) == [b"0123456789"]
+
+
+def test_bad_input_is_refused_clearly(spool: Path) -> None:
+    with tributary.Appender(spool / "a.journal", max_line=4) as a:
+        with pytest.raises(tributary.InvalidLineError):
+            a.push("a\nb")
+        with pytest.raises(tributary.InvalidLineError):
+            a.push("too long")
+    for bad in (dict(on_full="sometimes"), dict(linger=-1), dict(max_queue_bytes=0), dict(durability="maybe")):
+        with pytest.raises(tributary.InvalidArgumentError):
+            tributary.Appender(spool / "b.journal", **bad)
+    a = tributary.Appender(spool / "c.journal")
+    a.close()
+    with pytest.raises(tributary.InvalidArgumentError, match="closed"):
+        a.push("x")
+
+
+def test_a_removed_journal_is_an_error_at_flush_and_close_not_a_silent_loss(spool: Path) -> None:
+    path = spool / "a.journal"
+    a = tributary.Appender(path, linger=3600)
+    a.push("kept")
+    a.flush()
+    a.push("lost")
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.remove(f"{path}{suffix}")
+        except FileNotFoundError:
+            pass
+    with pytest.raises(tributary.JournalGoneError):
+        a.flush()
+    with pytest.raises(tributary.JournalGoneError, match="1 queued record"):
+        a.close()
+
+
+CHILD = """
+import sys, tributary
+a = tributary.Appender(sys.argv[1], linger=0.001)
+i = 0
+while True:
+    for _ in range(50):
+        a.push(f"line {i}")
+        i += 1
+    a.flush()
+    print(i, flush=True)  # every line before this one is durable
+"""
+
+
+def test_sigkill_loses_no_flushed_record_and_keeps_a_prefix(target: Path, spool: Path) -> None:
+    # A real process pushing and flushing, killed with SIGKILL after its 20th flush:
+    # every record before the last flush it reported survives, and what survives is a
+    # prefix of what it pushed (push order, no gap, no duplicate).
+    path = spool / "a.journal"
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(CHILD), str(path)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    flushed = 0
+    for _ in range(20):
+        flushed = int(child.stdout.readline())
+    child.send_signal(signal.SIGKILL)
+    child.wait(HANG_GUARD)
+    got = drained(target, path)
+    assert len(got) >= flushed, f"{flushed} records were flushed, {len(got)} survived"
+    assert got == [f"line {i}".encode() for i in range(len(got))]
+
+
+def test_journal_handler_in_background_is_durable_after_flush(target: Path, spool: Path) -> None:
+    path = spool / "app.journal"
+    handler = tributary.logging.JournalHandler(path, background=True, linger=3600)
+    log = logging.getLogger("test_background")
+    log.propagate = False
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        for i in range(100):
+            log.info("record %d\nsecond line", i)
+        assert isinstance(handler.journal, tributary.Appender)
+        handler.flush()
+        assert drained(target, path) == [f"record {i}\\nsecond line".encode() for i in range(100)]
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    assert handler.failed_records == 0 and handler.dropped_records == 0
+
+
+def test_exit_flushes_what_was_logged_in_the_background(target: Path, spool: Path) -> None:
+    # No flush, no close: logging.shutdown (atexit) must make the records durable.
+    code = """
+        import logging, sys, tributary.logging
+        logging.basicConfig(level=logging.INFO, handlers=[
+            tributary.logging.JournalHandler(sys.argv[1], background=True, linger=3600)])
+        for i in range(500):
+            logging.info("exit %d", i)
+    """
+    path = spool / "app.journal"
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code), str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert drained(target, path) == [f"INFO:root:exit {i}".encode() for i in range(500)]
+
+
+def test_a_bare_appender_is_flushed_at_exit(target: Path, spool: Path) -> None:
+    # No flush, no close, no logging: the interpreter's exit must still make every
+    # pushed record durable (the committer would otherwise die with the process).
+    code = """
+        import sys, tributary
+        a = tributary.Appender(sys.argv[1], linger=3600)
+        for i in range(500):
+            a.push(f"bare {i}")
+    """
+    path = spool / "a.journal"
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code), str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert drained(target, path) == [f"bare {i}".encode() for i in range(500)]

@@ -1,0 +1,483 @@
+//! Background commit: an [`Appender`] owns a journal and a committer thread, so a
+//! caller that logs hands a line over and goes on; the committer appends whatever is
+//! queued as one batch (one transaction, one fsync). docs/design.md, "Background
+//! commit", states the semantics.
+//!
+//! Keeps: records are committed in push order, each at most once; `flush` returns `Ok`
+//! only once every record pushed before it is durable; no record leaves the queue
+//! except by being committed, by `OnFull::Drop` at push (counted), or by `close`
+//! giving up (counted in its error).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::{validate_line, Journal, JournalOptions};
+use crate::error::{Error, ErrorKind, Result};
+
+/// What [`Appender::push`] does when the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFull {
+    /// Wait until the committer makes room (back-pressure on the caller).
+    #[default]
+    Block,
+    /// Drop the record and count it ([`Appender::dropped`]); `push` says so.
+    Drop,
+}
+
+crate::options::options! {
+    /// Options for an [`Appender`].
+    pub struct AppenderOptions {
+        /// How the journal is opened (durability, line limit, back-pressure, ...).
+        pub journal: JournalOptions = JournalOptions::default(),
+        /// How long the committer waits, after the oldest queued record arrived, for
+        /// more before it commits. Part of the durability window: a record is durable
+        /// at most `linger` plus one commit after `push` returned.
+        pub linger: Duration = Duration::from_millis(5),
+        /// Most payload bytes queued and not yet committed.
+        pub max_queue_bytes: usize = 8 << 20,
+        /// What `push` does when the queue is full.
+        pub on_full: OnFull = OnFull::Block,
+    }
+}
+
+/// What became of a pushed record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued: durable after the next commit ([`Appender::flush`] waits for it).
+    Queued,
+    /// Dropped because the queue was full (`OnFull::Drop`); counted in
+    /// [`Appender::dropped`].
+    Dropped,
+}
+
+/// The first retry pause after a failed commit, and the longest.
+const RETRY_MIN: Duration = Duration::from_millis(10);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// What the caller's threads and the committer share.
+struct State {
+    /// Records pushed and not committed, oldest first (the batch being committed is
+    /// taken out, and put back at the front if its commit fails).
+    queue: VecDeque<Vec<u8>>,
+    /// Payload bytes of the queue and of the batch in flight (the bound).
+    queued_bytes: usize,
+    /// Someone waits (a flush, a pusher blocked on a full queue): commit without lingering.
+    urgent: bool,
+    /// When the oldest queued record arrived (the linger runs from it).
+    oldest: Option<Instant>,
+    /// Records ever pushed (queued) and ever committed: a flush waits until
+    /// `committed` reaches the `pushed` it saw.
+    pushed: u64,
+    committed: u64,
+    dropped: u64,
+    /// Failed commit attempts so far: a flush that saw `failures` change returns
+    /// `last_error`.
+    failures: u64,
+    last_error: Option<(ErrorKind, String)>,
+    /// An error retrying cannot fix: every later call returns it.
+    sticky: Option<(ErrorKind, String)>,
+    closing: bool,
+}
+
+struct Shared {
+    journal: Journal,
+    /// The process that opened it: the committer thread does not exist in a forked child.
+    pid: u32,
+    opts: AppenderOptions,
+    state: Mutex<State>,
+    /// Signalled when work arrives or the appender closes (the committer waits on it).
+    work: Condvar,
+    /// Signalled after each commit attempt (flushers and blocked pushers wait on it).
+    progress: Condvar,
+}
+
+/// A journal with a background committer. `push` returns before the line is durable;
+/// `flush` waits until it is. Dropping it is `close` without the report.
+pub struct Appender {
+    shared: Arc<Shared>,
+    committer: Option<JoinHandle<()>>,
+}
+
+impl Appender {
+    /// Open (or create) the journal at `path` and start its committer thread.
+    ///
+    /// # Errors
+    /// As [`Journal::open`]; [`Error::Io`] if the thread cannot be started.
+    pub fn open(path: impl AsRef<std::path::Path>, opts: AppenderOptions) -> Result<Appender> {
+        let journal = Journal::open(path, opts.journal.clone())?;
+        let shared = Arc::new(Shared {
+            journal,
+            pid: std::process::id(),
+            opts,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                urgent: false,
+                oldest: None,
+                pushed: 0,
+                committed: 0,
+                dropped: 0,
+                failures: 0,
+                last_error: None,
+                sticky: None,
+                closing: false,
+            }),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+        });
+        let for_thread = Arc::clone(&shared);
+        let committer = std::thread::Builder::new()
+            .name("tributary-appender".into())
+            .spawn(move || for_thread.run())
+            .map_err(|e| Error::io("starting the appender's committer thread", e))?;
+        Ok(Appender { shared, committer: Some(committer) })
+    }
+
+    /// The journal this appender writes.
+    #[must_use]
+    pub fn journal(&self) -> &Journal {
+        &self.shared.journal
+    }
+
+    /// Queue `line` (without its `\n`) for the next commit and return: it is not
+    /// durable yet (see [`flush`](Self::flush)).
+    ///
+    /// # Errors
+    /// [`Error::InvalidLine`] for a line the journal refuses (nothing is queued);
+    /// the sticky error after a failure retrying cannot fix; [`Error::InvalidArgument`]
+    /// after `close`.
+    pub fn push(&self, line: &[u8]) -> Result<Pushed> {
+        validate_line(0, line, self.shared.opts.journal.max_line_bytes)?;
+        let s = &self.shared;
+        s.check_process()?;
+        let mut st = s.state.lock();
+        loop {
+            if let Some(e) = &st.sticky {
+                return Err(replay(e));
+            }
+            if st.closing {
+                return Err(Error::InvalidArgument("this appender is closed".into()));
+            }
+            // A record larger than the whole queue is let in alone, once the queue is empty.
+            if st.queued_bytes == 0 || st.queued_bytes + line.len() <= s.opts.max_queue_bytes {
+                break;
+            }
+            if s.opts.on_full == OnFull::Drop {
+                st.dropped += 1;
+                return Ok(Pushed::Dropped);
+            }
+            st.urgent = true;
+            s.work.notify_one();
+            s.progress.wait(&mut st);
+        }
+        st.queued_bytes += line.len();
+        st.queue.push_back(line.to_vec());
+        st.pushed += 1;
+        if st.oldest.is_none() {
+            // the first record since the last commit: wake the committer, which lingers
+            st.oldest = Some(Instant::now());
+            s.work.notify_one();
+        }
+        Ok(Pushed::Queued)
+    }
+
+    /// Wait until every record pushed before this call is durable.
+    ///
+    /// # Errors
+    /// The error of a commit attempt that failed while this call waited (the records
+    /// stay queued and are retried), or the sticky error.
+    pub fn flush(&self) -> Result<()> {
+        let s = &self.shared;
+        s.check_process()?;
+        let mut st = s.state.lock();
+        let (target, failures) = (st.pushed, st.failures);
+        while st.committed < target {
+            st.urgent = true; // no need to linger: someone is waiting
+            s.work.notify_one();
+            if let Some(e) = &st.sticky {
+                return Err(replay(e));
+            }
+            if st.failures != failures {
+                if let Some(e) = &st.last_error {
+                    return Err(replay(e));
+                }
+            }
+            s.progress.wait(&mut st);
+        }
+        Ok(())
+    }
+
+    /// Records dropped so far because the queue was full (`OnFull::Drop`).
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.shared.state.lock().dropped
+    }
+
+    /// Records pushed and not yet committed.
+    #[must_use]
+    pub fn pending(&self) -> u64 {
+        let st = self.shared.state.lock();
+        st.pushed - st.committed
+    }
+
+    /// Flush, stop the committer and close the journal.
+    ///
+    /// # Errors
+    /// The flush's error: then the records still queued are not stored, and the
+    /// error says how many.
+    pub fn close(mut self) -> Result<()> {
+        let flushed = self.flush();
+        let left = self.stop();
+        match flushed {
+            Ok(()) if left == 0 => Ok(()),
+            Ok(()) => Err(Error::InvalidArgument(format!("{left} record(s) were pushed while the appender closed"))),
+            Err(e) if left == 0 => Err(e),
+            Err(e) => Err(Error::Background {
+                kind: e.kind(),
+                message: format!("{e} ({left} queued record(s) were not stored: the appender closed)"),
+            }),
+        }
+    }
+
+    /// Stop the committer; returns how many records were still queued.
+    fn stop(&mut self) -> usize {
+        if self.shared.check_process().is_err() {
+            // a forked child: the committer is the parent's; leave it alone
+            self.committer.take();
+            return 0;
+        }
+        {
+            let mut st = self.shared.state.lock();
+            st.closing = true;
+            self.shared.work.notify_one();
+            self.shared.progress.notify_all();
+        }
+        if let Some(t) = self.committer.take() {
+            let _ = t.join();
+        }
+        let st = self.shared.state.lock();
+        usize::try_from(st.pushed - st.committed).unwrap_or(usize::MAX)
+    }
+}
+
+impl Drop for Appender {
+    fn drop(&mut self) {
+        if self.committer.is_some() {
+            let _ = self.flush();
+            self.stop();
+        }
+    }
+}
+
+impl Shared {
+    /// The committer, with a panic turned into a sticky error (flushers must not wait
+    /// for a thread that is gone).
+    fn run(&self) {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit_loop())).is_err() {
+            let mut st = self.state.lock();
+            st.sticky =
+                Some((ErrorKind::Io, "the appender's committer thread panicked (a bug, please report it)".into()));
+            self.progress.notify_all();
+        }
+    }
+
+    /// Wait for records, linger, commit them all as one batch; retry a failed batch
+    /// with backoff; stop when closing (after one last attempt).
+    fn commit_loop(&self) {
+        let mut backoff = RETRY_MIN;
+        let mut st = self.state.lock();
+        loop {
+            if st.queue.is_empty() {
+                if st.closing {
+                    return;
+                }
+                self.work.wait(&mut st);
+                continue;
+            }
+            // Linger for more, unless someone waits or the appender closes.
+            let until = st.oldest.unwrap_or_else(Instant::now) + self.opts.linger;
+            while !st.urgent && !st.closing && Instant::now() < until {
+                let _ = self.work.wait_until(&mut st, until);
+            }
+            st.urgent = false;
+            let batch: Vec<Vec<u8>> = st.queue.drain(..).collect();
+            st.oldest = None;
+            let closing = st.closing;
+            drop(st);
+            let result = self.journal.append_batch(&batch);
+            st = self.state.lock();
+            match result {
+                Ok(_) => {
+                    st.queued_bytes -= batch.iter().map(Vec::len).sum::<usize>();
+                    st.committed += batch.len() as u64;
+                    backoff = RETRY_MIN;
+                    self.progress.notify_all();
+                }
+                Err(e) => {
+                    // Back at the front, in order, before what was pushed meanwhile.
+                    for record in batch.into_iter().rev() {
+                        st.queue.push_front(record);
+                    }
+                    st.oldest = Some(Instant::now());
+                    st.failures += 1;
+                    let seen = (e.kind(), e.to_string());
+                    if retrying_cannot_fix(e.kind()) {
+                        st.sticky = Some(seen);
+                    } else {
+                        st.last_error = Some(seen);
+                    }
+                    self.progress.notify_all();
+                    if st.sticky.is_some() || closing {
+                        return;
+                    }
+                    let until = Instant::now() + backoff;
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                    while !st.closing && Instant::now() < until {
+                        let _ = self.work.wait_until(&mut st, until);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The committer thread is the opening process's: refuse in a forked child.
+    fn check_process(&self) -> Result<()> {
+        let me = std::process::id();
+        if me == self.pid {
+            return Ok(());
+        }
+        Err(Error::InvalidArgument(format!(
+            "this appender on journal {} was opened in process {} and this is process {me}, forked from it: its \
+             committer thread does not exist here. Open an appender (on its own journal file) in the child",
+            self.journal.path().display(),
+            self.pid
+        )))
+    }
+}
+
+/// Errors after which committing to this journal cannot succeed by trying again.
+fn retrying_cannot_fix(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::JournalGone | ErrorKind::InvalidArgument | ErrorKind::InvalidLine | ErrorKind::CorruptJournalRow
+    )
+}
+
+/// A recorded error, handed to another caller.
+fn replay((kind, message): &(ErrorKind, String)) -> Error {
+    Error::Background { kind: *kind, message: message.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Compactor, CompactorOptions};
+
+    /// A journal in a fresh folder, an appender on it with `opts`, and a target there.
+    fn setup(opts: AppenderOptions) -> (tempfile::TempDir, Appender) {
+        let d = tempfile::tempdir().unwrap();
+        let a = Appender::open(d.path().join("a.journal"), opts).unwrap();
+        (d, a)
+    }
+
+    /// Transactions the journal holds (one row of `runs` per committed batch).
+    fn batches(d: &tempfile::TempDir) -> i64 {
+        let c = rusqlite::Connection::open(d.path().join("a.journal")).unwrap();
+        c.query_row("SELECT count(*) FROM runs", [], |r| r.get(0)).unwrap()
+    }
+
+    /// The target's lines after draining the journal.
+    fn drained(d: &tempfile::TempDir) -> Vec<String> {
+        let target = d.path().join("out.log");
+        let c = Compactor::new(&target, CompactorOptions::default().create(true)).unwrap();
+        c.drain_paths(&[d.path().join("a.journal")]).unwrap();
+        std::fs::read_to_string(&target).unwrap().lines().map(str::to_string).collect()
+    }
+
+    /// Never lingering out: only a flush (or a full queue) makes the committer commit.
+    fn lingering_forever() -> AppenderOptions {
+        AppenderOptions::default().linger(Duration::from_secs(3600))
+    }
+
+    #[test]
+    fn pushed_records_are_committed_in_order_as_one_batch_when_flushed() {
+        let (d, a) = setup(lingering_forever());
+        for i in 0..100 {
+            assert_eq!(a.push(format!("line {i}").as_bytes()).unwrap(), Pushed::Queued);
+        }
+        assert_eq!(a.pending(), 100);
+        a.flush().unwrap();
+        assert_eq!(a.pending(), 0);
+        a.close().unwrap();
+        assert_eq!(batches(&d), 1, "100 pushes then a flush: one transaction");
+        assert_eq!(drained(&d), (0..100).map(|i| format!("line {i}")).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_committer_commits_by_itself_after_the_linger() {
+        let (d, a) = setup(AppenderOptions::default().linger(Duration::ZERO));
+        a.push(b"alone").unwrap();
+        // no flush: wait for the condition (committed), not for a time
+        while a.pending() > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(batches(&d), 1);
+        a.close().unwrap();
+        assert_eq!(drained(&d), ["alone"]);
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_with_on_full_drop() {
+        let (d, a) = setup(lingering_forever().max_queue_bytes(15).on_full(OnFull::Drop));
+        assert_eq!(a.push(b"0123456789").unwrap(), Pushed::Queued);
+        assert_eq!(a.push(b"abcdefghij").unwrap(), Pushed::Dropped);
+        assert_eq!(a.dropped(), 1);
+        a.flush().unwrap();
+        assert_eq!(a.push(b"abcdefghij").unwrap(), Pushed::Queued, "room again after the commit");
+        a.close().unwrap();
+        assert_eq!(drained(&d), ["0123456789", "abcdefghij"]);
+    }
+
+    #[test]
+    fn a_full_queue_blocks_until_the_committer_makes_room_with_on_full_block() {
+        let (d, a) = setup(lingering_forever().max_queue_bytes(15));
+        a.push(b"0123456789").unwrap();
+        // Full: this push waits, and its waiting makes the committer commit at once
+        // (without it the committer would linger for an hour).
+        assert_eq!(a.push(b"abcdefghij").unwrap(), Pushed::Queued);
+        a.close().unwrap();
+        assert_eq!(batches(&d), 2);
+        assert_eq!(drained(&d), ["0123456789", "abcdefghij"]);
+    }
+
+    #[test]
+    fn a_bad_line_is_refused_at_push_and_nothing_is_queued() {
+        let (d, a) = setup(lingering_forever().journal(JournalOptions::default().max_line_bytes(4)));
+        assert_eq!(a.push(b"a\nb").unwrap_err().kind(), ErrorKind::InvalidLine);
+        assert_eq!(a.push(b"too long").unwrap_err().kind(), ErrorKind::InvalidLine);
+        assert_eq!(a.pending(), 0);
+        a.push(b"ok").unwrap();
+        a.close().unwrap();
+        assert_eq!(drained(&d), ["ok"]);
+    }
+
+    #[test]
+    fn a_journal_removed_under_it_is_a_sticky_error_not_a_silent_loss() {
+        let (d, a) = setup(lingering_forever());
+        a.push(b"before").unwrap();
+        a.flush().unwrap();
+        a.push(b"after").unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(d.path().join(format!("a.journal{suffix}")));
+        }
+        let e = a.flush().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::JournalGone, "{e}");
+        assert_eq!(a.push(b"more").unwrap_err().kind(), ErrorKind::JournalGone, "sticky");
+        let e = a.close().unwrap_err();
+        assert!(e.to_string().contains("1 queued record(s) were not stored"), "{e}");
+    }
+}
