@@ -401,6 +401,33 @@ typedef struct trib_appender_options {
 } trib_appender_options;
 
 /**
+ * An appender's counters (`trib_appender_stats`).
+ */
+typedef struct trib_appender_stats {
+    /**
+     * Lines queued by `trib_appender_push` (the `n`th pushed line is durable once
+     * `committed` reaches `n`: lines are committed in push order).
+     */
+    uint64_t pushed;
+    /**
+     * Lines committed (durable).
+     */
+    uint64_t committed;
+    /**
+     * Lines dropped because the queue was full (`TRIB_ON_FULL_DROP`).
+     */
+    uint64_t dropped;
+    /**
+     * Transactions the committer made.
+     */
+    uint64_t commits;
+    /**
+     * Commit attempts that failed (each retried).
+     */
+    uint64_t failed_commits;
+} trib_appender_stats;
+
+/**
  * Options for `trib_drain`. Fill it with `trib_compactor_options_default` and change
  * the fields you need (passing NULL options means the defaults).
  */
@@ -932,6 +959,17 @@ int trib_appender_push(const struct trib_appender *appender,
  */
 int trib_appender_flush(const struct trib_appender *appender,
                         struct trib_error **err_out);
+
+/**
+ * The appender's counters since it was opened, into `*stats_out`.
+ *
+ * # Safety
+ * `appender` must be NULL or an open handle; `stats_out` and `err_out` NULL or
+ * writable.
+ */
+int trib_appender_read_stats(const struct trib_appender *appender,
+                             struct trib_appender_stats *stats_out,
+                             struct trib_error **err_out);
 
 /**
  * Lines dropped so far because the queue was full (`TRIB_ON_FULL_DROP`), into

@@ -61,8 +61,8 @@ pub use compactor::{
 pub use error::{Error, ErrorKind, LineProblem, Result};
 pub use inspect::{status, status_with, verify, JournalStatus, StatusReport, VerifyReport};
 pub use journal::{
-    line_crc, spool_journals, validate_line, Appender, AppenderOptions, Backlog, DrainedRecord, Durability, Journal,
-    JournalId, JournalOptions, OnFull, Pushed, DEFAULT_MAX_LINE_BYTES,
+    line_crc, spool_journals, validate_line, Appender, AppenderOptions, AppenderStats, Backlog, DrainedRecord,
+    Durability, Journal, JournalId, JournalOptions, OnFull, Pushed, DEFAULT_MAX_LINE_BYTES,
 };
 pub use reader::{Cursor, CursorStore, Reader, TargetId};
 pub use target::lock::TargetLock;

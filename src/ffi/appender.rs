@@ -10,7 +10,7 @@ use super::boundary::{
 };
 use super::error::trib_error;
 use super::journal::trib_journal_options;
-use crate::{Appender, AppenderOptions, OnFull, Pushed};
+use crate::{Appender, AppenderOptions, AppenderStats, OnFull, Pushed};
 
 /// A journal with a background committer: `trib_appender_push` queues a line and
 /// returns before it is durable; a committer thread appends what is queued as one
@@ -199,6 +199,54 @@ pub unsafe extern "C" fn trib_appender_push(
 #[no_mangle]
 pub unsafe extern "C" fn trib_appender_flush(appender: *const trib_appender, err_out: *mut *mut trib_error) -> c_int {
     ffi_call!(err_out, appender, |a: &AppenderBox| poisoning(&a.poisoned, || Ok(a.appender().flush()?)))
+}
+
+/// An appender's counters (`trib_appender_stats`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct trib_appender_stats {
+    /// Lines queued by `trib_appender_push` (the `n`th pushed line is durable once
+    /// `committed` reaches `n`: lines are committed in push order).
+    pub pushed: u64,
+    /// Lines committed (durable).
+    pub committed: u64,
+    /// Lines dropped because the queue was full (`TRIB_ON_FULL_DROP`).
+    pub dropped: u64,
+    /// Transactions the committer made.
+    pub commits: u64,
+    /// Commit attempts that failed (each retried).
+    pub failed_commits: u64,
+}
+
+impl From<AppenderStats> for trib_appender_stats {
+    fn from(s: AppenderStats) -> Self {
+        trib_appender_stats {
+            pushed: s.pushed,
+            committed: s.committed,
+            dropped: s.dropped,
+            commits: s.commits,
+            failed_commits: s.failed_commits,
+        }
+    }
+}
+
+/// The appender's counters since it was opened, into `*stats_out`.
+///
+/// # Safety
+/// `appender` must be NULL or an open handle; `stats_out` and `err_out` NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_appender_read_stats(
+    appender: *const trib_appender,
+    stats_out: *mut trib_appender_stats,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, appender, |a: &AppenderBox| {
+        need(stats_out, "stats_out")?;
+        // SAFETY: not NULL, writable per the caller's contract.
+        unsafe { put(stats_out, trib_appender_stats::from(a.appender().stats())) };
+        Ok(())
+    })
 }
 
 /// Lines dropped so far because the queue was full (`TRIB_ON_FULL_DROP`), into

@@ -44,6 +44,22 @@ crate::options::options! {
     }
 }
 
+/// An appender's counters since it was opened ([`Appender::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AppenderStats {
+    /// Records queued by `push` (the `n`th pushed record is durable once `committed`
+    /// reaches `n`: records are committed in push order).
+    pub pushed: u64,
+    /// Records committed (durable).
+    pub committed: u64,
+    /// Records dropped because the queue was full (`OnFull::Drop`).
+    pub dropped: u64,
+    /// Transactions the committer made (records per transaction: `committed / commits`).
+    pub commits: u64,
+    /// Commit attempts that failed (each retried).
+    pub failed_commits: u64,
+}
+
 /// What became of a pushed record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
@@ -74,6 +90,7 @@ struct State {
     pushed: u64,
     committed: u64,
     dropped: u64,
+    commits: u64,
     /// Failed commit attempts so far: a flush that saw `failures` change returns
     /// `last_error`.
     failures: u64,
@@ -121,6 +138,7 @@ impl Appender {
                 pushed: 0,
                 committed: 0,
                 dropped: 0,
+                commits: 0,
                 failures: 0,
                 last_error: None,
                 sticky: None,
@@ -209,6 +227,19 @@ impl Appender {
             s.progress.wait(&mut st);
         }
         Ok(())
+    }
+
+    /// The appender's counters (pushed, committed, dropped, transactions, failures).
+    #[must_use]
+    pub fn stats(&self) -> AppenderStats {
+        let st = self.shared.state.lock();
+        AppenderStats {
+            pushed: st.pushed,
+            committed: st.committed,
+            dropped: st.dropped,
+            commits: st.commits,
+            failed_commits: st.failures,
+        }
     }
 
     /// Records dropped so far because the queue was full (`OnFull::Drop`).
@@ -314,6 +345,7 @@ impl Shared {
                 Ok(_) => {
                     st.queued_bytes -= batch.iter().map(Vec::len).sum::<usize>();
                     st.committed += batch.len() as u64;
+                    st.commits += 1;
                     backoff = RETRY_MIN;
                     self.progress.notify_all();
                 }
@@ -412,6 +444,8 @@ mod tests {
         assert_eq!(a.pending(), 100);
         a.flush().unwrap();
         assert_eq!(a.pending(), 0);
+        let s = a.stats();
+        assert_eq!((s.pushed, s.committed, s.commits, s.dropped, s.failed_commits), (100, 100, 1, 0, 0));
         a.close().unwrap();
         assert_eq!(batches(&d), 1, "100 pushes then a flush: one transaction");
         assert_eq!(drained(&d), (0..100).map(|i| format!("line {i}")).collect::<Vec<_>>());

@@ -1736,6 +1736,10 @@ static void test_appender(void) {
     EXPECT(TRIB_OK, trib_appender_dropped(a, &dropped, &err));
     CHECK(dropped == 1);
     EXPECT(TRIB_OK, trib_appender_flush(a, &err));
+    trib_appender_stats st;
+    EXPECT(TRIB_OK, trib_appender_read_stats(a, &st, &err));
+    CHECK(st.pushed == 1 && st.committed == 1 && st.dropped == 1 && st.commits == 1 && st.failed_commits == 0);
+    EXPECT(TRIB_E_INVALID_ARG, trib_appender_read_stats(a, NULL, &err));
     EXPECT(TRIB_OK, trib_appender_push(a, (const uint8_t *)"after", 5, NULL, &err));
     EXPECT(TRIB_E_INVALID_LINE, trib_appender_push(a, (const uint8_t *)"a\nb", 3, NULL, &err));
     EXPECT(TRIB_OK, trib_appender_close(a, &err)); /* flushes "after" */

@@ -30,6 +30,7 @@ def test_push_then_flush_commits_in_order(target: Path, spool: Path) -> None:
         for i in range(1000):
             assert a.push(f"line {i}") is True
         a.flush()
+        assert a.stats == tributary.AppenderStats(pushed=1000, committed=1000, dropped=0, commits=1, failed_commits=0)
     assert drained(target, path) == [f"line {i}".encode() for i in range(1000)]
 
 

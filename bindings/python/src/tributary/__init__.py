@@ -34,7 +34,7 @@ from ._compactor import (
     status,
     verify,
 )
-from ._appender import Appender
+from ._appender import Appender, AppenderStats
 from ._compact import CompactEvent, CompactReport, compact
 from ._ffi import ABI_VERSION, LIB_PATH, LIB_VERSION
 from ._journal import DEFAULT_MAX_LINE_BYTES, Backlog, Journal
@@ -72,6 +72,7 @@ __all__ = [
     "LIB_PATH",
     "LIB_VERSION",
     "Appender",
+    "AppenderStats",
     "Backlog",
     "CompactEvent",
     "CompactReport",

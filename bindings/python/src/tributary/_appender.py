@@ -8,6 +8,7 @@ import atexit
 import os
 import weakref
 from ctypes import byref, c_int, c_uint64
+from dataclasses import dataclass
 from typing import Optional
 
 from . import _ffi
@@ -16,7 +17,24 @@ from ._journal import DEFAULT_MAX_LINE_BYTES, Line, _line_bytes
 from ._managed import Managed
 from ._util import PathLike, Seconds, _arg_error, _ms, _positive_int
 
-__all__ = ["Appender"]
+__all__ = ["Appender", "AppenderStats"]
+
+
+@dataclass(frozen=True)
+class AppenderStats:
+    """An appender's counters since it was opened (:attr:`Appender.stats`)."""
+
+    #: Lines queued by ``push``: the ``n``-th pushed line is durable once ``committed``
+    #: reaches ``n`` (lines are committed in push order).
+    pushed: int
+    #: Lines committed (durable).
+    committed: int
+    #: Lines dropped because the queue was full (``on_full="drop"``).
+    dropped: int
+    #: Transactions the committer made (lines per transaction: committed / commits).
+    commits: int
+    #: Commit attempts that failed (each retried).
+    failed_commits: int
 
 #: Appenders open in this process: flushed at exit, so that what was pushed before a
 #: normal exit is durable (``logging.shutdown`` flushes handlers the same way).
@@ -150,6 +168,13 @@ class Appender(Managed):
     def flush(self) -> None:
         """Wait until every line pushed before this call is durable."""
         self._call(lib.trib_appender_flush)
+
+    @property
+    def stats(self) -> AppenderStats:
+        """The counters: pushed, committed, dropped, commits, failed_commits."""
+        s = _ffi.trib_appender_stats()
+        self._call(lib.trib_appender_read_stats, byref(s))
+        return AppenderStats(s.pushed, s.committed, s.dropped, s.commits, s.failed_commits)
 
     @property
     def dropped(self) -> int:

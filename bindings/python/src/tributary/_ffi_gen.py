@@ -68,6 +68,7 @@ __all__ = [
     "trib_slice",
     "trib_backlog",
     "trib_appender_options",
+    "trib_appender_stats",
     "trib_compactor_options",
     "trib_init_report",
     "trib_drain_report",
@@ -224,6 +225,18 @@ class trib_appender_options(Structure):
     ]
 
 
+class trib_appender_stats(Structure):
+    """``struct trib_appender_stats``."""
+
+    _fields_ = [
+        ("pushed", c_uint64),
+        ("committed", c_uint64),
+        ("dropped", c_uint64),
+        ("commits", c_uint64),
+        ("failed_commits", c_uint64),
+    ]
+
+
 class trib_compactor_options(Structure):
     """``struct trib_compactor_options``."""
 
@@ -349,6 +362,7 @@ STRUCTS = (
     trib_slice,
     trib_backlog,
     trib_appender_options,
+    trib_appender_stats,
     trib_compactor_options,
     trib_init_report,
     trib_drain_report,
@@ -410,6 +424,8 @@ FUNCTIONS = {
     "trib_appender_push": (c_int, (trib_appender_p, c_char_p, c_size_t, POINTER(c_int), POINTER(trib_error_p))),
     # int trib_appender_flush(appender, err_out)
     "trib_appender_flush": (c_int, (trib_appender_p, POINTER(trib_error_p))),
+    # int trib_appender_read_stats(appender, stats_out, err_out)
+    "trib_appender_read_stats": (c_int, (trib_appender_p, POINTER(trib_appender_stats), POINTER(trib_error_p))),
     # int trib_appender_dropped(appender, dropped_out, err_out)
     "trib_appender_dropped": (c_int, (trib_appender_p, POINTER(c_uint64), POINTER(trib_error_p))),
     # int trib_appender_close(appender, err_out)
