@@ -229,7 +229,7 @@
 /**
  * A journal with a background committer: `trib_appender_push` queues a line and
  * returns before it is durable; a committer thread appends what is queued as one
- * transaction (one fsync) at most `linger_us` after the oldest queued line;
+ * transaction (one fsync), so that a line is durable within `window_us` of its push;
  * `trib_appender_flush` waits until every line pushed before it is durable.
  *
  * Thread-safety: push, flush and dropped may be called from several threads at once.
@@ -385,11 +385,13 @@ typedef struct trib_appender_options {
      */
     struct trib_journal_options journal;
     /**
-     * How long the committer waits, after the oldest queued line arrived, for more
-     * before it commits, in microseconds (default 5000). A line is durable at most
-     * this plus one commit after its push returned.
+     * The durability window in microseconds (default 10000): the longest a pushed
+     * line waits to be durable, unless one commit alone takes longer. The committer
+     * commits at most half of it after the oldest queued line arrived, and a push
+     * waits (or drops, `TRIB_ON_FULL_DROP`) while a line not yet durable has waited
+     * longer. A crash loses at most the lines of the last window.
      */
-    uint64_t linger_us;
+    uint64_t window_us;
     /**
      * Most bytes queued and not yet committed (default 8 MiB; at least 1).
      */
@@ -909,7 +911,7 @@ int trib_journal_id(const struct trib_journal *journal,
                     struct trib_error **err_out);
 
 /**
- * Fill `*options_out` with the defaults (the journal's defaults, 5 ms linger, 8 MiB
+ * Fill `*options_out` with the defaults (the journal's defaults, a 10 ms window, 8 MiB
  * queue, block when full).
  *
  * # Safety

@@ -16,7 +16,7 @@ fn a_failed_commit_is_reported_to_flush_retried_and_stores_every_record_once_in_
     init(&target);
     let path = spool.join("a.journal");
     // Never lingering out: only flushes make the committer commit.
-    let a = Appender::open(&path, AppenderOptions::default().linger(Duration::from_secs(3600))).unwrap();
+    let a = Appender::open(&path, AppenderOptions::default().window(Duration::from_secs(7200))).unwrap();
     a.push(b"one").unwrap();
     a.push(b"two").unwrap();
     tributary::testing::fault::fail_nth(1); // the next commit of this process fails

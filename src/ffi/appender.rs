@@ -14,7 +14,7 @@ use crate::{Appender, AppenderOptions, AppenderStats, OnFull, Pushed};
 
 /// A journal with a background committer: `trib_appender_push` queues a line and
 /// returns before it is durable; a committer thread appends what is queued as one
-/// transaction (one fsync) at most `linger_us` after the oldest queued line;
+/// transaction (one fsync), so that a line is durable within `window_us` of its push;
 /// `trib_appender_flush` waits until every line pushed before it is durable.
 ///
 /// Thread-safety: push, flush and dropped may be called from several threads at once.
@@ -61,10 +61,12 @@ pub const TRIB_ON_FULL_DROP: u32 = 1;
 pub struct trib_appender_options {
     /// How the journal is opened.
     pub journal: trib_journal_options,
-    /// How long the committer waits, after the oldest queued line arrived, for more
-    /// before it commits, in microseconds (default 5000). A line is durable at most
-    /// this plus one commit after its push returned.
-    pub linger_us: u64,
+    /// The durability window in microseconds (default 10000): the longest a pushed
+    /// line waits to be durable, unless one commit alone takes longer. The committer
+    /// commits at most half of it after the oldest queued line arrived, and a push
+    /// waits (or drops, `TRIB_ON_FULL_DROP`) while a line not yet durable has waited
+    /// longer. A crash loses at most the lines of the last window.
+    pub window_us: u64,
     /// Most bytes queued and not yet committed (default 8 MiB; at least 1).
     pub max_queue_bytes: u64,
     /// `TRIB_ON_FULL_BLOCK` (default) or `TRIB_ON_FULL_DROP`.
@@ -75,7 +77,7 @@ impl From<&AppenderOptions> for trib_appender_options {
     fn from(o: &AppenderOptions) -> Self {
         trib_appender_options {
             journal: trib_journal_options::from(&o.journal),
-            linger_us: u64::try_from(o.linger.as_micros()).unwrap_or(u64::MAX),
+            window_us: u64::try_from(o.window.as_micros()).unwrap_or(u64::MAX),
             max_queue_bytes: o.max_queue_bytes as u64,
             on_full: match o.on_full {
                 OnFull::Block => TRIB_ON_FULL_BLOCK,
@@ -102,13 +104,13 @@ impl trib_appender_options {
             .ok_or_else(|| Failure::arg(format!("`max_queue_bytes` is {}; give 1 or more", self.max_queue_bytes)))?;
         Ok(AppenderOptions::default()
             .journal(self.journal.to_rust()?)
-            .linger(Duration::from_micros(self.linger_us))
+            .window(Duration::from_micros(self.window_us))
             .max_queue_bytes(max_queue_bytes)
             .on_full(on_full))
     }
 }
 
-/// Fill `*options_out` with the defaults (the journal's defaults, 5 ms linger, 8 MiB
+/// Fill `*options_out` with the defaults (the journal's defaults, a 10 ms window, 8 MiB
 /// queue, block when full).
 ///
 /// # Safety

@@ -33,10 +33,13 @@ crate::options::options! {
     pub struct AppenderOptions {
         /// How the journal is opened (durability, line limit, back-pressure, ...).
         pub journal: JournalOptions = JournalOptions::default(),
-        /// How long the committer waits, after the oldest queued record arrived, for
-        /// more before it commits. Part of the durability window: a record is durable
-        /// at most `linger` plus one commit after `push` returned.
-        pub linger: Duration = Duration::from_millis(5),
+        /// The durability window: the longest a pushed record waits to be durable
+        /// (unless one commit alone takes longer: a slow disk). The committer commits
+        /// at most half of it after the oldest queued record arrived (lingering for
+        /// more until then), and `push` waits (or drops, with `OnFull::Drop`) while a
+        /// record not yet durable has waited longer. A crash loses at most the records
+        /// of the last window.
+        pub window: Duration = Duration::from_millis(10),
         /// Most payload bytes queued and not yet committed.
         pub max_queue_bytes: usize = 8 << 20,
         /// What `push` does when the queue is full.
@@ -83,8 +86,10 @@ struct State {
     queued_bytes: usize,
     /// Someone waits (a flush, a pusher blocked on a full queue): commit without lingering.
     urgent: bool,
-    /// When the oldest queued record arrived (the linger runs from it).
+    /// When the oldest queued record arrived (the committer lingers from it).
     oldest: Option<Instant>,
+    /// When the oldest record of the batch being committed arrived.
+    in_flight_since: Option<Instant>,
     /// Records ever pushed (queued) and ever committed: a flush waits until
     /// `committed` reaches the `pushed` it saw.
     pushed: u64,
@@ -135,6 +140,7 @@ impl Appender {
                 queued_bytes: 0,
                 urgent: false,
                 oldest: None,
+                in_flight_since: None,
                 pushed: 0,
                 committed: 0,
                 dropped: 0,
@@ -180,8 +186,15 @@ impl Appender {
             if st.closing {
                 return Err(Error::InvalidArgument("this appender is closed".into()));
             }
-            // A record larger than the whole queue is let in alone, once the queue is empty.
-            if st.queued_bytes == 0 || st.queued_bytes + line.len() <= s.opts.max_queue_bytes {
+            // Full: the bytes bound (a record larger than the whole queue is let in
+            // alone, once the queue is empty), or a record has waited past the window.
+            let fits = st.queued_bytes == 0 || st.queued_bytes + line.len() <= s.opts.max_queue_bytes;
+            let overdue = [st.in_flight_since, st.oldest]
+                .into_iter()
+                .flatten()
+                .min()
+                .is_some_and(|t| t.elapsed() >= s.opts.window);
+            if fits && !overdue {
                 break;
             }
             if s.opts.on_full == OnFull::Drop {
@@ -329,14 +342,14 @@ impl Shared {
                 self.work.wait(&mut st);
                 continue;
             }
-            // Linger for more, unless someone waits or the appender closes.
-            let until = st.oldest.unwrap_or_else(Instant::now) + self.opts.linger;
+            // Linger for more (half the window), unless someone waits or the appender closes.
+            let until = st.oldest.unwrap_or_else(Instant::now) + self.opts.window / 2;
             while !st.urgent && !st.closing && Instant::now() < until {
                 let _ = self.work.wait_until(&mut st, until);
             }
             st.urgent = false;
             let batch: Vec<Vec<u8>> = st.queue.drain(..).collect();
-            st.oldest = None;
+            st.in_flight_since = st.oldest.take();
             let closing = st.closing;
             drop(st);
             let result = self.journal.append_batch(&batch);
@@ -346,6 +359,7 @@ impl Shared {
                     st.queued_bytes -= batch.iter().map(Vec::len).sum::<usize>();
                     st.committed += batch.len() as u64;
                     st.commits += 1;
+                    st.in_flight_since = None;
                     backoff = RETRY_MIN;
                     self.progress.notify_all();
                 }
@@ -354,7 +368,7 @@ impl Shared {
                     for record in batch.into_iter().rev() {
                         st.queue.push_front(record);
                     }
-                    st.oldest = Some(Instant::now());
+                    st.oldest = st.in_flight_since.take();
                     st.failures += 1;
                     let seen = (e.kind(), e.to_string());
                     if retrying_cannot_fix(e.kind()) {
@@ -432,7 +446,7 @@ mod tests {
 
     /// Never lingering out: only a flush (or a full queue) makes the committer commit.
     fn lingering_forever() -> AppenderOptions {
-        AppenderOptions::default().linger(Duration::from_secs(3600))
+        AppenderOptions::default().window(Duration::from_secs(7200))
     }
 
     #[test]
@@ -452,8 +466,8 @@ mod tests {
     }
 
     #[test]
-    fn the_committer_commits_by_itself_after_the_linger() {
-        let (d, a) = setup(AppenderOptions::default().linger(Duration::ZERO));
+    fn the_committer_commits_by_itself_within_the_window() {
+        let (d, a) = setup(AppenderOptions::default().window(Duration::ZERO));
         a.push(b"alone").unwrap();
         // no flush: wait for the condition (committed), not for a time
         while a.pending() > 0 {
@@ -486,6 +500,23 @@ mod tests {
         a.close().unwrap();
         assert_eq!(batches(&d), 2);
         assert_eq!(drained(&d), ["0123456789", "abcdefghij"]);
+    }
+
+    #[test]
+    fn a_record_past_the_window_holds_back_pushes() {
+        // Window 0: while any record is not yet durable, the queue counts as full. The
+        // commit is held up, deterministically, by another connection's write lock.
+        let (d, a) = setup(AppenderOptions::default().window(Duration::ZERO).on_full(OnFull::Drop));
+        let blocker = rusqlite::Connection::open(d.path().join("a.journal")).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        assert_eq!(a.push(b"first").unwrap(), Pushed::Queued);
+        assert_eq!(a.push(b"second").unwrap(), Pushed::Dropped, "first is not durable yet");
+        blocker.execute_batch("ROLLBACK").unwrap();
+        a.flush().unwrap();
+        assert_eq!(a.push(b"third").unwrap(), Pushed::Queued, "nothing pending any more");
+        assert_eq!(a.stats().dropped, 1);
+        a.close().unwrap();
+        assert_eq!(drained(&d), ["first", "third"]);
     }
 
     #[test]

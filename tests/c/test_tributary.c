@@ -1720,9 +1720,9 @@ static void test_appender(void) {
 
     trib_appender_options o;
     EXPECT(TRIB_OK, trib_appender_options_default(&o, &err));
-    CHECK(o.linger_us == 5000 && o.max_queue_bytes == 8u << 20 && o.on_full == TRIB_ON_FULL_BLOCK);
+    CHECK(o.window_us == 10000 && o.max_queue_bytes == 8u << 20 && o.on_full == TRIB_ON_FULL_BLOCK);
     CHECK(o.journal.durability == TRIB_DURABILITY_FULL);
-    o.linger_us = 3600ull * 1000000; /* only flushes commit */
+    o.window_us = 7200ull * 1000000; /* only flushes (and a full queue) commit */
     o.max_queue_bytes = 15;
     o.on_full = TRIB_ON_FULL_DROP;
     trib_appender *a = NULL;

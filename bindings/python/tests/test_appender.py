@@ -26,7 +26,7 @@ def drained(target: Path, journal: Path) -> list:
 
 def test_push_then_flush_commits_in_order(target: Path, spool: Path) -> None:
     path = spool / "a.journal"
-    with tributary.Appender(path, linger=3600) as a:  # only flushes commit
+    with tributary.Appender(path, window=7200) as a:  # only flushes commit
         for i in range(1000):
             assert a.push(f"line {i}") is True
         a.flush()
@@ -36,7 +36,7 @@ def test_push_then_flush_commits_in_order(target: Path, spool: Path) -> None:
 
 def test_on_full_drop_counts_and_says_so(target: Path, spool: Path) -> None:
     path = spool / "a.journal"
-    with tributary.Appender(path, linger=3600, max_queue_bytes=15, on_full="drop") as a:
+    with tributary.Appender(path, window=7200, max_queue_bytes=15, on_full="drop") as a:
         assert a.push(b"0123456789") is True
         assert a.push(b"abcdefghij") is False
         assert a.dropped == 1
@@ -49,7 +49,7 @@ def test_bad_input_is_refused_clearly(spool: Path) -> None:
             a.push("a\nb")
         with pytest.raises(tributary.InvalidLineError):
             a.push("too long")
-    for bad in (dict(on_full="sometimes"), dict(linger=-1), dict(max_queue_bytes=0), dict(durability="maybe")):
+    for bad in (dict(on_full="sometimes"), dict(window=-1), dict(max_queue_bytes=0), dict(durability="maybe")):
         with pytest.raises(tributary.InvalidArgumentError):
             tributary.Appender(spool / "b.journal", **bad)
     a = tributary.Appender(spool / "c.journal")
@@ -60,7 +60,7 @@ def test_bad_input_is_refused_clearly(spool: Path) -> None:
 
 def test_a_removed_journal_is_an_error_at_flush_and_close_not_a_silent_loss(spool: Path) -> None:
     path = spool / "a.journal"
-    a = tributary.Appender(path, linger=3600)
+    a = tributary.Appender(path, window=7200)
     a.push("kept")
     a.flush()
     a.push("lost")
@@ -77,7 +77,7 @@ def test_a_removed_journal_is_an_error_at_flush_and_close_not_a_silent_loss(spoo
 
 CHILD = """
 import sys, tributary
-a = tributary.Appender(sys.argv[1], linger=0.001)
+a = tributary.Appender(sys.argv[1], window=0.001)
 i = 0
 while True:
     for _ in range(50):
@@ -107,7 +107,7 @@ def test_sigkill_loses_no_flushed_record_and_keeps_a_prefix(target: Path, spool:
 
 def test_journal_handler_in_background_is_durable_after_flush(target: Path, spool: Path) -> None:
     path = spool / "app.journal"
-    handler = tributary.logging.JournalHandler(path, background=True, linger=3600)
+    handler = tributary.logging.JournalHandler(path, background=True, window=7200)
     log = logging.getLogger("test_background")
     log.propagate = False
     log.addHandler(handler)
@@ -129,7 +129,7 @@ def test_exit_flushes_what_was_logged_in_the_background(target: Path, spool: Pat
     code = """
         import logging, sys, tributary.logging
         logging.basicConfig(level=logging.INFO, handlers=[
-            tributary.logging.JournalHandler(sys.argv[1], background=True, linger=3600)])
+            tributary.logging.JournalHandler(sys.argv[1], background=True, window=7200)])
         for i in range(500):
             logging.info("exit %d", i)
     """
@@ -144,7 +144,7 @@ def test_a_bare_appender_is_flushed_at_exit(target: Path, spool: Path) -> None:
     # pushed record durable (the committer would otherwise die with the process).
     code = """
         import sys, tributary
-        a = tributary.Appender(sys.argv[1], linger=3600)
+        a = tributary.Appender(sys.argv[1], window=7200)
         for i in range(500):
             a.push(f"bare {i}")
     """

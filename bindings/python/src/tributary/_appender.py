@@ -19,6 +19,8 @@ from ._util import PathLike, Seconds, _arg_error, _ms, _positive_int
 
 __all__ = ["Appender", "AppenderStats"]
 
+_push = lib.trib_appender_push
+
 
 @dataclass(frozen=True)
 class AppenderStats:
@@ -56,19 +58,21 @@ class Appender(Managed):
 
     ``push(line)`` validates the line (a bad one raises :class:`InvalidLineError` at
     once), queues it and returns: the line is **not durable yet**. A committer thread
-    appends everything queued as one transaction (one fsync) at most ``linger``
-    seconds after the oldest queued line arrived. ``flush()`` returns once every line
+    appends everything queued as one transaction (one fsync), so that a line is
+    durable within ``window`` seconds of its push (unless one commit alone takes
+    longer); ``push`` waits (or drops, ``on_full="drop"``) while a line not yet
+    durable has waited longer than that. ``flush()`` returns once every line
     pushed before it is durable, or raises the error of a commit attempt that failed
     meanwhile (the lines stay queued and are retried). ``close()`` (and ``with``, and
     interpreter exit) flushes first.
 
-    What a crash can lose: lines pushed in the last ``linger`` plus one commit — never
-    a line pushed before a ``flush()`` that returned. Lines are committed in push
+    What a crash can lose: lines pushed in the last ``window`` — never a line pushed
+    before a ``flush()`` that returned. Lines are committed in push
     order.
 
     Args:
         path: the journal file (created if missing), on a local disk.
-        linger: seconds the committer waits for more lines (default 0.005).
+        window: the durability window in seconds (default 0.01).
         max_queue_bytes: most bytes queued and not committed (default 8 MiB).
         on_full: ``"block"`` (default: ``push`` waits for room) or ``"drop"`` (``push``
             drops the line, returns False and counts it in :attr:`dropped`).
@@ -80,7 +84,7 @@ class Appender(Managed):
         self,
         path: PathLike,
         *,
-        linger: Seconds = 0.005,
+        window: Seconds = 0.01,
         max_queue_bytes: int = 8 << 20,
         on_full: str = "block",
         durability: str = "full",
@@ -107,9 +111,9 @@ class Appender(Managed):
         if wait_ms is not None:
             opts.journal.full_wait_ms = wait_ms
         opts.journal.allow_network_fs = bool(allow_network_fs)
-        if isinstance(linger, bool) or not isinstance(linger, (int, float)) or not 0 <= linger <= 3600:
-            raise _arg_error(f"linger must be a number of seconds from 0 to 3600, not {linger!r}")
-        opts.linger_us = int(linger * 1_000_000)
+        if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 <= window <= 86400:
+            raise _arg_error(f"window must be a number of seconds from 0 to 86400, not {window!r}")
+        opts.window_us = int(window * 1_000_000)
         opts.max_queue_bytes = _positive_int(max_queue_bytes, "max_queue_bytes")
         if on_full == "block":
             opts.on_full = _ffi.TRIB_ON_FULL_BLOCK
@@ -122,7 +126,7 @@ class Appender(Managed):
         handle = _ffi.trib_appender_p()
         call(lib.trib_appender_open, path_b, byref(opts), byref(handle))
         self._set_handle(handle)
-        self._queued = c_int()
+        self._drops = on_full == "drop"
         _open.add(self)
 
     # -- handle life cycle (Managed) --
@@ -159,11 +163,29 @@ class Appender(Managed):
         """Queue one line (bytes without ``\\n``, or str encoded as UTF-8) for the next
         commit; True when queued, False when dropped because the queue was full
         (``on_full="drop"``). Not durable until :meth:`flush` returns (or the
-        committer's next commit)."""
-        data = _line_bytes(line)
-        queued = c_int()
-        self._call(lib.trib_appender_push, data, len(data), byref(queued))
-        return bool(queued.value)
+        committer's next commit, within ``window``)."""
+        # Once per log record: Managed._call's borrow and release, inlined; no result
+        # storage unless the queue can drop (it is always queued otherwise).
+        data = line if type(line) is bytes else _line_bytes(line)
+        cond = self._cond
+        with cond:
+            handle = self._check()
+            self._busy += 1
+        try:
+            err = _ffi.trib_error_p()
+            if self._drops:
+                queued = c_int()
+                rc = _push(handle, data, len(data), byref(queued), byref(err))
+            else:
+                rc = _push(handle, data, len(data), None, byref(err))
+        finally:
+            with cond:
+                self._busy -= 1
+                if not self._busy:
+                    cond.notify_all()
+        if rc:
+            raise error_from(rc, err)
+        return not self._drops or bool(queued.value)
 
     def flush(self) -> None:
         """Wait until every line pushed before this call is durable."""

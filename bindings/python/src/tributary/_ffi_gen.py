@@ -219,7 +219,7 @@ class trib_appender_options(Structure):
 
     _fields_ = [
         ("journal", trib_journal_options),
-        ("linger_us", c_uint64),
+        ("window_us", c_uint64),
         ("max_queue_bytes", c_uint64),
         ("on_full", c_uint32),
     ]

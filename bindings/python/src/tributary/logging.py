@@ -59,8 +59,8 @@ class JournalHandler(logging.Handler):
 
     With ``background=True`` (background commit, :class:`tributary.Appender`), ``emit``
     queues the record and returns at once; a committer thread makes what is queued
-    durable in one transaction at most ``linger`` seconds (default 0.005) after the
-    oldest queued record. :meth:`flush` (which ``logging.shutdown`` calls at exit) waits
+    durable in one transaction, each record within ``window`` seconds (default 0.01)
+    of its ``emit``. :meth:`flush` (which ``logging.shutdown`` calls at exit) waits
     until every record emitted before it is durable. A crash loses at most the records
     of that window, never one emitted before a ``flush()`` that returned. When
     ``max_queue_bytes`` are queued, ``emit`` waits (``on_full="block"``, the default)
@@ -77,7 +77,7 @@ class JournalHandler(logging.Handler):
         level: the handler's level.
         durability, max_line, max_backlog_bytes, full_wait, allow_network_fs: as for
             :class:`tributary.Journal`.
-        background, linger, max_queue_bytes, on_full: background commit (above).
+        background, window, max_queue_bytes, on_full: background commit (above).
     """
 
     def __init__(
@@ -91,7 +91,7 @@ class JournalHandler(logging.Handler):
         full_wait: Optional[Seconds] = None,
         allow_network_fs: bool = False,
         background: bool = False,
-        linger: Seconds = 0.005,
+        window: Seconds = 0.01,
         max_queue_bytes: int = 8 << 20,
         on_full: str = "block",
     ) -> None:
@@ -107,7 +107,7 @@ class JournalHandler(logging.Handler):
         #: True when records are committed in the background (see above).
         self.background = bool(background)
         if self.background:
-            self._options.update(linger=linger, max_queue_bytes=max_queue_bytes, on_full=on_full)
+            self._options.update(window=window, max_queue_bytes=max_queue_bytes, on_full=on_full)
         self._creator_pid = os.getpid()
         self._journals: Dict[int, Union[Journal, Appender]] = {}
         self._open_lock = threading.Lock()
@@ -156,13 +156,13 @@ class JournalHandler(logging.Handler):
         :meth:`handleError` (never a silent drop)."""
         try:
             line = escape(self.format(record)).encode("utf-8", "backslashreplace")
-            j = self.journal
-            if isinstance(j, Appender):
-                if not j.push(line):
+            j = self._journals.get(os.getpid()) or self.journal
+            if self.background:
+                if not j.push(line):  # type: ignore[union-attr]
                     with self._count_lock:
                         self.dropped_records += 1
             else:
-                j.append(line)
+                j.append(line)  # type: ignore[union-attr]
         except RecursionError:
             raise
         except Exception:
