@@ -317,3 +317,14 @@ func (j *Journal) Close() error {
 	}
 	return nil
 }
+
+// appendLines is how a Writer or a SlogHandler hands over whole lines: one batch,
+// durable when it returns.
+func (j *Journal) appendLines(lines [][]byte) error {
+	if len(lines) == 1 {
+		_, err := j.Append(lines[0])
+		return err
+	}
+	_, err := j.AppendBatch(lines)
+	return err
+}

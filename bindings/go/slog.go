@@ -15,7 +15,7 @@ import (
 // It is safe for concurrent use. Records are formatted one at a time but appended
 // concurrently, so goroutines that log at once share fsyncs (group commit).
 type SlogHandler struct {
-	j     *Journal
+	j     LineSink
 	inner slog.Handler
 	fmt   *slogFormatter
 }
@@ -32,7 +32,10 @@ type slogFormatter struct {
 //
 //	logger := slog.New(tributary.NewSlogHandler(journal, nil))
 //	logger.Info("request", "path", "/index.html", "status", 200)
-func NewSlogHandler(j *Journal, opts *slog.HandlerOptions) *SlogHandler {
+//
+// With an *Appender (background commit), Handle returns once the record is queued:
+// it is durable within the Appender's Window, and after Appender.Flush.
+func NewSlogHandler(j LineSink, opts *slog.HandlerOptions) *SlogHandler {
 	f := &slogFormatter{}
 	return &SlogHandler{j: j, inner: slog.NewJSONHandler(&f.buf, opts), fmt: f}
 }
@@ -60,8 +63,7 @@ func (h *SlogHandler) Handle(ctx context.Context, r slog.Record) error {
 			line[i] = ' '
 		}
 	}
-	_, err = h.j.Append(line)
-	return err
+	return h.j.appendLines([][]byte{line})
 }
 
 // WithAttrs returns a handler whose records carry attrs too.

@@ -6,28 +6,40 @@ import (
 	"sync"
 )
 
-// A Writer is an io.Writer over a Journal: each '\n'-terminated line written to it
-// becomes one journal line (without the '\n'). A trailing partial line is kept until
-// a later Write completes it, or Flush or Close appends it as a line of its own.
+// A LineSink takes whole lines from a Writer or a SlogHandler: a *Journal (a Write
+// or a record returns once durable) or an *Appender (it returns once queued; durable
+// within the Appender's Window, or after its Flush).
+type LineSink interface {
+	// MaxLineBytes is the longest line accepted.
+	MaxLineBytes() int
+	appendLines(lines [][]byte) error
+}
+
+// A Writer is an io.Writer over a Journal or an Appender: each '\n'-terminated line
+// written to it becomes one journal line (without the '\n'). A trailing partial line
+// is kept until a later Write completes it, or Flush or Close appends it as a line of
+// its own.
 //
-// Each Write appends the lines it completes as one batch, all-or-nothing, and returns
-// once they are durable: it returns len(p), nil, or 0 and the error with nothing of p
-// stored or buffered (a line longer than the journal's MaxLineBytes, ErrJournalFull,
-// a closed journal). A partial line that grows longer than MaxLineBytes is refused
-// as soon as it does, with ErrInvalidLine.
+// Over a Journal, each Write appends the lines it completes as one batch,
+// all-or-nothing, and returns once they are durable; over an Appender, it pushes them
+// (background commit: durable within the Appender's Window). It returns len(p), nil,
+// or 0 and the error with nothing of p stored or buffered (a line longer than
+// MaxLineBytes, ErrJournalFull, a closed journal). A partial line that grows longer
+// than MaxLineBytes is refused as soon as it does, with ErrInvalidLine.
 //
 // A Writer is safe for concurrent use; its Writes are serialized (one batch at a
 // time). For many goroutines writing whole lines, call Journal.Append directly, or
 // use NewSlogHandler: concurrent appends share fsyncs.
 type Writer struct {
-	j       *Journal
+	j       LineSink
 	mu      sync.Mutex
 	partial []byte
 }
 
-// NewWriter returns a Writer that appends to j. Closing the Writer does not close j.
-func NewWriter(j *Journal) *Writer {
-	return &Writer{j: j}
+// NewWriter returns a Writer that appends to dst (a *Journal or an *Appender).
+// Closing the Writer does not close dst.
+func NewWriter(dst LineSink) *Writer {
+	return &Writer{j: dst}
 }
 
 // Write appends every line that p completes, as one batch.
@@ -58,7 +70,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 		l, more, _ = bytes.Cut(more, []byte{'\n'})
 		lines = append(lines, l)
 	}
-	if _, err := w.j.AppendBatch(lines); err != nil {
+	if err := w.j.appendLines(lines); err != nil {
 		return 0, err
 	}
 	w.partial = append(w.partial[:0], rest...)
@@ -95,7 +107,7 @@ func (w *Writer) Flush() error {
 	if len(w.partial) == 0 {
 		return nil
 	}
-	if _, err := w.j.Append(w.partial); err != nil {
+	if err := w.j.appendLines([][]byte{w.partial}); err != nil {
 		return err
 	}
 	w.partial = w.partial[:0]

@@ -1,0 +1,191 @@
+package tributary
+
+// Tests of Appender (background commit), and of Writer and SlogHandler over one.
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// never: only Flush (or a full queue) makes the committer commit.
+const never = 2 * time.Hour
+
+func TestAppenderPushFlushInOrder(t *testing.T) {
+	f := newFixture(t)
+	a, err := OpenAppender(f.journalPath("a"), &AppenderOptions{Window: never})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for i := range 1000 {
+		if q, err := a.PushString(fmt.Sprint("line ", i)); err != nil || !q {
+			t.Fatalf("push %d: %v %v", i, q, err)
+		}
+	}
+	if err := a.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := a.Stats()
+	if err != nil || s != (AppenderStats{Pushed: 1000, Committed: 1000, Commits: 1}) {
+		t.Fatalf("stats %+v %v: want 1000 pushed and committed in one transaction", s, err)
+	}
+	f.drain(t)
+	got := targetLines(t, f.target)
+	if len(got) != 1000 || got[0] != "line 0" || got[999] != "line 999" {
+		t.Fatalf("target: %d lines, first %q", len(got), got[0])
+	}
+}
+
+func TestAppenderDropWhenFullCounts(t *testing.T) {
+	f := newFixture(t)
+	a, err := OpenAppender(f.journalPath("a"), &AppenderOptions{Window: never, MaxQueueBytes: 15, DropWhenFull: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q, err := a.PushString("0123456789"); !q || err != nil {
+		t.Fatalf("first push: %v %v", q, err)
+	}
+	if q, err := a.PushString("abcdefghij"); q || err != nil {
+		t.Fatalf("second push into a full queue: queued %v, err %v; want dropped", q, err)
+	}
+	if s, _ := a.Stats(); s.Dropped != 1 {
+		t.Fatalf("stats %+v: want 1 dropped", s)
+	}
+	if err := a.Close(); err != nil { // flushes
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := a.PushString("late"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("push after close: %v, want ErrClosed", err)
+	}
+	f.drain(t)
+	if got := targetLines(t, f.target); strings.Join(got, ",") != "0123456789" {
+		t.Fatalf("target %q", got)
+	}
+}
+
+func TestAppenderRefusesBadInput(t *testing.T) {
+	f := newFixture(t)
+	for _, o := range []AppenderOptions{{Window: -1}, {Window: time.Nanosecond}, {MaxQueueBytes: -1}} {
+		if _, err := OpenAppender(f.journalPath("bad"), &o); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("%+v: %v, want ErrInvalidArgument", o, err)
+		}
+	}
+	a, err := OpenAppender(f.journalPath("a"), &AppenderOptions{JournalOptions: JournalOptions{MaxLineBytes: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for _, line := range []string{"a\nb", "too long"} {
+		if _, err := a.PushString(line); !errors.Is(err, ErrInvalidLine) {
+			t.Errorf("push %q: %v, want ErrInvalidLine", line, err)
+		}
+	}
+	// Through a Writer: a Write with one bad line queues none of its lines.
+	w := NewWriter(a)
+	if _, err := w.Write([]byte("ok\ntoolong\n")); !errors.Is(err, ErrInvalidLine) {
+		t.Fatalf("write: %v, want ErrInvalidLine", err)
+	}
+	if s, _ := a.Stats(); s.Pushed != 0 {
+		t.Fatalf("stats %+v: nothing may be queued", s)
+	}
+}
+
+// A removed journal is an error at Flush and at Close, which says how many lines
+// were not stored: never a silent loss.
+func TestAppenderJournalRemovedIsNotASilentLoss(t *testing.T) {
+	f := newFixture(t)
+	path := f.journalPath("a")
+	a, err := OpenAppender(path, &AppenderOptions{Window: never})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.PushString("kept")
+	if err := a.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	a.PushString("lost")
+	for _, s := range []string{"", "-wal", "-shm"} {
+		os.Remove(path + s)
+	}
+	if err := a.Flush(); !errors.Is(err, ErrJournalGone) {
+		t.Fatalf("flush: %v, want ErrJournalGone", err)
+	}
+	if err := a.Close(); !errors.Is(err, ErrJournalGone) || !strings.Contains(err.Error(), "1 queued record") {
+		t.Fatalf("close: %v, want ErrJournalGone counting the lost line", err)
+	}
+}
+
+func TestSlogAndWriterOverAnAppender(t *testing.T) {
+	f := newFixture(t)
+	a, err := OpenAppender(f.journalPath("a"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(NewSlogHandler(a, nil))
+	logger.Info("hello", "n", 1, "text", "two\nlines")
+	w := NewWriter(a)
+	fmt.Fprintf(w, "plain %d\npartial", 2)
+	w.Close() // pushes the partial line
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.drain(t)
+	got := targetLines(t, f.target)
+	if len(got) != 3 || !strings.Contains(got[0], `"msg":"hello"`) || !strings.Contains(got[0], `two\nlines`) ||
+		got[1] != "plain 2" || got[2] != "partial" {
+		t.Fatalf("target %q", got)
+	}
+}
+
+// Logging throughput: slog's JSON handler into a plain file (not durable), into a
+// Journal (durable on return) and into an Appender (background commit), side by side
+// (go test -bench Slog -run ^$). Each op is one record; run in parallel goroutines.
+func BenchmarkSlogFileNotDurable(b *testing.B) {
+	file, err := os.Create(b.TempDir() + "/plain.log")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer file.Close()
+	benchSlog(b, slog.New(slog.NewJSONHandler(file, nil)), nil)
+}
+
+func BenchmarkSlogJournalDurable(b *testing.B) {
+	j, err := OpenJournal(b.TempDir()+"/a.journal", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close()
+	benchSlog(b, slog.New(NewSlogHandler(j, nil)), nil)
+}
+
+func BenchmarkSlogAppender(b *testing.B) {
+	a, err := OpenAppender(b.TempDir()+"/a.journal", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	benchSlog(b, slog.New(NewSlogHandler(a, nil)), a.Flush) // counts only durable records
+}
+
+func benchSlog(b *testing.B, logger *slog.Logger, flush func() error) {
+	msg := strings.Repeat("x", 60)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			logger.Info(msg, "k", 1)
+		}
+	})
+	if flush != nil {
+		if err := flush(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
