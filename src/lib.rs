@@ -16,6 +16,11 @@
 //! # Ok::<(), tributary::Error>(())
 //! ```
 //!
+//! For a logging path that cannot wait for an fsync per line, an [`Appender`] commits
+//! in the background: `push` returns at once, each line is durable within the
+//! appender's window (10 ms by default), `flush` waits for it, and
+//! [`Appender::writer`] is an `io::Write` (one line per `\n`) for loggers.
+//!
 //! Options ([`JournalOptions`], [`CompactorOptions`], [`DaemonOptions`]) start from
 //! `default()` and change what they need with setters; each lists its defaults in a
 //! table. They are `#[non_exhaustive]` (a new option is not a breaking change), so a
@@ -61,8 +66,8 @@ pub use compactor::{
 pub use error::{Error, ErrorKind, LineProblem, Result};
 pub use inspect::{status, status_with, verify, JournalStatus, StatusReport, VerifyReport};
 pub use journal::{
-    line_crc, spool_journals, validate_line, Appender, AppenderOptions, AppenderStats, Backlog, DrainedRecord,
-    Durability, Journal, JournalId, JournalOptions, OnFull, Pushed, DEFAULT_MAX_LINE_BYTES,
+    line_crc, spool_journals, validate_line, Appender, AppenderOptions, AppenderStats, AppenderWriter, Backlog,
+    DrainedRecord, Durability, Journal, JournalId, JournalOptions, OnFull, Pushed, DEFAULT_MAX_LINE_BYTES,
 };
 pub use reader::{Cursor, CursorStore, Reader, TargetId};
 pub use target::lock::TargetLock;

@@ -47,7 +47,7 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::error::{Error, Result};
 use crate::os::sys;
 
-pub use appender::{Appender, AppenderOptions, AppenderStats, OnFull, Pushed};
+pub use appender::{Appender, AppenderOptions, AppenderStats, AppenderWriter, OnFull, Pushed};
 pub use files::spool_journals;
 pub(crate) use open::NOT_READY;
 pub use run::{line_crc, validate_line, DEFAULT_MAX_LINE_BYTES};
