@@ -12,6 +12,7 @@
 //! | `run.rs` | the run row format | what is written is read back exactly |
 //! | `group_commit.rs` | leader/follower group commit (no `SQLite`) | each caller gets its own outcome, once |
 //! | `appender.rs` | background commit: a queue and a committer thread ([`Appender`]) | records committed in push order, at most once; `flush` returns only once earlier records are durable; none leaves the queue silently |
+//! | `appender_writer.rs` | `AppenderWriter`, an `io::Write` over an appender | lines in the order written, split only at `\n` |
 //! | `append.rs` | the append transaction, back-pressure, the spool reserve | an append returns only once durable under the configured durability |
 //! | `keys.rs` | idempotency keys and their boot-anchored clock | a key ages only while the host is up, never by a wall-clock step |
 //! | `source.rs` | what a compactor reads and records | rows a drain read are durable before it commits them (O3); `drained_seq` only grows, rows deleted only up to it |
@@ -26,6 +27,7 @@
 
 mod append;
 mod appender;
+mod appender_writer;
 mod files;
 mod forks;
 mod group_commit;
@@ -47,7 +49,8 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::error::{Error, Result};
 use crate::os::sys;
 
-pub use appender::{Appender, AppenderOptions, AppenderStats, AppenderWriter, OnFull, Pushed};
+pub use appender::{Appender, AppenderOptions, AppenderStats, OnFull, Pushed};
+pub use appender_writer::AppenderWriter;
 pub use files::spool_journals;
 pub(crate) use open::NOT_READY;
 pub use run::{line_crc, validate_line, DEFAULT_MAX_LINE_BYTES};
