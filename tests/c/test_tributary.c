@@ -8,7 +8,7 @@
  * target/release/libtributary.so, and run under valgrind (no leaks, no invalid reads).
  * Prints "N passed, N failed" last; exits 0 only if nothing failed.
  *
- * One file of ~1,500 lines on purpose: the whole C test is one program, so one valgrind
+ * One file of ~1,800 lines on purpose: the whole C test is one program, so one valgrind
  * run checks every function of the ABI, and a C user reads it top to bottom as a guide.
  *
  * Usage: test_tributary            (the test)
