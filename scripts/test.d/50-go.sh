@@ -65,6 +65,9 @@ if [ "$rc" != 0 ]; then
   exit 1
 fi
 
+# the logging benchmark (its own module: it needs lumberjack) must keep building
+echo "--- bench (vet only; run it with scripts/bench-logging)"
+(cd bench && go vet .)
 echo "--- examples/pipeline"
 go build -o "$repo/target/go-pipeline" ./examples/pipeline
 "$repo/target/go-pipeline"
