@@ -36,8 +36,28 @@ type slogFormatter struct {
 // With an *Appender (background commit), Handle returns once the record is queued:
 // it is durable within the Appender's Window, and after Appender.Flush.
 func NewSlogHandler(j LineSink, opts *slog.HandlerOptions) *SlogHandler {
+	if a, ok := j.(*Appender); ok {
+		// A push is cheap and never waits for a disk: slog's JSON handler formats
+		// concurrently and pushes under its own write lock, with no copy of ours.
+		return &SlogHandler{j: j, inner: slog.NewJSONHandler(pushWriter{a}, opts)}
+	}
 	f := &slogFormatter{}
 	return &SlogHandler{j: j, inner: slog.NewJSONHandler(&f.buf, opts), fmt: f}
+}
+
+// pushWriter is what slog's JSON handler writes one record into when the handler is
+// over an Appender: the record's line, pushed.
+type pushWriter struct{ a *Appender }
+
+func (w pushWriter) Write(p []byte) (int, error) {
+	line := bytes.TrimSuffix(p, []byte{'\n'})
+	if bytes.IndexByte(line, '\n') >= 0 { // whitespace from a custom json.Marshaler: as below
+		line = bytes.ReplaceAll(line, []byte{'\n'}, []byte{' '})
+	}
+	if _, err := w.a.Push(line); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // Enabled reports whether records at level are logged.
@@ -47,6 +67,9 @@ func (h *SlogHandler) Enabled(ctx context.Context, level slog.Level) bool {
 
 // Handle formats r as one line and appends it to the journal.
 func (h *SlogHandler) Handle(ctx context.Context, r slog.Record) error {
+	if h.fmt == nil { // over an Appender: the inner handler pushes (pushWriter)
+		return h.inner.Handle(ctx, r)
+	}
 	h.fmt.mu.Lock()
 	h.fmt.buf.Reset()
 	err := h.inner.Handle(ctx, r)
