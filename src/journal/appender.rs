@@ -8,7 +8,6 @@
 //! except by being committed, by `OnFull::Drop` at push (counted), or by `close`
 //! giving up (counted in its error).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -77,11 +76,63 @@ pub enum Pushed {
 const RETRY_MIN: Duration = Duration::from_millis(10);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 
+/// Queued records in one buffer (a record's bytes, then the next's) with their end
+/// offsets: a push is one copy into memory that is reused, not an allocation.
+#[derive(Default)]
+struct Records {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Records {
+    fn push(&mut self, line: &[u8]) {
+        self.bytes.extend_from_slice(line);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Each record's bytes, in order.
+    fn lines(&self) -> Vec<&[u8]> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|&end| {
+                let line = &self.bytes[start..end];
+                start = end;
+                line
+            })
+            .collect()
+    }
+
+    /// Put `front` before these records (a failed batch, back at the head).
+    fn prepend(&mut self, mut front: Records) {
+        let shift = front.bytes.len();
+        front.bytes.extend_from_slice(&self.bytes);
+        front.ends.extend(self.ends.iter().map(|e| e + shift));
+        *self = front;
+    }
+
+    /// Empty, keeping the buffers' capacity for the next batch.
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+}
+
 /// What the caller's threads and the committer share.
 struct State {
     /// Records pushed and not committed, oldest first (the batch being committed is
     /// taken out, and put back at the front if its commit fails).
-    queue: VecDeque<Vec<u8>>,
+    queue: Records,
+    /// The last committed batch's buffers, emptied, for the next batch to reuse.
+    spare: Records,
     /// Payload bytes of the queue and of the batch in flight (the bound).
     queued_bytes: usize,
     /// Someone waits (a flush, a pusher blocked on a full queue): commit without lingering.
@@ -133,10 +184,11 @@ impl Appender {
         let journal = Journal::open(path, opts.journal.clone())?;
         let shared = Arc::new(Shared {
             journal,
-            pid: std::process::id(),
+            pid: crate::os::sys::current_pid(),
             opts,
             state: Mutex::new(State {
-                queue: VecDeque::new(),
+                queue: Records::default(),
+                spare: Records::default(),
                 queued_bytes: 0,
                 urgent: false,
                 oldest: None,
@@ -206,7 +258,7 @@ impl Appender {
             s.progress.wait(&mut st);
         }
         st.queued_bytes += line.len();
-        st.queue.push_back(line.to_vec());
+        st.queue.push(line);
         st.pushed += 1;
         if st.oldest.is_none() {
             // the first record since the last commit: wake the committer, which lingers
@@ -348,26 +400,28 @@ impl Shared {
                 let _ = self.work.wait_until(&mut st, until);
             }
             st.urgent = false;
-            let batch: Vec<Vec<u8>> = st.queue.drain(..).collect();
+            let spare = std::mem::take(&mut st.spare);
+            let batch = std::mem::replace(&mut st.queue, spare);
             st.in_flight_since = st.oldest.take();
             let closing = st.closing;
             drop(st);
-            let result = self.journal.append_batch(&batch);
+            let result = self.journal.append_batch(&batch.lines());
             st = self.state.lock();
             match result {
                 Ok(_) => {
-                    st.queued_bytes -= batch.iter().map(Vec::len).sum::<usize>();
+                    st.queued_bytes -= batch.bytes.len();
                     st.committed += batch.len() as u64;
                     st.commits += 1;
                     st.in_flight_since = None;
+                    let mut batch = batch;
+                    batch.clear();
+                    st.spare = batch;
                     backoff = RETRY_MIN;
                     self.progress.notify_all();
                 }
                 Err(e) => {
                     // Back at the front, in order, before what was pushed meanwhile.
-                    for record in batch.into_iter().rev() {
-                        st.queue.push_front(record);
-                    }
+                    st.queue.prepend(batch);
                     st.oldest = st.in_flight_since.take();
                     st.failures += 1;
                     let seen = (e.kind(), e.to_string());
@@ -392,7 +446,7 @@ impl Shared {
 
     /// The committer thread is the opening process's: refuse in a forked child.
     fn check_process(&self) -> Result<()> {
-        let me = std::process::id();
+        let me = crate::os::sys::current_pid();
         if me == self.pid {
             return Ok(());
         }

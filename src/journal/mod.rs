@@ -213,7 +213,7 @@ impl Journal {
     /// A handle used in a process forked from the one that opened it: refuse. `SQLite`'s
     /// locks belong to the parent, so the child would write without any.
     fn check_process(&self) -> Result<()> {
-        let me = std::process::id();
+        let me = crate::os::sys::current_pid();
         if me == self.pid {
             return Ok(());
         }
@@ -278,7 +278,7 @@ impl Journal {
 impl Drop for Journal {
     fn drop(&mut self) {
         let conn = self.conn.take();
-        if std::process::id() == self.pid {
+        if crate::os::sys::current_pid() == self.pid {
             // (A journal retired, removed or replaced meanwhile is safe to close: SQLite
             // checks SQLITE_FCNTL_HAS_MOVED and then neither checkpoints nor deletes
             // the -wal and -shm by name, which may be a new journal's; see

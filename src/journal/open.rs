@@ -231,7 +231,7 @@ impl Journal {
             files,
             folder_watch: OnceLock::new(),
             gone: AtomicBool::new(false),
-            pid: std::process::id(),
+            pid: crate::os::sys::current_pid(),
         })
     }
 
