@@ -223,7 +223,15 @@ func main() {
 	seconds := flag.Float64("seconds", 2, "seconds per row")
 	reps := flag.Int("reps", 3, "repetitions (rows alternate)")
 	gs := flag.String("goroutines", "1,16", "goroutine counts")
+	groupCommit := flag.Int("group-commit", 0, "instead: N goroutines of single durable appends on one journal; print lines/s")
 	flag.Parse()
+	if *groupCommit > 0 {
+		if err := groupCommitRun(*groupCommit, time.Duration(*seconds*float64(time.Second))); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	var counts []int
 	for _, s := range strings.Split(*gs, ",") {
 		n, err := strconv.Atoi(s)
@@ -293,4 +301,45 @@ func main() {
 		}
 		fmt.Printf("- %s: slog over an Appender >= 1.0x a mutex-guarded os.File + bufio, %d goroutines — %.2fx\n", verdict, g, ratio)
 	}
+}
+
+// groupCommitRun is the group-commit anchor's tributary side: n goroutines each
+// appending single 100-byte lines, durable on return (full), to one journal for d;
+// it prints the lines per second (scripts/bench-logging puts PostgreSQL beside it).
+func groupCommitRun(n int, d time.Duration) error {
+	dir, err := os.MkdirTemp(os.Getenv("TRIB_BENCH_DIR"), "trib-groupcommit-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	j, err := tributary.OpenJournal(filepath.Join(dir, "g.journal"), nil)
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	line := []byte(strings.Repeat("x", 100))
+	var total atomic.Int64
+	var firstErr atomic.Value
+	start := time.Now()
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				if _, err := j.Append(line); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				total.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return err
+	}
+	fmt.Printf("%.0f\n", float64(total.Load())/time.Since(start).Seconds())
+	return nil
 }
