@@ -54,6 +54,59 @@ fn append_stops_at_a_refused_line_and_says_what_was_stored() {
     assert_eq!(journal(&spool.join("a.journal")).backlog().unwrap().lines, 2, "c was not stored");
 }
 
+/// `status --json` and `verify --json` for monitoring, and a truncated target flagged
+/// by `status` (text and JSON), with exit code 1, as `verify` does.
+#[test]
+fn status_and_verify_speak_json_and_status_flags_a_truncated_target() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let jp = spool.join("a.journal");
+    journal(&jp).append_batch(&numbered("s", 0..5)).unwrap();
+    init_cli(&target);
+    assert!(cli(&["drain", "--target", &s(&target), "--spool", &s(&spool)]).status.success());
+    journal(&jp).append(b"waiting").unwrap();
+    let json = |args: &[&str]| -> (Option<i32>, serde_json::Value) {
+        let out = cli(args);
+        let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out:?}"));
+        (out.status.code(), v)
+    };
+    let (code, v) = json(&["status", "--target", &s(&target), "--spool", &s(&spool), "--json"]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!((v["ok"].as_bool(), v["initialised"].as_bool()), (Some(true), Some(true)), "{v}");
+    assert_eq!(v["manifest"]["committed_lines"], 5, "{v}");
+    assert_eq!(v["manifest"]["committed_len"], 45, "{v}");
+    assert_eq!(v["journals"][0]["uncommitted_lines"], 1, "{v}");
+    assert_eq!(v["journals"][0]["watermark"], 5, "{v}");
+    let (code, v) = json(&["verify", "--target", &s(&target), "--json"]);
+    assert_eq!((code, v["consistent"].as_bool(), v["committed_lines"].as_u64()), (Some(0), Some(true), Some(5)));
+
+    // Truncated behind tributary's back (logrotate copytruncate): flagged, exit 1.
+    let f = std::fs::OpenOptions::new().write(true).open(&target).unwrap();
+    f.set_len(10).unwrap();
+    let out = cli(&["status", "--target", &s(&target)]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("PROBLEM") && err.contains("truncated"), "{err}");
+    let (code, v) = json(&["status", "--target", &s(&target), "--json"]);
+    assert_eq!((code, v["ok"].as_bool()), (Some(1), Some(false)), "{v}");
+    assert!(v["problems"][0].as_str().unwrap().contains("truncated"), "{v}");
+    let (code, v) = json(&["verify", "--target", &s(&target), "--json"]);
+    assert_eq!((code, v["consistent"].as_bool()), (Some(1), Some(false)), "{v}");
+}
+
+/// `--help` says what the flags are and what the exit codes mean.
+#[test]
+fn help_documents_flags_and_exit_codes() {
+    let top = String::from_utf8_lossy(&cli(&["--help"]).stdout).into_owned();
+    assert!(top.contains("Exit codes: 0 success") && top.contains("3 (`compact` only)"), "{top}");
+    for cmd in ["init", "drain", "compact", "retire", "status", "verify", "tail"] {
+        let help = String::from_utf8_lossy(&cli(&[cmd, "--help"]).stdout).into_owned();
+        assert!(help.contains("The shared target file"), "{cmd} --help: --target has no help text: {help}");
+    }
+    let help = String::from_utf8_lossy(&cli(&["compact", "--help"]).stdout).into_owned();
+    assert!(help.contains("The spool: a folder of journals"), "{help}");
+}
+
 #[test]
 fn status_and_verify_report_the_committed_state() {
     let d = tmp();

@@ -15,6 +15,7 @@ use crate::CmdResult;
 
 #[derive(Args)]
 pub struct InitArgs {
+    /// The shared target file (on the shared filesystem; its sidecar is `<target>.tributary/`)
     #[arg(long)]
     target: PathBuf,
     /// How long to wait for the target's lock, in milliseconds.
@@ -40,6 +41,7 @@ pub fn cmd_init(a: InitArgs) -> CmdResult {
 
 #[derive(Args)]
 pub struct DrainArgs {
+    /// The shared target file (on the shared filesystem; its sidecar is `<target>.tributary/`)
     #[arg(long)]
     target: PathBuf,
     /// A journal to drain (repeatable).
@@ -115,8 +117,10 @@ pub fn cmd_drain(a: DrainArgs) -> CmdResult {
 
 #[derive(Args)]
 pub struct CompactArgs {
+    /// The shared target file (on the shared filesystem; its sidecar is `<target>.tributary/`)
     #[arg(long)]
     target: PathBuf,
+    /// The spool: a folder of journals (every `*.journal` directly in it)
     #[arg(long)]
     spool: PathBuf,
     /// Pause between rounds that found nothing more to do, in milliseconds.
@@ -173,6 +177,7 @@ pub fn cmd_compact(a: CompactArgs) -> CmdResult {
 
 #[derive(Args)]
 pub struct RetireArgs {
+    /// The shared target file (on the shared filesystem; its sidecar is `<target>.tributary/`)
     #[arg(long)]
     target: PathBuf,
     /// A journal to retire (repeatable). Its writers should have stopped: one that

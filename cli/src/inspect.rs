@@ -7,17 +7,23 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use tributary::{status, verify};
+use serde_json::json;
+use tributary::{status, verify, StatusReport};
 
 use crate::args::existing_target;
 use crate::CmdResult;
 
 #[derive(Args)]
 pub struct StatusArgs {
+    /// The shared target file (on the shared filesystem; its sidecar is `<target>.tributary/`)
     #[arg(long)]
     target: PathBuf,
+    /// A spool (a folder of journals, every `*.journal` in it) whose backlog to show
     #[arg(long)]
     spool: Option<PathBuf>,
+    /// Print one JSON object instead of text (for monitoring); same exit codes
+    #[arg(long)]
+    json: bool,
 }
 
 fn age(ms: i64) -> String {
@@ -25,9 +31,98 @@ fn age(ms: i64) -> String {
     format!("{:.1}s", (now - ms).max(0) as f64 / 1000.0)
 }
 
+/// What is wrong with a target per its status: a truncated file (shorter than its
+/// committed part), or bytes after it that no drain round announced.
+fn status_problems(s: &StatusReport) -> Vec<String> {
+    let Some(m) = &s.manifest else { return Vec::new() };
+    let mut problems = Vec::new();
+    match s.target_len {
+        None => problems.push(format!(
+            "the target file is missing but {} bytes are committed: moved, deleted, or its share is not mounted",
+            m.committed_len
+        )),
+        Some(len) if len < m.committed_len => problems.push(format!(
+            "the target is {len} bytes, shorter than its {} committed bytes: truncated behind tributary's back \
+             (logrotate copytruncate?); drains refuse it, see README \"Operations\"",
+            m.committed_len
+        )),
+        Some(len) => {
+            let tail = len - m.committed_len;
+            let covered = m.intent.filter(|i| i.start == m.committed_len).map_or(0, |i| i.max_len);
+            if tail > covered {
+                problems.push(format!(
+                    "{tail} bytes after the committed part were not written by a drain round (foreign bytes): drains \
+                     refuse them, see README \"Operations\""
+                ));
+            }
+        }
+    }
+    problems
+}
+
 pub fn cmd_status(a: StatusArgs) -> CmdResult {
     existing_target(&a.target)?;
     let s = status(&a.target, a.spool.as_deref())?;
+    let problems = status_problems(&s);
+    if a.json {
+        say!("{}", status_json(&s, &problems));
+    } else {
+        status_text(&s, a.spool.as_deref(), &problems);
+    }
+    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn status_json(s: &StatusReport, problems: &[String]) -> serde_json::Value {
+    let journals: Vec<_> = s
+        .journals
+        .iter()
+        .map(|j| {
+            json!({
+                "path": j.path.display().to_string(),
+                "journal_id": j.journal_id.to_hex(),
+                "uncommitted_lines": j.uncommitted_lines,
+                "backlog_lines": j.backlog.lines,
+                "backlog_bytes": j.backlog.bytes,
+                "oldest_append_ms": j.backlog.oldest_append_ms,
+                "last_seq": j.backlog.last_seq,
+                "drained_seq": j.backlog.drained_seq,
+                "watermark": j.watermark,
+            })
+        })
+        .collect();
+    let manifest = s.manifest.as_ref().map(|m| {
+        json!({
+            "target_id": m.target_id,
+            "epoch": m.epoch,
+            "generation": m.generation,
+            "committed_len": m.committed_len,
+            "committed_lines": m.committed_lines,
+            "committed_crc": format!("{:08x}", m.committed_crc),
+            "intent": m.intent.map(|i| json!({"start": i.start, "max_len": i.max_len})),
+            "rotated": m.rotated.iter().map(|(g, r)| json!({
+                "generation": g,
+                "path": tributary::generation_path(&s.target, *g).display().to_string(),
+                "len": r.len,
+                "lines": r.lines,
+            })).collect::<Vec<_>>(),
+            "watermarks": m.watermarks.values().map(|w| json!({
+                "journal_id": w.journal_id.to_string(),
+                "last_seq": w.last_seq,
+            })).collect::<Vec<_>>(),
+        })
+    });
+    json!({
+        "target": s.target.display().to_string(),
+        "initialised": s.manifest.is_some(),
+        "target_len": s.target_len,
+        "manifest": manifest,
+        "journals": journals,
+        "problems": problems,
+        "ok": problems.is_empty(),
+    })
+}
+
+fn status_text(s: &StatusReport, spool: Option<&std::path::Path>, problems: &[String]) {
     say!("target: {}", s.target.display());
     match &s.manifest {
         None => say!("  not initialised (no manifest): run `tributary init --target {}`", s.target.display()),
@@ -62,7 +157,7 @@ pub fn cmd_status(a: StatusArgs) -> CmdResult {
             }
         }
     }
-    if let Some(spool) = &a.spool {
+    if let Some(spool) = spool {
         say!("spool: {} ({} journal(s))", spool.display(), s.journals.len());
         for j in &s.journals {
             let waiting = j.backlog.lines.saturating_sub(j.uncommitted_lines);
@@ -83,17 +178,41 @@ pub fn cmd_status(a: StatusArgs) -> CmdResult {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    for p in problems {
+        eprintln!("tributary status: PROBLEM: {}: {p}", s.target.display());
+    }
 }
 
 #[derive(Args)]
 pub struct TargetArg {
+    /// The shared target file (on the shared filesystem; its sidecar is `<target>.tributary/`)
     #[arg(long)]
     target: PathBuf,
+    /// Print one JSON object instead of text (for monitoring); same exit codes
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn cmd_verify(a: TargetArg) -> CmdResult {
     let r = verify(&a.target)?;
+    if a.json {
+        say!(
+            "{}",
+            json!({
+                "target": a.target.display().to_string(),
+                "consistent": r.is_consistent(),
+                "epoch": r.epoch,
+                "generation": r.generation,
+                "rotated_generations": r.rotated_generations,
+                "committed_len": r.committed_len,
+                "committed_lines": r.committed_lines,
+                "target_len": r.target_len,
+                "uncommitted_tail_bytes": r.uncommitted_tail_bytes,
+                "problems": r.problems,
+            })
+        );
+        return Ok(if r.is_consistent() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
     if !r.is_consistent() {
         for p in &r.problems {
             eprintln!("tributary verify: INCONSISTENT: {}: {p}", a.target.display());

@@ -40,7 +40,16 @@ use crate::tail::{cmd_tail, TailArgs};
 use crate::write::{cmd_append, AppendArgs};
 
 #[derive(Parser)]
-#[command(name = "tributary", version, about = "Exactly-once line appends from many hosts into one shared file")]
+#[command(
+    name = "tributary",
+    version,
+    about = "Exactly-once line appends from many hosts into one shared file",
+    after_help = "Exit codes: 0 success (`compact`: stopped by SIGTERM/SIGINT); 1 an error (stderr says \
+                  `tributary: error [kind]: ...` and what to do), or a problem found by `verify` or `status`; \
+                  2 a usage error (bad or missing flags); 3 (`compact` only) an error that needs a human \
+                  (a corrupt manifest, a truncated or torn target, bytes tributary did not write). \
+                  Error kinds and what to do about each: docs/errors.md."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -15,6 +15,7 @@ use crate::{stdout_err, CmdResult};
 
 #[derive(Args)]
 pub struct TailArgs {
+    /// The shared target file (on the shared filesystem; its sidecar is `<target>.tributary/`)
     #[arg(long)]
     target: PathBuf,
     /// Byte offset in the current generation to start from (0, or the start of a line).
