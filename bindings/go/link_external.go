@@ -2,21 +2,17 @@
 
 package tributary
 
-// Linking against a library you provide (build with `-tags tributary_external`):
-// only -ltributary is given here; say where the header and the library are with the
-// usual cgo variables, for example
+// Linking against an installed library (build with `-tags tributary_external`): cgo
+// asks pkg-config for tributary's flags, so install it with `scripts/install PREFIX`
+// (which writes PREFIX/lib/pkgconfig/tributary.pc) and, for a PREFIX pkg-config does
+// not search, point it there:
 //
-//	CGO_CFLAGS="-I/opt/tributary/include" \
-//	CGO_LDFLAGS="-L/opt/tributary/lib -Wl,-rpath,/opt/tributary/lib" \
-//	go build -tags tributary_external ./...
+//	PKG_CONFIG_PATH=/opt/tributary/lib/pkgconfig go build -tags tributary_external ./...
 //
-// or install tributary.h and libtributary.so where the C compiler and linker look
-// by default (/usr/local/include, /usr/local/lib). The in-repository include folder
-// stays on the include path after yours, so a checkout of the repository still finds
-// its own header when CGO_CFLAGS does not name one.
+// Programs linked to the shared library find it at run time through the loader's
+// paths (LD_LIBRARY_PATH, ldconfig) or an rpath you add with CGO_LDFLAGS.
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../include
-#cgo LDFLAGS: -ltributary
+#cgo pkg-config: tributary
 */
 import "C"

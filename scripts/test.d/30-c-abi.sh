@@ -58,3 +58,32 @@ if [ "$rc" != 0 ]; then
   exit 1
 fi
 echo "valgrind: clean (no errors, no definite leaks)"
+
+# The installed library, found the C way: scripts/install into a prefix, then a program
+# built with nothing but `pkg-config --cflags --libs tributary` (shared and --static).
+echo "--- scripts/install + pkg-config"
+command -v pkg-config >/dev/null || {
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q pkgconf >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q pkgconf >/dev/null; }
+}
+prefix="$PWD/$out/prefix"
+rm -rf "$prefix"
+scripts/install "$prefix"
+cat >"$out/hello.c" <<'C'
+#include <stdio.h>
+#include <tributary.h>
+int main(void) {
+    printf("tributary %s, ABI %u\n", trib_version(), trib_abi_version());
+    return trib_abi_version() == TRIB_ABI_VERSION ? 0 : 1;
+}
+C
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+# shellcheck disable=SC2046 # the flags are words
+"$CC" -std=c11 "${warn[@]}" "$out/hello.c" $(pkg-config --cflags --libs tributary) -o "$out/hello-shared"
+LD_LIBRARY_PATH="$prefix/lib" "$out/hello-shared"
+rm "$prefix/lib/libtributary.so" # so that the linker takes the static library
+# shellcheck disable=SC2046
+"$CC" -std=c11 "${warn[@]}" "$out/hello.c" $(pkg-config --static --cflags --libs tributary) -o "$out/hello-static"
+"$out/hello-static"
+! ldd "$out/hello-static" | grep -q libtributary || { echo "hello-static links libtributary.so"; exit 1; }
+echo "pkg-config: ok (shared and static)"

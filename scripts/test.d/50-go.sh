@@ -65,6 +65,19 @@ if [ "$rc" != 0 ]; then
   exit 1
 fi
 
+# An installed library, found through pkg-config (-tags tributary_external): the way a
+# module fetched outside this repository links.
+echo "--- -tags tributary_external (scripts/install + pkg-config)"
+command -v pkg-config >/dev/null || {
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q pkgconf >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q pkgconf >/dev/null; }
+}
+gprefix="$repo/target/go-prefix"
+rm -rf "$gprefix"
+"$repo/scripts/install" "$gprefix"
+PKG_CONFIG_PATH="$gprefix/lib/pkgconfig" LD_LIBRARY_PATH="$gprefix/lib" \
+  go test -count=1 -tags tributary_external -run 'TestAppenderPushFlushInOrder|TestWriter$' .
+
 # the logging benchmark (its own module: it needs lumberjack) must keep building
 echo "--- bench (vet only; run it with scripts/bench-logging)"
 (cd bench && go vet .)
