@@ -4,6 +4,7 @@
 # pytest suite against that installation. No tests collected (pytest exit 5) is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+repo_root="$PWD"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 unset TRIBUTARY_LIB   # test the library shipped inside the package
 
@@ -44,3 +45,26 @@ fi
 [ "$rc" = 0 ] || exit "$rc"
 # The fan-in -> process -> fan-out example (issue 7's Python twin) must pass as documented.
 "$venv/bin/python" examples/pipeline.py
+
+# A wheel that installs on another machine without Rust: `pip wheel` builds one tagged
+# py3-none-<platform> with the library inside; a fresh venv elsewhere installs it with
+# cargo off the PATH and no repository in sight, and imports the shipped library.
+echo "--- pip wheel, installed in a fresh venv without cargo"
+whl="$(mktemp -d)"
+trap 'rm -rf "$whl"' EXIT
+"$venv/bin/python" -m pip wheel -q --disable-pip-version-check --no-deps -w "$whl/dist" .
+ls "$whl"/dist/tributary-*-py3-none-linux_*.whl >/dev/null
+"$venv/bin/python" -m venv "$whl/venv"
+env -u TRIBUTARY_LIB PATH=/usr/bin:/bin "$whl/venv/bin/python" -m pip install -q --disable-pip-version-check --no-index "$whl"/dist/*.whl
+mv "$repo_root/target/release/libtributary.so" "$repo_root/target/release/libtributary.so.hidden"
+rc=0
+(cd "$whl" && env -u TRIBUTARY_LIB PATH=/usr/bin:/bin "$whl/venv/bin/python" - <<'PY') || rc=$?
+import os, tempfile, tributary
+pkg = os.path.dirname(tributary.__file__)
+assert str(tributary.LIB_PATH).startswith(pkg), f"loaded {tributary.LIB_PATH}, not the wheel's copy in {pkg}"
+with tempfile.TemporaryDirectory() as d, tributary.Journal(os.path.join(d, "w.journal")) as j:
+    j.append("from a wheel")
+print(f"wheel: ok ({tributary.LIB_PATH})")
+PY
+mv "$repo_root/target/release/libtributary.so.hidden" "$repo_root/target/release/libtributary.so"
+exit "$rc"
