@@ -54,10 +54,8 @@ fn append_stops_at_a_refused_line_and_says_what_was_stored() {
     assert_eq!(journal(&spool.join("a.journal")).backlog().unwrap().lines, 2, "c was not stored");
 }
 
-/// `status --json` and `verify --json` for monitoring, and a truncated target flagged
-/// by `status` (text and JSON), with exit code 1, as `verify` does.
-#[test]
-fn status_and_verify_speak_json_and_status_flags_a_truncated_target() {
+/// A target with 5 lines drained from `spool/a.journal`, which holds one more waiting.
+fn five_drained_one_waiting() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let d = tmp();
     let (spool, target) = paths(d.path());
     let jp = spool.join("a.journal");
@@ -65,6 +63,14 @@ fn status_and_verify_speak_json_and_status_flags_a_truncated_target() {
     init_cli(&target);
     assert!(cli(&["drain", "--target", &s(&target), "--spool", &s(&spool)]).status.success());
     journal(&jp).append(b"waiting").unwrap();
+    (d, spool, target)
+}
+
+/// `status --json` and `verify --json` for monitoring, and a truncated target flagged
+/// by `status` (text and JSON), with exit code 1, as `verify` does.
+#[test]
+fn status_and_verify_speak_json_and_status_flags_a_truncated_target() {
+    let (_d, spool, target) = five_drained_one_waiting();
     let json = |args: &[&str]| -> (Option<i32>, serde_json::Value) {
         let out = cli(args);
         let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out:?}"));
@@ -109,13 +115,7 @@ fn help_documents_flags_and_exit_codes() {
 
 #[test]
 fn status_and_verify_report_the_committed_state() {
-    let d = tmp();
-    let (spool, target) = paths(d.path());
-    let jp = spool.join("a.journal");
-    journal(&jp).append_batch(&numbered("s", 0..5)).unwrap();
-    init_cli(&target);
-    assert!(cli(&["drain", "--target", &s(&target), "--spool", &s(&spool)]).status.success());
-    journal(&jp).append(b"waiting").unwrap();
+    let (_d, spool, target) = five_drained_one_waiting();
     let out = cli(&["status", "--target", &s(&target), "--spool", &s(&spool)]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);

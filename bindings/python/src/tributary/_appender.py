@@ -13,9 +13,9 @@ from typing import Optional
 
 from . import _ffi
 from ._ffi import call, error_from, fspath_bytes, lib
-from ._journal import DEFAULT_MAX_LINE_BYTES, Line, _line_bytes
+from ._journal import DEFAULT_MAX_LINE_BYTES, Line, _fill_journal_options, _line_bytes
 from ._managed import Managed
-from ._util import PathLike, Seconds, _arg_error, _ms, _positive_int
+from ._util import PathLike, Seconds, _arg_error, _positive_int
 
 __all__ = ["Appender", "AppenderStats"]
 
@@ -98,19 +98,7 @@ class Appender(Managed):
         path_b = fspath_bytes(path, "path")
         opts = _ffi.trib_appender_options()
         call(lib.trib_appender_options_default, byref(opts))
-        if durability == "full":
-            opts.journal.durability = _ffi.TRIB_DURABILITY_FULL
-        elif durability == "normal":
-            opts.journal.durability = _ffi.TRIB_DURABILITY_NORMAL
-        else:
-            raise _arg_error(f"durability must be 'full' or 'normal', not {durability!r}")
-        opts.journal.max_line_bytes = _positive_int(max_line, "max_line")
-        if max_backlog_bytes is not None:
-            opts.journal.max_backlog_bytes = _positive_int(max_backlog_bytes, "max_backlog_bytes")
-        wait_ms = _ms(full_wait, "full_wait")
-        if wait_ms is not None:
-            opts.journal.full_wait_ms = wait_ms
-        opts.journal.allow_network_fs = bool(allow_network_fs)
+        _fill_journal_options(opts.journal, durability, max_line, max_backlog_bytes, full_wait, None, None, allow_network_fs)
         if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 <= window <= 86400:
             raise _arg_error(f"window must be a number of seconds from 0 to 86400, not {window!r}")
         opts.window_us = int(window * 1_000_000)

@@ -53,6 +53,34 @@ class Backlog:
         return cls(b.lines, b.bytes, b.oldest_append_ms or None, b.last_seq, b.drained_seq)
 
 
+def _fill_journal_options(
+    opts: "_ffi.trib_journal_options",
+    durability: str,
+    max_line: int,
+    max_backlog_bytes: Optional[int],
+    full_wait: Optional[Seconds],
+    key_retention: Optional[Seconds],
+    busy_timeout: Optional[Seconds],
+    allow_network_fs: bool,
+) -> None:
+    """Check and set the journal options (``opts`` holds the defaults already); shared
+    by :class:`Journal` and :class:`~tributary.Appender`."""
+    if durability == "full":
+        opts.durability = _ffi.TRIB_DURABILITY_FULL
+    elif durability == "normal":
+        opts.durability = _ffi.TRIB_DURABILITY_NORMAL
+    else:
+        raise _arg_error(f"durability must be 'full' or 'normal', not {durability!r}")
+    opts.max_line_bytes = _positive_int(max_line, "max_line")
+    if max_backlog_bytes is not None:
+        opts.max_backlog_bytes = _positive_int(max_backlog_bytes, "max_backlog_bytes")
+    for name, value in (("full_wait", full_wait), ("key_retention", key_retention), ("busy_timeout", busy_timeout)):
+        ms = _ms(value, name)
+        if ms is not None:
+            setattr(opts, {"full_wait": "full_wait_ms"}.get(name, name + "_ms"), ms)
+    opts.allow_network_fs = bool(allow_network_fs)
+
+
 class Journal(Managed):
     """A journal: the writer side, a SQLite WAL file on this host's local disk.
 
@@ -97,20 +125,9 @@ class Journal(Managed):
         path_b = fspath_bytes(path, "path")
         opts = _ffi.trib_journal_options()
         call(lib.trib_journal_options_default, byref(opts))
-        if durability == "full":
-            opts.durability = _ffi.TRIB_DURABILITY_FULL
-        elif durability == "normal":
-            opts.durability = _ffi.TRIB_DURABILITY_NORMAL
-        else:
-            raise _arg_error(f"durability must be 'full' or 'normal', not {durability!r}")
-        opts.max_line_bytes = _positive_int(max_line, "max_line")
-        if max_backlog_bytes is not None:
-            opts.max_backlog_bytes = _positive_int(max_backlog_bytes, "max_backlog_bytes")
-        for name, value in (("full_wait", full_wait), ("key_retention", key_retention), ("busy_timeout", busy_timeout)):
-            ms = _ms(value, name)
-            if ms is not None:
-                setattr(opts, {"full_wait": "full_wait_ms"}.get(name, name + "_ms"), ms)
-        opts.allow_network_fs = bool(allow_network_fs)
+        _fill_journal_options(
+            opts, durability, max_line, max_backlog_bytes, full_wait, key_retention, busy_timeout, allow_network_fs
+        )
         #: The durability this journal was opened with.
         self.durability = durability
         #: Longest accepted line in bytes.
