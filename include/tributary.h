@@ -192,7 +192,7 @@
 
 /**
  * `on_full` of `trib_appender_options`: a push into a full queue drops the line and
- * counts it (`trib_appender_dropped`); the push says so.
+ * counts it (`trib_appender_read_stats`); the push says so.
  */
 #define TRIB_ON_FULL_DROP 1
 
@@ -937,7 +937,8 @@ int trib_appender_open(const char *path,
 /**
  * Queue one line (`len` bytes at `line`, without `\n`) for the next commit and return:
  * it is NOT durable yet (`trib_appender_flush`). `*queued_out` (if not NULL) is 1 when
- * queued, 0 when dropped because the queue was full (`TRIB_ON_FULL_DROP`). A bad line
+ * queued, 0 when dropped because the queue was full (`TRIB_ON_FULL_DROP`, counted by
+ * `trib_appender_read_stats`). A bad line
  * is `TRIB_E_INVALID_LINE` at once; after a failure retrying cannot fix (the journal
  * gone), every push returns that error.
  *
@@ -972,18 +973,6 @@ int trib_appender_flush(const struct trib_appender *appender,
 int trib_appender_read_stats(const struct trib_appender *appender,
                              struct trib_appender_stats *stats_out,
                              struct trib_error **err_out);
-
-/**
- * Lines dropped so far because the queue was full (`TRIB_ON_FULL_DROP`), into
- * `*dropped_out`.
- *
- * # Safety
- * `appender` must be NULL or an open handle; `dropped_out` and `err_out` NULL or
- * writable.
- */
-int trib_appender_dropped(const struct trib_appender *appender,
-                          uint64_t *dropped_out,
-                          struct trib_error **err_out);
 
 /**
  * Flush, stop the committer, close the journal and release the handle (NULL is

@@ -31,6 +31,14 @@ fn age(ms: i64) -> String {
     format!("{:.1}s", (now - ms).max(0) as f64 / 1000.0)
 }
 
+/// The bytes after the committed part, and whether a drain round announced them (its
+/// intent covers them) or they are foreign.
+fn uncommitted_tail(m: &tributary::Manifest, len: u64) -> (u64, bool) {
+    let tail = len.saturating_sub(m.committed_len);
+    let covered = m.intent.filter(|i| i.start == m.committed_len).map_or(0, |i| i.max_len);
+    (tail, tail > covered)
+}
+
 /// What is wrong with a target per its status: a truncated file (shorter than its
 /// committed part), or bytes after it that no drain round announced.
 fn status_problems(s: &StatusReport) -> Vec<String> {
@@ -47,9 +55,8 @@ fn status_problems(s: &StatusReport) -> Vec<String> {
             m.committed_len
         )),
         Some(len) => {
-            let tail = len - m.committed_len;
-            let covered = m.intent.filter(|i| i.start == m.committed_len).map_or(0, |i| i.max_len);
-            if tail > covered {
+            let (tail, foreign) = uncommitted_tail(m, len);
+            if foreign {
                 problems.push(format!(
                     "{tail} bytes after the committed part were not written by a drain round (foreign bytes): drains \
                      refuse them, see README \"Operations\""
@@ -140,12 +147,13 @@ fn status_text(s: &StatusReport, spool: Option<&std::path::Path>, problems: &[St
                 );
             }
             say!("  committed: {} bytes, {} lines, crc {:08x}", m.committed_len, m.committed_lines, m.committed_crc);
-            let tail = len.saturating_sub(m.committed_len);
-            let covered = m.intent.filter(|i| i.start == m.committed_len).map_or(0, |i| i.max_len);
-            let whose = match (tail, covered) {
+            let (tail, foreign) = uncommitted_tail(m, len);
+            let whose = match (tail, foreign) {
                 (0, _) => "",
-                (t, c) if t <= c => ", written by a round in flight or crashed: the next drain removes it",
-                _ => ", NOT written by a drain round (foreign bytes): drains refuse them, see README \"Operations\"",
+                (_, false) => ", written by a round in flight or crashed: the next drain removes it",
+                (_, true) => {
+                    ", NOT written by a drain round (foreign bytes): drains refuse them, see README \"Operations\""
+                }
             };
             say!("  file length: {len} bytes (uncommitted tail: {tail} bytes{whose})");
             if let Some(i) = m.intent {

@@ -1,5 +1,5 @@
 //! `trib_appender`: a journal with a background committer (`Appender`): open, push,
-//! flush, dropped, close. For logging paths that cannot wait for an fsync per record.
+//! flush, stats, close. For logging paths that cannot wait for an fsync per record.
 
 use std::ffi::{c_char, c_int};
 use std::sync::atomic::AtomicBool;
@@ -51,7 +51,7 @@ impl HandleBox for AppenderBox {
 /// `on_full` of `trib_appender_options`: a push into a full queue waits for room.
 pub const TRIB_ON_FULL_BLOCK: u32 = 0;
 /// `on_full` of `trib_appender_options`: a push into a full queue drops the line and
-/// counts it (`trib_appender_dropped`); the push says so.
+/// counts it (`trib_appender_read_stats`); the push says so.
 pub const TRIB_ON_FULL_DROP: u32 = 1;
 
 /// Options for `trib_appender_open`. Fill it with `trib_appender_options_default` and
@@ -165,7 +165,8 @@ pub unsafe extern "C" fn trib_appender_open(
 
 /// Queue one line (`len` bytes at `line`, without `\n`) for the next commit and return:
 /// it is NOT durable yet (`trib_appender_flush`). `*queued_out` (if not NULL) is 1 when
-/// queued, 0 when dropped because the queue was full (`TRIB_ON_FULL_DROP`). A bad line
+/// queued, 0 when dropped because the queue was full (`TRIB_ON_FULL_DROP`, counted by
+/// `trib_appender_read_stats`). A bad line
 /// is `TRIB_E_INVALID_LINE` at once; after a failure retrying cannot fix (the journal
 /// gone), every push returns that error.
 ///
@@ -247,26 +248,6 @@ pub unsafe extern "C" fn trib_appender_read_stats(
         need(stats_out, "stats_out")?;
         // SAFETY: not NULL, writable per the caller's contract.
         unsafe { put(stats_out, trib_appender_stats::from(a.appender().stats())) };
-        Ok(())
-    })
-}
-
-/// Lines dropped so far because the queue was full (`TRIB_ON_FULL_DROP`), into
-/// `*dropped_out`.
-///
-/// # Safety
-/// `appender` must be NULL or an open handle; `dropped_out` and `err_out` NULL or
-/// writable.
-#[no_mangle]
-pub unsafe extern "C" fn trib_appender_dropped(
-    appender: *const trib_appender,
-    dropped_out: *mut u64,
-    err_out: *mut *mut trib_error,
-) -> c_int {
-    ffi_call!(err_out, appender, |a: &AppenderBox| {
-        need(dropped_out, "dropped_out")?;
-        // SAFETY: not NULL, writable per the caller's contract.
-        unsafe { put(dropped_out, a.appender().dropped()) };
         Ok(())
     })
 }

@@ -141,10 +141,14 @@ def test_exit_flushes_what_was_logged_in_the_background(target: Path, spool: Pat
 
 def test_a_bare_appender_is_flushed_at_exit(target: Path, spool: Path) -> None:
     # No flush, no close, no logging: the interpreter's exit must still make every
-    # pushed record durable (the committer would otherwise die with the process).
+    # pushed record durable (the committer would otherwise die with the process). The
+    # leaked reference keeps the object from being collected at exit, so its __del__
+    # (a backstop that cannot report errors) never runs: only the atexit flush can
+    # save these records.
     code = """
-        import sys, tributary
+        import ctypes, sys, tributary
         a = tributary.Appender(sys.argv[1], window=7200)
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(a))
         for i in range(500):
             a.push(f"bare {i}")
     """

@@ -7,7 +7,7 @@ from __future__ import annotations
 import atexit
 import os
 import weakref
-from ctypes import byref, c_int, c_uint64
+from ctypes import byref, c_int
 from dataclasses import dataclass
 from typing import Optional
 
@@ -189,6 +189,4 @@ class Appender(Managed):
     @property
     def dropped(self) -> int:
         """Lines dropped so far because the queue was full (``on_full="drop"``)."""
-        n = c_uint64()
-        self._call(lib.trib_appender_dropped, byref(n))
-        return n.value
+        return self.stats.dropped

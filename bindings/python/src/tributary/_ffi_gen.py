@@ -426,8 +426,6 @@ FUNCTIONS = {
     "trib_appender_flush": (c_int, (trib_appender_p, POINTER(trib_error_p))),
     # int trib_appender_read_stats(appender, stats_out, err_out)
     "trib_appender_read_stats": (c_int, (trib_appender_p, POINTER(trib_appender_stats), POINTER(trib_error_p))),
-    # int trib_appender_dropped(appender, dropped_out, err_out)
-    "trib_appender_dropped": (c_int, (trib_appender_p, POINTER(c_uint64), POINTER(trib_error_p))),
     # int trib_appender_close(appender, err_out)
     "trib_appender_close": (c_int, (trib_appender_p, POINTER(trib_error_p))),
     # int trib_init(target, options, report_out, err_out)
