@@ -61,6 +61,10 @@ pub enum DaemonEvent<'a> {
         /// What the problem was about.
         subject: &'a str,
     },
+    /// A pass found nothing to drain: every open journal is caught up, and the daemon
+    /// pauses for the interval. Said after every such pass: for metrics and progress,
+    /// not for logs.
+    Idle,
 }
 
 /// How the daemon ended.
@@ -173,6 +177,8 @@ impl Compactor {
                         summary.lines += r.lines;
                         pause = Duration::ZERO;
                         on_event(DaemonEvent::Committed(&r));
+                    } else {
+                        on_event(DaemonEvent::Idle);
                     }
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::LockTimeout | ErrorKind::LockLost) => {
@@ -327,15 +333,19 @@ mod tests {
             committed.get() >= 2 && passes.get() > 20
         };
         let opts = DaemonOptions { interval: Duration::from_millis(1), ..DaemonOptions::default() };
+        let mut idle_after_commit = 0;
         let summary = c.run(&spool, &opts, &stop, &mut |e| match e {
             DaemonEvent::Committed(r) => committed.set(committed.get() + r.lines),
             DaemonEvent::Problem { subject, error, set_aside } => {
                 problems.push((subject.to_string(), error.kind(), set_aside));
             }
+            DaemonEvent::Idle if committed.get() >= 2 => idle_after_commit += 1,
+            DaemonEvent::Idle => {}
             _ => {}
         });
         assert!(summary.stopped_by.is_none(), "{:?}", summary.stopped_by);
         assert_eq!((summary.lines, committed.get()), (2, 2));
+        assert!(idle_after_commit > 0, "passes with nothing left to drain must say Idle");
         assert_eq!(std::fs::read(&target).unwrap(), b"one\ntwo\n");
         assert_eq!(problems.len(), 1, "the junk journal must be reported once: {problems:?}");
         assert!(problems[0].0.ends_with("junk.journal") && problems[0].2, "{problems:?}");
