@@ -240,6 +240,22 @@
 typedef struct trib_appender trib_appender;
 
 /**
+ * A compactor: a target, its options and its journal sources (spool folders and
+ * journal paths, added with `trib_compactor_add_spool` / `trib_compactor_add_journal`),
+ * run with `trib_compactor_run` as a daemon (until `trib_stop_request`) or until
+ * nothing is left to drain (`until_empty`), as many times as needed.
+ *
+ * Thread-safety: every function may be called from several threads at once; a source
+ * added while a run is in progress is picked up by the next run. Runs on one handle
+ * from several threads are allowed (each round takes the target's lock, as runs in
+ * other processes do).
+ *
+ * Ownership: created by `trib_compactor_new`, released by `trib_compactor_free`, which
+ * must not run while another thread is still using the handle.
+ */
+typedef struct trib_compactor trib_compactor;
+
+/**
  * An error: its result code, a human-readable message that says what to do, and (for
  * `TRIB_E_INVALID_LINE`) which line of the call was refused.
  *
@@ -735,6 +751,47 @@ typedef struct trib_compact_report {
      */
     uint64_t lines;
 } trib_compact_report;
+
+/**
+ * Options for `trib_compactor_run`. Fill it with `trib_run_options_default` and change
+ * the fields you need (passing NULL options means the defaults).
+ */
+typedef struct trib_run_options {
+    /**
+     * Pause after a pass that found nothing to drain (default 100 ms; at least 1).
+     */
+    uint64_t interval_ms;
+    /**
+     * The longest pause between retries after transient trouble (default 30000 ms;
+     * the pause doubles from `interval_ms`).
+     */
+    uint64_t max_backoff_ms;
+    /**
+     * Return once a pass over every journal finds nothing to drain ("drain until
+     * empty"), instead of waiting for more until `trib_stop_request`. Default false.
+     */
+    bool until_empty;
+} trib_run_options;
+
+/**
+ * What `trib_compactor_run` did before it returned.
+ */
+typedef struct trib_run_report {
+    /**
+     * Rounds that committed lines.
+     */
+    uint64_t rounds;
+    /**
+     * Lines committed to the target.
+     */
+    uint64_t lines;
+    /**
+     * Journals set aside (and spool folders that could not be listed) when it
+     * returned, each reported through `on_event`; with `until_empty`, what "empty"
+     * did not include.
+     */
+    uint64_t set_aside;
+} trib_run_report;
 
 #ifdef __cplusplus
 extern "C" {
@@ -1385,6 +1442,91 @@ int trib_compact_journals(const char *target,
                           void *ctx,
                           struct trib_compact_report *report_out,
                           struct trib_error **err_out);
+
+/**
+ * Fill `*options_out` with the defaults of `trib_compactor_run`.
+ *
+ * # Safety
+ * `options_out` and `err_out` must be NULL or writable.
+ */
+int trib_run_options_default(struct trib_run_options *options_out,
+                             struct trib_error **err_out);
+
+/**
+ * Make a compactor for `target` with `options` (NULL: the defaults; then the target
+ * must exist: `trib_init`), with no journal sources yet. On success `*compactor_out`
+ * is a new handle for `trib_compactor_free`.
+ *
+ * # Safety
+ * `target` must be NULL or NUL-terminated; `options` NULL or readable;
+ * `compactor_out` and `err_out` NULL or writable.
+ */
+int trib_compactor_new(const char *target,
+                       const struct trib_compactor_options *options,
+                       struct trib_compactor **compactor_out,
+                       struct trib_error **err_out);
+
+/**
+ * Add the spool folder `folder`: every `*.journal` directly in it is drained, as the
+ * folder is at each pass (journals that appear later are picked up). A folder that
+ * does not exist yet is reported (`TRIB_EVENT_PROBLEM`, once) and looked at again at
+ * each pass. Adding a folder twice adds it once.
+ *
+ * # Safety
+ * `compactor` must be NULL or a live `trib_compactor`; `folder` NULL or
+ * NUL-terminated; `err_out` NULL or writable.
+ */
+int trib_compactor_add_spool(const struct trib_compactor *compactor,
+                             const char *folder,
+                             struct trib_error **err_out);
+
+/**
+ * Add the journal at `path`. One that does not exist yet (or cannot be drained) is
+ * set aside (`TRIB_EVENT_SET_ASIDE`, once) and tried again when its files change,
+ * while the others keep draining. Adding a path twice adds it once.
+ *
+ * # Safety
+ * `compactor` must be NULL or a live `trib_compactor`; `path` NULL or
+ * NUL-terminated; `err_out` NULL or writable.
+ */
+int trib_compactor_add_journal(const struct trib_compactor *compactor,
+                               const char *path,
+                               struct trib_error **err_out);
+
+/**
+ * Run the compactor daemon over the sources added so far: as `trib_compact` (the same
+ * retries, set-asides and events), until `trib_stop_request(stop)` — or, with
+ * `until_empty` in `options`, until a pass over every journal finds nothing more to
+ * drain. Returns `TRIB_OK` then; an error that needs a human stops it with that
+ * error's code. `options` may be NULL for the defaults; `stop` may be NULL (then it
+ * runs until empty, or until such an error).
+ *
+ * Unlike other functions, `*report_out` (if not NULL) is written whatever the result.
+ * `on_event` (may be NULL) runs on the calling thread with `ctx`; see
+ * `trib_event_fn`.
+ *
+ * # Safety
+ * `compactor` must be NULL or a live `trib_compactor`; `options` NULL or readable;
+ * `stop` NULL or a live `trib_stop`, not freed during the call; `on_event` NULL or a
+ * function that can be called with `ctx` until the call returns; `report_out` and
+ * `err_out` NULL or writable.
+ */
+int trib_compactor_run(const struct trib_compactor *compactor,
+                       const struct trib_run_options *options,
+                       const struct trib_stop *stop,
+                       trib_event_fn on_event,
+                       void *ctx,
+                       struct trib_run_report *report_out,
+                       struct trib_error **err_out);
+
+/**
+ * Release a compactor (NULL is accepted and ignored).
+ *
+ * # Safety
+ * `compactor` must be NULL or a live `trib_compactor` that no other thread is using,
+ * and it must not be used again.
+ */
+void trib_compactor_free(struct trib_compactor *compactor);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,6 +1,7 @@
-//! The compactor daemon: drain a spool (or a fixed set of journals) into the target
-//! until asked to stop. One loop for every front end (the CLI's `compact`, and through
-//! the C ABI the Python and Go bindings), so they behave alike.
+//! The compactor daemon: drain journal [`JournalSources`] (spool folders, journal paths) into
+//! the target until asked to stop, or until nothing is left to drain. One loop for
+//! every front end (the CLI's `compact`, and through the C ABI the Python and Go
+//! bindings and their compactor handles), so they behave alike.
 //!
 //! Keeps: the daemon stops only when its caller asks (`stop`) or on an error that
 //! needs a human ([`Error::needs_a_human`]); transient trouble (a full disk, a
@@ -33,6 +34,71 @@ crate::options::options! {
         /// The longest pause between retries after a transient error (the pause
         /// doubles from `interval` each time).
         pub max_backoff: Duration = Duration::from_secs(30),
+        /// Stop once a pass over every journal finds nothing to drain ("drain until
+        /// empty": the end of a batch job, an application's shutdown), instead of
+        /// waiting for more. Journals set aside stay as they are and are listed in
+        /// [`DaemonSummary::set_aside`]; transient trouble is still retried.
+        pub until_empty: bool = false,
+    }
+}
+
+/// Where the daemon finds its journals, at each pass: every `*.journal` directly in
+/// each spool folder (as the folder is then: journals that appear later are picked
+/// up), and each journal path given, always (one that is missing is set aside and
+/// picked up once it exists). A path found twice is drained once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JournalSources {
+    spools: Vec<PathBuf>,
+    journals: Vec<PathBuf>,
+}
+
+impl JournalSources {
+    /// No sources yet: add spools and journals.
+    #[must_use]
+    pub fn new() -> JournalSources {
+        JournalSources::default()
+    }
+
+    /// These sources and the spool folder `folder`.
+    #[must_use]
+    pub fn spool(mut self, folder: impl Into<PathBuf>) -> JournalSources {
+        self.add_spool(folder);
+        self
+    }
+
+    /// These sources and the journal at `path`.
+    #[must_use]
+    pub fn journal(mut self, path: impl Into<PathBuf>) -> JournalSources {
+        self.add_journal(path);
+        self
+    }
+
+    /// Add a spool folder (once: a folder added again is ignored).
+    pub fn add_spool(&mut self, folder: impl Into<PathBuf>) {
+        let folder = folder.into();
+        if !self.spools.contains(&folder) {
+            self.spools.push(folder);
+        }
+    }
+
+    /// Add a journal path (once: a path added again is ignored).
+    pub fn add_journal(&mut self, path: impl Into<PathBuf>) {
+        let path = path.into();
+        if !self.journals.contains(&path) {
+            self.journals.push(path);
+        }
+    }
+
+    /// The spool folders.
+    #[must_use]
+    pub fn spools(&self) -> &[PathBuf] {
+        &self.spools
+    }
+
+    /// The journal paths given one by one.
+    #[must_use]
+    pub fn journals(&self) -> &[PathBuf] {
+        &self.journals
     }
 }
 
@@ -75,8 +141,13 @@ pub struct DaemonSummary {
     pub rounds: u64,
     /// Lines committed.
     pub lines: u64,
-    /// The error that stopped it, when one needed a human; `None` when `stop` asked.
+    /// The error that stopped it, when one needed a human; `None` when `stop` asked
+    /// (or, with [`DaemonOptions::until_empty`], when nothing was left to drain).
     pub stopped_by: Option<Error>,
+    /// The journals set aside when it stopped, and the spool folders the last pass
+    /// could not list (each was reported as a [`DaemonEvent::Problem`]): with
+    /// `until_empty`, what "empty" did not include.
+    pub set_aside: Vec<PathBuf>,
 }
 
 /// A journal set aside: retried when its files change, and at least every minute.
@@ -100,21 +171,14 @@ fn file_stamp(p: &Path) -> Stamp {
 #[derive(Default)]
 struct Reported(BTreeMap<String, String>);
 
-/// Where the daemon finds its journals each pass.
-#[derive(Clone, Copy)]
-enum Journals<'a> {
-    /// Every `*.journal` directly in the folder, as it is at each pass.
-    Spool(&'a Path),
-    /// These paths, always.
-    Fixed(&'a [PathBuf]),
-}
-
 /// The daemon's state between passes.
 struct Daemon<'a> {
     compactor: &'a Compactor,
-    source: Journals<'a>,
+    sources: &'a JournalSources,
     journals: Vec<Journal>,
     aside: BTreeMap<PathBuf, SetAside>,
+    /// Spool folders the last pass could not list.
+    unlisted: Vec<PathBuf>,
     reported: Reported,
     rotation: usize,
 }
@@ -131,7 +195,7 @@ impl Compactor {
         stop: &dyn Fn() -> bool,
         on_event: &mut dyn FnMut(DaemonEvent<'_>),
     ) -> DaemonSummary {
-        self.run_over(Journals::Spool(spool), opts, stop, on_event)
+        self.run_sources(&JournalSources::new().spool(spool), opts, stop, on_event)
     }
 
     /// [`run`](Self::run) over a fixed set of journals instead of a spool: the same
@@ -144,21 +208,30 @@ impl Compactor {
         stop: &dyn Fn() -> bool,
         on_event: &mut dyn FnMut(DaemonEvent<'_>),
     ) -> DaemonSummary {
-        self.run_over(Journals::Fixed(journals), opts, stop, on_event)
+        let mut sources = JournalSources::new();
+        for j in journals {
+            sources.add_journal(j);
+        }
+        self.run_sources(&sources, opts, stop, on_event)
     }
 
-    fn run_over(
+    /// [`run`](Self::run) over any mix of spools and journal paths ([`JournalSources`]): the
+    /// same loop, retries and reports. A spool that cannot be listed (not there yet,
+    /// an unmounted share) is reported once and listed again at each pass while the
+    /// others keep draining.
+    pub fn run_sources(
         &self,
-        source: Journals<'_>,
+        sources: &JournalSources,
         opts: &DaemonOptions,
         stop: &dyn Fn() -> bool,
         on_event: &mut dyn FnMut(DaemonEvent<'_>),
     ) -> DaemonSummary {
         let mut daemon = Daemon {
             compactor: self,
-            source,
+            sources,
             journals: Vec::new(),
             aside: BTreeMap::new(),
+            unlisted: Vec::new(),
             reported: Reported::default(),
             rotation: 0,
         };
@@ -166,19 +239,27 @@ impl Compactor {
         let interval = opts.interval;
         let mut backoff = interval;
         let target_subject = format!("target {}", self.target.display());
+        // Passes in a row that found nothing to drain: with more journals than may be
+        // open at once, a pass sees one window of them, so "empty" takes a whole cycle.
+        let mut empty_passes = 0usize;
         while !stop() {
             let mut pause = interval;
             match daemon.pass(on_event) {
-                Ok(r) => {
+                Ok((r, windows)) => {
                     daemon.reported.resolved(&target_subject, on_event);
                     backoff = interval;
                     if r.lines > 0 {
+                        empty_passes = 0;
                         summary.rounds += 1;
                         summary.lines += r.lines;
                         pause = Duration::ZERO;
                         on_event(DaemonEvent::Committed(&r));
                     } else {
+                        empty_passes += 1;
                         on_event(DaemonEvent::Idle);
+                        if opts.until_empty && empty_passes >= windows {
+                            break;
+                        }
                     }
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::LockTimeout | ErrorKind::LockLost) => {
@@ -186,7 +267,7 @@ impl Compactor {
                 }
                 Err(e) if needs_a_human(&e) => {
                     summary.stopped_by = Some(e);
-                    return summary;
+                    break;
                 }
                 Err(e) => {
                     daemon.reported.problem(&target_subject, &e, false, on_event);
@@ -202,6 +283,7 @@ impl Compactor {
                 std::thread::sleep(STOP_CHECK.min(pause));
             }
         }
+        summary.set_aside = daemon.aside.into_keys().chain(daemon.unlisted).collect();
         summary
     }
 }
@@ -215,17 +297,16 @@ fn needs_a_human(e: &Error) -> bool {
 impl Daemon<'_> {
     /// One pass: pick up the journals (setting aside the ones that cannot be
     /// opened), then one round over the healthy ones; a journal the round refuses is
-    /// set aside and the round retried without it.
-    fn pass(&mut self, on_event: &mut dyn FnMut(DaemonEvent<'_>)) -> Result<DrainReport> {
+    /// set aside and the round retried without it. Returns the round's report and the
+    /// number of passes a cycle over every journal takes (their windows).
+    fn pass(&mut self, on_event: &mut dyn FnMut(DaemonEvent<'_>)) -> Result<(DrainReport, usize)> {
         // Pick up new journals, forget removed ones and ones whose path now names
         // another file (retired and the name reused): reopened below by path.
-        let mut paths = match self.source {
-            Journals::Spool(spool) => spool_journals(spool)?,
-            Journals::Fixed(paths) => paths.to_vec(),
-        };
+        let mut paths = self.list(on_event);
         self.aside.retain(|p, _| paths.contains(p));
         // At most max_open_journals open: a window over the spool that moves each pass.
         let max_open = self.compactor.options().max_open_journals.max(1);
+        let windows = paths.len().div_ceil(max_open).max(1);
         if paths.len() > max_open {
             let start = (self.rotation * max_open) % paths.len();
             paths.rotate_left(start);
@@ -259,12 +340,13 @@ impl Daemon<'_> {
         }
         loop {
             if self.journals.is_empty() {
-                return Ok(DrainReport::default());
+                self.rotation = self.rotation.wrapping_add(1);
+                return Ok((DrainReport::default(), windows));
             }
             match self.compactor.drain_round(&self.journals, self.rotation) {
                 Ok(r) => {
                     self.rotation = self.rotation.wrapping_add(1);
-                    return Ok(r);
+                    return Ok((r, windows));
                 }
                 Err(e) => {
                     let Some(bad) = e.journal_path().map(Path::to_path_buf) else { return Err(e) };
@@ -275,6 +357,32 @@ impl Daemon<'_> {
                 }
             }
         }
+    }
+}
+
+impl Daemon<'_> {
+    /// Every journal path of the sources as they are now, each once: a spool that
+    /// cannot be listed is reported (once) and left out of this pass.
+    fn list(&mut self, on_event: &mut dyn FnMut(DaemonEvent<'_>)) -> Vec<PathBuf> {
+        let mut paths = Vec::new();
+        self.unlisted.clear();
+        for spool in self.sources.spools() {
+            let subject = format!("spool {}", spool.display());
+            match spool_journals(spool) {
+                Ok(found) => {
+                    self.reported.resolved(&subject, on_event);
+                    paths.extend(found);
+                }
+                Err(e) => {
+                    self.reported.problem(&subject, &e, false, on_event);
+                    self.unlisted.push(spool.clone());
+                }
+            }
+        }
+        paths.extend(self.sources.journals().iter().cloned());
+        let mut seen = std::collections::BTreeSet::new();
+        paths.retain(|p| seen.insert(p.clone()));
+        paths
     }
 }
 
@@ -340,7 +448,6 @@ mod tests {
                 problems.push((subject.to_string(), error.kind(), set_aside));
             }
             DaemonEvent::Idle if committed.get() >= 2 => idle_after_commit += 1,
-            DaemonEvent::Idle => {}
             _ => {}
         });
         assert!(summary.stopped_by.is_none(), "{:?}", summary.stopped_by);
@@ -366,7 +473,7 @@ mod tests {
             calls.get() > 80
         };
         let (mut problems, mut resolved) = (0, 0);
-        let opts = DaemonOptions { interval: Duration::from_millis(1), max_backoff: Duration::from_millis(1) };
+        let opts = DaemonOptions::default().interval(Duration::from_millis(1)).max_backoff(Duration::from_millis(1));
         let summary = c.run(&spool, &opts, &stop, &mut |e| match e {
             DaemonEvent::Problem { set_aside, .. } => {
                 assert!(!set_aside);
@@ -410,6 +517,54 @@ mod tests {
         assert_eq!(problems.len(), 1, "the missing journal must be reported once: {problems:?}");
         assert!(problems[0].0.ends_with("later.journal") && problems[0].2, "{problems:?}");
         assert_eq!(problems[0].1, ErrorKind::NotAJournal);
+    }
+
+    /// Drain until empty over several sources: two spools (one of them missing), a
+    /// journal given by path (and the same journal again through its spool), more
+    /// journals than may be open at once (so "empty" takes a whole cycle of windows)
+    /// and a junk journal: every line lands once, the run stops by itself, and the
+    /// summary lists what it could not drain.
+    #[test]
+    fn until_empty_drains_every_source_once_then_stops() {
+        let d = tempfile::tempdir().unwrap();
+        let (spool_a, spool_b, missing) = (d.path().join("a"), d.path().join("b"), d.path().join("not-yet"));
+        std::fs::create_dir(&spool_a).unwrap();
+        std::fs::create_dir(&spool_b).unwrap();
+        let target = d.path().join("out.log");
+        let c = Compactor::new(&target, CompactorOptions::default().max_open_journals(2)).unwrap();
+        c.init().unwrap();
+        let mut expected = Vec::new();
+        for (spool, n) in [(&spool_a, 3), (&spool_b, 3)] {
+            for i in 0..n {
+                let name = format!("{}-{i}", spool.file_name().unwrap().to_string_lossy());
+                let j = Journal::open(spool.join(format!("{name}.journal")), JournalOptions::default()).unwrap();
+                j.append(name.as_bytes()).unwrap();
+                expected.push(name);
+            }
+        }
+        // caught-up journals first in the listing: the first window has nothing to drain
+        for name in ["0-idle", "1-idle"] {
+            Journal::open(spool_a.join(format!("{name}.journal")), JournalOptions::default()).unwrap();
+        }
+        let loose = d.path().join("loose.journal");
+        Journal::open(&loose, JournalOptions::default()).unwrap().append(b"loose").unwrap();
+        expected.push("loose".into());
+        std::fs::write(spool_b.join("junk.journal"), b"not a journal").unwrap();
+        let sources = JournalSources::new()
+            .spool(&spool_a)
+            .spool(&spool_b)
+            .spool(&missing)
+            .journal(&loose)
+            .journal(spool_a.join("a-0.journal"));
+        let opts = DaemonOptions::default().interval(Duration::from_millis(1)).until_empty(true);
+        let summary = c.run_sources(&sources, &opts, &|| false, &mut |_| {});
+        assert!(summary.stopped_by.is_none(), "{:?}", summary.stopped_by);
+        let mut got: Vec<String> = std::fs::read_to_string(&target).unwrap().lines().map(str::to_string).collect();
+        got.sort();
+        expected.sort();
+        assert_eq!(got, expected, "every line of every source, once");
+        assert_eq!(summary.lines, 7);
+        assert_eq!(summary.set_aside, vec![spool_b.join("junk.journal"), missing]);
     }
 
     /// An error that needs a human stops the daemon with that error.

@@ -26,7 +26,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use daemon::{DaemonEvent, DaemonOptions, DaemonSummary};
+pub use daemon::{DaemonEvent, DaemonOptions, DaemonSummary, JournalSources};
 
 use crate::error::{Error, Result};
 use crate::journal::{Journal, JournalId, JournalOptions};

@@ -1,16 +1,19 @@
-//! `trib_compact` and `trib_compact_journals` (the compactor daemon, `Compactor::run`
-//! and `run_journals`) and its stop token
-//! `trib_stop`: the one daemon loop the CLI, Python and Go all run.
+//! The compactor daemon (`Compactor::run_sources`: the one daemon loop the CLI, Python
+//! and Go all run): the `trib_compactor` handle (a target and its journal sources, run
+//! until stopped or until empty), the one-call forms `trib_compact` and
+//! `trib_compact_journals`, and the stop token `trib_stop`.
 
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use super::boundary::{
-    ffi_call, free_handle, handle_ref, into_handle, ms_option, need, path_arg, put, FfiResult, HandleBox,
+    ffi_call, free_handle, handle_ref, into_handle, millis, ms_option, need, path_arg, put, Failure, FfiResult,
+    HandleBox,
 };
 use super::compactor::{journal_paths_arg, trib_compactor_options, trib_drain_report};
 use super::error::trib_error;
-use crate::{Compactor, CompactorOptions, DaemonEvent, DaemonOptions, DaemonSummary, DrainReport};
+use crate::{Compactor, CompactorOptions, DaemonEvent, DaemonOptions, DaemonSummary, DrainReport, JournalSources};
 
 /// `event` of a `trib_event_fn`: a round committed lines; `report` says what it did.
 pub const TRIB_EVENT_COMMITTED: c_int = 1;
@@ -173,12 +176,9 @@ pub unsafe extern "C" fn trib_compact(
     ffi_call!(err_out, stop, |s: &StopBox| {
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let spool = unsafe { path_arg(spool, "spool") }?;
+        let sources = JournalSources::new().spool(spool);
         // SAFETY: the caller's contract covers every argument `daemon` reads.
-        unsafe {
-            daemon(target, options, interval_ms, s, on_event, ctx, report_out, |c, o, stop, tell| {
-                c.run(spool, o, stop, tell)
-            })
-        }
+        unsafe { daemon(target, options, &sources, interval_ms, s, on_event, ctx, report_out) }
     })
 }
 
@@ -212,18 +212,17 @@ pub unsafe extern "C" fn trib_compact_journals(
         // SAFETY: NULL (with a count of 0) or `journal_count` NUL-terminated strings per
         // the caller's contract.
         let paths = unsafe { journal_paths_arg(journal_paths, journal_count) }?;
-        // SAFETY: the caller's contract covers every argument `daemon` reads.
-        unsafe {
-            daemon(target, options, interval_ms, s, on_event, ctx, report_out, |c, o, stop, tell| {
-                c.run_journals(&paths, o, stop, tell)
-            })
+        let mut sources = JournalSources::new();
+        for p in paths {
+            sources.add_journal(p);
         }
+        // SAFETY: the caller's contract covers every argument `daemon` reads.
+        unsafe { daemon(target, options, &sources, interval_ms, s, on_event, ctx, report_out) }
     })
 }
 
 /// What `trib_compact` and `trib_compact_journals` share: the arguments turned into a
-/// compactor and daemon options, `run` (one of the two daemon entry points) called with
-/// the stop token and the event callback, and its summary written out.
+/// compactor, sources and daemon options, then [`run`].
 ///
 /// # Safety
 /// `target` NULL or NUL-terminated; `options` NULL or readable; `on_event` NULL or
@@ -232,32 +231,21 @@ pub unsafe extern "C" fn trib_compact_journals(
 unsafe fn daemon(
     target: *const c_char,
     options: *const trib_compactor_options,
+    sources: &JournalSources,
     interval_ms: u64,
     s: &StopBox,
     on_event: trib_event_fn,
     ctx: *mut c_void,
     report_out: *mut trib_compact_report,
-    run: impl FnOnce(&Compactor, &DaemonOptions, &dyn Fn() -> bool, &mut dyn FnMut(DaemonEvent<'_>)) -> DaemonSummary,
 ) -> FfiResult<()> {
-    // SAFETY: NUL-terminated or NULL per the caller's contract.
-    let target = unsafe { path_arg(target, "target") }?;
-    // SAFETY: NULL or a readable options struct per the caller's contract.
-    let opts = match unsafe { options.as_ref() } {
-        Some(o) => o.to_rust()?,
-        None => CompactorOptions::default(),
-    };
+    // SAFETY: NULL or readable per the caller's contract.
+    let compactor = unsafe { new_compactor(target, options) }?;
     let mut daemon = DaemonOptions::default();
     if interval_ms > 0 {
         daemon.interval = ms_option(interval_ms, "interval_ms")?;
     }
-    let compactor = Compactor::new(target, opts)?;
-    let stop = || s.requested.load(Ordering::Acquire);
-    let summary = run(&compactor, &daemon, &stop, &mut |e| {
-        if let Some(f) = on_event {
-            // SAFETY: `f` may be called with `ctx` during the call (caller's contract).
-            unsafe { tell(f, ctx, &e) }
-        }
-    });
+    // SAFETY: forwarded contract (`on_event` callable with `ctx` during the call).
+    let summary = unsafe { run(&compactor, sources, &daemon, s, on_event, ctx) };
     if !report_out.is_null() {
         let report = trib_compact_report { rounds: summary.rounds, lines: summary.lines };
         // SAFETY: not NULL, writable per the caller's contract.
@@ -267,6 +255,283 @@ unsafe fn daemon(
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// A compactor for `target` with `options` (NULL: the defaults).
+///
+/// # Safety
+/// `target` NULL or NUL-terminated; `options` NULL or readable.
+unsafe fn new_compactor(target: *const c_char, options: *const trib_compactor_options) -> FfiResult<Compactor> {
+    // SAFETY: NUL-terminated or NULL per the caller's contract.
+    let target = unsafe { path_arg(target, "target") }?;
+    // SAFETY: NULL or a readable options struct per the caller's contract.
+    let opts = match unsafe { options.as_ref() } {
+        Some(o) => o.to_rust()?,
+        None => CompactorOptions::default(),
+    };
+    Ok(Compactor::new(target, opts)?)
+}
+
+/// Run the daemon loop with the stop token and the C event callback.
+///
+/// # Safety
+/// `on_event` NULL or callable with `ctx` until this returns.
+unsafe fn run(
+    compactor: &Compactor,
+    sources: &JournalSources,
+    opts: &DaemonOptions,
+    s: &StopBox,
+    on_event: trib_event_fn,
+    ctx: *mut c_void,
+) -> DaemonSummary {
+    let stop = || s.requested.load(Ordering::Acquire);
+    compactor.run_sources(sources, opts, &stop, &mut |e| {
+        if let Some(f) = on_event {
+            // SAFETY: `f` may be called with `ctx` during the call (caller's contract).
+            unsafe { tell(f, ctx, &e) }
+        }
+    })
+}
+
+/// A compactor: a target, its options and its journal sources (spool folders and
+/// journal paths, added with `trib_compactor_add_spool` / `trib_compactor_add_journal`),
+/// run with `trib_compactor_run` as a daemon (until `trib_stop_request`) or until
+/// nothing is left to drain (`until_empty`), as many times as needed.
+///
+/// Thread-safety: every function may be called from several threads at once; a source
+/// added while a run is in progress is picked up by the next run. Runs on one handle
+/// from several threads are allowed (each round takes the target's lock, as runs in
+/// other processes do).
+///
+/// Ownership: created by `trib_compactor_new`, released by `trib_compactor_free`, which
+/// must not run while another thread is still using the handle.
+pub struct trib_compactor {
+    _opaque: [u8; 0],
+}
+
+#[repr(C)]
+struct CompactorBox {
+    magic: u64,
+    compactor: Compactor,
+    sources: Mutex<JournalSources>,
+}
+
+impl HandleBox for CompactorBox {
+    const MAGIC: u64 = 0x7472_6962_5f63_6d70; // "trib_cmp"
+    const NAME: &'static str = "trib_compactor";
+    type Opaque = trib_compactor;
+}
+
+impl CompactorBox {
+    fn sources(&self) -> std::sync::MutexGuard<'_, JournalSources> {
+        // A panic while the lock was held left nothing half-updated (adds are one push).
+        self.sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Options for `trib_compactor_run`. Fill it with `trib_run_options_default` and change
+/// the fields you need (passing NULL options means the defaults).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct trib_run_options {
+    /// Pause after a pass that found nothing to drain (default 100 ms; at least 1).
+    pub interval_ms: u64,
+    /// The longest pause between retries after transient trouble (default 30000 ms;
+    /// the pause doubles from `interval_ms`).
+    pub max_backoff_ms: u64,
+    /// Return once a pass over every journal finds nothing to drain ("drain until
+    /// empty"), instead of waiting for more until `trib_stop_request`. Default false.
+    pub until_empty: bool,
+}
+
+impl From<&DaemonOptions> for trib_run_options {
+    fn from(o: &DaemonOptions) -> Self {
+        trib_run_options {
+            interval_ms: millis(o.interval),
+            max_backoff_ms: millis(o.max_backoff),
+            until_empty: o.until_empty,
+        }
+    }
+}
+
+impl trib_run_options {
+    fn to_rust(self) -> FfiResult<DaemonOptions> {
+        if self.interval_ms == 0 {
+            return Err(Failure::arg("`interval_ms` must be at least 1"));
+        }
+        Ok(DaemonOptions::default()
+            .interval(ms_option(self.interval_ms, "interval_ms")?)
+            .max_backoff(ms_option(self.max_backoff_ms, "max_backoff_ms")?)
+            .until_empty(self.until_empty))
+    }
+}
+
+/// What `trib_compactor_run` did before it returned.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct trib_run_report {
+    /// Rounds that committed lines.
+    pub rounds: u64,
+    /// Lines committed to the target.
+    pub lines: u64,
+    /// Journals set aside (and spool folders that could not be listed) when it
+    /// returned, each reported through `on_event`; with `until_empty`, what "empty"
+    /// did not include.
+    pub set_aside: u64,
+}
+
+/// Fill `*options_out` with the defaults of `trib_compactor_run`.
+///
+/// # Safety
+/// `options_out` and `err_out` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_run_options_default(
+    options_out: *mut trib_run_options,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, || {
+        need(options_out, "options_out")?;
+        // SAFETY: not NULL, writable per the caller's contract.
+        unsafe { put(options_out, trib_run_options::from(&DaemonOptions::default())) };
+        Ok(())
+    })
+}
+
+/// Make a compactor for `target` with `options` (NULL: the defaults; then the target
+/// must exist: `trib_init`), with no journal sources yet. On success `*compactor_out`
+/// is a new handle for `trib_compactor_free`.
+///
+/// # Safety
+/// `target` must be NULL or NUL-terminated; `options` NULL or readable;
+/// `compactor_out` and `err_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_compactor_new(
+    target: *const c_char,
+    options: *const trib_compactor_options,
+    compactor_out: *mut *mut trib_compactor,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, || {
+        need(compactor_out, "compactor_out")?;
+        // SAFETY: NULL or NUL-terminated / readable per the caller's contract.
+        let compactor = unsafe { new_compactor(target, options) }?;
+        let b = CompactorBox { magic: CompactorBox::MAGIC, compactor, sources: Mutex::default() };
+        // SAFETY: not NULL, writable per the caller's contract.
+        unsafe { put(compactor_out, into_handle(b)) };
+        Ok(())
+    })
+}
+
+/// Add the spool folder `folder`: every `*.journal` directly in it is drained, as the
+/// folder is at each pass (journals that appear later are picked up). A folder that
+/// does not exist yet is reported (`TRIB_EVENT_PROBLEM`, once) and looked at again at
+/// each pass. Adding a folder twice adds it once.
+///
+/// # Safety
+/// `compactor` must be NULL or a live `trib_compactor`; `folder` NULL or
+/// NUL-terminated; `err_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_compactor_add_spool(
+    compactor: *const trib_compactor,
+    folder: *const c_char,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, compactor, |c: &CompactorBox| {
+        // SAFETY: NUL-terminated or NULL per the caller's contract.
+        let folder = unsafe { path_arg(folder, "folder") }?;
+        c.sources().add_spool(folder);
+        Ok(())
+    })
+}
+
+/// Add the journal at `path`. One that does not exist yet (or cannot be drained) is
+/// set aside (`TRIB_EVENT_SET_ASIDE`, once) and tried again when its files change,
+/// while the others keep draining. Adding a path twice adds it once.
+///
+/// # Safety
+/// `compactor` must be NULL or a live `trib_compactor`; `path` NULL or
+/// NUL-terminated; `err_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_compactor_add_journal(
+    compactor: *const trib_compactor,
+    path: *const c_char,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, compactor, |c: &CompactorBox| {
+        // SAFETY: NUL-terminated or NULL per the caller's contract.
+        let path = unsafe { path_arg(path, "path") }?;
+        c.sources().add_journal(path);
+        Ok(())
+    })
+}
+
+/// Run the compactor daemon over the sources added so far: as `trib_compact` (the same
+/// retries, set-asides and events), until `trib_stop_request(stop)` — or, with
+/// `until_empty` in `options`, until a pass over every journal finds nothing more to
+/// drain. Returns `TRIB_OK` then; an error that needs a human stops it with that
+/// error's code. `options` may be NULL for the defaults; `stop` may be NULL (then it
+/// runs until empty, or until such an error).
+///
+/// Unlike other functions, `*report_out` (if not NULL) is written whatever the result.
+/// `on_event` (may be NULL) runs on the calling thread with `ctx`; see
+/// `trib_event_fn`.
+///
+/// # Safety
+/// `compactor` must be NULL or a live `trib_compactor`; `options` NULL or readable;
+/// `stop` NULL or a live `trib_stop`, not freed during the call; `on_event` NULL or a
+/// function that can be called with `ctx` until the call returns; `report_out` and
+/// `err_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_compactor_run(
+    compactor: *const trib_compactor,
+    options: *const trib_run_options,
+    stop: *const trib_stop,
+    on_event: trib_event_fn,
+    ctx: *mut c_void,
+    report_out: *mut trib_run_report,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, compactor, |c: &CompactorBox| {
+        // SAFETY: NULL or readable per the caller's contract.
+        let opts = match unsafe { options.as_ref() } {
+            Some(o) => o.to_rust()?,
+            None => DaemonOptions::default(),
+        };
+        let never = StopBox { magic: StopBox::MAGIC, requested: AtomicBool::new(false) };
+        let s = if stop.is_null() {
+            &never
+        } else {
+            // SAFETY: a live `trib_stop` per the caller's contract (only read: atomic).
+            unsafe { handle_ref::<StopBox>(stop, "stop") }?
+        };
+        let sources = c.sources().clone();
+        // SAFETY: `on_event` callable with `ctx` during the call (caller's contract).
+        let summary = unsafe { run(&c.compactor, &sources, &opts, s, on_event, ctx) };
+        if !report_out.is_null() {
+            let report = trib_run_report {
+                rounds: summary.rounds,
+                lines: summary.lines,
+                set_aside: summary.set_aside.len() as u64,
+            };
+            // SAFETY: not NULL, writable per the caller's contract.
+            unsafe { put(report_out, report) };
+        }
+        match summary.stopped_by {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    })
+}
+
+/// Release a compactor (NULL is accepted and ignored).
+///
+/// # Safety
+/// `compactor` must be NULL or a live `trib_compactor` that no other thread is using,
+/// and it must not be used again.
+#[no_mangle]
+pub unsafe extern "C" fn trib_compactor_free(compactor: *mut trib_compactor) {
+    // SAFETY: NULL or a live handle no other thread uses, not used again (caller's contract).
+    unsafe { free_handle::<CompactorBox>(compactor) }
 }
 
 type EventFn = unsafe extern "C" fn(*mut c_void, c_int, *const c_char, c_int, *const c_char, *const trib_drain_report);

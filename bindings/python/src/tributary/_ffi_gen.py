@@ -58,6 +58,7 @@ __all__ = [
     "TRIB_EVENT_RESOLVED",
     "CONSTANTS",
     "trib_appender_p",
+    "trib_compactor_p",
     "trib_error_p",
     "trib_journal_p",
     "trib_reader_p",
@@ -78,6 +79,8 @@ __all__ = [
     "trib_journal_status",
     "trib_cursor",
     "trib_compact_report",
+    "trib_run_options",
+    "trib_run_report",
     "STRUCTS",
     "trib_event_fn",
     "FUNCTIONS",
@@ -159,6 +162,7 @@ CONSTANTS = {
 # ---- opaque handles: `struct trib_x *` is trib_x_p --------------------------------------
 
 trib_appender_p = c_void_p  # struct trib_appender *
+trib_compactor_p = c_void_p  # struct trib_compactor *
 trib_error_p = c_void_p  # struct trib_error *
 trib_journal_p = c_void_p  # struct trib_journal *
 trib_reader_p = c_void_p  # struct trib_reader *
@@ -168,6 +172,7 @@ trib_stop_p = c_void_p  # struct trib_stop *
 #: The opaque structs of the header (their handles are the aliases above).
 OPAQUE = (
     "trib_appender",
+    "trib_compactor",
     "trib_error",
     "trib_journal",
     "trib_reader",
@@ -356,6 +361,26 @@ class trib_compact_report(Structure):
     ]
 
 
+class trib_run_options(Structure):
+    """``struct trib_run_options``."""
+
+    _fields_ = [
+        ("interval_ms", c_uint64),
+        ("max_backoff_ms", c_uint64),
+        ("until_empty", c_bool),
+    ]
+
+
+class trib_run_report(Structure):
+    """``struct trib_run_report``."""
+
+    _fields_ = [
+        ("rounds", c_uint64),
+        ("lines", c_uint64),
+        ("set_aside", c_uint64),
+    ]
+
+
 #: Every structure above, in the header's order.
 STRUCTS = (
     trib_journal_options,
@@ -372,6 +397,8 @@ STRUCTS = (
     trib_journal_status,
     trib_cursor,
     trib_compact_report,
+    trib_run_options,
+    trib_run_report,
 )
 
 
@@ -482,4 +509,16 @@ FUNCTIONS = {
     "trib_compact": (c_int, (c_char_p, c_char_p, POINTER(trib_compactor_options), c_uint64, trib_stop_p, trib_event_fn, c_void_p, POINTER(trib_compact_report), POINTER(trib_error_p))),
     # int trib_compact_journals(target, journal_paths, journal_count, options, interval_ms, stop, on_event, ctx, report_out, err_out)
     "trib_compact_journals": (c_int, (c_char_p, POINTER(c_char_p), c_size_t, POINTER(trib_compactor_options), c_uint64, trib_stop_p, trib_event_fn, c_void_p, POINTER(trib_compact_report), POINTER(trib_error_p))),
+    # int trib_run_options_default(options_out, err_out)
+    "trib_run_options_default": (c_int, (POINTER(trib_run_options), POINTER(trib_error_p))),
+    # int trib_compactor_new(target, options, compactor_out, err_out)
+    "trib_compactor_new": (c_int, (c_char_p, POINTER(trib_compactor_options), POINTER(trib_compactor_p), POINTER(trib_error_p))),
+    # int trib_compactor_add_spool(compactor, folder, err_out)
+    "trib_compactor_add_spool": (c_int, (trib_compactor_p, c_char_p, POINTER(trib_error_p))),
+    # int trib_compactor_add_journal(compactor, path, err_out)
+    "trib_compactor_add_journal": (c_int, (trib_compactor_p, c_char_p, POINTER(trib_error_p))),
+    # int trib_compactor_run(compactor, options, stop, on_event, ctx, report_out, err_out)
+    "trib_compactor_run": (c_int, (trib_compactor_p, POINTER(trib_run_options), trib_stop_p, trib_event_fn, c_void_p, POINTER(trib_run_report), POINTER(trib_error_p))),
+    # void trib_compactor_free(compactor)
+    "trib_compactor_free": (None, (trib_compactor_p,)),
 }
