@@ -35,7 +35,7 @@ from ._compactor import (
     verify,
 )
 from ._appender import Appender, AppenderStats
-from ._compact import CompactEvent, CompactReport, compact
+from ._compact import CompactEvent, Compactor, CompactReport, compact
 from ._ffi import ABI_VERSION, LIB_PATH, LIB_VERSION
 from ._journal import DEFAULT_MAX_LINE_BYTES, Backlog, Journal
 from ._reader import Cursor, Reader
@@ -76,6 +76,7 @@ __all__ = [
     "Backlog",
     "CompactEvent",
     "CompactReport",
+    "Compactor",
     "CorruptError",
     "Cursor",
     "CorruptJournalRowError",
