@@ -79,6 +79,34 @@ PKG_CONFIG_PATH="$gprefix/lib/pkgconfig" LD_LIBRARY_PATH="$gprefix/lib" \
   go test -count=1 -tags tributary_external -run 'TestAppenderPushFlushInOrder|TestWriter$' .
 
 # the logging benchmark (its own module: it needs lumberjack) must keep building
+echo "--- docs/go.md quick start, built outside the repository"
+# The program is taken from the docs (so the docs cannot drift from what works), in a
+# module of its own outside the checkout: once as documented (a replace directive, the
+# checkout's library), once vendored and linked against the installed prefix.
+qs="$(mktemp -d)"
+awk '/^cat > main.go <<.EOF.$/{on=1; next} on && /^EOF$/{exit} on' "$repo/docs/go.md" >"$qs/main.go"
+grep -q 'tributary.Init' "$qs/main.go" || { echo "could not extract the quick start from docs/go.md"; exit 1; }
+check_quick_start() {
+  grep -q '^drained 13 lines' "$1" && grep -q 'verify: consistent=true' "$1" ||
+    { echo "the quick start printed something else:"; cat "$1"; exit 1; }
+}
+(
+  cd "$qs"
+  go mod init example.com/hello >/dev/null 2>&1
+  go mod edit -replace github.com/tributary-dev/tributary/bindings/go="$repo/bindings/go"
+  go mod tidy >/dev/null 2>&1
+  go run . >"$qs/out-replace.txt"
+  check_quick_start "$qs/out-replace.txt"
+  echo "as documented (replace, the checkout's library): $(head -1 "$qs/out-replace.txt")"
+  go mod vendor
+  PKG_CONFIG_PATH="$gprefix/lib/pkgconfig" go build -mod=vendor -tags tributary_external -o hello .
+  LD_LIBRARY_PATH="$gprefix/lib" ./hello >"$qs/out-vendored.txt"
+  check_quick_start "$qs/out-vendored.txt"
+  ! ldd ./hello | grep -q "$repo/target" || { echo "the vendored build linked the checkout's library"; exit 1; }
+  echo "vendored, -tags tributary_external against $gprefix: $(head -1 "$qs/out-vendored.txt")"
+)
+rm -rf "$qs"
+
 echo "--- bench (vet only; run it with scripts/bench-logging)"
 (cd bench && go vet .)
 echo "--- examples/pipeline"
