@@ -37,8 +37,9 @@ from ._compactor import (
 from ._appender import Appender, AppenderStats
 from ._compact import CompactEvent, CompactReport, compact
 from ._ffi import ABI_VERSION, LIB_PATH, LIB_VERSION
-from ._journal import DEFAULT_MAX_LINE_BYTES, Backlog, Journal
-from ._reader import Cursor, Reader
+from ._journal import DEFAULT_MAX_LINE_BYTES, Backlog, Journal, KeyedAppend
+from ._reader import Cursor, Lag, Reader
+from ._cursor_store import CursorStore
 from .errors import (
     CorruptError,
     CorruptJournalRowError,
@@ -78,6 +79,7 @@ __all__ = [
     "CompactReport",
     "CorruptError",
     "Cursor",
+    "CursorStore",
     "CorruptJournalRowError",
     "CorruptManifestError",
     "DrainReport",
@@ -92,6 +94,8 @@ __all__ = [
     "TargetMissingError",
     "JournalRestoredError",
     "JournalStatus",
+    "KeyedAppend",
+    "Lag",
     "LibraryNotFoundError",
     "LockLostError",
     "LockTimeoutError",
