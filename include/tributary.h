@@ -256,6 +256,21 @@ typedef struct trib_appender trib_appender;
 typedef struct trib_compactor trib_compactor;
 
 /**
+ * Named reader cursors kept durably in a local `SQLite` file (`synchronous=FULL`): a
+ * reader's program commits the cursor of the last line it processed under a name and
+ * reopens a reader there (`trib_reader_open_cursor`) after a restart. A stored cursor
+ * keeps its target's id, so a reader of another target refuses it.
+ *
+ * Thread-safety: NOT safe to use from several threads at once; it may be moved to
+ * another thread between calls. Several handles (in several processes) may open the
+ * same file.
+ *
+ * Ownership: created by `trib_cursor_store_open`, released by
+ * `trib_cursor_store_close`.
+ */
+typedef struct trib_cursor_store trib_cursor_store;
+
+/**
  * An error: its result code, a human-readable message that says what to do, and (for
  * `TRIB_E_INVALID_LINE`) which line of the call was refused.
  *
@@ -363,6 +378,56 @@ typedef struct trib_slice {
     const uint8_t *ptr;
     size_t len;
 } trib_slice;
+
+/**
+ * What one keyed append did (`trib_journal_append_keyed_outcome`,
+ * `trib_journal_append_keyed_batch`).
+ */
+typedef struct trib_keyed_append {
+    /**
+     * The line's seq: the new one when `stored`, else the seq stored earlier under the
+     * same key.
+     */
+    uint64_t seq;
+    /**
+     * true: this call stored the line. false: the key was already stored (by an
+     * earlier call, or an earlier line of the same batch) and nothing was stored (a
+     * retry absorbed). Exact with any number of writers on the journal.
+     */
+    bool stored;
+} trib_keyed_append;
+
+/**
+ * A reading position in a target: a generation of it, the byte offset of a line's
+ * start in that generation, and the id of the target it belongs to.
+ *
+ * `target_id` is the target's id (32 hex digits and a NUL, as `trib_status` reports
+ * it), or the empty string for a cursor that names no target: the very beginning (all
+ * zero: `trib_cursor c = {0};` is the oldest generation still kept, on any target), a
+ * legacy cursor (two numbers kept by an earlier version, or the text
+ * `generation:offset`), or the position of a reader of a target that was never drained
+ * (it learns the id when the manifest appears). A reader refuses a cursor whose
+ * `target_id` is another target's (`TRIB_E_INVALID_ARG`, reading nothing); a cursor
+ * without one cannot be checked.
+ *
+ * Text form (`trib_cursor_format`, `trib_cursor_parse`):
+ * `<target_id>:<generation>:<offset>`, or `<generation>:<offset>` without an id.
+ */
+typedef struct trib_cursor {
+    /**
+     * The generation: 1 until the first managed rotation, one more per rotation; 0
+     * only at the very beginning (with offset 0).
+     */
+    uint64_t generation;
+    /**
+     * Byte offset of a line's start within that generation.
+     */
+    uint64_t offset;
+    /**
+     * The target's id (32 hex digits) and a NUL, or "" (see above).
+     */
+    char target_id[TRIB_ID_BUF_LEN];
+} trib_cursor;
 
 /**
  * What is waiting in a journal (`trib_journal_backlog`, `trib_status_report_journal`).
@@ -683,36 +748,19 @@ typedef struct trib_journal_status {
 } trib_journal_status;
 
 /**
- * A reading position in a target: a generation of it, the byte offset of a line's
- * start in that generation, and the id of the target it belongs to.
- *
- * `target_id` is the target's id (32 hex digits and a NUL, as `trib_status` reports
- * it), or the empty string for a cursor that names no target: the very beginning (all
- * zero: `trib_cursor c = {0};` is the oldest generation still kept, on any target), a
- * legacy cursor (two numbers kept by an earlier version, or the text
- * `generation:offset`), or the position of a reader of a target that was never drained
- * (it learns the id when the manifest appears). A reader refuses a cursor whose
- * `target_id` is another target's (`TRIB_E_INVALID_ARG`, reading nothing); a cursor
- * without one cannot be checked.
- *
- * Text form (`trib_cursor_format`, `trib_cursor_parse`):
- * `<target_id>:<generation>:<offset>`, or `<generation>:<offset>` without an id.
+ * How far a reader is behind the committed end (`trib_reader_lag`).
  */
-typedef struct trib_cursor {
+typedef struct trib_lag {
     /**
-     * The generation: 1 until the first managed rotation, one more per rotation; 0
-     * only at the very beginning (with offset 0).
+     * Committed bytes after the reader's position (the rest of its generation, every
+     * later kept generation, the current one's committed part); 0: caught up.
      */
-    uint64_t generation;
+    uint64_t bytes;
     /**
-     * Byte offset of a line's start within that generation.
+     * Generations after the one the reader is in (0: it reads the current one).
      */
-    uint64_t offset;
-    /**
-     * The target's id (32 hex digits) and a NUL, or "" (see above).
-     */
-    char target_id[TRIB_ID_BUF_LEN];
-} trib_cursor;
+    uint64_t later_generations;
+} trib_lag;
 
 /**
  * What `trib_compact` calls for what a log should say:
@@ -943,6 +991,84 @@ int trib_journal_append_keyed(const struct trib_journal *journal,
                               size_t line_len,
                               uint64_t *seq_out,
                               struct trib_error **err_out);
+
+/**
+ * `trib_journal_append_keyed`, saying whether this call stored the line: on success
+ * `*outcome_out` gets its seq and `stored` (false: the key was already stored, nothing
+ * was stored and `seq` is the earlier line's: a retry absorbed).
+ *
+ * # Safety
+ * `journal` must be NULL or an open handle; `key` NULL or `key_len` readable bytes;
+ * `line` NULL or `line_len` readable bytes; `outcome_out` and `err_out` NULL or
+ * writable.
+ */
+int trib_journal_append_keyed_outcome(const struct trib_journal *journal,
+                                      const uint8_t *key,
+                                      size_t key_len,
+                                      const uint8_t *line,
+                                      size_t line_len,
+                                      struct trib_keyed_append *outcome_out,
+                                      struct trib_error **err_out);
+
+/**
+ * Append `count` keyed lines all-or-nothing in one transaction (one fsync): line `i`
+ * is `lines[i]` under the idempotency key `keys[i]`, stored once per key as by
+ * `trib_journal_append_keyed`. On success `outcomes_out[i]` (an array of `count`) says
+ * each line's seq and whether this call stored it; a key repeated in the batch is
+ * stored by its first line, the later ones absorbed. One bad line or empty key refuses
+ * the whole batch (`trib_error_line_index` names a bad line). `count` 0 does nothing.
+ *
+ * # Safety
+ * `journal` must be NULL or an open handle; `keys` and `lines` NULL or `count` readable
+ * slices each, every slice NULL or pointing to `len` readable bytes; `outcomes_out`
+ * NULL or `count` writable `trib_keyed_append`s; `err_out` NULL or writable.
+ */
+int trib_journal_append_keyed_batch(const struct trib_journal *journal,
+                                    const struct trib_slice *keys,
+                                    const struct trib_slice *lines,
+                                    size_t count,
+                                    struct trib_keyed_append *outcomes_out,
+                                    struct trib_error **err_out);
+
+/**
+ * Append `count` lines (0 is allowed: only the cursor is recorded) AND record `cursor`
+ * under `name` (a non-empty NUL-terminated UTF-8 string) in the journal's own file, in
+ * ONE transaction: both are durable or neither is. For a program that reads a target,
+ * appends what it derived from it here and must remember how far it read atomically
+ * with those results (docs/design.md, "Processed cursors in the journal"). Read the
+ * cursor back with `trib_journal_cursor`. `*first_seq_out` (if not NULL) gets the first
+ * line's seq, or 0 when `count` is 0. A cursor whose `target_id` differs from the one
+ * `name` already holds is `TRIB_E_INVALID_ARG` (one name follows one target); nothing
+ * is stored on any error.
+ *
+ * # Safety
+ * `journal` must be NULL or an open handle; `lines` NULL or `count` readable slices,
+ * each NULL or pointing to `len` readable bytes; `name` NULL or NUL-terminated;
+ * `cursor` NULL or readable; `first_seq_out` and `err_out` NULL or writable.
+ */
+int trib_journal_append_batch_with_cursor(const struct trib_journal *journal,
+                                          const struct trib_slice *lines,
+                                          size_t count,
+                                          const char *name,
+                                          const struct trib_cursor *cursor,
+                                          uint64_t *first_seq_out,
+                                          struct trib_error **err_out);
+
+/**
+ * The cursor last recorded under `name` by `trib_journal_append_batch_with_cursor`:
+ * `*found_out` says whether there is one; if so, `*cursor_out` is it (resume with
+ * `trib_reader_open_cursor`, which refuses it on another target). Without one,
+ * `*cursor_out` is not touched.
+ *
+ * # Safety
+ * `journal` must be NULL or an open handle; `name` NULL or NUL-terminated;
+ * `cursor_out`, `found_out` and `err_out` NULL or writable.
+ */
+int trib_journal_cursor(const struct trib_journal *journal,
+                        const char *name,
+                        struct trib_cursor *cursor_out,
+                        bool *found_out,
+                        struct trib_error **err_out);
 
 /**
  * What is waiting in this journal, and its seq counters.
@@ -1346,12 +1472,80 @@ int trib_cursor_format(const struct trib_cursor *cursor,
                        struct trib_error **err_out);
 
 /**
+ * How far the reader is behind the committed end, as of a fresh read of the manifest
+ * (cheap: two 4 KiB reads of the lock file, nothing of the target; lines are not
+ * counted, that would need a scan). It does not move the reader. `bytes` 0: caught up.
+ * Fails as a read would (a generation no longer kept, a replaced target).
+ *
+ * # Safety
+ * `reader` must be NULL or an open reader that no other thread is using; `lag_out`
+ * and `err_out` NULL or writable.
+ */
+int trib_reader_lag(struct trib_reader *reader,
+                    struct trib_lag *lag_out,
+                    struct trib_error **err_out);
+
+/**
  * Close a reader (NULL is accepted and ignored); a line it handed out becomes invalid.
  *
  * # Safety
  * `reader` must be NULL or an open reader, not used again.
  */
 void trib_reader_close(struct trib_reader *reader);
+
+/**
+ * Open (creating if needed, mode 0600) the cursor store at `path`, on a local disk (a
+ * network filesystem is `TRIB_E_UNSAFE_FILESYSTEM`; a file that is not a cursor store
+ * `TRIB_E_NOT_A_JOURNAL`). A store made by an earlier version is upgraded once. On
+ * success `*store_out` is a new handle for `trib_cursor_store_close`.
+ *
+ * # Safety
+ * `path` must be NULL or NUL-terminated; `store_out` and `err_out` NULL or writable.
+ */
+int trib_cursor_store_open(const char *path,
+                           struct trib_cursor_store **store_out,
+                           struct trib_error **err_out);
+
+/**
+ * The cursor last committed under `name` (a non-empty NUL-terminated UTF-8 string):
+ * `*found_out` says whether there is one; if so, `*cursor_out` is it (with its
+ * target's id, or an empty `target_id` for a row stored before ids). Without one,
+ * `*cursor_out` is not touched. Open a reader there with `trib_reader_open_cursor`.
+ *
+ * # Safety
+ * `store` must be NULL or an open store that no other thread is using; `name` NULL or
+ * NUL-terminated; `cursor_out`, `found_out` and `err_out` NULL or writable.
+ */
+int trib_cursor_store_get(struct trib_cursor_store *store,
+                          const char *name,
+                          struct trib_cursor *cursor_out,
+                          bool *found_out,
+                          struct trib_error **err_out);
+
+/**
+ * Durably record (fsync before returning) that `name` has processed everything before
+ * `cursor` (from `trib_reader_position`), with the cursor's target id. Replaces the
+ * cursor `name` held. A bad `target_id` in `cursor` is `TRIB_E_INVALID_ARG`; nothing is
+ * recorded on an error.
+ *
+ * # Safety
+ * `store` must be NULL or an open store that no other thread is using; `name` NULL or
+ * NUL-terminated; `cursor` NULL or readable; `err_out` NULL or writable.
+ */
+int trib_cursor_store_commit(struct trib_cursor_store *store,
+                             const char *name,
+                             const struct trib_cursor *cursor,
+                             struct trib_error **err_out);
+
+/**
+ * Close a cursor store (NULL is accepted and ignored). Every commit that returned
+ * `TRIB_OK` is already durable.
+ *
+ * # Safety
+ * `store` must be NULL or an open store that no other thread is using, and it must not
+ * be used again.
+ */
+void trib_cursor_store_close(struct trib_cursor_store *store);
 
 /**
  * Make a stop token for `trib_compact`. On success `*stop_out` is a new handle for

@@ -67,9 +67,9 @@ pub use error::{Error, ErrorKind, LineProblem, Result};
 pub use inspect::{status, status_with, verify, JournalStatus, StatusReport, VerifyReport};
 pub use journal::{
     line_crc, spool_journals, validate_line, Appender, AppenderOptions, AppenderStats, AppenderWriter, Backlog,
-    DrainedRecord, Durability, Journal, JournalId, JournalOptions, OnFull, Pushed, DEFAULT_MAX_LINE_BYTES,
+    DrainedRecord, Durability, Journal, JournalId, JournalOptions, KeyedAppend, OnFull, Pushed, DEFAULT_MAX_LINE_BYTES,
 };
-pub use reader::{Cursor, CursorStore, Reader, TargetId};
+pub use reader::{Cursor, CursorStore, Lag, Reader, TargetId};
 pub use target::lock::TargetLock;
 pub use target::manifest::{
     chain_step, generation_path, Intent, Manifest, RotatedGeneration, Watermark, FORMAT_VERSION,

@@ -39,6 +39,10 @@
 //		process(line.Bytes) // keep line.Cursor to resume after this line
 //	}
 //
+// Keep that Cursor in a CursorStore (OpenCursorStore), or, when the results go to a
+// Journal, commit them together with it in one transaction (AppendBatchWithCursor,
+// read back with Journal.Cursor). Reader.Lag says how far a reader is behind.
+//
 // NewWriter adapts a Journal to io.Writer (one journal line per '\n'-terminated
 // line) and NewSlogHandler to log/slog (one JSON line per record).
 //

@@ -227,21 +227,10 @@ func (j *Journal) AppendBatch(lines [][]byte) (uint64, error) {
 	// allows that only for pinned pointers.
 	var pinner runtime.Pinner
 	defer pinner.Unpin()
-	var slices []C.trib_slice
-	var first *C.trib_slice
-	if len(lines) > 0 {
-		slices = make([]C.trib_slice, len(lines))
-		for i, l := range lines {
-			if len(l) > 0 {
-				pinner.Pin(unsafe.SliceData(l))
-			}
-			slices[i].ptr, slices[i].len = bytesArg(l)
-		}
-		first = &slices[0]
-	}
+	slices := pinnedSlices(&pinner, lines)
 	var seq C.uint64_t
 	var cerr *C.trib_error
-	rc := C.trib_journal_append_batch(h, first, C.size_t(len(slices)), &seq, &cerr)
+	rc := C.trib_journal_append_batch(h, firstSlice(slices), C.size_t(len(slices)), &seq, &cerr)
 	if err := callError(op, rc, cerr); err != nil {
 		return 0, err
 	}
@@ -267,6 +256,161 @@ func (j *Journal) AppendKeyed(key, line []byte) (uint64, error) {
 		return 0, err
 	}
 	return uint64(seq), nil
+}
+
+// KeyedAppend is what one keyed append did: the line's Seq, and whether this call
+// Stored it. Stored is false when the key was already stored (by an earlier call, or
+// an earlier line of the same batch): nothing was stored, a retry was absorbed, and
+// Seq is the earlier line's. Exact with any number of writers on the journal.
+type KeyedAppend struct {
+	Seq    uint64
+	Stored bool
+}
+
+// AppendKeyedOutcome is AppendKeyed saying whether this call stored the line or a
+// retry was absorbed (comparing Backlog().LastSeq works only with one writer).
+func (j *Journal) AppendKeyedOutcome(key, line []byte) (KeyedAppend, error) {
+	const op = "append keyed"
+	h, err := j.handle(op)
+	if err != nil {
+		return KeyedAppend{}, err
+	}
+	defer j.release()
+	kp, kn := bytesArg(key)
+	lp, ln := bytesArg(line)
+	var out C.trib_keyed_append
+	var cerr *C.trib_error
+	rc := C.trib_journal_append_keyed_outcome(h, kp, kn, lp, ln, &out, &cerr)
+	if err := callError(op, rc, cerr); err != nil {
+		return KeyedAppend{}, err
+	}
+	return KeyedAppend{Seq: uint64(out.seq), Stored: bool(out.stored)}, nil
+}
+
+// pinnedSlices is the C array of (pointer, length) pairs of lines, with every line
+// pinned (cgo allows Go memory that points to Go memory only when pinned). The array
+// is nil for no lines.
+func pinnedSlices(pinner *runtime.Pinner, lines [][]byte) []C.trib_slice {
+	if len(lines) == 0 {
+		return nil
+	}
+	slices := make([]C.trib_slice, len(lines))
+	for i, l := range lines {
+		if len(l) > 0 {
+			pinner.Pin(unsafe.SliceData(l))
+		}
+		slices[i].ptr, slices[i].len = bytesArg(l)
+	}
+	return slices
+}
+
+func firstSlice(s []C.trib_slice) *C.trib_slice {
+	if len(s) == 0 {
+		return nil
+	}
+	return &s[0]
+}
+
+// AppendKeyedBatch stores lines[i] under the idempotency key keys[i], all-or-nothing
+// in one transaction (one fsync for the whole batch, not one per event), each once
+// per key as AppendKeyed does; it returns each line's KeyedAppend. A key repeated in
+// the batch is stored by its first line, the later ones absorbed. keys and lines must
+// have the same length; an empty batch does nothing.
+func (j *Journal) AppendKeyedBatch(keys, lines [][]byte) ([]KeyedAppend, error) {
+	const op = "append keyed batch"
+	if len(keys) != len(lines) {
+		return nil, argError(op, fmt.Sprintf("%d keys for %d lines: give one key per line", len(keys), len(lines)))
+	}
+	if len(lines) == 0 {
+		return nil, nil
+	}
+	h, err := j.handle(op)
+	if err != nil {
+		return nil, err
+	}
+	defer j.release()
+	var pinner runtime.Pinner
+	defer pinner.Unpin()
+	ks := pinnedSlices(&pinner, keys)
+	ls := pinnedSlices(&pinner, lines)
+	outs := make([]C.trib_keyed_append, len(lines))
+	var cerr *C.trib_error
+	rc := C.trib_journal_append_keyed_batch(h, firstSlice(ks), firstSlice(ls), C.size_t(len(lines)), &outs[0], &cerr)
+	if err := callError(op, rc, cerr); err != nil {
+		return nil, err
+	}
+	res := make([]KeyedAppend, len(outs))
+	for i, o := range outs {
+		res[i] = KeyedAppend{Seq: uint64(o.seq), Stored: bool(o.stored)}
+	}
+	return res, nil
+}
+
+// AppendBatchWithCursor stores lines (zero or more) AND records c under name in the
+// journal's own file, in ONE transaction: both are durable or neither is. It is for a
+// program that reads a target, appends what it derived from it here, and must
+// remember how far it read atomically with those results: a crash never leaves
+// results without their cursor, or a cursor without its results. Read it back with
+// Cursor(name) and resume with OpenReaderAt. It returns the first line's seq, or 0
+// when lines is empty (only the cursor is recorded).
+//
+// One name follows one target: a Cursor whose TargetID differs from the one name
+// holds is ErrInvalidArgument, and nothing is stored.
+func (j *Journal) AppendBatchWithCursor(lines [][]byte, name string, c Cursor) (uint64, error) {
+	const op = "append batch with cursor"
+	if c.Offset < 0 {
+		return 0, argError(op, fmt.Sprintf("cursor %v: the offset is negative", c))
+	}
+	cc, err := c.toC(op)
+	if err != nil {
+		return 0, err
+	}
+	cname, err := cName(op, name)
+	if err != nil {
+		return 0, err
+	}
+	defer C.free(unsafe.Pointer(cname))
+	h, err := j.handle(op)
+	if err != nil {
+		return 0, err
+	}
+	defer j.release()
+	var pinner runtime.Pinner
+	defer pinner.Unpin()
+	ls := pinnedSlices(&pinner, lines)
+	var seq C.uint64_t
+	var cerr *C.trib_error
+	rc := C.trib_journal_append_batch_with_cursor(h, firstSlice(ls), C.size_t(len(ls)), cname, &cc, &seq, &cerr)
+	if err := callError(op, rc, cerr); err != nil {
+		return 0, err
+	}
+	return uint64(seq), nil
+}
+
+// Cursor returns the cursor last recorded under name by AppendBatchWithCursor; ok is
+// false if there is none.
+func (j *Journal) Cursor(name string) (c Cursor, ok bool, err error) {
+	const op = "journal cursor"
+	cname, err := cName(op, name)
+	if err != nil {
+		return Cursor{}, false, err
+	}
+	defer C.free(unsafe.Pointer(cname))
+	h, err := j.handle(op)
+	if err != nil {
+		return Cursor{}, false, err
+	}
+	defer j.release()
+	var out C.trib_cursor
+	var found C.bool
+	var cerr *C.trib_error
+	if err := callError(op, C.trib_journal_cursor(h, cname, &out, &found, &cerr), cerr); err != nil {
+		return Cursor{}, false, err
+	}
+	if !found {
+		return Cursor{}, false, nil
+	}
+	return cursorFromC(&out), true, nil
 }
 
 // Backlog is what waits in a journal, and its seq counters.

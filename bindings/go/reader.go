@@ -512,6 +512,43 @@ func (r *Reader) Err() error {
 	return r.err
 }
 
+// Lag is how far a Reader is behind the committed end (Reader.Lag).
+type Lag struct {
+	// Bytes is the committed bytes after the reader's position: the rest of its
+	// generation, every later kept generation, the current one's committed part.
+	// 0: caught up.
+	Bytes uint64
+	// LaterGenerations is how many generations exist after the one the reader is in
+	// (0: it reads the current one).
+	LaterGenerations uint64
+}
+
+// Lag reports how far the reader is behind the committed end, as of a fresh read of
+// the target's manifest: cheap (two 4 KiB reads of the lock file, nothing of the
+// target; lines are not counted, that would need a scan). Lag().Bytes == 0 means
+// caught up. It does not move the reader. While Lines runs, the reader may be one
+// line ahead of what the channel delivered.
+func (r *Reader) Lag() (Lag, error) {
+	const op = "lag"
+	h, err := r.h.exclusive(op)
+	if err != nil {
+		return Lag{}, err
+	}
+	defer r.h.mu.Unlock()
+	var out C.trib_lag
+	var cerr *C.trib_error
+	rc := C.trib_reader_lag(h, &out, &cerr)
+	runtime.KeepAlive(r)
+	if err := callError(op, rc, cerr); err != nil {
+		return Lag{}, err
+	}
+	lag := Lag{Bytes: uint64(out.bytes), LaterGenerations: uint64(out.later_generations)}
+	if p := r.pending; p != nil { // a line read ahead and given back is still to be read
+		lag.Bytes += uint64(len(p.Bytes)) + 1
+	}
+	return lag, nil
+}
+
 // Close releases the reader; a running Lines stops and closes its channel. Later
 // calls fail with ErrClosed. Closing twice is harmless: Close always returns nil.
 func (r *Reader) Close() error {

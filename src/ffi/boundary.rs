@@ -268,6 +268,20 @@ pub(super) unsafe fn path_arg<'a>(p: *const c_char, what: &str) -> FfiResult<&'a
     Ok(Path::new(OsStr::from_bytes(bytes)))
 }
 
+/// A name argument (a cursor's name): a NUL-terminated, non-empty UTF-8 string.
+///
+/// # Safety
+/// `p` must be NULL or point to a NUL-terminated string that outlives `'a`.
+pub(super) unsafe fn name_arg<'a>(p: *const c_char, what: &str) -> FfiResult<&'a str> {
+    need(p, what)?;
+    // SAFETY: not NULL (checked above); NUL-terminated and alive per the caller's contract.
+    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
+    if bytes.is_empty() {
+        return Err(Failure::arg(format!("`{what}` is empty")));
+    }
+    std::str::from_utf8(bytes).map_err(|_| Failure::arg(format!("`{what}` is not UTF-8 (a cursor's name is text)")))
+}
+
 /// A byte-slice argument `(ptr, len)`: `(NULL, 0)` is the empty slice.
 ///
 /// # Safety

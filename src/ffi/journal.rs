@@ -5,12 +5,13 @@ use std::ptr;
 use std::sync::atomic::AtomicBool;
 
 use super::boundary::{
-    array_arg, busy_timeout_option, bytes_arg, ffi_call, free_handle, id_buf, into_handle, millis, ms_option, need,
-    path_arg, poisoning, put, Failure, FfiResult, HandleBox,
+    array_arg, busy_timeout_option, bytes_arg, ffi_call, free_handle, id_buf, into_handle, millis, ms_option, name_arg,
+    need, path_arg, poisoning, put, Failure, FfiResult, HandleBox,
 };
 use super::error::trib_error;
+use super::reader::trib_cursor;
 use super::{TRIB_DURABILITY_FULL, TRIB_DURABILITY_NORMAL, TRIB_ID_BUF_LEN};
-use crate::{Backlog, Durability, Journal, JournalOptions};
+use crate::{Backlog, Durability, Journal, JournalOptions, KeyedAppend};
 
 /// An open journal (the writer side: a `SQLite` WAL file on the writer host's local disk).
 ///
@@ -302,6 +303,185 @@ pub unsafe extern "C" fn trib_journal_append_keyed(
             // SAFETY: not NULL, writable per the caller's contract.
             unsafe { put(seq_out, seq) };
         }
+        Ok(())
+    })
+}
+
+/// What one keyed append did (`trib_journal_append_keyed_outcome`,
+/// `trib_journal_append_keyed_batch`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct trib_keyed_append {
+    /// The line's seq: the new one when `stored`, else the seq stored earlier under the
+    /// same key.
+    pub seq: u64,
+    /// true: this call stored the line. false: the key was already stored (by an
+    /// earlier call, or an earlier line of the same batch) and nothing was stored (a
+    /// retry absorbed). Exact with any number of writers on the journal.
+    pub stored: bool,
+}
+
+impl From<KeyedAppend> for trib_keyed_append {
+    fn from(k: KeyedAppend) -> Self {
+        trib_keyed_append { seq: k.seq, stored: k.stored }
+    }
+}
+
+/// `count` slices as byte strings (`what` names the parameter in messages).
+///
+/// # Safety
+/// `slices` must be NULL or `count` readable slices, each NULL or pointing to `len`
+/// readable bytes that outlive `'a`.
+unsafe fn slices_arg<'a>(slices: *const trib_slice, count: usize, what: &str) -> FfiResult<Vec<&'a [u8]>> {
+    // SAFETY: forwarded contract.
+    let slices = unsafe { array_arg(slices, count, what) }?;
+    let mut out: Vec<&[u8]> = Vec::with_capacity(slices.len());
+    for (i, s) in slices.iter().enumerate() {
+        // SAFETY: each slice is NULL or `len` readable bytes per the caller's contract.
+        out.push(unsafe { bytes_arg(s.ptr, s.len, &format!("{what}[{i}].ptr")) }?);
+    }
+    Ok(out)
+}
+
+/// `trib_journal_append_keyed`, saying whether this call stored the line: on success
+/// `*outcome_out` gets its seq and `stored` (false: the key was already stored, nothing
+/// was stored and `seq` is the earlier line's: a retry absorbed).
+///
+/// # Safety
+/// `journal` must be NULL or an open handle; `key` NULL or `key_len` readable bytes;
+/// `line` NULL or `line_len` readable bytes; `outcome_out` and `err_out` NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_journal_append_keyed_outcome(
+    journal: *const trib_journal,
+    key: *const u8,
+    key_len: usize,
+    line: *const u8,
+    line_len: usize,
+    outcome_out: *mut trib_keyed_append,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, journal, |j: &JournalBox| {
+        // SAFETY: NULL or `key_len` readable bytes per the caller's contract.
+        let key = unsafe { bytes_arg(key, key_len, "key") }?;
+        // SAFETY: NULL or `line_len` readable bytes per the caller's contract.
+        let line = unsafe { bytes_arg(line, line_len, "line") }?;
+        need(outcome_out, "outcome_out")?;
+        let outcome = poisoning(&j.poisoned, || Ok(j.inner.append_keyed_outcome(key, line)?))?;
+        // SAFETY: not NULL, writable per the caller's contract.
+        unsafe { put(outcome_out, outcome.into()) };
+        Ok(())
+    })
+}
+
+/// Append `count` keyed lines all-or-nothing in one transaction (one fsync): line `i`
+/// is `lines[i]` under the idempotency key `keys[i]`, stored once per key as by
+/// `trib_journal_append_keyed`. On success `outcomes_out[i]` (an array of `count`) says
+/// each line's seq and whether this call stored it; a key repeated in the batch is
+/// stored by its first line, the later ones absorbed. One bad line or empty key refuses
+/// the whole batch (`trib_error_line_index` names a bad line). `count` 0 does nothing.
+///
+/// # Safety
+/// `journal` must be NULL or an open handle; `keys` and `lines` NULL or `count` readable
+/// slices each, every slice NULL or pointing to `len` readable bytes; `outcomes_out`
+/// NULL or `count` writable `trib_keyed_append`s; `err_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_journal_append_keyed_batch(
+    journal: *const trib_journal,
+    keys: *const trib_slice,
+    lines: *const trib_slice,
+    count: usize,
+    outcomes_out: *mut trib_keyed_append,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, journal, |j: &JournalBox| {
+        // SAFETY: NULL or `count` readable slices per the caller's contract.
+        let keys = unsafe { slices_arg(keys, count, "keys") }?;
+        // SAFETY: NULL or `count` readable slices per the caller's contract.
+        let lines = unsafe { slices_arg(lines, count, "lines") }?;
+        if count > 0 {
+            need(outcomes_out, "outcomes_out")?;
+        }
+        let items: Vec<(&[u8], &[u8])> = keys.into_iter().zip(lines).collect();
+        let outcomes = poisoning(&j.poisoned, || Ok(j.inner.append_batch_keyed_outcome(&items)?))?;
+        for (i, o) in outcomes.into_iter().enumerate() {
+            // SAFETY: `outcomes_out` is not NULL (checked above, count > 0) and has
+            // `count` writable elements per the caller's contract; `i < count`.
+            unsafe { put(outcomes_out.add(i), o.into()) };
+        }
+        Ok(())
+    })
+}
+
+/// Append `count` lines (0 is allowed: only the cursor is recorded) AND record `cursor`
+/// under `name` (a non-empty NUL-terminated UTF-8 string) in the journal's own file, in
+/// ONE transaction: both are durable or neither is. For a program that reads a target,
+/// appends what it derived from it here and must remember how far it read atomically
+/// with those results (docs/design.md, "Processed cursors in the journal"). Read the
+/// cursor back with `trib_journal_cursor`. `*first_seq_out` (if not NULL) gets the first
+/// line's seq, or 0 when `count` is 0. A cursor whose `target_id` differs from the one
+/// `name` already holds is `TRIB_E_INVALID_ARG` (one name follows one target); nothing
+/// is stored on any error.
+///
+/// # Safety
+/// `journal` must be NULL or an open handle; `lines` NULL or `count` readable slices,
+/// each NULL or pointing to `len` readable bytes; `name` NULL or NUL-terminated;
+/// `cursor` NULL or readable; `first_seq_out` and `err_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_journal_append_batch_with_cursor(
+    journal: *const trib_journal,
+    lines: *const trib_slice,
+    count: usize,
+    name: *const c_char,
+    cursor: *const trib_cursor,
+    first_seq_out: *mut u64,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, journal, |j: &JournalBox| {
+        // SAFETY: NULL or `count` readable slices per the caller's contract.
+        let batch = unsafe { slices_arg(lines, count, "lines") }?;
+        // SAFETY: NUL-terminated or NULL per the caller's contract.
+        let name = unsafe { name_arg(name, "name") }?;
+        need(cursor, "cursor")?;
+        // SAFETY: not NULL (checked above) and readable per the caller's contract.
+        let cursor = unsafe { cursor.read() }.to_rust()?;
+        let first = poisoning(&j.poisoned, || Ok(j.inner.append_batch_with_cursor(&batch, name, cursor)?))?;
+        if !first_seq_out.is_null() {
+            // SAFETY: not NULL, writable per the caller's contract.
+            unsafe { put(first_seq_out, first) };
+        }
+        Ok(())
+    })
+}
+
+/// The cursor last recorded under `name` by `trib_journal_append_batch_with_cursor`:
+/// `*found_out` says whether there is one; if so, `*cursor_out` is it (resume with
+/// `trib_reader_open_cursor`, which refuses it on another target). Without one,
+/// `*cursor_out` is not touched.
+///
+/// # Safety
+/// `journal` must be NULL or an open handle; `name` NULL or NUL-terminated;
+/// `cursor_out`, `found_out` and `err_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_journal_cursor(
+    journal: *const trib_journal,
+    name: *const c_char,
+    cursor_out: *mut trib_cursor,
+    found_out: *mut bool,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, journal, |j: &JournalBox| {
+        // SAFETY: NUL-terminated or NULL per the caller's contract.
+        let name = unsafe { name_arg(name, "name") }?;
+        need(cursor_out, "cursor_out")?;
+        need(found_out, "found_out")?;
+        let got = poisoning(&j.poisoned, || Ok(j.inner.cursor(name)?))?;
+        if let Some(c) = &got {
+            // SAFETY: not NULL, writable per the caller's contract.
+            unsafe { put(cursor_out, trib_cursor::from_rust(c)) };
+        }
+        // SAFETY: not NULL, writable per the caller's contract.
+        unsafe { put(found_out, got.is_some()) };
         Ok(())
     })
 }

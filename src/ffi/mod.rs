@@ -20,6 +20,7 @@
 //! - `compactor`: `trib_init`, `trib_drain`, `trib_retire` and their options;
 //! - `inspect`: `trib_verify` and `trib_status` with their reports;
 //! - `reader`: `trib_reader` and `trib_cursor`;
+//! - `cursor_store`: `trib_cursor_store` (`CursorStore`);
 //! - `appender`: `trib_appender` (background commit, `Appender`);
 //! - `daemon`: `trib_compact` and `trib_compact_journals` (the daemon loop,
 //!   `Compactor::run`) and `trib_stop`.
@@ -64,6 +65,8 @@ mod compactor; // `trib_init`, `trib_drain`, `trib_retire`
 mod inspect; // `trib_verify`, `trib_status`
 
 mod reader; // `trib_reader`, `trib_cursor`
+
+mod cursor_store; // `trib_cursor_store` (named cursors in a local SQLite file)
 
 mod daemon; // `trib_compact` (the daemon loop) and its stop token `trib_stop`
 

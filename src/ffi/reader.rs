@@ -11,7 +11,7 @@ use super::boundary::{
 };
 use super::error::trib_error;
 use super::{TRIB_CURSOR_TEXT_LEN, TRIB_ID_BUF_LEN};
-use crate::{Cursor, Reader, TargetId};
+use crate::{Cursor, Lag, Reader, TargetId};
 
 /// A reading position in a target: a generation of it, the byte offset of a line's
 /// start in that generation, and the id of the target it belongs to.
@@ -40,7 +40,7 @@ pub struct trib_cursor {
 }
 
 impl trib_cursor {
-    fn from_rust(c: &Cursor) -> trib_cursor {
+    pub(super) fn from_rust(c: &Cursor) -> trib_cursor {
         trib_cursor {
             generation: c.generation,
             offset: c.offset,
@@ -48,7 +48,7 @@ impl trib_cursor {
         }
     }
 
-    fn to_rust(self) -> FfiResult<Cursor> {
+    pub(super) fn to_rust(self) -> FfiResult<Cursor> {
         let bytes: Vec<u8> = self.target_id.iter().map(|&c| c.to_ne_bytes()[0]).take_while(|&b| b != 0).collect();
         if bytes.len() == TRIB_ID_BUF_LEN {
             return Err(Failure::arg("the cursor's `target_id` is not NUL-terminated"));
@@ -398,6 +398,47 @@ pub unsafe extern "C" fn trib_cursor_format(
         // SAFETY: `buf` is not NULL and has at least TRIB_CURSOR_TEXT_LEN writable bytes
         // (checked above, caller's contract), more than `text`; they do not overlap.
         unsafe { ptr::copy_nonoverlapping(text.as_ptr().cast::<c_char>(), buf, text.len()) };
+        Ok(())
+    })
+}
+
+/// How far a reader is behind the committed end (`trib_reader_lag`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct trib_lag {
+    /// Committed bytes after the reader's position (the rest of its generation, every
+    /// later kept generation, the current one's committed part); 0: caught up.
+    pub bytes: u64,
+    /// Generations after the one the reader is in (0: it reads the current one).
+    pub later_generations: u64,
+}
+
+impl From<Lag> for trib_lag {
+    fn from(l: Lag) -> Self {
+        trib_lag { bytes: l.bytes, later_generations: l.later_generations }
+    }
+}
+
+/// How far the reader is behind the committed end, as of a fresh read of the manifest
+/// (cheap: two 4 KiB reads of the lock file, nothing of the target; lines are not
+/// counted, that would need a scan). It does not move the reader. `bytes` 0: caught up.
+/// Fails as a read would (a generation no longer kept, a replaced target).
+///
+/// # Safety
+/// `reader` must be NULL or an open reader that no other thread is using; `lag_out`
+/// and `err_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_reader_lag(
+    reader: *mut trib_reader,
+    lag_out: *mut trib_lag,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, reader, |r: &mut ReaderBox| {
+        need(lag_out, "lag_out")?;
+        let ReaderBox { poisoned, inner, .. } = r;
+        let lag = poisoning(poisoned, || Ok(inner.lag()?))?;
+        // SAFETY: not NULL, writable per the caller's contract.
+        unsafe { put(lag_out, lag.into()) };
         Ok(())
     })
 }

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::group_commit::{Outcome, Request};
@@ -22,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::os::clock::deadline_after;
 use crate::os::sys;
+use crate::reader::Cursor;
 
 /// Free space kept on a journal's disk for recording drains: appends are refused
 /// below it, so a compactor can always delete drained rows (a delete writes to the
@@ -29,11 +31,43 @@ use crate::os::sys;
 /// otherwise never recover (issue 13 item 2).
 const SPOOL_RESERVE_BYTES: u64 = 1 << 20;
 
-/// One caller's lines, optionally with one idempotency key per line.
-pub(super) struct Lines {
+/// One caller's lines, optionally with one idempotency key per line, and optionally a
+/// processed cursor committed in the same transaction.
+pub(super) struct Appending {
     lines: Vec<Vec<u8>>,
     keys: Option<Vec<Vec<u8>>>,
+    /// `(name, cursor)`: the row of the `cursors` table this request writes with its
+    /// lines (docs/design.md, "Processed cursors in the journal").
+    cursor: Option<(String, Cursor)>,
+    /// For keyed lines: whether each was stored by this request (false: its key was
+    /// already stored, the line absorbed). Written by the leader before it delivers the
+    /// request's outcome.
+    stored: Mutex<Vec<bool>>,
 }
+
+impl Appending {
+    fn plain(lines: Vec<Vec<u8>>) -> Appending {
+        Appending { lines, keys: None, cursor: None, stored: Mutex::new(Vec::new()) }
+    }
+}
+
+/// What one keyed append did ([`Journal::append_keyed_outcome`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyedAppend {
+    /// The line's seq: the new one when `stored`, else the seq stored earlier under the
+    /// same key.
+    pub seq: u64,
+    /// `true`: this call stored the line. `false`: the key was already stored (by an
+    /// earlier call, or an earlier line of the same batch) and nothing was stored: a
+    /// retry was absorbed.
+    pub stored: bool,
+}
+
+/// The `cursors` table (docs/design.md, "Processed cursors in the journal"): created by
+/// the first commit with a cursor, inside that commit's transaction.
+const CURSORS_TABLE: &str = "CREATE TABLE IF NOT EXISTS cursors (
+    name TEXT PRIMARY KEY, generation INTEGER NOT NULL, offset INTEGER NOT NULL,
+    target_id TEXT, updated_ms INTEGER NOT NULL)";
 
 /// A write transaction (`BEGIN IMMEDIATE` … `COMMIT`) run through cached statements:
 /// rusqlite's `Transaction` parses both on every call, which was a measurable share of
@@ -103,7 +137,7 @@ impl Journal {
     ///   one that opened it.
     pub fn append(&self, line: &[u8]) -> Result<u64> {
         validate_line(0, line, self.opts.max_line_bytes)?;
-        let seqs = self.submit(Lines { lines: vec![line.to_vec()], keys: None })?;
+        let seqs = self.submit(Appending::plain(vec![line.to_vec()]))?.0;
         Ok(seqs[0])
     }
 
@@ -122,7 +156,7 @@ impl Journal {
         for (i, l) in lines.iter().enumerate() {
             validate_line(i, l.as_ref(), self.opts.max_line_bytes)?;
         }
-        let seqs = self.submit(Lines { lines: lines.iter().map(|l| l.as_ref().to_vec()).collect(), keys: None })?;
+        let seqs = self.submit(Appending::plain(lines.iter().map(|l| l.as_ref().to_vec()).collect()))?.0;
         Ok(seqs[0])
     }
 
@@ -141,6 +175,29 @@ impl Journal {
     /// # Errors
     /// As [`Journal::append_keyed`], for the whole batch.
     pub fn append_batch_keyed<K: AsRef<[u8]>, L: AsRef<[u8]>>(&self, items: &[(K, L)]) -> Result<Vec<u64>> {
+        Ok(self.append_batch_keyed_outcome(items)?.into_iter().map(|o| o.seq).collect())
+    }
+
+    /// [`Journal::append_keyed`], saying whether this call stored the line or its key
+    /// was already stored (a retry absorbed: nothing stored, the earlier seq). Exact with
+    /// any number of writers: decided inside the append transaction.
+    ///
+    /// # Errors
+    /// As [`Journal::append_keyed`].
+    pub fn append_keyed_outcome(&self, key: &[u8], line: &[u8]) -> Result<KeyedAppend> {
+        Ok(self.append_batch_keyed_outcome(&[(key, line)])?[0])
+    }
+
+    /// [`Journal::append_batch_keyed`], with each line's [`KeyedAppend`]: all-or-nothing,
+    /// one transaction (one fsync). A key repeated within the batch is stored once, by
+    /// its first line; the later ones are absorbed (`stored: false`, the first's seq).
+    ///
+    /// # Errors
+    /// As [`Journal::append_keyed`], for the whole batch.
+    pub fn append_batch_keyed_outcome<K: AsRef<[u8]>, L: AsRef<[u8]>>(
+        &self,
+        items: &[(K, L)],
+    ) -> Result<Vec<KeyedAppend>> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -150,14 +207,87 @@ impl Journal {
             }
             validate_line(i, l.as_ref(), self.opts.max_line_bytes)?;
         }
-        self.submit(Lines {
+        let (seqs, lines) = self.submit(Appending {
             lines: items.iter().map(|(_, l)| l.as_ref().to_vec()).collect(),
             keys: Some(items.iter().map(|(k, _)| k.as_ref().to_vec()).collect()),
-        })
+            cursor: None,
+            stored: Mutex::new(Vec::new()),
+        })?;
+        let stored = std::mem::take(&mut *lines.stored.lock());
+        if stored.len() != seqs.len() {
+            return Err(Error::io(
+                format!("appending to {}", self.path.display()),
+                io::Error::other("a keyed commit did not say which lines it stored"),
+            ));
+        }
+        Ok(seqs.into_iter().zip(stored).map(|(seq, stored)| KeyedAppend { seq, stored }).collect())
+    }
+
+    /// Append `lines` (zero or more) and record `name → cursor` in the journal's own
+    /// file, in ONE transaction: both are durable or neither is (docs/design.md,
+    /// "Processed cursors in the journal"). For a program that reads a target, appends
+    /// what it derived from it here, and must remember how far it read atomically with
+    /// those results. Read the cursor back with [`Journal::cursor`]. Returns the first
+    /// line's seq, or 0 when `lines` is empty (only the cursor is recorded).
+    ///
+    /// # Errors
+    /// As [`Journal::append_batch`] (nothing stored, cursor included); also
+    /// [`Error::InvalidArgument`] for an empty `name`, a cursor beyond `i64::MAX`, or a
+    /// cursor whose target id differs from the one `name` already holds (one name
+    /// follows one target).
+    pub fn append_batch_with_cursor<L: AsRef<[u8]>>(&self, lines: &[L], name: &str, cursor: Cursor) -> Result<u64> {
+        if name.is_empty() {
+            return Err(Error::InvalidArgument("the cursor's name is empty".into()));
+        }
+        if i64::try_from(cursor.generation).is_err() || i64::try_from(cursor.offset).is_err() {
+            return Err(Error::InvalidArgument(format!(
+                "cursor {cursor} is beyond any target (its generation and offset must be at most {})",
+                i64::MAX
+            )));
+        }
+        for (i, l) in lines.iter().enumerate() {
+            validate_line(i, l.as_ref(), self.opts.max_line_bytes)?;
+        }
+        let (seqs, _) = self.submit(Appending {
+            lines: lines.iter().map(|l| l.as_ref().to_vec()).collect(),
+            keys: None,
+            cursor: Some((name.to_string(), cursor)),
+            stored: Mutex::new(Vec::new()),
+        })?;
+        Ok(seqs.first().copied().unwrap_or(0))
+    }
+
+    /// The cursor last committed under `name` by [`Journal::append_batch_with_cursor`]
+    /// (with its target's id), or `None`.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] when the journal cannot be read; [`Error::NotAJournal`] when
+    /// the stored row is damaged; [`Error::InvalidArgument`] in a forked child.
+    pub fn cursor(&self, name: &str) -> Result<Option<Cursor>> {
+        let conn = self.lock_conn()?;
+        let ctx = |what: &str| format!("{what} {name} in {}", self.path.display());
+        let has_table: bool = conn
+            .prepare_cached("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'cursors'")
+            .and_then(|mut st| st.query_row([], |r| r.get::<_, i64>(0)))
+            .map(|n| n > 0)
+            .map_err(|e| Error::sqlite(ctx("looking for cursor"), e))?;
+        if !has_table {
+            return Ok(None); // a journal that never committed a cursor (or made before them)
+        }
+        let row = conn
+            .prepare_cached("SELECT generation, offset, target_id FROM cursors WHERE name = ?1")
+            .and_then(|mut st| {
+                st.query_row(params![name], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<String>>(2)?))
+                })
+                .optional()
+            })
+            .map_err(|e| Error::sqlite(ctx("reading cursor"), e))?;
+        row.map(|(g, o, id)| crate::reader::cursor_from_row(&self.path, name, g, o, id.as_deref())).transpose()
     }
 
     /// Queue a request and wait for it, retrying a full journal for up to `full_wait`.
-    fn submit(&self, lines: Lines) -> Outcome {
+    fn submit(&self, lines: Appending) -> Result<(Vec<u64>, Arc<Appending>)> {
         self.check_process()?;
         let deadline = self.opts.full_wait.map(deadline_after);
         let lines = Arc::new(lines);
@@ -168,7 +298,7 @@ impl Journal {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(100));
                 }
-                other => return other,
+                other => return other.map(|seqs| (seqs, lines)),
             }
         }
     }
@@ -201,7 +331,7 @@ impl Journal {
     /// into a journal that was removed, replaced or retired meanwhile are not
     /// acknowledged. (A retirement deletes the files while holding the write lock, so a
     /// commit either precedes it — and is seen, and drained, by it — or fails here.)
-    fn commit_requests(&self, batch: &[Arc<Request<Arc<Lines>>>]) -> Result<Vec<Outcome>> {
+    fn commit_requests(&self, batch: &[Arc<Request<Arc<Appending>>>]) -> Result<Vec<Outcome>> {
         self.check_spool_space()?;
         let results = self.commit_requests_unchecked(batch)?;
         // Cheap when nothing in the folder changed (one read of an inotify fd); the
@@ -222,9 +352,9 @@ impl Journal {
         Ok(results)
     }
 
-    fn commit_requests_unchecked(&self, batch: &[Arc<Request<Arc<Lines>>>]) -> Result<Vec<Outcome>> {
+    fn commit_requests_unchecked(&self, batch: &[Arc<Request<Arc<Appending>>>]) -> Result<Vec<Outcome>> {
         let bytes: usize = batch.iter().flat_map(|r| &r.payload.lines).map(|l| l.len() + 1).sum();
-        if batch.iter().all(|r| r.payload.keys.is_none())
+        if batch.iter().all(|r| r.payload.keys.is_none() && r.payload.cursor.is_none())
             && self.opts.max_backlog_bytes.is_none()
             && bytes <= RUN_MAX_BYTES
             && !self.key_purge_due()
@@ -244,6 +374,14 @@ impl Journal {
         let mut results = Vec::with_capacity(batch.len());
         let mut runs: Vec<RunBuf> = Vec::new();
         let mut new_keys: Vec<(&[u8], u64)> = Vec::new();
+        // The processed cursors this transaction records, in queue order (a later
+        // request's row for the same name replaces an earlier one's).
+        let mut cursor_rows: Vec<(&str, Cursor)> = Vec::new();
+        if batch.iter().any(|r| r.payload.cursor.is_some()) {
+            // The upgrade of a journal made before cursors: in this commit's own
+            // transaction (docs/design.md, "Processed cursors in the journal").
+            tx.execute_batch(CURSORS_TABLE).map_err(|e| Error::sqlite(ctx("creating the cursors table"), e))?;
+        }
         {
             let mut find_key = tx
                 .prepare_cached("SELECT seq FROM idempotency WHERE key = ?1")
@@ -273,6 +411,12 @@ impl Journal {
                     .filter(|(_, k)| k.is_none())
                     .map(|(l, _)| l.len() as u64)
                     .sum();
+                if let Some((name, cursor)) = &req.payload.cursor {
+                    if let Some(refused) = self.cursor_conflict(&tx, &cursor_rows, name, cursor)? {
+                        results.push(Err(refused));
+                        continue;
+                    }
+                }
                 if let Some(max) = self.opts.max_backlog_bytes {
                     if needed > 0 && backlog_bytes.saturating_add(needed) > max {
                         results.push(Err(Error::JournalFull {
@@ -310,6 +454,13 @@ impl Journal {
                         }
                     }
                 }
+                if req.payload.keys.is_some() {
+                    *req.payload.stored.lock() = known.iter().map(Option::is_none).collect();
+                }
+                if let Some((name, cursor)) = &req.payload.cursor {
+                    cursor_rows.retain(|(n, _)| n != name);
+                    cursor_rows.push((name, *cursor));
+                }
                 results.push(Ok(seqs));
             }
         }
@@ -332,6 +483,20 @@ impl Journal {
                     .map_err(|e| Error::sqlite(ctx("recording a key"), e))?;
             }
         }
+        if !cursor_rows.is_empty() {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO cursors(name, generation, offset, target_id, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(name) DO UPDATE SET generation = ?2, offset = ?3, target_id = ?4, updated_ms = ?5",
+                )
+                .map_err(|e| Error::sqlite(ctx("preparing cursor update"), e))?;
+            for (name, c) in &cursor_rows {
+                to_sql(c.generation)
+                    .and_then(|g| Ok((g, to_sql(c.offset)?)))
+                    .and_then(|(g, o)| upsert.execute(params![name, g, o, c.target_id.map(|id| id.to_hex()), now]))
+                    .map_err(|e| Error::sqlite(ctx("recording a processed cursor"), e))?;
+            }
+        }
         self.maybe_purge_keys(&tx)?;
         failpoint::hit(failpoint::Point::JournalBeforeCommit);
         crate::fault::check(crate::fault::Step::JournalCommit)
@@ -341,6 +506,33 @@ impl Journal {
         Ok(results)
     }
 
+    /// A cursor for `name` whose target id is not the one `name` holds (in the journal,
+    /// or earlier in this transaction): the refusal, or `None`.
+    fn cursor_conflict(
+        &self,
+        tx: &Connection,
+        pending: &[(&str, Cursor)],
+        name: &str,
+        cursor: &Cursor,
+    ) -> Result<Option<Error>> {
+        let Some(mine) = cursor.target_id else { return Ok(None) };
+        let held = match pending.iter().find(|(n, _)| *n == name) {
+            Some((_, c)) => c.target_id.map(|id| id.to_hex()),
+            None => tx
+                .prepare_cached("SELECT target_id FROM cursors WHERE name = ?1")
+                .and_then(|mut st| st.query_row(params![name], |r| r.get::<_, Option<String>>(0)).optional())
+                .map_err(|e| Error::sqlite(format!("reading cursor {name} in {}", self.path.display()), e))?
+                .flatten(),
+        };
+        Ok(held.filter(|h| !h.eq_ignore_ascii_case(&mine.to_hex())).map(|held| {
+            Error::InvalidArgument(format!(
+                "cursor {name} in journal {} follows target {held}, and this cursor {cursor} belongs to target {mine}: \
+                 one cursor name follows one target (nothing was stored; use another name for the other target)",
+                self.path.display()
+            ))
+        }))
+    }
+
     /// The common case — no keys, no backlog limit, the group's lines fit one run — as
     /// ONE autocommit INSERT that derives the run's first seq and byte mark inside
     /// `SQLite` by the seq rule of `schema.rs` (under the write lock, so from the same
@@ -348,7 +540,7 @@ impl Journal {
     /// as many statements as a bare INSERT, where BEGIN, a head SELECT and COMMIT cost a
     /// one-line append about 4% of its time. `first_seq` is the rowid, so `SQLite` hands
     /// it back without a RETURNING table. Each request gets its lines' consecutive seqs.
-    fn commit_one_run(&self, batch: &[Arc<Request<Arc<Lines>>>]) -> Result<Vec<Outcome>> {
+    fn commit_one_run(&self, batch: &[Arc<Request<Arc<Appending>>>]) -> Result<Vec<Outcome>> {
         let mut run = RunBuf::default();
         for line in batch.iter().flat_map(|r| &r.payload.lines) {
             run.push(line);

@@ -13,7 +13,7 @@
 //! | `group_commit.rs` | leader/follower group commit (no `SQLite`) | each caller gets its own outcome, once |
 //! | `appender.rs` | background commit: a queue and a committer thread ([`Appender`]) | records committed in push order, at most once; `flush` returns only once earlier records are durable; none leaves the queue silently |
 //! | `appender_writer.rs` | `AppenderWriter`, an `io::Write` over an appender | lines in the order written, split only at `\n` |
-//! | `append.rs` | the append transaction, back-pressure, the spool reserve | an append returns only once durable under the configured durability |
+//! | `append.rs` | the append transaction, back-pressure, the spool reserve, keyed outcomes, processed cursors (`cursors` table) | an append returns only once durable under the configured durability; a cursor commits in the transaction of its lines |
 //! | `keys.rs` | idempotency keys and their boot-anchored clock | a key ages only while the host is up, never by a wall-clock step |
 //! | `source.rs` | what a compactor reads and records | rows a drain read are durable before it commits them (O3); `drained_seq` only grows, rows deleted only up to it |
 //! | `files.rs` | the journal's files: `-wal`, tombstone, spool listing | a retirement is crash-safe at every step |
@@ -49,6 +49,7 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::error::{Error, Result};
 use crate::os::sys;
 
+pub use append::KeyedAppend;
 pub use appender::{Appender, AppenderOptions, AppenderStats, OnFull, Pushed};
 pub use appender_writer::AppenderWriter;
 pub use files::spool_journals;
@@ -166,7 +167,7 @@ pub struct Journal {
     /// closed: closing it there would checkpoint and delete the parent's live `-wal`.
     conn: Option<Mutex<Connection>>,
     /// Appends waiting for, or in, a group's transaction.
-    group: group_commit::GroupCommit<std::sync::Arc<append::Lines>>,
+    group: group_commit::GroupCommit<std::sync::Arc<append::Appending>>,
     maintenance: Mutex<Maintenance>,
     /// The (device, inode) of the journal file and of its `-wal` when the handle was
     /// opened; a commit first checks its path still names them ([`Journal::check_in_place`]).

@@ -116,20 +116,7 @@ impl CursorStore {
             .optional()
             .map_err(|e| Error::sqlite(format!("reading cursor {name} in {}", self.path.display()), e))?;
         let Some((generation, offset, id)) = row else { return Ok(None) };
-        let (Ok(generation), Ok(offset)) = (u64::try_from(generation), u64::try_from(offset)) else {
-            return Err(Error::NotAJournal {
-                path: self.path.clone(),
-                detail: format!("cursor {name} has a negative position ({generation}:{offset})"),
-            });
-        };
-        let target_id = match id {
-            None => None,
-            Some(hex) => Some(TargetId::from_hex(&hex).ok_or_else(|| Error::NotAJournal {
-                path: self.path.clone(),
-                detail: format!("cursor {name} has a bad target id `{hex}`"),
-            })?),
-        };
-        Ok(Some(Cursor { generation, offset, target_id }))
+        cursor_from_row(&self.path, name, generation, offset, id.as_deref()).map(Some)
     }
 
     /// Durably record that `name` has processed everything before `cursor` (and which
@@ -158,6 +145,32 @@ impl CursorStore {
             .map(|_| ())
             .map_err(|e| Error::sqlite(format!("committing cursor {name} in {}", self.path.display()), e))
     }
+}
+
+/// A stored cursor row (of a cursor store, or of a journal's `cursors` table) as a
+/// [`Cursor`]; a negative position or a bad id is a damaged file
+/// ([`Error::NotAJournal`] naming `path`).
+pub(crate) fn cursor_from_row(
+    path: &Path,
+    name: &str,
+    generation: i64,
+    offset: i64,
+    id: Option<&str>,
+) -> Result<Cursor> {
+    let (Ok(g), Ok(o)) = (u64::try_from(generation), u64::try_from(offset)) else {
+        return Err(Error::NotAJournal {
+            path: path.to_path_buf(),
+            detail: format!("cursor {name} has a negative position ({generation}:{offset})"),
+        });
+    };
+    let target_id = match id {
+        None => None,
+        Some(hex) => Some(TargetId::from_hex(hex).ok_or_else(|| Error::NotAJournal {
+            path: path.to_path_buf(),
+            detail: format!("cursor {name} has a bad target id `{hex}`"),
+        })?),
+    };
+    Ok(Cursor { generation: g, offset: o, target_id })
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ mod cursor;
 mod cursor_store;
 
 pub use cursor::{Cursor, TargetId};
+pub(crate) use cursor_store::cursor_from_row;
 pub use cursor_store::CursorStore;
 
 use crate::error::{Error, Result};
@@ -36,6 +37,18 @@ const READ_CHUNK: usize = 256 << 10;
 /// The committed state of a target, `None` before its first drain.
 fn load_manifest(sidecar: &Sidecar) -> Result<Option<Manifest>> {
     Manifest::load(sidecar)
+}
+
+/// How far a reader is behind the committed end ([`Reader::lag`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lag {
+    /// Committed bytes after the reader's position: the rest of the generation it
+    /// reads, every later kept generation, the current generation's committed part.
+    /// 0: caught up (as of the manifest read).
+    pub bytes: u64,
+    /// How many generations exist after the one the reader is in (0: it reads the
+    /// current one).
+    pub later_generations: u64,
 }
 
 /// Reads committed lines of one target from a cursor. Not `Sync`: one thread at a time.
@@ -183,6 +196,27 @@ impl Reader {
     #[must_use]
     pub fn committed_len(&self) -> u64 {
         self.limit
+    }
+
+    /// How far this reader is behind the committed end, as of a fresh read of the
+    /// manifest (two 4 KiB reads of the lock file; nothing of the target is read).
+    /// Lines behind are not counted: that would cost a scan of the bytes behind.
+    ///
+    /// It does not move the reader (it refreshes the committed length, as a read does;
+    /// at the end of a rotated generation the cursor becomes the next one's start,
+    /// as [`Reader::refresh`] does). Before the target's first drain: zero.
+    ///
+    /// # Errors
+    /// As [`Reader::refresh`] (e.g. the generation being read is no longer kept).
+    pub fn lag(&mut self) -> Result<Lag> {
+        self.refresh()?;
+        let Some(m) = &self.manifest else { return Ok(Lag::default()) };
+        let rest = self.limit.saturating_sub(self.offset);
+        if self.generation >= m.generation {
+            return Ok(Lag { bytes: rest, later_generations: 0 });
+        }
+        let later: u64 = m.rotated.range(self.generation + 1..).map(|(_, r)| r.len).sum();
+        Ok(Lag { bytes: rest + later + m.committed_len, later_generations: m.generation - self.generation })
     }
 
     /// Re-read the manifest; returns the committed length of the generation being read.

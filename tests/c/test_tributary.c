@@ -1791,6 +1791,143 @@ static void test_compactor_handle(void) {
 /* trib_appender: push returns before durability, flush makes it durable, a full
  * queue drops and counts with TRIB_ON_FULL_DROP, bad arguments are refused, close
  * flushes. */
+/* Issue 17: the cursor store, a cursor committed in the journal with its results, keyed
+ * outcomes (single and batch), a reader's lag. */
+static void test_processing_pieces(void) {
+    char dir[512], jp[512], a[512], b[512], store_path[512];
+    trib_error *err = NULL;
+    make_dir(dir, "issue17");
+    path_in(jp, dir, "p.journal");
+    path_in(a, dir, "a.log");
+    path_in(b, dir, "b.log");
+    path_in(store_path, dir, "r.cursors");
+    init_target(a);
+    init_target(b);
+    trib_journal *j = open_journal(jp, NULL);
+    const char *pj[1] = {jp};
+
+    /* keyed outcomes: stored, absorbed; a batch with a key repeated */
+    trib_keyed_append ka;
+    memset(&ka, 0, sizeof ka);
+    EXPECT(TRIB_OK, trib_journal_append_keyed_outcome(j, (const uint8_t *)"k1", 2, (const uint8_t *)"one", 3, &ka, &err));
+    CHECK(ka.seq == 1 && ka.stored);
+    EXPECT(TRIB_OK, trib_journal_append_keyed_outcome(j, (const uint8_t *)"k1", 2, (const uint8_t *)"one", 3, &ka, &err));
+    CHECK(ka.seq == 1 && !ka.stored);
+    EXPECT(TRIB_E_INVALID_ARG,
+           trib_journal_append_keyed_outcome(j, (const uint8_t *)"k1", 2, (const uint8_t *)"one", 3, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG,
+           trib_journal_append_keyed_outcome(j, NULL, 0, (const uint8_t *)"one", 3, &ka, &err)); /* empty key */
+    trib_slice keys[3] = {{(const uint8_t *)"k2", 2}, {(const uint8_t *)"k1", 2}, {(const uint8_t *)"k2", 2}};
+    trib_slice vals[3] = {{(const uint8_t *)"two", 3}, {(const uint8_t *)"x", 1}, {(const uint8_t *)"y", 1}};
+    trib_keyed_append outs[3];
+    memset(outs, 0, sizeof outs);
+    EXPECT(TRIB_OK, trib_journal_append_keyed_batch(j, keys, vals, 3, outs, &err));
+    CHECK(outs[0].seq == 2 && outs[0].stored);
+    CHECK(outs[1].seq == 1 && !outs[1].stored);
+    CHECK(outs[2].seq == 2 && !outs[2].stored);
+    EXPECT(TRIB_OK, trib_journal_append_keyed_batch(j, NULL, NULL, 0, NULL, &err)); /* nothing to do */
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_append_keyed_batch(j, keys, vals, 3, NULL, &err));
+    trib_slice bad[1] = {{(const uint8_t *)"a\nb", 3}};
+    EXPECT(TRIB_E_INVALID_LINE, trib_journal_append_keyed_batch(j, keys, bad, 1, outs, &err));
+    trib_backlog bl;
+    EXPECT(TRIB_OK, trib_journal_backlog(j, &bl, &err));
+    CHECK(bl.last_seq == 2);
+    drain_paths(a, pj, 1); /* A: one, two */
+
+    /* a reader's lag, and a cursor committed with results in the journal */
+    trib_reader *r = NULL;
+    trib_cursor start = {0}, c, got;
+    trib_lag lag;
+    bool has = false, found = true;
+    const uint8_t *line = NULL;
+    size_t len = 0;
+    EXPECT(TRIB_OK, trib_reader_open_cursor(a, &start, &r, &err));
+    EXPECT(TRIB_OK, trib_reader_lag(r, &lag, &err));
+    CHECK(lag.bytes == 8 && lag.later_generations == 0);
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_lag(r, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_lag(NULL, &lag, &err));
+    EXPECT(TRIB_OK, trib_reader_next(r, 0, &has, &line, &len, &err));
+    CHECK(has && len == 3);
+    EXPECT(TRIB_OK, trib_reader_lag(r, &lag, &err));
+    CHECK(lag.bytes == 4);
+    EXPECT(TRIB_OK, trib_reader_position(r, &c, &err));
+    trib_journal *q = open_journal(path_in(store_path, dir, "q.journal"), NULL);
+    EXPECT(TRIB_OK, trib_journal_cursor(q, "A", &got, &found, &err));
+    CHECK(!found);
+    trib_slice res[1] = {{(const uint8_t *)"r:one", 5}};
+    uint64_t first = 99;
+    EXPECT(TRIB_OK, trib_journal_append_batch_with_cursor(q, res, 1, "A", &c, &first, &err));
+    CHECK(first == 1);
+    EXPECT(TRIB_OK, trib_journal_cursor(q, "A", &got, &found, &err));
+    CHECK(found && got.generation == c.generation && got.offset == c.offset && strcmp(got.target_id, c.target_id) == 0);
+    EXPECT(TRIB_OK, trib_journal_append_batch_with_cursor(q, NULL, 0, "A", &c, &first, &err));
+    CHECK(first == 0);
+    EXPECT(TRIB_E_INVALID_LINE, trib_journal_append_batch_with_cursor(q, bad, 1, "A", &start, &first, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_append_batch_with_cursor(q, res, 1, "", &c, &first, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_append_batch_with_cursor(q, res, 1, "A", NULL, &first, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_cursor(q, NULL, &got, &found, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_cursor(q, "A", &got, NULL, &err));
+    /* B's cursor under the same name: refused, nothing stored */
+    trib_reader *rb = NULL;
+    trib_cursor cb;
+    EXPECT(TRIB_OK, trib_reader_open_cursor(b, &start, &rb, &err));
+    EXPECT(TRIB_OK, trib_reader_position(rb, &cb, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_journal_append_batch_with_cursor(q, res, 1, "A", &cb, &first, &err));
+    EXPECT(TRIB_OK, trib_journal_backlog(q, &bl, &err));
+    CHECK(bl.last_seq == 1);
+    /* a reader of A resumes at the journal's cursor; B's reader refuses it */
+    trib_reader *r2 = NULL;
+    EXPECT(TRIB_OK, trib_journal_cursor(q, "A", &got, &found, &err));
+    EXPECT(TRIB_OK, trib_reader_open_cursor(a, &got, &r2, &err));
+    EXPECT(TRIB_OK, trib_reader_next(r2, 0, &has, &line, &len, &err));
+    CHECK(has && len == 3 && memcmp(line, "two", 3) == 0);
+    trib_reader_close(r2);
+    r2 = NULL;
+    EXPECT(TRIB_E_INVALID_ARG, trib_reader_open_cursor(b, &got, &r2, &err));
+    CHECK(r2 == NULL);
+
+    /* the cursor store */
+    trib_cursor_store *cs = NULL;
+    EXPECT(TRIB_OK, trib_cursor_store_open(path_in(store_path, dir, "r.cursors"), &cs, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_cursor_store_open(NULL, &cs, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_cursor_store_open(store_path, NULL, &err));
+    found = true;
+    EXPECT(TRIB_OK, trib_cursor_store_get(cs, "reader-1", &got, &found, &err));
+    CHECK(!found);
+    EXPECT(TRIB_OK, trib_cursor_store_commit(cs, "reader-1", &c, &err));
+    EXPECT(TRIB_OK, trib_cursor_store_get(cs, "reader-1", &got, &found, &err));
+    CHECK(found && got.generation == c.generation && got.offset == c.offset && strcmp(got.target_id, c.target_id) == 0);
+    EXPECT(TRIB_E_INVALID_ARG, trib_cursor_store_get(cs, "", &got, &found, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_cursor_store_get(cs, "reader-1", NULL, &found, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_cursor_store_commit(cs, "reader-1", NULL, &err));
+    trib_cursor badc = c;
+    memcpy(badc.target_id, "zz", 3);
+    EXPECT(TRIB_E_INVALID_ARG, trib_cursor_store_commit(cs, "reader-1", &badc, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_cursor_store_get((trib_cursor_store *)j, "reader-1", &got, &found, &err));
+    trib_cursor_store_close(cs);
+    cs = NULL;
+    EXPECT(TRIB_OK, trib_cursor_store_open(store_path, &cs, &err)); /* durable across handles */
+    EXPECT(TRIB_OK, trib_cursor_store_get(cs, "reader-1", &got, &found, &err));
+    CHECK(found && got.offset == c.offset);
+    EXPECT(TRIB_OK, trib_reader_open_cursor(a, &got, &r2, &err));
+    EXPECT(TRIB_OK, trib_reader_next(r2, 0, &has, &line, &len, &err));
+    CHECK(has && len == 3 && memcmp(line, "two", 3) == 0);
+    trib_reader_close(r2);
+    trib_cursor_store_close(cs);
+    trib_cursor_store_close(NULL);
+    path_in(store_path, dir, "not-a-store");
+    write_file(store_path, "hello, not sqlite at all, just some bytes to be sure", 52);
+    cs = NULL;
+    CHECK(trib_cursor_store_open(store_path, &cs, &err) != TRIB_OK && cs == NULL && err != NULL);
+    trib_error_free(err);
+    err = NULL;
+
+    trib_reader_close(r);
+    trib_reader_close(rb);
+    trib_journal_close(q);
+    trib_journal_close(j);
+}
+
 static void test_appender(void) {
     char dir[512], target[512], jpath[512], other[512];
     trib_error *err = NULL;
@@ -1889,6 +2026,7 @@ int main(int argc, char **argv) {
     test_compact_journals_daemon();
     test_compactor_handle();
     test_appender();
+    test_processing_pieces();
 
     if (g_fail == 0) {
         rm_rf(g_root);

@@ -37,8 +37,9 @@ from ._compactor import (
 from ._appender import Appender, AppenderStats
 from ._compact import CompactEvent, Compactor, CompactReport, compact
 from ._ffi import ABI_VERSION, LIB_PATH, LIB_VERSION
-from ._journal import DEFAULT_MAX_LINE_BYTES, Backlog, Journal
-from ._reader import Cursor, Reader
+from ._journal import DEFAULT_MAX_LINE_BYTES, Backlog, Journal, KeyedAppend
+from ._reader import Cursor, Lag, Reader
+from ._cursor_store import CursorStore
 from .errors import (
     CorruptError,
     CorruptJournalRowError,
@@ -79,6 +80,7 @@ __all__ = [
     "Compactor",
     "CorruptError",
     "Cursor",
+    "CursorStore",
     "CorruptJournalRowError",
     "CorruptManifestError",
     "DrainReport",
@@ -93,6 +95,8 @@ __all__ = [
     "TargetMissingError",
     "JournalRestoredError",
     "JournalStatus",
+    "KeyedAppend",
+    "Lag",
     "LibraryNotFoundError",
     "LockLostError",
     "LockTimeoutError",

@@ -59,6 +59,7 @@ __all__ = [
     "CONSTANTS",
     "trib_appender_p",
     "trib_compactor_p",
+    "trib_cursor_store_p",
     "trib_error_p",
     "trib_journal_p",
     "trib_reader_p",
@@ -67,6 +68,8 @@ __all__ = [
     "OPAQUE",
     "trib_journal_options",
     "trib_slice",
+    "trib_keyed_append",
+    "trib_cursor",
     "trib_backlog",
     "trib_appender_options",
     "trib_appender_stats",
@@ -77,7 +80,7 @@ __all__ = [
     "trib_status_summary",
     "trib_watermark",
     "trib_journal_status",
-    "trib_cursor",
+    "trib_lag",
     "trib_compact_report",
     "trib_run_options",
     "trib_run_report",
@@ -163,6 +166,7 @@ CONSTANTS = {
 
 trib_appender_p = c_void_p  # struct trib_appender *
 trib_compactor_p = c_void_p  # struct trib_compactor *
+trib_cursor_store_p = c_void_p  # struct trib_cursor_store *
 trib_error_p = c_void_p  # struct trib_error *
 trib_journal_p = c_void_p  # struct trib_journal *
 trib_reader_p = c_void_p  # struct trib_reader *
@@ -173,6 +177,7 @@ trib_stop_p = c_void_p  # struct trib_stop *
 OPAQUE = (
     "trib_appender",
     "trib_compactor",
+    "trib_cursor_store",
     "trib_error",
     "trib_journal",
     "trib_reader",
@@ -204,6 +209,25 @@ class trib_slice(Structure):
     _fields_ = [
         ("ptr", c_char_p),
         ("len", c_size_t),
+    ]
+
+
+class trib_keyed_append(Structure):
+    """``struct trib_keyed_append``."""
+
+    _fields_ = [
+        ("seq", c_uint64),
+        ("stored", c_bool),
+    ]
+
+
+class trib_cursor(Structure):
+    """``struct trib_cursor``."""
+
+    _fields_ = [
+        ("generation", c_uint64),
+        ("offset", c_uint64),
+        ("target_id", c_char * TRIB_ID_BUF_LEN),
     ]
 
 
@@ -342,13 +366,12 @@ class trib_journal_status(Structure):
     ]
 
 
-class trib_cursor(Structure):
-    """``struct trib_cursor``."""
+class trib_lag(Structure):
+    """``struct trib_lag``."""
 
     _fields_ = [
-        ("generation", c_uint64),
-        ("offset", c_uint64),
-        ("target_id", c_char * TRIB_ID_BUF_LEN),
+        ("bytes", c_uint64),
+        ("later_generations", c_uint64),
     ]
 
 
@@ -385,6 +408,8 @@ class trib_run_report(Structure):
 STRUCTS = (
     trib_journal_options,
     trib_slice,
+    trib_keyed_append,
+    trib_cursor,
     trib_backlog,
     trib_appender_options,
     trib_appender_stats,
@@ -395,7 +420,7 @@ STRUCTS = (
     trib_status_summary,
     trib_watermark,
     trib_journal_status,
-    trib_cursor,
+    trib_lag,
     trib_compact_report,
     trib_run_options,
     trib_run_report,
@@ -439,6 +464,14 @@ FUNCTIONS = {
     "trib_journal_append_batch": (c_int, (trib_journal_p, POINTER(trib_slice), c_size_t, POINTER(c_uint64), POINTER(trib_error_p))),
     # int trib_journal_append_keyed(journal, key, key_len, line, line_len, seq_out, err_out)
     "trib_journal_append_keyed": (c_int, (trib_journal_p, c_char_p, c_size_t, c_char_p, c_size_t, POINTER(c_uint64), POINTER(trib_error_p))),
+    # int trib_journal_append_keyed_outcome(journal, key, key_len, line, line_len, outcome_out, err_out)
+    "trib_journal_append_keyed_outcome": (c_int, (trib_journal_p, c_char_p, c_size_t, c_char_p, c_size_t, POINTER(trib_keyed_append), POINTER(trib_error_p))),
+    # int trib_journal_append_keyed_batch(journal, keys, lines, count, outcomes_out, err_out)
+    "trib_journal_append_keyed_batch": (c_int, (trib_journal_p, POINTER(trib_slice), POINTER(trib_slice), c_size_t, POINTER(trib_keyed_append), POINTER(trib_error_p))),
+    # int trib_journal_append_batch_with_cursor(journal, lines, count, name, cursor, first_seq_out, err_out)
+    "trib_journal_append_batch_with_cursor": (c_int, (trib_journal_p, POINTER(trib_slice), c_size_t, c_char_p, POINTER(trib_cursor), POINTER(c_uint64), POINTER(trib_error_p))),
+    # int trib_journal_cursor(journal, name, cursor_out, found_out, err_out)
+    "trib_journal_cursor": (c_int, (trib_journal_p, c_char_p, POINTER(trib_cursor), POINTER(c_bool), POINTER(trib_error_p))),
     # int trib_journal_backlog(journal, backlog_out, err_out)
     "trib_journal_backlog": (c_int, (trib_journal_p, POINTER(trib_backlog), POINTER(trib_error_p))),
     # int trib_journal_id(journal, buf, buf_len, err_out)
@@ -497,8 +530,18 @@ FUNCTIONS = {
     "trib_cursor_parse": (c_int, (c_char_p, POINTER(trib_cursor), POINTER(trib_error_p))),
     # int trib_cursor_format(cursor, buf, buf_len, err_out)
     "trib_cursor_format": (c_int, (POINTER(trib_cursor), c_char_p, c_size_t, POINTER(trib_error_p))),
+    # int trib_reader_lag(reader, lag_out, err_out)
+    "trib_reader_lag": (c_int, (trib_reader_p, POINTER(trib_lag), POINTER(trib_error_p))),
     # void trib_reader_close(reader)
     "trib_reader_close": (None, (trib_reader_p,)),
+    # int trib_cursor_store_open(path, store_out, err_out)
+    "trib_cursor_store_open": (c_int, (c_char_p, POINTER(trib_cursor_store_p), POINTER(trib_error_p))),
+    # int trib_cursor_store_get(store, name, cursor_out, found_out, err_out)
+    "trib_cursor_store_get": (c_int, (trib_cursor_store_p, c_char_p, POINTER(trib_cursor), POINTER(c_bool), POINTER(trib_error_p))),
+    # int trib_cursor_store_commit(store, name, cursor, err_out)
+    "trib_cursor_store_commit": (c_int, (trib_cursor_store_p, c_char_p, POINTER(trib_cursor), POINTER(trib_error_p))),
+    # void trib_cursor_store_close(store)
+    "trib_cursor_store_close": (None, (trib_cursor_store_p,)),
     # int trib_stop_new(stop_out, err_out)
     "trib_stop_new": (c_int, (POINTER(trib_stop_p), POINTER(trib_error_p))),
     # void trib_stop_request(stop)

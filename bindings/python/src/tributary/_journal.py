@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import ctypes
 import os
-from ctypes import byref, c_uint64
+from ctypes import byref, c_bool, c_uint64
 from dataclasses import dataclass
-from typing import Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 from . import _ffi
 from ._ffi import call, fspath_bytes, lib
 from ._managed import Managed
 from ._util import PathLike, Seconds, _arg_error, _ms, _positive_int
 
-__all__ = ["DEFAULT_MAX_LINE_BYTES", "Backlog", "Journal"]
+if TYPE_CHECKING:
+    from ._reader import Cursor
+
+__all__ = ["DEFAULT_MAX_LINE_BYTES", "Backlog", "Journal", "KeyedAppend"]
 
 #: Longest line a journal accepts by default (1 MiB, without the ``\n``).
 DEFAULT_MAX_LINE_BYTES = 1 << 20
@@ -32,6 +35,31 @@ def _line_bytes(line: Line, what: str = "line") -> bytes:
     if isinstance(line, (bytearray, memoryview)):
         return bytes(line)
     raise TypeError(f"{what} must be bytes or str, not {type(line).__name__}")
+
+
+class KeyedAppend(NamedTuple):
+    """What one keyed append did: the line's ``seq``, and whether this call ``stored``
+    it (``False``: its key was already stored, by an earlier call or an earlier line of
+    the same batch; nothing was stored and ``seq`` is the earlier line's)."""
+
+    seq: int
+    stored: bool
+
+
+def _name_bytes(name: Any) -> bytes:
+    if not isinstance(name, str):
+        raise TypeError(f"a cursor's name must be a str, not {type(name).__name__}")
+    if not name or "\0" in name:
+        raise _arg_error(f"a cursor's name must be non-empty text without NUL bytes, not {name!r}")
+    return name.encode("utf-8")
+
+
+def _slices(data: List[bytes]) -> Any:
+    arr = (_ffi.trib_slice * max(1, len(data)))()
+    for i, d in enumerate(data):
+        arr[i].ptr = d
+        arr[i].len = len(d)
+    return arr
 
 
 @dataclass(frozen=True)
@@ -189,6 +217,63 @@ class Journal(Managed):
         seq = c_uint64()
         self._call(lib.trib_journal_append_keyed, k, len(k), data, len(data), byref(seq))
         return seq.value
+
+    def append_keyed_outcome(self, key: Line, line: Line) -> KeyedAppend:
+        """:meth:`append_keyed`, saying whether this call stored the line
+        (``KeyedAppend(seq, stored=True)``) or its key was already stored and the retry
+        was absorbed (``stored=False``, the earlier seq). Exact with any number of
+        writers: decided inside the append transaction."""
+        k = _line_bytes(key, "key")
+        data = _line_bytes(line)
+        out = _ffi.trib_keyed_append()
+        self._call(lib.trib_journal_append_keyed_outcome, k, len(k), data, len(data), byref(out))
+        return KeyedAppend(out.seq, bool(out.stored))
+
+    def append_keyed_many(self, items: Iterable[Tuple[Line, Line]]) -> List[KeyedAppend]:
+        """Append ``(key, line)`` pairs all-or-nothing in one transaction (one fsync),
+        each stored once per key; returns each line's :class:`KeyedAppend`. A key repeated
+        in the batch is stored by its first line, the later ones absorbed. An empty batch
+        does nothing."""
+        pairs = [(_line_bytes(k, "key"), _line_bytes(x, "each line")) for k, x in items]
+        if not pairs:
+            return []
+        keys = _slices([k for k, _ in pairs])
+        lines = _slices([x for _, x in pairs])
+        outs = (_ffi.trib_keyed_append * len(pairs))()
+        self._call(lib.trib_journal_append_keyed_batch, keys, lines, len(pairs), outs)
+        return [KeyedAppend(o.seq, bool(o.stored)) for o in outs]
+
+    def append_many_with_cursor(self, lines: Iterable[Line], name: str, cursor: "Cursor") -> int:
+        """Append ``lines`` (zero or more) AND record ``cursor`` under ``name`` in this
+        journal's own file, in ONE transaction: both are durable or neither is. For a
+        program that reads a target, appends what it derived from it here, and must
+        remember how far it read atomically with those results (a crash never leaves
+        results without their cursor, or a cursor without its results). Read it back with
+        :meth:`cursor`. Returns the first line's seq, or 0 when ``lines`` is empty.
+
+        ``cursor`` is a :class:`Cursor` (a reader's ``.cursor``), a tuple or its text.
+        One name follows one target: a cursor of another target than the one ``name``
+        holds is an :class:`InvalidArgumentError`, and nothing is stored."""
+        from ._reader import _cursor_to_c
+
+        data = [_line_bytes(x, "each line") for x in lines]
+        c = _cursor_to_c(cursor)
+        first = c_uint64()
+        self._call(
+            lib.trib_journal_append_batch_with_cursor, _slices(data), len(data), _name_bytes(name), byref(c), byref(first)
+        )
+        return first.value
+
+    def cursor(self, name: str) -> "Optional[Cursor]":
+        """The cursor last recorded under ``name`` by :meth:`append_many_with_cursor`, or
+        None: resume with ``Reader(target, cursor=journal.cursor(name))`` (a reader of
+        another target refuses it)."""
+        from ._reader import _cursor_from_c
+
+        out = _ffi.trib_cursor()
+        found = c_bool()
+        self._call(lib.trib_journal_cursor, _name_bytes(name), byref(out), byref(found))
+        return _cursor_from_c(out) if found.value else None
 
     # -- inspection --
 

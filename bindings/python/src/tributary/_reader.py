@@ -18,7 +18,18 @@ from ._ffi import call, fspath_bytes, lib
 from ._managed import Managed
 from ._util import PathLike, Seconds, _arg_error, _ms
 
-__all__ = ["Cursor", "Reader"]
+__all__ = ["Cursor", "Lag", "Reader"]
+
+
+class Lag(NamedTuple):
+    """How far a reader is behind the committed end (:meth:`Reader.lag`)."""
+
+    #: Committed bytes after the reader's position (the rest of its generation, every
+    #: later kept generation, the current one's committed part); 0: caught up.
+    bytes: int
+    #: Generations after the one the reader is in (0: it reads the current one).
+    later_generations: int
+
 
 class Cursor(NamedTuple):
     """A reading position in a target: a generation of it, the byte offset of a line's
@@ -240,6 +251,16 @@ class Reader(Managed):
                 return None
             self._call(lib.trib_reader_line_start, byref(out))
         return _cursor_from_c(out)
+
+    def lag(self) -> Lag:
+        """How far this reader is behind the committed end, as of a fresh read of the
+        manifest (cheap: two 4 KiB reads of the target's lock file, nothing of the
+        target; lines are not counted, that would need a scan). ``lag().bytes == 0``:
+        caught up. It does not move the reader."""
+        out = _ffi.trib_lag()
+        with self._serialised():
+            self._call(lib.trib_reader_lag, byref(out))
+        return Lag(out.bytes, out.later_generations)
 
     def __repr__(self) -> str:
         return f"<tributary.Reader {self.target!r}{' closed' if self.closed else ''}>"
