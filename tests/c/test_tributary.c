@@ -1788,15 +1788,12 @@ static void test_compactor_handle(void) {
     trib_journal_close(j3);
 }
 
-/* trib_appender: push returns before durability, flush makes it durable, a full
- * queue drops and counts with TRIB_ON_FULL_DROP, bad arguments are refused, close
- * flushes. */
-/* Issue 17: the cursor store, a cursor committed in the journal with its results, keyed
- * outcomes (single and batch), a reader's lag. */
+/* A processor's pieces: the cursor store, a cursor committed in the journal with its
+ * results, keyed outcomes (single and batch), a reader's lag. */
 static void test_processing_pieces(void) {
     char dir[512], jp[512], a[512], b[512], store_path[512];
     trib_error *err = NULL;
-    make_dir(dir, "issue17");
+    make_dir(dir, "processing");
     path_in(jp, dir, "p.journal");
     path_in(a, dir, "a.log");
     path_in(b, dir, "b.log");
@@ -1928,6 +1925,9 @@ static void test_processing_pieces(void) {
     trib_journal_close(j);
 }
 
+/* trib_appender: push returns before durability, flush makes it durable, a full
+ * queue drops and counts with TRIB_ON_FULL_DROP, bad arguments are refused, close
+ * flushes. */
 static void test_appender(void) {
     char dir[512], target[512], jpath[512], other[512];
     trib_error *err = NULL;
