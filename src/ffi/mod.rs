@@ -68,7 +68,7 @@ mod reader; // `trib_reader`, `trib_cursor`
 
 mod cursor_store; // `trib_cursor_store` (named cursors in a local SQLite file)
 
-mod daemon; // `trib_compact` (the daemon loop) and its stop token `trib_stop`
+mod daemon; // `trib_compactor` (the daemon loop over journal sources), `trib_compact`, the stop token `trib_stop`
 
 // ---------------------------------------------------------------------------------------------
 // Versions and result codes
