@@ -67,7 +67,8 @@ enum Command {
     Append(AppendArgs),
     /// Drain journals into the target until the lines they hold now are committed.
     Drain(DrainArgs),
-    /// Drain a spool into the target for as long as it runs (SIGTERM/SIGINT stop it).
+    /// Drain a spool into the target for as long as it runs (SIGTERM/SIGINT stop it);
+    /// --metrics-textfile / --metrics-listen export Prometheus metrics (README "Operations").
     Compact(CompactArgs),
     /// Retire journals: drain them into the target until empty, then delete them.
     Retire(RetireArgs),
