@@ -560,8 +560,14 @@ pub fn serve(addr: &str, remote: bool, page: Arc<Mutex<String>>) -> Result<Socke
     std::thread::Builder::new()
         .name("metrics-http".into())
         .spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let _ = respond(conn, &page);
+            for conn in listener.incoming() {
+                match conn {
+                    Ok(conn) => {
+                        let _ = respond(conn, &page);
+                    }
+                    // (out of file descriptors, say): not a busy loop
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
             }
         })
         .map_err(|e| Error::io("starting the metrics HTTP thread", e))?;
