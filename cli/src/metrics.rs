@@ -48,7 +48,7 @@ pub struct MetricsFlags {
     pub metrics_interval_ms: u64,
     /// Read the spool's backlog (per journal: lines, bytes, age of the oldest line) at
     /// most this often, in milliseconds; each read opens every journal in the spool
-    /// (about a millisecond each) on the daemon's thread. 0: no backlog metrics.
+    /// (a few milliseconds each on a loaded machine) on the daemon's thread. 0: no backlog metrics.
     #[arg(long, default_value_t = 30_000)]
     pub metrics_backlog_ms: u64,
 }
