@@ -1,16 +1,21 @@
 //! The subcommands that change the target under its lock: `init` (create or check it),
 //! `drain` (journals in until what they hold now is committed), `compact` (the daemon
-//! loop, `Compactor::run`, and its exit codes) and `retire` (drain journals, then
-//! delete them).
+//! loop, `Compactor::run`, its metrics and its exit codes) and `retire` (drain
+//! journals, then delete them). On a terminal each shows its progress (`progress`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
-use tributary::{spool_journals, Compactor, CompactorOptions, DaemonEvent, DaemonOptions, Error};
+use tributary::{
+    spool_journals, Compactor, CompactorOptions, DaemonEvent, DaemonOptions, DrainReport, Error, Journal, JournalId,
+};
 
 use crate::args::CompactorFlags;
+use crate::metrics::{MetricsFlags, Publisher};
+use crate::progress::{self, Progress};
 use crate::CmdResult;
 
 #[derive(Args)]
@@ -70,24 +75,26 @@ pub fn cmd_drain(a: DrainArgs) -> CmdResult {
     // named, and the exit code says something was left.
     // At most --max-open-journals are open at once: the rest wait for their batch.
     let mut refused = 0;
-    let mut r = tributary::DrainReport::default();
+    let mut r = DrainReport::default();
+    let mut progress = Progress::new();
     for batch in paths.chunks(compactor.options().max_open_journals.max(1)) {
         let mut journals = Vec::new();
         for p in batch {
             match compactor.open_journals(std::slice::from_ref(p)) {
                 Ok(mut j) => journals.append(&mut j),
                 Err(e) if from_spool && e.journal_path().is_some() => {
-                    eprintln!("tributary: error [{}]: {e}; this journal was left alone", e.kind().name());
+                    progress.note(&format!("tributary: error [{}]: {e}; this journal was left alone", e.kind().name()));
                     refused += 1;
                 }
                 Err(e) => return Err(e),
             }
         }
-        r.absorb(compactor.drain(&journals)?);
+        drain_showing(&compactor, &journals, &mut r, &mut progress, "drain", paths.len())?;
     }
     if paths.is_empty() {
         r = compactor.drain(&[])?;
     }
+    progress.clear();
     if r.rotations > 0 {
         say!("rotated {} generation(s) out of {}", r.rotations, a.target.display());
     }
@@ -115,6 +122,53 @@ pub fn cmd_drain(a: DrainArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// [`Compactor::drain`] round by round, so a terminal sees it progress (`total` adds
+/// up every batch; `journals` is how many the command drains): until every line the
+/// journals held at the start is committed, or a round commits nothing.
+fn drain_showing(
+    compactor: &Compactor,
+    journals: &[Journal],
+    total: &mut DrainReport,
+    progress: &mut Progress,
+    what: &str,
+    journals_in_all: usize,
+) -> Result<(), Error> {
+    let goals: Vec<u64> = journals.iter().map(|j| j.backlog().map(|b| b.last_seq)).collect::<Result<_, _>>()?;
+    // The watermarks now (none: an extra round that commits nothing ends the loop).
+    let mut marks: BTreeMap<JournalId, u64> =
+        tributary::status_with(compactor.target(), None, &compactor.options().journal)
+            .ok()
+            .and_then(|s| s.manifest)
+            .map(|m| m.watermarks.iter().map(|(id, w)| (*id, w.last_seq)).collect())
+            .unwrap_or_default();
+    for rotation in 0.. {
+        let round = compactor.drain_round(journals, rotation)?;
+        let moved = round.lines;
+        for j in &round.journals {
+            let m = marks.entry(j.journal_id).or_default();
+            *m = (*m).max(j.last_seq);
+        }
+        total.absorb(round);
+        progress.update(|t| {
+            format!(
+                "{what}: {} line(s), {} committed in {} round(s) ({} lines/s, {}/s); {} of {journals_in_all} \
+                 journal(s) had lines",
+                total.lines,
+                progress::bytes(total.bytes),
+                total.rounds,
+                progress::per_second(total.lines, t),
+                progress::bytes(progress::per_second(total.bytes, t)),
+                total.journals.len(),
+            )
+        });
+        let done = journals.iter().zip(&goals).all(|(j, goal)| marks.get(&j.id()).copied().unwrap_or(0) >= *goal);
+        if done || moved == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
 #[derive(Args)]
 pub struct CompactArgs {
     /// The shared target file (on the shared filesystem; its sidecar is `<target>.tributary/`)
@@ -131,6 +185,8 @@ pub struct CompactArgs {
     verbose: bool,
     #[command(flatten)]
     flags: CompactorFlags,
+    #[command(flatten)]
+    metrics: MetricsFlags,
 }
 
 /// Exit code of `compact` for an error that needs a human (the target is damaged,
@@ -143,25 +199,45 @@ pub fn cmd_compact(a: CompactArgs) -> CmdResult {
     let compactor = a.flags.compactor(&a.target)?;
     let mut opts = DaemonOptions::default();
     opts.interval = Duration::from_millis(a.interval);
+    let mut status = Progress::new();
+    let mut metrics =
+        Publisher::start(&a.metrics, &a.target, &a.spool, &compactor.options().journal, &mut |m| status.note(m))?;
+    let mut tally = Tally::default();
     // The library's daemon loop (Compactor::run): the same one the bindings run.
-    let summary = compactor.run(&a.spool, &opts, &crate::os::stop_requested, &mut |event| match event {
-        DaemonEvent::Committed(r) if a.verbose => {
-            say!("committed {} line(s), {} byte(s); epoch {}", r.lines, r.bytes, r.epoch);
+    let summary = compactor.run(&a.spool, &opts, &crate::os::stop_requested, &mut |event| {
+        if let Some(m) = &mut metrics {
+            m.on_event(&event, &mut |msg| status.note(msg));
         }
-        // Another host holds the lock, or ours was lost mid-round: tried again later.
-        DaemonEvent::Contended(e) => eprintln!("tributary compact: {e}; retrying"),
-        DaemonEvent::Problem { subject, error, set_aside: true } => {
-            eprintln!("tributary compact: {subject} set aside: error [{}]: {error}", error.kind().name());
+        tally.count(&event);
+        let say = match event {
+            DaemonEvent::Committed(r) if a.verbose => {
+                status.clear();
+                say!("committed {} line(s), {} byte(s); epoch {}", r.lines, r.bytes, r.epoch);
+                None
+            }
+            // Another host holds the lock, or ours was lost mid-round: tried again later.
+            DaemonEvent::Contended(e) => Some(format!("tributary compact: {e}; retrying")),
+            DaemonEvent::Problem { subject, error, set_aside: true } => {
+                Some(format!("tributary compact: {subject} set aside: error [{}]: {error}", error.kind().name()))
+            }
+            DaemonEvent::Problem { error, .. } => {
+                Some(format!("tributary compact: error [{}]: {error}; retrying with backoff", error.kind().name()))
+            }
+            DaemonEvent::Resolved { subject } if subject.starts_with("journal ") => {
+                Some(format!("tributary compact: {subject}: opened; draining it"))
+            }
+            DaemonEvent::Resolved { subject } => Some(format!("tributary compact: {subject}: draining again")),
+            _ => None,
+        };
+        if let Some(msg) = say {
+            status.note(&msg);
         }
-        DaemonEvent::Problem { error, .. } => {
-            eprintln!("tributary compact: error [{}]: {error}; retrying with backoff", error.kind().name());
-        }
-        DaemonEvent::Resolved { subject } if subject.starts_with("journal ") => {
-            eprintln!("tributary compact: {subject}: opened; draining it");
-        }
-        DaemonEvent::Resolved { subject } => eprintln!("tributary compact: {subject}: draining again"),
-        _ => {}
+        status.update(|t| tally.line(t));
     });
+    if let Some(m) = &mut metrics {
+        m.stopped(summary.stopped_by.as_ref(), &mut |msg| status.note(msg));
+    }
+    status.clear();
     let (rounds, lines) = (summary.rounds, summary.lines);
     if let Some(e) = summary.stopped_by {
         eprintln!("tributary: error [{}]: {e}", e.kind().name());
@@ -173,6 +249,47 @@ pub fn cmd_compact(a: CompactArgs) -> CmdResult {
     }
     eprintln!("tributary compact: stopped after {rounds} committing round(s), {lines} line(s)");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `compact`'s status line shows.
+#[derive(Default)]
+struct Tally {
+    rounds: u64,
+    lines: u64,
+    bytes: u64,
+    last_commit: Option<Instant>,
+    /// What the last event said about now: idle, contended, in trouble.
+    state: &'static str,
+}
+
+impl Tally {
+    fn count(&mut self, event: &DaemonEvent<'_>) {
+        self.state = match event {
+            DaemonEvent::Committed(r) => {
+                self.rounds += 1;
+                self.lines += r.lines;
+                self.bytes += r.bytes;
+                self.last_commit = Some(Instant::now());
+                "draining"
+            }
+            DaemonEvent::Contended(_) => "lock contended",
+            DaemonEvent::Problem { set_aside: false, .. } => "retrying with backoff",
+            DaemonEvent::Idle => "idle",
+            _ => self.state,
+        };
+    }
+
+    fn line(&self, t: Duration) -> String {
+        format!(
+            "compact: {} line(s), {} in {} round(s) ({} lines/s); last commit {}; {}",
+            self.lines,
+            progress::bytes(self.bytes),
+            self.rounds,
+            progress::per_second(self.lines, t),
+            self.last_commit.map_or("none yet".into(), |c| format!("{}s ago", c.elapsed().as_secs())),
+            self.state
+        )
+    }
 }
 
 #[derive(Args)]
@@ -190,8 +307,19 @@ pub struct RetireArgs {
 
 pub fn cmd_retire(a: RetireArgs) -> CmdResult {
     let compactor = a.flags.compactor(&a.target)?;
+    // On a terminal, the long part (draining) first, round by round so it shows; then
+    // retire has only what arrived meanwhile to drain. (The journals are closed before
+    // retire opens them again: it deletes them while holding their write lock.)
+    let mut drained = DrainReport::default();
+    let mut progress = Progress::new();
+    if progress.is_on() {
+        let journals = compactor.open_journals(&a.journal)?;
+        drain_showing(&compactor, &journals, &mut drained, &mut progress, "retire: draining", journals.len())?;
+    }
+    progress.clear();
     let r = compactor.retire(&a.journal)?;
-    say!("drained {} line(s) into {}, then retired {} journal(s):", r.drain.lines, a.target.display(), r.retired.len());
+    drained.absorb(r.drain);
+    say!("drained {} line(s) into {}, then retired {} journal(s):", drained.lines, a.target.display(), r.retired.len());
     for p in &r.retired {
         say!("  {} (deleted; every line it held is committed)", p.display());
     }

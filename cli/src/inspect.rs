@@ -2,6 +2,7 @@
 //! the backlog of a spool's journals and its age) and `verify` (the target against its
 //! manifest).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,6 +12,7 @@ use serde_json::json;
 use tributary::{status, verify, StatusReport};
 
 use crate::args::existing_target;
+use crate::progress::ReadProgress;
 use crate::CmdResult;
 
 #[derive(Args)]
@@ -202,7 +204,15 @@ pub struct TargetArg {
 }
 
 pub fn cmd_verify(a: TargetArg) -> CmdResult {
-    let r = verify(&a.target)?;
+    // On a terminal: bytes read so far of every committed byte (each generation kept)
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let m = tributary::status(&a.target, None).ok().and_then(|s| s.manifest);
+        let total = m.map_or(0, |m| m.committed_len + m.rotated.values().map(|r| r.len).sum::<u64>());
+        ReadProgress::start("verify", total)
+    });
+    let r = verify(&a.target);
+    drop(progress);
+    let r = r?;
     if a.json {
         say!(
             "{}",

@@ -6,7 +6,8 @@
 //! subcommand shares: `say!` (stdout that survives a closed pipe), `CmdResult` and how
 //! an error becomes a message and an exit code. The subcommands live in one module per
 //! group: `write` (append), `compact` (init, drain, compact, retire), `inspect` (status,
-//! verify), `tail`, `demo`; the flags they share are in `args`.
+//! verify), `tail`, `demo`; the flags they share are in `args`; `compact`'s Prometheus
+//! metrics in `metrics`; the status line long commands draw on a terminal in `progress`.
 
 /// `println!` that never panics: once stdout is closed (`tributary status | head`,
 /// `compact --verbose | head -1`), the rest of the output is dropped and the command
@@ -24,7 +25,9 @@ mod args;
 mod compact;
 mod demo;
 mod inspect;
+mod metrics;
 mod os;
+mod progress;
 mod tail;
 mod write;
 
@@ -64,7 +67,8 @@ enum Command {
     Append(AppendArgs),
     /// Drain journals into the target until the lines they hold now are committed.
     Drain(DrainArgs),
-    /// Drain a spool into the target for as long as it runs (SIGTERM/SIGINT stop it).
+    /// Drain a spool into the target for as long as it runs (SIGTERM/SIGINT stop it);
+    /// --metrics-textfile / --metrics-listen export Prometheus metrics (README "Operations").
     Compact(CompactArgs),
     /// Retire journals: drain them into the target until empty, then delete them.
     Retire(RetireArgs),

@@ -9,6 +9,8 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 unset TRIBUTARY_LIB   # test the library shipped inside the package
 
 cargo build --release -p tributary --lib
+# tests/test_cli_metrics.py runs the `tributary` binary (compact's metrics, its status line)
+cargo build --release -p tributary-cli --bin tributary
 
 venv="$PWD/target/python-venv"
 python="${PYTHON:-python3}"
@@ -23,6 +25,8 @@ if ! "$venv/bin/python" -c "import sys" 2>/dev/null; then
   fi
 fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check "pytest>=7"
+# tests/test_cli_metrics.py checks compact's metrics with Prometheus's own text-format parser
+"$venv/bin/python" -m pip install -q --disable-pip-version-check "prometheus-client>=0.17"
 # --force-reinstall: ship the library just built, even if the package version is unchanged
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall ./bindings/python
 

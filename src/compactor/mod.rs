@@ -116,6 +116,11 @@ pub struct DrainReport {
     pub journals: Vec<JournalDrain>,
     /// The manifest epoch after the drain.
     pub epoch: u64,
+    /// Time spent waiting for the target's lock (all rounds together).
+    pub lock_wait: Duration,
+    /// Time the rounds took, from asking for the lock to recording what was drained
+    /// (all rounds together).
+    pub elapsed: Duration,
 }
 
 impl DrainReport {
@@ -127,6 +132,8 @@ impl DrainReport {
         self.repaired_tail_bytes += round.repaired_tail_bytes;
         self.rotations += round.rotations;
         self.epoch = self.epoch.max(round.epoch);
+        self.lock_wait += round.lock_wait;
+        self.elapsed += round.elapsed;
         for j in round.journals {
             match self.journals.iter_mut().find(|x| x.journal_id == j.journal_id) {
                 Some(x) => {

@@ -57,6 +57,14 @@ struct Written {
 impl Compactor {
     /// One bounded round. `rotation` picks which journal goes first, so none starves.
     pub(super) fn round(&self, journals: &[Journal], rotation: usize) -> Result<(DrainReport, Manifest)> {
+        let started = Instant::now();
+        let (mut report, manifest) = self.round_steps(journals, rotation)?;
+        report.elapsed = started.elapsed();
+        Ok((report, manifest))
+    }
+
+    /// [`round`](Self::round) without its clock.
+    fn round_steps(&self, journals: &[Journal], rotation: usize) -> Result<(DrainReport, Manifest)> {
         check_given_once(journals)?;
         // Step 1: the lock, then the manifest.
         let mut r = self.lock_and_read(journals)?;
@@ -116,10 +124,12 @@ impl Compactor {
     /// (the renamed file is the one the manifest names; a `<target>.1` that some other
     /// tool left is not).
     fn lock_and_read<'a>(&'a self, journals: &'a [Journal]) -> Result<Round<'a>> {
+        let asked = Instant::now();
         let lock = self.lock(self.opts.create)?;
+        let lock_wait = asked.elapsed();
         failpoint::hit(failpoint::Point::DrainLocked);
         let (mut manifest, _) = self.current_manifest(&lock, self.opts.create)?;
-        let mut report = DrainReport { epoch: manifest.epoch, ..DrainReport::default() };
+        let mut report = DrainReport { epoch: manifest.epoch, lock_wait, ..DrainReport::default() };
         if self.interrupted_rotation(&manifest) {
             manifest = self.complete_rotation(&lock, &manifest)?;
             report.rotations += 1;
