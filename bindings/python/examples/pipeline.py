@@ -6,16 +6,15 @@
 - 3 producer processes ("hosts", each with its own spool) append events to journals;
 - one compactor process per host drains its spool into target A (fan-in), rotating
   it every 32 KiB (a.log.1, a.log.2, ...);
-- a processor process follows A from a durable cursor, transforms each event and
-  appends the result KEYED by where the event starts in A (``Reader.line_start``:
-  the same whether it is read before or after a rotation), then saves the cursor; it
-  is SIGKILLed once mid-stream and restarted: the keys make the replay store nothing
-  twice (exactly-once);
+- a processor process follows A, transforms each event and appends each batch of
+  results TOGETHER WITH its cursor in A, in one journal transaction
+  (``Journal.append_many_with_cursor``); it is SIGKILLed once mid-stream and
+  restarted from the cursor its journal holds (``Journal.cursor``): results and
+  cursor always agree, so nothing is processed twice or skipped (exactly-once);
 - a compactor drains the processor's journal into target B;
 - 3 consumer processes follow B from the start; each checks it got every result once.
 """
 
-import json
 import multiprocessing as mp
 import os
 import signal
@@ -51,27 +50,12 @@ def compactor(target: str, spool: str, stop, rotate_bytes=None) -> None:
     tributary.drain(target, spool=spool, lock_timeout=30.0, rotate_bytes=rotate_bytes)  # the rest, once stopped
 
 
-def load_cursor(path: str) -> tributary.Cursor:
-    try:
-        with open(path) as f:
-            return tributary.Cursor.parse(json.load(f)["cursor"])  # "<target_id>:<generation>:<offset>"
-    except FileNotFoundError:
-        return tributary.Cursor(0, 0)  # the oldest generation kept
+#: The name of the processor's cursor in A, kept in its own journal with its results.
+CURSOR = "A"
 
 
-def save_cursor(path: str, cursor: tributary.Cursor) -> None:
-    """Durably replace the cursor file (write, fsync, rename, fsync the folder)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"cursor": str(cursor)}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(os.path.dirname(path), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def results_journal(work: str) -> str:
+    return os.path.join(work, "spool-processor", "results.journal")
 
 
 def lines_before(target: str, cursor) -> int:
@@ -83,13 +67,14 @@ def lines_before(target: str, cursor) -> int:
     return n
 
 
-def processor(work: str) -> None:
+def processor(work: str, committed_once) -> None:
     a = os.path.join(work, "shared", "a.log")
-    cursor_file = os.path.join(work, "processor.cursor")
-    out = tributary.Journal(os.path.join(work, "spool-processor", "results.journal"))
+    out = tributary.Journal(results_journal(work))
+    # Where the last batch of results committed left off (None: the oldest generation kept)
+    start = out.cursor(CURSOR) or tributary.Cursor(0, 0)
     while True:  # target A may not have been drained yet
         try:
-            reader = tributary.Reader(a, cursor=load_cursor(cursor_file))
+            reader = tributary.Reader(a, cursor=start)
             break
         except tributary.TributaryError:
             time.sleep(0.02)
@@ -102,14 +87,11 @@ def processor(work: str) -> None:
                 break
             event = line.decode()
             amount = int(event.rsplit("=", 1)[1])
-            # The key: where this event starts in A ("<target_id>:<generation>:<offset>"),
-            # the same for a replay after a restart, across rotations too.
-            batch.append((f"A:{reader.line_start}", f"processed [{event}] doubled={amount * 2}"))
-        # Results first, durably; then the cursor. A crash in between replays these
-        # events, and their keys make the replay store nothing new.
-        for key, result in batch:
-            out.append_keyed(key, result)
-        save_cursor(cursor_file, reader.cursor)
+            batch.append(f"processed [{event}] doubled={amount * 2}")
+        # The results and the cursor after them, in one transaction: a crash keeps both
+        # or neither, so a restart resumes exactly after the last results stored.
+        out.append_many_with_cursor(batch, CURSOR, reader.cursor)
+        committed_once.set()
         done += len(batch)
 
 
@@ -151,17 +133,18 @@ def main() -> int:
     consumers = [ctx.Process(target=consumer, args=(work, c, results)) for c in range(1, CONSUMERS + 1)]
     for p in daemons + producers + consumers:
         p.start()
-    proc = ctx.Process(target=processor, args=(work,))
+    committed_once = ctx.Event()
+    proc = ctx.Process(target=processor, args=(work, committed_once))
     proc.start()
-    # SIGKILL the processor once it has saved its cursor at least once (mid-stream).
-    cursor_file = os.path.join(work, "processor.cursor")
-    while proc.is_alive() and not os.path.exists(cursor_file):
-        time.sleep(0.005)
+    # SIGKILL the processor once it has committed results and cursor at least once
+    # (mid-stream).
+    while proc.is_alive() and not committed_once.wait(0.005):
+        pass
     if proc.is_alive():
         os.kill(proc.pid, signal.SIGKILL)
         proc.join()
         print(f"processor SIGKILLed after {time.monotonic() - start:.1f}s; restarting it from its durable cursor")
-        proc = ctx.Process(target=processor, args=(work,))
+        proc = ctx.Process(target=processor, args=(work, committed_once))
         proc.start()
     for p in producers:
         p.join()
