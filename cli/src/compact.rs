@@ -3,15 +3,12 @@
 //! loop, `Compactor::run`, its metrics and its exit codes) and `retire` (drain
 //! journals, then delete them). On a terminal each shows its progress (`progress`).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use tributary::{
-    spool_journals, Compactor, CompactorOptions, DaemonEvent, DaemonOptions, DrainReport, Error, Journal, JournalId,
-};
+use tributary::{spool_journals, Compactor, CompactorOptions, DaemonEvent, DaemonOptions, DrainReport, Error, Journal};
 
 use crate::args::CompactorFlags;
 use crate::metrics::{MetricsFlags, Publisher};
@@ -122,9 +119,8 @@ pub fn cmd_drain(a: DrainArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// [`Compactor::drain`] round by round, so a terminal sees it progress (`total` adds
-/// up every batch; `journals` is how many the command drains): until every line the
-/// journals held at the start is committed, or a round commits nothing.
+/// [`Compactor::drain`] with its rounds shown on a terminal as they end (`total` adds
+/// up every batch; `journals_in_all` is how many the command drains).
 fn drain_showing(
     compactor: &Compactor,
     journals: &[Journal],
@@ -133,22 +129,8 @@ fn drain_showing(
     what: &str,
     journals_in_all: usize,
 ) -> Result<(), Error> {
-    let goals: Vec<u64> = journals.iter().map(|j| j.backlog().map(|b| b.last_seq)).collect::<Result<_, _>>()?;
-    // The watermarks now (none: an extra round that commits nothing ends the loop).
-    let mut marks: BTreeMap<JournalId, u64> =
-        tributary::status_with(compactor.target(), None, &compactor.options().journal)
-            .ok()
-            .and_then(|s| s.manifest)
-            .map(|m| m.watermarks.iter().map(|(id, w)| (*id, w.last_seq)).collect())
-            .unwrap_or_default();
-    for rotation in 0.. {
-        let round = compactor.drain_round(journals, rotation)?;
-        let moved = round.lines;
-        for j in &round.journals {
-            let m = marks.entry(j.journal_id).or_default();
-            *m = (*m).max(j.last_seq);
-        }
-        total.absorb(round);
+    compactor.drain_observed(journals, &mut |round| {
+        total.absorb(round.clone());
         progress.update(|t| {
             format!(
                 "{what}: {} line(s), {} committed in {} round(s) ({} lines/s, {}/s); {} of {journals_in_all} \
@@ -161,11 +143,7 @@ fn drain_showing(
                 total.journals.len(),
             )
         });
-        let done = journals.iter().zip(&goals).all(|(j, goal)| marks.get(&j.id()).copied().unwrap_or(0) >= *goal);
-        if done || moved == 0 {
-            break;
-        }
-    }
+    })?;
     Ok(())
 }
 

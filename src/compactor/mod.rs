@@ -333,12 +333,22 @@ impl Compactor {
     ///   or a rotation's file name is taken;
     /// - [`Error::Io`], [`Error::Sqlite`]: reading, writing or syncing failed.
     pub fn drain(&self, journals: &[Journal]) -> Result<DrainReport> {
+        self.drain_observed(journals, &mut |_| {})
+    }
+
+    /// [`drain`](Self::drain), telling `on_round` what each round did as it ends (for
+    /// progress on a terminal): the same rounds, the same stopping rule.
+    ///
+    /// # Errors
+    /// As [`Compactor::drain`].
+    pub fn drain_observed(&self, journals: &[Journal], on_round: &mut dyn FnMut(&DrainReport)) -> Result<DrainReport> {
         let goals: Vec<u64> = journals.iter().map(Journal::seq_ceiling).collect::<Result<_>>()?;
         let mut report = DrainReport::default();
         let mut start = 0;
         loop {
             let (round, manifest) = self.round(journals, start)?;
             let moved = round.lines;
+            on_round(&round);
             report.absorb(round);
             start += 1;
             let done = journals
