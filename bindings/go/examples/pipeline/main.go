@@ -7,11 +7,11 @@
 //
 // Every hop is exactly-once: journals keep what was appended until a compactor has
 // committed it to the target, readers see committed lines only, and the processor
-// appends each result with an idempotency key made of where its input line starts in
-// a.log (Line.Start: target id, generation, offset), so a processor restarted from an
-// older cursor would not duplicate results. Compactor A rotates a.log every 8 KiB
-// (a.log.1, a.log.2, ...); the processor's cursor follows it across rotations, and a
-// line's start is the same whether it is read before or after its rotation.
+// appends each result together with its cursor in a.log, in one journal transaction
+// (AppendBatchWithCursor): a processor restarted after a crash resumes from the
+// cursor its journal holds (Journal.Cursor), which always matches the results stored,
+// so nothing is processed twice or skipped. Compactor A rotates a.log every 8 KiB
+// (a.log.1, a.log.2, ...); the processor's cursor follows it across rotations.
 //
 // Run it from bindings/go after `cargo build --release`:
 //
@@ -146,7 +146,7 @@ func run(producers, events, consumers int, dir string, keep bool) error {
 	}
 
 	// The processor: follows a.log, transforms each event into a result, and
-	// appends it to its own journal, keyed by where the event starts in a.log.
+	// appends it to its own journal together with its cursor in a.log (one transaction).
 	var processed atomic.Int64
 	workers.Add(1)
 	go func() {
@@ -157,9 +157,17 @@ func run(producers, events, consumers int, dir string, keep bool) error {
 			return
 		}
 		defer j.Close()
-		// CursorStart: from the oldest generation of a.log; a restarted processor
-		// would open at the cursor it kept instead.
-		r, err := tributary.OpenReaderAt(targetA, tributary.CursorStart)
+		// Where the results already in the journal left off (a restarted processor);
+		// CursorStart, the oldest generation of a.log, the first time.
+		start, found, err := j.Cursor("a.log")
+		if err != nil {
+			fail("processor", err)
+			return
+		}
+		if !found {
+			start = tributary.CursorStart
+		}
+		r, err := tributary.OpenReaderAt(targetA, start)
 		if err != nil {
 			fail("processor", err)
 			return
@@ -177,8 +185,8 @@ func run(producers, events, consumers int, dir string, keep bool) error {
 				fail("processor", err)
 				return
 			}
-			key := "a.log@" + line.Start.String() // "target_id:generation:offset" where the event starts
-			if _, err := j.AppendKeyed([]byte(key), []byte(result)); err != nil {
+			// The result and the cursor after its input line, in one transaction.
+			if _, err := j.AppendBatchWithCursor([][]byte{[]byte(result)}, "a.log", line.Cursor); err != nil {
 				fail("processor", err)
 				return
 			}
@@ -254,7 +262,7 @@ func run(producers, events, consumers int, dir string, keep bool) error {
 	fmt.Printf("  compactor A: %d lines → a.log in %d drains, %d rotations (every 8 KiB)\n",
 		statsA.lines.Load(), statsA.drains.Load(), statsA.rotations.Load())
 	fmt.Printf("  processor:   %d events read from a.log → %d results appended to spool-b/processor.journal "+
-		"(keyed by their line's start in a.log)\n", processed.Load(), processed.Load())
+		"(each with its cursor in a.log, in one transaction)\n", processed.Load(), processed.Load())
 	fmt.Printf("  compactor B: %d lines → b.log in %d drains\n", statsB.lines.Load(), statsB.drains.Load())
 	for _, c := range counts {
 		fmt.Println(c)
