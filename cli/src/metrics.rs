@@ -5,8 +5,8 @@
 //! by a tiny HTTP responder on its own thread (`--metrics-listen`, loopback only unless
 //! `--metrics-listen-remote`).
 //!
-//! Keeps: everything runs on the daemon's own thread, ticked by its events (a committed
-//! round refreshes at once; `Idle`, `Contended` and problems at most every
+//! Keeps: everything runs on the daemon's own thread, ticked by its events (a problem or
+//! its end refreshes at once; committed rounds, `Idle` and `Contended` at most every
 //! `--metrics-interval-ms`): no timer thread. The HTTP thread only serves the last
 //! rendered page, it never touches a journal or the target. The backlog gauges need a
 //! read of every journal in the spool (open, one head row, one indexed row): done at
@@ -28,8 +28,8 @@ use tributary::{DaemonEvent, DrainReport, Error, ErrorKind, Journal, JournalOpti
 pub struct MetricsFlags {
     /// Write Prometheus metrics to this file, in node_exporter's textfile-collector
     /// format (put it in the collector's --collector.textfile.directory and name it
-    /// `*.prom`). Written to `.<name>.tmp` beside it, then renamed. Refreshed after each
-    /// committed round, and at least every --metrics-interval-ms otherwise. A file that
+    /// `*.prom`). Written to `.<name>.tmp` beside it, then renamed. Refreshed every
+    /// --metrics-interval-ms, and at once when a problem starts or ends. A file that
     /// cannot be written is reported once; the daemon keeps draining.
     #[arg(long, value_name = "PATH")]
     pub metrics_textfile: Option<PathBuf>,
@@ -42,8 +42,8 @@ pub struct MetricsFlags {
     /// authentication and its metrics name the target and every journal's path.
     #[arg(long, requires = "metrics_listen")]
     pub metrics_listen_remote: bool,
-    /// Longest pause between two metric refreshes while nothing is committed, in
-    /// milliseconds.
+    /// How often the metrics are refreshed, in milliseconds (a problem is published at
+    /// once).
     #[arg(long, default_value_t = 5_000)]
     pub metrics_interval_ms: u64,
     /// Read the spool's backlog (per journal: lines, bytes, age of the oldest line) at
@@ -494,12 +494,12 @@ impl Publisher {
         Ok(Some(p))
     }
 
-    /// Count an event and refresh: at once after a committed round or a problem,
-    /// otherwise at most every interval.
+    /// Count an event and refresh: at once for a problem or its end (rare), otherwise
+    /// at most every interval — committed rounds too, which can follow each other
+    /// back to back: a write and a rename per round would sit on the drain's path.
     pub fn on_event(&mut self, event: &DaemonEvent<'_>, log: &mut dyn FnMut(&str)) {
         self.metrics.count(event);
-        let now =
-            matches!(event, DaemonEvent::Committed(_) | DaemonEvent::Problem { .. } | DaemonEvent::Resolved { .. });
+        let now = matches!(event, DaemonEvent::Problem { .. } | DaemonEvent::Resolved { .. });
         self.tick(now, log);
     }
 
@@ -720,6 +720,36 @@ mod tests {
         assert!(serve("0.0.0.0:0", true, Arc::clone(&page)).is_ok());
         let e = serve("nonsense", false, page).unwrap_err().to_string();
         assert!(e.contains("--metrics-listen nonsense") && e.contains("127.0.0.1:9464"), "{e}");
+    }
+
+    /// Back-to-back committed rounds do not each rewrite the textfile (a write and a
+    /// rename on the daemon's thread per round): they wait for the interval, while a
+    /// problem is published at once.
+    #[test]
+    fn committed_rounds_refresh_at_most_every_interval_and_problems_at_once() {
+        let d = tempfile::tempdir().unwrap();
+        let prom = d.path().join("t.prom");
+        let mut p = Publisher {
+            metrics: Metrics::new(Path::new("/t/out.log")),
+            textfile: Some(Textfile::new(&prom)),
+            page: None,
+            interval: Duration::from_secs(3600),
+            last_publish: None,
+            backlog: None,
+            last_backlog: None,
+        };
+        let mut log = |m: &str| panic!("unexpected report: {m}");
+        p.tick(true, &mut log);
+        std::fs::remove_file(&prom).unwrap();
+        let r = DrainReport { rounds: 1, lines: 5, ..DrainReport::default() };
+        for _ in 0..3 {
+            p.on_event(&DaemonEvent::Committed(&r), &mut log);
+        }
+        assert!(!prom.exists(), "a committed round rewrote the textfile before the interval");
+        let junk = Error::InvalidArgument("x".into());
+        p.on_event(&DaemonEvent::Problem { subject: "journal /s/j.journal", error: &junk, set_aside: true }, &mut log);
+        let text = std::fs::read_to_string(&prom).unwrap();
+        assert_eq!(sample(&text, r#"tributary_lines_committed_total{target="/t/out.log"}"#), Some("15"));
     }
 
     #[test]
