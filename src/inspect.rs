@@ -3,7 +3,6 @@
 //! committed bytes never change, so a concurrent drain cannot make them lie.
 
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -80,8 +79,10 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
         let candidates = [target.to_path_buf(), generation_path(target, m.generation)];
         let found = candidates.iter().find_map(|p| {
             let f = File::open(p).ok()?;
-            let md = f.metadata().ok()?;
-            (m.target_ino == 0 || md.ino() == m.target_ino).then_some((f, md.len()))
+            // The size the server knows (rule 6): a client's cached one can be older
+            // than the manifest just read.
+            let (len, ino) = crate::os::fs::fresh_len_and_ino(&f).ok()?;
+            (m.target_ino == 0 || ino == m.target_ino).then_some((f, len))
         });
         let again = load()?;
         if again.epoch != m.epoch {
@@ -223,7 +224,7 @@ pub fn status_with(target: impl AsRef<Path>, spool: Option<&Path>, opts: &Journa
     let target = target.as_ref();
     crate::os::fscheck::check_target_name(target)?;
     let manifest = Manifest::load(&Sidecar::for_target(target))?;
-    let target_len = std::fs::metadata(target).ok().map(|m| m.len());
+    let target_len = File::open(target).and_then(|f| crate::os::fs::fresh_len_and_ino(&f)).ok().map(|(len, _)| len);
     let mut journals = Vec::new();
     if let Some(spool) = spool {
         for p in crate::journal::spool_journals(spool)? {

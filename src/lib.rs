@@ -93,6 +93,10 @@ pub mod testing {
     pub mod sys {
         pub use crate::os::sys::{random_u64, send_signal};
     }
+    /// Reading a shared file as its server has it (the multi-host checks).
+    pub mod fs {
+        pub use crate::os::fs::read_fresh;
+    }
 }
 
 /// The crate version, also reported through the C ABI.

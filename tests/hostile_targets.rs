@@ -363,3 +363,37 @@ fn a_share_unmounted_during_a_round_is_target_missing_not_truncated() {
     compactor(&target).drain(&[j]).unwrap();
     assert_exactly(&target, &[b"committed".to_vec(), b"pending".to_vec()]);
 }
+
+/// Rule 6 (docs/design.md): a client cache (GlusterFS's quick-read serves a small
+/// file's whole content for up to 1 s) can hand a reader on another host bytes other
+/// than the committed ones — after a crashed round's tail was cut and rewritten. Here
+/// the committed bytes are overwritten in place (same length) to stand for such
+/// content. Before: the reader returned the wrong lines; now it refuses them (after
+/// re-reading for a while, as a cache would turn over) and returns nothing.
+#[test]
+fn a_reader_never_returns_bytes_that_do_not_match_the_committed_crc() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let j = journal(&spool.join("a.journal"));
+    append_all(&j, &numbered("a", 0..5));
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let good = fs::read(&target).unwrap();
+    let mut bad = good.clone();
+    bad[0] ^= 0x20; // same length, other content
+    fs::write(&target, &bad).unwrap();
+
+    let mut r = tributary::Reader::open(&target, 0).unwrap();
+    let err = r.next_line().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TornTarget, "{err}");
+    assert!(err.to_string().contains("did not match what the manifest committed"), "{err}");
+
+    // The right bytes back: read as committed.
+    fs::write(&target, &good).unwrap();
+    let mut r = tributary::Reader::open(&target, 0).unwrap();
+    let first = r.next_line().unwrap().unwrap();
+    assert_eq!(
+        format!("{}\n", String::from_utf8(first).unwrap()).as_bytes(),
+        &good[..good.iter().position(|&b| b == b'\n').unwrap() + 1]
+    );
+}

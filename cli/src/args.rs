@@ -73,6 +73,11 @@ pub struct CompactorFlags {
     /// Most journals open at once (3 file descriptors each); more are drained in turns.
     #[arg(long, default_value_t = 128)]
     max_open_journals: usize,
+    /// UNSAFE, tests only: the multi-host negative control (slots and the target's size
+    /// read through the client's caches, the shape tributary had before it was safe on
+    /// default NFS/GlusterFS caches). Loses and duplicates lines on such mounts.
+    #[arg(long, hide = true)]
+    unsafe_trust_client_caches: bool,
 }
 
 impl CompactorFlags {
@@ -94,6 +99,7 @@ impl CompactorFlags {
                 .max_open_journals(self.max_open_journals.max(1))
                 .create(self.create),
         )
+        .map(|c| if self.unsafe_trust_client_caches { c.trusting_client_caches_unsafely() } else { c })
     }
 }
 

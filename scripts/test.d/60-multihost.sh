@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Multi-host proof on a real shared filesystem: a GlusterFS volume mounted 3 times (3
-# FUSE clients = 3 hosts, cross-mount OFD locks) and a second volume with Gluster's
-# default client caches (the negative test). Runs tests/multihost.rs against them:
-# 2 and 3 hosts with writers + a compact daemon each under random SIGKILLs (exactly
-# once, per-writer order, nothing torn, verify clean through every mount), a SIGSTOPped
-# lock holder (LockTimeout, never a hang), the lock premise across mounts, journals
-# refused on the mount, and the incoherent-mount run (never silent loss/duplication).
+# FUSE clients = 3 hosts, cross-mount OFD locks) with client caches off, and a second
+# volume mounted 3 times with Gluster's DEFAULT client caches. Runs tests/multihost.rs
+# against them: on each volume, 2 and 3 hosts with writers + a compact daemon each
+# under random SIGKILLs (exactly once, per-writer order, nothing torn, verify clean and
+# tributary Readers identical through every mount); on the default-cache volume also
+# the negative control (the pre-rule-6 shape must lose lines there); a SIGSTOPped lock
+# holder (LockTimeout, never a hang), the lock premise across mounts, journals refused
+# on the mount.
 # Also checks that scripts/glusterfs-up/down are idempotent and repair a lost mount.
 # Needs root (FUSE mounts, glusterd); without it: exit 77 naming what was not run.
 set -euo pipefail
@@ -17,7 +19,8 @@ if [ "$(id -u)" != 0 ]; then
   echo "  tests/multihost.rs: two_hosts_on_glusterfs_random_sigkills_exactly_once,"
   echo "  three_hosts_on_glusterfs_random_sigkills_exactly_once, a_hung_lock_holder_gives_others_a_lock_timeout_never_a_hang,"
   echo "  the_target_lock_is_enforced_across_mounts, a_journal_on_the_gluster_mount_is_refused,"
-  echo "  incoherent_gluster_mounts_never_lose_or_duplicate_silently; and the glusterfs-up/down checks."
+  echo "  two_hosts_on_default_gluster_caches_random_sigkills_exactly_once, three_hosts_on_default_gluster_caches_…,"
+  echo "  the_old_shape_on_default_gluster_caches_loses_lines_negative_control; and the glusterfs-up/down checks."
   echo "  Run scripts/test-all as root (CI does)."
   exit 77
 fi
@@ -56,12 +59,12 @@ check "a file written through node1 is read through node3" test "$(cat "$BASE/no
 rm -f "$BASE/node1/.probe-$$"
 
 start=$SECONDS
-nc_mounts="$(GLUSTER_VOLUME=tribnc GLUSTER_COHERENT=0 scripts/glusterfs-up 2 "$NC_BASE" | paste -sd, -)"
-echo "incoherent volume (Gluster default caches) up in $((SECONDS - start)) s: $nc_mounts"
+nc_mounts="$(GLUSTER_VOLUME=tribnc GLUSTER_COHERENT=0 scripts/glusterfs-up 3 "$NC_BASE" | paste -sd, -)"
+echo "default-cache volume (Gluster's default client caches) up in $((SECONDS - start)) s: $nc_mounts"
 
 report="$(mktemp)"
 set +e
-TRIB_GLUSTER_MOUNTS="$mounts" TRIB_GLUSTER_INCOHERENT_MOUNTS="$nc_mounts" TRIB_MULTIHOST_REPORT="$report" \
+TRIB_GLUSTER_MOUNTS="$mounts" TRIB_GLUSTER_DEFAULT_MOUNTS="$nc_mounts" TRIB_MULTIHOST_REPORT="$report" \
   cargo test --release --test multihost -- --test-threads=1 --nocapture
 rc=$?
 set -e
@@ -71,7 +74,7 @@ cat "$report"
 rm -f "$report"
 
 # glusterfs-down twice: the second run is a no-op
-check "glusterfs-down (incoherent volume)" env GLUSTER_VOLUME=tribnc scripts/glusterfs-down --purge "$NC_BASE"
+check "glusterfs-down (default-cache volume)" env GLUSTER_VOLUME=tribnc scripts/glusterfs-down --purge "$NC_BASE"
 check "glusterfs-down (coherent volume)" scripts/glusterfs-down --purge "$BASE"
 check "glusterfs-down again is a no-op" scripts/glusterfs-down --purge "$BASE"
 check "nothing of the volumes is mounted any more" sh -c "! grep -qE ' ($BASE|$NC_BASE)/' /proc/mounts"

@@ -174,6 +174,11 @@ pub struct Compactor {
     /// Set once the version-1 stub was seen in place (an init or upgrade killed before
     /// writing it is finished by the next round).
     stub_checked: Arc<std::sync::OnceLock<()>>,
+    /// The negative control of the multi-host tests (docs/multihost.md): read the
+    /// slots through the client's cache and take the target's size from `fstat`, as
+    /// tributary did before it was made safe on default mount caches. Never set
+    /// otherwise.
+    trust_client_caches: bool,
 }
 
 impl Compactor {
@@ -198,7 +203,20 @@ impl Compactor {
             mount_checked: std::sync::OnceLock::new(),
             durable_epoch: Arc::default(),
             stub_checked: Arc::default(),
+            trust_client_caches: false,
         })
+    }
+
+    /// UNSAFE on shared mounts — the multi-host tests' negative control only: this
+    /// compactor reads the manifest's slots through the client's cache and takes the
+    /// target's size from `fstat` (the shape tributary had before it was safe on
+    /// default NFS/GlusterFS caches), so that a test can show the damage that shape
+    /// does under the same conditions. Lines can be lost or duplicated with it.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn trusting_client_caches_unsafely(mut self) -> Compactor {
+        self.trust_client_caches = true;
+        self
     }
 
     /// The target path this compactor drains into.

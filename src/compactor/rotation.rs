@@ -73,7 +73,9 @@ impl Compactor {
     pub(super) fn complete_rotation(&self, lock: &TargetLock, m: &Manifest) -> Result<Manifest> {
         let g = m.generation;
         let rotated = generation_path(&self.target, g);
-        let len = fs::metadata(&rotated).map_err(|e| Error::io(format!("inspecting {}", rotated.display()), e))?.len();
+        let (len, _) = File::open(&rotated)
+            .map_err(|e| Error::io(format!("opening {}", rotated.display()), e))
+            .and_then(|f| self.target_len_and_ino(&f))?;
         if len != m.committed_len {
             return Err(Error::TornTarget {
                 target: rotated,
@@ -87,16 +89,18 @@ impl Compactor {
         let ino = match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&self.target) {
             Ok(f) => f.metadata().map_err(|e| Error::io("fstat of the new target", e))?.ino(),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let md = fs::metadata(&self.target)
-                    .map_err(|e| Error::io(format!("inspecting {}", self.target.display()), e))?;
-                if md.len() != 0 {
+                // Made by the interrupted rotation; its size from the server, not a cache.
+                let (len, ino) = File::open(&self.target)
+                    .map_err(|e| Error::io(format!("opening {}", self.target.display()), e))
+                    .and_then(|f| self.target_len_and_ino(&f))?;
+                if len != 0 {
                     return Err(Error::UnexpectedTail {
                         target: self.target.clone(),
-                        tail_bytes: md.len(),
+                        tail_bytes: len,
                         max_round_bytes: 0,
                     });
                 }
-                md.ino()
+                ino
             }
             Err(e) => return Err(Error::io(format!("creating the new target {}", self.target.display()), e)),
         };

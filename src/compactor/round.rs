@@ -137,10 +137,21 @@ impl Compactor {
         Ok(Round { compactor: self, journals, lock, manifest, report })
     }
 
+    /// The target's size and inode as its filesystem's server knows them, never from a
+    /// client's attribute cache (`os::fs::fresh_len_and_ino`; rule 6 in
+    /// docs/design.md) — unless this compactor is the negative control.
+    pub(super) fn target_len_and_ino(&self, file: &File) -> Result<(u64, u64)> {
+        if self.trust_client_caches {
+            let md = file.metadata().map_err(|e| self.lost_or_io("fstat of the target", e))?;
+            return Ok((md.len(), md.ino()));
+        }
+        crate::os::fs::fresh_len_and_ino(file)
+            .map_err(|e| self.lost_or_io("reading the target's size (fsync, statx)", e))
+    }
+
     /// The target's inode, checked against the one the manifest committed to (0: not
     /// known yet, an upgraded target whose file did not exist).
-    pub(super) fn check_identity(&self, file: &File, m: &Manifest) -> Result<u64> {
-        let ino = file.metadata().map_err(|e| self.lost_or_io("fstat of the target", e))?.ino();
+    pub(super) fn check_identity(&self, ino: u64, m: &Manifest) -> Result<u64> {
         if m.target_ino != 0 && m.target_ino != ino {
             return Err(self.missing(format!(
                 "the file there (inode {ino}) is not the target this sidecar committed to (inode {}): it was \
@@ -388,8 +399,8 @@ impl Round<'_> {
     fn open_target(&mut self) -> Result<(File, u64, u64)> {
         let c = self.compactor;
         let file = c.open_target(&self.manifest)?;
-        let ino = c.check_identity(&file, &self.manifest)?;
-        let size = file.metadata().map_err(|e| c.lost_or_io("fstat of the target", e))?.len();
+        let (size, ino) = c.target_len_and_ino(&file)?;
+        let ino = c.check_identity(ino, &self.manifest)?;
         if size < self.manifest.committed_len {
             return Err(Error::TargetTruncated {
                 target: c.target.clone(),

@@ -61,7 +61,7 @@ impl Compactor {
             rebound: false,
         };
         let mut file = self.open_target(&m)?;
-        let ino = file.metadata().map_err(|e| Error::io("fstat of the target", e))?.ino();
+        let (_, ino) = self.target_len_and_ino(&file)?;
         if m.target_ino != ino {
             let (len, lines, crc) = scan(&mut file, m.committed_len)
                 .map_err(|e| Error::io(format!("reading {} to check it", self.target.display()), e))?;
@@ -99,7 +99,7 @@ impl Compactor {
             fscheck::check_target_mount(&self.target)?;
             let _ = self.mount_checked.set(());
         }
-        match TargetLock::acquire(&self.sidecar.lock, self.opts.lock_timeout, create) {
+        match TargetLock::acquire_with(&self.sidecar.lock, self.opts.lock_timeout, create, !self.trust_client_caches) {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Err(self.missing(
                 format!("its sidecar has no lock file {}: it was never initialised", self.sidecar.lock.display()),
             )),
@@ -188,6 +188,8 @@ impl Compactor {
             .truncate(false)
             .open(&self.target)
             .map_err(|e| Error::io(format!("opening target {}", self.target.display()), e))?;
+        // The scan reads to the end: the end the server knows, not a client's cache.
+        self.target_len_and_ino(&file)?;
         let (len, lines, crc) =
             scan(&mut file, u64::MAX).map_err(|e| Error::io("reading the target to adopt it", e))?;
         if len > 0 {

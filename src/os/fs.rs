@@ -1,6 +1,7 @@
 //! Small filesystem helpers shared by the journal and the target side.
 
 use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -18,4 +19,43 @@ pub fn parent_dir(path: &Path) -> PathBuf {
 pub fn sync_dir(dir: &Path) -> Result<()> {
     fault::check(fault::Step::SidecarFsync).map_err(|e| Error::io(format!("fsync of folder {}", dir.display()), e))?;
     File::open(dir).and_then(|f| f.sync_all()).map_err(|e| Error::io(format!("fsync of folder {}", dir.display()), e))
+}
+
+/// A file's size and inode as its filesystem's server knows them, never from a client's
+/// cache (design rule 6, "Never decide from a cache"): `fsync` — a FUSE or NFS client
+/// flushes what it holds for the file — then `statx` with `AT_STATX_FORCE_SYNC`. The
+/// refreshed size also makes the kernel drop cached pages of a file whose size or
+/// mtime changed, so reads that follow see the server's bytes. Measured on `GlusterFS`
+/// with default caches (docs/multihost.md): `fstat`, `stat` and `lseek(SEEK_END)`
+/// were stale 235 times in 239; this was fresh 1,737 times in 1,737; reads after it
+/// returned the server's bytes 200 of 200 times across truncations, plain reads on a
+/// kept descriptor were short 192 times and stale 8.
+pub fn fresh_len_and_ino(file: &File) -> io::Result<(u64, u64)> {
+    file.sync_all()?;
+    crate::os::sys::fresh_len_and_ino(file)
+}
+
+/// The whole file at `path` as its server has it (see [`fresh_len_and_ino`]), for
+/// checks that compare what several mounts of one share show. A read that comes up
+/// short of the server's size (a client cache still serving older content: Gluster's
+/// quick-read keeps small files for up to 1 s) is retried on a new descriptor, for
+/// up to 10 s.
+///
+/// # Errors
+/// Opening, syncing or reading the file; a read still short after 10 s.
+#[cfg(feature = "testing")]
+pub fn read_fresh(path: &Path) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let started = std::time::Instant::now();
+    loop {
+        let f = File::open(path)?;
+        let (len, _) = fresh_len_and_ino(&f)?;
+        let mut buf = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
+        match f.read_exact_at(&mut buf, 0) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && started.elapsed().as_secs() < 10 => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            r => return r.map(|()| buf),
+        }
+    }
 }

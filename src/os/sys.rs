@@ -1,5 +1,6 @@
 //! Thin, audited wrappers over the few Linux system calls the standard library does
-//! not expose: open-file-description (OFD) record locks, `statfs`, `getrandom`,
+//! not expose: open-file-description (OFD) record locks, `statfs`, `statx` with
+//! `AT_STATX_FORCE_SYNC`, `getrandom`,
 //! `sync_file_range`, futexes (one wake-up call for a whole commit group), signals.
 //! This module and `ffi` are the only places with `unsafe` in the library.
 
@@ -102,6 +103,33 @@ pub fn statfs_magic(path: &Path) -> io::Result<i64> {
     }
     #[allow(clippy::unnecessary_cast)] // f_type is i64 on x86_64, other widths elsewhere
     Ok(st.f_type as i64)
+}
+
+/// The size and inode of an open file, asked of the filesystem itself rather than of a
+/// client's attribute cache: `statx(AT_EMPTY_PATH | AT_STATX_FORCE_SYNC)`. On a local
+/// filesystem this is `fstat`; a network or FUSE client (NFS, `GlusterFS`, `CephFS`)
+/// revalidates with its server, where a cached `fstat` can be seconds old.
+///
+/// # Errors
+/// `statx`'s error (e.g. `EIO`, `ESTALE`).
+pub fn fresh_len_and_ino(file: &impl AsRawFd) -> io::Result<(u64, u64)> {
+    // SAFETY: an all-zero `statx` is a valid value of this plain C struct.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: the fd is open for the lifetime of `file`; the path is a static empty C
+    // string (AT_EMPTY_PATH: the fd itself); `st` is a valid, writable `statx`.
+    let rc = unsafe {
+        libc::statx(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_STATX_FORCE_SYNC,
+            libc::STATX_SIZE | libc::STATX_INO,
+            &raw mut st,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((st.stx_size, st.stx_ino))
 }
 
 fn ofd_lock_op(file: &impl AsRawFd, lock_type: libc::c_int, cmd: libc::c_int) -> io::Result<()> {

@@ -33,6 +33,13 @@ use crate::target::manifest::{generation_path, Manifest};
 use crate::target::sidecar::Sidecar;
 
 const READ_CHUNK: usize = 256 << 10;
+/// Generations up to this size are checked against the manifest's CRC before their
+/// lines are returned: `GlusterFS`'s quick-read serves whole cached content of files up
+/// to its `max-file-size` (64 KiB by default, 1000 KB at most) for up to 1 s.
+const SMALL_GENERATION: u64 = 1 << 20;
+/// How long a reader re-reads before it reports content that does not match the
+/// manifest (a client cache turns over within seconds).
+const CACHE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// The committed state of a target, `None` before its first drain.
 fn load_manifest(sidecar: &Sidecar) -> Result<Option<Manifest>> {
@@ -66,6 +73,12 @@ pub struct Reader {
     /// Generation being read, its file, and how far it is committed.
     generation: u64,
     file: Option<File>,
+    /// The open file's size as its server last told it (0: not asked yet). Bytes are
+    /// read only below it: on a shared mount the client's cached size and pages can be
+    /// older than the manifest (rule 6, "Never decide from a cache").
+    fresh_len: u64,
+    /// How much of a small generation was checked against the manifest's CRC.
+    content_checked: u64,
     limit: u64,
     /// Offset of the next line to return.
     offset: u64,
@@ -128,6 +141,8 @@ impl Reader {
             id_from_cursor: cursor.target_id.is_some(),
             generation,
             file: None,
+            fresh_len: 0,
+            content_checked: 0,
             limit: 0,
             offset: cursor.offset,
             line_start: None,
@@ -317,11 +332,18 @@ impl Reader {
 
     /// The file holding the generation being read, opened on first use and kept.
     fn file(&mut self) -> Result<&File> {
-        let file = match self.file.take() {
-            Some(f) => f,
-            None => self.open_file()?,
-        };
+        let file = self.kept_or_opened()?;
         Ok(self.file.insert(file))
+    }
+
+    /// The kept file, or a newly opened one (nothing known about it from the server yet).
+    fn kept_or_opened(&mut self) -> Result<File> {
+        if let Some(f) = self.file.take() {
+            return Ok(f);
+        }
+        self.fresh_len = 0;
+        self.content_checked = 0;
+        self.open_file()
     }
 
     /// Open the file holding the generation being read. The current generation is the
@@ -349,7 +371,7 @@ impl Reader {
             open(&rotated)?
         } else {
             match File::open(&self.target) {
-                Ok(f) if f.metadata().map_or(0, |m| m.len()) >= self.limit => f,
+                Ok(f) if crate::os::fs::fresh_len_and_ino(&f).map_or(0, |(len, _)| len) >= self.limit => f,
                 Ok(_) | Err(_) if rotated.exists() => open(&rotated)?,
                 Ok(f) => f,
                 Err(e) => return Err(Error::io(format!("opening {}", self.target.display()), e)),
@@ -398,26 +420,99 @@ impl Reader {
                 }
             }
             let want = usize::try_from(self.limit - have_to).map_or(READ_CHUNK, |n| n.min(READ_CHUNK));
-            // The file first: an open that fails must leave no zeros in the buffer,
-            // which the next call would take for the file's bytes.
-            let file = match self.file.take() {
-                Some(f) => f,
-                None => self.open_file()?,
-            };
-            let file = &*self.file.insert(file);
-            self.buf.drain(..self.buf_pos);
-            self.buf_pos = 0;
-            let start = self.buf.len();
-            self.buf.resize(start + want, 0);
-            if let Err(e) = file.read_exact_at(&mut self.buf[start..], have_to) {
-                self.buf.truncate(start);
-                let target = self.target.clone();
-                if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    let len = file.metadata().map_or(0, |m| m.len());
-                    return Err(Error::TargetTruncated { target, len, committed_len: self.limit });
+            self.read_chunk(have_to, want)?;
+        }
+    }
+
+    /// Append `want` bytes at `at` to the buffer, as the target's server has them. On a
+    /// shared mount a client's cache can still answer with an older, shorter file, or
+    /// (`GlusterFS` quick-read, small files) older content: sizes come from the server
+    /// (`fresh_len_and_ino`), a small generation is checked against the manifest's
+    /// CRC before anything of it is returned, and a short or mismatching read is
+    /// retried on a new descriptor for a while before it is reported.
+    fn read_chunk(&mut self, at: u64, want: usize) -> Result<()> {
+        let mut pause = Duration::from_millis(2);
+        let started = Instant::now();
+        loop {
+            match self.try_read_chunk(at, want) {
+                Ok(true) => return Ok(()),
+                Ok(false) if started.elapsed() < CACHE_PATIENCE => {
+                    self.file = None;
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
                 }
-                return Err(Error::io(format!("reading {}", target.display()), e));
+                Ok(false) => {
+                    return Err(Error::TornTarget {
+                        target: self.target.clone(),
+                        detail: format!(
+                            "for {} s the file's bytes did not match what the manifest committed (generation {}, \
+                             {} bytes): it was changed behind tributary's back, or a client cache keeps serving \
+                             old content; run `tributary verify`",
+                            CACHE_PATIENCE.as_secs(),
+                            self.generation,
+                            self.limit
+                        ),
+                    })
+                }
+                Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// One attempt of [`read_chunk`](Self::read_chunk): `Ok(false)` when a cache may
+    /// have answered (a short read although the server's size covers it, or a small
+    /// generation whose content does not match its CRC).
+    fn try_read_chunk(&mut self, at: u64, want: usize) -> Result<bool> {
+        let expected_crc = self.committed_crc();
+        // The file first: an open that fails must leave no zeros in the buffer, which
+        // the next call would take for the file's bytes.
+        let file = self.kept_or_opened()?;
+        let file = &*self.file.insert(file);
+        let end = at + want as u64;
+        if end > self.fresh_len {
+            let fresh = crate::os::fs::fresh_len_and_ino(file)
+                .map_err(|e| Error::io(format!("reading the size of {}", self.target.display()), e))?;
+            self.fresh_len = fresh.0;
+        }
+        if end > self.fresh_len {
+            return Err(Error::TargetTruncated {
+                target: self.target.clone(),
+                len: self.fresh_len,
+                committed_len: self.limit,
+            });
+        }
+        let unchecked_small = self.limit <= SMALL_GENERATION && self.content_checked < self.limit;
+        if let Some(expected) = expected_crc.filter(|_| unchecked_small) {
+            let mut all = vec![0u8; usize::try_from(self.limit).unwrap_or(0)];
+            if file.read_exact_at(&mut all, 0).is_err() || crc32fast::hash(&all) != expected {
+                return Ok(false);
+            }
+            self.content_checked = self.limit;
+        }
+        self.buf.drain(..self.buf_pos);
+        self.buf_pos = 0;
+        let start = self.buf.len();
+        self.buf.resize(start + want, 0);
+        match file.read_exact_at(&mut self.buf[start..], at) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                self.buf.truncate(start);
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    return Ok(false);
+                }
+                Err(Error::io(format!("reading {}", self.target.display()), e))
+            }
+        }
+    }
+
+    /// The CRC the manifest records for the committed part of the generation being
+    /// read, when `limit` is all of it.
+    fn committed_crc(&self) -> Option<u32> {
+        let m = self.manifest.as_ref()?;
+        if m.generation == self.generation {
+            (m.committed_len == self.limit).then_some(m.committed_crc)
+        } else {
+            m.rotated.get(&self.generation).filter(|r| r.len == self.limit).map(|r| r.crc)
         }
     }
 

@@ -32,7 +32,13 @@ impl TargetLock {
     /// when the lock file cannot be opened (kind `NotFound` when missing and not
     /// `create`) or locked.
     pub fn acquire(path: &Path, timeout: Duration, create: bool) -> Result<TargetLock> {
-        let file = crate::target::slots::open(path, true, create)
+        Self::acquire_with(path, timeout, create, true)
+    }
+
+    /// [`acquire`](Self::acquire); `direct: false` opens the lock file without
+    /// `O_DIRECT` (the multi-host tests' negative control only).
+    pub(crate) fn acquire_with(path: &Path, timeout: Duration, create: bool, direct: bool) -> Result<TargetLock> {
+        let file = crate::target::slots::open_with(path, true, create, direct)
             .map_err(|e| Error::io(format!("opening lock file {} read-write", path.display()), e))?;
         let start = Instant::now();
         let mut pause = Duration::from_millis(1);

@@ -88,14 +88,20 @@ impl Slots {
 /// Open a lock file for slot I/O (`O_DIRECT` unless the filesystem refuses it, as
 /// tmpfs does), never through a symlink.
 pub(crate) fn open(path: &Path, write: bool, create: bool) -> io::Result<File> {
+    open_with(path, write, create, true)
+}
+
+/// [`open`], or without `O_DIRECT` when `direct` is false: only the negative control
+/// of the multi-host tests does that (slots served from a client's cache).
+pub(crate) fn open_with(path: &Path, write: bool, create: bool, direct: bool) -> io::Result<File> {
     let open = |direct: bool| {
         let mut o = OpenOptions::new();
         o.read(true).write(write).create(create).truncate(false).mode(0o600);
         let flags = libc::O_NOFOLLOW | libc::O_CLOEXEC | if direct { libc::O_DIRECT } else { 0 };
         o.custom_flags(flags).open(path)
     };
-    match open(true) {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open(false),
+    match open(direct) {
+        Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => open(false),
         r => r,
     }
 }

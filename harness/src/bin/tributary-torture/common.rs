@@ -271,3 +271,17 @@ pub fn drain_failpoints() -> Vec<&'static str> {
     }
     v
 }
+
+/// What tributary's own `Reader` shows of the target's current generation through this
+/// path (a mount of the share): every committed line, `\n`-terminated. The multi-host
+/// checks compare it with the file's bytes through every mount: a reader on any host
+/// must see exactly the committed bytes, default client caches or not.
+pub fn committed_view(target: &Path) -> Result<Vec<u8>, String> {
+    let mut r = tributary::Reader::open(target, 0).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(line) = r.next_line().map_err(|e| e.to_string())? {
+        out.extend_from_slice(&line);
+        out.push(b'\n');
+    }
+    Ok(out)
+}

@@ -23,8 +23,8 @@ use tributary_harness::ack;
 use tributary_harness::rng::{random_seed, Rng};
 
 use crate::common::{
-    check_target, drain_failpoints, error_kind, journal_drained_seq, path_str, strings, tributary_exe, Exit, Proc,
-    WriterSpec,
+    check_target, committed_view, drain_failpoints, error_kind, journal_drained_seq, path_str, strings, tributary_exe,
+    Exit, Proc, WriterSpec,
 };
 
 #[derive(Args, Debug)]
@@ -56,6 +56,12 @@ pub struct MultihostArgs {
     /// The mounts are incoherent (Gluster defaults): record errors, fail only on silent damage.
     #[arg(long)]
     pub incoherent: bool,
+    /// The negative control: every tributary command runs with the hidden
+    /// `--unsafe-trust-client-caches` (slots and the target's size read through the
+    /// client's caches, the shape before issue 15). Implies `--incoherent`'s handling:
+    /// errors are recorded, and the outcome says what the shape did.
+    #[arg(long)]
+    pub old_shape: bool,
     /// Seed (default: $TRIB_SEED or random; printed either way).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -101,7 +107,8 @@ fn committed_lines(target: &Path) -> Option<u64> {
     Manifest::load(&Sidecar::for_target(target)).ok().flatten().map(|m| m.committed_lines)
 }
 
-pub fn run(a: MultihostArgs) -> ExitCode {
+pub fn run(mut a: MultihostArgs) -> ExitCode {
+    a.incoherent |= a.old_shape;
     let seed = a.seed.or_else(|| std::env::var("TRIB_SEED").ok()?.parse().ok()).unwrap_or_else(random_seed);
     let trib = tributary_exe(a.tributary.as_deref());
     let me = std::env::current_exe().expect("current_exe");
@@ -117,7 +124,11 @@ pub fn run(a: MultihostArgs) -> ExitCode {
         a.kills,
         a.failpoint_percent,
         a.max_round_bytes,
-        if a.incoherent { " INCOHERENT mounts" } else { "" }
+        match (a.old_shape, a.incoherent) {
+            (true, _) => " OLD SHAPE (client caches trusted)",
+            (false, true) => " INCOHERENT mounts",
+            _ => "",
+        }
     );
     println!("  mounts: {}", a.mounts.iter().map(|m| m.display().to_string()).collect::<Vec<_>>().join(" "));
     println!("  local work folder: {}; shared folder: <mount>/{run_dir}", work.display());
@@ -190,6 +201,9 @@ pub fn run(a: MultihostArgs) -> ExitCode {
             "--verbose".into(),
         ]);
         let mut args = args;
+        if a.old_shape {
+            args.push("--unsafe-trust-client-caches".into());
+        }
         if let Some(m) = a.max_line_bytes {
             args.extend(strings(["--max-line-bytes".to_string(), m.to_string()]));
         }
@@ -406,6 +420,10 @@ pub fn run(a: MultihostArgs) -> ExitCode {
             "--lock-timeout-ms".into(),
             "30000".into(),
         ]);
+        let mut args = args;
+        if a.old_shape {
+            args.push("--unsafe-trust-client-caches".into());
+        }
         let mut d =
             Proc::new(format!("final-drain@host{}", h + 1), &trib, args, logs.join(format!("final-{}.log", h + 1)));
         if let Err(e) = d.start(None, None) {
@@ -425,18 +443,26 @@ pub fn run(a: MultihostArgs) -> ExitCode {
     // the proof, through every mount
     let specs: Vec<WriterSpec> = writers.iter().map(|w| w.spec.clone()).collect();
     let mut problems: Vec<String> = Vec::new();
-    let views: Vec<Option<Vec<u8>>> = hosts.iter().map(|h| fs::read(&h.target).ok()).collect();
+    let views: Vec<Option<Vec<u8>>> =
+        hosts.iter().map(|h| tributary::testing::fs::read_fresh(&h.target).ok()).collect();
     let Some(bytes) = views[0].clone() else {
         println!("multihost: FAILED: cannot read {}", hosts[0].target.display());
         return ExitCode::FAILURE;
     };
-    let views_identical = views.iter().all(|v| v.as_deref() == Some(bytes.as_slice()));
+    let readers: Vec<Result<Vec<u8>, String>> = hosts.iter().map(|h| committed_view(&h.target)).collect();
+    let views_identical = views.iter().all(|v| v.as_deref() == Some(bytes.as_slice()))
+        && readers.iter().all(|r| r.as_deref() == Ok(bytes.as_slice()));
     if !views_identical {
         problems.push(format!(
-            "the mounts show different bytes: {}",
+            "the mounts show different bytes: files {}; Readers {}",
             views
                 .iter()
                 .map(|v| v.as_ref().map_or("unreadable".into(), |b| b.len().to_string()))
+                .collect::<Vec<_>>()
+                .join(" vs "),
+            readers
+                .iter()
+                .map(|r| r.as_ref().map_or_else(|e| format!("error ({e})"), |b| b.len().to_string()))
                 .collect::<Vec<_>>()
                 .join(" vs ")
         ));

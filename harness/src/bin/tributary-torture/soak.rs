@@ -204,7 +204,7 @@ fn soak(a: &SoakArgs) -> Result<bool, String> {
             other => failures.push(format!("the daemon did not stop cleanly on SIGTERM: {other:?}")),
         }
     }
-    let bytes = fs::read(&a.target).map_err(|e| e.to_string())?;
+    let bytes = tributary::testing::fs::read_fresh(&a.target).map_err(|e| e.to_string())?;
     let check = check_target(run, &bytes, &specs, &|w| journal_drained_seq(&w.journal));
     let log = fs::read_to_string(&daemon_log).unwrap_or_default();
     println!(

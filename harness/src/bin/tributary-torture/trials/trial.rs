@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use tributary_harness::rng::{mix, Rng};
 
-use crate::common::{check_target, drain_failpoints, journal_drained_seq, path_str, strings, Exit, Proc, WriterSpec};
+use crate::common::{
+    check_target, committed_view, drain_failpoints, journal_drained_seq, path_str, strings, Exit, Proc, WriterSpec,
+};
 
 use super::check::{check_consistency, sabotage};
 use super::{Ctx, Fs, Outcome};
@@ -360,7 +362,7 @@ pub(super) fn run_trial(ctx: &Ctx, k: u64, tseed: u64) -> Outcome {
     // the proof
     let specs: Vec<WriterSpec> = ws.iter().map(|w| w.spec.clone()).collect();
     let target = ctx.target(k, 0);
-    let bytes = match fs::read(&target) {
+    let bytes = match tributary::testing::fs::read_fresh(&target) {
         Ok(b) => b,
         Err(e) => {
             o.problems.push(format!("reading {}: {e}", target.display()));
@@ -374,8 +376,20 @@ pub(super) fn run_trial(ctx: &Ctx, k: u64, tseed: u64) -> Outcome {
     o.check = check_target(tseed, &checked, &specs, &|w| journal_drained_seq(&w.journal));
     check_consistency(&target, &specs, &mut o);
     if ctx.fs == Fs::Gluster {
+        for h in 0..hosts {
+            match committed_view(&ctx.target(k, h)) {
+                Ok(v) if v == bytes => {}
+                Ok(v) => o.problems.push(format!(
+                    "a Reader through {} shows {} committed bytes, the file has {}",
+                    ctx.mounts[h].display(),
+                    v.len(),
+                    bytes.len()
+                )),
+                Err(e) => o.problems.push(format!("a Reader through {}: {e}", ctx.mounts[h].display())),
+            }
+        }
         for h in 1..hosts {
-            match fs::read(ctx.target(k, h)) {
+            match tributary::testing::fs::read_fresh(&ctx.target(k, h)) {
                 Ok(b) if b == bytes => {}
                 Ok(b) => o.problems.push(format!(
                     "mount {} shows {} bytes, mount {} shows {}",
