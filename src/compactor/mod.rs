@@ -179,6 +179,9 @@ pub struct Compactor {
     /// tributary did before it was made safe on default mount caches. Never set
     /// otherwise.
     trust_client_caches: bool,
+    /// Where this compactor keeps its place in the target lock's queue between
+    /// attempts (fair handover, `target::lock`).
+    lock_queue: crate::target::lock::LockQueue,
 }
 
 impl Compactor {
@@ -204,6 +207,7 @@ impl Compactor {
             durable_epoch: Arc::default(),
             stub_checked: Arc::default(),
             trust_client_caches: false,
+            lock_queue: crate::target::lock::LockQueue::default(),
         })
     }
 

@@ -99,7 +99,7 @@ impl Compactor {
             fscheck::check_target_mount(&self.target)?;
             let _ = self.mount_checked.set(());
         }
-        match TargetLock::acquire_with(&self.sidecar.lock, self.opts.lock_timeout, create, !self.trust_client_caches) {
+        match self.lock_queue.acquire(&self.sidecar.lock, self.opts.lock_timeout, create, !self.trust_client_caches) {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Err(self.missing(
                 format!("its sidecar has no lock file {}: it was never initialised", self.sidecar.lock.display()),
             )),

@@ -176,6 +176,22 @@ pub fn try_lock_exclusive(file: &impl AsRawFd) -> io::Result<bool> {
     }
 }
 
+/// Wait in the kernel for an exclusive OFD write lock on the whole file
+/// (`F_OFD_SETLKW`). Waiters are queued by the lock's owner — the kernel, or the
+/// server on `GlusterFS` and NFS — and, as measured on `GlusterFS`, granted in arrival
+/// order: a waiter cannot be overtaken by pollers. Retried on `EINTR`.
+///
+/// # Errors
+/// `fcntl`'s error (e.g. `ENOLCK`, or `EIO` from a lost NFS lock).
+pub fn lock_exclusive_wait(file: &impl AsRawFd) -> io::Result<()> {
+    loop {
+        match ofd_lock_op(file, libc::F_WRLCK, libc::F_OFD_SETLKW) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}
+
 /// Release an OFD lock taken with [`try_lock_exclusive`].
 ///
 /// # Errors
