@@ -465,28 +465,33 @@ fn summarize(
     }
     // per host: host:lines/s:p50:p99:rounds/s:lock p50:lock p99:longest gap (ms)
     rec.set("per_host", per.join(" "));
-    rec.set("starved", starved(f, &rounds, &per_host.iter().map(|p| p.3).collect::<Vec<_>>()));
+    rec.set("starved", starved(f.interval_ms, &rounds, &per_host.iter().map(|p| p.3).collect::<Vec<_>>()));
 }
 
 /// "no", or which hosts starved: a daemon that committed fewer than a quarter of the
 /// median host's rounds in the window, or a host whose lines went more than
 /// max(2 s, 20 intervals) without a commit.
-fn starved(f: &Fleet, rounds: &[u64], gaps_ns: &[u64]) -> String {
+fn starved(interval_ms: u64, rounds: &[u64], gaps_ns: &[u64]) -> String {
     let mut sorted = rounds.to_vec();
     sorted.sort_unstable();
     let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
-    let gap_limit = (2_000_000_000u64).max(20 * f.interval_ms * 1_000_000);
-    let mut out = Vec::new();
-    for (k, (&r, &g)) in rounds.iter().zip(gaps_ns).enumerate() {
-        if (r as f64) < median as f64 / 4.0 || g > gap_limit {
-            out.push(format!("host {} ({r} rounds, longest gap {:.1} s)", k + 1, g as f64 / 1e9));
-        }
+    let gap_limit = (2_000_000_000u64).max(20 * interval_ms * 1_000_000);
+    let starving: Vec<usize> =
+        (0..rounds.len()).filter(|&k| (rounds[k] as f64) < median as f64 / 4.0 || gaps_ns[k] > gap_limit).collect();
+    if starving.is_empty() {
+        return "no".into();
     }
-    if out.is_empty() {
-        "no".into()
-    } else {
-        out.join(", ")
-    }
+    let theirs: Vec<u64> = starving.iter().map(|&k| rounds[k]).collect();
+    let (lo, hi) = (theirs.iter().min().copied().unwrap_or(0), theirs.iter().max().copied().unwrap_or(0));
+    let gap = starving.iter().map(|&k| gaps_ns[k]).max().unwrap_or(0);
+    format!(
+        "{} {} of {} ({} rounds, longest gap {:.1} s)",
+        if starving.len() == 1 { "host" } else { "hosts" },
+        starving.iter().map(|k| (k + 1).to_string()).collect::<Vec<_>>().join(", "),
+        rounds.len(),
+        if lo == hi { lo.to_string() } else { format!("{lo}–{hi}") },
+        gap as f64 / 1e9
+    )
 }
 
 fn run_baseline(f: &Fleet, system: &System, hosts: usize, name: &str, local: &Path, rec: &mut Record) -> R<()> {
@@ -595,4 +600,22 @@ fn run_baseline(f: &Fleet, system: &System, hosts: usize, name: &str, local: &Pa
         .opt("call_p50_ms", quantile(&mut call, 0.5).map(ms))
         .opt("call_p99_ms", quantile(&mut call, 0.99).map(ms));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_starves_on_few_rounds_or_a_long_gap() {
+        let s = 1_000_000_000;
+        assert_eq!(starved(50, &[10, 9, 12], &[s / 10, s / 5, s / 10]), "no");
+        assert_eq!(starved(50, &[10, 0, 12], &[s / 10, 10 * s, s / 10]), "host 2 of 3 (0 rounds, longest gap 10.0 s)");
+        // enough rounds, but one wait of 3 s (> max(2 s, 20 × 50 ms))
+        assert_eq!(starved(50, &[10, 9, 12], &[s / 10, 3 * s, s / 10]), "host 2 of 3 (9 rounds, longest gap 3.0 s)");
+        assert_eq!(
+            starved(50, &[0, 1, 12, 12], &[10 * s, 9 * s, s, s]),
+            "hosts 1, 2 of 4 (0–1 rounds, longest gap 10.0 s)"
+        );
+    }
 }

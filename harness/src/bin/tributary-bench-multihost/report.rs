@@ -81,6 +81,10 @@ fn thousands(v: f64) -> String {
     }
 }
 
+fn count(r: &Record, key: &str) -> String {
+    r.num(key).map_or_else(|| "–".into(), thousands)
+}
+
 fn find<'a>(records: &'a [Record], system: &str, hosts: usize) -> Option<&'a Record> {
     records
         .iter()
@@ -130,9 +134,9 @@ fn run_table(o: &mut String, records: &[Record], systems: &[String], hosts: usiz
             latency,
             or_dash(r.get("call_p50_ms")),
             or_dash(r.get("call_p99_ms")),
-            or_dash(r.get("lost")),
-            or_dash(r.get("dup")),
-            or_dash(r.get("torn")),
+            count(r, "lost"),
+            count(r, "dup"),
+            count(r, "torn"),
             lock,
             if tributary { or_dash(r.get("rounds_per_s")) } else { "–".into() },
             if tributary { or_dash(r.get("starved")) } else { "–".into() },
@@ -154,18 +158,46 @@ fn run_table(o: &mut String, records: &[Record], systems: &[String], hosts: usiz
         if let Some(e) = r.get("writer_errors") {
             notes.push(format!("{}: writers failed: {e}", describe(s)));
         }
-        for (k, v) in r.fields.iter().filter(|(k, _)| k.starts_with("compact") && k.ends_with("_said")) {
-            notes.push(format!("{}: {}: {v}", describe(s), k.trim_end_matches("_said")));
-        }
+        notes.extend(daemon_errors(r).into_iter().map(|e| format!("{}: {e}", describe(s))));
         if let Some(d) = r.get("drain_after_ms") {
             if s.starts_with("tributary") && d.parse::<f64>().unwrap_or(0.0) > 1000.0 {
                 notes.push(format!("{}: the last lines were committed {d} ms after the writers stopped", describe(s)));
             }
         }
     }
-    for n in notes {
-        let _ = writeln!(o, "\n- {n}");
+    if !notes.is_empty() {
+        let _ = writeln!(o);
     }
+    for n in notes {
+        let _ = writeln!(o, "- {n}");
+    }
+}
+
+/// What the daemons said before they stopped, one note per error kind: which hosts,
+/// and the first host's message (shortened).
+fn daemon_errors(r: &Record) -> Vec<String> {
+    let mut kinds: Vec<(String, Vec<String>, String)> = Vec::new();
+    for (k, v) in r.fields.iter().filter(|(k, _)| k.starts_with("compact") && k.ends_with("_said")) {
+        let host = k.trim_start_matches("compact").trim_end_matches("_said").to_string();
+        let kind = v.split_once("error [").and_then(|(_, rest)| rest.split_once(']')).map_or("?", |(kind, _)| kind);
+        match kinds.iter_mut().find(|(kd, _, _)| kd == kind) {
+            Some((_, hosts, _)) => hosts.push(host),
+            None => kinds.push((kind.to_string(), vec![host], v.clone())),
+        }
+    }
+    kinds
+        .into_iter()
+        .map(|(kind, hosts, first)| {
+            let msg: String = first.chars().take(240).collect();
+            let more = if first.chars().count() > 240 { "…" } else { "" };
+            format!(
+                "the compact daemon{} of host{} {} said error [{kind}]: \"{msg}{more}\"",
+                if hosts.len() == 1 { "" } else { "s" },
+                if hosts.len() == 1 { "" } else { "s" },
+                hosts.join(", ")
+            )
+        })
+        .collect()
 }
 
 fn per_host_table(o: &mut String, r: &Record) {
@@ -341,6 +373,10 @@ pub fn render(records: &[Record]) -> String {
         if !systems.iter().any(|x| x == s) {
             continue;
         }
+        let two = systems.iter().any(|x| x == BASELINE);
+        if s == TESTED && two {
+            let _ = writeln!(o, "The binary under test (`--tributary`):\n");
+        }
         if s == BASELINE {
             let _ = writeln!(o, "\nThe second binary (`--tributary-baseline`), for comparison:\n");
         }
@@ -480,7 +516,16 @@ mod tests {
                 r.set("error", "writers not ready");
             }
         }
+        for r in recs.iter_mut().filter(|r| r.get("system") == Some(TESTED) && r.get("hosts") == Some("8")) {
+            r.set("compact2_said", "tributary: error [target_truncated]: target truncated: x is 0 bytes / stopped");
+            r.set("compact5_said", "tributary: error [target_truncated]: target truncated: y is 9 bytes / stopped");
+        }
         let md = render(&recs);
+        assert!(
+            line_with(&md, "daemons of hosts 2, 5 said error [target_truncated]")
+                .contains("\"tributary: error [target_truncated]: target truncated: x is 0 bytes / stopped\""),
+            "{md}"
+        );
         assert!(line_with(&md, "exactly once").starts_with("- FAIL"), "{md}");
         assert!(line_with(&md, "exactly once").contains("N = 8: 3 lost"));
         assert!(line_with(&md, "(a) 8 hosts").starts_with("- FAIL"));

@@ -1,7 +1,9 @@
-//! `run`: the whole benchmark in one go. For each N: tributary (and the second binary,
-//! if given), the seed design and concurrent-log-handler, one after another on the
-//! same mounts; then one round's fixed cost; each result appended to the results file
-//! as it is measured; the report rendered at the end (and again by `report`).
+//! `run`: the whole benchmark in one go. First one round's fixed cost (on the fresh
+//! volume); then for each N: tributary (and the second binary, if given: the two
+//! swap places at every other N, so neither always runs on the warmer volume), the
+//! seed design and concurrent-log-handler, one after another on the same mounts. Each
+//! result is appended to the results file as it is measured; the report is rendered
+//! at the end (and again by `report`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -249,14 +251,7 @@ pub fn run(a: RunArgs) -> R<()> {
         drain_timeout: Duration::from_secs(a.drain_timeout),
         keep: a.keep,
     };
-    for &n in &a.hosts {
-        for s in &systems {
-            eprintln!("--- N = {n}: {} ({} s)", s.label(), a.seconds);
-            let r = fleet::run(&f, s, n);
-            eprintln!("    {}", summary(&r));
-            r.append_to(&results)?;
-        }
-    }
+    // first, on a fresh volume and quiet mounts: a round's fixed cost
     if !skip("cost") {
         let mut bins = vec![(a.tributary.clone(), TESTED)];
         if let Some(b) = &a.tributary_baseline {
@@ -280,6 +275,18 @@ pub fn run(a: RunArgs) -> R<()> {
             }
         }
     }
+    for (round, &n) in a.hosts.iter().enumerate() {
+        let mut order = systems.clone();
+        if round % 2 == 1 && a.tributary_baseline.is_some() && !skip("tributary") {
+            order.swap(0, 1);
+        }
+        for s in &order {
+            eprintln!("--- N = {n}: {} ({} s)", s.label(), a.seconds);
+            let r = fleet::run(&f, s, n);
+            eprintln!("    {}", summary(&r));
+            r.append_to(&results)?;
+        }
+    }
     let mut end = Record::new("meta");
     end.set("load_end", load());
     end.append_to(&results)?;
@@ -290,8 +297,8 @@ pub fn run(a: RunArgs) -> R<()> {
     }
     std::fs::write(&a.out, &md).ctx(&format!("writing {}", a.out.display()))?;
     let targets: Vec<&str> =
-        md.lines().filter(|l| l.starts_with("- PASS") || l.starts_with("- FAIL") || l.starts_with("- n/a")).collect();
-    println!("{}", targets.join("\n"));
+        md.lines().skip_while(|l| !l.starts_with("## Targets")).take_while(|l| !l.starts_with("## Results")).collect();
+    println!("{}", targets.join("\n").trim_end());
     println!("wrote {} (results: {})", a.out.display(), results.display());
     Ok(())
 }
