@@ -96,7 +96,8 @@ fn find<'a>(records: &'a [Record], system: &str, hosts: usize) -> Option<&'a Rec
 fn damage(r: &Record) -> Option<String> {
     let n = |k| r.num(k).unwrap_or(0.0) as u64;
     let (lost, dup, torn) = (n("lost"), n("dup"), n("torn"));
-    (lost + dup + torn > 0).then(|| format!("{lost} lost, {dup} duplicated, {torn} torn"))
+    let t = |n: u64| thousands(n as f64);
+    (lost + dup + torn > 0).then(|| format!("{} lost, {} duplicated, {} torn", t(lost), t(dup), t(torn)))
 }
 
 fn run_table(o: &mut String, records: &[Record], systems: &[String], hosts: usize, threads: &str) {
@@ -438,7 +439,7 @@ pub fn render(records: &[Record]) -> String {
         "\n## How to read it\n\n\
 - **committed lines/s**: lines that became visible in the target's committed part during the timed window (tributary: seen by a `tributary tail --follow` reader on a mount of its own; the baselines: lines acknowledged in the window — a line is in the file when the call returns), divided by its length. **appended**: calls that returned.\n\
 - **append→committed**: per line, the reader's arrival time minus the time `append` returned in the writer (the same machine clock); the first second is warm-up. The baselines write the shared file inside the call, so it is 0 for them; their **call** time is the whole lock + write (+ fsync) cycle.\n\
-- **lost / dup / torn**: acknowledged lines never seen (after waiting for the drain to finish), seen twice, and lines that do not parse. The baselines are counted from the brick's copy of the file after all writers stopped.\n\
+- **lost / dup / torn**: acknowledged lines never seen (after waiting up to 60 s for the drain to finish), seen twice, and lines that do not parse. For tributary a line not committed is still in its host's journal (a daemon that stopped leaves it there); for the baselines it is gone. The baselines are counted from the brick's copy of the file after all writers stopped.\n\
 - **lock wait / rounds/s**: from each daemon's `--metrics-textfile` (its lock-wait histogram, buckets 0.1, 1, 5, 10, 50, 100, 500 ms…, so quantiles are interpolated within a bucket; `>x` means above the last finite bucket), read at the start and end of the window. Rounds/s counts rounds that committed.\n\
 - **a host starved**: a daemon that committed fewer than a quarter of the median host's rounds in the window, or a host whose lines went more than max(2 s, 20 intervals) without a commit."
     );
