@@ -1,0 +1,326 @@
+//! `run`: the whole benchmark in one go. First one round's fixed cost (on the fresh
+//! volume); then for each N: tributary (and the second binary, if given: the two
+//! swap places at every other N, so neither always runs on the warmer volume), the
+//! seed design and concurrent-log-handler, one after another on the same mounts. Each
+//! result is appended to the results file as it is measured; the report is rendered
+//! at the end (and again by `report`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::fleet::{self, Fleet, System};
+use crate::record::{read_all, Record};
+use crate::report::{render, BASELINE, TESTED};
+use crate::{roundcost, Ctx, R};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Host counts to run, in order.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    hosts: Vec<usize>,
+    /// Length of each timed run.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Offered lines/s per host (all its threads together); 0 = full speed.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Writer threads per host.
+    #[arg(long, default_value_t = 8)]
+    threads: u32,
+    /// `tributary compact --interval`, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    interval: u64,
+    /// How often the tail reader polls the target when it has read everything, in ms.
+    #[arg(long, default_value_t = 2)]
+    poll_ms: u64,
+    /// The mounts are BASE/node1 .. BASE/nodeN (scripts/glusterfs-up).
+    #[arg(long)]
+    mount_base: PathBuf,
+    /// The tail reader's mount (default: BASE/node<max N + 1>).
+    #[arg(long)]
+    reader_mount: Option<PathBuf>,
+    /// The volume's brick folder on this machine (the baselines' lines are counted there).
+    #[arg(long)]
+    brick: Option<PathBuf>,
+    /// The GlusterFS volume's name (its options go into the report).
+    #[arg(long, default_value = "tribbench")]
+    volume: String,
+    /// The tributary binary to test.
+    #[arg(long, default_value = "target/release/tributary")]
+    tributary: PathBuf,
+    /// A second tributary binary run side by side (e.g. main's).
+    #[arg(long)]
+    tributary_baseline: Option<PathBuf>,
+    /// A Python with concurrent-log-handler installed; without it that baseline is skipped.
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// Systems or steps to leave out: tributary, seed, clh, cost.
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+    /// Local folder for journals, ack files and logs.
+    #[arg(long, default_value = "target/bench-multihost")]
+    work: PathBuf,
+    /// The results file (started afresh).
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// The markdown report.
+    #[arg(long, default_value = "docs/bench-multihost.md")]
+    out: PathBuf,
+    /// How the hosts' mounts cache, for the report.
+    #[arg(long, default_value = "Gluster's defaults (GLUSTER_COHERENT=0)")]
+    caches: String,
+    /// The command as typed, for the report.
+    #[arg(long, default_value = "tributary-bench-multihost run")]
+    command: String,
+    /// How long to wait for the last lines after the writers stop, in seconds.
+    #[arg(long, default_value_t = 60)]
+    drain_timeout: u64,
+    /// Keep each run's folders (journals, logs, the target) for a post-mortem.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn sh(cmd: &str, args: &[&str]) -> Option<String> {
+    let o = Command::new(cmd).args(args).output().ok()?;
+    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn version(bin: &Path) -> String {
+    sh(&bin.display().to_string(), &["--version"]).unwrap_or_else(|| "?".into())
+}
+
+fn meta_start(a: &RunArgs, reader: &Path) -> Record {
+    let mut m = Record::new("meta");
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|c| c.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0)))
+        .map(|kb| format!("{:.1} GiB", kb as f64 / 1048576.0))
+        .unwrap_or_default();
+    let dirty = sh("git", &["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    let commit = sh("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "?".into());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let options_of = |p: &Path| {
+        let p = p.display().to_string();
+        mounts.lines().find(|l| l.split(' ').nth(1) == Some(&p)).map_or("?", |l| l.split(' ').nth(3).unwrap_or("?"))
+    };
+    // the client's own options (attribute-timeout, xlator-option …) are on its command line
+    let client_args = |p: &Path| {
+        let want = format!(" {}", p.display());
+        std::fs::read_dir("/proc").ok().and_then(|d| {
+            d.flatten().find_map(|e| {
+                let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                (cmd.starts_with("/usr/sbin/glusterfs ") && cmd.trim_end().ends_with(&want)).then(|| {
+                    cmd.split(' ')
+                        .filter(|a| a.starts_with("--") && !a.starts_with("--log-file") && *a != "--process-name")
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+            })
+        })
+    };
+    let node1 = a.mount_base.join("node1");
+    let mount_options =
+        format!("{}; client: {}", options_of(&node1), client_args(&node1).unwrap_or_else(|| "?".into()));
+    let reader_options =
+        format!("{}; client: {}", options_of(reader), client_args(reader).unwrap_or_else(|| "?".into()));
+    let volume_options = sh("gluster", &["--mode=script", "volume", "info", &a.volume])
+        .map(|t| t.lines().filter(|l| l.contains(": ") && !l.starts_with("Volume ID")).collect::<Vec<_>>().join("\n"));
+    m.set("command", &a.command)
+        .set("date", sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default())
+        .set("commit", format!("{commit}{}", if dirty { " + uncommitted changes" } else { "" }))
+        .set("nproc", std::thread::available_parallelism().map_or(0, |n| n.get()))
+        .set("cpu", cpu)
+        .set("memory", mem)
+        .set("kernel", std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim())
+        .set("load_start", load())
+        .set("tributary", a.tributary.display())
+        .set("tributary_version", version(&a.tributary))
+        .set("threads", a.threads)
+        .set("rate", a.rate)
+        .set("interval", a.interval)
+        .set("seconds", a.seconds)
+        .set("hosts", a.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(","))
+        .set("volume", &a.volume)
+        .set(
+            "gluster_version",
+            sh("glusterfs", &["--version"]).and_then(|v| v.lines().next().map(String::from)).unwrap_or_default(),
+        )
+        .set("mount_options", mount_options)
+        .set("reader_mount", reader.display())
+        .set("reader_mount_options", reader_options)
+        .set("caches", &a.caches)
+        .set(
+            "journal_fs",
+            sh("df", &["--output=fstype", &a.work.display().to_string()])
+                .and_then(|t| t.lines().last().map(|l| l.trim().to_string()))
+                .unwrap_or_default(),
+        )
+        .opt("volume_options", volume_options);
+    if let Some(b) = &a.tributary_baseline {
+        m.set("tributary_baseline", b.display()).set("tributary_baseline_version", version(b));
+    }
+    if let Some(py) = &a.python {
+        let v = sh(
+            &py.display().to_string(),
+            &["-c", "import importlib.metadata as m; print(m.version('concurrent-log-handler'))"],
+        );
+        m.set(
+            "clh_version",
+            v.map_or_else(|| "not installed".into(), |v| format!("concurrent-log-handler {v} (PyPI)")),
+        );
+    } else {
+        m.set("clh_version", "skipped (no --python)");
+    }
+    m
+}
+
+pub fn run(a: RunArgs) -> R<()> {
+    let max = a.hosts.iter().copied().max().ok_or("--hosts is empty")?;
+    if a.hosts.contains(&0) {
+        return Err("--hosts: a host count must be at least 1".into());
+    }
+    let mounts: Vec<PathBuf> = (1..=max).map(|k| a.mount_base.join(format!("node{k}"))).collect();
+    let reader = a.reader_mount.clone().unwrap_or_else(|| a.mount_base.join(format!("node{}", max + 1)));
+    for m in mounts.iter().chain([&reader]) {
+        if !m.is_dir() {
+            return Err(format!(
+                "{} is not mounted: bring up {} mounts first (scripts/bench-multihost does: scripts/glusterfs-up {} {})",
+                m.display(),
+                max + 1,
+                max + 1,
+                a.mount_base.display()
+            ));
+        }
+    }
+    if !a.tributary.is_file() {
+        return Err(format!(
+            "--tributary {}: no such binary (cargo build --release -p tributary-cli)",
+            a.tributary.display()
+        ));
+    }
+    std::fs::create_dir_all(&a.work).ctx("creating the work folder")?;
+    let work = std::fs::canonicalize(&a.work).ctx("work folder")?;
+    let results = a.results.clone().unwrap_or_else(|| work.join("results.tsv"));
+    let _ = std::fs::remove_file(&results);
+    meta_start(&a, &reader).append_to(&results)?;
+
+    let mut systems = Vec::new();
+    let skip = |s: &str| a.skip.iter().any(|x| x == s);
+    if !skip("tributary") {
+        systems.push(System::Tributary { bin: a.tributary.clone(), label: TESTED.into() });
+        if let Some(b) = &a.tributary_baseline {
+            systems.push(System::Tributary { bin: b.clone(), label: BASELINE.into() });
+        }
+    }
+    if !skip("seed") {
+        systems.push(System::Seed);
+    }
+    match (&a.python, skip("clh")) {
+        (Some(py), false) => systems.push(System::Clh { python: py.clone() }),
+        (None, false) => eprintln!("no --python: the concurrent-log-handler baseline is skipped"),
+        _ => {}
+    }
+    let f = Fleet {
+        mounts,
+        reader_mount: reader,
+        brick: a.brick.clone(),
+        work: work.clone(),
+        seconds: a.seconds,
+        rate: a.rate,
+        threads: a.threads,
+        interval_ms: a.interval,
+        poll_ms: a.poll_ms,
+        drain_timeout: Duration::from_secs(a.drain_timeout),
+        keep: a.keep,
+    };
+    // first, on a fresh volume and quiet mounts: a round's fixed cost
+    if !skip("cost") {
+        let mut bins = vec![(a.tributary.clone(), TESTED)];
+        if let Some(b) = &a.tributary_baseline {
+            bins.push((b.clone(), BASELINE));
+        }
+        for (bin, label) in bins {
+            eprintln!("--- a round's fixed cost: {label}");
+            match roundcost::measure(&bin, label, &f.mounts[0], &work) {
+                Ok(recs) => {
+                    for r in recs {
+                        eprintln!("    {}", r.to_line().replace('\t', " "));
+                        r.append_to(&results)?;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("    error: {e}");
+                    let mut r = Record::new("cost-error");
+                    r.set("binary", label).set("error", e);
+                    r.append_to(&results)?;
+                }
+            }
+        }
+    }
+    for (round, &n) in a.hosts.iter().enumerate() {
+        let mut order = systems.clone();
+        if round % 2 == 1 && a.tributary_baseline.is_some() && !skip("tributary") {
+            order.swap(0, 1);
+        }
+        for s in &order {
+            eprintln!("--- N = {n}: {} ({} s)", s.label(), a.seconds);
+            let r = fleet::run(&f, s, n);
+            eprintln!("    {}", summary(&r));
+            r.append_to(&results)?;
+        }
+    }
+    let mut end = Record::new("meta");
+    end.set("load_end", load());
+    end.append_to(&results)?;
+    let text = std::fs::read_to_string(&results).ctx("reading the results back")?;
+    let md = render(&read_all(&text)?);
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).ctx("creating the report's folder")?;
+    }
+    std::fs::write(&a.out, &md).ctx(&format!("writing {}", a.out.display()))?;
+    let targets: Vec<&str> =
+        md.lines().skip_while(|l| !l.starts_with("## Targets")).take_while(|l| !l.starts_with("## Results")).collect();
+    println!("{}", targets.join("\n").trim_end());
+    println!("wrote {} (results: {})", a.out.display(), results.display());
+    Ok(())
+}
+
+/// One line for the terminal as each run ends.
+fn summary(r: &Record) -> String {
+    if let Some(e) = r.get("error") {
+        return format!("error: {e}");
+    }
+    let g = |k: &str| r.get(k).unwrap_or("–").to_string();
+    format!(
+        "committed {} lines/s (appended {}/s); p50/p99 {}/{} ms; call p99 {} ms; lost {} dup {} torn {}; lock p99 {} ms; rounds/s {}; starved {}",
+        g("throughput"),
+        g("appended_per_s"),
+        g("p50_ms"),
+        g("p99_ms"),
+        g("call_p99_ms"),
+        g("lost"),
+        g("dup"),
+        g("torn"),
+        g("lock_p99_ms"),
+        g("rounds_per_s"),
+        g("starved")
+    )
+}
