@@ -78,6 +78,11 @@ pub struct CompactorFlags {
     /// default NFS/GlusterFS caches). Loses and duplicates lines on such mounts.
     #[arg(long, hide = true)]
     unsafe_trust_client_caches: bool,
+    /// Seconds a retired journal's entry stays in the manifest, counted from its first
+    /// line; then the target's horizon moves past it (docs/design.md "Journal lifecycle
+    /// and watermark expiry").
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    watermark_expiry: u64,
 }
 
 impl CompactorFlags {
@@ -97,6 +102,7 @@ impl CompactorFlags {
                 .rotate_lines(self.rotate_lines)
                 .retain_generations(self.retain)
                 .max_open_journals(self.max_open_journals.max(1))
+                .watermark_expiry(Duration::from_secs(self.watermark_expiry))
                 .create(self.create),
         )
         .map(|c| if self.unsafe_trust_client_caches { c.trusting_client_caches_unsafely() } else { c })

@@ -161,6 +161,12 @@ pub struct CompactArgs {
     /// Print a line per committed round.
     #[arg(long)]
     verbose: bool,
+    /// Retire (delete) each journal that is fully drained and whose files were not
+    /// modified for this many seconds. Off by default: a process that still holds such
+    /// a journal open gets `journal_gone` on its next append; use it for journals whose
+    /// writers exit (per process, per job).
+    #[arg(long, value_name = "SECS")]
+    retire_idle: Option<u64>,
     #[command(flatten)]
     flags: CompactorFlags,
     #[command(flatten)]
@@ -177,6 +183,7 @@ pub fn cmd_compact(a: CompactArgs) -> CmdResult {
     let compactor = a.flags.compactor(&a.target)?;
     let mut opts = DaemonOptions::default();
     opts.interval = Duration::from_millis(a.interval);
+    opts.retire_idle_after = a.retire_idle.map(Duration::from_secs);
     let mut status = Progress::new();
     let mut metrics =
         Publisher::start(&a.metrics, &a.target, &a.spool, &compactor.options().journal, &mut |m| status.note(m))?;
@@ -205,6 +212,9 @@ pub fn cmd_compact(a: CompactArgs) -> CmdResult {
                 Some(format!("tributary compact: {subject}: opened; draining it"))
             }
             DaemonEvent::Resolved { subject } => Some(format!("tributary compact: {subject}: draining again")),
+            DaemonEvent::Retired { journal } => {
+                Some(format!("tributary compact: journal {} retired (drained and idle; deleted)", journal.display()))
+            }
             _ => None,
         };
         if let Some(msg) = say {
@@ -301,5 +311,25 @@ pub fn cmd_retire(a: RetireArgs) -> CmdResult {
     for p in &r.retired {
         say!("  {} (deleted; every line it held is committed)", p.display());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct AdmitArgs {
+    /// The shared target file (on the shared filesystem; its sidecar is `<target>.tributary/`)
+    #[arg(long)]
+    target: PathBuf,
+    /// A journal to admit (repeatable): one a drain refused as older than the target's
+    /// horizon that you know is new (its lines are not in the target). Never admit a
+    /// journal restored from a backup or a snapshot: its lines would be drained twice.
+    #[arg(long, required = true)]
+    journal: Vec<PathBuf>,
+    #[command(flatten)]
+    flags: CompactorFlags,
+}
+
+pub fn cmd_admit(a: AdmitArgs) -> CmdResult {
+    let n = a.flags.compactor(&a.target)?.admit(&a.journal)?;
+    say!("admitted {n} journal(s) into {} (the others were known already); drain them now", a.target.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,7 @@
 //! This file owns the subcommand table (`Cli`), `main`, and the plumbing every
 //! subcommand shares: `say!` (stdout that survives a closed pipe), `CmdResult` and how
 //! an error becomes a message and an exit code. The subcommands live in one module per
-//! group: `write` (append), `compact` (init, drain, compact, retire), `inspect` (status,
+//! group: `write` (append), `compact` (init, drain, compact, retire, admit), `inspect` (status,
 //! verify), `tail`, `demo`; the flags they share are in `args`; `compact`'s Prometheus
 //! metrics in `metrics`; the status line long commands draw on a terminal in `progress`.
 
@@ -37,7 +37,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tributary::Error;
 
-use crate::compact::{cmd_compact, cmd_drain, cmd_init, cmd_retire, CompactArgs, DrainArgs, InitArgs, RetireArgs};
+use crate::compact::{
+    cmd_admit, cmd_compact, cmd_drain, cmd_init, cmd_retire, AdmitArgs, CompactArgs, DrainArgs, InitArgs, RetireArgs,
+};
 use crate::inspect::{cmd_status, cmd_verify, StatusArgs, TargetArg};
 use crate::tail::{cmd_tail, TailArgs};
 use crate::write::{cmd_append, AppendArgs};
@@ -72,6 +74,9 @@ enum Command {
     Compact(CompactArgs),
     /// Retire journals: drain them into the target until empty, then delete them.
     Retire(RetireArgs),
+    /// Admit journals a drain refused as older than the target's horizon, once you know
+    /// they are new (not copies of retired journals).
+    Admit(AdmitArgs),
     /// Committed length/lines, watermarks, journal backlogs and their age.
     Status(StatusArgs),
     /// Check the target against its manifest (length, line count, running CRC).
@@ -93,6 +98,7 @@ fn main() -> ExitCode {
         Command::Drain(a) => cmd_drain(a),
         Command::Compact(a) => cmd_compact(a),
         Command::Retire(a) => cmd_retire(a),
+        Command::Admit(a) => cmd_admit(a),
         Command::Status(a) => cmd_status(a),
         Command::Verify(a) => cmd_verify(a),
         Command::Tail(a) => cmd_tail(a),

@@ -39,6 +39,14 @@ crate::options::options! {
         /// waiting for more. Journals set aside stay as they are and are listed in
         /// [`DaemonSummary::set_aside`]; transient trouble is still retried.
         pub until_empty: bool = false,
+        /// Retire journals automatically (docs/design.md "Journal lifecycle and
+        /// watermark expiry", rule 5): after a pass that drained nothing, each open
+        /// journal fully drained whose files were not modified for this long is
+        /// retired (deleted; its watermark becomes a `retired` entry). `None` (the
+        /// default): only explicit retirement — a process holding a retired journal
+        /// open gets `journal_gone` on its next append, so turn this on only where
+        /// writers close their journals (per-process, per-job journals).
+        pub retire_idle_after: Option<Duration> = None,
     }
 }
 
@@ -121,6 +129,11 @@ pub enum DaemonEvent<'a> {
         /// True when the object is set aside (a journal) rather than retried with
         /// backoff (the target).
         set_aside: bool,
+    },
+    /// A journal was retired automatically ([`DaemonOptions::retire_idle_after`]).
+    Retired {
+        /// The journal's path (its files are deleted).
+        journal: &'a Path,
     },
     /// A problem reported before is over.
     Resolved {
@@ -256,6 +269,9 @@ impl Compactor {
                         on_event(DaemonEvent::Committed(&r));
                     } else {
                         empty_passes += 1;
+                        if let Some(after) = opts.retire_idle_after {
+                            daemon.retire_idle(after, on_event);
+                        }
                         on_event(DaemonEvent::Idle);
                         if opts.until_empty && empty_passes >= windows {
                             break;
@@ -361,6 +377,22 @@ impl Daemon<'_> {
 }
 
 impl Daemon<'_> {
+    /// Automatic retirement of the open journals that are drained and idle; a failure
+    /// is reported as the target's problem and tried again after the next idle pass.
+    fn retire_idle(&mut self, after: Duration, on_event: &mut dyn FnMut(DaemonEvent<'_>)) {
+        match self.compactor.retire_idle(&self.journals, after) {
+            Ok(retired) => {
+                self.journals.retain(|j| !retired.iter().any(|p| p == j.path()));
+                for journal in &retired {
+                    on_event(DaemonEvent::Retired { journal });
+                }
+            }
+            Err(e) => {
+                self.reported.problem(&format!("target {}", self.compactor.target.display()), &e, false, on_event);
+            }
+        }
+    }
+
     /// Every journal path of the sources as they are now, each once: a spool that
     /// cannot be listed is reported (once) and left out of this pass.
     fn list(&mut self, on_event: &mut dyn FnMut(DaemonEvent<'_>)) -> Vec<PathBuf> {

@@ -30,7 +30,7 @@ pub use daemon::{DaemonEvent, DaemonOptions, DaemonSummary, JournalSources};
 
 use crate::error::{Error, Result};
 use crate::journal::{Journal, JournalId, JournalOptions};
-use crate::target::manifest::Manifest;
+use crate::target::manifest::{Manifest, Watermark};
 use crate::target::sidecar::Sidecar;
 
 crate::options::options! {
@@ -61,6 +61,13 @@ crate::options::options! {
         /// descriptors: the journal, its `-wal` and `-shm`). More journals are drained
         /// in batches.
         pub max_open_journals: usize = 128,
+        /// How long a retired journal's entry stays in the manifest, counted from its
+        /// first line (docs/design.md "Journal lifecycle and watermark expiry"): then it
+        /// is dropped and the horizon moves past that line, and a journal never drained
+        /// whose first line is older than the horizon is refused until admitted
+        /// ([`Compactor::admit`]). Shorter keeps the manifest smaller; longer lets a
+        /// journal wait undrained longer (a host down, a clock behind) before that.
+        pub watermark_expiry: Duration = Duration::from_secs(7 * 24 * 3600),
         /// Create the target and its sidecar if they do not exist (what `init` does).
         /// False: a drain into a target that was never initialised — or whose share is
         /// not mounted — is `target_missing`, creating nothing.
@@ -307,20 +314,11 @@ impl Compactor {
         let mut report = RetireReport::default();
         for _ in 0..RETIRE_ATTEMPTS {
             report.drain.absorb(self.drain(&pending)?);
-            let manifest = Manifest::load(&self.sidecar)?.ok_or_else(|| {
-                Error::InvalidArgument(format!("target {} has no manifest after a drain", self.target.display()))
-            })?;
-            // O12: delete nothing on the word of a manifest a power cut could take back
-            self.sync_manifest()?;
+            let manifest = self.load_manifest()?;
             let mut still = Vec::new();
-            for j in pending {
-                let watermark = manifest.watermarks.get(&j.id()).map_or(0, |w| w.last_seq);
-                if j.delete_if_drained(watermark)? {
-                    report.retired.push(j.path().to_path_buf());
-                } else {
-                    still.push(j);
-                }
-            }
+            let deleted = Self::delete_drained(pending, &manifest, &mut still)?;
+            report.retired.extend(deleted.iter().map(|(path, _, _)| path.clone()));
+            self.mark_retired(&deleted)?;
             pending = still;
             if pending.is_empty() {
                 return Ok(report);
@@ -331,6 +329,150 @@ impl Compactor {
              then retire it (every line it held so far is committed)",
             pending[0].path().display()
         )))
+    }
+
+    /// The automatic half of retirement (docs/design.md "Journal lifecycle and watermark
+    /// expiry", rule 5): retire each of `journals` that the target knows, that is
+    /// drained to its last line, and whose file and `-wal` were not modified for
+    /// `idle_after` (so idleness counts from its last drain). Returns the paths
+    /// retired; their handles are dead.
+    ///
+    /// # Errors
+    /// As [`Compactor::retire`]'s deletion and commit.
+    pub fn retire_idle(&self, journals: &[Journal], idle_after: Duration) -> Result<Vec<PathBuf>> {
+        let Some(manifest) = Manifest::load(&self.sidecar)? else { return Ok(Vec::new()) };
+        let now = std::time::SystemTime::now();
+        let idle = |p: &Path| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age >= idle_after))
+        };
+        let mut candidates = Vec::new();
+        for j in journals {
+            let Some(w) = manifest.watermarks.get(&j.id()) else { continue };
+            let mut wal = j.path().as_os_str().to_owned();
+            wal.push("-wal");
+            if j.seq_ceiling()? == w.last_seq && idle(j.path()) && idle(Path::new(&wal)) {
+                candidates.push(j);
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut still = Vec::new();
+        let deleted = Self::delete_drained(candidates, &manifest, &mut still)?;
+        self.mark_retired(&deleted)?;
+        Ok(deleted.into_iter().map(|(path, _, _)| path).collect())
+    }
+
+    /// Admit journals that rule 2(c) of the lifecycle refused but that an operator
+    /// knows are new (their lines are not in the target): each gets a watermark at seq
+    /// 0, so it is known and drained as any journal. Journals already known are left
+    /// as they are. Returns how many were admitted.
+    ///
+    /// # Errors
+    /// [`Error::JournalRestored`] for a journal retired from this target and
+    /// [`Error::JournalForeign`] for one that records a drain into this target it does
+    /// not know (both are copies for certain; nothing is admitted); otherwise as a
+    /// round's lock and commit.
+    pub fn admit(&self, paths: &[PathBuf]) -> Result<usize> {
+        let journals = self.open_journals(paths)?;
+        let lock = self.lock(false)?;
+        let (m, _) = self.current_manifest(&lock, false)?;
+        let mut next = m.clone();
+        for j in &journals {
+            let id = j.id();
+            if m.watermarks.contains_key(&id) {
+                continue;
+            }
+            if m.retired.contains_key(&id) {
+                return Err(Error::JournalRestored {
+                    journal: j.path().to_path_buf(),
+                    journal_id: id.to_hex(),
+                    detail: "it was retired from this target: this file is a copy, and is not admitted".into(),
+                });
+            }
+            if let Some(rec) = j.drained_record()?.filter(|r| r.target_id == m.target_id) {
+                return Err(Error::JournalForeign {
+                    journal: j.path().to_path_buf(),
+                    journal_id: id.to_hex(),
+                    detail: format!(
+                        "it records being drained up to seq {} into this target, which does not know it: it is a \
+                         copy of a journal whose watermark is gone, and is not admitted",
+                        rec.seq
+                    ),
+                });
+            }
+            next.watermarks.insert(id, Watermark { journal_id: id, last_seq: 0, crc: 0, chain: 0, anchor: 0 });
+        }
+        let admitted = next.watermarks.len() - m.watermarks.len();
+        if admitted > 0 {
+            next.epoch += 1;
+            self.commit(&lock, &next, Some(m.epoch), round::CommitKind::Other)?;
+        }
+        Ok(admitted)
+    }
+
+    /// The manifest as committed now, lock-free, made durable (O12: nothing is deleted
+    /// on the word of a manifest a power cut could take back).
+    fn load_manifest(&self) -> Result<Manifest> {
+        let manifest = Manifest::load(&self.sidecar)?.ok_or_else(|| {
+            Error::InvalidArgument(format!("target {} has no manifest after a drain", self.target.display()))
+        })?;
+        self.sync_manifest()?;
+        Ok(manifest)
+    }
+
+    /// Delete each journal drained to its watermark in `manifest` (under its write
+    /// lock); the others go to `still`. Returns each deleted journal's path, id and
+    /// first-line stamp (read before the deletion).
+    fn delete_drained<'a, J: std::borrow::Borrow<Journal> + 'a>(
+        journals: Vec<J>,
+        manifest: &Manifest,
+        still: &mut Vec<J>,
+    ) -> Result<Vec<(PathBuf, JournalId, Option<u64>)>> {
+        let mut deleted = Vec::new();
+        for j in journals {
+            let journal = j.borrow();
+            let watermark = manifest.watermarks.get(&journal.id()).map_or(0, |w| w.last_seq);
+            let stamp = journal.first_line_ms()?;
+            let (path, id) = (journal.path().to_path_buf(), journal.id());
+            if journal.delete_if_drained(watermark)? {
+                deleted.push((path, id, stamp));
+            } else {
+                still.push(j);
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Rule 1 of the lifecycle, after the files are gone: one commit turning each
+    /// deleted journal's watermark into a `retired` entry (and expiring what is due).
+    fn mark_retired(&self, deleted: &[(PathBuf, JournalId, Option<u64>)]) -> Result<()> {
+        if deleted.is_empty() {
+            return Ok(());
+        }
+        let lock = self.lock(false)?;
+        let (m, _) = self.current_manifest(&lock, false)?;
+        let mut next = m.clone();
+        for (_, id, stamp) in deleted {
+            next.retire(*id, *stamp);
+        }
+        self.expire(&mut next);
+        if next != m {
+            next.epoch += 1;
+            self.commit(&lock, &next, Some(m.epoch), round::CommitKind::Other)?;
+        }
+        Ok(())
+    }
+
+    /// Rule 3 of the lifecycle on a manifest about to be committed.
+    fn expire(&self, m: &mut Manifest) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let expiry_ms = u64::try_from(self.opts.watermark_expiry.as_millis()).unwrap_or(u64::MAX);
+        m.expire_retired(now_ms, expiry_ms);
     }
 
     /// Drain until every line the journals held at the start is committed.

@@ -189,8 +189,12 @@ impl Compactor {
     }
 
     /// Step 3's consistency check between a journal and the target's watermark for it:
-    /// the journal's own record, and the chained hash of its lines up to the watermark.
-    fn check_journal(j: &Journal, wm: Option<&Watermark>, target_id: &str) -> Result<()> {
+    /// the journal's own record, and the chained hash of its lines up to the watermark;
+    /// for a journal without one, the lifecycle's rule 2 (docs/design.md "Journal
+    /// lifecycle and watermark expiry"): retired, or unknown and older than the horizon.
+    fn check_journal(j: &Journal, m: &Manifest) -> Result<()> {
+        let wm = m.watermarks.get(&j.id());
+        let target_id = m.target_id.as_str();
         let restored = |detail: String| Error::JournalRestored {
             journal: j.path().to_path_buf(),
             journal_id: j.id().to_hex(),
@@ -201,6 +205,9 @@ impl Compactor {
             journal_id: j.id().to_hex(),
             detail,
         };
+        if wm.is_none() {
+            Self::check_unknown(j, m)?;
+        }
         let rec = j.drained_record()?;
         if let Some(rec) = &rec {
             if rec.target_id != target_id {
@@ -213,7 +220,8 @@ impl Compactor {
                 None => {
                     return Err(foreign(format!(
                         "it records being drained up to seq {} into this target, but the target has no \
-                         watermark for it: the target's manifest was reset or restored",
+                         watermark for it: it is a copy of a journal retired from this target (its watermark \
+                         expired), or the target's manifest was reset or restored",
                         rec.seq
                     )))
                 }
@@ -283,6 +291,44 @@ impl Compactor {
                     w.last_seq, w.crc
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// Rule 2(a) and 2(c) of the lifecycle, for a journal the target holds no
+    /// watermark for: refused when it was retired from this target, or when it was
+    /// never drained and its first line is older than the horizon (a copy of a retired
+    /// journal whose entry expired cannot be told apart from it).
+    fn check_unknown(j: &Journal, m: &Manifest) -> Result<()> {
+        let restored = |detail: String| Error::JournalRestored {
+            journal: j.path().to_path_buf(),
+            journal_id: j.id().to_hex(),
+            detail,
+        };
+        if m.retired.contains_key(&j.id()) {
+            return Err(restored(
+                "it was retired from this target, so this file is a copy (restored from a backup or a snapshot, or \
+                 a retirement's rename undone): every line it held at its retirement is in the target, and it is \
+                 never drained again. Delete it with its -wal and -shm; lines appended to the copy after its restore \
+                 are not drained (move them to a new journal)"
+                    .into(),
+            ));
+        }
+        if m.horizon == 0 || j.drained_record()?.is_some() || j.seq_ceiling()? == 0 {
+            return Ok(()); // a record is judged by step 3's record check; no line, nothing to judge
+        }
+        let stamp = j.first_line_ms()?.unwrap_or(0);
+        if stamp < m.horizon {
+            return Err(restored(format!(
+                "it was never drained into this target, and its first line was appended at {stamp} ms (Unix time, \
+                 its host's clock), before this target's horizon {} ms: journals retired from this target that old \
+                 are forgotten, so a restored copy of one cannot be told apart from it. If it is such a copy \
+                 (from a backup or a snapshot), delete it. If it is new and its lines are not in the target (it \
+                 waited undrained longer than the watermark expiry, or its host's clock was behind), admit it: \
+                 `tributary admit --target T --journal {}` (Compactor::admit), then drain",
+                m.horizon,
+                j.path().display()
+            )));
         }
         Ok(())
     }
@@ -417,9 +463,8 @@ impl Round<'_> {
     fn check_journals(&self) -> Result<bool> {
         let mut pending = false;
         for j in self.journals {
-            let wm = self.manifest.watermarks.get(&j.id());
-            Compactor::check_journal(j, wm, &self.manifest.target_id)?;
-            pending |= j.seq_ceiling()? > wm.map_or(0, |w| w.last_seq);
+            Compactor::check_journal(j, &self.manifest)?;
+            pending |= j.seq_ceiling()? > self.manifest.watermarks.get(&j.id()).map_or(0, |w| w.last_seq);
         }
         Ok(pending)
     }
@@ -551,6 +596,7 @@ impl Round<'_> {
                 Watermark { journal_id: id, last_seq: t.last_seq, crc: t.last_crc, chain: t.chain, anchor },
             );
         }
+        self.compactor.expire(&mut next);
         self.compactor.commit(&self.lock, &next, Some(m.epoch), CommitKind::Final)?;
         Ok(next)
     }

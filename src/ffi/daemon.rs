@@ -543,8 +543,9 @@ type EventFn = unsafe extern "C" fn(*mut c_void, c_int, *const c_char, c_int, *c
 unsafe fn tell(f: EventFn, ctx: *mut c_void, e: &DaemonEvent<'_>) {
     let text = |s: &str| CString::new(s.replace('\0', "\\0")).unwrap_or_default();
     let (event, subject, error, report) = match e {
-        // for metrics in-process; C callers are told what a log should say
-        DaemonEvent::Idle => return,
+        // Idle: for metrics in-process; C callers are told what a log should say.
+        // Retired: automatic retirement is not among the C daemon's options (yet).
+        DaemonEvent::Idle | DaemonEvent::Retired { .. } => return,
         DaemonEvent::Committed(r) => (TRIB_EVENT_COMMITTED, String::new(), None, Some(c_report(r))),
         DaemonEvent::Contended(err) => (TRIB_EVENT_CONTENDED, String::new(), Some(*err), None),
         DaemonEvent::Problem { subject, error, set_aside } => {

@@ -175,6 +175,23 @@ impl Journal {
         }
     }
 
+    /// The journal's first-line stamp: the wall-clock ms (its writer's host) at which
+    /// its line at seq 1 was appended — kept in `meta` by its first drained record, or
+    /// read from that run while it is still stored. `None`: no line yet, or the stamp
+    /// is lost (first drained by an older build).
+    pub(crate) fn first_line_ms(&self) -> Result<Option<u64>> {
+        let conn = self.lock_conn()?;
+        let ms: Option<i64> = conn
+            .query_row(
+                "SELECT coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'first_line_ms'),
+                                 (SELECT appended_ms FROM runs WHERE first_seq = 1))",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| Error::sqlite(format!("reading the first line's stamp in {}", self.path.display()), e))?;
+        Ok(ms.and_then(|v| u64::try_from(v).ok()))
+    }
+
     /// The journal's own record of how far it was drained; `None` before its first
     /// recorded drain.
     ///
@@ -356,6 +373,16 @@ impl Journal {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(|e| Error::sqlite(ctx("measuring drained runs"), e))?;
+        if current == 0 {
+            // The first record: keep the first-line stamp before its run goes (retirement
+            // reads it; docs/design.md "Journal lifecycle and watermark expiry").
+            tx.execute(
+                "INSERT OR IGNORE INTO meta(key, value)
+                 SELECT 'first_line_ms', CAST(appended_ms AS TEXT) FROM runs WHERE first_seq = 1",
+                [],
+            )
+            .map_err(|e| Error::sqlite(ctx("keeping the first line's stamp"), e))?;
+        }
         crate::fault::check(crate::fault::Step::JournalRowDelete)
             .map_err(|e| Error::io(ctx("deleting drained runs"), e))?;
         tx.execute("DELETE FROM runs WHERE first_seq + count - 1 <= ?1", params![seq])

@@ -16,12 +16,17 @@
 //! committed_lines 1000
 //! committed_crc 1a2b3c4d
 //! intent <start> <max_len>                      (only while a round may be writing)
-//! horizon 0
+//! horizon <first_line_ms>                      (0: none)
 //! rotated <generation> <len> <lines> <crc>      (one per older generation kept)
-//! watermark <journal_id> <last_seq> <crc> <chain> <anchor>
-//! retired <journal_id> <epoch>
+//! watermark <journal_id> <last_seq> <crc> <chain> <anchor>   (one per live journal)
+//! retired <journal_id> <first_line_ms>          (one per journal retired, until it expires)
 //! crc 89abcdef
 //! ```
+//!
+//! It also owns the lifecycle rule on those lines ([`Manifest::retire`],
+//! [`Manifest::expire_retired`]; docs/design.md "Journal lifecycle and watermark
+//! expiry"): a retired journal's watermark becomes a `retired` entry, and an entry is
+//! dropped only by moving the horizon past its journal's first-line stamp.
 //!
 //! Version 1 had no `target_ino`, `intent`, `horizon` or `retired` lines and its
 //! watermarks were `<journal_id> <last_seq> <crc>`.
@@ -38,6 +43,10 @@ use crate::{hex, target::slots};
 const MAGIC: &str = "tributary-manifest";
 /// The format this build writes.
 pub const FORMAT_VERSION: u32 = 2;
+/// The most `retired` entries with a known stamp a manifest keeps: past it, the oldest
+/// expire early. 10,000 of ~56 bytes beside 10,000 live watermarks of at most 111
+/// bytes fit one slot (2 MiB).
+pub const MAX_RETIRED: usize = 10_000;
 /// The body of the stub left in `sidecar/manifest` once the manifest lives in slots.
 pub(super) const STUB_BODY: &str = "tributary-manifest 2\nmoved lock\n";
 
@@ -106,14 +115,16 @@ pub struct Manifest {
     pub committed_crc: u32,
     /// Set while a round may be writing past `committed_len`.
     pub intent: Option<Intent>,
-    /// Journal lifecycle (issue 16): journals created before this are refused unless
-    /// they have a watermark. 0: no horizon.
+    /// Journal lifecycle (issue 16): a journal with no watermark and no `retired`
+    /// entry whose first line was appended before this (Unix ms, its writer's clock)
+    /// is refused. 0: no horizon.
     pub horizon: u64,
     /// How far each journal that ever fed the target is committed, by journal id.
     pub watermarks: BTreeMap<JournalId, Watermark>,
     /// Older generations still kept (`<target>.<generation>`), by generation.
     pub rotated: BTreeMap<u64, RotatedGeneration>,
-    /// Journal lifecycle (issue 16): journals retired, with the epoch of retirement.
+    /// Journal lifecycle (issue 16): journals retired from this target and not expired
+    /// yet, with their first-line stamps (Unix ms, the writer's clock; 0: unknown).
     pub retired: BTreeMap<JournalId, u64>,
 }
 
@@ -231,6 +242,38 @@ impl Manifest {
             path: sidecar.lock.clone(),
             detail: "the manifest moved into this lock file's slots, but neither slot holds a valid manifest".into(),
         })
+    }
+
+    /// Rule 1 of the lifecycle: journal `id` was retired (its files are deleted); its
+    /// watermark becomes a `retired` entry with its first-line stamp (0: unknown). A
+    /// journal with nothing committed (no watermark, or one at seq 0) leaves no entry:
+    /// no line of it is in the target.
+    pub fn retire(&mut self, id: JournalId, first_line_ms: Option<u64>) {
+        if self.watermarks.remove(&id).is_some_and(|w| w.last_seq > 0) {
+            self.retired.insert(id, first_line_ms.unwrap_or(0));
+        }
+    }
+
+    /// Rule 3 of the lifecycle: drop every `retired` entry whose stamp is at least
+    /// `expiry` older than `now_ms` (the compactor's wall clock), and the oldest ones
+    /// past [`MAX_RETIRED`]; the horizon moves past each stamp dropped, so a copy of
+    /// that journal is still refused. Entries with an unknown stamp (0) stay. Returns
+    /// how many were dropped.
+    pub fn expire_retired(&mut self, now_ms: u64, expiry_ms: u64) -> usize {
+        let mut stamped: Vec<(u64, JournalId)> =
+            self.retired.iter().filter(|(_, s)| **s > 0).map(|(id, s)| (*s, *id)).collect();
+        stamped.sort_unstable();
+        let over = stamped.len().saturating_sub(MAX_RETIRED);
+        let mut dropped = 0;
+        for (k, (stamp, id)) in stamped.into_iter().enumerate() {
+            if k >= over && stamp.saturating_add(expiry_ms) > now_ms {
+                break; // sorted: every later stamp is younger
+            }
+            self.retired.remove(&id);
+            self.horizon = self.horizon.max(stamp + 1);
+            dropped += 1;
+        }
+        dropped
     }
 
     /// The version-2 text of this manifest.
@@ -479,6 +522,41 @@ mod tests {
         assert_eq!((m.epoch, m.target_ino, m.intent), (3, 0, None));
         // A version-1 build reads the stub as "version 2" (its CRC is right).
         assert_eq!(decode_file(&with_crc(STUB_BODY.into()), Path::new("m")).unwrap(), ManifestFile::Stub);
+    }
+
+    #[test]
+    fn retired_entries_expire_by_age_and_past_the_cap_oldest_first() {
+        let mut m = Manifest::new_adopting(0, 0, 0, 1).unwrap();
+        let id = |n: u32| {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&n.to_le_bytes());
+            JournalId(b)
+        };
+        for n in 1..=3u32 {
+            let i = id(n);
+            m.watermarks.insert(i, Watermark { journal_id: i, last_seq: 1, crc: 0, chain: 0, anchor: 0 });
+            m.retire(i, Some(u64::from(n) * 100));
+        }
+        let legacy = id(9);
+        m.watermarks.insert(legacy, Watermark { journal_id: legacy, last_seq: 4, crc: 0, chain: 0, anchor: 0 });
+        m.retire(legacy, None);
+        let never_drained = id(10);
+        m.watermarks
+            .insert(never_drained, Watermark { journal_id: never_drained, last_seq: 0, crc: 0, chain: 0, anchor: 0 });
+        m.retire(never_drained, Some(5));
+        assert!(m.watermarks.is_empty());
+        assert_eq!(m.retired.len(), 4, "a journal with nothing committed leaves no entry");
+        // due: stamps 100 and 200 (expiry 50 at now 250); the horizon moves past the newest
+        assert_eq!(m.expire_retired(250, 50), 2);
+        assert_eq!((m.horizon, m.retired.keys().copied().collect::<Vec<_>>()), (201, vec![id(3), legacy]));
+        // the cap: past MAX_RETIRED stamped entries, the oldest go first, due or not
+        for n in 0..MAX_RETIRED as u32 {
+            m.retired.insert(id(1000 + n), 1_000 + u64::from(n));
+        }
+        assert_eq!(m.expire_retired(0, u64::MAX), 1);
+        assert_eq!(m.horizon, 301);
+        assert!(m.retired.contains_key(&legacy), "an entry of unknown stamp never expires");
+        assert_eq!(Manifest::decode(&m.encode(), Path::new("m")).unwrap(), m);
     }
 
     #[test]

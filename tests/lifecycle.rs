@@ -1,0 +1,229 @@
+//! The journal lifecycle (issue 16; docs/design.md "Journal lifecycle and watermark
+//! expiry"): retirement turns a watermark into a `retired` entry, expiry drops the entry
+//! and moves the horizon past the journal's first line, the manifest stays bounded
+//! under endless create/drain/retire churn, a restored copy of a retired journal is
+//! refused (with or without a drained record, before and after expiry), and a journal
+//! that lags behind the horizon gets an error that says what to do (`admit`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use tributary::{Compactor, CompactorOptions, DaemonEvent, DaemonOptions, ErrorKind, JournalSources};
+
+fn now_ms() -> u64 {
+    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
+}
+
+/// A compactor whose retired entries expire `expiry` after their journal's first line.
+fn compactor_expiring(target: &Path, expiry: Duration) -> Compactor {
+    Compactor::new(target, CompactorOptions::default().watermark_expiry(expiry)).unwrap()
+}
+
+/// A journal at `path` holding `lines`, closed again (its writer exited).
+fn write_journal(path: &Path, lines: &[Vec<u8>]) -> tributary::JournalId {
+    let j = journal(path);
+    j.append_batch(lines).unwrap();
+    j.id()
+}
+
+/// Wait until the wall clock is past `ms`: a first line appended now is younger than a
+/// horizon set at `ms` (a condition, not a duration).
+fn wait_past(ms: u64) {
+    while now_ms() <= ms {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The journal's file alone, closed (SQLite folds its `-wal` into it on the last close):
+/// what a backup or a VM snapshot keeps of it.
+fn backup(path: &Path, to: &Path) {
+    std::fs::copy(path, to).unwrap();
+}
+
+#[test]
+fn explicit_retirement_turns_the_watermark_into_a_retired_entry() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let j = spool.join("a.journal");
+    let before = now_ms();
+    let id = write_journal(&j, &numbered("a", 0..3));
+    let c = compactor(&target);
+    c.drain_paths(std::slice::from_ref(&j)).unwrap();
+    assert!(manifest_of(&target).watermarks.contains_key(&id));
+    let r = c.retire(std::slice::from_ref(&j)).unwrap();
+    assert_eq!(r.retired, vec![j.clone()]);
+    let m = manifest_of(&target);
+    assert!(!m.watermarks.contains_key(&id), "a retired journal's watermark stays: {m:?}");
+    let stamp = *m.retired.get(&id).expect("a retired entry");
+    assert!((before..=now_ms()).contains(&stamp), "stamp {stamp} is not its first line's time");
+    assert_eq!(m.horizon, 0, "nothing expired yet (7 days)");
+    assert_exactly(&target, &numbered("a", 0..3));
+}
+
+#[test]
+fn expiry_drops_the_entry_and_moves_the_horizon_past_the_first_line() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let j = spool.join("a.journal");
+    let before = now_ms();
+    let id = write_journal(&j, &numbered("a", 0..3));
+    let after = now_ms();
+    compactor_expiring(&target, Duration::ZERO).retire(std::slice::from_ref(&j)).unwrap();
+    let m = manifest_of(&target);
+    assert!(!m.watermarks.contains_key(&id) && !m.retired.contains_key(&id), "not expired: {m:?}");
+    assert!((before + 1..=after + 1).contains(&m.horizon), "horizon {} not past the first line", m.horizon);
+    // An entry not due stays until a later commit finds it due.
+    let k = spool.join("b.journal");
+    wait_past(m.horizon);
+    let id_b = write_journal(&k, &numbered("b", 0..1));
+    compactor(&target).retire(std::slice::from_ref(&k)).unwrap();
+    assert!(manifest_of(&target).retired.contains_key(&id_b));
+    let other = spool.join("c.journal");
+    write_journal(&other, &numbered("c", 0..1));
+    compactor_expiring(&target, Duration::ZERO).drain_paths(std::slice::from_ref(&other)).unwrap();
+    let m = manifest_of(&target);
+    assert!(!m.retired.contains_key(&id_b), "a commit of lines did not expire a due entry");
+    assert_exactly(&target, &[numbered("a", 0..3), numbered("b", 0..1), numbered("c", 0..1)].concat());
+}
+
+/// Issue 16: 3,000 create-append-drain-retire cycles. Before, every journal ever drained
+/// kept its watermark: the manifest grew by one line per cycle.
+#[test]
+fn the_manifest_stays_bounded_over_3000_churn_cycles() {
+    const CYCLES: usize = 3_000;
+    // In memory where there is a tmpfs: what is measured is the manifest, not fsyncs.
+    let d = if Path::new("/dev/shm").is_dir() { tempfile::tempdir_in("/dev/shm").unwrap() } else { tmp() };
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let c = compactor_expiring(&target, Duration::ZERO);
+    let mut sizes = Vec::with_capacity(CYCLES);
+    let mut round_time = Vec::with_capacity(CYCLES);
+    for i in 0..CYCLES {
+        let j = spool.join(format!("j{i}.journal"));
+        wait_past(manifest_of(&target).horizon);
+        write_journal(&j, &[format!("line {i}").into_bytes()]);
+        let started = Instant::now();
+        let r = c.retire(std::slice::from_ref(&j)).unwrap();
+        round_time.push(started.elapsed());
+        assert_eq!(r.retired.len(), 1);
+        sizes.push(manifest_of(&target).encode().len());
+    }
+    let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len() as f64;
+    let (first, last) = (mean(&sizes[..100]), mean(&sizes[CYCLES - 100..]));
+    let secs = |v: &[Duration]| v.iter().map(Duration::as_secs_f64).sum::<f64>() / v.len() as f64;
+    eprintln!(
+        "churn: manifest {first:.0} -> {last:.0} bytes; retire {:.2} -> {:.2} ms (first/last 100 cycles)",
+        secs(&round_time[..100]) * 1e3,
+        secs(&round_time[CYCLES - 100..]) * 1e3
+    );
+    assert!(last <= 1.2 * first, "the manifest grew from {first} to {last} bytes over {CYCLES} cycles");
+    assert_eq!(lines_of(&target).len(), CYCLES);
+}
+
+/// A journal retired from the target comes back as a copy (a backup, a VM snapshot):
+/// taken before its first drain (no drained record) or after one (a record), restored
+/// while its entry is there or after it expired. Each is refused; nothing is drained
+/// twice.
+#[test]
+fn a_restored_copy_of_a_retired_journal_is_refused() {
+    for (with_record, expiry) in
+        [(false, None), (false, Some(Duration::ZERO)), (true, None), (true, Some(Duration::ZERO))]
+    {
+        let case = format!("record: {with_record}, expiry: {expiry:?}");
+        let d = tmp();
+        let (spool, target) = paths(d.path());
+        init(&target);
+        let c = expiry.map_or_else(|| compactor(&target), |e| compactor_expiring(&target, e));
+        let j = spool.join("a.journal");
+        let copy = d.path().join("a.journal.backup");
+        write_journal(&j, &numbered("a", 0..5));
+        if with_record {
+            c.drain_paths(std::slice::from_ref(&j)).unwrap();
+        }
+        backup(&j, &copy);
+        write_journal(&j, &numbered("a", 5..8));
+        c.retire(std::slice::from_ref(&j)).unwrap();
+        assert!(!j.exists());
+        std::fs::rename(&copy, &j).unwrap();
+        let e = c.drain_paths(std::slice::from_ref(&j)).expect_err(&format!("{case}: a restored copy was drained"));
+        let want = if with_record && expiry.is_some() { ErrorKind::JournalForeign } else { ErrorKind::JournalRestored };
+        assert_eq!(e.kind(), want, "{case}: {e}");
+        assert_eq!(e.journal_path(), Some(j.as_path()), "{case}");
+        assert_exactly(&target, &numbered("a", 0..8));
+    }
+}
+
+/// A journal never drained whose first line is older than the horizon cannot be told
+/// apart from a copy of a retired journal: refused with what to do, and drained once
+/// admitted (library and command line).
+#[test]
+fn a_journal_lagging_behind_the_horizon_is_refused_until_admitted() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let c = compactor_expiring(&target, Duration::ZERO);
+    let lagging = spool.join("lagging.journal");
+    write_journal(&lagging, &numbered("lag", 0..2));
+    let stamp = now_ms();
+    wait_past(stamp);
+    let retired = spool.join("retired.journal");
+    write_journal(&retired, &numbered("r", 0..1));
+    c.retire(std::slice::from_ref(&retired)).unwrap();
+    assert!(manifest_of(&target).horizon > stamp);
+
+    let e = c.drain_paths(std::slice::from_ref(&lagging)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::JournalRestored, "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("horizon") && msg.contains("tributary admit"), "the error does not say what to do: {msg}");
+    // The command line says the same, and its `admit` lets it drain.
+    let out = cli(&["drain", "--target", &s(&target), "--journal", &s(&lagging)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tributary admit"));
+    let out = cli(&["admit", "--target", &s(&target), "--journal", &s(&lagging)]);
+    assert!(out.status.success(), "admit: {}", String::from_utf8_lossy(&out.stderr));
+    c.drain_paths(std::slice::from_ref(&lagging)).unwrap();
+    assert_exactly(&target, &[numbered("r", 0..1), numbered("lag", 0..2)].concat());
+    // Admitting is refused for a copy that is certainly one: a retired journal's.
+    let copy = spool.join("copy.journal");
+    write_journal(&copy, &numbered("x", 0..1));
+    backup(&copy, &d.path().join("copy.backup"));
+    compactor(&target).retire(std::slice::from_ref(&copy)).unwrap();
+    std::fs::rename(d.path().join("copy.backup"), &copy).unwrap();
+    let e = c.admit(std::slice::from_ref(&copy)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::JournalRestored, "{e}");
+}
+
+/// The daemon's automatic retirement: a journal drained and idle for the configured
+/// time is retired; one not idle that long stays; off by default.
+#[test]
+fn the_daemon_retires_drained_idle_journals_when_asked() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let a = spool.join("a.journal");
+    let id = write_journal(&a, &numbered("a", 0..4));
+    let run = |retire_idle_after: Option<Duration>| -> Vec<PathBuf> {
+        let mut opts = DaemonOptions::default().until_empty(true).interval(Duration::from_millis(1));
+        opts.retire_idle_after = retire_idle_after;
+        let mut retired = Vec::new();
+        compactor(&target).run_sources(&JournalSources::new().spool(&spool), &opts, &|| false, &mut |e| {
+            if let DaemonEvent::Retired { journal } = e {
+                retired.push(journal.to_path_buf());
+            }
+        });
+        retired
+    };
+    assert!(run(None).is_empty());
+    assert!(run(Some(Duration::from_secs(3600))).is_empty(), "retired before it was idle for an hour");
+    assert!(a.exists() && manifest_of(&target).watermarks.contains_key(&id));
+    assert_eq!(run(Some(Duration::ZERO)), vec![a.clone()]);
+    assert!(!a.exists());
+    let m = manifest_of(&target);
+    assert!(!m.watermarks.contains_key(&id) && m.retired.contains_key(&id), "{m:?}");
+    assert_exactly(&target, &numbered("a", 0..4));
+}
