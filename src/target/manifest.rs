@@ -550,7 +550,7 @@ mod tests {
         assert_eq!(m.expire_retired(250, 50), 2);
         assert_eq!((m.horizon, m.retired.keys().copied().collect::<Vec<_>>()), (201, vec![id(3), legacy]));
         // the cap: past MAX_RETIRED stamped entries, the oldest go first, due or not
-        for n in 0..MAX_RETIRED as u32 {
+        for n in 0..u32::try_from(MAX_RETIRED).unwrap() {
             m.retired.insert(id(1000 + n), 1_000 + u64::from(n));
         }
         assert_eq!(m.expire_retired(0, u64::MAX), 1);
