@@ -227,3 +227,25 @@ fn the_daemon_retires_drained_idle_journals_when_asked() {
     assert!(!m.watermarks.contains_key(&id) && m.retired.contains_key(&id), "{m:?}");
     assert_exactly(&target, &numbered("a", 0..4));
 }
+
+/// A daemon's handle on a journal that another process retires meanwhile: the next
+/// round skips it (its file is gone, so it is not a copy) instead of refusing it, and
+/// drains nothing from it.
+#[test]
+fn a_handle_open_across_its_journals_retirement_is_skipped_not_refused() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let a = spool.join("a.journal");
+    let b = spool.join("b.journal");
+    write_journal(&a, &numbered("a", 0..3));
+    let c = compactor(&target);
+    let held = c.open_journals(std::slice::from_ref(&a)).unwrap();
+    compactor(&target).retire(std::slice::from_ref(&a)).unwrap();
+    write_journal(&b, &numbered("b", 0..2));
+    let mut held = held;
+    held.extend(c.open_journals(std::slice::from_ref(&b)).unwrap());
+    let r = c.drain_round(&held, 0).expect("a journal retired under an open handle is skipped");
+    assert_eq!(r.lines, 2);
+    assert_exactly(&target, &[numbered("a", 0..3), numbered("b", 0..2)].concat());
+}

@@ -44,6 +44,9 @@ struct Round<'a> {
     /// The current manifest: read in step 1, then each one this round committed.
     manifest: Manifest,
     report: DrainReport,
+    /// Journals (indexes) retired under this round's handles: their files are gone and
+    /// the manifest lists them as retired. Never drained (a daemon drops the handle).
+    retired_under_us: Vec<usize>,
 }
 
 /// What step 4 wrote.
@@ -134,7 +137,7 @@ impl Compactor {
             manifest = self.complete_rotation(&lock, &manifest)?;
             report.rotations += 1;
         }
-        Ok(Round { compactor: self, journals, lock, manifest, report })
+        Ok(Round { compactor: self, journals, lock, manifest, report, retired_under_us: Vec::new() })
     }
 
     /// The target's size and inode as its filesystem's server knows them, never from a
@@ -460,9 +463,14 @@ impl Round<'_> {
     /// Step 3's checks come before anything is cut: each journal against its watermark
     /// (chained hash) — a journal that recorded more than this manifest holds proves
     /// the manifest stale, whatever its intent says. True when any has lines to drain.
-    fn check_journals(&self) -> Result<bool> {
+    fn check_journals(&mut self) -> Result<bool> {
         let mut pending = false;
-        for j in self.journals {
+        for (index, j) in self.journals.iter().enumerate() {
+            if self.manifest.retired.contains_key(&j.id()) && !j.is_in_place() {
+                // Retired (by another process) since this handle was opened: not a copy.
+                self.retired_under_us.push(index);
+                continue;
+            }
             Compactor::check_journal(j, &self.manifest)?;
             pending |= j.seq_ceiling()? > self.manifest.watermarks.get(&j.id()).map_or(0, |w| w.last_seq);
         }
@@ -499,7 +507,7 @@ impl Round<'_> {
 
     /// Nothing to write: unlock, and catch up records that lag the manifest.
     fn idle(self) -> Result<(DrainReport, Manifest)> {
-        let Round { compactor, journals, lock, manifest, report } = self;
+        let Round { compactor, journals, lock, manifest, report, .. } = self;
         drop(lock);
         compactor.catch_up_records(journals, &manifest)?;
         Ok((report, manifest))
@@ -542,6 +550,9 @@ impl Round<'_> {
                 break;
             }
             let index = (rotation + k) % n.max(1);
+            if self.retired_under_us.contains(&index) {
+                continue;
+            }
             let j = &self.journals[index];
             let (after, chain) = self.manifest.watermarks.get(&j.id()).map_or((0, 0), |w| (w.last_seq, w.chain));
             let first_of_round = out.total() == 0;
