@@ -19,7 +19,7 @@ use super::{Compactor, DrainReport, JournalDrain};
 use crate::error::{Error, Result};
 use crate::journal::{Journal, Taken};
 use crate::os::clock::deadline_after;
-use crate::target::lock::TargetLock;
+use crate::target::lock::{SlotsSeen, TargetLock};
 use crate::target::manifest::{Intent, Manifest, Watermark};
 use crate::{failpoint, fault, target::slots};
 
@@ -95,10 +95,11 @@ impl Compactor {
         r.make_durable(&file, &written)?;
         // Step 5: commit.
         let committed = r.commit_lines(&written)?;
-        // Step 6: unlock, so other compactors get their turn.
-        drop(file);
+        // Step 6: unlock, so other compactors get their turn; then close the target
+        // (on a FUSE mount a close is a round trip of its own: not under the lock).
         let Round { journals, lock, mut report, .. } = r;
         drop(lock);
+        drop(file);
         failpoint::hit(failpoint::Point::DrainAfterUnlock);
         // Step 7: record in each journal how far it is drained; delete those rows.
         for (index, t) in &written.taken {
@@ -405,8 +406,13 @@ impl Compactor {
             failpoint::hit(p);
         }
         let current = self.check_epoch(lock, expected_epoch, "during this round")?;
-        slots::write(lock.file(), lock.path(), current.map_or(0, |i| 1 - i), m, unsynced)?;
+        let index = current.map_or(0, |i| 1 - i);
+        let written = slots::write(lock.file(), lock.path(), index, m, unsynced)?;
         self.durable_epoch.store(m.epoch, Ordering::Relaxed);
+        lock.remember(lock.seen().filter(|_| current.is_some()).map(|mut seen| {
+            seen.headers[index] = written;
+            SlotsSeen { current: index, epoch: m.epoch, ..seen }
+        }));
         Ok(())
     }
 
@@ -414,12 +420,21 @@ impl Compactor {
     /// current manifest's epoch (`None`: no manifest yet — a first manifest may go over
     /// a torn first attempt, see `current_manifest`). Returns the current slot.
     pub(super) fn check_epoch(&self, lock: &TargetLock, expected: Option<u64>, when: &str) -> Result<Option<usize>> {
-        let current = match slots::read(lock.file(), lock.path())?.into_current(lock.path()) {
+        // Fast path: the slot a commit by anyone else would have written is unchanged.
+        if let Some(seen) = lock.seen().filter(|s| Some(s.epoch) == expected) {
+            let other = 1 - seen.current;
+            if slots::read_header(lock.file(), lock.path(), other)? == seen.headers[other] {
+                return Ok(Some(seen.current));
+            }
+        }
+        let (slots, headers) = slots::read_with_headers(lock.file(), lock.path())?;
+        let current = match slots.into_current(lock.path()) {
             Err(Error::CorruptManifest { .. }) if expected.is_none() => None,
             r => r?,
         };
         let on_disk = current.as_ref().map(|(_, c)| c.epoch);
         if on_disk != expected {
+            lock.remember(None);
             return Err(Error::LockLost {
                 target: self.target.clone(),
                 detail: format!(
@@ -428,6 +443,7 @@ impl Compactor {
                 ),
             });
         }
+        lock.remember(current.as_ref().map(|(i, c)| SlotsSeen { current: *i, epoch: c.epoch, headers }));
         Ok(current.map(|(i, _)| i))
     }
 

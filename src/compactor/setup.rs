@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use super::round::CommitKind;
 use super::{Compactor, InitReport};
 use crate::error::{Error, Result};
-use crate::target::lock::TargetLock;
+use crate::target::lock::{SlotsSeen, TargetLock};
 use crate::target::manifest::{Intent, Manifest, ManifestFile};
 use crate::target::scan::scan;
 use crate::target::slots::{self, LOCK_FILE_BYTES};
@@ -110,13 +110,15 @@ impl Compactor {
     /// Step 1 under the lock: the current manifest from the slots; or finish an
     /// upgrade of a version-1 target; or, with `create`, initialise a new target.
     pub(super) fn current_manifest(&self, lock: &TargetLock, create: bool) -> Result<(Manifest, Origin)> {
-        let current = match slots::read(lock.file(), lock.path())?.into_current(lock.path()) {
+        let (slots, headers) = slots::read_with_headers(lock.file(), lock.path())?;
+        let current = match slots.into_current(lock.path()) {
             // No valid slot and no manifest file at all (not even the stub, written
             // after the first slot): an `init` whose first slot write was torn. It never
             // finished, so nothing was built on it: start it again.
             Err(Error::CorruptManifest { .. }) if self.sidecar.read_manifest_file().ok().flatten().is_none() => None,
             r => r?,
         };
+        lock.remember(current.as_ref().map(|(i, m)| SlotsSeen { current: *i, epoch: m.epoch, headers }));
         if let Some((_, m)) = current {
             if self.stub_checked.get().is_none() {
                 if !self.sidecar.exists() {

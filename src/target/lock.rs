@@ -30,12 +30,29 @@ use crate::os::sys;
 pub struct TargetLock {
     file: File,
     path: PathBuf,
+    /// The slots as this holder last read or wrote them (`None`: not known).
+    seen: Mutex<Option<SlotsSeen>>,
+}
+
+/// What a holder knows of the lock file's slots: which one holds the current manifest,
+/// its epoch, and both headers. While the other slot's header is unchanged nobody
+/// committed (a commit writes the slot that is not current), so an epoch check is one
+/// block read instead of reading and decoding both slots.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SlotsSeen {
+    pub(crate) current: usize,
+    pub(crate) epoch: u64,
+    pub(crate) headers: [crate::target::slots::SlotHeader; 2],
 }
 
 /// Where a compactor keeps the waiter it left in the lock's queue when it gave up
 /// (see the module docs). Cloning shares it.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct LockQueue(Arc<Mutex<Option<Waiter>>>);
+pub(crate) struct LockQueue {
+    kept: Arc<Mutex<Option<Waiter>>>,
+    /// A caller is waiting for a grant right now (for tests: a condition to wait on).
+    waiting: Arc<std::sync::atomic::AtomicBool>,
+}
 
 /// A thread blocked in `F_OFD_SETLKW` on a descriptor of the lock file.
 #[derive(Debug)]
@@ -62,7 +79,7 @@ impl Waiter {
         let file = crate::target::slots::open_with(path, true, create, direct)
             .map_err(|e| Error::io(format!("opening lock file {} read-write", path.display()), e))?;
         match sys::try_lock_exclusive(&file) {
-            Ok(true) => return Ok(Ok(TargetLock { file, path: path.to_path_buf() })),
+            Ok(true) => return Ok(Ok(TargetLock { file, path: path.to_path_buf(), seen: Mutex::default() })),
             Ok(false) => {}
             Err(e) => return Err(Error::io(format!("locking {}", path.display()), e)),
         }
@@ -101,7 +118,7 @@ impl LockQueue {
     /// multi-host tests' negative control only).
     pub(crate) fn acquire(&self, path: &Path, timeout: Duration, create: bool, direct: bool) -> Result<TargetLock> {
         let started = Instant::now();
-        let mut kept = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         loop {
             let waiter = match kept.take().filter(|w| w.path == path && w.pid == sys::current_pid()) {
                 Some(w) => w,
@@ -114,13 +131,15 @@ impl LockQueue {
             let (state, cv) = &*waiter.shared;
             let mut st = lock_state(state);
             st.wanted = true;
+            self.waiting.store(true, std::sync::atomic::Ordering::SeqCst);
             let (mut st, _) = cv
                 .wait_timeout_while(st, left, |s| s.outcome.is_none())
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.waiting.store(false, std::sync::atomic::Ordering::SeqCst);
             match st.outcome.take() {
                 Some(Ok(true)) => {
                     drop(st);
-                    return Ok(TargetLock { file: waiter.file, path: path.to_path_buf() });
+                    return Ok(TargetLock { file: waiter.file, path: path.to_path_buf(), seen: Mutex::default() });
                 }
                 // Granted while a previous caller had given up, and released: queue anew.
                 Some(Ok(false)) => {}
@@ -166,6 +185,16 @@ impl TargetLock {
         &self.file
     }
 
+    /// The slots as last read or written under this lock.
+    pub(crate) fn seen(&self) -> Option<SlotsSeen> {
+        *self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Remember the slots as just read or written (`None`: forget, read in full next).
+    pub(crate) fn remember(&self, seen: Option<SlotsSeen>) {
+        *self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = seen;
+    }
+
     /// Test seam (the `drain.lose_lock` failpoint): give the lock up while this holder
     /// goes on as if it still held it, as an expired NFS lease or a restarted FUSE
     /// client would make it.
@@ -208,7 +237,7 @@ mod tests {
         let queue = LockQueue::default();
         let first = TargetLock::acquire(&p, Duration::from_secs(1), true).unwrap();
         assert!(matches!(queue.acquire(&p, Duration::from_millis(30), true, true), Err(Error::LockTimeout { .. })));
-        assert!(queue.0.lock().unwrap().is_some(), "the waiter was not kept");
+        assert!(queue.kept.lock().unwrap().is_some(), "the waiter was not kept");
         drop(first);
         // Nobody wants the kept waiter's grant: it must release it, so a third party gets
         // the lock (waiting for that is a condition, not a time).
@@ -244,8 +273,10 @@ mod tests {
         let holder = TargetLock::acquire(&p, Duration::from_secs(1), true).unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Vec::new();
+        let mut queues = Vec::new();
         for i in 0..4 {
             let queue = LockQueue::default();
+            queues.push(queue.clone());
             // Enqueue in the kernel now (this times out, leaving the waiter queued), and
             // go on once the kernel lists it as blocked on the lock.
             assert!(queue.acquire(&p, Duration::from_millis(1), true, true).is_err());
@@ -256,6 +287,13 @@ mod tests {
                 order.lock().unwrap().push(i);
                 drop(held);
             }));
+        }
+        // Every caller is waiting (wants its grant) before the holder lets go: a grant
+        // nobody waits for is released, and that waiter queues anew at the end.
+        for q in &queues {
+            while !q.waiting.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
         }
         drop(holder);
         for t in threads {

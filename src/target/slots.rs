@@ -28,6 +28,11 @@ const BLOCK: usize = 4096;
 /// The longest manifest text a slot holds.
 pub(crate) const MAX_PAYLOAD_BYTES: usize = SLOT_LEN - HEADER_BYTES;
 
+/// A slot's first 16 bytes (magic, payload length, payload CRC; zeros when never
+/// written): any commit into the slot changes them, so comparing them tells whether
+/// the slot was written since it was last seen, without decoding it.
+pub(crate) type SlotHeader = [u8; HEADER_BYTES];
+
 /// What one slot holds.
 #[derive(Debug)]
 pub(crate) enum Slot {
@@ -147,11 +152,37 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     Ok(done)
 }
 
-fn read_slot(file: &File, path: &Path, index: usize) -> Result<Slot> {
+/// The header of slot `index`: one aligned block read.
+pub(crate) fn read_header(file: &File, path: &Path, index: usize) -> Result<SlotHeader> {
+    let mut first = Aligned::new(BLOCK);
+    let n = read_at(file, first.bytes_mut(), index as u64 * SLOT_BYTES)
+        .map_err(|e| Error::io(format!("reading manifest slot {} of {}", ["A", "B"][index], path.display()), e))?;
+    let mut h = [0u8; HEADER_BYTES];
+    let have = n.min(HEADER_BYTES);
+    h[..have].copy_from_slice(&first.bytes()[..have]);
+    Ok(h)
+}
+
+fn read_slot(file: &File, path: &Path, index: usize) -> Result<(Slot, SlotHeader)> {
     let at = index as u64 * SLOT_BYTES;
     let ctx = || format!("reading manifest slot {} of {}", ["A", "B"][index], path.display());
     let mut first = Aligned::new(BLOCK);
     let n = read_at(file, first.bytes_mut(), at).map_err(|e| Error::io(ctx(), e))?;
+    let head = &first.bytes()[..n.min(HEADER_BYTES)];
+    let mut header = [0u8; HEADER_BYTES];
+    header[..head.len()].copy_from_slice(head);
+    Ok((read_slot_body(file, n, first, at, path, &ctx)?, header))
+}
+
+/// The rest of [`read_slot`]: `first` holds the slot's first block (`n` bytes read).
+fn read_slot_body(
+    file: &File,
+    n: usize,
+    first: Aligned,
+    at: u64,
+    path: &Path,
+    ctx: &dyn Fn() -> String,
+) -> Result<Slot> {
     let head = &first.bytes()[..n.min(HEADER_BYTES)];
     if head.len() < HEADER_BYTES || head.iter().all(|&b| b == 0) {
         return Ok(Slot::Empty);
@@ -184,7 +215,14 @@ fn read_slot(file: &File, path: &Path, index: usize) -> Result<Slot> {
 
 /// Read both slots through `file`.
 pub(crate) fn read(file: &File, path: &Path) -> Result<Slots> {
-    Ok(Slots([read_slot(file, path, 0)?, read_slot(file, path, 1)?]))
+    Ok(read_with_headers(file, path)?.0)
+}
+
+/// [`read`], with each slot's header.
+pub(crate) fn read_with_headers(file: &File, path: &Path) -> Result<(Slots, [SlotHeader; 2])> {
+    let (a, ha) = read_slot(file, path, 0)?;
+    let (b, hb) = read_slot(file, path, 1)?;
+    Ok((Slots([a, b]), [ha, hb]))
 }
 
 /// The current manifest of the lock file at `path`, read without the lock (readers,
@@ -200,14 +238,14 @@ pub(crate) fn read_unlocked(path: &Path) -> Result<Option<Manifest>> {
 
 /// Write `m` into slot `index` and make it durable. The caller holds the lock and has
 /// checked that `index` is not the current slot. `unsynced`: a failpoint between the
-/// write and its fdatasync.
+/// write and its fdatasync. Returns the header written.
 pub(crate) fn write(
     file: &File,
     path: &Path,
     index: usize,
     m: &Manifest,
     unsynced: Option<crate::failpoint::Point>,
-) -> Result<()> {
+) -> Result<SlotHeader> {
     let payload = m.encode();
     // the header stores the length in 32 bits; a slot holds far less anyway
     let len = u32::try_from(payload.len()).ok().filter(|_| payload.len() <= MAX_PAYLOAD_BYTES);
@@ -232,7 +270,10 @@ pub(crate) fn write(
         crate::failpoint::hit(point);
     }
     fault::check(fault::Step::ManifestSlotFdatasync).map_err(|e| Error::io(ctx("fdatasync after writing"), e))?;
-    file.sync_data().map_err(|e| Error::io(ctx("fdatasync after writing"), e))
+    file.sync_data().map_err(|e| Error::io(ctx("fdatasync after writing"), e))?;
+    let mut header = [0u8; HEADER_BYTES];
+    header.copy_from_slice(&buf.bytes()[..HEADER_BYTES]);
+    Ok(header)
 }
 
 #[cfg(test)]
