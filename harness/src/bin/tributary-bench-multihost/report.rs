@@ -239,6 +239,12 @@ fn run_table(o: &mut String, records: &[Record], systems: &[String], hosts: usiz
         if let Some(v) = r.get("verify").filter(|v| *v != "ok") {
             notes.push(format!("{}: `tributary verify`: {v}", describe(s)));
         }
+        if let Some(e) = r.get("reader_error") {
+            notes.push(format!(
+                "{}: the reader that stamps commits stopped on an error (lines after it count as lost): {e}",
+                describe(s)
+            ));
+        }
         if let Some(e) = r.get("writer_errors") {
             notes.push(format!("{}: writers failed: {e}", describe(s)));
         }
@@ -501,7 +507,7 @@ pub fn render(records: &[Record]) -> String {
     );
     let _ = writeln!(
         o,
-        "- The tail reader that stamps commits: its own mount `{}` with attribute and metadata caches off: `{}`",
+        "- The reader that stamps commits (a thread of the bench: the library's `Reader`, polling when at the committed end): its own mount `{}` with attribute and metadata caches off: `{}`",
         g("reader_mount"),
         g("reader_mount_options")
     );
@@ -617,7 +623,7 @@ pub fn render(records: &[Record]) -> String {
         o,
         "\n## How to read it\n\n\
 - **phases**: at every N the latency phase runs first (tributary's writers open loop at a fixed offered load per host, the same at every N), then the throughput phase (every system's writers at full speed), each on a fresh target. Full-speed writers append faster than the fleet commits, so in the throughput phase a line's append→committed includes its wait in the growing backlog; the latency phase measures the commit path at a load the fleet is meant to keep up with (committed ≈ offered lines/s; if not, latency grows there too), and judges (a) and (b). **appended lines/s** below the offered load means the writers could not offer it (a note says so).\n\
-- **committed lines/s**: lines that became visible in the target's committed part during the timed window (tributary: seen by a `tributary tail --follow` reader on a mount of its own; the baselines: lines acknowledged in the window — a line is in the file when the call returns), divided by its length. **appended**: calls that returned.\n\
+- **committed lines/s**: lines that became visible in the target's committed part during the timed window (tributary: seen by the bench's reader thread, the library's `Reader`, on a mount of its own; the baselines: lines acknowledged in the window — a line is in the file when the call returns), divided by its length. **appended**: calls that returned.\n\
 - **append→committed**: per line, the reader's arrival time minus the time `append` returned in the writer (the same machine clock); the first second is warm-up. The baselines write the shared file inside the call, so it is 0 for them; their **call** time is the whole lock + write (+ fsync) cycle.\n\
 - **lost / dup / torn**: acknowledged lines never seen (after waiting up to 60 s for the drain to finish), seen twice, and lines that do not parse. For tributary a line not committed is still in its host's journal (a daemon that stopped leaves it there); for the baselines it is gone. The baselines are counted from the brick's copy of the file after all writers stopped.\n\
 - **lock wait / rounds/s**: from each daemon's `--metrics-textfile` (its lock-wait histogram, buckets 0.1, 1, 5, 10, 50, 100, 500 ms…, so quantiles are interpolated within a bucket; `>x` means above the last finite bucket), read at the start and end of the window. Rounds/s counts rounds that committed.\n\
@@ -783,6 +789,17 @@ mod tests {
         assert!(line_with(&md, "(a) 8 hosts").contains("3 acknowledged lines were never committed"));
         assert!(line_with(&md, "(b) p99").starts_with("- n/a"));
         assert!(md.contains("error: writers not ready"));
+    }
+
+    #[test]
+    fn a_reader_that_stopped_is_said() {
+        let mut recs = canned();
+        for r in recs.iter_mut().filter(|r| phase_of(r) == THROUGHPUT && r.get("system") == Some(TESTED)) {
+            r.set("reader_error", "target truncated: out.log is 0 bytes");
+        }
+        let md = render(&recs);
+        let note = "- tributary (`--tributary`): the reader that stamps commits stopped on an error";
+        assert!(line_with(&md, note).ends_with(": target truncated: out.log is 0 bytes"), "{md}");
     }
 
     #[test]

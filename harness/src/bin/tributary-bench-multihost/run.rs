@@ -45,13 +45,13 @@ pub struct RunArgs {
     /// `tributary compact --interval`, in milliseconds.
     #[arg(long, default_value_t = 50)]
     interval: u64,
-    /// How often the tail reader polls the target when it has read everything, in ms.
+    /// How often the reader that stamps commits polls the target when it has read everything, in ms.
     #[arg(long, default_value_t = 2)]
     poll_ms: u64,
     /// The mounts are BASE/node1 .. BASE/nodeN (scripts/glusterfs-up).
     #[arg(long)]
     mount_base: PathBuf,
-    /// The tail reader's mount (default: BASE/node<max N + 1>).
+    /// The mount of the reader that stamps commits (default: BASE/node<max N + 1>).
     #[arg(long)]
     reader_mount: Option<PathBuf>,
     /// The volume's brick folder on this machine (the baselines' lines are counted there).
