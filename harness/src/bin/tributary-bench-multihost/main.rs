@@ -9,8 +9,8 @@
 //! One "host" is one FUSE mount of the volume. Per host and system: 8 writer threads in
 //! one process (`writer`, `seed-writer` or the Python script `clh_writer.py`) and, for
 //! tributary, one `tributary compact --interval 50` daemon draining that host's local
-//! journal through that host's mount. A `tributary tail --follow` on a mount of its own
-//! stamps when each line shows up committed. Each run's figures are one `Record` line
+//! journal through that host's mount. A reader thread (the library's `Reader`) on a
+//! mount of its own stamps when each line shows up committed. Each run's figures are one `Record` line
 //! in the results file, from which `report` renders docs/bench-multihost.md.
 
 mod fleet;

@@ -3,7 +3,8 @@
 //! stops half way keeps what it measured and `report` can render it again.
 //!
 //! Kinds: `meta` (the machine, the load, the commit, the volume), `run` (one system at
-//! one N), `cost` (one round's cost through a mount).
+//! one N in one phase, its `phase` field: `latency`, `throughput`, or none or `only` for a
+//! one-phase run), `cost` (one round's cost through a mount).
 
 use std::fs::OpenOptions;
 use std::io::Write;

@@ -1,9 +1,12 @@
 //! `run`: the whole benchmark in one go. First one round's fixed cost (on the fresh
-//! volume); then for each N: tributary (and the second binary, if given: the two
-//! swap places at every other N, so neither always runs on the warmer volume), the
-//! seed design and concurrent-log-handler, one after another on the same mounts. Each
-//! result is appended to the results file as it is measured; the report is rendered
-//! at the end (and again by `report`).
+//! volume); then for each N two phases, one after another on the same mounts: the
+//! latency phase (tributary's writers open loop at `--latency-rate` lines/s per host,
+//! the same at every N: issue 15's targets (a) and (b)), then the throughput phase
+//! (every system's writers at full speed: target (c)) — tributary (and the second
+//! binary, if given: the two swap places at every other N, so neither always runs on
+//! the warmer volume), the seed design and concurrent-log-handler. `--rate R` runs one
+//! phase instead, every system at R. Each result is appended to the results file as it
+//! is measured; the report is rendered at the end (and again by `report`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,7 +16,7 @@ use clap::Args;
 
 use crate::fleet::{self, Fleet, System};
 use crate::record::{read_all, Record};
-use crate::report::{render, BASELINE, TESTED};
+use crate::report::{render, BASELINE, LATENCY, ONLY, TESTED, THROUGHPUT};
 use crate::{roundcost, Ctx, R};
 
 #[derive(Args)]
@@ -21,25 +24,34 @@ pub struct RunArgs {
     /// Host counts to run, in order.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
     hosts: Vec<usize>,
-    /// Length of each timed run.
+    /// Length of each timed run of the throughput phase (and of the latency phase,
+    /// unless --latency-seconds says otherwise).
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
-    /// Offered lines/s per host (all its threads together); 0 = full speed.
-    #[arg(long, default_value_t = 0.0)]
-    rate: f64,
+    /// The latency phase's offered lines/s per host (all its threads together, paced
+    /// open loop), the same at every N.
+    #[arg(long, default_value_t = 1000.0)]
+    latency_rate: f64,
+    /// Length of each timed run of the latency phase (default: --seconds).
+    #[arg(long)]
+    latency_seconds: Option<f64>,
+    /// Only one phase, every system at this offered rate per host (0 = full speed),
+    /// judging every target, instead of the latency and throughput phases.
+    #[arg(long, conflicts_with_all = ["latency_rate", "latency_seconds"])]
+    rate: Option<f64>,
     /// Writer threads per host.
     #[arg(long, default_value_t = 8)]
     threads: u32,
     /// `tributary compact --interval`, in milliseconds.
     #[arg(long, default_value_t = 50)]
     interval: u64,
-    /// How often the tail reader polls the target when it has read everything, in ms.
+    /// How often the reader that stamps commits polls the target when it has read everything, in ms.
     #[arg(long, default_value_t = 2)]
     poll_ms: u64,
     /// The mounts are BASE/node1 .. BASE/nodeN (scripts/glusterfs-up).
     #[arg(long)]
     mount_base: PathBuf,
-    /// The tail reader's mount (default: BASE/node<max N + 1>).
+    /// The mount of the reader that stamps commits (default: BASE/node<max N + 1>).
     #[arg(long)]
     reader_mount: Option<PathBuf>,
     /// The volume's brick folder on this machine (the baselines' lines are counted there).
@@ -57,7 +69,7 @@ pub struct RunArgs {
     /// A Python with concurrent-log-handler installed; without it that baseline is skipped.
     #[arg(long)]
     python: Option<PathBuf>,
-    /// Systems or steps to leave out: tributary, seed, clh, cost.
+    /// Systems, phases or steps to leave out: tributary, seed, clh, latency, throughput, cost.
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
     /// Local folder for journals, ack files and logs.
@@ -154,7 +166,9 @@ fn meta_start(a: &RunArgs, reader: &Path) -> Record {
         .set("tributary", a.tributary.display())
         .set("tributary_version", version(&a.tributary))
         .set("threads", a.threads)
-        .set("rate", a.rate)
+        .opt("rate", a.rate)
+        .set("latency_rate", a.latency_rate)
+        .set("latency_seconds", a.latency_seconds.unwrap_or(a.seconds))
         .set("interval", a.interval)
         .set("seconds", a.seconds)
         .set("hosts", a.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(","))
@@ -222,8 +236,9 @@ pub fn run(a: RunArgs) -> R<()> {
     let _ = std::fs::remove_file(&results);
     meta_start(&a, &reader).append_to(&results)?;
 
-    let mut systems = Vec::new();
     let skip = |s: &str| a.skip.iter().any(|x| x == s);
+    let phases = phases(&a, &skip)?;
+    let mut systems = Vec::new();
     if !skip("tributary") {
         systems.push(System::Tributary { bin: a.tributary.clone(), label: TESTED.into() });
         if let Some(b) = &a.tributary_baseline {
@@ -244,7 +259,7 @@ pub fn run(a: RunArgs) -> R<()> {
         brick: a.brick.clone(),
         work: work.clone(),
         seconds: a.seconds,
-        rate: a.rate,
+        rate: 0.0,
         threads: a.threads,
         interval_ms: a.interval,
         poll_ms: a.poll_ms,
@@ -280,11 +295,15 @@ pub fn run(a: RunArgs) -> R<()> {
         if round % 2 == 1 && a.tributary_baseline.is_some() && !skip("tributary") {
             order.swap(0, 1);
         }
-        for s in &order {
-            eprintln!("--- N = {n}: {} ({} s)", s.label(), a.seconds);
-            let r = fleet::run(&f, s, n);
-            eprintln!("    {}", summary(&r));
-            r.append_to(&results)?;
+        for p in &phases {
+            let fp = Fleet { seconds: p.seconds, rate: p.rate, ..f.clone() };
+            for s in order.iter().filter(|s| p.baselines || matches!(s, System::Tributary { .. })) {
+                eprintln!("--- N = {n}, {} phase: {} ({} s, {})", p.name, s.label(), p.seconds, load_words(p.rate));
+                let mut r = fleet::run(&fp, s, n);
+                r.set("phase", p.name);
+                eprintln!("    {}", summary(&r));
+                r.append_to(&results)?;
+            }
         }
     }
     let mut end = Record::new("meta");
@@ -301,6 +320,54 @@ pub fn run(a: RunArgs) -> R<()> {
     println!("{}", targets.join("\n").trim_end());
     println!("wrote {} (results: {})", a.out.display(), results.display());
     Ok(())
+}
+
+/// One phase of every N: its name in the records, its load and length, and whether
+/// the baselines run in it.
+struct Phase {
+    name: &'static str,
+    /// Offered lines/s per host, 0 = full speed.
+    rate: f64,
+    seconds: f64,
+    baselines: bool,
+}
+
+/// The phases to run, in order: `--rate R` alone, else the latency phase (open loop
+/// at `--latency-rate`, tributary only: the baselines commit inside the call) then the
+/// throughput phase (full speed, every system), less those `--skip` names.
+fn phases(a: &RunArgs, skip: &dyn Fn(&str) -> bool) -> R<Vec<Phase>> {
+    if let Some(rate) = a.rate {
+        if !(rate >= 0.0 && rate.is_finite()) {
+            return Err(format!("--rate {rate}: want lines/s per host, 0 for full speed"));
+        }
+        return Ok(vec![Phase { name: ONLY, rate, seconds: a.seconds, baselines: true }]);
+    }
+    if !(a.latency_rate > 0.0 && a.latency_rate.is_finite()) {
+        return Err(format!(
+            "--latency-rate {}: want lines/s per host above 0 (to leave the latency phase out: --skip latency)",
+            a.latency_rate
+        ));
+    }
+    let mut out = Vec::new();
+    if !skip(LATENCY) {
+        let seconds = a.latency_seconds.unwrap_or(a.seconds);
+        out.push(Phase { name: LATENCY, rate: a.latency_rate, seconds, baselines: false });
+    }
+    if !skip(THROUGHPUT) {
+        out.push(Phase { name: THROUGHPUT, rate: 0.0, seconds: a.seconds, baselines: true });
+    }
+    if out.is_empty() {
+        return Err("--skip latency,throughput leaves nothing to run".into());
+    }
+    Ok(out)
+}
+
+fn load_words(rate: f64) -> String {
+    if rate > 0.0 {
+        format!("{rate} lines/s per host")
+    } else {
+        "full speed".into()
+    }
 }
 
 /// One line for the terminal as each run ends.
