@@ -62,6 +62,7 @@ points! {
     DrainAfterRename = "drain.after_rename",
     DrainAfterUnlock = "drain.after_unlock",
     DrainMidRecord = "drain.mid_record",
+    JournalGiveBack = "journal.give_back",
     RotateAfterRename = "rotate.after_rename",
     RotateAfterCreate = "rotate.after_create",
     RotateAfterCommit = "rotate.after_commit",

@@ -11,11 +11,12 @@
 use std::io;
 use std::time::Instant;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::files::{finish_retirement, retiring_path, sync_folder, wal_path};
 use super::run::{checked_data_hash, line_crc, LineTable};
 use super::schema::{self, sql_bound, to_sql};
+use super::space::incremental_vacuum;
 use super::Journal;
 use crate::error::{Error, Result};
 use crate::failpoint;
@@ -23,9 +24,6 @@ use crate::target::manifest::chain_step;
 
 /// Checkpoint the WAL after this many drained runs were deleted since the last one.
 const CHECKPOINT_EVERY_DELETED_RUNS: u64 = 1_000;
-
-/// Free pages (4 KiB) in a journal before a record gives them back to the disk.
-const VACUUM_FREE_PAGES: u32 = 256;
 
 /// Runs deleted per transaction when the journal's disk is full.
 const FULL_DISK_DELETE_RUNS: i64 = 32;
@@ -56,33 +54,6 @@ pub(crate) struct Taken {
     pub last_crc: u32,
     /// The watermark's chained hash after `last_seq`.
     pub chain: u64,
-}
-
-/// Give free pages back to the disk. The statement frees one page per step: it must
-/// be stepped to its end (a single step, as `execute` does, frees one page). `limit`:
-/// at most that many pages. Best effort: on failure the pages stay free in the file.
-fn incremental_vacuum(conn: &Connection, limit: Option<u32>) {
-    let sql = match limit {
-        Some(n) => format!("PRAGMA incremental_vacuum({n})"),
-        None => "PRAGMA incremental_vacuum".to_string(),
-    };
-    if let Ok(mut st) = conn.prepare(&sql) {
-        if let Ok(mut rows) = st.query([]) {
-            while let Ok(Some(_)) = rows.next() {}
-        }
-    }
-}
-
-/// After a record: a journal with nothing left is rebuilt (`VACUUM` of an empty
-/// database writes a few pages); one still holding lines gives back a bounded number
-/// of pages per record (moving many pages costs as much as the drain itself: measured
-/// 0.34x drain throughput when every free page was given back at once).
-fn give_space_back(conn: &Connection) {
-    let empty = conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM runs)", [], |r| r.get::<_, bool>(0)).unwrap_or(false);
-    if empty && conn.execute_batch("VACUUM").is_ok() {
-        return;
-    }
-    incremental_vacuum(conn, Some(VACUUM_FREE_PAGES));
 }
 
 fn is_disk_full(e: &Error) -> bool {
@@ -338,7 +309,7 @@ impl Journal {
                             params![sql_bound(seq), FULL_DISK_DELETE_RUNS],
                         )
                         .map_err(|e| Error::sqlite(format!("deleting drained runs in {}", self.path.display()), e))?;
-                    incremental_vacuum(&conn, None);
+                    let _ = incremental_vacuum(&conn, None);
                     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
                     if n == 0 {
                         break;
@@ -396,21 +367,20 @@ impl Journal {
         )
         .map_err(|e| Error::sqlite(ctx("recording the drained seq"), e))?;
         tx.commit().map_err(|e| Error::sqlite(ctx("committing the drained record"), e))?;
-        // Give drained space back to the disk (auto_vacuum=INCREMENTAL frees nothing by
-        // itself): once enough pages are free, move them to the end and cut the file;
-        // the checkpoint that follows makes the main file shorter.
-        let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0)).unwrap_or(0);
+        drop(conn);
+        // Give drained space back to the disk (docs/design.md, "Giving space back"):
+        // auto_vacuum=INCREMENTAL frees nothing by itself.
+        let checkpointed = self.give_space_back();
         let mut m = self.maintenance.lock();
         // count(*) is never negative
         m.deleted_since_checkpoint += u64::try_from(freed_runs).unwrap_or(0);
-        if free >= i64::from(VACUUM_FREE_PAGES) {
-            give_space_back(&conn);
-            m.deleted_since_checkpoint = CHECKPOINT_EVERY_DELETED_RUNS;
+        if checkpointed {
+            m.deleted_since_checkpoint = 0;
         }
         if m.deleted_since_checkpoint >= CHECKPOINT_EVERY_DELETED_RUNS {
             m.deleted_since_checkpoint = 0;
             // PASSIVE: never blocks writers; a busy reader only delays the reset.
-            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            let _ = self.lock_conn()?.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         }
         Ok(())
     }

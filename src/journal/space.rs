@@ -1,0 +1,187 @@
+//! Giving a drained journal's space back to the disk, right after each record
+//! (docs/design.md, "Giving space back"): free pages beyond a quarter of the live ones
+//! are given back in small steps, and a `-wal` larger than the rule allows is cut when
+//! nobody is using it.
+//!
+//! Keeps: at rest (no writer in a transaction) a journal's files hold at most
+//! `1.5 × live + 2.3 MiB`, and under 1 MiB once drained empty; no step holds the write
+//! lock for more than moving 1 MiB of pages, and the lock is released between steps;
+//! nothing here changes a row or the drained record (each step is a transaction of
+//! page moves only), so a kill anywhere in it loses nothing.
+
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::files::wal_path;
+use super::{open, Durability, Journal};
+use crate::failpoint;
+
+/// Free bytes a journal keeps without giving them back, beyond a quarter of its live
+/// bytes (appends reuse free pages first).
+const FREE_SLACK_BYTES: u64 = 256 << 10;
+
+/// A journal whose live pages hold at most this many bytes is rebuilt (`VACUUM`: one
+/// transaction that writes them all) instead of given back in steps.
+const REBUILD_MAX_LIVE_BYTES: u64 = 256 << 10;
+
+/// Bytes of pages one give-back step (one write transaction) moves at most.
+const STEP_BYTES: u64 = 1 << 20;
+
+/// How long the write lock is left free between two steps: a writer waiting on it
+/// retries every millisecond (`open.rs`), so it commits in this gap.
+const STEP_GAP: Duration = Duration::from_millis(2);
+
+/// `-wal` bytes a drained-empty journal keeps without a truncating checkpoint, beyond
+/// a quarter of its live bytes.
+const WAL_SLACK_BYTES: u64 = 256 << 10;
+
+/// `-wal` bytes a journal that still holds lines keeps, beyond a quarter of its live
+/// bytes: `SQLite`'s own cycle (a 2 MiB auto-checkpoint, `schema.rs`). Cutting below it
+/// after every record made writers grow their `-wal` again and again (live appends
+/// with a 5 ms daemon: 0.85x).
+const BUSY_WAL_BYTES: u64 = 2 << 20;
+
+/// `PRAGMA auto_vacuum` of a journal whose free pages can be given back in steps.
+const AUTO_VACUUM_INCREMENTAL: i64 = 2;
+
+/// A journal's pages, in bytes: one page, the pages holding data, the free pages.
+#[derive(Debug, Clone, Copy)]
+struct Pages {
+    page: u64,
+    live: u64,
+    free: u64,
+}
+
+fn pages(conn: &Connection) -> rusqlite::Result<Pages> {
+    let (size, count, free): (i64, i64, i64) = conn
+        .prepare_cached(
+            "SELECT (SELECT page_size FROM pragma_page_size), (SELECT page_count FROM pragma_page_count),
+                    (SELECT freelist_count FROM pragma_freelist_count)",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let n = |v: i64| u64::try_from(v).unwrap_or(0); // SQLite's counters are never negative
+    Ok(Pages { page: n(size), live: n(count).saturating_sub(n(free)) * n(size), free: n(free) * n(size) })
+}
+
+/// Give free pages back: at most `limit` of them, each moved or cut in the one write
+/// transaction the statement runs in; stepped to its end (a single step frees one
+/// page). `false` when it failed (the pages stay free in the file).
+pub(super) fn incremental_vacuum(conn: &Connection, limit: Option<u64>) -> bool {
+    let sql = match limit {
+        Some(n) => format!("PRAGMA incremental_vacuum({n})"),
+        None => "PRAGMA incremental_vacuum".to_string(),
+    };
+    let Ok(mut st) = conn.prepare(&sql) else { return false };
+    let Ok(mut rows) = st.query([]) else { return false };
+    loop {
+        match rows.next() {
+            Ok(Some(_)) => {}
+            Ok(None) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// `synchronous=NORMAL` on a connection while it gives space back, restored when
+/// dropped: a step moves pages and changes no row, so it needs no fsync of its own (a
+/// power cut that takes it back leaves those pages free; `SQLite` syncs the WAL before a
+/// checkpoint copies a step into the database file, and a later `FULL` commit's fsync
+/// covers the steps logged before it).
+struct UnsyncedSteps<'c> {
+    conn: &'c Connection,
+    durability: Durability,
+}
+
+impl<'c> UnsyncedSteps<'c> {
+    fn enter(conn: &'c Connection, durability: Durability) -> UnsyncedSteps<'c> {
+        let _ = conn.execute_batch("PRAGMA synchronous=NORMAL");
+        UnsyncedSteps { conn, durability }
+    }
+}
+
+impl Drop for UnsyncedSteps<'_> {
+    fn drop(&mut self) {
+        let sync = match self.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        let _ = self.conn.execute_batch(&format!("PRAGMA synchronous={sync}"));
+    }
+}
+
+impl Journal {
+    /// After a record (its transaction committed): give free pages and `-wal` space back
+    /// as docs/design.md, "Giving space back", says. Takes the handle's connection for
+    /// each step only, so appends on this same handle go in between too. Best effort:
+    /// what fails stays in the file, for the next record. Returns whether it
+    /// checkpointed the WAL.
+    pub(super) fn give_space_back(&self) -> bool {
+        let Some(before) = self.lock_conn().ok().and_then(|c| pages(&c).ok()) else { return false };
+        let mut announced = false;
+        let mut gave = false;
+        let mut announce = || {
+            if !std::mem::replace(&mut announced, true) {
+                failpoint::hit(failpoint::Point::JournalGiveBack);
+            }
+        };
+        if before.free > before.live / 4 + FREE_SLACK_BYTES {
+            if before.live <= REBUILD_MAX_LIVE_BYTES {
+                // Also the upgrade of a journal made with auto_vacuum=NONE: the VACUUM
+                // that rebuilds it applies the new setting.
+                gave = self.give_back_step(|c| c.execute_batch("PRAGMA auto_vacuum=INCREMENTAL; VACUUM").is_ok());
+                announce();
+            } else if self.auto_vacuum() == Some(AUTO_VACUUM_INCREMENTAL) {
+                let goal = before.live / 8;
+                let step_pages = (STEP_BYTES / before.page.max(1)).max(1);
+                let mut free = before.free;
+                while self.give_back_step(|c| incremental_vacuum(c, Some(step_pages))) {
+                    gave = true;
+                    announce();
+                    let now = self.lock_conn().ok().and_then(|c| pages(&c).ok()).map_or(free, |p| p.free);
+                    if now <= goal || now >= free {
+                        break; // done, or another process is filling the pages as fast
+                    }
+                    free = now;
+                    std::thread::sleep(STEP_GAP);
+                }
+            }
+        }
+        announce();
+        let Ok(conn) = self.lock_conn() else { return gave };
+        let live = pages(&conn).map_or(before.live, |p| p.live);
+        let wal = std::fs::metadata(wal_path(&self.path)).map_or(0, |m| m.len());
+        let empty = conn
+            .prepare_cached("SELECT NOT EXISTS (SELECT 1 FROM runs)")
+            .and_then(|mut st| st.query_row([], |r| r.get::<_, bool>(0)))
+            .unwrap_or(false);
+        let cut_wal = wal > live / 4 + if empty { WAL_SLACK_BYTES } else { BUSY_WAL_BYTES };
+        if !gave && !cut_wal {
+            return false;
+        }
+        // PASSIVE never blocks anyone; it also cuts the database file to the size the
+        // give-back left (a WAL database shrinks only when checkpointed).
+        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        if cut_wal {
+            // Only if nobody holds the write lock or a snapshot right now (the busy
+            // handler off): it copies the few frames the passive one left and cuts the
+            // -wal to zero.
+            open::set_busy_limit(Duration::ZERO);
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            open::set_busy_limit(self.opts.busy_timeout);
+        }
+        true
+    }
+
+    /// One give-back transaction, on the connection taken for it alone, without an
+    /// fsync of its own ([`UnsyncedSteps`]). `false` when it failed.
+    fn give_back_step(&self, step: impl FnOnce(&Connection) -> bool) -> bool {
+        let Ok(conn) = self.lock_conn() else { return false };
+        let _unsynced = UnsyncedSteps::enter(&conn, self.opts.durability);
+        step(&conn)
+    }
+
+    fn auto_vacuum(&self) -> Option<i64> {
+        self.lock_conn().ok()?.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).ok()
+    }
+}
