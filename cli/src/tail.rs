@@ -116,8 +116,22 @@ pub fn cmd_tail(a: TailArgs) -> CmdResult {
         if a.max_lines.is_some_and(|m| printed >= m) {
             break;
         }
-        let line =
-            if a.follow { reader.next_line_wait(poll, Duration::from_millis(500))? } else { reader.next_line()? };
+        // At the committed end, what was printed goes out before waiting: a consumer
+        // reading the pipe sees each line as soon as it is committed, not when 1000
+        // lines or a 500 ms lull have passed.
+        let line = match reader.next_line()? {
+            Some(l) => Some(l),
+            None if a.follow => {
+                if unflushed > 0 {
+                    unflushed = 0;
+                    if !checkpoint(&mut out, &mut sent, written, false)? {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+                reader.next_line_wait(poll, Duration::from_millis(500))?
+            }
+            None => None,
+        };
         match &line {
             Some(l) => {
                 let res = out.write_all(l).and_then(|_| out.write_all(b"\n"));
