@@ -15,6 +15,7 @@
 //! | `appender_writer.rs` | `AppenderWriter`, an `io::Write` over an appender | lines in the order written, split only at `\n` |
 //! | `append.rs` | the append transaction, back-pressure, the spool reserve, keyed outcomes, processed cursors (`cursors` table) | an append returns only once durable under the configured durability; a cursor commits in the transaction of its lines |
 //! | `keys.rs` | idempotency keys and their boot-anchored clock | a key ages only while the host is up, never by a wall-clock step |
+//! | `probe.rs` | a compactor's change test | no commit written before the probe is missed |
 //! | `source.rs` | what a compactor reads and records | rows a drain read are durable before it commits them (O3); `drained_seq` only grows, rows deleted only up to it |
 //! | `files.rs` | the journal's files: `-wal`, tombstone, spool listing | a retirement is crash-safe at every step |
 //! | `forks.rs` | the per-process registry of open journals | a journal a parent has open is refused in a forked child |
@@ -33,6 +34,7 @@ mod forks;
 mod group_commit;
 mod keys;
 mod open;
+mod probe;
 mod run;
 mod schema;
 mod source;
@@ -54,6 +56,7 @@ pub use appender::{Appender, AppenderOptions, AppenderStats, OnFull, Pushed};
 pub use appender_writer::AppenderWriter;
 pub use files::spool_journals;
 pub(crate) use open::NOT_READY;
+pub(crate) use probe::Probe;
 pub use run::{line_crc, validate_line, DEFAULT_MAX_LINE_BYTES};
 pub use source::DrainedRecord;
 pub(crate) use source::Taken;
