@@ -140,8 +140,9 @@ pub enum DaemonEvent<'a> {
         /// What the problem was about.
         subject: &'a str,
     },
-    /// A pass found nothing to drain: every open journal is caught up, and the daemon
-    /// pauses for the interval. Said after every such pass: for metrics and progress,
+    /// A pass found nothing to drain: no journal had lines past its drained record
+    /// (such a pass takes no lock), or its round committed nothing; the daemon pauses
+    /// for the interval. Said after every such pass: for metrics and progress,
     /// not for logs.
     Idle,
 }
@@ -364,13 +365,15 @@ struct Pass {
 
 /// The journal a changed entry belongs to: `x.journal` itself (written, created,
 /// replaced, removed, renamed), or the `x.journal-wal` written or moved in. Other
-/// entries (`-shm`, a tombstone) carry no line.
+/// entries carry no line: `-shm`, a tombstone, and a `-wal` created (empty; every open
+/// of a journal without one creates it, the daemon's own included: marking those made
+/// each probe of a closed journal mark it again).
 fn journal_of(entry: &Path, kind: EventKind) -> Option<PathBuf> {
     let name = entry.file_name()?.as_encoded_bytes();
     if name.ends_with(b".journal") {
         return Some(entry.to_path_buf());
     }
-    if name.ends_with(b".journal-wal") && kind != EventKind::Left {
+    if name.ends_with(b".journal-wal") && matches!(kind, EventKind::Written | EventKind::MovedIn) {
         return Some(entry.with_file_name(std::ffi::OsStr::from_bytes(&name[..name.len() - 4])));
     }
     None
@@ -424,7 +427,11 @@ impl Daemon<'_> {
         for (entry, kind) in entries {
             let Some(j) = journal_of(&entry, kind) else { continue };
             let in_spool = j.parent().is_some_and(|f| self.sources.spools().iter().any(|s| s == f));
-            if in_spool || self.sources.journals().contains(&j) {
+            // a journal given by path, as given (`x.journal` is `./x.journal` here)
+            let given = self.sources.journals().iter().find(|g| {
+                g.file_name() == j.file_name() && j.parent().is_some_and(|f| crate::os::fs::parent_dir(g) == f)
+            });
+            if let Some(j) = given.cloned().or(in_spool.then_some(j)) {
                 self.known.insert(j.clone());
                 self.dirty.insert(j);
             }

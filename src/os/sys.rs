@@ -298,8 +298,10 @@ impl FolderWatch {
 pub enum EventKind {
     /// Bytes written to the entry (`IN_MODIFY`).
     Written,
-    /// The entry was created or moved in (`IN_CREATE`, `IN_MOVED_TO`).
-    Arrived,
+    /// The entry was created (`IN_CREATE`).
+    Created,
+    /// The entry was moved in (`IN_MOVED_TO`).
+    MovedIn,
     /// The entry was removed or moved away (`IN_DELETE`, `IN_MOVED_FROM`).
     Left,
 }
@@ -415,8 +417,10 @@ impl FolderEvents {
             }
             let kind = if mask & libc::IN_MODIFY != 0 {
                 EventKind::Written
-            } else if mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0 {
-                EventKind::Arrived
+            } else if mask & libc::IN_CREATE != 0 {
+                EventKind::Created
+            } else if mask & libc::IN_MOVED_TO != 0 {
+                EventKind::MovedIn
             } else {
                 EventKind::Left
             };
