@@ -540,9 +540,15 @@ impl Daemon<'_> {
         };
         let mut candidates = Vec::new();
         let mut settled = true;
-        for p in order {
+        for (probed, p) in order.into_iter().enumerate() {
             if candidates.len() >= limit {
                 return (candidates, false, true);
+            }
+            // Read the queue while probing many: each open and close of a journal queues
+            // events of its own (-wal and -shm created, removed), and a queue that
+            // overflowed marks every journal again (with 10,000 journals, every pass).
+            if probed % 256 == 255 {
+                self.take_events();
             }
             self.probed_last = Some(p.clone());
             if self.aside.contains_key(&p) {
