@@ -74,7 +74,7 @@ pub fn cmd_drain(a: DrainArgs) -> CmdResult {
     let mut refused = 0;
     let mut r = DrainReport::default();
     let mut progress = Progress::new();
-    for batch in paths.chunks(compactor.options().max_open_journals.max(1)) {
+    for batch in paths.chunks(compactor.open_journal_limit()) {
         let mut journals = Vec::new();
         for p in batch {
             match compactor.open_journals(std::slice::from_ref(p)) {
@@ -197,7 +197,13 @@ pub fn cmd_compact(a: CompactArgs) -> CmdResult {
         let say = match event {
             DaemonEvent::Committed(r) if a.verbose => {
                 status.clear();
-                say!("committed {} line(s), {} byte(s); epoch {}", r.lines, r.bytes, r.epoch);
+                say!(
+                    "committed {} line(s), {} byte(s) in {:.1} ms; epoch {}",
+                    r.lines,
+                    r.bytes,
+                    r.elapsed.as_secs_f64() * 1000.0,
+                    r.epoch
+                );
                 None
             }
             // Another host holds the lock, or ours was lost mid-round: tried again later.

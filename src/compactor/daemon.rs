@@ -9,15 +9,21 @@
 //! [`DaemonOptions::max_backoff`]; a journal that cannot be drained is set aside and
 //! retried when its files change (and at least every minute), while every healthy
 //! journal keeps draining; each problem is reported once (and once more when it is
-//! over), not once per round; at most `max_open_journals` journals are open at once.
+//! over), not once per round; at most [`Compactor::open_journal_limit`] journals are
+//! open at once; a pass probes only journals that may have new lines and takes no
+//! lock when none has (docs/design.md, "Which journals a daemon pass drains").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound::{Excluded, Unbounded};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{Compactor, DrainReport};
 use crate::error::{Error, ErrorKind, Result};
-use crate::journal::{spool_journals, Journal};
+use crate::journal::{spool_journals, Journal, Probe};
+use crate::os::sys::{EventKind, FolderEvents};
+use crate::target::manifest::Manifest;
 
 /// How long a set-aside journal whose files did not change waits to be tried again.
 const RETRY_SET_ASIDE: Duration = Duration::from_secs(60);
@@ -25,6 +31,13 @@ const RETRY_SET_ASIDE: Duration = Duration::from_secs(60);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest sleep between two checks of the caller's `stop`.
 const STOP_CHECK: Duration = Duration::from_millis(10);
+/// The backstop: every known journal is probed at least this often, whatever the
+/// change events said (docs/design.md, "Which journals a daemon pass drains").
+const SWEEP_PERIOD: Duration = Duration::from_secs(600);
+/// How often each spool is listed again although its watch reported nothing.
+const RELIST_EVERY: Duration = Duration::from_secs(60);
+/// A journal handle no pass used for this long is closed.
+const IDLE_CLOSE: Duration = Duration::from_secs(30);
 
 crate::options::options! {
     /// Options for [`Compactor::run`].
@@ -140,8 +153,9 @@ pub enum DaemonEvent<'a> {
         /// What the problem was about.
         subject: &'a str,
     },
-    /// A pass found nothing to drain: every open journal is caught up, and the daemon
-    /// pauses for the interval. Said after every such pass: for metrics and progress,
+    /// A pass found nothing to drain: no journal had lines past its drained record
+    /// (such a pass takes no lock), or its round committed nothing; the daemon pauses
+    /// for the interval. Said after every such pass: for metrics and progress,
     /// not for logs.
     Idle,
 }
@@ -184,16 +198,54 @@ fn file_stamp(p: &Path) -> Stamp {
 #[derive(Default)]
 struct Reported(BTreeMap<String, String>);
 
-/// The daemon's state between passes.
+/// A journal handle the daemon keeps open, and when a pass last used it.
+struct Handle {
+    journal: Journal,
+    used: Instant,
+}
+
+/// Where the backstop sweep is: it marks every known journal again once per
+/// [`SWEEP_PERIOD`], a slice per pass.
+struct Sweep {
+    at: Instant,
+    /// Journals owed to the sweep, times nanoseconds (the remainder of the last slice).
+    credit: u128,
+    /// The last journal the sweep marked.
+    cursor: Option<PathBuf>,
+}
+
+/// The daemon's state between passes (docs/design.md, "Which journals a daemon pass
+/// drains").
 struct Daemon<'a> {
     compactor: &'a Compactor,
     sources: &'a JournalSources,
-    journals: Vec<Journal>,
+    /// Every journal path of the sources, as last listed (and told by events since).
+    known: BTreeSet<PathBuf>,
+    /// Journals that may hold lines past their own drained record: only a probe that
+    /// found none clears the mark.
+    dirty: BTreeSet<PathBuf>,
+    /// The last journal a pass probed (the next starts after it, so none starves
+    /// when more are dirty than may be open at once).
+    probed_last: Option<PathBuf>,
+    /// Open journals, at most [`Compactor::open_journal_limit`].
+    open: BTreeMap<PathBuf, Handle>,
+    /// The folders' change events; `None`: no change test, every journal is probed at
+    /// every pass.
+    events: Option<FolderEvents>,
+    /// When the spools were last listed (`None`: list at the next pass).
+    listed_at: Option<Instant>,
+    sweep: Sweep,
+    /// The target's id, once known (from a round, or the manifest read unlocked).
+    target_id: Option<String>,
+    /// The last manifest a round of this daemon committed or read.
+    last_manifest: Option<Manifest>,
     aside: BTreeMap<PathBuf, SetAside>,
-    /// Spool folders the last pass could not list.
+    /// Spool folders the last listing could not list.
     unlisted: Vec<PathBuf>,
     reported: Reported,
     rotation: usize,
+    /// When automatic retirement last looked (`DaemonOptions::retire_idle_after`).
+    retire_checked_at: Option<Instant>,
 }
 
 impl Compactor {
@@ -239,42 +291,52 @@ impl Compactor {
         stop: &dyn Fn() -> bool,
         on_event: &mut dyn FnMut(DaemonEvent<'_>),
     ) -> DaemonSummary {
+        // No change test when journals may be on a network filesystem: another host's
+        // writes raise no event here.
+        let events = if self.opts.journal.allow_network_fs { None } else { FolderEvents::new().ok() };
         let mut daemon = Daemon {
             compactor: self,
             sources,
-            journals: Vec::new(),
+            known: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            probed_last: None,
+            open: BTreeMap::new(),
+            events,
+            listed_at: None,
+            sweep: Sweep { at: Instant::now(), credit: 0, cursor: None },
+            target_id: None,
+            last_manifest: None,
             aside: BTreeMap::new(),
             unlisted: Vec::new(),
             reported: Reported::default(),
             rotation: 0,
+            retire_checked_at: None,
         };
         let mut summary = DaemonSummary::default();
         let interval = opts.interval;
         let mut backoff = interval;
         let target_subject = format!("target {}", self.target.display());
-        // Passes in a row that found nothing to drain: with more journals than may be
-        // open at once, a pass sees one window of them, so "empty" takes a whole cycle.
-        let mut empty_passes = 0usize;
         while !stop() {
             let mut pause = interval;
             match daemon.pass(on_event) {
-                Ok((r, windows)) => {
+                Ok(Pass { report: r, settled, unprobed }) => {
                     daemon.reported.resolved(&target_subject, on_event);
                     backoff = interval;
                     if r.lines > 0 {
-                        empty_passes = 0;
                         summary.rounds += 1;
                         summary.lines += r.lines;
                         pause = Duration::ZERO;
                         on_event(DaemonEvent::Committed(&r));
                     } else {
-                        empty_passes += 1;
                         if let Some(after) = opts.retire_idle_after {
                             daemon.retire_idle(after, on_event);
                         }
                         on_event(DaemonEvent::Idle);
-                        if opts.until_empty && empty_passes >= windows {
+                        if opts.until_empty && settled && !unprobed {
                             break;
+                        }
+                        if unprobed {
+                            pause = Duration::ZERO; // more journals to probe than one pass opens
                         }
                     }
                 }
@@ -310,69 +372,329 @@ fn needs_a_human(e: &Error) -> bool {
     e.kind().needs_a_human() || (e.kind() == ErrorKind::UnsafeFilesystem && e.journal_path().is_none())
 }
 
+/// What one pass did.
+struct Pass {
+    report: DrainReport,
+    /// Every journal probed this pass was drained (or a writer was mid-commit in it):
+    /// nothing left to drain as of now.
+    settled: bool,
+    /// Journals left to probe because no more may be open at once: pass again at once.
+    unprobed: bool,
+}
+
+/// The journal a changed entry belongs to: `x.journal` itself (written, created,
+/// replaced, removed, renamed), or the `x.journal-wal` written or moved in. Other
+/// entries carry no line: `-shm`, a tombstone, and a `-wal` created (empty; every open
+/// of a journal without one creates it, the daemon's own included: marking those made
+/// each probe of a closed journal mark it again).
+fn journal_of(entry: &Path, kind: EventKind) -> Option<PathBuf> {
+    let name = entry.file_name()?.as_encoded_bytes();
+    if name.ends_with(b".journal") {
+        return Some(entry.to_path_buf());
+    }
+    if name.ends_with(b".journal-wal") && matches!(kind, EventKind::Written | EventKind::MovedIn) {
+        return Some(entry.with_file_name(std::ffi::OsStr::from_bytes(&name[..name.len() - 4])));
+    }
+    None
+}
+
 impl Daemon<'_> {
-    /// One pass: pick up the journals (setting aside the ones that cannot be
-    /// opened), then one round over the healthy ones; a journal the round refuses is
-    /// set aside and the round retried without it. Returns the round's report and the
-    /// number of passes a cycle over every journal takes (their windows).
-    fn pass(&mut self, on_event: &mut dyn FnMut(DaemonEvent<'_>)) -> Result<(DrainReport, usize)> {
-        // Pick up new journals, forget removed ones and ones whose path now names
-        // another file (retired and the name reused): reopened below by path.
-        let mut paths = self.list(on_event);
-        self.aside.retain(|p, _| paths.contains(p));
-        // At most max_open_journals open: a window over the spool that moves each pass.
-        let max_open = self.compactor.options().max_open_journals.max(1);
-        let windows = paths.len().div_ceil(max_open).max(1);
-        if paths.len() > max_open {
-            let start = (self.rotation * max_open) % paths.len();
-            paths.rotate_left(start);
-            paths.truncate(max_open);
+    /// One pass (docs/design.md, "Which journals a daemon pass drains"): read the
+    /// change events, list the spools when due, probe the journals marked, then one
+    /// round over the candidates — or none, without the lock, when there are none and
+    /// no rotation is due. A journal that cannot be opened or that the round refuses is
+    /// set aside (the round is retried without it).
+    fn pass(&mut self, on_event: &mut dyn FnMut(DaemonEvent<'_>)) -> Result<Pass> {
+        self.take_events();
+        let relist = self.events.is_none()
+            || !self.unlisted.is_empty()
+            || self.listed_at.is_none_or(|t| t.elapsed() >= RELIST_EVERY);
+        if relist {
+            self.relist(on_event);
         }
-        self.journals.retain(|j| paths.iter().any(|p| p == j.path()) && j.is_in_place());
-        for p in paths {
-            if self.journals.iter().any(|j| j.path() == p) {
-                continue;
+        if self.events.is_none() {
+            self.dirty.clone_from(&self.known);
+        }
+        self.sweep_slice();
+        self.retry_set_aside();
+        if self.target_id.is_none() {
+            // Which target a drained record must name; unknown until the target exists.
+            if let Ok(Some(m)) = Manifest::load(&self.compactor.sidecar) {
+                self.target_id = Some(m.target_id);
             }
-            if let Some(s) = self.aside.get(&p) {
-                if file_stamp(&p) == s.stamp && s.since.elapsed() < RETRY_SET_ASIDE {
+        }
+        let (candidates, settled, unprobed) = self.probe_dirty(on_event);
+        let rotation_due = self.last_manifest.as_ref().is_some_and(|m| self.compactor.rotation_due(m));
+        // The first pass that knows a journal takes the lock whatever it found: the
+        // target is checked (and a crashed round's tail repaired) at start.
+        let first = self.last_manifest.is_none() && !self.known.is_empty();
+        let report = if candidates.is_empty() && !rotation_due && !first {
+            DrainReport::default() // nothing to drain: no lock
+        } else {
+            self.round(&candidates, on_event)?
+        };
+        self.close_idle();
+        Ok(Pass { settled: settled && report.lines == 0, unprobed, report })
+    }
+
+    /// Mark the journals the queued events name; every journal when events may have
+    /// been lost (and list the spools again, which watches lost folders again).
+    fn take_events(&mut self) {
+        let Some(events) = self.events.as_mut() else { return };
+        let mut entries = Vec::new();
+        let complete = events.drain(&mut |entry, kind| entries.push((entry, kind)));
+        for (entry, kind) in entries {
+            let Some(j) = journal_of(&entry, kind) else { continue };
+            let in_spool = j.parent().is_some_and(|f| self.sources.spools().iter().any(|s| s == f));
+            // a journal given by path, as given (`x.journal` is `./x.journal` here)
+            let given = self.sources.journals().iter().find(|g| {
+                g.file_name() == j.file_name() && j.parent().is_some_and(|f| crate::os::fs::parent_dir(g) == f)
+            });
+            if let Some(j) = given.cloned().or(in_spool.then_some(j)) {
+                self.known.insert(j.clone());
+                self.dirty.insert(j);
+            }
+        }
+        if !complete {
+            self.dirty.extend(self.known.iter().cloned());
+            self.listed_at = None;
+        }
+    }
+
+    /// List the sources again (watching each folder first, so a journal created in
+    /// between is in the listing or raises an event): journals not known before are
+    /// marked, journals gone are forgotten.
+    fn relist(&mut self, on_event: &mut dyn FnMut(DaemonEvent<'_>)) {
+        if let Some(events) = self.events.as_mut() {
+            let folders = self
+                .sources
+                .spools()
+                .iter()
+                .cloned()
+                .chain(self.sources.journals().iter().map(|j| crate::os::fs::parent_dir(j)));
+            for folder in folders {
+                if events.watches(&folder) {
                     continue;
                 }
+                match events.watch(&folder) {
+                    Ok(()) => {}
+                    // not there yet: listing it fails too, and it is tried again each pass
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    // (the per-user watch limit): no change test at all, probe everything
+                    Err(_) => {
+                        self.events = None;
+                        break;
+                    }
+                }
+            }
+        }
+        let listed: BTreeSet<PathBuf> = self.list(on_event).into_iter().collect();
+        for p in listed.difference(&self.known) {
+            self.dirty.insert(p.clone());
+        }
+        // A spool that could not be listed keeps its journals known (a share remounting).
+        let unlisted = &self.unlisted;
+        self.known.retain(|p| listed.contains(p) || p.parent().is_some_and(|f| unlisted.iter().any(|u| u == f)));
+        self.known.extend(listed);
+        let known = &self.known;
+        self.dirty.retain(|p| known.contains(p));
+        self.open.retain(|p, _| known.contains(p));
+        self.aside.retain(|p, _| known.contains(p));
+        self.listed_at = Some(Instant::now());
+    }
+
+    /// The backstop: mark the next slice of known journals, so every one is probed at
+    /// least once per [`SWEEP_PERIOD`] whatever the events said.
+    fn sweep_slice(&mut self) {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.sweep.at).as_nanos();
+        self.sweep.at = now;
+        let period = SWEEP_PERIOD.as_nanos();
+        self.sweep.credit = self.sweep.credit.saturating_add(elapsed.saturating_mul(self.known.len() as u128));
+        let owed = usize::try_from(self.sweep.credit / period).unwrap_or(usize::MAX).min(self.known.len());
+        self.sweep.credit %= period;
+        if owed == 0 {
+            return;
+        }
+        let slice: Vec<PathBuf> = match &self.sweep.cursor {
+            Some(c) => self.known.range::<PathBuf, _>((Excluded(c), Unbounded)).chain(self.known.iter()),
+            None => self.known.range::<PathBuf, _>(..).chain(self.known.iter()),
+        }
+        .take(owed)
+        .cloned()
+        .collect();
+        self.sweep.cursor = slice.last().cloned();
+        self.dirty.extend(slice);
+    }
+
+    /// Set-aside journals whose files changed, or that waited long enough, are marked
+    /// to be tried again.
+    fn retry_set_aside(&mut self) {
+        let again: Vec<PathBuf> = self
+            .aside
+            .iter()
+            .filter(|(p, s)| s.since.elapsed() >= RETRY_SET_ASIDE || file_stamp(p) != s.stamp)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in again {
+            self.aside.remove(&p);
+            self.dirty.insert(p);
+        }
+    }
+
+    /// Probe the marked journals, starting after the one the last pass probed last,
+    /// until as many candidates as may be open at once. Returns the candidates
+    /// (their handles open), whether every probe found nothing to drain, and whether
+    /// some marked journals were left for the next pass.
+    fn probe_dirty(&mut self, on_event: &mut dyn FnMut(DaemonEvent<'_>)) -> (Vec<PathBuf>, bool, bool) {
+        let limit = self.compactor.open_journal_limit();
+        let order: Vec<PathBuf> = match &self.probed_last {
+            Some(c) => self
+                .dirty
+                .range::<PathBuf, _>((Excluded(c), Unbounded))
+                .chain(self.dirty.range(..=c.clone()))
+                .cloned()
+                .collect(),
+            None => self.dirty.iter().cloned().collect(),
+        };
+        let mut candidates = Vec::new();
+        let mut settled = true;
+        for (probed, p) in order.into_iter().enumerate() {
+            if candidates.len() >= limit {
+                return (candidates, false, true);
+            }
+            // Read the queue while probing many: each open and close of a journal queues
+            // events of its own (-wal and -shm created, removed), and a queue that
+            // overflowed marks every journal again (with 10,000 journals, every pass).
+            if probed % 256 == 255 {
+                self.take_events();
+            }
+            self.probed_last = Some(p.clone());
+            if self.aside.contains_key(&p) {
+                self.dirty.remove(&p);
+                continue;
+            }
+            match self.probe(&p, &candidates, on_event) {
+                Some(Probe::Drained { target_id }) => {
+                    let foreign = target_id.is_some() && self.target_id.is_some() && target_id != self.target_id;
+                    if foreign {
+                        settled = false;
+                        candidates.push(p); // the round says what is wrong with it
+                    } else {
+                        self.dirty.remove(&p);
+                    }
+                }
+                Some(Probe::Undrained) => {
+                    settled = false;
+                    candidates.push(p);
+                }
+                Some(Probe::Busy) => candidates.push(p),
+                None => {}
+            }
+        }
+        (candidates, settled, false)
+    }
+
+    /// Probe one marked journal, opening it if needed (closing the least recently used
+    /// handle that is not a candidate to make room). `None`, its mark cleared: it is
+    /// gone from its spool, not ready (its writer is creating it: events mark it
+    /// again), set aside, or no handle could be made room for (mark kept).
+    fn probe(&mut self, p: &Path, candidates: &[PathBuf], on_event: &mut dyn FnMut(DaemonEvent<'_>)) -> Option<Probe> {
+        if self.open.get(p).is_some_and(|h| !h.journal.is_in_place()) {
+            self.open.remove(p); // its path names another file now: reopen by path
+        }
+        if !self.open.contains_key(p) {
+            let given = self.sources.journals().iter().any(|j| j == p);
+            if !given && std::fs::symlink_metadata(p).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+                self.forget(p); // retired or removed
+                return None;
+            }
+            while self.open.len() >= self.compactor.open_journal_limit() {
+                let idle = self.open.iter().filter(|(q, _)| !candidates.contains(q)).min_by_key(|(_, h)| h.used);
+                let q = idle.map(|(q, _)| q.clone())?;
+                self.open.remove(&q);
             }
             let subject = format!("journal {}", p.display());
             // The files' stamp before trying: a change after it (even one made while the
             // problem is being reported) makes the next pass try again.
-            let stamp = file_stamp(&p);
-            match self.compactor.open_journals(std::slice::from_ref(&p)) {
-                Ok(mut j) => {
-                    self.aside.remove(&p);
+            let stamp = file_stamp(p);
+            match self.compactor.open_journals(&[p.to_path_buf()]) {
+                Ok(mut opened) => {
                     self.reported.resolved(&subject, on_event);
-                    self.journals.append(&mut j);
+                    let Some(journal) = opened.pop() else {
+                        self.dirty.remove(p); // not ready: its writer's first writes mark it
+                        return None;
+                    };
+                    self.open.insert(p.to_path_buf(), Handle { journal, used: Instant::now() });
                 }
                 Err(e) => {
-                    self.aside.insert(p.clone(), SetAside { since: Instant::now(), stamp });
-                    self.reported.problem(&subject, &e, true, on_event);
+                    self.set_aside(p, stamp, &e, on_event);
+                    return None;
                 }
             }
         }
-        loop {
-            if self.journals.is_empty() {
-                self.rotation = self.rotation.wrapping_add(1);
-                return Ok((DrainReport::default(), windows));
+        let handle = self.open.get_mut(p)?;
+        handle.used = Instant::now();
+        match handle.journal.probe() {
+            Ok(probe) => Some(probe),
+            Err(e) => {
+                let stamp = file_stamp(p);
+                self.set_aside(p, stamp, &e, on_event);
+                None
             }
-            match self.compactor.drain_round(&self.journals, self.rotation) {
-                Ok(r) => {
+        }
+    }
+
+    /// Set a journal aside (closed, unmarked), reporting why once.
+    fn set_aside(&mut self, p: &Path, stamp: Stamp, e: &Error, on_event: &mut dyn FnMut(DaemonEvent<'_>)) {
+        self.open.remove(p);
+        self.dirty.remove(p);
+        self.aside.insert(p.to_path_buf(), SetAside { since: Instant::now(), stamp });
+        self.reported.problem(&format!("journal {}", p.display()), e, true, on_event);
+    }
+
+    /// A journal gone from its spool.
+    fn forget(&mut self, p: &Path) {
+        self.known.remove(p);
+        self.dirty.remove(p);
+        self.open.remove(p);
+        self.aside.remove(p);
+    }
+
+    /// One round over the candidates (their handles are open); a journal the round
+    /// refuses is set aside and the round retried without it. Every journal read frees
+    /// its page cache afterwards.
+    fn round(&mut self, candidates: &[PathBuf], on_event: &mut dyn FnMut(DaemonEvent<'_>)) -> Result<DrainReport> {
+        let mut journals: Vec<Journal> =
+            candidates.iter().filter_map(|p| self.open.remove(p)).map(|h| h.journal).collect();
+        let outcome = loop {
+            match self.compactor.round(&journals, self.rotation) {
+                Ok((r, manifest)) => {
                     self.rotation = self.rotation.wrapping_add(1);
-                    return Ok((r, windows));
+                    self.target_id = Some(manifest.target_id.clone());
+                    self.last_manifest = Some(manifest);
+                    break Ok(r);
                 }
                 Err(e) => {
-                    let Some(bad) = e.journal_path().map(Path::to_path_buf) else { return Err(e) };
-                    let Some(i) = self.journals.iter().position(|j| j.path() == bad) else { return Err(e) };
-                    self.journals.remove(i);
-                    self.aside.insert(bad.clone(), SetAside { since: Instant::now(), stamp: file_stamp(&bad) });
-                    self.reported.problem(&format!("journal {}", bad.display()), &e, true, on_event);
+                    let Some(bad) = e.journal_path().map(Path::to_path_buf) else { break Err(e) };
+                    let Some(i) = journals.iter().position(|j| j.path() == bad) else { break Err(e) };
+                    journals.remove(i);
+                    let stamp = file_stamp(&bad);
+                    self.set_aside(&bad, stamp, &e, on_event);
                 }
             }
+        };
+        let now = Instant::now();
+        for journal in journals {
+            journal.release_memory();
+            self.open.insert(journal.path().to_path_buf(), Handle { journal, used: now });
         }
+        outcome
+    }
+
+    /// Close the handles no pass used for [`IDLE_CLOSE`].
+    fn close_idle(&mut self) {
+        self.open.retain(|_, h| h.used.elapsed() < IDLE_CLOSE);
     }
 }
 
@@ -380,15 +702,37 @@ impl Daemon<'_> {
     /// Automatic retirement of the open journals that are drained and idle; a failure
     /// is reported as the target's problem and tried again after the next idle pass.
     fn retire_idle(&mut self, after: Duration, on_event: &mut dyn FnMut(DaemonEvent<'_>)) {
-        match self.compactor.retire_idle(&self.journals, after) {
-            Ok(retired) => {
-                self.journals.retain(|j| !retired.iter().any(|p| p == j.path()));
-                for journal in &retired {
-                    on_event(DaemonEvent::Retired { journal });
+        // Not every empty pass: a look at every known journal costs opening it.
+        let every = after.min(Duration::from_secs(60));
+        if self.retire_checked_at.is_some_and(|t| t.elapsed() < every) {
+            return;
+        }
+        self.retire_checked_at = Some(Instant::now());
+        // Journals not open are opened for the look, a batch at a time, within the
+        // handle bound, and closed again.
+        let paths: Vec<PathBuf> = self.known.iter().filter(|p| !self.aside.contains_key(*p)).cloned().collect();
+        let batch = self.compactor.open_journal_limit().saturating_sub(self.open.len()).max(1);
+        for chunk in paths.chunks(batch) {
+            let mut journals = Vec::new();
+            for p in chunk {
+                if let Some(h) = self.open.remove(p) {
+                    journals.push(h.journal);
+                } else if let Ok(mut opened) = self.compactor.open_journals(std::slice::from_ref(p)) {
+                    journals.extend(opened.pop());
                 }
             }
-            Err(e) => {
-                self.reported.problem(&format!("target {}", self.compactor.target.display()), &e, false, on_event);
+            match self.compactor.retire_idle(&journals, after) {
+                Ok(retired) => {
+                    drop(journals);
+                    for journal in &retired {
+                        self.forget(journal);
+                        on_event(DaemonEvent::Retired { journal });
+                    }
+                }
+                Err(e) => {
+                    self.reported.problem(&format!("target {}", self.compactor.target.display()), &e, false, on_event);
+                    return;
+                }
             }
         }
     }

@@ -58,8 +58,9 @@ crate::options::options! {
         /// keeps them all.
         pub retain_generations: Option<u64> = None,
         /// Most journals a drain keeps open at once (each holds three file
-        /// descriptors: the journal, its `-wal` and `-shm`). More journals are drained
-        /// in batches.
+        /// descriptors: the journal, its `-wal` and `-shm`), and never more than a
+        /// quarter of the process's open-file limit allows
+        /// ([`Compactor::open_journal_limit`]). More journals are drained in batches.
         pub max_open_journals: usize = 128,
         /// How long a retired journal's entry stays in the manifest, counted from its
         /// first line (docs/design.md "Journal lifecycle and watermark expiry"): then it
@@ -242,6 +243,16 @@ impl Compactor {
         &self.opts
     }
 
+    /// Most journals this compactor opens at once: [`CompactorOptions::max_open_journals`],
+    /// and at most a quarter of this process's open-file limit (`RLIMIT_NOFILE`, read
+    /// now) at three descriptors per journal; at least 1.
+    #[must_use]
+    pub fn open_journal_limit(&self) -> usize {
+        let by_fds =
+            crate::os::sys::nofile_limit().map_or(usize::MAX, |n| usize::try_from(n / 4 / 3).unwrap_or(usize::MAX));
+        self.opts.max_open_journals.min(by_fds).max(1)
+    }
+
     /// The longest uncommitted tail one round can leave behind.
     fn max_tail(&self) -> u64 {
         self.opts.max_round_bytes.max(self.opts.journal.max_line_bytes as u64 + 1)
@@ -268,16 +279,16 @@ impl Compactor {
 
     /// Drain the given journals by path until every line they held when the call
     /// started is committed (several bounded rounds, the lock released between them),
-    /// at most [`CompactorOptions::max_open_journals`] open at once.
+    /// at most [`Compactor::open_journal_limit`] open at once.
     ///
     /// # Errors
     /// As [`Compactor::open_journals`] and [`Compactor::drain`]; batches drained before
     /// the error stay committed.
     pub fn drain_paths(&self, paths: &[PathBuf]) -> Result<DrainReport> {
-        // At most max_open_journals open at once (issue 13 item 3: 400 journals under
-        // `ulimit -n 1024` drained nothing).
+        // At most open_journal_limit open at once (issue 13 item 3: 400 journals under
+        // `ulimit -n 1024` drained nothing; issue 16: nor under `ulimit -n 256`).
         let mut report = DrainReport::default();
-        for batch in paths.chunks(self.opts.max_open_journals.max(1)) {
+        for batch in paths.chunks(self.open_journal_limit()) {
             let journals = self.open_journals(batch)?;
             report.absorb(self.drain(&journals)?);
         }

@@ -15,6 +15,7 @@
 //! | `appender_writer.rs` | `AppenderWriter`, an `io::Write` over an appender | lines in the order written, split only at `\n` |
 //! | `append.rs` | the append transaction, back-pressure, the spool reserve, keyed outcomes, processed cursors (`cursors` table) | an append returns only once durable under the configured durability; a cursor commits in the transaction of its lines |
 //! | `keys.rs` | idempotency keys and their boot-anchored clock | a key ages only while the host is up, never by a wall-clock step |
+//! | `probe.rs` | a compactor's change test | no commit written before the probe is missed |
 //! | `source.rs` | what a compactor reads and records | rows a drain read are durable before it commits them (O3); `drained_seq` only grows, rows deleted only up to it |
 //! | `space.rs` | giving drained space back after a record (free pages, the `-wal`) | at rest the files hold at most 1.5 × the live pages + 2.3 MiB (under 1 MiB drained empty); the write lock is released between steps; no row changes |
 //! | `files.rs` | the journal's files: `-wal`, tombstone, spool listing | a retirement is crash-safe at every step |
@@ -34,6 +35,7 @@ mod forks;
 mod group_commit;
 mod keys;
 mod open;
+mod probe;
 mod run;
 mod schema;
 mod source;
@@ -56,6 +58,7 @@ pub use appender::{Appender, AppenderOptions, AppenderStats, OnFull, Pushed};
 pub use appender_writer::AppenderWriter;
 pub use files::spool_journals;
 pub(crate) use open::NOT_READY;
+pub(crate) use probe::Probe;
 pub use run::{line_crc, validate_line, DEFAULT_MAX_LINE_BYTES};
 pub use source::DrainedRecord;
 pub(crate) use source::Taken;

@@ -337,6 +337,154 @@ impl FolderWatch {
     }
 }
 
+/// What [`FolderEvents::drain`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// Bytes written to the entry (`IN_MODIFY`).
+    Written,
+    /// The entry was created (`IN_CREATE`).
+    Created,
+    /// The entry was moved in (`IN_MOVED_TO`).
+    MovedIn,
+    /// The entry was removed or moved away (`IN_DELETE`, `IN_MOVED_FROM`).
+    Left,
+}
+
+/// One inotify instance watching several folders for entries written, created,
+/// removed or renamed, naming each entry (a compactor's change test: see
+/// docs/design.md, "Which journals a daemon pass drains").
+#[derive(Debug)]
+pub struct FolderEvents {
+    fd: std::os::fd::OwnedFd,
+    /// Watch descriptor -> the folder it watches.
+    folders: std::collections::HashMap<i32, std::path::PathBuf>,
+}
+
+impl FolderEvents {
+    /// A new instance watching nothing yet.
+    ///
+    /// # Errors
+    /// `inotify_init1`'s error (e.g. the per-user limit of inotify instances).
+    pub fn new() -> io::Result<FolderEvents> {
+        // SAFETY: inotify_init1 takes only flags and returns a new fd or -1.
+        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh fd that nothing else owns.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        Ok(FolderEvents { fd, folders: std::collections::HashMap::new() })
+    }
+
+    /// Whether `dir` is watched (its watch was added and not lost since).
+    #[must_use]
+    pub fn watches(&self, dir: &Path) -> bool {
+        self.folders.values().any(|f| f == dir)
+    }
+
+    /// Watch `dir` (again: adding a folder watched already is harmless).
+    ///
+    /// # Errors
+    /// `inotify_add_watch`'s error (`ENOENT`, `ENOTDIR`, the per-user watch limit);
+    /// `InvalidInput` for a NUL in the path.
+    pub fn watch(&mut self, dir: &Path) -> io::Result<()> {
+        let c = CString::new(dir.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let mask = libc::IN_MODIFY
+            | libc::IN_CREATE
+            | libc::IN_DELETE
+            | libc::IN_MOVED_FROM
+            | libc::IN_MOVED_TO
+            | libc::IN_DELETE_SELF
+            | libc::IN_MOVE_SELF
+            | libc::IN_ONLYDIR;
+        // SAFETY: `fd` is an inotify fd and `c` a NUL-terminated path, both alive across the call.
+        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask) };
+        if wd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.folders.insert(wd, dir.to_path_buf());
+        Ok(())
+    }
+
+    /// Read every queued event, calling `on_entry` with each entry's full path and
+    /// what happened to it. Returns false when events may have been lost, so the
+    /// caller must treat everything as changed: the queue overflowed, reading failed,
+    /// or a folder's watch ended (removed, moved, unmounted: [`watches`](Self::watches)
+    /// says false for it until it is watched again).
+    pub fn drain(&mut self, on_entry: &mut dyn FnMut(std::path::PathBuf, EventKind)) -> bool {
+        // aligned for inotify_event's u32 fields; large enough for one event of any name
+        let mut buf = vec![0u32; 16 * 1024];
+        let mut complete = true;
+        loop {
+            let len = std::mem::size_of_val(buf.as_slice());
+            // SAFETY: `buf` is valid and writable for `len` bytes during the call.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), len) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => return complete,
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return false,
+                }
+            }
+            if n == 0 {
+                return false;
+            }
+            let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).take(n.unsigned_abs()).collect();
+            complete &= self.parse(&bytes, on_entry);
+        }
+    }
+
+    /// The events in one read's bytes (`struct inotify_event`: wd, mask, cookie, len,
+    /// then `len` bytes of NUL-padded name).
+    fn parse(&mut self, mut bytes: &[u8], on_entry: &mut dyn FnMut(std::path::PathBuf, EventKind)) -> bool {
+        let word = |b: &[u8], i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let mut complete = true;
+        while bytes.len() >= 16 {
+            let wd = i32::from_ne_bytes(word(bytes, 0).to_ne_bytes());
+            let (mask, name_len) = (word(bytes, 4), word(bytes, 12) as usize);
+            let Some(name) = bytes.get(16..16 + name_len) else { return false };
+            bytes = &bytes[16 + name_len..];
+            if mask & libc::IN_Q_OVERFLOW != 0 {
+                complete = false;
+                continue;
+            }
+            if mask & (libc::IN_IGNORED | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF | libc::IN_UNMOUNT) != 0 {
+                self.folders.remove(&wd);
+                complete = false;
+                continue;
+            }
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            let Some(folder) = self.folders.get(&wd) else { continue };
+            if name.is_empty() {
+                continue;
+            }
+            let kind = if mask & libc::IN_MODIFY != 0 {
+                EventKind::Written
+            } else if mask & libc::IN_CREATE != 0 {
+                EventKind::Created
+            } else if mask & libc::IN_MOVED_TO != 0 {
+                EventKind::MovedIn
+            } else {
+                EventKind::Left
+            };
+            on_entry(folder.join(std::ffi::OsStr::from_bytes(name)), kind);
+        }
+        complete
+    }
+}
+
+/// This process's limit on open files (`RLIMIT_NOFILE`, soft); `None` if unknown.
+#[must_use]
+pub fn nofile_limit() -> Option<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit struct through the valid pointer we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } != 0 {
+        return None;
+    }
+    Some(lim.rlim_cur)
+}
+
 /// How many file descriptors this process has open, and its limit (`RLIMIT_NOFILE`
 /// soft), for an error message that names "too many open files" for what it is.
 #[must_use]
