@@ -10,7 +10,7 @@ use crate::common::path_str;
 use super::check::manifest_epoch;
 use super::plan::{Durab, RandomPlan};
 use super::proc::{P, POLL, RUN_TIMEOUT, START_TIMEOUT};
-use super::trial::{Trial, JOURNAL_FP_ID, MAIN_LINES};
+use super::trial::{frozen_in_writer, Trial, JOURNAL_FP_ID, MAIN_LINES};
 
 pub(super) fn failpoint_phase(t: &mut Trial, point: &'static str, adopt: bool, header: &[u8]) -> Result<(), String> {
     t.wait_new_acks(20)?;
@@ -52,7 +52,7 @@ pub(super) fn failpoint_phase(t: &mut Trial, point: &'static str, adopt: bool, h
     }
     // New lines of both durabilities, read by the frozen drain.
     t.wait_new_acks(20)?;
-    if point.starts_with("journal.") {
+    if frozen_in_writer(point) {
         let w = t.new_writer(JOURNAL_FP_ID, JOURNAL_FP_ID, true, MAIN_LINES);
         let args = t.writer_args(&w, 0, 4, Durab::Full);
         t.writers.push(w);

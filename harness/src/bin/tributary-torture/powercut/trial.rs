@@ -20,6 +20,13 @@ const PRIME_ID: u32 = 100; // + journal: 2 full lines that make each journal dur
 const FRESH_PRE_ID: u32 = 200; // + journal: full lines appended before a recovery that is cut
 const FRESH_POST_ID: u32 = 300; // + journal: full lines appended after recovery
 pub(super) const JOURNAL_FP_ID: u32 = 50; // the writer frozen at a journal.* failpoint (own journal)
+
+/// Whether a cut at `point` freezes a writer (its own journal, [`JOURNAL_FP_ID`]) rather
+/// than a drain: every `journal.*` point is on a writer's path except
+/// `journal.give_back`, which the drain reaches after recording what it drained.
+pub(super) fn frozen_in_writer(point: &str) -> bool {
+    point.starts_with("journal.") && point != "journal.give_back"
+}
 pub(super) const MAIN_LINES: u64 = 10_000_000;
 const FRESH_LINES: u64 = 5;
 
@@ -298,7 +305,7 @@ pub(super) fn run_trial(ctx: &Ctx, disk: &mut Disk, work: &Path, k: u64, plan: &
     // Recovery (first cut, maybe, during it).
     let journals: Vec<u32> = {
         let mut v: Vec<u32> = plan.writers.iter().map(|w| w.id).collect();
-        if matches!(plan.kind, Kind::Failpoint { point, .. } if point.starts_with("journal.")) {
+        if matches!(plan.kind, Kind::Failpoint { point, .. } if frozen_in_writer(point)) {
             v.push(JOURNAL_FP_ID);
         }
         v
