@@ -498,3 +498,39 @@ fn bounded_rounds_rotate_between_journals_and_release_the_lock() {
     let a_order: Vec<_> = got.iter().filter(|l| l.starts_with(b"a-")).cloned().collect();
     assert_eq!(a_order, numbered("a", 0..200));
 }
+
+/// A compactor reuses the manifest of its last round only while both slots are as it
+/// left them: one commit by anyone else (into the other slot, as every commit goes) and
+/// the next round reads the slots again and builds on that epoch, instead of
+/// committing from its own stale copy (which the epoch check would call `lock_lost`).
+#[test]
+fn a_kept_manifest_is_read_again_after_anyone_else_commits() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let j = journal(&spool.join("a.journal"));
+    let c = compactor(&target);
+    for round in 0..3 {
+        j.append(format!("before-{round}").as_bytes()).unwrap();
+        c.drain(std::slice::from_ref(&j)).unwrap();
+    }
+    // One commit behind its back: the same manifest, a newer epoch.
+    let mut m = manifest_of(&target);
+    m.epoch += 1;
+    commit_behind_the_back(&target, &m);
+    j.append(b"after-one").unwrap();
+    let r = c.drain(std::slice::from_ref(&j)).unwrap();
+    assert!(r.epoch > m.epoch, "round built on epoch {}, the slots held {}", r.epoch, m.epoch);
+    // Two (a whole round of another compactor: its intent, then its lines).
+    let other = journal(&spool.join("b.journal"));
+    other.append(b"other").unwrap();
+    compactor(&target).drain(std::slice::from_ref(&other)).unwrap();
+    j.append(b"after-two").unwrap();
+    c.drain(std::slice::from_ref(&j)).unwrap();
+    let expected: Vec<Vec<u8>> = ["before-0", "before-1", "before-2", "after-one", "other", "after-two"]
+        .iter()
+        .map(|l| l.as_bytes().to_vec())
+        .collect();
+    assert_exactly(&target, &expected);
+    assert_eq!(manifest_of(&target).watermarks.len(), 2);
+}

@@ -110,6 +110,18 @@ impl Compactor {
     /// Step 1 under the lock: the current manifest from the slots; or finish an
     /// upgrade of a version-1 target; or, with `create`, initialise a new target.
     pub(super) fn current_manifest(&self, lock: &TargetLock, create: bool) -> Result<(Manifest, Origin)> {
+        // Fast path: both slots' headers are what this compactor last read or wrote
+        // (two block reads), so nobody committed since and the manifest is the one it
+        // kept. Taken out of the cache: a round that fails reads in full next time.
+        let kept = self.manifest_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some((seen, m)) = kept.filter(|_| self.stub_checked.get().is_some()) {
+            let headers =
+                [slots::read_header(lock.file(), lock.path(), 0)?, slots::read_header(lock.file(), lock.path(), 1)?];
+            if headers == seen.headers {
+                lock.remember(Some(seen));
+                return Ok((m, Origin::Existing));
+            }
+        }
         let (slots, headers) = slots::read_with_headers(lock.file(), lock.path())?;
         let current = match slots.into_current(lock.path()) {
             // No valid slot and no manifest file at all (not even the stub, written
@@ -118,7 +130,9 @@ impl Compactor {
             Err(Error::CorruptManifest { .. }) if self.sidecar.read_manifest_file().ok().flatten().is_none() => None,
             r => r?,
         };
-        lock.remember(current.as_ref().map(|(i, m)| SlotsSeen { current: *i, epoch: m.epoch, headers }));
+        let seen = current.as_ref().map(|(i, m)| SlotsSeen { current: *i, epoch: m.epoch, headers });
+        lock.remember(seen);
+        self.keep_manifest(seen, current.as_ref().map(|(_, m)| m));
         if let Some((_, m)) = current {
             if self.stub_checked.get().is_none() {
                 if !self.sidecar.exists() {
@@ -150,6 +164,12 @@ impl Compactor {
                 self.sidecar.dir.display()
             ))),
         }
+    }
+
+    /// Keep the slots as just read or written, with the manifest in the current one,
+    /// for the next round's step 1 (`manifest_seen`); `None`: forget them.
+    pub(super) fn keep_manifest(&self, seen: Option<SlotsSeen>, m: Option<&Manifest>) {
+        *self.manifest_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = seen.zip(m.cloned());
     }
 
     /// Upgrade a version-1 target (docs/design.md "Upgrading a version-1 target"):

@@ -83,30 +83,46 @@ pub(super) fn incremental_vacuum(conn: &Connection, limit: Option<u64>) -> bool 
     }
 }
 
-/// `synchronous=NORMAL` on a connection while it gives space back, restored when
-/// dropped: a step moves pages and changes no row, so it needs no fsync of its own (a
-/// power cut that takes it back leaves those pages free; `SQLite` syncs the WAL before a
-/// checkpoint copies a step into the database file, and a later `FULL` commit's fsync
-/// covers the steps logged before it).
-struct UnsyncedSteps<'c> {
-    conn: &'c Connection,
+/// A journal's connection with `synchronous=NORMAL` (no fsync per commit), restored
+/// when dropped. For the compactor's own writes, which change no line a writer was
+/// told is durable: a give-back step moves pages and changes no row (a power cut that
+/// takes it back leaves those pages free), and a drained record only repeats what the
+/// target's durable manifest already says (a power cut that takes it back leaves the
+/// record behind the watermark, which the next round catches up: docs/design.md step
+/// 7). `SQLite` syncs the WAL before a checkpoint copies such a commit into the
+/// database file, and a later `FULL` commit's fsync covers the commits logged before it.
+pub(super) struct Unsynced<'c> {
+    conn: parking_lot::MutexGuard<'c, Connection>,
     durability: Durability,
 }
 
-impl<'c> UnsyncedSteps<'c> {
-    fn enter(conn: &'c Connection, durability: Durability) -> UnsyncedSteps<'c> {
-        let _ = conn.execute_batch("PRAGMA synchronous=NORMAL");
-        UnsyncedSteps { conn, durability }
+impl<'c> Unsynced<'c> {
+    pub(super) fn enter(conn: parking_lot::MutexGuard<'c, Connection>, durability: Durability) -> Unsynced<'c> {
+        let _ = conn.prepare_cached("PRAGMA synchronous=NORMAL").and_then(|mut st| st.execute([]));
+        Unsynced { conn, durability }
     }
 }
 
-impl Drop for UnsyncedSteps<'_> {
+impl std::ops::Deref for Unsynced<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Unsynced<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+impl Drop for Unsynced<'_> {
     fn drop(&mut self) {
-        let sync = match self.durability {
-            Durability::Full => "FULL",
-            Durability::Normal => "NORMAL",
+        let sql = match self.durability {
+            Durability::Full => "PRAGMA synchronous=FULL",
+            Durability::Normal => "PRAGMA synchronous=NORMAL",
         };
-        let _ = self.conn.execute_batch(&format!("PRAGMA synchronous={sync}"));
+        let _ = self.conn.prepare_cached(sql).and_then(|mut st| st.execute([]));
     }
 }
 
@@ -174,10 +190,10 @@ impl Journal {
     }
 
     /// One give-back transaction, on the connection taken for it alone, without an
-    /// fsync of its own ([`UnsyncedSteps`]). `false` when it failed.
+    /// fsync of its own ([`Unsynced`]). `false` when it failed.
     fn give_back_step(&self, step: impl FnOnce(&Connection) -> bool) -> bool {
         let Ok(conn) = self.lock_conn() else { return false };
-        let _unsynced = UnsyncedSteps::enter(&conn, self.opts.durability);
+        let conn = Unsynced::enter(conn, self.opts.durability);
         step(&conn)
     }
 
