@@ -245,3 +245,30 @@ fn the_change_test_sees_every_way_a_journal_gets_lines() {
     expected.extend(added.into_inner());
     assert_exactly(&target, &expected);
 }
+
+/// A compactor's handle keeps a journal's `-wal` and `-shm` when it is the last to
+/// close (the next open need not create them again: with thousands of journals that
+/// was most of a pass), a writer that comes back appends and is drained exactly once,
+/// and retirement still deletes every file of the journal.
+#[test]
+fn a_compactors_close_keeps_the_wal_and_retirement_still_removes_every_file() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let path = spool.join("a.journal");
+    let wal = spool.join("a.journal-wal");
+    let shm = spool.join("a.journal-shm");
+    journal(&path).append(b"one").unwrap();
+    assert!(!wal.exists() && !shm.exists(), "a writer, last to close, deletes them (SQLite's default)");
+    compactor(&target).drain_paths(std::slice::from_ref(&path)).unwrap();
+    assert!(wal.exists() && shm.exists(), "the compactor's handle, last to close, deleted the -wal or -shm");
+    journal(&path).append(b"two").unwrap();
+    let c = compactor(&target);
+    c.drain_paths(std::slice::from_ref(&path)).unwrap();
+    assert_exactly(&target, &[b"one".to_vec(), b"two".to_vec()]);
+    let report = c.retire(std::slice::from_ref(&path)).unwrap();
+    assert_eq!(report.retired.len(), 1, "{report:?}");
+    let left: Vec<_> = std::fs::read_dir(&spool).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "retirement left {left:?}");
+    assert_exactly(&target, &[b"one".to_vec(), b"two".to_vec()]);
+}

@@ -303,6 +303,16 @@ impl Journal {
         }
     }
 
+    /// Ordering O2 for a handle opened by `open_existing` (a compactor's): before its
+    /// first commit of lines, make the journal's and `-wal`'s names durable.
+    fn ensure_names_durable(&self) -> Result<()> {
+        if !self.names_durable.load(Ordering::Acquire) {
+            super::files::sync_folder(&self.path)?;
+            self.names_durable.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
     /// Refuse an append when the journal's disk has less than [`SPOOL_RESERVE_BYTES`]
     /// free (one `statvfs`, ~1 µs).
     fn check_spool_space(&self) -> Result<()> {
@@ -333,6 +343,7 @@ impl Journal {
     /// commit either precedes it — and is seen, and drained, by it — or fails here.)
     fn commit_requests(&self, batch: &[Arc<Request<Arc<Appending>>>]) -> Result<Vec<Outcome>> {
         self.check_spool_space()?;
+        self.ensure_names_durable()?;
         let results = self.commit_requests_unchecked(batch)?;
         // Cheap when nothing in the folder changed (one read of an inotify fd); the
         // event of a retirement's rename is queued before it releases the write lock

@@ -184,6 +184,11 @@ pub struct Journal {
     folder_watch: OnceLock<Option<sys::FolderWatch>>,
     /// The last in-place check failed.
     gone: AtomicBool,
+    /// The journal's and its `-wal`'s names are durable (ordering O2): a writer's open
+    /// makes them so; a compactor's open (`open_existing`) does not pay a folder fsync
+    /// it never needs (it acknowledges no line), and its first commit of lines, if it
+    /// ever makes one, syncs the folder first.
+    names_durable: AtomicBool,
     /// The process that opened this handle (a handle does not survive `fork()`).
     pid: u32,
 }

@@ -192,6 +192,11 @@ impl Journal {
         let inode = file_id(&path)?;
         forks::check_not_inherited(&path, inode)?;
         let mut conn = Connection::open(&path).map_err(|e| Error::sqlite(format!("opening {}", path.display()), e))?;
+        if !create {
+            // A compactor's handle: its close keeps the -wal and -shm (emptied) for the
+            // next open, instead of deleting what that open would create again.
+            let _ = crate::os::sys::sqlite_persist_wal(&conn);
+        }
         let not_journal = |detail: String| Error::NotAJournal { path: path.clone(), detail };
         set_busy_limit(opts.busy_timeout);
         conn.busy_handler(Some(retry_when_busy)).map_err(|e| Error::sqlite("setting the busy handler", e))?;
@@ -216,7 +221,13 @@ impl Journal {
         // O2: the journal file and the `-wal` SQLite just created (it makes a new one
         // whenever the last connection closed) must be durable as names before any
         // line in them is acknowledged; SQLite fsyncs the files, never their folder.
-        sync_folder(&path)?;
+        // A writer's open does it now; a compactor's open only reads and records (a
+        // record lost with its name is redone), so it is left to the first commit of
+        // lines through this handle, if any (`Journal::ensure_names_durable`): with
+        // 10,000 journals the compactor opened a hundred per pass, each a folder fsync.
+        if create {
+            sync_folder(&path)?;
+        }
         // The -wal exists from the schema read on: SQLite deletes it only when the last
         // connection closes, and this one stays open as long as the handle.
         let files = [inode, file_id(&wal_path(&path))?];
@@ -231,6 +242,7 @@ impl Journal {
             files,
             folder_watch: OnceLock::new(),
             gone: AtomicBool::new(false),
+            names_durable: AtomicBool::new(create),
             pid: crate::os::sys::current_pid(),
         })
     }

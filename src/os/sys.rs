@@ -1,7 +1,8 @@
 //! Thin, audited wrappers over the few Linux system calls the standard library does
 //! not expose: open-file-description (OFD) record locks, `statfs`, `statx` with
 //! `AT_STATX_FORCE_SYNC`, `getrandom`,
-//! `sync_file_range`, futexes (one wake-up call for a whole commit group), signals.
+//! `sync_file_range`, futexes (one wake-up call for a whole commit group), signals;
+//! and one `SQLite` file control (`SQLITE_FCNTL_PERSIST_WAL`).
 //! This module and `ffi` are the only places with `unsafe` in the library.
 
 use std::ffi::CString;
@@ -517,6 +518,34 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
     }
     #[allow(clippy::unnecessary_cast)] // the field widths differ between targets
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Keep a journal's `-wal` and `-shm` files when this connection, the last one open,
+/// closes (`SQLITE_FCNTL_PERSIST_WAL`): `SQLite` then checkpoints and empties the log
+/// instead of deleting both files, so the next open does not create them again. A
+/// compactor opening and closing thousands of idle journals spent most of its time
+/// in the filesystem creating and deleting those two files per journal.
+///
+/// # Errors
+/// `SQLite`'s result code when the file control is refused.
+pub fn sqlite_persist_wal(conn: &rusqlite::Connection) -> Result<(), i32> {
+    let mut on: libc::c_int = 1;
+    // SAFETY: `handle` is the live connection `conn` owns, used only for this call while
+    // `conn` is borrowed; "main" is a NUL-terminated name; SQLITE_FCNTL_PERSIST_WAL
+    // reads and writes one `int` through the pointer, which outlives the call.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&raw mut on).cast(),
+        )
+    };
+    if rc == rusqlite::ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(rc)
+    }
 }
 
 #[cfg(test)]
