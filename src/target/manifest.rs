@@ -158,6 +158,30 @@ pub fn generation_path(target: &Path, generation: u64) -> PathBuf {
     target.with_file_name(name)
 }
 
+/// Lower-case hex of `bytes`, two digits each (as `{:02x}` per byte).
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 15)]);
+    }
+}
+
+/// `v` in decimal (as `{}`).
+fn push_decimal(out: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8; // one digit: < 10
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 pub(super) fn with_crc(mut body: String) -> Vec<u8> {
     let crc = crc32fast::hash(body.as_bytes());
     let _ = writeln!(body, "crc {crc:08x}"); // (writing to a String cannot fail)
@@ -298,9 +322,24 @@ impl Manifest {
         for (g, r) in &self.rotated {
             let _ = writeln!(s, "rotated {g} {} {} {:08x}", r.len, r.lines, r.crc);
         }
+        // By hand, not `writeln!`: with 10,000 watermarks the formatting machinery was
+        // most of a commit's CPU (1.1 ms per encode, two encodes per round).
+        let mut line = Vec::with_capacity(128);
         for w in self.watermarks.values() {
-            let _ =
-                writeln!(s, "watermark {} {} {:08x} {:016x} {}", w.journal_id, w.last_seq, w.crc, w.chain, w.anchor);
+            line.clear();
+            line.extend_from_slice(b"watermark ");
+            push_hex(&mut line, &w.journal_id.0);
+            line.push(b' ');
+            push_decimal(&mut line, w.last_seq);
+            line.push(b' ');
+            push_hex(&mut line, &w.crc.to_be_bytes());
+            line.push(b' ');
+            push_hex(&mut line, &w.chain.to_be_bytes());
+            line.push(b' ');
+            push_decimal(&mut line, w.anchor);
+            line.push(b'\n');
+            // only ASCII digits, letters and spaces were pushed
+            s.push_str(std::str::from_utf8(&line).unwrap_or_default());
         }
         for (id, epoch) in &self.retired {
             let _ = writeln!(s, "retired {id} {epoch}");
@@ -484,6 +523,28 @@ mod tests {
         m.rotated.insert(3, RotatedGeneration { len: 7, lines: 1, crc: 0x1 });
         m.retired.insert(JournalId([9; 16]), 3);
         m
+    }
+
+    /// The hand-written watermark lines are exactly what `{} {} {:08x} {:016x} {}` gives,
+    /// at the edges of every field.
+    #[test]
+    fn watermark_lines_are_the_formatted_text() {
+        let mut m = sample();
+        let edges = [(0u64, 0u32, 0u64, 0u64), (u64::MAX, u32::MAX, u64::MAX, u64::MAX), (10, 0xf, 0x1_0000, 9)];
+        for (k, (seq, crc, chain, anchor)) in edges.into_iter().enumerate() {
+            let mut raw = [0u8; 16];
+            raw[0] = u8::try_from(k).unwrap();
+            raw[15] = 0xa0;
+            let id = JournalId(raw);
+            m.watermarks.insert(id, Watermark { journal_id: id, last_seq: seq, crc, chain, anchor });
+        }
+        let text = String::from_utf8(m.encode()).unwrap();
+        for w in m.watermarks.values() {
+            let want =
+                format!("watermark {} {} {:08x} {:016x} {}\n", w.journal_id, w.last_seq, w.crc, w.chain, w.anchor);
+            assert!(text.contains(&want), "{want:?} not in {text}");
+        }
+        assert_eq!(Manifest::decode(text.as_bytes(), Path::new("m")).unwrap(), m);
     }
 
     #[test]
