@@ -262,6 +262,7 @@ fn a_compactors_close_keeps_the_wal_and_retirement_still_removes_every_file() {
     assert!(!wal.exists() && !shm.exists(), "a writer, last to close, deletes them (SQLite's default)");
     compactor(&target).drain_paths(std::slice::from_ref(&path)).unwrap();
     assert!(wal.exists() && shm.exists(), "the compactor's handle, last to close, deleted the -wal or -shm");
+    assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0, "the -wal it kept is not empty");
     journal(&path).append(b"two").unwrap();
     let c = compactor(&target);
     c.drain_paths(std::slice::from_ref(&path)).unwrap();
@@ -271,4 +272,36 @@ fn a_compactors_close_keeps_the_wal_and_retirement_still_removes_every_file() {
     let left: Vec<_> = std::fs::read_dir(&spool).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "retirement left {left:?}");
     assert_exactly(&target, &[b"one".to_vec(), b"two".to_vec()]);
+}
+
+/// A journal removed with `rm` (not retired) after a compactor closed it leaves the
+/// emptied `-wal` and `-shm` the compactor kept: a writer that opens the name again
+/// gets a new journal (an empty log holds nothing to replay), while a `-wal` that
+/// still holds frames keeps the journal refused (`journal_gone`).
+#[test]
+fn an_empty_kept_wal_does_not_block_a_new_journal_but_a_full_one_does() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let path = spool.join("a.journal");
+    journal(&path).append(b"one").unwrap();
+    compactor(&target).drain_paths(std::slice::from_ref(&path)).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let j = journal(&path);
+    j.append(b"two").unwrap();
+    drop(j);
+    compactor(&target).drain_paths(std::slice::from_ref(&path)).unwrap();
+    assert_exactly(&target, &[b"one".to_vec(), b"two".to_vec()]);
+    // a -wal with frames in it, its journal removed: refused, nothing touched
+    let held = journal(&path);
+    held.append(b"three").unwrap();
+    let wal = spool.join("a.journal-wal");
+    let frames = std::fs::read(&wal).unwrap();
+    assert!(!frames.is_empty());
+    drop(held);
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&wal, &frames).unwrap();
+    let e = Journal::open(&path, JournalOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("write-ahead log"), "{e}");
+    assert_eq!(std::fs::read(&wal).unwrap(), frames, "the -wal was touched");
 }

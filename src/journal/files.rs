@@ -21,9 +21,7 @@ pub(super) fn retiring_path(journal: &Path) -> PathBuf {
 /// The rest of a retirement whose tombstone exists: delete the `-wal` and `-shm`, then
 /// the tombstone, each made durable before the next. Idempotent.
 pub(super) fn finish_retirement(journal: &Path) -> Result<()> {
-    let mut shm = journal.as_os_str().to_owned();
-    shm.push("-shm");
-    for p in [wal_path(journal), PathBuf::from(shm), retiring_path(journal)] {
+    for p in [wal_path(journal), shm_path(journal), retiring_path(journal)] {
         match std::fs::remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -40,6 +38,13 @@ pub(super) fn sync_folder(path: &Path) -> Result<()> {
     std::fs::File::open(&folder)
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io(format!("fsync of the journal's folder {}", folder.display()), e))
+}
+
+/// The path of a journal's shared-memory index (`<journal>-shm`).
+pub(super) fn shm_path(journal: &Path) -> PathBuf {
+    let mut shm = journal.as_os_str().to_owned();
+    shm.push("-shm");
+    PathBuf::from(shm)
 }
 
 /// The path of a journal's write-ahead log (`<journal>-wal`).

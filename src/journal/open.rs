@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use rusqlite::Connection;
 
-use super::files::{file_id, finish_retirement, retiring_path, sync_folder, wal_path};
+use super::files::{file_id, finish_retirement, retiring_path, shm_path, sync_folder, wal_path};
 use super::group_commit::GroupCommit;
 use super::{forks, schema, Journal, JournalOptions, Maintenance};
 use crate::error::{Error, Result};
@@ -149,6 +149,12 @@ impl Journal {
                 finish_retirement(&path)?; // a retirement cut short: its lines are committed
             }
         }
+        if !path.exists() && wal.metadata().is_ok_and(|m| m.len() == 0) {
+            // An empty log (a compactor's handle keeps the -wal, emptied, when it closes
+            // last): it holds no frame to replay; the journal was removed without it.
+            let _ = std::fs::remove_file(&wal);
+            let _ = std::fs::remove_file(shm_path(&path));
+        }
         if !path.exists() && wal.exists() {
             return Err(Error::JournalGone {
                 path: path.clone(),
@@ -193,8 +199,10 @@ impl Journal {
         forks::check_not_inherited(&path, inode)?;
         let mut conn = Connection::open(&path).map_err(|e| Error::sqlite(format!("opening {}", path.display()), e))?;
         if !create {
-            // A compactor's handle: its close keeps the -wal and -shm (emptied) for the
-            // next open, instead of deleting what that open would create again.
+            // A compactor's handle: its close keeps the -wal and -shm for the next open,
+            // instead of deleting what that open would create again. The -wal is cut to
+            // 0 bytes then (SQLite does so for a kept log when a journal_size_limit is
+            // set, `schema::configure`): nothing a later open could replay.
             let _ = crate::os::sys::sqlite_persist_wal(&conn);
         }
         let not_journal = |detail: String| Error::NotAJournal { path: path.clone(), detail };
