@@ -668,7 +668,6 @@ impl Daemon<'_> {
         match handle.journal.probe() {
             Ok(probe) => Some((probe, stamp)),
             Err(e) => {
-                let stamp = file_stamp(p);
                 self.set_aside(p, stamp, &e, on_event);
                 None
             }

@@ -413,8 +413,7 @@ impl Compactor {
             seen.headers[index] = written;
             SlotsSeen { current: index, epoch: m.epoch, ..seen }
         });
-        lock.remember(seen);
-        self.keep_manifest(seen, Some(m));
+        self.remember_slots(lock, seen, Some(m));
         Ok(())
     }
 
@@ -436,8 +435,7 @@ impl Compactor {
         };
         let on_disk = current.as_ref().map(|(_, c)| c.epoch);
         if on_disk != expected {
-            lock.remember(None);
-            self.keep_manifest(None, None);
+            self.remember_slots(lock, None, None);
             return Err(Error::LockLost {
                 target: self.target.clone(),
                 detail: format!(
@@ -447,8 +445,7 @@ impl Compactor {
             });
         }
         let seen = current.as_ref().map(|(i, c)| SlotsSeen { current: *i, epoch: c.epoch, headers });
-        lock.remember(seen);
-        self.keep_manifest(seen, current.as_ref().map(|(_, c)| c));
+        self.remember_slots(lock, seen, current.as_ref().map(|(_, c)| c));
         Ok(current.map(|(i, _)| i))
     }
 

@@ -131,8 +131,7 @@ impl Compactor {
             r => r?,
         };
         let seen = current.as_ref().map(|(i, m)| SlotsSeen { current: *i, epoch: m.epoch, headers });
-        lock.remember(seen);
-        self.keep_manifest(seen, current.as_ref().map(|(_, m)| m));
+        self.remember_slots(lock, seen, current.as_ref().map(|(_, m)| m));
         if let Some((_, m)) = current {
             if self.stub_checked.get().is_none() {
                 if !self.sidecar.exists() {
@@ -166,9 +165,11 @@ impl Compactor {
         }
     }
 
-    /// Keep the slots as just read or written, with the manifest in the current one,
-    /// for the next round's step 1 (`manifest_seen`); `None`: forget them.
-    pub(super) fn keep_manifest(&self, seen: Option<SlotsSeen>, m: Option<&Manifest>) {
+    /// The slots as just read or written under `lock` (its epoch checks) and, with the
+    /// manifest in the current one, for this compactor's next step 1 (`manifest_seen`);
+    /// `None`: forget them.
+    pub(super) fn remember_slots(&self, lock: &TargetLock, seen: Option<SlotsSeen>, m: Option<&Manifest>) {
+        lock.remember(seen);
         *self.manifest_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = seen.zip(m.cloned());
     }
 

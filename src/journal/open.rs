@@ -149,13 +149,13 @@ impl Journal {
                 finish_retirement(&path)?; // a retirement cut short: its lines are committed
             }
         }
-        if !path.exists() && wal.metadata().is_ok_and(|m| m.len() == 0) {
+        let orphan_wal = if path.exists() { None } else { wal.metadata().ok() };
+        if orphan_wal.as_ref().is_some_and(|m| m.len() == 0) {
             // An empty log (a compactor's handle keeps the -wal, emptied, when it closes
             // last): it holds no frame to replay; the journal was removed without it.
             let _ = std::fs::remove_file(&wal);
             let _ = std::fs::remove_file(shm_path(&path));
-        }
-        if !path.exists() && wal.exists() {
+        } else if orphan_wal.is_some() {
             return Err(Error::JournalGone {
                 path: path.clone(),
                 detail: format!(
