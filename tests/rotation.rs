@@ -165,30 +165,63 @@ fn a_compactor_killed_at_every_rotation_step_recovers_exactly_once() {
 
 #[test]
 fn external_rotation_is_detected_and_refused() {
-    let d = tmp();
-    let (spool, target) = paths(d.path());
-    init(&target);
-    let j = journal(&spool.join("a.journal"));
-    j.append_batch(&numbered("x", 0..10)).unwrap();
-    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
-    j.append(b"more").unwrap();
-    // logrotate `create`: rename the target away, create an empty one. The file there
-    // is not the one the manifest committed to (another inode): refused, and `init`
-    // does not accept it either (its committed part is not there).
-    std::fs::rename(&target, d.path().join("shared").join("out.log-20261122")).unwrap();
-    std::fs::write(&target, b"").unwrap();
-    let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::TargetMissing, "{e}");
-    assert!(e.to_string().contains("not the target this sidecar committed to"), "{e}");
-    assert_eq!(compactor(&target).init().unwrap_err().kind(), ErrorKind::TargetMissing);
-    assert_eq!(std::fs::metadata(&target).unwrap().len(), 0, "the new file was touched");
-    // logrotate `copytruncate`: truncate in place.
-    std::fs::rename(d.path().join("shared").join("out.log-20261122"), &target).unwrap();
-    std::fs::OpenOptions::new().write(true).open(&target).unwrap().set_len(0).unwrap();
-    let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::TargetTruncated, "{e}");
-    assert!(e.to_string().contains("managed rotation"), "{e}");
-    assert_eq!(j.backlog().unwrap().lines, 1, "nothing was drained or lost");
+    // step 1 reads the target's size after the slots, or with them (network filesystems)
+    for early in [false, true] {
+        let d = tmp();
+        let (spool, target) = paths(d.path());
+        init(&target);
+        let j = journal(&spool.join("a.journal"));
+        j.append_batch(&numbered("x", 0..10)).unwrap();
+        compactor(&target).reading_the_target_early(early).drain(std::slice::from_ref(&j)).unwrap();
+        j.append(b"more").unwrap();
+        // logrotate `create`: rename the target away, create an empty one. The file there
+        // is not the one the manifest committed to (another inode): refused, and `init`
+        // does not accept it either (its committed part is not there).
+        std::fs::rename(&target, d.path().join("shared").join("out.log-20261122")).unwrap();
+        std::fs::write(&target, b"").unwrap();
+        let e = compactor(&target).reading_the_target_early(early).drain(std::slice::from_ref(&j)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TargetMissing, "{e}");
+        assert!(e.to_string().contains("not the target this sidecar committed to"), "{e}");
+        assert_eq!(compactor(&target).init().unwrap_err().kind(), ErrorKind::TargetMissing);
+        assert_eq!(std::fs::metadata(&target).unwrap().len(), 0, "the new file was touched");
+        // logrotate `copytruncate`: truncate in place.
+        std::fs::rename(d.path().join("shared").join("out.log-20261122"), &target).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&target).unwrap().set_len(0).unwrap();
+        let e = compactor(&target).reading_the_target_early(early).drain(std::slice::from_ref(&j)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TargetTruncated, "{e}");
+        assert!(e.to_string().contains("managed rotation"), "{e}");
+        assert_eq!(j.backlog().unwrap().lines, 1, "nothing was drained or lost");
+    }
+}
+
+/// A rotation killed after its rename (and after creating the new file) is completed by
+/// the next round, whichever order step 1 reads the slots and the target in: with the
+/// target read early, a file at the target's path that is not the manifest's must
+/// still send it looking for the renamed one.
+#[test]
+fn an_interrupted_rotation_is_completed_whichever_order_step_1_reads_in() {
+    for early in [false, true] {
+        for created in [false, true] {
+            let d = tmp();
+            let (spool, target) = paths(d.path());
+            init(&target);
+            let j = journal(&spool.join("a.journal"));
+            let lines = numbered("k", 0..20);
+            j.append_batch(&lines[..10]).unwrap();
+            compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+            std::fs::rename(&target, generation_path(&target, 1)).unwrap();
+            if created {
+                std::fs::write(&target, b"").unwrap();
+            }
+            j.append_batch(&lines[10..]).unwrap();
+            let r = compactor(&target).reading_the_target_early(early).drain(std::slice::from_ref(&j)).unwrap();
+            assert_eq!(r.rotations, 1, "early {early}, created {created}");
+            assert_eq!(lines_of(&generation_path(&target, 1)), lines[..10], "early {early}, created {created}");
+            assert_eq!(all_generations(&target), lines, "early {early}, created {created}");
+            let v = tributary::verify(&target).unwrap();
+            assert!(v.is_consistent(), "early {early}, created {created}: {:?}", v.problems);
+        }
+    }
 }
 
 #[test]

@@ -174,8 +174,13 @@ pub struct Compactor {
     sidecar: Sidecar,
     opts: CompactorOptions,
     /// Set once the target's mount passed the lock-safety check (mount options do not
-    /// change under a running compactor; a daemon need not re-parse mountinfo each round).
-    mount_checked: std::sync::OnceLock<()>,
+    /// change under a running compactor; a daemon need not re-parse mountinfo each round):
+    /// true when the target's folder is on a network filesystem.
+    mount_checked: std::sync::OnceLock<bool>,
+    /// Step 1 reads the target's size on a helper thread while it reads the slots
+    /// (`round::Compactor::lock_and_read`): `None` decides by the filesystem (on a
+    /// network one, where each is a server round trip); tests force either way.
+    read_target_early: Option<bool>,
     /// The manifest epoch this compactor last committed and made durable itself (0:
     /// none); a catch-up on it needs no lock-file fdatasync first (O12).
     durable_epoch: Arc<AtomicU64>,
@@ -217,6 +222,7 @@ impl Compactor {
             target,
             opts,
             mount_checked: std::sync::OnceLock::new(),
+            read_target_early: None,
             durable_epoch: Arc::default(),
             stub_checked: Arc::default(),
             trust_client_caches: false,
@@ -234,6 +240,16 @@ impl Compactor {
     #[must_use]
     pub fn trusting_client_caches_unsafely(mut self) -> Compactor {
         self.trust_client_caches = true;
+        self
+    }
+
+    /// Tests only: read the target's size concurrently with the slots in step 1 (`true`)
+    /// or after them (`false`) whatever the filesystem, so that both orders run on a
+    /// local disk too. Either is correct; the concurrent one saves a network round trip.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn reading_the_target_early(mut self, early: bool) -> Compactor {
+        self.read_target_early = Some(early);
         self
     }
 

@@ -47,7 +47,15 @@ struct Round<'a> {
     /// Journals (indexes) retired under this round's handles: their files are gone and
     /// the manifest lists them as retired. Never drained (a daemon drops the handle).
     retired_under_us: Vec<usize>,
+    /// Step 2's reads of the target, made in step 1 concurrently with the slots.
+    early: Option<EarlyTarget>,
 }
+
+/// The target opened and its size and inode read from the server (`fsync`, `statx`),
+/// under the lock, on a helper thread while step 1 reads the slots: on a network
+/// filesystem both are server round trips, and neither depends on the other. A
+/// failure is not reported from here: step 2 opens the target again and says why.
+type EarlyTarget = std::io::Result<(File, u64, u64)>;
 
 /// What step 4 wrote.
 struct Written {
@@ -132,13 +140,43 @@ impl Compactor {
         let lock = self.lock(self.opts.create)?;
         let lock_wait = asked.elapsed();
         failpoint::hit(failpoint::Point::DrainLocked);
-        let (mut manifest, _) = self.current_manifest(&lock, self.opts.create)?;
+        let (read, mut early) = if self.reads_target_early() {
+            std::thread::scope(|s| {
+                let helper = std::thread::Builder::new().spawn_scoped(s, || self.read_target());
+                let read = self.current_manifest(&lock, self.opts.create);
+                // no helper thread (or it panicked): step 2 reads the target itself
+                (read, helper.ok().and_then(|h| h.join().ok()))
+            })
+        } else {
+            (self.current_manifest(&lock, self.opts.create), None)
+        };
+        let (mut manifest, _) = read?;
         let mut report = DrainReport { epoch: manifest.epoch, lock_wait, ..DrainReport::default() };
-        if self.interrupted_rotation(&manifest) {
+        // The file at the target's path is the manifest's: its rename never happened,
+        // nothing to look up. Otherwise look for the renamed file.
+        let in_place =
+            matches!(&early, Some(Ok((_, _, ino))) if manifest.target_ino != 0 && *ino == manifest.target_ino);
+        if !in_place && self.interrupted_rotation(&manifest) {
             manifest = self.complete_rotation(&lock, &manifest)?;
             report.rotations += 1;
+            early = None; // read before the rotation: the old generation's file
         }
-        Ok(Round { compactor: self, journals, lock, manifest, report, retired_under_us: Vec::new() })
+        Ok(Round { compactor: self, journals, lock, manifest, report, retired_under_us: Vec::new(), early })
+    }
+
+    /// Whether step 1 reads the target concurrently with the slots (on a network
+    /// filesystem, unless a test decided; never for the negative control, which keeps
+    /// the old shape whole).
+    fn reads_target_early(&self) -> bool {
+        !self.trust_client_caches
+            && self.read_target_early.unwrap_or_else(|| self.mount_checked.get().copied().unwrap_or(false))
+    }
+
+    /// [`EarlyTarget`]: open the target, its size and inode from the server.
+    fn read_target(&self) -> EarlyTarget {
+        let file = OpenOptions::new().read(true).write(true).open(&self.target)?;
+        let (len, ino) = crate::os::fs::fresh_len_and_ino(&file)?;
+        Ok((file, len, ino))
     }
 
     /// The target's size and inode as its filesystem's server knows them, never from a
@@ -465,8 +503,13 @@ impl Round<'_> {
     /// shorter than what was committed. Returns the file, its inode and its size.
     fn open_target(&mut self) -> Result<(File, u64, u64)> {
         let c = self.compactor;
-        let file = c.open_target(&self.manifest)?;
-        let (size, ino) = c.target_len_and_ino(&file)?;
+        let (file, size, ino) = if let Some(Ok(read_in_step_1)) = self.early.take() {
+            read_in_step_1
+        } else {
+            let file = c.open_target(&self.manifest)?;
+            let (size, ino) = c.target_len_and_ino(&file)?;
+            (file, size, ino)
+        };
         let ino = c.check_identity(ino, &self.manifest)?;
         if size < self.manifest.committed_len {
             return Err(Error::TargetTruncated {

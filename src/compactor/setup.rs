@@ -97,7 +97,7 @@ impl Compactor {
         self.sidecar.check_safe()?;
         if self.mount_checked.get().is_none() {
             fscheck::check_target_mount(&self.target)?;
-            let _ = self.mount_checked.set(());
+            let _ = self.mount_checked.set(fscheck::on_network_fs(&self.target));
         }
         match self.lock_queue.acquire(&self.sidecar.lock, self.opts.lock_timeout, create, !self.trust_client_caches) {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Err(self.missing(

@@ -34,6 +34,12 @@ pub fn network_fs_name(magic: i64) -> Option<&'static str> {
     NETWORK_FS_MAGICS.iter().find(|(m, _)| *m == magic).map(|(_, n)| *n)
 }
 
+/// True when the folder of `path` is on a network filesystem (false when that cannot be
+/// told: only a cost decision rests on it, never safety).
+pub fn on_network_fs(path: &Path) -> bool {
+    sys::statfs_magic(&parent_dir(path)).is_ok_and(|magic| network_fs_name(magic).is_some())
+}
+
 /// Refuse a journal whose folder is on a network filesystem.
 pub fn check_journal_location(journal: &Path) -> Result<()> {
     let dir = parent_dir(journal);
