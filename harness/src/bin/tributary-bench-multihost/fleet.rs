@@ -25,8 +25,10 @@ use crate::{Ctx, R};
 /// What runs on every host.
 #[derive(Clone)]
 pub enum System {
-    /// `tributary compact` from this binary, writers on the library this bench links.
-    Tributary { bin: PathBuf, label: String },
+    /// `tributary compact` from this binary, writers on the library this bench links:
+    /// durable on return (`Journal::append`, `full`) when `background_ms` is 0, else
+    /// through an `Appender` with that durability window (background commit).
+    Tributary { bin: PathBuf, label: String, background_ms: u64 },
     /// Per line: OFD lock, fstat, pwrite at the size, fsync, unlock.
     Seed,
     /// concurrent-log-handler, one Python process per host.
@@ -201,7 +203,9 @@ pub fn run(f: &Fleet, system: &System, hosts: usize) -> Record {
         fs::create_dir_all(&local).ctx("creating the run's local folder")?;
         fs::create_dir(f.mounts[0].join(&name)).ctx("creating the run's folder on the volume")?;
         match system {
-            System::Tributary { bin, .. } => run_tributary(f, bin, hosts, &name, &local, &mut rec),
+            System::Tributary { bin, background_ms, .. } => {
+                run_tributary(f, bin, *background_ms, hosts, &name, &local, &mut rec)
+            }
             System::Seed | System::Clh { .. } => run_baseline(f, system, hosts, &name, &local, &mut rec),
         }
     })();
@@ -237,7 +241,15 @@ fn writer_common(f: &Fleet, host: usize, start_at: u64, acks: &Path) -> Vec<Stri
     ]
 }
 
-fn run_tributary(f: &Fleet, bin: &Path, hosts: usize, name: &str, local: &Path, rec: &mut Record) -> R<()> {
+fn run_tributary(
+    f: &Fleet,
+    bin: &Path,
+    background_ms: u64,
+    hosts: usize,
+    name: &str,
+    local: &Path,
+    rec: &mut Record,
+) -> R<()> {
     let target = |mount: &Path| mount.join(name).join("out.log");
     let st = Command::new(bin).arg("init").arg("--target").arg(target(&f.mounts[0])).output().ctx("tributary init")?;
     if !st.status.success() {
@@ -255,6 +267,8 @@ fn run_tributary(f: &Fleet, bin: &Path, hosts: usize, name: &str, local: &Path, 
             .args(writer_common(f, h, start_at, &hd.join("acks")))
             .arg("--journal")
             .arg(hd.join("spool").join("w.journal"))
+            .arg("--background-window-ms")
+            .arg(background_ms.to_string())
             .stdout(Stdio::piped())
             .stderr(log_file(&hd.join("writer.log"))?)
             .spawn()

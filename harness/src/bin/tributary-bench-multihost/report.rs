@@ -34,6 +34,9 @@ pub fn run(a: ReportArgs) -> R<()> {
 /// is [`BASELINE`].
 pub const TESTED: &str = "tributary";
 pub const BASELINE: &str = "tributary-baseline";
+/// The tested binary with its writers on background commit (an `Appender`): a line is
+/// acknowledged when queued, durable within the window — the logging path (issue 18).
+pub const BACKGROUND: &str = "tributary-background";
 
 /// The `phase` of a `run` record. A default run measures every N twice: LATENCY, the
 /// writers open loop at a fixed offered load per host, the same at every N (targets (a)
@@ -124,6 +127,7 @@ fn describe(system: &str) -> String {
     match system {
         TESTED => "tributary (`--tributary`)".into(),
         BASELINE => "tributary (`--tributary-baseline`)".into(),
+        BACKGROUND => "tributary, background commit (`--tributary`, writers on an `Appender`)".into(),
         "seed" => "seed design (OFD lock, fstat, pwrite, fsync, unlock)".into(),
         "clh" => "concurrent-log-handler (no fsync)".into(),
         other => other.into(),
@@ -449,7 +453,7 @@ pub fn render(records: &[Record]) -> String {
     hosts.sort_unstable();
     hosts.dedup();
     let mut systems: Vec<String> = Vec::new();
-    for s in [TESTED, BASELINE, "seed", "clh"] {
+    for s in [TESTED, BASELINE, BACKGROUND, "seed", "clh"] {
         if records.iter().any(|r| r.kind == "run" && r.get("system") == Some(s)) {
             systems.push(s.into());
         }
@@ -469,6 +473,16 @@ pub fn render(records: &[Record]) -> String {
     let _ = writeln!(o, "- tributary under test: `{}` ({})", g("tributary"), g("tributary_version"));
     if m.get("tributary_baseline").is_some() {
         let _ = writeln!(o, "- second tributary: `{}` ({})", g("tributary_baseline"), g("tributary_baseline_version"));
+    }
+    if systems.iter().any(|s| s == BACKGROUND) {
+        let _ = writeln!(
+            o,
+            "- {}: the same binary and mounts, each host's writer threads pushing to one `Appender` (window {} ms) \
+             instead of appending durably; each writer flushes before it exits, and a line counts as lost if it was \
+             acknowledged (queued) and never committed",
+            describe(BACKGROUND),
+            g("background_window_ms")
+        );
     }
     let _ = writeln!(
         o,
@@ -516,16 +530,26 @@ pub fn render(records: &[Record]) -> String {
     }
 
     let _ = writeln!(o, "\n## Targets (issue 15)\n");
-    for s in [TESTED, BASELINE] {
+    for s in [TESTED, BASELINE, BACKGROUND] {
         if !systems.iter().any(|x| x == s) {
             continue;
         }
-        let two = systems.iter().any(|x| x == BASELINE);
-        if s == TESTED && two {
-            let _ = writeln!(o, "The binary under test (`--tributary`):\n");
+        let more = systems.iter().any(|x| x == BASELINE || x == BACKGROUND);
+        if s == TESTED && more {
+            let _ = writeln!(o, "The binary under test (`--tributary`), writers durable on return (`full`):\n");
         }
         if s == BASELINE {
             let _ = writeln!(o, "\nThe second binary (`--tributary-baseline`), for comparison:\n");
+        }
+        if s == BACKGROUND {
+            let _ = writeln!(
+                o,
+                "\nThe binary under test with its writers on background commit (an `Appender`, window {} ms: a line is \
+                 acknowledged when queued and durable within the window, as a logging handler uses it; the \
+                 baselines' lines are not durable at all with concurrent-log-handler, durable per line with the \
+                 seed design):\n",
+                g("background_window_ms")
+            );
         }
         for v in targets(records, s, &hosts) {
             let _ = writeln!(o, "{}", v.line);
@@ -698,6 +722,35 @@ mod tests {
         assert!(md.contains("### N = 8 hosts, throughput phase"));
         assert!(md.contains("| 1 | 1000 | 10.00 | 20.00 | 15.0 | 1.0 / >500.0 | 120.00 |"));
         assert!(md.contains("| tributary | idle |"));
+    }
+
+    /// The background-commit system gets its own block of verdicts, after the durable
+    /// one's and named as such, and its own rows: its (c) never stands in for theirs.
+    #[test]
+    fn the_background_system_is_judged_apart_from_the_durable_one() {
+        let mut records = canned();
+        let mut meta = Record::new("meta");
+        meta.set("background_window_ms", 10);
+        records.insert(1, meta);
+        let (lat, thr) = (Some(LATENCY), Some(THROUGHPUT));
+        records.push(run(BACKGROUND, 1, lat, 1_000.0, Some(110.0)));
+        records.push(run(BACKGROUND, 8, lat, 8_000.0, Some(190.0)));
+        records.push(run(BACKGROUND, 8, thr, 90_000.0, Some(900.0)));
+        let md = render(&records);
+        let targets = &md[md.find("## Targets").unwrap()..md.find("## Results").unwrap()];
+        let (durable, background) =
+            targets.split_at(targets.find("background commit (an `Appender`, window 10 ms").unwrap());
+        // durable on return: 30,000 / 400 = 75× the seed design (FAIL), as before
+        assert!(line_with(durable, "× the seed design").contains("30,000 / 400"), "{targets}");
+        assert!(line_with(durable, "× the seed design").starts_with("- FAIL"), "{targets}");
+        // background: 90,000 / 400 = 225×, 90,000 / 250 = 360×
+        assert!(line_with(background, "× the seed design").contains("90,000 / 400 lines/s = 225.0×"), "{targets}");
+        assert!(line_with(background, "× the seed design").starts_with("- PASS"), "{targets}");
+        assert!(line_with(background, "× concurrent-log-handler").contains("360.0×"), "{targets}");
+        assert!(
+            md.contains("| tributary, background commit (`--tributary`, writers on an `Appender`) | 90,000 |"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use clap::Args;
 
 use crate::fleet::{self, Fleet, System};
 use crate::record::{read_all, Record};
-use crate::report::{render, BASELINE, LATENCY, ONLY, TESTED, THROUGHPUT};
+use crate::report::{render, BACKGROUND, BASELINE, LATENCY, ONLY, TESTED, THROUGHPUT};
 use crate::{roundcost, Ctx, R};
 
 #[derive(Args)]
@@ -66,10 +66,14 @@ pub struct RunArgs {
     /// A second tributary binary run side by side (e.g. main's).
     #[arg(long)]
     tributary_baseline: Option<PathBuf>,
+    /// The durability window of the background-commit system (writers push to an
+    /// `Appender`), in ms; 0 leaves that system out.
+    #[arg(long, default_value_t = 10)]
+    background_window_ms: u64,
     /// A Python with concurrent-log-handler installed; without it that baseline is skipped.
     #[arg(long)]
     python: Option<PathBuf>,
-    /// Systems, phases or steps to leave out: tributary, seed, clh, latency, throughput, cost.
+    /// Systems, phases or steps to leave out: tributary, background, seed, clh, latency, throughput, cost.
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
     /// Local folder for journals, ack files and logs.
@@ -170,6 +174,7 @@ fn meta_start(a: &RunArgs, reader: &Path) -> Record {
         .set("latency_rate", a.latency_rate)
         .set("latency_seconds", a.latency_seconds.unwrap_or(a.seconds))
         .set("interval", a.interval)
+        .set("background_window_ms", a.background_window_ms)
         .set("seconds", a.seconds)
         .set("hosts", a.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(","))
         .set("volume", &a.volume)
@@ -240,10 +245,14 @@ pub fn run(a: RunArgs) -> R<()> {
     let phases = phases(&a, &skip)?;
     let mut systems = Vec::new();
     if !skip("tributary") {
-        systems.push(System::Tributary { bin: a.tributary.clone(), label: TESTED.into() });
+        systems.push(System::Tributary { bin: a.tributary.clone(), label: TESTED.into(), background_ms: 0 });
         if let Some(b) = &a.tributary_baseline {
-            systems.push(System::Tributary { bin: b.clone(), label: BASELINE.into() });
+            systems.push(System::Tributary { bin: b.clone(), label: BASELINE.into(), background_ms: 0 });
         }
+    }
+    if a.background_window_ms > 0 && !skip("background") {
+        let background_ms = a.background_window_ms;
+        systems.push(System::Tributary { bin: a.tributary.clone(), label: BACKGROUND.into(), background_ms });
     }
     if !skip("seed") {
         systems.push(System::Seed);

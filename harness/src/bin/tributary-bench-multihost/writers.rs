@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use tributary::{Journal, JournalOptions};
+use tributary::{Appender, AppenderOptions, Journal, JournalOptions};
 
 use crate::{sys, Ctx, R};
 
@@ -86,6 +86,11 @@ pub struct WriterArgs {
     /// The host's journal (local disk).
     #[arg(long)]
     pub journal: PathBuf,
+    /// Background commit with this durability window (an `Appender`: a line is
+    /// acknowledged when queued, durable within the window; the writer flushes before
+    /// it exits). 0: durable on return (`Journal::append`, `full`).
+    #[arg(long, default_value_t = 0)]
+    pub background_window_ms: u64,
 }
 
 #[derive(Args)]
@@ -196,6 +201,17 @@ pub fn read_acks(path: &Path) -> R<Vec<Times>> {
 }
 
 pub fn tributary_writer(a: WriterArgs) -> R<()> {
+    if a.background_window_ms > 0 {
+        let opts = AppenderOptions::default().window(Duration::from_millis(a.background_window_ms));
+        let appender = Arc::new(Appender::open(&a.journal, opts).ctx("Appender::open")?);
+        drive(
+            &a.common,
+            |_| Ok(Arc::clone(&appender)),
+            |ap, line| ap.push(line).map(|_| ()).map_err(|e| format!("Appender::push: {e}")),
+        )?;
+        // every acknowledged line durable before the process reports done
+        return appender.flush().map_err(|e| format!("Appender::flush: {e}"));
+    }
     let journal = Arc::new(Journal::open(&a.journal, JournalOptions::default()).ctx("Journal::open")?);
     drive(
         &a.common,
