@@ -1158,6 +1158,23 @@ int trib_appender_read_stats(const struct trib_appender *appender,
                              struct trib_error **err_out);
 
 /**
+ * The durability window as measured, into `*wait_us_out`: the wait (push → durable,
+ * in microseconds) that a fraction `q` (0 to 1) of the lines committed so far did not
+ * exceed (`q` = 1: the longest), or 0 before the first commit (a commit includes an
+ * fsync: it never takes 0 µs). Each line counts with its batch's oldest line's wait,
+ * rounded up to a bucket about 19 % wide: never below the true wait. `q` outside 0 to
+ * 1 is `TRIB_E_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `appender` must be NULL or an open handle; `wait_us_out` and `err_out` NULL or
+ * writable.
+ */
+int trib_appender_durable_wait(const struct trib_appender *appender,
+                               double q,
+                               uint64_t *wait_us_out,
+                               struct trib_error **err_out);
+
+/**
  * Flush, stop the committer, close the journal and release the handle (NULL is
  * accepted: `TRIB_OK`). The handle is released whatever the result; an error means
  * lines still queued were not stored, and says how many.

@@ -34,6 +34,12 @@ func TestAppenderPushFlushInOrder(t *testing.T) {
 	if err != nil || s != (AppenderStats{Pushed: 1000, Committed: 1000, Commits: 1}) {
 		t.Fatalf("stats %+v %v: want 1000 pushed and committed in one transaction", s, err)
 	}
+	// the window as measured: every line waited (its commit has an fsync)
+	if w, err := a.DurableWait(0.99); err != nil || w <= 0 {
+		t.Fatalf("DurableWait(0.99) = %v, %v: want a wait above 0", w, err)
+	}
+	_, err = a.DurableWait(1.5)
+	wantKind(t, err, KindInvalidArgument)
 	f.drain(t)
 	got := targetLines(t, f.target)
 	if len(got) != 1000 || got[0] != "line 0" || got[999] != "line 999" {

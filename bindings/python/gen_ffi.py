@@ -22,7 +22,7 @@ that names the declaration, never something skipped silently.
 How C types become ctypes (the binding relies on these conventions):
 
 * ``uint32_t``, ``uint64_t``, ``int64_t``, ``size_t``, ``int``, ``bool``, ``uint8_t``:
-  the ctypes scalar of the same size and signedness; ``void`` (a return type): None.
+  the ctypes scalar of the same size and signedness; ``double``: ``c_double``; ``void`` (a return type): None.
 * ``char name[N]`` (a struct field): ``c_char * N`` (N a number or a ``TRIB_*``
   constant).
 * ``struct trib_x`` declared with fields: the generated ``Structure`` ``trib_x``;
@@ -62,6 +62,7 @@ REGENERATE = "python3 bindings/python/gen_ffi.py"
 SCALARS = {
     "bool": "c_bool",
     "char": "c_char",
+    "double": "c_double",
     "int": "c_int",
     "int64_t": "c_int64",
     "size_t": "c_size_t",

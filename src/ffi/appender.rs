@@ -252,6 +252,35 @@ pub unsafe extern "C" fn trib_appender_read_stats(
     })
 }
 
+/// The durability window as measured, into `*wait_us_out`: the wait (push → durable,
+/// in microseconds) that a fraction `q` (0 to 1) of the lines committed so far did not
+/// exceed (`q` = 1: the longest), or 0 before the first commit (a commit includes an
+/// fsync: it never takes 0 µs). Each line counts with its batch's oldest line's wait,
+/// rounded up to a bucket about 19 % wide: never below the true wait. `q` outside 0 to
+/// 1 is `TRIB_E_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `appender` must be NULL or an open handle; `wait_us_out` and `err_out` NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_appender_durable_wait(
+    appender: *const trib_appender,
+    q: f64,
+    wait_us_out: *mut u64,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, appender, |a: &AppenderBox| {
+        need(wait_us_out, "wait_us_out")?;
+        if !(0.0..=1.0).contains(&q) {
+            return Err(Failure::arg(format!("q is {q}; give a fraction from 0 to 1 (0.99 for p99)")));
+        }
+        let us = a.appender().durable_wait(q).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        // SAFETY: not NULL, writable per the caller's contract.
+        unsafe { put(wait_us_out, us) };
+        Ok(())
+    })
+}
+
 /// Flush, stop the committer, close the journal and release the handle (NULL is
 /// accepted: `TRIB_OK`). The handle is released whatever the result; an error means
 /// lines still queued were not stored, and says how many.

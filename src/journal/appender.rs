@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use super::waits::WaitHistogram;
 use super::{validate_line, Journal, JournalOptions};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -154,6 +155,8 @@ struct State {
     /// An error retrying cannot fix: every later call returns it.
     sticky: Option<(ErrorKind, String)>,
     closing: bool,
+    /// How long committed records waited to be durable (the window as measured).
+    waits: WaitHistogram,
 }
 
 struct Shared {
@@ -201,6 +204,7 @@ impl Appender {
                 last_error: None,
                 sticky: None,
                 closing: false,
+                waits: WaitHistogram::default(),
             }),
             work: Condvar::new(),
             progress: Condvar::new(),
@@ -307,6 +311,17 @@ impl Appender {
         }
     }
 
+    /// The durability window as measured: the wait (push → durable) that a fraction `q`
+    /// (0 to 1) of the records committed so far did not exceed; `Some(longest)` for
+    /// `q = 1`, `None` before the first commit. Each record counts with its batch's
+    /// oldest record's wait, and a quantile is the upper edge of a bucket about 19 %
+    /// wide, so this never reads below the true wait. Compare it with the window set:
+    /// above it, commits alone take longer than the window (a slow disk).
+    #[must_use]
+    pub fn durable_wait(&self, q: f64) -> Option<Duration> {
+        self.shared.state.lock().waits.quantile(q)
+    }
+
     /// Records pushed and not yet committed.
     #[must_use]
     pub fn pending(&self) -> u64 {
@@ -407,7 +422,9 @@ impl Shared {
                     st.queued_bytes -= batch.bytes.len();
                     st.committed += batch.len() as u64;
                     st.commits += 1;
-                    st.in_flight_since = None;
+                    if let Some(since) = st.in_flight_since.take() {
+                        st.waits.record(since.elapsed(), batch.len() as u64);
+                    }
                     let mut batch = batch;
                     batch.clear();
                     st.spare = batch;
@@ -566,6 +583,34 @@ mod tests {
         assert_eq!(a.stats().dropped, 1);
         a.close().unwrap();
         assert_eq!(drained(&d), ["first", "third"]);
+    }
+
+    #[test]
+    fn the_measured_window_covers_a_commit_held_up_past_the_window_set() {
+        // Window 0, and the commit held up by another connection's write lock until 50 ms
+        // after the push returned: the record waited at least that long to be durable,
+        // and at most until its flush returned.
+        let (d, a) = setup(AppenderOptions::default().window(Duration::ZERO));
+        assert_eq!(a.durable_wait(0.99), None, "nothing committed yet");
+        let blocker = rusqlite::Connection::open(d.path().join("a.journal")).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let before_push = Instant::now();
+        a.push(b"held").unwrap();
+        let after_push = Instant::now();
+        while after_push.elapsed() < Duration::from_millis(50) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let held = after_push.elapsed();
+        blocker.execute_batch("ROLLBACK").unwrap();
+        a.flush().unwrap();
+        let at_most = before_push.elapsed();
+        let longest = a.durable_wait(1.0).unwrap();
+        // whole microseconds: the measured wait is truncated to one
+        assert!(longest + Duration::from_micros(1) >= held, "measured {longest:?}, held {held:?}");
+        assert!(longest <= at_most, "measured {longest:?}, at most {at_most:?}");
+        assert_eq!(a.durable_wait(0.5), Some(longest), "one record: every quantile is its wait");
+        a.close().unwrap();
+        assert_eq!(drained(&d), ["held"]);
     }
 
     #[test]

@@ -40,6 +40,7 @@ mod run;
 mod schema;
 mod source;
 mod space;
+mod waits;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

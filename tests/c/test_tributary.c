@@ -1956,6 +1956,15 @@ static void test_appender(void) {
     EXPECT(TRIB_OK, trib_appender_read_stats(a, &st, &err));
     CHECK(st.pushed == 1 && st.committed == 1 && st.dropped == 1 && st.commits == 1 && st.failed_commits == 0);
     EXPECT(TRIB_E_INVALID_ARG, trib_appender_read_stats(a, NULL, &err));
+    /* The window as measured: the one committed line waited more than 0 µs (its
+     * commit has an fsync), and q must be a fraction. */
+    uint64_t waited = 0, longest = 0;
+    EXPECT(TRIB_OK, trib_appender_durable_wait(a, 0.99, &waited, &err));
+    EXPECT(TRIB_OK, trib_appender_durable_wait(a, 1.0, &longest, &err));
+    CHECK(waited > 0 && waited == longest);
+    EXPECT(TRIB_E_INVALID_ARG, trib_appender_durable_wait(a, 1.5, &waited, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_appender_durable_wait(a, -0.1, &waited, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_appender_durable_wait(a, 0.5, NULL, &err));
     EXPECT(TRIB_OK, trib_appender_push(a, (const uint8_t *)"after", 5, NULL, &err));
     EXPECT(TRIB_E_INVALID_LINE, trib_appender_push(a, (const uint8_t *)"a\nb", 3, NULL, &err));
     EXPECT(TRIB_OK, trib_appender_close(a, &err)); /* flushes "after" */
@@ -1981,6 +1990,8 @@ static void test_appender(void) {
     EXPECT(TRIB_E_INVALID_ARG, trib_appender_flush(NULL, &err));
     trib_appender_stats none;
     EXPECT(TRIB_E_INVALID_ARG, trib_appender_read_stats(NULL, &none, &err));
+    uint64_t us = 0;
+    EXPECT(TRIB_E_INVALID_ARG, trib_appender_durable_wait(NULL, 0.5, &us, &err));
     EXPECT(TRIB_OK, trib_appender_close(NULL, &err));
     /* The defaults (NULL options) work, and a wrong handle type is refused. */
     EXPECT(TRIB_OK, trib_appender_open(other, NULL, &b, &err));

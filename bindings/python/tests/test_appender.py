@@ -27,9 +27,14 @@ def drained(target: Path, journal: Path) -> list:
 def test_push_then_flush_commits_in_order(target: Path, spool: Path) -> None:
     path = spool / "a.journal"
     with tributary.Appender(path, window=7200) as a:  # only flushes commit
+        assert a.durable_wait() is None, "nothing committed yet"
         for i in range(1000):
             assert a.push(f"line {i}") is True
         a.flush()
+        # the window as measured: every line waited (its commit has an fsync)
+        assert 0 < a.durable_wait(0.5) <= a.durable_wait(0.99) <= a.durable_wait(1.0)
+        with pytest.raises(tributary.InvalidArgumentError, match="fraction"):
+            a.durable_wait(1.5)
         assert a.stats == tributary.AppenderStats(pushed=1000, committed=1000, dropped=0, commits=1, failed_commits=0)
     assert drained(target, path) == [f"line {i}".encode() for i in range(1000)]
 

@@ -14,6 +14,7 @@ from ctypes import (
     c_bool,
     c_char,
     c_char_p,
+    c_double,
     c_int,
     c_int64,
     c_size_t,
@@ -486,6 +487,8 @@ FUNCTIONS = {
     "trib_appender_flush": (c_int, (trib_appender_p, POINTER(trib_error_p))),
     # int trib_appender_read_stats(appender, stats_out, err_out)
     "trib_appender_read_stats": (c_int, (trib_appender_p, POINTER(trib_appender_stats), POINTER(trib_error_p))),
+    # int trib_appender_durable_wait(appender, q, wait_us_out, err_out)
+    "trib_appender_durable_wait": (c_int, (trib_appender_p, c_double, POINTER(c_uint64), POINTER(trib_error_p))),
     # int trib_appender_close(appender, err_out)
     "trib_appender_close": (c_int, (trib_appender_p, POINTER(trib_error_p))),
     # int trib_init(target, options, report_out, err_out)

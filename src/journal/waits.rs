@@ -1,0 +1,133 @@
+//! How long an [`Appender`](super::Appender)'s records waited to be durable: the
+//! durability window as measured, not as set (docs/design.md, "Background commit").
+//!
+//! Keeps: every committed record is counted once, in the bucket of its batch's oldest
+//! record's wait (push → the batch's commit returned), so a quantile read here is never
+//! below the true one; a quantile is its bucket's upper edge (buckets are 2^(1/4) ≈ 19 %
+//! wide, from 1 µs to over an hour).
+
+use std::time::Duration;
+
+/// Sub-buckets per doubling: 4, so a bucket's upper edge is at most ~19 % above the
+/// smallest wait in it.
+const SUB_BITS: u32 = 2;
+/// Doublings covered from 1 µs: 2^32 µs is over an hour; longer waits share the last.
+const OCTAVES: u32 = 32;
+const BUCKETS: usize = (OCTAVES << SUB_BITS) as usize;
+
+/// Records by how long they waited to be durable.
+#[derive(Clone, PartialEq, Eq)]
+pub(super) struct WaitHistogram {
+    counts: [u64; BUCKETS],
+    records: u64,
+    longest_us: u64,
+}
+
+impl Default for WaitHistogram {
+    fn default() -> Self {
+        WaitHistogram { counts: [0; BUCKETS], records: 0, longest_us: 0 }
+    }
+}
+
+impl WaitHistogram {
+    /// `records` records became durable after waiting at most `wait` (their batch's
+    /// oldest record's wait).
+    pub(super) fn record(&mut self, wait: Duration, records: u64) {
+        let us = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
+        self.counts[bucket_of(us)] += records;
+        self.records += records;
+        self.longest_us = self.longest_us.max(us);
+    }
+
+    /// The wait that a fraction `q` (0 to 1) of the counted records did not exceed:
+    /// the upper edge of the bucket that reaches it (never above the longest wait seen).
+    /// `None` before the first commit.
+    pub(super) fn quantile(&self, q: f64) -> Option<Duration> {
+        if self.records == 0 {
+            return None;
+        }
+        // the rank of the record the quantile names, as a count of records (exact in
+        // f64: counts stay far below 2^52); at least the first record
+        #[allow(clippy::cast_precision_loss)]
+        let (rank, seen_reaches) = (q.clamp(0.0, 1.0) * self.records as f64, |seen: u64| seen as f64);
+        let mut seen = 0;
+        for (i, &n) in self.counts.iter().enumerate() {
+            seen += n;
+            if seen > 0 && seen_reaches(seen) >= rank {
+                return Some(Duration::from_micros(upper_edge(i).min(self.longest_us)));
+            }
+        }
+        Some(Duration::from_micros(self.longest_us))
+    }
+}
+
+/// `SUB_BITS` low bits.
+const SUB_MASK: u64 = (1 << SUB_BITS) - 1;
+
+/// The bucket of a wait of `us` microseconds: 0 for under 1 µs, then 4 per doubling.
+fn bucket_of(us: u64) -> usize {
+    if us == 0 {
+        return 0;
+    }
+    let octave = us.ilog2(); // us in [2^octave, 2^(octave+1))
+    let sub = if octave >= SUB_BITS {
+        (us >> (octave - SUB_BITS)) & SUB_MASK
+    } else {
+        (us << (SUB_BITS - octave)) & SUB_MASK
+    };
+    let i = (u64::from(octave) << SUB_BITS) + sub;
+    usize::try_from(i).map_or(BUCKETS - 1, |i| i.min(BUCKETS - 1))
+}
+
+/// The largest wait, in µs, that falls in bucket `i`.
+fn upper_edge(i: usize) -> u64 {
+    if i >= BUCKETS - 1 {
+        return u64::MAX;
+    }
+    let i = i as u64;
+    let (octave, sub) = (i >> SUB_BITS, i & SUB_MASK);
+    // bucket i holds [2^octave * (4 + sub) / 4, 2^octave * (5 + sub) / 4): its last
+    // whole microsecond is one below that end, rounded up
+    ((1u64 << octave) * (5 + sub)).div_ceil(1 << SUB_BITS).saturating_sub(1).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_wait_lands_in_a_bucket_whose_upper_edge_is_at_least_it_and_at_most_a_fifth_above() {
+        let mut us = 1u64;
+        while us < 1 << 40 {
+            for w in [us, us + us / 3, us * 2 - 1] {
+                let edge = upper_edge(bucket_of(w));
+                assert!(edge >= w, "{w} µs: edge {edge}");
+                if (4..1 << 31).contains(&w) {
+                    // a bucket is a quarter of its octave wide: at most 25 % above its start
+                    assert!(edge * 4 <= w * 5 + 4, "{w} µs: edge {edge} is too far above");
+                }
+            }
+            us *= 2;
+        }
+        assert_eq!(bucket_of(0), 0);
+    }
+
+    #[test]
+    fn a_quantile_counts_records_not_batches_and_never_reads_low() {
+        let mut h = WaitHistogram::default();
+        assert_eq!(h.quantile(0.99), None);
+        // 98 records in batches that waited 2 ms, then one batch of 2 records that waited 40 ms
+        for _ in 0..49 {
+            h.record(Duration::from_millis(2), 2);
+        }
+        h.record(Duration::from_millis(40), 2);
+        let p50 = h.quantile(0.5).unwrap();
+        assert!(p50 >= Duration::from_millis(2) && p50 <= Duration::from_micros(2500), "{p50:?}");
+        // the 99th record of 100 is one of the two that waited 40 ms
+        let p99 = h.quantile(0.99).unwrap();
+        assert!(p99 >= Duration::from_millis(40) && p99 <= Duration::from_millis(48), "{p99:?}");
+        // the top quantile is the longest wait, not a bucket edge above it
+        assert_eq!(h.quantile(1.0), Some(Duration::from_millis(40)));
+        assert_eq!(h.quantile(0.0), h.quantile(0.01));
+    }
+}
