@@ -6,7 +6,7 @@
 // alternate within each repetition and every figure is the median of the
 // repetitions (read the ratios on a loaded machine). The Appender row counts only
 // records durable at the end (its window ends with Flush) and reports the durability
-// window, sampled from Stats.
+// window as the Appender measured it (DurableWait).
 //
 // Usage (from bindings/go/bench, after `cargo build --release`):
 //
@@ -117,50 +117,6 @@ func run(r row, goroutines int, d time.Duration) (result, error) {
 	logger := slog.New(h)
 	var total atomic.Int64
 	lat := make([][]time.Duration, goroutines)
-	var windows []time.Duration
-	var wmu sync.Mutex
-	stopSampler := make(chan struct{})
-	samplerDone := make(chan struct{})
-	type sample struct {
-		n uint64
-		t time.Time
-	}
-	samples := make(chan sample, 4096)
-	go func() { // the durability window: pushed index -> committed
-		defer close(samplerDone)
-		if app == nil {
-			return
-		}
-		var pending []sample
-		for {
-			select {
-			case s := <-samples:
-				pending = append(pending, s)
-				continue
-			case <-stopSampler:
-				if len(pending) == 0 {
-					return
-				}
-			default:
-			}
-			if len(pending) > 0 {
-				st, _ := app.Stats()
-				now := time.Now()
-				keep := pending[:0]
-				for _, s := range pending {
-					if s.n <= st.Committed {
-						wmu.Lock()
-						windows = append(windows, now.Sub(s.t))
-						wmu.Unlock()
-					} else {
-						keep = append(keep, s)
-					}
-				}
-				pending = keep
-			}
-			time.Sleep(500 * time.Microsecond)
-		}
-	}()
 	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
@@ -174,14 +130,6 @@ func run(r row, goroutines int, d time.Duration) (result, error) {
 				logger.Info(msg, "k", n)
 				t1 := time.Now()
 				lat[g] = append(lat[g], t1.Sub(t0))
-				if app != nil && n%200 == 0 {
-					if st, err := app.Stats(); err == nil {
-						select {
-						case samples <- sample{st.Pushed, t1}:
-						default:
-						}
-					}
-				}
 			}
 			total.Add(int64(n))
 		}()
@@ -193,8 +141,12 @@ func run(r row, goroutines int, d time.Duration) (result, error) {
 		}
 	}
 	elapsed := time.Since(start)
-	close(stopSampler)
-	<-samplerDone
+	var window time.Duration
+	if app != nil { // the appender's own measure: never below the true wait
+		if window, err = app.DurableWait(0.99); err != nil {
+			return result{}, err
+		}
+	}
 	if err := done(); err != nil {
 		return result{}, err
 	}
@@ -204,7 +156,7 @@ func run(r row, goroutines int, d time.Duration) (result, error) {
 	}
 	res := result{rate: float64(total.Load()) / elapsed.Seconds(), p99emit: pct(all, 0.99)}
 	if app != nil {
-		res.p99durab = pct(windows, 0.99)
+		res.p99durab = window
 	} else if r.durable {
 		res.p99durab = res.p99emit
 	}
