@@ -314,7 +314,7 @@ impl Appender {
     /// The durability window as measured: the wait (push → durable) that a fraction `q`
     /// (0 to 1) of the records committed so far did not exceed; `Some(longest)` for
     /// `q = 1`, `None` before the first commit. Each record counts with its batch's
-    /// oldest record's wait, and a quantile is the upper edge of a bucket about 19 %
+    /// oldest record's wait, and a quantile is the upper edge of a bucket at most 6 %
     /// wide, so this never reads below the true wait. Compare it with the window set:
     /// above it, commits alone take longer than the window (a slow disk).
     #[must_use]
