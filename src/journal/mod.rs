@@ -17,7 +17,7 @@
 //! | `keys.rs` | idempotency keys and their boot-anchored clock | a key ages only while the host is up, never by a wall-clock step |
 //! | `probe.rs` | a compactor's change test | no commit written before the probe is missed |
 //! | `source.rs` | what a compactor reads and records | rows a drain read are durable before it commits them (O3); `drained_seq` only grows, rows deleted only up to it |
-//! | `space.rs` | giving drained space back after a record (free pages, the `-wal`) | at rest the files hold at most 1.5 × the live pages + 2.3 MiB (under 1 MiB drained empty); the write lock is released between steps; no row changes |
+//! | `space.rs` | giving drained space back after a record (free pages, the `-wal`) | at rest the files hold at most 1.5 × the live pages + 4.3 MiB (under 1 MiB drained empty); the write lock is released between steps; no row changes |
 //! | `files.rs` | the journal's files: `-wal`, tombstone, spool listing | a retirement is crash-safe at every step |
 //! | `forks.rs` | the per-process registry of open journals | a journal a parent has open is refused in a forked child |
 //!

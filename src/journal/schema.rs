@@ -65,8 +65,9 @@ pub(super) use {next_seq_sql, total_bytes_sql};
 /// Checkpoint the WAL once it holds this many pages (2 MiB of 4 KiB pages).
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 512;
 
-/// The size a `-wal` is cut back to when it is reset.
-const WAL_SIZE_LIMIT_BYTES: u64 = 4 << 20;
+/// The size a `-wal` is cut back to when it is reset (`SQLite`'s own cycle stays below
+/// it: `space.rs` leaves a journal that holds lines alone up to here).
+pub(super) const WAL_SIZE_LIMIT_BYTES: u64 = 4 << 20;
 
 /// `SQLite` page size of new journals.
 const JOURNAL_PAGE_SIZE: u32 = 4 << 10;
