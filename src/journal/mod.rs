@@ -13,6 +13,7 @@
 //! | `group_commit.rs` | leader/follower group commit (no `SQLite`) | each caller gets its own outcome, once |
 //! | `appender.rs` | background commit: a queue and a committer thread ([`Appender`]) | records committed in push order, at most once; `flush` returns only once earlier records are durable; none leaves the queue silently |
 //! | `appender_writer.rs` | `AppenderWriter`, an `io::Write` over an appender | lines in the order written, split only at `\n` |
+//! | `waits.rs` | the durability window as measured (each commit's oldest wait, per record) | a quantile read there is never below the true wait |
 //! | `append.rs` | the append transaction, back-pressure, the spool reserve, keyed outcomes, processed cursors (`cursors` table) | an append returns only once durable under the configured durability; a cursor commits in the transaction of its lines |
 //! | `keys.rs` | idempotency keys and their boot-anchored clock | a key ages only while the host is up, never by a wall-clock step |
 //! | `probe.rs` | a compactor's change test | no commit written before the probe is missed |
