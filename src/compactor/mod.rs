@@ -174,9 +174,9 @@ pub struct Compactor {
     sidecar: Sidecar,
     opts: CompactorOptions,
     /// Set once the target's mount passed the lock-safety check (mount options do not
-    /// change under a running compactor; a daemon need not re-parse mountinfo each round):
-    /// true when the target's folder is on a network filesystem.
-    mount_checked: std::sync::OnceLock<bool>,
+    /// change under a running compactor; a daemon need not re-parse mountinfo each round),
+    /// to whether the target's folder is on a network filesystem.
+    target_on_network: std::sync::OnceLock<bool>,
     /// Step 1 reads the target's size on a helper thread while it reads the slots
     /// (`round::Compactor::lock_and_read`): `None` decides by the filesystem (on a
     /// network one, where each is a server round trip); tests force either way.
@@ -221,7 +221,7 @@ impl Compactor {
             sidecar: Sidecar::for_target(&target),
             target,
             opts,
-            mount_checked: std::sync::OnceLock::new(),
+            target_on_network: std::sync::OnceLock::new(),
             read_target_early: None,
             durable_epoch: Arc::default(),
             stub_checked: Arc::default(),

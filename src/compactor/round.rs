@@ -169,12 +169,12 @@ impl Compactor {
     /// the old shape whole).
     fn reads_target_early(&self) -> bool {
         !self.trust_client_caches
-            && self.read_target_early.unwrap_or_else(|| self.mount_checked.get().copied().unwrap_or(false))
+            && self.read_target_early.unwrap_or_else(|| self.target_on_network.get().copied().unwrap_or(false))
     }
 
     /// [`EarlyTarget`]: open the target, its size and inode from the server.
     fn read_target(&self) -> EarlyTarget {
-        let file = OpenOptions::new().read(true).write(true).open(&self.target)?;
+        let file = self.open_target_file()?;
         let (len, ino) = crate::os::fs::fresh_len_and_ino(&file)?;
         Ok((file, len, ino))
     }
@@ -207,11 +207,16 @@ impl Compactor {
         Ok(ino)
     }
 
+    /// The target's file, read-write, never created (errors as they come).
+    fn open_target_file(&self) -> std::io::Result<File> {
+        OpenOptions::new().read(true).write(true).open(&self.target)
+    }
+
     /// Open the target read-write. It is never created here (only `init` and a
     /// rotation create one): missing with nothing committed is `target_missing`;
     /// missing with committed bytes is `target_truncated`.
     pub(super) fn open_target(&self, m: &Manifest) -> Result<File> {
-        match OpenOptions::new().read(true).write(true).open(&self.target) {
+        match self.open_target_file() {
             Ok(f) => Ok(f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && m.committed_len == 0 => {
                 Err(self.missing("the target file is gone (its sidecar exists)".into()))

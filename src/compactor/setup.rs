@@ -95,9 +95,9 @@ impl Compactor {
             )));
         }
         self.sidecar.check_safe()?;
-        if self.mount_checked.get().is_none() {
+        if self.target_on_network.get().is_none() {
             fscheck::check_target_mount(&self.target)?;
-            let _ = self.mount_checked.set(fscheck::on_network_fs(&self.target));
+            let _ = self.target_on_network.set(fscheck::on_network_fs(&self.target));
         }
         match self.lock_queue.acquire(&self.sidecar.lock, self.opts.lock_timeout, create, !self.trust_client_caches) {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Err(self.missing(

@@ -16,7 +16,6 @@ const OCTAVES: u32 = 32;
 const BUCKETS: usize = (OCTAVES << SUB_BITS) as usize;
 
 /// Records by how long they waited to be durable.
-#[derive(Clone, PartialEq, Eq)]
 pub(super) struct WaitHistogram {
     counts: [u64; BUCKETS],
     records: u64,
@@ -42,18 +41,17 @@ impl WaitHistogram {
     /// The wait that a fraction `q` (0 to 1) of the counted records did not exceed:
     /// the upper edge of the bucket that reaches it (never above the longest wait seen).
     /// `None` before the first commit.
+    #[allow(clippy::cast_precision_loss)] // record counts stay far below 2^52: exact in f64
     pub(super) fn quantile(&self, q: f64) -> Option<Duration> {
         if self.records == 0 {
             return None;
         }
-        // the rank of the record the quantile names, as a count of records (exact in
-        // f64: counts stay far below 2^52); at least the first record
-        #[allow(clippy::cast_precision_loss)]
-        let (rank, seen_reaches) = (q.clamp(0.0, 1.0) * self.records as f64, |seen: u64| seen as f64);
+        // the rank of the record the quantile names, in records (at least the first)
+        let rank = q.clamp(0.0, 1.0) * self.records as f64;
         let mut seen = 0;
         for (i, &n) in self.counts.iter().enumerate() {
             seen += n;
-            if seen > 0 && seen_reaches(seen) >= rank {
+            if seen > 0 && seen as f64 >= rank {
                 return Some(Duration::from_micros(upper_edge(i).min(self.longest_us)));
             }
         }

@@ -51,7 +51,7 @@ type row struct {
 	name    string
 	durable bool
 	// open returns the handler, a function run at the end of the timed window, and
-	// the Appender when there is one (for the window samples).
+	// the Appender when there is one (for its measured durability window).
 	open func(dir string) (slog.Handler, func() error, *tributary.Appender, error)
 }
 
