@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use tributary::{Compactor, CompactorOptions, ErrorKind, Reader, Sidecar, TargetLock};
+use tributary::{Compactor, CompactorOptions, ErrorKind, Journal, ManifestDeltas, Reader, Sidecar, TargetLock};
 
 /// A drain of `journal` into `target` in a child `tributary drain`, SIGKILLed at
 /// `drain.after_write`: the round's bytes are in the target, announced by its intent,
@@ -536,4 +536,57 @@ fn a_kept_manifest_is_read_again_after_anyone_else_commits() {
         .collect();
     assert_exactly(&target, &expected);
     assert_eq!(manifest_of(&target).watermarks.len(), 2);
+}
+
+/// Manifest deltas (format version 3, docs/design.md; behind a test seam until the
+/// crash runs cover them): two compactors taking turns — each must see the deltas
+/// the other appended to the current slot, whose header does not change — commit
+/// every line once; readers and `verify` read the base with its chain; a compactor
+/// without deltas carries on from it.
+#[test]
+fn compactors_taking_turns_with_manifest_deltas_commit_every_line_once() {
+    // Policy takes a delta only where it saves blocks: a manifest of 80 watermarks
+    // (two blocks) makes it do so.
+    for (mode, journals) in [(ManifestDeltas::Always, 3), (ManifestDeltas::Policy, 80)] {
+        let d = tmp();
+        let (spool, target) = paths(d.path());
+        let js: Vec<Journal> = (0..journals).map(|k| journal(&spool.join(format!("j{k}.journal")))).collect();
+        init(&target);
+        let mut expected = Vec::new();
+        for (k, j) in js.iter().enumerate() {
+            let lines = numbered(&format!("setup{k}"), 0..1);
+            j.append_batch(&lines).unwrap();
+            expected.extend(lines);
+        }
+        compactor(&target).drain(&js).unwrap();
+        let a = compactor(&target).committing_manifest_deltas(mode);
+        let b = compactor(&target).committing_manifest_deltas(mode);
+        for round in 0..40 {
+            let j = &js[round % 3];
+            let lines = numbered(&format!("r{round}"), 0..2);
+            j.append_batch(&lines).unwrap();
+            expected.extend(lines);
+            // turns of one, two and three rounds: a cached manifest is reused, or stale
+            let c = if (round / 3 + round / 7) % 2 == 0 { &a } else { &b };
+            let r = c.drain(std::slice::from_ref(j)).unwrap();
+            assert_eq!(r.lines, 2, "{mode:?} round {round}");
+        }
+        let lock = fs::read(Sidecar::for_target(&target).lock).unwrap();
+        let deltas = lock.windows(8).filter(|w| w == b"TRIBDLTA").count();
+        // Records in the file now (a snapshot's base overwrites older ones): Always
+        // chains up to 64 per slot; Policy's chain stays within its base's two blocks.
+        let least = if mode == ManifestDeltas::Always { 40 } else { 2 };
+        assert!(deltas >= least, "{mode:?}: {deltas} delta records in the lock file");
+        assert_exactly(&target, &expected);
+        assert_eq!(lines_of(&target).len(), expected.len());
+        let read: Vec<Vec<u8>> = Reader::open(&target, 0).unwrap().map(|l| l.unwrap()).collect();
+        assert_eq!(read.len(), expected.len(), "readers see every committed line");
+        assert!(tributary::verify(&target).unwrap().is_consistent());
+        let more = numbered("after", 0..2);
+        js[1].append_batch(&more).unwrap();
+        expected.extend(more);
+        compactor(&target).drain(&js).unwrap();
+        assert_exactly(&target, &expected);
+        assert_eq!(lines_of(&target).len(), expected.len());
+    }
 }

@@ -107,6 +107,39 @@ pub struct JournalDrain {
     pub last_seq: u64,
 }
 
+/// Whether a compactor commits manifest deltas ([`Compactor::committing_manifest_deltas`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestDeltas {
+    /// Every commit writes the whole manifest (format version 2).
+    Off,
+    /// A delta where it is fewer blocks than the manifest, and the chain is short.
+    Policy,
+    /// A delta wherever one fits in the slot.
+    Always,
+}
+
+/// The test seam's variable for compactors in child processes (the torture and
+/// power-cut harnesses run the CLI): `off`, `policy` or `always`. Like
+/// `TRIBUTARY_FAILPOINTS`, for tributary's own tests, not a setting.
+pub const MANIFEST_DELTAS_VAR: &str = "TRIBUTARY_MANIFEST_DELTAS";
+
+impl ManifestDeltas {
+    /// From [`MANIFEST_DELTAS_VAR`]; `Off` when it is not set.
+    fn from_env() -> ManifestDeltas {
+        match std::env::var(MANIFEST_DELTAS_VAR).as_deref() {
+            Err(_) | Ok("" | "off") => ManifestDeltas::Off,
+            Ok("policy") => ManifestDeltas::Policy,
+            Ok("always") => ManifestDeltas::Always,
+            Ok(other) => {
+                // a misspelt value would make a test pass without taking the path
+                eprintln!("tributary: {MANIFEST_DELTAS_VAR}=`{other}` is not off, policy or always; deltas stay off");
+                ManifestDeltas::Off
+            }
+        }
+    }
+}
+
 /// What a drain did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DrainReport {
@@ -181,6 +214,10 @@ pub struct Compactor {
     /// (`round::Compactor::lock_and_read`): `None` decides by the filesystem (on a
     /// network one, where each is a server round trip); tests force either way.
     read_target_early: Option<bool>,
+    /// Commits as deltas (docs/design.md "Manifest deltas, format version 3"): off
+    /// unless a test switches it on; `Always` takes the delta path even for a
+    /// one-block manifest.
+    manifest_deltas: ManifestDeltas,
     /// The manifest epoch this compactor last committed and made durable itself (0:
     /// none); a catch-up on it needs no lock-file fdatasync first (O12).
     durable_epoch: Arc<AtomicU64>,
@@ -223,6 +260,7 @@ impl Compactor {
             opts,
             target_on_network: std::sync::OnceLock::new(),
             read_target_early: None,
+            manifest_deltas: ManifestDeltas::from_env(),
             durable_epoch: Arc::default(),
             stub_checked: Arc::default(),
             trust_client_caches: false,
@@ -250,6 +288,16 @@ impl Compactor {
     #[must_use]
     pub fn reading_the_target_early(mut self, early: bool) -> Compactor {
         self.read_target_early = Some(early);
+        self
+    }
+
+    /// Test seam, not yet a setting: commit manifest deltas (format version 3,
+    /// docs/design.md) — `Policy` where they save writes, `Always` wherever one fits.
+    /// Off by default until the crash-state and power-cut runs cover it.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn committing_manifest_deltas(mut self, deltas: ManifestDeltas) -> Compactor {
+        self.manifest_deltas = deltas;
         self
     }
 
@@ -441,7 +489,7 @@ impl Compactor {
         let admitted = next.watermarks.len() - m.watermarks.len();
         if admitted > 0 {
             next.epoch += 1;
-            self.commit(&lock, &next, Some(m.epoch), round::CommitKind::Other)?;
+            self.commit(&lock, &next, Some(&m), round::CommitKind::Other)?;
         }
         Ok(admitted)
     }
@@ -494,7 +542,7 @@ impl Compactor {
         self.expire(&mut next);
         if next != m {
             next.epoch += 1;
-            self.commit(&lock, &next, Some(m.epoch), round::CommitKind::Other)?;
+            self.commit(&lock, &next, Some(&m), round::CommitKind::Other)?;
         }
         Ok(())
     }

@@ -121,7 +121,7 @@ impl Compactor {
                 next.rotated.pop_first();
             }
         }
-        self.commit(lock, &next, Some(m.epoch), CommitKind::Other)?;
+        self.commit(lock, &next, Some(m), CommitKind::Other)?;
         failpoint::hit(failpoint::Point::RotateAfterCommit);
         // Delete generations no longer kept (also ones a crash left behind before).
         let oldest_kept = next.rotated.keys().next().copied().unwrap_or(next.generation);

@@ -15,12 +15,13 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::writer::ChunkWriter;
-use super::{Compactor, DrainReport, JournalDrain};
+use super::{Compactor, DrainReport, JournalDrain, ManifestDeltas};
 use crate::error::{Error, Result};
 use crate::journal::{Journal, Taken};
 use crate::os::clock::deadline_after;
 use crate::target::lock::{SlotsSeen, TargetLock};
 use crate::target::manifest::{Intent, Manifest, Watermark};
+use crate::target::manifest::{DELTA_FORMAT_VERSION, FORMAT_VERSION};
 use crate::{failpoint, fault, target::slots};
 
 /// Which commit of a round (for the failpoints a test can kill it at).
@@ -432,7 +433,7 @@ impl Compactor {
         &self,
         lock: &TargetLock,
         m: &Manifest,
-        expected_epoch: Option<u64>,
+        prev: Option<&Manifest>,
         kind: CommitKind,
     ) -> Result<()> {
         let (before, unsynced) = match kind {
@@ -448,13 +449,31 @@ impl Compactor {
         if let Some(p) = before {
             failpoint::hit(p);
         }
-        let current = self.check_epoch(lock, expected_epoch, "during this round")?;
+        let current = self.check_epoch(lock, prev.map(|p| p.epoch), "during this round")?;
+        // A delta onto the current slot's chain (docs/design.md "Manifest deltas, format
+        // version 3"), where it is switched on and the chain takes it.
+        let seen = lock.seen().filter(|s| current == Some(s.current));
+        if let (Some(prev), Some(mut seen), true) = (prev, seen, self.manifest_deltas != ManifestDeltas::Off) {
+            if let Some(chain) = seen.chain {
+                let body = m.encode_delta(prev);
+                if chain.takes(body.len(), self.manifest_deltas == ManifestDeltas::Always) {
+                    let chain = slots::append_delta(lock.file(), lock.path(), seen.current, &chain, &body, unsynced)?;
+                    self.durable_epoch.store(m.epoch, Ordering::Relaxed);
+                    seen.chain = Some(chain);
+                    seen.epoch = m.epoch;
+                    self.remember_slots(lock, Some(seen), Some(m));
+                    return Ok(());
+                }
+            }
+        }
+        // A snapshot into the other slot (a version-3 base when deltas are on).
         let index = current.map_or(0, |i| 1 - i);
-        let written = slots::write(lock.file(), lock.path(), index, m, unsynced)?;
+        let version = if self.manifest_deltas == ManifestDeltas::Off { FORMAT_VERSION } else { DELTA_FORMAT_VERSION };
+        let (written, chain) = slots::write_as(lock.file(), lock.path(), index, m, version, unsynced)?;
         self.durable_epoch.store(m.epoch, Ordering::Relaxed);
         let seen = lock.seen().filter(|_| current.is_some()).map(|mut seen| {
             seen.headers[index] = written;
-            SlotsSeen { current: index, epoch: m.epoch, ..seen }
+            SlotsSeen { current: index, epoch: m.epoch, chain, ..seen }
         });
         self.remember_slots(lock, seen, Some(m));
         Ok(())
@@ -467,16 +486,20 @@ impl Compactor {
         // Fast path: the slot a commit by anyone else would have written is unchanged.
         if let Some(seen) = lock.seen().filter(|s| Some(s.epoch) == expected) {
             let other = 1 - seen.current;
-            if slots::read_header(lock.file(), lock.path(), other)? == seen.headers[other] {
+            if slots::read_header(lock.file(), lock.path(), other)? == seen.headers[other]
+                && seen
+                    .chain
+                    .map_or(Ok(true), |c| slots::chain_end_untouched(lock.file(), lock.path(), seen.current, &c))?
+            {
                 return Ok(Some(seen.current));
             }
         }
         let (slots, headers) = slots::read_with_headers(lock.file(), lock.path())?;
-        let current = match slots.into_current(lock.path()) {
+        let current = match slots.into_current_with_chain(lock.path()) {
             Err(Error::CorruptManifest { .. }) if expected.is_none() => None,
             r => r?,
         };
-        let on_disk = current.as_ref().map(|(_, c)| c.epoch);
+        let on_disk = current.as_ref().map(|(_, c, _)| c.epoch);
         if on_disk != expected {
             self.remember_slots(lock, None, None);
             return Err(Error::LockLost {
@@ -487,9 +510,10 @@ impl Compactor {
                 ),
             });
         }
-        let seen = current.as_ref().map(|(i, c)| SlotsSeen { current: *i, epoch: c.epoch, headers });
-        self.remember_slots(lock, seen, current.as_ref().map(|(_, c)| c));
-        Ok(current.map(|(i, _)| i))
+        let seen =
+            current.as_ref().map(|(i, c, chain)| SlotsSeen { current: *i, epoch: c.epoch, headers, chain: *chain });
+        self.remember_slots(lock, seen, current.as_ref().map(|(_, c, _)| c));
+        Ok(current.map(|(i, _, _)| i))
     }
 
     /// Lock lost, decided by an I/O error: EIO after the lock was granted means the lock
@@ -561,7 +585,7 @@ impl Round<'_> {
             return Err(Error::UnexpectedTail { target: c.target.clone(), tail_bytes: tail, max_round_bytes: covered });
         }
         let fenced = c.with_intent(m, ino, covered);
-        c.commit(&self.lock, &fenced, Some(m.epoch), CommitKind::Intent)?;
+        c.commit(&self.lock, &fenced, Some(m), CommitKind::Intent)?;
         self.manifest = fenced;
         fault::check(fault::Step::TargetTruncate).map_err(|e| c.lost_or_io("truncating the uncommitted tail", e))?;
         file.set_len(self.manifest.committed_len).map_err(|e| c.lost_or_io("truncating the uncommitted tail", e))?;
@@ -588,7 +612,7 @@ impl Round<'_> {
         let m = &self.manifest;
         if !m.intent.is_some_and(|i| i.start == m.committed_len && i.max_len >= c.max_tail()) {
             let announced = c.with_intent(m, ino, 0);
-            c.commit(&self.lock, &announced, Some(m.epoch), CommitKind::Intent)?;
+            c.commit(&self.lock, &announced, Some(m), CommitKind::Intent)?;
             self.manifest = announced;
             self.report.epoch = self.manifest.epoch;
         } else if c.durable_epoch.load(Ordering::Relaxed) != m.epoch {
@@ -672,7 +696,7 @@ impl Round<'_> {
             );
         }
         self.compactor.expire(&mut next);
-        self.compactor.commit(&self.lock, &next, Some(m.epoch), CommitKind::Final)?;
+        self.compactor.commit(&self.lock, &next, Some(m), CommitKind::Final)?;
         Ok(next)
     }
 }

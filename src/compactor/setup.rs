@@ -76,7 +76,7 @@ impl Compactor {
             let mut next = m.clone();
             next.epoch += 1;
             next.target_ino = ino;
-            self.commit(&lock, &next, Some(m.epoch), CommitKind::Other)?;
+            self.commit(&lock, &next, Some(&m), CommitKind::Other)?;
             report.rebound = m.target_ino != 0;
         }
         Ok(report)
@@ -117,22 +117,24 @@ impl Compactor {
         if let Some((seen, m)) = kept.filter(|_| self.stub_checked.get().is_some()) {
             let headers =
                 [slots::read_header(lock.file(), lock.path(), 0)?, slots::read_header(lock.file(), lock.path(), 1)?];
-            if headers == seen.headers {
+            let untouched = |c: &slots::Chain| slots::chain_end_untouched(lock.file(), lock.path(), seen.current, c);
+            if headers == seen.headers && seen.chain.as_ref().map_or(Ok(true), untouched)? {
                 lock.remember(Some(seen));
                 return Ok((m, Origin::Existing));
             }
         }
         let (slots, headers) = slots::read_with_headers(lock.file(), lock.path())?;
-        let current = match slots.into_current(lock.path()) {
+        let current = match slots.into_current_with_chain(lock.path()) {
             // No valid slot and no manifest file at all (not even the stub, written
             // after the first slot): an `init` whose first slot write was torn. It never
             // finished, so nothing was built on it: start it again.
             Err(Error::CorruptManifest { .. }) if self.sidecar.read_manifest_file().ok().flatten().is_none() => None,
             r => r?,
         };
-        let seen = current.as_ref().map(|(i, m)| SlotsSeen { current: *i, epoch: m.epoch, headers });
-        self.remember_slots(lock, seen, current.as_ref().map(|(_, m)| m));
-        if let Some((_, m)) = current {
+        let seen =
+            current.as_ref().map(|(i, m, chain)| SlotsSeen { current: *i, epoch: m.epoch, headers, chain: *chain });
+        self.remember_slots(lock, seen, current.as_ref().map(|(_, m, _)| m));
+        if let Some((_, m, _)) = current {
             if self.stub_checked.get().is_none() {
                 if !self.sidecar.exists() {
                     return Err(

@@ -116,7 +116,7 @@ impl<'a> ChunkWriter<'a> {
             let mut wider = self.announced.clone();
             wider.epoch += 1;
             wider.intent = Some(Intent { start: self.offset, max_len: end.max(c.max_tail()) });
-            c.commit(self.lock, &wider, Some(self.announced.epoch), CommitKind::Intent)?;
+            c.commit(self.lock, &wider, Some(&self.announced), CommitKind::Intent)?;
             self.epoch = wider.epoch;
             self.announced = wider;
         }

@@ -43,6 +43,9 @@ pub(crate) struct SlotsSeen {
     pub(crate) current: usize,
     pub(crate) epoch: u64,
     pub(crate) headers: [crate::target::slots::SlotHeader; 2],
+    /// The current slot's chain of deltas (version 3): a commit by anyone else
+    /// either changes the other slot's header or appends where it ends.
+    pub(crate) chain: Option<crate::target::slots::Chain>,
 }
 
 /// Where a compactor keeps the waiter it left in the lock's queue when it gave up

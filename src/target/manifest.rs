@@ -43,6 +43,10 @@ use crate::{hex, target::slots};
 const MAGIC: &str = "tributary-manifest";
 /// The format this build writes.
 pub const FORMAT_VERSION: u32 = 2;
+/// The format of a slot whose base is followed by a chain of deltas (docs/design.md
+/// "Manifest deltas, format version 3"): written only by a compactor whose deltas are
+/// switched on (a test seam today), read by every build from this one on.
+pub(crate) const DELTA_FORMAT_VERSION: u32 = 3;
 /// The most `retired` entries with a known stamp a manifest keeps: past it, the oldest
 /// expire early. 10,000 of ~56 bytes beside 10,000 live watermarks of at most 111
 /// bytes fit one slot (2 MiB).
@@ -303,8 +307,13 @@ impl Manifest {
     /// The version-2 text of this manifest.
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_as(FORMAT_VERSION)
+    }
+
+    /// The text of this manifest as a slot's base of `version` 2 or 3 (the same lines).
+    pub(crate) fn encode_as(&self, version: u32) -> Vec<u8> {
         let mut s = format!(
-            "{MAGIC} {FORMAT_VERSION}\ntarget_id {}\nepoch {}\ngeneration {}\ntarget_ino {}\ncommitted_len {}\n\
+            "{MAGIC} {version}\ntarget_id {}\nepoch {}\ngeneration {}\ntarget_ino {}\ncommitted_len {}\n\
              committed_lines {}\ncommitted_crc {:08x}\n",
             self.target_id,
             self.epoch,
@@ -353,8 +362,7 @@ impl Manifest {
     /// # Errors
     /// [`Error::CorruptManifest`] for a bad CRC, bad syntax or a version other than 2.
     pub fn decode(bytes: &[u8], path: &Path) -> Result<Manifest> {
-        let body = checked_body(bytes, path)?;
-        match decode_body(body, path)? {
+        match Manifest::decode_slot(bytes, path)? {
             (2, m) => Ok(m),
             (v, _) => Err(Error::CorruptManifest {
                 path: path.to_path_buf(),
@@ -364,15 +372,144 @@ impl Manifest {
     }
 }
 
-/// Parse a CRC-checked manifest body of version 1 or 2.
+impl Manifest {
+    /// A slot's base: version 2, or 3 (a base a chain of deltas may follow), with its
+    /// version.
+    pub(crate) fn decode_slot(bytes: &[u8], path: &Path) -> Result<(u32, Manifest)> {
+        let body = checked_body(bytes, path)?;
+        match decode_body(body, path)? {
+            (1, _) => Err(Error::CorruptManifest {
+                path: path.to_path_buf(),
+                detail: format!("a slot holds manifest version 1, not {FORMAT_VERSION}"),
+            }),
+            decoded => Ok(decoded),
+        }
+    }
+
+    /// The body of a delta record that turns `prev` into `self` (docs/design.md
+    /// "Manifest deltas, format version 3"): every scalar, the rotated generations,
+    /// and the watermarks and retired entries that were added, changed or dropped.
+    pub(crate) fn encode_delta(&self, prev: &Manifest) -> Vec<u8> {
+        let mut s = format!(
+            "delta {}\ntarget_ino {}\ngeneration {}\ncommitted_len {}\ncommitted_lines {}\ncommitted_crc {:08x}\n\
+             horizon {}\n",
+            self.epoch,
+            self.target_ino,
+            self.generation,
+            self.committed_len,
+            self.committed_lines,
+            self.committed_crc,
+            self.horizon
+        );
+        // (writing to a String cannot fail)
+        match self.intent {
+            Some(i) => {
+                let _ = writeln!(s, "intent {} {}", i.start, i.max_len);
+            }
+            None => s.push_str("intent none\n"),
+        }
+        for (g, r) in &self.rotated {
+            let _ = writeln!(s, "rotated {g} {} {} {:08x}", r.len, r.lines, r.crc);
+        }
+        for (id, w) in &self.watermarks {
+            if prev.watermarks.get(id) != Some(w) {
+                let _ = writeln!(s, "watermark {id} {} {:08x} {:016x} {}", w.last_seq, w.crc, w.chain, w.anchor);
+            }
+        }
+        for id in prev.watermarks.keys().filter(|id| !self.watermarks.contains_key(id)) {
+            let _ = writeln!(s, "forget_watermark {id}");
+        }
+        for (id, stamp) in &self.retired {
+            if prev.retired.get(id) != Some(stamp) {
+                let _ = writeln!(s, "retired {id} {stamp}");
+            }
+        }
+        for id in prev.retired.keys().filter(|id| !self.retired.contains_key(id)) {
+            let _ = writeln!(s, "forget_retired {id}");
+        }
+        s.into_bytes()
+    }
+
+    /// `self` with the delta record body `body` applied: its epoch must be one above
+    /// this manifest's. An error (the record is not the chain's next one, or is not a
+    /// delta) ends a chain where it stands.
+    pub(crate) fn apply_delta(&self, body: &[u8], path: &Path) -> Result<Manifest> {
+        let bad = |detail: String| Error::CorruptManifest { path: path.to_path_buf(), detail };
+        let text = std::str::from_utf8(body).map_err(|_| bad("a delta that is not UTF-8 text".into()))?;
+        let mut lines = text.lines();
+        let epoch = lines
+            .next()
+            .and_then(|l| l.strip_prefix("delta "))
+            .and_then(|e| e.parse::<u64>().ok())
+            .ok_or_else(|| bad("a delta record without its `delta <epoch>` line".into()))?;
+        if epoch != self.epoch + 1 {
+            return Err(bad(format!("a delta to epoch {epoch} after epoch {}", self.epoch)));
+        }
+        let mut m = self.clone();
+        m.epoch = epoch;
+        m.rotated.clear();
+        let num = |v: &str, line: &str| v.parse::<u64>().map_err(|_| bad(format!("bad number in delta line `{line}`")));
+        let id = |v: &str, line: &str| JournalId::from_hex(v).ok_or_else(|| bad(format!("bad journal id in `{line}`")));
+        let crc = |v: &str, line: &str| parse_crc(v).ok_or_else(|| bad(format!("bad crc in delta line `{line}`")));
+        for line in lines {
+            let (key, value) = line.split_once(' ').ok_or_else(|| bad(format!("malformed delta line `{line}`")))?;
+            let parts: Vec<&str> = value.split(' ').collect();
+            match (key, parts.as_slice()) {
+                ("target_ino", [v]) => m.target_ino = num(v, line)?,
+                ("generation", [v]) => m.generation = num(v, line)?,
+                ("committed_len", [v]) => m.committed_len = num(v, line)?,
+                ("committed_lines", [v]) => m.committed_lines = num(v, line)?,
+                ("committed_crc", [v]) => m.committed_crc = crc(v, line)?,
+                ("horizon", [v]) => m.horizon = num(v, line)?,
+                ("intent", ["none"]) => m.intent = None,
+                ("intent", [start, max_len]) => {
+                    m.intent = Some(Intent { start: num(start, line)?, max_len: num(max_len, line)? });
+                }
+                ("rotated", [generation, len, count, sum]) => {
+                    let r = RotatedGeneration { len: num(len, line)?, lines: num(count, line)?, crc: crc(sum, line)? };
+                    m.rotated.insert(num(generation, line)?, r);
+                }
+                ("watermark", [j, seq, c, chain, anchor]) => {
+                    let journal_id = id(j, line)?;
+                    let chain = (chain.len() == 16)
+                        .then(|| u64::from_str_radix(chain, 16).ok())
+                        .flatten()
+                        .ok_or_else(|| bad(format!("bad chain in `{line}`")))?;
+                    let w = Watermark {
+                        journal_id,
+                        last_seq: num(seq, line)?,
+                        crc: crc(c, line)?,
+                        chain,
+                        anchor: num(anchor, line)?,
+                    };
+                    m.watermarks.insert(journal_id, w);
+                }
+                ("forget_watermark", [j]) => {
+                    m.watermarks.remove(&id(j, line)?);
+                }
+                ("retired", [j, stamp]) => {
+                    m.retired.insert(id(j, line)?, num(stamp, line)?);
+                }
+                ("forget_retired", [j]) => {
+                    m.retired.remove(&id(j, line)?);
+                }
+                _ => return Err(bad(format!("unknown delta line `{line}`"))),
+            }
+        }
+        Ok(m)
+    }
+}
+
+/// Parse a CRC-checked manifest body of version 1, 2 or 3.
 fn decode_body(body: &str, path: &Path) -> Result<(u32, Manifest)> {
     let bad = |detail: String| Error::CorruptManifest { path: path.to_path_buf(), detail };
     let mut lines = body.lines();
     let version = match lines.next().map(|l| l.split_once(' ')) {
         Some(Some((MAGIC, "1"))) => 1,
         Some(Some((MAGIC, "2"))) => 2,
+        Some(Some((MAGIC, "3"))) => 3,
         Some(Some((MAGIC, v))) => {
-            return Err(bad(format!("manifest version {v}, this build reads 1 and {FORMAT_VERSION}")))
+            return Err(bad(format!("manifest version {v}, this build reads 1 to {DELTA_FORMAT_VERSION}")))
         }
         _ => return Err(bad(format!("does not start with `{MAGIC} <version>`"))),
     };
@@ -414,7 +551,7 @@ fn decode_body(body: &str, path: &Path) -> Result<(u32, Manifest)> {
                         let (journal_id, last_seq, crc) = id_seq_crc(id, seq, crc)?;
                         Watermark { journal_id, last_seq, crc, chain: 0, anchor: last_seq }
                     }
-                    ([id, seq, crc, chain, anchor], 2) => {
+                    ([id, seq, crc, chain, anchor], 2 | 3) => {
                         let (journal_id, last_seq, crc) = id_seq_crc(id, seq, crc)?;
                         let chain = (chain.len() == 16)
                             .then(|| u64::from_str_radix(chain, 16).ok())
@@ -432,7 +569,7 @@ fn decode_body(body: &str, path: &Path) -> Result<(u32, Manifest)> {
                     return Err(bad(format!("two watermarks for journal {}", w.journal_id)));
                 }
             }
-            ("intent", 2) => {
+            ("intent", 2 | 3) => {
                 let [start, max_len] = parts.as_slice() else {
                     return Err(bad(format!("malformed intent `{line}`")));
                 };
@@ -443,7 +580,7 @@ fn decode_body(body: &str, path: &Path) -> Result<(u32, Manifest)> {
                     return Err(bad("two intents".into()));
                 }
             }
-            ("retired", 2) => {
+            ("retired", 2 | 3) => {
                 let [id, epoch] = parts.as_slice() else {
                     return Err(bad(format!("malformed retired journal `{line}`")));
                 };
@@ -470,7 +607,7 @@ fn decode_body(body: &str, path: &Path) -> Result<(u32, Manifest)> {
     let committed_len = field("committed_len", take("committed_len")?)?;
     let committed_lines = field("committed_lines", take("committed_lines")?)?;
     let committed_crc = parse_crc(take("committed_crc")?).ok_or_else(|| bad("bad committed_crc".into()))?;
-    let (target_ino, horizon) = if version == 2 {
+    let (target_ino, horizon) = if version >= 2 {
         (field("target_ino", take("target_ino")?)?, field("horizon", take("horizon")?)?)
     } else {
         (0, 0)
@@ -512,6 +649,50 @@ fn parse_crc(s: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delta_turns_the_previous_manifest_into_the_next_one() {
+        let mut prev = sample();
+        let keep = JournalId([1; 16]);
+        let gone = JournalId([2; 16]);
+        for id in [keep, gone] {
+            prev.watermarks.insert(id, Watermark { journal_id: id, last_seq: 9, crc: 1, chain: 2, anchor: 0 });
+        }
+        prev.retired.insert(JournalId([3; 16]), 1_000);
+        prev.rotated.insert(1, RotatedGeneration { len: 5, lines: 1, crc: 9 });
+        let mut next = prev.clone();
+        next.epoch += 1;
+        next.committed_len += 100;
+        next.committed_lines += 3;
+        next.committed_crc = 0x0bad_cafe;
+        next.intent = None;
+        next.horizon = 1_001;
+        next.watermarks.get_mut(&keep).unwrap().last_seq = 12;
+        next.watermarks.remove(&gone);
+        let new = JournalId([4; 16]);
+        next.watermarks.insert(new, Watermark { journal_id: new, last_seq: 1, crc: 5, chain: u64::MAX, anchor: 0 });
+        next.retired.remove(&JournalId([3; 16]));
+        next.retired.insert(gone, 2_000);
+        next.rotated.clear();
+        let body = next.encode_delta(&prev);
+        assert!(!String::from_utf8_lossy(&body).contains(&JournalId([7; 16]).to_hex()), "unchanged lines are left out");
+        assert_eq!(prev.apply_delta(&body, Path::new("m")).unwrap(), next);
+        next.intent = Some(Intent { start: 3, max_len: 4 });
+        assert_eq!(prev.apply_delta(&next.encode_delta(&prev), Path::new("m")).unwrap(), next);
+        // Only the chain's next record applies.
+        assert!(next.apply_delta(&body, Path::new("m")).is_err(), "an epoch that does not follow");
+        assert!(prev.apply_delta(b"delta x\n", Path::new("m")).is_err());
+        assert!(prev.apply_delta(b"tributary-manifest 3\n", Path::new("m")).is_err());
+    }
+
+    #[test]
+    fn a_version_3_base_is_read_as_a_slot_and_refused_as_a_version_2_manifest() {
+        let m = sample();
+        let v3 = m.encode_as(DELTA_FORMAT_VERSION);
+        assert_eq!(Manifest::decode_slot(&v3, Path::new("m")).unwrap(), (3, m.clone()));
+        let err = Manifest::decode(&v3, Path::new("m")).unwrap_err();
+        assert!(err.to_string().contains("version 3"), "{err}");
+    }
 
     fn sample() -> Manifest {
         let mut m = Manifest::new_adopting(10, 2, 0xdead_beef, 77).unwrap();

@@ -4,7 +4,7 @@
 //! | file | owns | keeps |
 //! |---|---|---|
 //! | `manifest.rs` | the manifest's text encoding (format 2; format 1 read for the upgrade), the chained hash | a manifest ends with a CRC of itself; an unknown version or a bad CRC is an error, never overwritten |
-//! | `slots.rs` | the manifest's two slots in the lock file (`O_DIRECT`, 4 KiB-aligned) | a commit writes only the slot that is not current and is durable before it returns; a torn slot is never read as a manifest |
+//! | `slots.rs` | the manifest's two slots in the lock file (`O_DIRECT`, 4 KiB-aligned) | a commit writes only the slot that is not current (or, as a version-3 delta, only past the current slot's chain) and is durable before it returns; a torn slot or delta is never read as a manifest |
 //! | `sidecar.rs` | the `<target>.tributary/` folder and its version-1 manifest file / stub | never a symlink nor world-writable; the stub stops version-1 binaries |
 //! | `lock.rs` | the target's lock | an OFD lock (not dropped by an unrelated `close()`), opened read-write, never via a symlink; waiting is bounded |
 //! | `scan.rs` | reading a file's length, line count and CRC | what `verify`, `init` and rotation compare with the manifest |

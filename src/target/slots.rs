@@ -2,8 +2,10 @@
 //! file (docs/design.md "The manifest, format version 2").
 //!
 //! Invariant: a commit overwrites only the slot that does not hold the current
-//! manifest, and is durable (fdatasync) before it returns, so the valid slot with the
-//! higher epoch is always the last commit that returned, or a later one. Slots are
+//! manifest — or, as a delta (format version 3, docs/design.md "Manifest deltas"),
+//! only blocks past the current slot's chain — and is durable (fdatasync) before it
+//! returns, so the valid slot with the higher epoch (its base with its chain applied)
+//! is always the last commit that returned, or a later one. Slots are
 //! read and written through one file descriptor opened with `O_DIRECT` where the
 //! filesystem allows it (a FUSE client's cache must not answer), in 4 KiB-aligned
 //! blocks.
@@ -28,6 +30,42 @@ const BLOCK: usize = 4096;
 /// The longest manifest text a slot holds.
 pub(crate) const MAX_PAYLOAD_BYTES: usize = SLOT_LEN - HEADER_BYTES;
 
+/// A delta record's magic (docs/design.md "Manifest deltas, format version 3").
+const DELTA_MAGIC: &[u8; 8] = b"TRIBDLTA";
+/// A delta record's header: magic, body length, body CRC, `prev`, 4 zero bytes.
+const DELTA_HEADER_BYTES: usize = 24;
+/// The most delta records a chain holds before a commit snapshots.
+pub(crate) const MAX_CHAIN_RECORDS: u32 = 64;
+/// Bytes of the chain read at a time.
+const CHAIN_READ_BYTES: usize = 64 << 10;
+
+/// Where a version-3 slot's chain of deltas ends, and what the next record must name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Chain {
+    /// Offset in the slot where the next record goes (a block boundary).
+    pub(crate) end: u64,
+    /// The CRC the next record's `prev` must hold: the last record's body CRC, or the
+    /// base's payload CRC.
+    pub(crate) last_crc: u32,
+    /// Records in the chain, and the blocks they take, in bytes.
+    pub(crate) records: u32,
+    pub(crate) bytes: u64,
+    /// The blocks the base takes (header included), in bytes.
+    pub(crate) base_bytes: u64,
+}
+
+impl Chain {
+    /// Whether a record of `body_len` bytes may be appended: it fits before the slot's
+    /// end and under the chain's record bound; unless `always`, also under the
+    /// base's size (a full read costs at most twice the base) and in fewer blocks
+    /// than a new base would take.
+    pub(crate) fn takes(&self, body_len: usize, always: bool) -> bool {
+        let len = round_up(DELTA_HEADER_BYTES + body_len) as u64;
+        let room = self.end + len <= SLOT_BYTES && self.records < MAX_CHAIN_RECORDS;
+        room && (always || (self.bytes + len <= self.base_bytes && len < self.base_bytes))
+    }
+}
+
 /// A slot's first 16 bytes (magic, payload length, payload CRC; zeros when never
 /// written): any commit into the slot changes them, so comparing them tells whether
 /// the slot was written since it was last seen, without decoding it.
@@ -40,7 +78,8 @@ pub(crate) enum Slot {
     Empty,
     /// Written but not valid: a torn write, or damage. Why, for messages.
     Bad(String),
-    Valid(Manifest),
+    /// The manifest, and for a version-3 slot where its chain of deltas ends.
+    Valid(Manifest, Option<Chain>),
 }
 
 /// Both slots of a lock file.
@@ -51,7 +90,7 @@ impl Slots {
     /// The current manifest (the valid slot with the higher epoch) and its slot index.
     pub(crate) fn current(&self) -> Option<(usize, &Manifest)> {
         let valid = |i: usize| match &self.0[i] {
-            Slot::Valid(m) => Some((i, m)),
+            Slot::Valid(m, _) => Some((i, m)),
             _ => None,
         };
         match (valid(0), valid(1)) {
@@ -63,12 +102,17 @@ impl Slots {
     /// `Ok(None)` when both slots are empty (never written); an error when something
     /// was written but nothing valid is left.
     pub(crate) fn into_current(self, path: &Path) -> Result<Option<(usize, Manifest)>> {
+        Ok(self.into_current_with_chain(path)?.map(|(i, m, _)| (i, m)))
+    }
+
+    /// [`into_current`](Self::into_current), with the current slot's chain.
+    pub(crate) fn into_current_with_chain(self, path: &Path) -> Result<Option<(usize, Manifest, Option<Chain>)>> {
         let index = self.current().map(|(i, _)| i);
         if let Some(i) = index {
             let [a, b] = self.0;
             let slot = if i == 0 { a } else { b };
-            let Slot::Valid(m) = slot else { unreachable!("current() returned a valid slot") };
-            return Ok(Some((i, m)));
+            let Slot::Valid(m, chain) = slot else { unreachable!("current() returned a valid slot") };
+            return Ok(Some((i, m, chain)));
         }
         let why: Vec<String> = self
             .0
@@ -207,10 +251,119 @@ fn read_slot_body(
     if crc32fast::hash(payload) != crc {
         return Ok(Slot::Bad("CRC mismatch (a torn or damaged write)".into()));
     }
-    match Manifest::decode(payload, path) {
-        Ok(m) => Ok(Slot::Valid(m)),
+    match Manifest::decode_slot(payload, path) {
+        Ok((2, m)) => Ok(Slot::Valid(m, None)),
+        Ok((_, m)) => {
+            let chain = Chain { end: total as u64, last_crc: crc, records: 0, bytes: 0, base_bytes: total as u64 };
+            let (m, chain) = read_chain(file, at, m, chain, path).map_err(|e| Error::io(ctx(), e))?;
+            Ok(Slot::Valid(m, Some(chain)))
+        }
         Err(e) => Ok(Slot::Bad(e.to_string())),
     }
+}
+
+/// Apply the chain of delta records that follows a version-3 base (the slot starts at
+/// `at`), in order, up to the first record that is not the chain's next one.
+fn read_chain(file: &File, at: u64, mut m: Manifest, mut chain: Chain, path: &Path) -> io::Result<(Manifest, Chain)> {
+    // Offsets inside the slot (2 MiB): `pos` is where the next record would start;
+    // `buf` holds the slot's bytes from `buf_at` on (`buf_len` of them).
+    let mut pos = usize::try_from(chain.end).unwrap_or(SLOT_LEN);
+    let mut buf = Aligned::new(BLOCK);
+    let (mut buf_at, mut buf_len) = (0usize, 0usize);
+    let read_from = |from: usize, need: usize, buf: &mut Aligned| -> io::Result<usize> {
+        *buf = Aligned::new(round_up(need.min(SLOT_LEN - from)));
+        read_at(file, buf.bytes_mut(), at + from as u64)
+    };
+    while pos + BLOCK <= SLOT_LEN {
+        if pos < buf_at || pos + DELTA_HEADER_BYTES > buf_at + buf_len {
+            buf_len = read_from(pos, CHAIN_READ_BYTES, &mut buf)?;
+            buf_at = pos;
+        }
+        let head = &buf.bytes()[pos - buf_at..buf_len.max(pos - buf_at)];
+        if head.len() < DELTA_HEADER_BYTES || &head[..8] != DELTA_MAGIC {
+            break;
+        }
+        let word = |i: usize| u32::from_le_bytes(head[i..i + 4].try_into().expect("4 bytes"));
+        let (len, crc, prev) = (word(8) as usize, word(12), word(16));
+        let total = round_up(DELTA_HEADER_BYTES + len);
+        if prev != chain.last_crc || pos + total > SLOT_LEN {
+            break;
+        }
+        if pos + DELTA_HEADER_BYTES + len > buf_at + buf_len {
+            buf_len = read_from(pos, total.max(CHAIN_READ_BYTES), &mut buf)?;
+            buf_at = pos;
+            if DELTA_HEADER_BYTES + len > buf_len {
+                break; // the file ends inside the record
+            }
+        }
+        let body = &buf.bytes()[pos - buf_at + DELTA_HEADER_BYTES..pos - buf_at + DELTA_HEADER_BYTES + len];
+        if crc32fast::hash(body) != crc {
+            break; // torn
+        }
+        let Ok(next) = m.apply_delta(body, path) else { break };
+        m = next;
+        pos += total;
+        chain.end = pos as u64;
+        chain.last_crc = crc;
+        chain.records += 1;
+        chain.bytes += total as u64;
+    }
+    Ok((m, chain))
+}
+
+/// Whether the block where `chain` would continue in slot `index` does not hold the
+/// chain's next record: nobody appended a delta since `chain` was seen.
+pub(crate) fn chain_end_untouched(file: &File, path: &Path, index: usize, chain: &Chain) -> Result<bool> {
+    if chain.end + BLOCK as u64 > SLOT_BYTES {
+        return Ok(true);
+    }
+    let mut block = Aligned::new(BLOCK);
+    let n = read_at(file, block.bytes_mut(), index as u64 * SLOT_BYTES + chain.end)
+        .map_err(|e| Error::io(format!("reading manifest slot {} of {}", ["A", "B"][index], path.display()), e))?;
+    let head = &block.bytes()[..n];
+    let appended = head.len() >= DELTA_HEADER_BYTES
+        && &head[..8] == DELTA_MAGIC
+        && u32::from_le_bytes(head[16..20].try_into().expect("4 bytes")) == chain.last_crc;
+    Ok(!appended)
+}
+
+/// Append the delta record `body` at the end of `chain` in slot `index` and make it
+/// durable. The caller holds the lock, has checked that `index` is the current slot
+/// and that `chain` is its chain as it stands, and that the chain takes the record.
+/// Returns the chain with it.
+pub(crate) fn append_delta(
+    file: &File,
+    path: &Path,
+    index: usize,
+    chain: &Chain,
+    body: &[u8],
+    unsynced: Option<crate::failpoint::Point>,
+) -> Result<Chain> {
+    let len = u32::try_from(body.len()).map_err(|_| Error::InvalidArgument("a manifest delta over 4 GiB".into()))?;
+    let total = round_up(DELTA_HEADER_BYTES + body.len());
+    let mut buf = Aligned::new(total);
+    let crc = crc32fast::hash(body);
+    let b = buf.bytes_mut();
+    b[..8].copy_from_slice(DELTA_MAGIC);
+    b[8..12].copy_from_slice(&len.to_le_bytes());
+    b[12..16].copy_from_slice(&crc.to_le_bytes());
+    b[16..20].copy_from_slice(&chain.last_crc.to_le_bytes());
+    b[DELTA_HEADER_BYTES..DELTA_HEADER_BYTES + body.len()].copy_from_slice(body);
+    let ctx = |what: &str| format!("{what} a delta in manifest slot {} of {}", ["A", "B"][index], path.display());
+    fault::check(fault::Step::ManifestSlotWrite).map_err(|e| Error::io(ctx("writing"), e))?;
+    file.write_all_at(buf.bytes(), index as u64 * SLOT_BYTES + chain.end).map_err(|e| Error::io(ctx("writing"), e))?;
+    if let Some(point) = unsynced {
+        crate::failpoint::hit(point);
+    }
+    fault::check(fault::Step::ManifestSlotFdatasync).map_err(|e| Error::io(ctx("fdatasync after writing"), e))?;
+    file.sync_data().map_err(|e| Error::io(ctx("fdatasync after writing"), e))?;
+    Ok(Chain {
+        end: chain.end + total as u64,
+        last_crc: crc,
+        records: chain.records + 1,
+        bytes: chain.bytes + total as u64,
+        base_bytes: chain.base_bytes,
+    })
 }
 
 /// Read both slots through `file`.
@@ -246,7 +399,20 @@ pub(crate) fn write(
     m: &Manifest,
     unsynced: Option<crate::failpoint::Point>,
 ) -> Result<SlotHeader> {
-    let payload = m.encode();
+    Ok(write_as(file, path, index, m, crate::target::manifest::FORMAT_VERSION, unsynced)?.0)
+}
+
+/// [`write`] as a base of `version` 2 or 3; for version 3 also the (empty) chain that
+/// may follow it.
+pub(crate) fn write_as(
+    file: &File,
+    path: &Path,
+    index: usize,
+    m: &Manifest,
+    version: u32,
+    unsynced: Option<crate::failpoint::Point>,
+) -> Result<(SlotHeader, Option<Chain>)> {
+    let payload = m.encode_as(version);
     // the header stores the length in 32 bits; a slot holds far less anyway
     let len = u32::try_from(payload.len()).ok().filter(|_| payload.len() <= MAX_PAYLOAD_BYTES);
     let Some(len) = len else {
@@ -273,7 +439,15 @@ pub(crate) fn write(
     file.sync_data().map_err(|e| Error::io(ctx("fdatasync after writing"), e))?;
     let mut header = [0u8; HEADER_BYTES];
     header.copy_from_slice(&buf.bytes()[..HEADER_BYTES]);
-    Ok(header)
+    let total = buf.bytes().len() as u64;
+    let chain = (version >= crate::target::manifest::DELTA_FORMAT_VERSION).then(|| Chain {
+        end: total,
+        last_crc: crc32fast::hash(&payload),
+        records: 0,
+        bytes: 0,
+        base_bytes: total,
+    });
+    Ok((header, chain))
 }
 
 #[cfg(test)]
@@ -305,6 +479,74 @@ mod tests {
         damage.sync_all().unwrap();
         let err = read(&f, &p).unwrap().into_current(&p).unwrap_err();
         assert!(matches!(err, Error::CorruptManifest { .. }), "{err}");
+    }
+
+    /// A version-3 base with `n` delta records after it, each moving the epoch and a
+    /// watermark on; returns the manifests after each commit.
+    fn chain_of(f: &File, p: &Path, records: u64, step: u64) -> (Vec<Manifest>, Chain) {
+        let mut last = Manifest::new_adopting(0, 0, 0, 1).unwrap();
+        let (_, chain) = write_as(f, p, 0, &last, crate::target::manifest::DELTA_FORMAT_VERSION, None).unwrap();
+        let mut chain = chain.expect("a version-3 base has a chain");
+        let mut all = vec![last.clone()];
+        for k in 0..records {
+            let mut next = last.clone();
+            next.epoch += 1;
+            next.committed_len += step;
+            let id = crate::journal::JournalId([(k % 3) as u8; 16]);
+            let w = crate::target::manifest::Watermark { journal_id: id, last_seq: k + 1, crc: 7, chain: k, anchor: 0 };
+            next.watermarks.insert(id, w);
+            if k == 2 {
+                next.watermarks.remove(&crate::journal::JournalId([0; 16]));
+            }
+            assert!(chain.takes(next.encode_delta(&last).len(), true));
+            chain = append_delta(f, p, 0, &chain, &next.encode_delta(&last), None).unwrap();
+            all.push(next.clone());
+            last = next;
+        }
+        (all, chain)
+    }
+
+    #[test]
+    fn a_chain_of_deltas_is_applied_in_order_and_ends_at_the_first_record_that_does_not_follow() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("lock");
+        let f = open(&p, true, true).unwrap();
+        f.set_len(LOCK_FILE_BYTES).unwrap();
+        let (all, chain) = chain_of(&f, &p, 5, 10);
+        assert_eq!(chain.records, 5);
+        let slots = read(&f, &p).unwrap();
+        assert!(matches!(&slots.0[0], Slot::Valid(_, Some(c)) if *c == chain), "{:?}", slots.0[0]);
+        assert_eq!(slots.current().unwrap().1, &all[5], "the base with every delta applied");
+        assert!(chain_end_untouched(&f, &p, 0, &chain).unwrap());
+
+        // The fourth record torn: the chain ends after the third.
+        let block = |k: u64| chain.base_bytes + k * BLOCK as u64;
+        let damage = OpenOptions::new().write(true).open(&p).unwrap();
+        damage.write_all_at(b"X", block(3) + DELTA_HEADER_BYTES as u64 + 2).unwrap();
+        damage.sync_all().unwrap();
+        assert_eq!(read(&f, &p).unwrap().current().unwrap().1, &all[3]);
+        // Records left from an earlier chain (their `prev` does not follow) where the
+        // next one would go are not part of this one.
+        let (again, shorter) = chain_of(&f, &p, 2, 20);
+        assert_eq!(read(&f, &p).unwrap().current().unwrap().1, &again[2]);
+        assert!(chain_end_untouched(&f, &p, 0, &shorter).unwrap(), "a stale record is not a continuation");
+        // A new base in the other slot with a higher epoch wins over the chain.
+        let mut later = all[5].clone();
+        later.epoch = 100;
+        write(&f, &p, 1, &later, None).unwrap();
+        assert_eq!(read(&f, &p).unwrap().current().unwrap(), (1, &later));
+    }
+
+    #[test]
+    fn a_chain_takes_a_record_only_while_it_is_short_and_smaller_than_a_new_base() {
+        let c = Chain { end: 4096, last_crc: 0, records: 0, bytes: 0, base_bytes: 4096 };
+        assert!(!c.takes(10, false), "a one-block base: a delta saves nothing");
+        assert!(c.takes(10, true));
+        let big = Chain { base_bytes: 40 * 4096, end: 40 * 4096, ..c };
+        assert!(big.takes(5000, false));
+        assert!(!Chain { bytes: 39 * 4096, ..big }.takes(5000, false), "the chain may not outgrow its base");
+        assert!(!Chain { records: MAX_CHAIN_RECORDS, ..big }.takes(10, true));
+        assert!(!Chain { end: SLOT_BYTES - 4096, ..big }.takes(5000, true), "past the slot's end");
     }
 
     #[test]
