@@ -47,6 +47,9 @@ fn a_few_random_crash_trials_pass_with_zero_lost_duplicated_torn() {
         assert_eq!(num(&f, k), 0, "{k} in {f:?}");
     }
     assert!(num(&f, "kills") > 0, "12 trials without a single kill: the harness is not killing anything");
+    // every other trial's compactors commit manifest deltas (format 3), and take that path
+    assert_eq!(num(&f, "delta_trials"), 6, "{f:?}");
+    assert!(num(&f, "delta_trials_seen") >= 3, "manifest deltas were not committed: {f:?}");
 }
 
 #[test]

@@ -8,6 +8,8 @@ once it returned 0 (each one write(2) to $M/ack, so its trace position is the
 acknowledgement point). The keyed writer acks `<index> <seq>` lines in $M/ackw<id>.
 """
 
+import copy
+
 PRELUDE = r"""
 set -euo pipefail
 cd "$R"
@@ -261,6 +263,20 @@ app full out/j.journal a4
         about="a journal retired (drained, then deleted: tombstone, -wal, -shm, tombstone), its name reused at once",
     ),
 ]
+
+
+def with_manifest_deltas(w):
+    """`w` with every commit its compactors make after the first a manifest delta
+    (format version 3, a test seam: docs/design.md "Manifest deltas"); recovery runs
+    without it, as a version-2 compactor."""
+    d = copy.copy(w)
+    d.name = w.name + "-deltas"
+    d.script = "\nexport TRIBUTARY_MANIFEST_DELTAS=always" + w.script
+    d.about = w.about + "; committed as manifest deltas"
+    return d
+
+
+WORKLOADS += [with_manifest_deltas(w) for w in WORKLOADS if w.name in ("steady", "tail-repair")]
 
 
 def by_name():

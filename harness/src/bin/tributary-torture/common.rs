@@ -101,6 +101,8 @@ impl Proc {
     }
 
     /// Start a life with an optional failpoint spec and an optional timed SIGKILL.
+    /// Compactors commit manifest deltas when the current trial says so
+    /// ([`set_manifest_deltas`]).
     pub fn start(&mut self, failpoint: Option<String>, kill_after: Option<Duration>) -> std::io::Result<()> {
         let log = OpenOptions::new().create(true).append(true).open(&self.log)?;
         let mut header = log.try_clone()?;
@@ -115,6 +117,7 @@ impl Proc {
         let err = log.try_clone()?;
         let mut cmd = Command::new(&self.exe);
         cmd.args(&self.args).stdin(Stdio::null()).stdout(log).stderr(err).env_remove("TRIBUTARY_FAILPOINTS");
+        apply_manifest_deltas(&mut cmd);
         if let Some(fp) = &failpoint {
             cmd.env("TRIBUTARY_FAILPOINTS", fp);
         }
@@ -242,6 +245,35 @@ pub fn error_kind(line: &str) -> String {
 }
 
 /// The `tributary` CLI next to this executable (or `$TRIBUTARY_BIN`).
+/// Whether the children of the current trial commit manifest deltas (format version 3,
+/// `always`, so that one-block manifests take the path too): trials alternate, so
+/// every run covers both formats. Trials run one after another.
+static MANIFEST_DELTAS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_manifest_deltas(on: bool) {
+    MANIFEST_DELTAS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn manifest_deltas() -> bool {
+    MANIFEST_DELTAS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Set (or clear) the manifest-delta variable of a child's command for the current trial.
+pub fn apply_manifest_deltas(cmd: &mut Command) {
+    if manifest_deltas() {
+        cmd.env(tributary::MANIFEST_DELTAS_VAR, "always");
+    } else {
+        cmd.env_remove(tributary::MANIFEST_DELTAS_VAR);
+    }
+}
+
+/// Delta records (`TRIBDLTA`) in a target's lock file now: a trial with deltas on
+/// shows that its compactors took the path.
+pub fn delta_records(target: &Path) -> usize {
+    let lock = tributary::Sidecar::for_target(target).lock;
+    std::fs::read(lock).map_or(0, |b| b.windows(8).filter(|w| w == b"TRIBDLTA").count())
+}
+
 pub fn tributary_exe(explicit: Option<&Path>) -> PathBuf {
     if let Some(p) = explicit {
         return p.to_path_buf();

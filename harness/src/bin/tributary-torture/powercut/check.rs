@@ -35,6 +35,10 @@ pub(super) struct Tally {
     /// acked lines in generations deleted by retention (allowed)
     pub(super) rotated_out: u64,
     unacked_present: u64,
+    /// Trials whose compactors committed manifest deltas (format 3), and of those the
+    /// ones whose lock file holds delta records after recovery.
+    pub(super) delta_trials: u64,
+    pub(super) delta_trials_seen: u64,
 }
 
 impl Tally {
@@ -52,6 +56,8 @@ impl Tally {
         self.normal_missing += o.normal_missing;
         self.rotated_out += o.rotated_out;
         self.unacked_present += o.unacked_present;
+        self.delta_trials += o.delta_trials;
+        self.delta_trials_seen += o.delta_trials_seen;
     }
     pub(super) fn summary(&self) -> String {
         format!(
@@ -108,6 +114,8 @@ pub(super) fn check(
         normal_missing: v.normal_missing,
         rotated_out: v.rotated_out,
         unacked_present: v.unacked_present,
+        delta_trials: 0,
+        delta_trials_seen: 0,
     }
 }
 

@@ -226,7 +226,8 @@ pub fn run(a: PowercutArgs) -> ExitCode {
         let s = format!(
             "powercut {}: {} cuts in {} trials ({} at failpoints, {} random, {} also cut during recovery); acked \
              lines checked {} (full {}, normal {}); lost {}, duplicated {}, torn {}, out_of_order {}; normal lines \
-             missing (allowed) {}, rotated out {}; {} trials failed; {:.0}s; {fsck_note}",
+             missing (allowed) {}, rotated out {}; manifest deltas in {} trials ({} with delta records after \
+             recovery); {} trials failed; {:.0}s; {fsck_note}",
             kind.name(),
             total.cuts,
             trials.len(),
@@ -242,11 +243,18 @@ pub fn run(a: PowercutArgs) -> ExitCode {
             total.out_of_order,
             total.normal_missing,
             total.rotated_out,
+            total.delta_trials,
+            total.delta_trials_seen,
             fs_failed,
             started.elapsed().as_secs_f64()
         );
         println!("{s}");
         summaries.push(s);
+        // A run that meant to cover manifest deltas and took the path nowhere proves nothing.
+        if total.delta_trials >= 4 && total.delta_trials_seen == 0 {
+            println!("powercut {}: FAILED, no trial with manifest deltas on left a delta record", kind.name());
+            failed += 1;
+        }
     }
     if a.dir.is_none() && failed == 0 && !a.keep {
         let _ = fs::remove_dir_all(&work);

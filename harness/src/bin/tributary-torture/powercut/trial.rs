@@ -250,6 +250,9 @@ impl<'a> Trial<'a> {
 }
 
 pub(super) fn run_trial(ctx: &Ctx, disk: &mut Disk, work: &Path, k: u64, plan: &Plan) -> (Tally, Vec<String>) {
+    // odd trials commit manifest deltas (format 3): both formats in every run
+    let deltas = k % 2 == 1;
+    crate::common::set_manifest_deltas(deltas);
     let tdir = disk.mnt.join(format!("t{k}"));
     let local = work.join(disk.kind.name()).join(format!("trial-{k}"));
     let _ = fs::remove_dir_all(&local);
@@ -364,6 +367,10 @@ pub(super) fn run_trial(ctx: &Ctx, disk: &mut Disk, work: &Path, k: u64, plan: &
             t.tally.cuts = cuts;
         }
         Err(e) => t.errors.push(e),
+    }
+    if deltas {
+        t.tally.delta_trials = 1;
+        t.tally.delta_trials_seen = u64::from(crate::common::delta_records(&t.target) > 0);
     }
     (t.tally, t.errors)
 }

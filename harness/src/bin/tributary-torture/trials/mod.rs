@@ -83,6 +83,10 @@ struct Outcome {
     errors: Vec<String>,
     problems: Vec<String>,
     plan: Vec<String>,
+    /// Trials whose compactors committed manifest deltas, and of those, the ones whose
+    /// lock file holds delta records at the end (the path was taken).
+    delta_trials: u64,
+    delta_trials_seen: u64,
 }
 
 impl Outcome {
@@ -228,8 +232,12 @@ pub fn run(a: TrialsArgs) -> ExitCode {
     println!("  errors:        {}", total.errors.len());
     println!("  verify/other:  {}", total.problems.len());
     println!(
+        "  deltas:        {} trials committed manifest deltas (format 3), {} with delta records left at the end",
+        total.delta_trials, total.delta_trials_seen
+    );
+    println!(
         "RESULT fs={fs_name} seed={seed} trials={} failed={} kills={} lost={} duplicated={} torn={} out_of_order={} \
-         held={} errors={} problems={}",
+         held={} errors={} problems={} delta_trials={} delta_trials_seen={}",
         range.len(),
         failed.len(),
         total.kills_writers + total.kills_compactors,
@@ -239,9 +247,16 @@ pub fn run(a: TrialsArgs) -> ExitCode {
         c.out_of_order,
         c.held,
         total.errors.len(),
-        total.problems.len()
+        total.problems.len(),
+        total.delta_trials,
+        total.delta_trials_seen
     );
-    if failed.is_empty() {
+    // A run that meant to cover manifest deltas and took the path nowhere proves nothing.
+    let deltas_missed = total.delta_trials >= 4 && total.delta_trials_seen == 0;
+    if deltas_missed {
+        println!("FAILED: {} trials had manifest deltas on, and no lock file holds a delta record", total.delta_trials);
+    }
+    if failed.is_empty() && !deltas_missed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -270,4 +285,6 @@ fn merge(total: &mut Outcome, o: Outcome) {
     }
     total.errors.extend(o.errors);
     total.problems.extend(o.problems);
+    total.delta_trials += o.delta_trials;
+    total.delta_trials_seen += o.delta_trials_seen;
 }

@@ -131,6 +131,13 @@ fn create_target(ctx: &Ctx, k: u64, tseed: u64, o: &mut Outcome) -> Result<(), S
 
 pub(super) fn run_trial(ctx: &Ctx, k: u64, tseed: u64) -> Outcome {
     let mut o = Outcome::default();
+    // odd trials commit manifest deltas (format 3): both formats in every run
+    let deltas = k % 2 == 1;
+    crate::common::set_manifest_deltas(deltas);
+    if deltas {
+        o.plan.push("manifest deltas".into());
+        o.delta_trials = 1;
+    }
     let mut rng = Rng::new(tseed);
     let hosts = ctx.hosts();
     let tdir = ctx.work.join(format!("trial-{k}"));
@@ -375,6 +382,9 @@ pub(super) fn run_trial(ctx: &Ctx, k: u64, tseed: u64) -> Outcome {
     };
     o.check = check_target(tseed, &checked, &specs, &|w| journal_drained_seq(&w.journal));
     check_consistency(&target, &specs, &mut o);
+    if deltas && crate::common::delta_records(&target) > 0 {
+        o.delta_trials_seen = 1;
+    }
     if ctx.fs == Fs::Gluster {
         for h in 0..hosts {
             match committed_view(&ctx.target(k, h)) {
