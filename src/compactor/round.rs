@@ -426,9 +426,10 @@ impl Compactor {
     }
 
     /// Every commit (step 5, the fence and intent of steps 3 and 4, a rotation's, the
-    /// first manifest): the slots must still hold `expected_epoch` as the current
-    /// manifest (else `lock_lost`), then `m` goes to the other slot, durable when this
-    /// returns.
+    /// first manifest): the slots must still hold `prev` (its epoch) as the current
+    /// manifest (else `lock_lost`), then `m` goes to the other slot — or, with manifest
+    /// deltas on, as a delta from `prev` after the current slot's chain — durable when
+    /// this returns.
     pub(super) fn commit(
         &self,
         lock: &TargetLock,
