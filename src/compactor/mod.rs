@@ -122,6 +122,7 @@ pub enum ManifestDeltas {
 /// The test seam's variable for compactors in child processes (the torture and
 /// power-cut harnesses run the CLI): `off`, `policy` or `always`. Like
 /// `TRIBUTARY_FAILPOINTS`, for tributary's own tests, not a setting.
+#[doc(hidden)]
 pub const MANIFEST_DELTAS_VAR: &str = "TRIBUTARY_MANIFEST_DELTAS";
 
 impl ManifestDeltas {
