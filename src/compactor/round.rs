@@ -451,31 +451,32 @@ impl Compactor {
             failpoint::hit(p);
         }
         let current = self.check_epoch(lock, prev.map(|p| p.epoch), "during this round")?;
-        // A delta onto the current slot's chain (docs/design.md "Manifest deltas, format
-        // version 3"), where it is switched on and the chain takes it.
-        let seen = lock.seen().filter(|s| current == Some(s.current));
-        if let (Some(prev), Some(mut seen), true) = (prev, seen, self.manifest_deltas != ManifestDeltas::Off) {
-            if let Some(chain) = seen.chain {
+        // The slots as check_epoch left them (none before a first manifest). A delta goes
+        // onto the current slot's chain (docs/design.md "Manifest deltas, format version
+        // 3") where deltas are on and the chain takes it.
+        let seen = lock.seen().filter(|_| current.is_some());
+        let deltas = self.manifest_deltas;
+        let delta = match (prev, seen) {
+            (Some(prev), Some(seen)) if deltas != ManifestDeltas::Off => seen.chain.and_then(|chain| {
                 let body = m.encode_delta(prev);
-                if chain.takes(body.len(), self.manifest_deltas == ManifestDeltas::Always) {
-                    let chain = slots::append_delta(lock.file(), lock.path(), seen.current, &chain, &body, unsynced)?;
-                    self.durable_epoch.store(m.epoch, Ordering::Relaxed);
-                    seen.chain = Some(chain);
-                    seen.epoch = m.epoch;
-                    self.remember_slots(lock, Some(seen), Some(m));
-                    return Ok(());
-                }
-            }
-        }
-        // A snapshot into the other slot (a version-3 base when deltas are on).
-        let index = current.map_or(0, |i| 1 - i);
-        let version = if self.manifest_deltas == ManifestDeltas::Off { FORMAT_VERSION } else { DELTA_FORMAT_VERSION };
-        let (written, chain) = slots::write_as(lock.file(), lock.path(), index, m, version, unsynced)?;
+                chain.takes(body.len(), deltas == ManifestDeltas::Always).then_some((seen, chain, body))
+            }),
+            _ => None,
+        };
+        let seen = if let Some((seen, chain, body)) = delta {
+            let chain = slots::append_delta(lock.file(), lock.path(), seen.current, &chain, &body, unsynced)?;
+            Some(SlotsSeen { epoch: m.epoch, chain: Some(chain), ..seen })
+        } else {
+            // A snapshot into the other slot (a version-3 base when deltas are on).
+            let index = current.map_or(0, |i| 1 - i);
+            let version = if deltas == ManifestDeltas::Off { FORMAT_VERSION } else { DELTA_FORMAT_VERSION };
+            let (written, chain) = slots::write_as(lock.file(), lock.path(), index, m, version, unsynced)?;
+            seen.map(|mut seen| {
+                seen.headers[index] = written;
+                SlotsSeen { current: index, epoch: m.epoch, chain, ..seen }
+            })
+        };
         self.durable_epoch.store(m.epoch, Ordering::Relaxed);
-        let seen = lock.seen().filter(|_| current.is_some()).map(|mut seen| {
-            seen.headers[index] = written;
-            SlotsSeen { current: index, epoch: m.epoch, chain, ..seen }
-        });
         self.remember_slots(lock, seen, Some(m));
         Ok(())
     }

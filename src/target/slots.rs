@@ -279,12 +279,9 @@ fn read_chain(file: &File, at: u64, mut m: Manifest, mut chain: Chain, path: &Pa
             buf_len = read_from(pos, CHAIN_READ_BYTES, &mut buf)?;
             buf_at = pos;
         }
-        let head = &buf.bytes()[pos - buf_at..buf_len.max(pos - buf_at)];
-        if head.len() < DELTA_HEADER_BYTES || &head[..8] != DELTA_MAGIC {
+        let Some((len, crc, prev)) = delta_header(&buf.bytes()[pos - buf_at..buf_len.max(pos - buf_at)]) else {
             break;
-        }
-        let word = |i: usize| u32::from_le_bytes(head[i..i + 4].try_into().expect("4 bytes"));
-        let (len, crc, prev) = (word(8) as usize, word(12), word(16));
+        };
         let total = round_up(DELTA_HEADER_BYTES + len);
         if prev != chain.last_crc || pos + total > SLOT_LEN {
             break;
@@ -320,11 +317,18 @@ pub(crate) fn chain_end_untouched(file: &File, path: &Path, index: usize, chain:
     let mut block = Aligned::new(BLOCK);
     let n = read_at(file, block.bytes_mut(), index as u64 * SLOT_BYTES + chain.end)
         .map_err(|e| Error::io(format!("reading manifest slot {} of {}", ["A", "B"][index], path.display()), e))?;
-    let head = &block.bytes()[..n];
-    let appended = head.len() >= DELTA_HEADER_BYTES
-        && &head[..8] == DELTA_MAGIC
-        && u32::from_le_bytes(head[16..20].try_into().expect("4 bytes")) == chain.last_crc;
+    let appended = delta_header(&block.bytes()[..n]).is_some_and(|(_, _, prev)| prev == chain.last_crc);
     Ok(!appended)
+}
+
+/// A delta record's header at the start of `head`: (body length, body CRC, `prev`);
+/// `None` when `head` does not start with one.
+fn delta_header(head: &[u8]) -> Option<(usize, u32, u32)> {
+    if head.len() < DELTA_HEADER_BYTES || &head[..8] != DELTA_MAGIC {
+        return None;
+    }
+    let word = |i: usize| u32::from_le_bytes(head[i..i + 4].try_into().expect("4 bytes"));
+    Some((word(8) as usize, word(12), word(16)))
 }
 
 /// Append the delta record `body` at the end of `chain` in slot `index` and make it
@@ -349,14 +353,8 @@ pub(crate) fn append_delta(
     b[12..16].copy_from_slice(&crc.to_le_bytes());
     b[16..20].copy_from_slice(&chain.last_crc.to_le_bytes());
     b[DELTA_HEADER_BYTES..DELTA_HEADER_BYTES + body.len()].copy_from_slice(body);
-    let ctx = |what: &str| format!("{what} a delta in manifest slot {} of {}", ["A", "B"][index], path.display());
-    fault::check(fault::Step::ManifestSlotWrite).map_err(|e| Error::io(ctx("writing"), e))?;
-    file.write_all_at(buf.bytes(), index as u64 * SLOT_BYTES + chain.end).map_err(|e| Error::io(ctx("writing"), e))?;
-    if let Some(point) = unsynced {
-        crate::failpoint::hit(point);
-    }
-    fault::check(fault::Step::ManifestSlotFdatasync).map_err(|e| Error::io(ctx("fdatasync after writing"), e))?;
-    file.sync_data().map_err(|e| Error::io(ctx("fdatasync after writing"), e))?;
+    let what = format!("a delta in manifest slot {} of {}", ["A", "B"][index], path.display());
+    write_durably(file, &buf, index as u64 * SLOT_BYTES + chain.end, &what, unsynced)?;
     Ok(Chain {
         end: chain.end + total as u64,
         last_crc: crc,
@@ -423,31 +421,45 @@ pub(crate) fn write_as(
             payload.len()
         )));
     };
+    let crc = crc32fast::hash(&payload);
     let mut buf = Aligned::new(round_up(HEADER_BYTES + payload.len()));
     let b = buf.bytes_mut();
     b[..8].copy_from_slice(MAGIC);
     b[8..12].copy_from_slice(&len.to_le_bytes());
-    b[12..16].copy_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    b[12..16].copy_from_slice(&crc.to_le_bytes());
     b[HEADER_BYTES..HEADER_BYTES + payload.len()].copy_from_slice(&payload);
-    let ctx = |what: &str| format!("{what} manifest slot {} of {}", ["A", "B"][index], path.display());
-    fault::check(fault::Step::ManifestSlotWrite).map_err(|e| Error::io(ctx("writing"), e))?;
-    file.write_all_at(buf.bytes(), index as u64 * SLOT_BYTES).map_err(|e| Error::io(ctx("writing"), e))?;
-    if let Some(point) = unsynced {
-        crate::failpoint::hit(point);
-    }
-    fault::check(fault::Step::ManifestSlotFdatasync).map_err(|e| Error::io(ctx("fdatasync after writing"), e))?;
-    file.sync_data().map_err(|e| Error::io(ctx("fdatasync after writing"), e))?;
+    let what = format!("manifest slot {} of {}", ["A", "B"][index], path.display());
+    write_durably(file, &buf, index as u64 * SLOT_BYTES, &what, unsynced)?;
     let mut header = [0u8; HEADER_BYTES];
     header.copy_from_slice(&buf.bytes()[..HEADER_BYTES]);
     let total = buf.bytes().len() as u64;
-    let chain = (version >= crate::target::manifest::DELTA_FORMAT_VERSION).then(|| Chain {
+    let chain = (version >= crate::target::manifest::DELTA_FORMAT_VERSION).then_some(Chain {
         end: total,
-        last_crc: crc32fast::hash(&payload),
+        last_crc: crc,
         records: 0,
         bytes: 0,
         base_bytes: total,
     });
     Ok((header, chain))
+}
+
+/// The one way a commit reaches the lock file: `buf` written at `offset`, then
+/// fdatasync (`unsynced`: a failpoint between the two); `what` names it in errors.
+fn write_durably(
+    file: &File,
+    buf: &Aligned,
+    offset: u64,
+    what: &str,
+    unsynced: Option<crate::failpoint::Point>,
+) -> Result<()> {
+    fault::check(fault::Step::ManifestSlotWrite).map_err(|e| Error::io(format!("writing {what}"), e))?;
+    file.write_all_at(buf.bytes(), offset).map_err(|e| Error::io(format!("writing {what}"), e))?;
+    if let Some(point) = unsynced {
+        crate::failpoint::hit(point);
+    }
+    let synced = |e| Error::io(format!("fdatasync after writing {what}"), e);
+    fault::check(fault::Step::ManifestSlotFdatasync).map_err(synced)?;
+    file.sync_data().map_err(synced)
 }
 
 #[cfg(test)]
