@@ -1161,8 +1161,9 @@ int trib_appender_read_stats(const struct trib_appender *appender,
  * The durability window as measured, into `*wait_us_out`: the wait (push → durable,
  * in microseconds) that a fraction `q` (0 to 1) of the lines committed so far did not
  * exceed (`q` = 1: the longest), or 0 before the first commit (a commit includes an
- * fsync: it never takes 0 µs). Each line counts with its batch's oldest line's wait,
- * rounded up to a bucket at most 6 % wide: never below the true wait. `q` outside 0 to
+ * fsync: it never takes 0 µs). Each line counts with its own wait (its push → its
+ * batch's fsync returned), rounded up to a bucket at most 6 % wide: never below the
+ * true wait. `q` outside 0 to
  * 1 is `TRIB_E_INVALID_ARGUMENT`.
  *
  * # Safety

@@ -200,9 +200,9 @@ func (a *Appender) Stats() (AppenderStats, error) {
 
 // DurableWait is the durability window as measured: the wait (Push → durable) that a
 // fraction q (0 to 1) of the lines committed so far did not exceed (q = 1: the
-// longest), or 0 before the first commit. Each line counts with its batch's oldest
-// line's wait, rounded up to a bucket at most 6 % wide, so it never reads below the true
-// wait. Above Window, commits alone take longer than the window (a slow disk).
+// longest), or 0 before the first commit. Each line counts with its own wait (its
+// Push → its batch's fsync returned), rounded up to a bucket at most 6 % wide, so it
+// never reads below the true wait. Above Window, commits alone take longer than the window (a slow disk).
 func (a *Appender) DurableWait(q float64) (time.Duration, error) {
 	const op = "durable wait"
 	h, err := a.h.shared(op)

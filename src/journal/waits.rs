@@ -1,10 +1,10 @@
 //! How long an [`Appender`](super::Appender)'s records waited to be durable: the
 //! durability window as measured, not as set (docs/design.md, "Background commit").
 //!
-//! Keeps: every committed record is counted once, in the bucket of its batch's oldest
-//! record's wait (push → the batch's commit returned), so a quantile read here is never
-//! below the true one; a quantile is its bucket's upper edge (16 buckets per doubling:
-//! at most 1/16 of a doubling ≈ 6 % wide, from 1 µs to over an hour).
+//! Keeps: every committed record is counted once, in the bucket of its own wait (its
+//! push → its batch's fsync returned), so a quantile read here is never below the true
+//! one; a quantile is its bucket's upper edge (16 buckets per doubling: at most 1/16 of
+//! a doubling ≈ 6 % wide, from 1 µs to over an hour).
 
 use std::time::Duration;
 
@@ -29,12 +29,11 @@ impl Default for WaitHistogram {
 }
 
 impl WaitHistogram {
-    /// `records` records became durable after waiting at most `wait` (their batch's
-    /// oldest record's wait).
-    pub(super) fn record(&mut self, wait: Duration, records: u64) {
+    /// A record became durable after waiting `wait` (push → its batch's fsync returned).
+    pub(super) fn record(&mut self, wait: Duration) {
         let us = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
-        self.counts[bucket_of(us)] += records;
-        self.records += records;
+        self.counts[bucket_of(us)] += 1;
+        self.records += 1;
         self.longest_us = self.longest_us.max(us);
     }
 
@@ -112,14 +111,15 @@ mod tests {
     }
 
     #[test]
-    fn a_quantile_counts_records_not_batches_and_never_reads_low() {
+    fn a_quantile_counts_records_and_never_reads_low() {
         let mut h = WaitHistogram::default();
         assert_eq!(h.quantile(0.99), None);
-        // 98 records in batches that waited 2 ms, then one batch of 2 records that waited 40 ms
-        for _ in 0..49 {
-            h.record(Duration::from_millis(2), 2);
+        // 98 records that waited 2 ms, then 2 that waited 40 ms
+        for _ in 0..98 {
+            h.record(Duration::from_millis(2));
         }
-        h.record(Duration::from_millis(40), 2);
+        h.record(Duration::from_millis(40));
+        h.record(Duration::from_millis(40));
         let p50 = h.quantile(0.5).unwrap();
         assert!(p50 >= Duration::from_millis(2) && p50 <= Duration::from_micros(2130), "{p50:?}");
         // the 99th record of 100 is one of the two that waited 40 ms

@@ -190,8 +190,8 @@ class Appender(Managed):
         """The durability window as measured, in seconds: the wait (push -> durable)
         that a fraction ``q`` (0 to 1) of the lines committed so far did not exceed
         (``q=1``: the longest); None before the first commit. Each line counts with its
-        batch's oldest line's wait, rounded up to a bucket at most 6 % wide, so it never
-        reads below the true wait. Above ``window``: commits alone take longer (a slow
+        own wait (its push -> its batch's fsync returned), rounded up to a bucket at
+        most 6 % wide, so it never reads below the true wait. Above ``window``: commits alone take longer (a slow
         disk)."""
         us = c_uint64()
         self._call(lib.trib_appender_durable_wait, c_double(q), byref(us))
