@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::group_commit::{Outcome, Request};
-use super::run::{validate_line, RunBuf, RUN_MAX_BYTES};
+use super::run::{validate_line, Lines, RunBuf, RUN_MAX_BYTES};
 use super::schema::{self, get_u64, next_seq_sql, to_sql, total_bytes_sql};
 use super::{now_ms, Journal};
 use crate::error::{Error, Result};
@@ -34,7 +34,7 @@ const SPOOL_RESERVE_BYTES: u64 = 1 << 20;
 /// One caller's lines, optionally with one idempotency key per line, and optionally a
 /// processed cursor committed in the same transaction.
 pub(super) struct Appending {
-    lines: Vec<Vec<u8>>,
+    lines: Lines,
     keys: Option<Vec<Vec<u8>>>,
     /// `(name, cursor)`: the row of the `cursors` table this request writes with its
     /// lines (docs/design.md, "Processed cursors in the journal").
@@ -46,7 +46,7 @@ pub(super) struct Appending {
 }
 
 impl Appending {
-    fn plain(lines: Vec<Vec<u8>>) -> Appending {
+    fn plain(lines: Lines) -> Appending {
         Appending { lines, keys: None, cursor: None, stored: Mutex::new(Vec::new()) }
     }
 }
@@ -137,7 +137,7 @@ impl Journal {
     ///   one that opened it.
     pub fn append(&self, line: &[u8]) -> Result<u64> {
         validate_line(0, line, self.opts.max_line_bytes)?;
-        let seqs = self.submit(Appending::plain(vec![line.to_vec()]))?.0;
+        let seqs = self.submit(Appending::plain(Lines::of(&[line])))?.0;
         Ok(seqs[0])
     }
 
@@ -156,7 +156,18 @@ impl Journal {
         for (i, l) in lines.iter().enumerate() {
             validate_line(i, l.as_ref(), self.opts.max_line_bytes)?;
         }
-        let seqs = self.submit(Appending::plain(lines.iter().map(|l| l.as_ref().to_vec()).collect()))?.0;
+        let seqs = self.submit(Appending::plain(Lines::of(lines)))?.0;
+        Ok(seqs[0])
+    }
+
+    /// [`Journal::append_batch`] of lines already validated against this journal's
+    /// rules (an [`Appender`](super::Appender) checks each at `push`), already in one
+    /// buffer: one copy of it, no check of each line again.
+    pub(super) fn append_validated(&self, lines: &Lines) -> Result<u64> {
+        if lines.is_empty() {
+            return Err(Error::InvalidArgument("append_batch got no lines: an empty batch has no first seq".into()));
+        }
+        let seqs = self.submit(Appending::plain(lines.clone()))?.0;
         Ok(seqs[0])
     }
 
@@ -208,7 +219,7 @@ impl Journal {
             validate_line(i, l.as_ref(), self.opts.max_line_bytes)?;
         }
         let (seqs, lines) = self.submit(Appending {
-            lines: items.iter().map(|(_, l)| l.as_ref().to_vec()).collect(),
+            lines: Lines::of(&items.iter().map(|(_, l)| l.as_ref()).collect::<Vec<_>>()),
             keys: Some(items.iter().map(|(k, _)| k.as_ref().to_vec()).collect()),
             cursor: None,
             stored: Mutex::new(Vec::new()),
@@ -249,7 +260,7 @@ impl Journal {
             validate_line(i, l.as_ref(), self.opts.max_line_bytes)?;
         }
         let (seqs, _) = self.submit(Appending {
-            lines: lines.iter().map(|l| l.as_ref().to_vec()).collect(),
+            lines: Lines::of(lines),
             keys: None,
             cursor: Some((name.to_string(), cursor)),
             stored: Mutex::new(Vec::new()),
@@ -364,7 +375,7 @@ impl Journal {
     }
 
     fn commit_requests_unchecked(&self, batch: &[Arc<Request<Arc<Appending>>>]) -> Result<Vec<Outcome>> {
-        let bytes: usize = batch.iter().flat_map(|r| &r.payload.lines).map(|l| l.len() + 1).sum();
+        let bytes: usize = batch.iter().map(|r| r.payload.lines.data_len()).sum();
         if batch.iter().all(|r| r.payload.keys.is_none() && r.payload.cursor.is_none())
             && self.opts.max_backlog_bytes.is_none()
             && bytes <= RUN_MAX_BYTES
@@ -553,8 +564,8 @@ impl Journal {
     /// it back without a RETURNING table. Each request gets its lines' consecutive seqs.
     fn commit_one_run(&self, batch: &[Arc<Request<Arc<Appending>>>]) -> Result<Vec<Outcome>> {
         let mut run = RunBuf::default();
-        for line in batch.iter().flat_map(|r| &r.payload.lines) {
-            run.push(line);
+        for r in batch {
+            run.push_lines(&r.payload.lines);
         }
         let payload = i64::try_from(run.payload_bytes()).expect("a run is at most a few MiB");
         let conn = self.lock_conn()?;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use super::run::Lines;
 use super::waits::WaitHistogram;
 use super::{validate_line, Journal, JournalOptions};
 use crate::error::{Error, ErrorKind, Result};
@@ -83,57 +84,46 @@ const COMMITTER_SLICE: Duration = Duration::from_micros(300);
 const RETRY_MIN: Duration = Duration::from_millis(10);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 
-/// Queued records in one buffer (a record's bytes, then the next's) with their end
-/// offsets and when each was pushed: a push is one copy into memory that is reused,
-/// not an allocation.
+/// Queued records in one buffer, as a run stores them (each followed by `\n`), and
+/// when each was pushed: a push is one copy into memory that is reused, not an
+/// allocation, and a commit hands the buffer over whole.
 #[derive(Default)]
 struct Records {
-    bytes: Vec<u8>,
-    ends: Vec<usize>,
+    lines: Lines,
     pushed_at: Vec<Instant>,
 }
 
 impl Records {
     fn push(&mut self, line: &[u8], at: Instant) {
-        self.bytes.extend_from_slice(line);
-        self.ends.push(self.bytes.len());
+        self.lines.push(line);
         self.pushed_at.push(at);
     }
 
     fn len(&self) -> usize {
-        self.ends.len()
+        self.lines.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.lines.is_empty()
     }
 
-    /// Each record's bytes, in order.
-    fn lines(&self) -> Vec<&[u8]> {
-        let mut start = 0;
-        self.ends
-            .iter()
-            .map(|&end| {
-                let line = &self.bytes[start..end];
-                start = end;
-                line
-            })
-            .collect()
+    /// Payload bytes (without the `\n`s): what the queue's bound counts.
+    fn payload_bytes(&self) -> usize {
+        self.lines.data_len() - self.lines.len()
     }
 
     /// Put `front` before these records (a failed batch, back at the head).
     fn prepend(&mut self, mut front: Records) {
-        let shift = front.bytes.len();
-        front.bytes.extend_from_slice(&self.bytes);
-        front.ends.extend(self.ends.iter().map(|e| e + shift));
         front.pushed_at.extend_from_slice(&self.pushed_at);
-        *self = front;
+        let lines = std::mem::take(&mut self.lines);
+        self.lines = front.lines;
+        self.lines.extend(&lines);
+        self.pushed_at = front.pushed_at;
     }
 
     /// Empty, keeping the buffers' capacity for the next batch.
     fn clear(&mut self) {
-        self.bytes.clear();
-        self.ends.clear();
+        self.lines.clear();
         self.pushed_at.clear();
     }
 }
@@ -430,14 +420,14 @@ impl Shared {
             st.in_flight_since = st.oldest.take();
             let closing = st.closing;
             drop(st);
-            let result = self.journal.append_batch(&batch.lines());
+            let result = self.journal.append_validated(&batch.lines);
             // durable from here (the transaction's fsync returned), however long the
             // queue's lock takes to get on a busy machine
             let durable_at = Instant::now();
             st = self.state.lock();
             match result {
                 Ok(_) => {
-                    st.queued_bytes -= batch.bytes.len();
+                    st.queued_bytes -= batch.payload_bytes();
                     st.committed += batch.len() as u64;
                     st.commits += 1;
                     st.in_flight_since = None;
@@ -686,6 +676,23 @@ mod tests {
         let want = u64::try_from(COMMITTER_SLICE.as_nanos()).unwrap();
         assert!(seen.iter().all(|&ns| ns == want), "slices {seen:?}, want {want}");
         a.close().unwrap();
+    }
+
+    /// A failed batch goes back before what was pushed meanwhile, each record with its
+    /// own push time.
+    #[test]
+    fn a_failed_batch_goes_back_at_the_head_in_order() {
+        let t0 = Instant::now();
+        let later = |ms| t0 + Duration::from_millis(ms);
+        let mut failed = Records::default();
+        failed.push(b"a", t0);
+        failed.push(b"b", later(1));
+        let mut queue = Records::default();
+        queue.push(b"c", later(2));
+        queue.prepend(failed);
+        assert_eq!(queue.lines.iter().collect::<Vec<_>>(), [b"a".as_slice(), b"b", b"c"]);
+        assert_eq!(queue.pushed_at, [t0, later(1), later(2)]);
+        assert_eq!((queue.len(), queue.payload_bytes()), (3, 3));
     }
 
     #[test]

@@ -32,10 +32,77 @@ pub fn validate_line(index: usize, line: &[u8], max: usize) -> Result<()> {
     if line.len() > max {
         return Err(Error::InvalidLine { index, problem: LineProblem::TooLong { len: line.len(), max } });
     }
-    if let Some(at) = line.iter().position(|&b| b == b'\n') {
+    if let Some(at) = memchr::memchr(b'\n', line) {
         return Err(Error::InvalidLine { index, problem: LineProblem::ContainsNewline { at } });
     }
     Ok(())
+}
+
+/// Lines in one buffer, each followed by `\n` (a run's `data` as it is stored), with
+/// each line's end: a batch of many short lines is one allocation and, into a run, one
+/// copy.
+#[derive(Default, Clone)]
+pub(super) struct Lines {
+    data: Vec<u8>,
+    /// Each line's end in `data` (its `\n` is there).
+    ends: Vec<usize>,
+}
+
+impl Lines {
+    /// The lines given, copied into one buffer.
+    pub(super) fn of<L: AsRef<[u8]>>(lines: &[L]) -> Lines {
+        let mut all = Lines {
+            data: Vec::with_capacity(lines.iter().map(|l| l.as_ref().len() + 1).sum()),
+            ends: Vec::with_capacity(lines.len()),
+        };
+        for l in lines {
+            all.push(l.as_ref());
+        }
+        all
+    }
+
+    /// Add a line (validated: no `\n` in it).
+    pub(super) fn push(&mut self, line: &[u8]) {
+        self.data.extend_from_slice(line);
+        self.ends.push(self.data.len());
+        self.data.push(b'\n');
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Bytes of the lines with their `\n`s (a run's `data` size).
+    pub(super) fn data_len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Each line, without its `\n`, in order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let line = &self.data[start..end];
+            start = end + 1;
+            line
+        })
+    }
+
+    /// Add `later`'s lines after these.
+    pub(super) fn extend(&mut self, later: &Lines) {
+        let shift = self.data.len();
+        self.data.extend_from_slice(&later.data);
+        self.ends.extend(later.ends.iter().map(|e| e + shift));
+    }
+
+    /// Empty, keeping the buffers' capacity.
+    pub(super) fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+    }
 }
 
 /// A run being built: lines each followed by `\n`, and their (len, crc) pairs.
@@ -67,6 +134,18 @@ impl RunBuf {
         self.data.extend_from_slice(line);
         self.data.push(b'\n');
         self.count += 1;
+    }
+
+    /// Append every line of `lines` (validated): their bytes in one copy.
+    pub(super) fn push_lines(&mut self, lines: &Lines) {
+        self.meta.reserve(lines.len() * LINE_META_BYTES);
+        for line in lines.iter() {
+            let len = u32::try_from(line.len()).expect("a validated line is shorter than 4 GiB");
+            self.meta.extend_from_slice(&len.to_le_bytes());
+            self.meta.extend_from_slice(&line_crc(line).to_le_bytes());
+        }
+        self.data.extend_from_slice(&lines.data);
+        self.count += lines.len() as u64;
     }
 
     /// Payload bytes (without the `\n`s).
@@ -119,6 +198,27 @@ mod tests {
             run.push(l);
         }
         run
+    }
+
+    /// A batch handed over in one buffer becomes the same run as its lines pushed one
+    /// by one (what the drain reads back), and `extend` keeps the order.
+    #[test]
+    fn lines_in_one_buffer_make_the_same_run_as_lines_pushed_one_by_one() {
+        let first: [&[u8]; 3] = [b"alpha", b"", b"gamma gamma"];
+        let mut lines = Lines::of(&first);
+        lines.extend(&Lines::of(&[b"delta".as_slice()]));
+        let all: Vec<&[u8]> = lines.iter().collect();
+        assert_eq!(all, [b"alpha".as_slice(), b"", b"gamma gamma", b"delta"]);
+        assert_eq!((lines.len(), lines.data_len()), (4, 5 + 11 + 5 + 4));
+        let mut whole = RunBuf::default();
+        whole.push_lines(&lines);
+        let one_by_one = run_of(&all);
+        assert_eq!(whole.data, one_by_one.data);
+        assert_eq!(whole.meta, one_by_one.meta);
+        assert_eq!(whole.count, 4);
+        assert_eq!(whole.run_crc(), one_by_one.run_crc());
+        lines.clear();
+        assert!(lines.is_empty() && lines.iter().next().is_none());
     }
 
     #[test]
