@@ -76,8 +76,10 @@ pub enum Pushed {
 
 /// The committer thread's scheduler slice (`sys::request_short_slice`): a short slice
 /// puts it on a busy CPU soon after it wakes (its linger's end, its fsync's return).
-/// Measured with 4 logging processes on 2 cores (`scripts/bench-logging`): p99 push ->
-/// durable 18-20 ms with it, 21-25 ms without (the default slice is 1.4 ms there).
+/// Measured with 4 logging processes on 2 cores (`scripts/bench-logging`, the same
+/// build with and without it): p99 push -> durable 18.4-20.5 ms in 11 of 12 runs with
+/// it (100 µs to 1 ms alike), 20.5-25.6 ms in 8 runs without (the default slice is
+/// 1.4 ms there).
 const COMMITTER_SLICE: Duration = Duration::from_micros(300);
 
 /// The first retry pause after a failed commit, and the longest.
