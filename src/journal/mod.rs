@@ -9,11 +9,11 @@
 //! | `mod.rs` | the handle, its options, its id, its backlog | a handle never works in a forked child |
 //! | `open.rs` | opening, busy handling, the in-place check | no journal created by a compactor; names durable before use (O2); appends acknowledged only while the path names the files |
 //! | `schema.rs` | tables, settings, migrations, the seq rule | a seq is never reused |
-//! | `run.rs` | the run row format | what is written is read back exactly |
+//! | `run.rs` | the run row format, and `Lines` (a batch in one buffer, as a run stores it) | what is written is read back exactly |
 //! | `group_commit.rs` | leader/follower group commit (no `SQLite`) | each caller gets its own outcome, once |
 //! | `appender.rs` | background commit: a queue and a committer thread ([`Appender`]) | records committed in push order, at most once; `flush` returns only once earlier records are durable; none leaves the queue silently |
 //! | `appender_writer.rs` | `AppenderWriter`, an `io::Write` over an appender | lines in the order written, split only at `\n` |
-//! | `waits.rs` | the durability window as measured (each commit's oldest wait, per record) | a quantile read there is never below the true wait |
+//! | `waits.rs` | the durability window as measured (each record's own wait, push → its commit's fsync returned) | a quantile read there is never below the true wait |
 //! | `append.rs` | the append transaction, back-pressure, the spool reserve, keyed outcomes, processed cursors (`cursors` table) | an append returns only once durable under the configured durability; a cursor commits in the transaction of its lines |
 //! | `keys.rs` | idempotency keys and their boot-anchored clock | a key ages only while the host is up, never by a wall-clock step |
 //! | `probe.rs` | a compactor's change test | no commit written before the probe is missed |
