@@ -552,12 +552,16 @@ pub fn sqlite_persist_wal(conn: &rusqlite::Connection) -> Result<(), i32> {
 /// EEVDF scheduler takes a fair thread's `sched_runtime` (`sched_setattr`) as its
 /// slice, and a thread with a short slice gets an early deadline when it wakes, so it
 /// runs sooner on a busy CPU — lower wake-up latency, not a larger share of the CPU,
-/// and no privilege needed. The thread's policy and nice value are kept. Kernels
-/// before 6.12 accept the call and ignore the slice.
+/// and no privilege needed. The thread's policy and nice value are kept; kernels
+/// before 6.12 ignore the slice (before 5.3 they refuse the call: `EINVAL`).
+///
+/// Not asked at all (`Ok(false)`) when the process runs under a seccomp filter: a
+/// filter may kill the process for a call it does not allow (systemd's
+/// `SystemCallFilter=~@resources` does, with `SIGSYS`), and there is no asking it first.
 ///
 /// # Errors
-/// `sched_setattr`'s error (e.g. `EPERM` under a seccomp policy that forbids it).
-pub fn request_short_slice(slice: std::time::Duration) -> io::Result<()> {
+/// `sched_setattr`'s error (`EINVAL` for a real-time thread, `EPERM`, ...).
+pub fn request_short_slice(slice: std::time::Duration) -> io::Result<bool> {
     /// `struct sched_attr` as of `SCHED_ATTR_SIZE_VER0` (48 bytes).
     #[repr(C)]
     struct SchedAttr {
@@ -571,6 +575,9 @@ pub fn request_short_slice(slice: std::time::Duration) -> io::Result<()> {
         period: u64,
     }
     const SCHED_FLAG_KEEP_POLICY: u64 = 0x08;
+    if under_seccomp_filter() {
+        return Ok(false);
+    }
     // getpriority returns -1 both for nice -1 and for an error: clear errno first.
     // SAFETY: errno is this thread's; getpriority takes no pointers.
     let nice = unsafe {
@@ -595,10 +602,18 @@ pub fn request_short_slice(slice: std::time::Duration) -> io::Result<()> {
     // that lives across the call; pid 0 is the calling thread; flags 0.
     let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &raw const attr, 0) };
     if r == 0 {
-        Ok(())
+        Ok(true)
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Whether the calling thread runs under seccomp (`Seccomp:` 1 or 2 in
+/// `/proc/thread-self/status`: filters are per thread, inherited by the threads it
+/// starts); `true` when that cannot be read (the cautious answer).
+pub(crate) fn under_seccomp_filter() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/thread-self/status") else { return true };
+    status.lines().find_map(|l| l.strip_prefix("Seccomp:")).is_none_or(|mode| mode.trim() != "0")
 }
 
 #[cfg(test)]
@@ -610,6 +625,37 @@ mod tests {
     /// test harms nothing even if the refusal regressed.
     /// The cached pid follows a fork: a handle's "opened in another process" check
     /// relies on it.
+    #[test]
+    fn a_short_slice_is_not_asked_for_under_a_seccomp_filter() {
+        // On a thread of its own (a filter binds the thread that installs it and the
+        // threads it starts): a filter that fails sched_setattr with EPERM. A filter
+        // may as well kill the process (systemd's SystemCallFilter does): the call
+        // must not be made at all.
+        let asked = std::thread::spawn(|| {
+            assert!(!under_seccomp_filter(), "this test runs under seccomp already");
+            let mut filter = [
+                // load the syscall number (`seccomp_data.nr`, offset 0)
+                libc::sock_filter { code: 0x20, jt: 0, jf: 0, k: 0 },
+                // sched_setattr? next instruction, else skip it
+                libc::sock_filter { code: 0x15, jt: 0, jf: 1, k: u32::try_from(libc::SYS_sched_setattr).unwrap() },
+                libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: libc::SECCOMP_RET_ERRNO | 1 },
+                libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: libc::SECCOMP_RET_ALLOW },
+            ];
+            let prog = libc::sock_fprog { len: 4, filter: filter.as_mut_ptr() };
+            // SAFETY: prctl with integer arguments; then a valid filter program that
+            // lives across the call (the kernel copies it).
+            unsafe {
+                assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+                assert_eq!(libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &raw const prog), 0);
+            }
+            assert!(under_seccomp_filter());
+            request_short_slice(std::time::Duration::from_micros(300)).map_err(|e| e.to_string())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(asked, Ok(false), "sched_setattr was called under a seccomp filter");
+    }
+
     #[test]
     fn current_pid_is_the_child_s_own_after_fork() {
         assert_eq!(current_pid(), std::process::id());
