@@ -158,12 +158,14 @@ struct State {
     /// An error retrying cannot fix: every later call returns it.
     sticky: Option<(ErrorKind, String)>,
     closing: bool,
-    /// How long committed records waited to be durable (the window as measured).
-    waits: WaitHistogram,
 }
 
 struct Shared {
     journal: Journal,
+    /// How long committed records waited to be durable (the window as measured): its
+    /// own lock, so counting a large batch never holds up `push`. A batch is counted
+    /// before the state says it is committed.
+    waits: Mutex<WaitHistogram>,
     /// The process that opened it: the committer thread does not exist in a forked child.
     pid: u32,
     opts: AppenderOptions,
@@ -194,6 +196,7 @@ impl Appender {
         let journal = Journal::open(path, opts.journal.clone())?;
         let shared = Arc::new(Shared {
             journal,
+            waits: Mutex::new(WaitHistogram::default()),
             pid: crate::os::sys::current_pid(),
             opts,
             state: Mutex::new(State {
@@ -211,7 +214,6 @@ impl Appender {
                 last_error: None,
                 sticky: None,
                 closing: false,
-                waits: WaitHistogram::default(),
             }),
             work: Condvar::new(),
             progress: Condvar::new(),
@@ -330,7 +332,7 @@ impl Appender {
     /// above it, commits alone take longer than the window (a slow disk).
     #[must_use]
     pub fn durable_wait(&self, q: f64) -> Option<Duration> {
-        self.shared.state.lock().waits.quantile(q)
+        self.shared.waits.lock().quantile(q)
     }
 
     /// Records pushed and not yet committed.
@@ -436,6 +438,12 @@ impl Shared {
             // durable from here (the transaction's fsync returned), however long the
             // queue's lock takes to get on a busy machine
             let durable_at = Instant::now();
+            if result.is_ok() {
+                let mut waits = self.waits.lock();
+                for &pushed in &batch.pushed_at {
+                    waits.record(durable_at.saturating_duration_since(pushed));
+                }
+            }
             st = self.state.lock();
             match result {
                 Ok(_) => {
@@ -443,9 +451,6 @@ impl Shared {
                     st.committed += batch.len() as u64;
                     st.commits += 1;
                     st.in_flight_since = None;
-                    for &pushed in &batch.pushed_at {
-                        st.waits.record(durable_at.saturating_duration_since(pushed));
-                    }
                     let mut batch = batch;
                     batch.clear();
                     st.spare = batch;

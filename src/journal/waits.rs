@@ -31,7 +31,8 @@ impl Default for WaitHistogram {
 impl WaitHistogram {
     /// A record became durable after waiting `wait` (push → its batch's fsync returned).
     pub(super) fn record(&mut self, wait: Duration) {
-        let us = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
+        // whole microseconds, rounded up: a quantile never reads below a wait
+        let us = u64::try_from(wait.as_nanos().div_ceil(1000)).unwrap_or(u64::MAX);
         self.counts[bucket_of(us)] += 1;
         self.records += 1;
         self.longest_us = self.longest_us.max(us);
@@ -128,5 +129,15 @@ mod tests {
         // the top quantile is the longest wait, not a bucket edge above it
         assert_eq!(h.quantile(1.0), Some(Duration::from_millis(40)));
         assert_eq!(h.quantile(0.0), h.quantile(0.01));
+    }
+
+    #[test]
+    fn a_wait_between_two_microseconds_never_reads_as_the_lower_one() {
+        let mut h = WaitHistogram::default();
+        let wait = Duration::from_nanos(1_500);
+        h.record(wait);
+        for q in [0.5, 0.99, 1.0] {
+            assert!(h.quantile(q).unwrap() >= wait, "q {q}: {:?} < {wait:?}", h.quantile(q));
+        }
     }
 }
