@@ -219,7 +219,7 @@ impl Journal {
             validate_line(i, l.as_ref(), self.opts.max_line_bytes)?;
         }
         let (seqs, lines) = self.submit(Appending {
-            lines: Lines::of(&items.iter().map(|(_, l)| l.as_ref()).collect::<Vec<_>>()),
+            lines: items.iter().map(|(_, l)| l.as_ref()).collect(),
             keys: Some(items.iter().map(|(k, _)| k.as_ref().to_vec()).collect()),
             cursor: None,
             stored: Mutex::new(Vec::new()),

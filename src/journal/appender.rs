@@ -410,8 +410,7 @@ impl Shared {
         // Best effort: without it the committer still works, only later on a busy CPU.
         let asked = crate::os::sys::request_short_slice(COMMITTER_SLICE);
         #[cfg(test)]
-        let _ = self.committer_task.set((std::fs::read_link("/proc/thread-self").ok(), asked.is_ok_and(|a| a)));
-        #[cfg(not(test))]
+        let _ = self.committer_task.set((std::fs::read_link("/proc/thread-self").ok(), matches!(asked, Ok(true))));
         let _ = asked;
         let mut backoff = RETRY_MIN;
         let mut st = self.state.lock();

@@ -51,14 +51,7 @@ pub(super) struct Lines {
 impl Lines {
     /// The lines given, copied into one buffer.
     pub(super) fn of<L: AsRef<[u8]>>(lines: &[L]) -> Lines {
-        let mut all = Lines {
-            data: Vec::with_capacity(lines.iter().map(|l| l.as_ref().len() + 1).sum()),
-            ends: Vec::with_capacity(lines.len()),
-        };
-        for l in lines {
-            all.push(l.as_ref());
-        }
-        all
+        lines.iter().map(AsRef::as_ref).collect()
     }
 
     /// Add a line (validated: no `\n` in it).
@@ -105,6 +98,16 @@ impl Lines {
     }
 }
 
+impl<'a> FromIterator<&'a [u8]> for Lines {
+    fn from_iter<I: IntoIterator<Item = &'a [u8]>>(lines: I) -> Lines {
+        let mut all = Lines::default();
+        for line in lines {
+            all.push(line);
+        }
+        all
+    }
+}
+
 /// A run being built: lines each followed by `\n`, and their (len, crc) pairs.
 #[derive(Default)]
 pub(super) struct RunBuf {
@@ -128,9 +131,7 @@ impl RunBuf {
     /// Append one line (its length was validated against the line limit, which is
     /// far below `u32::MAX`).
     pub(super) fn push(&mut self, line: &[u8]) {
-        let len = u32::try_from(line.len()).expect("a validated line is shorter than 4 GiB");
-        self.meta.extend_from_slice(&len.to_le_bytes());
-        self.meta.extend_from_slice(&line_crc(line).to_le_bytes());
+        self.push_meta(line);
         self.data.extend_from_slice(line);
         self.data.push(b'\n');
         self.count += 1;
@@ -140,12 +141,17 @@ impl RunBuf {
     pub(super) fn push_lines(&mut self, lines: &Lines) {
         self.meta.reserve(lines.len() * LINE_META_BYTES);
         for line in lines.iter() {
-            let len = u32::try_from(line.len()).expect("a validated line is shorter than 4 GiB");
-            self.meta.extend_from_slice(&len.to_le_bytes());
-            self.meta.extend_from_slice(&line_crc(line).to_le_bytes());
+            self.push_meta(line);
         }
         self.data.extend_from_slice(&lines.data);
         self.count += lines.len() as u64;
+    }
+
+    /// A line's `(len, crc)` pair in `line_meta`.
+    fn push_meta(&mut self, line: &[u8]) {
+        let len = u32::try_from(line.len()).expect("a validated line is shorter than 4 GiB");
+        self.meta.extend_from_slice(&len.to_le_bytes());
+        self.meta.extend_from_slice(&line_crc(line).to_le_bytes());
     }
 
     /// Payload bytes (without the `\n`s).
