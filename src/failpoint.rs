@@ -49,7 +49,10 @@ macro_rules! points {
 }
 
 points! {
+    StageBeforeHeader = "stage.before_header",
+    StageAfterHeader = "stage.after_header",
     DrainLocked = "drain.locked",
+    DrainAfterStagedRead = "drain.after_staged_read",
     DrainBeforeIntent = "drain.before_intent",
     DrainIntentUnsynced = "drain.intent_unsynced",
     DrainAfterTruncate = "drain.after_truncate",

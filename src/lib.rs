@@ -61,7 +61,7 @@ mod target;
 
 pub use compactor::{
     Compactor, CompactorOptions, DaemonEvent, DaemonOptions, DaemonSummary, DrainReport, InitReport, JournalDrain,
-    JournalSources, ManifestDeltas, RetireReport, MANIFEST_DELTAS_VAR,
+    JournalSources, ManifestDeltas, RetireReport, MANIFEST_DELTAS_VAR, STAGING_VAR,
 };
 pub use error::{Error, ErrorKind, LineProblem, Result};
 pub use inspect::{status, status_with, verify, JournalStatus, StatusReport, VerifyReport};

@@ -50,6 +50,9 @@ fn a_few_random_crash_trials_pass_with_zero_lost_duplicated_torn() {
     // every other trial's compactors commit manifest deltas (format 3), and take that path
     assert_eq!(num(&f, "delta_trials"), 6, "{f:?}");
     assert!(num(&f, "delta_trials_seen") >= 3, "manifest deltas were not committed: {f:?}");
+    // trials 2 and 3 of every 4 stage their lines (docs/design.md "Staging")
+    assert_eq!(num(&f, "staging_trials"), 6, "{f:?}");
+    assert!(num(&f, "staging_trials_seen") >= 3, "no trial staged a line: {f:?}");
 }
 
 #[test]

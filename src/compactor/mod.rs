@@ -6,6 +6,7 @@
 //! | `round.rs` | one round, the protocol steps in the order they run; "lock lost" | orderings O3–O12 of docs/design.md; every change to the target under the lock is fenced |
 //! | `writer.rs` | streaming a round's bytes to the target | every byte written is under a committed intent |
 //! | `setup.rs` | the lock, step 1's manifest, upgrade, `init` | a drain never creates a target; upgrade and init resumable |
+//! | `staging.rs` | staging: the stager's pass, step S's candidates, a stage file's reset (docs/design.md "Staging") | a staged copy is of rows durable in their journal; a stage file is reset only on a manifest from under the lock |
 //! | `rotation.rs` | managed rotation and retention | an interrupted rotation is completed by the next round |
 //! | `daemon.rs` | the daemon loop every front end runs ([`Compactor::run`]) | stops only when asked or on an error that needs a human; each problem reported once |
 //!
@@ -19,6 +20,7 @@ mod daemon;
 mod rotation;
 mod round;
 mod setup;
+mod staging;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use daemon::{DaemonEvent, DaemonOptions, DaemonSummary, JournalSources};
+#[doc(hidden)]
+pub use staging::STAGING_VAR;
 
 use crate::error::{Error, Result};
 use crate::journal::{Journal, JournalId, JournalOptions};
@@ -238,6 +242,11 @@ pub struct Compactor {
     /// instead of reading and decoding up to 2 MiB (10,000 watermarks: most of a
     /// round's CPU). Any commit by anyone writes a slot, changing its header.
     manifest_seen: Arc<std::sync::Mutex<Option<(crate::target::lock::SlotsSeen, Manifest)>>>,
+    /// Stage this host's lines before each round and commit every host's staged lines
+    /// in it (docs/design.md "Staging"): off unless a test switches it on.
+    staging: bool,
+    /// This compactor's stage file, once its first pass made it.
+    stager: Arc<std::sync::Mutex<Option<staging::Stager>>>,
 }
 
 impl Compactor {
@@ -267,6 +276,8 @@ impl Compactor {
             trust_client_caches: false,
             lock_queue: crate::target::lock::LockQueue::default(),
             manifest_seen: Arc::default(),
+            staging: staging::staging_from_env(),
+            stager: Arc::default(),
         })
     }
 
@@ -299,6 +310,16 @@ impl Compactor {
     #[must_use]
     pub fn committing_manifest_deltas(mut self, deltas: ManifestDeltas) -> Compactor {
         self.manifest_deltas = deltas;
+        self
+    }
+
+    /// Test seam, not yet a setting: stage this host's new lines on the share before
+    /// each round, and commit every host's staged lines in it (docs/design.md
+    /// "Staging: one round commits every host's lines").
+    #[doc(hidden)]
+    #[must_use]
+    pub fn staging(mut self, on: bool) -> Compactor {
+        self.staging = on;
         self
     }
 

@@ -14,10 +14,11 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use super::staging::StagedBatch;
 use super::writer::ChunkWriter;
 use super::{Compactor, DrainReport, JournalDrain, ManifestDeltas};
 use crate::error::{Error, Result};
-use crate::journal::{Journal, Taken};
+use crate::journal::{Journal, JournalId, Taken};
 use crate::os::clock::deadline_after;
 use crate::target::lock::{SlotsSeen, TargetLock};
 use crate::target::manifest::{Intent, Manifest, Watermark};
@@ -50,6 +51,8 @@ struct Round<'a> {
     retired_under_us: Vec<usize>,
     /// Step 2's reads of the target, made in step 1 concurrently with the slots.
     early: Option<EarlyTarget>,
+    /// Step S: other stagers' batches that may follow the manifest (staging on).
+    staged: Vec<StagedBatch>,
 }
 
 /// The target opened and its size and inode read from the server (`fsync`, `statx`),
@@ -58,19 +61,37 @@ struct Round<'a> {
 /// failure is not reported from here: step 2 opens the target again and says why.
 type EarlyTarget = std::io::Result<(File, u64, u64)>;
 
+/// Where a round's lines of one journal came from.
+enum Source {
+    /// The round read them from its journal (an index into the round's journals).
+    Local(usize),
+    /// A stage file's batch (step S): the journal and the file.
+    Staged(JournalId, std::path::PathBuf),
+}
+
 /// What step 4 wrote.
 struct Written {
-    /// (index into the round's journals, what was taken from it)
-    taken: Vec<(usize, Taken)>,
+    /// Where each journal's lines came from, and what was taken.
+    taken: Vec<(Source, Taken)>,
     len: u64,
     crc: u32,
 }
 
 impl Compactor {
     /// One bounded round. `rotation` picks which journal goes first, so none starves.
+    /// With staging on, this host's new lines are staged first (without the lock),
+    /// and the stage file is reset after a round whose manifest covers it.
     pub(super) fn round(&self, journals: &[Journal], rotation: usize) -> Result<(DrainReport, Manifest)> {
         let started = Instant::now();
+        if self.staging {
+            // A failed pass loses nothing (the round below drains the journals itself);
+            // it only delays this host's lines until its own round.
+            let _ = self.stage(journals);
+        }
         let (mut report, manifest) = self.round_steps(journals, rotation)?;
+        if self.staging {
+            self.reset_stage_if_covered(&manifest);
+        }
         report.elapsed = started.elapsed();
         Ok((report, manifest))
     }
@@ -92,7 +113,11 @@ impl Compactor {
             (file, ino, _) = r.open_target()?;
         }
         r.report.epoch = r.manifest.epoch;
-        if !pending {
+        // Step S: every stage file's batches that may follow the manifest.
+        if self.staging {
+            r.staged = self.staged_candidates(&r.manifest, rotation);
+        }
+        if !pending && r.staged.is_empty() {
             return r.idle();
         }
         // Step 4: intent before bytes, then the lines, then durability.
@@ -111,18 +136,31 @@ impl Compactor {
         drop(file);
         failpoint::hit(failpoint::Point::DrainAfterUnlock);
         // Step 7: record in each journal how far it is drained; delete those rows.
-        for_each_journal(&written.taken, |(index, t)| {
+        let local: Vec<(usize, &Taken)> = written
+            .taken
+            .iter()
+            .filter_map(|(source, t)| match source {
+                Source::Local(index) => Some((*index, t)),
+                Source::Staged(..) => None,
+            })
+            .collect();
+        for_each_journal(&local, |(index, t)| {
             journals[*index].record_drained(&committed.target_id, t.last_seq, t.last_crc, t.chain)
         })?;
         self.catch_up_records(journals, &committed)?;
         report.rounds = 1;
         report.epoch = committed.epoch;
-        for (index, t) in &written.taken {
+        for (source, t) in &written.taken {
             report.lines += t.lines;
             report.bytes += t.bytes;
+            let (path, journal_id) = match source {
+                Source::Local(index) => (journals[*index].path().to_path_buf(), journals[*index].id()),
+                // lines another host staged: named by the stage file they came from
+                Source::Staged(id, file) => (file.clone(), *id),
+            };
             report.journals.push(JournalDrain {
-                path: journals[*index].path().to_path_buf(),
-                journal_id: journals[*index].id(),
+                path,
+                journal_id,
                 lines: t.lines,
                 bytes: t.bytes,
                 last_seq: t.last_seq,
@@ -162,7 +200,16 @@ impl Compactor {
             report.rotations += 1;
             early = None; // read before the rotation: the old generation's file
         }
-        Ok(Round { compactor: self, journals, lock, manifest, report, retired_under_us: Vec::new(), early })
+        Ok(Round {
+            compactor: self,
+            journals,
+            lock,
+            manifest,
+            report,
+            retired_under_us: Vec::new(),
+            early,
+            staged: Vec::new(),
+        })
     }
 
     /// Whether step 1 reads the target concurrently with the slots (on a network
@@ -240,7 +287,7 @@ impl Compactor {
     /// the journal's own record, and the chained hash of its lines up to the watermark;
     /// for a journal without one, the lifecycle's rule 2 (docs/design.md "Journal
     /// lifecycle and watermark expiry"): retired, or unknown and older than the horizon.
-    fn check_journal(j: &Journal, m: &Manifest) -> Result<()> {
+    pub(super) fn check_journal(j: &Journal, m: &Manifest) -> Result<()> {
         let wm = m.watermarks.get(&j.id());
         let target_id = m.target_id.as_str();
         let restored = |detail: String| Error::JournalRestored {
@@ -633,6 +680,7 @@ impl Round<'_> {
     fn write_new_lines(&mut self, file: &File, rotation: usize) -> Result<Written> {
         let c = self.compactor;
         let deadline = deadline_after(c.opts.max_round_time);
+        let staged = std::mem::take(&mut self.staged);
         let mut out = ChunkWriter::new(c, &self.lock, file, &self.manifest);
         let mut taken = Vec::new();
         let n = self.journals.len();
@@ -651,9 +699,10 @@ impl Round<'_> {
             if let Some(t) =
                 j.drain_after(after, chain, budget, first_of_round, deadline, &mut |bytes, crc| out.push(bytes, crc))?
             {
-                taken.push((index, t));
+                taken.push((Source::Local(index), t));
             }
         }
+        self.take_staged(staged, &mut out, &mut taken)?;
         if taken.is_empty() {
             return Ok(Written { taken, len: 0, crc: 0 });
         }
@@ -663,12 +712,77 @@ impl Round<'_> {
         Ok(Written { taken, len, crc })
     }
 
+    /// Step 4, after this host's journals: the staged batches (step S) that follow the
+    /// watermark as this round has moved it so far — one journal's batches in seq
+    /// order, at most one per `(journal, first_seq)` (design, amendment 1) — while the
+    /// round's budget lasts. A journal without a watermark takes only a first batch
+    /// (seq 1, chain 0) and only if it is not retired and not below the horizon (rule
+    /// 2 at commit time, amendment 2).
+    fn take_staged(
+        &self,
+        mut staged: Vec<StagedBatch>,
+        out: &mut ChunkWriter<'_>,
+        taken: &mut Vec<(Source, Taken)>,
+    ) -> Result<()> {
+        if staged.is_empty() {
+            return Ok(());
+        }
+        let c = self.compactor;
+        let m = &self.manifest;
+        let mut running: std::collections::HashMap<JournalId, (u64, u64)> =
+            m.watermarks.iter().map(|(id, w)| (*id, (w.last_seq, w.chain))).collect();
+        for (source, t) in taken.iter() {
+            if let Source::Local(index) = source {
+                running.insert(self.journals[*index].id(), (t.last_seq, t.chain));
+            }
+        }
+        staged.sort_by_key(|s| (s.batch.journal_id, s.batch.first_seq));
+        for StagedBatch { from, batch: b } in staged {
+            if m.retired.contains_key(&b.journal_id) {
+                continue;
+            }
+            let at = running.get(&b.journal_id).copied().unwrap_or((0, 0));
+            if (b.first_seq - 1, b.chain_before) != at {
+                continue;
+            }
+            if at.0 == 0 && m.horizon != 0 && b.first_line_ms < m.horizon {
+                continue;
+            }
+            let len = b.data.len() as u64;
+            if out.total() > 0 && out.total() + len > c.opts.max_round_bytes {
+                continue;
+            }
+            out.push(&b.data, None)?;
+            running.insert(b.journal_id, (b.last_seq(), b.chain_after));
+            taken.push((
+                Source::Staged(b.journal_id, from),
+                Taken {
+                    lines: b.count,
+                    bytes: len,
+                    last_seq: b.last_seq(),
+                    last_crc: b.last_crc,
+                    chain: b.chain_after,
+                },
+            ));
+        }
+        Ok(())
+    }
+
     /// Step 4, last: O3 — the rows this round read are durable in their journals
     /// before the manifest covers them (a `normal` writer's commit is visible before
     /// it is) — then one fdatasync of the target.
     fn make_durable(&self, file: &File, written: &Written) -> Result<()> {
         let c = self.compactor;
-        for_each_journal(&written.taken, |(index, _)| self.journals[*index].sync_for_drain())?;
+        // (a staged batch's rows were made durable by its stager, before it staged them)
+        let local: Vec<usize> = written
+            .taken
+            .iter()
+            .filter_map(|(source, _)| match source {
+                Source::Local(index) => Some(*index),
+                Source::Staged(..) => None,
+            })
+            .collect();
+        for_each_journal(&local, |index| self.journals[*index].sync_for_drain())?;
         fault::check(fault::Step::TargetFdatasync).map_err(|e| c.lost_or_io("fdatasync of the target", e))?;
         file.sync_data().map_err(|e| c.lost_or_io("fdatasync of the target", e))?;
         failpoint::hit(failpoint::Point::DrainAfterFsync);
@@ -688,9 +802,12 @@ impl Round<'_> {
         next.intent = None;
         next.committed_crc = written.crc;
         next.committed_len += written.len;
-        for (index, t) in &written.taken {
+        for (source, t) in &written.taken {
             next.committed_lines += t.lines;
-            let id = self.journals[*index].id();
+            let id = match source {
+                Source::Local(index) => self.journals[*index].id(),
+                Source::Staged(id, _) => *id,
+            };
             let anchor = m.watermarks.get(&id).map_or(0, |w| w.anchor);
             next.watermarks.insert(
                 id,

@@ -316,7 +316,7 @@ impl Journal {
 
     /// Ordering O2 for a handle opened by `open_existing` (a compactor's): before its
     /// first commit of lines, make the journal's and `-wal`'s names durable.
-    fn ensure_names_durable(&self) -> Result<()> {
+    pub(crate) fn ensure_names_durable(&self) -> Result<()> {
         if !self.names_durable.load(Ordering::Acquire) {
             super::files::sync_folder(&self.path)?;
             self.names_durable.store(true, Ordering::Release);

@@ -26,7 +26,7 @@ pub(crate) const LOCK_FILE_BYTES: u64 = 2 * SLOT_BYTES;
 const HEADER_BYTES: usize = 16;
 const MAGIC: &[u8; 8] = b"TRIBSLOT";
 /// `O_DIRECT` alignment of buffers, offsets and lengths.
-const BLOCK: usize = 4096;
+pub(crate) const BLOCK: usize = 4096;
 /// The longest manifest text a slot holds.
 pub(crate) const MAX_PAYLOAD_BYTES: usize = SLOT_LEN - HEADER_BYTES;
 
@@ -157,33 +157,33 @@ pub(crate) fn open_with(path: &Path, write: bool, create: bool, direct: bool) ->
 
 /// A zeroed, `BLOCK`-aligned buffer of `len` bytes (a multiple of `BLOCK`), carved
 /// out of a slightly larger vector: no allocator tricks, no unsafe.
-struct Aligned {
+pub(crate) struct Aligned {
     raw: Vec<u8>,
     start: usize,
     len: usize,
 }
 
 impl Aligned {
-    fn new(len: usize) -> Aligned {
+    pub(crate) fn new(len: usize) -> Aligned {
         debug_assert!(len.is_multiple_of(BLOCK));
         let raw = vec![0u8; len + BLOCK];
         let start = raw.as_ptr().align_offset(BLOCK);
         Aligned { raw, start, len }
     }
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         &self.raw[self.start..self.start + self.len]
     }
-    fn bytes_mut(&mut self) -> &mut [u8] {
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
         &mut self.raw[self.start..self.start + self.len]
     }
 }
 
-fn round_up(n: usize) -> usize {
+pub(crate) fn round_up(n: usize) -> usize {
     n.div_ceil(BLOCK) * BLOCK
 }
 
 /// Read up to `buf.len()` bytes at `offset`; fewer only at the end of the file.
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
         match file.read_at(&mut buf[done..], offset + done as u64) {

@@ -258,13 +258,37 @@ pub fn manifest_deltas() -> bool {
     MANIFEST_DELTAS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Set (or clear) the manifest-delta variable of a child's command for the current trial.
+/// Whether the compactors of the current trial stage their lines (docs/design.md
+/// "Staging"): half the trials, independently of the manifest format.
+static STAGING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_staging(on: bool) {
+    STAGING.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn staging() -> bool {
+    STAGING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Set (or clear) the manifest-delta and staging variables of a child's command for
+/// the current trial.
 pub fn apply_manifest_deltas(cmd: &mut Command) {
     if manifest_deltas() {
         cmd.env(tributary::MANIFEST_DELTAS_VAR, "always");
     } else {
         cmd.env_remove(tributary::MANIFEST_DELTAS_VAR);
     }
+    if staging() {
+        cmd.env(tributary::STAGING_VAR, "on");
+    } else {
+        cmd.env_remove(tributary::STAGING_VAR);
+    }
+}
+
+/// Whether a target's sidecar holds a stage folder: made by the first stager that had
+/// lines to stage, never removed, so a trial with staging on shows the path was taken.
+pub fn staged(target: &Path) -> bool {
+    tributary::Sidecar::for_target(target).dir.join("stage").is_dir()
 }
 
 /// Delta records (`TRIBDLTA`) in a target's lock file now: a trial with deltas on
@@ -293,11 +317,16 @@ pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// The drain-protocol failpoints (`drain.*`) in protocol order (with the format-2
-/// intent commit, `drain.after_intent`, while [`tributary::testing::failpoint::POINTS`] lacks it).
+/// The drain-protocol failpoints (`drain.*`, and the stager's `stage.*` when the trial
+/// stages) in protocol order (with the format-2 intent commit, `drain.after_intent`,
+/// while [`tributary::testing::failpoint::POINTS`] lacks it).
 pub fn drain_failpoints() -> Vec<&'static str> {
-    let mut v: Vec<&'static str> =
-        tributary::testing::failpoint::POINTS.iter().copied().filter(|p| p.starts_with("drain.")).collect();
+    let stages = staging();
+    let mut v: Vec<&'static str> = tributary::testing::failpoint::POINTS
+        .iter()
+        .copied()
+        .filter(|p| p.starts_with("drain.") || (stages && p.starts_with("stage.")))
+        .collect();
     if !v.contains(&"drain.after_intent") {
         v.insert(v.iter().position(|p| *p == "drain.mid_write").unwrap_or(v.len()), "drain.after_intent");
     }

@@ -39,6 +39,10 @@ pub(super) struct Tally {
     /// ones whose lock file holds delta records after recovery.
     pub(super) delta_trials: u64,
     pub(super) delta_trials_seen: u64,
+    /// Trials whose compactors staged their lines, and of those the ones whose sidecar
+    /// got a stage folder (a stager had lines to stage).
+    pub(super) staging_trials: u64,
+    pub(super) staging_trials_seen: u64,
 }
 
 impl Tally {
@@ -58,6 +62,8 @@ impl Tally {
         self.unacked_present += o.unacked_present;
         self.delta_trials += o.delta_trials;
         self.delta_trials_seen += o.delta_trials_seen;
+        self.staging_trials += o.staging_trials;
+        self.staging_trials_seen += o.staging_trials_seen;
     }
     pub(super) fn summary(&self) -> String {
         format!(
@@ -116,6 +122,8 @@ pub(super) fn check(
         unacked_present: v.unacked_present,
         delta_trials: 0,
         delta_trials_seen: 0,
+        staging_trials: 0,
+        staging_trials_seen: 0,
     }
 }
 

@@ -227,7 +227,7 @@ pub fn run(a: PowercutArgs) -> ExitCode {
             "powercut {}: {} cuts in {} trials ({} at failpoints, {} random, {} also cut during recovery); acked \
              lines checked {} (full {}, normal {}); lost {}, duplicated {}, torn {}, out_of_order {}; normal lines \
              missing (allowed) {}, rotated out {}; manifest deltas in {} trials ({} with delta records after \
-             recovery); {} trials failed; {:.0}s; {fsck_note}",
+             recovery); staging in {} trials ({} with a stage folder); {} trials failed; {:.0}s; {fsck_note}",
             kind.name(),
             total.cuts,
             trials.len(),
@@ -245,6 +245,8 @@ pub fn run(a: PowercutArgs) -> ExitCode {
             total.rotated_out,
             total.delta_trials,
             total.delta_trials_seen,
+            total.staging_trials,
+            total.staging_trials_seen,
             fs_failed,
             started.elapsed().as_secs_f64()
         );
@@ -253,6 +255,10 @@ pub fn run(a: PowercutArgs) -> ExitCode {
         // A run that meant to cover manifest deltas and took the path nowhere proves nothing.
         if total.delta_trials >= 4 && total.delta_trials_seen == 0 {
             println!("powercut {}: FAILED, no trial with manifest deltas on left a delta record", kind.name());
+            failed += 1;
+        }
+        if total.staging_trials >= 4 && total.staging_trials_seen == 0 {
+            println!("powercut {}: FAILED, no trial with staging on made a stage folder", kind.name());
             failed += 1;
         }
     }

@@ -253,6 +253,11 @@ pub(super) fn run_trial(ctx: &Ctx, disk: &mut Disk, work: &Path, k: u64, plan: &
     // odd trials commit manifest deltas (format 3): both formats in every run
     let deltas = k % 2 == 1;
     crate::common::set_manifest_deltas(deltas);
+    // trials 2 and 3 of every 4 stage their lines (docs/design.md "Staging"), and every
+    // trial cut at a point only a stager or step S reaches
+    let staging_point = |p: &str| p.starts_with("stage.") || p == "drain.after_staged_read";
+    let staging = k % 4 >= 2 || matches!(&plan.kind, Kind::Failpoint { point, .. } if staging_point(point));
+    crate::common::set_staging(staging);
     let tdir = disk.mnt.join(format!("t{k}"));
     let local = work.join(disk.kind.name()).join(format!("trial-{k}"));
     let _ = fs::remove_dir_all(&local);
@@ -371,6 +376,10 @@ pub(super) fn run_trial(ctx: &Ctx, disk: &mut Disk, work: &Path, k: u64, plan: &
     if deltas {
         t.tally.delta_trials = 1;
         t.tally.delta_trials_seen = u64::from(crate::common::delta_records(&t.target) > 0);
+    }
+    if staging {
+        t.tally.staging_trials = 1;
+        t.tally.staging_trials_seen = u64::from(crate::common::staged(&t.target));
     }
     (t.tally, t.errors)
 }

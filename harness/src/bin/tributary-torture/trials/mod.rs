@@ -87,6 +87,10 @@ struct Outcome {
     /// lock file holds delta records at the end (the path was taken).
     delta_trials: u64,
     delta_trials_seen: u64,
+    /// Trials whose compactors staged (docs/design.md "Staging"), and of those, the
+    /// ones whose sidecar got a stage folder (a stager had lines to stage).
+    staging_trials: u64,
+    staging_trials_seen: u64,
 }
 
 impl Outcome {
@@ -236,8 +240,13 @@ pub fn run(a: TrialsArgs) -> ExitCode {
         total.delta_trials, total.delta_trials_seen
     );
     println!(
+        "  staging:       {} trials staged their lines, {} with a stage folder at the end",
+        total.staging_trials, total.staging_trials_seen
+    );
+    println!(
         "RESULT fs={fs_name} seed={seed} trials={} failed={} kills={} lost={} duplicated={} torn={} out_of_order={} \
-         held={} errors={} problems={} delta_trials={} delta_trials_seen={}",
+         held={} errors={} problems={} delta_trials={} delta_trials_seen={} staging_trials={} \
+         staging_trials_seen={}",
         range.len(),
         failed.len(),
         total.kills_writers + total.kills_compactors,
@@ -249,14 +258,20 @@ pub fn run(a: TrialsArgs) -> ExitCode {
         total.errors.len(),
         total.problems.len(),
         total.delta_trials,
-        total.delta_trials_seen
+        total.delta_trials_seen,
+        total.staging_trials,
+        total.staging_trials_seen
     );
     // A run that meant to cover manifest deltas and took the path nowhere proves nothing.
     let deltas_missed = total.delta_trials >= 4 && total.delta_trials_seen == 0;
     if deltas_missed {
         println!("FAILED: {} trials had manifest deltas on, and no lock file holds a delta record", total.delta_trials);
     }
-    if failed.is_empty() && !deltas_missed {
+    let staging_missed = total.staging_trials >= 4 && total.staging_trials_seen == 0;
+    if staging_missed {
+        println!("FAILED: {} trials had staging on, and no sidecar holds a stage folder", total.staging_trials);
+    }
+    if failed.is_empty() && !deltas_missed && !staging_missed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -287,4 +302,6 @@ fn merge(total: &mut Outcome, o: Outcome) {
     total.problems.extend(o.problems);
     total.delta_trials += o.delta_trials;
     total.delta_trials_seen += o.delta_trials_seen;
+    total.staging_trials += o.staging_trials;
+    total.staging_trials_seen += o.staging_trials_seen;
 }

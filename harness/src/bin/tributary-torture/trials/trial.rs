@@ -138,6 +138,13 @@ pub(super) fn run_trial(ctx: &Ctx, k: u64, tseed: u64) -> Outcome {
         o.plan.push("manifest deltas".into());
         o.delta_trials = 1;
     }
+    // trials 2 and 3 of every 4 stage their lines: each format with and without
+    let staging = k % 4 >= 2;
+    crate::common::set_staging(staging);
+    if staging {
+        o.plan.push("staging".into());
+        o.staging_trials = 1;
+    }
     let mut rng = Rng::new(tseed);
     let hosts = ctx.hosts();
     let tdir = ctx.work.join(format!("trial-{k}"));
@@ -384,6 +391,9 @@ pub(super) fn run_trial(ctx: &Ctx, k: u64, tseed: u64) -> Outcome {
     check_consistency(&target, &specs, &mut o);
     if deltas && crate::common::delta_records(&target) > 0 {
         o.delta_trials_seen = 1;
+    }
+    if staging && crate::common::staged(&target) {
+        o.staging_trials_seen = 1;
     }
     if ctx.fs == Fs::Gluster {
         for h in 0..hosts {

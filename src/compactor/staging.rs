@@ -1,0 +1,236 @@
+//! Staging, the compactor's side (docs/design.md "Staging: one round commits every
+//! host's lines"), in the order it runs: the stager's pass before a round asks for the
+//! lock (this host's new lines copied to its stage file on the share), step S of the
+//! round (every stage file's batches that may follow the manifest), and the stage
+//! file's reset once a manifest read or written under the lock covers it.
+//!
+//! Keeps: a stager copies only rows it made durable in their journal first (O2, O3),
+//! and only from journals that pass the round's journal check against the manifest it
+//! read; the round takes a staged batch only when it follows the watermark as the
+//! round has moved it so far (`round::Round::write_new_lines`); a stage file is reset
+//! only on a manifest from under the target's lock, and deleted only by a holder that
+//! took that file's own lock. A failed stager pass loses nothing: the journal keeps its
+//! rows, and the host's own round drains them as without staging.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::PoisonError;
+use std::time::Instant;
+
+use super::Compactor;
+use crate::error::{Error, Result};
+use crate::journal::{Journal, JournalId};
+use crate::os::clock::deadline_after;
+use crate::target::manifest::Manifest;
+use crate::target::slots;
+use crate::target::stage::{self, Batch, StageFile};
+
+/// Most bytes one stager pass copies (a round takes up to `max_round_bytes` from all
+/// stage files together).
+const STAGE_PASS_BYTES: u64 = 8 << 20;
+/// A stage file that reached this length takes no more batches until it is reset.
+const STAGE_FILE_MAX_BYTES: u64 = 64 << 20;
+
+/// The test seam's variable for compactors in child processes: `on` stages.
+#[doc(hidden)]
+pub const STAGING_VAR: &str = "TRIBUTARY_STAGING";
+
+/// Whether [`STAGING_VAR`] asks for staging.
+pub(super) fn staging_from_env() -> bool {
+    match std::env::var(STAGING_VAR).as_deref() {
+        Err(_) | Ok("" | "off") => false,
+        Ok("on") => true,
+        Ok(other) => {
+            // a misspelt value would make a test pass without taking the path
+            eprintln!("tributary: {STAGING_VAR}=`{other}` is not on or off; staging stays off");
+            false
+        }
+    }
+}
+
+/// This compactor's stage file and what the current generation of it holds.
+#[derive(Debug)]
+pub(super) struct Stager {
+    /// Made by the first pass that stages a batch (generation 1).
+    file: Option<StageFile>,
+    /// Per journal: the last seq and chain of its last batch in this generation.
+    staged: HashMap<JournalId, (u64, u64)>,
+    /// Every batch of this generation: (journal, first seq, last seq).
+    batches: Vec<(JournalId, u64, u64)>,
+}
+
+/// A batch read in step S, and the stage file it came from (for the report).
+pub(super) struct StagedBatch {
+    pub(super) from: PathBuf,
+    pub(super) batch: Batch,
+}
+
+/// Whether `b` can never follow `m` (design, amendment 2 and 3): its journal retired,
+/// its lines at or below the watermark, or a first batch below the horizon.
+fn is_dead(m: &Manifest, id: &JournalId, first_seq: u64, last_seq: u64, first_line_ms: Option<u64>) -> bool {
+    if m.retired.contains_key(id) {
+        return true;
+    }
+    match m.watermarks.get(id) {
+        Some(w) => last_seq <= w.last_seq,
+        None => first_seq == 1 && m.horizon != 0 && first_line_ms.is_some_and(|ms| ms < m.horizon),
+    }
+}
+
+impl Compactor {
+    /// The stager's pass, without the target's lock: for each journal with rows past
+    /// both its watermark (in a lock-free read of the manifest) and what this stage
+    /// file already holds, read them, make them durable in the journal (O2, O3), and
+    /// append them as one batch; one fdatasync, then the header (O14). Returns the
+    /// lines staged.
+    pub(super) fn stage(&self, journals: &[Journal]) -> Result<u64> {
+        if journals.is_empty() {
+            return Ok(0);
+        }
+        let Some(m) = slots::read_unlocked(&self.sidecar.lock)? else { return Ok(0) };
+        let mut guard = self.stager.lock().unwrap_or_else(PoisonError::into_inner);
+        if guard.as_ref().and_then(|s| s.file.as_ref()).is_some_and(|f| !f.still_named()) {
+            *guard = None; // deleted under us (amendment 7): a new file
+        }
+        if guard.as_ref().and_then(|s| s.file.as_ref()).is_some_and(|f| f.header().staged_len >= STAGE_FILE_MAX_BYTES) {
+            return Ok(0);
+        }
+        let empty = Stager { file: None, staged: HashMap::new(), batches: Vec::new() };
+        let stager = guard.get_or_insert(empty);
+        let generation = stager.file.as_ref().map_or(1, |f| f.header().generation);
+        let deadline = deadline_after(self.opts.max_round_time);
+        let mut budget = STAGE_PASS_BYTES;
+        let mut batches = Vec::new();
+        for j in journals {
+            if budget == 0 || Instant::now() >= deadline {
+                break;
+            }
+            let id = j.id();
+            // Judged as a round judges it, against the manifest read here: a clone or a
+            // restored copy is not staged (the round under the lock reports it); an
+            // older manifest than the journal's record only means "not now".
+            if m.retired.contains_key(&id) || Self::check_journal(j, &m).is_err() {
+                continue;
+            }
+            let wm = m.watermarks.get(&id).map_or((0, 0), |w| (w.last_seq, w.chain));
+            let from = match stager.staged.get(&id) {
+                Some(&s) if s.0 > wm.0 => s,
+                _ => wm,
+            };
+            let mut data = Vec::new();
+            let taken = j.drain_after(from.0, from.1, budget, true, deadline, &mut |bytes, _| {
+                data.extend_from_slice(bytes);
+                Ok(())
+            })?;
+            let Some(t) = taken else { continue };
+            // O2, then O3: the rows read are durable in the journal before their copy
+            // can be committed (a `normal` commit after this fdatasync is not in `data`).
+            j.ensure_names_durable()?;
+            j.sync_for_drain()?;
+            let stamp = if from.0 == 0 { j.first_line_ms()?.unwrap_or(0) } else { 0 };
+            let batch = Batch::new(generation, id, from.0 + 1, from.1, stamp, data)
+                .filter(|b| b.last_seq() == t.last_seq && b.chain_after == t.chain)
+                .ok_or_else(|| {
+                    Error::io(
+                        format!("staging lines of {}", j.path().display()),
+                        std::io::Error::other("the lines read do not hash as the drain read them"),
+                    )
+                })?;
+            budget = budget.saturating_sub(t.bytes);
+            batches.push(batch);
+        }
+        if batches.is_empty() {
+            return Ok(0);
+        }
+        if stager.file.is_none() {
+            // made on the first pass with lines to stage, so a host with none makes none
+            let created = StageFile::create(&self.sidecar.dir)
+                .map_err(|e| Error::io(format!("creating a stage file in {}", self.sidecar.dir.display()), e))?;
+            stager.file = Some(created);
+        }
+        let file = stager.file.as_mut().expect("made above");
+        if let Err(e) = file.append(&batches) {
+            let path = file.path().display().to_string();
+            *guard = None; // what the file holds past its header is unknown: a new file next time
+            return Err(Error::io(format!("writing stage file {path}"), e));
+        }
+        let mut lines = 0;
+        for b in &batches {
+            stager.staged.insert(b.journal_id, (b.last_seq(), b.chain_after));
+            stager.batches.push((b.journal_id, b.first_seq, b.last_seq()));
+            lines += b.count;
+        }
+        Ok(lines)
+    }
+
+    /// Step S, under the lock: the batches of every stage file that may follow `m`
+    /// (not dead by [`is_dead`]), the files taken from `rotation` on (so none starves
+    /// when the budget ends the list early), at most `max_round_bytes` of them; the
+    /// round tests each against its running watermark. A file that cannot be read is
+    /// skipped (its lines are still in their journals). A file with a valid header and
+    /// nothing but dead batches whose own lock is free (its compactor stopped) is
+    /// deleted.
+    pub(super) fn staged_candidates(&self, m: &Manifest, rotation: usize) -> Vec<StagedBatch> {
+        let Ok(mut files) = stage::list(&self.sidecar.dir) else { return Vec::new() };
+        if !files.is_empty() {
+            let n = files.len();
+            files.rotate_left(rotation % n);
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0u64;
+        for path in files {
+            let room = self.opts.max_round_bytes.saturating_sub(bytes);
+            if room == 0 {
+                break;
+            }
+            let Ok(staged) = stage::open_to_read(&path).and_then(|f| stage::read(&f, room)) else { continue };
+            let mut live = false;
+            for batch in staged.batches {
+                let stamp = (batch.first_seq == 1).then_some(batch.first_line_ms);
+                if is_dead(m, &batch.journal_id, batch.first_seq, batch.last_seq(), stamp) {
+                    continue;
+                }
+                live = true;
+                bytes += batch.data.len() as u64;
+                out.push(StagedBatch { from: path.clone(), batch });
+            }
+            if !live && staged.header.is_some() {
+                delete_if_abandoned(&path);
+            }
+        }
+        crate::failpoint::hit(crate::failpoint::Point::DrainAfterStagedRead);
+        out
+    }
+
+    /// After a round: reset this compactor's stage file when `m` — the manifest the
+    /// round committed, or read under the lock — leaves none of its batches able to
+    /// follow (amendment 4: never on a lock-free read). A failed reset drops the file
+    /// (a new one is made by the next pass; the old one is deleted once dead).
+    pub(super) fn reset_stage_if_covered(&self, m: &Manifest) {
+        let mut guard = self.stager.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(s) = guard.as_mut() else { return };
+        if s.batches.is_empty() {
+            return;
+        }
+        // A first batch's stamp is not kept here: such a batch is dead by its
+        // watermark or its journal's retirement.
+        if !s.batches.iter().all(|(id, first, last)| is_dead(m, id, *first, *last, None)) {
+            return;
+        }
+        if s.file.as_mut().is_some_and(|f| f.reset().is_ok()) {
+            s.staged.clear();
+            s.batches.clear();
+        } else {
+            *guard = None;
+        }
+    }
+}
+
+/// Delete the stage file at `path` if its lock is free (its compactor stopped; a
+/// running one holds it), holding that lock until the name is gone (amendment 7).
+fn delete_if_abandoned(path: &Path) {
+    let Ok(f) = stage::open_to_write(path) else { return };
+    if crate::os::sys::try_lock_exclusive(&f).unwrap_or(false) {
+        let _ = std::fs::remove_file(path);
+    }
+}
