@@ -339,6 +339,17 @@ pub(super) fn run_trial(ctx: &Ctx, disk: &mut Disk, work: &Path, k: u64, plan: &
         }
     }
     let r = (|| -> Result<(), String> {
+        if staging {
+            // Another host, with no journals, drains first: it commits what the cut
+            // left staged, on the word of the stage file alone (O3 and O14 at the
+            // stager: the staged rows must have survived the cut in their journals).
+            let empty = t.local.join("holder-spool");
+            fs::create_dir_all(&empty).map_err(|e| format!("{}: {e}", empty.display()))?;
+            let mut args = t.drain_args(&[]);
+            args[4] = path_str(&empty);
+            let log = t.log("holder-drain");
+            P::run("holder drain (no journals of its own)", &ctx.trib, &args, &[], &log)?;
+        }
         let args = t.drain_args(&[]);
         let log = t.log("recovery-drain");
         P::run("recovery drain", &ctx.trib, &args, &[], &log)?;
