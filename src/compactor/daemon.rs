@@ -250,6 +250,10 @@ struct Daemon<'a> {
     unlisted: Vec<PathBuf>,
     reported: Reported,
     rotation: usize,
+    /// Passes in a row that left their round to the lock's holder (staging on): at
+    /// [`DEFERRED_PASSES`] the next pass queues for the lock itself, so its records
+    /// (and its stage file's reset) do not wait forever.
+    deferred: u32,
     /// When automatic retirement last looked (`DaemonOptions::retire_idle_after`).
     retire_checked_at: Option<Instant>,
 }
@@ -405,10 +409,15 @@ impl<'a> Daemon<'a> {
             unlisted: Vec::new(),
             reported: Reported::default(),
             rotation: 0,
+            deferred: 0,
             retire_checked_at: None,
         }
     }
 }
+
+/// Most passes in a row a daemon leaves its round to whoever holds the lock, its lines
+/// staged (docs/design.md "Staging"); then it queues for the lock.
+const DEFERRED_PASSES: u32 = 4;
 
 impl Daemon<'_> {
     /// One pass (docs/design.md, "Which journals a daemon pass drains"): read the
@@ -697,9 +706,16 @@ impl Daemon<'_> {
     fn round(&mut self, candidates: &[PathBuf], on_event: &mut dyn FnMut(DaemonEvent<'_>)) -> Result<DrainReport> {
         let mut journals: Vec<Journal> =
             candidates.iter().filter_map(|p| self.open.remove(p)).map(|h| h.journal).collect();
+        let may_defer = self.deferred < DEFERRED_PASSES;
         let outcome = loop {
-            match self.compactor.round(&journals, self.rotation) {
-                Ok((r, manifest)) => {
+            match self.compactor.round_or_defer(&journals, self.rotation, may_defer) {
+                Ok(None) => {
+                    // staged; the lock's holder commits them (docs/design.md "Staging")
+                    self.deferred += 1;
+                    break Ok(DrainReport::default());
+                }
+                Ok(Some((r, manifest))) => {
+                    self.deferred = 0;
                     self.rotation = self.rotation.wrapping_add(1);
                     self.target_id = Some(manifest.target_id.clone());
                     self.last_manifest = Some(manifest);

@@ -247,6 +247,8 @@ pub struct Compactor {
     staging: bool,
     /// This compactor's stage file, once its first pass made it.
     stager: Arc<std::sync::Mutex<Option<staging::Stager>>>,
+    /// Step S's descriptors of other stage files, kept between rounds.
+    stage_fds: Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, std::fs::File>>>,
 }
 
 impl Compactor {
@@ -278,6 +280,7 @@ impl Compactor {
             manifest_seen: Arc::default(),
             staging: staging::staging_from_env(),
             stager: Arc::default(),
+            stage_fds: Arc::default(),
         })
     }
 

@@ -82,25 +82,45 @@ impl Compactor {
     /// With staging on, this host's new lines are staged first (without the lock),
     /// and the stage file is reset after a round whose manifest covers it.
     pub(super) fn round(&self, journals: &[Journal], rotation: usize) -> Result<(DrainReport, Manifest)> {
+        let ran = self.round_or_defer(journals, rotation, false)?;
+        Ok(ran.expect("a round that may not defer runs"))
+    }
+
+    /// [`round`](Self::round); with staging on and `may_defer`, none (`Ok(None)`) when
+    /// every new line of `journals` was staged and someone else holds the lock: the
+    /// holder's next round commits them (docs/design.md "Staging", deferring).
+    pub(super) fn round_or_defer(
+        &self,
+        journals: &[Journal],
+        rotation: usize,
+        may_defer: bool,
+    ) -> Result<Option<(DrainReport, Manifest)>> {
         let started = Instant::now();
-        if self.staging {
-            // A failed pass loses nothing (the round below drains the journals itself);
-            // it only delays this host's lines until its own round.
-            let _ = self.stage(journals);
-        }
-        let (mut report, manifest) = self.round_steps(journals, rotation)?;
+        check_given_once(journals)?;
+        // A failed stager pass loses nothing (the round drains the journals itself);
+        // it only delays this host's lines until its own round.
+        let all_staged = self.staging && self.stage(journals).is_ok_and(|staged| staged.complete);
+        let asked = Instant::now();
+        let lock = if may_defer && all_staged {
+            let Some(lock) = self.try_lock()? else { return Ok(None) };
+            lock
+        } else {
+            self.lock(self.opts.create)?
+        };
+        let lock_wait = asked.elapsed();
+        let (mut report, manifest) = self.round_steps(journals, rotation, lock)?;
         if self.staging {
             self.reset_stage_if_covered(&manifest);
         }
+        report.lock_wait = lock_wait;
         report.elapsed = started.elapsed();
-        Ok((report, manifest))
+        Ok(Some((report, manifest)))
     }
 
-    /// [`round`](Self::round) without its clock.
-    fn round_steps(&self, journals: &[Journal], rotation: usize) -> Result<(DrainReport, Manifest)> {
-        check_given_once(journals)?;
-        // Step 1: the lock, then the manifest.
-        let mut r = self.lock_and_read(journals)?;
+    /// [`round`](Self::round) from the lock on, without its clock.
+    fn round_steps(&self, journals: &[Journal], rotation: usize, lock: TargetLock) -> Result<(DrainReport, Manifest)> {
+        // Step 1: the lock (taken), then the manifest.
+        let mut r = self.lock_and_read(journals, lock)?;
         // Step 2: the target the manifest names.
         let (mut file, mut ino, size) = r.open_target()?;
         // Step 3: each journal against its watermark, then the tail.
@@ -174,10 +194,7 @@ impl Compactor {
     /// A rotation killed after renaming the target is completed before anything else
     /// (the renamed file is the one the manifest names; a `<target>.1` that some other
     /// tool left is not).
-    fn lock_and_read<'a>(&'a self, journals: &'a [Journal]) -> Result<Round<'a>> {
-        let asked = Instant::now();
-        let lock = self.lock(self.opts.create)?;
-        let lock_wait = asked.elapsed();
+    fn lock_and_read<'a>(&'a self, journals: &'a [Journal], lock: TargetLock) -> Result<Round<'a>> {
         failpoint::hit(failpoint::Point::DrainLocked);
         let (read, mut early) = if self.reads_target_early() {
             std::thread::scope(|s| {
@@ -190,7 +207,7 @@ impl Compactor {
             (self.current_manifest(&lock, self.opts.create), None)
         };
         let (mut manifest, _) = read?;
-        let mut report = DrainReport { epoch: manifest.epoch, lock_wait, ..DrainReport::default() };
+        let mut report = DrainReport { epoch: manifest.epoch, ..DrainReport::default() };
         // The file at the target's path is the manifest's: its rename never happened,
         // nothing to look up. Otherwise look for the renamed file.
         let in_place =

@@ -85,6 +85,34 @@ impl Compactor {
     /// The checks before the lock (the target's name, its sidecar, the mount), then the
     /// lock. Without `create`, a missing sidecar or lock file is `target_missing`.
     pub(super) fn lock(&self, create: bool) -> Result<TargetLock> {
+        self.check_before_lock(create)?;
+        self.no_lock_file_is_missing(self.lock_queue.acquire(
+            &self.sidecar.lock,
+            self.opts.lock_timeout,
+            create,
+            !self.trust_client_caches,
+        ))
+    }
+
+    /// [`lock`](Self::lock) if nobody holds it now (never creating anything); `None`
+    /// when someone does.
+    pub(super) fn try_lock(&self) -> Result<Option<TargetLock>> {
+        self.check_before_lock(false)?;
+        self.no_lock_file_is_missing(TargetLock::try_acquire(&self.sidecar.lock, !self.trust_client_caches))
+    }
+
+    /// A lock file that does not exist is a target never initialised.
+    fn no_lock_file_is_missing<T>(&self, r: Result<T>) -> Result<T> {
+        match r {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Err(self.missing(
+                format!("its sidecar has no lock file {}: it was never initialised", self.sidecar.lock.display()),
+            )),
+            r => r,
+        }
+    }
+
+    /// The checks before the lock: the target's name, its sidecar, the mount.
+    fn check_before_lock(&self, create: bool) -> Result<()> {
         fscheck::check_target_name(&self.target)?;
         if create {
             self.sidecar.create()?;
@@ -99,12 +127,7 @@ impl Compactor {
             fscheck::check_target_mount(&self.target)?;
             let _ = self.target_on_network.set(fscheck::on_network_fs(&self.target));
         }
-        match self.lock_queue.acquire(&self.sidecar.lock, self.opts.lock_timeout, create, !self.trust_client_caches) {
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Err(self.missing(
-                format!("its sidecar has no lock file {}: it was never initialised", self.sidecar.lock.display()),
-            )),
-            r => r,
-        }
+        Ok(())
     }
 
     /// Step 1 under the lock: the current manifest from the slots; or finish an

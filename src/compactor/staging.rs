@@ -59,6 +59,15 @@ pub(super) struct Stager {
     batches: Vec<(JournalId, u64, u64)>,
 }
 
+/// What a stager pass did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct StagePass {
+    /// Every line the journals held past their watermarks is in the stage file (none
+    /// left for lack of budget or time, no journal skipped by its check): the round
+    /// may be left to whoever holds the lock.
+    pub(super) complete: bool,
+}
+
 /// A batch read in step S, and the stage file it came from (for the report).
 pub(super) struct StagedBatch {
     pub(super) from: PathBuf,
@@ -81,19 +90,24 @@ impl Compactor {
     /// The stager's pass, without the target's lock: for each journal with rows past
     /// both its watermark (in a lock-free read of the manifest) and what this stage
     /// file already holds, read them, make them durable in the journal (O2, O3), and
-    /// append them as one batch; one fdatasync, then the header (O14). Returns the
-    /// lines staged.
-    pub(super) fn stage(&self, journals: &[Journal]) -> Result<u64> {
+    /// append them as one batch; one fdatasync, then the header (O14). First, a file
+    /// whose batches the manifest read leaves none able to follow is reset: a wrong
+    /// reset (a lock-free read can show a slot a fence later undoes) only delays lines
+    /// until this host's own round, since a stage file holds copies and the journal
+    /// keeps its rows until a record made under the lock (amendment 4 is about
+    /// records).
+    pub(super) fn stage(&self, journals: &[Journal]) -> Result<StagePass> {
+        let Some(m) = slots::read_unlocked(&self.sidecar.lock)? else { return Ok(StagePass::default()) };
+        self.reset_stage_if_covered(&m);
         if journals.is_empty() {
-            return Ok(0);
+            return Ok(StagePass { complete: true });
         }
-        let Some(m) = slots::read_unlocked(&self.sidecar.lock)? else { return Ok(0) };
         let mut guard = self.stager.lock().unwrap_or_else(PoisonError::into_inner);
         if guard.as_ref().and_then(|s| s.file.as_ref()).is_some_and(|f| !f.still_named()) {
             *guard = None; // deleted under us (amendment 7): a new file
         }
         if guard.as_ref().and_then(|s| s.file.as_ref()).is_some_and(|f| f.header().staged_len >= STAGE_FILE_MAX_BYTES) {
-            return Ok(0);
+            return Ok(StagePass::default());
         }
         let empty = Stager { file: None, staged: HashMap::new(), batches: Vec::new() };
         let stager = guard.get_or_insert(empty);
@@ -101,15 +115,22 @@ impl Compactor {
         let deadline = deadline_after(self.opts.max_round_time);
         let mut budget = STAGE_PASS_BYTES;
         let mut batches = Vec::new();
+        let mut complete = true;
         for j in journals {
             if budget == 0 || Instant::now() >= deadline {
+                complete = false;
                 break;
             }
             let id = j.id();
+            if m.retired.contains_key(&id) {
+                complete = false; // the round finds out why (retired under this handle, or a copy)
+                continue;
+            }
             // Judged as a round judges it, against the manifest read here: a clone or a
             // restored copy is not staged (the round under the lock reports it); an
             // older manifest than the journal's record only means "not now".
-            if m.retired.contains_key(&id) || Self::check_journal(j, &m).is_err() {
+            if Self::check_journal(j, &m).is_err() {
+                complete = false;
                 continue;
             }
             let wm = m.watermarks.get(&id).map_or((0, 0), |w| (w.last_seq, w.chain));
@@ -137,10 +158,14 @@ impl Compactor {
                     )
                 })?;
             budget = budget.saturating_sub(t.bytes);
+            // the read stopped at the budget or the clock, not at the journal's end
+            // (lines appended since are staged by the next pass, as they would be read
+            // by the next round)
+            complete &= budget > 0 && Instant::now() < deadline;
             batches.push(batch);
         }
         if batches.is_empty() {
-            return Ok(0);
+            return Ok(StagePass { complete });
         }
         if stager.file.is_none() {
             // made on the first pass with lines to stage, so a host with none makes none
@@ -154,36 +179,55 @@ impl Compactor {
             *guard = None; // what the file holds past its header is unknown: a new file next time
             return Err(Error::io(format!("writing stage file {path}"), e));
         }
-        let mut lines = 0;
         for b in &batches {
             stager.staged.insert(b.journal_id, (b.last_seq(), b.chain_after));
             stager.batches.push((b.journal_id, b.first_seq, b.last_seq()));
-            lines += b.count;
         }
-        Ok(lines)
+        Ok(StagePass { complete })
     }
 
     /// Step S, under the lock: the batches of every stage file that may follow `m`
-    /// (not dead by [`is_dead`]), the files taken from `rotation` on (so none starves
-    /// when the budget ends the list early), at most `max_round_bytes` of them; the
-    /// round tests each against its running watermark. A file that cannot be read is
-    /// skipped (its lines are still in their journals). A file with a valid header and
-    /// nothing but dead batches whose own lock is free (its compactor stopped) is
-    /// deleted.
+    /// (not dead by [`is_dead`]), the files read concurrently (on a network filesystem
+    /// each read is a server round trip), each up to its share of `max_round_bytes`
+    /// (at least 1 MiB; a file's later batches wait for the next round); the round
+    /// tests each against its running watermark. Files are taken from `rotation` on,
+    /// so none is always last. A file that cannot be read is skipped (its lines are
+    /// still in their journals). A file with a valid header and nothing but dead
+    /// batches whose own lock is free (its compactor stopped) is deleted. Descriptors
+    /// are kept between rounds (an open is a round trip too); `O_DIRECT` reads through
+    /// them are never served from a cache.
     pub(super) fn staged_candidates(&self, m: &Manifest, rotation: usize) -> Vec<StagedBatch> {
         let Ok(mut files) = stage::list(&self.sidecar.dir) else { return Vec::new() };
         if !files.is_empty() {
             let n = files.len();
             files.rotate_left(rotation % n);
         }
+        let share = (self.opts.max_round_bytes / (files.len().max(1) as u64)).max(1 << 20);
+        let mut open = self.stage_fds.lock().unwrap_or_else(PoisonError::into_inner);
+        open.retain(|path, _| files.contains(path)); // deleted files are not read again
+        for path in &files {
+            if !open.contains_key(path) {
+                if let Ok(f) = stage::open_to_read(path) {
+                    open.insert(path.clone(), f);
+                }
+            }
+        }
+        let read: Vec<(PathBuf, std::io::Result<stage::Staged>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = files
+                .iter()
+                .filter_map(|path| open.get(path).map(|f| (path, f)))
+                .map(|(path, f)| (path, scope.spawn(move || stage::read(f, share))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|(path, h)| (path.clone(), h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
+                .collect()
+        });
+        drop(open);
         let mut out = Vec::new();
         let mut bytes = 0u64;
-        for path in files {
-            let room = self.opts.max_round_bytes.saturating_sub(bytes);
-            if room == 0 {
-                break;
-            }
-            let Ok(staged) = stage::open_to_read(&path).and_then(|f| stage::read(&f, room)) else { continue };
+        for (path, staged) in read {
+            let Ok(staged) = staged else { continue };
             let mut live = false;
             for batch in staged.batches {
                 let stamp = (batch.first_seq == 1).then_some(batch.first_line_ms);
@@ -191,21 +235,23 @@ impl Compactor {
                     continue;
                 }
                 live = true;
-                bytes += batch.data.len() as u64;
-                out.push(StagedBatch { from: path.clone(), batch });
+                if bytes < self.opts.max_round_bytes {
+                    bytes += batch.data.len() as u64;
+                    out.push(StagedBatch { from: path.clone(), batch });
+                }
             }
-            if !live && staged.header.is_some() {
-                delete_if_abandoned(&path);
+            if !live && staged.header.is_some() && delete_if_abandoned(&path) {
+                self.stage_fds.lock().unwrap_or_else(PoisonError::into_inner).remove(&path);
             }
         }
         crate::failpoint::hit(crate::failpoint::Point::DrainAfterStagedRead);
         out
     }
 
-    /// After a round: reset this compactor's stage file when `m` — the manifest the
-    /// round committed, or read under the lock — leaves none of its batches able to
-    /// follow (amendment 4: never on a lock-free read). A failed reset drops the file
-    /// (a new one is made by the next pass; the old one is deleted once dead).
+    /// Reset this compactor's stage file when `m` leaves none of its batches able to
+    /// follow (after a round, on its manifest; before a stager pass, on the lock-free
+    /// read). A failed reset drops the file (a new one is made by the next pass; the
+    /// old one is deleted once dead).
     pub(super) fn reset_stage_if_covered(&self, m: &Manifest) {
         let mut guard = self.stager.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(s) = guard.as_mut() else { return };
@@ -228,9 +274,53 @@ impl Compactor {
 
 /// Delete the stage file at `path` if its lock is free (its compactor stopped; a
 /// running one holds it), holding that lock until the name is gone (amendment 7).
-fn delete_if_abandoned(path: &Path) {
-    let Ok(f) = stage::open_to_write(path) else { return };
-    if crate::os::sys::try_lock_exclusive(&f).unwrap_or(false) {
-        let _ = std::fs::remove_file(path);
+/// True when it was deleted.
+fn delete_if_abandoned(path: &Path) -> bool {
+    let Ok(f) = stage::open_to_write(path) else { return false };
+    crate::os::sys::try_lock_exclusive(&f).unwrap_or(false) && std::fs::remove_file(path).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::journal::JournalOptions;
+    use crate::target::lock::TargetLock;
+    use crate::CompactorOptions;
+
+    #[test]
+    fn a_round_that_may_defer_stages_and_leaves_the_commit_to_the_lock_s_holder() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("out.log");
+        let opts = CompactorOptions::default().lock_timeout(Duration::from_millis(300));
+        let c = Compactor::new(&target, opts).unwrap().staging(true);
+        c.init().unwrap();
+        let j = Journal::open(d.path().join("a.journal"), JournalOptions::default()).unwrap();
+        for k in 0..5 {
+            j.append(format!("line {k}").as_bytes()).unwrap();
+        }
+        let held = TargetLock::acquire(&c.sidecar.lock, Duration::from_secs(5), false).unwrap();
+        // Without leave to defer, the round waits for the lock (and times out here).
+        let e = c.round_or_defer(std::slice::from_ref(&j), 0, false).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::LockTimeout, "{e}");
+        // With it, the lines are staged and the round returns at once, lock untaken.
+        assert!(c.round_or_defer(std::slice::from_ref(&j), 0, true).unwrap().is_none());
+        let files = stage::list(&c.sidecar.dir).unwrap();
+        assert_eq!(files.len(), 1);
+        let staged = stage::read(&stage::open_to_read(&files[0]).unwrap(), u64::MAX).unwrap();
+        assert_eq!(staged.batches.iter().map(|b| b.count).sum::<u64>(), 5);
+        // Whoever holds the lock next commits them: here a compactor without journals.
+        drop(held);
+        let holder = Compactor::new(&target, CompactorOptions::default()).unwrap().staging(true);
+        assert_eq!(holder.drain(&[]).unwrap().lines, 5);
+        let committed = std::fs::read_to_string(&target).unwrap();
+        let lines: Vec<String> = (0..5).map(|k| format!("line {k}")).collect();
+        assert_eq!(committed, lines.join("\n") + "\n");
+        // The stager's own next round, the lock free, records them and stages nothing.
+        let (report, _) = c.round_or_defer(std::slice::from_ref(&j), 1, true).unwrap().expect("the lock was free");
+        assert_eq!(report.lines, 0);
+        assert_eq!(j.drained_record().unwrap().map(|r| r.seq), Some(5));
     }
 }

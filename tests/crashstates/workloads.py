@@ -278,6 +278,36 @@ def with_manifest_deltas(w):
 
 WORKLOADS += [with_manifest_deltas(w) for w in WORKLOADS if w.name in ("steady", "tail-repair")]
 
+WORKLOADS.append(
+    Workload(
+        "staged",
+        f"""
+export TRIBUTARY_STAGING=on
+app full out/j.journal s1
+init --target "$R/out/out.log"
+drain {DRAIN_OUT}
+mark sub normal a1 a2 a3 a4 END
+coproc W {{ exec "$BIN/tributary" append --journal "$R/out/j.journal" --durability normal --print-seqs; }}
+printf 'a1\\na2\\na3\\na4\\nEND\\n' >&"${{W[1]}}"
+for i in 1 2 3 4 5; do read -r seq <&"${{W[0]}}"; done
+mark ack normal a1 a2 a3 a4 END
+killed drain.locked {DRAIN_OUT}
+drain --target "$R/out/out.log" --spool "$R/other"
+app full out/j.journal x1 x2
+drain {DRAIN_OUT}
+pid=$W_PID
+eval "exec ${{W[1]}}>&-"
+wait "$pid"
+""",
+        "out/out.log", ["out/j.journal"], {"out/j.journal": ["b1", "b2", "b3", "b4", "END"]}, dirs=("out", "other"),
+        append_first=True,
+        about="staging (docs/design.md \"Staging\"): a `normal` writer kept open while a drain stages its lines "
+        "(O3 at the stager: they are only in the -wal's page cache) and is killed before its round; a host with no "
+        "journals commits them from the stage file; `full` appends and the journal's own drain follow; after the "
+        "crash the writer appends b1..b4, END before any drain (recovery without staging)",
+    )
+)
+
 
 def by_name():
     return {w.name: w for w in WORKLOADS}
