@@ -23,7 +23,11 @@ fn rng(seed: &mut u64) -> u64 {
 
 #[test]
 fn compactor_killed_at_every_drain_failpoint_recovers_exactly_once() {
-    let mut drain_points: Vec<&str> = POINTS.iter().copied().filter(|p| p.starts_with("drain.")).collect();
+    // (the stager's points, and step S's, are reached only with staging on: those
+    // drains stage, the recovery does not)
+    let staged = |p: &str| p.starts_with("stage.") || p == "drain.after_staged_read";
+    let mut drain_points: Vec<&str> =
+        POINTS.iter().copied().filter(|p| p.starts_with("drain.") || p.starts_with("stage.")).collect();
     if !drain_points.contains(&"drain.after_intent") {
         drain_points.insert(1, "drain.after_intent"); // (format 2: the intent commit before the bytes)
     }
@@ -49,10 +53,13 @@ fn compactor_killed_at_every_drain_failpoint_recovers_exactly_once() {
         assert_eq!(out.status.signal(), Some(9), "{point}: the earlier drain should have been SIGKILLed: {out:?}");
         assert!(std::fs::metadata(&target).unwrap().len() > committed, "{point}: the earlier drain left no tail");
 
-        let out = cli_env(
-            &["drain", "--target", &s(&target), "--spool", &s(&spool), "--max-round-bytes", "2000"],
-            &[("TRIBUTARY_FAILPOINTS", &format!("{point}=kill"))],
-        );
+        let fp = format!("{point}=kill");
+        let mut env = vec![("TRIBUTARY_FAILPOINTS", fp.as_str())];
+        if staged(point) {
+            env.push((tributary::STAGING_VAR, "on"));
+        }
+        let out =
+            cli_env(&["drain", "--target", &s(&target), "--spool", &s(&spool), "--max-round-bytes", "2000"], &env);
         assert_eq!(out.status.signal(), Some(9), "{point}: the drain should have been SIGKILLed there: {out:?}");
         // Between the kill and recovery, readers and verify see only committed lines.
         let v = tributary::verify(&target).unwrap();

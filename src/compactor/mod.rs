@@ -247,8 +247,9 @@ pub struct Compactor {
     staging: bool,
     /// This compactor's stage file, once its first pass made it.
     stager: Arc<std::sync::Mutex<Option<staging::Stager>>>,
-    /// Step S's descriptors of other stage files, kept between rounds.
-    stage_fds: Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, std::fs::File>>>,
+    /// Step S's descriptors of stage files and where each is read from, kept between
+    /// rounds.
+    stage_fds: Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, staging::KeptStageFile>>>,
 }
 
 impl Compactor {

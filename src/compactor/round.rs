@@ -110,7 +110,7 @@ impl Compactor {
         let lock_wait = asked.elapsed();
         let (mut report, manifest) = self.round_steps(journals, rotation, lock)?;
         if self.staging {
-            self.reset_stage_if_covered(&manifest);
+            self.reset_stage_after_round();
         }
         report.lock_wait = lock_wait;
         report.elapsed = started.elapsed();
@@ -719,7 +719,7 @@ impl Round<'_> {
                 taken.push((Source::Local(index), t));
             }
         }
-        self.take_staged(staged, &mut out, &mut taken)?;
+        self.take_staged(staged, deadline, &mut out, &mut taken)?;
         if taken.is_empty() {
             return Ok(Written { taken, len: 0, crc: 0 });
         }
@@ -738,6 +738,7 @@ impl Round<'_> {
     fn take_staged(
         &self,
         mut staged: Vec<StagedBatch>,
+        deadline: Instant,
         out: &mut ChunkWriter<'_>,
         taken: &mut Vec<(Source, Taken)>,
     ) -> Result<()> {
@@ -762,11 +763,13 @@ impl Round<'_> {
             if (b.first_seq - 1, b.chain_before) != at {
                 continue;
             }
-            if at.0 == 0 && m.horizon != 0 && b.first_line_ms < m.horizon {
+            // rule 2(c) for a journal the target holds no watermark for (an admitted one
+            // has a watermark, even at seq 0)
+            if !m.watermarks.contains_key(&b.journal_id) && m.horizon != 0 && b.first_line_ms < m.horizon {
                 continue;
             }
             let len = b.data.len() as u64;
-            if out.total() > 0 && out.total() + len > c.opts.max_round_bytes {
+            if out.total() > 0 && (out.total() + len > c.opts.max_round_bytes || Instant::now() >= deadline) {
                 continue;
             }
             out.push(&b.data, None)?;

@@ -55,8 +55,9 @@ pub(super) struct Stager {
     file: Option<StageFile>,
     /// Per journal: the last seq and chain of its last batch in this generation.
     staged: HashMap<JournalId, (u64, u64)>,
-    /// Every batch of this generation: (journal, first seq, last seq).
-    batches: Vec<(JournalId, u64, u64)>,
+    /// Every batch of this generation: (journal, first seq, last seq, its first line's
+    /// stamp when it starts at seq 1).
+    batches: Vec<(JournalId, u64, u64, Option<u64>)>,
 }
 
 /// What a stager pass did.
@@ -134,8 +135,11 @@ impl Compactor {
                 continue;
             }
             let wm = m.watermarks.get(&id).map_or((0, 0), |w| (w.last_seq, w.chain));
+            // Past what this file holds — only if this journal's own lines lead there:
+            // a journal restored from a copy since then would otherwise have its new
+            // lines staged as the continuation of lines it no longer has.
             let from = match stager.staged.get(&id) {
-                Some(&s) if s.0 > wm.0 => s,
+                Some(&s) if s.0 > wm.0 && j.chain_through(wm.0, wm.1, s.0)? == Some(s.1) => s,
                 _ => wm,
             };
             let mut data = Vec::new();
@@ -181,67 +185,71 @@ impl Compactor {
         }
         for b in &batches {
             stager.staged.insert(b.journal_id, (b.last_seq(), b.chain_after));
-            stager.batches.push((b.journal_id, b.first_seq, b.last_seq()));
+            let stamp = (b.first_seq == 1).then_some(b.first_line_ms);
+            stager.batches.push((b.journal_id, b.first_seq, b.last_seq(), stamp));
         }
         Ok(StagePass { complete })
     }
 
     /// Step S, under the lock: the batches of every stage file that may follow `m`
-    /// (not dead by [`is_dead`]), the files read concurrently (on a network filesystem
-    /// each read is a server round trip), each up to its share of `max_round_bytes`
-    /// (at least 1 MiB; a file's later batches wait for the next round); the round
-    /// tests each against its running watermark. Files are taken from `rotation` on,
-    /// so none is always last. A file that cannot be read is skipped (its lines are
-    /// still in their journals). A file with a valid header and nothing but dead
-    /// batches whose own lock is free (its compactor stopped) is deleted. Descriptors
-    /// are kept between rounds (an open is a round trip too); `O_DIRECT` reads through
-    /// them are never served from a cache.
+    /// (not dead by [`is_dead`]); the round tests each against its running watermark.
+    /// Each file is read from its first batch that was not dead the last time (a
+    /// cursor per file and generation), up to its share of `max_round_bytes` (at least
+    /// 1 MiB; its later batches are read once the earlier ones are committed), the files
+    /// concurrently (on a network filesystem each read is a server round trip) and from
+    /// `rotation` on. A file that cannot be read is skipped (its lines are still in
+    /// their journals). A file read to its end whose batches are all dead, and whose
+    /// own lock is free (its compactor stopped), is deleted; so is a creation's
+    /// leftover. Descriptors are kept between rounds (an open is a round trip too);
+    /// `O_DIRECT` reads through them are never served from a cache.
     pub(super) fn staged_candidates(&self, m: &Manifest, rotation: usize) -> Vec<StagedBatch> {
-        let Ok(mut files) = stage::list(&self.sidecar.dir) else { return Vec::new() };
+        let Ok((mut files, leftovers)) = stage::list(&self.sidecar.dir) else { return Vec::new() };
+        for path in leftovers {
+            delete_if_abandoned(&path);
+        }
         if !files.is_empty() {
             let n = files.len();
             files.rotate_left(rotation % n);
         }
         let share = (self.opts.max_round_bytes / (files.len().max(1) as u64)).max(1 << 20);
-        let mut open = self.stage_fds.lock().unwrap_or_else(PoisonError::into_inner);
-        open.retain(|path, _| files.contains(path)); // deleted files are not read again
+        let mut kept = self.stage_fds.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.retain(|path, _| files.contains(path)); // deleted files are not read again
+        let mut fresh = Vec::new(); // opened for this round only, past the bound on kept ones
         for path in &files {
-            if !open.contains_key(path) {
-                if let Ok(f) = stage::open_to_read(path) {
-                    open.insert(path.clone(), f);
-                }
+            if kept.contains_key(path) {
+                continue;
+            }
+            let Ok(file) = stage::open_to_read(path) else { continue };
+            let reading = KeptStageFile { file, cursor: None };
+            if kept.len() < KEPT_STAGE_FILES {
+                kept.insert(path.clone(), reading);
+            } else {
+                fresh.push((path.clone(), reading));
             }
         }
-        let read: Vec<(PathBuf, std::io::Result<stage::Staged>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = files
-                .iter()
-                .filter_map(|path| open.get(path).map(|f| (path, f)))
-                .map(|(path, f)| (path, scope.spawn(move || stage::read(f, share))))
-                .collect();
-            handles
-                .into_iter()
-                .map(|(path, h)| (path.clone(), h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
-                .collect()
-        });
-        drop(open);
+        let mut reads: Vec<(&PathBuf, &mut KeptStageFile)> = kept.iter_mut().collect();
+        reads.extend(fresh.iter_mut().map(|(p, k)| (&*p, k)));
+        reads.sort_by_key(|(p, _)| files.iter().position(|f| f == *p));
+        let results = read_concurrently(&reads, m, share);
         let mut out = Vec::new();
         let mut bytes = 0u64;
-        for (path, staged) in read {
-            let Ok(staged) = staged else { continue };
-            let mut live = false;
-            for batch in staged.batches {
-                let stamp = (batch.first_seq == 1).then_some(batch.first_line_ms);
-                if is_dead(m, &batch.journal_id, batch.first_seq, batch.last_seq(), stamp) {
-                    continue;
-                }
-                live = true;
+        let mut abandoned = Vec::new();
+        for ((path, reading), scan) in reads.into_iter().zip(results) {
+            let Ok(scan) = scan else { continue };
+            reading.cursor = scan.cursor;
+            if scan.live.is_empty() && scan.complete {
+                abandoned.push(path.clone());
+            }
+            for batch in scan.live {
                 if bytes < self.opts.max_round_bytes {
                     bytes += batch.data.len() as u64;
                     out.push(StagedBatch { from: path.clone(), batch });
                 }
             }
-            if !live && staged.header.is_some() && delete_if_abandoned(&path) {
-                self.stage_fds.lock().unwrap_or_else(PoisonError::into_inner).remove(&path);
+        }
+        for path in abandoned {
+            if delete_if_abandoned(&path) {
+                kept.remove(&path);
             }
         }
         crate::failpoint::hit(crate::failpoint::Point::DrainAfterStagedRead);
@@ -249,27 +257,112 @@ impl Compactor {
     }
 
     /// Reset this compactor's stage file when `m` leaves none of its batches able to
-    /// follow (after a round, on its manifest; before a stager pass, on the lock-free
-    /// read). A failed reset drops the file (a new one is made by the next pass; the
-    /// old one is deleted once dead).
+    /// follow (`m` read without the lock, before a stager pass). A failed reset drops
+    /// the file (a new one is made by the next pass; the old one is deleted once dead).
     pub(super) fn reset_stage_if_covered(&self, m: &Manifest) {
+        self.reset_stage(|batches| {
+            batches.iter().all(|(id, first, last, stamp)| is_dead(m, id, *first, *last, *stamp))
+        });
+    }
+
+    /// After this compactor's own round (it held the lock and read its journals
+    /// itself): reset its stage file whatever it holds. A stage file holds copies;
+    /// what the round did not commit is still in the journals and is staged again by
+    /// the next pass (so a batch that can never follow — of a journal set aside, or
+    /// admitted — does not keep the file from resetting for ever).
+    pub(super) fn reset_stage_after_round(&self) {
+        self.reset_stage(|_| true);
+    }
+
+    fn reset_stage(&self, when: impl FnOnce(&[(JournalId, u64, u64, Option<u64>)]) -> bool) {
         let mut guard = self.stager.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(s) = guard.as_mut() else { return };
-        if s.batches.is_empty() {
+        if s.batches.is_empty() || !when(&s.batches) {
             return;
         }
-        // A first batch's stamp is not kept here: such a batch is dead by its
-        // watermark or its journal's retirement.
-        if !s.batches.iter().all(|(id, first, last)| is_dead(m, id, *first, *last, None)) {
-            return;
-        }
-        if s.file.as_mut().is_some_and(|f| f.reset().is_ok()) {
+        if s.file.as_mut().is_some_and(|f| f.still_named() && f.reset().is_ok()) {
             s.staged.clear();
             s.batches.clear();
         } else {
             *guard = None;
         }
     }
+}
+
+/// Stage files whose descriptors a compactor keeps between rounds, at most; more are
+/// opened for the round and closed.
+const KEPT_STAGE_FILES: usize = 64;
+/// Threads step S reads stage files on, at most.
+const STAGE_READ_THREADS: usize = 8;
+
+/// A stage file step S reads: its descriptor, and the first batch (generation,
+/// offset) that was not dead when last read.
+#[derive(Debug)]
+pub(super) struct KeptStageFile {
+    file: std::fs::File,
+    cursor: Option<(u64, u64)>,
+}
+
+/// What step S found in one stage file.
+struct Scan {
+    /// Its batches that may follow the manifest, in file order.
+    live: Vec<Batch>,
+    /// Where to read it from next round: its first live batch, or past what was read.
+    cursor: Option<(u64, u64)>,
+    /// It was read to the end of its header's staged length (and has a valid header).
+    complete: bool,
+}
+
+/// Read one stage file from its cursor, past batches that are dead by `m`, until a read
+/// finds a live one or reaches the file's end (a round's share at a time).
+fn scan(k: &KeptStageFile, m: &Manifest, share: u64) -> std::io::Result<Scan> {
+    let mut cursor = k.cursor;
+    loop {
+        let staged = stage::read(&k.file, cursor, share)?;
+        let Some(header) = staged.header else { return Ok(Scan { live: Vec::new(), cursor: None, complete: false }) };
+        let mut first_live = None;
+        let mut live = Vec::new();
+        for (at, batch) in staged.batches {
+            let stamp = (batch.first_seq == 1).then_some(batch.first_line_ms);
+            if !is_dead(m, &batch.journal_id, batch.first_seq, batch.last_seq(), stamp) {
+                first_live.get_or_insert(at);
+                live.push(batch);
+            }
+        }
+        let next = Some((header.generation, first_live.unwrap_or(staged.end)));
+        // a read that stopped at a batch that does not check out makes no progress
+        let stuck = next == cursor || staged.end == cursor.map_or(stage::FIRST_BATCH_AT, |c| c.1);
+        if !live.is_empty() || staged.complete || stuck {
+            return Ok(Scan { live, cursor: next, complete: staged.complete });
+        }
+        cursor = next;
+    }
+}
+
+/// [`scan`] of each file, on up to [`STAGE_READ_THREADS`] threads; on the calling
+/// thread where none can be started.
+fn read_concurrently(files: &[(&PathBuf, &mut KeptStageFile)], m: &Manifest, share: u64) -> Vec<std::io::Result<Scan>> {
+    let one = |k: &KeptStageFile| scan(k, m, share);
+    if files.len() < 2 {
+        return files.iter().map(|(_, k)| one(k)).collect();
+    }
+    let per_thread = files.len().div_ceil(STAGE_READ_THREADS);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = files
+            .chunks(per_thread)
+            .map(|part| {
+                let read_part = move || part.iter().map(|(_, k)| one(k)).collect::<Vec<_>>();
+                (part, std::thread::Builder::new().spawn_scoped(scope, read_part))
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|(part, spawned)| match spawned {
+                Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                Err(_) => part.iter().map(|(_, k)| one(k)).collect(),
+            })
+            .collect()
+    })
 }
 
 /// Delete the stage file at `path` if its lock is free (its compactor stopped; a
@@ -307,10 +400,10 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::LockTimeout, "{e}");
         // With it, the lines are staged and the round returns at once, lock untaken.
         assert!(c.round_or_defer(std::slice::from_ref(&j), 0, true).unwrap().is_none());
-        let files = stage::list(&c.sidecar.dir).unwrap();
+        let (files, _) = stage::list(&c.sidecar.dir).unwrap();
         assert_eq!(files.len(), 1);
-        let staged = stage::read(&stage::open_to_read(&files[0]).unwrap(), u64::MAX).unwrap();
-        assert_eq!(staged.batches.iter().map(|b| b.count).sum::<u64>(), 5);
+        let staged = stage::read(&stage::open_to_read(&files[0]).unwrap(), None, u64::MAX).unwrap();
+        assert_eq!(staged.batches.iter().map(|(_, b)| b.count).sum::<u64>(), 5);
         // Whoever holds the lock next commits them: here a compactor without journals.
         drop(held);
         let holder = Compactor::new(&target, CompactorOptions::default()).unwrap().staging(true);
@@ -322,5 +415,89 @@ mod tests {
         let (report, _) = c.round_or_defer(std::slice::from_ref(&j), 1, true).unwrap().expect("the lock was free");
         assert_eq!(report.lines, 0);
         assert_eq!(j.drained_record().unwrap().map(|r| r.seq), Some(5));
+    }
+
+    fn lines_of(target: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(target).unwrap().lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn an_abandoned_file_longer_than_a_round_is_committed_whole_before_it_is_deleted() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("out.log");
+        let opts = CompactorOptions::default().max_round_bytes(1 << 20);
+        let c = Compactor::new(&target, opts.clone()).unwrap().staging(true);
+        c.init().unwrap();
+        let j = Journal::open(d.path().join("a.journal"), JournalOptions::default()).unwrap();
+        let mut expected = Vec::new();
+        for b in 0..5 {
+            for k in 0..300 {
+                let line = format!("{b}-{k:03}-{}", "x".repeat(990));
+                j.append(line.as_bytes()).unwrap();
+                expected.push(line);
+            }
+            assert!(c.stage(std::slice::from_ref(&j)).unwrap().complete);
+        }
+        drop(c); // its compactor stops: the file's lock is free, 5 batches of ~300 KB staged
+        let holder = Compactor::new(&target, opts).unwrap().staging(true);
+        let mut rounds = 0;
+        while holder.drain(&[]).unwrap().lines > 0 {
+            rounds += 1;
+            assert!(rounds < 20, "step S makes no progress");
+        }
+        assert!(rounds >= 2, "1.5 MB staged, 1 MiB rounds: {rounds} round(s)");
+        assert_eq!(lines_of(&target), expected, "every staged line, once, in order");
+        assert!(stage::list(&holder.sidecar.dir).unwrap().0.is_empty(), "the file is deleted once all is committed");
+    }
+
+    #[test]
+    fn a_journal_restored_after_staging_is_not_staged_as_the_continuation_of_lines_it_lost() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("out.log");
+        let c = Compactor::new(&target, CompactorOptions::default()).unwrap().staging(true);
+        c.init().unwrap();
+        let path = d.path().join("a.journal");
+        let copy_files = |from: &std::path::Path, to: &std::path::Path| {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(to.join(format!("a.journal{suffix}")));
+                let f = from.join(format!("a.journal{suffix}"));
+                if f.exists() {
+                    std::fs::copy(&f, to.join(format!("a.journal{suffix}"))).unwrap();
+                }
+            }
+        };
+        let j = Journal::open(&path, JournalOptions::default()).unwrap();
+        for k in 1..=10 {
+            j.append(format!("orig {k}").as_bytes()).unwrap();
+        }
+        c.drain(std::slice::from_ref(&j)).unwrap();
+        for k in 11..=15 {
+            j.append(format!("orig {k}").as_bytes()).unwrap();
+        }
+        drop(j);
+        let backup = d.path().join("backup");
+        std::fs::create_dir(&backup).unwrap();
+        copy_files(d.path(), &backup); // a backup holding lines 1..15
+        let j = Journal::open(&path, JournalOptions::default()).unwrap();
+        for k in 16..=20 {
+            j.append(format!("orig {k}").as_bytes()).unwrap();
+        }
+        assert!(c.stage(std::slice::from_ref(&j)).unwrap().complete); // 11..20 staged, not committed
+        drop(j);
+        copy_files(&backup, d.path()); // restored: 16..20 are gone from the journal
+        let restored = Journal::open(&path, JournalOptions::default()).unwrap();
+        for k in 16..=25 {
+            restored.append(format!("copy {k}").as_bytes()).unwrap();
+        }
+        c.stage(std::slice::from_ref(&restored)).unwrap();
+        let holder = Compactor::new(&target, CompactorOptions::default()).unwrap().staging(true);
+        holder.drain(&[]).unwrap();
+        // The lines staged before the restore are the journal's acknowledged lines; the
+        // copy's are never joined onto them (its own round refuses it).
+        let expected: Vec<String> = (1..=20).map(|k| format!("orig {k}")).collect();
+        assert_eq!(lines_of(&target), expected);
+        let e = c.drain(std::slice::from_ref(&restored)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::JournalRestored, "{e}");
+        assert_eq!(lines_of(&target), expected);
     }
 }

@@ -212,35 +212,46 @@ fn current_header(two_blocks: &[u8]) -> Option<(usize, Header)> {
     }
 }
 
-/// What a stage file holds, as read: its current header (none: no valid slot, e.g. a
-/// file being created) and every batch up to the header's staged length, in file order,
-/// up to the first that does not check out, at most `max_bytes` of them.
+/// What a stage file holds, as read from some offset: its current header (none: no
+/// valid slot) and the batches from there up to the header's staged length, in file
+/// order, each with its offset, up to the first that does not check out, at most
+/// `max_bytes` of them.
 #[derive(Debug, Default)]
 pub(crate) struct Staged {
     pub(crate) header: Option<Header>,
-    pub(crate) batches: Vec<Batch>,
+    pub(crate) batches: Vec<(u64, Batch)>,
+    /// Where the read stopped: the offset after the last batch returned.
+    pub(crate) end: u64,
+    /// The read reached the header's staged length (nothing left unread or unreadable).
+    pub(crate) complete: bool,
 }
 
-/// Read the stage file open as `file` (see [`Staged`]).
+/// Read the stage file open as `file` from `from` (a batch's offset; a generation that
+/// is not `generation` is read from its first batch instead). See [`Staged`].
 ///
 /// # Errors
 /// A read's error.
-pub(crate) fn read(file: &File, max_bytes: u64) -> io::Result<Staged> {
+pub(crate) fn read(file: &File, from: Option<(u64, u64)>, max_bytes: u64) -> io::Result<Staged> {
     let mut head = Aligned::new(2 * BLOCK);
     let n = read_at(file, head.bytes_mut(), 0)?;
     let Some((_, header)) = current_header(&head.bytes()[..n]) else { return Ok(Staged::default()) };
-    let len = (header.staged_len - FIRST_BATCH_AT).min(max_bytes);
+    let start = match from {
+        Some((generation, at)) if generation == header.generation && at <= header.staged_len => at,
+        _ => FIRST_BATCH_AT,
+    };
+    let len = (header.staged_len - start).min(max_bytes);
     let mut area = Aligned::new(round_up(usize::try_from(len).unwrap_or(usize::MAX / 2)));
-    let n = read_at(file, area.bytes_mut(), FIRST_BATCH_AT)?;
+    let n = read_at(file, area.bytes_mut(), start)?;
     let bytes = &area.bytes()[..n.min(usize::try_from(len).unwrap_or(n))];
     let mut batches = Vec::new();
     let mut pos = 0;
     while pos < bytes.len() {
         let Some((batch, took)) = Batch::decode(&bytes[pos..]) else { break };
-        batches.push(batch);
+        batches.push((start + pos as u64, batch));
         pos += took;
     }
-    Ok(Staged { header: Some(header), batches })
+    let end = start + pos as u64;
+    Ok(Staged { header: Some(header), batches, end, complete: end >= header.staged_len })
 }
 
 /// Open a stage file to read it (`O_DIRECT` where the filesystem allows).
@@ -259,29 +270,37 @@ pub(crate) fn open_to_write(path: &Path) -> io::Result<File> {
     slots::open(path, true, false)
 }
 
-/// The stage files in `sidecar_dir/stage/` (none when the folder does not exist).
+/// The stage files in `sidecar_dir/stage/` (none when the folder does not exist), and
+/// the leftovers of creations that never finished (`<id>.new`).
 ///
 /// # Errors
 /// Listing the folder failed other than by its absence.
-pub(crate) fn list(sidecar_dir: &Path) -> io::Result<Vec<PathBuf>> {
+pub(crate) fn list(sidecar_dir: &Path) -> io::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let dir = sidecar_dir.join(STAGE_DIR);
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
         Err(e) => return Err(e),
     };
-    let mut out = Vec::new();
+    let is_id = |n: &str| n.len() == 32 && n.bytes().all(|c| c.is_ascii_hexdigit());
+    let (mut files, mut leftovers) = (Vec::new(), Vec::new());
     for e in entries {
         let e = e?;
         let name = e.file_name();
         // a stager id: 32 hex digits; anything else is not ours to read
-        if name.len() == 32 && name.to_str().is_some_and(|n| n.bytes().all(|c| c.is_ascii_hexdigit())) {
-            out.push(e.path());
+        match name.to_str() {
+            Some(n) if is_id(n) => files.push(e.path()),
+            Some(n) if n.strip_suffix(NEW_SUFFIX).is_some_and(is_id) => leftovers.push(e.path()),
+            _ => {}
         }
     }
-    out.sort();
-    Ok(out)
+    files.sort();
+    Ok((files, leftovers))
 }
+
+/// A stage file being created carries this suffix until its header is durable: a
+/// file under its final name always has a valid header.
+const NEW_SUFFIX: &str = ".new";
 
 /// A stage file this process writes: created with a new random id, locked (OFD,
 /// exclusive) for as long as it is open, so exactly one stager appends to it.
@@ -308,8 +327,8 @@ impl StageFile {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        let id = JournalId::random().map_err(io::Error::other)?;
-        let path = dir.join(id.to_hex());
+        let id = JournalId::random().map_err(io::Error::other)?.to_hex();
+        let (path, new) = (dir.join(&id), dir.join(format!("{id}{NEW_SUFFIX}")));
         let file = {
             use std::os::unix::fs::OpenOptionsExt;
             let open = |direct: bool| {
@@ -319,23 +338,33 @@ impl StageFile {
                     .create_new(true)
                     .mode(0o600)
                     .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | if direct { libc::O_DIRECT } else { 0 })
-                    .open(&path)
+                    .open(&new)
             };
             match open(true) {
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open(false),
                 r => r,
             }?
         };
-        if !crate::os::sys::try_lock_exclusive(&file)? {
-            return Err(io::Error::other(format!("stage file {} is locked by another process", path.display())));
+        // Under its temporary name until its header is durable, then renamed: a file
+        // under a stager id always has a valid header, and a failed creation leaves
+        // only a `.new` file (removed now, or by a holder once its lock is free).
+        let made = (|| {
+            if !crate::os::sys::try_lock_exclusive(&file)? {
+                return Err(io::Error::other(format!("{} is locked by another process", new.display())));
+            }
+            file.set_len(MIN_FILE_BYTES)?;
+            let ino = file.metadata()?.ino();
+            let header = Header { generation: 1, counter: 0, staged_len: 0 };
+            let mut stage = StageFile { file, path: path.clone(), ino, current: 1, header };
+            stage.write_header(1, FIRST_BATCH_AT)?;
+            std::fs::rename(&new, &path)?;
+            crate::os::fs::sync_dir(&dir).map_err(io::Error::other)?;
+            Ok(stage)
+        })();
+        if made.is_err() {
+            let _ = std::fs::remove_file(&new);
         }
-        file.set_len(MIN_FILE_BYTES)?;
-        let ino = file.metadata()?.ino();
-        let mut stage =
-            StageFile { file, path, ino, current: 1, header: Header { generation: 1, counter: 0, staged_len: 0 } };
-        stage.write_header(1, FIRST_BATCH_AT)?;
-        crate::os::fs::sync_dir(&dir).map_err(io::Error::other)?;
-        Ok(stage)
+        made
     }
 
     /// The file's path.
@@ -466,20 +495,29 @@ mod tests {
         let mut f = StageFile::create(dir.path()).unwrap();
         let (b1, b2) = (batch(1, 0, &["x"]), batch(2, 0, &["y", "z"]));
         f.append(&[b1.clone(), b2.clone()]).unwrap();
-        let read_back = read(&open_to_read(f.path()).unwrap(), u64::MAX).unwrap();
-        assert_eq!(read_back.batches, vec![b1, b2]);
+        let read_back = read(&open_to_read(f.path()).unwrap(), None, u64::MAX).unwrap();
+        let batches: Vec<Batch> = read_back.batches.iter().map(|(_, b)| b.clone()).collect();
+        assert_eq!(batches, vec![b1, b2.clone()]);
+        assert!(read_back.complete);
+        // from the second batch's offset, only it; a budget short of the first, nothing
+        let second = read_back.batches[1].0;
+        let from = read(&open_to_read(f.path()).unwrap(), Some((1, second)), u64::MAX).unwrap();
+        assert_eq!(from.batches.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(), vec![b2]);
+        let short = read(&open_to_read(f.path()).unwrap(), None, 50).unwrap();
+        assert!(short.batches.is_empty() && !short.complete);
         // bytes past the header are not read
         let b3 = batch(4, 0, &["w"]);
         f.file.write_all_at(b3.encode().bytes(), f.header.staged_len).unwrap();
-        assert_eq!(read(&open_to_read(f.path()).unwrap(), u64::MAX).unwrap().batches.len(), 2);
+        assert_eq!(read(&open_to_read(f.path()).unwrap(), None, u64::MAX).unwrap().batches.len(), 2);
         f.reset().unwrap();
-        let after = read(&open_to_read(f.path()).unwrap(), u64::MAX).unwrap();
-        assert!(after.batches.is_empty());
+        // an offset of the old generation reads the new one from its start
+        let after = read(&open_to_read(f.path()).unwrap(), Some((1, second)), u64::MAX).unwrap();
+        assert!(after.batches.is_empty() && after.complete);
         assert_eq!(after.header.map(|h| h.generation), Some(2));
         // a second stager cannot take the file
         let other = open_to_write(f.path()).unwrap();
         assert!(!crate::os::sys::try_lock_exclusive(&other).unwrap());
         assert!(f.still_named());
-        assert_eq!(list(dir.path()).unwrap(), vec![f.path().to_path_buf()]);
+        assert_eq!(list(dir.path()).unwrap(), (vec![f.path().to_path_buf()], Vec::new()));
     }
 }
