@@ -51,6 +51,19 @@ class Workload:
 
 DRAIN_OUT = '--target "$R/out/out.log" --journal "$R/out/j.journal"'
 
+# A `normal` writer kept open (its lines only in the -wal's page cache until a
+# checkpoint): started, fed a1..a4 END, acknowledged; closed at the end.
+OPEN_NORMAL_WRITER = r"""mark sub normal a1 a2 a3 a4 END
+coproc W { exec "$BIN/tributary" append --journal "$R/out/j.journal" --durability normal --print-seqs; }
+printf 'a1\na2\na3\na4\nEND\n' >&"${W[1]}"
+for i in 1 2 3 4 5; do read -r seq <&"${W[0]}"; done
+mark ack normal a1 a2 a3 a4 END
+"""
+CLOSE_NORMAL_WRITER = r"""pid=$W_PID
+eval "exec ${W[1]}>&-"
+wait "$pid"
+"""
+
 WORKLOADS = [
     Workload(
         "first-abs",
@@ -178,18 +191,10 @@ drain {DRAIN_OUT}
 app full out/j.journal s1
 init --target "$R/out/out.log"
 drain {DRAIN_OUT}
-mark sub normal a1 a2 a3 a4 END
-coproc W {{ exec "$BIN/tributary" append --journal "$R/out/j.journal" --durability normal --print-seqs; }}
-printf 'a1\\na2\\na3\\na4\\nEND\\n' >&"${{W[1]}}"
-for i in 1 2 3 4 5; do read -r seq <&"${{W[0]}}"; done
-mark ack normal a1 a2 a3 a4 END
-drain {DRAIN_OUT}
+{OPEN_NORMAL_WRITER}drain {DRAIN_OUT}
 app full out/j.journal x1 x2
 drain {DRAIN_OUT}
-pid=$W_PID
-eval "exec ${{W[1]}}>&-"
-wait "$pid"
-""",
+{CLOSE_NORMAL_WRITER}""",
         "out/out.log", ["out/j.journal"], {"out/j.journal": ["b1", "b2", "b3", "b4", "END"]}, dirs=("out",),
         append_first=True,
         about="a `normal` writer kept open while a drain runs, then `full` appends and a drain; "
@@ -204,10 +209,7 @@ printf 'n1\\n' >&"${{W[1]}}"
 read -r seq <&"${{W[0]}}"
 mark ack normal n1
 app full out/j.journal f1 f2
-pid=$W_PID
-eval "exec ${{W[1]}}>&-"
-wait "$pid"
-init --target "$R/out/out.log"
+{CLOSE_NORMAL_WRITER}init --target "$R/out/out.log"
 drain {DRAIN_OUT}
 """,
         "out/out.log", ["out/j.journal"], {"out/j.journal": ["p1"]}, dirs=("out",),
@@ -286,19 +288,11 @@ export TRIBUTARY_STAGING=on
 app full out/j.journal s1
 init --target "$R/out/out.log"
 drain {DRAIN_OUT}
-mark sub normal a1 a2 a3 a4 END
-coproc W {{ exec "$BIN/tributary" append --journal "$R/out/j.journal" --durability normal --print-seqs; }}
-printf 'a1\\na2\\na3\\na4\\nEND\\n' >&"${{W[1]}}"
-for i in 1 2 3 4 5; do read -r seq <&"${{W[0]}}"; done
-mark ack normal a1 a2 a3 a4 END
-killed drain.locked {DRAIN_OUT}
+{OPEN_NORMAL_WRITER}killed drain.locked {DRAIN_OUT}
 drain --target "$R/out/out.log" --spool "$R/other"
 app full out/j.journal x1 x2
 drain {DRAIN_OUT}
-pid=$W_PID
-eval "exec ${{W[1]}}>&-"
-wait "$pid"
-""",
+{CLOSE_NORMAL_WRITER}""",
         "out/out.log", ["out/j.journal"], {"out/j.journal": ["b1", "b2", "b3", "b4", "END"]}, dirs=("out", "other"),
         append_first=True,
         about="staging (docs/design.md \"Staging\"): a `normal` writer kept open while a drain stages its lines "
