@@ -86,9 +86,10 @@ impl Compactor {
         Ok(ran.expect("a round that may not defer runs"))
     }
 
-    /// [`round`](Self::round); with staging on and `may_defer`, none (`Ok(None)`) when
-    /// every new line of `journals` was staged and someone else holds the lock: the
-    /// holder's next round commits them (docs/design.md "Staging", deferring).
+    /// [`round`](Self::round); with staging on and `may_defer`, a round at once if the
+    /// lock is free, else none (`Ok(None)`) when every new line of `journals` was
+    /// staged and someone else still holds the lock: the holder's next round commits
+    /// them (docs/design.md "Staging", deferring).
     pub(super) fn round_or_defer(
         &self,
         journals: &[Journal],
@@ -97,17 +98,34 @@ impl Compactor {
     ) -> Result<Option<(DrainReport, Manifest)>> {
         let started = Instant::now();
         check_given_once(journals)?;
-        // A failed stager pass loses nothing (the round drains the journals itself);
-        // it only delays this host's lines until its own round.
-        let all_staged = self.staging && self.stage(journals).is_ok_and(|staged| staged.complete);
-        let asked = Instant::now();
-        let lock = if may_defer && all_staged {
-            let Some(lock) = self.try_lock()? else { return Ok(None) };
-            lock
+        let (lock, lock_wait) = if self.staging && may_defer {
+            // The lock free: a round as without staging (its step S still commits what
+            // others staged). Held: stage, and leave the round to the holder if every
+            // new line is staged and the lock is still held.
+            if let Some(lock) = self.try_lock()? {
+                (lock, started.elapsed())
+            } else {
+                // A failed stager pass loses nothing (the round drains the journals
+                // itself); it only delays this host's lines until its own round.
+                let all_staged = self.stage(journals).is_ok_and(|staged| staged.complete);
+                let asked = Instant::now();
+                let lock = match self.try_lock()? {
+                    Some(lock) => lock,
+                    None if all_staged => return Ok(None),
+                    None => self.lock(self.opts.create)?,
+                };
+                (lock, asked.elapsed())
+            }
         } else {
-            self.lock(self.opts.create)?
+            if self.staging {
+                // A one-shot drain (it never defers) stages too, while staging is a
+                // seam: its failpoints and the tests that kill it after staging.
+                let _ = self.stage(journals);
+            }
+            let asked = Instant::now();
+            let lock = self.lock(self.opts.create)?;
+            (lock, asked.elapsed())
         };
-        let lock_wait = asked.elapsed();
         let (mut report, manifest) = self.round_steps(journals, rotation, lock)?;
         if self.staging {
             self.reset_stage_after_round();
