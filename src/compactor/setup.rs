@@ -94,11 +94,11 @@ impl Compactor {
         ))
     }
 
-    /// [`lock`](Self::lock) if nobody holds it now (never creating anything); `None`
-    /// when someone does.
+    /// [`lock`](Self::lock) if nobody holds it now; `None` when someone does.
     pub(super) fn try_lock(&self) -> Result<Option<TargetLock>> {
-        self.check_before_lock(false)?;
-        self.no_lock_file_is_missing(TargetLock::try_acquire(&self.sidecar.lock, !self.trust_client_caches))
+        let create = self.opts.create;
+        self.check_before_lock(create)?;
+        self.no_lock_file_is_missing(TargetLock::try_acquire(&self.sidecar.lock, create, !self.trust_client_caches))
     }
 
     /// A lock file that does not exist is a target never initialised.

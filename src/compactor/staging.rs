@@ -500,4 +500,16 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::JournalRestored, "{e}");
         assert_eq!(lines_of(&target), expected);
     }
+
+    #[test]
+    fn a_deferring_round_allowed_to_create_the_target_creates_it() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("out.log");
+        let c = Compactor::new(&target, CompactorOptions::default().create(true)).unwrap().staging(true);
+        let j = Journal::open(d.path().join("a.journal"), JournalOptions::default()).unwrap();
+        j.append(b"first").unwrap();
+        let (report, _) = c.round_or_defer(std::slice::from_ref(&j), 0, true).unwrap().expect("nobody holds the lock");
+        assert_eq!(report.lines, 1);
+        assert_eq!(lines_of(&target), vec!["first".to_string()]);
+    }
 }

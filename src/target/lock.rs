@@ -210,11 +210,11 @@ impl TargetLock {
         LockQueue::default().acquire(path, timeout, create, true)
     }
 
-    /// The exclusive lock on `path` if nobody holds it now, without queueing
-    /// (`Ok(None)` otherwise): a stager whose lines the holder will commit does not
-    /// wait (docs/design.md "Staging").
-    pub(crate) fn try_acquire(path: &Path, direct: bool) -> Result<Option<TargetLock>> {
-        let file = crate::target::slots::open_with(path, true, false, direct)
+    /// The exclusive lock on `path` (created 0600 if missing and `create`) if nobody
+    /// holds it now, without queueing (`Ok(None)` otherwise): a stager whose lines the
+    /// holder will commit does not wait (docs/design.md "Staging").
+    pub(crate) fn try_acquire(path: &Path, create: bool, direct: bool) -> Result<Option<TargetLock>> {
+        let file = crate::target::slots::open_with(path, true, create, direct)
             .map_err(|e| Error::io(format!("opening lock file {} read-write", path.display()), e))?;
         match sys::try_lock_exclusive(&file) {
             Ok(true) => Ok(Some(TargetLock { file, path: path.to_path_buf(), seen: Mutex::default() })),
