@@ -12,7 +12,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use tributary::{Compactor, CompactorOptions, Journal, Sidecar, STAGING_VAR};
+use tributary::{Compactor, CompactorOptions, Sidecar, STAGING_VAR};
 
 fn staging(target: &Path) -> Compactor {
     Compactor::new(target, CompactorOptions::default()).unwrap().staging(true)
@@ -35,12 +35,6 @@ fn stage_files(target: &Path) -> Vec<PathBuf> {
     v
 }
 
-fn append_all(j: &Journal, lines: &[Vec<u8>]) {
-    for l in lines {
-        j.append(l).unwrap();
-    }
-}
-
 #[test]
 fn another_host_s_round_commits_what_a_killed_compactor_staged() {
     let d = tmp();
@@ -50,14 +44,14 @@ fn another_host_s_round_commits_what_a_killed_compactor_staged() {
     init(&target);
     let a = journal(&spool_a.join("a.journal"));
     let lines_a = numbered("a", 0..50);
-    append_all(&a, &lines_a);
+    a.append_batch(&lines_a).unwrap();
     stage_and_die(&target, a.path());
     assert_eq!(stage_files(&target).len(), 1, "the killed drain staged its lines");
     assert!(lines_of(&target).is_empty(), "nothing committed yet");
     // Host B, with a journal of its own, drains: its round commits A's staged lines.
     let b = journal(&spool_b.join("b.journal"));
     let lines_b = numbered("b", 0..10);
-    append_all(&b, &lines_b);
+    b.append_batch(&lines_b).unwrap();
     let report = staging(&target).drain(std::slice::from_ref(&b)).unwrap();
     assert_eq!(report.lines, 60, "{report:?}");
     let mut all = lines_a.clone();
@@ -68,15 +62,16 @@ fn another_host_s_round_commits_what_a_killed_compactor_staged() {
     // A's journal still holds its rows (no record yet); its next drain records them,
     // commits nothing twice, and its own new lines go in once.
     let more = numbered("a", 50..60);
-    append_all(&a, &more);
+    a.append_batch(&more).unwrap();
     staging(&target).drain(std::slice::from_ref(&a)).unwrap();
     all.extend(more.iter().cloned());
     assert_exactly(&target, &all);
     assert_eq!(a.drained_record().unwrap().map(|r| r.seq), Some(60));
-    // The killed compactor's file: its lock is free and all its batches committed, so
-    // a round deletes it; the running compactor's own file was reset, not deleted.
+    // Every stage file's compactor has stopped (the killed one, and each one-shot
+    // drain's) and all their batches are committed: a round deletes them all.
+    assert!(!stage_files(&target).is_empty());
     staging(&target).drain(&[]).unwrap();
-    assert!(stage_files(&target).len() <= 1, "the dead stage file was deleted: {:?}", stage_files(&target));
+    assert!(stage_files(&target).is_empty(), "dead stage files left: {:?}", stage_files(&target));
 }
 
 #[test]
@@ -86,7 +81,7 @@ fn a_batch_staged_twice_is_committed_once() {
     init(&target);
     let a = journal(&spool.join("a.journal"));
     let lines = numbered("a", 0..30);
-    append_all(&a, &lines);
+    a.append_batch(&lines).unwrap();
     // Two compactors (a daemon and a one-shot drain, say) staged the same lines.
     stage_and_die(&target, a.path());
     stage_and_die(&target, a.path());
@@ -104,7 +99,7 @@ fn a_damaged_stage_file_commits_nothing_of_itself_and_the_journal_still_drains()
     init(&target);
     let a = journal(&spool.join("a.journal"));
     let lines = numbered("a", 0..20);
-    append_all(&a, &lines);
+    a.append_batch(&lines).unwrap();
     stage_and_die(&target, a.path());
     let file = stage_files(&target).pop().unwrap();
     // One byte of the batch's data changed (the first batch starts at 8 KiB, its data
@@ -119,22 +114,22 @@ fn a_damaged_stage_file_commits_nothing_of_itself_and_the_journal_still_drains()
 }
 
 #[test]
-fn a_stage_file_read_while_it_is_reset_and_restaged_commits_each_line_once() {
-    // A stage file restored from an older copy (or read before a reset) holds batches
-    // the watermark has passed: they are skipped, and the lines after them follow.
+fn a_stage_file_restored_from_an_older_copy_commits_each_line_once() {
+    // A stage file restored from an older copy holds batches the watermark has passed:
+    // they are skipped, and the lines after them follow.
     let d = tmp();
     let (spool, target) = paths(d.path());
     init(&target);
     let a = journal(&spool.join("a.journal"));
     let first = numbered("a", 0..10);
-    append_all(&a, &first);
+    a.append_batch(&first).unwrap();
     stage_and_die(&target, a.path());
     let file = stage_files(&target).pop().unwrap();
     let old_copy = fs::read(&file).unwrap();
     staging(&target).drain(&[]).unwrap();
     assert_exactly(&target, &first);
     let second = numbered("a", 10..20);
-    append_all(&a, &second);
+    a.append_batch(&second).unwrap();
     fs::write(&file, &old_copy).unwrap(); // the old batch is back
     stage_and_die(&target, a.path()); // and a new file holds 11..20
     staging(&target).drain(&[]).unwrap();

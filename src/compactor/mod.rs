@@ -6,7 +6,7 @@
 //! | `round.rs` | one round, the protocol steps in the order they run; "lock lost" | orderings O3–O12 of docs/design.md; every change to the target under the lock is fenced |
 //! | `writer.rs` | streaming a round's bytes to the target | every byte written is under a committed intent |
 //! | `setup.rs` | the lock, step 1's manifest, upgrade, `init` | a drain never creates a target; upgrade and init resumable |
-//! | `staging.rs` | staging: the stager's pass, step S's candidates, a stage file's reset (docs/design.md "Staging") | a staged copy is of rows durable in their journal; a stage file is reset only on a manifest from under the lock |
+//! | `staging.rs` | staging: the stager's pass, step S's candidates, a stage file's reset (docs/design.md "Staging") | a staged copy is of rows durable in their journal; a staged batch is taken only where it follows the round's running watermark |
 //! | `rotation.rs` | managed rotation and retention | an interrupted rotation is completed by the next round |
 //! | `daemon.rs` | the daemon loop every front end runs ([`Compactor::run`]) | stops only when asked or on an error that needs a human; each problem reported once |
 //!

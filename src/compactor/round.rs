@@ -69,6 +69,16 @@ enum Source {
     Staged(JournalId, std::path::PathBuf),
 }
 
+impl Source {
+    /// The journal the lines are of.
+    fn journal_id(&self, journals: &[Journal]) -> JournalId {
+        match self {
+            Source::Local(index) => journals[*index].id(),
+            Source::Staged(id, _) => *id,
+        }
+    }
+}
+
 /// What step 4 wrote.
 struct Written {
     /// Where each journal's lines came from, and what was taken.
@@ -77,10 +87,24 @@ struct Written {
     crc: u32,
 }
 
+impl Written {
+    /// What the round read from its own journals (index, taken): a staged batch's rows
+    /// are its stager's to make durable and to record.
+    fn local(&self) -> Vec<(usize, &Taken)> {
+        let mut local = Vec::new();
+        for (source, t) in &self.taken {
+            if let Source::Local(index) = source {
+                local.push((*index, t));
+            }
+        }
+        local
+    }
+}
+
 impl Compactor {
     /// One bounded round. `rotation` picks which journal goes first, so none starves.
-    /// With staging on, this host's new lines are staged first (without the lock),
-    /// and the stage file is reset after a round whose manifest covers it.
+    /// With staging on, this host's new lines are staged first (without the lock), and
+    /// its stage file is reset after the round.
     pub(super) fn round(&self, journals: &[Journal], rotation: usize) -> Result<(DrainReport, Manifest)> {
         let ran = self.round_or_defer(journals, rotation, false)?;
         Ok(ran.expect("a round that may not defer runs"))
@@ -98,21 +122,23 @@ impl Compactor {
     ) -> Result<Option<(DrainReport, Manifest)>> {
         let started = Instant::now();
         check_given_once(journals)?;
+        let create = self.opts.create;
+        self.check_before_lock(create)?;
         let (lock, lock_wait) = if self.staging && may_defer {
             // The lock free: a round as without staging (its step S still commits what
             // others staged). Held: stage, and leave the round to the holder if every
             // new line is staged and the lock is still held.
-            if let Some(lock) = self.try_lock()? {
+            if let Some(lock) = self.try_lock(create)? {
                 (lock, started.elapsed())
             } else {
                 // A failed stager pass loses nothing (the round drains the journals
                 // itself); it only delays this host's lines until its own round.
                 let all_staged = self.stage(journals).is_ok_and(|staged| staged.complete);
                 let asked = Instant::now();
-                let lock = match self.try_lock()? {
+                let lock = match self.try_lock(create)? {
                     Some(lock) => lock,
                     None if all_staged => return Ok(None),
-                    None => self.lock(self.opts.create)?,
+                    None => self.queue_for_lock(create)?,
                 };
                 (lock, asked.elapsed())
             }
@@ -123,8 +149,7 @@ impl Compactor {
                 let _ = self.stage(journals);
             }
             let asked = Instant::now();
-            let lock = self.lock(self.opts.create)?;
-            (lock, asked.elapsed())
+            (self.queue_for_lock(create)?, asked.elapsed())
         };
         let (mut report, manifest) = self.round_steps(journals, rotation, lock)?;
         if self.staging {
@@ -174,15 +199,7 @@ impl Compactor {
         drop(file);
         failpoint::hit(failpoint::Point::DrainAfterUnlock);
         // Step 7: record in each journal how far it is drained; delete those rows.
-        let local: Vec<(usize, &Taken)> = written
-            .taken
-            .iter()
-            .filter_map(|(source, t)| match source {
-                Source::Local(index) => Some((*index, t)),
-                Source::Staged(..) => None,
-            })
-            .collect();
-        for_each_journal(&local, |(index, t)| {
+        for_each_journal(&written.local(), |(index, t)| {
             journals[*index].record_drained(&committed.target_id, t.last_seq, t.last_crc, t.chain)
         })?;
         self.catch_up_records(journals, &committed)?;
@@ -191,14 +208,14 @@ impl Compactor {
         for (source, t) in &written.taken {
             report.lines += t.lines;
             report.bytes += t.bytes;
-            let (path, journal_id) = match source {
-                Source::Local(index) => (journals[*index].path().to_path_buf(), journals[*index].id()),
+            let path = match source {
+                Source::Local(index) => journals[*index].path().to_path_buf(),
                 // lines another host staged: named by the stage file they came from
-                Source::Staged(id, file) => (file.clone(), *id),
+                Source::Staged(_, file) => file.clone(),
             };
             report.journals.push(JournalDrain {
                 path,
-                journal_id,
+                journal_id: source.journal_id(journals),
                 lines: t.lines,
                 bytes: t.bytes,
                 last_seq: t.last_seq,
@@ -768,9 +785,7 @@ impl Round<'_> {
         let mut running: std::collections::HashMap<JournalId, (u64, u64)> =
             m.watermarks.iter().map(|(id, w)| (*id, (w.last_seq, w.chain))).collect();
         for (source, t) in taken.iter() {
-            if let Source::Local(index) = source {
-                running.insert(self.journals[*index].id(), (t.last_seq, t.chain));
-            }
+            running.insert(source.journal_id(self.journals), (t.last_seq, t.chain));
         }
         staged.sort_by_key(|s| (s.batch.journal_id, s.batch.first_seq));
         for StagedBatch { from, batch: b } in staged {
@@ -812,15 +827,7 @@ impl Round<'_> {
     fn make_durable(&self, file: &File, written: &Written) -> Result<()> {
         let c = self.compactor;
         // (a staged batch's rows were made durable by its stager, before it staged them)
-        let local: Vec<usize> = written
-            .taken
-            .iter()
-            .filter_map(|(source, _)| match source {
-                Source::Local(index) => Some(*index),
-                Source::Staged(..) => None,
-            })
-            .collect();
-        for_each_journal(&local, |index| self.journals[*index].sync_for_drain())?;
+        for_each_journal(&written.local(), |(index, _)| self.journals[*index].sync_for_drain())?;
         fault::check(fault::Step::TargetFdatasync).map_err(|e| c.lost_or_io("fdatasync of the target", e))?;
         file.sync_data().map_err(|e| c.lost_or_io("fdatasync of the target", e))?;
         failpoint::hit(failpoint::Point::DrainAfterFsync);
@@ -842,10 +849,7 @@ impl Round<'_> {
         next.committed_len += written.len;
         for (source, t) in &written.taken {
             next.committed_lines += t.lines;
-            let id = match source {
-                Source::Local(index) => self.journals[*index].id(),
-                Source::Staged(id, _) => *id,
-            };
+            let id = source.journal_id(self.journals);
             let anchor = m.watermarks.get(&id).map_or(0, |w| w.anchor);
             next.watermarks.insert(
                 id,
@@ -863,8 +867,8 @@ const SEQUENTIAL_JOURNALS: usize = 16;
 /// Threads a round's per-journal work is shared among, at most.
 const JOURNAL_THREADS: usize = 4;
 
-/// Run `work` for each item; returns the first error (a thread stops at its own first
-/// error, the others finish their share: each item is idempotent). Each item is one journal's
+/// Run `work` for each item; returns the first error (in items' order; on threads,
+/// every item still runs: each is idempotent). Each item is one journal's
 /// independent work (its `-wal` fdatasync, its drained record): with many, a few
 /// threads overlap their waits for the disk (100 journals' records, each a WAL header
 /// and folder fsync by `SQLite`, were most of a round's wall).
@@ -873,18 +877,35 @@ fn for_each_journal<T: Sync>(items: &[T], work: impl Fn(&T) -> Result<()> + Sync
         return items.iter().try_for_each(&work);
     }
     let threads = JOURNAL_THREADS.min(items.len() / (SEQUENTIAL_JOURNALS / 2));
-    let chunk = items.len().div_ceil(threads);
+    map_on_threads(items, threads, work).into_iter().collect()
+}
+
+/// `work` on each item, the items shared in order among up to `threads` scoped threads
+/// (on the calling thread for a part whose thread cannot be started); the results in
+/// the items' order. A panic in one item's work is re-raised here, as it would be
+/// inline.
+pub(super) fn map_on_threads<T: Sync, R: Send>(items: &[T], threads: usize, work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if threads <= 1 || items.len() < 2 {
+        return items.iter().map(&work).collect();
+    }
+    let per_thread = items.len().div_ceil(threads);
+    let work = &work;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = items.chunks(chunk).map(|part| scope.spawn(|| part.iter().try_for_each(&work))).collect();
-        let mut outcome = Ok(());
-        for h in handles {
-            // a panic in one journal's work is re-raised here, as it would be inline
-            let r = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-            if outcome.is_ok() {
-                outcome = r;
-            }
-        }
-        outcome
+        let parts: Vec<_> = items
+            .chunks(per_thread)
+            .map(|part| {
+                let spawned =
+                    std::thread::Builder::new().spawn_scoped(scope, move || part.iter().map(work).collect::<Vec<_>>());
+                (part, spawned)
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|(part, spawned)| match spawned {
+                Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                Err(_) => part.iter().map(work).collect(),
+            })
+            .collect()
     })
 }
 

@@ -86,6 +86,12 @@ impl Compactor {
     /// lock. Without `create`, a missing sidecar or lock file is `target_missing`.
     pub(super) fn lock(&self, create: bool) -> Result<TargetLock> {
         self.check_before_lock(create)?;
+        self.queue_for_lock(create)
+    }
+
+    /// The lock, waited for in its queue ([`check_before_lock`](Self::check_before_lock)
+    /// done).
+    pub(super) fn queue_for_lock(&self, create: bool) -> Result<TargetLock> {
         self.no_lock_file_is_missing(self.lock_queue.acquire(
             &self.sidecar.lock,
             self.opts.lock_timeout,
@@ -94,10 +100,9 @@ impl Compactor {
         ))
     }
 
-    /// [`lock`](Self::lock) if nobody holds it now; `None` when someone does.
-    pub(super) fn try_lock(&self) -> Result<Option<TargetLock>> {
-        let create = self.opts.create;
-        self.check_before_lock(create)?;
+    /// The lock if nobody holds it now, `None` when someone does
+    /// ([`check_before_lock`](Self::check_before_lock) done).
+    pub(super) fn try_lock(&self, create: bool) -> Result<Option<TargetLock>> {
         self.no_lock_file_is_missing(TargetLock::try_acquire(&self.sidecar.lock, create, !self.trust_client_caches))
     }
 
@@ -112,7 +117,7 @@ impl Compactor {
     }
 
     /// The checks before the lock: the target's name, its sidecar, the mount.
-    fn check_before_lock(&self, create: bool) -> Result<()> {
+    pub(super) fn check_before_lock(&self, create: bool) -> Result<()> {
         fscheck::check_target_name(&self.target)?;
         if create {
             self.sidecar.create()?;

@@ -2,17 +2,17 @@
 //! host's lines"), in the order it runs: the stager's pass before a round asks for the
 //! lock (this host's new lines copied to its stage file on the share), step S of the
 //! round (every stage file's batches that may follow the manifest), and the stage
-//! file's reset once a manifest read or written under the lock covers it.
+//! file's resets.
 //!
 //! Keeps: a stager copies only rows it made durable in their journal first (O2, O3),
 //! and only from journals that pass the round's journal check against the manifest it
 //! read; the round takes a staged batch only when it follows the watermark as the
-//! round has moved it so far (`round::Round::write_new_lines`); a stage file is reset
-//! only on a manifest from under the target's lock, and deleted only by a holder that
-//! took that file's own lock. A failed stager pass loses nothing: the journal keeps its
-//! rows, and the host's own round drains them as without staging.
+//! round has moved it so far (`round::Round::take_staged`); a stage file holds copies
+//! (a reset or a deletion drops none of the journals' rows, which are deleted only by a
+//! record made under the lock), and is deleted only by a holder that took that file's
+//! own lock. A failed stager pass loses nothing: the journal keeps its rows, and the
+//! host's own round drains them as without staging.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
 use std::time::Instant;
@@ -53,11 +53,26 @@ pub(super) fn staging_from_env() -> bool {
 pub(super) struct Stager {
     /// Made by the first pass that stages a batch (generation 1).
     file: Option<StageFile>,
-    /// Per journal: the last seq and chain of its last batch in this generation.
-    staged: HashMap<JournalId, (u64, u64)>,
-    /// Every batch of this generation: (journal, first seq, last seq, its first line's
-    /// stamp when it starts at seq 1).
-    batches: Vec<(JournalId, u64, u64, Option<u64>)>,
+    /// Every batch of this generation, in the order staged.
+    batches: Vec<StagedSpan>,
+}
+
+/// What a stager remembers of a batch it staged.
+#[derive(Debug, Clone, Copy)]
+struct StagedSpan {
+    journal_id: JournalId,
+    first_seq: u64,
+    last_seq: u64,
+    /// The journal's chain through `last_seq`.
+    chain_after: u64,
+    /// Its first line's stamp when it starts at seq 1.
+    first_line_ms: Option<u64>,
+}
+
+impl StagedSpan {
+    fn is_dead(&self, m: &Manifest) -> bool {
+        is_dead(m, &self.journal_id, self.first_seq, self.last_seq, self.first_line_ms)
+    }
 }
 
 /// What a stager pass did.
@@ -110,7 +125,7 @@ impl Compactor {
         if guard.as_ref().and_then(|s| s.file.as_ref()).is_some_and(|f| f.header().staged_len >= STAGE_FILE_MAX_BYTES) {
             return Ok(StagePass::default());
         }
-        let empty = Stager { file: None, staged: HashMap::new(), batches: Vec::new() };
+        let empty = Stager { file: None, batches: Vec::new() };
         let stager = guard.get_or_insert(empty);
         let generation = stager.file.as_ref().map_or(1, |f| f.header().generation);
         let deadline = deadline_after(self.opts.max_round_time);
@@ -138,8 +153,9 @@ impl Compactor {
             // Past what this file holds — only if this journal's own lines lead there:
             // a journal restored from a copy since then would otherwise have its new
             // lines staged as the continuation of lines it no longer has.
-            let from = match stager.staged.get(&id) {
-                Some(&s) if s.0 > wm.0 && j.chain_through(wm.0, wm.1, s.0)? == Some(s.1) => s,
+            let last_staged = stager.batches.iter().rev().find(|b| b.journal_id == id);
+            let from = match last_staged.map(|b| (b.last_seq, b.chain_after)) {
+                Some(s) if s.0 > wm.0 && j.chain_through(wm.0, wm.1, s.0)? == Some(s.1) => s,
                 _ => wm,
             };
             let mut data = Vec::new();
@@ -152,15 +168,20 @@ impl Compactor {
             // can be committed (a `normal` commit after this fdatasync is not in `data`).
             j.ensure_names_durable()?;
             j.sync_for_drain()?;
-            let stamp = if from.0 == 0 { j.first_line_ms()?.unwrap_or(0) } else { 0 };
-            let batch = Batch::new(generation, id, from.0 + 1, from.1, stamp, data)
-                .filter(|b| b.last_seq() == t.last_seq && b.chain_after == t.chain)
-                .ok_or_else(|| {
-                    Error::io(
-                        format!("staging lines of {}", j.path().display()),
-                        std::io::Error::other("the lines read do not hash as the drain read them"),
-                    )
-                })?;
+            let first_line_ms = if from.0 == 0 { j.first_line_ms()?.unwrap_or(0) } else { 0 };
+            // count, chain and last CRC as the drain read them (the holder recomputes
+            // them from the bytes it reads back)
+            let batch = Batch {
+                generation,
+                journal_id: id,
+                first_seq: from.0 + 1,
+                count: t.lines,
+                chain_before: from.1,
+                chain_after: t.chain,
+                first_line_ms,
+                data,
+                last_crc: t.last_crc,
+            };
             budget = budget.saturating_sub(t.bytes);
             // the read stopped at the budget or the clock, not at the journal's end
             // (lines appended since are staged by the next pass, as they would be read
@@ -183,11 +204,13 @@ impl Compactor {
             *guard = None; // what the file holds past its header is unknown: a new file next time
             return Err(Error::io(format!("writing stage file {path}"), e));
         }
-        for b in &batches {
-            stager.staged.insert(b.journal_id, (b.last_seq(), b.chain_after));
-            let stamp = (b.first_seq == 1).then_some(b.first_line_ms);
-            stager.batches.push((b.journal_id, b.first_seq, b.last_seq(), stamp));
-        }
+        stager.batches.extend(batches.iter().map(|b| StagedSpan {
+            journal_id: b.journal_id,
+            first_seq: b.first_seq,
+            last_seq: b.last_seq(),
+            chain_after: b.chain_after,
+            first_line_ms: (b.first_seq == 1).then_some(b.first_line_ms),
+        }));
         Ok(StagePass { complete })
     }
 
@@ -230,7 +253,7 @@ impl Compactor {
         let mut reads: Vec<(&PathBuf, &mut KeptStageFile)> = kept.iter_mut().collect();
         reads.extend(fresh.iter_mut().map(|(p, k)| (&*p, k)));
         reads.sort_by_key(|(p, _)| files.iter().position(|f| f == *p));
-        let results = read_concurrently(&reads, m, share);
+        let results = super::round::map_on_threads(&reads, STAGE_READ_THREADS, |(_, k)| scan(k, m, share));
         let mut out = Vec::new();
         let mut bytes = 0u64;
         let mut abandoned = Vec::new();
@@ -260,9 +283,7 @@ impl Compactor {
     /// follow (`m` read without the lock, before a stager pass). A failed reset drops
     /// the file (a new one is made by the next pass; the old one is deleted once dead).
     pub(super) fn reset_stage_if_covered(&self, m: &Manifest) {
-        self.reset_stage(|batches| {
-            batches.iter().all(|(id, first, last, stamp)| is_dead(m, id, *first, *last, *stamp))
-        });
+        self.reset_stage(|batches| batches.iter().all(|b| b.is_dead(m)));
     }
 
     /// After this compactor's own round (it held the lock and read its journals
@@ -274,14 +295,13 @@ impl Compactor {
         self.reset_stage(|_| true);
     }
 
-    fn reset_stage(&self, when: impl FnOnce(&[(JournalId, u64, u64, Option<u64>)]) -> bool) {
+    fn reset_stage(&self, when: impl FnOnce(&[StagedSpan]) -> bool) {
         let mut guard = self.stager.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(s) = guard.as_mut() else { return };
         if s.batches.is_empty() || !when(&s.batches) {
             return;
         }
         if s.file.as_mut().is_some_and(|f| f.still_named() && f.reset().is_ok()) {
-            s.staged.clear();
             s.batches.clear();
         } else {
             *guard = None;
@@ -337,32 +357,6 @@ fn scan(k: &KeptStageFile, m: &Manifest, share: u64) -> std::io::Result<Scan> {
         }
         cursor = next;
     }
-}
-
-/// [`scan`] of each file, on up to [`STAGE_READ_THREADS`] threads; on the calling
-/// thread where none can be started.
-fn read_concurrently(files: &[(&PathBuf, &mut KeptStageFile)], m: &Manifest, share: u64) -> Vec<std::io::Result<Scan>> {
-    let one = |k: &KeptStageFile| scan(k, m, share);
-    if files.len() < 2 {
-        return files.iter().map(|(_, k)| one(k)).collect();
-    }
-    let per_thread = files.len().div_ceil(STAGE_READ_THREADS);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = files
-            .chunks(per_thread)
-            .map(|part| {
-                let read_part = move || part.iter().map(|(_, k)| one(k)).collect::<Vec<_>>();
-                (part, std::thread::Builder::new().spawn_scoped(scope, read_part))
-            })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|(part, spawned)| match spawned {
-                Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                Err(_) => part.iter().map(|(_, k)| one(k)).collect(),
-            })
-            .collect()
-    })
 }
 
 /// Delete the stage file at `path` if its lock is free (its compactor stopped; a

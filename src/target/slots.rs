@@ -143,11 +143,26 @@ pub(crate) fn open(path: &Path, write: bool, create: bool) -> io::Result<File> {
 /// [`open`], or without `O_DIRECT` when `direct` is false: only the negative control
 /// of the multi-host tests does that (slots served from a client's cache).
 pub(crate) fn open_with(path: &Path, write: bool, create: bool, direct: bool) -> io::Result<File> {
+    open_as(path, OpenOptions::new().read(true).write(write).create(create).truncate(false), direct)
+}
+
+/// A new file at `path` (never one that exists: `O_EXCL`), read-write, 0600, opened as
+/// [`open`] opens a lock file (stage files, `target::stage`).
+pub(crate) fn create_new(path: &Path) -> io::Result<File> {
+    // Created without O_DIRECT, then opened with it: a filesystem that refuses
+    // O_DIRECT may do so only after creating the file, and O_EXCL would then refuse
+    // the retry.
+    drop(open_as(path, OpenOptions::new().read(true).write(true).create_new(true), false)?);
+    open_with(path, true, false, true)
+}
+
+/// `options` (mode 0600, never through a symlink) with `O_DIRECT` unless `direct` is
+/// false or the filesystem refuses it.
+fn open_as(path: &Path, options: &mut OpenOptions, direct: bool) -> io::Result<File> {
+    options.mode(0o600);
     let open = |direct: bool| {
-        let mut o = OpenOptions::new();
-        o.read(true).write(write).create(create).truncate(false).mode(0o600);
         let flags = libc::O_NOFOLLOW | libc::O_CLOEXEC | if direct { libc::O_DIRECT } else { 0 };
-        o.custom_flags(flags).open(path)
+        options.clone().custom_flags(flags).open(path)
     };
     match open(direct) {
         Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => open(false),

@@ -329,22 +329,7 @@ impl StageFile {
         }
         let id = JournalId::random().map_err(io::Error::other)?.to_hex();
         let (path, new) = (dir.join(&id), dir.join(format!("{id}{NEW_SUFFIX}")));
-        let file = {
-            use std::os::unix::fs::OpenOptionsExt;
-            let open = |direct: bool| {
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | if direct { libc::O_DIRECT } else { 0 })
-                    .open(&new)
-            };
-            match open(true) {
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open(false),
-                r => r,
-            }?
-        };
+        let file = slots::create_new(&new)?;
         // Under its temporary name until its header is durable, then renamed: a file
         // under a stager id always has a valid header, and a failed creation leaves
         // only a `.new` file (removed now, or by a holder once its lock is free).

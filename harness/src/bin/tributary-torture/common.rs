@@ -117,7 +117,7 @@ impl Proc {
         let err = log.try_clone()?;
         let mut cmd = Command::new(&self.exe);
         cmd.args(&self.args).stdin(Stdio::null()).stdout(log).stderr(err).env_remove("TRIBUTARY_FAILPOINTS");
-        apply_manifest_deltas(&mut cmd);
+        apply_trial_seams(&mut cmd);
         if let Some(fp) = &failpoint {
             cmd.env("TRIBUTARY_FAILPOINTS", fp);
         }
@@ -272,7 +272,7 @@ pub fn staging() -> bool {
 
 /// Set (or clear) the manifest-delta and staging variables of a child's command for
 /// the current trial.
-pub fn apply_manifest_deltas(cmd: &mut Command) {
+pub fn apply_trial_seams(cmd: &mut Command) {
     if manifest_deltas() {
         cmd.env(tributary::MANIFEST_DELTAS_VAR, "always");
     } else {

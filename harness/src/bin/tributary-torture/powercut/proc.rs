@@ -70,7 +70,7 @@ impl P {
             .stderr(err)
             .env_remove("TRIBUTARY_FAILPOINTS")
             .env_remove(tributary::testing::failpoint::DIR_VAR);
-        crate::common::apply_manifest_deltas(&mut c);
+        crate::common::apply_trial_seams(&mut c);
         for (k, v) in env {
             c.env(k, v);
         }

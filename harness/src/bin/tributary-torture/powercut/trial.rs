@@ -176,12 +176,17 @@ impl<'a> Trial<'a> {
     }
 
     pub(super) fn drain_args(&self, extra: &[String]) -> Vec<String> {
+        self.drain_args_of(&self.spool, extra)
+    }
+
+    /// [`drain_args`](Self::drain_args) of another spool (a host with other journals).
+    fn drain_args_of(&self, spool: &Path, extra: &[String]) -> Vec<String> {
         let mut v = vec![
             "drain".to_string(),
             "--target".into(),
             path_str(&self.target),
             "--spool".into(),
-            path_str(&self.spool),
+            path_str(spool),
             "--lock-timeout-ms".into(),
             "120000".into(),
         ];
@@ -345,8 +350,7 @@ pub(super) fn run_trial(ctx: &Ctx, disk: &mut Disk, work: &Path, k: u64, plan: &
             // stager: the staged rows must have survived the cut in their journals).
             let empty = t.local.join("holder-spool");
             fs::create_dir_all(&empty).map_err(|e| format!("{}: {e}", empty.display()))?;
-            let mut args = t.drain_args(&[]);
-            args[4] = path_str(&empty);
+            let args = t.drain_args_of(&empty, &[]);
             let log = t.log("holder-drain");
             P::run("holder drain (no journals of its own)", &ctx.trib, &args, &[], &log)?;
         }
