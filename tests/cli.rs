@@ -215,6 +215,29 @@ fn usage_errors_and_unsafe_input_fail_clearly() {
     let out = cli(&["verify", "--target", &s(&d.path().join("never-drained.log"))]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no manifest"));
+    let target = s(&d.path().join("t.log"));
+    let out = cli(&["init", "--target", &target, "--manifest-format", "4"]);
+    assert_eq!(out.status.code(), Some(2), "a format that does not exist is a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2..=3"));
+    assert!(!d.path().join("t.log.tributary").exists(), "and nothing was created");
+}
+
+#[test]
+fn init_switches_a_target_s_manifest_format_and_says_which_it_has() {
+    let d = tmp();
+    let target = s(&d.path().join("t.log"));
+    let say = |args: &[&str]| {
+        let out = cli(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(say(&["init", "--target", &target, "--manifest-format", "3"]).contains("created target"));
+    assert!(
+        say(&["init", "--target", &target, "--manifest-format", "3"]).contains("(manifest format 3); nothing to do")
+    );
+    assert!(say(&["init", "--target", &target]).contains("(manifest format 3); nothing to do"));
+    assert!(say(&["init", "--target", &target, "--manifest-format", "2"]).contains("from manifest format 3 to 2"));
+    assert!(say(&["init", "--target", &target]).contains("(manifest format 2)"));
 }
 
 /// Issue 12 item 10: an error in the middle of a stream (here `journal_full` after the

@@ -590,3 +590,62 @@ fn compactors_taking_turns_with_manifest_deltas_commit_every_line_once() {
         assert_eq!(lines_of(&target).len(), expected.len());
     }
 }
+
+/// A target's manifest format is switched by `init` (docs/design.md "Manifest deltas,
+/// format version 3"), and every compactor with no test seam follows it: deltas on a
+/// version-3 target, version-2 snapshots once switched back.
+#[test]
+fn compactors_follow_the_manifest_format_init_switches_the_target_to() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    // 80 watermarks make a two-block manifest: the policy takes deltas only then.
+    let js: Vec<Journal> = (0..80).map(|k| journal(&spool.join(format!("j{k}.journal")))).collect();
+    let c = || Compactor::new(&target, CompactorOptions::default()).unwrap();
+    let created = c().init().unwrap();
+    assert_eq!((created.manifest_format, created.switched_from), (2, None), "a new target is format 2");
+    let e = c().init_in_format(Some(4)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.to_string().contains("2 and 3"), "{e}");
+    let mut expected = Vec::new();
+    let rounds = |expected: &mut Vec<Vec<u8>>, tag: &str| {
+        for (k, j) in js.iter().enumerate() {
+            let lines = numbered(&format!("{tag}-setup{k}"), 0..1);
+            j.append_batch(&lines).unwrap();
+            expected.extend(lines);
+        }
+        c().drain(&js).unwrap();
+        for round in 0..12 {
+            let j = &js[round % 5];
+            let lines = numbered(&format!("{tag}-r{round}"), 0..2);
+            j.append_batch(&lines).unwrap();
+            expected.extend(lines);
+            // a new compactor each round (as separate processes are), and one kept
+            assert_eq!(c().drain(std::slice::from_ref(j)).unwrap().lines, 2, "{tag} round {round}");
+        }
+    };
+    let deltas_in_lock_file = || {
+        let lock = fs::read(Sidecar::for_target(&target).lock).unwrap();
+        lock.windows(8).filter(|w| w == b"TRIBDLTA").count()
+    };
+    rounds(&mut expected, "v2");
+    assert_eq!(deltas_in_lock_file(), 0, "a format-2 target gets no deltas");
+    assert_eq!(c().init().unwrap().manifest_format, 2);
+
+    let switched = c().init_in_format(Some(3)).unwrap();
+    assert_eq!((switched.manifest_format, switched.switched_from), (3, Some(2)));
+    assert_eq!(c().init_in_format(Some(3)).unwrap().switched_from, None, "switched once");
+    rounds(&mut expected, "v3");
+    let deltas = deltas_in_lock_file();
+    assert!(deltas >= 2, "compactors following a format-3 target committed {deltas} delta records");
+    assert_eq!(c().init().unwrap().manifest_format, 3, "its snapshots stay format 3");
+    assert_exactly(&target, &expected);
+    assert!(tributary::verify(&target).unwrap().is_consistent());
+
+    let back = c().init_in_format(Some(2)).unwrap();
+    assert_eq!((back.manifest_format, back.switched_from), (2, Some(3)));
+    rounds(&mut expected, "back");
+    assert_eq!(c().init().unwrap().manifest_format, 2, "switched back, it stays format 2");
+    assert_exactly(&target, &expected);
+    assert_eq!(lines_of(&target).len(), expected.len());
+    assert!(tributary::verify(&target).unwrap().is_consistent());
+}

@@ -23,20 +23,30 @@ pub struct InitArgs {
     /// How long to wait for the target's lock, in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     lock_timeout_ms: u64,
+    /// Switch the target's manifest to this format: 3 commits only what changed (for
+    /// targets fed by thousands of journals; every host that drains it must run a
+    /// build from 2026-12-03 on), 2 switches back. Without it the format is kept (a new
+    /// target: 2). docs/design.md "Manifest deltas".
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=3))]
+    manifest_format: Option<u32>,
 }
 
 pub fn cmd_init(a: InitArgs) -> CmdResult {
     let opts = CompactorOptions::default().lock_timeout(Duration::from_millis(a.lock_timeout_ms));
-    let r = Compactor::new(&a.target, opts)?.init()?;
+    let r = Compactor::new(&a.target, opts)?.init_in_format(a.manifest_format)?;
     let t = a.target.display();
-    if r.created {
+    if let Some(from) = r.switched_from.filter(|_| !r.created) {
+        say!("switched target {t} (id {}) from manifest format {from} to {}", r.target_id, r.manifest_format);
+    } else if r.switched_from.is_some() {
+        say!("created target {t} (id {}) in manifest format {}", r.target_id, r.manifest_format);
+    } else if r.created {
         say!("created target {t} (id {}), adopting {} existing line(s)", r.target_id, r.adopted_lines);
     } else if r.upgraded {
         say!("upgraded target {t} (id {}) to manifest format {}", r.target_id, tributary::FORMAT_VERSION);
     } else if r.rebound {
         say!("target {t} (id {}): its file was replaced by one with the same committed part; accepted", r.target_id);
     } else {
-        say!("target {t} (id {}) exists; nothing to do", r.target_id);
+        say!("target {t} (id {}) exists (manifest format {}); nothing to do", r.target_id, r.manifest_format);
     }
     Ok(ExitCode::SUCCESS)
 }

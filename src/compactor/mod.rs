@@ -94,6 +94,12 @@ pub struct InitReport {
     /// True when the target file's new inode was accepted (a restored or copied target
     /// whose committed part matched).
     pub rebound: bool,
+    /// The target's manifest format after this call: 2, or 3 (manifest deltas;
+    /// docs/design.md "Manifest deltas, format version 3").
+    pub manifest_format: u32,
+    /// The format before, when this call switched the target's manifest format
+    /// ([`Compactor::init_in_format`]).
+    pub switched_from: Option<u32>,
 }
 
 /// What one journal contributed.
@@ -115,6 +121,9 @@ pub struct JournalDrain {
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManifestDeltas {
+    /// The target's format decides (the default): deltas by `Policy` on a target whose
+    /// current base is version 3, version-2 snapshots on a version-2 target.
+    FollowTarget,
     /// Every commit writes the whole manifest (format version 2).
     Off,
     /// A delta where it is fewer blocks than the manifest, and the chain is short.
@@ -124,22 +133,26 @@ pub enum ManifestDeltas {
 }
 
 /// The test seam's variable for compactors in child processes (the torture and
-/// power-cut harnesses run the CLI): `off`, `policy` or `always`. Like
-/// `TRIBUTARY_FAILPOINTS`, for tributary's own tests, not a setting.
+/// power-cut harnesses run the CLI): `off`, `policy` or `always` (unset: the target's
+/// format decides). Like `TRIBUTARY_FAILPOINTS`, for tributary's own tests, not a
+/// setting: a target's format is switched by `init --manifest-format`.
 #[doc(hidden)]
 pub const MANIFEST_DELTAS_VAR: &str = "TRIBUTARY_MANIFEST_DELTAS";
 
 impl ManifestDeltas {
-    /// From [`MANIFEST_DELTAS_VAR`]; `Off` when it is not set.
+    /// From [`MANIFEST_DELTAS_VAR`]; `FollowTarget` when it is not set.
     fn from_env() -> ManifestDeltas {
         match std::env::var(MANIFEST_DELTAS_VAR).as_deref() {
-            Err(_) | Ok("" | "off") => ManifestDeltas::Off,
+            Err(_) | Ok("") => ManifestDeltas::FollowTarget,
+            Ok("off") => ManifestDeltas::Off,
             Ok("policy") => ManifestDeltas::Policy,
             Ok("always") => ManifestDeltas::Always,
             Ok(other) => {
                 // a misspelt value would make a test pass without taking the path
-                eprintln!("tributary: {MANIFEST_DELTAS_VAR}=`{other}` is not off, policy or always; deltas stay off");
-                ManifestDeltas::Off
+                eprintln!(
+                    "tributary: {MANIFEST_DELTAS_VAR}=`{other}` is not off, policy or always; the target's format decides"
+                );
+                ManifestDeltas::FollowTarget
             }
         }
     }
@@ -219,9 +232,9 @@ pub struct Compactor {
     /// (`round::Compactor::lock_and_read`): `None` decides by the filesystem (on a
     /// network one, where each is a server round trip); tests force either way.
     read_target_early: Option<bool>,
-    /// Commits as deltas (docs/design.md "Manifest deltas, format version 3"): off
-    /// unless a test switches it on; `Always` takes the delta path even for a
-    /// one-block manifest.
+    /// Commits as deltas (docs/design.md "Manifest deltas, format version 3"): as the
+    /// target's format says unless a test overrides it; `Always` takes the delta path
+    /// even for a one-block manifest.
     manifest_deltas: ManifestDeltas,
     /// The manifest epoch this compactor last committed and made durable itself (0:
     /// none); a catch-up on it needs no lock-file fdatasync first (O12).
@@ -307,9 +320,10 @@ impl Compactor {
         self
     }
 
-    /// Test seam, not yet a setting: commit manifest deltas (format version 3,
-    /// docs/design.md) — `Policy` where they save writes, `Always` wherever one fits.
-    /// Off by default until the crash-state and power-cut runs cover it.
+    /// Test seam: override the target's manifest format for this compactor's commits
+    /// (docs/design.md "Manifest deltas") — `Off` version-2 snapshots, `Policy` deltas
+    /// where they save writes, `Always` wherever one fits. Users switch a target's
+    /// format with [`Compactor::init_in_format`] instead.
     #[doc(hidden)]
     #[must_use]
     pub fn committing_manifest_deltas(mut self, deltas: ManifestDeltas) -> Compactor {

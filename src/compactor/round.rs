@@ -536,6 +536,19 @@ impl Compactor {
         prev: Option<&Manifest>,
         kind: CommitKind,
     ) -> Result<()> {
+        self.commit_in(lock, m, prev, kind, self.manifest_deltas)
+    }
+
+    /// [`commit`](Self::commit) in the format `deltas` says (`init --manifest-format`
+    /// switches a target's format with `Policy` or `Off`).
+    pub(super) fn commit_in(
+        &self,
+        lock: &TargetLock,
+        m: &Manifest,
+        prev: Option<&Manifest>,
+        kind: CommitKind,
+        deltas: ManifestDeltas,
+    ) -> Result<()> {
         let (before, unsynced) = match kind {
             CommitKind::Final => {
                 (Some(failpoint::Point::DrainAfterTempManifest), Some(failpoint::Point::DrainAfterRename))
@@ -554,7 +567,12 @@ impl Compactor {
         // onto the current slot's chain (docs/design.md "Manifest deltas, format version
         // 3") where deltas are on and the chain takes it.
         let seen = lock.seen().filter(|_| current.is_some());
-        let deltas = self.manifest_deltas;
+        // The target's format is its current base's: a version-3 base has a chain.
+        let deltas = match deltas {
+            ManifestDeltas::FollowTarget if seen.is_some_and(|s| s.chain.is_some()) => ManifestDeltas::Policy,
+            ManifestDeltas::FollowTarget => ManifestDeltas::Off,
+            other => other,
+        };
         let delta = match (prev, seen) {
             (Some(prev), Some(seen)) if deltas != ManifestDeltas::Off => seen.chain.and_then(|chain| {
                 let body = m.encode_delta(prev);

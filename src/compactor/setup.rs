@@ -12,10 +12,10 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::Ordering;
 
 use super::round::CommitKind;
-use super::{Compactor, InitReport};
+use super::{Compactor, InitReport, ManifestDeltas};
 use crate::error::{Error, Result};
 use crate::target::lock::{SlotsSeen, TargetLock};
-use crate::target::manifest::{Intent, Manifest, ManifestFile};
+use crate::target::manifest::{Intent, Manifest, ManifestFile, DELTA_FORMAT_VERSION, FORMAT_VERSION};
 use crate::target::scan::scan;
 use crate::target::slots::{self, LOCK_FILE_BYTES};
 use crate::{failpoint, os::fscheck};
@@ -43,6 +43,26 @@ impl Compactor {
     /// - otherwise the target-side errors of [`Compactor::drain`] (a lock timeout, an
     ///   unsafe mount or sidecar, a bad target name, I/O).
     pub fn init(&self) -> Result<InitReport> {
+        self.init_in_format(None)
+    }
+
+    /// [`Compactor::init`], then, with `Some(format)`, switch the target's manifest to
+    /// that format (2, or 3: manifest deltas) with one commit under the same lock, if
+    /// it is not in it already. Every compactor follows the format of the target it
+    /// drains (docs/design.md "Manifest deltas, format version 3": switch to 3 only
+    /// once every host that drains the target runs a build that reads it; 2 switches
+    /// back).
+    ///
+    /// # Errors
+    /// Those of [`Compactor::init`]; [`Error::InvalidArgument`] for a format other
+    /// than 2 or 3 (nothing is done).
+    pub fn init_in_format(&self, format: Option<u32>) -> Result<InitReport> {
+        if let Some(f) = format.filter(|f| ![FORMAT_VERSION, DELTA_FORMAT_VERSION].contains(f)) {
+            return Err(Error::InvalidArgument(format!(
+                "manifest format {f} does not exist: the formats a target can be switched to are \
+                 {FORMAT_VERSION} and {DELTA_FORMAT_VERSION}"
+            )));
+        }
         let lock = self.lock(true)?;
         let (mut m, origin) = self.current_manifest(&lock, true)?;
         // A rotation killed after renaming the target is completed first, as a round
@@ -59,6 +79,8 @@ impl Compactor {
             },
             upgraded: matches!(origin, Origin::Upgraded),
             rebound: false,
+            manifest_format: FORMAT_VERSION,
+            switched_from: None,
         };
         let mut file = self.open_target(&m)?;
         let (_, ino) = self.target_len_and_ino(&file)?;
@@ -78,7 +100,26 @@ impl Compactor {
             next.target_ino = ino;
             self.commit(&lock, &next, Some(&m), CommitKind::Other)?;
             report.rebound = m.target_ino != 0;
+            m = next;
         }
+        // The target's format is its current base's: a version-3 base has a chain.
+        let format_now = |lock: &TargetLock| {
+            if lock.seen().is_some_and(|s| s.chain.is_some()) {
+                DELTA_FORMAT_VERSION
+            } else {
+                FORMAT_VERSION
+            }
+        };
+        let before = format_now(&lock);
+        if let Some(want) = format.filter(|&f| f != before) {
+            let mut next = m.clone();
+            next.epoch += 1;
+            // Policy on a version-2 base snapshots a version-3 base; Off snapshots version 2.
+            let deltas = if want == DELTA_FORMAT_VERSION { ManifestDeltas::Policy } else { ManifestDeltas::Off };
+            self.commit_in(&lock, &next, Some(&m), CommitKind::Other, deltas)?;
+            report.switched_from = Some(before);
+        }
+        report.manifest_format = format_now(&lock);
         Ok(report)
     }
 

@@ -270,7 +270,8 @@ app full out/j.journal a4
 def with_manifest_deltas(w):
     """`w` with every commit its compactors make after the first a manifest delta
     (format version 3, a test seam: docs/design.md "Manifest deltas"); recovery runs
-    without it, as a version-2 compactor."""
+    without the seam, as a user's compactor does: it follows the format of the target
+    the crash left (3 once a delta or a version-3 base was written)."""
     d = copy.copy(w)
     d.name = w.name + "-deltas"
     d.script = "\nexport TRIBUTARY_MANIFEST_DELTAS=always" + w.script
