@@ -379,7 +379,8 @@ pub(crate) fn append_delta(
     })
 }
 
-/// Read both slots through `file`.
+/// Read both slots through `file` (once: without the lock, [`read_unlocked`]).
+#[cfg(test)]
 pub(crate) fn read(file: &File, path: &Path) -> Result<Slots> {
     Ok(read_with_headers(file, path)?.0)
 }
@@ -391,15 +392,40 @@ pub(crate) fn read_with_headers(file: &File, path: &Path) -> Result<(Slots, [Slo
     Ok((Slots([a, b]), [ha, hb]))
 }
 
+/// Reads of the slots a lock-free reader makes before it gives up on one that commits
+/// keep changing under (each commit is at least a write and an fdatasync, far slower
+/// than the few block reads of one attempt: this is never reached in practice).
+const UNLOCKED_READ_ATTEMPTS: usize = 1000;
+
 /// The current manifest of the lock file at `path`, read without the lock (readers,
-/// `verify`, `status`): `None` if the file or a valid slot does not exist.
+/// `verify`, `status`, a stager): `None` if the file or a valid slot does not exist.
+///
+/// Commits write the slots meanwhile, so a read counts only if both slots' headers are
+/// unchanged after it: slot A unchanged from its read to its re-read and slot B
+/// likewise, both were as read at one moment (B's read happens inside A's interval).
+/// So the manifest returned is one that was current at that moment — never older
+/// than one an earlier call returned. Without it, A read before one commit and B torn
+/// by the next gave the older A (a reader then saw its generation or committed length
+/// go back), and A and B both torn gave `corrupt_manifest`.
 pub(crate) fn read_unlocked(path: &Path) -> Result<Option<Manifest>> {
     let file = match open(path, false, false) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(format!("opening lock file {}", path.display()), e)),
     };
-    Ok(read(&file, path)?.into_current(path)?.map(|(_, m)| m))
+    for _ in 0..UNLOCKED_READ_ATTEMPTS {
+        let (slots, headers) = read_with_headers(&file, path)?;
+        if [read_header(&file, path, 0)?, read_header(&file, path, 1)?] == headers {
+            return Ok(slots.into_current(path)?.map(|(_, m)| m));
+        }
+    }
+    Err(Error::io(
+        format!("reading the manifest in {} without its lock", path.display()),
+        io::Error::new(
+            io::ErrorKind::Interrupted,
+            format!("its slots changed during each of {UNLOCKED_READ_ATTEMPTS} reads in a row; try again"),
+        ),
+    ))
 }
 
 /// Write `m` into slot `index` and make it durable. The caller holds the lock and has
