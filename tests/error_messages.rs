@@ -95,3 +95,51 @@ fn a_removed_sidecar_is_target_missing_not_a_foreign_journal() {
     assert_eq!(e.kind(), ErrorKind::TargetMissing, "{e}");
     assert!(e.to_string().contains("tributary init"), "{e}");
 }
+
+/// A journal its writer may not write (file mode, or a folder where its -wal cannot be
+/// made) was `not_a_journal` — "move the file out of the spool", which takes a real
+/// journal with undrained lines away from its compactor. Found by an outside tester.
+/// Runs the CLI as `nobody` (needs root and `setpriv`; says so and checks nothing
+/// otherwise).
+#[test]
+fn a_journal_this_process_may_not_write_is_a_permission_error_not_a_foreign_file() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let setpriv = std::process::Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !root || !setpriv {
+        eprintln!("skipped: needs root and setpriv to run the CLI as another user");
+        return;
+    }
+    let d = tmp();
+    let spool = d.path().join("spool");
+    fs::create_dir(&spool).unwrap();
+    let p = spool.join("r.journal");
+    journal(&p).append(b"first").unwrap();
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let as_nobody = |mode_file: u32, mode_folder: u32| {
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode_file)).unwrap();
+        fs::set_permissions(&spool, fs::Permissions::from_mode(mode_folder)).unwrap();
+        let mut child = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin())
+            .args(["append", "--journal"])
+            .arg(&p)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"second\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for (file, folder, what) in [(0o644, 0o777, "file not writable"), (0o666, 0o755, "folder not writable")] {
+        let err = as_nobody(file, folder);
+        assert!(err.contains("[io]") && err.contains("write permission"), "{what}: {err}");
+        assert!(!err.contains("not_a_journal") && !err.contains("out of the spool"), "{what}: {err}");
+    }
+    fs::set_permissions(&spool, fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(journal(&p).backlog().unwrap().last_seq, 1, "the journal is untouched");
+}

@@ -73,6 +73,20 @@ fn cannot_open(path: &Path, e: &rusqlite::Error) -> Error {
     }
 }
 
+/// A journal `SQLite` could open but not write: the file, or its folder (where the
+/// `-wal` and `-shm` go), is not writable by this process.
+fn cannot_write(path: &Path, e: &dyn std::fmt::Display) -> Error {
+    Error::io(
+        format!(
+            "opening journal {}: this process may not write it or create its -wal and -shm next to it ({e}); give \
+             the user it runs as write permission on the journal file and its folder (or run it as the journal's \
+             owner); the journal is untouched",
+            path.display()
+        ),
+        io::Error::from_raw_os_error(libc::EACCES),
+    )
+}
+
 /// What a compactor's open says of a `*.journal` whose writer has not created the
 /// journal in it yet ([`Error::is_journal_not_ready`]).
 pub(crate) const NOT_READY: &str = "it is empty: no writer has created a journal in it yet (or one is doing so \
@@ -205,6 +219,11 @@ impl Journal {
             // set, `schema::configure`): nothing a later open could replay.
             let _ = crate::os::sys::sqlite_persist_wal(&conn);
         }
+        // SQLite opens a file it may not write read-only, and fails only at the first
+        // commit: say so now, before anything is appended or read for a drain.
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(cannot_write(&path, &"SQLite could open it only read-only"));
+        }
         let not_journal = |detail: String| Error::NotAJournal { path: path.clone(), detail };
         set_busy_limit(opts.busy_timeout);
         conn.busy_handler(Some(retry_when_busy)).map_err(|e| Error::sqlite("setting the busy handler", e))?;
@@ -216,6 +235,9 @@ impl Journal {
             .map_err(|e| match e.sqlite_error_code() {
                 // Opening the file, its -wal or -shm failed: most often the file limit.
                 Some(rusqlite::ErrorCode::CannotOpen) => cannot_open(&path, &e),
+                // A journal this process may not write (or whose folder it may not add
+                // a -wal to) is a real journal: never advise moving it out of the spool.
+                Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied) => cannot_write(&path, &e),
                 _ => not_journal(format!("not an SQLite database: {e}")),
             })?;
         if !tables.is_empty() && !tables.iter().any(|t| t == "meta") {
