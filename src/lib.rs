@@ -57,6 +57,7 @@ mod journal;
 mod options;
 mod os;
 mod reader;
+mod sync;
 mod target;
 
 pub use compactor::{

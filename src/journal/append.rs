@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::group_commit::{Outcome, Request};

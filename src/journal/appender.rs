@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use crate::sync::{Condvar, Mutex};
 
 use super::run::Lines;
 use super::waits::WaitHistogram;
@@ -271,7 +271,7 @@ impl Appender {
             }
             st.urgent = true;
             s.work.notify_one();
-            s.progress.wait(&mut st);
+            st = s.progress.wait(st);
             now = Instant::now();
         }
         st.queued_bytes += line.len();
@@ -306,7 +306,7 @@ impl Appender {
                     return Err(replay(e));
                 }
             }
-            s.progress.wait(&mut st);
+            st = s.progress.wait(st);
         }
         Ok(())
     }
@@ -419,13 +419,13 @@ impl Shared {
                 if st.closing {
                     return;
                 }
-                self.work.wait(&mut st);
+                st = self.work.wait(st);
                 continue;
             }
             // Linger for more (half the window), unless someone waits or the appender closes.
             let until = st.oldest.unwrap_or_else(Instant::now) + self.opts.window / 2;
             while !st.urgent && !st.closing && Instant::now() < until {
-                let _ = self.work.wait_until(&mut st, until);
+                st = self.work.wait_until(st, until);
             }
             st.urgent = false;
             let spare = std::mem::take(&mut st.spare);
@@ -474,7 +474,7 @@ impl Shared {
                     let until = Instant::now() + backoff;
                     backoff = (backoff * 2).min(RETRY_MAX);
                     while !st.closing && Instant::now() < until {
-                        let _ = self.work.wait_until(&mut st, until);
+                        st = self.work.wait_until(st, until);
                     }
                 }
             }

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 
 use crate::error::{Error, Result};
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::os::sys;
@@ -159,7 +159,9 @@ impl<P> GroupCommit<P> {
                         g.gathering = true;
                         g.gather_id += 1;
                         let mine = g.gather_id;
-                        parking_lot::MutexGuard::unlocked(&mut g, || std::thread::sleep(GROUP_WAIT));
+                        drop(g);
+                        std::thread::sleep(GROUP_WAIT);
+                        g = self.state.lock();
                         // Still this gather (a later leader's gather has another id)? If
                         // not, it was taken over and this request is in the taker's group.
                         if g.gathering && g.gather_id == mine {

@@ -49,7 +49,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
@@ -216,11 +216,13 @@ impl Journal {
     /// The connection, with this journal's busy timeout in force on this thread; an
     /// error in a forked child (checked before taking any lock: another thread of the
     /// parent may have held it at the fork).
-    fn lock_conn(&self) -> Result<parking_lot::MutexGuard<'_, Connection>> {
+    fn lock_conn(&self) -> Result<ConnGuard<'_>> {
         self.check_process()?;
+        // The fork gate before the connection's lock, always in this order.
+        let inside = crate::os::fork::enter();
         let conn = self.conn.as_ref().expect("a journal's connection lives until it is dropped").lock();
         open::set_busy_limit(self.opts.busy_timeout);
-        Ok(conn)
+        Ok(ConnGuard { conn, _inside: inside })
     }
 
     /// A handle used in a process forked from the one that opened it: refuse. `SQLite`'s
@@ -288,14 +290,35 @@ impl Journal {
     }
 }
 
+/// A journal's connection, locked, with the fork gate held (`os::fork`): no fork
+/// happens while a thread uses it. Fields drop in order: the connection's lock first.
+pub(crate) struct ConnGuard<'a> {
+    conn: crate::sync::MutexGuard<'a, Connection>,
+    _inside: crate::os::fork::Inside,
+}
+
+impl std::ops::Deref for ConnGuard<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for ConnGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
 impl Drop for Journal {
     fn drop(&mut self) {
         let conn = self.conn.take();
         if crate::os::sys::current_pid() == self.pid {
-            // (A journal retired, removed or replaced meanwhile is safe to close: SQLite
-            // checks SQLITE_FCNTL_HAS_MOVED and then neither checkpoints nor deletes
-            // the -wal and -shm by name, which may be a new journal's; see
-            // tests/hostile.rs.)
+            let _inside = crate::os::fork::enter(); // closing is SQLite work too
+                                                    // (A journal retired, removed or replaced meanwhile is safe to close: SQLite
+                                                    // checks SQLITE_FCNTL_HAS_MOVED and then neither checkpoints nor deletes
+                                                    // the -wal and -shm by name, which may be a new journal's; see
+                                                    // tests/hostile.rs.)
             drop(conn);
             forks::closed(self.files[0]);
         } else {

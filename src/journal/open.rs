@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 use rusqlite::Connection;
 
 use super::files::{file_id, finish_retirement, retiring_path, shm_path, sync_folder, wal_path};
@@ -211,6 +211,8 @@ impl Journal {
         }
         let inode = file_id(&path)?;
         forks::check_not_inherited(&path, inode)?;
+        // SQLite work from here to the end: the fork gate (`os::fork`).
+        let _inside = crate::os::fork::enter();
         let mut conn = Connection::open(&path).map_err(|e| Error::sqlite(format!("opening {}", path.display()), e))?;
         if !create {
             // A compactor's handle: its close keeps the -wal and -shm for the next open,

@@ -95,12 +95,12 @@ pub(super) fn incremental_vacuum(conn: &Connection, limit: Option<u64>) -> bool 
 /// 7). `SQLite` syncs the WAL before a checkpoint copies such a commit into the
 /// database file, and a later `FULL` commit's fsync covers the commits logged before it.
 pub(super) struct Unsynced<'c> {
-    conn: parking_lot::MutexGuard<'c, Connection>,
+    conn: super::ConnGuard<'c>,
     durability: Durability,
 }
 
 impl<'c> Unsynced<'c> {
-    pub(super) fn enter(conn: parking_lot::MutexGuard<'c, Connection>, durability: Durability) -> Unsynced<'c> {
+    pub(super) fn enter(conn: super::ConnGuard<'c>, durability: Durability) -> Unsynced<'c> {
         let _ = conn.prepare_cached("PRAGMA synchronous=NORMAL").and_then(|mut st| st.execute([]));
         Unsynced { conn, durability }
     }

@@ -7,8 +7,10 @@
 //! | `fscheck.rs` | filesystem checks | journals on local disks only; targets only on mounts whose locks are cluster-wide, and only by their one real name |
 //! | `fs.rs` | folder paths and folder fsync | a new name is durable once `sync_dir` returns |
 //! | `clock.rs` | deadlines | a deadline never overflows |
+//! | `fork.rs` | the fork gate (`pthread_atfork`) | no thread is inside `SQLite` through tributary at the instant of a fork |
 
 pub(crate) mod clock;
+pub(crate) mod fork;
 pub(crate) mod fs;
 pub(crate) mod fscheck;
 pub mod sys;

@@ -224,6 +224,16 @@ pub fn current_pid() -> u32 {
     PID.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Register `pthread_atfork` handlers: `prepare` runs in the parent before a fork,
+/// `parent` and `child` after it in each process (`os::fork`).
+pub(crate) fn at_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) {
+    // SAFETY: registers plain `extern "C"` functions with no arguments, as
+    // pthread_atfork expects; it has no other preconditions.
+    unsafe {
+        libc::pthread_atfork(Some(prepare), Some(parent), Some(child));
+    }
+}
+
 /// Die at once, as `kill -9` would (used by failpoints to simulate a crash).
 pub fn kill_self() -> ! {
     // SAFETY: kill(2) with our own pid and SIGKILL has no memory-safety preconditions.

@@ -21,7 +21,8 @@ use crate::error::{Error, Result};
 /// cursors (no id), and get one at their next commit.
 #[derive(Debug)]
 pub struct CursorStore {
-    conn: Connection,
+    /// `None` only while it is dropped (closed inside the fork gate, `os::fork`).
+    conn: Option<Connection>,
     path: PathBuf,
 }
 
@@ -66,6 +67,7 @@ impl CursorStore {
                 .map_err(|e| Error::io(format!("opening cursor store {}", path.display()), e))?;
         }
         let ctx = |what: &str| format!("{what} {}", path.display());
+        let _inside = crate::os::fork::enter();
         let conn = Connection::open(&path).map_err(|e| Error::sqlite(ctx("opening cursor store"), e))?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(|e| Error::sqlite(ctx("configuring"), e))?;
         conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(|e| Error::sqlite(ctx("configuring"), e))?;
@@ -98,7 +100,12 @@ impl CursorStore {
             result
         };
         upgrade().map_err(|e| Error::sqlite(ctx("adding the target_id column to cursor store"), e))?;
-        Ok(CursorStore { conn, path })
+        Ok(CursorStore { conn: Some(conn), path })
+    }
+
+    /// The connection, with the fork gate held while it is used.
+    fn conn(&self) -> (crate::os::fork::Inside, &Connection) {
+        (crate::os::fork::enter(), self.conn.as_ref().expect("a cursor store's connection lives until it is dropped"))
     }
 
     /// The committed cursor of `name`, if any (with its target's id, or none for a
@@ -108,8 +115,8 @@ impl CursorStore {
     /// [`Error::Sqlite`] when the store cannot be read; [`Error::NotAJournal`] when the
     /// stored cursor is damaged (a bad target id, a negative position).
     pub fn get(&self, name: &str) -> Result<Option<Cursor>> {
-        let row = self
-            .conn
+        let (_inside, conn) = self.conn();
+        let row = conn
             .query_row("SELECT generation, offset, target_id FROM cursors WHERE name = ?1", params![name], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<String>>(2)?))
             })
@@ -136,14 +143,21 @@ impl CursorStore {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        self.conn
-            .execute(
-                "INSERT INTO cursors(name, generation, offset, updated_ms, target_id) VALUES (?1, ?2, ?3, ?4, ?5)
+        let (_inside, conn) = self.conn();
+        conn.execute(
+            "INSERT INTO cursors(name, generation, offset, updated_ms, target_id) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(name) DO UPDATE SET generation = ?2, offset = ?3, updated_ms = ?4, target_id = ?5",
-                params![name, generation, offset, now, cursor.target_id.map(|id| id.to_hex())],
-            )
-            .map(|_| ())
-            .map_err(|e| Error::sqlite(format!("committing cursor {name} in {}", self.path.display()), e))
+            params![name, generation, offset, now, cursor.target_id.map(|id| id.to_hex())],
+        )
+        .map(|_| ())
+        .map_err(|e| Error::sqlite(format!("committing cursor {name} in {}", self.path.display()), e))
+    }
+}
+
+impl Drop for CursorStore {
+    fn drop(&mut self) {
+        let _inside = crate::os::fork::enter();
+        drop(self.conn.take());
     }
 }
 
@@ -189,7 +203,7 @@ mod tests {
         assert_eq!(store.get("far").unwrap(), None, "nothing was recorded");
         store.commit("r", Cursor::at(1, 10)).unwrap();
         assert_eq!(store.get("r").unwrap(), Some(Cursor::at(1, 10)));
-        store.conn.execute("UPDATE cursors SET offset = -10 WHERE name = 'r'", []).unwrap();
+        store.conn().1.execute("UPDATE cursors SET offset = -10 WHERE name = 'r'", []).unwrap();
         let e = store.get("r").unwrap_err();
         assert!(matches!(e, Error::NotAJournal { .. }), "{e}");
     }
