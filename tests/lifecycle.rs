@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -248,4 +249,45 @@ fn a_handle_open_across_its_journals_retirement_is_skipped_not_refused() {
     let r = c.drain_round(&held, 0).expect("a journal retired under an open handle is skipped");
     assert_eq!(r.lines, 2);
     assert_exactly(&target, &[numbered("a", 0..3), numbered("b", 0..2)].concat());
+}
+
+/// `journal_gone` promises "nothing of this call was stored" (docs/errors.md), and the
+/// advice is to open the journal again and send again. The check that the journal is
+/// still in place ran after the commit: a retirement that drained the line and renamed
+/// the journal between the commit and that check made the writer report a committed
+/// line as not stored, and the resend duplicated it (an outside tester: 8 lines twice
+/// in 90 s). The writer here commits, then holds (failpoint `journal.after_commit`)
+/// while the journal is retired; let go, it must not say "nothing stored".
+#[test]
+fn a_line_committed_before_a_retirement_is_acknowledged_not_reported_gone() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let path = spool.join("j.journal");
+    journal(&path).append(b"before").unwrap();
+    let fp = d.path().join("fp");
+    fs::create_dir(&fp).unwrap();
+    let mut writer = std::process::Command::new(bin())
+        .args(["append", "--journal", &s(&path)])
+        .env("TRIBUTARY_FAILPOINTS", "journal.after_commit=hold")
+        .env(tributary::testing::failpoint::DIR_VAR, &fp)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    feed(&mut writer, b"the line\n");
+    let reached = fp.join("journal.after_commit.reached");
+    while !reached.exists() {
+        std::thread::yield_now();
+    }
+    // Committed, not yet acknowledged: a retirement drains it and removes the journal.
+    let r = compactor(&target).retire(std::slice::from_ref(&path)).unwrap();
+    assert_eq!(r.retired, vec![path.clone()]);
+    assert_eq!(counts(&lines_of(&target)).get(b"the line".as_slice()), Some(&1));
+    fs::remove_file(&reached).unwrap();
+    let out = writer.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the writer reported a committed, drained line as not stored: {err}");
+    assert_exactly(&target, &[b"before".to_vec(), b"the line".to_vec()]);
 }

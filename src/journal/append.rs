@@ -347,20 +347,27 @@ impl Journal {
     /// batches). The outer error fails every request (nothing was committed); an inner
     /// error (journal full) fails only its own request.
     ///
-    /// After the commit and before any caller is told, the journal's path must still
-    /// name this handle's file and `-wal` ([`Journal::check_in_place`]): lines committed
-    /// into a journal that was removed, replaced or retired meanwhile are not
-    /// acknowledged. (A retirement deletes the files while holding the write lock, so a
-    /// commit either precedes it — and is seen, and drained, by it — or fails here.)
+    /// Inside the commit's write transaction, once it holds the write lock and before
+    /// its COMMIT, the journal's path must still name this handle's file and `-wal`
+    /// ([`Journal::still_in_place`]): lines are never committed into a journal that
+    /// was removed, replaced or retired, and a commit that passed the check is
+    /// acknowledged. (A retirement renames the journal while holding the write lock, so
+    /// a commit either holds the lock before it — and is seen, and drained, by it — or
+    /// after it, and fails the check with nothing stored. The check ran after the
+    /// COMMIT until 2026-12-04: a retirement between the two made a drained line
+    /// `journal_gone`, "nothing stored", and a resend duplicated it.)
     fn commit_requests(&self, batch: &[Arc<Request<Arc<Appending>>>]) -> Result<Vec<Outcome>> {
         self.check_spool_space()?;
         self.ensure_names_durable()?;
-        let results = self.commit_requests_unchecked(batch)?;
-        // Cheap when nothing in the folder changed (one read of an inotify fd); the
-        // event of a retirement's rename is queued before it releases the write lock
-        // this commit waited for, so it is seen here.
-        // A failed check is sticky until a full check passes again (the events that
-        // showed the change are consumed).
+        self.commit_requests_unchecked(batch)
+    }
+
+    /// [`Journal::check_in_place`], cheap when nothing in the folder changed (one read
+    /// of an inotify fd). Called under the write lock: the event of a retirement's
+    /// rename is queued before it releases the write lock, so it is seen here. A failed
+    /// check is sticky until a full check passes again (the events that showed the
+    /// change are consumed).
+    fn still_in_place(&self) -> Result<()> {
         let mut first = false;
         let watch = self.folder_watch.get_or_init(|| {
             first = true; // changes before the watch existed: the full check below sees them
@@ -371,7 +378,7 @@ impl Journal {
             self.gone.store(checked.is_err(), Ordering::Relaxed);
             checked?;
         }
-        Ok(results)
+        Ok(())
     }
 
     fn commit_requests_unchecked(&self, batch: &[Arc<Request<Arc<Appending>>>]) -> Result<Vec<Outcome>> {
@@ -386,6 +393,7 @@ impl Journal {
         let conn = self.lock_conn()?;
         let tx = WriteTx::begin(&conn)
             .map_err(|e| Error::sqlite(format!("starting an append transaction on {}", self.path.display()), e))?;
+        self.still_in_place()?;
         let ctx = |what: &str| format!("{what} in {}", self.path.display());
         let head = schema::head(&tx).map_err(|e| Error::sqlite(ctx("reading the journal state"), e))?;
         let mut next_seq = head.next_seq;
@@ -582,10 +590,13 @@ impl Journal {
         failpoint::hit(failpoint::Point::JournalBeforeCommit);
         crate::fault::check(crate::fault::Step::JournalCommit)
             .map_err(|e| Error::io(ctx("committing appended lines"), e))?;
-        // execute() steps to the end, where the autocommit COMMIT (and its fsync) runs:
-        // a failed commit is an error here, never a seq.
+        // The write lock, then the check that the journal is still in place, then the
+        // run and its COMMIT (and fsync): a failed commit is an error here, never a seq.
+        let tx = WriteTx::begin(&conn).map_err(|e| Error::sqlite(ctx("starting an append transaction"), e))?;
+        self.still_in_place()?;
         to_sql(run.count)
             .and_then(|count| insert.execute(params![count, payload, now_ms(), run.meta, run.data, run.run_crc()]))
+            .and_then(|_| tx.commit())
             .map_err(|e| Error::sqlite(ctx("committing appended lines"), e))?;
         // The run's first seq (its rowid), one past the newest stored seq: negative
         // only in a journal whose rows are damaged; then the lines are stored but this
