@@ -204,6 +204,41 @@ pub struct StatusReport {
     pub journals: Vec<JournalStatus>,
 }
 
+/// Views [`status`] takes before it settles for one that commits kept changing.
+const STATUS_READ_ATTEMPTS: usize = 100;
+
+/// The manifest and the length of the file holding its current generation, taken so
+/// that they belong together: the manifest is read again after the length, and the
+/// view counts only if no commit came between (else a round's intent and bytes, or a
+/// rotation, fell between the two reads, and `status` reported bytes nobody announced,
+/// or a target shorter than committed, on a healthy target — found by an outside
+/// tester). A rotation between its rename and its commit leaves the manifest's
+/// generation at its rotated name: its length is taken there (by inode).
+fn manifest_and_len(target: &Path, sidecar: &Sidecar) -> Result<(Option<Manifest>, Option<u64>)> {
+    let len_and_ino = |p: &Path| File::open(p).and_then(|f| crate::os::fs::fresh_len_and_ino(&f)).ok();
+    let mut view = (None, None);
+    for _ in 0..STATUS_READ_ATTEMPTS {
+        let m = Manifest::load(sidecar)?;
+        let here = len_and_ino(target);
+        let len = match &m {
+            Some(m) if m.target_ino != 0 && here.is_none_or(|(_, ino)| ino != m.target_ino) => {
+                len_and_ino(&generation_path(target, m.generation))
+                    .filter(|&(_, ino)| ino == m.target_ino)
+                    .or(here)
+                    .map(|(len, _)| len)
+            }
+            _ => here.map(|(len, _)| len),
+        };
+        let epoch = |m: &Option<Manifest>| m.as_ref().map(|m| m.epoch);
+        let settled = epoch(&Manifest::load(sidecar)?) == epoch(&m);
+        view = (m, len);
+        if settled {
+            break;
+        }
+    }
+    Ok(view)
+}
+
 /// Committed state of a target and, if given, the backlog of each journal in `spool`
 /// (journals whose writer is still creating them are left out).
 ///
@@ -223,8 +258,7 @@ pub fn status(target: impl AsRef<Path>, spool: Option<&Path>) -> Result<StatusRe
 pub fn status_with(target: impl AsRef<Path>, spool: Option<&Path>, opts: &JournalOptions) -> Result<StatusReport> {
     let target = target.as_ref();
     crate::os::fscheck::check_target_name(target)?;
-    let manifest = Manifest::load(&Sidecar::for_target(target))?;
-    let target_len = File::open(target).and_then(|f| crate::os::fs::fresh_len_and_ino(&f)).ok().map(|(len, _)| len);
+    let (manifest, target_len) = manifest_and_len(target, &Sidecar::for_target(target))?;
     let mut journals = Vec::new();
     if let Some(spool) = spool {
         for p in crate::journal::spool_journals(spool)? {

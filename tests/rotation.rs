@@ -286,7 +286,9 @@ fn readers_running_during_drains_and_rotations_get_every_line_once() {
 /// that raced two commits (slot A read before one, slot B torn by the next) once gave
 /// an older manifest than the reader had already seen — "cursor generation N does not
 /// exist yet", `target_truncated` — or none at all (`corrupt_manifest`, both slots
-/// torn). Found by an outside tester with a target rotating every few lines.
+/// torn); and `status` measured the file of another manifest than the one it read
+/// (false "truncated" and "foreign bytes" alarms). Found by an outside tester with a
+/// target rotating every few lines.
 #[test]
 fn lock_free_manifest_reads_never_go_back_or_fail_while_commits_race_them() {
     let d = tmp();
@@ -309,10 +311,15 @@ fn lock_free_manifest_reads_never_go_back_or_fail_while_commits_race_them() {
                         // a follower: every line, across every rotation
                         while let Some(_line) = r.next_line().unwrap_or_else(|e| panic!("read {reads}: {e}")) {}
                     } else {
-                        let m = tributary::status(&target, None)
-                            .unwrap_or_else(|e| panic!("read {reads}: {e}"))
-                            .manifest
-                            .expect("a manifest");
+                        let st = tributary::status(&target, None).unwrap_or_else(|e| panic!("read {reads}: {e}"));
+                        let m = st.manifest.expect("a manifest");
+                        // what `status` judges (a monitor's alarm): the file it measured
+                        // belongs to that manifest — never shorter than committed, and
+                        // nothing past it that no round announced
+                        let len = st.target_len.unwrap_or_else(|| panic!("read {reads}: target missing"));
+                        assert!(len >= m.committed_len, "read {reads}: {len} bytes < {} committed", m.committed_len);
+                        let announced = m.intent.filter(|i| i.start == m.committed_len).map_or(0, |i| i.max_len);
+                        assert!(len - m.committed_len <= announced, "read {reads}: foreign bytes at {len}");
                         assert!(m.epoch >= last_epoch, "read {reads}: epoch {} after {last_epoch}", m.epoch);
                         assert!(m.generation >= last_generation, "read {reads}: generation went back");
                         (last_epoch, last_generation) = (m.epoch, m.generation);
