@@ -143,3 +143,28 @@ fn a_journal_this_process_may_not_write_is_a_permission_error_not_a_foreign_file
     fs::set_permissions(&spool, fs::Permissions::from_mode(0o700)).unwrap();
     assert_eq!(journal(&p).backlog().unwrap().last_seq, 1, "the journal is untouched");
 }
+
+/// A target given where a journal belongs (a swapped argument) became an SQLite
+/// database when empty — a fresh or just-rotated target — and every compactor then
+/// stopped at bytes no round wrote (`unexpected_tail`). Found by an outside tester.
+#[test]
+fn a_target_given_as_a_journal_is_refused_and_left_untouched() {
+    let d = tmp();
+    let (_spool, target) = paths(d.path());
+    init(&target);
+    let e = Journal::open(&target, JournalOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("is a tributary target"), "{e}");
+    let mut child = std::process::Command::new(bin())
+        .args(["append", "--journal", &s(&target)])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    feed(&mut child, b"hello\n");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a journal"));
+    assert_eq!(fs::metadata(&target).unwrap().len(), 0, "the target is untouched");
+    assert!(tributary::verify(&target).unwrap().is_consistent());
+}

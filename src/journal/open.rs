@@ -151,6 +151,19 @@ impl Journal {
         if !opts.allow_network_fs {
             fscheck::check_journal_location(&path)?;
         }
+        // A target given as a journal (a swapped argument): SQLite would turn an empty
+        // target into a database, and every compactor of it would stop at bytes no
+        // round wrote. A target has a sidecar folder beside it.
+        let sidecar = crate::target::sidecar::Sidecar::for_target(&path);
+        if sidecar.dir.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a tributary target (its sidecar {} is beside it), not a journal: a writer appends to a \
+                 journal of its own on its local disk (e.g. spool/app.journal), which compactors drain into the \
+                 target; nothing was touched",
+                path.display(),
+                sidecar.dir.display()
+            )));
+        }
         // A -wal without its journal: the journal was removed (`rm x.journal`) but not
         // its log, which may hold undrained lines. SQLite would replay that log into a
         // new, empty journal of the same name: refuse, touching nothing.
