@@ -1,6 +1,6 @@
 //! An `Appender` whose commit fails: the error reaches the caller's `flush`, the records
 //! stay queued, the committer retries, and every record is stored once, in push order.
-//! (Its own test binary: it arms the process-wide fault seam.)
+//! (Its own test binary: it arms the process-wide fault seam; its tests take turns.)
 
 mod common;
 
@@ -9,8 +9,16 @@ use std::time::Duration;
 use common::*;
 use tributary::{Appender, AppenderOptions, ErrorKind};
 
+/// The fault seam is process-wide: one test at a time arms it.
+static SEAM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn seam() -> std::sync::MutexGuard<'static, ()> {
+    SEAM.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn a_failed_commit_is_reported_to_flush_retried_and_stores_every_record_once_in_order() {
+    let _seam = seam();
     let d = tmp();
     let (spool, target) = paths(d.path());
     init(&target);
@@ -30,4 +38,30 @@ fn a_failed_commit_is_reported_to_flush_retried_and_stores_every_record_once_in_
     a.close().unwrap();
     compactor(&target).drain_paths(&[path]).unwrap();
     assert_eq!(lines_of(&target), [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+}
+
+/// A push waiting for room that a failing committer cannot make (a full spool disk)
+/// waited for ever, without a word: no error reached a logging handler's
+/// `handleError`, the application just hung (an outside tester). It now returns the
+/// failure it met while waiting, the record not queued; the queue is kept and retried.
+#[test]
+fn a_push_waiting_for_room_returns_the_commit_failure_it_met() {
+    let _seam = seam();
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let path = spool.join("a.journal");
+    let opts = AppenderOptions::default().window(Duration::from_secs(7200)).max_queue_bytes(15);
+    let a = Appender::open(&path, opts).unwrap();
+    a.push(b"0123456789").unwrap();
+    tributary::testing::fault::fail_nth(1); // the next commit of this process fails
+    let e = a.push(b"abcdefghij").unwrap_err(); // no room: waits, the commit fails
+    tributary::testing::fault::disarm();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(e.to_string().contains("injected fault"), "{e}");
+    assert_eq!(a.stats().pushed, 1, "the refused record was not queued");
+    a.push(b"after").unwrap(); // the committer retried: room again
+    a.close().unwrap();
+    compactor(&target).drain_paths(&[path]).unwrap();
+    assert_eq!(lines_of(&target), [b"0123456789".to_vec(), b"after".to_vec()]);
 }

@@ -126,7 +126,9 @@ func (a *Appender) release() {
 // Push queues one line (without '\n') for the next commit and returns: queued is
 // false when the queue was full and DropWhenFull dropped it. The line is not durable
 // until Flush returns (or the committer's next commit). A line with '\n' or longer
-// than MaxLineBytes is refused at once with ErrInvalidLine.
+// than MaxLineBytes is refused at once with ErrInvalidLine. A Push waiting for room
+// returns the error of a commit attempt that failed meanwhile (e.g. a full disk), the
+// line not queued.
 func (a *Appender) Push(line []byte) (queued bool, err error) {
 	const op = "push"
 	h, err := a.h.shared(op)

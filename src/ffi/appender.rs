@@ -168,7 +168,8 @@ pub unsafe extern "C" fn trib_appender_open(
 /// queued, 0 when dropped because the queue was full (`TRIB_ON_FULL_DROP`, counted by
 /// `trib_appender_read_stats`). A bad line
 /// is `TRIB_E_INVALID_LINE` at once; after a failure retrying cannot fix (the journal
-/// gone), every push returns that error.
+/// gone), every push returns that error. A push waiting for room returns the error of a
+/// commit attempt that failed meanwhile (e.g. a full disk), the line not queued.
 ///
 /// # Safety
 /// `appender` must be NULL or an open handle; `line` NULL or `len` readable bytes;

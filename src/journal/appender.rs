@@ -239,17 +239,27 @@ impl Appender {
     ///
     /// # Errors
     /// [`Error::InvalidLine`] for a line the journal refuses (nothing is queued);
-    /// the sticky error after a failure retrying cannot fix; [`Error::InvalidArgument`]
-    /// after `close`.
+    /// the sticky error after a failure retrying cannot fix; the error of a commit
+    /// attempt that failed while this push waited for room (nothing is queued; the
+    /// queued records stay and are retried); [`Error::InvalidArgument`] after `close`.
     pub fn push(&self, line: &[u8]) -> Result<Pushed> {
         validate_line(0, line, self.shared.opts.journal.max_line_bytes)?;
         let s = &self.shared;
         s.check_process()?;
         let mut st = s.state.lock();
         let mut now = Instant::now();
+        let failures = st.failures;
         loop {
             if let Some(e) = &st.sticky {
                 return Err(replay(e));
+            }
+            // Waiting for room the committer cannot make (a full disk, a failing
+            // share): the failure it met while this push waited, not a silent wait for
+            // ever. The record is not queued.
+            if st.failures != failures {
+                if let Some(e) = &st.last_error {
+                    return Err(replay(e));
+                }
             }
             if st.closing {
                 return Err(Error::InvalidArgument("this appender is closed".into()));

@@ -151,7 +151,9 @@ class Appender(Managed):
         """Queue one line (bytes without ``\\n``, or str encoded as UTF-8) for the next
         commit; True when queued, False when dropped because the queue was full
         (``on_full="drop"``). Not durable until :meth:`flush` returns (or the
-        committer's next commit, within ``window``)."""
+        committer's next commit, within ``window``). A push waiting for room raises
+        the error of a commit attempt that failed meanwhile (e.g. a full disk), the
+        line not queued."""
         # Once per log record: Managed._call's borrow and release, inlined; no result
         # storage unless the queue can drop (it is always queued otherwise).
         data = line if type(line) is bytes else _line_bytes(line)
