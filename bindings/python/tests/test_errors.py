@@ -387,3 +387,30 @@ def test_a_failed_call_leaves_outputs_alone(tmp_path: Path):
     assert _ffi.lib.trib_error_kind(err) == rc
     assert b"`journal` is NULL" in _ffi.lib.trib_error_message(err)
     _ffi.lib.trib_error_free(err)
+
+
+def test_ints_past_64_bits_are_refused_not_wrapped(tmp_path: Path, target: Path):
+    """ctypes wrapped them silently: a cursor of generation 2**64 read from the start,
+    `max_line=2**64 + 3` refused a 10-byte line as "longer than 3", an infinite wait
+    raised a bare OverflowError (found by outside testers)."""
+    with pytest.raises(tributary.InvalidArgumentError, match="at most"):
+        tributary.Journal(tmp_path / "a.journal", max_line=2**64 + 3)
+    with pytest.raises(tributary.InvalidArgumentError, match="at most"):
+        tributary.Reader(target, 2**64 + 5)
+    with pytest.raises(tributary.InvalidArgumentError, match="at most"):
+        tributary.Reader(target, cursor=tributary.Cursor(2**64, 0))
+    with pytest.raises(tributary.InvalidArgumentError, match="at most"):
+        tributary.Journal(tmp_path / "b.journal", full_wait=float("inf"))
+    assert not (tmp_path / "a.journal").exists() and not (tmp_path / "b.journal").exists()
+
+
+def test_one_str_where_a_collection_belongs_is_a_type_error(tmp_path: Path, target: Path):
+    """`append_many("hello")` stored five one-letter lines; `drain(journals="a.journal")`
+    tried to drain "/", "t", "m", ... (found by an outside tester)."""
+    j = tributary.Journal(tmp_path / "a.journal")
+    with pytest.raises(TypeError, match="collection"):
+        j.append_many("hello")
+    with pytest.raises(TypeError, match="collection"):
+        tributary.drain(target, journals=str(tmp_path / "a.journal"))
+    assert j.backlog().last_seq == 0, "nothing was stored"
+    j.close()

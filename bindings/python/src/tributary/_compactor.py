@@ -13,7 +13,7 @@ from . import _ffi
 from ._ffi import call, fspath_bytes, lib
 from ._journal import Backlog, Journal
 from ._managed import Managed
-from ._util import PathLike, Seconds, _arg_error, _ms, _positive_int
+from ._util import PathLike, Seconds, _arg_error, _ms, _not_one_item, _positive_int
 
 __all__ = [
     "DrainReport",
@@ -215,6 +215,8 @@ def drain(
         raise _arg_error("give either journals or spool, not both")
     target_b = fspath_bytes(target, "target")
     paths: List[bytes] = []
+    if journals is not None:
+        _not_one_item(journals, "journals")
     for j in journals or ():
         paths.append(fspath_bytes(j.path if isinstance(j, Journal) else j, "journals[]"))
     spool_b = fspath_bytes(spool, "spool") if spool is not None else None
@@ -269,6 +271,7 @@ def retire(
     :class:`JournalGoneError` on its next append (nothing stored); stop writers first.
     """
     target_b = fspath_bytes(target, "target")
+    _not_one_item(journals, "journals")
     paths = [fspath_bytes(j.path if isinstance(j, Journal) else j, "journals[]") for j in journals]
     if not paths:
         raise _arg_error("give at least one journal to retire")

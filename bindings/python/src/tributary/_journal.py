@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable, List, NamedTuple, Optional, Tup
 from . import _ffi
 from ._ffi import call, fspath_bytes, lib
 from ._managed import Managed
-from ._util import PathLike, Seconds, _arg_error, _ms, _positive_int
+from ._util import PathLike, Seconds, _arg_error, _ms, _not_one_item, _positive_int
 
 if TYPE_CHECKING:
     from ._reader import Cursor
@@ -197,6 +197,7 @@ class Journal(Managed):
         Returns the first. One bad line refuses the whole batch
         (:class:`InvalidLineError` with ``.line_index``); an empty batch is an
         :class:`InvalidArgumentError`."""
+        _not_one_item(lines, "lines")
         data = [_line_bytes(x, "each line") for x in lines]
         if not data:
             raise _arg_error("append_many() got no lines: an empty batch has no first seq")

@@ -16,7 +16,7 @@ from typing import Any, Iterator, List, NamedTuple, Optional, Tuple, Union
 from . import _ffi
 from ._ffi import call, fspath_bytes, lib
 from ._managed import Managed
-from ._util import PathLike, Seconds, _arg_error, _ms
+from ._util import PathLike, Seconds, _arg_error, _ms, _u64
 
 __all__ = ["Cursor", "Lag", "Reader"]
 
@@ -87,10 +87,7 @@ def _cursor_to_c(cursor: Any) -> "_ffi.trib_cursor":
     generation, offset = cursor[0], cursor[1]
     target_id = cursor[2] if len(cursor) == 3 else None
     for name, value in (("cursor.generation", generation), ("cursor.offset", offset)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-        if value < 0:
-            raise _arg_error(f"{name} must be >= 0, not {value}")
+        _u64(value, name)
     if target_id is not None and not isinstance(target_id, str):
         raise TypeError(f"cursor.target_id must be a str or None, not {type(target_id).__name__}")
     tid = (target_id or "").encode("ascii", errors="replace")
@@ -137,10 +134,7 @@ class Reader(Managed):
         self.follow = follow
         poll_ms = _ms(poll_interval, "poll_interval")
         self._poll_ms = max(1, poll_ms if poll_ms is not None else 200)
-        if isinstance(offset, bool) or not isinstance(offset, int):
-            raise TypeError(f"offset must be an int, not {type(offset).__name__}")
-        if offset < 0:
-            raise _arg_error(f"offset must be >= 0, not {offset}")
+        _u64(offset, "offset")
         c_cursor = _cursor_to_c(cursor) if cursor is not None else None
         target_b = fspath_bytes(target, "target")
         handle = _ffi.trib_reader_p()
