@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 
 use common::*;
-use tributary::{ErrorKind, Journal, JournalOptions};
+use tributary::{Compactor, ErrorKind, Journal, JournalOptions};
 
 /// The same journal under two spellings was "journal_restored … keep only the live
 /// copy": an invitation to delete a good journal.
@@ -167,4 +167,24 @@ fn a_target_given_as_a_journal_is_refused_and_left_untouched() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a journal"));
     assert_eq!(fs::metadata(&target).unwrap().len(), 0, "the target is untouched");
     assert!(tributary::verify(&target).unwrap().is_consistent());
+}
+
+/// A FIFO or a device given as the target: `init` made a sidecar beside it (even
+/// `/dev/null.tributary`) and failed with an `fsync` error; `status` blocked for ever
+/// opening the FIFO. Found by an outside tester.
+#[test]
+fn a_target_that_is_not_a_regular_file_is_refused_before_anything_is_made() {
+    let d = tmp();
+    let fifo = d.path().join("events.log");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    for e in [
+        Compactor::new(&fifo, tributary::CompactorOptions::default()).unwrap().init().unwrap_err(),
+        tributary::status(&fifo, None).unwrap_err(),
+        tributary::verify(&fifo).unwrap_err(),
+    ] {
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+    assert!(!d.path().join("events.log.tributary").exists(), "no sidecar was made");
 }

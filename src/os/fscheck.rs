@@ -93,6 +93,15 @@ pub fn check_target_name(target: &Path) -> Result<()> {
     if md.is_dir() {
         return Err(Error::InvalidArgument(format!("target {} is a folder, not a file", target.display())));
     }
+    if !md.is_file() {
+        // a FIFO, a device, a socket: `init` made a sidecar beside /dev/null, `status`
+        // blocked for ever opening a FIFO (an outside tester)
+        return Err(Error::InvalidArgument(format!(
+            "target {} is not a regular file (a FIFO, a device or a socket): a target is a plain file on a shared \
+             filesystem; nothing was touched",
+            target.display()
+        )));
+    }
     if md.nlink() > 1 {
         return Err(Error::InvalidArgument(format!(
             "target {} has {} names (a hard link was made to it): remove the other names, keep one ({why})",
