@@ -291,3 +291,40 @@ fn a_line_committed_before_a_retirement_is_acknowledged_not_reported_gone() {
     assert!(out.status.success(), "the writer reported a committed, drained line as not stored: {err}");
     assert_exactly(&target, &[b"before".to_vec(), b"the line".to_vec()]);
 }
+
+/// The other side of the same check: a journal removed behind tributary's back (`rm`,
+/// no lock) after a writer's in-transaction check and before its acknowledgement got
+/// the line into a file no drain will see; it must not be acknowledged (an outside
+/// reviewer of the fix above: the check had moved before the COMMIT only).
+#[test]
+fn a_line_committed_into_a_journal_removed_behind_the_back_is_not_acknowledged() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let path = spool.join("j.journal");
+    journal(&path).append(b"before").unwrap();
+    let fp = d.path().join("fp");
+    fs::create_dir(&fp).unwrap();
+    let mut writer = std::process::Command::new(bin())
+        .args(["append", "--journal", &s(&path)])
+        .env("TRIBUTARY_FAILPOINTS", "journal.after_commit=hold")
+        .env(tributary::testing::failpoint::DIR_VAR, &fp)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    feed(&mut writer, b"the line\n");
+    let reached = fp.join("journal.after_commit.reached");
+    while !reached.exists() {
+        std::thread::yield_now();
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        fs::remove_file(format!("{}{suffix}", path.display())).unwrap();
+    }
+    fs::remove_file(&reached).unwrap();
+    let out = writer.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a line in a removed journal was acknowledged");
+    assert!(err.contains("journal_gone"), "{err}");
+}

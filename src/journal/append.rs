@@ -347,19 +347,33 @@ impl Journal {
     /// batches). The outer error fails every request (nothing was committed); an inner
     /// error (journal full) fails only its own request.
     ///
-    /// Inside the commit's write transaction, once it holds the write lock and before
-    /// its COMMIT, the journal's path must still name this handle's file and `-wal`
-    /// ([`Journal::still_in_place`]): lines are never committed into a journal that
-    /// was removed, replaced or retired, and a commit that passed the check is
-    /// acknowledged. (A retirement renames the journal while holding the write lock, so
-    /// a commit either holds the lock before it — and is seen, and drained, by it — or
-    /// after it, and fails the check with nothing stored. The check ran after the
-    /// COMMIT until 2026-12-04: a retirement between the two made a drained line
-    /// `journal_gone`, "nothing stored", and a resend duplicated it.)
+    /// The journal's path must still name this handle's file and `-wal`
+    /// ([`Journal::still_in_place`]) twice:
+    /// - inside the commit's write transaction, once it holds the write lock and before
+    ///   its COMMIT: a retirement renames the journal while holding that lock, so a
+    ///   commit either precedes it (and is drained by it) or fails here, rolled back,
+    ///   nothing stored — `journal_gone`'s "nothing stored" is then exact;
+    /// - after the COMMIT, for what takes no lock (`rm`, `mv`, a new file put under the
+    ///   name) between the two: lines committed into a file no drain will see are not
+    ///   acknowledged (`journal_gone`) — unless the journal's own drained record covers
+    ///   them, i.e. a retirement drained them and then removed the journal (those are
+    ///   committed in the target, and acknowledged).
+    ///
+    /// (Until 2026-12-04 only the second check ran, without the drained-record rule: a
+    /// retirement between the COMMIT and the check made a drained line `journal_gone`,
+    /// "nothing stored", and a writer's resend duplicated it.)
     fn commit_requests(&self, batch: &[Arc<Request<Arc<Appending>>>]) -> Result<Vec<Outcome>> {
         self.check_spool_space()?;
         self.ensure_names_durable()?;
-        self.commit_requests_unchecked(batch)
+        let results = self.commit_requests_unchecked(batch)?;
+        if let Err(gone) = self.still_in_place() {
+            let last = results.iter().filter_map(|r| r.as_ref().ok()?.last().copied()).max();
+            let drained = self.drained_record().ok().flatten().map_or(0, |r| r.seq);
+            if last.is_some_and(|last| last > drained) {
+                return Err(gone);
+            }
+        }
+        Ok(results)
     }
 
     /// [`Journal::check_in_place`], cheap when nothing in the folder changed (one read

@@ -223,9 +223,10 @@ impl Journal {
             Err(e) => return Err(Error::io(format!("opening journal {}", path.display()), e)),
         }
         let inode = file_id(&path)?;
-        forks::check_not_inherited(&path, inode)?;
-        // SQLite work from here to the end: the fork gate (`os::fork`).
+        // SQLite work (and the registry of open journals, a process-wide lock a child
+        // must not inherit held) from here to the end: the fork gate (`os::fork`).
         let _inside = crate::os::fork::enter();
+        forks::check_not_inherited(&path, inode)?;
         let mut conn = Connection::open(&path).map_err(|e| Error::sqlite(format!("opening {}", path.display()), e))?;
         if !create {
             // A compactor's handle: its close keeps the -wal and -shm for the next open,
@@ -299,8 +300,8 @@ impl Journal {
         self.check_in_place().is_ok()
     }
 
-    /// After a commit: the journal's path must still name the file (and `-wal`) this
-    /// handle opened. (Appends run it only after an inotify event in the journal's
+    /// Before a commit's COMMIT and after it (`Journal::commit_requests`): the
+    /// journal's path must still name the file (and `-wal`) this handle opened. (Appends run it only after an inotify event in the journal's
     /// folder — or always, without a watch; a rename of a folder above the spool is
     /// not seen.) A journal removed (`rm`), replaced (a new journal of the same
     /// name), or whose spool was moved, would take this handle's appends into an

@@ -10,8 +10,9 @@
 //! Keeps: at the instant of a fork, no thread of this process is between
 //! [`enter`] and the drop of what it returned. The gate is held only around `SQLite`
 //! calls, never while waiting for another thread (a group commit's followers wait
-//! outside it), so the prepare handler waits at most for the calls in flight (a
-//! commit's fsync; at worst a busy timeout).
+//! outside it), so the prepare handler waits for the calls in flight (a commit's
+//! fsync, a busy timeout at worst; in a process running a compactor, a round's read
+//! of a journal, which writes the target as it reads: docs/design.md "`fork()`").
 
 use std::cell::{Cell, RefCell};
 use std::sync::{Once, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
