@@ -25,7 +25,7 @@ pub struct InitArgs {
     lock_timeout_ms: u64,
     /// Switch the target's manifest to this format: 3 commits only what changed (for
     /// targets fed by thousands of journals; every host that drains it must run a
-    /// build from 2026-12-03 on), 2 switches back. Without it the format is kept (a new
+    /// build from 2026-12-04 on), 2 switches back. Without it the format is kept (a new
     /// target: 2). docs/design.md "Manifest deltas".
     #[arg(long, value_parser = clap::value_parser!(u32).range(2..=3))]
     manifest_format: Option<u32>,
