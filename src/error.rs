@@ -298,7 +298,7 @@ impl ErrorKind {
             ErrorKind::UnexpectedTail => "With the compactors stopped, save the extra bytes (`tail -c N`), cut them off (`truncate -s -N`), and append them through a journal.",
             ErrorKind::TornTarget => "Finish or remove the partial last line (or move the wrong generation file away), then run `init` or the drain again.",
             ErrorKind::JournalRestored => "Keep only the live copy of the journal; give a cloned host a new journal file.",
-            ErrorKind::JournalForeign => "Drain the journal into the target it was drained into before.",
+            ErrorKind::JournalForeign => "Drain the journal into the target it was drained into before; a copy of a journal retired from this target is removed (its lines are in the target).",
             ErrorKind::UnsafeFilesystem => "Put journals on the writer host's local disk; mount the target with working cross-host locks; `chmod o-w` the sidecar folder.",
             ErrorKind::NotAJournal => "Move the file out of the spool, or give the journal's real path.",
             ErrorKind::Io => "Fix the cause the message names (free space, remount the share, raise `ulimit -n`); a daemon retries by itself.",
@@ -512,8 +512,8 @@ impl fmt::Display for Error {
             ),
             Error::JournalForeign { journal, journal_id, detail } => write!(
                 f,
-                "journal {} (id {journal_id}) belongs to another target: {detail}. Drain it into the target it \
-                 was drained into before",
+                "journal {} (id {journal_id}) cannot be drained into this target: {detail}. Nothing was drained \
+                 from it",
                 journal.display()
             ),
             Error::UnsafeFilesystem { path, detail } => {

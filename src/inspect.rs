@@ -189,6 +189,21 @@ pub struct JournalStatus {
     /// Lines not committed to the target yet. Fewer than `backlog.lines` while rows
     /// already committed wait to be deleted (a drain that could not record them yet).
     pub uncommitted_lines: u64,
+    /// The id of the target the journal records being drained into (`None`: never
+    /// drained). Another id than the target's, or any id for a target without a
+    /// manifest, means the journal cannot be drained here (`journal_foreign`).
+    pub drained_into: Option<String>,
+}
+
+/// A `*.journal` file of the spool that [`status_all`] could not read, and why.
+#[derive(Debug, Clone)]
+pub struct UnreadableJournal {
+    /// The file.
+    pub path: PathBuf,
+    /// The kind of error opening or reading it failed with.
+    pub kind: crate::ErrorKind,
+    /// That error's message (what it is, and what to do).
+    pub message: String,
 }
 
 /// The outcome of [`status`].
@@ -202,6 +217,9 @@ pub struct StatusReport {
     pub target_len: Option<u64>,
     /// One per journal in the spool, in path order (none without a spool).
     pub journals: Vec<JournalStatus>,
+    /// The spool's files that could not be read ([`status_all`] only: [`status`]
+    /// returns the first one's error).
+    pub unreadable: Vec<UnreadableJournal>,
 }
 
 /// Views [`status`] takes before it settles for one that commits kept changing.
@@ -256,22 +274,48 @@ pub fn status(target: impl AsRef<Path>, spool: Option<&Path>) -> Result<StatusRe
 /// # Errors
 /// As [`status`].
 pub fn status_with(target: impl AsRef<Path>, spool: Option<&Path>, opts: &JournalOptions) -> Result<StatusReport> {
-    let target = target.as_ref();
+    status_of(target.as_ref(), spool, opts, false)
+}
+
+/// [`status_with`], but a journal of the spool that cannot be read (a junk file, a
+/// corrupt or unwritable journal) is listed in [`StatusReport::unreadable`] and the
+/// others are still reported: what a monitor wants (a daemon sets such files aside
+/// and keeps draining the others).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the target path is a symlink or a folder;
+/// [`Error::CorruptManifest`] when the manifest cannot be read; [`Error::Io`] when the
+/// spool cannot be listed.
+pub fn status_all(target: impl AsRef<Path>, spool: Option<&Path>, opts: &JournalOptions) -> Result<StatusReport> {
+    status_of(target.as_ref(), spool, opts, true)
+}
+
+/// [`status_all`] when `lenient`, else [`status_with`].
+fn status_of(target: &Path, spool: Option<&Path>, opts: &JournalOptions, lenient: bool) -> Result<StatusReport> {
     crate::os::fscheck::check_target_name(target)?;
     let (manifest, target_len) = manifest_and_len(target, &Sidecar::for_target(target))?;
     let mut journals = Vec::new();
+    let mut unreadable = Vec::new();
     if let Some(spool) = spool {
         for p in crate::journal::spool_journals(spool)? {
-            let j = match Journal::open_existing(&p, opts.clone()) {
-                Ok(j) => j,
+            let read = Journal::open_existing(&p, opts.clone()).and_then(|j| {
+                let backlog = j.backlog()?;
+                let drained_into = j.drained_record()?.map(|r| r.target_id);
+                Ok((j.id(), backlog, drained_into))
+            });
+            let (journal_id, backlog, drained_into) = match read {
+                Ok(read) => read,
                 Err(e) if e.is_journal_not_ready() => continue, // its writer is creating it
+                Err(e) if lenient => {
+                    unreadable.push(UnreadableJournal { path: p, kind: e.kind(), message: e.to_string() });
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
-            let watermark = manifest.as_ref().and_then(|m| m.watermarks.get(&j.id())).map_or(0, |w| w.last_seq);
-            let backlog = j.backlog()?;
+            let watermark = manifest.as_ref().and_then(|m| m.watermarks.get(&journal_id)).map_or(0, |w| w.last_seq);
             let uncommitted_lines = backlog.last_seq.saturating_sub(watermark.max(backlog.drained_seq));
-            journals.push(JournalStatus { backlog, journal_id: j.id(), path: p, watermark, uncommitted_lines });
+            journals.push(JournalStatus { backlog, journal_id, path: p, watermark, uncommitted_lines, drained_into });
         }
     }
-    Ok(StatusReport { target: target.to_path_buf(), manifest, target_len, journals })
+    Ok(StatusReport { target: target.to_path_buf(), manifest, target_len, journals, unreadable })
 }

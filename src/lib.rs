@@ -65,7 +65,9 @@ pub use compactor::{
     JournalSources, ManifestDeltas, RetireReport, MANIFEST_DELTAS_VAR, STAGING_VAR,
 };
 pub use error::{Error, ErrorKind, LineProblem, Result};
-pub use inspect::{status, status_with, verify, JournalStatus, StatusReport, VerifyReport};
+pub use inspect::{
+    status, status_all, status_with, verify, JournalStatus, StatusReport, UnreadableJournal, VerifyReport,
+};
 pub use journal::{
     line_crc, spool_journals, validate_line, Appender, AppenderOptions, AppenderStats, AppenderWriter, Backlog,
     DrainedRecord, Durability, Journal, JournalId, JournalOptions, KeyedAppend, OnFull, Pushed, DEFAULT_MAX_LINE_BYTES,

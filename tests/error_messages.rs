@@ -188,3 +188,91 @@ fn a_target_that_is_not_a_regular_file_is_refused_before_anything_is_made() {
     }
     assert!(!d.path().join("events.log.tributary").exists(), "no sidecar was made");
 }
+
+/// The lock file holds the manifest (its watermarks). Deleted (a cleanup job), drains
+/// said "never initialised, run init", a daemon retried for ever, and `init` made an
+/// empty lock file, so the target could never be told apart from a new one again.
+/// Now every command says the manifest is lost, creates nothing, and a daemon stops
+/// (exit 3). Found by an outside tester.
+#[test]
+fn a_deleted_lock_file_is_a_lost_manifest_and_nothing_recreates_it() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let j = journal(&spool.join("a.journal"));
+    j.append(b"x").unwrap();
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let lock = tributary::Sidecar::for_target(&target).lock;
+    fs::remove_file(&lock).unwrap();
+    j.append(b"y").unwrap();
+    for e in [
+        compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err(),
+        compactor(&target).init().unwrap_err(),
+        Compactor::new(&target, tributary::CompactorOptions::default().create(true))
+            .unwrap()
+            .drain(std::slice::from_ref(&j))
+            .unwrap_err(),
+        tributary::status(&target, None).unwrap_err(),
+        tributary::verify(&target).unwrap_err(),
+    ] {
+        assert_eq!(e.kind(), ErrorKind::CorruptManifest, "{e}");
+        assert!(e.to_string().contains("is gone"), "{e}");
+    }
+    assert!(!lock.exists(), "nothing made a new (empty) lock file");
+    let mut daemon = std::process::Command::new(bin())
+        .args(["compact", "--target", &s(&target), "--spool", &s(&spool), "--interval", "10"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A hang guard only: the daemon must stop by itself at its first round.
+    let mut waited = 0;
+    let status = loop {
+        if let Some(st) = daemon.try_wait().unwrap() {
+            break st;
+        }
+        waited += 1;
+        if waited > 600 {
+            daemon.kill().unwrap();
+            panic!("compact kept retrying a lost manifest");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(3), "a lost manifest needs a human");
+    assert!(!lock.exists());
+}
+
+/// `status --spool` (text and `--json`) with one junk `*.journal` printed nothing but
+/// the junk's error: a monitor on `status --json` went blind while the daemon drained
+/// the others. And a target whose sidecar was lost read as healthy and "not
+/// initialised: run init" — advice that strands every journal's undrained lines.
+/// Found by outside testers.
+#[test]
+fn status_reports_the_healthy_journals_beside_a_junk_one_and_flags_a_lost_sidecar() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let j = journal(&spool.join("a.journal"));
+    j.append(b"x").unwrap();
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    j.append(b"y").unwrap();
+    fs::write(spool.join("junk.journal"), b"not sqlite").unwrap();
+    let out = cli(&["status", "--json", "--target", &s(&target), "--spool", &s(&spool)]);
+    assert_eq!(out.status.code(), Some(1), "a junk journal is a problem");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    assert_eq!(v["journals"][0]["uncommitted_lines"], 1, "{v}");
+    assert_eq!(v["unreadable_journals"][0]["kind"], "not_a_journal", "{v}");
+    assert_eq!(v["ok"], false);
+    // The library: status() still fails on it, status_all() lists it.
+    assert!(tributary::status(&target, Some(&spool)).is_err());
+    let all = tributary::status_all(&target, Some(&spool), &JournalOptions::default()).unwrap();
+    assert_eq!((all.journals.len(), all.unreadable.len()), (1, 1));
+    fs::remove_file(spool.join("junk.journal")).unwrap();
+    assert_eq!(cli(&["status", "--target", &s(&target), "--spool", &s(&spool)]).status.code(), Some(0));
+
+    fs::remove_dir_all(tributary::Sidecar::for_target(&target).dir).unwrap();
+    let out = cli(&["status", "--json", "--target", &s(&target), "--spool", &s(&spool)]);
+    assert_eq!(out.status.code(), Some(1), "a lost sidecar is a problem when a journal was drained into it");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = v["problems"].to_string();
+    assert!(problems.contains("was lost") && problems.contains("Do not run"), "{problems}");
+}

@@ -154,6 +154,12 @@ fn a_restored_copy_of_a_retired_journal_is_refused() {
         let e = c.drain_paths(std::slice::from_ref(&j)).expect_err(&format!("{case}: a restored copy was drained"));
         let want = if with_record && expiry.is_some() { ErrorKind::JournalForeign } else { ErrorKind::JournalRestored };
         assert_eq!(e.kind(), want, "{case}: {e}");
+        // It was drained into this very target: the advice is to remove the copy, not
+        // to drain it "into the target it was drained into before" (found by a tester).
+        if want == ErrorKind::JournalForeign {
+            let msg = e.to_string();
+            assert!(msg.contains("remove this copy") && !msg.contains("another target"), "{case}: {msg}");
+        }
         assert_eq!(e.journal_path(), Some(j.as_path()), "{case}");
         assert_exactly(&target, &numbered("a", 0..8));
     }
@@ -197,6 +203,32 @@ fn a_journal_lagging_behind_the_horizon_is_refused_until_admitted() {
     std::fs::rename(d.path().join("copy.backup"), &copy).unwrap();
     let e = c.admit(std::slice::from_ref(&copy)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::JournalRestored, "{e}");
+}
+
+/// `admit` of a journal drained into another target said "admitted 1" and left a
+/// watermark no drain could use (the next drain still refused the journal). Now it is
+/// refused as foreign, naming the other target, and the manifest is untouched. Found
+/// by an outside tester.
+#[test]
+fn admitting_a_journal_of_another_target_is_refused_and_changes_nothing() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let other = d.path().join("other.log");
+    init(&target);
+    init(&other);
+    let a = spool.join("a.journal");
+    let j = journal(&a);
+    j.append(b"one").unwrap();
+    compactor(&other).drain(std::slice::from_ref(&j)).unwrap();
+    drop(j);
+    let before = manifest_of(&target);
+    let e = compactor(&target).admit(std::slice::from_ref(&a)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::JournalForeign, "{e}");
+    assert!(e.to_string().contains(&manifest_of(&other).target_id), "names the other target: {e}");
+    assert_eq!(manifest_of(&target), before, "nothing was admitted");
+    let out = cli(&["admit", "--target", &s(&target), "--journal", &s(&a)]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(manifest_of(&target), before);
 }
 
 /// The daemon's automatic retirement: a journal drained and idle for the configured

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use serde_json::json;
-use tributary::{status, verify, StatusReport};
+use tributary::{status_all, verify, JournalOptions, StatusReport};
 
 use crate::args::existing_target;
 use crate::progress::ReadProgress;
@@ -44,8 +44,8 @@ fn uncommitted_tail(m: &tributary::Manifest, len: u64) -> (u64, bool) {
 /// What is wrong with a target per its status: a truncated file (shorter than its
 /// committed part), or bytes after it that no drain round announced.
 fn status_problems(s: &StatusReport) -> Vec<String> {
-    let Some(m) = &s.manifest else { return Vec::new() };
-    let mut problems = Vec::new();
+    let mut problems = spool_problems(s);
+    let Some(m) = &s.manifest else { return problems };
     match s.target_len {
         None => problems.push(format!(
             "the target file is missing but {} bytes are committed: moved, deleted, or its share is not mounted",
@@ -69,9 +69,44 @@ fn status_problems(s: &StatusReport) -> Vec<String> {
     problems
 }
 
+/// What the spool says is wrong: files a drain cannot read (a daemon sets them aside),
+/// and journals drained into another target, or into this one while it has no
+/// manifest (a lost sidecar: `init` would strand their lines).
+fn spool_problems(s: &StatusReport) -> Vec<String> {
+    let mut problems: Vec<String> = s
+        .unreadable
+        .iter()
+        .map(|u| {
+            format!("{} cannot be read (a drain sets it aside and drains the others): {}", u.path.display(), u.message)
+        })
+        .collect();
+    for j in &s.journals {
+        let Some(into) = &j.drained_into else { continue };
+        match &s.manifest {
+            None => problems.push(format!(
+                "journal {} records being drained into target {into}, but this target has no manifest: its \
+                 sidecar ({}) was lost, or its share is not mounted. Do not run `tributary init` (it would make \
+                 this file a new target, and this journal's {} undrained line(s) would be refused as foreign): \
+                 README \"Operations\", a lost sidecar",
+                j.path.display(),
+                tributary::Sidecar::for_target(&s.target).dir.display(),
+                j.uncommitted_lines
+            )),
+            Some(m) if *into != m.target_id => problems.push(format!(
+                "journal {} belongs to another target (it was drained into target {into}, this one is {}): drains \
+                 refuse it (journal_foreign)",
+                j.path.display(),
+                m.target_id
+            )),
+            Some(_) => {}
+        }
+    }
+    problems
+}
+
 pub fn cmd_status(a: StatusArgs) -> CmdResult {
     existing_target(&a.target)?;
-    let s = status(&a.target, a.spool.as_deref())?;
+    let s = status_all(&a.target, a.spool.as_deref(), &JournalOptions::default())?;
     let problems = status_problems(&s);
     if a.json {
         say!("{}", status_json(&s, &problems));
@@ -96,6 +131,7 @@ fn status_json(s: &StatusReport, problems: &[String]) -> serde_json::Value {
                 "last_seq": j.backlog.last_seq,
                 "drained_seq": j.backlog.drained_seq,
                 "watermark": j.watermark,
+                "drained_into": j.drained_into,
             })
         })
         .collect();
@@ -126,6 +162,11 @@ fn status_json(s: &StatusReport, problems: &[String]) -> serde_json::Value {
         "target_len": s.target_len,
         "manifest": manifest,
         "journals": journals,
+        "unreadable_journals": s.unreadable.iter().map(|u| json!({
+            "path": u.path.display().to_string(),
+            "kind": u.kind.name(),
+            "message": u.message,
+        })).collect::<Vec<_>>(),
         "problems": problems,
         "ok": problems.is_empty(),
     })
@@ -134,7 +175,15 @@ fn status_json(s: &StatusReport, problems: &[String]) -> serde_json::Value {
 fn status_text(s: &StatusReport, spool: Option<&std::path::Path>, problems: &[String]) {
     say!("target: {}", s.target.display());
     match &s.manifest {
-        None => say!("  not initialised (no manifest): run `tributary init --target {}`", s.target.display()),
+        None => {
+            say!("  not initialised (no manifest): run `tributary init --target {}`", s.target.display());
+            if let Some(len) = s.target_len.filter(|&l| l > 0) {
+                say!(
+                    "  the file has {len} bytes: init adopts its whole lines as committed. If tributary drained into \
+                     it before, its sidecar was lost: do not run init, see README \"Operations\" (a lost sidecar)"
+                );
+            }
+        }
         Some(m) => {
             let len = s.target_len.unwrap_or(0);
             say!("  target_id: {}", m.target_id);

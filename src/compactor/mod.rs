@@ -513,16 +513,23 @@ impl Compactor {
                     detail: "it was retired from this target: this file is a copy, and is not admitted".into(),
                 });
             }
-            if let Some(rec) = j.drained_record()?.filter(|r| r.target_id == m.target_id) {
-                return Err(Error::JournalForeign {
-                    journal: j.path().to_path_buf(),
-                    journal_id: id.to_hex(),
-                    detail: format!(
+            if let Some(rec) = j.drained_record()? {
+                let detail = if rec.target_id == m.target_id {
+                    format!(
                         "it records being drained up to seq {} into this target, which does not know it: it is a \
-                         copy of a journal whose watermark is gone, and is not admitted",
+                         copy of a journal whose watermark is gone (its lines are in the target: remove this \
+                         copy), and is not admitted",
                         rec.seq
-                    ),
-                });
+                    )
+                } else {
+                    // Admitting it would only leave a watermark no drain can use.
+                    format!(
+                        "it belongs to another target: it records being drained up to seq {} into target {}, \
+                         but this target is {}, and is not admitted. Drain it into that target",
+                        rec.seq, rec.target_id, m.target_id
+                    )
+                };
+                return Err(Error::JournalForeign { journal: j.path().to_path_buf(), journal_id: id.to_hex(), detail });
             }
             next.watermarks.insert(id, Watermark { journal_id: id, last_seq: 0, crc: 0, chain: 0, anchor: 0 });
         }

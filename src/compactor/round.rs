@@ -359,7 +359,9 @@ impl Compactor {
         if let Some(rec) = &rec {
             if rec.target_id != target_id {
                 return Err(foreign(format!(
-                    "it records being drained up to seq {} into target {}, but this target is {target_id}",
+                    "it belongs to another target: it records being drained up to seq {} into target {}, but this \
+                     target is {target_id}. Drain it into the target it was drained into before (if that was this \
+                     file and its sidecar was lost, README \"Operations\", a lost sidecar)",
                     rec.seq, rec.target_id
                 )));
             }
@@ -368,7 +370,8 @@ impl Compactor {
                     return Err(foreign(format!(
                         "it records being drained up to seq {} into this target, but the target has no \
                          watermark for it: it is a copy of a journal retired from this target (its watermark \
-                         expired), or the target's manifest was reset or restored",
+                         expired), whose lines are in the target: remove this copy. (Or the target's manifest was \
+                         reset or restored: do not restore a sidecar folder)",
                         rec.seq
                     )))
                 }

@@ -147,14 +147,37 @@ impl Compactor {
         self.no_lock_file_is_missing(TargetLock::try_acquire(&self.sidecar.lock, create, !self.trust_client_caches))
     }
 
-    /// A lock file that does not exist is a target never initialised.
+    /// A lock file that does not exist is a target never initialised, unless the
+    /// sidecar says the manifest moved into it: then the manifest was lost.
     fn no_lock_file_is_missing<T>(&self, r: Result<T>) -> Result<T> {
         match r {
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Err(self.missing(
-                format!("its sidecar has no lock file {}: it was never initialised", self.sidecar.lock.display()),
-            )),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                self.lock_file_not_lost()?;
+                Err(self.missing(format!(
+                    "its sidecar has no lock file {}: it was never initialised",
+                    self.sidecar.lock.display()
+                )))
+            }
             r => r,
         }
+    }
+
+    /// `corrupt_manifest` when the lock file is missing although the sidecar's stub says
+    /// the manifest lives in it (a cleanup job deleted it, say): a target whose
+    /// watermarks are lost, which no drain may write to and no `init` may start afresh
+    /// (an empty manifest would drain every journal again from its first line).
+    fn lock_file_not_lost(&self) -> Result<()> {
+        let lock_missing = matches!(
+            std::fs::symlink_metadata(&self.sidecar.lock),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound
+        );
+        if lock_missing && matches!(self.sidecar.read_manifest_file(), Ok(Some(ManifestFile::Stub))) {
+            return Err(Error::CorruptManifest {
+                path: self.sidecar.lock.clone(),
+                detail: crate::target::manifest::LOST_LOCK_FILE.into(),
+            });
+        }
+        Ok(())
     }
 
     /// The checks before the lock: the target's name, its sidecar, the mount.
@@ -162,6 +185,7 @@ impl Compactor {
         fscheck::check_target_name(&self.target)?;
         if create {
             self.sidecar.create()?;
+            self.lock_file_not_lost()?;
         } else if !self.sidecar.exists() {
             return Err(self.missing(format!(
                 "it has no sidecar folder {}: it was never initialised, or the share it lives on is not mounted",
