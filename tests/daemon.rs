@@ -237,3 +237,52 @@ fn the_daemon_drains_more_journals_than_it_keeps_open() {
     got.sort();
     assert_eq!(got, want);
 }
+
+/// Wait until `/proc/locks` lists a request blocked on the file at `path` (a
+/// condition; the deadline only turns a hang into a failure).
+fn wait_for_blocked_lock_request(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let suffix = format!(":{} ", std::fs::metadata(path).unwrap().ino());
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !std::fs::read_to_string("/proc/locks").unwrap().lines().any(|l| l.contains("->") && l.contains(&suffix)) {
+        assert!(Instant::now() < deadline, "no request ever blocked on {}", path.display());
+        std::thread::yield_now();
+    }
+}
+
+/// SIGTERM while the daemon waits for a lock held elsewhere (another host's round, a
+/// hung client) stopped it only when the lock came free or the lock timeout (30 s by
+/// default; here an hour) passed: a supervisor's stop timed out and it was killed.
+/// Nothing is held while waiting, so the stop ends the wait. Found by an outside
+/// tester (Go `Compact(ctx)` did the same on a cancelled context).
+#[test]
+fn a_stop_ends_the_daemons_wait_for_a_lock_held_elsewhere() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    journal(&spool.join("a.journal")).append(b"waiting").unwrap();
+    let lock_path = tributary::Sidecar::for_target(&target).lock;
+    let held = tributary::TargetLock::acquire(&lock_path, Duration::from_secs(5), false).unwrap();
+    let mut child = Command::new(bin())
+        .args(["compact", "--target", &s(&target), "--spool", &s(&spool), "--lock-timeout-ms", "3600000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_blocked_lock_request(&lock_path);
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM did not end the daemon's wait for the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{status}: {err}");
+    assert!(!err.contains("lock_timeout"), "a stop is not reported as contention: {err}");
+    drop(held);
+    assert_eq!(lines_of(&target).len(), 0, "nothing was committed while the lock was held elsewhere");
+}

@@ -6,9 +6,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -175,5 +177,70 @@ func TestCompactJournalsSetsAMissingOneAsideUntilItAppears(t *testing.T) {
 	}
 	if got := targetLines(t, f.target); strings.Join(got, ",") != "first,second" {
 		t.Fatalf("target has %q", got)
+	}
+}
+
+// A cancelled ctx ends Compact while it waits for a lock held elsewhere (another
+// host's round, a hung client): it used to return only when the lock came free or
+// the lock timeout passed. Found by an outside tester.
+func TestCompactCancelEndsTheWaitForALockHeldElsewhere(t *testing.T) {
+	f := newFixture(t)
+	j := f.openJournal(t, "a", nil)
+	if _, err := j.AppendString("waiting"); err != nil {
+		t.Fatal(err)
+	}
+	lockPath := f.target + ".tributary/lock"
+	// Another process's POSIX record lock conflicts with the library's OFD lock.
+	holder := exec.Command("python3", "-c",
+		"import fcntl,sys\nf=open(sys.argv[1],'r+'); fcntl.lockf(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+		lockPath)
+	stdin, err := holder.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); holder.Wait() }()
+	if _, err := out.Read(make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Compact(ctx, f.target, CompactOptions{
+			DrainOptions: DrainOptions{Spool: f.spool, LockTimeout: time.Hour},
+			Interval:     10 * time.Millisecond,
+		})
+	}()
+	var st syscall.Stat_t
+	if err := syscall.Stat(lockPath, &st); err != nil {
+		t.Fatal(err)
+	}
+	suffix := fmt.Sprintf(":%d ", st.Ino)
+	waitFor(t, "Compact to wait for the lock", func() bool {
+		locks, _ := os.ReadFile("/proc/locks")
+		for _, l := range strings.Split(string(locks), "\n") {
+			if strings.Contains(l, "->") && strings.Contains(l, suffix) {
+				return true
+			}
+		}
+		return false
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Compact: %v", err)
+		}
+	case <-time.After(hangGuard):
+		t.Fatal("a cancelled ctx did not end Compact's wait for the lock")
+	}
+	if got := targetLines(t, f.target); len(got) != 0 {
+		t.Fatalf("committed %d lines while the lock was held elsewhere", len(got))
 	}
 }

@@ -225,6 +225,9 @@ struct Sweep {
 struct Daemon<'a> {
     compactor: &'a Compactor,
     sources: &'a JournalSources,
+    /// The caller's stop: also ends a wait for the target's lock (nothing is held or
+    /// changed while waiting), so a stop is not delayed by a lock held elsewhere.
+    stop: &'a dyn Fn() -> bool,
     /// Every journal path of the sources, as last listed (and told by events since).
     known: BTreeSet<PathBuf>,
     /// Journals that may hold lines past their own drained record: only a probe that
@@ -304,7 +307,7 @@ impl Compactor {
         // No change test when journals may be on a network filesystem: another host's
         // writes raise no event here.
         let events = if self.opts.journal.allow_network_fs { None } else { FolderEvents::new().ok() };
-        let mut daemon = Daemon::new(self, sources, events);
+        let mut daemon = Daemon::new(self, sources, events, stop);
         let mut summary = DaemonSummary::default();
         let interval = opts.interval;
         let mut backoff = interval;
@@ -333,6 +336,8 @@ impl Compactor {
                         }
                     }
                 }
+                // A stop that ended the wait for the lock is not contention.
+                Err(_) if stop() => {}
                 Err(e) if matches!(e.kind(), ErrorKind::LockTimeout | ErrorKind::LockLost) => {
                     on_event(DaemonEvent::Contended(&e));
                 }
@@ -392,10 +397,16 @@ fn journal_of(entry: &Path, kind: EventKind) -> Option<PathBuf> {
 }
 
 impl<'a> Daemon<'a> {
-    fn new(compactor: &'a Compactor, sources: &'a JournalSources, events: Option<FolderEvents>) -> Daemon<'a> {
+    fn new(
+        compactor: &'a Compactor,
+        sources: &'a JournalSources,
+        events: Option<FolderEvents>,
+        stop: &'a dyn Fn() -> bool,
+    ) -> Daemon<'a> {
         Daemon {
             compactor,
             sources,
+            stop,
             known: BTreeSet::new(),
             dirty: BTreeSet::new(),
             probed_last: None,
@@ -708,7 +719,7 @@ impl Daemon<'_> {
             candidates.iter().filter_map(|p| self.open.remove(p)).map(|h| h.journal).collect();
         let may_defer = self.deferred < DEFERRED_PASSES;
         let outcome = loop {
-            match self.compactor.round_or_defer(&journals, self.rotation, may_defer) {
+            match self.compactor.round_or_defer(&journals, self.rotation, may_defer, self.stop) {
                 Ok(None) => {
                     // staged; the lock's holder commits them (docs/design.md "Staging")
                     self.deferred += 1;
@@ -858,7 +869,7 @@ mod tests {
         }
         c.drain_paths(&[a.clone(), b.clone()]).unwrap();
         let sources = JournalSources::new().spool(&spool);
-        let mut daemon = Daemon::new(&c, &sources, None);
+        let mut daemon = Daemon::new(&c, &sources, None, &|| false);
         daemon.relist(&mut |_| {});
         let (candidates, settled, _) = daemon.probe_dirty(&mut |_| {});
         assert!(candidates.is_empty() && settled, "both were drained: {candidates:?}");

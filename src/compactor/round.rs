@@ -106,19 +106,21 @@ impl Compactor {
     /// With staging on, this host's new lines are staged first (without the lock), and
     /// its stage file is reset after the round.
     pub(super) fn round(&self, journals: &[Journal], rotation: usize) -> Result<(DrainReport, Manifest)> {
-        let ran = self.round_or_defer(journals, rotation, false)?;
+        let ran = self.round_or_defer(journals, rotation, false, &|| false)?;
         Ok(ran.expect("a round that may not defer runs"))
     }
 
     /// [`round`](Self::round); with staging on and `may_defer`, a round at once if the
     /// lock is free, else none (`Ok(None)`) when every new line of `journals` was
     /// staged and someone else still holds the lock: the holder's next round commits
-    /// them (docs/design.md "Staging", deferring).
+    /// them (docs/design.md "Staging", deferring). `give_up` ends a wait for the
+    /// lock early (`lock_timeout`; nothing was held or changed).
     pub(super) fn round_or_defer(
         &self,
         journals: &[Journal],
         rotation: usize,
         may_defer: bool,
+        give_up: &dyn Fn() -> bool,
     ) -> Result<Option<(DrainReport, Manifest)>> {
         let started = Instant::now();
         check_given_once(journals)?;
@@ -138,7 +140,7 @@ impl Compactor {
                 let lock = match self.try_lock(create)? {
                     Some(lock) => lock,
                     None if all_staged => return Ok(None),
-                    None => self.queue_for_lock(create)?,
+                    None => self.queue_for_lock(create, give_up)?,
                 };
                 (lock, asked.elapsed())
             }
@@ -149,7 +151,7 @@ impl Compactor {
                 let _ = self.stage(journals);
             }
             let asked = Instant::now();
-            (self.queue_for_lock(create)?, asked.elapsed())
+            (self.queue_for_lock(create, give_up)?, asked.elapsed())
         };
         let (mut report, manifest) = self.round_steps(journals, rotation, lock)?;
         if self.staging {

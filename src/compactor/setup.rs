@@ -127,17 +127,18 @@ impl Compactor {
     /// lock. Without `create`, a missing sidecar or lock file is `target_missing`.
     pub(super) fn lock(&self, create: bool) -> Result<TargetLock> {
         self.check_before_lock(create)?;
-        self.queue_for_lock(create)
+        self.queue_for_lock(create, &|| false)
     }
 
     /// The lock, waited for in its queue ([`check_before_lock`](Self::check_before_lock)
-    /// done).
-    pub(super) fn queue_for_lock(&self, create: bool) -> Result<TargetLock> {
+    /// done) until it is granted, the lock timeout passes, or `give_up()` is true.
+    pub(super) fn queue_for_lock(&self, create: bool, give_up: &dyn Fn() -> bool) -> Result<TargetLock> {
         self.no_lock_file_is_missing(self.lock_queue.acquire(
             &self.sidecar.lock,
             self.opts.lock_timeout,
             create,
             !self.trust_client_caches,
+            give_up,
         ))
     }
 

@@ -390,10 +390,10 @@ mod tests {
         }
         let held = TargetLock::acquire(&c.sidecar.lock, Duration::from_secs(5), false).unwrap();
         // Without leave to defer, the round waits for the lock (and times out here).
-        let e = c.round_or_defer(std::slice::from_ref(&j), 0, false).unwrap_err();
+        let e = c.round_or_defer(std::slice::from_ref(&j), 0, false, &|| false).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::LockTimeout, "{e}");
         // With it, the lines are staged and the round returns at once, lock untaken.
-        assert!(c.round_or_defer(std::slice::from_ref(&j), 0, true).unwrap().is_none());
+        assert!(c.round_or_defer(std::slice::from_ref(&j), 0, true, &|| false).unwrap().is_none());
         let (files, _) = stage::list(&c.sidecar.dir).unwrap();
         assert_eq!(files.len(), 1);
         let staged = stage::read(&stage::open_to_read(&files[0]).unwrap(), None, u64::MAX).unwrap();
@@ -406,7 +406,8 @@ mod tests {
         let lines: Vec<String> = (0..5).map(|k| format!("line {k}")).collect();
         assert_eq!(committed, lines.join("\n") + "\n");
         // The stager's own next round, the lock free, records them and stages nothing.
-        let (report, _) = c.round_or_defer(std::slice::from_ref(&j), 1, true).unwrap().expect("the lock was free");
+        let (report, _) =
+            c.round_or_defer(std::slice::from_ref(&j), 1, true, &|| false).unwrap().expect("the lock was free");
         assert_eq!(report.lines, 0);
         assert_eq!(j.drained_record().unwrap().map(|r| r.seq), Some(5));
     }
@@ -502,7 +503,8 @@ mod tests {
         let c = Compactor::new(&target, CompactorOptions::default().create(true)).unwrap().staging(true);
         let j = Journal::open(d.path().join("a.journal"), JournalOptions::default()).unwrap();
         j.append(b"first").unwrap();
-        let (report, _) = c.round_or_defer(std::slice::from_ref(&j), 0, true).unwrap().expect("nobody holds the lock");
+        let (report, _) =
+            c.round_or_defer(std::slice::from_ref(&j), 0, true, &|| false).unwrap().expect("nobody holds the lock");
         assert_eq!(report.lines, 1);
         assert_eq!(lines_of(&target), vec!["first".to_string()]);
     }

@@ -118,10 +118,19 @@ fn lock_state(m: &Mutex<WaitState>) -> MutexGuard<'_, WaitState> {
 impl LockQueue {
     /// Wait up to `timeout` for the exclusive lock on `path`, in the lock's queue (see
     /// the module docs). `direct: false` opens the lock file without `O_DIRECT` (the
-    /// multi-host tests' negative control only).
-    pub(crate) fn acquire(&self, path: &Path, timeout: Duration, create: bool, direct: bool) -> Result<TargetLock> {
+    /// multi-host tests' negative control only). `give_up()`, asked every
+    /// [`GIVE_UP_CHECK`], ends the wait early as a timeout would (a daemon asked to
+    /// stop: nothing is held or changed while waiting).
+    pub(crate) fn acquire(
+        &self,
+        path: &Path,
+        timeout: Duration,
+        create: bool,
+        direct: bool,
+        give_up: &dyn Fn() -> bool,
+    ) -> Result<TargetLock> {
         if under_valgrind() {
-            return poll(path, timeout, create, direct);
+            return poll(path, timeout, create, direct, give_up);
         }
         let started = Instant::now();
         let mut kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -138,9 +147,17 @@ impl LockQueue {
             let mut st = lock_state(state);
             st.wanted = true;
             self.waiting.store(true, std::sync::atomic::Ordering::SeqCst);
-            let (mut st, _) = cv
-                .wait_timeout_while(st, left, |s| s.outcome.is_none())
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // In slices, to ask give_up() between them: a grant still wakes the wait at once.
+            let wait_until = crate::os::clock::deadline_after(left);
+            loop {
+                let slice = wait_until.saturating_duration_since(Instant::now()).min(GIVE_UP_CHECK);
+                (st, _) = cv
+                    .wait_timeout_while(st, slice, |s| s.outcome.is_none())
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if st.outcome.is_some() || Instant::now() >= wait_until || give_up() {
+                    break;
+                }
+            }
             self.waiting.store(false, std::sync::atomic::Ordering::SeqCst);
             match st.outcome.take() {
                 Some(Ok(true)) => {
@@ -166,6 +183,9 @@ impl LockQueue {
     }
 }
 
+/// How often a waiter asks its caller whether to give up (a daemon's stop).
+const GIVE_UP_CHECK: Duration = Duration::from_millis(50);
+
 /// Valgrind (3.19) does not know that `F_OFD_SETLKW` can block: a thread waiting in
 /// it keeps valgrind's scheduler lock, and the whole process stops (seen in the C ABI
 /// test under memcheck). Under valgrind the lock is polled instead (not fair).
@@ -174,8 +194,9 @@ fn under_valgrind() -> bool {
     *UNDER.get_or_init(|| std::env::var_os("LD_PRELOAD").is_some_and(|p| p.to_string_lossy().contains("vgpreload")))
 }
 
-/// The lock by polling with backoff (1 to 25 ms) until `timeout`: only under valgrind.
-fn poll(path: &Path, timeout: Duration, create: bool, direct: bool) -> Result<TargetLock> {
+/// The lock by polling with backoff (1 to 25 ms) until `timeout` or `give_up()`: only
+/// under valgrind.
+fn poll(path: &Path, timeout: Duration, create: bool, direct: bool, give_up: &dyn Fn() -> bool) -> Result<TargetLock> {
     let file = crate::target::slots::open_with(path, true, create, direct)
         .map_err(|e| Error::io(format!("opening lock file {} read-write", path.display()), e))?;
     let start = Instant::now();
@@ -187,7 +208,7 @@ fn poll(path: &Path, timeout: Duration, create: bool, direct: bool) -> Result<Ta
             Err(e) => return Err(Error::io(format!("locking {}", path.display()), e)),
         }
         let waited = start.elapsed();
-        if waited >= timeout {
+        if waited >= timeout || give_up() {
             let waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
             return Err(Error::LockTimeout { lock_path: path.to_path_buf(), waited_ms });
         }
@@ -207,7 +228,7 @@ impl TargetLock {
     /// when the lock file cannot be opened (kind `NotFound` when missing and not
     /// `create`) or locked.
     pub fn acquire(path: &Path, timeout: Duration, create: bool) -> Result<TargetLock> {
-        LockQueue::default().acquire(path, timeout, create, true)
+        LockQueue::default().acquire(path, timeout, create, true, &|| false)
     }
 
     /// The exclusive lock on `path` (created 0600 if missing and `create`) if nobody
@@ -285,7 +306,10 @@ mod tests {
         let p = d.path().join("lock");
         let queue = LockQueue::default();
         let first = TargetLock::acquire(&p, Duration::from_secs(1), true).unwrap();
-        assert!(matches!(queue.acquire(&p, Duration::from_millis(30), true, true), Err(Error::LockTimeout { .. })));
+        assert!(matches!(
+            queue.acquire(&p, Duration::from_millis(30), true, true, &|| false),
+            Err(Error::LockTimeout { .. })
+        ));
         assert!(queue.kept.lock().unwrap().is_some(), "the waiter was not kept");
         drop(first);
         // Nobody wants the kept waiter's grant: it must release it, so a third party gets
@@ -293,7 +317,7 @@ mod tests {
         let third = TargetLock::acquire(&p, Duration::from_secs(30), true).unwrap();
         drop(third);
         // The queue then starts a new waiter (or takes the lock at once).
-        let again = queue.acquire(&p, Duration::from_secs(30), true, true).unwrap();
+        let again = queue.acquire(&p, Duration::from_secs(30), true, true, &|| false).unwrap();
         drop(again);
     }
 
@@ -328,11 +352,11 @@ mod tests {
             queues.push(queue.clone());
             // Enqueue in the kernel now (this times out, leaving the waiter queued), and
             // go on once the kernel lists it as blocked on the lock.
-            assert!(queue.acquire(&p, Duration::from_millis(1), true, true).is_err());
+            assert!(queue.acquire(&p, Duration::from_millis(1), true, true, &|| false).is_err());
             wait_for_blocked_waiters(&p, i + 1);
             let (p, order) = (p.clone(), Arc::clone(&order));
             threads.push(std::thread::spawn(move || {
-                let held = queue.acquire(&p, Duration::from_secs(60), true, true).unwrap();
+                let held = queue.acquire(&p, Duration::from_secs(60), true, true, &|| false).unwrap();
                 order.lock().unwrap().push(i);
                 drop(held);
             }));
