@@ -1212,7 +1212,10 @@ int trib_init(const char *target,
  * when `spool` is not NULL). With neither, the call only repairs the target (and
  * creates it, with `create`). The target must exist (`trib_init`) unless the
  * options' `create` is set: otherwise `TRIB_E_TARGET_MISSING`. `options` may be NULL for the defaults. A journal path that does
- * not exist is `TRIB_E_NOT_A_JOURNAL` (a drain never creates journals).
+ * not exist is `TRIB_E_NOT_A_JOURNAL` (a drain never creates journals). In a spool,
+ * a file that cannot be drained (junk, a foreign or restored journal) does not keep
+ * the others from draining: they are drained, then that file's error is returned
+ * (the first such file's; its message names it).
  *
  * # Safety
  * `target` and `spool` must be NULL or NUL-terminated; `journal_paths` NULL or

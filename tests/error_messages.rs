@@ -45,6 +45,37 @@ fn a_symlinked_journal_in_a_spool_is_named_and_the_others_drain() {
     assert_exactly(&target, &[b"good".to_vec()]);
 }
 
+/// One file of a spool that cannot be drained — junk (found when opening it) or a
+/// journal of another target (found by the round) — kept the library's spool drain
+/// (Rust `drain_spool`, C `trib_drain`, Python `drain(spool=)`, Go `Drain`) from
+/// draining anything, and the CLI's from draining past a refused journal. Now the
+/// others are drained, then the first refused file's error is returned. Found by an
+/// outside tester.
+#[test]
+fn a_spool_drain_drains_every_journal_it_can_before_naming_the_one_it_cannot() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let other = d.path().join("other.log");
+    init(&target);
+    init(&other);
+    let foreign = journal(&spool.join("b-foreign.journal"));
+    foreign.append(b"belongs elsewhere").unwrap();
+    compactor(&other).drain(std::slice::from_ref(&foreign)).unwrap();
+    foreign.append(b"also elsewhere").unwrap();
+    fs::write(spool.join("a-junk.journal"), b"not sqlite").unwrap();
+    journal(&spool.join("c-good.journal")).append(b"good").unwrap();
+    let e = compactor(&target).drain_spool(&spool).unwrap_err();
+    assert_eq!(e.journal_path(), Some(spool.join("a-junk.journal").as_path()), "the first refused: {e}");
+    assert_exactly(&target, &[b"good".to_vec()]);
+    journal(&spool.join("c-good.journal")).append(b"more").unwrap();
+    let out = cli(&["drain", "--target", &s(&target), "--spool", &s(&spool)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("a-junk.journal") && err.contains("b-foreign.journal"), "both are named: {err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("drained 1 line(s)"), "{out:?}");
+    assert_exactly(&target, &[b"good".to_vec(), b"more".to_vec()]);
+}
+
 /// A journal in a folder that does not exist said "I/O error while statfs of …".
 #[test]
 fn a_journal_in_a_missing_folder_says_the_folder_is_missing() {

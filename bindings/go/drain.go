@@ -22,7 +22,10 @@ type DrainOptions struct {
 	// Journals are journal paths. A path that does not exist is ErrNotAJournal: a
 	// drain never creates journals (their writers do, with OpenJournal).
 	Journals []string
-	// Spool is a folder of journals: every *.journal file directly in it.
+	// Spool is a folder of journals: every *.journal file directly in it. A file
+	// that cannot be drained (junk, a foreign or restored journal) does not keep the
+	// others from draining: Drain drains them, then returns that file's error (the
+	// first such file's).
 	Spool string
 
 	// LockTimeout is how long to wait for the target's lock (default 30 s). A

@@ -75,31 +75,34 @@ fn journal_paths(journals: Vec<PathBuf>, spool: Option<&Path>) -> Result<Vec<Pat
 
 pub fn cmd_drain(a: DrainArgs) -> CmdResult {
     let compactor = a.flags.compactor(&a.target)?;
-    let from_spool = a.spool.is_some();
-    let paths = journal_paths(a.journal, a.spool.as_deref())?;
     // Journals named one by one must all be usable; in a spool, one bad file (junk, a
-    // symlink, a journal being created) must not keep the others from draining: it is
-    // named, and the exit code says something was left.
+    // symlink, a foreign or restored journal) must not keep the others from draining:
+    // it is named, and the exit code says something was left.
     // At most --max-open-journals are open at once: the rest wait for their batch.
     let mut refused = 0;
     let mut r = DrainReport::default();
     let mut progress = Progress::new();
-    for batch in paths.chunks(compactor.open_journal_limit()) {
-        let mut journals = Vec::new();
-        for p in batch {
-            match compactor.open_journals(std::slice::from_ref(p)) {
-                Ok(mut j) => journals.append(&mut j),
-                Err(e) if from_spool && e.journal_path().is_some() => {
-                    progress.note(&format!("tributary: error [{}]: {e}; this journal was left alone", e.kind().name()));
-                    refused += 1;
-                }
-                Err(e) => return Err(e),
-            }
+    if let Some(spool) = a.spool.as_deref() {
+        let journals_in_all = spool_journals(spool)?.len();
+        let mut left_alone = Vec::new();
+        compactor.drain_spool_observed(
+            spool,
+            &mut |round| show_round(&mut r, &mut progress, round, "drain", journals_in_all),
+            &mut |e| left_alone.push(e),
+        )?;
+        for e in &left_alone {
+            progress.note(&format!("tributary: error [{}]: {e}; this journal was left alone", e.kind().name()));
         }
-        drain_showing(&compactor, &journals, &mut r, &mut progress, "drain", paths.len())?;
-    }
-    if paths.is_empty() {
-        r = compactor.drain(&[])?;
+        refused = left_alone.len();
+    } else {
+        let paths = journal_paths(a.journal, None)?;
+        for batch in paths.chunks(compactor.open_journal_limit()) {
+            let journals = compactor.open_journals(batch)?;
+            drain_showing(&compactor, &journals, &mut r, &mut progress, "drain", paths.len())?;
+        }
+        if paths.is_empty() {
+            r = compactor.drain(&[])?;
+        }
     }
     progress.clear();
     if r.rotations > 0 {
@@ -139,22 +142,31 @@ fn drain_showing(
     what: &str,
     journals_in_all: usize,
 ) -> Result<(), Error> {
-    compactor.drain_observed(journals, &mut |round| {
-        total.absorb(round.clone());
-        progress.update(|t| {
-            format!(
-                "{what}: {} line(s), {} committed in {} round(s) ({} lines/s, {}/s); {} of {journals_in_all} \
-                 journal(s) had lines",
-                total.lines,
-                progress::bytes(total.bytes),
-                total.rounds,
-                progress::per_second(total.lines, t),
-                progress::bytes(progress::per_second(total.bytes, t)),
-                total.journals.len(),
-            )
-        });
-    })?;
+    compactor.drain_observed(journals, &mut |round| show_round(total, progress, round, what, journals_in_all))?;
     Ok(())
+}
+
+/// Add a round to `total` and show the sum on a terminal.
+fn show_round(
+    total: &mut DrainReport,
+    progress: &mut Progress,
+    round: &DrainReport,
+    what: &str,
+    journals_in_all: usize,
+) {
+    total.absorb(round.clone());
+    progress.update(|t| {
+        format!(
+            "{what}: {} line(s), {} committed in {} round(s) ({} lines/s, {}/s); {} of {journals_in_all} \
+             journal(s) had lines",
+            total.lines,
+            progress::bytes(total.bytes),
+            total.rounds,
+            progress::per_second(total.lines, t),
+            progress::bytes(progress::per_second(total.bytes, t)),
+            total.journals.len(),
+        )
+    });
 }
 
 #[derive(Args)]

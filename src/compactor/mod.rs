@@ -409,13 +409,72 @@ impl Compactor {
     }
 
     /// Drain every `*.journal` in `spool` (see [`Compactor::drain_paths`]); a file whose
-    /// writer is still creating its journal is skipped (it is drained next time).
+    /// writer is still creating its journal is skipped (it is drained next time). A
+    /// file that cannot be drained (junk, a foreign or restored journal, one this
+    /// process may not write) does not keep the others from draining: they are
+    /// drained first, then the first such file's error is returned.
     ///
     /// # Errors
-    /// [`Error::Io`] when the spool cannot be listed; otherwise as
-    /// [`Compactor::drain_paths`].
+    /// [`Error::Io`] when the spool cannot be listed; an error naming one journal
+    /// ([`Error::journal_path`]) once every other journal was drained; otherwise as
+    /// [`Compactor::drain_paths`] (an error about the target stops at once).
     pub fn drain_spool(&self, spool: &Path) -> Result<DrainReport> {
-        self.drain_paths(&crate::journal::spool_journals(spool)?)
+        let mut first_refused = None;
+        let report = self.drain_spool_observed(spool, &mut |_| {}, &mut |e| {
+            first_refused.get_or_insert(e);
+        })?;
+        first_refused.map_or(Ok(report), Err)
+    }
+
+    /// [`drain_spool`](Self::drain_spool), telling `on_round` what each round did and
+    /// `on_refused` each journal left alone (with why) instead of returning its error.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the spool cannot be listed; an error that is not about one
+    /// journal of the spool (the target's, the lock's), at once.
+    pub fn drain_spool_observed(
+        &self,
+        spool: &Path,
+        on_round: &mut dyn FnMut(&DrainReport),
+        on_refused: &mut dyn FnMut(Error),
+    ) -> Result<DrainReport> {
+        let paths = crate::journal::spool_journals(spool)?;
+        // Every round counts, those before a refusal too.
+        let mut report = DrainReport::default();
+        let mut on_round = |r: &DrainReport| {
+            report.absorb(r.clone());
+            on_round(r);
+        };
+        for batch in paths.chunks(self.open_journal_limit()) {
+            let mut journals = Vec::with_capacity(batch.len());
+            for p in batch {
+                match Journal::open_existing(p, self.opts.journal.clone()) {
+                    Ok(j) => journals.push(j),
+                    Err(e) if e.is_journal_not_ready() => {}
+                    Err(e) if e.journal_path().is_some() => on_refused(e),
+                    Err(e) => return Err(e),
+                }
+            }
+            // A round refusing one journal commits nothing: leave that one out and
+            // drain the rest again (what earlier rounds committed stays).
+            loop {
+                match self.drain_observed(&journals, &mut on_round) {
+                    Ok(_) => break,
+                    Err(e) => {
+                        let Some(at) = e.journal_path().and_then(|p| journals.iter().position(|j| j.path() == p))
+                        else {
+                            return Err(e);
+                        };
+                        journals.remove(at);
+                        on_refused(e);
+                    }
+                }
+            }
+        }
+        if paths.is_empty() {
+            self.drain_observed(&[], &mut on_round)?;
+        }
+        Ok(report)
     }
 
     /// Retire journals, the supported way to remove one (issue 12 item 9): drain each

@@ -414,3 +414,16 @@ def test_one_str_where_a_collection_belongs_is_a_type_error(tmp_path: Path, targ
         tributary.drain(target, journals=str(tmp_path / "a.journal"))
     assert j.backlog().last_seq == 0, "nothing was stored"
     j.close()
+
+
+def test_a_junk_file_in_the_spool_does_not_keep_the_others_from_draining(tmp_path: Path, target: Path):
+    # Found by an outside tester: drain(spool=) drained nothing at all.
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with tributary.Journal(spool / "b-good.journal") as j:
+        j.append_many(["one", "two"])
+    (spool / "a-junk.journal").write_bytes(b"not sqlite")
+    with pytest.raises(tributary.NotAJournalError) as e:
+        tributary.drain(target, spool=spool)
+    assert "a-junk.journal" in str(e.value)
+    assert target_lines(target) == [b"one", b"two"]

@@ -194,7 +194,10 @@ def drain(
 
     Give either ``journals`` (paths, or :class:`Journal` objects whose paths are used)
     or ``spool`` (a folder: its ``*.journal`` files). With neither, only repair the
-    target. Takes the target's lock (waiting up to ``lock_timeout`` seconds, default
+    target. In a spool, a file that cannot be drained (junk, a foreign or restored
+    journal) does not keep the others from draining: they are drained, then that
+    file's error is raised (the first such file's; its message names it). Takes the
+    target's lock (waiting up to ``lock_timeout`` seconds, default
     30) for each bounded round.
 
     The target must exist (:func:`init`, or ``tributary init``): a target that was
