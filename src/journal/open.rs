@@ -18,7 +18,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::sync::Mutex;
-use rusqlite::Connection;
 
 use super::files::{file_id, finish_retirement, retiring_path, shm_path, sync_folder, wal_path};
 use super::group_commit::GroupCommit;
@@ -84,6 +83,19 @@ fn cannot_write(path: &Path, e: &dyn std::fmt::Display) -> Error {
             path.display()
         ),
         io::Error::from_raw_os_error(libc::EACCES),
+    )
+}
+
+/// A journal `SQLite` could not set up on a full disk (its `-wal`, or the blocks of its
+/// `-shm`'s pages: `os::sqlite_vfs`): an I/O error saying so, never "not a journal".
+fn disk_full(path: &Path) -> Error {
+    Error::io(
+        format!(
+            "opening journal {}: its disk is full (SQLite cannot set up the journal's -wal and -shm); free space on \
+             that disk; the journal is untouched",
+            path.display()
+        ),
+        io::Error::from_raw_os_error(libc::ENOSPC),
     )
 }
 
@@ -227,7 +239,9 @@ impl Journal {
         // must not inherit held) from here to the end: the fork gate (`os::fork`).
         let _inside = crate::os::fork::enter();
         forks::check_not_inherited(&path, inode)?;
-        let mut conn = Connection::open(&path).map_err(|e| Error::sqlite(format!("opening {}", path.display()), e))?;
+        // Through `tributary-unix`: a full disk is an error, not a SIGBUS.
+        let mut conn =
+            crate::os::sqlite_vfs::open(&path).map_err(|e| Error::sqlite(format!("opening {}", path.display()), e))?;
         if !create {
             // A compactor's handle: its close keeps the -wal and -shm for the next open,
             // instead of deleting what that open would create again. The -wal is cut to
@@ -254,6 +268,17 @@ impl Journal {
                 // A journal this process may not write (or whose folder it may not add
                 // a -wal to) is a real journal: never advise moving it out of the spool.
                 Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied) => cannot_write(&path, &e),
+                Some(rusqlite::ErrorCode::DiskFull) => disk_full(&path),
+                // An I/O error is never "not a journal" (that advice moves a good one
+                // away); growing the -shm on a full disk is one.
+                Some(rusqlite::ErrorCode::SystemIoFailure) => {
+                    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                    if sys::free_bytes(folder).is_ok_and(|free| free < 1 << 20) {
+                        disk_full(&path)
+                    } else {
+                        Error::io(format!("opening journal {}", path.display()), io::Error::other(e.to_string()))
+                    }
+                }
                 _ => not_journal(format!("not an SQLite database: {e}")),
             })?;
         if !tables.is_empty() && !tables.iter().any(|t| t == "meta") {

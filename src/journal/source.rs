@@ -295,35 +295,63 @@ impl Journal {
     /// older record never wins.
     pub(crate) fn record_drained(&self, target_id: &str, seq: u64, crc: u32, chain: u64) -> Result<()> {
         match self.record_drained_tx(target_id, seq, crc, chain) {
-            Err(e) if is_disk_full(&e) => {
-                // The journal's disk is full (issue 13 item 2: lines committed but never
-                // recorded kept writers refused for good). Deleting needs WAL space too:
-                // empty the WAL, then delete in small transactions, each emptied again.
-                let conn = self.lock_conn()?;
-                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-                loop {
-                    let n = conn
-                        .execute(
-                            "DELETE FROM runs WHERE first_seq IN (SELECT first_seq FROM runs
-                             WHERE first_seq + count - 1 <= ?1 ORDER BY first_seq LIMIT ?2)",
-                            params![sql_bound(seq), FULL_DISK_DELETE_RUNS],
-                        )
-                        .map_err(|e| Error::sqlite(format!("deleting drained runs in {}", self.path.display()), e))?;
-                    let _ = incremental_vacuum(&conn, None);
-                    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-                    if n == 0 {
-                        break;
-                    }
+            Err(e) if is_disk_full(&e) => self.record_drained_on_a_full_disk(target_id, seq, crc, chain).map_err(|e| {
+                if !is_disk_full(&e) {
+                    return e;
                 }
-                drop(conn);
-                self.record_drained_tx(target_id, seq, crc, chain)
-            }
+                // Kind `io` (a full disk, what docs/errors.md says), saying that the
+                // lines are safe: a drain failing here has committed them.
+                Error::io(
+                    format!(
+                        "recording in journal {} that its lines up to seq {seq} are committed to the target: its \
+                         disk is full. The lines are committed (nothing is lost); free space on that disk and drain \
+                         again: the record is caught up then, their space given back, and nothing is drained twice",
+                        self.path.display()
+                    ),
+                    io::Error::from_raw_os_error(libc::ENOSPC),
+                )
+            }),
             r => r,
         }
     }
 
+    /// The journal's disk is full (issue 13 item 2: lines committed but never recorded
+    /// kept writers refused for good). Deleting needs WAL space too: empty the WAL,
+    /// record the drained seq alone (a small transaction), then delete the runs it
+    /// covers in small transactions, each emptied again. Never a run before the record
+    /// that covers it: a journal whose runs were gone but whose record was not moved
+    /// counted its seqs from the old record again (its writer would have reused seqs
+    /// the target already holds, and every drain refused it as restored).
+    fn record_drained_on_a_full_disk(&self, target_id: &str, seq: u64, crc: u32, chain: u64) -> Result<()> {
+        let _ = self.lock_conn()?.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        self.record_drained_tx_with(target_id, seq, crc, chain, false)?;
+        let conn = self.lock_conn()?;
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        loop {
+            let n = conn
+                .execute(
+                    "DELETE FROM runs WHERE first_seq IN (SELECT first_seq FROM runs
+                     WHERE first_seq + count - 1 <= ?1 ORDER BY first_seq LIMIT ?2)",
+                    params![sql_bound(seq), FULL_DISK_DELETE_RUNS],
+                )
+                .map_err(|e| Error::sqlite(format!("deleting drained runs in {}", self.path.display()), e))?;
+            let _ = incremental_vacuum(&conn, None);
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// [`Journal::record_drained`] in one transaction, then give free pages back.
     fn record_drained_tx(&self, target_id: &str, seq: u64, crc: u32, chain: u64) -> Result<()> {
+        self.record_drained_tx_with(target_id, seq, crc, chain, true)
+    }
+
+    /// [`Journal::record_drained_tx`]; with `delete_runs` false only the record moves
+    /// (the runs it covers stay for a later delete).
+    fn record_drained_tx_with(&self, target_id: &str, seq: u64, crc: u32, chain: u64, delete_runs: bool) -> Result<()> {
         // No fsync of its own (`Unsynced`): a record lost to a power cut is one behind
         // the manifest, caught up by the next round (with 100 journals in a round, their
         // fsyncs were most of its wall).
@@ -355,11 +383,13 @@ impl Journal {
             )
             .map_err(|e| Error::sqlite(ctx("keeping the first line's stamp"), e))?;
         }
-        crate::fault::check(crate::fault::Step::JournalRowDelete)
-            .map_err(|e| Error::io(ctx("deleting drained runs"), e))?;
-        tx.prepare_cached("DELETE FROM runs WHERE first_seq + count - 1 <= ?1")
-            .and_then(|mut st| st.execute(params![seq]))
-            .map_err(|e| Error::sqlite(ctx("deleting drained runs"), e))?;
+        if delete_runs {
+            crate::fault::check(crate::fault::Step::JournalRowDelete)
+                .map_err(|e| Error::io(ctx("deleting drained runs"), e))?;
+            tx.prepare_cached("DELETE FROM runs WHERE first_seq + count - 1 <= ?1")
+                .and_then(|mut st| st.execute(params![seq]))
+                .map_err(|e| Error::sqlite(ctx("deleting drained runs"), e))?;
+        }
         failpoint::hit(failpoint::Point::DrainMidRecord);
         tx.prepare_cached(
             "UPDATE state SET drained_target = ?1, drained_seq = ?2, drained_crc = ?3, drained_chain = ?5,

@@ -530,6 +530,27 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
+/// Fault the pages of a shared file mapping in, writable (`MADV_POPULATE_WRITE`), so
+/// each has its disk block now: where one cannot get a block (a full disk) this is
+/// `EFAULT` instead of a `SIGBUS` at the first store (`os::sqlite_vfs`). `EINVAL` on
+/// kernels before 5.14.
+///
+/// # Errors
+/// `madvise`'s error.
+pub fn populate_writable(addr: *mut libc::c_void, len: usize) -> io::Result<()> {
+    // madvise wants a page-aligned start: widen the range down to its page.
+    let page = 4096usize;
+    let start = (addr as usize) & !(page - 1);
+    let len = len + (addr as usize - start);
+    // SAFETY: madvise only changes how the kernel backs the pages of this process's
+    // own mapping (the caller's, which covers `addr..addr+len`); it never writes
+    // through it, and a range it cannot populate is an error, not a signal.
+    if unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Keep a journal's `-wal` and `-shm` files when this connection, the last one open,
 /// closes (`SQLITE_FCNTL_PERSIST_WAL`): `SQLite` then checkpoints and empties the log
 /// instead of deleting both files, so the next open does not create them again. A

@@ -68,7 +68,8 @@ impl CursorStore {
         }
         let ctx = |what: &str| format!("{what} {}", path.display());
         let _inside = crate::os::fork::enter();
-        let conn = Connection::open(&path).map_err(|e| Error::sqlite(ctx("opening cursor store"), e))?;
+        // Through `tributary-unix`: a full disk is an error, not a SIGBUS.
+        let conn = crate::os::sqlite_vfs::open(&path).map_err(|e| Error::sqlite(ctx("opening cursor store"), e))?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(|e| Error::sqlite(ctx("configuring"), e))?;
         conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(|e| Error::sqlite(ctx("configuring"), e))?;
         let not_a_store =

@@ -260,6 +260,45 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A small ext4 filesystem with 1 KiB blocks (what `mkfs.ext4` makes below 512 MiB) in
+/// an image on a loop device, mounted on a temp folder (root only), unmounted on drop.
+pub struct Ext4Image {
+    pub dir: tempfile::TempDir,
+    _image: tempfile::NamedTempFile,
+}
+
+impl Ext4Image {
+    pub fn mount(mib: u64) -> Option<Ext4Image> {
+        let image = tempfile::NamedTempFile::new().unwrap();
+        image.as_file().set_len(mib << 20).unwrap();
+        let made = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", "1024"])
+            .arg(image.path())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = made
+            && Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(image.path())
+                .arg(dir.path())
+                .status()
+                .is_ok_and(|s| s.success());
+        mounted.then_some(Ext4Image { dir, _image: image })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Ext4Image {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
 /// Write `input` to a child's stdin and close it. A child that refuses (and exits)
 /// before reading all of it closes the pipe: that `BrokenPipe` is the child's answer,
 /// which its exit status and output report, not the test's error.

@@ -1,0 +1,188 @@
+//! `tributary-unix`: `SQLite`'s `unix` VFS with one change, so a full disk under a
+//! journal is an error, never a `SIGBUS` that kills the process.
+//!
+//! `SQLite` maps a journal's WAL index (`-shm`) into memory and grows it by writing the
+//! last byte of each 4 KiB page, which gives the whole page a disk block only where
+//! filesystem blocks are 4 KiB. Where they are smaller (ext4 formats filesystems under
+//! 512 MiB with 1 KiB blocks) the rest of each page stays a hole, and with the disk
+//! full `SQLite`'s first store into it cannot get a block: the kernel kills the process
+//! with `SIGBUS` (a compactor draining a full 24 MiB spool died so, mid-commit).
+//!
+//! Keeps: every page of a WAL-index region `SQLite` maps is faulted in, writable, before
+//! `SQLite` touches it (`MADV_POPULATE_WRITE`, Linux 5.14); a page that cannot get a
+//! block is `SQLITE_FULL` from `xShmMap`, which `SQLite` returns from the statement.
+//! Everything else is `unix`'s own code on `unix`'s own file objects: a file opened
+//! through this VFS is a `unix` file whose method table is a copy of `unix`'s with
+//! `xShmMap` replaced.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::sync::{Mutex, OnceLock};
+
+use rusqlite::ffi;
+
+use crate::os::sys;
+
+/// The VFS's name, for `Connection::open_with_flags_and_vfs`.
+pub(crate) const NAME: &CStr = c"tributary-unix";
+
+/// A copy of one of `unix`'s method tables with `xShmMap` replaced; `unix` is the
+/// table it copies (`SQLite` reads only the first field: this struct starts with it).
+#[repr(C)]
+struct Methods {
+    methods: ffi::sqlite3_io_methods,
+    unix: *const ffi::sqlite3_io_methods,
+}
+
+/// The copies made so far, one per `unix` table met (a handful: one per locking
+/// style), leaked: `SQLite` may use a table for as long as the process lives.
+struct Copies(Vec<&'static Methods>);
+
+// SAFETY: the tables are immutable once made, and `SQLite`'s own tables are static.
+unsafe impl Send for Copies {}
+
+static COPIES: Mutex<Copies> = Mutex::new(Copies(Vec::new()));
+
+/// Register the VFS once (not as the default). `false` when `SQLite` has no `unix`
+/// VFS or refused the registration: callers then open with the default VFS.
+pub(crate) fn registered() -> bool {
+    static DONE: OnceLock<bool> = OnceLock::new();
+    *DONE.get_or_init(|| {
+        // SAFETY: sqlite3_vfs_find is thread-safe and returns a pointer to a VFS that
+        // lives as long as the process (or NULL); the copy is leaked for the same
+        // reason, and sqlite3_vfs_register keeps a pointer to it.
+        unsafe {
+            let unix = ffi::sqlite3_vfs_find(c"unix".as_ptr());
+            if unix.is_null() {
+                return false;
+            }
+            let mut vfs: ffi::sqlite3_vfs = *unix;
+            vfs.zName = NAME.as_ptr();
+            vfs.pNext = std::ptr::null_mut();
+            vfs.pAppData = unix.cast::<c_void>();
+            vfs.xOpen = Some(open_file);
+            vfs.xDelete = Some(delete);
+            vfs.xAccess = Some(access);
+            vfs.xFullPathname = Some(full_pathname);
+            let vfs = Box::leak(Box::new(vfs));
+            ffi::sqlite3_vfs_register(vfs, 0) == ffi::SQLITE_OK
+        }
+    })
+}
+
+/// Open (creating if needed) the `SQLite` database at `path` through this VFS (through
+/// the default one if it could not be registered).
+pub(crate) fn open(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
+    if registered() {
+        rusqlite::Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), NAME)
+    } else {
+        rusqlite::Connection::open(path)
+    }
+}
+
+/// The `unix` VFS this one wraps.
+///
+/// # Safety
+/// `vfs` is this VFS (its `pAppData` is `unix`).
+unsafe fn unix_of(vfs: *mut ffi::sqlite3_vfs) -> *mut ffi::sqlite3_vfs {
+    // SAFETY: per the contract, `vfs` is the struct `registered` made.
+    unsafe { (*vfs).pAppData.cast::<ffi::sqlite3_vfs>() }
+}
+
+unsafe extern "C" fn open_file(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    file: *mut ffi::sqlite3_file,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> c_int {
+    // SAFETY: SQLite calls this with this VFS and a `file` of `szOsFile` bytes (unix's
+    // size: copied); unix's xOpen fills it in as a unix file. Its method table is then
+    // swapped for a copy whose xShmMap is `shm_map`: SQLite calls every method through
+    // the table, and unix's methods never compare it.
+    unsafe {
+        let unix = unix_of(vfs);
+        let Some(unix_open) = (*unix).xOpen else { return ffi::SQLITE_ERROR };
+        let rc = unix_open(unix, name, file, flags, out_flags);
+        let methods = (*file).pMethods;
+        if !methods.is_null() && (*methods).iVersion >= 2 && (*methods).xShmMap.is_some() {
+            (*file).pMethods = copy_of(methods);
+        }
+        rc
+    }
+}
+
+/// The copy of `unix`'s table `methods` with `shm_map` as its `xShmMap`.
+fn copy_of(methods: *const ffi::sqlite3_io_methods) -> *const ffi::sqlite3_io_methods {
+    let mut copies = COPIES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(m) = copies.0.iter().find(|m| std::ptr::eq(m.unix, methods)) {
+        return &raw const m.methods;
+    }
+    // SAFETY: `methods` is one of unix's static tables (see `open_file`).
+    let mut copy = unsafe { *methods };
+    copy.xShmMap = Some(shm_map);
+    let made: &'static Methods = Box::leak(Box::new(Methods { methods: copy, unix: methods }));
+    copies.0.push(made);
+    &raw const made.methods
+}
+
+unsafe extern "C" fn shm_map(
+    file: *mut ffi::sqlite3_file,
+    region: c_int,
+    region_size: c_int,
+    extend: c_int,
+    pp: *mut *mut c_void,
+) -> c_int {
+    // SAFETY: `file` was opened by `open_file`, so its table is the `methods` field of a
+    // `Methods` (first field, `repr(C)`) whose `unix` table has an xShmMap; `pp` is
+    // SQLite's out-pointer, set by unix's xShmMap to NULL or to a mapping of at least
+    // `region_size` bytes.
+    unsafe {
+        let ours = (*file).pMethods.cast::<Methods>();
+        let Some(unix_map) = (*(*ours).unix).xShmMap else { return ffi::SQLITE_IOERR_SHMMAP };
+        let rc = unix_map(file, region, region_size, extend, pp);
+        let mapped = *pp;
+        if rc != ffi::SQLITE_OK || mapped.is_null() {
+            return rc;
+        }
+        let len = usize::try_from(region_size).unwrap_or(0);
+        match sys::populate_writable(mapped, len) {
+            Err(e) if e.raw_os_error() == Some(libc::EFAULT) => {
+                // SQLite keeps a pointer it is given even with an error, and would
+                // store through it later: it gets none.
+                *pp = std::ptr::null_mut();
+                ffi::SQLITE_FULL
+            }
+            // Older kernels (EINVAL) and anything else: as unix alone would have been.
+            _ => rc,
+        }
+    }
+}
+
+unsafe extern "C" fn delete(vfs: *mut ffi::sqlite3_vfs, name: *const c_char, sync_dir: c_int) -> c_int {
+    // SAFETY: forwarded unchanged to unix, with unix as its VFS.
+    unsafe {
+        let unix = unix_of(vfs);
+        (*unix).xDelete.map_or(ffi::SQLITE_ERROR, |f| f(unix, name, sync_dir))
+    }
+}
+
+unsafe extern "C" fn access(vfs: *mut ffi::sqlite3_vfs, name: *const c_char, flags: c_int, out: *mut c_int) -> c_int {
+    // SAFETY: forwarded unchanged to unix, with unix as its VFS.
+    unsafe {
+        let unix = unix_of(vfs);
+        (*unix).xAccess.map_or(ffi::SQLITE_ERROR, |f| f(unix, name, flags, out))
+    }
+}
+
+unsafe extern "C" fn full_pathname(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    n: c_int,
+    out: *mut c_char,
+) -> c_int {
+    // SAFETY: forwarded unchanged to unix, with unix as its VFS.
+    unsafe {
+        let unix = unix_of(vfs);
+        (*unix).xFullPathname.map_or(ffi::SQLITE_ERROR, |f| f(unix, name, n, out))
+    }
+}
