@@ -239,11 +239,13 @@ func (a *Appender) Close() error {
 
 // appendLines is how a Writer or a SlogHandler hands over whole lines: checked
 // first, so that a bad line queues none of them (as a Journal's batch stores none),
-// then pushed one by one (the committer batches them anyway).
-func (a *Appender) appendLines(lines [][]byte) error {
+// then pushed one by one (the committer batches them anyway). A push that fails
+// (the Appender closed meanwhile, a commit failure met while waiting for room)
+// leaves the lines before it queued: it says how many.
+func (a *Appender) appendLines(lines [][]byte) (int, error) {
 	for i, l := range lines {
 		if len(l) > a.maxLine || bytes.IndexByte(l, '\n') >= 0 {
-			return &Error{
+			return 0, &Error{
 				Op:   "push",
 				Kind: KindInvalidLine,
 				Message: fmt.Sprintf("invalid line (index %d): %d bytes, longer than the maximum of %d or with a "+
@@ -252,10 +254,10 @@ func (a *Appender) appendLines(lines [][]byte) error {
 			}
 		}
 	}
-	for _, l := range lines {
+	for i, l := range lines {
 		if _, err := a.Push(l); err != nil {
-			return err
+			return i, err
 		}
 	}
-	return nil
+	return len(lines), nil
 }

@@ -463,12 +463,16 @@ func (j *Journal) Close() error {
 }
 
 // appendLines is how a Writer or a SlogHandler hands over whole lines: one batch,
-// durable when it returns.
-func (j *Journal) appendLines(lines [][]byte) error {
+// durable when it returns, all or nothing.
+func (j *Journal) appendLines(lines [][]byte) (int, error) {
+	var err error
 	if len(lines) == 1 {
-		_, err := j.Append(lines[0])
-		return err
+		_, err = j.Append(lines[0])
+	} else {
+		_, err = j.AppendBatch(lines)
 	}
-	_, err := j.AppendBatch(lines)
-	return err
+	if err != nil {
+		return 0, err
+	}
+	return len(lines), nil
 }

@@ -86,7 +86,8 @@ func (h *SlogHandler) Handle(ctx context.Context, r slog.Record) error {
 			line[i] = ' '
 		}
 	}
-	return h.j.appendLines([][]byte{line})
+	_, err = h.j.appendLines([][]byte{line})
+	return err
 }
 
 // WithAttrs returns a handler whose records carry attrs too.

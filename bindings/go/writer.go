@@ -12,7 +12,9 @@ import (
 type LineSink interface {
 	// MaxLineBytes is the longest line accepted.
 	MaxLineBytes() int
-	appendLines(lines [][]byte) error
+	// appendLines hands over lines; on error, taken is how many of the first lines
+	// were taken all the same (an Appender queued them: they will be committed).
+	appendLines(lines [][]byte) (taken int, err error)
 }
 
 // A Writer is an io.Writer over a Journal or an Appender: each '\n'-terminated line
@@ -24,8 +26,12 @@ type LineSink interface {
 // all-or-nothing, and returns once they are durable; over an Appender, it pushes them
 // (background commit: durable within the Appender's Window). It returns len(p), nil,
 // or 0 and the error with nothing of p stored or buffered (a line longer than
-// MaxLineBytes, ErrJournalFull, a closed journal). A partial line that grows longer
-// than MaxLineBytes is refused as soon as it does, with ErrInvalidLine.
+// MaxLineBytes, ErrJournalFull, a closed journal). Over an Appender that fails
+// midway (closed by another goroutine, or a commit failure met while waiting for
+// room), the lines it queued first are kept: Write returns how many bytes of p they
+// were (n < len(p)) with the error, and nothing after them is queued or buffered. A
+// partial line that grows longer than MaxLineBytes is refused as soon as it does,
+// with ErrInvalidLine.
 //
 // A Writer is safe for concurrent use; its Writes are serialized (one batch at a
 // time). For many goroutines writing whole lines, call Journal.Append directly, or
@@ -70,8 +76,19 @@ func (w *Writer) Write(p []byte) (int, error) {
 		l, more, _ = bytes.Cut(more, []byte{'\n'})
 		lines = append(lines, l)
 	}
-	if err := w.j.appendLines(lines); err != nil {
-		return 0, err
+	if taken, err := w.j.appendLines(lines); err != nil {
+		if taken == 0 {
+			return 0, err
+		}
+		// An Appender queued the first lines before it failed: they will be
+		// committed, so say how much of p they were (the partial line went with
+		// the first). Nothing after them is queued or kept.
+		n := len(first) - len(lines[0]) // the partial line's bytes are not p's
+		for _, l := range lines[:taken] {
+			n += len(l) + 1
+		}
+		w.partial = w.partial[:0]
+		return n, err
 	}
 	w.partial = append(w.partial[:0], rest...)
 	return len(p), nil
@@ -107,7 +124,7 @@ func (w *Writer) Flush() error {
 	if len(w.partial) == 0 {
 		return nil
 	}
-	if err := w.j.appendLines([][]byte{w.partial}); err != nil {
+	if _, err := w.j.appendLines([][]byte{w.partial}); err != nil {
 		return err
 	}
 	w.partial = w.partial[:0]
