@@ -231,6 +231,22 @@ impl Journal {
                             .into(),
                     });
                 }
+                // SQLite keeps a database's log beside its name: two names (a hard link,
+                // e.g. `cp -al` of a spool) are two logs for one file. A compactor of
+                // the second name drained nothing, silently, and its writes there would
+                // be checkpointed into the file over the other log's.
+                if md.nlink() > 1 {
+                    return Err(Error::NotAJournal {
+                        path: path.clone(),
+                        detail: format!(
+                            "it has {} names (hard links): SQLite keeps a journal's log beside its name, so two \
+                             names would be two logs for one file. Remove every other name (`find / -xdev -samefile \
+                             {}`) and keep the one its writer uses; copy a journal only while nothing has it open",
+                            md.nlink(),
+                            path.display()
+                        ),
+                    });
+                }
             }
             Err(e) => return Err(Error::io(format!("opening journal {}", path.display()), e)),
         }
