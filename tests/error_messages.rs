@@ -76,6 +76,38 @@ fn a_spool_drain_drains_every_journal_it_can_before_naming_the_one_it_cannot() {
     assert_exactly(&target, &[b"good".to_vec(), b"more".to_vec()]);
 }
 
+/// A journal hard-linked into a second spool (`cp -al`): a compactor of the second
+/// name read the file without the first name's log, drained nothing and said
+/// nothing; its own writes there would have been a second log for the same file.
+/// Both names are refused, naming the fix; with the extra name removed the lines
+/// drain once. Found by an outside tester.
+#[test]
+fn a_hard_linked_journal_is_refused_by_either_name() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let a = spool.join("a.journal");
+    journal(&a).append(b"one").unwrap();
+    let other_spool = d.path().join("spool2");
+    fs::create_dir(&other_spool).unwrap();
+    let b = other_spool.join("a.journal");
+    fs::hard_link(&a, &b).unwrap();
+    for name in [&a, &b] {
+        let e = Journal::open(name, JournalOptions::default()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotAJournal, "{e}");
+        assert!(e.to_string().contains("hard links"), "{e}");
+        let e = compactor(&target).drain_paths(std::slice::from_ref(name)).unwrap_err();
+        assert!(e.to_string().contains("hard links"), "{e}");
+    }
+    let out = cli(&["drain", "--target", &s(&target), "--spool", &s(&other_spool)]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(lines_of(&target).is_empty());
+    fs::remove_file(&b).unwrap();
+    journal(&a).append(b"two").unwrap();
+    compactor(&target).drain_paths(std::slice::from_ref(&a)).unwrap();
+    assert_exactly(&target, &[b"one".to_vec(), b"two".to_vec()]);
+}
+
 /// A journal in a folder that does not exist said "I/O error while statfs of …".
 #[test]
 fn a_journal_in_a_missing_folder_says_the_folder_is_missing() {
@@ -305,5 +337,5 @@ fn status_reports_the_healthy_journals_beside_a_junk_one_and_flags_a_lost_sideca
     assert_eq!(out.status.code(), Some(1), "a lost sidecar is a problem when a journal was drained into it");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let problems = v["problems"].to_string();
-    assert!(problems.contains("was lost") && problems.contains("Do not run"), "{problems}");
+    assert!(problems.contains("was lost") && problems.contains("do not run"), "{problems}");
 }

@@ -85,9 +85,10 @@ fn spool_problems(s: &StatusReport) -> Vec<String> {
         match &s.manifest {
             None => problems.push(format!(
                 "journal {} records being drained into target {into}, but this target has no manifest: its \
-                 sidecar ({}) was lost, or its share is not mounted. Do not run `tributary init` (it would make \
-                 this file a new target, and this journal's {} undrained line(s) would be refused as foreign): \
-                 README \"Operations\", a lost sidecar",
+                 sidecar ({}) was lost, or its share is not mounted (or the journal belongs to another target). \
+                 If it was this one, do not run `tributary init` (it would make this file a new target, and this \
+                 journal's {} undrained line(s) would be refused as foreign): README \"Operations\", a lost \
+                 sidecar",
                 j.path.display(),
                 tributary::Sidecar::for_target(&s.target).dir.display(),
                 j.uncommitted_lines

@@ -336,8 +336,9 @@ impl Compactor {
                         }
                     }
                 }
-                // A stop that ended the wait for the lock is not contention.
-                Err(_) if stop() => {}
+                // A stop that ended the wait for the lock is not contention (any other
+                // error is handled as always, one that needs a human too).
+                Err(e) if stop() && e.kind() == ErrorKind::LockTimeout => {}
                 Err(e) if matches!(e.kind(), ErrorKind::LockTimeout | ErrorKind::LockLost) => {
                     on_event(DaemonEvent::Contended(&e));
                 }
@@ -1039,6 +1040,16 @@ mod tests {
         std::fs::write(&target, b"").unwrap();
         let summary = c.run(&spool, &DaemonOptions::default(), &|| false, &mut |_| {});
         let e = summary.stopped_by.expect("the daemon must stop on a truncated target");
+        assert_eq!(e.kind(), ErrorKind::TargetTruncated, "{e}");
+        // Also when a stop is asked while the pass that meets it runs: the error is
+        // not taken for a stop that ended a wait for the lock, and lost.
+        let asked = std::cell::Cell::new(0);
+        let stop = || {
+            asked.set(asked.get() + 1);
+            asked.get() > 1 // false for the loop's first check, true from the pass on
+        };
+        let summary = c.run(&spool, &DaemonOptions::default(), &stop, &mut |_| {});
+        let e = summary.stopped_by.expect("an error that needs a human is returned, stop or not");
         assert_eq!(e.kind(), ErrorKind::TargetTruncated, "{e}");
     }
 }

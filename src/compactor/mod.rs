@@ -415,9 +415,10 @@ impl Compactor {
     /// drained first, then the first such file's error is returned.
     ///
     /// # Errors
-    /// [`Error::Io`] when the spool cannot be listed; an error naming one journal
-    /// ([`Error::journal_path`]) once every other journal was drained; otherwise as
-    /// [`Compactor::drain_paths`] (an error about the target stops at once).
+    /// [`Error::Io`] when the spool cannot be listed; the first error about one file
+    /// of the spool (its message names it) once every other journal was drained;
+    /// otherwise as [`Compactor::drain_paths`] (an error about the target stops at
+    /// once).
     pub fn drain_spool(&self, spool: &Path) -> Result<DrainReport> {
         let mut first_refused = None;
         let report = self.drain_spool_observed(spool, &mut |_| {}, &mut |e| {
@@ -448,11 +449,13 @@ impl Compactor {
         for batch in paths.chunks(self.open_journal_limit()) {
             let mut journals = Vec::with_capacity(batch.len());
             for p in batch {
+                // Every error opening one file is about that file (junk, a journal this
+                // process may not write, a full disk under it, the file limit): its
+                // message names it.
                 match Journal::open_existing(p, self.opts.journal.clone()) {
                     Ok(j) => journals.push(j),
                     Err(e) if e.is_journal_not_ready() => {}
-                    Err(e) if e.journal_path().is_some() => on_refused(e),
-                    Err(e) => return Err(e),
+                    Err(e) => on_refused(e),
                 }
             }
             // A round refusing one journal commits nothing: leave that one out and

@@ -545,9 +545,40 @@ impl Journal {
         failpoint::hit(failpoint::Point::JournalBeforeCommit);
         crate::fault::check(crate::fault::Step::JournalCommit)
             .map_err(|e| Error::io(ctx("committing appended lines"), e))?;
-        tx.commit().map_err(|e| Error::sqlite(ctx("committing appended lines"), e))?;
+        if let Err(e) = tx.commit() {
+            return Err(Self::failed_commit(&conn, ctx("committing appended lines"), e));
+        }
         failpoint::hit(failpoint::Point::JournalAfterCommit);
         Ok(results)
+    }
+
+    /// A COMMIT that failed on a full disk may have written its frames, commit mark
+    /// and all, to the `-wal` before the WAL index could grow to list them
+    /// (`os::sqlite_vfs`): `SQLite`'s recovery after a crash before the next commit
+    /// would replay them. A TRUNCATE checkpoint empties the log, so that "nothing of
+    /// the call is stored" stays exact; when it cannot, the error says so.
+    fn failed_commit(conn: &rusqlite::Connection, ctx: String, e: rusqlite::Error) -> Error {
+        let full =
+            matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure));
+        if !full {
+            return Error::sqlite(ctx, e);
+        }
+        // (busy, frames in the log, frames checkpointed): (0, 0, 0) once emptied.
+        let emptied = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+            .is_ok_and(|(busy, log)| busy == 0 && log == 0);
+        if emptied {
+            Error::sqlite(ctx, e)
+        } else {
+            Error::sqlite(
+                format!(
+                    "{ctx} (the disk is full, and the journal's log could not be emptied after the failed commit: \
+                     if this process stops before its next append to the journal, SQLite's recovery may still \
+                     store these lines; resend them only with idempotency keys)"
+                ),
+                e,
+            )
+        }
     }
 
     /// A cursor for `name` whose target id is not the one `name` holds (in the journal,
@@ -608,10 +639,12 @@ impl Journal {
         // run and its COMMIT (and fsync): a failed commit is an error here, never a seq.
         let tx = WriteTx::begin(&conn).map_err(|e| Error::sqlite(ctx("starting an append transaction"), e))?;
         self.still_in_place()?;
-        to_sql(run.count)
+        if let Err(e) = to_sql(run.count)
             .and_then(|count| insert.execute(params![count, payload, now_ms(), run.meta, run.data, run.run_crc()]))
             .and_then(|_| tx.commit())
-            .map_err(|e| Error::sqlite(ctx("committing appended lines"), e))?;
+        {
+            return Err(Self::failed_commit(&conn, ctx("committing appended lines"), e));
+        }
         // The run's first seq (its rowid), one past the newest stored seq: negative
         // only in a journal whose rows are damaged; then the lines are stored but this
         // call cannot say under which seqs, so it fails.

@@ -56,9 +56,17 @@ pub(crate) struct Taken {
     pub chain: u64,
 }
 
-fn is_disk_full(e: &Error) -> bool {
+/// `SQLITE_FULL`; or an I/O error (growing the `-shm` by a write is `IOERR_SHMSIZE`)
+/// while the journal's disk has less than 1 MiB free.
+fn is_disk_full(e: &Error, journal: &std::path::Path) -> bool {
     match e {
-        Error::Sqlite { source, .. } => source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+        Error::Sqlite { source, .. } => match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => true,
+            Some(rusqlite::ErrorCode::SystemIoFailure) => {
+                crate::os::sys::free_bytes(&crate::os::fs::parent_dir(journal)).is_ok_and(|free| free < 1 << 20)
+            }
+            _ => false,
+        },
         _ => false,
     }
 }
@@ -295,22 +303,24 @@ impl Journal {
     /// older record never wins.
     pub(crate) fn record_drained(&self, target_id: &str, seq: u64, crc: u32, chain: u64) -> Result<()> {
         match self.record_drained_tx(target_id, seq, crc, chain) {
-            Err(e) if is_disk_full(&e) => self.record_drained_on_a_full_disk(target_id, seq, crc, chain).map_err(|e| {
-                if !is_disk_full(&e) {
-                    return e;
-                }
-                // Kind `io` (a full disk, what docs/errors.md says), saying that the
-                // lines are safe: a drain failing here has committed them.
-                Error::io(
-                    format!(
-                        "recording in journal {} that its lines up to seq {seq} are committed to the target: its \
+            Err(e) if is_disk_full(&e, &self.path) => {
+                self.record_drained_on_a_full_disk(target_id, seq, crc, chain).map_err(|e| {
+                    if !is_disk_full(&e, &self.path) {
+                        return e;
+                    }
+                    // Kind `io` (a full disk, what docs/errors.md says), saying that the
+                    // lines are safe: a drain failing here has committed them.
+                    Error::io(
+                        format!(
+                            "recording in journal {} that its lines up to seq {seq} are committed to the target: its \
                          disk is full. The lines are committed (nothing is lost); free space on that disk and drain \
                          again: the record is caught up then, their space given back, and nothing is drained twice",
-                        self.path.display()
-                    ),
-                    io::Error::from_raw_os_error(libc::ENOSPC),
-                )
-            }),
+                            self.path.display()
+                        ),
+                        io::Error::from_raw_os_error(libc::ENOSPC),
+                    )
+                })
+            }
             r => r,
         }
     }
@@ -334,7 +344,19 @@ impl Journal {
                      WHERE first_seq + count - 1 <= ?1 ORDER BY first_seq LIMIT ?2)",
                     params![sql_bound(seq), FULL_DISK_DELETE_RUNS],
                 )
-                .map_err(|e| Error::sqlite(format!("deleting drained runs in {}", self.path.display()), e))?;
+                .map_err(|e| {
+                    // The record is written: only the space waits (the journal's next
+                    // record deletes what is left).
+                    Error::io(
+                        format!(
+                            "giving back the space of lines up to seq {seq} drained from journal {}: its disk is \
+                             full ({e}). The lines are committed and recorded (nothing is lost); their space is \
+                             given back at the journal's next drain once the disk has room: free space on it",
+                            self.path.display()
+                        ),
+                        io::Error::from_raw_os_error(libc::ENOSPC),
+                    )
+                })?;
             let _ = incremental_vacuum(&conn, None);
             let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
             if n == 0 {
@@ -366,7 +388,19 @@ impl Journal {
             .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(|e| Error::sqlite(ctx("reading the drained record"), e))?;
         if seq <= current {
-            return Ok(()); // a later round already recorded more
+            // A later round already recorded more. Runs it covers may be left (a
+            // full-disk record moved first, then could not delete them): delete them
+            // now (a rowid range: nothing to scan when none is left).
+            if delete_runs {
+                let left = tx
+                    .prepare_cached("DELETE FROM runs WHERE first_seq <= ?1 AND first_seq + count - 1 <= ?1")
+                    .and_then(|mut st| st.execute(params![current]))
+                    .map_err(|e| Error::sqlite(ctx("deleting drained runs"), e))?;
+                if left > 0 {
+                    tx.commit().map_err(|e| Error::sqlite(ctx("committing the deletion of drained runs"), e))?;
+                }
+            }
+            return Ok(());
         }
         // Runs wholly drained; their newest end_bytes becomes the drained byte mark.
         let (freed_runs, freed_through): (i64, Option<i64>) = tx
@@ -405,7 +439,9 @@ impl Journal {
         let checkpointed = self.give_space_back();
         let mut m = self.maintenance.lock();
         // count(*) is never negative
-        m.deleted_since_checkpoint += u64::try_from(freed_runs).unwrap_or(0);
+        if delete_runs {
+            m.deleted_since_checkpoint += u64::try_from(freed_runs).unwrap_or(0);
+        }
         if checkpointed {
             m.deleted_since_checkpoint = 0;
         }

@@ -539,7 +539,9 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
 /// `madvise`'s error.
 pub fn populate_writable(addr: *mut libc::c_void, len: usize) -> io::Result<()> {
     // madvise wants a page-aligned start: widen the range down to its page.
-    let page = 4096usize;
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    // SAFETY: sysconf only reads a system constant.
+    let page = *PAGE.get_or_init(|| usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096));
     let start = (addr as usize) & !(page - 1);
     let len = len + (addr as usize - start);
     // SAFETY: madvise only changes how the kernel backs the pages of this process's
