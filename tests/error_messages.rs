@@ -339,3 +339,39 @@ fn status_reports_the_healthy_journals_beside_a_junk_one_and_flags_a_lost_sideca
     let problems = v["problems"].to_string();
     assert!(problems.contains("was lost") && problems.contains("do not run"), "{problems}");
 }
+
+/// `tail`, `verify` and `status` run as another user than the compactors failed
+/// with a bare "Permission denied" on the lock file (0600 on purpose: whoever may
+/// open it can hold a lock on it and stall every compactor). The error now says why
+/// and what to do. Found by an outside tester. Runs the CLI as `nobody` (needs root
+/// and `setpriv`; says so and checks nothing otherwise).
+#[test]
+fn a_reader_of_another_user_is_told_why_the_manifest_is_closed_to_it() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let setpriv = std::process::Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !root || !setpriv {
+        eprintln!("skipped: needs root and setpriv to run the CLI as another user");
+        return;
+    }
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    journal(&spool.join("a.journal")).append(b"hello").unwrap();
+    compactor(&target).drain_paths(&[spool.join("a.journal")]).unwrap();
+    for p in [d.path(), target.parent().unwrap()] {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for cmd in ["tail", "verify", "status"] {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin())
+            .args([cmd, "--target", &s(&target)])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {err}");
+        assert!(err.contains("readable only by the compactors' user") && err.contains("setfacl"), "{cmd}: {err}");
+    }
+}

@@ -411,6 +411,21 @@ pub(crate) fn read_unlocked(path: &Path) -> Result<Option<Manifest>> {
     let file = match open(path, false, false) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        // A reader, `verify` or `status` run as another user than the compactors
+        // (found by an outside tester: a bare "Permission denied").
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(Error::io(
+                format!(
+                    "opening lock file {} (it holds the target's manifest, which readers, `tail`, `verify` and \
+                     `status` read): it is readable only by the compactors' user (mode 0600: a user who may open \
+                     it can hold a lock on it and stall every compactor). Run this as that user, or grant read \
+                     access deliberately (`setfacl -m u:USER:r`, or a group with `chmod g+r`) to users you trust \
+                     that much",
+                    path.display()
+                ),
+                e,
+            ))
+        }
         Err(e) => return Err(Error::io(format!("opening lock file {}", path.display()), e)),
     };
     for _ in 0..UNLOCKED_READ_ATTEMPTS {
