@@ -375,3 +375,44 @@ fn a_reader_of_another_user_is_told_why_the_manifest_is_closed_to_it() {
         assert!(err.contains("readable only by the compactors' user") && err.contains("setfacl"), "{cmd}: {err}");
     }
 }
+
+/// `--rotate-bytes 0` (or `rotate_lines(Some(0))`) was accepted and started a new
+/// generation at every round that committed anything. Found by an outside tester.
+#[test]
+fn a_rotation_limit_of_zero_is_refused() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    for opts in [
+        tributary::CompactorOptions::default().rotate_bytes(Some(0)),
+        tributary::CompactorOptions::default().rotate_lines(Some(0)),
+    ] {
+        let e = Compactor::new(&target, opts).err().expect("refused");
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    }
+    journal(&spool.join("a.journal")).append(b"x").unwrap();
+    let out = cli(&["drain", "--target", &s(&target), "--spool", &s(&spool), "--rotate-bytes", "0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1"));
+    assert!(lines_of(&target).is_empty(), "nothing was drained");
+}
+
+/// `append --journal x.txt` stored lines that no spool drain (`compact`) ever sees,
+/// silently: it now says so (and still stores them). Found by an outside tester.
+#[test]
+fn appending_to_a_name_a_spool_drain_skips_says_so() {
+    let d = tmp();
+    let (spool, _target) = paths(d.path());
+    for (name, noted) in [("x.txt", true), ("x.journal", false)] {
+        let mut child = std::process::Command::new(bin())
+            .args(["append", "--journal", &s(&spool.join(name))])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        feed(&mut child, b"line\n");
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stderr).contains("does not end in .journal"), noted, "{name}");
+    }
+}

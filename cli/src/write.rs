@@ -28,6 +28,16 @@ pub fn cmd_append(a: AppendArgs) -> CmdResult {
     let opts = a.flags.options()?;
     let max = opts.max_line_bytes;
     let journal = Journal::open(&a.journal, opts)?;
+    // A spool is its `*.journal` files: lines in another name are drained only when
+    // it is named (`drain --journal`), never by `compact` (found by an outside tester).
+    if a.journal.extension().is_none_or(|e| e != "journal") {
+        eprintln!(
+            "tributary append: note: {} does not end in .journal, so `drain --spool` and `compact` never see it; \
+             drain it with `drain --journal {}`, or name it *.journal",
+            a.journal.display(),
+            a.journal.display()
+        );
+    }
     let mut input = BufReader::with_capacity(1 << 20, io::stdin().lock());
     let mut out = BufWriter::new(io::stdout().lock());
     let mut pending: Vec<Vec<u8>> = Vec::new();

@@ -270,12 +270,20 @@ impl Compactor {
     /// or [`Compactor::init`] does).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when `max_round_bytes` is 0 or `target` has no file
-    /// name.
+    /// [`Error::InvalidArgument`] when `max_round_bytes`, `rotate_bytes` or
+    /// `rotate_lines` is 0, or `target` has no file name.
     pub fn new(target: impl AsRef<Path>, opts: CompactorOptions) -> Result<Compactor> {
         let target = target.as_ref().to_path_buf();
         if opts.max_round_bytes == 0 {
             return Err(Error::InvalidArgument("max_round_bytes must be at least 1".into()));
+        }
+        // 0 would rotate at every round that committed anything: a generation per round.
+        if opts.rotate_bytes == Some(0) || opts.rotate_lines == Some(0) {
+            return Err(Error::InvalidArgument(
+                "rotate_bytes and rotate_lines must be at least 1 (0 would start a new generation at every round); \
+                 leave them unset for no rotation"
+                    .into(),
+            ));
         }
         if target.file_name().is_none() {
             return Err(Error::InvalidArgument(format!("target {} is not a file path", target.display())));
