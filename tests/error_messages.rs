@@ -387,7 +387,7 @@ fn a_rotation_limit_of_zero_is_refused() {
         tributary::CompactorOptions::default().rotate_bytes(Some(0)),
         tributary::CompactorOptions::default().rotate_lines(Some(0)),
     ] {
-        let e = Compactor::new(&target, opts).err().expect("refused");
+        let Err(e) = Compactor::new(&target, opts) else { panic!("a rotation limit of 0 was accepted") };
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
     }
     journal(&spool.join("a.journal")).append(b"x").unwrap();
