@@ -15,7 +15,8 @@
 //! of a journal, which writes the target as it reads: docs/design.md "`fork()`").
 
 use std::cell::{Cell, RefCell};
-use std::sync::{Once, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Read-held by threads inside `SQLite`; write-held by a fork in progress.
 static GATE: RwLock<()> = RwLock::new(());
@@ -67,7 +68,14 @@ extern "C" fn after_fork() {
     drop(HELD.with_borrow_mut(Option::take));
 }
 
+/// Register the handlers once per process. Not with a `Once`: a fork while another
+/// thread ran its closure left the child's `Once` running for ever, and the child's
+/// first `enter` waited on it for ever (a reviewer's finding). A flag cannot be left
+/// half-set; a child forked just before the registration only goes unprotected in
+/// its own forks, as before the first `enter`.
 fn register() {
-    static REGISTERED: Once = Once::new();
-    REGISTERED.call_once(|| super::sys::at_fork(before_fork, after_fork, after_fork));
+    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    if !REGISTERED.load(Ordering::Acquire) && !REGISTERED.swap(true, Ordering::AcqRel) {
+        super::sys::at_fork(before_fork, after_fork, after_fork);
+    }
 }
