@@ -65,3 +65,35 @@ fn a_push_waiting_for_room_returns_the_commit_failure_it_met() {
     compactor(&target).drain_paths(&[path]).unwrap();
     assert_eq!(lines_of(&target), [b"0123456789".to_vec(), b"after".to_vec()]);
 }
+
+/// In a process forked from the one that opened it, an appender's counters are
+/// behind locks the parent's committer may hold at the fork: `stats`, `pending` and
+/// `durable_wait` read as empty there instead of waiting on them (reviewer's finding;
+/// the Python binding refuses any use in a child by itself). Forks this test process:
+/// the child only reads the counters and exits.
+#[test]
+fn an_inherited_appender_reads_as_empty_in_a_forked_child() {
+    let _seam = seam();
+    let d = tmp();
+    let (spool, _target) = paths(d.path());
+    let a = Appender::open(spool.join("a.journal"), AppenderOptions::default()).unwrap();
+    a.push(b"from the parent").unwrap();
+    a.flush().unwrap();
+    assert_eq!(a.stats().committed, 1);
+    // SAFETY: the child calls only the three readers below (no lock, no allocation
+    // they need) and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let empty =
+            a.stats() == tributary::AppenderStats::default() && a.pending() == 0 && a.durable_wait(1.0).is_none();
+        // SAFETY: _exit ends the child without running the parent's destructors.
+        unsafe { libc::_exit(if empty { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    assert_eq!(unsafe { libc::waitpid(pid, &raw mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the child read the parent's counters");
+    assert_eq!(a.stats().committed, 1, "the parent's are untouched");
+    a.close().unwrap();
+}

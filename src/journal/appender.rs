@@ -322,8 +322,14 @@ impl Appender {
     }
 
     /// The appender's counters (pushed, committed, dropped, transactions, failures).
+    /// All zero in a process forked from the one that opened it (its committer, and
+    /// the locks it may have held at the fork, are the parent's: waiting on them
+    /// could hang the child).
     #[must_use]
     pub fn stats(&self) -> AppenderStats {
+        if self.shared.check_process().is_err() {
+            return AppenderStats::default();
+        }
         let st = self.shared.state.lock();
         AppenderStats {
             pushed: st.pushed,
@@ -339,15 +345,23 @@ impl Appender {
     /// `q = 1`, `None` before the first commit. Each record counts with its own wait
     /// (its push → its batch's fsync returned), and a quantile is the upper edge of a
     /// bucket at most 6 % wide, so this never reads below the true wait. Compare it with the window set:
-    /// above it, commits alone take longer than the window (a slow disk).
+    /// above it, commits alone take longer than the window (a slow disk). `None` in a
+    /// forked child (see [`Appender::stats`]).
     #[must_use]
     pub fn durable_wait(&self, q: f64) -> Option<Duration> {
+        if self.shared.check_process().is_err() {
+            return None;
+        }
         self.shared.waits.lock().quantile(q)
     }
 
-    /// Records pushed and not yet committed.
+    /// Records pushed and not yet committed. 0 in a forked child (see
+    /// [`Appender::stats`]).
     #[must_use]
     pub fn pending(&self) -> u64 {
+        if self.shared.check_process().is_err() {
+            return 0;
+        }
         let st = self.shared.state.lock();
         st.pushed - st.committed
     }
