@@ -437,16 +437,25 @@ impl Journal {
         // Give drained space back to the disk (docs/design.md, "Giving space back"):
         // auto_vacuum=INCREMENTAL frees nothing by itself.
         let checkpointed = self.give_space_back();
-        let mut m = self.maintenance.lock();
-        // count(*) is never negative
-        if delete_runs {
-            m.deleted_since_checkpoint += u64::try_from(freed_runs).unwrap_or(0);
-        }
-        if checkpointed {
-            m.deleted_since_checkpoint = 0;
-        }
-        if m.deleted_since_checkpoint >= CHECKPOINT_EVERY_DELETED_RUNS {
-            m.deleted_since_checkpoint = 0;
+        // `maintenance` is released before the connection is taken: an append takes
+        // them the other way round (its key purge), and one handle may be appended to
+        // and drained in one process (a reviewer's finding: a deadlock).
+        let checkpoint_due = {
+            let mut m = self.maintenance.lock();
+            // count(*) is never negative
+            if delete_runs {
+                m.deleted_since_checkpoint += u64::try_from(freed_runs).unwrap_or(0);
+            }
+            if checkpointed {
+                m.deleted_since_checkpoint = 0;
+            }
+            let due = m.deleted_since_checkpoint >= CHECKPOINT_EVERY_DELETED_RUNS;
+            if due {
+                m.deleted_since_checkpoint = 0;
+            }
+            due
+        };
+        if checkpoint_due {
             // PASSIVE: never blocks writers; a busy reader only delays the reset.
             let _ = self.lock_conn()?.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         }
