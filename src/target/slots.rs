@@ -428,7 +428,13 @@ pub(crate) fn read_unlocked(path: &Path) -> Result<Option<Manifest>> {
         }
         Err(e) => return Err(Error::io(format!("opening lock file {}", path.display()), e)),
     };
-    for _ in 0..UNLOCKED_READ_ATTEMPTS {
+    for attempt in 0..UNLOCKED_READ_ATTEMPTS {
+        // After a few torn reads in a row, back off (up to 10 ms): a large manifest
+        // read over a slow share must not be retried in a tight loop.
+        if attempt >= 4 {
+            let pause = 1u64 << (attempt - 4).min(13);
+            std::thread::sleep(std::time::Duration::from_micros(pause.min(10_000)));
+        }
         let (slots, headers) = read_with_headers(&file, path)?;
         if [read_header(&file, path, 0)?, read_header(&file, path, 1)?] == headers {
             return Ok(slots.into_current(path)?.map(|(_, m)| m));
