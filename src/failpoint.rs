@@ -71,6 +71,7 @@ points! {
     RotateAfterCommit = "rotate.after_commit",
     JournalBeforeCommit = "journal.before_commit",
     JournalAfterCommit = "journal.after_commit",
+    RetireAfterRename = "retire.after_rename",
     InitSlotUnsynced = "init.slot_unsynced",
     InitAfterSlot = "init.after_slot",
     UpgradeAfterFile = "upgrade.after_file",

@@ -360,3 +360,41 @@ fn a_line_committed_into_a_journal_removed_behind_the_back_is_not_acknowledged()
     assert!(!out.status.success(), "a line in a removed journal was acknowledged");
     assert!(err.contains("journal_gone"), "{err}");
 }
+
+/// A retirement renames the journal to its tombstone, then deletes the `-wal` and
+/// `-shm`. A writer opening the name in between finishes that retirement itself and
+/// creates a new journal there; the retirer then deleted the new journal's `-wal` and
+/// `-shm` (an outside tester met it as "disk I/O error" opening a just-retired name;
+/// a line committed there would have been lost). The retirer here holds after its
+/// rename (failpoint `retire.after_rename`) while a writer makes the new journal.
+#[test]
+fn a_retirement_never_deletes_the_files_of_a_new_journal_under_the_name() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let path = spool.join("j.journal");
+    journal(&path).append(b"old").unwrap();
+    let fp = d.path().join("fp");
+    fs::create_dir(&fp).unwrap();
+    let retirer = std::process::Command::new(bin())
+        .args(["retire", "--target", &s(&target), "--journal", &s(&path)])
+        .env("TRIBUTARY_FAILPOINTS", "retire.after_rename=hold")
+        .env(tributary::testing::failpoint::DIR_VAR, &fp)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reached = fp.join("retire.after_rename.reached");
+    while !reached.exists() {
+        std::thread::yield_now();
+    }
+    let new = journal(&path);
+    new.append(b"new").unwrap();
+    fs::remove_file(&reached).unwrap();
+    let out = retirer.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    new.append(b"newer").unwrap();
+    assert_eq!(new.backlog().unwrap().lines, 2, "the new journal kept its lines");
+    compactor(&target).drain(std::slice::from_ref(&new)).unwrap();
+    assert_exactly(&target, &[b"old".to_vec(), b"new".to_vec(), b"newer".to_vec()]);
+}

@@ -3,7 +3,9 @@
 //!
 //! Keeps: a retirement is crash-safe at every step (tombstone, then `-wal` and
 //! `-shm`, then the tombstone, each made durable before the next), so no state leaves
-//! a journal without its `-wal` or a `-wal` without a tombstone explaining it.
+//! a journal without its `-wal` or a `-wal` without a tombstone explaining it; and it
+//! never deletes the files of a new journal made under the name (the spool folder's
+//! `flock` serialises everyone who finishes a retirement).
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -20,8 +22,30 @@ pub(super) fn retiring_path(journal: &Path) -> PathBuf {
 
 /// The rest of a retirement whose tombstone exists: delete the `-wal` and `-shm`, then
 /// the tombstone, each made durable before the next. Idempotent.
+///
+/// Under the spool folder's `flock`, and only while the tombstone is still there and
+/// no journal has the name again: the retirer and every opener that finds the
+/// tombstone run this, and without the lock one of them deleted the `-wal` and `-shm`
+/// of a new journal another had just created under the name after finishing first
+/// (found by an outside tester as "disk I/O error" opening a just-retired name; a
+/// `-shm` deleted under a live journal gives two WAL indexes for one log). A
+/// tombstone beside a journal made after that retirement is only removed.
 pub(super) fn finish_retirement(journal: &Path) -> Result<()> {
-    for p in [wal_path(journal), shm_path(journal), retiring_path(journal)] {
+    let folder = crate::os::fs::parent_dir(journal);
+    let spool = std::fs::File::open(&folder)
+        .map_err(|e| Error::io(format!("opening the journal's folder {} to lock it", folder.display()), e))?;
+    crate::os::sys::flock_exclusive(&spool)
+        .map_err(|e| Error::io(format!("locking the journal's folder {}", folder.display()), e))?;
+    let tombstone = retiring_path(journal);
+    if std::fs::symlink_metadata(&tombstone).is_err() {
+        return Ok(()); // finished by someone else
+    }
+    let files = if std::fs::symlink_metadata(journal).is_ok() {
+        vec![tombstone] // its -wal and -shm are the new journal's
+    } else {
+        vec![wal_path(journal), shm_path(journal), tombstone]
+    };
+    for p in files {
         match std::fs::remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

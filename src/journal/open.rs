@@ -151,7 +151,30 @@ impl Journal {
     /// `create`: make a new journal in an empty file (a writer's open). A compactor's
     /// open never does: a file its writer is creating at that moment is "not ready",
     /// and racing the writer through `SQLite`'s first-time setup broke both.
-    fn open_impl(path: &Path, opts: JournalOptions, create: bool) -> Result<Journal> {
+    fn open_impl(path: &Path, mut opts: JournalOptions, create: bool) -> Result<Journal> {
+        // Threads or processes creating the same journal at once race through
+        // SQLite's first-time setup (page size, WAL switch, schema): the loser can get
+        // a transient SQLite error, "disk I/O error" among them (found by an outside
+        // tester: 1 open in 450, three threads opening a just-retired journal's name).
+        // The journal held nothing then: open it again, up to the busy timeout.
+        let started = Instant::now();
+        loop {
+            let mut setting_up_new = false;
+            let busy_timeout = opts.busy_timeout;
+            let retry_with = opts.clone();
+            match Self::open_once(path, opts, create, &mut setting_up_new) {
+                Err(Error::Sqlite { .. }) if setting_up_new && started.elapsed() < busy_timeout => {
+                    std::thread::sleep(Duration::from_millis(2));
+                    opts = retry_with;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// One attempt of [`Journal::open_impl`]; `setting_up_new` is true while it sets up
+    /// a journal that held no table yet (another opener may be doing so too).
+    fn open_once(path: &Path, opts: JournalOptions, create: bool, setting_up_new: &mut bool) -> Result<Journal> {
         let path = path.to_path_buf();
         if opts.max_line_bytes == 0 || u32::try_from(opts.max_line_bytes).is_err() {
             return Err(Error::InvalidArgument(format!(
@@ -181,12 +204,9 @@ impl Journal {
         // new, empty journal of the same name: refuse, touching nothing.
         let wal = wal_path(&path);
         if retiring_path(&path).exists() {
-            if path.exists() {
-                // a tombstone left beside a journal made after that retirement
-                let _ = std::fs::remove_file(retiring_path(&path));
-            } else {
-                finish_retirement(&path)?; // a retirement cut short: its lines are committed
-            }
+            // a retirement cut short (its lines are committed), or a tombstone left
+            // beside a journal made after it: `finish_retirement` tells them apart
+            finish_retirement(&path)?;
         }
         let orphan_wal = if path.exists() { None } else { wal.metadata().ok() };
         if orphan_wal.as_ref().is_some_and(|m| m.len() == 0) {
@@ -303,8 +323,10 @@ impl Journal {
         if tables.is_empty() && !create {
             return Err(not_journal(NOT_READY.into()));
         }
+        *setting_up_new = tables.is_empty();
         schema::configure(&conn, &path, &opts, tables.is_empty())?;
         let id = schema::init(&mut conn, &path)?;
+        *setting_up_new = false;
         // O2: the journal file and the `-wal` SQLite just created (it makes a new one
         // whenever the last connection closed) must be durable as names before any
         // line in them is acknowledged; SQLite fsyncs the files, never their folder.

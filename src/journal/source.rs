@@ -507,6 +507,7 @@ impl Journal {
             .map_err(|e| Error::io(format!("renaming {} to {}", self.path.display(), tombstone.display()), e))?;
         sync_folder(&self.path)?;
         drop(tx);
+        failpoint::hit(failpoint::Point::RetireAfterRename);
         finish_retirement(&self.path)?;
         Ok(true)
     }

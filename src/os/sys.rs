@@ -201,6 +201,25 @@ pub fn unlock(file: &impl AsRawFd) -> io::Result<()> {
     ofd_lock_op(file, libc::F_UNLCK, libc::F_OFD_SETLK)
 }
 
+/// Wait for an exclusive `flock` on `file` (a folder may be locked so too). It is
+/// released when the last descriptor of this open file description closes; it never
+/// interacts with `SQLite`'s POSIX record locks.
+///
+/// # Errors
+/// `flock`'s error.
+pub fn flock_exclusive(file: &impl AsRawFd) -> io::Result<()> {
+    loop {
+        // SAFETY: flock only reads the descriptor number, valid for this call.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// This process's id, without a system call per ask: cached, and refreshed in a
 /// forked child by a `pthread_atfork` handler (registered on first use). Handles check
 /// it on every append and push to refuse use in a forked child; `getpid` there cost
