@@ -96,6 +96,42 @@ fn a_full_spool_disk_recovers_by_itself_once_lines_are_committed() {
     assert!(tributary::verify(&target).unwrap().is_consistent());
 }
 
+/// A batch large next to the disk: accepted while 1 MiB was free, it could leave the
+/// journal itself filling its disk, its log unable to be checkpointed and no drain
+/// able to record again (an outside tester: 1–4 MB batches on a 16 MiB spool). A batch
+/// is refused unless the disk keeps 1 MiB once it is written twice; smaller ones go
+/// on, and the journal stays drainable.
+#[test]
+fn a_batch_that_would_fill_the_spool_disk_is_refused_before_it_is_written() {
+    let Some(fs) = Tmpfs::mount("8m") else {
+        eprintln!("SKIPPED: mounting a size-limited tmpfs needs root");
+        return;
+    };
+    let d = tmp();
+    let target = d.path().join("out.log");
+    init(&target);
+    let p = fs.path().join("w.journal");
+    let j = tributary::Journal::open(&p, tributary::JournalOptions::default().allow_network_fs(true)).unwrap();
+    let big = vec![vec![b'b'; 1 << 20]; 4]; // 4 MiB: twice is more than the 8 MiB disk
+    let e = j.append_batch(&big).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(e.to_string().contains("smaller batches"), "{e}");
+    assert_eq!(j.backlog().unwrap().lines, 0, "nothing of it was stored");
+    let opts =
+        tributary::CompactorOptions::default().journal(tributary::JournalOptions::default().allow_network_fs(true));
+    let c = tributary::Compactor::new(&target, opts).unwrap();
+    let mut stored = 0;
+    for _ in 0..20 {
+        if j.append_batch(&vec![vec![b's'; 100 << 10]; 5]).is_ok() {
+            stored += 5;
+        }
+        c.drain(std::slice::from_ref(&j)).unwrap();
+    }
+    assert!(stored > 0);
+    assert_eq!(lines_of(&target).len(), stored);
+    assert_eq!(j.backlog().unwrap().lines, 0);
+}
+
 /// Fill the filesystem holding `dir` but `slack` bytes: a file of `slack` bytes, then
 /// `filler` until the disk is full, then the slack file removed.
 fn fill_but(dir: &Path, slack: usize) {

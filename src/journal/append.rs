@@ -130,7 +130,8 @@ impl Journal {
     ///   waiting up to `full_wait`);
     /// - [`Error::JournalGone`]: the journal's file or `-wal` was removed, moved or
     ///   replaced under this handle;
-    /// - [`Error::Io`]: the journal's disk has less than 1 MiB free, or another I/O error;
+    /// - [`Error::Io`]: the journal's disk would keep less than 1 MiB free once the
+    ///   line is written twice (log, journal file), or another I/O error;
     /// - [`Error::Sqlite`]: the transaction failed (e.g. another process held the write
     ///   lock past `busy_timeout`);
     /// - [`Error::InvalidArgument`]: the handle is used in a process forked from the
@@ -324,16 +325,23 @@ impl Journal {
         Ok(())
     }
 
-    /// Refuse an append when the journal's disk has less than [`SPOOL_RESERVE_BYTES`]
-    /// free (one `statvfs`, ~1 µs).
-    fn check_spool_space(&self) -> Result<()> {
+    /// Refuse an append when the journal's disk would keep less than
+    /// [`SPOOL_RESERVE_BYTES`] free once `bytes` more are written twice (into the
+    /// `-wal`, then by a checkpoint into the journal file): the room a drain needs to
+    /// record and give space back. Counting the batch matters where batches are large
+    /// next to the disk: an outside tester's 1–4 MB batches on a 16 MiB spool left the
+    /// journal itself filling its disk, and no record could be written again. One
+    /// `statvfs`, ~1 µs.
+    fn check_spool_space(&self, bytes: u64) -> Result<()> {
         let folder = crate::os::fs::parent_dir(&self.path);
+        let needed = SPOOL_RESERVE_BYTES.saturating_add(bytes.saturating_mul(2));
         match sys::free_bytes(&folder) {
-            Ok(free) if free < SPOOL_RESERVE_BYTES => Err(Error::io(
+            Ok(free) if free < needed => Err(Error::io(
                 format!(
-                    "appending to {}: its disk has {free} bytes free, less than the {} MiB kept for recording \
-                     drains; nothing of this call was stored. Drain the journal (its space is given back) or free \
-                     space on that disk, then retry",
+                    "appending {bytes} bytes to {}: its disk has {free} bytes free; the batch, written twice (log, \
+                     then journal file), would leave less than the {} MiB kept for recording drains; nothing of \
+                     this call was stored. Drain the journal (its space is given back), free space on that disk, \
+                     or append smaller batches, then retry",
                     self.path.display(),
                     SPOOL_RESERVE_BYTES >> 20
                 ),
@@ -363,7 +371,8 @@ impl Journal {
     /// retirement between the COMMIT and the check made a drained line `journal_gone`,
     /// "nothing stored", and a writer's resend duplicated it.)
     fn commit_requests(&self, batch: &[Arc<Request<Arc<Appending>>>]) -> Result<Vec<Outcome>> {
-        self.check_spool_space()?;
+        let bytes: usize = batch.iter().map(|r| r.payload.lines.data_len()).sum();
+        self.check_spool_space(u64::try_from(bytes).unwrap_or(u64::MAX))?;
         self.ensure_names_durable()?;
         let results = self.commit_requests_unchecked(batch)?;
         if let Err(gone) = self.still_in_place() {
