@@ -159,6 +159,24 @@ fn a_removed_sidecar_is_target_missing_not_a_foreign_journal() {
     assert!(e.to_string().contains("tributary init"), "{e}");
 }
 
+/// Whether the CLI can be run as `nobody` here (root and `setpriv`); says so if not.
+fn can_run_as_nobody() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let setpriv = std::process::Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !root || !setpriv {
+        eprintln!("skipped: needs root and setpriv to run the CLI as another user");
+    }
+    root && setpriv
+}
+
+/// The CLI run as `nobody` (see [`can_run_as_nobody`]).
+fn cli_as_nobody() -> std::process::Command {
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(bin());
+    c
+}
+
 /// A journal its writer may not write (file mode, or a folder where its -wal cannot be
 /// made) was `not_a_journal` — "move the file out of the spool", which takes a real
 /// journal with undrained lines away from its compactor. Found by an outside tester.
@@ -167,11 +185,7 @@ fn a_removed_sidecar_is_target_missing_not_a_foreign_journal() {
 #[test]
 fn a_journal_this_process_may_not_write_is_a_permission_error_not_a_foreign_file() {
     use std::os::unix::fs::PermissionsExt;
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let setpriv = std::process::Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !root || !setpriv {
-        eprintln!("skipped: needs root and setpriv to run the CLI as another user");
+    if !can_run_as_nobody() {
         return;
     }
     let d = tmp();
@@ -183,9 +197,7 @@ fn a_journal_this_process_may_not_write_is_a_permission_error_not_a_foreign_file
     let as_nobody = |mode_file: u32, mode_folder: u32| {
         fs::set_permissions(&p, fs::Permissions::from_mode(mode_file)).unwrap();
         fs::set_permissions(&spool, fs::Permissions::from_mode(mode_folder)).unwrap();
-        let mut child = std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(bin())
+        let mut child = cli_as_nobody()
             .args(["append", "--journal"])
             .arg(&p)
             .stdin(std::process::Stdio::piped())
@@ -348,11 +360,7 @@ fn status_reports_the_healthy_journals_beside_a_junk_one_and_flags_a_lost_sideca
 #[test]
 fn a_reader_of_another_user_is_told_why_the_manifest_is_closed_to_it() {
     use std::os::unix::fs::PermissionsExt;
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let setpriv = std::process::Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !root || !setpriv {
-        eprintln!("skipped: needs root and setpriv to run the CLI as another user");
+    if !can_run_as_nobody() {
         return;
     }
     let d = tmp();
@@ -364,12 +372,7 @@ fn a_reader_of_another_user_is_told_why_the_manifest_is_closed_to_it() {
         fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
     }
     for cmd in ["tail", "verify", "status"] {
-        let out = std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(bin())
-            .args([cmd, "--target", &s(&target)])
-            .output()
-            .unwrap();
+        let out = cli_as_nobody().args([cmd, "--target", &s(&target)]).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{cmd}: {err}");
         assert!(err.contains("readable only by the compactors' user") && err.contains("setfacl"), "{cmd}: {err}");
