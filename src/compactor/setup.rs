@@ -163,20 +163,11 @@ impl Compactor {
         }
     }
 
-    /// `corrupt_manifest` when the lock file is missing although the sidecar's stub says
-    /// the manifest lives in it (a cleanup job deleted it, say): a target whose
-    /// watermarks are lost, which no drain may write to and no `init` may start afresh
-    /// (an empty manifest would drain every journal again from its first line).
+    /// [`Sidecar::lost_lock_file`] when the lock file is missing beside the stub.
     fn lock_file_not_lost(&self) -> Result<()> {
-        let lock_missing = matches!(
-            std::fs::symlink_metadata(&self.sidecar.lock),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound
-        );
-        if lock_missing && matches!(self.sidecar.read_manifest_file(), Ok(Some(ManifestFile::Stub))) {
-            return Err(Error::CorruptManifest {
-                path: self.sidecar.lock.clone(),
-                detail: crate::target::manifest::LOST_LOCK_FILE.into(),
-            });
+        if self.sidecar.lock_file_missing() && matches!(self.sidecar.read_manifest_file(), Ok(Some(ManifestFile::Stub)))
+        {
+            return Err(self.sidecar.lost_lock_file());
         }
         Ok(())
     }

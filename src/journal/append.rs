@@ -29,7 +29,7 @@ use crate::reader::Cursor;
 /// below it, so a compactor can always delete drained rows (a delete writes to the
 /// WAL too) and give the space back — a spool filled by its own journals would
 /// otherwise never recover (issue 13 item 2).
-const SPOOL_RESERVE_BYTES: u64 = 1 << 20;
+use super::files::SPOOL_RESERVE_BYTES;
 
 /// One caller's lines, optionally with one idempotency key per line, and optionally a
 /// processed cursor committed in the same transaction.

@@ -13,6 +13,23 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// Free bytes a journal's disk keeps for recording drains (appends that would leave
+/// less are refused).
+pub(super) const SPOOL_RESERVE_BYTES: u64 = 1 << 20;
+
+/// Whether an `SQLite` error on `journal` is its disk being full: `SQLITE_FULL`, or an
+/// I/O error (growing the `-shm` by a write is `IOERR_SHMSIZE`) while the disk has
+/// less than [`SPOOL_RESERVE_BYTES`] free.
+pub(super) fn is_disk_full(e: &rusqlite::Error, journal: &Path) -> bool {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => true,
+        Some(rusqlite::ErrorCode::SystemIoFailure) => {
+            crate::os::sys::free_bytes(&crate::os::fs::parent_dir(journal)).is_ok_and(|f| f < SPOOL_RESERVE_BYTES)
+        }
+        _ => false,
+    }
+}
+
 /// The tombstone a retirement renames a journal to before deleting its log.
 pub(super) fn retiring_path(journal: &Path) -> PathBuf {
     let mut p = journal.as_os_str().to_owned();

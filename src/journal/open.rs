@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::sync::Mutex;
 
-use super::files::{file_id, finish_retirement, retiring_path, shm_path, sync_folder, wal_path};
+use super::files::{file_id, finish_retirement, is_disk_full, retiring_path, shm_path, sync_folder, wal_path};
 use super::group_commit::GroupCommit;
 use super::{forks, schema, Journal, JournalOptions, Maintenance};
 use crate::error::{Error, Result};
@@ -304,16 +304,10 @@ impl Journal {
                 // A journal this process may not write (or whose folder it may not add
                 // a -wal to) is a real journal: never advise moving it out of the spool.
                 Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied) => cannot_write(&path, &e),
-                Some(rusqlite::ErrorCode::DiskFull) => disk_full(&path),
-                // An I/O error is never "not a journal" (that advice moves a good one
-                // away); growing the -shm on a full disk is one.
+                _ if is_disk_full(&e, &path) => disk_full(&path),
+                // An I/O error is never "not a journal" (that advice moves a good one away).
                 Some(rusqlite::ErrorCode::SystemIoFailure) => {
-                    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                    if sys::free_bytes(folder).is_ok_and(|free| free < 1 << 20) {
-                        disk_full(&path)
-                    } else {
-                        Error::io(format!("opening journal {}", path.display()), io::Error::other(e.to_string()))
-                    }
+                    Error::io(format!("opening journal {}", path.display()), io::Error::other(e.to_string()))
                 }
                 _ => not_journal(format!("not an SQLite database: {e}")),
             })?;

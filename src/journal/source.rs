@@ -56,19 +56,9 @@ pub(crate) struct Taken {
     pub chain: u64,
 }
 
-/// `SQLITE_FULL`; or an I/O error (growing the `-shm` by a write is `IOERR_SHMSIZE`)
-/// while the journal's disk has less than 1 MiB free.
+/// [`files::is_disk_full`](super::files::is_disk_full) for an [`Error`].
 fn is_disk_full(e: &Error, journal: &std::path::Path) -> bool {
-    match e {
-        Error::Sqlite { source, .. } => match source.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DiskFull) => true,
-            Some(rusqlite::ErrorCode::SystemIoFailure) => {
-                crate::os::sys::free_bytes(&crate::os::fs::parent_dir(journal)).is_ok_and(|free| free < 1 << 20)
-            }
-            _ => false,
-        },
-        _ => false,
-    }
+    matches!(e, Error::Sqlite { source, .. } if super::files::is_disk_full(source, journal))
 }
 
 impl Journal {
@@ -313,8 +303,9 @@ impl Journal {
                     Error::io(
                         format!(
                             "recording in journal {} that its lines up to seq {seq} are committed to the target: its \
-                         disk is full. The lines are committed (nothing is lost); free space on that disk and drain \
-                         again: the record is caught up then, their space given back, and nothing is drained twice",
+                             disk is full. The lines are committed (nothing is lost); free space on that disk and \
+                             drain again: the record is caught up then, their space given back, and nothing is \
+                             drained twice",
                             self.path.display()
                         ),
                         io::Error::from_raw_os_error(libc::ENOSPC),

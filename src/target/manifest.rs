@@ -96,13 +96,6 @@ pub struct Intent {
     pub max_len: u64,
 }
 
-/// What `corrupt_manifest` says when the lock file is gone although the sidecar's stub
-/// says the manifest moved into it (deleted by a cleanup job, say).
-pub(crate) const LOST_LOCK_FILE: &str = "this lock file, which holds the target's manifest (its watermarks), is gone \
-     although the sidecar says the manifest moved into it: it was deleted or moved. Nothing was created. If it was \
-     moved, put that same file back; without it the target cannot be drained into again (README \"Operations\", \
-     a lost sidecar)";
-
 /// The committed state of a target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
@@ -273,15 +266,12 @@ impl Manifest {
                 Some(ManifestFile::Stub) => {} // moved into the slots meanwhile: read them again
             }
         }
-        let lock_missing =
-            matches!(std::fs::symlink_metadata(&sidecar.lock), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        if sidecar.lock_file_missing() {
+            return Err(sidecar.lost_lock_file());
+        }
         Err(Error::CorruptManifest {
             path: sidecar.lock.clone(),
-            detail: if lock_missing {
-                LOST_LOCK_FILE.into()
-            } else {
-                "the manifest moved into this lock file's slots, but neither slot holds a valid manifest".into()
-            },
+            detail: "the manifest moved into this lock file's slots, but neither slot holds a valid manifest".into(),
         })
     }
 

@@ -72,6 +72,27 @@ impl Sidecar {
         self.check_safe()
     }
 
+    /// Whether the lock file is missing (a lookup that finds nothing; any other
+    /// answer, an error included, is not "missing").
+    pub(crate) fn lock_file_missing(&self) -> bool {
+        matches!(fs::symlink_metadata(&self.lock), Err(e) if e.kind() == io::ErrorKind::NotFound)
+    }
+
+    /// The error for a lock file that is gone although the stub says the manifest
+    /// moved into it (deleted by a cleanup job, say): the watermarks are lost, so no
+    /// drain may write and no `init` may start afresh (an empty manifest would drain
+    /// every journal again from its first line).
+    pub(crate) fn lost_lock_file(&self) -> Error {
+        Error::CorruptManifest {
+            path: self.lock.clone(),
+            detail: "this lock file, which holds the target's manifest (its watermarks), is gone although the \
+                     sidecar says the manifest moved into it: it was deleted or moved. Nothing was created. If it \
+                     was moved, put that same file back; without it the target cannot be drained into again \
+                     (README \"Operations\", a lost sidecar)"
+                .into(),
+        }
+    }
+
     /// Whether the sidecar folder exists (as anything: [`Sidecar::check_safe`] judges it).
     pub(crate) fn exists(&self) -> bool {
         fs::symlink_metadata(&self.dir).is_ok()
