@@ -143,15 +143,21 @@ fn a_line_over_the_limit_names_the_setting() {
     );
 }
 
-/// A removed sidecar folder said "journal_foreign … another target".
-#[test]
-fn a_removed_sidecar_is_target_missing_not_a_foreign_journal() {
-    let d = tmp();
-    let (spool, target) = paths(d.path());
+/// A target with a journal `a.journal` in its spool, one line ("x") drained.
+fn drained_once(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, Journal) {
+    let (spool, target) = paths(dir);
     init(&target);
     let j = journal(&spool.join("a.journal"));
     j.append(b"x").unwrap();
     compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    (spool, target, j)
+}
+
+/// A removed sidecar folder said "journal_foreign … another target".
+#[test]
+fn a_removed_sidecar_is_target_missing_not_a_foreign_journal() {
+    let d = tmp();
+    let (_spool, target, j) = drained_once(d.path());
     fs::remove_dir_all(tributary::Sidecar::for_target(&target).dir).unwrap();
     j.append(b"y").unwrap();
     let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
@@ -272,11 +278,7 @@ fn a_target_that_is_not_a_regular_file_is_refused_before_anything_is_made() {
 #[test]
 fn a_deleted_lock_file_is_a_lost_manifest_and_nothing_recreates_it() {
     let d = tmp();
-    let (spool, target) = paths(d.path());
-    init(&target);
-    let j = journal(&spool.join("a.journal"));
-    j.append(b"x").unwrap();
-    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let (spool, target, j) = drained_once(d.path());
     let lock = tributary::Sidecar::for_target(&target).lock;
     fs::remove_file(&lock).unwrap();
     j.append(b"y").unwrap();
@@ -324,11 +326,7 @@ fn a_deleted_lock_file_is_a_lost_manifest_and_nothing_recreates_it() {
 #[test]
 fn status_reports_the_healthy_journals_beside_a_junk_one_and_flags_a_lost_sidecar() {
     let d = tmp();
-    let (spool, target) = paths(d.path());
-    init(&target);
-    let j = journal(&spool.join("a.journal"));
-    j.append(b"x").unwrap();
-    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let (spool, target, j) = drained_once(d.path());
     j.append(b"y").unwrap();
     fs::write(spool.join("junk.journal"), b"not sqlite").unwrap();
     let out = cli(&["status", "--json", "--target", &s(&target), "--spool", &s(&spool)]);

@@ -309,10 +309,7 @@ fn a_line_committed_before_a_retirement_is_acknowledged_not_reported_gone() {
         .spawn()
         .unwrap();
     feed(&mut writer, b"the line\n");
-    let reached = fp.join("journal.after_commit.reached");
-    while !reached.exists() {
-        std::thread::yield_now();
-    }
+    let reached = wait_reached(&fp, "journal.after_commit");
     // Committed, not yet acknowledged: a retirement drains it and removes the journal.
     let r = compactor(&target).retire(std::slice::from_ref(&path)).unwrap();
     assert_eq!(r.retired, vec![path.clone()]);
@@ -347,10 +344,7 @@ fn a_line_committed_into_a_journal_removed_behind_the_back_is_not_acknowledged()
         .spawn()
         .unwrap();
     feed(&mut writer, b"the line\n");
-    let reached = fp.join("journal.after_commit.reached");
-    while !reached.exists() {
-        std::thread::yield_now();
-    }
+    let reached = wait_reached(&fp, "journal.after_commit");
     for suffix in ["", "-wal", "-shm"] {
         fs::remove_file(format!("{}{suffix}", path.display())).unwrap();
     }
@@ -384,10 +378,7 @@ fn a_retirement_never_deletes_the_files_of_a_new_journal_under_the_name() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let reached = fp.join("retire.after_rename.reached");
-    while !reached.exists() {
-        std::thread::yield_now();
-    }
+    let reached = wait_reached(&fp, "retire.after_rename");
     let new = journal(&path);
     new.append(b"new").unwrap();
     fs::remove_file(&reached).unwrap();

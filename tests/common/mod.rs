@@ -299,6 +299,18 @@ impl Drop for Ext4Image {
     }
 }
 
+/// Wait until a process run with `TRIBUTARY_FAILPOINTS=<point>=hold` (and the
+/// failpoint folder `fp`) holds at `point`; returns the `.reached` file, whose removal
+/// lets it go on.
+#[allow(dead_code)]
+pub fn wait_reached(fp: &Path, point: &str) -> PathBuf {
+    let reached = fp.join(format!("{point}.reached"));
+    while !reached.exists() {
+        std::thread::yield_now();
+    }
+    reached
+}
+
 /// Write `input` to a child's stdin and close it. A child that refuses (and exits)
 /// before reading all of it closes the pipe: that `BrokenPipe` is the child's answer,
 /// which its exit status and output report, not the test's error.
