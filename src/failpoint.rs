@@ -8,7 +8,8 @@
 //! that file and then do what it wants to the frozen process (SIGKILL it, cut the power
 //! of its filesystem, ...). `=hold` announces the point the same way, then waits until
 //! the harness removes the `.reached` file and carries on (a holder that froze and woke
-//! up). `drain.lose_lock` is where a drain's lock can be made to vanish as a lease
+//! up); `=hold_once` holds only the first time the point is reached in the process (a
+//! point in a retry loop). `drain.lose_lock` is where a drain's lock can be made to vanish as a lease
 //! expiry or a FUSE client restart would: configured with any action, the drain
 //! releases its lock there, then acts. With the variable unset (production) a failpoint costs one
 //! atomic load. Points are listed in [`POINTS`] so tests can iterate over every one of
@@ -72,6 +73,7 @@ points! {
     JournalBeforeCommit = "journal.before_commit",
     JournalAfterCommit = "journal.after_commit",
     RetireAfterRename = "retire.after_rename",
+    OpenBeforeRead = "open.before_read",
     InitSlotUnsynced = "init.slot_unsynced",
     InitAfterSlot = "init.after_slot",
     UpgradeAfterFile = "upgrade.after_file",
@@ -88,6 +90,9 @@ enum Action {
     Panic,
     Wait,
     Hold,
+    /// `hold`, the first time the point is reached in this process only (a point
+    /// inside a retry loop).
+    HoldOnce,
 }
 
 /// Parse a `TRIBUTARY_FAILPOINTS` value; items that do not parse are ignored.
@@ -100,6 +105,7 @@ fn parse(spec: &str) -> Vec<(String, Action)> {
                 "panic" => Action::Panic,
                 "wait" => Action::Wait,
                 "hold" => Action::Hold,
+                "hold_once" => Action::HoldOnce,
                 a => Action::Pause(a.strip_prefix("pause:")?.parse().ok()?),
             };
             Some((name.to_string(), action))
@@ -139,6 +145,18 @@ pub(crate) fn hit(point: Point) {
                 Action::Panic => panic!("failpoint {name}"),
                 Action::Wait => wait_forever(name),
                 Action::Hold => hold(name),
+                Action::HoldOnce => {
+                    static HELD: crate::sync::Mutex<Vec<&'static str>> = crate::sync::Mutex::new(Vec::new());
+                    let first = {
+                        let mut held = HELD.lock();
+                        let first = !held.contains(&name);
+                        held.push(name);
+                        first
+                    };
+                    if first {
+                        hold(name);
+                    }
+                }
             }
         }
     }

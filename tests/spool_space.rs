@@ -209,3 +209,39 @@ fn a_full_spool_disk_with_small_blocks_is_an_error_never_a_sigbus() {
     assert_eq!(j.backlog().unwrap().lines, 0);
     assert!(size(&a) <= 1 << 20, "the journal kept {} bytes after draining everything", size(&a));
 }
+
+/// A new journal on a full disk stopped at its first page with an `sqlite` error
+/// ("setting a new journal's page size") and left an empty file behind (an outside
+/// tester). It is refused before anything is created, as the full disk it is; a disk
+/// with less than the 1 MiB a journal keeps for its drains too.
+#[test]
+fn a_new_journal_on_a_full_disk_is_refused_and_creates_nothing() {
+    let Some(fs) = Tmpfs::mount("4m") else {
+        eprintln!("SKIPPED: mounting a size-limited tmpfs needs root");
+        return;
+    };
+    for slack in [0, 512 << 10] {
+        fill_but(fs.path(), slack);
+        let p = fs.path().join("new.journal");
+        let mut child = std::process::Command::new(bin())
+            .args(["append", "--allow-network-fs", "--journal", &s(&p)])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        feed(&mut child, b"a line\n");
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "slack {slack}: a line was acknowledged on a full disk");
+        assert!(said_disk_full(&err) || err.contains("bytes free"), "slack {slack}: {err}");
+        assert!(err.contains("nothing was created"), "slack {slack}: {err}");
+        let left: Vec<_> = std::fs::read_dir(fs.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("new.journal"))
+            .collect();
+        assert!(left.is_empty(), "slack {slack}: files left behind: {left:?}");
+        std::fs::remove_file(fs.path().join("filler")).unwrap();
+    }
+}

@@ -24,10 +24,14 @@ pub struct AppendArgs {
     print_seqs: bool,
 }
 
+/// How many times one batch is resent to the journal opened again by its name after
+/// `journal_gone` (each time, the journal was retired or replaced under it).
+const REOPEN_ATTEMPTS: u32 = 20;
+
 pub fn cmd_append(a: AppendArgs) -> CmdResult {
     let opts = a.flags.options()?;
     let max = opts.max_line_bytes;
-    let journal = Journal::open(&a.journal, opts)?;
+    let mut journal = Journal::open(&a.journal, opts.clone())?;
     // A spool is its `*.journal` files: lines in another name are drained only when
     // it is named (`drain --journal`), never by `compact` (found by an outside tester).
     if a.journal.extension().is_none_or(|e| e != "journal") {
@@ -44,11 +48,23 @@ pub fn cmd_append(a: AppendArgs) -> CmdResult {
     let mut pending_bytes = 0usize;
     let mut stored = 0u64;
     let mut line_no = 0u64;
-    let flush = |pending: &mut Vec<Vec<u8>>, stored: &mut u64, out: &mut BufWriter<_>| -> Result<(), Error> {
+    let mut flush = |pending: &mut Vec<Vec<u8>>, stored: &mut u64, out: &mut BufWriter<_>| -> Result<(), Error> {
         if pending.is_empty() {
             return Ok(());
         }
-        let first = journal.append_batch(pending)?;
+        // A journal retired (or replaced) since it was opened: nothing of the batch was
+        // stored (`journal_gone`), and the name this command was given is the journal
+        // to append to — open it again and resend, as the error advises a program to.
+        let mut reopened = 0;
+        let first = loop {
+            match journal.append_batch(pending) {
+                Err(Error::JournalGone { .. }) if reopened < REOPEN_ATTEMPTS => {
+                    reopened += 1;
+                    journal = Journal::open(&a.journal, opts.clone())?;
+                }
+                r => break r?,
+            }
+        };
         if a.print_seqs {
             for i in 0..pending.len() as u64 {
                 writeln!(out, "{}", first + i).map_err(stdout_err)?;

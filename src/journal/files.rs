@@ -48,11 +48,23 @@ pub(super) fn retiring_path(journal: &Path) -> PathBuf {
 /// `-shm` deleted under a live journal gives two WAL indexes for one log). A
 /// tombstone beside a journal made after that retirement is only removed.
 pub(super) fn finish_retirement(journal: &Path) -> Result<()> {
+    let folder = lock_folder(journal)?;
+    finish_retirement_locked(journal, &folder)
+}
+
+/// The spool folder's `flock`, held while the returned file is open: taken by whoever
+/// finishes a retirement, removes an orphaned empty log or creates a journal.
+pub(super) fn lock_folder(journal: &Path) -> Result<std::fs::File> {
     let folder = crate::os::fs::parent_dir(journal);
     let spool = std::fs::File::open(&folder)
         .map_err(|e| Error::io(format!("opening the journal's folder {} to lock it", folder.display()), e))?;
     crate::os::sys::flock_exclusive(&spool)
         .map_err(|e| Error::io(format!("locking the journal's folder {}", folder.display()), e))?;
+    Ok(spool)
+}
+
+/// [`finish_retirement`], the folder's lock (`_held`) already taken.
+pub(super) fn finish_retirement_locked(journal: &Path, _held: &std::fs::File) -> Result<()> {
     let tombstone = retiring_path(journal);
     if std::fs::symlink_metadata(&tombstone).is_err() {
         return Ok(()); // finished by someone else

@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use crate::sync::Mutex;
 
-use super::files::{file_id, finish_retirement, is_disk_full, retiring_path, shm_path, sync_folder, wal_path};
+use super::files::{
+    file_id, finish_retirement_locked, is_disk_full, lock_folder, retiring_path, shm_path, sync_folder, wal_path,
+    SPOOL_RESERVE_BYTES,
+};
 use super::group_commit::GroupCommit;
 use super::{forks, schema, Journal, JournalOptions, Maintenance};
 use crate::error::{Error, Result};
@@ -72,6 +75,136 @@ fn cannot_open(path: &Path, e: &rusqlite::Error) -> Error {
     }
 }
 
+/// The journal's name, before `SQLite` opens it: a retirement cut short is finished, an
+/// orphaned log refused (or removed when empty), a new journal's file created (by a
+/// writer's open only, and only on a disk with room), an existing file checked.
+///
+/// Everyone who finishes a retirement, removes an orphaned empty log or creates a
+/// journal does so under the spool folder's `flock`, re-checking the name inside it:
+/// without it, a writer that found a 0-byte `-wal` without its journal removed it (and
+/// the `-shm`) just as another writer had created the journal and opened that log —
+/// "disk I/O error" for the other (an outside tester, retiring beside writers).
+fn claim_name(path: &Path, create: bool, attempt: &mut Attempt) -> Result<()> {
+    let missing = |p: &Path| std::fs::symlink_metadata(p).is_err_and(|e| e.kind() == io::ErrorKind::NotFound);
+    if missing(path) || !missing(&retiring_path(path)) {
+        let folder = lock_folder(path)?;
+        // a retirement cut short (its lines are committed), or a tombstone left beside
+        // a journal made after it: `finish_retirement_locked` tells them apart
+        finish_retirement_locked(path, &folder)?;
+        if missing(path) {
+            return create_journal_file(path, create);
+        }
+    }
+    // Never opened outside SQLite (see `create_journal_file`): inspected by name.
+    let md = std::fs::symlink_metadata(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => replaced_while_opening(path, attempt), // retired just now
+        _ => Error::io(format!("inspecting journal {}", path.display()), e),
+    })?;
+    if !md.is_file() {
+        return Err(Error::NotAJournal {
+            path: path.to_path_buf(),
+            detail: "it is not a regular file (a symlink? journals are opened by their real path only)".into(),
+        });
+    }
+    // SQLite keeps a database's log beside its name: two names (a hard link, e.g.
+    // `cp -al` of a spool) are two logs for one file. A compactor of the second name
+    // drained nothing, silently, and its writes there would be checkpointed into the
+    // file over the other log's.
+    if md.nlink() > 1 {
+        return Err(Error::NotAJournal {
+            path: path.to_path_buf(),
+            detail: format!(
+                "it has {} names (hard links): SQLite keeps a journal's log beside its name, so two names would be \
+                 two logs for one file. Remove every other name (`find / -xdev -samefile {}`) and keep the one its \
+                 writer uses; copy a journal only while nothing has it open",
+                md.nlink(),
+                path.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The name is free (the spool folder's lock held): refuse an orphaned log, then
+/// create the journal's file — a writer's open only.
+fn create_journal_file(path: &Path, create: bool) -> Result<()> {
+    // A -wal without its journal: the journal was removed (`rm x.journal`) but not its
+    // log, which may hold undrained lines. SQLite would replay that log into a new,
+    // empty journal of the same name: refuse, touching nothing.
+    let wal = wal_path(path);
+    match wal.metadata() {
+        Ok(m) if m.len() == 0 => {
+            // An empty log (a compactor's handle keeps the -wal, emptied, when it
+            // closes last; an open that lost its file to a retirement made one): it
+            // holds no frame to replay; the journal was removed without it.
+            let _ = std::fs::remove_file(&wal);
+            let _ = std::fs::remove_file(shm_path(path));
+        }
+        Ok(_) => {
+            return Err(Error::JournalGone {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "it does not exist, but its write-ahead log {} does (the journal was removed without its -wal \
+                     and -shm, which may hold undrained lines). Restore the journal file; or, if nothing in them \
+                     is needed, remove {} and its -shm. To retire a journal, use `tributary retire`",
+                    wal.display(),
+                    wal.display()
+                ),
+            });
+        }
+        Err(_) => {}
+    }
+    if !create {
+        // Retired or removed since `open_existing` looked (or a previous attempt): a
+        // compactor's open never creates the file.
+        return Err(Error::NotAJournal {
+            path: path.to_path_buf(),
+            detail: "no such file (it was retired or removed as it was being opened)".into(),
+        });
+    }
+    // A new journal on a full disk would stop at its first page, leaving an empty
+    // file (an outside tester): refuse before creating anything.
+    let folder = crate::os::fs::parent_dir(path);
+    if let Some(free) = sys::free_bytes(&folder).ok().filter(|&f| f < SPOOL_RESERVE_BYTES) {
+        return Err(Error::io(
+            format!(
+                "creating journal {}: its disk has {free} bytes free, less than the {} MiB a journal keeps for \
+                 recording drains; free space on that disk (or put the spool on another); nothing was created",
+                path.display(),
+                SPOOL_RESERVE_BYTES >> 20
+            ),
+            io::Error::from_raw_os_error(libc::ENOSPC),
+        ));
+    }
+    // Created here so it is 0600 and never follows a planted symlink (SQLite gives its
+    // -wal and -shm files the same mode). An existing journal is never opened outside
+    // SQLite: closing any descriptor of a file drops all of this process's POSIX locks
+    // on it, including the ones another connection of this process holds — another
+    // process could then take SQLite's exclusive lock, think it is the last user and
+    // delete the -wal under a live writer.
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map(drop)
+        .map_err(|e| Error::io(format!("creating journal {}", path.display()), e))
+}
+
+/// The journal at `path` was retired or replaced while this attempt opened it.
+fn replaced_while_opening(path: &Path, attempt: &mut Attempt) -> Error {
+    attempt.replaced = true;
+    Error::JournalGone {
+        path: path.to_path_buf(),
+        detail: format!(
+            "it was retired or replaced {REPLACED_WHILE_OPENING_RETRIES} times in a row while being opened (something \
+             keeps retiring it: stop that, then open it again); nothing was written"
+        ),
+    }
+}
+
 /// A journal `SQLite` could open but not write: the file, or its folder (where the
 /// `-wal` and `-shm` go), is not writable by this process.
 fn cannot_write(path: &Path, e: &dyn std::fmt::Display) -> Error {
@@ -103,6 +236,24 @@ fn disk_full(path: &Path) -> Error {
 /// journal in it yet ([`Error::is_journal_not_ready`]).
 pub(crate) const NOT_READY: &str = "it is empty: no writer has created a journal in it yet (or one is doing so \
                                      right now; a drain never creates a journal, and picks it up once its writer has)";
+
+/// How many times an open starts again on a journal retired or replaced while it was
+/// being opened (each time, the name named another file: a retirement and a new
+/// journal per attempt) before it reports `journal_gone`.
+const REPLACED_WHILE_OPENING_RETRIES: u32 = 50;
+
+/// Why one attempt at opening a journal failed in a way another attempt may not.
+#[derive(Default)]
+struct Attempt {
+    /// It was setting up a journal that held no table yet (another opener may be
+    /// doing so too).
+    setting_up_new: bool,
+    /// The journal's name stopped naming the file this attempt opened (a retirement,
+    /// a new journal made under the name): nothing was written through it.
+    replaced: bool,
+    /// Its first read failed in a way a read a moment later may not (a short read).
+    transient: bool,
+}
 
 impl Journal {
     /// Open an existing journal, never creating one (what a compactor does: a mistyped
@@ -156,25 +307,32 @@ impl Journal {
         // SQLite's first-time setup (page size, WAL switch, schema): the loser can get
         // a transient SQLite error, "disk I/O error" among them (found by an outside
         // tester: 1 open in 450, three threads opening a just-retired journal's name).
-        // The journal held nothing then: open it again, up to the busy timeout.
+        // The journal held nothing then: open it again, up to the busy timeout. A
+        // journal retired or replaced while it was being opened is opened again by
+        // its name too (`Attempt::replaced`), a bounded number of times.
         let started = Instant::now();
+        let mut replaced = 0;
         loop {
-            let mut setting_up_new = false;
+            let mut attempt = Attempt::default();
             let busy_timeout = opts.busy_timeout;
             let retry_with = opts.clone();
-            match Self::open_once(path, opts, create, &mut setting_up_new) {
-                Err(Error::Sqlite { .. }) if setting_up_new && started.elapsed() < busy_timeout => {
+            match Self::open_once(path, opts, create, &mut attempt) {
+                Err(Error::Sqlite { .. }) if attempt.setting_up_new && started.elapsed() < busy_timeout => {
                     std::thread::sleep(Duration::from_millis(2));
-                    opts = retry_with;
                 }
+                Err(_) if attempt.transient && started.elapsed() < busy_timeout => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(_) if attempt.replaced && replaced < REPLACED_WHILE_OPENING_RETRIES => replaced += 1,
                 r => return r,
             }
+            opts = retry_with;
         }
     }
 
-    /// One attempt of [`Journal::open_impl`]; `setting_up_new` is true while it sets up
-    /// a journal that held no table yet (another opener may be doing so too).
-    fn open_once(path: &Path, opts: JournalOptions, create: bool, setting_up_new: &mut bool) -> Result<Journal> {
+    /// One attempt of [`Journal::open_impl`], saying in `attempt` why it may be worth
+    /// another.
+    fn open_once(path: &Path, opts: JournalOptions, create: bool, attempt: &mut Attempt) -> Result<Journal> {
         let path = path.to_path_buf();
         if opts.max_line_bytes == 0 || u32::try_from(opts.max_line_bytes).is_err() {
             return Err(Error::InvalidArgument(format!(
@@ -199,78 +357,10 @@ impl Journal {
                 sidecar.dir.display()
             )));
         }
-        // A -wal without its journal: the journal was removed (`rm x.journal`) but not
-        // its log, which may hold undrained lines. SQLite would replay that log into a
-        // new, empty journal of the same name: refuse, touching nothing.
-        let wal = wal_path(&path);
-        if retiring_path(&path).exists() {
-            // a retirement cut short (its lines are committed), or a tombstone left
-            // beside a journal made after it: `finish_retirement` tells them apart
-            finish_retirement(&path)?;
-        }
-        let orphan_wal = if path.exists() { None } else { wal.metadata().ok() };
-        if orphan_wal.as_ref().is_some_and(|m| m.len() == 0) {
-            // An empty log (a compactor's handle keeps the -wal, emptied, when it closes
-            // last): it holds no frame to replay; the journal was removed without it.
-            let _ = std::fs::remove_file(&wal);
-            let _ = std::fs::remove_file(shm_path(&path));
-        } else if orphan_wal.is_some() {
-            return Err(Error::JournalGone {
-                path: path.clone(),
-                detail: format!(
-                    "it does not exist, but its write-ahead log {} does (the journal was removed without its -wal \
-                     and -shm, which may hold undrained lines). Restore the journal file; or, if nothing in them \
-                     is needed, remove {} and its -shm. To retire a journal, use `tributary retire`",
-                    wal.display(),
-                    wal.display()
-                ),
-            });
-        }
-        // Create a new file ourselves so it is 0600 and never follows a planted symlink
-        // (SQLite gives its -wal and -shm files the same mode). An existing journal is
-        // never opened outside SQLite: closing any descriptor of a file drops all of
-        // this process's POSIX locks on it, including the ones another connection of
-        // this process holds — another process could then take SQLite's exclusive lock,
-        // think it is the last user and delete the -wal under a live writer.
-        match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-        {
-            Ok(_) => {} // a brand-new file: nobody holds locks on it yet
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let md = std::fs::symlink_metadata(&path)
-                    .map_err(|e| Error::io(format!("inspecting journal {}", path.display()), e))?;
-                if !md.is_file() {
-                    return Err(Error::NotAJournal {
-                        path: path.clone(),
-                        detail: "it is not a regular file (a symlink? journals are opened by their real path only)"
-                            .into(),
-                    });
-                }
-                // SQLite keeps a database's log beside its name: two names (a hard link,
-                // e.g. `cp -al` of a spool) are two logs for one file. A compactor of
-                // the second name drained nothing, silently, and its writes there would
-                // be checkpointed into the file over the other log's.
-                if md.nlink() > 1 {
-                    return Err(Error::NotAJournal {
-                        path: path.clone(),
-                        detail: format!(
-                            "it has {} names (hard links): SQLite keeps a journal's log beside its name, so two \
-                             names would be two logs for one file. Remove every other name (`find / -xdev -samefile \
-                             {}`) and keep the one its writer uses; copy a journal only while nothing has it open",
-                            md.nlink(),
-                            path.display()
-                        ),
-                    });
-                }
-            }
-            Err(e) => return Err(Error::io(format!("opening journal {}", path.display()), e)),
-        }
-        let inode = file_id(&path)?;
+        claim_name(&path, create, attempt)?;
+        // Gone already (retired since `claim_name`): start again by name.
+        let inode =
+            file_id(&path).map_err(|e| if path.exists() { e } else { replaced_while_opening(&path, attempt) })?;
         // SQLite work (and the registry of open journals, a process-wide lock a child
         // must not inherit held) from here to the end: the fork gate (`os::fork`).
         let _inside = crate::os::fork::enter();
@@ -291,6 +381,7 @@ impl Journal {
             return Err(cannot_write(&path, &"SQLite could open it only read-only"));
         }
         let not_journal = |detail: String| Error::NotAJournal { path: path.clone(), detail };
+        crate::failpoint::hit(crate::failpoint::Point::OpenBeforeRead);
         set_busy_limit(opts.busy_timeout);
         conn.busy_handler(Some(retry_when_busy)).map_err(|e| Error::sqlite("setting the busy handler", e))?;
         // Refuse someone else's database before changing anything in it (the WAL switch
@@ -299,6 +390,9 @@ impl Journal {
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
             .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
             .map_err(|e| match e.sqlite_error_code() {
+                // The files went while they were being opened (a retirement): not an
+                // I/O error of this journal (an outside tester got "disk I/O error").
+                _ if file_id(&path).ok() != Some(inode) => replaced_while_opening(&path, attempt),
                 // Opening the file, its -wal or -shm failed: most often the file limit.
                 Some(rusqlite::ErrorCode::CannotOpen) => cannot_open(&path, &e),
                 // A journal this process may not write (or whose folder it may not add
@@ -307,20 +401,50 @@ impl Journal {
                 _ if is_disk_full(&e, &path) => disk_full(&path),
                 // An I/O error is never "not a journal" (that advice moves a good one away).
                 Some(rusqlite::ErrorCode::SystemIoFailure) => {
-                    Error::io(format!("opening journal {}", path.display()), io::Error::other(e.to_string()))
+                    let code = match &e {
+                        rusqlite::Error::SqliteFailure(f, _) => f.extended_code,
+                        _ => 0,
+                    };
+                    // A log shorter than its index said, or a stale log another opener
+                    // deleted first, met as a journal is retired or set up beside this
+                    // open (an outside tester's "disk I/O error"): read again; a journal
+                    // really cut short fails every time.
+                    attempt.transient =
+                        [rusqlite::ffi::SQLITE_IOERR_SHORT_READ, rusqlite::ffi::SQLITE_IOERR_DELETE_NOENT]
+                            .contains(&code);
+                    Error::io(
+                        format!("opening journal {}", path.display()),
+                        io::Error::other(format!("{e} (SQLite code {code})")),
+                    )
                 }
                 _ => not_journal(format!("not an SQLite database: {e}")),
             })?;
+        // SQLite opened the journal's file by its name, then, at this first read, its
+        // -wal and -shm by their names. Had the journal been retired and a new one
+        // made under the name in between, this connection would read the old file
+        // through the new journal's log, and a checkpoint through it (a drain gives
+        // space back) would move the new journal's lines into the old, unlinked file:
+        // an outside tester lost 121–466 acknowledged lines in 45 s of `retire` beside
+        // a `compact` daemon and writers. The name still naming the file opened proves
+        // the log is that file's (a journal's log is only ever removed after its name
+        // is: retirement's order). Checked before anything is written or trusted.
+        if file_id(&path).ok() != Some(inode) {
+            return Err(replaced_while_opening(&path, attempt));
+        }
         if !tables.is_empty() && !tables.iter().any(|t| t == "meta") {
             return Err(not_journal("it is an SQLite database without tributary's tables".into()));
         }
         if tables.is_empty() && !create {
             return Err(not_journal(NOT_READY.into()));
         }
-        *setting_up_new = tables.is_empty();
-        schema::configure(&conn, &path, &opts, tables.is_empty())?;
-        let id = schema::init(&mut conn, &path)?;
-        *setting_up_new = false;
+        attempt.setting_up_new = tables.is_empty();
+        let full = |e: Error| match e {
+            Error::Sqlite { ref source, .. } if is_disk_full(source, &path) => disk_full(&path),
+            e => e,
+        };
+        schema::configure(&conn, &path, &opts, tables.is_empty()).map_err(full)?;
+        let id = schema::init(&mut conn, &path).map_err(full)?;
+        attempt.setting_up_new = false;
         // O2: the journal file and the `-wal` SQLite just created (it makes a new one
         // whenever the last connection closed) must be durable as names before any
         // line in them is acknowledged; SQLite fsyncs the files, never their folder.
@@ -333,7 +457,12 @@ impl Journal {
         }
         // The -wal exists from the schema read on: SQLite deletes it only when the last
         // connection closes, and this one stays open as long as the handle.
-        let files = [inode, file_id(&wal_path(&path))?];
+        let wal_file = file_id(&wal_path(&path));
+        if file_id(&path).ok() != Some(inode) {
+            // retired (its -wal removed) since the check above
+            return Err(replaced_while_opening(&path, attempt));
+        }
+        let files = [inode, wal_file?];
         forks::opened(inode);
         Ok(Journal {
             path,

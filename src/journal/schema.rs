@@ -214,7 +214,7 @@ fn init_schema(conn: &mut Connection, path: &Path) -> Result<JournalId> {
     // IMMEDIATE: two processes creating the same journal at once agree on one id.
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| not_journal(format!("cannot start a transaction: {e}")))?;
+        .map_err(|e| Error::sqlite("starting the transaction that creates the journal's tables", e))?;
     // (open() already refused a database without tributary's tables.)
     tx.execute_batch(SCHEMA).map_err(|e| Error::sqlite("creating the journal schema", e))?;
     let fresh_id = JournalId::random()?;
