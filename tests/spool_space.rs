@@ -245,3 +245,49 @@ fn a_new_journal_on_a_full_disk_is_refused_and_creates_nothing() {
         std::fs::remove_file(fs.path().join("filler")).unwrap();
     }
 }
+
+/// A round writes all its lines before it commits any: on a target disk with less
+/// room than a round, the same round failed forever and `compact` made no progress,
+/// saying only "No space left on device" (an outside tester, 64 MiB rounds). The error
+/// says what happened and the round size that fits; with it, what fits is committed.
+#[test]
+fn a_target_disk_smaller_than_a_round_says_which_round_size_fits() {
+    let Some(fs) = Tmpfs::mount("4m") else {
+        eprintln!("SKIPPED: mounting a size-limited tmpfs needs root");
+        return;
+    };
+    let d = tmp();
+    let spool = d.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let target = fs.path().join("out.log");
+    init(&target);
+    let lines: Vec<Vec<u8>> = (0..60_000).map(|i| format!("{i:06} {}", "x".repeat(93)).into_bytes()).collect();
+    journal(&spool.join("a.journal")).append_batch(&lines).unwrap(); // 6 MB, the disk 4 MiB
+    let (t, sp) = (s(&target), s(&spool));
+    let drain = |extra: &[&str]| {
+        let mut args = vec!["drain", "--allow-network-fs", "--target", &t, "--spool", &sp];
+        args.extend_from_slice(extra);
+        cli(&args)
+    };
+    let out = drain(&[]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "6 MB drained onto a 4 MiB disk?");
+    assert!(err.contains("disk is full") && err.contains("--max-round-bytes"), "{err}");
+    assert_eq!(tributary::status(&target, None).unwrap().manifest.unwrap().committed_lines, 0);
+    let size: String =
+        err.split("--max-round-bytes ").nth(1).unwrap().chars().take_while(char::is_ascii_digit).collect();
+    let out = drain(&["--max-round-bytes", &size]);
+    let committed = tributary::status(&target, None).unwrap().manifest.unwrap().committed_lines;
+    assert!(
+        committed > 10_000,
+        "rounds of {size} bytes committed only {committed} lines: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(tributary::verify(&target).unwrap().is_consistent());
+    // the committed part (a last round that did not fit left its bytes after it)
+    let len = usize::try_from(tributary::status(&target, None).unwrap().manifest.unwrap().committed_len).unwrap();
+    let bytes = std::fs::read(&target).unwrap();
+    let got: Vec<&[u8]> = bytes[..len].strip_suffix(b"\n").unwrap().split(|&b| b == b'\n').collect();
+    let want: Vec<&[u8]> = lines[..usize::try_from(committed).unwrap()].iter().map(Vec::as_slice).collect();
+    assert!(got == want, "the committed part is not the journal's first {committed} lines");
+}

@@ -121,15 +121,40 @@ impl<'a> ChunkWriter<'a> {
             self.announced = wider;
         }
         fault::check(fault::Step::TargetWrite).map_err(|e| c.lost_or_io("writing to the target", e))?;
-        self.file
-            .write_all_at(bytes, self.offset + self.written)
-            .map_err(|e| c.lost_or_io("writing to the target", e))?;
+        self.file.write_all_at(bytes, self.offset + self.written).map_err(|e| {
+            if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+                self.target_full(e)
+            } else {
+                c.lost_or_io("writing to the target", e)
+            }
+        })?;
         self.written += bytes.len() as u64;
         if self.written - self.writeback_from >= WRITEBACK_BYTES {
             sys::start_writeback(self.file, self.offset + self.writeback_from, self.written - self.writeback_from);
             self.writeback_from = self.written;
         }
         Ok(())
+    }
+
+    /// The target's disk (or quota) is full: a round writes all its lines before it
+    /// commits them, so one bigger than the room left never commits, however often it
+    /// is retried (an outside tester: `compact` made no progress on a target disk with
+    /// less room than a 64 MiB round). Say so, and how to commit what fits.
+    fn target_full(&self, e: std::io::Error) -> crate::error::Error {
+        let c = self.compactor;
+        let smaller = (self.written / 2).max(1 << 20);
+        crate::error::Error::io(
+            format!(
+                "writing to the target ({}): its disk is full after {} byte(s) of this round (a round writes up to \
+                 {} bytes before committing any: nothing of this one was committed, and the next drain removes \
+                 its bytes first). Free space on the target's disk, or drain in rounds that fit what is left \
+                 (--max-round-bytes {smaller}, CompactorOptions::max_round_bytes)",
+                c.target.display(),
+                self.written,
+                c.opts.max_round_bytes
+            ),
+            e,
+        )
     }
 
     /// Write what is buffered; returns (bytes written, running CRC after them, the
