@@ -58,6 +58,9 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
     let sidecar = Sidecar::for_target(target);
     let load = || {
         Manifest::load(&sidecar)?.ok_or_else(|| {
+            if let Some(e) = sidecar.emptied(target) {
+                return e;
+            }
             Error::InvalidArgument(format!(
                 "{} has no manifest ({}): it was never created with `tributary init`",
                 target.display(),

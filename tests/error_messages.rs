@@ -318,6 +318,37 @@ fn a_deleted_lock_file_is_a_lost_manifest_and_nothing_recreates_it() {
     assert!(!lock.exists());
 }
 
+/// The neighbour: every file of the sidecar deleted (`rm <target>.tributary/*`), the
+/// folder kept. Drains advised `init` (which starts a new target: every journal
+/// foreign), `verify` said "never created", `tail` printed nothing and exited 0 (an
+/// outside tester). Each says the manifest is lost, and what to do either way; an
+/// emptied folder beside an empty target is still an `init` that did not finish.
+#[test]
+fn an_emptied_sidecar_folder_beside_a_drained_target_is_a_lost_manifest() {
+    let d = tmp();
+    let (_spool, target, j) = drained_once(d.path());
+    let sidecar = tributary::Sidecar::for_target(&target);
+    for f in fs::read_dir(&sidecar.dir).unwrap() {
+        fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    j.append(b"y").unwrap();
+    for e in [
+        compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err(),
+        tributary::verify(&target).unwrap_err(),
+        tributary::Reader::open(&target, 0).map(|_| ()).unwrap_err(),
+    ] {
+        assert_eq!(e.kind(), ErrorKind::CorruptManifest, "{e}");
+        assert!(e.to_string().contains("a lost sidecar") && e.to_string().contains("do not run"), "{e}");
+    }
+    let out = cli(&["tail", "--target", &s(&target)]);
+    assert!(!out.status.success(), "tail of a target whose manifest is lost exited 0");
+    assert_eq!(fs::read_dir(&sidecar.dir).unwrap().count(), 0, "nothing was created in the sidecar");
+    // An `init` cut short before its first manifest, on an empty file: init is right.
+    fs::write(&target, b"").unwrap();
+    let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TargetMissing, "{e}");
+}
+
 /// `status --spool` (text and `--json`) with one junk `*.journal` printed nothing but
 /// the junk's error: a monitor on `status --json` went blind while the daemon drained
 /// the others. And a target whose sidecar was lost read as healthy and "not

@@ -154,6 +154,9 @@ impl Compactor {
         match r {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 self.lock_file_not_lost()?;
+                if let Some(e) = self.sidecar.emptied(&self.target) {
+                    return Err(e);
+                }
                 Err(self.missing(format!(
                     "its sidecar has no lock file {}: it was never initialised",
                     self.sidecar.lock.display()
@@ -245,10 +248,12 @@ impl Compactor {
                     .into(),
             }),
             None if create => self.initialize(lock).map(|(m, adopted)| (m, Origin::Created { adopted })),
-            None => Err(self.missing(format!(
-                "its sidecar {} holds no manifest: it was never initialised (or its `init` did not finish)",
-                self.sidecar.dir.display()
-            ))),
+            None => Err(self.sidecar.emptied(&self.target).unwrap_or_else(|| {
+                self.missing(format!(
+                    "its sidecar {} holds no manifest: it was never initialised (or its `init` did not finish)",
+                    self.sidecar.dir.display()
+                ))
+            })),
         }
     }
 

@@ -128,6 +128,13 @@ impl Reader {
             )));
         }
         let sidecar = Sidecar::for_target(&target);
+        // A target never initialised is waited for (a reader may start first); one whose
+        // sidecar was emptied never gets a manifest again: say so (it printed nothing).
+        if load_manifest(&sidecar)?.is_none() {
+            if let Some(e) = sidecar.emptied(&target) {
+                return Err(e);
+            }
+        }
         let generation = if cursor.is_start() {
             load_manifest(&sidecar)?.map_or(1, |m| m.rotated.keys().next().copied().unwrap_or(m.generation))
         } else {

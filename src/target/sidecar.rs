@@ -93,6 +93,30 @@ impl Sidecar {
         }
     }
 
+    /// A sidecar folder that holds no manifest beside a target file that holds bytes:
+    /// its files were deleted (`rm <target>.tributary/*`), or an `init` adopting that
+    /// file stopped before writing any. Which one only a human knows: drains, `verify`
+    /// and `tail` said "never initialised", advice that — if tributary ever drained
+    /// into the file — starts a new target whose journals are all foreign (an outside
+    /// tester). `None` when the folder is missing, the target empty or absent.
+    pub(crate) fn emptied(&self, target: &Path) -> Option<Error> {
+        let len = fs::metadata(target).ok()?.len();
+        if len == 0 || !self.exists() {
+            return None;
+        }
+        Some(Error::CorruptManifest {
+            path: self.lock.clone(),
+            detail: format!(
+                "the sidecar folder {} holds no manifest, yet the target holds {len} bytes: if tributary drained into \
+                 it, the sidecar's files were deleted and its watermarks are lost — do not run `tributary init` (README \
+                 \"Operations\", a lost sidecar); if no drain ever wrote into it (an `init` that stopped before its \
+                 first manifest), `tributary init --target {}` adopts its whole lines",
+                self.dir.display(),
+                target.display()
+            ),
+        })
+    }
+
     /// Whether the sidecar folder exists (as anything: [`Sidecar::check_safe`] judges it).
     pub(crate) fn exists(&self) -> bool {
         fs::symlink_metadata(&self.dir).is_ok()
