@@ -299,15 +299,7 @@ fn a_line_committed_before_a_retirement_is_acknowledged_not_reported_gone() {
     journal(&path).append(b"before").unwrap();
     let fp = d.path().join("fp");
     fs::create_dir(&fp).unwrap();
-    let mut writer = std::process::Command::new(bin())
-        .args(["append", "--journal", &s(&path)])
-        .env("TRIBUTARY_FAILPOINTS", "journal.after_commit=hold")
-        .env(tributary::testing::failpoint::DIR_VAR, &fp)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut writer = spawn_with_failpoint(&["append", "--journal", &s(&path)], "journal.after_commit=hold", &fp);
     feed(&mut writer, b"the line\n");
     let reached = wait_reached(&fp, "journal.after_commit");
     // Committed, not yet acknowledged: a retirement drains it and removes the journal.
@@ -334,15 +326,7 @@ fn a_line_committed_into_a_journal_removed_behind_the_back_is_not_acknowledged()
     journal(&path).append(b"before").unwrap();
     let fp = d.path().join("fp");
     fs::create_dir(&fp).unwrap();
-    let mut writer = std::process::Command::new(bin())
-        .args(["append", "--journal", &s(&path)])
-        .env("TRIBUTARY_FAILPOINTS", "journal.after_commit=hold_once")
-        .env(tributary::testing::failpoint::DIR_VAR, &fp)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut writer = spawn_with_failpoint(&["append", "--journal", &s(&path)], "journal.after_commit=hold_once", &fp);
     feed(&mut writer, b"the line\n");
     let reached = wait_reached(&fp, "journal.after_commit");
     for suffix in ["", "-wal", "-shm"] {
@@ -374,14 +358,11 @@ fn a_retirement_never_deletes_the_files_of_a_new_journal_under_the_name() {
     journal(&path).append(b"old").unwrap();
     let fp = d.path().join("fp");
     fs::create_dir(&fp).unwrap();
-    let retirer = std::process::Command::new(bin())
-        .args(["retire", "--target", &s(&target), "--journal", &s(&path)])
-        .env("TRIBUTARY_FAILPOINTS", "retire.after_rename=hold")
-        .env(tributary::testing::failpoint::DIR_VAR, &fp)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let retirer = spawn_with_failpoint(
+        &["retire", "--target", &s(&target), "--journal", &s(&path)],
+        "retire.after_rename=hold",
+        &fp,
+    );
     let reached = wait_reached(&fp, "retire.after_rename");
     let new = journal(&path);
     new.append(b"new").unwrap();
@@ -412,14 +393,11 @@ fn a_journal_retired_and_made_again_while_a_drain_opens_it_loses_nothing() {
     journal(&path).append(b"old").unwrap();
     let fp = d.path().join("fp");
     fs::create_dir(&fp).unwrap();
-    let drain = std::process::Command::new(bin())
-        .args(["drain", "--target", &s(&target), "--journal", &s(&path)])
-        .env("TRIBUTARY_FAILPOINTS", "open.before_read=hold_once")
-        .env(tributary::testing::failpoint::DIR_VAR, &fp)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let drain = spawn_with_failpoint(
+        &["drain", "--target", &s(&target), "--journal", &s(&path)],
+        "open.before_read=hold_once",
+        &fp,
+    );
     let reached = wait_reached(&fp, "open.before_read");
     compactor(&target).retire(std::slice::from_ref(&path)).unwrap();
     let new = journal(&path);

@@ -299,6 +299,21 @@ impl Drop for Ext4Image {
     }
 }
 
+/// `tributary <args>` with failpoints `spec` (`<point>=hold`, ...) announcing in `fp`;
+/// stdin, stdout and stderr piped.
+#[allow(dead_code)]
+pub fn spawn_with_failpoint(args: &[&str], spec: &str, fp: &Path) -> std::process::Child {
+    Command::new(bin())
+        .args(args)
+        .env("TRIBUTARY_FAILPOINTS", spec)
+        .env(tributary::testing::failpoint::DIR_VAR, fp)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run tributary")
+}
+
 /// Wait until a process run with `TRIBUTARY_FAILPOINTS=<point>=hold` (and the
 /// failpoint folder `fp`) holds at `point`; returns the `.reached` file, whose removal
 /// lets it go on.
