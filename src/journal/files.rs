@@ -58,9 +58,17 @@ pub(super) fn lock_folder(journal: &Path) -> Result<std::fs::File> {
     let folder = crate::os::fs::parent_dir(journal);
     let spool = std::fs::File::open(&folder)
         .map_err(|e| Error::io(format!("opening the journal's folder {} to lock it", folder.display()), e))?;
-    crate::os::sys::flock_exclusive(&spool)
-        .map_err(|e| Error::io(format!("locking the journal's folder {}", folder.display()), e))?;
-    Ok(spool)
+    match crate::os::sys::flock_exclusive(&spool) {
+        Ok(()) => Ok(spool),
+        // A filesystem that cannot flock a folder (NFS emulates flock with byte-range
+        // locks, which a folder opened read-only cannot take; `--allow-network-fs`
+        // spools): the races this lock closes are a retirement's against an open of
+        // the same name, so go on unlocked rather than refuse every new journal.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EBADF | libc::ENOLCK | libc::EOPNOTSUPP | libc::EINVAL)) => {
+            Ok(spool)
+        }
+        Err(e) => Err(Error::io(format!("locking the journal's folder {}", folder.display()), e)),
+    }
 }
 
 /// [`finish_retirement`], the folder's lock (`_held`) already taken.
