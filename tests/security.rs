@@ -260,9 +260,14 @@ fn open_flags_seen_by_strace() {
     let journal = d.path().join("a.journal");
     let target = d.path().join("out.log");
     let trace = d.path().join("trace");
-    let append = |input: &[u8]| {
+    // The writer's append creates the journal (a drain never does): traced too.
+    let append_trace = d.path().join("append-trace");
+    let append = |input: &[u8]| -> String {
         use std::io::Write;
-        let mut child = Command::new(trib)
+        let mut child = Command::new("strace")
+            .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
+            .arg(&append_trace)
+            .arg(trib)
             .args(["append", "--journal"])
             .arg(&journal)
             .stdin(std::process::Stdio::piped())
@@ -270,6 +275,7 @@ fn open_flags_seen_by_strace() {
             .unwrap();
         child.stdin.take().unwrap().write_all(input).unwrap();
         assert!(child.wait().unwrap().success());
+        fs::read_to_string(&append_trace).unwrap()
     };
     // `init` creates the sidecar, the lock file and the stub; then two drains commit
     // into the lock file's slots
@@ -280,7 +286,7 @@ fn open_flags_seen_by_strace() {
         if round == 0 {
             cmd.args(["init", "--target"]).arg(&target);
         } else {
-            append(format!("line {round}\n").as_bytes());
+            text.push_str(&append(format!("line {round}\n").as_bytes()));
             cmd.args(["drain", "--target"]).arg(&target).arg("--journal").arg(&journal);
         }
         let st = cmd.stdout(std::process::Stdio::null()).status().unwrap();
