@@ -364,11 +364,20 @@ fn a_retirement_never_deletes_the_files_of_a_new_journal_under_the_name() {
         &fp,
     );
     let reached = wait_reached(&fp, "retire.after_rename");
-    let new = journal(&path);
-    new.append(b"new").unwrap();
+    assert!(folder_locked(&spool), "the retirer does not hold the spool folder's lock between rename and removal");
+    // An open of the name waits for the retirement to end, then makes a new journal.
+    let opener = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            let new = journal(&path);
+            new.append(b"new").unwrap();
+            new
+        }
+    });
     fs::remove_file(&reached).unwrap();
     let out = retirer.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let new = opener.join().unwrap();
     new.append(b"newer").unwrap();
     assert_eq!(new.backlog().unwrap().lines, 2, "the new journal kept its lines");
     compactor(&target).drain(std::slice::from_ref(&new)).unwrap();
@@ -399,14 +408,23 @@ fn a_journal_retired_and_made_again_while_a_drain_opens_it_loses_nothing() {
         &fp,
     );
     let reached = wait_reached(&fp, "open.before_read");
-    compactor(&target).retire(std::slice::from_ref(&path)).unwrap();
+    assert!(
+        folder_locked(&spool),
+        "an open does not hold the spool folder's lock from SQLite's open to its first read"
+    );
+    // The retirement waits for that open's first read; the drain drains the old journal.
+    let retire = std::thread::spawn({
+        let (target, path) = (target.clone(), path.clone());
+        move || compactor(&target).retire(std::slice::from_ref(&path)).unwrap()
+    });
+    fs::remove_file(&reached).unwrap();
+    let out = drain.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    retire.join().unwrap();
     let new = journal(&path);
     // enough that the drain gives space back (a VACUUM and a checkpoint through its handle)
     let many: Vec<Vec<u8>> = (0..5000).map(|i| format!("new {i} {}", "x".repeat(100)).into_bytes()).collect();
     new.append_batch(&many).unwrap();
-    fs::remove_file(&reached).unwrap();
-    let out = drain.wait_with_output().unwrap();
-    assert!(out.status.success(), "the drain of the new journal failed: {}", String::from_utf8_lossy(&out.stderr));
     new.append_batch(&numbered("newer", 0..3)).unwrap();
     drop(new);
     let out = cli(&["drain", "--target", &s(&target), "--spool", &s(&spool)]);

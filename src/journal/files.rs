@@ -4,8 +4,9 @@
 //! Keeps: a retirement is crash-safe at every step (tombstone, then `-wal` and
 //! `-shm`, then the tombstone, each made durable before the next), so no state leaves
 //! a journal without its `-wal` or a `-wal` without a tombstone explaining it; and it
-//! never deletes the files of a new journal made under the name (the spool folder's
-//! `flock` serialises everyone who finishes a retirement).
+//! never deletes the files of a new journal made under the name; and an open's file,
+//! `-wal` and `-shm` are one journal's (the spool folder's `flock`, [`lock_folder`],
+//! serialises retirements against opens and against each other).
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -37,23 +38,12 @@ pub(super) fn retiring_path(journal: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// The rest of a retirement whose tombstone exists: delete the `-wal` and `-shm`, then
-/// the tombstone, each made durable before the next. Idempotent.
-///
-/// Under the spool folder's `flock`, and only while the tombstone is still there and
-/// no journal has the name again: the retirer and every opener that finds the
-/// tombstone run this, and without the lock one of them deleted the `-wal` and `-shm`
-/// of a new journal another had just created under the name after finishing first
-/// (found by an outside tester as "disk I/O error" opening a just-retired name; a
-/// `-shm` deleted under a live journal gives two WAL indexes for one log). A
-/// tombstone beside a journal made after that retirement is only removed.
-pub(super) fn finish_retirement(journal: &Path) -> Result<()> {
-    let folder = lock_folder(journal)?;
-    finish_retirement_locked(journal, &folder)
-}
-
-/// The spool folder's `flock`, held while the returned file is open: taken by whoever
-/// finishes a retirement, removes an orphaned empty log or creates a journal.
+/// The spool folder's `flock`, held while the returned file is open: by a retirement
+/// from before its write lock to its end (rename, `-wal`, `-shm`, tombstone), and by
+/// every open from before it looks at the name to its first read (which opens the
+/// `-wal` and `-shm` by name), so an open's three files are one journal's; whoever
+/// finishes a retirement, removes an orphaned empty log or creates a journal holds it.
+/// Always taken before a journal's `SQLite` write lock, never after.
 pub(super) fn lock_folder(journal: &Path) -> Result<std::fs::File> {
     let folder = crate::os::fs::parent_dir(journal);
     let spool = std::fs::File::open(&folder)
@@ -71,7 +61,18 @@ pub(super) fn lock_folder(journal: &Path) -> Result<std::fs::File> {
     }
 }
 
-/// [`finish_retirement`], the folder's lock (`_held`) already taken.
+/// The rest of a retirement whose tombstone exists: delete the `-wal` and `-shm`, then
+/// the tombstone, each made durable before the next. Idempotent.
+///
+/// Under the spool folder's `flock`, and only while the tombstone is still there and
+/// no journal has the name again: the retirer and every opener that finds the
+/// tombstone run this, and without the lock one of them deleted the `-wal` and `-shm`
+/// of a new journal another had just created under the name after finishing first
+/// (found by an outside tester as "disk I/O error" opening a just-retired name; a
+/// `-shm` deleted under a live journal gives two WAL indexes for one log). A
+/// tombstone beside a journal made after that retirement is only removed.
+///
+/// The caller holds the folder's lock (`_held`, from [`lock_folder`]).
 pub(super) fn finish_retirement_locked(journal: &Path, _held: &std::fs::File) -> Result<()> {
     let tombstone = retiring_path(journal);
     if std::fs::symlink_metadata(&tombstone).is_err() {

@@ -84,13 +84,12 @@ fn cannot_open(path: &Path, e: &rusqlite::Error) -> Error {
 /// without it, a writer that found a 0-byte `-wal` without its journal removed it (and
 /// the `-shm`) just as another writer had created the journal and opened that log —
 /// "disk I/O error" for the other (an outside tester, retiring beside writers).
-fn claim_name(path: &Path, create: bool, attempt: &mut Attempt) -> Result<()> {
+fn claim_name(path: &Path, create: bool, attempt: &mut Attempt, folder: &std::fs::File) -> Result<()> {
     let missing = |p: &Path| std::fs::symlink_metadata(p).is_err_and(|e| e.kind() == io::ErrorKind::NotFound);
     if missing(path) || !missing(&retiring_path(path)) {
-        let folder = lock_folder(path)?;
         // a retirement cut short (its lines are committed), or a tombstone left beside
         // a journal made after it: `finish_retirement_locked` tells them apart
-        finish_retirement_locked(path, &folder)?;
+        finish_retirement_locked(path, folder)?;
         if missing(path) {
             return create_journal_file(path, create);
         }
@@ -357,7 +356,15 @@ impl Journal {
                 sidecar.dir.display()
             )));
         }
-        claim_name(&path, create, attempt)?;
+        // The spool folder's lock, held until SQLite has opened the journal's file and,
+        // at the first read, its -wal and -shm: a retirement renames a journal and
+        // removes its log under the same lock, so the three files opened are one
+        // journal's. Without it, an open racing a retirement and a new journal got the
+        // old file with the new journal's -shm (or log), and SQLite's recovery of a
+        // fresh index rebuilt the new journal's index from the old log: acknowledged
+        // lines lost (an outside tester, beside `retire` and a `compact` daemon).
+        let folder = lock_folder(&path)?;
+        claim_name(&path, create, attempt, &folder)?;
         // Gone already (retired since `claim_name`): start again by name.
         let inode =
             file_id(&path).map_err(|e| if path.exists() { e } else { replaced_while_opening(&path, attempt) })?;
@@ -431,6 +438,7 @@ impl Journal {
         if file_id(&path).ok() != Some(inode) {
             return Err(replaced_while_opening(&path, attempt));
         }
+        drop(folder);
         if !tables.is_empty() && !tables.iter().any(|t| t == "meta") {
             return Err(not_journal("it is an SQLite database without tributary's tables".into()));
         }

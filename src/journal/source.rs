@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::files::{finish_retirement, retiring_path, sync_folder, wal_path};
+use super::files::{retiring_path, sync_folder, wal_path};
 use super::run::{checked_data_hash, line_crc, LineTable};
 use super::schema::{self, sql_bound, to_sql};
 use super::space::{incremental_vacuum, Unsynced};
@@ -478,6 +478,10 @@ impl Journal {
     /// after `Ok(true)`.
     pub(crate) fn delete_if_drained(&self, watermark: u64) -> Result<bool> {
         let ctx = |what: &str| format!("{what} {}", self.path.display());
+        // The spool folder's lock first (an open holds it from SQLite's open of a
+        // journal to its first read, which opens the -wal and -shm: `Journal::open`),
+        // then the write lock, in that order everywhere.
+        let folder = super::files::lock_folder(&self.path)?;
         let mut conn = self.lock_conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -499,7 +503,7 @@ impl Journal {
         sync_folder(&self.path)?;
         drop(tx);
         failpoint::hit(failpoint::Point::RetireAfterRename);
-        finish_retirement(&self.path)?;
+        super::files::finish_retirement_locked(&self.path, &folder)?;
         Ok(true)
     }
 

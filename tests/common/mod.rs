@@ -299,6 +299,16 @@ impl Drop for Ext4Image {
     }
 }
 
+/// Whether someone holds the `flock` of folder `dir` (a try that would block).
+#[allow(dead_code)]
+pub fn folder_locked(dir: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(dir).expect("open the folder");
+    // SAFETY: flock only reads the descriptor number, valid while `f` lives; a lock
+    // taken here is released when `f` closes at the end of this function.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
+}
+
 /// `tributary <args>` with failpoints `spec` (`<point>=hold`, ...) announcing in `fp`;
 /// stdin, stdout and stderr piped.
 #[allow(dead_code)]
