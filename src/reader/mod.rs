@@ -130,13 +130,14 @@ impl Reader {
         let sidecar = Sidecar::for_target(&target);
         // A target never initialised is waited for (a reader may start first); one whose
         // sidecar was emptied never gets a manifest again: say so (it printed nothing).
-        if load_manifest(&sidecar)?.is_none() {
+        let manifest = load_manifest(&sidecar)?;
+        if manifest.is_none() {
             if let Some(e) = sidecar.emptied(&target) {
                 return Err(e);
             }
         }
         let generation = if cursor.is_start() {
-            load_manifest(&sidecar)?.map_or(1, |m| m.rotated.keys().next().copied().unwrap_or(m.generation))
+            manifest.map_or(1, |m| m.rotated.keys().next().copied().unwrap_or(m.generation))
         } else {
             cursor.generation
         };
