@@ -1235,7 +1235,9 @@ int trib_drain(const char *target,
  * it is empty, then delete its files (the journal, `-wal`, `-shm`) while holding its
  * write lock, once every line it ever held is committed. A writer that still has one
  * open gets `TRIB_E_JOURNAL_GONE` on its next append (nothing stored). On success
- * `*retired_out` is `journal_count`. `options` may be NULL for the defaults.
+ * `*retired_out` is `journal_count`. A path that names no file (a journal retired
+ * before leaves none) is `TRIB_E_NOT_A_JOURNAL` naming it, after the other journals
+ * were retired: `*retired_out` says how many. `options` may be NULL for the defaults.
  *
  * # Safety
  * `target` must be NULL or NUL-terminated; `journal_paths` NULL or `journal_count`

@@ -431,3 +431,44 @@ fn a_journal_retired_and_made_again_while_a_drain_opens_it_loses_nothing() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_exactly(&target, &[vec![b"old".to_vec()], many, numbered("newer", 0..3)].concat());
 }
+
+/// A path that names no file (a journal retired before, or a typo) does not stop the
+/// others from being retired, and is reported, naming it, by the library's report, the
+/// CLI and the C ABI (helper-29: a second `retire` said "check the path" as if the
+/// journal had never existed, and one missing name retired none of the others).
+#[test]
+fn retiring_a_missing_path_retires_the_others_and_names_it() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let (a, b, c) = (spool.join("a.journal"), spool.join("b.journal"), spool.join("c.journal"));
+    write_journal(&a, &numbered("a", 0..2));
+    write_journal(&b, &numbered("b", 0..2));
+    write_journal(&c, &numbered("c", 0..2));
+    let gone = spool.join("gone.journal");
+    let r = compactor(&target).retire(&[gone.clone(), a.clone()]).unwrap();
+    assert_eq!(r.retired, vec![a.clone()]);
+    assert_eq!(r.missing, vec![gone.clone()]);
+    let e = r.missing_error().expect("a missing path is reported");
+    assert_eq!(e.kind(), ErrorKind::NotAJournal);
+    let msg = e.to_string();
+    assert!(msg.contains("gone.journal") && msg.contains("retired before"), "{msg}");
+    assert!(msg.contains("The other 1 journal(s) given were retired"), "{msg}");
+    assert!(!a.exists());
+
+    // The CLI: retiring `a` again, beside `b`, retires `b` and exits 1 naming `a`.
+    let out = cli(&["retire", "--target", &s(&target), "--journal", &s(&a), "--journal", &s(&b)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("[not_a_journal]") && err.contains("a.journal") && err.contains("retired before"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("b.journal (deleted"), "{out:?}");
+    assert!(!b.exists(), "b was not retired beside the missing a");
+
+    // Every present path retired: no error.
+    let r = compactor(&target).retire(std::slice::from_ref(&c)).unwrap();
+    assert!(r.missing.is_empty() && r.missing_error().is_none());
+    let mut want = numbered("a", 0..2);
+    want.extend(numbered("b", 0..2));
+    want.extend(numbered("c", 0..2));
+    assert_exactly(&target, &want);
+}

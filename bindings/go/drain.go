@@ -240,7 +240,9 @@ func Drain(ctx context.Context, target string, opts DrainOptions) (DrainReport, 
 // that still has one open gets ErrJournalGone on its next append (nothing stored):
 // stop the writers first. opts.Journals names the journals (opts.Spool must be
 // empty); the other options are those of Drain. A deadline on ctx shortens the lock
-// timeout, as for Drain.
+// timeout, as for Drain. A path that names no file (a journal retired before leaves
+// none, or a wrong path) is an ErrNotAJournal error naming it, returned after the
+// other journals were retired, with their number.
 func Retire(ctx context.Context, target string, opts DrainOptions) (int, error) {
 	const op = "retire"
 	if err := ctx.Err(); err != nil {
@@ -283,7 +285,9 @@ func Retire(ctx context.Context, target string, opts DrainOptions) (int, error) 
 		if shortened {
 			err = withDeadline(err)
 		}
-		return 0, err
+		// a path that names no file (ErrNotAJournal) comes after the others were
+		// retired: retired says how many
+		return int(retired), err
 	}
 	return int(retired), nil
 }

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -528,6 +529,16 @@ func TestRetire(t *testing.T) {
 	}
 	_, err = Retire(context.Background(), f.target, DrainOptions{Spool: f.spool})
 	wantKind(t, err, KindInvalidArgument)
-	_, err = Retire(context.Background(), f.target, DrainOptions{Journals: []string{j.Path()}})
+	// retired before: named, after the other journal given was retired
+	other := f.openJournal(t, "other", nil)
+	other.AppendString("three")
+	other.Close()
+	n, err = Retire(context.Background(), f.target, DrainOptions{Journals: []string{j.Path(), other.Path()}})
 	wantKind(t, err, KindNotAJournal)
+	if n != 1 || !strings.Contains(err.Error(), "job") || !strings.Contains(err.Error(), "retired before") {
+		t.Fatalf("Retire of a retired and a live journal = %d, %v", n, err)
+	}
+	if got := fmt.Sprint(targetLines(t, f.target)); got != "[one two three]" {
+		t.Fatalf("target = %s", got)
+	}
 }

@@ -334,12 +334,21 @@ pub fn cmd_retire(a: RetireArgs) -> CmdResult {
     }
     progress.clear();
     let r = compactor.retire(&a.journal)?;
-    drained.absorb(r.drain);
-    say!("drained {} line(s) into {}, then retired {} journal(s):", drained.lines, a.target.display(), r.retired.len());
+    drained.absorb(r.drain.clone());
+    let colon = if r.retired.is_empty() { "" } else { ":" };
+    say!(
+        "drained {} line(s) into {}, then retired {} journal(s){colon}",
+        drained.lines,
+        a.target.display(),
+        r.retired.len()
+    );
     for p in &r.retired {
         say!("  {} (deleted; every line it held is committed)", p.display());
     }
-    Ok(ExitCode::SUCCESS)
+    match r.missing_error() {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 #[derive(Args)]

@@ -213,6 +213,38 @@ pub struct RetireReport {
     pub drain: DrainReport,
     /// The journals whose files were deleted.
     pub retired: Vec<PathBuf>,
+    /// Paths given that name no file: nothing there to retire (a journal retired
+    /// before leaves none), or a wrong path. The others were retired all the same;
+    /// [`RetireReport::missing_error`] is what to tell a user about these.
+    pub missing: Vec<PathBuf>,
+}
+
+impl RetireReport {
+    /// The error to report for [`missing`](Self::missing) paths, if any: kind
+    /// `not_a_journal`, naming them, saying that the other journals were retired.
+    #[must_use]
+    pub fn missing_error(&self) -> Option<Error> {
+        let first = self.missing.first()?;
+        let more = match self.missing.len() {
+            1 => String::new(),
+            n => format!(
+                " (and {} more: {})",
+                n - 1,
+                self.missing[1..].iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        Some(Error::NotAJournal {
+            path: first.clone(),
+            detail: format!(
+                "no such file{more}, so there was nothing to retire there: a journal retired before (by `retire` or \
+                 `compact --retire-idle`) leaves no file behind; if you meant another path, check it{}",
+                match self.retired.len() {
+                    0 => String::new(),
+                    n => format!(". The other {n} journal(s) given were retired"),
+                }
+            ),
+        })
+    }
 }
 
 /// How many drain-then-delete attempts a retirement makes while writers keep appending.
@@ -495,14 +527,27 @@ impl Compactor {
     /// lost); a writer that opens the path later starts a new journal. A journal that
     /// keeps receiving lines is refused after a few attempts: stop its writers first.
     ///
+    /// A path that names no file is not an error here: it is listed in
+    /// [`RetireReport::missing`] and the others are retired (a journal retired before
+    /// leaves no file; the CLI and the C ABI report such paths as `not_a_journal` after
+    /// retiring the rest).
+    ///
     /// # Errors
     /// As [`Compactor::drain_paths`]; [`Error::InvalidArgument`] when a journal kept
     /// receiving lines through every attempt (what was drained stays committed; that
     /// journal is not deleted); [`Error::Io`] or [`Error::Sqlite`] when deleting a
     /// journal's files fails, [`Error::JournalGone`] when they were replaced meanwhile.
     pub fn retire(&self, paths: &[PathBuf]) -> Result<RetireReport> {
-        let mut pending = self.open_journals(paths)?;
         let mut report = RetireReport::default();
+        let (missing, present): (Vec<PathBuf>, Vec<PathBuf>) = paths
+            .iter()
+            .cloned()
+            .partition(|p| matches!(std::fs::symlink_metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound));
+        report.missing = missing;
+        if present.is_empty() {
+            return Ok(report);
+        }
+        let mut pending = self.open_journals(&present)?;
         for _ in 0..RETIRE_ATTEMPTS {
             report.drain.absorb(self.drain(&pending)?);
             let manifest = self.load_manifest()?;

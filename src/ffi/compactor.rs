@@ -232,7 +232,9 @@ pub unsafe extern "C" fn trib_drain(
 /// it is empty, then delete its files (the journal, `-wal`, `-shm`) while holding its
 /// write lock, once every line it ever held is committed. A writer that still has one
 /// open gets `TRIB_E_JOURNAL_GONE` on its next append (nothing stored). On success
-/// `*retired_out` is `journal_count`. `options` may be NULL for the defaults.
+/// `*retired_out` is `journal_count`. A path that names no file (a journal retired
+/// before leaves none) is `TRIB_E_NOT_A_JOURNAL` naming it, after the other journals
+/// were retired: `*retired_out` says how many. `options` may be NULL for the defaults.
 ///
 /// # Safety
 /// `target` must be NULL or NUL-terminated; `journal_paths` NULL or `journal_count`
@@ -261,7 +263,10 @@ pub unsafe extern "C" fn trib_retire(
         let r = Compactor::new(target, opts)?.retire(&paths)?;
         // SAFETY: not NULL, writable per the caller's contract.
         unsafe { put(retired_out, r.retired.len()) };
-        Ok(())
+        match r.missing_error() {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     })
 }
 

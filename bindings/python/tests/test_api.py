@@ -406,7 +406,14 @@ def test_retire_drains_then_deletes_and_a_live_writer_is_told(spool: Path, targe
     assert "reopen" in str(e.value)
     writer.close()
     assert target_lines(target) == [b"one", b"two"]
-    with pytest.raises(tributary.NotAJournalError):
-        tributary.retire(target, [path])
+    # retired before: named, and the other journal given is retired all the same
+    other = spool / "other.journal"
+    with tributary.Journal(other) as j:
+        j.append(b"three")
+    with pytest.raises(tributary.NotAJournalError) as e:
+        tributary.retire(target, [path, other])
+    assert "job.journal" in str(e.value) and "retired before" in str(e.value)
+    assert not other.exists()
+    assert target_lines(target) == [b"one", b"two", b"three"]
     with pytest.raises(tributary.InvalidArgumentError):
         tributary.retire(target, [])

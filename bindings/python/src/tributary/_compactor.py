@@ -272,6 +272,8 @@ def retire(
     holding its write lock, once every line it ever held is committed. Returns how many
     were retired. A :class:`Journal` that still has one open raises
     :class:`JournalGoneError` on its next append (nothing stored); stop writers first.
+    A path that names no file (a journal retired before leaves none, or a wrong path)
+    raises :class:`NotAJournalError` naming it, after the others were retired.
     """
     target_b = fspath_bytes(target, "target")
     _not_one_item(journals, "journals")
