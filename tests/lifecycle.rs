@@ -472,3 +472,70 @@ fn retiring_a_missing_path_retires_the_others_and_names_it() {
     want.extend(numbered("c", 0..2));
     assert_exactly(&target, &want);
 }
+
+/// Two daemons with `--retire-idle` on one spool: one retires a journal between the
+/// other's look at the manifest and its deletion. That journal is not the second one's
+/// to retire, and not a problem: it is left out (was: `journal_gone` for the whole
+/// batch, logged as the target's error ~110 times in 40 s, "retrying with backoff").
+#[test]
+fn automatic_retirement_leaves_out_a_journal_retired_meanwhile() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let (a, b) = (spool.join("a.journal"), spool.join("b.journal"));
+    write_journal(&a, &numbered("a", 0..2));
+    write_journal(&b, &numbered("b", 0..2));
+    let c = compactor(&target);
+    c.drain_paths(&[a.clone(), b.clone()]).unwrap();
+    let held = c.open_journals(&[a.clone(), b.clone()]).unwrap();
+    // the other daemon's retirement of `a` after this one's look (its watermark is still
+    // in the manifest this one read), and a writer making `a` again
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(format!("{}{suffix}", a.display()));
+    }
+    // (its writer keeps it open, as a writer does: its `-wal` is there)
+    let writer = journal(&a);
+    writer.append_batch(&numbered("new a", 0..2)).unwrap();
+    let retired = c.retire_idle(&held, Duration::ZERO).expect("a journal retired meanwhile is left out");
+    assert_eq!(retired, vec![b.clone()]);
+    assert!(a.exists(), "the new journal under the name was deleted");
+    drop((held, writer));
+    c.drain_spool(&spool).unwrap();
+    assert_exactly(&target, &[numbered("a", 0..2), numbered("b", 0..2), numbered("new a", 0..2)].concat());
+}
+
+/// A daemon that opens a journal as it is retired or removed forgets it quietly: an
+/// ordinary event, not a journal to set aside with a `not_a_journal` "no such file"
+/// problem (helper-29: logged for every retirement race).
+#[test]
+fn a_daemon_forgets_a_journal_removed_while_it_opens_it() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let b = spool.join("b.journal");
+    write_journal(&b, &numbered("b", 0..2));
+    let fp = d.path().join("fp");
+    fs::create_dir(&fp).unwrap();
+    let daemon = spawn_with_failpoint(
+        &["compact", "--target", &s(&target), "--spool", &s(&spool), "--interval", "10"],
+        "open.before_read=hold_once",
+        &fp,
+    );
+    let reached = wait_reached(&fp, "open.before_read");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(format!("{}{suffix}", b.display()));
+    }
+    fs::remove_file(&reached).unwrap();
+    // a later pass: the daemon drains a new journal
+    let c = spool.join("c.journal");
+    write_journal(&c, &numbered("c", 0..2));
+    while lines_of(&target) != numbered("c", 0..2) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: sends SIGTERM to the child this test spawned and has not waited for yet.
+    unsafe { libc::kill(i32::try_from(daemon.id()).unwrap(), libc::SIGTERM) };
+    let out = daemon.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("set aside") && !err.contains("error"), "{err}");
+}

@@ -678,7 +678,7 @@ impl Daemon<'_> {
                     self.open.insert(p.to_path_buf(), Handle { journal, used: Instant::now() });
                 }
                 Err(e) => {
-                    self.set_aside(p, stamp, &e, on_event);
+                    self.set_aside_or_forget(p, stamp, &e, on_event);
                     return None;
                 }
             }
@@ -689,9 +689,26 @@ impl Daemon<'_> {
         match handle.journal.probe() {
             Ok(probe) => Some((probe, stamp)),
             Err(e) => {
-                self.set_aside(p, stamp, &e, on_event);
+                self.set_aside_or_forget(p, stamp, &e, on_event);
                 None
             }
+        }
+    }
+
+    /// [`set_aside`](Self::set_aside), unless the journal's name names no file now, or
+    /// another file: retired (by `retire` or another daemon's `--retire-idle`) or
+    /// replaced as this daemon looked at it, an ordinary event, not a problem. Gone: it
+    /// is forgotten; replaced: its handle closed and the name marked, so the next pass
+    /// opens the new journal by name.
+    fn set_aside_or_forget(&mut self, p: &Path, stamp: Stamp, e: &Error, on_event: &mut dyn FnMut(DaemonEvent<'_>)) {
+        let given = self.sources.journals().iter().any(|j| j == p);
+        if !given && std::fs::symlink_metadata(p).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            self.forget(p);
+        } else if e.kind() == ErrorKind::JournalGone {
+            self.open.remove(p);
+            self.dirty.insert(p.to_path_buf());
+        } else {
+            self.set_aside(p, stamp, e, on_event);
         }
     }
 
@@ -738,7 +755,7 @@ impl Daemon<'_> {
                     let Some(i) = journals.iter().position(|j| j.path() == bad) else { break Err(e) };
                     journals.remove(i);
                     let stamp = file_stamp(&bad);
-                    self.set_aside(&bad, stamp, &e, on_event);
+                    self.set_aside_or_forget(&bad, stamp, &e, on_event);
                 }
             }
         };
@@ -779,6 +796,16 @@ impl Daemon<'_> {
                     journals.extend(opened.pop());
                 }
             }
+            // A handle whose name was retired (another daemon's --retire-idle, a
+            // `retire`) or replaced meanwhile is not this look's to retire: the next
+            // pass opens the name again, or forgets it.
+            journals.retain(|j| {
+                let in_place = j.is_in_place();
+                if !in_place {
+                    self.dirty.insert(j.path().to_path_buf());
+                }
+                in_place
+            });
             match self.compactor.retire_idle(&journals, after) {
                 Ok(retired) => {
                     drop(journals);

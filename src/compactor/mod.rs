@@ -32,7 +32,7 @@ pub use daemon::{DaemonEvent, DaemonOptions, DaemonSummary, JournalSources};
 #[doc(hidden)]
 pub use staging::STAGING_VAR;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{Journal, JournalId, JournalOptions};
 use crate::target::manifest::{Manifest, Watermark};
 use crate::target::sidecar::Sidecar;
@@ -596,7 +596,7 @@ impl Compactor {
             return Ok(Vec::new());
         }
         let mut still = Vec::new();
-        let deleted = Self::delete_drained(candidates, &manifest, &mut still)?;
+        let deleted = Self::delete_drained_skipping_gone(candidates, &manifest, &mut still)?;
         self.mark_retired(&deleted)?;
         Ok(deleted.into_iter().map(|(path, _, _)| path).collect())
     }
@@ -684,6 +684,26 @@ impl Compactor {
                 deleted.push((path, id, stamp));
             } else {
                 still.push(j);
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// [`delete_drained`](Self::delete_drained), one journal at a time, for automatic
+    /// retirement: a journal whose name was retired or replaced by another process
+    /// since it was looked at (`journal_gone`: two daemons with `--retire-idle` on one
+    /// spool) is left out, not an error; its name is looked at again next time.
+    fn delete_drained_skipping_gone<'a>(
+        journals: Vec<&'a Journal>,
+        manifest: &Manifest,
+        still: &mut Vec<&'a Journal>,
+    ) -> Result<Vec<(PathBuf, JournalId, Option<u64>)>> {
+        let mut deleted = Vec::new();
+        for j in journals {
+            match Self::delete_drained(vec![j], manifest, still) {
+                Ok(d) => deleted.extend(d),
+                Err(e) if e.kind() == ErrorKind::JournalGone => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(deleted)
