@@ -223,6 +223,11 @@ pub struct StatusReport {
     /// The spool's files that could not be read ([`status_all`] only: [`status`]
     /// returns the first one's error).
     pub unreadable: Vec<UnreadableJournal>,
+    /// With no manifest: the sidecar folder is there but holds none while the target
+    /// holds bytes — its files were deleted (a lost sidecar) or an `init` stopped before
+    /// its first manifest. What a drain refuses with (`corrupt_manifest`), for a monitor
+    /// to raise; `None` otherwise.
+    pub lost_sidecar: Option<String>,
 }
 
 /// Views [`status`] takes before it settles for one that commits kept changing.
@@ -296,7 +301,9 @@ pub fn status_all(target: impl AsRef<Path>, spool: Option<&Path>, opts: &Journal
 /// [`status_all`] when `lenient`, else [`status_with`].
 fn status_of(target: &Path, spool: Option<&Path>, opts: &JournalOptions, lenient: bool) -> Result<StatusReport> {
     crate::os::fscheck::check_target_name(target)?;
-    let (manifest, target_len) = manifest_and_len(target, &Sidecar::for_target(target))?;
+    let sidecar = Sidecar::for_target(target);
+    let (manifest, target_len) = manifest_and_len(target, &sidecar)?;
+    let lost_sidecar = if manifest.is_none() { sidecar.emptied(target).map(|e| e.to_string()) } else { None };
     let mut journals = Vec::new();
     let mut unreadable = Vec::new();
     if let Some(spool) = spool {
@@ -320,5 +327,5 @@ fn status_of(target: &Path, spool: Option<&Path>, opts: &JournalOptions, lenient
             journals.push(JournalStatus { backlog, journal_id, path: p, watermark, uncommitted_lines, drained_into });
         }
     }
-    Ok(StatusReport { target: target.to_path_buf(), manifest, target_len, journals, unreadable })
+    Ok(StatusReport { target: target.to_path_buf(), manifest, target_len, journals, unreadable, lost_sidecar })
 }

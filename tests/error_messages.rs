@@ -342,11 +342,21 @@ fn an_emptied_sidecar_folder_beside_a_drained_target_is_a_lost_manifest() {
     }
     let out = cli(&["tail", "--target", &s(&target)]);
     assert!(!out.status.success(), "tail of a target whose manifest is lost exited 0");
+    // `status` (a monitor's view) raises it too: exit 1, "ok": false, the same words
+    // (it exited 0 and printed "not initialised: run init" — helper-29)
+    let lost = tributary::status(&target, None).unwrap().lost_sidecar.expect("status says the sidecar is lost");
+    assert!(lost.contains("a lost sidecar"), "{lost}");
+    let out = cli(&["status", "--json", "--target", &s(&target)]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["ok"], false, "{json}");
+    assert!(json["problems"][0].as_str().unwrap().contains("do not run `tributary init`"), "{json}");
     assert_eq!(fs::read_dir(&sidecar.dir).unwrap().count(), 0, "nothing was created in the sidecar");
     // An `init` cut short before its first manifest, on an empty file: init is right.
     fs::write(&target, b"").unwrap();
     let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TargetMissing, "{e}");
+    assert!(tributary::status(&target, None).unwrap().lost_sidecar.is_none());
 }
 
 /// `status --spool` (text and `--json`) with one junk `*.journal` printed nothing but

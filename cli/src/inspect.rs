@@ -45,6 +45,9 @@ fn uncommitted_tail(m: &tributary::Manifest, len: u64) -> (u64, bool) {
 /// committed part), or bytes after it that no drain round announced.
 fn status_problems(s: &StatusReport) -> Vec<String> {
     let mut problems = spool_problems(s);
+    if let Some(lost) = &s.lost_sidecar {
+        problems.push(lost.clone());
+    }
     let Some(m) = &s.manifest else { return problems };
     match s.target_len {
         None => problems.push(format!(
@@ -176,6 +179,9 @@ fn status_json(s: &StatusReport, problems: &[String]) -> serde_json::Value {
 fn status_text(s: &StatusReport, spool: Option<&std::path::Path>, problems: &[String]) {
     say!("target: {}", s.target.display());
     match &s.manifest {
+        None if s.lost_sidecar.is_some() => {
+            say!("  no manifest, yet the file holds bytes and its sidecar folder is there: see PROBLEM below");
+        }
         None => {
             say!("  not initialised (no manifest): run `tributary init --target {}`", s.target.display());
             if let Some(len) = s.target_len.filter(|&l| l > 0) {
