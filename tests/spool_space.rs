@@ -116,6 +116,8 @@ fn a_batch_that_would_fill_the_spool_disk_is_refused_before_it_is_written() {
     let e = j.append_batch(&big).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Io, "{e}");
     assert!(e.to_string().contains("smaller batches"), "{e}");
+    // an empty journal: draining it gives nothing back, and the advice says so
+    assert!(e.to_string().contains("Draining this journal would not make the room"), "{e}");
     assert_eq!(j.backlog().unwrap().lines, 0, "nothing of it was stored");
     let opts =
         tributary::CompactorOptions::default().journal(tributary::JournalOptions::default().allow_network_fs(true));
@@ -130,6 +132,18 @@ fn a_batch_that_would_fill_the_spool_disk_is_refused_before_it_is_written() {
     assert!(stored > 0);
     assert_eq!(lines_of(&target).len(), stored);
     assert_eq!(j.backlog().unwrap().lines, 0);
+    // undrained lines fill the disk: then a drain makes the room, and the advice says so
+    let e = loop {
+        if let Err(e) = j.append_batch(&vec![vec![b'u'; 100 << 10]; 5]) {
+            break e;
+        }
+        stored += 5;
+    };
+    assert!(e.to_string().contains("Drain the journal (a drain gives its space back)"), "{e}");
+    c.drain(std::slice::from_ref(&j)).unwrap();
+    j.append_batch(&vec![vec![b'v'; 100 << 10]; 5]).expect("a drain made the room");
+    c.drain(std::slice::from_ref(&j)).unwrap();
+    assert_eq!(lines_of(&target).len(), stored + 5);
 }
 
 /// Fill the filesystem holding `dir` but `slack` bytes: a file of `slack` bytes, then

@@ -336,17 +336,36 @@ impl Journal {
         let folder = crate::os::fs::parent_dir(&self.path);
         let needed = SPOOL_RESERVE_BYTES.saturating_add(bytes.saturating_mul(2));
         match sys::free_bytes(&folder) {
-            Ok(free) if free < needed => Err(Error::io(
-                format!(
-                    "appending {bytes} bytes to {}: its disk has {free} bytes free; the batch, written twice (log, \
-                     then journal file), would leave less than the {} MiB kept for recording drains; nothing of \
-                     this call was stored. Drain the journal (its space is given back), free space on that disk, \
-                     or append smaller batches, then retry",
-                    self.path.display(),
-                    SPOOL_RESERVE_BYTES >> 20
-                ),
-                io::Error::from_raw_os_error(libc::ENOSPC),
-            )),
+            Ok(free) if free < needed => {
+                // Whether a drain could make the room: it gives back at most what the
+                // journal's own files hold (helper-29: "drain the journal" was the
+                // advice on a disk other files had filled).
+                let own: u64 = [self.path.clone(), super::files::wal_path(&self.path)]
+                    .iter()
+                    .filter_map(|p| std::fs::metadata(p).ok())
+                    .map(|m| m.len())
+                    .sum();
+                let advice = if own >= needed - free {
+                    "Drain the journal (a drain gives its space back), free space on that disk, or append smaller \
+                     batches, then retry"
+                        .to_string()
+                } else {
+                    format!(
+                        "Draining this journal would not make the room (its files hold {own} bytes): free space on \
+                         that disk (other files fill it), or append smaller batches, then retry"
+                    )
+                };
+                Err(Error::io(
+                    format!(
+                        "appending {bytes} bytes to {}: its disk has {free} bytes free; the batch, written twice \
+                         (log, then journal file), would leave less than the {} MiB kept for recording drains; \
+                         nothing of this call was stored. {advice}",
+                        self.path.display(),
+                        SPOOL_RESERVE_BYTES >> 20
+                    ),
+                    io::Error::from_raw_os_error(libc::ENOSPC),
+                ))
+            }
             _ => Ok(()),
         }
     }
