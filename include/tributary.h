@@ -1215,7 +1215,8 @@ int trib_init(const char *target,
  * not exist is `TRIB_E_NOT_A_JOURNAL` (a drain never creates journals). In a spool,
  * a file that cannot be drained (junk, a foreign or restored journal) does not keep
  * the others from draining: they are drained, then that file's error is returned
- * (the first such file's; its message names it).
+ * (the first such file's; its message names it), with `*report_out` saying what was
+ * drained. `*report_out` is zeroed first, and filled whenever the drain ran.
  *
  * # Safety
  * `target` and `spool` must be NULL or NUL-terminated; `journal_paths` NULL or
@@ -1229,6 +1230,29 @@ int trib_drain(const char *target,
                const struct trib_compactor_options *options,
                struct trib_drain_report *report_out,
                struct trib_error **err_out);
+
+/**
+ * `trib_drain` that another thread can cut short with `trib_stop_request(stop)`: a
+ * wait for the target's lock ends within about 10 ms with `TRIB_E_LOCK_TIMEOUT`, as if
+ * the lock timeout had passed (what earlier rounds committed stays; a round in
+ * progress finishes: rounds are bounded by `max_round_ms`). For a caller that cancels
+ * (Go's `Drain(ctx)`). `stop` may be NULL (then it is `trib_drain`); a request made
+ * before the call makes any wait end at once.
+ *
+ * # Safety
+ * `target` and `spool` must be NULL or NUL-terminated; `journal_paths` NULL or
+ * `journal_count` NUL-terminated strings; `options` NULL or readable; `stop` NULL or a
+ * live `trib_stop`, not freed during the call; `report_out` and `err_out` NULL or
+ * writable.
+ */
+int trib_drain_stoppable(const char *target,
+                         const char *const *journal_paths,
+                         size_t journal_count,
+                         const char *spool,
+                         const struct trib_compactor_options *options,
+                         const struct trib_stop *stop,
+                         struct trib_drain_report *report_out,
+                         struct trib_error **err_out);
 
 /**
  * Retire journals — the supported way to remove one: drain each into `target` until

@@ -4,6 +4,7 @@ package tributary
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -190,7 +191,69 @@ func TestCompactCancelEndsTheWaitForALockHeldElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	lockPath := f.target + ".tributary/lock"
-	// Another process's POSIX record lock conflicts with the library's OFD lock.
+	defer holdLockElsewhere(t, lockPath)()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Compact(ctx, f.target, CompactOptions{
+			DrainOptions: DrainOptions{Spool: f.spool, LockTimeout: time.Hour},
+			Interval:     10 * time.Millisecond,
+		})
+	}()
+	waitForLockWaiter(t, lockPath, "Compact")
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Compact: %v", err)
+		}
+	case <-time.After(hangGuard):
+		t.Fatal("a cancelled ctx did not end Compact's wait for the lock")
+	}
+	if got := targetLines(t, f.target); len(got) != 0 {
+		t.Fatalf("committed %d lines while the lock was held elsewhere", len(got))
+	}
+}
+
+// A one-shot Drain whose ctx is cancelled (no deadline) while another process holds
+// the lock returns within the hang guard, with an error that is both a lock timeout
+// and context.Canceled (it waited the whole LockTimeout before: an hour here).
+func TestDrainCancelEndsTheWaitForALockHeldElsewhere(t *testing.T) {
+	f := newFixture(t)
+	j := f.openJournal(t, "a", nil)
+	if _, err := j.AppendString("waiting"); err != nil {
+		t.Fatal(err)
+	}
+	lockPath := f.target + ".tributary/lock"
+	release := holdLockElsewhere(t, lockPath)
+	defer release()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := Drain(ctx, f.target, DrainOptions{Journals: []string{j.Path()}, LockTimeout: time.Hour})
+		done <- err
+	}()
+	waitForLockWaiter(t, lockPath, "Drain")
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrLockTimeout) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("Drain cancelled while waiting for the lock: %v, want a lock timeout matching context.Canceled", err)
+		}
+	case <-time.After(hangGuard):
+		t.Fatal("a cancelled ctx did not end Drain's wait for the lock")
+	}
+	release()
+	r, err := Drain(context.Background(), f.target, DrainOptions{Journals: []string{j.Path()}})
+	if err != nil || r.Lines != 1 {
+		t.Fatalf("Drain after the lock came free = %+v, %v", r, err)
+	}
+}
+
+// holdLockElsewhere takes the target's lock in another process (a POSIX record lock
+// conflicts with the library's OFD lock) until the returned func is called.
+func holdLockElsewhere(t *testing.T, lockPath string) (release func()) {
+	t.Helper()
 	holder := exec.Command("python3", "-c",
 		"import fcntl,sys\nf=open(sys.argv[1],'r+'); fcntl.lockf(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
 		lockPath)
@@ -205,24 +268,22 @@ func TestCompactCancelEndsTheWaitForALockHeldElsewhere(t *testing.T) {
 	if err := holder.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { stdin.Close(); holder.Wait() }()
 	if _, err := out.Read(make([]byte, 4)); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- Compact(ctx, f.target, CompactOptions{
-			DrainOptions: DrainOptions{Spool: f.spool, LockTimeout: time.Hour},
-			Interval:     10 * time.Millisecond,
-		})
-	}()
+	var once sync.Once
+	return func() { once.Do(func() { stdin.Close(); holder.Wait() }) }
+}
+
+// waitForLockWaiter waits until someone is blocked on the lock file (/proc/locks).
+func waitForLockWaiter(t *testing.T, lockPath, who string) {
+	t.Helper()
 	var st syscall.Stat_t
 	if err := syscall.Stat(lockPath, &st); err != nil {
 		t.Fatal(err)
 	}
 	suffix := fmt.Sprintf(":%d ", st.Ino)
-	waitFor(t, "Compact to wait for the lock", func() bool {
+	waitFor(t, who+" to wait for the lock", func() bool {
 		locks, _ := os.ReadFile("/proc/locks")
 		for _, l := range strings.Split(string(locks), "\n") {
 			if strings.Contains(l, "->") && strings.Contains(l, suffix) {
@@ -231,16 +292,4 @@ func TestCompactCancelEndsTheWaitForALockHeldElsewhere(t *testing.T) {
 		}
 		return false
 	})
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Compact: %v", err)
-		}
-	case <-time.After(hangGuard):
-		t.Fatal("a cancelled ctx did not end Compact's wait for the lock")
-	}
-	if got := targetLines(t, f.target); len(got) != 0 {
-		t.Fatalf("committed %d lines while the lock was held elsewhere", len(got))
-	}
 }

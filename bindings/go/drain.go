@@ -168,13 +168,18 @@ type DrainReport struct {
 // already done does nothing and returns ctx.Err(). A deadline on ctx bounds the wait
 // for the target's lock (the shorter of it and opts.LockTimeout); a lock timeout
 // that the deadline cut short matches both ErrLockTimeout and
-// context.DeadlineExceeded. Once the lock is granted, the call runs to completion:
-// the library cannot be interrupted in the middle of a round, and a cancellation
-// that arrives then is not noticed. Each round is bounded by MaxRoundBytes and
-// MaxRoundTime; a Drain ends when the lines present at its start are committed. If
-// it returns nil, those lines are committed, even if ctx was cancelled meanwhile.
+// context.DeadlineExceeded. Cancelling ctx ends a wait for the lock within about 10
+// ms: Drain then returns what earlier rounds did and an error matching both
+// ErrLockTimeout and ctx.Err(). A round that holds the lock runs to completion (the
+// library cannot be interrupted in the middle of one); each is bounded by
+// MaxRoundBytes and MaxRoundTime. A Drain ends when the lines present at its start
+// are committed: if it returns nil, they are, even if ctx was cancelled meanwhile.
 // A cancelled Drain never leaves anything half-done: an interrupted round (only a
 // killed process can interrupt one) is repaired by the next drain.
+//
+// With a Spool, a file that cannot be drained (junk, a foreign or restored journal)
+// does not keep the others from draining: Drain returns what it drained with the
+// first such file's error.
 func Drain(ctx context.Context, target string, opts DrainOptions) (DrainReport, error) {
 	const op = "drain"
 	if err := ctx.Err(); err != nil {
@@ -216,14 +221,31 @@ func Drain(ctx context.Context, target string, opts DrainOptions) (DrainReport, 
 	defer freePaths()
 	var r C.trib_drain_report
 	var cerr *C.trib_error
-	rc := C.trib_drain(ctarget, paths, C.size_t(len(opts.Journals)), cspool, &copts, &r, &cerr)
-	if err := callError(op, rc, cerr); err != nil {
-		if shortened {
-			err = withDeadline(err)
+	var rc C.int
+	if ctx.Done() == nil { // never cancelled: no stop token
+		rc = C.trib_drain(ctarget, paths, C.size_t(len(opts.Journals)), cspool, &copts, &r, &cerr)
+	} else {
+		var stop *C.trib_stop
+		if err := callError(op, C.trib_stop_new(&stop, &cerr), cerr); err != nil {
+			return DrainReport{}, err
 		}
-		return DrainReport{}, err
+		// The token is freed only once the goroutine that may request a stop is gone.
+		finished, stopperGone := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(stopperGone)
+			select {
+			case <-ctx.Done():
+				C.trib_stop_request(stop)
+			case <-finished:
+			}
+		}()
+		cerr = nil
+		rc = C.trib_drain_stoppable(ctarget, paths, C.size_t(len(opts.Journals)), cspool, &copts, stop, &r, &cerr)
+		close(finished)
+		<-stopperGone
+		C.trib_stop_free(stop)
 	}
-	return DrainReport{
+	report := DrainReport{
 		Rounds:            uint64(r.rounds),
 		Lines:             uint64(r.lines),
 		Bytes:             uint64(r.bytes),
@@ -231,7 +253,17 @@ func Drain(ctx context.Context, target string, opts DrainOptions) (DrainReport, 
 		Epoch:             uint64(r.epoch),
 		Journals:          int(r.journals),
 		Rotations:         uint64(r.rotations),
-	}, nil
+	}
+	if err := callError(op, rc, cerr); err != nil {
+		if shortened {
+			err = withDeadline(err)
+		}
+		if ctx.Err() != nil {
+			err = withContext(err, ctx.Err())
+		}
+		return report, err
+	}
+	return report, nil
 }
 
 // Retire retires journals, the supported way to remove one: it drains each into

@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"context"
+	"errors"
 	"strconv"
 )
 
@@ -195,8 +196,14 @@ func closedError(op, what string) *Error {
 // withDeadline marks a lock timeout that the context's deadline shortened, so it
 // also matches context.DeadlineExceeded.
 func withDeadline(err error) error {
-	if e, ok := err.(*Error); ok && e.Kind == KindLockTimeout {
-		e.also = append(e.also, context.DeadlineExceeded)
+	return withContext(err, context.DeadlineExceeded)
+}
+
+// withContext makes a lock timeout that ctx's end cut short match ctxErr too
+// (context.Canceled or context.DeadlineExceeded).
+func withContext(err, ctxErr error) error {
+	if e, ok := err.(*Error); ok && e.Kind == KindLockTimeout && !errors.Is(e, ctxErr) {
+		e.also = append(e.also, ctxErr)
 	}
 	return err
 }

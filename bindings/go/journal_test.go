@@ -472,6 +472,23 @@ func TestDrainJournalsByPath(t *testing.T) {
 	}
 }
 
+// A spool drain drains every journal it can, then returns the first unusable file's
+// error with the report of what it drained (it returned an empty report).
+func TestDrainSpoolWithAJunkFileReportsWhatItDrained(t *testing.T) {
+	f := newFixture(t)
+	a := f.openJournal(t, "a", nil)
+	a.AppendString("one")
+	a.AppendString("two")
+	if err := os.WriteFile(filepath.Join(f.spool, "junk.journal"), []byte("not an SQLite file, not even a little"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Drain(context.Background(), f.target, DrainOptions{Spool: f.spool})
+	wantKind(t, err, KindNotAJournal)
+	if r.Lines != 2 || r.Journals != 1 || !strings.Contains(err.Error(), "junk.journal") {
+		t.Fatalf("Drain of a spool with a junk file = %+v, %v", r, err)
+	}
+}
+
 func TestDrainContext(t *testing.T) {
 	f := newBareFixture(t)
 	j := f.openJournal(t, "ctx", nil)

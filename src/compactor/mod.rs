@@ -295,6 +295,9 @@ pub struct Compactor {
     /// Step S's descriptors of stage files and where each is read from, kept between
     /// rounds.
     stage_fds: Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, staging::KeptStageFile>>>,
+    /// Set by another thread to end this compactor's waits for the lock and stop its
+    /// one-shot drains between rounds ([`Compactor::stop_when`]).
+    stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Compactor {
@@ -335,7 +338,27 @@ impl Compactor {
             staging: staging::staging_from_env(),
             stager: Arc::default(),
             stage_fds: Arc::default(),
+            stop: None,
         })
+    }
+
+    /// A compactor whose drains (and the drains of `retire`) stop waiting for the
+    /// target's lock once another thread sets `flag`: the wait ends within ~10 ms with
+    /// [`Error::LockTimeout`], as if the lock timeout had passed. What earlier rounds
+    /// committed stays; a round in progress finishes (rounds are bounded:
+    /// `max_round_ms`). For a caller that cancels (Go's `context`,
+    /// `trib_drain_stoppable`); the daemon has its own stop. The commits that record a
+    /// retirement after its files are deleted still wait (stopping there would leave
+    /// the deleted journal's watermark in the manifest for good).
+    #[must_use]
+    pub fn stop_when(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Compactor {
+        self.stop = Some(flag);
+        self
+    }
+
+    /// Whether [`stop_when`](Self::stop_when)'s flag is set.
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|f| f.load(std::sync::atomic::Ordering::Acquire))
     }
 
     /// UNSAFE on shared mounts — the multi-host tests' negative control only: this

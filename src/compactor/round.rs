@@ -106,7 +106,7 @@ impl Compactor {
     /// With staging on, this host's new lines are staged first (without the lock), and
     /// its stage file is reset after the round.
     pub(super) fn round(&self, journals: &[Journal], rotation: usize) -> Result<(DrainReport, Manifest)> {
-        let ran = self.round_or_defer(journals, rotation, false, &|| false)?;
+        let ran = self.round_or_defer(journals, rotation, false, &|| self.stop_requested())?;
         Ok(ran.expect("a round that may not defer runs"))
     }
 

@@ -4,7 +4,8 @@ use std::ffi::{c_char, c_int};
 use std::path::PathBuf;
 
 use super::boundary::{
-    array_arg, busy_timeout_option, ffi_call, id_buf, millis, ms_option, need, path_arg, put, Failure, FfiResult,
+    array_arg, busy_timeout_option, ffi_call, handle_ref, id_buf, millis, ms_option, need, path_arg, put, Failure,
+    FfiResult,
 };
 use super::error::trib_error;
 use super::TRIB_ID_BUF_LEN;
@@ -172,7 +173,8 @@ pub struct trib_drain_report {
 /// not exist is `TRIB_E_NOT_A_JOURNAL` (a drain never creates journals). In a spool,
 /// a file that cannot be drained (junk, a foreign or restored journal) does not keep
 /// the others from draining: they are drained, then that file's error is returned
-/// (the first such file's; its message names it).
+/// (the first such file's; its message names it), with `*report_out` saying what was
+/// drained. `*report_out` is zeroed first, and filled whenever the drain ran.
 ///
 /// # Safety
 /// `target` and `spool` must be NULL or NUL-terminated; `journal_paths` NULL or
@@ -189,9 +191,60 @@ pub unsafe extern "C" fn trib_drain(
     err_out: *mut *mut trib_error,
 ) -> c_int {
     ffi_call!(err_out, || {
+        // SAFETY: the caller's contract covers every argument `drain` reads; no stop token.
+        unsafe { drain(target, journal_paths, journal_count, spool, options, std::ptr::null(), report_out) }
+    })
+}
+
+/// `trib_drain` that another thread can cut short with `trib_stop_request(stop)`: a
+/// wait for the target's lock ends within about 10 ms with `TRIB_E_LOCK_TIMEOUT`, as if
+/// the lock timeout had passed (what earlier rounds committed stays; a round in
+/// progress finishes: rounds are bounded by `max_round_ms`). For a caller that cancels
+/// (Go's `Drain(ctx)`). `stop` may be NULL (then it is `trib_drain`); a request made
+/// before the call makes any wait end at once.
+///
+/// # Safety
+/// `target` and `spool` must be NULL or NUL-terminated; `journal_paths` NULL or
+/// `journal_count` NUL-terminated strings; `options` NULL or readable; `stop` NULL or a
+/// live `trib_stop`, not freed during the call; `report_out` and `err_out` NULL or
+/// writable.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn trib_drain_stoppable(
+    target: *const c_char,
+    journal_paths: *const *const c_char,
+    journal_count: usize,
+    spool: *const c_char,
+    options: *const trib_compactor_options,
+    stop: *const super::daemon::trib_stop,
+    report_out: *mut trib_drain_report,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, || {
+        // SAFETY: the caller's contract covers every argument `drain` reads.
+        unsafe { drain(target, journal_paths, journal_count, spool, options, stop, report_out) }
+    })
+}
+
+/// What `trib_drain` and `trib_drain_stoppable` share.
+///
+/// # Safety
+/// As `trib_drain_stoppable` (without `err_out`).
+unsafe fn drain(
+    target: *const c_char,
+    journal_paths: *const *const c_char,
+    journal_count: usize,
+    spool: *const c_char,
+    options: *const trib_compactor_options,
+    stop: *const super::daemon::trib_stop,
+    report_out: *mut trib_drain_report,
+) -> FfiResult<()> {
+    {
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let target = unsafe { path_arg(target, "target") }?;
         need(report_out, "report_out")?;
+        // SAFETY: not NULL, writable per the caller's contract.
+        unsafe { put(report_out, trib_drain_report::default()) };
         // SAFETY: NULL or `journal_count` NUL-terminated strings per the caller's contract.
         let paths = unsafe { journal_paths_arg(journal_paths, journal_count) }?;
         let spool = if spool.is_null() {
@@ -208,10 +261,21 @@ pub unsafe extern "C" fn trib_drain(
             Some(o) => o.to_rust()?,
             None => CompactorOptions::default(),
         };
-        let compactor = Compactor::new(target, opts)?;
-        let r = match spool {
-            Some(s) => compactor.drain_spool(s)?,
-            None => compactor.drain_paths(&paths)?,
+        let mut compactor = Compactor::new(target, opts)?;
+        if !stop.is_null() {
+            // SAFETY: a live `trib_stop` per the caller's contract (its flag is atomic).
+            let s = unsafe { handle_ref::<super::daemon::StopBox>(stop, "stop") }?;
+            compactor = compactor.stop_when(std::sync::Arc::clone(&s.requested));
+        }
+        let (r, refused) = match spool {
+            Some(s) => {
+                let mut first_refused = None;
+                let r = compactor.drain_spool_observed(s, &mut |_| {}, &mut |e| {
+                    first_refused.get_or_insert(e);
+                })?;
+                (r, first_refused)
+            }
+            None => (compactor.drain_paths(&paths)?, None),
         };
         let report = trib_drain_report {
             rounds: r.rounds,
@@ -224,8 +288,8 @@ pub unsafe extern "C" fn trib_drain(
         };
         // SAFETY: not NULL, writable per the caller's contract.
         unsafe { put(report_out, report) };
-        Ok(())
-    })
+        refused.map_or(Ok(()), |e| Err(e.into()))
+    }
 }
 
 /// Retire journals — the supported way to remove one: drain each into `target` until

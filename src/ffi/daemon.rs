@@ -5,7 +5,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::boundary::{
     ffi_call, free_handle, handle_ref, into_handle, millis, ms_option, need, path_arg, put, Failure, FfiResult,
@@ -45,9 +45,10 @@ pub struct trib_stop {
 }
 
 #[repr(C)]
-struct StopBox {
+pub(super) struct StopBox {
     magic: u64,
-    requested: AtomicBool,
+    /// Shared with the compactor of a `trib_drain_stoppable` (`Compactor::stop_when`).
+    pub(super) requested: Arc<AtomicBool>,
 }
 
 impl HandleBox for StopBox {
@@ -101,7 +102,7 @@ pub type trib_event_fn = Option<
 pub unsafe extern "C" fn trib_stop_new(stop_out: *mut *mut trib_stop, err_out: *mut *mut trib_error) -> c_int {
     ffi_call!(err_out, || {
         need(stop_out, "stop_out")?;
-        let handle = into_handle(StopBox { magic: StopBox::MAGIC, requested: AtomicBool::new(false) });
+        let handle = into_handle(StopBox { magic: StopBox::MAGIC, requested: Arc::new(AtomicBool::new(false)) });
         // SAFETY: not NULL, writable per the caller's contract.
         unsafe { put(stop_out, handle) };
         Ok(())
@@ -497,7 +498,7 @@ pub unsafe extern "C" fn trib_compactor_run(
             Some(o) => o.to_rust()?,
             None => DaemonOptions::default(),
         };
-        let never = StopBox { magic: StopBox::MAGIC, requested: AtomicBool::new(false) };
+        let never = StopBox { magic: StopBox::MAGIC, requested: Arc::new(AtomicBool::new(false)) };
         let s = if stop.is_null() {
             &never
         } else {

@@ -187,3 +187,14 @@ def test_a_process_that_exits_while_compact_runs_in_a_daemon_thread_exits_cleanl
         )
         assert (r.returncode, r.stdout) == (0, "exiting\n"), r.stderr
     assert tributary.verify(target).consistent
+
+
+def test_a_spool_drain_refusing_one_file_says_what_it_drained(target: Path, spool: Path) -> None:
+    with tributary.Journal(spool / "good.journal") as j:
+        j.append_many(["one", "two"])
+    (spool / "junk.journal").write_bytes(b"not an SQLite file, not even a little")
+    with pytest.raises(tributary.NotAJournalError) as info:
+        tributary.drain(target, spool=spool)
+    assert "junk.journal" in str(info.value)
+    assert info.value.report.lines == 2 and info.value.report.journals == 1, info.value.report
+    assert target_lines(target) == [b"one", b"two"]

@@ -14,6 +14,7 @@ from ._ffi import call, fspath_bytes, lib
 from ._journal import Backlog, Journal
 from ._managed import Managed
 from ._util import PathLike, Seconds, _arg_error, _ms, _not_one_item, _positive_int
+from .errors import TributaryError
 
 __all__ = [
     "DrainReport",
@@ -196,7 +197,8 @@ def drain(
     or ``spool`` (a folder: its ``*.journal`` files). With neither, only repair the
     target. In a spool, a file that cannot be drained (junk, a foreign or restored
     journal) does not keep the others from draining: they are drained, then that
-    file's error is raised (the first such file's; its message names it). Takes the
+    file's error is raised (the first such file's; its message names it), its
+    ``.report`` the :class:`DrainReport` of what was drained. Takes the
     target's lock (waiting up to ``lock_timeout`` seconds, default
     30) for each bounded round.
 
@@ -237,10 +239,19 @@ def drain(
     )
     arr = (c_char_p * max(len(paths), 1))(*paths)
     rep = _ffi.trib_drain_report()
-    call(lib.trib_drain, target_b, arr, len(paths), spool_b, byref(opts), byref(rep))
-    return DrainReport(
-        rep.rounds, rep.lines, rep.bytes, rep.repaired_tail_bytes, rep.epoch, rep.journals, rep.rotations
-    )
+
+    def report() -> DrainReport:
+        return DrainReport(
+            rep.rounds, rep.lines, rep.bytes, rep.repaired_tail_bytes, rep.epoch, rep.journals, rep.rotations
+        )
+
+    try:
+        call(lib.trib_drain, target_b, arr, len(paths), spool_b, byref(opts), byref(rep))
+    except TributaryError as exc:
+        # what was drained before the error (a spool's unusable file: all the others)
+        exc.report = report()  # type: ignore[attr-defined]
+        raise
+    return report()
 
 
 def init(target: PathLike, *, lock_timeout: Optional[Seconds] = None) -> InitReport:

@@ -495,6 +495,8 @@ FUNCTIONS = {
     "trib_init": (c_int, (c_char_p, POINTER(trib_compactor_options), POINTER(trib_init_report), POINTER(trib_error_p))),
     # int trib_drain(target, journal_paths, journal_count, spool, options, report_out, err_out)
     "trib_drain": (c_int, (c_char_p, POINTER(c_char_p), c_size_t, c_char_p, POINTER(trib_compactor_options), POINTER(trib_drain_report), POINTER(trib_error_p))),
+    # int trib_drain_stoppable(target, journal_paths, journal_count, spool, options, stop, report_out, err_out)
+    "trib_drain_stoppable": (c_int, (c_char_p, POINTER(c_char_p), c_size_t, c_char_p, POINTER(trib_compactor_options), trib_stop_p, POINTER(trib_drain_report), POINTER(trib_error_p))),
     # int trib_retire(target, journal_paths, journal_count, options, retired_out, err_out)
     "trib_retire": (c_int, (c_char_p, POINTER(c_char_p), c_size_t, POINTER(trib_compactor_options), POINTER(c_size_t), POINTER(trib_error_p))),
     # int trib_compactor_options_default(options_out, err_out)
