@@ -94,6 +94,20 @@ pub enum Error {
         /// The bytes the manifest says are committed.
         committed_len: u64,
     },
+    /// The target has a hole (zeros never written) where a drain wrote lines: it was
+    /// truncated behind tributary's back and written past since — by a round in
+    /// progress (`round_end`: that round committed nothing), or before (its committed
+    /// part is damaged). Kind `target_truncated`.
+    TargetHole {
+        /// The target file.
+        target: PathBuf,
+        /// Where the hole starts, in bytes.
+        hole: u64,
+        /// The bytes the manifest says are committed.
+        committed_len: u64,
+        /// The end of the round that found it, when a round's check did.
+        round_end: Option<u64>,
+    },
     /// The target has more bytes beyond `committed_len` than one bounded drain round can
     /// write: the manifest read is stale (incoherent client cache) or a foreign writer
     /// appended. Nothing was touched.
@@ -209,7 +223,8 @@ pub enum ErrorKind {
     CorruptManifest = 6,
     /// A journal row is damaged or missing: [`Error::CorruptJournalRow`].
     CorruptJournalRow = 7,
-    /// The target is shorter than committed: [`Error::TargetTruncated`].
+    /// The target is shorter than committed: [`Error::TargetTruncated`]; or was cut and
+    /// written past: [`Error::TargetHole`].
     TargetTruncated = 8,
     /// Bytes past the committed length no round wrote: [`Error::UnexpectedTail`].
     UnexpectedTail = 9,
@@ -269,7 +284,7 @@ impl ErrorKind {
             ErrorKind::LockLost => "The lock was lost while held (lease expiry, FUSE client restart, another holder committed); this round committed nothing.",
             ErrorKind::CorruptManifest => "Both manifest slots are damaged, or the lock file that held them is gone; nothing was touched.",
             ErrorKind::CorruptJournalRow => "A journal row does not match its CRC, or a row is missing; the drain stopped before it and skipped nothing.",
-            ErrorKind::TargetTruncated => "The target is shorter than its committed length (truncated, or removed); nothing was touched.",
+            ErrorKind::TargetTruncated => "The target is shorter than its committed length (truncated, or removed), or was cut and written past since (zeros where lines were), before or during a round; nothing was committed over it.",
             ErrorKind::UnexpectedTail => "The target has bytes past its committed length that no drain round announced (another program appended, or the manifest is older than the target); nothing was touched.",
             ErrorKind::TornTarget => "The target does not end with `\\n` where it must (an adopted file's last line is partial, an interrupted rotation left a wrong length); nothing was touched.",
             ErrorKind::JournalRestored => "The journal does not match what the target committed for it: restored from an older copy, or a clone (copied and written to on both copies).",
@@ -361,7 +376,7 @@ impl Error {
             Error::LockLost { .. } => ErrorKind::LockLost,
             Error::CorruptManifest { .. } => ErrorKind::CorruptManifest,
             Error::CorruptJournalRow { .. } => ErrorKind::CorruptJournalRow,
-            Error::TargetTruncated { .. } => ErrorKind::TargetTruncated,
+            Error::TargetTruncated { .. } | Error::TargetHole { .. } => ErrorKind::TargetTruncated,
             Error::UnexpectedTail { .. } => ErrorKind::UnexpectedTail,
             Error::TornTarget { .. } => ErrorKind::TornTarget,
             Error::JournalRestored { .. } => ErrorKind::JournalRestored,
@@ -490,6 +505,25 @@ impl fmt::Display for Error {
                  touched: restore the file. To rotate a tributary target, use managed rotation instead \
                  (compact --rotate-bytes / CompactorOptions::rotate_bytes)",
                 target.display()
+            ),
+            Error::TargetHole { target, hole, committed_len, round_end: Some(end) } if hole >= committed_len => write!(
+                f,
+                "target truncated during this round: {} was cut to {hole} bytes while this round wrote bytes \
+                 {committed_len}..{end}, and the round's later writes made it long again over zeros. Nothing of this \
+                 round was committed: its lines stay in their journals, and the next round cuts these bytes and \
+                 writes them again. Stop whatever truncates the file (logrotate copytruncate?): rotate a tributary \
+                 target with managed rotation (compact --rotate-bytes / CompactorOptions::rotate_bytes)",
+                target.display()
+            ),
+            Error::TargetHole { target, hole, committed_len, round_end } => write!(
+                f,
+                "target truncated: {} has zeros (a hole) at byte {hole}, inside its {committed_len} committed bytes: \
+                 it was truncated behind tributary's back (logrotate copytruncate?) and written past since, so the \
+                 committed lines from byte {hole} on are gone from it.{} Nothing more was touched: restore the file. \
+                 To rotate a tributary target, use managed rotation instead (compact --rotate-bytes / \
+                 CompactorOptions::rotate_bytes)",
+                target.display(),
+                if round_end.is_some() { " This round committed nothing." } else { "" }
             ),
             Error::UnexpectedTail { target, tail_bytes, max_round_bytes } => write!(
                 f,

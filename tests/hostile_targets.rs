@@ -397,3 +397,157 @@ fn a_reader_never_returns_bytes_that_do_not_match_the_committed_crc() {
         &good[..good.iter().position(|&b| b == b'\n').unwrap() + 1]
     );
 }
+
+/// A drain held at failpoint `point` (`drain.mid_write`: after its round's first 16
+/// bytes; `drain.after_write`: after all of them, before the fsync and the commit)
+/// while `tamper` does something to the target; returns the drain's stderr (it must
+/// have failed).
+fn drain_while_tampered(d: &Path, target: &Path, journal: &Path, point: &str, tamper: impl FnOnce()) -> String {
+    let fp = d.join("fp");
+    let _ = fs::create_dir(&fp);
+    let child = spawn_with_failpoint(
+        &["drain", "--target", &s(target), "--journal", &s(journal)],
+        &format!("{point}=hold_once"),
+        &fp,
+    );
+    let mut child = child;
+    let reached = fp.join(format!("{point}.reached"));
+    while !reached.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the drain ended ({status}) before reaching {point}");
+        }
+        std::thread::yield_now();
+    }
+    tamper();
+    fs::remove_file(&reached).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the round committed over a tampered target: {err}");
+    err
+}
+
+fn cut(target: &Path, len: u64) {
+    fs::OpenOptions::new().write(true).open(target).unwrap().set_len(len).unwrap();
+}
+
+/// An outside tester: `truncate -s 0` (logrotate `copytruncate`) while a 64 MiB round
+/// wrote let the round's later `pwrite`s make the file long again over zeros; the round
+/// committed, the journal rows were deleted, `drain` exited 0 — lines lost, and only
+/// `verify` noticed. Now a round checks the target's size before each write and,
+/// before its commit, its size and holes: cut inside its own bytes (the committed part
+/// intact), it commits nothing, and the next drain cuts the bytes and writes them
+/// again; cut into the committed part, every drain refuses.
+#[test]
+fn a_target_cut_while_a_round_writes_is_never_committed_over() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let jp = spool.join("a.journal");
+    let j = journal(&jp);
+    let mut all = numbered("first", 0..50);
+    append_all(&j, &all);
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let mut round = |name: &str, n: usize, point: &str, tamper: &dyn Fn(u64), want: &str| {
+        let lines = numbered(name, 0..n);
+        // several runs: a round then writes them one after the other (drain.mid_write
+        // falls between two)
+        for part in lines.chunks(n.div_ceil(5)) {
+            append_all(&j, part);
+        }
+        let committed = fs::metadata(&target).unwrap().len();
+        let err = drain_while_tampered(d.path(), &target, &jp, point, || tamper(committed));
+        assert!(err.contains("[target_truncated]") && err.contains(want), "{name}: {err}");
+        assert_eq!(j.backlog().unwrap().lines, n as u64, "{name}: the round's lines left their journal");
+        compactor(&target).drain(std::slice::from_ref(&j)).expect("the next round cuts the bytes, writes them again");
+        all.extend(lines);
+        assert_exactly(&target, &all);
+        verify(&target).unwrap();
+    };
+    // cut to its committed length while the round writes: its next write sees it
+    round("second", 50, "drain.mid_write", &|committed| cut(&target, committed), "during this round");
+    // cut after the round's last write: shorter than the round's end
+    round("third", 50, "drain.after_write", &|committed| cut(&target, committed + 10), "during this round");
+    // cut, then written past at the round's end (a later write, racing the check):
+    // a hole of whole blocks in the round's bytes
+    let written_past = |committed: u64| {
+        let len = fs::metadata(&target).unwrap().len();
+        cut(&target, committed);
+        let f = fs::OpenOptions::new().write(true).open(&target).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"\n", len - 1).unwrap();
+    };
+    round("fourth", 3000, "drain.after_write", &written_past, "over zeros");
+
+    // cut to 0 while a round writes: the committed part is gone; this round and every
+    // later one refuse, touching nothing
+    for part in numbered("fifth", 0..50).chunks(10) {
+        append_all(&j, part);
+    }
+    let err = drain_while_tampered(d.path(), &target, &jp, "drain.mid_write", || cut(&target, 0));
+    assert!(err.contains("[target_truncated]"), "{err}");
+    assert_eq!(j.backlog().unwrap().lines, 50);
+    let before = snapshot(&target, &[&j]);
+    let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TargetTruncated, "{e}");
+    assert_untouched(&before, &target, &[&j], "a drain after the committed part was cut");
+}
+
+/// Cut below its committed length and written past since (an old round's bytes, a
+/// foreign writer): the file is long enough again, but its committed part ends in
+/// zeros. Every drain refuses it, naming where the zeros start.
+#[test]
+fn a_committed_part_cut_and_written_past_is_refused() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let j = journal(&spool.join("a.journal"));
+    append_all(&j, &numbered("first", 0..3000));
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let len = fs::metadata(&target).unwrap().len();
+    cut(&target, 0);
+    let f = fs::OpenOptions::new().write(true).open(&target).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"\n", len + 100).unwrap();
+    append_all(&j, &numbered("second", 0..5));
+    let before = snapshot(&target, &[&j]);
+    let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TargetTruncated, "{e}");
+    assert!(e.to_string().contains("committed lines from byte 0 on are gone"), "{e}");
+    assert_untouched(&before, &target, &[&j], "a drain over a committed part cut and written past");
+}
+
+/// The neighbour: the target replaced during a round (`cp` + `mv`, logrotate `create`)
+/// let the round commit into the unlinked old file — its lines in no file once the
+/// drain exited. Now the round sees its path name another file and commits nothing.
+#[test]
+fn a_target_replaced_while_a_round_writes_is_never_committed_into() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let jp = spool.join("a.journal");
+    let j = journal(&jp);
+    append_all(&j, &numbered("first", 0..20));
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    append_all(&j, &numbered("second", 0..20));
+    let copy = d.path().join("out.log.copy");
+    let err = drain_while_tampered(d.path(), &target, &jp, "drain.after_write", || {
+        fs::copy(&target, &copy).unwrap();
+        fs::rename(&copy, &target).unwrap();
+    });
+    assert!(err.contains("[target_missing]") && err.contains("replaced during the round"), "{err}");
+    assert_eq!(j.backlog().unwrap().lines, 20, "the round's lines left their journal");
+}
+
+/// Removed during a round: the same (the round wrote into an unlinked file).
+#[test]
+fn a_target_removed_while_a_round_writes_is_never_committed_into() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let jp = spool.join("a.journal");
+    let j = journal(&jp);
+    append_all(&j, &numbered("first", 0..20));
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    append_all(&j, &numbered("second", 0..20));
+    let err = drain_while_tampered(d.path(), &target, &jp, "drain.after_write", || fs::remove_file(&target).unwrap());
+    assert!(err.contains("[target_truncated]"), "{err}");
+    assert_eq!(j.backlog().unwrap().lines, 20, "the round's lines left their journal");
+}

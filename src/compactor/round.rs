@@ -192,6 +192,7 @@ impl Compactor {
             return r.idle();
         }
         r.make_durable(&file, &written)?;
+        r.check_target_whole(&file, ino, &written)?;
         // Step 5: commit.
         let committed = r.commit_lines(&written)?;
         // Step 6: unlock, so other compactors get their turn; then close the target
@@ -291,6 +292,29 @@ impl Compactor {
         }
         crate::os::fs::fresh_len_and_ino(file)
             .map_err(|e| self.lost_or_io("reading the target's size (fsync, statx)", e))
+    }
+
+    /// The committed part still ends in its last line's `\n`: a target cut below its
+    /// committed length and written past since (long enough again, by a round's later
+    /// writes or anyone's) has zeros there. `round_end`: the round that checks.
+    pub(super) fn check_committed_end(&self, file: &File, committed_len: u64, round_end: Option<u64>) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        // On a network filesystem a read may be answered from the client's page cache
+        // (rule 6: content is read there only with O_DIRECT); skipped there.
+        if committed_len == 0 || self.target_on_network.get().copied().unwrap_or(false) {
+            return Ok(());
+        }
+        let mut last = [0u8; 1];
+        file.read_exact_at(&mut last, committed_len - 1).map_err(|e| self.lost_or_io("reading the target", e))?;
+        if last[0] == b'\n' {
+            return Ok(());
+        }
+        // where the zeros start, when the filesystem can say
+        let hole = match crate::os::sys::first_hole_from(file, 0) {
+            Ok(Some(h)) if h < committed_len => h,
+            _ => committed_len - 1,
+        };
+        Err(Error::TargetHole { target: self.target.clone(), hole, committed_len, round_end })
     }
 
     /// The target's inode, checked against the one the manifest committed to (0: not
@@ -664,13 +688,11 @@ impl Round<'_> {
             (file, size, ino)
         };
         let ino = c.check_identity(ino, &self.manifest)?;
-        if size < self.manifest.committed_len {
-            return Err(Error::TargetTruncated {
-                target: c.target.clone(),
-                len: size,
-                committed_len: self.manifest.committed_len,
-            });
+        let committed_len = self.manifest.committed_len;
+        if size < committed_len {
+            return Err(Error::TargetTruncated { target: c.target.clone(), len: size, committed_len });
         }
+        c.check_committed_end(&file, committed_len, None)?;
         Ok((file, ino, size))
     }
 
@@ -859,6 +881,60 @@ impl Round<'_> {
             failpoint::hit(failpoint::Point::DrainLoseLock);
         }
         Ok(())
+    }
+
+    /// Step 4, after the fsyncs: the target is still the file this round wrote, whole
+    /// (docs/design.md step 4) — its path names that inode, its size reaches the
+    /// round's end, and no hole lies between its last committed byte and that end. A
+    /// `truncate` during the round (logrotate `copytruncate`) left zeros under the
+    /// round's later writes, and a replacement left them in an unlinked file; both
+    /// were committed, and the journals' rows deleted (an outside tester). Nothing is
+    /// committed then: the bytes stay an announced tail, the lines in their journals.
+    fn check_target_whole(&self, file: &File, ino: u64, written: &Written) -> Result<()> {
+        let c = self.compactor;
+        let committed_len = self.manifest.committed_len;
+        let end = committed_len + written.len;
+        let truncated = |len: u64| Error::TargetTruncated { target: c.target.clone(), len, committed_len };
+        // By name: on a network filesystem a lookup may be answered from the client's
+        // cache (an older inode after another host's rotation), so there only the
+        // descriptor's own size and holes are checked.
+        if !c.target_on_network.get().copied().unwrap_or(false) {
+            match std::fs::symlink_metadata(&c.target) {
+                Ok(md) if md.ino() == ino => {}
+                Ok(md) => {
+                    return Err(c.missing(format!(
+                        "the file at its path (inode {}) is not the one this round wrote (inode {ino}): the target \
+                         was replaced during the round (a copy moved over it? logrotate `create`?). Nothing of this \
+                         round was committed; its lines stay in their journals. Put the target's file back (rotate a \
+                         tributary target with managed rotation: compact --rotate-bytes)",
+                        md.ino()
+                    )))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(truncated(0)),
+                Err(e) => return Err(c.lost_or_io("looking up the target before the commit", e)),
+            }
+        }
+        let (len, _) =
+            crate::os::sys::fresh_len_and_ino(file).map_err(|e| c.lost_or_io("reading the target's size", e))?;
+        if len < committed_len {
+            return Err(truncated(len));
+        }
+        if len < end {
+            // cut inside this round's bytes after its last write
+            return Err(Error::TargetHole { target: c.target.clone(), hole: len, committed_len, round_end: Some(end) });
+        }
+        c.check_committed_end(file, committed_len, Some(end))?;
+        // No hole in what the round wrote: a truncation its later writes covered (a
+        // hole of whole blocks; a smaller one is caught by the size check before each
+        // write, `writer.rs`).
+        let from = committed_len.saturating_sub(1);
+        match crate::os::sys::first_hole_from(file, from) {
+            Ok(Some(hole)) if hole < end => {
+                Err(Error::TargetHole { target: c.target.clone(), hole, committed_len, round_end: Some(end) })
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(c.lost_or_io("looking for holes in the target (lseek SEEK_HOLE)", e)),
+        }
     }
 
     /// Step 5: the new manifest, epoch checked just before the slot write; the round's

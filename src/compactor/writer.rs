@@ -120,6 +120,23 @@ impl<'a> ChunkWriter<'a> {
             self.epoch = wider.epoch;
             self.announced = wider;
         }
+        if self.written > 0 {
+            // Cut since this round's last write (logrotate `copytruncate`)? This write
+            // would make it long again over zeros (docs/design.md step 4).
+            let len = self.file.metadata().map_err(|e| c.lost_or_io("fstat of the target", e))?.len();
+            if len < self.offset + self.written {
+                return Err(if len < self.offset {
+                    crate::error::Error::TargetTruncated { target: c.target.clone(), len, committed_len: self.offset }
+                } else {
+                    crate::error::Error::TargetHole {
+                        target: c.target.clone(),
+                        hole: len,
+                        committed_len: self.offset,
+                        round_end: Some(self.offset + self.written),
+                    }
+                });
+            }
+        }
         fault::check(fault::Step::TargetWrite).map_err(|e| c.lost_or_io("writing to the target", e))?;
         self.file.write_all_at(bytes, self.offset + self.written).map_err(|e| {
             if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {

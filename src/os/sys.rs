@@ -133,6 +133,27 @@ pub fn fresh_len_and_ino(file: &impl AsRawFd) -> io::Result<(u64, u64)> {
     Ok((st.stx_size, st.stx_ino))
 }
 
+/// The start of the first hole at or after `from` (`lseek(SEEK_HOLE)`; the end of the
+/// file counts as one). `None` when the filesystem cannot say (`EINVAL`, `ENOSYS`,
+/// `EOPNOTSUPP`: no `SEEK_HOLE`) or `from` is at or past the end (`ENXIO`).
+///
+/// # Errors
+/// Any other error of `lseek`.
+pub fn first_hole_from(file: &impl AsRawFd, from: u64) -> io::Result<Option<u64>> {
+    let Ok(offset) = libc::off_t::try_from(from) else { return Ok(None) };
+    // SAFETY: the fd is open for the lifetime of `file`; SEEK_HOLE only moves this
+    // descriptor's offset (nobody reads or writes through it by offset-less calls).
+    let at = unsafe { libc::lseek(file.as_raw_fd(), offset, libc::SEEK_HOLE) };
+    if at < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EINVAL | libc::ENXIO | libc::ENOSYS | libc::EOPNOTSUPP) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    Ok(u64::try_from(at).ok())
+}
+
 fn ofd_lock_op(file: &impl AsRawFd, lock_type: libc::c_int, cmd: libc::c_int) -> io::Result<()> {
     // `flock` keeps these two in a short (F_WRLCK, F_UNLCK and SEEK_SET are 0..=2)
     let (Ok(l_type), Ok(l_whence)) = (libc::c_short::try_from(lock_type), libc::c_short::try_from(libc::SEEK_SET))
