@@ -1261,7 +1261,11 @@ int trib_drain_stoppable(const char *target,
  * open gets `TRIB_E_JOURNAL_GONE` on its next append (nothing stored). On success
  * `*retired_out` is `journal_count`. A path that names no file (a journal retired
  * before leaves none) is `TRIB_E_NOT_A_JOURNAL` naming it, after the other journals
- * were retired: `*retired_out` says how many. `options` may be NULL for the defaults.
+ * were retired: `*retired_out` says how many. A journal holding idempotency keys
+ * within their retention or processed cursors is refused (`TRIB_E_INVALID_ARGUMENT`,
+ * nothing retired): a keyed resend or a processor resuming from its cursor would store
+ * lines twice once they are gone (`tributary retire --forget-keys` retires it anyway).
+ * `options` may be NULL for the defaults.
  *
  * # Safety
  * `target` must be NULL or NUL-terminated; `journal_paths` NULL or `journal_count`

@@ -539,3 +539,112 @@ fn a_daemon_forgets_a_journal_removed_while_it_opens_it() {
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("set aside") && !err.contains("error"), "{err}");
 }
+
+/// The spool folder renamed between a writer's COMMIT and its acknowledgement (a
+/// rotation of spools, an operator's `mv`): the lines are in the moved journal and are
+/// drained from there; they were reported `journal_gone`, "nothing stored", and
+/// `tributary append` resent them — twice in the target once both folders were
+/// drained (an outside tester: 7 of 20 renames under a fast writer).
+#[test]
+fn a_line_committed_into_a_journal_whose_spool_was_renamed_is_acknowledged_not_resent() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let path = spool.join("j.journal");
+    journal(&path).append(b"before").unwrap();
+    let fp = d.path().join("fp");
+    fs::create_dir(&fp).unwrap();
+    let mut writer = spawn_with_failpoint(&["append", "--journal", &s(&path)], "journal.after_commit=hold_once", &fp);
+    feed(&mut writer, b"the line\n");
+    let reached = wait_reached(&fp, "journal.after_commit");
+    let moved = d.path().join("spool.old");
+    fs::rename(&spool, &moved).unwrap();
+    fs::create_dir(&spool).unwrap();
+    fs::remove_file(&reached).unwrap();
+    let out = writer.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // both folders drained, as an operator must
+    let c = compactor(&target);
+    c.drain_spool(&moved).unwrap();
+    c.drain_spool(&spool).unwrap();
+    assert_exactly(&target, &[b"before".to_vec(), b"the line".to_vec()]);
+}
+
+/// A journal's idempotency keys and processed cursors go with it: a keyed resend after
+/// its retirement, or a processor resuming from its cursor, stored lines twice (an
+/// outside tester: 3 of 3 keyed resends after `--retire-idle`, 100 of 200 results after
+/// a processor restart). Explicit retirement refuses such a journal unless told to
+/// forget them; automatic retirement leaves it.
+#[test]
+fn a_journal_holding_keys_or_cursors_is_not_retired_unless_told_to_forget_them() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let (keyed, processor, plain) =
+        (spool.join("keyed.journal"), spool.join("proc.journal"), spool.join("plain.journal"));
+    journal(&keyed).append_keyed(b"order-17", b"charged order 17").unwrap();
+    journal(&processor).append_batch_with_cursor(&[b"result 1"], "input", tributary::Cursor::at(0, 10)).unwrap();
+    write_journal(&plain, &numbered("plain", 0..2));
+    let c = compactor(&target);
+    c.drain_spool(&spool).unwrap();
+
+    // automatic: only the plain journal
+    let held = c.open_journals(&[keyed.clone(), processor.clone(), plain.clone()]).unwrap();
+    assert_eq!(c.retire_idle(&held, Duration::ZERO).unwrap(), vec![plain.clone()]);
+    drop(held);
+    assert!(keyed.exists() && processor.exists());
+
+    // explicit: refused, naming what it holds; nothing retired
+    for (path, held) in [(&keyed, "idempotency key"), (&processor, "processed cursor(s) for input")] {
+        let e = c.retire(std::slice::from_ref(path)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(e.to_string().contains(held) && e.to_string().contains("--forget-keys"), "{e}");
+        assert!(path.exists());
+    }
+    let out = cli(&["retire", "--target", &s(&target), "--journal", &s(&keyed)]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(keyed.exists());
+    // the resend while the journal lives is absorbed
+    assert!(!journal(&keyed).append_keyed_outcome(b"order-17", b"charged order 17").unwrap().stored);
+
+    // told to forget them
+    let out = cli(&["retire", "--forget-keys", "--target", &s(&target), "--journal", &s(&keyed)]);
+    assert!(out.status.success(), "{out:?}");
+    let r = c.retire_forgetting_keys(std::slice::from_ref(&processor)).unwrap();
+    assert_eq!(r.retired, vec![processor.clone()]);
+    assert!(!keyed.exists() && !processor.exists());
+    assert_exactly(
+        &target,
+        &[numbered("plain", 0..2), vec![b"charged order 17".to_vec(), b"result 1".to_vec()]].concat(),
+    );
+}
+
+/// Idle for automatic retirement is judged on the daemon's own monotonic clock too: a
+/// wall-clock step forward (NTP on a host that booted with a stale clock) made every
+/// journal's modification time look old, and `--retire-idle 3600` retired a journal
+/// written a second before at its first pass (an outside tester, with faketime). Here
+/// the files' times are set two days back instead.
+#[test]
+fn automatic_retirement_waits_until_the_daemon_has_watched_a_journal_idle() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let a = spool.join("a.journal");
+    let writer = journal(&a); // held open: its -wal stays
+    writer.append_batch(&numbered("a", 0..2)).unwrap();
+    compactor(&target).drain_spool(&spool).unwrap();
+    let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
+    for p in [a.clone(), PathBuf::from(format!("{}-wal", a.display()))] {
+        fs::File::options().write(true).open(&p).unwrap().set_modified(two_days_ago).unwrap();
+    }
+    let mut opts = DaemonOptions::default().until_empty(true).interval(Duration::from_millis(1));
+    opts.retire_idle_after = Some(Duration::from_secs(3600));
+    let mut retired = Vec::new();
+    compactor(&target).run_sources(&JournalSources::new().spool(&spool), &opts, &|| false, &mut |e| {
+        if let DaemonEvent::Retired { journal } = e {
+            retired.push(journal.to_path_buf());
+        }
+    });
+    assert!(retired.is_empty(), "retired a journal this daemon never watched idle for an hour: {retired:?}");
+    writer.append(b"still alive").expect("the writer's journal is still there");
+}

@@ -274,7 +274,11 @@ func Drain(ctx context.Context, target string, opts DrainOptions) (DrainReport, 
 // empty); the other options are those of Drain. A deadline on ctx shortens the lock
 // timeout, as for Drain. A path that names no file (a journal retired before leaves
 // none, or a wrong path) is an ErrNotAJournal error naming it, returned after the
-// other journals were retired, with their number.
+// other journals were retired, with their number. A journal holding idempotency keys
+// within their retention or processed cursors is refused (ErrInvalidArgument, nothing
+// retired): they would go with it, and a keyed resend or a processor resuming from
+// its cursor would store lines twice (`tributary retire --forget-keys` retires it
+// anyway).
 func Retire(ctx context.Context, target string, opts DrainOptions) (int, error) {
 	const op = "retire"
 	if err := ctx.Err(); err != nil {

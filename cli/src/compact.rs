@@ -317,6 +317,12 @@ pub struct RetireArgs {
     /// still has it open gets `journal_gone` on its next append, storing nothing.
     #[arg(long, required = true)]
     journal: Vec<PathBuf>,
+    /// Retire journals that hold idempotency keys within their retention or processed
+    /// cursors, forgetting them (by default such a journal is refused: a writer
+    /// resending with a key, or a processor resuming from its cursor, would store its
+    /// lines twice)
+    #[arg(long)]
+    forget_keys: bool,
     #[command(flatten)]
     flags: CompactorFlags,
 }
@@ -333,7 +339,7 @@ pub fn cmd_retire(a: RetireArgs) -> CmdResult {
         drain_showing(&compactor, &journals, &mut drained, &mut progress, "retire: draining", journals.len())?;
     }
     progress.clear();
-    let r = compactor.retire(&a.journal)?;
+    let r = if a.forget_keys { compactor.retire_forgetting_keys(&a.journal)? } else { compactor.retire(&a.journal)? };
     drained.absorb(r.drain.clone());
     let colon = if r.retired.is_empty() { "" } else { ":" };
     say!(

@@ -259,6 +259,11 @@ struct Daemon<'a> {
     deferred: u32,
     /// When automatic retirement last looked (`DaemonOptions::retire_idle_after`).
     retire_checked_at: Option<Instant>,
+    /// Each journal's files as automatic retirement last looked at them, and since when
+    /// (this daemon's monotonic clock) they have looked so: idle must hold on this
+    /// clock too, not only by the files' modification times on the wall clock, which a
+    /// step forward ages at once (docs/design.md lifecycle rule 5).
+    unchanged_since: HashMap<PathBuf, (Stamp, Instant)>,
 }
 
 impl Compactor {
@@ -423,6 +428,7 @@ impl<'a> Daemon<'a> {
             rotation: 0,
             deferred: 0,
             retire_checked_at: None,
+            unchanged_since: HashMap::new(),
         }
     }
 }
@@ -722,6 +728,7 @@ impl Daemon<'_> {
 
     /// A journal gone from its spool.
     fn forget(&mut self, p: &Path) {
+        self.unchanged_since.remove(p);
         self.sweep.quiet.remove(p);
         self.known.remove(p);
         self.dirty.remove(p);
@@ -798,13 +805,20 @@ impl Daemon<'_> {
             }
             // A handle whose name was retired (another daemon's --retire-idle, a
             // `retire`) or replaced meanwhile is not this look's to retire: the next
-            // pass opens the name again, or forgets it.
+            // pass opens the name again, or forgets it. Nor is one this daemon has
+            // not yet watched unchanged for the idle time.
+            let now = Instant::now();
             journals.retain(|j| {
-                let in_place = j.is_in_place();
-                if !in_place {
+                if !j.is_in_place() {
                     self.dirty.insert(j.path().to_path_buf());
+                    return false;
                 }
-                in_place
+                let stamp = file_stamp(j.path());
+                let seen = self.unchanged_since.entry(j.path().to_path_buf()).or_insert((stamp, now));
+                if seen.0 != stamp {
+                    *seen = (stamp, now);
+                }
+                now.duration_since(seen.1) >= after
             });
             match self.compactor.retire_idle(&journals, after) {
                 Ok(retired) => {

@@ -561,6 +561,21 @@ impl Compactor {
     /// journal is not deleted); [`Error::Io`] or [`Error::Sqlite`] when deleting a
     /// journal's files fails, [`Error::JournalGone`] when they were replaced meanwhile.
     pub fn retire(&self, paths: &[PathBuf]) -> Result<RetireReport> {
+        self.retire_with(paths, false)
+    }
+
+    /// [`retire`](Self::retire), forgetting the idempotency keys and processed cursors
+    /// the journals hold (`tributary retire --forget-keys`): for when no writer will
+    /// resend with those keys and no processor resume from those cursors.
+    ///
+    /// # Errors
+    /// As [`retire`](Self::retire), without the refusal of journals holding keys or
+    /// cursors.
+    pub fn retire_forgetting_keys(&self, paths: &[PathBuf]) -> Result<RetireReport> {
+        self.retire_with(paths, true)
+    }
+
+    fn retire_with(&self, paths: &[PathBuf], forget_keys: bool) -> Result<RetireReport> {
         let mut report = RetireReport::default();
         let (missing, present): (Vec<PathBuf>, Vec<PathBuf>) = paths
             .iter()
@@ -571,6 +586,20 @@ impl Compactor {
             return Ok(report);
         }
         let mut pending = self.open_journals(&present)?;
+        if !forget_keys {
+            for j in &pending {
+                if let Some(held) = j.retirement_would_forget(self.opts.journal.key_retention)? {
+                    return Err(Error::InvalidArgument(format!(
+                        "journal {} holds {held}: retiring it deletes them with it, and a writer resending with one \
+                         of those keys, or a processor resuming from its cursor, would then store lines twice. \
+                         Retire it once its writers cannot resend and its processor has finished, or with \
+                         --forget-keys (Compactor::retire_forgetting_keys) to forget them now. Nothing was \
+                         retired",
+                        j.path().display()
+                    )));
+                }
+            }
+        }
         for _ in 0..RETIRE_ATTEMPTS {
             report.drain.absorb(self.drain(&pending)?);
             let manifest = self.load_manifest()?;
@@ -592,8 +621,9 @@ impl Compactor {
 
     /// The automatic half of retirement (docs/design.md "Journal lifecycle and watermark
     /// expiry", rule 5): retire each of `journals` that the target knows, that is
-    /// drained to its last line, and whose file and `-wal` were not modified for
-    /// `idle_after` (so idleness counts from its last drain). Returns the paths
+    /// drained to its last line, whose file and `-wal` were not modified for
+    /// `idle_after` (so idleness counts from its last drain), and that holds no
+    /// idempotency key within its retention and no processed cursor (rule 6). Returns the paths
     /// retired; their handles are dead.
     ///
     /// # Errors
@@ -611,13 +641,21 @@ impl Compactor {
             let Some(w) = manifest.watermarks.get(&j.id()) else { continue };
             let mut wal = j.path().as_os_str().to_owned();
             wal.push("-wal");
-            if j.seq_ceiling()? == w.last_seq && idle(j.path()) && idle(Path::new(&wal)) {
+            if j.seq_ceiling()? == w.last_seq
+                && idle(j.path())
+                && idle(Path::new(&wal))
+                && j.retirement_would_forget(self.opts.journal.key_retention)?.is_none()
+            {
                 candidates.push(j);
             }
         }
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
+        // O12, as for an explicit retirement: nothing is deleted on the word of a
+        // manifest a power cut could take back (another holder's slot write, not yet
+        // made durable).
+        self.sync_manifest()?;
         let mut still = Vec::new();
         let deleted = Self::delete_drained_skipping_gone(candidates, &manifest, &mut still)?;
         self.mark_retired(&deleted)?;

@@ -384,7 +384,10 @@ impl Journal {
     ///   name) between the two: lines committed into a file no drain will see are not
     ///   acknowledged (`journal_gone`) — unless the journal's own drained record covers
     ///   them, i.e. a retirement drained them and then removed the journal (those are
-    ///   committed in the target, and acknowledged).
+    ///   committed in the target, and acknowledged), or the journal was moved, not
+    ///   removed ([`Journal::still_linked`]: its spool folder renamed; the lines are in
+    ///   it, drained from where it is now, and acknowledged; the next append fails
+    ///   before storing anything).
     ///
     /// (Until 2026-12-04 only the second check ran, without the drained-record rule: a
     /// retirement between the COMMIT and the check made a drained line `journal_gone`,
@@ -397,11 +400,32 @@ impl Journal {
         if let Err(gone) = self.still_in_place() {
             let last = results.iter().filter_map(|r| r.as_ref().ok()?.last().copied()).max();
             let drained = self.drained_record().ok().flatten().map_or(0, |r| r.seq);
-            if last.is_some_and(|last| last > drained) {
+            if last.is_some_and(|last| last > drained) && !self.still_linked() {
                 return Err(gone);
             }
         }
         Ok(results)
+    }
+
+    /// Whether the journal's file and `-wal` this handle writes are both still linked
+    /// somewhere (moved, not removed): then lines committed into them are in a journal
+    /// that is drained from where it is now. Looked up through this process's own
+    /// descriptors (`SQLite` keeps both open), only when a commit found its path gone.
+    /// `false` when that cannot be told (no `/proc`).
+    fn still_linked(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return false };
+        let mut linked = [false; 2];
+        for fd in fds.flatten() {
+            // a descriptor's link resolves to its file even when it is unlinked
+            let Ok(md) = std::fs::metadata(fd.path()) else { continue };
+            for (i, opened) in self.files.iter().enumerate() {
+                if (md.dev(), md.ino()) == *opened && md.nlink() > 0 {
+                    linked[i] = true;
+                }
+            }
+        }
+        linked == [true, true]
     }
 
     /// [`Journal::check_in_place`], cheap when nothing in the folder changed (one read

@@ -36,6 +36,18 @@ impl Journal {
     /// a wall-clock step never ages a key. Call inside a write transaction: it
     /// refreshes the anchor to this moment (so the next boot resumes from here).
     pub(super) fn key_clock(tx: &Connection) -> Result<i64> {
+        let (boot, uptime, now) = Self::key_clock_now(tx)?;
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES ('key_clock', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![format!("{boot} {uptime} {now}")],
+        )
+        .map_err(|e| Error::sqlite("recording the key clock", e))?;
+        Ok(now)
+    }
+
+    /// The journal's key clock now, read only: (boot id, boot time, clock ms).
+    fn key_clock_now(tx: &Connection) -> Result<(String, i64, i64)> {
         let (boot, uptime) = (sys::boot_id(), sys::boottime_ms());
         let stored: Option<String> = tx
             .query_row("SELECT value FROM meta WHERE key = 'key_clock'", [], |r| r.get(0))
@@ -54,13 +66,52 @@ impl Journal {
             // a journal whose keys were stamped with wall time: continue from it
             None => now_ms(),
         };
-        tx.execute(
-            "INSERT INTO meta(key, value) VALUES ('key_clock', ?1)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![format!("{boot} {uptime} {now}")],
-        )
-        .map_err(|e| Error::sqlite("recording the key clock", e))?;
-        Ok(now)
+        Ok((boot, uptime, now))
+    }
+
+    /// What a retirement of this journal would forget (docs/design.md "Journal
+    /// lifecycle", rule 6): idempotency keys still within `retention` on the journal's
+    /// own clock, and processed cursors. `None` when nothing.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] reading the journal.
+    pub(crate) fn retirement_would_forget(&self, retention: std::time::Duration) -> Result<Option<String>> {
+        let conn = self.lock_conn()?;
+        let ctx = |what: &str| format!("{what} of journal {}", self.path.display());
+        let (keys, newest): (i64, Option<i64>) = conn
+            .query_row("SELECT COUNT(*), MAX(added_ms) FROM idempotency", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| Error::sqlite(ctx("reading the idempotency keys"), e))?;
+        let mut held = Vec::new();
+        if let Some(newest) = newest {
+            let (_, _, now) = Self::key_clock_now(&conn)?;
+            let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+            let left_ms = newest.saturating_add(retention_ms).saturating_sub(now);
+            if left_ms > 0 {
+                held.push(format!(
+                    "{keys} idempotency key(s), the newest kept {} more hour(s) (retention {} h, on the journal's \
+                     clock)",
+                    (left_ms + 3_599_999) / 3_600_000,
+                    retention.as_secs() / 3600
+                ));
+            }
+        }
+        let has_cursors: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cursors')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| Error::sqlite(ctx("looking for processed cursors"), e))?;
+        if has_cursors {
+            let names: Vec<String> = conn
+                .prepare("SELECT name FROM cursors ORDER BY name")
+                .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+                .map_err(|e| Error::sqlite(ctx("reading the processed cursors"), e))?;
+            if !names.is_empty() {
+                held.push(format!("processed cursor(s) for {}", names.join(", ")));
+            }
+        }
+        Ok((!held.is_empty()).then(|| held.join(" and ")))
     }
 }
 

@@ -284,7 +284,11 @@ def retire(
     were retired. A :class:`Journal` that still has one open raises
     :class:`JournalGoneError` on its next append (nothing stored); stop writers first.
     A path that names no file (a journal retired before leaves none, or a wrong path)
-    raises :class:`NotAJournalError` naming it, after the others were retired.
+    raises :class:`NotAJournalError` naming it, after the others were retired. A
+    journal holding idempotency keys within their retention or processed cursors is
+    refused (:class:`InvalidArgumentError`, nothing retired): they would go with it, and
+    a keyed resend or a processor resuming from its cursor would store lines twice
+    (``tributary retire --forget-keys`` retires it anyway).
     """
     target_b = fspath_bytes(target, "target")
     _not_one_item(journals, "journals")
