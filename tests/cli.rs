@@ -303,7 +303,9 @@ fn a_closed_stdout_neither_panics_a_command_nor_stops_the_daemon() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && !err.contains("panicked"), "{:?}: {err}", out.status);
 
-    // one-shot commands whose stdout is already closed when they print
+    // one-shot commands whose stdout is already closed when they print: they do their
+    // work, do not panic, and exit 1 saying their answer was not written (they exited
+    // 0: a monitor's `status --json > file` on a full disk got an empty file and 0)
     j.append_batch(&numbered("last", 0..2)).unwrap();
     for args in [
         vec!["drain", "--target", &s(&target), "--spool", &s(&spool)],
@@ -313,9 +315,61 @@ fn a_closed_stdout_neither_panics_a_command_nor_stops_the_daemon() {
         drop(c.stdout.take()); // the reader is gone before the first line
         let out = c.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && !err.contains("panicked"), "{args:?}: {:?}: {err}", out.status);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("error [io]: writing to stdout"), "{args:?}: {err}");
     }
     assert_eq!(committed_lines(&target), 11, "the drain with a closed stdout still drained");
+    // a full disk under stdout: the same
+    for args in [vec!["status", "--json", "--target", &s(&target)], vec!["verify", "--target", &s(&target)]] {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let out = Command::new(bin()).args(&args).stdout(full).stderr(Stdio::piped()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("No space left on device"), "{args:?}: {err}");
+    }
+}
+
+/// `append --print-seqs` with a stdout that fails after a batch was stored: it said
+/// "no input line was stored; resend from input line 1", and the resend duplicated the
+/// batch (an outside tester). The stored count now includes that batch.
+#[test]
+fn append_print_seqs_to_a_failing_stdout_counts_what_it_stored() {
+    let d = tmp();
+    let jp = s(&d.path().join("a.journal"));
+    let mut c = Command::new(bin())
+        .args(["append", "--journal", &jp, "--print-seqs"])
+        .stdin(Stdio::piped())
+        .stdout(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b"1\n2\n3\n").unwrap();
+    let out = c.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("3 line(s) (input lines 1-3) were stored durably") && err.contains("resend from input line 4"),
+        "{err}"
+    );
+    assert_eq!(journal(&d.path().join("a.journal")).backlog().unwrap().lines, 3);
+}
+
+/// Input without a newline (`cat /dev/zero | tributary append`) was read whole into
+/// memory before the line limit refused it: the process aborted when an allocation
+/// failed (an outside tester, under `ulimit -v`). It now reads at most the limit + 1
+/// bytes of a line and refuses it, under a 300 MB address-space limit here.
+#[test]
+fn append_refuses_an_endless_line_without_reading_it_all() {
+    let d = tmp();
+    let jp = s(&d.path().join("a.journal"));
+    let out = Command::new("bash")
+        .args(["-c", &format!("ulimit -v 300000; exec {} append --journal {jp} < /dev/zero", bin())])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("[invalid_line]") && err.contains("longer than the maximum of 1048576 bytes"), "{err}");
 }
 
 /// Issue 13 item 7: typos that passed silently. Each is now a clear error that touches

@@ -288,6 +288,10 @@ fn a_target_disk_smaller_than_a_round_says_which_round_size_fits() {
     assert!(!out.status.success(), "6 MB drained onto a 4 MiB disk?");
     assert!(err.contains("disk is full") && err.contains("--max-round-bytes"), "{err}");
     assert_eq!(tributary::status(&target, None).unwrap().manifest.unwrap().committed_lines, 0);
+    // the bytes that fitted, a write cut short by the full disk included (it said 0
+    // when the first write already failed midway: an outside tester)
+    let fitted: u64 = err.split("full after ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(fitted, std::fs::metadata(&target).unwrap().len(), "{err}");
     let size: String =
         err.split("--max-round-bytes ").nth(1).unwrap().chars().take_while(char::is_ascii_digit).collect();
     let out = drain(&["--max-round-bytes", &size]);

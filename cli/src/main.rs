@@ -92,6 +92,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A daemon's stdout is a log (losing it must not stop or fail it), `tail` handles
+    // its own (a reader gone is how `tail | head` ends); for the others what they print
+    // is their answer.
+    let answer_on_stdout = !matches!(cli.command, Command::Compact(_) | Command::Tail(_) | Command::Demo(_));
     let result = match cli.command {
         Command::Init(a) => cmd_init(a),
         Command::Append(a) => cmd_append(a),
@@ -105,26 +109,43 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::DemoWriter(a) => demo::writer(a),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("tributary: error [{}]: {e}", e.kind().name());
             ExitCode::FAILURE
         }
+    };
+    // What a command printed is its answer (`status --json > file` for a monitor): a
+    // stdout that could not take it is a failure, not exit 0 with nothing written (an
+    // outside tester, with stdout on a full disk).
+    match STDOUT_ERROR.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => code,
+        _ if !answer_on_stdout => code,
+        errno => {
+            if code == ExitCode::SUCCESS {
+                eprintln!(
+                    "tributary: error [io]: writing to stdout: {} (the command's output is incomplete)",
+                    io::Error::from_raw_os_error(errno)
+                );
+            }
+            ExitCode::FAILURE
+        }
     }
 }
 
-/// Set once stdout could not be written: say nothing more.
-static STDOUT_GONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The error (errno) of the first write to stdout that failed, 0 while none did:
+/// nothing more is said there, and the command exits 1.
+static STDOUT_ERROR: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
 fn say_line(args: std::fmt::Arguments) {
     use std::sync::atomic::Ordering::Relaxed;
-    if STDOUT_GONE.load(Relaxed) {
+    if STDOUT_ERROR.load(Relaxed) != 0 {
         return;
     }
     let mut out = io::stdout().lock();
-    if writeln!(out, "{args}").and_then(|()| out.flush()).is_err() {
-        STDOUT_GONE.store(true, Relaxed);
+    if let Err(e) = writeln!(out, "{args}").and_then(|()| out.flush()) {
+        STDOUT_ERROR.store(e.raw_os_error().unwrap_or(libc::EIO), Relaxed);
     }
 }
 

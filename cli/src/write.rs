@@ -65,32 +65,36 @@ pub fn cmd_append(a: AppendArgs) -> CmdResult {
                 r => break r?,
             }
         };
+        // Stored: counted before its seqs are printed, so a stdout that fails then
+        // cannot make the "resend from input line N" advice resend it (an outside
+        // tester: `--print-seqs > /dev/full` said "no input line was stored").
+        *stored += pending.len() as u64;
+        let batch = std::mem::take(pending);
         if a.print_seqs {
-            for i in 0..pending.len() as u64 {
+            for i in 0..batch.len() as u64 {
                 writeln!(out, "{}", first + i).map_err(stdout_err)?;
             }
             out.flush().map_err(stdout_err)?;
         }
-        *stored += pending.len() as u64;
-        pending.clear();
         Ok(())
     };
     loop {
         let mut line = Vec::new();
-        let n = input.read_until(b'\n', &mut line).map_err(|e| Error::io("reading stdin", e))?;
-        if n == 0 {
+        let Some(whole) = read_line_bounded(&mut input, max, &mut line).map_err(|e| Error::io("reading stdin", e))?
+        else {
             break;
-        }
+        };
         line_no += 1;
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        }
-        if let Err(e) = validate_line(0, &line, max) {
-            let before = flush(&mut pending, &mut stored, &mut out);
-            let problem = match &e {
+        let refused = if whole {
+            validate_line(0, &line, max).err().map(|e| match e {
                 Error::InvalidLine { problem, .. } => problem.to_string(),
                 other => other.to_string(),
-            };
+            })
+        } else {
+            Some(too_long(max))
+        };
+        if let Some(problem) = refused {
+            let before = flush(&mut pending, &mut stored, &mut out);
             before?;
             eprintln!(
                 "tributary: error [invalid_line]: input line {line_no} {problem}; it was refused and appending \
@@ -113,6 +117,48 @@ pub fn cmd_append(a: AppendArgs) -> CmdResult {
         return Ok(stopped_mid_stream(&e, stored));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Read one line (without its `\n`) into `line`, holding at most `limit + 1` bytes of
+/// it: `None` at the end of input, `Some(true)` for a whole line (the last one may
+/// lack its `\n`), `Some(false)` for a line longer than `limit`, whose rest is not
+/// read (it is refused, and appending stops). `read_until` held a line of any length
+/// in memory first: input without a newline (`cat /dev/zero`) aborted the process
+/// when an allocation failed (an outside tester).
+fn read_line_bounded(input: &mut impl BufRead, limit: usize, line: &mut Vec<u8>) -> io::Result<Option<bool>> {
+    line.clear();
+    let mut read_any = false;
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(read_any.then_some(true));
+        }
+        read_any = true;
+        let end = buf.iter().position(|&b| b == b'\n');
+        let take = end.unwrap_or(buf.len());
+        if line.len() + take > limit {
+            let room = limit + 1 - line.len();
+            line.extend_from_slice(&buf[..room.min(take)]);
+            return Ok(Some(false));
+        }
+        line.extend_from_slice(&buf[..take]);
+        input.consume(end.map_or(take, |e| e + 1));
+        if end.is_some() {
+            return Ok(Some(true));
+        }
+    }
+}
+
+/// What is wrong with a line longer than `max` whose end was not read.
+fn too_long(max: usize) -> String {
+    format!(
+        "is longer than the maximum of {max} bytes (more than {max} bytes came before its newline; the rest was not \
+         read): split it, or raise --max-line-bytes on the writers and the compactors alike"
+    )
 }
 
 /// An append stream stopped by an error after `stored` lines were stored: say exactly

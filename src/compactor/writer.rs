@@ -159,15 +159,27 @@ impl<'a> ChunkWriter<'a> {
     /// less room than a 64 MiB round). Say so, and how to commit what fits.
     fn target_full(&self, e: std::io::Error) -> crate::error::Error {
         let c = self.compactor;
-        let smaller = (self.written / 2).max(1 << 20);
+        // What fitted: the file's length past the committed part (a write cut short
+        // by the full disk counts too; `written` counts only whole writes).
+        let fitted =
+            self.file.metadata().map_or(self.written, |m| m.len().saturating_sub(self.offset)).max(self.written);
+        // Half of that, in whole 4 KiB: the next round's bytes must fit beside nothing
+        // else (its tail is cut first), and what is left on the disk shrinks meanwhile.
+        let smaller = (fitted / 2) & !4095;
+        let advice = if smaller == 0 {
+            "Free space on the target's disk: not even 8 KiB fitted".to_string()
+        } else {
+            format!(
+                "Free space on the target's disk, or drain in rounds that fit what is left (--max-round-bytes \
+                 {smaller}, CompactorOptions::max_round_bytes)"
+            )
+        };
         crate::error::Error::io(
             format!(
-                "writing to the target ({}): its disk is full after {} byte(s) of this round (a round writes up to \
-                 {} bytes before committing any: nothing of this one was committed, and the next drain removes \
-                 its bytes first). Free space on the target's disk, or drain in rounds that fit what is left \
-                 (--max-round-bytes {smaller}, CompactorOptions::max_round_bytes)",
+                "writing to the target ({}): its disk is full after {fitted} byte(s) of this round (a round writes \
+                 up to {} bytes before committing any: nothing of this one was committed, and the next drain removes \
+                 its bytes first). {advice}",
                 c.target.display(),
-                self.written,
                 c.opts.max_round_bytes
             ),
             e,

@@ -514,8 +514,23 @@ fn write_durably(
     what: &str,
     unsynced: Option<crate::failpoint::Point>,
 ) -> Result<()> {
-    fault::check(fault::Step::ManifestSlotWrite).map_err(|e| Error::io(format!("writing {what}"), e))?;
-    file.write_all_at(buf.bytes(), offset).map_err(|e| Error::io(format!("writing {what}"), e))?;
+    // The lock file is sparse (2 MiB, written in place): a full disk can refuse a slot
+    // write's blocks. Say so, and that nothing was committed (an outside tester got a
+    // bare "No space left on device").
+    let failed = |e: std::io::Error| {
+        let full = matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
+        let context = if full {
+            format!(
+                "writing {what}: the target's disk is full, so this commit did not happen (the manifest before it \
+                 stands; nothing is lost). Free space on that disk; the next round carries on"
+            )
+        } else {
+            format!("writing {what}")
+        };
+        Error::io(context, e)
+    };
+    fault::check(fault::Step::ManifestSlotWrite).map_err(failed)?;
+    file.write_all_at(buf.bytes(), offset).map_err(failed)?;
     if let Some(point) = unsynced {
         crate::failpoint::hit(point);
     }
