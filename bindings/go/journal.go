@@ -7,8 +7,10 @@ package tributary
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -113,8 +115,9 @@ type Journal struct {
 	// waits for them (see owned).
 	h       owned[*C.trib_journal]
 	path    string
-	id      string
+	id      atomic.Pointer[string] // replaced when a Writer or SlogHandler reopens the path
 	maxLine int
+	opts    *JournalOptions // as opened, to open the path again (reopen)
 }
 
 // OpenJournal opens the journal at path, creating it (mode 0600) if it does not
@@ -145,7 +148,13 @@ func OpenJournal(path string, opts *JournalOptions) (*Journal, error) {
 		C.trib_journal_close(h)
 		return nil, err
 	}
-	j := &Journal{path: path, id: goID(&buf), maxLine: int(copts.max_line_bytes)}
+	id := goID(&buf)
+	j := &Journal{path: path, maxLine: int(copts.max_line_bytes)}
+	j.id.Store(&id)
+	if opts != nil {
+		kept := *opts
+		j.opts = &kept
+	}
 	j.h = owned[*C.trib_journal]{p: h, free: func(h *C.trib_journal) { C.trib_journal_close(h) }, what: "journal"}
 	// A backstop only: a Journal that is garbage-collected unclosed is closed here.
 	runtime.SetFinalizer(j, func(j *Journal) { j.h.finalize() })
@@ -157,7 +166,7 @@ func (j *Journal) Path() string { return j.path }
 
 // ID is the journal's random 128-bit id (32 hex digits), made when the file was
 // created; the target's manifest keeps one watermark per journal id.
-func (j *Journal) ID() string { return j.id }
+func (j *Journal) ID() string { return *j.id.Load() }
 
 // MaxLineBytes is the longest line this journal accepts.
 func (j *Journal) MaxLineBytes() int { return j.maxLine }
@@ -464,15 +473,47 @@ func (j *Journal) Close() error {
 
 // appendLines is how a Writer or a SlogHandler hands over whole lines: one batch,
 // durable when it returns, all or nothing.
+//
+// A journal retired or removed under the handle (ErrJournalGone: nothing of the batch
+// was stored) is opened again at its path and the batch sent there: a logger outlives
+// its journal's retirement (`compact --retire-idle`, `tributary retire`); every later
+// record was lost (an outside tester).
 func (j *Journal) appendLines(lines [][]byte) (int, error) {
-	var err error
-	if len(lines) == 1 {
-		_, err = j.Append(lines[0])
-	} else {
-		_, err = j.AppendBatch(lines)
+	for reopened := 0; ; reopened++ {
+		var err error
+		if len(lines) == 1 {
+			_, err = j.Append(lines[0])
+		} else {
+			_, err = j.AppendBatch(lines)
+		}
+		if err == nil {
+			return len(lines), nil
+		}
+		if !errors.Is(err, ErrJournalGone) || reopened >= reopenAttempts || j.reopen() != nil {
+			return 0, err
+		}
 	}
+}
+
+// reopenAttempts bounds appendLines' reopening (a name retired as fast as it is made).
+const reopenAttempts = 20
+
+// reopen replaces the handle with the journal opened again at its path, after the
+// calls in progress; an error when the Journal is closed or the open fails.
+func (j *Journal) reopen() error {
+	fresh, err := OpenJournal(j.path, j.opts)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	return len(lines), nil
+	runtime.SetFinalizer(fresh, nil)
+	j.h.mu.Lock()
+	defer j.h.mu.Unlock()
+	if j.h.isClosed() {
+		fresh.h.freeLocked()
+		return closedError("append", j.h.what)
+	}
+	j.h.freeLocked()
+	j.h.p, fresh.h.p = fresh.h.p, nil
+	j.id.Store(fresh.id.Load())
+	return nil
 }

@@ -31,7 +31,10 @@ type LineSink interface {
 // room), the lines it queued first are kept: Write returns how many bytes of p they
 // were (n < len(p)) with the error, and nothing after them is queued or buffered. A
 // partial line that grows longer than MaxLineBytes is refused as soon as it does,
-// with ErrInvalidLine.
+// with ErrInvalidLine. A journal retired or removed under the
+// Writer (ErrJournalGone: nothing of the batch stored) is opened again at its path
+// and the batch appended there, as a SlogHandler does: a logger outlives its
+// journal's retirement.
 //
 // A Writer is safe for concurrent use; its Writes are serialized (one batch at a
 // time). For many goroutines writing whole lines, call Journal.Append directly, or

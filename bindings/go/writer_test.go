@@ -258,3 +258,50 @@ func TestWriterOverAnAppenderClosedMidwaySaysWhatItQueued(t *testing.T) {
 		}
 	}
 }
+
+// A journal retired under a logging process (`compact --retire-idle`, `tributary
+// retire`): every later record was lost, and a SlogHandler's Handle errors are
+// discarded by slog.Logger (an outside tester). Over a Journal or an Appender, the
+// handler logs on into the journal opened again at the path.
+func TestSlogHandlerLogsOnAfterItsJournalIsRetired(t *testing.T) {
+	for _, background := range []bool{false, true} {
+		f := newFixture(t)
+		path := f.journalPath("app")
+		var sink LineSink
+		var closeSink func() error
+		if background {
+			a, err := OpenAppender(path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sink, closeSink = a, a.Close
+		} else {
+			j, err := OpenJournal(path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sink, closeSink = j, j.Close
+		}
+		logger := slog.New(NewSlogHandler(sink, nil))
+		logger.Info("before")
+		if a, ok := sink.(*Appender); ok {
+			if err := a.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, err := Retire(context.Background(), f.target, DrainOptions{Journals: []string{path}}); err != nil || n != 1 {
+			t.Fatalf("background=%v: Retire = %d, %v", background, n, err)
+		}
+		logger.Info("after")
+		if err := closeSink(); err != nil {
+			t.Fatalf("background=%v: close: %v", background, err)
+		}
+		if _, err := Drain(context.Background(), f.target, DrainOptions{Journals: []string{path}}); err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(targetLines(t, f.target), "|")
+		if !strings.Contains(got, `"msg":"before"`) || !strings.Contains(got, `"msg":"after"`) {
+			t.Fatalf("background=%v: target = %s", background, got)
+		}
+	}
+}

@@ -63,21 +63,23 @@ def test_bad_input_is_refused_clearly(spool: Path) -> None:
         a.push("x")
 
 
-def test_a_removed_journal_is_an_error_at_flush_and_close_not_a_silent_loss(spool: Path) -> None:
+def test_a_journal_removed_under_an_appender_is_opened_again_by_its_path(spool: Path, target: Path) -> None:
+    # (a logging process kept failing every record after its journal was retired)
     path = spool / "a.journal"
     a = tributary.Appender(path, window=7200)
-    a.push("kept")
+    a.push("gone with the files")
     a.flush()
-    a.push("lost")
+    a.push("after")
     for suffix in ("", "-wal", "-shm"):
         try:
             os.remove(f"{path}{suffix}")
         except FileNotFoundError:
             pass
-    with pytest.raises(tributary.JournalGoneError):
-        a.flush()
-    with pytest.raises(tributary.JournalGoneError, match="1 queued record"):
-        a.close()
+    a.flush()  # committed into the journal made again at the path
+    a.push("more")
+    a.close()
+    tributary.drain(target, journals=[path])
+    assert target_lines(target) == [b"after", b"more"]
 
 
 CHILD = """

@@ -98,3 +98,24 @@ def test_a_handler_configured_before_fork_works_in_the_child(tmp_path: Path, tar
     parent = [x for x in lines if x.startswith(b"from the parent")]
     assert parent == [b"from the parent", b"from the parent again"]
     assert len(lines) == 3 and sum(x.startswith(b"from the child ") for x in lines) == 1
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_a_handler_logs_on_after_its_journal_is_retired(tmp_path: Path, target: Path, logger, background: bool):
+    # A journal retired (`--retire-idle`, `tributary retire`) under a logging process:
+    # every later record failed for good, lost (an outside tester). The handler opens
+    # the path again and logs on; nothing is counted as failed or dropped.
+    path = tmp_path / "app.journal"
+    h = JournalHandler(path, background=background)
+    logger.addHandler(h)
+    for i in range(3):
+        logger.info("before %d", i)
+    h.flush()
+    tributary.drain(target, journals=[path])
+    assert tributary.retire(target, [path]) == 1
+    for i in range(3):
+        logger.info("after %d", i)
+    h.flush()
+    assert h.failed_records == 0 and h.dropped_records == 0
+    tributary.drain(target, journals=[path])
+    assert target_lines(target) == [b"before %d" % i for i in range(3)] + [b"after %d" % i for i in range(3)]

@@ -32,7 +32,7 @@ from typing import Any, Dict, Optional, Union
 from ._appender import Appender
 from ._journal import DEFAULT_MAX_LINE_BYTES, Journal
 from ._util import PathLike, Seconds
-from .errors import TributaryError
+from .errors import JournalGoneError, TributaryError
 
 __all__ = ["JournalHandler", "escape", "unescape"]
 
@@ -133,6 +133,17 @@ class JournalHandler(logging.Handler):
                     self._journals[pid] = j
         return j
 
+    def _reopen(self, gone: Union[Journal, Appender]) -> Union[Journal, Appender]:
+        """This process's journal opened again at its path, in place of ``gone``."""
+        pid = os.getpid()
+        with self._open_lock:
+            j = self._journals.get(pid)
+            if j is gone:
+                gone.close()
+                j = Journal(self.path_for(pid), **self._options)
+                self._journals[pid] = j
+        return j
+
     def path_for(self, pid: int) -> str:
         """The journal file process ``pid`` logs to: ``path`` in the process that made
         the handler, ``<name>.<pid>.journal`` beside it in a forked child."""
@@ -162,7 +173,14 @@ class JournalHandler(logging.Handler):
                     with self._count_lock:
                         self.dropped_records += 1
             else:
-                j.append(line)  # type: ignore[union-attr]
+                try:
+                    j.append(line)  # type: ignore[union-attr]
+                except JournalGoneError:
+                    # Retired or removed under this process (``--retire-idle``,
+                    # ``tributary retire``): nothing of the record was stored; log on
+                    # into a journal opened again at the path (every later record
+                    # failed for good: an outside tester).
+                    self._reopen(j).append(line)  # type: ignore[union-attr]
         except RecursionError:
             raise
         except Exception:
