@@ -892,6 +892,17 @@ impl Round<'_> {
     /// committed then: the bytes stay an announced tail, the lines in their journals.
     fn check_target_whole(&self, file: &File, ino: u64, written: &Written) -> Result<()> {
         let c = self.compactor;
+        self.target_whole(file, ino, written).or_else(|e| {
+            // A holder that lost its lock sees the new holder's cut of its bytes as a
+            // truncation: that is `lock_lost` (retried), not a target to stop for.
+            c.check_epoch(&self.lock, Some(self.manifest.epoch), "before this round's commit")?;
+            Err(e)
+        })
+    }
+
+    /// [`check_target_whole`](Self::check_target_whole)'s checks.
+    fn target_whole(&self, file: &File, ino: u64, written: &Written) -> Result<()> {
+        let c = self.compactor;
         let committed_len = self.manifest.committed_len;
         let end = committed_len + written.len;
         let truncated = |len: u64| Error::TargetTruncated { target: c.target.clone(), len, committed_len };

@@ -125,6 +125,8 @@ impl<'a> ChunkWriter<'a> {
             // would make it long again over zeros (docs/design.md step 4).
             let len = self.file.metadata().map_err(|e| c.lost_or_io("fstat of the target", e))?.len();
             if len < self.offset + self.written {
+                // a new holder's cut of a lost holder's bytes: `lock_lost`, retried
+                c.check_epoch(self.lock, Some(self.epoch), "while this round was writing")?;
                 return Err(if len < self.offset {
                     crate::error::Error::TargetTruncated { target: c.target.clone(), len, committed_len: self.offset }
                 } else {
