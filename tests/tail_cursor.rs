@@ -59,3 +59,80 @@ fn lines_left_in_the_pipe_by_a_consumer_that_went_away_are_not_skipped() {
     assert!(child.wait().unwrap().success());
     assert_eq!(tail_all(&target, &store, &[]), lines[1..].to_vec(), "lines left in the pipe were skipped");
 }
+
+/// `tail --follow | head -n 2` on a quiet target: tail waited for ever for a line to
+/// fail writing (an outside tester); it now ends when its reader is gone, committing
+/// past what the reader took, as at a SIGTERM.
+#[test]
+fn a_follow_ends_when_its_reader_goes_away() {
+    let (_d, target, store, lines) = setup(5);
+    let mut child = Command::new(bin())
+        .args(["tail", "--target", &s(&target), "--cursor-store", &s(&store), "--name", "c", "--follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut two = vec![0u8; lines[0].len() + lines[1].len() + 2];
+    out.read_exact(&mut two).unwrap();
+    drop(out); // `head -n 2` has its lines and exits
+               // no SIGTERM: it must end by itself (the CI's time limit is the hang guard)
+    assert!(child.wait().unwrap().success());
+    assert_eq!(tail_all(&target, &store, &[]), lines[2..].to_vec(), "the lines head took were not committed");
+}
+
+/// A start given on the command line wins over the stored cursor (the retention
+/// error's advice, "reopen from the start cursor", could not be followed: `--cursor`,
+/// `--all` and `--from` were accepted and silently ignored — an outside tester).
+#[test]
+fn a_start_given_on_the_command_line_moves_the_stored_cursor() {
+    let (_d, target, store, lines) = setup(6);
+    assert_eq!(tail_all(&target, &store, &["--max-lines", "4"]), lines[..4].to_vec());
+    assert_eq!(tail_all(&target, &store, &["--all"]), lines.to_vec());
+    assert_eq!(tail_all(&target, &store, &["--cursor", "0:0", "--max-lines", "1"]), lines[..1].to_vec());
+    assert_eq!(tail_all(&target, &store, &[]), lines[1..].to_vec(), "the store did not move on from the given start");
+}
+
+/// Behind a Unix socket (systemd's `StandardOutput=socket`, socat) the cursor was
+/// committed past lines still in the socket: a consumer that read 10 and died lost
+/// the rest (an outside tester). Lines a consumer did not take are replayed.
+#[test]
+fn lines_left_in_a_unix_socket_by_a_consumer_that_went_away_are_not_skipped() {
+    let (_d, target, store, lines) = setup(200);
+    let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut child = Command::new(bin())
+        .args(["tail", "--target", &s(&target), "--cursor-store", &s(&store), "--name", "c", "--follow"])
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = vec![0u8; lines[0].len() + 1];
+    ours.read_exact(&mut first).unwrap();
+    assert_eq!(&first[..lines[0].len()], &lines[0][..]);
+    drop(ours); // the consumer goes away with the rest in the socket
+                // (it ends by itself now; the SIGTERM is for builds that did not)
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success());
+    let again = tail_all(&target, &store, &[]);
+    assert_eq!(again.last(), lines.last(), "{} lines replayed", again.len());
+    assert!(again.len() >= 199, "lines left in the socket were skipped: only {} replayed", again.len());
+}
+
+/// Behind a network socket nothing tells what the peer's program has read: a cursor
+/// store is refused there, saying why, rather than committing past lines it may skip.
+#[test]
+fn a_cursor_store_behind_a_network_socket_is_refused() {
+    let (_d, target, store, _lines) = setup(3);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ours = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (_theirs, _) = listener.accept().unwrap();
+    let out = Command::new(bin())
+        .args(["tail", "--target", &s(&target), "--cursor-store", &s(&store), "--name", "c"])
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(ours)))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("network socket") && err.contains("--cursor-store"), "{err}");
+}

@@ -34,17 +34,52 @@ pub fn pipe_unread(fd: &impl AsRawFd) -> Option<u64> {
     // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat fills the valid, writable `st`; an invalid fd makes it fail.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &raw mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+    if unsafe { libc::fstat(fd.as_raw_fd(), &raw mut st) } != 0 {
         return None;
     }
+    // A pipe: FIONREAD, the bytes buffered in it. A Unix socket: SIOCOUTQ (TIOCOUTQ),
+    // the memory its sent data still holds until the reader takes it — a little more
+    // than the bytes (it counts buffer overhead), so it never reads low: what it says
+    // is read was read (systemd's StandardOutput=socket, socat: the cursor was
+    // committed past 1,990 lines still in the socket — an outside tester).
+    let request = match st.st_mode & libc::S_IFMT {
+        libc::S_IFIFO => libc::FIONREAD,
+        // a socket whose reader is gone dropped what it had not read: nothing known read
+        libc::S_IFSOCK if socket_family(fd) == Some(libc::AF_UNIX) && pipe_reader_gone(fd) => return Some(u64::MAX),
+        libc::S_IFSOCK if socket_family(fd) == Some(libc::AF_UNIX) => libc::TIOCOUTQ,
+        _ => return None,
+    };
     let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the valid pointer; on a pipe (either
-    // end) Linux reports the bytes buffered in it.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &raw mut n) } != 0 {
+    // SAFETY: FIONREAD and TIOCOUTQ write one c_int through the valid pointer.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), request, &raw mut n) } != 0 {
         return None;
     }
-    // FIONREAD never reports a negative count
+    // neither reports a negative count
     Some(u64::try_from(n).unwrap_or(0))
+}
+
+/// The address family of socket `fd` (`AF_UNIX`, `AF_INET`, ...); `None` when it is
+/// not a socket.
+pub fn socket_family(fd: &impl AsRawFd) -> Option<libc::c_int> {
+    // SAFETY: an all-zero `sockaddr_storage` is a valid value of this plain C struct.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_storage>()).ok()?;
+    // SAFETY: getsockname writes at most `len` bytes into the valid `addr` and updates
+    // `len`; an fd that is not a socket makes it fail.
+    if unsafe { libc::getsockname(fd.as_raw_fd(), (&raw mut addr).cast(), &raw mut len) } != 0 {
+        return None;
+    }
+    Some(libc::c_int::from(addr.ss_family))
+}
+
+/// Why a cursor store cannot be kept behind this stdout, if it cannot: a network
+/// socket, whose peer's unread bytes no call here can count (a cursor committed past
+/// them would skip them if the reader died).
+pub fn unread_unknowable(fd: &impl AsRawFd) -> Option<&'static str> {
+    match socket_family(fd) {
+        Some(libc::AF_UNIX) | None => None,
+        Some(_) => Some("stdout is a network socket"),
+    }
 }
 
 /// True when the reading end of the pipe `fd` has been closed (POLLERR on the write end).

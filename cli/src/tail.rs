@@ -19,8 +19,10 @@ pub struct TailArgs {
     #[arg(long)]
     target: PathBuf,
     /// Byte offset in the current generation to start from (0, or the start of a line).
-    #[arg(long, default_value_t = 0, conflicts_with_all = ["cursor", "all"])]
-    from: u64,
+    /// With --cursor-store, a start given here (or --cursor, --all) is used instead of
+    /// the stored cursor, which then moves on from it.
+    #[arg(long, conflicts_with_all = ["cursor", "all"])]
+    from: Option<u64>,
     /// A cursor TARGET_ID:GENERATION:OFFSET kept from an earlier read (survives
     /// rotations; refused on another target). The bare GENERATION:OFFSET of earlier
     /// versions is still accepted, unchecked.
@@ -60,16 +62,32 @@ pub fn cmd_tail(a: TailArgs) -> CmdResult {
         (Some(p), Some(n)) => Some((CursorStore::open(p)?, n.clone())),
         _ => None,
     };
+    if store.is_some() {
+        if let Some(why) = crate::os::unread_unknowable(&io::stdout()) {
+            return Err(Error::InvalidArgument(format!(
+                "{why}: tail cannot tell which lines its reader has taken, so a cursor committed behind it could \
+                 skip lines (at-least-once would not hold). Write to a pipe, a Unix socket or a file, or drop \
+                 --cursor-store"
+            )));
+        }
+    }
     let stored = match &store {
         Some((st, name)) => st.get(name)?,
         None => None,
     };
-    let mut reader = match (stored, a.cursor, a.all) {
+    // A start given on the command line wins over the stored cursor: it is how to move
+    // a stored cursor (the retention error's "reopen from the start" was impossible:
+    // the flags were accepted and silently ignored — an outside tester).
+    let explicit = a.cursor.is_some() || a.all || a.from.is_some();
+    if let (Some(c), true) = (&stored, explicit) {
+        eprintln!("tributary tail: starting where the command line says, not at the stored cursor {c}; the store moves on from here");
+    }
+    let mut reader = match (stored.filter(|_| !explicit), a.cursor, a.all) {
         (Some(c), _, _) => Reader::open_at(&a.target, c)?,
         (None, Some(c), _) => Reader::open_at(&a.target, c)?,
         (None, None, true) => Reader::open_at(&a.target, Cursor::START)?,
-        (None, None, false) if store.is_some() => Reader::open_at(&a.target, Cursor::START)?,
-        (None, None, false) => Reader::open(&a.target, a.from)?,
+        (None, None, false) if store.is_some() && a.from.is_none() => Reader::open_at(&a.target, Cursor::START)?,
+        (None, None, false) => Reader::open(&a.target, a.from.unwrap_or(0))?,
     };
     let mut out = BufWriter::new(io::stdout().lock());
     let poll = Duration::from_millis(a.poll_ms.max(1));
@@ -127,6 +145,14 @@ pub fn cmd_tail(a: TailArgs) -> CmdResult {
                     if !checkpoint(&mut out, &mut sent, written, false)? {
                         return Ok(ExitCode::SUCCESS);
                     }
+                }
+                // The reader of a pipe or socket on stdout went away (`| head -n 2`
+                // once it has its lines): end, as `tail -f` does, instead of waiting for
+                // a line to fail writing (it waited for ever on a quiet target: an
+                // outside tester). The cursor is committed past what it took, as at a
+                // SIGTERM.
+                if crate::os::pipe_reader_gone(&io::stdout()) {
+                    break;
                 }
                 reader.next_line_wait(poll, Duration::from_millis(500))?
             }
