@@ -45,6 +45,10 @@ def test_each_record_is_one_line(tmp_path: Path, target: Path, logger):
     assert lines[2].startswith("ERROR it failed\\nTraceback (most recent call last):\\n")
     assert "ValueError: boom" in unescape(lines[2]).splitlines()[-1]
     assert lines[3] == "DEBUG caf\u00e9 \\udcff"
+    # restored exactly (it came back as the six characters `\udcff`: an outside tester),
+    # and a literal backslash-u in a message stays literal
+    assert unescape(lines[3]) == "DEBUG caf\u00e9 \udcff"
+    assert unescape(escape("\\udcff \udcff")) == "\\udcff \udcff"
     assert h.failed_records == 0
     assert "app.journal" in repr(h)
 

@@ -36,7 +36,10 @@ from .errors import JournalGoneError, TributaryError
 
 __all__ = ["JournalHandler", "escape", "unescape"]
 
-_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
+# `\\`, `\n`, `\r`, and `\udcXX`: a lone surrogate, which UTF-8 cannot encode, is
+# written by the handler as this escape (``backslashreplace``); a backslash in the text
+# itself is doubled first, so the two never mix.
+_UNESCAPE = re.compile(r"\\(u[dD][89a-fA-F][0-9a-fA-F]{2}|.)", re.DOTALL)
 _UNESCAPES = {"\\": "\\", "n": "\n", "r": "\r"}
 
 
@@ -46,8 +49,16 @@ def escape(text: str) -> str:
 
 
 def unescape(line: str) -> str:
-    """The inverse of :func:`escape`."""
-    return _UNESCAPE.sub(lambda m: _UNESCAPES.get(m.group(1), m.group(0)), line)
+    """The inverse of :func:`escape`, and of the ``\\udcXX`` escapes the handler writes
+    for lone surrogates: the exact text of the record."""
+
+    def one(m: re.Match[str]) -> str:
+        g = m.group(1)
+        if len(g) == 5:  # uXXXX, a lone surrogate
+            return chr(int(g[1:], 16))
+        return _UNESCAPES.get(g, m.group(0))
+
+    return _UNESCAPE.sub(one, line)
 
 
 class JournalHandler(logging.Handler):
