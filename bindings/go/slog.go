@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 )
 
 // SlogHandler is a log/slog Handler that writes each record as one JSON line (the
@@ -18,7 +19,17 @@ type SlogHandler struct {
 	j     LineSink
 	inner slog.Handler
 	fmt   *slogFormatter
+	// failed counts the records Handle could not hand over (shared with the handlers
+	// WithAttrs/WithGroup derive): slog.Logger discards Handle's error, so without it
+	// a refused record (longer than MaxLineBytes, a full journal) left no trace.
+	failed *atomic.Uint64
 }
+
+// Failed is how many records this handler (and those WithAttrs and WithGroup made
+// from it) could not hand over: Handle returned an error, which slog.Logger discards
+// (a record longer than the journal's MaxLineBytes, ErrJournalFull, a closed journal).
+// Watch it the way Python's JournalHandler.failed_records is watched.
+func (h *SlogHandler) Failed() uint64 { return h.failed.Load() }
 
 // slogFormatter is the buffer the inner JSON handler writes one record into; it is
 // shared by a handler and every handler derived from it by WithAttrs/WithGroup.
@@ -39,10 +50,10 @@ func NewSlogHandler(j LineSink, opts *slog.HandlerOptions) *SlogHandler {
 	if a, ok := j.(*Appender); ok {
 		// A push is cheap and never waits for a disk: slog's JSON handler formats
 		// concurrently and pushes under its own write lock, with no copy of ours.
-		return &SlogHandler{j: j, inner: slog.NewJSONHandler(pushWriter{a}, opts)}
+		return &SlogHandler{j: j, inner: slog.NewJSONHandler(pushWriter{a}, opts), failed: new(atomic.Uint64)}
 	}
 	f := &slogFormatter{}
-	return &SlogHandler{j: j, inner: slog.NewJSONHandler(&f.buf, opts), fmt: f}
+	return &SlogHandler{j: j, inner: slog.NewJSONHandler(&f.buf, opts), fmt: f, failed: new(atomic.Uint64)}
 }
 
 // pushWriter is what slog's JSON handler writes one record into when the handler is
@@ -65,8 +76,17 @@ func (h *SlogHandler) Enabled(ctx context.Context, level slog.Level) bool {
 	return h.inner.Enabled(ctx, level)
 }
 
-// Handle formats r as one line and appends it to the journal.
+// Handle formats r as one line and appends it to the journal. An error is counted
+// in Failed (slog.Logger discards it).
 func (h *SlogHandler) Handle(ctx context.Context, r slog.Record) error {
+	err := h.handle(ctx, r)
+	if err != nil {
+		h.failed.Add(1)
+	}
+	return err
+}
+
+func (h *SlogHandler) handle(ctx context.Context, r slog.Record) error {
 	if h.fmt == nil { // over an Appender: the inner handler pushes (pushWriter)
 		return h.inner.Handle(ctx, r)
 	}
@@ -92,10 +112,10 @@ func (h *SlogHandler) Handle(ctx context.Context, r slog.Record) error {
 
 // WithAttrs returns a handler whose records carry attrs too.
 func (h *SlogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &SlogHandler{j: h.j, inner: h.inner.WithAttrs(attrs), fmt: h.fmt}
+	return &SlogHandler{j: h.j, inner: h.inner.WithAttrs(attrs), fmt: h.fmt, failed: h.failed}
 }
 
 // WithGroup returns a handler that puts later attributes in the group name.
 func (h *SlogHandler) WithGroup(name string) slog.Handler {
-	return &SlogHandler{j: h.j, inner: h.inner.WithGroup(name), fmt: h.fmt}
+	return &SlogHandler{j: h.j, inner: h.inner.WithGroup(name), fmt: h.fmt, failed: h.failed}
 }

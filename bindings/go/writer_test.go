@@ -305,3 +305,37 @@ func TestSlogHandlerLogsOnAfterItsJournalIsRetired(t *testing.T) {
 		}
 	}
 }
+
+// A record longer than MaxLineBytes is refused by Handle, whose error slog.Logger
+// discards: it was dropped without a trace (an outside tester). Failed counts it,
+// across the handlers WithAttrs makes, over a Journal and over an Appender.
+func TestSlogHandlerCountsTheRecordsItCouldNotHandOver(t *testing.T) {
+	for _, background := range []bool{false, true} {
+		f := newFixture(t)
+		path := f.journalPath("app")
+		var sink LineSink
+		if background {
+			a, err := OpenAppender(path, &AppenderOptions{JournalOptions: JournalOptions{MaxLineBytes: 200}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			sink = a
+		} else {
+			j, err := OpenJournal(path, &JournalOptions{MaxLineBytes: 200})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer j.Close()
+			sink = j
+		}
+		h := NewSlogHandler(sink, nil)
+		logger := slog.New(h)
+		logger.Info("short")
+		logger.With("k", "v").Info(strings.Repeat("x", 300))
+		logger.Info(strings.Repeat("y", 300))
+		if got := h.Failed(); got != 2 {
+			t.Fatalf("background=%v: Failed() = %d, want 2", background, got)
+		}
+	}
+}
