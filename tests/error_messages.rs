@@ -458,3 +458,26 @@ fn appending_to_a_name_a_spool_drain_skips_says_so() {
         assert_eq!(String::from_utf8_lossy(&out.stderr).contains("does not end in .journal"), noted, "{name}");
     }
 }
+
+/// A drain whose record waits past the busy timeout for a journal's write lock (another
+/// process stalled mid-commit) fails after committing the lines: its error says so (an
+/// outside tester read "exit 1, database is locked" as a failed drain).
+#[test]
+fn a_drain_failing_at_its_record_says_the_lines_are_committed() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let path = spool.join("a.journal");
+    let j = journal(&path);
+    j.append_batch(&numbered("a", 0..3)).unwrap();
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let opts = tributary::CompactorOptions::default()
+        .journal(tributary::JournalOptions::default().busy_timeout(std::time::Duration::from_millis(100)));
+    let e = Compactor::new(&target, opts).unwrap().drain_paths(std::slice::from_ref(&path)).unwrap_err();
+    assert!(e.to_string().contains("are committed in the target: nothing is lost or drained twice"), "{e}");
+    assert_exactly(&target, &numbered("a", 0..3));
+    blocker.execute_batch("ROLLBACK").unwrap();
+    compactor(&target).drain_paths(std::slice::from_ref(&path)).unwrap();
+    assert_exactly(&target, &numbered("a", 0..3));
+}
