@@ -1656,6 +1656,62 @@ static void test_compact_daemon(void) {
     pthread_mutex_destroy(&seen.mu);
 }
 
+/* trib_drain_stoppable: a stop token ends a wait for a lock held elsewhere (requested
+ * before the call: at once, far inside the hour-long lock timeout), and without a
+ * request it drains as trib_drain; a spool drain refusing one file reports what it
+ * drained of the others. */
+static void test_drain_stoppable(void) {
+    char dir[512], spool[512], target[512], jpath[512], junk[512], lockp[512];
+    trib_error *err = NULL;
+    make_dir(dir, "stoppable");
+    pathf(spool, "%s/spool", dir);
+    CHECK(mkdir(spool, 0755) == 0);
+    path_in(target, dir, "out.log");
+    path_in(jpath, spool, "a.journal");
+    init_target(target);
+    trib_journal *j = open_journal(jpath, NULL);
+    append_str(j, "one");
+    append_str(j, "two");
+    const char *paths[1] = {jpath};
+
+    pathf(lockp, "%s.tributary/lock", target);
+    int fd = open(lockp, O_RDWR);
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    CHECK(fd >= 0 && fcntl(fd, F_OFD_SETLK, &fl) == 0);
+    trib_compactor_options co;
+    trib_compactor_options_default(&co, NULL);
+    co.lock_timeout_ms = 3600 * 1000;
+    trib_stop *stop = NULL;
+    EXPECT(TRIB_OK, trib_stop_new(&stop, &err));
+    trib_stop_request(stop);
+    trib_drain_report rep;
+    memset(&rep, 0xff, sizeof rep);
+    uint64_t t0 = now_ms();
+    EXPECT(TRIB_E_LOCK_TIMEOUT, trib_drain_stoppable(target, paths, 1, NULL, &co, stop, &rep, &err));
+    CHECK(now_ms() - t0 < 1800 * 1000); /* a hang guard: the hour would have passed */
+    CHECK(rep.lines == 0 && rep.rounds == 0); /* zeroed first */
+    trib_stop_free(stop);
+    close(fd); /* releases the OFD lock */
+
+    EXPECT(TRIB_OK, trib_stop_new(&stop, &err));
+    EXPECT(TRIB_OK, trib_drain_stoppable(target, paths, 1, NULL, &co, stop, &rep, &err));
+    CHECK(rep.lines == 2);
+    trib_stop_free(stop);
+    append_str(j, "three");
+    EXPECT(TRIB_OK, trib_drain_stoppable(target, paths, 1, NULL, NULL, NULL, &rep, &err));
+    CHECK(rep.lines == 1);
+
+    append_str(j, "four");
+    path_in(junk, spool, "junk.journal");
+    write_file(junk, "not an SQLite file, not even a little", 37);
+    EXPECT(TRIB_E_NOT_A_JOURNAL, trib_drain(target, NULL, 0, spool, NULL, &rep, &err));
+    CHECK(rep.lines == 1 && rep.journals == 1);
+    trib_journal_close(j);
+}
+
 /* trib_compact_journals: the same daemon over a fixed set of journals. The junk one is
  * set aside (said once) while the good one drains; bad arguments are refused. */
 static void test_compact_journals_daemon(void) {
@@ -2034,6 +2090,7 @@ int main(int argc, char **argv) {
     test_threads_share_a_journal();
     test_retire();
     test_compact_daemon();
+    test_drain_stoppable();
     test_compact_journals_daemon();
     test_compactor_handle();
     test_appender();
