@@ -97,7 +97,9 @@ pub enum Error {
     /// The target has a hole (zeros never written) where a drain wrote lines: it was
     /// truncated behind tributary's back and written past since — by a round in
     /// progress (`round_end`: that round committed nothing), or before (its committed
-    /// part is damaged). Kind `target_truncated`.
+    /// part is damaged). Kind `target_truncated` when the committed part is damaged;
+    /// `io` (retried: the next round rewrites the bytes) when only the round's own
+    /// bytes were cut.
     TargetHole {
         /// The target file.
         target: PathBuf,
@@ -284,7 +286,7 @@ impl ErrorKind {
             ErrorKind::LockLost => "The lock was lost while held (lease expiry, FUSE client restart, another holder committed); this round committed nothing.",
             ErrorKind::CorruptManifest => "Both manifest slots are damaged, or the lock file that held them is gone; nothing was touched.",
             ErrorKind::CorruptJournalRow => "A journal row does not match its CRC, or a row is missing; the drain stopped before it and skipped nothing.",
-            ErrorKind::TargetTruncated => "The target is shorter than its committed length (truncated, or removed), or was cut and written past since (zeros where lines were), before or during a round; nothing was committed over it.",
+            ErrorKind::TargetTruncated => "The target is shorter than its committed length (truncated, or removed), or its committed part was cut and written past since (zeros where committed lines were); nothing was committed over it.",
             ErrorKind::UnexpectedTail => "The target has bytes past its committed length that no drain round announced (another program appended, or the manifest is older than the target); nothing was touched.",
             ErrorKind::TornTarget => "The target does not end with `\\n` where it must (an adopted file's last line is partial, an interrupted rotation left a wrong length); nothing was touched.",
             ErrorKind::JournalRestored => "The journal does not match what the target committed for it: restored from an older copy, or a clone (copied and written to on both copies).",
@@ -376,6 +378,10 @@ impl Error {
             Error::LockLost { .. } => ErrorKind::LockLost,
             Error::CorruptManifest { .. } => ErrorKind::CorruptManifest,
             Error::CorruptJournalRow { .. } => ErrorKind::CorruptJournalRow,
+            // Cut inside the bytes of the round that found it (the committed part intact):
+            // the next round cuts them and writes them again — retried, as an I/O
+            // trouble whose cause the message names, not a target to stop for.
+            Error::TargetHole { hole, committed_len, round_end: Some(_), .. } if hole >= committed_len => ErrorKind::Io,
             Error::TargetTruncated { .. } | Error::TargetHole { .. } => ErrorKind::TargetTruncated,
             Error::UnexpectedTail { .. } => ErrorKind::UnexpectedTail,
             Error::TornTarget { .. } => ErrorKind::TornTarget,

@@ -169,8 +169,8 @@ type DrainReport struct {
 // for the target's lock (the shorter of it and opts.LockTimeout); a lock timeout
 // that the deadline cut short matches both ErrLockTimeout and
 // context.DeadlineExceeded. Cancelling ctx ends a wait for the lock within about 10
-// ms: Drain then returns what earlier rounds did and an error matching both
-// ErrLockTimeout and ctx.Err(). A round that holds the lock runs to completion (the
+// ms: Drain then returns an error matching both ErrLockTimeout and ctx.Err() (what
+// earlier rounds committed stays committed; the report is empty). A round that holds the lock runs to completion (the
 // library cannot be interrupted in the middle of one); each is bounded by
 // MaxRoundBytes and MaxRoundTime. A Drain ends when the lines present at its start
 // are committed: if it returns nil, they are, even if ctx was cancelled meanwhile.

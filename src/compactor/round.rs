@@ -940,12 +940,32 @@ impl Round<'_> {
         // write, `writer.rs`).
         let from = committed_len.saturating_sub(1);
         match crate::os::sys::first_hole_from(file, from) {
-            Ok(Some(hole)) if hole < end => {
+            // A filesystem may keep zeros as a hole (ZFS with compression; a line may
+            // hold NUL bytes): only bytes that are not what the round wrote are a cut.
+            Ok(Some(hole)) if hole < end && !self.reads_back_as_written(file, written)? => {
                 Err(Error::TargetHole { target: c.target.clone(), hole, committed_len, round_end: Some(end) })
             }
             Ok(_) => Ok(()),
             Err(e) => Err(c.lost_or_io("looking for holes in the target (lseek SEEK_HOLE)", e)),
         }
+    }
+
+    /// Whether the round's bytes read back from the target carry the CRC the round
+    /// computed as it wrote them (only when a hole was reported among them).
+    fn reads_back_as_written(&self, file: &File, written: &Written) -> Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let c = self.compactor;
+        let start = self.manifest.committed_len;
+        let mut crc = crc32fast::Hasher::new_with_initial_len(self.manifest.committed_crc, start);
+        let mut buf = vec![0u8; 8 << 20];
+        let mut at = start;
+        while at < start + written.len {
+            let n = usize::try_from((start + written.len - at).min(buf.len() as u64)).unwrap_or(buf.len());
+            file.read_exact_at(&mut buf[..n], at).map_err(|e| c.lost_or_io("reading back the round's bytes", e))?;
+            crc.update(&buf[..n]);
+            at += n as u64;
+        }
+        Ok(crc.finalize() == written.crc)
     }
 
     /// Step 5: the new manifest, epoch checked just before the slot write; the round's

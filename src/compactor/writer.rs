@@ -120,9 +120,11 @@ impl<'a> ChunkWriter<'a> {
             self.epoch = wider.epoch;
             self.announced = wider;
         }
-        if self.written > 0 {
+        if self.written > 0 && !c.target_on_network.get().copied().unwrap_or(false) {
             // Cut since this round's last write (logrotate `copytruncate`)? This write
-            // would make it long again over zeros (docs/design.md step 4).
+            // would make it long again over zeros (docs/design.md step 4). Not on a
+            // network filesystem, where an fstat is a server round trip per write (the
+            // checks before the commit still run there).
             let len = self.file.metadata().map_err(|e| c.lost_or_io("fstat of the target", e))?.len();
             if len < self.offset + self.written {
                 // a new holder's cut of a lost holder's bytes: `lock_lost`, retried

@@ -134,8 +134,9 @@ pub fn fresh_len_and_ino(file: &impl AsRawFd) -> io::Result<(u64, u64)> {
 }
 
 /// The start of the first hole at or after `from` (`lseek(SEEK_HOLE)`; the end of the
-/// file counts as one). `None` when the filesystem cannot say (`EINVAL`, `ENOSYS`,
-/// `EOPNOTSUPP`: no `SEEK_HOLE`) or `from` is at or past the end (`ENXIO`).
+/// file counts as one, so `from` itself when it is at or past the end: `ENXIO`).
+/// `None` when the filesystem cannot say (`EINVAL`, `ENOSYS`, `EOPNOTSUPP`: no
+/// `SEEK_HOLE`).
 ///
 /// # Errors
 /// Any other error of `lseek`.
@@ -147,7 +148,8 @@ pub fn first_hole_from(file: &impl AsRawFd, from: u64) -> io::Result<Option<u64>
     if at < 0 {
         let e = io::Error::last_os_error();
         return match e.raw_os_error() {
-            Some(libc::EINVAL | libc::ENXIO | libc::ENOSYS | libc::EOPNOTSUPP) => Ok(None),
+            Some(libc::ENXIO) => Ok(Some(from)),
+            Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => Ok(None),
             _ => Err(e),
         };
     }

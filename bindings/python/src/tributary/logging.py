@@ -36,6 +36,10 @@ from .errors import JournalGoneError, TributaryError
 
 __all__ = ["JournalHandler", "escape", "unescape"]
 
+# How many times in a row a record is sent to its journal opened again at the path
+# after ``JournalGoneError`` (a name retired as fast as it is made), as the Rust Appender.
+_REOPEN_ATTEMPTS = 20
+
 # `\\`, `\n`, `\r`, and `\udcXX`: a lone surrogate, which UTF-8 cannot encode, is
 # written by the handler as this escape (``backslashreplace``); a backslash in the text
 # itself is doubled first, so the two never mix.
@@ -145,12 +149,13 @@ class JournalHandler(logging.Handler):
         return j
 
     def _reopen(self, gone: Union[Journal, Appender]) -> Union[Journal, Appender]:
-        """This process's journal opened again at its path, in place of ``gone``."""
+        """This process's journal opened again at its path, in place of ``gone`` (once,
+        for every thread that met it gone; ``gone`` is left to the garbage collector,
+        since other threads may still be in a call on it)."""
         pid = os.getpid()
         with self._open_lock:
             j = self._journals.get(pid)
-            if j is gone:
-                gone.close()
+            if j is gone or j is None:
                 j = Journal(self.path_for(pid), **self._options)
                 self._journals[pid] = j
         return j
@@ -184,14 +189,18 @@ class JournalHandler(logging.Handler):
                     with self._count_lock:
                         self.dropped_records += 1
             else:
-                try:
-                    j.append(line)  # type: ignore[union-attr]
-                except JournalGoneError:
-                    # Retired or removed under this process (``--retire-idle``,
-                    # ``tributary retire``): nothing of the record was stored; log on
-                    # into a journal opened again at the path (every later record
-                    # failed for good: an outside tester).
-                    self._reopen(j).append(line)  # type: ignore[union-attr]
+                for attempt in range(_REOPEN_ATTEMPTS + 1):
+                    try:
+                        j.append(line)  # type: ignore[union-attr]
+                        break
+                    except JournalGoneError:
+                        # Retired or removed under this process (``--retire-idle``,
+                        # ``tributary retire``): nothing of the record was stored; log
+                        # on into a journal opened again at the path (every later
+                        # record failed for good: an outside tester).
+                        if attempt == _REOPEN_ATTEMPTS:
+                            raise
+                        j = self._reopen(j)
         except RecursionError:
             raise
         except Exception:
