@@ -1216,9 +1216,9 @@ int trib_init(const char *target,
  * a file that cannot be drained (junk, a foreign or restored journal) does not keep
  * the others from draining: they are drained, then that file's error is returned
  * (the first such file's; its message names it), with `*report_out` saying what was
- * drained. `*report_out` is zeroed first, and filled on success and with such a
- * refused file's error (after any other error it stays zeroed; what earlier rounds
- * committed stays committed).
+ * drained. `*report_out` is written on success and with such a refused file's error;
+ * after any other error it is left as it was (what earlier rounds committed stays
+ * committed).
  *
  * # Safety
  * `target` and `spool` must be NULL or NUL-terminated; `journal_paths` NULL or

@@ -174,9 +174,9 @@ pub struct trib_drain_report {
 /// a file that cannot be drained (junk, a foreign or restored journal) does not keep
 /// the others from draining: they are drained, then that file's error is returned
 /// (the first such file's; its message names it), with `*report_out` saying what was
-/// drained. `*report_out` is zeroed first, and filled on success and with such a
-/// refused file's error (after any other error it stays zeroed; what earlier rounds
-/// committed stays committed).
+/// drained. `*report_out` is written on success and with such a refused file's error;
+/// after any other error it is left as it was (what earlier rounds committed stays
+/// committed).
 ///
 /// # Safety
 /// `target` and `spool` must be NULL or NUL-terminated; `journal_paths` NULL or
@@ -245,8 +245,6 @@ unsafe fn drain(
         // SAFETY: NUL-terminated or NULL per the caller's contract.
         let target = unsafe { path_arg(target, "target") }?;
         need(report_out, "report_out")?;
-        // SAFETY: not NULL, writable per the caller's contract.
-        unsafe { put(report_out, trib_drain_report::default()) };
         // SAFETY: NULL or `journal_count` NUL-terminated strings per the caller's contract.
         let paths = unsafe { journal_paths_arg(journal_paths, journal_count) }?;
         let spool = if spool.is_null() {
