@@ -72,6 +72,7 @@ points! {
     RotateAfterCommit = "rotate.after_commit",
     JournalBeforeCommit = "journal.before_commit",
     JournalAfterCommit = "journal.after_commit",
+    RetireBeforeDelete = "retire.before_delete",
     RetireAfterRename = "retire.after_rename",
     OpenBeforeRead = "open.before_read",
     InitSlotUnsynced = "init.slot_unsynced",

@@ -648,3 +648,30 @@ fn automatic_retirement_waits_until_the_daemon_has_watched_a_journal_idle() {
     assert!(retired.is_empty(), "retired a journal this daemon never watched idle for an hour: {retired:?}");
     writer.append(b"still alive").expect("the writer's journal is still there");
 }
+
+/// The keys-and-cursors rule holds at the deletion itself: a cursor-only commit (it
+/// adds no seq) made after a retirement first looked, before it deletes, keeps the
+/// journal (review of this session's change: the check ran only before the drain).
+#[test]
+fn a_cursor_committed_while_a_journal_is_being_retired_keeps_it() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let path = spool.join("proc.journal");
+    write_journal(&path, &numbered("result", 0..2));
+    let fp = d.path().join("fp");
+    fs::create_dir(&fp).unwrap();
+    let retire = spawn_with_failpoint(
+        &["retire", "--target", &s(&target), "--journal", &s(&path)],
+        "retire.before_delete=hold_once",
+        &fp,
+    );
+    let reached = wait_reached(&fp, "retire.before_delete");
+    journal(&path).append_batch_with_cursor::<&[u8]>(&[], "input", tributary::Cursor::at(0, 10)).unwrap();
+    fs::remove_file(&reached).unwrap();
+    let out = retire.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("[invalid_argument]") && err.contains("processed cursor(s) for input"), "{err}");
+    assert_eq!(journal(&path).cursor("input").unwrap(), Some(tributary::Cursor::at(0, 10)));
+}

@@ -604,7 +604,8 @@ impl Compactor {
             report.drain.absorb(self.drain(&pending)?);
             let manifest = self.load_manifest()?;
             let mut still = Vec::new();
-            let deleted = Self::delete_drained(pending, &manifest, &mut still)?;
+            let keep_keys = (!forget_keys).then_some(self.opts.journal.key_retention);
+            let deleted = Self::delete_drained(pending, &manifest, keep_keys, &mut still)?;
             report.retired.extend(deleted.iter().map(|(path, _, _)| path.clone()));
             self.mark_retired(&deleted)?;
             pending = still;
@@ -657,7 +658,8 @@ impl Compactor {
         // made durable).
         self.sync_manifest()?;
         let mut still = Vec::new();
-        let deleted = Self::delete_drained_skipping_gone(candidates, &manifest, &mut still)?;
+        let keep_keys = Some(self.opts.journal.key_retention);
+        let deleted = Self::delete_drained_skipping_gone(candidates, &manifest, keep_keys, &mut still)?;
         self.mark_retired(&deleted)?;
         Ok(deleted.into_iter().map(|(path, _, _)| path).collect())
     }
@@ -733,6 +735,7 @@ impl Compactor {
     fn delete_drained<'a, J: std::borrow::Borrow<Journal> + 'a>(
         journals: Vec<J>,
         manifest: &Manifest,
+        keep_keys: Option<Duration>,
         still: &mut Vec<J>,
     ) -> Result<Vec<(PathBuf, JournalId, Option<u64>)>> {
         let mut deleted = Vec::new();
@@ -741,7 +744,8 @@ impl Compactor {
             let watermark = manifest.watermarks.get(&journal.id()).map_or(0, |w| w.last_seq);
             let stamp = journal.first_line_ms()?;
             let (path, id) = (journal.path().to_path_buf(), journal.id());
-            if journal.delete_if_drained(watermark)? {
+            crate::failpoint::hit(crate::failpoint::Point::RetireBeforeDelete);
+            if journal.delete_if_drained(watermark, keep_keys)? {
                 deleted.push((path, id, stamp));
             } else {
                 still.push(j);
@@ -754,16 +758,19 @@ impl Compactor {
     /// retirement: a journal whose name was retired or replaced by another process
     /// since it was looked at (`journal_gone`: two daemons with `--retire-idle` on one
     /// spool) is left out, not an error; its name is looked at again next time.
+    /// A journal that took keys or cursors since it was looked at (the check under its
+    /// write lock, `invalid_argument`) is left out the same way.
     fn delete_drained_skipping_gone<'a>(
         journals: Vec<&'a Journal>,
         manifest: &Manifest,
+        keep_keys: Option<Duration>,
         still: &mut Vec<&'a Journal>,
     ) -> Result<Vec<(PathBuf, JournalId, Option<u64>)>> {
         let mut deleted = Vec::new();
         for j in journals {
-            match Self::delete_drained(vec![j], manifest, still) {
+            match Self::delete_drained(vec![j], manifest, keep_keys, still) {
                 Ok(d) => deleted.extend(d),
-                Err(e) if e.kind() == ErrorKind::JournalGone => {}
+                Err(e) if matches!(e.kind(), ErrorKind::JournalGone | ErrorKind::InvalidArgument) => {}
                 Err(e) => return Err(e),
             }
         }

@@ -77,13 +77,20 @@ impl Journal {
     /// [`Error::Sqlite`] reading the journal.
     pub(crate) fn retirement_would_forget(&self, retention: std::time::Duration) -> Result<Option<String>> {
         let conn = self.lock_conn()?;
+        self.would_forget_on(&conn, retention)
+    }
+
+    /// [`retirement_would_forget`](Self::retirement_would_forget) on `conn`: this
+    /// handle's connection, taken already (a retirement checks again under the
+    /// journal's write lock, right before it deletes).
+    pub(super) fn would_forget_on(&self, conn: &Connection, retention: std::time::Duration) -> Result<Option<String>> {
         let ctx = |what: &str| format!("{what} of journal {}", self.path.display());
         let (keys, newest): (i64, Option<i64>) = conn
             .query_row("SELECT COUNT(*), MAX(added_ms) FROM idempotency", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(|e| Error::sqlite(ctx("reading the idempotency keys"), e))?;
         let mut held = Vec::new();
         if let Some(newest) = newest {
-            let (_, _, now) = Self::key_clock_now(&conn)?;
+            let (_, _, now) = Self::key_clock_now(conn)?;
             let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
             let left_ms = newest.saturating_add(retention_ms).saturating_sub(now);
             if left_ms > 0 {

@@ -485,7 +485,7 @@ impl Journal {
     /// commits after it finds the files gone and is not acknowledged). `Ok(false)`,
     /// touching nothing, when a writer appended since the drain. The handle is dead
     /// after `Ok(true)`.
-    pub(crate) fn delete_if_drained(&self, watermark: u64) -> Result<bool> {
+    pub(crate) fn delete_if_drained(&self, watermark: u64, keep_keys: Option<std::time::Duration>) -> Result<bool> {
         let ctx = |what: &str| format!("{what} {}", self.path.display());
         // The spool folder's lock first (an open holds it from SQLite's open of a
         // journal to its first read, which opens the -wal and -shm: `Journal::open`),
@@ -498,6 +498,18 @@ impl Journal {
         let ceiling = schema::head(&tx).map_err(|e| Error::sqlite(ctx("reading the seq counter of"), e))?.next_seq - 1;
         if ceiling > watermark {
             return Ok(false);
+        }
+        // Rule 6 again, under the write lock, right before the deletion: a keyed
+        // append or a cursor commit since the retirement first looked (a cursor-only
+        // commit adds no seq) must not go with the journal.
+        if let Some(retention) = keep_keys {
+            if let Some(held) = self.would_forget_on(&tx, retention)? {
+                return Err(Error::InvalidArgument(format!(
+                    "journal {} holds {held} (written while it was being retired): it was not retired; retire it once \
+                     its writers cannot resend and its processor has finished, or with --forget-keys",
+                    self.path.display()
+                )));
+            }
         }
         // the files checked are the files deleted
         self.check_in_place()?;
