@@ -445,6 +445,17 @@ impl Error {
         matches!(self, Error::NotAJournal { detail, .. } if detail == crate::journal::NOT_READY)
     }
 
+    /// A round found the target `len` bytes long before its end `round_end`: shorter
+    /// than committed ([`Error::TargetTruncated`]), or cut inside the round's own bytes
+    /// ([`Error::TargetHole`], retried).
+    pub(crate) fn cut_during_round(target: &std::path::Path, len: u64, committed_len: u64, round_end: u64) -> Error {
+        if len < committed_len {
+            Error::TargetTruncated { target: target.to_path_buf(), len, committed_len }
+        } else {
+            Error::TargetHole { target: target.to_path_buf(), hole: len, committed_len, round_end: Some(round_end) }
+        }
+    }
+
     /// An `Io` error with what was being done.
     pub fn io(context: impl Into<String>, source: io::Error) -> Error {
         Error::Io { context: context.into(), source }

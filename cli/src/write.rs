@@ -69,9 +69,10 @@ pub fn cmd_append(a: AppendArgs) -> CmdResult {
         // cannot make the "resend from input line N" advice resend it (an outside
         // tester: `--print-seqs > /dev/full` said "no input line was stored").
         *stored += pending.len() as u64;
-        let batch = std::mem::take(pending);
+        let n = pending.len() as u64;
+        pending.clear(); // its buffer kept for the next batch
         if a.print_seqs {
-            for i in 0..batch.len() as u64 {
+            for i in 0..n {
                 writeln!(out, "{}", first + i).map_err(stdout_err)?;
             }
             out.flush().map_err(stdout_err)?;

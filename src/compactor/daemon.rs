@@ -660,8 +660,7 @@ impl Daemon<'_> {
             self.open.remove(p); // its path names another file now: reopen by path
         }
         if !self.open.contains_key(p) {
-            let given = self.sources.journals().iter().any(|j| j == p);
-            if !given && std::fs::symlink_metadata(p).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            if self.gone_from_spool(p) {
                 self.forget(p); // retired or removed
                 return None;
             }
@@ -707,8 +706,7 @@ impl Daemon<'_> {
     /// is forgotten; replaced: its handle closed and the name marked, so the next pass
     /// opens the new journal by name.
     fn set_aside_or_forget(&mut self, p: &Path, stamp: Stamp, e: &Error, on_event: &mut dyn FnMut(DaemonEvent<'_>)) {
-        let given = self.sources.journals().iter().any(|j| j == p);
-        if !given && std::fs::symlink_metadata(p).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        if self.gone_from_spool(p) {
             self.forget(p);
         } else if e.kind() == ErrorKind::JournalGone {
             self.open.remove(p);
@@ -716,6 +714,13 @@ impl Daemon<'_> {
         } else {
             self.set_aside(p, stamp, e, on_event);
         }
+    }
+
+    /// A spool's journal whose name names no file now (retired or removed); a journal
+    /// given by path is never forgotten (its absence is reported).
+    fn gone_from_spool(&self, p: &Path) -> bool {
+        let given = self.sources.journals().iter().any(|j| j == p);
+        !given && std::fs::symlink_metadata(p).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
     }
 
     /// Set a journal aside (closed, unmarked), reporting why once.

@@ -588,15 +588,9 @@ impl Compactor {
         let mut pending = self.open_journals(&present)?;
         if !forget_keys {
             for j in &pending {
+                // before the drain too: refused at once, not after draining it
                 if let Some(held) = j.retirement_would_forget(self.opts.journal.key_retention)? {
-                    return Err(Error::InvalidArgument(format!(
-                        "journal {} holds {held}: retiring it deletes them with it, and a writer resending with one \
-                         of those keys, or a processor resuming from its cursor, would then store lines twice. \
-                         Retire it once its writers cannot resend and its processor has finished, or with \
-                         --forget-keys (Compactor::retire_forgetting_keys) to forget them now. Nothing was \
-                         retired",
-                        j.path().display()
-                    )));
+                    return Err(j.retirement_refused(&held));
                 }
             }
         }
@@ -642,11 +636,8 @@ impl Compactor {
             let Some(w) = manifest.watermarks.get(&j.id()) else { continue };
             let mut wal = j.path().as_os_str().to_owned();
             wal.push("-wal");
-            if j.seq_ceiling()? == w.last_seq
-                && idle(j.path())
-                && idle(Path::new(&wal))
-                && j.retirement_would_forget(self.opts.journal.key_retention)?.is_none()
-            {
+            // (keys and cursors: checked at the deletion, under the write lock)
+            if j.seq_ceiling()? == w.last_seq && idle(j.path()) && idle(Path::new(&wal)) {
                 candidates.push(j);
             }
         }

@@ -905,7 +905,6 @@ impl Round<'_> {
         let c = self.compactor;
         let committed_len = self.manifest.committed_len;
         let end = committed_len + written.len;
-        let truncated = |len: u64| Error::TargetTruncated { target: c.target.clone(), len, committed_len };
         // By name: on a network filesystem a lookup may be answered from the client's
         // cache (an older inode after another host's rotation), so there only the
         // descriptor's own size and holes are checked.
@@ -921,18 +920,16 @@ impl Round<'_> {
                         md.ino()
                     )))
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(truncated(0)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::TargetTruncated { target: c.target.clone(), len: 0, committed_len })
+                }
                 Err(e) => return Err(c.lost_or_io("looking up the target before the commit", e)),
             }
         }
         let (len, _) =
             crate::os::sys::fresh_len_and_ino(file).map_err(|e| c.lost_or_io("reading the target's size", e))?;
-        if len < committed_len {
-            return Err(truncated(len));
-        }
         if len < end {
-            // cut inside this round's bytes after its last write
-            return Err(Error::TargetHole { target: c.target.clone(), hole: len, committed_len, round_end: Some(end) });
+            return Err(Error::cut_during_round(&c.target, len, committed_len, end));
         }
         c.check_committed_end(file, committed_len, Some(end))?;
         // No hole in what the round wrote: a truncation its later writes covered (a

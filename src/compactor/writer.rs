@@ -129,16 +129,12 @@ impl<'a> ChunkWriter<'a> {
             if len < self.offset + self.written {
                 // a new holder's cut of a lost holder's bytes: `lock_lost`, retried
                 c.check_epoch(self.lock, Some(self.epoch), "while this round was writing")?;
-                return Err(if len < self.offset {
-                    crate::error::Error::TargetTruncated { target: c.target.clone(), len, committed_len: self.offset }
-                } else {
-                    crate::error::Error::TargetHole {
-                        target: c.target.clone(),
-                        hole: len,
-                        committed_len: self.offset,
-                        round_end: Some(self.offset + self.written),
-                    }
-                });
+                return Err(crate::error::Error::cut_during_round(
+                    &c.target,
+                    len,
+                    self.offset,
+                    self.offset + self.written,
+                ));
             }
         }
         fault::check(fault::Step::TargetWrite).map_err(|e| c.lost_or_io("writing to the target", e))?;

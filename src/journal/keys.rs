@@ -80,6 +80,18 @@ impl Journal {
         self.would_forget_on(&conn, retention)
     }
 
+    /// The refusal of a retirement that would forget `held` (what
+    /// [`retirement_would_forget`](Self::retirement_would_forget) said).
+    pub(crate) fn retirement_refused(&self, held: &str) -> Error {
+        Error::InvalidArgument(format!(
+            "journal {} holds {held}: retiring it deletes them with it, and a writer resending with one of those \
+             keys, or a processor resuming from its cursor, would then store lines twice. Retire it once its \
+             writers cannot resend and its processor has finished, or with --forget-keys \
+             (Compactor::retire_forgetting_keys) to forget them now. It was not retired",
+            self.path.display()
+        ))
+    }
+
     /// [`retirement_would_forget`](Self::retirement_would_forget) on `conn`: this
     /// handle's connection, taken already (a retirement checks again under the
     /// journal's write lock, right before it deletes).

@@ -504,11 +504,7 @@ impl Journal {
         // commit adds no seq) must not go with the journal.
         if let Some(retention) = keep_keys {
             if let Some(held) = self.would_forget_on(&tx, retention)? {
-                return Err(Error::InvalidArgument(format!(
-                    "journal {} holds {held} (written while it was being retired): it was not retired; retire it once \
-                     its writers cannot resend and its processor has finished, or with --forget-keys",
-                    self.path.display()
-                )));
+                return Err(self.retirement_refused(&held));
             }
         }
         // the files checked are the files deleted
