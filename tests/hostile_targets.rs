@@ -521,34 +521,83 @@ fn a_committed_part_cut_and_written_past_is_refused() {
 #[test]
 fn a_target_replaced_while_a_round_writes_is_never_committed_into() {
     let d = tmp();
-    let (spool, target) = paths(d.path());
-    init(&target);
-    let jp = spool.join("a.journal");
-    let j = journal(&jp);
-    append_all(&j, &numbered("first", 0..20));
-    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
-    append_all(&j, &numbered("second", 0..20));
+    let target = paths(d.path()).1;
     let copy = d.path().join("out.log.copy");
-    let err = drain_while_tampered(d.path(), &target, &jp, "drain.after_write", || {
+    let err = second_round_while_tampered(d.path(), || {
         fs::copy(&target, &copy).unwrap();
         fs::rename(&copy, &target).unwrap();
     });
     assert!(err.contains("[target_missing]") && err.contains("replaced during the round"), "{err}");
-    assert_eq!(j.backlog().unwrap().lines, 20, "the round's lines left their journal");
 }
 
 /// Removed during a round: the same (the round wrote into an unlinked file).
 #[test]
 fn a_target_removed_while_a_round_writes_is_never_committed_into() {
     let d = tmp();
-    let (spool, target) = paths(d.path());
+    let target = paths(d.path()).1;
+    let err = second_round_while_tampered(d.path(), || fs::remove_file(&target).unwrap());
+    assert!(err.contains("[target_truncated]"), "{err}");
+}
+
+/// A target in `d` with 20 lines committed, and a second round of 20 held after its
+/// writes while `tamper` runs; it must fail, and its lines stay in their journal.
+/// Returns its stderr.
+fn second_round_while_tampered(d: &Path, tamper: impl FnOnce()) -> String {
+    let (spool, target) = paths(d);
     init(&target);
     let jp = spool.join("a.journal");
     let j = journal(&jp);
     append_all(&j, &numbered("first", 0..20));
     compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
     append_all(&j, &numbered("second", 0..20));
-    let err = drain_while_tampered(d.path(), &target, &jp, "drain.after_write", || fs::remove_file(&target).unwrap());
-    assert!(err.contains("[target_truncated]"), "{err}");
+    let err = drain_while_tampered(d, &target, &jp, "drain.after_write", tamper);
     assert_eq!(j.backlog().unwrap().lines, 20, "the round's lines left their journal");
+    err
+}
+
+/// A filesystem may keep zeros as a hole (ZFS with compression; a line may hold NUL
+/// bytes): a hole among a round's bytes that read back as written is not a cut, and the
+/// round commits. Here a hole is punched (`fallocate -p`) into a run of NUL bytes the
+/// round wrote, while it holds before its commit.
+#[test]
+fn a_hole_that_reads_back_as_written_is_not_a_cut() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let jp = spool.join("a.journal");
+    let j = journal(&jp);
+    append_all(&j, &numbered("first", 0..3));
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let committed = fs::metadata(&target).unwrap().len();
+    let zeros = vec![0u8; 64 << 10];
+    append_all(&j, &[zeros.clone(), b"after".to_vec()]);
+    let fp = d.path().join("fp");
+    fs::create_dir(&fp).unwrap();
+    let child = spawn_with_failpoint(
+        &["drain", "--target", &s(&target), "--journal", &s(&jp)],
+        "drain.after_write=hold_once",
+        &fp,
+    );
+    let reached = wait_reached(&fp, "drain.after_write");
+    let start = committed.div_ceil(4096) * 4096;
+    let len = (committed + zeros.len() as u64) / 4096 * 4096 - start;
+    let punched = std::process::Command::new("fallocate")
+        .args(["-p", "-o", &start.to_string(), "-l", &len.to_string(), &s(&target)])
+        .status()
+        .unwrap();
+    assert!(punched.success());
+    // the hole is there (SEEK_HOLE finds it among the round's bytes)
+    let f = fs::File::open(&target).unwrap();
+    // SAFETY: lseek on a descriptor this test owns, open for the call.
+    let hole =
+        unsafe { libc::lseek(std::os::fd::AsRawFd::as_raw_fd(&f), i64::try_from(committed).unwrap(), libc::SEEK_HOLE) };
+    assert!(u64::try_from(hole).unwrap() < committed + zeros.len() as u64, "no hole was punched");
+    fs::remove_file(&reached).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "a hole of the very bytes written was taken for a cut: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_exactly(&target, &[numbered("first", 0..3), vec![zeros, b"after".to_vec()]].concat());
 }
