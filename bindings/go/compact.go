@@ -262,22 +262,11 @@ func (c *Compactor) Run(ctx context.Context, opts RunOptions) (RunReport, error)
 	state := &compactState{onDrain: opts.OnDrain, onEvent: opts.OnEvent, stop: stop}
 	handle := cgo.NewHandle(state)
 	defer handle.Delete()
-	// The stop token is freed only once this goroutine is gone: it may still be
-	// requesting a stop when the run returns on its own.
-	finished, stopperGone := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopperGone)
-		select {
-		case <-ctx.Done():
-			C.trib_stop_request(stop)
-		case <-finished:
-		}
-	}()
+	finish := stopOnCancel(ctx, stop)
 	var report C.trib_run_report
 	cerr = nil
 	rc := C.trib_go_compactor_run(h, &ropts, stop, C.uintptr_t(handle), &report, &cerr)
-	close(finished)
-	<-stopperGone
+	finish()
 	if state.panicked != nil {
 		C.trib_error_free(cerr)
 		panic(state.panicked)
@@ -378,5 +367,24 @@ func compactEventFromC(ctx unsafe.Pointer, event C.int, subject *C.char, kind C.
 	}
 	if state.onEvent != nil {
 		state.onEvent(ev)
+	}
+}
+
+// stopOnCancel requests a stop on the token when ctx is done, until the returned
+// finish is called; finish returns once nothing can use the token any more (it may be
+// requesting a stop just as the call returns on its own), so it can then be freed.
+func stopOnCancel(ctx context.Context, stop *C.trib_stop) (finish func()) {
+	finished, stopperGone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopperGone)
+		select {
+		case <-ctx.Done():
+			C.trib_stop_request(stop)
+		case <-finished:
+		}
+	}()
+	return func() {
+		close(finished)
+		<-stopperGone
 	}
 }

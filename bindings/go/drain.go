@@ -229,20 +229,10 @@ func Drain(ctx context.Context, target string, opts DrainOptions) (DrainReport, 
 		if err := callError(op, C.trib_stop_new(&stop, &cerr), cerr); err != nil {
 			return DrainReport{}, err
 		}
-		// The token is freed only once the goroutine that may request a stop is gone.
-		finished, stopperGone := make(chan struct{}), make(chan struct{})
-		go func() {
-			defer close(stopperGone)
-			select {
-			case <-ctx.Done():
-				C.trib_stop_request(stop)
-			case <-finished:
-			}
-		}()
+		finish := stopOnCancel(ctx, stop)
 		cerr = nil
 		rc = C.trib_drain_stoppable(ctarget, paths, C.size_t(len(opts.Journals)), cspool, &copts, stop, &r, &cerr)
-		close(finished)
-		<-stopperGone
+		finish()
 		C.trib_stop_free(stop)
 	}
 	report := DrainReport{
