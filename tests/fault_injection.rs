@@ -19,7 +19,7 @@ use std::sync::Mutex;
 
 use common::Tmpfs;
 use tributary::testing::fault;
-use tributary::{verify, Compactor, CompactorOptions, Journal, JournalOptions, Manifest, Sidecar};
+use tributary::{verify, Compactor, CompactorOptions, Durability, Journal, JournalOptions, Manifest, Sidecar};
 
 static SEAM: Mutex<()> = Mutex::new(());
 
@@ -60,7 +60,11 @@ impl Setup {
     }
 
     fn append(&mut self, j: usize, count: usize) {
-        let journal = Journal::open(&self.journals[j], JournalOptions::default()).unwrap();
+        self.append_with(j, count, Durability::Full);
+    }
+
+    fn append_with(&mut self, j: usize, count: usize, durability: Durability) {
+        let journal = Journal::open(&self.journals[j], JournalOptions::default().durability(durability)).unwrap();
         let start = self.appended[j].len();
         let lines: Vec<Vec<u8>> = (start..start + count).map(|i| line(j, i)).collect();
         journal.append_batch(&lines).unwrap();
@@ -185,6 +189,12 @@ fn scenarios() -> Vec<(&'static str, Make)> {
             }
             fs::write(&s.target, bytes).unwrap();
             s.append(0, 20);
+            s
+        }),
+        ("a normal writer's lines (the drain syncs their -wal)", || {
+            let mut s = Setup::new(2, CompactorOptions::default());
+            s.append_with(0, 12, Durability::Normal);
+            s.append(1, 8);
             s
         }),
         ("journal records lagging (step 7 failed in an earlier round)", || {
@@ -349,6 +359,50 @@ fn rows_are_not_deleted_on_a_slot_whose_fdatasync_failed() {
     let rep = s.drain_clean();
     assert_eq!(rep.lines, 0, "the committed round was drained again: {rep:?}");
     s.check_exactly_once("after the failed slot fdatasync");
+}
+
+/// O3 without an fsync (docs/design.md): a round fdatasyncs the `-wal` of exactly the
+/// journals whose newest line it took was not committed under `synchronous=FULL` — a
+/// `full` commit's own fsync, before it was visible, covered every earlier frame.
+/// A journal from before the mark (its rows `NULL`, as an older writer leaves them) is
+/// synced. Which `-wal`s a round syncs is learnt by failing its Nth injectable step,
+/// N = 1, 2, ...: each failed fdatasync names its file.
+#[test]
+fn a_round_syncs_the_wal_of_exactly_the_journals_whose_newest_line_was_not_durable() {
+    let _g = seam();
+    let make = || {
+        let mut s = Setup::new(5, CompactorOptions::default());
+        s.append_with(0, 5, Durability::Full);
+        s.append_with(1, 5, Durability::Normal);
+        s.append_with(2, 5, Durability::Normal); // normal, then full: the full commit's fsync covers both
+        s.append_with(2, 5, Durability::Full);
+        s.append_with(3, 5, Durability::Full); // full, then normal: the newest is not durable
+        s.append_with(3, 5, Durability::Normal);
+        s.append_with(4, 5, Durability::Full);
+        let old = rusqlite::Connection::open(&s.journals[4]).unwrap();
+        old.execute_batch("ALTER TABLE runs DROP COLUMN durable").unwrap();
+        drop(old); // the next open adds the column back, NULL in the rows it has
+        s
+    };
+    let mut synced = Vec::new();
+    for n in 1..200 {
+        let s = make();
+        let journals = s.open();
+        fault::fail_nth(n);
+        let r = s.compactor().drain(&journals);
+        if fault::disarm() < n {
+            r.expect("a drain without a fault");
+            s.check_exactly_once("the drain that hit no fault");
+            break;
+        }
+        let e = r.expect_err("an injected fault fails the drain");
+        if injected_step(&e.to_string()) == Some("journal wal fdatasync") {
+            let wal = s.journals.iter().position(|p| e.to_string().contains(&format!("{}-wal", p.display())));
+            synced.push(wal.unwrap_or_else(|| panic!("the failed fdatasync names no journal's -wal: {e}")));
+        }
+    }
+    synced.sort_unstable();
+    assert_eq!(synced, vec![1, 3, 4], "the journals whose -wal a round fdatasynced (0 and 2 end in full commits)");
 }
 
 fn is_root() -> bool {

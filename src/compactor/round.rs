@@ -365,7 +365,8 @@ impl Compactor {
     /// the journal's own record, and the chained hash of its lines up to the watermark;
     /// for a journal without one, the lifecycle's rule 2 (docs/design.md "Journal
     /// lifecycle and watermark expiry"): retired, or unknown and older than the horizon.
-    pub(super) fn check_journal(j: &Journal, m: &Manifest) -> Result<()> {
+    /// Returns the journal's highest seq ever (read once, before the checks that use it).
+    pub(super) fn check_journal(j: &Journal, m: &Manifest) -> Result<u64> {
         let wm = m.watermarks.get(&j.id());
         let target_id = m.target_id.as_str();
         let restored = |detail: String| Error::JournalRestored {
@@ -426,8 +427,8 @@ impl Compactor {
                 _ => {}
             }
         }
-        let Some(w) = wm else { return Ok(()) };
         let ceiling = j.seq_ceiling()?;
+        let Some(w) = wm else { return Ok(ceiling) };
         if ceiling < w.last_seq {
             return Err(restored(format!(
                 "its highest seq ever is {ceiling}, below the target's watermark {} for it",
@@ -454,7 +455,7 @@ impl Compactor {
                         w.chain
                     )));
                 }
-                return Ok(());
+                return Ok(ceiling);
             }
         }
         // No chain to compare (rows already deleted, or a record from before chains):
@@ -468,7 +469,7 @@ impl Compactor {
                 )));
             }
         }
-        Ok(())
+        Ok(ceiling)
     }
 
     /// Rule 2(a) and 2(c) of the lifecycle, for a journal the target holds no
@@ -700,15 +701,21 @@ impl Round<'_> {
     /// (chained hash) — a journal that recorded more than this manifest holds proves
     /// the manifest stale, whatever its intent says. True when any has lines to drain.
     fn check_journals(&mut self) -> Result<bool> {
-        let mut pending = false;
+        let m = &self.manifest;
+        let mut checked = Vec::with_capacity(self.journals.len());
         for (index, j) in self.journals.iter().enumerate() {
-            if self.manifest.retired.contains_key(&j.id()) && !j.is_in_place() {
+            if m.retired.contains_key(&j.id()) && !j.is_in_place() {
                 // Retired (by another process) since this handle was opened: not a copy.
                 self.retired_under_us.push(index);
                 continue;
             }
-            Compactor::check_journal(j, &self.manifest)?;
-            pending |= j.seq_ceiling()? > self.manifest.watermarks.get(&j.id()).map_or(0, |w| w.last_seq);
+            checked.push(j);
+        }
+        // Each journal's check reads only that journal: with many, on a few threads.
+        let ceilings = map_each_journal(&checked, |j| Compactor::check_journal(j, m));
+        let mut pending = false;
+        for (j, ceiling) in checked.iter().zip(ceilings) {
+            pending |= ceiling? > m.watermarks.get(&j.id()).map_or(0, |w| w.last_seq);
         }
         Ok(pending)
     }
@@ -860,6 +867,8 @@ impl Round<'_> {
                     last_seq: b.last_seq(),
                     last_crc: b.last_crc,
                     chain: b.chain_after,
+                    // made durable by its stager before it was staged (O14)
+                    durable: true,
                 },
             ));
         }
@@ -868,11 +877,14 @@ impl Round<'_> {
 
     /// Step 4, last: O3 — the rows this round read are durable in their journals
     /// before the manifest covers them (a `normal` writer's commit is visible before
-    /// it is) — then one fdatasync of the target.
+    /// it is; a journal whose newest row taken is marked `durable` is already: its
+    /// `full` commit was fsynced before it was visible, covering every earlier frame)
+    /// — then one fdatasync of the target.
     fn make_durable(&self, file: &File, written: &Written) -> Result<()> {
         let c = self.compactor;
         // (a staged batch's rows were made durable by its stager, before it staged them)
-        for_each_journal(&written.local(), |(index, _)| self.journals[*index].sync_for_drain())?;
+        let unsynced: Vec<_> = written.local().into_iter().filter(|(_, t)| !t.durable).collect();
+        for_each_journal(&unsynced, |(index, _)| self.journals[*index].sync_for_drain())?;
         fault::check(fault::Step::TargetFdatasync).map_err(|e| c.lost_or_io("fdatasync of the target", e))?;
         file.sync_data().map_err(|e| c.lost_or_io("fdatasync of the target", e))?;
         failpoint::hit(failpoint::Point::DrainAfterFsync);
@@ -1003,8 +1015,18 @@ fn for_each_journal<T: Sync>(items: &[T], work: impl Fn(&T) -> Result<()> + Sync
     if items.len() < SEQUENTIAL_JOURNALS {
         return items.iter().try_for_each(&work);
     }
-    let threads = JOURNAL_THREADS.min(items.len() / (SEQUENTIAL_JOURNALS / 2));
-    map_on_threads(items, threads, work).into_iter().collect()
+    map_each_journal(items, work).into_iter().collect()
+}
+
+/// `work` on each journal's item, on a few threads when there are many (as
+/// [`for_each_journal`]); every result, in the items' order.
+fn map_each_journal<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = if items.len() < SEQUENTIAL_JOURNALS {
+        1
+    } else {
+        JOURNAL_THREADS.min(items.len() / (SEQUENTIAL_JOURNALS / 2))
+    };
+    map_on_threads(items, threads, work)
 }
 
 /// `work` on each item, the items shared in order among up to `threads` scoped threads

@@ -167,7 +167,9 @@ impl Compactor {
             // O2, then O3: the rows read are durable in the journal before their copy
             // can be committed (a `normal` commit after this fdatasync is not in `data`).
             j.ensure_names_durable()?;
-            j.sync_for_drain()?;
+            if !t.durable {
+                j.sync_for_drain()?;
+            }
             let first_line_ms = if from.0 == 0 { j.first_line_ms()?.unwrap_or(0) } else { 0 };
             // count, chain and last CRC as the drain read them (the holder recomputes
             // them from the bytes it reads back)

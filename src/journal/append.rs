@@ -18,7 +18,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::group_commit::{Outcome, Request};
 use super::run::{validate_line, Lines, RunBuf, RUN_MAX_BYTES};
 use super::schema::{self, get_u64, next_seq_sql, to_sql, total_bytes_sql};
-use super::{now_ms, Journal};
+use super::{now_ms, Journal, WriteTx};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::os::clock::deadline_after;
@@ -69,45 +69,13 @@ const CURSORS_TABLE: &str = "CREATE TABLE IF NOT EXISTS cursors (
     name TEXT PRIMARY KEY, generation INTEGER NOT NULL, offset INTEGER NOT NULL,
     target_id TEXT, updated_ms INTEGER NOT NULL)";
 
-/// A write transaction (`BEGIN IMMEDIATE` … `COMMIT`) run through cached statements:
-/// rusqlite's `Transaction` parses both on every call, which was a measurable share of
-/// a one-line append's CPU. Rolls back when dropped uncommitted (or when COMMIT failed).
-struct WriteTx<'c> {
-    conn: &'c Connection,
-    committed: bool,
-}
-
-impl<'c> WriteTx<'c> {
-    fn begin(conn: &'c Connection) -> rusqlite::Result<WriteTx<'c>> {
-        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        Ok(WriteTx { conn, committed: false })
-    }
-
-    fn commit(mut self) -> rusqlite::Result<()> {
-        self.conn.prepare_cached("COMMIT")?.execute([])?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl std::ops::Deref for WriteTx<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        self.conn
-    }
-}
-
-impl Drop for WriteTx<'_> {
-    fn drop(&mut self) {
-        // A failed COMMIT may have rolled back already (autocommit is then on again).
-        if !self.committed && !self.conn.is_autocommit() {
-            let _ = self.conn.prepare_cached("ROLLBACK").and_then(|mut st| st.execute([]));
-        }
-    }
-}
-
 /// Store one run (its counters checked into INTEGER columns, [`to_sql`]).
-fn insert_run(insert: &mut rusqlite::CachedStatement<'_>, r: &RunBuf, now: i64) -> rusqlite::Result<usize> {
+fn insert_run(
+    insert: &mut rusqlite::CachedStatement<'_>,
+    r: &RunBuf,
+    now: i64,
+    durable: bool,
+) -> rusqlite::Result<usize> {
     insert.execute(params![
         to_sql(r.first_seq)?,
         to_sql(r.count)?,
@@ -115,8 +83,18 @@ fn insert_run(insert: &mut rusqlite::CachedStatement<'_>, r: &RunBuf, now: i64) 
         now,
         r.meta,
         r.data,
-        r.run_crc()
+        r.run_crc(),
+        durable
     ])
+}
+
+/// Whether this connection's commits are durable before they are visible
+/// (`synchronous` FULL or EXTRA), as the connection is set right now: the mark a run
+/// carries for the drain (`runs.durable`, docs/design.md O3). Read from the
+/// connection, not the handle's options: a compactor's record switches a handle to
+/// NORMAL for a moment.
+fn commits_durably(conn: &rusqlite::Connection) -> rusqlite::Result<bool> {
+    conn.prepare_cached("PRAGMA synchronous")?.query_row([], |r| r.get::<_, i64>(0)).map(|level| level >= 2)
 }
 
 impl Journal {
@@ -561,14 +539,15 @@ impl Journal {
             }
         }
         {
+            let durable = commits_durably(&tx).map_err(|e| Error::sqlite(ctx("reading synchronous"), e))?;
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO runs(first_seq, count, end_bytes, appended_ms, line_meta, data, run_crc)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO runs(first_seq, count, end_bytes, appended_ms, line_meta, data, run_crc, durable)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(|e| Error::sqlite(ctx("preparing insert"), e))?;
             for r in runs.iter().filter(|r| r.count > 0) {
-                insert_run(&mut insert, r, now).map_err(|e| Error::sqlite(ctx("inserting lines"), e))?;
+                insert_run(&mut insert, r, now, durable).map_err(|e| Error::sqlite(ctx("inserting lines"), e))?;
             }
             let mut insert_key = tx
                 .prepare_cached("INSERT INTO idempotency(key, seq, added_ms) VALUES (?1, ?2, ?3)")
@@ -677,11 +656,11 @@ impl Journal {
         let ctx = |what: &str| format!("{what} in {}", self.path.display());
         let mut insert = conn
             .prepare_cached(concat!(
-                "INSERT INTO runs(first_seq, count, end_bytes, appended_ms, line_meta, data, run_crc) VALUES (",
+                "INSERT INTO runs(first_seq, count, end_bytes, appended_ms, line_meta, data, run_crc, durable) VALUES (",
                 next_seq_sql!(),
                 ", ?1, ",
                 total_bytes_sql!(),
-                " + ?2, ?3, ?4, ?5, ?6)"
+                " + ?2, ?3, ?4, ?5, ?6, ?7)"
             ))
             .map_err(|e| Error::sqlite(ctx("preparing insert"), e))?;
         failpoint::hit(failpoint::Point::JournalBeforeCommit);
@@ -692,7 +671,10 @@ impl Journal {
         let tx = WriteTx::begin(&conn).map_err(|e| Error::sqlite(ctx("starting an append transaction"), e))?;
         self.still_in_place()?;
         if let Err(e) = to_sql(run.count)
-            .and_then(|count| insert.execute(params![count, payload, now_ms(), run.meta, run.data, run.run_crc()]))
+            .and_then(|count| Ok((count, commits_durably(&tx)?)))
+            .and_then(|(count, durable)| {
+                insert.execute(params![count, payload, now_ms(), run.meta, run.data, run.run_crc(), durable])
+            })
             .and_then(|_| tx.commit())
         {
             return Err(Self::failed_commit(&conn, ctx("committing appended lines"), e));

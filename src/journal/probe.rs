@@ -7,9 +7,7 @@
 
 use std::time::Duration;
 
-use rusqlite::TransactionBehavior;
-
-use super::{open, schema, Journal};
+use super::{open, schema, Journal, WriteTx};
 use crate::error::{Error, Result};
 
 /// What [`Journal::probe`] found.
@@ -31,11 +29,11 @@ impl Journal {
     /// [`Error::Sqlite`] when the journal cannot be read; [`Error::InvalidArgument`] in
     /// a process forked from the one that opened the handle.
     pub(crate) fn probe(&self) -> Result<Probe> {
-        let mut conn = self.lock_conn()?;
+        let conn = self.lock_conn()?;
         // Not waiting: a writer holding the lock is a candidate anyway, and a pass must
         // not stall on one.
         open::set_busy_limit(Duration::ZERO);
-        let began = conn.transaction_with_behavior(TransactionBehavior::Immediate);
+        let began = WriteTx::begin(&conn);
         open::set_busy_limit(self.opts.busy_timeout);
         let tx = match began {
             Ok(tx) => tx,
@@ -45,7 +43,8 @@ impl Journal {
         let head =
             schema::head(&tx).map_err(|e| Error::sqlite(format!("probing journal {}", self.path.display()), e))?;
         let target_id: Option<String> = tx
-            .query_row("SELECT drained_target FROM state WHERE id = 1", [], |r| r.get(0))
+            .prepare_cached("SELECT drained_target FROM state WHERE id = 1")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(|e| Error::sqlite(format!("probing journal {}", self.path.display()), e))?;
         drop(tx); // rolls back: nothing was written
         if head.next_seq.saturating_sub(1) > head.drained_seq {

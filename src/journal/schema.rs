@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS runs (
     appended_ms INTEGER NOT NULL,
     line_meta BLOB NOT NULL,
     data BLOB NOT NULL,
-    run_crc INTEGER
+    run_crc INTEGER,
+    durable INTEGER
 );
 CREATE TABLE IF NOT EXISTS idempotency (
     key BLOB PRIMARY KEY,
@@ -183,6 +184,7 @@ pub(super) fn init(conn: &mut Connection, path: &Path) -> Result<JournalId> {
     let id = init_schema(conn, path)?;
     add_column(conn, "runs", "run_crc")?;
     add_column(conn, "state", "drained_chain")?;
+    add_column(conn, "runs", "durable")?;
     Ok(id)
 }
 
@@ -238,7 +240,8 @@ fn init_schema(conn: &mut Connection, path: &Path) -> Result<JournalId> {
 
 /// Journals made before a column existed get it (nullable, INTEGER): `runs.run_crc`
 /// (their existing rows keep per-line checks), `state.drained_chain` (a record
-/// from before chained watermarks is compared by CRC).
+/// from before chained watermarks is compared by CRC), `runs.durable` (their rows,
+/// and rows an older writer adds, are synced by the drain: O3).
 fn add_column(conn: &mut Connection, table: &str, column: &str) -> Result<()> {
     let has = |c: &Connection| -> Result<bool> {
         c.query_row("SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2", params![table, column], |r| {

@@ -17,7 +17,7 @@ use super::files::{retiring_path, sync_folder, wal_path};
 use super::run::{checked_data_hash, line_crc, LineTable};
 use super::schema::{self, sql_bound, to_sql};
 use super::space::{incremental_vacuum, Unsynced};
-use super::Journal;
+use super::{Journal, WriteTx};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::target::manifest::chain_step;
@@ -54,6 +54,9 @@ pub(crate) struct Taken {
     pub last_crc: u32,
     /// The watermark's chained hash after `last_seq`.
     pub chain: u64,
+    /// The run holding `last_seq` is marked `durable`: every line taken is durable in
+    /// the journal already, no fdatasync needed (docs/design.md O3).
+    pub durable: bool,
 }
 
 /// [`files::is_disk_full`](super::files::is_disk_full) for an [`Error`].
@@ -72,12 +75,12 @@ impl Journal {
     pub(crate) fn row_crc(&self, seq: u64) -> Result<Option<u32>> {
         let conn = self.lock_conn()?;
         let run: Option<(i64, i64, Vec<u8>)> = conn
-            .query_row(
+            .prepare_cached(
                 "SELECT first_seq, count, line_meta FROM runs WHERE first_seq <= ?1 ORDER BY first_seq DESC LIMIT 1",
-                params![sql_bound(seq)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
-            .optional()
+            .and_then(|mut st| {
+                st.query_row(params![sql_bound(seq)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()
+            })
             .map_err(|e| Error::sqlite("reading a line's CRC", e))?;
         let Some((first, count, meta)) = run else { return Ok(None) };
         let (first, count) = self.run_span(first, count, seq)?;
@@ -151,12 +154,11 @@ impl Journal {
     pub(crate) fn first_line_ms(&self) -> Result<Option<u64>> {
         let conn = self.lock_conn()?;
         let ms: Option<i64> = conn
-            .query_row(
+            .prepare_cached(
                 "SELECT coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'first_line_ms'),
                                  (SELECT appended_ms FROM runs WHERE first_seq = 1))",
-                [],
-                |r| r.get(0),
             )
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(|e| Error::sqlite(format!("reading the first line's stamp in {}", self.path.display()), e))?;
         Ok(ms.and_then(|v| u64::try_from(v).ok()))
     }
@@ -171,11 +173,8 @@ impl Journal {
     pub fn drained_record(&self) -> Result<Option<DrainedRecord>> {
         let conn = self.lock_conn()?;
         let (target, seq, crc, chain): (Option<String>, i64, i64, Option<i64>) = conn
-            .query_row(
-                "SELECT drained_target, drained_seq, drained_crc, drained_chain FROM state WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
+            .prepare_cached("SELECT drained_target, drained_seq, drained_crc, drained_chain FROM state WHERE id = 1")
+            .and_then(|mut st| st.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))))
             .map_err(|e| Error::sqlite("reading the drained record", e))?;
         // (seq 0: never drained; a negative one is damage, reported below)
         let Some(target_id) = target.filter(|_| seq != 0) else { return Ok(None) };
@@ -202,11 +201,11 @@ impl Journal {
         deadline: Instant,
         sink: &mut DrainSink<'_>,
     ) -> Result<Option<Taken>> {
-        let mut conn = self.lock_conn()?;
-        let tx = conn.transaction().map_err(|e| Error::sqlite("starting a read", e))?;
-        let mut stmt = tx
+        // One statement: it reads one snapshot from its first row to its last.
+        let conn = self.lock_conn()?;
+        let mut stmt = conn
             .prepare_cached(
-                "SELECT first_seq, count, line_meta, data, run_crc FROM runs
+                "SELECT first_seq, count, line_meta, data, run_crc, durable FROM runs
                  WHERE first_seq >= (SELECT coalesce(max(first_seq), 0) FROM runs WHERE first_seq <= ?1)
                  ORDER BY first_seq",
             )
@@ -238,6 +237,8 @@ impl Journal {
             // The run's data CRC feeds the target's running CRC; without it, each line
             // taken is checked alone (which also names the bad line).
             let run_hash = checked_data_hash(meta, data, r.get::<_, Option<i64>>(4).ok().flatten());
+            // (anything but 1 — NULL from an older writer, or damage — is "not durable")
+            let run_durable = matches!(r.get::<_, Option<i64>>(5), Ok(Some(1)));
             let (mut pos, mut slice_start) = (0usize, None::<usize>);
             for k in 0..count {
                 let seq = first + k;
@@ -253,6 +254,7 @@ impl Journal {
                         last_seq: 0,
                         last_crc: 0,
                         chain: chain_before,
+                        durable: false,
                     });
                     let would = t.bytes + (end + 1 - slice_start.unwrap_or(pos)) as u64;
                     if (t.lines > 0 || !first_of_round) && would > max_bytes {
@@ -269,6 +271,7 @@ impl Journal {
                     t.lines += 1;
                     t.last_seq = seq;
                     t.last_crc = crc;
+                    t.durable = run_durable;
                     t.chain = chain_step(t.chain, seq, line_len, crc);
                     expect = seq + 1;
                 }
@@ -368,7 +371,7 @@ impl Journal {
         // No fsync of its own (`Unsynced`): a record lost to a power cut is one behind
         // the manifest, caught up by the next round (with 100 journals in a round, their
         // fsyncs were most of its wall).
-        let mut conn = Unsynced::enter(self.lock_conn()?, self.opts.durability);
+        let conn = Unsynced::enter(self.lock_conn()?, self.opts.durability);
         // Said with every failure here: a drain that fails at its record has committed
         // the lines (an outside tester read "exit 1, database is locked" as a failed
         // drain, another process holding the journal's write lock past the timeout).
@@ -379,13 +382,20 @@ impl Journal {
                 self.path.display()
             )
         };
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| Error::sqlite(ctx("starting the drained record"), e))?;
+        let tx = WriteTx::begin(&conn).map_err(|e| Error::sqlite(ctx("starting the drained record"), e))?;
         let seq = to_sql(seq).map_err(|e| Error::sqlite(ctx("recording the drained seq"), e))?;
-        let current: i64 = tx
-            .prepare_cached("SELECT drained_seq FROM state WHERE id = 1")
-            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+        // The record as it is, and the runs wholly drained by `seq` (their newest
+        // end_bytes becomes the drained byte mark): one statement (a round records
+        // every journal it drained, often on a handle opened for it, where each
+        // statement is compiled anew). `first_seq <= seq` makes both a rowid range.
+        let (current, freed_runs, freed_through): (i64, i64, Option<i64>) = tx
+            .prepare_cached(
+                "SELECT drained_seq,
+                        (SELECT count(*) FROM runs WHERE first_seq <= ?1 AND first_seq + count - 1 <= ?1),
+                        (SELECT max(end_bytes) FROM runs WHERE first_seq <= ?1 AND first_seq + count - 1 <= ?1)
+                 FROM state WHERE id = 1",
+            )
+            .and_then(|mut st| st.query_row(params![seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
             .map_err(|e| Error::sqlite(ctx("reading the drained record"), e))?;
         if seq <= current {
             // A later round already recorded more. Runs it covers may be left (a
@@ -402,11 +412,6 @@ impl Journal {
             }
             return Ok(());
         }
-        // Runs wholly drained; their newest end_bytes becomes the drained byte mark.
-        let (freed_runs, freed_through): (i64, Option<i64>) = tx
-            .prepare_cached("SELECT count(*), max(end_bytes) FROM runs WHERE first_seq + count - 1 <= ?1")
-            .and_then(|mut st| st.query_row(params![seq], |r| Ok((r.get(0)?, r.get(1)?))))
-            .map_err(|e| Error::sqlite(ctx("measuring drained runs"), e))?;
         if current == 0 {
             // The first record: keep the first-line stamp before its run goes (retirement
             // reads it; docs/design.md "Journal lifecycle and watermark expiry").
@@ -420,7 +425,7 @@ impl Journal {
         if delete_runs {
             crate::fault::check(crate::fault::Step::JournalRowDelete)
                 .map_err(|e| Error::io(ctx("deleting drained runs"), e))?;
-            tx.prepare_cached("DELETE FROM runs WHERE first_seq + count - 1 <= ?1")
+            tx.prepare_cached("DELETE FROM runs WHERE first_seq <= ?1 AND first_seq + count - 1 <= ?1")
                 .and_then(|mut st| st.execute(params![seq]))
                 .map_err(|e| Error::sqlite(ctx("deleting drained runs"), e))?;
         }

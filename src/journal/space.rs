@@ -57,12 +57,10 @@ struct Pages {
 }
 
 fn pages(conn: &Connection) -> rusqlite::Result<Pages> {
-    let (size, count, free): (i64, i64, i64) = conn
-        .prepare_cached(
-            "SELECT (SELECT page_size FROM pragma_page_size), (SELECT page_count FROM pragma_page_count),
-                    (SELECT freelist_count FROM pragma_freelist_count)",
-        )?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    // The plain pragmas, each cached: a round asks every journal it recorded (the
+    // table-valued `pragma_*` functions cost more than the rest of its give-back).
+    let get = |sql: &str| conn.prepare_cached(sql)?.query_row([], |r| r.get::<_, i64>(0));
+    let (size, count, free) = (get("PRAGMA page_size")?, get("PRAGMA page_count")?, get("PRAGMA freelist_count")?);
     let n = |v: i64| u64::try_from(v).unwrap_or(0); // SQLite's counters are never negative
     Ok(Pages { page: n(size), live: n(count).saturating_sub(n(free)) * n(size), free: n(free) * n(size) })
 }
@@ -136,6 +134,9 @@ impl Journal {
     /// what fails stays in the file, for the next record. Returns whether it
     /// checkpointed the WAL.
     pub(super) fn give_space_back(&self) -> bool {
+        if self.too_small_to_give_back() {
+            return false;
+        }
         let Some(before) = self.lock_conn().ok().and_then(|c| pages(&c).ok()) else { return false };
         let mut announced = false;
         let mut gave = false;
@@ -168,7 +169,7 @@ impl Journal {
         }
         announce();
         let Ok(conn) = self.lock_conn() else { return gave };
-        let live = pages(&conn).map_or(before.live, |p| p.live);
+        let live = if gave { pages(&conn).map_or(before.live, |p| p.live) } else { before.live };
         let wal = std::fs::metadata(wal_path(&self.path)).map_or(0, |m| m.len());
         let empty = conn
             .prepare_cached("SELECT NOT EXISTS (SELECT 1 FROM runs)")
@@ -198,6 +199,21 @@ impl Journal {
         let Ok(conn) = self.lock_conn() else { return false };
         let conn = Unsynced::enter(conn, self.opts.durability);
         step(&conn)
+    }
+
+    /// Whether the journal's files are so small that no rule below can apply, told by
+    /// their sizes alone (a round records every journal it drained; asking `SQLite` was
+    /// most of a small journal's record). Every page of the newest snapshot is in the
+    /// main file or has a frame in the `-wal`, so its free pages are at most the two
+    /// files' bytes; a `-wal` that small is under every cut threshold too.
+    fn too_small_to_give_back(&self) -> bool {
+        let len = |p: &std::path::Path| match std::fs::metadata(p) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(_) => u64::MAX,
+        };
+        let (main, wal) = (len(&self.path), len(&wal_path(&self.path)));
+        main.saturating_add(wal) <= FREE_SLACK_BYTES.min(WAL_SLACK_BYTES)
     }
 
     fn auto_vacuum(&self) -> Option<i64> {
