@@ -1266,7 +1266,7 @@ int trib_drain_stoppable(const char *target,
  * were retired: `*retired_out` says how many. A journal holding idempotency keys
  * within their retention or processed cursors is refused (`TRIB_E_INVALID_ARGUMENT`,
  * nothing retired): a keyed resend or a processor resuming from its cursor would store
- * lines twice once they are gone (`tributary retire --forget-keys` retires it anyway).
+ * lines twice once they are gone (`trib_retire_forgetting_keys` retires it anyway).
  * `options` may be NULL for the defaults.
  *
  * # Safety
@@ -1280,6 +1280,25 @@ int trib_retire(const char *target,
                 const struct trib_compactor_options *options,
                 size_t *retired_out,
                 struct trib_error **err_out);
+
+/**
+ * As `trib_retire`, and it retires a journal even while it holds idempotency keys within
+ * their retention or processed cursors: they are deleted with it, so a keyed resend
+ * of its lines, or a processor resuming from its cursor, would store lines twice.
+ * Only once its writers can no longer resend and its processor has finished (as
+ * `tributary retire --forget-keys`).
+ *
+ * # Safety
+ * `target` must be NULL or NUL-terminated; `journal_paths` NULL or `journal_count`
+ * NUL-terminated strings; `options` NULL or readable; `retired_out` and `err_out`
+ * NULL or writable.
+ */
+int trib_retire_forgetting_keys(const char *target,
+                                const char *const *journal_paths,
+                                size_t journal_count,
+                                const struct trib_compactor_options *options,
+                                size_t *retired_out,
+                                struct trib_error **err_out);
 
 /**
  * Fill `*options_out` with the compactor defaults.

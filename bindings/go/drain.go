@@ -63,10 +63,21 @@ type DrainOptions struct {
 	// Create creates the target if it does not exist yet, as Init does. Leave it
 	// false in daemons: an unmounted share must be an error, not a new empty target.
 	Create bool
+
+	// ForgetKeys (Retire only) retires a journal even while it holds idempotency
+	// keys within their retention or processed cursors: they are deleted with it,
+	// so a keyed resend of its lines, or a processor resuming from its cursor, would
+	// store lines twice. Only once its writers can no longer resend and its
+	// processor has finished (as `tributary retire --forget-keys`). Drain and
+	// NewCompactor refuse it (ErrInvalidArgument).
+	ForgetKeys bool
 }
 
 func (o *DrainOptions) toC(op string) (C.trib_compactor_options, error) {
 	var c C.trib_compactor_options
+	if o.ForgetKeys && op != "retire" {
+		return c, argError(op, "ForgetKeys is an option of Retire: a drain forgets nothing")
+	}
 	var cerr *C.trib_error
 	if err := callError(op, C.trib_compactor_options_default(&c, &cerr), cerr); err != nil {
 		return c, err
@@ -267,8 +278,7 @@ func Drain(ctx context.Context, target string, opts DrainOptions) (DrainReport, 
 // other journals were retired, with their number. A journal holding idempotency keys
 // within their retention or processed cursors is refused (ErrInvalidArgument, nothing
 // retired): they would go with it, and a keyed resend or a processor resuming from
-// its cursor would store lines twice (`tributary retire --forget-keys` retires it
-// anyway).
+// its cursor would store lines twice; opts.ForgetKeys retires it anyway.
 func Retire(ctx context.Context, target string, opts DrainOptions) (int, error) {
 	const op = "retire"
 	if err := ctx.Err(); err != nil {
@@ -306,7 +316,12 @@ func Retire(ctx context.Context, target string, opts DrainOptions) (int, error) 
 	defer freePaths()
 	var retired C.size_t
 	var cerr *C.trib_error
-	rc := C.trib_retire(ctarget, paths, C.size_t(n), &copts, &retired, &cerr)
+	var rc C.int
+	if opts.ForgetKeys {
+		rc = C.trib_retire_forgetting_keys(ctarget, paths, C.size_t(n), &copts, &retired, &cerr)
+	} else {
+		rc = C.trib_retire(ctarget, paths, C.size_t(n), &copts, &retired, &cerr)
+	}
 	if err := callError(op, rc, cerr); err != nil {
 		if shortened {
 			err = withDeadline(err)

@@ -559,3 +559,32 @@ func TestRetire(t *testing.T) {
 		t.Fatalf("target = %s", got)
 	}
 }
+
+// A journal holding idempotency keys is retired only with ForgetKeys (the refusal
+// says so); Drain refuses the option.
+func TestRetireForgettingKeys(t *testing.T) {
+	f := newFixture(t)
+	j := f.openJournal(t, "keyed", nil)
+	if _, err := j.AppendKeyed([]byte("order-1"), []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	opts := DrainOptions{Journals: []string{j.Path()}}
+	n, err := Retire(context.Background(), f.target, opts)
+	wantKind(t, err, KindInvalidArgument)
+	if n != 0 || !strings.Contains(err.Error(), "idempotency key") || !strings.Contains(err.Error(), "ForgetKeys") {
+		t.Fatalf("Retire of a keyed journal = %d, %v", n, err)
+	}
+	opts.ForgetKeys = true
+	_, err = Drain(context.Background(), f.target, opts)
+	wantKind(t, err, KindInvalidArgument)
+	if n, err = Retire(context.Background(), f.target, opts); err != nil || n != 1 {
+		t.Fatalf("Retire with ForgetKeys = %d, %v", n, err)
+	}
+	if _, err := os.Stat(j.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s still exists: %v", j.Path(), err)
+	}
+	if got := fmt.Sprint(targetLines(t, f.target)); got != "[one]" {
+		t.Fatalf("target = %s", got)
+	}
+}

@@ -1,4 +1,4 @@
-//! `trib_init`, `trib_drain`, `trib_retire` and their options and reports.
+//! `trib_init`, `trib_drain`, `trib_retire` (and `trib_retire_forgetting_keys`) and their options and reports.
 
 use std::ffi::{c_char, c_int};
 use std::path::PathBuf;
@@ -301,7 +301,7 @@ unsafe fn drain(
 /// were retired: `*retired_out` says how many. A journal holding idempotency keys
 /// within their retention or processed cursors is refused (`TRIB_E_INVALID_ARGUMENT`,
 /// nothing retired): a keyed resend or a processor resuming from its cursor would store
-/// lines twice once they are gone (`tributary retire --forget-keys` retires it anyway).
+/// lines twice once they are gone (`trib_retire_forgetting_keys` retires it anyway).
 /// `options` may be NULL for the defaults.
 ///
 /// # Safety
@@ -318,24 +318,72 @@ pub unsafe extern "C" fn trib_retire(
     err_out: *mut *mut trib_error,
 ) -> c_int {
     ffi_call!(err_out, || {
-        // SAFETY: NUL-terminated or NULL per the caller's contract.
-        let target = unsafe { path_arg(target, "target") }?;
-        need(retired_out, "retired_out")?;
-        // SAFETY: NULL or `journal_count` NUL-terminated strings per the caller's contract.
-        let paths = unsafe { journal_paths_arg(journal_paths, journal_count) }?;
-        // SAFETY: NULL or a readable options struct per the caller's contract.
-        let opts = match unsafe { options.as_ref() } {
-            Some(o) => o.to_rust()?,
-            None => CompactorOptions::default(),
-        };
-        let r = Compactor::new(target, opts)?.retire(&paths)?;
-        // SAFETY: not NULL, writable per the caller's contract.
-        unsafe { put(retired_out, r.retired.len()) };
-        match r.missing_error() {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
-        }
+        // SAFETY: the caller's contract is this function's, which `retire_impl` takes.
+        unsafe { retire_impl(target, journal_paths, journal_count, options, retired_out, false) }
     })
+}
+
+/// As `trib_retire`, and it retires a journal even while it holds idempotency keys within
+/// their retention or processed cursors: they are deleted with it, so a keyed resend
+/// of its lines, or a processor resuming from its cursor, would store lines twice.
+/// Only once its writers can no longer resend and its processor has finished (as
+/// `tributary retire --forget-keys`).
+///
+/// # Safety
+/// `target` must be NULL or NUL-terminated; `journal_paths` NULL or `journal_count`
+/// NUL-terminated strings; `options` NULL or readable; `retired_out` and `err_out`
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_retire_forgetting_keys(
+    target: *const c_char,
+    journal_paths: *const *const c_char,
+    journal_count: usize,
+    options: *const trib_compactor_options,
+    retired_out: *mut usize,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, || {
+        // SAFETY: the caller's contract is this function's, which `retire_impl` takes.
+        unsafe { retire_impl(target, journal_paths, journal_count, options, retired_out, true) }
+    })
+}
+
+/// The body of [`trib_retire`] and [`trib_retire_forgetting_keys`].
+///
+/// # Safety
+/// As [`trib_retire`].
+unsafe fn retire_impl(
+    target: *const c_char,
+    journal_paths: *const *const c_char,
+    journal_count: usize,
+    options: *const trib_compactor_options,
+    retired_out: *mut usize,
+    forget_keys: bool,
+) -> FfiResult<()> {
+    // SAFETY: NUL-terminated or NULL per the caller's contract.
+    let target = unsafe { path_arg(target, "target") }?;
+    need(retired_out, "retired_out")?;
+    // SAFETY: NULL or `journal_count` NUL-terminated strings per the caller's contract.
+    let paths = unsafe { journal_paths_arg(journal_paths, journal_count) }?;
+    // SAFETY: NULL or a readable options struct per the caller's contract.
+    let opts = match unsafe { options.as_ref() } {
+        Some(o) => o.to_rust()?,
+        None => CompactorOptions::default(),
+    };
+    let r = {
+        let c = Compactor::new(target, opts)?;
+        if forget_keys {
+            c.retire_forgetting_keys(&paths)?
+        } else {
+            c.retire(&paths)?
+        }
+    };
+    // SAFETY: not NULL, writable per the caller's contract.
+    unsafe { put(retired_out, r.retired.len()) };
+    match r.missing_error() {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 /// The `journal_paths` array of `trib_drain` and `trib_retire`, as paths.

@@ -86,8 +86,9 @@ impl Journal {
         Error::InvalidArgument(format!(
             "journal {} holds {held}: retiring it deletes them with it, and a writer resending with one of those \
              keys, or a processor resuming from its cursor, would then store lines twice. Retire it once its \
-             writers cannot resend and its processor has finished, or with --forget-keys \
-             (Compactor::retire_forgetting_keys) to forget them now. It was not retired",
+             writers cannot resend and its processor has finished, or forgetting them now: `tributary retire \
+             --forget-keys`, Compactor::retire_forgetting_keys, trib_retire_forgetting_keys, \
+             retire(..., forget_keys=True) in Python, DrainOptions.ForgetKeys in Go. It was not retired",
             self.path.display()
         ))
     }

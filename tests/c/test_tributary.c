@@ -1533,6 +1533,29 @@ static void test_retire(void) {
     EXPECT(TRIB_E_INVALID_ARG, trib_retire(NULL, paths, 1, NULL, &retired, &err));
     EXPECT(TRIB_E_INVALID_ARG, trib_retire(target, paths, 1, NULL, NULL, &err));
     EXPECT(TRIB_E_INVALID_ARG, trib_retire(target, NULL, 1, NULL, &retired, &err));
+
+    /* A journal holding an idempotency key: refused (the advice names the C call),
+     * retired by trib_retire_forgetting_keys. */
+    char kpath[512];
+    path_in(kpath, dir, "keyed.journal");
+    trib_journal *k = open_journal(kpath, NULL);
+    EXPECT(TRIB_OK, trib_journal_append_keyed(k, (const uint8_t *)"order-1", 7, (const uint8_t *)"three", 5, &seq,
+                                              &err));
+    trib_journal_close(k);
+    const char *kpaths[] = {kpath};
+    retired = 77;
+    CHECK(trib_retire(target, kpaths, 1, NULL, &retired, &err) == TRIB_E_INVALID_ARG && err != NULL);
+    CHECK(err && strstr(trib_error_message(err), "idempotency key") != NULL &&
+          strstr(trib_error_message(err), "trib_retire_forgetting_keys") != NULL);
+    trib_error_free(err);
+    err = NULL;
+    CHECK(retired == 77 && stat(kpath, &st) == 0);
+    EXPECT(TRIB_OK, trib_retire_forgetting_keys(target, kpaths, 1, NULL, &retired, &err));
+    CHECK(retired == 1 && stat(kpath, &st) != 0);
+    got = read_file(target, &len);
+    CHECK(got != NULL && len == 14 && memcmp(got, "one\ntwo\nthree\n", 14) == 0);
+    free(got);
+    EXPECT(TRIB_E_INVALID_ARG, trib_retire_forgetting_keys(target, kpaths, 1, NULL, NULL, &err));
 }
 
 /* ---- the daemon: trib_compact and its stop token ------------------------------------ */

@@ -417,3 +417,17 @@ def test_retire_drains_then_deletes_and_a_live_writer_is_told(spool: Path, targe
     assert target_lines(target) == [b"one", b"two", b"three"]
     with pytest.raises(tributary.InvalidArgumentError):
         tributary.retire(target, [])
+
+
+def test_a_journal_holding_keys_is_retired_only_when_told_to_forget_them(spool: Path, target: Path):
+    path = spool / "keyed.journal"
+    with tributary.Journal(path) as j:
+        j.append_keyed(b"order-1", b"one")
+    with pytest.raises(tributary.InvalidArgumentError) as e:
+        tributary.retire(target, [path])
+    # the advice names this binding's way to do it
+    assert "idempotency key" in str(e.value) and "forget_keys=True" in str(e.value)
+    assert path.exists()
+    assert tributary.retire(target, [path], forget_keys=True) == 1
+    assert not path.exists()
+    assert target_lines(target) == [b"one"]

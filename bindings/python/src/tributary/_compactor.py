@@ -277,6 +277,7 @@ def retire(
     max_line: Optional[int] = None,
     busy_timeout: Optional[Seconds] = None,
     allow_network_fs: bool = False,
+    forget_keys: bool = False,
 ) -> int:
     """Retire journals, the supported way to remove one: drain each into ``target``
     until it is empty, then delete its files (the journal, ``-wal``, ``-shm``) while
@@ -287,8 +288,10 @@ def retire(
     raises :class:`NotAJournalError` naming it, after the others were retired. A
     journal holding idempotency keys within their retention or processed cursors is
     refused (:class:`InvalidArgumentError`, nothing retired): they would go with it, and
-    a keyed resend or a processor resuming from its cursor would store lines twice
-    (``tributary retire --forget-keys`` retires it anyway).
+    a keyed resend or a processor resuming from its cursor would store lines twice.
+    ``forget_keys=True`` retires such a journal anyway, its keys and cursors with it
+    (as ``tributary retire --forget-keys``): only once its writers can no longer resend
+    and its processor has finished.
     """
     target_b = fspath_bytes(target, "target")
     _not_one_item(journals, "journals")
@@ -300,7 +303,8 @@ def retire(
     )
     arr = (c_char_p * len(paths))(*paths)
     retired = c_size_t(0)
-    call(lib.trib_retire, target_b, arr, len(paths), byref(opts), byref(retired))
+    retire_fn = lib.trib_retire_forgetting_keys if forget_keys else lib.trib_retire
+    call(retire_fn, target_b, arr, len(paths), byref(opts), byref(retired))
     return retired.value
 
 
