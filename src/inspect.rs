@@ -228,6 +228,13 @@ pub struct StatusReport {
     /// its first manifest. What a drain refuses with (`corrupt_manifest`), for a monitor
     /// to raise; `None` otherwise.
     pub lost_sidecar: Option<String>,
+    /// The committed part no longer ends a line: the target was cut inside it and
+    /// written past again (a `truncate` whose later writes covered the cut with
+    /// zeros), so its length alone looks healthy. What drains refuse with
+    /// (`target_truncated`), for a monitor to raise; `None` otherwise, and for a
+    /// target on a network filesystem (read through the client's cache, the check
+    /// could be stale: `verify` reads it all).
+    pub committed_part_cut: Option<String>,
 }
 
 /// Views [`status`] takes before it settles for one that commits kept changing.
@@ -327,5 +334,34 @@ fn status_of(target: &Path, spool: Option<&Path>, opts: &JournalOptions, lenient
             journals.push(JournalStatus { backlog, journal_id, path: p, watermark, uncommitted_lines, drained_into });
         }
     }
-    Ok(StatusReport { target: target.to_path_buf(), manifest, target_len, journals, unreadable, lost_sidecar })
+    let committed_part_cut = manifest.as_ref().and_then(|m| committed_part_cut(target, m, target_len));
+    Ok(StatusReport {
+        target: target.to_path_buf(),
+        manifest,
+        target_len,
+        journals,
+        unreadable,
+        lost_sidecar,
+        committed_part_cut,
+    })
+}
+
+/// [`StatusReport::committed_part_cut`]: the check every round makes before it
+/// writes (`Compactor::check_committed_end`), said in its words. Only where the file
+/// at the target's path is the manifest's generation and at least `committed_len`
+/// long (a shorter one is reported as truncated already).
+fn committed_part_cut(target: &Path, m: &Manifest, target_len: Option<u64>) -> Option<String> {
+    if target_len? < m.committed_len || crate::os::fscheck::on_network_fs(target) {
+        return None;
+    }
+    let file = File::open(target).ok()?;
+    let ino = std::os::unix::fs::MetadataExt::ino(&file.metadata().ok()?);
+    if m.target_ino != 0 && ino != m.target_ino {
+        return None; // a rotation between its rename and its commit: not this file
+    }
+    let hole = crate::target::scan::committed_part_cut_at(&file, m.committed_len).ok()??;
+    Some(
+        Error::TargetHole { target: target.to_path_buf(), hole, committed_len: m.committed_len, round_end: None }
+            .to_string(),
+    )
 }

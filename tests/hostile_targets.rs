@@ -503,6 +503,7 @@ fn a_committed_part_cut_and_written_past_is_refused() {
     let j = journal(&spool.join("a.journal"));
     append_all(&j, &numbered("first", 0..3000));
     compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    assert_eq!(tributary::status(&target, None).unwrap().committed_part_cut, None, "a healthy target");
     let len = fs::metadata(&target).unwrap().len();
     cut(&target, 0);
     let f = fs::OpenOptions::new().write(true).open(&target).unwrap();
@@ -513,6 +514,14 @@ fn a_committed_part_cut_and_written_past_is_refused() {
     assert_eq!(e.kind(), ErrorKind::TargetTruncated, "{e}");
     assert!(e.to_string().contains("committed lines from byte 0 on are gone"), "{e}");
     assert_untouched(&before, &target, &[&j], "a drain over a committed part cut and written past");
+    // `status` says so too (its length alone looks healthy): in the report, and as a
+    // problem of `tributary status` (exit 1)
+    let cut_seen = tributary::status(&target, None).unwrap().committed_part_cut;
+    assert!(cut_seen.as_deref().is_some_and(|c| c.contains("committed lines from byte 0 on are gone")), "{cut_seen:?}");
+    let out = cli(&["status", "--json", "--target", target.to_str().unwrap()]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert!(json.contains("\"ok\":false") && json.contains("from byte 0 on are gone"), "{json}");
 }
 
 /// The neighbour: the target replaced during a round (`cp` + `mv`, logrotate `create`)

@@ -48,6 +48,9 @@ fn status_problems(s: &StatusReport) -> Vec<String> {
     if let Some(lost) = &s.lost_sidecar {
         problems.push(lost.clone());
     }
+    if let Some(cut) = &s.committed_part_cut {
+        problems.push(cut.clone());
+    }
     let Some(m) = &s.manifest else { return problems };
     match s.target_len {
         None => problems.push(format!(

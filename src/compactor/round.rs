@@ -23,6 +23,7 @@ use crate::os::clock::deadline_after;
 use crate::target::lock::{SlotsSeen, TargetLock};
 use crate::target::manifest::{Intent, Manifest, Watermark};
 use crate::target::manifest::{DELTA_FORMAT_VERSION, FORMAT_VERSION};
+use crate::target::scan::committed_part_cut_at;
 use crate::{failpoint, fault, target::slots};
 
 /// Which commit of a round (for the failpoints a test can kill it at).
@@ -298,23 +299,15 @@ impl Compactor {
     /// committed length and written past since (long enough again, by a round's later
     /// writes or anyone's) has zeros there. `round_end`: the round that checks.
     pub(super) fn check_committed_end(&self, file: &File, committed_len: u64, round_end: Option<u64>) -> Result<()> {
-        use std::os::unix::fs::FileExt;
         // On a network filesystem a read may be answered from the client's page cache
         // (rule 6: content is read there only with O_DIRECT); skipped there.
-        if committed_len == 0 || self.target_on_network.get().copied().unwrap_or(false) {
+        if self.target_on_network.get().copied().unwrap_or(false) {
             return Ok(());
         }
-        let mut last = [0u8; 1];
-        file.read_exact_at(&mut last, committed_len - 1).map_err(|e| self.lost_or_io("reading the target", e))?;
-        if last[0] == b'\n' {
-            return Ok(());
+        match committed_part_cut_at(file, committed_len).map_err(|e| self.lost_or_io("reading the target", e))? {
+            None => Ok(()),
+            Some(hole) => Err(Error::TargetHole { target: self.target.clone(), hole, committed_len, round_end }),
         }
-        // where the zeros start, when the filesystem can say
-        let hole = match crate::os::sys::first_hole_from(file, 0) {
-            Ok(Some(h)) if h < committed_len => h,
-            _ => committed_len - 1,
-        };
-        Err(Error::TargetHole { target: self.target.clone(), hole, committed_len, round_end })
     }
 
     /// The target's inode, checked against the one the manifest committed to (0: not
