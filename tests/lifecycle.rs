@@ -205,6 +205,59 @@ fn a_journal_lagging_behind_the_horizon_is_refused_until_admitted() {
     assert_eq!(e.kind(), ErrorKind::JournalRestored, "{e}");
 }
 
+/// A host whose clock runs 20 days ahead writes a journal (its first-line stamp 20
+/// days ahead), which is retired; a compactor whose clock runs 28 days ahead expires
+/// its entry: the horizon is then 20 days in this host's future, and every new
+/// journal here is refused as a possible copy (rule 2(c)) until admitted. Nothing can
+/// tell that apart from a real copy, so it cannot be undone automatically — but it
+/// must not be silent: the refusal and `status` say the horizon is ahead of the clock
+/// and what to do (an outside tester found every new journal refused, with no word of
+/// the clocks).
+#[test]
+fn a_horizon_ahead_of_the_clock_is_named_by_the_refusal_and_by_status() {
+    let lib =
+        ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("this test needs libfaketime (`apt-get install faketime`; scripts/test.d/10-rust.sh installs it)");
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let ahead = spool.join("ahead.journal");
+    write_journal(&ahead, &numbered("ahead", 0..1));
+    let twenty_days_ms = 20 * 24 * 3600 * 1000;
+    let raw = rusqlite::Connection::open(&ahead).unwrap();
+    raw.execute("UPDATE runs SET appended_ms = appended_ms + ?1", [twenty_days_ms]).unwrap();
+    drop(raw);
+    compactor(&target).retire(std::slice::from_ref(&ahead)).unwrap();
+    let status_problems = || {
+        let out = cli(&["status", "--json", "--target", &s(&target)]);
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    assert_eq!(status_problems().0, Some(0), "healthy before the expiry: {}", status_problems().1);
+    // A drain by a compactor 28 days ahead commits a manifest that expires the entry.
+    let other = spool.join("other.journal");
+    write_journal(&other, &numbered("other", 0..1));
+    let fake = [("LD_PRELOAD", lib), ("FAKETIME", "+28d"), ("FAKETIME_DONT_FAKE_MONOTONIC", "1")];
+    let out = cli_env(&["drain", "--target", &s(&target), "--journal", &s(&other)], &fake);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(manifest_of(&target).horizon > now_ms() + 19 * 24 * 3600 * 1000, "the horizon did not move ahead");
+    // A new journal on this host: refused, saying the horizon is ahead of the clock.
+    let fresh = spool.join("fresh.journal");
+    write_journal(&fresh, &numbered("fresh", 0..1));
+    let e = compactor(&target).drain_paths(std::slice::from_ref(&fresh)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::JournalRestored, "{e}");
+    assert!(e.to_string().contains("h ahead of this host's clock") && e.to_string().contains("admit"), "{e}");
+    let (code, json) = status_problems();
+    assert_eq!(code, Some(1), "{json}");
+    assert!(json.contains("ahead of this host's clock") && json.contains("tributary admit"), "{json}");
+    // What it says to do works.
+    let out = cli(&["admit", "--target", &s(&target), "--journal", &s(&fresh)]);
+    assert!(out.status.success(), "admit: {}", String::from_utf8_lossy(&out.stderr));
+    compactor(&target).drain_paths(std::slice::from_ref(&fresh)).unwrap();
+    assert_exactly(&target, &[numbered("ahead", 0..1), numbered("other", 0..1), numbered("fresh", 0..1)].concat());
+}
+
 /// `admit` of a journal drained into another target said "admitted 1" and left a
 /// watermark no drain could use (the next drain still refused the journal). Now it is
 /// refused as foreign, naming the other target, and the manifest is untouched. Found

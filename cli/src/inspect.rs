@@ -52,6 +52,17 @@ fn status_problems(s: &StatusReport) -> Vec<String> {
         problems.push(cut.clone());
     }
     let Some(m) = &s.manifest else { return problems };
+    if let Some(ahead) = m.horizon_ahead_of_clock() {
+        problems.push(format!(
+            "the target's horizon ({} ms, Unix time) is {} h ahead of this host's clock: a compactor whose clock ran \
+             ahead expired journals retired from a host whose clock ran ahead too, and every journal whose first \
+             line is older than the horizon is refused as a possible copy (journal_restored) until the clocks pass \
+             it. Admit the new ones (`tributary admit`) and fix those hosts' clocks (docs/design.md, \"Journal \
+             lifecycle and watermark expiry\")",
+            m.horizon,
+            ahead.as_secs().div_ceil(3600)
+        ));
+    }
     match s.target_len {
         None => problems.push(format!(
             "the target file is missing but {} bytes are committed: moved, deleted, or its share is not mounted",

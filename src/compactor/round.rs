@@ -495,9 +495,15 @@ impl Compactor {
                  are forgotten, so a restored copy of one cannot be told apart from it. If it is such a copy \
                  (from a backup or a snapshot), delete it. If it is new and its lines are not in the target (it \
                  waited undrained longer than the watermark expiry, or its host's clock was behind), admit it: \
-                 `tributary admit --target T --journal {}` (Compactor::admit), then drain",
+                 `tributary admit --target T --journal {}` (Compactor::admit), then drain{}",
                 m.horizon,
-                j.path().display()
+                j.path().display(),
+                m.horizon_ahead_of_clock().map_or(String::new(), |ahead| format!(
+                    ". This horizon is {} h ahead of this host's clock: a compactor whose clock ran ahead expired \
+                     journals retired from a host whose clock ran ahead too, so every new journal is refused so \
+                     until the clocks pass it — admit them, and fix those hosts' clocks",
+                    ahead.as_secs().div_ceil(3600)
+                ))
             )));
         }
         Ok(())

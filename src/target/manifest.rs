@@ -40,6 +40,10 @@ use crate::error::{Error, Result};
 use crate::journal::JournalId;
 use crate::{hex, target::slots};
 
+/// How far a horizon may be ahead of a host's clock before it is reported
+/// ([`Manifest::horizon_ahead_of_clock`]): clocks kept by NTP agree far better.
+const HORIZON_CLOCK_SLACK_MS: u64 = 60_000;
+
 const MAGIC: &str = "tributary-manifest";
 /// The format this build writes.
 pub const FORMAT_VERSION: u32 = 2;
@@ -305,6 +309,20 @@ impl Manifest {
             dropped += 1;
         }
         dropped
+    }
+
+    /// How far this manifest's horizon is ahead of this host's wall clock, when it is
+    /// more than a minute ahead: a compactor whose clock ran ahead expired the entry of
+    /// a journal whose writer's clock ran ahead too, and every journal started since
+    /// then on a host with a right clock is refused as a possible copy (rule 2(c))
+    /// until the clocks pass the horizon, or an operator admits it. `None` otherwise.
+    #[must_use]
+    pub fn horizon_ahead_of_clock(&self) -> Option<std::time::Duration> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let ahead_ms = self.horizon.saturating_sub(now_ms);
+        (ahead_ms > HORIZON_CLOCK_SLACK_MS).then(|| std::time::Duration::from_millis(ahead_ms))
     }
 
     /// The version-2 text of this manifest.
