@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use crate::compactor::Compactor;
 use crate::error::{Error, Result};
 use crate::journal::{Backlog, Journal, JournalId, JournalOptions};
 use crate::target::manifest::{generation_path, Manifest};
@@ -196,6 +197,11 @@ pub struct JournalStatus {
     /// drained). Another id than the target's, or any id for a target without a
     /// manifest, means the journal cannot be drained here (`journal_foreign`).
     pub drained_into: Option<String>,
+    /// What a drain into this target would refuse the journal with, in the drain's
+    /// words (the same check: a restored copy or a clone, a copy of a retired journal,
+    /// a journal of another target, a damaged row); `None` when a drain takes it, or
+    /// when the target has no manifest.
+    pub refused: Option<String>,
 }
 
 /// A `*.journal` file of the spool that [`status_all`] could not read, and why.
@@ -318,9 +324,10 @@ fn status_of(target: &Path, spool: Option<&Path>, opts: &JournalOptions, lenient
             let read = Journal::open_existing(&p, opts.clone()).and_then(|j| {
                 let backlog = j.backlog()?;
                 let drained_into = j.drained_record()?.map(|r| r.target_id);
-                Ok((j.id(), backlog, drained_into))
+                let refused = manifest.as_ref().and_then(|m| Compactor::check_journal(&j, m).err());
+                Ok((j.id(), backlog, drained_into, refused.map(|e| e.to_string())))
             });
-            let (journal_id, backlog, drained_into) = match read {
+            let (journal_id, backlog, drained_into, refused) = match read {
                 Ok(read) => read,
                 Err(e) if e.is_journal_not_ready() => continue, // its writer is creating it
                 Err(e) if lenient => {
@@ -331,7 +338,15 @@ fn status_of(target: &Path, spool: Option<&Path>, opts: &JournalOptions, lenient
             };
             let watermark = manifest.as_ref().and_then(|m| m.watermarks.get(&journal_id)).map_or(0, |w| w.last_seq);
             let uncommitted_lines = backlog.last_seq.saturating_sub(watermark.max(backlog.drained_seq));
-            journals.push(JournalStatus { backlog, journal_id, path: p, watermark, uncommitted_lines, drained_into });
+            journals.push(JournalStatus {
+                backlog,
+                journal_id,
+                path: p,
+                watermark,
+                uncommitted_lines,
+                drained_into,
+                refused,
+            });
         }
     }
     let committed_part_cut = manifest.as_ref().and_then(|m| committed_part_cut(target, m, target_len));

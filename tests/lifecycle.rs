@@ -148,10 +148,19 @@ fn a_restored_copy_of_a_retired_journal_is_refused() {
         }
         backup(&j, &copy);
         write_journal(&j, &numbered("a", 5..8));
+        let refused = || tributary::status(&target, Some(&spool)).unwrap().journals[0].refused.clone();
+        assert_eq!(refused(), None, "{case}: status before the retirement");
         c.retire(std::slice::from_ref(&j)).unwrap();
         assert!(!j.exists());
         std::fs::rename(&copy, &j).unwrap();
+        // `status` says what a drain will say (it showed the copy as healthy, with
+        // "uncommitted" lines that are in the target)
+        let said = refused();
         let e = c.drain_paths(std::slice::from_ref(&j)).expect_err(&format!("{case}: a restored copy was drained"));
+        assert_eq!(said.as_deref(), Some(e.to_string().as_str()), "{case}: status and the drain disagree");
+        let out = cli(&["status", "--target", &s(&target), "--spool", &s(&spool)]);
+        assert_eq!(out.status.code(), Some(1), "{case}: status exit: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("a drain refuses"), "{case}");
         let want = if with_record && expiry.is_some() { ErrorKind::JournalForeign } else { ErrorKind::JournalRestored };
         assert_eq!(e.kind(), want, "{case}: {e}");
         // It was drained into this very target: the advice is to remove the copy, not

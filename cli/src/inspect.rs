@@ -98,9 +98,14 @@ fn spool_problems(s: &StatusReport) -> Vec<String> {
         })
         .collect();
     for j in &s.journals {
-        let Some(into) = &j.drained_into else { continue };
-        match &s.manifest {
-            None => problems.push(format!(
+        // what a drain would refuse it with (a copy, a clone, another target's journal)
+        if let Some(refused) = &j.refused {
+            problems.push(format!("a drain refuses {}: {refused}", j.path.display()));
+            continue;
+        }
+        // (with a manifest, the drain's own check above judged it)
+        if let (Some(into), None) = (&j.drained_into, &s.manifest) {
+            problems.push(format!(
                 "journal {} records being drained into target {into}, but this target has no manifest: its \
                  sidecar ({}) was lost, or its share is not mounted (or the journal belongs to another target). \
                  If it was this one, do not run `tributary init` (it would make this file a new target, and this \
@@ -109,14 +114,7 @@ fn spool_problems(s: &StatusReport) -> Vec<String> {
                 j.path.display(),
                 tributary::Sidecar::for_target(&s.target).dir.display(),
                 j.uncommitted_lines
-            )),
-            Some(m) if *into != m.target_id => problems.push(format!(
-                "journal {} belongs to another target (it was drained into target {into}, this one is {}): drains \
-                 refuse it (journal_foreign)",
-                j.path.display(),
-                m.target_id
-            )),
-            Some(_) => {}
+            ));
         }
     }
     problems
@@ -150,6 +148,7 @@ fn status_json(s: &StatusReport, problems: &[String]) -> serde_json::Value {
                 "drained_seq": j.backlog.drained_seq,
                 "watermark": j.watermark,
                 "drained_into": j.drained_into,
+                "refused": j.refused,
             })
         })
         .collect();

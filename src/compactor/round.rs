@@ -359,7 +359,7 @@ impl Compactor {
     /// for a journal without one, the lifecycle's rule 2 (docs/design.md "Journal
     /// lifecycle and watermark expiry"): retired, or unknown and older than the horizon.
     /// Returns the journal's highest seq ever (read once, before the checks that use it).
-    pub(super) fn check_journal(j: &Journal, m: &Manifest) -> Result<u64> {
+    pub(crate) fn check_journal(j: &Journal, m: &Manifest) -> Result<u64> {
         let wm = m.watermarks.get(&j.id());
         let target_id = m.target_id.as_str();
         let restored = |detail: String| Error::JournalRestored {
