@@ -14,6 +14,7 @@ use crate::target::sidecar::Sidecar;
 
 /// The outcome of [`verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct VerifyReport {
     /// The target path checked.
     pub target: PathBuf,
@@ -181,6 +182,7 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
 
 /// One journal in a [`StatusReport`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct JournalStatus {
     /// The journal's path in the spool.
     pub path: PathBuf,
@@ -206,6 +208,7 @@ pub struct JournalStatus {
 
 /// A `*.journal` file of the spool that [`status_all`] could not read, and why.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct UnreadableJournal {
     /// The file.
     pub path: PathBuf,
@@ -217,6 +220,7 @@ pub struct UnreadableJournal {
 
 /// The outcome of [`status`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StatusReport {
     /// The target path.
     pub target: PathBuf,

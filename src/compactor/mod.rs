@@ -82,6 +82,7 @@ crate::options::options! {
 
 /// What [`Compactor::init`] found or did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct InitReport {
     /// The target's id (32 hex digits).
     pub target_id: String,
@@ -104,6 +105,7 @@ pub struct InitReport {
 
 /// What one journal contributed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct JournalDrain {
     /// The journal's path, as given to the drain.
     pub path: PathBuf,
@@ -208,6 +210,7 @@ impl DrainReport {
 
 /// What [`Compactor::retire`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetireReport {
     /// The drain that committed the journals' last lines.
     pub drain: DrainReport,

@@ -30,6 +30,7 @@ const FULL_DISK_DELETE_RUNS: i64 = 32;
 
 /// The journal's own record of how far it was drained, and into which target.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DrainedRecord {
     /// The id of the target the journal was drained into (32 hex digits).
     pub target_id: String,
