@@ -328,8 +328,8 @@ fn status_of(target: &Path, spool: Option<&Path>, opts: &JournalOptions, lenient
             let read = Journal::open_existing(&p, opts.clone()).and_then(|j| {
                 let backlog = j.backlog()?;
                 let drained_into = j.drained_record()?.map(|r| r.target_id);
-                let refused = manifest.as_ref().and_then(|m| Compactor::check_journal(&j, m).err());
-                Ok((j.id(), backlog, drained_into, refused.map(|e| e.to_string())))
+                let refused = manifest.as_ref().and_then(|m| refused_by_drains(&j, m, &sidecar));
+                Ok((j.id(), backlog, drained_into, refused))
             });
             let (journal_id, backlog, drained_into, refused) = match read {
                 Ok(read) => read,
@@ -365,6 +365,27 @@ fn status_of(target: &Path, spool: Option<&Path>, opts: &JournalOptions, lenient
     })
 }
 
+/// [`JournalStatus::refused`]: the drain's own step-3 check, against `m` — or, where
+/// it fails, against the manifest now, when a commit came since `m` was read. Status
+/// reads the manifest first and the journals after, without the lock: a round that
+/// committed and recorded in between leaves a journal recording more than `m` holds,
+/// which the check calls a reset manifest (records follow the commits that cover
+/// them, so the manifest read after the journal covers its record).
+fn refused_by_drains(j: &Journal, m: &Manifest, sidecar: &Sidecar) -> Option<String> {
+    let mut m = std::borrow::Cow::Borrowed(m);
+    let mut attempts = 0;
+    loop {
+        let Err(e) = Compactor::check_journal(j, &m) else { return None };
+        attempts += 1;
+        match Manifest::load(sidecar) {
+            Ok(Some(now)) if now.epoch != m.epoch && attempts < STATUS_READ_ATTEMPTS => {
+                m = std::borrow::Cow::Owned(now);
+            }
+            _ => return Some(e.to_string()),
+        }
+    }
+}
+
 /// [`StatusReport::committed_part_cut`]: the check every round makes before it
 /// writes (`Compactor::check_committed_end`), said in its words. Only where the file
 /// at the target's path is the manifest's generation and at least `committed_len`
@@ -383,4 +404,30 @@ fn committed_part_cut(target: &Path, m: &Manifest, target_len: Option<u64>) -> O
         Error::TargetHole { target: target.to_path_buf(), hole, committed_len: m.committed_len, round_end: None }
             .to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CompactorOptions, JournalOptions};
+
+    /// Status reads the manifest, then the journals: a round committing and recording
+    /// in between leaves a journal recording more than the manifest status holds,
+    /// which the drain's check alone calls a reset manifest. Status judges it against
+    /// the manifest read after it instead: not refused.
+    #[test]
+    fn a_journal_recorded_after_status_read_the_manifest_is_not_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("out.log");
+        let c = Compactor::new(&target, CompactorOptions::default().create(true)).unwrap();
+        let j = Journal::open(d.path().join("a.journal"), JournalOptions::default()).unwrap();
+        j.append(b"one").unwrap();
+        c.drain(std::slice::from_ref(&j)).unwrap();
+        let sidecar = Sidecar::for_target(&target);
+        let read_by_status = Manifest::load(&sidecar).unwrap().unwrap();
+        j.append(b"two").unwrap();
+        c.drain(std::slice::from_ref(&j)).unwrap(); // committed and recorded since
+        assert!(Compactor::check_journal(&j, &read_by_status).is_err(), "the check alone calls it a reset manifest");
+        assert_eq!(refused_by_drains(&j, &read_by_status, &sidecar), None);
+    }
 }
