@@ -197,6 +197,49 @@ fn a_drain_makes_the_journal_rows_it_read_durable_before_committing_them() {
     assert_exactly(&target, &lines);
 }
 
+/// O3 for rows marked `durable` (a `full` commit's) that no commit fsync covered: a
+/// `full` writer killed between writing its commit's frames and their fsync leaves
+/// valid frames in the `-wal`, which `SQLite` adopts, unsynced, when the next
+/// connection opens the journal with nobody else attached (a recovery). A drain that
+/// trusted the mark committed such a line, a power cut took it back from the journal,
+/// and the journal handed its seq out again (an outside reviewer's real power cut,
+/// `scripts/powercut`'s method). A handle trusts the mark only once it has synced the
+/// `-wal` since it opened it.
+#[test]
+fn a_commit_recovered_from_a_killed_full_writer_is_synced_before_it_is_committed() {
+    let dir = tmp();
+    let (spool, target) = paths(dir.path());
+    init(&target);
+    let path = spool.join("a.journal");
+    let wal = format!("{}-wal", path.display());
+    let append = |line: &str, strace_args: &[&str]| {
+        let mut cmd = Command::new("strace");
+        cmd.args(["-qq", "-o", "/dev/null"]).args(strace_args).arg(bin()).args(["append", "--journal", &s(&path)]);
+        cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().expect("strace (scripts/test.d/10-rust.sh installs it)");
+        {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(format!("{line}\n").as_bytes()).unwrap();
+        }
+        child.wait().unwrap()
+    };
+    assert!(append("acked", &[]).success());
+    // the second append's writer is killed at its second fsync of the -wal: its new
+    // log's header sync, then the commit's (after the commit's frames are written)
+    let killed = append(
+        "never acknowledged",
+        &["-P", &wal, "-e", "trace=fsync,fdatasync", "-e", "inject=fsync,fdatasync:signal=KILL:when=2"],
+    );
+    assert!(!killed.success(), "the writer was not killed in its commit fsync");
+    let ops = traced(dir.path(), &["drain", "--target", &s(&target), "--journal", &s(&path)], None);
+    let wal = format!("{}-wal", canonical(&path));
+    let (first, last) = (first_manifest_commit(&ops), last_manifest_commit(&ops));
+    let synced = ops[first..last].iter().any(|o| *o == Op::Sync(wal.clone()));
+    assert!(synced, "no fsync of {wal} before the manifest commit covering a recovered, unsynced commit: {ops:#?}");
+    // (the recovered commit is a line, committed: the writer died after writing it)
+    assert_exactly(&target, &[b"acked".to_vec(), b"never acknowledged".to_vec()]);
+}
+
 /// O4: adopting a pre-existing target (`init`) counts its bytes as committed; they
 /// must be durable first (written moments before by a setup script, say).
 #[test]

@@ -363,15 +363,50 @@ fn rows_are_not_deleted_on_a_slot_whose_fdatasync_failed() {
 
 /// O3 without an fsync (docs/design.md): a round fdatasyncs the `-wal` of exactly the
 /// journals whose newest line it took was not committed under `synchronous=FULL` — a
-/// `full` commit's own fsync, before it was visible, covered every earlier frame.
-/// A journal from before the mark (its rows `NULL`, as an older writer leaves them) is
-/// synced. Which `-wal`s a round syncs is learnt by failing its Nth injectable step,
-/// N = 1, 2, ...: each failed fdatasync names its file.
+/// `full` commit's own fsync, before it was visible, covered every earlier frame —
+/// once its handle has synced the `-wal` since it opened it (a commit `SQLite`
+/// recovered at an open was never synced): the first round on fresh handles syncs
+/// every journal, a later one only those. A journal whose rows carry no mark (`NULL`,
+/// as a writer from before the column leaves them) is synced. Which `-wal`s a round
+/// syncs is learnt by failing its Nth injectable step, N = 1, 2, ...: each failed
+/// fdatasync names its file.
 #[test]
 fn a_round_syncs_the_wal_of_exactly_the_journals_whose_newest_line_was_not_durable() {
     let _g = seam();
-    let make = || {
+    // Which journals' -wal a drain fdatasyncs: for N = 1, 2, ... a fresh `make()`
+    // (files and handles), then its drain with the Nth injectable step failing.
+    let synced_by = |make: &dyn Fn() -> (Setup, Vec<Journal>)| {
+        let mut synced = Vec::new();
+        for n in 1..200 {
+            let (s, journals) = make();
+            fault::fail_nth(n);
+            let r = s.compactor().drain(&journals);
+            if fault::disarm() < n {
+                r.expect("a drain without a fault");
+                s.check_exactly_once("the drain that hit no fault");
+                break;
+            }
+            let e = r.expect_err("an injected fault fails the drain");
+            if injected_step(&e.to_string()) == Some("journal wal fdatasync") {
+                let wal = s.journals.iter().position(|p| e.to_string().contains(&format!("{}-wal", p.display())));
+                synced.push(wal.unwrap_or_else(|| panic!("the failed fdatasync names no journal's -wal: {e}")));
+            }
+        }
+        synced.sort_unstable();
+        synced
+    };
+    let fresh = || {
         let mut s = Setup::new(5, CompactorOptions::default());
+        for j in 0..5 {
+            s.append_with(j, 2, Durability::Full);
+        }
+        let journals = s.open();
+        (s, journals)
+    };
+    assert_eq!(synced_by(&fresh), vec![0, 1, 2, 3, 4], "a round on fresh handles syncs every -wal, marks or not");
+    let drained_once = || {
+        let (mut s, journals) = fresh();
+        s.compactor().drain(&journals).unwrap(); // these handles have synced each -wal since they opened it
         s.append_with(0, 5, Durability::Full);
         s.append_with(1, 5, Durability::Normal);
         s.append_with(2, 5, Durability::Normal); // normal, then full: the full commit's fsync covers both
@@ -379,30 +414,12 @@ fn a_round_syncs_the_wal_of_exactly_the_journals_whose_newest_line_was_not_durab
         s.append_with(3, 5, Durability::Full); // full, then normal: the newest is not durable
         s.append_with(3, 5, Durability::Normal);
         s.append_with(4, 5, Durability::Full);
-        let old = rusqlite::Connection::open(&s.journals[4]).unwrap();
-        old.execute_batch("ALTER TABLE runs DROP COLUMN durable").unwrap();
-        drop(old); // the next open adds the column back, NULL in the rows it has
-        s
+        let old_writer = rusqlite::Connection::open(&s.journals[4]).unwrap();
+        old_writer.execute("UPDATE runs SET durable = NULL", []).unwrap(); // as a writer from before the mark
+        drop(old_writer);
+        (s, journals)
     };
-    let mut synced = Vec::new();
-    for n in 1..200 {
-        let s = make();
-        let journals = s.open();
-        fault::fail_nth(n);
-        let r = s.compactor().drain(&journals);
-        if fault::disarm() < n {
-            r.expect("a drain without a fault");
-            s.check_exactly_once("the drain that hit no fault");
-            break;
-        }
-        let e = r.expect_err("an injected fault fails the drain");
-        if injected_step(&e.to_string()) == Some("journal wal fdatasync") {
-            let wal = s.journals.iter().position(|p| e.to_string().contains(&format!("{}-wal", p.display())));
-            synced.push(wal.unwrap_or_else(|| panic!("the failed fdatasync names no journal's -wal: {e}")));
-        }
-    }
-    synced.sort_unstable();
-    assert_eq!(synced, vec![1, 3, 4], "the journals whose -wal a round fdatasynced (0 and 2 end in full commits)");
+    assert_eq!(synced_by(&drained_once), vec![1, 3, 4], "what a later round fdatasyncs (0 and 2 end in full commits)");
 }
 
 fn is_root() -> bool {

@@ -882,7 +882,8 @@ impl Round<'_> {
     fn make_durable(&self, file: &File, written: &Written) -> Result<()> {
         let c = self.compactor;
         // (a staged batch's rows were made durable by its stager, before it staged them)
-        let unsynced: Vec<_> = written.local().into_iter().filter(|(_, t)| !t.durable).collect();
+        let unsynced: Vec<_> =
+            written.local().into_iter().filter(|(i, t)| !self.journals[*i].durable_without_sync(t)).collect();
         for_each_journal(&unsynced, |(index, _)| self.journals[*index].sync_for_drain())?;
         fault::check(fault::Step::TargetFdatasync).map_err(|e| c.lost_or_io("fdatasync of the target", e))?;
         file.sync_data().map_err(|e| c.lost_or_io("fdatasync of the target", e))?;

@@ -167,7 +167,7 @@ impl Compactor {
             // O2, then O3: the rows read are durable in the journal before their copy
             // can be committed (a `normal` commit after this fdatasync is not in `data`).
             j.ensure_names_durable()?;
-            if !t.durable {
+            if !j.durable_without_sync(&t) {
                 j.sync_for_drain()?;
             }
             let first_line_ms = if from.0 == 0 { j.first_line_ms()?.unwrap_or(0) } else { 0 };

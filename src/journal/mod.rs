@@ -191,6 +191,12 @@ pub struct Journal {
     /// it never needs (it acknowledges no line), and its first commit of lines, if it
     /// ever makes one, syncs the folder first.
     names_durable: AtomicBool,
+    /// This handle has fdatasynced the journal's `-wal` since it opened it: from then
+    /// on a row marked `durable` was made durable by its own commit (O3). Before it,
+    /// a row may have become visible through `SQLite`'s recovery of the `-wal` at an
+    /// open (a `full` writer killed between writing its commit and its fsync), never
+    /// synced by anyone.
+    wal_synced_since_open: AtomicBool,
     /// The process that opened this handle (a handle does not survive `fork()`).
     pid: u32,
 }

@@ -490,6 +490,7 @@ impl Journal {
             folder_watch: OnceLock::new(),
             gone: AtomicBool::new(false),
             names_durable: AtomicBool::new(create),
+            wal_synced_since_open: AtomicBool::new(false),
             pid: crate::os::sys::current_pid(),
         })
     }

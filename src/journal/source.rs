@@ -479,10 +479,25 @@ impl Journal {
         let ctx = || format!("fdatasync of the journal's WAL {}", wal.display());
         crate::fault::check(crate::fault::Step::JournalWalFdatasync).map_err(|e| Error::io(ctx(), e))?;
         match std::fs::File::open(&wal) {
-            Ok(f) => f.sync_data().map_err(|e| Error::io(ctx(), e)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(ctx(), e)),
+            Ok(f) => f.sync_data().map_err(|e| Error::io(ctx(), e))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(ctx(), e)),
         }
+        self.wal_synced_since_open.store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether the rows of `taken` are durable without an fdatasync (O3 without an
+    /// fsync, docs/design.md): its newest row is marked `durable`, and this handle has
+    /// synced the `-wal` once since it opened it. While a connection holds the
+    /// journal's WAL index no other can recover the `-wal` (`SQLite` recovers it only
+    /// at an open with nobody attached, or from a torn index header, written only
+    /// after a commit's fsync); an fdatasync after this handle's open covers whatever
+    /// a recovery before it made visible (a `full` writer killed between writing its
+    /// commit and its fsync: its frames are valid and were adopted unsynced; an outside
+    /// reviewer's power cut lost such a row and handed its seq out again).
+    pub(crate) fn durable_without_sync(&self, taken: &Taken) -> bool {
+        taken.durable && self.wal_synced_since_open.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Retirement's last step: delete this journal's files if every line it ever held
