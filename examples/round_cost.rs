@@ -19,6 +19,7 @@ fn main() {
         eprintln!("usage: round_cost DIR K ROUNDS");
         std::process::exit(2);
     };
+    let _ = tributary::disable_sqlite_memory_statistics(); // as the `tributary` command does
     let dir = PathBuf::from(dir);
     let (k, rounds): (usize, usize) = (k.parse().expect("K"), rounds.parse().expect("ROUNDS"));
     let durability = if std::env::var_os("NORMAL").is_some() { Durability::Normal } else { Durability::Full };

@@ -79,6 +79,24 @@ pub use target::manifest::{
 };
 pub use target::sidecar::Sidecar;
 
+/// Turn off `SQLite`'s memory statistics for this whole process, if `SQLite` is not
+/// initialised in it yet; returns whether it took effect. With them on, every
+/// allocation `SQLite` makes takes one process-wide mutex: a drain round's threads
+/// recording 100 journals spent a tenth of their time waiting on it.
+///
+/// Process-wide, which is why a Rust program opts in: the `SQLite` tributary links
+/// is the one every rusqlite user in the program shares, and without the statistics
+/// `sqlite3_memory_used` reads 0 and `sqlite3_soft_heap_limit64` /
+/// `sqlite3_hard_heap_limit64` are not enforced. Call it first thing in `main`,
+/// before any thread uses `SQLite` (`sqlite3_config` is not thread-safe against a
+/// concurrent `sqlite3_initialize`). The `tributary` command and the C library (hence
+/// the Python and Go bindings, whose `SQLite` is the library's own) turn it off
+/// themselves.
+#[must_use = "false: SQLite was initialised already, nothing changed"]
+pub fn disable_sqlite_memory_statistics() -> bool {
+    os::sqlite_vfs::disable_memory_statistics()
+}
+
 /// Test seams, for tributary's own tests and its harness (cargo feature
 /// `testing`; not part of the API users build on).
 #[cfg(feature = "testing")]

@@ -91,6 +91,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // before any thread uses SQLite (a process-wide setting: this program's own)
+    let _ = tributary::disable_sqlite_memory_statistics();
     let cli = Cli::parse();
     // A daemon's stdout is a log (losing it must not stop or fail it), `tail` handles
     // its own (a reader gone is how `tail | head` ends); for the others what they print

@@ -158,6 +158,18 @@ impl ErrOut {
     }
 }
 
+/// What the C library sets for its process before its first call uses `SQLite`
+/// (`ffi_call!` runs it at every entry point; only the first does anything): its
+/// `SQLite` is its own (the library exports no `sqlite3_*` symbol), so turning off the
+/// memory statistics, process-wide, concerns nobody else
+/// ([`crate::disable_sqlite_memory_statistics`]). Every later call waits until it is done.
+pub(super) fn process_setup() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = crate::disable_sqlite_memory_statistics();
+    });
+}
+
 /// Run `body` behind the panic boundary and turn its outcome into a result code,
 /// storing an error in `*err_out` (if `err_out` is not NULL) on failure.
 pub(super) fn guard(err_out: ErrOut, body: impl FnOnce() -> FfiResult<()>) -> c_int {
@@ -209,6 +221,7 @@ macro_rules! ffi_call {
         // the body of; its `# Safety` section requires it to be NULL or writable storage
         // for a `trib_error *` for the whole call, which is `ErrOut::new`'s contract.
         let err_out = unsafe { $crate::ffi::boundary::ErrOut::new($err_out) };
+        $crate::ffi::boundary::process_setup();
         $crate::ffi::boundary::guard(err_out, || $body)
     }};
     // Before the `&` arm: a `ty` fragment that fails to parse (`mut ...`) is an error, not

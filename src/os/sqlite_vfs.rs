@@ -47,7 +47,6 @@ static COPIES: Mutex<Copies> = Mutex::new(Copies(Vec::new()));
 pub(crate) fn registered() -> bool {
     static DONE: OnceLock<bool> = OnceLock::new();
     *DONE.get_or_init(|| {
-        no_memory_statistics();
         // SAFETY: sqlite3_vfs_find is thread-safe and returns a pointer to a VFS that
         // lives as long as the process (or NULL); the copy is leaked for the same
         // reason, and sqlite3_vfs_register keeps a pointer to it.
@@ -70,16 +69,13 @@ pub(crate) fn registered() -> bool {
     })
 }
 
-/// Turn off `SQLite`'s memory statistics, if `SQLite` is not initialised yet in this
-/// process (the setting is process-wide and only accepted before then; otherwise
-/// nothing changes). With them on, every allocation `SQLite` makes takes one global
-/// mutex: a round's threads recording 100 journals spent a tenth of their time waiting
-/// on it. Nothing here reads the statistics (`sqlite3_memory_used` and the heap limits
-/// stop working: no part of tributary uses them).
-fn no_memory_statistics() {
-    // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int; sqlite3_config only returns
-    // SQLITE_MISUSE, changing nothing, once SQLite is initialised.
-    let _ = unsafe { ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, c_int::from(false)) };
+/// [`crate::disable_sqlite_memory_statistics`]: whether `SQLite` took the setting.
+pub(crate) fn disable_memory_statistics() -> bool {
+    // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int. sqlite3_config only returns
+    // SQLITE_MISUSE, changing nothing, once SQLite is initialised; it must not race
+    // another thread's sqlite3_initialize, which the public function's contract leaves
+    // to its caller (the C library calls it under a `Once` every entry point passes).
+    unsafe { ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, c_int::from(false)) == ffi::SQLITE_OK }
 }
 
 /// Open (creating if needed) the `SQLite` database at `path` through this VFS (through
