@@ -681,6 +681,32 @@ fn a_journal_holding_keys_or_cursors_is_not_retired_unless_told_to_forget_them()
     );
 }
 
+/// The keys' retention a retirement judges by is the writer's too: a writer keeping its
+/// keys 7 days (the default) on a journal retired by a compactor configured to keep
+/// them no time at all was retired with its keys, and a keyed resend stored its line
+/// twice. Each keyed commit records its writer's retention in the journal.
+#[test]
+fn a_retirement_judges_keys_by_the_longest_retention_a_writer_used() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let keyed = spool.join("keyed.journal");
+    journal(&keyed).append_keyed(b"order-17", b"charged order 17").unwrap();
+    let forgetful =
+        CompactorOptions::default().journal(tributary::JournalOptions::default().key_retention(Duration::ZERO));
+    let c = Compactor::new(&target, forgetful).unwrap();
+    let e = c.retire(std::slice::from_ref(&keyed)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("idempotency key") && e.to_string().contains("retention 168 h"), "{e}");
+    let held = c.open_journals(std::slice::from_ref(&keyed)).unwrap();
+    assert!(c.retire_idle(&held, Duration::ZERO).unwrap().is_empty(), "automatic retirement took it");
+    drop(held);
+    assert!(keyed.exists());
+    assert!(!journal(&keyed).append_keyed_outcome(b"order-17", b"charged order 17").unwrap().stored);
+    c.drain_paths(std::slice::from_ref(&keyed)).unwrap();
+    assert_exactly(&target, &[b"charged order 17".to_vec()]);
+}
+
 /// Idle for automatic retirement is judged on the daemon's own monotonic clock too: a
 /// wall-clock step forward (NTP on a host that booted with a stale clock) made every
 /// journal's modification time look old, and `--retire-idle 3600` retired a journal

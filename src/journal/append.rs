@@ -444,7 +444,12 @@ impl Journal {
         let mut total_bytes = head.total_bytes;
         let mut backlog_bytes = head.total_bytes.saturating_sub(head.drained_bytes);
         let now = now_ms();
-        let key_now = if batch.iter().any(|r| r.payload.keys.is_some()) { Self::key_clock(&tx)? } else { 0 };
+        let key_now = if batch.iter().any(|r| r.payload.keys.is_some()) {
+            self.record_key_retention(&tx)?;
+            Self::key_clock(&tx)?
+        } else {
+            0
+        };
         let mut results = Vec::with_capacity(batch.len());
         let mut runs: Vec<RunBuf> = Vec::new();
         let mut new_keys: Vec<(&[u8], u64)> = Vec::new();

@@ -31,6 +31,21 @@ impl Journal {
         Ok(())
     }
 
+    /// Record this writer's key retention in the journal (`meta.key_retention_ms`,
+    /// the largest any writer used): a retirement judges the keys by it, not by the
+    /// compactor's own setting alone (docs/design.md "Journal lifecycle", rule 6). In
+    /// the keyed commit's transaction.
+    pub(super) fn record_key_retention(&self, tx: &Connection) -> Result<()> {
+        let retention = i64::try_from(self.opts.key_retention.as_millis()).unwrap_or(i64::MAX);
+        tx.prepare_cached(
+            "INSERT INTO meta(key, value) VALUES ('key_retention_ms', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+        )
+        .and_then(|mut st| st.execute(params![retention]))
+        .map_err(|e| Error::sqlite("recording the key retention", e))?;
+        Ok(())
+    }
+
     /// The journal's clock for idempotency keys, in ms (docs/design.md, "Idempotency
     /// keys and the journal's clock"): `CLOCK_BOOTTIME` anchored per boot in `meta`, so
     /// a wall-clock step never ages a key. Call inside a write transaction: it
@@ -104,7 +119,13 @@ impl Journal {
         let mut held = Vec::new();
         if let Some(newest) = newest {
             let (_, _, now) = Self::key_clock_now(conn)?;
-            let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+            // the longest a writer of this journal keeps its keys, if longer
+            let writers_ms: Option<i64> = conn
+                .query_row("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'key_retention_ms'", [], |r| r.get(0))
+                .optional()
+                .map_err(|e| Error::sqlite(ctx("reading the writers' key retention"), e))?;
+            let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX).max(writers_ms.unwrap_or(0));
+            let retention = std::time::Duration::from_millis(u64::try_from(retention_ms).unwrap_or(0));
             let left_ms = newest.saturating_add(retention_ms).saturating_sub(now);
             if left_ms > 0 {
                 held.push(format!(
