@@ -657,10 +657,14 @@ fn a_journal_holding_keys_or_cursors_is_not_retired_unless_told_to_forget_them()
     assert!(keyed.exists() && processor.exists());
 
     // explicit: refused, naming what it holds; nothing retired
-    for (path, held) in [(&keyed, "idempotency key"), (&processor, "processed cursor(s) for input")] {
+    for (path, held, who) in [
+        (&keyed, "idempotency key", "a writer resending with one of those keys would"),
+        (&processor, "processed cursor(s) for input", "a processor resuming from its cursor would"),
+    ] {
         let e = c.retire(std::slice::from_ref(path)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
-        assert!(e.to_string().contains(held) && e.to_string().contains("--forget-keys"), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains(held) && msg.contains(who) && msg.contains("--forget-keys"), "{e}");
         assert!(path.exists());
     }
     let out = cli(&["retire", "--target", &s(&target), "--journal", &s(&keyed)]);
@@ -697,7 +701,7 @@ fn a_retirement_judges_keys_by_the_longest_retention_a_writer_used() {
     let c = Compactor::new(&target, forgetful).unwrap();
     let e = c.retire(std::slice::from_ref(&keyed)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
-    assert!(e.to_string().contains("idempotency key") && e.to_string().contains("retention 168 h"), "{e}");
+    assert!(e.to_string().contains("idempotency key") && e.to_string().contains("its writers keep keys 168 h"), "{e}");
     let held = c.open_journals(std::slice::from_ref(&keyed)).unwrap();
     assert!(c.retire_idle(&held, Duration::ZERO).unwrap().is_empty(), "automatic retirement took it");
     drop(held);
@@ -705,6 +709,15 @@ fn a_retirement_judges_keys_by_the_longest_retention_a_writer_used() {
     assert!(!journal(&keyed).append_keyed_outcome(b"order-17", b"charged order 17").unwrap().stored);
     c.drain_paths(std::slice::from_ref(&keyed)).unwrap();
     assert_exactly(&target, &[b"charged order 17".to_vec()]);
+    // And the other way: a writer keeping its keys a millisecond is not judged by a
+    // compactor's 7 days (its own purge drops them anyway: an outside tester was told
+    // "the newest kept 168 more hour(s)").
+    let brief = spool.join("brief.journal");
+    let opts = tributary::JournalOptions::default().key_retention(Duration::from_millis(1));
+    tributary::Journal::open(&brief, opts).unwrap().append_keyed(b"k", b"brief").unwrap();
+    std::thread::sleep(Duration::from_millis(5)); // (the key's age on the journal's clock)
+    let r = compactor(&target).retire(std::slice::from_ref(&brief)).unwrap();
+    assert_eq!(r.retired, vec![brief.clone()]);
 }
 
 /// Idle for automatic retirement is judged on the daemon's own monotonic clock too: a

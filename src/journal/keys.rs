@@ -32,9 +32,9 @@ impl Journal {
     }
 
     /// Record this writer's key retention in the journal (`meta.key_retention_ms`,
-    /// the largest any writer used): a retirement judges the keys by it, not by the
-    /// compactor's own setting alone (docs/design.md "Journal lifecycle", rule 6). In
-    /// the keyed commit's transaction.
+    /// the largest any writer used): a retirement judges the keys by it — a key lives
+    /// as long as its writer keeps it — and not by the compactor's own setting
+    /// (docs/design.md "Journal lifecycle", rule 6). In the keyed commit's transaction.
     pub(super) fn record_key_retention(&self, tx: &Connection) -> Result<()> {
         let retention = i64::try_from(self.opts.key_retention.as_millis()).unwrap_or(i64::MAX);
         tx.prepare_cached(
@@ -90,20 +90,27 @@ impl Journal {
     ///
     /// # Errors
     /// [`Error::Sqlite`] reading the journal.
-    pub(crate) fn retirement_would_forget(&self, retention: std::time::Duration) -> Result<Option<String>> {
+    pub(crate) fn retirement_would_forget(&self, retention: std::time::Duration) -> Result<Option<Held>> {
         let conn = self.lock_conn()?;
         self.would_forget_on(&conn, retention)
     }
 
     /// The refusal of a retirement that would forget `held` (what
     /// [`retirement_would_forget`](Self::retirement_would_forget) said).
-    pub(crate) fn retirement_refused(&self, held: &str) -> Error {
+    pub(crate) fn retirement_refused(&self, held: &Held) -> Error {
+        let (who, when) = match (&held.keys, &held.cursors) {
+            (Some(_), None) => ("a writer resending with one of those keys", "its writers cannot resend"),
+            (None, Some(_)) => ("a processor resuming from its cursor", "its processor has finished"),
+            _ => (
+                "a writer resending with one of those keys, or a processor resuming from its cursor,",
+                "its writers cannot resend and its processor has finished",
+            ),
+        };
         Error::InvalidArgument(format!(
-            "journal {} holds {held}: retiring it deletes them with it, and a writer resending with one of those \
-             keys, or a processor resuming from its cursor, would then store lines twice. Retire it once its \
-             writers cannot resend and its processor has finished, or forgetting them now: `tributary retire \
-             --forget-keys`, Compactor::retire_forgetting_keys, trib_retire_forgetting_keys, \
-             retire(..., forget_keys=True) in Python, DrainOptions.ForgetKeys in Go. It was not retired",
+            "journal {} holds {held}: retiring it deletes them with it, and {who} would then store lines twice. \
+             Retire it once {when}, or forgetting them now: `tributary retire --forget-keys`, \
+             Compactor::retire_forgetting_keys, trib_retire_forgetting_keys, retire(..., forget_keys=True) in \
+             Python, DrainOptions.ForgetKeys in Go. It was not retired",
             self.path.display()
         ))
     }
@@ -111,28 +118,29 @@ impl Journal {
     /// [`retirement_would_forget`](Self::retirement_would_forget) on `conn`: this
     /// handle's connection, taken already (a retirement checks again under the
     /// journal's write lock, right before it deletes).
-    pub(super) fn would_forget_on(&self, conn: &Connection, retention: std::time::Duration) -> Result<Option<String>> {
+    pub(super) fn would_forget_on(&self, conn: &Connection, retention: std::time::Duration) -> Result<Option<Held>> {
         let ctx = |what: &str| format!("{what} of journal {}", self.path.display());
         let (keys, newest): (i64, Option<i64>) = conn
             .query_row("SELECT COUNT(*), MAX(added_ms) FROM idempotency", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(|e| Error::sqlite(ctx("reading the idempotency keys"), e))?;
-        let mut held = Vec::new();
+        let mut held = Held { keys: None, cursors: None };
         if let Some(newest) = newest {
             let (_, _, now) = Self::key_clock_now(conn)?;
-            // the longest a writer of this journal keeps its keys, if longer
+            // How long its writers keep a key (the longest any used): a key lives that
+            // long, whatever this compactor's setting, which stands in only for a
+            // journal whose writers predate the record.
             let writers_ms: Option<i64> = conn
                 .query_row("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'key_retention_ms'", [], |r| r.get(0))
                 .optional()
                 .map_err(|e| Error::sqlite(ctx("reading the writers' key retention"), e))?;
-            let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX).max(writers_ms.unwrap_or(0));
-            let retention = std::time::Duration::from_millis(u64::try_from(retention_ms).unwrap_or(0));
+            let retention_ms = writers_ms.unwrap_or_else(|| i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
             let left_ms = newest.saturating_add(retention_ms).saturating_sub(now);
             if left_ms > 0 {
-                held.push(format!(
-                    "{keys} idempotency key(s), the newest kept {} more hour(s) (retention {} h, on the journal's \
-                     clock)",
-                    (left_ms + 3_599_999) / 3_600_000,
-                    retention.as_secs() / 3600
+                held.keys = Some(format!(
+                    "{keys} idempotency key(s), the newest kept {} more (its writers keep keys {}, on the \
+                     journal's clock)",
+                    rounded_up(u64::try_from(left_ms).unwrap_or(0)),
+                    rounded_up(u64::try_from(retention_ms).unwrap_or(0))
                 ));
             }
         }
@@ -149,10 +157,32 @@ impl Journal {
                 .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
                 .map_err(|e| Error::sqlite(ctx("reading the processed cursors"), e))?;
             if !names.is_empty() {
-                held.push(format!("processed cursor(s) for {}", names.join(", ")));
+                held.cursors = Some(format!("processed cursor(s) for {}", names.join(", ")));
             }
         }
-        Ok((!held.is_empty()).then(|| held.join(" and ")))
+        Ok((held.keys.is_some() || held.cursors.is_some()).then_some(held))
+    }
+}
+
+/// What a retirement of a journal would forget (rule 6): its live keys, its cursors.
+pub(crate) struct Held {
+    keys: Option<String>,
+    cursors: Option<String>,
+}
+
+impl std::fmt::Display for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<&str> = [&self.keys, &self.cursors].into_iter().flatten().map(String::as_str).collect();
+        f.write_str(&parts.join(" and "))
+    }
+}
+
+/// `ms` for a person: whole hours, else minutes, else seconds, rounded up.
+fn rounded_up(ms: u64) -> String {
+    match ms {
+        ms if ms >= 3_600_000 => format!("{} h", ms.div_ceil(3_600_000)),
+        ms if ms >= 60_000 => format!("{} min", ms.div_ceil(60_000)),
+        ms => format!("{} s", ms.div_ceil(1000)),
     }
 }
 

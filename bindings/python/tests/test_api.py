@@ -428,6 +428,9 @@ def test_a_journal_holding_keys_is_retired_only_when_told_to_forget_them(spool: 
     # the advice names this binding's way to do it
     assert "idempotency key" in str(e.value) and "forget_keys=True" in str(e.value)
     assert path.exists()
+    with pytest.raises(tributary.InvalidArgumentError):
+        tributary.retire(target, [path], forget_keys="no")  # truthy, but not a yes
+    assert path.exists()
     assert tributary.retire(target, [path], forget_keys=True) == 1
     assert not path.exists()
     assert target_lines(target) == [b"one"]

@@ -298,6 +298,9 @@ def retire(
     paths = [fspath_bytes(j.path if isinstance(j, Journal) else j, "journals[]") for j in journals]
     if not paths:
         raise _arg_error("give at least one journal to retire")
+    if not isinstance(forget_keys, bool):
+        # forgetting keys costs duplicates: only an explicit True does it
+        raise _arg_error(f"forget_keys must be True or False, not {forget_keys!r}")
     opts = _compactor_options(
         max_round_bytes, max_round_time, lock_timeout, max_line, busy_timeout, allow_network_fs, None, None, None
     )
