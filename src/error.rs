@@ -103,7 +103,8 @@ pub enum Error {
     TargetHole {
         /// The target file.
         target: PathBuf,
-        /// Where the hole starts, in bytes.
+        /// Where the hole starts, in bytes (where the filesystem reports one; else the
+        /// last committed byte, which is not the `\n` it was).
         hole: u64,
         /// The bytes the manifest says are committed.
         committed_len: u64,
@@ -534,9 +535,10 @@ impl fmt::Display for Error {
             ),
             Error::TargetHole { target, hole, committed_len, round_end } => write!(
                 f,
-                "target truncated: {} has zeros (a hole) at byte {hole}, inside its {committed_len} committed bytes: \
-                 it was truncated behind tributary's back (logrotate copytruncate?) and written past since, so the \
-                 committed lines from byte {hole} on are gone from it.{} Nothing more was touched: restore the file. \
+                "target truncated: {} does not hold its {committed_len} committed bytes any more — they no longer end \
+                 a line, and from byte {hole} on they are zeros or other bytes: it was truncated behind tributary's \
+                 back (logrotate copytruncate?) and written past since, so the committed lines from byte {hole} on \
+                 are gone from it.{} Nothing more was touched: restore the file. \
                  To rotate a tributary target, use managed rotation instead (compact --rotate-bytes / \
                  CompactorOptions::rotate_bytes)",
                 target.display(),

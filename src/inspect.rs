@@ -245,36 +245,64 @@ pub struct StatusReport {
     /// target on a network filesystem (read through the client's cache, the check
     /// could be stale: `verify` reads it all).
     pub committed_part_cut: Option<String>,
+    /// The manifest did not change while status read it with the target's length and
+    /// the cut check. False after 100 views that each saw a commit (a busy compactor
+    /// on a slow filesystem): the length may then include bytes a round was writing
+    /// under an intent newer than `manifest`, and `committed_part_cut` is not judged.
+    pub settled: bool,
 }
 
 /// Views [`status`] takes before it settles for one that commits kept changing.
 const STATUS_READ_ATTEMPTS: usize = 100;
 
-/// The manifest and the length of the file holding its current generation, taken so
-/// that they belong together: the manifest is read again after the length, and the
-/// view counts only if no commit came between (else a round's intent and bytes, or a
-/// rotation, fell between the two reads, and `status` reported bytes nobody announced,
-/// or a target shorter than committed, on a healthy target — found by an outside
-/// tester). A rotation between its rename and its commit leaves the manifest's
-/// generation at its rotated name: its length is taken there (by inode).
-fn manifest_and_len(target: &Path, sidecar: &Sidecar) -> Result<(Option<Manifest>, Option<u64>)> {
-    let len_and_ino = |p: &Path| File::open(p).and_then(|f| crate::os::fs::fresh_len_and_ino(&f)).ok();
-    let mut view = (None, None);
+/// What status sees of the target: the manifest, the length of the file holding its
+/// current generation, and whether that file's committed part was cut
+/// ([`StatusReport::committed_part_cut`]), taken so that they belong together.
+struct View {
+    manifest: Option<Manifest>,
+    len: Option<u64>,
+    cut: Option<String>,
+    /// No commit came between the first read of the manifest and the last.
+    settled: bool,
+}
+
+/// The [`View`], taken so that its parts belong together: the manifest is read again
+/// after the length and the cut check, and the view counts only if no commit came
+/// between (else a round's intent and bytes, or a rotation, fell between the two
+/// reads, and `status` reported bytes nobody announced, or a target shorter than
+/// committed, on a healthy target — found by an outside tester; or a cut in a file a
+/// rotation had just made, whose inode ext4 had given the generation retention
+/// deleted — another). A rotation between its rename and its commit leaves the
+/// manifest's generation at its rotated name: its length is taken there (by inode).
+/// After [`STATUS_READ_ATTEMPTS`] views that all changed, the last one, unsettled.
+fn view(target: &Path, sidecar: &Sidecar) -> Result<View> {
+    let opened = |p: &Path| {
+        let f = File::open(p).ok()?;
+        let (len, ino) = crate::os::fs::fresh_len_and_ino(&f).ok()?;
+        Some((f, len, ino))
+    };
+    let on_network = crate::os::fscheck::on_network_fs(target);
+    let mut view = View { manifest: None, len: None, cut: None, settled: false };
     for _ in 0..STATUS_READ_ATTEMPTS {
         let m = Manifest::load(sidecar)?;
-        let here = len_and_ino(target);
-        let len = match &m {
-            Some(m) if m.target_ino != 0 && here.is_none_or(|(_, ino)| ino != m.target_ino) => {
-                len_and_ino(&generation_path(target, m.generation))
-                    .filter(|&(_, ino)| ino == m.target_ino)
-                    .or(here)
-                    .map(|(len, _)| len)
+        let here = opened(target);
+        let file = match &m {
+            Some(m) if m.target_ino != 0 && here.as_ref().is_none_or(|(_, _, ino)| *ino != m.target_ino) => {
+                opened(&generation_path(target, m.generation)).filter(|(_, _, ino)| *ino == m.target_ino).or(here)
             }
-            _ => here.map(|(len, _)| len),
+            _ => here,
+        };
+        let cut = match (&m, &file) {
+            (Some(m), Some((f, len, ino)))
+                if !on_network && *len >= m.committed_len && (m.target_ino == 0 || *ino == m.target_ino) =>
+            {
+                committed_part_cut(target, f, m)
+            }
+            _ => None,
         };
         let epoch = |m: &Option<Manifest>| m.as_ref().map(|m| m.epoch);
         let settled = epoch(&Manifest::load(sidecar)?) == epoch(&m);
-        view = (m, len);
+        view = View { len: file.map(|(_, len, _)| len), manifest: m, cut, settled };
         if settled {
             break;
         }
@@ -319,7 +347,7 @@ pub fn status_all(target: impl AsRef<Path>, spool: Option<&Path>, opts: &Journal
 fn status_of(target: &Path, spool: Option<&Path>, opts: &JournalOptions, lenient: bool) -> Result<StatusReport> {
     crate::os::fscheck::check_target_name(target)?;
     let sidecar = Sidecar::for_target(target);
-    let (manifest, target_len) = manifest_and_len(target, &sidecar)?;
+    let View { manifest, len: target_len, cut, settled } = view(target, &sidecar)?;
     let lost_sidecar = if manifest.is_none() { sidecar.emptied(target).map(|e| e.to_string()) } else { None };
     let mut journals = Vec::new();
     let mut unreadable = Vec::new();
@@ -334,6 +362,8 @@ fn status_of(target: &Path, spool: Option<&Path>, opts: &JournalOptions, lenient
             let (journal_id, backlog, drained_into, refused) = match read {
                 Ok(read) => read,
                 Err(e) if e.is_journal_not_ready() => continue, // its writer is creating it
+                // retired (or removed) since the spool was listed: not in the spool now
+                Err(_) if std::fs::symlink_metadata(&p).is_err() => continue,
                 Err(e) if lenient => {
                     unreadable.push(UnreadableJournal { path: p, kind: e.kind(), message: e.to_string() });
                     continue;
@@ -353,7 +383,6 @@ fn status_of(target: &Path, spool: Option<&Path>, opts: &JournalOptions, lenient
             });
         }
     }
-    let committed_part_cut = manifest.as_ref().and_then(|m| committed_part_cut(target, m, target_len));
     Ok(StatusReport {
         target: target.to_path_buf(),
         manifest,
@@ -361,7 +390,9 @@ fn status_of(target: &Path, spool: Option<&Path>, opts: &JournalOptions, lenient
         journals,
         unreadable,
         lost_sidecar,
-        committed_part_cut,
+        // (judged only on a settled view: a rotation may have moved the file meanwhile)
+        committed_part_cut: cut.filter(|_| settled),
+        settled,
     })
 }
 
@@ -387,19 +418,11 @@ fn refused_by_drains(j: &Journal, m: &Manifest, sidecar: &Sidecar) -> Option<Str
 }
 
 /// [`StatusReport::committed_part_cut`]: the check every round makes before it
-/// writes (`Compactor::check_committed_end`), said in its words. Only where the file
-/// at the target's path is the manifest's generation and at least `committed_len`
-/// long (a shorter one is reported as truncated already).
-fn committed_part_cut(target: &Path, m: &Manifest, target_len: Option<u64>) -> Option<String> {
-    if target_len? < m.committed_len || crate::os::fscheck::on_network_fs(target) {
-        return None;
-    }
-    let file = File::open(target).ok()?;
-    let ino = std::os::unix::fs::MetadataExt::ino(&file.metadata().ok()?);
-    if m.target_ino != 0 && ino != m.target_ino {
-        return None; // a rotation between its rename and its commit: not this file
-    }
-    let hole = crate::target::scan::committed_part_cut_at(&file, m.committed_len).ok()??;
+/// writes (`Compactor::check_committed_end`), said in its words, on `file`: the
+/// manifest's generation, at least `committed_len` long (a shorter one is reported as
+/// truncated already).
+fn committed_part_cut(target: &Path, file: &File, m: &Manifest) -> Option<String> {
+    let hole = crate::target::scan::committed_part_cut_at(file, m.committed_len).ok()??;
     Some(
         Error::TargetHole { target: target.to_path_buf(), hole, committed_len: m.committed_len, round_end: None }
             .to_string(),

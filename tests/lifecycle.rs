@@ -494,6 +494,40 @@ fn a_journal_retired_and_made_again_while_a_drain_opens_it_loses_nothing() {
     assert_exactly(&target, &[vec![b"old".to_vec()], many, numbered("newer", 0..3)].concat());
 }
 
+/// A journal retired (here: its files removed) after `status --spool` listed the spool
+/// and before it opened the journal is not in the spool any more: not a problem. An
+/// outside tester's `status` exited 1, "cannot be read (a drain sets it aside ...): it
+/// was retired or removed as it was being opened", 12 times in 1,211 runs beside
+/// `retire` once a second.
+#[test]
+fn a_journal_retired_while_status_opens_it_is_no_problem() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let (gone, kept) = (spool.join("a.journal"), spool.join("b.journal"));
+    write_journal(&gone, &numbered("a", 0..2));
+    write_journal(&kept, &numbered("b", 0..2));
+    compactor(&target).drain_spool(&spool).unwrap();
+    let fp = d.path().join("fp");
+    fs::create_dir(&fp).unwrap();
+    let status = spawn_with_failpoint(
+        &["status", "--json", "--target", &s(&target), "--spool", &s(&spool)],
+        "open.before_read=hold_once",
+        &fp,
+    );
+    let reached = wait_reached(&fp, "open.before_read"); // its open of a.journal (the first)
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = gone.clone().into_os_string();
+        p.push(suffix);
+        let _ = fs::remove_file(p);
+    }
+    fs::remove_file(&reached).unwrap();
+    let out = status.wait_with_output().unwrap();
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{json}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(json.contains("b.journal") && !json.contains("a.journal"), "{json}");
+}
+
 /// A path that names no file (a journal retired before, or a typo) does not stop the
 /// others from being retired, and is reported, naming it, by the library's report, the
 /// CLI and the C ABI (helper-29: a second `retire` said "check the path" as if the

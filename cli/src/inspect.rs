@@ -73,7 +73,8 @@ fn status_problems(s: &StatusReport) -> Vec<String> {
              (logrotate copytruncate?); drains refuse it, see README \"Operations\"",
             m.committed_len
         )),
-        Some(len) => {
+        // (on a view a commit kept changing, the length may hold a newer intent's bytes)
+        Some(len) if s.settled => {
             let (tail, foreign) = uncommitted_tail(m, len);
             if foreign {
                 problems.push(format!(
@@ -82,6 +83,7 @@ fn status_problems(s: &StatusReport) -> Vec<String> {
                 ));
             }
         }
+        Some(_) => {}
     }
     problems
 }
@@ -186,11 +188,18 @@ fn status_json(s: &StatusReport, problems: &[String]) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "problems": problems,
         "ok": problems.is_empty(),
+        "settled": s.settled,
     })
 }
 
 fn status_text(s: &StatusReport, spool: Option<&std::path::Path>, problems: &[String]) {
     say!("target: {}", s.target.display());
+    if !s.settled {
+        say!(
+            "  (a commit came during each of status's reads: the bytes past the committed part and the committed \
+             part's end were not judged; run it again)"
+        );
+    }
     match &s.manifest {
         None if s.lost_sidecar.is_some() => {
             say!("  no manifest, yet the file holds bytes and its sidecar folder is there: see PROBLEM below");
