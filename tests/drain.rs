@@ -170,28 +170,19 @@ fn a_journal_from_before_run_checksums_is_upgraded_and_drains() {
         .query_row("SELECT count(*) - count(run_crc), count(run_crc) FROM runs", [], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap();
     assert_eq!((null, set), (1, 1), "the old run has no run CRC, the new one has");
-    let marks: Vec<Option<i64>> = raw
-        .prepare("SELECT durable FROM runs ORDER BY first_seq")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(marks, [None, Some(1)], "the old run has no durable mark, the new (full) one has");
+    // each run's durable mark, in seq order
+    let marks = |path: &std::path::Path| -> Vec<Option<i64>> {
+        let raw = rusqlite::Connection::open(path).unwrap();
+        let mut st = raw.prepare("SELECT durable FROM runs ORDER BY first_seq").unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert_eq!(marks(&jp), [None, Some(1)], "the old run has no durable mark, the new (full) one has");
     // A journal missing only the newest column gets it too.
     let only = spool.join("only-durable.journal");
     journal(&only).append(b"x").unwrap();
     rusqlite::Connection::open(&only).unwrap().execute_batch("ALTER TABLE runs DROP COLUMN durable").unwrap();
     journal(&only).append(b"y").unwrap();
-    let marks: Vec<Option<i64>> = rusqlite::Connection::open(&only)
-        .unwrap()
-        .prepare("SELECT durable FROM runs ORDER BY first_seq")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(marks, [None, Some(1)]);
+    assert_eq!(marks(&only), [None, Some(1)]);
     init(&target);
     compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
     assert_exactly(&target, &[first, second].concat());
