@@ -324,6 +324,9 @@ func Compact(ctx context.Context, target string, opts CompactOptions) error {
 	if opts.Spool != "" && len(opts.Journals) > 0 {
 		return argError("compact", "give either Journals or Spool, not both (a Compactor takes both)")
 	}
+	if opts.ForgetKeys {
+		return argError("compact", "ForgetKeys is an option of Retire: a daemon forgets nothing")
+	}
 	c, err := NewCompactor(target, opts.DrainOptions)
 	if err != nil {
 		return err

@@ -578,6 +578,11 @@ func TestRetireForgettingKeys(t *testing.T) {
 	opts.ForgetKeys = true
 	_, err = Drain(context.Background(), f.target, opts)
 	wantKind(t, err, KindInvalidArgument)
+	err = Compact(context.Background(), f.target, CompactOptions{DrainOptions: opts})
+	wantKind(t, err, KindInvalidArgument)
+	if !strings.HasPrefix(err.Error(), "tributary: compact: ") {
+		t.Fatalf("Compact with ForgetKeys: %v (not named as compact's)", err)
+	}
 	if n, err = Retire(context.Background(), f.target, opts); err != nil || n != 1 {
 		t.Fatalf("Retire with ForgetKeys = %d, %v", n, err)
 	}
