@@ -210,7 +210,7 @@
 
 /**
  * `event` of a `trib_event_fn`: a problem with `subject` (`target <path>`), retried
- * with backoff. Said once until its message changes or it is over (`RESOLVED`).
+ * with backoff. Said once until its kind changes or it is over (`RESOLVED`).
  */
 #define TRIB_EVENT_PROBLEM 3
 

@@ -22,7 +22,7 @@ pub const TRIB_EVENT_COMMITTED: c_int = 1;
 /// round is retried after the interval.
 pub const TRIB_EVENT_CONTENDED: c_int = 2;
 /// `event` of a `trib_event_fn`: a problem with `subject` (`target <path>`), retried
-/// with backoff. Said once until its message changes or it is over (`RESOLVED`).
+/// with backoff. Said once until its kind changes or it is over (`RESOLVED`).
 pub const TRIB_EVENT_PROBLEM: c_int = 3;
 /// `event` of a `trib_event_fn`: a journal (`subject` is `journal <path>`) that cannot
 /// be drained is set aside, and retried when its files change (and at least every
