@@ -793,11 +793,8 @@ impl Compactor {
 
     /// Rule 3 of the lifecycle on a manifest about to be committed.
     fn expire(&self, m: &mut Manifest) {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let expiry_ms = u64::try_from(self.opts.watermark_expiry.as_millis()).unwrap_or(u64::MAX);
-        m.expire_retired(now_ms, expiry_ms);
+        m.expire_retired(crate::os::clock::wall_ms(), expiry_ms);
     }
 
     /// Drain until every line the journals held at the start is committed.

@@ -1,4 +1,4 @@
-//! Deadlines that cannot overflow.
+//! Deadlines that cannot overflow, and this host's wall clock in Unix ms.
 
 use std::time::{Duration, Instant};
 
@@ -6,6 +6,14 @@ use std::time::{Duration, Instant};
 pub(crate) fn deadline_after(d: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(d).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+/// This host's wall clock, in ms since the Unix epoch (0 before it): what the
+/// lifecycle's expiry and horizon compare first-line stamps with.
+pub(crate) fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -318,10 +318,7 @@ impl Manifest {
     /// until the clocks pass the horizon, or an operator admits it. `None` otherwise.
     #[must_use]
     pub fn horizon_ahead_of_clock(&self) -> Option<std::time::Duration> {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let ahead_ms = self.horizon.saturating_sub(now_ms);
+        let ahead_ms = self.horizon.saturating_sub(crate::os::clock::wall_ms());
         (ahead_ms > HORIZON_CLOCK_SLACK_MS).then(|| std::time::Duration::from_millis(ahead_ms))
     }
 
