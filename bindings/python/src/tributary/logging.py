@@ -213,7 +213,9 @@ class JournalHandler(logging.Handler):
         durable (a failure is reported on stderr like a failed ``emit``; the records stay
         queued and are retried). Without, every emitted record is already durable."""
         j = self._journals.get(os.getpid())
-        if isinstance(j, Appender):
+        # (closed by the exit hook, which flushed it and said if that failed:
+        # ``logging.shutdown`` runs after it)
+        if isinstance(j, Appender) and not j.closed:
             self._reporting(j.flush)
 
     def close(self) -> None:
