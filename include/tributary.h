@@ -186,7 +186,9 @@
 #define TRIB_CURSOR_TEXT_LEN 75
 
 /**
- * `on_full` of `trib_appender_options`: a push into a full queue waits for room.
+ * `on_full` of `trib_appender_options`: a push into a full queue waits for room. The
+ * queue is full when it holds `max_queue_bytes`, or when a line not yet durable has
+ * waited longer than `window_us` (the committer is behind), however little it holds.
  */
 #define TRIB_ON_FULL_BLOCK 0
 
@@ -1299,6 +1301,33 @@ int trib_retire_forgetting_keys(const char *target,
                                 const struct trib_compactor_options *options,
                                 size_t *retired_out,
                                 struct trib_error **err_out);
+
+/**
+ * `trib_retire` (`forget_keys` false) or `trib_retire_forgetting_keys` (true) that
+ * another thread can cut short with `trib_stop_request(stop)` while it waits for the
+ * target's lock to drain the journals: the wait ends within about 10 ms with
+ * `TRIB_E_LOCK_TIMEOUT`, as if the lock timeout had passed, and the journals that
+ * drain was for are not deleted (what was drained stays committed; a journal of an
+ * earlier attempt, deleted already, stays retired). A drain in progress finishes
+ * (rounds are bounded), and the commit that records a deleted journal as retired
+ * still waits for the lock (stopping there would keep its watermark in the manifest
+ * for good), bounded by the lock timeout. For a caller that cancels (Go's
+ * `Retire(ctx)`, Python's Ctrl-C). `stop` may be NULL.
+ *
+ * # Safety
+ * `target` must be NULL or NUL-terminated; `journal_paths` NULL or `journal_count`
+ * NUL-terminated strings; `options` NULL or readable; `stop` NULL or a live
+ * `trib_stop`, not freed during the call; `retired_out` and `err_out` NULL or
+ * writable.
+ */
+int trib_retire_stoppable(const char *target,
+                          const char *const *journal_paths,
+                          size_t journal_count,
+                          const struct trib_compactor_options *options,
+                          bool forget_keys,
+                          const struct trib_stop *stop,
+                          size_t *retired_out,
+                          struct trib_error **err_out);
 
 /**
  * Fill `*options_out` with the compactor defaults.

@@ -216,13 +216,28 @@ fn a_journal_this_process_may_not_write_is_a_permission_error_not_a_foreign_file
         assert_eq!(out.status.code(), Some(1));
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    for (file, folder, what) in [(0o644, 0o777, "file not writable"), (0o666, 0o755, "folder not writable")] {
+    // (mode 000 said SQLite's bare "unable to open database file": an outside tester)
+    for (file, folder, what) in [
+        (0o644, 0o777, "file not writable"),
+        (0o666, 0o755, "folder not writable"),
+        (0o000, 0o777, "file not readable"),
+    ] {
         let err = as_nobody(file, folder);
         assert!(err.contains("[io]") && err.contains("write permission"), "{what}: {err}");
         assert!(!err.contains("not_a_journal") && !err.contains("out of the spool"), "{what}: {err}");
     }
     fs::set_permissions(&spool, fs::Permissions::from_mode(0o700)).unwrap();
     assert_eq!(journal(&p).backlog().unwrap().last_seq, 1, "the journal is untouched");
+}
+
+/// A folder given as a journal (a spool's path where a journal's belongs) was "not a
+/// regular file (a symlink? ...)" (an outside tester): it says it is a folder.
+#[test]
+fn a_folder_given_as_a_journal_is_named_a_folder() {
+    let d = tmp();
+    let e = Journal::open(d.path(), JournalOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotAJournal, "{e}");
+    assert!(e.to_string().contains("it is a folder"), "{e}");
 }
 
 /// A target given where a journal belongs (a swapped argument) became an SQLite

@@ -28,7 +28,9 @@ type AppenderOptions struct {
 	// MaxQueueBytes is the most bytes queued and not yet committed (default 8 MiB).
 	MaxQueueBytes int
 	// DropWhenFull makes Push drop a line (and count it, Stats().Dropped) when the
-	// queue is full, instead of waiting for room (the default).
+	// queue is full, instead of waiting for room (the default). The queue is full when
+	// it holds MaxQueueBytes, or when a line not yet durable has waited longer than
+	// Window (the committer is behind), however little it holds.
 	DropWhenFull bool
 }
 
@@ -124,7 +126,8 @@ func (a *Appender) release() {
 }
 
 // Push queues one line (without '\n') for the next commit and returns: queued is
-// false when the queue was full and DropWhenFull dropped it. The line is not durable
+// false when the queue was full and DropWhenFull dropped it (full: MaxQueueBytes
+// queued, or a line not yet durable older than Window). The line is not durable
 // until Flush returns (or the committer's next commit). A line with '\n' or longer
 // than MaxLineBytes is refused at once with ErrInvalidLine. A Push waiting for room
 // returns the error of a commit attempt that failed meanwhile (e.g. a full disk), the

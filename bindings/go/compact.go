@@ -214,8 +214,8 @@ func (c *Compactor) release() {
 // compact`: it drains them into the target, pauses for opts.Interval when there was
 // nothing to move, and goes on until ctx is done (or, with opts.UntilEmpty, until a
 // pass over every journal finds nothing more), then returns a nil error. A ctx that
-// is done is noticed within about 10 ms while Run pauses, within about 50 ms while
-// it waits for the target's lock, or after the round it is in (a round is never
+// is done is noticed within about 10 ms while Run pauses or waits for the target's
+// lock, or after the round it is in (a round is never
 // interrupted).
 //
 // Only an error that needs a human stops it and is returned (with the report so
@@ -296,9 +296,8 @@ func (c *Compactor) Close() error {
 // library's, through trib_compact): it drains every *.journal in opts.Spool into
 // target (journals that appear later are picked up), pauses for opts.Interval when
 // there was nothing to move, and goes on until ctx is done, then returns nil. A ctx
-// that is done is noticed within about 10 ms while Compact pauses, within about
-// 50 ms while it waits for the target's lock (held by another host, say: nothing is
-// held while waiting), or after the round it is in (a round is never interrupted).
+// that is done is noticed within about 10 ms while Compact pauses or waits for the
+// target's lock (held by another host, say: nothing is held while waiting), or after the round it is in (a round is never interrupted).
 //
 // Only an error that needs a human stops it and is returned: a corrupt manifest, a
 // truncated or torn target, unexpected bytes at its end, an unsafe filesystem under

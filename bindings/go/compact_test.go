@@ -250,6 +250,49 @@ func TestDrainCancelEndsTheWaitForALockHeldElsewhere(t *testing.T) {
 	}
 }
 
+// A Retire whose ctx is cancelled while another process holds the lock returns within
+// the hang guard, with an error that is both a lock timeout and context.Canceled,
+// and deletes nothing: an outside tester's Retire waited out the holder after its
+// context was cancelled, then deleted the journal and returned nil.
+func TestRetireCancelEndsTheWaitForALockHeldElsewhere(t *testing.T) {
+	f := newFixture(t)
+	j := f.openJournal(t, "a", nil)
+	if _, err := j.AppendString("to retire"); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	lockPath := f.target + ".tributary/lock"
+	release := holdLockElsewhere(t, lockPath)
+	defer release()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := Retire(ctx, f.target, DrainOptions{Journals: []string{j.Path()}, LockTimeout: time.Hour})
+		done <- err
+	}()
+	waitForLockWaiter(t, lockPath, "Retire")
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrLockTimeout) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("Retire cancelled while waiting for the lock: %v, want a lock timeout matching context.Canceled", err)
+		}
+	case <-time.After(hangGuard):
+		t.Fatal("a cancelled ctx did not end Retire's wait for the lock")
+	}
+	release()
+	if _, err := os.Stat(j.Path()); err != nil {
+		t.Fatalf("a cancelled Retire deleted the journal: %v", err)
+	}
+	n, err := Retire(context.Background(), f.target, DrainOptions{Journals: []string{j.Path()}})
+	if err != nil || n != 1 {
+		t.Fatalf("Retire after the lock came free = %d, %v", n, err)
+	}
+	if lines := targetLines(t, f.target); len(lines) != 1 || lines[0] != "to retire" {
+		t.Fatalf("target after the retirement: %q", lines)
+	}
+}
+
 // holdLockElsewhere takes the target's lock in another process (a POSIX record lock
 // conflicts with the library's OFD lock) until the returned func is called.
 func holdLockElsewhere(t *testing.T, lockPath string) (release func()) {

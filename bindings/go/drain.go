@@ -273,7 +273,10 @@ func Drain(ctx context.Context, target string, opts DrainOptions) (DrainReport, 
 // that still has one open gets ErrJournalGone on its next append (nothing stored):
 // stop the writers first. opts.Journals names the journals (opts.Spool must be
 // empty); the other options are those of Drain. A deadline on ctx shortens the lock
-// timeout, as for Drain. A path that names no file (a journal retired before leaves
+// timeout, and cancelling ctx ends a wait for the lock within about 10 ms, as for
+// Drain: the journals that drain was for are not deleted (the error matches
+// ErrLockTimeout and ctx.Err()); a drain in progress finishes, and the commit that
+// records journals already deleted as retired still waits for the lock. A path that names no file (a journal retired before leaves
 // none, or a wrong path) is an ErrNotAJournal error naming it, returned after the
 // other journals were retired, with their number. A journal holding idempotency keys
 // within their retention or processed cursors is refused (ErrInvalidArgument, nothing
@@ -316,15 +319,24 @@ func Retire(ctx context.Context, target string, opts DrainOptions) (int, error) 
 	defer freePaths()
 	var retired C.size_t
 	var cerr *C.trib_error
-	var rc C.int
-	if opts.ForgetKeys {
-		rc = C.trib_retire_forgetting_keys(ctarget, paths, C.size_t(n), &copts, &retired, &cerr)
-	} else {
-		rc = C.trib_retire(ctarget, paths, C.size_t(n), &copts, &retired, &cerr)
+	var stop *C.trib_stop
+	finish := func() {}
+	if ctx.Done() != nil { // cancellable: a stop token ends the wait for the lock
+		if err := callError(op, C.trib_stop_new(&stop, &cerr), cerr); err != nil {
+			return 0, err
+		}
+		defer C.trib_stop_free(stop)
+		finish = stopOnCancel(ctx, stop)
+		cerr = nil
 	}
+	rc := C.trib_retire_stoppable(ctarget, paths, C.size_t(n), &copts, C.bool(opts.ForgetKeys), stop, &retired, &cerr)
+	finish()
 	if err := callError(op, rc, cerr); err != nil {
 		if shortened {
 			err = withDeadline(err)
+		}
+		if ctx.Err() != nil {
+			err = withContext(err, ctx.Err())
 		}
 		// a path that names no file (ErrNotAJournal) comes after the others were
 		// retired: retired says how many

@@ -48,7 +48,9 @@ impl HandleBox for AppenderBox {
     }
 }
 
-/// `on_full` of `trib_appender_options`: a push into a full queue waits for room.
+/// `on_full` of `trib_appender_options`: a push into a full queue waits for room. The
+/// queue is full when it holds `max_queue_bytes`, or when a line not yet durable has
+/// waited longer than `window_us` (the committer is behind), however little it holds.
 pub const TRIB_ON_FULL_BLOCK: u32 = 0;
 /// `on_full` of `trib_appender_options`: a push into a full queue drops the line and
 /// counts it (`trib_appender_read_stats`); the push says so.

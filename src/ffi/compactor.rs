@@ -319,7 +319,7 @@ pub unsafe extern "C" fn trib_retire(
 ) -> c_int {
     ffi_call!(err_out, || {
         // SAFETY: the caller's contract is this function's, which `retire_impl` takes.
-        unsafe { retire_impl(target, journal_paths, journal_count, options, retired_out, false) }
+        unsafe { retire_impl(target, journal_paths, journal_count, options, retired_out, false, std::ptr::null()) }
     })
 }
 
@@ -344,14 +344,48 @@ pub unsafe extern "C" fn trib_retire_forgetting_keys(
 ) -> c_int {
     ffi_call!(err_out, || {
         // SAFETY: the caller's contract is this function's, which `retire_impl` takes.
-        unsafe { retire_impl(target, journal_paths, journal_count, options, retired_out, true) }
+        unsafe { retire_impl(target, journal_paths, journal_count, options, retired_out, true, std::ptr::null()) }
     })
 }
 
-/// The body of [`trib_retire`] and [`trib_retire_forgetting_keys`].
+/// `trib_retire` (`forget_keys` false) or `trib_retire_forgetting_keys` (true) that
+/// another thread can cut short with `trib_stop_request(stop)` while it waits for the
+/// target's lock to drain the journals: the wait ends within about 10 ms with
+/// `TRIB_E_LOCK_TIMEOUT`, as if the lock timeout had passed, and the journals that
+/// drain was for are not deleted (what was drained stays committed; a journal of an
+/// earlier attempt, deleted already, stays retired). A drain in progress finishes
+/// (rounds are bounded), and the commit that records a deleted journal as retired
+/// still waits for the lock (stopping there would keep its watermark in the manifest
+/// for good), bounded by the lock timeout. For a caller that cancels (Go's
+/// `Retire(ctx)`, Python's Ctrl-C). `stop` may be NULL.
 ///
 /// # Safety
-/// As [`trib_retire`].
+/// `target` must be NULL or NUL-terminated; `journal_paths` NULL or `journal_count`
+/// NUL-terminated strings; `options` NULL or readable; `stop` NULL or a live
+/// `trib_stop`, not freed during the call; `retired_out` and `err_out` NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_retire_stoppable(
+    target: *const c_char,
+    journal_paths: *const *const c_char,
+    journal_count: usize,
+    options: *const trib_compactor_options,
+    forget_keys: bool,
+    stop: *const super::daemon::trib_stop,
+    retired_out: *mut usize,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, || {
+        // SAFETY: the caller's contract is this function's, which `retire_impl` takes.
+        unsafe { retire_impl(target, journal_paths, journal_count, options, retired_out, forget_keys, stop) }
+    })
+}
+
+/// The body of [`trib_retire`], [`trib_retire_forgetting_keys`] and
+/// [`trib_retire_stoppable`].
+///
+/// # Safety
+/// As [`trib_retire_stoppable`].
 unsafe fn retire_impl(
     target: *const c_char,
     journal_paths: *const *const c_char,
@@ -359,6 +393,7 @@ unsafe fn retire_impl(
     options: *const trib_compactor_options,
     retired_out: *mut usize,
     forget_keys: bool,
+    stop: *const super::daemon::trib_stop,
 ) -> FfiResult<()> {
     // SAFETY: NUL-terminated or NULL per the caller's contract.
     let target = unsafe { path_arg(target, "target") }?;
@@ -371,7 +406,12 @@ unsafe fn retire_impl(
         None => CompactorOptions::default(),
     };
     let r = {
-        let c = Compactor::new(target, opts)?;
+        let mut c = Compactor::new(target, opts)?;
+        if !stop.is_null() {
+            // SAFETY: a live `trib_stop` per the caller's contract (its flag is atomic).
+            let s = unsafe { handle_ref::<super::daemon::StopBox>(stop, "stop") }?;
+            c = c.stop_when(std::sync::Arc::clone(&s.requested));
+        }
         if forget_keys {
             c.retire_forgetting_keys(&paths)?
         } else {

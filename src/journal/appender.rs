@@ -19,7 +19,9 @@ use super::waits::WaitHistogram;
 use super::{validate_line, Journal, JournalOptions};
 use crate::error::{Error, ErrorKind, Result};
 
-/// What [`Appender::push`] does when the queue is full.
+/// What [`Appender::push`] does when the queue is full: when it holds `max_queue_bytes`,
+/// or when a record not yet durable has waited longer than `window` (the committer is
+/// behind: one more record would break the window), however little it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnFull {
     /// Wait until the committer makes room (back-pressure on the caller).

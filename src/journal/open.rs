@@ -106,10 +106,14 @@ fn claim_name(path: &Path, create: bool, attempt: &mut Attempt, folder: &std::fs
         _ => Error::io(format!("inspecting journal {}", path.display()), e),
     })?;
     if !md.is_file() {
-        return Err(Error::NotAJournal {
-            path: path.to_path_buf(),
-            detail: "it is not a regular file (a symlink? journals are opened by their real path only)".into(),
-        });
+        let detail = if md.is_dir() {
+            "it is a folder, not a journal file (a spool? give it as the spool, or a file inside it)"
+        } else if md.file_type().is_symlink() {
+            "it is a symlink; tributary opens journals by their real path only (give that path)"
+        } else {
+            "it is not a regular file (a device, pipe or socket)"
+        };
+        return Err(Error::NotAJournal { path: path.to_path_buf(), detail: detail.into() });
     }
     // SQLite keeps a database's log beside its name: two names (a hard link, e.g.
     // `cp -al` of a spool) are two logs for one file. A compactor of the second name
@@ -215,13 +219,23 @@ fn replaced_while_opening(path: &Path, attempt: &mut Attempt) -> Error {
 fn cannot_write(path: &Path, e: &dyn std::fmt::Display) -> Error {
     Error::io(
         format!(
-            "opening journal {}: this process may not write it or create its -wal and -shm next to it ({e}); give \
-             the user it runs as write permission on the journal file and its folder (or run it as the journal's \
-             owner); the journal is untouched",
+            "opening journal {}: this process may not read and write it or create its -wal and -shm next to it \
+             ({e}); give the user it runs as read and write permission on the journal file and its folder (or run \
+             it as the journal's owner); the journal is untouched",
             path.display()
         ),
         io::Error::from_raw_os_error(libc::EACCES),
     )
+}
+
+/// Whether this process is refused opening the journal's file for reading and writing
+/// (its mode, its owner, a read-only mount).
+fn may_not_open(path: &Path) -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .is_err_and(|e| e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS))
 }
 
 /// A journal `SQLite` could not set up on a full disk (its `-wal`, or the blocks of its
@@ -379,8 +393,13 @@ impl Journal {
         let _inside = crate::os::fork::enter();
         forks::check_not_inherited(&path, inode)?;
         // Through `tributary-unix`: a full disk is an error, not a SIGBUS.
-        let mut conn =
-            crate::os::sqlite_vfs::open(&path).map_err(|e| Error::sqlite(format!("opening {}", path.display()), e))?;
+        let mut conn = crate::os::sqlite_vfs::open(&path).map_err(|e| match e.sqlite_error_code() {
+            // a file this process may not read (mode 000, another user's): say so, as
+            // for one it may only read, not SQLite's bare "unable to open database file"
+            Some(rusqlite::ErrorCode::CannotOpen) if may_not_open(&path) => cannot_write(&path, &e),
+            Some(rusqlite::ErrorCode::CannotOpen) => cannot_open(&path, &e),
+            _ => Error::sqlite(format!("opening {}", path.display()), e),
+        })?;
         if !create {
             // A compactor's handle: its close keeps the -wal and -shm for the next open,
             // instead of deleting what that open would create again. The -wal is cut to
@@ -408,6 +427,7 @@ impl Journal {
                 // I/O error of this journal (an outside tester got "disk I/O error").
                 _ if file_id(&path).ok() != Some(inode) => replaced_while_opening(&path, attempt),
                 // Opening the file, its -wal or -shm failed: most often the file limit.
+                Some(rusqlite::ErrorCode::CannotOpen) if may_not_open(&path) => cannot_write(&path, &e),
                 Some(rusqlite::ErrorCode::CannotOpen) => cannot_open(&path, &e),
                 // A journal this process may not write (or whose folder it may not add
                 // a -wal to) is a real journal: never advise moving it out of the spool.

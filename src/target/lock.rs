@@ -184,7 +184,7 @@ impl LockQueue {
 }
 
 /// How often a waiter asks its caller whether to give up (a daemon's stop).
-const GIVE_UP_CHECK: Duration = Duration::from_millis(50);
+const GIVE_UP_CHECK: Duration = Duration::from_millis(10);
 
 /// Valgrind (3.19) does not know that `F_OFD_SETLKW` can block: a thread waiting in
 /// it keeps valgrind's scheduler lock, and the whole process stops (seen in the C ABI

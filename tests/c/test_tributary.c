@@ -1735,6 +1735,63 @@ static void test_drain_stoppable(void) {
     trib_journal_close(j);
 }
 
+/* trib_retire_stoppable: a stop requested while another holder keeps the lock ends
+ * the retirement's drain far inside the hour-long lock timeout, and the journal is
+ * not deleted (an outside tester's Go Retire(ctx) waited out the holder after its
+ * context was cancelled, then deleted it); without a request it retires as
+ * trib_retire, and with forget_keys as trib_retire_forgetting_keys. */
+static void test_retire_stoppable(void) {
+    char dir[512], target[512], jpath[512], kpath[512], lockp[512];
+    trib_error *err = NULL;
+    make_dir(dir, "retire-stoppable");
+    path_in(target, dir, "out.log");
+    path_in(jpath, dir, "a.journal");
+    path_in(kpath, dir, "keyed.journal");
+    init_target(target);
+    trib_journal *j = open_journal(jpath, NULL);
+    append_str(j, "one");
+    trib_journal_close(j);
+    const char *paths[1] = {jpath};
+
+    pathf(lockp, "%s.tributary/lock", target);
+    int fd = open(lockp, O_RDWR);
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    CHECK(fd >= 0 && fcntl(fd, F_OFD_SETLK, &fl) == 0);
+    trib_compactor_options co;
+    trib_compactor_options_default(&co, NULL);
+    co.lock_timeout_ms = 3600 * 1000;
+    trib_stop *stop = NULL;
+    EXPECT(TRIB_OK, trib_stop_new(&stop, &err));
+    trib_stop_request(stop);
+    size_t retired = 77;
+    uint64_t t0 = now_ms();
+    EXPECT(TRIB_E_LOCK_TIMEOUT, trib_retire_stoppable(target, paths, 1, &co, false, stop, &retired, &err));
+    CHECK(now_ms() - t0 < 1800 * 1000); /* a hang guard: the hour would have passed */
+    CHECK(retired == 77);               /* a failed call writes no output */
+    CHECK(access(jpath, F_OK) == 0);    /* not deleted */
+    trib_stop_free(stop);
+    close(fd); /* releases the OFD lock */
+
+    EXPECT(TRIB_OK, trib_stop_new(&stop, &err));
+    EXPECT(TRIB_OK, trib_retire_stoppable(target, paths, 1, &co, false, stop, &retired, &err));
+    CHECK(retired == 1 && access(jpath, F_OK) != 0);
+    trib_stop_free(stop);
+
+    /* forget_keys: a journal holding a key within its retention is refused without it */
+    trib_journal *k = open_journal(kpath, NULL);
+    uint64_t seq = 0;
+    EXPECT(TRIB_OK, trib_journal_append_keyed(k, (const uint8_t *)"key-1", 5, (const uint8_t *)"keyed", 5, &seq, &err));
+    trib_journal_close(k);
+    const char *kpaths[1] = {kpath};
+    EXPECT(TRIB_E_INVALID_ARG, trib_retire_stoppable(target, kpaths, 1, NULL, false, NULL, &retired, &err));
+    CHECK(access(kpath, F_OK) == 0);
+    EXPECT(TRIB_OK, trib_retire_stoppable(target, kpaths, 1, NULL, true, NULL, &retired, &err));
+    CHECK(retired == 1 && access(kpath, F_OK) != 0);
+}
+
 /* trib_compact_journals: the same daemon over a fixed set of journals. The junk one is
  * set aside (said once) while the good one drains; bad arguments are refused. */
 static void test_compact_journals_daemon(void) {
@@ -2114,6 +2171,7 @@ int main(int argc, char **argv) {
     test_retire();
     test_compact_daemon();
     test_drain_stoppable();
+    test_retire_stoppable();
     test_compact_journals_daemon();
     test_compactor_handle();
     test_appender();

@@ -128,3 +128,56 @@ def test_bad_arguments(target: Path, spool: Path) -> None:
     with pytest.raises(tributary.InvalidArgumentError, match="closed"):
         c.drain_until_empty()
     assert c.stop() == tributary.CompactReport(0, 0)
+
+
+def _wait_for_lock_waiter(lock: Path) -> None:
+    """Until some process is blocked on ``lock`` (a ``->`` line of /proc/locks)."""
+    suffix = f":{lock.stat().st_ino} "
+
+    def waiting() -> bool:
+        with open("/proc/locks") as f:
+            return any("->" in line and suffix in line for line in f)
+
+    wait_for(waiting, what=f"a process blocked on {lock}")
+
+
+@pytest.mark.parametrize("call", ["drain", "retire"])
+def test_ctrl_c_ends_a_wait_for_the_lock(target: Path, spool: Path, call: str) -> None:
+    # An outside tester's drain and retire sat out the whole lock timeout (30 s)
+    # after a Ctrl-C: the blocking ctypes call keeps Python from running its signal
+    # handler. Here the timeout is an hour: only the interrupt can end the wait.
+    import fcntl
+    import signal
+    import subprocess
+
+    journal = spool / "a.journal"
+    with tributary.Journal(journal) as j:
+        j.append(b"waiting")
+    lock = Path(f"{target}.tributary/lock")
+    code = textwrap.dedent(
+        f"""
+        import sys, tributary
+        try:
+            tributary.{call}(sys.argv[1], [sys.argv[2]], lock_timeout=3600)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(0)
+        print("returned", flush=True)
+        sys.exit(1)
+        """
+    )
+    with open(lock, "r+") as held:
+        fcntl.lockf(held, fcntl.LOCK_EX)  # a POSIX lock conflicts with the library's OFD lock
+        proc = subprocess.Popen([sys.executable, "-c", code, str(target), str(journal)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            _wait_for_lock_waiter(lock)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=HANG_GUARD)
+        finally:
+            proc.kill()
+    assert (proc.returncode, out) == (0, "interrupted\n"), err
+    assert journal.exists(), "an interrupted retire deleted the journal"
+    assert target_lines(target) == []
+    report = tributary.drain(target, [journal])
+    assert report.lines == 1 and target_lines(target) == [b"waiting"]

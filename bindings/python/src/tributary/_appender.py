@@ -169,7 +169,8 @@ class Appender(Managed):
     def push(self, line: Line) -> bool:
         """Queue one line (bytes without ``\\n``, or str encoded as UTF-8) for the next
         commit; True when queued, False when dropped because the queue was full
-        (``on_full="drop"``). Not durable until :meth:`flush` returns (or the
+        (``on_full="drop"``): it holds ``max_queue_bytes``, or a line not yet durable
+        has waited longer than ``window`` (the committer is behind). Not durable until :meth:`flush` returns (or the
         committer's next commit, within ``window``). A push waiting for room raises
         the error of a commit attempt that failed meanwhile (e.g. a full disk), the
         line not queued."""

@@ -5,9 +5,10 @@ they share, and the reports they return."""
 from __future__ import annotations
 
 import os
+import threading
 from ctypes import byref, c_char_p, c_size_t
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
 from . import _ffi
 from ._ffi import call, fspath_bytes, lib
@@ -175,6 +176,55 @@ def _compactor_options(
     return opts
 
 
+#: How often the calling thread looks whether a blocking call has returned (seconds):
+#: a Ctrl-C is acted on within this plus the library's own 10 ms.
+_INTERRUPT_POLL = 0.02
+
+
+def _interruptible(blocking: Callable[[Any], None]) -> None:
+    """Run ``blocking(stop)`` — a library call that waits for the target's lock, given a
+    stop token — so that Ctrl-C ends that wait: on the main thread (the only one
+    Python delivers signals to, and only between bytecodes, never inside a ctypes
+    call) it runs on a helper thread while this one waits, and a
+    ``KeyboardInterrupt`` requests the stop, waits for the call to return (a round in
+    progress finishes; nothing is left half-done) and is raised again. Elsewhere it
+    runs here, with no token. An outside tester's ``drain`` and ``retire`` sat out the
+    30 s lock timeout after a Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        blocking(None)
+        return
+    token = _ffi.trib_stop_p()
+    call(lib.trib_stop_new, byref(token))
+    finished = threading.Event()
+    outcome: List[BaseException] = []
+
+    def run() -> None:
+        try:
+            blocking(token)
+        except BaseException as e:  # noqa: BLE001 - raised again on the calling thread
+            outcome.append(e)
+        finally:
+            finished.set()
+
+    interrupted: Optional[BaseException] = None
+    try:
+        threading.Thread(target=run, name="tributary-call", daemon=True).start()
+        # Our own event, not Thread.join: see _compact._Run (bpo-45274).
+        while not finished.is_set():
+            try:
+                finished.wait(_INTERRUPT_POLL)
+            except KeyboardInterrupt as e:
+                interrupted = e
+                lib.trib_stop_request(token)
+    finally:
+        if finished.is_set():
+            lib.trib_stop_free(token)  # (a thread that never started: freed only at exit)
+    if interrupted is not None:
+        raise interrupted
+    if outcome:
+        raise outcome[0]
+
+
 def drain(
     target: PathLike,
     journals: Optional[Iterable[Union[PathLike, Journal]]] = None,
@@ -211,6 +261,9 @@ def drain(
     and starts a new one (readers follow across); ``retain_generations`` keeps at most
     that many rotated generations (default: all). Never rotate a target with logrotate.
 
+    Ctrl-C (on the main thread) ends a wait for the lock: a round in progress
+    finishes, then ``KeyboardInterrupt`` is raised.
+
     Raises :class:`LockTimeoutError`, :class:`CorruptManifestError`,
     :class:`TargetTruncatedError`, :class:`JournalRestoredError`, ... (see
     :mod:`tributary.errors`); a failed drain never loses or duplicates a line, the next
@@ -246,7 +299,9 @@ def drain(
         )
 
     try:
-        call(lib.trib_drain, target_b, arr, len(paths), spool_b, byref(opts), byref(rep))
+        _interruptible(
+            lambda stop: call(lib.trib_drain_stoppable, target_b, arr, len(paths), spool_b, byref(opts), stop, byref(rep))
+        )
     except TributaryError as exc:
         # what was drained before the error (a spool's unusable file: all the others)
         exc.report = report()  # type: ignore[attr-defined]
@@ -291,7 +346,8 @@ def retire(
     a keyed resend or a processor resuming from its cursor would store lines twice.
     ``forget_keys=True`` retires such a journal anyway, its keys and cursors with it
     (as ``tributary retire --forget-keys``): only once its writers can no longer resend
-    and its processor has finished.
+    and its processor has finished. Ctrl-C while it waits for the lock to drain them
+    raises ``KeyboardInterrupt`` and deletes none of them.
     """
     target_b = fspath_bytes(target, "target")
     _not_one_item(journals, "journals")
@@ -306,8 +362,10 @@ def retire(
     )
     arr = (c_char_p * len(paths))(*paths)
     retired = c_size_t(0)
-    retire_fn = lib.trib_retire_forgetting_keys if forget_keys else lib.trib_retire
-    call(retire_fn, target_b, arr, len(paths), byref(opts), byref(retired))
+    _interruptible(
+        lambda stop: call(lib.trib_retire_stoppable, target_b, arr, len(paths), byref(opts), forget_keys, stop,
+                          byref(retired))
+    )
     return retired.value
 
 

@@ -501,6 +501,8 @@ FUNCTIONS = {
     "trib_retire": (c_int, (c_char_p, POINTER(c_char_p), c_size_t, POINTER(trib_compactor_options), POINTER(c_size_t), POINTER(trib_error_p))),
     # int trib_retire_forgetting_keys(target, journal_paths, journal_count, options, retired_out, err_out)
     "trib_retire_forgetting_keys": (c_int, (c_char_p, POINTER(c_char_p), c_size_t, POINTER(trib_compactor_options), POINTER(c_size_t), POINTER(trib_error_p))),
+    # int trib_retire_stoppable(target, journal_paths, journal_count, options, forget_keys, stop, retired_out, err_out)
+    "trib_retire_stoppable": (c_int, (c_char_p, POINTER(c_char_p), c_size_t, POINTER(trib_compactor_options), c_bool, trib_stop_p, POINTER(c_size_t), POINTER(trib_error_p))),
     # int trib_compactor_options_default(options_out, err_out)
     "trib_compactor_options_default": (c_int, (POINTER(trib_compactor_options), POINTER(trib_error_p))),
     # int trib_verify(target, report_out, err_out)
