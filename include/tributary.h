@@ -128,7 +128,8 @@
 #define TRIB_E_UNSAFE_FILESYSTEM 13
 
 /**
- * The file is not a tributary journal (or has an unsupported format).
+ * The file is not a tributary journal (or has an unsupported format), or, opened as a
+ * cursor store, not a cursor store.
  */
 #define TRIB_E_NOT_A_JOURNAL 14
 

@@ -418,3 +418,27 @@ fn typos_are_errors_not_silent_successes() {
         "{said}"
     );
 }
+
+/// `--retain 0` deleted every rotated generation at once, while 0 in the C ABI and Go
+/// keeps them all (an outside tester lost a processor's input to it): refused, saying
+/// why, before anything is touched; the C/Go 0 keeps its meaning (unset).
+#[test]
+fn retain_zero_is_refused_and_deletes_nothing() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let j = journal(&spool.join("a.journal"));
+    for i in 0..3 {
+        j.append(format!("line {i} of a generation").as_bytes()).unwrap();
+        let out = cli(&["drain", "--target", &s(&target), "--spool", &s(&spool), "--rotate-bytes", "10"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let generation_2 = tributary::generation_path(&target, 2);
+    assert!(generation_2.exists());
+    j.append(b"one more").unwrap();
+    let out = cli(&["drain", "--target", &s(&target), "--spool", &s(&spool), "--rotate-bytes", "10", "--retain", "0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("[invalid_argument]") && err.contains("at least 1") && err.contains("keep them all"), "{err}");
+    assert!(generation_2.exists(), "a rotated generation was deleted");
+}

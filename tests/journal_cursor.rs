@@ -313,3 +313,78 @@ fn a_readers_lag_counts_what_is_committed_after_it_across_generations() {
     assert_eq!(r.next_line().unwrap().as_deref(), Some(b"one more".as_slice()));
     assert_eq!(r.lag().unwrap().bytes, 0);
 }
+
+/// Cursors no reader can resume from, or that would lift the one-target check, are
+/// refused at commit (outside tester): `0:5` was committed, then refused at every
+/// resume; a cursor without a target id (a legacy `(generation, offset)`) erased the
+/// name's target, and any target's cursor was accepted after it. The start cursor
+/// still resets a name.
+#[test]
+fn cursors_no_reader_resumes_from_or_that_drop_the_target_are_refused_at_commit() {
+    let d = tmp();
+    let (a, b) = (d.path().join("a.log"), d.path().join("b.log"));
+    init(&a);
+    init(&b);
+    let src = journal(&d.path().join("src.journal"));
+    src.append_batch(&numbered("a", 0..3)).unwrap();
+    compactor(&a).drain(std::slice::from_ref(&src)).unwrap();
+    let j = journal(&d.path().join("p.journal"));
+    let mut r = Reader::open_at(&a, Cursor::START).unwrap();
+    r.next_line().unwrap().unwrap();
+    let at_a = r.cursor();
+    j.append_batch_with_cursor(&[b"r0"], NAME, at_a).unwrap();
+    let last_seq = j.backlog().unwrap().last_seq;
+    for (bad, why) in [(Cursor::at(0, 5), "needs offset 0"), (Cursor::at(1, 9), "carries no target id")] {
+        let e = j.append_batch_with_cursor(&[b"x"], NAME, bad).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad}: {e}");
+        assert!(e.to_string().contains(why), "{bad}: {e}");
+    }
+    assert_eq!(j.backlog().unwrap().last_seq, last_seq, "a refused commit stored lines");
+    assert_eq!(j.cursor(NAME).unwrap(), Some(at_a));
+    let mut rb = Reader::open(&b, 0).unwrap();
+    let _ = rb.refresh().unwrap();
+    let e = j.append_batch_with_cursor::<&[u8]>(&[], NAME, rb.cursor()).unwrap_err();
+    assert!(e.to_string().contains("one cursor name follows one target"), "{e}");
+    // the start cursor resets the name (and another target may follow it then)
+    j.append_batch_with_cursor::<&[u8]>(&[], NAME, Cursor::START).unwrap();
+    assert_eq!(j.cursor(NAME).unwrap(), Some(Cursor::START));
+    j.append_batch_with_cursor::<&[u8]>(&[], NAME, rb.cursor()).unwrap();
+    // a cursor store refuses 0:5 too
+    let store = tributary::CursorStore::open(d.path().join("cursors.db")).unwrap();
+    let e = store.commit("x", Cursor::at(0, 5)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert_eq!(store.get("x").unwrap(), None);
+}
+
+/// A cursor store opened on a journal got a `cursors` table of the store's shape in
+/// the journal's schema; a text file or a damaged store said `sqlite` (a kind daemons
+/// retry): all are `not_a_journal`, and the journal is left as it was (outside tester).
+#[test]
+fn a_cursor_store_opened_on_a_journal_or_junk_is_refused_and_changes_nothing() {
+    let d = tmp();
+    let jp = d.path().join("p.journal");
+    journal(&jp).append(b"a line").unwrap();
+    let e = tributary::CursorStore::open(&jp).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotAJournal, "{e}");
+    assert!(e.to_string().contains("journal, not a cursor store"), "{e}");
+    let tables: Vec<String> = rusqlite::Connection::open(&jp)
+        .unwrap()
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'cursors'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(tables.is_empty(), "the journal got a cursors table");
+    let text = d.path().join("t.log");
+    std::fs::write(&text, "a target's line\n".repeat(300)).unwrap();
+    let e = tributary::CursorStore::open(&text).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotAJournal, "{e}");
+    let store = d.path().join("cursors.db");
+    tributary::CursorStore::open(&store).unwrap().commit("x", Cursor::at(1, 0)).unwrap();
+    let mut bytes = std::fs::read(&store).unwrap();
+    bytes[..16].copy_from_slice(b"not SQLite here!");
+    std::fs::write(&store, &bytes).unwrap();
+    let e = tributary::CursorStore::open(&store).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotAJournal, "{e}");
+}

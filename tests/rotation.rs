@@ -439,3 +439,51 @@ fn cursor_store_keeps_named_cursors_durably() {
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
 }
+
+/// A reader whose generation's file is not open yet (opened at a generation's start)
+/// and that sleeps through two rotations — the second with retention deleting its
+/// generation — held a manifest older than the files: it opened the target by name,
+/// and returned the current generation's lines, and an uncommitted tail behind them,
+/// as the deleted generation's (an outside tester: 1,292 lines labelled `1:…`, 1,092 of
+/// them uncommitted). A small generation (CRC-checked) stalled 5 s and said
+/// "torn_target". Both now say the generation is no longer kept, before reading.
+#[test]
+fn a_reader_that_slept_through_retention_of_its_generation_reads_nothing_of_another() {
+    for (line_len, rotate_bytes) in [(1_000usize, 1_200_000u64), (40, 2_000)] {
+        let d = tmp();
+        let (spool, target) = paths(d.path());
+        init(&target);
+        let j = journal(&spool.join("a.journal"));
+        let c = Compactor::new(
+            &target,
+            CompactorOptions::default().rotate_bytes(Some(rotate_bytes)).retain_generations(Some(1)),
+        )
+        .unwrap();
+        let per_generation = usize::try_from(rotate_bytes).unwrap() / line_len + 100;
+        let fill = |tag: &str, n: usize| {
+            let lines: Vec<Vec<u8>> =
+                (0..n).map(|i| format!("{tag}-{i:06}-{}", "y".repeat(line_len - 15)).into_bytes()).collect();
+            j.append_batch(&lines).unwrap();
+            c.drain(std::slice::from_ref(&j)).unwrap();
+        };
+        fill("gen1", per_generation);
+        let mut r = Reader::open_at(&target, Cursor::START).unwrap();
+        assert_eq!(r.generation(), 1);
+        fill("gen2", per_generation); // generation 1 becomes target.1
+        fill("gen3", 200); // generation 2 becomes target.2; retention deletes target.1
+        let m = tributary::status(&target, None).unwrap().manifest.unwrap();
+        assert_eq!((m.generation, m.rotated.keys().copied().collect::<Vec<_>>()), (3, vec![2]), "{line_len}");
+        // an uncommitted tail, as a crashed round leaves one
+        let mut f = std::fs::OpenOptions::new().append(true).open(&target).unwrap();
+        std::io::Write::write_all(&mut f, "uncommitted\n".repeat(100_000).as_bytes()).unwrap();
+        let e = match r.next_line() {
+            Ok(line) => panic!(
+                "{:?} was returned as a line of generation 1",
+                line.map(|l| String::from_utf8_lossy(&l[..l.len().min(20)]).into_owned())
+            ),
+            Err(e) => e,
+        };
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{line_len}: {e}");
+        assert!(e.to_string().contains("generation 1") && e.to_string().contains("no longer kept"), "{e}");
+    }
+}

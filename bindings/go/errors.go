@@ -33,7 +33,7 @@ const (
 	KindJournalRestored   ErrorKind = C.TRIB_E_JOURNAL_RESTORED    // a journal was restored from an older copy, or cloned
 	KindJournalForeign    ErrorKind = C.TRIB_E_JOURNAL_FOREIGN     // a journal was drained into another target
 	KindUnsafeFilesystem  ErrorKind = C.TRIB_E_UNSAFE_FILESYSTEM   // a journal on a network filesystem, host-local locks, ...
-	KindNotAJournal       ErrorKind = C.TRIB_E_NOT_A_JOURNAL       // the file is not a tributary journal
+	KindNotAJournal       ErrorKind = C.TRIB_E_NOT_A_JOURNAL       // the file is not a tributary journal (or, opened as one, a cursor store)
 	KindIO                ErrorKind = C.TRIB_E_IO                  // an operating-system I/O error
 	KindSQLite            ErrorKind = C.TRIB_E_SQLITE              // an SQLite error from a journal
 	KindJournalGone       ErrorKind = C.TRIB_E_JOURNAL_GONE        // the journal was removed, moved or replaced under an open handle

@@ -63,7 +63,8 @@ pub struct CompactorFlags {
     /// Managed rotation by committed line count.
     #[arg(long)]
     rotate_lines: Option<u64>,
-    /// Keep only this many rotated generations (older ones are deleted).
+    /// Keep only this many rotated generations, at least 1 (older ones are deleted;
+    /// without it every one is kept).
     #[arg(long)]
     retain: Option<u64>,
     /// Create the target if it does not exist yet (as `init` does). Without it, a

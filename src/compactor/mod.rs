@@ -58,8 +58,8 @@ crate::options::options! {
         pub rotate_bytes: Option<u64> = None,
         /// Managed rotation by committed line count (either limit triggers it).
         pub rotate_lines: Option<u64> = None,
-        /// Keep at most this many rotated generations; older ones are deleted. `None`
-        /// keeps them all.
+        /// Keep at most this many rotated generations (at least 1); older ones are
+        /// deleted. `None` keeps them all.
         pub retain_generations: Option<u64> = None,
         /// Most journals a drain keeps open at once (each holds three file
         /// descriptors: the journal, its `-wal` and `-shm`), and never more than a
@@ -308,8 +308,8 @@ impl Compactor {
     /// or [`Compactor::init`] does).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when `max_round_bytes`, `rotate_bytes` or
-    /// `rotate_lines` is 0, or `target` has no file name.
+    /// [`Error::InvalidArgument`] when `max_round_bytes`, `rotate_bytes`,
+    /// `rotate_lines` or `retain_generations` is 0, or `target` has no file name.
     pub fn new(target: impl AsRef<Path>, opts: CompactorOptions) -> Result<Compactor> {
         let target = target.as_ref().to_path_buf();
         if opts.max_round_bytes == 0 {
@@ -320,6 +320,16 @@ impl Compactor {
             return Err(Error::InvalidArgument(
                 "rotate_bytes and rotate_lines must be at least 1 (0 would start a new generation at every round); \
                  leave them unset for no rotation"
+                    .into(),
+            ));
+        }
+        // 0 meant "keep none" here and in the CLI's --retain, and "keep them all" in
+        // the C ABI and Go (an outside tester lost every rotated generation to
+        // `--retain 0`): one meaning everywhere, unset.
+        if opts.retain_generations == Some(0) {
+            return Err(Error::InvalidArgument(
+                "retain_generations (--retain) must be at least 1: 0 would delete every rotated generation as \
+                 soon as it is rotated, before readers behind finish it; leave it unset to keep them all"
                     .into(),
             ));
         }

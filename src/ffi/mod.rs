@@ -112,7 +112,8 @@ pub const TRIB_E_JOURNAL_FOREIGN: c_int = 12;
 /// The path is on a filesystem where tributary is unsafe (a journal on a network
 /// filesystem, a target on a mount with host-local locks, a world-writable sidecar).
 pub const TRIB_E_UNSAFE_FILESYSTEM: c_int = 13;
-/// The file is not a tributary journal (or has an unsupported format).
+/// The file is not a tributary journal (or has an unsupported format), or, opened as a
+/// cursor store, not a cursor store.
 pub const TRIB_E_NOT_A_JOURNAL: c_int = 14;
 /// An operating-system I/O error.
 pub const TRIB_E_IO: c_int = 15;

@@ -222,19 +222,15 @@ impl Journal {
     ///
     /// # Errors
     /// As [`Journal::append_batch`] (nothing stored, cursor included); also
-    /// [`Error::InvalidArgument`] for an empty `name`, a cursor beyond `i64::MAX`, or a
-    /// cursor whose target id differs from the one `name` already holds (one name
-    /// follows one target).
+    /// [`Error::InvalidArgument`] for an empty `name`, a cursor beyond `i64::MAX` or at
+    /// generation 0 with an offset, or a cursor whose target id differs from the one
+    /// `name` already holds, or that has none (one name follows one target; the start
+    /// cursor may reset any name).
     pub fn append_batch_with_cursor<L: AsRef<[u8]>>(&self, lines: &[L], name: &str, cursor: Cursor) -> Result<u64> {
         if name.is_empty() {
             return Err(Error::InvalidArgument("the cursor's name is empty".into()));
         }
-        if i64::try_from(cursor.generation).is_err() || i64::try_from(cursor.offset).is_err() {
-            return Err(Error::InvalidArgument(format!(
-                "cursor {cursor} is beyond any target (its generation and offset must be at most {})",
-                i64::MAX
-            )));
-        }
+        cursor.storable()?;
         for (i, l) in lines.iter().enumerate() {
             validate_line(i, l.as_ref(), self.opts.max_line_bytes)?;
         }
@@ -626,7 +622,6 @@ impl Journal {
         name: &str,
         cursor: &Cursor,
     ) -> Result<Option<Error>> {
-        let Some(mine) = cursor.target_id else { return Ok(None) };
         let held = match pending.iter().find(|(n, _)| *n == name) {
             Some((_, c)) => c.target_id.map(|id| id.to_hex()),
             None => tx
@@ -635,7 +630,20 @@ impl Journal {
                 .map_err(|e| Error::sqlite(format!("reading cursor {name} in {}", self.path.display()), e))?
                 .flatten(),
         };
-        Ok(held.filter(|h| !h.eq_ignore_ascii_case(&mine.to_hex())).map(|held| {
+        let Some(held) = held else { return Ok(None) };
+        let Some(mine) = cursor.target_id else {
+            // A cursor without an id (a legacy `(generation, offset)`) would erase the
+            // name's target and with it this check: any target's cursor was accepted
+            // after it (an outside tester). The start cursor is a reset, and allowed.
+            return Ok((!cursor.is_start()).then(|| {
+                Error::InvalidArgument(format!(
+                    "cursor {name} in journal {} follows target {held}, and this cursor {cursor} carries no target \
+                     id (a legacy cursor): commit the cursor the reader gave, which carries it (nothing was stored)",
+                    self.path.display()
+                ))
+            }));
+        };
+        Ok((!held.eq_ignore_ascii_case(&mine.to_hex())).then(|| {
             Error::InvalidArgument(format!(
                 "cursor {name} in journal {} follows target {held}, and this cursor {cursor} belongs to target {mine}: \
                  one cursor name follows one target (nothing was stored; use another name for the other target)",

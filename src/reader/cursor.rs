@@ -88,6 +88,27 @@ impl Cursor {
     pub fn is_start(&self) -> bool {
         self.generation == 0 && self.offset == 0
     }
+
+    /// The cursor's generation and offset as `SQLite` stores them, if a reader could
+    /// open at it: at most `i64::MAX` each, and generation 0 only with offset 0 (the
+    /// start). Checked before a cursor is committed (a cursor store, a journal's
+    /// processed cursor): `0:5` was committed and then refused at every resume (an
+    /// outside tester).
+    pub(crate) fn storable(&self) -> crate::Result<(i64, i64)> {
+        let (Ok(generation), Ok(offset)) = (i64::try_from(self.generation), i64::try_from(self.offset)) else {
+            return Err(crate::Error::InvalidArgument(format!(
+                "cursor {self} is beyond any target (its generation and offset must be at most {})",
+                i64::MAX
+            )));
+        };
+        if generation == 0 && offset != 0 {
+            return Err(crate::Error::InvalidArgument(format!(
+                "cursor {self}: generation 0 means the oldest generation kept and needs offset 0 (a reader opens \
+                 at no other); nothing was stored"
+            )));
+        }
+        Ok((generation, offset))
+    }
 }
 
 impl std::fmt::Display for Cursor {

@@ -71,9 +71,27 @@ impl CursorStore {
         // Through `tributary-unix`: a full disk is an error, not a SIGBUS.
         let conn = crate::os::sqlite_vfs::open(&path).map_err(|e| Error::sqlite(ctx("opening cursor store"), e))?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(|e| Error::sqlite(ctx("configuring"), e))?;
-        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(|e| Error::sqlite(ctx("configuring"), e))?;
         let not_a_store =
             |e: rusqlite::Error| Error::NotAJournal { path: path.clone(), detail: format!("not a cursor store: {e}") };
+        // Before anything is written: a file that is no database, or a damaged one, is
+        // not a store (it said `sqlite`, a kind that is retried); a journal is not one
+        // either (its schema got a `cursors` table: an outside tester).
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => not_a_store(e),
+                _ => Error::sqlite(ctx("reading cursor store"), e),
+            })?;
+        if tables.iter().any(|t| t == "runs" || t == "meta") {
+            return Err(Error::NotAJournal {
+                path: path.clone(),
+                detail: "it is a tributary journal, not a cursor store (a journal keeps its own processed cursors: \
+                         Journal::append_batch_with_cursor); give the store a file of its own"
+                    .into(),
+            });
+        }
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(|e| Error::sqlite(ctx("configuring"), e))?;
         conn.execute_batch(
             "PRAGMA synchronous=FULL;
              CREATE TABLE IF NOT EXISTS cursors (
@@ -133,14 +151,10 @@ impl CursorStore {
     /// # Errors
     /// [`Error::Sqlite`] when the write fails; [`Error::InvalidArgument`] for a cursor
     /// whose generation or offset is above `i64::MAX` (no target has one; `SQLite` could
-    /// not store it). Nothing is recorded on an error.
+    /// not store it), or at generation 0 with an offset (no reader opens there).
+    /// Nothing is recorded on an error.
     pub fn commit(&self, name: &str, cursor: Cursor) -> Result<()> {
-        let (Ok(generation), Ok(offset)) = (i64::try_from(cursor.generation), i64::try_from(cursor.offset)) else {
-            return Err(Error::InvalidArgument(format!(
-                "cursor {cursor} is beyond any target (its generation and offset must be at most {})",
-                i64::MAX
-            )));
-        };
+        let (generation, offset) = cursor.storable()?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));

@@ -345,19 +345,57 @@ impl Reader {
     }
 
     /// The kept file, or a newly opened one (nothing known about it from the server yet).
+    ///
+    /// When the file the manifest names is at neither of its paths, the manifest this
+    /// reader holds is older than the files: rotations, and retention, came since it
+    /// was read (a reader opened at a generation's start opens its file only at its
+    /// first read). It reads the manifest again and opens what that one names — or
+    /// says the generation is no longer kept. Opening by name then returned the
+    /// current generation's bytes, an uncommitted tail with them, as the deleted
+    /// generation's lines (an outside tester). A client cache that still answers for
+    /// the old names is given [`CACHE_PATIENCE`]; after it, the file was replaced or
+    /// removed behind tributary's back.
     fn kept_or_opened(&mut self) -> Result<File> {
         if let Some(f) = self.file.take() {
             return Ok(f);
         }
         self.fresh_len = 0;
         self.content_checked = 0;
-        self.open_file()
+        let mut pause = Duration::from_millis(2);
+        let started = Instant::now();
+        loop {
+            if let Some(f) = self.open_file()? {
+                return Ok(f);
+            }
+            // (a generation gone from the manifest is an error here)
+            self.refresh_limit()?;
+            if let Some(f) = self.open_file()? {
+                return Ok(f);
+            }
+            if started.elapsed() >= CACHE_PATIENCE {
+                return Err(Error::TargetMissing {
+                    target: self.target.clone(),
+                    detail: format!(
+                        "the file of generation {} that the manifest committed is at neither {} nor {}: it was \
+                         replaced or removed behind tributary's back (nothing of it was read; run `tributary verify`)",
+                        self.generation,
+                        self.target.display(),
+                        generation_path(&self.target, self.generation).display()
+                    ),
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
     }
 
     /// Open the file holding the generation being read. The current generation is the
     /// target itself, unless a rotation renamed it a moment ago (then the target is a
     /// new, shorter file and the generation lives at `<target>.<generation>`).
-    fn open_file(&self) -> Result<File> {
+    /// `Ok(None)` when the manifest held names the file by its inode and neither path
+    /// holds that inode, or names a rotated generation whose file is gone: this
+    /// manifest is older than the files ([`kept_or_opened`](Self::kept_or_opened)).
+    fn open_file(&self) -> Result<Option<File>> {
         let current = self.manifest.as_ref().map_or(self.generation, |m| m.generation);
         let rotated = generation_path(&self.target, self.generation);
         let open = |p: &Path| File::open(p).map_err(|e| Error::io(format!("opening {}", p.display()), e));
@@ -372,12 +410,16 @@ impl Reader {
             use std::os::unix::fs::MetadataExt;
             File::open(p).ok().filter(|f| f.metadata().is_ok_and(|m| m.ino() == ino))
         };
-        let by_ino = want.and_then(|ino| with_ino(&self.target, ino).or_else(|| with_ino(&rotated, ino)));
-        let f = if let Some(f) = by_ino {
-            f
-        } else if self.generation < current {
-            open(&rotated)?
+        if let Some(ino) = want {
+            return Ok(with_ino(&self.target, ino).or_else(|| with_ino(&rotated, ino)));
+        }
+        let f = if self.generation < current {
+            match File::open(&rotated) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                r => r.map_err(|e| Error::io(format!("opening {}", rotated.display()), e))?,
+            }
         } else {
+            // (a manifest from before targets' inodes were recorded)
             match File::open(&self.target) {
                 Ok(f) if crate::os::fs::fresh_len_and_ino(&f).map_or(0, |(len, _)| len) >= self.limit => f,
                 Ok(_) | Err(_) if rotated.exists() => open(&rotated)?,
@@ -385,7 +427,7 @@ impl Reader {
                 Err(e) => return Err(Error::io(format!("opening {}", self.target.display()), e)),
             }
         };
-        Ok(f)
+        Ok(Some(f))
     }
 
     /// The next committed line (without `\n`), or `None` at the committed end (call
@@ -592,7 +634,9 @@ mod tests {
 
     /// A read whose file cannot be opened (moved away for a moment, out of file
     /// descriptors) fails and leaves the reader where it was: once the file is back,
-    /// the next line is the file's, not the buffer's zeros.
+    /// the next line is the file's, not the buffer's zeros. (Moved away, the file the
+    /// manifest names is at none of its paths: after a client cache's patience,
+    /// `target_missing`.)
     #[test]
     fn a_failed_open_leaves_nothing_behind_in_the_buffer() {
         let dir = tempfile::tempdir().unwrap();
@@ -606,7 +650,7 @@ mod tests {
         let away = dir.path().join("t.log.away");
         std::fs::rename(&target, &away).unwrap();
         let err = reader.next_line().unwrap_err();
-        assert_eq!(err.kind(), crate::ErrorKind::Io, "{err}");
+        assert_eq!(err.kind(), crate::ErrorKind::TargetMissing, "{err}");
         std::fs::rename(&away, &target).unwrap();
         assert_eq!(reader.next_line().unwrap().as_deref(), Some(&b"one"[..]));
         assert_eq!(reader.next_line().unwrap().as_deref(), Some(&b"two"[..]));

@@ -165,7 +165,8 @@ class UnsafeFilesystemError(TributaryError):
 
 
 class NotAJournalError(TributaryError):
-    """The file is not a tributary journal (or has an unsupported format)."""
+    """The file is not a tributary journal (or has an unsupported format), or, opened as
+    a cursor store, not a cursor store."""
 
     code, kind = _c.TRIB_E_NOT_A_JOURNAL, "not_a_journal"
 
