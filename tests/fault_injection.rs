@@ -422,11 +422,6 @@ fn a_round_syncs_the_wal_of_exactly_the_journals_whose_newest_line_was_not_durab
     assert_eq!(synced_by(&drained_once), vec![1, 3, 4], "what a later round fdatasyncs (0 and 2 end in full commits)");
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 #[test]
 fn enospc_on_a_full_tmpfs_fails_clearly_loses_nothing_and_recovers() {
     let _g = seam();

@@ -810,3 +810,42 @@ fn a_cursor_committed_while_a_journal_is_being_retired_keeps_it() {
     assert!(err.contains("[invalid_argument]") && err.contains("processed cursor(s) for input"), "{err}");
     assert_eq!(journal(&path).cursor("input").unwrap(), Some(tributary::Cursor::at(0, 10)));
 }
+
+/// A daemon's retirement of idle journals watches their files' ctimes, and it opens a
+/// journal to look at it. Run as root, `SQLite` fchowned the `-wal` at every open (to
+/// give it the database's owner, which it already had), and a chown changes the ctime:
+/// every look was a change, and `compact --retire-idle` never retired anything as root
+/// — the shipped systemd unit's user (an outside tester). As root (CI), an open and a
+/// close of a drained journal by a compactor change no ctime of its files; as another
+/// user there is nothing to check (SQLite chowns only as root).
+#[test]
+fn a_compactor_opening_a_drained_journal_changes_none_of_its_files_ctimes() {
+    use std::os::unix::fs::MetadataExt;
+    if !is_root() {
+        eprintln!("not root: SQLite chowns nothing, nothing to check");
+        return;
+    }
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let p = spool.join("a.journal");
+    {
+        let j = journal(&p);
+        j.append(b"one").unwrap();
+        compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    }
+    let wal = spool.join("a.journal-wal");
+    // a compactor's close keeps the -wal: open once so that it exists before the look
+    drop(compactor(&target).open_journals(std::slice::from_ref(&p)).unwrap());
+    let ctimes = || {
+        [&p, &wal]
+            .map(|f| fs::metadata(f).map(|m| (m.ctime(), m.ctime_nsec())).unwrap_or_else(|e| panic!("{f:?}: {e}")))
+    };
+    let before = ctimes();
+    // ctimes tick with the kernel's clock (a few ms): a change would land past it
+    std::thread::sleep(Duration::from_millis(50));
+    for _ in 0..3 {
+        drop(compactor(&target).open_journals(std::slice::from_ref(&p)).unwrap());
+    }
+    assert_eq!(ctimes(), before, "opening the journal changed a ctime of its files (journal, -wal)");
+}

@@ -64,9 +64,40 @@ pub(crate) fn registered() -> bool {
             vfs.xAccess = Some(access);
             vfs.xFullPathname = Some(full_pathname);
             let vfs = Box::leak(Box::new(vfs));
+            if let Some(set) = (*unix).xSetSystemCall {
+                // `unix`'s own table of system calls (all its VFSes share it): a failure
+                // leaves SQLite's fchown, which only costs the ctimes. SQLite keeps its
+                // system calls as `void (*)(void)` and calls this one with fchown's
+                // signature, which `fchown_if_needed` has (the documented way to
+                // replace one: sqlite3_vfs.xSetSystemCall); the name is NUL-terminated.
+                let fchown: unsafe extern "C" fn(c_int, libc::uid_t, libc::gid_t) -> c_int = fchown_if_needed;
+                let as_syscall = std::mem::transmute::<
+                    unsafe extern "C" fn(c_int, libc::uid_t, libc::gid_t) -> c_int,
+                    unsafe extern "C" fn(),
+                >(fchown);
+                let _ = set(unix, c"fchown".as_ptr(), Some(as_syscall));
+            }
             ffi::sqlite3_vfs_register(vfs, 0) == ffi::SQLITE_OK
         }
     })
+}
+
+/// `SQLite`'s `fchown` of a `-wal` (and rollback journal) it opens, as root, to give it
+/// the database file's owner — at every open, and a chown changes the file's ctime even
+/// when the owner is already that one. A daemon's retirement of idle journals (`compact
+/// --retire-idle`) watches the ctimes, and the open it makes to look was a change: run
+/// as root, it never retired anything (an outside tester). Owners that already match are
+/// left alone, so nothing changes.
+unsafe extern "C" fn fchown_if_needed(fd: c_int, uid: libc::uid_t, gid: libc::gid_t) -> c_int {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is the descriptor SQLite passes (open for the call); `st` is a
+    // valid, writable `stat` the kernel fills in.
+    if unsafe { libc::fstat(fd, &raw mut st) } == 0 && st.st_uid == uid && st.st_gid == gid {
+        return 0;
+    }
+    // SAFETY: as SQLite's own call, with its arguments.
+    unsafe { libc::fchown(fd, uid, gid) }
 }
 
 /// [`crate::disable_sqlite_memory_statistics`]: whether `SQLite` took the setting.

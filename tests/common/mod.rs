@@ -347,3 +347,9 @@ pub fn feed(child: &mut std::process::Child, input: &[u8]) {
         assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "writing to the child's stdin: {e}");
     }
 }
+
+/// Whether this test runs as root (CI does).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
