@@ -442,3 +442,29 @@ fn retain_zero_is_refused_and_deletes_nothing() {
     assert!(err.contains("[invalid_argument]") && err.contains("at least 1") && err.contains("keep them all"), "{err}");
     assert!(generation_2.exists(), "a rotated generation was deleted");
 }
+
+/// `compact` with a flag no start can satisfy exited 1, and a supervisor
+/// (`Restart=on-failure`, `RestartPreventExitStatus=3`) restarted it every 5 s for
+/// ever (an outside tester): such a flag needs a human, exit 3, nothing touched.
+#[test]
+fn compact_with_flags_it_can_never_start_with_exits_3() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let base = ["compact", "--target", &s(&target), "--spool", &s(&spool)];
+    for (flags, what) in [
+        (vec!["--rotate-bytes", "0"], "rotate_bytes"),
+        (vec!["--max-round-bytes", "0"], "max_round_bytes"),
+        (vec!["--retain", "0"], "retain_generations"),
+        (vec!["--metrics-listen", addr.as_str()], "metrics"),
+    ] {
+        let args: Vec<&str> = base.iter().copied().chain(flags.iter().copied()).collect();
+        let out = cli(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{flags:?}: {err}");
+        assert!(err.contains("not started: fix the flags") && err.contains(what), "{flags:?}: {err}");
+    }
+    drop(taken);
+}

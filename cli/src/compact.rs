@@ -202,13 +202,29 @@ const EXIT_NEEDS_A_HUMAN: u8 = 3;
 
 pub fn cmd_compact(a: CompactArgs) -> CmdResult {
     crate::os::install_stop_handlers();
-    let compactor = a.flags.compactor(&a.target)?;
+    // A flag no start can satisfy (`--rotate-bytes 0`, a metrics address or file it
+    // cannot use) needs a human as a damaged target does: exit 3, or a supervisor
+    // restarts the daemon for ever (an outside tester: exit 1, every 5 s).
+    let misconfigured = |e: tributary::Error| {
+        eprintln!("tributary: error [{}]: {e}", e.kind().name());
+        eprintln!("tributary compact: not started: fix the flags (exit {EXIT_NEEDS_A_HUMAN})");
+        ExitCode::from(EXIT_NEEDS_A_HUMAN)
+    };
+    let compactor = match a.flags.compactor(&a.target) {
+        Ok(c) => c,
+        Err(e) => return Ok(misconfigured(e)),
+    };
     let mut opts = DaemonOptions::default();
     opts.interval = Duration::from_millis(a.interval);
     opts.retire_idle_after = a.retire_idle.map(Duration::from_secs);
     let mut status = Progress::new();
-    let mut metrics =
-        Publisher::start(&a.metrics, &a.target, &a.spool, &compactor.options().journal, &mut |m| status.note(m))?;
+    let started = Publisher::start(&a.metrics, &a.target, &a.spool, &compactor.options().journal, &mut |m| {
+        status.note(m);
+    });
+    let mut metrics = match started {
+        Ok(m) => m,
+        Err(e) => return Ok(misconfigured(e)),
+    };
     let mut tally = Tally::default();
     // The library's daemon loop (Compactor::run): the same one the bindings run.
     let summary = compactor.run(&a.spool, &opts, &crate::os::stop_requested, &mut |event| {
