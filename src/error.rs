@@ -286,7 +286,7 @@ impl ErrorKind {
             ErrorKind::LockTimeout => "The target's lock was not granted in time: another compactor holds it, or a hung process does.",
             ErrorKind::LockLost => "The lock was lost while held (lease expiry, FUSE client restart, another holder committed); this round committed nothing.",
             ErrorKind::CorruptManifest => "Both manifest slots are damaged, or the lock file that held them is gone; nothing was touched.",
-            ErrorKind::CorruptJournalRow => "A journal row does not match its CRC, or a row is missing; the drain stopped before it and skipped nothing.",
+            ErrorKind::CorruptJournalRow => "A journal row does not match its CRC, or a row is missing, or SQLite finds the journal's file damaged (cut short, overwritten); the drain stopped before it and skipped nothing.",
             ErrorKind::TargetTruncated => "The target is shorter than its committed length (truncated, or removed), or its committed part was cut and written past since (zeros where committed lines were); nothing was committed over it.",
             ErrorKind::UnexpectedTail => "The target has bytes past its committed length that no drain round announced (another program appended, or the manifest is older than the target); nothing was touched.",
             ErrorKind::TornTarget => "The target does not end with `\\n` where it must (an adopted file's last line is partial, an interrupted rotation left a wrong length); nothing was touched.",
@@ -391,6 +391,8 @@ impl Error {
             Error::UnsafeFilesystem { .. } => ErrorKind::UnsafeFilesystem,
             Error::NotAJournal { .. } => ErrorKind::NotAJournal,
             Error::Io { .. } => ErrorKind::Io,
+            // a file SQLite finds damaged is not a transient trouble to retry
+            Error::Sqlite { source, .. } if is_damaged(source) => ErrorKind::CorruptJournalRow,
             Error::Sqlite { .. } => ErrorKind::Sqlite,
             Error::Background { kind, .. } => *kind,
             Error::JournalGone { .. } => ErrorKind::JournalGone,
@@ -465,6 +467,12 @@ impl Error {
     pub(crate) fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Error {
         Error::Sqlite { context: context.into(), source }
     }
+}
+
+/// Whether `SQLite` found the file damaged (`SQLITE_CORRUPT`, `SQLITE_NOTADB`): a journal
+/// cut short said `sqlite`, a kind whose advice is to retry (an outside tester).
+fn is_damaged(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase))
 }
 
 impl fmt::Display for LineProblem {
@@ -590,6 +598,12 @@ impl fmt::Display for Error {
                 target.display()
             ),
             Error::Io { context, source } => write!(f, "I/O error while {context}: {source}"),
+            Error::Sqlite { context, source } if is_damaged(source) => write!(
+                f,
+                "SQLite error while {context}: {source}: the file is damaged (cut short, or overwritten); retrying \
+                 will not help: stop its writers, keep the file for inspection, check its disk (`tributary status \
+                 --spool` lists a spool's unreadable journals)"
+            ),
             Error::Sqlite { context, source } => write!(f, "SQLite error while {context}: {source}"),
             Error::Background { message, .. } => write!(f, "{message}"),
         }

@@ -362,3 +362,31 @@ fn mixed_concurrent_appends_each_get_their_own_seqs() {
     // The target holds the lines in seq order: line k is the line whose caller got seq k.
     assert_eq!(lines_of(&target), all.into_iter().map(|(_, l)| l).collect::<Vec<_>>());
 }
+
+/// A journal cut short (`truncate`, a bad restore) said `sqlite` — "database disk
+/// image is malformed", a kind whose advice is to retry — to its writer and drains
+/// (an outside tester). SQLite finding the file damaged is `corrupt_journal_row` now,
+/// saying retrying will not help.
+#[test]
+fn a_journal_cut_short_is_a_damaged_journal_not_a_retryable_sqlite_error() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let p = spool.join("cut.journal");
+    {
+        let j = journal(&p);
+        for i in 0..200 {
+            j.append(format!("line {i} {}", "x".repeat(200)).as_bytes()).unwrap();
+        }
+    }
+    let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    assert!(f.metadata().unwrap().len() > 8192);
+    f.set_len(8192).unwrap();
+    drop(f);
+    let writer = Journal::open(&p, JournalOptions::default()).and_then(|j| j.append(b"after the cut"));
+    let drain = compactor(&target).drain_paths(std::slice::from_ref(&p));
+    for (who, e) in [("writer", writer.unwrap_err()), ("drain", drain.unwrap_err())] {
+        assert_eq!(e.kind(), ErrorKind::CorruptJournalRow, "{who}: {e}");
+        assert!(e.to_string().contains("retrying will not help"), "{who}: {e}");
+    }
+}

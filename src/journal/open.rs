@@ -433,6 +433,11 @@ impl Journal {
                 // a -wal to) is a real journal: never advise moving it out of the spool.
                 Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied) => cannot_write(&path, &e),
                 _ if is_disk_full(&e, &path) => disk_full(&path),
+                // An SQLite file whose pages are damaged (cut short, overwritten): most
+                // likely a journal, never to be moved away as a stranger's file.
+                Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
+                    Error::sqlite(format!("reading the tables of journal {}", path.display()), e)
+                }
                 // An I/O error is never "not a journal" (that advice moves a good one away).
                 Some(rusqlite::ErrorCode::SystemIoFailure) => {
                     let code = match &e {
