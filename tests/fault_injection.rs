@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use common::Tmpfs;
+use common::{is_root, Tmpfs};
 use tributary::testing::fault;
 use tributary::{verify, Compactor, CompactorOptions, Durability, Journal, JournalOptions, Manifest, Sidecar};
 
