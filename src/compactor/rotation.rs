@@ -102,7 +102,18 @@ impl Compactor {
                 }
                 ino
             }
-            Err(e) => return Err(Error::io(format!("creating the new target {}", self.target.display()), e)),
+            Err(e) => {
+                return Err(Error::io(
+                    format!(
+                        "creating the new target {} of a managed rotation (generation {} is safe at {}; once the \
+                         cause is fixed, e.g. space freed, the next drain finishes the rotation)",
+                        self.target.display(),
+                        g,
+                        rotated.display()
+                    ),
+                    e,
+                ))
+            }
         };
         crate::os::fs::sync_dir(&crate::os::fs::parent_dir(&self.target))?;
         failpoint::hit(failpoint::Point::RotateAfterCreate);
