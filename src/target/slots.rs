@@ -521,8 +521,9 @@ fn write_durably(
         let full = matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
         let context = if full {
             format!(
-                "writing {what}: the target's disk is full, so this commit did not happen (the manifest before it \
-                 stands; nothing is lost). Free space on that disk; the next round carries on"
+                "writing {what}: the target's disk is full, so this commit did not happen (the manifest before it, \
+                 if any, stands; nothing is lost). Free space on that disk, then run the command again (a daemon \
+                 carries on by itself)"
             )
         } else {
             format!("writing {what}")
