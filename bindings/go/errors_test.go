@@ -599,7 +599,7 @@ func TestErrTargetMissing(t *testing.T) {
 	}
 }
 
-func TestErrSQLite(t *testing.T) {
+func TestErrDamagedJournalIsCorruptJournalRow(t *testing.T) {
 	f := newFixture(t)
 	path := f.journalPath("j")
 	j, err := OpenJournal(path, nil)
@@ -635,7 +635,50 @@ func TestErrSQLite(t *testing.T) {
 		defer j.Close()
 		_, err = j.AppendString("after the damage")
 	}
+	// SQLite finds the file damaged: not a transient SQLite error to retry
+	e := wantKind(t, err, KindCorruptJournalRow)
+	if !strings.Contains(e.Message, "retrying will not help") {
+		t.Fatalf("Message = %q", e.Message)
+	}
+}
+
+// An SQLite error that is SQLite's own trouble, not damage: another process holds the
+// journal's write lock past this handle's busy timeout.
+func TestErrSQLite(t *testing.T) {
+	f := newFixture(t)
+	path := f.journalPath("j")
+	j, err := OpenJournal(path, &JournalOptions{BusyTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if _, err := j.AppendString("before"); err != nil {
+		t.Fatal(err)
+	}
+	holder := exec.Command("python3", "-c",
+		"import sqlite3,sys\nc=sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE'); print('held', flush=True); sys.stdin.read()",
+		path)
+	stdin, err := holder.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.Read(make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = j.AppendString("while locked")
+	stdin.Close()
+	holder.Wait()
 	wantKind(t, err, KindSQLite)
+	if _, err := j.AppendString("after"); err != nil {
+		t.Fatalf("append after the lock was released: %v", err)
+	}
 }
 
 // The library panics on purpose inside trib_debug_panic: the panic is caught at the
