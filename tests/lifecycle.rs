@@ -679,7 +679,7 @@ fn a_journal_holding_keys_or_cursors_is_not_retired_unless_told_to_forget_them()
     let (keyed, processor, plain) =
         (spool.join("keyed.journal"), spool.join("proc.journal"), spool.join("plain.journal"));
     journal(&keyed).append_keyed(b"order-17", b"charged order 17").unwrap();
-    journal(&processor).append_batch_with_cursor(&[b"result 1"], "input", tributary::Cursor::at(0, 10)).unwrap();
+    journal(&processor).append_batch_with_cursor(&[b"result 1"], "input", tributary::Cursor::at(1, 10)).unwrap();
     write_journal(&plain, &numbered("plain", 0..2));
     let c = compactor(&target);
     c.drain_spool(&spool).unwrap();
@@ -802,13 +802,13 @@ fn a_cursor_committed_while_a_journal_is_being_retired_keeps_it() {
         &fp,
     );
     let reached = wait_reached(&fp, "retire.before_delete");
-    journal(&path).append_batch_with_cursor::<&[u8]>(&[], "input", tributary::Cursor::at(0, 10)).unwrap();
+    journal(&path).append_batch_with_cursor::<&[u8]>(&[], "input", tributary::Cursor::at(1, 10)).unwrap();
     fs::remove_file(&reached).unwrap();
     let out = retire.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("[invalid_argument]") && err.contains("processed cursor(s) for input"), "{err}");
-    assert_eq!(journal(&path).cursor("input").unwrap(), Some(tributary::Cursor::at(0, 10)));
+    assert_eq!(journal(&path).cursor("input").unwrap(), Some(tributary::Cursor::at(1, 10)));
 }
 
 /// A daemon's retirement of idle journals watches their files' ctimes, and it opens a
