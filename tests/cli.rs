@@ -445,7 +445,8 @@ fn retain_zero_is_refused_and_deletes_nothing() {
 
 /// `compact` with a flag no start can satisfy exited 1, and a supervisor
 /// (`Restart=on-failure`, `RestartPreventExitStatus=3`) restarted it every 5 s for
-/// ever (an outside tester): such a flag needs a human, exit 3, nothing touched.
+/// ever (an outside tester): such a flag needs a human, exit 3, nothing touched. A
+/// metrics address in use is not such a flag (exit 1: retried).
 #[test]
 fn compact_with_flags_it_can_never_start_with_exits_3() {
     let d = tmp();
@@ -458,7 +459,7 @@ fn compact_with_flags_it_can_never_start_with_exits_3() {
         (vec!["--rotate-bytes", "0"], "rotate_bytes"),
         (vec!["--max-round-bytes", "0"], "max_round_bytes"),
         (vec!["--retain", "0"], "retain_generations"),
-        (vec!["--metrics-listen", addr.as_str()], "metrics"),
+        (vec!["--metrics-listen", "0.0.0.0:9"], "--metrics-listen-remote"),
     ] {
         let args: Vec<&str> = base.iter().copied().chain(flags.iter().copied()).collect();
         let out = cli(&args);
@@ -466,5 +467,10 @@ fn compact_with_flags_it_can_never_start_with_exits_3() {
         assert_eq!(out.status.code(), Some(3), "{flags:?}: {err}");
         assert!(err.contains("not started: fix the flags") && err.contains(what), "{flags:?}: {err}");
     }
+    // an address in use can pass (the previous instance finishing its round): exit 1,
+    // which a supervisor retries
+    let args: Vec<&str> = base.iter().copied().chain(["--metrics-listen", addr.as_str()]).collect();
+    let out = cli(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     drop(taken);
 }

@@ -202,9 +202,10 @@ const EXIT_NEEDS_A_HUMAN: u8 = 3;
 
 pub fn cmd_compact(a: CompactArgs) -> CmdResult {
     crate::os::install_stop_handlers();
-    // A flag no start can satisfy (`--rotate-bytes 0`, a metrics address or file it
-    // cannot use) needs a human as a damaged target does: exit 3, or a supervisor
-    // restarts the daemon for ever (an outside tester: exit 1, every 5 s).
+    // A flag no start can satisfy (`--rotate-bytes 0`, a metrics address other
+    // networks reach without --metrics-listen-remote) needs a human as a damaged
+    // target does: exit 3, or a supervisor restarts the daemon for ever (an outside
+    // tester: exit 1, every 5 s).
     let misconfigured = |e: tributary::Error| {
         eprintln!("tributary: error [{}]: {e}", e.kind().name());
         eprintln!("tributary compact: not started: fix the flags (exit {EXIT_NEEDS_A_HUMAN})");
@@ -221,9 +222,13 @@ pub fn cmd_compact(a: CompactArgs) -> CmdResult {
     let started = Publisher::start(&a.metrics, &a.target, &a.spool, &compactor.options().journal, &mut |m| {
         status.note(m);
     });
+    // (an address in use, not assigned yet, or a name not resolvable yet can pass —
+    // the previous instance still finishing its round, DHCP or DNS at boot: exit 1,
+    // so a supervisor tries again; an outside reviewer)
     let mut metrics = match started {
         Ok(m) => m,
-        Err(e) => return Ok(misconfigured(e)),
+        Err(e) if e.kind() == tributary::ErrorKind::InvalidArgument => return Ok(misconfigured(e)),
+        Err(e) => return Err(e),
     };
     let mut tally = Tally::default();
     // The library's daemon loop (Compactor::run): the same one the bindings run.

@@ -538,14 +538,16 @@ impl Publisher {
 /// address bound (port 0 picks one).
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] for an address that does not parse, one that is not a
-/// loopback address (unless `remote`), or one that cannot be bound.
+/// [`Error::InvalidArgument`] for an address that is not a loopback address (unless
+/// `remote`); [`Error::Io`] for one that does not resolve or cannot be bound (a name
+/// or an address not there yet at boot, a port the previous instance still holds:
+/// `compact` exits 1 for these, and a supervisor tries again).
 pub fn serve(addr: &str, remote: bool, page: Arc<Mutex<String>>) -> Result<SocketAddr, Error> {
     let bad = |what: String| Error::InvalidArgument(format!("--metrics-listen {addr}: {what}"));
-    let addrs: Vec<SocketAddr> = addr
-        .to_socket_addrs()
-        .map_err(|e| bad(format!("not an address to listen on ({e}); give host:port, e.g. 127.0.0.1:9464")))?
-        .collect();
+    let io =
+        |what: &str, e: std::io::Error| Error::Io { context: format!("--metrics-listen {addr}: {what}"), source: e };
+    let addrs: Vec<SocketAddr> =
+        addr.to_socket_addrs().map_err(|e| io("resolving it (give host:port, e.g. 127.0.0.1:9464)", e))?.collect();
     if !remote && addrs.iter().any(|a| !a.ip().is_loopback()) {
         return Err(bad(
             "not a loopback address: the endpoint has no authentication and its metrics name the target and every \
@@ -554,8 +556,7 @@ pub fn serve(addr: &str, remote: bool, page: Arc<Mutex<String>>) -> Result<Socke
                 .into(),
         ));
     }
-    let listener =
-        TcpListener::bind(&addrs[..]).map_err(|e| bad(format!("cannot listen there ({e}): is the port in use?")))?;
+    let listener = TcpListener::bind(&addrs[..]).map_err(|e| io("listening there (is the port in use?)", e))?;
     let bound = listener.local_addr().map_err(|e| bad(format!("{e}")))?;
     std::thread::Builder::new()
         .name("metrics-http".into())

@@ -230,11 +230,11 @@ fn cannot_write(path: &Path, e: &dyn std::fmt::Display) -> Error {
 
 /// Whether this process is refused opening the journal's file for reading and writing
 /// (its mode, its owner, a read-only mount).
+/// Asked with `access(2)`, never by opening it: closing any descriptor of a file drops
+/// every POSIX lock this process holds on it, `SQLite`'s included (an outside
+/// reviewer; see `create_journal_file`).
 fn may_not_open(path: &Path) -> bool {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
+    sys::may_read_and_write(path)
         .is_err_and(|e| e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS))
 }
 

@@ -88,6 +88,22 @@ pub fn random_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// Whether this process may open `path` for reading and writing, by its effective ids
+/// (`faccessat(AT_EACCESS)`: no descriptor is opened).
+///
+/// # Errors
+/// `faccessat`'s error (`PermissionDenied`, `EROFS` on a read-only mount, ...); `Other`
+/// for a path containing a NUL byte.
+pub fn may_read_and_write(path: &Path) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("path contains a NUL byte"))?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call; nothing else is read.
+    let rc = unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::R_OK | libc::W_OK, libc::AT_EACCESS) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The `f_type` magic number of the filesystem holding `path`.
 ///
 /// # Errors

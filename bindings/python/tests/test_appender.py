@@ -220,3 +220,41 @@ def test_multiprocessing_children_that_return_normally_keep_their_background_rec
     missing = sorted(set(expected) - set(lines))
     assert not missing, f"{len(missing)} records lost, e.g. {missing[:3]}"
     assert sorted(lines) == sorted(expected)
+
+
+def test_a_multiprocessing_childs_threads_log_on_after_its_exit_flush(target: Path, spool: Path) -> None:
+    # A child's non-daemon threads are joined after its exit finalizers ran: the exit
+    # flush closed the appender, and every record those threads logged afterwards was
+    # refused (an outside reviewer: 199 of 200 lost). The thread here starts logging
+    # only once a finalizer that runs after tributary's has run.
+    code = """
+        import logging, multiprocessing, multiprocessing.util, sys, threading, tributary.logging
+
+        def late_logger(after_flush):
+            after_flush.wait()
+            for i in range(100):
+                logging.info("late %d", i)
+            logging.getLogger().handlers[0].flush()
+
+        def child():
+            logging.info("early")
+            after_flush = threading.Event()
+            multiprocessing.util.Finalize(None, after_flush.set, exitpriority=-1)
+            threading.Thread(target=late_logger, args=(after_flush,)).start()
+
+        if __name__ == "__main__":
+            logging.basicConfig(level=logging.INFO, handlers=[
+                tributary.logging.JournalHandler(sys.argv[1], background=True, window=7200)])
+            p = multiprocessing.get_context("fork").Process(target=child)
+            p.start()
+            p.join()
+            sys.exit(p.exitcode)
+    """
+    script = spool.parent / "mp_late.py"
+    script.write_text(textwrap.dedent(code))
+    r = subprocess.run([sys.executable, str(script), str(spool / "app.journal")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "closed" not in r.stderr, r.stderr
+    tributary.drain(target, spool=spool, create=True)
+    expected = [b"INFO:root:early"] + [f"INFO:root:late {i}".encode() for i in range(100)]
+    assert sorted(target_lines(target)) == sorted(expected)

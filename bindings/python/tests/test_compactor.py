@@ -181,3 +181,50 @@ def test_ctrl_c_ends_a_wait_for_the_lock(target: Path, spool: Path, call: str) -
     assert target_lines(target) == []
     report = tributary.drain(target, [journal])
     assert report.lines == 1 and target_lines(target) == [b"waiting"]
+
+
+def test_any_exception_a_signal_handler_raises_ends_the_wait_and_the_call_with_it(target: Path, spool: Path) -> None:
+    # Only KeyboardInterrupt stopped the call: another exception from a signal handler
+    # (a timeout, SystemExit from a SIGTERM handler) left it running on its thread, and
+    # an outside reviewer's retire deleted the journal 3 s after its caller had given up.
+    import fcntl
+    import signal
+    import subprocess
+
+    journal = spool / "a.journal"
+    with tributary.Journal(journal) as j:
+        j.append(b"waiting")
+    lock = Path(f"{target}.tributary/lock")
+    code = textwrap.dedent(
+        """
+        import signal, sys, threading, tributary
+
+        class Timeout(Exception):
+            pass
+
+        def timeout(*_):
+            raise Timeout()
+
+        signal.signal(signal.SIGUSR1, timeout)
+        try:
+            tributary.retire(sys.argv[1], [sys.argv[2]], lock_timeout=3600)
+        except Timeout:
+            calls = [t for t in threading.enumerate() if t.name == "tributary-call"]
+            print("timed out", len(calls), flush=True)
+            sys.exit(0)
+        print("returned", flush=True)
+        sys.exit(1)
+        """
+    )
+    with open(lock, "r+") as held:
+        fcntl.lockf(held, fcntl.LOCK_EX)
+        proc = subprocess.Popen([sys.executable, "-c", code, str(target), str(journal)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            _wait_for_lock_waiter(lock)
+            proc.send_signal(signal.SIGUSR1)
+            out, err = proc.communicate(timeout=HANG_GUARD)
+        finally:
+            proc.kill()
+    assert (proc.returncode, out) == (0, "timed out 0\n"), err
+    assert journal.exists()

@@ -186,10 +186,10 @@ def _interruptible(blocking: Callable[[Any], None]) -> None:
     stop token — so that Ctrl-C ends that wait: on the main thread (the only one
     Python delivers signals to, and only between bytecodes, never inside a ctypes
     call) it runs on a helper thread while this one waits, and a
-    ``KeyboardInterrupt`` requests the stop, waits for the call to return (a round in
-    progress finishes; nothing is left half-done) and is raised again. Elsewhere it
-    runs here, with no token. An outside tester's ``drain`` and ``retire`` sat out the
-    30 s lock timeout after a Ctrl-C."""
+    ``KeyboardInterrupt`` (or any exception a signal handler raises) requests the
+    stop, waits for the call to return (a round in progress finishes; nothing is left
+    half-done) and is raised again. Elsewhere it runs here, with no token. An outside
+    tester's ``drain`` and ``retire`` sat out the 30 s lock timeout after a Ctrl-C."""
     if threading.current_thread() is not threading.main_thread():
         blocking(None)
         return
@@ -206,19 +206,28 @@ def _interruptible(blocking: Callable[[Any], None]) -> None:
         finally:
             finished.set()
 
-    interrupted: Optional[BaseException] = None
     try:
         threading.Thread(target=run, name="tributary-call", daemon=True).start()
-        # Our own event, not Thread.join: see _compact._Run (bpo-45274).
-        while not finished.is_set():
-            try:
-                finished.wait(_INTERRUPT_POLL)
-            except KeyboardInterrupt as e:
+    except RuntimeError:
+        # No thread to be had (CPython 3.12.0-1 refuse one at interpreter shutdown,
+        # where an atexit function may drain): here, uninterruptible, as before.
+        lib.trib_stop_free(token)
+        blocking(None)
+        return
+    interrupted: Optional[BaseException] = None
+    # Our own event, not Thread.join: see _compact._Run (bpo-45274). Any exception a
+    # signal handler raises here (KeyboardInterrupt, SystemExit from a SIGTERM
+    # handler, a timeout) stops the wait the same way: the call must not go on alone
+    # (an outside reviewer's retire deleted the journal 3 s after its caller had given
+    # up on it).
+    while not finished.is_set():
+        try:
+            finished.wait(_INTERRUPT_POLL)
+        except BaseException as e:  # noqa: BLE001 - raised again once the call returned
+            if interrupted is None:
                 interrupted = e
-                lib.trib_stop_request(token)
-    finally:
-        if finished.is_set():
-            lib.trib_stop_free(token)  # (a thread that never started: freed only at exit)
+            lib.trib_stop_request(token)
+    lib.trib_stop_free(token)
     if interrupted is not None:
         raise interrupted
     if outcome:
