@@ -347,46 +347,29 @@ impl Reader {
     /// The kept file, or a newly opened one (nothing known about it from the server yet).
     ///
     /// When the file the manifest names is at neither of its paths, the manifest this
-    /// reader holds is older than the files: rotations, and retention, came since it
+    /// reader holds may be older than the files: rotations, and retention, came since it
     /// was read (a reader opened at a generation's start opens its file only at its
-    /// first read). It reads the manifest again and opens what that one names — or
-    /// says the generation is no longer kept. Opening by name then returned the
-    /// current generation's bytes, an uncommitted tail with them, as the deleted
-    /// generation's lines (an outside tester). A client cache that still answers for
-    /// the old names is given [`CACHE_PATIENCE`]; after it, the file was replaced or
-    /// removed behind tributary's back.
+    /// first read). Opening by name then returned the current generation's bytes, an
+    /// uncommitted tail with them, as a deleted generation's (an outside tester). So it
+    /// reads the manifest again first, and opens what that one names — or says the
+    /// generation is no longer kept. Only a manifest read just now that still names an
+    /// inode found at neither path lets it open by name (a copy of the target with its
+    /// sidecar, new inodes: a backup read in place), as before.
     fn kept_or_opened(&mut self) -> Result<File> {
         if let Some(f) = self.file.take() {
             return Ok(f);
         }
         self.fresh_len = 0;
         self.content_checked = 0;
-        let mut pause = Duration::from_millis(2);
-        let started = Instant::now();
-        loop {
-            if let Some(f) = self.open_file()? {
-                return Ok(f);
-            }
-            // (a generation gone from the manifest is an error here)
-            self.refresh_limit()?;
-            if let Some(f) = self.open_file()? {
-                return Ok(f);
-            }
-            if started.elapsed() >= CACHE_PATIENCE {
-                return Err(Error::TargetMissing {
-                    target: self.target.clone(),
-                    detail: format!(
-                        "the file of generation {} that the manifest committed is at neither {} nor {}: it was \
-                         replaced or removed behind tributary's back (nothing of it was read; run `tributary verify`)",
-                        self.generation,
-                        self.target.display(),
-                        generation_path(&self.target, self.generation).display()
-                    ),
-                });
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(100));
+        if let Some(f) = self.open_file(false)? {
+            return Ok(f);
         }
+        // (a generation gone from the manifest is an error here)
+        self.refresh_limit()?;
+        self.open_file(true)?.ok_or_else(|| {
+            let rotated = generation_path(&self.target, self.generation);
+            Error::io(format!("opening {}", rotated.display()), std::io::ErrorKind::NotFound.into())
+        })
     }
 
     /// Open the file holding the generation being read. The current generation is the
@@ -394,8 +377,10 @@ impl Reader {
     /// new, shorter file and the generation lives at `<target>.<generation>`).
     /// `Ok(None)` when the manifest held names the file by its inode and neither path
     /// holds that inode, or names a rotated generation whose file is gone: this
-    /// manifest is older than the files ([`kept_or_opened`](Self::kept_or_opened)).
-    fn open_file(&self) -> Result<Option<File>> {
+    /// manifest may be older than the files ([`kept_or_opened`](Self::kept_or_opened)).
+    /// `by_name`: the manifest was read just now; open by name as a manifest without
+    /// inodes is.
+    fn open_file(&self, by_name: bool) -> Result<Option<File>> {
         let current = self.manifest.as_ref().map_or(self.generation, |m| m.generation);
         let rotated = generation_path(&self.target, self.generation);
         let open = |p: &Path| File::open(p).map_err(|e| Error::io(format!("opening {}", p.display()), e));
@@ -411,15 +396,19 @@ impl Reader {
             File::open(p).ok().filter(|f| f.metadata().is_ok_and(|m| m.ino() == ino))
         };
         if let Some(ino) = want {
-            return Ok(with_ino(&self.target, ino).or_else(|| with_ino(&rotated, ino)));
+            let found = with_ino(&self.target, ino).or_else(|| with_ino(&rotated, ino));
+            if found.is_some() || !by_name {
+                return Ok(found);
+            }
         }
         let f = if self.generation < current {
             match File::open(&rotated) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !by_name => return Ok(None),
                 r => r.map_err(|e| Error::io(format!("opening {}", rotated.display()), e))?,
             }
         } else {
-            // (a manifest from before targets' inodes were recorded)
+            // (a manifest from before targets' inodes were recorded, or one read just now
+            // whose inode is at neither path: a copy)
             match File::open(&self.target) {
                 Ok(f) if crate::os::fs::fresh_len_and_ino(&f).map_or(0, |(len, _)| len) >= self.limit => f,
                 Ok(_) | Err(_) if rotated.exists() => open(&rotated)?,
@@ -634,9 +623,7 @@ mod tests {
 
     /// A read whose file cannot be opened (moved away for a moment, out of file
     /// descriptors) fails and leaves the reader where it was: once the file is back,
-    /// the next line is the file's, not the buffer's zeros. (Moved away, the file the
-    /// manifest names is at none of its paths: after a client cache's patience,
-    /// `target_missing`.)
+    /// the next line is the file's, not the buffer's zeros.
     #[test]
     fn a_failed_open_leaves_nothing_behind_in_the_buffer() {
         let dir = tempfile::tempdir().unwrap();
@@ -650,7 +637,7 @@ mod tests {
         let away = dir.path().join("t.log.away");
         std::fs::rename(&target, &away).unwrap();
         let err = reader.next_line().unwrap_err();
-        assert_eq!(err.kind(), crate::ErrorKind::TargetMissing, "{err}");
+        assert_eq!(err.kind(), crate::ErrorKind::Io, "{err}");
         std::fs::rename(&away, &target).unwrap();
         assert_eq!(reader.next_line().unwrap().as_deref(), Some(&b"one"[..]));
         assert_eq!(reader.next_line().unwrap().as_deref(), Some(&b"two"[..]));
