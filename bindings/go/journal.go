@@ -364,7 +364,9 @@ func (j *Journal) AppendKeyedBatch(keys, lines [][]byte) ([]KeyedAppend, error) 
 // when lines is empty (only the cursor is recorded).
 //
 // One name follows one target: a Cursor whose TargetID differs from the one name
-// holds is ErrInvalidArgument, and nothing is stored.
+// holds, or that has none (a legacy cursor; CursorStart excepted, which resets the
+// name), is ErrInvalidArgument, as is one no reader opens at (generation 0 with an
+// offset), and nothing is stored.
 func (j *Journal) AppendBatchWithCursor(lines [][]byte, name string, c Cursor) (uint64, error) {
 	const op = "append batch with cursor"
 	if c.Offset < 0 {

@@ -420,8 +420,9 @@ pub unsafe extern "C" fn trib_journal_append_keyed_batch(
 /// with those results (docs/design.md, "Processed cursors in the journal"). Read the
 /// cursor back with `trib_journal_cursor`. `*first_seq_out` (if not NULL) gets the first
 /// line's seq, or 0 when `count` is 0. A cursor whose `target_id` differs from the one
-/// `name` already holds is `TRIB_E_INVALID_ARG` (one name follows one target); nothing
-/// is stored on any error.
+/// `name` already holds, or that has none (a legacy cursor; `{0, 0}` excepted, which
+/// resets the name), is `TRIB_E_INVALID_ARG` (one name follows one target), as is one
+/// no reader opens at (generation 0 with an offset); nothing is stored on any error.
 ///
 /// # Safety
 /// `journal` must be NULL or an open handle; `lines` NULL or `count` readable slices,

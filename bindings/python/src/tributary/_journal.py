@@ -254,7 +254,9 @@ class Journal(Managed):
 
         ``cursor`` is a :class:`Cursor` (a reader's ``.cursor``), a tuple or its text.
         One name follows one target: a cursor of another target than the one ``name``
-        holds is an :class:`InvalidArgumentError`, and nothing is stored."""
+        holds, or one without a target id (a ``(generation, offset)`` tuple; ``(0, 0)``
+        excepted, which resets the name), is an :class:`InvalidArgumentError`, as is
+        one no reader opens at (generation 0 with an offset), and nothing is stored."""
         from ._reader import _cursor_to_c
 
         data = [_line_bytes(x, "each line") for x in lines]
