@@ -502,10 +502,11 @@ impl Reader {
     /// have answered (a short read although the server's size covers it, or a small
     /// generation whose content does not match its CRC).
     fn try_read_chunk(&mut self, at: u64, want: usize) -> Result<bool> {
-        let expected_crc = self.committed_crc();
         // The file first: an open that fails must leave no zeros in the buffer, which
-        // the next call would take for the file's bytes.
+        // the next call would take for the file's bytes. (It may read the manifest
+        // again: the CRC expected is that manifest's, for the length it gives.)
         let file = self.kept_or_opened()?;
+        let expected_crc = self.committed_crc();
         let file = &*self.file.insert(file);
         let end = at + want as u64;
         if end > self.fresh_len {
