@@ -261,12 +261,8 @@ unsafe fn drain(
             Some(o) => o.to_rust()?,
             None => CompactorOptions::default(),
         };
-        let mut compactor = Compactor::new(target, opts)?;
-        if !stop.is_null() {
-            // SAFETY: a live `trib_stop` per the caller's contract (its flag is atomic).
-            let s = unsafe { handle_ref::<super::daemon::StopBox>(stop, "stop") }?;
-            compactor = compactor.stop_when(std::sync::Arc::clone(&s.requested));
-        }
+        // SAFETY: NULL or a live `trib_stop` per the caller's contract.
+        let compactor = unsafe { stopped_by(Compactor::new(target, opts)?, stop) }?;
         let (r, refused) = match spool {
             Some(s) => {
                 let mut first_refused = None;
@@ -406,12 +402,8 @@ unsafe fn retire_impl(
         None => CompactorOptions::default(),
     };
     let r = {
-        let mut c = Compactor::new(target, opts)?;
-        if !stop.is_null() {
-            // SAFETY: a live `trib_stop` per the caller's contract (its flag is atomic).
-            let s = unsafe { handle_ref::<super::daemon::StopBox>(stop, "stop") }?;
-            c = c.stop_when(std::sync::Arc::clone(&s.requested));
-        }
+        // SAFETY: NULL or a live `trib_stop` per the caller's contract.
+        let c = unsafe { stopped_by(Compactor::new(target, opts)?, stop) }?;
         if forget_keys {
             c.retire_forgetting_keys(&paths)?
         } else {
@@ -424,6 +416,20 @@ unsafe fn retire_impl(
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// `compactor`, its waits for the lock cut short by `trib_stop_request(stop)` (none
+/// for a NULL `stop`): `trib_drain_stoppable`, `trib_retire_stoppable`.
+///
+/// # Safety
+/// `stop` must be NULL or a live `trib_stop`.
+unsafe fn stopped_by(compactor: Compactor, stop: *const super::daemon::trib_stop) -> FfiResult<Compactor> {
+    if stop.is_null() {
+        return Ok(compactor);
+    }
+    // SAFETY: a live `trib_stop` per this function's contract (its flag is atomic).
+    let s = unsafe { handle_ref::<super::daemon::StopBox>(stop, "stop") }?;
+    Ok(compactor.stop_when(std::sync::Arc::clone(&s.requested)))
 }
 
 /// The `journal_paths` array of `trib_drain` and `trib_retire`, as paths.

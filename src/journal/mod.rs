@@ -62,6 +62,7 @@ pub use files::spool_journals;
 pub(crate) use open::NOT_READY;
 pub(crate) use probe::Probe;
 pub use run::{line_crc, validate_line, DEFAULT_MAX_LINE_BYTES};
+pub(crate) use schema::{is_journal, table_names};
 pub use source::DrainedRecord;
 pub(crate) use source::Taken;
 

@@ -65,6 +65,11 @@ pub(super) fn is_busy(e: &rusqlite::Error) -> bool {
 /// journal" (which would invite deleting a good one); named EMFILE when this process
 /// is at its file limit.
 fn cannot_open(path: &Path, e: &rusqlite::Error) -> Error {
+    // A file this process may not read (mode 000, another user's): said as for one it
+    // may only read, not as SQLite's bare "unable to open database file".
+    if may_not_open(path) {
+        return cannot_write(path, e);
+    }
     match sys::fd_usage() {
         Some((open, limit)) if open + 8 >= limit => Error::io(
             format!(
@@ -394,9 +399,6 @@ impl Journal {
         forks::check_not_inherited(&path, inode)?;
         // Through `tributary-unix`: a full disk is an error, not a SIGBUS.
         let mut conn = crate::os::sqlite_vfs::open(&path).map_err(|e| match e.sqlite_error_code() {
-            // a file this process may not read (mode 000, another user's): say so, as
-            // for one it may only read, not SQLite's bare "unable to open database file"
-            Some(rusqlite::ErrorCode::CannotOpen) if may_not_open(&path) => cannot_write(&path, &e),
             Some(rusqlite::ErrorCode::CannotOpen) => cannot_open(&path, &e),
             _ => Error::sqlite(format!("opening {}", path.display()), e),
         })?;
@@ -419,45 +421,40 @@ impl Journal {
         conn.busy_handler(Some(retry_when_busy)).map_err(|e| Error::sqlite("setting the busy handler", e))?;
         // Refuse someone else's database before changing anything in it (the WAL switch
         // below is permanent).
-        let tables: Vec<String> = conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
-            .map_err(|e| match e.sqlite_error_code() {
-                // The files went while they were being opened (a retirement): not an
-                // I/O error of this journal (an outside tester got "disk I/O error").
-                _ if file_id(&path).ok() != Some(inode) => replaced_while_opening(&path, attempt),
-                // Opening the file, its -wal or -shm failed: most often the file limit.
-                Some(rusqlite::ErrorCode::CannotOpen) if may_not_open(&path) => cannot_write(&path, &e),
-                Some(rusqlite::ErrorCode::CannotOpen) => cannot_open(&path, &e),
-                // A journal this process may not write (or whose folder it may not add
-                // a -wal to) is a real journal: never advise moving it out of the spool.
-                Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied) => cannot_write(&path, &e),
-                _ if is_disk_full(&e, &path) => disk_full(&path),
-                // An SQLite file whose pages are damaged (cut short, overwritten): most
-                // likely a journal, never to be moved away as a stranger's file.
-                Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
-                    Error::sqlite(format!("reading the tables of journal {}", path.display()), e)
-                }
-                // An I/O error is never "not a journal" (that advice moves a good one away).
-                Some(rusqlite::ErrorCode::SystemIoFailure) => {
-                    let code = match &e {
-                        rusqlite::Error::SqliteFailure(f, _) => f.extended_code,
-                        _ => 0,
-                    };
-                    // A log shorter than its index said, or a stale log another opener
-                    // deleted first, met as a journal is retired or set up beside this
-                    // open (an outside tester's "disk I/O error"): read again; a journal
-                    // really cut short fails every time.
-                    attempt.transient =
-                        [rusqlite::ffi::SQLITE_IOERR_SHORT_READ, rusqlite::ffi::SQLITE_IOERR_DELETE_NOENT]
-                            .contains(&code);
-                    Error::io(
-                        format!("opening journal {}", path.display()),
-                        io::Error::other(format!("{e} (SQLite code {code})")),
-                    )
-                }
-                _ => not_journal(format!("not an SQLite database: {e}")),
-            })?;
+        let tables = schema::table_names(&conn).map_err(|e| match e.sqlite_error_code() {
+            // The files went while they were being opened (a retirement): not an
+            // I/O error of this journal (an outside tester got "disk I/O error").
+            _ if file_id(&path).ok() != Some(inode) => replaced_while_opening(&path, attempt),
+            // Opening the file, its -wal or -shm failed: most often the file limit.
+            Some(rusqlite::ErrorCode::CannotOpen) => cannot_open(&path, &e),
+            // A journal this process may not write (or whose folder it may not add
+            // a -wal to) is a real journal: never advise moving it out of the spool.
+            Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied) => cannot_write(&path, &e),
+            _ if is_disk_full(&e, &path) => disk_full(&path),
+            // An SQLite file whose pages are damaged (cut short, overwritten): most
+            // likely a journal, never to be moved away as a stranger's file.
+            Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
+                Error::sqlite(format!("reading the tables of journal {}", path.display()), e)
+            }
+            // An I/O error is never "not a journal" (that advice moves a good one away).
+            Some(rusqlite::ErrorCode::SystemIoFailure) => {
+                let code = match &e {
+                    rusqlite::Error::SqliteFailure(f, _) => f.extended_code,
+                    _ => 0,
+                };
+                // A log shorter than its index said, or a stale log another opener
+                // deleted first, met as a journal is retired or set up beside this
+                // open (an outside tester's "disk I/O error"): read again; a journal
+                // really cut short fails every time.
+                attempt.transient =
+                    [rusqlite::ffi::SQLITE_IOERR_SHORT_READ, rusqlite::ffi::SQLITE_IOERR_DELETE_NOENT].contains(&code);
+                Error::io(
+                    format!("opening journal {}", path.display()),
+                    io::Error::other(format!("{e} (SQLite code {code})")),
+                )
+            }
+            _ => not_journal(format!("not an SQLite database: {e}")),
+        })?;
         // SQLite opened the journal's file by its name, then, at this first read, its
         // -wal and -shm by their names. Had the journal been retired and a new one
         // made under the name in between, this connection would read the old file
@@ -471,7 +468,7 @@ impl Journal {
             return Err(replaced_while_opening(&path, attempt));
         }
         drop(folder);
-        if !tables.is_empty() && !tables.iter().any(|t| t == "meta") {
+        if !tables.is_empty() && !schema::is_journal(&tables) {
             return Err(not_journal("it is an SQLite database without tributary's tables".into()));
         }
         if tables.is_empty() && !create {

@@ -274,3 +274,15 @@ fn add_column(conn: &mut Connection, table: &str, column: &str) -> Result<()> {
     }
     tx.commit().map_err(|e| Error::sqlite(format!("committing the {table}.{column} upgrade"), e))
 }
+
+/// The names of a database's tables: the first read of a file opened as a journal (or
+/// a cursor store), before anything is written to it.
+pub(crate) fn table_names(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+}
+
+/// Whether tables of these names are a tributary journal's (its `meta` table).
+pub(crate) fn is_journal(tables: &[String]) -> bool {
+    tables.iter().any(|t| t == "meta")
+}

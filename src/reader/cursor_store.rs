@@ -76,14 +76,11 @@ impl CursorStore {
         // Before anything is written: a file that is no database, or a damaged one, is
         // not a store (it said `sqlite`, a kind that is retried); a journal is not one
         // either (its schema got a `cursors` table: an outside tester).
-        let tables: Vec<String> = conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
-            .map_err(|e| match e.sqlite_error_code() {
-                Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => not_a_store(e),
-                _ => Error::sqlite(ctx("reading cursor store"), e),
-            })?;
-        if tables.iter().any(|t| t == "runs" || t == "meta") {
+        let tables = crate::journal::table_names(&conn).map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => not_a_store(e),
+            _ => Error::sqlite(ctx("reading cursor store"), e),
+        })?;
+        if crate::journal::is_journal(&tables) {
             return Err(Error::NotAJournal {
                 path: path.clone(),
                 detail: "it is a tributary journal, not a cursor store (a journal keeps its own processed cursors: \

@@ -361,62 +361,62 @@ impl Reader {
         }
         self.fresh_len = 0;
         self.content_checked = 0;
-        if let Some(f) = self.open_file(false)? {
+        if let Some(f) = self.open_named()? {
             return Ok(f);
         }
         // (a generation gone from the manifest is an error here)
         self.refresh_limit()?;
-        self.open_file(true)?.ok_or_else(|| {
-            let rotated = generation_path(&self.target, self.generation);
-            Error::io(format!("opening {}", rotated.display()), std::io::ErrorKind::NotFound.into())
-        })
+        match self.open_named()? {
+            Some(f) => Ok(f),
+            None => self.open_by_name(),
+        }
     }
 
-    /// Open the file holding the generation being read. The current generation is the
-    /// target itself, unless a rotation renamed it a moment ago (then the target is a
-    /// new, shorter file and the generation lives at `<target>.<generation>`).
-    /// `Ok(None)` when the manifest held names the file by its inode and neither path
-    /// holds that inode, or names a rotated generation whose file is gone: this
-    /// manifest may be older than the files ([`kept_or_opened`](Self::kept_or_opened)).
-    /// `by_name`: the manifest was read just now; open by name as a manifest without
-    /// inodes is.
-    fn open_file(&self, by_name: bool) -> Result<Option<File>> {
-        let current = self.manifest.as_ref().map_or(self.generation, |m| m.generation);
+    /// Open the file the manifest held names for the generation being read: the current
+    /// generation's by its inode, at the target's path or at `<target>.<generation>`
+    /// (a rotation renamed it a moment ago); a rotated generation at its path. `Ok(None)`
+    /// when that inode is at neither path, or the rotated file is gone: this manifest
+    /// may be older than the files ([`kept_or_opened`](Self::kept_or_opened)). A
+    /// manifest without inodes (from before they were recorded) opens by name.
+    fn open_named(&self) -> Result<Option<File>> {
         let rotated = generation_path(&self.target, self.generation);
-        let open = |p: &Path| File::open(p).map_err(|e| Error::io(format!("opening {}", p.display()), e));
-        // The manifest names its generation's file by inode: a file that was just
-        // rotated in at the target's path (a newer generation) is not it.
         let want = self
             .manifest
             .as_ref()
             .filter(|m| m.generation == self.generation && m.target_ino != 0)
             .map(|m| m.target_ino);
-        let with_ino = |p: &Path, ino: u64| {
-            use std::os::unix::fs::MetadataExt;
-            File::open(p).ok().filter(|f| f.metadata().is_ok_and(|m| m.ino() == ino))
-        };
         if let Some(ino) = want {
-            let found = with_ino(&self.target, ino).or_else(|| with_ino(&rotated, ino));
-            if found.is_some() || !by_name {
-                return Ok(found);
-            }
+            let with_ino = |p: &Path| {
+                use std::os::unix::fs::MetadataExt;
+                File::open(p).ok().filter(|f| f.metadata().is_ok_and(|m| m.ino() == ino))
+            };
+            return Ok(with_ino(&self.target).or_else(|| with_ino(&rotated)));
         }
-        let f = if self.generation < current {
-            match File::open(&rotated) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !by_name => return Ok(None),
-                r => r.map_err(|e| Error::io(format!("opening {}", rotated.display()), e))?,
-            }
-        } else {
-            // (a manifest from before targets' inodes were recorded, or one read just now
-            // whose inode is at neither path: a copy)
-            match File::open(&self.target) {
-                Ok(f) if crate::os::fs::fresh_len_and_ino(&f).map_or(0, |(len, _)| len) >= self.limit => f,
-                Ok(_) | Err(_) if rotated.exists() => open(&rotated)?,
-                Ok(f) => f,
-                Err(e) => return Err(Error::io(format!("opening {}", self.target.display()), e)),
-            }
-        };
-        Ok(Some(f))
+        let current = self.manifest.as_ref().map_or(self.generation, |m| m.generation);
+        if self.generation < current && !rotated.exists() {
+            return Ok(None);
+        }
+        self.open_by_name().map(Some)
+    }
+
+    /// Open the generation being read by name: a rotated one at `<target>.<generation>`;
+    /// the current one at the target's path, or at `<target>.<generation>` when the file
+    /// at the path is shorter than the committed length (a rotation a moment ago). For a
+    /// manifest without inodes, and for one read just now whose inode is at neither
+    /// path (a copy of the target with its sidecar: a backup read in place).
+    fn open_by_name(&self) -> Result<File> {
+        let current = self.manifest.as_ref().map_or(self.generation, |m| m.generation);
+        let rotated = generation_path(&self.target, self.generation);
+        let open = |p: &Path| File::open(p).map_err(|e| Error::io(format!("opening {}", p.display()), e));
+        if self.generation < current {
+            return open(&rotated);
+        }
+        match File::open(&self.target) {
+            Ok(f) if crate::os::fs::fresh_len_and_ino(&f).map_or(0, |(len, _)| len) >= self.limit => Ok(f),
+            Ok(_) | Err(_) if rotated.exists() => open(&rotated),
+            Ok(f) => Ok(f),
+            Err(e) => Err(Error::io(format!("opening {}", self.target.display()), e)),
+        }
     }
 
     /// The next committed line (without `\n`), or `None` at the committed end (call
