@@ -7,7 +7,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 import pytest
 
@@ -141,21 +141,38 @@ def _wait_for_lock_waiter(lock: Path) -> None:
     wait_for(waiting, what=f"a process blocked on {lock}")
 
 
-@pytest.mark.parametrize("call", ["drain", "retire"])
-def test_ctrl_c_ends_a_wait_for_the_lock(target: Path, spool: Path, call: str) -> None:
-    # An outside tester's drain and retire sat out the whole lock timeout (30 s)
-    # after a Ctrl-C: the blocking ctypes call keeps Python from running its signal
-    # handler. Here the timeout is an hour: only the interrupt can end the wait.
+def _signalled_while_waiting_for_the_lock(target: Path, spool: Path, code: str, signum: int) -> Tuple[int, str, str]:
+    """Run ``code`` (argv: target, its one journal holding a line, the spool) in a child
+    Python while this process holds the target's lock; once the child is blocked on
+    it, send it ``signum``. Its exit status, stdout and stderr."""
     import fcntl
-    import signal
     import subprocess
 
     journal = spool / "a.journal"
     with tributary.Journal(journal) as j:
         j.append(b"waiting")
     lock = Path(f"{target}.tributary/lock")
-    code = textwrap.dedent(
-        f"""
+    with open(lock, "r+") as held:
+        fcntl.lockf(held, fcntl.LOCK_EX)  # a POSIX lock conflicts with the library's OFD lock
+        proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), str(target), str(journal), str(spool)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            _wait_for_lock_waiter(lock)
+            proc.send_signal(signum)
+            out, err = proc.communicate(timeout=HANG_GUARD)
+        finally:
+            proc.kill()
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize("call", ["drain", "retire"])
+def test_ctrl_c_ends_a_wait_for_the_lock(target: Path, spool: Path, call: str) -> None:
+    # An outside tester's drain and retire sat out the whole lock timeout (30 s)
+    # after a Ctrl-C: the blocking ctypes call keeps Python from running its signal
+    # handler. Here the timeout is an hour: only the interrupt can end the wait.
+    import signal
+
+    code = f"""
         import sys, tributary
         try:
             tributary.{call}(sys.argv[1], [sys.argv[2]], lock_timeout=3600)
@@ -165,38 +182,33 @@ def test_ctrl_c_ends_a_wait_for_the_lock(target: Path, spool: Path, call: str) -
         print("returned", flush=True)
         sys.exit(1)
         """
-    )
-    with open(lock, "r+") as held:
-        fcntl.lockf(held, fcntl.LOCK_EX)  # a POSIX lock conflicts with the library's OFD lock
-        proc = subprocess.Popen([sys.executable, "-c", code, str(target), str(journal)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        try:
-            _wait_for_lock_waiter(lock)
-            proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=HANG_GUARD)
-        finally:
-            proc.kill()
-    assert (proc.returncode, out) == (0, "interrupted\n"), err
+    rc, out, err = _signalled_while_waiting_for_the_lock(target, spool, code, signal.SIGINT)
+    assert (rc, out) == (0, "interrupted\n"), err
+    journal = spool / "a.journal"
     assert journal.exists(), "an interrupted retire deleted the journal"
     assert target_lines(target) == []
     report = tributary.drain(target, [journal])
     assert report.lines == 1 and target_lines(target) == [b"waiting"]
 
 
-def test_any_exception_a_signal_handler_raises_ends_the_wait_and_the_call_with_it(target: Path, spool: Path) -> None:
+@pytest.mark.parametrize(
+    "call, thread",
+    [
+        ("retire(sys.argv[1], [sys.argv[2]], lock_timeout=3600)", "tributary-call"),
+        ("compact(sys.argv[1], sys.argv[3], lock_timeout=3600)", "tributary-compact"),
+    ],
+    ids=["retire", "compact"],
+)
+def test_any_exception_a_signal_handler_raises_ends_the_wait_and_the_call_with_it(
+    target: Path, spool: Path, call: str, thread: str
+) -> None:
     # Only KeyboardInterrupt stopped the call: another exception from a signal handler
     # (a timeout, SystemExit from a SIGTERM handler) left it running on its thread, and
-    # an outside reviewer's retire deleted the journal 3 s after its caller had given up.
-    import fcntl
+    # an outside reviewer's retire deleted the journal 3 s after its caller had given up
+    # (compact's daemon went on the same way).
     import signal
-    import subprocess
 
-    journal = spool / "a.journal"
-    with tributary.Journal(journal) as j:
-        j.append(b"waiting")
-    lock = Path(f"{target}.tributary/lock")
-    code = textwrap.dedent(
-        """
+    code = f"""
         import signal, sys, threading, tributary
 
         class Timeout(Exception):
@@ -207,24 +219,14 @@ def test_any_exception_a_signal_handler_raises_ends_the_wait_and_the_call_with_i
 
         signal.signal(signal.SIGUSR1, timeout)
         try:
-            tributary.retire(sys.argv[1], [sys.argv[2]], lock_timeout=3600)
+            tributary.{call}
         except Timeout:
-            calls = [t for t in threading.enumerate() if t.name == "tributary-call"]
-            print("timed out", len(calls), flush=True)
+            running = [t for t in threading.enumerate() if t.name == "{thread}"]
+            print("timed out", len(running), flush=True)
             sys.exit(0)
         print("returned", flush=True)
         sys.exit(1)
         """
-    )
-    with open(lock, "r+") as held:
-        fcntl.lockf(held, fcntl.LOCK_EX)
-        proc = subprocess.Popen([sys.executable, "-c", code, str(target), str(journal)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        try:
-            _wait_for_lock_waiter(lock)
-            proc.send_signal(signal.SIGUSR1)
-            out, err = proc.communicate(timeout=HANG_GUARD)
-        finally:
-            proc.kill()
-    assert (proc.returncode, out) == (0, "timed out 0\n"), err
-    assert journal.exists()
+    rc, out, err = _signalled_while_waiting_for_the_lock(target, spool, code, signal.SIGUSR1)
+    assert (rc, out) == (0, "timed out 0\n"), err
+    assert (spool / "a.journal").exists()

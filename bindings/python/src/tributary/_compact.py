@@ -334,8 +334,11 @@ class Compactor(Managed):
                 if stop is not None and stop.is_set():
                     run.request_stop()
                 run.finished.wait(_STOP_POLL)
-            except KeyboardInterrupt as e:
-                interrupted = e
+            # Any exception a signal handler raises (Ctrl-C, SystemExit from a SIGTERM
+            # handler, a timeout) stops the run, which returns before it is raised:
+            # the daemon must not go on alone (as _compactor._interruptible).
+            except BaseException as e:  # noqa: BLE001 - raised again by result()
+                interrupted = interrupted or e
                 run.request_stop()
         return run.result(interrupted)
 
@@ -478,9 +481,9 @@ def compact(
     call at a time). An exception raised by ``on_event`` stops the daemon and is
     raised again by :func:`compact`.
 
-    Ctrl-C (:class:`KeyboardInterrupt` in the thread that called :func:`compact`) asks
-    the daemon to stop, waits for the round in flight to end (nothing is left
-    half-done), then raises :class:`KeyboardInterrupt` again.
+    Ctrl-C (:class:`KeyboardInterrupt` in the thread that called :func:`compact`, or any
+    other exception a signal handler raises there) asks the daemon to stop, waits for
+    the round in flight to end (nothing is left half-done), then raises it again.
     """
     if (spool is None) == (journals is None):
         raise _arg_error("give either spool (a folder of journals) or journals (a list of paths), not both or neither")
