@@ -246,6 +246,20 @@ static void damage_both_slots(const char *target) {
     if (fd >= 0) close(fd);
 }
 
+/* Take the target's lock as another holder would (an OFD lock on its lock file, which
+ * conflicts with the library's own); close the returned descriptor to release it. */
+static int hold_target_lock(const char *target) {
+    char lockp[512];
+    pathf(lockp, "%s.tributary/lock", target);
+    int fd = open(lockp, O_RDWR);
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    CHECK(fd >= 0 && fcntl(fd, F_OFD_SETLK, &fl) == 0);
+    return fd;
+}
+
 /* ---- tests -------------------------------------------------------------------------- */
 
 static void test_version_and_names(void) {
@@ -865,14 +879,7 @@ static void test_target_errors(void) {
     CHECK(chmod(side, 0755) == 0);
 
     /* A held lock: the drain gives up after lock_timeout_ms. */
-    char lockp[512];
-    pathf(lockp, "%s.tributary/lock", t6);
-    int fd = open(lockp, O_RDWR);
-    struct flock fl;
-    memset(&fl, 0, sizeof fl);
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    CHECK(fd >= 0 && fcntl(fd, F_OFD_SETLK, &fl) == 0);
+    int fd = hold_target_lock(t6);
     trib_compactor_options_default(&co, NULL);
     co.lock_timeout_ms = 100;
     uint64_t t0 = now_ms();
@@ -1684,7 +1691,7 @@ static void test_compact_daemon(void) {
  * request it drains as trib_drain; a spool drain refusing one file reports what it
  * drained of the others. */
 static void test_drain_stoppable(void) {
-    char dir[512], spool[512], target[512], jpath[512], junk[512], lockp[512];
+    char dir[512], spool[512], target[512], jpath[512], junk[512];
     trib_error *err = NULL;
     make_dir(dir, "stoppable");
     pathf(spool, "%s/spool", dir);
@@ -1697,13 +1704,7 @@ static void test_drain_stoppable(void) {
     append_str(j, "two");
     const char *paths[1] = {jpath};
 
-    pathf(lockp, "%s.tributary/lock", target);
-    int fd = open(lockp, O_RDWR);
-    struct flock fl;
-    memset(&fl, 0, sizeof fl);
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    CHECK(fd >= 0 && fcntl(fd, F_OFD_SETLK, &fl) == 0);
+    int fd = hold_target_lock(target);
     trib_compactor_options co;
     trib_compactor_options_default(&co, NULL);
     co.lock_timeout_ms = 3600 * 1000;
@@ -1741,7 +1742,7 @@ static void test_drain_stoppable(void) {
  * context was cancelled, then deleted it); without a request it retires as
  * trib_retire, and with forget_keys as trib_retire_forgetting_keys. */
 static void test_retire_stoppable(void) {
-    char dir[512], target[512], jpath[512], kpath[512], lockp[512];
+    char dir[512], target[512], jpath[512], kpath[512];
     trib_error *err = NULL;
     make_dir(dir, "retire-stoppable");
     path_in(target, dir, "out.log");
@@ -1753,13 +1754,7 @@ static void test_retire_stoppable(void) {
     trib_journal_close(j);
     const char *paths[1] = {jpath};
 
-    pathf(lockp, "%s.tributary/lock", target);
-    int fd = open(lockp, O_RDWR);
-    struct flock fl;
-    memset(&fl, 0, sizeof fl);
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    CHECK(fd >= 0 && fcntl(fd, F_OFD_SETLK, &fl) == 0);
+    int fd = hold_target_lock(target);
     trib_compactor_options co;
     trib_compactor_options_default(&co, NULL);
     co.lock_timeout_ms = 3600 * 1000;
