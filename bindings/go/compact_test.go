@@ -224,26 +224,10 @@ func TestDrainCancelEndsTheWaitForALockHeldElsewhere(t *testing.T) {
 	if _, err := j.AppendString("waiting"); err != nil {
 		t.Fatal(err)
 	}
-	lockPath := f.target + ".tributary/lock"
-	release := holdLockElsewhere(t, lockPath)
-	defer release()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
+	cancelWhileLockHeldElsewhere(t, f, "Drain", func(ctx context.Context) error {
 		_, err := Drain(ctx, f.target, DrainOptions{Journals: []string{j.Path()}, LockTimeout: time.Hour})
-		done <- err
-	}()
-	waitForLockWaiter(t, lockPath, "Drain")
-	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrLockTimeout) || !errors.Is(err, context.Canceled) {
-			t.Fatalf("Drain cancelled while waiting for the lock: %v, want a lock timeout matching context.Canceled", err)
-		}
-	case <-time.After(hangGuard):
-		t.Fatal("a cancelled ctx did not end Drain's wait for the lock")
-	}
-	release()
+		return err
+	})
 	r, err := Drain(context.Background(), f.target, DrainOptions{Journals: []string{j.Path()}})
 	if err != nil || r.Lines != 1 {
 		t.Fatalf("Drain after the lock came free = %+v, %v", r, err)
@@ -261,26 +245,10 @@ func TestRetireCancelEndsTheWaitForALockHeldElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	j.Close()
-	lockPath := f.target + ".tributary/lock"
-	release := holdLockElsewhere(t, lockPath)
-	defer release()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
+	cancelWhileLockHeldElsewhere(t, f, "Retire", func(ctx context.Context) error {
 		_, err := Retire(ctx, f.target, DrainOptions{Journals: []string{j.Path()}, LockTimeout: time.Hour})
-		done <- err
-	}()
-	waitForLockWaiter(t, lockPath, "Retire")
-	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrLockTimeout) || !errors.Is(err, context.Canceled) {
-			t.Fatalf("Retire cancelled while waiting for the lock: %v, want a lock timeout matching context.Canceled", err)
-		}
-	case <-time.After(hangGuard):
-		t.Fatal("a cancelled ctx did not end Retire's wait for the lock")
-	}
-	release()
+		return err
+	})
 	if _, err := os.Stat(j.Path()); err != nil {
 		t.Fatalf("a cancelled Retire deleted the journal: %v", err)
 	}
@@ -293,13 +261,44 @@ func TestRetireCancelEndsTheWaitForALockHeldElsewhere(t *testing.T) {
 	}
 }
 
+// cancelWhileLockHeldElsewhere runs call (with an hour's lock timeout) while another
+// process holds f's target lock, cancels its ctx once it waits for the lock, and
+// checks that it returns within the hang guard with an error that is both a lock
+// timeout and context.Canceled; the lock is free again when it returns.
+func cancelWhileLockHeldElsewhere(t *testing.T, f fixture, who string, call func(context.Context) error) {
+	t.Helper()
+	lockPath := f.target + ".tributary/lock"
+	release := holdLockElsewhere(t, lockPath)
+	defer release()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- call(ctx) }()
+	waitForLockWaiter(t, lockPath, who)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrLockTimeout) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("%s cancelled while waiting for the lock: %v, want a lock timeout matching context.Canceled", who, err)
+		}
+	case <-time.After(hangGuard):
+		t.Fatalf("a cancelled ctx did not end %s's wait for the lock", who)
+	}
+}
+
 // holdLockElsewhere takes the target's lock in another process (a POSIX record lock
 // conflicts with the library's OFD lock) until the returned func is called.
 func holdLockElsewhere(t *testing.T, lockPath string) (release func()) {
 	t.Helper()
+	return holdInPython(t, "f=open(sys.argv[1],'r+'); fcntl.lockf(f, fcntl.LOCK_EX)", lockPath)
+}
+
+// holdInPython runs take (Python, with fcntl, sqlite3 and sys imported; argv[1] is
+// path) in another process, returns once it has run, and keeps that process, and
+// what it holds, until the returned func is called.
+func holdInPython(t *testing.T, take, path string) (release func()) {
+	t.Helper()
 	holder := exec.Command("python3", "-c",
-		"import fcntl,sys\nf=open(sys.argv[1],'r+'); fcntl.lockf(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
-		lockPath)
+		"import fcntl,sqlite3,sys\n"+take+"\nprint('held', flush=True); sys.stdin.read()", path)
 	stdin, err := holder.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -655,26 +655,9 @@ func TestErrSQLite(t *testing.T) {
 	if _, err := j.AppendString("before"); err != nil {
 		t.Fatal(err)
 	}
-	holder := exec.Command("python3", "-c",
-		"import sqlite3,sys\nc=sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE'); print('held', flush=True); sys.stdin.read()",
-		path)
-	stdin, err := holder.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := holder.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := out.Read(make([]byte, 4)); err != nil {
-		t.Fatal(err)
-	}
+	release := holdInPython(t, "c=sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE')", path)
 	_, err = j.AppendString("while locked")
-	stdin.Close()
-	holder.Wait()
+	release()
 	wantKind(t, err, KindSQLite)
 	if _, err := j.AppendString("after"); err != nil {
 		t.Fatalf("append after the lock was released: %v", err)
