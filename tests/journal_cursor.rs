@@ -189,15 +189,21 @@ fn a_processor_killed_anywhere_keeps_results_and_cursor_together() {
     assert_eq!(Reader::open_at(&p.a, end).unwrap().next_line().unwrap(), None, "the cursor is at A's end");
 }
 
+/// Targets A (holding lines a-000000..a-000002) and B (empty, initialised) in `dir`.
+fn two_targets(dir: &Path) -> (PathBuf, PathBuf) {
+    let (a, b) = (dir.join("a.log"), dir.join("b.log"));
+    init(&a);
+    init(&b);
+    let src = journal(&dir.join("src.journal"));
+    src.append_batch(&numbered("a", 0..3)).unwrap();
+    compactor(&a).drain(std::slice::from_ref(&src)).unwrap();
+    (a, b)
+}
+
 #[test]
 fn a_cursor_commits_with_its_lines_or_not_at_all_and_survives_drains() {
     let d = tmp();
-    let (a, b) = (d.path().join("a.log"), d.path().join("b.log"));
-    init(&a);
-    init(&b);
-    let src = journal(&d.path().join("src.journal"));
-    src.append_batch(&numbered("a", 0..3)).unwrap();
-    compactor(&a).drain(std::slice::from_ref(&src)).unwrap();
+    let (a, b) = two_targets(d.path());
     // a journal that never committed a cursor (as one made before them): no table yet
     let jp = d.path().join("p.journal");
     let j = journal(&jp);
@@ -322,12 +328,7 @@ fn a_readers_lag_counts_what_is_committed_after_it_across_generations() {
 #[test]
 fn cursors_no_reader_resumes_from_or_that_drop_the_target_are_refused_at_commit() {
     let d = tmp();
-    let (a, b) = (d.path().join("a.log"), d.path().join("b.log"));
-    init(&a);
-    init(&b);
-    let src = journal(&d.path().join("src.journal"));
-    src.append_batch(&numbered("a", 0..3)).unwrap();
-    compactor(&a).drain(std::slice::from_ref(&src)).unwrap();
+    let (a, b) = two_targets(d.path());
     let j = journal(&d.path().join("p.journal"));
     let mut r = Reader::open_at(&a, Cursor::START).unwrap();
     r.next_line().unwrap().unwrap();
