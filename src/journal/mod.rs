@@ -47,7 +47,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension};
@@ -210,7 +210,7 @@ struct Maintenance {
 
 /// Wall-clock ms since the Unix epoch (for `appended_ms`, shown by `status`).
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    i64::try_from(crate::os::clock::wall_ms()).unwrap_or(i64::MAX)
 }
 
 impl Journal {

@@ -152,9 +152,7 @@ impl CursorStore {
     /// Nothing is recorded on an error.
     pub fn commit(&self, name: &str, cursor: Cursor) -> Result<()> {
         let (generation, offset) = cursor.storable()?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let now = i64::try_from(crate::os::clock::wall_ms()).unwrap_or(i64::MAX);
         let (_inside, conn) = self.conn();
         conn.execute(
             "INSERT INTO cursors(name, generation, offset, updated_ms, target_id) VALUES (?1, ?2, ?3, ?4, ?5)
