@@ -286,6 +286,78 @@ fn drain_cmd(target: &Path, spool: &Path, lock_timeout_ms: u64) -> Command {
     c
 }
 
+/// A reader tails the target on host B, so B's kernel caches the page at the committed
+/// end; a compactor on B writes its round's bytes there and is killed before its
+/// fdatasync; host A cuts that uncommitted tail and commits other lines of the same
+/// length. B's kernel sees the size it knew and keeps the dead compactor's bytes in its
+/// cached pages. Whatever reads the target on B — `verify` (it found the CRC
+/// mismatched), the tailing `Reader` (a large generation has no CRC to catch it: it
+/// returned the dead compactor's lines; a small one was refused as torn after 5 s), a
+/// new `Reader` — must read A's committed bytes.
+#[test]
+fn readers_on_the_host_of_a_killed_compactor_read_the_committed_bytes_not_its_tail() {
+    let Some((m, _g)) = mounts(
+        "TRIB_GLUSTER_DEFAULT_MOUNTS",
+        2,
+        "readers_on_the_host_of_a_killed_compactor_read_the_committed_bytes_not_its_tail",
+    ) else {
+        return;
+    };
+    let read_on = |r: &mut tributary::Reader, what: &str| {
+        let mut read = Vec::new();
+        while let Some(line) = r.next_line().unwrap_or_else(|e| panic!("{what}: {e}")) {
+            read.push(line);
+        }
+        read
+    };
+    let assert_same = |what: &str, read: &[Vec<u8>], committed: &[Vec<u8>]| {
+        let first_wrong = read.iter().zip(committed).position(|(r, c)| r != c);
+        assert!(
+            first_wrong.is_none() && read.len() == committed.len(),
+            "{what} read {} lines, {} committed; the first that differs: {:?}",
+            read.len(),
+            committed.len(),
+            first_wrong.map(|i| String::from_utf8_lossy(&read[i]).into_owned())
+        );
+    };
+    // 10 lines: a small generation (readers check its CRC); 80,000: over 1 MiB.
+    for (tag, before) in [("small", 10), ("large", 80_000)] {
+        let name = shared_dir(&m, &format!("stale-pages-{tag}"));
+        let (on_a, on_b) = (m[0].join(&name).join("out.log"), m[1].join(&name).join("out.log"));
+        common::init(&on_a);
+        let local = tempfile::tempdir().unwrap();
+        let mut committed = spool_with_lines(&local.path().join("before"), "before", before);
+        let out = drain_cmd(&on_a, &local.path().join("before"), 60_000).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut tailing = tributary::Reader::open(&on_b, 0).unwrap();
+        assert_same(&format!("{tag}: the tailing Reader on host B"), &read_on(&mut tailing, tag), &committed);
+
+        let dead = local.path().join("dead");
+        spool_with_lines(&dead, "dead", 50);
+        let out =
+            drain_cmd(&on_b, &dead, 60_000).env("TRIBUTARY_FAILPOINTS", "drain.after_write=kill").output().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(9),
+            "the drain on host B was to die at drain.after_write: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // "live line i" is as long as "dead line i": the size B's kernel knew stays.
+        let live = local.path().join("live");
+        let fresh = spool_with_lines(&live, "live", 50);
+        let out = drain_cmd(&on_a, &live, 60_000).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+        let v = tributary::verify(&on_b).unwrap();
+        assert!(v.is_consistent(), "{tag}: verify on host B: {:?}", v.problems);
+        let what = format!("{tag}: the tailing Reader on host B, after the repair");
+        assert_same(&what, &read_on(&mut tailing, &what), &fresh);
+        committed.extend(fresh);
+        let what = format!("{tag}: a new Reader on host B");
+        assert_same(&what, &read_on(&mut tributary::Reader::open(&on_b, 0).unwrap(), &what), &committed);
+    }
+}
+
 /// A compactor that hangs while holding the lock (SIGSTOP) must not hang the others:
 /// they get a clear LockTimeout, the daemon keeps retrying and still stops on SIGTERM;
 /// once the hung holder is killed the lock is free within moments, and nothing is lost.

@@ -968,6 +968,7 @@ impl Round<'_> {
         let mut crc = crc32fast::Hasher::new_with_initial_len(self.manifest.committed_crc, start);
         let mut buf = vec![0u8; 8 << 20];
         let mut at = start;
+        crate::os::fs::uncache_if_shared(file, start).map_err(|e| c.lost_or_io("reading back the round's bytes", e))?;
         while at < start + written.len {
             let n = usize::try_from((start + written.len - at).min(buf.len() as u64)).unwrap_or(buf.len());
             file.read_exact_at(&mut buf[..n], at).map_err(|e| c.lost_or_io("reading back the round's bytes", e))?;

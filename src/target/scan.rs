@@ -6,8 +6,12 @@
 use std::fs::File;
 use std::io::Read;
 
-/// Length, `\n` count and CRC32 of the first `limit` bytes of a file.
+/// Length, `\n` count and CRC32 of the first `limit` bytes of a file (read from its
+/// start, never from pages another host's commits made stale: design rule 6).
 pub(crate) fn scan(file: &mut File, limit: u64) -> std::io::Result<(u64, u64, u32)> {
+    use std::io::{Seek, SeekFrom};
+    crate::os::fs::uncache_if_shared(file, 0)?;
+    file.seek(SeekFrom::Start(0))?;
     let mut hasher = crc32fast::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let (mut len, mut lines) = (0u64, 0u64);
@@ -36,6 +40,7 @@ pub(crate) fn committed_part_cut_at(file: &File, committed_len: u64) -> std::io:
         return Ok(None);
     }
     let mut last = [0u8; 1];
+    crate::os::fs::uncache_if_shared(file, committed_len - 1)?;
     file.read_exact_at(&mut last, committed_len - 1)?;
     if last[0] == b'\n' {
         return Ok(None);
