@@ -5,7 +5,8 @@
 # against them: on each volume, 2 and 3 hosts with writers + a compact daemon each
 # under random SIGKILLs (exactly once, per-writer order, nothing torn, verify clean and
 # tributary Readers identical through every mount); on the default-cache volume also
-# the negative control (the pre-rule-6 shape must lose lines there); a SIGSTOPped lock
+# the negative control (the pre-rule-6 shape must lose lines there) and readers on the
+# host of a compactor killed mid-round (never its bytes from cached pages); a SIGSTOPped lock
 # holder (LockTimeout, never a hang), the lock premise across mounts, journals refused
 # on the mount.
 # Also checks that scripts/glusterfs-up/down are idempotent and repair a lost mount.
@@ -20,7 +21,8 @@ if [ "$(id -u)" != 0 ]; then
   echo "  three_hosts_on_glusterfs_random_sigkills_exactly_once, a_hung_lock_holder_gives_others_a_lock_timeout_never_a_hang,"
   echo "  the_target_lock_is_enforced_across_mounts, a_journal_on_the_gluster_mount_is_refused,"
   echo "  two_hosts_on_default_gluster_caches_random_sigkills_exactly_once, three_hosts_on_default_gluster_caches_…,"
-  echo "  the_old_shape_on_default_gluster_caches_loses_lines_negative_control; and the glusterfs-up/down checks."
+  echo "  the_old_shape_on_default_gluster_caches_loses_lines_negative_control,"
+  echo "  readers_on_the_host_of_a_killed_compactor_read_the_committed_bytes_not_its_tail; and the glusterfs-up/down checks."
   echo "  Run scripts/test-all as root (CI does)."
   exit 77
 fi
