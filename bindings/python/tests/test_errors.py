@@ -54,6 +54,24 @@ def test_invalid_line_stores_nothing(tmp_path: Path):
         assert j.backlog().lines == 1 and j.backlog().last_seq == 1
 
 
+def test_a_str_utf8_cannot_encode_is_an_invalid_line_and_stores_nothing(tmp_path: Path):
+    lone = "caf\u00e9 \udcff"  # a lone surrogate: what os.fsdecode makes of a non-UTF-8 name
+    with tributary.Journal(tmp_path / "a.journal") as j, tributary.Appender(tmp_path / "b.journal") as a:
+        with pytest.raises(tributary.InvalidLineError, match="cannot encode") as e:
+            j.append(lone)
+        assert e.value.line_index == 0 and "surrogateescape" in str(e.value)
+        with pytest.raises(tributary.InvalidLineError) as e:
+            j.append_many(["fine", lone])
+        assert e.value.line_index == 1
+        with pytest.raises(tributary.InvalidLineError):
+            a.push(lone)
+        with pytest.raises(tributary.InvalidArgumentError, match="key"):
+            j.append_keyed(lone, "fine")
+        assert j.backlog().lines == 0 and a.flush() is None
+        j.append(lone.encode("utf-8", "surrogateescape"))  # what the message says to do
+        assert j.backlog().lines == 1
+
+
 def test_invalid_argument(tmp_path: Path, target: Path):
     with tributary.Journal(tmp_path / "a.journal") as j:
         with pytest.raises(tributary.InvalidArgumentError, match="empty batch"):

@@ -14,6 +14,7 @@ from . import _ffi
 from ._ffi import call, fspath_bytes, lib
 from ._managed import Managed
 from ._util import PathLike, Seconds, _arg_error, _ms, _not_one_item, _positive_int
+from .errors import InvalidLineError
 
 if TYPE_CHECKING:
     from ._reader import Cursor
@@ -27,11 +28,22 @@ DEFAULT_MAX_LINE_BYTES = 1 << 20
 Line = Union[bytes, bytearray, memoryview, str]
 
 
-def _line_bytes(line: Line, what: str = "line") -> bytes:
+def _line_bytes(line: Line, what: str = "line", index: int = 0) -> bytes:
     if isinstance(line, bytes):
         return line
     if isinstance(line, str):
-        return line.encode("utf-8")
+        try:
+            return line.encode("utf-8")
+        except UnicodeEncodeError as e:
+            # (a lone surrogate: what os.fsdecode or surrogateescape make of non-UTF-8 bytes)
+            message = (
+                f"{what} is a str UTF-8 cannot encode ({e.reason}: {line[e.start : e.end]!r} at character "
+                f"{e.start}); nothing of this call was stored: pass bytes, e.g. "
+                "s.encode('utf-8', 'surrogateescape') for text decoded from bytes"
+            )
+            if what == "key":
+                raise _arg_error(message) from None
+            raise InvalidLineError(message, code=InvalidLineError.code, line_index=index) from None
     if isinstance(line, (bytearray, memoryview)):
         return bytes(line)
     raise TypeError(f"{what} must be bytes or str, not {type(line).__name__}")
@@ -198,7 +210,7 @@ class Journal(Managed):
         (:class:`InvalidLineError` with ``.line_index``); an empty batch is an
         :class:`InvalidArgumentError`."""
         _not_one_item(lines, "lines")
-        data = [_line_bytes(x, "each line") for x in lines]
+        data = [_line_bytes(x, "each line", i) for i, x in enumerate(lines)]
         if not data:
             raise _arg_error("append_many() got no lines: an empty batch has no first seq")
         arr = (_ffi.trib_slice * len(data))()
@@ -235,7 +247,7 @@ class Journal(Managed):
         each stored once per key; returns each line's :class:`KeyedAppend`. A key repeated
         in the batch is stored by its first line, the later ones absorbed. An empty batch
         does nothing."""
-        pairs = [(_line_bytes(k, "key"), _line_bytes(x, "each line")) for k, x in items]
+        pairs = [(_line_bytes(k, "key"), _line_bytes(x, "each line", i)) for i, (k, x) in enumerate(items)]
         if not pairs:
             return []
         keys = _slices([k for k, _ in pairs])
@@ -259,7 +271,7 @@ class Journal(Managed):
         one no reader opens at (generation 0 with an offset), and nothing is stored."""
         from ._reader import _cursor_to_c
 
-        data = [_line_bytes(x, "each line") for x in lines]
+        data = [_line_bytes(x, "each line", i) for i, x in enumerate(lines)]
         c = _cursor_to_c(cursor)
         first = c_uint64()
         self._call(

@@ -72,8 +72,9 @@ class TributaryError(Exception):
 
 
 class InvalidLineError(TributaryError, ValueError):
-    """A line contains ``\\n`` or is longer than the journal's maximum. Nothing of the
-    call was stored; ``.line_index`` says which line of a batch."""
+    """A line contains ``\\n``, is longer than the journal's maximum, or is a str UTF-8
+    cannot encode (a lone surrogate). Nothing of the call was stored; ``.line_index``
+    says which line of a batch."""
 
     code, kind = _c.TRIB_E_INVALID_LINE, "invalid_line"
 
