@@ -80,6 +80,8 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
     // load() says so, as documented, before any "no such file".)
     let mut m = load()?;
     let (mut file, mut target_len, mut replaced, mut foreign_tail) = (None::<File>, 0, false, 0);
+    let mut names_refreshed = false;
+    let mut found_at = target.to_path_buf();
     for _ in 0..100 {
         let candidates = [target.to_path_buf(), generation_path(target, m.generation)];
         let found = candidates.iter().find_map(|p| {
@@ -87,8 +89,15 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
             // The size the server knows (rule 6): a client's cached one can be older
             // than the manifest just read.
             let (len, ino) = crate::os::fs::fresh_len_and_ino(&f).ok()?;
-            (m.target_ino == 0 || ino == m.target_ino).then_some((f, len))
+            (m.target_ino == 0 || ino == m.target_ino).then_some((f, len, p.clone()))
         });
+        if found.is_none() && !names_refreshed {
+            // The names may still point at files another host renamed away (rule 6).
+            names_refreshed = true;
+            crate::os::fs::refresh_names(&crate::os::fs::parent_dir(target))
+                .map_err(|e| Error::io(format!("listing the folder of {}", target.display()), e))?;
+            continue;
+        }
         let again = load()?;
         if again.epoch != m.epoch {
             m = again;
@@ -96,7 +105,8 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
         }
         match found {
             None => replaced = true,
-            Some((f, len)) => {
+            Some((f, len, at)) => {
+                found_at = at;
                 let covered = m.intent.filter(|i| i.start == m.committed_len).map_or(0, |i| i.max_len);
                 let tail = len.saturating_sub(m.committed_len);
                 foreign_tail = if tail > covered { tail } else { 0 };
@@ -117,7 +127,7 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
         uncommitted_tail_bytes: target_len.saturating_sub(m.committed_len),
         problems: Vec::new(),
     };
-    let Some(mut file) = file.filter(|_| !replaced) else {
+    let Some(file) = file.filter(|_| !replaced) else {
         report.problems.push(format!(
             "the file at {} is not the target this manifest describes (inode {}): it was replaced, or the share is \
              not mounted and another file sits there",
@@ -133,15 +143,18 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
              refuses to touch them (unexpected_tail); see README \"Operations\""
         ));
     }
+    // A client cache (Gluster's quick-read: small files) can serve a file's older
+    // content for a moment after its size was fresh (rule 6): mismatches are read again.
+    let patient = crate::os::fscheck::on_network_fs(target);
     for (g, r) in &m.rotated {
         let path = generation_path(target, *g);
         match File::open(&path) {
             Err(e) => {
                 report.problems.push(format!("generation {g} ({}) is listed but cannot be read: {e}", path.display()));
             }
-            Ok(mut f) => {
-                let (len, lines, crc) =
-                    scan(&mut f, u64::MAX).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            Ok(f) => {
+                let (len, lines, crc) = scan_patiently(&path, f, u64::MAX, (r.len, r.lines, r.crc), patient)
+                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
                 if (len, lines, crc) != (r.len, r.lines, r.crc) {
                     report.problems.push(format!(
                         "generation {g} ({}) has {len} bytes, {lines} lines, CRC {crc:08x}; the manifest recorded \
@@ -163,8 +176,9 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
         ));
         return Ok(report);
     }
-    let (len, lines, crc) =
-        scan(&mut file, m.committed_len).map_err(|e| Error::io(format!("reading {}", target.display()), e))?;
+    let expected = (m.committed_len, m.committed_lines, m.committed_crc);
+    let (len, lines, crc) = scan_patiently(&found_at, file, m.committed_len, expected, patient)
+        .map_err(|e| Error::io(format!("reading {}", target.display()), e))?;
     if len != m.committed_len {
         report.problems.push(format!("could read only {len} of {} committed bytes", m.committed_len));
     }
@@ -178,6 +192,34 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
         ));
     }
     Ok(report)
+}
+
+/// [`scan`] of a file's first `limit` bytes, read again — on a new descriptor of the
+/// same file at `path` when there is one — while they do not match `expected`, for up
+/// to the reader's patience, when `patient` (a network filesystem, whose client cache
+/// may serve older content for a moment: rule 6).
+fn scan_patiently(
+    path: &Path,
+    mut file: File,
+    limit: u64,
+    expected: (u64, u64, u32),
+    patient: bool,
+) -> std::io::Result<(u64, u64, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        let got = scan(&mut file, limit)?;
+        if got == expected || !patient || started.elapsed() >= crate::reader::CACHE_PATIENCE {
+            return Ok(got);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(100));
+        let ino = file.metadata()?.ino();
+        if let Some(again) = File::open(path).ok().filter(|f| f.metadata().is_ok_and(|md| md.ino() == ino)) {
+            file = again;
+        }
+    }
 }
 
 /// One journal in a [`StatusReport`].
@@ -283,6 +325,7 @@ fn view(target: &Path, sidecar: &Sidecar) -> Result<View> {
     };
     let on_network = crate::os::fscheck::on_network_fs(target);
     let mut view = View { manifest: None, len: None, cut: None, settled: false };
+    let mut names_refreshed = false;
     for _ in 0..STATUS_READ_ATTEMPTS {
         let m = Manifest::load(sidecar)?;
         let here = opened(target);
@@ -292,6 +335,14 @@ fn view(target: &Path, sidecar: &Sidecar) -> Result<View> {
             }
             _ => here,
         };
+        let known = m.as_ref().map_or(0, |m| m.target_ino);
+        if !names_refreshed && known != 0 && file.as_ref().is_none_or(|(_, _, ino)| *ino != known) {
+            // The names may still point at files another host renamed away (rule 6).
+            names_refreshed = true;
+            crate::os::fs::refresh_names(&crate::os::fs::parent_dir(target))
+                .map_err(|e| Error::io(format!("listing the folder of {}", target.display()), e))?;
+            continue;
+        }
         let cut = match (&m, &file) {
             (Some(m), Some((f, len, ino)))
                 if !on_network && *len >= m.committed_len && (m.target_ino == 0 || *ino == m.target_ino) =>

@@ -116,7 +116,7 @@ pub mod testing {
     }
     /// Reading a shared file as its server has it (the multi-host checks).
     pub mod fs {
-        pub use crate::os::fs::read_fresh;
+        pub use crate::os::fs::{fresh_len_and_ino, read_fresh};
     }
 }
 

@@ -358,6 +358,222 @@ fn readers_on_the_host_of_a_killed_compactor_read_the_committed_bytes_not_its_ta
     }
 }
 
+/// Something on this host — a reader still reading the generation just rotated — keeps
+/// touching a file (fsync, statx, a read every 20 ms) until dropped: on GlusterFS with
+/// default caches that keeps this host's client mapping the target's name to that
+/// file after another host's rotation renamed it away.
+struct KeepsTouching {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KeepsTouching {
+    fn file(path: &Path) -> KeepsTouching {
+        use std::os::unix::fs::FileExt;
+        use std::sync::atomic::Ordering;
+        let file = fs::File::open(path).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                let _ = tributary::testing::fs::fresh_len_and_ino(&file);
+                let _ = file.read_at(&mut [0u8; 16], 0);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        KeepsTouching { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for KeepsTouching {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn cli_ok(args: &[&str]) -> String {
+    let out = Command::new(common::bin()).env_remove("TRIBUTARY_FAILPOINTS").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "tributary {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Host A rotates the target while host B's client still maps the target's name to
+/// the file the rotation renamed away (something on B keeps reading it). On B: a
+/// reader moving on to the new generation read the old one's lines again as the new
+/// one's (a generation over 1 MiB; smaller: refused as torn); `verify` said the
+/// target was replaced; `status` showed the old file's bytes as foreign; a drain said
+/// `target_missing` and to run `init` — which would have rebound the target to the
+/// old file. Each must see the new generation.
+#[test]
+fn a_rotation_on_another_host_misleads_nothing_on_a_host_that_still_knows_the_old_name() {
+    let Some((m, _g)) = mounts(
+        "TRIB_GLUSTER_DEFAULT_MOUNTS",
+        2,
+        "a_rotation_on_another_host_misleads_nothing_on_a_host_that_still_knows_the_old_name",
+    ) else {
+        return;
+    };
+    for check in ["reader", "verify", "status", "drain"] {
+        let name = shared_dir(&m, &format!("stale-name-{check}"));
+        let (on_a, on_b) = (m[0].join(&name).join("out.log"), m[1].join(&name).join("out.log"));
+        common::init(&on_a);
+        let local = tempfile::tempdir().unwrap();
+        // the reader's generations are over 1 MiB: no CRC check could catch old lines
+        let n = if check == "reader" { 70_000 } else { 200 };
+        let gen1 = spool_with_lines(&local.path().join("gen1"), "gen1", n);
+        cli_ok(&["drain", "--target", &common::s(&on_a), "--spool", &common::s(&local.path().join("gen1"))]);
+        let mut reader = tributary::Reader::open(&on_b, 0).unwrap();
+        if check == "reader" {
+            let mut read = Vec::new();
+            while let Some(l) = reader.next_line().unwrap() {
+                read.push(l);
+            }
+            assert_eq!(read, gen1, "the reader on host B, generation 1");
+        }
+        let _old_file_in_use = KeepsTouching::file(&on_b);
+        let gen2 = spool_with_lines(&local.path().join("gen2"), "gen2", n);
+        let rotate_at = if check == "reader" { "1000000" } else { "1000" };
+        cli_ok(&[
+            "drain",
+            "--target",
+            &common::s(&on_a),
+            "--spool",
+            &common::s(&local.path().join("gen2")),
+            "--rotate-bytes",
+            rotate_at,
+        ]);
+        assert_eq!(tributary::Manifest::load(&Sidecar::for_target(&on_a)).unwrap().unwrap().generation, 2);
+        match check {
+            "reader" => {
+                let mut read = Vec::new();
+                while let Some(l) = reader.next_line().unwrap_or_else(|e| panic!("the reader on host B: {e}")) {
+                    read.push(l);
+                }
+                let first_wrong = read.iter().zip(&gen2).position(|(r, w)| r != w);
+                assert!(
+                    read.len() == gen2.len() && first_wrong.is_none(),
+                    "the reader on host B read {} lines as generation 2's ({} committed); the first wrong: {:?}",
+                    read.len(),
+                    gen2.len(),
+                    first_wrong.map(|i| String::from_utf8_lossy(&read[i]).into_owned())
+                );
+            }
+            "verify" => {
+                let v = tributary::verify(&on_b).unwrap();
+                assert!(v.is_consistent() && v.generation == 2, "verify on host B: {v:?}");
+            }
+            "status" => {
+                let out = cli_ok(&["status", "--target", &common::s(&on_b)]);
+                assert!(!out.contains("PROBLEM") && !out.contains("foreign"), "status on host B:\n{out}");
+            }
+            _ => {
+                spool_with_lines(&local.path().join("on-b"), "on-b", 100);
+                cli_ok(&["drain", "--target", &common::s(&on_b), "--spool", &common::s(&local.path().join("on-b"))]);
+                let v = tributary::verify(&on_a).unwrap();
+                let want = n as u64 + 100;
+                assert!(v.is_consistent() && v.committed_lines == want, "verify on host A after B's drain: {v:?}");
+            }
+        }
+    }
+}
+
+/// Host A's drain is killed right after renaming the target for a rotation; host B,
+/// whose client still maps the target's name to the renamed file, drains next with
+/// rotation on. It took the renamed generation for a foreign `out.log.1`
+/// (`invalid_argument`) or the old file at the name for an unexpected tail: a daemon
+/// stopped for a human. It must complete the rotation.
+#[test]
+fn a_rotation_interrupted_on_another_host_is_completed_by_a_host_that_still_knows_the_old_name() {
+    let Some((m, _g)) = mounts(
+        "TRIB_GLUSTER_DEFAULT_MOUNTS",
+        2,
+        "a_rotation_interrupted_on_another_host_is_completed_by_a_host_that_still_knows_the_old_name",
+    ) else {
+        return;
+    };
+    let name = shared_dir(&m, "stale-name-rotation");
+    let (on_a, on_b) = (m[0].join(&name).join("out.log"), m[1].join(&name).join("out.log"));
+    common::init(&on_a);
+    let local = tempfile::tempdir().unwrap();
+    let spool = local.path().join("spool");
+    let mut all = spool_with_lines(&spool, "gen1", 200);
+    cli_ok(&["drain", "--target", &common::s(&on_a), "--spool", &common::s(&spool)]);
+    all.extend(spool_with_lines(&local.path().join("more"), "more", 100));
+    let in_use = KeepsTouching::file(&on_b);
+    let out = drain_cmd(&on_a, &spool, 60_000)
+        .args(["--rotate-bytes", "1000"])
+        .env("TRIBUTARY_FAILPOINTS", "rotate.after_rename=kill")
+        .output()
+        .unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9), "host A's drain was to die");
+    drop(in_use);
+    let out = cli_ok(&[
+        "drain",
+        "--target",
+        &common::s(&on_b),
+        "--spool",
+        &common::s(&local.path().join("more")),
+        "--rotate-bytes",
+        "1000",
+    ]);
+    assert!(out.contains("drained 100 line(s)"), "{out}");
+    let v = tributary::verify(&on_a).unwrap();
+    assert!(v.is_consistent() && v.generation >= 2, "verify on host A: {v:?}");
+    let mut read = Vec::new();
+    let mut r = tributary::Reader::open_at(&on_a, tributary::Cursor::START).unwrap();
+    while let Some(l) = r.next_line().unwrap() {
+        read.push(l);
+    }
+    assert_eq!(read, all, "every line once, in order, across the generations");
+}
+
+/// Host B read a small target; host A commits more. For about a second Gluster's
+/// quick-read on B serves the old, shorter content even to reads after a fresh size:
+/// `verify` on B said "could read only 992 of 1984 committed bytes", and a reader
+/// opened on B at a cursor saved on A at the end failed with an I/O error. Both must
+/// read again until the content is the committed one.
+#[test]
+fn a_small_targets_old_content_cached_here_misleads_neither_verify_nor_a_cursor() {
+    let Some((m, _g)) = mounts(
+        "TRIB_GLUSTER_DEFAULT_MOUNTS",
+        2,
+        "a_small_targets_old_content_cached_here_misleads_neither_verify_nor_a_cursor",
+    ) else {
+        return;
+    };
+    for check in ["verify", "cursor"] {
+        let name = shared_dir(&m, &format!("quick-read-{check}"));
+        let (on_a, on_b) = (m[0].join(&name).join("out.log"), m[1].join(&name).join("out.log"));
+        common::init(&on_a);
+        let local = tempfile::tempdir().unwrap();
+        spool_with_lines(&local.path().join("a"), "a-line", 100);
+        cli_ok(&["drain", "--target", &common::s(&on_a), "--spool", &common::s(&local.path().join("a"))]);
+        let read_here = fs::read(&on_b).unwrap();
+        assert!(!read_here.is_empty());
+        spool_with_lines(&local.path().join("b"), "b-line", 100);
+        cli_ok(&["drain", "--target", &common::s(&on_a), "--spool", &common::s(&local.path().join("b"))]);
+        if check == "verify" {
+            let v = tributary::verify(&on_b).unwrap();
+            assert!(v.is_consistent(), "verify on host B: {:?}", v.problems);
+        } else {
+            let mut on_host_a = tributary::Reader::open(&on_a, 0).unwrap();
+            while on_host_a.next_line().unwrap().is_some() {}
+            let at_end = on_host_a.cursor();
+            let mut r = tributary::Reader::open_at(&on_b, at_end)
+                .unwrap_or_else(|e| panic!("a reader on host B at {at_end} saved on host A: {e}"));
+            assert_eq!(r.next_line().unwrap(), None);
+        }
+    }
+}
+
 /// A compactor that hangs while holding the lock (SIGSTOP) must not hang the others:
 /// they get a clear LockTimeout, the daemon keeps retrying and still stops on SIGTERM;
 /// once the hung holder is killed the lock is free within moments, and nothing is lost.

@@ -6,7 +6,9 @@
 # under random SIGKILLs (exactly once, per-writer order, nothing torn, verify clean and
 # tributary Readers identical through every mount); on the default-cache volume also
 # the negative control (the pre-rule-6 shape must lose lines there) and readers on the
-# host of a compactor killed mid-round (never its bytes from cached pages); a SIGSTOPped lock
+# host of a compactor killed mid-round (never its bytes from cached pages), hosts that
+# still know a target's old name after another host's rotation (complete or interrupted),
+# and a small target's old content cached by quick-read; a SIGSTOPped lock
 # holder (LockTimeout, never a hang), the lock premise across mounts, journals refused
 # on the mount.
 # Also checks that scripts/glusterfs-up/down are idempotent and repair a lost mount.
@@ -22,7 +24,10 @@ if [ "$(id -u)" != 0 ]; then
   echo "  the_target_lock_is_enforced_across_mounts, a_journal_on_the_gluster_mount_is_refused,"
   echo "  two_hosts_on_default_gluster_caches_random_sigkills_exactly_once, three_hosts_on_default_gluster_caches_…,"
   echo "  the_old_shape_on_default_gluster_caches_loses_lines_negative_control,"
-  echo "  readers_on_the_host_of_a_killed_compactor_read_the_committed_bytes_not_its_tail; and the glusterfs-up/down checks."
+  echo "  readers_on_the_host_of_a_killed_compactor_read_the_committed_bytes_not_its_tail,"
+  echo "  a_rotation_on_another_host_misleads_nothing_on_a_host_that_still_knows_the_old_name,"
+  echo "  a_rotation_interrupted_on_another_host_is_completed_by_a_host_that_still_knows_the_old_name,"
+  echo "  a_small_targets_old_content_cached_here_misleads_neither_verify_nor_a_cursor; and the glusterfs-up/down checks."
   echo "  Run scripts/test-all as root (CI does)."
   exit 77
 fi

@@ -17,6 +17,10 @@ use crate::target::lock::TargetLock;
 use crate::target::manifest::{generation_path, Manifest, RotatedGeneration};
 use crate::target::scan::scan;
 
+/// How long a rotation waits for this host's client to let go of the target's stale
+/// name ([`Compactor::create_once_the_name_is_let_go`]), holding the lock.
+const STALE_NAME_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
 impl Compactor {
     /// A rotation is configured and the current generation reached it.
     pub(super) fn rotation_due(&self, m: &Manifest) -> bool {
@@ -32,17 +36,61 @@ impl Compactor {
     pub(super) fn rotate(&self, lock: &TargetLock, m: &Manifest) -> Result<Manifest> {
         let rotated = generation_path(&self.target, m.generation);
         if fs::symlink_metadata(&rotated).is_ok() {
-            return Err(Error::InvalidArgument(format!(
-                "managed rotation of {} needs the name {}, but a file that is not one of its generations is there \
-                 (left by logrotate or by hand?): move it away; nothing was rotated",
-                self.target.display(),
-                rotated.display()
-            )));
+            // This host's client may have mapped the target's name to the manifest's
+            // file after another host's rotation renamed it there and was interrupted
+            // (rule 6): ask the names again.
+            crate::os::fs::refresh_names(&crate::os::fs::parent_dir(&self.target))
+                .map_err(|e| Error::io(format!("listing the folder of {}", self.target.display()), e))?;
+            match fs::symlink_metadata(&rotated) {
+                Ok(md) if m.target_ino != 0 && md.ino() == m.target_ino => return self.complete_rotation(lock, m),
+                Ok(_) => {
+                    return Err(Error::InvalidArgument(format!(
+                        "managed rotation of {} needs the name {}, but a file that is not one of its generations \
+                         is there (left by logrotate or by hand?): move it away; nothing was rotated",
+                        self.target.display(),
+                        rotated.display()
+                    )))
+                }
+                Err(_) => {} // the name was free: this host's answer was stale
+            }
         }
         fs::rename(&self.target, &rotated)
             .map_err(|e| Error::io(format!("renaming {} to {}", self.target.display(), rotated.display()), e))?;
         failpoint::hit(failpoint::Point::RotateAfterRename);
         self.complete_rotation(lock, m)
+    }
+
+    /// Create the new target when the server has no file at its name but this host's
+    /// client still maps the name to the file a rotation renamed away (rule 6): it lets
+    /// go once nothing touched that file for about a second (`GlusterFS` with default
+    /// caches: 1 s measured; 4–8 s while a reader here read the renamed file). So wait,
+    /// touching nothing, up to [`STALE_NAME_PATIENCE`]; then a transient error (the next
+    /// round tries again), never "someone else's bytes are at the name".
+    fn create_once_the_name_is_let_go(
+        &self,
+        create: impl Fn() -> std::io::Result<File>,
+    ) -> Result<std::io::Result<File>> {
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(50);
+        while started.elapsed() < STALE_NAME_PATIENCE {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            match create() {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                created => return Ok(created),
+            }
+        }
+        Err(Error::io(
+            format!(
+                "completing a rotation of {}: the server has no file at its name, but this host's filesystem \
+                 client has gone on showing the file the rotation renamed away for {} s (a stale name cache, \
+                 kept alive while something on this host reads that file); nothing was changed, the next round \
+                 tries again",
+                self.target.display(),
+                STALE_NAME_PATIENCE.as_secs()
+            ),
+            std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        ))
     }
 
     /// True when `<target>.<generation>` is the current generation's file, renamed by a
@@ -86,7 +134,22 @@ impl Compactor {
                 ),
             });
         }
-        let ino = match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&self.target) {
+        let create = || OpenOptions::new().write(true).create_new(true).mode(0o644).open(&self.target);
+        let exists =
+            |r: &std::io::Result<File>| r.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists);
+        let mut created = create();
+        if exists(&created) {
+            // This host's client may still map the name to the file just renamed
+            // (rule 6): ask the server's listing before taking what is there for the new
+            // target.
+            let listed = crate::os::fs::listed_on_server(&self.target)
+                .map_err(|e| Error::io(format!("listing the folder of {}", self.target.display()), e))?;
+            created = create();
+            if exists(&created) && listed == Some(false) {
+                created = self.create_once_the_name_is_let_go(create)?;
+            }
+        }
+        let ino = match created {
             Ok(f) => f.metadata().map_err(|e| Error::io("fstat of the new target", e))?.ino(),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 // Made by the interrupted rotation; its size from the server, not a cache.

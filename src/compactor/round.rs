@@ -326,6 +326,21 @@ impl Compactor {
         Ok(ino)
     }
 
+    /// The target's file opened again after listing its folder, for a file at the
+    /// target's path that is not the one the manifest names: this host's client may
+    /// still map the name to a file another host renamed away (rule 6). Returns the file,
+    /// its size and inode, as [`open_target`](Self::open_target) and
+    /// [`target_len_and_ino`](Self::target_len_and_ino) do.
+    pub(super) fn open_target_again(&self, m: &Manifest) -> Result<(File, u64, u64)> {
+        if !self.trust_client_caches {
+            crate::os::fs::refresh_names(&crate::os::fs::parent_dir(&self.target))
+                .map_err(|e| self.lost_or_io("listing the target's folder", e))?;
+        }
+        let file = self.open_target(m)?;
+        let (size, ino) = self.target_len_and_ino(&file)?;
+        Ok((file, size, ino))
+    }
+
     /// The target's file, read-write, never created (errors as they come).
     fn open_target_file(&self) -> std::io::Result<File> {
         OpenOptions::new().read(true).write(true).open(&self.target)
@@ -680,13 +695,16 @@ impl Round<'_> {
     /// shorter than what was committed. Returns the file, its inode and its size.
     fn open_target(&mut self) -> Result<(File, u64, u64)> {
         let c = self.compactor;
-        let (file, size, ino) = if let Some(Ok(read_in_step_1)) = self.early.take() {
+        let (mut file, mut size, mut ino) = if let Some(Ok(read_in_step_1)) = self.early.take() {
             read_in_step_1
         } else {
             let file = c.open_target(&self.manifest)?;
             let (size, ino) = c.target_len_and_ino(&file)?;
             (file, size, ino)
         };
+        if self.manifest.target_ino != 0 && ino != self.manifest.target_ino {
+            (file, size, ino) = c.open_target_again(&self.manifest)?;
+        }
         let ino = c.check_identity(ino, &self.manifest)?;
         let committed_len = self.manifest.committed_len;
         if size < committed_len {

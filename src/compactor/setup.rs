@@ -83,7 +83,11 @@ impl Compactor {
             switched_from: None,
         };
         let mut file = self.open_target(&m)?;
-        let (_, ino) = self.target_len_and_ino(&file)?;
+        let (_, mut ino) = self.target_len_and_ino(&file)?;
+        if m.target_ino != ino {
+            // (a name this host's client still maps to a file renamed away: rule 6)
+            (file, _, ino) = self.open_target_again(&m)?;
+        }
         if m.target_ino != ino {
             let (len, lines, crc) = scan(&mut file, m.committed_len)
                 .map_err(|e| Error::io(format!("reading {} to check it", self.target.display()), e))?;

@@ -40,15 +40,57 @@ pub fn uncache_if_shared(file: &File, from: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Make this host look the names in `dir` up again before a name's answer is taken as
+/// a fact (design rule 6): on a network filesystem, list the folder (`readdir`: a FUSE
+/// client replaces its cached names with the server's, an NFS client revalidates the
+/// folder). A FUSE client keeps a name pointing at a file another host renamed away
+/// for as long as something on this host keeps touching that file (`GlusterFS`, default
+/// caches: 5 of 5 lookups 1.5 s after the rename gave the old inode, 0 of 5 after a
+/// listing). Nothing on a local filesystem.
+///
+/// # Errors
+/// Opening or reading the folder.
+pub fn refresh_names(dir: &Path) -> io::Result<()> {
+    list_on_network(dir, None).map(|_| ())
+}
+
+/// [`refresh_names`] of `path`'s folder, saying whether the listing (the server's)
+/// holds `path`'s name: `None` on a local filesystem, where names are not cached apart
+/// from the files. The listing refreshes the other names' files in the client's
+/// caches; a name it does not hold stays in them until nothing touches its file for
+/// about a second (`GlusterFS`): a caller waiting for it to go touches nothing.
+///
+/// # Errors
+/// Opening or reading the folder.
+pub fn listed_on_server(path: &Path) -> io::Result<Option<bool>> {
+    list_on_network(&parent_dir(path), path.file_name())
+}
+
+/// List `dir` when it is on a network filesystem; whether `name` was among its entries.
+fn list_on_network(dir: &Path, name: Option<&std::ffi::OsStr>) -> io::Result<Option<bool>> {
+    let magic = crate::os::sys::statfs_magic(dir)?;
+    if crate::os::fscheck::network_fs_name(magic).is_none() {
+        return Ok(None);
+    }
+    let mut found = false;
+    for entry in std::fs::read_dir(dir)? {
+        found |= Some(entry?.file_name().as_os_str()) == name;
+    }
+    Ok(Some(found))
+}
+
 /// A file's size and inode as its filesystem's server knows them, never from a client's
 /// cache (design rule 6, "Never decide from a cache"): `fsync` — a FUSE or NFS client
 /// flushes what it holds for the file — then `statx` with `AT_STATX_FORCE_SYNC`. The
 /// refreshed size also makes the kernel drop cached pages of a file whose size is not
-/// the one this host knew (not of one whose bytes alone changed: [`uncache_if_shared`]). Measured on `GlusterFS`
-/// with default caches (docs/multihost.md): `fstat`, `stat` and `lseek(SEEK_END)`
-/// were stale 235 times in 239; this was fresh 1,737 times in 1,737; reads after it
-/// returned the server's bytes 200 of 200 times across truncations, plain reads on a
-/// kept descriptor were short 192 times and stale 8.
+/// the one this host knew (not of one whose bytes alone changed: [`uncache_if_shared`]).
+/// Measured on `GlusterFS` with default caches (docs/multihost.md): `fstat`, `stat` and
+/// `lseek(SEEK_END)` were stale 235 times in 239; this was fresh 1,737 times in 1,737;
+/// reads after it returned the server's bytes 200 of 200 times across truncations,
+/// plain reads on a kept descriptor were short 192 times and stale 8.
+///
+/// # Errors
+/// `fsync`'s or `statx`'s error.
 pub fn fresh_len_and_ino(file: &File) -> io::Result<(u64, u64)> {
     file.sync_all()?;
     crate::os::sys::fresh_len_and_ino(file)

@@ -39,7 +39,7 @@ const READ_CHUNK: usize = 256 << 10;
 const SMALL_GENERATION: u64 = 1 << 20;
 /// How long a reader re-reads before it reports content that does not match the
 /// manifest (a client cache turns over within seconds).
-const CACHE_PATIENCE: Duration = Duration::from_secs(5);
+pub(crate) const CACHE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// The committed state of a target, `None` before its first drain.
 fn load_manifest(sidecar: &Sidecar) -> Result<Option<Manifest>> {
@@ -167,13 +167,13 @@ impl Reader {
             )));
         }
         if r.offset > 0 {
-            let mut b = [0u8; 1];
-            let (target, at) = (r.target.clone(), r.offset - 1);
-            let file = r.file()?;
-            crate::os::fs::uncache_if_shared(file, at)
-                .and_then(|()| file.read_exact_at(&mut b, at))
-                .map_err(|e| Error::io(format!("reading {}", target.display()), e))?;
-            if b[0] != b'\n' {
+            // The byte before the cursor, read as lines are (a client cache answering
+            // with older, shorter content is read again, a small generation checked).
+            r.read_chunk(r.offset - 1, 1)?;
+            let before = r.buf.first().copied();
+            r.buf.clear();
+            r.buf_pos = 0;
+            if before != Some(b'\n') {
                 return Err(Error::InvalidArgument(format!("cursor {cursor} is not at the start of a line")));
             }
         }
@@ -341,12 +341,6 @@ impl Reader {
         false
     }
 
-    /// The file holding the generation being read, opened on first use and kept.
-    fn file(&mut self) -> Result<&File> {
-        let file = self.kept_or_opened()?;
-        Ok(self.file.insert(file))
-    }
-
     /// The kept file, or a newly opened one (nothing known about it from the server yet).
     ///
     /// When the file the manifest names is at neither of its paths, the manifest this
@@ -393,7 +387,15 @@ impl Reader {
                 use std::os::unix::fs::MetadataExt;
                 File::open(p).ok().filter(|f| f.metadata().is_ok_and(|m| m.ino() == ino))
             };
-            return Ok(with_ino(&self.target).or_else(|| with_ino(&rotated)));
+            let find = || with_ino(&self.target).or_else(|| with_ino(&rotated));
+            if let Some(f) = find() {
+                return Ok(Some(f));
+            }
+            // The names may still point at files another host renamed away (rule 6):
+            // ask again after listing the folder (a reader that may not list it asks
+            // once).
+            let _ = crate::os::fs::refresh_names(&crate::os::fs::parent_dir(&self.target));
+            return Ok(find());
         }
         let current = self.manifest.as_ref().map_or(self.generation, |m| m.generation);
         if self.generation < current && !rotated.exists() {
