@@ -40,6 +40,38 @@ fn a_failed_commit_is_reported_to_flush_retried_and_stores_every_record_once_in_
     assert_eq!(lines_of(&target), [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
 }
 
+/// A queue bigger than the journal takes at once (its backlog limit; a nearly full
+/// disk) was retried whole for ever: every flush failed "journal full" while the
+/// journal was empty, and close discarded every record (an outside tester: 0 of 2,048
+/// stored). The committer now halves the batch after a failure (and grows it back
+/// after a success), so what fits is stored and a compactor makes room for the rest.
+#[test]
+fn a_queue_bigger_than_the_journal_takes_is_committed_in_parts_that_fit() {
+    let _seam = seam();
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let path = spool.join("a.journal");
+    let mut opts = AppenderOptions::default().window(Duration::from_secs(7200));
+    opts.journal.max_backlog_bytes = Some(64 << 10);
+    let a = Appender::open(&path, opts).unwrap();
+    let lines: Vec<Vec<u8>> = (0..256).map(|i| format!("{i:04} {}", "x".repeat(1000)).into_bytes()).collect();
+    for l in &lines {
+        a.push(l).unwrap();
+    }
+    // 256 KiB queued, 64 KiB allowed: each flush stores what fits, each drain makes room.
+    let mut attempts = 0;
+    while let Err(e) = a.flush() {
+        assert_eq!(e.kind(), ErrorKind::JournalFull, "{e}");
+        attempts += 1;
+        assert!(attempts < 200, "flush still failing after {attempts} drains: {e}; {:?}", a.stats());
+        compactor(&target).drain_paths(std::slice::from_ref(&path)).unwrap();
+    }
+    a.close().unwrap();
+    compactor(&target).drain_paths(&[path]).unwrap();
+    assert_eq!(lines_of(&target), lines, "every record once, in push order");
+}
+
 /// A push waiting for room that a failing committer cannot make (a full spool disk)
 /// waited for ever, without a word: no error reached a logging handler's
 /// `handleError`, the application just hung (an outside tester). It now returns the

@@ -120,6 +120,12 @@ impl Records {
         self.lines.data_len() - self.lines.len()
     }
 
+    /// The first `n` records (all when there are fewer), taken out; the rest stay.
+    fn take_front(&mut self, n: usize) -> Records {
+        let rest = self.pushed_at.split_off(n.min(self.pushed_at.len()));
+        Records { lines: self.lines.take_front(n), pushed_at: std::mem::replace(&mut self.pushed_at, rest) }
+    }
+
     /// Put `front` before these records (a failed batch, back at the head).
     fn prepend(&mut self, mut front: Records) {
         front.pushed_at.extend_from_slice(&self.pushed_at);
@@ -445,6 +451,11 @@ impl Shared {
         let _ = self.committer_task.set((std::fs::read_link("/proc/thread-self").ok(), matches!(asked, Ok(true))));
         let _ = asked;
         let mut backoff = RETRY_MIN;
+        // Records per commit: all that are queued, until a commit fails. A batch the
+        // journal can never take whole (its backlog limit, a nearly full disk) was
+        // retried whole for ever and discarded at close (an outside tester): after a
+        // failure the next batch is half as long, after a success twice.
+        let mut most = usize::MAX;
         let mut st = self.state.lock();
         loop {
             if st.queue.is_empty() {
@@ -460,9 +471,17 @@ impl Shared {
                 st = self.work.wait_until(st, until);
             }
             st.urgent = false;
-            let spare = std::mem::take(&mut st.spare);
-            let batch = std::mem::replace(&mut st.queue, spare);
-            st.in_flight_since = st.oldest.take();
+            let batch = if st.queue.len() <= most {
+                let spare = std::mem::take(&mut st.spare);
+                let batch = std::mem::replace(&mut st.queue, spare);
+                st.in_flight_since = st.oldest.take();
+                batch
+            } else {
+                let batch = st.queue.take_front(most);
+                st.in_flight_since = st.oldest.take();
+                st.oldest = st.queue.pushed_at.first().copied();
+                batch
+            };
             let closing = st.closing;
             drop(st);
             let result = self.append_reopening(&batch.lines);
@@ -486,9 +505,12 @@ impl Shared {
                     batch.clear();
                     st.spare = batch;
                     backoff = RETRY_MIN;
+                    most = most.saturating_mul(2);
                     self.progress.notify_all();
                 }
                 Err(e) => {
+                    let halved = batch.len() > 1;
+                    most = (batch.len() / 2).max(1);
                     // Back at the front, in order, before what was pushed meanwhile.
                     st.queue.prepend(batch);
                     st.oldest = st.in_flight_since.take();
@@ -500,8 +522,11 @@ impl Shared {
                         st.last_error = Some(seen);
                     }
                     self.progress.notify_all();
-                    if st.sticky.is_some() || closing {
+                    if st.sticky.is_some() || (closing && !halved) {
                         return;
+                    }
+                    if closing {
+                        continue; // the last attempts, each half as long
                     }
                     let until = Instant::now() + backoff;
                     backoff = (backoff * 2).min(RETRY_MAX);

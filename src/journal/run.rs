@@ -84,6 +84,17 @@ impl Lines {
         })
     }
 
+    /// The first `n` lines (all when there are fewer), taken out; the rest stay.
+    pub(super) fn take_front(&mut self, n: usize) -> Lines {
+        if n >= self.len() {
+            return std::mem::take(self);
+        }
+        let cut = n.checked_sub(1).map_or(0, |last| self.ends[last] + 1);
+        let rest = Lines { data: self.data.split_off(cut), ends: self.ends[n..].iter().map(|e| e - cut).collect() };
+        self.ends.truncate(n);
+        std::mem::replace(self, rest)
+    }
+
     /// Add `later`'s lines after these.
     pub(super) fn extend(&mut self, later: &Lines) {
         let shift = self.data.len();
@@ -197,6 +208,21 @@ pub(super) fn checked_data_hash(meta: &[u8], data: &[u8], stored: Option<i64>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn take_front_splits_lines_in_order_and_keeps_the_rest_usable() {
+        let words: [&[u8]; 4] = [b"a", b"", b"ccc", b"dd"];
+        for n in 0..=5 {
+            let mut rest = Lines::of(&words);
+            let front = rest.take_front(n);
+            let k = n.min(words.len());
+            assert_eq!(front.iter().collect::<Vec<_>>(), words[..k], "front of {n}");
+            assert_eq!(rest.iter().collect::<Vec<_>>(), words[k..], "rest after {n}");
+            assert_eq!(front.data_len() + rest.data_len(), Lines::of(&words).data_len());
+            rest.push(b"e");
+            assert_eq!(rest.iter().last(), Some(&b"e"[..]));
+        }
+    }
 
     fn run_of(lines: &[&[u8]]) -> RunBuf {
         let mut run = RunBuf::default();
