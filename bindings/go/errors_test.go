@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,30 @@ import (
 // package's API, and checked with errors.Is (its own sentinel only) and errors.As.
 // One file (~680 lines) on purpose: one test per kind, in the order of the kind table,
 // so a missing kind shows as a gap here.
+
+// A duration option of "forever", time.Duration(math.MaxInt64) (292 years), is taken
+// as it is; its conversion to milliseconds overflowed into a negative number the
+// library refused with "`full_wait_ms` is 18446734850337514763 ms" (an outside
+// tester). Milliseconds round up, so a positive duration never becomes 0.
+func TestDurationsNearForeverConvertWithoutOverflow(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want uint64
+	}{
+		{0, 0}, {1, 1}, {time.Millisecond, 1}, {time.Millisecond + 1, 2},
+		{time.Duration(math.MaxInt64), uint64(math.MaxInt64/int64(time.Millisecond)) + 1},
+	} {
+		if got, err := millis("test", "d", c.d); err != nil || uint64(got) != c.want {
+			t.Errorf("millis(%v) = %d, %v; want %d", c.d, uint64(got), err, c.want)
+		}
+	}
+	f := newFixture(t)
+	j, err := OpenJournal(f.journalPath("forever"), &JournalOptions{FullWait: time.Duration(math.MaxInt64)})
+	if err != nil {
+		t.Fatalf("FullWait of math.MaxInt64: %v", err)
+	}
+	j.Close()
+}
 
 func TestErrorType(t *testing.T) {
 	f := newFixture(t)

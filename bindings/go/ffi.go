@@ -84,7 +84,13 @@ func millis(op, what string, d time.Duration) (C.uint64_t, error) {
 	if d < 0 {
 		return 0, argError(op, fmt.Sprintf("%s is negative (%v)", what, d))
 	}
-	return C.uint64_t((d + time.Millisecond - 1) / time.Millisecond), nil
+	// (not (d + 1ms - 1) / 1ms: that overflows for durations near "forever", e.g.
+	// time.Duration(math.MaxInt64), into a negative number the library refused)
+	ms := d / time.Millisecond
+	if d%time.Millisecond != 0 {
+		ms++
+	}
+	return C.uint64_t(ms), nil
 }
 
 // idHexDigits is the length of a journal or target id in hex digits: TRIB_ID_BUF_LEN

@@ -470,7 +470,9 @@ func (r *Reader) follow(ctx context.Context, ch chan<- Line) {
 		before, beforeStart := r.Cursor(), r.LineStart()
 		line, err := r.nextCtx(ctx)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+			// (nextCtx may see the deadline pass before ctx's own timer fires: a
+			// deadline reached is a stop, not a failure, even while ctx.Err is nil)
+			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrClosed) {
 				return // stopped, not failed
 			}
 			r.setErr(err)

@@ -83,6 +83,34 @@ func TestReaderNextHonoursContext(t *testing.T) {
 	}
 }
 
+// A Lines whose ctx reaches its deadline just stops: no error Line, Err nil. Before,
+// nextCtx's own clock check returned DeadlineExceeded before ctx's timer fired, and
+// follow took it for a read failure (an outside tester: 172 of 200 such calls).
+func TestLinesEndingAtItsDeadlineIsNotAnError(t *testing.T) {
+	f := newFixture(t)
+	r, err := OpenReader(f.target, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	failed := 0
+	for i := range 100 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(1+i%5)*time.Millisecond)
+		for l := range r.Lines(ctx) {
+			if l.Err != nil {
+				failed++
+			}
+		}
+		cancel()
+		if err := r.Err(); err != nil {
+			t.Fatalf("Err after a Lines ended by its deadline: %v", err)
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of 100 Lines ended by their deadline delivered an error line", failed)
+	}
+}
+
 // Lines follows the target as drains commit more; offsets are cursors.
 func TestReaderLinesFollows(t *testing.T) {
 	f := newFixture(t)
