@@ -280,7 +280,10 @@ impl Journal {
         let mut pause = Duration::from_millis(2);
         loop {
             match self.group.submit(Arc::clone(&lines), |batch| self.commit_requests(batch)) {
-                Err(Error::JournalFull { .. }) if deadline.is_some_and(|d| Instant::now() < d) => {
+                // (a call bigger than the limit never fits, however long it waits)
+                Err(Error::JournalFull { needed_bytes, max_backlog_bytes, .. })
+                    if needed_bytes <= max_backlog_bytes && deadline.is_some_and(|d| Instant::now() < d) =>
+                {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(100));
                 }

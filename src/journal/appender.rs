@@ -92,6 +92,16 @@ const REOPEN_ATTEMPTS: usize = 20;
 const RETRY_MIN: Duration = Duration::from_millis(10);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 
+/// A commit refused for its size — the journal's backlog limit, or the room its disk
+/// keeps — which a smaller batch may pass.
+fn refused_for_its_size(e: &Error) -> bool {
+    match e {
+        Error::JournalFull { .. } => true,
+        Error::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+        _ => false,
+    }
+}
+
 /// Queued records in one buffer, as a run stores them (each followed by `\n`), and
 /// when each was pushed: a push is one copy into memory that is reused, not an
 /// allocation, and a commit hands the buffer over whole.
@@ -387,12 +397,15 @@ impl Appender {
     /// error says how many.
     pub fn close(mut self) -> Result<()> {
         // `close` owns the appender, so no push can race it: after a flush that
-        // returned Ok nothing is left, and after an error `left` says what is lost.
+        // returned Ok nothing is left, and after an error `left` says what is lost —
+        // nothing, when the committer's last attempts stored it all.
         let flushed = self.flush();
+        let in_a_child = self.shared.check_process().is_err();
         let left = self.stop();
         match flushed {
             Ok(()) => Ok(()),
-            Err(e) if left == 0 => Err(e),
+            Err(e) if left == 0 && in_a_child => Err(e),
+            Err(_) if left == 0 => Ok(()),
             Err(e) => Err(Error::Background {
                 kind: e.kind(),
                 message: format!("{e} ({left} queued record(s) were not stored: the appender closed)"),
@@ -513,6 +526,13 @@ impl Shared {
                     most = (batch.len() / 2).max(1);
                     // Back at the front, in order, before what was pushed meanwhile.
                     st.queue.prepend(batch);
+                    if halved && refused_for_its_size(&e) {
+                        // A smaller batch may fit: try it at once, telling no one yet (a
+                        // flush reported "journal full" while records were being stored).
+                        st.oldest = st.in_flight_since.take();
+                        st.urgent = true; // at once: not after another linger
+                        continue;
+                    }
                     st.oldest = st.in_flight_since.take();
                     st.failures += 1;
                     let seen = (e.kind(), e.to_string());
