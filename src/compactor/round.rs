@@ -350,7 +350,18 @@ impl Compactor {
     /// rotation create one): missing with nothing committed is `target_missing`;
     /// missing with committed bytes is `target_truncated`.
     pub(super) fn open_target(&self, m: &Manifest) -> Result<File> {
-        match self.open_target_file() {
+        let opened = match self.open_target_file() {
+            // A name this host's client remembers as missing (NFS `lookupcache`): ask
+            // again after listing the folder before calling the target gone (rule 6).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.trust_client_caches => {
+                match crate::os::fs::refresh_names(&crate::os::fs::parent_dir(&self.target)) {
+                    Ok(()) => self.open_target_file(),
+                    Err(_) => Err(e),
+                }
+            }
+            opened => opened,
+        };
+        match opened {
             Ok(f) => Ok(f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && m.committed_len == 0 => {
                 Err(self.missing("the target file is gone (its sidecar exists)".into()))
@@ -986,7 +997,7 @@ impl Round<'_> {
         let mut crc = crc32fast::Hasher::new_with_initial_len(self.manifest.committed_crc, start);
         let mut buf = vec![0u8; 8 << 20];
         let mut at = start;
-        crate::os::fs::uncache_if_shared(file, start).map_err(|e| c.lost_or_io("reading back the round's bytes", e))?;
+        crate::os::fs::uncache_if_shared(file).map_err(|e| c.lost_or_io("reading back the round's bytes", e))?;
         while at < start + written.len {
             let n = usize::try_from((start + written.len - at).min(buf.len() as u64)).unwrap_or(buf.len());
             file.read_exact_at(&mut buf[..n], at).map_err(|e| c.lost_or_io("reading back the round's bytes", e))?;

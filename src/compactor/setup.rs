@@ -313,9 +313,8 @@ impl Compactor {
             scan(&mut file, u64::MAX).map_err(|e| Error::io("reading the target to adopt it", e))?;
         if len > 0 {
             let mut last = [0u8; 1];
-            crate::os::fs::uncache_if_shared(&file, len - 1)
-                .and_then(|()| file.read_exact_at(&mut last, len - 1))
-                .map_err(|e| Error::io("reading the target's last byte", e))?;
+            // (read by the scan just now, after it dropped this host's cached pages)
+            file.read_exact_at(&mut last, len - 1).map_err(|e| Error::io("reading the target's last byte", e))?;
             if last[0] != b'\n' {
                 return Err(Error::TornTarget {
                     target: self.target.clone(),

@@ -21,23 +21,32 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|f| f.sync_all()).map_err(|e| Error::io(format!("fsync of folder {}", dir.display()), e))
 }
 
-/// Before reading a target's bytes from `from` on: on a network filesystem, drop this
-/// host's cached pages of them (design rule 6), so the reads ask the server. A FUSE
-/// client keeps the pages a process on this host wrote — a compactor killed after
-/// writing its round's bytes — after another host cut that uncommitted tail and
-/// committed other bytes of the same length; [`fresh_len_and_ino`] then finds the size
-/// this host knew and drops nothing (on `GlusterFS` with default caches: 30 of 30 such
-/// reads returned the dead compactor's bytes, 0 of 30 after this). A local filesystem's
-/// page cache is the file: nothing to do there.
+/// Before reading a target's bytes: on a network filesystem, drop this host's cached
+/// pages of the file (design rule 6), so the reads ask the server. A FUSE client keeps
+/// the pages a process on this host wrote — a compactor killed after writing its
+/// round's bytes — after another host cut that uncommitted tail and committed other
+/// bytes of the same length; [`fresh_len_and_ino`] then finds the size this host knew
+/// and drops nothing (on `GlusterFS` with default caches: 30 of 30 such reads returned
+/// the dead compactor's bytes, 0 of 30 after this). A local filesystem's page cache is
+/// the file: nothing to do there. For one-off reads (a scan); a reader that reads on
+/// decides [`is_shared`] once and drops only when it reads past what it read since.
 ///
 /// # Errors
 /// `fstatfs`'s or `posix_fadvise`'s error.
-pub fn uncache_if_shared(file: &File, from: u64) -> io::Result<()> {
-    let magic = crate::os::sys::fstatfs_magic(file)?;
-    if crate::os::fscheck::network_fs_name(magic).is_some() {
-        crate::os::sys::drop_cached_pages(file, from)?;
+pub fn uncache_if_shared(file: &File) -> io::Result<()> {
+    if is_shared(file)? {
+        crate::os::sys::drop_cached_pages(file)?;
     }
     Ok(())
+}
+
+/// Whether `file` is on a network filesystem (`fstatfs`: on NFS and FUSE a round trip
+/// to the server, so asked once per open file).
+///
+/// # Errors
+/// `fstatfs`'s error.
+pub fn is_shared(file: &File) -> io::Result<bool> {
+    Ok(crate::os::fscheck::network_fs_name(crate::os::sys::fstatfs_magic(file)?).is_some())
 }
 
 /// Make this host look the names in `dir` up again before a name's answer is taken as
@@ -111,7 +120,7 @@ pub fn read_fresh(path: &Path) -> io::Result<Vec<u8>> {
     loop {
         let f = File::open(path)?;
         let (len, _) = fresh_len_and_ino(&f)?;
-        uncache_if_shared(&f, 0)?;
+        uncache_if_shared(&f)?;
         let mut buf = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
         match f.read_exact_at(&mut buf, 0) {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && started.elapsed().as_secs() < 10 => {

@@ -139,19 +139,16 @@ pub fn fstatfs_magic(file: &impl AsRawFd) -> io::Result<i64> {
     Ok(st.f_type as i64)
 }
 
-/// Drop this host's clean cached pages of `file` from the page holding byte `from` to
-/// the end of the file (`posix_fadvise(POSIX_FADV_DONTNEED)`), so the next reads of
-/// them ask the filesystem. (The kernel drops only whole pages inside the range given,
-/// hence the rounding down.)
+/// Drop this host's clean cached pages of `file` (`posix_fadvise(POSIX_FADV_DONTNEED)`
+/// over the whole file), so the next reads ask the filesystem. The whole file: the
+/// kernel keeps a page, or a large folio, that begins before the range given.
 ///
 /// # Errors
 /// `posix_fadvise`'s error (e.g. `ESPIPE` for a pipe).
-pub fn drop_cached_pages(file: &impl AsRawFd, from: u64) -> io::Result<()> {
-    let page_start = from & !4095;
-    let offset = libc::off_t::try_from(page_start).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: posix_fadvise only reads its integer arguments; a length of 0 means "to
-    // the end of the file".
-    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, 0, libc::POSIX_FADV_DONTNEED) };
+pub fn drop_cached_pages(file: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: posix_fadvise only reads its integer arguments; offset 0 and length 0
+    // mean the whole file.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     if rc != 0 {
         // posix_fadvise returns the error number instead of setting errno
         return Err(io::Error::from_raw_os_error(rc));

@@ -79,6 +79,13 @@ pub struct Reader {
     fresh_len: u64,
     /// How much of a small generation was checked against the manifest's CRC.
     content_checked: u64,
+    /// Whether the open file is on a network filesystem (asked once per file: an
+    /// `fstatfs` there is a round trip to the server).
+    shared: Option<bool>,
+    /// On a network filesystem: the committed length when this host's cached pages of
+    /// the open file were last dropped. Bytes below it read since are committed ones
+    /// (they cannot go stale); a read past it drops the pages again first (rule 6).
+    clean_below: u64,
     limit: u64,
     /// Offset of the next line to return.
     offset: u64,
@@ -151,6 +158,8 @@ impl Reader {
             file: None,
             fresh_len: 0,
             content_checked: 0,
+            shared: None,
+            clean_below: 0,
             limit: 0,
             offset: cursor.offset,
             line_start: None,
@@ -352,21 +361,42 @@ impl Reader {
     /// generation is no longer kept. Only a manifest read just now that still names an
     /// inode found at neither path lets it open by name (a copy of the target with its
     /// sidecar, new inodes: a backup read in place), as before.
-    fn kept_or_opened(&mut self) -> Result<File> {
+    ///
+    /// `None`: the file opened by name is one of the target's older generations — a
+    /// name this host's client still maps to the file a rotation renamed away, which
+    /// listing the folder did not cure (a folder this reader may not list): read again
+    /// later, never that file's bytes as this generation's.
+    fn kept_or_opened(&mut self) -> Result<Option<File>> {
         if let Some(f) = self.file.take() {
-            return Ok(f);
+            return Ok(Some(f));
         }
         self.fresh_len = 0;
         self.content_checked = 0;
+        self.shared = None;
+        self.clean_below = 0;
         if let Some(f) = self.open_named()? {
-            return Ok(f);
+            return Ok(Some(f));
         }
         // (a generation gone from the manifest is an error here)
         self.refresh_limit()?;
-        match self.open_named()? {
-            Some(f) => Ok(f),
-            None => self.open_by_name(),
+        if let Some(f) = self.open_named()? {
+            return Ok(Some(f));
         }
+        let f = self.open_by_name()?;
+        Ok((!self.is_an_older_generations(&f)).then_some(f))
+    }
+
+    /// Whether `f` is the file of a generation before the one being read, as their
+    /// names tell (only the fallback of [`kept_or_opened`](Self::kept_or_opened) asks).
+    fn is_an_older_generations(&self, f: &File) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(ino) = f.metadata().map(|m| m.ino()) else { return false };
+        let older = self.manifest.as_ref().map(|m| m.rotated.keys().copied().collect::<Vec<_>>()).unwrap_or_default();
+        older
+            .into_iter()
+            .chain(self.generation.checked_sub(1).filter(|&g| g > 0))
+            .filter(|&g| g < self.generation)
+            .any(|g| std::fs::metadata(generation_path(&self.target, g)).is_ok_and(|m| m.ino() == ino))
     }
 
     /// Open the file the manifest held names for the generation being read: the current
@@ -510,7 +540,7 @@ impl Reader {
         // The file first: an open that fails must leave no zeros in the buffer, which
         // the next call would take for the file's bytes. (It may read the manifest
         // again: the CRC expected is that manifest's, for the length it gives.)
-        let file = self.kept_or_opened()?;
+        let Some(file) = self.kept_or_opened()? else { return Ok(false) };
         let expected_crc = self.committed_crc();
         let file = &*self.file.insert(file);
         let end = at + want as u64;
@@ -527,26 +557,41 @@ impl Reader {
             });
         }
         let unchecked_small = self.limit <= SMALL_GENERATION && self.content_checked < self.limit;
-        let uncache = |from: u64| {
-            crate::os::fs::uncache_if_shared(file, from)
-                .map_err(|e| Error::io(format!("dropping cached pages of {}", self.target.display()), e))
+        let check = expected_crc.filter(|_| unchecked_small);
+        // Rule 6: pages this host cached before may hold bytes that were not committed
+        // then (a compactor here killed mid-round); drop them before reading past what
+        // was committed at the last drop — once per growth, not per chunk, so the
+        // kernel's read-ahead of committed bytes is kept.
+        let shared = match self.shared {
+            Some(shared) => shared,
+            None => *self.shared.insert(
+                crate::os::fs::is_shared(file)
+                    .map_err(|e| Error::io(format!("inspecting the filesystem of {}", self.target.display()), e))?,
+            ),
         };
-        if let Some(expected) = expected_crc.filter(|_| unchecked_small) {
+        let reads_to = if check.is_some() { self.limit } else { end };
+        if shared && reads_to > self.clean_below {
+            crate::os::sys::drop_cached_pages(file)
+                .map_err(|e| Error::io(format!("dropping cached pages of {}", self.target.display()), e))?;
+            self.clean_below = self.limit;
+        }
+        self.buf.drain(..self.buf_pos);
+        self.buf_pos = 0;
+        if let Some(expected) = check {
             let mut all = vec![0u8; usize::try_from(self.limit).unwrap_or(0)];
-            uncache(0)?;
             if file.read_exact_at(&mut all, 0).is_err() || crc32fast::hash(&all) != expected {
                 return Ok(false);
             }
             self.content_checked = self.limit;
+            // the chunk from the bytes just checked, not read a second time
+            let from = usize::try_from(at).unwrap_or(usize::MAX);
+            if let Some(chunk) = from.checked_add(want).and_then(|to| all.get(from..to)) {
+                self.buf.extend_from_slice(chunk);
+                return Ok(true);
+            }
         }
-        self.buf.drain(..self.buf_pos);
-        self.buf_pos = 0;
         let start = self.buf.len();
         self.buf.resize(start + want, 0);
-        if let Err(e) = uncache(at) {
-            self.buf.truncate(start);
-            return Err(e);
-        }
         match file.read_exact_at(&mut self.buf[start..], at) {
             Ok(()) => Ok(true),
             Err(e) => {

@@ -10,7 +10,7 @@ use std::io::Read;
 /// start, never from pages another host's commits made stale: design rule 6).
 pub(crate) fn scan(file: &mut File, limit: u64) -> std::io::Result<(u64, u64, u32)> {
     use std::io::{Seek, SeekFrom};
-    crate::os::fs::uncache_if_shared(file, 0)?;
+    crate::os::fs::uncache_if_shared(file)?;
     file.seek(SeekFrom::Start(0))?;
     let mut hasher = crc32fast::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -40,7 +40,7 @@ pub(crate) fn committed_part_cut_at(file: &File, committed_len: u64) -> std::io:
         return Ok(None);
     }
     let mut last = [0u8; 1];
-    crate::os::fs::uncache_if_shared(file, committed_len - 1)?;
+    // (local filesystems only: every caller skips network ones, whose pages may be stale)
     file.read_exact_at(&mut last, committed_len - 1)?;
     if last[0] == b'\n' {
         return Ok(None);
