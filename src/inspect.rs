@@ -82,10 +82,18 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
     let (mut file, mut target_len, mut replaced, mut foreign_tail) = (None::<File>, 0, false, 0);
     let mut names_refreshed = false;
     let mut found_at = target.to_path_buf();
-    for _ in 0..100 {
+    let started = std::time::Instant::now();
+    let names_may_be_stale = crate::os::fscheck::on_network_fs(target);
+    for _ in 0..1000 {
         let candidates = [target.to_path_buf(), generation_path(target, m.generation)];
         let found = candidates.iter().find_map(|p| {
+            use std::os::unix::fs::MetadataExt;
             let f = File::open(p).ok()?;
+            // Another file at the name is left alone (an fsync of it would keep this
+            // host's stale name for it alive: rule 6).
+            if m.target_ino != 0 && f.metadata().ok()?.ino() != m.target_ino {
+                return None;
+            }
             // The size the server knows (rule 6): a client's cached one can be older
             // than the manifest just read.
             let (len, ino) = crate::os::fs::fresh_len_and_ino(&f).ok()?;
@@ -94,8 +102,15 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
         if found.is_none() && !names_refreshed {
             // The names may still point at files another host renamed away (rule 6).
             names_refreshed = true;
-            // (best effort: a folder that may not be listed is reported as before)
+            // (best effort: a folder that may not be listed is waited out below)
             let _ = crate::os::fs::refresh_names(&crate::os::fs::parent_dir(target));
+            continue;
+        }
+        if found.is_none() && names_may_be_stale && started.elapsed() < crate::reader::CACHE_PATIENCE {
+            // A name the listing could not cure (the server has none mid-rotation, or
+            // the folder may not be listed) lets go within a second or so, untouched.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            m = load()?;
             continue;
         }
         let again = load()?;

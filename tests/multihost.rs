@@ -432,10 +432,15 @@ fn a_rotation_on_another_host_misleads_nothing_on_a_host_that_still_knows_the_ol
     ) else {
         return;
     };
-    for check in ["reader", "verify", "status", "drain"] {
-        let name = shared_dir(&m, &format!("stale-name-{check}"));
+    for check in ["reader", "verify", "status", "drain", "verify and tail as a user who may not list the folder"] {
+        let name = shared_dir(&m, &format!("stale-name-{}", check.split(' ').next().unwrap_or(check)));
         let (on_a, on_b) = (m[0].join(&name).join("out.log"), m[1].join(&name).join("out.log"));
         common::init(&on_a);
+        if check.contains("nobody") || check.contains("may not list") {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(on_a.parent().unwrap(), fs::Permissions::from_mode(0o711)).unwrap();
+            fs::set_permissions(Sidecar::for_target(&on_a).lock, fs::Permissions::from_mode(0o644)).unwrap();
+        }
         let local = tempfile::tempdir().unwrap();
         // the reader's generations are over 1 MiB: no CRC check could catch old lines
         let n = if check == "reader" { 70_000 } else { 200 };
@@ -449,7 +454,7 @@ fn a_rotation_on_another_host_misleads_nothing_on_a_host_that_still_knows_the_ol
             }
             assert_eq!(read, gen1, "the reader on host B, generation 1");
         }
-        let _old_file_in_use = KeepsTouching::file(&on_b);
+        let in_use = KeepsTouching::file(&on_b);
         let gen2 = spool_with_lines(&local.path().join("gen2"), "gen2", n);
         let rotate_at = if check == "reader" { "1000000" } else { "1000" };
         cli_ok(&[
@@ -485,12 +490,36 @@ fn a_rotation_on_another_host_misleads_nothing_on_a_host_that_still_knows_the_ol
                 let out = cli_ok(&["status", "--target", &common::s(&on_b)]);
                 assert!(!out.contains("PROBLEM") && !out.contains("foreign"), "status on host B:\n{out}");
             }
-            _ => {
+            "drain" => {
                 spool_with_lines(&local.path().join("on-b"), "on-b", 100);
                 cli_ok(&["drain", "--target", &common::s(&on_b), "--spool", &common::s(&local.path().join("on-b"))]);
                 let v = tributary::verify(&on_a).unwrap();
                 let want = n as u64 + 100;
                 assert!(v.is_consistent() && v.committed_lines == want, "verify on host A after B's drain: {v:?}");
+            }
+            _ => {
+                // It cannot list the folder, so it waits the stale name out: it lets go
+                // once nothing on this host touches the renamed file (its own reads
+                // kept it alive before: an outside tester).
+                drop(in_use);
+                let as_nobody = |args: &[&str]| {
+                    Command::new("setpriv")
+                        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", common::bin()])
+                        .args(args)
+                        .output()
+                        .unwrap()
+                };
+                let out = as_nobody(&["verify", "--target", &common::s(&on_b)]);
+                assert!(out.status.success(), "verify as nobody on host B: {}", String::from_utf8_lossy(&out.stderr));
+                let out = as_nobody(&["tail", "--target", &common::s(&on_b)]);
+                let printed: Vec<&[u8]> = out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+                assert!(
+                    out.status.success() && printed == gen2.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+                    "tail as nobody on host B printed {} lines ({} in generation 2): {}",
+                    printed.len(),
+                    gen2.len(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
         }
     }
