@@ -83,7 +83,8 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
     let mut names_refreshed = false;
     let mut found_at = target.to_path_buf();
     let started = std::time::Instant::now();
-    let names_may_be_stale = crate::os::fscheck::on_network_fs(target);
+    // Names and small files' content may come from a client's cache (rule 6).
+    let on_network = crate::os::fscheck::on_network_fs(target);
     for _ in 0..1000 {
         let candidates = [target.to_path_buf(), generation_path(target, m.generation)];
         let found = candidates.iter().find_map(|p| {
@@ -103,10 +104,10 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
             // The names may still point at files another host renamed away (rule 6).
             names_refreshed = true;
             // (best effort: a folder that may not be listed is waited out below)
-            let _ = crate::os::fs::refresh_names(&crate::os::fs::parent_dir(target));
+            let _ = crate::os::fs::refresh_names(target);
             continue;
         }
-        if found.is_none() && names_may_be_stale && started.elapsed() < crate::reader::CACHE_PATIENCE {
+        if found.is_none() && on_network && started.elapsed() < crate::reader::CACHE_PATIENCE {
             // A name the listing could not cure (the server has none mid-rotation, or
             // the folder may not be listed) lets go within a second or so, untouched.
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -160,7 +161,7 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
     }
     // A client cache (Gluster's quick-read: small files) can serve a file's older
     // content for a moment after its size was fresh (rule 6): mismatches are read again.
-    let patient = crate::os::fscheck::on_network_fs(target);
+    let patient = on_network;
     for (g, r) in &m.rotated {
         let path = generation_path(target, *g);
         match File::open(&path) {
@@ -354,7 +355,7 @@ fn view(target: &Path, sidecar: &Sidecar) -> Result<View> {
         if !names_refreshed && known != 0 && file.as_ref().is_none_or(|(_, _, ino)| *ino != known) {
             // The names may still point at files another host renamed away (rule 6).
             names_refreshed = true;
-            let _ = crate::os::fs::refresh_names(&crate::os::fs::parent_dir(target)); // (best effort)
+            let _ = crate::os::fs::refresh_names(target); // (best effort)
             continue;
         }
         let cut = match (&m, &file) {

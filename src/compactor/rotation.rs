@@ -39,7 +39,7 @@ impl Compactor {
             // This host's client may have mapped the target's name to the manifest's
             // file after another host's rotation renamed it there and was interrupted
             // (rule 6): ask the names again.
-            crate::os::fs::refresh_names(&crate::os::fs::parent_dir(&self.target))
+            crate::os::fs::refresh_names(&self.target)
                 .map_err(|e| Error::io(format!("listing the folder of {}", self.target.display()), e))?;
             match fs::symlink_metadata(&rotated) {
                 Ok(md) if m.target_ino != 0 && md.ino() == m.target_ino => return self.complete_rotation(lock, m),

@@ -333,7 +333,7 @@ impl Compactor {
     /// [`target_len_and_ino`](Self::target_len_and_ino) do.
     pub(super) fn open_target_again(&self, m: &Manifest) -> Result<(File, u64, u64)> {
         if !self.trust_client_caches {
-            crate::os::fs::refresh_names(&crate::os::fs::parent_dir(&self.target))
+            crate::os::fs::refresh_names(&self.target)
                 .map_err(|e| self.lost_or_io("listing the target's folder", e))?;
         }
         let file = self.open_target(m)?;
@@ -354,7 +354,7 @@ impl Compactor {
             // A name this host's client remembers as missing (NFS `lookupcache`): ask
             // again after listing the folder before calling the target gone (rule 6).
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.trust_client_caches => {
-                match crate::os::fs::refresh_names(&crate::os::fs::parent_dir(&self.target)) {
+                match crate::os::fs::refresh_names(&self.target) {
                     Ok(()) => self.open_target_file(),
                     Err(_) => Err(e),
                 }

@@ -84,7 +84,7 @@ impl Compactor {
         };
         let mut file = self.open_target(&m)?;
         let (_, mut ino) = self.target_len_and_ino(&file)?;
-        if m.target_ino != ino {
+        if m.target_ino != 0 && m.target_ino != ino {
             // (a name this host's client still maps to a file renamed away: rule 6)
             (file, _, ino) = self.open_target_again(&m)?;
         }

@@ -484,14 +484,12 @@ impl Shared {
                 st = self.work.wait_until(st, until);
             }
             st.urgent = false;
+            st.in_flight_since = st.oldest.take();
             let batch = if st.queue.len() <= most {
                 let spare = std::mem::take(&mut st.spare);
-                let batch = std::mem::replace(&mut st.queue, spare);
-                st.in_flight_since = st.oldest.take();
-                batch
+                std::mem::replace(&mut st.queue, spare)
             } else {
                 let batch = st.queue.take_front(most);
-                st.in_flight_since = st.oldest.take();
                 st.oldest = st.queue.pushed_at.first().copied();
                 batch
             };
@@ -526,14 +524,14 @@ impl Shared {
                     most = (batch.len() / 2).max(1);
                     // Back at the front, in order, before what was pushed meanwhile.
                     st.queue.prepend(batch);
+                    st.oldest = st.in_flight_since.take();
                     if halved && refused_for_its_size(&e) {
-                        // A smaller batch may fit: try it at once, telling no one yet (a
-                        // flush reported "journal full" while records were being stored).
-                        st.oldest = st.in_flight_since.take();
+                        // A smaller batch may fit: try it at once (closing or not), telling
+                        // no one yet (a flush reported "journal full" while records were
+                        // being stored).
                         st.urgent = true; // at once: not after another linger
                         continue;
                     }
-                    st.oldest = st.in_flight_since.take();
                     st.failures += 1;
                     let seen = (e.kind(), e.to_string());
                     if retrying_cannot_fix(e.kind()) {
@@ -542,11 +540,8 @@ impl Shared {
                         st.last_error = Some(seen);
                     }
                     self.progress.notify_all();
-                    if st.sticky.is_some() || (closing && !halved) {
+                    if st.sticky.is_some() || closing {
                         return;
-                    }
-                    if closing {
-                        continue; // the last attempts, each half as long
                     }
                     let until = Instant::now() + backoff;
                     backoff = (backoff * 2).min(RETRY_MAX);

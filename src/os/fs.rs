@@ -49,8 +49,8 @@ pub fn is_shared(file: &File) -> io::Result<bool> {
     Ok(crate::os::fscheck::network_fs_name(crate::os::sys::fstatfs_magic(file)?).is_some())
 }
 
-/// Make this host look the names in `dir` up again before a name's answer is taken as
-/// a fact (design rule 6): on a network filesystem, list the folder (`readdir`: a FUSE
+/// Make this host look the names beside `path` (in its folder) up again before a name's
+/// answer is taken as a fact (design rule 6): on a network filesystem, list the folder (`readdir`: a FUSE
 /// client replaces its cached names with the server's, an NFS client revalidates the
 /// folder). A FUSE client keeps a name pointing at a file another host renamed away
 /// for as long as something on this host keeps touching that file (`GlusterFS`, default
@@ -59,8 +59,8 @@ pub fn is_shared(file: &File) -> io::Result<bool> {
 ///
 /// # Errors
 /// Opening or reading the folder.
-pub fn refresh_names(dir: &Path) -> io::Result<()> {
-    list_on_network(dir, None).map(|_| ())
+pub fn refresh_names(path: &Path) -> io::Result<()> {
+    list_on_network(&parent_dir(path), None).map(|_| ())
 }
 
 /// [`refresh_names`] of `path`'s folder, saying whether the listing (the server's)

@@ -110,16 +110,9 @@ pub fn may_read_and_write(path: &Path) -> io::Result<()> {
 /// `statfs`'s error (e.g. `NotFound`); `Other` for a path containing a NUL byte.
 pub fn statfs_magic(path: &Path) -> io::Result<i64> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("path contains a NUL byte"))?;
-    // SAFETY: an all-zero `statfs` is a valid value of this plain C struct.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a NUL-terminated path that outlives the call; `st` is a valid,
     // writable `statfs` the kernel fills in.
-    let rc = unsafe { libc::statfs(c.as_ptr(), &raw mut st) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    #[allow(clippy::unnecessary_cast)] // f_type is i64 on x86_64, other widths elsewhere
-    Ok(st.f_type as i64)
+    f_type_of(|st| unsafe { libc::statfs(c.as_ptr(), st) })
 }
 
 /// The `f_type` magic number of the filesystem holding an open file (`fstatfs`).
@@ -127,12 +120,16 @@ pub fn statfs_magic(path: &Path) -> io::Result<i64> {
 /// # Errors
 /// `fstatfs`'s error.
 pub fn fstatfs_magic(file: &impl AsRawFd) -> io::Result<i64> {
-    // SAFETY: an all-zero `statfs` is a valid value of this plain C struct.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: the fd is open for the lifetime of `file`; `st` is a valid, writable
     // `statfs` the kernel fills in.
-    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &raw mut st) };
-    if rc != 0 {
+    f_type_of(|st| unsafe { libc::fstatfs(file.as_raw_fd(), st) })
+}
+
+/// `f_type` of the `statfs` that `call` fills in (0: it did).
+fn f_type_of(call: impl FnOnce(*mut libc::statfs) -> libc::c_int) -> io::Result<i64> {
+    // SAFETY: an all-zero `statfs` is a valid value of this plain C struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if call(&raw mut st) != 0 {
         return Err(io::Error::last_os_error());
     }
     #[allow(clippy::unnecessary_cast)] // f_type is i64 on x86_64, other widths elsewhere

@@ -362,7 +362,7 @@ impl Reader {
     /// inode found at neither path lets it open by name (a copy of the target with its
     /// sidecar, new inodes: a backup read in place), as before.
     ///
-    /// `None`: the file opened by name is one of the target's older generations — a
+    /// `None`: the file at the target's name is one of its older generations — a
     /// name this host's client still maps to the file a rotation renamed away, which
     /// listing the folder did not cure (a folder this reader may not list): read again
     /// later, never that file's bytes as this generation's.
@@ -387,21 +387,19 @@ impl Reader {
         if File::open(&self.target).is_ok_and(|f| self.is_an_older_generations(&f)) {
             return Ok(None);
         }
-        let f = self.open_by_name()?;
-        Ok((!self.is_an_older_generations(&f)).then_some(f))
+        self.open_by_name().map(Some)
     }
 
     /// Whether `f` is the file of a generation before the one being read, as their
-    /// names tell (only the fallback of [`kept_or_opened`](Self::kept_or_opened) asks).
+    /// names in the manifest just read tell (only the fallback of
+    /// [`kept_or_opened`](Self::kept_or_opened) asks).
     fn is_an_older_generations(&self, f: &File) -> bool {
         use std::os::unix::fs::MetadataExt;
-        let Ok(ino) = f.metadata().map(|m| m.ino()) else { return false };
-        let older = self.manifest.as_ref().map(|m| m.rotated.keys().copied().collect::<Vec<_>>()).unwrap_or_default();
-        older
-            .into_iter()
-            .chain(self.generation.checked_sub(1).filter(|&g| g > 0))
-            .filter(|&g| g < self.generation)
-            .any(|g| std::fs::metadata(generation_path(&self.target, g)).is_ok_and(|m| m.ino() == ino))
+        let (Ok(ino), Some(m)) = (f.metadata().map(|md| md.ino()), self.manifest.as_ref()) else { return false };
+        m.rotated
+            .keys()
+            .filter(|&&g| g < self.generation)
+            .any(|&g| std::fs::metadata(generation_path(&self.target, g)).is_ok_and(|md| md.ino() == ino))
     }
 
     /// Open the file the manifest held names for the generation being read: the current
@@ -429,7 +427,7 @@ impl Reader {
             // The names may still point at files another host renamed away (rule 6):
             // ask again after listing the folder (a reader that may not list it asks
             // once).
-            let _ = crate::os::fs::refresh_names(&crate::os::fs::parent_dir(&self.target));
+            let _ = crate::os::fs::refresh_names(&self.target);
             return Ok(find());
         }
         let current = self.manifest.as_ref().map_or(self.generation, |m| m.generation);
