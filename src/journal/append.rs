@@ -31,6 +31,11 @@ use crate::reader::Cursor;
 /// otherwise never recover (issue 13 item 2).
 use super::files::SPOOL_RESERVE_BYTES;
 
+/// Free bytes above an append's own need from which the checkpoints owed in the
+/// journal's folder are not counted (reading the folder's logs costs a listing and a
+/// few reads per journal; a disk this far from full has room for them).
+const OWED_COUNTED_BELOW_BYTES: u64 = 256 << 20;
+
 /// One caller's lines, optionally with one idempotency key per line, and optionally a
 /// processed cursor committed in the same transaction.
 pub(super) struct Appending {
@@ -304,47 +309,59 @@ impl Journal {
 
     /// Refuse an append when the journal's disk would keep less than
     /// [`SPOOL_RESERVE_BYTES`] free once `bytes` more are written twice (into the
-    /// `-wal`, then by a checkpoint into the journal file): the room a drain needs to
+    /// `-wal`, then by a checkpoint into the journal file) and the checkpoints still
+    /// owed in its folder have grown their journals' files: the room a drain needs to
     /// record and give space back. Counting the batch matters where batches are large
-    /// next to the disk: an outside tester's 1–4 MB batches on a 16 MiB spool left the
-    /// journal itself filling its disk, and no record could be written again. One
-    /// `statvfs`, ~1 µs.
+    /// next to the disk (an outside tester's 1–4 MB batches on a 16 MiB spool left the
+    /// journal itself filling its disk); counting the owed checkpoints where a
+    /// reader's snapshot let logs grow (the first checkpoint after it filled the disk
+    /// to its last byte, and no drain could record again). One `statvfs`, ~1 µs; the
+    /// folder's logs are read only when the disk is within [`OWED_COUNTED_BELOW_BYTES`]
+    /// of the rest of the need.
     fn check_spool_space(&self, bytes: u64) -> Result<()> {
         let folder = crate::os::fs::parent_dir(&self.path);
         let needed = SPOOL_RESERVE_BYTES.saturating_add(bytes.saturating_mul(2));
-        match sys::free_bytes(&folder) {
-            Ok(free) if free < needed => {
-                // Whether a drain could make the room: it gives back at most what the
-                // journal's own files hold (helper-29: "drain the journal" was the
-                // advice on a disk other files had filled).
-                let own: u64 = [self.path.clone(), super::files::wal_path(&self.path)]
-                    .iter()
-                    .filter_map(|p| std::fs::metadata(p).ok())
-                    .map(|m| m.len())
-                    .sum();
-                let advice = if own >= needed - free {
-                    "Drain the journal (a drain gives its space back), free space on that disk, or append smaller \
-                     batches, then retry"
-                        .to_string()
-                } else {
-                    format!(
-                        "Draining this journal would not make the room (its files hold {own} bytes): free space on \
-                         that disk (other files fill it), or append smaller batches, then retry"
-                    )
-                };
-                Err(Error::io(
-                    format!(
-                        "appending {bytes} bytes to {}: its disk has {free} bytes free; the batch, written twice \
-                         (log, then journal file), would leave less than the {} MiB kept for recording drains; \
-                         nothing of this call was stored. {advice}",
-                        self.path.display(),
-                        SPOOL_RESERVE_BYTES >> 20
-                    ),
-                    io::Error::from_raw_os_error(libc::ENOSPC),
-                ))
-            }
-            _ => Ok(()),
+        let Ok(free) = sys::free_bytes(&folder) else { return Ok(()) };
+        if free >= needed.saturating_add(OWED_COUNTED_BELOW_BYTES) {
+            return Ok(());
         }
+        let owed = super::owed::owed_growth_bytes(&folder);
+        if free >= needed.saturating_add(owed) {
+            return Ok(());
+        }
+        // Whether a drain could make the room: it gives back at most what the
+        // journal's own files hold (helper-29: "drain the journal" was the advice on a
+        // disk other files had filled), and its checkpoints pay what is owed.
+        let own: u64 = [self.path.clone(), super::files::wal_path(&self.path)]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        let advice = if own >= needed.saturating_add(owed) - free {
+            "Drain the journal (a drain gives its space back), free space on that disk, or append smaller batches, \
+             then retry"
+                .to_string()
+        } else {
+            format!(
+                "Draining this journal would not make the room (its files hold {own} bytes): free space on that disk \
+                 (other files fill it), drain the folder's other journals, or append smaller batches, then retry"
+            )
+        };
+        let owed_said = if owed > 0 {
+            format!(" and the {owed} bytes its folder's journal logs may still add to their files when checkpointed,")
+        } else {
+            String::new()
+        };
+        Err(Error::io(
+            format!(
+                "appending {bytes} bytes to {}: its disk has {free} bytes free; the batch, written twice (log, then \
+                 journal file),{owed_said} would leave less than the {} MiB kept for recording drains; nothing of this \
+                 call was stored. {advice}",
+                self.path.display(),
+                SPOOL_RESERVE_BYTES >> 20
+            ),
+            io::Error::from_raw_os_error(libc::ENOSPC),
+        ))
     }
 
     /// One transaction for many requests, stored as one run (or a few, for large

@@ -36,6 +36,7 @@ mod forks;
 mod group_commit;
 mod keys;
 mod open;
+mod owed;
 mod probe;
 mod run;
 mod schema;
