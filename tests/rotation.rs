@@ -447,6 +447,9 @@ fn cursor_store_keeps_named_cursors_durably() {
 /// as the deleted generation's (an outside tester: 1,292 lines labelled `1:…`, 1,092 of
 /// them uncommitted). A small generation (CRC-checked) stalled 5 s and said
 /// "torn_target". Both now say the generation is no longer kept, before reading.
+/// A reader opened at the start cursor that has returned nothing yet starts at the
+/// oldest generation kept then (`tail --all` racing retention failed "no longer
+/// kept": an outside tester), and reads exactly the kept generations' lines.
 #[test]
 fn a_reader_that_slept_through_retention_of_its_generation_reads_nothing_of_another() {
     for (line_len, rotate_bytes) in [(1_000usize, 1_200_000u64), (40, 2_000)] {
@@ -467,8 +470,9 @@ fn a_reader_that_slept_through_retention_of_its_generation_reads_nothing_of_anot
             c.drain(std::slice::from_ref(&j)).unwrap();
         };
         fill("gen1", per_generation);
-        let mut r = Reader::open_at(&target, Cursor::START).unwrap();
-        assert_eq!(r.generation(), 1);
+        let mut r = Reader::open_at(&target, Cursor::at(1, 0)).unwrap();
+        let mut from_start = Reader::open_at(&target, Cursor::START).unwrap();
+        assert_eq!((r.generation(), from_start.generation()), (1, 1));
         fill("gen2", per_generation); // generation 1 becomes target.1
         fill("gen3", 200); // generation 2 becomes target.2; retention deletes target.1
         let m = tributary::status(&target, None).unwrap().manifest.unwrap();
@@ -485,6 +489,15 @@ fn a_reader_that_slept_through_retention_of_its_generation_reads_nothing_of_anot
         };
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{line_len}: {e}");
         assert!(e.to_string().contains("generation 1") && e.to_string().contains("no longer kept"), "{e}");
+        let mut read = Vec::new();
+        while let Some(line) = from_start.next_line().unwrap() {
+            read.push((from_start.line_start().unwrap().generation, String::from_utf8(line).unwrap()));
+        }
+        let want: Vec<(u64, String)> = [(2, per_generation, "gen2"), (3, 200, "gen3")]
+            .iter()
+            .flat_map(|&(g, n, tag)| (0..n).map(move |i| (g, format!("{tag}-{i:06}-{}", "y".repeat(line_len - 15)))))
+            .collect();
+        assert!(read == want, "{line_len}: read {} lines, not generations 2 and 3's {}", read.len(), want.len());
     }
 }
 
