@@ -316,70 +316,83 @@ fn a_target_disk_smaller_than_a_round_says_which_round_size_fits() {
 /// disk holding nothing but journals it filled the disk to its last byte: every drain
 /// then failed "recording … its disk is full" and every append was refused, for good
 /// (an outside tester: 3 journals on an 18 MiB ext4, 1 run in 6 after a SIGKILL, 2 in
-/// 17 after a power cut). Appends count the logs' bytes a checkpoint may still add,
-/// so the drain after them can always record and give the space back.
+/// 17 after a power cut). An append now gives its journal file the blocks its
+/// checkpoint will write, so the drain after them can always record and give the
+/// space back. Cases: one journal; three; two spool folders (two targets) on one disk,
+/// each filling it for the other (an outside tester, 4 of 4 stuck when each folder
+/// counted only its own logs).
 #[test]
 fn logs_a_reader_kept_from_being_checkpointed_leave_room_for_the_drain_that_follows() {
-    let Some(fs) = Ext4Image::mount(24) else {
-        eprintln!("SKIPPED: needs root, mkfs.ext4 and a loop device");
-        return;
-    };
-    let d = tmp();
-    let target = d.path().join("out.log");
-    init(&target);
-    let spool = fs.path().join("spool");
-    std::fs::create_dir(&spool).unwrap();
-    let paths: Vec<_> = (0..3).map(|i| spool.join(format!("j{i}.journal"))).collect();
-    let journals: Vec<_> = paths.iter().map(|p| journal(p)).collect();
-    for j in &journals {
-        j.append(b"first").unwrap();
-    }
-    // A reader's snapshot on every journal: no checkpoint can move their logs on.
-    let pins: Vec<rusqlite::Connection> = paths
-        .iter()
-        .map(|p| {
-            let c = rusqlite::Connection::open(p).unwrap();
-            c.execute_batch("BEGIN").unwrap();
-            let _: i64 = c.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).unwrap();
-            c
-        })
-        .collect();
-    let pad = "p".repeat(1500);
-    let mut stored = 3u64;
-    let mut refused = 0;
-    let mut i = 0usize;
-    while refused < journals.len() {
-        let batch = numbered(&format!("{i}-{pad}-"), 0..20);
-        match journals[i % journals.len()].append_batch(&batch) {
-            Ok(_) => {
-                stored += 20;
-                refused = 0;
+    for (folders, per_folder) in [(1, 1), (1, 3), (2, 2)] {
+        let Some(fs) = Ext4Image::mount(24) else {
+            eprintln!("SKIPPED: needs root, mkfs.ext4 and a loop device");
+            return;
+        };
+        let case = format!("{folders} folder(s) of {per_folder} journal(s)");
+        let d = tmp();
+        let targets: Vec<_> = (0..folders).map(|f| d.path().join(format!("out{f}.log"))).collect();
+        let mut journals: Vec<Vec<tributary::Journal>> = Vec::new();
+        let mut paths = Vec::new();
+        for (f, target) in targets.iter().enumerate() {
+            init(target);
+            let spool = fs.path().join(format!("spool{f}"));
+            std::fs::create_dir(&spool).unwrap();
+            let mut mine = Vec::new();
+            for i in 0..per_folder {
+                let p = spool.join(format!("j{i}.journal"));
+                let j = journal(&p);
+                j.append(b"first").unwrap();
+                mine.push(j);
+                paths.push(p);
             }
-            Err(e) => {
-                let e = e.to_string();
-                assert!(e.contains("kept for recording drains") && e.contains("journal logs may still add"), "{e}");
-                refused += 1;
+            journals.push(mine);
+        }
+        // A reader's snapshot on every journal: no checkpoint can move their logs on.
+        let pins: Vec<rusqlite::Connection> = paths
+            .iter()
+            .map(|p| {
+                let c = rusqlite::Connection::open(p).unwrap();
+                c.execute_batch("BEGIN").unwrap();
+                let _: i64 = c.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).unwrap();
+                c
+            })
+            .collect();
+        let pad = "p".repeat(1500);
+        let mut stored = vec![per_folder as u64; folders]; // each journal's "first"
+        let all = folders * per_folder;
+        let (mut refused, mut i) = (0, 0usize);
+        while refused < all {
+            let (f, k) = ((i % all) / per_folder, i % per_folder);
+            match journals[f][k].append_batch(&numbered(&format!("{i}-{pad}-"), 0..20)) {
+                Ok(_) => {
+                    stored[f] += 20;
+                    refused = 0;
+                }
+                Err(e) => {
+                    assert!(e.to_string().contains("kept for recording drains"), "{case}: {e}");
+                    refused += 1;
+                }
             }
+            i += 1;
+            assert!(i < 100_000, "{case}: the 24 MiB disk never filled");
         }
-        i += 1;
-        assert!(i < 100_000, "the 24 MiB disk never filled");
-    }
-    drop(pins);
-    let c = compactor(&target);
-    let mut errors = Vec::new();
-    for _ in 0..2 {
-        match c.drain(&journals) {
-            Ok(_) => {}
-            Err(e) => errors.push(e.to_string()),
+        drop(pins);
+        for (f, target) in targets.iter().enumerate() {
+            let mine = &journals[f];
+            let c = compactor(target);
+            let errors: Vec<String> = (0..2).filter_map(|_| c.drain(mine).err().map(|e| e.to_string())).collect();
+            let left: u64 = mine.iter().map(|j| j.backlog().unwrap().lines).sum();
+            assert!(
+                left == 0 && errors.len() < 2,
+                "{case}: {left} lines never recorded on the spool's disk: {errors:#?}"
+            );
+            assert_eq!(lines_of(target).len() as u64, stored[f], "{case}");
+            for j in mine {
+                j.append_batch(&numbered("after-", 0..20)).expect("the drain gave the space back");
+            }
+            c.drain(mine).unwrap();
+            assert_eq!(lines_of(target).len() as u64, stored[f] + 20 * per_folder as u64, "{case}");
+            assert!(tributary::verify(target).unwrap().is_consistent());
         }
     }
-    let left: u64 = journals.iter().map(|j| j.backlog().unwrap().lines).sum();
-    assert!(left == 0 && errors.len() < 2, "{left} lines never recorded on the spool's disk: {errors:#?}");
-    assert_eq!(lines_of(&target).len() as u64, stored);
-    for j in &journals {
-        j.append_batch(&numbered("after-", 0..20)).expect("the drain gave the space back");
-    }
-    c.drain(&journals).unwrap();
-    assert_eq!(lines_of(&target).len() as u64, stored + 60);
-    assert!(tributary::verify(&target).unwrap().is_consistent());
 }

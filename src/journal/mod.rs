@@ -36,7 +36,6 @@ mod forks;
 mod group_commit;
 mod keys;
 mod open;
-mod owed;
 mod probe;
 mod run;
 mod schema;
@@ -46,7 +45,7 @@ mod waits;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -199,6 +198,11 @@ pub struct Journal {
     /// open (a `full` writer killed between writing its commit and its fsync), never
     /// synced by anyone.
     wal_synced_since_open: AtomicBool,
+    /// What this handle's commits may have grown the database by since it last
+    /// reserved the journal file's blocks for their checkpoint (an over-estimate:
+    /// twice the bytes, plus a page per commit); a reservation is made when it passes
+    /// `RESERVE_EVERY_BYTES` in `append.rs`. Starts past it: the first commit reserves.
+    unreserved_bytes: AtomicU64,
     /// The process that opened this handle (a handle does not survive `fork()`).
     pid: u32,
 }

@@ -13,7 +13,7 @@ use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -513,6 +513,7 @@ impl Journal {
             gone: AtomicBool::new(false),
             names_durable: AtomicBool::new(create),
             wal_synced_since_open: AtomicBool::new(false),
+            unreserved_bytes: AtomicU64::new(u64::MAX / 2),
             pid: crate::os::sys::current_pid(),
         })
     }

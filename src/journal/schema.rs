@@ -175,8 +175,15 @@ pub(super) fn configure(conn: &Connection, path: &Path, opts: &JournalOptions, n
         "PRAGMA synchronous={sync}; PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}; \
          PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES};"
     ))
-    .map_err(|e| Error::sqlite("setting synchronous", e))
+    .map_err(|e| Error::sqlite("setting synchronous", e))?;
+    // The steps in which an append reserves the blocks its checkpoint will need
+    // (`Journal::reserve_checkpoint_room`), and in which a checkpoint cuts the file.
+    crate::os::sqlite_file::set_chunk_size(conn, CHUNK_BYTES).map_err(|e| Error::sqlite("setting the chunk size", e))
 }
+
+/// The journal file's growth step: a reservation writes one byte per block of it;
+/// a journal drained empty keeps at most this much beyond its pages.
+const CHUNK_BYTES: i32 = 64 << 10;
 
 /// The journal's id: read from an initialised journal, or the schema created (by
 /// exactly one of several processes creating it at once), then migrations applied.
