@@ -519,7 +519,8 @@ impl Reader {
         }
     }
 
-    /// Append `want` bytes at `at` to the buffer, as the target's server has them. On a
+    /// Append `want` bytes at `at` to the buffer, as the target's server has them (or
+    /// nothing, when the reader moved to another generation meanwhile). On a
     /// shared mount a client's cache can still answer with an older, shorter file, or
     /// (`GlusterFS` quick-read, small files) older content: sizes come from the server
     /// (`fresh_len_and_ino`), a small generation is checked against the manifest's
@@ -561,7 +562,16 @@ impl Reader {
         // The file first: an open that fails must leave no zeros in the buffer, which
         // the next call would take for the file's bytes. (It may read the manifest
         // again: the CRC expected is that manifest's, for the length it gives.)
+        let generation = self.generation;
         let Some(file) = self.kept_or_opened()? else { return Ok(false) };
+        if self.generation != generation {
+            // A start reader moved to the oldest generation kept (`at_start_of_oldest`):
+            // `at` and `want` were the removed generation's; the caller asks again
+            // from the new position (an outside reviewer: a shorter generation there
+            // was reported "truncated").
+            self.file = Some(file);
+            return Ok(true);
+        }
         let expected_crc = self.committed_crc();
         let file = &*self.file.insert(file);
         let end = at + want as u64;
