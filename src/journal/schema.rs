@@ -181,9 +181,11 @@ pub(super) fn configure(conn: &Connection, path: &Path, opts: &JournalOptions, n
     crate::os::sqlite_file::set_chunk_size(conn, CHUNK_BYTES).map_err(|e| Error::sqlite("setting the chunk size", e))
 }
 
-/// The journal file's growth step: a reservation writes one byte per block of it;
-/// a journal drained empty keeps at most this much beyond its pages.
-const CHUNK_BYTES: i32 = 64 << 10;
+/// The journal file's growth step (one page: a reservation then takes exactly what
+/// it asks for, and a checkpoint cuts the file to its pages). Chunks of 64 KiB kept
+/// 124 KiB more per open journal than before (an outside tester: 1,000 open journals
+/// of 3 lines, 212 MB instead of 88 MB).
+const CHUNK_BYTES: i32 = 4 << 10;
 
 /// The journal's id: read from an initialised journal, or the schema created (by
 /// exactly one of several processes creating it at once), then migrations applied.

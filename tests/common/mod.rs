@@ -260,8 +260,9 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A small ext4 filesystem with 1 KiB blocks (what `mkfs.ext4` makes below 512 MiB) in
-/// an image on a loop device, mounted on a temp folder (root only), unmounted on drop.
+/// A small ext4 filesystem with 1 KiB blocks (what `mkfs.ext4` makes below 512 MiB) —
+/// or another filesystem (`mount_xfs_largeio`) — in an image on a loop device,
+/// mounted on a temp folder (root only), unmounted on drop.
 pub struct Ext4Image {
     pub dir: tempfile::TempDir,
     _image: tempfile::NamedTempFile,
@@ -269,18 +270,31 @@ pub struct Ext4Image {
 
 impl Ext4Image {
     pub fn mount(mib: u64) -> Option<Ext4Image> {
+        Self::mount_made_by("mkfs.ext4", &["-q", "-F", "-b", "1024"], "loop", mib)
+    }
+
+    /// XFS with a stripe (64 KiB × 2) mounted `largeio`: files report an `st_blksize`
+    /// of 128 KiB (from 320 MiB: XFS's smallest, with two allocation groups and a
+    /// 64 MiB log, which a stripe needs).
+    pub fn mount_xfs_largeio(mib: u64) -> Option<Ext4Image> {
+        let args = ["-q", "-f", "-d", "agcount=2,su=64k,sw=2", "-l", "size=64m"];
+        Self::mount_made_by("mkfs.xfs", &args, "loop,largeio", mib)
+    }
+
+    fn mount_made_by(mkfs: &str, args: &[&str], options: &str, mib: u64) -> Option<Ext4Image> {
         let image = tempfile::NamedTempFile::new().unwrap();
         image.as_file().set_len(mib << 20).unwrap();
-        let made = Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-b", "1024"])
+        let made = Command::new(mkfs)
+            .args(args)
             .arg(image.path())
             .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         let dir = tempfile::tempdir().unwrap();
         let mounted = made
             && Command::new("mount")
-                .args(["-o", "loop"])
+                .args(["-o", options])
                 .arg(image.path())
                 .arg(dir.path())
                 .status()
