@@ -319,12 +319,13 @@ struct Fill {
     key_bytes: usize,
 }
 
-/// `folders` spool folders of `per_folder` journals on the disk mounted at `disk`, a
-/// reader's snapshot on every journal (no checkpoint can move their logs on), appends
+/// `folders` spool folders of `per_folder` journals on the disk mounted at `disk`,
+/// when `pinned` a reader's snapshot on every journal (no checkpoint can move their
+/// logs on), appends
 /// round-robin until every journal is refused; then the snapshots go, each folder is
 /// drained into its own target, and every journal must take appends again.
-fn fill_pinned_then_drain(disk: &Path, folders: usize, per_folder: usize, fill: Fill) {
-    let case = format!("{folders} folder(s) of {per_folder} journal(s), {fill:?}");
+fn fill_then_drain(disk: &Path, folders: usize, per_folder: usize, fill: Fill, pinned: bool) {
+    let case = format!("{folders} folder(s) of {per_folder} journal(s), {fill:?}, pinned {pinned}");
     let d = tmp();
     let targets: Vec<_> = (0..folders).map(|f| d.path().join(format!("out{f}.log"))).collect();
     let mut journals: Vec<Vec<tributary::Journal>> = Vec::new();
@@ -345,6 +346,7 @@ fn fill_pinned_then_drain(disk: &Path, folders: usize, per_folder: usize, fill: 
     }
     let pins: Vec<rusqlite::Connection> = paths
         .iter()
+        .filter(|_| pinned)
         .map(|p| {
             let c = rusqlite::Connection::open(p).unwrap();
             c.execute_batch("BEGIN").unwrap();
@@ -424,7 +426,7 @@ fn logs_a_reader_kept_from_being_checkpointed_leave_room_for_the_drain_that_foll
             eprintln!("SKIPPED: needs root, mkfs.ext4 and a loop device");
             return;
         };
-        fill_pinned_then_drain(fs.path(), folders, per_folder, fill);
+        fill_then_drain(fs.path(), folders, per_folder, fill, true);
     }
 }
 
@@ -438,5 +440,21 @@ fn a_reservation_takes_every_block_where_files_report_large_blocks() {
         eprintln!("SKIPPED: needs root, mkfs.xfs and a loop device");
         return;
     };
-    fill_pinned_then_drain(fs.path(), 1, 1, Fill { lines: 200, line_bytes: 1500, key_bytes: 0 });
+    fill_then_drain(fs.path(), 1, 1, Fill { lines: 200, line_bytes: 1500, key_bytes: 0 }, true);
+}
+
+/// On btrfs a checkpoint takes new blocks whatever was reserved, and a store into
+/// `SQLite`'s mapped `-shm` may need one: filled to 1 MiB, a writer there was killed by
+/// `SIGBUS` and the journal could not be opened again ("disk I/O error", an outside
+/// tester: 7 of 7 runs on a 64 MiB btrfs). On copy-on-write filesystems appends keep a
+/// sixteenth of the disk free; with and without a reader holding the log back.
+#[test]
+fn a_copy_on_write_spool_keeps_room_enough_that_no_writer_dies() {
+    for pinned in [false, true] {
+        let Some(fs) = Ext4Image::mount_btrfs(64) else {
+            eprintln!("SKIPPED: needs root, mkfs.btrfs and a loop device");
+            return;
+        };
+        fill_then_drain(fs.path(), 1, 1, Fill { lines: 20, line_bytes: 1500, key_bytes: 0 }, pinned);
+    }
 }

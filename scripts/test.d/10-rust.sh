@@ -9,8 +9,9 @@ cd "$(dirname "$0")/../.."
 need=()
 command -v strace >/dev/null || need+=(strace)
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need+=(faketime)
-# tests/spool_space.rs makes an XFS image
+# tests/spool_space.rs makes XFS and btrfs images
 command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
+command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs)
 if [ ${#need[@]} != 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -q "${need[@]}" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "${need[@]}" >/dev/null; }

@@ -25,18 +25,12 @@ use crate::os::clock::deadline_after;
 use crate::os::sys;
 use crate::reader::Cursor;
 
-/// Free space kept on a journal's disk for recording drains: appends are refused
-/// below it, so a compactor can always delete drained rows (a delete writes to the
-/// WAL too) and give the space back — a spool filled by its own journals would
-/// otherwise never recover (issue 13 item 2).
-use super::files::SPOOL_RESERVE_BYTES;
-
 /// A handle reserves its journal file's blocks for checkpoints (`reserve_checkpoint_room`)
 /// once its commits may have grown the database by this much since its last
 /// reservation, which reserved [`RESERVE_AHEAD_BYTES`] beyond the database then: the
 /// reservation costs two pragmas and an `fstat` (a sixth of a `normal` single-line
 /// append's time when made at every commit), and what it lags by stays far inside
-/// the [`SPOOL_RESERVE_BYTES`] every append keeps.
+/// the 1 MiB (`files::SPOOL_RESERVE_BYTES`) every append keeps.
 const RESERVE_EVERY_BYTES: u64 = 32 << 10;
 const RESERVE_AHEAD_BYTES: u64 = RESERVE_EVERY_BYTES;
 /// Counted per commit on top of twice its bytes: a commit may take a new page.
@@ -331,48 +325,50 @@ impl Journal {
     }
 
     /// Refuse an append when the journal's disk would keep less than
-    /// [`SPOOL_RESERVE_BYTES`] free once `bytes` more are written twice (into the
-    /// `-wal`, then by a checkpoint into the journal file): the room a drain needs to
+    /// `files::SPOOL_RESERVE_BYTES` free once `bytes` more are written twice (into the
+    /// `-wal`, then by a checkpoint into the journal file) — more on copy-on-write
+    /// filesystems (`files::spool_reserve_bytes`): the room a drain needs to
     /// record and give space back. Counting the batch matters where batches are large
     /// next to the disk: an outside tester's 1–4 MB batches on a 16 MiB spool left the
     /// journal itself filling its disk, and no record could be written again. One
-    /// `statvfs`, ~1 µs.
+    /// `statfs`, ~1 µs.
     fn check_spool_space(&self, bytes: u64) -> Result<()> {
         let folder = crate::os::fs::parent_dir(&self.path);
-        let needed = SPOOL_RESERVE_BYTES.saturating_add(bytes.saturating_mul(2));
-        match sys::free_bytes(&folder) {
-            Ok(free) if free < needed => {
-                // Whether a drain could make the room: it gives back at most what the
-                // journal's own files hold (helper-29: "drain the journal" was the
-                // advice on a disk other files had filled).
-                let own: u64 = [self.path.clone(), super::files::wal_path(&self.path)]
-                    .iter()
-                    .filter_map(|p| std::fs::metadata(p).ok())
-                    .map(|m| m.len())
-                    .sum();
-                let advice = if own >= needed - free {
-                    "Drain the journal (a drain gives its space back), free space on that disk, or append smaller \
-                     batches, then retry"
-                        .to_string()
-                } else {
-                    format!(
-                        "Draining this journal would not make the room (its files hold {own} bytes): free space on \
-                         that disk (other files fill it), or append smaller batches, then retry"
-                    )
-                };
-                Err(Error::io(
-                    format!(
-                        "appending to {}: its disk has {free} bytes free; the batch (up to {bytes} bytes stored, \
-                         lines, keys and their bookkeeping), written twice (log, then journal file), would leave \
-                         less than the {} MiB kept for recording drains; nothing of this call was stored. {advice}",
-                        self.path.display(),
-                        SPOOL_RESERVE_BYTES >> 20
-                    ),
-                    io::Error::from_raw_os_error(libc::ENOSPC),
-                ))
-            }
-            _ => Ok(()),
+        let Ok(space) = sys::space(&folder) else { return Ok(()) };
+        let reserve = super::files::spool_reserve_bytes(&space);
+        let needed = reserve.saturating_add(bytes.saturating_mul(2));
+        let free = space.free;
+        if free >= needed {
+            return Ok(());
         }
+        // Whether a drain could make the room: it gives back at most what the
+        // journal's own files hold (helper-29: "drain the journal" was the
+        // advice on a disk other files had filled).
+        let own: u64 = [self.path.clone(), super::files::wal_path(&self.path)]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        let advice = if own >= needed - free {
+            "Drain the journal (a drain gives its space back), free space on that disk, or append smaller \
+             batches, then retry"
+                .to_string()
+        } else {
+            format!(
+                "Draining this journal would not make the room (its files hold {own} bytes): free space on \
+                 that disk (other files fill it), or append smaller batches, then retry"
+            )
+        };
+        Err(Error::io(
+            format!(
+                "appending to {}: its disk has {free} bytes free; the batch (up to {bytes} bytes stored, \
+                 lines, keys and their bookkeeping), written twice (log, then journal file), would leave \
+                 less than the {} MiB kept for recording drains; nothing of this call was stored. {advice}",
+                self.path.display(),
+                reserve >> 20
+            ),
+            io::Error::from_raw_os_error(libc::ENOSPC),
+        ))
     }
 
     /// Give the journal file the disk blocks a checkpoint of what is committed will

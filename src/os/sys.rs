@@ -605,18 +605,43 @@ pub fn fd_usage() -> Option<(u64, u64)> {
 /// Bytes an unprivileged process can still write on the filesystem holding `path`.
 ///
 /// # Errors
-/// `statvfs`'s error (e.g. `NotFound`); `Other` for a path containing a NUL byte.
+/// `statfs`'s error (e.g. `NotFound`); `Other` for a path containing a NUL byte.
 pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    space(path).map(|s| s.free)
+}
+
+/// The filesystem holding a path: its kind and its room.
+#[derive(Debug, Clone, Copy)]
+pub struct Space {
+    /// Bytes an unprivileged process can still write.
+    pub free: u64,
+    /// The filesystem's size in bytes.
+    pub total: u64,
+    /// `statfs`'s `f_type`.
+    pub magic: i64,
+}
+
+/// [`Space`] of the filesystem holding `path` (one `statfs`).
+///
+/// # Errors
+/// `statfs`'s error (e.g. `NotFound`); `Other` for a path containing a NUL byte.
+pub fn space(path: &Path) -> io::Result<Space> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("path contains a NUL byte"))?;
-    // SAFETY: an all-zero `statvfs` is a valid value of this plain C struct.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: an all-zero `statfs` is a valid value of this plain C struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a NUL-terminated path that outlives the call; `st` is a valid,
-    // writable `statvfs` the kernel fills in.
-    if unsafe { libc::statvfs(c.as_ptr(), &raw mut st) } != 0 {
+    // writable `statfs` the kernel fills in.
+    if unsafe { libc::statfs(c.as_ptr(), &raw mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    // (f_frsize is the unit of the block counts; statvfs reads it from here too)
+    let unit = u64::try_from(if st.f_frsize > 0 { st.f_frsize } else { st.f_bsize }).unwrap_or(0);
     #[allow(clippy::unnecessary_cast)] // the field widths differ between targets
-    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+    Ok(Space {
+        free: (st.f_bavail as u64).saturating_mul(unit),
+        total: (st.f_blocks as u64).saturating_mul(unit),
+        magic: st.f_type as i64,
+    })
 }
 
 /// Fault the pages of a shared file mapping in, writable (`MADV_POPULATE_WRITE`), so

@@ -281,6 +281,11 @@ impl Ext4Image {
         Self::mount_made_by("mkfs.xfs", &args, "loop,largeio", mib)
     }
 
+    /// btrfs (copy-on-write), data and metadata mixed (what small filesystems use).
+    pub fn mount_btrfs(mib: u64) -> Option<Ext4Image> {
+        Self::mount_made_by("mkfs.btrfs", &["-q", "-f", "--mixed"], "loop", mib)
+    }
+
     fn mount_made_by(mkfs: &str, args: &[&str], options: &str, mib: u64) -> Option<Ext4Image> {
         let image = tempfile::NamedTempFile::new().unwrap();
         image.as_file().set_len(mib << 20).unwrap();
