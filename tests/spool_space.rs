@@ -386,6 +386,16 @@ fn fill_then_drain(disk: &Path, folders: usize, per_folder: usize, fill: Fill, p
         i += 1;
         assert!(i < 1_000_000, "{case}: the disk never filled");
     }
+    // Every journal file holds the blocks its checkpoint will write.
+    for p in &paths {
+        use std::os::unix::fs::MetadataExt;
+        let c = rusqlite::Connection::open(p).unwrap();
+        let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        let page: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        let bytes = u64::try_from(pages * page).unwrap();
+        let blocks = std::fs::metadata(p).unwrap().blocks() * 512;
+        assert!(blocks >= bytes, "{case}: {} holds {blocks} bytes of blocks for {bytes} of pages", p.display());
+    }
     drop(pins);
     for (f, target) in targets.iter().enumerate() {
         let mine = &journals[f];
@@ -416,12 +426,14 @@ fn fill_then_drain(disk: &Path, folders: usize, per_folder: usize, fill: Fill, p
 /// space back. Cases: one journal; three; two spool folders (two targets) on one disk,
 /// each filling it for the other (an outside tester, 4 of 4 stuck when each folder
 /// counted only its own logs); keyed appends of empty lines with 200-byte keys (an
-/// outside tester, 2 of 2 stuck while appends counted only the lines' bytes).
+/// outside tester, 2 of 2 stuck while appends counted only the lines' bytes) and with
+/// 1,000-byte keys (an outside reviewer: stuck while a key counted 3 × its bytes).
 #[test]
 fn logs_a_reader_kept_from_being_checkpointed_leave_room_for_the_drain_that_follows() {
     let plain = Fill { lines: 20, line_bytes: 1500, key_bytes: 0 };
     let keyed = Fill { lines: 1000, line_bytes: 0, key_bytes: 200 };
-    for (folders, per_folder, fill) in [(1, 1, plain), (1, 3, plain), (2, 2, plain), (1, 1, keyed)] {
+    let big_keys = Fill { lines: 700, line_bytes: 0, key_bytes: 1000 };
+    for (folders, per_folder, fill) in [(1, 1, plain), (1, 3, plain), (2, 2, plain), (1, 1, keyed), (1, 1, big_keys)] {
         let Some(fs) = Ext4Image::mount(32) else {
             eprintln!("SKIPPED: needs root, mkfs.ext4 and a loop device");
             return;
@@ -432,8 +444,8 @@ fn logs_a_reader_kept_from_being_checkpointed_leave_room_for_the_drain_that_foll
 
 /// The same on XFS striped and mounted `largeio` (`st_blksize` 128 KiB): `SQLite`'s own
 /// stand-in for `posix_fallocate` writes one byte per `st_blksize`, which left holes
-/// (an outside tester: a 286 MB journal file with 222 MB of blocks; stuck). This
-/// build's `SQLite` uses `posix_fallocate` (`.cargo/config.toml`).
+/// (an outside tester: a 286 MB journal file with 222 MB of blocks; stuck). The
+/// reservation is `fallocate` itself.
 #[test]
 fn a_reservation_takes_every_block_where_files_report_large_blocks() {
     let Some(fs) = Ext4Image::mount_xfs_largeio(320) else {

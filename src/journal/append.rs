@@ -27,10 +27,10 @@ use crate::reader::Cursor;
 
 /// A handle reserves its journal file's blocks for checkpoints (`reserve_checkpoint_room`)
 /// once its commits may have grown the database by this much since its last
-/// reservation, which reserved [`RESERVE_AHEAD_BYTES`] beyond the database then: the
-/// reservation costs two pragmas and an `fstat` (a sixth of a `normal` single-line
-/// append's time when made at every commit), and what it lags by stays far inside
-/// the 1 MiB (`files::SPOOL_RESERVE_BYTES`) every append keeps.
+/// reservation, which reserved [`RESERVE_AHEAD_BYTES`] beyond the database then: a
+/// reservation costs two pragmas and a `fallocate`, and between two of them the
+/// database stays inside what the last one reserved (the estimate runs ahead of the
+/// real growth).
 const RESERVE_EVERY_BYTES: u64 = 32 << 10;
 const RESERVE_AHEAD_BYTES: u64 = RESERVE_EVERY_BYTES;
 /// Counted per commit on top of twice its bytes: a commit may take a new page.
@@ -38,7 +38,7 @@ const RESERVE_PAGE_BYTES: u64 = 4 << 10;
 /// A line's bookkeeping in the database beyond its bytes (its entry in the run's
 /// line index, with room to spare).
 const LINE_BOOKKEEPING_BYTES: u64 = 16;
-/// A key's row and index entry beyond three times its bytes (seq, time, row and cell
+/// A key's row and index entry beyond six times its bytes (seq, time, row and cell
 /// headers, twice).
 const KEY_BOOKKEEPING_BYTES: u64 = 64;
 
@@ -59,12 +59,13 @@ pub(super) struct Appending {
 impl Appending {
     /// What storing this request may add to the database, over-estimated: the lines'
     /// bytes, each line's bookkeeping, and each key's row and index entry (a key is
-    /// stored twice, in pages a random insert leaves a third empty). Counting the
-    /// lines alone let keyed appends of short lines take the disk's last byte (an
-    /// outside tester, 1,000 × 200-byte keys per call: 2 of 2 stuck).
+    /// stored twice, in pages random inserts leave part empty: 1,000-byte keys took
+    /// 5.7 KB each, measured by an outside reviewer). Counting the lines alone let
+    /// keyed appends of short lines take the disk's last byte (an outside tester,
+    /// 1,000 × 200-byte keys per call: 2 of 2 stuck).
     fn stored_bytes(&self) -> u64 {
         let lines = self.lines.data_len() as u64 + LINE_BOOKKEEPING_BYTES * self.lines.len() as u64;
-        let keys: u64 = self.keys.iter().flatten().map(|k| 3 * k.len() as u64 + KEY_BOOKKEEPING_BYTES).sum();
+        let keys: u64 = self.keys.iter().flatten().map(|k| 6 * k.len() as u64 + KEY_BOOKKEEPING_BYTES).sum();
         lines.saturating_add(keys)
     }
 
@@ -371,22 +372,41 @@ impl Journal {
         ))
     }
 
-    /// Give the journal file the disk blocks a checkpoint of what is committed will
-    /// write, and [`RESERVE_AHEAD_BYTES`] more for the commits until the next
-    /// reservation (docs/design.md, step 7): its log may not be checkpointed for a
-    /// while (a reader's snapshot holds it back), and the checkpoint after that must
-    /// not be what takes the disk's last byte — then no record, give-back or append
-    /// could run again (an outside tester: 3 journals on an 18 MiB ext4, stuck for
-    /// good after a SIGKILL or a power cut). Taken now, the blocks count in the free
-    /// space every later append's check sees. Best effort: the lines are committed
-    /// either way, and a disk too full for this refuses the next append.
-    fn reserve_checkpoint_room(&self) {
+    /// After a commit that stored up to `stored` bytes: give the journal file the disk
+    /// blocks a checkpoint of what is committed will write, and
+    /// [`RESERVE_AHEAD_BYTES`] more for the commits until the next reservation
+    /// (docs/design.md, step 7). Its log may not be checkpointed for a while (a
+    /// reader's snapshot holds it back), and the checkpoint after that must not be
+    /// what takes the disk's last byte — then no record, give-back or append could
+    /// run again (an outside tester: 3 journals on an 18 MiB ext4, stuck for good
+    /// after a SIGKILL or a power cut). Taken now, the blocks count in the free space
+    /// every later append's check sees. Reserved again once the commits since may
+    /// have grown the database [`RESERVE_EVERY_BYTES`], or once the file holds fewer
+    /// blocks than reserved (a checkpoint or a give-back cut it: one `fstat` per
+    /// commit tells). Best effort: the lines are committed either way, and a disk too
+    /// full for it refuses the next append.
+    fn keep_checkpoint_room(&self, stored: u64) {
+        let grown = stored.saturating_mul(2).saturating_add(RESERVE_PAGE_BYTES);
+        let since = self.unreserved_bytes.fetch_add(grown, Ordering::AcqRel).saturating_add(grown);
         let Ok(conn) = self.lock_conn() else { return };
-        let size = |pragma: &str| conn.prepare_cached(pragma).and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)));
-        if let (Ok(pages), Ok(page)) = (size("PRAGMA page_count"), size("PRAGMA page_size")) {
-            let ahead = i64::try_from(RESERVE_AHEAD_BYTES).unwrap_or(0);
-            let _ = crate::os::sqlite_file::reserve_main_file(&conn, pages.saturating_mul(page).saturating_add(ahead));
+        let file = self.files[0];
+        let Some((len, blocks)) = crate::os::sqlite_file::length_and_blocks(&conn, file) else { return };
+        let reserved_to = self.reserved_to.load(Ordering::Acquire);
+        let intact = blocks >= reserved_to;
+        if since < RESERVE_EVERY_BYTES && intact {
+            return;
         }
+        self.unreserved_bytes.store(0, Ordering::Release);
+        let size = |pragma: &str| conn.prepare_cached(pragma).and_then(|mut s| s.query_row([], |r| get_u64(r, 0)));
+        let (Ok(pages), Ok(page)) = (size("PRAGMA page_count"), size("PRAGMA page_size")) else { return };
+        let to = pages.saturating_mul(page).saturating_add(RESERVE_AHEAD_BYTES);
+        // What is known to hold blocks already: the last reservation while it is
+        // intact, else the file's written length (a cut drops what lies beyond it).
+        let from = if intact { reserved_to } else { len }.min(to);
+        let done = crate::os::sqlite_file::reserve_blocks(&conn, file, from, to).unwrap_or(false);
+        // (nothing reserved: not tried again at every commit, only every
+        // RESERVE_EVERY_BYTES)
+        self.reserved_to.store(if done { to } else { 0 }, Ordering::Release);
     }
 
     /// One transaction for many requests, stored as one run (or a few, for large
@@ -416,11 +436,7 @@ impl Journal {
         self.check_spool_space(bytes)?;
         self.ensure_names_durable()?;
         let results = self.commit_requests_unchecked(batch)?;
-        let grown = bytes.saturating_mul(2).saturating_add(RESERVE_PAGE_BYTES);
-        if self.unreserved_bytes.fetch_add(grown, Ordering::AcqRel).saturating_add(grown) >= RESERVE_EVERY_BYTES {
-            self.unreserved_bytes.store(0, Ordering::Release);
-            self.reserve_checkpoint_room();
-        }
+        self.keep_checkpoint_room(bytes);
         if let Err(gone) = self.still_in_place() {
             let last = results.iter().filter_map(|r| r.as_ref().ok()?.last().copied()).max();
             let drained = self.drained_record().ok().flatten().map_or(0, |r| r.seq);

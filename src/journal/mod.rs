@@ -200,9 +200,14 @@ pub struct Journal {
     wal_synced_since_open: AtomicBool,
     /// What this handle's commits may have grown the database by since it last
     /// reserved the journal file's blocks for their checkpoint (an over-estimate:
-    /// twice the bytes, plus a page per commit); a reservation is made when it passes
-    /// `RESERVE_EVERY_BYTES` in `append.rs`. Starts past it: the first commit reserves.
+    /// twice what they stored, plus a page per commit); a reservation is made when it
+    /// passes `RESERVE_EVERY_BYTES` in `append.rs`. Starts past it: the first commit
+    /// reserves.
     unreserved_bytes: AtomicU64,
+    /// The length the last reservation gave blocks to (0: none): a file holding fewer
+    /// blocks was cut since (a checkpoint truncates to the database's pages, a
+    /// give-back shrinks it), and is reserved again at the next commit.
+    reserved_to: AtomicU64,
     /// The process that opened this handle (a handle does not survive `fork()`).
     pid: u32,
 }

@@ -514,6 +514,7 @@ impl Journal {
             names_durable: AtomicBool::new(create),
             wal_synced_since_open: AtomicBool::new(false),
             unreserved_bytes: AtomicU64::new(u64::MAX / 2),
+            reserved_to: AtomicU64::new(0),
             pid: crate::os::sys::current_pid(),
         })
     }

@@ -175,17 +175,8 @@ pub(super) fn configure(conn: &Connection, path: &Path, opts: &JournalOptions, n
         "PRAGMA synchronous={sync}; PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}; \
          PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES};"
     ))
-    .map_err(|e| Error::sqlite("setting synchronous", e))?;
-    // The steps in which an append reserves the blocks its checkpoint will need
-    // (`Journal::reserve_checkpoint_room`), and in which a checkpoint cuts the file.
-    crate::os::sqlite_file::set_chunk_size(conn, CHUNK_BYTES).map_err(|e| Error::sqlite("setting the chunk size", e))
+    .map_err(|e| Error::sqlite("setting synchronous", e))
 }
-
-/// The journal file's growth step (one page: a reservation then takes exactly what
-/// it asks for, and a checkpoint cuts the file to its pages). Chunks of 64 KiB kept
-/// 124 KiB more per open journal than before (an outside tester: 1,000 open journals
-/// of 3 lines, 212 MB instead of 88 MB).
-const CHUNK_BYTES: i32 = 4 << 10;
 
 /// The journal's id: read from an initialised journal, or the schema created (by
 /// exactly one of several processes creating it at once), then migrations applied.

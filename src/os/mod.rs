@@ -8,7 +8,7 @@
 //! | `fs.rs` | folder paths and folder fsync | a new name is durable once `sync_dir` returns |
 //! | `clock.rs` | deadlines | a deadline never overflows |
 //! | `fork.rs` | the fork gate (`pthread_atfork`) | no thread is inside `SQLite` through tributary at the instant of a fork |
-//! | `sqlite_file.rs` | disk blocks for a journal file's future checkpoints, reserved through `SQLite`'s file controls | a checkpoint of what an append committed writes into blocks the file already has |
+//! | `sqlite_file.rs` | disk blocks for a journal file's future checkpoints: `fallocate(KEEP_SIZE)` on the descriptor `SQLite` holds | a reservation never writes a byte or changes the length, and touches only the descriptor whose inode is the journal's |
 //! | `sqlite_vfs.rs` | `tributary-unix`, `SQLite`'s `unix` VFS with its WAL-index mapping faulted in up front | a full disk under a journal is `SQLITE_FULL`, never a `SIGBUS` |
 
 pub(crate) mod clock;

@@ -1,42 +1,110 @@
-//! Disk space for a journal file's future checkpoints, reserved through `SQLite`'s own
-//! file controls (`SQLITE_FCNTL_CHUNK_SIZE`, `SQLITE_FCNTL_SIZE_HINT`) on the
-//! descriptor it already has open — never by opening the file again: `SQLite` holds
-//! POSIX locks on it, and closing any other descriptor of that file would drop them.
+//! Disk blocks for a journal file's future checkpoints, taken with
+//! `fallocate(FALLOC_FL_KEEP_SIZE)` on the descriptor `SQLite` already holds for it —
+//! never by opening the file again: `SQLite` holds POSIX locks on it, and closing any
+//! other descriptor of that file would drop them.
 //!
-//! Keeps: once [`reserve_main_file`] returned, the journal file holds disk blocks up to
-//! the given size (rounded up to the chunk), so a checkpoint copying the log into it
-//! writes into blocks it already has (on filesystems that overwrite in place: not
-//! btrfs or ZFS, whose every write takes new blocks).
+//! Keeps: a reservation never writes a byte of the file and never changes its length
+//! (`KEEP_SIZE` only gives the range blocks, the file's own data untouched), so it
+//! cannot race a checkpoint another connection is writing; the descriptor used is
+//! the one whose device and inode are the journal file's, checked by `fstat` each
+//! time, or none. (`SQLITE_FCNTL_SIZE_HINT` was tried first: without a real
+//! `posix_fallocate` `SQLite` writes a zero byte into each new block from the size it
+//! read, which zeroed the last bytes of pages a concurrent checkpoint had just
+//! written — an outside reviewer, reproduced against this `SQLite`.)
 
-use std::ffi::{c_int, c_void};
+use std::ffi::c_void;
+use std::io;
+use std::os::fd::RawFd;
 
 use rusqlite::{ffi, Connection};
 
-fn file_control(conn: &Connection, op: c_int, arg: *mut c_void) -> rusqlite::Result<()> {
-    // SAFETY: the handle is this open connection's (valid while `conn` is borrowed, and
-    // used by this thread only: rusqlite connections are not Sync); "main" is a
-    // NUL-terminated string; both ops read one integer of the type given from `arg`,
-    // which the callers pass as a pointer to a live local of that type.
-    let rc = unsafe { ffi::sqlite3_file_control(conn.handle(), c"main".as_ptr(), op, arg) };
-    if rc == ffi::SQLITE_OK {
-        Ok(())
-    } else {
-        Err(rusqlite::Error::SqliteFailure(ffi::Error::new(rc), None))
+/// The head of `SQLite`'s `unixFile` (`sqlite3.c`, `struct unixFile`, unchanged since
+/// 2010): what a connection opened through the `unix` VFS — or `tributary-unix`, which
+/// opens `unix`'s own file objects — points at for its main database file. Only `h`
+/// is read, and only after `fstat` said it is the expected file.
+#[repr(C)]
+struct UnixFileHead {
+    methods: *const ffi::sqlite3_io_methods,
+    vfs: *mut ffi::sqlite3_vfs,
+    inode: *mut c_void,
+    h: libc::c_int,
+}
+
+/// The descriptor `SQLite` holds for `conn`'s main database file, if it is the file
+/// with `(dev, ino)` (`None`: not open, or not recognisably so).
+fn main_file_descriptor(conn: &Connection, dev_ino: (u64, u64)) -> Option<RawFd> {
+    let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+    // SAFETY: the handle is this open connection's, used by this thread only (the
+    // journal's connection mutex is held by the caller; rusqlite connections are not
+    // Sync); "main" is NUL-terminated; SQLITE_FCNTL_FILE_POINTER writes one
+    // `sqlite3_file*` into the pointer given, a live local.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_FILE_POINTER,
+            (&raw mut file).cast::<c_void>(),
+        )
+    };
+    if rc != ffi::SQLITE_OK || file.is_null() {
+        return None;
     }
+    // SAFETY: `file` is the connection's open main database file, alive while the
+    // connection is; a `unix` file begins with `UnixFileHead`'s fields (the struct is
+    // at least that long: `szOsFile`), and a `c_int` read from it is a plain integer
+    // whatever it holds — it is used only once `fstat` confirms it names the file.
+    let fd = unsafe { (*file.cast::<UnixFileHead>()).h };
+    (fd >= 0 && crate::os::sys::fd_dev_ino(fd).is_ok_and(|id| id == dev_ino)).then_some(fd)
 }
 
-/// The main database file grows (and is cut back) in steps of `bytes`.
-pub(crate) fn set_chunk_size(conn: &Connection, bytes: i32) -> rusqlite::Result<()> {
-    let mut chunk: c_int = bytes;
-    file_control(conn, ffi::SQLITE_FCNTL_CHUNK_SIZE, (&raw mut chunk).cast())
+/// Give `conn`'s main database file — the journal file with `(dev, ino)` — disk
+/// blocks for its bytes `from..to` (the caller knows the blocks below `from` are
+/// there: XFS refuses a `fallocate` whose whole range exceeds the free space, even
+/// where most of it is allocated already). `Ok(false)`: nothing was done (the
+/// descriptor was not found, or the filesystem cannot allocate ahead: no
+/// reservation there).
+///
+/// # Errors
+/// `fallocate`'s error (`ENOSPC`: the disk is too full for it).
+pub(crate) fn reserve_blocks(conn: &Connection, dev_ino: (u64, u64), from: u64, to: u64) -> io::Result<bool> {
+    let Some(fd) = main_file_descriptor(conn, dev_ino) else { return Ok(false) };
+    if to <= from {
+        return Ok(true);
+    }
+    crate::os::sys::allocate_keeping_size(fd, from, to - from)
 }
 
-/// Give the main database file disk blocks up to `bytes` (rounded up to the chunk
-/// size; nothing when it is that long already). `SQLite` writes one byte into each
-/// new block (this build has no `posix_fallocate`), which lengthens the file: a
-/// database file longer than its pages is what a chunk size makes, and `SQLite` reads
-/// the database's size from its header and log, not from the file's length.
-pub(crate) fn reserve_main_file(conn: &Connection, bytes: i64) -> rusqlite::Result<()> {
-    let mut size: i64 = bytes;
-    file_control(conn, ffi::SQLITE_FCNTL_SIZE_HINT, (&raw mut size).cast())
+/// The length of `conn`'s main database file and the bytes of disk blocks it holds
+/// (`st_size`, `st_blocks` × 512).
+pub(crate) fn length_and_blocks(conn: &Connection, dev_ino: (u64, u64)) -> Option<(u64, u64)> {
+    let fd = main_file_descriptor(conn, dev_ino)?;
+    crate::os::sys::fd_length_and_blocks(fd).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The descriptor read from `SQLite`'s file object is the database file's: if a
+    /// future `SQLite` moved `h`, this fails (and at run time the `fstat` check makes
+    /// the reservation a no-op instead of touching another file).
+    #[test]
+    fn the_descriptor_read_from_sqlite_is_the_database_files() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.db");
+        let conn = crate::os::sqlite_vfs::open(&p).unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x)").unwrap();
+        let md = std::fs::metadata(&p).unwrap();
+        let id = (md.dev(), md.ino());
+        assert!(main_file_descriptor(&conn, id).is_some());
+        assert!(main_file_descriptor(&conn, (id.0, id.1 + 1)).is_none(), "another inode must not match");
+        let (len, before) = length_and_blocks(&conn, id).unwrap();
+        assert!(reserve_blocks(&conn, id, len, 1 << 20).unwrap(), "tmp's filesystem cannot fallocate?");
+        assert!(length_and_blocks(&conn, id).unwrap().1 >= (1 << 20).max(before));
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), md.len(), "the length must not change");
+        conn.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        let n: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1);
+    }
 }

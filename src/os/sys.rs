@@ -7,7 +7,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::AtomicU32;
@@ -642,6 +642,59 @@ pub fn space(path: &Path) -> io::Result<Space> {
         total: (st.f_blocks as u64).saturating_mul(unit),
         magic: st.f_type as i64,
     })
+}
+
+/// `(st_dev, st_ino)` of an open descriptor.
+///
+/// # Errors
+/// `fstat`'s error (`EBADF` for a descriptor that is not open).
+pub fn fd_dev_ino(fd: RawFd) -> io::Result<(u64, u64)> {
+    let st = fstat(fd)?;
+    #[allow(clippy::unnecessary_cast)] // the field widths differ between targets
+    Ok((st.st_dev as u64, st.st_ino as u64))
+}
+
+/// An open file's length and the bytes of disk blocks it holds (`st_size`,
+/// `st_blocks` × 512).
+///
+/// # Errors
+/// `fstat`'s error.
+pub fn fd_length_and_blocks(fd: RawFd) -> io::Result<(u64, u64)> {
+    let st = fstat(fd)?;
+    Ok((u64::try_from(st.st_size).unwrap_or(0), u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512)))
+}
+
+fn fstat(fd: RawFd) -> io::Result<libc::stat> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat reads the descriptor number only (an fd that is not open is
+    // EBADF) and fills in `st`, a valid, writable `stat`.
+    if unsafe { libc::fstat(fd, &raw mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+/// Give the open file disk blocks for its bytes `offset..offset + len` without
+/// changing its length or any of its bytes (`fallocate(FALLOC_FL_KEEP_SIZE)`). `Ok(false)` where
+/// the filesystem cannot allocate ahead (`EOPNOTSUPP`, e.g. NFS before 4.2): nothing
+/// is emulated (writing bytes could race another writer of the file).
+///
+/// # Errors
+/// `fallocate`'s other errors (`ENOSPC`).
+pub fn allocate_keeping_size(fd: RawFd, offset: u64, len: u64) -> io::Result<bool> {
+    let offset = libc::off_t::try_from(offset).unwrap_or(libc::off_t::MAX);
+    let len = libc::off_t::try_from(len).unwrap_or(libc::off_t::MAX);
+    // SAFETY: fallocate reads the descriptor number and two integers; with
+    // FALLOC_FL_KEEP_SIZE it changes neither the file's length nor its data.
+    if unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, offset, len) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP | libc::ENOSYS) => Ok(false),
+        _ => Err(e),
+    }
 }
 
 /// Fault the pages of a shared file mapping in, writable (`MADV_POPULATE_WRITE`), so
