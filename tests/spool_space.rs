@@ -311,12 +311,14 @@ fn a_target_disk_smaller_than_a_round_says_which_round_size_fits() {
 }
 
 /// How a case fills its journals: plain batches of `lines` lines of `line_bytes` (0:
-/// empty lines), or keyed ones with keys of `key_bytes`.
+/// empty lines), or keyed ones with keys of `key_bytes`, through `handles` handles on
+/// each journal in turn.
 #[derive(Clone, Copy, Debug)]
 struct Fill {
     lines: usize,
     line_bytes: usize,
     key_bytes: usize,
+    handles: usize,
 }
 
 /// `folders` spool folders of `per_folder` journals on the disk mounted at `disk`,
@@ -329,20 +331,23 @@ fn fill_then_drain(disk: &Path, folders: usize, per_folder: usize, fill: Fill, p
     let d = tmp();
     let targets: Vec<_> = (0..folders).map(|f| d.path().join(format!("out{f}.log"))).collect();
     let mut journals: Vec<Vec<tributary::Journal>> = Vec::new();
+    let mut more_handles: Vec<Vec<Vec<tributary::Journal>>> = Vec::new();
     let mut paths = Vec::new();
     for (f, target) in targets.iter().enumerate() {
         init(target);
         let spool = disk.join(format!("spool{f}"));
         std::fs::create_dir(&spool).unwrap();
-        let mut mine = Vec::new();
+        let (mut mine, mut more) = (Vec::new(), Vec::new());
         for i in 0..per_folder {
             let p = spool.join(format!("j{i}.journal"));
             let j = journal(&p);
             j.append(b"first").unwrap();
             mine.push(j);
+            more.push((1..fill.handles).map(|_| journal(&p)).collect::<Vec<_>>());
             paths.push(p);
         }
         journals.push(mine);
+        more_handles.push(more);
     }
     let pins: Vec<rusqlite::Connection> = paths
         .iter()
@@ -354,24 +359,42 @@ fn fill_then_drain(disk: &Path, folders: usize, per_folder: usize, fill: Fill, p
             c
         })
         .collect();
+    // Every journal file holds the blocks its checkpoint will write: checked after
+    // each round over the handles (a round of unreserved growth hid between two
+    // reservations) and at the end.
+    let holds_blocks_for_its_pages = || {
+        for p in &paths {
+            use std::os::unix::fs::MetadataExt;
+            let c = rusqlite::Connection::open(p).unwrap();
+            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+            let page: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+            let bytes = u64::try_from(pages * page).unwrap();
+            let blocks = std::fs::metadata(p).unwrap().blocks() * 512;
+            assert!(blocks >= bytes, "{case}: {} holds {blocks} bytes of blocks for {bytes} of pages", p.display());
+        }
+    };
     let pad = "p".repeat(fill.line_bytes);
     let mut stored = vec![per_folder as u64; folders]; // each journal's "first"
     let all = folders * per_folder;
     let (mut refused, mut i) = (0, 0usize);
     while refused < all {
         let (f, k) = ((i % all) / per_folder, i % per_folder);
+        let writer = match (i / all) % fill.handles {
+            0 => &journals[f][k],
+            h => &more_handles[f][k][h - 1],
+        };
         let lines: Vec<Vec<u8>> = (0..fill.lines)
             .map(|n| if fill.line_bytes == 0 { Vec::new() } else { format!("{i}-{n}-{pad}").into_bytes() })
             .collect();
         let appended = if fill.key_bytes == 0 {
-            journals[f][k].append_batch(&lines).map(|_| ())
+            writer.append_batch(&lines).map(|_| ())
         } else {
             let keyed: Vec<(Vec<u8>, &Vec<u8>)> = lines
                 .iter()
                 .enumerate()
                 .map(|(n, l)| (format!("{i:08}-{n:06}-{}", "k".repeat(fill.key_bytes)).into_bytes(), l))
                 .collect();
-            journals[f][k].append_batch_keyed(&keyed).map(|_| ())
+            writer.append_batch_keyed(&keyed).map(|_| ())
         };
         match appended {
             Ok(()) => {
@@ -384,18 +407,12 @@ fn fill_then_drain(disk: &Path, folders: usize, per_folder: usize, fill: Fill, p
             }
         }
         i += 1;
+        if i % (all * fill.handles) == 0 {
+            holds_blocks_for_its_pages();
+        }
         assert!(i < 1_000_000, "{case}: the disk never filled");
     }
-    // Every journal file holds the blocks its checkpoint will write.
-    for p in &paths {
-        use std::os::unix::fs::MetadataExt;
-        let c = rusqlite::Connection::open(p).unwrap();
-        let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
-        let page: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
-        let bytes = u64::try_from(pages * page).unwrap();
-        let blocks = std::fs::metadata(p).unwrap().blocks() * 512;
-        assert!(blocks >= bytes, "{case}: {} holds {blocks} bytes of blocks for {bytes} of pages", p.display());
-    }
+    holds_blocks_for_its_pages();
     drop(pins);
     for (f, target) in targets.iter().enumerate() {
         let mine = &journals[f];
@@ -427,13 +444,17 @@ fn fill_then_drain(disk: &Path, folders: usize, per_folder: usize, fill: Fill, p
 /// each filling it for the other (an outside tester, 4 of 4 stuck when each folder
 /// counted only its own logs); keyed appends of empty lines with 200-byte keys (an
 /// outside tester, 2 of 2 stuck while appends counted only the lines' bytes) and with
-/// 1,000-byte keys (an outside reviewer: stuck while a key counted 3 × its bytes).
+/// 1,000-byte keys (an outside reviewer: stuck while a key counted 3 × its bytes);
+/// 100 handles on one journal (an outside tester: each handle's own count of growth
+/// stayed under its threshold while together they outgrew the reservation by 1.4 MB).
 #[test]
 fn logs_a_reader_kept_from_being_checkpointed_leave_room_for_the_drain_that_follows() {
-    let plain = Fill { lines: 20, line_bytes: 1500, key_bytes: 0 };
-    let keyed = Fill { lines: 1000, line_bytes: 0, key_bytes: 200 };
-    let big_keys = Fill { lines: 700, line_bytes: 0, key_bytes: 1000 };
-    for (folders, per_folder, fill) in [(1, 1, plain), (1, 3, plain), (2, 2, plain), (1, 1, keyed), (1, 1, big_keys)] {
+    let plain = Fill { lines: 20, line_bytes: 1500, key_bytes: 0, handles: 1 };
+    let keyed = Fill { lines: 1000, line_bytes: 0, key_bytes: 200, handles: 1 };
+    let big_keys = Fill { lines: 700, line_bytes: 0, key_bytes: 1000, handles: 1 };
+    let many_handles = Fill { lines: 10, line_bytes: 1370, key_bytes: 0, handles: 100 };
+    let cases = [(1, 1, plain), (1, 3, plain), (2, 2, plain), (1, 1, keyed), (1, 1, big_keys), (1, 1, many_handles)];
+    for (folders, per_folder, fill) in cases {
         let Some(fs) = Ext4Image::mount(32) else {
             eprintln!("SKIPPED: needs root, mkfs.ext4 and a loop device");
             return;
@@ -452,7 +473,7 @@ fn a_reservation_takes_every_block_where_files_report_large_blocks() {
         eprintln!("SKIPPED: needs root, mkfs.xfs and a loop device");
         return;
     };
-    fill_then_drain(fs.path(), 1, 1, Fill { lines: 200, line_bytes: 1500, key_bytes: 0 }, true);
+    fill_then_drain(fs.path(), 1, 1, Fill { lines: 200, line_bytes: 1500, key_bytes: 0, handles: 1 }, true);
 }
 
 /// On btrfs a checkpoint takes new blocks whatever was reserved, and a store into
@@ -467,6 +488,6 @@ fn a_copy_on_write_spool_keeps_room_enough_that_no_writer_dies() {
             eprintln!("SKIPPED: needs root, mkfs.btrfs and a loop device");
             return;
         };
-        fill_then_drain(fs.path(), 1, 1, Fill { lines: 20, line_bytes: 1500, key_bytes: 0 }, pinned);
+        fill_then_drain(fs.path(), 1, 1, Fill { lines: 20, line_bytes: 1500, key_bytes: 0, handles: 1 }, pinned);
     }
 }

@@ -25,16 +25,13 @@ use crate::os::clock::deadline_after;
 use crate::os::sys;
 use crate::reader::Cursor;
 
-/// A handle reserves its journal file's blocks for checkpoints (`reserve_checkpoint_room`)
-/// once its commits may have grown the database by this much since its last
-/// reservation, which reserved [`RESERVE_AHEAD_BYTES`] beyond the database then: a
-/// reservation costs two pragmas and a `fallocate`, and between two of them the
-/// database stays inside what the last one reserved (the estimate runs ahead of the
-/// real growth).
-const RESERVE_EVERY_BYTES: u64 = 32 << 10;
-const RESERVE_AHEAD_BYTES: u64 = RESERVE_EVERY_BYTES;
-/// Counted per commit on top of twice its bytes: a commit may take a new page.
-const RESERVE_PAGE_BYTES: u64 = 4 << 10;
+/// How far beyond the database's size a reservation gives the journal file blocks;
+/// a commit after which the file holds less than half of that beyond it reserves
+/// again (so reservations come every ~16 KiB of growth, not at every commit).
+const RESERVE_AHEAD_BYTES: u64 = 32 << 10;
+/// How far below the blocks a file holds a reservation starts (`st_blocks` may count
+/// a few blocks of metadata): overlapping what is allocated costs nothing.
+const RESERVE_OVERLAP_BYTES: u64 = 64 << 10;
 /// A line's bookkeeping in the database beyond its bytes (its entry in the run's
 /// line index, with room to spare).
 const LINE_BOOKKEEPING_BYTES: u64 = 16;
@@ -372,41 +369,44 @@ impl Journal {
         ))
     }
 
-    /// After a commit that stored up to `stored` bytes: give the journal file the disk
-    /// blocks a checkpoint of what is committed will write, and
-    /// [`RESERVE_AHEAD_BYTES`] more for the commits until the next reservation
-    /// (docs/design.md, step 7). Its log may not be checkpointed for a while (a
-    /// reader's snapshot holds it back), and the checkpoint after that must not be
-    /// what takes the disk's last byte — then no record, give-back or append could
-    /// run again (an outside tester: 3 journals on an 18 MiB ext4, stuck for good
-    /// after a SIGKILL or a power cut). Taken now, the blocks count in the free space
-    /// every later append's check sees. Reserved again once the commits since may
-    /// have grown the database [`RESERVE_EVERY_BYTES`], or once the file holds fewer
-    /// blocks than reserved (a checkpoint or a give-back cut it: one `fstat` per
-    /// commit tells). Best effort: the lines are committed either way, and a disk too
-    /// full for it refuses the next append.
-    fn keep_checkpoint_room(&self, stored: u64) {
-        let grown = stored.saturating_mul(2).saturating_add(RESERVE_PAGE_BYTES);
-        let since = self.unreserved_bytes.fetch_add(grown, Ordering::AcqRel).saturating_add(grown);
+    /// After a commit: give the journal file the disk blocks a checkpoint of what is
+    /// committed will write, and [`RESERVE_AHEAD_BYTES`] more (docs/design.md, step
+    /// 7). Its log may not be checkpointed for a while (a reader's snapshot holds it
+    /// back), and the checkpoint after that must not be what takes the disk's last
+    /// byte — then no record, give-back or append could run again (an outside
+    /// tester: 3 journals on an 18 MiB ext4, stuck for good after a SIGKILL or a
+    /// power cut). Taken now, the blocks count in the free space every later
+    /// append's check sees. Decided at every commit from the file and the database as
+    /// they are (one `fstat`; the page count read inside the commit's transaction,
+    /// where it takes no lock), whoever committed before: a
+    /// per-handle count of growth let 100 handles on one journal each stay under its
+    /// threshold while together they outgrew the reservation by 1.4 MB (an outside
+    /// tester: the disk at 0 bytes, 4 of 4). Best effort: the lines are committed
+    /// either way, and a disk too full for it refuses the next append.
+    fn keep_checkpoint_room(&self) {
         let Ok(conn) = self.lock_conn() else { return };
         let file = self.files[0];
         let Some((len, blocks)) = crate::os::sqlite_file::length_and_blocks(&conn, file) else { return };
-        let reserved_to = self.reserved_to.load(Ordering::Acquire);
-        let intact = blocks >= reserved_to;
-        if since < RESERVE_EVERY_BYTES && intact {
+        let page = match self.page_bytes.load(Ordering::Acquire) {
+            0 => match conn.prepare_cached("PRAGMA page_size").and_then(|mut s| s.query_row([], |r| get_u64(r, 0))) {
+                Ok(page) => {
+                    self.page_bytes.store(page, Ordering::Release);
+                    page
+                }
+                Err(_) => return,
+            },
+            page => page,
+        };
+        let database = self.committed_pages.load(Ordering::Acquire).saturating_mul(page);
+        if blocks >= database.saturating_add(RESERVE_AHEAD_BYTES / 2) {
             return;
         }
-        self.unreserved_bytes.store(0, Ordering::Release);
-        let size = |pragma: &str| conn.prepare_cached(pragma).and_then(|mut s| s.query_row([], |r| get_u64(r, 0)));
-        let (Ok(pages), Ok(page)) = (size("PRAGMA page_count"), size("PRAGMA page_size")) else { return };
-        let to = pages.saturating_mul(page).saturating_add(RESERVE_AHEAD_BYTES);
-        // What is known to hold blocks already: the last reservation while it is
-        // intact, else the file's written length (a cut drops what lies beyond it).
-        let from = if intact { reserved_to } else { len }.min(to);
-        let done = crate::os::sqlite_file::reserve_blocks(&conn, file, from, to).unwrap_or(false);
-        // (nothing reserved: not tried again at every commit, only every
-        // RESERVE_EVERY_BYTES)
-        self.reserved_to.store(if done { to } else { 0 }, Ordering::Release);
+        let to = database.saturating_add(RESERVE_AHEAD_BYTES);
+        // From what surely holds blocks: the file's written length, or a little below
+        // the blocks it holds (XFS refuses a range larger than the free space even
+        // where most of it is allocated already).
+        let from = blocks.saturating_sub(RESERVE_OVERLAP_BYTES).max(len).min(to);
+        let _ = crate::os::sqlite_file::reserve_blocks(&conn, file, from, to);
     }
 
     /// One transaction for many requests, stored as one run (or a few, for large
@@ -436,7 +436,7 @@ impl Journal {
         self.check_spool_space(bytes)?;
         self.ensure_names_durable()?;
         let results = self.commit_requests_unchecked(batch)?;
-        self.keep_checkpoint_room(bytes);
+        self.keep_checkpoint_room();
         if let Err(gone) = self.still_in_place() {
             let last = results.iter().filter_map(|r| r.as_ref().ok()?.last().copied()).max();
             let drained = self.drained_record().ok().flatten().map_or(0, |r| r.seq);
@@ -643,8 +643,9 @@ impl Journal {
         failpoint::hit(failpoint::Point::JournalBeforeCommit);
         crate::fault::check(crate::fault::Step::JournalCommit)
             .map_err(|e| Error::io(ctx("committing appended lines"), e))?;
-        if let Err(e) = tx.commit() {
-            return Err(Self::failed_commit(&conn, ctx("committing appended lines"), e));
+        match tx.commit_counting_pages() {
+            Ok(pages) => self.committed_pages.store(pages, Ordering::Release),
+            Err(e) => return Err(Self::failed_commit(&conn, ctx("committing appended lines"), e)),
         }
         failpoint::hit(failpoint::Point::JournalAfterCommit);
         Ok(results)
@@ -754,7 +755,8 @@ impl Journal {
             .and_then(|(count, durable)| {
                 insert.execute(params![count, payload, now_ms(), run.meta, run.data, run.run_crc(), durable])
             })
-            .and_then(|_| tx.commit())
+            .and_then(|_| tx.commit_counting_pages())
+            .map(|pages| self.committed_pages.store(pages, Ordering::Release))
         {
             return Err(Self::failed_commit(&conn, ctx("committing appended lines"), e));
         }

@@ -198,16 +198,10 @@ pub struct Journal {
     /// open (a `full` writer killed between writing its commit and its fsync), never
     /// synced by anyone.
     wal_synced_since_open: AtomicBool,
-    /// What this handle's commits may have grown the database by since it last
-    /// reserved the journal file's blocks for their checkpoint (an over-estimate:
-    /// twice what they stored, plus a page per commit); a reservation is made when it
-    /// passes `RESERVE_EVERY_BYTES` in `append.rs`. Starts past it: the first commit
-    /// reserves.
-    unreserved_bytes: AtomicU64,
-    /// The length the last reservation gave blocks to (0: none): a file holding fewer
-    /// blocks was cut since (a checkpoint truncates to the database's pages, a
-    /// give-back shrinks it), and is reserved again at the next commit.
-    reserved_to: AtomicU64,
+    /// The journal's page size in bytes, once read (0: not yet; it never changes).
+    page_bytes: AtomicU64,
+    /// The database's size in pages as this handle's last append committed it.
+    committed_pages: AtomicU64,
     /// The process that opened this handle (a handle does not survive `fork()`).
     pid: u32,
 }
@@ -346,6 +340,15 @@ impl<'c> WriteTx<'c> {
         self.conn.prepare_cached("COMMIT")?.execute([])?;
         self.committed = true;
         Ok(())
+    }
+
+    /// COMMIT, returning the database's size in pages as committed (read inside the
+    /// transaction, where it costs no lock: an append's checkpoint reservation needs
+    /// it, `append.rs`).
+    pub(super) fn commit_counting_pages(self) -> rusqlite::Result<u64> {
+        let pages = self.conn.prepare_cached("PRAGMA page_count")?.query_row([], |r| schema::get_u64(r, 0))?;
+        self.commit()?;
+        Ok(pages)
     }
 }
 

@@ -513,8 +513,8 @@ impl Journal {
             gone: AtomicBool::new(false),
             names_durable: AtomicBool::new(create),
             wal_synced_since_open: AtomicBool::new(false),
-            unreserved_bytes: AtomicU64::new(u64::MAX / 2),
-            reserved_to: AtomicU64::new(0),
+            page_bytes: AtomicU64::new(0),
+            committed_pages: AtomicU64::new(0),
             pid: crate::os::sys::current_pid(),
         })
     }

@@ -30,9 +30,10 @@ struct UnixFileHead {
     h: libc::c_int,
 }
 
-/// The descriptor `SQLite` holds for `conn`'s main database file, if it is the file
-/// with `(dev, ino)` (`None`: not open, or not recognisably so).
-fn main_file_descriptor(conn: &Connection, dev_ino: (u64, u64)) -> Option<RawFd> {
+/// The descriptor `SQLite` holds for `conn`'s main database file, with its length and
+/// the bytes of blocks it holds, if it is the file with `(dev, ino)` (`None`: not
+/// open, or not recognisably so). One `fstat`.
+fn main_file(conn: &Connection, dev_ino: (u64, u64)) -> Option<(RawFd, u64, u64)> {
     let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
     // SAFETY: the handle is this open connection's, used by this thread only (the
     // journal's connection mutex is held by the caller; rusqlite connections are not
@@ -54,7 +55,11 @@ fn main_file_descriptor(conn: &Connection, dev_ino: (u64, u64)) -> Option<RawFd>
     // at least that long: `szOsFile`), and a `c_int` read from it is a plain integer
     // whatever it holds — it is used only once `fstat` confirms it names the file.
     let fd = unsafe { (*file.cast::<UnixFileHead>()).h };
-    (fd >= 0 && crate::os::sys::fd_dev_ino(fd).is_ok_and(|id| id == dev_ino)).then_some(fd)
+    if fd < 0 {
+        return None;
+    }
+    let (id, len, blocks) = crate::os::sys::fd_identity_length_blocks(fd).ok()?;
+    (id == dev_ino).then_some((fd, len, blocks))
 }
 
 /// Give `conn`'s main database file — the journal file with `(dev, ino)` — disk
@@ -67,7 +72,7 @@ fn main_file_descriptor(conn: &Connection, dev_ino: (u64, u64)) -> Option<RawFd>
 /// # Errors
 /// `fallocate`'s error (`ENOSPC`: the disk is too full for it).
 pub(crate) fn reserve_blocks(conn: &Connection, dev_ino: (u64, u64), from: u64, to: u64) -> io::Result<bool> {
-    let Some(fd) = main_file_descriptor(conn, dev_ino) else { return Ok(false) };
+    let Some((fd, _, _)) = main_file(conn, dev_ino) else { return Ok(false) };
     if to <= from {
         return Ok(true);
     }
@@ -77,8 +82,7 @@ pub(crate) fn reserve_blocks(conn: &Connection, dev_ino: (u64, u64), from: u64, 
 /// The length of `conn`'s main database file and the bytes of disk blocks it holds
 /// (`st_size`, `st_blocks` × 512).
 pub(crate) fn length_and_blocks(conn: &Connection, dev_ino: (u64, u64)) -> Option<(u64, u64)> {
-    let fd = main_file_descriptor(conn, dev_ino)?;
-    crate::os::sys::fd_length_and_blocks(fd).ok()
+    main_file(conn, dev_ino).map(|(_, len, blocks)| (len, blocks))
 }
 
 #[cfg(test)]
@@ -97,8 +101,8 @@ mod tests {
         conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x)").unwrap();
         let md = std::fs::metadata(&p).unwrap();
         let id = (md.dev(), md.ino());
-        assert!(main_file_descriptor(&conn, id).is_some());
-        assert!(main_file_descriptor(&conn, (id.0, id.1 + 1)).is_none(), "another inode must not match");
+        assert!(main_file(&conn, id).is_some());
+        assert!(main_file(&conn, (id.0, id.1 + 1)).is_none(), "another inode must not match");
         let (len, before) = length_and_blocks(&conn, id).unwrap();
         assert!(reserve_blocks(&conn, id, len, 1 << 20).unwrap(), "tmp's filesystem cannot fallocate?");
         assert!(length_and_blocks(&conn, id).unwrap().1 >= (1 << 20).max(before));

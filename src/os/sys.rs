@@ -644,24 +644,16 @@ pub fn space(path: &Path) -> io::Result<Space> {
     })
 }
 
-/// `(st_dev, st_ino)` of an open descriptor.
+/// An open descriptor's `(st_dev, st_ino)`, length, and bytes of disk blocks
+/// (`st_blocks` × 512): one `fstat`.
 ///
 /// # Errors
 /// `fstat`'s error (`EBADF` for a descriptor that is not open).
-pub fn fd_dev_ino(fd: RawFd) -> io::Result<(u64, u64)> {
+pub fn fd_identity_length_blocks(fd: RawFd) -> io::Result<((u64, u64), u64, u64)> {
     let st = fstat(fd)?;
     #[allow(clippy::unnecessary_cast)] // the field widths differ between targets
-    Ok((st.st_dev as u64, st.st_ino as u64))
-}
-
-/// An open file's length and the bytes of disk blocks it holds (`st_size`,
-/// `st_blocks` × 512).
-///
-/// # Errors
-/// `fstat`'s error.
-pub fn fd_length_and_blocks(fd: RawFd) -> io::Result<(u64, u64)> {
-    let st = fstat(fd)?;
-    Ok((u64::try_from(st.st_size).unwrap_or(0), u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512)))
+    let id = (st.st_dev as u64, st.st_ino as u64);
+    Ok((id, u64::try_from(st.st_size).unwrap_or(0), u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512)))
 }
 
 fn fstat(fd: RawFd) -> io::Result<libc::stat> {
