@@ -369,44 +369,35 @@ impl Journal {
         ))
     }
 
-    /// After a commit: give the journal file the disk blocks a checkpoint of what is
-    /// committed will write, and [`RESERVE_AHEAD_BYTES`] more (docs/design.md, step
-    /// 7). Its log may not be checkpointed for a while (a reader's snapshot holds it
-    /// back), and the checkpoint after that must not be what takes the disk's last
-    /// byte — then no record, give-back or append could run again (an outside
+    /// COMMIT an append's transaction, then give the journal file the disk blocks a
+    /// checkpoint of what is committed will write, and [`RESERVE_AHEAD_BYTES`] more
+    /// (docs/design.md, step 7), still holding the connection. Its log may not be
+    /// checkpointed for a while (a reader's snapshot holds it back), and the
+    /// checkpoint after that must not be what takes the disk's last byte — then no record, give-back or append could run again (an outside
     /// tester: 3 journals on an 18 MiB ext4, stuck for good after a SIGKILL or a
     /// power cut). Taken now, the blocks count in the free space every later
     /// append's check sees. Decided at every commit from the file and the database as
-    /// they are (one `fstat`; the page count read inside the commit's transaction,
-    /// where it takes no lock), whoever committed before: a
+    /// they are (one `fstat`; the database's size read inside the transaction, where
+    /// it takes no lock), whoever committed before: a
     /// per-handle count of growth let 100 handles on one journal each stay under its
     /// threshold while together they outgrew the reservation by 1.4 MB (an outside
-    /// tester: the disk at 0 bytes, 4 of 4). Best effort: the lines are committed
-    /// either way, and a disk too full for it refuses the next append.
-    fn keep_checkpoint_room(&self) {
-        let Ok(conn) = self.lock_conn() else { return };
+    /// tester: the disk at 0 bytes, 4 of 4). Only the COMMIT's error is returned: the
+    /// reservation is best effort (the lines are committed either way, and a disk too
+    /// full for it refuses the next append).
+    fn commit_keeping_room(&self, conn: &rusqlite::Connection, tx: WriteTx<'_>) -> rusqlite::Result<()> {
+        let database = tx.commit_counting_bytes()?;
         let file = self.files[0];
-        let Some((len, blocks)) = crate::os::sqlite_file::length_and_blocks(&conn, file) else { return };
-        let page = match self.page_bytes.load(Ordering::Acquire) {
-            0 => match conn.prepare_cached("PRAGMA page_size").and_then(|mut s| s.query_row([], |r| get_u64(r, 0))) {
-                Ok(page) => {
-                    self.page_bytes.store(page, Ordering::Release);
-                    page
-                }
-                Err(_) => return,
-            },
-            page => page,
-        };
-        let database = self.committed_pages.load(Ordering::Acquire).saturating_mul(page);
+        let Some((len, blocks)) = crate::os::sqlite_file::length_and_blocks(conn, file) else { return Ok(()) };
         if blocks >= database.saturating_add(RESERVE_AHEAD_BYTES / 2) {
-            return;
+            return Ok(());
         }
         let to = database.saturating_add(RESERVE_AHEAD_BYTES);
         // From what surely holds blocks: the file's written length, or a little below
         // the blocks it holds (XFS refuses a range larger than the free space even
         // where most of it is allocated already).
         let from = blocks.saturating_sub(RESERVE_OVERLAP_BYTES).max(len).min(to);
-        let _ = crate::os::sqlite_file::reserve_blocks(&conn, file, from, to);
+        let _ = crate::os::sqlite_file::reserve_blocks(conn, file, from, to);
+        Ok(())
     }
 
     /// One transaction for many requests, stored as one run (or a few, for large
@@ -436,7 +427,6 @@ impl Journal {
         self.check_spool_space(bytes)?;
         self.ensure_names_durable()?;
         let results = self.commit_requests_unchecked(batch)?;
-        self.keep_checkpoint_room();
         if let Err(gone) = self.still_in_place() {
             let last = results.iter().filter_map(|r| r.as_ref().ok()?.last().copied()).max();
             let drained = self.drained_record().ok().flatten().map_or(0, |r| r.seq);
@@ -643,9 +633,8 @@ impl Journal {
         failpoint::hit(failpoint::Point::JournalBeforeCommit);
         crate::fault::check(crate::fault::Step::JournalCommit)
             .map_err(|e| Error::io(ctx("committing appended lines"), e))?;
-        match tx.commit_counting_pages() {
-            Ok(pages) => self.committed_pages.store(pages, Ordering::Release),
-            Err(e) => return Err(Self::failed_commit(&conn, ctx("committing appended lines"), e)),
+        if let Err(e) = self.commit_keeping_room(&conn, tx) {
+            return Err(Self::failed_commit(&conn, ctx("committing appended lines"), e));
         }
         failpoint::hit(failpoint::Point::JournalAfterCommit);
         Ok(results)
@@ -755,8 +744,7 @@ impl Journal {
             .and_then(|(count, durable)| {
                 insert.execute(params![count, payload, now_ms(), run.meta, run.data, run.run_crc(), durable])
             })
-            .and_then(|_| tx.commit_counting_pages())
-            .map(|pages| self.committed_pages.store(pages, Ordering::Release))
+            .and_then(|_| self.commit_keeping_room(&conn, tx))
         {
             return Err(Self::failed_commit(&conn, ctx("committing appended lines"), e));
         }

@@ -45,7 +45,7 @@ mod waits;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -198,10 +198,6 @@ pub struct Journal {
     /// open (a `full` writer killed between writing its commit and its fsync), never
     /// synced by anyone.
     wal_synced_since_open: AtomicBool,
-    /// The journal's page size in bytes, once read (0: not yet; it never changes).
-    page_bytes: AtomicU64,
-    /// The database's size in pages as this handle's last append committed it.
-    committed_pages: AtomicU64,
     /// The process that opened this handle (a handle does not survive `fork()`).
     pid: u32,
 }
@@ -342,13 +338,14 @@ impl<'c> WriteTx<'c> {
         Ok(())
     }
 
-    /// COMMIT, returning the database's size in pages as committed (read inside the
+    /// COMMIT, returning the database's size in bytes as committed (read inside the
     /// transaction, where it costs no lock: an append's checkpoint reservation needs
     /// it, `append.rs`).
-    pub(super) fn commit_counting_pages(self) -> rusqlite::Result<u64> {
-        let pages = self.conn.prepare_cached("PRAGMA page_count")?.query_row([], |r| schema::get_u64(r, 0))?;
+    pub(super) fn commit_counting_bytes(self) -> rusqlite::Result<u64> {
+        let pragma = |p: &str| self.conn.prepare_cached(p)?.query_row([], |r| schema::get_u64(r, 0));
+        let bytes = pragma("PRAGMA page_count")?.saturating_mul(pragma("PRAGMA page_size")?);
         self.commit()?;
-        Ok(pages)
+        Ok(bytes)
     }
 }
 

@@ -13,7 +13,7 @@ use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -513,8 +513,6 @@ impl Journal {
             gone: AtomicBool::new(false),
             names_durable: AtomicBool::new(create),
             wal_synced_since_open: AtomicBool::new(false),
-            page_bytes: AtomicU64::new(0),
-            committed_pages: AtomicU64::new(0),
             pid: crate::os::sys::current_pid(),
         })
     }

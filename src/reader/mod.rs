@@ -289,12 +289,9 @@ impl Reader {
         } else if let Some(r) = m.rotated.get(&self.generation) {
             r.len
         } else if self.at_start_of_oldest && self.offset == 0 && self.generation < m.generation {
+            // (the next file opened resets what was known of the old one)
             self.generation = m.rotated.keys().next().copied().unwrap_or(m.generation);
             self.file = None;
-            self.fresh_len = 0;
-            self.content_checked = 0;
-            self.shared = None;
-            self.clean_below = 0;
             self.limit = 0;
             self.buf.clear();
             self.buf_pos = 0;
