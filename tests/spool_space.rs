@@ -377,6 +377,8 @@ fn fill_then_drain(disk: &Path, folders: usize, per_folder: usize, fill: Fill, p
     let mut stored = vec![per_folder as u64; folders]; // each journal's "first"
     let all = folders * per_folder;
     let (mut refused, mut i) = (0, 0usize);
+    // Refusals that name the reader holding the log back (the advice that helps).
+    let mut says_pinned = 0;
     while refused < all {
         let (f, k) = ((i % all) / per_folder, i % per_folder);
         let writer = match (i / all) % fill.handles {
@@ -403,6 +405,7 @@ fn fill_then_drain(disk: &Path, folders: usize, per_folder: usize, fill: Fill, p
             }
             Err(e) => {
                 assert!(e.to_string().contains("kept for recording drains"), "{case}: {e}");
+                says_pinned += usize::from(e.to_string().contains("keeps a read transaction open on this journal"));
                 refused += 1;
             }
         }
@@ -413,6 +416,7 @@ fn fill_then_drain(disk: &Path, folders: usize, per_folder: usize, fill: Fill, p
         assert!(i < 1_000_000, "{case}: the disk never filled");
     }
     holds_blocks_for_its_pages();
+    assert_eq!(says_pinned > 0, pinned, "{case}: {says_pinned} refusal(s) named a reader holding the log back");
     drop(pins);
     for (f, target) in targets.iter().enumerate() {
         let mine = &journals[f];

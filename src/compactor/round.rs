@@ -203,10 +203,16 @@ impl Compactor {
         drop(file);
         failpoint::hit(failpoint::Point::DrainAfterUnlock);
         // Step 7: record in each journal how far it is drained; delete those rows.
-        for_each_journal(&written.local(), |(index, t)| {
+        let local = written.local();
+        for_each_journal(&local, |(index, t)| {
             journals[*index].record_drained(&committed.target_id, t.last_seq, t.last_crc, t.chain)
         })?;
-        self.catch_up_records(journals, &committed)?;
+        // (a journal just recorded is at its watermark: not read again)
+        let mut recorded = vec![false; journals.len()];
+        for (index, _) in &local {
+            recorded[*index] = true;
+        }
+        self.catch_up_records(journals, &committed, &recorded)?;
         report.rounds = 1;
         report.epoch = committed.epoch;
         for (source, t) in &written.taken {
@@ -549,9 +555,13 @@ impl Compactor {
     /// or failed between steps 5 and 7): safe to redo at any time. Rows are deleted on
     /// the strength of the manifest just read, whose slot write may not be durable yet
     /// (its writer can have died before its fdatasync), so fdatasync the lock file first.
-    pub(super) fn catch_up_records(&self, journals: &[Journal], manifest: &Manifest) -> Result<()> {
+    /// `recorded[i]`: journal `i` was recorded at this manifest by the caller (skipped).
+    pub(super) fn catch_up_records(&self, journals: &[Journal], manifest: &Manifest, recorded: &[bool]) -> Result<()> {
         let mut lagging = Vec::new();
-        for j in journals {
+        for (i, j) in journals.iter().enumerate() {
+            if recorded.get(i) == Some(&true) {
+                continue;
+            }
             if let Some(w) = manifest.watermarks.get(&j.id()) {
                 if j.drained_record()?.map_or(0, |r| r.seq) < w.last_seq {
                     lagging.push((j, *w));
@@ -780,7 +790,7 @@ impl Round<'_> {
     fn idle(self) -> Result<(DrainReport, Manifest)> {
         let Round { compactor, journals, lock, manifest, report, .. } = self;
         drop(lock);
-        compactor.catch_up_records(journals, &manifest)?;
+        compactor.catch_up_records(journals, &manifest, &[])?;
         Ok((report, manifest))
     }
 

@@ -342,12 +342,17 @@ impl Journal {
         // Whether a drain could make the room: it gives back at most what the
         // journal's own files hold (helper-29: "drain the journal" was the
         // advice on a disk other files had filled).
-        let own: u64 = [self.path.clone(), super::files::wal_path(&self.path)]
-            .iter()
-            .filter_map(|p| std::fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum();
-        let advice = if own >= needed - free {
+        let len = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let wal = len(&super::files::wal_path(&self.path));
+        let own = len(&self.path) + wal;
+        let advice = if self.log_held_by_a_reader() {
+            // (an outside tester's full spool: "drain the journal" could not help then)
+            format!(
+                "Its log holds {wal} bytes that cannot be checkpointed while a process keeps a read transaction \
+                 open on this journal (a long query, an open sqlite3 shell, a reader that does not finish): end \
+                 it, then drain the journal (a drain gives its space back), or free space on that disk, then retry"
+            )
+        } else if own >= needed - free {
             "Drain the journal (a drain gives its space back), free space on that disk, or append smaller \
              batches, then retry"
                 .to_string()
@@ -367,6 +372,17 @@ impl Journal {
             ),
             io::Error::from_raw_os_error(libc::ENOSPC),
         ))
+    }
+
+    /// Whether a reader's snapshot keeps the journal's log from being checkpointed: a
+    /// passive checkpoint (what `SQLite` runs after commits anyway) leaves frames that a
+    /// read transaction still needs. Asked only when an append is refused for space.
+    fn log_held_by_a_reader(&self) -> bool {
+        let Ok(conn) = self.lock_conn() else { return false };
+        let counts = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        matches!(counts, Ok((0, log, done)) if done < log)
     }
 
     /// COMMIT an append's transaction, then give the journal file the disk blocks a
