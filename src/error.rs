@@ -292,7 +292,7 @@ impl ErrorKind {
             ErrorKind::TornTarget => "The target does not end with `\\n` where it must (an adopted file's last line is partial, an interrupted rotation left a wrong length); nothing was touched.",
             ErrorKind::JournalRestored => "The journal does not match what the target committed for it: restored from an older copy, or a clone (copied and written to on both copies).",
             ErrorKind::JournalForeign => "The journal was drained into another target before (or this target's manifest was reset).",
-            ErrorKind::UnsafeFilesystem => "A journal on a network filesystem, a target on a mount whose locks are host-local, or a sidecar folder anyone can write to.",
+            ErrorKind::UnsafeFilesystem => "A journal on a network filesystem, a target on a mount whose locks are host-local (NFS `nolock`; sshfs, bindfs and other FUSE filesystems that keep locks per mount), or a sidecar folder anyone can write to.",
             ErrorKind::NotAJournal => "The file is not a tributary journal, or (opened as one) not a cursor store: junk, another database, a journal given as a store, a symlink, an unsupported format.",
             ErrorKind::Io => "An operating-system I/O error (the message says what tributary was doing): a full disk, a share that went away, too many open files.",
             ErrorKind::Sqlite => "An SQLite error from a journal (e.g. `database is locked` past the busy timeout).",

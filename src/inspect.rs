@@ -57,6 +57,7 @@ impl VerifyReport {
 pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
     let target = target.as_ref();
     crate::os::fscheck::check_target_name(target)?;
+    crate::os::fscheck::check_target_fuse(target)?;
     let sidecar = Sidecar::for_target(target);
     let load = || {
         Manifest::load(&sidecar)?.ok_or_else(|| {
@@ -412,6 +413,7 @@ pub fn status_all(target: impl AsRef<Path>, spool: Option<&Path>, opts: &Journal
 /// [`status_all`] when `lenient`, else [`status_with`].
 fn status_of(target: &Path, spool: Option<&Path>, opts: &JournalOptions, lenient: bool) -> Result<StatusReport> {
     crate::os::fscheck::check_target_name(target)?;
+    crate::os::fscheck::check_target_fuse(target)?;
     let sidecar = Sidecar::for_target(target);
     let View { manifest, len: target_len, cut, settled } = view(target, &sidecar)?;
     let lost_sidecar = if manifest.is_none() { sidecar.emptied(target).map(|e| e.to_string()) } else { None };

@@ -12,6 +12,8 @@ ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need+=(faketime)
 # tests/spool_space.rs makes XFS and btrfs images
 command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
 command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs)
+# tests/hostile_targets.rs reaches a target through bindfs (a FUSE mount whose locks stay in it)
+command -v bindfs >/dev/null || need+=(bindfs)
 if [ ${#need[@]} != 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -q "${need[@]}" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "${need[@]}" >/dev/null; }

@@ -17,7 +17,7 @@ const NETWORK_FS_MAGICS: &[(i64, &str)] = &[
     (0xFF53_4D42, "CIFS"),
     (0xFE53_4D42, "SMB2"),
     (0x00C3_6400, "CephFS"),
-    (0x6573_5546, "FUSE (GlusterFS, sshfs, ceph-fuse, ...)"),
+    (FUSE_MAGIC, "FUSE (GlusterFS, sshfs, ceph-fuse, ...)"),
     (0x5346_414F, "AFS"),
     (0x6B41_4653, "kAFS"),
     (0x7375_7245, "Coda"),
@@ -167,10 +167,64 @@ fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
     Some(MountEntry { mount_point: unescape_mount_path(lf[4]), fs_type: rf[0].to_string(), options })
 }
 
+/// FUSE filesystems whose record locks are their servers' — one lock for every client
+/// mount — and whose sizes `fsync` + `statx(AT_STATX_FORCE_SYNC)` fetch fresh
+/// (`/proc/self/mountinfo` types; `fuseblk` is a local block device's, one mount).
+const FUSE_SHARED_LOCKS: &[&str] = &["fuse.glusterfs", "fuse.ceph-fuse", "fuseblk"];
+
+/// Further FUSE types an operator vouches for, comma-separated (docs/multihost.md).
+pub const FUSE_SHARED_LOCKS_VAR: &str = "TRIBUTARY_FUSE_SHARED_LOCKS";
+
+/// Refuse a target on a FUSE filesystem not known to share its locks across mounts
+/// (rule 6 of docs/design.md): sshfs, bindfs, s3fs, rclone and most FUSE filesystems
+/// leave record locks to the kernel, which keeps them per mount, so two compactors
+/// through two mounts both "hold" the lock (an outside tester: 1,162 lines lost and
+/// 1,162 duplicated through two sshfs mounts; bindfs beside the real folder rolled a
+/// watermark back), and their attribute caches are not bypassed (a reader on another
+/// sshfs mount saw the target "truncated"). For every front end that touches a target:
+/// drains, `init`, readers, `verify`, `status`. One `statfs`, and `/proc/self/mountinfo`
+/// only on FUSE.
+pub fn check_target_fuse(target: &Path) -> Result<()> {
+    let dir = parent_dir(target);
+    if !sys::statfs_magic(&dir).is_ok_and(|magic| magic == FUSE_MAGIC) {
+        return Ok(());
+    }
+    let Some(m) = mount_of(&dir) else { return Ok(()) };
+    let vouched = std::env::var(FUSE_SHARED_LOCKS_VAR).unwrap_or_default();
+    if !fuse_locks_unshared(&m.fs_type, &vouched) {
+        return Ok(());
+    }
+    Err(Error::UnsafeFilesystem {
+        path: target.to_path_buf(),
+        detail: format!(
+            "the target's mount {} is `{}`, a FUSE filesystem whose locks are not known to be shared by its \
+             mounts: sshfs, bindfs and most FUSE filesystems keep a lock inside one mount, so two compactors \
+             reaching the target through two mounts would both hold it and lose lines. Put the target on \
+             GlusterFS, CephFS, NFS with locking, or a local disk; if this filesystem's server does enforce \
+             POSIX locks for every client mount, name its type in the environment: {FUSE_SHARED_LOCKS_VAR}={}",
+            m.mount_point.display(),
+            m.fs_type,
+            m.fs_type
+        ),
+    })
+}
+
+/// The FUSE `statfs` magic.
+const FUSE_MAGIC: i64 = 0x6573_5546;
+
+/// Whether a FUSE mount of `fs_type` keeps its locks per mount: not a known type with
+/// shared locks, nor one named in `vouched` (comma-separated).
+fn fuse_locks_unshared(fs_type: &str, vouched: &str) -> bool {
+    let named = |t: &str| t == fs_type || fs_type.starts_with(&format!("{t}."));
+    !FUSE_SHARED_LOCKS.iter().any(|t| named(t)) && !vouched.split(',').map(str::trim).any(|t| !t.is_empty() && named(t))
+}
+
 /// Refuse a target on a mount whose locks are host-local (NFS `nolock`,
-/// `local_lock=all|posix`): two hosts would both "hold" the lock. tributary takes OFD
+/// `local_lock=all|posix`, a FUSE filesystem that keeps locks per mount: [`check_target_fuse`]):
+/// two hosts would both "hold" the lock. tributary takes OFD
 /// locks, which the NFS client handles as POSIX locks, so `local_lock=flock` is fine.
 pub fn check_target_mount(target: &Path) -> Result<()> {
+    check_target_fuse(target)?;
     let dir = parent_dir(target);
     let Some(m) = mount_of(&dir) else { return Ok(()) };
     if let Some(reason) = host_local_lock_reason(&m) {
@@ -216,6 +270,18 @@ mod tests {
         assert_eq!(host_local_lock_reason(&ok), None);
         let ext = parse_mountinfo_line("1 0 8:1 / / rw - ext4 /dev/sda1 rw,nolock").unwrap();
         assert_eq!(host_local_lock_reason(&ext), None);
+    }
+
+    #[test]
+    fn only_fuse_types_known_or_vouched_for_share_their_locks() {
+        for shared in ["fuse.glusterfs", "fuse.ceph-fuse", "fuseblk"] {
+            assert!(!fuse_locks_unshared(shared, ""), "{shared}");
+        }
+        for alone in ["fuse.sshfs", "fuse", "fuse.bindfs", "fuse.rclone", "fuse.glusterfsx"] {
+            assert!(fuse_locks_unshared(alone, ""), "{alone}");
+        }
+        assert!(!fuse_locks_unshared("fuse.juicefs", "fuse.mfs, fuse.juicefs"));
+        assert!(fuse_locks_unshared("fuse.sshfs", " ,fuse.juicefs"));
     }
 
     #[test]

@@ -110,6 +110,7 @@ impl Reader {
     pub fn open(target: impl AsRef<Path>, offset: u64) -> Result<Reader> {
         let target = target.as_ref();
         crate::os::fscheck::check_target_name(target)?;
+        crate::os::fscheck::check_target_fuse(target)?;
         let generation = load_manifest(&Sidecar::for_target(target))?.map_or(1, |m| m.generation);
         Self::open_at(target, Cursor::at(generation, offset))
     }
@@ -134,6 +135,7 @@ impl Reader {
     pub fn open_at(target: impl AsRef<Path>, cursor: Cursor) -> Result<Reader> {
         let target = target.as_ref().to_path_buf();
         crate::os::fscheck::check_target_name(&target)?;
+        crate::os::fscheck::check_target_fuse(&target)?;
         if cursor.generation == 0 && cursor.offset != 0 {
             return Err(Error::InvalidArgument(format!(
                 "cursor {cursor}: generation 0 means the oldest generation kept and needs offset 0"

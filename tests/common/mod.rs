@@ -260,6 +260,41 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A bindfs view of `real` (a FUSE filesystem that leaves record locks to the kernel,
+/// which keeps them per mount: like sshfs, rclone and most FUSE filesystems), mounted
+/// on a temp folder (root only: `None` otherwise), unmounted on drop.
+#[allow(dead_code)]
+pub struct Bindfs {
+    pub dir: tempfile::TempDir,
+}
+
+#[allow(dead_code)]
+impl Bindfs {
+    pub fn mount(real: &Path) -> Option<Bindfs> {
+        if !is_root() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let st = Command::new("bindfs").arg(real).arg(dir.path()).status();
+        assert!(
+            st.as_ref().is_ok_and(|s| s.success()),
+            "bindfs {} failed ({st:?}): install it (Debian package bindfs; scripts/test.d/10-rust.sh does)",
+            real.display()
+        );
+        Some(Bindfs { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Bindfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
 /// A small ext4 filesystem with 1 KiB blocks (what `mkfs.ext4` makes below 512 MiB) —
 /// or another filesystem (`mount_xfs_largeio`) — in an image on a loop device,
 /// mounted on a temp folder (root only), unmounted on drop.
