@@ -602,12 +602,14 @@ pub fn fd_usage() -> Option<(u64, u64)> {
     }
 }
 
-/// Bytes an unprivileged process can still write on the filesystem holding `path`.
+/// Bytes an unprivileged process can still write on the filesystem holding `path`;
+/// `u64::MAX` on one that counts no blocks (ramfs: 0 total, 0 free — not full; an
+/// outside tester's journal there was refused as "0 bytes free").
 ///
 /// # Errors
 /// `statfs`'s error (e.g. `NotFound`); `Other` for a path containing a NUL byte.
 pub fn free_bytes(path: &Path) -> io::Result<u64> {
-    space(path).map(|s| s.free)
+    space(path).map(|s| if s.total == 0 { u64::MAX } else { s.free })
 }
 
 /// The filesystem holding a path: its kind and its room.

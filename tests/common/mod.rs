@@ -244,6 +244,15 @@ impl Tmpfs {
         ok.then_some(Tmpfs { dir })
     }
 
+    /// ramfs instead: no size limit and no block accounting (`statfs` counts 0 blocks).
+    #[allow(dead_code)]
+    pub fn mount_ramfs() -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok =
+            Command::new("mount").args(["-t", "ramfs", "ramfs"]).arg(dir.path()).status().is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs { dir })
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
