@@ -102,3 +102,52 @@ def test_close_in_a_child_forked_during_a_call_neither_waits_nor_frees(spool: Pa
     t.join(HANG_GUARD)
     assert got == [b"after the fork"]
     reader.close()
+
+
+def _close_in_a_thread(obj) -> threading.Thread:
+    """close() on another thread; the caller joins it, bounded by HANG_GUARD."""
+    t = threading.Thread(target=obj.close, name="closer", daemon=True)
+    t.start()
+    t.join(HANG_GUARD)
+    return t
+
+
+def test_a_call_left_by_an_exception_between_borrow_and_release_does_not_hang_close(spool: Path):
+    """A Ctrl-C (any exception a signal handler raises) landing between a call's borrow
+    of the handle and its release: an outside tester's logging loop caught the
+    KeyboardInterrupts and went on, and close() — and interpreter exit — then waited
+    for ever for calls that had ended."""
+    j = tributary.Journal(spool / "a.journal")
+
+    def interrupted() -> None:
+        j._borrow()
+        raise KeyboardInterrupt  # where a signal handler's exception can land
+
+    for _ in range(3):
+        with pytest.raises(KeyboardInterrupt):
+            interrupted()
+    j.append(b"still usable")
+    t = _close_in_a_thread(j)
+    assert not t.is_alive(), f"close() still waits after {HANG_GUARD} s for calls that ended"
+    assert j.closed
+
+
+def test_close_from_inside_a_call_on_the_same_thread_is_refused_not_a_deadlock(spool: Path):
+    """A signal handler or a callback that closes the object while a call on it is in
+    flight on the same thread: that call cannot end while close() waits for it (a
+    deadlock), and freeing the handle under it would crash: refused, the object open."""
+    j = tributary.Journal(spool / "a.journal")
+
+    def inside_a_call() -> None:
+        j._borrow()
+        try:
+            with pytest.raises(tributary.InvalidArgumentError, match="from inside a call on it"):
+                j.close()
+            assert not j.closed, "the refused close() closed it"
+            j.append(b"still open")
+        finally:
+            j._release()
+
+    inside_a_call()
+    t = _close_in_a_thread(j)
+    assert not t.is_alive() and j.closed

@@ -15,7 +15,7 @@ from typing import Optional
 from . import _ffi
 from ._ffi import call, error_from, fspath_bytes, lib
 from ._journal import DEFAULT_MAX_LINE_BYTES, Line, _fill_journal_options, _line_bytes
-from ._managed import Managed
+from ._managed import Managed, _frame
 from ._util import PathLike, Seconds, _arg_error, _positive_int
 
 __all__ = ["Appender", "AppenderStats"]
@@ -159,8 +159,7 @@ class Appender(Managed):
             return
         with self._cond:
             handle, self._handle = self._handle, None
-            while self._busy:
-                self._cond.wait()
+            self._wait_for_calls(handle)
         _open.discard(self)
         if handle is not None:
             err = _ffi.trib_error_p()
@@ -184,10 +183,10 @@ class Appender(Managed):
         # Once per log record: Managed._call's borrow and release, inlined; no result
         # storage unless the queue can drop (it is always queued otherwise).
         data = line if type(line) is bytes else _line_bytes(line)
-        cond = self._cond
+        cond, calls, frame = self._cond, self._calls, _frame()
         with cond:
             handle = self._check()
-            self._busy += 1
+            calls[frame] = None
         try:
             err = _ffi.trib_error_p()
             if self._drops:
@@ -197,8 +196,8 @@ class Appender(Managed):
                 rc = _push(handle, data, len(data), None, byref(err))
         finally:
             with cond:
-                self._busy -= 1
-                if not self._busy:
+                calls.pop(frame, None)
+                if not calls:
                     cond.notify_all()
         if rc:
             raise error_from(rc, err)

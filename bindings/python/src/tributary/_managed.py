@@ -14,13 +14,27 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import threading
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Dict, Optional, Set, TypeVar
 
 from ._ffi import call
 from .errors import InvalidArgumentError
 
 _M = TypeVar("_M", bound="Managed")
+
+_frame = sys._getframe
+
+
+def _running_frames() -> Set[Any]:
+    """Every frame some thread is executing now (each thread's stack)."""
+    running: Set[Any] = set()
+    for top in sys._current_frames().values():
+        f: Any = top
+        while f is not None:
+            running.add(f)
+            f = f.f_back
+    return running
 
 
 class Managed:
@@ -50,7 +64,11 @@ class Managed:
         self._handle = None
         self._pid = os.getpid()
         self._cond = threading.Condition()
-        self._busy = 0  # calls in flight (guarded by _cond)
+        # The frame of each call in flight (guarded by _cond). Frames, not a count: an
+        # exception raised by a signal handler (Ctrl-C) between a borrow and its
+        # release leaves an entry whose frame no longer runs, which close() drops — a
+        # count stayed raised and close() (and interpreter exit) waited for ever.
+        self._calls: Dict[Any, None] = {}
 
     # -- for subclasses --
 
@@ -84,18 +102,49 @@ class Managed:
         return handle
 
     def _borrow(self) -> int:
-        """The handle for one call into the library; ``close()`` waits until the
-        matching :meth:`_release`."""
+        """The handle for one call into the library by the calling function;
+        ``close()`` waits until its matching :meth:`_release` (or until that function
+        no longer runs)."""
+        frame = _frame(1)
         with self._cond:
             handle = self._check()
-            self._busy += 1
+            self._calls[frame] = None
             return handle
 
     def _release(self) -> None:
+        frame = _frame(1)
         with self._cond:
-            self._busy -= 1
-            if self._busy == 0:
+            self._calls.pop(frame, None)
+            if not self._calls:
                 self._cond.notify_all()
+
+    def _wait_for_calls(self, handle: Optional[int]) -> None:
+        """With ``_cond`` held and the handle taken out: wait until no call on it is in
+        flight. A call whose function no longer runs was left by an exception between
+        its borrow and its release: forgotten. A call running on this thread (a signal
+        handler or a callback inside it called ``close()``) cannot end while this
+        waits: refused, the object left open."""
+        while self._calls:
+            running = _running_frames()
+            for f in [f for f in self._calls if f not in running]:
+                del self._calls[f]
+            if not self._calls:
+                return
+            mine: Set[Any] = set()
+            f: Any = _frame(1)
+            while f is not None:
+                mine.add(f)
+                f = f.f_back
+            if any(f in mine for f in self._calls):
+                self._handle = handle
+                raise InvalidArgumentError(
+                    f"close() of the {self._what()} was called from inside a call on it on the same thread (a "
+                    "signal handler or a callback): close it after that call returns",
+                    code=InvalidArgumentError.code,
+                )
+            # Woken by the last release; the timeout re-checks for a call left by an
+            # exception inside its release.
+            self._cond.wait(0.1)
 
     def _call(self, fn: Callable[..., int], *args: Any) -> None:
         """``_ffi.call(fn, handle, *args)``: a fallible call on this object's handle."""
@@ -114,8 +163,7 @@ class Managed:
             return
         with self._cond:
             handle, self._handle = self._handle, None
-            while self._busy:
-                self._cond.wait()
+            self._wait_for_calls(handle)
         if handle is not None:
             self._delete(handle)
 
