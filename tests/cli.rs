@@ -474,3 +474,79 @@ fn compact_with_flags_it_can_never_start_with_exits_3() {
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     drop(taken);
 }
+
+/// Started with stdout closed (`>&-`), the standard library gives the process
+/// `/dev/null` instead: `tail --cursor-store` printed nothing, exited 0 and stored its
+/// cursor past 10 lines the consumer never got (an outside tester). Refused now,
+/// storing nothing; `> /dev/null`, an explicit discard, still works.
+#[test]
+fn a_command_started_with_stdout_closed_is_refused_and_stores_no_cursor() {
+    let (d, spool, target) = five_drained_one_waiting();
+    let store = s(&d.path().join("cursors.db"));
+    let tail = format!("{} tail --target {} --cursor-store {store} --name x --max-lines 3", bin(), s(&target));
+    let status = format!("{} status --target {} --spool {}", bin(), s(&target), s(&spool));
+    for cmd in [&tail, &status] {
+        let out = Command::new("bash").args(["-c", &format!("exec {cmd} >&-")]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {err}");
+        assert!(err.contains("stdout is closed"), "{cmd}: {err}");
+    }
+    // the cursor was not stored: a tail that can print starts at the first line
+    let out = Command::new("bash").args(["-c", &tail]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("s-000000\n"), "{}", String::from_utf8_lossy(&out.stdout));
+    let discard = Command::new("bash").args(["-c", &format!("exec {status} > /dev/null")]).output().unwrap();
+    assert!(discard.status.success(), "{}", String::from_utf8_lossy(&discard.stderr));
+}
+
+/// The daemon's stderr is a log it must survive losing (a log shipper that exited,
+/// `2>/dev/full`): the first problem it reported — a junk file in the spool — panicked
+/// it (exit 101) and nothing drained after (an outside tester). And a file reaching
+/// `ulimit -f` killed it with SIGXFSZ (exit 153, nothing said): now an `EFBIG` it
+/// reports and retries, and the lines drain once the limit is lifted.
+#[test]
+fn the_daemon_survives_a_stderr_that_fails_and_a_file_size_limit() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    std::fs::write(spool.join("junk.journal"), b"not a journal").unwrap();
+    let j = journal(&spool.join("a.journal"));
+    j.append_batch(&numbered("first", 0..3)).unwrap();
+    init_cli(&target);
+    let compact = format!("{} compact --target {} --spool {} --interval 10", bin(), s(&target), s(&spool));
+    let mut daemon = Command::new("bash").args(["-c", &format!("exec {compact} 2>/dev/full")]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while committed_lines(&target) < 3 {
+        assert!(daemon.try_wait().unwrap().is_none(), "the daemon died when it could not write to stderr");
+        assert!(Instant::now() < deadline, "the daemon stopped draining");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    tributary::testing::sys::send_signal(daemon.id(), libc::SIGTERM).unwrap();
+    assert!(daemon.wait().unwrap().success());
+
+    // 64 KiB at most per file: the next round's bytes cross it
+    let big = vec![b'x'; 1000];
+    j.append_batch(&vec![big.clone(); 100]).unwrap();
+    let mut daemon = Command::new("bash")
+        .args(["-c", &format!("ulimit -f 64; exec {compact}")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(daemon.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("File too large") {
+        said.clear();
+        assert!(err.read_line(&mut said).unwrap() > 0, "the daemon ended without saying why: {:?}", daemon.wait());
+    }
+    assert!(said.contains("retrying"), "{said}");
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon died at the file size limit");
+    tributary::testing::sys::send_signal(daemon.id(), libc::SIGTERM).unwrap();
+    assert!(daemon.wait().unwrap().success());
+    // the limit lifted, every line once
+    tributary::Compactor::new(&target, tributary::CompactorOptions::default())
+        .unwrap()
+        .drain(std::slice::from_ref(&j))
+        .unwrap();
+    let text = std::fs::read(&target).unwrap();
+    assert_eq!(text.len(), 3 * "first-000000\n".len() + 100 * 1001, "each line once");
+}

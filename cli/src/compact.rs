@@ -126,7 +126,7 @@ pub fn cmd_drain(a: DrainArgs) -> CmdResult {
         say!("  {} ({}): {} line(s), now at seq {}", j.path.display(), j.journal_id, j.lines, j.last_seq);
     }
     if refused > 0 {
-        eprintln!("tributary: {refused} journal(s) of the spool could not be drained (see above)");
+        say_err!("tributary: {refused} journal(s) of the spool could not be drained (see above)");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
@@ -207,8 +207,8 @@ pub fn cmd_compact(a: CompactArgs) -> CmdResult {
     // target does: exit 3, or a supervisor restarts the daemon for ever (an outside
     // tester: exit 1, every 5 s).
     let misconfigured = |e: tributary::Error| {
-        eprintln!("tributary: error [{}]: {e}", e.kind().name());
-        eprintln!("tributary compact: not started: fix the flags (exit {EXIT_NEEDS_A_HUMAN})");
+        say_err!("tributary: error [{}]: {e}", e.kind().name());
+        say_err!("tributary compact: not started: fix the flags (exit {EXIT_NEEDS_A_HUMAN})");
         ExitCode::from(EXIT_NEEDS_A_HUMAN)
     };
     let compactor = match a.flags.compactor(&a.target) {
@@ -277,14 +277,14 @@ pub fn cmd_compact(a: CompactArgs) -> CmdResult {
     status.clear();
     let (rounds, lines) = (summary.rounds, summary.lines);
     if let Some(e) = summary.stopped_by {
-        eprintln!("tributary: error [{}]: {e}", e.kind().name());
-        eprintln!(
+        say_err!("tributary: error [{}]: {e}", e.kind().name());
+        say_err!(
             "tributary compact: stopped after {rounds} committing round(s), {lines} line(s): this needs a human \
              (exit {EXIT_NEEDS_A_HUMAN})"
         );
         return Ok(ExitCode::from(EXIT_NEEDS_A_HUMAN));
     }
-    eprintln!("tributary compact: stopped after {rounds} committing round(s), {lines} line(s)");
+    say_err!("tributary compact: stopped after {rounds} committing round(s), {lines} line(s)");
     Ok(ExitCode::SUCCESS)
 }
 

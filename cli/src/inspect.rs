@@ -267,7 +267,7 @@ fn status_text(s: &StatusReport, spool: Option<&std::path::Path>, problems: &[St
         }
     }
     for p in problems {
-        eprintln!("tributary status: PROBLEM: {}: {p}", s.target.display());
+        say_err!("tributary status: PROBLEM: {}: {p}", s.target.display());
     }
 }
 
@@ -311,7 +311,7 @@ pub fn cmd_verify(a: TargetArg) -> CmdResult {
     }
     if !r.is_consistent() {
         for p in &r.problems {
-            eprintln!("tributary verify: INCONSISTENT: {}: {p}", a.target.display());
+            say_err!("tributary verify: INCONSISTENT: {}: {p}", a.target.display());
         }
         return Ok(ExitCode::FAILURE);
     }

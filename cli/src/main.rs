@@ -21,6 +21,15 @@ macro_rules! say {
     };
 }
 
+/// `eprintln!` that never panics: a daemon whose stderr went away (a log shipper that
+/// exited, `2>/dev/full`) goes on draining — an outside tester's `compact` died in a
+/// panic at the first problem it reported, and nothing drained after.
+macro_rules! say_err {
+    ($($arg:tt)*) => {
+        $crate::say_err_line(format_args!($($arg)*))
+    };
+}
+
 mod args;
 mod compact;
 mod demo;
@@ -98,6 +107,14 @@ fn main() -> ExitCode {
     // its own (a reader gone is how `tail | head` ends); for the others what they print
     // is their answer.
     let answer_on_stdout = !matches!(cli.command, Command::Compact(_) | Command::Tail(_) | Command::Demo(_));
+    os::ignore_file_size_signal();
+    if (answer_on_stdout || matches!(cli.command, Command::Tail(_))) && os::stdout_closed() {
+        say_err!(
+            "tributary: error [invalid_argument]: stdout is closed: what this command prints would go nowhere (and \
+             `tail --cursor-store` would store its lines as read); give it a stdout (`> /dev/null` to discard)"
+        );
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Init(a) => cmd_init(a),
         Command::Append(a) => cmd_append(a),
@@ -114,7 +131,7 @@ fn main() -> ExitCode {
     let code = match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("tributary: error [{}]: {e}", e.kind().name());
+            say_err!("tributary: error [{}]: {e}", e.kind().name());
             ExitCode::FAILURE
         }
     };
@@ -126,7 +143,7 @@ fn main() -> ExitCode {
         _ if !answer_on_stdout => code,
         errno => {
             if code == ExitCode::SUCCESS {
-                eprintln!(
+                say_err!(
                     "tributary: error [io]: writing to stdout: {} (the command's output is incomplete)",
                     io::Error::from_raw_os_error(errno)
                 );
@@ -149,6 +166,10 @@ fn say_line(args: std::fmt::Arguments) {
     if let Err(e) = writeln!(out, "{args}").and_then(|()| out.flush()) {
         STDOUT_ERROR.store(e.raw_os_error().unwrap_or(libc::EIO), Relaxed);
     }
+}
+
+fn say_err_line(args: std::fmt::Arguments) {
+    let _ = writeln!(io::stderr().lock(), "{args}");
 }
 
 type CmdResult = Result<ExitCode, Error>;

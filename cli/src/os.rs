@@ -1,7 +1,7 @@
 //! The CLI's few system calls the standard library does not expose: a stop flag set
-//! by SIGTERM/SIGINT (so `compact` and `tail --follow` end cleanly), and the state of
-//! a pipe on stdout (so `tail` saves a cursor only for what its reader consumed). The
-//! only `unsafe` in the CLI.
+//! by SIGTERM/SIGINT (so `compact` and `tail --follow` end cleanly), SIGXFSZ ignored,
+//! whether stdout is open, and the state of a pipe on stdout (so `tail` saves a cursor
+//! only for what its reader consumed). The only `unsafe` in the CLI.
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +21,31 @@ pub fn install_stop_handlers() {
             libc::signal(sig, on_stop_signal as *const () as libc::sighandler_t);
         }
     }
+}
+
+/// Ignore SIGXFSZ: a file reaching `ulimit -f` (`RLIMIT_FSIZE`) is then an `EFBIG`
+/// error that a command reports and the daemon retries, not a silent kill (an outside
+/// tester: `compact` died with exit 153 in its first round under a limit below 4 MiB,
+/// the lock file's length). What PostgreSQL and `CPython` do.
+pub fn ignore_file_size_signal() {
+    // SAFETY: SIG_IGN is a valid disposition for SIGXFSZ; no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+/// Whether this process was started with stdout (fd 1) closed (`>&-`): the standard
+/// library then opens `/dev/null` read-write in its place before `main`, so lines
+/// would vanish while the command reports success — and `tail --cursor-store` would
+/// store them as read (an outside tester). A shell's `> /dev/null` opens it write-only.
+pub fn stdout_closed() -> bool {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat and F_GETFL only read the state of descriptor 1 into `st`, a valid,
+    // writable struct; they change nothing.
+    let (stat_ok, flags) = unsafe { (libc::fstat(1, &raw mut st) == 0, libc::fcntl(1, libc::F_GETFL)) };
+    let dev_null = stat_ok && (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3);
+    flags == -1 || (dev_null && flags & libc::O_ACCMODE == libc::O_RDWR)
 }
 
 /// True once SIGTERM or SIGINT arrived after [`install_stop_handlers`].

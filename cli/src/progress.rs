@@ -48,7 +48,7 @@ impl Progress {
     /// status line first; it is drawn again at the next update.
     pub fn note(&mut self, msg: &str) {
         self.clear();
-        eprintln!("{msg}");
+        say_err!("{msg}");
         self.last = None;
     }
 

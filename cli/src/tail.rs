@@ -80,7 +80,7 @@ pub fn cmd_tail(a: TailArgs) -> CmdResult {
     // the flags were accepted and silently ignored — an outside tester).
     let explicit = a.cursor.is_some() || a.all || a.from.is_some();
     if let (Some(c), true) = (&stored, explicit) {
-        eprintln!("tributary tail: starting where the command line says, not at the stored cursor {c}; the store moves on from here");
+        say_err!("tributary tail: starting where the command line says, not at the stored cursor {c}; the store moves on from here");
     }
     let mut reader = match (stored.filter(|_| !explicit), a.cursor, a.all) {
         (Some(c), _, _) => Reader::open_at(&a.target, c)?,

@@ -35,7 +35,7 @@ pub fn cmd_append(a: AppendArgs) -> CmdResult {
     // A spool is its `*.journal` files: lines in another name are drained only when
     // it is named (`drain --journal`), never by `compact` (found by an outside tester).
     if a.journal.extension().is_none_or(|e| e != "journal") {
-        eprintln!(
+        say_err!(
             "tributary append: note: {} does not end in .journal, so `drain --spool` and `compact` never see it; \
              drain it with `drain --journal {}`, or name it *.journal",
             a.journal.display(),
@@ -97,7 +97,7 @@ pub fn cmd_append(a: AppendArgs) -> CmdResult {
         if let Some(problem) = refused {
             let before = flush(&mut pending, &mut stored, &mut out);
             before?;
-            eprintln!(
+            say_err!(
                 "tributary: error [invalid_line]: input line {line_no} {problem}; it was refused and appending \
                  stopped. {stored} line(s) before it were stored durably; nothing after it was read"
             );
@@ -166,11 +166,11 @@ fn too_long(max: usize) -> String {
 /// which input lines are durable, so a retry resends only the rest (the error's own
 /// "nothing of this call was stored" is about the failed batch, not the stream).
 fn stopped_mid_stream(e: &Error, stored: u64) -> ExitCode {
-    eprintln!("tributary: error [{}]: {e}", e.kind().name());
+    say_err!("tributary: error [{}]: {e}", e.kind().name());
     if stored == 0 {
-        eprintln!("tributary: appending stopped: no input line was stored; resend from input line 1");
+        say_err!("tributary: appending stopped: no input line was stored; resend from input line 1");
     } else {
-        eprintln!(
+        say_err!(
             "tributary: appending stopped: {stored} line(s) (input lines 1-{stored}) were stored durably; input line \
              {} and the ones after it were not: resend from input line {}",
             stored + 1,
