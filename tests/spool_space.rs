@@ -514,3 +514,26 @@ fn a_spool_on_ramfs_which_counts_no_blocks_takes_appends() {
     let want: Vec<u8> = lines.iter().flat_map(|l| l.iter().copied().chain(*b"\n")).collect();
     assert_eq!(std::fs::read(&target).unwrap(), want);
 }
+
+/// A spool whose filesystem went read-only (`remount,ro`, or ext4's own after an I/O
+/// error) is not a permission problem: an outside tester, as root, was told to give
+/// the user read and write permission. The message names the read-only mount.
+#[test]
+fn a_journal_on_a_read_only_filesystem_says_so_not_permission() {
+    let Some(fs) = Ext4Image::mount(16) else {
+        eprintln!("skipped: needs root to mount an image");
+        return;
+    };
+    let path = fs.path().join("a.journal");
+    journal(&path).append(b"before").unwrap();
+    let remount = |how: &str| {
+        let st = std::process::Command::new("mount").args(["-o", &format!("remount,{how}")]).arg(fs.path()).status();
+        assert!(st.is_ok_and(|s| s.success()), "remount,{how}");
+    };
+    remount("ro");
+    let e = tributary::Journal::open(&path, tributary::JournalOptions::default()).map(drop).unwrap_err();
+    remount("rw");
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(e.to_string().contains("mounted read-only") && !e.to_string().contains("permission"), "{e}");
+    assert_eq!(journal(&path).backlog().unwrap().lines, 1, "the journal was touched");
+}

@@ -222,6 +222,23 @@ fn replaced_while_opening(path: &Path, attempt: &mut Attempt) -> Error {
 /// A journal `SQLite` could open but not write: the file, or its folder (where the
 /// `-wal` and `-shm` go), is not writable by this process.
 fn cannot_write(path: &Path, e: &dyn std::fmt::Display) -> Error {
+    // A read-only filesystem is not a permission problem (an outside tester, as root,
+    // was sent to chmod after a `remount,ro` and after ext4's emergency read-only).
+    let folder = crate::os::fs::parent_dir(path);
+    let read_only = [path, folder.as_path()]
+        .iter()
+        .any(|p| sys::may_read_and_write(p).is_err_and(|e| e.raw_os_error() == Some(libc::EROFS)));
+    if read_only {
+        return Error::io(
+            format!(
+                "opening journal {}: its filesystem is mounted read-only ({e}) — a filesystem remounts itself \
+                 read-only after an I/O error (see `dmesg`): nothing can be appended or drained until it is \
+                 writable again; the journal is untouched",
+                path.display()
+            ),
+            io::Error::from_raw_os_error(libc::EROFS),
+        );
+    }
     Error::io(
         format!(
             "opening journal {}: this process may not read and write it or create its -wal and -shm next to it \
