@@ -153,3 +153,40 @@ fn an_inherited_appender_reads_as_empty_in_a_forked_child() {
     assert_eq!(a.stats().committed, 1, "the parent's are untouched");
     a.close().unwrap();
 }
+
+/// A flush on a journal at its backlog limit with `full_wait` set: each halved retry of
+/// the refused batch waited the whole `full_wait` again, so a flush of 100 records
+/// took log2(100) + 1 times it (20 s for 2 s, an outside tester). The halved retries
+/// now share one wait: the flush reports `journal_full` after about one `full_wait`
+/// (bounded here by four, where the old sequence took at least six).
+#[test]
+fn a_flush_on_a_full_journal_waits_one_full_wait_not_one_per_halving() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let wait = Duration::from_secs(5);
+    let mut journal = tributary::JournalOptions::default();
+    journal.max_backlog_bytes = Some(2000);
+    journal.full_wait = Some(wait);
+    let mut opts = AppenderOptions::default().window(Duration::from_secs(7200));
+    opts.journal = journal;
+    let a = tributary::Appender::open(spool.join("a.journal"), opts).unwrap();
+    for i in 0..100 {
+        a.push(format!("{i:040}").as_bytes()).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let e = a.flush().unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(e.kind(), ErrorKind::JournalFull, "{e}");
+    assert!(took < wait * 4, "the flush took {took:?} for a full_wait of {wait:?}");
+    // nothing lost: what fits is stored, the rest stays queued for after a drain
+    compactor(&target).drain_paths(&[spool.join("a.journal")]).unwrap();
+    while let Err(e) = a.flush() {
+        assert_eq!(e.kind(), ErrorKind::JournalFull, "{e}");
+        compactor(&target).drain_paths(&[spool.join("a.journal")]).unwrap();
+    }
+    a.close().unwrap();
+    compactor(&target).drain_paths(&[spool.join("a.journal")]).unwrap();
+    let want: Vec<Vec<u8>> = (0..100).map(|i| format!("{i:040}").into_bytes()).collect();
+    assert_eq!(lines_of(&target), want, "every record once, in push order");
+}

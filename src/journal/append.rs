@@ -162,11 +162,11 @@ impl Journal {
     /// [`Journal::append_batch`] of lines already validated against this journal's
     /// rules (an [`Appender`](super::Appender) checks each at `push`), already in one
     /// buffer: one copy of it, no check of each line again.
-    pub(super) fn append_validated(&self, lines: &Lines) -> Result<u64> {
+    pub(super) fn append_validated(&self, lines: &Lines, full_wait: Option<Duration>) -> Result<u64> {
         if lines.is_empty() {
             return Err(Error::InvalidArgument("append_batch got no lines: an empty batch has no first seq".into()));
         }
-        let seqs = self.submit(Appending::plain(lines.clone()))?.0;
+        let seqs = self.submit_waiting(Appending::plain(lines.clone()), full_wait)?.0;
         Ok(seqs[0])
     }
 
@@ -294,8 +294,14 @@ impl Journal {
 
     /// Queue a request and wait for it, retrying a full journal for up to `full_wait`.
     fn submit(&self, lines: Appending) -> Result<(Vec<u64>, Arc<Appending>)> {
+        self.submit_waiting(lines, self.opts.full_wait)
+    }
+
+    /// [`submit`](Self::submit), waiting at most `full_wait` for room in a full journal
+    /// (an appender's halved retries share one wait: [`super::appender`]).
+    fn submit_waiting(&self, lines: Appending, full_wait: Option<Duration>) -> Result<(Vec<u64>, Arc<Appending>)> {
         self.check_process()?;
-        let deadline = self.opts.full_wait.map(deadline_after);
+        let deadline = full_wait.map(deadline_after);
         let lines = Arc::new(lines);
         let mut pause = Duration::from_millis(2);
         loop {

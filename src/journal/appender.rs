@@ -469,6 +469,10 @@ impl Shared {
         // retried whole for ever and discarded at close (an outside tester): after a
         // failure the next batch is half as long, after a success twice.
         let mut most = usize::MAX;
+        // When the batch now being halved was first refused for its size: the halved
+        // retries share what is left of the journal's `full_wait` (each waited it
+        // whole, and a flush took log2(records) + 1 times it — an outside tester).
+        let mut halving_since: Option<Instant> = None;
         let mut st = self.state.lock();
         loop {
             if st.queue.is_empty() {
@@ -495,7 +499,12 @@ impl Shared {
             };
             let closing = st.closing;
             drop(st);
-            let result = self.append_reopening(&batch.lines);
+            let full_wait = self.opts.journal.full_wait.map(|w| match halving_since {
+                Some(since) => w.saturating_sub(since.elapsed()),
+                None => w,
+            });
+            let started = Instant::now();
+            let result = self.append_reopening(&batch.lines, full_wait);
             // durable from here (the transaction's fsync returned), however long the
             // queue's lock takes to get on a busy machine
             let durable_at = Instant::now();
@@ -517,6 +526,7 @@ impl Shared {
                     st.spare = batch;
                     backoff = RETRY_MIN;
                     most = most.saturating_mul(2);
+                    halving_since = None;
                     self.progress.notify_all();
                 }
                 Err(e) => {
@@ -526,6 +536,7 @@ impl Shared {
                     st.queue.prepend(batch);
                     st.oldest = st.in_flight_since.take();
                     if halved && refused_for_its_size(&e) {
+                        halving_since.get_or_insert(started);
                         // A smaller batch may fit: try it at once (closing or not), telling
                         // no one yet (a flush reported "journal full" while records were
                         // being stored).
@@ -533,6 +544,7 @@ impl Shared {
                         continue;
                     }
                     st.failures += 1;
+                    halving_since = None; // (the next attempt, after a backoff, waits again)
                     let seen = (e.kind(), e.to_string());
                     if retrying_cannot_fix(e.kind()) {
                         st.sticky = Some(seen);
@@ -558,11 +570,11 @@ impl Shared {
     /// a new journal there, which drains like any — and the batch sent to it: a
     /// logger outlives its journal's retirement (`--retire-idle`, `retire`). It made
     /// every later record fail for good, lost (an outside tester).
-    fn append_reopening(&self, lines: &super::run::Lines) -> Result<u64> {
+    fn append_reopening(&self, lines: &super::run::Lines, full_wait: Option<Duration>) -> Result<u64> {
         let mut reopened = 0;
         loop {
             let journal = Arc::clone(&self.journal.lock());
-            match journal.append_validated(lines) {
+            match journal.append_validated(lines, full_wait) {
                 Err(e) if e.kind() == ErrorKind::JournalGone && reopened < REOPEN_ATTEMPTS => {
                     reopened += 1;
                     let again = Journal::open(journal.path(), self.opts.journal.clone())?;
