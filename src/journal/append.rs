@@ -162,12 +162,20 @@ impl Journal {
     /// [`Journal::append_batch`] of lines already validated against this journal's
     /// rules (an [`Appender`](super::Appender) checks each at `push`), already in one
     /// buffer: one copy of it, no check of each line again.
-    pub(super) fn append_validated(&self, lines: &Lines, full_wait: Option<Duration>) -> Result<u64> {
+    /// Validated lines, taken and given back (an appender's queue buffer: reused after
+    /// a commit, put back at the queue's head after a failure) — no copy of the batch:
+    /// its clone doubled an appender's memory at each commit. Waits at most `full_wait`
+    /// for room in a full journal.
+    pub(super) fn append_owned(&self, lines: Lines, full_wait: Option<Duration>) -> (Result<u64>, Lines) {
         if lines.is_empty() {
-            return Err(Error::InvalidArgument("append_batch got no lines: an empty batch has no first seq".into()));
+            let e = Error::InvalidArgument("append_batch got no lines: an empty batch has no first seq".into());
+            return (Err(e), lines);
         }
-        let seqs = self.submit_waiting(Appending::plain(lines.clone()), full_wait)?.0;
-        Ok(seqs[0])
+        let request = Arc::new(Appending::plain(lines));
+        let result = self.submit_shared(&request, full_wait).map(|seqs| seqs[0]);
+        // (another thread leading the group commit may still hold the request a moment)
+        let lines = Arc::try_unwrap(request).map_or_else(|shared| shared.lines.clone(), |a| a.lines);
+        (result, lines)
     }
 
     /// Append a line once per idempotency key: a retry with a key seen within the
@@ -300,12 +308,17 @@ impl Journal {
     /// [`submit`](Self::submit), waiting at most `full_wait` for room in a full journal
     /// (an appender's halved retries share one wait: [`super::appender`]).
     fn submit_waiting(&self, lines: Appending, full_wait: Option<Duration>) -> Result<(Vec<u64>, Arc<Appending>)> {
+        let lines = Arc::new(lines);
+        self.submit_shared(&lines, full_wait).map(|seqs| (seqs, lines))
+    }
+
+    /// [`submit_waiting`](Self::submit_waiting) of a request the caller keeps.
+    fn submit_shared(&self, lines: &Arc<Appending>, full_wait: Option<Duration>) -> Result<Vec<u64>> {
         self.check_process()?;
         let deadline = full_wait.map(deadline_after);
-        let lines = Arc::new(lines);
         let mut pause = Duration::from_millis(2);
         loop {
-            match self.group.submit(Arc::clone(&lines), |batch| self.commit_requests(batch)) {
+            match self.group.submit(Arc::clone(lines), |batch| self.commit_requests(batch)) {
                 // (a call bigger than the limit never fits, however long it waits)
                 Err(Error::JournalFull { needed_bytes, max_backlog_bytes, .. })
                     if needed_bytes <= max_backlog_bytes && deadline.is_some_and(|d| Instant::now() < d) =>
@@ -313,7 +326,7 @@ impl Journal {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(100));
                 }
-                other => return other.map(|seqs| (seqs, lines)),
+                other => return other,
             }
         }
     }

@@ -117,6 +117,12 @@ impl Records {
         self.pushed_at.push(at);
     }
 
+    /// Room for one more record of `len` bytes, or `Err` when the memory cannot be had.
+    fn try_reserve(&mut self, len: usize) -> std::result::Result<(), std::collections::TryReserveError> {
+        self.lines.try_reserve(len)?;
+        self.pushed_at.try_reserve(1)
+    }
+
     fn len(&self) -> usize {
         self.lines.len()
     }
@@ -307,6 +313,19 @@ impl Appender {
             s.work.notify_one();
             st = s.progress.wait(st);
             now = Instant::now();
+        }
+        if let Err(e) = st.queue.try_reserve(line.len()) {
+            // (it aborted the whole process, a Python application with it: an outside
+            // tester, under an address-space limit)
+            return Err(Error::io(
+                format!(
+                    "queueing a record of {} bytes: this process is out of memory ({e}); the record is not \
+                     queued. Lower max_queue_bytes (a queue holds about that much, and a commit a few MiB more) \
+                     or give the process more memory",
+                    line.len()
+                ),
+                std::io::Error::from_raw_os_error(libc::ENOMEM),
+            ));
         }
         st.queued_bytes += line.len();
         st.queue.push(line, now);
@@ -504,7 +523,8 @@ impl Shared {
                 None => w,
             });
             let started = Instant::now();
-            let result = self.append_reopening(&batch.lines, full_wait);
+            let mut batch = batch;
+            let result = self.append_reopening(&mut batch, full_wait);
             // durable from here (the transaction's fsync returned), however long the
             // queue's lock takes to get on a busy machine
             let durable_at = Instant::now();
@@ -570,11 +590,13 @@ impl Shared {
     /// a new journal there, which drains like any — and the batch sent to it: a
     /// logger outlives its journal's retirement (`--retire-idle`, `retire`). It made
     /// every later record fail for good, lost (an outside tester).
-    fn append_reopening(&self, lines: &super::run::Lines, full_wait: Option<Duration>) -> Result<u64> {
+    fn append_reopening(&self, batch: &mut Records, full_wait: Option<Duration>) -> Result<u64> {
         let mut reopened = 0;
         loop {
             let journal = Arc::clone(&self.journal.lock());
-            match journal.append_validated(lines, full_wait) {
+            let (result, lines) = journal.append_owned(std::mem::take(&mut batch.lines), full_wait);
+            batch.lines = lines;
+            match result {
                 Err(e) if e.kind() == ErrorKind::JournalGone && reopened < REOPEN_ATTEMPTS => {
                     reopened += 1;
                     let again = Journal::open(journal.path(), self.opts.journal.clone())?;

@@ -61,6 +61,14 @@ impl Lines {
         self.data.push(b'\n');
     }
 
+    /// Room for one more line of `len` bytes, or `Err` when the memory cannot be had
+    /// (the buffer's doubling first, then just what the line needs).
+    pub(super) fn try_reserve(&mut self, len: usize) -> Result<(), std::collections::TryReserveError> {
+        let bytes = len.saturating_add(1);
+        self.data.try_reserve(bytes).or_else(|_| self.data.try_reserve_exact(bytes))?;
+        self.ends.try_reserve(1)
+    }
+
     pub(super) fn len(&self) -> usize {
         self.ends.len()
     }
