@@ -315,7 +315,7 @@ impl ErrorKind {
             ErrorKind::TargetTruncated => "Restore the target's file; rotate a tributary target only with managed rotation (`--rotate-bytes`).",
             ErrorKind::UnexpectedTail => "With the compactors stopped, save the extra bytes (`tail -c N`), cut them off (`truncate -s -N`), and append them through a journal.",
             ErrorKind::TornTarget => "Finish or remove the partial last line (or move the wrong generation file away), then run `init` or the drain again.",
-            ErrorKind::JournalRestored => "Keep only the live copy of the journal; give a cloned host a new journal file.",
+            ErrorKind::JournalRestored => "Keep only the live copy of the journal and give a cloned host a new journal file; a copy that took appends of its own (a cloned VM, containers from one image) holds lines in no target: salvage them with `tributary dump` before removing it (README \"Operations\").",
             ErrorKind::JournalForeign => "Drain the journal into the target it was drained into before; a copy of a journal retired from this target is removed (its lines are in the target).",
             ErrorKind::UnsafeFilesystem => "Put journals on the writer host's local disk; mount the target with working cross-host locks; `chmod o-w` the sidecar folder.",
             ErrorKind::NotAJournal => "Move the file out of the spool, or give the journal's (or cursor store's) real path.",
@@ -568,7 +568,10 @@ impl fmt::Display for Error {
             Error::JournalRestored { journal, journal_id, detail } => write!(
                 f,
                 "journal {} (id {journal_id}) was restored from an older copy or cloned: {detail}. The drain \
-                 stopped and skipped nothing; keep only the live copy of this journal",
+                 stopped and skipped nothing; keep only the live copy of this journal — but if both copies took \
+                 appends (a cloned VM, containers started from one image), this one holds lines that are in no \
+                 target: salvage them first (`tributary dump --journal` it, leave out the lines the target has, \
+                 append the rest to a new journal: README \"Operations\")",
                 journal.display()
             ),
             Error::JournalForeign { journal, journal_id, detail } => write!(

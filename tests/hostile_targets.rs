@@ -687,3 +687,62 @@ fn a_target_through_a_fuse_mount_whose_locks_stay_in_that_mount_is_refused_by_ev
             .collect::<Vec<u8>>()
     );
 }
+
+/// Containers started from one image that ships a spool, or cloned VMs: both copies of
+/// a journal take appends, drains take one copy and refuse the other for good
+/// (`journal_restored`) — and the lines acknowledged on the refused copy are in no
+/// target (an outside tester: "keep only the live copy" would delete them, and
+/// `status` said "backlog 0"). `status` now counts them as waiting, and the documented
+/// salvage — `dump` the copy, leave out lines the target has, `append` the rest to a
+/// new journal — commits each acknowledged line exactly once.
+#[test]
+fn the_lines_of_a_refused_clone_are_counted_and_salvaged_exactly_once() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let path = spool.join("vm.journal");
+    append_all(&journal(&path), &numbered("image", 0..3)); // shipped undrained
+    let clone_spool = d.path().join("clone");
+    fs::create_dir(&clone_spool).unwrap();
+    let clone_path = clone_spool.join("vm.journal");
+    for suffix in ["", "-wal"] {
+        let from = PathBuf::from(format!("{}{suffix}", path.display()));
+        if from.exists() {
+            fs::copy(&from, format!("{}{suffix}", clone_path.display())).unwrap();
+        }
+    }
+    let (a, b) = (journal(&path), journal(&clone_path));
+    append_all(&a, &numbered("container-a", 0..5));
+    append_all(&b, &numbered("container-b", 0..5));
+    compactor(&target).drain(std::slice::from_ref(&a)).unwrap();
+    let e = compactor(&target).drain(std::slice::from_ref(&b)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::JournalRestored, "{e}");
+    assert!(e.to_string().contains("tributary dump"), "the advice does not say how to salvage: {e}");
+    // status: the clone's lines wait (8 stored: the image's 3 and its own 5)
+    let report = tributary::status(&target, Some(&clone_spool)).unwrap();
+    assert!(report.journals[0].refused.is_some());
+    assert_eq!(report.journals[0].uncommitted_lines, 8, "status called the refused clone's lines committed");
+    drop(b);
+    // the salvage, as README "Operations" says
+    let salvage = spool.join("vm-salvaged.journal");
+    let script = format!(
+        "{bin} dump --journal {clone} | grep -Fxv -f <({bin} tail --target {target}) | {bin} append --journal {new}",
+        bin = bin(),
+        clone = s(&clone_path),
+        target = s(&target),
+        new = s(&salvage)
+    );
+    let out = std::process::Command::new("bash").args(["-o", "pipefail", "-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    compactor(&target).drain(&[journal(&salvage)]).unwrap();
+    let mut want = [numbered("image", 0..3), numbered("container-a", 0..5), numbered("container-b", 0..5)].concat();
+    let mut got: Vec<Vec<u8>> = fs::read(&target).unwrap().split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+    got.pop(); // after the last \n
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "every acknowledged line exactly once");
+    // `dump --after` and `--seqs`
+    let out = cli(&["dump", "--journal", &s(&clone_path), "--after", "6", "--seqs"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "7\tcontainer-b-000003\n8\tcontainer-b-000004\n");
+}

@@ -258,7 +258,10 @@ fn status_text(s: &StatusReport, spool: Option<&std::path::Path>, problems: &[St
                 j.backlog.oldest_append_ms.map_or("-".to_string(), age),
                 j.backlog.last_seq,
                 j.watermark,
-                if waiting > 0 {
+                if j.refused.is_some() {
+                    " — refused by drains: the target's watermark does not speak for its lines (see PROBLEM below)"
+                        .to_string()
+                } else if waiting > 0 {
                     format!(" ({waiting} more line(s) committed, their rows not deleted from the journal yet)")
                 } else {
                     String::new()

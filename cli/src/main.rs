@@ -51,7 +51,7 @@ use crate::compact::{
 };
 use crate::inspect::{cmd_status, cmd_verify, StatusArgs, TargetArg};
 use crate::tail::{cmd_tail, TailArgs};
-use crate::write::{cmd_append, AppendArgs};
+use crate::write::{cmd_append, cmd_dump, AppendArgs, DumpArgs};
 
 #[derive(Parser)]
 #[command(
@@ -86,6 +86,9 @@ enum Command {
     /// Admit journals a drain refused as older than the target's horizon, once you know
     /// they are new (not copies of retired journals).
     Admit(AdmitArgs),
+    /// Print the lines a journal still stores (drained or not), read-only: to salvage
+    /// a copy drains refuse (README "Operations", a cloned journal).
+    Dump(DumpArgs),
     /// Committed length/lines, watermarks, journal backlogs and their age.
     Status(StatusArgs),
     /// Check the target against its manifest (length, line count, running CRC).
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
         Command::Compact(a) => cmd_compact(a),
         Command::Retire(a) => cmd_retire(a),
         Command::Admit(a) => cmd_admit(a),
+        Command::Dump(a) => cmd_dump(a),
         Command::Status(a) => cmd_status(a),
         Command::Verify(a) => cmd_verify(a),
         Command::Tail(a) => cmd_tail(a),

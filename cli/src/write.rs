@@ -179,3 +179,35 @@ fn stopped_mid_stream(e: &Error, stored: u64) -> ExitCode {
     }
     ExitCode::FAILURE
 }
+
+#[derive(Args)]
+pub struct DumpArgs {
+    /// The journal file to read (never created, nothing in it changed).
+    #[arg(long)]
+    journal: PathBuf,
+    /// Only lines after this seq (e.g. the seq the journal's copy was drained up to).
+    #[arg(long, default_value_t = 0)]
+    after: u64,
+    /// Print each line as `<seq><TAB><line>`.
+    #[arg(long)]
+    seqs: bool,
+    #[command(flatten)]
+    flags: JournalFlags,
+}
+
+/// `tributary dump`: the lines a journal still stores, drained or not, read-only —
+/// to salvage a copy that drains refuse (`journal_restored`: a clone whose appends
+/// after the copy are in no target; README "Operations").
+pub fn cmd_dump(a: DumpArgs) -> CmdResult {
+    let journal = Journal::open_existing(&a.journal, a.flags.options()?)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = |e: std::io::Error| Error::io("writing to stdout", e);
+    journal.stored_lines_after(a.after, &mut |seq, line| {
+        if a.seqs {
+            write!(out, "{seq}\t").map_err(written)?;
+        }
+        out.write_all(line).and_then(|()| out.write_all(b"\n")).map_err(written)
+    })?;
+    out.flush().map_err(written)?;
+    Ok(ExitCode::SUCCESS)
+}

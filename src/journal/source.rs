@@ -186,6 +186,60 @@ impl Journal {
         Ok(Some(DrainedRecord { target_id, seq, crc, chain: chain.map(i64::cast_unsigned) }))
     }
 
+    /// Every line this journal still stores after `after_seq` (drained or not), in seq
+    /// order, each handed to `line` with its seq and without its `\n`; each checked
+    /// against its stored length and CRC. Reads one snapshot; changes nothing. For
+    /// salvaging a copy a drain refuses (`tributary dump`): a clone's lines appended
+    /// after it was copied are in no target. Returns how many lines it handed over.
+    ///
+    /// # Errors
+    /// [`Error::CorruptJournalRow`] for a damaged row; [`Error::Sqlite`] when the rows
+    /// cannot be read; the first error `line` returns.
+    pub fn stored_lines_after(&self, after_seq: u64, line: &mut dyn FnMut(u64, &[u8]) -> Result<()>) -> Result<u64> {
+        let conn = self.lock_conn()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT first_seq, count, line_meta, data FROM runs
+                 WHERE first_seq >= (SELECT coalesce(max(first_seq), 0) FROM runs WHERE first_seq <= ?1)
+                 ORDER BY first_seq",
+            )
+            .map_err(|e| Error::sqlite("preparing the read of stored lines", e))?;
+        let mut rows = stmt.query(params![sql_bound(after_seq + 1)]).map_err(|e| Error::sqlite("reading runs", e))?;
+        let mut handed = 0;
+        while let Some(r) = rows.next().map_err(|e| Error::sqlite("reading runs", e))? {
+            let first = r.get::<_, i64>(0).map_err(|e| Error::sqlite("reading a run", e))?;
+            let count = r.get::<_, i64>(1).map_err(|e| Error::sqlite("reading a run", e))?;
+            let (first, count) = self.run_span(first, count, after_seq + 1)?;
+            let (Ok(meta), Ok(data)) = (
+                r.get_ref(2).map_err(|_| ()).and_then(|v| v.as_blob().map_err(|_| ())),
+                r.get_ref(3).map_err(|_| ()).and_then(|v| v.as_blob().map_err(|_| ())),
+            ) else {
+                return Err(self.corrupt(first, "its run is not made of blobs".into()));
+            };
+            let Some(table) = LineTable::new(meta, count) else {
+                return Err(self.corrupt(first, "its run's line table does not match its line count".into()));
+            };
+            let mut pos = 0usize;
+            for k in 0..count {
+                let seq = first + k;
+                let (len, crc) = table.get(k);
+                let end = pos + len as usize;
+                if data.get(end) != Some(&b'\n') {
+                    return Err(self.corrupt(seq, "its length does not match the stored bytes".into()));
+                }
+                if seq > after_seq {
+                    if line_crc(&data[pos..end]) != crc {
+                        return Err(self.corrupt(seq, "its bytes do not match the stored CRC".into()));
+                    }
+                    line(seq, &data[pos..end])?;
+                    handed += 1;
+                }
+                pos = end + 1;
+            }
+        }
+        Ok(handed)
+    }
+
     /// Stream the lines after `after_seq`, in seq order, into `sink` as byte slices of
     /// whole lines (each with its `\n`), checking every line's length, CRC and that the
     /// seqs are contiguous, until `max_bytes` or `deadline`. With `first_of_round`, one
