@@ -1702,7 +1702,8 @@ void trib_stop_free(struct trib_stop *stop);
  *
  * # Safety
  * `target` and `spool` must be NULL or NUL-terminated; `options` NULL or readable;
- * `stop` NULL or a live `trib_stop`, not freed during the call; `on_event` NULL or a
+ * `stop` a live `trib_stop`, not freed during the call (required: it is how the call
+ * ends; NULL is refused, `TRIB_E_INVALID_ARGUMENT`); `on_event` NULL or a
  * function that can be called with `ctx` until the call returns; `report_out` and
  * `err_out` NULL or writable.
  */
@@ -1726,9 +1727,9 @@ int trib_compact(const char *target,
  * # Safety
  * `target` must be NULL or NUL-terminated; `journal_paths` NULL (only with
  * `journal_count` 0) or `journal_count` pointers, each NULL or NUL-terminated;
- * `options` NULL or readable; `stop` NULL or a live `trib_stop`, not freed during the
- * call; `on_event` NULL or a function that can be called with `ctx` until the call
- * returns; `report_out` and `err_out` NULL or writable.
+ * `options` NULL or readable; `stop` a live `trib_stop`, not freed during the call
+ * (required, as for `trib_compact`); `on_event` NULL or a function that can be called
+ * with `ctx` until the call returns; `report_out` and `err_out` NULL or writable.
  */
 int trib_compact_journals(const char *target,
                           const char *const *journal_paths,
