@@ -123,3 +123,41 @@ def test_a_handler_logs_on_after_its_journal_is_retired(tmp_path: Path, target: 
     assert h.failed_records == 0 and h.dropped_records == 0
     tributary.drain(target, journals=[path])
     assert target_lines(target) == [b"before %d" % i for i in range(3)] + [b"after %d" % i for i in range(3)]
+
+
+def test_records_a_daemon_thread_logs_during_interpreter_exit_are_stored_not_errors(tmp_path: Path, target: Path):
+    """With ``background=True`` the exit hook closes the appender while daemon threads
+    may still log: each later record was a "--- Logging error ... appender is closed"
+    traceback on stderr (an outside tester). They are appended durably now."""
+    from conftest import run_python
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    out = run_python(
+        """
+        import logging, sys, threading
+        from tributary.logging import JournalHandler
+        log = logging.getLogger("exit")
+        log.addHandler(JournalHandler(sys.argv[1], background=True, durability="normal"))
+        log.setLevel(logging.INFO)
+        started = threading.Event()
+
+        def keep_logging():
+            i = 0
+            while True:
+                log.info("record %d", i)
+                i += 1
+                if i == 1000:
+                    started.set()
+
+        threading.Thread(target=keep_logging, daemon=True).start()
+        started.wait()
+        """,
+        str(spool / "app.journal"),
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Logging error" not in out.stderr and "closed" not in out.stderr, out.stderr[-2000:]
+    tributary.drain(target, spool=spool)
+    got = target_lines(target)
+    assert len(got) >= 1000
+    assert got == [f"record {i}".encode() for i in range(len(got))], "a gap or a duplicate in the thread's records"

@@ -40,6 +40,9 @@ __all__ = ["JournalHandler", "escape", "unescape"]
 # after ``JournalGoneError`` (a name retired as fast as it is made), as the Rust Appender.
 _REOPEN_ATTEMPTS = 20
 
+# Options of an Appender that a Journal does not take.
+_APPENDER_ONLY = ("window", "max_queue_bytes", "on_full")
+
 # `\\`, `\n`, `\r`, and `\udcXX`: a lone surrogate, which UTF-8 cannot encode, is
 # written by the handler as this escape (``backslashreplace``); a backslash in the text
 # itself is doubled first, so the two never mix.
@@ -156,7 +159,8 @@ class JournalHandler(logging.Handler):
         with self._open_lock:
             j = self._journals.get(pid)
             if j is gone or j is None:
-                j = Journal(self.path_for(pid), **self._options)
+                journal_options = {k: v for k, v in self._options.items() if k not in _APPENDER_ONLY}
+                j = Journal(self.path_for(pid), **journal_options)
                 self._journals[pid] = j
         return j
 
@@ -184,8 +188,13 @@ class JournalHandler(logging.Handler):
         try:
             line = escape(self.format(record)).encode("utf-8", "backslashreplace")
             j = self._journals.get(os.getpid()) or self.journal
-            if self.background:
-                if not j.push(line):  # type: ignore[union-attr]
+            if isinstance(j, Appender) and j.closed:
+                # Closed by the exit hook while threads still log (daemon threads during
+                # interpreter shutdown): durable appends from here on, not a "Logging
+                # error" per record (an outside tester).
+                j = self._reopen(j)
+            if isinstance(j, Appender):
+                if not j.push(line):
                     with self._count_lock:
                         self.dropped_records += 1
             else:
