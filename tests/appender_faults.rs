@@ -78,6 +78,7 @@ fn a_queue_bigger_than_the_journal_takes_is_committed_in_parts_that_fit() {
 /// fits the limit still waits for a drain to make room.
 #[test]
 fn a_batch_bigger_than_the_backlog_limit_is_refused_at_once_even_with_full_wait() {
+    let _seam = seam(); // (another test's armed fault would hit this one's commits)
     let d = tmp();
     let (spool, target) = paths(d.path());
     init(&target);
@@ -161,6 +162,7 @@ fn an_inherited_appender_reads_as_empty_in_a_forked_child() {
 /// (bounded here by four, where the old sequence took at least six).
 #[test]
 fn a_flush_on_a_full_journal_waits_one_full_wait_not_one_per_halving() {
+    let _seam = seam(); // (another test's armed fault would hit this one's commits)
     let d = tmp();
     let (spool, target) = paths(d.path());
     init(&target);
