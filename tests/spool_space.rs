@@ -537,3 +537,22 @@ fn a_journal_on_a_read_only_filesystem_says_so_not_permission() {
     assert!(e.to_string().contains("mounted read-only") && !e.to_string().contains("permission"), "{e}");
     assert_eq!(journal(&path).backlog().unwrap().lines, 1, "the journal was touched");
 }
+
+/// Inodes run out while blocks are free: a new journal failed with "No space left on
+/// device" while `df` showed room (an outside tester). The message says inodes.
+#[test]
+fn a_journal_that_cannot_be_created_for_want_of_inodes_says_so() {
+    let Some(fs) = Ext4Image::mount_with_inodes(32, 16) else {
+        eprintln!("skipped: needs root to mount an image");
+        return;
+    };
+    let mut n = 0;
+    let e = loop {
+        match tributary::Journal::open(fs.path().join(format!("j{n}.journal")), tributary::JournalOptions::default()) {
+            Ok(_) => n += 1,
+            Err(e) => break e,
+        }
+        assert!(n < 100, "16 inodes held {n} journals");
+    };
+    assert!(e.to_string().contains("no free inodes left (`df -i`)"), "{e}");
+}

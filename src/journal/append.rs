@@ -700,9 +700,10 @@ impl Journal {
         } else {
             Error::sqlite(
                 format!(
-                    "{ctx} (the disk is full, and the journal's log could not be emptied after the failed commit: \
-                     if this process stops before its next append to the journal, SQLite's recovery may still \
-                     store these lines; resend them only with idempotency keys)"
+                    "{ctx} (writing the journal's files failed — a full disk, a file size limit (`ulimit -f`), a \
+                     filesystem gone read-only, an I/O error: `dmesg` tells — and the journal's log could not be \
+                     emptied after the failed commit: if this process stops before its next append to the journal, \
+                     SQLite's recovery may still store these lines; resend them only with idempotency keys)"
                 ),
                 e,
             )

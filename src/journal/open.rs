@@ -80,9 +80,22 @@ fn cannot_open(path: &Path, e: &rusqlite::Error) -> Error {
             ),
             io::Error::from_raw_os_error(libc::EMFILE),
         ),
-        _ => {
-            Error::io(format!("opening journal {} (or its -wal/-shm)", path.display()), io::Error::other(e.to_string()))
-        }
+        _ => Error::io(
+            format!("opening journal {} (or its -wal/-shm){}", path.display(), inodes_hint(path)),
+            io::Error::other(e.to_string()),
+        ),
+    }
+}
+
+/// What to say when the journal's filesystem has no inodes left: files cannot be
+/// created while blocks are free (an outside tester: "unable to open database file",
+/// "No space left on device", with `df` showing room).
+fn inodes_hint(path: &Path) -> &'static str {
+    let folder = crate::os::fs::parent_dir(path);
+    if sys::space(&folder).is_ok_and(|s| s.out_of_inodes()) {
+        ": the filesystem has no free inodes left (`df -i`): remove files there, or put the spool on another"
+    } else {
+        ""
     }
 }
 
@@ -204,7 +217,11 @@ fn create_journal_file(path: &Path, create: bool) -> Result<()> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map(drop)
-        .map_err(|e| Error::io(format!("creating journal {}", path.display()), e))
+        .map_err(|e| {
+            // No inodes left while blocks are (an outside tester: "No space left on
+            // device" with `df` showing room).
+            Error::io(format!("creating journal {}{}", path.display(), inodes_hint(path)), e)
+        })
 }
 
 /// The journal at `path` was retired or replaced while this attempt opened it.

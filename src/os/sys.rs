@@ -621,6 +621,17 @@ pub struct Space {
     pub total: u64,
     /// `statfs`'s `f_type`.
     pub magic: i64,
+    /// Inodes the filesystem has, and those free (0 and 0 where it does not count them).
+    pub inodes: u64,
+    pub free_inodes: u64,
+}
+
+impl Space {
+    /// Files cannot be created for want of inodes while blocks are free.
+    #[must_use]
+    pub fn out_of_inodes(&self) -> bool {
+        self.inodes > 0 && self.free_inodes == 0
+    }
 }
 
 /// [`Space`] of the filesystem holding `path` (one `statfs`).
@@ -643,6 +654,8 @@ pub fn space(path: &Path) -> io::Result<Space> {
         free: (st.f_bavail as u64).saturating_mul(unit),
         total: (st.f_blocks as u64).saturating_mul(unit),
         magic: st.f_type as i64,
+        inodes: st.f_files as u64,
+        free_inodes: st.f_ffree as u64,
     })
 }
 

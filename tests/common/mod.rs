@@ -328,6 +328,13 @@ impl Ext4Image {
         Self::mount_made_by("mkfs.xfs", &args, "loop,largeio", mib)
     }
 
+    /// ext4 with only `inodes` inodes (files run out while blocks are free).
+    #[allow(dead_code)]
+    pub fn mount_with_inodes(mib: u64, inodes: u32) -> Option<Ext4Image> {
+        let n = inodes.to_string();
+        Self::mount_made_by("mkfs.ext4", &["-q", "-F", "-b", "1024", "-m", "0", "-N", &n], "loop", mib)
+    }
+
     /// btrfs (copy-on-write), data and metadata mixed (what small filesystems use).
     pub fn mount_btrfs(mib: u64) -> Option<Ext4Image> {
         Self::mount_made_by("mkfs.btrfs", &["-q", "-f", "--mixed"], "loop", mib)
