@@ -15,7 +15,9 @@ fn generate() -> String {
          `ErrorKind` and sentinel error in Go. The CLI prints `tributary: error [kind]: message`; \
          the message names the object and what happened. The `compact` daemon retries with \
          backoff, reporting each problem once, except where the last column says it stops \
-         (exit 3: retrying cannot help).\n\n\
+         (exit 3: retrying cannot help). A journal it cannot open or drain is set aside while \
+         the others drain, and tried again when its files change and at least every minute \
+         (so a spool back from read-only, or given inodes again, drains within a minute).\n\n\
          | code | kind | what happened | what to do | `compact` |\n|---|---|---|---|---|\n",
     );
     for k in ErrorKind::ALL {
@@ -33,6 +35,7 @@ fn generate() -> String {
             {
                 "sets the journal aside, drains the others"
             }
+            ErrorKind::Io => "retries; sets a journal it cannot open aside",
             _ => "retries",
         };
         s.push_str(&format!("| {} | `{}` | {} | {} | {daemon} |\n", k as i32, k.name(), k.meaning(), k.what_to_do()));
