@@ -608,7 +608,7 @@ typedef struct trib_drain_report {
     uint64_t lines;
     uint64_t bytes;
     /**
-     * Bytes of an uncommitted tail (left by a crashed drain) that were truncated.
+     * Bytes of an uncommitted tail (left by a drain that crashed or failed) that were truncated.
      */
     uint64_t repaired_tail_bytes;
     /**

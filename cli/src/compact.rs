@@ -117,7 +117,10 @@ pub fn cmd_drain(a: DrainArgs) -> CmdResult {
         r.rounds,
         r.epoch,
         if r.repaired_tail_bytes > 0 {
-            format!("; truncated an uncommitted tail of {} byte(s) left by a crashed drain", r.repaired_tail_bytes)
+            format!(
+                "; truncated an uncommitted tail of {} byte(s) left by a drain that crashed or failed",
+                r.repaired_tail_bytes
+            )
         } else {
             String::new()
         }

@@ -169,7 +169,7 @@ pub struct DrainReport {
     pub lines: u64,
     /// Bytes committed to the target (each line with its `\n`).
     pub bytes: u64,
-    /// Bytes of an uncommitted tail (left by a crashed drain) that were truncated.
+    /// Bytes of an uncommitted tail (left by a drain that crashed or failed) that were truncated.
     pub repaired_tail_bytes: u64,
     /// Generations rotated out (managed rotation), including completed interrupted ones.
     pub rotations: u64,

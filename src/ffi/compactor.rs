@@ -152,7 +152,7 @@ pub struct trib_drain_report {
     /// Lines and bytes (with their `\n`s) committed to the target.
     pub lines: u64,
     pub bytes: u64,
-    /// Bytes of an uncommitted tail (left by a crashed drain) that were truncated.
+    /// Bytes of an uncommitted tail (left by a drain that crashed or failed) that were truncated.
     pub repaired_tail_bytes: u64,
     /// The manifest epoch after the drain.
     pub epoch: u64,
