@@ -254,7 +254,14 @@ impl Appender {
         let committer = std::thread::Builder::new()
             .name("tributary-appender".into())
             .spawn(move || for_thread.run())
-            .map_err(|e| Error::io("starting the appender's committer thread", e))?;
+            .map_err(|e| {
+            Error::io(
+                "starting the appender's committer thread (the process or its user is at its limit of threads \
+                     or processes: `ulimit -u`, a container's pids.max — raise it, or use a Journal, which needs \
+                     no thread)",
+                e,
+            )
+        })?;
         Ok(Appender { shared, committer: Some(committer) })
     }
 

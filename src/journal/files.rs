@@ -65,8 +65,15 @@ pub(super) fn retiring_path(journal: &Path) -> PathBuf {
 /// Always taken before a journal's `SQLite` write lock, never after.
 pub(super) fn lock_folder(journal: &Path) -> Result<std::fs::File> {
     let folder = crate::os::fs::parent_dir(journal);
-    let spool = std::fs::File::open(&folder)
-        .map_err(|e| Error::io(format!("opening the journal's folder {} to lock it", folder.display()), e))?;
+    let spool = std::fs::File::open(&folder).map_err(|e| {
+        let advice = if e.raw_os_error() == Some(libc::EMFILE) {
+            ": this process is at its limit of open files: raise it (`ulimit -n`, LimitNOFILE=) or open fewer \
+                 journals at once"
+        } else {
+            ""
+        };
+        Error::io(format!("opening the journal's folder {} to lock it{advice}", folder.display()), e)
+    })?;
     match crate::os::sys::flock_exclusive(&spool) {
         Ok(()) => Ok(spool),
         // A filesystem that cannot flock a folder (NFS emulates flock with byte-range
