@@ -151,3 +151,33 @@ def test_close_from_inside_a_call_on_the_same_thread_is_refused_not_a_deadlock(s
     inside_a_call()
     t = _close_in_a_thread(j)
     assert not t.is_alive() and j.closed
+
+
+def test_close_in_a_signal_handler_between_a_call_s_check_and_its_library_call_is_refused(
+    spool: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A signal handler runs after any C call — also inside the check a call makes
+    before it uses the handle (``os.getpid``). Its close() freed the handle the call
+    then used (an outside tester: calls into the library with a freed handle; a SIGHUP
+    handler that closed and reopened a journal had 64 acknowledged lines stored in the
+    new journal). The call is registered before that check: the close is refused."""
+    import tributary._managed as managed
+
+    j = tributary.Journal(spool / "a.journal")
+    real_getpid = os.getpid
+    handler_ran = []
+
+    def getpid_then_a_signal_handler() -> int:
+        pid = real_getpid()
+        if not handler_ran:
+            handler_ran.append(True)
+            j.close()  # what the handler does; raises if a call is in flight here
+        return pid
+
+    monkeypatch.setattr(managed.os, "getpid", getpid_then_a_signal_handler)
+    with pytest.raises(tributary.InvalidArgumentError, match="from inside a call on it"):
+        j.append(b"interrupted")
+    monkeypatch.setattr(managed.os, "getpid", real_getpid)
+    assert handler_ran and not j.closed, "the handle was closed under the call"
+    assert j.append(b"after") == 1, "the interrupted append stored something"
+    j.close()

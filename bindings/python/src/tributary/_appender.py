@@ -185,8 +185,12 @@ class Appender(Managed):
         data = line if type(line) is bytes else _line_bytes(line)
         cond, calls, frame = self._cond, self._calls, _frame()
         with cond:
-            handle = self._check()
-            calls[frame] = None
+            calls[frame] = None  # before the handle is read (as Managed._borrow)
+            try:
+                handle = self._check()
+            except BaseException:
+                del calls[frame]
+                raise
         try:
             err = _ffi.trib_error_p()
             if self._drops:

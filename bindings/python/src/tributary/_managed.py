@@ -107,9 +107,15 @@ class Managed:
         no longer runs)."""
         frame = _frame(1)
         with self._cond:
-            handle = self._check()
+            # Registered before the handle is read: `_check` makes C calls, after which
+            # a signal handler may run; its close() must see this call (an outside
+            # tester: a handler's close() freed the handle a call then used).
             self._calls[frame] = None
-            return handle
+            try:
+                return self._check()
+            except BaseException:
+                del self._calls[frame]
+                raise
 
     def _release(self) -> None:
         frame = _frame(1)
