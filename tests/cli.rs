@@ -496,8 +496,17 @@ fn a_command_started_with_stdout_closed_is_refused_and_stores_no_cursor() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("s-000000\n"), "{}", String::from_utf8_lossy(&out.stdout));
-    let discard = Command::new("bash").args(["-c", &format!("exec {status} > /dev/null")]).output().unwrap();
-    assert!(discard.status.success(), "{}", String::from_utf8_lossy(&discard.stderr));
+    // a stdout that discards, however it was opened: `> /dev/null`, and read-write as
+    // Python's `subprocess.DEVNULL` opens it (refused before, an outside tester)
+    for redirect in ["> /dev/null", "1<>/dev/null"] {
+        let discard = Command::new("bash").args(["-c", &format!("exec {status} {redirect}")]).output().unwrap();
+        assert!(discard.status.success(), "{redirect}: {}", String::from_utf8_lossy(&discard.stderr));
+    }
+    // `append` prints nothing without --print-seqs: a closed stdout is no problem there
+    let journal_path = s(&d.path().join("quiet.journal"));
+    let quiet = format!("printf 'x\\n' | {} append --journal {journal_path} >&-", bin());
+    let out = Command::new("bash").args(["-c", &quiet]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// The daemon's stderr is a log it must survive losing (a log shipper that exited,

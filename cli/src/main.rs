@@ -111,7 +111,13 @@ fn main() -> ExitCode {
     // is their answer.
     let answer_on_stdout = !matches!(cli.command, Command::Compact(_) | Command::Tail(_) | Command::Demo(_));
     os::ignore_file_size_signal();
-    if (answer_on_stdout || matches!(cli.command, Command::Tail(_))) && os::stdout_closed() {
+    // (`append` prints only with --print-seqs)
+    let prints = match &cli.command {
+        Command::Append(a) => a.print_seqs,
+        Command::Tail(_) => true,
+        _ => answer_on_stdout,
+    };
+    if prints && os::stdout_closed() {
         say_err!(
             "tributary: error [invalid_argument]: stdout is closed: what this command prints would go nowhere (and \
              `tail --cursor-store` would store its lines as read); give it a stdout (`> /dev/null` to discard)"

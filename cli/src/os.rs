@@ -34,18 +34,29 @@ pub fn ignore_file_size_signal() {
     }
 }
 
+/// Whether fd 1 was closed when the process started, recorded before the standard
+/// library's start-up puts `/dev/null` there (it does for closed 0, 1 and 2).
+static STDOUT_CLOSED_AT_START: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn record_stdout_at_start() {
+    // SAFETY: F_GETFD only asks about descriptor 1; it reads and changes nothing.
+    let closed = unsafe { libc::fcntl(1, libc::F_GETFD) } == -1;
+    STDOUT_CLOSED_AT_START.store(closed, Ordering::SeqCst);
+}
+
+/// Runs before `main` and before the standard library's start-up (the loader calls
+/// `.init_array` entries before the C `main` that calls Rust's).
+#[used]
+#[link_section = ".init_array"]
+static RECORD_STDOUT_AT_START: extern "C" fn() = record_stdout_at_start;
+
 /// Whether this process was started with stdout (fd 1) closed (`>&-`): the standard
-/// library then opens `/dev/null` read-write in its place before `main`, so lines
-/// would vanish while the command reports success — and `tail --cursor-store` would
-/// store them as read (an outside tester). A shell's `> /dev/null` opens it write-only.
+/// library then gives it `/dev/null`, so lines would vanish while the command reports
+/// success — and `tail --cursor-store` would store them as read (an outside tester).
+/// Told from fd 1 as it was before that (a `/dev/null` a caller opened — `> /dev/null`,
+/// Python's `subprocess.DEVNULL`, read-write — is a stdout that discards).
 pub fn stdout_closed() -> bool {
-    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat and F_GETFL only read the state of descriptor 1 into `st`, a valid,
-    // writable struct; they change nothing.
-    let (stat_ok, flags) = unsafe { (libc::fstat(1, &raw mut st) == 0, libc::fcntl(1, libc::F_GETFL)) };
-    let dev_null = stat_ok && (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3);
-    flags == -1 || (dev_null && flags & libc::O_ACCMODE == libc::O_RDWR)
+    STDOUT_CLOSED_AT_START.load(Ordering::SeqCst)
 }
 
 /// True once SIGTERM or SIGINT arrived after [`install_stop_handlers`].

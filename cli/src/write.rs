@@ -21,7 +21,7 @@ pub struct AppendArgs {
     flags: JournalFlags,
     /// Print each stored line's seq on stdout once it is durable.
     #[arg(long)]
-    print_seqs: bool,
+    pub(crate) print_seqs: bool,
 }
 
 /// How many times one batch is resent to the journal opened again by its name after
