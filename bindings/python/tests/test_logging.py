@@ -125,39 +125,51 @@ def test_a_handler_logs_on_after_its_journal_is_retired(tmp_path: Path, target: 
     assert target_lines(target) == [b"before %d" % i for i in range(3)] + [b"after %d" % i for i in range(3)]
 
 
-def test_records_a_daemon_thread_logs_during_interpreter_exit_are_stored_not_errors(tmp_path: Path, target: Path):
-    """With ``background=True`` the exit hook closes the appender while daemon threads
-    may still log: each later record was a "--- Logging error ... appender is closed"
-    traceback on stderr (an outside tester). They are appended durably now."""
+def test_records_daemon_threads_log_during_interpreter_exit_are_stored_not_errors(tmp_path: Path, target: Path):
+    """With ``background=True`` the exit hook closes the appender, then
+    ``logging.shutdown`` closes the handler, while daemon threads still log: each later
+    record was a "--- Logging error ... appender is closed" traceback on stderr, then
+    (once the handler was closed) went to a new Appender nobody flushed — ~1,100 records
+    lost in 3 runs of 5 (outside testers). Records emitted after the close are appended
+    durably now: every record a thread saw logged is stored, once, in order."""
     from conftest import run_python
 
     spool = tmp_path / "spool"
     spool.mkdir()
+    acks = tmp_path / "acks"
     out = run_python(
         """
         import logging, sys, threading
         from tributary.logging import JournalHandler
         log = logging.getLogger("exit")
-        log.addHandler(JournalHandler(sys.argv[1], background=True, durability="normal"))
+        log.addHandler(JournalHandler(sys.argv[1], background=True, durability="normal", window=0.05))
         log.setLevel(logging.INFO)
-        started = threading.Event()
+        acks = open(sys.argv[2], "a", buffering=1)
+        started = threading.Barrier(4)
 
-        def keep_logging():
+        def keep_logging(k):
             i = 0
             while True:
-                log.info("record %d", i)
+                log.info("t%d-%d", k, i)
+                acks.write(f"t{k}-{i}\\n")
                 i += 1
-                if i == 1000:
-                    started.set()
+                if i == 500:
+                    started.wait()
 
-        threading.Thread(target=keep_logging, daemon=True).start()
+        for k in range(3):
+            threading.Thread(target=keep_logging, args=(k,), daemon=True).start()
         started.wait()
         """,
         str(spool / "app.journal"),
+        str(acks),
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Logging error" not in out.stderr and "closed" not in out.stderr, out.stderr[-2000:]
     tributary.drain(target, spool=spool)
-    got = target_lines(target)
-    assert len(got) >= 1000
-    assert got == [f"record {i}".encode() for i in range(len(got))], "a gap or a duplicate in the thread's records"
+    got = [line.decode() for line in target_lines(target)]
+    assert len(got) == len(set(got)), "a record is in the target twice"
+    missing = set(acks.read_text().split()) - set(got)
+    assert not missing, f"{len(missing)} records a thread saw logged are not stored"
+    for k in range(3):
+        mine = [line for line in got if line.startswith(f"t{k}-")]
+        assert mine == [f"t{k}-{i}" for i in range(len(mine))], f"thread {k}: a gap or a reorder"

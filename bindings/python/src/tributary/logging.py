@@ -127,6 +127,7 @@ class JournalHandler(logging.Handler):
         if self.background:
             self._options.update(window=window, max_queue_bytes=max_queue_bytes, on_full=on_full)
         self._creator_pid = os.getpid()
+        self._closed = False  # close() ran: later records go through a Journal
         self._journals: Dict[int, Union[Journal, Appender]] = {}
         self._open_lock = threading.Lock()
         self._count_lock = threading.Lock()
@@ -146,8 +147,13 @@ class JournalHandler(logging.Handler):
             with self._open_lock:
                 j = self._journals.get(pid)
                 if j is None:
-                    kind = Appender if self.background else Journal
-                    j = kind(self.path_for(pid), **self._options)
+                    if self.background and not self._closed:
+                        j = Appender(self.path_for(pid), **self._options)
+                    else:
+                        # (closed — by `logging.shutdown` at exit while daemon threads
+                        # still log — records are appended durably: a new Appender
+                        # would never be flushed, an outside tester lost ~1,100)
+                        j = Journal(self.path_for(pid), **self._journal_options())
                     self._journals[pid] = j
         return j
 
@@ -159,10 +165,13 @@ class JournalHandler(logging.Handler):
         with self._open_lock:
             j = self._journals.get(pid)
             if j is gone or j is None:
-                journal_options = {k: v for k, v in self._options.items() if k not in _APPENDER_ONLY}
-                j = Journal(self.path_for(pid), **journal_options)
+                j = Journal(self.path_for(pid), **self._journal_options())
                 self._journals[pid] = j
         return j
+
+    def _journal_options(self) -> Dict[str, Any]:
+        """The options a Journal takes (a background handler's are an Appender's)."""
+        return {k: v for k, v in self._options.items() if k not in _APPENDER_ONLY}
 
     def path_for(self, pid: int) -> str:
         """The journal file process ``pid`` logs to: ``path`` in the process that made
@@ -231,6 +240,7 @@ class JournalHandler(logging.Handler):
         """Close this process's journal handle; with ``background=True`` after making
         every emitted record durable (records already emitted are durable)."""
         with self._open_lock:
+            self._closed = True
             j = self._journals.pop(os.getpid(), None)
         if j is not None:
             self._reporting(j.close)
