@@ -665,6 +665,7 @@ fn a_target_through_a_fuse_mount_whose_locks_stay_in_that_mount_is_refused_by_ev
     let e = Compactor::new(&created, CompactorOptions::default().create(true)).and_then(|c| c.drain(&[]));
     refused("init", e.unwrap_err());
     assert!(!real.join("new.log").exists(), "init created a target through the FUSE view");
+    assert!(!real.join("new.log.tributary").exists(), "the refused init left a sidecar folder");
     for args in [vec!["status", "--target"], vec!["drain", "--spool", &s(&spool), "--target"]] {
         let out = cli(&[&args[..], &[&s(&through)]].concat());
         let err = String::from_utf8_lossy(&out.stderr);

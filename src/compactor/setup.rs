@@ -182,6 +182,8 @@ impl Compactor {
     /// The checks before the lock: the target's name, its sidecar, the mount.
     pub(super) fn check_before_lock(&self, create: bool) -> Result<()> {
         fscheck::check_target_name(&self.target)?;
+        // (before a sidecar is created: a refused `init` left an empty one behind)
+        fscheck::check_target_fuse(&self.target)?;
         if create {
             self.sidecar.create()?;
             self.lock_file_not_lost()?;

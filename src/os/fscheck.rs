@@ -213,10 +213,10 @@ pub fn check_target_fuse(target: &Path) -> Result<()> {
 const FUSE_MAGIC: i64 = 0x6573_5546;
 
 /// Whether a FUSE mount of `fs_type` keeps its locks per mount: not a known type with
-/// shared locks, nor one named in `vouched` (comma-separated).
+/// shared locks, nor one named in `vouched` (comma-separated) — exactly: `fuse` vouched
+/// for (bindfs shows no subtype) must not take `fuse.sshfs` in (an outside tester).
 fn fuse_locks_unshared(fs_type: &str, vouched: &str) -> bool {
-    let named = |t: &str| t == fs_type || fs_type.starts_with(&format!("{t}."));
-    !FUSE_SHARED_LOCKS.iter().any(|t| named(t)) && !vouched.split(',').map(str::trim).any(|t| !t.is_empty() && named(t))
+    !FUSE_SHARED_LOCKS.contains(&fs_type) && !vouched.split(',').map(str::trim).any(|t| t == fs_type)
 }
 
 /// Refuse a target on a mount whose locks are host-local (NFS `nolock`,
@@ -282,6 +282,8 @@ mod tests {
         }
         assert!(!fuse_locks_unshared("fuse.juicefs", "fuse.mfs, fuse.juicefs"));
         assert!(fuse_locks_unshared("fuse.sshfs", " ,fuse.juicefs"));
+        assert!(!fuse_locks_unshared("fuse", "fuse"));
+        assert!(fuse_locks_unshared("fuse.sshfs", "fuse"), "a plain `fuse` vouched for took sshfs in");
     }
 
     #[test]
