@@ -553,7 +553,12 @@ impl Shared {
                     st.spare = batch;
                     backoff = RETRY_MIN;
                     most = most.saturating_mul(2);
-                    halving_since = None;
+                    if st.queue.is_empty() {
+                        // (a part stored while the rest is still refused keeps the one
+                        // wait going: each part restarting it made a flush take 3-4
+                        // times full_wait, an outside tester)
+                        halving_since = None;
+                    }
                     self.progress.notify_all();
                 }
                 Err(e) => {
