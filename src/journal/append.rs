@@ -610,7 +610,9 @@ impl Journal {
                         None => {
                             let full = runs.last().is_none_or(|r| r.data.len() + line.len() + 1 > RUN_MAX_BYTES);
                             if full {
-                                runs.push(RunBuf { first_seq: next_seq, ..RunBuf::default() });
+                                let mut run = RunBuf { first_seq: next_seq, ..RunBuf::default() };
+                                run.try_reserve(bytes.min(RUN_MAX_BYTES).max(line.len() + 1), 0)?;
+                                runs.push(run);
                             }
                             total_bytes += line.len() as u64;
                             let run = runs.last_mut().expect("a run");
@@ -758,6 +760,9 @@ impl Journal {
     /// it back without a RETURNING table. Each request gets its lines' consecutive seqs.
     fn commit_one_run(&self, batch: &[Arc<Request<Arc<Appending>>>]) -> Result<Vec<Outcome>> {
         let mut run = RunBuf::default();
+        let (bytes, lines) =
+            batch.iter().fold((0, 0), |(b, n), r| (b + r.payload.lines.data_len(), n + r.payload.lines.len()));
+        run.try_reserve(bytes, lines)?;
         for r in batch {
             run.push_lines(&r.payload.lines);
         }

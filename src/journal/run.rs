@@ -156,6 +156,21 @@ impl RunBuf {
         self.count += 1;
     }
 
+    /// Room for `bytes` of lines (each `\n` counted) and `lines` line-table entries, or
+    /// an `io` error (ENOMEM) when the memory cannot be had: a commit that fails, is
+    /// retried and reported, where the allocation aborted the process (an outside
+    /// tester: a flush under an address-space limit).
+    pub(super) fn try_reserve(&mut self, bytes: usize, lines: usize) -> crate::error::Result<()> {
+        let out_of_memory = |e: std::collections::TryReserveError| {
+            crate::error::Error::io(
+                format!("building a run of {bytes} bytes to commit: this process is out of memory ({e})"),
+                std::io::Error::from_raw_os_error(libc::ENOMEM),
+            )
+        };
+        self.data.try_reserve_exact(bytes).map_err(out_of_memory)?;
+        self.meta.try_reserve_exact(lines.saturating_mul(LINE_META_BYTES)).map_err(out_of_memory)
+    }
+
     /// Append every line of `lines` (validated): their bytes in one copy.
     pub(super) fn push_lines(&mut self, lines: &Lines) {
         self.meta.reserve(lines.len() * LINE_META_BYTES);
