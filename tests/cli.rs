@@ -559,3 +559,18 @@ fn the_daemon_survives_a_stderr_that_fails_and_a_file_size_limit() {
     let text = std::fs::read(&target).unwrap();
     assert_eq!(text.len(), 3 * "first-000000\n".len() + 100 * 1001, "each line once");
 }
+
+/// A journal reaching `ulimit -f`: `append` said only "disk I/O error" (an outside
+/// tester). The operating system's error is named, and the resend point stays exact.
+#[test]
+fn append_past_the_file_size_limit_names_the_limit() {
+    let d = tmp();
+    let jp = s(&d.path().join("a.journal"));
+    let script = format!("ulimit -f 256; seq 1 200000 | {} append --journal {jp}", bin());
+    let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("File too large"), "{err}");
+    let stored = journal(&d.path().join("a.journal")).backlog().unwrap().lines;
+    assert!(err.contains(&format!("resend from input line {}", stored + 1)), "{stored} stored: {err}");
+}

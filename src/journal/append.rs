@@ -676,7 +676,7 @@ impl Journal {
         crate::fault::check(crate::fault::Step::JournalCommit)
             .map_err(|e| Error::io(ctx("committing appended lines"), e))?;
         if let Err(e) = self.commit_keeping_room(&conn, tx) {
-            return Err(Self::failed_commit(&conn, ctx("committing appended lines"), e));
+            return Err(Self::failed_commit(&conn, &ctx("committing appended lines"), e));
         }
         failpoint::hit(failpoint::Point::JournalAfterCommit);
         Ok(results)
@@ -687,7 +687,8 @@ impl Journal {
     /// (`os::sqlite_vfs`): `SQLite`'s recovery after a crash before the next commit
     /// would replay them. A TRUNCATE checkpoint empties the log, so that "nothing of
     /// the call is stored" stays exact; when it cannot, the error says so.
-    fn failed_commit(conn: &rusqlite::Connection, ctx: String, e: rusqlite::Error) -> Error {
+    fn failed_commit(conn: &rusqlite::Connection, ctx: &str, e: rusqlite::Error) -> Error {
+        let ctx = format!("{ctx}{}", crate::os::sqlite_file::system_error_note(conn));
         let full =
             matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure));
         if !full {
@@ -792,7 +793,7 @@ impl Journal {
             })
             .and_then(|_| self.commit_keeping_room(&conn, tx))
         {
-            return Err(Self::failed_commit(&conn, ctx("committing appended lines"), e));
+            return Err(Self::failed_commit(&conn, &ctx("committing appended lines"), e));
         }
         // The run's first seq (its rowid), one past the newest stored seq: negative
         // only in a journal whose rows are damaged; then the lines are stored but this

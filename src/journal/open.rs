@@ -484,7 +484,10 @@ impl Journal {
                     [rusqlite::ffi::SQLITE_IOERR_SHORT_READ, rusqlite::ffi::SQLITE_IOERR_DELETE_NOENT].contains(&code);
                 Error::io(
                     format!("opening journal {}", path.display()),
-                    io::Error::other(format!("{e} (SQLite code {code})")),
+                    io::Error::other(format!(
+                        "{e} (SQLite code {code}){}",
+                        crate::os::sqlite_file::system_error_note(&conn)
+                    )),
                 )
             }
             _ => not_journal(format!("not an SQLite database: {e}")),

@@ -143,7 +143,10 @@ pub(super) fn configure(conn: &Connection, path: &Path, opts: &JournalOptions, n
     //   more with 4 KiB pages, and its page cache is smaller.
     if new {
         conn.execute_batch(&format!("PRAGMA page_size = {JOURNAL_PAGE_SIZE}; PRAGMA auto_vacuum = INCREMENTAL;"))
-            .map_err(|e| Error::sqlite("setting a new journal's page size and auto_vacuum", e))?;
+            .map_err(|e| {
+                let note = crate::os::sqlite_file::system_error_note(conn);
+                Error::sqlite(format!("setting a new journal's page size and auto_vacuum{note}"), e)
+            })?;
     }
     // Switching a new file to WAL takes an exclusive lock and does not consult the
     // busy handler: processes creating the same journal at once must retry here.
@@ -175,7 +178,7 @@ pub(super) fn configure(conn: &Connection, path: &Path, opts: &JournalOptions, n
         "PRAGMA synchronous={sync}; PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}; \
          PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES};"
     ))
-    .map_err(|e| Error::sqlite("setting synchronous", e))
+    .map_err(|e| Error::sqlite(format!("setting synchronous{}", crate::os::sqlite_file::system_error_note(conn)), e))
 }
 
 /// The journal's id: read from an initialised journal, or the schema created (by

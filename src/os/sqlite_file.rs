@@ -11,6 +11,9 @@
 //! `posix_fallocate` `SQLite` writes a zero byte into each new block from the size it
 //! read, which zeroed the last bytes of pages a concurrent checkpoint had just
 //! written — an outside reviewer, reproduced against this `SQLite`.)
+//!
+//! Also, from the same connection handle: the operating system's errno behind
+//! `SQLite`'s last "disk I/O error" (`system_error_note`), for messages.
 
 use std::ffi::c_void;
 use std::io;
@@ -83,6 +86,20 @@ pub(crate) fn reserve_blocks(conn: &Connection, dev_ino: (u64, u64), from: u64, 
 /// (`st_size`, `st_blocks` × 512).
 pub(crate) fn length_and_blocks(conn: &Connection, dev_ino: (u64, u64)) -> Option<(u64, u64)> {
     main_file(conn, dev_ino).map(|(_, len, blocks)| (len, blocks))
+}
+
+/// The operating system's error behind `SQLite`'s last failed call on `conn` (its
+/// `SQLITE_IOERR`, `SQLITE_FULL` or `SQLITE_CANTOPEN` says only "disk I/O error"), as
+/// `" (the system said: File too large (os error 27))"`, or `""` when there is none.
+/// An outside tester saw only "disk I/O error" under `ulimit -f`.
+pub(crate) fn system_error_note(conn: &Connection) -> String {
+    // SAFETY: `handle` is the live `sqlite3 *` of `conn`, borrowed for this call only;
+    // `sqlite3_system_errno` only reads the connection's saved errno.
+    let errno = unsafe { ffi::sqlite3_system_errno(conn.handle()) };
+    if errno == 0 {
+        return String::new();
+    }
+    format!(" (the system said: {})", io::Error::from_raw_os_error(errno))
 }
 
 #[cfg(test)]
