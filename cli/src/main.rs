@@ -86,8 +86,10 @@ enum Command {
     /// Admit journals a drain refused as older than the target's horizon, once you know
     /// they are new (not copies of retired journals).
     Admit(AdmitArgs),
-    /// Print the lines a journal still stores (drained or not), read-only: to salvage
-    /// a copy drains refuse (README "Operations", a cloned journal).
+    /// Print the lines a journal still stores (drained or not), changing none: to
+    /// salvage a copy drains refuse (README "Operations", a cloned journal). Needs
+    /// write access to the journal and its folder (SQLite's -shm); copy a read-only one
+    /// elsewhere first.
     Dump(DumpArgs),
     /// Committed length/lines, watermarks, journal backlogs and their age.
     Status(StatusArgs),

@@ -191,15 +191,18 @@ pub struct DumpArgs {
     /// Print each line as `<seq><TAB><line>`.
     #[arg(long)]
     seqs: bool,
-    #[command(flatten)]
-    flags: JournalFlags,
+    /// Accept a journal on a network filesystem (only if it is really host-local).
+    #[arg(long)]
+    allow_network_fs: bool,
 }
 
-/// `tributary dump`: the lines a journal still stores, drained or not, read-only —
-/// to salvage a copy that drains refuse (`journal_restored`: a clone whose appends
-/// after the copy are in no target; README "Operations").
+/// `tributary dump`: the lines a journal still stores, drained or not, changing none
+/// of them — to salvage a copy that drains refuse (`journal_restored`: a clone whose
+/// appends after the copy are in no target; README "Operations"). `SQLite` opens it
+/// read-write (its `-shm`): a copy on a read-only medium is copied elsewhere first.
 pub fn cmd_dump(a: DumpArgs) -> CmdResult {
-    let journal = Journal::open_existing(&a.journal, a.flags.options()?)?;
+    let opts = tributary::JournalOptions::default().allow_network_fs(a.allow_network_fs);
+    let journal = Journal::open_existing(&a.journal, opts)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = |e: std::io::Error| Error::io("writing to stdout", e);
     journal.stored_lines_after(a.after, &mut |seq, line| {
