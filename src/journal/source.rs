@@ -141,6 +141,26 @@ impl Journal {
 
     /// A run's `first_seq` and `count` as stored (`SQLite` INTEGERs): negative only in a
     /// damaged row, reported at `at`, the seq being looked for.
+    /// A run row's `line_meta` (column 2) and `data` (column 3) blobs, and its line
+    /// table checked against `count`.
+    fn run_blobs<'r>(
+        &self,
+        r: &'r rusqlite::Row<'_>,
+        first: u64,
+        count: u64,
+    ) -> Result<(&'r [u8], &'r [u8], LineTable<'r>)> {
+        let (Ok(meta), Ok(data)) = (
+            r.get_ref(2).map_err(|_| ()).and_then(|v| v.as_blob().map_err(|_| ())),
+            r.get_ref(3).map_err(|_| ()).and_then(|v| v.as_blob().map_err(|_| ())),
+        ) else {
+            return Err(self.corrupt(first, "its run is not made of blobs".into()));
+        };
+        let Some(table) = LineTable::new(meta, count) else {
+            return Err(self.corrupt(first, "its run's line table does not match its line count".into()));
+        };
+        Ok((meta, data, table))
+    }
+
     fn run_span(&self, first: i64, count: i64, at: u64) -> Result<(u64, u64)> {
         match (u64::try_from(first), u64::try_from(count)) {
             (Ok(first), Ok(count)) => Ok((first, count)),
@@ -210,15 +230,7 @@ impl Journal {
             let first = r.get::<_, i64>(0).map_err(|e| Error::sqlite("reading a run", e))?;
             let count = r.get::<_, i64>(1).map_err(|e| Error::sqlite("reading a run", e))?;
             let (first, count) = self.run_span(first, count, after_seq + 1)?;
-            let (Ok(meta), Ok(data)) = (
-                r.get_ref(2).map_err(|_| ()).and_then(|v| v.as_blob().map_err(|_| ())),
-                r.get_ref(3).map_err(|_| ()).and_then(|v| v.as_blob().map_err(|_| ())),
-            ) else {
-                return Err(self.corrupt(first, "its run is not made of blobs".into()));
-            };
-            let Some(table) = LineTable::new(meta, count) else {
-                return Err(self.corrupt(first, "its run's line table does not match its line count".into()));
-            };
+            let (_, data, table) = self.run_blobs(r, first, count)?;
             let mut pos = 0usize;
             for k in 0..count {
                 let seq = first + k;
@@ -280,15 +292,7 @@ impl Journal {
                     self.corrupt(expect, format!("the line is missing (the next stored run starts at {first})"))
                 );
             }
-            let (Ok(meta), Ok(data)) = (
-                r.get_ref(2).map_err(|_| ()).and_then(|v| v.as_blob().map_err(|_| ())),
-                r.get_ref(3).map_err(|_| ()).and_then(|v| v.as_blob().map_err(|_| ())),
-            ) else {
-                return Err(self.corrupt(first, "its run is not made of blobs".into()));
-            };
-            let Some(table) = LineTable::new(meta, count) else {
-                return Err(self.corrupt(first, "its run's line table does not match its line count".into()));
-            };
+            let (meta, data, table) = self.run_blobs(r, first, count)?;
             // The run's data CRC feeds the target's running CRC; without it, each line
             // taken is checked alone (which also names the bad line).
             let run_hash = checked_data_hash(meta, data, r.get::<_, Option<i64>>(4).ok().flatten());
