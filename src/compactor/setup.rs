@@ -182,8 +182,12 @@ impl Compactor {
     /// The checks before the lock: the target's name, its sidecar, the mount.
     pub(super) fn check_before_lock(&self, create: bool) -> Result<()> {
         fscheck::check_target_name(&self.target)?;
-        // (before a sidecar is created: a refused `init` left an empty one behind)
-        fscheck::check_target_fuse(&self.target)?;
+        // Once per compactor, and before a sidecar is created (a refused `init` on
+        // FUSE left an empty one behind).
+        if self.target_on_network.get().is_none() {
+            fscheck::check_target_mount(&self.target)?;
+            let _ = self.target_on_network.set(fscheck::on_network_fs(&self.target));
+        }
         if create {
             self.sidecar.create()?;
             self.lock_file_not_lost()?;
@@ -194,10 +198,6 @@ impl Compactor {
             )));
         }
         self.sidecar.check_safe()?;
-        if self.target_on_network.get().is_none() {
-            fscheck::check_target_mount(&self.target)?;
-            let _ = self.target_on_network.set(fscheck::on_network_fs(&self.target));
-        }
         Ok(())
     }
 

@@ -548,7 +548,6 @@ impl Shared {
                     st.committed += batch.len() as u64;
                     st.commits += 1;
                     st.in_flight_since = None;
-                    let mut batch = batch;
                     batch.clear();
                     st.spare = batch;
                     backoff = RETRY_MIN;

@@ -139,8 +139,6 @@ impl Journal {
         Error::CorruptJournalRow { journal: self.path.clone(), seq, detail }
     }
 
-    /// A run's `first_seq` and `count` as stored (`SQLite` INTEGERs): negative only in a
-    /// damaged row, reported at `at`, the seq being looked for.
     /// A run row's `line_meta` (column 2) and `data` (column 3) blobs, and its line
     /// table checked against `count`.
     fn run_blobs<'r>(
@@ -161,6 +159,8 @@ impl Journal {
         Ok((meta, data, table))
     }
 
+    /// A run's `first_seq` and `count` as stored (`SQLite` INTEGERs): negative only in a
+    /// damaged row, reported at `at`, the seq being looked for.
     fn run_span(&self, first: i64, count: i64, at: u64) -> Result<(u64, u64)> {
         match (u64::try_from(first), u64::try_from(count)) {
             (Ok(first), Ok(count)) => Ok((first, count)),

@@ -602,14 +602,12 @@ pub fn fd_usage() -> Option<(u64, u64)> {
     }
 }
 
-/// Bytes an unprivileged process can still write on the filesystem holding `path`;
-/// `u64::MAX` on one that counts no blocks (ramfs: 0 total, 0 free — not full; an
-/// outside tester's journal there was refused as "0 bytes free").
+/// [`Space::available`] on the filesystem holding `path`.
 ///
 /// # Errors
 /// `statfs`'s error (e.g. `NotFound`); `Other` for a path containing a NUL byte.
 pub fn free_bytes(path: &Path) -> io::Result<u64> {
-    space(path).map(|s| if s.total == 0 { u64::MAX } else { s.free })
+    space(path).map(|s| s.available())
 }
 
 /// The filesystem holding a path: its kind and its room.
@@ -627,6 +625,18 @@ pub struct Space {
 }
 
 impl Space {
+    /// Bytes an unprivileged process can still write: `free`, or `u64::MAX` where the
+    /// filesystem counts no blocks (ramfs: 0 total, 0 free — not full; an outside
+    /// tester's journal there was refused as "0 bytes free").
+    #[must_use]
+    pub fn available(&self) -> u64 {
+        if self.total == 0 {
+            u64::MAX
+        } else {
+            self.free
+        }
+    }
+
     /// Files cannot be created for want of inodes while blocks are free.
     #[must_use]
     pub fn out_of_inodes(&self) -> bool {

@@ -110,7 +110,6 @@ impl Reader {
     pub fn open(target: impl AsRef<Path>, offset: u64) -> Result<Reader> {
         let target = target.as_ref();
         crate::os::fscheck::check_target_name(target)?;
-        crate::os::fscheck::check_target_fuse(target)?;
         let generation = load_manifest(&Sidecar::for_target(target))?.map_or(1, |m| m.generation);
         Self::open_at(target, Cursor::at(generation, offset))
     }
