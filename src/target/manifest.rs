@@ -411,22 +411,18 @@ impl Manifest {
         }
         push_rotated(&mut s, &self.rotated);
         let mut line = Vec::with_capacity(128);
-        for (id, w) in &self.watermarks {
-            if prev.watermarks.get(id) != Some(w) {
-                push_watermark(&mut s, &mut line, w);
+        diff_sorted(&prev.watermarks, &self.watermarks, |id, now| match now {
+            Some(w) => push_watermark(&mut s, &mut line, w),
+            None => {
+                let _ = writeln!(s, "forget_watermark {id}");
             }
-        }
-        for id in prev.watermarks.keys().filter(|id| !self.watermarks.contains_key(id)) {
-            let _ = writeln!(s, "forget_watermark {id}");
-        }
-        for (id, stamp) in &self.retired {
-            if prev.retired.get(id) != Some(stamp) {
-                let _ = writeln!(s, "retired {id} {stamp}");
-            }
-        }
-        for id in prev.retired.keys().filter(|id| !self.retired.contains_key(id)) {
-            let _ = writeln!(s, "forget_retired {id}");
-        }
+        });
+        diff_sorted(&prev.retired, &self.retired, |id, now| {
+            let _ = match now {
+                Some(stamp) => writeln!(s, "retired {id} {stamp}"),
+                None => writeln!(s, "forget_retired {id}"),
+            };
+        });
         s.into_bytes()
     }
 
@@ -629,6 +625,31 @@ fn push_rotated(s: &mut String, rotated: &BTreeMap<u64, RotatedGeneration>) {
 /// buffer kept between calls). By hand, not `writeln!`: with 10,000 watermarks the
 /// formatting machinery was most of a commit's CPU (1.1 ms per encode, two encodes per
 /// round).
+/// Calls `changed(key, Some(new))` for each entry of `now` that `prev` lacks or holds
+/// with another value, and `changed(key, None)` for each entry of `prev` that `now`
+/// lacks, in key order: one walk of both maps side by side. (A lookup of each key in
+/// the other map cost ~2 ms per commit at 10,000 watermarks — most of a round's
+/// manifest work, twice a round — where the walk is a tenth of that.)
+fn diff_sorted<K: Ord, V: PartialEq>(
+    prev: &BTreeMap<K, V>,
+    now: &BTreeMap<K, V>,
+    mut changed: impl FnMut(&K, Option<&V>),
+) {
+    let mut old = prev.iter().peekable();
+    for (k, v) in now {
+        while let Some((gone, _)) = old.next_if(|(o, _)| *o < k) {
+            changed(gone, None);
+        }
+        match old.next_if(|(o, _)| *o == k) {
+            Some((_, was)) if was == v => {}
+            _ => changed(k, Some(v)),
+        }
+    }
+    for (gone, _) in old {
+        changed(gone, None);
+    }
+}
+
 fn push_watermark(s: &mut String, line: &mut Vec<u8>, w: &Watermark) {
     line.clear();
     line.extend_from_slice(b"watermark ");
@@ -681,6 +702,34 @@ fn parse_crc(s: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_side_by_side_diff_names_exactly_the_added_changed_and_dropped_keys() {
+        // Maps drawn from a small key space so that every interleaving occurs: keys only
+        // in one map at either end and in the middle, runs of each, equal and changed
+        // values. Checked against a lookup of each key in the other map.
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..2_000 {
+            let mut draw = || {
+                let n = next() % 12;
+                (0..n).map(|_| (next() % 16, next() % 3)).collect::<BTreeMap<u64, u64>>()
+            };
+            let (prev, now) = (draw(), draw());
+            let mut walked = Vec::new();
+            diff_sorted(&prev, &now, |k, v| walked.push((*k, v.copied())));
+            let mut looked_up: Vec<(u64, Option<u64>)> =
+                now.iter().filter(|(k, v)| prev.get(k) != Some(v)).map(|(k, v)| (*k, Some(*v))).collect();
+            looked_up.extend(prev.keys().filter(|k| !now.contains_key(k)).map(|k| (*k, None)));
+            looked_up.sort_unstable();
+            assert_eq!(walked, looked_up, "prev {prev:?} now {now:?}");
+        }
+    }
 
     #[test]
     fn a_delta_turns_the_previous_manifest_into_the_next_one() {
