@@ -296,7 +296,7 @@ impl ErrorKind {
             ErrorKind::NotAJournal => "The file is not a tributary journal, or (opened as one) not a cursor store: junk, another database, a journal given as a store, a symlink, an unsupported format.",
             ErrorKind::Io => "An operating-system I/O error (the message says what tributary was doing): a full disk, a share that went away, too many open files.",
             ErrorKind::Sqlite => "An SQLite error from a journal (e.g. `database is locked` past the busy timeout).",
-            ErrorKind::JournalGone => "The journal (or its `-wal`) was removed, moved or replaced under an open handle; nothing of the call was stored.",
+            ErrorKind::JournalGone => "The journal (or its `-wal`) was removed, moved or replaced under an open handle, or its file was removed and its `-wal` (which may hold undrained lines) left; nothing of the call was stored.",
             ErrorKind::TargetMissing => "No tributary target at this path (never created with `init`, or its share is not mounted), or the file there is not the one its sidecar committed to; nothing was created or touched.",
         }
     }
@@ -321,7 +321,7 @@ impl ErrorKind {
             ErrorKind::NotAJournal => "Move the file out of the spool, or give the journal's (or cursor store's) real path.",
             ErrorKind::Io => "Fix the cause the message names (free space, remount the share, raise `ulimit -n`); a daemon retries by itself.",
             ErrorKind::Sqlite => "Retry; if it persists, check the journal's disk and which process holds its write lock.",
-            ErrorKind::JournalGone => "Close the handle and reopen the journal by its path (to remove a journal, retire it).",
+            ErrorKind::JournalGone => "Close the handle and reopen the journal by its path (to remove a journal, retire it). A `-wal` left alone: put the journal file back (its lines then drain), or remove the `-wal` and `-shm` if nothing in them is needed.",
             ErrorKind::TargetMissing => "Mount the share; for a new target run `tributary init` once; for a target restored with its sidecar, `init` checks it and accepts it.",
         }
     }

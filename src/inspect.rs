@@ -431,7 +431,9 @@ fn status_of(target: &Path, spool: Option<&Path>, opts: &JournalOptions, lenient
                 Ok(read) => read,
                 Err(e) if e.is_journal_not_ready() => continue, // its writer is creating it
                 // retired (or removed) since the spool was listed: not in the spool now
-                Err(_) if std::fs::symlink_metadata(&p).is_err() => continue,
+                // (a journal removed without its log is listed as a problem: its log may
+                // hold lines)
+                Err(_) if std::fs::symlink_metadata(&p).is_err() && !crate::journal::is_orphaned_log(&p) => continue,
                 Err(e) if lenient => {
                     unreadable.push(UnreadableJournal { path: p, kind: e.kind(), message: e.to_string() });
                     continue;

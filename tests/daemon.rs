@@ -131,6 +131,55 @@ fn the_daemon_waits_for_its_spool_and_target_sets_junk_aside_and_drains_the_rest
     }
 }
 
+/// A journal whose file was removed while its `-wal` still holds acknowledged lines (a
+/// writer killed before any checkpoint, then `rm x.journal`): an outside tester saw
+/// `status` say "0 journal(s)", `drain` drain nothing with exit 0 and `compact` say
+/// nothing — lines in no listing. Every front end now names it (`journal_gone`), and
+/// once the file is put back the daemon drains its lines, each once.
+#[test]
+fn a_journal_removed_without_its_log_is_named_by_every_front_end_and_drains_once_restored() {
+    let d = tmp();
+    let spool = d.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let target = d.path().join("out.log");
+    init(&target);
+    let good = journal(&spool.join("good.journal"));
+    good.append_batch(&numbered("g", 0..4)).unwrap();
+    let gone = spool.join("gone.journal");
+    let writer = journal(&gone);
+    writer.append_batch(&numbered("w", 0..3)).unwrap();
+    // a writer that never closed (killed): its lines are in the -wal only
+    std::mem::forget(writer);
+    let kept = d.path().join("gone.journal.removed");
+    std::fs::rename(&gone, &kept).unwrap();
+    assert!(std::fs::metadata(spool.join("gone.journal-wal")).unwrap().len() > 0);
+
+    let status = cli(&["status", "--target", &s(&target), "--spool", &s(&spool)]);
+    let err = String::from_utf8_lossy(&status.stderr);
+    assert_eq!(status.status.code(), Some(1), "status: {err}");
+    assert!(err.contains("gone.journal") && err.contains("gone.journal-wal does"), "status: {err}");
+    let drain = cli(&["drain", "--target", &s(&target), "--spool", &s(&spool)]);
+    let err = String::from_utf8_lossy(&drain.stderr);
+    assert_eq!(drain.status.code(), Some(1), "drain: {err}");
+    assert!(err.contains("[journal_gone]") && err.contains("gone.journal"), "drain: {err}");
+    assert_exactly(&target, &numbered("g", 0..4));
+
+    let mut daemon = Daemon::start(&target, &spool);
+    daemon.wait_for_line("gone.journal set aside: error [journal_gone]");
+    good.append_batch(&numbered("g", 4..6)).unwrap();
+    wait_committed(&target, 6, &mut daemon);
+    // put back: its files changed, so the daemon tries it again
+    std::fs::rename(&kept, &gone).unwrap();
+    wait_committed(&target, 9, &mut daemon);
+    let (st, seen) = daemon.stop();
+    assert!(st.success(), "SIGTERM: {st}; {seen:#?}");
+    let mut want = numbered("g", 0..6);
+    want.extend(numbered("w", 0..3));
+    assert_exactly(&target, &want);
+    let n = seen.iter().filter(|l| l.contains("[journal_gone]")).count();
+    assert_eq!(n, 1, "reported {n} times, not once: {seen:#?}");
+}
+
 #[test]
 fn the_daemon_stops_with_exit_3_on_bytes_it_did_not_write() {
     let d = tmp();

@@ -710,7 +710,7 @@ impl Daemon<'_> {
     fn set_aside_or_forget(&mut self, p: &Path, stamp: Stamp, e: &Error, on_event: &mut dyn FnMut(DaemonEvent<'_>)) {
         if self.gone_from_spool(p) {
             self.forget(p);
-        } else if e.kind() == ErrorKind::JournalGone {
+        } else if e.kind() == ErrorKind::JournalGone && !crate::journal::is_orphaned_log(p) {
             self.open.remove(p);
             self.dirty.insert(p.to_path_buf());
         } else {
@@ -719,10 +719,13 @@ impl Daemon<'_> {
     }
 
     /// A spool's journal whose name names no file now (retired or removed); a journal
-    /// given by path is never forgotten (its absence is reported).
+    /// given by path is never forgotten (its absence is reported), nor is one removed
+    /// without its log (`journal_gone`, set aside and reported: the log may hold lines).
     fn gone_from_spool(&self, p: &Path) -> bool {
         let given = self.sources.journals().iter().any(|j| j == p);
-        !given && std::fs::symlink_metadata(p).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        !given
+            && std::fs::symlink_metadata(p).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            && !crate::journal::is_orphaned_log(p)
     }
 
     /// Set a journal aside (closed, unmarked), reporting why once.

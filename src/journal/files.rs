@@ -8,7 +8,9 @@
 //! `-wal` and `-shm` are one journal's (the spool folder's `flock`, [`lock_folder`],
 //! serialises retirements against opens and against each other).
 
+use std::ffi::OsStr;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -149,7 +151,11 @@ pub(super) fn file_id(path: &Path) -> Result<(u64, u64)> {
 }
 
 /// The `*.journal` files directly in `spool` (not recursive), sorted; symlinks named
-/// `*.journal` are listed too (opening one is refused, so a drain names it).
+/// `*.journal` are listed too (opening one is refused, so a drain names it), and so is
+/// the name of a journal removed without its log (a non-empty `X.journal-wal` with no
+/// `X.journal` and no retirement under way: [`is_orphaned_log`]) — opening that name is
+/// refused with `journal_gone`, so a drain, a daemon and `status` name the lines it may
+/// hold instead of listing nothing.
 ///
 /// # Errors
 /// [`Error::Io`] when the folder cannot be listed.
@@ -164,8 +170,55 @@ pub fn spool_journals(spool: &Path) -> Result<Vec<PathBuf>> {
         let kind = entry.file_type().ok();
         if p.extension().is_some_and(|e| e == "journal") && kind.is_some_and(|t| t.is_file() || t.is_symlink()) {
             out.push(p);
+        } else if let Some(journal) = p
+            .as_os_str()
+            .as_bytes()
+            .strip_suffix(b"-wal")
+            .filter(|j| j.ends_with(b".journal"))
+            .map(|j| PathBuf::from(OsStr::from_bytes(j)))
+        {
+            if kind.is_some_and(|t| t.is_file()) && is_orphaned_log(&journal) {
+                out.push(journal);
+            }
         }
     }
     out.sort();
+    out.dedup();
     Ok(out)
+}
+
+/// Whether `journal` is missing while its `-wal` holds something and no retirement of
+/// it is under way (a retirement renames the journal to its tombstone first, then
+/// removes the log: that state is the retirement's to finish, not an orphan).
+pub(crate) fn is_orphaned_log(journal: &Path) -> bool {
+    std::fs::symlink_metadata(journal).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+        && std::fs::symlink_metadata(retiring_path(journal)).is_err()
+        && wal_path(journal).symlink_metadata().is_ok_and(|m| m.is_file() && m.len() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The spool listing names a journal removed without its non-empty log, and only
+    /// that: not a retirement under way (its tombstone), not an emptied log, not a log
+    /// whose journal is there, not a `-wal` of a file that is not `*.journal`.
+    #[test]
+    fn the_listing_names_a_journal_removed_without_its_log_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let put = |name: &str, bytes: &[u8]| std::fs::write(d.path().join(name), bytes).unwrap();
+        put("live.journal", b"x");
+        put("live.journal-wal", b"frames");
+        put("orphan.journal-wal", b"frames");
+        put("retiring.journal-wal", b"frames");
+        put("retiring.journal.retiring", b"x");
+        put("emptied.journal-wal", b"");
+        put("other.db-wal", b"frames");
+        let names: Vec<String> = spool_journals(d.path())
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["live.journal", "orphan.journal"]);
+    }
 }

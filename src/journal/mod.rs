@@ -58,6 +58,7 @@ use crate::os::sys;
 pub use append::KeyedAppend;
 pub use appender::{Appender, AppenderOptions, AppenderStats, OnFull, Pushed};
 pub use appender_writer::AppenderWriter;
+pub(crate) use files::is_orphaned_log;
 pub use files::spool_journals;
 pub(crate) use open::NOT_READY;
 pub(crate) use probe::Probe;

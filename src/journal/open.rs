@@ -167,18 +167,7 @@ fn create_journal_file(path: &Path, create: bool) -> Result<()> {
             let _ = std::fs::remove_file(&wal);
             let _ = std::fs::remove_file(shm_path(path));
         }
-        Ok(_) => {
-            return Err(Error::JournalGone {
-                path: path.to_path_buf(),
-                detail: format!(
-                    "it does not exist, but its write-ahead log {} does (the journal was removed without its -wal \
-                     and -shm, which may hold undrained lines). Restore the journal file; or, if nothing in them \
-                     is needed, remove {} and its -shm. To retire a journal, use `tributary retire`",
-                    wal.display(),
-                    wal.display()
-                ),
-            });
-        }
+        Ok(_) => return Err(orphaned_log(path)),
         Err(_) => {}
     }
     if !create {
@@ -222,6 +211,25 @@ fn create_journal_file(path: &Path, create: bool) -> Result<()> {
             // device" with `df` showing room).
             Error::io(format!("creating journal {}{}", path.display(), inodes_hint(path)), e)
         })
+}
+
+/// `path` does not exist but its `-wal` does, not empty: the journal was removed without
+/// its log, which may hold undrained (acknowledged) lines. Every open says so — a
+/// writer's, and a compactor's (`drain`, `compact`, `status` list such a log as the
+/// journal it was: [`super::spool_journals`]) — instead of "no such file", which left
+/// those lines in no listing at all (an outside tester: `status` said "0 journal(s)").
+pub(super) fn orphaned_log(path: &Path) -> Error {
+    let wal = wal_path(path);
+    Error::JournalGone {
+        path: path.to_path_buf(),
+        detail: format!(
+            "it does not exist, but its write-ahead log {} does (the journal was removed without its -wal and \
+             -shm, which may hold undrained lines). Restore the journal file; or, if nothing in them is needed, \
+             remove {} and its -shm. To retire a journal, use `tributary retire`",
+            wal.display(),
+            wal.display()
+        ),
+    }
 }
 
 /// The journal at `path` was retired or replaced while this attempt opened it.
@@ -332,6 +340,9 @@ impl Journal {
                     .into(),
             }),
             Ok(_) => Err(Error::NotAJournal { path: path.to_path_buf(), detail: "not a regular file".into() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && super::files::is_orphaned_log(path) => {
+                Err(orphaned_log(path))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotAJournal {
                 path: path.to_path_buf(),
                 detail: "no such file (a journal is created by its writer's first open; check the path)".into(),
