@@ -282,7 +282,7 @@ impl ErrorKind {
         match self {
             ErrorKind::InvalidLine => "A line contains `\\n` or is longer than the limit; nothing of the call was stored.",
             ErrorKind::InvalidArgument => "An argument other than a line is unusable (a bad option, offset, cursor, path, a journal given twice, a closed handle).",
-            ErrorKind::JournalFull => "The journal's undrained backlog is at its configured maximum; nothing of the call was stored.",
+            ErrorKind::JournalFull => "The journal's undrained backlog is at its configured maximum, or one call's lines alone are more than that maximum; nothing of the call was stored.",
             ErrorKind::LockTimeout => "The target's lock was not granted in time: another compactor holds it, or a hung process does.",
             ErrorKind::LockLost => "The lock was lost while held (lease expiry, FUSE client restart, another holder committed); this round committed nothing.",
             ErrorKind::CorruptManifest => "Both manifest slots are damaged, or the lock file that held them is gone, or the manifest is of a newer format than this build reads (\"manifest version N\"); nothing was touched.",
@@ -307,7 +307,7 @@ impl ErrorKind {
         match self {
             ErrorKind::InvalidLine => "Fix or split the line, or raise `max_line_bytes` (`--max-line-bytes`) on the writers and compactors alike.",
             ErrorKind::InvalidArgument => "Fix the argument the message names.",
-            ErrorKind::JournalFull => "Run (or speed up) a compactor, raise `max_backlog_bytes`, or set `full_wait` to wait for room.",
+            ErrorKind::JournalFull => "Run (or speed up) a compactor, raise `max_backlog_bytes`, or set `full_wait` to wait for room; a call larger than the maximum: split it (`tributary append` does).",
             ErrorKind::LockTimeout => "Retry later (a daemon does by itself); if it persists, find the holder with `lslocks` / `fuser -v` on the lock file.",
             ErrorKind::LockLost => "Nothing: the next round repairs the tail and carries on.",
             ErrorKind::CorruptManifest => "Stop the compactors and keep the sidecar folder as it is; do not restore an older copy of it (it would be older than the target). A newer format: upgrade this binary (older builds advise a restore here: do not follow it).",
@@ -495,6 +495,15 @@ impl fmt::Display for Error {
                 write!(f, "invalid line (index {index}): the line {problem}; nothing of this call was stored")
             }
             Error::InvalidArgument(s) => write!(f, "invalid argument: {s}"),
+            // A call larger than the maximum itself never fits: waiting for a drain
+            // cannot help (an outside tester followed "run a compactor" in vain).
+            Error::JournalFull { max_backlog_bytes, needed_bytes, .. } if needed_bytes > max_backlog_bytes => write!(
+                f,
+                "journal full: this call's lines are {needed_bytes} bytes, more than the journal's maximum backlog \
+                 ({max_backlog_bytes} bytes) by themselves, so no drain can make room for them; nothing of this \
+                 call was stored. Append them in smaller calls, or raise the limit (max_backlog_bytes, \
+                 --max-backlog-bytes)"
+            ),
             Error::JournalFull { backlog_bytes, max_backlog_bytes, needed_bytes } => write!(
                 f,
                 "journal full: backlog is {backlog_bytes} bytes, maximum {max_backlog_bytes}, this call needs \

@@ -265,6 +265,47 @@ fn append_failing_mid_stream_says_exactly_how_many_lines_were_stored() {
     );
 }
 
+/// Input larger than `--max-backlog-bytes`, with a compactor draining: stored whole,
+/// batch by batch as drains make room. The CLI's batches were up to 8 MiB, so one
+/// batch alone was over the limit and refused at once, every time, advising to run
+/// the compactor that was running (an outside tester). A single line over the limit
+/// is refused saying that no drain can make room for it.
+#[test]
+fn append_stores_input_larger_than_the_maximum_backlog_while_a_compactor_drains() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let jp = s(&spool.join("a.journal"));
+    init_cli(&target);
+    let mut daemon = Command::new(bin())
+        .args(["compact", "--target", &s(&target), "--spool", &s(&spool), "--interval", "10"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let want = numbered("line", 0..300);
+    let input: Vec<u8> = want.iter().flat_map(|l| [l.as_slice(), b"\n"].concat()).collect();
+    assert!(input.len() > 2_000);
+    let args = ["append", "--journal", &jp, "--max-backlog-bytes", "1000", "--full-wait-ms", "600000"];
+    let out = run_with_stdin(&args, &input);
+    let append_err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while committed_lines(&target) < 300 && out.status.success() {
+        assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited");
+        assert!(std::time::Instant::now() < deadline, "not drained within 300 s");
+        std::thread::yield_now();
+    }
+    Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
+    let st = daemon.wait().unwrap();
+    assert!(out.status.success(), "append: {append_err}");
+    assert!(st.success(), "the daemon: {st}");
+    assert_exactly(&target, &want);
+
+    let out = run_with_stdin(&["append", "--journal", &jp, "--max-backlog-bytes", "10"], b"a line of 24 bytes, long\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("more than the journal's maximum backlog (10 bytes) by themselves"), "{err}");
+}
+
 fn committed_lines(target: &std::path::Path) -> u64 {
     tributary::Manifest::load(&tributary::Sidecar::for_target(target)).ok().flatten().map_or(0, |m| m.committed_lines)
 }
