@@ -145,12 +145,24 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
         problems: Vec::new(),
     };
     let Some(file) = file.filter(|_| !replaced) else {
-        report.problems.push(format!(
-            "the file at {} is not the target this manifest describes (inode {}): it was replaced, or the share is \
-             not mounted and another file sits there",
-            target.display(),
-            m.target_ino
-        ));
+        // (no file at all is said as such: "another file sits there" misled an outside
+        // tester, who had moved the target away)
+        report.problems.push(if std::fs::symlink_metadata(target).is_err() {
+            format!(
+                "the target file {} is missing (removed or moved, or the share is not mounted); its manifest \
+                 describes inode {} holding {} committed bytes",
+                target.display(),
+                m.target_ino,
+                m.committed_len
+            )
+        } else {
+            format!(
+                "the file at {} is not the target this manifest describes (inode {}): it was replaced, or the share \
+                 is not mounted and another file sits there",
+                target.display(),
+                m.target_ino
+            )
+        });
         return Ok(report);
     };
     if foreign_tail > 0 {

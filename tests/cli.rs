@@ -615,3 +615,41 @@ fn append_past_the_file_size_limit_names_the_limit() {
     let stored = journal(&d.path().join("a.journal")).backlog().unwrap().lines;
     assert!(err.contains(&format!("resend from input line {}", stored + 1)), "{stored} stored: {err}");
 }
+
+/// `status --json` and `verify --json` print one JSON object on stdout whatever
+/// happens: an error that stops them (the lock file gone, a path that does not exist)
+/// printed nothing there, so a monitor parsing stdout saw no problem (an outside
+/// tester). A target file that is missing is called missing, not "another file".
+#[test]
+fn status_and_verify_json_print_one_object_even_when_they_stop_on_an_error() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    journal(&spool.join("a.journal")).append_batch(&numbered("a", 0..2)).unwrap();
+    init_cli(&target);
+    let t = s(&target);
+    assert!(cli(&["drain", "--target", &t, "--spool", &s(&spool)]).status.success());
+    let json_of = |args: &[&str]| {
+        let out = cli(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not one JSON object ({e}): {:?}", out.stdout));
+        v
+    };
+    let lock = tributary::Sidecar::for_target(&target).lock;
+    let kept = d.path().join("lock.kept");
+    std::fs::rename(&lock, &kept).unwrap();
+    for cmd in ["status", "verify"] {
+        let v = json_of(&[cmd, "--target", &t, "--json"]);
+        assert_eq!(v["error"]["kind"], "corrupt_manifest", "{cmd}: {v}");
+        assert_eq!(v["ok"], false, "{cmd}: {v}");
+        assert!(v["problems"][0].as_str().unwrap().contains("is gone"), "{cmd}: {v}");
+    }
+    std::fs::rename(&kept, &lock).unwrap();
+    let nowhere = s(&d.path().join("no-such-folder").join("out.log"));
+    let v = json_of(&["status", "--target", &nowhere, "--json"]);
+    assert_eq!(v["error"]["kind"], "invalid_argument", "{v}");
+    let moved = d.path().join("moved.log");
+    std::fs::rename(&target, &moved).unwrap();
+    let v = json_of(&["verify", "--target", &t, "--json"]);
+    assert!(v["problems"][0].as_str().unwrap().contains("is missing"), "{v}");
+}

@@ -3,13 +3,13 @@
 //! manifest).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use serde_json::json;
-use tributary::{status_all, verify, JournalOptions, StatusReport};
+use tributary::{status_all, verify, Error, JournalOptions, StatusReport};
 
 use crate::args::existing_target;
 use crate::progress::ReadProgress;
@@ -123,8 +123,9 @@ fn spool_problems(s: &StatusReport) -> Vec<String> {
 }
 
 pub fn cmd_status(a: StatusArgs) -> CmdResult {
-    existing_target(&a.target)?;
-    let s = status_all(&a.target, a.spool.as_deref(), &JournalOptions::default())?;
+    let s =
+        existing_target(&a.target).and_then(|()| status_all(&a.target, a.spool.as_deref(), &JournalOptions::default()));
+    let s = s.inspect_err(|e| json_error(a.json, &a.target, e))?;
     let problems = status_problems(&s);
     if a.json {
         say!("{}", status_json(&s, &problems));
@@ -132,6 +133,25 @@ pub fn cmd_status(a: StatusArgs) -> CmdResult {
         status_text(&s, a.spool.as_deref(), &problems);
     }
     Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// With `--json`, an error that stopped `status` or `verify` is one JSON object on
+/// stdout too (`ok` false, `error` {kind, message}, the message in `problems`), before
+/// the usual message on stderr: a monitor parsing stdout got nothing when the lock
+/// file was gone or the path did not exist (an outside tester).
+fn json_error(json: bool, target: &Path, e: &Error) {
+    if json {
+        say!(
+            "{}",
+            json!({
+                "target": target.display().to_string(),
+                "ok": false,
+                "consistent": false,
+                "error": {"kind": e.kind().name(), "message": e.to_string()},
+                "problems": [e.to_string()],
+            })
+        );
+    }
 }
 
 fn status_json(s: &StatusReport, problems: &[String]) -> serde_json::Value {
@@ -293,7 +313,7 @@ pub fn cmd_verify(a: TargetArg) -> CmdResult {
     });
     let r = verify(&a.target);
     drop(progress);
-    let r = r?;
+    let r = r.inspect_err(|e| json_error(a.json, &a.target, e))?;
     if a.json {
         say!(
             "{}",
