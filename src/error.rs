@@ -308,7 +308,7 @@ impl ErrorKind {
             ErrorKind::InvalidLine => "Fix or split the line, or raise `max_line_bytes` (`--max-line-bytes`) on the writers and compactors alike.",
             ErrorKind::InvalidArgument => "Fix the argument the message names.",
             ErrorKind::JournalFull => "Run (or speed up) a compactor, raise `max_backlog_bytes`, or set `full_wait` to wait for room; a call larger than the maximum: split it (`tributary append` does).",
-            ErrorKind::LockTimeout => "Retry later (a daemon does by itself); if it persists, find the holder with `lslocks` / `fuser -v` on the lock file.",
+            ErrorKind::LockTimeout => "Retry later (a daemon does by itself); if it persists, find the holder on each host with `grep -l \"OFDLCK.*:$(stat -c %i LOCKFILE) \" /proc/[0-9]*/fdinfo/*` (it prints /proc/<pid>/fdinfo/<fd>; `lslocks` shows this kind of lock without its pid).",
             ErrorKind::LockLost => "Nothing: the next round repairs the tail and carries on.",
             ErrorKind::CorruptManifest => "Stop the compactors and keep the sidecar folder as it is; do not restore an older copy of it (it would be older than the target). A newer format: upgrade this binary (older builds advise a restore here: do not follow it).",
             ErrorKind::CorruptJournalRow => "Check the disk holding the journal; keep the journal file for inspection.",
@@ -512,7 +512,10 @@ impl fmt::Display for Error {
             Error::LockTimeout { lock_path, waited_ms } => write!(
                 f,
                 "lock timeout: {} was not granted within {waited_ms} ms; another compactor holds it \
-                 (or a hung process does: find it with `fuser -v` / `lslocks`)",
+                 (or a hung process does: on each host that mounts it, `grep -l \"OFDLCK.*:$(stat -c %i '{}') \" \
+                 /proc/[0-9]*/fdinfo/*` prints the holder as /proc/<pid>/fdinfo/<fd>; `lslocks` shows this kind \
+                 of lock without its pid)",
+                lock_path.display(),
                 lock_path.display()
             ),
             Error::LockLost { target, detail } => write!(

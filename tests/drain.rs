@@ -442,6 +442,13 @@ fn a_held_lock_gives_a_lock_timeout() {
     let opts = CompactorOptions::default().lock_timeout(Duration::from_millis(100));
     let e = Compactor::new(&target, opts).unwrap().drain(std::slice::from_ref(&j)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::LockTimeout, "{e}");
+    // The message's command names the holder (this process): `lslocks`, which it
+    // advised before, shows an OFD lock without a pid (an outside tester).
+    let msg = e.to_string();
+    let advised = msg.split('`').find(|part| part.starts_with("grep -l")).unwrap_or_else(|| panic!("{msg}"));
+    let out = std::process::Command::new("sh").arg("-c").arg(advised).output().unwrap();
+    let holders = String::from_utf8_lossy(&out.stdout);
+    assert!(holders.contains(&format!("/proc/{}/fdinfo/", std::process::id())), "{advised}: {holders:?}");
     drop(held);
     compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
     assert_exactly(&target, &[b"x".to_vec()]);
