@@ -607,8 +607,9 @@ impl fmt::Display for Error {
             ),
             Error::TargetMissing { target, detail } => write!(
                 f,
-                "target missing: {}: {detail}. Nothing was created or touched. Create a new target once with \
-                 `tributary init --target {}`; if it exists, check that its shared filesystem is mounted",
+                "target missing: {}: {detail}. Nothing was created or touched. If no target was ever created \
+                 here, create it once with `tributary init --target {}`; if it exists, check that its shared \
+                 filesystem is mounted",
                 target.display(),
                 target.display()
             ),

@@ -653,3 +653,36 @@ fn status_and_verify_json_print_one_object_even_when_they_stop_on_an_error() {
     let v = json_of(&["verify", "--target", &t, "--json"]);
     assert!(v["problems"][0].as_str().unwrap().contains("is missing"), "{v}");
 }
+
+/// `init` on a target whose file was replaced by other content says what to do
+/// instead of running `init` again, which refuses it every time (an outside tester
+/// followed the old advice in a loop); then moving the file and sidecar aside, as it
+/// says, gives a new target.
+#[test]
+fn init_on_a_replaced_target_says_what_to_do_instead_of_init() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    journal(&spool.join("a.journal")).append_batch(&numbered("a", 0..2)).unwrap();
+    init_cli(&target);
+    let t = s(&target);
+    assert!(cli(&["drain", "--target", &t, "--spool", &s(&spool)]).status.success());
+    std::fs::write(d.path().join("other"), b"zz\nyy\n").unwrap();
+    std::fs::rename(d.path().join("other"), &target).unwrap();
+    for _ in 0..2 {
+        let out = cli(&["init", "--target", &t]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let sidecar = tributary::Sidecar::for_target(&target).dir;
+        assert!(
+            err.contains("[target_missing]")
+                && err.contains("`init` refuses this file every time")
+                && err.contains(&format!("sidecar folder {} aside", sidecar.display())),
+            "{err}"
+        );
+    }
+    let aside = d.path().join("aside");
+    std::fs::create_dir(&aside).unwrap();
+    std::fs::rename(&target, aside.join("out.log")).unwrap();
+    std::fs::rename(tributary::Sidecar::for_target(&target).dir, aside.join("out.log.tributary")).unwrap();
+    assert!(cli(&["init", "--target", &t]).status.success());
+}

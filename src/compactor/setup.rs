@@ -92,11 +92,20 @@ impl Compactor {
             let (len, lines, crc) = scan(&mut file, m.committed_len)
                 .map_err(|e| Error::io(format!("reading {} to check it", self.target.display()), e))?;
             if (len, lines, crc) != (m.committed_len, m.committed_lines, m.committed_crc) {
+                // What to do instead of `init`, which refuses this file every time (an
+                // outside tester ran it again as the generic advice says, in a loop).
                 return Err(self.missing(format!(
                     "the file there (inode {ino}) is not the target this sidecar committed to (inode {}), and its \
                      first {} bytes are not the committed ones ({len} bytes, {lines} lines, CRC {crc:08x}; committed: \
-                     {} lines, CRC {:08x})",
-                    m.target_ino, m.committed_len, m.committed_lines, m.committed_crc
+                     {} lines, CRC {:08x}). `init` refuses this file every time: put the target's own file back at \
+                     this path (a backup or copy holding the committed lines is accepted); or, to start a new target \
+                     here, move this file and the sidecar folder {} aside first (journals drained into the old \
+                     target are then refused as journal_foreign)",
+                    m.target_ino,
+                    m.committed_len,
+                    m.committed_lines,
+                    m.committed_crc,
+                    self.sidecar.dir.display()
                 )));
             }
             let mut next = m.clone();
