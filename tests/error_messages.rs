@@ -211,7 +211,10 @@ fn a_journal_this_process_may_not_write_is_a_permission_error_not_a_foreign_file
             .spawn()
             .unwrap();
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(b"second\n").unwrap();
+        // (it refuses before reading stdin, and may be gone before this write)
+        if let Err(e) = child.stdin.take().unwrap().write_all(b"second\n") {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        }
         let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(1));
         String::from_utf8_lossy(&out.stderr).into_owned()
