@@ -280,6 +280,9 @@ func cancelWhileLockHeldElsewhere(t *testing.T, f fixture, who string, call func
 		if !errors.Is(err, ErrLockTimeout) || !errors.Is(err, context.Canceled) {
 			t.Fatalf("%s cancelled while waiting for the lock: %v, want a lock timeout matching context.Canceled", who, err)
 		}
+		if !strings.Contains(err.Error(), "ended by the context: context canceled") {
+			t.Fatalf("%s cancelled while waiting for the lock: %q does not say the context ended the wait", who, err)
+		}
 	case <-time.After(hangGuard):
 		t.Fatalf("a cancelled ctx did not end %s's wait for the lock", who)
 	}

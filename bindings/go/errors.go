@@ -204,6 +204,9 @@ func withDeadline(err error) error {
 func withContext(err, ctxErr error) error {
 	if e, ok := err.(*Error); ok && e.Kind == KindLockTimeout && !errors.Is(e, ctxErr) {
 		e.also = append(e.also, ctxErr)
+		// said in the text too: "not granted within 304 ms" alone read as a holder
+		// that kept the lock, not a wait the caller ended (an outside tester)
+		e.Message += " (the wait was ended by the context: " + ctxErr.Error() + ")"
 	}
 	return err
 }

@@ -12,7 +12,7 @@ use tributary::{Compactor, CompactorOptions, Durability, Error, JournalOptions};
 pub struct JournalFlags {
     /// `full` (fsync before acknowledging, the default) or `normal` (survives a crash
     /// of the process, not of the machine).
-    #[arg(long, default_value = "full")]
+    #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
     durability: String,
     /// Longest accepted line in bytes.
     #[arg(long, default_value_t = tributary::DEFAULT_MAX_LINE_BYTES)]

@@ -107,6 +107,21 @@ check_quick_start() {
 )
 rm -rf "$qs"
 
+echo "--- README's Go example (vet only: it names folders of a real deployment)"
+# Taken from README.md's "## Go" block (an outside tester found it did not compile:
+# values declared and never used): its import line dropped, the rest put in a package
+# with the imports it uses.
+rd="$(mktemp -d "$repo/bindings/go/readme-example.XXXXXX")"
+{
+  printf 'package readme\n\nimport (\n\t"context"\n\t"errors"\n\t"fmt"\n\t"log"\n\n'
+  printf '\ttributary "github.com/tributary-dev/tributary/bindings/go"\n)\n\n'
+  awk '/^## Go$/{g=1} g && /^```go$/{on=1; next} on && /^```$/{exit} on && !/^import /' "$repo/README.md"
+} >"$rd/readme.go"
+grep -q 'tributary.Drain' "$rd/readme.go" || { echo "could not extract the Go example from README.md"; exit 1; }
+(cd "$rd" && go vet .) || { echo "README.md's Go example does not build:"; cat -n "$rd/readme.go"; rm -rf "$rd"; exit 1; }
+rm -rf "$rd"
+echo "README.md's Go example builds"
+
 echo "--- bench (vet only; run it with scripts/bench-logging)"
 (cd bench && go vet .)
 echo "--- examples/pipeline"
