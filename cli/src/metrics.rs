@@ -196,8 +196,13 @@ impl Metrics {
             };
             journals.push(JournalBacklog { path: p.display().to_string(), lines, bytes: b.bytes, oldest_age });
         }
-        // A journal removed from the spool while set aside is never "resolved".
-        self.set_aside.retain(|p| p.symlink_metadata().is_ok());
+        // A journal removed from the spool while set aside is never "resolved" (one
+        // removed without its log stays set aside: its `-wal` may hold lines).
+        self.set_aside.retain(|p| {
+            let mut wal = p.as_os_str().to_owned();
+            wal.push("-wal");
+            p.symlink_metadata().is_ok() || Path::new(&wal).symlink_metadata().is_ok()
+        });
         self.backlog = Some((unix_now(), started.elapsed().as_secs_f64(), journals));
     }
 
@@ -687,6 +692,25 @@ mod tests {
         }
         m.count(&DaemonEvent::Resolved { subject: "journal /s/j.journal" });
         assert_eq!(sample(&m.render(), &format!("tributary_journals_set_aside{t}")), Some("0"));
+    }
+
+    /// A journal set aside for having been removed without its log stays counted while
+    /// its `-wal` is there (it may hold lines); one whose files are all gone does not.
+    #[test]
+    fn a_journal_removed_without_its_log_stays_set_aside() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = d.path().join("spool");
+        std::fs::create_dir(&spool).unwrap();
+        std::fs::write(spool.join("orphan.journal-wal"), b"frames").unwrap();
+        let mut m = Metrics::new(&d.path().join("out.log"));
+        let gone = Error::InvalidArgument("x".into());
+        for name in ["orphan.journal", "vanished.journal"] {
+            let subject = format!("journal {}", spool.join(name).display());
+            m.count(&DaemonEvent::Problem { subject: &subject, error: &gone, set_aside: true });
+        }
+        m.read_backlog(&d.path().join("out.log"), &spool, &JournalOptions::default());
+        let t = format!(r#"{{target="{}"}}"#, d.path().join("out.log").display());
+        assert_eq!(sample(&m.render(), &format!("tributary_journals_set_aside{t}")), Some("1"));
     }
 
     fn get(addr: SocketAddr, request: &str) -> String {
