@@ -308,7 +308,7 @@ impl ErrorKind {
             ErrorKind::InvalidLine => "Fix or split the line, or raise `max_line_bytes` (`--max-line-bytes`) on the writers and compactors alike.",
             ErrorKind::InvalidArgument => "Fix the argument the message names.",
             ErrorKind::JournalFull => "Run (or speed up) a compactor, raise `max_backlog_bytes`, or set `full_wait` to wait for room; a call larger than the maximum: split it (`tributary append` does).",
-            ErrorKind::LockTimeout => "Retry later (a daemon does by itself); if it persists, find the holder on each host with `grep -l \"OFDLCK.*:$(stat -c %i LOCKFILE) \" /proc/[0-9]*/fdinfo/*` (it prints /proc/<pid>/fdinfo/<fd>; `lslocks` shows this kind of lock without its pid).",
+            ErrorKind::LockTimeout => "Retry later (a daemon does by itself); if it persists, find the holder on each host with `grep -ls \"OFDLCK.*:$(stat -c %i LOCKFILE) \" /proc/[0-9]*/fdinfo/*` (it prints /proc/<pid>/fdinfo/<fd>; `lslocks` shows this kind of lock without its pid).",
             ErrorKind::LockLost => "Nothing: the next round repairs the tail and carries on.",
             ErrorKind::CorruptManifest => "Stop the compactors and keep the sidecar folder as it is; do not restore an older copy of it (it would be older than the target). A newer format: upgrade this binary (older builds advise a restore here: do not follow it).",
             ErrorKind::CorruptJournalRow => "Check the disk holding the journal; keep the journal file for inspection.",
@@ -501,8 +501,8 @@ impl fmt::Display for Error {
                 f,
                 "journal full: this call's lines are {needed_bytes} bytes, more than the journal's maximum backlog \
                  ({max_backlog_bytes} bytes) by themselves, so no drain can make room for them; nothing of this \
-                 call was stored. Append them in smaller calls, or raise the limit (max_backlog_bytes, \
-                 --max-backlog-bytes)"
+                 call was stored. Append them in smaller calls (a single line that large needs a higher \
+                 limit), or raise the limit (max_backlog_bytes, --max-backlog-bytes)"
             ),
             Error::JournalFull { backlog_bytes, max_backlog_bytes, needed_bytes } => write!(
                 f,
@@ -512,11 +512,12 @@ impl fmt::Display for Error {
             Error::LockTimeout { lock_path, waited_ms } => write!(
                 f,
                 "lock timeout: {} was not granted within {waited_ms} ms; another compactor holds it \
-                 (or a hung process does: on each host that mounts it, `grep -l \"OFDLCK.*:$(stat -c %i '{}') \" \
+                 (or a hung process does: on each host that mounts it, `grep -ls \"OFDLCK.*:$(stat -c %i '{}') \" \
                  /proc/[0-9]*/fdinfo/*` prints the holder as /proc/<pid>/fdinfo/<fd>; `lslocks` shows this kind \
                  of lock without its pid)",
                 lock_path.display(),
-                lock_path.display()
+                // (quoted for the shell: a `'` in the path ends the quotes otherwise)
+                lock_path.display().to_string().replace('\'', "'\\''")
             ),
             Error::LockLost { target, detail } => write!(
                 f,
@@ -597,6 +598,11 @@ impl fmt::Display for Error {
             }
             Error::NotAJournal { path, detail } => {
                 write!(f, "{} is not a usable tributary journal: {detail}", path.display())
+            }
+            // A journal removed without its log, met by a listing or an open: there is
+            // no handle and no call to speak of (an outside tester).
+            Error::JournalGone { path, detail } if detail.starts_with(crate::journal::ORPHANED_LOG) => {
+                write!(f, "journal {} was removed without its log: {detail}", path.display())
             }
             Error::JournalGone { path, detail } => write!(
                 f,

@@ -157,7 +157,7 @@ fn a_journal_removed_without_its_log_is_named_by_every_front_end_and_drains_once
     let status = cli(&["status", "--target", &s(&target), "--spool", &s(&spool)]);
     let err = String::from_utf8_lossy(&status.stderr);
     assert_eq!(status.status.code(), Some(1), "status: {err}");
-    assert!(err.contains("gone.journal") && err.contains("gone.journal-wal does"), "status: {err}");
+    assert!(err.contains("gone.journal") && err.contains("gone.journal-wal holds data"), "status: {err}");
     let drain = cli(&["drain", "--target", &s(&target), "--spool", &s(&spool)]);
     let err = String::from_utf8_lossy(&drain.stderr);
     assert_eq!(drain.status.code(), Some(1), "drain: {err}");
@@ -334,4 +334,46 @@ fn a_stop_ends_the_daemons_wait_for_a_lock_held_elsewhere() {
     assert!(!err.contains("lock_timeout"), "a stop is not reported as contention: {err}");
     drop(held);
     assert_eq!(lines_of(&target).len(), 0, "nothing was committed while the lock was held elsewhere");
+}
+
+/// An empty file at the name of a journal removed without its log (`touch`, or the
+/// first instant of a copy back): SQLite deleted the log of an empty database at the
+/// first read — every open did so, `status` and `dump` included, and a writer then
+/// started a fresh journal over it (an outside tester). Every open now refuses it,
+/// touching nothing; the journal's own file moved back drains its lines.
+#[test]
+fn an_empty_file_at_an_orphaned_logs_name_never_loses_the_log() {
+    let d = tmp();
+    let spool = d.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let target = d.path().join("out.log");
+    init(&target);
+    let path = spool.join("b.journal");
+    let writer = journal(&path);
+    writer.append_batch(&numbered("b", 0..3)).unwrap();
+    std::mem::forget(writer); // killed: its lines are in the -wal only
+    let wal = spool.join("b.journal-wal");
+    let kept = d.path().join("b.journal.kept");
+    std::fs::rename(&path, &kept).unwrap();
+    std::fs::write(&path, b"").unwrap();
+    let log_len = std::fs::metadata(&wal).unwrap().len();
+    assert!(log_len > 0);
+    let opts = tributary::JournalOptions::default;
+    let Err(e) = tributary::Journal::open_existing(&path, opts()) else { panic!("opened") };
+    assert_eq!(e.kind(), tributary::ErrorKind::JournalGone, "{e}");
+    let Err(e) = tributary::Journal::open(&path, opts()) else { panic!("a writer opened it") };
+    assert_eq!(e.kind(), tributary::ErrorKind::JournalGone, "{e}");
+    for args in [
+        vec!["status", "--target", &s(&target), "--spool", &s(&spool)],
+        vec!["dump", "--journal", &s(&path)],
+        vec!["drain", "--target", &s(&target), "--spool", &s(&spool)],
+    ] {
+        let out = cli(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(std::fs::metadata(&wal).unwrap().len(), log_len, "the log is untouched");
+    std::fs::rename(&kept, &path).unwrap();
+    let out = cli(&["drain", "--target", &s(&target), "--spool", &s(&spool)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_exactly(&target, &numbered("b", 0..3));
 }

@@ -187,11 +187,16 @@ pub fn spool_journals(spool: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Whether `journal` is missing while its `-wal` holds something and no retirement of
-/// it is under way (a retirement renames the journal to its tombstone first, then
-/// removes the log: that state is the retirement's to finish, not an orphan).
+/// Whether `journal` is missing (or a file shorter than `SQLite`'s header: `touch`ed, or
+/// being copied back in place) while its `-wal` holds something and no retirement of it
+/// is under way (a retirement renames the journal to its tombstone first, then removes
+/// the log: that state is the retirement's to finish, not an orphan).
 pub(crate) fn is_orphaned_log(journal: &Path) -> bool {
-    std::fs::symlink_metadata(journal).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+    let missing_or_empty = match std::fs::symlink_metadata(journal) {
+        Ok(m) => m.is_file() && m.len() < 100,
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    };
+    missing_or_empty
         && std::fs::symlink_metadata(retiring_path(journal)).is_err()
         && wal_path(journal).symlink_metadata().is_ok_and(|m| m.is_file() && m.len() > 0)
 }

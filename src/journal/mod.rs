@@ -61,6 +61,7 @@ pub use appender_writer::AppenderWriter;
 pub(crate) use files::is_orphaned_log;
 pub use files::spool_journals;
 pub(crate) use open::NOT_READY;
+pub(crate) use open::{orphaned_log, ORPHANED_LOG};
 pub(crate) use probe::Probe;
 pub use run::{line_crc, validate_line, DEFAULT_MAX_LINE_BYTES};
 pub(crate) use schema::{is_journal, table_names};

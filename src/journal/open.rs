@@ -213,20 +213,31 @@ fn create_journal_file(path: &Path, create: bool) -> Result<()> {
         })
 }
 
-/// `path` does not exist but its `-wal` does, not empty: the journal was removed without
+/// How [`orphaned_log`]'s detail begins (its message is worded for it: no handle).
+pub(crate) const ORPHANED_LOG: &str = "it does not exist (or is empty)";
+
+/// The length of `SQLite`'s database header: a journal file shorter than this was never
+/// written by `SQLite` (or is being copied).
+const SQLITE_HEADER_BYTES: u64 = 100;
+
+/// `path` does not exist (or is shorter than `SQLite`'s header) but its `-wal` does, not empty: the journal was removed without
 /// its log, which may hold undrained (acknowledged) lines. Every open says so — a
 /// writer's, and a compactor's (`drain`, `compact`, `status` list such a log as the
 /// journal it was: [`super::spool_journals`]) — instead of "no such file", which left
 /// those lines in no listing at all (an outside tester: `status` said "0 journal(s)").
-pub(super) fn orphaned_log(path: &Path) -> Error {
+pub(crate) fn orphaned_log(path: &Path) -> Error {
     let wal = wal_path(path);
     Error::JournalGone {
         path: path.to_path_buf(),
         detail: format!(
-            "it does not exist, but its write-ahead log {} does (the journal was removed without its -wal and \
-             -shm, which may hold undrained lines). Restore the journal file; or, if nothing in them is needed, \
-             remove {} and its -shm. To retire a journal, use `tributary retire`",
+            "{ORPHANED_LOG}, but its write-ahead log {} holds data (the journal was removed \
+             without its -wal and -shm, which may hold undrained lines; nothing was touched). Put the journal's \
+             own file back in one step — copy it beside the spool under a name not ending in .journal, then `mv` \
+             it to {} (a copy written in place, or an empty file, is opened as it stands and its log lost) — and \
+             its lines drain; or, if nothing in them is needed, remove {} and its -shm. To retire a journal, use \
+             `tributary retire`",
             wal.display(),
+            path.display(),
             wal.display()
         ),
     }
@@ -438,6 +449,18 @@ impl Journal {
         // Gone already (retired since `claim_name`): start again by name.
         let inode =
             file_id(&path).map_err(|e| if path.exists() { e } else { replaced_while_opening(&path, attempt) })?;
+        // A journal file without even SQLite's header beside a log that holds frames:
+        // SQLite deletes the log of an empty database at its first read — acknowledged
+        // lines gone. Never a journal's own state (its first page is written before its
+        // log's first frame); it is a removed journal's log beside a file `touch`ed or
+        // being copied back in place (an outside tester lost the lines both ways).
+        // Refused before SQLite reads anything (a daemon tries again when the files
+        // change: a copy finished in place, or the file moved back).
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.len() < SQLITE_HEADER_BYTES)
+            && wal_path(&path).symlink_metadata().is_ok_and(|m| m.is_file() && m.len() > 0)
+        {
+            return Err(orphaned_log(&path));
+        }
         // SQLite work (and the registry of open journals, a process-wide lock a child
         // must not inherit held) from here to the end: the fork gate (`os::fork`).
         let _inside = crate::os::fork::enter();
