@@ -445,7 +445,7 @@ fn status_of(target: &Path, spool: Option<&Path>, opts: &JournalOptions, lenient
                 // retired (or removed) since the spool was listed: not in the spool now
                 // (a journal removed without its log is listed as a problem: its log may
                 // hold lines)
-                Err(_) if std::fs::symlink_metadata(&p).is_err() && !crate::journal::is_orphaned_log(&p) => continue,
+                Err(_) if crate::journal::left_the_spool(&p) => continue,
                 Err(e) if lenient => {
                     unreadable.push(UnreadableJournal { path: p, kind: e.kind(), message: e.to_string() });
                     continue;

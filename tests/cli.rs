@@ -617,6 +617,17 @@ fn append_past_the_file_size_limit_names_the_limit() {
     assert!(err.contains(&format!("resend from input line {}", stored + 1)), "{stored} stored: {err}");
 }
 
+/// A target in `dir` (`paths`), initialised, with two lines drained into it; and its
+/// path as a string.
+fn drained_target(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let (spool, target) = paths(dir);
+    journal(&spool.join("a.journal")).append_batch(&numbered("a", 0..2)).unwrap();
+    init_cli(&target);
+    let t = s(&target);
+    assert!(cli(&["drain", "--target", &t, "--spool", &s(&spool)]).status.success());
+    (target, t)
+}
+
 /// `status --json` and `verify --json` print one JSON object on stdout whatever
 /// happens: an error that stops them (the lock file gone, a path that does not exist)
 /// printed nothing there, so a monitor parsing stdout saw no problem (an outside
@@ -624,11 +635,7 @@ fn append_past_the_file_size_limit_names_the_limit() {
 #[test]
 fn status_and_verify_json_print_one_object_even_when_they_stop_on_an_error() {
     let d = tmp();
-    let (spool, target) = paths(d.path());
-    journal(&spool.join("a.journal")).append_batch(&numbered("a", 0..2)).unwrap();
-    init_cli(&target);
-    let t = s(&target);
-    assert!(cli(&["drain", "--target", &t, "--spool", &s(&spool)]).status.success());
+    let (target, t) = drained_target(d.path());
     let json_of = |args: &[&str]| {
         let out = cli(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -662,11 +669,7 @@ fn status_and_verify_json_print_one_object_even_when_they_stop_on_an_error() {
 #[test]
 fn init_on_a_replaced_target_says_what_to_do_instead_of_init() {
     let d = tmp();
-    let (spool, target) = paths(d.path());
-    journal(&spool.join("a.journal")).append_batch(&numbered("a", 0..2)).unwrap();
-    init_cli(&target);
-    let t = s(&target);
-    assert!(cli(&["drain", "--target", &t, "--spool", &s(&spool)]).status.success());
+    let (target, t) = drained_target(d.path());
     std::fs::write(d.path().join("other"), b"zz\nyy\n").unwrap();
     std::fs::rename(d.path().join("other"), &target).unwrap();
     for _ in 0..2 {

@@ -131,6 +131,23 @@ fn the_daemon_waits_for_its_spool_and_target_sets_junk_aside_and_drains_the_rest
     }
 }
 
+/// In `dir`: an initialised target `out.log` and a spool holding journal `name` whose
+/// writer appended `lines` and never closed (killed: the lines are in its `-wal` only),
+/// its file then moved away (returned: the journal's path, and where its file is).
+fn orphaned_log(dir: &Path, name: &str, lines: &[Vec<u8>]) -> (std::path::PathBuf, std::path::PathBuf) {
+    let spool = dir.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    init(&dir.join("out.log"));
+    let path = spool.join(name);
+    let writer = journal(&path);
+    writer.append_batch(lines).unwrap();
+    std::mem::forget(writer);
+    let kept = dir.join(format!("{name}.kept"));
+    std::fs::rename(&path, &kept).unwrap();
+    assert!(std::fs::metadata(spool.join(format!("{name}-wal"))).unwrap().len() > 0);
+    (path, kept)
+}
+
 /// A journal whose file was removed while its `-wal` still holds acknowledged lines (a
 /// writer killed before any checkpoint, then `rm x.journal`): an outside tester saw
 /// `status` say "0 journal(s)", `drain` drain nothing with exit 0 and `compact` say
@@ -139,20 +156,10 @@ fn the_daemon_waits_for_its_spool_and_target_sets_junk_aside_and_drains_the_rest
 #[test]
 fn a_journal_removed_without_its_log_is_named_by_every_front_end_and_drains_once_restored() {
     let d = tmp();
-    let spool = d.path().join("spool");
-    std::fs::create_dir(&spool).unwrap();
-    let target = d.path().join("out.log");
-    init(&target);
+    let (spool, target) = (d.path().join("spool"), d.path().join("out.log"));
+    let (gone, kept) = orphaned_log(d.path(), "gone.journal", &numbered("w", 0..3));
     let good = journal(&spool.join("good.journal"));
     good.append_batch(&numbered("g", 0..4)).unwrap();
-    let gone = spool.join("gone.journal");
-    let writer = journal(&gone);
-    writer.append_batch(&numbered("w", 0..3)).unwrap();
-    // a writer that never closed (killed): its lines are in the -wal only
-    std::mem::forget(writer);
-    let kept = d.path().join("gone.journal.removed");
-    std::fs::rename(&gone, &kept).unwrap();
-    assert!(std::fs::metadata(spool.join("gone.journal-wal")).unwrap().len() > 0);
 
     let status = cli(&["status", "--target", &s(&target), "--spool", &s(&spool)]);
     let err = String::from_utf8_lossy(&status.stderr);
@@ -162,6 +169,10 @@ fn a_journal_removed_without_its_log_is_named_by_every_front_end_and_drains_once
     let err = String::from_utf8_lossy(&drain.stderr);
     assert_eq!(drain.status.code(), Some(1), "drain: {err}");
     assert!(err.contains("[journal_gone]") && err.contains("gone.journal"), "drain: {err}");
+    // (retiring it said "nothing to retire there", as if its lines were safe)
+    let retire = cli(&["retire", "--target", &s(&target), "--journal", &s(&gone)]);
+    let err = String::from_utf8_lossy(&retire.stderr);
+    assert!(retire.status.code() == Some(1) && err.contains("[journal_gone]"), "retire: {err}");
     assert_exactly(&target, &numbered("g", 0..4));
 
     let mut daemon = Daemon::start(&target, &spool);
@@ -344,17 +355,9 @@ fn a_stop_ends_the_daemons_wait_for_a_lock_held_elsewhere() {
 #[test]
 fn an_empty_file_at_an_orphaned_logs_name_never_loses_the_log() {
     let d = tmp();
-    let spool = d.path().join("spool");
-    std::fs::create_dir(&spool).unwrap();
-    let target = d.path().join("out.log");
-    init(&target);
-    let path = spool.join("b.journal");
-    let writer = journal(&path);
-    writer.append_batch(&numbered("b", 0..3)).unwrap();
-    std::mem::forget(writer); // killed: its lines are in the -wal only
+    let (spool, target) = (d.path().join("spool"), d.path().join("out.log"));
+    let (path, kept) = orphaned_log(d.path(), "b.journal", &numbered("b", 0..3));
     let wal = spool.join("b.journal-wal");
-    let kept = d.path().join("b.journal.kept");
-    std::fs::rename(&path, &kept).unwrap();
     std::fs::write(&path, b"").unwrap();
     let log_len = std::fs::metadata(&wal).unwrap().len();
     assert!(log_len > 0);

@@ -723,9 +723,7 @@ impl Daemon<'_> {
     /// without its log (`journal_gone`, set aside and reported: the log may hold lines).
     fn gone_from_spool(&self, p: &Path) -> bool {
         let given = self.sources.journals().iter().any(|j| j == p);
-        !given
-            && std::fs::symlink_metadata(p).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
-            && !crate::journal::is_orphaned_log(p)
+        !given && crate::journal::left_the_spool(p)
     }
 
     /// Set a journal aside (closed, unmarked), reporting why once.

@@ -534,7 +534,7 @@ impl Compactor {
                     // retired (or removed) since the spool was listed: not in it now (an
                     // outside tester's drain beside `retire` exited 1 for it); one removed
                     // without its log is a problem, named
-                    Err(_) if std::fs::symlink_metadata(p).is_err() && !crate::journal::is_orphaned_log(p) => {}
+                    Err(_) if crate::journal::left_the_spool(p) => {}
                     Err(e) => on_refused(e),
                 }
             }

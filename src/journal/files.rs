@@ -187,18 +187,29 @@ pub fn spool_journals(spool: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The length of `SQLite`'s database header: a journal file shorter than this was never
+/// written by `SQLite` (its first page is written before its log's first frame).
+const SQLITE_HEADER_BYTES: u64 = 100;
+
 /// Whether `journal` is missing (or a file shorter than `SQLite`'s header: `touch`ed, or
 /// being copied back in place) while its `-wal` holds something and no retirement of it
 /// is under way (a retirement renames the journal to its tombstone first, then removes
 /// the log: that state is the retirement's to finish, not an orphan).
 pub(crate) fn is_orphaned_log(journal: &Path) -> bool {
     let missing_or_empty = match std::fs::symlink_metadata(journal) {
-        Ok(m) => m.is_file() && m.len() < 100,
+        Ok(m) => m.is_file() && m.len() < SQLITE_HEADER_BYTES,
         Err(e) => e.kind() == io::ErrorKind::NotFound,
     };
     missing_or_empty
         && std::fs::symlink_metadata(retiring_path(journal)).is_err()
         && wal_path(journal).symlink_metadata().is_ok_and(|m| m.is_file() && m.len() > 0)
+}
+
+/// A journal listed in a spool whose name names nothing now: retired or removed since
+/// the listing, not a problem of the spool — unless it was removed without its log
+/// ([`is_orphaned_log`]), which may hold lines.
+pub(crate) fn left_the_spool(journal: &Path) -> bool {
+    std::fs::symlink_metadata(journal).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) && !is_orphaned_log(journal)
 }
 
 #[cfg(test)]

@@ -216,12 +216,8 @@ fn create_journal_file(path: &Path, create: bool) -> Result<()> {
 /// How [`orphaned_log`]'s detail begins (its message is worded for it: no handle).
 pub(crate) const ORPHANED_LOG: &str = "it does not exist (or is empty)";
 
-/// The length of `SQLite`'s database header: a journal file shorter than this was never
-/// written by `SQLite` (or is being copied).
-const SQLITE_HEADER_BYTES: u64 = 100;
-
-/// `path` does not exist (or is shorter than `SQLite`'s header) but its `-wal` does, not empty: the journal was removed without
-/// its log, which may hold undrained (acknowledged) lines. Every open says so — a
+/// `path` does not exist (or is shorter than `SQLite`'s header) but its `-wal` holds
+/// data: the journal was removed without its log, which may hold undrained (acknowledged) lines. Every open says so — a
 /// writer's, and a compactor's (`drain`, `compact`, `status` list such a log as the
 /// journal it was: [`super::spool_journals`]) — instead of "no such file", which left
 /// those lines in no listing at all (an outside tester: `status` said "0 journal(s)").
@@ -351,9 +347,7 @@ impl Journal {
                     .into(),
             }),
             Ok(_) => Err(Error::NotAJournal { path: path.to_path_buf(), detail: "not a regular file".into() }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound && super::files::is_orphaned_log(path) => {
-                Err(orphaned_log(path))
-            }
+            Err(_) if super::files::is_orphaned_log(path) => Err(orphaned_log(path)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotAJournal {
                 path: path.to_path_buf(),
                 detail: "no such file (a journal is created by its writer's first open; check the path)".into(),
@@ -456,9 +450,7 @@ impl Journal {
         // being copied back in place (an outside tester lost the lines both ways).
         // Refused before SQLite reads anything (a daemon tries again when the files
         // change: a copy finished in place, or the file moved back).
-        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.len() < SQLITE_HEADER_BYTES)
-            && wal_path(&path).symlink_metadata().is_ok_and(|m| m.is_file() && m.len() > 0)
-        {
+        if super::files::is_orphaned_log(&path) {
             return Err(orphaned_log(&path));
         }
         // SQLite work (and the registry of open journals, a process-wide lock a child
