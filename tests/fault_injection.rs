@@ -369,7 +369,9 @@ fn rows_are_not_deleted_on_a_slot_whose_fdatasync_failed() {
 /// every journal, a later one only those. A journal whose rows carry no mark (`NULL`,
 /// as a writer from before the column leaves them) is synced. Which `-wal`s a round
 /// syncs is learnt by failing its Nth injectable step, N = 1, 2, ...: each failed
-/// fdatasync names its file.
+/// fdatasync names its file. A `-wal` that is empty is not synced at all (nothing is
+/// in it: the rows came from the journal file, which `SQLite` fsynced before it cut
+/// the `-wal`).
 #[test]
 fn a_round_syncs_the_wal_of_exactly_the_journals_whose_newest_line_was_not_durable() {
     let _g = seam();
@@ -395,15 +397,29 @@ fn a_round_syncs_the_wal_of_exactly_the_journals_whose_newest_line_was_not_durab
         synced.sort_unstable();
         synced
     };
+    // The drain's handles open first, so the writers' frames stay in each -wal.
     let fresh = || {
         let mut s = Setup::new(5, CompactorOptions::default());
+        let journals = s.open();
         for j in 0..5 {
             s.append_with(j, 2, Durability::Full);
         }
-        let journals = s.open();
         (s, journals)
     };
     assert_eq!(synced_by(&fresh), vec![0, 1, 2, 3, 4], "a round on fresh handles syncs every -wal, marks or not");
+    // Each writer closed its journal alone: SQLite checkpointed its frames into the
+    // journal file, fsynced it and removed the -wal; the drain's handles find it empty
+    // (docs/design.md step 4: nothing in it to sync), `normal` writers too.
+    let writers_closed = || {
+        let mut s = Setup::new(3, CompactorOptions::default());
+        s.append_with(0, 2, Durability::Full);
+        s.append_with(1, 2, Durability::Normal);
+        s.append_with(2, 2, Durability::Normal);
+        s.append_with(2, 2, Durability::Full);
+        let journals = s.open();
+        (s, journals)
+    };
+    assert_eq!(synced_by(&writers_closed), Vec::<usize>::new(), "an empty -wal is not synced");
     let drained_once = || {
         let (mut s, journals) = fresh();
         s.compactor().drain(&journals).unwrap(); // these handles have synced each -wal since they opened it

@@ -181,6 +181,13 @@ pub(super) fn configure(conn: &Connection, path: &Path, opts: &JournalOptions, n
     .map_err(|e| Error::sqlite(format!("setting synchronous{}", crate::os::sqlite_file::system_error_note(conn)), e))
 }
 
+/// Auto-checkpoints back on, at the size every journal handle is opened with (after
+/// a record that ran without them: `space.rs`, `Unsynced`). Best effort: a handle
+/// left without them still checkpoints after each record (`space.rs`).
+pub(super) fn restore_autocheckpoint(conn: &Connection) {
+    let _ = conn.execute_batch(&format!("PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES};"));
+}
+
 /// The journal's id: read from an initialised journal, or the schema created (by
 /// exactly one of several processes creating it at once), then migrations applied.
 pub(super) fn init(conn: &mut Connection, path: &Path) -> Result<JournalId> {

@@ -95,12 +95,67 @@ pub(super) fn incremental_vacuum(conn: &Connection, limit: Option<u64>) -> bool 
 pub(super) struct Unsynced<'c> {
     conn: super::ConnGuard<'c>,
     durability: Durability,
+    /// `synchronous=OFF` and auto-checkpoints off: [`Unsynced::off_if_wal_empty`].
+    off: std::cell::Cell<bool>,
 }
 
 impl<'c> Unsynced<'c> {
     pub(super) fn enter(conn: super::ConnGuard<'c>, durability: Durability) -> Unsynced<'c> {
         let _ = conn.prepare_cached("PRAGMA synchronous=NORMAL").and_then(|mut st| st.execute([]));
-        Unsynced { conn, durability }
+        Unsynced { conn, durability, off: std::cell::Cell::new(false) }
+    }
+
+    /// The drained record's write transaction (docs/design.md step 7). When the `-wal`
+    /// at `wal` — the file `SQLite` has open — is empty once the write lock is held (no
+    /// frame can be added then but this connection's), the transaction runs with its
+    /// remaining fsyncs off too, until dropped: the header's and the folder's that
+    /// `SQLite` makes for the first frame of an empty `-wal` (an empty file has no
+    /// older frame a power cut could replay). Auto-checkpoints are off with them: a
+    /// checkpoint under `synchronous=OFF` copies frames into the database file
+    /// without an fsync. (`SQLite` refuses to change `synchronous` inside a
+    /// transaction: set before `BEGIN`, on a look without the lock, and the
+    /// transaction begun again under `NORMAL` if a frame came in between.)
+    pub(super) fn begin_record(&self, wal: &std::path::Path) -> rusqlite::Result<super::WriteTx<'_>> {
+        self.begin_record_with(wal, || {})
+    }
+
+    /// [`Unsynced::begin_record`], running `between` after the look without the lock
+    /// and before `BEGIN` (a test's seam: another connection's commit there).
+    fn begin_record_with(&self, wal: &std::path::Path, between: impl FnOnce()) -> rusqlite::Result<super::WriteTx<'_>> {
+        let empty = || crate::os::sqlite_file::wal_len(&self.conn, wal) == Some(0);
+        if empty() {
+            self.set_off(true);
+        }
+        between();
+        let tx = super::WriteTx::begin(&self.conn)?;
+        if !self.off.get() || empty() {
+            return Ok(tx);
+        }
+        drop(tx);
+        self.set_off(false);
+        super::WriteTx::begin(&self.conn)
+    }
+
+    /// Fsyncs and auto-checkpoints off (`true`) or back to this guard's `NORMAL`.
+    /// Checkpoints go off first and come back last, so that nothing runs under `OFF`
+    /// that could checkpoint even when a pragma fails.
+    fn set_off(&self, off: bool) {
+        let run = |sql: &str| self.conn.prepare_cached(sql).and_then(|mut st| st.query_row([], |_| Ok(()))).is_ok();
+        let run_quiet = |sql: &str| self.conn.prepare_cached(sql).and_then(|mut st| st.execute([])).is_ok();
+        if off {
+            if !run("PRAGMA wal_autocheckpoint=0") {
+                return;
+            }
+            if run_quiet("PRAGMA synchronous=OFF") {
+                self.off.set(true);
+            } else {
+                super::schema::restore_autocheckpoint(&self.conn);
+            }
+        } else {
+            self.off.set(false);
+            let _ = run_quiet("PRAGMA synchronous=NORMAL");
+            super::schema::restore_autocheckpoint(&self.conn);
+        }
     }
 }
 
@@ -124,6 +179,9 @@ impl Drop for Unsynced<'_> {
             Durability::Normal => "PRAGMA synchronous=NORMAL",
         };
         let _ = self.conn.prepare_cached(sql).and_then(|mut st| st.execute([]));
+        if self.off.get() {
+            super::schema::restore_autocheckpoint(&self.conn);
+        }
     }
 }
 
@@ -218,5 +276,70 @@ impl Journal {
 
     fn auto_vacuum(&self) -> Option<i64> {
         self.lock_conn().ok()?.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalOptions;
+
+    fn pragma(conn: &Connection, name: &str) -> i64 {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0)).unwrap()
+    }
+
+    /// A journal whose `-wal` is empty: lines appended by a handle closed since (its
+    /// close checkpointed and removed the `-wal`), then this handle's first read.
+    fn journal_with_an_empty_wal(dir: &std::path::Path) -> (Journal, std::path::PathBuf) {
+        let path = dir.join("a.journal");
+        let writer = Journal::open(&path, JournalOptions::default()).unwrap();
+        writer.append(b"one line").unwrap();
+        drop(writer);
+        let j = Journal::open(&path, JournalOptions::default()).unwrap();
+        j.drained_record().unwrap();
+        let wal = wal_path(&path);
+        assert_eq!(crate::os::sqlite_file::wal_len(&j.lock_conn().unwrap(), &wal), Some(0), "the -wal must be empty");
+        (j, wal)
+    }
+
+    /// The drained record's transaction runs with fsyncs and auto-checkpoints off
+    /// exactly when the `-wal` is empty (docs/design.md step 7), and the handle has
+    /// its own settings back after it.
+    #[test]
+    fn a_record_turns_fsyncs_off_only_on_an_empty_wal_and_gives_the_settings_back() {
+        let d = tempfile::tempdir().unwrap();
+        let (j, wal) = journal_with_an_empty_wal(d.path());
+        let record = |expect_sync: i64, expect_checkpoint: i64| {
+            let conn = Unsynced::enter(j.lock_conn().unwrap(), Durability::Full);
+            let tx = conn.begin_record(&wal).unwrap();
+            assert_eq!(pragma(&tx, "synchronous"), expect_sync);
+            assert_eq!(pragma(&tx, "wal_autocheckpoint"), expect_checkpoint);
+            // (a real change: SQLite writes no page for a row rewritten as it was)
+            tx.execute("UPDATE state SET drained_seq = drained_seq + 1 WHERE id = 1", []).unwrap();
+            tx.commit().unwrap();
+            drop(conn);
+            let conn = j.lock_conn().unwrap();
+            assert_eq!(pragma(&conn, "synchronous"), 2, "FULL again after the record");
+            assert_eq!(pragma(&conn, "wal_autocheckpoint"), 512, "auto-checkpoints on again after the record");
+        };
+        record(0, 0);
+        // The record's frames are in the -wal now: the next one keeps SQLite's fsyncs.
+        record(1, 512);
+    }
+
+    /// A frame committed by another connection between the look without the lock and
+    /// `BEGIN`: the record must not run with fsyncs off over it.
+    #[test]
+    fn a_frame_that_comes_in_before_the_write_lock_keeps_the_fsyncs_on() {
+        let d = tempfile::tempdir().unwrap();
+        let (j, wal) = journal_with_an_empty_wal(d.path());
+        let other = Journal::open(j.path(), JournalOptions::default()).unwrap();
+        let conn = Unsynced::enter(j.lock_conn().unwrap(), Durability::Full);
+        let tx = conn.begin_record_with(&wal, || other.append(b"in between").map(|_| ()).unwrap()).unwrap();
+        assert_eq!(pragma(&tx, "synchronous"), 1, "NORMAL: the -wal is no longer empty");
+        assert_eq!(pragma(&tx, "wal_autocheckpoint"), 512);
+        drop(tx);
+        drop(conn);
+        assert_eq!(pragma(&j.lock_conn().unwrap(), "synchronous"), 2);
     }
 }

@@ -37,32 +37,49 @@ struct UnixFileHead {
 /// the bytes of blocks it holds, if it is the file with `(dev, ino)` (`None`: not
 /// open, or not recognisably so). One `fstat`.
 fn main_file(conn: &Connection, dev_ino: (u64, u64)) -> Option<(RawFd, u64, u64)> {
+    open_file(conn, ffi::SQLITE_FCNTL_FILE_POINTER, dev_ino)
+}
+
+/// [`main_file`] for the file object `op` names: `SQLITE_FCNTL_FILE_POINTER` (the
+/// database file) or `SQLITE_FCNTL_JOURNAL_POINTER` (in WAL mode, the `-wal`).
+fn open_file(conn: &Connection, op: libc::c_int, dev_ino: (u64, u64)) -> Option<(RawFd, u64, u64)> {
     let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
     // SAFETY: the handle is this open connection's, used by this thread only (the
     // journal's connection mutex is held by the caller; rusqlite connections are not
-    // Sync); "main" is NUL-terminated; SQLITE_FCNTL_FILE_POINTER writes one
+    // Sync); "main" is NUL-terminated; both file-pointer controls write one
     // `sqlite3_file*` into the pointer given, a live local.
-    let rc = unsafe {
-        ffi::sqlite3_file_control(
-            conn.handle(),
-            c"main".as_ptr(),
-            ffi::SQLITE_FCNTL_FILE_POINTER,
-            (&raw mut file).cast::<c_void>(),
-        )
-    };
+    let rc =
+        unsafe { ffi::sqlite3_file_control(conn.handle(), c"main".as_ptr(), op, (&raw mut file).cast::<c_void>()) };
     if rc != ffi::SQLITE_OK || file.is_null() {
         return None;
     }
-    // SAFETY: `file` is the connection's open main database file, alive while the
-    // connection is; a `unix` file begins with `UnixFileHead`'s fields (the struct is
-    // at least that long: `szOsFile`), and a `c_int` read from it is a plain integer
-    // whatever it holds — it is used only once `fstat` confirms it names the file.
-    let fd = unsafe { (*file.cast::<UnixFileHead>()).h };
+    // SAFETY: `file` is one of the connection's file objects, alive while the
+    // connection is. One not open (a `-wal` before the first read) has null methods
+    // and is not read further. An open `unix` file begins with `UnixFileHead`'s fields
+    // (the struct is at least that long: `szOsFile`), and a `c_int` read from it is a
+    // plain integer whatever it holds — it is used only once `fstat` confirms it
+    // names the file.
+    let fd = unsafe {
+        let head = file.cast::<UnixFileHead>();
+        if (*head).methods.is_null() {
+            return None;
+        }
+        (*head).h
+    };
     if fd < 0 {
         return None;
     }
     let (id, len, blocks) = crate::os::sys::fd_identity_length_blocks(fd).ok()?;
     (id == dev_ino).then_some((fd, len, blocks))
+}
+
+/// The length of the `-wal` `conn` has open, read on `SQLite`'s own descriptor for it,
+/// if that is the file at `wal` (`None`: no `-wal` open, another file at that path, or
+/// none). The drained record's "empty `-wal`" (`journal/space.rs`).
+pub(crate) fn wal_len(conn: &Connection, wal: &std::path::Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(wal).ok()?;
+    open_file(conn, ffi::SQLITE_FCNTL_JOURNAL_POINTER, (md.dev(), md.ino())).map(|(_, len, _)| len)
 }
 
 /// Give `conn`'s main database file — the journal file with `(dev, ino)` — disk
