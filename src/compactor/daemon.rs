@@ -248,8 +248,10 @@ struct Daemon<'a> {
     sweep: Sweep,
     /// The target's id, once known (from a round, or the manifest read unlocked).
     target_id: Option<String>,
-    /// The last manifest a round of this daemon committed or read.
-    last_manifest: Option<Manifest>,
+    /// The last round's committed length and lines (rotation), `None` before one ran.
+    /// Not the manifest: the compactor keeps that for its next round, which takes
+    /// it without a copy only when nobody else holds it.
+    last_committed: Option<(u64, u64)>,
     aside: BTreeMap<PathBuf, SetAside>,
     /// Spool folders the last listing could not list.
     unlisted: Vec<PathBuf>,
@@ -423,7 +425,7 @@ impl<'a> Daemon<'a> {
             listed_at: None,
             sweep: Sweep { at: Instant::now(), credit: 0, cursor: None, quiet: HashMap::new() },
             target_id: None,
-            last_manifest: None,
+            last_committed: None,
             aside: BTreeMap::new(),
             unlisted: Vec::new(),
             reported: Reported::default(),
@@ -465,10 +467,10 @@ impl Daemon<'_> {
             }
         }
         let (candidates, settled, unprobed) = self.probe_dirty(on_event);
-        let rotation_due = self.last_manifest.as_ref().is_some_and(|m| self.compactor.rotation_due(m));
+        let rotation_due = self.last_committed.is_some_and(|(len, lines)| self.compactor.rotation_due_at(len, lines));
         // The first pass that knows a journal takes the lock whatever it found: the
         // target is checked (and a crashed round's tail repaired) at start.
-        let first = self.last_manifest.is_none() && !self.known.is_empty();
+        let first = self.last_committed.is_none() && !self.known.is_empty();
         let report = if candidates.is_empty() && !rotation_due && !first {
             DrainReport::default() // nothing to drain: no lock
         } else {
@@ -762,7 +764,7 @@ impl Daemon<'_> {
                     self.deferred = 0;
                     self.rotation = self.rotation.wrapping_add(1);
                     self.target_id = Some(manifest.target_id.clone());
-                    self.last_manifest = Some(manifest);
+                    self.last_committed = Some((manifest.committed_len, manifest.committed_lines));
                     break Ok(r);
                 }
                 Err(e) => {

@@ -253,6 +253,9 @@ impl RetireReport {
 /// How many drain-then-delete attempts a retirement makes while writers keep appending.
 const RETIRE_ATTEMPTS: usize = 20;
 
+/// The slots as last read or written, and the manifest in the current one.
+type KeptManifest = (crate::target::lock::SlotsSeen, Arc<Manifest>);
+
 /// Drains journals into one target. Cheap to create; holds no lock between calls.
 #[derive(Debug, Clone)]
 pub struct Compactor {
@@ -289,7 +292,9 @@ pub struct Compactor {
     /// current one: while both slots' headers are still these, step 1 reuses it
     /// instead of reading and decoding up to 2 MiB (10,000 watermarks: most of a
     /// round's CPU). Any commit by anyone writes a slot, changing its header.
-    manifest_seen: Arc<std::sync::Mutex<Option<(crate::target::lock::SlotsSeen, Manifest)>>>,
+    /// The manifest is shared: a round's commit keeps it here without a copy, and the
+    /// next round takes it back without one.
+    manifest_seen: Arc<std::sync::Mutex<Option<KeptManifest>>>,
     /// Stage this host's lines before each round and commit every host's staged lines
     /// in it (docs/design.md "Staging"): off unless a test switches it on.
     staging: bool,

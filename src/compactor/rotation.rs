@@ -24,9 +24,15 @@ const STALE_NAME_PATIENCE: std::time::Duration = std::time::Duration::from_secs(
 impl Compactor {
     /// A rotation is configured and the current generation reached it.
     pub(super) fn rotation_due(&self, m: &Manifest) -> bool {
-        m.committed_len > 0
-            && (self.opts.rotate_bytes.is_some_and(|b| m.committed_len >= b)
-                || self.opts.rotate_lines.is_some_and(|l| m.committed_lines >= l))
+        self.rotation_due_at(m.committed_len, m.committed_lines)
+    }
+
+    /// [`rotation_due`](Self::rotation_due) for a target that holds `committed_len`
+    /// committed bytes in `committed_lines` lines.
+    pub(super) fn rotation_due_at(&self, committed_len: u64, committed_lines: u64) -> bool {
+        committed_len > 0
+            && (self.opts.rotate_bytes.is_some_and(|b| committed_len >= b)
+                || self.opts.rotate_lines.is_some_and(|l| committed_lines >= l))
     }
 
     /// Managed rotation, under the lock, after the tail repair (so the target holds

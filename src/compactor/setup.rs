@@ -10,6 +10,7 @@
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use super::round::CommitKind;
 use super::{Compactor, InitReport, ManifestDeltas};
@@ -129,7 +130,7 @@ impl Compactor {
             next.epoch += 1;
             // Policy on a version-2 base snapshots a version-3 base; Off snapshots version 2.
             let deltas = if want == DELTA_FORMAT_VERSION { ManifestDeltas::Policy } else { ManifestDeltas::Off };
-            self.commit_in(&lock, &next, Some(&m), CommitKind::Other, deltas)?;
+            self.commit_in(&lock, &next, Some(&m), CommitKind::Other, deltas, Some(Arc::new(next.clone())))?;
             report.switched_from = Some(before);
         }
         report.manifest_format = format_now(&lock);
@@ -223,7 +224,9 @@ impl Compactor {
             let untouched = |c: &slots::Chain| slots::chain_end_untouched(lock.file(), lock.path(), seen.current, c);
             if headers == seen.headers && seen.chain.as_ref().map_or(Ok(true), untouched)? {
                 lock.remember(Some(seen));
-                return Ok((m, Origin::Existing));
+                // (no copy when nobody else holds it: a round's manifest is dropped by
+                // the time the next round reads)
+                return Ok((Arc::unwrap_or_clone(m), Origin::Existing));
             }
         }
         let (slots, headers) = slots::read_with_headers(lock.file(), lock.path())?;
@@ -236,7 +239,7 @@ impl Compactor {
         };
         let seen =
             current.as_ref().map(|(i, m, chain)| SlotsSeen { current: *i, epoch: m.epoch, headers, chain: *chain });
-        self.remember_slots(lock, seen, current.as_ref().map(|(_, m, _)| m));
+        self.remember_slots(lock, seen, current.as_ref().map(|(_, m, _)| Arc::new(m.clone())));
         if let Some((_, m, _)) = current {
             if self.stub_checked.get().is_none() {
                 if !self.sidecar.exists() {
@@ -275,9 +278,9 @@ impl Compactor {
     /// The slots as just read or written under `lock` (its epoch checks) and, with the
     /// manifest in the current one, for this compactor's next step 1 (`manifest_seen`);
     /// `None`: forget them.
-    pub(super) fn remember_slots(&self, lock: &TargetLock, seen: Option<SlotsSeen>, m: Option<&Manifest>) {
+    pub(super) fn remember_slots(&self, lock: &TargetLock, seen: Option<SlotsSeen>, m: Option<Arc<Manifest>>) {
         lock.remember(seen);
-        *self.manifest_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = seen.zip(m.cloned());
+        *self.manifest_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = seen.zip(m);
     }
 
     /// Upgrade a version-1 target (docs/design.md "Upgrading a version-1 target"):
