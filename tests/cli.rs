@@ -232,7 +232,10 @@ fn init_switches_a_target_s_manifest_format_and_says_which_it_has() {
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    assert!(say(&["init", "--target", &target, "--manifest-format", "3"]).contains("created target"));
+    assert!(say(&["init", "--target", &target]).contains("in manifest format 3"), "a new target's format");
+    let older = s(&d.path().join("for-older-builds.log"));
+    assert!(say(&["init", "--target", &older, "--manifest-format", "2"]).contains("created target"));
+    assert!(say(&["init", "--target", &older]).contains("(manifest format 2); nothing to do"));
     assert!(
         say(&["init", "--target", &target, "--manifest-format", "3"]).contains("(manifest format 3); nothing to do")
     );

@@ -63,7 +63,7 @@ fn a_manifest_with_a_flipped_byte_is_an_error_never_replaced() {
     let (spool, target) = paths(d.path());
     let j = journal(&spool.join("a.journal"));
     j.append_batch(&numbered("a", 0..3)).unwrap();
-    init(&target);
+    init_format_2(&target); // (the slots are read here as version 2 writes them)
     compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
     // A flipped byte in one slot falls back to the other (the previous commit); with
     // both slots damaged no manifest is left.
@@ -465,7 +465,7 @@ fn a_moved_epoch_before_commit_means_lock_lost_and_nothing_is_committed() {
     {
         let j = journal(&jp);
         j.append(b"committed").unwrap();
-        init(&target);
+        init_format_2(&target); // (the commit behind its back is a version-2 slot write)
         compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
         j.append(b"pending").unwrap();
     }
@@ -532,7 +532,7 @@ fn bounded_rounds_rotate_between_journals_and_release_the_lock() {
 fn a_kept_manifest_is_read_again_after_anyone_else_commits() {
     let d = tmp();
     let (spool, target) = paths(d.path());
-    init(&target);
+    init_format_2(&target); // (the commits behind its back are version-2 slot writes)
     let j = journal(&spool.join("a.journal"));
     let c = compactor(&target);
     for round in 0..3 {
@@ -613,9 +613,10 @@ fn compactors_taking_turns_with_manifest_deltas_commit_every_line_once() {
     }
 }
 
-/// A target's manifest format is switched by `init` (docs/design.md "Manifest deltas,
-/// format version 3"), and every compactor with no test seam follows it: deltas on a
-/// version-3 target, version-2 snapshots once switched back.
+/// A new target is format 3, or 2 when `init` is asked for 2; a target's format is
+/// switched by `init` (docs/design.md "Manifest deltas, format version 3"), and every
+/// compactor with no test seam follows it: deltas on a version-3 target, version-2
+/// snapshots once switched back.
 #[test]
 fn compactors_follow_the_manifest_format_init_switches_the_target_to() {
     let d = tmp();
@@ -624,7 +625,12 @@ fn compactors_follow_the_manifest_format_init_switches_the_target_to() {
     let js: Vec<Journal> = (0..80).map(|k| journal(&spool.join(format!("j{k}.journal")))).collect();
     let c = || Compactor::new(&target, CompactorOptions::default()).unwrap();
     let created = c().init().unwrap();
-    assert_eq!((created.manifest_format, created.switched_from), (2, None), "a new target is format 2");
+    assert_eq!((created.manifest_format, created.switched_from), (3, None), "a new target is format 3");
+    let other = d.path().join("other.log");
+    let made_in_2 = Compactor::new(&other, CompactorOptions::default()).unwrap().init_in_format(Some(2)).unwrap();
+    assert_eq!((made_in_2.created, made_in_2.manifest_format, made_in_2.switched_from), (true, 2, None));
+    let to_2 = c().init_in_format(Some(2)).unwrap();
+    assert_eq!((to_2.manifest_format, to_2.switched_from), (2, Some(3)));
     let e = c().init_in_format(Some(4)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert!(e.to_string().contains("2 and 3"), "{e}");

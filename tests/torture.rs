@@ -47,9 +47,10 @@ fn a_few_random_crash_trials_pass_with_zero_lost_duplicated_torn() {
         assert_eq!(num(&f, k), 0, "{k} in {f:?}");
     }
     assert!(num(&f, "kills") > 0, "12 trials without a single kill: the harness is not killing anything");
-    // every other trial's compactors commit manifest deltas (format 3), and take that path
-    assert_eq!(num(&f, "delta_trials"), 6, "{f:?}");
-    assert!(num(&f, "delta_trials_seen") >= 3, "manifest deltas were not committed: {f:?}");
+    // every third trial's compactors commit a manifest delta wherever one fits, and take
+    // that path (the others: the default format, 3, and format 2)
+    assert_eq!(num(&f, "delta_trials"), 4, "{f:?}");
+    assert!(num(&f, "delta_trials_seen") >= 2, "manifest deltas were not committed: {f:?}");
     // trials 2 and 3 of every 4 stage their lines (docs/design.md "Staging")
     assert_eq!(num(&f, "staging_trials"), 6, "{f:?}");
     assert!(num(&f, "staging_trials_seen") >= 3, "no trial staged a line: {f:?}");

@@ -23,10 +23,11 @@ pub struct InitArgs {
     /// How long to wait for the target's lock, in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     lock_timeout_ms: u64,
-    /// Switch the target's manifest to this format: 3 commits only what changed (for
-    /// targets fed by thousands of journals; every host that drains it must run a
-    /// build from 2026-12-04 on), 2 switches back. Without it the format is kept (a new
-    /// target: 2). docs/design.md "Manifest deltas".
+    /// The target's manifest format (a new target is made in it, an existing one
+    /// switched): 3 commits only what changed (every host that drains the target must
+    /// run a build from 2026-12-04 on); 2 for a target that older builds drain too.
+    /// Without it a new target is 3 and an existing one keeps its format.
+    /// docs/design.md "Manifest deltas".
     #[arg(long, value_parser = clap::value_parser!(u32).range(2..=3))]
     manifest_format: Option<u32>,
 }
@@ -35,12 +36,15 @@ pub fn cmd_init(a: InitArgs) -> CmdResult {
     let opts = CompactorOptions::default().lock_timeout(Duration::from_millis(a.lock_timeout_ms));
     let r = Compactor::new(&a.target, opts)?.init_in_format(a.manifest_format)?;
     let t = a.target.display();
-    if let Some(from) = r.switched_from.filter(|_| !r.created) {
+    if let Some(from) = r.switched_from {
         say!("switched target {t} (id {}) from manifest format {from} to {}", r.target_id, r.manifest_format);
-    } else if r.switched_from.is_some() {
-        say!("created target {t} (id {}) in manifest format {}", r.target_id, r.manifest_format);
     } else if r.created {
-        say!("created target {t} (id {}), adopting {} existing line(s)", r.target_id, r.adopted_lines);
+        say!(
+            "created target {t} (id {}) in manifest format {}, adopting {} existing line(s)",
+            r.target_id,
+            r.manifest_format,
+            r.adopted_lines
+        );
     } else if r.upgraded {
         say!("upgraded target {t} (id {}) to manifest format {}", r.target_id, tributary::FORMAT_VERSION);
     } else if r.rebound {

@@ -656,9 +656,11 @@ impl Compactor {
         // onto the current slot's chain (docs/design.md "Manifest deltas, format version
         // 3") where deltas are on and the chain takes it.
         let seen = lock.seen().filter(|_| current.is_some());
-        // The target's format is its current base's: a version-3 base has a chain.
+        // The target's format is its current base's: a version-3 base has a chain. A
+        // new target's is 3 (docs/design.md "Manifest deltas, format version 3").
         let deltas = match deltas {
             ManifestDeltas::FollowTarget if seen.is_some_and(|s| s.chain.is_some()) => ManifestDeltas::Policy,
+            ManifestDeltas::FollowTarget if kind == CommitKind::First => ManifestDeltas::Policy,
             ManifestDeltas::FollowTarget => ManifestDeltas::Off,
             other => other,
         };

@@ -29,7 +29,8 @@ pub(super) enum Origin {
 }
 
 impl Compactor {
-    /// Create this target — its sidecar, the lock file with the first manifest, and
+    /// Create this target — its sidecar, the lock file with the first manifest (format
+    /// 3, manifest deltas: docs/design.md "Manifest deltas, format version 3"), and
     /// the target file (an existing file's whole lines are adopted as committed) — or,
     /// if it exists, check it: a version-1 target is upgraded; a target file whose
     /// inode is not the one recorded (restored or copied together with its sidecar) is
@@ -49,10 +50,11 @@ impl Compactor {
 
     /// [`Compactor::init`], then, with `Some(format)`, switch the target's manifest to
     /// that format (2, or 3: manifest deltas) with one commit under the same lock, if
-    /// it is not in it already. Every compactor follows the format of the target it
-    /// drains (docs/design.md "Manifest deltas, format version 3": switch to 3 only
-    /// once every host that drains the target runs a build that reads it; 2 switches
-    /// back).
+    /// it is not in it already (a target this call creates in format 2 reports no
+    /// switch). Every compactor follows the format of the target it drains
+    /// (docs/design.md "Manifest deltas, format version 3": 3 only once every host
+    /// that drains the target runs a build that reads it, from 2026-12-04 on; 2 for a
+    /// target that older builds drain too).
     ///
     /// # Errors
     /// Those of [`Compactor::init`]; [`Error::InvalidArgument`] for a format other
@@ -66,6 +68,11 @@ impl Compactor {
         }
         let lock = self.lock(true)?;
         let (mut m, origin) = self.current_manifest(&lock, true)?;
+        if lock.seen().is_none() {
+            // A first manifest's commit leaves the slots unread: read them, for the
+            // format this target has (`format_now`).
+            self.check_epoch(&lock, Some(m.epoch), "as init read it")?;
+        }
         // A rotation killed after renaming the target is completed first, as a round
         // would: until then the file at the target's path is not the manifest's.
         if self.interrupted_rotation(&m) {
@@ -131,7 +138,8 @@ impl Compactor {
             // Policy on a version-2 base snapshots a version-3 base; Off snapshots version 2.
             let deltas = if want == DELTA_FORMAT_VERSION { ManifestDeltas::Policy } else { ManifestDeltas::Off };
             self.commit_in(&lock, &next, Some(&m), CommitKind::Other, deltas, Some(Arc::new(next.clone())))?;
-            report.switched_from = Some(before);
+            // (a new target is made in the default format first: it was not switched)
+            report.switched_from = Some(before).filter(|_| !report.created);
         }
         report.manifest_format = format_now(&lock);
         Ok(report)

@@ -125,6 +125,12 @@ pub fn init(target: &Path) {
     compactor(target).init().expect("init");
 }
 
+/// [`init`] of a target in manifest format 2 (a new one is 3): for tests that read or
+/// write its slots as version 2 does ([`slots_of`], [`commit_behind_the_back`]).
+pub fn init_format_2(target: &Path) {
+    compactor(target).init_in_format(Some(2)).expect("init in format 2");
+}
+
 /// `tributary init --target T`: the command line's way of [`init`].
 pub fn init_cli(target: &Path) {
     let out = cli(&["init", "--target", &s(target)]);
@@ -186,8 +192,8 @@ pub fn manifest_of(target: &Path) -> Manifest {
 /// version 2": slot A at 0, slot B at 2 MiB).
 pub const SLOT_BYTES: u64 = 2 << 20;
 
-/// The valid manifest in each slot (A, B) of `target`'s lock file, read the way the
-/// design lays them out: `TRIBSLOT`, payload length (u32 LE), CRC32 (u32 LE), payload.
+/// The valid manifest in each slot (A, B) of a format-2 `target`'s lock file
+/// ([`init_format_2`]), read the way the design lays them out: `TRIBSLOT`, payload length (u32 LE), CRC32 (u32 LE), payload.
 pub fn slots_of(target: &Path) -> [Option<Manifest>; 2] {
     use std::os::unix::fs::FileExt;
     let lock = std::fs::File::open(Sidecar::for_target(target).lock).expect("open lock file");
@@ -201,6 +207,10 @@ pub fn slots_of(target: &Path) -> [Option<Manifest>; 2] {
         let crc = u32::from_le_bytes(head[12..16].try_into().unwrap());
         let mut payload = vec![0u8; len];
         lock.read_exact_at(&mut payload, index * SLOT_BYTES + 16).ok()?;
+        assert!(
+            !payload.starts_with(b"tributary-manifest 3"),
+            "slots_of reads version-2 slots; this target is format 3: make it with init_format_2"
+        );
         (crc32fast::hash(&payload) == crc).then(|| Manifest::decode(&payload, Path::new("slot")).ok()).flatten()
     };
     [read(0), read(1)]

@@ -279,7 +279,19 @@ def with_manifest_deltas(w):
     return d
 
 
+def with_manifest_format_2(w):
+    """`w` with every commit a version-2 snapshot (the seam's `off`: a target made for
+    hosts on builds older than format 3; a new target is format 3 otherwise); recovery
+    runs without the seam and follows the format the crash left (2)."""
+    d = copy.copy(w)
+    d.name = w.name + "-format2"
+    d.script = "\nexport TRIBUTARY_MANIFEST_DELTAS=off" + w.script
+    d.about = w.about + "; committed in manifest format 2"
+    return d
+
+
 WORKLOADS += [with_manifest_deltas(w) for w in WORKLOADS if w.name in ("steady", "tail-repair")]
+WORKLOADS += [with_manifest_format_2(w) for w in WORKLOADS if w.name in ("steady", "tail-repair")]
 
 WORKLOADS.append(
     Workload(

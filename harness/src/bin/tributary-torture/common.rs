@@ -101,8 +101,8 @@ impl Proc {
     }
 
     /// Start a life with an optional failpoint spec and an optional timed SIGKILL.
-    /// Compactors commit manifest deltas when the current trial says so
-    /// ([`set_manifest_deltas`]).
+    /// Compactors commit in the current trial's manifest format
+    /// ([`set_manifest_format`]).
     pub fn start(&mut self, failpoint: Option<String>, kill_after: Option<Duration>) -> std::io::Result<()> {
         let log = OpenOptions::new().create(true).append(true).open(&self.log)?;
         let mut header = log.try_clone()?;
@@ -245,17 +245,54 @@ pub fn error_kind(line: &str) -> String {
 }
 
 /// The `tributary` CLI next to this executable (or `$TRIBUTARY_BIN`).
-/// Whether the children of the current trial commit manifest deltas (format version 3,
-/// `always`, so that one-block manifests take the path too): trials alternate, so
-/// every run covers both formats. Trials run one after another.
-static MANIFEST_DELTAS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-pub fn set_manifest_deltas(on: bool) {
-    MANIFEST_DELTAS.store(on, std::sync::atomic::Ordering::Relaxed);
+/// The manifest format the compactors of a trial commit in.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TrialFormat {
+    /// As a user's compactor: the target's own (a new target's: 3, one-block
+    /// manifests as snapshots).
+    Default,
+    /// Format 3 with a delta wherever one fits (`always`), one-block manifests too.
+    Deltas,
+    /// Every commit a version-2 snapshot (`off`), as a target made for older builds.
+    Format2,
 }
 
-pub fn manifest_deltas() -> bool {
-    MANIFEST_DELTAS.load(std::sync::atomic::Ordering::Relaxed)
+impl TrialFormat {
+    /// Trial `k`'s: the three in turn, so every run covers each (and, with staging on
+    /// in trials 2 and 3 of every 4, each with and without staging).
+    pub fn of_trial(k: u64) -> TrialFormat {
+        [TrialFormat::Default, TrialFormat::Deltas, TrialFormat::Format2][(k % 3) as usize]
+    }
+
+    /// How a trial's plan says it (nothing for the default).
+    pub fn plan_note(self) -> Option<&'static str> {
+        match self {
+            TrialFormat::Default => None,
+            TrialFormat::Deltas => Some("manifest deltas"),
+            TrialFormat::Format2 => Some("manifest format 2"),
+        }
+    }
+}
+
+/// The manifest format of the current trial's children (0: default, 1: deltas, 2:
+/// format 2). Trials run one after another.
+static MANIFEST_FORMAT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+pub fn set_manifest_format(f: TrialFormat) {
+    let v = match f {
+        TrialFormat::Default => 0,
+        TrialFormat::Deltas => 1,
+        TrialFormat::Format2 => 2,
+    };
+    MANIFEST_FORMAT.store(v, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn manifest_format() -> TrialFormat {
+    match MANIFEST_FORMAT.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => TrialFormat::Deltas,
+        2 => TrialFormat::Format2,
+        _ => TrialFormat::Default,
+    }
 }
 
 /// Whether the compactors of the current trial stage their lines (docs/design.md
@@ -273,11 +310,11 @@ pub fn staging() -> bool {
 /// Set (or clear) the manifest-delta and staging variables of a child's command for
 /// the current trial.
 pub fn apply_trial_seams(cmd: &mut Command) {
-    if manifest_deltas() {
-        cmd.env(tributary::MANIFEST_DELTAS_VAR, "always");
-    } else {
-        cmd.env_remove(tributary::MANIFEST_DELTAS_VAR);
-    }
+    match manifest_format() {
+        TrialFormat::Deltas => cmd.env(tributary::MANIFEST_DELTAS_VAR, "always"),
+        TrialFormat::Format2 => cmd.env(tributary::MANIFEST_DELTAS_VAR, "off"),
+        TrialFormat::Default => cmd.env_remove(tributary::MANIFEST_DELTAS_VAR),
+    };
     if staging() {
         cmd.env(tributary::STAGING_VAR, "on");
     } else {

@@ -255,9 +255,10 @@ impl<'a> Trial<'a> {
 }
 
 pub(super) fn run_trial(ctx: &Ctx, disk: &mut Disk, work: &Path, k: u64, plan: &Plan) -> (Tally, Vec<String>) {
-    // odd trials commit manifest deltas (format 3): both formats in every run
-    let deltas = k % 2 == 1;
-    crate::common::set_manifest_deltas(deltas);
+    // the manifest formats in turn: the default (3), deltas everywhere, format 2
+    let format = crate::common::TrialFormat::of_trial(k);
+    crate::common::set_manifest_format(format);
+    let deltas = format == crate::common::TrialFormat::Deltas;
     // trials 2 and 3 of every 4 stage their lines (docs/design.md "Staging"), and every
     // trial cut at a point only a stager or step S reaches
     let staging_point = |p: &str| p.starts_with("stage.") || p == "drain.after_staged_read";

@@ -131,11 +131,11 @@ fn create_target(ctx: &Ctx, k: u64, tseed: u64, o: &mut Outcome) -> Result<(), S
 
 pub(super) fn run_trial(ctx: &Ctx, k: u64, tseed: u64) -> Outcome {
     let mut o = Outcome::default();
-    // odd trials commit manifest deltas (format 3): both formats in every run
-    let deltas = k % 2 == 1;
-    crate::common::set_manifest_deltas(deltas);
-    if deltas {
-        o.plan.push("manifest deltas".into());
+    // the manifest formats in turn: the default (3), deltas everywhere, format 2
+    let format = crate::common::TrialFormat::of_trial(k);
+    crate::common::set_manifest_format(format);
+    o.plan.extend(format.plan_note().map(String::from));
+    if format == crate::common::TrialFormat::Deltas {
         o.delta_trials = 1;
     }
     // trials 2 and 3 of every 4 stage their lines: each format with and without
@@ -389,7 +389,7 @@ pub(super) fn run_trial(ctx: &Ctx, k: u64, tseed: u64) -> Outcome {
     };
     o.check = check_target(tseed, &checked, &specs, &|w| journal_drained_seq(&w.journal));
     check_consistency(&target, &specs, &mut o);
-    if deltas && crate::common::delta_records(&target) > 0 {
+    if format == crate::common::TrialFormat::Deltas && crate::common::delta_records(&target) > 0 {
         o.delta_trials_seen = 1;
     }
     if staging && crate::common::staged(&target) {
