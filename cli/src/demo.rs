@@ -79,6 +79,7 @@ pub fn writer(a: WriterArgs) -> Result<ExitCode, Error> {
         rate: a.rate,
         max_batch: 16,
         durability: Durability::Full,
+        reopen: false,
     }
     .run()?;
     Ok(ExitCode::SUCCESS)

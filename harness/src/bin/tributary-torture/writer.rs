@@ -38,6 +38,9 @@ pub struct WriterArgs {
     /// duplicated and never cost a `full` line).
     #[arg(long, default_value = "full")]
     pub durability: String,
+    /// Open the journal for each batch and close it after it is acknowledged.
+    #[arg(long)]
+    pub reopen: bool,
 }
 
 pub fn run(a: WriterArgs) -> ExitCode {
@@ -60,6 +63,7 @@ fn write(a: &WriterArgs) -> tributary::Result<()> {
         rate: a.rate,
         max_batch: a.max_batch,
         durability: a.durability.parse::<Durability>()?,
+        reopen: a.reopen,
     }
     .run()
 }

@@ -60,6 +60,8 @@ pub(super) struct WriterPlan {
     /// lines per second at most
     pub(super) rate: u64,
     pub(super) max_batch: u64,
+    /// Opens its journal for each batch and closes it after (`writer --reopen`).
+    pub(super) reopen: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -114,7 +116,11 @@ impl Plan {
     }
 
     pub(super) fn describe(&self) -> String {
-        let ws: Vec<String> = self.writers.iter().map(|w| format!("w{}:{}", w.id, w.durability.arg())).collect();
+        let ws: Vec<String> = self
+            .writers
+            .iter()
+            .map(|w| format!("w{}:{}{}", w.id, w.durability.arg(), if w.reopen { "+reopen" } else { "" }))
+            .collect();
         let mut s = match &self.kind {
             Kind::Failpoint { point, adopt } => {
                 format!("cut at {point}=wait{}", if *adopt { " (adopting a pre-existing target)" } else { "" })
@@ -163,11 +169,14 @@ pub(super) fn plan(seed: u64, fs: FsKind, k: u64) -> Plan {
     let run = mix(seed, k ^ ((fs as u64 + 1) << 40));
     let mut rng = Rng::new(run);
     let fps = failpoint_trials();
+    // writer 1 of every third trial opens its journal for each batch: drains then
+    // find its `-wal` empty (no fdatasync, a record without SQLite's header fsync)
     let writer = |rng: &mut Rng, id: u32, durability: Durab| WriterPlan {
         id,
         durability,
         rate: 500 + rng.below(2500),
         max_batch: 1 + rng.below(16),
+        reopen: id == 1 && k % 3 == 2,
     };
     let (writers, kind) = if (k as usize) < fps.len() {
         let (point, adopt) = fps[k as usize];

@@ -79,6 +79,19 @@ impl<'a> Trial<'a> {
     }
 
     pub(super) fn writer_args(&self, w: &W, rate: u64, max_batch: u64, durability: Durab) -> Vec<String> {
+        self.writer_args_reopening(w, rate, max_batch, durability, false)
+    }
+
+    /// [`writer_args`](Self::writer_args); `reopen`: the writer opens its journal for
+    /// each batch.
+    pub(super) fn writer_args_reopening(
+        &self,
+        w: &W,
+        rate: u64,
+        max_batch: u64,
+        durability: Durab,
+        reopen: bool,
+    ) -> Vec<String> {
         let mut v = vec![
             "writer".to_string(),
             "--journal".into(),
@@ -99,6 +112,9 @@ impl<'a> Trial<'a> {
         }
         if durability != Durab::Full {
             v.extend(["--durability".into(), durability.arg().into()]);
+        }
+        if reopen {
+            v.push("--reopen".into());
         }
         v
     }
@@ -126,7 +142,7 @@ impl<'a> Trial<'a> {
     fn start_main_writers(&mut self) -> Result<(), String> {
         for wp in self.plan.writers.clone() {
             let w = self.new_writer(wp.id, wp.id, wp.durability == Durab::Full, MAIN_LINES);
-            let args = self.writer_args(&w, wp.rate, wp.max_batch, wp.durability);
+            let args = self.writer_args_reopening(&w, wp.rate, wp.max_batch, wp.durability, wp.reopen);
             let log = self.log(&format!("writer{}", wp.id));
             self.writers.push(w);
             let p = P::spawn(&format!("writer {}", wp.id), &self.ctx.torture, &args, &[], &log)?;
