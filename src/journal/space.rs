@@ -95,7 +95,7 @@ pub(super) fn incremental_vacuum(conn: &Connection, limit: Option<u64>) -> bool 
 pub(super) struct Unsynced<'c> {
     conn: super::ConnGuard<'c>,
     durability: Durability,
-    /// `synchronous=OFF` and auto-checkpoints off: [`Unsynced::off_if_wal_empty`].
+    /// `synchronous=OFF` and auto-checkpoints off: [`Unsynced::begin_record`].
     off: std::cell::Cell<bool>,
 }
 
