@@ -247,6 +247,7 @@ pub fn error_kind(line: &str) -> String {
 /// The `tributary` CLI next to this executable (or `$TRIBUTARY_BIN`).
 /// The manifest format the compactors of a trial commit in.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 pub enum TrialFormat {
     /// As a user's compactor: the target's own (a new target's: 3, one-block
     /// manifests as snapshots).
@@ -258,10 +259,13 @@ pub enum TrialFormat {
 }
 
 impl TrialFormat {
+    /// Each, in the order trials take them (the index is its `repr`).
+    const ALL: [TrialFormat; 3] = [TrialFormat::Default, TrialFormat::Deltas, TrialFormat::Format2];
+
     /// Trial `k`'s: the three in turn, so every run covers each (and, with staging on
     /// in trials 2 and 3 of every 4, each with and without staging).
     pub fn of_trial(k: u64) -> TrialFormat {
-        [TrialFormat::Default, TrialFormat::Deltas, TrialFormat::Format2][(k % 3) as usize]
+        TrialFormat::ALL[(k % 3) as usize]
     }
 
     /// How a trial's plan says it (nothing for the default).
@@ -274,25 +278,15 @@ impl TrialFormat {
     }
 }
 
-/// The manifest format of the current trial's children (0: default, 1: deltas, 2:
-/// format 2). Trials run one after another.
-static MANIFEST_FORMAT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+/// The manifest format of the current trial's children. Trials run one after another.
+static MANIFEST_FORMAT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(TrialFormat::Default as u8);
 
 pub fn set_manifest_format(f: TrialFormat) {
-    let v = match f {
-        TrialFormat::Default => 0,
-        TrialFormat::Deltas => 1,
-        TrialFormat::Format2 => 2,
-    };
-    MANIFEST_FORMAT.store(v, std::sync::atomic::Ordering::Relaxed);
+    MANIFEST_FORMAT.store(f as u8, std::sync::atomic::Ordering::Relaxed);
 }
 
 pub fn manifest_format() -> TrialFormat {
-    match MANIFEST_FORMAT.load(std::sync::atomic::Ordering::Relaxed) {
-        1 => TrialFormat::Deltas,
-        2 => TrialFormat::Format2,
-        _ => TrialFormat::Default,
-    }
+    TrialFormat::ALL[usize::from(MANIFEST_FORMAT.load(std::sync::atomic::Ordering::Relaxed))]
 }
 
 /// Whether the compactors of the current trial stage their lines (docs/design.md

@@ -78,20 +78,8 @@ impl<'a> Trial<'a> {
         self.local.join(format!("{:02}-{what}.log", self.n))
     }
 
-    pub(super) fn writer_args(&self, w: &W, rate: u64, max_batch: u64, durability: Durab) -> Vec<String> {
-        self.writer_args_reopening(w, rate, max_batch, durability, false)
-    }
-
-    /// [`writer_args`](Self::writer_args); `reopen`: the writer opens its journal for
-    /// each batch.
-    pub(super) fn writer_args_reopening(
-        &self,
-        w: &W,
-        rate: u64,
-        max_batch: u64,
-        durability: Durab,
-        reopen: bool,
-    ) -> Vec<String> {
+    /// `reopen`: the writer opens its journal for each batch (`writer --reopen`).
+    pub(super) fn writer_args(&self, w: &W, rate: u64, max_batch: u64, durability: Durab, reopen: bool) -> Vec<String> {
         let mut v = vec![
             "writer".to_string(),
             "--journal".into(),
@@ -133,7 +121,7 @@ impl<'a> Trial<'a> {
     /// A `full` writer that appends `lines` lines to journal `j` and exits (must exit 0).
     fn run_fresh(&mut self, id: u32, j: u32, lines: u64) -> Result<(), String> {
         let w = self.new_writer(id, j, true, lines);
-        let args = self.writer_args(&w, 0, 2, Durab::Full);
+        let args = self.writer_args(&w, 0, 2, Durab::Full, false);
         let log = self.log(&format!("writer{id}"));
         self.writers.push(w);
         P::run(&format!("writer {id}"), &self.ctx.torture, &args, &[], &log)
@@ -142,7 +130,7 @@ impl<'a> Trial<'a> {
     fn start_main_writers(&mut self) -> Result<(), String> {
         for wp in self.plan.writers.clone() {
             let w = self.new_writer(wp.id, wp.id, wp.durability == Durab::Full, MAIN_LINES);
-            let args = self.writer_args_reopening(&w, wp.rate, wp.max_batch, wp.durability, wp.reopen);
+            let args = self.writer_args(&w, wp.rate, wp.max_batch, wp.durability, wp.reopen);
             let log = self.log(&format!("writer{}", wp.id));
             self.writers.push(w);
             let p = P::spawn(&format!("writer {}", wp.id), &self.ctx.torture, &args, &[], &log)?;
