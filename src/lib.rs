@@ -75,7 +75,7 @@ pub use journal::{
 pub use reader::{Cursor, CursorStore, Lag, Reader, TargetId};
 pub use target::lock::TargetLock;
 pub use target::manifest::{
-    chain_step, generation_path, Intent, Manifest, RotatedGeneration, Watermark, FORMAT_VERSION,
+    chain_step, generation_path, Intent, Manifest, RotatedGeneration, Watermark, Watermarks, FORMAT_VERSION,
 };
 pub use target::sidecar::Sidecar;
 

@@ -36,6 +36,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::sidecar::Sidecar;
+pub use super::watermarks::Watermarks;
 use crate::error::{Error, Result};
 use crate::journal::JournalId;
 use crate::{hex, target::slots};
@@ -128,7 +129,7 @@ pub struct Manifest {
     /// is refused. 0: no horizon.
     pub horizon: u64,
     /// How far each journal that ever fed the target is committed, by journal id.
-    pub watermarks: BTreeMap<JournalId, Watermark>,
+    pub watermarks: Watermarks,
     /// Older generations still kept (`<target>.<generation>`), by generation.
     pub rotated: BTreeMap<u64, RotatedGeneration>,
     /// Journal lifecycle (issue 16): journals retired from this target and not expired
@@ -245,7 +246,7 @@ impl Manifest {
             committed_crc: crc,
             intent: None,
             horizon: 0,
-            watermarks: BTreeMap::new(),
+            watermarks: Watermarks::default(),
             rotated: BTreeMap::new(),
             retired: BTreeMap::new(),
         })
@@ -411,13 +412,26 @@ impl Manifest {
         }
         push_rotated(&mut s, &self.rotated);
         let mut line = Vec::with_capacity(128);
-        diff_sorted(&prev.watermarks, &self.watermarks, |id, now| match now {
+        let mut changed = |id: &JournalId, now: Option<&Watermark>| match now {
             Some(w) => push_watermark(&mut s, &mut line, w),
             None => {
                 let _ = writeln!(s, "forget_watermark {id}");
             }
-        });
-        diff_sorted(&prev.retired, &self.retired, |id, now| {
+        };
+        // A manifest copied from `prev` knows the keys it changed: only those are
+        // compared (10,000 watermarks: ~0.3 ms a commit to compare them all).
+        match self.watermarks.changed_since(&prev.watermarks) {
+            Some(keys) => {
+                for id in &keys {
+                    let now = self.watermarks.get(id);
+                    if now != prev.watermarks.get(id) {
+                        changed(id, now);
+                    }
+                }
+            }
+            None => diff_sorted(prev.watermarks.iter(), self.watermarks.iter(), changed),
+        }
+        diff_sorted(prev.retired.iter(), self.retired.iter(), |id, now| {
             let _ = match now {
                 Some(stamp) => writeln!(s, "retired {id} {stamp}"),
                 None => writeln!(s, "forget_retired {id}"),
@@ -607,7 +621,7 @@ fn decode_body(body: &str, path: &Path) -> Result<(u32, Manifest)> {
         committed_crc,
         intent,
         horizon,
-        watermarks,
+        watermarks: watermarks.into(),
         rotated,
         retired,
     };
@@ -626,12 +640,12 @@ fn push_rotated(s: &mut String, rotated: &BTreeMap<u64, RotatedGeneration>) {
 /// lacks, in key order: one walk of both maps side by side. (A lookup of each key in
 /// the other map cost ~2 ms of CPU per commit at 10,000 watermarks, twice a round;
 /// with the walk, each commit took 0.7–1.5 ms less.)
-fn diff_sorted<K: Ord, V: PartialEq>(
-    prev: &BTreeMap<K, V>,
-    now: &BTreeMap<K, V>,
+fn diff_sorted<'a, K: Ord + 'a, V: PartialEq + 'a>(
+    prev: impl Iterator<Item = (&'a K, &'a V)>,
+    now: impl Iterator<Item = (&'a K, &'a V)>,
     mut changed: impl FnMut(&K, Option<&V>),
 ) {
-    let mut old = prev.iter().peekable();
+    let mut old = prev.peekable();
     for (k, v) in now {
         while let Some((gone, _)) = old.next_if(|(o, _)| *o < k) {
             changed(gone, None);
@@ -722,7 +736,7 @@ mod tests {
             };
             let (prev, now) = (draw(), draw());
             let mut walked = Vec::new();
-            diff_sorted(&prev, &now, |k, v| walked.push((*k, v.copied())));
+            diff_sorted(prev.iter(), now.iter(), |k, v| walked.push((*k, v.copied())));
             let mut looked_up: Vec<(u64, Option<u64>)> =
                 now.iter().filter(|(k, v)| prev.get(k) != Some(v)).map(|(k, v)| (*k, Some(*v))).collect();
             looked_up.extend(prev.keys().filter(|k| !now.contains_key(k)).map(|k| (*k, None)));
@@ -769,6 +783,59 @@ mod tests {
         let past =
             format!("delta {}\nwatermark {} 1 00000001 0000000000000000 5\n", prev.epoch + 1, JournalId([9; 16]));
         assert!(prev.apply_delta(past.as_bytes(), Path::new("m")).is_err());
+    }
+
+    /// A delta from the manifest a copy came from names only the keys the copy changed;
+    /// it must say exactly what comparing every watermark says.
+    #[test]
+    fn a_delta_from_the_changed_keys_is_the_full_comparisons_delta() {
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next_random = move |below: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % below
+        };
+        let mut prev = sample();
+        for n in 0..200u8 {
+            let id = JournalId([n; 16]);
+            prev.watermarks.insert(id, Watermark { journal_id: id, last_seq: 5, crc: 1, chain: 2, anchor: 0 });
+        }
+        for _ in 0..200 {
+            let mut next = prev.clone();
+            next.epoch += 1;
+            for _ in 0..next_random(6) {
+                let id = JournalId([u8::try_from(next_random(256)).unwrap(); 16]);
+                match next_random(4) {
+                    0 => {
+                        next.watermarks.remove(&id);
+                    }
+                    1 => {
+                        if let Some(w) = next.watermarks.get_mut(&id) {
+                            w.last_seq += next_random(2); // sometimes set to what it was
+                        }
+                    }
+                    _ => {
+                        let w = Watermark { journal_id: id, last_seq: next_random(9), crc: 1, chain: 2, anchor: 0 };
+                        next.watermarks.insert(id, w);
+                    }
+                }
+            }
+            let tracked = next.encode_delta(&prev);
+            // the same two manifests, with no history: a full comparison
+            let (unrelated_prev, unrelated_next) = (prev.watermarks.clone(), next.watermarks.clone());
+            let mut full_prev = prev.clone();
+            full_prev.watermarks =
+                Watermarks::from(unrelated_prev.iter().map(|(k, w)| (*k, *w)).collect::<BTreeMap<_, _>>());
+            let mut full_next = next.clone();
+            full_next.watermarks =
+                Watermarks::from(unrelated_next.iter().map(|(k, w)| (*k, *w)).collect::<BTreeMap<_, _>>());
+            assert_eq!(
+                String::from_utf8(tracked).unwrap(),
+                String::from_utf8(full_next.encode_delta(&full_prev)).unwrap()
+            );
+            prev = next;
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! | file | owns | keeps |
 //! |---|---|---|
 //! | `manifest.rs` | the manifest's text encoding (format 2; format 1 read for the upgrade), the chained hash | a manifest ends with a CRC of itself; an unknown version or a bad CRC is an error, never overwritten |
+//! | `watermarks.rs` | the manifest's watermark map, shared between a round's copies of the manifest | every change goes through it and is recorded, so a delta from the map a copy came from compares only the changed keys; a map another copy is based on is never changed in place |
 //! | `slots.rs` | the manifest's two slots in the lock file (`O_DIRECT`, 4 KiB-aligned) | a commit writes only the slot that is not current (or, as a version-3 delta, only past the current slot's chain) and is durable before it returns; a torn slot or delta is never read as a manifest |
 //! | `sidecar.rs` | the `<target>.tributary/` folder and its version-1 manifest file / stub | never a symlink nor world-writable; the stub stops version-1 binaries |
 //! | `lock.rs` | the target's lock | an OFD lock (not dropped by an unrelated `close()`), opened read-write, never via a symlink; waiting is bounded |
@@ -16,3 +17,4 @@ pub(crate) mod scan;
 pub(crate) mod sidecar;
 pub(crate) mod slots;
 pub(crate) mod stage;
+pub(crate) mod watermarks;
