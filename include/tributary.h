@@ -1388,6 +1388,19 @@ int trib_status_report_summary(const struct trib_status_report *report,
                                struct trib_error **err_out);
 
 /**
+ * The format version of the report's manifest: 3 (deltas, the default for new
+ * targets), 2 (what builds before 2026-12-04 read), 1 (a target not upgraded yet);
+ * 0 when the target has no manifest. (Not a field of `trib_status_summary`: that
+ * struct is the caller's, and its size is part of the ABI.)
+ *
+ * # Safety
+ * `report` must be NULL or a live report; `format_out` and `err_out` NULL or writable.
+ */
+int trib_status_report_manifest_format(const struct trib_status_report *report,
+                                       uint32_t *format_out,
+                                       struct trib_error **err_out);
+
+/**
  * Watermark `index` (0-based, below `watermark_count`, ordered by journal id) of the
  * target's manifest.
  *

@@ -297,6 +297,10 @@ pub struct StatusReport {
     pub target: PathBuf,
     /// The committed state; `None` for a target never initialised.
     pub manifest: Option<Manifest>,
+    /// The manifest's format version: 3 (deltas, the default for new targets), 2 (what
+    /// builds before 2026-12-04 read: `init --manifest-format 2`), 1 (a target not
+    /// upgraded yet); `None` with no manifest.
+    pub manifest_format: Option<u32>,
     /// The target file's length in bytes now; `None` when there is no file.
     pub target_len: Option<u64>,
     /// One per journal in the spool, in path order (none without a spool).
@@ -331,6 +335,7 @@ const STATUS_READ_ATTEMPTS: usize = 100;
 /// ([`StatusReport::committed_part_cut`]), taken so that they belong together.
 struct View {
     manifest: Option<Manifest>,
+    format: Option<u32>,
     len: Option<u64>,
     cut: Option<String>,
     /// No commit came between the first read of the manifest and the last.
@@ -353,10 +358,10 @@ fn view(target: &Path, sidecar: &Sidecar) -> Result<View> {
         Some((f, len, ino))
     };
     let on_network = crate::os::fscheck::on_network_fs(target);
-    let mut view = View { manifest: None, len: None, cut: None, settled: false };
+    let mut view = View { manifest: None, format: None, len: None, cut: None, settled: false };
     let mut names_refreshed = false;
     for _ in 0..STATUS_READ_ATTEMPTS {
-        let m = Manifest::load(sidecar)?;
+        let (m, format) = Manifest::load_with_format(sidecar)?.map_or((None, None), |(m, f)| (Some(m), Some(f)));
         let here = opened(target);
         let file = match &m {
             Some(m) if m.target_ino != 0 && here.as_ref().is_none_or(|(_, _, ino)| *ino != m.target_ino) => {
@@ -381,7 +386,7 @@ fn view(target: &Path, sidecar: &Sidecar) -> Result<View> {
         };
         let epoch = |m: &Option<Manifest>| m.as_ref().map(|m| m.epoch);
         let settled = epoch(&Manifest::load(sidecar)?) == epoch(&m);
-        view = View { len: file.map(|(_, len, _)| len), manifest: m, cut, settled };
+        view = View { len: file.map(|(_, len, _)| len), manifest: m, format, cut, settled };
         if settled {
             break;
         }
@@ -427,7 +432,7 @@ fn status_of(target: &Path, spool: Option<&Path>, opts: &JournalOptions, lenient
     crate::os::fscheck::check_target_name(target)?;
     crate::os::fscheck::check_target_fuse(target)?;
     let sidecar = Sidecar::for_target(target);
-    let View { manifest, len: target_len, cut, settled } = view(target, &sidecar)?;
+    let View { manifest, format: manifest_format, len: target_len, cut, settled } = view(target, &sidecar)?;
     let lost_sidecar = if manifest.is_none() { sidecar.emptied(target).map(|e| e.to_string()) } else { None };
     let mut journals = Vec::new();
     let mut unreadable = Vec::new();
@@ -475,6 +480,7 @@ fn status_of(target: &Path, spool: Option<&Path>, opts: &JournalOptions, lenient
     Ok(StatusReport {
         target: target.to_path_buf(),
         manifest,
+        manifest_format,
         target_len,
         journals,
         unreadable,

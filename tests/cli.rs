@@ -242,6 +242,18 @@ fn init_switches_a_target_s_manifest_format_and_says_which_it_has() {
     assert!(say(&["init", "--target", &target]).contains("(manifest format 3); nothing to do"));
     assert!(say(&["init", "--target", &target, "--manifest-format", "2"]).contains("from manifest format 3 to 2"));
     assert!(say(&["init", "--target", &target]).contains("(manifest format 2)"));
+    // status says the format too (tester H: a host on an older build stops at a format-3
+    // target, and nothing showed which format a target had), in text and JSON
+    let format_in_json = |t: &str| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&say(&["status", "--target", t, "--json"])).unwrap();
+        v["manifest"]["manifest_format"].clone()
+    };
+    assert!(say(&["status", "--target", &target]).contains("manifest format: 2 ("));
+    assert_eq!(format_in_json(&target), 2);
+    assert!(say(&["init", "--target", &target, "--manifest-format", "3"]).contains("from manifest format 2 to 3"));
+    assert!(say(&["status", "--target", &target]).contains("manifest format: 3 ("));
+    assert_eq!(format_in_json(&target), 3);
+    assert_eq!(format_in_json(&older), 2);
 }
 
 /// Issue 12 item 10: an error in the middle of a stream (here `journal_full` after the

@@ -132,6 +132,12 @@ func TestInitIsIdempotentAndAdoptsExistingLines(t *testing.T) {
 	if err != nil || st.CommittedLines != 2 || st.CommittedLen != uint64(len(before)) || st.TargetID != first.TargetID {
 		t.Fatalf("Status after Init = %+v, %v", st, err)
 	}
+	if st.ManifestFormat != 3 {
+		t.Fatalf("a new target's manifest format = %d, want 3 (deltas)", st.ManifestFormat)
+	}
+	if none, err := Status(filepath.Join(t.TempDir(), "never.log"), ""); err != nil || none.ManifestFormat != 0 {
+		t.Fatalf("no manifest: ManifestFormat = %d, %v; want 0", none.ManifestFormat, err)
+	}
 	second := f.init(t)
 	if second.Created || second.AdoptedLines != 0 || second.Upgraded || second.Rebound || second.TargetID != first.TargetID {
 		t.Fatalf("second Init = %+v, want the same target, untouched (first %+v)", second, first)

@@ -85,6 +85,11 @@ type StatusReport struct {
 	// RotatedGenerations is how many rotated generations ("<target>.<generation>")
 	// are still kept.
 	RotatedGenerations int
+	// ManifestFormat is the manifest's format version: 3 (deltas, the default for
+	// new targets; builds before 2026-12-04 cannot drain it), 2 ("tributary init
+	// --manifest-format 2": what older builds read), 1 (not upgraded yet); 0 without
+	// a manifest.
+	ManifestFormat int
 	// TargetExists is false when the target file does not exist (yet).
 	TargetExists bool
 	TargetLen    uint64
@@ -152,6 +157,11 @@ func Status(target, spool string) (StatusReport, error) {
 	}
 	out.Generation = uint64(s.generation)
 	out.RotatedGenerations = int(s.rotated_generations)
+	var format C.uint32_t
+	if err := callError(op, C.trib_status_report_manifest_format(rep, &format, &cerr), cerr); err != nil {
+		return StatusReport{}, err
+	}
+	out.ManifestFormat = int(format)
 	for i := 0; i < int(s.watermark_count); i++ {
 		var w C.trib_watermark
 		if err := callError(op, C.trib_status_report_watermark(rep, C.size_t(i), &w, &cerr), cerr); err != nil {

@@ -33,6 +33,18 @@ fn age(ms: i64) -> String {
     format!("{:.1}s", (now - ms).max(0) as f64 / 1000.0)
 }
 
+/// What a manifest format means for the hosts that drain the target (status says it:
+/// a host on a build before 2026-12-04 stops at a format-3 target with
+/// `corrupt_manifest`).
+fn format_note(format: u32) -> &'static str {
+    match format {
+        3 => " (deltas; drained only by builds since 2026-12-04 — `init --manifest-format 2` for older hosts)",
+        2 => " (every commit rewrites every watermark; `init --manifest-format 3` switches once every host is on a build since 2026-12-04)",
+        1 => " (not upgraded yet: the next drain upgrades it)",
+        _ => "",
+    }
+}
+
 /// The bytes after the committed part, and whether a drain round announced them (its
 /// intent covers them) or they are foreign.
 fn uncommitted_tail(m: &tributary::Manifest, len: u64) -> (u64, bool) {
@@ -177,6 +189,7 @@ fn status_json(s: &StatusReport, problems: &[String]) -> serde_json::Value {
     let manifest = s.manifest.as_ref().map(|m| {
         json!({
             "target_id": m.target_id,
+            "manifest_format": s.manifest_format,
             "epoch": m.epoch,
             "generation": m.generation,
             "committed_len": m.committed_len,
@@ -236,6 +249,9 @@ fn status_text(s: &StatusReport, spool: Option<&std::path::Path>, problems: &[St
         Some(m) => {
             let len = s.target_len.unwrap_or(0);
             say!("  target_id: {}", m.target_id);
+            if let Some(format) = s.manifest_format {
+                say!("  manifest format: {format}{}", format_note(format));
+            }
             say!("  epoch: {}", m.epoch);
             say!("  generation: {}", m.generation);
             for (g, r) in &m.rotated {

@@ -260,14 +260,25 @@ impl Manifest {
     /// [`Error::CorruptManifest`] when what is there cannot be trusted (bad CRC, bad
     /// syntax, unknown version, no valid slot); [`Error::Io`] when it cannot be read.
     pub fn load(sidecar: &Sidecar) -> Result<Option<Manifest>> {
+        Ok(Self::load_with_format(sidecar)?.map(|(m, _)| m))
+    }
+
+    /// [`load`](Self::load), with the manifest's format version: 3 (deltas, the
+    /// default for new targets), 2 (what builds before 2026-12-04 read), or 1 (a
+    /// version-1 file: a target no build since version 2 has drained yet).
+    ///
+    /// # Errors
+    /// As [`load`](Self::load).
+    pub fn load_with_format(sidecar: &Sidecar) -> Result<Option<(Manifest, u32)>> {
         // Twice: an upgrade can replace the file by the stub between our two reads.
         for _ in 0..2 {
-            if let Some(m) = slots::read_unlocked(&sidecar.lock)? {
-                return Ok(Some(m));
+            if let Some(found) = slots::read_unlocked_with_format(&sidecar.lock)? {
+                return Ok(Some(found));
             }
             match sidecar.read_manifest_file()? {
                 None => return Ok(None),
-                Some(ManifestFile::V1(m) | ManifestFile::V2(m)) => return Ok(Some(m)),
+                Some(ManifestFile::V1(m)) => return Ok(Some((m, 1))),
+                Some(ManifestFile::V2(m)) => return Ok(Some((m, FORMAT_VERSION))),
                 Some(ManifestFile::Stub) => {} // moved into the slots meanwhile: read them again
             }
         }

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::fault;
-use crate::target::manifest::Manifest;
+use crate::target::manifest::{Manifest, DELTA_FORMAT_VERSION, FORMAT_VERSION};
 
 /// Bytes of one slot; the lock file is two of them (sparse).
 const SLOT_LEN: usize = 2 << 20;
@@ -99,13 +99,9 @@ impl Slots {
         }
     }
 
+    /// The current slot's manifest and where its chain of deltas ends (a version-3 base);
     /// `Ok(None)` when both slots are empty (never written); an error when something
     /// was written but nothing valid is left.
-    pub(crate) fn into_current(self, path: &Path) -> Result<Option<(usize, Manifest)>> {
-        Ok(self.into_current_with_chain(path)?.map(|(i, m, _)| (i, m)))
-    }
-
-    /// [`into_current`](Self::into_current), with the current slot's chain.
     pub(crate) fn into_current_with_chain(self, path: &Path) -> Result<Option<(usize, Manifest, Option<Chain>)>> {
         let index = self.current().map(|(i, _)| i);
         if let Some(i) = index {
@@ -408,6 +404,12 @@ const UNLOCKED_READ_ATTEMPTS: usize = 1000;
 /// by the next gave the older A (a reader then saw its generation or committed length
 /// go back), and A and B both torn gave `corrupt_manifest`.
 pub(crate) fn read_unlocked(path: &Path) -> Result<Option<Manifest>> {
+    Ok(read_unlocked_with_format(path)?.map(|(m, _)| m))
+}
+
+/// [`read_unlocked`], with the manifest's format: 3 when the current slot is a
+/// version-3 base (it has a chain of deltas), else 2.
+pub(crate) fn read_unlocked_with_format(path: &Path) -> Result<Option<(Manifest, u32)>> {
     let file = match open(path, false, false) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -437,7 +439,8 @@ pub(crate) fn read_unlocked(path: &Path) -> Result<Option<Manifest>> {
         }
         let (slots, headers) = read_with_headers(&file, path)?;
         if [read_header(&file, path, 0)?, read_header(&file, path, 1)?] == headers {
-            return Ok(slots.into_current(path)?.map(|(_, m)| m));
+            let format = |chain: &Option<Chain>| if chain.is_some() { DELTA_FORMAT_VERSION } else { FORMAT_VERSION };
+            return Ok(slots.into_current_with_chain(path)?.map(|(_, m, chain)| (m, format(&chain))));
         }
     }
     Err(Error::io(
@@ -550,7 +553,7 @@ mod tests {
         let p = d.path().join("lock");
         let f = open(&p, true, true).unwrap();
         f.set_len(LOCK_FILE_BYTES).unwrap();
-        assert!(read(&f, &p).unwrap().into_current(&p).unwrap().is_none(), "a fresh file has no manifest");
+        assert!(read(&f, &p).unwrap().into_current_with_chain(&p).unwrap().is_none(), "a fresh file has no manifest");
         let mut m = Manifest::new_adopting(0, 0, 0, 1).unwrap();
         write(&f, &p, 0, &m, None).unwrap();
         m.epoch = 2;
@@ -567,7 +570,7 @@ mod tests {
         // Both damaged: an error, never "no manifest".
         damage.write_all_at(b"X", HEADER_BYTES as u64 + 3).unwrap();
         damage.sync_all().unwrap();
-        let err = read(&f, &p).unwrap().into_current(&p).unwrap_err();
+        let err = read(&f, &p).unwrap().into_current_with_chain(&p).unwrap_err();
         assert!(matches!(err, Error::CorruptManifest { .. }), "{err}");
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -210,12 +211,13 @@ def test_verify_reports_consistency_tail_and_damage(tmp_path: Path, target: Path
 def test_status_before_and_after_drains(spool: Path, new_target: Path):
     target = new_target
     st = tributary.status(target)
-    assert not st.has_manifest and st.target_len is None and st.epoch is None
+    assert not st.has_manifest and st.target_len is None and st.epoch is None and st.manifest_format is None
     assert st.watermarks == () and st.journals == ()
     assert not target.exists() and not sidecar(target).exists()  # status created nothing
     created = tributary.init(target)
     st = tributary.status(target)
     assert st.has_manifest and st.target_id == created.target_id and st.epoch == 1
+    assert st.manifest_format == 3, "a new target's manifest is made in format 3 (deltas)"
     assert (st.committed_lines, st.committed_len, st.target_len) == (0, 0, 0)
     with tributary.Journal(spool / "a.journal") as a, tributary.Journal(spool / "b.journal") as b:
         a.append("a1")
@@ -231,6 +233,14 @@ def test_status_before_and_after_drains(spool: Path, new_target: Path):
         assert by_path["b.journal"].watermark == 0 and by_path["b.journal"].backlog.lines == 2
         assert by_path["b.journal"].journal_id == b.id
         assert by_path["b.journal"].backlog.oldest_append_ms is not None
+
+
+def test_status_reports_a_format_2_target_as_such(new_target: Path):
+    # made by the CLI (the bindings' init makes the default format): what hosts on
+    # builds before 2026-12-04 can drain
+    cli = os.environ.get("TRIBUTARY_CLI") or str(Path(__file__).resolve().parents[3] / "target" / "release" / "tributary")
+    subprocess.run([cli, "init", "--target", str(new_target), "--manifest-format", "2"], check=True, capture_output=True)
+    assert tributary.status(new_target).manifest_format == 2
 
 
 def test_reader_reads_committed_lines_from_a_cursor(tmp_path: Path, target: Path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
-from ctypes import byref, c_char_p, c_size_t
+from ctypes import byref, c_char_p, c_size_t, c_uint32
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
@@ -133,6 +133,10 @@ class StatusReport:
     generation: Optional[int] = None
     #: Rotated generations still kept.
     rotated_generations: int = 0
+    #: The manifest's format version (None without a manifest): 3 (deltas, the default
+    #: for new targets; builds before 2026-12-04 cannot drain it), 2 (``tributary init
+    #: --manifest-format 2``: what older builds read), 1 (not upgraded yet).
+    manifest_format: Optional[int] = None
 
 
 # ---- drain / verify / status -----------------------------------------------------------------------
@@ -443,6 +447,8 @@ def status(target: PathLike, spool: Optional[PathLike] = None) -> StatusReport:
             journals.append(
                 JournalStatus(os.fsdecode(j.path), j.journal_id.decode(), Backlog._from_c(j.backlog), j.watermark)
             )
+        fmt = c_uint32()
+        report._call(lib.trib_status_report_manifest_format, byref(fmt))
     m = bool(s.has_manifest)
     return StatusReport(
         has_manifest=m,
@@ -456,4 +462,5 @@ def status(target: PathLike, spool: Optional[PathLike] = None) -> StatusReport:
         journals=tuple(journals),
         generation=s.generation if m else None,
         rotated_generations=s.rotated_generations,
+        manifest_format=fmt.value if m else None,
     )

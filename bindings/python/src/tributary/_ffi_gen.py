@@ -513,6 +513,8 @@ FUNCTIONS = {
     "trib_status": (c_int, (c_char_p, c_char_p, POINTER(trib_status_report_p), POINTER(trib_error_p))),
     # int trib_status_report_summary(report, summary_out, err_out)
     "trib_status_report_summary": (c_int, (trib_status_report_p, POINTER(trib_status_summary), POINTER(trib_error_p))),
+    # int trib_status_report_manifest_format(report, format_out, err_out)
+    "trib_status_report_manifest_format": (c_int, (trib_status_report_p, POINTER(c_uint32), POINTER(trib_error_p))),
     # int trib_status_report_watermark(report, index, watermark_out, err_out)
     "trib_status_report_watermark": (c_int, (trib_status_report_p, c_size_t, POINTER(trib_watermark), POINTER(trib_error_p))),
     # int trib_status_report_journal(report, index, journal_out, err_out)
