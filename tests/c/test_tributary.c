@@ -528,6 +528,9 @@ static void test_drain_verify_read(void) {
     EXPECT(TRIB_OK, trib_status_report_summary(st, &sum, &err));
     CHECK(!sum.has_manifest && !sum.target_exists && sum.watermark_count == 0 && sum.journal_count == 0);
     CHECK(sum.target_id[0] == 0);
+    uint32_t format = 99;
+    EXPECT(TRIB_OK, trib_status_report_manifest_format(st, &format, &err));
+    CHECK(format == 0); /* no manifest */
     trib_status_report_free(st);
 
     /* Verify without a manifest: the check cannot run. */
@@ -598,6 +601,10 @@ static void test_drain_verify_read(void) {
         seqs += w.last_seq;
     }
     CHECK(seqs == 2 + 3);
+    EXPECT(TRIB_OK, trib_status_report_manifest_format(st, &format, &err));
+    CHECK(format == 3); /* a new target's manifest: deltas */
+    EXPECT(TRIB_E_INVALID_ARG, trib_status_report_manifest_format(st, NULL, &err));
+    EXPECT(TRIB_E_INVALID_ARG, trib_status_report_manifest_format(NULL, &format, &err));
     EXPECT(TRIB_E_INVALID_ARG, trib_status_report_watermark(st, 2, &w, &err));
     EXPECT(TRIB_E_INVALID_ARG, trib_status_report_watermark(st, 0, NULL, &err));
     trib_journal_status js;
