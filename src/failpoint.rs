@@ -75,6 +75,7 @@ points! {
     RetireBeforeDelete = "retire.before_delete",
     RetireAfterRename = "retire.after_rename",
     OpenBeforeRead = "open.before_read",
+    OpenTargetMissing = "open.target_missing",
     InitSlotUnsynced = "init.slot_unsynced",
     InitAfterSlot = "init.after_slot",
     UpgradeAfterFile = "upgrade.after_file",

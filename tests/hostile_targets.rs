@@ -364,6 +364,43 @@ fn a_share_unmounted_during_a_round_is_target_missing_not_truncated() {
     assert_exactly(&target, &[b"committed".to_vec(), b"pending".to_vec()]);
 }
 
+/// The share comes back between the round's open of the target (missing: the share
+/// was away) and its look at the sidecar (present again): the target is opened once
+/// more, and the round goes on. It was `target_truncated` — a daemon stopped for a
+/// human by a FUSE client restart (CI's soak on GlusterFS, 2 of its runs: "0 bytes
+/// but 362092 bytes were committed", the file whole).
+#[test]
+fn a_share_back_between_the_open_and_the_sidecar_look_is_not_truncated() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let j = journal(&spool.join("a.journal"));
+    j.append(b"committed").unwrap();
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    j.append(b"pending").unwrap();
+    // the share's target away when the round opens it
+    let away = d.path().join("events.away");
+    fs::rename(&target, &away).unwrap();
+    let fp = d.path().join("fp");
+    fs::create_dir(&fp).unwrap();
+    let child = spawn_with_failpoint(
+        &["drain", "--target", &s(&target), "--journal", &s(&spool.join("a.journal"))],
+        "open.target_missing=hold",
+        &fp,
+    );
+    let reached = wait_reached(&fp, "open.target_missing");
+    fs::rename(&away, &target).unwrap(); // back before the round looks at the sidecar
+    fs::remove_file(&reached).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_exactly(&target, &[b"committed".to_vec(), b"pending".to_vec()]);
+    // and a target that stays gone with its sidecar here is still `target_truncated`
+    fs::rename(&target, &away).unwrap();
+    j.append(b"more").unwrap();
+    let err = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TargetTruncated, "{err}");
+}
+
 /// Rule 6 (docs/design.md): a client cache (GlusterFS's quick-read serves a small
 /// file's whole content for up to 1 s) can hand a reader on another host bytes other
 /// than the committed ones — after a crashed round's tail was cut and rewritten. Here
