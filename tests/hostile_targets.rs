@@ -364,11 +364,11 @@ fn a_share_unmounted_during_a_round_is_target_missing_not_truncated() {
     assert_exactly(&target, &[b"committed".to_vec(), b"pending".to_vec()]);
 }
 
-/// The share comes back between the round's open of the target (missing: the share
-/// was away) and its look at the sidecar (present again): the target is opened once
-/// more, and the round goes on. It was `target_truncated` — a daemon stopped for a
-/// human by a FUSE client restart (CI's soak on GlusterFS, 2 of its runs: "0 bytes
-/// but 362092 bytes were committed", the file whole).
+/// The target missing at the round's open while its sidecar is there — a share that
+/// came back between the open and the round's look at the sidecar (a FUSE client
+/// restarted): the target is opened once more, and here it is back by then, so the
+/// round goes on. It was `target_truncated`, a daemon stopped for a human (CI's soak on
+/// GlusterFS, 2 of its runs: "0 bytes but 362092 bytes were committed", the file whole).
 #[test]
 fn a_share_back_between_the_open_and_the_sidecar_look_is_not_truncated() {
     let d = tmp();

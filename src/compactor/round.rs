@@ -362,27 +362,21 @@ impl Compactor {
     /// rotation create one): missing with nothing committed is `target_missing`;
     /// missing with committed bytes is `target_truncated`.
     pub(super) fn open_target(&self, m: &Manifest) -> Result<File> {
-        let gone_with_sidecar = || {
-            self.missing(
-                "the target and its sidecar are gone from under this round: is the share being unmounted or \
-                 remounted?"
-                    .into(),
-            )
-        };
-        let opened = match self.open_target_file() {
-            // A name this host's client remembers as missing (NFS `lookupcache`): ask
-            // again after listing the folder before calling the target gone (rule 6).
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.trust_client_caches => {
-                match crate::os::fs::refresh_names(&self.target) {
-                    Ok(()) => self.open_target_file(),
-                    Err(_) => Err(e),
-                }
-            }
-            opened => opened,
-        };
-        if m.committed_len > 0 && opened.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
-            // (a test holds here and brings the target back: a share remounted meanwhile)
-            failpoint::hit(failpoint::Point::OpenTargetMissing);
+        let not_found =
+            |opened: &std::io::Result<File>| opened.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+        let mut opened = self.open_target_file();
+        // A name this host's client remembers as missing (NFS `lookupcache`): ask again
+        // after listing the folder before calling the target gone (rule 6).
+        if not_found(&opened) && !self.trust_client_caches && crate::os::fs::refresh_names(&self.target).is_ok() {
+            opened = self.open_target_file();
+        }
+        // Missing with its sidecar here: the share may have come back between the open
+        // and that look (a client restarted under this round: CI's soak saw a daemon
+        // stop on a false `target_truncated`, the file whole) — open once more; it is
+        // gone only if still missing with its sidecar present (docs/design.md step 3).
+        if not_found(&opened) && m.committed_len > 0 && self.sidecar.exists() {
+            failpoint::hit(failpoint::Point::OpenTargetMissing); // (a test brings the target back here)
+            opened = self.open_target_file();
         }
         match opened {
             Ok(f) => Ok(f),
@@ -391,22 +385,14 @@ impl Compactor {
             }
             // Gone together with its sidecar: the share went away under this round (an
             // unmount, a client restart) — transient. Gone alone: someone removed it.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.sidecar.exists() => Err(gone_with_sidecar()),
-            // The sidecar is here now, but the share may have come back between the
-            // open and that look (a client restarted under this round: CI's soak saw a
-            // daemon stop on a false `target_truncated`, the target missing at the open
-            // and the sidecar present a moment later): open once more, and call the
-            // target gone only if it is still missing with its sidecar present.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match self.open_target_file() {
-                Ok(f) => Ok(f),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.sidecar.exists() => {
-                    Err(gone_with_sidecar())
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    Err(Error::TargetTruncated { target: self.target.clone(), len: 0, committed_len: m.committed_len })
-                }
-                Err(e) => Err(Error::io(format!("opening target {}", self.target.display()), e)),
-            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.sidecar.exists() => Err(self.missing(
+                "the target and its sidecar are gone from under this round: is the share being unmounted or \
+                 remounted?"
+                    .into(),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::TargetTruncated { target: self.target.clone(), len: 0, committed_len: m.committed_len })
+            }
             Err(e) => Err(Error::io(format!("opening target {}", self.target.display()), e)),
         }
     }
