@@ -97,6 +97,9 @@ pub fn disable_sqlite_memory_statistics() -> bool {
     os::sqlite_vfs::disable_memory_statistics()
 }
 
+#[cfg(test)]
+mod test_rng;
+
 /// Test seams, for tributary's own tests and its harness (cargo feature
 /// `testing`; not part of the API users build on).
 #[cfg(feature = "testing")]

@@ -733,17 +733,11 @@ mod tests {
         // Maps drawn from a small key space so that every interleaving occurs: keys only
         // in one map at either end and in the middle, runs of each, equal and changed
         // values. Checked against a lookup of each key in the other map.
-        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..2_000 {
             let mut draw = || {
-                let n = next() % 12;
-                (0..n).map(|_| (next() % 16, next() % 3)).collect::<BTreeMap<u64, u64>>()
+                let n = next(12);
+                (0..n).map(|_| (next(16), next(3))).collect::<BTreeMap<u64, u64>>()
             };
             let (prev, now) = (draw(), draw());
             let mut walked = Vec::new();
@@ -800,13 +794,7 @@ mod tests {
     /// it must say exactly what comparing every watermark says.
     #[test]
     fn a_delta_from_the_changed_keys_is_the_full_comparisons_delta() {
-        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next_random = move |below: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % below
-        };
+        let mut next_random = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1d);
         let mut prev = sample();
         for n in 0..200u8 {
             let id = JournalId([n; 16]);
@@ -834,13 +822,11 @@ mod tests {
             }
             let tracked = next.encode_delta(&prev);
             // the same two manifests, with no history: a full comparison
-            let (unrelated_prev, unrelated_next) = (prev.watermarks.clone(), next.watermarks.clone());
-            let mut full_prev = prev.clone();
-            full_prev.watermarks =
-                Watermarks::from(unrelated_prev.iter().map(|(k, w)| (*k, *w)).collect::<BTreeMap<_, _>>());
-            let mut full_next = next.clone();
-            full_next.watermarks =
-                Watermarks::from(unrelated_next.iter().map(|(k, w)| (*k, *w)).collect::<BTreeMap<_, _>>());
+            let without_history = |m: &Manifest| Manifest {
+                watermarks: Watermarks::from(m.watermarks.iter().map(|(k, w)| (*k, *w)).collect::<BTreeMap<_, _>>()),
+                ..m.clone()
+            };
+            let (full_prev, full_next) = (without_history(&prev), without_history(&next));
             assert_eq!(
                 String::from_utf8(tracked).unwrap(),
                 String::from_utf8(full_next.encode_delta(&full_prev)).unwrap()

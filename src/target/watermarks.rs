@@ -260,13 +260,7 @@ mod tests {
     /// never misses one.
     #[test]
     fn changes_and_folds_keep_the_map_and_the_changed_keys_true() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut random = move |below: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % below
-        };
+        let mut random = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
         let mut model: BTreeMap<JournalId, Watermark> = (0..300).map(|k| (id(k), mark(k, 5))).collect();
         let mut prev = Watermarks::from(model.clone());
         let (mut claimed, mut folds) = (0, 0);
