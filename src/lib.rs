@@ -70,7 +70,8 @@ pub use inspect::{
 };
 pub use journal::{
     line_crc, spool_journals, validate_line, Appender, AppenderOptions, AppenderStats, AppenderWriter, Backlog,
-    DrainedRecord, Durability, Journal, JournalId, JournalOptions, KeyedAppend, OnFull, Pushed, DEFAULT_MAX_LINE_BYTES,
+    DrainedRecord, Durability, Journal, JournalId, JournalOptions, KeyedAppend, OnFull, Pushed, PushedLines,
+    DEFAULT_MAX_LINE_BYTES,
 };
 pub use reader::{Cursor, CursorStore, Lag, Reader, TargetId};
 pub use target::lock::TargetLock;

@@ -196,6 +196,47 @@ pub unsafe extern "C" fn trib_appender_push(
     })
 }
 
+/// Queue many lines in one call: the `len` bytes at `lines` hold lines each ended by
+/// `\n` (bytes after the last `\n` are one more line), queued in order exactly as that
+/// many `trib_appender_push` calls would (a full queue waits or drops per line), under
+/// one lock — for a caller that gathers records itself (Go's `slog` handler does).
+/// `held_us` is how long the caller already held them (the oldest's age, 0 if not
+/// known; at most as long as the appender has been open, else `TRIB_E_INVALID_ARG`):
+/// each counts as pushed that long ago, for the window and `trib_appender_durable_wait`. `*queued_out` and `*dropped_out` (each if not NULL)
+/// say how many were queued and dropped — also when an error stopped the call part
+/// way (the lines before it stay queued). A bad line is `TRIB_E_INVALID_LINE` at once
+/// (`trib_error_line_index`: its index among the lines) and none is queued.
+///
+/// # Safety
+/// `appender` must be NULL or an open handle; `lines` NULL or `len` readable bytes;
+/// `queued_out`, `dropped_out` and `err_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_appender_push_lines(
+    appender: *const trib_appender,
+    lines: *const u8,
+    len: usize,
+    held_us: u64,
+    queued_out: *mut usize,
+    dropped_out: *mut usize,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, appender, |a: &AppenderBox| {
+        // SAFETY: NULL or `len` readable bytes per the caller's contract.
+        let lines = unsafe { bytes_arg(lines, len, "lines") }?;
+        let (done, result) =
+            poisoning(&a.poisoned, || Ok(a.appender().push_lines(lines, Duration::from_micros(held_us))))?;
+        if !queued_out.is_null() {
+            // SAFETY: not NULL, writable per the caller's contract.
+            unsafe { put(queued_out, done.queued) };
+        }
+        if !dropped_out.is_null() {
+            // SAFETY: not NULL, writable per the caller's contract.
+            unsafe { put(dropped_out, done.dropped) };
+        }
+        Ok(result?)
+    })
+}
+
 /// Wait until every line pushed before this call is durable. An error when a commit
 /// attempt failed while it waited (the lines stay queued and are retried: call it
 /// again), or the error retrying cannot fix.

@@ -66,6 +66,15 @@ pub struct AppenderStats {
     pub failed_commits: u64,
 }
 
+/// What became of the lines of one [`Appender::push_lines`] call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PushedLines {
+    /// Lines queued (durable after the next commit).
+    pub queued: usize,
+    /// Lines dropped because the queue was full (`OnFull::Drop`).
+    pub dropped: usize,
+}
+
 /// What became of a pushed record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
@@ -198,6 +207,8 @@ struct Shared {
     waits: Mutex<WaitHistogram>,
     /// The process that opened it: the committer thread does not exist in a forked child.
     pid: u32,
+    /// When it was opened: no line handed over can have waited for it longer.
+    opened: Instant,
     opts: AppenderOptions,
     state: Mutex<State>,
     /// Signalled when work arrives or the appender closes (the committer waits on it).
@@ -228,6 +239,7 @@ impl Appender {
             journal: Mutex::new(Arc::new(journal)),
             waits: Mutex::new(WaitHistogram::default()),
             pid: crate::os::sys::current_pid(),
+            opened: Instant::now(),
             opts,
             state: Mutex::new(State {
                 queue: Records::default(),
@@ -283,66 +295,63 @@ impl Appender {
         validate_line(0, line, self.shared.opts.journal.max_line_bytes)?;
         let s = &self.shared;
         s.check_process()?;
-        let mut st = s.state.lock();
-        let mut now = Instant::now();
+        let st = s.state.lock();
+        let now = Instant::now();
         let failures = st.failures;
-        loop {
-            if let Some(e) = &st.sticky {
-                return Err(replay(e));
-            }
-            // Waiting for room the committer cannot make (a full disk, a failing
-            // share): the failure it met while this push waited, not a silent wait for
-            // ever. The record is not queued.
-            if st.failures != failures {
-                if let Some(e) = &st.last_error {
-                    return Err(replay(e));
+        s.queue_one(st, line, now, now, failures).map(|(_, pushed)| pushed)
+    }
+
+    /// Queue the lines of `lines` — each ended by `\n`; bytes after the last `\n` are
+    /// one more line — in order, exactly as that many [`push`](Self::push)es would (a
+    /// full queue waits or drops per record), under one lock and one clock reading.
+    /// `held` is how long the caller already held them (the oldest's age): each counts
+    /// as pushed that long ago, for the linger, the full-queue test and
+    /// [`durable_wait`](Self::durable_wait). Returns how many were queued and dropped,
+    /// with the error that stopped it part way, if one did (the lines before it stay
+    /// queued).
+    ///
+    /// # Errors
+    /// [`Error::InvalidLine`] (its index among the lines) for a line the journal
+    /// refuses: then none is queued. [`Error::InvalidArgument`] for a `held` longer
+    /// than the appender has been open (nothing queued), or after `close`. Otherwise as [`push`](Self::push).
+    pub fn push_lines(&self, lines: &[u8], held: Duration) -> (PushedLines, Result<()>) {
+        let mut done = PushedLines::default();
+        let body = lines.strip_suffix(b"\n").unwrap_or(lines);
+        let max = self.shared.opts.journal.max_line_bytes;
+        let split = || body.split(|&b| b == b'\n').filter(|_| !lines.is_empty());
+        if let Some(e) = split().enumerate().find_map(|(i, line)| validate_line(i, line, max).err()) {
+            return (done, Err(e));
+        }
+        let s = &self.shared;
+        if let Err(e) = s.check_process() {
+            return (done, Err(e));
+        }
+        let mut st = s.state.lock();
+        let now = Instant::now();
+        let Some(at) = now.checked_sub(held).filter(|&at| at >= s.opened) else {
+            return (
+                done,
+                Err(Error::InvalidArgument(format!(
+                    "held is {held:?}, but this appender was opened {:?} ago: give the age of the oldest line, \
+                     which it cannot have held longer than that",
+                    now.duration_since(s.opened)
+                ))),
+            );
+        };
+        let failures = st.failures;
+        for line in split() {
+            match s.queue_one(st, line, at, now, failures) {
+                Ok((back, pushed)) => {
+                    st = back;
+                    match pushed {
+                        Pushed::Queued => done.queued += 1,
+                        Pushed::Dropped => done.dropped += 1,
+                    }
                 }
+                Err(e) => return (done, Err(e)),
             }
-            if st.closing {
-                return Err(Error::InvalidArgument("this appender is closed".into()));
-            }
-            // Full: the bytes bound (a record larger than the whole queue is let in
-            // alone, once the queue is empty), or a record has waited past the window.
-            let fits = st.queued_bytes == 0 || st.queued_bytes + line.len() <= s.opts.max_queue_bytes;
-            let overdue = [st.in_flight_since, st.oldest]
-                .into_iter()
-                .flatten()
-                .min()
-                .is_some_and(|t| now.saturating_duration_since(t) >= s.opts.window);
-            if fits && !overdue {
-                break;
-            }
-            if s.opts.on_full == OnFull::Drop {
-                st.dropped += 1;
-                return Ok(Pushed::Dropped);
-            }
-            st.urgent = true;
-            s.work.notify_one();
-            st = s.progress.wait(st);
-            now = Instant::now();
         }
-        if let Err(e) = st.queue.try_reserve(line.len()) {
-            // (it aborted the whole process, a Python application with it: an outside
-            // tester, under an address-space limit)
-            return Err(Error::io(
-                format!(
-                    "queueing a record of {} bytes: this process is out of memory ({e}); the record is not \
-                     queued. Lower max_queue_bytes (a queue holds about that much, and a commit a few MiB more) \
-                     or give the process more memory",
-                    line.len()
-                ),
-                std::io::Error::from_raw_os_error(libc::ENOMEM),
-            ));
-        }
-        st.queued_bytes += line.len();
-        st.queue.push(line, now);
-        st.pushed += 1;
-        if st.oldest.is_none() {
-            // the first record since the last commit: wake the committer, which lingers
-            st.oldest = Some(now);
-            s.work.notify_one();
-        }
-        Ok(Pushed::Queued)
+        (done, Ok(()))
     }
 
     /// Wait until every record pushed before this call is durable.
@@ -470,6 +479,81 @@ impl Drop for Appender {
 }
 
 impl Shared {
+    /// Queue one valid record pushed at `at` (`now` is the clock when the lock was
+    /// taken; `failures` the failure count when the push began), waiting for room or
+    /// dropping it when the queue is full.
+    fn queue_one<'a>(
+        &'a self,
+        mut st: crate::sync::MutexGuard<'a, State>,
+        line: &[u8],
+        at: Instant,
+        mut now: Instant,
+        failures: u64,
+    ) -> Result<(crate::sync::MutexGuard<'a, State>, Pushed)> {
+        loop {
+            if let Some(e) = &st.sticky {
+                return Err(replay(e));
+            }
+            // Waiting for room the committer cannot make (a full disk, a failing
+            // share): the failure it met while this push waited, not a silent wait for
+            // ever. The record is not queued.
+            if st.failures != failures {
+                if let Some(e) = &st.last_error {
+                    return Err(replay(e));
+                }
+            }
+            if st.closing {
+                return Err(Error::InvalidArgument("this appender is closed".into()));
+            }
+            // Full: the bytes bound (a record larger than the whole queue is let in
+            // alone, once the queue is empty), or a record has waited past the window.
+            let fits = st.queued_bytes == 0 || st.queued_bytes + line.len() <= self.opts.max_queue_bytes;
+            let overdue = [st.in_flight_since, st.oldest]
+                .into_iter()
+                .flatten()
+                .min()
+                .is_some_and(|t| now.saturating_duration_since(t) >= self.opts.window);
+            if fits && !overdue {
+                break;
+            }
+            if self.opts.on_full == OnFull::Drop {
+                st.dropped += 1;
+                return Ok((st, Pushed::Dropped));
+            }
+            st.urgent = true;
+            self.work.notify_one();
+            st = self.progress.wait(st);
+            now = Instant::now();
+        }
+        if let Err(e) = st.queue.try_reserve(line.len()) {
+            // (it aborted the whole process, a Python application with it: an outside
+            // tester, under an address-space limit)
+            return Err(Error::io(
+                format!(
+                    "queueing a record of {} bytes: this process is out of memory ({e}); the record is not \
+                     queued. Lower max_queue_bytes (a queue holds about that much, and a commit a few MiB more) \
+                     or give the process more memory",
+                    line.len()
+                ),
+                std::io::Error::from_raw_os_error(libc::ENOMEM),
+            ));
+        }
+        st.queued_bytes += line.len();
+        st.queue.push(line, at);
+        st.pushed += 1;
+        match st.oldest {
+            // the first record since the last commit: wake the committer, which lingers
+            None => {
+                st.oldest = Some(at);
+                self.work.notify_one();
+            }
+            // (a caller's held lines may be older than what is queued)
+            Some(oldest) if at < oldest => st.oldest = Some(at),
+            Some(_) => {}
+        }
+        Ok((st, Pushed::Queued))
+    }
+
     /// The committer, with a panic turned into a sticky error (flushers must not wait
     /// for a thread that is gone).
     fn run(&self) {
@@ -691,6 +775,60 @@ mod tests {
         a.close().unwrap();
         assert_eq!(batches(&d), 1, "100 pushes then a flush: one transaction");
         assert_eq!(drained(&d), (0..100).map(|i| format!("line {i}")).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn push_lines_queues_each_line_of_the_buffer_in_order_with_the_pushes_around_it() {
+        let (d, a) = setup(lingering_forever());
+        a.push(b"first").unwrap();
+        let (done, r) = a.push_lines(b"a\nb\n\nc", Duration::ZERO); // no final '\n': "c" is a line
+        r.unwrap();
+        assert_eq!(done, PushedLines { queued: 4, dropped: 0 });
+        assert_eq!(a.push_lines(b"", Duration::ZERO).0.queued, 0, "no bytes, no line");
+        assert_eq!(a.push_lines(b"\n", Duration::ZERO).0.queued, 1, "one empty line");
+        assert_eq!(a.push_lines(b"d\ne\n", Duration::ZERO).0.queued, 2, "the final '\\n' ends the last line");
+        a.push(b"last").unwrap();
+        a.flush().unwrap();
+        assert_eq!(a.stats().commits, 1, "lingering: only the flush committed");
+        a.close().unwrap();
+        assert_eq!(drained(&d), ["first", "a", "b", "", "c", "", "d", "e", "last"]);
+    }
+
+    #[test]
+    fn push_lines_with_a_bad_line_queues_none_of_them() {
+        let (_d, a) = setup(lingering_forever().journal(JournalOptions::default().max_line_bytes(8)));
+        let (done, r) = a.push_lines(b"ok\nfine\nmuch too long\nok", Duration::ZERO);
+        match r {
+            Err(Error::InvalidLine { index, .. }) => assert_eq!(index, 2),
+            other => panic!("expected the third line refused, got {other:?}"),
+        }
+        assert_eq!(done, PushedLines::default());
+        assert_eq!(a.pending(), 0);
+        let (done, r) = a.push_lines(b"a\nb", Duration::from_secs(3600));
+        assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+        assert_eq!((done, a.pending()), (PushedLines::default(), 0));
+    }
+
+    #[test]
+    fn push_lines_drops_per_line_when_the_queue_is_full() {
+        let (d, a) = setup(lingering_forever().max_queue_bytes(10).on_full(OnFull::Drop));
+        let (done, r) = a.push_lines(b"aaaa\nbbbb\ncccc\n", Duration::ZERO);
+        r.unwrap();
+        assert_eq!(done, PushedLines { queued: 2, dropped: 1 });
+        assert_eq!(a.stats().dropped, 1);
+        a.close().unwrap();
+        assert_eq!(drained(&d), ["aaaa", "bbbb"]);
+    }
+
+    #[test]
+    fn lines_held_by_the_caller_count_as_waiting_since_they_were_held() {
+        let (_d, a) = setup(lingering_forever());
+        let held = Duration::from_millis(50);
+        std::thread::sleep(held); // (a line cannot have been held longer than the appender is open)
+        a.push_lines(b"held\nfor a while", held).1.unwrap();
+        a.flush().unwrap();
+        let longest = a.durable_wait(1.0).unwrap();
+        assert!(longest >= held, "durable_wait {longest:?} leaves out the {held:?} the caller held them");
     }
 
     #[test]

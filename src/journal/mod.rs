@@ -56,7 +56,7 @@ use crate::error::{Error, Result};
 use crate::os::sys;
 
 pub use append::KeyedAppend;
-pub use appender::{Appender, AppenderOptions, AppenderStats, OnFull, Pushed};
+pub use appender::{Appender, AppenderOptions, AppenderStats, OnFull, Pushed, PushedLines};
 pub use appender_writer::AppenderWriter;
 pub use files::spool_journals;
 pub(crate) use files::{is_orphaned_log, left_the_spool};

@@ -2105,13 +2105,24 @@ static void test_appender(void) {
     EXPECT(TRIB_E_INVALID_ARG, trib_appender_durable_wait(a, 0.5, NULL, &err));
     EXPECT(TRIB_OK, trib_appender_push(a, (const uint8_t *)"after", 5, NULL, &err));
     EXPECT(TRIB_E_INVALID_LINE, trib_appender_push(a, (const uint8_t *)"a\nb", 3, NULL, &err));
-    EXPECT(TRIB_OK, trib_appender_close(a, &err)); /* flushes "after" */
+    /* Many lines in one call, per line as pushes: 5 + 2 + 2 bytes fit the 15-byte
+     * queue, the third line does not and is dropped. */
+    size_t n_queued = 9, n_dropped = 9;
+    const char *many = "x1\ny2\nzzzzzzzzzz\n";
+    EXPECT(TRIB_OK, trib_appender_push_lines(a, (const uint8_t *)many, strlen(many), 0, &n_queued, &n_dropped, &err));
+    CHECK(n_queued == 2 && n_dropped == 1);
+    /* a held time the clock cannot go back by: refused, nothing queued */
+    EXPECT(TRIB_E_INVALID_ARG,
+           trib_appender_push_lines(a, (const uint8_t *)"w", 1, UINT64_MAX, &n_queued, &n_dropped, &err));
+    CHECK(n_queued == 0 && n_dropped == 0);
+    EXPECT(TRIB_E_INVALID_ARG, trib_appender_push_lines(NULL, (const uint8_t *)"w", 1, 0, NULL, NULL, &err));
+    EXPECT(TRIB_OK, trib_appender_close(a, &err)); /* flushes "after", "x1", "y2" */
     const char *paths[] = {jpath};
     trib_drain_report rep = drain_paths(target, paths, 1);
-    CHECK(rep.lines == 2);
+    CHECK(rep.lines == 4);
     size_t len = 0;
     char *got = read_file(target, &len);
-    CHECK(got != NULL && len == 17 && memcmp(got, "0123456789\nafter\n", 17) == 0);
+    CHECK(got != NULL && len == 23 && memcmp(got, "0123456789\nafter\nx1\ny2\n", 23) == 0);
     free(got);
 
     /* Bad arguments. */

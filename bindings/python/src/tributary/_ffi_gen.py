@@ -483,6 +483,8 @@ FUNCTIONS = {
     "trib_appender_open": (c_int, (c_char_p, POINTER(trib_appender_options), POINTER(trib_appender_p), POINTER(trib_error_p))),
     # int trib_appender_push(appender, line, len, queued_out, err_out)
     "trib_appender_push": (c_int, (trib_appender_p, c_char_p, c_size_t, POINTER(c_int), POINTER(trib_error_p))),
+    # int trib_appender_push_lines(appender, lines, len, held_us, queued_out, dropped_out, err_out)
+    "trib_appender_push_lines": (c_int, (trib_appender_p, c_char_p, c_size_t, c_uint64, POINTER(c_size_t), POINTER(c_size_t), POINTER(trib_error_p))),
     # int trib_appender_flush(appender, err_out)
     "trib_appender_flush": (c_int, (trib_appender_p, POINTER(trib_error_p))),
     # int trib_appender_read_stats(appender, stats_out, err_out)
