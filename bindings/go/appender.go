@@ -81,6 +81,8 @@ type Appender struct {
 	h       owned[*C.trib_appender]
 	path    string
 	maxLine int
+	// g: what a SlogHandler or Writer wrote and is not yet handed over (gather.go)
+	g gathered
 }
 
 // OpenAppender opens (or creates) the journal at path and starts its committer. opts
@@ -102,6 +104,7 @@ func OpenAppender(path string, opts *AppenderOptions) (*Appender, error) {
 		return nil, err
 	}
 	a := &Appender{path: path, maxLine: int(copts.journal.max_line_bytes)}
+	a.g.delay = time.Duration(copts.window_us) * time.Microsecond / 4
 	a.h = owned[*C.trib_appender]{
 		p:    h,
 		free: func(h *C.trib_appender) { C.trib_appender_close(h, nil) },
@@ -134,6 +137,10 @@ func (a *Appender) release() {
 // line not queued.
 func (a *Appender) Push(line []byte) (queued bool, err error) {
 	const op = "push"
+	// after what a SlogHandler or Writer gathered before it (push order)
+	a.g.mu.Lock()
+	defer a.g.mu.Unlock()
+	a.keep(a.handOverLocked())
 	h, err := a.h.shared(op)
 	if err != nil {
 		return false, err
@@ -158,13 +165,17 @@ func (a *Appender) PushString(line string) (bool, error) {
 // again), or one that retrying cannot fix (the journal removed).
 func (a *Appender) Flush() error {
 	const op = "flush"
+	handOverErr := a.handOver(true)
 	h, err := a.h.shared(op)
 	if err != nil {
 		return err
 	}
 	defer a.release()
 	var cerr *C.trib_error
-	return callError(op, C.trib_appender_flush(h, &cerr), cerr)
+	if err := callError(op, C.trib_appender_flush(h, &cerr), cerr); err != nil {
+		return err
+	}
+	return handOverErr
 }
 
 // AppenderStats are an Appender's counters since it was opened.
@@ -179,10 +190,20 @@ type AppenderStats struct {
 	Commits uint64
 	// FailedCommits counts commit attempts that failed (each retried).
 	FailedCommits uint64
+	// Refused counts lines a SlogHandler or Writer gave this Appender that a
+	// hand-over could not queue (they gather lines and hand them over in groups; the
+	// error is returned by the next Flush): not stored.
+	Refused uint64
 }
 
 // Stats returns the counters.
 func (a *Appender) Stats() (AppenderStats, error) {
+	a.handOver(false) // gathered lines count as pushed; an error waits for Flush
+	return a.stats()
+}
+
+// stats reads the counters without handing gathered lines over first.
+func (a *Appender) stats() (AppenderStats, error) {
 	const op = "stats"
 	h, err := a.h.shared(op)
 	if err != nil {
@@ -200,6 +221,7 @@ func (a *Appender) Stats() (AppenderStats, error) {
 		Dropped:       uint64(s.dropped),
 		Commits:       uint64(s.commits),
 		FailedCommits: uint64(s.failed_commits),
+		Refused:       a.g.refused.Load(),
 	}, nil
 }
 
@@ -228,6 +250,7 @@ func (a *Appender) DurableWait(q float64) (time.Duration, error) {
 // Closing again returns nil.
 func (a *Appender) Close() error {
 	const op = "close appender"
+	handOverErr := a.closeGather()
 	a.h.mu.Lock()
 	defer a.h.mu.Unlock()
 	if a.h.isClosed() {
@@ -237,14 +260,17 @@ func (a *Appender) Close() error {
 	a.h.p = nil
 	runtime.SetFinalizer(a, nil)
 	var cerr *C.trib_error
-	return callError(op, C.trib_appender_close(h, &cerr), cerr)
+	if err := callError(op, C.trib_appender_close(h, &cerr), cerr); err != nil {
+		return err
+	}
+	return handOverErr
 }
 
 // appendLines is how a Writer or a SlogHandler hands over whole lines: checked
 // first, so that a bad line queues none of them (as a Journal's batch stores none),
-// then pushed one by one (the committer batches them anyway). A push that fails
-// (the Appender closed meanwhile, a commit failure met while waiting for room)
-// leaves the lines before it queued: it says how many.
+// then gathered and handed over in groups (gather.go). It fails only when the
+// Appender is closed (nothing taken); a hand-over's error is returned by the next
+// Flush, its lines counted in Stats().Refused.
 func (a *Appender) appendLines(lines [][]byte) (int, error) {
 	for i, l := range lines {
 		if len(l) > a.maxLine || bytes.IndexByte(l, '\n') >= 0 {
@@ -257,10 +283,8 @@ func (a *Appender) appendLines(lines [][]byte) (int, error) {
 			}
 		}
 	}
-	for i, l := range lines {
-		if _, err := a.Push(l); err != nil {
-			return i, err
-		}
+	if err := a.gather(lines); err != nil {
+		return 0, err
 	}
 	return len(lines), nil
 }

@@ -3,6 +3,7 @@ package tributary
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -28,8 +29,17 @@ type SlogHandler struct {
 // Failed is how many records this handler (and those WithAttrs and WithGroup made
 // from it) could not hand over: Handle returned an error, which slog.Logger discards
 // (a record longer than the journal's MaxLineBytes, ErrJournalFull, a closed journal).
-// Watch it the way Python's JournalHandler.failed_records is watched.
-func (h *SlogHandler) Failed() uint64 { return h.failed.Load() }
+// Over an Appender it also counts the records a hand-over could not queue (records
+// are gathered and handed over in groups: Appender.Stats().Refused, shared by every
+// handler and Writer of that Appender). Watch it the way Python's
+// JournalHandler.failed_records is watched.
+func (h *SlogHandler) Failed() uint64 {
+	n := h.failed.Load()
+	if a, ok := h.j.(*Appender); ok {
+		n += a.g.refused.Load()
+	}
+	return n
+}
 
 // slogFormatter is the buffer the inner JSON handler writes one record into; it is
 // shared by a handler and every handler derived from it by WithAttrs/WithGroup.
@@ -44,12 +54,14 @@ type slogFormatter struct {
 //	logger := slog.New(tributary.NewSlogHandler(journal, nil))
 //	logger.Info("request", "path", "/index.html", "status", 200)
 //
-// With an *Appender (background commit), Handle returns once the record is queued:
-// it is durable within the Appender's Window, and after Appender.Flush.
+// With an *Appender (background commit), Handle returns once the record is gathered:
+// records are handed to the Appender in groups (every 32 KiB, or a quarter of its
+// Window after the first), each durable within the Window of its Handle, and after
+// Appender.Flush.
 func NewSlogHandler(j LineSink, opts *slog.HandlerOptions) *SlogHandler {
 	if a, ok := j.(*Appender); ok {
-		// A push is cheap and never waits for a disk: slog's JSON handler formats
-		// concurrently and pushes under its own write lock, with no copy of ours.
+		// Gathering is a copy and never waits for a disk: slog's JSON handler formats
+		// concurrently and gathers under its own write lock, with no copy of ours.
 		return &SlogHandler{j: j, inner: slog.NewJSONHandler(pushWriter{a}, opts), failed: new(atomic.Uint64)}
 	}
 	f := &slogFormatter{}
@@ -57,7 +69,7 @@ func NewSlogHandler(j LineSink, opts *slog.HandlerOptions) *SlogHandler {
 }
 
 // pushWriter is what slog's JSON handler writes one record into when the handler is
-// over an Appender: the record's line, pushed.
+// over an Appender: the record's line, gathered for the Appender.
 type pushWriter struct{ a *Appender }
 
 func (w pushWriter) Write(p []byte) (int, error) {
@@ -65,7 +77,11 @@ func (w pushWriter) Write(p []byte) (int, error) {
 	if bytes.IndexByte(line, '\n') >= 0 { // whitespace from a custom json.Marshaler: as below
 		line = bytes.ReplaceAll(line, []byte{'\n'}, []byte{' '})
 	}
-	if _, err := w.a.Push(line); err != nil {
+	if len(line) > w.a.maxLine {
+		return 0, &Error{Op: "push", Kind: KindInvalidLine, LineIndex: 0, Message: fmt.Sprintf(
+			"invalid line (index 0): %d bytes, longer than the maximum of %d; not queued", len(line), w.a.maxLine)}
+	}
+	if err := w.a.gather([][]byte{line}); err != nil {
 		return 0, err
 	}
 	return len(p), nil

@@ -23,15 +23,14 @@ type LineSink interface {
 // its own.
 //
 // Over a Journal, each Write appends the lines it completes as one batch,
-// all-or-nothing, and returns once they are durable; over an Appender, it pushes them
-// (background commit: durable within the Appender's Window). It returns len(p), nil,
-// or 0 and the error with nothing of p stored or buffered (a line longer than
-// MaxLineBytes, ErrJournalFull, a closed journal). Over an Appender that fails
-// midway (closed by another goroutine, or a commit failure met while waiting for
-// room), the lines it queued first are kept: Write returns how many bytes of p they
-// were (n < len(p)) with the error, and nothing after them is queued or buffered. A
-// partial line that grows longer than MaxLineBytes is refused as soon as it does,
-// with ErrInvalidLine. A journal retired or removed under the
+// all-or-nothing, and returns once they are durable; over an Appender, it gathers
+// them for the Appender (background commit: handed over in groups, each line durable
+// within the Appender's Window of its Write; a hand-over that fails counts its lines
+// in the Appender's Stats().Refused and returns its error from the next Flush of the
+// Appender). It returns len(p), nil, or 0 and the error with nothing of p stored or
+// buffered (a line longer than MaxLineBytes, ErrJournalFull, a closed journal or
+// Appender). A partial line that grows longer than MaxLineBytes is refused as soon
+// as it does, with ErrInvalidLine. A journal retired or removed under the
 // Writer (ErrJournalGone: nothing of the batch stored) is opened again at its path
 // and the batch appended there, as a SlogHandler does: a logger outlives its
 // journal's retirement.

@@ -316,9 +316,20 @@ impl Appender {
     /// than the appender has been open (nothing queued), or after `close`. Otherwise as [`push`](Self::push).
     pub fn push_lines(&self, lines: &[u8], held: Duration) -> (PushedLines, Result<()>) {
         let mut done = PushedLines::default();
-        let body = lines.strip_suffix(b"\n").unwrap_or(lines);
         let max = self.shared.opts.journal.max_line_bytes;
-        let split = || body.split(|&b| b == b'\n').filter(|_| !lines.is_empty());
+        // (split by memchr: a byte-by-byte split was most of the call's time)
+        let split = || {
+            let mut rest = lines;
+            std::iter::from_fn(move || {
+                if rest.is_empty() {
+                    return None;
+                }
+                let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+                let line = &rest[..end];
+                rest = rest.get(end + 1..).unwrap_or_default();
+                Some(line)
+            })
+        };
         if let Some(e) = split().enumerate().find_map(|(i, line)| validate_line(i, line, max).err()) {
             return (done, Err(e));
         }
