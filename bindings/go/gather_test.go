@@ -4,9 +4,15 @@ package tributary
 // push order, Flush's promise, the timer, drops and refusals.
 
 import (
+	"bufio"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -132,5 +138,77 @@ func TestAHandOverThatFailsIsCountedAndReturnedByTheNextFlush(t *testing.T) {
 	f.drain(t)
 	if got := targetLines(t, f.target); len(got) != 1 || !strings.Contains(got[0], `"msg":"three"`) {
 		t.Fatalf("target %q", got)
+	}
+}
+
+// helperSlogLogger logs through slog over an Appender (defaults: records gathered,
+// window 10 ms) until killed, numbering its records; after every 50 it flushes and
+// prints how many it logged: every record before that number is durable.
+func helperSlogLogger() {
+	a, err := OpenAppender(os.Getenv("TRIB_GO_JOURNAL"), nil)
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(1)
+	}
+	logger := slog.New(NewSlogHandler(a, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, at slog.Attr) slog.Attr {
+			if at.Key == slog.TimeKey {
+				return slog.Attr{} // (the record's number says all the test needs)
+			}
+			return at
+		},
+	}))
+	for i := 0; ; i++ {
+		logger.Info("record", "n", i)
+		if (i+1)%50 == 0 {
+			if err := a.Flush(); err != nil {
+				fmt.Println("flush:", err)
+				os.Exit(1)
+			}
+			fmt.Println(i + 1)
+		}
+	}
+}
+
+func TestSigkillLosesNoFlushedSlogRecordAndKeepsAPrefix(t *testing.T) {
+	// A real process logging through slog over an Appender, killed with SIGKILL after
+	// a flush it reported (and while it goes on logging): every record before that
+	// flush survives, and what survives is a prefix of what it logged, in order, no
+	// gap and no duplicate — the records it had gathered but not handed over are the
+	// only ones a crash may take, with those the committer had not committed.
+	for _, flushes := range []int{1, 7, 20} {
+		f := newFixture(t)
+		journal := f.journalPath("logger")
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "TRIB_GO_HELPER=slog-logger", "TRIB_GO_JOURNAL="+journal)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := bufio.NewScanner(out)
+		flushed := 0
+		for range flushes {
+			if !lines.Scan() {
+				t.Fatalf("the logger stopped before its flush report: %v", lines.Err())
+			}
+			if flushed, err = strconv.Atoi(lines.Text()); err != nil {
+				t.Fatalf("the logger said %q", lines.Text())
+			}
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		f.drain(t)
+		got := targetLines(t, f.target)
+		if len(got) < flushed {
+			t.Fatalf("%d records were flushed, %d survived", flushed, len(got))
+		}
+		for i, l := range got {
+			if want := fmt.Sprintf(`{"level":"INFO","msg":"record","n":%d}`, i); l != want {
+				t.Fatalf("record %d of %d is %q, want %q: not a prefix of what was logged", i, len(got), l, want)
+			}
+		}
 	}
 }

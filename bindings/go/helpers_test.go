@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 	case "drain":
 		helperDrain()
 		os.Exit(0)
+	case "slog-logger":
+		helperSlogLogger()
+		os.Exit(0)
 	default:
 		fmt.Fprintln(os.Stderr, "unknown TRIB_GO_HELPER", os.Getenv("TRIB_GO_HELPER"))
 		os.Exit(2)
