@@ -298,18 +298,6 @@ fn the_daemon_drains_more_journals_than_it_keeps_open() {
     assert_eq!(got, want);
 }
 
-/// Wait until `/proc/locks` lists a request blocked on the file at `path` (a
-/// condition; the deadline only turns a hang into a failure).
-fn wait_for_blocked_lock_request(path: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    let suffix = format!(":{} ", std::fs::metadata(path).unwrap().ino());
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !std::fs::read_to_string("/proc/locks").unwrap().lines().any(|l| l.contains("->") && l.contains(&suffix)) {
-        assert!(Instant::now() < deadline, "no request ever blocked on {}", path.display());
-        std::thread::yield_now();
-    }
-}
-
 /// SIGTERM while the daemon waits for a lock held elsewhere (another host's round, a
 /// hung client) stopped it only when the lock came free or the lock timeout (30 s by
 /// default; here an hour) passed: a supervisor's stop timed out and it was killed.

@@ -41,10 +41,12 @@ impl JournalFlags {
 
 #[derive(Args)]
 pub struct CompactorFlags {
-    /// Most bytes one drain round writes.
+    /// Most bytes one drain round writes (a round that waited for another compactor's
+    /// lock: at most 4 MiB, so every host waiting gets its turn soon).
     #[arg(long, default_value_t = 64 << 20)]
     max_round_bytes: u64,
-    /// Stop adding lines to a round after this many milliseconds.
+    /// Stop adding lines to a round after this many milliseconds (a round that waited
+    /// for another compactor's lock: at most 100).
     #[arg(long, default_value_t = 2000)]
     max_round_ms: u64,
     /// How long to wait for the target's lock.

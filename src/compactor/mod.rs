@@ -253,6 +253,13 @@ impl RetireReport {
 /// How many drain-then-delete attempts a retirement makes while writers keep appending.
 const RETIRE_ATTEMPTS: usize = 20;
 
+/// The most a contended round (it queued for the lock) takes, in bytes and in time
+/// (or the options' bounds, if smaller): 8 hosts at full speed on `GlusterFS` drained
+/// ~0.55 s per round under the 64 MiB / 2 s bounds, each host committing once every
+/// 4–9 s (docs/design.md, "Drain protocol").
+const CONTENDED_ROUND_BYTES: u64 = 4 << 20;
+const CONTENDED_ROUND_TIME: Duration = Duration::from_millis(100);
+
 /// The slots as last read or written, and the manifest in the current one.
 type KeptManifest = (crate::target::lock::SlotsSeen, Arc<Manifest>);
 
@@ -442,6 +449,19 @@ impl Compactor {
         let by_fds =
             crate::os::sys::nofile_limit().map_or(usize::MAX, |n| usize::try_from(n / 4 / 3).unwrap_or(usize::MAX));
         self.opts.max_open_journals.min(by_fds).max(1)
+    }
+
+    /// A round's bounds (bytes, time): the options', or, for a round that queued for
+    /// the lock (another compactor held it), at most [`CONTENDED_ROUND_BYTES`] and
+    /// [`CONTENDED_ROUND_TIME`], so that every host waiting gets its turn soon
+    /// (docs/design.md, "Drain protocol").
+    pub(super) fn round_bounds(&self, contended: bool) -> (u64, Duration) {
+        let (bytes, time) = (self.opts.max_round_bytes, self.opts.max_round_time);
+        if contended {
+            (bytes.min(CONTENDED_ROUND_BYTES), time.min(CONTENDED_ROUND_TIME))
+        } else {
+            (bytes, time)
+        }
     }
 
     /// The longest uncommitted tail one round can leave behind.

@@ -857,13 +857,14 @@ impl Round<'_> {
     /// `self.manifest` becomes the last intent the writer committed.
     fn write_new_lines(&mut self, file: &File, rotation: usize) -> Result<Written> {
         let c = self.compactor;
-        let deadline = deadline_after(c.opts.max_round_time);
+        let (max_bytes, max_time) = c.round_bounds(self.lock.was_queued());
+        let deadline = deadline_after(max_time);
         let staged = std::mem::take(&mut self.staged);
         let mut out = ChunkWriter::new(c, &self.lock, file, &self.manifest);
         let mut taken = Vec::new();
         let n = self.journals.len();
         for k in 0..n {
-            let budget = c.opts.max_round_bytes.saturating_sub(out.total());
+            let budget = max_bytes.saturating_sub(out.total());
             if budget == 0 || (Instant::now() >= deadline && out.total() > 0) {
                 break;
             }
@@ -880,7 +881,7 @@ impl Round<'_> {
                 taken.push((Source::Local(index), t));
             }
         }
-        self.take_staged(staged, deadline, &mut out, &mut taken)?;
+        self.take_staged(staged, (max_bytes, deadline), &mut out, &mut taken)?;
         if taken.is_empty() {
             return Ok(Written { taken, len: 0, crc: 0 });
         }
@@ -899,14 +900,13 @@ impl Round<'_> {
     fn take_staged(
         &self,
         mut staged: Vec<StagedBatch>,
-        deadline: Instant,
+        (max_bytes, deadline): (u64, Instant),
         out: &mut ChunkWriter<'_>,
         taken: &mut Vec<(Source, Taken)>,
     ) -> Result<()> {
         if staged.is_empty() {
             return Ok(());
         }
-        let c = self.compactor;
         let m = &self.manifest;
         let mut running: std::collections::HashMap<JournalId, (u64, u64)> =
             m.watermarks.iter().map(|(id, w)| (*id, (w.last_seq, w.chain))).collect();
@@ -928,7 +928,7 @@ impl Round<'_> {
                 continue;
             }
             let len = b.data.len() as u64;
-            if out.total() > 0 && (out.total() + len > c.opts.max_round_bytes || Instant::now() >= deadline) {
+            if out.total() > 0 && (out.total() + len > max_bytes || Instant::now() >= deadline) {
                 continue;
             }
             out.push(&b.data, None)?;

@@ -32,6 +32,8 @@ pub struct TargetLock {
     path: PathBuf,
     /// The slots as this holder last read or wrote them (`None`: not known).
     seen: Mutex<Option<SlotsSeen>>,
+    /// It was held by someone else when asked for: this holder queued for it.
+    queued: bool,
 }
 
 /// What a holder knows of the lock file's slots: which one holds the current manifest,
@@ -82,7 +84,9 @@ impl Waiter {
         let file = crate::target::slots::open_with(path, true, create, direct)
             .map_err(|e| Error::io(format!("opening lock file {} read-write", path.display()), e))?;
         match sys::try_lock_exclusive(&file) {
-            Ok(true) => return Ok(Ok(TargetLock { file, path: path.to_path_buf(), seen: Mutex::default() })),
+            Ok(true) => {
+                return Ok(Ok(TargetLock { file, path: path.to_path_buf(), seen: Mutex::default(), queued: false }))
+            }
             Ok(false) => {}
             Err(e) => return Err(Error::io(format!("locking {}", path.display()), e)),
         }
@@ -162,7 +166,12 @@ impl LockQueue {
             match st.outcome.take() {
                 Some(Ok(true)) => {
                     drop(st);
-                    return Ok(TargetLock { file: waiter.file, path: path.to_path_buf(), seen: Mutex::default() });
+                    return Ok(TargetLock {
+                        file: waiter.file,
+                        path: path.to_path_buf(),
+                        seen: Mutex::default(),
+                        queued: true,
+                    });
                 }
                 // Granted while a previous caller had given up, and released: queue anew.
                 Some(Ok(false)) => {}
@@ -201,10 +210,11 @@ fn poll(path: &Path, timeout: Duration, create: bool, direct: bool, give_up: &dy
         .map_err(|e| Error::io(format!("opening lock file {} read-write", path.display()), e))?;
     let start = Instant::now();
     let mut pause = Duration::from_millis(1);
+    let mut queued = false;
     loop {
         match sys::try_lock_exclusive(&file) {
-            Ok(true) => return Ok(TargetLock { file, path: path.to_path_buf(), seen: Mutex::default() }),
-            Ok(false) => {}
+            Ok(true) => return Ok(TargetLock { file, path: path.to_path_buf(), seen: Mutex::default(), queued }),
+            Ok(false) => queued = true,
             Err(e) => return Err(Error::io(format!("locking {}", path.display()), e)),
         }
         let waited = start.elapsed();
@@ -238,7 +248,7 @@ impl TargetLock {
         let file = crate::target::slots::open_with(path, true, create, direct)
             .map_err(|e| Error::io(format!("opening lock file {} read-write", path.display()), e))?;
         match sys::try_lock_exclusive(&file) {
-            Ok(true) => Ok(Some(TargetLock { file, path: path.to_path_buf(), seen: Mutex::default() })),
+            Ok(true) => Ok(Some(TargetLock { file, path: path.to_path_buf(), seen: Mutex::default(), queued: false })),
             Ok(false) => Ok(None),
             Err(e) => Err(Error::io(format!("locking {}", path.display()), e)),
         }
@@ -248,6 +258,12 @@ impl TargetLock {
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Someone else held the lock when this holder asked for it, so it queued: its
+    /// round is contended and keeps its share short (docs/design.md, "Drain protocol").
+    pub(crate) fn was_queued(&self) -> bool {
+        self.queued
     }
 
     /// The locked file: the manifest's slots are read and written through it.

@@ -436,3 +436,15 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Wait until `/proc/locks` lists a request blocked on the file at `path` (a
+/// condition; the deadline only turns a hang into a failure).
+pub fn wait_for_blocked_lock_request(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let suffix = format!(":{} ", std::fs::metadata(path).unwrap().ino());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !std::fs::read_to_string("/proc/locks").unwrap().lines().any(|l| l.contains("->") && l.contains(&suffix)) {
+        assert!(std::time::Instant::now() < deadline, "no request ever blocked on {}", path.display());
+        std::thread::yield_now();
+    }
+}
