@@ -519,12 +519,14 @@ typedef struct trib_appender_stats {
  */
 typedef struct trib_compactor_options {
     /**
-     * Most bytes one round writes (default 64 MiB; at least 1). Also the longest
-     * uncommitted tail a round repairs.
+     * Most bytes one round writes (default 64 MiB; at least 1; a round that queued
+     * for another compactor's lock at most 4 MiB). Also the longest uncommitted tail
+     * a round repairs.
      */
     uint64_t max_round_bytes;
     /**
-     * Stop reading new lines into a round after this long (default 2000 ms).
+     * Stop reading new lines into a round after this long (default 2000 ms; a round
+     * that queued for another compactor's lock at most 100 ms).
      */
     uint64_t max_round_time_ms;
     /**

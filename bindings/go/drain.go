@@ -31,10 +31,12 @@ type DrainOptions struct {
 	// LockTimeout is how long to wait for the target's lock (default 30 s). A
 	// deadline on Drain's context shortens it.
 	LockTimeout time.Duration
-	// MaxRoundBytes is the most one round writes (default 64 MiB); also the longest
+	// MaxRoundBytes is the most one round writes (default 64 MiB; a round that
+	// queued for another compactor's lock at most 4 MiB); also the longest
 	// uncommitted tail a round repairs.
 	MaxRoundBytes uint64
-	// MaxRoundTime stops reading lines into a round after this long (default 2 s).
+	// MaxRoundTime stops reading lines into a round after this long (default 2 s; a
+	// round that queued for another compactor's lock at most 100 ms).
 	MaxRoundTime time.Duration
 	// MaxLineBytes is the longest line any writer may append (default 1 MiB); it
 	// bounds a round too.

@@ -40,10 +40,12 @@ use crate::target::sidecar::Sidecar;
 crate::options::options! {
     /// Options for a [`Compactor`].
     pub struct CompactorOptions {
-        /// Most bytes one round writes (a single longer line is still written alone).
-        /// Also the longest uncommitted tail a round will truncate.
+        /// Most bytes one round writes (a single longer line is still written alone;
+        /// a round that queued for another compactor's lock at most 4 MiB). Also the
+        /// longest uncommitted tail a round will truncate.
         pub max_round_bytes: u64 = 64 << 20,
-        /// Stop reading new lines into a round after this long.
+        /// Stop reading new lines into a round after this long (a round that queued
+        /// for another compactor's lock: at most 100 ms).
         pub max_round_time: Duration = Duration::from_secs(2),
         /// How long to wait for the target's lock.
         pub lock_timeout: Duration = Duration::from_secs(30),

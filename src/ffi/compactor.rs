@@ -16,10 +16,12 @@ use crate::{Compactor, CompactorOptions};
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct trib_compactor_options {
-    /// Most bytes one round writes (default 64 MiB; at least 1). Also the longest
-    /// uncommitted tail a round repairs.
+    /// Most bytes one round writes (default 64 MiB; at least 1; a round that queued
+    /// for another compactor's lock at most 4 MiB). Also the longest uncommitted tail
+    /// a round repairs.
     pub max_round_bytes: u64,
-    /// Stop reading new lines into a round after this long (default 2000 ms).
+    /// Stop reading new lines into a round after this long (default 2000 ms; a round
+    /// that queued for another compactor's lock at most 100 ms).
     pub max_round_time_ms: u64,
     /// How long to wait for the target's lock (default 30000 ms).
     pub lock_timeout_ms: u64,
