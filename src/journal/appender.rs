@@ -296,9 +296,9 @@ impl Appender {
         let s = &self.shared;
         s.check_process()?;
         let st = s.state.lock();
-        let now = Instant::now();
+        let mut now = Instant::now();
         let failures = st.failures;
-        s.queue_one(st, line, now, now, failures).map(|(_, pushed)| pushed)
+        s.queue_one(st, line, now, &mut now, failures).map(|(_, pushed)| pushed)
     }
 
     /// Queue the lines of `lines` — each ended by `\n`; bytes after the last `\n` are
@@ -338,7 +338,7 @@ impl Appender {
             return (done, Err(e));
         }
         let mut st = s.state.lock();
-        let now = Instant::now();
+        let mut now = Instant::now();
         let Some(at) = now.checked_sub(held).filter(|&at| at >= s.opened) else {
             return (
                 done,
@@ -351,7 +351,7 @@ impl Appender {
         };
         let failures = st.failures;
         for line in split() {
-            match s.queue_one(st, line, at, now, failures) {
+            match s.queue_one(st, line, at, &mut now, failures) {
                 Ok((back, pushed)) => {
                     st = back;
                     match pushed {
@@ -491,14 +491,14 @@ impl Drop for Appender {
 
 impl Shared {
     /// Queue one valid record pushed at `at` (`now` is the clock when the lock was
-    /// taken; `failures` the failure count when the push began), waiting for room or
-    /// dropping it when the queue is full.
+    /// taken, read again after each wait for room; `failures` the failure count when
+    /// the push began), waiting for room or dropping it when the queue is full.
     fn queue_one<'a>(
         &'a self,
         mut st: crate::sync::MutexGuard<'a, State>,
         line: &[u8],
         at: Instant,
-        mut now: Instant,
+        now: &mut Instant,
         failures: u64,
     ) -> Result<(crate::sync::MutexGuard<'a, State>, Pushed)> {
         loop {
@@ -534,7 +534,7 @@ impl Shared {
             st.urgent = true;
             self.work.notify_one();
             st = self.progress.wait(st);
-            now = Instant::now();
+            *now = Instant::now();
         }
         if let Err(e) = st.queue.try_reserve(line.len()) {
             // (it aborted the whole process, a Python application with it: an outside
