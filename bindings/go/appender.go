@@ -105,6 +105,7 @@ func OpenAppender(path string, opts *AppenderOptions) (*Appender, error) {
 	}
 	a := &Appender{path: path, maxLine: int(copts.journal.max_line_bytes)}
 	a.g.delay = time.Duration(copts.window_us) * time.Microsecond / 4
+	a.g.most = max(int(copts.max_queue_bytes), gatherBytes)
 	a.h = owned[*C.trib_appender]{
 		p:    h,
 		free: func(h *C.trib_appender) { C.trib_appender_close(h, nil) },
@@ -137,10 +138,13 @@ func (a *Appender) release() {
 // line not queued.
 func (a *Appender) Push(line []byte) (queued bool, err error) {
 	const op = "push"
-	// after what a SlogHandler or Writer gathered before it (push order)
+	// after what a SlogHandler or Writer gathered before it (push order): if those
+	// cannot be handed over now, neither can this line (its error, the line not queued)
 	a.g.mu.Lock()
 	defer a.g.mu.Unlock()
-	a.keep(a.handOverLocked())
+	if err := a.handOverLocked(); err != nil {
+		return false, err
+	}
 	h, err := a.h.shared(op)
 	if err != nil {
 		return false, err
@@ -165,17 +169,18 @@ func (a *Appender) PushString(line string) (bool, error) {
 // again), or one that retrying cannot fix (the journal removed).
 func (a *Appender) Flush() error {
 	const op = "flush"
-	handOverErr := a.handOver(true)
+	// what a SlogHandler or Writer gathered first: a failure keeps those lines, to be
+	// handed over by the next Flush (or the timer)
+	if err := a.handOver(); err != nil {
+		return err
+	}
 	h, err := a.h.shared(op)
 	if err != nil {
 		return err
 	}
 	defer a.release()
 	var cerr *C.trib_error
-	if err := callError(op, C.trib_appender_flush(h, &cerr), cerr); err != nil {
-		return err
-	}
-	return handOverErr
+	return callError(op, C.trib_appender_flush(h, &cerr), cerr)
 }
 
 // AppenderStats are an Appender's counters since it was opened.
@@ -190,20 +195,17 @@ type AppenderStats struct {
 	Commits uint64
 	// FailedCommits counts commit attempts that failed (each retried).
 	FailedCommits uint64
-	// Refused counts lines a SlogHandler or Writer gave this Appender that a
-	// hand-over could not queue (they gather lines and hand them over in groups; the
-	// error is returned by the next Flush): not stored.
+	// Refused counts lines a SlogHandler or Writer gave this Appender that were
+	// dropped when handing them over met an error retrying cannot fix (the Appender
+	// closed, its journal gone for good): not stored. Every later call returns that
+	// error. (They gather lines and hand them over in groups: Pushed counts lines
+	// handed over; Flush hands over what is gathered. Any other failure of a
+	// hand-over keeps the lines for the next one, and Flush returns it.)
 	Refused uint64
 }
 
 // Stats returns the counters.
 func (a *Appender) Stats() (AppenderStats, error) {
-	a.handOver(false) // gathered lines count as pushed; an error waits for Flush
-	return a.stats()
-}
-
-// stats reads the counters without handing gathered lines over first.
-func (a *Appender) stats() (AppenderStats, error) {
 	const op = "stats"
 	h, err := a.h.shared(op)
 	if err != nil {

@@ -6,6 +6,9 @@ package tributary
 import "C"
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -22,29 +25,44 @@ const gatherBytes = 32 << 10
 // gatherBytes are there or a quarter of the window after the first (the timer), and
 // before anything else reaches the Appender (Push, Flush, Stats, Close), so push
 // order and Flush's promise include them. docs/design.md, "Background commit" (7).
+//
+// Keeps: a gathered line leaves only by being queued (or dropped by DropWhenFull,
+// counted there), or, after an error retrying cannot fix, by being counted in
+// refused. A hand-over that fails otherwise (a commit failure met while waiting for
+// room) keeps the lines it did not queue, in order, for the next hand-over: Flush
+// returns that failure and succeeds only once they are handed over and durable.
 type gathered struct {
 	mu    sync.Mutex
 	buf   []byte
 	lines int
-	since time.Time     // when the first line in buf was gathered
-	delay time.Duration // the longest a line stays here: Window / 4
-	// err is the first error of a hand-over the timer made (no caller to tell): the
-	// next Flush or Close returns it.
-	err    error
-	closed bool
-	// refused counts gathered lines a hand-over could not queue (its error).
+	since time.Time     // when the oldest line in buf was gathered
+	delay time.Duration // the longest a line stays here while hand-overs succeed: Window / 4
+	// failed is the last hand-over's error while its lines are still here.
+	failed error
+	// final is an error retrying cannot fix (the Appender closed, its journal gone for
+	// good): the lines then here were counted in refused; every later call returns it.
+	final error
+	// most is the most bytes kept while hand-overs fail: past it a new line is refused
+	// at once with the failure (its caller is told; nothing grows without bound).
+	most int
+	// refused counts gathered lines dropped after an error retrying cannot fix.
 	refused atomic.Uint64
 }
 
 // gather adds valid lines (checked by the caller) and hands them over when enough are
-// there. An error only when the Appender is closed: a hand-over's own error is kept
-// for the next Flush and its lines counted in refused.
+// there. Its error means the lines were NOT gathered: the Appender is closed or broken
+// for good, or hand-overs keep failing and most bytes are already kept.
 func (a *Appender) gather(lines [][]byte) error {
 	g := &a.g
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.closed {
-		return closedError("push", "appender")
+	if g.final != nil {
+		return g.final
+	}
+	if g.failed != nil && len(g.buf) >= g.most {
+		if err := a.handOverLocked(); err != nil {
+			return err
+		}
 	}
 	if g.lines == 0 {
 		g.since = time.Now()
@@ -59,7 +77,9 @@ func (a *Appender) gather(lines [][]byte) error {
 		g.lines++
 	}
 	if len(g.buf) >= gatherBytes {
-		a.keep(a.handOverLocked())
+		// (a failure keeps the lines, this caller's with them: it is not told, or it
+		// might write them again; Flush reports it)
+		_ = a.handOverLocked()
 	}
 	return nil
 }
@@ -67,26 +87,25 @@ func (a *Appender) gather(lines [][]byte) error {
 func (a *Appender) handOverByTimer() {
 	a.g.mu.Lock()
 	defer a.g.mu.Unlock()
-	a.keep(a.handOverLocked())
-}
-
-// keep records a hand-over's error for the next Flush (the first one, until then).
-func (a *Appender) keep(err error) {
-	if err != nil && a.g.err == nil {
-		a.g.err = err
+	if a.handOverLocked() != nil && a.g.final == nil && a.g.lines > 0 {
+		// kept for a retry: try again after another delay, or at the next call
+		time.AfterFunc(a.g.delay, a.handOverByTimer)
 	}
 }
 
-// handOverLocked pushes the gathered lines in one call (with g.mu held). Lines it
-// could not queue are counted in refused; dropped ones (DropWhenFull) in the
-// Appender's Dropped.
+// handOverLocked pushes the gathered lines in one call (with g.mu held). On an error
+// the lines it did not queue stay, in order, unless retrying cannot fix it (then they
+// are counted in refused and the error is final).
 func (a *Appender) handOverLocked() error {
 	g := &a.g
+	if g.final != nil {
+		return g.final
+	}
 	if g.lines == 0 {
+		g.failed = nil
 		return nil
 	}
 	const op = "push"
-	n := g.lines
 	var queued, dropped C.size_t
 	h, err := a.h.shared(op)
 	if err == nil {
@@ -96,41 +115,79 @@ func (a *Appender) handOverLocked() error {
 		err = callError(op, C.trib_appender_push_lines(h, p, l, C.uint64_t(held), &queued, &dropped, &cerr), cerr)
 		a.release()
 	}
-	if lost := n - int(queued) - int(dropped); lost > 0 {
-		g.refused.Add(uint64(lost))
+	if err == nil {
+		g.reset()
+		return nil
 	}
+	if done := int(queued) + int(dropped); done > 0 {
+		cut := 0
+		for range done {
+			cut += bytes.IndexByte(g.buf[cut:], '\n') + 1
+		}
+		g.buf = g.buf[:copy(g.buf, g.buf[cut:])]
+		g.lines -= done
+	}
+	if retryingCannotFix(err) {
+		g.refused.Add(uint64(g.lines))
+		g.reset()
+		g.final = err
+		return err
+	}
+	g.failed = err
+	return err
+}
+
+// reset empties the gathered lines (their buffer kept unless one huge record grew it).
+func (g *gathered) reset() {
 	g.lines = 0
-	if cap(g.buf) > 4*gatherBytes { // one huge record: do not keep its buffer
+	g.failed = nil
+	if cap(g.buf) > 4*gatherBytes {
 		g.buf = nil
 	} else {
 		g.buf = g.buf[:0]
 	}
-	return err
 }
 
-// handOver pushes what is gathered (Push, Stats) and returns a hand-over's error
-// kept for the caller (Flush, Close) when take is set.
-func (a *Appender) handOver(take bool) error {
+// retryingCannotFix: errors after which no hand-over to this Appender can succeed
+// (as the library's committer treats them: they are sticky there).
+func retryingCannotFix(err error) bool {
+	var e *Error
+	if errors.Is(err, ErrClosed) || !errors.As(err, &e) {
+		return true
+	}
+	switch e.Kind {
+	case KindJournalGone, KindInvalidArgument, KindInvalidLine, KindCorruptJournalRow, KindPanic:
+		return true
+	}
+	return false
+}
+
+// handOver pushes what is gathered (Push, Flush, Stats): nil once nothing is left.
+func (a *Appender) handOver() error {
 	a.g.mu.Lock()
 	defer a.g.mu.Unlock()
-	a.keep(a.handOverLocked())
-	if !take {
-		return nil
-	}
-	err := a.g.err
-	a.g.err = nil
-	return err
+	return a.handOverLocked()
 }
 
 // closeGather hands over what is gathered and refuses later lines (a pending timer
-// finds nothing to hand over).
+// finds nothing to hand over). Lines a failed hand-over leaves are counted in refused
+// and named in the error.
 func (a *Appender) closeGather() error {
-	a.g.mu.Lock()
-	defer a.g.mu.Unlock()
-	a.keep(a.handOverLocked())
-	a.g.closed = true
-	err := a.g.err
-	a.g.err = nil
+	g := &a.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	err := a.handOverLocked()
+	if err != nil && g.lines > 0 {
+		err = fmt.Errorf("%w (%d gathered line(s) were not stored: the appender closed)", err, g.lines)
+		g.refused.Add(uint64(g.lines))
+		g.reset()
+	}
+	if g.final == nil {
+		g.final = closedError("push", "appender")
+	}
 	runtime.KeepAlive(a)
+	if errors.Is(err, ErrClosed) {
+		return nil // closed before: Close again is nil
+	}
 	return err
 }

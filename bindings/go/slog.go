@@ -29,10 +29,10 @@ type SlogHandler struct {
 // Failed is how many records this handler (and those WithAttrs and WithGroup made
 // from it) could not hand over: Handle returned an error, which slog.Logger discards
 // (a record longer than the journal's MaxLineBytes, ErrJournalFull, a closed journal).
-// Over an Appender it also counts the records a hand-over could not queue (records
-// are gathered and handed over in groups: Appender.Stats().Refused, shared by every
-// handler and Writer of that Appender). Watch it the way Python's
-// JournalHandler.failed_records is watched.
+// Over an Appender it also counts the records dropped when handing them over met an
+// error retrying cannot fix (records are gathered and handed over in groups:
+// Appender.Stats().Refused, shared by every handler and Writer of that Appender).
+// Watch it the way Python's JournalHandler.failed_records is watched.
 func (h *SlogHandler) Failed() uint64 {
 	n := h.failed.Load()
 	if a, ok := h.j.(*Appender); ok {

@@ -25,11 +25,11 @@ type LineSink interface {
 // Over a Journal, each Write appends the lines it completes as one batch,
 // all-or-nothing, and returns once they are durable; over an Appender, it gathers
 // them for the Appender (background commit: handed over in groups, each line durable
-// within the Appender's Window of its Write; a hand-over that fails counts its lines
-// in the Appender's Stats().Refused and returns its error from the next Flush of the
-// Appender). It returns len(p), nil, or 0 and the error with nothing of p stored or
-// buffered (a line longer than MaxLineBytes, ErrJournalFull, a closed journal or
-// Appender). A partial line that grows longer than MaxLineBytes is refused as soon
+// within the Appender's Window of its Write; a hand-over that fails keeps them for the
+// next, and the Appender's Flush says so until they are stored). It returns len(p),
+// nil, or 0 and the error with nothing of p stored or buffered (a line longer than
+// MaxLineBytes, ErrJournalFull, a closed journal or Appender, or one whose hand-overs
+// keep failing with MaxQueueBytes already gathered). A partial line that grows longer than MaxLineBytes is refused as soon
 // as it does, with ErrInvalidLine. A journal retired or removed under the
 // Writer (ErrJournalGone: nothing of the batch stored) is opened again at its path
 // and the batch appended there, as a SlogHandler does: a logger outlives its
