@@ -1150,8 +1150,9 @@ int trib_appender_push(const struct trib_appender *appender,
  * `held_us` is how long the caller already held them (the oldest's age, 0 if not
  * known; at most as long as the appender has been open, else `TRIB_E_INVALID_ARG`):
  * each counts as pushed that long ago, for the window and `trib_appender_durable_wait`. `*queued_out` and `*dropped_out` (each if not NULL)
- * say how many were queued and dropped — also when an error stopped the call part
- * way (the lines before it stay queued). A bad line is `TRIB_E_INVALID_LINE` at once
+ * say how many were queued and dropped, whatever the outcome (for a valid
+ * `appender`) — also when an error stopped the call part way (the lines before it
+ * stay queued). A bad line is `TRIB_E_INVALID_LINE` at once
  * (`trib_error_line_index`: its index among the lines) and none is queued.
  *
  * # Safety

@@ -10,7 +10,7 @@ use super::boundary::{
 };
 use super::error::trib_error;
 use super::journal::trib_journal_options;
-use crate::{Appender, AppenderOptions, AppenderStats, OnFull, Pushed};
+use crate::{Appender, AppenderOptions, AppenderStats, OnFull, Pushed, PushedLines};
 
 /// A journal with a background committer: `trib_appender_push` queues a line and
 /// returns before it is durable; a committer thread appends what is queued as one
@@ -203,8 +203,9 @@ pub unsafe extern "C" fn trib_appender_push(
 /// `held_us` is how long the caller already held them (the oldest's age, 0 if not
 /// known; at most as long as the appender has been open, else `TRIB_E_INVALID_ARG`):
 /// each counts as pushed that long ago, for the window and `trib_appender_durable_wait`. `*queued_out` and `*dropped_out` (each if not NULL)
-/// say how many were queued and dropped — also when an error stopped the call part
-/// way (the lines before it stay queued). A bad line is `TRIB_E_INVALID_LINE` at once
+/// say how many were queued and dropped, whatever the outcome (for a valid
+/// `appender`) — also when an error stopped the call part way (the lines before it
+/// stay queued). A bad line is `TRIB_E_INVALID_LINE` at once
 /// (`trib_error_line_index`: its index among the lines) and none is queued.
 ///
 /// # Safety
@@ -222,9 +223,15 @@ pub unsafe extern "C" fn trib_appender_push_lines(
 ) -> c_int {
     ffi_call!(err_out, appender, |a: &AppenderBox| {
         // SAFETY: NULL or `len` readable bytes per the caller's contract.
-        let lines = unsafe { bytes_arg(lines, len, "lines") }?;
-        let (done, result) =
-            poisoning(&a.poisoned, || Ok(a.appender().push_lines(lines, Duration::from_micros(held_us))))?;
+        let (done, result) = match unsafe { bytes_arg(lines, len, "lines") } {
+            Ok(lines) => {
+                let (done, r) =
+                    poisoning(&a.poisoned, || Ok(a.appender().push_lines(lines, Duration::from_micros(held_us))))?;
+                (done, r.map_err(Into::into))
+            }
+            // (the counts are written on every outcome: nothing was queued)
+            Err(e) => (PushedLines::default(), Err(e)),
+        };
         if !queued_out.is_null() {
             // SAFETY: not NULL, writable per the caller's contract.
             unsafe { put(queued_out, done.queued) };
@@ -233,7 +240,7 @@ pub unsafe extern "C" fn trib_appender_push_lines(
             // SAFETY: not NULL, writable per the caller's contract.
             unsafe { put(dropped_out, done.dropped) };
         }
-        Ok(result?)
+        result
     })
 }
 

@@ -2116,6 +2116,10 @@ static void test_appender(void) {
            trib_appender_push_lines(a, (const uint8_t *)"w", 1, UINT64_MAX, &n_queued, &n_dropped, &err));
     CHECK(n_queued == 0 && n_dropped == 0);
     EXPECT(TRIB_E_INVALID_ARG, trib_appender_push_lines(NULL, (const uint8_t *)"w", 1, 0, NULL, NULL, &err));
+    /* NULL lines with a length: refused, and the counts still say nothing was queued */
+    n_queued = 9, n_dropped = 9;
+    EXPECT(TRIB_E_INVALID_ARG, trib_appender_push_lines(a, NULL, 3, 0, &n_queued, &n_dropped, &err));
+    CHECK(n_queued == 0 && n_dropped == 0);
     EXPECT(TRIB_OK, trib_appender_close(a, &err)); /* flushes "after", "x1", "y2" */
     const char *paths[] = {jpath};
     trib_drain_report rep = drain_paths(target, paths, 1);
