@@ -248,10 +248,11 @@ pub fn cmd_compact(a: CompactArgs) -> CmdResult {
             DaemonEvent::Committed(r) if a.verbose => {
                 status.clear();
                 say!(
-                    "committed {} line(s), {} byte(s) in {:.1} ms; epoch {}",
+                    "committed {} line(s), {} byte(s) in {:.1} ms ({:.1} ms of it waiting for the lock); epoch {}",
                     r.lines,
                     r.bytes,
                     r.elapsed.as_secs_f64() * 1000.0,
+                    r.lock_wait.as_secs_f64() * 1000.0,
                     r.epoch
                 );
                 None
