@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"runtime"
 	"time"
@@ -140,9 +141,9 @@ func (a *Appender) Push(line []byte) (queued bool, err error) {
 	const op = "push"
 	// after what a SlogHandler or Writer gathered before it (push order): if those
 	// cannot be handed over now, neither can this line (its error, the line not queued)
-	a.g.mu.Lock()
-	defer a.g.mu.Unlock()
-	if err := a.handOverLocked(); err != nil {
+	a.g.handing.Lock()
+	defer a.g.handing.Unlock()
+	if err := a.handOverHanding(); err != nil {
 		return false, err
 	}
 	h, err := a.h.shared(op)
@@ -262,10 +263,9 @@ func (a *Appender) Close() error {
 	a.h.p = nil
 	runtime.SetFinalizer(a, nil)
 	var cerr *C.trib_error
-	if err := callError(op, C.trib_appender_close(h, &cerr), cerr); err != nil {
-		return err
-	}
-	return handOverErr
+	// both, when both failed: the library's count of queued lines not stored, and the
+	// gathered ones (an outside tester found only the first reported)
+	return errors.Join(callError(op, C.trib_appender_close(h, &cerr), cerr), handOverErr)
 }
 
 // appendLines is how a Writer or a SlogHandler hands over whole lines: checked

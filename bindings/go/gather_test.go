@@ -281,3 +281,72 @@ func TestSigkillLosesNoFlushedSlogRecordAndKeepsAPrefix(t *testing.T) {
 		}
 	}
 }
+
+func TestLoggingGoesOnWhileAHandOverIsInTheLibrary(t *testing.T) {
+	// A hand-over can wait in the library (a full queue waiting for a commit, a
+	// failing journal retried up to a second at a time): loggers must not queue
+	// behind it one by one (an outside tester saw p99 10 s per call with 8
+	// goroutines). Hold the hand-over lock as a hand-over stuck in the library would.
+	f := newFixture(t)
+	a, err := OpenAppender(f.journalPath("a"), &AppenderOptions{Window: never})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	logger := slog.New(NewSlogHandler(a, nil))
+	a.g.handing.Lock()
+	done := make(chan struct{})
+	go func() {
+		for i := range 2000 { // ~120 KiB: past the 32 KiB that starts a hand-over
+			logger.Info("record", "n", i)
+		}
+		close(done)
+	}()
+	await(t, done, "2000 records logged while a hand-over is in the library")
+	a.g.handing.Unlock()
+	if err := a.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.drain(t)
+	got := targetLines(t, f.target)
+	if len(got) != 2000 || !strings.HasSuffix(got[1999], `"n":1999}`) {
+		t.Fatalf("%d lines, last %q", len(got), got[len(got)-1])
+	}
+}
+
+func TestWhileHandOversFailARecordPastMostIsRefusedAtOnce(t *testing.T) {
+	f := newFixture(t)
+	a, err := OpenAppender(f.journalPath("a"), &AppenderOptions{Window: never, MaxQueueBytes: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	w := NewWriter(a)
+	// the last hand-over failed and is stuck retrying in the library
+	a.g.handing.Lock()
+	a.g.mu.Lock()
+	a.g.failed = &Error{Op: "push", Kind: KindJournalFull, Message: "journal full (the test's)", LineIndex: -1}
+	a.g.mu.Unlock()
+	taken := 0
+	for {
+		_, err := fmt.Fprintf(w, "line %d\n", taken)
+		if err != nil {
+			wantKind(t, err, KindJournalFull)
+			break
+		}
+		if taken++; taken > 100000 {
+			t.Fatal("lines are still gathered far past MaxQueueBytes while hand-overs fail")
+		}
+	}
+	if n := len(a.g.buf); n < gatherBytes || n > gatherBytes+100 {
+		t.Fatalf("refused with %d bytes gathered, want just past %d", n, gatherBytes)
+	}
+	a.g.handing.Unlock()
+	if err := a.Flush(); err != nil { // the journal is fine: the kept lines go
+		t.Fatal(err)
+	}
+	f.drain(t)
+	if got := targetLines(t, f.target); len(got) != taken || got[taken-1] != fmt.Sprintf("line %d", taken-1) {
+		t.Fatalf("%d lines in the target, want the %d taken", len(got), taken)
+	}
+}

@@ -32,7 +32,9 @@ type SlogHandler struct {
 // Over an Appender it also counts the records dropped when handing them over met an
 // error retrying cannot fix (records are gathered and handed over in groups:
 // Appender.Stats().Refused, shared by every handler and Writer of that Appender).
-// Watch it the way Python's JournalHandler.failed_records is watched.
+// Records a full queue dropped under DropWhenFull are not here: they are counted in
+// Appender.Stats().Dropped. Watch it the way Python's JournalHandler.failed_records
+// is watched.
 func (h *SlogHandler) Failed() uint64 {
 	n := h.failed.Load()
 	if a, ok := h.j.(*Appender); ok {
