@@ -76,6 +76,7 @@ points! {
     RetireAfterRename = "retire.after_rename",
     OpenBeforeRead = "open.before_read",
     OpenTargetMissing = "open.target_missing",
+    OpenTargetShort = "open.target_short",
     InitSlotUnsynced = "init.slot_unsynced",
     InitAfterSlot = "init.after_slot",
     UpgradeAfterFile = "upgrade.after_file",

@@ -401,6 +401,43 @@ fn a_share_back_between_the_open_and_the_sidecar_look_is_not_truncated() {
     assert_eq!(err.kind(), ErrorKind::TargetTruncated, "{err}");
 }
 
+/// A GlusterFS client restarted under a round showed the whole target as 0 bytes for
+/// a moment (CI's soak: the daemon stopped on `target_truncated`, nothing was wrong).
+/// A target read shorter than committed is read once more, opened again by name,
+/// before it is called truncated: here its bytes come back in between.
+#[test]
+fn a_target_read_short_for_a_moment_is_not_truncated() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let j = journal(&spool.join("a.journal"));
+    j.append(b"committed").unwrap();
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    j.append(b"pending").unwrap();
+    // the same file (same inode), read as 0 bytes when the round reads its size
+    let whole = fs::read(&target).unwrap();
+    fs::OpenOptions::new().write(true).open(&target).unwrap().set_len(0).unwrap();
+    let fp = d.path().join("fp");
+    fs::create_dir(&fp).unwrap();
+    let child = spawn_with_failpoint(
+        &["drain", "--target", &s(&target), "--journal", &s(&spool.join("a.journal"))],
+        "open.target_short=hold",
+        &fp,
+    );
+    let reached = wait_reached(&fp, "open.target_short");
+    fs::OpenOptions::new().write(true).open(&target).unwrap().write_all(&whole).unwrap(); // back
+    fs::remove_file(&reached).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_exactly(&target, &[b"committed".to_vec(), b"pending".to_vec()]);
+    // and a target that stays short is still `target_truncated`, nothing touched
+    fs::OpenOptions::new().write(true).open(&target).unwrap().set_len(3).unwrap();
+    j.append(b"more").unwrap();
+    let err = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TargetTruncated, "{err}");
+    assert_eq!(fs::metadata(&target).unwrap().len(), 3);
+}
+
 /// Rule 6 (docs/design.md): a client cache (GlusterFS's quick-read serves a small
 /// file's whole content for up to 1 s) can hand a reader on another host bytes other
 /// than the committed ones — after a crashed round's tail was cut and rewritten. Here

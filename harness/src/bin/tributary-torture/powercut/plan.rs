@@ -150,7 +150,8 @@ impl Plan {
 /// version-1 target, which only a version-1 binary makes: not here; `retire.*` points
 /// need a retirement, which this workload does not run (`tests/lifecycle.rs` holds one
 /// there); `open.before_read` is a race with a retirement (`tests/lifecycle.rs` too);
-/// `open.target_missing` is reached only with the target gone (`tests/hostile_targets.rs`).
+/// `open.target_missing` and `open.target_short` are reached only with the target gone
+/// or cut (`tests/hostile_targets.rs`).
 fn failpoint_trials() -> Vec<(&'static str, bool)> {
     let mut v: Vec<(&'static str, bool)> = tributary::testing::failpoint::POINTS
         .iter()
