@@ -100,16 +100,10 @@ func (a *Appender) gather(lines [][]byte) error {
 func (a *Appender) handOverByTimer() {
 	g := &a.g
 	if !g.handing.TryLock() {
-		return // one in flight: a failure re-arms the timer, new lines arm their own
+		return // one in flight: its failure arms a retry, new lines arm their own timer
 	}
-	err := a.handOverHanding()
+	_ = a.handOverHanding()
 	g.handing.Unlock()
-	g.mu.Lock()
-	retry := err != nil && g.final == nil && g.lines > 0
-	g.mu.Unlock()
-	if retry {
-		time.AfterFunc(g.delay, a.handOverByTimer)
-	}
 }
 
 // handOver makes a hand-over, after the one in flight (Push, Flush).
@@ -178,6 +172,9 @@ func (a *Appender) handOverHanding() error {
 	}
 	g.lines += left
 	g.failed = err
+	// retried by a timer whoever failed (a writer or Flush: nobody else tries while
+	// hand-overs fail)
+	time.AfterFunc(g.delay, a.handOverByTimer)
 	return err
 }
 
