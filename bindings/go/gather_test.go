@@ -350,3 +350,43 @@ func TestWhileHandOversFailARecordPastMostIsRefusedAtOnce(t *testing.T) {
 		t.Fatalf("%d lines in the target, want the %d taken", len(got), taken)
 	}
 }
+
+func TestKeptLinesAreRetriedWithoutAFlush(t *testing.T) {
+	// A hand-over made by a writer (or Flush) fails — the journal fills while it waits
+	// for room — after the gathering's own timer came and found a hand-over in
+	// flight: a retry must still come, so that the lines reach the journal once a
+	// compactor makes room, with no Flush (a logger that never flushes until it exits).
+	f := newFixture(t)
+	a, err := OpenAppender(f.journalPath("a"), &AppenderOptions{
+		JournalOptions: JournalOptions{MaxBacklogBytes: 4000},
+		Window:         40 * time.Millisecond,
+		MaxQueueBytes:  1000,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var sb strings.Builder
+	const n = 500
+	for i := range n {
+		fmt.Fprintf(&sb, "line %04d, ~20 KiB in all\n", i) // (under 32 KiB: gathered only)
+	}
+	a.g.handing.Lock() // a hand-over in flight: the timer's finds it so
+	if _, err := NewWriter(a).Write([]byte(sb.String())); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * a.g.delay) // (the gathering's timer comes and goes meanwhile)
+	// the hand-over in flight, made by "a writer": more than the 1,000-byte queue, so it
+	// waits for room, and fails with the journal full
+	wantKind(t, a.handOverHanding(), KindJournalFull)
+	a.g.handing.Unlock()
+	waitFor(t, "every line committed with no Flush, a compactor making room", func() bool {
+		f.drain(t)
+		s, err := a.Stats()
+		return err == nil && s.Committed == n
+	})
+	f.drain(t)
+	if got := targetLines(t, f.target); len(got) != n || got[n-1] != fmt.Sprintf("line %04d, ~20 KiB in all", n-1) {
+		t.Fatalf("%d lines in the target, want %d in order", len(got), n)
+	}
+}
