@@ -151,6 +151,11 @@ func (a *Appender) handOverHanding() error {
 		if len(g.buf) == 0 && cap(buf) <= 4*gatherBytes {
 			g.buf = buf[:0] // (reuse it unless one huge record grew it)
 		}
+		if g.lines > 0 {
+			// lines gathered while this one was in the library: their timer may have
+			// come and found it in flight
+			time.AfterFunc(g.delay, a.handOverByTimer)
+		}
 		return nil
 	}
 	done := int(queued) + int(dropped)
