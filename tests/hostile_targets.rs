@@ -364,6 +364,38 @@ fn a_share_unmounted_during_a_round_is_target_missing_not_truncated() {
     assert_exactly(&target, &[b"committed".to_vec(), b"pending".to_vec()]);
 }
 
+/// A target with "committed" drained and "pending" in its journal: then a drain in a
+/// child process held at `point`, `meanwhile` run there, and the drain let go; it must
+/// succeed with both lines in the target once. Returns the target and the journal.
+fn a_drain_held_at(
+    d: &tempfile::TempDir,
+    before: impl FnOnce(&Path),
+    point: &str,
+    meanwhile: impl FnOnce(&Path),
+) -> (PathBuf, Journal) {
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let j = journal(&spool.join("a.journal"));
+    j.append(b"committed").unwrap();
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    j.append(b"pending").unwrap();
+    before(&target);
+    let fp = d.path().join("fp");
+    fs::create_dir(&fp).unwrap();
+    let child = spawn_with_failpoint(
+        &["drain", "--target", &s(&target), "--journal", &s(&spool.join("a.journal"))],
+        &format!("{point}=hold"),
+        &fp,
+    );
+    let reached = wait_reached(&fp, point);
+    meanwhile(&target);
+    fs::remove_file(&reached).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_exactly(&target, &[b"committed".to_vec(), b"pending".to_vec()]);
+    (target, j)
+}
+
 /// The target missing at the round's open while its sidecar is there — a share that
 /// came back between the open and the round's look at the sidecar (a FUSE client
 /// restarted): the target is opened once more, and here it is back by then, so the
@@ -372,28 +404,13 @@ fn a_share_unmounted_during_a_round_is_target_missing_not_truncated() {
 #[test]
 fn a_share_back_between_the_open_and_the_sidecar_look_is_not_truncated() {
     let d = tmp();
-    let (spool, target) = paths(d.path());
-    init(&target);
-    let j = journal(&spool.join("a.journal"));
-    j.append(b"committed").unwrap();
-    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
-    j.append(b"pending").unwrap();
-    // the share's target away when the round opens it
     let away = d.path().join("events.away");
-    fs::rename(&target, &away).unwrap();
-    let fp = d.path().join("fp");
-    fs::create_dir(&fp).unwrap();
-    let child = spawn_with_failpoint(
-        &["drain", "--target", &s(&target), "--journal", &s(&spool.join("a.journal"))],
-        "open.target_missing=hold",
-        &fp,
+    let (target, j) = a_drain_held_at(
+        &d,
+        |target| fs::rename(target, &away).unwrap(), // away when the round opens it
+        "open.target_missing",
+        |target| fs::rename(&away, target).unwrap(), // back before the round looks at the sidecar
     );
-    let reached = wait_reached(&fp, "open.target_missing");
-    fs::rename(&away, &target).unwrap(); // back before the round looks at the sidecar
-    fs::remove_file(&reached).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_exactly(&target, &[b"committed".to_vec(), b"pending".to_vec()]);
     // and a target that stays gone with its sidecar here is still `target_truncated`
     fs::rename(&target, &away).unwrap();
     j.append(b"more").unwrap();
@@ -408,30 +425,21 @@ fn a_share_back_between_the_open_and_the_sidecar_look_is_not_truncated() {
 #[test]
 fn a_target_read_short_for_a_moment_is_not_truncated() {
     let d = tmp();
-    let (spool, target) = paths(d.path());
-    init(&target);
-    let j = journal(&spool.join("a.journal"));
-    j.append(b"committed").unwrap();
-    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
-    j.append(b"pending").unwrap();
+    let whole = std::cell::RefCell::new(Vec::new());
+    let cut_to =
+        |target: &Path, len: u64| fs::OpenOptions::new().write(true).open(target).unwrap().set_len(len).unwrap();
     // the same file (same inode), read as 0 bytes when the round reads its size
-    let whole = fs::read(&target).unwrap();
-    fs::OpenOptions::new().write(true).open(&target).unwrap().set_len(0).unwrap();
-    let fp = d.path().join("fp");
-    fs::create_dir(&fp).unwrap();
-    let child = spawn_with_failpoint(
-        &["drain", "--target", &s(&target), "--journal", &s(&spool.join("a.journal"))],
-        "open.target_short=hold",
-        &fp,
+    let (target, j) = a_drain_held_at(
+        &d,
+        |target| {
+            *whole.borrow_mut() = fs::read(target).unwrap();
+            cut_to(target, 0);
+        },
+        "open.target_short",
+        |target| fs::OpenOptions::new().write(true).open(target).unwrap().write_all(&whole.borrow()).unwrap(),
     );
-    let reached = wait_reached(&fp, "open.target_short");
-    fs::OpenOptions::new().write(true).open(&target).unwrap().write_all(&whole).unwrap(); // back
-    fs::remove_file(&reached).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_exactly(&target, &[b"committed".to_vec(), b"pending".to_vec()]);
     // and a target that stays short is still `target_truncated`, nothing touched
-    fs::OpenOptions::new().write(true).open(&target).unwrap().set_len(3).unwrap();
+    cut_to(&target, 3);
     j.append(b"more").unwrap();
     let err = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TargetTruncated, "{err}");

@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,7 +224,6 @@ func (a *Appender) closeGather() error {
 	if g.final == nil {
 		g.final = closedError("push", "appender")
 	}
-	runtime.KeepAlive(a)
 	if errors.Is(err, ErrClosed) {
 		return nil // closed before: Close again is nil
 	}
