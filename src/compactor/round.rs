@@ -754,15 +754,14 @@ impl Round<'_> {
             let (size, ino) = c.target_len_and_ino(&file)?;
             (file, size, ino)
         };
-        if self.manifest.target_ino != 0 && ino != self.manifest.target_ino {
-            (file, size, ino) = c.open_target_again(&self.manifest)?;
-        }
         let committed_len = self.manifest.committed_len;
-        if size < committed_len {
-            // Shorter than committed: read it once more, opened again by name, before
-            // calling it truncated — a GlusterFS client restarted under a round showed
-            // a whole target as 0 bytes for a moment (CI's soak: a daemon stopped on a
-            // false `target_truncated`). docs/design.md step 3.
+        let other_file = self.manifest.target_ino != 0 && ino != self.manifest.target_ino;
+        if other_file || size < committed_len {
+            // Another inode, or shorter than committed: read it once more, opened again
+            // by name, before refusing it — a name cached from before a rotation, and a
+            // GlusterFS client restarted under a round, which showed a whole target as 0
+            // bytes for a moment (CI's soak: a daemon stopped on a false
+            // `target_truncated`). docs/design.md step 3.
             failpoint::hit(failpoint::Point::OpenTargetShort); // (a test restores the bytes here)
             (file, size, ino) = c.open_target_again(&self.manifest)?;
         }
