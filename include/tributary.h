@@ -888,6 +888,17 @@ const char *trib_error_message(const struct trib_error *err);
 int64_t trib_error_line_index(const struct trib_error *err);
 
 /**
+ * How many records handed to an appender this error says were never stored: from
+ * `trib_appender_close`, the records still queued when it gave up on them (lost). 0
+ * for every other error (a failed flush's records stay queued and are retried) and
+ * for NULL.
+ *
+ * # Safety
+ * `err` must be NULL or a live error from this library.
+ */
+uint64_t trib_error_records_not_stored(const struct trib_error *err);
+
+/**
  * The stable `snake_case` name of a result code (`"ok"`, `"journal_full"`, `"panic"`,
  * ...; `"unknown"` for a code this library does not define). Static storage: never
  * free it.

@@ -197,6 +197,9 @@ pub enum Error {
         kind: ErrorKind,
         /// The original error's message, with what became of the queued records.
         message: String,
+        /// Records pushed and never stored: at `close`, the ones still queued when
+        /// the appender stopped (lost); 0 for an error a later commit may still cure.
+        records_not_stored: u64,
     },
     /// An `SQLite` error from a journal, with what tributary was doing.
     Sqlite {
@@ -368,6 +371,16 @@ impl ErrorKind {
 }
 
 impl Error {
+    /// How many records handed to an [`Appender`](crate::Appender) this error says
+    /// were never stored (its `close` gave up on them); 0 for every other error.
+    #[must_use]
+    pub fn records_not_stored(&self) -> u64 {
+        match self {
+            Error::Background { records_not_stored, .. } => *records_not_stored,
+            _ => 0,
+        }
+    }
+
     /// The stable classification of this error.
     #[must_use]
     pub fn kind(&self) -> ErrorKind {
@@ -419,7 +432,9 @@ impl Error {
                 }
             }
             Error::JournalGone { path, detail } => Error::JournalGone { path: path.clone(), detail: detail.clone() },
-            Error::Background { kind, message } => Error::Background { kind: *kind, message: message.clone() },
+            Error::Background { kind, message, records_not_stored } => {
+                Error::Background { kind: *kind, message: message.clone(), records_not_stored: *records_not_stored }
+            }
             other => Error::Io {
                 context: "running a shared (group-committed) transaction".into(),
                 source: io::Error::other(other.to_string()),

@@ -155,9 +155,34 @@ type Error struct {
 	// LineIndex is, for KindInvalidLine, the 0-based index of the refused line
 	// within the call (0 for Append); -1 for every other kind.
 	LineIndex int
+	// RecordsNotStored is, from an Appender's Close, how many lines it gave up on:
+	// pushed or gathered, never stored (their commits kept failing). 0 for every
+	// other error (a failed Flush's lines stay queued and are retried). Close may
+	// return two such errors joined; RecordsNotStored(err) adds them up.
+	RecordsNotStored uint64
 
 	// also lists further errors this one matches (ErrClosed, a context error).
 	also []error
+}
+
+// RecordsNotStored is how many lines the *Errors in err (errors.Join'ed ones
+// included) say were never stored: what an Appender's Close gave up on.
+func RecordsNotStored(err error) uint64 {
+	switch e := err.(type) {
+	case nil:
+		return 0
+	case *Error:
+		return e.RecordsNotStored
+	case interface{ Unwrap() []error }:
+		var n uint64
+		for _, inner := range e.Unwrap() {
+			n += RecordsNotStored(inner)
+		}
+		return n
+	case interface{ Unwrap() error }:
+		return RecordsNotStored(e.Unwrap())
+	}
+	return 0
 }
 
 func (e *Error) Error() string {

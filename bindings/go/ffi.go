@@ -49,6 +49,8 @@ func callError(op string, rc C.int, cerr *C.trib_error) error {
 		Kind:      ErrorKind(C.trib_error_kind(cerr)),
 		Message:   C.GoString(C.trib_error_message(cerr)),
 		LineIndex: int(C.trib_error_line_index(cerr)),
+		// (uint64_t: the cgo type converts exactly)
+		RecordsNotStored: uint64(C.trib_error_records_not_stored(cerr)),
 	}
 }
 

@@ -217,7 +217,19 @@ func (a *Appender) closeGather() error {
 	}
 	defer g.mu.Unlock()
 	if err != nil && g.lines > 0 {
-		err = fmt.Errorf("%w (%d gathered line(s) were not stored: the appender closed)", err, g.lines)
+		kind, message := KindIO, err.Error()
+		var e *Error
+		if errors.As(err, &e) {
+			kind, message = e.Kind, e.Message
+		}
+		err = &Error{
+			Op:               "close appender",
+			Kind:             kind,
+			Message:          fmt.Sprintf("%s (%d gathered line(s) were not stored: the appender closed)", message, g.lines),
+			LineIndex:        -1,
+			RecordsNotStored: uint64(g.lines),
+			also:             []error{err},
+		}
 		g.refused.Add(uint64(g.lines))
 		g.buf, g.lines = nil, 0
 	}

@@ -127,7 +127,8 @@ func (w *Writer) Flush() error {
 		return nil
 	}
 	if _, err := w.j.appendLines([][]byte{w.partial}); err != nil {
-		return err
+		// (a Writer closed after its Appender said only "closed": an outside tester)
+		return fmt.Errorf("%w (the partial line of %d bytes is still buffered: not stored)", err, len(w.partial))
 	}
 	w.partial = w.partial[:0]
 	return nil

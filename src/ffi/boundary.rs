@@ -44,6 +44,7 @@ pub(super) fn refuse_poisoned<B: HandleBox>(b: &B) -> FfiResult<()> {
             code: TRIB_E_PANIC,
             message: format!("this {} is poisoned: an earlier call on it panicked; close it", B::NAME),
             line_index: -1,
+            records_not_stored: 0,
         }),
         _ => Ok(()),
     }
@@ -65,7 +66,13 @@ pub(super) unsafe fn handle_ref<'a, B: HandleBox>(p: *const B::Opaque, what: &st
     // (`#[repr(C)]` boxes), so this read is in bounds for any live handle.
     let magic = unsafe { p.cast::<u64>().read() };
     if magic != B::MAGIC {
-        return Err(Failure::arg(format!("`{what}` is not a {} (wrong type, or already closed)", B::NAME)));
+        // (a closed handle is freed memory: this check catches its use only while that
+        // memory is not reused — say so, not that it is detected: an outside tester)
+        return Err(Failure::arg(format!(
+            "`{what}` is not a {}: a handle of another type, or one already closed (never use a handle after \
+             closing it: that is undefined behaviour, caught here only by luck)",
+            B::NAME
+        )));
     }
     // SAFETY: the magic word says this is a live `B` made by `into_handle`.
     Ok(unsafe { &*p.cast::<B>() })
@@ -108,6 +115,7 @@ pub(super) struct Failure {
     pub(super) code: c_int,
     message: String,
     line_index: i64,
+    records_not_stored: u64,
 }
 
 impl From<Error> for Failure {
@@ -116,7 +124,12 @@ impl From<Error> for Failure {
             Error::InvalidLine { index, .. } => i64::try_from(*index).unwrap_or(i64::MAX),
             _ => -1,
         };
-        Failure { code: e.kind() as c_int, message: e.to_string(), line_index }
+        Failure {
+            code: e.kind() as c_int,
+            message: e.to_string(),
+            line_index,
+            records_not_stored: e.records_not_stored(),
+        }
     }
 }
 
@@ -139,6 +152,7 @@ impl Failure {
                  close it"
             ),
             line_index: -1,
+            records_not_stored: 0,
         }
     }
 }
@@ -185,7 +199,13 @@ pub(super) fn guard(err_out: ErrOut, body: impl FnOnce() -> FfiResult<()>) -> c_
         // aborts), but stay behind the boundary anyway.
         let built = panic::catch_unwind(AssertUnwindSafe(|| {
             let message = CString::new(failure.message.replace('\0', "\\0")).unwrap_or_default();
-            into_handle(ErrorBox { magic: ErrorBox::MAGIC, code, message, line_index: failure.line_index })
+            into_handle(ErrorBox {
+                magic: ErrorBox::MAGIC,
+                code,
+                message,
+                line_index: failure.line_index,
+                records_not_stored: failure.records_not_stored,
+            })
         }));
         if let Ok(err) = built {
             // SAFETY: not NULL, and writable: the invariant of `ErrOut` (see `ErrOut::new`).

@@ -21,6 +21,7 @@ pub(super) struct ErrorBox {
     pub(super) code: c_int,
     pub(super) message: CString,
     pub(super) line_index: i64,
+    pub(super) records_not_stored: u64,
 }
 
 impl HandleBox for ErrorBox {
@@ -80,6 +81,22 @@ pub unsafe extern "C" fn trib_error_line_index(err: *const trib_error) -> i64 {
     match unsafe { handle_ref::<ErrorBox>(err, "err") } {
         Ok(e) => e.line_index,
         Err(_) => -1,
+    }
+}
+
+/// How many records handed to an appender this error says were never stored: from
+/// `trib_appender_close`, the records still queued when it gave up on them (lost). 0
+/// for every other error (a failed flush's records stay queued and are retried) and
+/// for NULL.
+///
+/// # Safety
+/// `err` must be NULL or a live error from this library.
+#[no_mangle]
+pub unsafe extern "C" fn trib_error_records_not_stored(err: *const trib_error) -> u64 {
+    // SAFETY: NULL or a live error (caller's contract).
+    match unsafe { handle_ref::<ErrorBox>(err, "err") } {
+        Ok(e) => e.records_not_stored,
+        Err(_) => 0,
     }
 }
 

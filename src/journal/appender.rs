@@ -455,6 +455,7 @@ impl Appender {
             Err(e) => Err(Error::Background {
                 kind: e.kind(),
                 message: format!("{e} ({left} queued record(s) were not stored: the appender closed)"),
+                records_not_stored: left as u64,
             }),
         }
     }
@@ -662,7 +663,8 @@ impl Shared {
                     self.progress.notify_all();
                 }
                 Err(e) => {
-                    let halved = batch.len() > 1;
+                    let tried = batch.len();
+                    let halved = tried > 1;
                     most = (batch.len() / 2).max(1);
                     // Back at the front, in order, before what was pushed meanwhile.
                     st.queue.prepend(batch);
@@ -677,7 +679,7 @@ impl Shared {
                     }
                     st.failures += 1;
                     halving_since = None; // (the next attempt, after a backoff, waits again)
-                    let seen = (e.kind(), e.to_string());
+                    let seen = (e.kind(), as_the_committers(&e, tried));
                     if retrying_cannot_fix(e.kind()) {
                         st.sticky = Some(seen);
                     } else {
@@ -742,9 +744,22 @@ fn retrying_cannot_fix(kind: ErrorKind) -> bool {
     )
 }
 
+/// The committer's error as the callers it is handed to read it: its own words speak of
+/// "this call" — the commit — and the push, flush or close that reports it made
+/// another call (an outside tester read "nothing of this call was stored" from a
+/// `push_lines` whose lines had been queued, and were stored later).
+fn as_the_committers(e: &Error, records: usize) -> String {
+    let fate = if retrying_cannot_fix(e.kind()) {
+        "the appender cannot go on: records queued and not yet committed will not be stored"
+    } else {
+        "they stay queued and are retried"
+    };
+    format!("{e} (met by the appender's background commit of {records} queued record(s), the call meant above; {fate})")
+}
+
 /// A recorded error, handed to another caller.
 fn replay((kind, message): &(ErrorKind, String)) -> Error {
-    Error::Background { kind: *kind, message: message.clone() }
+    Error::Background { kind: *kind, message: message.clone(), records_not_stored: 0 }
 }
 
 #[cfg(test)]

@@ -2153,6 +2153,40 @@ static void test_appender(void) {
     trib_journal_close(j);
     EXPECT(TRIB_OK, trib_appender_push(b, (const uint8_t *)"default", 7, NULL, &err));
     EXPECT(TRIB_OK, trib_appender_close(b, &err));
+
+    /* A close that gives up on queued records says how many, in the error itself: a
+     * journal whose backlog holds 25 bytes (no wait for room) stores 2 of 5 records of
+     * 10 bytes; the other 3 are lost at close, and only at close. */
+    char full[512];
+    path_in(full, dir, "full.journal");
+    EXPECT(TRIB_OK, trib_appender_options_default(&o, &err));
+    o.window_us = 7200ull * 1000000;
+    o.journal.max_backlog_bytes = 25;
+    o.journal.full_wait_ms = 0;
+    EXPECT(TRIB_OK, trib_appender_open(full, &o, &b, &err));
+    for (int i = 0; i < 5; i++) {
+        char line[16];
+        snprintf(line, sizeof line, "record-%03d", i);
+        EXPECT(TRIB_OK, trib_appender_push(b, (const uint8_t *)line, 10, NULL, &err));
+    }
+    EXPECT(TRIB_E_JOURNAL_FULL, trib_appender_flush(b, &err));
+    int rc = trib_appender_close(b, &err);
+    CHECK(rc == TRIB_E_JOURNAL_FULL && err != NULL);
+    CHECK(trib_error_records_not_stored(err) == 3);
+    CHECK(strstr(trib_error_message(err), "3 queued record(s) were not stored") != NULL);
+    trib_error_free(err);
+    err = NULL;
+    CHECK(trib_error_records_not_stored(NULL) == 0);
+    /* any other error: 0 (a failed flush's records stay queued) */
+    CHECK(trib_appender_flush(NULL, &err) == TRIB_E_INVALID_ARG && trib_error_records_not_stored(err) == 0);
+    trib_error_free(err);
+    err = NULL;
+    const char *full_paths[] = {full};
+    char full_target[512];
+    path_in(full_target, dir, "full.log");
+    init_target(full_target);
+    rep = drain_paths(full_target, full_paths, 1);
+    CHECK(rep.lines == 2);
 }
 
 int main(int argc, char **argv) {

@@ -445,6 +445,8 @@ FUNCTIONS = {
     "trib_error_message": (c_char_p, (trib_error_p,)),
     # int64_t trib_error_line_index(err)
     "trib_error_line_index": (c_int64, (trib_error_p,)),
+    # uint64_t trib_error_records_not_stored(err)
+    "trib_error_records_not_stored": (c_uint64, (trib_error_p,)),
     # const char *trib_result_name(code)
     "trib_result_name": (c_char_p, (c_int,)),
     # const char *trib_version(void)
