@@ -131,7 +131,9 @@ def test_records_daemon_threads_log_during_interpreter_exit_are_stored_not_error
     record was a "--- Logging error ... appender is closed" traceback on stderr, then
     (once the handler was closed) went to a new Appender nobody flushed — ~1,100 records
     lost in 3 runs of 5 (outside testers). Records emitted after the close are appended
-    durably now: every record a thread saw logged is stored, once, in order."""
+    durably now: every record a thread saw logged is stored, once, in order — after
+    the close stored what was still queued (a thread's record 500, appended while the
+    close was storing 0-499, came first in 1 run of 3)."""
     from conftest import run_python
 
     spool = tmp_path / "spool"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import threading
 import weakref
 from ctypes import byref, c_double, c_int, c_uint64
 from dataclasses import dataclass
@@ -60,6 +61,22 @@ def _flush_open_appenders(close: bool = True) -> None:
 _flushed_by_multiprocessing_in = 0
 
 
+class _AfterForkKey:
+    """What multiprocessing's after-fork registry holds (weakly) for this module."""
+
+
+_after_fork_key: Optional[_AfterForkKey] = None
+
+
+def _finalize_again(_key: _AfterForkKey) -> None:
+    """After multiprocessing cleared its exit finalizers in a new child process: ours
+    again, for the appenders opened before that (see below)."""
+    global _flushed_by_multiprocessing_in
+    _flushed_by_multiprocessing_in = 0
+    if _open:
+        _flush_at_multiprocessing_exit()
+
+
 def _flush_at_multiprocessing_exit() -> None:
     """A ``multiprocessing`` child (``fork``, ``forkserver``) ends with ``os._exit``:
     no ``atexit`` function runs, only multiprocessing's exit finalizers, so this
@@ -68,13 +85,22 @@ def _flush_at_multiprocessing_exit() -> None:
     the child's non-daemon threads are joined only after its finalizers ran, and a
     closed appender refused every record they logged meanwhile (an outside reviewer:
     199 of 200). What they log after this flush is durable within ``window``, as
-    before."""
-    global _flushed_by_multiprocessing_in
+    before.
+
+    A ``spawn`` or ``forkserver`` child imports the main module — which may open an
+    appender, registering this — *before* its process starts, and starting clears
+    every exit finalizer registered so far: an after-fork hook (run right after that
+    clearing) registers it again (an outside tester: a ``forkserver`` child that
+    returned normally lost 25 to 309 of its 2,000 records)."""
+    global _flushed_by_multiprocessing_in, _after_fork_key
     util = sys.modules.get("multiprocessing.util")
     if util is None or _flushed_by_multiprocessing_in == os.getpid():
         return
     _flushed_by_multiprocessing_in = os.getpid()
     util.Finalize(None, _flush_open_appenders, kwargs={"close": False}, exitpriority=0)
+    if _after_fork_key is None:  # once: a forked child inherits the registration
+        _after_fork_key = _AfterForkKey()
+        util.register_after_fork(_after_fork_key, _finalize_again)
 
 
 class Appender(Managed):
@@ -120,6 +146,10 @@ class Appender(Managed):
     ) -> None:
         super().__init__()
         self.path = os.fspath(path)
+        # Set once a close has stored (or given up on) the queued lines; the thread
+        # running that close.
+        self._close_done = threading.Event()
+        self._closing_thread: Optional[int] = None
         path_b = fspath_bytes(path, "path")
         opts = _ffi.trib_appender_options()
         call(lib.trib_appender_options_default, byref(opts))
@@ -140,6 +170,9 @@ class Appender(Managed):
         call(lib.trib_appender_open, path_b, byref(opts), byref(handle))
         self._set_handle(handle)
         self._drops = on_full == "drop"
+        #: Records pushed and never stored: set by a :meth:`close` that gave up on
+        #: them (the error it raised says so too); 0 otherwise.
+        self.records_not_stored = 0
         _open.add(self)
         _flush_at_multiprocessing_exit()
 
@@ -156,16 +189,32 @@ class Appender(Managed):
         could not be stored (the error says how many)."""
         if os.getpid() != self._pid:
             super().close()  # the parent's: forgotten, not flushed or freed here
+            self._close_done.set()
             return
         with self._cond:
             handle, self._handle = self._handle, None
+            if handle is not None:
+                self._closing_thread = threading.get_ident()
             self._wait_for_calls(handle)
         _open.discard(self)
         if handle is not None:
-            err = _ffi.trib_error_p()
-            rc = lib.trib_appender_close(handle, byref(err))
-            if rc != _ffi.TRIB_OK:
-                raise error_from(rc, err)
+            try:
+                err = _ffi.trib_error_p()
+                rc = lib.trib_appender_close(handle, byref(err))
+                if rc != _ffi.TRIB_OK:
+                    e = error_from(rc, err)
+                    self.records_not_stored = e.records_not_stored
+                    raise e
+            finally:
+                self._close_done.set()
+
+    def wait_closed(self) -> None:
+        """Wait until a ``close()`` that another thread began has stored the lines
+        still queued (or given up on them): what this thread writes to the journal
+        after that comes after them. Returns at once on the thread running that close
+        (a signal handler inside it) and on an appender that is open."""
+        if self.closed and self._closing_thread != threading.get_ident():
+            self._close_done.wait()
 
     def __repr__(self) -> str:
         return f"<tributary.Appender {self.path!r}{' closed' if self.closed else ''}>"

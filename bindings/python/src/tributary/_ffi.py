@@ -142,12 +142,15 @@ def error_from(rc: int, err: trib_error_p) -> TributaryError:
             raw = lib.trib_error_message(err) or b""
             message = raw.decode("utf-8", errors="replace")
             index = lib.trib_error_line_index(err)
+            not_stored = lib.trib_error_records_not_stored(err)
         finally:
             lib.trib_error_free(err)
     else:
-        code, index = rc, -1
+        code, index, not_stored = rc, -1, 0
         message = f"tributary call failed with code {rc} ({(lib.trib_result_name(rc) or b'?').decode()})"
-    return error_class(code)(message, code=code, line_index=index if index >= 0 else None)
+    e = error_class(code)(message, code=code, line_index=index if index >= 0 else None)
+    e.records_not_stored = not_stored
+    return e
 
 
 def call(fn: Callable[..., int], *args: Any) -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "IoError",
     "SqliteError",
     "PanicError",
+    "NotDurableError",
     "LibraryNotFoundError",
     "error_class",
 ]
@@ -66,6 +67,9 @@ class TributaryError(Exception):
             self.code = code
         #: For :class:`InvalidLineError`: index of the refused line within the call.
         self.line_index = line_index
+        #: From :meth:`Appender.close`: the records it gave up on (queued, never
+        #: stored); 0 for every other error.
+        self.records_not_stored = 0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
@@ -206,6 +210,23 @@ class PanicError(TributaryError):
     is poisoned: close it."""
 
     code, kind = _c.TRIB_E_PANIC, "panic"
+
+
+class NotDurableError(TributaryError, OSError):
+    """A background :class:`~tributary.logging.JournalHandler`'s ``flush()`` or
+    ``close()`` could not make the records emitted before it durable. The library's
+    error is ``__cause__`` (same ``code`` and ``kind``). An :class:`OSError` too, like a
+    stream handler's failed flush, so ``logging.shutdown`` and ``dictConfig`` carry on
+    with the other handlers. ``records_not_stored``: from ``close()``, the records lost
+    (also counted in the handler's ``failed_records``); from ``flush()``, 0 — they stay
+    queued and are retried."""
+
+    @classmethod
+    def of(cls, what: str, cause: TributaryError) -> "NotDurableError":
+        e = cls(f"{what}: {cause.message}", code=cause.code)
+        e.kind = cause.kind
+        e.records_not_stored = cause.records_not_stored
+        return e
 
 
 class LibraryNotFoundError(ImportError):

@@ -32,7 +32,7 @@ from typing import Any, Dict, Optional, Union
 from ._appender import Appender
 from ._journal import DEFAULT_MAX_LINE_BYTES, Journal
 from ._util import PathLike, Seconds
-from .errors import JournalGoneError, TributaryError
+from .errors import JournalGoneError, NotDurableError, TributaryError
 
 __all__ = ["JournalHandler", "escape", "unescape"]
 
@@ -68,6 +68,14 @@ def unescape(line: str) -> str:
     return _UNESCAPE.sub(one, line)
 
 
+def _called_by_logging_shutdown() -> bool:
+    """Whether the caller of the calling method is :func:`logging.shutdown`."""
+    try:
+        return sys._getframe(2).f_code is logging.shutdown.__code__
+    except (AttributeError, ValueError):  # no frames to look at: assume a user's call
+        return False
+
+
 class JournalHandler(logging.Handler):
     """Write each formatted record as one line of the journal at ``path``.
 
@@ -79,7 +87,8 @@ class JournalHandler(logging.Handler):
     queues the record and returns at once; a committer thread makes what is queued
     durable in one transaction, each record within ``window`` seconds (default 0.01)
     of its ``emit``. :meth:`flush` (which ``logging.shutdown`` calls at exit) waits
-    until every record emitted before it is durable. A crash loses at most the records
+    until every record emitted before it is durable, or raises
+    :class:`~tributary.NotDurableError`. A crash loses at most the records
     of that window, never one emitted before a ``flush()`` that returned. When
     ``max_queue_bytes`` are queued, ``emit`` waits (``on_full="block"``, the default)
     or drops the record and counts it in :attr:`dropped_records` (``on_full="drop"``).
@@ -200,7 +209,10 @@ class JournalHandler(logging.Handler):
             if isinstance(j, Appender) and j.closed:
                 # Closed by the exit hook while threads still log (daemon threads during
                 # interpreter shutdown): durable appends from here on, not a "Logging
-                # error" per record (an outside tester).
+                # error" per record (an outside tester) — once the close has stored
+                # the records still queued, this thread's earlier ones among them (an
+                # append before that put a thread's record 500 before its 0-499).
+                j.wait_closed()
                 j = self._reopen(j)
             if isinstance(j, Appender):
                 if not j.push(line):
@@ -228,33 +240,55 @@ class JournalHandler(logging.Handler):
 
     def flush(self) -> None:
         """With ``background=True``, wait until every record emitted before this call is
-        durable (a failure is reported on stderr like a failed ``emit``; the records stay
-        queued and are retried). Without, every emitted record is already durable."""
+        durable, or raise :class:`~tributary.NotDurableError` (an ``OSError``, as a
+        stream handler's failed flush: ``logging.shutdown`` carries on) with the failure
+        of a commit attempt meanwhile; the records stay queued and are retried. Without,
+        every emitted record is already durable."""
         j = self._journals.get(os.getpid())
         # (closed by the exit hook, which flushed it and said if that failed:
         # ``logging.shutdown`` runs after it)
         if isinstance(j, Appender) and not j.closed:
-            self._reporting(j.flush)
+            try:
+                j.flush()
+            except TributaryError as e:
+                # ``logging.shutdown`` (also run by ``dictConfig``) skips ``close`` after a
+                # flush that raised, and close is what counts and reports records lost:
+                # there, close says it.
+                if _called_by_logging_shutdown():
+                    return
+                # Raised, whatever ``logging.raiseExceptions`` says: a flush that
+                # returned promises the records are durable (an outside tester's flush
+                # returned quietly, and a SIGKILL then lost 57 of 100 records).
+                raise NotDurableError.of("records emitted before this flush are not durable", e) from e
 
     def close(self) -> None:
         """Close this process's journal handle; with ``background=True`` after making
-        every emitted record durable (records already emitted are durable)."""
+        every emitted record durable. Records it must give up on (their commits kept
+        failing) are counted in :attr:`failed_records`, and it raises
+        :class:`~tributary.NotDurableError` saying how many
+        (``records_not_stored``)."""
         with self._open_lock:
             self._closed = True
             j = self._journals.pop(os.getpid(), None)
-        if j is not None:
-            self._reporting(j.close)
-        super().close()
-
-    def _reporting(self, action: Any) -> None:
-        """Run ``action``; a tributary error is printed to stderr (while
-        ``logging.raiseExceptions``, as :meth:`handleError` does), not raised: flush and
-        close run from ``logging.shutdown`` at exit."""
+        failure: Optional[TributaryError] = None
         try:
-            action()
-        except TributaryError as e:
+            if j is not None:
+                try:
+                    j.close()
+                except TributaryError as e:
+                    failure = e
+                # (an appender the exit hook closed first said so on stderr; its loss
+                # is counted here all the same)
+                lost = j.records_not_stored if isinstance(j, Appender) else 0
+                if lost:
+                    with self._count_lock:
+                        self.failed_records += lost
+        finally:
+            super().close()
+        if failure is not None:
             if logging.raiseExceptions:
-                sys.stderr.write(f"--- tributary.JournalHandler could not make records durable: {e}\n")
+                sys.stderr.write(f"--- tributary.JournalHandler could not make records durable: {failure}\n")
+            raise NotDurableError.of("closing the handler", failure) from failure
 
     def __repr__(self) -> str:
         return f"<JournalHandler {self.path!r} ({logging.getLevelName(self.level)})>"
