@@ -89,10 +89,12 @@ pub enum Error {
     TargetTruncated {
         /// The target file.
         target: PathBuf,
-        /// Its length now, in bytes.
+        /// Its length now, in bytes (0 when it is gone).
         len: u64,
         /// The bytes the manifest says are committed.
         committed_len: u64,
+        /// No file at the target's path at all (removed or renamed away), not a short one.
+        gone: bool,
     },
     /// The target has a hole (zeros never written) where a drain wrote lines: it was
     /// truncated behind tributary's back and written past since — by a round in
@@ -316,7 +318,7 @@ impl ErrorKind {
             ErrorKind::CorruptManifest => "Stop the compactors and keep the sidecar folder as it is; do not restore an older copy of it (it would be older than the target). A newer format: upgrade this binary (older builds advise a restore here: do not follow it).",
             ErrorKind::CorruptJournalRow => "Check the disk holding the journal; keep the journal file for inspection.",
             ErrorKind::TargetTruncated => "Restore the target's file; rotate a tributary target only with managed rotation (`--rotate-bytes`).",
-            ErrorKind::UnexpectedTail => "With the compactors stopped, save the extra bytes (`tail -c N`), cut them off (`truncate -s -N`), and append them through a journal.",
+            ErrorKind::UnexpectedTail => "First `tributary verify`: if it says the committed bytes were changed, the file was overwritten — restore it from a copy, do not cut it (cutting makes the overwrite final). If they are intact: with the compactors stopped, save the extra bytes (`tail -c N`), cut them off (`truncate -s -N`), and append them through a journal.",
             ErrorKind::TornTarget => "Finish or remove the partial last line (or move the wrong generation file away), then run `init` or the drain again.",
             ErrorKind::JournalRestored => "Keep only the live copy of the journal and give a cloned host a new journal file; a copy that took appends of its own (a cloned VM, containers from one image) holds lines in no target: salvage them with `tributary dump` before removing it (README \"Operations\").",
             ErrorKind::JournalForeign => "Drain the journal into the target it was drained into before; a copy of a journal retired from this target is removed (its lines are in the target).",
@@ -468,7 +470,7 @@ impl Error {
     /// ([`Error::TargetHole`], retried).
     pub(crate) fn cut_during_round(target: &std::path::Path, len: u64, committed_len: u64, round_end: u64) -> Error {
         if len < committed_len {
-            Error::TargetTruncated { target: target.to_path_buf(), len, committed_len }
+            Error::TargetTruncated { target: target.to_path_buf(), len, committed_len, gone: false }
         } else {
             Error::TargetHole { target: target.to_path_buf(), hole: len, committed_len, round_end: Some(round_end) }
         }
@@ -552,13 +554,15 @@ impl fmt::Display for Error {
                  The local disk holding the journal may be failing",
                 journal.display()
             ),
-            Error::TargetTruncated { target, len, committed_len } => write!(
+            Error::TargetTruncated { target, len, committed_len, gone } => write!(
                 f,
-                "target truncated: {} is {len} bytes but {committed_len} bytes were committed; someone truncated, \
+                "target truncated: {} {} but {committed_len} bytes were committed; someone truncated, \
                  removed or replaced it behind tributary's back (logrotate copytruncate or create?). Nothing was \
                  touched: restore the file. To rotate a tributary target, use managed rotation instead \
                  (compact --rotate-bytes / CompactorOptions::rotate_bytes)",
-                target.display()
+                target.display(),
+                // (a file moved away for 20 ms read "is 0 bytes": an outside tester)
+                if *gone { "is gone (no file at that path)".to_string() } else { format!("is {len} bytes") }
             ),
             Error::TargetHole { target, hole, committed_len, round_end: Some(end) } if hole >= committed_len => write!(
                 f,
@@ -585,8 +589,10 @@ impl fmt::Display for Error {
                 "unexpected tail: {} has {tail_bytes} bytes beyond the committed length that no drain round of \
                  tributary was writing ({max_round_bytes} bytes were announced by an intent): another program \
                  appended to the target, or the manifest is older than the target (a restored sidecar, or an \
-                 incoherent client cache: see README). Nothing was touched. Save those bytes (`tail -c \
-                 {tail_bytes} TARGET`), cut them off (`truncate -s -{tail_bytes} TARGET`) with the compactors \
+                 incoherent client cache: see README). Nothing was touched. First check the committed part: \
+                 `tributary verify --target TARGET` — if it says the committed bytes were changed, the file was \
+                 overwritten: restore it from a copy, do not cut it. If they are intact: save those bytes (`tail \
+                 -c {tail_bytes} TARGET`), cut them off (`truncate -s -{tail_bytes} TARGET`) with the compactors \
                  stopped, and append them through a journal",
                 target.display()
             ),

@@ -677,6 +677,34 @@ fn status_and_verify_json_print_one_object_even_when_they_stop_on_an_error() {
     assert!(v["problems"][0].as_str().unwrap().contains("is missing"), "{v}");
 }
 
+/// `init` on the target's own file cut short (same inode: `truncate`, or `rm` + create
+/// when the filesystem reuses the inode number) refuses it as a drain does: it said
+/// "exists; nothing to do", exit 0 (an outside tester). A target that is gone is
+/// called gone, not "0 bytes".
+#[test]
+fn init_on_a_truncated_target_refuses_it_as_a_drain_does() {
+    let d = tmp();
+    let (target, t) = drained_target(d.path());
+    let spool = s(&paths(d.path()).0);
+    let committed = std::fs::metadata(&target).unwrap().len();
+    for cut in [0, committed - 1] {
+        std::fs::OpenOptions::new().write(true).open(&target).unwrap().set_len(cut).unwrap();
+        for args in [&["init", "--target", &t][..], &["drain", "--target", &t, "--spool", &spool]] {
+            let (cmd, out) = (args[0], cli(args));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{cmd} on a target cut to {cut}: {err}");
+            assert!(
+                err.contains("[target_truncated]") && err.contains(&format!("is {cut} bytes but {committed} bytes")),
+                "{cmd}: {err}"
+            );
+        }
+    }
+    std::fs::remove_file(&target).unwrap();
+    let out = cli(&["drain", "--target", &t, "--spool", &spool]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[target_truncated]") && err.contains("is gone (no file at that path)"), "{err}");
+}
+
 /// `init` on a target whose file was replaced by other content says what to do
 /// instead of running `init` again, which refuses it every time (an outside tester
 /// followed the old advice in a loop); then moving the file and sidecar aside, as it

@@ -67,6 +67,8 @@ fn foreign_bytes_in_the_target_are_reported_and_refused_touching_nothing() {
         assert!(e.to_string().contains("no drain round"), "the message does not say what happened: {e}");
         assert_untouched(&before, &target, &[&j], &format!("refusal {attempt}"));
     }
+    // the advice checks the committed part first: here it is intact
+    assert!(v.problems.iter().all(|p| !p.contains("committed bytes were changed")), "{:?}", v.problems);
     // the documented remedy: save the bytes, cut them off, append them through a journal
     let committed = manifest_of(&target).committed_len;
     fs::OpenOptions::new().write(true).open(&target).unwrap().set_len(committed).unwrap();
@@ -845,4 +847,31 @@ fn the_lines_of_a_refused_clone_are_counted_and_salvaged_exactly_once() {
     let out = cli(&["dump", "--journal", &s(&clone_path), "--after", "6", "--seqs"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.stdout, b"7\tcontainer-b-000003\n8\tcontainer-b-\xff\n");
+}
+
+/// The committed lines overwritten in place by longer, other content (same inode):
+/// the drain refuses the tail it sees past the committed length — and its advice, to
+/// cut that tail off, would make the overwrite final (an outside tester did, and the
+/// next drain exited 0 with the committed lines gone). The message sends the operator
+/// to `verify` first, which tells the overwrite.
+#[test]
+fn an_overwritten_target_s_unexpected_tail_sends_the_operator_to_verify_first() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let j = journal(&spool.join("a.journal"));
+    append_all(&j, &numbered("a", 0..5));
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let committed = manifest_of(&target).committed_len;
+    // other lines, one of them ending where the committed part ends (the one byte a
+    // round checks there is a `\n`), then more
+    let mut other = vec![b'x'; usize::try_from(committed).unwrap() - 1];
+    other.extend_from_slice(b"\nother content\nand more\n");
+    fs::write(&target, &other).unwrap(); // in place: same inode
+    let e = compactor(&target).drain(std::slice::from_ref(&j)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnexpectedTail, "{e}");
+    assert!(e.to_string().contains("First check the committed part: `tributary verify"), "{e}");
+    assert!(e.to_string().contains("restore it from a copy, do not cut it"), "{e}");
+    let v = verify(&target).unwrap();
+    assert!(v.problems.iter().any(|p| p.contains("committed bytes were changed")), "verify: {:?}", v.problems);
 }

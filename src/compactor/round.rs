@@ -390,9 +390,12 @@ impl Compactor {
                  remounted?"
                     .into(),
             )),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(Error::TargetTruncated { target: self.target.clone(), len: 0, committed_len: m.committed_len })
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::TargetTruncated {
+                target: self.target.clone(),
+                len: 0,
+                committed_len: m.committed_len,
+                gone: true,
+            }),
             Err(e) => Err(Error::io(format!("opening target {}", self.target.display()), e)),
         }
     }
@@ -767,7 +770,7 @@ impl Round<'_> {
         }
         let ino = c.check_identity(ino, &self.manifest)?;
         if size < committed_len {
-            return Err(Error::TargetTruncated { target: c.target.clone(), len: size, committed_len });
+            return Err(Error::TargetTruncated { target: c.target.clone(), len: size, committed_len, gone: false });
         }
         c.check_committed_end(&file, committed_len, None)?;
         Ok((file, ino, size))
@@ -1015,7 +1018,7 @@ impl Round<'_> {
                     )))
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(Error::TargetTruncated { target: c.target.clone(), len: 0, committed_len })
+                    return Err(Error::TargetTruncated { target: c.target.clone(), len: 0, committed_len, gone: true })
                 }
                 Err(e) => return Err(c.lost_or_io("looking up the target before the commit", e)),
             }

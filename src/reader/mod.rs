@@ -314,7 +314,12 @@ impl Reader {
             )));
         };
         if limit < self.limit {
-            return Err(Error::TargetTruncated { target: self.target.clone(), len: limit, committed_len: self.limit });
+            return Err(Error::TargetTruncated {
+                target: self.target.clone(),
+                len: limit,
+                committed_len: self.limit,
+                gone: false,
+            });
         }
         self.limit = limit;
         self.manifest = Some(m);
@@ -583,6 +588,7 @@ impl Reader {
                 target: self.target.clone(),
                 len: self.fresh_len,
                 committed_len: self.limit,
+                gone: false,
             });
         }
         let unchecked_small = self.limit <= SMALL_GENERATION && self.content_checked < self.limit;
