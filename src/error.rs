@@ -310,7 +310,7 @@ impl ErrorKind {
     #[must_use]
     pub fn what_to_do(self) -> &'static str {
         match self {
-            ErrorKind::InvalidLine => "Fix or split the line, or raise `max_line_bytes` (`--max-line-bytes`) on the writers and compactors alike.",
+            ErrorKind::InvalidLine => "Fix or split the line, or raise `max_line_bytes` (`--max-line-bytes`) on the writers (a compactor drains longer lines all the same: its own setting only sizes a round's intent).",
             ErrorKind::InvalidArgument => "Fix the argument the message names.",
             ErrorKind::JournalFull => "Run (or speed up) a compactor, raise `max_backlog_bytes`, or set `full_wait` to wait for room; a call larger than the maximum: split it (`tributary append` does).",
             ErrorKind::LockTimeout => "Retry later (a daemon does by itself); if it persists, find the holder on each host with `grep -ls \"OFDLCK.*:$(stat -c %i LOCKFILE) \" /proc/[0-9]*/fdinfo/*` (it prints /proc/<pid>/fdinfo/<fd>; `lslocks` shows this kind of lock without its pid).",
@@ -499,7 +499,7 @@ impl fmt::Display for LineProblem {
             LineProblem::TooLong { len, max } => write!(
                 f,
                 "is {len} bytes, longer than the maximum of {max} (the journal's max_line_bytes, \
-                 --max-line-bytes; raise it on the writers and the compactors alike)"
+                 --max-line-bytes; raise it on the writers — compactors drain longer lines all the same)"
             ),
         }
     }

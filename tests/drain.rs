@@ -677,3 +677,27 @@ fn compactors_follow_the_manifest_format_init_switches_the_target_to() {
     assert_eq!(lines_of(&target).len(), expected.len());
     assert!(tributary::verify(&target).unwrap().is_consistent());
 }
+
+/// A writer allowed longer lines than a compactor's own `max_line_bytes`: the
+/// compactor drains them all the same (docs/errors.md says to raise the limit on the
+/// writers only), and a round killed after writing such a line leaves a tail its
+/// widened intent covers, which the next drain cuts and writes again.
+#[test]
+fn a_compactor_drains_lines_longer_than_its_own_max_line_bytes() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    let jp = spool.join("a.journal");
+    let j = Journal::open(&jp, tributary::JournalOptions::default().max_line_bytes(4096)).unwrap();
+    init(&target);
+    let long = vec![b'L'; 3000];
+    j.append(&long).unwrap();
+    let small = ["--max-round-bytes", "1000", "--max-line-bytes", "100"];
+    crash_a_drain_after_its_write(&target, &jp, &small);
+    assert!(manifest_of(&target).intent.is_some_and(|i| i.max_len >= 3001), "the intent covers the long line");
+    let mut opts = CompactorOptions::default().max_round_bytes(1000);
+    opts.journal.max_line_bytes = 100;
+    j.append(b"after").unwrap();
+    let r = Compactor::new(&target, opts).unwrap().drain(std::slice::from_ref(&j)).unwrap();
+    assert_eq!(r.repaired_tail_bytes, 3001, "the killed round's line was cut");
+    assert_exactly(&target, &[long, b"after".to_vec()]);
+}

@@ -176,7 +176,7 @@ fn read_line_bounded(input: &mut impl BufRead, limit: usize, line: &mut Vec<u8>)
 fn too_long(max: usize) -> String {
     format!(
         "is longer than the maximum of {max} bytes (more than {max} bytes came before its newline; the rest was not \
-         read): split it, or raise --max-line-bytes on the writers and the compactors alike"
+         read): split it, or raise --max-line-bytes on the writers (compactors drain longer lines all the same)"
     )
 }
 
