@@ -136,7 +136,8 @@ func (a *Appender) release() {
 // until Flush returns (or the committer's next commit). A line with '\n' or longer
 // than MaxLineBytes is refused at once with ErrInvalidLine. A Push waiting for room
 // returns the error of a commit attempt that failed meanwhile (e.g. a full disk), the
-// line not queued.
+// line not queued; while commits fail, a Push that would wait returns their error at
+// once.
 func (a *Appender) Push(line []byte) (queued bool, err error) {
 	const op = "push"
 	// after what a SlogHandler or Writer gathered before it (push order): if those
@@ -201,7 +202,9 @@ type AppenderStats struct {
 	// closed, its journal gone for good): not stored. Every later call returns that
 	// error. (They gather lines and hand them over in groups: Pushed counts lines
 	// handed over; Flush hands over what is gathered. Any other failure of a
-	// hand-over keeps the lines for the next one, and Flush returns it.)
+	// hand-over keeps the lines for the next one, and Flush returns it.) Lines that
+	// Close gives up on are not here: RecordsNotStored(the error Close returned)
+	// counts them, each lost line in one of the two.
 	Refused uint64
 }
 

@@ -255,6 +255,29 @@ func TestAppenderCloseSaysHowManyLinesItGaveUpOn(t *testing.T) {
 			t.Fatalf("%s: drained %+v, %v: want the 2 lines that fit", via, r, err)
 		}
 	}
+	// Through slog: each lost record counted once, in Failed() (refused while logging)
+	// or in RecordsNotStored (given up at Close) — the gathered ones were in both.
+	path := f.journalPath("slog")
+	a, err := OpenAppender(path, &AppenderOptions{
+		Window: never, MaxQueueBytes: 120, JournalOptions: JournalOptions{MaxBacklogBytes: 150},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewSlogHandler(a, nil)
+	logger := slog.New(h)
+	for i := range 5 {
+		logger.Info(fmt.Sprintf("r%d", i))
+	}
+	closeErr := a.Close()
+	stored, err := Drain(context.Background(), f.target, DrainOptions{Journals: []string{path}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lost := h.Failed() + RecordsNotStored(closeErr); stored.Lines+lost != 5 || lost == 0 || stored.Lines == 0 {
+		t.Fatalf("slog: %d stored, Failed %d, RecordsNotStored %d: want each of 5 records once", stored.Lines,
+			h.Failed(), RecordsNotStored(closeErr))
+	}
 	if RecordsNotStored(nil) != 0 || RecordsNotStored(ErrClosed) != 0 {
 		t.Fatal("RecordsNotStored of no error or another error: want 0")
 	}

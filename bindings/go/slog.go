@@ -32,6 +32,9 @@ type SlogHandler struct {
 // Over an Appender it also counts the records dropped when handing them over met an
 // error retrying cannot fix (records are gathered and handed over in groups:
 // Appender.Stats().Refused, shared by every handler and Writer of that Appender).
+// The records the Appender's Close gives up on are counted by RecordsNotStored(the
+// error Close returned), not here: Failed() + RecordsNotStored(err) is every record
+// lost, each once.
 // Records a full queue dropped under DropWhenFull are not here: they are counted in
 // Appender.Stats().Dropped. Watch it the way Python's JournalHandler.failed_records
 // is watched.
