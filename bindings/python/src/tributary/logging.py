@@ -69,11 +69,19 @@ def unescape(line: str) -> str:
 
 
 def _called_by_logging_shutdown() -> bool:
-    """Whether the caller of the calling method is :func:`logging.shutdown`."""
+    """Whether :func:`logging.shutdown` is among the callers (a subclass's ``flush``
+    calling ``super().flush()`` is one frame more: an outside tester)."""
     try:
-        return sys._getframe(2).f_code is logging.shutdown.__code__
+        frame = sys._getframe(2)
     except (AttributeError, ValueError):  # no frames to look at: assume a user's call
         return False
+    for _ in range(8):
+        if frame is None:
+            return False
+        if frame.f_code is logging.shutdown.__code__:
+            return True
+        frame = frame.f_back
+    return False
 
 
 class JournalHandler(logging.Handler):
