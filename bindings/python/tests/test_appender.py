@@ -24,6 +24,22 @@ def drained(target: Path, journal: Path) -> list:
     return target_lines(target)
 
 
+def run_script_and_drain(target: Path, spool: Path, name: str, code: str, method: str) -> list:
+    """Run ``code`` as script ``name`` with the journal path and ``method`` as its
+    arguments (it must exit 0), then drain the spool: the target's lines."""
+    script = spool.parent / name
+    script.write_text(code)
+    r = subprocess.run(
+        [sys.executable, str(script), str(spool / "app.journal"), method],
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+    )
+    assert r.returncode == 0, r.stderr
+    tributary.drain(target, spool=spool, create=True)
+    return target_lines(target)
+
+
 def test_push_then_flush_commits_in_order(target: Path, spool: Path) -> None:
     path = spool / "a.journal"
     with tributary.Appender(path, window=7200) as a:  # only flushes commit
@@ -184,41 +200,46 @@ def test_a_normal_exit_says_nothing_about_records_it_made_durable(target: Path, 
     assert drained(target, path) == [f"INFO:root:quiet {i}".encode() for i in range(1000)]
 
 
+@pytest.mark.parametrize(
+    "method, configured", [("fork", "in __main__"), ("fork", "at import"), ("spawn", "at import"), ("forkserver", "at import")]
+)
 def test_multiprocessing_children_that_return_normally_keep_their_background_records(
-    target: Path, spool: Path
+    target: Path, spool: Path, method: str, configured: str
 ) -> None:
     # A multiprocessing child ends with os._exit: no atexit function runs, so the
     # records its appender still queued died with it, silently (an outside tester:
     # records missing in 8 of 8 runs, often all of a child's). Its exit finalizers
-    # now flush its appenders. A window far longer than the test: nothing is durable
-    # unless the exit made it so.
-    code = """
-        import logging, multiprocessing, sys, tributary.logging
+    # now flush its appenders. Logging configured when the main module is imported
+    # (the usual pattern): a spawn or forkserver child opens its appender while
+    # importing it, before its process starts — and starting clears every exit
+    # finalizer registered so far (an outside tester's forkserver children lost 25 to
+    # 309 of 2,000 records each). A window far longer than the test: nothing is
+    # durable unless the child's exit made it so.
+    setup = "logging.basicConfig(level=logging.INFO, handlers=[" + (
+        "tributary.logging.JournalHandler(sys.argv[1], background=True, window=7200)])"
+    )
+    code = f"""
+import logging, multiprocessing, sys, tributary.logging
+{setup if configured == "at import" else ""}
 
-        def child(n):
-            for i in range(200):
-                logging.info("child %d record %d", n, i)
+def child(n):
+    for i in range(200):
+        logging.info("child %d record %d", n, i)
 
-        if __name__ == "__main__":
-            logging.basicConfig(level=logging.INFO, handlers=[
-                tributary.logging.JournalHandler(sys.argv[1], background=True, window=7200)])
-            ctx = multiprocessing.get_context(sys.argv[2])
-            procs = [ctx.Process(target=child, args=(n,)) for n in range(3)]
-            for p in procs:
-                p.start()
-            for p in procs:
-                p.join()
-            sys.exit(max(p.exitcode for p in procs))
-    """
-    script = spool.parent / "mp_children.py"
-    script.write_text(textwrap.dedent(code))
-    r = subprocess.run([sys.executable, str(script), str(spool / "app.journal"), "fork"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    tributary.drain(target, spool=spool, create=True)
-    lines = target_lines(target)
+if __name__ == "__main__":
+    {setup if configured == "in __main__" else "pass"}
+    ctx = multiprocessing.get_context(sys.argv[2])
+    procs = [ctx.Process(target=child, args=(n,)) for n in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    sys.exit(max(p.exitcode for p in procs))
+"""
+    lines = run_script_and_drain(target, spool, "mp_children.py", code, method)
     expected = [f"INFO:root:child {n} record {i}".encode() for n in range(3) for i in range(200)]
     missing = sorted(set(expected) - set(lines))
-    assert not missing, f"{len(missing)} records lost, e.g. {missing[:3]}"
+    assert not missing, f"{method}, configured {configured}: {len(missing)} records lost, e.g. {missing[:3]}"
     assert sorted(lines) == sorted(expected)
 
 
@@ -365,54 +386,6 @@ def test_a_queue_that_outgrows_the_memory_refuses_the_push_instead_of_aborting(s
     assert second == f"flushed {pushed}", out.stdout
 
 
-@pytest.mark.parametrize("method", ["spawn", "forkserver"])
-def test_children_that_configure_logging_at_import_keep_their_background_records(
-    target: Path, spool: Path, method: str
-) -> None:
-    # Logging configured when the main module is imported (the usual pattern): a
-    # spawn or forkserver child opens its appender while importing it, before its
-    # process starts — and starting clears every exit finalizer registered so far. A
-    # forkserver child ends with os._exit (no atexit): an outside tester's children,
-    # returning normally, lost 25 to 309 of 2,000 records each. A window far longer
-    # than the test: nothing is durable unless the child's exit made it so.
-    code = """
-        import logging, multiprocessing, sys, tributary.logging
-
-        handler = tributary.logging.JournalHandler(sys.argv[1], background=True, window=7200)
-        log = logging.getLogger("app")
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-
-        def child(n):
-            for i in range(300):
-                log.info("child %d record %d", n, i)
-
-        if __name__ == "__main__":
-            ctx = multiprocessing.get_context(sys.argv[2])
-            procs = [ctx.Process(target=child, args=(n,)) for n in range(2)]
-            for p in procs:
-                p.start()
-            for p in procs:
-                p.join()
-            sys.exit(max(p.exitcode for p in procs))
-    """
-    script = spool.parent / "mp_import.py"
-    script.write_text(textwrap.dedent(code))
-    r = subprocess.run(
-        [sys.executable, str(script), str(spool / "app.journal"), method],
-        capture_output=True,
-        text=True,
-        timeout=HANG_GUARD,
-    )
-    assert r.returncode == 0, r.stderr
-    tributary.drain(target, spool=spool, create=True)
-    lines = target_lines(target)
-    expected = [f"child {n} record {i}".encode() for n in range(2) for i in range(300)]
-    missing = sorted(set(expected) - set(lines))
-    assert not missing, f"{method}: {len(missing)} records lost, e.g. {missing[:3]}"
-    assert sorted(lines) == sorted(expected)
-
-
 def failing_handler(spool: Path) -> tributary.logging.JournalHandler:
     """A background handler whose journal takes about 2,000 bytes and never waits for
     room (no compactor drains it): records past that can never be stored."""
@@ -528,18 +501,9 @@ def test_a_multiprocessing_childs_threads_records_after_its_exit_flush_survive_i
             p.join()
             sys.exit(p.exitcode)
     """
-    script = spool.parent / "mp_late_no_flush.py"
-    script.write_text(textwrap.dedent(code))
-    r = subprocess.run(
-        [sys.executable, str(script), str(spool / "app.journal"), method],
-        capture_output=True,
-        text=True,
-        timeout=HANG_GUARD,
-    )
-    assert r.returncode == 0, r.stderr
-    tributary.drain(target, spool=spool, create=True)
+    lines = run_script_and_drain(target, spool, "mp_late_no_flush.py", textwrap.dedent(code), method)
     expected = [b"INFO:root:early"] + [f"INFO:root:late {i}".encode() for i in range(100)]
-    assert sorted(target_lines(target)) == sorted(expected)
+    assert sorted(lines) == sorted(expected)
 
 
 def test_an_appender_garbage_collected_without_close_says_what_it_lost(spool: Path) -> None:
