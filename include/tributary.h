@@ -1247,6 +1247,24 @@ int trib_init(const char *target,
               struct trib_error **err_out);
 
 /**
+ * `trib_init`, then, with `manifest_format` 2 or 3, switch the target's manifest to
+ * that format (a new target is made in it; docs/design.md "Manifest deltas": 3, the
+ * default, is read only by builds from 2026-12-04 on; 2 for a target that older
+ * builds drain too). 0: as `trib_init` (a new target in 3, an existing one keeps
+ * its format). Another value is `TRIB_E_INVALID_ARG`, nothing done.
+ * `trib_status_report_manifest_format` tells the format a target has.
+ *
+ * # Safety
+ * `target` must be NULL or NUL-terminated; `options` NULL or readable; `report_out`
+ * and `err_out` NULL or writable.
+ */
+int trib_init_in_format(const char *target,
+                        const struct trib_compactor_options *options,
+                        uint32_t manifest_format,
+                        struct trib_init_report *report_out,
+                        struct trib_error **err_out);
+
+/**
  * Drain journals into `target` until every line they held when the call started is
  * committed (bounded rounds; the target's lock is released between rounds). The
  * journals are either the `journal_count` paths in `journal_paths`, or every

@@ -133,9 +133,22 @@ type InitReport struct {
 // it (and upgrades an older manifest format). Drains never create a target unless
 // DrainOptions.Create is set. ctx is checked before anything starts.
 func Init(ctx context.Context, target string) (InitReport, error) {
+	return InitInFormat(ctx, target, 0)
+}
+
+// InitInFormat is Init, then, with manifestFormat 2 or 3, makes a new target in that
+// format or switches an existing one to it: 3 (the default for new targets) commits
+// only what changed and is read by builds from 2026-12-04 on; 2 for a target that
+// older builds drain too (docs/design.md "Manifest deltas"). 0 is Init: a new target
+// in 3, an existing one keeps its format (Status tells it). Another value is
+// ErrInvalidArgument, nothing done.
+func InitInFormat(ctx context.Context, target string, manifestFormat int) (InitReport, error) {
 	const op = "init"
 	if err := ctx.Err(); err != nil {
 		return InitReport{}, err
+	}
+	if manifestFormat != 0 && manifestFormat != 2 && manifestFormat != 3 {
+		return InitReport{}, argError(op, fmt.Sprintf("manifestFormat is %d: give 2, 3, or 0 (as Init)", manifestFormat))
 	}
 	ctarget, err := cString(op, "target", target)
 	if err != nil {
@@ -144,7 +157,7 @@ func Init(ctx context.Context, target string) (InitReport, error) {
 	defer C.free(unsafe.Pointer(ctarget))
 	var r C.trib_init_report
 	var cerr *C.trib_error
-	if err := callError(op, C.trib_init(ctarget, nil, &r, &cerr), cerr); err != nil {
+	if err := callError(op, C.trib_init_in_format(ctarget, nil, C.uint32_t(manifestFormat), &r, &cerr), cerr); err != nil {
 		return InitReport{}, err
 	}
 	return InitReport{

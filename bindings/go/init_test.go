@@ -303,3 +303,33 @@ func TestDrainCreate(t *testing.T) {
 		t.Fatalf("the target id changed: %s -> %s", st.TargetID, st2.TargetID)
 	}
 }
+
+// InitInFormat makes a target older builds drain too (format 2), switches it back,
+// and refuses a format that does not exist (the CLI's `init --manifest-format` had
+// no binding).
+func TestInitInFormatMakesOrSwitchesTheManifestFormat(t *testing.T) {
+	f := newBareFixture(t)
+	ctx := context.Background()
+	format := func() int {
+		t.Helper()
+		s, err := Status(f.target, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.ManifestFormat
+	}
+	if r, err := InitInFormat(ctx, f.target, 2); err != nil || !r.Created || format() != 2 {
+		t.Fatalf("InitInFormat 2: %+v %v, format %d", r, err, format())
+	}
+	if r, err := InitInFormat(ctx, f.target, 3); err != nil || r.Created || format() != 3 {
+		t.Fatalf("InitInFormat 3: %+v %v, format %d", r, err, format())
+	}
+	if _, err := Init(ctx, f.target); err != nil || format() != 3 {
+		t.Fatalf("Init keeps the format: %v, format %d", err, format())
+	}
+	for _, bad := range []int{1, 4, -2} {
+		if _, err := InitInFormat(ctx, f.target, bad); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("InitInFormat %d: %v, want ErrInvalidArgument", bad, err)
+		}
+	}
+}

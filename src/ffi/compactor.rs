@@ -123,26 +123,65 @@ pub unsafe extern "C" fn trib_init(
     err_out: *mut *mut trib_error,
 ) -> c_int {
     ffi_call!(err_out, || {
-        // SAFETY: NUL-terminated or NULL per the caller's contract.
-        let target = unsafe { path_arg(target, "target") }?;
-        need(report_out, "report_out")?;
-        // SAFETY: NULL or a readable options struct per the caller's contract.
-        let opts = match unsafe { options.as_ref() } {
-            Some(o) => o.to_rust()?,
-            None => CompactorOptions::default(),
-        };
-        let r = Compactor::new(target, opts)?.init()?;
-        let report = trib_init_report {
-            target_id: id_buf(&r.target_id),
-            created: r.created,
-            adopted_lines: r.adopted_lines,
-            upgraded: r.upgraded,
-            rebound: r.rebound,
-        };
-        // SAFETY: not NULL, writable per the caller's contract.
-        unsafe { put(report_out, report) };
-        Ok(())
+        // SAFETY: the caller's contract, as `init_into` needs it.
+        unsafe { init_into(target, options, None, report_out) }
     })
+}
+
+/// `trib_init`, then, with `manifest_format` 2 or 3, switch the target's manifest to
+/// that format (a new target is made in it; docs/design.md "Manifest deltas": 3, the
+/// default, is read only by builds from 2026-12-04 on; 2 for a target that older
+/// builds drain too). 0: as `trib_init` (a new target in 3, an existing one keeps
+/// its format). Another value is `TRIB_E_INVALID_ARG`, nothing done.
+/// `trib_status_report_manifest_format` tells the format a target has.
+///
+/// # Safety
+/// `target` must be NULL or NUL-terminated; `options` NULL or readable; `report_out`
+/// and `err_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn trib_init_in_format(
+    target: *const c_char,
+    options: *const trib_compactor_options,
+    manifest_format: u32,
+    report_out: *mut trib_init_report,
+    err_out: *mut *mut trib_error,
+) -> c_int {
+    ffi_call!(err_out, || {
+        // SAFETY: the caller's contract, as `init_into` needs it.
+        unsafe { init_into(target, options, Some(manifest_format).filter(|&f| f != 0), report_out) }
+    })
+}
+
+/// The body of `trib_init` and `trib_init_in_format`.
+///
+/// # Safety
+/// `target` NULL or NUL-terminated; `options` NULL or readable; `report_out` NULL or
+/// writable.
+unsafe fn init_into(
+    target: *const c_char,
+    options: *const trib_compactor_options,
+    format: Option<u32>,
+    report_out: *mut trib_init_report,
+) -> super::boundary::FfiResult<()> {
+    // SAFETY: NUL-terminated or NULL per the caller's contract.
+    let target = unsafe { path_arg(target, "target") }?;
+    need(report_out, "report_out")?;
+    // SAFETY: NULL or a readable options struct per the caller's contract.
+    let opts = match unsafe { options.as_ref() } {
+        Some(o) => o.to_rust()?,
+        None => CompactorOptions::default(),
+    };
+    let r = Compactor::new(target, opts)?.init_in_format(format)?;
+    let report = trib_init_report {
+        target_id: id_buf(&r.target_id),
+        created: r.created,
+        adopted_lines: r.adopted_lines,
+        upgraded: r.upgraded,
+        rebound: r.rebound,
+    };
+    // SAFETY: not NULL, writable per the caller's contract.
+    unsafe { put(report_out, report) };
+    Ok(())
 }
 
 /// What `trib_drain` did.

@@ -1126,6 +1126,19 @@ static void test_explicit_creation(void) {
     memset(&ir2, 0, sizeof ir2);
     EXPECT(TRIB_OK, trib_init(target, &co, &ir2, &err));
     CHECK(!ir2.created && ir2.adopted_lines == 0 && !ir2.rebound && strcmp(ir2.target_id, ir.target_id) == 0);
+    /* trib_init_in_format switches the manifest's format (2: older builds drain it too),
+     * and back; a format that does not exist is refused. status tells the format. */
+    EXPECT(TRIB_E_INVALID_ARG, trib_init_in_format(target, NULL, 7, &ir2, &err));
+    for (uint32_t want = 2; want <= 3; want++) {
+        EXPECT(TRIB_OK, trib_init_in_format(target, NULL, want, &ir2, &err));
+        CHECK(!ir2.created && strcmp(ir2.target_id, ir.target_id) == 0);
+        trib_status_report *fs = NULL;
+        uint32_t got = 0;
+        EXPECT(TRIB_OK, trib_status(target, NULL, &fs, &err));
+        EXPECT(TRIB_OK, trib_status_report_manifest_format(fs, &got, &err));
+        CHECK(got == want);
+        trib_status_report_free(fs);
+    }
     /* Then a drain delivers the journal's lines, exactly once. */
     rep = drain_paths(target, paths, 1);
     CHECK(rep.lines == 2);

@@ -165,3 +165,24 @@ def test_drain_with_create_creates_once_then_drains_like_any_drain(tmp_path: Pat
         assert not again.created and again.target_id == target_id
     assert tributary.status(target).target_id == target_id
     assert target_lines(target) == [b"first", b"second", b"third"]
+
+
+def test_init_makes_or_switches_a_target_in_the_manifest_format_asked(tmp_path: Path, spool: Path):
+    # The CLI's `init --manifest-format 2` (a target older builds drain too) had no
+    # binding: a Python-only fleet could not make one.
+    target = tmp_path / "out.log"
+    assert tributary.init(target, manifest_format=2).created
+    assert tributary.status(target).manifest_format == 2
+    j = tributary.Journal(spool / "a.journal")
+    j.append(b"one")
+    tributary.drain(target, journals=[j])
+    assert tributary.status(target).manifest_format == 2, "a drain keeps the target's format"
+    assert not tributary.init(target, manifest_format=3).created
+    assert tributary.status(target).manifest_format == 3
+    tributary.init(target)  # None: keeps it
+    assert tributary.status(target).manifest_format == 3
+    for bad in (1, 4, True, "2"):
+        with pytest.raises(tributary.InvalidArgumentError):
+            tributary.init(target, manifest_format=bad)
+    assert target_lines(target) == [b"one"]
+    j.close()

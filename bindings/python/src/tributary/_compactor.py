@@ -134,8 +134,9 @@ class StatusReport:
     #: Rotated generations still kept.
     rotated_generations: int = 0
     #: The manifest's format version (None without a manifest): 3 (deltas, the default
-    #: for new targets; builds before 2026-12-04 cannot drain it), 2 (``tributary init
-    #: --manifest-format 2``: what older builds read), 1 (not upgraded yet).
+    #: for new targets; builds before 2026-12-04 cannot drain it), 2 (``init(manifest_format=2)``,
+    #: ``tributary init --manifest-format 2``: what older builds read), 1 (not upgraded
+    #: yet).
     manifest_format: Optional[int] = None
 
 
@@ -322,16 +323,26 @@ def drain(
     return report()
 
 
-def init(target: PathLike, *, lock_timeout: Optional[Seconds] = None) -> InitReport:
+def init(
+    target: PathLike, *, lock_timeout: Optional[Seconds] = None, manifest_format: Optional[int] = None
+) -> InitReport:
     """Create ``target`` once — its sidecar and first manifest, and the file itself (an
     existing file's whole lines are adopted as committed) — or, if it exists, check it
     (and upgrade an older manifest format). Drains never create a target unless told
     to (``create=True``), so an unmounted share is an error, not a new empty target.
+
+    ``manifest_format``: 2 or 3 makes a new target in that format and switches an
+    existing one to it (3, the default for new targets, commits only what changed and
+    is read by builds from 2026-12-04 on; 2 for a target that older builds drain too:
+    docs/design.md "Manifest deltas"). None: a new target in 3, an existing one keeps
+    its format (:func:`status` tells it).
     """
     target_b = fspath_bytes(target, "target")
+    if manifest_format is not None and (isinstance(manifest_format, bool) or manifest_format not in (2, 3)):
+        raise _arg_error(f"manifest_format must be 2 or 3 (or None), not {manifest_format!r}")
     opts = _compactor_options(None, None, lock_timeout, None, None, False, None, None, None)
     rep = _ffi.trib_init_report()
-    call(lib.trib_init, target_b, byref(opts), byref(rep))
+    call(lib.trib_init_in_format, target_b, byref(opts), manifest_format or 0, byref(rep))
     return InitReport(rep.target_id.decode(), rep.created, rep.adopted_lines, rep.upgraded, rep.rebound)
 
 

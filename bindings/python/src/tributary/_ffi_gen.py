@@ -497,6 +497,8 @@ FUNCTIONS = {
     "trib_appender_close": (c_int, (trib_appender_p, POINTER(trib_error_p))),
     # int trib_init(target, options, report_out, err_out)
     "trib_init": (c_int, (c_char_p, POINTER(trib_compactor_options), POINTER(trib_init_report), POINTER(trib_error_p))),
+    # int trib_init_in_format(target, options, manifest_format, report_out, err_out)
+    "trib_init_in_format": (c_int, (c_char_p, POINTER(trib_compactor_options), c_uint32, POINTER(trib_init_report), POINTER(trib_error_p))),
     # int trib_drain(target, journal_paths, journal_count, spool, options, report_out, err_out)
     "trib_drain": (c_int, (c_char_p, POINTER(c_char_p), c_size_t, c_char_p, POINTER(trib_compactor_options), POINTER(trib_drain_report), POINTER(trib_error_p))),
     # int trib_drain_stoppable(target, journal_paths, journal_count, spool, options, stop, report_out, err_out)
