@@ -353,6 +353,21 @@ impl Compactor {
         Ok((file, size, ino))
     }
 
+    /// The target as read (`read`: its file, size and inode), or — when it is another
+    /// inode than `m` names, or shorter than committed — opened again by name and read
+    /// once more, before anyone calls it replaced or truncated: a name cached from
+    /// before a rotation, and a `GlusterFS` client restarted under a round, which showed
+    /// a whole target as 0 bytes for a moment (CI's soak: a daemon stopped on a false
+    /// `target_truncated`). docs/design.md step 3; `init` reads it so too.
+    pub(super) fn read_again_if_changed(&self, m: &Manifest, read: (File, u64, u64)) -> Result<(File, u64, u64)> {
+        let (_, size, ino) = read;
+        if (m.target_ino != 0 && ino != m.target_ino) || size < m.committed_len {
+            failpoint::hit(failpoint::Point::OpenTargetShort); // (a test restores the bytes here)
+            return self.open_target_again(m);
+        }
+        Ok(read)
+    }
+
     /// The target's file, read-write, never created (errors as they come).
     fn open_target_file(&self) -> std::io::Result<File> {
         OpenOptions::new().read(true).write(true).open(&self.target)
@@ -757,17 +772,8 @@ impl Round<'_> {
             let (size, ino) = c.target_len_and_ino(&file)?;
             (file, size, ino)
         };
+        (file, size, ino) = c.read_again_if_changed(&self.manifest, (file, size, ino))?;
         let committed_len = self.manifest.committed_len;
-        let other_file = self.manifest.target_ino != 0 && ino != self.manifest.target_ino;
-        if other_file || size < committed_len {
-            // Another inode, or shorter than committed: read it once more, opened again
-            // by name, before refusing it — a name cached from before a rotation, and a
-            // GlusterFS client restarted under a round, which showed a whole target as 0
-            // bytes for a moment (CI's soak: a daemon stopped on a false
-            // `target_truncated`). docs/design.md step 3.
-            failpoint::hit(failpoint::Point::OpenTargetShort); // (a test restores the bytes here)
-            (file, size, ino) = c.open_target_again(&self.manifest)?;
-        }
         let ino = c.check_identity(ino, &self.manifest)?;
         if size < committed_len {
             return Err(Error::TargetTruncated { target: c.target.clone(), len: size, committed_len, gone: false });

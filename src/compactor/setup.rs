@@ -90,13 +90,9 @@ impl Compactor {
             manifest_format: FORMAT_VERSION,
             switched_from: None,
         };
-        let mut file = self.open_target(&m)?;
-        let (mut len, mut ino) = self.target_len_and_ino(&file)?;
-        if (m.target_ino != 0 && m.target_ino != ino) || len < m.committed_len {
-            // (a name this host's client still maps to a file renamed away: rule 6; a
-            // size read while someone put the file back)
-            (file, len, ino) = self.open_target_again(&m)?;
-        }
+        let file = self.open_target(&m)?;
+        let (len, ino) = self.target_len_and_ino(&file)?;
+        let (mut file, len, ino) = self.read_again_if_changed(&m, (file, len, ino))?;
         if m.target_ino == ino && len < m.committed_len {
             // The target's own file, cut short: as a drain says it (`init` said "nothing
             // to do" here, exit 0: an outside tester).
