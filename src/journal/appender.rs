@@ -191,10 +191,9 @@ struct State {
     /// Failed commit attempts so far: a flush that saw `failures` change returns
     /// `last_error`.
     failures: u64,
+    /// The error of the committer's last attempt while none succeeded since (it is
+    /// retrying, with backoff, what it cannot store now: a full journal, a full disk).
     last_error: Option<(ErrorKind, String)>,
-    /// The committer's last attempt failed, and none succeeded since: it is retrying
-    /// (with backoff) what it cannot store now (a full journal, a full disk).
-    failing: bool,
     /// An error retrying cannot fix: every later call returns it.
     sticky: Option<(ErrorKind, String)>,
     closing: bool,
@@ -260,7 +259,6 @@ impl Appender {
                 commits: 0,
                 failures: 0,
                 last_error: None,
-                failing: false,
                 sticky: None,
                 closing: false,
             }),
@@ -561,10 +559,8 @@ impl Shared {
             // with its error, as an append would, the record not queued. Waiting for its
             // next attempt made every logging call take up to a second (the backoff)
             // and fail all the same (an outside tester: 1,000 records in 143 s).
-            if st.failing {
-                if let Some(e) = &st.last_error {
-                    return Err(replay_retried(e));
-                }
+            if let Some(e) = &st.last_error {
+                return Err(replay_retried(e));
             }
             st.urgent = true;
             self.work.notify_one();
@@ -678,7 +674,7 @@ impl Shared {
                     st.committed += batch.len() as u64;
                     st.commits += 1;
                     st.in_flight_since = None;
-                    st.failing = false;
+                    st.last_error = None;
                     batch.clear();
                     st.spare = batch;
                     backoff = RETRY_MIN;
@@ -720,7 +716,6 @@ impl Shared {
                         ));
                     } else {
                         st.last_error = Some(seen);
-                        st.failing = true;
                     }
                     self.progress.notify_all();
                     if st.sticky.is_some() || closing {
