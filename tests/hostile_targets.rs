@@ -39,17 +39,24 @@ fn append_all(j: &Journal, lines: &[Vec<u8>]) {
     j.append_batch(lines).unwrap();
 }
 
+/// A target made (`init`) and a journal `a.journal` in `spool` whose `lines` are
+/// drained into it: the start of most tests here.
+fn drained_into(spool: &Path, target: &Path, lines: &[Vec<u8>]) -> Journal {
+    init(target);
+    let j = journal(&spool.join("a.journal"));
+    append_all(&j, lines);
+    compactor(target).drain(std::slice::from_ref(&j)).unwrap();
+    j
+}
+
 /// Item 6: `echo … >> events.log` by an old writer during a migration. Before: `verify`
 /// said ok and the next drain truncated the bytes as "left by a crashed drain".
 #[test]
 fn foreign_bytes_in_the_target_are_reported_and_refused_touching_nothing() {
     let d = tmp();
     let (spool, target) = paths(d.path());
-    init(&target);
-    let j = journal(&spool.join("a.journal"));
     let first = numbered("a", 0..5);
-    append_all(&j, &first);
-    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let j = drained_into(&spool, &target, &first);
     let later = numbered("b", 0..3);
     append_all(&j, &later);
     fs::OpenOptions::new().append(true).open(&target).unwrap().write_all(b"an old writer's line\n").unwrap();
@@ -88,10 +95,7 @@ fn foreign_bytes_in_the_target_are_reported_and_refused_touching_nothing() {
 fn a_restored_older_manifest_cuts_nothing_even_from_a_host_without_the_journal() {
     let d = tmp();
     let (spool, target) = paths(d.path());
-    init(&target);
-    let a = journal(&spool.join("a.journal"));
-    append_all(&a, &numbered("a", 0..3));
-    compactor(&target).drain(std::slice::from_ref(&a)).unwrap();
+    let a = drained_into(&spool, &target, &numbered("a", 0..3));
     let lock = Sidecar::for_target(&target).lock;
     let backup = fs::read(&lock).unwrap();
     // later rounds commit more lines of `a` (its rows are deleted once committed)
@@ -190,11 +194,8 @@ fn an_unmounted_share_is_refused_and_nothing_is_created() {
 fn a_replaced_target_file_is_refused_and_a_restored_copy_is_accepted_by_init() {
     let d = tmp();
     let (spool, target) = paths(d.path());
-    init(&target);
-    let j = journal(&spool.join("a.journal"));
     let lines = numbered("a", 0..3);
-    append_all(&j, &lines);
-    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let j = drained_into(&spool, &target, &lines);
     let original = fs::read(&target).unwrap();
     // another file with the same content at the path: still not this target
     let stranger = d.path().join("stranger.log");
@@ -268,10 +269,7 @@ fn a_cloned_journal_that_diverged_anywhere_is_refused_even_with_the_same_last_li
 fn damaged_manifest_slots_are_an_error_and_nothing_is_recreated() {
     let d = tmp();
     let (spool, target) = paths(d.path());
-    init(&target);
-    let j = journal(&spool.join("a.journal"));
-    append_all(&j, &numbered("a", 0..2));
-    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let j = drained_into(&spool, &target, &numbered("a", 0..2));
     let lock = Sidecar::for_target(&target).lock;
     let mut bytes = fs::read(&lock).unwrap();
     for slot in [0usize, SLOT_BYTES as usize] {
@@ -458,10 +456,7 @@ fn a_target_read_short_for_a_moment_is_not_truncated() {
 fn a_reader_never_returns_bytes_that_do_not_match_the_committed_crc() {
     let d = tmp();
     let (spool, target) = paths(d.path());
-    init(&target);
-    let j = journal(&spool.join("a.journal"));
-    append_all(&j, &numbered("a", 0..5));
-    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    drained_into(&spool, &target, &numbered("a", 0..5));
     let good = fs::read(&target).unwrap();
     let mut bad = good.clone();
     bad[0] ^= 0x20; // same length, other content
@@ -583,10 +578,7 @@ fn a_target_cut_while_a_round_writes_is_never_committed_over() {
 fn a_committed_part_cut_and_written_past_is_refused() {
     let d = tmp();
     let (spool, target) = paths(d.path());
-    init(&target);
-    let j = journal(&spool.join("a.journal"));
-    append_all(&j, &numbered("first", 0..3000));
-    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let j = drained_into(&spool, &target, &numbered("first", 0..3000));
     assert_eq!(tributary::status(&target, None).unwrap().committed_part_cut, None, "a healthy target");
     let len = fs::metadata(&target).unwrap().len();
     cut(&target, 0);
@@ -858,10 +850,7 @@ fn the_lines_of_a_refused_clone_are_counted_and_salvaged_exactly_once() {
 fn an_overwritten_target_s_unexpected_tail_sends_the_operator_to_verify_first() {
     let d = tmp();
     let (spool, target) = paths(d.path());
-    init(&target);
-    let j = journal(&spool.join("a.journal"));
-    append_all(&j, &numbered("a", 0..5));
-    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    let j = drained_into(&spool, &target, &numbered("a", 0..5));
     let committed = manifest_of(&target).committed_len;
     // other lines, one of them ending where the committed part ends (the one byte a
     // round checks there is a `\n`), then more
