@@ -906,7 +906,7 @@ uint64_t trib_error_records_not_stored(const struct trib_error *err);
 const char *trib_result_name(int code);
 
 /**
- * The library's version (`"0.1.0"`), NUL-terminated, static storage.
+ * The library's version (e.g. `"0.2.0"`), NUL-terminated, static storage.
  */
 const char *trib_version(void);
 

@@ -76,7 +76,8 @@ pub use journal::{
 pub use reader::{Cursor, CursorStore, Lag, Reader, TargetId};
 pub use target::lock::TargetLock;
 pub use target::manifest::{
-    chain_step, generation_path, Intent, Manifest, RotatedGeneration, Watermark, Watermarks, FORMAT_VERSION,
+    chain_step, generation_path, Intent, Manifest, RotatedGeneration, Watermark, Watermarks, DELTA_FORMAT_VERSION,
+    FORMAT_VERSION,
 };
 pub use target::sidecar::Sidecar;
 
@@ -126,3 +127,6 @@ pub mod testing {
 
 /// The crate version, also reported through the C ABI.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The journal file format this build reads and writes (a journal's `meta.format`).
+pub const JOURNAL_FORMAT_VERSION: i64 = journal::JOURNAL_FORMAT_VERSION;

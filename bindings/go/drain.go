@@ -138,7 +138,7 @@ func Init(ctx context.Context, target string) (InitReport, error) {
 
 // InitInFormat is Init, then, with manifestFormat 2 or 3, makes a new target in that
 // format or switches an existing one to it: 3 (the default for new targets) commits
-// only what changed and is read by builds from 2026-12-04 on; 2 for a target that
+// only what changed and is read by tributary 0.2.0 and later; 2 for a target that
 // older builds drain too (docs/design.md "Manifest deltas"). 0 is Init: a new target
 // in 3, an existing one keeps its format (Status tells it). Another value is
 // ErrInvalidArgument, nothing done.

@@ -28,7 +28,7 @@ func init() {
 	}
 }
 
-// LibraryVersion is the version of the linked libtributary ("0.1.0").
+// LibraryVersion is the version of the linked libtributary (e.g. "0.2.0").
 func LibraryVersion() string {
 	return C.GoString(C.trib_version())
 }

@@ -86,7 +86,7 @@ type StatusReport struct {
 	// are still kept.
 	RotatedGenerations int
 	// ManifestFormat is the manifest's format version: 3 (deltas, the default for
-	// new targets; builds before 2026-12-04 cannot drain it), 2 ("tributary init
+	// new targets; drained by tributary 0.2.0 and later only), 2 ("tributary init
 	// --manifest-format 2": what older builds read), 1 (not upgraded yet); 0 without
 	// a manifest.
 	ManifestFormat int

@@ -25,7 +25,8 @@ pub struct InitArgs {
     lock_timeout_ms: u64,
     /// The target's manifest format (a new target is made in it, an existing one
     /// switched): 3 commits only what changed (every host that drains the target must
-    /// run a build from 2026-12-04 on); 2 for a target that older builds drain too.
+    /// run tributary 0.2.0 or later: `tributary --version`); 2 for a target that older
+    /// builds drain too.
     /// Without it a new target is 3 and an existing one keeps its format.
     /// docs/design.md "Manifest deltas".
     #[arg(long, value_parser = clap::value_parser!(u32).range(2..=3))]

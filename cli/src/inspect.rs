@@ -34,12 +34,12 @@ fn age(ms: i64) -> String {
 }
 
 /// What a manifest format means for the hosts that drain the target (status says it:
-/// a host on a build before 2026-12-04 stops at a format-3 target with
-/// `corrupt_manifest`).
+/// a host on an older build stops at a format-3 target with `corrupt_manifest`).
+/// Said by version, which `tributary --version` shows (README "Operations").
 fn format_note(format: u32) -> &'static str {
     match format {
-        3 => " (deltas; drained only by builds since 2026-12-04 — `init --manifest-format 2` for older hosts)",
-        2 => " (every commit rewrites every watermark; `init --manifest-format 3` switches once every host is on a build since 2026-12-04)",
+        3 => " (deltas; every host that drains it needs tributary 0.2.0 or later — `init --manifest-format 2` for older hosts)",
+        2 => " (every commit rewrites every watermark; `init --manifest-format 3` switches once every host runs tributary 0.2.0 or later)",
         1 => " (not upgraded yet: the next drain upgrades it)",
         _ => "",
     }

@@ -57,6 +57,7 @@ use crate::write::{cmd_append, cmd_dump, AppendArgs, DumpArgs};
 #[command(
     name = "tributary",
     version,
+    long_version = long_version(),
     about = "Exactly-once line appends from many hosts into one shared file",
     after_help = "Exit codes: 0 success (`compact`: stopped by SIGTERM/SIGINT); 1 an error (stderr says \
                   `tributary: error [kind]: ...` and what to do), or a problem found by `verify` or `status`; \
@@ -67,6 +68,22 @@ use crate::write::{cmd_append, cmd_dump, AppendArgs, DumpArgs};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--version`: the version, the commit built from, and the formats this build reads
+/// and writes — what the compatibility rules (README "Operations") are stated in.
+fn long_version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        let (v2, v3) = (tributary::FORMAT_VERSION, tributary::DELTA_FORMAT_VERSION);
+        format!(
+            "{} ({})\nmanifest formats: reads and writes {v2} and {v3} (new targets: {v3}), upgrades 1\njournal \
+             format: {}",
+            tributary::VERSION,
+            env!("TRIB_BUILD_COMMIT"),
+            tributary::JOURNAL_FORMAT_VERSION,
+        )
+    })
 }
 
 #[derive(Subcommand)]

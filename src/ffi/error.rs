@@ -108,7 +108,7 @@ pub extern "C" fn trib_result_name(code: c_int) -> *const c_char {
     code_name(code).as_ptr()
 }
 
-/// The library's version (`"0.1.0"`), NUL-terminated, static storage.
+/// The library's version (e.g. `"0.2.0"`), NUL-terminated, static storage.
 #[no_mangle]
 pub extern "C" fn trib_version() -> *const c_char {
     const V: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {

@@ -64,7 +64,7 @@ pub(crate) use open::NOT_READY;
 pub(crate) use open::{orphaned_log, ORPHANED_LOG};
 pub(crate) use probe::Probe;
 pub use run::{line_crc, validate_line, DEFAULT_MAX_LINE_BYTES};
-pub(crate) use schema::{is_journal, table_names};
+pub(crate) use schema::{is_journal, table_names, FORMAT_VERSION as JOURNAL_FORMAT_VERSION};
 pub use source::DrainedRecord;
 pub(crate) use source::Taken;
 

@@ -17,7 +17,7 @@ use super::{Durability, JournalId, JournalOptions};
 use crate::error::{Error, Result};
 
 /// The journal file format this build reads and writes (`meta.format`).
-const FORMAT_VERSION: i64 = 1;
+pub(crate) const FORMAT_VERSION: i64 = 1;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -49,9 +49,9 @@ const MAGIC: &str = "tributary-manifest";
 /// The format this build writes.
 pub const FORMAT_VERSION: u32 = 2;
 /// The format of a slot whose base is followed by a chain of deltas (docs/design.md
-/// "Manifest deltas, format version 3"): written only by a compactor whose deltas are
-/// switched on (a test seam today), read by every build from this one on.
-pub(crate) const DELTA_FORMAT_VERSION: u32 = 3;
+/// "Manifest deltas, format version 3"): new targets' format; read by every build
+/// from 0.2.0 on.
+pub const DELTA_FORMAT_VERSION: u32 = 3;
 /// The most `retired` entries with a known stamp a manifest keeps: past it, the oldest
 /// expire early. 10,000 of ~56 bytes beside 10,000 live watermarks of at most 111
 /// bytes fit one slot (2 MiB).

@@ -237,7 +237,7 @@ def test_status_before_and_after_drains(spool: Path, new_target: Path):
 
 def test_status_reports_a_format_2_target_as_such(new_target: Path):
     # made by the CLI (the bindings' init makes the default format): what hosts on
-    # builds before 2026-12-04 can drain
+    # builds older than 0.2.0 can drain
     cli = os.environ.get("TRIBUTARY_CLI") or str(Path(__file__).resolve().parents[3] / "target" / "release" / "tributary")
     subprocess.run([cli, "init", "--target", str(new_target), "--manifest-format", "2"], check=True, capture_output=True)
     assert tributary.status(new_target).manifest_format == 2

@@ -134,7 +134,7 @@ class StatusReport:
     #: Rotated generations still kept.
     rotated_generations: int = 0
     #: The manifest's format version (None without a manifest): 3 (deltas, the default
-    #: for new targets; builds before 2026-12-04 cannot drain it), 2 (``init(manifest_format=2)``,
+    #: for new targets; drained by tributary 0.2.0 and later only), 2 (``init(manifest_format=2)``,
     #: ``tributary init --manifest-format 2``: what older builds read), 1 (not upgraded
     #: yet).
     manifest_format: Optional[int] = None
@@ -333,7 +333,7 @@ def init(
 
     ``manifest_format``: 2 or 3 makes a new target in that format and switches an
     existing one to it (3, the default for new targets, commits only what changed and
-    is read by builds from 2026-12-04 on; 2 for a target that older builds drain too:
+    is read by tributary 0.2.0 and later; 2 for a target that older builds drain too:
     docs/design.md "Manifest deltas"). None: a new target in 3, an existing one keeps
     its format (:func:`status` tells it).
     """

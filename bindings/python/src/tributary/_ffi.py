@@ -34,7 +34,7 @@ from .errors import LibraryNotFoundError, TributaryError, error_class
 ABI_VERSION = TRIB_ABI_VERSION
 #: The library version this package was written for; the library's must have the same
 #: major version (and, while it is 0, the same minor version).
-PACKAGE_VERSION = "0.1.0"
+PACKAGE_VERSION = "0.2.0"
 
 LIB_FILE = "libtributary.dylib" if sys.platform == "darwin" else "libtributary.so"
 
