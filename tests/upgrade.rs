@@ -131,3 +131,65 @@ fn a_version_1_manifest_restored_after_the_upgrade_is_not_used() {
     let e = compactor(&v1.target()).drain_spool(&v1.spool()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::CorruptManifest, "{e}");
 }
+
+/// A version-1 binary that committed after the upgrade (its advice to move the stub
+/// aside followed — an outside tester): the drain stops with `corrupt_manifest` and
+/// leaves its manifest as it is (replacing it by the stub destroyed the old build's
+/// record), and the README's way on keeps every line exactly once. The fixture
+/// (`tests/fixtures/make-v1-after-upgrade.sh`, the real version-1 binary): a1..a100
+/// committed by version 1, b1..b50 by the upgrading drain, d1..d10 by version 1 after
+/// it (of another journal, adopting the target afresh), c1..c30 not drained yet.
+#[test]
+fn a_version_1_commit_after_the_upgrade_is_refused_and_its_manifest_kept() {
+    let dir = tmp();
+    let tarball = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-after-upgrade.tar.gz");
+    let ok = Command::new("tar").arg("-C").arg(dir.path()).arg("-xzf").arg(&tarball).status().unwrap();
+    assert!(ok.success(), "unpacking {}", tarball.display());
+    let root = dir.path().join("v1up");
+    let (target, spool) = (root.join("shared/t.log"), root.join("spool"));
+    let file = Sidecar::for_target(&target).manifest;
+    let old = std::fs::read(&file).unwrap();
+    assert!(old.starts_with(b"tributary-manifest 1\n"), "the fixture has no version-1 manifest");
+
+    let e = compactor(&target).drain_spool(&spool).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CorruptManifest, "{e}");
+    let said = e.to_string();
+    for words in ["version-1 manifest of another target identity", "first-release build", "583 bytes committed"] {
+        assert!(said.contains(words), "{said}");
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), old, "the old build's manifest was replaced");
+    assert_eq!(std::fs::metadata(&target).unwrap().len(), 614, "the target was touched");
+
+    // The README's way on: the file moved out, the drain reports the old build's lines
+    // as an unexpected tail, whose advice keeps them.
+    std::fs::rename(&file, root.join("kept-v1-manifest")).unwrap();
+    // (unpacking gave the target a new inode: accepted, as for a copied target)
+    let out = cli(&["init", "--target", &s(&target)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let e = compactor(&target).drain_spool(&spool).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnexpectedTail, "{e}");
+    let bytes = std::fs::read(&target).unwrap();
+    let (committed, tail) = bytes.split_at(583);
+    std::fs::write(&target, committed).unwrap();
+    let rescued = root.join("spool3");
+    std::fs::create_dir(&rescued).unwrap();
+    let j = tributary::Journal::open(rescued.join("r.journal"), tributary::JournalOptions::default()).unwrap();
+    for l in tail.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        j.append(l).unwrap();
+    }
+    drop(j);
+    compactor(&target).drain_spool(&spool).unwrap();
+    compactor(&target).drain_spool(&rescued).unwrap();
+    let old_journal =
+        tributary::Journal::open(root.join("spool2/d.journal"), tributary::JournalOptions::default()).unwrap();
+    let e = compactor(&target).drain(&[old_journal]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::JournalForeign, "the old build's journal: {e}");
+
+    let mut have = lines_of(&target);
+    let mut want: Vec<Vec<u8>> =
+        std::fs::read_to_string(root.join("all-lines")).unwrap().lines().map(|l| l.as_bytes().to_vec()).collect();
+    have.sort();
+    want.sort();
+    assert_eq!(have, want, "not every line exactly once");
+    assert!(verify(&target).unwrap().is_consistent());
+}

@@ -262,10 +262,21 @@ impl Compactor {
                         self.missing("its sidecar is gone from under this round: is the share being unmounted?".into())
                     );
                 }
-                // An init or upgrade killed before its last step left no stub.
-                if self.sidecar.read_manifest_file().ok().flatten() != Some(ManifestFile::Stub) {
-                    self.sidecar.remove_temp_files()?;
-                    self.sidecar.write_stub()?;
+                match self.sidecar.read_manifest_file().ok().flatten() {
+                    Some(ManifestFile::Stub) => {}
+                    // Never written since the upgrade: a version-1 binary's commit, unless
+                    // it is an older copy (a backup restored over the stub).
+                    Some(ManifestFile::V1(old))
+                        if old.target_id != m.target_id
+                            || (old.generation, old.committed_len) > (m.generation, m.committed_len) =>
+                    {
+                        return Err(self.version_1_after_upgrade(&m, &old));
+                    }
+                    // An init or upgrade killed before its last step left no stub.
+                    _ => {
+                        self.sidecar.remove_temp_files()?;
+                        self.sidecar.write_stub()?;
+                    }
                 }
                 let _ = self.stub_checked.set(());
             }
@@ -287,6 +298,28 @@ impl Compactor {
                     self.sidecar.dir.display()
                 ))
             })),
+        }
+    }
+
+    /// A version-1 manifest file beside valid slots (docs/design.md "Upgrading a
+    /// version-1 target"): left as it is, and said what to do.
+    fn version_1_after_upgrade(&self, slots: &Manifest, old: &Manifest) -> Error {
+        Error::CorruptManifest {
+            path: self.sidecar.manifest.clone(),
+            detail: format!(
+                "this target was upgraded (its manifest is in the lock file's slots: epoch {}, generation {}, {} \
+                 bytes committed), but this file holds a version-1 manifest{} (generation {}, {} bytes \
+                 committed): a first-release build (tributary 0.1.0 of 2026-11-22) committed to the target \
+                 after the upgrade, once the stub that stops such builds was moved aside. Stop that build on \
+                 every host (upgrade it); README \"Operations\" (upgrading from a version-1 build) says how to \
+                 keep the lines it appended",
+                slots.epoch,
+                slots.generation,
+                slots.committed_len,
+                if old.target_id == slots.target_id { "" } else { " of another target identity" },
+                old.generation,
+                old.committed_len,
+            ),
         }
     }
 
