@@ -769,3 +769,191 @@ fn a_journal_on_the_gluster_mount_is_refused() {
     assert!(err.to_string().contains("FUSE"), "{err}");
     assert!(!m[0].join("refused.journal").exists(), "the refused journal file was created anyway");
 }
+
+/// Readers on other hosts, started before the target exists, while `init` makes it on
+/// host A: each reads the first line. On default caches a client that looked the lock
+/// file up before `init` sized and wrote it served it stale, and readers died with
+/// `corrupt_manifest` on a healthy target (an outside tester: 8 of 60 and 20 of 40).
+/// docs/design.md "Cursors": a new target's manifest is waited for.
+#[test]
+fn readers_started_before_init_on_other_hosts_read_the_new_target() {
+    let Some((m, _g)) =
+        mounts("TRIB_GLUSTER_DEFAULT_MOUNTS", 3, "readers_started_before_init_on_other_hosts_read_the_new_target")
+    else {
+        return;
+    };
+    const TRIALS: usize = 12;
+    const READERS: usize = 4;
+    let mut failed = Vec::new();
+    for trial in 0..TRIALS {
+        let name = shared_dir(&m, &format!("init-race-{trial}"));
+        let on = |host: usize| m[host].join(&name).join("out.log");
+        let ready = std::sync::Arc::new(std::sync::Barrier::new(READERS + 1));
+        let readers: Vec<_> = (0..READERS)
+            .map(|i| {
+                let (target, ready) = (on(1 + i % 2), ready.clone());
+                std::thread::spawn(move || -> Result<Vec<u8>, String> {
+                    let opened = tributary::Reader::open_at(&target, tributary::Cursor::START);
+                    ready.wait();
+                    let mut r = opened.map_err(|e| format!("open: {:?}: {e}", e.kind()))?;
+                    // (a guard against a hang, not a timing: the line is committed within
+                    // moments of the barrier)
+                    let guard = Instant::now() + Duration::from_secs(120);
+                    while Instant::now() < guard {
+                        match r.next_line_wait(Duration::from_millis(1), Duration::from_millis(50)) {
+                            Ok(Some(line)) => return Ok(line),
+                            Ok(None) => {}
+                            Err(e) => return Err(format!("{:?}: {e}", e.kind())),
+                        }
+                    }
+                    Err("no line within 120 s".into())
+                })
+            })
+            .collect();
+        ready.wait();
+        common::init(&on(0));
+        let local = tempfile::tempdir().unwrap();
+        spool_with_lines(&local.path().join("a"), "first", 1);
+        cli_ok(&["drain", "--target", &common::s(&on(0)), "--spool", &common::s(&local.path().join("a"))]);
+        for (i, r) in readers.into_iter().enumerate() {
+            match r.join().unwrap() {
+                Ok(line) => assert_eq!(line, b"first line 0", "trial {trial}, reader {i}"),
+                Err(e) => failed.push(format!("trial {trial}, reader {i} (host {}): {e}", 2 + i % 2)),
+            }
+        }
+    }
+    report(&format!("readers started before init on other hosts: {} of {} failed", failed.len(), TRIALS * READERS));
+    assert!(failed.is_empty(), "{} of {} readers failed: {failed:#?}", failed.len(), TRIALS * READERS);
+}
+
+/// Followers on other hosts while host A rotates every few rounds and keeps only 2
+/// rotated generations: each reads every line once, in order. On default caches the
+/// generation retention deleted answered `ESTALE` through the descriptor or the cached
+/// name a follower still had, and followers died with `io` "Stale file handle" (an
+/// outside tester: 7 of 8 in 45 s) — readers at the head too. The writer waits for the
+/// followers (a condition, so none falls behind what is kept: that would be the
+/// documented "no longer kept" error, not this one). docs/design.md "Cursors": a stale
+/// handle is looked at again.
+#[test]
+fn followers_on_other_hosts_read_through_retention_on_default_caches() {
+    let Some((m, _g)) =
+        mounts("TRIB_GLUSTER_DEFAULT_MOUNTS", 3, "followers_on_other_hosts_read_through_retention_on_default_caches")
+    else {
+        return;
+    };
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const FOLLOWERS: usize = 4;
+    const BATCHES: usize = 480;
+    const PER_BATCH: usize = 25;
+    // (~60-byte lines: a generation every ~80 lines, a rotation every few rounds)
+    const PAD: &str = "................................................";
+    let name = shared_dir(&m, "retention-followers");
+    let on = |host: usize| m[host].join(&name).join("out.log");
+    common::init(&on(0));
+    let total = BATCHES * PER_BATCH;
+    let stop = Arc::new(AtomicBool::new(false));
+    let read: Arc<Vec<AtomicUsize>> = Arc::new((0..FOLLOWERS).map(|_| AtomicUsize::new(0)).collect());
+    let followers: Vec<_> = (0..FOLLOWERS)
+        .map(|i| {
+            let (target, stop, read) = (on(1 + i % 2), stop.clone(), read.clone());
+            std::thread::spawn(move || -> Result<(), String> {
+                let mut r = tributary::Reader::open_at(&target, tributary::Cursor::START)
+                    .map_err(|e| format!("open: {:?}: {e}", e.kind()))?;
+                for want in 0..total {
+                    let line = match r.next_line_until(Duration::from_millis(1), &stop) {
+                        Ok(Some(line)) => line,
+                        Ok(None) => return Err(format!("stopped after {want} lines")),
+                        Err(e) => return Err(format!("after {want} lines: {:?}: {e}", e.kind())),
+                    };
+                    let expected = format!("w line {want} {PAD}");
+                    if line != expected.as_bytes() {
+                        return Err(format!("line {want}: read {:?}", String::from_utf8_lossy(&line)));
+                    }
+                    read[i].store(want + 1, Ordering::Relaxed);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let compactor = tributary::Compactor::new(
+        on(0),
+        tributary::CompactorOptions::default().rotate_bytes(Some(5_000)).retain_generations(Some(2)),
+    )
+    .unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let journal = Journal::open(local.path().join("w.journal"), JournalOptions::default()).unwrap();
+    // Readers opened at the start cursor now and then, while retention deletes the
+    // oldest generations they start in: each reads 60 lines in order, or stops with the
+    // documented "no longer kept" (it fell behind what is kept) — never another error.
+    let late_reader = |target: PathBuf| {
+        std::thread::spawn(move || -> Result<(), String> {
+            let mut r = tributary::Reader::open_at(&target, tributary::Cursor::START)
+                .map_err(|e| format!("open: {:?}: {e}", e.kind()))?;
+            let mut last: Option<usize> = None;
+            while last.is_none_or(|n| n < 60) {
+                match r.next_line_wait(Duration::from_millis(1), Duration::from_secs(60)) {
+                    Ok(Some(line)) => {
+                        let text = String::from_utf8_lossy(&line).into_owned();
+                        let n = text.split(' ').nth(2).and_then(|n| n.parse::<usize>().ok()).ok_or(text.clone())?;
+                        if last.is_some_and(|l| n != l + 1) {
+                            return Err(format!("read {text:?} after line {last:?}"));
+                        }
+                        last = Some(n);
+                        // (a slow consumer: retention deletes the generation it reads)
+                        std::thread::sleep(Duration::from_millis(3));
+                    }
+                    Ok(None) => return Ok(()), // (the writer finished: nothing more to read)
+                    Err(e) if e.kind() == ErrorKind::InvalidArgument && e.to_string().contains("no longer kept") => {
+                        return Ok(())
+                    }
+                    Err(e) => return Err(format!("after line {last:?}: {:?}: {e}", e.kind())),
+                }
+            }
+            Ok(())
+        })
+    };
+    let mut late = Vec::new();
+    for batch in 0..BATCHES {
+        late.push(late_reader(on(1 + late.len() % 2)));
+        // the followers within ~150 lines (6 KB, a generation and a bit) of the head,
+        // unless one stopped (its result says why)
+        let written = batch * PER_BATCH;
+        let guard = Instant::now() + Duration::from_secs(120);
+        while (0..FOLLOWERS).any(|i| read[i].load(Ordering::Relaxed) + 150 < written)
+            && !followers.iter().any(std::thread::JoinHandle::is_finished)
+            && Instant::now() < guard
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let lines: Vec<Vec<u8>> =
+            (written..written + PER_BATCH).map(|n| format!("w line {n} {PAD}").into_bytes()).collect();
+        journal.append_batch(&lines).unwrap();
+        compactor.drain(std::slice::from_ref(&journal)).unwrap();
+    }
+    // every follower reads to the end (or has stopped with its error)
+    let guard = Instant::now() + Duration::from_secs(120);
+    while (0..FOLLOWERS).any(|i| read[i].load(Ordering::Relaxed) < total && !followers[i].is_finished())
+        && Instant::now() < guard
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let generation = tributary::Manifest::load(&Sidecar::for_target(&on(0))).unwrap().unwrap().generation;
+    let late_readers = late.len();
+    let failed: Vec<String> = followers
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, f)| f.join().unwrap().err().map(|e| format!("follower {i} (host {}): {e}", 2 + i % 2)))
+        .chain(late.into_iter().enumerate().filter_map(|(i, r)| {
+            r.join().unwrap().err().map(|e| format!("reader {i} from the start (host {}): {e}", 2 + i % 2))
+        }))
+        .collect();
+    report(&format!(
+        "followers through retention (rotate 5000 B, retain 2): {total} lines, {generation} generations, {} of \
+         {FOLLOWERS} followers and {late_readers} readers from the start failed",
+        failed.len()
+    ));
+    assert!(generation > 20, "only {generation} generations: retention hardly ran");
+    assert!(failed.is_empty(), "{failed:#?}");
+}

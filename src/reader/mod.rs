@@ -41,6 +41,16 @@ const SMALL_GENERATION: u64 = 1 << 20;
 /// manifest (a client cache turns over within seconds).
 pub(crate) const CACHE_PATIENCE: Duration = Duration::from_secs(5);
 
+/// Whether `e` may be a network filesystem client's stale view of a file another host
+/// renamed or deleted (a generation rotation renamed, retention deleted): `ESTALE`
+/// through a descriptor or a cached name, or `ENOENT` (`GlusterFS` answers it for a
+/// descriptor of a deleted file, and for a name it cached as missing before a
+/// rotation created it).
+fn is_stale_view(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. }
+        if source.raw_os_error() == Some(libc::ESTALE) || source.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// The committed state of a target, `None` before its first drain.
 fn load_manifest(sidecar: &Sidecar) -> Result<Option<Manifest>> {
     Manifest::load(sidecar)
@@ -87,6 +97,9 @@ pub struct Reader {
     /// Whether the open file is on a network filesystem (asked once per file: an
     /// `fstatfs` there is a round trip to the server).
     shared: Option<bool>,
+    /// Whether the target's folder is on a network filesystem (asked at open): only
+    /// there is a missing or stale file looked at again before it is an error.
+    on_network: bool,
     /// On a network filesystem: the committed length when this host's cached pages of
     /// the open file were last dropped. Bytes below it read since are committed ones
     /// (they cannot go stale); a read past it drops the pages again first (rule 6).
@@ -141,6 +154,7 @@ impl Reader {
             )));
         }
         let sidecar = Sidecar::for_target(&target);
+        let on_network = crate::os::fscheck::on_network_fs(&target);
         // A target never initialised is waited for (a reader may start first); one whose
         // sidecar was emptied never gets a manifest again: say so (it printed nothing).
         let manifest = load_manifest(&sidecar)?;
@@ -166,6 +180,7 @@ impl Reader {
             fresh_len: 0,
             content_checked: 0,
             shared: None,
+            on_network,
             clean_below: 0,
             limit: 0,
             offset: cursor.offset,
@@ -533,28 +548,40 @@ impl Reader {
         let mut pause = Duration::from_millis(2);
         let started = Instant::now();
         loop {
-            match self.try_read_chunk(at, want) {
+            let outcome = self.try_read_chunk(at, want);
+            let again = match &outcome {
                 Ok(true) => return Ok(()),
-                Ok(false) if started.elapsed() < CACHE_PATIENCE => {
-                    self.file = None;
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(100));
+                Ok(false) => true,
+                // On a network filesystem, a file another host renamed or deleted
+                // (rotation, retention), through the descriptor held or a name this
+                // client cached: look again — the manifest, then the file it names
+                // (docs/design.md "Cursors": a stale handle).
+                Err(e) => self.on_network && is_stale_view(e),
+            };
+            if again && started.elapsed() < CACHE_PATIENCE {
+                self.file = None;
+                if self.on_network {
+                    // (best effort: the names this client cached, listed afresh)
+                    let _ = crate::os::fs::refresh_names(&self.target);
                 }
-                Ok(false) => {
-                    return Err(Error::TornTarget {
-                        target: self.target.clone(),
-                        detail: format!(
-                            "for {} s the file's bytes did not match what the manifest committed (generation {}, \
-                             {} bytes): it was changed behind tributary's back, or a client cache keeps serving \
-                             old content; run `tributary verify`",
-                            CACHE_PATIENCE.as_secs(),
-                            self.generation,
-                            self.limit
-                        ),
-                    })
-                }
-                Err(e) => return Err(e),
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+                continue;
             }
+            return match outcome {
+                Err(e) => Err(e),
+                Ok(_) => Err(Error::TornTarget {
+                    target: self.target.clone(),
+                    detail: format!(
+                        "for {} s the file's bytes did not match what the manifest committed (generation {}, {} \
+                         bytes): it was changed behind tributary's back, or a client cache keeps serving old \
+                         content; run `tributary verify`",
+                        CACHE_PATIENCE.as_secs(),
+                        self.generation,
+                        self.limit
+                    ),
+                }),
+            };
         }
     }
 

@@ -264,14 +264,15 @@ impl Manifest {
     }
 
     /// [`load`](Self::load), with the manifest's format version: 3 (deltas, the
-    /// default for new targets), 2 (what builds before 2026-12-04 read), or 1 (a
+    /// default for new targets), 2 (what builds before 0.2.0 read), or 1 (a
     /// version-1 file: a target no build since version 2 has drained yet).
     ///
     /// # Errors
     /// As [`load`](Self::load).
     pub fn load_with_format(sidecar: &Sidecar) -> Result<Option<(Manifest, u32)>> {
-        // Twice: an upgrade can replace the file by the stub between our two reads.
-        for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(2);
+        for attempt in 0.. {
             if let Some(found) = slots::read_unlocked_with_format(&sidecar.lock)? {
                 return Ok(Some(found));
             }
@@ -279,8 +280,26 @@ impl Manifest {
                 None => return Ok(None),
                 Some(ManifestFile::V1(m)) => return Ok(Some((m, 1))),
                 Some(ManifestFile::V2(m)) => return Ok(Some((m, FORMAT_VERSION))),
-                Some(ManifestFile::Stub) => {} // moved into the slots meanwhile: read them again
+                // Moved into the slots (an upgrade meanwhile, or `init` wrote the
+                // first slot before the stub), and none valid here: a client that
+                // looked the lock file up before `init` wrote it may serve it stale —
+                // empty, or missing — for a second. Read again, a while (docs/design.md
+                // "Cursors": a new target's manifest is waited for).
+                Some(ManifestFile::Stub) => {}
             }
+            // (twice at least: an upgrade can replace the file by the stub between our
+            // two reads; on a local disk no more, the slots are what they are)
+            if attempt > 0 {
+                let shared =
+                    std::fs::File::open(&sidecar.dir).is_ok_and(|d| crate::os::fs::is_shared(&d).unwrap_or(true));
+                if !shared || started.elapsed() >= crate::reader::CACHE_PATIENCE {
+                    break;
+                }
+            }
+            // (best effort: a name this client cached as missing, its `lock`)
+            let _ = crate::os::fs::refresh_names(&sidecar.lock);
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(100));
         }
         if sidecar.lock_file_missing() {
             return Err(sidecar.lost_lock_file());

@@ -46,6 +46,31 @@ impl Sidecar {
     /// or a world-writable folder (anyone could then plant a lock file). Only `init`
     /// creates a sidecar.
     pub(crate) fn create(&self) -> Result<()> {
+        let started = std::time::Instant::now();
+        loop {
+            self.make_folder()?;
+            // The folder is there (made now, or found): a look that misses it is, on a
+            // network filesystem, this client's or the server's passing state —
+            // GlusterFS with default caches, after a busy run of renames and unlinks,
+            // answered `mkdir` "exists" and `lstat` "no such file" for a name nobody
+            // had made (an `init` failed "inspecting sidecar folder: No such file").
+            // Make it again, look again, a while.
+            match self.check_safe() {
+                Err(Error::Io { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound
+                        && started.elapsed() < crate::reader::CACHE_PATIENCE
+                        && crate::os::fscheck::on_network_fs(&self.dir) =>
+                {
+                    let _ = crate::os::fs::refresh_names(&self.dir);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// `mkdir` of the folder (0755), its name made durable (O6); one that exists is fine.
+    fn make_folder(&self) -> Result<()> {
         match fs::create_dir(&self.dir) {
             Ok(()) => {
                 fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o755))
@@ -53,11 +78,12 @@ impl Sidecar {
                 if let Some(parent) = self.dir.parent() {
                     sync_dir(parent)?;
                 }
+                Ok(())
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let parent = self.dir.parent().unwrap_or(Path::new("."));
-                return Err(Error::io(
+                Err(Error::io(
                     format!(
                         "creating sidecar folder {}: the target's folder {} does not exist (is the shared \
                          filesystem mounted?)",
@@ -65,11 +91,10 @@ impl Sidecar {
                         parent.display()
                     ),
                     e,
-                ));
+                ))
             }
-            Err(e) => return Err(Error::io(format!("creating sidecar folder {}", self.dir.display()), e)),
+            Err(e) => Err(Error::io(format!("creating sidecar folder {}", self.dir.display()), e)),
         }
-        self.check_safe()
     }
 
     /// Whether the lock file is missing (a lookup that finds nothing; any other
