@@ -1,9 +1,11 @@
 //! The CLI's few system calls the standard library does not expose: a stop flag set
 //! by SIGTERM/SIGINT (so `compact` and `tail --follow` end cleanly), SIGXFSZ ignored,
 //! whether stdout is open, and the state of a pipe on stdout (so `tail` saves a cursor
-//! only for what its reader consumed). The only `unsafe` in the CLI.
+//! only for what its reader consumed), or a regular file's unterminated last line.
+//! The only `unsafe` in the CLI.
 
-use std::os::fd::AsRawFd;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -124,4 +126,39 @@ pub fn pipe_reader_gone(fd: &impl AsRawFd) -> bool {
     // SAFETY: poll reads and writes the one valid pollfd we pass; a zero timeout never blocks.
     let n = unsafe { libc::poll(&raw mut p, 1, 0) };
     n > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
+/// When stdout is a regular file that ends in the middle of a line — a `tail` killed
+/// while writing that line — cut that unterminated last line off, so the line written
+/// again whole by the resumed `tail` does not run into it. Returns how many bytes were
+/// cut (`None`: stdout is not a regular file, or ends with `\n`, or is empty).
+///
+/// # Errors
+/// Reading the file through `/proc/self/fd/1` (stdout may be write-only) or cutting it.
+pub fn cut_unterminated_last_line() -> io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    let out = std::fs::File::from(io::stdout().as_fd().try_clone_to_owned()?);
+    let md = out.metadata()?;
+    if !md.is_file() || md.len() == 0 {
+        return Ok(None);
+    }
+    let readable = std::fs::File::open("/proc/self/fd/1")?;
+    let mut end = md.len();
+    let mut chunk = vec![0u8; 64 << 10];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let buf = &mut chunk[..usize::try_from(end - start).unwrap_or(0)];
+        readable.read_exact_at(buf, start)?;
+        if end == md.len() && buf.last() == Some(&b'\n') {
+            return Ok(None);
+        }
+        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+            let keep = start + i as u64 + 1;
+            out.set_len(keep)?;
+            return Ok(Some(md.len() - keep));
+        }
+        end = start;
+    }
+    out.set_len(0)?;
+    Ok(Some(md.len()))
 }

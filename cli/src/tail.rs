@@ -75,6 +75,17 @@ pub fn cmd_tail(a: TailArgs) -> CmdResult {
         Some((st, name)) => st.get(name)?,
         None => None,
     };
+    if store.is_some() {
+        // (README "tail": a line cut by a kill, written again whole below)
+        match crate::os::cut_unterminated_last_line() {
+            Ok(Some(cut)) => say_err!(
+                "tributary tail: the output file ended with {cut} byte(s) of an unterminated line (a tail killed \
+                 while writing it): cut them off; the line is written again whole"
+            ),
+            Ok(None) => {}
+            Err(e) => return Err(Error::io("checking the end of the output file (stdout)", e)),
+        }
+    }
     // A start given on the command line wins over the stored cursor: it is how to move
     // a stored cursor (the retention error's "reopen from the start" was impossible:
     // the flags were accepted and silently ignored — an outside tester).
@@ -127,6 +138,9 @@ pub fn cmd_tail(a: TailArgs) -> CmdResult {
         Ok(true)
     };
     let mut printed = 0u64;
+    // A line and its `\n` in one `write_all`: the buffer never sends one without the
+    // other in separate `write`s, so a kill cuts at most the line being written.
+    let mut whole_line = Vec::new();
     loop {
         if a.follow && crate::os::stop_requested() {
             break;
@@ -160,7 +174,10 @@ pub fn cmd_tail(a: TailArgs) -> CmdResult {
         };
         match &line {
             Some(l) => {
-                let res = out.write_all(l).and_then(|_| out.write_all(b"\n"));
+                whole_line.clear();
+                whole_line.extend_from_slice(l);
+                whole_line.push(b'\n');
+                let res = out.write_all(&whole_line);
                 match res {
                     Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
                     Err(e) => return Err(stdout_err(e)),
