@@ -182,3 +182,40 @@ fn a_line_cut_by_a_kill_in_the_output_file_is_cut_off_before_it_is_written_again
     assert!(!said.contains("cut"), "stderr: {said}");
     assert_eq!(std::fs::read(&out_path).unwrap(), written);
 }
+
+/// A first `tail --cursor-store` run on a target with no lines yet stored nothing: the
+/// next run started at the oldest generation still kept, past lines retention had
+/// removed meanwhile, without a word (an outside tester: 2,260 lines). The empty run
+/// stores its position: the next run says the lines are gone.
+#[test]
+fn a_run_that_printed_nothing_still_stores_where_it_stands() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let store = d.path().join("cursors.db");
+    let tail = || {
+        Command::new(bin())
+            .args(["tail", "--target", &s(&target), "--cursor-store", &s(&store), "--name", "c"])
+            .output()
+            .unwrap()
+    };
+    let first = tail();
+    assert!(first.status.success() && first.stdout.is_empty(), "{first:?}");
+    // three generations of lines, only the last one kept
+    let rotating = tributary::Compactor::new(
+        &target,
+        tributary::CompactorOptions::default().rotate_bytes(Some(1)).retain_generations(Some(1)),
+    )
+    .unwrap();
+    let j = journal(&spool.join("a.journal"));
+    for round in 0..3 {
+        j.append_batch(&numbered(&format!("round {round}"), 0..3)).unwrap();
+        rotating.drain(std::slice::from_ref(&j)).unwrap();
+    }
+    let next = tail();
+    let said = String::from_utf8_lossy(&next.stderr);
+    assert!(
+        !next.status.success() && said.contains("no longer kept"),
+        "lines removed by retention went unsaid: {said}"
+    );
+}

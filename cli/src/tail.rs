@@ -206,5 +206,15 @@ pub fn cmd_tail(a: TailArgs) -> CmdResult {
         }
     }
     checkpoint(&mut out, &mut sent, written, true)?;
+    // A run that printed nothing stores where it stands all the same: the next run
+    // resumes there, and lines committed meanwhile that retention removed before it
+    // ran are the retention error — they were skipped in silence when a first run on
+    // an empty target stored nothing and the next began at the oldest generation kept
+    // (an outside tester: 2,260 lines). docs/design.md "Cursors".
+    if printed == 0 {
+        if let (Some((st, name)), Some(_)) = (&store, reader.target_id()) {
+            st.commit(name, reader.cursor())?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
