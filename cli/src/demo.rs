@@ -80,6 +80,7 @@ pub fn writer(a: WriterArgs) -> Result<ExitCode, Error> {
         max_batch: 16,
         durability: Durability::Full,
         reopen: false,
+        appender: false,
     }
     .run()?;
     Ok(ExitCode::SUCCESS)

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tributary::{Durability, Error, Journal, JournalOptions};
+use tributary::{Appender, AppenderOptions, Durability, Error, Journal, JournalOptions, Pushed};
 
 use crate::ack::{self, AckFile};
 use crate::line::Lines;
@@ -35,11 +35,19 @@ pub struct Writer {
     /// close (the last one) checkpoints and removes the `-wal`, so a drain finds it
     /// empty (docs/design.md steps 4 and 7 skip fsyncs there).
     pub reopen: bool,
+    /// Push each line to an [`Appender`] (background commit) and acknowledge a batch
+    /// once `flush` returned. Not restartable: it re-sends without keys, so a batch
+    /// committed but not acknowledged would be stored twice — only the power-cut
+    /// harness, which never restarts a writer, uses it.
+    pub appender: bool,
 }
 
 impl Writer {
     /// Append every line not acknowledged yet; `Ok` once all are.
     pub fn run(&self) -> tributary::Result<()> {
+        if self.appender {
+            return self.run_pushing();
+        }
         let opts = JournalOptions::default().durability(self.durability);
         let mut journal = Some(Journal::open(&self.journal, opts.clone())?);
         let mut acks = AckFile::open(&self.ack).map_err(|e| Error::io(format!("opening {}", self.ack.display()), e))?;
@@ -83,5 +91,37 @@ impl Writer {
             i += n;
         }
         Ok(())
+    }
+
+    /// [`Writer::appender`]: push, flush, acknowledge (the seq recorded is the line's
+    /// index: an appender returns none, and power-cut checks do not use it).
+    fn run_pushing(&self) -> tributary::Result<()> {
+        let opts = AppenderOptions::default().journal(JournalOptions::default().durability(self.durability));
+        let appender = Appender::open(&self.journal, opts)?;
+        let mut acks = AckFile::open(&self.ack).map_err(|e| Error::io(format!("opening {}", self.ack.display()), e))?;
+        let mut rng = Rng::new(mix(self.set.run, u64::from(self.writer) ^ tributary::testing::sys::random_u64()));
+        let mut i = ack::last_index(&self.ack) + 1;
+        let (started, first) = (Instant::now(), i);
+        while i <= self.lines {
+            if self.rate > 0 {
+                let due = Duration::from_secs_f64((i - first) as f64 / self.rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            let n = (1 + rng.below(self.max_batch.max(1))).min(self.lines - i + 1);
+            for k in i..i + n {
+                if appender.push(&self.set.line(self.writer, k))? == Pushed::Dropped {
+                    return Err(Error::InvalidArgument(format!(
+                        "line {k} was dropped: the appender blocks by default"
+                    )));
+                }
+            }
+            appender.flush()?;
+            let acked: Vec<(u64, u64)> = (i..i + n).map(|k| (k, k)).collect();
+            acks.record(&acked).map_err(|e| Error::io("writing the ack file", e))?;
+            i += n;
+        }
+        appender.close()
     }
 }

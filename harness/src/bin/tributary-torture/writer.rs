@@ -41,6 +41,10 @@ pub struct WriterArgs {
     /// Open the journal for each batch and close it after it is acknowledged.
     #[arg(long)]
     pub reopen: bool,
+    /// Push each line to an Appender (background commit) and acknowledge a batch once
+    /// flush returned. Not restartable (no keys): for the power-cut harness only.
+    #[arg(long, conflicts_with = "reopen")]
+    pub appender: bool,
 }
 
 pub fn run(a: WriterArgs) -> ExitCode {
@@ -64,6 +68,7 @@ fn write(a: &WriterArgs) -> tributary::Result<()> {
         max_batch: a.max_batch,
         durability: a.durability.parse::<Durability>()?,
         reopen: a.reopen,
+        appender: a.appender,
     }
     .run()
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::common::path_str;
 
 use super::check::manifest_epoch;
-use super::plan::{Durab, RandomPlan};
+use super::plan::{Durab, RandomPlan, WriterMode};
 use super::proc::{P, POLL, RUN_TIMEOUT, START_TIMEOUT};
 use super::trial::{frozen_in_writer, Trial, JOURNAL_FP_ID, MAIN_LINES};
 
@@ -54,7 +54,7 @@ pub(super) fn failpoint_phase(t: &mut Trial, point: &'static str, adopt: bool, h
     t.wait_new_acks(20)?;
     if frozen_in_writer(point) {
         let w = t.new_writer(JOURNAL_FP_ID, JOURNAL_FP_ID, true, MAIN_LINES);
-        let args = t.writer_args(&w, 0, 4, Durab::Full, false);
+        let args = t.writer_args(&w, 0, 4, Durab::Full, WriterMode::Plain);
         t.writers.push(w);
         let me = t.ctx.torture.clone();
         return t.freeze_at("writer 50", me, args, point);

@@ -12,7 +12,7 @@ use crate::common::path_str;
 use super::check::{check, read_generations, Acked, Tally};
 use super::disk::{shutdown_fs, sync_dir, Disk};
 use super::phase::{failpoint_phase, random_phase};
-use super::plan::{Durab, Kind, Plan};
+use super::plan::{Durab, Kind, Plan, WriterMode};
 use super::proc::{P, POLL, START_TIMEOUT};
 
 /// Writer ids: main writers are 1..=3; these are per-journal helpers.
@@ -78,8 +78,15 @@ impl<'a> Trial<'a> {
         self.local.join(format!("{:02}-{what}.log", self.n))
     }
 
-    /// `reopen`: the writer opens its journal for each batch (`writer --reopen`).
-    pub(super) fn writer_args(&self, w: &W, rate: u64, max_batch: u64, durability: Durab, reopen: bool) -> Vec<String> {
+    /// `mode`: how the writer appends ([`WriterMode`]).
+    pub(super) fn writer_args(
+        &self,
+        w: &W,
+        rate: u64,
+        max_batch: u64,
+        durability: Durab,
+        mode: WriterMode,
+    ) -> Vec<String> {
         let mut v = vec![
             "writer".to_string(),
             "--journal".into(),
@@ -101,8 +108,8 @@ impl<'a> Trial<'a> {
         if durability != Durab::Full {
             v.extend(["--durability".into(), durability.arg().into()]);
         }
-        if reopen {
-            v.push("--reopen".into());
+        if let Some(flag) = mode.flag() {
+            v.push(flag.into());
         }
         v
     }
@@ -121,7 +128,7 @@ impl<'a> Trial<'a> {
     /// A `full` writer that appends `lines` lines to journal `j` and exits (must exit 0).
     fn run_fresh(&mut self, id: u32, j: u32, lines: u64) -> Result<(), String> {
         let w = self.new_writer(id, j, true, lines);
-        let args = self.writer_args(&w, 0, 2, Durab::Full, false);
+        let args = self.writer_args(&w, 0, 2, Durab::Full, WriterMode::Plain);
         let log = self.log(&format!("writer{id}"));
         self.writers.push(w);
         P::run(&format!("writer {id}"), &self.ctx.torture, &args, &[], &log)
@@ -130,7 +137,7 @@ impl<'a> Trial<'a> {
     fn start_main_writers(&mut self) -> Result<(), String> {
         for wp in self.plan.writers.clone() {
             let w = self.new_writer(wp.id, wp.id, wp.durability == Durab::Full, MAIN_LINES);
-            let args = self.writer_args(&w, wp.rate, wp.max_batch, wp.durability, wp.reopen);
+            let args = self.writer_args(&w, wp.rate, wp.max_batch, wp.durability, wp.mode);
             let log = self.log(&format!("writer{}", wp.id));
             self.writers.push(w);
             let p = P::spawn(&format!("writer {}", wp.id), &self.ctx.torture, &args, &[], &log)?;
