@@ -8,7 +8,8 @@
 # the negative control (the pre-rule-6 shape must lose lines there) and readers on the
 # host of a compactor killed mid-round (never its bytes from cached pages), hosts that
 # still know a target's old name after another host's rotation (complete or interrupted),
-# and a small target's old content cached by quick-read; a SIGSTOPped lock
+# and a small target's old content cached by quick-read, readers on other hosts
+# started before `init` and followers while retention deletes generations; a SIGSTOPped lock
 # holder (LockTimeout, never a hang), the lock premise across mounts, journals refused
 # on the mount.
 # Also checks that scripts/glusterfs-up/down are idempotent and repair a lost mount.
@@ -27,7 +28,9 @@ if [ "$(id -u)" != 0 ]; then
   echo "  readers_on_the_host_of_a_killed_compactor_read_the_committed_bytes_not_its_tail,"
   echo "  a_rotation_on_another_host_misleads_nothing_on_a_host_that_still_knows_the_old_name,"
   echo "  a_rotation_interrupted_on_another_host_is_completed_by_a_host_that_still_knows_the_old_name,"
-  echo "  a_small_targets_old_content_cached_here_misleads_neither_verify_nor_a_cursor; and the glusterfs-up/down checks."
+  echo "  a_small_targets_old_content_cached_here_misleads_neither_verify_nor_a_cursor,"
+  echo "  readers_started_before_init_on_other_hosts_read_the_new_target,"
+  echo "  followers_on_other_hosts_read_through_retention_on_default_caches; and the glusterfs-up/down checks."
   echo "  Run scripts/test-all as root (CI does)."
   exit 77
 fi
