@@ -890,8 +890,8 @@ fn followers_on_other_hosts_read_through_retention_on_default_caches() {
         std::thread::spawn(move || -> Result<(), String> {
             let mut r = tributary::Reader::open_at(&target, tributary::Cursor::START)
                 .map_err(|e| format!("open: {:?}: {e}", e.kind()))?;
-            let mut last: Option<usize> = None;
-            while last.is_none_or(|n| n < 60) {
+            let (mut last, mut read) = (None::<usize>, 0);
+            while read < 60 {
                 match r.next_line_wait(Duration::from_millis(1), Duration::from_secs(60)) {
                     Ok(Some(line)) => {
                         let text = String::from_utf8_lossy(&line).into_owned();
@@ -900,6 +900,7 @@ fn followers_on_other_hosts_read_through_retention_on_default_caches() {
                             return Err(format!("read {text:?} after line {last:?}"));
                         }
                         last = Some(n);
+                        read += 1;
                         // (a slow consumer: retention deletes the generation it reads)
                         std::thread::sleep(Duration::from_millis(3));
                     }

@@ -140,47 +140,76 @@ fn a_cursor_store_behind_a_network_socket_is_refused() {
 /// `tail --cursor-store ... >> out` killed while writing a line left it cut short in the
 /// file; the resumed tail wrote it again whole, and the two ran together as one line
 /// neither committed line (an outside tester: 2 of 51 kills, 100–250 KB lines). The
-/// resumed tail cuts the unterminated line off first: the file holds whole committed
-/// lines only. (The state after such a kill, made without one: the cursor committed
-/// before the line, a prefix of it at the end of the file.)
+/// resumed tail cuts that start of the line off first: the file holds whole committed
+/// lines only — with `>>`, and with one descriptor kept across runs without O_APPEND
+/// (`exec > out`: the cut must move its offset back, or the gap reads as zeros, a
+/// reviewer). Bytes that are not the start of that line are left alone. (The state
+/// after such a kill, made without one: the cursor committed before the line, a
+/// prefix of it at the end of the file.)
 #[test]
 fn a_line_cut_by_a_kill_in_the_output_file_is_cut_off_before_it_is_written_again() {
-    let d = tmp();
-    let (spool, target) = paths(d.path());
-    init(&target);
-    let big = vec![b'x'; 300_000];
-    let lines = vec![b"first".to_vec(), b"second".to_vec(), big.clone(), b"after".to_vec()];
-    let j = journal(&spool.join("a.journal"));
-    j.append_batch(&lines).unwrap();
-    compactor(&target).drain(&[j]).unwrap();
-    let store = d.path().join("cursors.db");
+    for (case, append) in [(">> out", true), ("exec > out", false)] {
+        let d = tmp();
+        let (spool, target) = paths(d.path());
+        init(&target);
+        let big = vec![b'x'; 300_000];
+        let lines = vec![b"first".to_vec(), b"second".to_vec(), big.clone(), b"after".to_vec()];
+        let j = journal(&spool.join("a.journal"));
+        j.append_batch(&lines).unwrap();
+        compactor(&target).drain(&[j]).unwrap();
+        let store = d.path().join("cursors.db");
+        let out_path = d.path().join("out");
+        let mut shared = std::fs::OpenOptions::new().create(true).write(true).append(append).open(&out_path).unwrap();
+        let run = |out: &std::fs::File, extra: &[&str]| {
+            let mut args: Vec<String> = ["tail", "--target", &s(&target), "--cursor-store", &s(&store), "--name", "c"]
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            args.extend(extra.iter().map(|x| x.to_string()));
+            let o = Command::new(bin()).args(&args).stdout(out.try_clone().unwrap()).output().unwrap();
+            assert!(o.status.success(), "{case}: {}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8_lossy(&o.stderr).into_owned()
+        };
+        run(&shared, &["--max-lines", "2"]);
+        // killed 120,000 bytes into the big line
+        std::io::Write::write_all(&mut shared, &big[..120_000]).unwrap();
+        let said = run(&shared, &[]);
+        assert!(said.contains("cut them off"), "{case}: stderr: {said}");
+        let written = std::fs::read(&out_path).unwrap();
+        let got: Vec<&[u8]> = written.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+        let want: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        assert!(got == want, "{case}: not the committed lines, whole ({} bytes)", written.len());
+        // a file that ends with its newline is left alone
+        let said = run(&shared, &[]);
+        assert!(!said.contains("cut"), "{case}: stderr: {said}");
+        assert_eq!(std::fs::read(&out_path).unwrap(), written, "{case}");
+    }
+}
+
+/// What follows the file's last newline and is not the start of the line the resumed
+/// tail writes first (another writer's bytes, a file that ends without a newline of its
+/// own) is left as it is.
+#[test]
+fn bytes_that_are_not_the_start_of_the_resumed_line_are_left_alone() {
+    let (d, target, store, lines) = setup(4);
     let out_path = d.path().join("out");
-    let run = |extra: &[&str]| {
+    let run = || {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&out_path).unwrap();
-        let mut args = vec!["tail", "--target", &*s(&target), "--cursor-store", &*s(&store), "--name", "c"]
-            .into_iter()
-            .map(String::from)
-            .collect::<Vec<_>>();
-        args.extend(extra.iter().map(|x| x.to_string()));
-        let o = Command::new(bin()).args(&args).stdout(out).output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stderr).into_owned()
+        Command::new(bin())
+            .args(["tail", "--target", &s(&target), "--cursor-store", &s(&store), "--name", "c", "--max-lines", "2"])
+            .stdout(out)
+            .output()
+            .unwrap()
     };
-    run(&["--max-lines", "2"]);
-    // killed 120,000 bytes into the big line
+    assert!(run().status.success());
     let mut f = std::fs::OpenOptions::new().append(true).open(&out_path).unwrap();
-    std::io::Write::write_all(&mut f, &big[..120_000]).unwrap();
-    drop(f);
-    let said = run(&[]);
-    assert!(said.contains("cut them off"), "stderr: {said}");
-    let written = std::fs::read(&out_path).unwrap();
-    let got: Vec<&[u8]> = written.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
-    assert_eq!(got, lines.iter().map(Vec::as_slice).collect::<Vec<_>>(), "not the committed lines, whole");
-    assert!(written.ends_with(b"after\n"));
-    // a file that ends with its newline is left alone
-    let said = run(&[]);
-    assert!(!said.contains("cut"), "stderr: {said}");
-    assert_eq!(std::fs::read(&out_path).unwrap(), written);
+    std::io::Write::write_all(&mut f, b"someone else's").unwrap();
+    let before = std::fs::read(&out_path).unwrap();
+    let o = run();
+    assert!(o.status.success() && !String::from_utf8_lossy(&o.stderr).contains("cut"), "{o:?}");
+    let after = std::fs::read(&out_path).unwrap();
+    assert!(after.starts_with(&before), "bytes tail did not write were cut");
+    assert!(after.ends_with(&[&lines[3][..], b"\n"].concat()));
 }
 
 /// A first `tail --cursor-store` run on a target with no lines yet stored nothing: the

@@ -128,37 +128,48 @@ pub fn pipe_reader_gone(fd: &impl AsRawFd) -> bool {
     n > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
-/// When stdout is a regular file that ends in the middle of a line — a `tail` killed
-/// while writing that line — cut that unterminated last line off, so the line written
-/// again whole by the resumed `tail` does not run into it. Returns how many bytes were
-/// cut (`None`: stdout is not a regular file, or ends with `\n`, or is empty).
+/// When stdout is a regular file that ends with the start of `line` and no `\n` after
+/// it — a `tail` killed while writing that line, which the resumed one writes again
+/// whole first — cut that start off, so the two do not run together. Only bytes after
+/// the file's last `\n` that are a prefix of `line` are cut; anything else (a file
+/// other writers append to, one that ends without a newline of its own) is left as it
+/// is. Returns how many bytes were cut (`None`: nothing to cut, or stdout is not a
+/// regular file).
 ///
 /// # Errors
-/// Reading the file through `/proc/self/fd/1` (stdout may be write-only) or cutting it.
-pub fn cut_unterminated_last_line() -> io::Result<Option<u64>> {
+/// Reading the end of the file, or cutting it.
+pub fn cut_start_of_line(line: &[u8]) -> io::Result<Option<u64>> {
+    use std::io::{Seek, SeekFrom};
     use std::os::unix::fs::FileExt;
-    let out = std::fs::File::from(io::stdout().as_fd().try_clone_to_owned()?);
+    // (a duplicate of fd 1: one open file, one offset)
+    let mut out = std::fs::File::from(io::stdout().as_fd().try_clone_to_owned()?);
     let md = out.metadata()?;
     if !md.is_file() || md.len() == 0 {
         return Ok(None);
     }
-    let readable = std::fs::File::open("/proc/self/fd/1")?;
-    let mut end = md.len();
-    let mut chunk = vec![0u8; 64 << 10];
-    while end > 0 {
-        let start = end.saturating_sub(chunk.len() as u64);
-        let buf = &mut chunk[..usize::try_from(end - start).unwrap_or(0)];
-        readable.read_exact_at(buf, start)?;
-        if end == md.len() && buf.last() == Some(&b'\n') {
-            return Ok(None);
+    // The end of the file: the start of `line` and the `\n` before it, at most.
+    let span = (line.len() as u64 + 1).min(md.len());
+    let mut end = vec![0u8; usize::try_from(span).map_err(io::Error::other)?];
+    let at = md.len() - span;
+    // (stdout opened write-only, `>> out`: read it through its name in /proc)
+    if let Err(e) = out.read_exact_at(&mut end, at) {
+        if e.raw_os_error() != Some(libc::EBADF) {
+            return Err(e);
         }
-        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
-            let keep = start + i as u64 + 1;
-            out.set_len(keep)?;
-            return Ok(Some(md.len() - keep));
-        }
-        end = start;
+        std::fs::File::open("/proc/self/fd/1")?.read_exact_at(&mut end, at)?;
     }
-    out.set_len(0)?;
-    Ok(Some(md.len()))
+    let unterminated = match end.iter().rposition(|&b| b == b'\n') {
+        Some(i) => &end[i + 1..],
+        None if at == 0 => &end[..], // the whole file is one unterminated line
+        None => return Ok(None),     // longer than `line`: not its start
+    };
+    if unterminated.is_empty() || !line.starts_with(unterminated) {
+        return Ok(None);
+    }
+    let keep = md.len() - unterminated.len() as u64;
+    out.set_len(keep)?;
+    // Without O_APPEND (`exec > out`), fd 1's offset is still at the old end: the next
+    // write would leave zeros in the gap.
+    out.seek(SeekFrom::Start(keep))?;
+    Ok(Some(unterminated.len() as u64))
 }

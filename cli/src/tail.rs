@@ -75,17 +75,6 @@ pub fn cmd_tail(a: TailArgs) -> CmdResult {
         Some((st, name)) => st.get(name)?,
         None => None,
     };
-    if store.is_some() {
-        // (README "tail": a line cut by a kill, written again whole below)
-        match crate::os::cut_unterminated_last_line() {
-            Ok(Some(cut)) => say_err!(
-                "tributary tail: the output file ended with {cut} byte(s) of an unterminated line (a tail killed \
-                 while writing it): cut them off; the line is written again whole"
-            ),
-            Ok(None) => {}
-            Err(e) => return Err(Error::io("checking the end of the output file (stdout)", e)),
-        }
-    }
     // A start given on the command line wins over the stored cursor: it is how to move
     // a stored cursor (the retention error's "reopen from the start" was impossible:
     // the flags were accepted and silently ignored — an outside tester).
@@ -93,6 +82,9 @@ pub fn cmd_tail(a: TailArgs) -> CmdResult {
     if let (Some(c), true) = (&stored, explicit) {
         say_err!("tributary tail: starting where the command line says, not at the stored cursor {c}; the store moves on from here");
     }
+    // Resuming from the stored cursor: the first line written may be one a killed run
+    // had begun to write (checked then).
+    let mut resuming = stored.filter(|_| !explicit);
     let mut reader = match (stored.filter(|_| !explicit), a.cursor, a.all) {
         (Some(c), _, _) => Reader::open_at(&a.target, c)?,
         (None, Some(c), _) => Reader::open_at(&a.target, c)?,
@@ -174,6 +166,21 @@ pub fn cmd_tail(a: TailArgs) -> CmdResult {
         };
         match &line {
             Some(l) => {
+                if resuming.take().is_some() {
+                    // (README "tail": a line cut by a kill, written again whole here)
+                    match crate::os::cut_start_of_line(l) {
+                        Ok(Some(cut)) => say_err!(
+                            "tributary tail: the output file ended with the first {cut} byte(s) of the line it \
+                             resumes at, unterminated (a tail killed while writing it): cut them off; the line is \
+                             written again whole"
+                        ),
+                        Ok(None) => {}
+                        Err(e) => say_err!(
+                            "tributary tail: could not check the end of the output file for a line cut by a kill \
+                             ({e}); if it ends without a newline, its last line and the next one run together"
+                        ),
+                    }
+                }
                 whole_line.clear();
                 whole_line.extend_from_slice(l);
                 whole_line.push(b'\n');

@@ -214,6 +214,7 @@ impl Compactor {
             let _ = self.target_on_network.set(fscheck::on_network_fs(&self.target));
         }
         if create {
+            // (checked by `create`, which looks again at a folder a network client misses)
             self.sidecar.create()?;
             self.lock_file_not_lost()?;
         } else if !self.sidecar.exists() {
@@ -221,8 +222,9 @@ impl Compactor {
                 "it has no sidecar folder {}: it was never initialised, or the share it lives on is not mounted",
                 self.sidecar.dir.display()
             )));
+        } else {
+            self.sidecar.check_safe()?;
         }
-        self.sidecar.check_safe()?;
         Ok(())
     }
 
@@ -266,10 +268,7 @@ impl Compactor {
                     Some(ManifestFile::Stub) => {}
                     // Never written since the upgrade: a version-1 binary's commit, unless
                     // it is an older copy (a backup restored over the stub).
-                    Some(ManifestFile::V1(old))
-                        if old.target_id != m.target_id
-                            || (old.generation, old.committed_len) > (m.generation, m.committed_len) =>
-                    {
+                    Some(ManifestFile::V1(old)) if !is_an_older_copy(&old, &m) => {
                         return Err(self.version_1_after_upgrade(&m, &old));
                     }
                     // An init or upgrade killed before its last step left no stub.
@@ -301,18 +300,20 @@ impl Compactor {
         }
     }
 
-    /// A version-1 manifest file beside valid slots (docs/design.md "Upgrading a
-    /// version-1 target"): left as it is, and said what to do.
+    /// A version-1 manifest file beside valid slots that is not an older copy of them
+    /// (docs/design.md "Upgrading a version-1 target"): left as it is, and said what to do.
     fn version_1_after_upgrade(&self, slots: &Manifest, old: &Manifest) -> Error {
         Error::CorruptManifest {
             path: self.sidecar.manifest.clone(),
             detail: format!(
                 "this target was upgraded (its manifest is in the lock file's slots: epoch {}, generation {}, {} \
                  bytes committed), but this file holds a version-1 manifest{} (generation {}, {} bytes \
-                 committed): a first-release build (tributary 0.1.0 of 2026-11-22) committed to the target \
-                 after the upgrade, once the stub that stops such builds was moved aside. Stop that build on \
-                 every host (upgrade it); README \"Operations\" (upgrading from a version-1 build) says how to \
-                 keep the lines it appended",
+                 committed), not an older copy of the slots' (it names another target, or commits more: a \
+                 later generation, more bytes, or a journal further): a first-release build (tributary 0.1.0 \
+                 of 2026-11-22) committed to the target after the upgrade, once the stub that stops such builds \
+                 was moved aside or an old manifest restored over it. Stop that build on every host (upgrade \
+                 it); README \"Operations\" (upgrading from a version-1 build) says how to keep the lines it \
+                 appended",
                 slots.epoch,
                 slots.generation,
                 slots.committed_len,
@@ -399,5 +400,57 @@ impl Compactor {
         self.sidecar.write_stub()?;
         let _ = self.stub_checked.set(());
         Ok((m, lines))
+    }
+}
+
+/// Whether a version-1 manifest found beside valid slots claims nothing they do not
+/// (a backup of the target from before its upgrade, restored over the stub): the same
+/// target, no later generation nor more bytes of the same, and no journal further
+/// than the slots have it (or retired it). A version-1 build that drained after the
+/// upgrade moved at least one of them.
+fn is_an_older_copy(old: &Manifest, slots: &Manifest) -> bool {
+    old.target_id == slots.target_id
+        && (old.generation, old.committed_len) <= (slots.generation, slots.committed_len)
+        && old.watermarks.iter().all(|(id, w)| {
+            slots.watermarks.get(id).is_some_and(|s| w.last_seq <= s.last_seq) || slots.retired.contains_key(id)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalId;
+    use crate::target::manifest::Watermark;
+
+    fn at(m: &mut Manifest, id: JournalId, last_seq: u64) {
+        m.watermarks.insert(id, Watermark { journal_id: id, last_seq, crc: 0, chain: 0, anchor: 0 });
+    }
+
+    /// A restored backup is an older copy; a version-1 drain after the upgrade is not,
+    /// however little it moved (a reviewer: a restore followed by such a drain kept the
+    /// same id and a shorter length, and was replaced by the stub).
+    #[test]
+    fn an_older_copy_claims_nothing_the_slots_do_not() {
+        let (a, b) = (JournalId::random().unwrap(), JournalId::random().unwrap());
+        let mut slots = Manifest::new_adopting(1000, 10, 0, 1).unwrap();
+        at(&mut slots, a, 50);
+        let mut old = slots.clone();
+        old.committed_len = 600;
+        at(&mut old, a, 30);
+        assert!(is_an_older_copy(&old, &slots), "a backup from before the upgrade");
+        let mut further = old.clone();
+        at(&mut further, a, 51);
+        assert!(!is_an_older_copy(&further, &slots), "a journal drained further");
+        let mut unknown = old.clone();
+        at(&mut unknown, b, 1);
+        assert!(!is_an_older_copy(&unknown, &slots), "a journal the slots never drained");
+        slots.retired.insert(b, 0);
+        assert!(is_an_older_copy(&unknown, &slots), "a journal retired since: drained whole");
+        let mut longer = old.clone();
+        longer.committed_len = 1001;
+        assert!(!is_an_older_copy(&longer, &slots), "more bytes");
+        let mut other = old.clone();
+        other.target_id = Manifest::new_adopting(0, 0, 0, 1).unwrap().target_id;
+        assert!(!is_an_older_copy(&other, &slots), "another target");
     }
 }

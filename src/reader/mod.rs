@@ -547,6 +547,8 @@ impl Reader {
     fn read_chunk(&mut self, at: u64, want: usize) -> Result<()> {
         let mut pause = Duration::from_millis(2);
         let started = Instant::now();
+        // (an error looked past, named if the bytes then never match)
+        let mut looked_past: Option<String> = None;
         loop {
             let outcome = self.try_read_chunk(at, want);
             let again = match &outcome {
@@ -559,6 +561,9 @@ impl Reader {
                 Err(e) => self.on_network && is_stale_view(e),
             };
             if again && started.elapsed() < CACHE_PATIENCE {
+                if let Err(e) = &outcome {
+                    looked_past = Some(e.to_string());
+                }
                 self.file = None;
                 if self.on_network {
                     // (best effort: the names this client cached, listed afresh)
@@ -575,10 +580,11 @@ impl Reader {
                     detail: format!(
                         "for {} s the file's bytes did not match what the manifest committed (generation {}, {} \
                          bytes): it was changed behind tributary's back, or a client cache keeps serving old \
-                         content; run `tributary verify`",
+                         content; run `tributary verify`{}",
                         CACHE_PATIENCE.as_secs(),
                         self.generation,
-                        self.limit
+                        self.limit,
+                        looked_past.map_or(String::new(), |e| format!(" (earlier attempts met: {e})"))
                     ),
                 }),
             };
