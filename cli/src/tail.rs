@@ -85,7 +85,7 @@ pub fn cmd_tail(a: TailArgs) -> CmdResult {
     // Resuming from the stored cursor: the first line written may be one a killed run
     // had begun to write (checked then).
     let mut resuming = stored.filter(|_| !explicit);
-    let mut reader = match (stored.filter(|_| !explicit), a.cursor, a.all) {
+    let mut reader = match (resuming, a.cursor, a.all) {
         (Some(c), _, _) => Reader::open_at(&a.target, c)?,
         (None, Some(c), _) => Reader::open_at(&a.target, c)?,
         (None, None, true) => Reader::open_at(&a.target, Cursor::START)?,

@@ -97,9 +97,6 @@ pub struct Reader {
     /// Whether the open file is on a network filesystem (asked once per file: an
     /// `fstatfs` there is a round trip to the server).
     shared: Option<bool>,
-    /// Whether the target's folder is on a network filesystem (asked at open): only
-    /// there is a missing or stale file looked at again before it is an error.
-    on_network: bool,
     /// On a network filesystem: the committed length when this host's cached pages of
     /// the open file were last dropped. Bytes below it read since are committed ones
     /// (they cannot go stale); a read past it drops the pages again first (rule 6).
@@ -154,7 +151,6 @@ impl Reader {
             )));
         }
         let sidecar = Sidecar::for_target(&target);
-        let on_network = crate::os::fscheck::on_network_fs(&target);
         // A target never initialised is waited for (a reader may start first); one whose
         // sidecar was emptied never gets a manifest again: say so (it printed nothing).
         let manifest = load_manifest(&sidecar)?;
@@ -180,7 +176,6 @@ impl Reader {
             fresh_len: 0,
             content_checked: 0,
             shared: None,
-            on_network,
             clean_below: 0,
             limit: 0,
             offset: cursor.offset,
@@ -554,21 +549,20 @@ impl Reader {
             let again = match &outcome {
                 Ok(true) => return Ok(()),
                 Ok(false) => true,
-                // On a network filesystem, a file another host renamed or deleted
-                // (rotation, retention), through the descriptor held or a name this
-                // client cached: look again — the manifest, then the file it names
-                // (docs/design.md "Cursors": a stale handle).
-                Err(e) => self.on_network && is_stale_view(e),
+                // On a network filesystem (asked only here, on this rare path), a file
+                // another host renamed or deleted (rotation, retention), through the
+                // descriptor held or a name this client cached: look again — the
+                // manifest, then the file it names (docs/design.md "Cursors": a stale
+                // handle).
+                Err(e) => is_stale_view(e) && crate::os::fscheck::on_network_fs(&self.target),
             };
             if again && started.elapsed() < CACHE_PATIENCE {
                 if let Err(e) = &outcome {
                     looked_past = Some(e.to_string());
-                }
-                self.file = None;
-                if self.on_network {
                     // (best effort: the names this client cached, listed afresh)
                     let _ = crate::os::fs::refresh_names(&self.target);
                 }
+                self.file = None;
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(100));
                 continue;

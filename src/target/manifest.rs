@@ -272,6 +272,7 @@ impl Manifest {
     pub fn load_with_format(sidecar: &Sidecar) -> Result<Option<(Manifest, u32)>> {
         let started = std::time::Instant::now();
         let mut pause = std::time::Duration::from_millis(2);
+        let mut on_network = None; // (asked once, only on this rare path)
         for attempt in 0.. {
             if let Some(found) = slots::read_unlocked_with_format(&sidecar.lock)? {
                 return Ok(Some(found));
@@ -289,17 +290,16 @@ impl Manifest {
             }
             // (twice at least: an upgrade can replace the file by the stub between our
             // two reads; on a local disk no more, the slots are what they are)
-            if attempt > 0 {
-                let shared =
-                    std::fs::File::open(&sidecar.dir).is_ok_and(|d| crate::os::fs::is_shared(&d).unwrap_or(true));
-                if !shared || started.elapsed() >= crate::reader::CACHE_PATIENCE {
-                    break;
-                }
+            let network = *on_network.get_or_insert_with(|| crate::os::fscheck::on_network_fs(&sidecar.lock));
+            if attempt > 0 && (!network || started.elapsed() >= crate::reader::CACHE_PATIENCE) {
+                break;
             }
-            // (best effort: a name this client cached as missing, its `lock`)
-            let _ = crate::os::fs::refresh_names(&sidecar.lock);
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            if network {
+                // (best effort: a name this client cached as missing, its `lock`)
+                let _ = crate::os::fs::refresh_names(&sidecar.lock);
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
         }
         if sidecar.lock_file_missing() {
             return Err(sidecar.lost_lock_file());
