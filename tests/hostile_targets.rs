@@ -864,3 +864,46 @@ fn an_overwritten_target_s_unexpected_tail_sends_the_operator_to_verify_first() 
     let v = verify(&target).unwrap();
     assert!(v.problems.iter().any(|p| p.contains("committed bytes were changed")), "verify: {:?}", v.problems);
 }
+
+/// `init` named at a journal by mistake (or at any file whose last line is partial)
+/// refuses, says what the file is, and makes nothing: the sidecar folder a refused
+/// `init` left beside a journal made every later append and drain refuse that journal
+/// as "a tributary target" (an outside tester: 50 of 50 appends refused, its 100
+/// acknowledged lines held back until someone deleted the folder by hand).
+#[test]
+fn a_refused_init_makes_nothing_beside_the_file() {
+    let dir = tmp();
+    let (spool, target) = paths(dir.path());
+    init(&target);
+    let path = spool.join("w.journal");
+    let lines = numbered("w", 0..100);
+    append_all(&journal(&path), &lines);
+
+    for (what, err) in [
+        ("library", compactor(&path).init().unwrap_err().to_string()),
+        ("CLI", {
+            let out = cli(&["init", "--target", &s(&path)]);
+            assert_eq!(out.status.code(), Some(1), "init of a journal must fail");
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        }),
+    ] {
+        assert!(err.contains("torn_target") || err.contains("torn target"), "{what}: {err}");
+        assert!(err.contains("SQLite database, as a journal is"), "{what}: not named a journal: {err}");
+        let sidecar = Sidecar::for_target(&path).dir;
+        assert!(!sidecar.exists(), "{what}: a refused init left {}", sidecar.display());
+    }
+    // the journal goes on as before: appends and drains take it
+    let more = numbered("w", 100..110);
+    append_all(&journal(&path), &more);
+    compactor(&target).drain(&[journal(&path)]).unwrap();
+    assert_exactly(&target, &[lines, more].concat());
+
+    // a plain file with a partial last line: refused, nothing made; once the line is
+    // finished, init adopts it
+    let plain = dir.path().join("shared").join("plain.txt");
+    fs::write(&plain, b"one\ntwo").unwrap();
+    assert_eq!(compactor(&plain).init().unwrap_err().kind(), ErrorKind::TornTarget);
+    assert!(!Sidecar::for_target(&plain).dir.exists(), "a refused init left a sidecar");
+    fs::OpenOptions::new().append(true).open(&plain).unwrap().write_all(b"\n").unwrap();
+    assert_eq!(compactor(&plain).init().unwrap().adopted_lines, 2);
+}

@@ -66,6 +66,7 @@ impl Compactor {
                  {FORMAT_VERSION} and {DELTA_FORMAT_VERSION}"
             )));
         }
+        self.refuse_a_partial_file_before_making_a_sidecar()?;
         let lock = self.lock(true)?;
         let (mut m, origin) = self.current_manifest(&lock, true)?;
         if lock.seen().is_none() {
@@ -358,6 +359,45 @@ impl Compactor {
         Ok(m)
     }
 
+    /// Before `init` makes a sidecar for a file that has none: a pre-existing file
+    /// whose last line is partial — a journal named by mistake, say — is refused with
+    /// nothing made. (`initialize` checks again under the lock; the sidecar a refused
+    /// `init` left beside a journal made every writer and drain refuse that journal as
+    /// "a tributary target": an outside tester.) Errors reading the file are left to
+    /// the checks under the lock.
+    fn refuse_a_partial_file_before_making_a_sidecar(&self) -> Result<()> {
+        if !matches!(fs::symlink_metadata(&self.sidecar.dir), Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+            return Ok(());
+        }
+        let Ok(file) = fs::File::open(&self.target) else { return Ok(()) };
+        let Ok((len, _)) = self.target_len_and_ino(&file) else { return Ok(()) };
+        let mut last = [0u8; 1];
+        if len == 0 || file.read_exact_at(&mut last, len - 1).is_err() || last[0] == b'\n' {
+            return Ok(());
+        }
+        Err(self.partial_last_line(&file, len))
+    }
+
+    /// `init`'s refusal of a pre-existing file of `len` bytes whose last byte is not
+    /// `\n`; it names a journal as one.
+    fn partial_last_line(&self, file: &fs::File, len: u64) -> Error {
+        let mut head = [0u8; 16];
+        let journal = file.read_exact_at(&mut head, 0).is_ok() && &head == b"SQLite format 3\0";
+        let what = if journal {
+            " (it is an SQLite database, as a journal is: `init --target` names the shared file that \
+             journals are drained into; a journal needs no init, `append --journal` makes it)"
+        } else {
+            ""
+        };
+        Error::TornTarget {
+            target: self.target.clone(),
+            detail: format!(
+                "the pre-existing target ({len} bytes) does not end with a newline, so its last line is partial; \
+                 tributary adopts only whole lines: finish or remove that line, then run init again{what}"
+            ),
+        }
+    }
+
     /// A new target (`init`): adopt a pre-existing target's bytes when it ends with
     /// `\n` (made durable first, with the target's name: orderings O4 and O5), size the
     /// lock file and make its name durable, commit the first slot, write the stub.
@@ -379,13 +419,7 @@ impl Compactor {
             // (read by the scan just now, after it dropped this host's cached pages)
             file.read_exact_at(&mut last, len - 1).map_err(|e| Error::io("reading the target's last byte", e))?;
             if last[0] != b'\n' {
-                return Err(Error::TornTarget {
-                    target: self.target.clone(),
-                    detail: format!(
-                        "the pre-existing target ({len} bytes) does not end with a newline, so its last line is \
-                         partial; tributary adopts only whole lines: finish or remove that line, then run init again"
-                    ),
-                });
+                return Err(self.partial_last_line(&file, len));
             }
         }
         file.sync_all().map_err(|e| self.lost_or_io("fsync of the target before adopting it", e))?;
