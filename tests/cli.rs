@@ -221,6 +221,14 @@ fn usage_errors_and_unsafe_input_fail_clearly() {
     assert_eq!(out.status.code(), Some(2), "a format that does not exist is a usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("2..=3"));
     assert!(!d.path().join("t.log.tributary").exists(), "and nothing was created");
+    // `--interval 0` spun a core while the spool was idle (an outside tester: 3 s of CPU
+    // in 5 s); the C library refuses 0 and more than 1,000 years, and so does the CLI
+    let spool = s(d.path());
+    for interval in ["0", "31536000000001"] {
+        let out = cli(&["compact", "--target", &target, "--spool", &spool, "--interval", interval]);
+        assert_eq!(out.status.code(), Some(2), "--interval {interval} must be a usage error");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("1..=31536000000000"), "--interval {interval}");
+    }
 }
 
 #[test]

@@ -185,8 +185,10 @@ pub struct CompactArgs {
     /// The spool: a folder of journals (every `*.journal` directly in it)
     #[arg(long)]
     spool: PathBuf,
-    /// Pause between rounds that found nothing more to do, in milliseconds.
-    #[arg(long, default_value_t = 100)]
+    /// Pause between rounds that found nothing more to do, in milliseconds (at least
+    /// 1: 0 would spin a core while there is nothing to do; at most 1,000 years, as the
+    /// C library's `interval_ms`).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=31_536_000_000_000))]
     interval: u64,
     /// Print a line per committed round.
     #[arg(long)]
