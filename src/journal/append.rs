@@ -683,7 +683,7 @@ impl Journal {
     /// would replay them. A TRUNCATE checkpoint empties the log, so that "nothing of
     /// the call is stored" stays exact; when it cannot, the error says so.
     fn failed_commit(conn: &rusqlite::Connection, ctx: &str, e: rusqlite::Error) -> Error {
-        let ctx = format!("{ctx}{}", crate::os::sqlite_file::system_error_note(conn));
+        let ctx = format!("{ctx}{}", crate::os::sqlite_file::system_error_note(conn, &e));
         let full =
             matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure));
         if !full {

@@ -512,7 +512,7 @@ impl Journal {
                     format!("opening journal {}", path.display()),
                     io::Error::other(format!(
                         "{e} (SQLite code {code}){}",
-                        crate::os::sqlite_file::system_error_note(&conn)
+                        crate::os::sqlite_file::system_error_note(&conn, &e)
                     )),
                 )
             }

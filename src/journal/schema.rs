@@ -144,7 +144,7 @@ pub(super) fn configure(conn: &Connection, path: &Path, opts: &JournalOptions, n
     if new {
         conn.execute_batch(&format!("PRAGMA page_size = {JOURNAL_PAGE_SIZE}; PRAGMA auto_vacuum = INCREMENTAL;"))
             .map_err(|e| {
-                let note = crate::os::sqlite_file::system_error_note(conn);
+                let note = crate::os::sqlite_file::system_error_note(conn, &e);
                 Error::sqlite(format!("setting a new journal's page size and auto_vacuum{note}"), e)
             })?;
     }
@@ -178,7 +178,9 @@ pub(super) fn configure(conn: &Connection, path: &Path, opts: &JournalOptions, n
         "PRAGMA synchronous={sync}; PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}; \
          PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES};"
     ))
-    .map_err(|e| Error::sqlite(format!("setting synchronous{}", crate::os::sqlite_file::system_error_note(conn)), e))
+    .map_err(|e| {
+        Error::sqlite(format!("setting synchronous{}", crate::os::sqlite_file::system_error_note(conn, &e)), e)
+    })
 }
 
 /// Auto-checkpoints back on, at the size every journal handle is opened with (after

@@ -109,11 +109,20 @@ pub(crate) fn length_and_blocks(conn: &Connection, dev_ino: (u64, u64)) -> Optio
 /// `SQLITE_IOERR`, `SQLITE_FULL` or `SQLITE_CANTOPEN` says only "disk I/O error"), as
 /// `" (the system said: File too large (os error 27))"`, or `""` when there is none.
 /// An outside tester saw only "disk I/O error" under `ulimit -f`.
-pub(crate) fn system_error_note(conn: &Connection) -> String {
+pub(crate) fn system_error_note(conn: &Connection, e: &rusqlite::Error) -> String {
+    // SQLite saves an errno only for an I/O error or a failed open, and then the
+    // thread's errno as it finds it, not the failed call's: a full disk quoted the EIO
+    // of an earlier failure, a short read (no errno of its own) "Resource temporarily
+    // unavailable" from a lock attempt (an outside tester). Quote it only where it can
+    // be the cause.
+    let Some(code) = e.sqlite_error().map(|e| e.extended_code) else { return String::new() };
+    if ![ffi::SQLITE_IOERR, ffi::SQLITE_CANTOPEN].contains(&(code & 0xff)) || code == ffi::SQLITE_IOERR_SHORT_READ {
+        return String::new();
+    }
     // SAFETY: `handle` is the live `sqlite3 *` of `conn`, borrowed for this call only;
     // `sqlite3_system_errno` only reads the connection's saved errno.
     let errno = unsafe { ffi::sqlite3_system_errno(conn.handle()) };
-    if errno == 0 {
+    if [0, libc::EAGAIN, libc::EINTR, libc::EBUSY].contains(&errno) {
         return String::new();
     }
     format!(" (the system said: {})", io::Error::from_raw_os_error(errno))
@@ -122,6 +131,22 @@ pub(crate) fn system_error_note(conn: &Connection) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The errno `SQLite` saved for an earlier error is not quoted as the cause of a
+    /// later one it did not save an errno for (a full disk that quoted an earlier EIO).
+    #[test]
+    fn an_errno_is_quoted_only_for_the_error_it_belongs_to() {
+        let d = tempfile::tempdir().unwrap();
+        let conn = crate::os::sqlite_vfs::open(&d.path().join("x.db")).unwrap();
+        let missing = d.path().join("no-such-folder").join("y.db");
+        let e = conn.execute(&format!("ATTACH DATABASE '{}' AS other", missing.display()), []).unwrap_err();
+        let note = system_error_note(&conn, &e);
+        assert!(note.contains("No such file or directory"), "a failed open says why: {note:?}");
+        conn.execute_batch("PRAGMA page_size=4096; CREATE TABLE t(x); PRAGMA max_page_count=2").unwrap();
+        let e = conn.execute("INSERT INTO t VALUES (zeroblob(100000))", []).unwrap_err();
+        assert_eq!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull), "{e}");
+        assert_eq!(system_error_note(&conn, &e), "", "the full database quoted the earlier failure's errno");
+    }
 
     /// The descriptor read from `SQLite`'s file object is the database file's: if a
     /// future `SQLite` moved `h`, this fails (and at run time the `fstat` check makes
