@@ -344,7 +344,8 @@ typedef struct trib_journal_options {
      */
     uint32_t durability;
     /**
-     * Longest accepted line in bytes, without the `\n` (default 1 MiB; at least 1).
+     * Longest accepted line in bytes, without the `\n` (default 1 MiB; 1 to
+     * 999,999,000: `SQLite` stores at most 10^9 bytes in a row).
      */
     size_t max_line_bytes;
     /**

@@ -71,7 +71,7 @@ pub use inspect::{
 pub use journal::{
     line_crc, spool_journals, validate_line, Appender, AppenderOptions, AppenderStats, AppenderWriter, Backlog,
     DrainedRecord, Durability, Journal, JournalId, JournalOptions, KeyedAppend, OnFull, Pushed, PushedLines,
-    DEFAULT_MAX_LINE_BYTES,
+    DEFAULT_MAX_LINE_BYTES, MAX_LINE_BYTES_LIMIT,
 };
 pub use reader::{Cursor, CursorStore, Lag, Reader, TargetId};
 pub use target::lock::TargetLock;

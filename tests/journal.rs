@@ -49,6 +49,22 @@ fn invalid_lines_are_refused_and_nothing_of_the_call_is_stored() {
     assert_eq!(j.append(&[b'y'; 10]).unwrap(), 3);
 }
 
+/// The line limit goes up to what `SQLite` can store in a row: a journal opened with a
+/// limit above it (up to `u32::MAX` was accepted) took a line of 10^9 bytes as valid
+/// and then failed it as an `sqlite` "string or blob too big" (an outside tester).
+#[test]
+fn a_line_limit_sqlite_cannot_store_is_refused_at_open() {
+    let d = tmp();
+    let path = d.path().join("j.journal");
+    for limit in [tributary::MAX_LINE_BYTES_LIMIT + 1, 1_000_000_000, u32::MAX as usize] {
+        let e = Journal::open(&path, JournalOptions::default().max_line_bytes(limit)).expect_err("refused");
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(e.to_string().contains("999999000"), "the message names the highest limit: {e}");
+    }
+    let j = Journal::open(&path, JournalOptions::default().max_line_bytes(tributary::MAX_LINE_BYTES_LIMIT)).unwrap();
+    assert_eq!(j.append(b"fits").unwrap(), 1);
+}
+
 /// An empty batch has no first seq: an error in every API (it was `Ok(0)` in Rust
 /// only, and 0 is not a seq), storing nothing.
 #[test]

@@ -49,7 +49,8 @@ impl HandleBox for JournalBox {
 pub struct trib_journal_options {
     /// `TRIB_DURABILITY_FULL` (default) or `TRIB_DURABILITY_NORMAL`.
     pub durability: u32,
-    /// Longest accepted line in bytes, without the `\n` (default 1 MiB; at least 1).
+    /// Longest accepted line in bytes, without the `\n` (default 1 MiB; 1 to
+    /// 999,999,000: `SQLite` stores at most 10^9 bytes in a row).
     pub max_line_bytes: usize,
     /// Refuse appends once the undrained backlog would exceed this many bytes
     /// (`TRIB_E_JOURNAL_FULL`). 0 (default): no limit.

@@ -63,7 +63,7 @@ pub(crate) use files::{is_orphaned_log, left_the_spool};
 pub(crate) use open::NOT_READY;
 pub(crate) use open::{orphaned_log, ORPHANED_LOG};
 pub(crate) use probe::Probe;
-pub use run::{line_crc, validate_line, DEFAULT_MAX_LINE_BYTES};
+pub use run::{line_crc, validate_line, DEFAULT_MAX_LINE_BYTES, MAX_LINE_BYTES_LIMIT};
 pub(crate) use schema::{is_journal, table_names, FORMAT_VERSION as JOURNAL_FORMAT_VERSION};
 pub use source::DrainedRecord;
 pub(crate) use source::Taken;
@@ -94,7 +94,8 @@ crate::options::options! {
     pub struct JournalOptions {
         /// When an append counts as durable.
         pub durability: Durability = Durability::Full,
-        /// Longest accepted line in bytes (without the `\n`).
+        /// Longest accepted line in bytes (without the `\n`): 1 to
+        /// [`MAX_LINE_BYTES_LIMIT`].
         pub max_line_bytes: usize = DEFAULT_MAX_LINE_BYTES,
         /// Refuse appends once the undrained backlog would exceed this many payload
         /// bytes ([`Error::JournalFull`]). `None`: no limit.

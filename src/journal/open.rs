@@ -359,7 +359,7 @@ impl Journal {
     /// Open (creating if needed, mode 0600) the journal at `path`.
     ///
     /// # Errors
-    /// - [`Error::InvalidArgument`]: `max_line_bytes` is 0 or above `u32::MAX`, or a
+    /// - [`Error::InvalidArgument`]: `max_line_bytes` is 0 or above [`MAX_LINE_BYTES_LIMIT`](super::MAX_LINE_BYTES_LIMIT), or a
     ///   process this one was forked from has the journal open;
     /// - [`Error::UnsafeFilesystem`]: the journal's folder is on a network filesystem
     ///   (unless `allow_network_fs`);
@@ -408,10 +408,10 @@ impl Journal {
     /// another.
     fn open_once(path: &Path, opts: JournalOptions, create: bool, attempt: &mut Attempt) -> Result<Journal> {
         let path = path.to_path_buf();
-        if opts.max_line_bytes == 0 || u32::try_from(opts.max_line_bytes).is_err() {
+        if opts.max_line_bytes == 0 || opts.max_line_bytes > super::MAX_LINE_BYTES_LIMIT {
             return Err(Error::InvalidArgument(format!(
-                "max_line_bytes must be between 1 and {} (a line's length is stored in 32 bits), not {}",
-                u32::MAX,
+                "max_line_bytes must be between 1 and {} (SQLite stores at most 10^9 bytes in a row), not {}",
+                super::MAX_LINE_BYTES_LIMIT,
                 opts.max_line_bytes
             )));
         }

@@ -12,6 +12,12 @@ use crate::error::{Error, LineProblem, Result};
 /// Default maximum line length: 1 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
 
+/// The highest line limit a journal accepts: `SQLite` stores at most 10^9 bytes in a
+/// row (`SQLITE_MAX_LENGTH`), and a line longer than a run is a row of its own with
+/// its `\n` and line table (a limit up to `u32::MAX` was accepted, and a line of 10^9
+/// bytes then failed as an `sqlite` "string or blob too big": an outside tester).
+pub const MAX_LINE_BYTES_LIMIT: usize = 999_999_000;
+
 /// Split a request's lines into runs of at most this much data (a single longer line
 /// is a run of its own): bounds the memory a drain needs per row.
 pub(super) const RUN_MAX_BYTES: usize = 1 << 20;
