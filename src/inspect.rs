@@ -98,7 +98,7 @@ pub fn verify(target: impl AsRef<Path>) -> Result<VerifyReport> {
             }
             // The size the server knows (rule 6): a client's cached one can be older
             // than the manifest just read.
-            let (len, ino) = crate::os::fs::fresh_len_and_ino(&f).ok()?;
+            let (len, ino) = crate::os::fs::fresh_len_and_ino_for_reading(&f).ok()?;
             (m.target_ino == 0 || ino == m.target_ino).then_some((f, len, p.clone()))
         });
         if found.is_none() && !names_refreshed {
@@ -354,7 +354,7 @@ struct View {
 fn view(target: &Path, sidecar: &Sidecar) -> Result<View> {
     let opened = |p: &Path| {
         let f = File::open(p).ok()?;
-        let (len, ino) = crate::os::fs::fresh_len_and_ino(&f).ok()?;
+        let (len, ino) = crate::os::fs::fresh_len_and_ino_for_reading(&f).ok()?;
         Some((f, len, ino))
     };
     let on_network = crate::os::fscheck::on_network_fs(target);

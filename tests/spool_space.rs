@@ -538,6 +538,41 @@ fn a_journal_on_a_read_only_filesystem_says_so_not_permission() {
     assert_eq!(journal(&path).backlog().unwrap().lines, 1, "the journal was touched");
 }
 
+/// After an I/O error ext4 refuses every write (mounted `errors=remount-ro`:
+/// "emergency_ro") while `access(2)` and `statvfs` say it is writable. An outside
+/// tester was told to `chmod` as root, and `verify`, `status` and `tail` called the
+/// healthy target on it "replaced", "missing" and unreadable (the readers' `fsync`,
+/// which asks a network client for a fresh size, failed with `EROFS`). Readers read
+/// the committed lines; a journal says read-only.
+#[test]
+fn after_ext4_refuses_writes_readers_read_and_journals_say_read_only() {
+    let Some(fs) = Ext4Image::mount_read_only_on_error(16) else {
+        eprintln!("skipped: needs root to mount an image");
+        return;
+    };
+    let (spool, target) = (fs.path().join("spool"), fs.path().join("t.log"));
+    std::fs::create_dir(&spool).unwrap();
+    init(&target);
+    let path = spool.join("a.journal");
+    let lines = numbered("e", 0..20);
+    let j = journal(&path);
+    j.append_batch(&lines).unwrap();
+    compactor(&target).drain(std::slice::from_ref(&j)).unwrap();
+    drop(j);
+    fs.fail();
+
+    let v = tributary::verify(&target).expect("verify runs");
+    assert!(v.is_consistent(), "verify: {:?}", v.problems);
+    let mut reader = tributary::Reader::open(&target, 0).expect("a reader opens");
+    let read: Vec<Vec<u8>> = std::iter::from_fn(|| reader.next_line().expect("a reader reads")).collect();
+    assert_eq!(read, lines);
+    let out = cli(&["status", "--target", &s(&target), "--spool", &s(&spool)]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!said.contains("missing") && !said.contains("permission"), "status: {said}");
+    let e = tributary::Journal::open(&path, tributary::JournalOptions::default()).map(drop).unwrap_err();
+    assert!(e.to_string().contains("mounted read-only") && !e.to_string().contains("permission"), "{e}");
+}
+
 /// Inodes run out while blocks are free: a new journal failed with "No space left on
 /// device" while `df` showed room (an outside tester). The message says inodes.
 #[test]

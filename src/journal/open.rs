@@ -259,7 +259,8 @@ fn cannot_write(path: &Path, e: &dyn std::fmt::Display) -> Error {
     let folder = crate::os::fs::parent_dir(path);
     let read_only = [path, folder.as_path()]
         .iter()
-        .any(|p| sys::may_read_and_write(p).is_err_and(|e| e.raw_os_error() == Some(libc::EROFS)));
+        .any(|p| sys::may_read_and_write(p).is_err_and(|e| e.raw_os_error() == Some(libc::EROFS)))
+        || crate::os::fs::refuses_writes(&folder);
     if read_only {
         return Error::io(
             format!(

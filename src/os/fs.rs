@@ -105,6 +105,40 @@ pub fn fresh_len_and_ino(file: &File) -> io::Result<(u64, u64)> {
     crate::os::sys::fresh_len_and_ino(file)
 }
 
+/// [`fresh_len_and_ino`] for a reader, which writes nothing: a failed `fsync` is not
+/// its own — another process's failed writeback, which Linux reports once to every
+/// descriptor of the file, or a filesystem that refuses writes after an I/O error —
+/// and the size is still asked of the server. (A follower died of a compactor's
+/// transient EIO; `verify`, `status` and `tail` called a healthy target on an ext4 the
+/// kernel had made read-only "replaced", "missing" and unreadable: an outside tester.)
+///
+/// # Errors
+/// `statx`'s error; `fsync`'s other errors (`ESTALE`: the file is gone).
+pub fn fresh_len_and_ino_for_reading(file: &File) -> io::Result<(u64, u64)> {
+    match file.sync_all() {
+        Err(e) if !matches!(e.raw_os_error(), Some(libc::EIO | libc::ENOSPC | libc::EDQUOT | libc::EROFS)) => {
+            return Err(e)
+        }
+        _ => {}
+    }
+    crate::os::sys::fresh_len_and_ino(file)
+}
+
+/// Whether the filesystem holding `folder` refuses writes as read-only (`EROFS`),
+/// asked by making an unnamed file there (`O_TMPFILE`: it has no name and is gone at
+/// close): after an I/O error ext4 refuses every write while `access(2)` and
+/// `statvfs` still say it is writable (kernel 6.18: an outside tester was told to
+/// `chmod` as root). `false` where it cannot tell (no `O_TMPFILE`: NFS, FUSE).
+pub(crate) fn refuses_writes(folder: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o600)
+        .open(folder)
+        .is_err_and(|e| e.raw_os_error() == Some(libc::EROFS))
+}
+
 /// The whole file at `path` as its server has it (see [`fresh_len_and_ino`]), for
 /// checks that compare what several mounts of one share show. A read that comes up
 /// short of the server's size (a client cache still serving older content: Gluster's

@@ -490,7 +490,7 @@ impl Reader {
             return open(&rotated);
         }
         match File::open(&self.target) {
-            Ok(f) if crate::os::fs::fresh_len_and_ino(&f).map_or(0, |(len, _)| len) >= self.limit => Ok(f),
+            Ok(f) if crate::os::fs::fresh_len_and_ino_for_reading(&f).map_or(0, |(len, _)| len) >= self.limit => Ok(f),
             Ok(_) | Err(_) if rotated.exists() => open(&rotated),
             Ok(f) => Ok(f),
             Err(e) => Err(Error::io(format!("opening {}", self.target.display()), e)),
@@ -631,7 +631,7 @@ impl Reader {
         let file = &*self.file.insert(file);
         let end = at + want as u64;
         if end > self.fresh_len {
-            let fresh = crate::os::fs::fresh_len_and_ino(file)
+            let fresh = crate::os::fs::fresh_len_and_ino_for_reading(file)
                 .map_err(|e| Error::io(format!("reading the size of {}", self.target.display()), e))?;
             self.fresh_len = fresh.0;
         }

@@ -345,6 +345,25 @@ impl Ext4Image {
         Self::mount_made_by("mkfs.ext4", &["-q", "-F", "-b", "1024", "-m", "0", "-N", &n], "loop", mib)
     }
 
+    /// ext4 that the kernel makes read-only at its first error (`errors=remount-ro`):
+    /// [`Ext4Image::fail`] makes one.
+    #[allow(dead_code)]
+    pub fn mount_read_only_on_error(mib: u64) -> Option<Ext4Image> {
+        Self::mount_made_by("mkfs.ext4", &["-q", "-F", "-b", "1024", "-m", "0"], "loop,errors=remount-ro", mib)
+    }
+
+    /// An error in this ext4, as ext4 reports one it finds on disk (its sysfs
+    /// `trigger_fs_error`): mounted `errors=remount-ro`, it then refuses every write
+    /// ("emergency_ro") while `access(2)` and `statvfs` still say it is writable.
+    #[allow(dead_code)]
+    pub fn fail(&self) {
+        let out = Command::new("findmnt").args(["-n", "-o", "SOURCE"]).arg(self.dir.path()).output().unwrap();
+        let source = String::from_utf8(out.stdout).unwrap();
+        let device = Path::new(source.trim()).file_name().expect("a loop device").to_owned();
+        let trigger = Path::new("/sys/fs/ext4").join(device).join("trigger_fs_error");
+        std::fs::write(&trigger, "test error\n").unwrap_or_else(|e| panic!("{}: {e}", trigger.display()));
+    }
+
     /// btrfs (copy-on-write), data and metadata mixed (what small filesystems use).
     pub fn mount_btrfs(mib: u64) -> Option<Ext4Image> {
         Self::mount_made_by("mkfs.btrfs", &["-q", "-f", "--mixed"], "loop", mib)
