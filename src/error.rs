@@ -325,7 +325,12 @@ impl ErrorKind {
             ErrorKind::UnsafeFilesystem => "Put journals on the writer host's local disk; mount the target with working cross-host locks; `chmod o-w` the sidecar folder.",
             ErrorKind::NotAJournal => "Move the file out of the spool, or give the journal's (or cursor store's) real path.",
             ErrorKind::Io => "Fix the cause the message names (free space, remount the share, raise `ulimit -n`); a daemon retries by itself.",
-            ErrorKind::Sqlite => "Retry; if it persists, check the journal's disk and which process holds its write lock.",
+            ErrorKind::Sqlite => {
+                "Retry through the same handle; if it persists, check the journal's disk and which process holds its \
+                 write lock. When the message says SQLite's recovery may still store the lines (the journal's disk \
+                 failed mid-commit; `may_have_stored`), resend them from another process or handle only with \
+                 idempotency keys, or after a drain shows they are not in the target."
+            }
             ErrorKind::JournalGone => "Close the handle and reopen the journal by its path (to remove a journal, retire it). A `-wal` left alone: put the journal file back (its lines then drain), or remove the `-wal` and `-shm` if nothing in them is needed.",
             ErrorKind::TargetMissing => "Mount the share; for a new target run `tributary init` once; for a target restored with its sidecar, `init` checks it and accepts it.",
         }
@@ -484,7 +489,25 @@ impl Error {
     pub(crate) fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Error {
         Error::Sqlite { context: context.into(), source }
     }
+
+    /// Whether the lines of the failed call may still be stored: its commit failed on
+    /// the journal's disk (an I/O error, a full disk, a file size limit, a filesystem
+    /// gone read-only) possibly after writing its frames, and the journal's log could
+    /// not be emptied after it, so `SQLite`'s recovery at the journal's next open may
+    /// replay them. A retry through the same handle is safe (its commit takes the
+    /// failed one's place in the log); resending from another process or handle —
+    /// `append` run again — can store them twice: use idempotency keys, or drain and
+    /// look for them first (an outside tester duplicated a 50-line batch in 2 of 4
+    /// trials by following the CLI's "resend from input line N").
+    #[must_use]
+    pub fn may_have_stored(&self) -> bool {
+        matches!(self, Error::Sqlite { context, .. } if context.contains(MAY_STILL_BE_STORED))
+    }
 }
+
+/// The words of a failed commit's error whose lines `SQLite`'s recovery may still
+/// store ([`Error::may_have_stored`]).
+pub(crate) const MAY_STILL_BE_STORED: &str = "SQLite's recovery may still store these lines";
 
 /// Whether `SQLite` found the file damaged (`SQLITE_CORRUPT`, `SQLITE_NOTADB`): a journal
 /// cut short said `sqlite`, a kind whose advice is to retry (an outside tester).

@@ -573,6 +573,42 @@ fn after_ext4_refuses_writes_readers_read_and_journals_say_read_only() {
     assert!(e.to_string().contains("mounted read-only") && !e.to_string().contains("permission"), "{e}");
 }
 
+/// A commit that fails on the journal's disk and whose log cannot be emptied after it
+/// (the filesystem refuses writes) may still be stored by `SQLite`'s recovery at the
+/// journal's next open. `append` said "input line N and the ones after it were not
+/// [stored]: resend from input line N" beside the error's "may still store": an
+/// outside tester who followed it duplicated the 50-line batch in 2 of 4 trials. The
+/// error says so (`may_have_stored`) and `append` names the batch as maybe stored.
+#[test]
+fn a_commit_that_may_still_be_stored_is_never_called_not_stored() {
+    let Some(fs) = Ext4Image::mount_read_only_on_error(16) else {
+        eprintln!("skipped: needs root to mount an image");
+        return;
+    };
+    let path = fs.path().join("a.journal");
+    let held = journal(&path);
+    held.append(b"before").unwrap();
+    let d = tmp();
+    let fp = d.path().join("fp");
+    std::fs::create_dir(&fp).unwrap();
+    let mut child = spawn_with_failpoint(&["append", "--journal", &s(&path)], "journal.before_commit=hold", &fp);
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"one\ntwo\nthree\n").unwrap();
+    drop(child.stdin.take());
+    let reached = wait_reached(&fp, "journal.before_commit");
+    fs.fail();
+    std::fs::remove_file(&reached).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("input lines 1-3 may or may not be stored"), "{said}");
+    assert!(!said.contains("resend from input line 1"), "the failed batch called not stored: {said}");
+
+    // the library's error says it (what the CLI reads); and a plain refusal does not
+    let e = held.append(b"after").unwrap_err();
+    assert!(e.may_have_stored(), "{e}");
+    assert!(!tributary::Error::InvalidArgument("x".into()).may_have_stored());
+}
+
 /// Inodes run out while blocks are free: a new journal failed with "No space left on
 /// device" while `df` showed room (an outside tester). The message says inodes.
 #[test]

@@ -117,7 +117,7 @@ pub fn cmd_append(a: AppendArgs) -> CmdResult {
         // (a line that would take the batch past its bound goes into the next one)
         if !pending.is_empty() && pending_bytes + line.len() > batch_bytes {
             if let Err(e) = flush(&mut pending, &mut stored, &mut out) {
-                return Ok(stopped_mid_stream(&e, stored));
+                return Ok(stopped_mid_stream(&e, stored, pending.len()));
             }
             pending_bytes = 0;
         }
@@ -127,13 +127,13 @@ pub fn cmd_append(a: AppendArgs) -> CmdResult {
         // once) or the batch is large; one transaction per batch.
         if input.buffer().is_empty() || pending.len() >= BATCH_LINES || pending_bytes >= batch_bytes {
             if let Err(e) = flush(&mut pending, &mut stored, &mut out) {
-                return Ok(stopped_mid_stream(&e, stored));
+                return Ok(stopped_mid_stream(&e, stored, pending.len()));
             }
             pending_bytes = 0;
         }
     }
     if let Err(e) = flush(&mut pending, &mut stored, &mut out) {
-        return Ok(stopped_mid_stream(&e, stored));
+        return Ok(stopped_mid_stream(&e, stored, pending.len()));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -183,9 +183,25 @@ fn too_long(max: usize) -> String {
 /// An append stream stopped by an error after `stored` lines were stored: say exactly
 /// which input lines are durable, so a retry resends only the rest (the error's own
 /// "nothing of this call was stored" is about the failed batch, not the stream).
-fn stopped_mid_stream(e: &Error, stored: u64) -> ExitCode {
+fn stopped_mid_stream(e: &Error, stored: u64, failed: usize) -> ExitCode {
     say_err!("tributary: error [{}]: {e}", e.kind().name());
-    if stored == 0 {
+    if e.may_have_stored() {
+        // The failed batch may be replayed by SQLite's recovery when the journal is
+        // next opened: resending it as "not stored" duplicated it (an outside tester).
+        let (first, last) = (stored + 1, stored + failed as u64);
+        say_err!(
+            "tributary: appending stopped: {}input lines {first}-{last} may or may not be stored (the journal's disk \
+             failed mid-commit; SQLite's recovery can still store them when the journal is next opened): once the \
+             disk is repaired, drain the journal and look for them in the target (or `tributary dump --journal`) \
+             before resending any of them; input line {} and the ones after it were not stored",
+            if stored == 0 {
+                String::new()
+            } else {
+                format!("{stored} line(s) (input lines 1-{stored}) were stored durably; ")
+            },
+            last + 1
+        );
+    } else if stored == 0 {
         say_err!("tributary: appending stopped: no input line was stored; resend from input line 1");
     } else {
         say_err!(

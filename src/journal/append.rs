@@ -701,7 +701,9 @@ impl Journal {
                     "{ctx} (writing the journal's files failed — a full disk, a file size limit (`ulimit -f`), a \
                      filesystem gone read-only, an I/O error: `dmesg` tells — and the journal's log could not be \
                      emptied after the failed commit: if this process stops before its next append to the journal, \
-                     SQLite's recovery may still store these lines; resend them only with idempotency keys)"
+                     {} at the journal's next open; a retry through this handle is safe, a resend from another \
+                     process or handle only with idempotency keys)",
+                    crate::error::MAY_STILL_BE_STORED
                 ),
                 e,
             )
