@@ -39,6 +39,32 @@ fn read_all(target: &Path, from: Cursor) -> (Vec<Vec<u8>>, Cursor) {
     (out, r.cursor())
 }
 
+/// A rotation run by another user than the target's owner (an operator's one-off
+/// drain as root) gives the new generation the owner, group and mode of the one it
+/// follows: it made the new target root's, and the compactor's own user was refused it
+/// at every round after (an outside tester: a daemon stalled for good).
+#[test]
+fn a_new_generation_keeps_the_owner_and_mode_of_the_one_it_follows() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to give the target away");
+        return;
+    }
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    init(&target);
+    let (uid, gid) = (65534, 65533);
+    std::os::unix::fs::chown(&target, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let j = journal(&spool.join("a.journal"));
+    j.append_batch(&numbered("own", 0..100)).unwrap();
+    let r = rotating(&target, 500, None).drain(std::slice::from_ref(&j)).unwrap();
+    assert!(r.rotations >= 1, "{r:?}");
+    let md = std::fs::metadata(&target).unwrap();
+    assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (uid, gid, 0o640), "the new generation's owner and mode");
+}
+
 #[test]
 fn rotation_keeps_exactly_once_and_readers_continue_across_generations() {
     let d = tmp();

@@ -156,7 +156,10 @@ impl Compactor {
             }
         }
         let ino = match created {
-            Ok(f) => f.metadata().map_err(|e| Error::io("fstat of the new target", e))?.ino(),
+            Ok(f) => {
+                carry_owner_and_mode(&rotated, &f);
+                f.metadata().map_err(|e| Error::io("fstat of the new target", e))?.ino()
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 // Made by the interrupted rotation; its size from the server, not a cache.
                 let (len, ino) = File::open(&self.target)
@@ -214,4 +217,15 @@ impl Compactor {
         }
         Ok(next)
     }
+}
+
+/// The new generation continues the file it follows: its owner, group and mode (as far
+/// as this process may set them; best effort). One drain run as root made the new
+/// target root's, and every later round of the compactor's own user was refused it —
+/// a daemon stalled for good (an outside tester).
+fn carry_owner_and_mode(rotated: &std::path::Path, new: &File) {
+    let Ok(old) = fs::metadata(rotated) else { return };
+    // (a process that may not give the file away leaves it its own)
+    let _ = std::os::unix::fs::fchown(new, Some(old.uid()), Some(old.gid()));
+    let _ = new.set_permissions(old.permissions());
 }
