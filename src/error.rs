@@ -663,7 +663,21 @@ impl fmt::Display for Error {
                 target.display(),
                 target.display()
             ),
-            Error::Io { context, source } => write!(f, "I/O error while {context}: {source}"),
+            Error::Io { context, source } => {
+                write!(f, "I/O error while {context}: {source}")?;
+                if source.raw_os_error() == Some(libc::EFBIG) {
+                    // (a compactor under `ulimit -f` said only "File too large": an
+                    // outside tester)
+                    let limit = crate::os::sys::file_size_limit()
+                        .map_or(String::new(), |l| format!(" ({l} bytes here)"));
+                    write!(
+                        f,
+                        " — past this process's file size limit (`ulimit -f`, RLIMIT_FSIZE){limit}: raise it (a \
+                         target's lock file alone is 4 MiB, sparse)"
+                    )?;
+                }
+                Ok(())
+            }
             Error::Sqlite { context, source } if is_damaged(source) => write!(
                 f,
                 "SQLite error while {context}: {source}: the file is damaged (cut short, or overwritten); retrying \
@@ -683,5 +697,20 @@ impl std::error::Error for Error {
             Error::Sqlite { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `EFBIG` names the file size limit (`ulimit -f`): "File too large" alone sent an
+    /// outside tester looking at the target.
+    #[test]
+    fn a_file_past_the_size_limit_names_it() {
+        let e = Error::io("writing to the target", io::Error::from_raw_os_error(libc::EFBIG));
+        assert!(e.to_string().contains("`ulimit -f`"), "{e}");
+        let e = Error::io("writing to the target", io::Error::from_raw_os_error(libc::EIO));
+        assert!(!e.to_string().contains("ulimit"), "{e}");
     }
 }

@@ -166,17 +166,23 @@ impl<'a> ChunkWriter<'a> {
         // Half of that, in whole 4 KiB: the next round's bytes must fit beside nothing
         // else (its tail is cut first), and what is left on the disk shrinks meanwhile.
         let smaller = (fitted / 2) & !4095;
+        // EDQUOT: the quota of the target's owner, not the disk (an outside tester).
+        let (full, room) = if e.raw_os_error() == Some(libc::EDQUOT) {
+            ("its owner's disk quota is used up", "Raise the quota or free space under it (`quota`, `repquota`)")
+        } else {
+            ("its disk is full", "Free space on the target's disk")
+        };
         let advice = if smaller == 0 {
-            "Free space on the target's disk: not even 8 KiB fitted".to_string()
+            format!("{room}: not even 8 KiB fitted")
         } else {
             format!(
-                "Free space on the target's disk, or drain in rounds that fit what is left (--max-round-bytes \
-                 {smaller}, CompactorOptions::max_round_bytes)"
+                "{room}, or drain in rounds that fit what is left (--max-round-bytes {smaller}, \
+                 CompactorOptions::max_round_bytes)"
             )
         };
         crate::error::Error::io(
             format!(
-                "writing to the target ({}): its disk is full after {fitted} byte(s) of this round (a round writes \
+                "writing to the target ({}): {full} after {fitted} byte(s) of this round (a round writes \
                  up to {} bytes before committing any: nothing of this one was committed, and the next drain removes \
                  its bytes first). {advice}",
                 c.target.display(),

@@ -577,9 +577,20 @@ impl FolderEvents {
 /// This process's limit on open files (`RLIMIT_NOFILE`, soft); `None` if unknown.
 #[must_use]
 pub fn nofile_limit() -> Option<u64> {
+    soft_limit(libc::RLIMIT_NOFILE)
+}
+
+/// This process's limit on the size of a file it writes (`RLIMIT_FSIZE`, soft, bytes;
+/// `ulimit -f` says it in KiB); `None` if unknown or unlimited.
+#[must_use]
+pub fn file_size_limit() -> Option<u64> {
+    soft_limit(libc::RLIMIT_FSIZE).filter(|&l| l != libc::RLIM_INFINITY)
+}
+
+fn soft_limit(resource: libc::__rlimit_resource_t) -> Option<u64> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes one rlimit struct through the valid pointer we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } != 0 {
+    if unsafe { libc::getrlimit(resource, &raw mut lim) } != 0 {
         return None;
     }
     Some(lim.rlim_cur)
