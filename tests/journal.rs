@@ -49,6 +49,30 @@ fn invalid_lines_are_refused_and_nothing_of_the_call_is_stored() {
     assert_eq!(j.append(&[b'y'; 10]).unwrap(), 3);
 }
 
+/// A journal or cursor store whose full path is longer than `SQLite` opens (512 bytes
+/// with `-journal`) is refused saying so: it was "unable to open database file" and
+/// nothing more (an outside tester: 505 bytes, far below `PATH_MAX`).
+#[test]
+fn a_path_too_long_for_sqlite_says_so() {
+    let d = tmp();
+    let mut folder = d.path().to_path_buf();
+    while folder.as_os_str().len() < 520 {
+        folder.push("a-folder-name-of-forty-bytes-or-so-xxxxx");
+    }
+    std::fs::create_dir_all(&folder).unwrap();
+    let e = Journal::open(folder.join("j.journal"), JournalOptions::default()).map(drop).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("at most 504 bytes"), "{e}");
+    let left: Vec<_> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "the refused open left {left:?}");
+    let e = tributary::CursorStore::open(folder.join("c.store")).map(drop).unwrap_err();
+    assert!(e.to_string().contains("at most 504 bytes"), "{e}");
+    assert!(std::fs::read_dir(&folder).unwrap().next().is_none(), "the refused cursor store left a file");
+    // a path that fits opens
+    let j = Journal::open(d.path().join("j.journal"), JournalOptions::default()).unwrap();
+    assert_eq!(j.append(b"x").unwrap(), 1);
+}
+
 /// The line limit goes up to what `SQLite` can store in a row: a journal opened with a
 /// limit above it (up to `u32::MAX` was accepted) took a line of 10^9 bytes as valid
 /// and then failed it as an `sqlite` "string or blob too big" (an outside tester).

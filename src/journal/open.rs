@@ -416,6 +416,9 @@ impl Journal {
                 opts.max_line_bytes
             )));
         }
+        if let Some(too_long) = crate::os::sqlite_vfs::path_too_long(&path, "journal") {
+            return Err(too_long);
+        }
         if !opts.allow_network_fs {
             fscheck::check_journal_location(&path)?;
         }

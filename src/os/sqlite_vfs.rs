@@ -22,6 +22,27 @@ use rusqlite::ffi;
 
 use crate::os::sys;
 
+/// The longest full path of a file `SQLite`'s `unix` VFS opens: its path with
+/// `-journal` added must fit in 512 bytes (`MAX_PATHNAME`); past it the open fails as
+/// "unable to open database file", saying nothing of the length (an outside tester: a
+/// journal path of 505 bytes, far below `PATH_MAX`).
+pub(crate) const MAX_PATH_BYTES: usize = 512 - "-journal".len();
+
+/// The error for a file whose full path (a relative one joined to the working
+/// folder) is longer than [`MAX_PATH_BYTES`], or `None`.
+pub(crate) fn path_too_long(path: &std::path::Path, what: &str) -> Option<crate::error::Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let full = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().ok()?.join(path) };
+    let len = full.as_os_str().as_bytes().len();
+    (len > MAX_PATH_BYTES).then(|| {
+        crate::error::Error::InvalidArgument(format!(
+            "{what} {}: its full path is {len} bytes long, and SQLite opens a file only when its full path is at \
+             most {MAX_PATH_BYTES} bytes: use a shorter folder (nothing was opened)",
+            path.display()
+        ))
+    })
+}
+
 /// The VFS's name, for `Connection::open_with_flags_and_vfs`.
 pub(crate) const NAME: &CStr = c"tributary-unix";
 

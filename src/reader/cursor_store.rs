@@ -36,6 +36,9 @@ impl CursorStore {
     /// [`Error::Sqlite`] when it cannot be created, opened or upgraded.
     pub fn open(path: impl AsRef<Path>) -> Result<CursorStore> {
         let path = path.as_ref().to_path_buf();
+        if let Some(too_long) = crate::os::sqlite_vfs::path_too_long(&path, "cursor store") {
+            return Err(too_long);
+        }
         match crate::os::fscheck::check_journal_location(&path) {
             // the journal's advice (allow_network_fs) does not apply to a cursor store
             Err(Error::UnsafeFilesystem { path, detail }) if detail.contains("statfs magic") => {
