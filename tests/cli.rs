@@ -741,3 +741,36 @@ fn init_on_a_replaced_target_says_what_to_do_instead_of_init() {
     std::fs::rename(tributary::Sidecar::for_target(&target).dir, aside.join("out.log.tributary")).unwrap();
     assert!(cli(&["init", "--target", &t]).status.success());
 }
+
+/// `status --allow-network-fs` reads a spool on a host-local FUSE mount, as `append`,
+/// `drain` and `compact` do with the flag: without it a monitor could not see such a
+/// spool's backlog at all, and "(0 journal(s))" beside the journal's PROBLEM read as
+/// an empty spool (an outside tester). Without the flag the journal is counted as
+/// unreadable.
+#[test]
+fn status_reads_a_spool_on_fuse_with_allow_network_fs() {
+    let d = tmp();
+    let real = d.path().join("spool");
+    std::fs::create_dir(&real).unwrap();
+    let Some(fuse) = Bindfs::mount(&real) else {
+        eprintln!("skipped: needs root to mount bindfs");
+        return;
+    };
+    let target = d.path().join("t.log");
+    init(&target);
+    let opts = tributary::JournalOptions::default().allow_network_fs(true);
+    tributary::Journal::open(fuse.path().join("a.journal"), opts).unwrap().append_batch(&[b"one", b"two"]).unwrap();
+    let (t, spool) = (s(&target), s(fuse.path()));
+    let status = |extra: &[&str]| {
+        let mut args = vec!["status", "--target", &t, "--spool", &spool];
+        args.extend_from_slice(extra);
+        let out = cli(&args);
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (code, said) = status(&[]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("(0 journal(s) read, 1 unreadable)"), "{said}");
+    let (code, said) = status(&["--allow-network-fs"]);
+    assert!(said.contains("(1 journal(s) read)") && said.contains("backlog 2 line(s)"), "{said}");
+    assert_eq!(code, Some(0), "{said}");
+}

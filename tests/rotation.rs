@@ -46,8 +46,7 @@ fn read_all(target: &Path, from: Cursor) -> (Vec<Vec<u8>>, Cursor) {
 #[test]
 fn a_new_generation_keeps_the_owner_and_mode_of_the_one_it_follows() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !is_root() {
         eprintln!("skipped: needs root to give the target away");
         return;
     }
