@@ -327,9 +327,11 @@ impl ErrorKind {
             ErrorKind::Io => "Fix the cause the message names (free space, remount the share, raise `ulimit -n`); a daemon retries by itself.",
             ErrorKind::Sqlite => {
                 "Retry through the same handle; if it persists, check the journal's disk and which process holds its \
-                 write lock. When the message says SQLite's recovery may still store the lines (the journal's disk \
-                 failed mid-commit; `may_have_stored`), resend them from another process or handle only with \
-                 idempotency keys, or after a drain shows they are not in the target."
+                 write lock, and if it still fails once the disk is fine (a handle whose log lost writes, as after \
+                 a failing disk), close the handle and open the journal again. When the message says SQLite's \
+                 recovery may still store the lines (the journal's disk failed mid-commit; `may_have_stored`), \
+                 resend them from another process or handle only with idempotency keys, or after a drain shows \
+                 they are not in the target."
             }
             ErrorKind::JournalGone => "Close the handle and reopen the journal by its path (to remove a journal, retire it). A `-wal` left alone: put the journal file back (its lines then drain), or remove the `-wal` and `-shm` if nothing in them is needed.",
             ErrorKind::TargetMissing => "Mount the share; for a new target run `tributary init` once; for a target restored with its sidecar, `init` checks it and accepts it.",
