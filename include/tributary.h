@@ -474,7 +474,9 @@ typedef struct trib_appender_options {
      * line waits to be durable, unless one commit alone takes longer. The committer
      * commits at most half of it after the oldest queued line arrived, and a push
      * waits (or drops, `TRIB_ON_FULL_DROP`) while a line not yet durable has waited
-     * longer. A crash loses at most the lines of the last window.
+     * longer. A crash loses at most the lines of the last window. 0: no linger — the
+     * committer commits at once, and a push waits (or drops) while a line pushed
+     * before it is not durable yet.
      */
     uint64_t window_us;
     /**

@@ -41,7 +41,8 @@ crate::options::options! {
         /// at most half of it after the oldest queued record arrived (lingering for
         /// more until then), and `push` waits (or drops, with `OnFull::Drop`) while a
         /// record not yet durable has waited longer. A crash loses at most the records
-        /// of the last window.
+        /// of the last window. Zero: no linger — the committer commits at once, and
+        /// `push` waits (or drops) while a record pushed before it is not durable yet.
         pub window: Duration = Duration::from_millis(10),
         /// Most payload bytes queued and not yet committed.
         pub max_queue_bytes: usize = 8 << 20,
