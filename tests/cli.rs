@@ -334,6 +334,30 @@ fn committed_lines(target: &std::path::Path) -> u64 {
     tributary::Manifest::load(&tributary::Sidecar::for_target(target)).ok().flatten().map_or(0, |m| m.committed_lines)
 }
 
+/// SIGHUP (the terminal closed) stops `compact` as cleanly as SIGTERM: it killed the
+/// daemon without its "stopped after" line or its final metrics (an outside tester).
+#[test]
+fn a_hangup_stops_the_daemon_cleanly() {
+    let d = tmp();
+    let (spool, target) = paths(d.path());
+    journal(&spool.join("a.journal")).append(b"one").unwrap();
+    init_cli(&target);
+    let mut daemon = Command::new(bin())
+        .args(["compact", "--target", &s(&target), "--spool", &s(&spool), "--interval", "10", "--verbose"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains("committed 1 line(s)"), "{first}");
+    tributary::testing::sys::send_signal(daemon.id(), libc::SIGHUP).unwrap();
+    let out = daemon.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(err.contains("stopped after"), "{err}");
+}
+
 /// Issue 13 item 6: `compact --verbose | head -1` exited 101 with a panic at its next
 /// line; `drain | head`, `status | head` too. A closed stdout silences the output; the
 /// daemon keeps draining and still stops cleanly on SIGTERM.

@@ -59,7 +59,7 @@ use crate::write::{cmd_append, cmd_dump, AppendArgs, DumpArgs};
     version,
     long_version = long_version(),
     about = "Exactly-once line appends from many hosts into one shared file",
-    after_help = "Exit codes: 0 success (`compact`: stopped by SIGTERM/SIGINT); 1 an error (stderr says \
+    after_help = "Exit codes: 0 success (`compact`: stopped by SIGTERM/SIGINT/SIGHUP); 1 an error (stderr says \
                   `tributary: error [kind]: ...` and what to do), or a problem found by `verify` or `status`; \
                   2 a usage error (bad or missing flags); 3 (`compact` only) an error that needs a human \
                   (a corrupt manifest, a truncated or torn target, bytes tributary did not write). \
@@ -95,7 +95,7 @@ enum Command {
     Append(AppendArgs),
     /// Drain journals into the target until the lines they hold now are committed.
     Drain(DrainArgs),
-    /// Drain a spool into the target for as long as it runs (SIGTERM/SIGINT stop it);
+    /// Drain a spool into the target for as long as it runs (SIGTERM/SIGINT/SIGHUP stop it);
     /// --metrics-textfile / --metrics-listen export Prometheus metrics (README "Operations").
     Compact(CompactArgs),
     /// Retire journals: drain them into the target until empty, then delete them.

@@ -1,5 +1,5 @@
 //! The CLI's few system calls the standard library does not expose: a stop flag set
-//! by SIGTERM/SIGINT (so `compact` and `tail --follow` end cleanly), SIGXFSZ ignored,
+//! by SIGTERM/SIGINT/SIGHUP (so `compact` and `tail --follow` end cleanly), SIGXFSZ ignored,
 //! whether stdout is open, and the state of a pipe on stdout (so `tail` saves a cursor
 //! only for what its reader consumed), or a regular file's unterminated last line.
 //! The only `unsafe` in the CLI.
@@ -14,13 +14,24 @@ extern "C" fn on_stop_signal(_sig: libc::c_int) {
     STOP_REQUESTED.store(true, Ordering::SeqCst);
 }
 
-/// Install SIGTERM/SIGINT handlers that only set a flag (async-signal-safe).
+/// Install SIGTERM/SIGINT handlers that only set a flag (async-signal-safe), and one
+/// for SIGHUP unless it is ignored (`nohup`): a closed terminal stops a `compact` or
+/// `tail --follow` as cleanly as SIGTERM — it killed them without their last words or
+/// the final metrics write (an outside tester).
 pub fn install_stop_handlers() {
+    let handler = on_stop_signal as *const () as libc::sighandler_t;
     for sig in [libc::SIGTERM, libc::SIGINT] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe; the
         // function pointer has the C signature `signal` expects.
         unsafe {
-            libc::signal(sig, on_stop_signal as *const () as libc::sighandler_t);
+            libc::signal(sig, handler);
+        }
+    }
+    // SAFETY: as above; SIG_IGN is a valid disposition, put back at once when it was
+    // the one inherited.
+    unsafe {
+        if libc::signal(libc::SIGHUP, handler) == libc::SIG_IGN {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
         }
     }
 }
@@ -61,7 +72,7 @@ pub fn stdout_closed() -> bool {
     STDOUT_CLOSED_AT_START.load(Ordering::SeqCst)
 }
 
-/// True once SIGTERM or SIGINT arrived after [`install_stop_handlers`].
+/// True once SIGTERM, SIGINT or SIGHUP arrived after [`install_stop_handlers`].
 pub fn stop_requested() -> bool {
     STOP_REQUESTED.load(Ordering::SeqCst)
 }

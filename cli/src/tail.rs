@@ -38,7 +38,7 @@ pub struct TailArgs {
     /// The cursor's name in --cursor-store.
     #[arg(long, requires = "cursor_store")]
     name: Option<String>,
-    /// Keep waiting for newly committed lines until SIGINT/SIGTERM.
+    /// Keep waiting for newly committed lines until SIGINT/SIGTERM/SIGHUP.
     #[arg(long)]
     follow: bool,
     /// Stop after printing this many lines (and commit the cursor right after them):
