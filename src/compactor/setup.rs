@@ -359,41 +359,51 @@ impl Compactor {
         Ok(m)
     }
 
-    /// Before `init` makes a sidecar for a file that has none: a pre-existing file
-    /// whose last line is partial — a journal named by mistake, say — is refused with
-    /// nothing made. (`initialize` checks again under the lock; the sidecar a refused
-    /// `init` left beside a journal made every writer and drain refuse that journal as
-    /// "a tributary target": an outside tester.) Errors reading the file are left to
-    /// the checks under the lock.
+    /// Before `init` makes a sidecar for a file that has none: a journal named by
+    /// mistake, or a pre-existing file whose last line is partial, is refused with
+    /// nothing made. (`initialize` checks the last line again under the lock; the
+    /// sidecar a refused `init` left beside a journal made every writer and drain
+    /// refuse that journal as "a tributary target": an outside tester.) Only on a
+    /// local disk, where "no sidecar" cannot be a client cache's old answer (on a
+    /// network mount it could be, and a live target's round in progress would be
+    /// refused); and only for a regular file, opened without blocking (a FIFO held
+    /// `init` for ever: an outside reviewer). Errors reading it are left to the checks
+    /// under the lock.
     fn refuse_a_partial_file_before_making_a_sidecar(&self) -> Result<()> {
-        if !matches!(fs::symlink_metadata(&self.sidecar.dir), Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+        use std::os::unix::fs::OpenOptionsExt;
+        crate::os::fscheck::check_target_name(&self.target)?;
+        if !matches!(fs::symlink_metadata(&self.sidecar.dir), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+            || crate::os::fscheck::on_network_fs(&self.target)
+        {
             return Ok(());
         }
-        let Ok(file) = fs::File::open(&self.target) else { return Ok(()) };
-        let Ok((len, _)) = self.target_len_and_ino(&file) else { return Ok(()) };
+        let opened = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW).open(&self.target);
+        let Ok(file) = opened else { return Ok(()) };
+        let Ok(len) = file.metadata().map(|md| if md.is_file() { md.len() } else { 0 }) else { return Ok(()) };
+        let mut head = [0u8; 16];
+        if file.read_exact_at(&mut head, 0).is_ok() && &head == b"SQLite format 3\0" {
+            return Err(Error::InvalidArgument(format!(
+                "{} is an SQLite database (a journal?), not a file of lines: `init --target` names the shared file \
+                 that journals are drained into; a journal needs no init (`append --journal` makes it). Nothing \
+                 was made",
+                self.target.display()
+            )));
+        }
         let mut last = [0u8; 1];
         if len == 0 || file.read_exact_at(&mut last, len - 1).is_err() || last[0] == b'\n' {
             return Ok(());
         }
-        Err(self.partial_last_line(&file, len))
+        Err(self.partial_last_line(len))
     }
 
     /// `init`'s refusal of a pre-existing file of `len` bytes whose last byte is not
-    /// `\n`; it names a journal as one.
-    fn partial_last_line(&self, file: &fs::File, len: u64) -> Error {
-        let mut head = [0u8; 16];
-        let journal = file.read_exact_at(&mut head, 0).is_ok() && &head == b"SQLite format 3\0";
-        let what = if journal {
-            " (it is an SQLite database, as a journal is: `init --target` names the shared file that \
-             journals are drained into; a journal needs no init, `append --journal` makes it)"
-        } else {
-            ""
-        };
+    /// `\n`.
+    fn partial_last_line(&self, len: u64) -> Error {
         Error::TornTarget {
             target: self.target.clone(),
             detail: format!(
                 "the pre-existing target ({len} bytes) does not end with a newline, so its last line is partial; \
-                 tributary adopts only whole lines: finish or remove that line, then run init again{what}"
+                 tributary adopts only whole lines: finish or remove that line, then run init again"
             ),
         }
     }
@@ -419,7 +429,7 @@ impl Compactor {
             // (read by the scan just now, after it dropped this host's cached pages)
             file.read_exact_at(&mut last, len - 1).map_err(|e| Error::io("reading the target's last byte", e))?;
             if last[0] != b'\n' {
-                return Err(self.partial_last_line(&file, len));
+                return Err(self.partial_last_line(len));
             }
         }
         file.sync_all().map_err(|e| self.lost_or_io("fsync of the target before adopting it", e))?;
