@@ -87,6 +87,17 @@ fn a_line_limit_sqlite_cannot_store_is_refused_at_open() {
     }
     let j = Journal::open(&path, JournalOptions::default().max_line_bytes(tributary::MAX_LINE_BYTES_LIMIT)).unwrap();
     assert_eq!(j.append(b"fits").unwrap(), 1);
+    // a compactor's setting only sizes its rounds: one set above the limit still opens
+    // existing journals and drains them (the first version of this refused every
+    // journal for such a daemon: an outside reviewer)
+    let target = d.path().join("t.log");
+    init(&target);
+    let mut opts = tributary::CompactorOptions::default();
+    opts.journal.max_line_bytes = 1 << 30;
+    let c = tributary::Compactor::new(&target, opts).unwrap();
+    let existing = Journal::open_existing(&path, JournalOptions::default().max_line_bytes(1 << 30)).unwrap();
+    c.drain(std::slice::from_ref(&existing)).unwrap();
+    assert_exactly(&target, &[b"fits".to_vec()]);
 }
 
 /// An empty batch has no first seq: an error in every API (it was `Ok(0)` in Rust

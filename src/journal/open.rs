@@ -360,7 +360,8 @@ impl Journal {
     /// Open (creating if needed, mode 0600) the journal at `path`.
     ///
     /// # Errors
-    /// - [`Error::InvalidArgument`]: `max_line_bytes` is 0 or above [`MAX_LINE_BYTES_LIMIT`](super::MAX_LINE_BYTES_LIMIT), or a
+    /// - [`Error::InvalidArgument`]: `max_line_bytes` is 0 or above [`MAX_LINE_BYTES_LIMIT`](super::MAX_LINE_BYTES_LIMIT)
+    ///   (`open_existing`: above `u32::MAX`, and held to that limit for appends), or a
     ///   process this one was forked from has the journal open;
     /// - [`Error::UnsafeFilesystem`]: the journal's folder is on a network filesystem
     ///   (unless `allow_network_fs`);
@@ -407,15 +408,20 @@ impl Journal {
 
     /// One attempt of [`Journal::open_impl`], saying in `attempt` why it may be worth
     /// another.
-    fn open_once(path: &Path, opts: JournalOptions, create: bool, attempt: &mut Attempt) -> Result<Journal> {
+    fn open_once(path: &Path, mut opts: JournalOptions, create: bool, attempt: &mut Attempt) -> Result<Journal> {
         let path = path.to_path_buf();
-        if opts.max_line_bytes == 0 || opts.max_line_bytes > super::MAX_LINE_BYTES_LIMIT {
+        // A writer's open is held to what SQLite can store; a compactor's (an existing
+        // journal) keeps accepting what it did — its setting only sizes a round, and
+        // a daemon set to 1 GiB drained nothing once refused (an outside reviewer) —
+        // and its handle appends no line longer than SQLite stores either.
+        let most = if create { super::MAX_LINE_BYTES_LIMIT } else { u32::MAX as usize };
+        if opts.max_line_bytes == 0 || opts.max_line_bytes > most {
             return Err(Error::InvalidArgument(format!(
-                "max_line_bytes must be between 1 and {} (SQLite stores at most 10^9 bytes in a row), not {}",
-                super::MAX_LINE_BYTES_LIMIT,
+                "max_line_bytes must be between 1 and {most} (SQLite stores at most 10^9 bytes in a row), not {}",
                 opts.max_line_bytes
             )));
         }
+        opts.max_line_bytes = opts.max_line_bytes.min(super::MAX_LINE_BYTES_LIMIT);
         if let Some(too_long) = crate::os::sqlite_vfs::path_too_long(&path, "journal") {
             return Err(too_long);
         }
