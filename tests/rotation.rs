@@ -41,8 +41,9 @@ fn read_all(target: &Path, from: Cursor) -> (Vec<Vec<u8>>, Cursor) {
 
 /// A rotation run by another user than the target's owner (an operator's one-off
 /// drain as root) gives the new generation the owner, group and mode of the one it
-/// follows: it made the new target root's, and the compactor's own user was refused it
-/// at every round after (an outside tester: a daemon stalled for good).
+/// follows (its read and write bits): it made the new target root's, and the
+/// compactor's own user was refused it at every round after (an outside tester: a
+/// daemon stalled for good).
 #[test]
 fn a_new_generation_keeps_the_owner_and_mode_of_the_one_it_follows() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -55,7 +56,8 @@ fn a_new_generation_keeps_the_owner_and_mode_of_the_one_it_follows() {
     init(&target);
     let (uid, gid) = (65534, 65533);
     std::os::unix::fs::chown(&target, Some(uid), Some(gid)).unwrap();
-    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
+    // set-id and execute bits are not carried (a target is data)
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o6750)).unwrap();
     let j = journal(&spool.join("a.journal"));
     j.append_batch(&numbered("own", 0..100)).unwrap();
     let r = rotating(&target, 500, None).drain(std::slice::from_ref(&j)).unwrap();

@@ -127,9 +127,13 @@ impl Compactor {
     pub(super) fn complete_rotation(&self, lock: &TargetLock, m: &Manifest) -> Result<Manifest> {
         let g = m.generation;
         let rotated = generation_path(&self.target, g);
-        let (len, _) = File::open(&rotated)
-            .map_err(|e| Error::io(format!("opening {}", rotated.display()), e))
-            .and_then(|f| self.target_len_and_ino(&f))?;
+        // (never through a symlink: its owner and mode are the new generation's)
+        let old = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&rotated)
+            .map_err(|e| Error::io(format!("opening {}", rotated.display()), e))?;
+        let (len, _) = self.target_len_and_ino(&old)?;
         if len != m.committed_len {
             return Err(Error::TornTarget {
                 target: rotated,
@@ -157,14 +161,14 @@ impl Compactor {
         }
         let ino = match created {
             Ok(f) => {
-                carry_owner_and_mode(&rotated, &f);
+                carry_owner_and_mode(&old, &f);
                 f.metadata().map_err(|e| Error::io("fstat of the new target", e))?.ino()
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 // Made by the interrupted rotation; its size from the server, not a cache.
-                let (len, ino) = File::open(&self.target)
-                    .map_err(|e| Error::io(format!("opening {}", self.target.display()), e))
-                    .and_then(|f| self.target_len_and_ino(&f))?;
+                let made =
+                    File::open(&self.target).map_err(|e| Error::io(format!("opening {}", self.target.display()), e))?;
+                let (len, ino) = self.target_len_and_ino(&made)?;
                 if len != 0 {
                     return Err(Error::UnexpectedTail {
                         target: self.target.clone(),
@@ -172,6 +176,8 @@ impl Compactor {
                         max_round_bytes: 0,
                     });
                 }
+                // (the interrupted rotation may have died before it carried them)
+                carry_owner_and_mode(&old, &made);
                 ino
             }
             Err(e) => {
@@ -219,13 +225,18 @@ impl Compactor {
     }
 }
 
-/// The new generation continues the file it follows: its owner, group and mode (as far
-/// as this process may set them; best effort). One drain run as root made the new
-/// target root's, and every later round of the compactor's own user was refused it —
-/// a daemon stalled for good (an outside tester).
-fn carry_owner_and_mode(rotated: &std::path::Path, new: &File) {
-    let Ok(old) = fs::metadata(rotated) else { return };
-    // (a process that may not give the file away leaves it its own)
-    let _ = std::os::unix::fs::fchown(new, Some(old.uid()), Some(old.gid()));
-    let _ = new.set_permissions(old.permissions());
+/// The new generation continues the file it follows (`old`, opened without following a
+/// symlink): its owner, group and read/write mode, as far as this process may set them
+/// (best effort). One drain run as root made the new target root's, and every later
+/// round of the compactor's own user was refused it — a daemon stalled for good (an
+/// outside tester). Never the set-id, sticky or execute bits (an outside reviewer: a
+/// target is data, and set-id bits would survive root's writes).
+fn carry_owner_and_mode(old: &File, new: &File) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(md) = old.metadata() else { return };
+    // (a process that may not give the file away may still give it the group)
+    if std::os::unix::fs::fchown(new, Some(md.uid()), Some(md.gid())).is_err() {
+        let _ = std::os::unix::fs::fchown(new, None, Some(md.gid()));
+    }
+    let _ = new.set_permissions(fs::Permissions::from_mode(md.mode() & 0o666));
 }
