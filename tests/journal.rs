@@ -68,6 +68,18 @@ fn a_path_too_long_for_sqlite_says_so() {
     let e = tributary::CursorStore::open(folder.join("c.store")).map(drop).unwrap_err();
     assert!(e.to_string().contains("at most 504 bytes"), "{e}");
     assert!(std::fs::read_dir(&folder).unwrap().next().is_none(), "the refused cursor store left a file");
+    // as written and resolved, as SQLite measures: a short path through a symlinked
+    // folder is too long, and so is a long one with `..` (SQLite refuses it too)
+    let short = d.path().join("short");
+    std::os::unix::fs::symlink(&folder, &short).unwrap();
+    let e = Journal::open(short.join("j.journal"), JournalOptions::default()).map(drop).unwrap_err();
+    assert!(e.to_string().contains("at most 504 bytes"), "{e}");
+    let mut back = folder.clone();
+    for _ in 0..folder.strip_prefix(d.path()).unwrap().components().count() {
+        back.push("..");
+    }
+    let e = Journal::open(back.join("j.journal"), JournalOptions::default()).map(drop).unwrap_err();
+    assert!(e.to_string().contains("at most 504 bytes"), "{e}");
     // a path that fits opens
     let j = Journal::open(d.path().join("j.journal"), JournalOptions::default()).unwrap();
     assert_eq!(j.append(b"x").unwrap(), 1);

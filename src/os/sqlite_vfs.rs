@@ -28,12 +28,18 @@ use crate::os::sys;
 /// journal path of 505 bytes, far below `PATH_MAX`).
 pub(crate) const MAX_PATH_BYTES: usize = 512 - "-journal".len();
 
-/// The error for a file whose full path (a relative one joined to the working
-/// folder) is longer than [`MAX_PATH_BYTES`], or `None`.
+/// The error for a file whose full path is longer than [`MAX_PATH_BYTES`], or `None`:
+/// as written (a relative one joined to the working folder) and resolved (its folder's
+/// symlinks followed), `SQLite` refuses either (an outside reviewer: a symlinked folder
+/// made a short path long; a long one with `..` failed even where it resolves short).
 pub(crate) fn path_too_long(path: &std::path::Path, what: &str) -> Option<crate::error::Error> {
     use std::os::unix::ffi::OsStrExt;
     let full = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().ok()?.join(path) };
-    let len = full.as_os_str().as_bytes().len();
+    let resolved = match (full.parent(), full.file_name()) {
+        (Some(folder), Some(name)) => std::fs::canonicalize(folder).map_or(full.clone(), |f| f.join(name)),
+        _ => full.clone(),
+    };
+    let len = full.as_os_str().as_bytes().len().max(resolved.as_os_str().as_bytes().len());
     (len > MAX_PATH_BYTES).then(|| {
         crate::error::Error::InvalidArgument(format!(
             "{what} {}: its full path is {len} bytes long, and SQLite opens a file only when its full path is at \
