@@ -328,7 +328,8 @@ impl ErrorKind {
             ErrorKind::Sqlite => {
                 "Retry through the same handle; if it persists, check the journal's disk and which process holds its \
                  write lock, and if it still fails once the disk is fine (a handle whose log lost writes, as after \
-                 a failing disk), close the handle and open the journal again. When the message says SQLite's \
+                 a failing disk), close the handle and open the journal again (the lines of the calls that failed \
+                 so may be stored: resend them with idempotency keys). When the message says SQLite's \
                  recovery may still store the lines (the journal's disk failed mid-commit; `may_have_stored`), \
                  resend them from another process or handle only with idempotency keys, or after a drain shows \
                  they are not in the target."
@@ -503,7 +504,12 @@ impl Error {
     /// trials by following the CLI's "resend from input line N").
     #[must_use]
     pub fn may_have_stored(&self) -> bool {
-        matches!(self, Error::Sqlite { context, .. } if context.contains(MAY_STILL_BE_STORED))
+        match self {
+            Error::Sqlite { context, .. } => context.contains(MAY_STILL_BE_STORED),
+            // an Appender's committer hands its error on as a message
+            Error::Background { kind: ErrorKind::Sqlite, message, .. } => message.contains(MAY_STILL_BE_STORED),
+            _ => false,
+        }
     }
 }
 
@@ -669,14 +675,20 @@ impl fmt::Display for Error {
                 write!(f, "I/O error while {context}: {source}")?;
                 if source.raw_os_error() == Some(libc::EFBIG) {
                     // (a compactor under `ulimit -f` said only "File too large": an
-                    // outside tester)
-                    let limit = crate::os::sys::file_size_limit()
-                        .map_or(String::new(), |l| format!(" ({l} bytes here)"));
-                    write!(
-                        f,
-                        " — past this process's file size limit (`ulimit -f`, RLIMIT_FSIZE){limit}: raise it (a \
-                         target's lock file alone is 4 MiB, sparse)"
-                    )?;
+                    // outside tester; without such a limit, the filesystem's own
+                    // largest file: an outside reviewer)
+                    match crate::os::sys::file_size_limit() {
+                        Some(limit) => write!(
+                            f,
+                            " — past this process's file size limit (`ulimit -f`, RLIMIT_FSIZE: {limit} bytes): \
+                             raise it (a target's lock file alone is 4 MiB, sparse)"
+                        )?,
+                        None => write!(
+                            f,
+                            " — past the largest file this filesystem holds (e.g. 16 GiB on ext4 with 1 KiB \
+                             blocks, 4 GiB on FAT): rotate the target (--rotate-bytes) or move it"
+                        )?,
+                    }
                 }
                 Ok(())
             }
@@ -711,8 +723,20 @@ mod tests {
     #[test]
     fn a_file_past_the_size_limit_names_it() {
         let e = Error::io("writing to the target", io::Error::from_raw_os_error(libc::EFBIG));
-        assert!(e.to_string().contains("`ulimit -f`"), "{e}");
+        let said = if crate::os::sys::file_size_limit().is_some() { "`ulimit -f`" } else { "largest file" };
+        assert!(e.to_string().contains(said), "{e}");
         let e = Error::io("writing to the target", io::Error::from_raw_os_error(libc::EIO));
         assert!(!e.to_string().contains("ulimit"), "{e}");
+    }
+
+    /// An Appender hands its committer's error on as a message: a commit `SQLite`'s
+    /// recovery may still store says so there too (an outside reviewer: it did not).
+    #[test]
+    fn may_have_stored_reads_an_appenders_error_too() {
+        let message = format!("committing: {MAY_STILL_BE_STORED} at the journal's next open");
+        let e = Error::Background { kind: ErrorKind::Sqlite, message: message.clone(), records_not_stored: 0 };
+        assert!(e.may_have_stored());
+        let e = Error::Background { kind: ErrorKind::Io, message, records_not_stored: 0 };
+        assert!(!e.may_have_stored(), "only an SQLite error's words count");
     }
 }

@@ -105,8 +105,8 @@ pub(crate) fn length_and_blocks(conn: &Connection, dev_ino: (u64, u64)) -> Optio
     main_file(conn, dev_ino).map(|(_, len, blocks)| (len, blocks))
 }
 
-/// The operating system's error behind `SQLite`'s last failed call on `conn` (its
-/// `SQLITE_IOERR`, `SQLITE_FULL` or `SQLITE_CANTOPEN` says only "disk I/O error"), as
+/// The operating system's error behind `SQLite`'s failed call `e` on `conn` (its
+/// `SQLITE_IOERR` or `SQLITE_CANTOPEN` says only "disk I/O error"), as
 /// `" (the system said: File too large (os error 27))"`, or `""` when there is none.
 /// An outside tester saw only "disk I/O error" under `ulimit -f`.
 pub(crate) fn system_error_note(conn: &Connection, e: &rusqlite::Error) -> String {
