@@ -334,6 +334,20 @@ fn committed_lines(target: &std::path::Path) -> u64 {
     tributary::Manifest::load(&tributary::Sidecar::for_target(target)).ok().flatten().map_or(0, |m| m.committed_lines)
 }
 
+/// `compact --verbose --interval 10` on `spool`, and the first line it printed (its
+/// first round's: by then its signal handlers are in place).
+fn verbose_daemon(target: &std::path::Path, spool: &std::path::Path) -> (std::process::Child, String) {
+    let mut daemon = Command::new(bin())
+        .args(["compact", "--target", &s(target), "--spool", &s(spool), "--interval", "10", "--verbose"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    (daemon, first)
+}
+
 /// SIGHUP (the terminal closed) stops `compact` as cleanly as SIGTERM: it killed the
 /// daemon without its "stopped after" line or its final metrics (an outside tester).
 #[test]
@@ -342,14 +356,7 @@ fn a_hangup_stops_the_daemon_cleanly() {
     let (spool, target) = paths(d.path());
     journal(&spool.join("a.journal")).append(b"one").unwrap();
     init_cli(&target);
-    let mut daemon = Command::new(bin())
-        .args(["compact", "--target", &s(&target), "--spool", &s(&spool), "--interval", "10", "--verbose"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let (daemon, first) = verbose_daemon(&target, &spool);
     assert!(first.contains("committed 1 line(s)"), "{first}");
     tributary::testing::sys::send_signal(daemon.id(), libc::SIGHUP).unwrap();
     let out = daemon.wait_with_output().unwrap();
@@ -368,14 +375,7 @@ fn a_closed_stdout_neither_panics_a_command_nor_stops_the_daemon() {
     let j = journal(&spool.join("a.journal"));
     j.append_batch(&numbered("first", 0..3)).unwrap();
     init_cli(&target);
-    let mut daemon = Command::new(bin())
-        .args(["compact", "--target", &s(&target), "--spool", &s(&spool), "--interval", "10", "--verbose"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut first).unwrap(); // `| head -1`, then gone
+    let (mut daemon, first) = verbose_daemon(&target, &spool); // `| head -1`, then gone
     assert!(first.contains("committed 3 line(s)"), "{first}");
     for round in 0..3 {
         j.append_batch(&numbered(&format!("more{round}"), 0..2)).unwrap();
