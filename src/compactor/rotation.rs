@@ -226,11 +226,13 @@ impl Compactor {
 }
 
 /// The new generation continues the file it follows (`old`, opened without following a
-/// symlink): its owner, group and read/write mode, as far as this process may set them
-/// (best effort). One drain run as root made the new target root's, and every later
-/// round of the compactor's own user was refused it — a daemon stalled for good (an
-/// outside tester). Never the set-id, sticky or execute bits (an outside reviewer: a
-/// target is data, and set-id bits would survive root's writes).
+/// symlink): its owner, group, read/write mode and access ACL, as far as this process
+/// may set them (best effort). One drain run as root made the new target root's, and
+/// every later round of the compactor's own user was refused it — a daemon stalled for
+/// good (an outside tester); a reader given access by an ACL lost it at the first
+/// rotation once the mode was carried without it (another). Never the set-id, sticky
+/// or execute bits (an outside reviewer: a target is data, and set-id bits would
+/// survive root's writes).
 fn carry_owner_and_mode(old: &File, new: &File) {
     use std::os::unix::fs::PermissionsExt;
     let Ok(md) = old.metadata() else { return };
@@ -239,4 +241,5 @@ fn carry_owner_and_mode(old: &File, new: &File) {
         let _ = std::os::unix::fs::fchown(new, None, Some(md.gid()));
     }
     let _ = new.set_permissions(fs::Permissions::from_mode(md.mode() & 0o666));
+    let _ = crate::os::sys::copy_access_acl_without_execute(old, new);
 }

@@ -574,6 +574,38 @@ impl FolderEvents {
     }
 }
 
+/// Give `to` the POSIX access ACL of `from` (`system.posix_acl_access`), without its
+/// execute permissions; nothing when `from` has none or its filesystem keeps none.
+///
+/// # Errors
+/// `fgetxattr`'s or `fsetxattr`'s other errors.
+pub fn copy_access_acl_without_execute(from: &impl AsRawFd, to: &impl AsRawFd) -> io::Result<()> {
+    const NAME: &std::ffi::CStr = c"system.posix_acl_access";
+    let none = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::ENODATA | libc::EOPNOTSUPP));
+    // SAFETY: a NULL buffer of size 0 asks only for the value's size; the name is a
+    // static C string.
+    let size = unsafe { libc::fgetxattr(from.as_raw_fd(), NAME.as_ptr(), std::ptr::null_mut(), 0) };
+    let Ok(size) = usize::try_from(size) else {
+        let e = io::Error::last_os_error();
+        return if none(&e) { Ok(()) } else { Err(e) };
+    };
+    let mut acl = vec![0u8; size];
+    // SAFETY: `acl` is a writable buffer of `acl.len()` bytes for the call.
+    let got = unsafe { libc::fgetxattr(from.as_raw_fd(), NAME.as_ptr(), acl.as_mut_ptr().cast(), acl.len()) };
+    let Ok(got) = usize::try_from(got) else { return Err(io::Error::last_os_error()) };
+    acl.truncate(got);
+    // After its 4-byte version, 8-byte entries: tag (u16), permissions (u16: r 4, w 2,
+    // x 1), id (u32), little-endian.
+    for entry in acl.get_mut(4..).unwrap_or_default().chunks_exact_mut(8) {
+        entry[2] &= !1;
+    }
+    // SAFETY: `acl` is a readable buffer of `acl.len()` bytes for the call.
+    if unsafe { libc::fsetxattr(to.as_raw_fd(), NAME.as_ptr(), acl.as_ptr().cast(), acl.len(), 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// This process's limit on open files (`RLIMIT_NOFILE`, soft); `None` if unknown.
 #[must_use]
 pub fn nofile_limit() -> Option<u64> {
