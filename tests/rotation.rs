@@ -76,12 +76,9 @@ fn a_new_generation_keeps_the_owner_and_mode_of_the_one_it_follows() {
     .concat();
     let xattr = |op: &str, path: &Path, value: &[u8]| {
         let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
-        let code = format!(
-            "import os,sys; p=sys.argv[1]; n='system.posix_acl_access'; \
-             os.setxattr(p, n, bytes.fromhex(sys.argv[2])) if sys.argv[3] == 'set' else print(os.getxattr(p, n).hex())"
-        );
-        let out =
-            std::process::Command::new("python3").args(["-c", &code]).arg(path).arg(hex).arg(op).output().unwrap();
+        let code = "import os,sys; p=sys.argv[1]; n='system.posix_acl_access'; \
+             os.setxattr(p, n, bytes.fromhex(sys.argv[2])) if sys.argv[3] == 'set' else print(os.getxattr(p, n).hex())";
+        let out = std::process::Command::new("python3").args(["-c", code]).arg(path).arg(hex).arg(op).output().unwrap();
         assert!(out.status.success(), "python3 {op}xattr: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
