@@ -513,6 +513,21 @@ impl Error {
     }
 }
 
+/// What "File too large" (`EFBIG`) means here: a compactor under `ulimit -f` said only
+/// that (an outside tester); without such a limit, the filesystem's own largest file
+/// (an outside reviewer).
+pub(crate) fn file_too_large_hint() -> String {
+    match crate::os::sys::file_size_limit() {
+        Some(limit) => format!(
+            " — past this process's file size limit (`ulimit -f`, RLIMIT_FSIZE: {limit} bytes): raise it (a \
+             target's lock file alone is 4 MiB, sparse)"
+        ),
+        None => " — past the largest file this filesystem holds (e.g. 16 GiB on ext4 with 1 KiB blocks, 4 GiB on \
+                 FAT): rotate the target (--rotate-bytes) or move it"
+            .to_string(),
+    }
+}
+
 /// The words of a failed commit's error whose lines `SQLite`'s recovery may still
 /// store ([`Error::may_have_stored`]).
 pub(crate) const MAY_STILL_BE_STORED: &str = "SQLite's recovery may still store these lines";
@@ -674,21 +689,7 @@ impl fmt::Display for Error {
             Error::Io { context, source } => {
                 write!(f, "I/O error while {context}: {source}")?;
                 if source.raw_os_error() == Some(libc::EFBIG) {
-                    // (a compactor under `ulimit -f` said only "File too large": an
-                    // outside tester; without such a limit, the filesystem's own
-                    // largest file: an outside reviewer)
-                    match crate::os::sys::file_size_limit() {
-                        Some(limit) => write!(
-                            f,
-                            " — past this process's file size limit (`ulimit -f`, RLIMIT_FSIZE: {limit} bytes): \
-                             raise it (a target's lock file alone is 4 MiB, sparse)"
-                        )?,
-                        None => write!(
-                            f,
-                            " — past the largest file this filesystem holds (e.g. 16 GiB on ext4 with 1 KiB \
-                             blocks, 4 GiB on FAT): rotate the target (--rotate-bytes) or move it"
-                        )?,
-                    }
+                    f.write_str(&file_too_large_hint())?;
                 }
                 Ok(())
             }

@@ -637,6 +637,8 @@ fn the_daemon_survives_a_stderr_that_fails_and_a_file_size_limit() {
         assert!(err.read_line(&mut said).unwrap() > 0, "the daemon ended without saying why: {:?}", daemon.wait());
     }
     assert!(said.contains("retrying"), "{said}");
+    // "File too large" alone did not say which limit (an outside tester)
+    assert!(said.contains("`ulimit -f`, RLIMIT_FSIZE: 65536 bytes"), "{said}");
     assert!(daemon.try_wait().unwrap().is_none(), "the daemon died at the file size limit");
     tributary::testing::sys::send_signal(daemon.id(), libc::SIGTERM).unwrap();
     assert!(daemon.wait().unwrap().success());
@@ -660,6 +662,7 @@ fn append_past_the_file_size_limit_names_the_limit() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("File too large"), "{err}");
+    assert!(err.contains("`ulimit -f`, RLIMIT_FSIZE: 262144 bytes"), "the limit is named: {err}");
     let stored = journal(&d.path().join("a.journal")).backlog().unwrap().lines;
     assert!(err.contains(&format!("resend from input line {}", stored + 1)), "{stored} stored: {err}");
 }
