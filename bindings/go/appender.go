@@ -24,7 +24,9 @@ type AppenderOptions struct {
 	// waits to be durable, unless one commit alone takes longer (a slow disk). Push
 	// waits (or drops, with DropWhenFull) while a line not yet durable has waited
 	// longer. A crash loses at most the lines of the last window. Rounded down to
-	// whole microseconds; at least 1 µs.
+	// whole microseconds; at least 1 µs. Zero (the zero value) means the default:
+	// 1 µs is the nearest to no linger (commit at once, a Push waiting while an
+	// earlier line is not durable yet).
 	Window time.Duration
 	// MaxQueueBytes is the most bytes queued and not yet committed (default 8 MiB).
 	MaxQueueBytes int

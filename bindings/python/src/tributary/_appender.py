@@ -137,7 +137,9 @@ class Appender(Managed):
 
     Args:
         path: the journal file (created if missing), on a local disk.
-        window: the durability window in seconds (default 0.01).
+        window: the durability window in seconds (default 0.01); 0: no linger — the
+            committer commits at once, and a push waits (or drops) while a line pushed
+            before it is not durable yet.
         max_queue_bytes: most bytes queued and not committed (default 8 MiB).
         on_full: ``"block"`` (default: ``push`` waits for room) or ``"drop"`` (``push``
             drops the line, returns False and counts it in :attr:`dropped`).
