@@ -42,8 +42,9 @@ pub(crate) fn path_too_long(path: &std::path::Path, what: &str) -> Option<crate:
     let len = full.as_os_str().as_bytes().len().max(resolved.as_os_str().as_bytes().len());
     (len > MAX_PATH_BYTES).then(|| {
         crate::error::Error::InvalidArgument(format!(
-            "{what} {}: its full path is {len} bytes long, and SQLite opens a file only when its full path is at \
-             most {MAX_PATH_BYTES} bytes: use a shorter folder (nothing was opened)",
+            "{what} {}: its full path is {len} bytes long (as written, or with its folder's symlinks resolved), \
+             and SQLite opens a file only when its full path is at most {MAX_PATH_BYTES} bytes: use a shorter \
+             folder (nothing was opened)",
             path.display()
         ))
     })
