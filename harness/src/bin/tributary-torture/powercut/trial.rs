@@ -179,6 +179,18 @@ impl<'a> Trial<'a> {
         Ok(())
     }
 
+    /// Wait until some writer's journal (its file and `-wal`) holds more than `bytes`.
+    pub(super) fn wait_journal_past(&mut self, bytes: u64) -> Result<(), String> {
+        let size = |p: &Path| fs::metadata(p).map_or(0, |m| m.len());
+        self.wait_until(&format!("a journal past {bytes} bytes"), |t| {
+            t.writers.iter().any(|w| {
+                let mut wal = w.journal.clone().into_os_string();
+                wal.push("-wal");
+                size(&w.journal) + size(Path::new(&wal)) > bytes
+            })
+        })
+    }
+
     pub(super) fn wait_new_acks(&mut self, at_least: u64) -> Result<(), String> {
         let base = self.main_acked();
         self.wait_until(&format!("{at_least} more acked lines per writer"), |t| {
