@@ -161,7 +161,7 @@ impl Compactor {
         }
         let ino = match created {
             Ok(f) => {
-                carry_owner_and_mode(&old, &f);
+                carry_owner_and_access(&old, &f);
                 f.metadata().map_err(|e| Error::io("fstat of the new target", e))?.ino()
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -177,7 +177,7 @@ impl Compactor {
                     });
                 }
                 // (the interrupted rotation may have died before it carried them)
-                carry_owner_and_mode(&old, &made);
+                carry_owner_and_access(&old, &made);
                 ino
             }
             Err(e) => {
@@ -233,7 +233,7 @@ impl Compactor {
 /// rotation once the mode was carried without it (another). Never the set-id, sticky
 /// or execute bits (an outside reviewer: a target is data, and set-id bits would
 /// survive root's writes).
-fn carry_owner_and_mode(old: &File, new: &File) {
+fn carry_owner_and_access(old: &File, new: &File) {
     use std::os::unix::fs::PermissionsExt;
     let Ok(md) = old.metadata() else { return };
     // (a process that may not give the file away may still give it the group)

@@ -66,7 +66,6 @@ impl Compactor {
                  {FORMAT_VERSION} and {DELTA_FORMAT_VERSION}"
             )));
         }
-        self.refuse_a_partial_file_before_making_a_sidecar()?;
         let lock = self.lock(true)?;
         let (mut m, origin) = self.current_manifest(&lock, true)?;
         if lock.seen().is_none() {
@@ -215,6 +214,9 @@ impl Compactor {
             let _ = self.target_on_network.set(fscheck::on_network_fs(&self.target));
         }
         if create {
+            if !self.sidecar.exists() {
+                self.refuse_a_partial_file_before_making_a_sidecar()?;
+            }
             // (checked by `create`, which looks again at a folder a network client misses)
             self.sidecar.create()?;
             self.lock_file_not_lost()?;
@@ -359,22 +361,19 @@ impl Compactor {
         Ok(m)
     }
 
-    /// Before `init` makes a sidecar for a file that has none: a journal named by
-    /// mistake, or a pre-existing file whose last line is partial, is refused with
-    /// nothing made. (`initialize` checks the last line again under the lock; the
-    /// sidecar a refused `init` left beside a journal made every writer and drain
-    /// refuse that journal as "a tributary target": an outside tester.) Only on a
-    /// local disk, where "no sidecar" cannot be a client cache's old answer (on a
-    /// network mount it could be, and a live target's round in progress would be
-    /// refused); and only for a regular file, opened without blocking (a FIFO held
-    /// `init` for ever: an outside reviewer). Errors reading it are left to the checks
-    /// under the lock.
+    /// Before `init` (or `drain --create`) makes a sidecar for a file that has none (its
+    /// name checked): a journal named by mistake, or a pre-existing file whose last
+    /// line is partial, is refused with nothing made. (`initialize` checks the last line
+    /// again under the lock; the sidecar a refused `init` left beside a journal made
+    /// every writer and drain refuse that journal as "a tributary target": an outside
+    /// tester.) Only on a local disk, where "no sidecar" cannot be a client cache's old
+    /// answer (on a network mount it could be, and a live target's round in progress
+    /// would be refused); and only for a regular file, opened without blocking (a FIFO
+    /// held `init` for ever: an outside reviewer). Errors reading it are left to the
+    /// checks under the lock.
     fn refuse_a_partial_file_before_making_a_sidecar(&self) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
-        crate::os::fscheck::check_target_name(&self.target)?;
-        if !matches!(fs::symlink_metadata(&self.sidecar.dir), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
-            || crate::os::fscheck::on_network_fs(&self.target)
-        {
+        if self.target_on_network.get().copied().unwrap_or(true) {
             return Ok(());
         }
         let opened = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW).open(&self.target);

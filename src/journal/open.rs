@@ -65,6 +65,9 @@ pub(super) fn is_busy(e: &rusqlite::Error) -> bool {
 /// journal" (which would invite deleting a good one); named EMFILE when this process
 /// is at its file limit.
 fn cannot_open(path: &Path, e: &rusqlite::Error) -> Error {
+    if let Some(too_long) = crate::os::sqlite_vfs::path_too_long(path, "journal", true) {
+        return too_long;
+    }
     // A file this process may not read (mode 000, another user's): said as for one it
     // may only read, not as SQLite's bare "unable to open database file".
     if may_not_open(path) {
@@ -422,7 +425,7 @@ impl Journal {
             )));
         }
         opts.max_line_bytes = opts.max_line_bytes.min(super::MAX_LINE_BYTES_LIMIT);
-        if let Some(too_long) = crate::os::sqlite_vfs::path_too_long(&path, "journal") {
+        if let Some(too_long) = crate::os::sqlite_vfs::path_too_long(&path, "journal", false) {
             return Err(too_long);
         }
         if !opts.allow_network_fs {

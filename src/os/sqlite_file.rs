@@ -125,15 +125,9 @@ pub(crate) fn system_error_note(conn: &Connection, e: &rusqlite::Error) -> Strin
     if [0, libc::EAGAIN, libc::EINTR, libc::EBUSY].contains(&errno) {
         return String::new();
     }
-    if errno == libc::EFBIG {
-        // (a writer under `ulimit -f` said only "File too large": an outside tester)
-        return format!(
-            " (the system said: {}{})",
-            io::Error::from_raw_os_error(errno),
-            crate::error::file_too_large_hint()
-        );
-    }
-    format!(" (the system said: {})", io::Error::from_raw_os_error(errno))
+    // (a writer under `ulimit -f` said only "File too large": an outside tester)
+    let hint = if errno == libc::EFBIG { crate::error::file_too_large_hint() } else { String::new() };
+    format!(" (the system said: {}{hint})", io::Error::from_raw_os_error(errno))
 }
 
 #[cfg(test)]

@@ -28,24 +28,27 @@ use crate::os::sys;
 /// journal path of 505 bytes, far below `PATH_MAX`).
 pub(crate) const MAX_PATH_BYTES: usize = 512 - "-journal".len();
 
-/// The error for a file whose full path is longer than [`MAX_PATH_BYTES`], or `None`:
-/// as written (a relative one joined to the working folder) and resolved (its folder's
-/// symlinks followed), `SQLite` refuses either (an outside reviewer: a symlinked folder
-/// made a short path long; a long one with `..` failed even where it resolves short).
-pub(crate) fn path_too_long(path: &std::path::Path, what: &str) -> Option<crate::error::Error> {
+/// The error for a file whose full path is longer than [`MAX_PATH_BYTES`], or `None`.
+/// `SQLite` refuses a path too long as written (a relative one joined to the working
+/// folder: a long one with `..` fails even where it resolves short) or resolved (a
+/// symlinked folder can make a short path long: an outside reviewer). As written is
+/// asked before every open, which is not worth a `realpath` per journal (a compactor
+/// opens every journal of its spool); `resolved` only once `SQLite` failed to open it.
+pub(crate) fn path_too_long(path: &std::path::Path, what: &str, resolved: bool) -> Option<crate::error::Error> {
     use std::os::unix::ffi::OsStrExt;
-    let full = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().ok()?.join(path) };
-    let resolved = match (full.parent(), full.file_name()) {
-        (Some(folder), Some(name)) => std::fs::canonicalize(folder).map_or(full.clone(), |f| f.join(name)),
-        _ => full.clone(),
-    };
-    let len = full.as_os_str().as_bytes().len().max(resolved.as_os_str().as_bytes().len());
+    let mut full = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().ok()?.join(path) };
+    if resolved {
+        if let (Some(folder), Some(name)) = (full.parent(), full.file_name()) {
+            full = std::fs::canonicalize(folder).ok()?.join(name);
+        }
+    }
+    let len = full.as_os_str().as_bytes().len();
     (len > MAX_PATH_BYTES).then(|| {
         crate::error::Error::InvalidArgument(format!(
-            "{what} {}: its full path is {len} bytes long (as written, or with its folder's symlinks resolved), \
-             and SQLite opens a file only when its full path is at most {MAX_PATH_BYTES} bytes: use a shorter \
-             folder (nothing was opened)",
-            path.display()
+            "{what} {}: its full path is {len} bytes long{}, and SQLite opens a file only when its full path is \
+             at most {MAX_PATH_BYTES} bytes: use a shorter folder (SQLite opened nothing)",
+            path.display(),
+            if resolved { " with its folder's symlinks resolved" } else { "" }
         ))
     })
 }

@@ -36,7 +36,7 @@ impl CursorStore {
     /// [`Error::Sqlite`] when it cannot be created, opened or upgraded.
     pub fn open(path: impl AsRef<Path>) -> Result<CursorStore> {
         let path = path.as_ref().to_path_buf();
-        if let Some(too_long) = crate::os::sqlite_vfs::path_too_long(&path, "cursor store") {
+        if let Some(too_long) = crate::os::sqlite_vfs::path_too_long(&path, "cursor store", false) {
             return Err(too_long);
         }
         match crate::os::fscheck::check_journal_location(&path) {
@@ -72,7 +72,10 @@ impl CursorStore {
         let ctx = |what: &str| format!("{what} {}", path.display());
         let _inside = crate::os::fork::enter();
         // Through `tributary-unix`: a full disk is an error, not a SIGBUS.
-        let conn = crate::os::sqlite_vfs::open(&path).map_err(|e| Error::sqlite(ctx("opening cursor store"), e))?;
+        let conn = crate::os::sqlite_vfs::open(&path).map_err(|e| {
+            crate::os::sqlite_vfs::path_too_long(&path, "cursor store", true)
+                .unwrap_or_else(|| Error::sqlite(ctx("opening cursor store"), e))
+        })?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(|e| Error::sqlite(ctx("configuring"), e))?;
         let not_a_store =
             |e: rusqlite::Error| Error::NotAJournal { path: path.clone(), detail: format!("not a cursor store: {e}") };
